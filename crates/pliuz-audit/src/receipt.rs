@@ -84,7 +84,7 @@ impl Receipt {
         }
         let mut entries = Vec::with_capacity(entries_with_proofs.len());
         for (index, bytes, proof) in entries_with_proofs {
-            check_entry(approval_id, &checkpoint, index, &bytes, &proof)?;
+            check_entry(entries.last().map(|e: &ReceiptEntry| e.index), approval_id, &checkpoint, index, &bytes, &proof)?;
             let entry = String::from_utf8(bytes)
                 .map_err(|_| Error::Receipt(format!("entry {index} is not UTF-8")))?;
             entries.push(ReceiptEntry {
@@ -108,13 +108,22 @@ impl Receipt {
 }
 
 /// Checks one entry against an (already trusted or to-be-trusted) checkpoint.
+///
+/// `prev` is the previous entry's index: receipt entries are in strictly
+/// increasing log order, so an entry cannot be listed twice.
 fn check_entry(
+    prev: Option<u64>,
     approval_id: &str,
     checkpoint: &Checkpoint,
     index: u64,
     bytes: &[u8],
     proof: &[Hash],
 ) -> Result<Entry, Error> {
+    if prev.is_some_and(|p| index <= p) {
+        return Err(Error::Receipt(format!(
+            "entry {index}: entries must be in increasing index order"
+        )));
+    }
     let entry =
         Entry::parse_canonical(bytes).map_err(|e| Error::Receipt(format!("entry {index}: {e}")))?;
     if entry.index != index {
@@ -183,7 +192,9 @@ pub fn verify_receipt(receipt: &Receipt, verifiers: &[Verifier]) -> Result<Recei
                     })
             })
             .collect::<Result<Vec<Hash>, Error>>()?;
+        let prev = entries.last().map(|x: &Entry| x.index);
         entries.push(check_entry(
+            prev,
             &receipt.approval_id,
             &checkpoint,
             e.index,
