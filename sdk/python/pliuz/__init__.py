@@ -1,0 +1,88 @@
+"""Pliuz Python SDK: human approval for AI agent tool calls.
+
+Plain functions::
+
+    from pliuz import gated
+
+    @gated(policy="refunds", redact=["card.number"])
+    def issue_refund(order_id: str, amount_cents: int, card: dict) -> str: ...
+
+OpenAI Agents SDK::
+
+    from pliuz.adapters.openai_agents import gated_tool
+
+    @gated_tool(policy="refunds")
+    @function_tool
+    def issue_refund(order_id: str, amount_cents: int) -> str: ...
+
+Low level::
+
+    from pliuz import PliuzClient, AsyncPliuzClient
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._client import DEFAULT_BASE_URL, AsyncPliuzClient, PliuzClient
+from ._gate import raise_for_outcome
+from .errors import (
+    PliuzAlreadyExecutedError,
+    PliuzAPIError,
+    PliuzArgumentsError,
+    PliuzAuthenticationError,
+    PliuzCancelledError,
+    PliuzConflictError,
+    PliuzConnectionError,
+    PliuzDecisionError,
+    PliuzError,
+    PliuzExpiredError,
+    PliuzForbiddenError,
+    PliuzIdempotencyConflictError,
+    PliuzNoMatchingPolicyError,
+    PliuzNotFoundError,
+    PliuzRateLimitError,
+    PliuzRejectedError,
+    PliuzServerError,
+    PliuzTimeoutError,
+    PliuzValidationError,
+)
+from .gated import gated
+from .idempotency import idempotency_key
+from .models import Approval, ApprovalList, Decision, Execution, Vote
+from .redaction import REDACTED
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "REDACTED",
+    "Approval",
+    "ApprovalList",
+    "AsyncPliuzClient",
+    "Decision",
+    "Execution",
+    "PliuzAPIError",
+    "PliuzAlreadyExecutedError",
+    "PliuzArgumentsError",
+    "PliuzAuthenticationError",
+    "PliuzCancelledError",
+    "PliuzClient",
+    "PliuzConflictError",
+    "PliuzConnectionError",
+    "PliuzDecisionError",
+    "PliuzError",
+    "PliuzExpiredError",
+    "PliuzForbiddenError",
+    "PliuzIdempotencyConflictError",
+    "PliuzNoMatchingPolicyError",
+    "PliuzNotFoundError",
+    "PliuzRateLimitError",
+    "PliuzRejectedError",
+    "PliuzServerError",
+    "PliuzTimeoutError",
+    "PliuzValidationError",
+    "Vote",
+    "__version__",
+    "gated",
+    "idempotency_key",
+    "raise_for_outcome",
+]

@@ -1,0 +1,655 @@
+"""HTTP clients for the Pliuz API: :class:`PliuzClient` and :class:`AsyncPliuzClient`.
+
+Both are configured from arguments or the environment (``PLIUZ_API_KEY``,
+``PLIUZ_BASE_URL``, default ``http://127.0.0.1:8700``)::
+
+    from pliuz import PliuzClient
+
+    with PliuzClient() as client:
+        approval = client.create_approval(
+            tool_name="issue_refund",
+            tool_args={"order_id": "A-1", "amount_cents": 5000},
+            idempotency_key="refund-A-1",
+        )
+        approval = client.wait_for_decision(approval.id, timeout=600)
+        if approval.status == "approved":
+            ...  # run it with approval.final_args, then:
+            client.report_execution(approval.id, "success", latency_ms=12)
+
+    async with AsyncPliuzClient() as client:
+        approval = await client.create_approval(...)
+        approval = await client.wait_for_decision(approval.id)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+
+from . import __version__ as _version
+from ._retry import is_transient, retry_delay
+from .errors import (
+    PliuzAPIError,
+    PliuzConnectionError,
+    PliuzError,
+    PliuzTimeoutError,
+    error_from_response,
+)
+from .models import Approval, ApprovalList
+
+__all__ = ["DEFAULT_BASE_URL", "AsyncPliuzClient", "PliuzClient"]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8700"
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_POLL_WAIT_S = 30
+MAX_POLL_WAIT_S = 60
+#: When ``timeout`` is None and the server cannot be reached, keep retrying
+#: until this long after the request's ``expires_at`` (then raise).
+EXPIRY_GRACE_S = 30.0
+
+#: Without a timeout and without a known expiry, give up after the server was
+#: unreachable for this long.
+MAX_UNREACHABLE_S = 600.0
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+class _BaseClient:
+    api_key: str
+    base_url: str
+    timeout: float
+    max_retries: int
+    poll_wait: int
+
+    def _configure(
+        self,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float,
+        max_retries: int,
+        poll_wait: int,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("PLIUZ_API_KEY")
+        if not key:
+            raise PliuzError(
+                "no Pliuz API key: pass api_key=... or set the PLIUZ_API_KEY environment variable"
+            )
+        self.api_key = key
+        url = base_url or os.environ.get("PLIUZ_BASE_URL") or DEFAULT_BASE_URL
+        self.base_url = url.rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max(0, max_retries)
+        self.poll_wait = max(1, min(MAX_POLL_WAIT_S, poll_wait))
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.api_key}",
+            "Accept": "application/json",
+            "User-Agent": f"pliuz-python/{_version}",
+        }
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/api/v1{path}"
+
+    def _long_poll_timeout(self, wait: int | None) -> httpx.Timeout:
+        read = self.timeout + (wait or 0)
+        return httpx.Timeout(self.timeout, read=read)
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> Any:
+        if not response.is_success:
+            raise error_from_response(response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise PliuzAPIError(
+                f"{response.status_code}: the server answered with a body that is not JSON",
+                status=response.status_code,
+                body=response.text,
+                response=response,
+            ) from exc
+
+    @staticmethod
+    def _create_body(
+        tool_name: str,
+        tool_args: dict[str, Any],
+        policy: str | None,
+        tool_schema: dict[str, Any] | None,
+        call_id: str | None,
+        session_id: str | None,
+        originator: str | None,
+        context_messages: list[Any] | None,
+        client_metadata: dict[str, Any] | None,
+        idempotency_key: str | None,
+    ) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "tool_name": tool_name,
+                "tool_args": tool_args,
+                "policy": policy,
+                "tool_schema": tool_schema,
+                "call_id": call_id,
+                "session_id": session_id,
+                "originator": originator,
+                "context_messages": context_messages,
+                "client_metadata": client_metadata,
+                "idempotency_key": idempotency_key,
+            }
+        )
+
+    @staticmethod
+    def _wait_seconds(remaining: float | None, poll_wait: int) -> int:
+        if remaining is None:
+            return poll_wait
+        return max(1, min(poll_wait, math.ceil(remaining)))
+
+    @staticmethod
+    def _wait_deadline(timeout: float | None) -> float | None:
+        return time.monotonic() + timeout if timeout is not None else None
+
+    @staticmethod
+    def _expiry_deadline(approval: Approval | None) -> float | None:
+        """Monotonic deadline derived from ``expires_at`` (+ grace) for waits without a timeout."""
+        if approval is None or approval.expires_at is None:
+            return None
+        expires = approval.expires_at
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=timezone.utc)
+        delta = (expires - datetime.now(timezone.utc)).total_seconds()
+        return time.monotonic() + max(0.0, delta) + EXPIRY_GRACE_S
+
+
+class PliuzClient(_BaseClient):
+    """Synchronous client. Thread-safe; reuse one instance (it pools connections).
+
+    Args:
+        api_key: an agent key (``pliuz_ak_...``) or, for the human endpoints, a
+            user token (``pliuz_ut_...``). Defaults to ``$PLIUZ_API_KEY``.
+        base_url: server address. Defaults to ``$PLIUZ_BASE_URL`` or
+            ``http://127.0.0.1:8700``.
+        timeout: per-request timeout in seconds (long polls add their ``wait``).
+        max_retries: retries of safe requests (GETs, creates with an
+            idempotency key) on connection errors, 5xx and 429, with
+            exponential backoff and jitter.
+        poll_wait: seconds each long poll of :meth:`wait_for_decision` asks the
+            server to hold (1-60).
+        http_client: a custom :class:`httpx.Client` (proxies, TLS, transports).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        poll_wait: int = DEFAULT_POLL_WAIT_S,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self._configure(api_key, base_url, timeout, max_retries, poll_wait)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=timeout)
+
+    # -- plumbing -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the underlying connection pool (if this client created it)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> PliuzClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        retry: bool,
+        timeout: httpx.Timeout | float | None = None,
+    ) -> Any:
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    method,
+                    self._url(path),
+                    json=json,
+                    params=params,
+                    headers=self._headers(),
+                    timeout=timeout if timeout is not None else self.timeout,
+                )
+                return self._decode(response)
+            except httpx.TransportError as exc:
+                err: PliuzError = PliuzConnectionError(
+                    f"cannot reach the Pliuz server at {self.base_url}: {exc!r}"
+                )
+                cause: BaseException = exc
+            except PliuzAPIError as exc:
+                err, cause = exc, exc
+            if retry and attempt < self.max_retries and is_transient(err):
+                time.sleep(retry_delay(err, attempt))
+                attempt += 1
+                continue
+            if err is cause:
+                raise err
+            raise err from cause
+
+    # -- agent endpoints ----------------------------------------------------
+
+    def create_approval(
+        self,
+        tool_name: str,
+        tool_args: dict[str, Any],
+        *,
+        policy: str | None = None,
+        tool_schema: dict[str, Any] | None = None,
+        call_id: str | None = None,
+        session_id: str | None = None,
+        originator: str | None = None,
+        context_messages: list[Any] | None = None,
+        client_metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Ask for approval of one tool call (``POST /api/v1/approvals``).
+
+        Returns the approval: ``pending``, or already ``approved`` / ``rejected``
+        when a policy condition decided it. With an ``idempotency_key`` the
+        request is retried on transient errors, and a repeat returns the
+        existing approval with ``is_replay=True`` whatever its state.
+        """
+        body = self._create_body(
+            tool_name, tool_args, policy, tool_schema, call_id, session_id,
+            originator, context_messages, client_metadata, idempotency_key,
+        )  # fmt: skip
+        data = self._request("POST", "/approvals", json=body, retry=idempotency_key is not None)
+        return Approval.model_validate(data)
+
+    def get_approval(self, approval_id: str, *, wait: int | None = None) -> Approval:
+        """Fetch an approval. With ``wait`` (0-60 s) the server holds the request
+        until the approval settles or ``wait`` elapses (long poll)."""
+        params = {"wait": int(wait)} if wait else None
+        data = self._request(
+            "GET",
+            f"/approvals/{approval_id}",
+            params=params,
+            retry=True,
+            timeout=self._long_poll_timeout(wait),
+        )
+        return Approval.model_validate(data)
+
+    def wait_for_decision(
+        self, approval: str | Approval, *, timeout: float | None = None
+    ) -> Approval:
+        """Long-poll until the approval leaves ``pending`` and return it.
+
+        ``approval`` is an id or an :class:`~pliuz.models.Approval` (pass the
+        object returned by :meth:`create_approval`: its ``expires_at`` bounds
+        retries when no ``timeout`` is given).
+
+        The returned approval may be ``approved``, ``rejected``, ``expired``,
+        ``cancelled`` or ``executed``; inspect ``status`` (or use
+        :func:`pliuz.raise_for_outcome`). Connection errors and 5xx answers
+        while waiting (for example a server restart) are retried with backoff
+        until ``timeout``. Raises :class:`~pliuz.PliuzTimeoutError` if still
+        pending after ``timeout`` seconds. Without a timeout it waits until the
+        server settles the request (policies always expire); if the server
+        stays unreachable past ``expires_at`` it raises
+        :class:`~pliuz.PliuzConnectionError`.
+        """
+        approval_id, last = _split(approval)
+        if last is not None and last.status != "pending":
+            return last
+        deadline = self._wait_deadline(timeout)
+        attempt = 0
+        unreachable_since: float | None = None
+        while True:
+            limit = deadline if deadline is not None else self._expiry_deadline(last)
+            remaining = None if limit is None else limit - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise _timeout_error(approval_id, last, timeout)
+            wait = self._wait_seconds(remaining, self.poll_wait)
+            started = time.monotonic()
+            try:
+                data = self._request(
+                    "GET",
+                    f"/approvals/{approval_id}",
+                    params={"wait": wait},
+                    retry=False,
+                    timeout=self._long_poll_timeout(wait),
+                )
+            except PliuzError as exc:
+                if not is_transient(exc):
+                    raise
+                now = time.monotonic()
+                unreachable_since = unreachable_since or now
+                if limit is None and now - unreachable_since > MAX_UNREACHABLE_S:
+                    raise  # no expiry known to bound the wait: give up eventually
+                delay = retry_delay(exc, attempt)
+                attempt += 1
+                if remaining is not None and delay >= remaining:
+                    if deadline is None:
+                        raise
+                    time.sleep(max(0.0, remaining))
+                    continue
+                time.sleep(delay)
+                continue
+            attempt = 0
+            unreachable_since = None
+            last = Approval.model_validate(data)
+            if last.status != "pending":
+                return last
+            if time.monotonic() - started < min(wait, 1) / 2:
+                time.sleep(0.25)  # the server did not hold the request: don't spin
+
+    def report_execution(
+        self,
+        approval_id: str,
+        outcome: Literal["success", "error"],
+        *,
+        latency_ms: int | None = None,
+        output_excerpt: str | None = None,
+    ) -> Approval:
+        """Report that an approved call ran; the status becomes ``executed``.
+
+        A second report answers 409 (:class:`~pliuz.PliuzConflictError`).
+        """
+        body = _drop_none(
+            {"outcome": outcome, "latency_ms": latency_ms, "output_excerpt": output_excerpt}
+        )
+        data = self._request("POST", f"/approvals/{approval_id}/execution", json=body, retry=False)
+        return Approval.model_validate(data)
+
+    def cancel_approval(self, approval_id: str, *, reason: str | None = None) -> Approval:
+        """Cancel a ``pending`` approval (409 :class:`~pliuz.PliuzConflictError` otherwise)."""
+        data = self._request(
+            "POST", f"/approvals/{approval_id}/cancel", json=_drop_none({"reason": reason}),
+            retry=False,
+        )  # fmt: skip
+        return Approval.model_validate(data)
+
+    # -- human endpoints (user token) ----------------------------------------
+
+    def list_approvals(
+        self,
+        *,
+        status: str | None = None,
+        policy: str | None = None,
+        agent: str | None = None,
+        tool: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ApprovalList:
+        """List approvals visible to this user token, newest first (one page)."""
+        params = _drop_none(
+            {"status": status, "policy": policy, "agent": agent, "tool": tool,
+             "limit": limit, "cursor": cursor}
+        )  # fmt: skip
+        data = self._request("GET", "/approvals", params=params, retry=True)
+        return ApprovalList.model_validate(data)
+
+    def decide(
+        self,
+        approval_id: str,
+        decision: Literal["approve", "reject", "edit"],
+        *,
+        reason: str | None = None,
+        final_args: dict[str, Any] | None = None,
+    ) -> Approval:
+        """Approve, reject or edit (with ``final_args``) as a human approver."""
+        body = _drop_none({"decision": decision, "reason": reason, "final_args": final_args})
+        data = self._request("POST", f"/approvals/{approval_id}/decision", json=body, retry=False)
+        return Approval.model_validate(data)
+
+
+class AsyncPliuzClient(_BaseClient):
+    """Asynchronous twin of :class:`PliuzClient` (same arguments, awaitable methods).
+
+    Bound to the event loop it is first used on; create one per loop.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        poll_wait: int = DEFAULT_POLL_WAIT_S,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._configure(api_key, base_url, timeout, max_retries, poll_wait)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+
+    async def aclose(self) -> None:
+        """Close the underlying connection pool (if this client created it)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncPliuzClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        retry: bool,
+        timeout: httpx.Timeout | float | None = None,
+    ) -> Any:
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    method,
+                    self._url(path),
+                    json=json,
+                    params=params,
+                    headers=self._headers(),
+                    timeout=timeout if timeout is not None else self.timeout,
+                )
+                return self._decode(response)
+            except httpx.TransportError as exc:
+                err: PliuzError = PliuzConnectionError(
+                    f"cannot reach the Pliuz server at {self.base_url}: {exc!r}"
+                )
+                cause: BaseException = exc
+            except PliuzAPIError as exc:
+                err, cause = exc, exc
+            if retry and attempt < self.max_retries and is_transient(err):
+                await asyncio.sleep(retry_delay(err, attempt))
+                attempt += 1
+                continue
+            if err is cause:
+                raise err
+            raise err from cause
+
+    async def create_approval(
+        self,
+        tool_name: str,
+        tool_args: dict[str, Any],
+        *,
+        policy: str | None = None,
+        tool_schema: dict[str, Any] | None = None,
+        call_id: str | None = None,
+        session_id: str | None = None,
+        originator: str | None = None,
+        context_messages: list[Any] | None = None,
+        client_metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Async :meth:`PliuzClient.create_approval`."""
+        body = self._create_body(
+            tool_name, tool_args, policy, tool_schema, call_id, session_id,
+            originator, context_messages, client_metadata, idempotency_key,
+        )  # fmt: skip
+        data = await self._request(
+            "POST", "/approvals", json=body, retry=idempotency_key is not None
+        )
+        return Approval.model_validate(data)
+
+    async def get_approval(self, approval_id: str, *, wait: int | None = None) -> Approval:
+        """Async :meth:`PliuzClient.get_approval`."""
+        params = {"wait": int(wait)} if wait else None
+        data = await self._request(
+            "GET",
+            f"/approvals/{approval_id}",
+            params=params,
+            retry=True,
+            timeout=self._long_poll_timeout(wait),
+        )
+        return Approval.model_validate(data)
+
+    async def wait_for_decision(
+        self, approval: str | Approval, *, timeout: float | None = None
+    ) -> Approval:
+        """Async :meth:`PliuzClient.wait_for_decision`."""
+        approval_id, last = _split(approval)
+        if last is not None and last.status != "pending":
+            return last
+        deadline = self._wait_deadline(timeout)
+        attempt = 0
+        unreachable_since: float | None = None
+        while True:
+            limit = deadline if deadline is not None else self._expiry_deadline(last)
+            remaining = None if limit is None else limit - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise _timeout_error(approval_id, last, timeout)
+            wait = self._wait_seconds(remaining, self.poll_wait)
+            started = time.monotonic()
+            try:
+                data = await self._request(
+                    "GET",
+                    f"/approvals/{approval_id}",
+                    params={"wait": wait},
+                    retry=False,
+                    timeout=self._long_poll_timeout(wait),
+                )
+            except PliuzError as exc:
+                if not is_transient(exc):
+                    raise
+                now = time.monotonic()
+                unreachable_since = unreachable_since or now
+                if limit is None and now - unreachable_since > MAX_UNREACHABLE_S:
+                    raise  # no expiry known to bound the wait: give up eventually
+                delay = retry_delay(exc, attempt)
+                attempt += 1
+                if remaining is not None and delay >= remaining:
+                    if deadline is None:
+                        raise
+                    await asyncio.sleep(max(0.0, remaining))
+                    continue
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            unreachable_since = None
+            last = Approval.model_validate(data)
+            if last.status != "pending":
+                return last
+            if time.monotonic() - started < min(wait, 1) / 2:
+                await asyncio.sleep(0.25)
+
+    async def report_execution(
+        self,
+        approval_id: str,
+        outcome: Literal["success", "error"],
+        *,
+        latency_ms: int | None = None,
+        output_excerpt: str | None = None,
+    ) -> Approval:
+        """Async :meth:`PliuzClient.report_execution`."""
+        body = _drop_none(
+            {"outcome": outcome, "latency_ms": latency_ms, "output_excerpt": output_excerpt}
+        )
+        data = await self._request(
+            "POST", f"/approvals/{approval_id}/execution", json=body, retry=False
+        )
+        return Approval.model_validate(data)
+
+    async def cancel_approval(self, approval_id: str, *, reason: str | None = None) -> Approval:
+        """Async :meth:`PliuzClient.cancel_approval`."""
+        data = await self._request(
+            "POST", f"/approvals/{approval_id}/cancel", json=_drop_none({"reason": reason}),
+            retry=False,
+        )  # fmt: skip
+        return Approval.model_validate(data)
+
+    async def list_approvals(
+        self,
+        *,
+        status: str | None = None,
+        policy: str | None = None,
+        agent: str | None = None,
+        tool: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ApprovalList:
+        """Async :meth:`PliuzClient.list_approvals`."""
+        params = _drop_none(
+            {"status": status, "policy": policy, "agent": agent, "tool": tool,
+             "limit": limit, "cursor": cursor}
+        )  # fmt: skip
+        data = await self._request("GET", "/approvals", params=params, retry=True)
+        return ApprovalList.model_validate(data)
+
+    async def decide(
+        self,
+        approval_id: str,
+        decision: Literal["approve", "reject", "edit"],
+        *,
+        reason: str | None = None,
+        final_args: dict[str, Any] | None = None,
+    ) -> Approval:
+        """Async :meth:`PliuzClient.decide`."""
+        body = _drop_none({"decision": decision, "reason": reason, "final_args": final_args})
+        data = await self._request(
+            "POST", f"/approvals/{approval_id}/decision", json=body, retry=False
+        )
+        return Approval.model_validate(data)
+
+
+def _split(approval: str | Approval) -> tuple[str, Approval | None]:
+    if isinstance(approval, Approval):
+        return approval.id, approval
+    return approval, None
+
+
+def _timeout_error(approval_id: str, last: Approval | None, timeout: float | None) -> PliuzError:
+    if timeout is None:
+        return PliuzConnectionError(
+            f"approval {approval_id}: the Pliuz server stayed unreachable past the request's expiry"
+        )
+    return PliuzTimeoutError(
+        f"approval {approval_id} still pending after {timeout:g}s", approval=last
+    )

@@ -1,0 +1,1 @@
+"""Framework adapters: ``pliuz.adapters.openai_agents``."""

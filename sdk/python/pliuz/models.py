@@ -1,0 +1,110 @@
+"""Pydantic v2 models of the Pliuz HTTP API (``/api/v1``).
+
+Unknown fields sent by newer servers are kept (``extra="allow"``) rather than
+rejected, so an SDK release keeps working against a newer server.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "Approval",
+    "ApprovalList",
+    "ApprovalStatus",
+    "Decision",
+    "Execution",
+    "Vote",
+]
+
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "cancelled", "executed"]
+"""``pending`` → ``approved``/``rejected``/``expired``/``cancelled``; then ``executed``."""
+
+TERMINAL_STATUSES: frozenset[str] = frozenset({"rejected", "expired", "cancelled", "executed"})
+SETTLED_STATUSES: frozenset[str] = TERMINAL_STATUSES | {"approved"}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Vote(_Model):
+    """One approver's approval towards ``required_approvals``."""
+
+    by: str
+    at: datetime | None = None
+
+
+class Decision(_Model):
+    """How the request was settled.
+
+    ``by`` is ``user:EMAIL``, ``policy:NAME``, ``agent:NAME`` or ``system``.
+    """
+
+    outcome: Literal["approved", "rejected", "expired", "cancelled"]
+    by: str | None = None
+    reason: str | None = None
+    edited: bool = False
+    at: datetime | None = None
+
+
+class Execution(_Model):
+    """The execution outcome reported by the agent."""
+
+    outcome: Literal["success", "error"]
+    latency_ms: int | None = None
+    output_excerpt: str | None = None
+    reported_at: datetime | None = None
+
+
+class Approval(_Model):
+    """An approval request, as returned by every approval endpoint."""
+
+    id: str
+    status: ApprovalStatus
+    tool_name: str
+    tool_args: dict[str, Any] = Field(default_factory=dict)
+    final_args: dict[str, Any] | None = None
+    tool_schema: dict[str, Any] | None = None
+    policy: str | None = None
+    agent: str | None = None
+    originator: str | None = None
+    call_id: str | None = None
+    session_id: str | None = None
+    context_messages: list[Any] | None = None
+    client_metadata: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    required_approvals: int | None = None
+    approvals: list[Vote] = Field(default_factory=list)
+    decision: Decision | None = None
+    execution: Execution | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    decided_at: datetime | None = None
+    is_replay: bool = False
+
+    @property
+    def is_settled(self) -> bool:
+        """True once the request left ``pending`` (approved or terminal)."""
+        return self.status != "pending"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for ``rejected``, ``expired``, ``cancelled`` and ``executed``."""
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def reason(self) -> str | None:
+        """The decision's reason (what the model is told on rejection), if any."""
+        return self.decision.reason if self.decision is not None else None
+
+
+class ApprovalList(_Model):
+    """A page of ``GET /api/v1/approvals``."""
+
+    items: list[Approval] = Field(default_factory=list)
+    next_cursor: str | None = None
