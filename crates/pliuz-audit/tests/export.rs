@@ -1,0 +1,248 @@
+//! Export verification: a clean export passes, and every kind of tampering is
+//! reported at the first bad entry (or checkpoint).
+
+#[path = "support/export_writer.rs"]
+mod export_writer;
+
+use std::fs;
+use std::path::Path;
+
+use export_writer::write_export;
+use pliuz_audit::*;
+
+const ORIGIN: &str = "pliuz.test/audit";
+const COUNT: u64 = 310; // checkpoints at 50, 100, ..., 300; 10 unsigned entries
+
+fn setup() -> (tempfile::TempDir, SigningKey) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = SigningKey::generate(ORIGIN).expect("key");
+    write_export(dir.path(), COUNT, 50, &[(0, &key)]).expect("write export");
+    (dir, key)
+}
+
+fn lines(dir: &Path) -> Vec<String> {
+    fs::read_to_string(dir.join("entries.jsonl"))
+        .expect("read")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(dir: &Path, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    fs::write(dir.join("entries.jsonl"), text).expect("write");
+}
+
+fn verify_err(dir: &Path, key: &SigningKey) -> VerifyError {
+    match verify_export(dir, &[key.verifier()]) {
+        Ok(report) => panic!("tampered export verified: {report:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn clean_export_verifies() {
+    let (dir, key) = setup();
+    let report = verify_export(dir.path(), &[key.verifier()]).expect("verifies");
+    assert_eq!(report.origin, ORIGIN);
+    assert_eq!(report.entries, COUNT);
+    assert_eq!(report.checkpoints, vec![50, 100, 150, 200, 250, 300]);
+    assert_eq!(report.unsigned_tail, 10);
+    assert_eq!(report.signed_by, vec![key.verifier_key()]);
+    // keys.txt lists the key; verifying with it works (but see its docs).
+    let listed = read_export_keys(dir.path()).expect("keys");
+    assert_eq!(listed, vec![key.verifier()]);
+}
+
+#[test]
+fn missing_final_newline_is_accepted() {
+    let (dir, key) = setup();
+    let text = fs::read_to_string(dir.path().join("entries.jsonl")).expect("read");
+    fs::write(dir.path().join("entries.jsonl"), text.trim_end_matches('\n')).expect("write");
+    verify_export(dir.path(), &[key.verifier()]).expect("verifies");
+}
+
+#[test]
+fn byte_change_inside_a_value_is_localised_to_the_checkpoint_range() {
+    let (dir, key) = setup();
+    let mut l = lines(dir.path());
+    // Still canonical and correctly numbered: only the leaf hash changes.
+    assert!(l[120].contains("\"approved\"") || l[120].contains("ord_"));
+    l[120] = l[120].replacen("ord_60", "ord_66", 1);
+    assert_ne!(lines(dir.path())[120], l[120]);
+    write_lines(dir.path(), &l);
+    let e = verify_err(dir.path(), &key);
+    assert_eq!(e.kind, VerifyErrorKind::RootMismatch);
+    assert_eq!(e.index, Some(100), "{e}");
+    assert_eq!(e.checkpoint, Some(150));
+    let msg = e.to_string();
+    assert!(msg.starts_with("checkpoint 150: root hash does not match entries 0..150"), "{msg}");
+    assert!(msg.contains("100..150"), "{msg}");
+}
+
+#[test]
+fn byte_change_before_first_checkpoint_names_range_from_zero() {
+    let (dir, key) = setup();
+    let mut l = lines(dir.path());
+    l[7] = l[7].replacen("looks fine", "looks fint", 1);
+    write_lines(dir.path(), &l);
+    let e = verify_err(dir.path(), &key);
+    assert_eq!((e.kind, e.index, e.checkpoint), (VerifyErrorKind::RootMismatch, Some(0), Some(50)));
+}
+
+#[test]
+fn non_canonical_edit_is_exact() {
+    let (dir, key) = setup();
+    let mut l = lines(dir.path());
+    l[41] = l[41].replacen("\"actor\":", "\"actor\": ", 1);
+    write_lines(dir.path(), &l);
+    let e = verify_err(dir.path(), &key);
+    assert_eq!((e.kind, e.index), (VerifyErrorKind::NotCanonical, Some(41)));
+    assert!(e.to_string().starts_with("entry 41: not canonical JSON"), "{e}");
+}
+
+#[test]
+fn deleted_entry_is_exact() {
+    let (dir, key) = setup();
+    let mut l = lines(dir.path());
+    l.remove(41);
+    write_lines(dir.path(), &l);
+    let e = verify_err(dir.path(), &key);
+    assert_eq!((e.kind, e.index), (VerifyErrorKind::IndexMismatch, Some(41)));
+    assert!(e.to_string().starts_with("entry 41: index field says 42"), "{e}");
+}
+
+#[test]
+fn reordered_entries_are_exact() {
+    let (dir, key) = setup();
+    let mut l = lines(dir.path());
+    l.swap(17, 18);
+    write_lines(dir.path(), &l);
+    let e = verify_err(dir.path(), &key);
+    assert_eq!((e.kind, e.index), (VerifyErrorKind::IndexMismatch, Some(17)));
+    assert!(e.to_string().starts_with("entry 17: index field says 18"), "{e}");
+}
+
+#[test]
+fn inserted_entry_is_exact() {
+    let (dir, key) = setup();
+    let mut l = lines(dir.path());
+    let copy = l[200].clone();
+    l.insert(233, copy);
+    write_lines(dir.path(), &l);
+    let e = verify_err(dir.path(), &key);
+    assert_eq!((e.kind, e.index), (VerifyErrorKind::IndexMismatch, Some(233)));
+}
+
+#[test]
+fn truncation_is_exact() {
+    let (dir, key) = setup();
+    let l = lines(dir.path());
+    write_lines(dir.path(), &l[..260]);
+    let e = verify_err(dir.path(), &key);
+    assert_eq!((e.kind, e.index, e.checkpoint), (VerifyErrorKind::Truncated, Some(260), Some(300)));
+    assert!(e.to_string().starts_with("entry 260: missing"), "{e}");
+
+    // Truncating everything.
+    fs::write(dir.path().join("entries.jsonl"), "").expect("write");
+    let e = verify_err(dir.path(), &key);
+    assert_eq!((e.kind, e.index), (VerifyErrorKind::Truncated, Some(0)));
+}
+
+#[test]
+fn replaced_checkpoint_is_named() {
+    let (dir, key) = setup();
+    let path = dir.path().join("checkpoints/100");
+    let note = fs::read_to_string(&path).expect("read");
+    // Swap in the root of checkpoint 50: a well-formed but unsigned claim.
+    let other = fs::read_to_string(dir.path().join("checkpoints/50")).expect("read");
+    let root50 = other.lines().nth(2).expect("root line");
+    let root100 = note.lines().nth(2).expect("root line").to_owned();
+    fs::write(&path, note.replacen(&root100, root50, 1)).expect("write");
+    let e = verify_err(dir.path(), &key);
+    assert_eq!((e.kind, e.index, e.checkpoint), (VerifyErrorKind::Checkpoint, None, Some(100)));
+    assert!(e.to_string().starts_with("checkpoint 100: bad signature"), "{e}");
+}
+
+#[test]
+fn checkpoint_signed_by_other_key_is_named() {
+    let (dir, key) = setup();
+    // Same origin name, different key: what an attacker who rewrote the log
+    // would have to do.
+    let attacker = SigningKey::generate(ORIGIN).expect("key");
+    let path = dir.path().join("checkpoints/150");
+    let cp = Checkpoint::parse_unverified_note(&fs::read_to_string(&path).expect("read")).expect("parse");
+    fs::write(&path, sign_checkpoint(&cp, &attacker).expect("sign")).expect("write");
+    let e = verify_err(dir.path(), &key);
+    assert_eq!((e.kind, e.checkpoint), (VerifyErrorKind::Checkpoint, Some(150)));
+    let msg = e.to_string();
+    assert!(msg.contains("unknown keys"), "{msg}");
+    assert!(msg.contains(&attacker.verifier().key_id()), "{msg}");
+}
+
+#[test]
+fn renamed_or_stray_checkpoint_files_are_rejected() {
+    let (dir, key) = setup();
+    let cps = dir.path().join("checkpoints");
+    fs::rename(cps.join("100"), cps.join("99")).expect("rename");
+    let e = verify_err(dir.path(), &key);
+    assert_eq!((e.kind, e.checkpoint), (VerifyErrorKind::Checkpoint, Some(99)));
+    assert!(e.to_string().contains("body says 100"), "{e}");
+
+    fs::rename(cps.join("99"), cps.join("0100")).expect("rename");
+    assert_eq!(verify_err(dir.path(), &key).kind, VerifyErrorKind::Layout);
+
+    fs::remove_dir_all(&cps).expect("rm");
+    fs::create_dir(&cps).expect("mkdir");
+    let e = verify_err(dir.path(), &key);
+    assert_eq!(e.kind, VerifyErrorKind::Layout);
+    assert!(e.to_string().contains("no checkpoints"), "{e}");
+}
+
+#[test]
+fn key_rotation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = SigningKey::generate(ORIGIN).expect("key");
+    let new = SigningKey::generate(ORIGIN).expect("key");
+    // Checkpoints up to 150 signed by the old key, later ones by the new.
+    write_export(dir.path(), 300, 50, &[(0, &old), (151, &new)]).expect("write");
+
+    let report = verify_export(dir.path(), &[old.verifier(), new.verifier()]).expect("both keys");
+    assert_eq!(report.signed_by, vec![old.verifier_key(), new.verifier_key()]);
+    assert_eq!(read_export_keys(dir.path()).expect("keys").len(), 2);
+
+    let e = verify_export(dir.path(), &[new.verifier()]).expect_err("old checkpoints need the old key");
+    assert_eq!(e.checkpoint, Some(50));
+    let e = verify_export(dir.path(), &[old.verifier()]).expect_err("new checkpoints need the new key");
+    assert_eq!(e.checkpoint, Some(200));
+}
+
+#[test]
+fn missing_files_are_io_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = SigningKey::generate(ORIGIN).expect("key");
+    let e = verify_export(dir.path(), &[key.verifier()]).expect_err("empty dir");
+    assert_eq!(e.kind, VerifyErrorKind::Io);
+    write_export(dir.path(), 10, 5, &[(0, &key)]).expect("write");
+    fs::remove_file(dir.path().join("entries.jsonl")).expect("rm");
+    assert_eq!(verify_err(dir.path(), &key).kind, VerifyErrorKind::Io);
+}
+
+#[test]
+fn proofs_from_the_exported_tree_match_checkpoints() {
+    // The writer's tree is what a server would hold; its proofs verify
+    // against the exported checkpoints (receipts are built from these).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = SigningKey::generate(ORIGIN).expect("key");
+    let w = write_export(dir.path(), 120, 40, &[(0, &key)]).expect("write");
+    let cps: Vec<Checkpoint> = w
+        .checkpoints
+        .iter()
+        .map(|(_, n)| open_checkpoint(n, &[key.verifier()]).expect("open"))
+        .collect();
+    for pair in cps.windows(2) {
+        let proof = w.tree.consistency_proof(pair[0].size, pair[1].size).expect("proof");
+        verify_consistency(pair[0].size, pair[1].size, &proof, &pair[0].root, &pair[1].root).expect("consistent");
+    }
+}
