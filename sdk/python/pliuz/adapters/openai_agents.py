@@ -1,0 +1,331 @@
+"""Pliuz approval gates for the OpenAI Agents SDK (``pip install "pliuz[openai-agents]"``).
+
+Stack :func:`gated_tool` on ``@function_tool`` — the gate runs before the tool body::
+
+    from agents import Agent, function_tool
+    from pliuz.adapters.openai_agents import gated_tool
+
+    @gated_tool(policy="refunds")
+    @function_tool
+    def issue_refund(order_id: str, amount_cents: int) -> str:
+        \"\"\"Issue a customer refund.\"\"\"
+        return charge_back(order_id, amount_cents)
+
+    agent = Agent(name="Support agent", tools=[issue_refund])
+
+or wrap an existing tool: ``wrap_tool(tool, policy="refunds")``.
+
+The wrapped tool is the same ``FunctionTool`` (name, description, parameter
+schema and every other field unchanged) with a gated ``on_invoke_tool``. When
+the model calls it, the wrapper asks Pliuz for approval and waits. On approval
+the original tool runs with the final (possibly edited) arguments, redacted
+values restored, and the execution is reported. Otherwise the tool does not
+run and the model receives a plain tool result saying so: rejected (with the
+reviewer's reason), expired, timed out, approval server unreachable. It fails
+closed, always. ``on_reject="raise"`` raises :class:`PliuzToolRejectedError`
+(a :class:`~pliuz.PliuzRejectedError` that the Agents SDK lets through) instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from agents import FunctionTool
+from agents.exceptions import AgentsException
+from agents.tool_context import ToolContext
+
+from .._client import AsyncPliuzClient
+from .._gate import excerpt, prepare_call, run_gated_async
+from ..errors import (
+    PliuzAlreadyExecutedError,
+    PliuzArgumentsError,
+    PliuzCancelledError,
+    PliuzConnectionError,
+    PliuzError,
+    PliuzExpiredError,
+    PliuzRejectedError,
+    PliuzServerError,
+    PliuzTimeoutError,
+)
+from ..redaction import parse_path, relax_schema
+
+__all__ = [
+    "PliuzToolRejectedError",
+    "conversation_messages",
+    "gated_tool",
+    "wrap_tool",
+]
+
+try:  # private marker set by the SDK's default failure formatter; optional
+    from agents.tool import _DEFAULT_FAILURE_HANDLED_ATTR as _FAILURE_ATTR
+except ImportError:  # pragma: no cover
+    _FAILURE_ATTR = "_function_tool_default_failure_handled"
+
+ContextValue = str | Callable[[ToolContext[Any]], "str | None"] | None
+MessagesValue = (
+    list[Any] | Literal["conversation"] | Callable[[ToolContext[Any]], "list[Any] | None"] | None
+)
+ClientValue = AsyncPliuzClient | Callable[[], AsyncPliuzClient] | None
+
+
+class PliuzToolRejectedError(PliuzRejectedError, AgentsException):
+    """Raised by a gated tool with ``on_reject="raise"``; ``Runner.run`` raises it as is."""
+
+
+def conversation_messages(ctx: ToolContext[Any], limit: int = 20) -> list[dict[str, Any]]:
+    """The last ``limit`` text messages of the current turn input, as ``{"role", "content"}``.
+
+    Used by ``context_messages="conversation"``.
+    """
+    out: list[dict[str, Any]] = []
+    for item in getattr(ctx, "turn_input", None) or []:
+        data = item if isinstance(item, Mapping) else getattr(item, "__dict__", {})
+        role = data.get("role")
+        content = data.get("content")
+        if not isinstance(role, str):
+            continue
+        if isinstance(content, list):
+            parts = [p.get("text") for p in content if isinstance(p, Mapping) and "text" in p]
+            content = "\n".join(str(p) for p in parts if p is not None)
+        if isinstance(content, str):
+            out.append({"role": role, "content": content})
+    return out[-limit:]
+
+
+def _session_from_context(ctx: ToolContext[Any]) -> str | None:
+    """Default session id: ``RunConfig.group_id``, else the run context's ``session_id``."""
+    run_config = getattr(ctx, "run_config", None)
+    group_id = getattr(run_config, "group_id", None)
+    if isinstance(group_id, str) and group_id:
+        return group_id
+    user_ctx = getattr(ctx, "context", None)
+    value = (
+        user_ctx.get("session_id")
+        if isinstance(user_ctx, Mapping)
+        else getattr(user_ctx, "session_id", None)
+    )
+    return value if isinstance(value, str) and value else None
+
+
+def _resolve(value: Any, ctx: ToolContext[Any]) -> Any:
+    return value(ctx) if callable(value) else value
+
+
+def _not_run(name: str, why: str) -> str:
+    return f"The tool call {name} was NOT executed: {why}"
+
+
+def _message_for(name: str, exc: PliuzError, timeout_s: float | None) -> str:
+    """What the model is told when the gate did not let the tool run."""
+    if isinstance(exc, PliuzRejectedError):
+        by = exc.approval.decision.by if exc.approval and exc.approval.decision else None
+        who = f" by {by}" if by else ""
+        reason = exc.reason or "no reason given"
+        return (
+            f"The tool call {name} was rejected{who} and was NOT executed. "
+            f"Reason: {reason}. Do not retry this call unchanged."
+        )
+    if isinstance(exc, PliuzExpiredError):
+        return _not_run(name, "the approval request expired before anyone decided.")
+    if isinstance(exc, PliuzCancelledError):
+        why = exc.approval.reason if exc.approval else None
+        return _not_run(name, "the approval request was cancelled" + (f" ({why})." if why else "."))
+    if isinstance(exc, PliuzTimeoutError):
+        limit = f" within {timeout_s:g} seconds" if timeout_s is not None else ""
+        return _not_run(name, f"no approval decision arrived{limit}.")
+    if isinstance(exc, PliuzAlreadyExecutedError):
+        execution = exc.approval.execution if exc.approval else None
+        detail = ""
+        if execution is not None:
+            detail = f" Recorded outcome: {execution.outcome}."
+            if execution.output_excerpt:
+                detail += f" Output: {execution.output_excerpt}"
+        return (
+            f"The tool call {name} was already executed earlier for this same request "
+            f"and was not run again.{detail}"
+        )
+    if isinstance(exc, (PliuzConnectionError, PliuzServerError)):
+        return _not_run(
+            name, "the approval server could not be reached, so the call could not be approved."
+        )
+    if isinstance(exc, PliuzArgumentsError):
+        return _not_run(name, f"the approved arguments are not valid for this tool ({exc}).")
+    return _not_run(name, f"the approval request failed ({exc}).")
+
+
+def wrap_tool(
+    tool: FunctionTool,
+    *,
+    policy: str | None = None,
+    redact: Sequence[str] = (),
+    timeout_s: float | None = None,
+    session_id: ContextValue = None,
+    context_messages: MessagesValue = None,
+    originator: ContextValue = None,
+    client: ClientValue = None,
+    on_reject: Literal["message", "raise"] = "message",
+    client_metadata: dict[str, Any] | None = None,
+    cancel_on_timeout: bool = False,
+    report_output: bool = True,
+) -> FunctionTool:
+    """Return a copy of ``tool`` whose invocation is gated by Pliuz. See :func:`gated_tool`."""
+    if not isinstance(tool, FunctionTool):
+        raise TypeError(
+            f"wrap_tool expects an agents.FunctionTool (put @gated_tool above @function_tool), "
+            f"got {type(tool).__name__}"
+        )
+    if on_reject not in ("message", "raise"):
+        raise ValueError("on_reject must be 'message' or 'raise'")
+    patterns = [parse_path(p) for p in redact]
+    original = tool.on_invoke_tool
+    name = tool.name
+    schema = relax_schema(tool.params_json_schema, patterns)
+
+    def make_client() -> tuple[AsyncPliuzClient, bool]:
+        if isinstance(client, AsyncPliuzClient):
+            return client, False
+        if client is not None:
+            return client(), True
+        return AsyncPliuzClient(), True
+
+    async def invoke(ctx: ToolContext[Any], input: str) -> Any:
+        try:
+            args = json.loads(input) if input and input.strip() else {}
+        except ValueError:
+            return _not_run(name, "its arguments are not valid JSON.")
+        if not isinstance(args, dict):
+            return _not_run(name, "its arguments are not a JSON object.")
+        call_id = getattr(ctx, "tool_call_id", None)
+        session = _resolve(session_id, ctx) if session_id is not None else None
+        if session is None:
+            session = _session_from_context(ctx)
+        if context_messages == "conversation":
+            messages: list[Any] | None = conversation_messages(ctx)
+        else:
+            messages = _resolve(context_messages, ctx)
+
+        async def execute(final: dict[str, Any]) -> Any:
+            final_json = json.dumps(final, ensure_ascii=False)
+            prepare = getattr(original, "prepare_arguments", None)
+            if callable(prepare) and final_json != input:
+                try:
+                    prepare(final_json, name)  # validates edited arguments, runs no user code
+                except Exception as exc:
+                    raise PliuzArgumentsError(str(exc)) from exc
+            if hasattr(ctx, "_function_tool_arguments"):
+                ctx._function_tool_arguments = None  # prepared for the model's args, not ours
+            result = await original(ctx, final_json)
+            if getattr(ctx, _FAILURE_ATTR, False):
+                raise _HandledToolFailure(result)
+            return result
+
+        try:
+            c, owned = make_client()
+        except PliuzError as exc:
+            return _message_for(name, exc, timeout_s)
+        try:
+            prepared = prepare_call(
+                name,
+                args,
+                secret=c.api_key,
+                policy=policy,
+                redact_paths=redact,
+                tool_schema=schema,
+                call_id=call_id,
+                session_id=session,
+                originator=_resolve(originator, ctx),
+                context_messages=messages,
+                client_metadata=client_metadata,
+            )
+            return await run_gated_async(
+                c,
+                prepared,
+                execute,
+                timeout_s=timeout_s,
+                cancel_on_timeout=cancel_on_timeout,
+                report_output=report_output,
+            )
+        except _HandledToolFailure as failure:
+            return failure.result  # the tool's own error text, already reported as "error"
+        except PliuzRejectedError as exc:
+            if on_reject == "raise":
+                raise PliuzToolRejectedError(
+                    exc.message, reason=exc.reason, approval=exc.approval
+                ) from exc
+            return _message_for(name, exc, timeout_s)
+        except PliuzError as exc:
+            return _message_for(name, exc, timeout_s)
+        finally:
+            if owned:
+                await c.aclose()
+
+    return dataclasses.replace(tool, on_invoke_tool=invoke)
+
+
+class _HandledToolFailure(Exception):
+    """The wrapped tool failed and the SDK turned the error into a model-visible string."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__(excerpt(result))
+        self.result = result
+
+
+def gated_tool(
+    *,
+    policy: str | None = None,
+    redact: Sequence[str] = (),
+    timeout_s: float | None = None,
+    session_id: ContextValue = None,
+    context_messages: MessagesValue = None,
+    originator: ContextValue = None,
+    client: ClientValue = None,
+    on_reject: Literal["message", "raise"] = "message",
+    client_metadata: dict[str, Any] | None = None,
+    cancel_on_timeout: bool = False,
+    report_output: bool = True,
+) -> Callable[[FunctionTool], FunctionTool]:
+    """Decorator: gate a ``FunctionTool`` behind a Pliuz approval. Stack it on ``@function_tool``.
+
+    Args:
+        policy: policy name; omit to let the server match the tool name.
+        redact: argument paths never sent to the server (``"card.number"``,
+            ``"items[*].ssn"``); originals are restored before the tool runs.
+        timeout_s: stop waiting after this many seconds (the model is told no
+            decision arrived). ``None``: wait until the server settles the request.
+        session_id: str or ``callable(ToolContext)``; default
+            ``RunConfig.group_id``, else ``context.session_id``. Part of the
+            idempotency key with the tool name, arguments and the tool call id.
+        context_messages: list, ``"conversation"`` (the turn's text messages)
+            or ``callable(ToolContext)``; shown to the approver.
+        originator: str or ``callable(ToolContext)``: who the agent acts for.
+        client: an :class:`~pliuz.AsyncPliuzClient` or a zero-argument factory;
+            default: a client from ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL`` per call.
+        on_reject: ``"message"`` (default) tells the model the call was rejected
+            and why; ``"raise"`` raises :class:`PliuzToolRejectedError` out of the run.
+        client_metadata: extra JSON object stored with each request.
+        cancel_on_timeout: cancel the pending request when ``timeout_s`` elapses.
+        report_output: include a short output excerpt in the execution report.
+    """
+
+    def decorate(tool: FunctionTool) -> FunctionTool:
+        return wrap_tool(
+            tool,
+            policy=policy,
+            redact=redact,
+            timeout_s=timeout_s,
+            session_id=session_id,
+            context_messages=context_messages,
+            originator=originator,
+            client=client,
+            on_reject=on_reject,
+            client_metadata=client_metadata,
+            cancel_on_timeout=cancel_on_timeout,
+            report_output=report_output,
+        )
+
+    for path in redact:
+        parse_path(path)
+    return decorate
