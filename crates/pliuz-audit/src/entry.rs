@@ -81,26 +81,29 @@ impl Entry {
 
     /// Parses an entry, rejecting anything that is not exactly its canonical
     /// encoding (no trailing newline).
+    ///
+    /// Two independent checks must agree: a byte-level canonical-form scan
+    /// (the one export verification uses on its hot path) and "deserialize,
+    /// re-encode, compare bytes".
     pub fn parse_canonical(bytes: &[u8]) -> Result<Self, Error> {
-        let mut scratch = Vec::with_capacity(bytes.len());
-        Self::parse_canonical_with(bytes, &mut scratch)
+        crate::scan::canonical_entry_index(bytes)?;
+        Self::parse_by_round_trip(bytes)
     }
 
-    /// [`Entry::parse_canonical`] reusing a scratch buffer (hot loop of
-    /// export verification).
-    pub(crate) fn parse_canonical_with(bytes: &[u8], scratch: &mut Vec<u8>) -> Result<Self, Error> {
+    /// Deserializes and re-encodes, accepting only byte-identical input.
+    pub(crate) fn parse_by_round_trip(bytes: &[u8]) -> Result<Self, Error> {
         let entry: Entry = serde_json::from_slice(bytes)
             .map_err(|e| Error::NotCanonical(format!("not a valid entry: {e}")))?;
-        scratch.clear();
+        let mut again = Vec::with_capacity(bytes.len());
         entry
-            .write_canonical(scratch)
+            .write_canonical(&mut again)
             .map_err(|e| Error::NotCanonical(e.to_string()))?;
-        if scratch.as_slice() != bytes {
-            let at = scratch
+        if again.as_slice() != bytes {
+            let at = again
                 .iter()
                 .zip(bytes)
                 .position(|(a, b)| a != b)
-                .unwrap_or(scratch.len().min(bytes.len()));
+                .unwrap_or(again.len().min(bytes.len()));
             return Err(Error::NotCanonical(format!(
                 "not canonical JSON (RFC 8785): differs from the canonical form at byte {at}"
             )));
@@ -112,7 +115,7 @@ impl Entry {
 /// Checks the `YYYY-MM-DDTHH:MM:SS.mmmZ` shape with plausible field ranges.
 /// One fixed format keeps timestamps comparable as strings and makes the
 /// canonical form independent of who formatted the time.
-fn check_time(t: &str) -> Result<(), Error> {
+pub(crate) fn check_time(t: &str) -> Result<(), Error> {
     let b = t.as_bytes();
     let digits = |r: std::ops::Range<usize>| -> Option<u32> {
         b.get(r.clone())?.iter().try_fold(0u32, |acc, &c| {
@@ -233,13 +236,4 @@ fn write_value(v: &Value, out: &mut Vec<u8>) {
             out.push(b'}');
         }
     }
-}
-
-/// Canonical JSON of any value (used by tests to cross-check against an
-/// independent JCS implementation).
-#[cfg(test)]
-pub(crate) fn canonical_value(v: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_value(v, &mut out);
-    out
 }

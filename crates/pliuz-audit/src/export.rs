@@ -40,9 +40,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use crate::checkpoint::{open_checkpoint_with_signers, Checkpoint};
-use crate::entry::Entry;
 use crate::merkle::{leaf_hash, Frontier};
 use crate::note::Verifier;
+use crate::scan::canonical_entry_index;
 
 /// Upper bound on one entry line; protects the verifier from a corrupted or
 /// hostile file without a newline.
@@ -262,7 +262,6 @@ pub fn verify_export(dir: &Path, verifiers: &[Verifier]) -> Result<ExportReport,
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut frontier = Frontier::default();
     let mut line = Vec::with_capacity(4096);
-    let mut scratch = Vec::with_capacity(4096);
     let mut next_cp = 0usize;
     // Size of the last checkpoint whose root matched: entries before it are
     // known good, which bounds where an undetected-by-line edit can be.
@@ -319,15 +318,15 @@ pub fn verify_export(dir: &Path, verifiers: &[Verifier]) -> Result<ExportReport,
             }
             None => &line[..], // last line without a final newline
         };
-        let entry = Entry::parse_canonical_with(body, &mut scratch)
+        let claimed = canonical_entry_index(body)
             .map_err(|e| VerifyError::entry(VerifyErrorKind::NotCanonical, index, e))?;
-        if entry.index != index {
+        if claimed != index {
             return Err(VerifyError::entry(
                 VerifyErrorKind::IndexMismatch,
                 index,
                 format!(
                     "index field says {} (lines deleted, inserted or reordered before or at this line)",
-                    entry.index
+                    claimed
                 ),
             ));
         }

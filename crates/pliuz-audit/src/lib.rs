@@ -24,6 +24,7 @@ pub mod export;
 pub mod merkle;
 pub mod note;
 pub mod receipt;
+mod scan;
 
 pub use checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint};
 pub use entry::Entry;

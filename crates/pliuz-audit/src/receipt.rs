@@ -84,7 +84,14 @@ impl Receipt {
         }
         let mut entries = Vec::with_capacity(entries_with_proofs.len());
         for (index, bytes, proof) in entries_with_proofs {
-            check_entry(entries.last().map(|e: &ReceiptEntry| e.index), approval_id, &checkpoint, index, &bytes, &proof)?;
+            check_entry(
+                entries.last().map(|e: &ReceiptEntry| e.index),
+                approval_id,
+                &checkpoint,
+                index,
+                &bytes,
+                &proof,
+            )?;
             let entry = String::from_utf8(bytes)
                 .map_err(|_| Error::Receipt(format!("entry {index} is not UTF-8")))?;
             entries.push(ReceiptEntry {

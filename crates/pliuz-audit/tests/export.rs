@@ -59,7 +59,11 @@ fn clean_export_verifies() {
 fn missing_final_newline_is_accepted() {
     let (dir, key) = setup();
     let text = fs::read_to_string(dir.path().join("entries.jsonl")).expect("read");
-    fs::write(dir.path().join("entries.jsonl"), text.trim_end_matches('\n')).expect("write");
+    fs::write(
+        dir.path().join("entries.jsonl"),
+        text.trim_end_matches('\n'),
+    )
+    .expect("write");
     verify_export(dir.path(), &[key.verifier()]).expect("verifies");
 }
 
@@ -77,7 +81,10 @@ fn byte_change_inside_a_value_is_localised_to_the_checkpoint_range() {
     assert_eq!(e.index, Some(100), "{e}");
     assert_eq!(e.checkpoint, Some(150));
     let msg = e.to_string();
-    assert!(msg.starts_with("checkpoint 150: root hash does not match entries 0..150"), "{msg}");
+    assert!(
+        msg.starts_with("checkpoint 150: root hash does not match entries 0..150"),
+        "{msg}"
+    );
     assert!(msg.contains("100..150"), "{msg}");
 }
 
@@ -88,7 +95,10 @@ fn byte_change_before_first_checkpoint_names_range_from_zero() {
     l[7] = l[7].replacen("looks fine", "looks fint", 1);
     write_lines(dir.path(), &l);
     let e = verify_err(dir.path(), &key);
-    assert_eq!((e.kind, e.index, e.checkpoint), (VerifyErrorKind::RootMismatch, Some(0), Some(50)));
+    assert_eq!(
+        (e.kind, e.index, e.checkpoint),
+        (VerifyErrorKind::RootMismatch, Some(0), Some(50))
+    );
 }
 
 #[test]
@@ -99,7 +109,10 @@ fn non_canonical_edit_is_exact() {
     write_lines(dir.path(), &l);
     let e = verify_err(dir.path(), &key);
     assert_eq!((e.kind, e.index), (VerifyErrorKind::NotCanonical, Some(41)));
-    assert!(e.to_string().starts_with("entry 41: not canonical JSON"), "{e}");
+    assert!(
+        e.to_string().starts_with("entry 41: not canonical JSON"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -109,8 +122,14 @@ fn deleted_entry_is_exact() {
     l.remove(41);
     write_lines(dir.path(), &l);
     let e = verify_err(dir.path(), &key);
-    assert_eq!((e.kind, e.index), (VerifyErrorKind::IndexMismatch, Some(41)));
-    assert!(e.to_string().starts_with("entry 41: index field says 42"), "{e}");
+    assert_eq!(
+        (e.kind, e.index),
+        (VerifyErrorKind::IndexMismatch, Some(41))
+    );
+    assert!(
+        e.to_string().starts_with("entry 41: index field says 42"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -120,8 +139,14 @@ fn reordered_entries_are_exact() {
     l.swap(17, 18);
     write_lines(dir.path(), &l);
     let e = verify_err(dir.path(), &key);
-    assert_eq!((e.kind, e.index), (VerifyErrorKind::IndexMismatch, Some(17)));
-    assert!(e.to_string().starts_with("entry 17: index field says 18"), "{e}");
+    assert_eq!(
+        (e.kind, e.index),
+        (VerifyErrorKind::IndexMismatch, Some(17))
+    );
+    assert!(
+        e.to_string().starts_with("entry 17: index field says 18"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -132,7 +157,10 @@ fn inserted_entry_is_exact() {
     l.insert(233, copy);
     write_lines(dir.path(), &l);
     let e = verify_err(dir.path(), &key);
-    assert_eq!((e.kind, e.index), (VerifyErrorKind::IndexMismatch, Some(233)));
+    assert_eq!(
+        (e.kind, e.index),
+        (VerifyErrorKind::IndexMismatch, Some(233))
+    );
 }
 
 #[test]
@@ -141,7 +169,10 @@ fn truncation_is_exact() {
     let l = lines(dir.path());
     write_lines(dir.path(), &l[..260]);
     let e = verify_err(dir.path(), &key);
-    assert_eq!((e.kind, e.index, e.checkpoint), (VerifyErrorKind::Truncated, Some(260), Some(300)));
+    assert_eq!(
+        (e.kind, e.index, e.checkpoint),
+        (VerifyErrorKind::Truncated, Some(260), Some(300))
+    );
     assert!(e.to_string().starts_with("entry 260: missing"), "{e}");
 
     // Truncating everything.
@@ -161,8 +192,14 @@ fn replaced_checkpoint_is_named() {
     let root100 = note.lines().nth(2).expect("root line").to_owned();
     fs::write(&path, note.replacen(&root100, root50, 1)).expect("write");
     let e = verify_err(dir.path(), &key);
-    assert_eq!((e.kind, e.index, e.checkpoint), (VerifyErrorKind::Checkpoint, None, Some(100)));
-    assert!(e.to_string().starts_with("checkpoint 100: bad signature"), "{e}");
+    assert_eq!(
+        (e.kind, e.index, e.checkpoint),
+        (VerifyErrorKind::Checkpoint, None, Some(100))
+    );
+    assert!(
+        e.to_string().starts_with("checkpoint 100: bad signature"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -172,10 +209,14 @@ fn checkpoint_signed_by_other_key_is_named() {
     // would have to do.
     let attacker = SigningKey::generate(ORIGIN).expect("key");
     let path = dir.path().join("checkpoints/150");
-    let cp = Checkpoint::parse_unverified_note(&fs::read_to_string(&path).expect("read")).expect("parse");
+    let cp = Checkpoint::parse_unverified_note(&fs::read_to_string(&path).expect("read"))
+        .expect("parse");
     fs::write(&path, sign_checkpoint(&cp, &attacker).expect("sign")).expect("write");
     let e = verify_err(dir.path(), &key);
-    assert_eq!((e.kind, e.checkpoint), (VerifyErrorKind::Checkpoint, Some(150)));
+    assert_eq!(
+        (e.kind, e.checkpoint),
+        (VerifyErrorKind::Checkpoint, Some(150))
+    );
     let msg = e.to_string();
     assert!(msg.contains("unknown keys"), "{msg}");
     assert!(msg.contains(&attacker.verifier().key_id()), "{msg}");
@@ -187,7 +228,10 @@ fn renamed_or_stray_checkpoint_files_are_rejected() {
     let cps = dir.path().join("checkpoints");
     fs::rename(cps.join("100"), cps.join("99")).expect("rename");
     let e = verify_err(dir.path(), &key);
-    assert_eq!((e.kind, e.checkpoint), (VerifyErrorKind::Checkpoint, Some(99)));
+    assert_eq!(
+        (e.kind, e.checkpoint),
+        (VerifyErrorKind::Checkpoint, Some(99))
+    );
     assert!(e.to_string().contains("body says 100"), "{e}");
 
     fs::rename(cps.join("99"), cps.join("0100")).expect("rename");
@@ -209,12 +253,17 @@ fn key_rotation() {
     write_export(dir.path(), 300, 50, &[(0, &old), (151, &new)]).expect("write");
 
     let report = verify_export(dir.path(), &[old.verifier(), new.verifier()]).expect("both keys");
-    assert_eq!(report.signed_by, vec![old.verifier_key(), new.verifier_key()]);
+    assert_eq!(
+        report.signed_by,
+        vec![old.verifier_key(), new.verifier_key()]
+    );
     assert_eq!(read_export_keys(dir.path()).expect("keys").len(), 2);
 
-    let e = verify_export(dir.path(), &[new.verifier()]).expect_err("old checkpoints need the old key");
+    let e =
+        verify_export(dir.path(), &[new.verifier()]).expect_err("old checkpoints need the old key");
     assert_eq!(e.checkpoint, Some(50));
-    let e = verify_export(dir.path(), &[old.verifier()]).expect_err("new checkpoints need the new key");
+    let e =
+        verify_export(dir.path(), &[old.verifier()]).expect_err("new checkpoints need the new key");
     assert_eq!(e.checkpoint, Some(200));
 }
 
@@ -242,7 +291,17 @@ fn proofs_from_the_exported_tree_match_checkpoints() {
         .map(|(_, n)| open_checkpoint(n, &[key.verifier()]).expect("open"))
         .collect();
     for pair in cps.windows(2) {
-        let proof = w.tree.consistency_proof(pair[0].size, pair[1].size).expect("proof");
-        verify_consistency(pair[0].size, pair[1].size, &proof, &pair[0].root, &pair[1].root).expect("consistent");
+        let proof = w
+            .tree
+            .consistency_proof(pair[0].size, pair[1].size)
+            .expect("proof");
+        verify_consistency(
+            pair[0].size,
+            pair[1].size,
+            &proof,
+            &pair[0].root,
+            &pair[1].root,
+        )
+        .expect("consistent");
     }
 }

@@ -6,7 +6,8 @@ use serde_json::json;
 const SPEC_VKEY: &str = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k";
 const SPEC_NOTE: &str = "This is an example message.\n\n\u{2014} example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n";
 
-const GO_SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+const GO_SKEY: &str =
+    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
 const GO_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
 const GO_TEXT: &str =
     "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
@@ -46,20 +47,36 @@ fn note_verification_rules() {
     let note = a.sign_note("hello\n").expect("sign");
 
     // Unknown keys are ignored, but something known must have signed.
-    assert!(matches!(open_note(&note, &[b.verifier()]), Err(Error::NoTrustedSignature(_))));
-    assert!(matches!(open_note(&note, &[]), Err(Error::NoTrustedSignature(_))));
+    assert!(matches!(
+        open_note(&note, &[b.verifier()]),
+        Err(Error::NoTrustedSignature(_))
+    ));
+    assert!(matches!(
+        open_note(&note, &[]),
+        Err(Error::NoTrustedSignature(_))
+    ));
     let (_, names) = open_note(&note, &[b.verifier(), a.verifier()]).expect("a signed");
     assert_eq!(names, vec!["log.example/a"]);
 
     // Co-signed note: both lines; either key alone suffices.
-    let cosigned = format!("{note}{}", b.sign_note("hello\n").expect("sign").split_once("\n\n").expect("split").1);
+    let cosigned = format!(
+        "{note}{}",
+        b.sign_note("hello\n")
+            .expect("sign")
+            .split_once("\n\n")
+            .expect("split")
+            .1
+    );
     let (_, names) = open_note(&cosigned, &[a.verifier(), b.verifier()]).expect("both");
     assert_eq!(names, vec!["log.example/a", "log.example/b"]);
     open_note(&cosigned, &[b.verifier()]).expect("b alone");
 
     // Altered text with a known key: bad signature, not ignored.
     let altered = note.replacen("hello", "hellO", 1);
-    assert!(matches!(open_note(&altered, &[a.verifier()]), Err(Error::BadSignature(_))));
+    assert!(matches!(
+        open_note(&altered, &[a.verifier()]),
+        Err(Error::BadSignature(_))
+    ));
 
     // Malformed notes.
     for bad in [
@@ -95,7 +112,7 @@ fn key_strings_round_trip_and_reject_garbage() {
         String::new(),
         "nokey".to_owned(),
         format!("{name}+00000000+{}", rest.split_once('+').expect("plus").1), // wrong ID
-        format!("other+{rest}"),                                               // ID bound to name
+        format!("other+{rest}"),                                              // ID bound to name
         format!("{name}+zz+AAAA"),
         format!("{name}+{}", rest.replace('A', "B")),
         format!("{name}+{}+AgAA", &rest[..8]), // unknown algorithm
@@ -104,7 +121,9 @@ fn key_strings_round_trip_and_reject_garbage() {
     }
     assert!(SigningKey::from_private_string(&vk).is_err());
     let priv_str = k.to_private_string();
-    assert!(SigningKey::from_private_string(&priv_str.replacen("pliuz.example/audit", "x", 1)).is_err());
+    assert!(
+        SigningKey::from_private_string(&priv_str.replacen("pliuz.example/audit", "x", 1)).is_err()
+    );
 }
 
 // ----------------------------------------------------------- checkpoints
@@ -112,7 +131,11 @@ fn key_strings_round_trip_and_reject_garbage() {
 #[test]
 fn checkpoint_round_trip_and_origin_binding() {
     let key = SigningKey::generate("pliuz.example/log").expect("key");
-    let cp = Checkpoint { origin: "pliuz.example/log".into(), size: 42, root: leaf_hash(b"x") };
+    let cp = Checkpoint {
+        origin: "pliuz.example/log".into(),
+        size: 42,
+        root: leaf_hash(b"x"),
+    };
     let body = cp.to_body();
     assert_eq!(Checkpoint::parse(&body), Ok(cp.clone()));
     let note = sign_checkpoint(&cp, &key).expect("sign");
@@ -155,7 +178,10 @@ fn entry(index: u64, data: serde_json::Value) -> Entry {
 
 #[test]
 fn canonical_entry_bytes() {
-    let e = entry(7, json!({"z": 1, "a": [true, null, 1.5, "x\"\n\u{1}é"], "B": {"y": 2, "x": 1e21}}));
+    let e = entry(
+        7,
+        json!({"z": 1, "a": [true, null, 1.5, "x\"\n\u{1}é"], "B": {"y": 2, "x": 1e21}}),
+    );
     let bytes = e.to_canonical_bytes().expect("canonical");
     assert_eq!(
         String::from_utf8(bytes.clone()).expect("utf8"),
@@ -175,7 +201,18 @@ fn canonical_encoding_matches_independent_jcs_implementation() {
     // key order, number formatting, escapes.
     let cases = [
         json!({"\u{e000}": 1, "\u{1F600}": 2, "a": 3, "A": 4, "": 5, "\u{80}": 6}),
-        json!([0, -0.0, 1e-7, 1e21, 123456789012345680000.0, 9007199254740993u64, -9007199254740993i64, 0.1, 5e-324, 1.7976931348623157e308]),
+        json!([
+            0,
+            -0.0,
+            1e-7,
+            1e21,
+            123456789012345680000.0,
+            9007199254740993u64,
+            -9007199254740993i64,
+            0.1,
+            5e-324,
+            1.7976931348623157e308
+        ]),
         json!(["\u{7f}", "\u{1f}\u{8}\u{c}\t\r\n/\\\"", "\u{2028}", "😀"]),
         json!({"nested": {"b": [{"d": 1, "c": 2}], "a": null}}),
         json!(-4503599627370496.5),
@@ -184,7 +221,10 @@ fn canonical_encoding_matches_independent_jcs_implementation() {
         let e = entry(1, data);
         let ours = e.to_canonical_bytes().expect("canonical");
         let theirs = serde_json_canonicalizer::to_vec(&e).expect("jcs");
-        assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        assert_eq!(
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&theirs)
+        );
         // Canonical bytes are a fixed point (values such as -0 or 2^53+1 are
         // normalised on the way in, as JCS requires).
         let back = Entry::parse_canonical(&ours).expect("parses");
@@ -194,19 +234,21 @@ fn canonical_encoding_matches_independent_jcs_implementation() {
 
 #[test]
 fn non_canonical_entries_are_rejected() {
-    let good = String::from_utf8(entry(3, json!({"n": 1})).to_canonical_bytes().expect("c")).expect("utf8");
+    let good = String::from_utf8(entry(3, json!({"n": 1})).to_canonical_bytes().expect("c"))
+        .expect("utf8");
     Entry::parse_canonical(good.as_bytes()).expect("good");
     let variants = [
-        good.replacen("{\"actor\"", "{ \"actor\"", 1),             // whitespace
-        good.replacen("\"n\":1", "\"n\":1.0", 1),                    // number form
-        good.replacen("user:a", "\\u0075ser:a", 1),                  // needless escape
-        good.replacen("\"index\":3,", "", 1).replacen('}', ",\"index\":3}", 1), // order
-        format!("{good}\n"),                                         // trailing newline
+        good.replacen("{\"actor\"", "{ \"actor\"", 1), // whitespace
+        good.replacen("\"n\":1", "\"n\":1.0", 1),      // number form
+        good.replacen("user:a", "\\u0075ser:a", 1),    // needless escape
+        good.replacen("\"index\":3,", "", 1)
+            .replacen('}', ",\"index\":3}", 1), // order
+        format!("{good}\n"),                           // trailing newline
         good.replacen("\"approval_id\":\"apr_01\"", "\"approval_id\":null", 1),
-        good.replacen("\"type\"", "\"extra\":1,\"type\"", 1),        // unknown field
+        good.replacen("\"type\"", "\"extra\":1,\"type\"", 1), // unknown field
         good.replacen("2025-01-31T12:00:00.123Z", "2025-01-31T12:00:00Z", 1),
         good.replacen("2025-01-31T12:00:00.123Z", "2025-13-31T12:00:00.123Z", 1),
-        good.replacen("\"n\":1", "\"n\":1,\"n\":1", 1),              // duplicate key
+        good.replacen("\"n\":1", "\"n\":1,\"n\":1", 1), // duplicate key
         good.replacen("\"index\":3", "\"index\":03", 1),
         "null".to_owned(),
         String::new(),
@@ -242,14 +284,30 @@ fn log_with_approvals(n: u64) -> Log {
 
 fn receipt_for(log: &Log, approval: &str) -> Receipt {
     let size = log.tree.size();
-    let cp = Checkpoint { origin: log.key.name().into(), size, root: log.tree.root() };
+    let cp = Checkpoint {
+        origin: log.key.name().into(),
+        size,
+        root: log.tree.root(),
+    };
     let note = sign_checkpoint(&cp, &log.key).expect("sign");
     let entries = log
         .lines
         .iter()
         .enumerate()
-        .filter(|(_, b)| Entry::parse_canonical(b).expect("entry").approval_id.as_deref() == Some(approval))
-        .map(|(i, b)| (i as u64, b.clone(), log.tree.inclusion_proof(i as u64, size).expect("proof")))
+        .filter(|(_, b)| {
+            Entry::parse_canonical(b)
+                .expect("entry")
+                .approval_id
+                .as_deref()
+                == Some(approval)
+        })
+        .map(|(i, b)| {
+            (
+                i as u64,
+                b.clone(),
+                log.tree.inclusion_proof(i as u64, size).expect("proof"),
+            )
+        })
         .collect();
     Receipt::build(approval, &note, size, entries).expect("build")
 }
@@ -265,7 +323,10 @@ fn receipt_round_trip() {
     assert_eq!(report.entries.len(), 7);
     assert_eq!(report.checkpoint.size, 20);
     assert_eq!(report.signed_by, vec![log.key.verifier_key()]);
-    assert!(report.entries.iter().all(|e| e.approval_id.as_deref() == Some("apr_1")));
+    assert!(report
+        .entries
+        .iter()
+        .all(|e| e.approval_id.as_deref() == Some("apr_1")));
 }
 
 #[test]
@@ -305,7 +366,10 @@ fn receipt_tampering_is_detected() {
     assert!(verify_receipt(&r, &keys).is_err(), "format");
 
     let stranger = SigningKey::generate("pliuz.test/log").expect("key");
-    assert!(verify_receipt(&good, &[stranger.verifier()]).is_err(), "unknown key");
+    assert!(
+        verify_receipt(&good, &[stranger.verifier()]).is_err(),
+        "unknown key"
+    );
 
     // Build refuses structurally wrong input.
     let note = good.checkpoint.clone();

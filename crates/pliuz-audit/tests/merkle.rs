@@ -73,7 +73,9 @@ fn subproof(m: usize, leaves: &[Hash], b: bool) -> Vec<Hash> {
 }
 
 fn leaves(n: usize) -> Vec<Hash> {
-    (0..n).map(|i| leaf_hash(format!("entry {i}").as_bytes())).collect()
+    (0..n)
+        .map(|i| leaf_hash(format!("entry {i}").as_bytes()))
+        .collect()
 }
 
 /// A hash map holding only the listed indexes, so assembling from it proves
@@ -122,7 +124,16 @@ fn rfc6962_known_roots() {
 #[test]
 fn go_tlog_stored_hash_indexes() {
     // Values from Go's tlog: leaves and completed subtrees interleaved.
-    let want = [(0, 0, 0), (0, 1, 1), (1, 0, 2), (0, 2, 3), (0, 3, 4), (1, 1, 5), (2, 0, 6), (0, 4, 7)];
+    let want = [
+        (0, 0, 0),
+        (0, 1, 1),
+        (1, 0, 2),
+        (0, 2, 3),
+        (0, 3, 4),
+        (1, 1, 5),
+        (2, 0, 6),
+        (0, 4, 7),
+    ];
     for (level, n, index) in want {
         assert_eq!(stored_hash_index(level, n), index, "level {level} n {n}");
     }
@@ -146,7 +157,10 @@ fn brute_force_all_sizes_and_indexes() {
         // Root: memory tree, and plan/assemble with exactly the planned hashes.
         assert_eq!(tree.root(), root, "root {n}");
         let plan = tree_hash_plan(n as u64).expect("plan");
-        assert_eq!(tree_hash(n as u64, &only(&tree, &plan)).expect("assemble"), root);
+        assert_eq!(
+            tree_hash(n as u64, &only(&tree, &plan)).expect("assemble"),
+            root
+        );
         assert_eq!(stored_hash_count(n as u64), db.len() as u64);
 
         for m in 0..n {
@@ -154,13 +168,20 @@ fn brute_force_all_sizes_and_indexes() {
             let plan = inclusion_proof_plan(m as u64, n as u64).expect("plan");
             let got = inclusion_proof(m as u64, n as u64, &only(&tree, &plan)).expect("proof");
             assert_eq!(got, want, "inclusion {m} in {n}");
-            assert_eq!(tree.inclusion_proof(m as u64, n as u64).expect("proof"), want);
+            assert_eq!(
+                tree.inclusion_proof(m as u64, n as u64).expect("proof"),
+                want
+            );
             verify_inclusion(m as u64, n as u64, &l[m], &got, &root).expect("verifies");
             // Wrong leaf, wrong index, wrong root, short and long proofs fail.
-            assert!(verify_inclusion(m as u64, n as u64, &all[MAX - 1 - m], &got, &root).is_err()
-                || all[MAX - 1 - m] == l[m]);
+            assert!(
+                verify_inclusion(m as u64, n as u64, &all[MAX - 1 - m], &got, &root).is_err()
+                    || all[MAX - 1 - m] == l[m]
+            );
             if n > 1 {
-                assert!(verify_inclusion(((m + 1) % n) as u64, n as u64, &l[m], &got, &root).is_err());
+                assert!(
+                    verify_inclusion(((m + 1) % n) as u64, n as u64, &l[m], &got, &root).is_err()
+                );
             }
             assert!(verify_inclusion(m as u64, n as u64, &l[m], &got, &empty_root()).is_err());
             if !got.is_empty() {
@@ -177,7 +198,10 @@ fn brute_force_all_sizes_and_indexes() {
             let plan = consistency_proof_plan(m as u64, n as u64).expect("plan");
             let got = consistency_proof(m as u64, n as u64, &only(&tree, &plan)).expect("proof");
             assert_eq!(got, want, "consistency {m} -> {n}");
-            assert_eq!(tree.consistency_proof(m as u64, n as u64).expect("proof"), want);
+            assert_eq!(
+                tree.consistency_proof(m as u64, n as u64).expect("proof"),
+                want
+            );
             let old = mth(&l[..m]);
             verify_consistency(m as u64, n as u64, &got, &old, &root).expect("verifies");
             if m > 0 && m < n {
@@ -238,7 +262,14 @@ fn large_tree_proofs_are_logarithmic() {
     let p = inclusion_proof_plan(1234, 5000).expect("plan");
     assert!(p.len() <= 2 * 13, "{} reads", p.len());
     let proof = t.inclusion_proof(1234, 5000).expect("proof");
-    verify_inclusion(1234, 5000, &leaf_hash(&1234u32.to_be_bytes()), &proof, &root).expect("ok");
+    verify_inclusion(
+        1234,
+        5000,
+        &leaf_hash(&1234u32.to_be_bytes()),
+        &proof,
+        &root,
+    )
+    .expect("ok");
     let c = t.consistency_proof(3333, 5000).expect("proof");
     verify_consistency(3333, 5000, &c, &t.root_at(3333).expect("root"), &root).expect("ok");
 }

@@ -61,14 +61,21 @@ pub struct Written {
 /// entries (and none for the tail after the last multiple), signing each
 /// checkpoint of size `s` with the last key in `keys` whose start is `<= s`
 /// (key rotation).
-pub fn write_export(dir: &Path, count: u64, every: u64, keys: &[(u64, &SigningKey)]) -> std::io::Result<Written> {
+pub fn write_export(
+    dir: &Path,
+    count: u64,
+    every: u64,
+    keys: &[(u64, &SigningKey)],
+) -> std::io::Result<Written> {
     fs::create_dir_all(dir.join("checkpoints"))?;
     let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(dir.join("entries.jsonl"))?);
     let mut tree = MemoryTree::new();
     let mut checkpoints = Vec::new();
     let mut bytes = 0u64;
     for i in 0..count {
-        let line = sample_entry(i).to_canonical_bytes().map_err(std::io::Error::other)?;
+        let line = sample_entry(i)
+            .to_canonical_bytes()
+            .map_err(std::io::Error::other)?;
         out.write_all(&line)?;
         out.write_all(b"\n")?;
         bytes += line.len() as u64 + 1;
@@ -81,14 +88,25 @@ pub fn write_export(dir: &Path, count: u64, every: u64, keys: &[(u64, &SigningKe
                 .find(|(start, _)| *start <= size)
                 .map(|(_, k)| *k)
                 .ok_or_else(|| std::io::Error::other("no key for checkpoint"))?;
-            let cp = Checkpoint { origin: key.name().to_owned(), size, root: tree.root() };
+            let cp = Checkpoint {
+                origin: key.name().to_owned(),
+                size,
+                root: tree.root(),
+            };
             let note = sign_checkpoint(&cp, key).map_err(std::io::Error::other)?;
             fs::write(dir.join("checkpoints").join(size.to_string()), &note)?;
             checkpoints.push((size, note));
         }
     }
     out.flush()?;
-    let key_lines: String = keys.iter().map(|(_, k)| format!("{}\n", k.verifier_key())).collect();
+    let key_lines: String = keys
+        .iter()
+        .map(|(_, k)| format!("{}\n", k.verifier_key()))
+        .collect();
     fs::write(dir.join("keys.txt"), key_lines)?;
-    Ok(Written { tree, checkpoints, bytes })
+    Ok(Written {
+        tree,
+        checkpoints,
+        bytes,
+    })
 }
