@@ -1,0 +1,134 @@
+"""The gated decorator's control flow, against the in-memory fake (see test_server_gated.py
+for the same against the real server)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from fakes import FakePliuz
+
+import pliuz
+from pliuz import AsyncPliuzClient, PliuzClient, gated
+
+KEY = "pliuz_ak_test"
+
+
+def sync_client(fake: FakePliuz) -> PliuzClient:
+    return PliuzClient(KEY, "http://t", http_client=httpx.Client(transport=fake.transport()))
+
+
+def bodies(fake: FakePliuz, suffix: str = "/approvals") -> list[dict[str, Any]]:
+    return [
+        json.loads(r.content)
+        for r in fake.requests
+        if r.method == "POST" and r.url.path.endswith(suffix)
+    ]
+
+
+def test_sync_approve_with_edit_restores_redacted_values() -> None:
+    fake = FakePliuz()
+    calls: list[tuple[Any, ...]] = []
+
+    @gated(policy="refunds", redact=["card.number"], client=sync_client(fake), session_id="s1")
+    def refund(order_id: str, amount_cents: int, card: dict[str, str]) -> str:
+        calls.append((order_id, amount_cents, card))
+        return f"refunded {amount_cents}"
+
+    def approver(a: dict[str, Any]) -> None:
+        edited = {**a["tool_args"], "amount_cents": 100}
+        edited["card"] = {**edited["card"], "number": "0000"}  # approver cannot override
+        fake.decide(a["id"], "approved", final_args=edited)
+
+    fake.on_get = approver
+    assert refund("A-1", 5000, card={"number": "4111", "cvc": "1"}) == "refunded 100"
+    assert calls == [("A-1", 100, {"number": "4111", "cvc": "1"})]
+    (create,) = bodies(fake)
+    assert "4111" not in json.dumps(create)
+    assert create["tool_args"]["card"]["number"] == pliuz.REDACTED
+    assert create["policy"] == "refunds" and create["session_id"] == "s1"
+    assert create["tool_schema"]["properties"]["amount_cents"]["type"] == "integer"
+    (report,) = bodies(fake, "/execution")
+    assert report["outcome"] == "success" and report["output_excerpt"] == "refunded 100"
+
+
+def test_edit_that_does_not_bind_refuses_to_run() -> None:
+    fake = FakePliuz()
+    ran = []
+
+    @gated(client=sync_client(fake))
+    def f(a: int) -> int:
+        ran.append(a)
+        return a
+
+    fake.on_get = lambda ap: fake.decide(ap["id"], "approved", final_args={"a": 1, "zzz": 2})
+    with pytest.raises(pliuz.PliuzArgumentsError):
+        f(1)
+    assert ran == []
+    (report,) = bodies(fake, "/execution")
+    assert report["outcome"] == "error" and report["output_excerpt"].startswith("not run")
+
+
+def test_rejection_raises_with_reason_and_replay_of_executed_never_runs_again() -> None:
+    fake = FakePliuz()
+    ran = []
+
+    @gated(client=sync_client(fake))
+    def f(a: int) -> int:
+        ran.append(a)
+        return a
+
+    fake.on_get = lambda ap: fake.decide(ap["id"], "rejected", reason="not today")
+    with pytest.raises(pliuz.PliuzRejectedError) as info:
+        f(1)
+    assert info.value.reason == "not today" and ran == []
+
+    fake.on_get = lambda ap: fake.decide(ap["id"], "approved")
+    assert f(2) == 2 and ran == [2]
+    with pytest.raises(pliuz.PliuzAlreadyExecutedError) as executed:
+        f(2)  # same key: re-attaches to the executed request
+    assert ran == [2]
+    assert executed.value.approval is not None and executed.value.approval.is_replay
+
+
+def test_errors_of_the_function_are_reported_and_propagate() -> None:
+    fake = FakePliuz()
+    fake.auto = "approved"
+
+    @gated(client=sync_client(fake))
+    def boom() -> None:
+        raise RuntimeError("kaput")
+
+    with pytest.raises(RuntimeError, match="kaput"):
+        boom()
+    (report,) = bodies(fake, "/execution")
+    assert report["outcome"] == "error" and "kaput" in report["output_excerpt"]
+
+
+async def test_async_function_and_variadic_signature() -> None:
+    fake = FakePliuz()
+    client = AsyncPliuzClient(KEY, "http://t", http_client=httpx.AsyncClient(transport=fake.transport()))
+    seen: list[Any] = []
+
+    @gated(client=client, tool_name="send", timeout_s=5)
+    async def send(to: str, *cc: str, urgent: bool = False, **headers: str) -> str:
+        seen.append((to, cc, urgent, headers))
+        return "sent"
+
+    fake.on_get = lambda ap: fake.decide(
+        ap["id"], "approved", final_args={**ap["tool_args"], "urgent": True}
+    )
+    assert await send("a@x", "b@x", subject="hi") == "sent"
+    assert seen == [("a@x", ("b@x",), True, {"subject": "hi"})]
+    (create,) = bodies(fake)
+    assert create["tool_name"] == "send"
+    assert create["tool_args"] == {"to": "a@x", "cc": ["b@x"], "urgent": False, "subject": "hi"}
+
+
+def test_client_kind_must_match_function_kind() -> None:
+    with pytest.raises(TypeError):
+
+        @gated(client=PliuzClient(KEY, "http://t"))
+        async def f() -> None: ...
