@@ -38,7 +38,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         parts.push((i, bytes, written.tree.inclusion_proof(i, *size)?));
     }
     let receipt = Receipt::build(approval, note, *size, parts)?;
-    std::fs::write(dir.join("receipt.json"), serde_json::to_string_pretty(&receipt)?)?;
+    std::fs::write(
+        dir.join("receipt.json"),
+        serde_json::to_string_pretty(&receipt)?,
+    )?;
     std::fs::write(
         dir.join("trusted_keys.txt"),
         format!("{}\n{}\n", old.verifier_key(), new.verifier_key()),
