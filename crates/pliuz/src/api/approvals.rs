@@ -1,0 +1,451 @@
+//! `/api/v1/approvals`: agents open requests and wait; humans list and decide.
+
+use super::error::Problem;
+use super::extract::{ApiJson, ApiQuery, Auth};
+use super::AppState;
+use crate::approval::{Approval, DecisionKind, Execution, ExecutionOutcome, Status};
+use crate::auth::Principal;
+use crate::service::{DecisionInput, FieldError, NewApproval};
+use crate::store::{format_time, ApprovalFilter};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+pub const MAX_WAIT_SECS: u64 = 60;
+const MAX_EXCERPT_CHARS: usize = 1000;
+
+/// The approval resource as the API shows it (`docs/api.md`).
+#[derive(Debug, Serialize)]
+pub struct ApprovalView {
+    pub id: String,
+    pub status: Status,
+    pub tool_name: String,
+    pub tool_args: Map<String, Value>,
+    pub proposed_args: Option<Map<String, Value>>,
+    pub final_args: Option<Map<String, Value>>,
+    pub tool_schema: Option<Value>,
+    pub policy: String,
+    pub agent: String,
+    pub originator: Option<String>,
+    pub call_id: Option<String>,
+    pub session_id: Option<String>,
+    pub context_messages: Option<Value>,
+    pub client_metadata: Option<Value>,
+    pub idempotency_key: Option<String>,
+    pub args_digest: String,
+    pub required_approvals: u32,
+    pub allowed_decisions: Vec<DecisionKind>,
+    pub approvals: Vec<VoteView>,
+    pub decision: Option<DecisionView>,
+    pub execution: Option<ExecutionView>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub decided_at: Option<String>,
+    pub is_replay: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VoteView {
+    pub by: String,
+    pub at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DecisionView {
+    pub outcome: Status,
+    pub by: String,
+    pub reason: Option<String>,
+    pub edited: bool,
+    pub at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExecutionView {
+    pub outcome: ExecutionOutcome,
+    pub latency_ms: Option<i64>,
+    pub output_excerpt: Option<String>,
+    pub reported_at: String,
+}
+
+impl ApprovalView {
+    pub fn new(a: Approval, is_replay: bool) -> ApprovalView {
+        ApprovalView {
+            decided_at: a.settlement.as_ref().map(|s| format_time(s.at)),
+            decision: a.settlement.as_ref().map(|s| DecisionView {
+                outcome: s.status,
+                by: s.by.clone(),
+                reason: s.reason.clone(),
+                edited: a.edited,
+                at: format_time(s.at),
+            }),
+            execution: a.execution.as_ref().map(|e| ExecutionView {
+                outcome: e.outcome,
+                latency_ms: e.latency_ms,
+                output_excerpt: e.output_excerpt.clone(),
+                reported_at: format_time(e.reported_at),
+            }),
+            approvals: a
+                .votes
+                .iter()
+                .map(|v| VoteView {
+                    by: v.voter.clone(),
+                    at: format_time(v.at),
+                })
+                .collect(),
+            id: a.id,
+            status: a.status,
+            tool_name: a.tool_name,
+            tool_args: a.tool_args,
+            proposed_args: a.proposed_args,
+            final_args: a.final_args,
+            tool_schema: a.tool_schema,
+            policy: a.policy,
+            agent: a.agent,
+            originator: a.originator,
+            call_id: a.call_id,
+            session_id: a.session_id,
+            context_messages: a.context_messages,
+            client_metadata: a.client_metadata,
+            idempotency_key: a.idempotency_key,
+            args_digest: a.args_digest,
+            required_approvals: a.required_approvals,
+            allowed_decisions: a.allowed_decisions,
+            created_at: format_time(a.created_at),
+            expires_at: format_time(a.expires_at),
+            is_replay,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    tool_name: String,
+    tool_args: Map<String, Value>,
+    policy: Option<String>,
+    tool_schema: Option<Map<String, Value>>,
+    call_id: Option<String>,
+    session_id: Option<String>,
+    context_messages: Option<Vec<Value>>,
+    originator: Option<String>,
+    idempotency_key: Option<String>,
+    client_metadata: Option<Map<String, Value>>,
+}
+
+fn check_len(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    v: Option<&str>,
+    max: usize,
+    required: bool,
+) {
+    match v {
+        Some(s) if s.trim().is_empty() && required => {
+            errors.push(FieldError::new(field, "must not be empty"))
+        }
+        Some(s) if s.chars().count() > max => errors.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        )),
+        _ => {}
+    }
+}
+
+fn agent_name(p: &Principal) -> Result<&str, Problem> {
+    match p {
+        Principal::Agent { name } => Ok(name),
+        Principal::User(_) => Err(Problem::forbidden(
+            "approval requests are opened by agents: use an agent key (`pliuz agents create NAME`)",
+        )),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<Response, Problem> {
+    let agent = agent_name(&principal)?;
+    let mut errors = Vec::new();
+    check_len(&mut errors, "tool_name", Some(&body.tool_name), 200, true);
+    check_len(&mut errors, "policy", body.policy.as_deref(), 200, true);
+    check_len(
+        &mut errors,
+        "idempotency_key",
+        body.idempotency_key.as_deref(),
+        200,
+        true,
+    );
+    check_len(&mut errors, "call_id", body.call_id.as_deref(), 200, false);
+    check_len(
+        &mut errors,
+        "session_id",
+        body.session_id.as_deref(),
+        200,
+        false,
+    );
+    check_len(
+        &mut errors,
+        "originator",
+        body.originator.as_deref(),
+        320,
+        false,
+    );
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    let (approval, created) = state
+        .cp
+        .create(
+            agent,
+            NewApproval {
+                tool_name: body.tool_name,
+                tool_args: body.tool_args,
+                policy: body.policy,
+                tool_schema: body.tool_schema.map(Value::Object),
+                call_id: body.call_id,
+                session_id: body.session_id,
+                context_messages: body.context_messages.map(Value::Array),
+                originator: body.originator,
+                idempotency_key: body.idempotency_key,
+                client_metadata: body.client_metadata.map(Value::Object),
+            },
+        )
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/api/v1/approvals/{}", approval.id);
+    Ok((
+        status,
+        [(axum::http::header::LOCATION, location)],
+        Json(ApprovalView::new(approval, !created)),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetQuery {
+    wait: Option<u64>,
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<GetQuery>,
+) -> Result<Json<ApprovalView>, Problem> {
+    let wait = q.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(Problem::validation(vec![FieldError::new(
+            "wait",
+            format!("must be between 0 and {MAX_WAIT_SECS} seconds"),
+        )]));
+    }
+    // Subscribe before reading, so a decision landing in between is not missed.
+    let mut changes = state.cp.notifier.subscribe();
+    let a = state.cp.get_for(&principal, &id).await?;
+    if a.status != Status::Pending || wait == 0 {
+        return Ok(Json(ApprovalView::new(a, false)));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        match tokio::time::timeout_at(deadline, changes.recv()).await {
+            Err(_) => break,
+            Ok(Ok(ev)) if ev.id != id => continue,
+            // Our request changed, or we lagged behind and may have missed it.
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                let a = state.cp.get_for(&principal, &id).await?;
+                if a.status != Status::Pending {
+                    return Ok(Json(ApprovalView::new(a, false)));
+                }
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
+        }
+    }
+    let a = state.cp.get_for(&principal, &id).await?;
+    Ok(Json(ApprovalView::new(a, false)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    policy: Option<String>,
+    agent: Option<String>,
+    tool: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListView {
+    items: Vec<ApprovalView>,
+    next_cursor: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ListView>, Problem> {
+    let mut filter = ApprovalFilter {
+        policy: q.policy,
+        agent: q.agent,
+        tool: q.tool,
+        before_id: q.cursor,
+        limit: q.limit.unwrap_or(50),
+        ..Default::default()
+    };
+    if !(1..=200).contains(&filter.limit) {
+        return Err(Problem::validation(vec![FieldError::new(
+            "limit",
+            "must be between 1 and 200",
+        )]));
+    }
+    if let Some(s) = q.status {
+        filter.status = Some(Status::parse(&s).ok_or_else(|| {
+            Problem::validation(vec![FieldError::new(
+                "status",
+                format!(
+                    "'{s}' is not one of pending, approved, rejected, expired, cancelled, executed"
+                ),
+            )])
+        })?);
+    }
+    match &principal {
+        Principal::Agent { name } => filter.agent = Some(name.clone()),
+        Principal::User(_) if principal.sees_everything() => {}
+        Principal::User(_) => filter.policies_in = Some(state.cp.policies_for(&principal)),
+    }
+    let page = state.cp.store.list_approvals(&filter).await?;
+    Ok(Json(ListView {
+        items: page
+            .items
+            .into_iter()
+            .map(|a| ApprovalView::new(a, false))
+            .collect(),
+        next_cursor: page.next,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    decision: String,
+    reason: Option<String>,
+    final_args: Option<Map<String, Value>>,
+}
+
+pub async fn decide(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DecisionBody>,
+) -> Result<Json<ApprovalView>, Problem> {
+    let kind = DecisionKind::parse(&body.decision).ok_or_else(|| {
+        Problem::validation(vec![FieldError::new(
+            "decision",
+            format!("'{}' is not one of approve, reject, edit", body.decision),
+        )])
+    })?;
+    let mut errors = Vec::new();
+    check_len(&mut errors, "reason", body.reason.as_deref(), 2000, false);
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    let a = state
+        .cp
+        .decide(
+            &principal,
+            &id,
+            DecisionInput {
+                kind,
+                reason: body.reason.filter(|r| !r.trim().is_empty()),
+                final_args: body.final_args,
+            },
+        )
+        .await?;
+    Ok(Json(ApprovalView::new(a, false)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionBody {
+    outcome: String,
+    latency_ms: Option<i64>,
+    output_excerpt: Option<String>,
+}
+
+pub async fn report_execution(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ExecutionBody>,
+) -> Result<Json<ApprovalView>, Problem> {
+    let outcome = ExecutionOutcome::parse(&body.outcome).ok_or_else(|| {
+        Problem::validation(vec![FieldError::new(
+            "outcome",
+            format!("'{}' is not one of success, error", body.outcome),
+        )])
+    })?;
+    if body.latency_ms.is_some_and(|l| l < 0) {
+        return Err(Problem::validation(vec![FieldError::new(
+            "latency_ms",
+            "must be 0 or more",
+        )]));
+    }
+    let excerpt = body
+        .output_excerpt
+        .map(|s| s.chars().take(MAX_EXCERPT_CHARS).collect::<String>());
+    let a = state
+        .cp
+        .report_execution(
+            &principal,
+            &id,
+            Execution {
+                outcome,
+                latency_ms: body.latency_ms,
+                output_excerpt: excerpt,
+                reported_at: crate::store::now_millis(),
+            },
+        )
+        .await?;
+    Ok(Json(ApprovalView::new(a, false)))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    reason: Option<String>,
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<ApprovalView>, Problem> {
+    // The body is optional: an empty one cancels without a reason.
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<CancelBody>(&body)
+            .map_err(|e| Problem::validation(vec![FieldError::new("body", e.to_string())]))?
+            .reason
+    };
+    if !matches!(principal, Principal::Agent { .. }) && !principal.sees_everything() {
+        return Err(Problem::forbidden(
+            "only the requesting agent or an admin can cancel a request",
+        ));
+    }
+    let a = state.cp.cancel(&principal, &id, reason).await?;
+    Ok(Json(ApprovalView::new(a, false)))
+}

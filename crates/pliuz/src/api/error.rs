@@ -1,0 +1,211 @@
+//! RFC 9457 problem details: every error the HTTP API returns, with a stable
+//! `code` for programs and a `detail` that tells a person what to fix.
+
+use crate::service::{FieldError, ServiceError};
+use crate::store::StoreError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &str,
+        detail: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            type_uri: format!("https://pliuz.dev/problems/{}", code.replace('_', "-")),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code,
+            errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Problem {
+        self.errors = errors;
+        self
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+            detail,
+        )
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "not_found", "Not found", detail)
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "Malformed request",
+            detail,
+        )
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Problem {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "Request body is invalid",
+            detail,
+        )
+        .with_errors(errors)
+    }
+
+    pub fn internal() -> Problem {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server failed to handle this request; nothing was changed. The error is in the server log",
+        )
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            detail,
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"pliuz\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Problem {
+        tracing::error!(error = %e, "store error");
+        Problem::internal()
+    }
+}
+
+impl From<ServiceError> for Problem {
+    fn from(e: ServiceError) -> Problem {
+        use crate::approval::TransitionError as T;
+        use crate::policy::MatchError;
+        let msg = e.to_string();
+        match e {
+            ServiceError::NotFound(_) => Problem::not_found(msg),
+            ServiceError::Forbidden(_) => Problem::forbidden(msg),
+            ServiceError::Transition(t) => match t {
+                T::AlreadyVoted { .. } => Problem::new(
+                    StatusCode::CONFLICT,
+                    "already_voted",
+                    "Already approved by you",
+                    msg,
+                ),
+                T::DecisionNotAllowed { .. } => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "decision_not_allowed",
+                    "Decision not allowed by policy",
+                    msg,
+                ),
+                T::OriginatorCannotApprove => Problem::forbidden(msg),
+                T::EditNeedsArgs => Problem::validation(vec![FieldError::new(
+                    "final_args",
+                    "required when decision is 'edit'",
+                )]),
+                T::ArgsWithoutEdit => Problem::validation(vec![FieldError::new(
+                    "final_args",
+                    "only accepted when decision is 'edit'",
+                )]),
+                T::NotPending { .. } | T::NotApproved { .. } => Problem::new(
+                    StatusCode::CONFLICT,
+                    "invalid_transition",
+                    "Not allowed in this state",
+                    msg,
+                ),
+            },
+            ServiceError::Validation(errors) => Problem::validation(errors),
+            ServiceError::NoPolicy(MatchError::UnknownPolicy(_)) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_policy",
+                "Unknown policy",
+                msg,
+            ),
+            ServiceError::NoPolicy(MatchError::NoMatch(_)) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_matching_policy",
+                "No policy covers this tool",
+                msg,
+            ),
+            ServiceError::IdempotencyConflict(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency_conflict",
+                "Idempotency key reused",
+                msg,
+            ),
+            ServiceError::SchemaViolation(errs) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "schema_violation",
+                "Edited arguments do not match the tool schema",
+                msg,
+            )
+            .with_errors(
+                errs.into_iter()
+                    .map(|m| FieldError::new("final_args", m))
+                    .collect(),
+            ),
+            ServiceError::Conflict(_) => {
+                Problem::new(StatusCode::CONFLICT, "invalid_transition", "Conflict", msg)
+            }
+            ServiceError::Store(s) => s.into(),
+        }
+    }
+}

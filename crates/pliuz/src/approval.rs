@@ -1,0 +1,604 @@
+//! The approval state machine: a gated tool call waiting for a human (or a
+//! policy) to decide. Pure: no I/O, no clock — callers pass `now`.
+//!
+//! ```text
+//! pending ──► approved ──► executed
+//!    ├──────► rejected
+//!    ├──────► expired
+//!    └──────► cancelled
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Milliseconds since the Unix epoch; the store keeps times as integers so
+/// SQLite and PostgreSQL agree exactly.
+pub type Millis = i64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+    Cancelled,
+    Executed,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Approved,
+        Status::Rejected,
+        Status::Expired,
+        Status::Cancelled,
+        Status::Executed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Rejected => "rejected",
+            Status::Expired => "expired",
+            Status::Cancelled => "cancelled",
+            Status::Executed => "executed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Settled means a human or the system has answered: nothing more will
+    /// change it except an execution report on `approved`.
+    pub fn is_settled(self) -> bool {
+        self != Status::Pending
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a decider asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Approve,
+    Reject,
+    Edit,
+}
+
+impl DecisionKind {
+    pub const ALL: [DecisionKind; 3] = [
+        DecisionKind::Approve,
+        DecisionKind::Reject,
+        DecisionKind::Edit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Approve => "approve",
+            DecisionKind::Reject => "reject",
+            DecisionKind::Edit => "edit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DecisionKind> {
+        DecisionKind::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+impl fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionOutcome {
+    Success,
+    Error,
+}
+
+impl ExecutionOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionOutcome::Success => "success",
+            ExecutionOutcome::Error => "error",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ExecutionOutcome> {
+        match s {
+            "success" => Some(ExecutionOutcome::Success),
+            "error" => Some(ExecutionOutcome::Error),
+            _ => None,
+        }
+    }
+}
+
+/// Who acted, as written in the audit log and the API: `user:EMAIL`,
+/// `agent:NAME`, `policy:NAME` or `system`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Actor {
+    User(String),
+    Agent(String),
+    Policy(String),
+    System,
+}
+
+impl Actor {
+    pub fn parse(s: &str) -> Option<Actor> {
+        if s == "system" {
+            return Some(Actor::System);
+        }
+        let (kind, name) = s.split_once(':')?;
+        match kind {
+            "user" => Some(Actor::User(name.to_owned())),
+            "agent" => Some(Actor::Agent(name.to_owned())),
+            "policy" => Some(Actor::Policy(name.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::User(e) => write!(f, "user:{e}"),
+            Actor::Agent(n) => write!(f, "agent:{n}"),
+            Actor::Policy(n) => write!(f, "policy:{n}"),
+            Actor::System => f.write_str("system"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vote {
+    pub voter: String,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    pub outcome: ExecutionOutcome,
+    pub latency_ms: Option<i64>,
+    pub output_excerpt: Option<String>,
+    pub reported_at: Millis,
+}
+
+/// The settled outcome of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settlement {
+    pub status: Status,
+    pub by: String,
+    pub reason: Option<String>,
+    pub at: Millis,
+}
+
+/// One gated tool call. Field names follow the API (`docs/api.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub id: String,
+    pub status: Status,
+    pub tool_name: String,
+    pub tool_args: Map<String, Value>,
+    /// Arguments an editor proposed; the ones approvals count towards.
+    pub proposed_args: Option<Map<String, Value>>,
+    /// Set on approval: exactly what the tool must run with.
+    pub final_args: Option<Map<String, Value>>,
+    pub tool_schema: Option<Value>,
+    pub policy: String,
+    pub agent: String,
+    pub originator: Option<String>,
+    pub call_id: Option<String>,
+    pub session_id: Option<String>,
+    pub context_messages: Option<Value>,
+    pub client_metadata: Option<Value>,
+    pub idempotency_key: Option<String>,
+    pub args_digest: String,
+    pub required_approvals: u32,
+    pub allowed_decisions: Vec<DecisionKind>,
+    pub votes: Vec<Vote>,
+    pub settlement: Option<Settlement>,
+    pub edited: bool,
+    pub execution: Option<Execution>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    /// Optimistic-concurrency counter: the store refuses to save over a
+    /// newer version, so two racing deciders cannot both win.
+    pub version: i64,
+}
+
+/// Why a transition was refused. Each message says what state the request is
+/// in, so a 409 tells the caller what happened.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("approval {id} is already {status}; only pending requests can be {action}")]
+    NotPending {
+        id: String,
+        status: Status,
+        action: &'static str,
+    },
+    #[error(
+        "approval {id} is {status}; execution can be reported only once, for an approved request"
+    )]
+    NotApproved { id: String, status: Status },
+    #[error(
+        "{voter} has already approved approval {id}; each person counts once towards the quorum"
+    )]
+    AlreadyVoted { id: String, voter: String },
+    #[error("policy {policy} does not allow the decision '{decision}' (allowed: {allowed})")]
+    DecisionNotAllowed {
+        policy: String,
+        decision: DecisionKind,
+        allowed: String,
+    },
+    #[error("the originator of a request cannot approve or edit it")]
+    OriginatorCannotApprove,
+    #[error("final_args is required for an edit")]
+    EditNeedsArgs,
+    #[error("final_args is only accepted with decision 'edit'")]
+    ArgsWithoutEdit,
+}
+
+/// A decision by a person entitled to make it (authorisation is checked by
+/// the caller against the policy; the state machine checks the rest).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub kind: DecisionKind,
+    pub by: Actor,
+    pub reason: Option<String>,
+    pub final_args: Option<Map<String, Value>>,
+}
+
+/// What a decision did, for the audit log and notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecisionEffect {
+    /// Counted towards the quorum; still pending.
+    Voted { approvals: u32, required: u32 },
+    /// Settled the request.
+    Settled(Status),
+}
+
+impl Approval {
+    fn ensure_pending(&self, action: &'static str) -> Result<(), TransitionError> {
+        if self.status == Status::Pending {
+            Ok(())
+        } else {
+            Err(TransitionError::NotPending {
+                id: self.id.clone(),
+                status: self.status,
+                action,
+            })
+        }
+    }
+
+    /// The arguments approvals currently count towards.
+    pub fn args_under_review(&self) -> &Map<String, Value> {
+        self.proposed_args.as_ref().unwrap_or(&self.tool_args)
+    }
+
+    /// Whether `actor` originated this request (and so may not approve it).
+    pub fn is_originated_by(&self, actor: &Actor) -> bool {
+        match (actor, &self.originator) {
+            (Actor::User(email), Some(orig)) => {
+                orig.eq_ignore_ascii_case(email)
+                    || orig.eq_ignore_ascii_case(&format!("user:{email}"))
+            }
+            (Actor::Agent(name), _) => *name == self.agent,
+            _ => false,
+        }
+    }
+
+    /// Apply a human (or policy) decision.
+    pub fn decide(
+        &mut self,
+        decision: Decision,
+        now: Millis,
+    ) -> Result<DecisionEffect, TransitionError> {
+        self.ensure_pending("decided")?;
+        if !self.allowed_decisions.contains(&decision.kind) {
+            return Err(TransitionError::DecisionNotAllowed {
+                policy: self.policy.clone(),
+                decision: decision.kind,
+                allowed: self
+                    .allowed_decisions
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        match decision.kind {
+            DecisionKind::Edit if decision.final_args.is_none() => {
+                return Err(TransitionError::EditNeedsArgs)
+            }
+            DecisionKind::Approve | DecisionKind::Reject if decision.final_args.is_some() => {
+                return Err(TransitionError::ArgsWithoutEdit)
+            }
+            _ => {}
+        }
+        if decision.kind != DecisionKind::Reject && self.is_originated_by(&decision.by) {
+            return Err(TransitionError::OriginatorCannotApprove);
+        }
+        let voter = decision.by.to_string();
+        match decision.kind {
+            DecisionKind::Reject => {
+                self.settle(Status::Rejected, voter, decision.reason, now);
+                Ok(DecisionEffect::Settled(Status::Rejected))
+            }
+            DecisionKind::Approve => {
+                if self.votes.iter().any(|v| v.voter == voter) {
+                    return Err(TransitionError::AlreadyVoted {
+                        id: self.id.clone(),
+                        voter,
+                    });
+                }
+                self.votes.push(Vote {
+                    voter: voter.clone(),
+                    at: now,
+                });
+                Ok(self.settle_if_quorum(voter, decision.reason, now))
+            }
+            DecisionKind::Edit => {
+                // Earlier approvals were given to other arguments: they no
+                // longer count. The editor approves what they wrote.
+                self.votes.clear();
+                self.votes.push(Vote {
+                    voter: voter.clone(),
+                    at: now,
+                });
+                self.proposed_args = decision.final_args;
+                self.edited = true;
+                Ok(self.settle_if_quorum(voter, decision.reason, now))
+            }
+        }
+    }
+
+    fn settle_if_quorum(
+        &mut self,
+        by: String,
+        reason: Option<String>,
+        now: Millis,
+    ) -> DecisionEffect {
+        let approvals = self.votes.len() as u32;
+        if approvals >= self.required_approvals {
+            self.final_args = Some(self.args_under_review().clone());
+            self.settle(Status::Approved, by, reason, now);
+            DecisionEffect::Settled(Status::Approved)
+        } else {
+            DecisionEffect::Voted {
+                approvals,
+                required: self.required_approvals,
+            }
+        }
+    }
+
+    fn settle(&mut self, status: Status, by: String, reason: Option<String>, now: Millis) {
+        self.status = status;
+        self.settlement = Some(Settlement {
+            status,
+            by,
+            reason,
+            at: now,
+        });
+    }
+
+    /// A policy's `auto_approve` / `auto_reject` condition held at creation.
+    pub fn auto_decide(&mut self, approve: bool, reason: String, now: Millis) {
+        let by = Actor::Policy(self.policy.clone()).to_string();
+        if approve {
+            self.final_args = Some(self.tool_args.clone());
+            self.settle(Status::Approved, by, Some(reason), now);
+        } else {
+            self.settle(Status::Rejected, by, Some(reason), now);
+        }
+    }
+
+    /// The deadline passed with no decision.
+    pub fn expire(&mut self, now: Millis) -> Result<(), TransitionError> {
+        self.ensure_pending("expired")?;
+        self.settle(
+            Status::Expired,
+            Actor::System.to_string(),
+            Some("no decision before the request expired".to_owned()),
+            now,
+        );
+        Ok(())
+    }
+
+    /// The agent withdrew the request.
+    pub fn cancel(
+        &mut self,
+        by: Actor,
+        reason: Option<String>,
+        now: Millis,
+    ) -> Result<(), TransitionError> {
+        self.ensure_pending("cancelled")?;
+        self.settle(Status::Cancelled, by.to_string(), reason, now);
+        Ok(())
+    }
+
+    /// The agent ran (or failed to run) the approved tool.
+    pub fn report_execution(&mut self, execution: Execution) -> Result<(), TransitionError> {
+        if self.status != Status::Approved {
+            return Err(TransitionError::NotApproved {
+                id: self.id.clone(),
+                status: self.status,
+            });
+        }
+        self.status = Status::Executed;
+        self.execution = Some(execution);
+        Ok(())
+    }
+
+    pub fn is_due_to_expire(&self, now: Millis) -> bool {
+        self.status == Status::Pending && now >= self.expires_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn pending(required: u32) -> Approval {
+        Approval {
+            id: "a1".into(),
+            status: Status::Pending,
+            tool_name: "issue_refund".into(),
+            tool_args: args(json!({"amount_cents": 5000})),
+            proposed_args: None,
+            final_args: None,
+            tool_schema: None,
+            policy: "refunds".into(),
+            agent: "bot".into(),
+            originator: Some("alice@example.com".into()),
+            call_id: None,
+            session_id: None,
+            context_messages: None,
+            client_metadata: None,
+            idempotency_key: None,
+            args_digest: String::new(),
+            required_approvals: required,
+            allowed_decisions: DecisionKind::ALL.to_vec(),
+            votes: vec![],
+            settlement: None,
+            edited: false,
+            execution: None,
+            created_at: 0,
+            expires_at: 1000,
+            version: 0,
+        }
+    }
+
+    fn by(email: &str, kind: DecisionKind) -> Decision {
+        Decision {
+            kind,
+            by: Actor::User(email.into()),
+            reason: None,
+            final_args: None,
+        }
+    }
+
+    #[test]
+    fn approve_settles_with_original_args() {
+        let mut a = pending(1);
+        let eff = a.decide(by("bob@x", DecisionKind::Approve), 5).unwrap();
+        assert_eq!(eff, DecisionEffect::Settled(Status::Approved));
+        assert_eq!(a.final_args.as_ref(), Some(&a.tool_args));
+        assert_eq!(
+            a.settlement.as_ref().map(|s| s.by.as_str()),
+            Some("user:bob@x")
+        );
+    }
+
+    #[test]
+    fn quorum_counts_each_person_once() {
+        let mut a = pending(2);
+        assert_eq!(
+            a.decide(by("bob@x", DecisionKind::Approve), 1).unwrap(),
+            DecisionEffect::Voted {
+                approvals: 1,
+                required: 2
+            }
+        );
+        assert!(matches!(
+            a.decide(by("bob@x", DecisionKind::Approve), 2),
+            Err(TransitionError::AlreadyVoted { .. })
+        ));
+        assert_eq!(
+            a.decide(by("carol@x", DecisionKind::Approve), 3).unwrap(),
+            DecisionEffect::Settled(Status::Approved)
+        );
+    }
+
+    #[test]
+    fn edit_resets_votes_and_fixes_final_args() {
+        let mut a = pending(2);
+        a.decide(by("bob@x", DecisionKind::Approve), 1).unwrap();
+        let mut d = by("carol@x", DecisionKind::Edit);
+        d.final_args = Some(args(json!({"amount_cents": 100})));
+        assert_eq!(
+            a.decide(d, 2).unwrap(),
+            DecisionEffect::Voted {
+                approvals: 1,
+                required: 2
+            }
+        );
+        // bob approves the edited arguments now.
+        a.decide(by("bob@x", DecisionKind::Approve), 3).unwrap();
+        assert_eq!(a.status, Status::Approved);
+        assert_eq!(a.final_args, Some(args(json!({"amount_cents": 100}))));
+        assert!(a.edited);
+    }
+
+    #[test]
+    fn originator_cannot_approve_but_may_reject() {
+        let mut a = pending(1);
+        assert_eq!(
+            a.decide(by("ALICE@example.com", DecisionKind::Approve), 1),
+            Err(TransitionError::OriginatorCannotApprove)
+        );
+        a.decide(by("alice@example.com", DecisionKind::Reject), 1)
+            .unwrap();
+        assert_eq!(a.status, Status::Rejected);
+    }
+
+    #[test]
+    fn settled_requests_refuse_everything_but_one_execution_report() {
+        let mut a = pending(1);
+        a.decide(by("bob@x", DecisionKind::Approve), 1).unwrap();
+        assert!(matches!(
+            a.decide(by("carol@x", DecisionKind::Reject), 2),
+            Err(TransitionError::NotPending { .. })
+        ));
+        assert!(a.expire(3).is_err());
+        assert!(a.cancel(Actor::Agent("bot".into()), None, 3).is_err());
+        let exec = Execution {
+            outcome: ExecutionOutcome::Success,
+            latency_ms: Some(3),
+            output_excerpt: None,
+            reported_at: 4,
+        };
+        a.report_execution(exec.clone()).unwrap();
+        assert_eq!(a.status, Status::Executed);
+        assert!(matches!(
+            a.report_execution(exec),
+            Err(TransitionError::NotApproved { .. })
+        ));
+    }
+
+    #[test]
+    fn decisions_outside_policy_are_refused() {
+        let mut a = pending(1);
+        a.allowed_decisions = vec![DecisionKind::Approve, DecisionKind::Reject];
+        let mut d = by("bob@x", DecisionKind::Edit);
+        d.final_args = Some(Map::new());
+        assert!(matches!(
+            a.decide(d, 1),
+            Err(TransitionError::DecisionNotAllowed { .. })
+        ));
+        assert_eq!(a.status, Status::Pending);
+    }
+
+    #[test]
+    fn expiry_only_from_pending() {
+        let mut a = pending(1);
+        assert!(!a.is_due_to_expire(999));
+        assert!(a.is_due_to_expire(1000));
+        a.expire(1000).unwrap();
+        assert_eq!(a.status, Status::Expired);
+    }
+}

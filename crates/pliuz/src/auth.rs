@@ -1,0 +1,185 @@
+//! Credentials: agent keys, user API tokens, passwords and who a request
+//! comes from. Secrets are random 256-bit values shown once; the store keeps
+//! only their SHA-256 (a fast hash is right for high-entropy secrets; slow
+//! hashes are for passwords, which get argon2id).
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+pub const AGENT_KEY_PREFIX: &str = "pliuz_ak_";
+pub const USER_TOKEN_PREFIX: &str = "pliuz_ut_";
+pub const SETUP_TOKEN_PREFIX: &str = "pliuz_su_";
+pub const SESSION_PREFIX: &str = "pliuz_ss_";
+
+/// A new random secret with a prefix that says what it is (so a leaked one
+/// is easy to recognise and scan for).
+pub fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// The only form in which a secret is stored.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A short random password for the first admin.
+pub fn new_password() -> String {
+    let mut bytes = [0u8; 15];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot hash password: {e}"))
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Burns the same time as a real check, so unknown emails and wrong
+/// passwords cannot be told apart by timing.
+pub fn dummy_password_check(password: &str) {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = DUMMY.get_or_init(|| hash_password("dummy-password").unwrap_or_default());
+    let _ = verify_password(password, hash);
+}
+
+pub fn check_password_strength(password: &str) -> Result<(), String> {
+    if password.chars().count() < 10 {
+        return Err("the password must be at least 10 characters long".into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Approver,
+    Admin,
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "approver" => Some(Role::Approver),
+            "admin" => Some(Role::Admin),
+            "auditor" => Some(Role::Auditor),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub groups: Vec<String>,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+/// Who is making a request.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Agent { name: String },
+    User(User),
+}
+
+impl Principal {
+    pub fn actor(&self) -> crate::approval::Actor {
+        match self {
+            Principal::Agent { name } => crate::approval::Actor::Agent(name.clone()),
+            Principal::User(u) => crate::approval::Actor::User(u.email.clone()),
+        }
+    }
+
+    /// Admins and auditors see every request; approvers see their policies'.
+    pub fn sees_everything(&self) -> bool {
+        matches!(self, Principal::User(u) if matches!(u.role, Role::Admin | Role::Auditor))
+    }
+}
+
+/// Emails are compared and stored lower-case.
+pub fn normalize_email(email: &str) -> Result<String, String> {
+    let e = email.trim().to_lowercase();
+    let valid = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.starts_with('.'))
+        && !e.contains(char::is_whitespace);
+    if valid {
+        Ok(e)
+    } else {
+        Err(format!("'{email}' is not an email address"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_prefixed_random_and_hashed() {
+        let a = new_secret(AGENT_KEY_PREFIX);
+        let b = new_secret(AGENT_KEY_PREFIX);
+        assert!(a.starts_with(AGENT_KEY_PREFIX));
+        assert_ne!(a, b);
+        assert_eq!(hash_secret(&a).len(), 64);
+        assert_ne!(hash_secret(&a), hash_secret(&b));
+    }
+
+    #[test]
+    fn passwords_round_trip() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn emails_are_normalised() {
+        assert_eq!(
+            normalize_email(" Ops@Example.COM ").unwrap(),
+            "ops@example.com"
+        );
+        assert!(normalize_email("nope").is_err());
+    }
+}

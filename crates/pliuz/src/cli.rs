@@ -1,0 +1,310 @@
+//! The `pliuz` command line: `serve` and the admin commands. Commands that
+//! create a secret print it alone on stdout; everything else goes to stderr.
+
+use crate::approval::Actor;
+use crate::auth::Role;
+use crate::config::{Overrides, Settings};
+use crate::service::directory::InitialPassword;
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pliuz",
+    version,
+    about = "Human approval for AI agent tool calls"
+)]
+pub struct Cli {
+    /// Settings and policies file (pliuz.toml). Env: PLIUZ_CONFIG.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Where the embedded database and keys live. Env: PLIUZ_DATA_DIR. Default ./pliuz-data.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://... Env: PLIUZ_DATABASE_URL. Default: SQLite in the data dir.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane (API, inbox, Slack, workers).
+    Serve {
+        /// Address to listen on. Env: PLIUZ_LISTEN. Default 127.0.0.1:8700.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Agent API keys.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+    /// People who decide, administer or audit.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: crate::audit::cli::AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentsCommand {
+    /// Create an agent; prints its API key (shown once).
+    Create { name: String },
+    /// List agents.
+    List,
+    /// Revoke an agent's key at once.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a user. The password comes from stdin with --password-stdin;
+    /// otherwise a one-time setup link is printed.
+    Create {
+        email: String,
+        #[arg(long, value_parser = ["approver", "admin", "auditor"])]
+        role: String,
+        /// Groups (repeatable), e.g. --group finance.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Issue a personal API token (printed once) so this person can decide over the API.
+    Token {
+        email: String,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Revoke all of a person's API tokens.
+    RevokeTokens { email: String },
+    /// List users.
+    List,
+    /// Add a user to a group.
+    AddGroup { email: String, group: String },
+    /// Remove a user from a group.
+    RemoveGroup { email: String, group: String },
+    /// Stop a user from logging in or using tokens.
+    Disable { email: String },
+    /// Undo `disable`.
+    Enable { email: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file (default: --config) and report each mistake with its line.
+    Check { file: Option<PathBuf> },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Serve { .. }));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving {
+        "info,sqlx=warn,tower_http=warn"
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_from_env("PLIUZ_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut over = Overrides {
+        config: cli.config,
+        data_dir: cli.data_dir,
+        listen: None,
+        database_url: cli.database_url,
+    };
+    match cli.command {
+        Command::Serve { listen } => {
+            over.listen = listen;
+            crate::server::serve(Settings::load(&over)?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { file },
+        } => {
+            let Some(path) = file
+                .or(over.config)
+                .or_else(|| std::env::var("PLIUZ_CONFIG").ok().map(PathBuf::from))
+            else {
+                anyhow::bail!("name a file: `pliuz policy check pliuz.toml` (or pass --config)");
+            };
+            match crate::config::check_file(&path) {
+                Ok(set) => {
+                    eprintln!("{}: OK, {} policies", path.display(), set.iter().count());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!("{} mistake(s) found", errors.len());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Audit { command } => crate::audit::cli::run(command, &over).await,
+        Command::Agents { command } => {
+            let cp = crate::server::control_plane(Settings::load(&over)?).await?;
+            let actor = Actor::System;
+            match command {
+                AgentsCommand::Create { name } => {
+                    let key = cp.create_agent(&actor, &name).await?;
+                    eprintln!(
+                        "Created agent '{name}'. Its API key is below; it is shown only once."
+                    );
+                    println!("{key}");
+                }
+                AgentsCommand::List => {
+                    println!("NAME\tCREATED\tSTATUS");
+                    for a in cp.store.list_agents().await? {
+                        let status = if a.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        println!(
+                            "{}\t{}\t{status}",
+                            a.name,
+                            crate::store::format_time(a.created_at)
+                        );
+                    }
+                }
+                AgentsCommand::Revoke { name } => {
+                    cp.revoke_agent(&actor, &name).await?;
+                    eprintln!("Revoked agent '{name}'.");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Users { command } => {
+            let cp = crate::server::control_plane(Settings::load(&over)?).await?;
+            let actor = Actor::System;
+            match command {
+                UsersCommand::Create {
+                    email,
+                    role,
+                    groups,
+                    password_stdin,
+                } => {
+                    let role = Role::parse(&role).ok_or_else(|| {
+                        anyhow::anyhow!("role must be approver, admin or auditor")
+                    })?;
+                    let password = if password_stdin {
+                        let mut line = String::new();
+                        std::io::stdin().lock().read_line(&mut line)?;
+                        InitialPassword::Given(line.trim_end_matches(['\r', '\n']).to_owned())
+                    } else {
+                        InitialPassword::SetupLink
+                    };
+                    let created = cp
+                        .create_user(&actor, &email, role, &groups, password)
+                        .await?;
+                    match created.setup_token {
+                        Some(token) => {
+                            eprintln!(
+                                "Created {} ({role}). Send them this one-time link to set a password (valid 72 hours):",
+                                created.user.email
+                            );
+                            println!("{}/setup/{token}", cp.settings.public_url);
+                        }
+                        None => eprintln!("Created {} ({role}).", created.user.email),
+                    }
+                }
+                UsersCommand::Token { email, label } => {
+                    let token = cp
+                        .issue_user_token(&actor, &email, label.as_deref())
+                        .await?;
+                    if std::io::stdout().is_terminal() {
+                        eprintln!("API token for {email} (shown only once):");
+                    }
+                    println!("{token}");
+                }
+                UsersCommand::RevokeTokens { email } => {
+                    let n = cp.revoke_user_tokens(&actor, &email).await?;
+                    eprintln!("Revoked {n} token(s) of {email}.");
+                }
+                UsersCommand::List => {
+                    println!("EMAIL\tROLE\tGROUPS\tSTATUS");
+                    for u in cp.store.list_users().await? {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            u.email,
+                            u.role,
+                            u.groups.join(","),
+                            if u.disabled { "disabled" } else { "active" }
+                        );
+                    }
+                }
+                UsersCommand::AddGroup { email, group } => {
+                    let changed = cp.change_group(&actor, &email, &group, true).await?;
+                    eprintln!(
+                        "{}",
+                        if changed {
+                            format!("Added {email} to {group}.")
+                        } else {
+                            format!("{email} was already in {group}.")
+                        }
+                    );
+                }
+                UsersCommand::RemoveGroup { email, group } => {
+                    let changed = cp.change_group(&actor, &email, &group, false).await?;
+                    eprintln!(
+                        "{}",
+                        if changed {
+                            format!("Removed {email} from {group}.")
+                        } else {
+                            format!("{email} was not in {group}.")
+                        }
+                    );
+                }
+                UsersCommand::Disable { email } => {
+                    cp.set_user_disabled(&actor, &email, true).await?;
+                    eprintln!("Disabled {email}.");
+                }
+                UsersCommand::Enable { email } => {
+                    cp.set_user_disabled(&actor, &email, false).await?;
+                    eprintln!("Enabled {email}.");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,591 @@
+//! Configuration in one place: `pliuz.toml` (optional), then environment
+//! variables, then command-line flags. Validated once, at start.
+
+use crate::approval::DecisionKind;
+use crate::policy::{parse_duration, Approver, Condition, Policy, PolicyError, PolicySet};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
+pub const DEFAULT_DATA_DIR: &str = "./pliuz-data";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Everything the server and the admin commands need, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `sqlite://...` (default, inside `data_dir`) or `postgres://...`.
+    pub database_url: String,
+    /// Where people reach the server (links in Slack, printed log-in URL).
+    pub public_url: String,
+    pub max_body_bytes: usize,
+    pub policies: PolicySet,
+    pub audit: AuditSettings,
+    pub slack: Option<SlackSettings>,
+    pub inbox: InboxSettings,
+    /// The file the settings came from, if any.
+    pub config_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The log's origin line; also the checkpoint signing key's name.
+    pub origin: String,
+    /// Sign a new checkpoint after this many entries...
+    pub checkpoint_every: u64,
+    /// ...or after this long, whichever comes first.
+    pub checkpoint_interval: Duration,
+    /// The Ed25519 signing key file (generated on first start, mode 0600).
+    pub signing_key_file: PathBuf,
+    /// A signing key given directly (`PLIUZ_AUDIT_SIGNING_KEY`); wins over the file.
+    pub signing_key: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct SlackSettings {
+    pub bot_token: String,
+    pub signing_secret: String,
+    pub api_url: String,
+    pub default_channel: Option<String>,
+    /// Also send a direct message to each approver of the policy.
+    pub dm_approvers: bool,
+    /// Explicit Pliuz email → Slack user id map; otherwise `users.lookupByEmail`.
+    pub users: BTreeMap<String, String>,
+}
+
+// Secrets must never reach logs, even through `{:?}`.
+impl std::fmt::Debug for SlackSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackSettings")
+            .field("bot_token", &"[redacted]")
+            .field("signing_secret", &"[redacted]")
+            .field("api_url", &self.api_url)
+            .field("default_channel", &self.default_channel)
+            .field("dm_approvers", &self.dm_approvers)
+            .field("users", &self.users)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InboxSettings {
+    /// How long a log-in session lasts.
+    pub session_ttl: Duration,
+    /// Mark cookies `Secure` (set when served over TLS, directly or behind a proxy).
+    pub secure_cookies: bool,
+}
+
+/// Values given on the command line (they win over everything).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<Spanned<String>>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    max_body_bytes: Option<usize>,
+    default_policy: Option<Spanned<String>>,
+    audit: Option<FileAudit>,
+    slack: Option<FileSlack>,
+    inbox: Option<FileInbox>,
+    #[serde(default)]
+    policy: Vec<Spanned<FilePolicy>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    origin: Option<Spanned<String>>,
+    checkpoint_every: Option<u64>,
+    checkpoint_interval: Option<Spanned<String>>,
+    signing_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSlack {
+    bot_token: Option<String>,
+    signing_secret: Option<String>,
+    api_url: Option<String>,
+    default_channel: Option<String>,
+    #[serde(default)]
+    dm_approvers: bool,
+    #[serde(default)]
+    users: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileInbox {
+    session_ttl: Option<Spanned<String>>,
+    secure_cookies: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePolicy {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tools: Vec<Spanned<String>>,
+    #[serde(default)]
+    approvers: Vec<Spanned<String>>,
+    decisions: Option<Vec<Spanned<String>>>,
+    required_approvals: Option<Spanned<i64>>,
+    expires_in: Option<Spanned<String>>,
+    auto_approve: Option<Spanned<String>>,
+    auto_reject: Option<Spanned<String>>,
+    slack_channel: Option<String>,
+}
+
+/// Maps byte offsets to 1-based line numbers.
+struct Lines<'a>(&'a str);
+
+impl Lines<'_> {
+    fn at(&self, offset: usize) -> usize {
+        let end = offset.min(self.0.len());
+        self.0.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+    fn err<T>(&self, span: &Spanned<T>, message: String) -> PolicyError {
+        PolicyError {
+            line: Some(self.at(span.span().start)),
+            message,
+        }
+    }
+}
+
+/// The result of reading a config file: every mistake, each with its line.
+pub struct ParsedFile {
+    file: FileConfig,
+    policies: PolicySet,
+}
+
+/// Parse and validate a `pliuz.toml` (or a file with only `[[policy]]`
+/// tables). Returns all mistakes found, not just the first.
+pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
+    let lines = Lines(text);
+    let file: FileConfig = toml::from_str(text).map_err(|e| {
+        vec![PolicyError {
+            line: e.span().map(|s| lines.at(s.start)),
+            message: e.message().to_owned(),
+        }]
+    })?;
+    let mut errors = Vec::new();
+    let mut policies: Vec<Policy> = Vec::new();
+    for sp in &file.policy {
+        match build_policy(sp, &lines) {
+            Ok(p) => {
+                if policies.iter().any(|q| q.name == p.name) {
+                    errors.push(lines.err(
+                        &sp.get_ref().name,
+                        format!("policy '{}' is defined twice", p.name),
+                    ));
+                } else {
+                    policies.push(p);
+                }
+            }
+            Err(mut es) => errors.append(&mut es),
+        }
+    }
+    let default_policy = file.default_policy.as_ref().map(|d| d.get_ref().clone());
+    if let Some(d) = &file.default_policy {
+        if !policies.iter().any(|p| &p.name == d.get_ref())
+            && !errors
+                .iter()
+                .any(|e| e.message.contains(d.get_ref().as_str()))
+        {
+            errors.push(lines.err(
+                d,
+                format!(
+                    "default_policy '{}' is not the name of a policy in this file",
+                    d.get_ref()
+                ),
+            ));
+        }
+    }
+    if let Some(l) = &file.listen {
+        if l.get_ref().parse::<SocketAddr>().is_err() {
+            errors.push(lines.err(
+                l,
+                format!(
+                    "listen '{}' is not an address like 127.0.0.1:8700",
+                    l.get_ref()
+                ),
+            ));
+        }
+    }
+    if let Some(a) = &file.audit {
+        if let Some(o) = &a.origin {
+            if let Err(m) = check_origin(o.get_ref()) {
+                errors.push(lines.err(o, m));
+            }
+        }
+        if let Some(i) = &a.checkpoint_interval {
+            if let Err(m) = parse_duration(i.get_ref()) {
+                errors.push(lines.err(i, format!("audit.checkpoint_interval: {m}")));
+            }
+        }
+    }
+    if let Some(i) = file.inbox.as_ref().and_then(|i| i.session_ttl.as_ref()) {
+        if let Err(m) = parse_duration(i.get_ref()) {
+            errors.push(lines.err(i, format!("inbox.session_ttl: {m}")));
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.line);
+        return Err(errors);
+    }
+    Ok(ParsedFile {
+        policies: PolicySet::new(policies, default_policy, text.to_owned()),
+        file,
+    })
+}
+
+fn check_origin(o: &str) -> Result<(), String> {
+    if o.is_empty() || o.contains(char::is_whitespace) || o.contains('+') {
+        Err(format!("audit.origin '{o}' must be non-empty with no spaces and no '+', e.g. \"pliuz.example.com/audit\""))
+    } else {
+        Ok(())
+    }
+}
+
+fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, Vec<PolicyError>> {
+    let raw = sp.get_ref();
+    let mut errors = Vec::new();
+    let name = raw.name.get_ref().trim().to_owned();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        errors.push(lines.err(
+            &raw.name,
+            format!("policy name '{name}' must be letters, digits, '-', '_' or '.'"),
+        ));
+    }
+    let tools: Vec<String> = raw.tools.iter().map(|t| t.get_ref().clone()).collect();
+    for t in &raw.tools {
+        if t.get_ref().trim().is_empty() {
+            errors.push(lines.err(t, format!("policy '{name}': a tool name is empty")));
+        }
+    }
+    let mut approvers = Vec::new();
+    for a in &raw.approvers {
+        match Approver::parse(a.get_ref()) {
+            Ok(ap) => approvers.push(ap),
+            Err(m) => errors.push(lines.err(a, format!("policy '{name}': {m}"))),
+        }
+    }
+    let mut decisions = Vec::new();
+    match &raw.decisions {
+        None => decisions = vec![DecisionKind::Approve, DecisionKind::Reject],
+        Some(list) => {
+            for d in list {
+                match DecisionKind::parse(d.get_ref()) {
+                    Some(k) if !decisions.contains(&k) => decisions.push(k),
+                    Some(_) => {}
+                    None => errors.push(lines.err(
+                        d,
+                        format!(
+                            "policy '{name}': decision '{}' must be one of approve, reject, edit",
+                            d.get_ref()
+                        ),
+                    )),
+                }
+            }
+            if list.is_empty() {
+                errors.push(PolicyError {
+                    line: Some(lines.at(sp.span().start)),
+                    message: format!(
+                        "policy '{name}': decisions is empty; allow at least 'approve' or 'reject'"
+                    ),
+                });
+            }
+        }
+    }
+    if raw.approvers.is_empty() {
+        errors.push(lines.err(&raw.name, format!("policy '{name}' has no approvers; add approvers = [\"group:NAME\"] or [\"user:EMAIL\"]")));
+    }
+    let required_approvals = match &raw.required_approvals {
+        None => 1,
+        Some(r) => match u32::try_from(*r.get_ref()) {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                errors.push(lines.err(
+                    r,
+                    format!(
+                        "policy '{name}': required_approvals must be 1 or more, got {}",
+                        r.get_ref()
+                    ),
+                ));
+                1
+            }
+        },
+    };
+    let expires_in = match &raw.expires_in {
+        None => Duration::from_secs(24 * 3600),
+        Some(e) => match parse_duration(e.get_ref()) {
+            Ok(d) if d.as_millis() > 0 => d,
+            Ok(_) => {
+                errors.push(lines.err(
+                    e,
+                    format!("policy '{name}': expires_in must be longer than zero"),
+                ));
+                Duration::from_secs(1)
+            }
+            Err(m) => {
+                errors.push(lines.err(e, format!("policy '{name}': expires_in {m}")));
+                Duration::from_secs(1)
+            }
+        },
+    };
+    let mut cond = |c: &Option<Spanned<String>>, field: &str| -> Option<Condition> {
+        let c = c.as_ref()?;
+        match Condition::compile(c.get_ref()) {
+            Ok(cond) => Some(cond),
+            Err(m) => {
+                errors.push(lines.err(c, format!("policy '{name}': {field}: {m}")));
+                None
+            }
+        }
+    };
+    let auto_approve = cond(&raw.auto_approve, "auto_approve");
+    let auto_reject = cond(&raw.auto_reject, "auto_reject");
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Policy {
+        name,
+        tools,
+        approvers,
+        decisions,
+        required_approvals,
+        expires_in,
+        auto_approve,
+        auto_reject,
+        slack_channel: raw.slack_channel.clone(),
+        description: raw.description.clone(),
+    })
+}
+
+/// Reads a config file and reports every mistake as `FILE:LINE: message`.
+pub fn check_file(path: &Path) -> Result<PolicySet, Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
+    parse_config_text(&text)
+        .map(|p| p.policies)
+        .map_err(|errs| {
+            errs.into_iter()
+                .map(|e| match e.line {
+                    Some(l) => format!("{}:{l}: {}", path.display(), e.message),
+                    None => format!("{}: {}", path.display(), e.message),
+                })
+                .collect()
+        })
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Settings {
+    /// Resolve settings: file < environment < command line.
+    pub fn load(over: &Overrides) -> anyhow::Result<Settings> {
+        let config_path = over
+            .config
+            .clone()
+            .or_else(|| env("PLIUZ_CONFIG").map(PathBuf::from));
+        let (file, policies) = match &config_path {
+            Some(p) => match check_file(p) {
+                Ok(_) => {
+                    let text = std::fs::read_to_string(p)?;
+                    let parsed = parse_config_text(&text).map_err(|e| {
+                        anyhow::anyhow!(e
+                            .iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n"))
+                    })?;
+                    (parsed.file, parsed.policies)
+                }
+                Err(errs) => {
+                    anyhow::bail!("{} has mistakes:\n  {}", p.display(), errs.join("\n  "))
+                }
+            },
+            None => (FileConfig::default(), PolicySet::default()),
+        };
+        let data_dir = over
+            .data_dir
+            .clone()
+            .or_else(|| env("PLIUZ_DATA_DIR").map(PathBuf::from))
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen_s = over
+            .listen
+            .clone()
+            .or_else(|| env("PLIUZ_LISTEN"))
+            .or(file.listen.as_ref().map(|l| l.get_ref().clone()))
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            anyhow::anyhow!("listen address '{listen_s}' is not like 127.0.0.1:8700")
+        })?;
+        let database_url = over
+            .database_url
+            .clone()
+            .or_else(|| env("PLIUZ_DATABASE_URL"))
+            .or(file.database_url.clone())
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("pliuz.db").display()));
+        let public_url = env("PLIUZ_PUBLIC_URL")
+            .or(file.public_url.clone())
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let max_body_bytes = env("PLIUZ_MAX_BODY_BYTES")
+            .and_then(|v| v.parse().ok())
+            .or(file.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+
+        let fa = file.audit.unwrap_or_default();
+        let origin = env("PLIUZ_AUDIT_ORIGIN")
+            .or(fa.origin.map(|o| o.into_inner()))
+            .unwrap_or_else(|| "pliuz.local/audit".to_owned());
+        check_origin(&origin).map_err(anyhow::Error::msg)?;
+        let audit = AuditSettings {
+            origin,
+            checkpoint_every: env("PLIUZ_AUDIT_CHECKPOINT_EVERY")
+                .and_then(|v| v.parse().ok())
+                .or(fa.checkpoint_every)
+                .unwrap_or(256)
+                .max(1),
+            checkpoint_interval: match env("PLIUZ_AUDIT_CHECKPOINT_INTERVAL")
+                .or(fa.checkpoint_interval.map(|s| s.into_inner()))
+            {
+                Some(s) => parse_duration(&s).map_err(anyhow::Error::msg)?,
+                None => Duration::from_secs(10),
+            },
+            signing_key_file: env("PLIUZ_AUDIT_SIGNING_KEY_FILE")
+                .map(PathBuf::from)
+                .or(fa.signing_key_file)
+                .unwrap_or_else(|| data_dir.join("audit-signing.key")),
+            signing_key: env("PLIUZ_AUDIT_SIGNING_KEY"),
+        };
+
+        let fs = file.slack.unwrap_or_default();
+        let bot_token = env("PLIUZ_SLACK_BOT_TOKEN").or(fs.bot_token);
+        let signing_secret = env("PLIUZ_SLACK_SIGNING_SECRET").or(fs.signing_secret);
+        let slack = match (bot_token, signing_secret) {
+            (Some(bot_token), Some(signing_secret)) => Some(SlackSettings {
+                bot_token,
+                signing_secret,
+                api_url: env("PLIUZ_SLACK_API_URL")
+                    .or(fs.api_url)
+                    .unwrap_or_else(|| "https://slack.com/api".to_owned())
+                    .trim_end_matches('/')
+                    .to_owned(),
+                default_channel: env("PLIUZ_SLACK_DEFAULT_CHANNEL").or(fs.default_channel),
+                dm_approvers: env("PLIUZ_SLACK_DM_APPROVERS")
+                    .map(|v| v == "true" || v == "1")
+                    .unwrap_or(fs.dm_approvers),
+                users: fs.users.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("Slack needs both slack.bot_token and slack.signing_secret (or PLIUZ_SLACK_BOT_TOKEN and PLIUZ_SLACK_SIGNING_SECRET)"),
+        };
+
+        let fi = file.inbox.unwrap_or_default();
+        let inbox = InboxSettings {
+            session_ttl: match fi.session_ttl {
+                Some(s) => parse_duration(s.get_ref()).map_err(anyhow::Error::msg)?,
+                None => Duration::from_secs(12 * 3600),
+            },
+            secure_cookies: env("PLIUZ_SECURE_COOKIES")
+                .map(|v| v == "true" || v == "1")
+                .or(fi.secure_cookies)
+                .unwrap_or_else(|| public_url.starts_with("https://")),
+        };
+
+        Ok(Settings {
+            listen,
+            data_dir,
+            database_url,
+            public_url,
+            max_body_bytes,
+            policies,
+            audit,
+            slack,
+            inbox,
+            config_path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mistake_is_reported_with_its_line() {
+        let text = r##"
+[[policy]]
+name = "refunds"
+tools = ["issue_refund"]
+approvers = ["finance"]
+decisions = ["approve", "maybe"]
+expires_in = "soon"
+auto_approve = "args.amount_cents <="
+"##;
+        let errs = parse_config_text(text).err().unwrap_or_default();
+        let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![Some(5), Some(6), Some(7), Some(8)], "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_have_lines() {
+        let errs =
+            parse_config_text("[[policy]]\nname = \"a\"\napprovers = [\"group:x\"]\ncolour = 1\n")
+                .err()
+                .unwrap_or_default();
+        assert_eq!(errs[0].line, Some(4), "{errs:?}");
+        assert!(errs[0].message.contains("colour"));
+    }
+
+    #[test]
+    fn a_good_file_parses() {
+        let text = r##"
+default_policy = "refunds"
+[[policy]]
+name = "refunds"
+tools = ["issue_refund"]
+approvers = ["group:finance", "user:ops@example.com"]
+decisions = ["approve", "reject", "edit"]
+required_approvals = 2
+expires_in = "30m"
+auto_approve = "args.amount_cents <= 1000"
+slack_channel = "#refunds"
+"##;
+        let parsed = parse_config_text(text).ok().map(|p| p.policies);
+        let set = parsed.unwrap_or_default();
+        let p = set.get("refunds").cloned();
+        assert_eq!(p.as_ref().map(|p| p.required_approvals), Some(2));
+        assert_eq!(p.map(|p| p.expires_in), Some(Duration::from_secs(1800)));
+        assert_eq!(set.default_policy(), Some("refunds"));
+    }
+}

@@ -1,0 +1,39 @@
+//! Expires pending requests on time, even when nobody polls: a worker sleeps
+//! until the next deadline (re-read from the store, so it holds across
+//! restarts) and is woken early when a new request may be due sooner.
+
+use crate::service::ControlPlane;
+use std::time::Duration;
+
+/// Upper bound on a sleep, so deadlines set by other processes (the admin
+/// CLI, other replicas) are picked up too.
+const MAX_SLEEP: Duration = Duration::from_secs(15);
+
+pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
+    loop {
+        let now = crate::store::now_millis();
+        match cp.store.due_expiries(now, 100).await {
+            Ok(ids) => {
+                for id in ids {
+                    if let Err(e) = cp.expire(&id).await {
+                        tracing::warn!(approval = %id, error = %e, "could not expire approval");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read due expiries"),
+        }
+        let sleep = match cp.store.next_expiry().await {
+            Ok(Some(at)) => {
+                Duration::from_millis(u64::try_from(at - crate::store::now_millis()).unwrap_or(0))
+                    .min(MAX_SLEEP)
+            }
+            Ok(None) => MAX_SLEEP,
+            Err(_) => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = cp.notifier.expiry.notified() => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! In-process wake-ups: long-polls, live inbox pages and background workers
+//! learn about changes the moment they are committed, without polling the
+//! database. (With several replicas, PostgreSQL LISTEN/NOTIFY feeds the same
+//! channel.)
+
+use crate::approval::Status;
+use std::sync::Arc;
+use tokio::sync::{broadcast, Notify};
+
+/// A committed change to one approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalChanged {
+    pub id: String,
+    pub status: Status,
+    pub policy: String,
+}
+
+#[derive(Clone)]
+pub struct Notifier {
+    changes: broadcast::Sender<ApprovalChanged>,
+    /// Wakes the expiry worker when a new deadline may be sooner.
+    pub expiry: Arc<Notify>,
+    /// Wakes the outbox worker when a message was queued.
+    pub outbox: Arc<Notify>,
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Notifier::new()
+    }
+}
+
+impl Notifier {
+    pub fn new() -> Notifier {
+        let (changes, _) = broadcast::channel(1024);
+        Notifier {
+            changes,
+            expiry: Arc::new(Notify::new()),
+            outbox: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ApprovalChanged> {
+        self.changes.subscribe()
+    }
+
+    pub fn approval_changed(&self, id: &str, status: Status, policy: &str) {
+        // No receivers is fine: nobody is waiting.
+        let _ = self.changes.send(ApprovalChanged {
+            id: id.to_owned(),
+            status,
+            policy: policy.to_owned(),
+        });
+    }
+}

@@ -1,0 +1,382 @@
+//! Policies as code: which tools need whose approval, how many, for how long,
+//! and which calls a CEL condition may settle without a human. Pure: parsing
+//! and evaluation only.
+
+use crate::approval::DecisionKind;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who may decide: a named user or every member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub enum Approver {
+    User(String),
+    Group(String),
+}
+
+impl From<Approver> for String {
+    fn from(a: Approver) -> String {
+        a.to_string()
+    }
+}
+
+impl fmt::Display for Approver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Approver::User(e) => write!(f, "user:{e}"),
+            Approver::Group(g) => write!(f, "group:{g}"),
+        }
+    }
+}
+
+impl Approver {
+    pub fn parse(s: &str) -> Result<Approver, String> {
+        match s.split_once(':') {
+            Some(("user", email)) if email.contains('@') => {
+                Ok(Approver::User(email.to_lowercase()))
+            }
+            Some(("user", _)) => Err(format!(
+                "approver '{s}': after 'user:' put an email address"
+            )),
+            Some(("group", g)) if !g.trim().is_empty() => Ok(Approver::Group(g.to_owned())),
+            _ => Err(format!(
+                "approver '{s}' must be 'user:EMAIL' or 'group:NAME'"
+            )),
+        }
+    }
+}
+
+/// A compiled CEL condition, kept with its source for the audit log and UI.
+#[derive(Clone)]
+pub struct Condition {
+    pub source: String,
+    program: Arc<cel::Program>,
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Condition").field(&self.source).finish()
+    }
+}
+
+impl Condition {
+    pub fn compile(source: &str) -> Result<Condition, String> {
+        let program = cel::Program::compile(source)
+            .map_err(|e| format!("CEL condition '{source}' does not parse: {e}"))?;
+        Ok(Condition {
+            source: source.to_owned(),
+            program: Arc::new(program),
+        })
+    }
+
+    /// Evaluates to a boolean. Anything else (an error, a missing field, a
+    /// non-boolean) counts as "no": conditions can only skip a human when
+    /// they clearly hold.
+    pub fn holds(&self, call: &CallFacts<'_>) -> Result<bool, String> {
+        let mut ctx = cel::Context::default();
+        let vars: [(&str, Value); 6] = [
+            ("args", Value::Object(call.args.clone())),
+            ("tool", Value::String(call.tool.to_owned())),
+            ("agent", Value::String(call.agent.to_owned())),
+            ("policy", Value::String(call.policy.to_owned())),
+            (
+                "originator",
+                Value::String(call.originator.unwrap_or_default().to_owned()),
+            ),
+            (
+                "metadata",
+                call.metadata.cloned().unwrap_or(Value::Object(Map::new())),
+            ),
+        ];
+        for (name, value) in vars {
+            ctx.add_variable(name, value)
+                .map_err(|e| format!("cannot expose '{name}' to CEL: {e}"))?;
+        }
+        match self.program.execute(&ctx) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!(
+                "condition '{}' gave {:?}, not a boolean",
+                self.source, other
+            )),
+            Err(e) => Err(format!("condition '{}' failed: {e}", self.source)),
+        }
+    }
+}
+
+/// The facts about a call that conditions may look at.
+#[derive(Debug, Clone, Copy)]
+pub struct CallFacts<'a> {
+    pub tool: &'a str,
+    pub args: &'a Map<String, Value>,
+    pub agent: &'a str,
+    pub policy: &'a str,
+    pub originator: Option<&'a str>,
+    pub metadata: Option<&'a Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub tools: Vec<String>,
+    pub approvers: Vec<Approver>,
+    pub decisions: Vec<DecisionKind>,
+    pub required_approvals: u32,
+    pub expires_in: Duration,
+    pub auto_approve: Option<Condition>,
+    pub auto_reject: Option<Condition>,
+    pub slack_channel: Option<String>,
+    pub description: Option<String>,
+}
+
+/// The outcome of evaluating a policy's conditions on one call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AutoDecision {
+    Approve {
+        condition: String,
+    },
+    Reject {
+        condition: String,
+    },
+    /// A human decides. `errors` lists conditions that failed to evaluate,
+    /// which are recorded so an operator can fix them.
+    Human {
+        errors: Vec<String>,
+    },
+}
+
+impl Policy {
+    pub fn covers_tool(&self, tool: &str) -> bool {
+        self.tools.iter().any(|t| t == "*" || t == tool)
+    }
+
+    /// Whether a person with this email and groups may decide under this policy.
+    pub fn is_approver(&self, email: &str, groups: &[String]) -> bool {
+        self.approvers.iter().any(|a| match a {
+            Approver::User(e) => e.eq_ignore_ascii_case(email),
+            Approver::Group(g) => groups.iter().any(|ug| ug == g),
+        })
+    }
+
+    /// `auto_reject` wins over `auto_approve`: when both hold, failing closed
+    /// means not running the tool.
+    pub fn auto_decision(&self, call: &CallFacts<'_>) -> AutoDecision {
+        let mut errors = Vec::new();
+        if let Some(c) = &self.auto_reject {
+            match c.holds(call) {
+                Ok(true) => {
+                    return AutoDecision::Reject {
+                        condition: c.source.clone(),
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(c) = &self.auto_approve {
+            match c.holds(call) {
+                Ok(true) if errors.is_empty() => {
+                    return AutoDecision::Approve {
+                        condition: c.source.clone(),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        AutoDecision::Human { errors }
+    }
+}
+
+/// One mistake in a policy file, with the line it is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "line {l}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// All loaded policies plus the optional fallback for unmatched tools.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    policies: BTreeMap<String, Arc<Policy>>,
+    order: Vec<String>,
+    default_policy: Option<String>,
+    /// SHA-256 of the source text, recorded in the audit log on load.
+    pub source_hash: String,
+    pub source: String,
+}
+
+/// Why a call has no policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchError {
+    UnknownPolicy(String),
+    NoMatch(String),
+}
+
+impl fmt::Display for MatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MatchError::UnknownPolicy(p) => write!(
+                f,
+                "no policy is named '{p}'; name one defined in pliuz.toml or omit 'policy' to match by tool name"
+            ),
+            MatchError::NoMatch(t) => write!(
+                f,
+                "no policy covers the tool '{t}', and no default_policy is configured; add the tool to a policy's 'tools' list"
+            ),
+        }
+    }
+}
+
+impl PolicySet {
+    pub fn new(policies: Vec<Policy>, default_policy: Option<String>, source: String) -> PolicySet {
+        use sha2::Digest;
+        let source_hash = hex::encode(sha2::Sha256::digest(source.as_bytes()));
+        let order = policies.iter().map(|p| p.name.clone()).collect();
+        let policies = policies
+            .into_iter()
+            .map(|p| (p.name.clone(), Arc::new(p)))
+            .collect();
+        PolicySet {
+            policies,
+            order,
+            default_policy,
+            source_hash,
+            source,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Policy>> {
+        self.policies.get(name)
+    }
+
+    /// Policies in file order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Policy>> {
+        self.order.iter().filter_map(|n| self.policies.get(n))
+    }
+
+    pub fn default_policy(&self) -> Option<&str> {
+        self.default_policy.as_deref()
+    }
+
+    /// A named policy wins; otherwise the first policy (in file order) that
+    /// lists the tool; otherwise the default policy; otherwise refuse.
+    pub fn resolve(&self, named: Option<&str>, tool: &str) -> Result<Arc<Policy>, MatchError> {
+        if let Some(name) = named {
+            return self
+                .policies
+                .get(name)
+                .cloned()
+                .ok_or_else(|| MatchError::UnknownPolicy(name.to_owned()));
+        }
+        self.iter()
+            .find(|p| p.covers_tool(tool))
+            .cloned()
+            .or_else(|| {
+                self.default_policy
+                    .as_ref()
+                    .and_then(|d| self.policies.get(d).cloned())
+            })
+            .ok_or_else(|| MatchError::NoMatch(tool.to_owned()))
+    }
+}
+
+/// Parses a duration like `30m`, `2h`, `90s`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("'{s}' is not a duration ({e}); write e.g. \"30m\", \"2h\", \"90s\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn facts<'a>(args: &'a Map<String, Value>) -> CallFacts<'a> {
+        CallFacts {
+            tool: "issue_refund",
+            args,
+            agent: "support-bot",
+            policy: "refunds",
+            originator: None,
+            metadata: None,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            name: "refunds".into(),
+            tools: vec!["issue_refund".into()],
+            approvers: vec![Approver::Group("finance".into())],
+            decisions: DecisionKind::ALL.to_vec(),
+            required_approvals: 1,
+            expires_in: Duration::from_secs(60),
+            auto_approve: Some(Condition::compile("args.amount_cents <= 1000").unwrap()),
+            auto_reject: Some(Condition::compile("agent == \"evil\"").unwrap()),
+            slack_channel: None,
+            description: None,
+        }
+    }
+
+    #[test]
+    fn cel_conditions_decide_only_when_they_clearly_hold() {
+        let p = policy();
+        let small = json!({"amount_cents": 500}).as_object().cloned().unwrap();
+        let big = json!({"amount_cents": 5000}).as_object().cloned().unwrap();
+        let missing = json!({"order": "x"}).as_object().cloned().unwrap();
+        assert!(matches!(
+            p.auto_decision(&facts(&small)),
+            AutoDecision::Approve { .. }
+        ));
+        assert_eq!(
+            p.auto_decision(&facts(&big)),
+            AutoDecision::Human { errors: vec![] }
+        );
+        match p.auto_decision(&facts(&missing)) {
+            AutoDecision::Human { errors } => assert_eq!(errors.len(), 1),
+            other => panic!("expected a human decision, got {other:?}"),
+        }
+        let mut f = facts(&small);
+        f.agent = "evil";
+        assert!(matches!(p.auto_decision(&f), AutoDecision::Reject { .. }));
+    }
+
+    #[test]
+    fn resolve_by_name_tool_or_default() {
+        let set = PolicySet::new(vec![policy()], None, String::new());
+        assert_eq!(set.resolve(None, "issue_refund").unwrap().name, "refunds");
+        assert_eq!(
+            set.resolve(Some("nope"), "issue_refund").unwrap_err(),
+            MatchError::UnknownPolicy("nope".into())
+        );
+        assert_eq!(
+            set.resolve(None, "delete_db").unwrap_err(),
+            MatchError::NoMatch("delete_db".into())
+        );
+        let set = PolicySet::new(vec![policy()], Some("refunds".into()), String::new());
+        assert_eq!(set.resolve(None, "delete_db").unwrap().name, "refunds");
+    }
+
+    #[test]
+    fn approvers_by_user_and_group() {
+        let mut p = policy();
+        p.approvers
+            .push(Approver::parse("user:Ops@Example.com").unwrap());
+        assert!(p.is_approver("ops@example.com", &[]));
+        assert!(p.is_approver("x@y", &["finance".into()]));
+        assert!(!p.is_approver("x@y", &["sales".into()]));
+        assert!(Approver::parse("finance").is_err());
+    }
+}

@@ -1,0 +1,286 @@
+//! Who is who: users, groups, personal tokens and agent keys. Every change is
+//! audited; secrets are returned once to the caller and stored as hashes.
+
+use super::{ControlPlane, FieldError, Result, ServiceError};
+use crate::approval::Actor;
+use crate::auth::{self, Role, User};
+use crate::store::AuditEvent;
+use serde_json::json;
+
+/// How long a one-time setup link stays valid.
+pub const SETUP_LINK_TTL_MS: i64 = 72 * 3600 * 1000;
+
+/// How a new user gets their first password.
+pub enum InitialPassword {
+    Given(String),
+    /// A one-time setup link; the returned secret goes into `/setup/{token}`.
+    SetupLink,
+}
+
+pub struct CreatedUser {
+    pub user: User,
+    /// The setup token, when a link was asked for.
+    pub setup_token: Option<String>,
+}
+
+fn valid_name(field: &str, name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 100
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ServiceError::Validation(vec![FieldError::new(
+            field,
+            format!("'{name}' must be 1-100 letters, digits, '-', '_' or '.'"),
+        )]));
+    }
+    Ok(())
+}
+
+impl ControlPlane {
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        email: &str,
+        role: Role,
+        groups: &[String],
+        password: InitialPassword,
+    ) -> Result<CreatedUser> {
+        let email = auth::normalize_email(email)
+            .map_err(|m| ServiceError::Validation(vec![FieldError::new("email", m)]))?;
+        for g in groups {
+            valid_name("group", g)?;
+        }
+        if self.store.user_by_email(&email).await?.is_some() {
+            return Err(ServiceError::Conflict(format!(
+                "a user with email {email} already exists"
+            )));
+        }
+        let now = crate::store::now_millis();
+        let (password_hash, setup_token) = match password {
+            InitialPassword::Given(p) => {
+                auth::check_password_strength(&p)
+                    .map_err(|m| ServiceError::Validation(vec![FieldError::new("password", m)]))?;
+                (
+                    Some(
+                        auth::hash_password(&p)
+                            .map_err(|e| ServiceError::Conflict(e.to_string()))?,
+                    ),
+                    None,
+                )
+            }
+            InitialPassword::SetupLink => (None, Some(auth::new_secret(auth::SETUP_TOKEN_PREFIX))),
+        };
+        let mut groups = groups.to_vec();
+        groups.sort();
+        groups.dedup();
+        let user = User {
+            id: uuid::Uuid::now_v7().to_string(),
+            email: email.clone(),
+            role,
+            groups: groups.clone(),
+            disabled: false,
+            created_at: now,
+        };
+        let mut tx = self.store.begin_write().await?;
+        tx.insert_user(
+            &user,
+            password_hash.as_deref(),
+            setup_token.as_deref().map(auth::hash_secret).as_deref(),
+            setup_token.as_ref().map(|_| now + SETUP_LINK_TTL_MS),
+        )
+        .await?;
+        tx.audit(AuditEvent {
+            kind: "user.created",
+            actor: actor.to_string(),
+            approval_id: None,
+            data: json!({"email": email, "role": role, "groups": groups}),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(CreatedUser { user, setup_token })
+    }
+
+    async fn user_or_not_found(&self, email: &str) -> Result<User> {
+        let email = auth::normalize_email(email)
+            .map_err(|m| ServiceError::Validation(vec![FieldError::new("email", m)]))?;
+        self.store
+            .user_by_email(&email)
+            .await?
+            .map(|u| u.user)
+            .ok_or_else(|| ServiceError::NotFound(format!("user {email}")))
+    }
+
+    /// Issues a personal API token for a human; returns the secret (shown once).
+    pub async fn issue_user_token(
+        &self,
+        actor: &Actor,
+        email: &str,
+        label: Option<&str>,
+    ) -> Result<String> {
+        let user = self.user_or_not_found(email).await?;
+        let token = auth::new_secret(auth::USER_TOKEN_PREFIX);
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.store.begin_write().await?;
+        tx.insert_user_token(
+            &id,
+            &user.id,
+            &auth::hash_secret(&token),
+            label,
+            crate::store::now_millis(),
+        )
+        .await?;
+        tx.audit(AuditEvent {
+            kind: "user.token_issued",
+            actor: actor.to_string(),
+            approval_id: None,
+            data: json!({"email": user.email, "token_id": id, "label": label}),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    pub async fn revoke_user_tokens(&self, actor: &Actor, email: &str) -> Result<u64> {
+        let user = self.user_or_not_found(email).await?;
+        let mut tx = self.store.begin_write().await?;
+        let n = tx
+            .revoke_user_tokens(&user.id, crate::store::now_millis())
+            .await?;
+        tx.audit(AuditEvent {
+            kind: "user.tokens_revoked",
+            actor: actor.to_string(),
+            approval_id: None,
+            data: json!({"email": user.email, "count": n}),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub async fn change_group(
+        &self,
+        actor: &Actor,
+        email: &str,
+        group: &str,
+        add: bool,
+    ) -> Result<bool> {
+        valid_name("group", group)?;
+        let user = self.user_or_not_found(email).await?;
+        let mut tx = self.store.begin_write().await?;
+        let changed = if add {
+            tx.add_group(&user.id, group).await?
+        } else {
+            tx.remove_group(&user.id, group).await?
+        };
+        tx.audit(AuditEvent {
+            kind: if add {
+                "user.group_added"
+            } else {
+                "user.group_removed"
+            },
+            actor: actor.to_string(),
+            approval_id: None,
+            data: json!({"email": user.email, "group": group, "changed": changed}),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    pub async fn set_user_disabled(
+        &self,
+        actor: &Actor,
+        email: &str,
+        disabled: bool,
+    ) -> Result<()> {
+        let user = self.user_or_not_found(email).await?;
+        let mut tx = self.store.begin_write().await?;
+        tx.set_user_disabled(&user.id, disabled).await?;
+        tx.audit(AuditEvent {
+            kind: if disabled {
+                "user.disabled"
+            } else {
+                "user.enabled"
+            },
+            actor: actor.to_string(),
+            approval_id: None,
+            data: json!({"email": user.email}),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_password(&self, actor: &Actor, user_id: &str, password: &str) -> Result<()> {
+        auth::check_password_strength(password)
+            .map_err(|m| ServiceError::Validation(vec![FieldError::new("password", m)]))?;
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("user {user_id}")))?;
+        let hash =
+            auth::hash_password(password).map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        let mut tx = self.store.begin_write().await?;
+        tx.set_password(user_id, &hash).await?;
+        tx.audit(AuditEvent {
+            kind: "user.password_set",
+            actor: actor.to_string(),
+            approval_id: None,
+            data: json!({"email": user.user.email}),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates an agent and returns its API key (shown once).
+    pub async fn create_agent(&self, actor: &Actor, name: &str) -> Result<String> {
+        valid_name("name", name)?;
+        let key = auth::new_secret(auth::AGENT_KEY_PREFIX);
+        let mut tx = self.store.begin_write().await?;
+        tx.insert_agent(
+            &uuid::Uuid::now_v7().to_string(),
+            name,
+            &auth::hash_secret(&key),
+            crate::store::now_millis(),
+        )
+        .await
+        .map_err(|e| {
+            if e.is_unique_violation() {
+                ServiceError::Conflict(format!(
+                    "an agent named '{name}' already exists (revoked agents keep their name)"
+                ))
+            } else {
+                e.into()
+            }
+        })?;
+        tx.audit(AuditEvent {
+            kind: "agent.created",
+            actor: actor.to_string(),
+            approval_id: None,
+            data: json!({"name": name}),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    pub async fn revoke_agent(&self, actor: &Actor, name: &str) -> Result<()> {
+        let mut tx = self.store.begin_write().await?;
+        if !tx.revoke_agent(name, crate::store::now_millis()).await? {
+            return Err(ServiceError::NotFound(format!("active agent '{name}'")));
+        }
+        tx.audit(AuditEvent {
+            kind: "agent.revoked",
+            actor: actor.to_string(),
+            approval_id: None,
+            data: json!({"name": name}),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,579 @@
+//! The control plane's use cases. Each one loads state, asks the pure domain
+//! (`approval`, `policy`) what to do, and persists the outcome together with
+//! its audit entry and notifications in one [`WriteTx`].
+
+pub mod directory;
+
+use crate::approval::{
+    Actor, Approval, Decision, DecisionEffect, DecisionKind, Execution, Status, TransitionError,
+};
+use crate::auth::Principal;
+use crate::config::Settings;
+use crate::notify::Notifier;
+use crate::policy::{AutoDecision, CallFacts, MatchError, Policy, PolicySet};
+use crate::store::{AuditEvent, Store, StoreError, WriteTx};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// A field-level problem in a request, reported back to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no approval with id {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    NoPolicy(MatchError),
+    #[error("idempotency_key '{0}' was already used for a request with different arguments; use a new key for a new call")]
+    IdempotencyConflict(String),
+    #[error("final_args do not match the tool's schema: {}", .0.join("; "))]
+    SchemaViolation(Vec<String>),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T> = std::result::Result<T, ServiceError>;
+
+/// What an agent sends to open a request (validated by the API layer).
+#[derive(Debug, Clone, Default)]
+pub struct NewApproval {
+    pub tool_name: String,
+    pub tool_args: Map<String, Value>,
+    pub policy: Option<String>,
+    pub tool_schema: Option<Value>,
+    pub call_id: Option<String>,
+    pub session_id: Option<String>,
+    pub context_messages: Option<Value>,
+    pub originator: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub client_metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecisionInput {
+    pub kind: DecisionKind,
+    pub reason: Option<String>,
+    pub final_args: Option<Map<String, Value>>,
+}
+
+/// Shared by the HTTP API, the inbox, Slack and the workers.
+#[derive(Clone)]
+pub struct ControlPlane {
+    pub store: Store,
+    pub policies: Arc<PolicySet>,
+    pub notifier: Notifier,
+    pub settings: Arc<Settings>,
+}
+
+/// SHA-256 over the canonical JSON of the tool name and arguments: what
+/// idempotency compares and what the audit log can cite.
+pub fn args_digest(tool_name: &str, args: &Map<String, Value>) -> String {
+    let v = json!({"tool_name": tool_name, "tool_args": args});
+    let canonical = serde_json_canonicalizer::to_vec(&v).unwrap_or_default();
+    hex::encode(Sha256::digest(&canonical))
+}
+
+/// Checks `args` against a JSON Schema; returns each violation.
+pub fn schema_errors(
+    schema: &Value,
+    args: &Map<String, Value>,
+) -> std::result::Result<(), Vec<String>> {
+    let validator = jsonschema::validator_for(schema).map_err(|e| {
+        vec![format!(
+            "the request's tool_schema is not a valid JSON Schema: {e}"
+        )]
+    })?;
+    let instance = Value::Object(args.clone());
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            if path.is_empty() {
+                e.to_string()
+            } else {
+                format!("{path}: {e}")
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn approval_json_args(a: &Map<String, Value>) -> Value {
+    Value::Object(a.clone())
+}
+
+impl ControlPlane {
+    pub fn new(store: Store, settings: Arc<Settings>, notifier: Notifier) -> ControlPlane {
+        ControlPlane {
+            store,
+            policies: Arc::new(settings.policies.clone()),
+            notifier,
+            settings,
+        }
+    }
+
+    fn publish(&self, a: &Approval) {
+        self.notifier.approval_changed(&a.id, a.status, &a.policy);
+    }
+
+    /// Queues the Slack notifications a change calls for, in the same
+    /// transaction (delivered by the outbox worker).
+    async fn queue_notifications(
+        &self,
+        tx: &mut WriteTx,
+        a: &Approval,
+        policy: Option<&Policy>,
+        created: bool,
+    ) -> Result<()> {
+        let Some(slack) = &self.settings.slack else {
+            return Ok(());
+        };
+        let channel = policy
+            .and_then(|p| p.slack_channel.clone())
+            .or_else(|| slack.default_channel.clone());
+        if created {
+            if let Some(channel) = channel {
+                tx.enqueue(
+                    "slack.post",
+                    Some(&a.id),
+                    &format!("slack.post:{}:{channel}", a.id),
+                    &json!({"approval_id": a.id, "channel": channel}),
+                )
+                .await?;
+            }
+            if slack.dm_approvers {
+                tx.enqueue(
+                    "slack.dm",
+                    Some(&a.id),
+                    &format!("slack.dm:{}", a.id),
+                    &json!({"approval_id": a.id}),
+                )
+                .await?;
+            }
+        }
+        if a.status.is_settled() {
+            tx.enqueue(
+                "slack.update",
+                Some(&a.id),
+                &format!("slack.update:{}:{}", a.id, a.status),
+                &json!({"approval_id": a.id, "status": a.status}),
+            )
+            .await?;
+        }
+        self.notifier.outbox.notify_one();
+        Ok(())
+    }
+
+    /// Opens a request (or returns the earlier one for a repeated
+    /// idempotency key). Returns the approval and whether it is new.
+    pub async fn create(&self, agent: &str, req: NewApproval) -> Result<(Approval, bool)> {
+        let digest = args_digest(&req.tool_name, &req.tool_args);
+        if let Some(key) = &req.idempotency_key {
+            if let Some(existing) = self.store.find_by_idempotency(agent, key).await? {
+                return replay(existing, &digest, key);
+            }
+        }
+        let policy = self
+            .policies
+            .resolve(req.policy.as_deref(), &req.tool_name)
+            .map_err(ServiceError::NoPolicy)?;
+        if let Some(schema) = &req.tool_schema {
+            if let Err(e) = jsonschema::validator_for(schema) {
+                return Err(ServiceError::Validation(vec![FieldError::new(
+                    "tool_schema",
+                    format!("not a valid JSON Schema: {e}"),
+                )]));
+            }
+        }
+        let now = crate::store::now_millis();
+        let expires_in = i64::try_from(policy.expires_in.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut a = Approval {
+            id: uuid::Uuid::now_v7().to_string(),
+            status: Status::Pending,
+            tool_name: req.tool_name,
+            tool_args: req.tool_args,
+            proposed_args: None,
+            final_args: None,
+            tool_schema: req.tool_schema,
+            policy: policy.name.clone(),
+            agent: agent.to_owned(),
+            originator: req.originator,
+            call_id: req.call_id,
+            session_id: req.session_id,
+            context_messages: req.context_messages,
+            client_metadata: req.client_metadata,
+            idempotency_key: req.idempotency_key,
+            args_digest: digest,
+            required_approvals: policy.required_approvals,
+            allowed_decisions: policy.decisions.clone(),
+            votes: vec![],
+            settlement: None,
+            edited: false,
+            execution: None,
+            created_at: now,
+            expires_at: now.saturating_add(expires_in),
+            version: 0,
+        };
+        let auto = policy.auto_decision(&CallFacts {
+            tool: &a.tool_name,
+            args: &a.tool_args,
+            agent,
+            policy: &policy.name,
+            originator: a.originator.as_deref(),
+            metadata: a.client_metadata.as_ref(),
+        });
+        let mut tx = self.store.begin_write().await?;
+        tx.insert_approval(&a).await.map_err(|e| {
+            if e.is_unique_violation() {
+                ServiceError::Conflict("a request with this idempotency_key was created at the same moment; retry to get it".into())
+            } else {
+                e.into()
+            }
+        })?;
+        let created_data = json!({
+            "tool_name": a.tool_name,
+            "tool_args": approval_json_args(&a.tool_args),
+            "args_digest": a.args_digest,
+            "policy": a.policy,
+            "agent": a.agent,
+            "originator": a.originator,
+            "call_id": a.call_id,
+            "session_id": a.session_id,
+            "idempotency_key": a.idempotency_key,
+            "required_approvals": a.required_approvals,
+            "expires_at": crate::store::format_time(a.expires_at),
+            "condition_errors": match &auto { AutoDecision::Human { errors } => errors.clone(), _ => vec![] },
+        });
+        tx.audit(AuditEvent {
+            kind: "approval.created",
+            actor: Actor::Agent(agent.to_owned()).to_string(),
+            approval_id: Some(a.id.clone()),
+            data: created_data,
+        })
+        .await?;
+        let auto_outcome = match auto {
+            AutoDecision::Approve { condition } => Some((true, condition)),
+            AutoDecision::Reject { condition } => Some((false, condition)),
+            AutoDecision::Human { .. } => None,
+        };
+        if let Some((approve, condition)) = auto_outcome {
+            let reason = format!(
+                "{} by policy '{}': {condition}",
+                if approve {
+                    "auto-approved"
+                } else {
+                    "auto-rejected"
+                },
+                policy.name
+            );
+            a.auto_decide(approve, reason.clone(), now);
+            tx.update_approval(&mut a).await?;
+            tx.audit(AuditEvent {
+                kind: "approval.decided",
+                actor: Actor::Policy(policy.name.clone()).to_string(),
+                approval_id: Some(a.id.clone()),
+                data: json!({
+                    "decision": if approve { "approve" } else { "reject" },
+                    "outcome": a.status,
+                    "reason": reason,
+                    "condition": condition,
+                    "original_args": approval_json_args(&a.tool_args),
+                    "final_args": a.final_args.as_ref().map(approval_json_args),
+                    "edited": false,
+                }),
+            })
+            .await?;
+        }
+        self.queue_notifications(&mut tx, &a, Some(&policy), true)
+            .await?;
+        tx.commit().await?;
+        self.publish(&a);
+        self.notifier.expiry.notify_one();
+        Ok((a, true))
+    }
+
+    /// Loads an approval the principal may see.
+    pub async fn get_for(&self, principal: &Principal, id: &str) -> Result<Approval> {
+        let a = self
+            .store
+            .get_approval(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        if self.can_see(principal, &a) {
+            Ok(a)
+        } else {
+            // Not "forbidden": do not confirm the request exists.
+            Err(ServiceError::NotFound(id.to_owned()))
+        }
+    }
+
+    pub fn can_see(&self, principal: &Principal, a: &Approval) -> bool {
+        match principal {
+            Principal::Agent { name } => *name == a.agent,
+            Principal::User(u) => {
+                principal.sees_everything()
+                    || self
+                        .policies
+                        .get(&a.policy)
+                        .is_some_and(|p| p.is_approver(&u.email, &u.groups))
+            }
+        }
+    }
+
+    /// Whether this principal may decide on requests of this policy.
+    pub fn may_decide(&self, principal: &Principal, policy: &str) -> bool {
+        match principal {
+            Principal::Agent { .. } => false,
+            Principal::User(u) => self
+                .policies
+                .get(policy)
+                .is_some_and(|p| p.is_approver(&u.email, &u.groups)),
+        }
+    }
+
+    /// Policies whose requests this user may decide.
+    pub fn policies_for(&self, principal: &Principal) -> Vec<String> {
+        self.policies
+            .iter()
+            .filter(|p| self.may_decide(principal, &p.name))
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// A human decides.
+    pub async fn decide(
+        &self,
+        principal: &Principal,
+        id: &str,
+        input: DecisionInput,
+    ) -> Result<Approval> {
+        let user = match principal {
+            Principal::Agent { .. } => {
+                return Err(ServiceError::Forbidden(
+                    "agent keys cannot decide on approvals; a human approver must, with a user token or in the inbox".into(),
+                ))
+            }
+            Principal::User(u) => u,
+        };
+        let current = self.get_for(principal, id).await?;
+        if !self.may_decide(principal, &current.policy) {
+            return Err(ServiceError::Forbidden(format!(
+                "{} is not an approver of policy '{}'",
+                user.email, current.policy
+            )));
+        }
+        if let (DecisionKind::Edit, Some(args), Some(schema)) =
+            (input.kind, &input.final_args, &current.tool_schema)
+        {
+            schema_errors(schema, args).map_err(ServiceError::SchemaViolation)?;
+        }
+        let mut tx = self.store.begin_write().await?;
+        let mut a = tx
+            .get_approval(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let original = a.args_under_review().clone();
+        let actor = principal.actor();
+        let effect = a.decide(
+            Decision {
+                kind: input.kind,
+                by: actor.clone(),
+                reason: input.reason.clone(),
+                final_args: input.final_args.clone(),
+            },
+            crate::store::now_millis(),
+        )?;
+        tx.update_approval(&mut a).await.map_err(|e| match e {
+            StoreError::Conflict => ServiceError::Conflict(format!(
+                "approval {id} was decided by someone else at the same moment; reload it"
+            )),
+            other => other.into(),
+        })?;
+        let (kind, outcome) = match &effect {
+            DecisionEffect::Settled(s) => ("approval.decided", json!(s)),
+            DecisionEffect::Voted {
+                approvals,
+                required,
+            } => (
+                "approval.voted",
+                json!({"approvals": approvals, "required": required}),
+            ),
+        };
+        tx.audit(AuditEvent {
+            kind,
+            actor: actor.to_string(),
+            approval_id: Some(a.id.clone()),
+            data: json!({
+                "decision": input.kind,
+                "outcome": outcome,
+                "reason": input.reason,
+                "original_args": approval_json_args(&original),
+                "final_args": input.final_args.as_ref().or(a.final_args.as_ref()).map(approval_json_args),
+                "edited": input.kind == DecisionKind::Edit,
+            }),
+        })
+        .await?;
+        let policy = self.policies.get(&a.policy).cloned();
+        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+            .await?;
+        tx.commit().await?;
+        self.publish(&a);
+        Ok(a)
+    }
+
+    /// The agent withdraws its pending request.
+    pub async fn cancel(
+        &self,
+        principal: &Principal,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<Approval> {
+        self.get_for(principal, id).await?;
+        let mut tx = self.store.begin_write().await?;
+        let mut a = tx
+            .get_approval(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        a.cancel(
+            principal.actor(),
+            reason.clone(),
+            crate::store::now_millis(),
+        )?;
+        tx.update_approval(&mut a).await?;
+        tx.audit(AuditEvent {
+            kind: "approval.cancelled",
+            actor: principal.actor().to_string(),
+            approval_id: Some(a.id.clone()),
+            data: json!({"reason": reason}),
+        })
+        .await?;
+        let policy = self.policies.get(&a.policy).cloned();
+        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+            .await?;
+        tx.commit().await?;
+        self.publish(&a);
+        Ok(a)
+    }
+
+    /// The agent reports how running the approved tool went (once).
+    pub async fn report_execution(
+        &self,
+        principal: &Principal,
+        id: &str,
+        exec: Execution,
+    ) -> Result<Approval> {
+        if !matches!(principal, Principal::Agent { .. }) {
+            return Err(ServiceError::Forbidden(
+                "only the agent that made the request reports its execution".into(),
+            ));
+        }
+        self.get_for(principal, id).await?;
+        let mut tx = self.store.begin_write().await?;
+        let mut a = tx
+            .get_approval(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        a.report_execution(exec.clone())?;
+        tx.update_approval(&mut a).await?;
+        tx.audit(AuditEvent {
+            kind: "approval.executed",
+            actor: principal.actor().to_string(),
+            approval_id: Some(a.id.clone()),
+            data: json!({
+                "outcome": exec.outcome.as_str(),
+                "latency_ms": exec.latency_ms,
+                "output_excerpt": exec.output_excerpt,
+                "final_args": a.final_args.as_ref().map(approval_json_args),
+            }),
+        })
+        .await?;
+        tx.commit().await?;
+        self.publish(&a);
+        Ok(a)
+    }
+
+    /// Expires one request if it is still pending and due. Returns whether it did.
+    pub async fn expire(&self, id: &str) -> Result<bool> {
+        let now = crate::store::now_millis();
+        let mut tx = self.store.begin_write().await?;
+        let Some(mut a) = tx.get_approval(id).await? else {
+            return Ok(false);
+        };
+        if !a.is_due_to_expire(now) {
+            return Ok(false);
+        }
+        a.expire(now)?;
+        tx.update_approval(&mut a).await?;
+        tx.audit(AuditEvent {
+            kind: "approval.expired",
+            actor: Actor::System.to_string(),
+            approval_id: Some(a.id.clone()),
+            data: json!({"expires_at": crate::store::format_time(a.expires_at)}),
+        })
+        .await?;
+        let policy = self.policies.get(&a.policy).cloned();
+        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+            .await?;
+        tx.commit().await?;
+        self.publish(&a);
+        Ok(true)
+    }
+
+    /// Records the loaded policy set in the audit log when it changed since
+    /// the last start.
+    pub async fn record_policy_load(&self) -> Result<()> {
+        let hash = &self.policies.source_hash;
+        if self.store.get_meta("policy_hash").await?.as_deref() == Some(hash.as_str()) {
+            return Ok(());
+        }
+        let mut tx = self.store.begin_write().await?;
+        tx.audit(AuditEvent {
+            kind: "policy.loaded",
+            actor: Actor::System.to_string(),
+            approval_id: None,
+            data: json!({
+                "source_sha256": hash,
+                "config_path": self.settings.config_path.as_ref().map(|p| p.display().to_string()),
+                "policies": self.policies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+            }),
+        })
+        .await?;
+        tx.set_meta("policy_hash", hash).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn replay(existing: Approval, digest: &str, key: &str) -> Result<(Approval, bool)> {
+    if existing.args_digest == digest {
+        Ok((existing, false))
+    } else {
+        Err(ServiceError::IdempotencyConflict(key.to_owned()))
+    }
+}

@@ -1,0 +1,30 @@
+//! A shutdown signal shared by the server and its background workers.
+
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+pub struct Trigger(watch::Sender<bool>);
+
+pub fn channel() -> (Trigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (Trigger(tx), Shutdown(rx))
+}
+
+impl Trigger {
+    pub fn fire(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Shutdown {
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

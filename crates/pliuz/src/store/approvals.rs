@@ -1,0 +1,401 @@
+//! Approval rows. Loading and saving whole aggregates: the state machine in
+//! `approval` decides, this file only persists.
+
+use super::{col, json_col, Result, Store, StoreError, WriteTx};
+use crate::approval::{
+    Approval, DecisionKind, Execution, ExecutionOutcome, Settlement, Status, Vote,
+};
+use serde_json::{Map, Value};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+
+const COLUMNS: &str = "id, status, tool_name, tool_args, proposed_args, final_args, tool_schema, policy, agent, originator, call_id, session_id, context_messages, client_metadata, idempotency_key, args_digest, required_approvals, allowed_decisions, edited, settled_status, settled_by, settled_reason, settled_at, execution_outcome, execution_latency_ms, execution_excerpt, executed_at, created_at, expires_at, version";
+
+/// Filters for listing approvals (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalFilter {
+    pub status: Option<Status>,
+    pub policy: Option<String>,
+    pub agent: Option<String>,
+    pub tool: Option<String>,
+    /// Restrict to these policies (approvers see only their own).
+    pub policies_in: Option<Vec<String>>,
+    /// Keyset cursor: only ids strictly below this one (ids are time-ordered).
+    pub before_id: Option<String>,
+    /// Keyset cursor for oldest-first listings: ids strictly above this one.
+    pub after_id: Option<String>,
+    pub oldest_first: bool,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub items: Vec<Approval>,
+    /// The id to continue from, when there may be more.
+    pub next: Option<String>,
+}
+
+fn obj(v: Option<Value>, name: &str) -> Result<Option<Map<String, Value>>> {
+    match v {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(StoreError::Corrupt(format!("{name} is not a JSON object"))),
+    }
+}
+
+fn text(v: &Option<impl serde::Serialize>) -> Option<String> {
+    v.as_ref().and_then(|v| serde_json::to_string(v).ok())
+}
+
+fn from_row(row: &AnyRow, votes: Vec<Vote>) -> Result<Approval> {
+    let status_s: String = col(row, "status")?;
+    let status = Status::parse(&status_s)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status_s}")))?;
+    let allowed: String = col(row, "allowed_decisions")?;
+    let allowed_decisions = allowed
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| DecisionKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("decision {s}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let settlement = match col::<Option<String>>(row, "settled_status")? {
+        None => None,
+        Some(s) => Some(Settlement {
+            status: Status::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("status {s}")))?,
+            by: col::<Option<String>>(row, "settled_by")?.unwrap_or_default(),
+            reason: col(row, "settled_reason")?,
+            at: col::<Option<i64>>(row, "settled_at")?.unwrap_or_default(),
+        }),
+    };
+    let execution = match col::<Option<String>>(row, "execution_outcome")? {
+        None => None,
+        Some(s) => Some(Execution {
+            outcome: ExecutionOutcome::parse(&s)
+                .ok_or_else(|| StoreError::Corrupt(format!("execution outcome {s}")))?,
+            latency_ms: col(row, "execution_latency_ms")?,
+            output_excerpt: col(row, "execution_excerpt")?,
+            reported_at: col::<Option<i64>>(row, "executed_at")?.unwrap_or_default(),
+        }),
+    };
+    Ok(Approval {
+        id: col(row, "id")?,
+        status,
+        tool_name: col(row, "tool_name")?,
+        tool_args: obj(json_col(row, "tool_args")?, "tool_args")?.unwrap_or_default(),
+        proposed_args: obj(json_col(row, "proposed_args")?, "proposed_args")?,
+        final_args: obj(json_col(row, "final_args")?, "final_args")?,
+        tool_schema: json_col(row, "tool_schema")?,
+        policy: col(row, "policy")?,
+        agent: col(row, "agent")?,
+        originator: col(row, "originator")?,
+        call_id: col(row, "call_id")?,
+        session_id: col(row, "session_id")?,
+        context_messages: json_col(row, "context_messages")?,
+        client_metadata: json_col(row, "client_metadata")?,
+        idempotency_key: col(row, "idempotency_key")?,
+        args_digest: col(row, "args_digest")?,
+        required_approvals: u32::try_from(col::<i64>(row, "required_approvals")?).unwrap_or(1),
+        allowed_decisions,
+        votes,
+        settlement,
+        edited: col::<i64>(row, "edited")? != 0,
+        execution,
+        created_at: col(row, "created_at")?,
+        expires_at: col(row, "expires_at")?,
+        version: col(row, "version")?,
+    })
+}
+
+async fn load_votes(store: &Store, conn: &mut AnyConnection, id: &str) -> Result<Vec<Vote>> {
+    let q = store.sql("SELECT voter, created_at FROM approval_votes WHERE approval_id = ? ORDER BY created_at, voter");
+    let rows = sqlx::query(&q).bind(id).fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Vote {
+                voter: col(r, "voter")?,
+                at: col(r, "created_at")?,
+            })
+        })
+        .collect()
+}
+
+impl Store {
+    pub async fn get_approval(&self, id: &str) -> Result<Option<Approval>> {
+        let mut conn = self.pool.acquire().await?;
+        get_in(self, &mut conn, id).await
+    }
+
+    pub async fn find_by_idempotency(&self, agent: &str, key: &str) -> Result<Option<Approval>> {
+        let q = self
+            .sql(&format!(
+                "SELECT {COLUMNS} FROM approvals WHERE agent = ? AND idempotency_key = ?"
+            ))
+            .into_owned();
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query(&q)
+            .bind(agent)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let id: String = col(&r, "id")?;
+                let votes = load_votes(self, &mut conn, &id).await?;
+                Ok(Some(from_row(&r, votes)?))
+            }
+        }
+    }
+
+    pub async fn list_approvals(&self, f: &ApprovalFilter) -> Result<Page> {
+        let mut sql = format!("SELECT {COLUMNS} FROM approvals WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        if let Some(s) = f.status {
+            sql.push_str(" AND status = ?");
+            binds.push(s.as_str().to_owned());
+        }
+        for (col_name, v) in [
+            ("policy", &f.policy),
+            ("agent", &f.agent),
+            ("tool_name", &f.tool),
+        ] {
+            if let Some(v) = v {
+                sql.push_str(&format!(" AND {col_name} = ?"));
+                binds.push(v.clone());
+            }
+        }
+        if let Some(ps) = &f.policies_in {
+            if ps.is_empty() {
+                return Ok(Page {
+                    items: vec![],
+                    next: None,
+                });
+            }
+            sql.push_str(&format!(
+                " AND policy IN ({})",
+                vec!["?"; ps.len()].join(", ")
+            ));
+            binds.extend(ps.iter().cloned());
+        }
+        if let Some(b) = &f.before_id {
+            sql.push_str(" AND id < ?");
+            binds.push(b.clone());
+        }
+        if let Some(a) = &f.after_id {
+            sql.push_str(" AND id > ?");
+            binds.push(a.clone());
+        }
+        let limit = f.limit.clamp(1, 500);
+        sql.push_str(if f.oldest_first {
+            " ORDER BY id ASC"
+        } else {
+            " ORDER BY id DESC"
+        });
+        sql.push_str(&format!(" LIMIT {}", limit + 1));
+        let q = self.sql(&sql).into_owned();
+        let mut query = sqlx::query(&q);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        let mut conn = self.pool.acquire().await?;
+        let rows = query.fetch_all(&mut *conn).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in rows.iter().take(limit as usize) {
+            let id: String = col(r, "id")?;
+            let votes = load_votes(self, &mut conn, &id).await?;
+            items.push(from_row(r, votes)?);
+        }
+        let next = if rows.len() > limit as usize {
+            items.last().map(|a| a.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Counts matching approvals (for the inbox's counters).
+    pub async fn count_approvals(&self, f: &ApprovalFilter) -> Result<i64> {
+        let mut sql = "SELECT COUNT(*) FROM approvals WHERE 1 = 1".to_owned();
+        let mut binds: Vec<String> = Vec::new();
+        if let Some(s) = f.status {
+            sql.push_str(" AND status = ?");
+            binds.push(s.as_str().to_owned());
+        }
+        for (col_name, v) in [
+            ("policy", &f.policy),
+            ("agent", &f.agent),
+            ("tool_name", &f.tool),
+        ] {
+            if let Some(v) = v {
+                sql.push_str(&format!(" AND {col_name} = ?"));
+                binds.push(v.clone());
+            }
+        }
+        if let Some(ps) = &f.policies_in {
+            if ps.is_empty() {
+                return Ok(0);
+            }
+            sql.push_str(&format!(
+                " AND policy IN ({})",
+                vec!["?"; ps.len()].join(", ")
+            ));
+            binds.extend(ps.iter().cloned());
+        }
+        let q = self.sql(&sql).into_owned();
+        let mut query = sqlx::query_scalar(&q);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        Ok(query.fetch_one(&self.pool).await?)
+    }
+
+    /// Pending requests whose deadline has passed.
+    pub async fn due_expiries(&self, now: i64, limit: i64) -> Result<Vec<String>> {
+        let q = self.sql("SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?");
+        Ok(sqlx::query_scalar(&q)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The next deadline among pending requests.
+    pub async fn next_expiry(&self) -> Result<Option<i64>> {
+        let q = "SELECT MIN(expires_at) FROM approvals WHERE status = 'pending'";
+        let v: Option<i64> = sqlx::query_scalar(q).fetch_one(&self.pool).await?;
+        Ok(v)
+    }
+}
+
+async fn get_in(store: &Store, conn: &mut AnyConnection, id: &str) -> Result<Option<Approval>> {
+    let q = store
+        .sql(&format!("SELECT {COLUMNS} FROM approvals WHERE id = ?"))
+        .into_owned();
+    let row = sqlx::query(&q).bind(id).fetch_optional(&mut *conn).await?;
+    match row {
+        None => Ok(None),
+        Some(r) => {
+            let votes = load_votes(store, conn, id).await?;
+            Ok(Some(from_row(&r, votes)?))
+        }
+    }
+}
+
+impl WriteTx {
+    /// Reads an approval inside the transaction (after the write lock is held,
+    /// so what it reads cannot change before commit).
+    pub async fn get_approval(&mut self, id: &str) -> Result<Option<Approval>> {
+        let store = self.store.clone();
+        get_in(&store, &mut self.tx, id).await
+    }
+
+    pub async fn insert_approval(&mut self, a: &Approval) -> Result<()> {
+        let q = self
+            .sql(&format!(
+                "INSERT INTO approvals ({COLUMNS}) VALUES ({})",
+                vec!["?"; 30].join(", ")
+            ))
+            .into_owned();
+        bind_all(sqlx::query(&q), a).execute(&mut *self.tx).await?;
+        self.save_votes(a).await
+    }
+
+    /// Saves a changed approval if nobody else changed it since it was read;
+    /// otherwise `StoreError::Conflict`. Bumps `a.version`.
+    pub async fn update_approval(&mut self, a: &mut Approval) -> Result<()> {
+        let expected = a.version;
+        a.version += 1;
+        let q = self
+            .sql(
+                "UPDATE approvals SET status = ?, proposed_args = ?, final_args = ?, edited = ?, settled_status = ?, settled_by = ?, settled_reason = ?, settled_at = ?, execution_outcome = ?, execution_latency_ms = ?, execution_excerpt = ?, executed_at = ?, version = ? WHERE id = ? AND version = ?",
+            )
+            .into_owned();
+        let s = a.settlement.as_ref();
+        let e = a.execution.as_ref();
+        let done = sqlx::query(&q)
+            .bind(a.status.as_str())
+            .bind(text(&a.proposed_args))
+            .bind(text(&a.final_args))
+            .bind(i64::from(a.edited))
+            .bind(s.map(|s| s.status.as_str()))
+            .bind(s.map(|s| s.by.clone()))
+            .bind(s.and_then(|s| s.reason.clone()))
+            .bind(s.map(|s| s.at))
+            .bind(e.map(|e| e.outcome.as_str()))
+            .bind(e.and_then(|e| e.latency_ms))
+            .bind(e.and_then(|e| e.output_excerpt.clone()))
+            .bind(e.map(|e| e.reported_at))
+            .bind(a.version)
+            .bind(&a.id)
+            .bind(expected)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            a.version = expected;
+            return Err(StoreError::Conflict);
+        }
+        let q = self
+            .sql("DELETE FROM approval_votes WHERE approval_id = ?")
+            .into_owned();
+        sqlx::query(&q).bind(&a.id).execute(&mut *self.tx).await?;
+        self.save_votes(a).await
+    }
+
+    async fn save_votes(&mut self, a: &Approval) -> Result<()> {
+        let q = self
+            .sql("INSERT INTO approval_votes (approval_id, voter, created_at) VALUES (?, ?, ?)")
+            .into_owned();
+        for v in &a.votes {
+            sqlx::query(&q)
+                .bind(&a.id)
+                .bind(&v.voter)
+                .bind(v.at)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn bind_all<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    a: &'q Approval,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let s = a.settlement.as_ref();
+    let e = a.execution.as_ref();
+    q.bind(&a.id)
+        .bind(a.status.as_str())
+        .bind(&a.tool_name)
+        .bind(text(&Some(&a.tool_args)))
+        .bind(text(&a.proposed_args))
+        .bind(text(&a.final_args))
+        .bind(text(&a.tool_schema))
+        .bind(&a.policy)
+        .bind(&a.agent)
+        .bind(&a.originator)
+        .bind(&a.call_id)
+        .bind(&a.session_id)
+        .bind(text(&a.context_messages))
+        .bind(text(&a.client_metadata))
+        .bind(&a.idempotency_key)
+        .bind(&a.args_digest)
+        .bind(i64::from(a.required_approvals))
+        .bind(
+            a.allowed_decisions
+                .iter()
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .bind(i64::from(a.edited))
+        .bind(s.map(|s| s.status.as_str()))
+        .bind(s.map(|s| s.by.clone()))
+        .bind(s.and_then(|s| s.reason.clone()))
+        .bind(s.map(|s| s.at))
+        .bind(e.map(|e| e.outcome.as_str()))
+        .bind(e.and_then(|e| e.latency_ms))
+        .bind(e.and_then(|e| e.output_excerpt.clone()))
+        .bind(e.map(|e| e.reported_at))
+        .bind(a.created_at)
+        .bind(a.expires_at)
+        .bind(a.version)
+}

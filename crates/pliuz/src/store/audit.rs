@@ -1,0 +1,292 @@
+//! Audit log persistence: entries and Merkle hashes are appended inside the
+//! caller's write transaction; the pure tree maths lives in `pliuz_audit`.
+
+use super::{col, Result, Store, StoreError, WriteTx};
+use pliuz_audit::Hash;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// One thing that happened, before it gets its index and time.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    /// `approval.created`, `approval.decided`, `user.created`, ...
+    pub kind: &'static str,
+    /// `user:EMAIL`, `agent:NAME`, `policy:NAME` or `system`.
+    pub actor: String,
+    pub approval_id: Option<String>,
+    pub data: Value,
+}
+
+/// An entry as stored: its canonical bytes are exactly what was hashed.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub index: u64,
+    pub approval_id: Option<String>,
+    pub kind: String,
+    pub created_at: i64,
+    pub body: String,
+}
+
+fn to_u64(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative audit index {v}")))
+}
+
+fn hash_from(bytes: Vec<u8>) -> Result<Hash> {
+    Hash::try_from(bytes.as_slice())
+        .map_err(|_| StoreError::Corrupt("audit hash is not 32 bytes".into()))
+}
+
+async fn read_hashes(
+    store: &Store,
+    conn: &mut sqlx::AnyConnection,
+    indexes: &[u64],
+) -> Result<HashMap<u64, Hash>> {
+    let mut out = HashMap::with_capacity(indexes.len());
+    if indexes.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT idx, hash FROM audit_hashes WHERE idx IN ({})",
+        vec!["?"; indexes.len()].join(", ")
+    );
+    let q = store.sql(&sql).into_owned();
+    let mut query = sqlx::query(&q);
+    for i in indexes {
+        query = query.bind(i64::try_from(*i).unwrap_or(i64::MAX));
+    }
+    for row in query.fetch_all(conn).await? {
+        let idx = to_u64(col::<i64>(&row, "idx")?)?;
+        out.insert(idx, hash_from(col::<Vec<u8>>(&row, "hash")?)?);
+    }
+    if out.len() != indexes.len() {
+        return Err(StoreError::Corrupt(format!(
+            "audit hashes missing: wanted {} got {}",
+            indexes.len(),
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+impl WriteTx {
+    /// Appends one entry to the audit log in this transaction. Returns its index.
+    pub async fn audit(&mut self, event: AuditEvent) -> Result<u64> {
+        let size_i: i64 = sqlx::query_scalar("SELECT size FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        let index = to_u64(size_i)?;
+        let now = super::now_millis();
+        let entry = pliuz_audit::Entry {
+            index,
+            time: format_time(now),
+            kind: event.kind.to_owned(),
+            actor: event.actor,
+            approval_id: event.approval_id.clone(),
+            data: event.data,
+        };
+        let body = entry
+            .to_canonical_bytes()
+            .map_err(|e| StoreError::Audit(format!("cannot encode audit entry: {e}")))?;
+        let leaf = pliuz_audit::leaf_hash(&body);
+        let store = self.store.clone();
+        let needed = pliuz_audit::append_plan(index);
+        let known = read_hashes(&store, &mut self.tx, &needed).await?;
+        let new_hashes = pliuz_audit::append(index, leaf, &known)
+            .map_err(|e| StoreError::Audit(format!("cannot extend the Merkle tree: {e}")))?;
+        let body_text = String::from_utf8(body)
+            .map_err(|_| StoreError::Audit("canonical JSON is not UTF-8".into()))?;
+        let q = self
+            .sql("INSERT INTO audit_entries (idx, approval_id, kind, created_at, body) VALUES (?, ?, ?, ?, ?)")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(size_i)
+            .bind(event.approval_id)
+            .bind(event.kind)
+            .bind(now)
+            .bind(body_text)
+            .execute(&mut *self.tx)
+            .await?;
+        let q = self
+            .sql("INSERT INTO audit_hashes (idx, hash) VALUES (?, ?)")
+            .into_owned();
+        for (i, h) in new_hashes {
+            sqlx::query(&q)
+                .bind(i64::try_from(i).map_err(|_| StoreError::Audit("index overflow".into()))?)
+                .bind(h.to_vec())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        let q = self
+            .sql("UPDATE audit_head SET size = ? WHERE id = 1")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(size_i + 1)
+            .execute(&mut *self.tx)
+            .await?;
+        self.appended.push(index);
+        Ok(index)
+    }
+}
+
+pub fn format_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store {
+    pub async fn audit_size(&self) -> Result<u64> {
+        let v: i64 = sqlx::query_scalar("SELECT size FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        to_u64(v)
+    }
+
+    /// Entries `start..end` in log order.
+    pub async fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>> {
+        let q = self.sql("SELECT idx, approval_id, kind, created_at, body FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx");
+        let rows = sqlx::query(&q)
+            .bind(i64::try_from(start).unwrap_or(i64::MAX))
+            .bind(i64::try_from(end).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    pub async fn audit_entries_for(&self, approval_id: &str) -> Result<Vec<StoredEntry>> {
+        let q = self.sql("SELECT idx, approval_id, kind, created_at, body FROM audit_entries WHERE approval_id = ? ORDER BY idx");
+        let rows = sqlx::query(&q)
+            .bind(approval_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    /// Reads the stored hashes `indexes` (for proofs and roots).
+    pub async fn audit_hashes(&self, indexes: &[u64]) -> Result<HashMap<u64, Hash>> {
+        let mut conn = self.pool.acquire().await?;
+        read_hashes(self, &mut conn, indexes).await
+    }
+
+    /// The Merkle root of the first `size` entries.
+    pub async fn audit_root(&self, size: u64) -> Result<Hash> {
+        let plan =
+            pliuz_audit::tree_hash_plan(size).map_err(|e| StoreError::Audit(e.to_string()))?;
+        let map = self.audit_hashes(&plan).await?;
+        pliuz_audit::tree_hash(size, &map).map_err(|e| StoreError::Audit(e.to_string()))
+    }
+
+    pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
+        let plan = pliuz_audit::inclusion_proof_plan(index, size)
+            .map_err(|e| StoreError::Audit(e.to_string()))?;
+        let map = self.audit_hashes(&plan).await?;
+        pliuz_audit::inclusion_proof(index, size, &map)
+            .map_err(|e| StoreError::Audit(e.to_string()))
+    }
+
+    pub async fn consistency_proof(&self, from: u64, size: u64) -> Result<Vec<Hash>> {
+        let plan = pliuz_audit::consistency_proof_plan(from, size)
+            .map_err(|e| StoreError::Audit(e.to_string()))?;
+        let map = self.audit_hashes(&plan).await?;
+        pliuz_audit::consistency_proof(from, size, &map)
+            .map_err(|e| StoreError::Audit(e.to_string()))
+    }
+
+    pub async fn save_checkpoint(&self, size: u64, note: &str) -> Result<()> {
+        let q = self.sql("INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?)");
+        let res = sqlx::query(&q)
+            .bind(i64::try_from(size).unwrap_or(i64::MAX))
+            .bind(note)
+            .bind(super::now_millis())
+            .execute(&self.pool)
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            // Another replica signed the same size first: theirs stands.
+            Err(e) => {
+                let err = StoreError::from(e);
+                if err.is_unique_violation() {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// The newest checkpoint: (size, note).
+    pub async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>> {
+        let row =
+            sqlx::query("SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some((to_u64(col(&r, "size")?)?, col(&r, "note")?))),
+        }
+    }
+
+    /// The smallest checkpoint covering `size` entries.
+    pub async fn checkpoint_covering(&self, size: u64) -> Result<Option<(u64, String)>> {
+        let q = self
+            .sql("SELECT size, note FROM audit_checkpoints WHERE size >= ? ORDER BY size LIMIT 1");
+        let row = sqlx::query(&q)
+            .bind(i64::try_from(size).unwrap_or(i64::MAX))
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some((to_u64(col(&r, "size")?)?, col(&r, "note")?))),
+        }
+    }
+
+    pub async fn all_checkpoints(&self) -> Result<Vec<(u64, String)>> {
+        let rows = sqlx::query("SELECT size, note FROM audit_checkpoints ORDER BY size")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((to_u64(col(r, "size")?)?, col(r, "note")?)))
+            .collect()
+    }
+
+    pub async fn record_verifier_key(&self, vkey: &str) -> Result<()> {
+        let q = self.sql("SELECT COUNT(*) FROM audit_keys WHERE verifier_key = ?");
+        let n: i64 = sqlx::query_scalar(&q)
+            .bind(vkey)
+            .fetch_one(&self.pool)
+            .await?;
+        if n == 0 {
+            let q = self.sql("INSERT INTO audit_keys (verifier_key, created_at) VALUES (?, ?)");
+            let res = sqlx::query(&q)
+                .bind(vkey)
+                .bind(super::now_millis())
+                .execute(&self.pool)
+                .await;
+            if let Err(e) = res {
+                let err = StoreError::from(e);
+                if !err.is_unique_violation() {
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn verifier_keys(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT verifier_key FROM audit_keys ORDER BY created_at")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
+
+fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEntry> {
+    Ok(StoredEntry {
+        index: to_u64(col(r, "idx")?)?,
+        approval_id: col(r, "approval_id")?,
+        kind: col(r, "kind")?,
+        created_at: col(r, "created_at")?,
+        body: col(r, "body")?,
+    })
+}

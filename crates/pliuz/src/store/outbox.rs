@@ -1,0 +1,126 @@
+//! The outbox: notifications (Slack messages, updates) written in the same
+//! transaction as the change they announce, delivered later by a worker.
+//! A unique `dedupe_key` makes enqueueing idempotent, so one change never
+//! yields two messages.
+
+use super::{col, Result, Store, WriteTx};
+use serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub kind: String,
+    pub approval_id: Option<String>,
+    pub dedupe_key: String,
+    pub payload: Value,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+}
+
+impl WriteTx {
+    /// Queues a message; does nothing if one with this `dedupe_key` exists.
+    pub async fn enqueue(
+        &mut self,
+        kind: &str,
+        approval_id: Option<&str>,
+        dedupe_key: &str,
+        payload: &Value,
+    ) -> Result<bool> {
+        let q = self
+            .sql("SELECT COUNT(*) FROM outbox WHERE dedupe_key = ?")
+            .into_owned();
+        let n: i64 = sqlx::query_scalar(&q)
+            .bind(dedupe_key)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        if n > 0 {
+            return Ok(false);
+        }
+        let now = super::now_millis();
+        let q = self
+            .sql("INSERT INTO outbox (id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(kind)
+            .bind(approval_id)
+            .bind(dedupe_key)
+            .bind(payload.to_string())
+            .bind(now)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(true)
+    }
+}
+
+impl Store {
+    /// Undelivered messages whose time has come, oldest first.
+    pub async fn due_outbox(&self, now: i64, limit: i64) -> Result<Vec<OutboxMessage>> {
+        let q = self.sql("SELECT id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?");
+        let rows = sqlx::query(&q)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let payload: String = col(r, "payload")?;
+                Ok(OutboxMessage {
+                    id: col(r, "id")?,
+                    kind: col(r, "kind")?,
+                    approval_id: col(r, "approval_id")?,
+                    dedupe_key: col(r, "dedupe_key")?,
+                    payload: serde_json::from_str(&payload)
+                        .map_err(|e| super::StoreError::Corrupt(format!("outbox payload: {e}")))?,
+                    attempts: col(r, "attempts")?,
+                    next_attempt_at: col(r, "next_attempt_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// When the next undelivered message is due, if any.
+    pub async fn next_outbox_due(&self) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL",
+            )
+            .fetch_one(&self.pool)
+            .await?,
+        )
+    }
+
+    pub async fn mark_delivered(&self, id: &str) -> Result<()> {
+        let q = self.sql("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?");
+        sqlx::query(&q)
+            .bind(super::now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub async fn mark_retry(&self, id: &str, next_attempt_at: i64, error: &str) -> Result<()> {
+        let q = self.sql("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?");
+        sqlx::query(&q)
+            .bind(next_attempt_at)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a message's payload (e.g. remember a Slack `ts` for later updates).
+    pub async fn update_outbox_payload(&self, id: &str, payload: &Value) -> Result<()> {
+        let q = self.sql("UPDATE outbox SET payload = ? WHERE id = ?");
+        sqlx::query(&q)
+            .bind(payload.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

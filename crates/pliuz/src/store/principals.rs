@@ -1,0 +1,321 @@
+//! Users, groups, personal API tokens and agent keys. Secrets arrive here
+//! already hashed; nothing in this file ever sees one in clear.
+
+use super::{col, Result, Store, StoreError, WriteTx};
+use crate::auth::{Principal, Role, User};
+
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    pub name: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+fn user_from_row(r: &sqlx::any::AnyRow, groups: Vec<String>) -> Result<UserRecord> {
+    let role_s: String = col(r, "role")?;
+    Ok(UserRecord {
+        user: User {
+            id: col(r, "id")?,
+            email: col(r, "email")?,
+            role: Role::parse(&role_s)
+                .ok_or_else(|| StoreError::Corrupt(format!("role {role_s}")))?,
+            groups,
+            disabled: col::<i64>(r, "disabled")? != 0,
+            created_at: col(r, "created_at")?,
+        },
+        password_hash: col(r, "password_hash")?,
+    })
+}
+
+const USER_COLS: &str = "id, email, role, password_hash, disabled, created_at";
+
+impl Store {
+    async fn groups_of(&self, user_id: &str) -> Result<Vec<String>> {
+        let q =
+            self.sql("SELECT group_name FROM user_groups WHERE user_id = ? ORDER BY group_name");
+        Ok(sqlx::query_scalar(&q)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        let q = self
+            .sql(&format!("SELECT {USER_COLS} FROM users WHERE email = ?"))
+            .into_owned();
+        match sqlx::query(&q)
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            None => Ok(None),
+            Some(r) => {
+                let id: String = col(&r, "id")?;
+                let groups = self.groups_of(&id).await?;
+                Ok(Some(user_from_row(&r, groups)?))
+            }
+        }
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
+        let q = self
+            .sql(&format!("SELECT {USER_COLS} FROM users WHERE id = ?"))
+            .into_owned();
+        match sqlx::query(&q).bind(id).fetch_optional(&self.pool).await? {
+            None => Ok(None),
+            Some(r) => {
+                let groups = self.groups_of(id).await?;
+                Ok(Some(user_from_row(&r, groups)?))
+            }
+        }
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query(&format!("SELECT {USER_COLS} FROM users ORDER BY email"))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = col(r, "id")?;
+            let groups = self.groups_of(&id).await?;
+            out.push(user_from_row(r, groups)?.user);
+        }
+        Ok(out)
+    }
+
+    pub async fn count_users(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
+        let rows = sqlx::query("SELECT name, created_at, revoked_at FROM agents ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AgentRecord {
+                    name: col(r, "name")?,
+                    created_at: col(r, "created_at")?,
+                    revoked_at: col(r, "revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Who holds this bearer secret (by its hash)? Revoked keys, revoked
+    /// tokens and disabled users resolve to nobody.
+    pub async fn principal_for_secret_hash(&self, hash: &str) -> Result<Option<Principal>> {
+        let q = self.sql("SELECT name FROM agents WHERE key_hash = ? AND revoked_at IS NULL");
+        if let Some(name) = sqlx::query_scalar::<_, String>(&q)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(Some(Principal::Agent { name }));
+        }
+        let q =
+            self.sql("SELECT user_id FROM user_tokens WHERE token_hash = ? AND revoked_at IS NULL");
+        let Some(user_id) = sqlx::query_scalar::<_, String>(&q)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .user_by_id(&user_id)
+            .await?
+            .filter(|u| !u.user.disabled)
+            .map(|u| Principal::User(u.user)))
+    }
+
+    /// The user a one-time setup link belongs to, if it is still valid.
+    pub async fn user_by_setup_token_hash(&self, hash: &str, now: i64) -> Result<Option<User>> {
+        let q =
+            self.sql("SELECT id FROM users WHERE setup_token_hash = ? AND setup_expires_at > ?");
+        let id: Option<String> = sqlx::query_scalar(&q)
+            .bind(hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        match id {
+            None => Ok(None),
+            Some(id) => Ok(self.user_by_id(&id).await?.map(|u| u.user)),
+        }
+    }
+}
+
+impl WriteTx {
+    pub async fn insert_user(
+        &mut self,
+        user: &User,
+        password_hash: Option<&str>,
+        setup_token_hash: Option<&str>,
+        setup_expires_at: Option<i64>,
+    ) -> Result<()> {
+        let q = self
+            .sql("INSERT INTO users (id, email, role, password_hash, setup_token_hash, setup_expires_at, disabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(&user.id)
+            .bind(&user.email)
+            .bind(user.role.as_str())
+            .bind(password_hash)
+            .bind(setup_token_hash)
+            .bind(setup_expires_at)
+            .bind(i64::from(user.disabled))
+            .bind(user.created_at)
+            .execute(&mut *self.tx)
+            .await?;
+        for g in &user.groups {
+            self.add_group(&user.id, g).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn add_group(&mut self, user_id: &str, group: &str) -> Result<bool> {
+        let q = self
+            .sql("SELECT COUNT(*) FROM user_groups WHERE user_id = ? AND group_name = ?")
+            .into_owned();
+        let n: i64 = sqlx::query_scalar(&q)
+            .bind(user_id)
+            .bind(group)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        if n > 0 {
+            return Ok(false);
+        }
+        let q = self
+            .sql("INSERT INTO user_groups (user_id, group_name) VALUES (?, ?)")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(user_id)
+            .bind(group)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(true)
+    }
+
+    pub async fn remove_group(&mut self, user_id: &str, group: &str) -> Result<bool> {
+        let q = self
+            .sql("DELETE FROM user_groups WHERE user_id = ? AND group_name = ?")
+            .into_owned();
+        let r = sqlx::query(&q)
+            .bind(user_id)
+            .bind(group)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn set_password(&mut self, user_id: &str, password_hash: &str) -> Result<()> {
+        let q = self
+            .sql("UPDATE users SET password_hash = ?, setup_token_hash = NULL, setup_expires_at = NULL WHERE id = ?")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_user_disabled(&mut self, user_id: &str, disabled: bool) -> Result<()> {
+        let q = self
+            .sql("UPDATE users SET disabled = ? WHERE id = ?")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(i64::from(disabled))
+            .bind(user_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_user_role(&mut self, user_id: &str, role: Role) -> Result<()> {
+        let q = self
+            .sql("UPDATE users SET role = ? WHERE id = ?")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(role.as_str())
+            .bind(user_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_user_token(
+        &mut self,
+        id: &str,
+        user_id: &str,
+        token_hash: &str,
+        label: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        let q = self
+            .sql("INSERT INTO user_tokens (id, user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?, ?)")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(id)
+            .bind(user_id)
+            .bind(token_hash)
+            .bind(label)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_user_tokens(&mut self, user_id: &str, now: i64) -> Result<u64> {
+        let q = self
+            .sql("UPDATE user_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+            .into_owned();
+        Ok(sqlx::query(&q)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected())
+    }
+
+    pub async fn insert_agent(
+        &mut self,
+        id: &str,
+        name: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> Result<()> {
+        let q = self
+            .sql("INSERT INTO agents (id, name, key_hash, created_at) VALUES (?, ?, ?, ?)")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(id)
+            .bind(name)
+            .bind(key_hash)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_agent(&mut self, name: &str, now: i64) -> Result<bool> {
+        let q = self
+            .sql("UPDATE agents SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
+            .into_owned();
+        Ok(sqlx::query(&q)
+            .bind(now)
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+}
