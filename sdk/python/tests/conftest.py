@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pliuz import _retry  # noqa: E402
+from pliuz import _retry
 
 
 @pytest.fixture
@@ -20,3 +20,43 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         _retry, "backoff_delay", lambda attempt, **kw: orig(attempt, initial=0.001, cap=0.01)
     )
     yield
+
+
+# ---------------------------------------------------------------------------
+# Real server fixtures
+# ---------------------------------------------------------------------------
+
+from server import Human, PliuzServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PliuzServer]:
+    """One shared ``pliuz serve`` for the tests that do not restart it."""
+    srv = PliuzServer(tmp_path_factory.mktemp("pliuz"))
+    srv.provision()
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[PliuzServer]:
+    """A server of this test's own (to kill and restart)."""
+    srv = PliuzServer(tmp_path)
+    srv.provision()
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def human(server: PliuzServer) -> Human:
+    return Human(server)
+
+
+@pytest.fixture
+def agent_env(server: PliuzServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = server.agent_env()
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env

@@ -24,9 +24,7 @@ def _now() -> str:
 def problem(status: int, code: str, detail: str = "nope", **extra: Any) -> httpx.Response:
     body = {"type": f"https://pliuz.dev/problems/{code}", "title": code, "status": status,
             "detail": detail, "code": code, **extra}  # fmt: skip
-    return httpx.Response(
-        status, json=body, headers={"content-type": "application/problem+json"}
-    )
+    return httpx.Response(status, json=body, headers={"content-type": "application/problem+json"})
 
 
 class FakePliuz:

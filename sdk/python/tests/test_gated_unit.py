@@ -109,7 +109,9 @@ def test_errors_of_the_function_are_reported_and_propagate() -> None:
 
 async def test_async_function_and_variadic_signature() -> None:
     fake = FakePliuz()
-    client = AsyncPliuzClient(KEY, "http://t", http_client=httpx.AsyncClient(transport=fake.transport()))
+    client = AsyncPliuzClient(
+        KEY, "http://t", http_client=httpx.AsyncClient(transport=fake.transport())
+    )
     seen: list[Any] = []
 
     @gated(client=client, tool_name="send", timeout_s=5)
