@@ -165,7 +165,13 @@ def run_gated_sync(
     report_output: bool = True,
 ) -> T:
     approval = client.create_approval(**prepared.request)
-    log.debug("pliuz: %s approval %s is %s", prepared.tool_name, approval.id, approval.status)
+    log.debug(
+        "pliuz: %s approval %s is %s (replay=%s)",
+        prepared.tool_name,
+        approval.id,
+        approval.status,
+        approval.is_replay,
+    )
     if approval.status == "pending":
         try:
             approval = client.wait_for_decision(approval, timeout=timeout_s)
@@ -225,7 +231,13 @@ async def run_gated_async(
     report_excerpt: Callable[[T], str | None] | None = None,
 ) -> T:
     approval = await client.create_approval(**prepared.request)
-    log.debug("pliuz: %s approval %s is %s", prepared.tool_name, approval.id, approval.status)
+    log.debug(
+        "pliuz: %s approval %s is %s (replay=%s)",
+        prepared.tool_name,
+        approval.id,
+        approval.status,
+        approval.is_replay,
+    )
     if approval.status == "pending":
         try:
             approval = await client.wait_for_decision(approval, timeout=timeout_s)
