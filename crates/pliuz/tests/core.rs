@@ -1,0 +1,881 @@
+//! The control plane end to end: the real binary, real HTTP, real SQLite
+//! (and PostgreSQL where marked).
+
+mod support;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::Server;
+
+const CONFIG: &str = r#"
+[[policy]]
+name = "refunds"
+tools = ["issue_refund"]
+approvers = ["group:finance", "user:ops@example.com"]
+decisions = ["approve", "reject", "edit"]
+expires_in = "30m"
+auto_approve = "args.amount_cents <= 1000"
+
+[[policy]]
+name = "deletes"
+tools = ["delete_db"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject"]
+required_approvals = 2
+
+[[policy]]
+name = "quick"
+tools = ["quick_tool"]
+approvers = ["group:finance"]
+expires_in = "1s"
+"#;
+
+struct Env {
+    server: Server,
+    http: Client,
+    agent: String,
+    finance: String,
+    finance2: String,
+    outsider: String,
+}
+
+async fn env() -> Env {
+    env_with(None).await
+}
+
+async fn env_with(database_url: Option<String>) -> Env {
+    let server = Server::start_with(CONFIG, database_url, vec![]).await;
+    let agent = server.agent_key("support-bot");
+    let finance = server.user_token("fin@example.com", "approver", &["finance"]);
+    let finance2 = server.user_token("fin2@example.com", "approver", &["finance"]);
+    let outsider = server.user_token("sales@example.com", "approver", &["sales"]);
+    Env {
+        server,
+        http: Client::new(),
+        agent,
+        finance,
+        finance2,
+        outsider,
+    }
+}
+
+impl Env {
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.server.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.server.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn create(&self, body: Value) -> Value {
+        let (status, v) = self.post(&self.agent, "/api/v1/approvals", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    async fn refund(&self, amount: i64) -> String {
+        let v = self
+            .create(json!({"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": amount}}))
+            .await;
+        v["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn decide(&self, token: &str, id: &str, body: Value) -> (StatusCode, Value) {
+        self.post(token, &format!("/api/v1/approvals/{id}/decision"), body)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_decision_and_approve_fixes_final_args() {
+    let e = env().await;
+    let id = e.refund(5000).await;
+    let (_, pending) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(pending["policy"], "refunds");
+
+    let poll = {
+        let http = e.http.clone();
+        let url = e.server.url(&format!("/api/v1/approvals/{id}?wait=30"));
+        let agent = e.agent.clone();
+        tokio::spawn(async move {
+            let r = http.get(url).bearer_auth(agent).send().await.expect("poll");
+            (Instant::now(), r.json::<Value>().await.expect("json"))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let decided_at = Instant::now();
+    let (status, v) = e
+        .decide(&e.finance, &id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (woke_at, polled) = poll.await.expect("join");
+    assert_eq!(polled["status"], "approved");
+    assert_eq!(
+        polled["final_args"],
+        json!({"order_id": "A-1", "amount_cents": 5000})
+    );
+    assert_eq!(polled["decision"]["by"], "user:fin@example.com");
+    // Woken by the decision, not by the 30 s timeout.
+    assert!(woke_at.duration_since(decided_at) < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn long_poll_returns_pending_when_wait_runs_out() {
+    let e = env().await;
+    let id = e.refund(5000).await;
+    let (status, v) = e
+        .get(&e.agent, &format!("/api/v1/approvals/{id}?wait=1"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["status"], "pending");
+}
+
+#[tokio::test]
+async fn reject_carries_the_reason() {
+    let e = env().await;
+    let id = e.refund(5000).await;
+    let (status, v) = e
+        .decide(
+            &e.finance,
+            &id,
+            json!({"decision": "reject", "reason": "duplicate refund"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, v) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
+    assert_eq!(v["status"], "rejected");
+    assert_eq!(v["decision"]["reason"], "duplicate refund");
+    assert!(v["final_args"].is_null());
+}
+
+#[tokio::test]
+async fn edit_is_validated_against_the_tool_schema() {
+    let e = env().await;
+    let schema = json!({
+        "type": "object",
+        "properties": {"order_id": {"type": "string"}, "amount_cents": {"type": "integer", "minimum": 1}},
+        "required": ["order_id", "amount_cents"],
+        "additionalProperties": false
+    });
+    let v = e
+        .create(json!({"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": 5000}, "tool_schema": schema}))
+        .await;
+    let id = v["id"].as_str().expect("id");
+    let (status, bad) = e
+        .decide(
+            &e.finance,
+            id,
+            json!({"decision": "edit", "final_args": {"order_id": "A-1", "amount_cents": "lots"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad["code"], "schema_violation");
+    assert!(
+        bad["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("amount_cents"),
+        "{bad}"
+    );
+    // Nothing changed.
+    let (_, still) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
+    assert_eq!(still["status"], "pending");
+
+    let (status, ok) = e
+        .decide(&e.finance, id, json!({"decision": "edit", "final_args": {"order_id": "A-1", "amount_cents": 2500}, "reason": "half"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    assert_eq!(ok["status"], "approved");
+    assert_eq!(
+        ok["final_args"],
+        json!({"order_id": "A-1", "amount_cents": 2500})
+    );
+    assert_eq!(ok["tool_args"]["amount_cents"], 5000);
+    assert_eq!(ok["decision"]["edited"], true);
+}
+
+#[tokio::test]
+async fn edit_is_refused_when_the_policy_does_not_allow_it() {
+    let e = env().await;
+    let v = e
+        .create(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
+        .await;
+    let id = v["id"].as_str().expect("id");
+    let (status, p) = e
+        .decide(
+            &e.finance,
+            id,
+            json!({"decision": "edit", "final_args": {"db": "staging"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(p["code"], "decision_not_allowed");
+}
+
+#[tokio::test]
+async fn quorum_of_two_counts_each_person_once() {
+    let e = env().await;
+    let v = e
+        .create(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
+        .await;
+    let id = v["id"].as_str().expect("id");
+    let (status, one) = e
+        .decide(&e.finance, id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["status"], "pending");
+    assert_eq!(one["approvals"].as_array().map(Vec::len), Some(1));
+    let (status, again) = e
+        .decide(&e.finance, id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(again["code"], "already_voted");
+    let (status, two) = e
+        .decide(&e.finance2, id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(two["status"], "approved");
+}
+
+#[tokio::test]
+async fn originator_cannot_approve_their_own_request() {
+    let e = env().await;
+    let v = e
+        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": "fin@example.com"}))
+        .await;
+    let id = v["id"].as_str().expect("id");
+    let (status, p) = e
+        .decide(&e.finance, id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
+    assert!(p["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("originator"));
+    let (status, _) = e
+        .decide(&e.finance2, id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn non_approvers_and_agents_cannot_decide() {
+    let e = env().await;
+    let id = e.refund(5000).await;
+    let (status, p) = e
+        .decide(&e.outsider, &id, json!({"decision": "approve"}))
+        .await;
+    // The outsider cannot even see it.
+    assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
+    let admin = e.server.user_token("boss@example.com", "admin", &[]);
+    let (status, p) = e.decide(&admin, &id, json!({"decision": "approve"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
+    assert!(p["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("not an approver"));
+    let (status, p) = e
+        .decide(&e.agent, &id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
+    let (_, v) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
+    assert_eq!(v["status"], "pending");
+}
+
+#[tokio::test]
+async fn idempotent_replay_and_conflict() {
+    let e = env().await;
+    let body = json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "idempotency_key": "run-1:call-1"});
+    let first = e.create(body.clone()).await;
+    let (status, replay) = e.post(&e.agent, "/api/v1/approvals", body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(replay["is_replay"], true);
+    assert_eq!(replay["id"], first["id"]);
+    let (status, conflict) = e
+        .post(&e.agent, "/api/v1/approvals", json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 9999}, "idempotency_key": "run-1:call-1"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(conflict["code"], "idempotency_conflict");
+}
+
+#[tokio::test]
+async fn auto_approve_by_policy_condition() {
+    let e = env().await;
+    let v = e
+        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 500}}))
+        .await;
+    assert_eq!(v["status"], "approved");
+    assert_eq!(v["decision"]["by"], "policy:refunds");
+    assert_eq!(v["final_args"]["amount_cents"], 500);
+}
+
+#[tokio::test]
+async fn requests_expire_on_time_without_polling_and_across_restart() {
+    let mut e = env().await;
+    let a = e
+        .create(json!({"tool_name": "quick_tool", "tool_args": {}}))
+        .await;
+    let a_id = a["id"].as_str().expect("id").to_owned();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, listed) = e.get(&e.finance, "/api/v1/approvals?status=expired").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert!(ids.contains(&a_id.as_str()), "{listed}");
+
+    // Created, then the server is down past the deadline: it expires after restart.
+    let b = e
+        .create(json!({"tool_name": "quick_tool", "tool_args": {}}))
+        .await;
+    let b_id = b["id"].as_str().expect("id").to_owned();
+    e.server.kill9();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    e.server.spawn().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = e
+            .get(&e.finance, &format!("/api/v1/approvals/{b_id}"))
+            .await;
+        if v["status"] == "expired" {
+            assert_eq!(v["decision"]["by"], "system");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not expired after restart: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, p) = e
+        .decide(&e.finance, &b_id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(p["code"], "invalid_transition");
+}
+
+#[tokio::test]
+async fn cancel_and_execution_report_follow_the_state_machine() {
+    let e = env().await;
+    let id = e.refund(5000).await;
+    let (status, v) = e
+        .post(
+            &e.agent,
+            &format!("/api/v1/approvals/{id}/cancel"),
+            json!({"reason": "user changed mind"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "cancelled");
+    let (status, p) = e
+        .post(
+            &e.agent,
+            &format!("/api/v1/approvals/{id}/cancel"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already cancelled"),
+        "{p}"
+    );
+
+    let id = e.refund(5000).await;
+    let exec = json!({"outcome": "success", "latency_ms": 12, "output_excerpt": "refunded"});
+    let (status, p) = e
+        .post(
+            &e.agent,
+            &format!("/api/v1/approvals/{id}/execution"),
+            exec.clone(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "cannot report before approval: {p}"
+    );
+    e.decide(&e.finance, &id, json!({"decision": "approve"}))
+        .await;
+    let (status, v) = e
+        .post(
+            &e.agent,
+            &format!("/api/v1/approvals/{id}/execution"),
+            exec.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "executed");
+    assert_eq!(v["execution"]["outcome"], "success");
+    assert_eq!(v["execution"]["latency_ms"], 12);
+    let (status, p) = e
+        .post(&e.agent, &format!("/api/v1/approvals/{id}/execution"), exec)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(p["code"], "invalid_transition");
+}
+
+#[tokio::test]
+async fn racing_deciders_settle_exactly_once() {
+    let e = env().await;
+    for _ in 0..5 {
+        let id = e.refund(5000).await;
+        let a = e.decide(&e.finance, &id, json!({"decision": "approve"}));
+        let b = e.decide(
+            &e.finance2,
+            &id,
+            json!({"decision": "reject", "reason": "no"}),
+        );
+        let ((sa, va), (sb, vb)) = tokio::join!(a, b);
+        let oks = [sa, sb].iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(oks, 1, "{sa} {va} / {sb} {vb}");
+        let loser = if sa == StatusCode::OK { &vb } else { &va };
+        assert_eq!(loser["code"], "invalid_transition", "{loser}");
+    }
+}
+
+#[tokio::test]
+async fn kill_9_loses_nothing_and_a_new_long_poll_gets_the_decision() {
+    let mut e = env().await;
+    let id = e.refund(7000).await;
+    e.server.kill9();
+    e.server.spawn().await;
+    let (status, v) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["status"], "pending");
+    assert_eq!(v["tool_args"]["amount_cents"], 7000);
+    let poll = {
+        let http = e.http.clone();
+        let url = e.server.url(&format!("/api/v1/approvals/{id}?wait=30"));
+        let agent = e.agent.clone();
+        tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(agent)
+                .send()
+                .await
+                .expect("poll")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = e
+        .decide(&e.finance, &id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(poll.await.expect("join")["status"], "approved");
+}
+
+async fn raw(
+    e: &Env,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, String, Value) {
+    let mut r = e
+        .http
+        .request(method.parse().expect("method"), e.server.url(path))
+        .bearer_auth(&e.agent)
+        .body(body);
+    if let Some(ct) = content_type {
+        r = r.header("content-type", ct);
+    }
+    let resp = r.send().await.expect("request");
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, ct, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn bad_input_gets_precise_problem_details_and_leaves_nothing_behind() {
+    let e = env().await;
+    let json_ct = Some("application/json");
+    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str, &str)> = vec![
+        (
+            "malformed",
+            json_ct,
+            b"{\"tool_name\": ".to_vec(),
+            400,
+            "malformed_json",
+            "not valid JSON",
+        ),
+        (
+            "wrong type",
+            json_ct,
+            br#"{"tool_name": "issue_refund", "tool_args": "x"}"#.to_vec(),
+            422,
+            "validation",
+            "tool_args",
+        ),
+        (
+            "missing field",
+            json_ct,
+            br#"{"tool_args": {}}"#.to_vec(),
+            422,
+            "validation",
+            "tool_name",
+        ),
+        (
+            "unknown field",
+            json_ct,
+            br#"{"tool_name": "issue_refund", "tool_args": {}, "colour": 1}"#.to_vec(),
+            422,
+            "validation",
+            "colour",
+        ),
+        (
+            "empty tool",
+            json_ct,
+            br#"{"tool_name": "", "tool_args": {}}"#.to_vec(),
+            422,
+            "validation",
+            "tool_name",
+        ),
+        (
+            "unknown policy",
+            json_ct,
+            br#"{"tool_name": "issue_refund", "tool_args": {}, "policy": "nope"}"#.to_vec(),
+            422,
+            "unknown_policy",
+            "nope",
+        ),
+        (
+            "no policy",
+            json_ct,
+            br#"{"tool_name": "launch_rockets", "tool_args": {}}"#.to_vec(),
+            422,
+            "no_matching_policy",
+            "launch_rockets",
+        ),
+        (
+            "no content type",
+            None,
+            br#"{"tool_name": "issue_refund", "tool_args": {}}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+            "Content-Type",
+        ),
+        (
+            "too large",
+            json_ct,
+            format!(
+                "{{\"tool_name\": \"issue_refund\", \"tool_args\": {{\"blob\": \"{}\"}}}}",
+                "x".repeat(2 * 1024 * 1024)
+            )
+            .into_bytes(),
+            413,
+            "payload_too_large",
+            "limit",
+        ),
+    ];
+    for (name, ct, body, status, code, mentions) in cases {
+        let (s, got_ct, p) = raw(&e, "POST", "/api/v1/approvals", ct, body).await;
+        assert_eq!(s.as_u16(), status, "{name}: {p}");
+        assert_eq!(got_ct, "application/problem+json", "{name}");
+        assert_eq!(p["code"], code, "{name}: {p}");
+        assert_eq!(p["status"], status, "{name}");
+        assert!(
+            p["detail"].as_str().unwrap_or_default().contains(mentions),
+            "{name}: {p}"
+        );
+    }
+    // Bad decisions and queries.
+    let id = e.refund(5000).await;
+    let (s, p) = e
+        .decide(&e.finance, &id, json!({"decision": "maybe"}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (s, p) = e.decide(&e.finance, &id, json!({"decision": "edit"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["field"], "final_args");
+    let (s, p) = e
+        .get(&e.agent, &format!("/api/v1/approvals/{id}?wait=abc"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    let (s, p) = e
+        .get(&e.agent, &format!("/api/v1/approvals/{id}?wait=600"))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (s, p) = e.get(&e.finance, "/api/v1/approvals?status=sideways").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (s, p) = e.get(&e.agent, "/api/v1/approvals/does-not-exist").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+    let (s, p) = e.get("pliuz_ak_forged", "/api/v1/approvals").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{p}");
+    let (s, _, p) = raw(&e, "GET", "/api/v1/nowhere", None, vec![]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+    // Only the one good request exists: no bad request left a row.
+    let (_, list) = e.get(&e.agent, "/api/v1/approvals").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+}
+
+#[tokio::test]
+async fn listing_filters_and_keyset_pagination_newest_first() {
+    let e = env().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(e.refund(5000).await);
+    }
+    e.create(json!({"tool_name": "delete_db", "tool_args": {}}))
+        .await;
+    let (_, page1) = e
+        .get(&e.finance, "/api/v1/approvals?policy=refunds&limit=2")
+        .await;
+    let got: Vec<String> = page1["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(got, vec![ids[4].clone(), ids[3].clone()]);
+    let cursor = page1["next_cursor"].as_str().expect("cursor");
+    let (_, page2) = e
+        .get(
+            &e.finance,
+            &format!("/api/v1/approvals?policy=refunds&limit=2&cursor={cursor}"),
+        )
+        .await;
+    let got2: Vec<String> = page2["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(got2, vec![ids[2].clone(), ids[1].clone()]);
+    let (_, by_tool) = e
+        .get(
+            &e.finance,
+            "/api/v1/approvals?tool=delete_db&status=pending&agent=support-bot",
+        )
+        .await;
+    assert_eq!(by_tool["items"].as_array().map(Vec::len), Some(1));
+    // An approver of no policy sees nothing.
+    let (_, none) = e.get(&e.outsider, "/api/v1/approvals").await;
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route_and_each_exists() {
+    let e = env().await;
+    let (status, doc) = e.get(&e.agent, "/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    for required in [
+        "/api/v1/approvals",
+        "/api/v1/approvals/{id}",
+        "/api/v1/approvals/{id}/decision",
+        "/api/v1/approvals/{id}/execution",
+        "/api/v1/approvals/{id}/cancel",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(paths.contains_key(required), "{required} missing");
+    }
+    for (path, ops) in paths {
+        for method in ops.as_object().expect("ops").keys() {
+            let url = path.replace("{id}", "00000000-0000-0000-0000-000000000000");
+            let (s, _, p) = raw(
+                &e,
+                &method.to_uppercase(),
+                &url,
+                Some("application/json"),
+                b"{}".to_vec(),
+            )
+            .await;
+            assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(
+                !(s == StatusCode::NOT_FOUND
+                    && p["detail"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("no such route")),
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn cli_secrets_policy_check_and_revocation() {
+    let e = env().await;
+    // A secret alone on stdout; explanations on stderr.
+    let out = e.server.cli(&["agents", "create", "reporting-bot"], None);
+    assert!(out.success);
+    assert_eq!(out.stdout.lines().count(), 1);
+    assert!(out.stdout.starts_with("pliuz_ak_"));
+    assert!(out.stderr.contains("shown only once"));
+    let key = out.stdout.trim().to_owned();
+    let (s, _) = e.get(&key, "/api/v1/approvals").await;
+    assert_eq!(s, StatusCode::OK);
+    let dup = e.server.cli(&["agents", "create", "reporting-bot"], None);
+    assert!(!dup.success);
+    assert!(dup.stderr.contains("already exists"));
+    let list = e.server.cli(&["agents", "list"], None);
+    assert!(list.stdout.contains("reporting-bot\t"));
+    assert!(!list.stdout.contains(&key), "keys are never shown again");
+    assert!(
+        e.server
+            .cli(&["agents", "revoke", "reporting-bot"], None)
+            .success
+    );
+    let (s, p) = e.get(&key, "/api/v1/approvals").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{p}");
+
+    // Setup links for users without a password.
+    let out = e.server.cli(
+        &["users", "create", "new@example.com", "--role", "auditor"],
+        None,
+    );
+    assert!(out.success, "{}", out.stderr);
+    assert!(
+        out.stdout.trim().contains("/setup/pliuz_su_"),
+        "{}",
+        out.stdout
+    );
+    let users = e.server.cli(&["users", "list"], None);
+    assert!(
+        users
+            .stdout
+            .contains("fin@example.com\tapprover\tfinance\tactive"),
+        "{}",
+        users.stdout
+    );
+    assert!(
+        e.server
+            .cli(
+                &["users", "add-group", "sales@example.com", "finance"],
+                None
+            )
+            .success
+    );
+    let id = e.refund(5000).await;
+    let (s, _) = e
+        .decide(&e.outsider, &id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "group membership takes effect at once");
+
+    // Policy check reports each mistake with its line.
+    let bad = e.server.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[policy]]\nname = \"x\"\napprovers = [\"finance\"]\nexpires_in = \"soon\"\n",
+    )
+    .expect("write");
+    let out = e
+        .server
+        .cli(&["policy", "check", bad.to_str().expect("path")], None);
+    assert!(!out.success);
+    assert!(out.stderr.contains("bad.toml:3:"), "{}", out.stderr);
+    assert!(out.stderr.contains("bad.toml:4:"), "{}", out.stderr);
+    let good = e.server.cli(
+        &[
+            "policy",
+            "check",
+            e.server.config_path().to_str().expect("path"),
+        ],
+        None,
+    );
+    assert!(good.success, "{}", good.stderr);
+}
+
+#[tokio::test]
+async fn first_start_prints_the_admin_login_once() {
+    let mut e = env().await;
+    let log = e.server.log();
+    assert_eq!(log.matches("password:").count(), 1, "{log}");
+    e.server.stop();
+    e.server.spawn().await;
+    assert_eq!(
+        e.server.log().matches("password:").count(),
+        1,
+        "printed again after restart"
+    );
+}
+
+#[tokio::test]
+async fn postgres_store_runs_the_same_flows_and_survives_restart() {
+    let url = support::fresh_postgres_database().await;
+    let mut e = env_with(Some(url)).await;
+    let id = e.refund(5000).await;
+    let body = json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "idempotency_key": "pg-1"});
+    let first = e.create(body.clone()).await;
+    let (s, replay) = e.post(&e.agent, "/api/v1/approvals", body).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(replay["id"], first["id"]);
+    e.server.kill9();
+    e.server.spawn().await;
+    let poll = {
+        let http = e.http.clone();
+        let url = e.server.url(&format!("/api/v1/approvals/{id}?wait=30"));
+        let agent = e.agent.clone();
+        tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(agent)
+                .send()
+                .await
+                .expect("poll")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, v) = e
+        .decide(
+            &e.finance,
+            &id,
+            json!({"decision": "edit", "final_args": {"amount_cents": 1}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let polled = poll.await.expect("join");
+    assert_eq!(polled["status"], "approved");
+    assert_eq!(polled["final_args"]["amount_cents"], 1);
+    let (s, _) = e
+        .decide(&e.finance2, &id, json!({"decision": "reject"}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let q = e
+        .create(json!({"tool_name": "quick_tool", "tool_args": {}}))
+        .await;
+    let qid = q["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = e.get(&e.finance, &format!("/api/v1/approvals/{qid}")).await;
+        if v["status"] == "expired" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
