@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test of the project: Rust (unit, integration against the real
+# binary on SQLite and PostgreSQL), the Python SDK against a real server,
+# the independent audit cross-check, and the web inbox in headless Chromium.
+# Installs what the tests need (Python packages, npm packages, Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Rust: format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Rust: build"
+cargo build --workspace --locked
+export PLIUZ_BIN="$root/target/debug/pliuz"
+
+step "Python: environment"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e "sdk/python[openai-agents,dev]" -r tests/audit-crosscheck/requirements.txt
+
+step "Browser: Chromium and playwright-core"
+bash scripts/install-browser.sh
+
+step "Rust: tests"
+cargo test --workspace --locked
+
+step "Python: lint, types and tests"
+.venv/bin/ruff check sdk/python examples tests/audit-crosscheck
+.venv/bin/python -m mypy sdk/python/pliuz
+.venv/bin/python -m pytest -q sdk/python/tests tests/audit-crosscheck
+
+step "Web inbox: end-to-end in headless Chromium"
+bash tests/e2e/run.sh
+
+step "All tests passed"
