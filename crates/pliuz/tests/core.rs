@@ -519,7 +519,9 @@ async fn raw(
 async fn bad_input_gets_precise_problem_details_and_leaves_nothing_behind() {
     let e = env().await;
     let json_ct = Some("application/json");
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str, &str)> = vec![
+    // (case, content type, body, status, code, what the detail mentions)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "malformed",
             json_ct,

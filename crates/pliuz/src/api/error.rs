@@ -7,30 +7,38 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Problem {
-    #[serde(rename = "type")]
-    pub type_uri: String,
-    pub title: String,
+    pub title: &'static str,
     pub status: u16,
     pub detail: String,
     pub code: &'static str,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
-    #[serde(skip)]
     pub retry_after: Option<u64>,
+}
+
+/// The wire form; `type` is derived from the code.
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
 }
 
 impl Problem {
     pub fn new(
         status: StatusCode,
         code: &'static str,
-        title: &str,
+        title: &'static str,
         detail: impl Into<String>,
     ) -> Problem {
         Problem {
-            type_uri: format!("https://pliuz.dev/problems/{}", code.replace('_', "-")),
-            title: title.to_owned(),
+            title,
             status: status.as_u16(),
             detail: detail.into(),
             code,
@@ -107,7 +115,15 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let body = serde_json::to_vec(&ProblemBody {
+            type_uri: format!("https://pliuz.dev/problems/{}", self.code.replace('_', "-")),
+            title: self.title,
+            status: self.status,
+            detail: &self.detail,
+            code: self.code,
+            errors: &self.errors,
+        })
+        .unwrap_or_default();
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
