@@ -13,7 +13,10 @@ use std::sync::Arc;
 
 /// State owned by the edges (inbox sessions, Slack client, audit signer).
 #[derive(Default)]
-pub struct Extras {}
+pub struct Extras {
+    /// Signs audit checkpoints (`crate::audit`); `None` only in tests.
+    pub audit_signer: Option<Arc<crate::audit::Signer>>,
+}
 
 /// Opens the store for the given settings (used by `serve` and the admin CLI).
 pub async fn control_plane(settings: Settings) -> anyhow::Result<ControlPlane> {
@@ -30,6 +33,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let cp = control_plane(settings).await?;
     cp.record_policy_load().await?;
     bootstrap_admin(&cp).await?;
+    let audit_signer = Arc::new(crate::audit::Signer::load(&cp.settings.audit, true)?);
+    cp.store
+        .record_verifier_key(&audit_signer.verifier_key())
+        .await?;
 
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -39,10 +46,20 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let (trigger, shutdown) = crate::shutdown::channel();
     let mut workers = tokio::task::JoinSet::new();
     workers.spawn(crate::expiry::run(cp.clone(), shutdown.clone()));
+    workers.spawn(crate::audit::worker::run(
+        cp.clone(),
+        audit_signer.clone(),
+        shutdown.clone(),
+    ));
 
+    #[allow(clippy::needless_update)] // other edges add their fields to Extras
+    let extras = Extras {
+        audit_signer: Some(audit_signer.clone()),
+        ..Extras::default()
+    };
     let state = AppState {
         cp: cp.clone(),
-        extras: Arc::new(Extras::default()),
+        extras: Arc::new(extras),
     };
     tracing::info!(
         address = %listen,
@@ -64,6 +81,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let (served, ()) = tokio::join!(server, signal);
     served?;
     while workers.join_next().await.is_some() {}
+    // Nothing writes any more: sign everything up to here.
+    match crate::audit::sign_checkpoint(&cp, &audit_signer).await {
+        Ok(c) => tracing::info!(size = c.size, "signed the final audit checkpoint"),
+        Err(e) => tracing::warn!(error = %e, "could not sign the final audit checkpoint"),
+    }
     Ok(())
 }
 

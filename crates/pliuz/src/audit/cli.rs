@@ -1,15 +1,309 @@
-//! `pliuz audit ...` commands.
+//! `pliuz audit ...` commands. `verify` and `verify-receipt` are offline:
+//! they read only files and the keys given on the command line, never the
+//! database or the server. The others open the store (safe beside a running
+//! server: SQLite WAL, or the shared PostgreSQL database).
 
-use crate::config::Overrides;
+use super::signer::{write_key_file, Signer};
+use crate::approval::Actor;
+use crate::config::{Overrides, Settings};
+use crate::store::AuditEvent;
 use clap::Subcommand;
+use pliuz_audit::{SigningKey, Verifier};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Print the verifier key.
+    /// Print the current checkpoint verifier key (name+id+base64).
     Key,
+    /// Print every verifier key the log has used, oldest first.
+    Keys,
+    /// Print the newest signed checkpoint, signing one that covers the whole log first.
+    Checkpoint,
+    /// Write the whole log to DIR (entries.jsonl, checkpoints/<size>, keys.txt) for offline verification.
+    Export {
+        /// A new directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify an export offline against trusted verifier keys; names the first bad entry.
+    Verify {
+        dir: PathBuf,
+        /// A trusted verifier key (repeatable; give old keys too after a rotation).
+        #[arg(long = "key")]
+        keys: Vec<String>,
+        /// A file of trusted verifier keys, one per line.
+        #[arg(long)]
+        keys_file: Option<PathBuf>,
+    },
+    /// Verify a receipt (GET /api/v1/approvals/{id}/receipt) offline.
+    VerifyReceipt {
+        file: PathBuf,
+        /// A trusted verifier key (repeatable).
+        #[arg(long = "key")]
+        keys: Vec<String>,
+        /// A file of trusted verifier keys, one per line.
+        #[arg(long)]
+        keys_file: Option<PathBuf>,
+    },
+    /// Re-check the live log in the database: every entry, stored hash, checkpoint and key.
+    Check,
+    /// Replace the checkpoint signing key. The old verifier key stays valid for older checkpoints.
+    RotateKey {
+        /// Print the new private key on stdout instead of writing the key file
+        /// (for keys given through PLIUZ_AUDIT_SIGNING_KEY).
+        #[arg(long)]
+        print: bool,
+    },
 }
 
-pub async fn run(_command: AuditCommand, _over: &Overrides) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("audit commands are not available in this build")
+fn trusted_keys(keys: &[String], file: Option<&Path>) -> anyhow::Result<Vec<Verifier>> {
+    let mut all: Vec<String> = keys.to_vec();
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+        all.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    if all.is_empty() {
+        anyhow::bail!(
+            "give the verifier key(s) you trust with --key (from `pliuz audit key` or your records, not from the export itself)"
+        );
+    }
+    all.iter()
+        .map(|k| {
+            k.trim()
+                .parse::<Verifier>()
+                .map_err(|e| anyhow::anyhow!("--key {k}: {e}"))
+        })
+        .collect()
+}
+
+pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Verify {
+            dir,
+            keys,
+            keys_file,
+        } => {
+            let verifiers = trusted_keys(&keys, keys_file.as_deref())?;
+            let dir2 = dir.clone();
+            let result =
+                tokio::task::spawn_blocking(move || pliuz_audit::verify_export(&dir2, &verifiers))
+                    .await?;
+            match result {
+                Ok(r) => {
+                    println!(
+                        "OK: {} entries, {} checkpoints (newest covers {}), origin {}",
+                        r.entries,
+                        r.checkpoints.len(),
+                        r.checkpoints.last().copied().unwrap_or(0),
+                        r.origin
+                    );
+                    for k in &r.signed_by {
+                        println!("signed by {k}");
+                    }
+                    if r.unsigned_tail > 0 {
+                        println!(
+                            "warning: the last {} entries are not covered by any checkpoint",
+                            r.unsigned_tail
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("FAILED: {}: {}", dir.display(), e.message);
+                    if let Some(i) = e.index {
+                        eprintln!("first bad index: {i}");
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCommand::VerifyReceipt {
+            file,
+            keys,
+            keys_file,
+        } => {
+            let verifiers = trusted_keys(&keys, keys_file.as_deref())?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let receipt: pliuz_audit::Receipt = match serde_json::from_str(&text) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("FAILED: {} is not a receipt: {e}", file.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            match pliuz_audit::verify_receipt(&receipt, &verifiers) {
+                Ok(r) => {
+                    println!(
+                        "OK: approval {}: {} entries included in the log {} of size {}",
+                        r.approval_id,
+                        r.entries.len(),
+                        r.checkpoint.origin,
+                        r.checkpoint.size
+                    );
+                    for e in &r.entries {
+                        println!("  {} {} {} by {}", e.index, e.time, e.kind, e.actor);
+                    }
+                    for k in &r.signed_by {
+                        println!("signed by {k}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("FAILED: {}: {e}", file.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCommand::Key => {
+            let settings = Settings::load(over)?;
+            let signer = Signer::load(&settings.audit, true)?;
+            println!("{}", signer.verifier_key());
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Keys => {
+            let settings = Settings::load(over)?;
+            let signer = Signer::load(&settings.audit, false).ok();
+            let cp = crate::server::control_plane(settings).await?;
+            for k in super::known_verifiers(&cp, signer.as_ref()).await? {
+                println!("{k}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Checkpoint => {
+            let settings = Settings::load(over)?;
+            let signer = Signer::load(&settings.audit, true)?;
+            let cp = crate::server::control_plane(settings).await?;
+            let c = super::sign_checkpoint(&cp, &signer).await?;
+            print!("{}", c.note);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Export { out } => {
+            let settings = Settings::load(over)?;
+            let signer = match Signer::load(&settings.audit, true) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("warning: {e:#}; exporting only what is already signed");
+                    None
+                }
+            };
+            let cp = crate::server::control_plane(settings).await?;
+            let s = super::export::export(&cp, signer.as_ref(), &out).await?;
+            eprintln!(
+                "Exported {} entries, {} checkpoints and {} verifier key(s) to {}.",
+                s.entries,
+                s.checkpoints.len(),
+                s.keys.len(),
+                out.display()
+            );
+            eprintln!(
+                "Verify offline with: pliuz audit verify {} --key <trusted verifier key>",
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Check => {
+            let settings = Settings::load(over)?;
+            let signer = Signer::load(&settings.audit, false).ok();
+            let cp = crate::server::control_plane(settings).await?;
+            let r = super::verify_log(&cp, signer.as_ref()).await?;
+            match &r.problem {
+                None => {
+                    println!(
+                        "OK: {} entries, {} checkpoints, {} unsigned",
+                        r.entries,
+                        r.checkpoints.len(),
+                        r.unsigned_tail
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(p) => {
+                    eprintln!("FAILED: {}", p.message);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCommand::RotateKey { print } => rotate_key(over, print).await,
+    }
+}
+
+async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(over)?;
+    let from_env = settings.audit.signing_key.is_some();
+    if from_env && !print {
+        anyhow::bail!(
+            "the signing key comes from PLIUZ_AUDIT_SIGNING_KEY; run `pliuz audit rotate-key --print`, put the printed key in that variable and restart"
+        );
+    }
+    let old = Signer::load(&settings.audit, true)?;
+    let origin = settings.audit.origin.clone();
+    let key_file = settings.audit.signing_key_file.clone();
+    let cp = crate::server::control_plane(settings).await?;
+
+    // 1. Seal everything so far under the old key.
+    let sealed = super::sign_checkpoint(&cp, &old).await?;
+    let old_key = old.key();
+    let new =
+        SigningKey::generate(&origin).map_err(|e| anyhow::anyhow!("cannot generate a key: {e}"))?;
+
+    // 2. Install the new key (the running server notices the file change).
+    let old_text = std::fs::read_to_string(&key_file).ok();
+    if !print {
+        write_key_file(&key_file, &new, true)?;
+    }
+    cp.store.record_verifier_key(&new.verifier_key()).await?;
+
+    // 3. Record the rotation in the log itself.
+    let recorded = async {
+        let mut tx = cp.store.begin_write().await?;
+        tx.audit(AuditEvent {
+            kind: "audit.key_rotated",
+            actor: Actor::System.to_string(),
+            approval_id: None,
+            data: serde_json::json!({
+                "previous_key": old_key.verifier_key(),
+                "key": new.verifier_key(),
+                "sealed_at_size": sealed.size,
+            }),
+        })
+        .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = recorded {
+        if !print {
+            if let Some(t) = old_text {
+                let _ = std::fs::write(&key_file, t);
+            }
+        }
+        anyhow::bail!("could not record the rotation, the old key stays: {e}");
+    }
+
+    // 4. Sign the log, rotation entry included, with the new key.
+    let new_vkey = new.verifier_key();
+    let new_text = new.to_private_string();
+    let signer = Signer::from_key(new);
+    let c = super::sign_checkpoint(&cp, &signer).await?;
+    eprintln!(
+        "Rotated the audit signing key.\n  old verifier key: {}\n  new verifier key: {new_vkey}\n  checkpoint {} was the last signed by the old key; checkpoint {} is signed by the new one.\nKeep the old verifier key: checkpoints up to {} verify only with it (it stays in /api/v1/audit/keys and in exports).",
+        old_key.verifier_key(),
+        sealed.size,
+        c.size,
+        sealed.size,
+    );
+    if print {
+        eprintln!("Set PLIUZ_AUDIT_SIGNING_KEY to the private key below and restart pliuz:");
+        println!("{new_text}");
+    } else {
+        eprintln!("New key written to {}.", key_file.display());
+        println!("{new_vkey}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

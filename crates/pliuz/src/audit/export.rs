@@ -1,0 +1,101 @@
+//! Writes the export layout of `pliuz-audit` (see its README and
+//! `docs/audit.md`):
+//!
+//! ```text
+//! DIR/entries.jsonl        canonical bytes of each entry + "\n", log order
+//! DIR/checkpoints/<size>   each signed checkpoint note as served
+//! DIR/keys.txt             every verifier key the log has used
+//! ```
+//!
+//! The export is a consistent snapshot: the log size is read once, a
+//! checkpoint covering it is signed first if needed, and only checkpoints up
+//! to that size are written. It runs beside a live server (entries are
+//! immutable, so no long transaction is needed).
+
+use super::{AuditResult, Signer};
+use crate::service::ControlPlane;
+use std::io::Write;
+use std::path::Path;
+
+const PAGE: u64 = 5000;
+
+/// What an export wrote.
+#[derive(Debug, Clone)]
+pub struct ExportSummary {
+    pub entries: u64,
+    pub checkpoints: Vec<u64>,
+    pub keys: Vec<String>,
+}
+
+fn io(path: &Path, e: std::io::Error) -> super::AuditError {
+    super::AuditError::Log(format!("{}: {e}", path.display()))
+}
+
+/// Exports the whole log into `dir` (created; must not hold an export yet).
+pub async fn export(
+    cp: &ControlPlane,
+    signer: Option<&Signer>,
+    dir: &Path,
+) -> AuditResult<ExportSummary> {
+    if dir.join("entries.jsonl").exists() || dir.join("checkpoints").exists() {
+        return Err(super::AuditError::Log(format!(
+            "{} already holds an export; choose a new directory",
+            dir.display()
+        )));
+    }
+    let cp_dir = dir.join("checkpoints");
+    std::fs::create_dir_all(&cp_dir).map_err(|e| io(&cp_dir, e))?;
+
+    let size = match signer {
+        Some(s) => super::sign_checkpoint(cp, s).await?.size,
+        None => cp
+            .store
+            .latest_checkpoint()
+            .await?
+            .map(|(s, _)| s)
+            .unwrap_or(0),
+    };
+    // Without a signer only the signed part is exported.
+    let size = size.min(cp.store.audit_size().await?);
+
+    let path = dir.join("entries.jsonl");
+    let file = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut start = 0;
+    let mut written = 0u64;
+    while start < size {
+        let end = (start + PAGE).min(size);
+        for e in cp.store.audit_entries(start, end).await? {
+            out.write_all(e.body.as_bytes()).map_err(|e| io(&path, e))?;
+            out.write_all(b"\n").map_err(|e| io(&path, e))?;
+            written += 1;
+        }
+        start = end;
+    }
+    let file = out.into_inner().map_err(|e| io(&path, e.into_error()))?;
+    file.sync_all().map_err(|e| io(&path, e))?;
+
+    let mut sizes = Vec::new();
+    for (s, note) in cp.store.all_checkpoints().await? {
+        if s > size {
+            continue;
+        }
+        let p = cp_dir.join(s.to_string());
+        std::fs::write(&p, note.as_bytes()).map_err(|e| io(&p, e))?;
+        sizes.push(s);
+    }
+
+    let keys = super::known_verifiers(cp, signer).await?;
+    let p = dir.join("keys.txt");
+    let mut text = String::new();
+    for k in &keys {
+        text.push_str(k);
+        text.push('\n');
+    }
+    std::fs::write(&p, text).map_err(|e| io(&p, e))?;
+    Ok(ExportSummary {
+        entries: written,
+        checkpoints: sizes,
+        keys,
+    })
+}
