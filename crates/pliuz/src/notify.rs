@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, Notify};
 
 /// A committed change to one approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApprovalChanged {
     pub id: String,
     pub status: Status,
@@ -44,12 +44,12 @@ impl Notifier {
         self.changes.subscribe()
     }
 
-    pub fn approval_changed(&self, id: &str, status: Status, policy: &str) {
+    /// Announces a committed change (from this process or, via PostgreSQL
+    /// NOTIFY, another replica). Duplicates are harmless: waiters re-read.
+    pub fn publish(&self, change: ApprovalChanged) {
         // No receivers is fine: nobody is waiting.
-        let _ = self.changes.send(ApprovalChanged {
-            id: id.to_owned(),
-            status,
-            policy: policy.to_owned(),
-        });
+        let _ = self.changes.send(change);
+        // A new pending request may be due sooner than the worker thinks.
+        self.expiry.notify_one();
     }
 }

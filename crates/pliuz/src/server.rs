@@ -51,6 +51,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         audit_signer.clone(),
         shutdown.clone(),
     ));
+    {
+        let store = cp.store.clone();
+        let url = cp.settings.database_url.clone();
+        let notifier = cp.notifier.clone();
+        let shutdown = shutdown.clone();
+        workers.spawn(async move { store.relay_changes(url, notifier, shutdown).await });
+    }
 
     #[allow(clippy::needless_update)] // other edges add their fields to Extras
     let extras = Extras {

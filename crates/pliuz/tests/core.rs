@@ -881,3 +881,35 @@ async fn postgres_store_runs_the_same_flows_and_survives_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn replicas_sharing_postgres_wake_each_others_long_polls() {
+    let url = support::fresh_postgres_database().await;
+    let e = env_with(Some(url)).await;
+    let replica = Server::replica_of(&e.server).await;
+    let id = e.refund(5000).await;
+    // The agent waits on the replica; the approver decides on the primary.
+    let poll = {
+        let http = e.http.clone();
+        let url = replica.url(&format!("/api/v1/approvals/{id}?wait=30"));
+        let agent = e.agent.clone();
+        tokio::spawn(async move {
+            let v = http.get(url).bearer_auth(agent).send().await.expect("poll").json::<Value>().await.expect("json");
+            (Instant::now(), v)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let decided_at = Instant::now();
+    let (s, _) = e.decide(&e.finance, &id, json!({"decision": "approve"})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (woke_at, v) = poll.await.expect("join");
+    assert_eq!(v["status"], "approved");
+    assert!(woke_at.duration_since(decided_at) < Duration::from_secs(5), "woken by NOTIFY, not by the timeout");
+    // Both replicas racing to decide the same request: exactly one wins.
+    let id = e.refund(5000).await;
+    let replica_env = Env { server: replica, http: e.http.clone(), agent: e.agent.clone(), finance: e.finance.clone(), finance2: e.finance2.clone(), outsider: e.outsider.clone() };
+    let a = e.decide(&e.finance, &id, json!({"decision": "approve"}));
+    let b = replica_env.decide(&e.finance2, &id, json!({"decision": "reject"}));
+    let ((sa, _), (sb, _)) = tokio::join!(a, b);
+    assert_eq!([sa, sb].iter().filter(|s| **s == StatusCode::OK).count(), 1, "{sa} {sb}");
+}

@@ -9,7 +9,7 @@ use crate::approval::{
 };
 use crate::auth::Principal;
 use crate::config::Settings;
-use crate::notify::Notifier;
+use crate::notify::{ApprovalChanged, Notifier};
 use crate::policy::{AutoDecision, CallFacts, MatchError, Policy, PolicySet};
 use crate::store::{AuditEvent, Store, StoreError, WriteTx};
 use serde_json::{json, Map, Value};
@@ -138,8 +138,19 @@ impl ControlPlane {
         }
     }
 
-    fn publish(&self, a: &Approval) {
-        self.notifier.approval_changed(&a.id, a.status, &a.policy);
+    /// Commits a change to `a` and tells everyone waiting on it: in-process
+    /// waiters at once, other replicas through PostgreSQL NOTIFY (sent
+    /// inside the transaction, so it is delivered exactly when it commits).
+    async fn commit_change(&self, mut tx: WriteTx, a: &Approval) -> Result<()> {
+        let change = ApprovalChanged {
+            id: a.id.clone(),
+            status: a.status,
+            policy: a.policy.clone(),
+        };
+        tx.notify_replicas(&change).await?;
+        tx.commit().await?;
+        self.notifier.publish(change);
+        Ok(())
     }
 
     /// Queues the Slack notifications a change calls for, in the same
@@ -312,9 +323,7 @@ impl ControlPlane {
         }
         self.queue_notifications(&mut tx, &a, Some(&policy), true)
             .await?;
-        tx.commit().await?;
-        self.publish(&a);
-        self.notifier.expiry.notify_one();
+        self.commit_change(tx, &a).await?;
         Ok((a, true))
     }
 
@@ -442,8 +451,7 @@ impl ControlPlane {
         let policy = self.policies.get(&a.policy).cloned();
         self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
             .await?;
-        tx.commit().await?;
-        self.publish(&a);
+        self.commit_change(tx, &a).await?;
         Ok(a)
     }
 
@@ -476,8 +484,7 @@ impl ControlPlane {
         let policy = self.policies.get(&a.policy).cloned();
         self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
             .await?;
-        tx.commit().await?;
-        self.publish(&a);
+        self.commit_change(tx, &a).await?;
         Ok(a)
     }
 
@@ -513,8 +520,7 @@ impl ControlPlane {
             }),
         })
         .await?;
-        tx.commit().await?;
-        self.publish(&a);
+        self.commit_change(tx, &a).await?;
         Ok(a)
     }
 
@@ -540,8 +546,7 @@ impl ControlPlane {
         let policy = self.policies.get(&a.policy).cloned();
         self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
             .await?;
-        tx.commit().await?;
-        self.publish(&a);
+        self.commit_change(tx, &a).await?;
         Ok(true)
     }
 

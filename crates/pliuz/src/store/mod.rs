@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+/// The PostgreSQL NOTIFY channel that carries approval changes between replicas.
+pub const CHANGES_CHANNEL: &str = "pliuz_approval_changes";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -207,6 +210,54 @@ impl Store {
         })
     }
 
+    /// Forwards change notifications from other replicas into `notifier`
+    /// until shutdown (PostgreSQL only; reconnects after errors).
+    pub async fn relay_changes(
+        &self,
+        database_url: String,
+        notifier: crate::notify::Notifier,
+        shutdown: crate::shutdown::Shutdown,
+    ) {
+        if self.backend != Backend::Postgres {
+            return;
+        }
+        loop {
+            let listener = async {
+                let mut l = sqlx::postgres::PgListener::connect(&database_url).await?;
+                l.listen(CHANGES_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            let mut listener = tokio::select! {
+                l = listener => match l {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for changes from other replicas; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                            _ = shutdown.wait() => return,
+                        }
+                    }
+                },
+                _ = shutdown.wait() => return,
+            };
+            loop {
+                tokio::select! {
+                    n = listener.recv() => match n {
+                        Ok(n) => match serde_json::from_str(n.payload()) {
+                            Ok(change) => notifier.publish(change),
+                            Err(e) => tracing::warn!(error = %e, "ignoring a malformed change notification"),
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lost the change listener; reconnecting");
+                            break;
+                        }
+                    },
+                    _ = shutdown.wait() => return,
+                }
+            }
+        }
+    }
+
     pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         let q = self.sql("SELECT value FROM meta WHERE key = ?");
         Ok(sqlx::query_scalar(&q)
@@ -245,6 +296,20 @@ impl WriteTx {
         }
         self.tx.commit().await?;
         Ok(self.appended)
+    }
+
+    /// Tells other replicas about a change when this transaction commits.
+    pub async fn notify_replicas(&mut self, change: &crate::notify::ApprovalChanged) -> Result<()> {
+        if self.store.backend == Backend::Postgres {
+            let payload = serde_json::to_string(change)
+                .map_err(|e| StoreError::Corrupt(format!("change notification: {e}")))?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGES_CHANNEL)
+                .bind(payload)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
     }
 
     pub async fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {

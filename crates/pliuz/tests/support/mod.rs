@@ -17,6 +17,8 @@ pub struct Server {
     pub base: String,
     pub extra_env: Vec<(String, String)>,
     pub database_url: Option<String>,
+    /// Set for a replica sharing another server's data dir (and so its keys).
+    shared_data_dir: Option<PathBuf>,
 }
 
 pub fn free_port() -> u16 {
@@ -47,13 +49,35 @@ impl Server {
             base: format!("http://127.0.0.1:{port}"),
             extra_env,
             database_url,
+            shared_data_dir: None,
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// A second replica on its own port, sharing the database (PostgreSQL),
+    /// configuration and keys of `primary`.
+    pub async fn replica_of(primary: &Server) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(primary.config_path(), dir.path().join("pliuz.toml")).expect("copy config");
+        let port = free_port();
+        let mut s = Server {
+            child: None,
+            dir,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            extra_env: primary.extra_env.clone(),
+            database_url: primary.database_url.clone(),
+            shared_data_dir: Some(primary.data_dir()),
         };
         s.spawn().await;
         s
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.shared_data_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     pub fn config_path(&self) -> PathBuf {
