@@ -73,9 +73,24 @@ fn json_problem(rejection: JsonRejection) -> Problem {
                 .split_once("target type: ")
                 .map(|(_, d)| d.to_owned())
                 .unwrap_or(text);
+            // serde speaks of maps and sequences; API users think in JSON.
+            let detail = detail
+                .replace("a map", "a JSON object")
+                .replace("a sequence", "a JSON array");
+            let named = |prefix: &str| {
+                detail
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.split('`').next())
+                    .map(str::to_owned)
+            };
             let (field, message) = match detail.split_once(": ") {
                 Some((f, m)) if !f.contains(' ') => (f.to_owned(), m.to_owned()),
-                _ => ("body".to_owned(), detail.clone()),
+                _ => {
+                    let field = named("missing field `")
+                        .or_else(|| named("unknown field `"))
+                        .unwrap_or_else(|| "body".to_owned());
+                    (field, detail.clone())
+                }
             };
             Problem::validation(vec![crate::service::FieldError::new(field, message)])
         }
