@@ -15,6 +15,7 @@ pub mod config;
 pub mod expiry;
 pub mod inbox;
 pub mod notify;
+pub mod outbox;
 pub mod policy;
 pub mod server;
 pub mod service;

@@ -16,6 +16,8 @@ use std::sync::Arc;
 pub struct Extras {
     /// Signs audit checkpoints (`crate::audit`); `None` only in tests.
     pub audit_signer: Option<Arc<crate::audit::Signer>>,
+    /// The Slack integration (`crate::slack`), when `[slack]` is configured.
+    pub slack: Option<Arc<crate::slack::Slack>>,
 }
 
 /// Opens the store for the given settings (used by `serve` and the admin CLI).
@@ -46,6 +48,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let (trigger, shutdown) = crate::shutdown::channel();
     let mut workers = tokio::task::JoinSet::new();
     workers.spawn(crate::expiry::run(cp.clone(), shutdown.clone()));
+    let slack = match &cp.settings.slack {
+        Some(settings) => Some(crate::slack::Slack::new(settings)?),
+        None => None,
+    };
+    if let Some(slack) = &slack {
+        workers.spawn(crate::outbox::run(cp.clone(), slack.clone(), shutdown.clone()));
+    }
     workers.spawn(crate::audit::worker::run(
         cp.clone(),
         audit_signer.clone(),
@@ -62,6 +71,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     #[allow(clippy::needless_update)] // other edges add their fields to Extras
     let extras = Extras {
         audit_signer: Some(audit_signer.clone()),
+        slack,
         ..Extras::default()
     };
     let state = AppState {

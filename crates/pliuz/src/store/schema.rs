@@ -177,9 +177,18 @@ pub fn full_sql(m: &Migration, backend: Backend) -> String {
     }
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "core",
-    sqlite: SQLITE_CORE,
-    postgres: POSTGRES_CORE,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core",
+        sqlite: SQLITE_CORE,
+        postgres: POSTGRES_CORE,
+    },
+    // Slack: where each request's messages were posted (crate::slack::store).
+    Migration {
+        version: 3,
+        name: "slack",
+        sqlite: crate::slack::store::MIGRATION_SQL,
+        postgres: crate::slack::store::MIGRATION_SQL,
+    },
+];

@@ -1,0 +1,476 @@
+//! The outbox worker: delivers queued notifications (Slack posts, DMs and
+//! message updates) durably.
+//!
+//! Rows are written by the control plane in the same transaction as the
+//! change they announce, so nothing is lost: a Slack outage only delays
+//! delivery, and after a restart the worker picks up where it was (rows are
+//! in the database). Each row is:
+//!
+//! 1. **claimed** with a lease (compare-and-set on its due time), so two
+//!    replicas never deliver it at once and a worker that dies mid-delivery
+//!    releases it when the lease runs out;
+//! 2. **delivered**: one Slack call;
+//! 3. **recorded**: the message's `channel` + `ts`, the row's delivered flag
+//!    and a `notification.sent` audit entry, in one transaction.
+//!
+//! Failures are retried with exponential backoff and jitter; a `429` waits
+//! exactly as long as Slack's `Retry-After` says; 5xx, network errors and
+//! Slack's own transient errors are retried for as long as it takes. Errors
+//! that say the request itself is wrong (`channel_not_found`,
+//! `not_in_channel`, `invalid_auth`, ...) are retried too — an operator may
+//! fix the configuration — but only up to `PLIUZ_OUTBOX_MAX_ATTEMPTS`
+//! attempts; then the row is given up with its `last_error` kept and a
+//! `notification.failed` audit entry.
+//!
+//! **At most one message per request.** The unique `dedupe_key` makes
+//! queueing idempotent, and a row is marked delivered in the same
+//! transaction that records the posted `ts`. One window remains: if the
+//! process dies after Slack accepted a post and before that transaction
+//! commits (one local commit, normally milliseconds), the row is delivered
+//! again after the lease expires and Slack shows a duplicate. Slack's Web
+//! API offers no idempotency key to close it; a commit that fails after a
+//! successful post is retried in place several times to keep the window to a
+//! crash proper.
+//!
+//! Tuning (environment; the defaults suit production, tests shorten them):
+//! `PLIUZ_OUTBOX_BACKOFF_MS` (first retry delay, default 1000),
+//! `PLIUZ_OUTBOX_BACKOFF_MAX_MS` (longest delay, default 300000),
+//! `PLIUZ_OUTBOX_MAX_ATTEMPTS` (for non-transient errors, default 10),
+//! `PLIUZ_OUTBOX_LEASE_MS` (claim lease, default 60000).
+
+use crate::approval::{Actor, Approval};
+use crate::service::ControlPlane;
+use crate::slack::api::SlackError;
+use crate::slack::store as sstore;
+use crate::slack::{blocks, Slack};
+use crate::store::{AuditEvent, OutboxMessage, StoreError};
+use rand::Rng;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest sleep between passes, so rows queued by other processes (the
+/// admin CLI, other replicas) are picked up too.
+const MAX_SLEEP: Duration = Duration::from_secs(15);
+/// Rows handled per pass.
+const BATCH: i64 = 20;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub backoff_ms: i64,
+    pub backoff_max_ms: i64,
+    pub max_attempts: i64,
+    pub lease_ms: i64,
+}
+
+fn env_i64(name: &str, default: i64) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|v: &i64| *v > 0)
+        .unwrap_or(default)
+}
+
+impl Tuning {
+    pub fn from_env() -> Tuning {
+        let backoff_ms = env_i64("PLIUZ_OUTBOX_BACKOFF_MS", 1000);
+        Tuning {
+            backoff_ms,
+            backoff_max_ms: env_i64("PLIUZ_OUTBOX_BACKOFF_MAX_MS", 300_000).max(backoff_ms),
+            max_attempts: env_i64("PLIUZ_OUTBOX_MAX_ATTEMPTS", 10),
+            lease_ms: env_i64("PLIUZ_OUTBOX_LEASE_MS", 60_000),
+        }
+    }
+
+    /// Delay before attempt `attempts + 1`: exponential, capped, with
+    /// "equal jitter" (between half and all of it) so many retries spread out.
+    pub fn delay_ms(&self, attempts: i64) -> i64 {
+        let exp = attempts.clamp(1, 30) - 1;
+        let full = self
+            .backoff_ms
+            .saturating_mul(1i64 << exp)
+            .min(self.backoff_max_ms)
+            .max(1);
+        let half = full / 2;
+        half + rand::thread_rng().gen_range(0..=full - half)
+    }
+}
+
+/// Why one delivery did not happen.
+#[derive(Debug)]
+enum Failure {
+    Slack(SlackError),
+    /// An update whose message has not been posted yet.
+    Waiting(String),
+    Store(StoreError),
+}
+
+impl From<SlackError> for Failure {
+    fn from(e: SlackError) -> Failure {
+        Failure::Slack(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        Failure::Store(e)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Slack(e) => write!(f, "{e}"),
+            Failure::Waiting(m) => f.write_str(m),
+            Failure::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+pub async fn run(cp: ControlPlane, slack: Arc<Slack>, shutdown: crate::shutdown::Shutdown) {
+    let tuning = Tuning::from_env();
+    tracing::info!(?tuning, "outbox worker started");
+    loop {
+        let handled = deliver_due(&cp, &slack, &tuning).await;
+        let now = crate::store::now_millis();
+        let sleep = match cp.store.next_outbox_due().await {
+            Ok(Some(at)) if at > now => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
+            // Due now: go again at once if this pass did something; otherwise
+            // the rows are not ours to deliver (unknown kinds): do not spin.
+            Ok(Some(_)) if handled > 0 => Duration::ZERO,
+            Ok(Some(_)) => Duration::from_secs(1),
+            Ok(None) => MAX_SLEEP,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the outbox");
+                Duration::from_secs(1)
+            }
+        }
+        .min(MAX_SLEEP);
+        if sleep.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = cp.notifier.outbox.notified() => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// One pass over the due rows. Returns how many were attempted.
+pub async fn deliver_due(cp: &ControlPlane, slack: &Slack, tuning: &Tuning) -> usize {
+    let now = crate::store::now_millis();
+    let rows = match cp.store.due_outbox(now, BATCH).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read due outbox rows");
+            return 0;
+        }
+    };
+    let mut handled = 0;
+    for row in rows {
+        if !row.kind.starts_with("slack.") {
+            continue;
+        }
+        match sstore::claim(&cp.store, &row.id, row.next_attempt_at, now + tuning.lease_ms).await {
+            Ok(true) => {}
+            Ok(false) => continue, // someone else has it
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim an outbox row");
+                continue;
+            }
+        }
+        handled += 1;
+        let result = match row.kind.as_str() {
+            "slack.post" => post(cp, slack, &row).await,
+            "slack.dm" => dm(cp, slack, &row).await,
+            "slack.update" => update(cp, slack, &row).await,
+            other => {
+                give_up(cp, &row, &format!("unknown notification kind '{other}'")).await;
+                continue;
+            }
+        };
+        if let Err(f) = result {
+            failed(cp, &row, f, tuning).await;
+        }
+    }
+    handled
+}
+
+async fn failed(cp: &ControlPlane, row: &OutboxMessage, f: Failure, tuning: &Tuning) {
+    let attempts = row.attempts + 1;
+    let now = crate::store::now_millis();
+    let error = f.to_string();
+    let next = match &f {
+        Failure::Slack(SlackError::RateLimited { retry_after_secs }) => {
+            // Honour Retry-After exactly (plus a little jitter so a backlog
+            // does not stampede back at the same instant).
+            now + i64::try_from(*retry_after_secs).unwrap_or(60) * 1000
+                + rand::thread_rng().gen_range(0..=100)
+        }
+        Failure::Slack(e) if !e.is_transient() => {
+            if attempts >= tuning.max_attempts {
+                give_up(
+                    cp,
+                    row,
+                    &format!("gave up after {attempts} attempts: {error}"),
+                )
+                .await;
+                return;
+            }
+            now + tuning.delay_ms(attempts)
+        }
+        _ => now + tuning.delay_ms(attempts),
+    };
+    match &f {
+        Failure::Waiting(_) => tracing::debug!(outbox = %row.id, kind = %row.kind, attempts, %error, "waiting"),
+        _ => tracing::warn!(outbox = %row.id, kind = %row.kind, attempts, %error, retry_in_ms = next - now, "notification not delivered; will retry"),
+    }
+    if let Err(e) = cp.store.mark_retry(&row.id, next, &error).await {
+        tracing::warn!(error = %e, outbox = %row.id, "could not record a failed delivery");
+    }
+}
+
+async fn give_up(cp: &ControlPlane, row: &OutboxMessage, error: &str) {
+    tracing::error!(outbox = %row.id, kind = %row.kind, %error, "giving up on a notification");
+    let result = async {
+        let mut tx = cp.store.begin_write().await?;
+        sstore::give_up_tx(&mut tx, &row.id, error).await?;
+        tx.audit(AuditEvent {
+            kind: "notification.failed",
+            actor: Actor::System.to_string(),
+            approval_id: row.approval_id.clone(),
+            data: json!({"outbox_id": row.id, "kind": row.kind, "attempts": row.attempts + 1, "error": error}),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, outbox = %row.id, "could not record giving up");
+    }
+}
+
+fn approval_id(row: &OutboxMessage) -> Option<String> {
+    row.approval_id.clone().or_else(|| {
+        row.payload
+            .get("approval_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    })
+}
+
+/// Loads the request a row is about; `None` (and the row closed) if it is gone.
+async fn load(cp: &ControlPlane, row: &OutboxMessage) -> Result<Option<Approval>, Failure> {
+    let a = match approval_id(row) {
+        Some(id) => cp.store.get_approval(&id).await?,
+        None => None,
+    };
+    if a.is_none() {
+        tracing::warn!(outbox = %row.id, "the request of this notification no longer exists");
+        cp.store.mark_delivered(&row.id).await?;
+    }
+    Ok(a)
+}
+
+/// Records a delivered message: its `channel`/`ts`, optionally the row's
+/// delivered flag, and the audit entry, in one transaction. A failing commit
+/// is retried in place: the message is already in Slack.
+async fn record_sent(
+    cp: &ControlPlane,
+    row: &OutboxMessage,
+    posted: Option<(&str, &str, &str)>,
+    close_row: bool,
+    data: Value,
+) -> Result<(), Failure> {
+    let mut last = None;
+    for attempt in 0..5u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+        let result = async {
+            let mut tx = cp.store.begin_write().await?;
+            if let (Some((target, channel, ts)), Some(id)) = (posted, approval_id(row)) {
+                sstore::record_message(&mut tx, &row.id, target, &id, channel, ts).await?;
+            }
+            if close_row {
+                sstore::mark_delivered_tx(&mut tx, &row.id).await?;
+            }
+            tx.audit(AuditEvent {
+                kind: "notification.sent",
+                actor: Actor::System.to_string(),
+                approval_id: approval_id(row),
+                data: data.clone(),
+            })
+            .await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, outbox = %row.id, "could not record a delivered message; retrying");
+                last = Some(e);
+            }
+        }
+    }
+    Err(Failure::Store(last.unwrap_or_else(|| {
+        StoreError::Corrupt("recording a delivered message failed".into())
+    })))
+}
+
+/// Posts the request message to `target` (a channel, or a user id for a DM).
+async fn post_message(
+    cp: &ControlPlane,
+    slack: &Slack,
+    a: &Approval,
+    target: &str,
+) -> Result<(String, String), Failure> {
+    let mut body = blocks::message(a, &cp.settings.public_url, crate::store::now_millis());
+    body["channel"] = json!(target);
+    body["unfurl_links"] = json!(false);
+    body["unfurl_media"] = json!(false);
+    let v = slack.client.call("chat.postMessage", &body).await?;
+    let channel = v
+        .get("channel")
+        .and_then(Value::as_str)
+        .unwrap_or(target)
+        .to_owned();
+    let ts = v
+        .get("ts")
+        .and_then(Value::as_str)
+        .ok_or_else(|| SlackError::Decode("chat.postMessage answered without a ts".into()))?
+        .to_owned();
+    Ok((channel, ts))
+}
+
+async fn post(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(), Failure> {
+    let Some(a) = load(cp, row).await? else {
+        return Ok(());
+    };
+    let Some(target) = row.payload.get("channel").and_then(Value::as_str) else {
+        tracing::warn!(outbox = %row.id, "slack.post without a channel");
+        cp.store.mark_delivered(&row.id).await?;
+        return Ok(());
+    };
+    if sstore::already_sent(&cp.store, &row.id, target).await? {
+        cp.store.mark_delivered(&row.id).await?;
+        return Ok(());
+    }
+    let (channel, ts) = post_message(cp, slack, &a, target).await?;
+    tracing::info!(approval = %a.id, %channel, %ts, "posted the request to Slack");
+    record_sent(
+        cp,
+        row,
+        Some((target, &channel, &ts)),
+        true,
+        json!({"outbox_id": row.id, "kind": row.kind, "target": target, "channel": channel, "ts": ts}),
+    )
+    .await
+}
+
+/// A DM to each approver of the policy (but not the originator), one
+/// recorded message per person, so a retry never messages anyone twice.
+async fn dm(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(), Failure> {
+    let Some(a) = load(cp, row).await? else {
+        return Ok(());
+    };
+    let Some(policy) = cp.policies.get(&a.policy).cloned() else {
+        cp.store.mark_delivered(&row.id).await?;
+        return Ok(());
+    };
+    let users = cp.store.list_users().await?;
+    for u in users.iter().filter(|u| {
+        !u.disabled
+            && policy.is_approver(&u.email, &u.groups)
+            && !a.is_originated_by(&Actor::User(u.email.clone()))
+    }) {
+        let Some(target) = slack.slack_id_for_email(&u.email).await? else {
+            tracing::info!(email = %u.email, "approver has no Slack account; no DM");
+            continue;
+        };
+        if sstore::already_sent(&cp.store, &row.id, &target).await? {
+            continue;
+        }
+        let (channel, ts) = post_message(cp, slack, &a, &target).await?;
+        record_sent(
+            cp,
+            row,
+            Some((&target, &channel, &ts)),
+            false,
+            json!({"outbox_id": row.id, "kind": row.kind, "target": target, "email": u.email, "channel": channel, "ts": ts}),
+        )
+        .await?;
+    }
+    cp.store.mark_delivered(&row.id).await?;
+    Ok(())
+}
+
+/// Edits every message posted for the request to show its outcome.
+async fn update(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(), Failure> {
+    let Some(a) = load(cp, row).await? else {
+        return Ok(());
+    };
+    let messages = sstore::messages_for(&cp.store, &a.id).await?;
+    if messages.is_empty() {
+        if sstore::pending_posts(&cp.store, &a.id).await? > 0 {
+            return Err(Failure::Waiting(
+                "waiting for the request message to be posted".into(),
+            ));
+        }
+        // Nothing was (or ever will be) posted: nothing to update.
+        cp.store.mark_delivered(&row.id).await?;
+        return Ok(());
+    }
+    let body = blocks::message(&a, &cp.settings.public_url, crate::store::now_millis());
+    let mut updated = Vec::new();
+    for m in &messages {
+        let mut b = body.clone();
+        b["channel"] = json!(m.channel);
+        b["ts"] = json!(m.ts);
+        match slack.client.call("chat.update", &b).await {
+            Ok(_) => updated.push(json!({"channel": m.channel, "ts": m.ts})),
+            // Deleted by someone in Slack: nothing left to update.
+            Err(SlackError::Api(code))
+                if code == "message_not_found" || code == "cant_update_message" =>
+            {
+                tracing::warn!(channel = %m.channel, ts = %m.ts, %code, "cannot update a Slack message; skipping it");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(approval = %a.id, status = %a.status, messages = updated.len(), "updated the Slack messages");
+    record_sent(
+        cp,
+        row,
+        None,
+        true,
+        json!({"outbox_id": row.id, "kind": row.kind, "status": a.status, "messages": updated}),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let t = Tuning {
+            backoff_ms: 100,
+            backoff_max_ms: 1000,
+            max_attempts: 3,
+            lease_ms: 1000,
+        };
+        for _ in 0..100 {
+            let d1 = t.delay_ms(1);
+            assert!((50..=100).contains(&d1), "{d1}");
+            let d3 = t.delay_ms(3);
+            assert!((200..=400).contains(&d3), "{d3}");
+            let d20 = t.delay_ms(20);
+            assert!((500..=1000).contains(&d20), "{d20}");
+        }
+    }
+}

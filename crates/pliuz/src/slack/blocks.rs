@@ -1,0 +1,401 @@
+//! Block Kit rendering: the request message (pending and settled) and the
+//! reject / edit modals. Pure functions of an [`Approval`] and the clock.
+//!
+//! Everything that came from an agent or a person goes through [`escape`]
+//! first, so an argument like `<!channel>` is shown, not obeyed.
+
+use crate::approval::{Approval, DecisionKind, Status};
+use serde_json::{json, Map, Value};
+
+pub const ACTION_APPROVE: &str = "pliuz_approve";
+pub const ACTION_REJECT: &str = "pliuz_reject";
+pub const ACTION_EDIT: &str = "pliuz_edit";
+pub const VIEW_REJECT: &str = "pliuz_reject_view";
+pub const VIEW_EDIT: &str = "pliuz_edit_view";
+pub const BLOCK_REASON: &str = "reason";
+pub const INPUT_REASON: &str = "reason_input";
+pub const BLOCK_ARGS: &str = "args";
+pub const INPUT_ARGS: &str = "args_input";
+
+/// Longest value shown for one argument.
+pub const MAX_VALUE_CHARS: usize = 300;
+/// Most arguments listed in a message.
+pub const MAX_ARGS_SHOWN: usize = 20;
+/// Slack's limit for a section's text is 3000 characters; stay below.
+const MAX_SECTION_CHARS: usize = 2900;
+/// Slack's limit for a plain-text input's initial value.
+pub const MAX_INPUT_CHARS: usize = 3000;
+
+/// Escapes the three characters Slack mrkdwn gives a meaning to.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Cuts `s` to at most `max` characters, marking the cut with `…`.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// A value as shown in a message: strings bare, everything else as JSON,
+/// truncated, then escaped, inside an inline code span.
+fn show_value(v: &Value) -> String {
+    let raw = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    // Back-ticks would end the code span early; newlines would break the list.
+    let flat = raw.replace('`', "ˋ").replace(['\n', '\r'], " ");
+    format!("`{}`", escape(&truncate(&flat, MAX_VALUE_CHARS)))
+}
+
+/// A bulleted, escaped, truncated summary of the arguments.
+pub fn args_summary(args: &Map<String, Value>) -> String {
+    if args.is_empty() {
+        return "_no arguments_".to_owned();
+    }
+    let mut out = String::new();
+    let mut shown = 0;
+    for (k, v) in args {
+        let line = format!("• *{}*: {}\n", escape(&truncate(k, 80)), show_value(v));
+        if shown >= MAX_ARGS_SHOWN || out.chars().count() + line.chars().count() > MAX_SECTION_CHARS - 40
+        {
+            break;
+        }
+        out.push_str(&line);
+        shown += 1;
+    }
+    if shown < args.len() {
+        out.push_str(&format!(
+            "_…and {} more; see the full request in the inbox_",
+            args.len() - shown
+        ));
+    }
+    out.trim_end().to_owned()
+}
+
+/// "4 min", "2 h 5 min", "3 d 1 h": a person-readable duration.
+pub fn human_duration(ms: i64) -> String {
+    let s = (ms.max(0) + 999) / 1000;
+    let (d, h, m) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);
+    if d > 0 {
+        if h > 0 {
+            format!("{d} d {h} h")
+        } else {
+            format!("{d} d")
+        }
+    } else if h > 0 {
+        if m > 0 {
+            format!("{h} h {m} min")
+        } else {
+            format!("{h} h")
+        }
+    } else if m > 0 {
+        format!("{m} min")
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// Slack's date token: shown in each reader's own time zone.
+fn slack_date(ms: i64) -> String {
+    format!(
+        "<!date^{}^{{date_short_pretty}} at {{time}}|{}>",
+        ms.div_euclid(1000),
+        escape(&crate::store::format_time(ms))
+    )
+}
+
+/// `user:EMAIL` → `EMAIL`; other actors as they are.
+fn who(actor: &str) -> String {
+    escape(actor.strip_prefix("user:").unwrap_or(actor))
+}
+
+pub fn request_url(public_url: &str, id: &str) -> String {
+    format!("{}/requests/{}", public_url.trim_end_matches('/'), id)
+}
+
+fn headline(a: &Approval) -> String {
+    let by = a.settlement.as_ref().map(|s| who(&s.by)).unwrap_or_default();
+    let at = a
+        .settlement
+        .as_ref()
+        .map(|s| slack_date(s.at))
+        .unwrap_or_default();
+    match a.status {
+        Status::Pending => ":raising_hand: *Approval needed*".to_owned(),
+        Status::Approved if a.edited => {
+            format!(":white_check_mark: *Approved with edits* by {by} on {at}")
+        }
+        Status::Approved => format!(":white_check_mark: *Approved* by {by} on {at}"),
+        Status::Executed => {
+            let ran = a
+                .execution
+                .as_ref()
+                .map(|e| e.outcome.as_str())
+                .unwrap_or("reported");
+            format!(":white_check_mark: *Approved* by {by} on {at}; the agent ran it ({ran})")
+        }
+        Status::Rejected => format!(":no_entry: *Rejected* by {by} on {at}"),
+        Status::Expired => format!(":hourglass: *Expired* on {at}: nobody decided in time"),
+        Status::Cancelled => format!(":heavy_multiplication_x: *Cancelled* by {by} on {at}"),
+    }
+}
+
+/// The fallback text (notifications, screen readers).
+pub fn fallback_text(a: &Approval) -> String {
+    let verb = match a.status {
+        Status::Pending => "Approval needed",
+        Status::Approved | Status::Executed => "Approved",
+        Status::Rejected => "Rejected",
+        Status::Expired => "Expired",
+        Status::Cancelled => "Cancelled",
+    };
+    format!(
+        "{verb}: {} requested by {} (policy {})",
+        escape(&truncate(&a.tool_name, 100)),
+        escape(&truncate(&a.agent, 100)),
+        escape(&a.policy)
+    )
+}
+
+/// The request message: `{"text": ..., "blocks": [...]}`, ready to merge
+/// into `chat.postMessage` / `chat.update`. Buttons only while pending.
+pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
+    let mut fields = vec![
+        json!({"type": "mrkdwn", "text": format!("*Tool*\n`{}`", escape(&truncate(&a.tool_name, 200)))}),
+        json!({"type": "mrkdwn", "text": format!("*Agent*\n{}", escape(&truncate(&a.agent, 200)))}),
+        json!({"type": "mrkdwn", "text": format!("*Policy*\n{}", escape(&a.policy))}),
+    ];
+    if a.status == Status::Pending {
+        fields.push(json!({"type": "mrkdwn", "text": format!(
+            "*Time left*\n{} (until {})",
+            human_duration(a.expires_at - now),
+            slack_date(a.expires_at)
+        )}));
+    }
+    if let Some(o) = &a.originator {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*On behalf of*\n{}", escape(&truncate(o, 200)))}));
+    }
+    if a.required_approvals > 1 {
+        fields.push(json!({"type": "mrkdwn", "text": format!(
+            "*Approvals*\n{} of {}", a.votes.len(), a.required_approvals
+        )}));
+    }
+    let mut blocks = vec![
+        json!({"type": "section", "block_id": "headline", "text": {"type": "mrkdwn", "text": headline(a)}}),
+        json!({"type": "section", "block_id": "facts", "fields": fields}),
+        json!({"type": "section", "block_id": "arguments", "text": {"type": "mrkdwn", "text": format!("*Arguments*\n{}", args_summary(&a.tool_args))}}),
+    ];
+    if let Some(final_args) = a.final_args.as_ref().filter(|_| a.edited) {
+        blocks.push(json!({"type": "section", "block_id": "final_arguments", "text": {"type": "mrkdwn", "text": format!("*Approved arguments (edited)*\n{}", args_summary(final_args))}}));
+    }
+    if let Some(reason) = a
+        .settlement
+        .as_ref()
+        .and_then(|s| s.reason.as_deref())
+        .filter(|r| !r.is_empty())
+    {
+        blocks.push(json!({"type": "section", "block_id": "reason", "text": {"type": "mrkdwn", "text": format!("*Reason*\n{}", escape(&truncate(reason, 1500)))}}));
+    }
+    if a.status == Status::Pending {
+        let mut buttons = Vec::new();
+        for d in [DecisionKind::Approve, DecisionKind::Reject, DecisionKind::Edit] {
+            if !a.allowed_decisions.contains(&d) {
+                continue;
+            }
+            let (label, action, style) = match d {
+                DecisionKind::Approve => ("Approve", ACTION_APPROVE, Some("primary")),
+                DecisionKind::Reject => ("Reject", ACTION_REJECT, Some("danger")),
+                DecisionKind::Edit => ("Edit", ACTION_EDIT, None),
+            };
+            let mut b = json!({
+                "type": "button",
+                "action_id": action,
+                "text": {"type": "plain_text", "text": label},
+                "value": a.id,
+            });
+            if let Some(s) = style {
+                b["style"] = json!(s);
+            }
+            buttons.push(b);
+        }
+        if !buttons.is_empty() {
+            blocks.push(json!({"type": "actions", "block_id": "pliuz_actions", "elements": buttons}));
+        }
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+        "<{}|Open in the Pliuz inbox> · request `{}`",
+        request_url(public_url, &a.id),
+        escape(&a.id)
+    )}]}));
+    json!({"text": fallback_text(a), "blocks": blocks})
+}
+
+/// What a modal carries back to us on submission.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModalMeta {
+    pub approval_id: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub ts: Option<String>,
+}
+
+fn modal_intro(a: &Approval) -> Value {
+    json!({"type": "section", "block_id": "intro", "text": {"type": "mrkdwn", "text": format!(
+        "`{}` requested by {} (policy {})",
+        escape(&truncate(&a.tool_name, 200)),
+        escape(&truncate(&a.agent, 200)),
+        escape(&a.policy)
+    )}})
+}
+
+/// The "why are you rejecting?" modal.
+pub fn reject_modal(a: &Approval, meta: &ModalMeta) -> Value {
+    json!({
+        "type": "modal",
+        "callback_id": VIEW_REJECT,
+        "private_metadata": serde_json::to_string(meta).unwrap_or_default(),
+        "title": {"type": "plain_text", "text": "Reject request"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            modal_intro(a),
+            {
+                "type": "input",
+                "block_id": BLOCK_REASON,
+                "label": {"type": "plain_text", "text": "Reason (the agent sees it)"},
+                "element": {"type": "plain_text_input", "action_id": INPUT_REASON, "multiline": true, "max_length": 2000},
+            }
+        ]
+    })
+}
+
+/// The edit modal: the arguments under review as JSON. `None` when they are
+/// too long for a Slack text input.
+pub fn edit_modal(a: &Approval, meta: &ModalMeta) -> Option<Value> {
+    let args = serde_json::to_string_pretty(&Value::Object(a.args_under_review().clone()))
+        .unwrap_or_else(|_| "{}".into());
+    if args.chars().count() > MAX_INPUT_CHARS {
+        return None;
+    }
+    Some(json!({
+        "type": "modal",
+        "callback_id": VIEW_EDIT,
+        "private_metadata": serde_json::to_string(meta).unwrap_or_default(),
+        "title": {"type": "plain_text", "text": "Edit and approve"},
+        "submit": {"type": "plain_text", "text": "Approve edited"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            modal_intro(a),
+            {
+                "type": "input",
+                "block_id": BLOCK_ARGS,
+                "label": {"type": "plain_text", "text": "Arguments (JSON object)"},
+                "element": {"type": "plain_text_input", "action_id": INPUT_ARGS, "multiline": true, "initial_value": args, "max_length": MAX_INPUT_CHARS},
+            },
+            {
+                "type": "input",
+                "block_id": BLOCK_REASON,
+                "optional": true,
+                "label": {"type": "plain_text", "text": "Reason (optional)"},
+                "element": {"type": "plain_text_input", "action_id": INPUT_REASON, "multiline": true, "max_length": 2000},
+            }
+        ]
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approval::Settlement;
+
+    fn approval() -> Approval {
+        let mut args = Map::new();
+        args.insert("note".into(), json!("hi <@U123> & <!channel>"));
+        args.insert("long".into(), json!("x".repeat(1000)));
+        args.insert("n".into(), json!(5000));
+        Approval {
+            id: "a1".into(),
+            status: Status::Pending,
+            tool_name: "issue_refund".into(),
+            tool_args: args,
+            proposed_args: None,
+            final_args: None,
+            tool_schema: None,
+            policy: "refunds".into(),
+            agent: "bot".into(),
+            originator: None,
+            call_id: None,
+            session_id: None,
+            context_messages: None,
+            client_metadata: None,
+            idempotency_key: None,
+            args_digest: String::new(),
+            required_approvals: 1,
+            allowed_decisions: vec![DecisionKind::Approve, DecisionKind::Reject],
+            votes: vec![],
+            settlement: None,
+            edited: false,
+            execution: None,
+            created_at: 0,
+            expires_at: 30 * 60 * 1000,
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn escapes_and_truncates() {
+        assert_eq!(escape("a & <b> <!here>"), "a &amp; &lt;b&gt; &lt;!here&gt;");
+        let s = args_summary(&approval().tool_args);
+        assert!(s.contains("&lt;@U123&gt; &amp; &lt;!channel&gt;"), "{s}");
+        assert!(!s.contains("<@U123>"));
+        assert!(s.contains(&format!("{}…", "x".repeat(MAX_VALUE_CHARS - 1))));
+        assert!(!s.contains(&"x".repeat(MAX_VALUE_CHARS + 1)));
+    }
+
+    #[test]
+    fn buttons_follow_the_policy_and_vanish_once_settled() {
+        let mut a = approval();
+        let m = message(&a, "http://p", 0);
+        let text = m.to_string();
+        assert!(text.contains(ACTION_APPROVE) && text.contains(ACTION_REJECT));
+        assert!(!text.contains(ACTION_EDIT));
+        assert!(text.contains("http://p/requests/a1"));
+        assert!(text.contains("30 min"));
+        a.status = Status::Rejected;
+        a.settlement = Some(Settlement {
+            status: Status::Rejected,
+            by: "user:fin@example.com".into(),
+            reason: Some("too <much>".into()),
+            at: 1000,
+        });
+        let text = message(&a, "http://p", 0).to_string();
+        assert!(!text.contains(ACTION_APPROVE));
+        assert!(text.contains("*Rejected* by fin@example.com"));
+        assert!(text.contains("too &lt;much&gt;"));
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(1), "1 s");
+        assert_eq!(human_duration(90_000), "1 min");
+        assert_eq!(human_duration(2 * 3_600_000 + 5 * 60_000), "2 h 5 min");
+        assert_eq!(human_duration(26 * 3_600_000), "1 d 2 h");
+    }
+}

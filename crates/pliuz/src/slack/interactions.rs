@@ -1,0 +1,365 @@
+//! `POST /slack/interactions`: button clicks and modal submissions.
+//!
+//! Every request is checked against the signing secret and its timestamp
+//! first. Slack wants an answer within 3 seconds, so:
+//! - **Approve** is answered at once and decided in a spawned task;
+//! - **Reject** / **Edit** open a modal inline (the `trigger_id` expires in
+//!   3 s), with a deadline well inside that;
+//! - a modal submission is decided synchronously, because validation errors
+//!   must come back in the answer (`response_action: errors`).
+//!
+//! Whoever clicks is mapped to a Pliuz user and must be an approver of the
+//! request's policy; otherwise they get an ephemeral explanation and nothing
+//! changes. The message itself is updated by the outbox worker after any
+//! decision, wherever it was made.
+
+use super::blocks::{self, ModalMeta};
+use super::signature;
+use super::Slack;
+use crate::api::error::Problem;
+use crate::api::AppState;
+use crate::approval::{Approval, DecisionKind, Status};
+use crate::auth::Principal;
+use crate::service::{DecisionInput, ServiceError};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Time budget for the work done before answering a click (Slack allows 3 s).
+const INLINE_BUDGET: Duration = Duration::from_millis(2500);
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(slack) = state.extras.slack.clone() else {
+        return Problem::not_found("Slack is not configured on this server").into_response();
+    };
+    let now = chrono::Utc::now().timestamp();
+    if let Err(e) = signature::verify(
+        &slack.settings.signing_secret,
+        header(&headers, "x-slack-request-timestamp"),
+        header(&headers, "x-slack-signature"),
+        &body,
+        now,
+    ) {
+        tracing::warn!(error = %e, "refused a Slack interaction");
+        return Problem::unauthorized(e.to_string()).into_response();
+    }
+    let Some(payload) = form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| v.into_owned())
+    else {
+        return Problem::bad_request("expected a form body with a 'payload' field").into_response();
+    };
+    let p: Value = match serde_json::from_str(&payload) {
+        Ok(v) => v,
+        Err(e) => return Problem::bad_request(format!("payload is not JSON: {e}")).into_response(),
+    };
+    match p.get("type").and_then(Value::as_str) {
+        Some("block_actions") => block_actions(state, slack, p).await,
+        Some("view_submission") => view_submission(state, slack, p).await,
+        // view_closed, shortcuts, ...: nothing to do.
+        _ => StatusCode::OK.into_response(),
+    }
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+/// Maps the Slack user to a Pliuz user and checks they may decide now.
+/// `Err` is the explanation to show them.
+async fn authorize(
+    state: &AppState,
+    slack: &Slack,
+    slack_user: &str,
+    approval_id: &str,
+    timeout: Option<Duration>,
+) -> Result<(Principal, Approval), String> {
+    let email = match slack.email_for_slack_user(slack_user, timeout).await {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            return Err("Your Slack account is not linked to a Pliuz user, so Pliuz cannot tell who you are. Ask a Pliuz admin to add you (same email in Slack and Pliuz, or an entry in [slack.users]).".into())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, slack_user, "could not look up a Slack user");
+            return Err("Pliuz could not look up your Slack profile just now; please try again.".into());
+        }
+    };
+    let user = match state.cp.store.user_by_email(&email).await {
+        Ok(Some(r)) if !r.user.disabled => r.user,
+        Ok(Some(_)) => return Err(format!("The Pliuz account {email} is disabled.")),
+        Ok(None) => {
+            return Err(format!(
+                "No Pliuz user has the email {email}; ask a Pliuz admin to create one."
+            ))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store error while mapping a Slack user");
+            return Err("Pliuz had an internal error; please try again.".into());
+        }
+    };
+    let principal = Principal::User(user);
+    let a = match state.cp.store.get_approval(approval_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return Err("This request no longer exists in Pliuz.".into()),
+        Err(e) => {
+            tracing::error!(error = %e, "store error while loading an approval");
+            return Err("Pliuz had an internal error; please try again.".into());
+        }
+    };
+    if !state.cp.may_decide(&principal, &a.policy) {
+        return Err(format!(
+            "You ({email}) are not an approver of policy '{}', so you cannot decide this request.",
+            a.policy
+        ));
+    }
+    if a.status != Status::Pending {
+        return Err(format!("This request is already {}.", a.status));
+    }
+    Ok((principal, a))
+}
+
+/// A decision error as a person should read it.
+fn explain(e: &ServiceError) -> String {
+    match e {
+        ServiceError::Store(inner) => {
+            tracing::error!(error = %inner, "store error while deciding from Slack");
+            "Pliuz had an internal error; nothing was changed. Please try again.".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Tells the clicking user something only they see.
+async fn ephemeral(slack: &Slack, p: &Value, text: &str) {
+    let text = blocks::escape(text);
+    if let Some(url) = str_at(p, "/response_url") {
+        let body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
+        match slack.client.respond(url, &body).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, "could not answer via response_url"),
+        }
+    }
+    let channel = str_at(p, "/container/channel_id").or_else(|| str_at(p, "/channel/id"));
+    if let (Some(channel), Some(user)) = (channel, str_at(p, "/user/id")) {
+        let body = json!({"channel": channel, "user": user, "text": text});
+        if let Err(e) = slack.client.call("chat.postEphemeral", &body).await {
+            tracing::warn!(error = %e, "could not send an ephemeral message");
+        }
+    }
+}
+
+fn spawn_ephemeral(slack: Arc<Slack>, p: Value, text: String) {
+    tokio::spawn(async move { ephemeral(&slack, &p, &text).await });
+}
+
+async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response {
+    let ok = StatusCode::OK.into_response();
+    let Some(action) = p.pointer("/actions/0") else {
+        return ok;
+    };
+    let action_id = action.get("action_id").and_then(Value::as_str).unwrap_or("");
+    let Some(approval_id) = action.get("value").and_then(Value::as_str).map(str::to_owned) else {
+        return ok;
+    };
+    let Some(slack_user) = str_at(&p, "/user/id").map(str::to_owned) else {
+        return ok;
+    };
+    match action_id {
+        blocks::ACTION_APPROVE => {
+            tokio::spawn(async move {
+                let outcome = match authorize(&state, &slack, &slack_user, &approval_id, None).await
+                {
+                    Err(msg) => Some(msg),
+                    Ok((principal, _)) => {
+                        let input = DecisionInput {
+                            kind: DecisionKind::Approve,
+                            reason: None,
+                            final_args: None,
+                        };
+                        match state.cp.decide(&principal, &approval_id, input).await {
+                            Ok(a) if a.status == Status::Pending => Some(format!(
+                                "Your approval was counted ({} of {} needed).",
+                                a.votes.len(),
+                                a.required_approvals
+                            )),
+                            Ok(_) => None,
+                            Err(e) => Some(explain(&e)),
+                        }
+                    }
+                };
+                if let Some(msg) = outcome {
+                    ephemeral(&slack, &p, &msg).await;
+                }
+            });
+            ok
+        }
+        blocks::ACTION_REJECT | blocks::ACTION_EDIT => {
+            let started = Instant::now();
+            let kind = if action_id == blocks::ACTION_REJECT {
+                DecisionKind::Reject
+            } else {
+                DecisionKind::Edit
+            };
+            let opened = tokio::time::timeout(
+                INLINE_BUDGET,
+                open_modal(&state, &slack, &p, &slack_user, &approval_id, kind, started),
+            )
+            .await;
+            match opened {
+                Ok(Ok(())) => {}
+                Ok(Err(msg)) => spawn_ephemeral(slack, p, msg),
+                Err(_) => spawn_ephemeral(
+                    slack,
+                    p,
+                    "Slack or Pliuz was too slow to open the form; please click again.".into(),
+                ),
+            }
+            ok
+        }
+        _ => ok,
+    }
+}
+
+/// Opens the reject or edit modal with the click's `trigger_id`.
+async fn open_modal(
+    state: &AppState,
+    slack: &Slack,
+    p: &Value,
+    slack_user: &str,
+    approval_id: &str,
+    kind: DecisionKind,
+    started: Instant,
+) -> Result<(), String> {
+    let remaining = |started: Instant| INLINE_BUDGET.saturating_sub(started.elapsed());
+    let (_, a) = authorize(state, slack, slack_user, approval_id, Some(remaining(started))).await?;
+    if !a.allowed_decisions.contains(&kind) {
+        return Err(format!("Policy '{}' does not allow '{kind}'.", a.policy));
+    }
+    let Some(trigger_id) = str_at(p, "/trigger_id") else {
+        return Err("Slack sent no trigger_id, so the form cannot be opened.".into());
+    };
+    let meta = ModalMeta {
+        approval_id: a.id.clone(),
+        channel: str_at(p, "/container/channel_id")
+            .or_else(|| str_at(p, "/channel/id"))
+            .map(str::to_owned),
+        ts: str_at(p, "/container/message_ts")
+            .or_else(|| str_at(p, "/message/ts"))
+            .map(str::to_owned),
+    };
+    let view = match kind {
+        DecisionKind::Edit => blocks::edit_modal(&a, &meta).ok_or_else(|| {
+            "These arguments are too long to edit in Slack; edit them in the Pliuz inbox instead."
+                .to_owned()
+        })?,
+        _ => blocks::reject_modal(&a, &meta),
+    };
+    slack
+        .client
+        .call_with(
+            "views.open",
+            &json!({"trigger_id": trigger_id, "view": view}),
+            Some(remaining(started)),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::warn!(error = %e, "views.open failed");
+            "Slack did not open the form; please click again.".to_owned()
+        })
+}
+
+fn modal_errors(block: &str, msg: &str) -> Response {
+    let msg = crate::slack::blocks::truncate(msg, 500);
+    Json(json!({"response_action": "errors", "errors": {block: msg}})).into_response()
+}
+
+async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Response {
+    let callback = str_at(&p, "/view/callback_id").unwrap_or("");
+    let kind = match callback {
+        blocks::VIEW_REJECT => DecisionKind::Reject,
+        blocks::VIEW_EDIT => DecisionKind::Edit,
+        _ => return StatusCode::OK.into_response(),
+    };
+    let error_block = if kind == DecisionKind::Edit {
+        blocks::BLOCK_ARGS
+    } else {
+        blocks::BLOCK_REASON
+    };
+    let Some(meta) = str_at(&p, "/view/private_metadata")
+        .and_then(|m| serde_json::from_str::<ModalMeta>(m).ok())
+    else {
+        return modal_errors(error_block, "This form lost track of its request; open it again from the message.");
+    };
+    let Some(slack_user) = str_at(&p, "/user/id") else {
+        return modal_errors(error_block, "Slack did not say who you are.");
+    };
+    let (principal, a) =
+        match authorize(&state, &slack, slack_user, &meta.approval_id, Some(INLINE_BUDGET)).await {
+            Ok(x) => x,
+            Err(msg) => return modal_errors(error_block, &msg),
+        };
+    let values = p.pointer("/view/state/values").cloned().unwrap_or(Value::Null);
+    let input_value = |block: &str, action: &str| -> Option<String> {
+        values
+            .get(block)
+            .and_then(|b| b.get(action))
+            .and_then(|a| a.get("value"))
+            .and_then(Value::as_str)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let reason = input_value(blocks::BLOCK_REASON, blocks::INPUT_REASON);
+    let input = match kind {
+        DecisionKind::Reject => {
+            if reason.is_none() {
+                return modal_errors(blocks::BLOCK_REASON, "Please say why you are rejecting it.");
+            }
+            DecisionInput {
+                kind,
+                reason,
+                final_args: None,
+            }
+        }
+        _ => {
+            let text = input_value(blocks::BLOCK_ARGS, blocks::INPUT_ARGS).unwrap_or_default();
+            let args: Map<String, Value> = match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => {
+                    return modal_errors(
+                        blocks::BLOCK_ARGS,
+                        "The arguments must be a JSON object, like {\"amount_cents\": 500}.",
+                    )
+                }
+                Err(e) => return modal_errors(blocks::BLOCK_ARGS, &format!("Not valid JSON: {e}")),
+            };
+            if let Some(schema) = &a.tool_schema {
+                if let Err(errs) = crate::service::schema_errors(schema, &args) {
+                    return modal_errors(
+                        blocks::BLOCK_ARGS,
+                        &format!("Does not match the tool's schema: {}", errs.join("; ")),
+                    );
+                }
+            }
+            DecisionInput {
+                kind,
+                reason,
+                final_args: Some(args),
+            }
+        }
+    };
+    match state.cp.decide(&principal, &a.id, input).await {
+        // An empty 200 closes the modal; the message update follows via the outbox.
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => modal_errors(error_block, &explain(&e)),
+    }
+}
