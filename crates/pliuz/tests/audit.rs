@@ -1,0 +1,902 @@
+//! The tamper-evident audit trail end to end: the real binary, real HTTP,
+//! a real SQLite file, and offline verification with `pliuz audit verify`.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pliuz");
+const ORIGIN: &str = "pliuz.test/audit";
+
+const CONFIG: &str = r#"
+[audit]
+origin = "pliuz.test/audit"
+checkpoint_every = 4
+checkpoint_interval = "1s"
+
+[[policy]]
+name = "refunds"
+tools = ["issue_refund"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject", "edit"]
+expires_in = "30m"
+"#;
+
+// ---------------------------------------------------------------------------
+// A small harness: one server process with its own data dir and config.
+
+struct Server {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    base: String,
+    port: u16,
+}
+
+struct Out {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Runs `pliuz --data-dir D --config F ARGS...`.
+fn pliuz(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Out {
+    let mut c = Command::new(BIN);
+    c.arg("--data-dir")
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn pliuz");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("pliuz output");
+    Out {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Offline commands: no data dir, no config, no database.
+fn pliuz_offline(args: &[&str]) -> Out {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("PLIUZ_CONFIG")
+        .env_remove("PLIUZ_DATA_DIR")
+        .output()
+        .expect("spawn pliuz");
+    Out {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("pliuz.toml"), CONFIG).expect("config");
+        let port = free_port();
+        let mut s = Server {
+            child: None,
+            dir,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+        };
+        s.spawn().await;
+        s
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("pliuz.toml")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log");
+        let child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.data())
+            .arg("--config")
+            .arg(self.config())
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env("PLIUZ_LOG", "info")
+            .env("PLIUZ_ADMIN_PASSWORD", "admin-password-123")
+            .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn server");
+        self.child = Some(child);
+        let http = Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("pliuz exited with {status}:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "no start:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM and wait: the server signs a final checkpoint.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn cli(&self, args: &[&str], stdin: Option<&str>) -> Out {
+        pliuz(&self.data(), &self.config(), args, stdin)
+    }
+
+    fn agent_key(&self, name: &str) -> String {
+        let o = self.cli(&["agents", "create", name], None);
+        assert!(o.success, "{}", o.stderr);
+        o.stdout.trim().to_owned()
+    }
+
+    fn user_token(&self, email: &str, role: &str, groups: &[&str]) -> String {
+        let mut args = vec!["users", "create", email, "--role", role, "--password-stdin"];
+        for g in groups {
+            args.extend(["--group", g]);
+        }
+        let o = self.cli(&args, Some("correct-horse-battery\n"));
+        assert!(o.success, "{}", o.stderr);
+        let o = self.cli(&["users", "token", email], None);
+        assert!(o.success, "{}", o.stderr);
+        o.stdout.trim().to_owned()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn get(http: &Client, url: &str, token: &str) -> (StatusCode, String) {
+    let r = http
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    (r.status(), r.text().await.expect("body"))
+}
+
+async fn get_json(http: &Client, url: &str, token: &str) -> (StatusCode, Value) {
+    let (s, body) = get(http, url, token).await;
+    (s, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+async fn create_refund(http: &Client, s: &Server, agent: &str, amount: i64) -> String {
+    let r = http
+        .post(s.url("/api/v1/approvals"))
+        .bearer_auth(agent)
+        .json(&json!({"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": amount}}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.expect("json");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+fn unhash(s: &Value) -> pliuz_audit::Hash {
+    let bytes = B64
+        .decode(s.as_str().expect("base64 string"))
+        .expect("base64");
+    bytes.as_slice().try_into().expect("32 bytes")
+}
+
+fn proof(v: &Value) -> Vec<pliuz_audit::Hash> {
+    v["proof"]
+        .as_array()
+        .expect("proof")
+        .iter()
+        .map(unhash)
+        .collect()
+}
+
+async fn checkpoint(http: &Client, s: &Server, token: &str, key: &str) -> pliuz_audit::Checkpoint {
+    let (status, note) = get(http, &s.url("/api/v1/audit/checkpoint"), token).await;
+    assert_eq!(status, StatusCode::OK, "{note}");
+    let v: pliuz_audit::Verifier = key.parse().expect("verifier key");
+    pliuz_audit::open_checkpoint(&note, &[v]).expect("checkpoint verifies with /audit/key")
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
+    let s = Server::start().await;
+    let http = Client::new();
+    let agent = s.agent_key("support-bot");
+    let other_agent = s.agent_key("other-bot");
+    let approver = s.user_token("fin@example.com", "approver", &["finance"]);
+    let outsider = s.user_token("sales@example.com", "approver", &["sales"]);
+    let auditor = s.user_token("audit@example.com", "auditor", &[]);
+
+    // The key: endpoint, CLI and key file agree; the file is private.
+    let (status, key) = get(&http, &s.url("/api/v1/audit/key"), &auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    let key = key.trim().to_owned();
+    assert!(key.starts_with(&format!("{ORIGIN}+")), "{key}");
+    let cli_key = s.cli(&["audit", "key"], None);
+    assert!(cli_key.success, "{}", cli_key.stderr);
+    assert_eq!(cli_key.stdout.trim(), key);
+    let key_file = s.data().join("audit-signing.key");
+    let private = std::fs::read_to_string(&key_file).expect("key file");
+    assert!(private.starts_with(&format!("PRIVATE+KEY+{ORIGIN}+")));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let first = checkpoint(&http, &s, &auditor, &key).await;
+
+    // A request decided over the API.
+    let id = create_refund(&http, &s, &agent, 5000).await;
+    let r = http
+        .post(s.url(&format!("/api/v1/approvals/{id}/decision")))
+        .bearer_auth(&approver)
+        .json(&json!({"decision": "approve", "reason": "receipt attached"}))
+        .send()
+        .await
+        .expect("decide");
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // The receipt (signed on demand if the worker has not caught up yet).
+    let (status, receipt) = get(
+        &http,
+        &s.url(&format!("/api/v1/approvals/{id}/receipt")),
+        &agent,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    let parsed: pliuz_audit::Receipt = serde_json::from_str(&receipt).expect("receipt json");
+    let kinds: Vec<String> = parsed
+        .entries
+        .iter()
+        .map(|e| {
+            pliuz_audit::Entry::parse_canonical(e.entry.as_bytes())
+                .unwrap()
+                .kind
+        })
+        .collect();
+    assert_eq!(kinds, ["approval.created", "approval.decided"]);
+    let decided = pliuz_audit::Entry::parse_canonical(parsed.entries[1].entry.as_bytes()).unwrap();
+    assert_eq!(decided.actor, "user:fin@example.com");
+    let receipt_file = s.dir.path().join("receipt.json");
+    std::fs::write(&receipt_file, &receipt).unwrap();
+    let v = pliuz_offline(&[
+        "audit",
+        "verify-receipt",
+        receipt_file.to_str().unwrap(),
+        "--key",
+        &key,
+    ]);
+    assert!(v.success, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout
+            .contains("approval.decided by user:fin@example.com"),
+        "{}",
+        v.stdout
+    );
+    // ... and fails with a stranger's key, or when edited.
+    let stranger = pliuz_audit::SigningKey::generate(ORIGIN)
+        .unwrap()
+        .verifier_key();
+    let v = pliuz_offline(&[
+        "audit",
+        "verify-receipt",
+        receipt_file.to_str().unwrap(),
+        "--key",
+        &stranger,
+    ]);
+    assert!(!v.success);
+    std::fs::write(
+        &receipt_file,
+        receipt.replace("receipt attached", "receipt attachee"),
+    )
+    .unwrap();
+    let v = pliuz_offline(&[
+        "audit",
+        "verify-receipt",
+        receipt_file.to_str().unwrap(),
+        "--key",
+        &key,
+    ]);
+    assert!(!v.success, "an edited receipt must fail");
+
+    // Who may fetch the receipt.
+    let receipt_url = s.url(&format!("/api/v1/approvals/{id}/receipt"));
+    assert_eq!(get(&http, &receipt_url, &approver).await.0, StatusCode::OK);
+    assert_eq!(get(&http, &receipt_url, &auditor).await.0, StatusCode::OK);
+    assert_eq!(
+        get(&http, &receipt_url, &outsider).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&http, &receipt_url, &other_agent).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Who may read the entries.
+    let entries_url = s.url("/api/v1/audit/entries?start=0&end=1000");
+    assert_eq!(
+        get(&http, &entries_url, &approver).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(&http, &entries_url, &agent).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(
+            &http,
+            &s.url("/api/v1/audit/proof/inclusion?index=0"),
+            &agent
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, page) = get_json(&http, &entries_url, &auditor).await;
+    assert_eq!(status, StatusCode::OK);
+    let items = page["entries"].as_array().unwrap();
+    assert_eq!(items.len() as u64, page["size"].as_u64().unwrap());
+    let decided_item = items
+        .iter()
+        .find(|e| {
+            e["entry"]["type"] == "approval.decided" && e["entry"]["approval_id"] == id.as_str()
+        })
+        .expect("decision in the log");
+    assert_eq!(decided_item["entry"]["actor"], "user:fin@example.com");
+    let canonical = decided_item["canonical"].as_str().unwrap();
+    assert_eq!(
+        pliuz_audit::Entry::parse_canonical(canonical.as_bytes()).unwrap(),
+        decided
+    );
+    // Nobody writes the log through the API.
+    let r = http
+        .post(s.url("/api/v1/audit/entries"))
+        .bearer_auth(&auditor)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    // More activity, then a newer checkpoint.
+    for i in 0..5 {
+        create_refund(&http, &s, &agent, 100 + i).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let latest = loop {
+        let c = checkpoint(&http, &s, &auditor, &key).await;
+        if c.size >= first.size + 6 {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no new checkpoint");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Inclusion proof of the decision under the signed root.
+    let (status, inc) = get_json(
+        &http,
+        &s.url(&format!(
+            "/api/v1/audit/proof/inclusion?index={}&size={}",
+            decided.index, latest.size
+        )),
+        &auditor,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{inc}");
+    assert_eq!(unhash(&inc["root"]), latest.root);
+    pliuz_audit::verify_inclusion(
+        decided.index,
+        latest.size,
+        &pliuz_audit::leaf_hash(canonical.as_bytes()),
+        &proof(&inc),
+        &latest.root,
+    )
+    .expect("inclusion proof verifies");
+
+    // Consistency between the two signed checkpoints (readable by anyone).
+    let (status, con) = get_json(
+        &http,
+        &s.url(&format!(
+            "/api/v1/audit/proof/consistency?from={}&size={}",
+            first.size, latest.size
+        )),
+        &agent,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{con}");
+    pliuz_audit::verify_consistency(
+        first.size,
+        latest.size,
+        &proof(&con),
+        &first.root,
+        &latest.root,
+    )
+    .expect("consistency proof verifies");
+
+    // Out of range: 422 problems.
+    for path in [
+        format!(
+            "/api/v1/audit/proof/inclusion?index={}&size={}",
+            latest.size, latest.size
+        ),
+        "/api/v1/audit/proof/inclusion?index=0&size=999999".to_owned(),
+        format!(
+            "/api/v1/audit/proof/consistency?from={}&size={}",
+            latest.size, first.size
+        ),
+        "/api/v1/audit/entries?start=999999".to_owned(),
+    ] {
+        let (status, p) = get_json(&http, &s.url(&path), &auditor).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {p}");
+        assert_eq!(p["code"], "out_of_range");
+    }
+
+    // Export while serving, verify offline, and the live self-check agrees.
+    let out = s.dir.path().join("export");
+    let e = s.cli(&["audit", "export", "--out", out.to_str().unwrap()], None);
+    assert!(e.success, "{}", e.stderr);
+    let v = pliuz_offline(&["audit", "verify", out.to_str().unwrap(), "--key", &key]);
+    assert!(v.success, "{}{}", v.stdout, v.stderr);
+    assert!(v.stdout.starts_with("OK: "), "{}", v.stdout);
+    assert!(out
+        .join("checkpoints")
+        .join(latest.size.to_string())
+        .exists());
+    assert_eq!(
+        std::fs::read_to_string(out.join("keys.txt"))
+            .unwrap()
+            .trim(),
+        key
+    );
+    let lines = std::fs::read_to_string(out.join("entries.jsonl")).unwrap();
+    assert!(lines.lines().any(|l| l == canonical));
+    let c = s.cli(&["audit", "check"], None);
+    assert!(c.success, "{}{}", c.stdout, c.stderr);
+    let v = pliuz_offline(&["audit", "verify", out.to_str().unwrap(), "--key", &stranger]);
+    assert!(!v.success);
+}
+
+#[tokio::test]
+async fn key_rotation_keeps_old_checkpoints_verifiable() {
+    let mut s = Server::start().await;
+    let http = Client::new();
+    let agent = s.agent_key("bot");
+    let auditor = s.user_token("audit@example.com", "auditor", &[]);
+    create_refund(&http, &s, &agent, 1).await;
+    let old_key = s.cli(&["audit", "key"], None).stdout.trim().to_owned();
+
+    let r = s.cli(&["audit", "rotate-key"], None);
+    assert!(r.success, "{}", r.stderr);
+    let new_key = r.stdout.trim().to_owned();
+    assert_ne!(new_key, old_key);
+    assert!(
+        new_key.starts_with(&format!("{ORIGIN}+")),
+        "the name stays the origin"
+    );
+    assert_eq!(s.cli(&["audit", "key"], None).stdout.trim(), new_key);
+
+    // The running server picks up the new key.
+    create_refund(&http, &s, &agent, 2).await;
+    let (_, served) = get(&http, &s.url("/api/v1/audit/key"), &auditor).await;
+    assert_eq!(served.trim(), new_key);
+    let (_, keys) = get_json(&http, &s.url("/api/v1/audit/keys"), &auditor).await;
+    assert_eq!(keys["keys"], json!([old_key, new_key]));
+    s.stop();
+    assert!(
+        s.log().contains("signed the final audit checkpoint"),
+        "{}",
+        s.log()
+    );
+
+    let out = s.dir.path().join("export");
+    let e = s.cli(&["audit", "export", "--out", out.to_str().unwrap()], None);
+    assert!(e.success, "{}", e.stderr);
+    let both = pliuz_offline(&[
+        "audit",
+        "verify",
+        out.to_str().unwrap(),
+        "--key",
+        &old_key,
+        "--key",
+        &new_key,
+    ]);
+    assert!(both.success, "{}{}", both.stdout, both.stderr);
+    assert!(
+        both.stdout.contains(&old_key) && both.stdout.contains(&new_key),
+        "{}",
+        both.stdout
+    );
+    let only_new = pliuz_offline(&["audit", "verify", out.to_str().unwrap(), "--key", &new_key]);
+    assert!(!only_new.success, "old checkpoints need the old key");
+    let entries = std::fs::read_to_string(out.join("entries.jsonl")).unwrap();
+    assert!(entries.contains("\"type\":\"audit.key_rotated\""));
+    let keys_txt = std::fs::read_to_string(out.join("keys.txt")).unwrap();
+    assert_eq!(keys_txt, format!("{old_key}\n{new_key}\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Tampering with a real SQLite file, as an attacker with database access.
+
+async fn open_db(data: &Path) -> sqlx::SqliteConnection {
+    let url = format!("sqlite://{}", data.join("pliuz.db").display());
+    sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open sqlite")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+async fn exec(conn: &mut sqlx::SqliteConnection, sql: &str) {
+    sqlx::raw_sql(sql)
+        .execute(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn drop_triggers(conn: &mut sqlx::SqliteConnection) {
+    for t in [
+        "audit_entries_no_update",
+        "audit_entries_no_delete",
+        "audit_hashes_no_update",
+        "audit_hashes_no_delete",
+        "audit_checkpoints_no_update",
+        "audit_checkpoints_no_delete",
+    ] {
+        exec(conn, &format!("DROP TRIGGER {t}")).await;
+    }
+}
+
+async fn body(conn: &mut sqlx::SqliteConnection, idx: u64) -> String {
+    sqlx::query_scalar("SELECT body FROM audit_entries WHERE idx = ?")
+        .bind(idx as i64)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap()
+}
+
+async fn set_body(conn: &mut sqlx::SqliteConnection, idx: u64, b: &str) {
+    sqlx::query("UPDATE audit_entries SET body = ? WHERE idx = ?")
+        .bind(b)
+        .bind(idx as i64)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+async fn set_note(conn: &mut sqlx::SqliteConnection, size: u64, note: &str) {
+    sqlx::query("UPDATE audit_checkpoints SET note = ? WHERE size = ?")
+        .bind(note)
+        .bind(size as i64)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+/// Parses "... entry in A..B ..." from a root-mismatch message.
+fn range_in(message: &str) -> (u64, u64) {
+    let tail = message.rsplit("entry in ").next().unwrap();
+    let (a, b) = tail
+        .split_once("..")
+        .unwrap_or_else(|| panic!("no range in {message}"));
+    let b: String = b.chars().take_while(|c| c.is_ascii_digit()).collect();
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+#[tokio::test]
+async fn tampering_with_the_database_is_detected() {
+    let mut s = Server::start().await;
+    let http = Client::new();
+    let agent = s.agent_key("bot");
+    for i in 0..10 {
+        create_refund(&http, &s, &agent, 100 + i).await;
+    }
+    let key = s.cli(&["audit", "key"], None).stdout.trim().to_owned();
+    s.stop();
+    let pristine = s.data();
+    let config = s.config();
+
+    let (size, checkpoints): (u64, Vec<i64>) = {
+        let mut conn = open_db(&pristine).await;
+        let size: i64 = sqlx::query_scalar("SELECT size FROM audit_head")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let cps: Vec<i64> = sqlx::query_scalar("SELECT size FROM audit_checkpoints ORDER BY size")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        (size as u64, cps)
+    };
+    assert!(size >= 12, "{size}");
+    assert_eq!(
+        *checkpoints.last().unwrap() as u64,
+        size,
+        "final checkpoint at shutdown"
+    );
+    // An approval.created entry in the middle of the log.
+    let k = size - 5;
+
+    // Runs one tampering on a fresh copy, exports it and verifies it.
+    let case = |name: &'static str| {
+        let dir = s.dir.path().join(format!("case-{name}"));
+        let data = dir.join("data");
+        copy_dir(&pristine, &data);
+        (dir, data)
+    };
+    let verify = |dir: &Path, data: &Path| -> (Out, Out) {
+        let out = dir.join("export");
+        let e = pliuz(
+            data,
+            &config,
+            &["audit", "export", "--out", out.to_str().unwrap()],
+            None,
+        );
+        assert!(e.success, "export: {}", e.stderr);
+        let v = pliuz_offline(&["audit", "verify", out.to_str().unwrap(), "--key", &key]);
+        let c = pliuz(data, &config, &["audit", "check"], None);
+        (v, c)
+    };
+
+    // Untouched: verifies, and the append-only triggers refuse changes.
+    {
+        let (dir, data) = case("untouched");
+        let (v, c) = verify(&dir, &data);
+        assert!(v.success, "{}{}", v.stdout, v.stderr);
+        assert!(c.success, "{}{}", c.stdout, c.stderr);
+        let mut conn = open_db(&data).await;
+        for sql in [
+            "UPDATE audit_entries SET body = 'x' WHERE idx = 1",
+            "DELETE FROM audit_entries WHERE idx = 1",
+            "UPDATE audit_hashes SET hash = x'00' WHERE idx = 1",
+            "DELETE FROM audit_hashes",
+            "UPDATE audit_checkpoints SET note = 'x'",
+            "DELETE FROM audit_checkpoints",
+        ] {
+            let err = sqlx::raw_sql(sql).execute(&mut conn).await.expect_err(sql);
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+        conn.close().await.unwrap();
+    }
+
+    // 1. One byte of an entry, inside a string: the line stays canonical.
+    {
+        let (dir, data) = case("byte");
+        let mut conn = open_db(&data).await;
+        drop_triggers(&mut conn).await;
+        let b = body(&mut conn, k).await;
+        assert!(b.contains("issue_refund"), "{b}");
+        set_body(&mut conn, k, &b.replacen("issue_refund", "issue_refunc", 1)).await;
+        conn.close().await.unwrap();
+        let (v, c) = verify(&dir, &data);
+        assert!(!v.success);
+        let (a, z) = range_in(&v.stderr);
+        assert!(a <= k && k < z, "{k} not in {a}..{z}: {}", v.stderr);
+        // The live self-check knows each leaf hash: exact index.
+        assert!(!c.success);
+        assert!(c.stderr.contains(&format!("entry {k}: ")), "{}", c.stderr);
+    }
+
+    // 1b. One byte that breaks canonical form: exact index offline too.
+    {
+        let (dir, data) = case("noncanonical");
+        let mut conn = open_db(&data).await;
+        drop_triggers(&mut conn).await;
+        let b = body(&mut conn, k).await;
+        set_body(&mut conn, k, &b.replacen("\"actor\":", "\"actor\" :", 1)).await;
+        conn.close().await.unwrap();
+        let (v, _) = verify(&dir, &data);
+        assert!(!v.success);
+        assert!(v.stderr.contains(&format!("entry {k}: ")), "{}", v.stderr);
+        assert!(
+            v.stderr.contains(&format!("first bad index: {k}")),
+            "{}",
+            v.stderr
+        );
+    }
+
+    // 2. Delete an entry.
+    {
+        let (dir, data) = case("delete");
+        let mut conn = open_db(&data).await;
+        drop_triggers(&mut conn).await;
+        exec(
+            &mut conn,
+            &format!("DELETE FROM audit_entries WHERE idx = {k}"),
+        )
+        .await;
+        conn.close().await.unwrap();
+        let (v, c) = verify(&dir, &data);
+        assert!(!v.success);
+        assert!(
+            v.stderr
+                .contains(&format!("entry {k}: index field says {}", k + 1)),
+            "{}",
+            v.stderr
+        );
+        assert!(c.stderr.contains(&format!("entry {k}: ")), "{}", c.stderr);
+    }
+
+    // 3. Reorder two entries.
+    {
+        let (dir, data) = case("reorder");
+        let mut conn = open_db(&data).await;
+        drop_triggers(&mut conn).await;
+        let (a, b) = (body(&mut conn, k).await, body(&mut conn, k + 1).await);
+        set_body(&mut conn, k, &b).await;
+        set_body(&mut conn, k + 1, &a).await;
+        conn.close().await.unwrap();
+        let (v, _) = verify(&dir, &data);
+        assert!(!v.success);
+        assert!(
+            v.stderr
+                .contains(&format!("entry {k}: index field says {}", k + 1)),
+            "{}",
+            v.stderr
+        );
+    }
+
+    // 4. Truncate the tail.
+    {
+        let (dir, data) = case("truncate");
+        let mut conn = open_db(&data).await;
+        drop_triggers(&mut conn).await;
+        let cut = size - 3;
+        exec(
+            &mut conn,
+            &format!("DELETE FROM audit_entries WHERE idx >= {cut}"),
+        )
+        .await;
+        conn.close().await.unwrap();
+        let (v, _) = verify(&dir, &data);
+        assert!(!v.success);
+        assert!(
+            v.stderr.contains(&format!("entry {cut}: missing")),
+            "{}",
+            v.stderr
+        );
+    }
+
+    // 5. Replace a checkpoint's root (signature no longer matches).
+    let target = size;
+    let note: String = {
+        let mut conn = open_db(&pristine).await;
+        let note = sqlx::query_scalar("SELECT note FROM audit_checkpoints WHERE size = ?")
+            .bind(target as i64)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        note
+    };
+    let forged_root = B64.encode([7u8; 32]);
+    {
+        let (dir, data) = case("checkpoint");
+        let mut conn = open_db(&data).await;
+        drop_triggers(&mut conn).await;
+        let lines: Vec<&str> = note.split('\n').collect();
+        let forged = note.replacen(lines[2], &forged_root, 1);
+        set_note(&mut conn, target, &forged).await;
+        conn.close().await.unwrap();
+        let (v, _) = verify(&dir, &data);
+        assert!(!v.success);
+        assert!(
+            v.stderr.contains(&format!("checkpoint {target}: ")),
+            "{}",
+            v.stderr
+        );
+        assert!(v.stderr.contains("signature"), "{}", v.stderr);
+    }
+
+    // 6. Re-sign a forged checkpoint with another key of the same name.
+    {
+        let (dir, data) = case("otherkey");
+        let mut conn = open_db(&data).await;
+        drop_triggers(&mut conn).await;
+        let attacker = pliuz_audit::SigningKey::generate(ORIGIN).unwrap();
+        let forged = pliuz_audit::sign_checkpoint(
+            &pliuz_audit::Checkpoint {
+                origin: ORIGIN.to_owned(),
+                size: target,
+                root: [7u8; 32],
+            },
+            &attacker,
+        )
+        .unwrap();
+        set_note(&mut conn, target, &forged).await;
+        // Also slip the attacker's key into the key table and the export.
+        sqlx::query("INSERT INTO audit_keys (verifier_key, created_at) VALUES (?, 0)")
+            .bind(attacker.verifier_key())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let (v, _) = verify(&dir, &data);
+        assert!(!v.success);
+        assert!(
+            v.stderr.contains(&format!("checkpoint {target}: ")),
+            "{}",
+            v.stderr
+        );
+        assert!(v.stderr.contains("unknown keys"), "{}", v.stderr);
+    }
+}
