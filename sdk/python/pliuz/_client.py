@@ -166,7 +166,7 @@ class _BaseClient:
         if expires.tzinfo is None:
             expires = expires.replace(tzinfo=timezone.utc)
         delta = (expires - datetime.now(timezone.utc)).total_seconds()
-        return time.monotonic() + max(0.0, delta) + EXPIRY_GRACE_S
+        return time.monotonic() + delta + EXPIRY_GRACE_S
 
 
 class PliuzClient(_BaseClient):
@@ -323,11 +323,13 @@ class PliuzClient(_BaseClient):
         deadline = self._wait_deadline(timeout)
         attempt = 0
         unreachable_since: float | None = None
+        tried = False
         while True:
             limit = deadline if deadline is not None else self._expiry_deadline(last)
             remaining = None if limit is None else limit - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise _timeout_error(approval_id, last, timeout)
+            if remaining is not None and remaining <= 0 and tried:
+                raise _timeout_error(approval_id, last, timeout, unreachable_since is not None)
+            tried = True
             wait = self._wait_seconds(remaining, self.poll_wait)
             started = time.monotonic()
             try:
@@ -347,7 +349,7 @@ class PliuzClient(_BaseClient):
                     raise  # no expiry known to bound the wait: give up eventually
                 delay = retry_delay(exc, attempt)
                 attempt += 1
-                if remaining is not None and delay >= remaining:
+                if remaining is not None and delay >= remaining and remaining > 0:
                     if deadline is None:
                         raise
                     time.sleep(max(0.0, remaining))
@@ -541,11 +543,13 @@ class AsyncPliuzClient(_BaseClient):
         deadline = self._wait_deadline(timeout)
         attempt = 0
         unreachable_since: float | None = None
+        tried = False
         while True:
             limit = deadline if deadline is not None else self._expiry_deadline(last)
             remaining = None if limit is None else limit - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise _timeout_error(approval_id, last, timeout)
+            if remaining is not None and remaining <= 0 and tried:
+                raise _timeout_error(approval_id, last, timeout, unreachable_since is not None)
+            tried = True
             wait = self._wait_seconds(remaining, self.poll_wait)
             started = time.monotonic()
             try:
@@ -565,7 +569,7 @@ class AsyncPliuzClient(_BaseClient):
                     raise  # no expiry known to bound the wait: give up eventually
                 delay = retry_delay(exc, attempt)
                 attempt += 1
-                if remaining is not None and delay >= remaining:
+                if remaining is not None and delay >= remaining and remaining > 0:
                     if deadline is None:
                         raise
                     await asyncio.sleep(max(0.0, remaining))
@@ -645,10 +649,16 @@ def _split(approval: str | Approval) -> tuple[str, Approval | None]:
     return approval, None
 
 
-def _timeout_error(approval_id: str, last: Approval | None, timeout: float | None) -> PliuzError:
-    if timeout is None:
+def _timeout_error(
+    approval_id: str, last: Approval | None, timeout: float | None, unreachable: bool
+) -> PliuzError:
+    if timeout is None and unreachable:
         return PliuzConnectionError(
             f"approval {approval_id}: the Pliuz server stayed unreachable past the request's expiry"
+        )
+    if timeout is None:
+        return PliuzTimeoutError(
+            f"approval {approval_id} is still pending well past its expiry", approval=last
         )
     return PliuzTimeoutError(
         f"approval {approval_id} still pending after {timeout:g}s", approval=last

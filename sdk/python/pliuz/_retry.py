@@ -20,7 +20,7 @@ def backoff_delay(
     attempt: int, *, initial: float = INITIAL_BACKOFF_S, cap: float = MAX_BACKOFF_S
 ) -> float:
     """Exponential backoff with "equal jitter": between half and all of ``initial * 2**attempt``."""
-    base = min(cap, initial * (2**attempt))
+    base = min(cap, initial * (2 ** min(attempt, 30)))
     return float(base / 2 + random.uniform(0, base / 2))
 
 

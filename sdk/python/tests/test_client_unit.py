@@ -142,3 +142,24 @@ async def test_async_client_twin(fast_backoff: None) -> None:
         with pytest.raises(pliuz.PliuzNotFoundError):
             await c.get_approval("nope")
     await http.aclose()
+
+
+def test_wait_without_timeout_is_bounded_by_expiry_when_unreachable(
+    fast_backoff: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pliuz import _client
+
+    monkeypatch.setattr(_client, "EXPIRY_GRACE_S", 0.3)
+    fake = FakePliuz()
+    with client_for(fake) as c:
+        a = c.create_approval("t", {"x": 1})
+        fake.approvals[a.id]["expires_at"] = "2000-01-01T00:00:00Z"
+        stale = c.get_approval(a.id)
+        fake.inject = [httpx.ConnectError("down")] * 10_000
+        with pytest.raises(pliuz.PliuzConnectionError):
+            c.wait_for_decision(stale)  # fails closed instead of waiting forever
+        fake.inject = []
+        with pytest.raises(pliuz.PliuzTimeoutError):
+            c.wait_for_decision(
+                stale
+            )  # reachable but never settled: a timeout, not a network error
