@@ -29,9 +29,10 @@ import os
 import time
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from . import __version__ as _version
 from ._retry import is_transient, retry_delay
@@ -283,7 +284,7 @@ class PliuzClient(_BaseClient):
             originator, context_messages, client_metadata, idempotency_key,
         )  # fmt: skip
         data = self._request("POST", "/approvals", json=body, retry=idempotency_key is not None)
-        return Approval.model_validate(data)
+        return _parse(Approval, data)
 
     def get_approval(self, approval_id: str, *, wait: int | None = None) -> Approval:
         """Fetch an approval. With ``wait`` (0-60 s) the server holds the request
@@ -296,7 +297,7 @@ class PliuzClient(_BaseClient):
             retry=True,
             timeout=self._long_poll_timeout(wait),
         )
-        return Approval.model_validate(data)
+        return _parse(Approval, data)
 
     def wait_for_decision(
         self, approval: str | Approval, *, timeout: float | None = None
@@ -358,7 +359,7 @@ class PliuzClient(_BaseClient):
                 continue
             attempt = 0
             unreachable_since = None
-            last = Approval.model_validate(data)
+            last = _parse(Approval, data)
             if last.status != "pending":
                 return last
             if time.monotonic() - started < min(wait, 1) / 2:
@@ -380,7 +381,7 @@ class PliuzClient(_BaseClient):
             {"outcome": outcome, "latency_ms": latency_ms, "output_excerpt": output_excerpt}
         )
         data = self._request("POST", f"/approvals/{approval_id}/execution", json=body, retry=False)
-        return Approval.model_validate(data)
+        return _parse(Approval, data)
 
     def cancel_approval(self, approval_id: str, *, reason: str | None = None) -> Approval:
         """Cancel a ``pending`` approval (409 :class:`~pliuz.PliuzConflictError` otherwise)."""
@@ -388,7 +389,7 @@ class PliuzClient(_BaseClient):
             "POST", f"/approvals/{approval_id}/cancel", json=_drop_none({"reason": reason}),
             retry=False,
         )  # fmt: skip
-        return Approval.model_validate(data)
+        return _parse(Approval, data)
 
     # -- human endpoints (user token) ----------------------------------------
 
@@ -408,7 +409,7 @@ class PliuzClient(_BaseClient):
              "limit": limit, "cursor": cursor}
         )  # fmt: skip
         data = self._request("GET", "/approvals", params=params, retry=True)
-        return ApprovalList.model_validate(data)
+        return _parse(ApprovalList, data)
 
     def decide(
         self,
@@ -421,7 +422,7 @@ class PliuzClient(_BaseClient):
         """Approve, reject or edit (with ``final_args``) as a human approver."""
         body = _drop_none({"decision": decision, "reason": reason, "final_args": final_args})
         data = self._request("POST", f"/approvals/{approval_id}/decision", json=body, retry=False)
-        return Approval.model_validate(data)
+        return _parse(Approval, data)
 
 
 class AsyncPliuzClient(_BaseClient):
@@ -519,7 +520,7 @@ class AsyncPliuzClient(_BaseClient):
         data = await self._request(
             "POST", "/approvals", json=body, retry=idempotency_key is not None
         )
-        return Approval.model_validate(data)
+        return _parse(Approval, data)
 
     async def get_approval(self, approval_id: str, *, wait: int | None = None) -> Approval:
         """Async :meth:`PliuzClient.get_approval`."""
@@ -531,7 +532,7 @@ class AsyncPliuzClient(_BaseClient):
             retry=True,
             timeout=self._long_poll_timeout(wait),
         )
-        return Approval.model_validate(data)
+        return _parse(Approval, data)
 
     async def wait_for_decision(
         self, approval: str | Approval, *, timeout: float | None = None
@@ -578,7 +579,7 @@ class AsyncPliuzClient(_BaseClient):
                 continue
             attempt = 0
             unreachable_since = None
-            last = Approval.model_validate(data)
+            last = _parse(Approval, data)
             if last.status != "pending":
                 return last
             if time.monotonic() - started < min(wait, 1) / 2:
@@ -599,7 +600,7 @@ class AsyncPliuzClient(_BaseClient):
         data = await self._request(
             "POST", f"/approvals/{approval_id}/execution", json=body, retry=False
         )
-        return Approval.model_validate(data)
+        return _parse(Approval, data)
 
     async def cancel_approval(self, approval_id: str, *, reason: str | None = None) -> Approval:
         """Async :meth:`PliuzClient.cancel_approval`."""
@@ -607,7 +608,7 @@ class AsyncPliuzClient(_BaseClient):
             "POST", f"/approvals/{approval_id}/cancel", json=_drop_none({"reason": reason}),
             retry=False,
         )  # fmt: skip
-        return Approval.model_validate(data)
+        return _parse(Approval, data)
 
     async def list_approvals(
         self,
@@ -625,7 +626,7 @@ class AsyncPliuzClient(_BaseClient):
              "limit": limit, "cursor": cursor}
         )  # fmt: skip
         data = await self._request("GET", "/approvals", params=params, retry=True)
-        return ApprovalList.model_validate(data)
+        return _parse(ApprovalList, data)
 
     async def decide(
         self,
@@ -640,7 +641,20 @@ class AsyncPliuzClient(_BaseClient):
         data = await self._request(
             "POST", f"/approvals/{approval_id}/decision", json=body, retry=False
         )
-        return Approval.model_validate(data)
+        return _parse(Approval, data)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], data: Any) -> M:
+    """Validate a response body; an unexpected shape is a :class:`PliuzError`, never a crash."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise PliuzError(
+            f"unexpected response from the Pliuz server ({model.__name__}): {exc}"
+        ) from exc
 
 
 def _split(approval: str | Approval) -> tuple[str, Approval | None]:

@@ -163,3 +163,10 @@ def test_wait_without_timeout_is_bounded_by_expiry_when_unreachable(
             c.wait_for_decision(
                 stale
             )  # reachable but never settled: a timeout, not a network error
+
+
+def test_unexpected_response_shape_is_a_pliuz_error() -> None:
+    fake = FakePliuz()
+    fake.inject = [httpx.Response(200, json={"id": "x", "status": "escalated", "tool_name": "t"})]
+    with client_for(fake) as c, pytest.raises(pliuz.PliuzError, match="unexpected response"):
+        c.get_approval("x")
