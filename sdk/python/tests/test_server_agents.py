@@ -347,3 +347,10 @@ def test_server_restarted_mid_wait(
     fut.result(timeout=90)
     assert ledger == [("issue_refund", ("R-1", 8000))]
     assert human.get(a["id"])["status"] == "executed"
+
+
+def test_wrap_tool_rejects_non_function_tools() -> None:
+    with pytest.raises(TypeError, match="FunctionTool"):
+        wrap_tool(lambda: None, policy="refunds")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        gated_tool(redact=["bad..path"])

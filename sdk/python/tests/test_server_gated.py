@@ -122,3 +122,15 @@ def test_gated_server_unreachable_never_runs() -> None:
     with pytest.raises(pliuz.PliuzConnectionError):
         transfer(1)
     assert ran == []
+
+
+def test_sync_gated_default_client_from_env_and_auto_approve(agent_env: dict[str, str]) -> None:
+    ran: list[int] = []
+
+    @gated(policy="refunds", session_id=uid())
+    def issue_refund(order_id: str, amount_cents: int) -> str:
+        ran.append(amount_cents)
+        return "ok"
+
+    assert issue_refund(uid(), 100) == "ok"  # auto_approve: amount_cents <= 1000, no human
+    assert ran == [100]
