@@ -16,6 +16,10 @@ use std::sync::Arc;
 pub struct Extras {
     /// Signs audit checkpoints (`crate::audit`); `None` only in tests.
     pub audit_signer: Option<Arc<crate::audit::Signer>>,
+    /// Web inbox state: the log-in rate limiter (`crate::inbox`).
+    pub inbox: crate::inbox::InboxState,
+    /// Fires at shutdown, so live inbox streams (SSE) end and the server can stop.
+    pub shutdown: Option<crate::shutdown::Shutdown>,
     /// The Slack integration (`crate::slack`), when `[slack]` is configured.
     pub slack: Option<Arc<crate::slack::Slack>>,
 }
@@ -71,6 +75,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     #[allow(clippy::needless_update)] // other edges add their fields to Extras
     let extras = Extras {
         audit_signer: Some(audit_signer.clone()),
+        shutdown: Some(shutdown.clone()),
         slack,
         ..Extras::default()
     };

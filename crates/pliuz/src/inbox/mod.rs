@@ -1,19 +1,120 @@
-//! The web inbox: server-rendered pages for approvers, auditors and admins.
+//! The web inbox: server-rendered pages for approvers, auditors and admins,
+//! served by `pliuz serve` itself. HTML comes from `maud` (every value is
+//! escaped), the only script and stylesheet are embedded in the binary and
+//! served from `/static/`, and every page carries a strict
+//! Content-Security-Policy. See `docs/inbox.md`.
+//!
+//! * `session`: log-in, log-out, one-time setup links, the session cookie and
+//!   CSRF tokens (also used by the API when called with the cookie).
+//! * `requests`: the live inbox, the request page and the decisions.
+//! * `history`: decided requests and their CSV / JSONL export.
+//! * `admin`: users, agents and policies; the audit log page.
 
-use crate::api::error::Problem;
+mod admin;
+pub mod csv;
+mod history;
+mod pages;
+pub mod ratelimit;
+mod requests;
+mod session;
+
+pub use session::session_principal;
+
 use crate::api::AppState;
-use crate::auth::Principal;
-use axum::http::request::Parts;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
+
+/// State the inbox keeps in memory (one per server process).
+#[derive(Default)]
+pub struct InboxState {
+    /// Failed log-in attempts per client address and email.
+    pub login_limiter: ratelimit::RateLimiter,
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", get(session::root))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route(
+            "/setup/{token}",
+            get(session::setup_page).post(session::setup),
+        )
+        .route("/inbox", get(requests::inbox))
+        .route("/inbox/events", get(requests::events))
+        .route("/requests/{id}", get(requests::show))
+        .route("/requests/{id}/approve", post(requests::approve))
+        .route("/requests/{id}/reject", post(requests::reject))
+        .route("/requests/{id}/edit", post(requests::edit))
+        .route("/requests/{id}/receipt.json", get(requests::receipt))
+        .route("/history", get(history::index))
+        .route("/history/export.csv", get(history::export_csv))
+        .route("/history/export.jsonl", get(history::export_jsonl))
+        .route("/audit", get(admin::audit_page))
+        .route("/audit/verify", post(admin::audit_verify))
+        .route("/admin", get(admin::index))
+        .route("/admin/users", post(admin::create_user))
+        .route("/admin/users/groups", post(admin::change_group))
+        .route("/admin/users/disabled", post(admin::set_disabled))
+        .route("/admin/agents", post(admin::create_agent))
+        .route("/admin/agents/revoke", post(admin::revoke_agent))
+        .route("/static/inbox.css", get(css))
+        .route("/static/inbox.js", get(js))
+        .layer(axum::middleware::map_response(security_headers))
 }
 
-/// The person behind an inbox session cookie, if any.
-pub async fn session_principal(
-    _parts: &Parts,
-    _state: &AppState,
-) -> Result<Option<Principal>, Problem> {
-    Ok(None)
+/// No inline script or style, nothing from other origins, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        // Pages show private data: never keep them in shared or back caches.
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+const CSS: &str = include_str!("static/inbox.css");
+const JS: &str = include_str!("static/inbox.js");
+
+async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        CSS,
+    )
+        .into_response()
+}
+
+async fn js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        JS,
+    )
+        .into_response()
 }

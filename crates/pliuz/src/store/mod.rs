@@ -10,10 +10,12 @@ mod audit;
 mod outbox;
 mod principals;
 pub mod schema;
+mod sessions;
 
 pub use approvals::{ApprovalFilter, Page};
 pub use audit::{format_time, AuditEvent, StoredEntry};
 pub use outbox::OutboxMessage;
+pub use sessions::SessionRecord;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};

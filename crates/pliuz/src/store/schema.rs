@@ -184,6 +184,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: SQLITE_CORE,
         postgres: POSTGRES_CORE,
     },
+    // Web inbox: log-in sessions (crate::store::sessions, crate::inbox).
+    Migration {
+        version: 2,
+        name: "inbox",
+        sqlite: INBOX_SQL,
+        postgres: INBOX_SQL,
+    },
     // Slack: where each request's messages were posted (crate::slack::store).
     Migration {
         version: 3,
@@ -192,3 +199,16 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: crate::slack::store::MIGRATION_SQL,
     },
 ];
+
+/// Migration 2: web inbox sessions. Only the SHA-256 of the session secret
+/// is stored; the CSRF token is tied to the session row.
+const INBOX_SQL: &str = r#"
+CREATE TABLE inbox_sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    csrf_token TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX inbox_sessions_expiry ON inbox_sessions (expires_at);
+"#;

@@ -1,0 +1,457 @@
+//! Admin (users, groups, agents, policies) and the audit log page. Every
+//! change goes through the ControlPlane directory methods, which audit it
+//! with the admin as the actor.
+
+use super::pages::{fmt_time, layout, page, time_el, Nav, WebError, WebResult};
+use super::session::{CsrfForm, Session, Viewer};
+use crate::api::error::Problem;
+use crate::api::AppState;
+use crate::auth::Role;
+use crate::service::directory::InitialPassword;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+fn require_admin(s: &Session) -> WebResult<()> {
+    if s.user.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(WebError::forbidden(
+            "Only admins can manage users, agents and policies.",
+        ))
+    }
+}
+
+fn require_auditor(s: &Session) -> WebResult<()> {
+    if matches!(s.user.role, Role::Admin | Role::Auditor) {
+        Ok(())
+    } else {
+        Err(WebError::forbidden(
+            "The audit log is open to auditors and admins.",
+        ))
+    }
+}
+
+/// What the last admin action did (secrets are shown here once, never stored).
+enum Outcome {
+    None,
+    Notice(String),
+    Secret {
+        what: String,
+        value: String,
+        help: String,
+    },
+    Error(String),
+}
+
+async fn admin_page(
+    state: &AppState,
+    s: &Session,
+    outcome: Outcome,
+    status: StatusCode,
+) -> WebResult {
+    require_admin(s)?;
+    let users = state.cp.store.list_users().await?;
+    let agents = state.cp.store.list_agents().await?;
+    let body = html! {
+        div.page-head { div { h1 { "Admin" } p.muted { "People, agent keys and the policies in force." } } }
+        @match &outcome {
+            Outcome::None => {},
+            Outcome::Notice(n) => p.notice.success role="status" { (n) },
+            Outcome::Error(e) => p.error role="alert" { (e) },
+            Outcome::Secret { what, value, help } => section.card.secret role="status" {
+                h2 { (what) }
+                p { (help) }
+                label for="secret" { "Shown only this once — copy it now" }
+                input #secret.code type="text" readonly value=(value);
+            },
+        }
+        section.card aria-labelledby="users-h" {
+            h2 #users-h { "People" }
+            div.table-wrap {
+                table {
+                    thead { tr { th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Groups" } th scope="col" { "Status" } th scope="col" { span.sr-only { "Actions" } } } }
+                    tbody {
+                        @for u in &users {
+                            tr {
+                                td { (u.email) }
+                                td { (u.role.as_str()) }
+                                td {
+                                    ul.chips {
+                                        @for g in &u.groups {
+                                            li.chip {
+                                                (g)
+                                                form.inline method="post" action="/admin/users/groups" {
+                                                    input type="hidden" name="csrf" value=(s.csrf);
+                                                    input type="hidden" name="email" value=(u.email);
+                                                    input type="hidden" name="group" value=(g);
+                                                    input type="hidden" name="action" value="remove";
+                                                    button.chip-x type="submit" aria-label={ "Remove " (u.email) " from " (g) } { "×" }
+                                                }
+                                            }
+                                        }
+                                    }
+                                    form.inline.addgroup method="post" action="/admin/users/groups" {
+                                        input type="hidden" name="csrf" value=(s.csrf);
+                                        input type="hidden" name="email" value=(u.email);
+                                        input type="hidden" name="action" value="add";
+                                        label.sr-only for={ "g-" (u.id) } { "Add " (u.email) " to group" }
+                                        input id={ "g-" (u.id) } type="text" name="group" placeholder="group" required size="10";
+                                        button.subtle type="submit" { "Add" }
+                                    }
+                                }
+                                td { @if u.disabled { span.status.status-rejected { "disabled" } } @else { span.status.status-approved { "active" } } }
+                                td {
+                                    @if u.id != s.user.id {
+                                        form.inline method="post" action="/admin/users/disabled" {
+                                            input type="hidden" name="csrf" value=(s.csrf);
+                                            input type="hidden" name="email" value=(u.email);
+                                            input type="hidden" name="disabled" value=(if u.disabled { "false" } else { "true" });
+                                            button.subtle type="submit" { @if u.disabled { "Enable" } @else { "Disable" } }
+                                        }
+                                    } @else { span.muted { "you" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h3 { "Add a person" }
+            form.grid-form method="post" action="/admin/users" {
+                input type="hidden" name="csrf" value=(s.csrf);
+                div.field { label for="u-email" { "Email" } input #u-email type="email" name="email" required autocomplete="off"; }
+                div.field {
+                    label for="u-role" { "Role" }
+                    select #u-role name="role" {
+                        option value="approver" { "approver — decides requests" }
+                        option value="auditor" { "auditor — reads everything, decides nothing" }
+                        option value="admin" { "admin — manages people and agents" }
+                    }
+                }
+                div.field { label for="u-groups" { "Groups" } input #u-groups type="text" name="groups" placeholder="finance, support" aria-describedby="u-groups-help"; p.help #u-groups-help { "Comma-separated; policies name approvers by group." } }
+                div.field.buttons { button.primary type="submit" { "Create and get a setup link" } }
+            }
+        }
+        section.card aria-labelledby="agents-h" {
+            h2 #agents-h { "Agents" }
+            @if agents.is_empty() { p.muted { "No agents yet." } } @else {
+                div.table-wrap {
+                    table {
+                        thead { tr { th scope="col" { "Name" } th scope="col" { "Created" } th scope="col" { "Key" } th scope="col" { span.sr-only { "Actions" } } } }
+                        tbody {
+                            @for a in &agents {
+                                tr {
+                                    td { code { (a.name) } }
+                                    td { (time_el(a.created_at, &fmt_time(a.created_at))) }
+                                    td { @if let Some(r) = a.revoked_at { span.status.status-rejected { "revoked" } " " span.muted.small { (fmt_time(r)) } } @else { span.status.status-approved { "active" } } }
+                                    td {
+                                        @if a.revoked_at.is_none() {
+                                            form.inline method="post" action="/admin/agents/revoke" {
+                                                input type="hidden" name="csrf" value=(s.csrf);
+                                                input type="hidden" name="name" value=(a.name);
+                                                button.subtle.danger-text type="submit" { "Revoke key" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h3 { "Add an agent" }
+            form.grid-form method="post" action="/admin/agents" {
+                input type="hidden" name="csrf" value=(s.csrf);
+                div.field { label for="a-name" { "Name" } input #a-name type="text" name="name" required pattern="[A-Za-z0-9._-]{1,100}" placeholder="support-bot"; }
+                div.field.buttons { button.primary type="submit" { "Create and show the key" } }
+            }
+        }
+        section.card aria-labelledby="pol-h" {
+            h2 #pol-h { "Policies" }
+            p.muted { "Read-only here: policies live in the configuration file and are checked with " code { "pliuz policy check" } ". Source SHA-256: " code.small { (state.cp.policies.source_hash) } }
+            @for p in state.cp.policies.iter() {
+                article.policy {
+                    h3 { (p.name) }
+                    @if let Some(d) = &p.description { p { (d) } }
+                    dl.facts {
+                        div { dt { "Tools" } dd { (p.tools.join(", ")) } }
+                        div { dt { "Approvers" } dd { (p.approvers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")) } }
+                        div { dt { "Decisions" } dd { (p.decisions.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")) } }
+                        div { dt { "Approvals needed" } dd { (p.required_approvals) } }
+                        div { dt { "Expires after" } dd { (humantime::format_duration(p.expires_in)) } }
+                        @if let Some(c) = &p.auto_approve { div { dt { "Auto-approve when" } dd { code { (c.source) } } } }
+                        @if let Some(c) = &p.auto_reject { div { dt { "Auto-reject when" } dd { code { (c.source) } } } }
+                    }
+                }
+            }
+            details.raw {
+                summary { "Policy source" }
+                pre #policy-source { (state.cp.policies.source) }
+            }
+        }
+    };
+    Ok(page(status, layout("Admin", Some(s), Nav::Admin, body)))
+}
+
+pub async fn index(State(state): State<AppState>, Viewer(s): Viewer) -> WebResult {
+    admin_page(&state, &s, Outcome::None, StatusCode::OK).await
+}
+
+fn after<T>(
+    r: Result<T, crate::service::ServiceError>,
+    ok: impl FnOnce(T) -> Outcome,
+) -> (Outcome, StatusCode) {
+    match r {
+        Ok(v) => (ok(v), StatusCode::OK),
+        Err(e) => {
+            let p = Problem::from(e);
+            let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
+            (Outcome::Error(p.detail), status)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CreateUser {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    groups: String,
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    CsrfForm(s, f): CsrfForm<CreateUser>,
+) -> WebResult {
+    require_admin(&s)?;
+    let Some(role) = Role::parse(&f.role) else {
+        return admin_page(
+            &state,
+            &s,
+            Outcome::Error("Choose a role: approver, auditor or admin.".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let groups: Vec<String> = f
+        .groups
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let r = state
+        .cp
+        .create_user(
+            &s.actor(),
+            &f.email,
+            role,
+            &groups,
+            InitialPassword::SetupLink,
+        )
+        .await;
+    let base = state
+        .cp
+        .settings
+        .public_url
+        .trim_end_matches('/')
+        .to_owned();
+    let (outcome, status) = after(r, |c| {
+        Outcome::Secret {
+        what: format!("Created {} ({})", c.user.email, c.user.role.as_str()),
+        value: format!("{base}/setup/{}", c.setup_token.unwrap_or_default()),
+        help: "Send this one-time link to them; it lets them choose a password and expires in 72 hours.".into(),
+    }
+    });
+    admin_page(&state, &s, outcome, status).await
+}
+
+#[derive(Deserialize)]
+pub struct GroupForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    action: String,
+}
+
+pub async fn change_group(
+    State(state): State<AppState>,
+    CsrfForm(s, f): CsrfForm<GroupForm>,
+) -> WebResult {
+    require_admin(&s)?;
+    let add = f.action != "remove";
+    let group = f.group.trim().to_owned();
+    let r = state
+        .cp
+        .change_group(&s.actor(), &f.email, &group, add)
+        .await;
+    let (outcome, status) = after(r, |changed| {
+        Outcome::Notice(match (add, changed) {
+            (true, true) => format!("Added {} to {group}.", f.email),
+            (true, false) => format!("{} was already in {group}.", f.email),
+            (false, true) => format!("Removed {} from {group}.", f.email),
+            (false, false) => format!("{} was not in {group}.", f.email),
+        })
+    });
+    admin_page(&state, &s, outcome, status).await
+}
+
+#[derive(Deserialize)]
+pub struct DisableForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    disabled: String,
+}
+
+pub async fn set_disabled(
+    State(state): State<AppState>,
+    CsrfForm(s, f): CsrfForm<DisableForm>,
+) -> WebResult {
+    require_admin(&s)?;
+    let disabled = f.disabled != "false";
+    if disabled && f.email.trim().eq_ignore_ascii_case(&s.user.email) {
+        return admin_page(
+            &state,
+            &s,
+            Outcome::Error("You cannot disable yourself.".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let r = state
+        .cp
+        .set_user_disabled(&s.actor(), &f.email, disabled)
+        .await;
+    let (outcome, status) = after(r, |()| {
+        Outcome::Notice(if disabled {
+            format!(
+                "Disabled {}: they can no longer log in or use their tokens.",
+                f.email
+            )
+        } else {
+            format!("Enabled {}.", f.email)
+        })
+    });
+    admin_page(&state, &s, outcome, status).await
+}
+
+#[derive(Deserialize)]
+pub struct AgentForm {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn create_agent(
+    State(state): State<AppState>,
+    CsrfForm(s, f): CsrfForm<AgentForm>,
+) -> WebResult {
+    require_admin(&s)?;
+    let name = f.name.trim().to_owned();
+    let r = state.cp.create_agent(&s.actor(), &name).await;
+    let (outcome, status) = after(r, |key| {
+        Outcome::Secret {
+        what: format!("Created agent {name}"),
+        value: key,
+        help: "Give this key to the agent (PLIUZ_API_KEY). Pliuz keeps only its hash, so it cannot be shown again.".into(),
+    }
+    });
+    admin_page(&state, &s, outcome, status).await
+}
+
+pub async fn revoke_agent(
+    State(state): State<AppState>,
+    CsrfForm(s, f): CsrfForm<AgentForm>,
+) -> WebResult {
+    require_admin(&s)?;
+    let name = f.name.trim().to_owned();
+    let r = state.cp.revoke_agent(&s.actor(), &name).await;
+    let (outcome, status) = after(r, |()| {
+        Outcome::Notice(format!(
+            "Revoked the key of {name}. Its requests now get 401."
+        ))
+    });
+    admin_page(&state, &s, outcome, status).await
+}
+
+async fn audit_view(state: &AppState, s: &Session, verify: Option<Markup>) -> WebResult {
+    require_auditor(s)?;
+    let size = state.cp.store.audit_size().await?;
+    let latest = crate::audit::latest_checkpoint(&state.cp, None).await?;
+    let keys =
+        crate::audit::known_verifiers(&state.cp, state.extras.audit_signer.as_deref()).await?;
+    let body = html! {
+        div.page-head { div { h1 { "Audit log" } p.muted { "Every request, decision, execution and admin change is an entry in an append-only Merkle log; signed checkpoints commit to it." } } }
+        @if let Some(v) = verify { (v) }
+        section.card aria-labelledby="cp-h" {
+            h2 #cp-h { "Latest signed checkpoint" }
+            @match &latest {
+                None => p.muted { "No checkpoint has been signed yet; one is signed shortly after the first entries." },
+                Some(c) => {
+                    dl.facts {
+                        div { dt { "Tree size" } dd #tree-size { (c.size) " entries" } }
+                        div { dt { "Log size now" } dd { (size) " entries" @if size > c.size { span.muted { " (" (size - c.size) " not yet signed)" } } } }
+                        div { dt { "Origin" } dd { code { (c.checkpoint.origin) } } }
+                        div.wide { dt { "Root hash" } dd { code.break { (base64::engine::general_purpose::STANDARD.encode(c.checkpoint.root)) } } }
+                    }
+                    details.raw { summary { "Signed note" } pre { (c.note) } }
+                },
+            }
+            h3 { "Verifier keys" }
+            ul.keys { @for k in &keys { li { code.break { (k) } } } }
+        }
+        section.card aria-labelledby="verify-h" {
+            h2 #verify-h { "Verify the log" }
+            p { "Re-reads every entry, recomputes the Merkle tree and checks every checkpoint signature. Takes a moment on large logs." }
+            form method="post" action="/audit/verify" {
+                input type="hidden" name="csrf" value=(s.csrf);
+                button.primary #verify type="submit" { "Verify now" }
+            }
+            p.help { "Third parties can verify an export offline: " code { "pliuz audit export" } ", then " code { "pliuz audit verify" } "." }
+        }
+    };
+    Ok(page(
+        StatusCode::OK,
+        layout("Audit", Some(s), Nav::Audit, body),
+    ))
+}
+
+pub async fn audit_page(State(state): State<AppState>, Viewer(s): Viewer) -> WebResult {
+    audit_view(&state, &s, None).await
+}
+
+#[derive(Deserialize)]
+pub struct Nothing {}
+
+pub async fn audit_verify(
+    State(state): State<AppState>,
+    CsrfForm(s, _): CsrfForm<Nothing>,
+) -> WebResult {
+    require_auditor(&s)?;
+    let started = std::time::Instant::now();
+    let report = crate::audit::verify_log(&state.cp, state.extras.audit_signer.as_deref()).await?;
+    let took = started.elapsed().as_millis();
+    let now = crate::store::now_millis();
+    let result = html! {
+        @if report.is_ok() {
+            section.card.verified #verify-result role="status" {
+                h2 { "✓ The log verifies" }
+                p { (report.entries) " entries and " (report.checkpoints.len()) " signed checkpoints checked in " (took) " ms, at " (fmt_time(now)) "." }
+                @if report.unsigned_tail > 0 { p.muted { (report.unsigned_tail) " newest entries are not covered by a checkpoint yet; the next one will cover them." } }
+            }
+        } @else {
+            section.card.failed #verify-result role="alert" {
+                h2 { "✗ The log does not verify" }
+                @if let Some(p) = &report.problem { p { (p.message) } }
+                p { "Keep a copy of the database and of earlier exports, and investigate before trusting new entries." }
+            }
+        }
+    };
+    audit_view(&state, &s, Some(result)).await
+}

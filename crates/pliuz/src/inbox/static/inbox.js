@@ -1,0 +1,176 @@
+// Pliuz inbox: small progressive enhancements. Every page works without it.
+// Loaded from /static/inbox.js only (the Content-Security-Policy forbids
+// inline script). Nothing here puts agent-supplied text into HTML: rows come
+// pre-rendered and escaped by the server; everything else uses textContent.
+(function () {
+  'use strict';
+
+  function spanWords(ms) {
+    var s = Math.max(0, Math.floor(ms / 1000));
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' min';
+    if (s < 86400) {
+      var m = Math.floor((s % 3600) / 60);
+      return Math.floor(s / 3600) + ' h' + (m ? ' ' + m + ' min' : '');
+    }
+    var d = Math.floor(s / 86400);
+    return d + (d === 1 ? ' day' : ' days');
+  }
+
+  // Countdowns to each request's expiry.
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll('[data-expires]').forEach(function (el) {
+      var left = Number(el.getAttribute('data-expires')) - now;
+      el.textContent = left > 0 ? 'expires in ' + spanWords(left) : 'expired';
+      el.classList.toggle('soon', left < 5 * 60 * 1000);
+    });
+  }
+  tick();
+  setInterval(tick, 1000);
+
+  // Live inbox: server-sent events add and remove rows.
+  var queue = document.getElementById('queue');
+  var status = document.getElementById('live-status');
+  var empty = document.getElementById('queue-empty');
+  var count = document.getElementById('pending-count');
+  var noun = document.getElementById('pending-noun');
+
+  function setStatus(text, on) {
+    if (!status) return;
+    status.textContent = text;
+    status.classList.toggle('on', !!on);
+  }
+  function setCount(n) {
+    if (count && typeof n === 'number' && n >= 0) {
+      count.textContent = String(n);
+      if (noun) noun.textContent = n === 1 ? 'request' : 'requests';
+    }
+  }
+  function refreshEmpty() {
+    if (empty && queue) empty.hidden = queue.children.length > 0;
+  }
+  function rowFor(id) {
+    if (!queue) return null;
+    var rows = queue.children;
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i].getAttribute('data-id') === id) return rows[i];
+    }
+    return null;
+  }
+
+  // After a reconnect (or when events were missed) re-read the list.
+  function resync() {
+    if (!queue) return;
+    fetch(window.location.href, { credentials: 'same-origin', headers: { 'Accept': 'text/html' } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (text) {
+        if (!text) return;
+        var doc = new DOMParser().parseFromString(text, 'text/html');
+        var fresh = doc.getElementById('queue');
+        var freshCount = doc.getElementById('pending-count');
+        if (fresh) queue.replaceChildren.apply(queue, Array.prototype.slice.call(fresh.childNodes).map(function (n) { return document.importNode(n, true); }));
+        if (freshCount) setCount(Number(freshCount.textContent));
+        refreshEmpty();
+      })
+      .catch(function () {});
+  }
+
+  var request = document.querySelector('[data-request-id]');
+
+  function connect(url) {
+    if (!window.EventSource) return;
+    var source = new EventSource(url);
+    var hadHello = false;
+    source.addEventListener('hello', function () {
+      setStatus('Live — updates appear automatically', true);
+      if (hadHello) resync();
+      hadHello = true;
+    });
+    source.addEventListener('error', function () {
+      setStatus('Reconnecting…', false);
+    });
+    source.addEventListener('reload', resync);
+    source.addEventListener('add', function (e) {
+      var d = JSON.parse(e.data);
+      if (queue && !rowFor(d.id)) {
+        var t = document.createElement('template');
+        t.innerHTML = d.html; // rendered and escaped by the server
+        var li = t.content.firstElementChild;
+        if (li) {
+          li.classList.add('new');
+          if (queue.getAttribute('data-order') === 'oldest') {
+            if (queue.getAttribute('data-more') !== 'true') queue.appendChild(li);
+          } else if (queue.getAttribute('data-first') === 'true') {
+            queue.insertBefore(li, queue.firstChild);
+          }
+        }
+      }
+      setCount(d.count);
+      refreshEmpty();
+    });
+    source.addEventListener('remove', function (e) {
+      var d = JSON.parse(e.data);
+      var li = rowFor(d.id);
+      if (li) li.remove();
+      setCount(d.count);
+      refreshEmpty();
+      if (request && request.getAttribute('data-request-id') === d.id &&
+          request.getAttribute('data-status') === 'pending') {
+        request.setAttribute('data-status', d.status);
+        var note = document.getElementById('changed-elsewhere');
+        if (note) {
+          note.textContent = 'This request was ' + d.status + ' while you were looking at it. Reload the page to see the outcome.';
+          note.hidden = false;
+        }
+        var decide = document.getElementById('decide');
+        if (decide) decide.querySelectorAll('button, textarea').forEach(function (el) { el.disabled = true; });
+      }
+    });
+    window.addEventListener('pagehide', function () { source.close(); });
+  }
+
+  if (queue) {
+    connect(queue.getAttribute('data-live'));
+  } else if (request && request.getAttribute('data-status') === 'pending') {
+    connect('/inbox/events');
+  }
+
+  // JSON editor: live syntax check and a format button.
+  var editor = document.getElementById('final_args');
+  if (editor) {
+    var jsonStatus = document.getElementById('json-status');
+    var format = document.getElementById('format-json');
+    var check = function () {
+      try {
+        var v = JSON.parse(editor.value);
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('the arguments must be a JSON object');
+        jsonStatus.textContent = 'Valid JSON. The server also checks it against the tool\u2019s schema.';
+        jsonStatus.className = 'help json-ok';
+        editor.setAttribute('aria-invalid', 'false');
+        return v;
+      } catch (err) {
+        jsonStatus.textContent = 'Not valid yet: ' + err.message;
+        jsonStatus.className = 'help json-bad';
+        editor.setAttribute('aria-invalid', 'true');
+        return null;
+      }
+    };
+    editor.addEventListener('input', check);
+    if (format) {
+      format.hidden = false;
+      format.addEventListener('click', function () {
+        var v = check();
+        if (v) { editor.value = JSON.stringify(v, null, 2); check(); }
+      });
+    }
+  }
+
+  // Show times in the reader's own time zone.
+  document.querySelectorAll('time[datetime]').forEach(function (el) {
+    if (/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/.test(el.textContent)) {
+      var d = new Date(el.getAttribute('datetime'));
+      if (!isNaN(d)) el.textContent = d.toLocaleString();
+    }
+  });
+})();
