@@ -147,7 +147,8 @@ def excerpt(value: Any, limit: int = OUTPUT_EXCERPT_CHARS) -> str:
 
 
 def _describe_failure(exc: BaseException) -> str:
-    return excerpt(f"{type(exc).__name__}: {exc}")
+    text = getattr(exc, "report_text", None)  # set by adapters that already formatted it
+    return excerpt(text if isinstance(text, str) else f"{type(exc).__name__}: {exc}")
 
 
 # ---------------------------------------------------------------------------

@@ -354,3 +354,25 @@ def test_wrap_tool_rejects_non_function_tools() -> None:
         wrap_tool(lambda: None, policy="refunds")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         gated_tool(redact=["bad..path"])
+
+
+def test_tool_error_is_reported_as_error(
+    server: PliuzServer, human: Human, agent_env: dict[str, str]
+) -> None:
+    @gated_tool(policy="refunds")
+    @function_tool
+    def issue_refund(order_id: str, amount_cents: int) -> str:
+        """Issue a customer refund."""
+        raise RuntimeError("payment provider down")
+
+    order = uid()
+    model = script(
+        [function_call("issue_refund", {"order_id": order, "amount_cents": 10}, call_id="e1")],
+        done(),
+    )
+    run(Agent(name="Support", tools=[issue_refund]), model, group_id=uid())
+    assert "error" in tool_outputs(model)["e1"].lower()  # the SDK's own failure text
+    (a,) = [x for x in human.list(tool="issue_refund") if x["tool_args"]["order_id"] == order]
+    assert a["status"] == "executed" and a["execution"]["outcome"] == "error"
+    # The SDK formats the exception for the model; that text is what is reported.
+    assert a["execution"]["output_excerpt"].startswith("tool failed: ")

@@ -271,6 +271,7 @@ class _HandledToolFailure(Exception):
     def __init__(self, result: Any) -> None:
         super().__init__(excerpt(result))
         self.result = result
+        self.report_text = f"tool failed: {excerpt(result)}"
 
 
 def gated_tool(
