@@ -392,14 +392,16 @@ pub fn check_file(path: &Path) -> Result<PolicySet, Vec<String>> {
         .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
     parse_config_text(&text)
         .map(|p| p.policies)
-        .map_err(|errs| {
-            errs.into_iter()
-                .map(|e| match e.line {
-                    Some(l) => format!("{}:{l}: {}", path.display(), e.message),
-                    None => format!("{}: {}", path.display(), e.message),
-                })
-                .collect()
+        .map_err(|errs| format_errors(path, &errs))
+}
+
+fn format_errors(path: &Path, errs: &[PolicyError]) -> Vec<String> {
+    errs.iter()
+        .map(|e| match e.line {
+            Some(l) => format!("{}:{l}: {}", path.display(), e.message),
+            None => format!("{}: {}", path.display(), e.message),
         })
+        .collect()
 }
 
 fn env(name: &str) -> Option<String> {
@@ -414,22 +416,18 @@ impl Settings {
             .clone()
             .or_else(|| env("PLIUZ_CONFIG").map(PathBuf::from));
         let (file, policies) = match &config_path {
-            Some(p) => match check_file(p) {
-                Ok(_) => {
-                    let text = std::fs::read_to_string(p)?;
-                    let parsed = parse_config_text(&text).map_err(|e| {
-                        anyhow::anyhow!(e
-                            .iter()
-                            .map(|x| x.to_string())
-                            .collect::<Vec<_>>()
-                            .join("\n"))
-                    })?;
-                    (parsed.file, parsed.policies)
-                }
-                Err(errs) => {
-                    anyhow::bail!("{} has mistakes:\n  {}", p.display(), errs.join("\n  "))
-                }
-            },
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+                let parsed = parse_config_text(&text).map_err(|errs| {
+                    anyhow::anyhow!(
+                        "{} has mistakes:\n  {}",
+                        p.display(),
+                        format_errors(p, &errs).join("\n  ")
+                    )
+                })?;
+                (parsed.file, parsed.policies)
+            }
             None => (FileConfig::default(), PolicySet::default()),
         };
         let data_dir = over

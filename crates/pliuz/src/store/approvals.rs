@@ -118,6 +118,34 @@ async fn load_votes(store: &Store, conn: &mut AnyConnection, id: &str) -> Result
         .collect()
 }
 
+/// Votes of many approvals in one query (listing pages).
+async fn load_votes_of(
+    store: &Store,
+    conn: &mut AnyConnection,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, Vec<Vote>>> {
+    let mut out: std::collections::HashMap<String, Vec<Vote>> = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT approval_id, voter, created_at FROM approval_votes WHERE approval_id IN ({}) ORDER BY created_at, voter",
+        vec!["?"; ids.len()].join(", ")
+    );
+    let q = store.sql(&sql).into_owned();
+    let mut query = sqlx::query(&q);
+    for id in ids {
+        query = query.bind(id);
+    }
+    for r in query.fetch_all(conn).await? {
+        out.entry(col(&r, "approval_id")?).or_default().push(Vote {
+            voter: col(&r, "voter")?,
+            at: col(&r, "created_at")?,
+        });
+    }
+    Ok(out)
+}
+
 impl Store {
     pub async fn get_approval(&self, id: &str) -> Result<Option<Approval>> {
         let mut conn = self.pool.acquire().await?;
@@ -198,13 +226,18 @@ impl Store {
         }
         let mut conn = self.pool.acquire().await?;
         let rows = query.fetch_all(&mut *conn).await?;
+        let more = rows.len() > limit as usize;
+        let rows = &rows[..rows.len().min(limit as usize)];
+        let ids = rows
+            .iter()
+            .map(|r| col::<String>(r, "id"))
+            .collect::<Result<Vec<_>>>()?;
+        let mut votes = load_votes_of(self, &mut conn, &ids).await?;
         let mut items = Vec::with_capacity(rows.len());
-        for r in rows.iter().take(limit as usize) {
-            let id: String = col(r, "id")?;
-            let votes = load_votes(self, &mut conn, &id).await?;
-            items.push(from_row(r, votes)?);
+        for (r, id) in rows.iter().zip(&ids) {
+            items.push(from_row(r, votes.remove(id).unwrap_or_default())?);
         }
-        let next = if rows.len() > limit as usize {
+        let next = if more {
             items.last().map(|a| a.id.clone())
         } else {
             None
