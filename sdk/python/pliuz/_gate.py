@@ -6,10 +6,13 @@ restore redacted values → run → report the execution.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -152,6 +155,52 @@ def _describe_failure(exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------
+# One in-flight call per idempotency key and process: two concurrent identical
+# calls would otherwise both see "approved" and both run. The second one waits,
+# then re-attaches and sees "executed".
+# ---------------------------------------------------------------------------
+
+_guard = threading.Lock()
+_thread_locks: dict[str, tuple[threading.Lock, int]] = {}
+_async_locks: dict[tuple[int, str], tuple[asyncio.Lock, int]] = {}
+
+
+@contextlib.contextmanager
+def _key_lock_sync(key: str) -> Iterator[None]:
+    with _guard:
+        lock, users = _thread_locks.get(key, (threading.Lock(), 0))
+        _thread_locks[key] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _guard:
+            lock, users = _thread_locks[key]
+            if users <= 1:
+                del _thread_locks[key]
+            else:
+                _thread_locks[key] = (lock, users - 1)
+
+
+@contextlib.asynccontextmanager
+async def _key_lock_async(key: str) -> AsyncIterator[None]:
+    slot = (id(asyncio.get_running_loop()), key)
+    with _guard:
+        lock, users = _async_locks.get(slot, (asyncio.Lock(), 0))
+        _async_locks[slot] = (lock, users + 1)
+    try:
+        async with lock:
+            yield
+    finally:
+        with _guard:
+            lock, users = _async_locks[slot]
+            if users <= 1:
+                del _async_locks[slot]
+            else:
+                _async_locks[slot] = (lock, users - 1)
+
+
+# ---------------------------------------------------------------------------
 # Sync flow
 # ---------------------------------------------------------------------------
 
@@ -164,6 +213,22 @@ def run_gated_sync(
     timeout_s: float | None,
     cancel_on_timeout: bool = False,
     report_output: bool = True,
+) -> T:
+    with _key_lock_sync(prepared.idempotency_key):
+        return _run_gated_sync(
+            client, prepared, execute, timeout_s=timeout_s,
+            cancel_on_timeout=cancel_on_timeout, report_output=report_output,
+        )  # fmt: skip
+
+
+def _run_gated_sync(
+    client: PliuzClient,
+    prepared: PreparedCall,
+    execute: Callable[[dict[str, Any]], T],
+    *,
+    timeout_s: float | None,
+    cancel_on_timeout: bool,
+    report_output: bool,
 ) -> T:
     approval = client.create_approval(**prepared.request)
     log.debug(
@@ -230,6 +295,24 @@ async def run_gated_async(
     cancel_on_timeout: bool = False,
     report_output: bool = True,
     report_excerpt: Callable[[T], str | None] | None = None,
+) -> T:
+    async with _key_lock_async(prepared.idempotency_key):
+        return await _run_gated_async(
+            client, prepared, execute, timeout_s=timeout_s,
+            cancel_on_timeout=cancel_on_timeout, report_output=report_output,
+            report_excerpt=report_excerpt,
+        )  # fmt: skip
+
+
+async def _run_gated_async(
+    client: AsyncPliuzClient,
+    prepared: PreparedCall,
+    execute: Callable[[dict[str, Any]], Awaitable[T]],
+    *,
+    timeout_s: float | None,
+    cancel_on_timeout: bool,
+    report_output: bool,
+    report_excerpt: Callable[[T], str | None] | None,
 ) -> T:
     approval = await client.create_approval(**prepared.request)
     log.debug(

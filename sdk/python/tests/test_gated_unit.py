@@ -134,3 +134,44 @@ def test_client_kind_must_match_function_kind() -> None:
 
         @gated(client=PliuzClient(KEY, "http://t"))
         async def f() -> None: ...
+
+
+async def test_concurrent_identical_calls_run_once() -> None:
+    import asyncio
+
+    fake = FakePliuz()
+    fake.auto = "approved"
+    ran: list[int] = []
+
+    @gated(client=AsyncPliuzClient(KEY, "http://t", http_client=httpx.AsyncClient(
+        transport=fake.transport())), session_id="same")  # fmt: skip
+    async def f(a: int) -> int:
+        await asyncio.sleep(0.05)
+        ran.append(a)
+        return a
+
+    results = await asyncio.gather(f(1), f(1), return_exceptions=True)
+    assert ran == [1]
+    assert results.count(1) == 1
+    assert sum(isinstance(r, pliuz.PliuzAlreadyExecutedError) for r in results) == 1
+
+
+def test_concurrent_identical_sync_calls_run_once() -> None:
+    import concurrent.futures
+    import time
+
+    fake = FakePliuz()
+    fake.auto = "approved"
+    ran: list[int] = []
+
+    @gated(client=sync_client(fake), session_id="same")
+    def f(a: int) -> int:
+        time.sleep(0.05)
+        ran.append(a)
+        return a
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(f, 1) for _ in range(4)]
+        outcomes = [fut.exception() or fut.result() for fut in futures]
+    assert ran == [1]
+    assert sum(isinstance(o, pliuz.PliuzAlreadyExecutedError) for o in outcomes) == 3
