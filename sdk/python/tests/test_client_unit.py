@@ -126,6 +126,7 @@ def test_wait_for_decision_times_out() -> None:
         assert info.value.approval is not None and info.value.approval.status == "pending"
 
 
+@pytest.mark.asyncio
 async def test_async_client_twin(fast_backoff: None) -> None:
     fake = FakePliuz()
     http = httpx.AsyncClient(transport=fake.transport())

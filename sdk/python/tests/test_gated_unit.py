@@ -107,6 +107,7 @@ def test_errors_of_the_function_are_reported_and_propagate() -> None:
     assert report["outcome"] == "error" and "kaput" in report["output_excerpt"]
 
 
+@pytest.mark.asyncio
 async def test_async_function_and_variadic_signature() -> None:
     fake = FakePliuz()
     client = AsyncPliuzClient(
@@ -136,6 +137,7 @@ def test_client_kind_must_match_function_kind() -> None:
         async def f() -> None: ...
 
 
+@pytest.mark.asyncio
 async def test_concurrent_identical_calls_run_once() -> None:
     import asyncio
 

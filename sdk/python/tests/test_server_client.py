@@ -106,6 +106,7 @@ def test_user_token_decides_through_the_sdk(server: PliuzServer, client: PliuzCl
             human.decide(a.id, "reject", reason="too late")
 
 
+@pytest.mark.asyncio
 async def test_async_client_against_server(server: PliuzServer, human: Human) -> None:
     async with AsyncPliuzClient(server.agent_key, server.base_url) as c:
         a = await c.create_approval("transfer", {"to": uid()})

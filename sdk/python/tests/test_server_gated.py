@@ -82,6 +82,7 @@ def test_sync_gated_reject_and_edit_with_redaction(server: PliuzServer, human: H
         assert "4111111111111111" not in str(a)
 
 
+@pytest.mark.asyncio
 async def test_async_gated_approve_and_expiry(server: PliuzServer, human: Human) -> None:
     ran: list[str] = []
     session = uid()
