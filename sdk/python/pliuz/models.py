@@ -68,7 +68,10 @@ class Approval(_Model):
     status: ApprovalStatus
     tool_name: str
     tool_args: dict[str, Any] = Field(default_factory=dict)
+    proposed_args: dict[str, Any] | None = None
+    """Arguments an editor proposed while more approvals are needed (quorum > 1)."""
     final_args: dict[str, Any] | None = None
+    """Set when approved: the arguments to run with (``tool_args`` unless edited)."""
     tool_schema: dict[str, Any] | None = None
     policy: str | None = None
     agent: str | None = None
@@ -78,7 +81,10 @@ class Approval(_Model):
     context_messages: list[Any] | None = None
     client_metadata: dict[str, Any] | None = None
     idempotency_key: str | None = None
+    args_digest: str | None = None
+    """SHA-256 (hex) of the RFC 8785 JSON of ``{tool_name, tool_args}`` (as sent, redacted)."""
     required_approvals: int | None = None
+    allowed_decisions: list[str] | None = None
     approvals: list[Vote] = Field(default_factory=list)
     decision: Decision | None = None
     execution: Execution | None = None

@@ -113,3 +113,10 @@ async def test_async_client_against_server(server: PliuzServer, human: Human) ->
         threading.Timer(0.3, lambda: human.decide_ok(a.id, "reject", reason="nope")).start()
         settled = await c.wait_for_decision(a.id, timeout=20)
         assert settled.status == "rejected" and settled.reason == "nope"
+
+
+def test_documented_fields_are_parsed(client: PliuzClient) -> None:
+    a = client.create_approval("issue_refund", {"order_id": uid(), "amount_cents": 5000})
+    assert a.allowed_decisions == ["approve", "reject", "edit"]
+    assert a.args_digest is not None and len(a.args_digest) == 64
+    assert a.proposed_args is None and a.required_approvals == 1
