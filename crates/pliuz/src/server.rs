@@ -57,7 +57,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     if let Some(slack) = &slack {
-        workers.spawn(crate::outbox::run(cp.clone(), slack.clone(), shutdown.clone()));
+        workers.spawn(crate::outbox::run(
+            cp.clone(),
+            slack.clone(),
+            shutdown.clone(),
+        ));
     }
     workers.spawn(crate::audit::worker::run(
         cp.clone(),
@@ -92,7 +96,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     let app = api::router(state);
     let server_shutdown = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    ).with_graceful_shutdown(async move {
         server_shutdown.wait().await;
     });
     let signal = async {
