@@ -376,3 +376,26 @@ def test_tool_error_is_reported_as_error(
     assert a["status"] == "executed" and a["execution"]["outcome"] == "error"
     # The SDK formats the exception for the model; that text is what is reported.
     assert a["execution"]["output_excerpt"].startswith("tool failed: ")
+
+
+def test_pliuz_error_raised_by_the_tool_body_is_not_mistaken_for_the_gate(
+    server: PliuzServer, human: Human, agent_env: dict[str, str]
+) -> None:
+    from agents.exceptions import UserError
+
+    @gated_tool(policy="refunds")
+    @function_tool(failure_error_function=None)
+    def issue_refund(order_id: str, amount_cents: int) -> str:
+        """Issue a customer refund."""
+        raise pliuz.PliuzRejectedError("a nested approval was rejected", reason="nested")
+
+    order = uid()
+    model = script(
+        [function_call("issue_refund", {"order_id": order, "amount_cents": 10}, call_id="n1")],
+        done(),
+    )
+    with pytest.raises(UserError) as info:
+        run(Agent(name="Support", tools=[issue_refund]), model, group_id=uid())
+    assert isinstance(info.value.__cause__, pliuz.PliuzRejectedError)
+    (a,) = [x for x in human.list(tool="issue_refund") if x["tool_args"]["order_id"] == order]
+    assert a["status"] == "executed" and a["execution"]["outcome"] == "error"

@@ -212,12 +212,15 @@ def wrap_tool(
             prepare = getattr(original, "prepare_arguments", None)
             if callable(prepare) and final_json != input:
                 try:
-                    prepare(final_json, name)  # validates edited arguments, runs no user code
+                    prepare(final_json, name)  # validate edits against the parameter model
                 except Exception as exc:
                     raise PliuzArgumentsError(str(exc)) from exc
             if hasattr(ctx, "_function_tool_arguments"):
                 ctx._function_tool_arguments = None  # prepared for the model's args, not ours
-            result = await original(ctx, final_json)
+            try:
+                result = await original(ctx, final_json)
+            except PliuzError as exc:  # raised by the tool body itself: not a gate outcome
+                raise _ToolRaised(exc) from exc
             if getattr(ctx, _FAILURE_ATTR, False):
                 raise _HandledToolFailure(result)
             return result
@@ -250,6 +253,8 @@ def wrap_tool(
             )
         except _HandledToolFailure as failure:
             return failure.result  # the tool's own error text, already reported as "error"
+        except _ToolRaised as raised:
+            raise raised.error from None
         except PliuzRejectedError as exc:
             if on_reject == "raise":
                 raise PliuzToolRejectedError(
@@ -263,6 +268,15 @@ def wrap_tool(
                 await c.aclose()
 
     return dataclasses.replace(tool, on_invoke_tool=invoke)
+
+
+class _ToolRaised(Exception):
+    """A PliuzError raised by the tool body (which did run): propagate it unchanged."""
+
+    def __init__(self, error: PliuzError) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.report_text = f"{type(error).__name__}: {error}"
 
 
 class _HandledToolFailure(Exception):
