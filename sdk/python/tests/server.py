@@ -40,6 +40,14 @@ required_approvals = 1
 expires_in = "30m"
 
 [[policy]]
+name = "dual"
+tools = ["wire_money"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject"]
+required_approvals = 2
+expires_in = "30m"
+
+[[policy]]
 name = "quick"
 tools = ["quick_tool", "quick_fn"]
 approvers = ["group:finance"]
@@ -74,6 +82,7 @@ class PliuzServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.agent_key = ""
         self.user_token = ""
+        self.second_user_token = ""
 
     # -- CLI ------------------------------------------------------------------
 
@@ -91,6 +100,11 @@ class PliuzServer:
             "--password-stdin", stdin="correct horse battery staple\n",
         )  # fmt: skip
         self.user_token = self.cli("users", "token", "bob@example.com")
+        self.cli(
+            "users", "create", "dora@example.com", "--role", "approver", "--group", "finance",
+            "--password-stdin", stdin="another correct horse battery\n",
+        )  # fmt: skip
+        self.second_user_token = self.cli("users", "token", "dora@example.com")
         assert self.agent_key.startswith("pliuz_ak_"), self.agent_key
         assert self.user_token.startswith("pliuz_ut_"), self.user_token
 
@@ -147,13 +161,14 @@ class PliuzServer:
 class Human:
     """The approver side, over plain HTTP with a user token (as the inbox would)."""
 
-    def __init__(self, server: PliuzServer) -> None:
+    def __init__(self, server: PliuzServer, token: str | None = None) -> None:
         self.server = server
+        self.token = token or server.user_token
 
     def _http(self) -> httpx.Client:
         return httpx.Client(
             base_url=self.server.base_url,
-            headers={"Authorization": f"Bearer {self.server.user_token}"},
+            headers={"Authorization": f"Bearer {self.token}"},
             timeout=10,
         )
 

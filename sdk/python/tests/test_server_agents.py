@@ -399,3 +399,29 @@ def test_pliuz_error_raised_by_the_tool_body_is_not_mistaken_for_the_gate(
     assert isinstance(info.value.__cause__, pliuz.PliuzRejectedError)
     (a,) = [x for x in human.list(tool="issue_refund") if x["tool_args"]["order_id"] == order]
     assert a["status"] == "executed" and a["execution"]["outcome"] == "error"
+
+
+def test_quorum_of_two_keeps_waiting_until_the_second_approval(
+    server: PliuzServer, human: Human, agent_env: dict[str, str]
+) -> None:
+    session = uid()
+    ran: list[int] = []
+
+    @gated_tool()
+    @function_tool
+    def wire_money(amount_cents: int) -> str:
+        """Wire money."""
+        ran.append(amount_cents)
+        return "wired"
+
+    model = script([function_call("wire_money", {"amount_cents": 10_000}, call_id="q1")], done())
+    fut = run_in_background(Agent(name="Treasury", tools=[wire_money]), model, group_id=session)
+    (a,) = human.wait_pending(tool="wire_money", session=session)
+    human.decide_ok(a["id"], "approve")
+    dup = human.decide(a["id"], "approve")
+    assert dup.status_code == 409 and dup.json()["code"] == "already_voted"
+    time.sleep(1.0)
+    assert not fut.done() and ran == []  # one of two approvals: still waiting
+    Human(server, server.second_user_token).decide_ok(a["id"], "approve")
+    fut.result(timeout=60)
+    assert ran == [10_000] and tool_outputs(model)["q1"] == "wired"
