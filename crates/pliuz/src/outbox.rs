@@ -130,6 +130,10 @@ impl std::fmt::Display for Failure {
 pub async fn run(cp: ControlPlane, slack: Arc<Slack>, shutdown: crate::shutdown::Shutdown) {
     let tuning = Tuning::from_env();
     tracing::info!(?tuning, "outbox worker started");
+    // `notifier.outbox` is poked while the queueing transaction is still
+    // open, so a pass it triggers may not see the row yet; the change
+    // broadcast fires after the commit, so listen to both.
+    let mut changes = cp.notifier.subscribe();
     loop {
         let handled = deliver_due(&cp, &slack, &tuning).await;
         let now = crate::store::now_millis();
@@ -152,6 +156,7 @@ pub async fn run(cp: ControlPlane, slack: Arc<Slack>, shutdown: crate::shutdown:
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = cp.notifier.outbox.notified() => {}
+            _ = changes.recv() => {}
             _ = shutdown.wait() => return,
         }
     }
@@ -172,7 +177,14 @@ pub async fn deliver_due(cp: &ControlPlane, slack: &Slack, tuning: &Tuning) -> u
         if !row.kind.starts_with("slack.") {
             continue;
         }
-        match sstore::claim(&cp.store, &row.id, row.next_attempt_at, now + tuning.lease_ms).await {
+        match sstore::claim(
+            &cp.store,
+            &row.id,
+            row.next_attempt_at,
+            now + tuning.lease_ms,
+        )
+        .await
+        {
             Ok(true) => {}
             Ok(false) => continue, // someone else has it
             Err(e) => {
@@ -223,8 +235,12 @@ async fn failed(cp: &ControlPlane, row: &OutboxMessage, f: Failure, tuning: &Tun
         _ => now + tuning.delay_ms(attempts),
     };
     match &f {
-        Failure::Waiting(_) => tracing::debug!(outbox = %row.id, kind = %row.kind, attempts, %error, "waiting"),
-        _ => tracing::warn!(outbox = %row.id, kind = %row.kind, attempts, %error, retry_in_ms = next - now, "notification not delivered; will retry"),
+        Failure::Waiting(_) => {
+            tracing::debug!(outbox = %row.id, kind = %row.kind, attempts, %error, "waiting")
+        }
+        _ => {
+            tracing::warn!(outbox = %row.id, kind = %row.kind, attempts, %error, retry_in_ms = next - now, "notification not delivered; will retry")
+        }
     }
     if let Err(e) = cp.store.mark_retry(&row.id, next, &error).await {
         tracing::warn!(error = %e, outbox = %row.id, "could not record a failed delivery");

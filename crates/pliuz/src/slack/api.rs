@@ -77,7 +77,11 @@ fn network_error(e: &reqwest::Error) -> SlackError {
     };
     let mut msg = kind.to_owned();
     if let Some(url) = e.url() {
-        msg.push_str(&format!(" ({}{})", url.host_str().unwrap_or(""), url.path()));
+        msg.push_str(&format!(
+            " ({}{})",
+            url.host_str().unwrap_or(""),
+            url.path()
+        ));
     }
     SlackError::Network(msg)
 }
@@ -161,9 +165,7 @@ impl SlackClient {
         }
     }
 
-    async fn answer(
-        sent: Result<reqwest::Response, reqwest::Error>,
-    ) -> Result<Value, SlackError> {
+    async fn answer(sent: Result<reqwest::Response, reqwest::Error>) -> Result<Value, SlackError> {
         let r = sent.map_err(|e| network_error(&e))?;
         let status = r.status();
         if status.as_u16() == 429 {

@@ -72,7 +72,8 @@ pub fn args_summary(args: &Map<String, Value>) -> String {
     let mut shown = 0;
     for (k, v) in args {
         let line = format!("• *{}*: {}\n", escape(&truncate(k, 80)), show_value(v));
-        if shown >= MAX_ARGS_SHOWN || out.chars().count() + line.chars().count() > MAX_SECTION_CHARS - 40
+        if shown >= MAX_ARGS_SHOWN
+            || out.chars().count() + line.chars().count() > MAX_SECTION_CHARS - 40
         {
             break;
         }
@@ -130,7 +131,11 @@ pub fn request_url(public_url: &str, id: &str) -> String {
 }
 
 fn headline(a: &Approval) -> String {
-    let by = a.settlement.as_ref().map(|s| who(&s.by)).unwrap_or_default();
+    let by = a
+        .settlement
+        .as_ref()
+        .map(|s| who(&s.by))
+        .unwrap_or_default();
     let at = a
         .settlement
         .as_ref()
@@ -214,7 +219,11 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
     }
     if a.status == Status::Pending {
         let mut buttons = Vec::new();
-        for d in [DecisionKind::Approve, DecisionKind::Reject, DecisionKind::Edit] {
+        for d in [
+            DecisionKind::Approve,
+            DecisionKind::Reject,
+            DecisionKind::Edit,
+        ] {
             if !a.allowed_decisions.contains(&d) {
                 continue;
             }
@@ -235,14 +244,17 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
             buttons.push(b);
         }
         if !buttons.is_empty() {
-            blocks.push(json!({"type": "actions", "block_id": "pliuz_actions", "elements": buttons}));
+            blocks
+                .push(json!({"type": "actions", "block_id": "pliuz_actions", "elements": buttons}));
         }
     }
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-        "<{}|Open in the Pliuz inbox> · request `{}`",
-        request_url(public_url, &a.id),
-        escape(&a.id)
-    )}]}));
+    blocks.push(
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "<{}|Open in the Pliuz inbox> · request `{}`",
+            request_url(public_url, &a.id),
+            escape(&a.id)
+        )}]}),
+    );
     json!({"text": fallback_text(a), "blocks": blocks})
 }
 

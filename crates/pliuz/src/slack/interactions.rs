@@ -166,8 +166,15 @@ async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response
     let Some(action) = p.pointer("/actions/0") else {
         return ok;
     };
-    let action_id = action.get("action_id").and_then(Value::as_str).unwrap_or("");
-    let Some(approval_id) = action.get("value").and_then(Value::as_str).map(str::to_owned) else {
+    let action_id = action
+        .get("action_id")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let Some(approval_id) = action
+        .get("value")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
         return ok;
     };
     let Some(slack_user) = str_at(&p, "/user/id").map(str::to_owned) else {
@@ -240,7 +247,14 @@ async fn open_modal(
     started: Instant,
 ) -> Result<(), String> {
     let remaining = |started: Instant| INLINE_BUDGET.saturating_sub(started.elapsed());
-    let (_, a) = authorize(state, slack, slack_user, approval_id, Some(remaining(started))).await?;
+    let (_, a) = authorize(
+        state,
+        slack,
+        slack_user,
+        approval_id,
+        Some(remaining(started)),
+    )
+    .await?;
     if !a.allowed_decisions.contains(&kind) {
         return Err(format!("Policy '{}' does not allow '{kind}'.", a.policy));
     }
@@ -298,17 +312,30 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
     let Some(meta) = str_at(&p, "/view/private_metadata")
         .and_then(|m| serde_json::from_str::<ModalMeta>(m).ok())
     else {
-        return modal_errors(error_block, "This form lost track of its request; open it again from the message.");
+        return modal_errors(
+            error_block,
+            "This form lost track of its request; open it again from the message.",
+        );
     };
     let Some(slack_user) = str_at(&p, "/user/id") else {
         return modal_errors(error_block, "Slack did not say who you are.");
     };
-    let (principal, a) =
-        match authorize(&state, &slack, slack_user, &meta.approval_id, Some(INLINE_BUDGET)).await {
-            Ok(x) => x,
-            Err(msg) => return modal_errors(error_block, &msg),
-        };
-    let values = p.pointer("/view/state/values").cloned().unwrap_or(Value::Null);
+    let (principal, a) = match authorize(
+        &state,
+        &slack,
+        slack_user,
+        &meta.approval_id,
+        Some(INLINE_BUDGET),
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(msg) => return modal_errors(error_block, &msg),
+    };
+    let values = p
+        .pointer("/view/state/values")
+        .cloned()
+        .unwrap_or(Value::Null);
     let input_value = |block: &str, action: &str| -> Option<String> {
         values
             .get(block)

@@ -52,7 +52,10 @@ pub fn verify(
     let (Some(ts), Some(sig)) = (timestamp, signature) else {
         return Err(SignatureError::Missing);
     };
-    let ts_num: i64 = ts.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
+    let ts_num: i64 = ts
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::BadTimestamp)?;
     if (now - ts_num).abs() > MAX_SKEW_SECS {
         return Err(SignatureError::Stale);
     }
@@ -82,7 +85,13 @@ mod tests {
     fn slack_published_example() {
         assert_eq!(sign(SECRET, TS, BODY.as_bytes()), EXPECTED);
         assert_eq!(
-            verify(SECRET, Some(TS), Some(EXPECTED), BODY.as_bytes(), 1531420618 + 10),
+            verify(
+                SECRET,
+                Some(TS),
+                Some(EXPECTED),
+                BODY.as_bytes(),
+                1531420618 + 10
+            ),
             Ok(())
         );
     }

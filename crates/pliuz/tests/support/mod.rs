@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod slack_fake;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

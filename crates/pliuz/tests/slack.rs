@@ -1,0 +1,857 @@
+//! Slack end to end: the real `pliuz` binary talks to a fake Slack Web API
+//! in this process; interactions are signed the way Slack signs them.
+
+mod support;
+
+use hmac::{Hmac, Mac};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::time::{Duration, Instant};
+use support::slack_fake::{Call, FakeSlack};
+use support::Server;
+
+const TOKEN: &str = "xoxb-test-TOKEN-must-never-be-logged-4242";
+const SECRET: &str = "signing-SECRET-must-never-be-logged-9f8e";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(fake: &FakeSlack, dm_approvers: bool) -> String {
+    format!(
+        r##"
+public_url = "http://pliuz.test"
+
+[slack]
+bot_token = "{TOKEN}"
+signing_secret = "{SECRET}"
+api_url = "{api}"
+default_channel = "#approvals"
+dm_approvers = {dm_approvers}
+
+[slack.users]
+"fin@example.com" = "UFIN"
+
+[[policy]]
+name = "refunds"
+tools = ["issue_refund"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject", "edit"]
+expires_in = "30m"
+slack_channel = "#refunds"
+
+[[policy]]
+name = "deletes"
+tools = ["delete_db"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject"]
+
+[[policy]]
+name = "quick"
+tools = ["quick_tool"]
+approvers = ["group:finance"]
+expires_in = "2s"
+slack_channel = "#quick"
+
+[[policy]]
+name = "lost"
+tools = ["lost_tool"]
+approvers = ["group:finance"]
+slack_channel = "#nowhere"
+"##,
+        api = fake.api_url()
+    )
+}
+
+/// Short delays so retries happen within a test's patience.
+fn fast_env() -> Vec<(String, String)> {
+    [
+        ("PLIUZ_OUTBOX_BACKOFF_MS", "50"),
+        ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "300"),
+        ("PLIUZ_OUTBOX_MAX_ATTEMPTS", "3"),
+        ("PLIUZ_OUTBOX_LEASE_MS", "3000"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+struct Env {
+    fake: FakeSlack,
+    server: Server,
+    http: Client,
+    agent: String,
+    fin: String,
+}
+
+async fn env(dm_approvers: bool) -> Env {
+    let fake = FakeSlack::start(TOKEN).await;
+    // fin is mapped by [slack.users]; the others by their Slack profile email.
+    fake.add_user("UFIN2", "fin2@example.com");
+    fake.add_user("USALES", "sales@example.com");
+    fake.add_user("UNOBODY", "nobody@example.com");
+    fake.missing_channel("#nowhere");
+    let server = Server::start_with(&config(&fake, dm_approvers), None, fast_env()).await;
+    let agent = server.agent_key("bot");
+    let fin = server.user_token("fin@example.com", "approver", &["finance"]);
+    server.user_token("fin2@example.com", "approver", &["finance"]);
+    server.user_token("sales@example.com", "approver", &["sales"]);
+    Env {
+        fake,
+        server,
+        http: Client::new(),
+        agent,
+        fin,
+    }
+}
+
+impl Env {
+    async fn create(&self, body: Value) -> Value {
+        let r = self
+            .http
+            .post(self.server.url("/api/v1/approvals"))
+            .bearer_auth(&self.agent)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "create failed: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    async fn get(&self, id: &str) -> Value {
+        self.http
+            .get(self.server.url(&format!("/api/v1/approvals/{id}")))
+            .bearer_auth(&self.agent)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The agent's long-poll, started now, answered when the request settles.
+    fn long_poll(&self, id: &str) -> tokio::task::JoinHandle<Value> {
+        let url = self.server.url(&format!("/api/v1/approvals/{id}?wait=30"));
+        let (http, agent) = (self.http.clone(), self.agent.clone());
+        tokio::spawn(async move {
+            http.get(url)
+                .bearer_auth(agent)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    }
+
+    /// Waits for the request's message to be posted; returns the call.
+    async fn posted(&self, id: &str) -> Call {
+        let needle = format!("/requests/{id}");
+        self.fake
+            .wait_for("chat.postMessage", WAIT, |c| {
+                c.method == "chat.postMessage" && c.ok() && c.body.to_string().contains(&needle)
+            })
+            .await
+    }
+
+    fn successful_posts(&self, id: &str) -> Vec<Call> {
+        let needle = format!("/requests/{id}");
+        self.fake
+            .calls_to("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.ok() && c.body.to_string().contains(&needle))
+            .collect()
+    }
+
+    async fn updated(&self, post: &Call, containing: &str) -> Call {
+        let (channel, ts) = (post.answer["channel"].clone(), post.answer["ts"].clone());
+        self.fake
+            .wait_for("chat.update", WAIT, |c| {
+                c.method == "chat.update"
+                    && c.ok()
+                    && c.body["channel"] == channel
+                    && c.body["ts"] == ts
+                    && c.body.to_string().contains(containing)
+            })
+            .await
+    }
+
+    async fn interact(&self, payload: &Value) -> (StatusCode, String, Duration) {
+        let ts = chrono_now().to_string();
+        self.interact_signed(payload, &ts, SECRET).await
+    }
+
+    async fn interact_signed(
+        &self,
+        payload: &Value,
+        ts: &str,
+        secret: &str,
+    ) -> (StatusCode, String, Duration) {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish();
+        let sig = slack_sign(secret, ts, body.as_bytes());
+        let started = Instant::now();
+        let r = self
+            .http
+            .post(self.server.url("/slack/interactions"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", sig)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, text, started.elapsed())
+    }
+
+    fn assert_no_secrets_logged(&self) {
+        let log = self.server.log();
+        assert!(!log.is_empty(), "the server log is empty");
+        assert!(!log.contains(TOKEN), "the bot token leaked into the log");
+        assert!(
+            !log.contains(SECRET),
+            "the signing secret leaked into the log"
+        );
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Slack's signing, written independently of the server's.
+fn slack_sign(secret: &str, ts: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn block_action(fake: &FakeSlack, user: &str, action: &str, post: &Call, id: &str) -> Value {
+    json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user},
+        "team": {"id": "T1"},
+        "trigger_id": format!("trigger-{user}-{action}"),
+        "response_url": fake.response_url(&format!("{user}-{action}")),
+        "container": {"type": "message", "channel_id": post.answer["channel"], "message_ts": post.answer["ts"]},
+        "channel": {"id": post.answer["channel"]},
+        "message": {"ts": post.answer["ts"]},
+        "actions": [{"type": "button", "action_id": action, "block_id": "pliuz_actions", "value": id, "action_ts": "1.2"}],
+    })
+}
+
+fn view_submission(user: &str, view: &Value, values: Value) -> Value {
+    json!({
+        "type": "view_submission",
+        "user": {"id": user},
+        "team": {"id": "T1"},
+        "view": {
+            "id": "V1",
+            "callback_id": view["callback_id"],
+            "private_metadata": view["private_metadata"],
+            "state": {"values": values},
+        },
+    })
+}
+
+fn ephemerals_to(fake: &FakeSlack, name: &str) -> Vec<Call> {
+    fake.calls_to("response_url")
+        .into_iter()
+        .chain(fake.calls_to("chat.postEphemeral"))
+        .filter(|c| c.body["response_type"] == "ephemeral" || c.method == "chat.postEphemeral")
+        .filter(|c| c.body.to_string().contains(name) || name.is_empty())
+        .collect()
+}
+
+async fn wait_ephemeral(fake: &FakeSlack, containing: &str) -> Call {
+    fake.wait_for("an ephemeral message", WAIT, |c| {
+        c.method == "response_url"
+            && c.body["response_type"] == "ephemeral"
+            && c.body["text"].as_str().unwrap_or("").contains(containing)
+    })
+    .await
+}
+
+#[test]
+fn slack_published_signing_example() {
+    let body = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    let expected = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+    let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    assert_eq!(slack_sign(secret, "1531420618", body.as_bytes()), expected);
+    assert_eq!(
+        pliuz::slack::signature::sign(secret, "1531420618", body.as_bytes()),
+        expected
+    );
+    assert!(pliuz::slack::signature::verify(
+        secret,
+        Some("1531420618"),
+        Some(expected),
+        body.as_bytes(),
+        1531420618 + 60
+    )
+    .is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_content_escaping_channels_and_dms() {
+    let e = env(true).await;
+    let a = e
+        .create(json!({
+            "tool_name": "issue_refund",
+            "tool_args": {
+                "amount_cents": 5000,
+                "note": "ping <@U123> and <!channel> & friends",
+                "long": "x".repeat(1000),
+            },
+            "originator": "sales@example.com",
+        }))
+        .await;
+    let id = a["id"].as_str().unwrap();
+    let post = e.posted(id).await;
+    assert_eq!(post.body["channel"], "#refunds");
+    assert_eq!(
+        post.authorization.as_deref(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    let text = post.body.to_string();
+    for want in [
+        "issue_refund",
+        "*Agent*",
+        "bot",
+        "*Policy*",
+        "refunds",
+        "*Time left*",
+        "min (until <!date^",
+        "amount_cents",
+        "5000",
+        "&lt;@U123&gt;",
+        "&lt;!channel&gt;",
+        "&amp; friends",
+        "http://pliuz.test/requests/",
+        "sales@example.com",
+    ] {
+        assert!(text.contains(want), "message lacks {want:?}: {text}");
+    }
+    assert!(
+        !text.contains("<@U123>") && !text.contains("<!channel>"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}…", "x".repeat(299))),
+        "long value not truncated"
+    );
+    assert!(!text.contains(&"x".repeat(301)), "long value not truncated");
+    // Buttons: the policy allows all three.
+    let actions = post.body["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .cloned()
+        .expect("an actions block");
+    let buttons: Vec<(String, Value)> = actions["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["text"]["text"].as_str().unwrap().to_owned(),
+                b["style"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        buttons,
+        vec![
+            ("Approve".to_owned(), json!("primary")),
+            ("Reject".to_owned(), json!("danger")),
+            ("Edit".to_owned(), Value::Null)
+        ]
+    );
+    for b in actions["elements"].as_array().unwrap() {
+        assert_eq!(b["value"], id);
+    }
+
+    // DMs go to the approvers (fin by the explicit map, fin2 by email lookup),
+    // not to the originator or non-approvers.
+    let needle = format!("/requests/{id}");
+    e.fake
+        .wait_for("DM to UFIN", WAIT, |c| {
+            c.method == "chat.postMessage"
+                && c.ok()
+                && c.body["channel"] == "UFIN"
+                && c.body.to_string().contains(&needle)
+        })
+        .await;
+    e.fake
+        .wait_for("DM to UFIN2", WAIT, |c| {
+            c.method == "chat.postMessage" && c.ok() && c.body["channel"] == "UFIN2"
+        })
+        .await;
+    assert!(e
+        .fake
+        .calls_to("users.lookupByEmail")
+        .iter()
+        .any(|c| c.body["email"] == "fin2@example.com"));
+    assert_eq!(
+        e.successful_posts(id).len(),
+        3,
+        "one channel post and two DMs"
+    );
+    assert!(!e
+        .fake
+        .calls_to("chat.postMessage")
+        .iter()
+        .any(|c| c.body["channel"] == "USALES"));
+
+    // No slack_channel on the policy: the default channel; only its decisions.
+    let b = e
+        .create(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
+        .await;
+    let bid = b["id"].as_str().unwrap();
+    let post_b = e.posted(bid).await;
+    assert_eq!(post_b.body["channel"], "#approvals");
+    let tb = post_b.body.to_string();
+    assert!(tb.contains("pliuz_approve") && tb.contains("pliuz_reject"));
+    assert!(
+        !tb.contains("pliuz_edit"),
+        "edit is not allowed by this policy"
+    );
+
+    // A decision updates the channel post and both DMs.
+    let r = e
+        .http
+        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
+        .bearer_auth(&e.fin)
+        .json(&json!({"decision": "approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for p in e.successful_posts(id) {
+        let u = e.updated(&p, "Approved").await;
+        assert!(
+            !u.body.to_string().contains("pliuz_approve"),
+            "buttons remain"
+        );
+    }
+    e.assert_no_secrets_logged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
+    let e = env(false).await;
+
+    // Approve: answered at once, decided right after.
+    let a = e
+        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    let post = e.posted(&id).await;
+    let poll = e.long_poll(&id);
+    let (status, _, took) = e
+        .interact(&block_action(&e.fake, "UFIN2", "pliuz_approve", &post, &id))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    assert_eq!(done["status"], "approved", "{done}");
+    assert_eq!(done["final_args"], json!({"amount_cents": 5000}));
+    assert_eq!(done["decision"]["by"], "user:fin2@example.com");
+    let upd = e.updated(&post, "Approved").await;
+    let ut = upd.body.to_string();
+    assert!(ut.contains("fin2@example.com"), "who decided: {ut}");
+    assert!(ut.contains("<!date^"), "when: {ut}");
+    assert!(!ut.contains("pliuz_approve"), "buttons remain: {ut}");
+
+    // Reject: a modal asks for the reason.
+    let b = e
+        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 7000}}))
+        .await;
+    let bid = b["id"].as_str().unwrap().to_owned();
+    let post_b = e.posted(&bid).await;
+    let poll = e.long_poll(&bid);
+    let (status, _, took) = e
+        .interact(&block_action(
+            &e.fake,
+            "UFIN",
+            "pliuz_reject",
+            &post_b,
+            &bid,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let open = e
+        .fake
+        .wait_for("views.open", WAIT, |c| {
+            c.method == "views.open" && c.body["trigger_id"] == "trigger-UFIN-pliuz_reject"
+        })
+        .await;
+    let view = open.body["view"].clone();
+    assert_eq!(view["type"], "modal");
+    assert!(view["private_metadata"].as_str().unwrap().contains(&bid));
+    // An empty reason is refused in the modal itself.
+    let (status, text, _) = e
+        .interact(&view_submission(
+            "UFIN",
+            &view,
+            json!({"reason": {"reason_input": {"type": "plain_text_input", "value": " "}}}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["response_action"], "errors");
+    assert!(v["errors"]["reason"].is_string(), "{v}");
+    assert_eq!(e.get(&bid).await["status"], "pending");
+    let (status, text, _) = e
+        .interact(&view_submission("UFIN", &view, json!({"reason": {"reason_input": {"type": "plain_text_input", "value": "too much for one refund"}}})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.is_empty(), "the modal should close: {text}");
+    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    assert_eq!(done["status"], "rejected");
+    assert_eq!(done["decision"]["reason"], "too much for one refund");
+    assert_eq!(done["decision"]["by"], "user:fin@example.com");
+    let upd = e.updated(&post_b, "Rejected").await;
+    assert!(upd.body.to_string().contains("too much for one refund"));
+
+    // Edit: a modal with the arguments as JSON, checked against the schema.
+    let c = e
+        .create(json!({
+            "tool_name": "issue_refund",
+            "tool_args": {"amount_cents": 50000, "currency": "EUR"},
+            "tool_schema": {
+                "type": "object",
+                "properties": {
+                    "amount_cents": {"type": "integer", "maximum": 10000},
+                    "currency": {"type": "string"}
+                },
+                "required": ["amount_cents"]
+            }
+        }))
+        .await;
+    let cid = c["id"].as_str().unwrap().to_owned();
+    let post_c = e.posted(&cid).await;
+    let poll = e.long_poll(&cid);
+    let (status, _, _) = e
+        .interact(&block_action(&e.fake, "UFIN2", "pliuz_edit", &post_c, &cid))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let open = e
+        .fake
+        .wait_for("views.open (edit)", WAIT, |c| {
+            c.method == "views.open" && c.body["trigger_id"] == "trigger-UFIN2-pliuz_edit"
+        })
+        .await;
+    let view = open.body["view"].clone();
+    let initial = view.to_string();
+    assert!(
+        initial.contains("amount_cents") && initial.contains("50000"),
+        "{initial}"
+    );
+    let submit = |args: &str| {
+        view_submission(
+            "UFIN2",
+            &view,
+            json!({
+                "args": {"args_input": {"type": "plain_text_input", "value": args}},
+                "reason": {"reason_input": {"type": "plain_text_input", "value": "capped at 100 EUR"}},
+            }),
+        )
+    };
+    for (bad, want) in [
+        ("{not json", "Not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        (r#"{"amount_cents": 99999, "currency": "EUR"}"#, "schema"),
+    ] {
+        let (status, text, _) = e.interact(&submit(bad)).await;
+        assert_eq!(status, StatusCode::OK);
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_eq!(v["response_action"], "errors", "{bad}: {text}");
+        assert!(
+            v["errors"]["args"].as_str().unwrap_or("").contains(want),
+            "{bad}: {text}"
+        );
+    }
+    assert_eq!(e.get(&cid).await["status"], "pending");
+    let (status, text, _) = e
+        .interact(&submit(r#"{"amount_cents": 10000, "currency": "EUR"}"#))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.is_empty(), "{text}");
+    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    assert_eq!(done["status"], "approved");
+    assert_eq!(
+        done["final_args"],
+        json!({"amount_cents": 10000, "currency": "EUR"})
+    );
+    assert_eq!(done["decision"]["reason"], "capped at 100 EUR");
+    assert_eq!(done["decision"]["edited"], true);
+    let upd = e.updated(&post_c, "Approved with edits").await;
+    assert!(upd.body.to_string().contains("10000"));
+
+    // One message per request, however many clicks and updates.
+    for x in [&id, &bid, &cid] {
+        assert_eq!(e.successful_posts(x).len(), 1);
+    }
+    e.assert_no_secrets_logged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_stale_unmapped_and_non_approver_clicks_change_nothing() {
+    let e = env(false).await;
+    let a = e
+        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": "fin2@example.com"}))
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    let post = e.posted(&id).await;
+    let approve = |user: &str| block_action(&e.fake, user, "pliuz_approve", &post, &id);
+
+    // Forged: signed with the wrong secret.
+    let now = chrono_now().to_string();
+    let (status, text, _) = e
+        .interact_signed(&approve("UFIN"), &now, "not-the-secret")
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    let problem: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(problem["code"], "unauthorized");
+    assert!(!text.contains(SECRET));
+    // Stale: a correctly signed request from 10 minutes ago (a replay).
+    let old = (chrono_now() - 600).to_string();
+    let (status, text, _) = e.interact_signed(&approve("UFIN"), &old, SECRET).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("5 minutes"), "{text}");
+    // Unsigned.
+    let r = e
+        .http
+        .post(e.server.url("/slack/interactions"))
+        .form(&[("payload", approve("UFIN").to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Slack user with no Slack-side email match in Pliuz.
+    let (status, _, _) = e.interact(&approve("UNOBODY")).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_ephemeral(&e.fake, "No Pliuz user has the email nobody@example.com").await;
+    // Slack user Slack itself does not know.
+    let (status, _, _) = e.interact(&approve("UGHOST")).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_ephemeral(&e.fake, "not linked to a Pliuz user").await;
+    // A Pliuz user who is not an approver of this policy: no approve, no modal.
+    let (status, _, _) = e.interact(&approve("USALES")).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_ephemeral(&e.fake, "not an approver of policy 'refunds'").await;
+    let (status, _, _) = e
+        .interact(&block_action(&e.fake, "USALES", "pliuz_reject", &post, &id))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let before = ephemerals_to(&e.fake, "").len();
+    e.fake
+        .wait_for("second refusal", WAIT, |_| {
+            ephemerals_to(&e.fake, "not an approver").len() >= 2
+        })
+        .await;
+    assert!(before >= 3);
+    assert!(
+        e.fake.calls_to("views.open").is_empty(),
+        "no modal for a non-approver"
+    );
+    // The originator cannot approve their own request.
+    let (status, _, _) = e.interact(&approve("UFIN2")).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_ephemeral(&e.fake, "originator").await;
+    // A forged modal submission by a non-approver is refused in the modal.
+    let view = json!({"callback_id": "pliuz_reject_view", "private_metadata": json!({"approval_id": id}).to_string()});
+    let (status, text, _) = e
+        .interact(&view_submission(
+            "USALES",
+            &view,
+            json!({"reason": {"reason_input": {"value": "no"}}}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("not an approver"), "{text}");
+
+    // Nothing changed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now = e.get(&id).await;
+    assert_eq!(now["status"], "pending", "{now}");
+    assert_eq!(now["approvals"], json!([]));
+    assert!(e.fake.calls_to("chat.update").is_empty());
+    e.assert_no_secrets_logged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_decisions_and_expiry_update_the_message() {
+    let e = env(false).await;
+    let a = e
+        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    let post = e.posted(&id).await;
+    assert_eq!(post.answer["channel"], "CREFUNDS");
+    let r = e
+        .http
+        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
+        .bearer_auth(&e.fin)
+        .json(&json!({"decision": "reject", "reason": "duplicate <refund> & co"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let upd = e.updated(&post, "Rejected").await;
+    let text = upd.body.to_string();
+    assert!(text.contains("fin@example.com"), "{text}");
+    assert!(text.contains("duplicate &lt;refund&gt; &amp; co"), "{text}");
+    assert!(!text.contains("pliuz_reject"), "buttons remain: {text}");
+
+    // Expiry (2 s policy) updates the message too.
+    let q = e
+        .create(json!({"tool_name": "quick_tool", "tool_args": {}}))
+        .await;
+    let qid = q["id"].as_str().unwrap().to_owned();
+    let post_q = e.posted(&qid).await;
+    let upd = e.updated(&post_q, "Expired").await;
+    assert!(!upd.body.to_string().contains("pliuz_approve"));
+    e.assert_no_secrets_logged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
+    let e = env(false).await;
+    e.fake.rate_limit_next(1, 1);
+    e.fake.fail_next(2);
+    let a = e
+        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    let post = e.posted(&id).await;
+    let attempts = e.fake.calls_to("chat.postMessage");
+    let statuses: Vec<u16> = attempts.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, vec![429, 500, 500, 200], "{statuses:?}");
+    // Retry-After: 1 was honoured.
+    let waited = attempts[1].at - attempts[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}"
+    );
+
+    // An update through a 500 as well.
+    e.fake.fail_next(1);
+    let r = e
+        .http
+        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
+        .bearer_auth(&e.fin)
+        .json(&json!({"decision": "approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    e.updated(&post, "Approved").await;
+
+    // A channel Slack does not know: retried up to the cap, then given up.
+    let l = e
+        .create(json!({"tool_name": "lost_tool", "tool_args": {}}))
+        .await;
+    let lid = l["id"].as_str().unwrap().to_owned();
+    let lost = || {
+        e.fake
+            .calls_to("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.body["channel"] == "#nowhere")
+            .count()
+    };
+    e.fake
+        .wait_for("3 attempts at #nowhere", WAIT, |_| lost() >= 3)
+        .await;
+    // Its decision has no message to update; the update does not wait forever.
+    let r = e
+        .http
+        .post(e.server.url(&format!("/api/v1/approvals/{lid}/decision")))
+        .bearer_auth(&e.fin)
+        .json(&json!({"decision": "approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(lost(), 3, "gave up after PLIUZ_OUTBOX_MAX_ATTEMPTS");
+    assert_eq!(e.successful_posts(&id).len(), 1, "no duplicate post");
+    assert_eq!(
+        e.fake
+            .calls_to("chat.update")
+            .iter()
+            .filter(|c| c.ok())
+            .count(),
+        1,
+        "one update for the one posted message"
+    );
+    let log = e.server.log();
+    assert!(
+        log.contains("channel_not_found"),
+        "the Slack error is logged"
+    );
+    assert!(log.contains("giving up"), "giving up is logged");
+    e.assert_no_secrets_logged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_during_an_outage_delivers_once_after_restart() {
+    let mut e = env(false).await;
+    e.fake.set_down(true);
+    let a = e
+        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    e.fake
+        .wait_for("failed attempts", WAIT, |_| {
+            e.fake.calls_to("chat.postMessage").len() >= 2
+        })
+        .await;
+    e.server.kill9();
+    e.fake.set_down(false);
+    let failed_before = e.fake.calls_to("chat.postMessage").len();
+    assert!(e.successful_posts(&id).is_empty());
+
+    e.server.spawn().await;
+    let post = e.posted(&id).await;
+    assert!(e.fake.calls_to("chat.postMessage").len() > failed_before);
+    // Decide after the restart: the stored ts still finds the message.
+    let r = e
+        .http
+        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
+        .bearer_auth(&e.fin)
+        .json(&json!({"decision": "approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    e.updated(&post, "Approved").await;
+
+    // Restart once more: nothing is delivered twice.
+    e.server.kill9();
+    e.server.spawn().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(e.successful_posts(&id).len(), 1, "exactly one message");
+    assert_eq!(
+        e.fake
+            .calls_to("chat.update")
+            .iter()
+            .filter(|c| c.ok())
+            .count(),
+        1
+    );
+    e.assert_no_secrets_logged();
+}
