@@ -83,13 +83,17 @@ struct Env {
 }
 
 async fn env(dm_approvers: bool) -> Env {
+    env_on(dm_approvers, None).await
+}
+
+async fn env_on(dm_approvers: bool, database_url: Option<String>) -> Env {
     let fake = FakeSlack::start(TOKEN).await;
     // fin is mapped by [slack.users]; the others by their Slack profile email.
     fake.add_user("UFIN2", "fin2@example.com");
     fake.add_user("USALES", "sales@example.com");
     fake.add_user("UNOBODY", "nobody@example.com");
     fake.missing_channel("#nowhere");
-    let server = Server::start_with(&config(&fake, dm_approvers), None, fast_env()).await;
+    let server = Server::start_with(&config(&fake, dm_approvers), database_url, fast_env()).await;
     let agent = server.agent_key("bot");
     let fin = server.user_token("fin@example.com", "approver", &["finance"]);
     server.user_token("fin2@example.com", "approver", &["finance"]);
@@ -798,6 +802,32 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
         1,
         "one update for the one posted message"
     );
+    // The audit log records each delivery once, and the give-up.
+    let auditor = e.server.user_token("audit@example.com", "auditor", &[]);
+    let entries: Value = e
+        .http
+        .get(e.server.url("/api/v1/audit/entries?start=0&end=1000"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = entries["entries"].as_array().expect("audit entries");
+    let of = |kind: &str, approval: &str| {
+        items
+            .iter()
+            .filter(|i| {
+                let t = i["entry"].to_string();
+                t.contains(&format!("\"{kind}\"")) && t.contains(approval)
+            })
+            .count()
+    };
+    assert_eq!(of("notification.sent", &id), 2, "one post and one update");
+    assert_eq!(of("notification.failed", &lid), 1);
+    assert_eq!(of("notification.sent", &lid), 0);
+
     let log = e.server.log();
     assert!(
         log.contains("channel_not_found"),
@@ -809,7 +839,18 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_during_an_outage_delivers_once_after_restart() {
-    let mut e = env(false).await;
+    killed_during_an_outage(None).await;
+}
+
+/// The same on PostgreSQL (migration, claims and stored message ts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_during_an_outage_delivers_once_after_restart_on_postgres() {
+    let url = support::fresh_postgres_database().await;
+    killed_during_an_outage(Some(url)).await;
+}
+
+async fn killed_during_an_outage(database_url: Option<String>) {
+    let mut e = env_on(false, database_url).await;
     e.fake.set_down(true);
     let a = e
         .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
