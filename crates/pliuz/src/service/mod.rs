@@ -150,6 +150,8 @@ impl ControlPlane {
         tx.notify_replicas(&change).await?;
         tx.commit().await?;
         self.notifier.publish(change);
+        // Only now can the outbox worker see what this change queued.
+        self.notifier.outbox.notify_one();
         Ok(())
     }
 
@@ -197,7 +199,6 @@ impl ControlPlane {
             )
             .await?;
         }
-        self.notifier.outbox.notify_one();
         Ok(())
     }
 
