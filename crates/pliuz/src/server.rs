@@ -99,7 +99,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    ).with_graceful_shutdown(async move {
+    )
+    .with_graceful_shutdown(async move {
         server_shutdown.wait().await;
     });
     let signal = async {
