@@ -64,6 +64,18 @@ async fn env_full(database_url: Option<String>, extra_env: Vec<(String, String)>
     }
 }
 
+/// Starts an agent's long-poll (`wait=30`) on `server`; yields when it
+/// answered and what it answered.
+fn long_poll(e: &Env, server: &Server, id: &str) -> tokio::task::JoinHandle<(Instant, Value)> {
+    let http = e.http.clone();
+    let url = server.url(&format!("/api/v1/approvals/{id}?wait=30"));
+    let agent = e.agent.clone();
+    tokio::spawn(async move {
+        let r = http.get(url).bearer_auth(agent).send().await.expect("poll");
+        (Instant::now(), r.json::<Value>().await.expect("json"))
+    })
+}
+
 impl Env {
     async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
         let r = self
@@ -117,15 +129,7 @@ async fn long_poll_wakes_on_decision_and_approve_fixes_final_args() {
     assert_eq!(pending["status"], "pending");
     assert_eq!(pending["policy"], "refunds");
 
-    let poll = {
-        let http = e.http.clone();
-        let url = e.server.url(&format!("/api/v1/approvals/{id}?wait=30"));
-        let agent = e.agent.clone();
-        tokio::spawn(async move {
-            let r = http.get(url).bearer_auth(agent).send().await.expect("poll");
-            (Instant::now(), r.json::<Value>().await.expect("json"))
-        })
-    };
+    let poll = long_poll(&e, &e.server, &id);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let decided_at = Instant::now();
     let (status, v) = e
@@ -470,27 +474,13 @@ async fn kill_9_loses_nothing_and_a_new_long_poll_gets_the_decision() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["status"], "pending");
     assert_eq!(v["tool_args"]["amount_cents"], 7000);
-    let poll = {
-        let http = e.http.clone();
-        let url = e.server.url(&format!("/api/v1/approvals/{id}?wait=30"));
-        let agent = e.agent.clone();
-        tokio::spawn(async move {
-            http.get(url)
-                .bearer_auth(agent)
-                .send()
-                .await
-                .expect("poll")
-                .json::<Value>()
-                .await
-                .expect("json")
-        })
-    };
+    let poll = long_poll(&e, &e.server, &id);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, _) = e
         .decide(&e.finance, &id, json!({"decision": "approve"}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(poll.await.expect("join")["status"], "approved");
+    assert_eq!(poll.await.expect("join").1["status"], "approved");
 }
 
 async fn raw(
@@ -842,21 +832,7 @@ async fn postgres_store_runs_the_same_flows_and_survives_restart() {
     assert_eq!(replay["id"], first["id"]);
     e.server.kill9();
     e.server.spawn().await;
-    let poll = {
-        let http = e.http.clone();
-        let url = e.server.url(&format!("/api/v1/approvals/{id}?wait=30"));
-        let agent = e.agent.clone();
-        tokio::spawn(async move {
-            http.get(url)
-                .bearer_auth(agent)
-                .send()
-                .await
-                .expect("poll")
-                .json::<Value>()
-                .await
-                .expect("json")
-        })
-    };
+    let poll = long_poll(&e, &e.server, &id);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (s, v) = e
         .decide(
@@ -866,7 +842,7 @@ async fn postgres_store_runs_the_same_flows_and_survives_restart() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let polled = poll.await.expect("join");
+    let (_, polled) = poll.await.expect("join");
     assert_eq!(polled["status"], "approved");
     assert_eq!(polled["final_args"]["amount_cents"], 1);
     let (s, _) = e
@@ -895,23 +871,7 @@ async fn replicas_sharing_postgres_wake_each_others_long_polls() {
     let replica = Server::replica_of(&e.server).await;
     let id = e.refund(5000).await;
     // The agent waits on the replica; the approver decides on the primary.
-    let poll = {
-        let http = e.http.clone();
-        let url = replica.url(&format!("/api/v1/approvals/{id}?wait=30"));
-        let agent = e.agent.clone();
-        tokio::spawn(async move {
-            let v = http
-                .get(url)
-                .bearer_auth(agent)
-                .send()
-                .await
-                .expect("poll")
-                .json::<Value>()
-                .await
-                .expect("json");
-            (Instant::now(), v)
-        })
-    };
+    let poll = long_poll(&e, &replica, &id);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let decided_at = Instant::now();
     let (s, _) = e

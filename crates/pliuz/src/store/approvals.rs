@@ -118,6 +118,49 @@ async fn load_votes(store: &Store, conn: &mut AnyConnection, id: &str) -> Result
         .collect()
 }
 
+/// The WHERE clause and its bound values for a filter; `None` when the
+/// filter cannot match anything (an approver of no policy). The cursor
+/// bounds apply to listings, not to counts.
+fn filter_conditions(f: &ApprovalFilter, with_cursor: bool) -> Option<(String, Vec<String>)> {
+    let mut sql = "1 = 1".to_owned();
+    let mut binds: Vec<String> = Vec::new();
+    if let Some(s) = f.status {
+        sql.push_str(" AND status = ?");
+        binds.push(s.as_str().to_owned());
+    }
+    for (col_name, v) in [
+        ("policy", &f.policy),
+        ("agent", &f.agent),
+        ("tool_name", &f.tool),
+    ] {
+        if let Some(v) = v {
+            sql.push_str(&format!(" AND {col_name} = ?"));
+            binds.push(v.clone());
+        }
+    }
+    if let Some(ps) = &f.policies_in {
+        if ps.is_empty() {
+            return None;
+        }
+        sql.push_str(&format!(
+            " AND policy IN ({})",
+            vec!["?"; ps.len()].join(", ")
+        ));
+        binds.extend(ps.iter().cloned());
+    }
+    if with_cursor {
+        if let Some(b) = &f.before_id {
+            sql.push_str(" AND id < ?");
+            binds.push(b.clone());
+        }
+        if let Some(a) = &f.after_id {
+            sql.push_str(" AND id > ?");
+            binds.push(a.clone());
+        }
+    }
+    Some((sql, binds))
+}
+
 /// Votes of many approvals in one query (listing pages).
 async fn load_votes_of(
     store: &Store,
@@ -175,43 +218,13 @@ impl Store {
     }
 
     pub async fn list_approvals(&self, f: &ApprovalFilter) -> Result<Page> {
-        let mut sql = format!("SELECT {COLUMNS} FROM approvals WHERE 1 = 1");
-        let mut binds: Vec<String> = Vec::new();
-        if let Some(s) = f.status {
-            sql.push_str(" AND status = ?");
-            binds.push(s.as_str().to_owned());
-        }
-        for (col_name, v) in [
-            ("policy", &f.policy),
-            ("agent", &f.agent),
-            ("tool_name", &f.tool),
-        ] {
-            if let Some(v) = v {
-                sql.push_str(&format!(" AND {col_name} = ?"));
-                binds.push(v.clone());
-            }
-        }
-        if let Some(ps) = &f.policies_in {
-            if ps.is_empty() {
-                return Ok(Page {
-                    items: vec![],
-                    next: None,
-                });
-            }
-            sql.push_str(&format!(
-                " AND policy IN ({})",
-                vec!["?"; ps.len()].join(", ")
-            ));
-            binds.extend(ps.iter().cloned());
-        }
-        if let Some(b) = &f.before_id {
-            sql.push_str(" AND id < ?");
-            binds.push(b.clone());
-        }
-        if let Some(a) = &f.after_id {
-            sql.push_str(" AND id > ?");
-            binds.push(a.clone());
-        }
+        let Some((conditions, binds)) = filter_conditions(f, true) else {
+            return Ok(Page {
+                items: vec![],
+                next: None,
+            });
+        };
+        let mut sql = format!("SELECT {COLUMNS} FROM approvals WHERE {conditions}");
         let limit = f.limit.clamp(1, 500);
         sql.push_str(if f.oldest_first {
             " ORDER BY id ASC"
@@ -247,32 +260,10 @@ impl Store {
 
     /// Counts matching approvals (for the inbox's counters).
     pub async fn count_approvals(&self, f: &ApprovalFilter) -> Result<i64> {
-        let mut sql = "SELECT COUNT(*) FROM approvals WHERE 1 = 1".to_owned();
-        let mut binds: Vec<String> = Vec::new();
-        if let Some(s) = f.status {
-            sql.push_str(" AND status = ?");
-            binds.push(s.as_str().to_owned());
-        }
-        for (col_name, v) in [
-            ("policy", &f.policy),
-            ("agent", &f.agent),
-            ("tool_name", &f.tool),
-        ] {
-            if let Some(v) = v {
-                sql.push_str(&format!(" AND {col_name} = ?"));
-                binds.push(v.clone());
-            }
-        }
-        if let Some(ps) = &f.policies_in {
-            if ps.is_empty() {
-                return Ok(0);
-            }
-            sql.push_str(&format!(
-                " AND policy IN ({})",
-                vec!["?"; ps.len()].join(", ")
-            ));
-            binds.extend(ps.iter().cloned());
-        }
+        let Some((conditions, binds)) = filter_conditions(f, false) else {
+            return Ok(0);
+        };
+        let sql = format!("SELECT COUNT(*) FROM approvals WHERE {conditions}");
         let q = self.sql(&sql).into_owned();
         let mut query = sqlx::query_scalar(&q);
         for b in &binds {
