@@ -76,8 +76,16 @@ class Pliuz:
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
         r = subprocess.run(
-            [str(self.bin), "--data-dir", str(self.data), "--config", str(self.config), *args],
+            [
+                str(self.bin),
+                "--data-dir",
+                str(self.data),
+                "--config",
+                str(self.config),
+                *args,
+            ],
             input=stdin,
+            check=False,
             capture_output=True,
             text=True,
             env=self.env(),
@@ -86,14 +94,23 @@ class Pliuz:
         return r.stdout.strip()
 
     def start(self) -> None:
-        log = open(self.root / "server.log", "ab")
-        self.proc = subprocess.Popen(
-            [str(self.bin), "--data-dir", str(self.data), "--config", str(self.config),
-             "serve", "--listen", f"127.0.0.1:{self.port}"],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=self.env(),
-        )
+        # The child keeps its own copy of the log file descriptor.
+        with open(self.root / "server.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    str(self.bin),
+                    "--data-dir",
+                    str(self.data),
+                    "--config",
+                    str(self.config),
+                    "serve",
+                    "--listen",
+                    f"127.0.0.1:{self.port}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=self.env(),
+            )
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -115,7 +132,9 @@ class Pliuz:
                 self.proc.kill()
                 self.proc.wait()
 
-    def request(self, method: str, path: str, token: str, body: dict | None = None) -> tuple[int, bytes]:
+    def request(
+        self, method: str, path: str, token: str, body: dict | None = None
+    ) -> tuple[int, bytes]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {token}")
@@ -128,8 +147,14 @@ class Pliuz:
             return e.code, e.read()
 
 
-def run_check(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+def run_check(*args: str) -> subprocess.CompletedProcess[str]:
+    # Failure is an expected outcome here: callers assert on the return code.
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -137,19 +162,43 @@ def server_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("pliuz-server")
     p = Pliuz(root)
     agent = p.cli("agents", "create", "bot")
-    p.cli("users", "create", "fin@example.com", "--role", "approver", "--group", "finance",
-          "--password-stdin", stdin="correct-horse-battery\n")
+    p.cli(
+        "users",
+        "create",
+        "fin@example.com",
+        "--role",
+        "approver",
+        "--group",
+        "finance",
+        "--password-stdin",
+        stdin="correct-horse-battery\n",
+    )
     approver = p.cli("users", "token", "fin@example.com")
     p.start()
     try:
         ids = []
         for amount in (500, 1200, 9900):
-            status, body = p.request("POST", "/api/v1/approvals", agent,
-                                     {"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": amount}})
+            status, body = p.request(
+                "POST",
+                "/api/v1/approvals",
+                agent,
+                {
+                    "tool_name": "issue_refund",
+                    "tool_args": {"order_id": "A-1", "amount_cents": amount},
+                },
+            )
             assert status == 201, body
             ids.append(json.loads(body)["id"])
-        status, body = p.request("POST", f"/api/v1/approvals/{ids[1]}/decision", approver,
-                                 {"decision": "edit", "final_args": {"order_id": "A-1", "amount_cents": 1000}, "reason": "cap"})
+        status, body = p.request(
+            "POST",
+            f"/api/v1/approvals/{ids[1]}/decision",
+            approver,
+            {
+                "decision": "edit",
+                "final_args": {"order_id": "A-1", "amount_cents": 1000},
+                "reason": "cap",
+            },
+        )
         assert status == 200, body
         status, receipt = p.request("GET", f"/api/v1/approvals/{ids[1]}/receipt", agent)
         assert status == 200, receipt
@@ -162,13 +211,23 @@ def server_export(tmp_path_factory):
 
 
 def test_server_export_verifies_independently(server_export):
-    r = run_check("export", str(server_export / "export"), "--keys", str(server_export / "trusted_keys.txt"))
+    r = run_check(
+        "export",
+        str(server_export / "export"),
+        "--keys",
+        str(server_export / "trusted_keys.txt"),
+    )
     assert r.returncode == 0, r.stderr
     assert "export OK" in r.stdout
 
 
 def test_server_receipt_verifies_independently(server_export):
-    r = run_check("receipt", str(server_export / "receipt.json"), "--keys", str(server_export / "trusted_keys.txt"))
+    r = run_check(
+        "receipt",
+        str(server_export / "receipt.json"),
+        "--keys",
+        str(server_export / "trusted_keys.txt"),
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -181,6 +240,8 @@ def test_server_export_with_a_deleted_line_fails(server_export, tmp_path):
     lines = path.read_bytes().split(b"\n")
     del lines[2]
     path.write_bytes(b"\n".join(lines))
-    r = run_check("export", str(export), "--keys", str(server_export / "trusted_keys.txt"))
+    r = run_check(
+        "export", str(export), "--keys", str(server_export / "trusted_keys.txt")
+    )
     assert r.returncode == 1
     assert "entry 2: index field says 3" in r.stderr
