@@ -438,3 +438,21 @@ pub async fn verify_log(cp: &ControlPlane, signer: Option<&Signer>) -> AuditResu
 }
 
 pub use api::{openapi_operations, routes};
+
+#[cfg(test)]
+mod tests {
+    use super::Frontier;
+
+    #[test]
+    fn frontier_roots_match_the_rfc_tree() {
+        let mut tree = pliuz_audit::MemoryTree::new();
+        let mut frontier = Frontier::default();
+        assert_eq!(frontier.root(), pliuz_audit::empty_root());
+        for i in 0..300u32 {
+            let leaf = pliuz_audit::leaf_hash(&i.to_be_bytes());
+            tree.push_leaf_hash(leaf);
+            frontier.push(leaf);
+            assert_eq!(frontier.root(), tree.root(), "size {}", i + 1);
+        }
+    }
+}
