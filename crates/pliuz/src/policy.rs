@@ -148,7 +148,38 @@ pub enum AutoDecision {
     },
 }
 
+/// What a policy says, as shown by the API and recorded in the audit log
+/// (so the log itself tells who could intervene on what).
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicySummary {
+    pub name: String,
+    pub description: Option<String>,
+    pub tools: Vec<String>,
+    pub approvers: Vec<String>,
+    pub decisions: Vec<DecisionKind>,
+    pub required_approvals: u32,
+    pub expires_in_seconds: u64,
+    pub auto_approve: Option<String>,
+    pub auto_reject: Option<String>,
+    pub slack_channel: Option<String>,
+}
+
 impl Policy {
+    pub fn summary(&self) -> PolicySummary {
+        PolicySummary {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            tools: self.tools.clone(),
+            approvers: self.approvers.iter().map(|a| a.to_string()).collect(),
+            decisions: self.decisions.clone(),
+            required_approvals: self.required_approvals,
+            expires_in_seconds: self.expires_in.as_secs(),
+            auto_approve: self.auto_approve.as_ref().map(|c| c.source.clone()),
+            auto_reject: self.auto_reject.as_ref().map(|c| c.source.clone()),
+            slack_channel: self.slack_channel.clone(),
+        }
+    }
+
     pub fn covers_tool(&self, tool: &str) -> bool {
         self.tools.iter().any(|t| t == "*" || t == tool)
     }

@@ -903,3 +903,37 @@ async fn replicas_sharing_postgres_wake_each_others_long_polls() {
         "{sa} {sb}"
     );
 }
+
+#[tokio::test]
+async fn the_log_records_which_policies_were_loaded_and_who_could_decide() {
+    let e = env().await;
+    let admin = e.server.user_token("boss@example.com", "admin", &[]);
+    let (status, page) = e.get(&admin, "/api/v1/audit/entries?start=0&end=50").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let loaded = page["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["entry"])
+        .find(|e| e["type"] == "policy.loaded")
+        .cloned()
+        .expect("a policy.loaded entry");
+    let refunds = &loaded["data"]["policies"][0];
+    assert_eq!(refunds["name"], "refunds");
+    assert_eq!(
+        refunds["approvers"],
+        json!(["group:finance", "user:ops@example.com"])
+    );
+    assert_eq!(refunds["auto_approve"], "args.amount_cents <= 1000");
+    assert_eq!(loaded["data"]["policies"][1]["required_approvals"], 2);
+    // Users and their groups are logged as they are created.
+    let created = page["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["entry"])
+        .find(|e| e["type"] == "user.created" && e["data"]["email"] == "fin@example.com")
+        .cloned()
+        .expect("a user.created entry");
+    assert_eq!(created["data"]["groups"], json!(["finance"]));
+}

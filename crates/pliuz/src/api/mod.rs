@@ -117,20 +117,6 @@ async fn openapi_doc() -> Json<serde_json::Value> {
     Json(openapi::document())
 }
 
-#[derive(serde::Serialize)]
-struct PolicyView {
-    name: String,
-    description: Option<String>,
-    tools: Vec<String>,
-    approvers: Vec<String>,
-    decisions: Vec<crate::approval::DecisionKind>,
-    required_approvals: u32,
-    expires_in_seconds: u64,
-    auto_approve: Option<String>,
-    auto_reject: Option<String>,
-    slack_channel: Option<String>,
-}
-
 async fn policies(
     State(state): State<AppState>,
     extract::Auth(principal): extract::Auth,
@@ -140,23 +126,7 @@ async fn policies(
             "policies are visible to people, not agent keys",
         ));
     }
-    let list: Vec<PolicyView> = state
-        .cp
-        .policies
-        .iter()
-        .map(|p| PolicyView {
-            name: p.name.clone(),
-            description: p.description.clone(),
-            tools: p.tools.clone(),
-            approvers: p.approvers.iter().map(|a| a.to_string()).collect(),
-            decisions: p.decisions.clone(),
-            required_approvals: p.required_approvals,
-            expires_in_seconds: p.expires_in.as_secs(),
-            auto_approve: p.auto_approve.as_ref().map(|c| c.source.clone()),
-            auto_reject: p.auto_reject.as_ref().map(|c| c.source.clone()),
-            slack_channel: p.slack_channel.clone(),
-        })
-        .collect();
+    let list: Vec<_> = state.cp.policies.iter().map(|p| p.summary()).collect();
     Ok(Json(serde_json::json!({
         "policies": list,
         "default_policy": state.cp.policies.default_policy(),

@@ -566,7 +566,8 @@ impl ControlPlane {
             data: json!({
                 "source_sha256": hash,
                 "config_path": self.settings.config_path.as_ref().map(|p| p.display().to_string()),
-                "policies": self.policies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+                "default_policy": self.policies.default_policy(),
+                "policies": self.policies.iter().map(|p| p.summary()).collect::<Vec<_>>(),
             }),
         })
         .await?;
