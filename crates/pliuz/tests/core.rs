@@ -849,6 +849,34 @@ async fn postgres_store_runs_the_same_flows_and_survives_restart() {
         .decide(&e.finance2, &id, json!({"decision": "reject"}))
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
+    // The audit log on PostgreSQL: the decision's receipt verifies offline.
+    let (s, receipt) = e
+        .get(&e.agent, &format!("/api/v1/approvals/{id}/receipt"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{receipt}");
+    let key = e
+        .http
+        .get(e.server.url("/api/v1/audit/key"))
+        .bearer_auth(&e.agent)
+        .send()
+        .await
+        .expect("key")
+        .text()
+        .await
+        .expect("key text");
+    let file = e.server.dir.path().join("receipt.json");
+    std::fs::write(&file, receipt.to_string()).expect("write receipt");
+    let out = e.server.cli(
+        &[
+            "audit",
+            "verify-receipt",
+            file.to_str().expect("path"),
+            "--key",
+            key.trim(),
+        ],
+        None,
+    );
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
     let q = e
         .create(json!({"tool_name": "quick_tool", "tool_args": {}}))
         .await;
