@@ -149,6 +149,16 @@ def excerpt(value: Any, limit: int = OUTPUT_EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _success_text(
+    result: T, report_output: bool, report_excerpt: Callable[[T], str | None] | None
+) -> str | None:
+    if not report_output:
+        return None
+    if report_excerpt is not None:
+        return report_excerpt(result)
+    return excerpt(result)
+
+
 def _describe_failure(exc: BaseException) -> str:
     text = getattr(exc, "report_text", None)  # set by adapters that already formatted it
     return excerpt(text if isinstance(text, str) else f"{type(exc).__name__}: {exc}")
@@ -213,11 +223,14 @@ def run_gated_sync(
     timeout_s: float | None,
     cancel_on_timeout: bool = False,
     report_output: bool = True,
+    report_excerpt: Callable[[T], str | None] | None = None,
+    unreported: tuple[type[BaseException], ...] = (),
 ) -> T:
     with _key_lock_sync(prepared.idempotency_key):
         return _run_gated_sync(
             client, prepared, execute, timeout_s=timeout_s,
             cancel_on_timeout=cancel_on_timeout, report_output=report_output,
+            report_excerpt=report_excerpt, unreported=unreported,
         )  # fmt: skip
 
 
@@ -229,6 +242,8 @@ def _run_gated_sync(
     timeout_s: float | None,
     cancel_on_timeout: bool,
     report_output: bool,
+    report_excerpt: Callable[[T], str | None] | None,
+    unreported: tuple[type[BaseException], ...],
 ) -> T:
     approval = client.create_approval(**prepared.request)
     log.debug(
@@ -253,11 +268,13 @@ def _run_gated_sync(
         _report_sync(client, approval.id, "error", 0, f"not run: {exc}")
         raise
     except BaseException as exc:
-        _report_sync(client, approval.id, "error", _ms(started), _describe_failure(exc))
+        if not isinstance(exc, unreported):
+            _report_sync(client, approval.id, "error", _ms(started), _describe_failure(exc))
         raise
     _report_sync(
-        client, approval.id, "success", _ms(started), excerpt(result) if report_output else None
-    )
+        client, approval.id, "success", _ms(started),
+        _success_text(result, report_output, report_excerpt),
+    )  # fmt: skip
     return result
 
 
@@ -295,12 +312,13 @@ async def run_gated_async(
     cancel_on_timeout: bool = False,
     report_output: bool = True,
     report_excerpt: Callable[[T], str | None] | None = None,
+    unreported: tuple[type[BaseException], ...] = (),
 ) -> T:
     async with _key_lock_async(prepared.idempotency_key):
         return await _run_gated_async(
             client, prepared, execute, timeout_s=timeout_s,
             cancel_on_timeout=cancel_on_timeout, report_output=report_output,
-            report_excerpt=report_excerpt,
+            report_excerpt=report_excerpt, unreported=unreported,
         )  # fmt: skip
 
 
@@ -313,6 +331,7 @@ async def _run_gated_async(
     cancel_on_timeout: bool,
     report_output: bool,
     report_excerpt: Callable[[T], str | None] | None,
+    unreported: tuple[type[BaseException], ...],
 ) -> T:
     approval = await client.create_approval(**prepared.request)
     log.debug(
@@ -337,14 +356,10 @@ async def _run_gated_async(
         await _report_async(client, approval.id, "error", 0, f"not run: {exc}")
         raise
     except BaseException as exc:
-        await _report_async(client, approval.id, "error", _ms(started), _describe_failure(exc))
+        if not isinstance(exc, unreported):
+            await _report_async(client, approval.id, "error", _ms(started), _describe_failure(exc))
         raise
-    if not report_output:
-        text = None
-    elif report_excerpt is not None:
-        text = report_excerpt(result)
-    else:
-        text = excerpt(result)
+    text = _success_text(result, report_output, report_excerpt)
     await _report_async(client, approval.id, "success", _ms(started), text)
     return result
 

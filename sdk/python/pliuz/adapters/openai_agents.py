@@ -38,19 +38,10 @@ from agents.exceptions import AgentsException
 from agents.tool_context import ToolContext
 
 from .._client import AsyncPliuzClient
-from .._gate import excerpt, prepare_call, run_gated_async
-from ..errors import (
-    PliuzAlreadyExecutedError,
-    PliuzArgumentsError,
-    PliuzCancelledError,
-    PliuzConnectionError,
-    PliuzError,
-    PliuzExpiredError,
-    PliuzRejectedError,
-    PliuzServerError,
-    PliuzTimeoutError,
-)
+from .._gate import prepare_call, run_gated_async
+from ..errors import PliuzArgumentsError, PliuzError, PliuzRejectedError
 from ..redaction import parse_path, relax_schema
+from ._common import HandledToolFailure, ToolRaised, message_for, not_run
 
 __all__ = [
     "PliuzToolRejectedError",
@@ -114,48 +105,6 @@ def _resolve(value: Any, ctx: ToolContext[Any]) -> Any:
     return value(ctx) if callable(value) else value
 
 
-def _not_run(name: str, why: str) -> str:
-    return f"The tool call {name} was NOT executed: {why}"
-
-
-def _message_for(name: str, exc: PliuzError, timeout_s: float | None) -> str:
-    """What the model is told when the gate did not let the tool run."""
-    if isinstance(exc, PliuzRejectedError):
-        by = exc.approval.decision.by if exc.approval and exc.approval.decision else None
-        who = f" by {by}" if by else ""
-        reason = exc.reason or "no reason given"
-        return (
-            f"The tool call {name} was rejected{who} and was NOT executed. "
-            f"Reason: {reason}. Do not retry this call unchanged."
-        )
-    if isinstance(exc, PliuzExpiredError):
-        return _not_run(name, "the approval request expired before anyone decided.")
-    if isinstance(exc, PliuzCancelledError):
-        why = exc.approval.reason if exc.approval else None
-        return _not_run(name, "the approval request was cancelled" + (f" ({why})." if why else "."))
-    if isinstance(exc, PliuzTimeoutError):
-        limit = f" within {timeout_s:g} seconds" if timeout_s is not None else ""
-        return _not_run(name, f"no approval decision arrived{limit}.")
-    if isinstance(exc, PliuzAlreadyExecutedError):
-        execution = exc.approval.execution if exc.approval else None
-        detail = ""
-        if execution is not None:
-            detail = f" Recorded outcome: {execution.outcome}."
-            if execution.output_excerpt:
-                detail += f" Output: {execution.output_excerpt}"
-        return (
-            f"The tool call {name} was already executed earlier for this same request "
-            f"and was not run again.{detail}"
-        )
-    if isinstance(exc, (PliuzConnectionError, PliuzServerError)):
-        return _not_run(
-            name, "the approval server could not be reached, so the call could not be approved."
-        )
-    if isinstance(exc, PliuzArgumentsError):
-        return _not_run(name, f"the approved arguments are not valid for this tool ({exc}).")
-    return _not_run(name, f"the approval request failed ({exc}).")
-
-
 def wrap_tool(
     tool: FunctionTool,
     *,
@@ -195,9 +144,9 @@ def wrap_tool(
         try:
             args = json.loads(input) if input and input.strip() else {}
         except ValueError:
-            return _not_run(name, "its arguments are not valid JSON.")
+            return not_run(name, "its arguments are not valid JSON.")
         if not isinstance(args, dict):
-            return _not_run(name, "its arguments are not a JSON object.")
+            return not_run(name, "its arguments are not a JSON object.")
         call_id = getattr(ctx, "tool_call_id", None)
         session = _resolve(session_id, ctx) if session_id is not None else None
         if session is None:
@@ -220,15 +169,15 @@ def wrap_tool(
             try:
                 result = await original(ctx, final_json)
             except PliuzError as exc:  # raised by the tool body itself: not a gate outcome
-                raise _ToolRaised(exc) from exc
+                raise ToolRaised(exc) from exc
             if getattr(ctx, _FAILURE_ATTR, False):
-                raise _HandledToolFailure(result)
+                raise HandledToolFailure(result)
             return result
 
         try:
             c, owned = make_client()
         except PliuzError as exc:
-            return _message_for(name, exc, timeout_s)
+            return message_for(name, exc, timeout_s)
         try:
             prepared = prepare_call(
                 name,
@@ -251,41 +200,23 @@ def wrap_tool(
                 cancel_on_timeout=cancel_on_timeout,
                 report_output=report_output,
             )
-        except _HandledToolFailure as failure:
+        except HandledToolFailure as failure:
             return failure.result  # the tool's own error text, already reported as "error"
-        except _ToolRaised as raised:
+        except ToolRaised as raised:
             raise raised.error from None
         except PliuzRejectedError as exc:
             if on_reject == "raise":
                 raise PliuzToolRejectedError(
                     exc.message, reason=exc.reason, approval=exc.approval
                 ) from exc
-            return _message_for(name, exc, timeout_s)
+            return message_for(name, exc, timeout_s)
         except PliuzError as exc:
-            return _message_for(name, exc, timeout_s)
+            return message_for(name, exc, timeout_s)
         finally:
             if owned:
                 await c.aclose()
 
     return dataclasses.replace(tool, on_invoke_tool=invoke)
-
-
-class _ToolRaised(Exception):
-    """A PliuzError raised by the tool body (which did run): propagate it unchanged."""
-
-    def __init__(self, error: PliuzError) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.report_text = f"{type(error).__name__}: {error}"
-
-
-class _HandledToolFailure(Exception):
-    """The wrapped tool failed and the SDK turned the error into a model-visible string."""
-
-    def __init__(self, result: Any) -> None:
-        super().__init__(excerpt(result))
-        self.result = result
-        self.report_text = f"tool failed: {excerpt(result)}"
 
 
 def gated_tool(
