@@ -45,6 +45,12 @@ approvers = ["group:finance"]
 decisions = ["approve", "reject"]
 
 [[policy]]
+name = "payouts"
+tools = ["pay_out"]
+approvers = ["group:finance"]
+required_approvals = 2
+
+[[policy]]
 name = "quick"
 tools = ["quick_tool"]
 approvers = ["group:finance"]
@@ -729,6 +735,47 @@ async fn api_decisions_and_expiry_update_the_message() {
     let upd = e.updated(&post_q, "Expired").await;
     assert!(!upd.body.to_string().contains("pliuz_approve"));
     e.assert_no_secrets_logged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_vote_towards_a_quorum_refreshes_the_message() {
+    let e = env(false).await;
+    let fin2 = e
+        .server
+        .cli(&["users", "token", "fin2@example.com"], None)
+        .stdout
+        .trim()
+        .to_owned();
+    let a = e
+        .create(json!({"tool_name": "pay_out", "tool_args": {"amount_cents": 100}}))
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    let post = e.posted(&id).await;
+    assert!(post.body.to_string().contains("0 of 2"), "{}", post.body);
+    for (token, expect) in [(&e.fin, "1 of 2"), (&fin2, "Approved")] {
+        let r = e
+            .http
+            .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
+            .bearer_auth(token)
+            .json(&json!({"decision": "approve"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        e.updated(&post, expect).await;
+    }
+    // While pending, the refreshed message keeps its buttons.
+    let first = e
+        .fake
+        .calls_to("chat.update")
+        .into_iter()
+        .find(|c| c.body.to_string().contains("1 of 2"))
+        .expect("a progress update");
+    assert!(
+        first.body.to_string().contains("pliuz_approve"),
+        "{}",
+        first.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

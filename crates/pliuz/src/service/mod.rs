@@ -190,11 +190,18 @@ impl ControlPlane {
                 .await?;
             }
         }
-        if a.status.is_settled() {
+        // Settled: show the outcome. Still pending after a vote or an edit
+        // (quorum > 1): show the progress and the arguments under review.
+        if a.status.is_settled() || !created {
+            let step = if a.status.is_settled() {
+                a.status.to_string()
+            } else {
+                format!("pending-v{}", a.version)
+            };
             tx.enqueue(
                 "slack.update",
                 Some(&a.id),
-                &format!("slack.update:{}:{}", a.id, a.status),
+                &format!("slack.update:{}:{step}", a.id),
                 &json!({"approval_id": a.id, "status": a.status}),
             )
             .await?;
