@@ -22,7 +22,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e "sdk/python[openai-agents,dev]" -r tests/audit-crosscheck/requirements.txt
+.venv/bin/python -m pip install --quiet -c sdk/python/constraints.txt \
+  -e "sdk/python[openai-agents,langgraph,dev]" -r tests/audit-crosscheck/requirements.txt
 
 step "Browser: Chromium and playwright-core"
 bash scripts/install-browser.sh
@@ -32,7 +33,7 @@ cargo test --workspace --locked
 
 step "Python: lint, types and tests"
 .venv/bin/ruff check sdk/python examples tests/audit-crosscheck
-.venv/bin/python -m mypy sdk/python/pliuz
+(cd sdk/python && ../../.venv/bin/python -m mypy)
 .venv/bin/python -m pytest -q sdk/python/tests tests/audit-crosscheck
 
 step "Web inbox: end-to-end in headless Chromium"

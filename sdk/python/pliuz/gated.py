@@ -106,7 +106,9 @@ def dict_to_call(
 def schema_for(func: Callable[..., Any]) -> dict[str, Any] | None:
     """JSON schema of a function's arguments (best effort, ``None`` if it cannot be built)."""
     try:
-        schema = TypeAdapter(func).json_schema()
+        # pydantic accepts a callable here; its stubs only name type forms.
+        adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, func))
+        schema = adapter.json_schema()
     except Exception:
         return None
     return schema if schema.get("type") == "object" else None
