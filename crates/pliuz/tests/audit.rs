@@ -7,11 +7,14 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pliuz");
+mod support;
+
+use support::{CliOutput as Out, Server, BIN};
+
 const ORIGIN: &str = "pliuz.test/audit";
 
 const CONFIG: &str = r#"
@@ -27,29 +30,6 @@ approvers = ["group:finance"]
 decisions = ["approve", "reject", "edit"]
 expires_in = "30m"
 "#;
-
-// ---------------------------------------------------------------------------
-// A small harness: one server process with its own data dir and config.
-
-struct Server {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    base: String,
-    port: u16,
-}
-
-struct Out {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// Runs `pliuz --data-dir D --config F ARGS...`.
 fn pliuz(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Out {
@@ -93,126 +73,6 @@ fn pliuz_offline(args: &[&str]) -> Out {
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-impl Server {
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("pliuz.toml"), CONFIG).expect("config");
-        let port = free_port();
-        let mut s = Server {
-            child: None,
-            dir,
-            base: format!("http://127.0.0.1:{port}"),
-            port,
-        };
-        s.spawn().await;
-        s
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("pliuz.toml")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .expect("log");
-        let child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(self.data())
-            .arg("--config")
-            .arg(self.config())
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .env("PLIUZ_LOG", "info")
-            .env("PLIUZ_ADMIN_PASSWORD", "admin-password-123")
-            .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn server");
-        self.child = Some(child);
-        let http = Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("pliuz exited with {status}:\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "no start:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM and wait: the server signs a final checkpoint.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn cli(&self, args: &[&str], stdin: Option<&str>) -> Out {
-        pliuz(&self.data(), &self.config(), args, stdin)
-    }
-
-    fn agent_key(&self, name: &str) -> String {
-        let o = self.cli(&["agents", "create", name], None);
-        assert!(o.success, "{}", o.stderr);
-        o.stdout.trim().to_owned()
-    }
-
-    fn user_token(&self, email: &str, role: &str, groups: &[&str]) -> String {
-        let mut args = vec!["users", "create", email, "--role", role, "--password-stdin"];
-        for g in groups {
-            args.extend(["--group", g]);
-        }
-        let o = self.cli(&args, Some("correct-horse-battery\n"));
-        assert!(o.success, "{}", o.stderr);
-        let o = self.cli(&["users", "token", email], None);
-        assert!(o.success, "{}", o.stderr);
-        o.stdout.trim().to_owned()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -271,7 +131,7 @@ async fn checkpoint(http: &Client, s: &Server, token: &str, key: &str) -> pliuz_
 
 #[tokio::test]
 async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
-    let s = Server::start().await;
+    let s = Server::start(CONFIG).await;
     let http = Client::new();
     let agent = s.agent_key("support-bot");
     let other_agent = s.agent_key("other-bot");
@@ -287,7 +147,7 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
     let cli_key = s.cli(&["audit", "key"], None);
     assert!(cli_key.success, "{}", cli_key.stderr);
     assert_eq!(cli_key.stdout.trim(), key);
-    let key_file = s.data().join("audit-signing.key");
+    let key_file = s.data_dir().join("audit-signing.key");
     let private = std::fs::read_to_string(&key_file).expect("key file");
     assert!(private.starts_with(&format!("PRIVATE+KEY+{ORIGIN}+")));
     #[cfg(unix)]
@@ -531,7 +391,7 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
 
 #[tokio::test]
 async fn key_rotation_keeps_old_checkpoints_verifiable() {
-    let mut s = Server::start().await;
+    let mut s = Server::start(CONFIG).await;
     let http = Client::new();
     let agent = s.agent_key("bot");
     let auditor = s.user_token("audit@example.com", "auditor", &[]);
@@ -663,7 +523,7 @@ fn range_in(message: &str) -> (u64, u64) {
 
 #[tokio::test]
 async fn tampering_with_the_database_is_detected() {
-    let mut s = Server::start().await;
+    let mut s = Server::start(CONFIG).await;
     let http = Client::new();
     let agent = s.agent_key("bot");
     for i in 0..10 {
@@ -671,8 +531,8 @@ async fn tampering_with_the_database_is_detected() {
     }
     let key = s.cli(&["audit", "key"], None).stdout.trim().to_owned();
     s.stop();
-    let pristine = s.data();
-    let config = s.config();
+    let pristine = s.data_dir();
+    let config = s.config_path();
 
     let (size, checkpoints): (u64, Vec<i64>) = {
         let mut conn = open_db(&pristine).await;

@@ -103,6 +103,8 @@ impl Server {
         if let Some(url) = &self.database_url {
             c.arg("--database-url").arg(url);
         }
+        // Hermetic: a key in the developer's environment must not leak in.
+        c.env_remove("PLIUZ_AUDIT_SIGNING_KEY");
         for (k, v) in &self.extra_env {
             c.env(k, v);
         }

@@ -225,7 +225,7 @@ class PliuzGatedTool(BaseTool):
         return getattr(self.wrapped, "coroutine", None)
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - invoke is overridden
-        raise NotImplementedError("PliuzGatedTool runs through invoke()/ainvoke()")
+        raise RuntimeError("PliuzGatedTool runs through invoke()/ainvoke(), never _run()")
 
     # -- helpers --------------------------------------------------------------
 
