@@ -29,6 +29,13 @@ name = "quick"
 tools = ["quick_tool"]
 approvers = ["group:finance"]
 expires_in = "1s"
+
+[[policy]]
+name = "payouts"
+tools = ["pay_out"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject", "edit"]
+required_approvals = 2
 "#;
 
 struct Env {
@@ -115,7 +122,10 @@ impl Env {
         v["id"].as_str().expect("id").to_owned()
     }
 
+    /// Decides as a person who just looked at the request: the body gets
+    /// the approval's current `args_digest` unless it has one.
     async fn decide(&self, token: &str, id: &str, body: Value) -> (StatusCode, Value) {
+        let body = support::with_digest(&self.http, &self.server, token, id, body).await;
         self.post(token, &format!("/api/v1/approvals/{id}/decision"), body)
             .await
     }
@@ -964,4 +974,104 @@ async fn the_log_records_which_policies_were_loaded_and_who_could_decide() {
         .cloned()
         .expect("a user.created entry");
     assert_eq!(created["data"]["groups"], json!(["finance"]));
+}
+
+#[tokio::test]
+async fn a_decision_is_bound_to_the_arguments_the_decider_reviewed() {
+    let e = env().await;
+    let v = e
+        .create(json!({"tool_name": "pay_out", "tool_args": {"to": "alice", "amount": 100}}))
+        .await;
+    let id = v["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/v1/approvals/{id}/decision");
+
+    // B opens the request and reviews {to: alice, amount: 100}.
+    let (_, seen_by_b) = e.get(&e.finance2, &format!("/api/v1/approvals/{id}")).await;
+    let b_digest = seen_by_b["args_digest"].as_str().expect("digest").to_owned();
+    assert_eq!(b_digest, v["args_digest"].as_str().expect("digest"));
+
+    // A decision without the digest, or with a malformed one, is refused.
+    for body in [
+        json!({"decision": "approve"}),
+        json!({"decision": "approve", "args_digest": "abc"}),
+    ] {
+        let (status, p) = e.post(&e.finance2, &path, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+        assert_eq!(p["errors"][0]["field"], "args_digest", "{p}");
+    }
+
+    // A edits it to {to: mallory, amount: 990000} (counts as A's approval).
+    let (status, edited) = e
+        .decide(
+            &e.finance,
+            &id,
+            json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 990000}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(edited["status"], "pending");
+    let new_digest = edited["args_digest"].as_str().expect("digest").to_owned();
+    assert_ne!(new_digest, b_digest, "the digest follows the arguments under review");
+
+    // B's approval of what B saw must not settle what A wrote.
+    let r = e
+        .http
+        .post(e.server.url(&path))
+        .bearer_auth(&e.finance2)
+        .json(&json!({"decision": "approve", "args_digest": b_digest}))
+        .send()
+        .await
+        .expect("decide");
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let p: Value = r.json().await.expect("json");
+    assert_eq!(p["code"], "args_changed", "{p}");
+    assert!(
+        p["detail"].as_str().unwrap_or("").contains("changed since you reviewed"),
+        "{p}"
+    );
+    let (_, now) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
+    assert_eq!(now["status"], "pending", "{now}");
+    assert_eq!(now["final_args"], Value::Null);
+    assert_eq!(now["approvals"].as_array().map(Vec::len), Some(1), "{now}");
+    assert_eq!(now["approvals"][0]["by"], "user:fin@example.com");
+
+    // A reject with the stale digest is refused too: every decision is bound.
+    let (status, p) = e
+        .post(
+            &e.finance2,
+            &path,
+            json!({"decision": "reject", "reason": "no", "args_digest": b_digest}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(p["code"], "args_changed");
+
+    // Having reviewed the edited arguments, B may decide them.
+    let (status, done) = e
+        .post(
+            &e.finance2,
+            &path,
+            json!({"decision": "reject", "reason": "not to mallory", "args_digest": new_digest}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "rejected");
+
+    // The log says which arguments each decider reviewed.
+    let admin = e.server.user_token("root@example.com", "admin", &[]);
+    let (_, page) = e.get(&admin, "/api/v1/audit/entries?start=0&end=1000").await;
+    let decided: Vec<&Value> = page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|x| x["entry"]["approval_id"] == id.as_str())
+        .filter(|x| x["entry"]["type"] == "approval.voted" || x["entry"]["type"] == "approval.decided")
+        .collect();
+    assert_eq!(decided.len(), 2, "{page}");
+    assert_eq!(decided[0]["entry"]["data"]["args_digest"], b_digest);
+    assert_eq!(decided[1]["entry"]["data"]["args_digest"], new_digest);
 }

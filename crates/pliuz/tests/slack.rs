@@ -244,7 +244,22 @@ fn slack_sign(secret: &str, ts: &str, body: &[u8]) -> String {
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The value of the `action` button in a posted message (`ID:ARGS_DIGEST`):
+/// what a click on that message sends.
+fn button_value(post: &Call, action: &str) -> Option<String> {
+    post.body["blocks"]
+        .as_array()?
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+        .find(|b| b["action_id"] == action)
+        .and_then(|b| b["value"].as_str().map(str::to_owned))
+}
+
+/// A click on `action` in the message `post` (its button value, or the bare
+/// id when the message has no such button).
 fn block_action(fake: &FakeSlack, user: &str, action: &str, post: &Call, id: &str) -> Value {
+    let value = button_value(post, action).unwrap_or_else(|| id.to_owned());
     json!({
         "type": "block_actions",
         "user": {"id": user, "username": user},
@@ -254,7 +269,7 @@ fn block_action(fake: &FakeSlack, user: &str, action: &str, post: &Call, id: &st
         "container": {"type": "message", "channel_id": post.answer["channel"], "message_ts": post.answer["ts"]},
         "channel": {"id": post.answer["channel"]},
         "message": {"ts": post.answer["ts"]},
-        "actions": [{"type": "button", "action_id": action, "block_id": "pliuz_actions", "value": id, "action_ts": "1.2"}],
+        "actions": [{"type": "button", "action_id": action, "block_id": "pliuz_actions", "value": value, "action_ts": "1.2"}],
     })
 }
 
@@ -387,7 +402,7 @@ async fn message_content_escaping_channels_and_dms() {
         ]
     );
     for b in actions["elements"].as_array().unwrap() {
-        assert_eq!(b["value"], id);
+        assert_eq!(b["value"], format!("{id}:{}", a["args_digest"].as_str().unwrap()));
     }
 
     // DMs go to the approvers (fin by the explicit map, fin2 by email lookup),
@@ -441,7 +456,7 @@ async fn message_content_escaping_channels_and_dms() {
         .http
         .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
         .bearer_auth(&e.fin)
-        .json(&json!({"decision": "approve"}))
+        .json(&support::with_digest(&e.http, &e.server, &e.fin, &id, json!({"decision": "approve"})).await)
         .send()
         .await
         .unwrap();
@@ -715,7 +730,7 @@ async fn api_decisions_and_expiry_update_the_message() {
         .http
         .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
         .bearer_auth(&e.fin)
-        .json(&json!({"decision": "reject", "reason": "duplicate <refund> & co"}))
+        .json(&support::with_digest(&e.http, &e.server, &e.fin, &id, json!({"decision": "reject", "reason": "duplicate <refund> & co"})).await)
         .send()
         .await
         .unwrap();
@@ -757,7 +772,7 @@ async fn each_vote_towards_a_quorum_refreshes_the_message() {
             .http
             .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
             .bearer_auth(token)
-            .json(&json!({"decision": "approve"}))
+            .json(&support::with_digest(&e.http, &e.server, token, &id, json!({"decision": "approve"})).await)
             .send()
             .await
             .unwrap();
@@ -804,7 +819,7 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
         .http
         .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
         .bearer_auth(&e.fin)
-        .json(&json!({"decision": "approve"}))
+        .json(&support::with_digest(&e.http, &e.server, &e.fin, &id, json!({"decision": "approve"})).await)
         .send()
         .await
         .unwrap();
@@ -831,7 +846,7 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
         .http
         .post(e.server.url(&format!("/api/v1/approvals/{lid}/decision")))
         .bearer_auth(&e.fin)
-        .json(&json!({"decision": "approve"}))
+        .json(&support::with_digest(&e.http, &e.server, &e.fin, &lid, json!({"decision": "approve"})).await)
         .send()
         .await
         .unwrap();
@@ -921,7 +936,7 @@ async fn killed_during_an_outage(database_url: Option<String>) {
         .http
         .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
         .bearer_auth(&e.fin)
-        .json(&json!({"decision": "approve"}))
+        .json(&support::with_digest(&e.http, &e.server, &e.fin, &id, json!({"decision": "approve"})).await)
         .send()
         .await
         .unwrap();

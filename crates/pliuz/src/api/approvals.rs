@@ -73,6 +73,7 @@ pub struct ExecutionView {
 
 impl ApprovalView {
     pub fn new(a: Approval, is_replay: bool) -> ApprovalView {
+        let args_digest = crate::service::review_digest(&a);
         ApprovalView {
             decided_at: a.settlement.as_ref().map(|s| format_time(s.at)),
             decision: a.settlement.as_ref().map(|s| DecisionView {
@@ -111,7 +112,7 @@ impl ApprovalView {
             context_messages: a.context_messages,
             client_metadata: a.client_metadata,
             idempotency_key: a.idempotency_key,
-            args_digest: a.args_digest,
+            args_digest,
             required_approvals: a.required_approvals,
             allowed_decisions: a.allowed_decisions,
             created_at: format_time(a.created_at),
@@ -340,8 +341,15 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
     decision: String,
+    /// The approval's `args_digest` as the decider reviewed it.
+    args_digest: String,
     reason: Option<String>,
     final_args: Option<Map<String, Value>>,
+}
+
+/// A digest is 64 lowercase hex characters (SHA-256).
+pub fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 pub async fn decide(
@@ -358,6 +366,12 @@ pub async fn decide(
     })?;
     let mut errors = Vec::new();
     check_len(&mut errors, "reason", body.reason.as_deref(), 2000, false);
+    if !is_digest(&body.args_digest) {
+        errors.push(FieldError::new(
+            "args_digest",
+            "must be the approval's args_digest (64 hex characters) as you reviewed it: GET the approval, check its arguments, send its args_digest",
+        ));
+    }
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
@@ -370,6 +384,7 @@ pub async fn decide(
                 kind,
                 reason: body.reason.filter(|r| !r.trim().is_empty()),
                 final_args: body.final_args,
+                args_digest: body.args_digest,
             },
         )
         .await?;

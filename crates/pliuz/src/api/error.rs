@@ -218,6 +218,12 @@ impl From<ServiceError> for Problem {
                     .map(|m| FieldError::new("final_args", m))
                     .collect(),
             ),
+            ServiceError::ArgsChanged(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "args_changed",
+                "Arguments changed since review",
+                msg,
+            ),
             ServiceError::Conflict(_) => {
                 Problem::new(StatusCode::CONFLICT, "invalid_transition", "Conflict", msg)
             }

@@ -81,9 +81,10 @@ pub fn operations() -> Vec<(&'static str, &'static str, Value)> {
         "Approve, reject or edit (human)",
         "human",
         Some(json!({
-            "type": "object", "required": ["decision"], "additionalProperties": false,
+            "type": "object", "required": ["decision", "args_digest"], "additionalProperties": false,
             "properties": {
                 "decision": {"type": "string", "enum": ["approve", "reject", "edit"]},
+                "args_digest": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "The approval's args_digest as the decider reviewed it; 409 args_changed when the arguments changed since"},
                 "reason": {"type": "string", "maxLength": 2000},
                 "final_args": {"type": "object"}
             }
@@ -213,7 +214,7 @@ pub fn document() -> Value {
                         "context_messages": {"type": ["array", "null"]},
                         "client_metadata": {"type": ["object", "null"]},
                         "idempotency_key": {"type": ["string", "null"]},
-                        "args_digest": {"type": "string"},
+                        "args_digest": {"type": "string", "description": "SHA-256 of the canonical {tool_name, tool_args} under review (proposed_args once edited); send it back with every decision"},
                         "required_approvals": {"type": "integer"},
                         "allowed_decisions": {"type": "array", "items": {"type": "string"}},
                         "approvals": {"type": "array", "items": {"type": "object", "properties": {"by": {"type": "string"}, "at": {"type": "string"}}}},

@@ -12,7 +12,7 @@ use crate::api::AppState;
 use crate::approval::{Approval, DecisionKind, Status};
 use crate::auth::Principal;
 use crate::notify::ApprovalChanged;
-use crate::service::{schema_errors, DecisionInput};
+use crate::service::{review_digest, schema_errors, DecisionInput};
 use crate::store::{ApprovalFilter, StoredEntry};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -296,7 +296,8 @@ impl Live {
                 crate::store::now_millis(),
             )
             .into_string();
-            let data = json!({"id": a.id, "html": html, "count": self.count().await});
+            // The request page compares the digest with the one it shows.
+            let data = json!({"id": a.id, "html": html, "args_digest": review_digest(&a), "count": self.count().await});
             Some(Event::default().event("add").data(data.to_string()))
         } else {
             let data = json!({"id": c.id, "status": c.status, "count": self.count().await});
@@ -375,7 +376,12 @@ struct Feedback {
     edit_text: Option<String>,
     edit_errors: Vec<String>,
     reason: Option<String>,
+    /// The digest the decider reviewed, carried through re-rendered forms
+    /// (`None`: the arguments shown now).
+    reviewed_digest: Option<String>,
 }
+
+const ARGS_CHANGED: &str = "The arguments changed while you were looking at them: an approver edited them. Nothing was decided. Review the arguments as they are now, below, and decide again.";
 
 struct Abilities {
     approve: bool,
@@ -533,12 +539,14 @@ fn request_page(
     let now = crate::store::now_millis();
     let can = abilities(state, s, a);
     let under_review = a.args_under_review();
+    let digest = review_digest(a);
+    let form_digest = fb.reviewed_digest.clone().unwrap_or_else(|| digest.clone());
     let edit_text = fb
         .edit_text
         .clone()
         .unwrap_or_else(|| pretty(&Value::Object(under_review.clone())));
     let body = html! {
-        div.req data-request-id=(a.id) data-status=(a.status.as_str()) {
+        div.req data-request-id=(a.id) data-status=(a.status.as_str()) data-args-digest=(digest) {
             p.crumbs { a href="/inbox" { "← Inbox" } }
             div.page-head {
                 div {
@@ -581,6 +589,7 @@ fn request_page(
                                 @if can.approve {
                                     form.approve-form method="post" action={ "/requests/" (a.id) "/approve" } {
                                         input type="hidden" name="csrf" value=(s.csrf);
+                                        input type="hidden" name="args_digest" value=(form_digest);
                                         button.approve #approve type="submit" { "Approve" }
                                         p.help { "The agent runs " code { (a.tool_name) } " with the arguments shown." }
                                     }
@@ -588,6 +597,7 @@ fn request_page(
                                 @if can.reject {
                                     form.reject-form method="post" action={ "/requests/" (a.id) "/reject" } {
                                         input type="hidden" name="csrf" value=(s.csrf);
+                                        input type="hidden" name="args_digest" value=(form_digest);
                                         div.field {
                                             label for="reason" { "Reason for rejecting" }
                                             textarea #reason name="reason" rows="3" maxlength="2000" required aria-describedby="reason-help" { (fb.reason.clone().unwrap_or_default()) }
@@ -602,6 +612,7 @@ fn request_page(
                                     summary { "Edit the arguments, then approve" }
                                     form method="post" action={ "/requests/" (a.id) "/edit" } {
                                         input type="hidden" name="csrf" value=(s.csrf);
+                                        input type="hidden" name="args_digest" value=(form_digest);
                                         input type="hidden" name="step" value="preview";
                                         div.field {
                                             label for="final_args" { "Arguments (JSON)" }
@@ -759,6 +770,21 @@ async fn decide(
             if p.status == 404 {
                 return Err(p.into());
             }
+            if p.code == "args_changed" {
+                // Show the arguments as they are now, with their digest.
+                return render(
+                    state,
+                    s,
+                    id,
+                    StatusCode::CONFLICT,
+                    Feedback {
+                        error: Some(ARGS_CHANGED.into()),
+                        reason: fb.reason,
+                        ..Default::default()
+                    },
+                )
+                .await;
+            }
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
             let WebError::Page { message, .. } = WebError::from(p) else {
                 return Err(WebError::forbidden("not allowed"));
@@ -782,6 +808,9 @@ async fn decide(
 pub struct ReasonForm {
     #[serde(default)]
     reason: String,
+    /// What the decider reviewed; missing means a stale form: refused.
+    #[serde(default)]
+    args_digest: String,
 }
 
 pub async fn approve(
@@ -793,6 +822,7 @@ pub async fn approve(
         kind: DecisionKind::Approve,
         reason: non_empty(Some(f.reason)),
         final_args: None,
+        args_digest: f.args_digest,
     };
     decide(&state, &s, &id, input, Feedback::default()).await
 }
@@ -833,6 +863,7 @@ pub async fn reject(
         kind: DecisionKind::Reject,
         reason: Some(reason.clone()),
         final_args: None,
+        args_digest: f.args_digest,
     };
     decide(
         &state,
@@ -920,6 +951,7 @@ fn preview_page(
     edited: &Map<String, Value>,
     text: &str,
     changes: &[Change],
+    reviewed_digest: &str,
 ) -> Markup {
     let body = html! {
         p.crumbs { a href={ "/requests/" (a.id) } { "← Back to the request" } }
@@ -966,6 +998,7 @@ fn preview_page(
             form method="post" action={ "/requests/" (a.id) "/edit" } {
                 input type="hidden" name="csrf" value=(s.csrf);
                 input type="hidden" name="final_args" value=(text);
+                input type="hidden" name="args_digest" value=(reviewed_digest);
                 div.field {
                     label for="note" { "Note for the record (optional)" }
                     textarea #note name="reason" rows="2" maxlength="2000" {}
@@ -988,6 +1021,8 @@ pub struct EditForm {
     step: String,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    args_digest: String,
 }
 
 /// Parses and checks edited arguments; `Err` lists what is wrong.
@@ -1019,8 +1054,24 @@ pub async fn edit(
     let retry = |errors: Vec<String>| Feedback {
         edit_text: Some(f.final_args.clone()),
         edit_errors: errors,
+        reviewed_digest: Some(f.args_digest.clone()),
         ..Default::default()
     };
+    if a.status == Status::Pending && f.args_digest != review_digest(&a) {
+        // The edit started from arguments that are no longer the ones under
+        // review: a diff against the new ones would mislead.
+        return render(
+            &state,
+            &s,
+            &id,
+            StatusCode::CONFLICT,
+            Feedback {
+                error: Some(ARGS_CHANGED.into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
     if f.step == "back" {
         return render(&state, &s, &id, StatusCode::OK, retry(vec![])).await;
     }
@@ -1042,6 +1093,7 @@ pub async fn edit(
             kind: DecisionKind::Edit,
             reason: non_empty(Some(f.reason.clone())),
             final_args: Some(args),
+            args_digest: f.args_digest.clone(),
         };
         return decide(&state, &s, &id, input, retry(vec![])).await;
     }
@@ -1065,7 +1117,7 @@ pub async fn edit(
     let compact = serde_json::to_string(&Value::Object(args.clone())).unwrap_or_default();
     Ok(page(
         StatusCode::OK,
-        preview_page(&s, &a, &args, &compact, &changes),
+        preview_page(&s, &a, &args, &compact, &changes, &f.args_digest),
     ))
 }
 

@@ -50,6 +50,8 @@ pub enum ServiceError {
     SchemaViolation(Vec<String>),
     #[error("{0}")]
     Conflict(String),
+    #[error("the arguments of approval {0} changed since you reviewed them (an approver edited them): reload the request, review the current arguments and decide again")]
+    ArgsChanged(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -76,6 +78,9 @@ pub struct DecisionInput {
     pub kind: DecisionKind,
     pub reason: Option<String>,
     pub final_args: Option<Map<String, Value>>,
+    /// The [`review_digest`] of the request as the decider saw it: a
+    /// decision applies only to the arguments that were reviewed.
+    pub args_digest: String,
 }
 
 /// Shared by the HTTP API, the inbox, Slack and the workers.
@@ -93,6 +98,13 @@ pub fn args_digest(tool_name: &str, args: &Map<String, Value>) -> String {
     let v = json!({"tool_name": tool_name, "tool_args": args});
     let canonical = serde_json_canonicalizer::to_vec(&v).unwrap_or_default();
     hex::encode(Sha256::digest(&canonical))
+}
+
+/// The digest of what a decider reviews: the tool name and the arguments
+/// approvals currently count towards (the proposed ones once edited). Equal
+/// to the creation digest until someone edits.
+pub fn review_digest(a: &Approval) -> String {
+    args_digest(&a.tool_name, a.args_under_review())
 }
 
 /// Checks `args` against a JSON Schema; returns each violation.
@@ -415,6 +427,12 @@ impl ControlPlane {
             .get_approval(id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        // Bound to what was reviewed: an edit in between (quorum > 1) must
+        // not let an approval of the old arguments settle the new ones.
+        let reviewed = review_digest(&a);
+        if a.status == Status::Pending && reviewed != input.args_digest {
+            return Err(ServiceError::ArgsChanged(id.to_owned()));
+        }
         let original = a.args_under_review().clone();
         let actor = principal.actor();
         let effect = a.decide(
@@ -451,6 +469,7 @@ impl ControlPlane {
                 "outcome": outcome,
                 "reason": input.reason,
                 "original_args": approval_json_args(&original),
+                "args_digest": reviewed,
                 "final_args": input.final_args.as_ref().or(a.final_args.as_ref()).map(approval_json_args),
                 "edited": input.kind == DecisionKind::Edit,
             }),

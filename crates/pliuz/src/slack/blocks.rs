@@ -2,7 +2,12 @@
 //! reject / edit modals. Pure functions of an [`Approval`] and the clock.
 //!
 //! Everything that came from an agent or a person goes through [`escape`]
-//! first, so an argument like `<!channel>` is shown, not obeyed.
+//! first, so an argument like `<!channel>` is shown, not obeyed, and is then
+//! put inside an inline code span ([`code`]) or a code block
+//! ([`code_block`]) with back-ticks neutralised and (for spans) line breaks
+//! flattened: Slack shows `*`, `_`, `~` and `:emoji:` in code literally, so
+//! agent text can never pass for one of Pliuz's own (bold, emoji) status
+//! lines.
 
 use crate::approval::{Approval, DecisionKind, Status};
 use serde_json::{json, Map, Value};
@@ -51,16 +56,50 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// A back-tick would end a code span or block early: show a look-alike.
+fn neutralise_backticks(s: &str) -> String {
+    s.replace('`', "ˋ")
+}
+
+/// Whether `c` breaks a line (or is invisible control) in Slack's renderer.
+fn is_break(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}')
+}
+
+/// Agent or user text as one inline code span: truncated, back-ticks
+/// neutralised, line breaks and control characters flattened to spaces,
+/// then escaped. Empty text is shown as `(empty)` in the span.
+pub fn code(s: &str, max: usize) -> String {
+    let flat: String = neutralise_backticks(s)
+        .chars()
+        .map(|c| if is_break(c) { ' ' } else { c })
+        .collect();
+    let flat = truncate(flat.trim(), max);
+    if flat.is_empty() {
+        "`(empty)`".to_owned()
+    } else {
+        format!("`{}`", escape(&flat))
+    }
+}
+
+/// Multi-line agent or user text (a reason) as a code block: line breaks
+/// kept, but nothing can close the block early.
+pub fn code_block(s: &str, max: usize) -> String {
+    let kept: String = neutralise_backticks(s)
+        .chars()
+        .map(|c| if c != '\n' && is_break(c) { ' ' } else { c })
+        .collect();
+    format!("```{}```", escape(&truncate(kept.trim(), max)))
+}
+
 /// A value as shown in a message: strings bare, everything else as JSON,
-/// truncated, then escaped, inside an inline code span.
+/// inside an inline code span.
 fn show_value(v: &Value) -> String {
     let raw = match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    // Back-ticks would end the code span early; newlines would break the list.
-    let flat = raw.replace('`', "ˋ").replace(['\n', '\r'], " ");
-    format!("`{}`", escape(&truncate(&flat, MAX_VALUE_CHARS)))
+    code(&raw, MAX_VALUE_CHARS)
 }
 
 /// A bulleted, escaped, truncated summary of the arguments.
@@ -71,7 +110,7 @@ pub fn args_summary(args: &Map<String, Value>) -> String {
     let mut out = String::new();
     let mut shown = 0;
     for (k, v) in args {
-        let line = format!("• *{}*: {}\n", escape(&truncate(k, 80)), show_value(v));
+        let line = format!("• {}: {}\n", code(k, 80), show_value(v));
         if shown >= MAX_ARGS_SHOWN
             || out.chars().count() + line.chars().count() > MAX_SECTION_CHARS - 40
         {
@@ -121,9 +160,9 @@ fn slack_date(ms: i64) -> String {
     )
 }
 
-/// `user:EMAIL` → `EMAIL`; other actors as they are.
+/// `user:EMAIL` → `EMAIL`; other actors as they are; as a code span.
 fn who(actor: &str) -> String {
-    escape(actor.strip_prefix("user:").unwrap_or(actor))
+    code(actor.strip_prefix("user:").unwrap_or(actor), 200)
 }
 
 pub fn request_url(public_url: &str, id: &str) -> String {
@@ -172,9 +211,9 @@ pub fn fallback_text(a: &Approval) -> String {
     };
     format!(
         "{verb}: {} requested by {} (policy {})",
-        escape(&truncate(&a.tool_name, 100)),
-        escape(&truncate(&a.agent, 100)),
-        escape(&a.policy)
+        code(&a.tool_name, 100),
+        code(&a.agent, 100),
+        code(&a.policy, 100)
     )
 }
 
@@ -182,9 +221,9 @@ pub fn fallback_text(a: &Approval) -> String {
 /// into `chat.postMessage` / `chat.update`. Buttons only while pending.
 pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
     let mut fields = vec![
-        json!({"type": "mrkdwn", "text": format!("*Tool*\n`{}`", escape(&truncate(&a.tool_name, 200)))}),
-        json!({"type": "mrkdwn", "text": format!("*Agent*\n{}", escape(&truncate(&a.agent, 200)))}),
-        json!({"type": "mrkdwn", "text": format!("*Policy*\n{}", escape(&a.policy))}),
+        json!({"type": "mrkdwn", "text": format!("*Tool*\n{}", code(&a.tool_name, 200))}),
+        json!({"type": "mrkdwn", "text": format!("*Agent*\n{}", code(&a.agent, 200))}),
+        json!({"type": "mrkdwn", "text": format!("*Policy*\n{}", code(&a.policy, 200))}),
     ];
     if a.status == Status::Pending {
         fields.push(json!({"type": "mrkdwn", "text": format!(
@@ -194,7 +233,7 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
         )}));
     }
     if let Some(o) = &a.originator {
-        fields.push(json!({"type": "mrkdwn", "text": format!("*On behalf of*\n{}", escape(&truncate(o, 200)))}));
+        fields.push(json!({"type": "mrkdwn", "text": format!("*On behalf of*\n{}", code(o, 200))}));
     }
     if a.required_approvals > 1 {
         fields.push(json!({"type": "mrkdwn", "text": format!(
@@ -204,8 +243,16 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
     let mut blocks = vec![
         json!({"type": "section", "block_id": "headline", "text": {"type": "mrkdwn", "text": headline(a)}}),
         json!({"type": "section", "block_id": "facts", "fields": fields}),
-        json!({"type": "section", "block_id": "arguments", "text": {"type": "mrkdwn", "text": format!("*Arguments*\n{}", args_summary(&a.tool_args))}}),
     ];
+    match a.proposed_args.as_ref().filter(|_| a.status == Status::Pending) {
+        // Edited while more approvals are needed: approvals count for the
+        // edited arguments, so those are what the buttons decide.
+        Some(proposed) => {
+            blocks.push(json!({"type": "section", "block_id": "arguments", "text": {"type": "mrkdwn", "text": format!("*Arguments (edited by an approver; approvals count for these)*\n{}", args_summary(proposed))}}));
+            blocks.push(json!({"type": "section", "block_id": "original_arguments", "text": {"type": "mrkdwn", "text": format!("*Original arguments from the agent*\n{}", args_summary(&a.tool_args))}}));
+        }
+        None => blocks.push(json!({"type": "section", "block_id": "arguments", "text": {"type": "mrkdwn", "text": format!("*Arguments*\n{}", args_summary(&a.tool_args))}})),
+    }
     if let Some(final_args) = a.final_args.as_ref().filter(|_| a.edited) {
         blocks.push(json!({"type": "section", "block_id": "final_arguments", "text": {"type": "mrkdwn", "text": format!("*Approved arguments (edited)*\n{}", args_summary(final_args))}}));
     }
@@ -215,9 +262,12 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
         .and_then(|s| s.reason.as_deref())
         .filter(|r| !r.is_empty())
     {
-        blocks.push(json!({"type": "section", "block_id": "reason", "text": {"type": "mrkdwn", "text": format!("*Reason*\n{}", escape(&truncate(reason, 1500)))}}));
+        blocks.push(json!({"type": "section", "block_id": "reason", "text": {"type": "mrkdwn", "text": format!("*Reason*\n{}", code_block(reason, 1500))}}));
     }
     if a.status == Status::Pending {
+        // The button carries what the clicker saw: the decision is refused
+        // (409 args_changed) if the arguments changed since.
+        let value = button_value(&a.id, &crate::service::review_digest(a));
         let mut buttons = Vec::new();
         for d in [
             DecisionKind::Approve,
@@ -236,7 +286,7 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
                 "type": "button",
                 "action_id": action,
                 "text": {"type": "plain_text", "text": label},
-                "value": a.id,
+                "value": value,
             });
             if let Some(s) = style {
                 b["style"] = json!(s);
@@ -258,10 +308,25 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
     json!({"text": fallback_text(a), "blocks": blocks})
 }
 
+/// A decision button's value: `ID:ARGS_DIGEST`.
+pub fn button_value(id: &str, args_digest: &str) -> String {
+    format!("{id}:{args_digest}")
+}
+
+/// Splits a button value into (approval id, reviewed digest). Messages
+/// posted before buttons carried a digest give an empty digest, which never
+/// matches: such a click is refused as stale.
+pub fn parse_button_value(v: &str) -> (&str, &str) {
+    v.split_once(':').unwrap_or((v, ""))
+}
+
 /// What a modal carries back to us on submission.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModalMeta {
     pub approval_id: String,
+    /// The `args_digest` the decider saw when opening the modal.
+    #[serde(default)]
+    pub args_digest: String,
     #[serde(default)]
     pub channel: Option<String>,
     #[serde(default)]
@@ -270,10 +335,10 @@ pub struct ModalMeta {
 
 fn modal_intro(a: &Approval) -> Value {
     json!({"type": "section", "block_id": "intro", "text": {"type": "mrkdwn", "text": format!(
-        "`{}` requested by {} (policy {})",
-        escape(&truncate(&a.tool_name, 200)),
-        escape(&truncate(&a.agent, 200)),
-        escape(&a.policy)
+        "{} requested by {} (policy {})",
+        code(&a.tool_name, 200),
+        code(&a.agent, 200),
+        code(&a.policy, 200)
     )}})
 }
 
@@ -399,8 +464,19 @@ mod tests {
         });
         let text = message(&a, "http://p", 0).to_string();
         assert!(!text.contains(ACTION_APPROVE));
-        assert!(text.contains("*Rejected* by fin@example.com"));
+        assert!(text.contains("*Rejected* by `fin@example.com`"));
         assert!(text.contains("too &lt;much&gt;"));
+    }
+
+    #[test]
+    fn agent_text_stays_inside_code() {
+        assert_eq!(code("a`b\n*c*\r_d_ ~e~", 100), "`aˋb *c*  _d_ ~e~`");
+        assert_eq!(code("", 10), "`(empty)`");
+        assert_eq!(code("\u{2028}", 10), "`(empty)`");
+        let b = code_block("ok\n```\n:white_check_mark: *Approved*\u{2029}x", 100);
+        assert_eq!(b, "```ok\nˋˋˋ\n:white_check_mark: *Approved* x```");
+        assert_eq!(parse_button_value("id1:abc"), ("id1", "abc"));
+        assert_eq!(parse_button_value("id1"), ("id1", ""));
     }
 
     #[test]

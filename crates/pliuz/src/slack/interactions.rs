@@ -127,9 +127,12 @@ async fn authorize(
     Ok((principal, a))
 }
 
+const ARGS_CHANGED: &str = "The arguments of this request changed since this message was shown (an approver edited them), so nothing was decided. Look at the updated message, or open the request in the inbox, and decide again.";
+
 /// A decision error as a person should read it.
 fn explain(e: &ServiceError) -> String {
     match e {
+        ServiceError::ArgsChanged(_) => ARGS_CHANGED.into(),
         ServiceError::Store(inner) => {
             tracing::error!(error = %inner, "store error while deciding from Slack");
             "Pliuz had an internal error; nothing was changed. Please try again.".into()
@@ -170,10 +173,11 @@ async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response
         .get("action_id")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let Some(approval_id) = action
+    let Some((approval_id, seen_digest)) = action
         .get("value")
         .and_then(Value::as_str)
-        .map(str::to_owned)
+        .map(blocks::parse_button_value)
+        .map(|(id, d)| (id.to_owned(), d.to_owned()))
     else {
         return ok;
     };
@@ -191,6 +195,7 @@ async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response
                             kind: DecisionKind::Approve,
                             reason: None,
                             final_args: None,
+                            args_digest: seen_digest,
                         };
                         match state.cp.decide(&principal, &approval_id, input).await {
                             Ok(a) if a.status == Status::Pending => Some(format!(
@@ -218,7 +223,15 @@ async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response
             };
             let opened = tokio::time::timeout(
                 INLINE_BUDGET,
-                open_modal(&state, &slack, &p, &slack_user, &approval_id, kind, started),
+                open_modal(
+                    &state,
+                    &slack,
+                    &p,
+                    &slack_user,
+                    (&approval_id, &seen_digest),
+                    kind,
+                    started,
+                ),
             )
             .await;
             match opened {
@@ -242,7 +255,7 @@ async fn open_modal(
     slack: &Slack,
     p: &Value,
     slack_user: &str,
-    approval_id: &str,
+    (approval_id, seen_digest): (&str, &str),
     kind: DecisionKind,
     started: Instant,
 ) -> Result<(), String> {
@@ -258,11 +271,15 @@ async fn open_modal(
     if !a.allowed_decisions.contains(&kind) {
         return Err(format!("Policy '{}' does not allow '{kind}'.", a.policy));
     }
+    if crate::service::review_digest(&a) != seen_digest {
+        return Err(ARGS_CHANGED.into());
+    }
     let Some(trigger_id) = str_at(p, "/trigger_id") else {
         return Err("Slack sent no trigger_id, so the form cannot be opened.".into());
     };
     let meta = ModalMeta {
         approval_id: a.id.clone(),
+        args_digest: seen_digest.to_owned(),
         channel: str_at(p, "/container/channel_id")
             .or_else(|| str_at(p, "/channel/id"))
             .map(str::to_owned),
@@ -355,6 +372,7 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
                 kind,
                 reason,
                 final_args: None,
+                args_digest: meta.args_digest.clone(),
             }
         }
         _ => {
@@ -381,6 +399,7 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
                 kind,
                 reason,
                 final_args: Some(args),
+                args_digest: meta.args_digest.clone(),
             }
         }
     };

@@ -263,3 +263,33 @@ pub async fn fresh_postgres_database() -> String {
         .unwrap_or(admin);
     format!("{base}/{name}")
 }
+
+/// A decision body with the approval's current `args_digest` added (unless
+/// the body already has one), as a decider who just reviewed it would send.
+/// When `token` cannot see the approval, a digest that matches nothing is
+/// sent, so the server's authorisation answer is what the test sees.
+pub async fn with_digest(
+    http: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    id: &str,
+    mut body: serde_json::Value,
+) -> serde_json::Value {
+    if body.get("args_digest").is_none() {
+        let digest = match http
+            .get(server.url(&format!("/api/v1/approvals/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v["args_digest"].as_str().map(str::to_owned)),
+            _ => None,
+        };
+        body["args_digest"] = serde_json::Value::String(digest.unwrap_or_else(|| "0".repeat(64)));
+    }
+    body
+}

@@ -93,7 +93,13 @@
     source.addEventListener('reload', resync);
     source.addEventListener('add', function (e) {
       var d = JSON.parse(e.data);
-      if (queue && !rowFor(d.id)) {
+      var existing = rowFor(d.id);
+      if (queue && existing) {
+        // A vote or an edit on a listed request: show its new state.
+        var u = document.createElement('template');
+        u.innerHTML = d.html; // rendered and escaped by the server
+        if (u.content.firstElementChild) existing.replaceWith(u.content.firstElementChild);
+      } else if (queue) {
         var t = document.createElement('template');
         t.innerHTML = d.html; // rendered and escaped by the server
         var li = t.content.firstElementChild;
@@ -108,6 +114,25 @@
       }
       setCount(d.count);
       refreshEmpty();
+      // Someone edited the arguments of the request on this page: what is
+      // shown is no longer what a decision would apply to.
+      if (request && request.getAttribute('data-request-id') === d.id &&
+          request.getAttribute('data-status') === 'pending' && d.args_digest &&
+          d.args_digest !== request.getAttribute('data-args-digest')) {
+        request.setAttribute('data-args-changed', 'true');
+        var note = document.getElementById('changed-elsewhere');
+        if (note) {
+          note.textContent = 'The arguments of this request were changed by an approver while you were looking at it. Nothing you decide here would apply to them: reload the page to review the new arguments. ';
+          var again = document.createElement('a');
+          again.href = window.location.pathname;
+          again.id = 'reload-request';
+          again.textContent = 'Reload';
+          note.appendChild(again);
+          note.hidden = false;
+        }
+        var decide = document.getElementById('decide');
+        if (decide) decide.querySelectorAll('button, textarea').forEach(function (el) { el.disabled = true; });
+      }
     });
     source.addEventListener('remove', function (e) {
       var d = JSON.parse(e.data);
