@@ -30,6 +30,15 @@ tools = ["issue_refund"]
 approvers = ["group:finance"]
 decisions = ["approve", "reject", "edit"]
 expires_in = "30m"
+
+[[policy]]
+name = "payouts"
+description = "Payouts need two people."
+tools = ["pay_out"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject", "edit"]
+required_approvals = 2
+expires_in = "30m"
 `;
 
 export const REFUND_SCHEMA = {
@@ -141,6 +150,19 @@ export class Pliuz {
     const r = await this.api('POST', '/api/v1/approvals', { token: agentKey, body: request });
     if (r.status !== 201) throw new Error(`create failed: ${r.status} ${r.text}`);
     return r.body;
+  }
+
+  /**
+   * Decides over the API as someone who just reviewed the request: without
+   * `args_digest` in `body`, the approval's current one is fetched and sent.
+   */
+  async decide(token, id, body) {
+    let digest = body.args_digest;
+    if (digest === undefined) {
+      const seen = await this.api('GET', `/api/v1/approvals/${id}`, { token });
+      digest = seen.status === 200 ? seen.body.args_digest : '0'.repeat(64);
+    }
+    return this.api('POST', `/api/v1/approvals/${id}/decision`, { token, body: { ...body, args_digest: digest } });
   }
 
   /** The agent's long-poll (returns when settled or after `wait` seconds). */

@@ -184,10 +184,7 @@ describe('web inbox', () => {
     const row = page.locator(`#queue li[data-id="${a.id}"]`);
     await row.waitFor();
     const before = Number(await page.locator('#pending-count').textContent());
-    const r = await pliuz.api('POST', `/api/v1/approvals/${a.id}/decision`, {
-      token: bobToken,
-      body: { decision: 'approve' },
-    });
+    const r = await pliuz.decide(bobToken, a.id, { decision: 'approve' });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.status, 'approved');
     await row.waitFor({ state: 'detached', timeout: 10000 });
@@ -217,19 +214,60 @@ describe('web inbox', () => {
       return r.status;
     }, a.id);
     assert.equal(status, 403);
-    const apiStatus = await page.evaluate(async (id) => {
+    const apiStatus = await page.evaluate(async ([id, digest]) => {
       const csrf = document.querySelector('meta[name="csrf-token"]').content;
       const r = await fetch(`/api/v1/approvals/${id}/decision`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
-        body: JSON.stringify({ decision: 'approve' }),
+        body: JSON.stringify({ decision: 'approve', args_digest: digest }),
       });
       return r.status;
-    }, a.id);
+    }, [a.id, a.args_digest]);
     assert.equal(apiStatus, 403);
     const now = await pliuz.api('GET', `/api/v1/approvals/${a.id}`, { token: agentKey });
     assert.equal(now.body.status, 'pending');
     await ctx.close();
+  });
+
+  test('an edit by another approver updates an open request page, and the stale decision is refused', async () => {
+    const a = await pliuz.createApproval(agentKey, {
+      tool_name: 'pay_out',
+      tool_args: { to: 'alice', amount: 100 },
+    });
+    const page = await ann.newPage();
+    await page.goto(`${pliuz.base}/requests/${a.id}`);
+    await page.locator('[data-request-id][data-live="on"]').waitFor();
+    const reviewed = await page.locator('form.approve-form input[name="args_digest"]').inputValue();
+    assert.equal(reviewed, a.args_digest);
+    assert.equal(await page.locator('#changed-elsewhere').isHidden(), true);
+
+    // Bob edits the arguments while Ann is looking (his edit is his approval).
+    const edit = await pliuz.decide(bobToken, a.id, { decision: 'edit', final_args: { to: 'mallory', amount: 990000 } });
+    assert.equal(edit.status, 200, edit.text);
+    assert.equal(edit.body.status, 'pending');
+    const note = page.locator('#changed-elsewhere');
+    await note.waitFor({ state: 'visible', timeout: 10000 });
+    assert.match(await note.textContent(), /arguments of this request were changed/);
+    assert.equal(await page.locator('#approve').isDisabled(), true);
+    assert.match(await page.locator('#raw-args').textContent(), /alice/); // what Ann saw, still shown
+
+    // Force the stale form through anyway: the server refuses it.
+    await page.evaluate(() => { document.getElementById('approve').disabled = false; });
+    await page.locator('#approve').click();
+    await page.locator('#decision-error').waitFor();
+    assert.match(await page.locator('#decision-error').textContent(), /arguments changed while you were looking/);
+    const now = await pliuz.api('GET', `/api/v1/approvals/${a.id}`, { token: agentKey });
+    assert.equal(now.body.status, 'pending');
+    assert.deepEqual(now.body.approvals.map((v) => v.by), [`user:${BOB.email}`]);
+    // The page now shows the edited arguments with their digest; approving them settles.
+    assert.match(await page.locator('#raw-args').textContent(), /mallory/);
+    assert.equal(await page.locator('form.approve-form input[name="args_digest"]').inputValue(), edit.body.args_digest);
+    await page.locator('#approve').click();
+    await page.waitForURL(/done=approved/);
+    const done = await pliuz.api('GET', `/api/v1/approvals/${a.id}`, { token: agentKey });
+    assert.equal(done.body.status, 'approved');
+    assert.deepEqual(done.body.final_args, { to: 'mallory', amount: 990000 });
+    await page.close();
   });
 
   test('state-changing requests without the CSRF token are refused', async () => {
@@ -258,15 +296,15 @@ describe('web inbox', () => {
     let now = await pliuz.api('GET', `/api/v1/approvals/${a.id}`, { token: agentKey });
     assert.equal(now.body.status, 'pending');
     // With the page's token, the same JSON call from the session works.
-    const ok = await page.evaluate(async (id) => {
+    const ok = await page.evaluate(async ([id, digest]) => {
       const csrf = document.querySelector('meta[name="csrf-token"]').content;
       const r = await fetch(`/api/v1/approvals/${id}/decision`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
-        body: JSON.stringify({ decision: 'reject', reason: 'checked from a script' }),
+        body: JSON.stringify({ decision: 'reject', reason: 'checked from a script', args_digest: digest }),
       });
       return r.status;
-    }, a.id);
+    }, [a.id, a.args_digest]);
     assert.equal(ok, 200);
     now = await pliuz.api('GET', `/api/v1/approvals/${a.id}`, { token: agentKey });
     assert.equal(now.body.status, 'rejected');

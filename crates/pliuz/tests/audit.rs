@@ -163,7 +163,16 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
     let r = http
         .post(s.url(&format!("/api/v1/approvals/{id}/decision")))
         .bearer_auth(&approver)
-        .json(&support::with_digest(&http, &s, &approver, &id, json!({"decision": "approve", "reason": "receipt attached"})).await)
+        .json(
+            &support::with_digest(
+                &http,
+                &s,
+                &approver,
+                &id,
+                json!({"decision": "approve", "reason": "receipt attached"}),
+            )
+            .await,
+        )
         .send()
         .await
         .expect("decide");

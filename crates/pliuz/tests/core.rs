@@ -987,7 +987,10 @@ async fn a_decision_is_bound_to_the_arguments_the_decider_reviewed() {
 
     // B opens the request and reviews {to: alice, amount: 100}.
     let (_, seen_by_b) = e.get(&e.finance2, &format!("/api/v1/approvals/{id}")).await;
-    let b_digest = seen_by_b["args_digest"].as_str().expect("digest").to_owned();
+    let b_digest = seen_by_b["args_digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
     assert_eq!(b_digest, v["args_digest"].as_str().expect("digest"));
 
     // A decision without the digest, or with a malformed one, is refused.
@@ -1011,7 +1014,10 @@ async fn a_decision_is_bound_to_the_arguments_the_decider_reviewed() {
     assert_eq!(status, StatusCode::OK, "{edited}");
     assert_eq!(edited["status"], "pending");
     let new_digest = edited["args_digest"].as_str().expect("digest").to_owned();
-    assert_ne!(new_digest, b_digest, "the digest follows the arguments under review");
+    assert_ne!(
+        new_digest, b_digest,
+        "the digest follows the arguments under review"
+    );
 
     // B's approval of what B saw must not settle what A wrote.
     let r = e
@@ -1030,7 +1036,10 @@ async fn a_decision_is_bound_to_the_arguments_the_decider_reviewed() {
     let p: Value = r.json().await.expect("json");
     assert_eq!(p["code"], "args_changed", "{p}");
     assert!(
-        p["detail"].as_str().unwrap_or("").contains("changed since you reviewed"),
+        p["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("changed since you reviewed"),
         "{p}"
     );
     let (_, now) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
@@ -1063,13 +1072,17 @@ async fn a_decision_is_bound_to_the_arguments_the_decider_reviewed() {
 
     // The log says which arguments each decider reviewed.
     let admin = e.server.user_token("root@example.com", "admin", &[]);
-    let (_, page) = e.get(&admin, "/api/v1/audit/entries?start=0&end=1000").await;
+    let (_, page) = e
+        .get(&admin, "/api/v1/audit/entries?start=0&end=1000")
+        .await;
     let decided: Vec<&Value> = page["entries"]
         .as_array()
         .expect("entries")
         .iter()
         .filter(|x| x["entry"]["approval_id"] == id.as_str())
-        .filter(|x| x["entry"]["type"] == "approval.voted" || x["entry"]["type"] == "approval.decided")
+        .filter(|x| {
+            x["entry"]["type"] == "approval.voted" || x["entry"]["type"] == "approval.decided"
+        })
         .collect();
     assert_eq!(decided.len(), 2, "{page}");
     assert_eq!(decided[0]["entry"]["data"]["args_digest"], b_digest);

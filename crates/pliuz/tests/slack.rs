@@ -48,6 +48,7 @@ decisions = ["approve", "reject"]
 name = "payouts"
 tools = ["pay_out"]
 approvers = ["group:finance"]
+decisions = ["approve", "reject", "edit"]
 required_approvals = 2
 
 [[policy]]
@@ -402,7 +403,10 @@ async fn message_content_escaping_channels_and_dms() {
         ]
     );
     for b in actions["elements"].as_array().unwrap() {
-        assert_eq!(b["value"], format!("{id}:{}", a["args_digest"].as_str().unwrap()));
+        assert_eq!(
+            b["value"],
+            format!("{id}:{}", a["args_digest"].as_str().unwrap())
+        );
     }
 
     // DMs go to the approvers (fin by the explicit map, fin2 by email lookup),
@@ -456,7 +460,16 @@ async fn message_content_escaping_channels_and_dms() {
         .http
         .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
         .bearer_auth(&e.fin)
-        .json(&support::with_digest(&e.http, &e.server, &e.fin, &id, json!({"decision": "approve"})).await)
+        .json(
+            &support::with_digest(
+                &e.http,
+                &e.server,
+                &e.fin,
+                &id,
+                json!({"decision": "approve"}),
+            )
+            .await,
+        )
         .send()
         .await
         .unwrap();
@@ -730,7 +743,16 @@ async fn api_decisions_and_expiry_update_the_message() {
         .http
         .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
         .bearer_auth(&e.fin)
-        .json(&support::with_digest(&e.http, &e.server, &e.fin, &id, json!({"decision": "reject", "reason": "duplicate <refund> & co"})).await)
+        .json(
+            &support::with_digest(
+                &e.http,
+                &e.server,
+                &e.fin,
+                &id,
+                json!({"decision": "reject", "reason": "duplicate <refund> & co"}),
+            )
+            .await,
+        )
         .send()
         .await
         .unwrap();
@@ -772,7 +794,16 @@ async fn each_vote_towards_a_quorum_refreshes_the_message() {
             .http
             .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
             .bearer_auth(token)
-            .json(&support::with_digest(&e.http, &e.server, token, &id, json!({"decision": "approve"})).await)
+            .json(
+                &support::with_digest(
+                    &e.http,
+                    &e.server,
+                    token,
+                    &id,
+                    json!({"decision": "approve"}),
+                )
+                .await,
+            )
             .send()
             .await
             .unwrap();
@@ -819,7 +850,16 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
         .http
         .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
         .bearer_auth(&e.fin)
-        .json(&support::with_digest(&e.http, &e.server, &e.fin, &id, json!({"decision": "approve"})).await)
+        .json(
+            &support::with_digest(
+                &e.http,
+                &e.server,
+                &e.fin,
+                &id,
+                json!({"decision": "approve"}),
+            )
+            .await,
+        )
         .send()
         .await
         .unwrap();
@@ -846,7 +886,16 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
         .http
         .post(e.server.url(&format!("/api/v1/approvals/{lid}/decision")))
         .bearer_auth(&e.fin)
-        .json(&support::with_digest(&e.http, &e.server, &e.fin, &lid, json!({"decision": "approve"})).await)
+        .json(
+            &support::with_digest(
+                &e.http,
+                &e.server,
+                &e.fin,
+                &lid,
+                json!({"decision": "approve"}),
+            )
+            .await,
+        )
         .send()
         .await
         .unwrap();
@@ -936,7 +985,16 @@ async fn killed_during_an_outage(database_url: Option<String>) {
         .http
         .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
         .bearer_auth(&e.fin)
-        .json(&support::with_digest(&e.http, &e.server, &e.fin, &id, json!({"decision": "approve"})).await)
+        .json(
+            &support::with_digest(
+                &e.http,
+                &e.server,
+                &e.fin,
+                &id,
+                json!({"decision": "approve"}),
+            )
+            .await,
+        )
         .send()
         .await
         .unwrap();
@@ -957,4 +1015,270 @@ async fn killed_during_an_outage(database_url: Option<String>) {
         1
     );
     e.assert_no_secrets_logged();
+}
+
+/// Every mrkdwn text in a message, with where it is.
+fn mrkdwn_texts(v: &Value, at: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            if m.get("type") == Some(&json!("mrkdwn")) {
+                if let Some(t) = m.get("text").and_then(Value::as_str) {
+                    out.push((at.to_owned(), t.to_owned()));
+                }
+            }
+            for (k, x) in m {
+                mrkdwn_texts(x, &format!("{at}/{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                mrkdwn_texts(x, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What Slack renders as formatting in `text`: the text outside code
+/// blocks and inline code spans. Panics on a code span that a line break or
+/// a back-tick would end early (where agent text could break out).
+fn outside_code(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('`') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        if let Some(body) = after.strip_prefix("```") {
+            let end = body
+                .find("```")
+                .unwrap_or_else(|| panic!("unclosed code block in {text:?}"));
+            rest = &body[end + 3..];
+        } else {
+            let body = &after[1..];
+            let end = body
+                .find('`')
+                .unwrap_or_else(|| panic!("unclosed code span in {text:?}"));
+            assert!(
+                !body[..end].contains('\n'),
+                "a line break inside a code span: {text:?}"
+            );
+            rest = &body[end + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// No agent text reaches Slack's formatting: outside code it never appears.
+fn assert_agent_text_is_inert(message: &Value, agent_text: &[&str]) {
+    let mut texts = vec![(
+        "text".to_owned(),
+        message["text"].as_str().unwrap_or("").to_owned(),
+    )];
+    mrkdwn_texts(&message["blocks"], "blocks", &mut texts);
+    assert!(texts.len() > 3, "{message}");
+    for (at, text) in &texts {
+        let formatted = outside_code(text);
+        for bad in agent_text {
+            assert!(
+                !formatted.contains(bad),
+                "agent text {bad:?} is formatted by Slack at {at}: {text:?}"
+            );
+        }
+        // Pliuz's own status lines are the only emoji lines, in the headline.
+        for line in formatted.lines() {
+            if line.trim_start().starts_with(":white_check_mark:") {
+                assert!(
+                    at.starts_with("blocks/0/"),
+                    "a status line at {at}: {text:?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_text_cannot_pass_for_pliuz_status_lines() {
+    let e = env(false).await;
+    let fake_status = ":white_check_mark: *Already approved by cfo@example.com*";
+    let a = e
+        .create(json!({
+            "policy": "refunds",
+            "tool_name": format!("refund`\n{fake_status}\n`x"),
+            "tool_args": {
+                format!("note`\n{fake_status}"): "v```\n*bold* _it_ ~gone~ <!channel>",
+                "plain": fake_status,
+                "n": 5,
+            },
+            "originator": format!("*cfo*_x_~y~\r\n{fake_status}"),
+        }))
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    let post = e.posted(&id).await;
+    let agent_text = [
+        "Already approved",
+        "cfo@example.com",
+        "*bold*",
+        "_it_",
+        "~gone~",
+        "*cfo*",
+        "<!channel>",
+        "!channel",
+    ];
+    assert_agent_text_is_inert(&post.body, &agent_text);
+    // Still shown, literally, for a person to read.
+    let shown = post.body.to_string();
+    assert!(
+        shown.contains("Already approved by cfo@example.com"),
+        "{shown}"
+    );
+    assert!(shown.contains("&lt;!channel&gt;"), "{shown}");
+
+    // The agent withdraws it with a reason written to look like a decision.
+    let r = e
+        .http
+        .post(e.server.url(&format!("/api/v1/approvals/{id}/cancel")))
+        .bearer_auth(&e.agent)
+        .json(&json!({"reason": format!("done\n{fake_status}\n```\n<!channel> `tick`")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let upd = e.updated(&post, "Cancelled").await;
+    assert_agent_text_is_inert(&upd.body, &agent_text);
+    assert!(upd
+        .body
+        .to_string()
+        .contains("Already approved by cfo@example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_on_arguments_that_were_edited_since_is_refused() {
+    let e = env(false).await;
+    let a = e
+        .create(json!({"tool_name": "pay_out", "tool_args": {"to": "alice", "amount": 100}}))
+        .await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    let post = e.posted(&id).await;
+    assert_eq!(
+        button_value(&post, "pliuz_approve"),
+        Some(format!("{id}:{}", a["args_digest"].as_str().unwrap()))
+    );
+
+    // fin edits the arguments (and so approves them: 1 of 2).
+    let r = e
+        .http
+        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
+        .bearer_auth(&e.fin)
+        .json(
+            &support::with_digest(
+                &e.http,
+                &e.server,
+                &e.fin,
+                &id,
+                json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 990000}}),
+            )
+            .await,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let edited: Value = r.json().await.unwrap();
+    let updated = e.updated(&post, "mallory").await;
+    let ut = updated.body.to_string();
+    assert!(ut.contains("edited by an approver"), "{ut}");
+    assert_eq!(
+        button_value(&updated, "pliuz_approve"),
+        Some(format!("{id}:{}", edited["args_digest"].as_str().unwrap()))
+    );
+
+    // fin2 clicks Approve on the message as it was before the edit.
+    let (status, _, _) = e
+        .interact(&block_action(&e.fake, "UFIN2", "pliuz_approve", &post, &id))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_ephemeral(&e.fake, "changed since this message was shown").await;
+    let now = e.get(&id).await;
+    assert_eq!(now["status"], "pending", "{now}");
+    assert_eq!(now["approvals"].as_array().map(Vec::len), Some(1), "{now}");
+    // A stale Reject does not even open the form.
+    let (status, _, _) = e
+        .interact(&block_action(&e.fake, "UFIN2", "pliuz_reject", &post, &id))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(e
+        .fake
+        .calls_to("views.open")
+        .iter()
+        .all(|c| c.body["trigger_id"] != "trigger-UFIN2-pliuz_reject"));
+
+    // A modal opened on the current arguments, submitted after another edit.
+    let (status, _, _) = e
+        .interact(&block_action(&e.fake, "UFIN2", "pliuz_edit", &updated, &id))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let open = e
+        .fake
+        .wait_for("views.open (edit)", WAIT, |c| {
+            c.method == "views.open" && c.body["trigger_id"] == "trigger-UFIN2-pliuz_edit"
+        })
+        .await;
+    let view = open.body["view"].clone();
+    let r = e
+        .http
+        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
+        .bearer_auth(&e.fin)
+        .json(
+            &support::with_digest(
+                &e.http,
+                &e.server,
+                &e.fin,
+                &id,
+                json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 5}}),
+            )
+            .await,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (status, text, _) = e
+        .interact(&view_submission(
+            "UFIN2",
+            &view,
+            json!({"args": {"args_input": {"type": "plain_text_input", "value": "{\"to\": \"mallory\", \"amount\": 990000}"}}}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    assert_eq!(v["response_action"], "errors", "{text}");
+    assert!(
+        v["errors"]["args"]
+            .as_str()
+            .unwrap_or("")
+            .contains("changed since"),
+        "{text}"
+    );
+    let now = e.get(&id).await;
+    assert_eq!(now["status"], "pending");
+    assert_eq!(now["proposed_args"], json!({"to": "mallory", "amount": 5}));
+
+    // Clicking the current message approves exactly what it shows.
+    let current = e.updated(&post, "`5`").await;
+    let poll = e.long_poll(&id);
+    let (status, _, _) = e
+        .interact(&block_action(
+            &e.fake,
+            "UFIN2",
+            "pliuz_approve",
+            &current,
+            &id,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    assert_eq!(done["status"], "approved", "{done}");
+    assert_eq!(done["final_args"], json!({"to": "mallory", "amount": 5}));
 }

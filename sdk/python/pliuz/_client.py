@@ -413,14 +413,21 @@ class PliuzClient(_BaseClient):
 
     def decide(
         self,
-        approval_id: str,
+        approval: Approval | str,
         decision: Literal["approve", "reject", "edit"],
         *,
+        args_digest: str | None = None,
         reason: str | None = None,
         final_args: dict[str, Any] | None = None,
     ) -> Approval:
-        """Approve, reject or edit (with ``final_args``) as a human approver."""
-        body = _drop_none({"decision": decision, "reason": reason, "final_args": final_args})
+        """Approve, reject or edit (with ``final_args``) as a human approver.
+
+        A decision applies only to the arguments you reviewed: pass the
+        :class:`Approval` you looked at (its ``args_digest`` is sent), or an
+        id together with ``args_digest``. If an approver edited the arguments
+        since, the server refuses with :class:`PliuzArgsChangedError`.
+        """
+        approval_id, body = _decision_body(approval, decision, args_digest, reason, final_args)
         data = self._request("POST", f"/approvals/{approval_id}/decision", json=body, retry=False)
         return _parse(Approval, data)
 
@@ -630,14 +637,15 @@ class AsyncPliuzClient(_BaseClient):
 
     async def decide(
         self,
-        approval_id: str,
+        approval: Approval | str,
         decision: Literal["approve", "reject", "edit"],
         *,
+        args_digest: str | None = None,
         reason: str | None = None,
         final_args: dict[str, Any] | None = None,
     ) -> Approval:
         """Async :meth:`PliuzClient.decide`."""
-        body = _drop_none({"decision": decision, "reason": reason, "final_args": final_args})
+        approval_id, body = _decision_body(approval, decision, args_digest, reason, final_args)
         data = await self._request(
             "POST", f"/approvals/{approval_id}/decision", json=body, retry=False
         )
@@ -645,6 +653,29 @@ class AsyncPliuzClient(_BaseClient):
 
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def _decision_body(
+    approval: Approval | str,
+    decision: str,
+    args_digest: str | None,
+    reason: str | None,
+    final_args: dict[str, Any] | None,
+) -> tuple[str, dict[str, Any]]:
+    """The decision request: which approval, and the body bound to what was reviewed."""
+    if isinstance(approval, Approval):
+        approval_id, digest = approval.id, args_digest or approval.args_digest
+    else:
+        approval_id, digest = approval, args_digest
+    if not digest:
+        raise ValueError(
+            "a decision must say which arguments were reviewed: pass the Approval you "
+            "looked at, or args_digest= from it (GET the approval first)"
+        )
+    body = _drop_none(
+        {"decision": decision, "args_digest": digest, "reason": reason, "final_args": final_args}
+    )
+    return approval_id, body
 
 
 def _parse(model: type[M], data: Any) -> M:

@@ -106,6 +106,14 @@ class PliuzConflictError(PliuzAPIError):
     """409 ``invalid_transition`` / ``already_voted``: the state does not allow this."""
 
 
+class PliuzArgsChangedError(PliuzConflictError):
+    """409 ``args_changed``: the arguments were edited since the decider reviewed them.
+
+    Nothing was decided. Fetch the approval again, review its current arguments
+    and decide with its new ``args_digest``.
+    """
+
+
 class PliuzIdempotencyConflictError(PliuzConflictError):
     """409 ``idempotency_conflict``: the idempotency key was used before with other arguments."""
 
@@ -196,6 +204,7 @@ _CODE_MAP: dict[str, type[PliuzAPIError]] = {
     "not_found": PliuzNotFoundError,
     "invalid_transition": PliuzConflictError,
     "already_voted": PliuzConflictError,
+    "args_changed": PliuzArgsChangedError,
     "idempotency_conflict": PliuzIdempotencyConflictError,
     "malformed_json": PliuzValidationError,
     "payload_too_large": PliuzValidationError,

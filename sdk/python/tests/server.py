@@ -210,8 +210,17 @@ class Human:
                              f"{self.server.log_tail()}")  # fmt: skip
 
     def decide(self, approval_id: str, decision: str, *, reason: str | None = None,
-               final_args: dict[str, Any] | None = None) -> httpx.Response:  # fmt: skip
-        body: dict[str, Any] = {"decision": decision}
+               final_args: dict[str, Any] | None = None,
+               args_digest: str | None = None) -> httpx.Response:  # fmt: skip
+        """Decide as someone who just reviewed the request: without ``args_digest``
+        the approval's current one is fetched and sent."""
+        if args_digest is None:
+            with self._http() as h:
+                r = h.get(f"/api/v1/approvals/{approval_id}")
+            # A digest that matches nothing when this user cannot see it: the
+            # server's own authorisation answer is what the caller gets.
+            args_digest = str(r.json()["args_digest"]) if r.status_code == 200 else "0" * 64
+        body: dict[str, Any] = {"decision": decision, "args_digest": args_digest}
         if reason is not None:
             body["reason"] = reason
         if final_args is not None:

@@ -91,7 +91,9 @@ def test_error_mapping_against_the_server(server: PliuzServer, client: PliuzClie
     assert unknown.value.code == "unknown_policy"
     a = client.create_approval("transfer", {"to": uid()})
     with pytest.raises(pliuz.PliuzForbiddenError):
-        client.decide(a.id, "approve")  # an agent key can never decide
+        client.decide(a, "approve")  # an agent key can never decide
+    with pytest.raises(ValueError, match="which arguments were reviewed"):
+        client.decide(a.id, "approve")  # no digest: refused before any request
 
 
 def test_user_token_decides_through_the_sdk(server: PliuzServer, client: PliuzClient) -> None:
@@ -99,11 +101,23 @@ def test_user_token_decides_through_the_sdk(server: PliuzServer, client: PliuzCl
     with PliuzClient(server.user_token, server.base_url) as human:
         page = human.list_approvals(status="pending", tool="transfer")
         assert a.id in {x.id for x in page.items}
-        edited = human.decide(a.id, "edit", final_args={**a.tool_args, "amount_cents": 4})
+        edited = human.decide(a, "edit", final_args={**a.tool_args, "amount_cents": 4})
         assert edited.status == "approved" and edited.final_args is not None
         assert edited.final_args["amount_cents"] == 4
         with pytest.raises(pliuz.PliuzConflictError):
-            human.decide(a.id, "reject", reason="too late")
+            human.decide(edited, "reject", reason="too late")
+
+
+def test_a_decision_on_arguments_not_reviewed_is_refused(
+    server: PliuzServer, client: PliuzClient
+) -> None:
+    a = client.create_approval("transfer", {"to": uid(), "amount_cents": 5})
+    with PliuzClient(server.user_token, server.base_url) as human:
+        with pytest.raises(pliuz.PliuzArgsChangedError) as changed:
+            human.decide(a.id, "approve", args_digest="0" * 64)
+        assert changed.value.status == 409 and "changed since you reviewed" in str(changed.value.detail)
+        assert human.get_approval(a.id).status == "pending"
+        assert human.decide(human.get_approval(a.id), "approve").status == "approved"
 
 
 @pytest.mark.asyncio

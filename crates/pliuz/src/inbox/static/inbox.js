@@ -84,6 +84,7 @@
     var hadHello = false;
     source.addEventListener('hello', function () {
       setStatus('Live — updates appear automatically', true);
+      if (request) request.setAttribute('data-live', 'on');
       if (hadHello) resync();
       hadHello = true;
     });
