@@ -37,12 +37,15 @@ pub async fn control_plane(settings: Settings) -> anyhow::Result<ControlPlane> {
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
     let cp = control_plane(settings).await?;
-    cp.record_policy_load().await?;
-    bootstrap_admin(&cp).await?;
     let audit_signer = Arc::new(crate::audit::Signer::load(&cp.settings.audit, true)?);
     cp.store
         .record_verifier_key(&audit_signer.verifier_key())
         .await?;
+    // A log that lost or rewrote what this server signed is refused, before
+    // anything is written to it.
+    crate::audit::witness::check_at_start(&cp, &audit_signer).await?;
+    cp.record_policy_load().await?;
+    bootstrap_admin(&cp).await?;
 
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!(

@@ -769,3 +769,249 @@ async fn tampering_with_the_database_is_detected() {
         assert!(v.stderr.contains("unknown keys"), "{}", v.stderr);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Truncation and forks: what the server remembers outside its database, and
+// an independent monitor.
+
+/// As an attacker with the database and the server stopped: drop the
+/// append-only triggers, cut the log to `cut` entries together with their
+/// checkpoints, and rebuild the tree hashes so what is left is consistent.
+async fn truncate_consistently(data: &Path, cut: u64) {
+    let mut conn = open_db(data).await;
+    drop_triggers(&mut conn).await;
+    exec(
+        &mut conn,
+        &format!("DELETE FROM audit_entries WHERE idx >= {cut}"),
+    )
+    .await;
+    exec(
+        &mut conn,
+        &format!("DELETE FROM audit_checkpoints WHERE size > {cut}"),
+    )
+    .await;
+    exec(&mut conn, "DELETE FROM audit_hashes").await;
+    let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM audit_entries ORDER BY idx")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(bodies.len() as u64, cut);
+    let mut hashes = std::collections::HashMap::new();
+    for (i, b) in bodies.iter().enumerate() {
+        let leaf = pliuz_audit::leaf_hash(b.as_bytes());
+        for (k, h) in pliuz_audit::append(i as u64, leaf, &hashes).unwrap() {
+            hashes.insert(k, h);
+        }
+    }
+    for (k, h) in &hashes {
+        sqlx::query("INSERT INTO audit_hashes (idx, hash) VALUES (?, ?)")
+            .bind(*k as i64)
+            .bind(h.to_vec())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    exec(&mut conn, &format!("UPDATE audit_head SET size = {cut}")).await;
+    conn.close().await.unwrap();
+}
+
+async fn log_size(data: &Path) -> u64 {
+    let mut conn = open_db(data).await;
+    let size: i64 = sqlx::query_scalar("SELECT size FROM audit_head")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    size as u64
+}
+
+/// `pliuz audit monitor --url URL --state FILE [--key K] ARGS`, from outside
+/// (no data dir, no config), with the API token in the environment.
+fn monitor(url: &str, state: &Path, token: &str, keys: &[&str], args: &[&str]) -> (i32, Out) {
+    let mut c = Command::new(BIN);
+    c.args(["audit", "monitor", "--url", url, "--state"])
+        .arg(state)
+        .args(args)
+        .env_remove("PLIUZ_CONFIG")
+        .env_remove("PLIUZ_DATA_DIR")
+        .env("PLIUZ_MONITOR_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for k in keys {
+        c.arg("--key").arg(k);
+    }
+    let mut child = c.spawn().expect("spawn monitor");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the monitor did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("monitor output");
+    (
+        out.status.code().unwrap_or(-1),
+        Out {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_truncated_log_is_refused_at_start_by_check_and_by_a_monitor() {
+    let mut s = Server::start(CONFIG).await;
+    let http = Client::new();
+    let agent = s.agent_key("bot");
+    for i in 0..10 {
+        create_refund(&http, &s, &agent, 100 + i).await;
+    }
+    assert!(s.cli(&["audit", "checkpoint"], None).success);
+    let key = s.cli(&["audit", "key"], None).stdout.trim().to_owned();
+    let state = s.dir.path().join("monitor-state.json");
+    let (code, m) = monitor(&s.base, &state, &agent, &[&key], &["--once"]);
+    assert_eq!(code, 0, "{}{}", m.stdout, m.stderr);
+    assert!(m.stdout.contains("first checkpoint"), "{}", m.stdout);
+    for i in 0..3 {
+        create_refund(&http, &s, &agent, 200 + i).await;
+    }
+    assert!(s.cli(&["audit", "checkpoint"], None).success);
+    let (code, m) = monitor(&s.base, &state, &agent, &[&key], &["--once"]);
+    assert_eq!(code, 0, "{}{}", m.stdout, m.stderr);
+    assert!(m.stdout.contains("grew from"), "{}", m.stdout);
+    s.stop();
+
+    // Every signed checkpoint is remembered next to the key, mode 0600.
+    let data = s.data_dir();
+    let size = log_size(&data).await;
+    let witness = data.join("audit-checkpoints.jsonl");
+    let remembered = std::fs::read_to_string(&witness).expect("checkpoint file");
+    let last: Value = serde_json::from_str(remembered.lines().last().unwrap()).unwrap();
+    let last =
+        pliuz_audit::Checkpoint::parse_unverified_note(last["note"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        last.size, size,
+        "the final checkpoint at shutdown is remembered"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&witness).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+
+    // The attack: cut the tail with its hashes and checkpoints, consistently.
+    let cut = size - 5;
+    truncate_consistently(&data, cut).await;
+    let check = s.cli(&["audit", "check"], None);
+    assert!(!check.success, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check.stderr.contains(&format!(
+            "holds {cut} entries, but this server signed a checkpoint for {size} entries"
+        )),
+        "{}",
+        check.stderr
+    );
+    let refused = s.serve_refused();
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains("refusing to start")
+            && refused
+                .stderr
+                .contains(&format!("signed a checkpoint for {size} entries"))
+            && refused.stderr.contains("pliuz audit accept-rollback"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(log_size(&data).await, cut, "nothing was written to the log");
+    // Nor is anything signed over it from the CLI.
+    let sign = s.cli(&["audit", "checkpoint"], None);
+    assert!(!sign.success, "{}", sign.stdout);
+
+    // The documented override, for a deliberate restore of an old backup.
+    let accepted = s.cli(&["audit", "accept-rollback"], None);
+    assert!(accepted.success, "{}", accepted.stderr);
+    assert!(
+        accepted.stderr.contains("Accepted the rollback"),
+        "{}",
+        accepted.stderr
+    );
+    s.spawn().await;
+    let check = s.cli(&["audit", "check"], None);
+    assert!(check.success, "{}{}", check.stdout, check.stderr);
+    let admin = s.user_token("root@example.com", "admin", &[]);
+    let (_, page) = get_json(
+        &http,
+        &s.url(&format!("/api/v1/audit/entries?start={cut}")),
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        page["entries"][0]["entry"]["type"], "audit.rollback_accepted",
+        "{page}"
+    );
+    assert_eq!(page["entries"][0]["entry"]["data"]["remembered_size"], size);
+
+    // The monitor that saw the old log reports the rollback, then the fork
+    // once the log has grown past what it saw; its state stays as it was.
+    assert!(s.cli(&["audit", "checkpoint"], None).success);
+    let before = std::fs::read(&state).unwrap();
+    let (code, m) = monitor(&s.base, &state, &agent, &[&key], &["--once"]);
+    assert_eq!(code, 1, "{}{}", m.stdout, m.stderr);
+    assert!(m.stderr.contains("ROLLBACK"), "{}", m.stderr);
+    assert!(m.stderr.contains("remembered checkpoint"), "{}", m.stderr);
+    for i in 0..12 {
+        create_refund(&http, &s, &agent, 300 + i).await;
+    }
+    assert!(s.cli(&["audit", "checkpoint"], None).success);
+    assert!(log_size(&data).await > size);
+    let (code, m) = monitor(&s.base, &state, &agent, &[&key], &["--once"]);
+    assert_eq!(code, 1, "{}{}", m.stdout, m.stderr);
+    assert!(m.stderr.contains("FORK"), "{}", m.stderr);
+    assert_eq!(std::fs::read(&state).unwrap(), before, "state not advanced");
+}
+
+#[tokio::test]
+async fn the_monitor_catches_two_servers_with_one_key_diverging() {
+    let mut a = Server::start(CONFIG).await;
+    let http = Client::new();
+    let agent = a.agent_key("bot");
+    for i in 0..3 {
+        create_refund(&http, &a, &agent, 100 + i).await;
+    }
+    a.stop();
+    // B starts from a copy of A's data dir: same log, same signing key.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&a.data_dir(), copy.path());
+    a.spawn().await;
+    let b = Server::start_on_data_dir(CONFIG, copy.path().to_path_buf()).await;
+
+    let state = a.dir.path().join("monitor-state.json");
+    // No --key: the server's keys are pinned on first use.
+    let (code, m) = monitor(&a.base, &state, &agent, &[], &["--once"]);
+    assert_eq!(code, 0, "{}{}", m.stdout, m.stderr);
+    assert!(m.stderr.contains("trusting on first use"), "{}", m.stderr);
+    for i in 0..2 {
+        create_refund(&http, &a, &agent, 200 + i).await;
+    }
+    assert!(a.cli(&["audit", "checkpoint"], None).success);
+    let (code, m) = monitor(&a.base, &state, &agent, &[], &["--once"]);
+    assert_eq!(code, 0, "{}{}", m.stdout, m.stderr);
+    assert!(m.stdout.contains("grew from"), "{}", m.stdout);
+
+    // B writes other entries and signs them with the same key.
+    for i in 0..4 {
+        create_refund(&http, &b, &agent, 900 + i).await;
+    }
+    assert!(b.cli(&["audit", "checkpoint"], None).success);
+    // The loop (as a service would run it) stops at the fork with exit 1.
+    let (code, m) = monitor(&b.base, &state, &agent, &[], &["--interval", "1s"]);
+    assert_eq!(code, 1, "{}{}", m.stdout, m.stderr);
+    assert!(m.stderr.contains("FORK"), "{}", m.stderr);
+    // A, still honest, passes.
+    let (code, m) = monitor(&a.base, &state, &agent, &[], &["--once"]);
+    assert_eq!(code, 0, "{}{}", m.stdout, m.stderr);
+}

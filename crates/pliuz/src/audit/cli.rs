@@ -4,6 +4,7 @@
 //! server: SQLite WAL, or the shared PostgreSQL database).
 
 use super::signer::{write_key_file, Signer};
+use super::witness::Witness;
 use crate::approval::Actor;
 use crate::config::{Overrides, Settings};
 use crate::store::AuditEvent;
@@ -46,8 +47,41 @@ pub enum AuditCommand {
         #[arg(long)]
         keys_file: Option<PathBuf>,
     },
-    /// Re-check the live log in the database: every entry, stored hash, checkpoint and key.
+    /// Re-check the live log in the database: every entry, stored hash, checkpoint and key,
+    /// and that the log still extends every checkpoint this server remembers signing.
     Check,
+    /// Watch a Pliuz server's log from elsewhere: fails (exit 1) on any fork or rollback.
+    ///
+    /// Keeps the newest verified checkpoint in --state; each round fetches the newest
+    /// checkpoint and a consistency proof over the audit API. The API token (any agent key
+    /// or user token) comes from PLIUZ_MONITOR_TOKEN or --token-file. Exit 2: could not
+    /// check (with --once; the loop retries).
+    Monitor {
+        /// The server's base URL, e.g. https://pliuz.example.com.
+        #[arg(long)]
+        url: String,
+        /// The monitor's state file (created on the first run).
+        #[arg(long)]
+        state: PathBuf,
+        /// A trusted verifier key (repeatable). Without one, the server's keys are pinned on first use.
+        #[arg(long = "key")]
+        keys: Vec<String>,
+        /// A file of trusted verifier keys, one per line.
+        #[arg(long)]
+        keys_file: Option<PathBuf>,
+        /// A file holding the API token (instead of PLIUZ_MONITOR_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Check once and exit (for cron).
+        #[arg(long)]
+        once: bool,
+        /// Time between checks in the loop, e.g. 60s, 5m.
+        #[arg(long, default_value = "60s")]
+        interval: String,
+    },
+    /// After a deliberate restore of an older database backup: record the rollback in the
+    /// log, keep the old checkpoint file aside and start a new checkpoint chain.
+    AcceptRollback,
     /// Replace the checkpoint signing key. The old verifier key stays valid for older checkpoints.
     RotateKey {
         /// Print the new private key on stdout instead of writing the key file
@@ -55,6 +89,37 @@ pub enum AuditCommand {
         #[arg(long)]
         print: bool,
     },
+}
+
+/// `--key` values plus the lines of `--keys-file`.
+fn key_strings(keys: &[String], file: Option<&Path>) -> anyhow::Result<Vec<String>> {
+    let mut all: Vec<String> = keys.to_vec();
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+        all.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    Ok(all)
+}
+
+fn monitor_token(file: Option<&Path>) -> anyhow::Result<String> {
+    let token = match file {
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", f.display()))?,
+        None => std::env::var("PLIUZ_MONITOR_TOKEN").unwrap_or_default(),
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        anyhow::bail!(
+            "the audit API needs a token: set PLIUZ_MONITOR_TOKEN or give --token-file (any agent key or user token works; `pliuz agents create monitor`)"
+        );
+    }
+    Ok(token)
 }
 
 fn trusted_keys(keys: &[String], file: Option<&Path>) -> anyhow::Result<Vec<Verifier>> {
@@ -214,22 +279,49 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
             let signer = Signer::load(&settings.audit, false).ok();
             let cp = crate::server::control_plane(settings).await?;
             let r = super::verify_log(&cp, signer.as_ref()).await?;
-            match &r.problem {
-                None => {
-                    println!(
-                        "OK: {} entries, {} checkpoints, {} unsigned",
-                        r.entries,
-                        r.checkpoints.len(),
-                        r.unsigned_tail
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Some(p) => {
-                    eprintln!("FAILED: {}", p.message);
-                    Ok(ExitCode::FAILURE)
-                }
+            // What this server remembers signing, outside the database.
+            let witness = Witness::for_settings(&cp.settings);
+            let verifiers = super::witness::verifiers(&cp, signer.as_ref()).await?;
+            let (remembered, problems) = witness.check_all(&cp, &verifiers).await?;
+            if let Some(p) = &r.problem {
+                eprintln!("FAILED: {}", p.message);
             }
+            for p in &problems {
+                eprintln!("FAILED: {p}");
+            }
+            if r.problem.is_some() || !problems.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+            println!(
+                "OK: {} entries, {} checkpoints, {} unsigned; consistent with {remembered} checkpoints remembered in {}",
+                r.entries,
+                r.checkpoints.len(),
+                r.unsigned_tail,
+                witness.path().display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Monitor {
+            url,
+            state,
+            keys,
+            keys_file,
+            token_file,
+            once,
+            interval,
+        } => {
+            let keys = key_strings(&keys, keys_file.as_deref())?;
+            let token = monitor_token(token_file.as_deref())?;
+            let interval = crate::policy::parse_duration(&interval)
+                .map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
+            if interval.is_zero() {
+                anyhow::bail!("--interval must be more than 0s");
+            }
+            let m = super::monitor::Monitor::new(&url, state, token, keys)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(super::monitor::run(m, once, interval).await)
+        }
+        AuditCommand::AcceptRollback => accept_rollback(over).await,
         AuditCommand::RotateKey { print } => rotate_key(over, print).await,
     }
 }
@@ -305,5 +397,62 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
         eprintln!("New key written to {}.", key_file.display());
         println!("{new_vkey}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(over)?;
+    let signer = Signer::load(&settings.audit, false)?;
+    let cp = crate::server::control_plane(settings).await?;
+    let witness = Witness::for_settings(&cp.settings);
+    let Some(newest) = witness.newest()? else {
+        eprintln!(
+            "Nothing to accept: no signed checkpoint is remembered in {}.",
+            witness.path().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let problem = match witness.check_log(&cp, &newest).await {
+        Ok(()) => {
+            eprintln!(
+                "Nothing to accept: the log extends the newest remembered checkpoint ({} entries).",
+                newest.checkpoint.size
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) if e.is_inconsistency() => e.to_string(),
+        Err(e) => return Err(e.into()),
+    };
+    let log_size = cp.store.audit_size().await?;
+    let archived = witness.archive()?;
+    let recorded = async {
+        let mut tx = cp.store.begin_write().await?;
+        tx.audit(AuditEvent {
+            kind: "audit.rollback_accepted",
+            actor: Actor::System.to_string(),
+            approval_id: None,
+            data: serde_json::json!({
+                "remembered_size": newest.checkpoint.size,
+                "remembered_checkpoint": newest.note,
+                "remembered_signed_at": newest.signed_at,
+                "log_size": log_size,
+                "problem": problem,
+                "archived_file": archived.file_name().and_then(|n| n.to_str()),
+            }),
+        })
+        .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = recorded {
+        let _ = std::fs::rename(&archived, witness.path());
+        anyhow::bail!("could not record the rollback in the log; nothing changed: {e}");
+    }
+    let c = super::sign_checkpoint(&cp, &signer).await?;
+    eprintln!(
+        "Accepted the rollback: {problem}.\n  Recorded as an audit.rollback_accepted entry; checkpoint {} starts a new chain.\n  The old checkpoint file is kept at {}.\n  Monitors that saw the old log will report this rollback: once you have checked it, give them a fresh state file.",
+        c.size,
+        archived.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,9 @@
 pub mod api;
 pub mod cli;
 pub mod export;
+pub mod monitor;
 pub mod signer;
+pub mod witness;
 pub mod worker;
 
 pub use signer::Signer;
@@ -110,6 +112,9 @@ pub async fn sign_at(
     signer: &Signer,
     size: u64,
 ) -> AuditResult<SignedCheckpoint> {
+    // Never sign a log that dropped or rewrote what was signed before.
+    let witness = witness::Witness::for_settings(&cp.settings);
+    witness.guard(cp).await?;
     let key = signer.key();
     // Record the key before anything it signs, so exports always list it.
     cp.store.record_verifier_key(&key.verifier_key()).await?;
@@ -120,6 +125,8 @@ pub async fn sign_at(
         root,
     };
     let note = pliuz_audit::sign_checkpoint(&checkpoint, &key).map_err(log_err)?;
+    // Remembered outside the database before anyone can see it.
+    witness.append(&note)?;
     cp.store.save_checkpoint(size, &note).await?;
     // Another replica may have stored its own note for this size first.
     match cp.store.checkpoint_covering(size).await? {

@@ -57,6 +57,25 @@ impl Server {
         s
     }
 
+    /// A server on its own port and config, over an existing data dir (its
+    /// SQLite database and keys), e.g. a copy of another server's.
+    pub async fn start_on_data_dir(config: &str, data_dir: PathBuf) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("pliuz.toml"), config).expect("write config");
+        let port = free_port();
+        let mut s = Server {
+            child: None,
+            dir,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            extra_env: vec![],
+            database_url: None,
+            shared_data_dir: Some(data_dir),
+        };
+        s.spawn().await;
+        s
+    }
+
     /// A second replica on its own port, sharing the database (PostgreSQL),
     /// configuration and keys of `primary`.
     pub async fn replica_of(primary: &Server) -> Server {
@@ -109,6 +128,39 @@ impl Server {
             c.env(k, v);
         }
         c
+    }
+
+    /// `pliuz serve` that is expected to refuse to start: waits (at most
+    /// 30 s) for it to exit and returns its output; panics if it serves.
+    pub fn serve_refused(&self) -> CliOutput {
+        let mut c = self.base_command();
+        c.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn pliuz serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                let out = child.wait_with_output().expect("serve output");
+                return CliOutput {
+                    success: out.status.success(),
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                };
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("serve output");
+                panic!(
+                    "pliuz serve did not refuse to start:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub async fn spawn(&mut self) {
