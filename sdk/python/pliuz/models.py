@@ -82,7 +82,9 @@ class Approval(_Model):
     client_metadata: dict[str, Any] | None = None
     idempotency_key: str | None = None
     args_digest: str | None = None
-    """SHA-256 (hex) of the RFC 8785 JSON of ``{tool_name, tool_args}`` (as sent, redacted)."""
+    """SHA-256 (hex) of the RFC 8785 JSON of ``{tool_name, tool_args}`` under review (the
+    ``proposed_args`` once an approver edited them). A decision sends it back: it applies only
+    to the arguments that were reviewed."""
     required_approvals: int | None = None
     allowed_decisions: list[str] | None = None
     approvals: list[Vote] = Field(default_factory=list)

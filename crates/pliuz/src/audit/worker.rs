@@ -21,7 +21,7 @@ pub async fn run(cp: ControlPlane, signer: Arc<Signer>, shutdown: crate::shutdow
     loop {
         match check(&cp, &signer, every, interval, &mut dirty_since).await {
             Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "could not sign an audit checkpoint"),
+            Err(e) => tracing::error!(error = %e, "could not sign an audit checkpoint"),
         }
         let sleep = match dirty_since {
             Some(t) => interval.saturating_sub(t.elapsed()).min(POLL),
