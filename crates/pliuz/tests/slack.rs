@@ -465,7 +465,7 @@ async fn message_content_escaping_channels_and_dms() {
                 &e.http,
                 &e.server,
                 &e.fin,
-                &id,
+                id,
                 json!({"decision": "approve"}),
             )
             .await,

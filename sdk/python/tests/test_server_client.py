@@ -115,7 +115,8 @@ def test_a_decision_on_arguments_not_reviewed_is_refused(
     with PliuzClient(server.user_token, server.base_url) as human:
         with pytest.raises(pliuz.PliuzArgsChangedError) as changed:
             human.decide(a.id, "approve", args_digest="0" * 64)
-        assert changed.value.status == 409 and "changed since you reviewed" in str(changed.value.detail)
+        assert changed.value.status == 409
+        assert "changed since you reviewed" in str(changed.value.detail)
         assert human.get_approval(a.id).status == "pending"
         assert human.decide(human.get_approval(a.id), "approve").status == "approved"
 
