@@ -177,6 +177,7 @@ def server_export(tmp_path_factory):
     p.start()
     try:
         ids = []
+        digests = []
         for amount in (500, 1200, 9900):
             status, body = p.request(
                 "POST",
@@ -189,12 +190,15 @@ def server_export(tmp_path_factory):
             )
             assert status == 201, body
             ids.append(json.loads(body)["id"])
+            digests.append(json.loads(body)["args_digest"])
         status, body = p.request(
             "POST",
             f"/api/v1/approvals/{ids[1]}/decision",
             approver,
             {
                 "decision": "edit",
+                # The arguments reviewed: those the request was created with.
+                "args_digest": digests[1],
                 "final_args": {"order_id": "A-1", "amount_cents": 1000},
                 "reason": "cap",
             },

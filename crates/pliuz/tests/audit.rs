@@ -1014,4 +1014,12 @@ async fn the_monitor_catches_two_servers_with_one_key_diverging() {
     // A, still honest, passes.
     let (code, m) = monitor(&a.base, &state, &agent, &[], &["--once"]);
     assert_eq!(code, 0, "{}{}", m.stdout, m.stderr);
+    // Not being able to check is not a verdict: exit 2.
+    let down = format!("http://127.0.0.1:{}", support::free_port());
+    let (code, m) = monitor(&down, &state, &agent, &[], &["--once"]);
+    assert_eq!(code, 2, "{}{}", m.stdout, m.stderr);
+    assert!(m.stderr.contains("could not check"), "{}", m.stderr);
+    let (code, m) = monitor(&a.base, &state, "", &[], &["--once"]);
+    assert_eq!(code, 2, "{}{}", m.stdout, m.stderr);
+    assert!(m.stderr.contains("PLIUZ_MONITOR_TOKEN"), "{}", m.stderr);
 }

@@ -310,16 +310,26 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
             once,
             interval,
         } => {
-            let keys = key_strings(&keys, keys_file.as_deref())?;
-            let token = monitor_token(token_file.as_deref())?;
-            let interval = crate::policy::parse_duration(&interval)
-                .map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
-            if interval.is_zero() {
-                anyhow::bail!("--interval must be more than 0s");
+            // Exit 1 means the log misbehaved; a usage problem is exit 2.
+            let setup = || -> anyhow::Result<(super::monitor::Monitor, std::time::Duration)> {
+                let keys = key_strings(&keys, keys_file.as_deref())?;
+                let token = monitor_token(token_file.as_deref())?;
+                let interval = crate::policy::parse_duration(&interval)
+                    .map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
+                if interval.is_zero() {
+                    anyhow::bail!("--interval must be more than 0s");
+                }
+                let m = super::monitor::Monitor::new(&url, state.clone(), token, keys)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok((m, interval))
+            };
+            match setup() {
+                Ok((m, interval)) => Ok(super::monitor::run(m, once, interval).await),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    Ok(ExitCode::from(2))
+                }
             }
-            let m = super::monitor::Monitor::new(&url, state, token, keys)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            Ok(super::monitor::run(m, once, interval).await)
         }
         AuditCommand::AcceptRollback => accept_rollback(over).await,
         AuditCommand::RotateKey { print } => rotate_key(over, print).await,

@@ -126,7 +126,7 @@ pub async fn sign_at(
     };
     let note = pliuz_audit::sign_checkpoint(&checkpoint, &key).map_err(log_err)?;
     // Remembered outside the database before anyone can see it.
-    witness.append(&note)?;
+    witness.append_async(&note).await?;
     cp.store.save_checkpoint(size, &note).await?;
     // Another replica may have stored its own note for this size first.
     match cp.store.checkpoint_covering(size).await? {

@@ -330,7 +330,7 @@ impl Monitor {
                 evidence()
             )));
         }
-        self.save_state(&advance(old.keys))?;
+        self.save_state(&advance(keys))?;
         Ok(Round::Grew {
             from: old_cp.size,
             to: new.size,

@@ -282,10 +282,22 @@ impl Witness {
     /// The newest remembered checkpoint must be extended by the log (before
     /// anything new is signed, and at start).
     pub async fn guard(&self, cp: &ControlPlane) -> Result<(), WitnessError> {
-        match self.newest()? {
+        let w = self.clone();
+        let newest = tokio::task::spawn_blocking(move || w.newest())
+            .await
+            .map_err(|e| WitnessError::Io(format!("reading the checkpoint file: {e}")))??;
+        match newest {
             Some(r) => self.check_log(cp, &r).await,
             None => Ok(()),
         }
+    }
+
+    /// [`Witness::append`] off the async runtime (it fsyncs).
+    pub async fn append_async(&self, note: &str) -> Result<(), WitnessError> {
+        let (w, note) = (self.clone(), note.to_owned());
+        tokio::task::spawn_blocking(move || w.append(&note))
+            .await
+            .map_err(|e| WitnessError::Io(format!("recording the checkpoint: {e}")))?
     }
 
     /// Every remembered checkpoint, for `pliuz audit check`: its signature
