@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn agent_text_stays_inside_code() {
-        assert_eq!(code("a`b\n*c*\r_d_ ~e~", 100), "`aˋb *c*  _d_ ~e~`");
+        assert_eq!(code("a`b\n*c*\r_d_ ~e~", 100), "`aˋb *c* _d_ ~e~`");
         assert_eq!(code("", 10), "`(empty)`");
         assert_eq!(code("\u{2028}", 10), "`(empty)`");
         let b = code_block("ok\n```\n:white_check_mark: *Approved*\u{2029}x", 100);
