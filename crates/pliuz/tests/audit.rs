@@ -778,8 +778,19 @@ async fn tampering_with_the_database_is_detected() {
 /// append-only triggers, cut the log to `cut` entries together with their
 /// checkpoints, and rebuild the tree hashes so what is left is consistent.
 async fn truncate_consistently(data: &Path, cut: u64) {
+    rewrite_consistently(data, cut, None).await
+}
+
+/// Like [`truncate_consistently`], optionally also rewriting one entry's
+/// body (`idx`, `from` → `to`) before the tree is rebuilt.
+async fn rewrite_consistently(data: &Path, cut: u64, edit: Option<(u64, &str, &str)>) {
     let mut conn = open_db(data).await;
     drop_triggers(&mut conn).await;
+    if let Some((idx, from, to)) = edit {
+        let b = body(&mut conn, idx).await;
+        assert!(b.contains(from), "{b}");
+        set_body(&mut conn, idx, &b.replacen(from, to, 1)).await;
+    }
     exec(
         &mut conn,
         &format!("DELETE FROM audit_entries WHERE idx >= {cut}"),
@@ -903,7 +914,41 @@ async fn a_truncated_log_is_refused_at_start_by_check_and_by_a_monitor() {
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
 
-    // The attack: cut the tail with its hashes and checkpoints, consistently.
+    // First attack: rewrite a signed entry and rebuild every hash, at the
+    // same size. (On a copy; the original is put back afterwards.)
+    let pristine = s.dir.path().join("pristine");
+    copy_dir(&data, &pristine);
+    rewrite_consistently(
+        &data,
+        size,
+        Some((size - 4, "issue_refund", "issue_refunc")),
+    )
+    .await;
+    let refused = s.serve_refused();
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains("refusing to start")
+            && refused.stderr.contains(&format!(
+                "does not extend the checkpoint for {size} entries"
+            ))
+            && refused.stderr.contains("consistency proof does not verify"),
+        "{}",
+        refused.stderr
+    );
+    let check = s.cli(&["audit", "check"], None);
+    assert!(!check.success, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check.stderr.contains("signed entries were rewritten"),
+        "{}",
+        check.stderr
+    );
+    for f in std::fs::read_dir(&data).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    copy_dir(&pristine, &data);
+
+    // The attack of the issue: cut the tail with its hashes and checkpoints,
+    // consistently.
     let cut = size - 5;
     truncate_consistently(&data, cut).await;
     let check = s.cli(&["audit", "check"], None);

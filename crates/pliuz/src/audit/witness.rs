@@ -431,3 +431,54 @@ pub async fn check_at_start(cp: &ControlPlane, signer: &super::Signer) -> anyhow
         .check_at_start(cp, &verifiers)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(size: u64) -> String {
+        let key = pliuz_audit::SigningKey::generate("test/log").unwrap();
+        pliuz_audit::sign_checkpoint(
+            &Checkpoint {
+                origin: "test/log".into(),
+                size,
+                root: [size as u8; 32],
+            },
+            &key,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn appends_read_back_newest_and_a_torn_last_line_is_not_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Witness {
+            path: dir.path().join(FILE_NAME),
+        };
+        assert!(w.newest().unwrap().is_none());
+        for size in [3, 9, 5] {
+            w.append(&note(size)).unwrap();
+        }
+        assert_eq!(w.read_all().unwrap().len(), 3);
+        assert_eq!(w.newest().unwrap().unwrap().checkpoint.size, 9);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(w.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A crash in the middle of a write: the partial line is ignored.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(w.path())
+            .unwrap();
+        f.write_all(b"{\"note\":\"test/log\\n12").unwrap();
+        assert_eq!(w.read_all().unwrap().len(), 3);
+        assert_eq!(w.newest().unwrap().unwrap().checkpoint.size, 9);
+        // A complete line that is not a record is refused, not skipped.
+        f.write_all(b"\n").unwrap();
+        let e = w.read_all().unwrap_err().to_string();
+        assert!(e.contains("line 4 is not a checkpoint record"), "{e}");
+        assert!(w.newest().is_err());
+    }
+}
