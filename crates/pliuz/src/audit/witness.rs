@@ -159,10 +159,16 @@ impl Witness {
         Ok(())
     }
 
+    /// `n`: the line number, when known (0 when reading only the end).
     fn parse_line(&self, n: usize, text: &str) -> Result<Remembered, WitnessError> {
+        let at = if n == 0 {
+            "a line near the end".to_owned()
+        } else {
+            format!("line {n}")
+        };
         let bad = |why: String| {
             WitnessError::Corrupt(format!(
-                "{} line {n} is not a checkpoint record: {why}",
+                "{} {at} is not a checkpoint record: {why}",
                 self.shown()
             ))
         };
@@ -191,7 +197,7 @@ impl Witness {
             .split('\n')
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| self.parse_line(first_line + i, l))
+            .map(|(i, l)| self.parse_line(if first_line == 0 { 0 } else { first_line + i }, l))
             .collect()
     }
 
