@@ -650,6 +650,15 @@ fn request_page(
                                     (args_table(fa))
                                 }
                             }
+                            @if a.status == Status::Executing {
+                                h3 { "Execution" }
+                                p.error #outcome-unknown role="status" {
+                                    strong { "Outcome unknown — check before retrying." }
+                                    " The agent started the tool"
+                                    @if let Some(c) = &a.claim { " at " (time_el(c.claimed_at, &fmt_time(c.claimed_at))) }
+                                    " and never reported how it went. Pliuz will not let it run again."
+                                }
+                            }
                             @if let Some(e) = &a.execution {
                                 h3 { "Execution" }
                                 dl.facts {

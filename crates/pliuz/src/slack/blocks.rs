@@ -147,6 +147,9 @@ fn headline(a: &Approval) -> String {
             format!(":white_check_mark: *Approved with edits* by {by} on {at}")
         }
         Status::Approved => format!(":white_check_mark: *Approved* by {by} on {at}"),
+        Status::Executing => format!(
+            ":warning: *Approved* by {by} on {at}; the agent started it and has not reported the outcome: outcome unknown — check before retrying"
+        ),
         Status::Executed => {
             let ran = a
                 .execution
@@ -165,7 +168,7 @@ fn headline(a: &Approval) -> String {
 pub fn fallback_text(a: &Approval) -> String {
     let verb = match a.status {
         Status::Pending => "Approval needed",
-        Status::Approved | Status::Executed => "Approved",
+        Status::Approved | Status::Executing | Status::Executed => "Approved",
         Status::Rejected => "Rejected",
         Status::Expired => "Expired",
         Status::Cancelled => "Cancelled",
@@ -364,6 +367,8 @@ mod tests {
             votes: vec![],
             settlement: None,
             edited: false,
+            execute_within_ms: 86_400_000,
+            claim: None,
             execution: None,
             created_at: 0,
             expires_at: 30 * 60 * 1000,
