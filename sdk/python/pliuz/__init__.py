@@ -25,7 +25,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._client import DEFAULT_BASE_URL, AsyncPliuzClient, PliuzClient
-from ._gate import raise_for_outcome
+from ._gate import raise_for_outcome, undelivered_reports
 from .errors import (
     PliuzAlreadyExecutedError,
     PliuzAPIError,
@@ -36,11 +36,13 @@ from .errors import (
     PliuzConnectionError,
     PliuzDecisionError,
     PliuzError,
+    PliuzExecutionExpiredError,
     PliuzExpiredError,
     PliuzForbiddenError,
     PliuzIdempotencyConflictError,
     PliuzNoMatchingPolicyError,
     PliuzNotFoundError,
+    PliuzOutcomeUnknownError,
     PliuzRateLimitError,
     PliuzRejectedError,
     PliuzServerError,
@@ -70,11 +72,13 @@ __all__ = [
     "PliuzConnectionError",
     "PliuzDecisionError",
     "PliuzError",
+    "PliuzExecutionExpiredError",
     "PliuzExpiredError",
     "PliuzForbiddenError",
     "PliuzIdempotencyConflictError",
     "PliuzNoMatchingPolicyError",
     "PliuzNotFoundError",
+    "PliuzOutcomeUnknownError",
     "PliuzRateLimitError",
     "PliuzRejectedError",
     "PliuzServerError",
@@ -85,4 +89,5 @@ __all__ = [
     "gated",
     "idempotency_key",
     "raise_for_outcome",
+    "undelivered_reports",
 ]

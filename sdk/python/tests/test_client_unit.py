@@ -136,10 +136,21 @@ async def test_async_client_twin(fast_backoff: None) -> None:
         fake.on_get = lambda ap: fake.decide(a.id, "approved")
         settled = await c.wait_for_decision(a.id, timeout=10)
         assert settled.status == "approved" and settled.final_args == {"x": 1}
-        done = await c.report_execution(a.id, "success", latency_ms=3, output_excerpt="ok")
-        assert done.status == "executed" and done.execution is not None
-        with pytest.raises(pliuz.PliuzConflictError):
+        with pytest.raises(pliuz.PliuzConflictError) as unclaimed:
             await c.report_execution(a.id, "success")
+        assert unclaimed.value.code == "execution_not_claimed"
+        claimed = await c.claim_execution(a.id)
+        assert claimed.status == "executing" and claimed.execution is not None
+        claim_id = claimed.execution.claim_id
+        assert claim_id and claimed.execution.outcome is None
+        done = await c.report_execution(
+            a.id, "success", claim_id=claim_id, latency_ms=3, output_excerpt="ok"
+        )
+        assert done.status == "executed" and done.execution is not None
+        assert done.execution.outcome == "success"
+        with pytest.raises(pliuz.PliuzConflictError) as mismatch:
+            await c.report_execution(a.id, "success", claim_id="someone-else")
+        assert mismatch.value.code == "claim_mismatch"
         with pytest.raises(pliuz.PliuzNotFoundError):
             await c.get_approval("nope")
     await http.aclose()

@@ -50,8 +50,10 @@ def test_sync_approve_with_edit_restores_redacted_values() -> None:
     assert create["tool_args"]["card"]["number"] == pliuz.REDACTED
     assert create["policy"] == "refunds" and create["session_id"] == "s1"
     assert create["tool_schema"]["properties"]["amount_cents"]["type"] == "integer"
-    (report,) = bodies(fake, "/execution")
+    claim, report = bodies(fake, "/execution")
+    assert claim["outcome"] == "started" and claim["claim_id"]
     assert report["outcome"] == "success" and report["output_excerpt"] == "refunded 100"
+    assert report["claim_id"] == claim["claim_id"]
 
 
 def test_edit_that_does_not_bind_refuses_to_run() -> None:
@@ -67,7 +69,8 @@ def test_edit_that_does_not_bind_refuses_to_run() -> None:
     with pytest.raises(pliuz.PliuzArgumentsError):
         f(1)
     assert ran == []
-    (report,) = bodies(fake, "/execution")
+    claim, report = bodies(fake, "/execution")
+    assert claim["outcome"] == "started" and report["claim_id"] == claim["claim_id"]
     assert report["outcome"] == "error" and report["output_excerpt"].startswith("not run")
 
 
@@ -103,7 +106,8 @@ def test_errors_of_the_function_are_reported_and_propagate() -> None:
 
     with pytest.raises(RuntimeError, match="kaput"):
         boom()
-    (report,) = bodies(fake, "/execution")
+    claim, report = bodies(fake, "/execution")
+    assert claim["outcome"] == "started" and report["claim_id"] == claim["claim_id"]
     assert report["outcome"] == "error" and "kaput" in report["output_excerpt"]
 
 
