@@ -521,3 +521,73 @@ async fn inbox_get(e: &Env, cookies: &[String], path: &str) -> String {
     assert_eq!(r.status(), StatusCode::OK, "{path}");
     r.text().await.expect("html")
 }
+
+#[tokio::test]
+async fn slack_shows_the_claim_as_outcome_unknown_then_the_reported_outcome() {
+    use support::slack_fake::FakeSlack;
+    let fake = FakeSlack::start("xoxb-claim-test").await;
+    let config = format!(
+        "[slack]\nbot_token = \"xoxb-claim-test\"\nsigning_secret = \"claim-test-secret\"\napi_url = \"{}\"\ndefault_channel = \"#approvals\"\n{CONFIG}",
+        fake.api_url()
+    );
+    let env_vars = [
+        ("PLIUZ_OUTBOX_BACKOFF_MS", "50"),
+        ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "300"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let server = Server::start_with(&config, None, env_vars).await;
+    let agent = server.agent_key("support-bot");
+    let http = Client::new();
+    let post = |path: String, body: Value| {
+        let (http, agent, url) = (http.clone(), agent.clone(), server.url(&path));
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(agent)
+                .json(&body)
+                .send()
+                .await
+                .expect("post");
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let a = post(
+        "/api/v1/approvals".into(),
+        json!({"tool_name": "auto_tool", "tool_args": {"n": 1}}),
+    )
+    .await;
+    let id = a["id"].as_str().expect("id").to_owned();
+    let wait = Duration::from_secs(20);
+    let needle = format!("/requests/{id}");
+    fake.wait_for("the request message", wait, |c| {
+        c.method == "chat.postMessage" && c.ok() && c.body.to_string().contains(&needle)
+    })
+    .await;
+    let claimed = post(
+        format!("/api/v1/approvals/{id}/execution"),
+        json!({"outcome": "started"}),
+    )
+    .await;
+    fake.wait_for("an update saying the outcome is unknown", wait, |c| {
+        c.method == "chat.update"
+            && c.ok()
+            && c.body
+                .to_string()
+                .contains("outcome unknown — check before retrying")
+    })
+    .await;
+    post(
+        format!("/api/v1/approvals/{id}/execution"),
+        json!({"outcome": "success", "claim_id": claimed["execution"]["claim_id"]}),
+    )
+    .await;
+    fake.wait_for("an update with the reported outcome", wait, |c| {
+        c.method == "chat.update"
+            && c.ok()
+            && c.body.to_string().contains("the agent ran it (success)")
+    })
+    .await;
+}

@@ -542,6 +542,10 @@ impl ControlPlane {
             }),
         })
         .await?;
+        // Slack shows it too: started, and "outcome unknown" if no report follows.
+        let policy = self.policies.get(&a.policy).cloned();
+        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+            .await?;
         self.commit_change(tx, &a).await?;
         Ok(a)
     }
@@ -578,6 +582,9 @@ impl ControlPlane {
             }),
         })
         .await?;
+        let policy = self.policies.get(&a.policy).cloned();
+        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+            .await?;
         self.commit_change(tx, &a).await?;
         Ok(a)
     }

@@ -409,6 +409,34 @@ mod tests {
     }
 
     #[test]
+    fn an_unreported_execution_reads_as_outcome_unknown() {
+        let mut a = approval();
+        a.status = Status::Executing;
+        a.settlement = Some(Settlement {
+            status: Status::Approved,
+            by: "user:fin@example.com".into(),
+            reason: None,
+            at: 1000,
+        });
+        let text = message(&a, "http://p", 0).to_string();
+        assert!(!text.contains(ACTION_APPROVE));
+        assert!(
+            text.contains("outcome unknown — check before retrying"),
+            "{text}"
+        );
+        a.status = Status::Executed;
+        a.execution = Some(crate::approval::Execution {
+            outcome: crate::approval::ExecutionOutcome::Error,
+            latency_ms: None,
+            output_excerpt: None,
+            reported_at: 2000,
+        });
+        let text = message(&a, "http://p", 0).to_string();
+        assert!(text.contains("the agent ran it (error)"), "{text}");
+        assert!(!text.contains("unknown"), "{text}");
+    }
+
+    #[test]
     fn durations_read_well() {
         assert_eq!(human_duration(1), "1 s");
         assert_eq!(human_duration(90_000), "1 min");
