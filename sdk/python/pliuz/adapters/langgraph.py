@@ -711,7 +711,8 @@ def require_approval(
     Raises (fail closed) :class:`~pliuz.PliuzRejectedError` (``.reason``),
     :class:`~pliuz.PliuzExpiredError`, :class:`~pliuz.PliuzCancelledError`,
     :class:`~pliuz.PliuzAlreadyExecutedError` (the request was reported as
-    executed), :class:`~pliuz.PliuzConnectionError` and the API errors.
+    executed), :class:`~pliuz.PliuzOutcomeUnknownError` (it was started and
+    never reported), :class:`~pliuz.PliuzConnectionError` and the API errors.
 
     This only asks; it does not record that the action ran. Prefer
     :func:`run_with_approval`, which runs the action and reports it, so that
