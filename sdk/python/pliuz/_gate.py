@@ -299,6 +299,25 @@ def _ran_here(report: _Report, approval: Approval) -> PliuzAlreadyExecutedError:
     )
 
 
+def _args_and_claim(approval: Approval, prepared: PreparedCall) -> tuple[dict[str, Any], str]:
+    """The arguments to run with and the claim id to claim with.
+
+    Normally the request must be ``approved`` and a fresh claim id is used. A
+    body of this process that paused without finishing (a LangGraph interrupt
+    inside the tool) left its claim held: its re-run re-presents that claim.
+    """
+    claim = approval.execution.claim_id if approval.execution else None
+    with _guard:
+        held = _held_claims.get(approval.id)
+        if held is not None and (approval.status != "executing" or held != claim):
+            del _held_claims[approval.id]  # not (or no longer) ours
+            held = None
+    if held is not None:
+        approved = approval.final_args if approval.final_args is not None else approval.tool_args
+        return restore(approved, prepared.redacted), held
+    return final_args(approval, prepared), _new_claim_id()
+
+
 def _claim_refused(
     exc: PliuzConflictError, approval: Approval, fresh: Approval | None
 ) -> PliuzError:
@@ -404,9 +423,7 @@ def _run_gated_sync(
     if approval.status == "executing" and (kept := _kept_report(approval)) is not None:
         _deliver_sync(client, kept)
         raise _ran_here(kept, approval)
-    args = final_args(approval, prepared)
-    with _guard:
-        claim_id = _held_claims.pop(approval.id, None) or _new_claim_id()
+    args, claim_id = _args_and_claim(approval, prepared)
     _claim_sync(client, approval, claim_id, deadline)
     started = time.monotonic()
 
@@ -450,6 +467,7 @@ def _claim_sync(
 
 def _finish_sync(client: PliuzClient, report: _Report) -> None:
     with _guard:
+        _held_claims.pop(report.approval_id, None)
         _undelivered[report.approval_id] = report  # kept until the server has it
     _deliver_sync(client, report)
 
@@ -539,9 +557,7 @@ async def _run_gated_async(
     if approval.status == "executing" and (kept := _kept_report(approval)) is not None:
         await _deliver_async(client, kept)
         raise _ran_here(kept, approval)
-    args = final_args(approval, prepared)
-    with _guard:
-        claim_id = _held_claims.pop(approval.id, None) or _new_claim_id()
+    args, claim_id = _args_and_claim(approval, prepared)
     await _claim_async(client, approval, claim_id, deadline)
     started = time.monotonic()
 
@@ -584,6 +600,7 @@ async def _claim_async(
 
 async def _finish_async(client: AsyncPliuzClient, report: _Report) -> None:
     with _guard:
+        _held_claims.pop(report.approval_id, None)
         _undelivered[report.approval_id] = report
     await _deliver_async(client, report)
 
