@@ -318,6 +318,14 @@ def _args_and_claim(approval: Approval, prepared: PreparedCall) -> tuple[dict[st
     return final_args(approval, prepared), _new_claim_id()
 
 
+def _hold_unanswered_claim(approval: Approval, claim_id: str) -> None:
+    # The claim got no answer: it may have landed. The body has not run, so a
+    # retry of this call in this process re-presents it (the server answers 200
+    # to its own claim) instead of finding it "outcome unknown".
+    with _guard:
+        _held_claims[approval.id] = claim_id
+
+
 def _claim_refused(
     exc: PliuzConflictError, approval: Approval, fresh: Approval | None
 ) -> PliuzError:
@@ -463,6 +471,9 @@ def _claim_sync(
         except PliuzError:
             fresh = None
         raise _claim_refused(exc, approval, fresh) from None
+    except PliuzError:
+        _hold_unanswered_claim(approval, claim_id)
+        raise
 
 
 def _finish_sync(client: PliuzClient, report: _Report) -> None:
@@ -596,6 +607,9 @@ async def _claim_async(
         except PliuzError:
             fresh = None
         raise _claim_refused(exc, approval, fresh) from None
+    except PliuzError:
+        _hold_unanswered_claim(approval, claim_id)
+        raise
 
 
 async def _finish_async(client: AsyncPliuzClient, report: _Report) -> None:

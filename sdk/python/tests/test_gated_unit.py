@@ -284,3 +284,60 @@ def test_a_lost_claim_race_means_no_run_and_says_why() -> None:
     with pytest.raises(pliuz.PliuzAlreadyExecutedError):
         f(2)
     assert ran == []
+
+
+def _lose_first_claim_answer(fake: FakePliuz) -> None:
+    """The first claim lands on the server but its answer never arrives."""
+    real = fake._execution
+    lost: list[bool] = []
+
+    def execution(approval: dict[str, Any], body: dict[str, Any]) -> httpx.Response:
+        response = real(approval, body)
+        if body["outcome"] == "started" and not lost:
+            lost.append(True)
+            raise httpx.ReadError("connection reset after the claim was stored")
+        return response
+
+    fake._execution = execution  # type: ignore[method-assign]
+
+
+def test_a_claim_whose_answer_was_lost_is_retried_with_the_same_claim_id(
+    fast_backoff: None,
+) -> None:
+    fake = FakePliuz()
+    fake.auto = "approved"
+    _lose_first_claim_answer(fake)
+    ran: list[int] = []
+
+    @gated(client=sync_client(fake), session_id="lost-answer")
+    def f(a: int) -> int:
+        ran.append(a)
+        return a
+
+    assert f(1) == 1 and ran == [1]
+    claims = [b["claim_id"] for b in bodies(fake, "/execution") if b["outcome"] == "started"]
+    assert len(claims) == 2 and claims[0] == claims[1]
+    (approval,) = fake.approvals.values()
+    assert approval["status"] == "executed"
+
+
+def test_an_unanswered_claim_is_re_presented_by_the_next_call_in_this_process() -> None:
+    fake = FakePliuz()
+    fake.auto = "approved"
+    _lose_first_claim_answer(fake)
+    client = PliuzClient(
+        KEY, "http://t", http_client=httpx.Client(transport=fake.transport()), max_retries=0
+    )
+    ran: list[int] = []
+
+    @gated(client=client, session_id="unanswered")
+    def f(a: int) -> int:
+        ran.append(a)
+        return a
+
+    with pytest.raises(pliuz.PliuzConnectionError):
+        f(1)  # the claim may have landed: the body does not run
+    (approval,) = fake.approvals.values()
+    assert ran == [] and approval["status"] == "executing"
+    assert f(1) == 1 and ran == [1]  # this process holds the claim: it runs, once
+    assert approval["status"] == "executed"
