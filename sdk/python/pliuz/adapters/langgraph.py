@@ -714,9 +714,10 @@ def require_approval(
     executed), :class:`~pliuz.PliuzOutcomeUnknownError` (it was started and
     never reported), :class:`~pliuz.PliuzConnectionError` and the API errors.
 
-    This only asks; it does not record that the action ran. Prefer
-    :func:`run_with_approval`, which runs the action and reports it, so that
-    re-running the node never runs it twice.
+    This only asks; it neither claims the execution nor records that the action
+    ran, so nothing stops a second run. Prefer :func:`run_with_approval`, which
+    claims the execution (exactly one caller gets it), runs the action and
+    reports it, so that re-running the node never runs it twice.
 
     Args:
         wait_s: long-poll this many seconds for a quick decision before pausing
