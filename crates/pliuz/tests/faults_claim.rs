@@ -449,6 +449,7 @@ async fn the_inbox_shows_an_unreported_claim_as_outcome_unknown() {
         "{page}"
     );
     assert!(page.contains("status-executing"), "{page}");
+    assert!(page.contains("Run before"), "{page}");
     assert!(page.contains("approval.execution_claimed"), "{page}");
     let history = inbox_get(&e, &cookies, "/history?status=executing").await;
     assert!(history.contains(&format!("/requests/{id}")), "{history}");

@@ -517,6 +517,7 @@ fn facts(a: &Approval, now: i64) -> Markup {
                 }
             }
             div { dt { "Approvals" } dd { (a.votes.len()) " of " (a.required_approvals) " needed" } }
+            @if let Some(b) = a.execute_before() { div { dt { "Run before" } dd { (time_el(b, &fmt_time(b))) } } }
             @if let Some(c) = &a.call_id { div { dt { "Call" } dd { code { (c) } } } }
             @if let Some(c) = &a.session_id { div { dt { "Session" } dd { code { (c) } } } }
         }
