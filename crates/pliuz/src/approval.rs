@@ -2,11 +2,17 @@
 //! policy) to decide. Pure: no I/O, no clock — callers pass `now`.
 //!
 //! ```text
-//! pending ──► approved ──► executed
+//! pending ──► approved ──► executing ──► executed
 //!    ├──────► rejected
 //!    ├──────► expired
 //!    └──────► cancelled
 //! ```
+//!
+//! `approved → executing` is the execution claim: it succeeds once, for one
+//! caller, and only before `execute_before`. That caller alone may run the
+//! tool and report `executed`. A request left in `executing` (the caller
+//! crashed or its report never arrived) has an unknown outcome: nothing moves
+//! it on automatically, so the tool is never run a second time by accident.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -24,16 +30,18 @@ pub enum Status {
     Rejected,
     Expired,
     Cancelled,
+    Executing,
     Executed,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Pending,
         Status::Approved,
         Status::Rejected,
         Status::Expired,
         Status::Cancelled,
+        Status::Executing,
         Status::Executed,
     ];
 
@@ -44,6 +52,7 @@ impl Status {
             Status::Rejected => "rejected",
             Status::Expired => "expired",
             Status::Cancelled => "cancelled",
+            Status::Executing => "executing",
             Status::Executed => "executed",
         }
     }
@@ -53,7 +62,7 @@ impl Status {
     }
 
     /// Settled means a human or the system has answered: nothing more will
-    /// change it except an execution report on `approved`.
+    /// change it except the execution claim and report on `approved`.
     pub fn is_settled(self) -> bool {
         self != Status::Pending
     }
@@ -165,6 +174,32 @@ pub struct Vote {
     pub at: Millis,
 }
 
+/// A time as the API shows it (RFC 3339, UTC, milliseconds), for messages.
+fn rfc3339(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The right to run the tool, handed out once (`approved → executing`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub claim_id: String,
+    pub claimed_at: Millis,
+}
+
+/// The longest `claim_id` a caller may choose.
+pub const MAX_CLAIM_ID_CHARS: usize = 100;
+
+/// A caller-chosen claim id: 1-100 of `A-Z a-z 0-9 - _ .`, so it is safe in
+/// logs and URLs and a retried claim can present the same one.
+pub fn is_valid_claim_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().count() <= MAX_CLAIM_ID_CHARS
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Execution {
     pub outcome: ExecutionOutcome,
@@ -208,6 +243,11 @@ pub struct Approval {
     pub votes: Vec<Vote>,
     pub settlement: Option<Settlement>,
     pub edited: bool,
+    /// How long after approval the tool may still be started (the policy's
+    /// `execute_within`, fixed when the request was created).
+    pub execute_within_ms: i64,
+    /// Set by the execution claim.
+    pub claim: Option<Claim>,
     pub execution: Option<Execution>,
     pub created_at: Millis,
     pub expires_at: Millis,
@@ -226,10 +266,22 @@ pub enum TransitionError {
         status: Status,
         action: &'static str,
     },
-    #[error(
-        "approval {id} is {status}; execution can be reported only once, for an approved request"
-    )]
+    #[error("approval {id} is {status}; only an approved request can be claimed for execution")]
     NotApproved { id: String, status: Status },
+    #[error("approval {id} was already claimed for execution at {claimed_at} and no outcome was reported: the outcome is unknown — check whether the action happened before retrying it as a new request")]
+    ExecutionClaimed { id: String, claimed_at: String },
+    #[error("approval {id} was already executed (outcome {outcome}); it is not run again")]
+    AlreadyExecuted { id: String, outcome: &'static str },
+    #[error("approval {id} can no longer be executed: its execution window closed at {execute_before} (policy execute_within); ask for a new approval")]
+    ExecutionExpired { id: String, execute_before: String },
+    #[error("approval {id} was never claimed for execution: claim it first with outcome 'started', run the tool, then report with the claim_id the claim returned")]
+    NotClaimed { id: String },
+    #[error("approval {id} is claimed by another caller: this report's claim_id does not match the claim; only the caller holding the claim reports the outcome")]
+    ClaimMismatch { id: String },
+    #[error("approval {id} is {status}; its execution cannot be reported")]
+    NotReportable { id: String, status: Status },
+    #[error("approval {id} was already reported as {outcome}; a report cannot be changed")]
+    ReportConflict { id: String, outcome: &'static str },
     #[error(
         "{voter} has already approved approval {id}; each person counts once towards the quorum"
     )]
@@ -426,17 +478,122 @@ impl Approval {
         Ok(())
     }
 
-    /// The agent ran (or failed to run) the approved tool.
-    pub fn report_execution(&mut self, execution: Execution) -> Result<(), TransitionError> {
-        if self.status != Status::Approved {
-            return Err(TransitionError::NotApproved {
-                id: self.id.clone(),
-                status: self.status,
-            });
+    /// When the tool may last be started: decision time + `execute_within`
+    /// (only for requests that were approved).
+    pub fn execute_before(&self) -> Option<Millis> {
+        match (&self.settlement, self.status) {
+            (Some(s), Status::Approved | Status::Executing | Status::Executed)
+                if s.status == Status::Approved =>
+            {
+                Some(s.at.saturating_add(self.execute_within_ms))
+            }
+            _ => None,
         }
-        self.status = Status::Executed;
-        self.execution = Some(execution);
-        Ok(())
+    }
+
+    /// The execution claim: the one caller that gets it may run the tool.
+    /// A caller repeating its own claim (same `claim_id`, e.g. a retry after
+    /// a lost answer) gets `Ok(false)`: nothing changed, it holds the claim.
+    pub fn claim_execution(
+        &mut self,
+        claim_id: &str,
+        now: Millis,
+    ) -> Result<bool, TransitionError> {
+        match (self.status, &self.claim) {
+            (Status::Executing, Some(c)) if c.claim_id == claim_id => return Ok(false),
+            (Status::Executing, c) => {
+                return Err(TransitionError::ExecutionClaimed {
+                    id: self.id.clone(),
+                    claimed_at: c
+                        .as_ref()
+                        .map(|c| rfc3339(c.claimed_at))
+                        .unwrap_or_default(),
+                })
+            }
+            (Status::Executed, _) => {
+                return Err(TransitionError::AlreadyExecuted {
+                    id: self.id.clone(),
+                    outcome: self.execution_outcome_str(),
+                })
+            }
+            (Status::Approved, _) => {}
+            (status, _) => {
+                return Err(TransitionError::NotApproved {
+                    id: self.id.clone(),
+                    status,
+                })
+            }
+        }
+        if let Some(before) = self.execute_before() {
+            if now >= before {
+                return Err(TransitionError::ExecutionExpired {
+                    id: self.id.clone(),
+                    execute_before: rfc3339(before),
+                });
+            }
+        }
+        self.status = Status::Executing;
+        self.claim = Some(Claim {
+            claim_id: claim_id.to_owned(),
+            claimed_at: now,
+        });
+        Ok(true)
+    }
+
+    fn execution_outcome_str(&self) -> &'static str {
+        self.execution
+            .as_ref()
+            .map(|e| e.outcome.as_str())
+            .unwrap_or("unknown")
+    }
+
+    /// The claim holder reports how running the tool went. Repeating the
+    /// same report (same claim, same outcome: a retry after a lost answer)
+    /// gives `Ok(false)` and changes nothing.
+    pub fn report_execution(
+        &mut self,
+        claim_id: Option<&str>,
+        execution: Execution,
+        now: Millis,
+    ) -> Result<bool, TransitionError> {
+        let holds_claim =
+            matches!((&self.claim, claim_id), (Some(c), Some(id)) if c.claim_id == id);
+        match self.status {
+            Status::Executing if holds_claim => {
+                self.status = Status::Executed;
+                self.execution = Some(execution);
+                Ok(true)
+            }
+            Status::Executing => Err(TransitionError::ClaimMismatch {
+                id: self.id.clone(),
+            }),
+            Status::Executed if holds_claim => {
+                if self.execution.as_ref().map(|e| e.outcome) == Some(execution.outcome) {
+                    Ok(false)
+                } else {
+                    Err(TransitionError::ReportConflict {
+                        id: self.id.clone(),
+                        outcome: self.execution_outcome_str(),
+                    })
+                }
+            }
+            Status::Executed => Err(TransitionError::ClaimMismatch {
+                id: self.id.clone(),
+            }),
+            Status::Approved => match self.execute_before() {
+                Some(before) if now >= before => Err(TransitionError::ExecutionExpired {
+                    id: self.id.clone(),
+                    execute_before: rfc3339(before),
+                }),
+                _ => Err(TransitionError::NotClaimed {
+                    id: self.id.clone(),
+                }),
+            },
+            status => Err(TransitionError::NotReportable {
+                id: self.id.clone(),
+                status,
+            }),
+        }
     }
 
     pub fn is_due_to_expire(&self, now: Millis) -> bool {
@@ -476,6 +633,8 @@ mod tests {
             votes: vec![],
             settlement: None,
             edited: false,
+            execute_within_ms: 10_000,
+            claim: None,
             execution: None,
             created_at: 0,
             expires_at: 1000,
@@ -556,28 +715,156 @@ mod tests {
         assert_eq!(a.status, Status::Rejected);
     }
 
-    #[test]
-    fn settled_requests_refuse_everything_but_one_execution_report() {
+    fn exec(outcome: ExecutionOutcome) -> Execution {
+        Execution {
+            outcome,
+            latency_ms: Some(3),
+            output_excerpt: None,
+            reported_at: 4,
+        }
+    }
+
+    fn approved() -> Approval {
         let mut a = pending(1);
         a.decide(by("bob@x", DecisionKind::Approve), 1).unwrap();
+        a
+    }
+
+    #[test]
+    fn settled_requests_refuse_everything_but_the_execution_claim() {
+        let mut a = approved();
         assert!(matches!(
             a.decide(by("carol@x", DecisionKind::Reject), 2),
             Err(TransitionError::NotPending { .. })
         ));
         assert!(a.expire(3).is_err());
         assert!(a.cancel(Actor::Agent("bot".into()), None, 3).is_err());
-        let exec = Execution {
-            outcome: ExecutionOutcome::Success,
-            latency_ms: Some(3),
-            output_excerpt: None,
-            reported_at: 4,
-        };
-        a.report_execution(exec.clone()).unwrap();
+        assert_eq!(a.execute_before(), Some(1 + 10_000));
+        assert_eq!(a.claim_execution("c1", 3), Ok(true));
+        assert_eq!(a.status, Status::Executing);
+        assert_eq!(
+            a.report_execution(Some("c1"), exec(ExecutionOutcome::Success), 4),
+            Ok(true)
+        );
         assert_eq!(a.status, Status::Executed);
+    }
+
+    #[test]
+    fn only_one_claim_ever_succeeds() {
+        let mut a = approved();
+        assert_eq!(a.claim_execution("first", 2), Ok(true));
+        // The same holder retrying its claim keeps it; nothing changes.
+        assert_eq!(a.claim_execution("first", 3), Ok(false));
+        assert_eq!(a.claim.as_ref().map(|c| c.claimed_at), Some(2));
         assert!(matches!(
-            a.report_execution(exec),
-            Err(TransitionError::NotApproved { .. })
+            a.claim_execution("second", 3),
+            Err(TransitionError::ExecutionClaimed { .. })
         ));
+        a.report_execution(Some("first"), exec(ExecutionOutcome::Error), 4)
+            .unwrap();
+        assert!(matches!(
+            a.claim_execution("third", 5),
+            Err(TransitionError::AlreadyExecuted { .. })
+        ));
+        assert!(matches!(
+            a.claim_execution("first", 5),
+            Err(TransitionError::AlreadyExecuted { .. })
+        ));
+    }
+
+    #[test]
+    fn only_approved_requests_can_be_claimed() {
+        let mut a = pending(1);
+        assert!(matches!(
+            a.claim_execution("c", 1),
+            Err(TransitionError::NotApproved {
+                status: Status::Pending,
+                ..
+            })
+        ));
+        a.decide(by("bob@x", DecisionKind::Reject), 1).unwrap();
+        assert!(matches!(
+            a.claim_execution("c", 2),
+            Err(TransitionError::NotApproved {
+                status: Status::Rejected,
+                ..
+            })
+        ));
+        assert_eq!(a.status, Status::Rejected);
+    }
+
+    #[test]
+    fn the_claim_closes_at_execute_before() {
+        let mut a = approved(); // decided at 1, execute_within 10 000
+        assert!(matches!(
+            a.claim_execution("late", 10_001),
+            Err(TransitionError::ExecutionExpired { .. })
+        ));
+        assert_eq!(a.status, Status::Approved);
+        assert!(a.claim.is_none());
+        // Nor can the outcome of an unclaimed run be reported after it.
+        assert!(matches!(
+            a.report_execution(None, exec(ExecutionOutcome::Success), 10_001),
+            Err(TransitionError::ExecutionExpired { .. })
+        ));
+    }
+
+    #[test]
+    fn a_claim_made_in_time_can_report_after_the_window() {
+        let mut a = approved();
+        assert_eq!(a.claim_execution("c", 10_000), Ok(true));
+        // The tool was started in time; its outcome is recorded, not lost.
+        assert_eq!(
+            a.report_execution(Some("c"), exec(ExecutionOutcome::Success), 50_000),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn reports_need_the_claim() {
+        let mut a = approved();
+        assert!(matches!(
+            a.report_execution(Some("c"), exec(ExecutionOutcome::Success), 2),
+            Err(TransitionError::NotClaimed { .. })
+        ));
+        a.claim_execution("c", 2).unwrap();
+        for wrong in [None, Some("other")] {
+            assert!(matches!(
+                a.report_execution(wrong, exec(ExecutionOutcome::Success), 3),
+                Err(TransitionError::ClaimMismatch { .. })
+            ));
+        }
+        assert_eq!(a.status, Status::Executing);
+        assert_eq!(
+            a.report_execution(Some("c"), exec(ExecutionOutcome::Success), 3),
+            Ok(true)
+        );
+        // A retried identical report is accepted without change; a different one is not.
+        assert_eq!(
+            a.report_execution(Some("c"), exec(ExecutionOutcome::Success), 4),
+            Ok(false)
+        );
+        assert!(matches!(
+            a.report_execution(Some("c"), exec(ExecutionOutcome::Error), 4),
+            Err(TransitionError::ReportConflict { .. })
+        ));
+        assert!(matches!(
+            a.report_execution(Some("x"), exec(ExecutionOutcome::Success), 4),
+            Err(TransitionError::ClaimMismatch { .. })
+        ));
+        let mut p = pending(1);
+        assert!(matches!(
+            p.report_execution(None, exec(ExecutionOutcome::Success), 1),
+            Err(TransitionError::NotReportable { .. })
+        ));
+    }
+
+    #[test]
+    fn claim_ids_are_restricted() {
+        assert!(is_valid_claim_id("0193a5b2-7c1e_x.1"));
+        for bad in ["", "a b", "a/b", "é", &"x".repeat(101)] {
+            assert!(!is_valid_claim_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

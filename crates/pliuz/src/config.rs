@@ -147,6 +147,7 @@ struct FilePolicy {
     decisions: Option<Vec<Spanned<String>>>,
     required_approvals: Option<Spanned<i64>>,
     expires_in: Option<Spanned<String>>,
+    execute_within: Option<Spanned<String>>,
     auto_approve: Option<Spanned<String>>,
     auto_reject: Option<Spanned<String>>,
     slack_channel: Option<String>,
@@ -357,6 +358,25 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
             }
         },
     };
+    let execute_within = match &raw.execute_within {
+        None => crate::policy::DEFAULT_EXECUTE_WITHIN,
+        Some(e) => match parse_duration(e.get_ref()) {
+            // Whole seconds and at most a year: the window is shown and
+            // audited in seconds, and "forever" is not a deadline.
+            Ok(d) if d.as_secs() >= 1 && d.as_secs() <= 366 * 24 * 3600 => d,
+            Ok(_) => {
+                errors.push(lines.err(
+                    e,
+                    format!("policy '{name}': execute_within must be between 1s and 366 days"),
+                ));
+                Duration::from_secs(1)
+            }
+            Err(m) => {
+                errors.push(lines.err(e, format!("policy '{name}': execute_within {m}")));
+                Duration::from_secs(1)
+            }
+        },
+    };
     let mut cond = |c: &Option<Spanned<String>>, field: &str| -> Option<Condition> {
         let c = c.as_ref()?;
         match Condition::compile(c.get_ref()) {
@@ -379,6 +399,7 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
         decisions,
         required_approvals,
         expires_in,
+        execute_within,
         auto_approve,
         auto_reject,
         slack_channel: raw.slack_channel.clone(),
@@ -583,7 +604,34 @@ slack_channel = "#refunds"
         let set = parsed.unwrap_or_default();
         let p = set.get("refunds").cloned();
         assert_eq!(p.as_ref().map(|p| p.required_approvals), Some(2));
-        assert_eq!(p.map(|p| p.expires_in), Some(Duration::from_secs(1800)));
+        assert_eq!(
+            p.as_ref().map(|p| p.expires_in),
+            Some(Duration::from_secs(1800))
+        );
+        assert_eq!(
+            p.map(|p| p.execute_within),
+            Some(crate::policy::DEFAULT_EXECUTE_WITHIN)
+        );
         assert_eq!(set.default_policy(), Some("refunds"));
+    }
+
+    #[test]
+    fn execute_within_is_a_bounded_duration() {
+        let file = |v: &str| {
+            format!(
+                "[[policy]]\nname = \"a\"\napprovers = [\"group:x\"]\nexecute_within = \"{v}\"\n"
+            )
+        };
+        let ok = parse_config_text(&file("90m")).ok().map(|p| p.policies);
+        assert_eq!(
+            ok.and_then(|s| s.get("a").map(|p| p.execute_within)),
+            Some(Duration::from_secs(5400))
+        );
+        for bad in ["soon", "0s", "500ms", "400days"] {
+            let errs = parse_config_text(&file(bad)).err().unwrap_or_default();
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert_eq!(errs[0].line, Some(4), "{errs:?}");
+            assert!(errs[0].message.contains("execute_within"), "{errs:?}");
+        }
     }
 }

@@ -126,11 +126,16 @@ pub struct Policy {
     pub decisions: Vec<DecisionKind>,
     pub required_approvals: u32,
     pub expires_in: Duration,
+    /// After approval, how long the tool may still be started (claimed).
+    pub execute_within: Duration,
     pub auto_approve: Option<Condition>,
     pub auto_reject: Option<Condition>,
     pub slack_channel: Option<String>,
     pub description: Option<String>,
 }
+
+/// `execute_within` when a policy does not set it.
+pub const DEFAULT_EXECUTE_WITHIN: Duration = Duration::from_secs(24 * 3600);
 
 /// The outcome of evaluating a policy's conditions on one call.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,6 +164,7 @@ pub struct PolicySummary {
     pub decisions: Vec<DecisionKind>,
     pub required_approvals: u32,
     pub expires_in_seconds: u64,
+    pub execute_within_seconds: u64,
     pub auto_approve: Option<String>,
     pub auto_reject: Option<String>,
     pub slack_channel: Option<String>,
@@ -174,6 +180,7 @@ impl Policy {
             decisions: self.decisions.clone(),
             required_approvals: self.required_approvals,
             expires_in_seconds: self.expires_in.as_secs(),
+            execute_within_seconds: self.execute_within.as_secs(),
             auto_approve: self.auto_approve.as_ref().map(|c| c.source.clone()),
             auto_reject: self.auto_reject.as_ref().map(|c| c.source.clone()),
             slack_channel: self.slack_channel.clone(),
@@ -354,6 +361,7 @@ mod tests {
             decisions: DecisionKind::ALL.to_vec(),
             required_approvals: 1,
             expires_in: Duration::from_secs(60),
+            execute_within: DEFAULT_EXECUTE_WITHIN,
             auto_approve: Some(Condition::compile("args.amount_cents <= 1000").unwrap()),
             auto_reject: Some(Condition::compile("agent == \"evil\"").unwrap()),
             slack_channel: None,

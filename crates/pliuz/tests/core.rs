@@ -437,20 +437,33 @@ async fn cancel_and_execution_report_follow_the_state_machine() {
     );
     e.decide(&e.finance, &id, json!({"decision": "approve"}))
         .await;
-    let (status, v) = e
-        .post(
-            &e.agent,
-            &format!("/api/v1/approvals/{id}/execution"),
-            exec.clone(),
-        )
-        .await;
+    let path = format!("/api/v1/approvals/{id}/execution");
+    // Approved is not enough: the report needs the execution claim first.
+    let (status, p) = e.post(&e.agent, &path, exec.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert_eq!(p["code"], "execution_not_claimed");
+    let (status, v) = e.post(&e.agent, &path, json!({"outcome": "started"})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "executing");
+    let claim_id = v["execution"]["claim_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!claim_id.is_empty(), "{v}");
+    let mut report = exec.clone();
+    report["claim_id"] = json!(claim_id);
+    let (status, v) = e.post(&e.agent, &path, report.clone()).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "executed");
     assert_eq!(v["execution"]["outcome"], "success");
     assert_eq!(v["execution"]["latency_ms"], 12);
-    let (status, p) = e
-        .post(&e.agent, &format!("/api/v1/approvals/{id}/execution"), exec)
-        .await;
+    assert_eq!(v["execution"]["claim_id"], json!(claim_id));
+    // The same report again (a retry) is answered with what was recorded.
+    let (status, again) = e.post(&e.agent, &path, report.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["execution"], v["execution"]);
+    report["outcome"] = json!("error");
+    let (status, p) = e.post(&e.agent, &path, report).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(p["code"], "invalid_transition");
 }

@@ -25,7 +25,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._client import DEFAULT_BASE_URL, AsyncPliuzClient, PliuzClient
-from ._gate import raise_for_outcome
+from ._gate import raise_for_outcome, undelivered_reports
 from .errors import (
     PliuzAlreadyExecutedError,
     PliuzAPIError,
@@ -37,11 +37,13 @@ from .errors import (
     PliuzConnectionError,
     PliuzDecisionError,
     PliuzError,
+    PliuzExecutionExpiredError,
     PliuzExpiredError,
     PliuzForbiddenError,
     PliuzIdempotencyConflictError,
     PliuzNoMatchingPolicyError,
     PliuzNotFoundError,
+    PliuzOutcomeUnknownError,
     PliuzRateLimitError,
     PliuzRejectedError,
     PliuzServerError,
@@ -72,11 +74,13 @@ __all__ = [
     "PliuzConnectionError",
     "PliuzDecisionError",
     "PliuzError",
+    "PliuzExecutionExpiredError",
     "PliuzExpiredError",
     "PliuzForbiddenError",
     "PliuzIdempotencyConflictError",
     "PliuzNoMatchingPolicyError",
     "PliuzNotFoundError",
+    "PliuzOutcomeUnknownError",
     "PliuzRateLimitError",
     "PliuzRejectedError",
     "PliuzServerError",
@@ -87,4 +91,5 @@ __all__ = [
     "gated",
     "idempotency_key",
     "raise_for_outcome",
+    "undelivered_reports",
 ]

@@ -13,8 +13,11 @@ Both are configured from arguments or the environment (``PLIUZ_API_KEY``,
         )
         approval = client.wait_for_decision(approval.id, timeout=600)
         if approval.status == "approved":
+            claimed = client.claim_execution(approval.id)  # exactly one caller gets it
             ...  # run it with approval.final_args, then:
-            client.report_execution(approval.id, "success", latency_ms=12)
+            client.report_execution(
+                approval.id, "success", claim_id=claimed.execution.claim_id, latency_ms=12
+            )
 
     async with AsyncPliuzClient() as client:
         approval = await client.create_approval(...)
@@ -27,6 +30,7 @@ import asyncio
 import math
 import os
 import time
+import uuid
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -38,6 +42,7 @@ from . import __version__ as _version
 from ._retry import is_transient, retry_delay
 from .errors import (
     PliuzAPIError,
+    PliuzConflictError,
     PliuzConnectionError,
     PliuzError,
     PliuzTimeoutError,
@@ -60,6 +65,48 @@ EXPIRY_GRACE_S = 30.0
 #: unreachable for this long.
 MAX_UNREACHABLE_S = 600.0
 
+#: How long the final execution report is retried (the tool already ran, so
+#: its outcome must reach the server) before it is logged as undelivered.
+DEFAULT_REPORT_TIMEOUT_S = 30.0
+
+#: A create that raced an identical one (409 ``concurrent_create``) is retried
+#: this many times; the retry finds the other request and re-attaches to it.
+CONCURRENT_CREATE_RETRIES = 5
+
+
+def _is_concurrent_create(exc: PliuzConflictError) -> bool:
+    # Older servers sent invalid_transition with this wording.
+    return exc.code == "concurrent_create" or "created at the same moment" in (exc.detail or "")
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _clip(timeout: httpx.Timeout | float, deadline: float | None) -> httpx.Timeout | float:
+    """Per-request timeouts cut to what is left of the whole operation's deadline."""
+    left = _remaining(deadline)
+    if left is None:
+        return timeout
+    left = max(0.001, left)
+    if not isinstance(timeout, httpx.Timeout):
+        return min(timeout, left)
+
+    def cut(v: float | None) -> float:
+        return left if v is None else min(v, left)
+
+    return httpx.Timeout(
+        connect=cut(timeout.connect), read=cut(timeout.read),
+        write=cut(timeout.write), pool=cut(timeout.pool),
+    )  # fmt: skip
+
+
+def _deadline_error(base_url: str, cause: BaseException | None = None) -> PliuzTimeoutError:
+    why = f" ({cause!r})" if cause is not None else ""
+    return PliuzTimeoutError(
+        f"no answer from the Pliuz server at {base_url} before the deadline{why}"
+    )
+
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
@@ -71,6 +118,7 @@ class _BaseClient:
     timeout: float
     max_retries: int
     poll_wait: int
+    report_timeout: float
 
     def _configure(
         self,
@@ -79,6 +127,7 @@ class _BaseClient:
         timeout: float,
         max_retries: int,
         poll_wait: int,
+        report_timeout: float = DEFAULT_REPORT_TIMEOUT_S,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("PLIUZ_API_KEY")
         if not key:
@@ -91,6 +140,7 @@ class _BaseClient:
         self.timeout = timeout
         self.max_retries = max(0, max_retries)
         self.poll_wait = max(1, min(MAX_POLL_WAIT_S, poll_wait))
+        self.report_timeout = max(0.0, report_timeout)
 
     def _headers(self) -> dict[str, str]:
         return {
@@ -152,7 +202,21 @@ class _BaseClient:
     def _wait_seconds(remaining: float | None, poll_wait: int) -> int:
         if remaining is None:
             return poll_wait
+        # Whole seconds the server may hold the poll; the read timeout is cut
+        # to the deadline anyway, so this never extends the wait.
         return max(1, min(poll_wait, math.ceil(remaining)))
+
+    @staticmethod
+    def _execution_body(
+        outcome: str,
+        claim_id: str | None,
+        latency_ms: int | None,
+        output_excerpt: str | None,
+    ) -> dict[str, Any]:
+        return _drop_none(
+            {"outcome": outcome, "claim_id": claim_id, "latency_ms": latency_ms,
+             "output_excerpt": output_excerpt}
+        )  # fmt: skip
 
     @staticmethod
     def _wait_deadline(timeout: float | None) -> float | None:
@@ -184,7 +248,15 @@ class PliuzClient(_BaseClient):
             exponential backoff and jitter.
         poll_wait: seconds each long poll of :meth:`wait_for_decision` asks the
             server to hold (1-60).
+        report_timeout: how long the gate keeps retrying the final execution
+            report after the tool ran (default 30 s) before logging it as
+            undelivered (see :func:`pliuz.undelivered_reports`).
         http_client: a custom :class:`httpx.Client` (proxies, TLS, transports).
+
+    Every ``timeout`` of an operation (``wait_for_decision(timeout=...)``,
+    ``create_approval(timeout=...)``, ``gated(timeout_s=...)``) is a deadline for
+    the whole operation, retries and hung connections included: each HTTP
+    request's own timeouts are cut to what is left of it.
     """
 
     def __init__(
@@ -195,9 +267,10 @@ class PliuzClient(_BaseClient):
         timeout: float = DEFAULT_TIMEOUT_S,
         max_retries: int = DEFAULT_MAX_RETRIES,
         poll_wait: int = DEFAULT_POLL_WAIT_S,
+        report_timeout: float = DEFAULT_REPORT_TIMEOUT_S,
         http_client: httpx.Client | None = None,
     ) -> None:
-        self._configure(api_key, base_url, timeout, max_retries, poll_wait)
+        self._configure(api_key, base_url, timeout, max_retries, poll_wait, report_timeout)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout)
 
@@ -228,9 +301,13 @@ class PliuzClient(_BaseClient):
         params: dict[str, Any] | None = None,
         retry: bool,
         timeout: httpx.Timeout | float | None = None,
+        deadline: float | None = None,
     ) -> Any:
         attempt = 0
         while True:
+            left = _remaining(deadline)
+            if left is not None and left <= 0:
+                raise _deadline_error(self.base_url)
             try:
                 response = self._http.request(
                     method,
@@ -238,10 +315,12 @@ class PliuzClient(_BaseClient):
                     json=json,
                     params=params,
                     headers=self._headers(),
-                    timeout=timeout if timeout is not None else self.timeout,
+                    timeout=_clip(timeout if timeout is not None else self.timeout, deadline),
                 )
                 return self._decode(response)
             except httpx.TransportError as exc:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise _deadline_error(self.base_url, exc) from exc
                 err: PliuzError = PliuzConnectionError(
                     f"cannot reach the Pliuz server at {self.base_url}: {exc!r}"
                 )
@@ -249,7 +328,11 @@ class PliuzClient(_BaseClient):
             except PliuzAPIError as exc:
                 err, cause = exc, exc
             if retry and attempt < self.max_retries and is_transient(err):
-                time.sleep(retry_delay(err, attempt))
+                delay = retry_delay(err, attempt)
+                left = _remaining(deadline)
+                if left is not None and delay >= left:
+                    raise err  # no time left for another attempt
+                time.sleep(delay)
                 attempt += 1
                 continue
             if err is cause:
@@ -271,24 +354,46 @@ class PliuzClient(_BaseClient):
         context_messages: list[Any] | None = None,
         client_metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        timeout: float | None = None,
     ) -> Approval:
         """Ask for approval of one tool call (``POST /api/v1/approvals``).
 
         Returns the approval: ``pending``, or already ``approved`` / ``rejected``
         when a policy condition decided it. With an ``idempotency_key`` the
-        request is retried on transient errors, and a repeat returns the
-        existing approval with ``is_replay=True`` whatever its state.
+        request is retried on transient errors and when an identical request
+        was created at the same moment (409 ``concurrent_create``), and a repeat
+        returns the existing approval with ``is_replay=True`` whatever its state.
+        ``timeout`` bounds the whole call (:class:`~pliuz.PliuzTimeoutError`).
         """
         body = self._create_body(
             tool_name, tool_args, policy, tool_schema, call_id, session_id,
             originator, context_messages, client_metadata, idempotency_key,
         )  # fmt: skip
-        data = self._request("POST", "/approvals", json=body, retry=idempotency_key is not None)
-        return _parse(Approval, data)
+        deadline = self._wait_deadline(timeout)
+        retry = idempotency_key is not None
+        attempt = 0
+        while True:
+            try:
+                data = self._request(
+                    "POST", "/approvals", json=body, retry=retry, deadline=deadline
+                )
+                return _parse(Approval, data)
+            except PliuzConflictError as exc:
+                if (
+                    not retry
+                    or attempt >= CONCURRENT_CREATE_RETRIES
+                    or not _is_concurrent_create(exc)
+                ):
+                    raise
+            attempt += 1
+            time.sleep(0.02 * attempt)
 
-    def get_approval(self, approval_id: str, *, wait: int | None = None) -> Approval:
+    def get_approval(
+        self, approval_id: str, *, wait: int | None = None, timeout: float | None = None
+    ) -> Approval:
         """Fetch an approval. With ``wait`` (0-60 s) the server holds the request
-        until the approval settles or ``wait`` elapses (long poll)."""
+        until the approval settles or ``wait`` elapses (long poll). ``timeout``
+        bounds the whole call, retries included."""
         params = {"wait": int(wait)} if wait else None
         data = self._request(
             "GET",
@@ -296,6 +401,7 @@ class PliuzClient(_BaseClient):
             params=params,
             retry=True,
             timeout=self._long_poll_timeout(wait),
+            deadline=self._wait_deadline(timeout),
         )
         return _parse(Approval, data)
 
@@ -330,6 +436,8 @@ class PliuzClient(_BaseClient):
             remaining = None if limit is None else limit - time.monotonic()
             if remaining is not None and remaining <= 0 and tried:
                 raise _timeout_error(approval_id, last, timeout, unreachable_since is not None)
+            # The first look is always taken (up to 1 s), even with timeout=0.
+            poll_deadline = limit if limit is None or tried else max(limit, time.monotonic() + 1)
             tried = True
             wait = self._wait_seconds(remaining, self.poll_wait)
             started = time.monotonic()
@@ -340,7 +448,12 @@ class PliuzClient(_BaseClient):
                     params={"wait": wait},
                     retry=False,
                     timeout=self._long_poll_timeout(wait),
+                    deadline=poll_deadline,
                 )
+            except PliuzTimeoutError:
+                raise _timeout_error(
+                    approval_id, last, timeout, unreachable_since is not None
+                ) from None
             except PliuzError as exc:
                 if not is_transient(exc):
                     raise
@@ -365,22 +478,49 @@ class PliuzClient(_BaseClient):
             if time.monotonic() - started < min(wait, 1) / 2:
                 time.sleep(0.25)  # the server did not hold the request: don't spin
 
+    def claim_execution(
+        self, approval_id: str, *, claim_id: str | None = None, timeout: float | None = None
+    ) -> Approval:
+        """Claim the right to run an approved call (``approved`` → ``executing``).
+
+        Exactly one caller ever gets it; run the tool only after this returns,
+        then :meth:`report_execution` with ``approval.execution.claim_id``.
+        ``claim_id`` (default: a new random one) makes retries safe: the claim is
+        retried on transient errors and a repeat of the same id is answered 200.
+        Raises :class:`~pliuz.PliuzConflictError` with ``code``
+        ``execution_claimed`` (someone else claimed it: the outcome is unknown,
+        check before retrying; or it was already executed) or
+        ``execution_expired`` (past ``execute_before``).
+        """
+        body = {"outcome": "started", "claim_id": claim_id or new_claim_id()}
+        data = self._request(
+            "POST", f"/approvals/{approval_id}/execution", json=body, retry=True,
+            deadline=self._wait_deadline(timeout),
+        )  # fmt: skip
+        return _parse(Approval, data)
+
     def report_execution(
         self,
         approval_id: str,
         outcome: Literal["success", "error"],
         *,
+        claim_id: str | None = None,
         latency_ms: int | None = None,
         output_excerpt: str | None = None,
+        timeout: float | None = None,
     ) -> Approval:
-        """Report that an approved call ran; the status becomes ``executed``.
+        """Report how the claimed call went; the status becomes ``executed``.
 
-        A second report answers 409 (:class:`~pliuz.PliuzConflictError`).
+        ``claim_id`` is the one :meth:`claim_execution` returned. A repeat of the
+        same report is answered 200 (so it is retried on transient errors); a
+        report without a claim, with another claim's id or with a different
+        outcome is 409 (:class:`~pliuz.PliuzConflictError`).
         """
-        body = _drop_none(
-            {"outcome": outcome, "latency_ms": latency_ms, "output_excerpt": output_excerpt}
-        )
-        data = self._request("POST", f"/approvals/{approval_id}/execution", json=body, retry=False)
+        body = self._execution_body(outcome, claim_id, latency_ms, output_excerpt)
+        data = self._request(
+            "POST", f"/approvals/{approval_id}/execution", json=body,
+            retry=claim_id is not None, deadline=self._wait_deadline(timeout),
+        )  # fmt: skip
         return _parse(Approval, data)
 
     def cancel_approval(self, approval_id: str, *, reason: str | None = None) -> Approval:
@@ -446,9 +586,10 @@ class AsyncPliuzClient(_BaseClient):
         timeout: float = DEFAULT_TIMEOUT_S,
         max_retries: int = DEFAULT_MAX_RETRIES,
         poll_wait: int = DEFAULT_POLL_WAIT_S,
+        report_timeout: float = DEFAULT_REPORT_TIMEOUT_S,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._configure(api_key, base_url, timeout, max_retries, poll_wait)
+        self._configure(api_key, base_url, timeout, max_retries, poll_wait, report_timeout)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
 
@@ -477,20 +618,28 @@ class AsyncPliuzClient(_BaseClient):
         params: dict[str, Any] | None = None,
         retry: bool,
         timeout: httpx.Timeout | float | None = None,
+        deadline: float | None = None,
     ) -> Any:
         attempt = 0
         while True:
+            left = _remaining(deadline)
+            if left is not None and left <= 0:
+                raise _deadline_error(self.base_url)
             try:
-                response = await self._http.request(
+                call = self._http.request(
                     method,
                     self._url(path),
                     json=json,
                     params=params,
                     headers=self._headers(),
-                    timeout=timeout if timeout is not None else self.timeout,
+                    timeout=_clip(timeout if timeout is not None else self.timeout, deadline),
                 )
+                # httpx's timeouts are per phase; this bounds the whole request.
+                response = await (call if left is None else asyncio.wait_for(call, left))
                 return self._decode(response)
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, asyncio.TimeoutError) as exc:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise _deadline_error(self.base_url, exc) from exc
                 err: PliuzError = PliuzConnectionError(
                     f"cannot reach the Pliuz server at {self.base_url}: {exc!r}"
                 )
@@ -498,7 +647,11 @@ class AsyncPliuzClient(_BaseClient):
             except PliuzAPIError as exc:
                 err, cause = exc, exc
             if retry and attempt < self.max_retries and is_transient(err):
-                await asyncio.sleep(retry_delay(err, attempt))
+                delay = retry_delay(err, attempt)
+                left = _remaining(deadline)
+                if left is not None and delay >= left:
+                    raise err  # no time left for another attempt
+                await asyncio.sleep(delay)
                 attempt += 1
                 continue
             if err is cause:
@@ -518,18 +671,35 @@ class AsyncPliuzClient(_BaseClient):
         context_messages: list[Any] | None = None,
         client_metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        timeout: float | None = None,
     ) -> Approval:
         """Async :meth:`PliuzClient.create_approval`."""
         body = self._create_body(
             tool_name, tool_args, policy, tool_schema, call_id, session_id,
             originator, context_messages, client_metadata, idempotency_key,
         )  # fmt: skip
-        data = await self._request(
-            "POST", "/approvals", json=body, retry=idempotency_key is not None
-        )
-        return _parse(Approval, data)
+        deadline = self._wait_deadline(timeout)
+        retry = idempotency_key is not None
+        attempt = 0
+        while True:
+            try:
+                data = await self._request(
+                    "POST", "/approvals", json=body, retry=retry, deadline=deadline
+                )
+                return _parse(Approval, data)
+            except PliuzConflictError as exc:
+                if (
+                    not retry
+                    or attempt >= CONCURRENT_CREATE_RETRIES
+                    or not _is_concurrent_create(exc)
+                ):
+                    raise
+            attempt += 1
+            await asyncio.sleep(0.02 * attempt)
 
-    async def get_approval(self, approval_id: str, *, wait: int | None = None) -> Approval:
+    async def get_approval(
+        self, approval_id: str, *, wait: int | None = None, timeout: float | None = None
+    ) -> Approval:
         """Async :meth:`PliuzClient.get_approval`."""
         params = {"wait": int(wait)} if wait else None
         data = await self._request(
@@ -538,6 +708,7 @@ class AsyncPliuzClient(_BaseClient):
             params=params,
             retry=True,
             timeout=self._long_poll_timeout(wait),
+            deadline=self._wait_deadline(timeout),
         )
         return _parse(Approval, data)
 
@@ -557,6 +728,8 @@ class AsyncPliuzClient(_BaseClient):
             remaining = None if limit is None else limit - time.monotonic()
             if remaining is not None and remaining <= 0 and tried:
                 raise _timeout_error(approval_id, last, timeout, unreachable_since is not None)
+            # The first look is always taken (up to 1 s), even with timeout=0.
+            poll_deadline = limit if limit is None or tried else max(limit, time.monotonic() + 1)
             tried = True
             wait = self._wait_seconds(remaining, self.poll_wait)
             started = time.monotonic()
@@ -567,7 +740,12 @@ class AsyncPliuzClient(_BaseClient):
                     params={"wait": wait},
                     retry=False,
                     timeout=self._long_poll_timeout(wait),
+                    deadline=poll_deadline,
                 )
+            except PliuzTimeoutError:
+                raise _timeout_error(
+                    approval_id, last, timeout, unreachable_since is not None
+                ) from None
             except PliuzError as exc:
                 if not is_transient(exc):
                     raise
@@ -592,21 +770,33 @@ class AsyncPliuzClient(_BaseClient):
             if time.monotonic() - started < min(wait, 1) / 2:
                 await asyncio.sleep(0.25)
 
+    async def claim_execution(
+        self, approval_id: str, *, claim_id: str | None = None, timeout: float | None = None
+    ) -> Approval:
+        """Async :meth:`PliuzClient.claim_execution`."""
+        body = {"outcome": "started", "claim_id": claim_id or new_claim_id()}
+        data = await self._request(
+            "POST", f"/approvals/{approval_id}/execution", json=body, retry=True,
+            deadline=self._wait_deadline(timeout),
+        )  # fmt: skip
+        return _parse(Approval, data)
+
     async def report_execution(
         self,
         approval_id: str,
         outcome: Literal["success", "error"],
         *,
+        claim_id: str | None = None,
         latency_ms: int | None = None,
         output_excerpt: str | None = None,
+        timeout: float | None = None,
     ) -> Approval:
         """Async :meth:`PliuzClient.report_execution`."""
-        body = _drop_none(
-            {"outcome": outcome, "latency_ms": latency_ms, "output_excerpt": output_excerpt}
-        )
+        body = self._execution_body(outcome, claim_id, latency_ms, output_excerpt)
         data = await self._request(
-            "POST", f"/approvals/{approval_id}/execution", json=body, retry=False
-        )
+            "POST", f"/approvals/{approval_id}/execution", json=body,
+            retry=claim_id is not None, deadline=self._wait_deadline(timeout),
+        )  # fmt: skip
         return _parse(Approval, data)
 
     async def cancel_approval(self, approval_id: str, *, reason: str | None = None) -> Approval:
@@ -676,6 +866,9 @@ def _decision_body(
         {"decision": decision, "args_digest": digest, "reason": reason, "final_args": final_args}
     )
     return approval_id, body
+def new_claim_id() -> str:
+    """A fresh, unguessable claim id (what :meth:`PliuzClient.claim_execution` sends)."""
+    return uuid.uuid4().hex
 
 
 def _parse(model: type[M], data: Any) -> M:

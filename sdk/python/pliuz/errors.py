@@ -12,7 +12,8 @@ HTTP failures are mapped from the RFC 9457 problem+json ``code`` field::
 Outcomes of waiting for a decision are errors too, so that a gated function
 never runs by accident: :class:`PliuzRejectedError` (carries ``.reason``),
 :class:`PliuzExpiredError`, :class:`PliuzCancelledError`,
-:class:`PliuzTimeoutError` and :class:`PliuzAlreadyExecutedError`.
+:class:`PliuzTimeoutError`, :class:`PliuzAlreadyExecutedError`,
+:class:`PliuzOutcomeUnknownError` and :class:`PliuzExecutionExpiredError`.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ __all__ = [
     "PliuzConnectionError",
     "PliuzDecisionError",
     "PliuzError",
+    "PliuzExecutionExpiredError",
     "PliuzExpiredError",
     "PliuzForbiddenError",
     "PliuzIdempotencyConflictError",
     "PliuzNoMatchingPolicyError",
     "PliuzNotFoundError",
+    "PliuzOutcomeUnknownError",
     "PliuzRateLimitError",
     "PliuzRejectedError",
     "PliuzServerError",
@@ -103,7 +106,12 @@ class PliuzNotFoundError(PliuzAPIError):
 
 
 class PliuzConflictError(PliuzAPIError):
-    """409 ``invalid_transition`` / ``already_voted``: the state does not allow this."""
+    """409: the state does not allow this.
+
+    Codes: ``invalid_transition``, ``already_voted``, ``concurrent_create`` (retried by
+    :meth:`~pliuz.PliuzClient.create_approval`), ``execution_claimed``,
+    ``execution_expired``, ``execution_not_claimed``, ``claim_mismatch``.
+    """
 
 
 class PliuzArgsChangedError(PliuzConflictError):
@@ -193,6 +201,21 @@ class PliuzAlreadyExecutedError(PliuzDecisionError):
     """
 
 
+class PliuzOutcomeUnknownError(PliuzDecisionError):
+    """The request was already claimed for execution and no outcome was reported.
+
+    Another caller (another process, or an earlier run that crashed or lost its
+    connection) started the tool and never said how it went. The tool is **not**
+    run again: check whether the action happened before retrying it as a new
+    request. ``approval.execution.claimed_at`` says when it was started.
+    """
+
+
+class PliuzExecutionExpiredError(PliuzDecisionError):
+    """The approval's execution window (policy ``execute_within``) closed before the
+    tool was started; it can no longer run. Ask for a new approval."""
+
+
 class PliuzArgumentsError(PliuzError):
     """The approved (possibly edited) arguments cannot be used: they do not bind to the
     function's signature, or a redacted value cannot be restored. The function is not run."""
@@ -205,6 +228,11 @@ _CODE_MAP: dict[str, type[PliuzAPIError]] = {
     "invalid_transition": PliuzConflictError,
     "already_voted": PliuzConflictError,
     "args_changed": PliuzArgsChangedError,
+    "concurrent_create": PliuzConflictError,
+    "execution_claimed": PliuzConflictError,
+    "execution_expired": PliuzConflictError,
+    "execution_not_claimed": PliuzConflictError,
+    "claim_mismatch": PliuzConflictError,
     "idempotency_conflict": PliuzIdempotencyConflictError,
     "malformed_json": PliuzValidationError,
     "payload_too_large": PliuzValidationError,

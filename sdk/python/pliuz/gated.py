@@ -184,14 +184,23 @@ def gated(
     Idempotency: the request carries a key derived from the tool name, the
     full arguments and ``session_id``. Calling again with the same values
     re-attaches to the same request: if it is still pending the call waits for
-    it, if it was approved but never reported the function runs, and if it was
-    already executed :class:`~pliuz.PliuzAlreadyExecutedError` is raised and the
-    function does **not** run again. Give each logical operation its own
-    ``session_id`` when identical calls are meant to run more than once.
+    it. Once approved, the function runs only after the server granted this
+    caller the execution (the claim, exactly one caller ever gets it, within the
+    policy's ``execute_within``); its outcome is then reported. If another call
+    (in this or another process) already claimed it,
+    :class:`~pliuz.PliuzAlreadyExecutedError` (it finished) or
+    :class:`~pliuz.PliuzOutcomeUnknownError` (started, never reported: outcome
+    unknown — check before retrying) is raised and the function does **not**
+    run. Give each logical operation its own ``session_id`` when identical
+    calls are meant to run more than once.
+
+    ``timeout_s`` is a deadline for asking and waiting, hung connections
+    included (the claim after a last-moment decision may take up to 1 s more).
 
     Raises (the function does not run): :class:`~pliuz.PliuzRejectedError`,
     :class:`~pliuz.PliuzExpiredError`, :class:`~pliuz.PliuzCancelledError`,
     :class:`~pliuz.PliuzTimeoutError`, :class:`~pliuz.PliuzAlreadyExecutedError`,
+    :class:`~pliuz.PliuzOutcomeUnknownError`, :class:`~pliuz.PliuzExecutionExpiredError`,
     :class:`~pliuz.PliuzArgumentsError`, :class:`~pliuz.PliuzConnectionError`
     and the API errors. Exceptions raised by ``func`` itself propagate after
     being reported.

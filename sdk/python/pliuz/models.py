@@ -21,11 +21,15 @@ __all__ = [
     "Vote",
 ]
 
-ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "cancelled", "executed"]
-"""``pending`` → ``approved``/``rejected``/``expired``/``cancelled``; then ``executed``."""
+ApprovalStatus = Literal[
+    "pending", "approved", "rejected", "expired", "cancelled", "executing", "executed"
+]
+"""``pending`` → ``approved``/``rejected``/``expired``/``cancelled``; ``approved`` →
+``executing`` (the execution was claimed) → ``executed`` (its outcome was reported).
+An ``executing`` request whose report never arrived has an unknown outcome."""
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"rejected", "expired", "cancelled", "executed"})
-SETTLED_STATUSES: frozenset[str] = TERMINAL_STATUSES | {"approved"}
+SETTLED_STATUSES: frozenset[str] = TERMINAL_STATUSES | {"approved", "executing"}
 
 
 class _Model(BaseModel):
@@ -53,9 +57,15 @@ class Decision(_Model):
 
 
 class Execution(_Model):
-    """The execution outcome reported by the agent."""
+    """The execution claim and, once reported, its outcome.
 
-    outcome: Literal["success", "error"]
+    ``outcome`` is ``None`` while the request is ``executing``: the claim holder
+    started the tool and has not reported how it went.
+    """
+
+    claim_id: str | None = None
+    claimed_at: datetime | None = None
+    outcome: Literal["success", "error"] | None = None
     latency_ms: int | None = None
     output_excerpt: str | None = None
     reported_at: datetime | None = None
@@ -93,6 +103,8 @@ class Approval(_Model):
     created_at: datetime | None = None
     expires_at: datetime | None = None
     decided_at: datetime | None = None
+    execute_before: datetime | None = None
+    """Set once approved: the execution must be claimed (started) before this."""
     is_replay: bool = False
 
     @property

@@ -71,12 +71,7 @@ class FakePliuz:
                 self.on_get(approval)
             return httpx.Response(200, json=approval)
         if request.method == "POST" and parts[1:] == ["execution"]:
-            if approval["status"] != "approved":
-                return problem(409, "invalid_transition")
-            body = json.loads(request.content)
-            approval["status"] = "executed"
-            approval["execution"] = {**body, "reported_at": _now()}
-            return httpx.Response(200, json=approval)
+            return self._execution(approval, json.loads(request.content))
         if request.method == "POST" and parts[1:] == ["cancel"]:
             if approval["status"] != "pending":
                 return problem(409, "invalid_transition")
@@ -84,6 +79,35 @@ class FakePliuz:
             approval["decision"] = {"outcome": "cancelled", "by": "agent:bot", "at": _now()}
             return httpx.Response(200, json=approval)
         return problem(404, "not_found")
+
+    def _execution(self, approval: dict[str, Any], body: dict[str, Any]) -> httpx.Response:
+        """The claim (``started``) and the report, as in docs/api.md."""
+        status = approval["status"]
+        claim = (approval.get("execution") or {}).get("claim_id")
+        if body["outcome"] == "started":
+            if status == "executing" and body.get("claim_id") == claim:
+                return httpx.Response(200, json=approval)
+            if status in ("executing", "executed"):
+                return problem(409, "execution_claimed", "outcome unknown, check before retrying")
+            if status != "approved":
+                return problem(409, "invalid_transition")
+            approval["status"] = "executing"
+            approval["execution"] = {"claim_id": body.get("claim_id") or str(uuid.uuid4()),
+                                     "claimed_at": _now()}  # fmt: skip
+            return httpx.Response(200, json=approval)
+        if status == "approved":
+            return problem(409, "execution_not_claimed")
+        if body.get("claim_id") != claim:
+            return problem(409, "claim_mismatch")
+        if status == "executed":
+            if approval["execution"]["outcome"] == body["outcome"]:
+                return httpx.Response(200, json=approval)
+            return problem(409, "invalid_transition")
+        if status != "executing":
+            return problem(409, "invalid_transition")
+        approval["status"] = "executed"
+        approval["execution"] = {**approval["execution"], **body, "reported_at": _now()}
+        return httpx.Response(200, json=approval)
 
     def _create(self, body: dict[str, Any]) -> httpx.Response:
         if not isinstance(body.get("tool_args"), dict):

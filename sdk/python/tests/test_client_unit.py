@@ -136,10 +136,21 @@ async def test_async_client_twin(fast_backoff: None) -> None:
         fake.on_get = lambda ap: fake.decide(a.id, "approved")
         settled = await c.wait_for_decision(a.id, timeout=10)
         assert settled.status == "approved" and settled.final_args == {"x": 1}
-        done = await c.report_execution(a.id, "success", latency_ms=3, output_excerpt="ok")
-        assert done.status == "executed" and done.execution is not None
-        with pytest.raises(pliuz.PliuzConflictError):
+        with pytest.raises(pliuz.PliuzConflictError) as unclaimed:
             await c.report_execution(a.id, "success")
+        assert unclaimed.value.code == "execution_not_claimed"
+        claimed = await c.claim_execution(a.id)
+        assert claimed.status == "executing" and claimed.execution is not None
+        claim_id = claimed.execution.claim_id
+        assert claim_id and claimed.execution.outcome is None
+        done = await c.report_execution(
+            a.id, "success", claim_id=claim_id, latency_ms=3, output_excerpt="ok"
+        )
+        assert done.status == "executed" and done.execution is not None
+        assert done.execution.outcome == "success"
+        with pytest.raises(pliuz.PliuzConflictError) as mismatch:
+            await c.report_execution(a.id, "success", claim_id="someone-else")
+        assert mismatch.value.code == "claim_mismatch"
         with pytest.raises(pliuz.PliuzNotFoundError):
             await c.get_approval("nope")
     await http.aclose()
@@ -171,3 +182,27 @@ def test_unexpected_response_shape_is_a_pliuz_error() -> None:
     fake.inject = [httpx.Response(200, json={"id": "x", "status": "escalated", "tool_name": "t"})]
     with client_for(fake) as c, pytest.raises(pliuz.PliuzError, match="unexpected response"):
         c.get_approval("x")
+
+
+def test_a_create_that_raced_an_identical_one_is_retried_and_re_attaches() -> None:
+    fake = FakePliuz()
+    c = client_for(fake)
+    first = c.create_approval("t", {"x": 1}, idempotency_key="same")
+    # Another process created the same request at the same moment: the server says so.
+    fake.inject = [
+        problem(409, "concurrent_create", "created at the same moment; retry to get it"),
+        problem(409, "invalid_transition", "a request with this idempotency_key was created "
+                "at the same moment; retry to get it"),  # older servers' wording
+    ]  # fmt: skip
+    again = c.create_approval("t", {"x": 1}, idempotency_key="same")
+    assert again.id == first.id and again.is_replay
+    assert len([r for r in fake.requests if r.method == "POST"]) == 4
+    # Without an idempotency key nothing identifies the other request: not retried.
+    fake.inject = [problem(409, "concurrent_create")]
+    with pytest.raises(pliuz.PliuzConflictError) as info:
+        c.create_approval("t", {"x": 2})
+    assert info.value.code == "concurrent_create"
+    # Other conflicts are not retried either.
+    fake.inject = [problem(409, "idempotency_conflict")]
+    with pytest.raises(pliuz.PliuzIdempotencyConflictError):
+        c.create_approval("t", {"x": 1}, idempotency_key="same")

@@ -50,8 +50,10 @@ def test_sync_approve_with_edit_restores_redacted_values() -> None:
     assert create["tool_args"]["card"]["number"] == pliuz.REDACTED
     assert create["policy"] == "refunds" and create["session_id"] == "s1"
     assert create["tool_schema"]["properties"]["amount_cents"]["type"] == "integer"
-    (report,) = bodies(fake, "/execution")
+    claim, report = bodies(fake, "/execution")
+    assert claim["outcome"] == "started" and claim["claim_id"]
     assert report["outcome"] == "success" and report["output_excerpt"] == "refunded 100"
+    assert report["claim_id"] == claim["claim_id"]
 
 
 def test_edit_that_does_not_bind_refuses_to_run() -> None:
@@ -67,7 +69,8 @@ def test_edit_that_does_not_bind_refuses_to_run() -> None:
     with pytest.raises(pliuz.PliuzArgumentsError):
         f(1)
     assert ran == []
-    (report,) = bodies(fake, "/execution")
+    claim, report = bodies(fake, "/execution")
+    assert claim["outcome"] == "started" and report["claim_id"] == claim["claim_id"]
     assert report["outcome"] == "error" and report["output_excerpt"].startswith("not run")
 
 
@@ -103,7 +106,8 @@ def test_errors_of_the_function_are_reported_and_propagate() -> None:
 
     with pytest.raises(RuntimeError, match="kaput"):
         boom()
-    (report,) = bodies(fake, "/execution")
+    claim, report = bodies(fake, "/execution")
+    assert claim["outcome"] == "started" and report["claim_id"] == claim["claim_id"]
     assert report["outcome"] == "error" and "kaput" in report["output_excerpt"]
 
 
@@ -177,3 +181,163 @@ def test_concurrent_identical_sync_calls_run_once() -> None:
         outcomes = [fut.exception() or fut.result() for fut in futures]
     assert ran == [1]
     assert sum(isinstance(o, pliuz.PliuzAlreadyExecutedError) for o in outcomes) == 3
+
+
+class _Paused(Exception):
+    """Stands in for a LangGraph interrupt raised inside a tool body."""
+
+
+def test_a_body_that_paused_keeps_its_claim_for_its_rerun_in_this_process() -> None:
+    from pliuz._gate import prepare_call, run_gated_sync
+
+    fake = FakePliuz()
+    fake.auto = "approved"
+    client = sync_client(fake)
+    prepared = prepare_call("t", {"a": 1}, secret=KEY)
+    calls: list[dict[str, Any]] = []
+
+    def body(args: dict[str, Any]) -> str:
+        calls.append(args)
+        if len(calls) == 1:
+            raise _Paused  # not an outcome: nothing is reported, the claim stays held
+        return "done"
+
+    with pytest.raises(_Paused):
+        run_gated_sync(client, prepared, body, timeout_s=None, unreported=(_Paused,))
+    (approval,) = fake.approvals.values()
+    assert approval["status"] == "executing"
+    assert run_gated_sync(client, prepared, body, timeout_s=None, unreported=(_Paused,)) == "done"
+    assert approval["status"] == "executed" and calls == [{"a": 1}, {"a": 1}]
+    claims = [b["claim_id"] for b in bodies(fake, "/execution") if b["outcome"] == "started"]
+    assert len(claims) == 2 and claims[0] == claims[1]
+    # Finished: a further call is "already executed", not a third run.
+    with pytest.raises(pliuz.PliuzAlreadyExecutedError):
+        run_gated_sync(client, prepared, body, timeout_s=None, unreported=(_Paused,))
+    assert len(calls) == 2
+
+
+def test_a_claim_held_elsewhere_means_outcome_unknown_and_no_run() -> None:
+    fake = FakePliuz()
+    fake.auto = "approved"
+    ran: list[int] = []
+
+    @gated(client=sync_client(fake), session_id="elsewhere")
+    def f(a: int) -> int:
+        ran.append(a)
+        return a
+
+    # Another process claims the approved request first (and never reports).
+    fake.on_get = None
+    real_create = fake._create
+
+    def create_then_claim(body: dict[str, Any]) -> httpx.Response:
+        response = real_create(body)
+        approval = fake.approvals[response.json()["id"]]
+        fake._execution(approval, {"outcome": "started", "claim_id": "other-process"})
+        return httpx.Response(response.status_code, json=approval)
+
+    fake._create = create_then_claim  # type: ignore[method-assign]
+    with pytest.raises(pliuz.PliuzOutcomeUnknownError) as info:
+        f(1)
+    assert ran == [] and "outcome unknown — check before retrying" in str(info.value)
+    assert not [b for b in bodies(fake, "/execution")]  # this caller never even claimed
+
+
+def test_a_lost_claim_race_means_no_run_and_says_why() -> None:
+    fake = FakePliuz()
+    fake.auto = "approved"
+    ran: list[int] = []
+
+    @gated(client=sync_client(fake), session_id="race")
+    def f(a: int) -> int:
+        ran.append(a)
+        return a
+
+    real_create = fake._create
+
+    def create_then_lose_the_race(body: dict[str, Any]) -> httpx.Response:
+        response = real_create(body)
+        approval = fake.approvals[response.json()["id"]]
+        # Between our create and our claim, another process claims it.
+        fake._execution(approval, {"outcome": "started", "claim_id": "winner"})
+        answer = {**approval, "status": "approved", "execution": None}
+        return httpx.Response(response.status_code, json=answer)
+
+    fake._create = create_then_lose_the_race  # type: ignore[method-assign]
+    with pytest.raises(pliuz.PliuzOutcomeUnknownError) as info:
+        f(1)
+    assert ran == [] and info.value.approval is not None
+    assert info.value.approval.status == "executing"  # re-read after the 409
+    (claim,) = bodies(fake, "/execution")
+    assert claim["outcome"] == "started" and claim["claim_id"] != "winner"
+
+    # If the winner has finished by then, the loser says so instead.
+    def create_then_lose_to_a_finished_run(body: dict[str, Any]) -> httpx.Response:
+        response = real_create(body)
+        approval = fake.approvals[response.json()["id"]]
+        fake._execution(approval, {"outcome": "started", "claim_id": "winner"})
+        fake._execution(approval, {"outcome": "success", "claim_id": "winner"})
+        answer = {**approval, "status": "approved", "execution": None}
+        return httpx.Response(response.status_code, json=answer)
+
+    fake._create = create_then_lose_to_a_finished_run  # type: ignore[method-assign]
+    with pytest.raises(pliuz.PliuzAlreadyExecutedError):
+        f(2)
+    assert ran == []
+
+
+def _lose_first_claim_answer(fake: FakePliuz) -> None:
+    """The first claim lands on the server but its answer never arrives."""
+    real = fake._execution
+    lost: list[bool] = []
+
+    def execution(approval: dict[str, Any], body: dict[str, Any]) -> httpx.Response:
+        response = real(approval, body)
+        if body["outcome"] == "started" and not lost:
+            lost.append(True)
+            raise httpx.ReadError("connection reset after the claim was stored")
+        return response
+
+    fake._execution = execution  # type: ignore[method-assign]
+
+
+def test_a_claim_whose_answer_was_lost_is_retried_with_the_same_claim_id(
+    fast_backoff: None,
+) -> None:
+    fake = FakePliuz()
+    fake.auto = "approved"
+    _lose_first_claim_answer(fake)
+    ran: list[int] = []
+
+    @gated(client=sync_client(fake), session_id="lost-answer")
+    def f(a: int) -> int:
+        ran.append(a)
+        return a
+
+    assert f(1) == 1 and ran == [1]
+    claims = [b["claim_id"] for b in bodies(fake, "/execution") if b["outcome"] == "started"]
+    assert len(claims) == 2 and claims[0] == claims[1]
+    (approval,) = fake.approvals.values()
+    assert approval["status"] == "executed"
+
+
+def test_an_unanswered_claim_is_re_presented_by_the_next_call_in_this_process() -> None:
+    fake = FakePliuz()
+    fake.auto = "approved"
+    _lose_first_claim_answer(fake)
+    client = PliuzClient(
+        KEY, "http://t", http_client=httpx.Client(transport=fake.transport()), max_retries=0
+    )
+    ran: list[int] = []
+
+    @gated(client=client, session_id="unanswered")
+    def f(a: int) -> int:
+        ran.append(a)
+        return a
+
+    with pytest.raises(pliuz.PliuzConnectionError):
+        f(1)  # the claim may have landed: the body does not run
+    (approval,) = fake.approvals.values()
+    assert ran == [] and approval["status"] == "executing"
+    assert f(1) == 1 and ran == [1]  # this process holds the claim: it runs, once
+    assert approval["status"] == "executed"

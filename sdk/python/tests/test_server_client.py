@@ -36,12 +36,37 @@ def test_lifecycle_create_wait_approve_report(client: PliuzClient, human: Human)
     timer.join()
     assert settled.status == "approved" and settled.final_args == a.tool_args
     assert settled.decision is not None and settled.decision.by == "user:bob@example.com"
-    done = client.report_execution(a.id, "success", latency_ms=7, output_excerpt="ok")
+    assert settled.execute_before is not None and settled.execute_before > settled.created_at
+    with pytest.raises(pliuz.PliuzConflictError) as unclaimed:
+        client.report_execution(a.id, "success", latency_ms=7)
+    assert unclaimed.value.code == "execution_not_claimed"
+    claimed = client.claim_execution(a.id)
+    assert claimed.status == "executing" and claimed.execution is not None
+    claim_id = claimed.execution.claim_id
+    assert claim_id and claimed.execution.claimed_at is not None
+    assert claimed.execution.outcome is None
+    # Only one claim ever: a second caller is refused (the outcome is unknown to it).
+    with pytest.raises(pliuz.PliuzConflictError) as second:
+        client.claim_execution(a.id)
+    assert second.value.code == "execution_claimed" and "unknown" in (second.value.detail or "")
+    # The holder repeating its own claim (a retry) keeps it.
+    assert client.claim_execution(a.id, claim_id=claim_id).execution == claimed.execution
+    with pytest.raises(pliuz.PliuzConflictError) as wrong:
+        client.report_execution(a.id, "success", claim_id="not-the-claim")
+    assert wrong.value.code == "claim_mismatch"
+    done = client.report_execution(
+        a.id, "success", claim_id=claim_id, latency_ms=7, output_excerpt="ok"
+    )
     assert done.status == "executed" and done.execution is not None
-    assert done.execution.outcome == "success"
+    assert done.execution.outcome == "success" and done.execution.claim_id == claim_id
+    # A retried identical report is answered with the recorded state; a different one is not.
+    assert client.report_execution(a.id, "success", claim_id=claim_id).execution == done.execution
     with pytest.raises(pliuz.PliuzConflictError) as info:
-        client.report_execution(a.id, "success")
+        client.report_execution(a.id, "error", claim_id=claim_id)
     assert info.value.code == "invalid_transition"
+    with pytest.raises(pliuz.PliuzConflictError) as again:
+        client.claim_execution(a.id)
+    assert again.value.code == "execution_claimed"
 
 
 def test_idempotent_replay_and_conflict(client: PliuzClient) -> None:

@@ -3,7 +3,10 @@
 use super::error::Problem;
 use super::extract::{ApiJson, ApiQuery, Auth};
 use super::AppState;
-use crate::approval::{Approval, DecisionKind, Execution, ExecutionOutcome, Status};
+use crate::approval::{
+    is_valid_claim_id, Approval, DecisionKind, Execution, ExecutionOutcome, Status,
+    MAX_CLAIM_ID_CHARS,
+};
 use crate::auth::Principal;
 use crate::service::{DecisionInput, FieldError, NewApproval};
 use crate::store::{format_time, ApprovalFilter};
@@ -42,6 +45,8 @@ pub struct ApprovalView {
     pub approvals: Vec<VoteView>,
     pub decision: Option<DecisionView>,
     pub execution: Option<ExecutionView>,
+    /// Set once approved: the tool must be claimed (started) before this.
+    pub execute_before: Option<String>,
     pub created_at: String,
     pub expires_at: String,
     pub decided_at: Option<String>,
@@ -63,12 +68,16 @@ pub struct DecisionView {
     pub at: String,
 }
 
+/// The execution: the claim, then (once reported) the outcome. A claim
+/// without an outcome means the outcome is unknown.
 #[derive(Debug, Serialize)]
 pub struct ExecutionView {
-    pub outcome: ExecutionOutcome,
+    pub claim_id: Option<String>,
+    pub claimed_at: Option<String>,
+    pub outcome: Option<ExecutionOutcome>,
     pub latency_ms: Option<i64>,
     pub output_excerpt: Option<String>,
-    pub reported_at: String,
+    pub reported_at: Option<String>,
 }
 
 impl ApprovalView {
@@ -83,11 +92,14 @@ impl ApprovalView {
                 edited: a.edited,
                 at: format_time(s.at),
             }),
-            execution: a.execution.as_ref().map(|e| ExecutionView {
-                outcome: e.outcome,
-                latency_ms: e.latency_ms,
-                output_excerpt: e.output_excerpt.clone(),
-                reported_at: format_time(e.reported_at),
+            execute_before: a.execute_before().map(format_time),
+            execution: (a.claim.is_some() || a.execution.is_some()).then(|| ExecutionView {
+                claim_id: a.claim.as_ref().map(|c| c.claim_id.clone()),
+                claimed_at: a.claim.as_ref().map(|c| format_time(c.claimed_at)),
+                outcome: a.execution.as_ref().map(|e| e.outcome),
+                latency_ms: a.execution.as_ref().and_then(|e| e.latency_ms),
+                output_excerpt: a.execution.as_ref().and_then(|e| e.output_excerpt.clone()),
+                reported_at: a.execution.as_ref().map(|e| format_time(e.reported_at)),
             }),
             approvals: a
                 .votes
@@ -316,7 +328,7 @@ pub async fn list(
             Problem::validation(vec![FieldError::new(
                 "status",
                 format!(
-                    "'{s}' is not one of pending, approved, rejected, expired, cancelled, executed"
+                    "'{s}' is not one of pending, approved, rejected, expired, cancelled, executing, executed"
                 ),
             )])
         })?);
@@ -395,20 +407,52 @@ pub async fn decide(
 #[serde(deny_unknown_fields)]
 pub struct ExecutionBody {
     outcome: String,
+    claim_id: Option<String>,
     latency_ms: Option<i64>,
     output_excerpt: Option<String>,
 }
 
-pub async fn report_execution(
+/// `outcome: "started"` claims the execution; `success` / `error` report it.
+pub async fn execution(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ExecutionBody>,
 ) -> Result<Json<ApprovalView>, Problem> {
+    if let Some(c) = &body.claim_id {
+        if !is_valid_claim_id(c) {
+            return Err(Problem::validation(vec![FieldError::new(
+                "claim_id",
+                format!("must be 1-{MAX_CLAIM_ID_CHARS} characters of A-Z a-z 0-9 - _ ."),
+            )]));
+        }
+    }
+    if body.outcome == "started" {
+        let mut errors = Vec::new();
+        for (field, present) in [
+            ("latency_ms", body.latency_ms.is_some()),
+            ("output_excerpt", body.output_excerpt.is_some()),
+        ] {
+            if present {
+                errors.push(FieldError::new(
+                    field,
+                    "only accepted when reporting the outcome (success or error), not with 'started'",
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Problem::validation(errors));
+        }
+        let claim_id = body
+            .claim_id
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let a = state.cp.claim_execution(&principal, &id, claim_id).await?;
+        return Ok(Json(ApprovalView::new(a, false)));
+    }
     let outcome = ExecutionOutcome::parse(&body.outcome).ok_or_else(|| {
         Problem::validation(vec![FieldError::new(
             "outcome",
-            format!("'{}' is not one of success, error", body.outcome),
+            format!("'{}' is not one of started, success, error", body.outcome),
         )])
     })?;
     if body.latency_ms.is_some_and(|l| l < 0) {
@@ -425,6 +469,7 @@ pub async fn report_execution(
         .report_execution(
             &principal,
             &id,
+            body.claim_id,
             Execution {
                 outcome,
                 latency_ms: body.latency_ms,

@@ -181,7 +181,34 @@ impl From<ServiceError> for Problem {
                     "final_args",
                     "only accepted when decision is 'edit'",
                 )]),
-                T::NotPending { .. } | T::NotApproved { .. } => Problem::new(
+                T::ExecutionClaimed { .. } | T::AlreadyExecuted { .. } => Problem::new(
+                    StatusCode::CONFLICT,
+                    "execution_claimed",
+                    "Execution already claimed",
+                    msg,
+                ),
+                T::ExecutionExpired { .. } => Problem::new(
+                    StatusCode::CONFLICT,
+                    "execution_expired",
+                    "Execution window closed",
+                    msg,
+                ),
+                T::NotClaimed { .. } => Problem::new(
+                    StatusCode::CONFLICT,
+                    "execution_not_claimed",
+                    "Execution not claimed",
+                    msg,
+                ),
+                T::ClaimMismatch { .. } => Problem::new(
+                    StatusCode::CONFLICT,
+                    "claim_mismatch",
+                    "Not the claim holder",
+                    msg,
+                ),
+                T::NotPending { .. }
+                | T::NotApproved { .. }
+                | T::NotReportable { .. }
+                | T::ReportConflict { .. } => Problem::new(
                     StatusCode::CONFLICT,
                     "invalid_transition",
                     "Not allowed in this state",
@@ -227,6 +254,12 @@ impl From<ServiceError> for Problem {
             ServiceError::Conflict(_) => {
                 Problem::new(StatusCode::CONFLICT, "invalid_transition", "Conflict", msg)
             }
+            ServiceError::ConcurrentCreate => Problem::new(
+                StatusCode::CONFLICT,
+                "concurrent_create",
+                "Created at the same moment",
+                msg,
+            ),
             ServiceError::Store(s) => s.into(),
         }
     }

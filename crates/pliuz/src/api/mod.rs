@@ -52,7 +52,7 @@ pub fn routes() -> Vec<Route> {
         route(
             Method::POST,
             "/api/v1/approvals/{id}/execution",
-            post(approvals::report_execution),
+            post(approvals::execution),
         ),
         route(
             Method::POST,

@@ -70,7 +70,7 @@ pub fn operations() -> Vec<(&'static str, &'static str, Value)> {
         json!({"200": {"description": "A page", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Approval"}}, "next_cursor": {"type": ["string", "null"]}}}}}}}),
     );
     list["parameters"] = json!([
-        {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["pending", "approved", "rejected", "expired", "cancelled", "executed"]}},
+        {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["pending", "approved", "rejected", "expired", "cancelled", "executing", "executed"]}},
         {"name": "policy", "in": "query", "schema": {"type": "string"}},
         {"name": "agent", "in": "query", "schema": {"type": "string"}},
         {"name": "tool", "in": "query", "schema": {"type": "string"}},
@@ -93,17 +93,21 @@ pub fn operations() -> Vec<(&'static str, &'static str, Value)> {
     );
     decide["parameters"] = json!([id_param()]);
     let mut execution = op(
-        "Report the outcome of running the approved tool (agent, once)",
+        "Claim the execution of an approved call (outcome started), then report its outcome (agent)",
         "agent",
         Some(json!({
             "type": "object", "required": ["outcome"], "additionalProperties": false,
             "properties": {
-                "outcome": {"type": "string", "enum": ["success", "error"]},
+                "outcome": {"type": "string", "enum": ["started", "success", "error"], "description": "started claims the right to run the tool (approved -> executing; exactly one caller succeeds, before execute_before); success/error report it (executing -> executed) with the claim's claim_id"},
+                "claim_id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$", "description": "With started: optional, chosen by the caller so a retried claim is recognised (default: generated). With success/error: required, the claim's id"},
                 "latency_ms": {"type": "integer", "minimum": 0},
-                "output_excerpt": {"type": "string"}
+                "output_excerpt": {"type": "string", "description": "Truncated to 1000 characters"}
             }
         })),
         approval_ok("200"),
+    );
+    execution["description"] = json!(
+        "409 execution_claimed: already claimed (outcome unknown, check before retrying) or executed. 409 execution_expired: past execute_before. 409 execution_not_claimed: a report without a claim. 409 claim_mismatch: a report with another claim_id."
     );
     execution["parameters"] = json!([id_param()]);
     let mut cancel = op(
@@ -200,7 +204,7 @@ pub fn document() -> Value {
                     "required": ["id", "status", "tool_name", "tool_args", "policy", "agent", "created_at", "expires_at", "is_replay"],
                     "properties": {
                         "id": {"type": "string"},
-                        "status": {"type": "string", "enum": ["pending", "approved", "rejected", "expired", "cancelled", "executed"]},
+                        "status": {"type": "string", "enum": ["pending", "approved", "rejected", "expired", "cancelled", "executing", "executed"], "description": "executing: claimed and not yet reported (outcome unknown if the report never arrives)"},
                         "tool_name": {"type": "string"},
                         "tool_args": {"type": "object"},
                         "proposed_args": {"type": ["object", "null"]},
@@ -219,7 +223,8 @@ pub fn document() -> Value {
                         "allowed_decisions": {"type": "array", "items": {"type": "string"}},
                         "approvals": {"type": "array", "items": {"type": "object", "properties": {"by": {"type": "string"}, "at": {"type": "string"}}}},
                         "decision": {"type": ["object", "null"], "properties": {"outcome": {"type": "string"}, "by": {"type": "string"}, "reason": {"type": ["string", "null"]}, "edited": {"type": "boolean"}, "at": {"type": "string"}}},
-                        "execution": {"type": ["object", "null"], "properties": {"outcome": {"type": "string"}, "latency_ms": {"type": ["integer", "null"]}, "output_excerpt": {"type": ["string", "null"]}, "reported_at": {"type": "string"}}},
+                        "execution": {"type": ["object", "null"], "properties": {"claim_id": {"type": ["string", "null"]}, "claimed_at": {"type": ["string", "null"], "format": "date-time"}, "outcome": {"type": ["string", "null"], "enum": ["success", "error", null]}, "latency_ms": {"type": ["integer", "null"]}, "output_excerpt": {"type": ["string", "null"]}, "reported_at": {"type": ["string", "null"], "format": "date-time"}}},
+                        "execute_before": {"type": ["string", "null"], "format": "date-time", "description": "Set once approved: the execution must be claimed before this (policy execute_within)"},
                         "created_at": {"type": "string", "format": "date-time"},
                         "expires_at": {"type": "string", "format": "date-time"},
                         "decided_at": {"type": ["string", "null"], "format": "date-time"},

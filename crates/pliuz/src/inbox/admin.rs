@@ -181,6 +181,7 @@ async fn admin_page(
                         div { dt { "Decisions" } dd { (p.decisions.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")) } }
                         div { dt { "Approvals needed" } dd { (p.required_approvals) } }
                         div { dt { "Expires after" } dd { (humantime::format_duration(p.expires_in)) } }
+                        div { dt { "Run within (after approval)" } dd { (humantime::format_duration(p.execute_within)) } }
                         @if let Some(c) = &p.auto_approve { div { dt { "Auto-approve when" } dd { code { (c.source) } } } }
                         @if let Some(c) = &p.auto_reject { div { dt { "Auto-reject when" } dd { code { (c.source) } } } }
                     }

@@ -138,7 +138,7 @@ pub async fn page_handler(
                 label for="h-status" { "Outcome" }
                 select #h-status name="status" {
                     option value="" { "All outcomes" }
-                    @for st in [Status::Approved, Status::Executed, Status::Rejected, Status::Expired, Status::Cancelled] {
+                    @for st in [Status::Approved, Status::Executing, Status::Executed, Status::Rejected, Status::Expired, Status::Cancelled] {
                         option value=(st.as_str()) selected[status == Some(st)] { (st.as_str()) }
                     }
                 }
@@ -197,6 +197,8 @@ pub async fn page_handler(
                                         (e.outcome.as_str())
                                         @if let Some(l) = e.latency_ms { span.muted { " · " (l) " ms" } }
                                         @if let Some(x) = &e.output_excerpt { div.muted.small { (truncate(x, 80)) } }
+                                    } @else if a.status == Status::Executing {
+                                        span.outcome-unknown { "outcome unknown — check before retrying" }
                                     } @else { span.muted { "—" } }
                                 }
                             }

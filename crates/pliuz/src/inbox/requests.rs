@@ -523,6 +523,7 @@ fn facts(a: &Approval, now: i64) -> Markup {
                 }
             }
             div { dt { "Approvals" } dd { (a.votes.len()) " of " (a.required_approvals) " needed" } }
+            @if let Some(b) = a.execute_before() { div { dt { "Run before" } dd { (time_el(b, &fmt_time(b))) } } }
             @if let Some(c) = &a.call_id { div { dt { "Call" } dd { code { (c) } } } }
             @if let Some(c) = &a.session_id { div { dt { "Session" } dd { code { (c) } } } }
         }
@@ -659,6 +660,15 @@ fn request_page(
                                 @if a.edited {
                                     h3 { "Arguments the tool runs with" }
                                     (args_table(fa))
+                                }
+                            }
+                            @if a.status == Status::Executing {
+                                h3 { "Execution" }
+                                p.error #outcome-unknown role="status" {
+                                    strong { "Outcome unknown — check before retrying." }
+                                    " The agent started the tool"
+                                    @if let Some(c) = &a.claim { " at " (time_el(c.claimed_at, &fmt_time(c.claimed_at))) }
+                                    " and never reported how it went. Pliuz will not let it run again."
                                 }
                             }
                             @if let Some(e) = &a.execution {

@@ -52,6 +52,8 @@ pub enum ServiceError {
     Conflict(String),
     #[error("the arguments of approval {0} changed since you reviewed them (an approver edited them): reload the request, review the current arguments and decide again")]
     ArgsChanged(String),
+    #[error("a request with this idempotency_key was created at the same moment; retry to get it")]
+    ConcurrentCreate,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -266,6 +268,9 @@ impl ControlPlane {
             votes: vec![],
             settlement: None,
             edited: false,
+            execute_within_ms: i64::try_from(policy.execute_within.as_millis())
+                .unwrap_or(i64::MAX / 2),
+            claim: None,
             execution: None,
             created_at: now,
             expires_at: now.saturating_add(expires_in),
@@ -282,7 +287,7 @@ impl ControlPlane {
         let mut tx = self.store.begin_write().await?;
         tx.insert_approval(&a).await.map_err(|e| {
             if e.is_unique_violation() {
-                ServiceError::Conflict("a request with this idempotency_key was created at the same moment; retry to get it".into())
+                ServiceError::ConcurrentCreate
             } else {
                 e.into()
             }
@@ -515,31 +520,80 @@ impl ControlPlane {
         Ok(a)
     }
 
-    /// The agent reports how running the approved tool went (once).
-    pub async fn report_execution(
+    /// The requesting agent claims the right to run the approved tool
+    /// (`approved → executing`). Exactly one claim succeeds; a repeat of the
+    /// same `claim_id` (a retry after a lost answer) returns the request
+    /// unchanged.
+    pub async fn claim_execution(
         &self,
         principal: &Principal,
         id: &str,
-        exec: Execution,
+        claim_id: String,
     ) -> Result<Approval> {
-        if !matches!(principal, Principal::Agent { .. }) {
-            return Err(ServiceError::Forbidden(
-                "only the agent that made the request reports its execution".into(),
-            ));
-        }
+        only_agents(principal)?;
         self.get_for(principal, id).await?;
         let mut tx = self.store.begin_write().await?;
         let mut a = tx
             .get_approval(id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
-        a.report_execution(exec.clone())?;
+        if !a.claim_execution(&claim_id, crate::store::now_millis())? {
+            return Ok(a); // already this caller's claim: nothing to write
+        }
+        let claimed_at = a.claim.as_ref().map(|c| c.claimed_at).unwrap_or_default();
+        tx.update_approval(&mut a).await.map_err(|e| match e {
+            // Writers are serialised, so this is not expected; if it happens
+            // someone else changed the request first: never a second claim.
+            StoreError::Conflict => ServiceError::Transition(TransitionError::ExecutionClaimed {
+                id: id.to_owned(),
+                claimed_at: crate::store::format_time(claimed_at),
+            }),
+            other => other.into(),
+        })?;
+        tx.audit(AuditEvent {
+            kind: "approval.execution_claimed",
+            actor: principal.actor().to_string(),
+            approval_id: Some(a.id.clone()),
+            data: json!({
+                "claim_id": claim_id,
+                "execute_before": a.execute_before().map(crate::store::format_time),
+                "final_args": a.final_args.as_ref().map(approval_json_args),
+            }),
+        })
+        .await?;
+        // Slack shows it too: started, and "outcome unknown" if no report follows.
+        let policy = self.policies.get(&a.policy).cloned();
+        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+            .await?;
+        self.commit_change(tx, &a).await?;
+        Ok(a)
+    }
+
+    /// The claim holder reports how running the approved tool went.
+    pub async fn report_execution(
+        &self,
+        principal: &Principal,
+        id: &str,
+        claim_id: Option<String>,
+        exec: Execution,
+    ) -> Result<Approval> {
+        only_agents(principal)?;
+        self.get_for(principal, id).await?;
+        let mut tx = self.store.begin_write().await?;
+        let mut a = tx
+            .get_approval(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        if !a.report_execution(claim_id.as_deref(), exec.clone(), exec.reported_at)? {
+            return Ok(a); // the same report again: already recorded
+        }
         tx.update_approval(&mut a).await?;
         tx.audit(AuditEvent {
             kind: "approval.executed",
             actor: principal.actor().to_string(),
             approval_id: Some(a.id.clone()),
             data: json!({
+                "claim_id": claim_id,
                 "outcome": exec.outcome.as_str(),
                 "latency_ms": exec.latency_ms,
                 "output_excerpt": exec.output_excerpt,
@@ -547,6 +601,9 @@ impl ControlPlane {
             }),
         })
         .await?;
+        let policy = self.policies.get(&a.policy).cloned();
+        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+            .await?;
         self.commit_change(tx, &a).await?;
         Ok(a)
     }
@@ -600,6 +657,16 @@ impl ControlPlane {
         tx.set_meta("policy_hash", hash).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+fn only_agents(principal: &Principal) -> Result<()> {
+    if matches!(principal, Principal::Agent { .. }) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(
+            "only the agent that made the request claims and reports its execution".into(),
+        ))
     }
 }
 

@@ -186,6 +186,9 @@ fn headline(a: &Approval) -> String {
             format!(":white_check_mark: *Approved with edits* by {by} on {at}")
         }
         Status::Approved => format!(":white_check_mark: *Approved* by {by} on {at}"),
+        Status::Executing => format!(
+            ":warning: *Approved* by {by} on {at}; the agent started it and has not reported the outcome: outcome unknown — check before retrying"
+        ),
         Status::Executed => {
             let ran = a
                 .execution
@@ -204,7 +207,7 @@ fn headline(a: &Approval) -> String {
 pub fn fallback_text(a: &Approval) -> String {
     let verb = match a.status {
         Status::Pending => "Approval needed",
-        Status::Approved | Status::Executed => "Approved",
+        Status::Approved | Status::Executing | Status::Executed => "Approved",
         Status::Rejected => "Rejected",
         Status::Expired => "Expired",
         Status::Cancelled => "Cancelled",
@@ -429,6 +432,8 @@ mod tests {
             votes: vec![],
             settlement: None,
             edited: false,
+            execute_within_ms: 86_400_000,
+            claim: None,
             execution: None,
             created_at: 0,
             expires_at: 30 * 60 * 1000,
@@ -477,6 +482,34 @@ mod tests {
         assert_eq!(b, "```ok\nˋˋˋ\n:white_check_mark: *Approved* x```");
         assert_eq!(parse_button_value("id1:abc"), ("id1", "abc"));
         assert_eq!(parse_button_value("id1"), ("id1", ""));
+    }
+
+    #[test]
+    fn an_unreported_execution_reads_as_outcome_unknown() {
+        let mut a = approval();
+        a.status = Status::Executing;
+        a.settlement = Some(Settlement {
+            status: Status::Approved,
+            by: "user:fin@example.com".into(),
+            reason: None,
+            at: 1000,
+        });
+        let text = message(&a, "http://p", 0).to_string();
+        assert!(!text.contains(ACTION_APPROVE));
+        assert!(
+            text.contains("outcome unknown — check before retrying"),
+            "{text}"
+        );
+        a.status = Status::Executed;
+        a.execution = Some(crate::approval::Execution {
+            outcome: crate::approval::ExecutionOutcome::Error,
+            latency_ms: None,
+            output_excerpt: None,
+            reported_at: 2000,
+        });
+        let text = message(&a, "http://p", 0).to_string();
+        assert!(text.contains("the agent ran it (error)"), "{text}");
+        assert!(!text.contains("unknown"), "{text}");
     }
 
     #[test]

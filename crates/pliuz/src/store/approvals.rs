@@ -3,13 +3,13 @@
 
 use super::{col, json_col, Result, Store, StoreError, WriteTx};
 use crate::approval::{
-    Approval, DecisionKind, Execution, ExecutionOutcome, Settlement, Status, Vote,
+    Approval, Claim, DecisionKind, Execution, ExecutionOutcome, Settlement, Status, Vote,
 };
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
-const COLUMNS: &str = "id, status, tool_name, tool_args, proposed_args, final_args, tool_schema, policy, agent, originator, call_id, session_id, context_messages, client_metadata, idempotency_key, args_digest, required_approvals, allowed_decisions, edited, settled_status, settled_by, settled_reason, settled_at, execution_outcome, execution_latency_ms, execution_excerpt, executed_at, created_at, expires_at, version";
+const COLUMNS: &str = "id, status, tool_name, tool_args, proposed_args, final_args, tool_schema, policy, agent, originator, call_id, session_id, context_messages, client_metadata, idempotency_key, args_digest, required_approvals, allowed_decisions, edited, settled_status, settled_by, settled_reason, settled_at, execution_outcome, execution_latency_ms, execution_excerpt, executed_at, created_at, expires_at, version, execute_within_ms, claim_id, claimed_at";
 
 /// Filters for listing approvals (all optional).
 #[derive(Debug, Clone, Default)]
@@ -76,6 +76,13 @@ fn from_row(row: &AnyRow, votes: Vec<Vote>) -> Result<Approval> {
             reported_at: col::<Option<i64>>(row, "executed_at")?.unwrap_or_default(),
         }),
     };
+    let claim = match col::<Option<String>>(row, "claim_id")? {
+        None => None,
+        Some(claim_id) => Some(Claim {
+            claim_id,
+            claimed_at: col::<Option<i64>>(row, "claimed_at")?.unwrap_or_default(),
+        }),
+    };
     Ok(Approval {
         id: col(row, "id")?,
         status,
@@ -98,6 +105,8 @@ fn from_row(row: &AnyRow, votes: Vec<Vote>) -> Result<Approval> {
         votes,
         settlement,
         edited: col::<i64>(row, "edited")? != 0,
+        execute_within_ms: col(row, "execute_within_ms")?,
+        claim,
         execution,
         created_at: col(row, "created_at")?,
         expires_at: col(row, "expires_at")?,
@@ -316,7 +325,7 @@ impl WriteTx {
         let q = self
             .sql(&format!(
                 "INSERT INTO approvals ({COLUMNS}) VALUES ({})",
-                vec!["?"; 30].join(", ")
+                vec!["?"; 33].join(", ")
             ))
             .into_owned();
         bind_all(sqlx::query(&q), a).execute(&mut *self.tx).await?;
@@ -330,7 +339,7 @@ impl WriteTx {
         a.version += 1;
         let q = self
             .sql(
-                "UPDATE approvals SET status = ?, proposed_args = ?, final_args = ?, edited = ?, settled_status = ?, settled_by = ?, settled_reason = ?, settled_at = ?, execution_outcome = ?, execution_latency_ms = ?, execution_excerpt = ?, executed_at = ?, version = ? WHERE id = ? AND version = ?",
+                "UPDATE approvals SET status = ?, proposed_args = ?, final_args = ?, edited = ?, settled_status = ?, settled_by = ?, settled_reason = ?, settled_at = ?, execution_outcome = ?, execution_latency_ms = ?, execution_excerpt = ?, executed_at = ?, version = ?, claim_id = ?, claimed_at = ? WHERE id = ? AND version = ?",
             )
             .into_owned();
         let s = a.settlement.as_ref();
@@ -349,6 +358,8 @@ impl WriteTx {
             .bind(e.and_then(|e| e.output_excerpt.clone()))
             .bind(e.map(|e| e.reported_at))
             .bind(a.version)
+            .bind(a.claim.as_ref().map(|c| c.claim_id.clone()))
+            .bind(a.claim.as_ref().map(|c| c.claimed_at))
             .bind(&a.id)
             .bind(expected)
             .execute(&mut *self.tx)
@@ -422,4 +433,7 @@ fn bind_all<'q>(
         .bind(a.created_at)
         .bind(a.expires_at)
         .bind(a.version)
+        .bind(a.execute_within_ms)
+        .bind(a.claim.as_ref().map(|c| c.claim_id.clone()))
+        .bind(a.claim.as_ref().map(|c| c.claimed_at))
 }

@@ -198,7 +198,22 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: crate::slack::store::MIGRATION_SQL,
         postgres: crate::slack::store::MIGRATION_SQL,
     },
+    // Exactly-once execution: the execution claim and its deadline.
+    Migration {
+        version: 20,
+        name: "execution_claim",
+        sqlite: EXECUTION_CLAIM_SQL,
+        postgres: EXECUTION_CLAIM_SQL,
+    },
 ];
+
+/// Migration 20: `approved → executing` claims (`crate::approval`). Requests
+/// from before it get the default execution window of 24 hours.
+const EXECUTION_CLAIM_SQL: &str = r#"
+ALTER TABLE approvals ADD COLUMN execute_within_ms BIGINT NOT NULL DEFAULT 86400000;
+ALTER TABLE approvals ADD COLUMN claim_id TEXT;
+ALTER TABLE approvals ADD COLUMN claimed_at BIGINT;
+"#;
 
 /// Migration 2: web inbox sessions. Only the SHA-256 of the session secret
 /// is stored; the CSRF token is tied to the session row.

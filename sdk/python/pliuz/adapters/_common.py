@@ -15,7 +15,9 @@ from ..errors import (
     PliuzCancelledError,
     PliuzConnectionError,
     PliuzError,
+    PliuzExecutionExpiredError,
     PliuzExpiredError,
+    PliuzOutcomeUnknownError,
     PliuzRejectedError,
     PliuzServerError,
     PliuzTimeoutError,
@@ -57,6 +59,17 @@ def message_for(name: str, exc: PliuzError, timeout_s: float | None) -> str:
             f"The tool call {name} was already executed earlier for this same request "
             f"and was not run again.{detail}"
         )
+    if isinstance(exc, PliuzOutcomeUnknownError):
+        return (
+            f"The tool call {name} was NOT executed now: the same call was already started "
+            "earlier and its outcome was never reported, so the outcome is unknown — check "
+            "whether it happened before retrying. Do not retry this call unchanged."
+        )
+    if isinstance(exc, PliuzExecutionExpiredError):
+        return not_run(
+            name, "it was approved, but not started within the time the policy allows after "
+            "approval; a new approval is needed.",
+        )  # fmt: skip
     if isinstance(exc, (PliuzConnectionError, PliuzServerError)):
         return not_run(
             name, "the approval server could not be reached, so the call could not be approved."

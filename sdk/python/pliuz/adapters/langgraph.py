@@ -66,7 +66,7 @@ from .._gate import (
     run_gated_async,
     run_gated_sync,
 )
-from ..errors import PliuzArgumentsError, PliuzError, PliuzRejectedError
+from ..errors import PliuzArgumentsError, PliuzError, PliuzRejectedError, PliuzTimeoutError
 from ..idempotency import idempotency_key
 from ..models import Approval
 from ..redaction import parse_path, relax_schema
@@ -647,14 +647,20 @@ async def _settle_async(
 def _poll_sync(c: PliuzClient, approval: Approval, wait_s: float) -> Approval:
     deadline = time.monotonic() + wait_s
     while approval.status == "pending" and (left := deadline - time.monotonic()) >= 1:
-        approval = c.get_approval(approval.id, wait=min(60, int(left)))
+        try:
+            approval = c.get_approval(approval.id, wait=min(60, int(left)), timeout=left)
+        except PliuzTimeoutError:
+            break  # wait_s is over (a hung connection included): pause instead
     return approval
 
 
 async def _poll_async(c: AsyncPliuzClient, approval: Approval, wait_s: float) -> Approval:
     deadline = time.monotonic() + wait_s
     while approval.status == "pending" and (left := deadline - time.monotonic()) >= 1:
-        approval = await c.get_approval(approval.id, wait=min(60, int(left)))
+        try:
+            approval = await c.get_approval(approval.id, wait=min(60, int(left)), timeout=left)
+        except PliuzTimeoutError:
+            break
     return approval
 
 
@@ -711,11 +717,13 @@ def require_approval(
     Raises (fail closed) :class:`~pliuz.PliuzRejectedError` (``.reason``),
     :class:`~pliuz.PliuzExpiredError`, :class:`~pliuz.PliuzCancelledError`,
     :class:`~pliuz.PliuzAlreadyExecutedError` (the request was reported as
-    executed), :class:`~pliuz.PliuzConnectionError` and the API errors.
+    executed), :class:`~pliuz.PliuzOutcomeUnknownError` (it was started and
+    never reported), :class:`~pliuz.PliuzConnectionError` and the API errors.
 
-    This only asks; it does not record that the action ran. Prefer
-    :func:`run_with_approval`, which runs the action and reports it, so that
-    re-running the node never runs it twice.
+    This only asks; it neither claims the execution nor records that the action
+    ran, so nothing stops a second run. Prefer :func:`run_with_approval`, which
+    claims the execution (exactly one caller gets it), runs the action and
+    reports it, so that re-running the node never runs it twice.
 
     Args:
         wait_s: long-poll this many seconds for a quick decision before pausing

@@ -1,0 +1,601 @@
+//! Exactly-once execution: the execution claim (`approved → executing`)
+//! against the real binary over real HTTP, on SQLite and on two PostgreSQL
+//! replicas. The SDK side (two agent processes, a report that never lands, a
+//! hung connection) is in sdk/python/tests/test_exactly_once.py.
+
+mod support;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::Server;
+
+const CONFIG: &str = r#"
+[[policy]]
+name = "auto"
+tools = ["auto_tool"]
+approvers = ["group:finance"]
+auto_approve = "true"
+
+[[policy]]
+name = "brief"
+tools = ["brief_tool"]
+approvers = ["group:finance"]
+auto_approve = "true"
+execute_within = "1s"
+
+[[policy]]
+name = "human"
+tools = ["human_tool"]
+approvers = ["group:finance"]
+"#;
+
+struct Env {
+    servers: Vec<Server>,
+    http: Client,
+    agent: String,
+    other_agent: String,
+    finance: String,
+    auditor: String,
+}
+
+async fn env(database_url: Option<String>, replicas: usize) -> Env {
+    let first = Server::start_with(CONFIG, database_url, vec![]).await;
+    let agent = first.agent_key("support-bot");
+    let other_agent = first.agent_key("other-bot");
+    let finance = first.user_token("fin@example.com", "approver", &["finance"]);
+    let auditor = first.user_token("audit@example.com", "auditor", &[]);
+    let mut servers = vec![first];
+    for _ in 1..replicas {
+        let replica = Server::replica_of(&servers[0]).await;
+        servers.push(replica);
+    }
+    Env {
+        servers,
+        http: Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("http client"),
+        agent,
+        other_agent,
+        finance,
+        auditor,
+    }
+}
+
+impl Env {
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.servers[0].url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            assert_eq!(ct, "application/problem+json", "{status} {v}");
+        }
+        (status, v)
+    }
+
+    async fn get(&self, token: &str, path: &str) -> Value {
+        self.http
+            .get(self.servers[0].url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    async fn create(&self, tool: &str, n: u64) -> Value {
+        let (status, v) = self
+            .post(
+                &self.agent,
+                "/api/v1/approvals",
+                json!({"tool_name": tool, "tool_args": {"n": n}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    async fn execution(&self, token: &str, id: &str, body: Value) -> (StatusCode, Value) {
+        self.post(token, &format!("/api/v1/approvals/{id}/execution"), body)
+            .await
+    }
+
+    async fn audit_kinds(&self, id: &str) -> Vec<String> {
+        let page = self
+            .get(&self.auditor, "/api/v1/audit/entries?start=0&end=1000")
+            .await;
+        assert!(page["entries"].is_array(), "{page}");
+        page["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.to_string().contains(id))
+            .filter_map(|e| {
+                e.pointer("/entry/type")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+}
+
+/// Many callers claim the same approved request at once (spread over every
+/// replica): exactly one gets 200, every other one 409 execution_claimed.
+async fn racing_claims(e: &Env, rounds: u64, callers: usize) {
+    for round in 0..rounds {
+        let a = e.create("auto_tool", round).await;
+        assert_eq!(a["status"], "approved", "{a}");
+        let id = a["id"].as_str().expect("id").to_owned();
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(callers));
+        let tasks: Vec<_> = (0..callers)
+            .map(|n| {
+                let (http, agent, start) = (e.http.clone(), e.agent.clone(), start.clone());
+                let url = e.servers[n % e.servers.len()]
+                    .url(&format!("/api/v1/approvals/{id}/execution"));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let r = http
+                        .post(url)
+                        .bearer_auth(agent)
+                        .json(&json!({"outcome": "started", "claim_id": format!("caller-{n}")}))
+                        .send()
+                        .await
+                        .expect("claim");
+                    (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.expect("task"));
+        }
+        let winners: Vec<&Value> = answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::OK)
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {answers:?}");
+        for (s, v) in answers.iter().filter(|(s, _)| *s != StatusCode::OK) {
+            assert_eq!(*s, StatusCode::CONFLICT, "{v}");
+            assert_eq!(v["code"], "execution_claimed", "{v}");
+            assert!(
+                v["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("the outcome is unknown — check"),
+                "{v}"
+            );
+        }
+        let stored = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
+        assert_eq!(stored["status"], "executing");
+        assert_eq!(
+            stored["execution"]["claim_id"],
+            winners[0]["execution"]["claim_id"]
+        );
+        assert_eq!(stored["execution"]["outcome"], Value::Null);
+        let kinds = e.audit_kinds(&id).await;
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| *k == "approval.execution_claimed")
+                .count(),
+            1,
+            "{kinds:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn racing_claims_have_exactly_one_winner_on_sqlite() {
+    let e = env(None, 1).await;
+    racing_claims(&e, 10, 12).await;
+}
+
+#[tokio::test]
+async fn racing_claims_have_exactly_one_winner_across_postgres_replicas() {
+    let url = support::fresh_postgres_database().await;
+    let e = env(Some(url), 2).await;
+    racing_claims(&e, 10, 12).await;
+}
+
+#[tokio::test]
+async fn the_claim_and_the_report_follow_the_contract() {
+    let e = env(None, 1).await;
+    // Pending: nothing to claim yet.
+    let pending = e.create("human_tool", 1).await;
+    let id = pending["id"].as_str().expect("id").to_owned();
+    assert_eq!(pending["execute_before"], Value::Null);
+    let (s, p) = e
+        .execution(&e.agent, &id, json!({"outcome": "started"}))
+        .await;
+    assert_eq!(
+        (s, p["code"].clone()),
+        (StatusCode::CONFLICT, json!("invalid_transition")),
+        "{p}"
+    );
+    let (s, v) = e
+        .post(
+            &e.finance,
+            &format!("/api/v1/approvals/{id}/decision"),
+            support::with_digest(
+                &e.http,
+                &e.servers[0],
+                &e.finance,
+                &id,
+                json!({"decision": "approve"}),
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["execute_before"].is_string(), "{v}");
+
+    // Only the requesting agent: another agent does not see it, a person may not claim.
+    let (s, p) = e
+        .execution(&e.other_agent, &id, json!({"outcome": "started"}))
+        .await;
+    assert_eq!(
+        (s, p["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_found")),
+        "{p}"
+    );
+    let (s, p) = e
+        .execution(&e.finance, &id, json!({"outcome": "started"}))
+        .await;
+    assert_eq!(
+        (s, p["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("forbidden")),
+        "{p}"
+    );
+    // Bad input gets a clear 422 and changes nothing.
+    for (body, field) in [
+        (
+            json!({"outcome": "started", "claim_id": "has space"}),
+            "claim_id",
+        ),
+        (json!({"outcome": "started", "latency_ms": 3}), "latency_ms"),
+        (json!({"outcome": "finished"}), "outcome"),
+    ] {
+        let (s, p) = e.execution(&e.agent, &id, body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+    }
+    // A report before the claim is refused.
+    let (s, p) = e
+        .execution(
+            &e.agent,
+            &id,
+            json!({"outcome": "success", "claim_id": "mine"}),
+        )
+        .await;
+    assert_eq!(
+        (s, p["code"].clone()),
+        (StatusCode::CONFLICT, json!("execution_not_claimed")),
+        "{p}"
+    );
+
+    let (s, claimed) = e
+        .execution(
+            &e.agent,
+            &id,
+            json!({"outcome": "started", "claim_id": "mine"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{claimed}");
+    assert_eq!(claimed["status"], "executing");
+    assert_eq!(claimed["execution"]["claim_id"], "mine");
+    assert!(claimed["execution"]["claimed_at"].is_string());
+    // Repeating one's own claim is harmless; anyone else is told the outcome is unknown.
+    let (s, again) = e
+        .execution(
+            &e.agent,
+            &id,
+            json!({"outcome": "started", "claim_id": "mine"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["execution"], claimed["execution"]);
+    let (s, p) = e
+        .execution(&e.agent, &id, json!({"outcome": "started"}))
+        .await;
+    assert_eq!(
+        (s, p["code"].clone()),
+        (StatusCode::CONFLICT, json!("execution_claimed")),
+        "{p}"
+    );
+    // A report with the wrong claim, or none, is refused.
+    for body in [
+        json!({"outcome": "success", "claim_id": "yours"}),
+        json!({"outcome": "success"}),
+    ] {
+        let (s, p) = e.execution(&e.agent, &id, body).await;
+        assert_eq!(
+            (s, p["code"].clone()),
+            (StatusCode::CONFLICT, json!("claim_mismatch")),
+            "{p}"
+        );
+    }
+    let (s, done) = e
+        .execution(
+            &e.agent,
+            &id,
+            json!({"outcome": "error", "claim_id": "mine", "latency_ms": 5, "output_excerpt": "card declined"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "executed");
+    assert_eq!(done["execution"]["outcome"], "error");
+    assert_eq!(done["execution"]["claim_id"], "mine");
+    let (s, p) = e
+        .execution(&e.agent, &id, json!({"outcome": "started"}))
+        .await;
+    assert_eq!(
+        (s, p["code"].clone()),
+        (StatusCode::CONFLICT, json!("execution_claimed")),
+        "{p}"
+    );
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already executed"),
+        "{p}"
+    );
+
+    let kinds = e.audit_kinds(&id).await;
+    assert_eq!(
+        kinds,
+        [
+            "approval.created",
+            "approval.decided",
+            "approval.execution_claimed",
+            "approval.executed"
+        ],
+        "one entry per change; refused and repeated calls write nothing"
+    );
+    let listed = e.get(&e.agent, "/api/v1/approvals?status=executed").await;
+    assert!(listed["items"].to_string().contains(&id));
+}
+
+#[tokio::test]
+async fn execute_within_closes_the_claim() {
+    let e = env(None, 1).await;
+    let a = e.create("brief_tool", 1).await;
+    let id = a["id"].as_str().expect("id").to_owned();
+    assert_eq!(a["status"], "approved");
+    let decided = chrono_ms(&a["decided_at"]);
+    assert_eq!(chrono_ms(&a["execute_before"]) - decided, 1000, "{a}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, p) = e
+        .execution(&e.agent, &id, json!({"outcome": "started"}))
+        .await;
+    assert_eq!(
+        (s, p["code"].clone()),
+        (StatusCode::CONFLICT, json!("execution_expired")),
+        "{p}"
+    );
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("execute_within"),
+        "{p}"
+    );
+    // Nor is a late report without a claim accepted (issue 9: a report after the deadline).
+    let (s, p) = e
+        .execution(
+            &e.agent,
+            &id,
+            json!({"outcome": "success", "claim_id": "late"}),
+        )
+        .await;
+    assert_eq!(
+        (s, p["code"].clone()),
+        (StatusCode::CONFLICT, json!("execution_expired")),
+        "{p}"
+    );
+    let stored = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
+    assert_eq!(stored["status"], "approved");
+    assert_eq!(stored["execution"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_bad_execute_within_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pliuz.toml");
+    std::fs::write(
+        &path,
+        "[[policy]]\nname = \"p\"\napprovers = [\"group:x\"]\nexecute_within = \"0s\"\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(support::BIN)
+        .args(["policy", "check"])
+        .arg(&path)
+        .output()
+        .expect("run pliuz policy check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        format!("{stdout}{stderr}")
+            .contains(":4: policy 'p': execute_within must be between 1s and 366 days"),
+        "{stdout}{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_inbox_shows_an_unreported_claim_as_outcome_unknown() {
+    let e = env(None, 1).await;
+    let a = e.create("auto_tool", 7).await;
+    let id = a["id"].as_str().expect("id").to_owned();
+    let (s, v) = e
+        .execution(&e.agent, &id, json!({"outcome": "started"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let cookies = inbox_login(&e, "fin@example.com").await;
+    let page = inbox_get(&e, &cookies, &format!("/requests/{id}")).await;
+    assert!(
+        page.contains("Outcome unknown — check before retrying."),
+        "{page}"
+    );
+    assert!(page.contains("status-executing"), "{page}");
+    assert!(page.contains("Run before"), "{page}");
+    assert!(page.contains("approval.execution_claimed"), "{page}");
+    let history = inbox_get(&e, &cookies, "/history?status=executing").await;
+    assert!(history.contains(&format!("/requests/{id}")), "{history}");
+    assert!(
+        history.contains("outcome unknown — check before retrying"),
+        "{history}"
+    );
+}
+
+fn chrono_ms(v: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default())
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|e| panic!("not a time: {v}: {e}"))
+}
+
+/// Every `name=value` a response sets, as one `Cookie` header value.
+fn cookies_of(r: &reqwest::Response, mut jar: Vec<String>) -> Vec<String> {
+    for c in r.headers().get_all("set-cookie") {
+        if let Some(pair) = c.to_str().ok().and_then(|s| s.split(';').next()) {
+            let name = pair.split('=').next().unwrap_or_default().to_owned();
+            jar.retain(|p| !p.starts_with(&format!("{name}=")));
+            jar.push(pair.to_owned());
+        }
+    }
+    jar
+}
+
+async fn inbox_login(e: &Env, email: &str) -> Vec<String> {
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = http
+        .get(e.servers[0].url("/login"))
+        .send()
+        .await
+        .expect("login page");
+    let jar = cookies_of(&r, vec![]);
+    let html = r.text().await.expect("html");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf field")
+        .to_owned();
+    let r = http
+        .post(e.servers[0].url("/login"))
+        .header("cookie", jar.join("; "))
+        .form(&[
+            ("email", email),
+            ("password", "correct-horse-battery"),
+            ("csrf", &csrf),
+            ("next", "/inbox"),
+        ])
+        .send()
+        .await
+        .expect("log in");
+    assert!(r.status().is_redirection(), "log-in failed: {}", r.status());
+    cookies_of(&r, jar)
+}
+
+async fn inbox_get(e: &Env, cookies: &[String], path: &str) -> String {
+    let r = e
+        .http
+        .get(e.servers[0].url(path))
+        .header("cookie", cookies.join("; "))
+        .send()
+        .await
+        .expect("inbox page");
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    r.text().await.expect("html")
+}
+
+#[tokio::test]
+async fn slack_shows_the_claim_as_outcome_unknown_then_the_reported_outcome() {
+    use support::slack_fake::FakeSlack;
+    let fake = FakeSlack::start("xoxb-claim-test").await;
+    let config = format!(
+        "[slack]\nbot_token = \"xoxb-claim-test\"\nsigning_secret = \"claim-test-secret\"\napi_url = \"{}\"\ndefault_channel = \"#approvals\"\n{CONFIG}",
+        fake.api_url()
+    );
+    let env_vars = [
+        ("PLIUZ_OUTBOX_BACKOFF_MS", "50"),
+        ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "300"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let server = Server::start_with(&config, None, env_vars).await;
+    let agent = server.agent_key("support-bot");
+    let http = Client::new();
+    let post = |path: String, body: Value| {
+        let (http, agent, url) = (http.clone(), agent.clone(), server.url(&path));
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(agent)
+                .json(&body)
+                .send()
+                .await
+                .expect("post");
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let a = post(
+        "/api/v1/approvals".into(),
+        json!({"tool_name": "auto_tool", "tool_args": {"n": 1}}),
+    )
+    .await;
+    let id = a["id"].as_str().expect("id").to_owned();
+    let wait = Duration::from_secs(20);
+    let needle = format!("/requests/{id}");
+    fake.wait_for("the request message", wait, |c| {
+        c.method == "chat.postMessage" && c.ok() && c.body.to_string().contains(&needle)
+    })
+    .await;
+    let claimed = post(
+        format!("/api/v1/approvals/{id}/execution"),
+        json!({"outcome": "started"}),
+    )
+    .await;
+    fake.wait_for("an update saying the outcome is unknown", wait, |c| {
+        c.method == "chat.update"
+            && c.ok()
+            && c.body
+                .to_string()
+                .contains("outcome unknown — check before retrying")
+    })
+    .await;
+    post(
+        format!("/api/v1/approvals/{id}/execution"),
+        json!({"outcome": "success", "claim_id": claimed["execution"]["claim_id"]}),
+    )
+    .await;
+    fake.wait_for("an update with the reported outcome", wait, |c| {
+        c.method == "chat.update"
+            && c.ok()
+            && c.body.to_string().contains("the agent ran it (success)")
+    })
+    .await;
+}
