@@ -37,7 +37,7 @@ pub fn unavailable_reason(e: &sqlx::Error) -> Option<(String, u64)> {
 fn sqlite_reason(extended: i64, message: &str) -> Option<(String, u64)> {
     let (what, retry) = match extended & 0xff {
         5 | 6 => ("the database is locked by another process or connection", 1),
-        13 => ("the disk holding the database is full", 5),
+        13 => (DISK_FULL, 5),
         10 => (
             "the database file could not be read or written (I/O error)",
             5,
@@ -55,7 +55,7 @@ fn sqlite_reason(extended: i64, message: &str) -> Option<(String, u64)> {
 /// PostgreSQL SQLSTATE codes that mean "cannot serve now".
 fn postgres_reason(code: &str, message: &str) -> Option<(String, u64)> {
     let (what, retry) = match code {
-        "53100" => ("the disk holding the database is full", 5),
+        "53100" => (DISK_FULL, 5),
         "55P03" => ("the database is locked (lock wait timed out)", 1),
         "57014" => (
             "the database did not answer in time (statement cancelled)",
@@ -73,68 +73,68 @@ fn postgres_reason(code: &str, message: &str) -> Option<(String, u64)> {
     Some((format!("{what} ({message})"), retry))
 }
 
-/// The outcome of the latest write attempt that says anything about the
-/// store (a commit, or a failure to take the lock or to commit).
-#[derive(Debug, Clone)]
+/// The outcome of the latest database call that says anything about the
+/// store: a real commit, or an error that means it cannot serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Last {
     Never,
     Committed(Instant),
-    Failed { at: Instant, reason: String },
+    Failed(Instant),
 }
 
-/// Shared by every clone of a store.
-#[derive(Debug)]
-pub struct Health {
-    last: Mutex<Last>,
-    /// One readiness probe at a time; its result is reused for a moment.
-    pub(super) probe: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
-}
+/// The latest outcome and the latest failure's reason. Process-wide: a
+/// process has one store, and a failure is noticed where the driver's error
+/// is converted (`From<sqlx::Error>`), deep inside any statement.
+static LATEST: Mutex<(Last, String)> = Mutex::new((Last::Never, String::new()));
 
 /// A commit this recent proves the store takes writes without a probe.
 pub const FRESH: Duration = Duration::from_secs(2);
 /// How long one probe's result answers later readiness checks.
 pub const PROBE_REUSE: Duration = Duration::from_secs(1);
+/// The start of every "disk full" reason.
+pub const DISK_FULL: &str = "the disk holding the database is full";
+/// After a full disk, the store counts as writable again only with this
+/// much free space (a probe's tiny commit may fit where real writes do not).
+pub const MIN_FREE_BYTES: u64 = 1024 * 1024;
 
-impl Default for Health {
-    fn default() -> Self {
-        Health {
-            last: Mutex::new(Last::Never),
-            probe: tokio::sync::Mutex::new(None),
-        }
+pub fn committed() {
+    if let Ok(mut l) = LATEST.lock() {
+        l.0 = Last::Committed(Instant::now());
     }
 }
 
-impl Health {
-    pub fn committed(&self) {
-        if let Ok(mut l) = self.last.lock() {
-            *l = Last::Committed(Instant::now());
-        }
+pub fn failed(reason: &str) {
+    if let Ok(mut l) = LATEST.lock() {
+        *l = (Last::Failed(Instant::now()), reason.to_owned());
     }
+}
 
-    pub fn failed(&self, reason: &str) {
-        if let Ok(mut l) = self.last.lock() {
-            *l = Last::Failed {
-                at: Instant::now(),
-                reason: reason.to_owned(),
-            };
-        }
-    }
+/// `true` when a write committed a moment ago and nothing failed since.
+pub fn recently_committed() -> bool {
+    matches!(LATEST.lock().map(|l| l.0), Ok(Last::Committed(t)) if t.elapsed() < FRESH)
+}
 
-    /// `true` when a write committed a moment ago and nothing failed since.
-    pub fn recently_committed(&self) -> bool {
-        matches!(self.last.lock().as_deref(), Ok(Last::Committed(t)) if t.elapsed() < FRESH)
+/// The latest failure's reason, if the latest outcome was a failure.
+pub fn failing() -> Option<String> {
+    match LATEST.lock().as_deref() {
+        Ok((Last::Failed(at), reason)) => Some(format!(
+            "{reason}; last seen {}s ago",
+            at.elapsed().as_secs()
+        )),
+        _ => None,
     }
+}
 
-    /// The reason of the latest failure, if the latest outcome was one.
-    pub fn failing(&self) -> Option<String> {
-        match self.last.lock().as_deref() {
-            Ok(Last::Failed { reason, at }) => Some(format!(
-                "{reason}; last seen {}s ago",
-                at.elapsed().as_secs()
-            )),
-            _ => None,
-        }
-    }
+/// Free bytes for unprivileged writers on the filesystem holding `path`.
+#[cfg(unix)]
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+#[cfg(not(unix))]
+pub fn free_bytes(_path: &std::path::Path) -> Option<u64> {
+    None
 }
 
 #[cfg(test)]
@@ -166,12 +166,16 @@ mod tests {
 
     #[test]
     fn health_follows_the_latest_outcome() {
-        let h = Health::default();
-        assert!(!h.recently_committed());
-        h.failed("the disk holding the database is full");
-        assert!(h.failing().is_some_and(|r| r.contains("full")));
-        h.committed();
-        assert!(h.recently_committed());
-        assert!(h.failing().is_none());
+        failed(DISK_FULL);
+        assert!(!recently_committed());
+        assert!(failing().is_some_and(|r| r.contains("full")));
+        committed();
+        assert!(recently_committed());
+        assert!(failing().is_none());
+    }
+
+    #[test]
+    fn free_space_is_measured() {
+        assert!(free_bytes(std::path::Path::new(".")).is_some_and(|b| b > 0));
     }
 }

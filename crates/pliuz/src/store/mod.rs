@@ -77,11 +77,14 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> StoreError {
         match health::unavailable_reason(&e) {
-            Some((reason, retry_after)) => StoreError::Unavailable {
-                reason,
-                retry_after,
-                outcome_unknown: false,
-            },
+            Some((reason, retry_after)) => {
+                health::failed(&reason);
+                StoreError::Unavailable {
+                    reason,
+                    retry_after,
+                    outcome_unknown: false,
+                }
+            }
             None => StoreError::Database(e),
         }
     }
@@ -140,8 +143,10 @@ pub struct Store {
     write_lock: Arc<Mutex<()>>,
     /// Bounds the writers queued on `write_lock` (`MAX_QUEUED_WRITES`).
     writers: Arc<Semaphore>,
-    /// What the latest writes say about the store (`/readyz`).
-    health: Arc<health::Health>,
+    /// The latest readiness probe and when it ran (`/readyz`).
+    probe: Arc<Mutex<Option<(Instant, std::result::Result<(), String>)>>>,
+    /// The SQLite database file (its filesystem's free space is health).
+    file: Option<std::path::PathBuf>,
     /// Set at shutdown: no write may start after the final checkpoint.
     closed: Arc<AtomicBool>,
 }
@@ -207,7 +212,8 @@ impl Store {
             backend,
             write_lock: Arc::new(Mutex::new(())),
             writers: Arc::new(Semaphore::new(MAX_QUEUED_WRITES)),
-            health: Arc::new(health::Health::default()),
+            probe: Arc::new(Mutex::new(None)),
+            file: (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(&shown)),
             closed: Arc::new(AtomicBool::new(false)),
         };
         let lock = store.startup_lock().await?;
@@ -309,36 +315,58 @@ impl Store {
         Ok(())
     }
 
-    /// Can the store take writes right now (`/readyz`)? A commit a moment
-    /// ago is proof enough; otherwise one probe transaction takes the write
-    /// lock and commits (it writes the audit head row unchanged), with a
-    /// short wait. `Err` carries the reason.
+    /// Can the store take writes right now (`/readyz`)? A real commit a
+    /// moment ago is proof enough; otherwise one probe transaction takes the
+    /// write lock and commits (it writes the audit head row unchanged), with
+    /// a short wait. After a full disk, the disk must also have room again:
+    /// a probe's one page can fit where real writes do not. `Err` carries
+    /// the reason.
     pub async fn readiness(&self) -> std::result::Result<(), String> {
         if self.closed.load(Ordering::Acquire) {
             return Err("the server is shutting down".into());
         }
-        if self.health.recently_committed() {
+        if health::recently_committed() {
             return Ok(());
         }
-        let mut last = self.health.probe.lock().await;
+        let mut last = self.probe.lock().await;
         if let Some((at, result)) = &*last {
             if at.elapsed() < health::PROBE_REUSE {
                 return result.clone();
             }
         }
-        let result = match self.begin(PROBE_WAIT).await {
+        let earlier = health::failing();
+        let probed = match self.begin(PROBE_WAIT).await {
             Ok(tx) => tx.commit_probe().await,
             Err(e) => Err(e),
-        }
-        .map_err(|e| match (e, self.health.failing()) {
-            (StoreError::Unavailable { reason, .. }, Some(earlier)) if reason != earlier => {
-                format!("{reason} (latest write failure: {earlier})")
-            }
-            (StoreError::Unavailable { reason, .. }, _) => reason,
-            (other, _) => other.to_string(),
-        });
+        };
+        let result = match probed {
+            Ok(()) => self.check_free_space(earlier.as_deref()),
+            Err(StoreError::Unavailable { reason, .. }) => Err(match earlier {
+                Some(e) if !e.starts_with(&reason) => {
+                    format!("{reason} (latest failure of a write: {e})")
+                }
+                _ => reason,
+            }),
+            Err(other) => Err(other.to_string()),
+        };
         *last = Some((Instant::now(), result.clone()));
         result
+    }
+
+    fn check_free_space(&self, earlier: Option<&str>) -> std::result::Result<(), String> {
+        let (Some(file), Some(e)) = (&self.file, earlier) else {
+            return Ok(());
+        };
+        if !e.starts_with(health::DISK_FULL) {
+            return Ok(());
+        }
+        match health::free_bytes(file.parent().unwrap_or(Path::new("."))) {
+            Some(free) if free < health::MIN_FREE_BYTES => Err(format!(
+                "{} ({free} bytes free; writes failed: {e})",
+                health::DISK_FULL
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses every later write and waits for the one in progress (if any):
@@ -370,9 +398,7 @@ impl Store {
         let lock = tokio::time::timeout(wait, self.write_lock.clone().lock_owned())
             .await
             .map_err(|_| {
-                let why = self
-                    .health
-                    .failing()
+                let why = health::failing()
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default();
                 StoreError::unavailable(
@@ -391,8 +417,8 @@ impl Store {
             .max(Duration::from_millis(100));
         let conn = match tokio::time::timeout(left, self.pool.acquire()).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(self.failed(e.into())),
-            Err(_) => return Err(self.failed(sqlx::Error::PoolTimedOut.into())),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
         };
         let mut tx = WriteTx {
             tx: TxConn(Some(conn)),
@@ -408,17 +434,9 @@ impl Store {
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(100));
         if let Err(e) = tx.start(left).await {
-            return Err(self.failed(e.into()));
+            return Err(e.into());
         }
         Ok(tx)
-    }
-
-    /// Notes a failure that says the store cannot write now.
-    fn failed(&self, e: StoreError) -> StoreError {
-        if let StoreError::Unavailable { reason, .. } = &e {
-            self.health.failed(reason);
-        }
-        e
     }
 
     /// Forwards change notifications from other replicas into `notifier`
@@ -574,10 +592,12 @@ impl WriteTx {
             ));
         }
         self.finish().await?;
+        health::committed();
         Ok(std::mem::take(&mut self.appended))
     }
 
-    /// The readiness probe's commit: it changed nothing, so needs no audit.
+    /// The readiness probe's commit: it changed nothing, so needs no audit
+    /// (and proves less than a real write, so it is not noted as one).
     async fn commit_probe(mut self) -> Result<()> {
         self.finish().await
     }
@@ -586,7 +606,6 @@ impl WriteTx {
         match self.tx.execute("COMMIT").await {
             Ok(_) => {
                 self.open = false;
-                self.store.health.committed();
                 Ok(())
             }
             Err(e) => {
@@ -595,7 +614,7 @@ impl WriteTx {
                 let _ = self.tx.execute("ROLLBACK").await;
                 self.tx.discard();
                 self.open = false;
-                Err(self.store.failed(StoreError::commit_failed(e)))
+                Err(StoreError::commit_failed(e))
             }
         }
     }
