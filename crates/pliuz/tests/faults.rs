@@ -168,7 +168,10 @@ async fn disk_full_on_sqlite_never_acknowledges_what_is_not_stored_and_recovers_
     let _fs = match Tmpfs::mount(&data, "6m") {
         Ok(fs) => fs,
         Err(why) => {
-            eprintln!(
+            // Straight to stderr, past the test harness's output capture.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED disk-full scenario: cannot mount a tmpfs here ({why}); it needs root (CAP_SYS_ADMIN)"
             );
             return;

@@ -144,12 +144,15 @@ pub struct Store {
     /// Bounds the writers queued on `write_lock` (`MAX_QUEUED_WRITES`).
     writers: Arc<Semaphore>,
     /// The latest readiness probe and when it ran (`/readyz`).
-    probe: Arc<Mutex<Option<(Instant, std::result::Result<(), String>)>>>,
+    probe: Arc<Mutex<Option<Probe>>>,
     /// The SQLite database file (its filesystem's free space is health).
     file: Option<std::path::PathBuf>,
     /// Set at shutdown: no write may start after the final checkpoint.
     closed: Arc<AtomicBool>,
 }
+
+/// When a readiness probe ran and what it found.
+type Probe = (Instant, std::result::Result<(), String>);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
