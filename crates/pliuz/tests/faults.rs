@@ -311,6 +311,38 @@ async fn disk_full_on_sqlite_never_acknowledges_what_is_not_stored_and_recovers_
     )
     .await;
     assert_eq!(r.body["status"], "approved");
+
+    // Stopped while the disk is full: the final checkpoint is signed, or the
+    // exit says plainly that it was not; the next start signs the rest.
+    let r = create(&http, &server, &agent, "last-before-full", 3000).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let last_id = r.body["id"].as_str().expect("id").to_owned();
+    fill(&data.join("filler"), 0);
+    let earlier_log = server.log().len();
+    let (took, status) = server.terminate(Duration::from_secs(15));
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    let status = status.expect("the server exited");
+    let log = server.log().split_off(earlier_log);
+    if status.success() {
+        assert!(log.contains("signed the final audit checkpoint"), "{log}");
+    } else {
+        assert!(
+            log.contains("error: could not sign the final audit checkpoint"),
+            "a failed final checkpoint is reported: {log}"
+        );
+    }
+    std::fs::remove_file(data.join("filler")).expect("free space");
+    server.spawn().await;
+    let r = send(
+        http.get(server.url(&format!("/api/v1/approvals/{last_id}")))
+            .bearer_auth(&agent),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let (_, status) = server.terminate(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{}", server.log());
+    let (_, unsigned) = audit_check(&server);
+    assert_eq!(unsigned, 0);
 }
 
 #[tokio::test]
