@@ -122,6 +122,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(grace = ?grace, "shutting down");
     // Long-polls and live pages answer at once; other requests may finish
     // within three quarters of the grace period, the rest is for the log.
+    cp.store.drain();
     trigger.fire();
     let drain_until = tokio::time::Instant::now() + grace.mul_f64(0.75);
     match tokio::time::timeout_at(drain_until, &mut server).await {

@@ -611,3 +611,43 @@ async fn replicas_started_together_on_an_empty_postgres_database_all_come_up_onc
         }
     }
 }
+
+#[tokio::test]
+async fn shutdown_keeps_to_shutdown_grace_even_with_a_write_stuck_on_a_lock() {
+    let mut server = Server::start_with(
+        CONFIG,
+        None,
+        vec![("PLIUZ_SHUTDOWN_GRACE".to_owned(), "2s".to_owned())],
+    )
+    .await;
+    let agent = server.agent_key("support-bot");
+    let http = Client::new();
+    let mut holder = sqlite(&server.data_dir().join("pliuz.db")).await;
+    sqlx::raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .expect("take the write lock");
+    let stuck = {
+        let (http, url, agent) = (http.clone(), server.url("/api/v1/approvals"), agent.clone());
+        tokio::spawn(async move {
+            let body = json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 1}});
+            http.post(url).bearer_auth(agent).json(&body).send().await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (took, status) = server.terminate(Duration::from_secs(15));
+    assert!(status.is_some(), "still running after 15 s");
+    assert!(took < Duration::from_millis(3500), "shutdown took {took:?}");
+    // The final checkpoint could not be written past the lock: said so.
+    assert!(
+        server
+            .log()
+            .contains("error: could not sign the final audit checkpoint"),
+        "{}",
+        server.log()
+    );
+    if let Ok(Ok(r)) = stuck.await {
+        assert!(!r.status().is_success(), "{}", r.status());
+    }
+    drop(holder);
+}

@@ -147,6 +147,8 @@ pub struct Store {
     probe: Arc<Mutex<Option<Probe>>>,
     /// The SQLite database file (its filesystem's free space is health).
     file: Option<std::path::PathBuf>,
+    /// Set when shutdown begins: `/readyz` turns 503 so traffic drains.
+    draining: Arc<AtomicBool>,
     /// Set at shutdown: no write may start after the final checkpoint.
     closed: Arc<AtomicBool>,
 }
@@ -217,6 +219,7 @@ impl Store {
             writers: Arc::new(Semaphore::new(MAX_QUEUED_WRITES)),
             probe: Arc::new(Mutex::new(None)),
             file: (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(&shown)),
+            draining: Arc::new(AtomicBool::new(false)),
             closed: Arc::new(AtomicBool::new(false)),
         };
         let lock = store.startup_lock().await?;
@@ -325,7 +328,7 @@ impl Store {
     /// a probe's one page can fit where real writes do not. `Err` carries
     /// the reason.
     pub async fn readiness(&self) -> std::result::Result<(), String> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.draining.load(Ordering::Acquire) || self.closed.load(Ordering::Acquire) {
             return Err("the server is shutting down".into());
         }
         if health::recently_committed() {
@@ -370,6 +373,12 @@ impl Store {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Shutdown has begun: not ready any more, though in-flight requests
+    /// may still write.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// Refuses every later write and waits for the one in progress (if any):
@@ -847,6 +856,71 @@ pub(crate) fn json_col(row: &AnyRow, name: &str) -> Result<Option<serde_json::Va
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn meta_seen_by_another_connection(path: &Path, key: &str) -> Option<String> {
+        let mut c = AnyConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .ok()?;
+        sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&mut c)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn audited_commit(mut tx: WriteTx) -> Result<Vec<u64>> {
+        tx.audit(AuditEvent {
+            kind: "test.event",
+            actor: "system".into(),
+            approval_id: None,
+            data: serde_json::json!({}),
+        })
+        .await?;
+        tx.commit().await
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_abandoned_write_leaves_nothing_for_the_next() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let path = dir.path().join("t.db");
+        let store = Store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Abandoned half-way (an error returned early, a dropped request).
+        {
+            let mut tx = store.begin_write().await?;
+            tx.set_meta("k", "abandoned").await?;
+        }
+        // A statement fails inside the transaction.
+        {
+            let mut tx = store.begin_write().await?;
+            tx.set_meta("k", "failed").await?;
+            let bad = sqlx::query("INSERT INTO no_such_table VALUES (1)")
+                .execute(tx.conn())
+                .await;
+            assert!(bad.is_err());
+        }
+        // Each later write runs in a transaction of its own, and commits.
+        for round in 0..3 {
+            let mut tx = store.begin_write().await?;
+            assert_eq!(
+                tx.get_meta("k").await?.as_deref(),
+                (round > 0).then_some("kept")
+            );
+            tx.set_meta("k", "kept").await?;
+            audited_commit(tx).await?;
+            assert_eq!(
+                meta_seen_by_another_connection(&path, "k").await.as_deref(),
+                Some("kept")
+            );
+        }
+        assert!(matches!(
+            store.begin_write().await?.commit().await,
+            Err(StoreError::Audit(_))
+        ));
+        Ok(())
+    }
 
     #[test]
     fn passwords_are_kept_out_of_messages() {
