@@ -161,12 +161,16 @@ async fn final_checkpoint(
         (_, Ok(Err(e))) => e.to_string(),
         (_, Err(_)) => "the grace period ran out first".to_owned(),
     };
-    let size = cp.store.audit_size().await.ok();
-    let signed = cp
-        .store
-        .latest_checkpoint()
+    // For the report only, and briefly: the store may be what is stuck.
+    let brief = std::time::Duration::from_secs(1);
+    let size = tokio::time::timeout(brief, cp.store.audit_size())
         .await
         .ok()
+        .and_then(|r| r.ok());
+    let signed = tokio::time::timeout(brief, cp.store.latest_checkpoint())
+        .await
+        .ok()
+        .and_then(|r| r.ok())
         .flatten()
         .map(|(s, _)| s);
     tracing::error!(%problem, log_size = ?size, signed_size = ?signed, "could not sign the final audit checkpoint");
