@@ -582,6 +582,17 @@ auto_approve = "args.amount_cents <="
     }
 
     #[test]
+    fn a_bad_shutdown_grace_is_reported_with_its_line() {
+        let errs = parse_config_text("\nshutdown_grace = \"soon\"\n")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].line, Some(2));
+        assert!(errs[0].message.contains("shutdown_grace"));
+        assert!(parse_config_text("shutdown_grace = \"20s\"\n").is_ok());
+    }
+
+    #[test]
     fn a_good_file_parses() {
         let text = r##"
 default_policy = "refunds"
