@@ -651,3 +651,37 @@ async fn shutdown_keeps_to_shutdown_grace_even_with_a_write_stuck_on_a_lock() {
     }
     drop(holder);
 }
+
+#[tokio::test]
+async fn a_locked_postgres_database_answers_503_with_the_reason_and_recovers() {
+    let url = support::fresh_postgres_database().await;
+    let server = Server::start_with(CONFIG, Some(url.clone()), vec![]).await;
+    let agent = server.agent_key("support-bot");
+    let http = Client::new();
+    // Another session holds the row every write must lock first.
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("postgres");
+    sqlx::raw_sql("BEGIN; SELECT size FROM audit_head WHERE id = 1 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .expect("lock the audit head");
+    let t = Instant::now();
+    let r = create(&http, &server, &agent, "while-locked", 10).await;
+    assert_unavailable(&r, "locked");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t.elapsed()
+    );
+    let r = readyz(&http, &server).await;
+    assert_unavailable(&r, "locked");
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+    let r = create(&http, &server, &agent, "after-lock", 10).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = readyz(&http, &server).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let n = postgres_count(&url, "SELECT COUNT(*) FROM approvals").await;
+    assert_eq!(n, 1, "the refused request was not stored");
+}
