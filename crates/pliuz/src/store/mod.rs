@@ -568,7 +568,14 @@ impl WriteTx {
                 self.tx
                     .execute(format!("PRAGMA busy_timeout = {ms}").as_str())
                     .await?;
-                self.tx.execute("BEGIN IMMEDIATE").await?;
+                let begun = self.tx.execute("BEGIN IMMEDIATE").await;
+                // Back to the default for whatever this connection runs next.
+                let default = WRITE_WAIT.as_millis();
+                let _ = self
+                    .tx
+                    .execute(format!("PRAGMA busy_timeout = {default}").as_str())
+                    .await;
+                begun?;
                 self.open = true;
             }
             Backend::Postgres => {
