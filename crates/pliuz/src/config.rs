@@ -13,6 +13,7 @@ use toml::Spanned;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
 pub const DEFAULT_DATA_DIR: &str = "./pliuz-data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Everything the server and the admin commands need, resolved.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct Settings {
     /// Where people reach the server (links in Slack, printed log-in URL).
     pub public_url: String,
     pub max_body_bytes: usize,
+    /// How long shutdown may take at most, from SIGTERM to exit.
+    pub shutdown_grace: Duration,
     pub policies: PolicySet,
     pub audit: AuditSettings,
     pub slack: Option<SlackSettings>,
@@ -97,6 +100,7 @@ struct FileConfig {
     database_url: Option<String>,
     public_url: Option<String>,
     max_body_bytes: Option<usize>,
+    shutdown_grace: Option<Spanned<String>>,
     default_policy: Option<Spanned<String>>,
     audit: Option<FileAudit>,
     slack: Option<FileSlack>,
@@ -243,6 +247,11 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
             if let Err(m) = parse_duration(i.get_ref()) {
                 errors.push(lines.err(i, format!("audit.checkpoint_interval: {m}")));
             }
+        }
+    }
+    if let Some(g) = &file.shutdown_grace {
+        if let Err(m) = parse_duration(g.get_ref()) {
+            errors.push(lines.err(g, format!("shutdown_grace: {m}")));
         }
     }
     if let Some(i) = file.inbox.as_ref().and_then(|i| i.session_ttl.as_ref()) {
@@ -481,6 +490,12 @@ impl Settings {
             .and_then(|v| v.parse().ok())
             .or(file.max_body_bytes)
             .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        let shutdown_grace = match env("PLIUZ_SHUTDOWN_GRACE")
+            .or(file.shutdown_grace.as_ref().map(|g| g.get_ref().clone()))
+        {
+            Some(s) => parse_duration(&s).map_err(|m| anyhow::anyhow!("shutdown_grace: {m}"))?,
+            None => DEFAULT_SHUTDOWN_GRACE,
+        };
 
         let fa = file.audit.unwrap_or_default();
         let origin = env("PLIUZ_AUDIT_ORIGIN")
@@ -547,6 +562,7 @@ impl Settings {
             database_url,
             public_url,
             max_body_bytes,
+            shutdown_grace,
             policies,
             audit,
             slack,
@@ -584,6 +600,17 @@ auto_approve = "args.amount_cents <="
                 .unwrap_or_default();
         assert_eq!(errs[0].line, Some(4), "{errs:?}");
         assert!(errs[0].message.contains("colour"));
+    }
+
+    #[test]
+    fn a_bad_shutdown_grace_is_reported_with_its_line() {
+        let errs = parse_config_text("\nshutdown_grace = \"soon\"\n")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].line, Some(2));
+        assert!(errs[0].message.contains("shutdown_grace"));
+        assert!(parse_config_text("shutdown_grace = \"20s\"\n").is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::notify::Notifier;
 use crate::service::directory::InitialPassword;
 use crate::service::ControlPlane;
 use crate::store::Store;
+use std::future::IntoFuture;
 use std::sync::Arc;
 
 /// State owned by the edges (inbox sessions, Slack client, audit signer).
@@ -37,15 +38,22 @@ pub async fn control_plane(settings: Settings) -> anyhow::Result<ControlPlane> {
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
     let cp = control_plane(settings).await?;
+    // Replicas starting together on one database take turns here, so the
+    // first admin and `policy.loaded` are written once.
+    let startup = cp.store.startup_lock().await?;
     let audit_signer = Arc::new(crate::audit::Signer::load(&cp.settings.audit, true)?);
     cp.store
         .record_verifier_key(&audit_signer.verifier_key())
-        .await?;
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot record the audit verifier key: {e}"))?;
     // A log that lost or rewrote what this server signed is refused, before
     // anything is written to it.
     crate::audit::witness::check_at_start(&cp, &audit_signer).await?;
-    cp.record_policy_load().await?;
+    cp.record_policy_load()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot record the loaded policies: {e}"))?;
     bootstrap_admin(&cp).await?;
+    startup.release().await?;
 
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -105,21 +113,74 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(async move {
         server_shutdown.wait().await;
-    });
-    let signal = async {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        trigger.fire();
-    };
-    let (served, ()) = tokio::join!(server, signal);
-    served?;
-    while workers.join_next().await.is_some() {}
-    // Nothing writes any more: sign everything up to here.
-    match crate::audit::sign_checkpoint(&cp, &audit_signer).await {
-        Ok(c) => tracing::info!(size = c.size, "signed the final audit checkpoint"),
-        Err(e) => tracing::warn!(error = %e, "could not sign the final audit checkpoint"),
+    })
+    .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => served?,
+        () = wait_for_signal() => {}
     }
-    Ok(())
+    let grace = cp.settings.shutdown_grace;
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(grace = ?grace, "shutting down");
+    // Long-polls and live pages answer at once; other requests may finish
+    // within three quarters of the grace period, the rest is for the log.
+    cp.store.drain();
+    trigger.fire();
+    let drain_until = tokio::time::Instant::now() + grace.mul_f64(0.75);
+    match tokio::time::timeout_at(drain_until, &mut server).await {
+        Ok(served) => served?,
+        Err(_) => {
+            tracing::warn!("requests still running at the end of the grace period are cut off")
+        }
+    }
+    if tokio::time::timeout_at(deadline, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("background workers did not stop in time; stopping them");
+        workers.abort_all();
+    }
+    final_checkpoint(&cp, &audit_signer, deadline).await
+}
+
+/// Stops all writes, then signs a checkpoint over every entry of the log.
+/// A failure is an error of the whole shutdown, so it cannot go unnoticed.
+async fn final_checkpoint(
+    cp: &ControlPlane,
+    signer: &crate::audit::Signer,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<()> {
+    let sealed = tokio::time::timeout_at(deadline, cp.store.stop_writes()).await;
+    let signed = tokio::time::timeout_at(deadline, crate::audit::sign_checkpoint(cp, signer)).await;
+    let problem = match (sealed, signed) {
+        (Ok(()), Ok(Ok(c))) => {
+            tracing::info!(size = c.size, "signed the final audit checkpoint; it covers every entry");
+            return Ok(());
+        }
+        (Err(_), Ok(Ok(c))) => format!("a write was still running at the end of the grace period, so the checkpoint of {} entries may not cover it", c.size),
+        (_, Ok(Err(e))) => e.to_string(),
+        (_, Err(_)) => "the grace period ran out first".to_owned(),
+    };
+    // For the report only, and briefly: the store may be what is stuck.
+    let brief = std::time::Duration::from_secs(1);
+    let size = tokio::time::timeout(brief, cp.store.audit_size())
+        .await
+        .ok()
+        .and_then(|r| r.ok());
+    let signed = tokio::time::timeout(brief, cp.store.latest_checkpoint())
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .flatten()
+        .map(|(s, _)| s);
+    tracing::error!(%problem, log_size = ?size, signed_size = ?signed, "could not sign the final audit checkpoint");
+    anyhow::bail!(
+        "could not sign the final audit checkpoint: {problem}. Entries after the last signed checkpoint ({}) stay unsigned until the next start signs them",
+        signed.map_or_else(|| "none".to_owned(), |s| format!("{s} entries"))
+    )
 }
 
 async fn wait_for_signal() {

@@ -269,8 +269,22 @@ pub async fn get(
         return Ok(Json(ApprovalView::new(a, false)));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    // At shutdown a long-poll answers at once with the current state; the
+    // client simply polls again (another replica, or this one restarted).
+    let shutdown = state.extras.shutdown.clone();
+    let stopping = async {
+        match &shutdown {
+            Some(s) => s.wait().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stopping);
     loop {
-        match tokio::time::timeout_at(deadline, changes.recv()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(deadline, changes.recv()) => next,
+            () = &mut stopping => break,
+        };
+        match next {
             Err(_) => break,
             Ok(Ok(ev)) if ev.id != id => continue,
             // Our request changed, or we lagged behind and may have missed it.

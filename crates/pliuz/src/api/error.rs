@@ -146,8 +146,26 @@ impl IntoResponse for Problem {
 
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
-        tracing::error!(error = %e, "store error");
-        Problem::internal()
+        match e {
+            StoreError::Unavailable {
+                reason,
+                retry_after,
+                outcome_unknown,
+            } => {
+                tracing::warn!(%reason, outcome_unknown, "store unavailable");
+                let mut p = Problem::unavailable(if outcome_unknown {
+                    format!("{reason}. The commit failed half-way, so the change may or may not have been stored: retry with the same idempotency_key to find out")
+                } else {
+                    format!("{reason}. Nothing was changed; retry later")
+                });
+                p.retry_after = Some(retry_after);
+                p
+            }
+            e => {
+                tracing::error!(error = %e, "store error");
+                Problem::internal()
+            }
+        }
     }
 }
 

@@ -103,12 +103,15 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready when the store takes writes (not merely answers reads).
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.cp.store.ping().await {
+    match state.cp.store.readiness().await {
         Ok(()) => "ready".into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "store not ready");
-            Problem::unavailable("the database is not answering").into_response()
+        Err(reason) => {
+            tracing::warn!(%reason, "store not ready");
+            let mut p = Problem::unavailable(format!("the store cannot take writes: {reason}"));
+            p.retry_after = Some(1);
+            p.into_response()
         }
     }
 }

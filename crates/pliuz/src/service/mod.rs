@@ -642,6 +642,12 @@ impl ControlPlane {
             return Ok(());
         }
         let mut tx = self.store.begin_write().await?;
+        // Again under the write lock: a replica starting beside this one may
+        // have recorded the same policies a moment ago.
+        if tx.get_meta("policy_hash").await?.as_deref() == Some(hash.as_str()) {
+            tx.rollback().await;
+            return Ok(());
+        }
         tx.audit(AuditEvent {
             kind: "policy.loaded",
             actor: Actor::System.to_string(),

@@ -7,6 +7,7 @@
 
 mod approvals;
 mod audit;
+pub mod health;
 mod outbox;
 mod principals;
 pub mod schema;
@@ -18,15 +19,30 @@ pub use outbox::OutboxMessage;
 pub use sessions::SessionRecord;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::AnyConnection;
+use sqlx::{Any, AnyPool, Connection, Executor, Row};
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// The PostgreSQL NOTIFY channel that carries approval changes between replicas.
 pub const CHANGES_CHANNEL: &str = "pliuz_approval_changes";
+
+/// How long a write may wait for its turn and for the database's write lock
+/// before it is answered `503 unavailable`.
+pub const WRITE_WAIT: Duration = Duration::from_secs(5);
+/// Writes waiting in this process beyond this many are refused at once
+/// (`503` with `Retry-After`) instead of queueing without bound.
+pub const MAX_QUEUED_WRITES: usize = 128;
+/// The readiness probe's shorter wait (health checks have short timeouts).
+const PROBE_WAIT: Duration = Duration::from_secs(1);
+/// PostgreSQL advisory lock key serialising start-up work across replicas
+/// ("pliuz" and 1).
+const STARTUP_LOCK_KEY: i64 = 0x706c_6975_7a00_0001;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -37,7 +53,17 @@ pub enum Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The database cannot serve now (locked, full, damaged, unreachable,
+    /// overloaded); `reason` says which. Served as `503` with `Retry-After`.
+    /// The change was not made, unless `outcome_unknown` (the connection or
+    /// the disk failed during `COMMIT` itself).
+    #[error("the database is unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        retry_after: u64,
+        outcome_unknown: bool,
+    },
     /// Stored data that cannot be read back (a bug or outside tampering).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -48,7 +74,59 @@ pub enum StoreError {
     Audit(String),
 }
 
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        match health::unavailable_reason(&e) {
+            Some((reason, retry_after)) => {
+                health::failed(&reason);
+                StoreError::Unavailable {
+                    reason,
+                    retry_after,
+                    outcome_unknown: false,
+                }
+            }
+            None => StoreError::Database(e),
+        }
+    }
+}
+
 impl StoreError {
+    fn unavailable(reason: impl Into<String>, retry_after: u64) -> StoreError {
+        StoreError::Unavailable {
+            reason: reason.into(),
+            retry_after,
+            outcome_unknown: false,
+        }
+    }
+
+    /// A failed `COMMIT`. A lost connection or an I/O error at that moment
+    /// leaves the outcome unknown, and the reason says so.
+    fn commit_failed(e: sqlx::Error) -> StoreError {
+        let unknown = match &e {
+            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    c.parse::<i64>().is_ok_and(|n| n & 0xff == 10)
+                } else {
+                    c.starts_with("08")
+                }
+            }),
+            _ => false,
+        };
+        match StoreError::from(e) {
+            StoreError::Unavailable {
+                reason,
+                retry_after,
+                ..
+            } => StoreError::Unavailable {
+                reason,
+                retry_after,
+                outcome_unknown: unknown,
+            },
+            other => other,
+        }
+    }
+
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
@@ -63,7 +141,20 @@ pub struct Store {
     /// Serialises this process's writers; across processes (admin CLI, other
     /// replicas) the audit head row lock does the same job.
     write_lock: Arc<Mutex<()>>,
+    /// Bounds the writers queued on `write_lock` (`MAX_QUEUED_WRITES`).
+    writers: Arc<Semaphore>,
+    /// The latest readiness probe and when it ran (`/readyz`).
+    probe: Arc<Mutex<Option<Probe>>>,
+    /// The SQLite database file (its filesystem's free space is health).
+    file: Option<std::path::PathBuf>,
+    /// Set when shutdown begins: `/readyz` turns 503 so traffic drains.
+    draining: Arc<AtomicBool>,
+    /// Set at shutdown: no write may start after the final checkpoint.
+    closed: Arc<AtomicBool>,
 }
+
+/// When a readiness probe ran and what it found.
+type Probe = (Instant, std::result::Result<(), String>);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,7 +175,7 @@ impl Store {
         } else {
             anyhow::bail!("database_url must start with sqlite:// or postgres://");
         };
-        let url = match backend {
+        let (url, shown) = match backend {
             Backend::Sqlite => {
                 let path = database_url
                     .trim_start_matches("sqlite://")
@@ -97,38 +188,43 @@ impl Store {
                         })?;
                     }
                 }
-                format!("sqlite://{path}?mode=rwc")
+                (format!("sqlite://{path}?mode=rwc"), path.to_owned())
             }
-            Backend::Postgres => database_url.to_owned(),
+            Backend::Postgres => (database_url.to_owned(), redact_url(database_url)),
         };
+        // One connection by hand first: the pool retries a failing connection
+        // until its timeout and then reports only the timeout, hiding the cause.
+        first_connection(backend, &url, &shown).await?;
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 8,
                 Backend::Postgres => 16,
             })
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(WRITE_WAIT)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; FULL makes every
-                        // acknowledged commit survive power loss, not just kill -9.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        prepare_sqlite(conn).await?;
                     }
                     Ok(())
                 })
             })
             .connect(&url)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot open the database {shown}: {}", describe(&e)))?;
         let store = Store {
             pool,
             backend,
             write_lock: Arc::new(Mutex::new(())),
+            writers: Arc::new(Semaphore::new(MAX_QUEUED_WRITES)),
+            probe: Arc::new(Mutex::new(None)),
+            file: (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(&shown)),
+            draining: Arc::new(AtomicBool::new(false)),
+            closed: Arc::new(AtomicBool::new(false)),
         };
+        let lock = store.startup_lock().await?;
         store.migrate().await?;
+        lock.release().await?;
         Ok(store)
     }
 
@@ -148,6 +244,35 @@ impl Store {
         }
     }
 
+    /// Serialises start-up work (migrations, the first admin, `policy.loaded`)
+    /// across replicas starting together: a PostgreSQL advisory lock held on
+    /// its own connection until [`StartupLock::release`]. On SQLite there is
+    /// one server per file and the file lock orders everything else.
+    pub async fn startup_lock(&self) -> anyhow::Result<StartupLock> {
+        if self.backend != Backend::Postgres {
+            return Ok(StartupLock { conn: None });
+        }
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot take the start-up lock: {}", describe(&e)))?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(STARTUP_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot take the start-up lock: {}", describe(&e)))?;
+        if !got {
+            tracing::info!("another replica is starting up; waiting for it to finish");
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(STARTUP_LOCK_KEY)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot take the start-up lock: {}", describe(&e)))?;
+        }
+        Ok(StartupLock { conn: Some(conn) })
+    }
+
     async fn migrate(&self) -> anyhow::Result<()> {
         let _guard = self.write_lock.lock().await;
         let mut conn = self.pool.acquire().await?;
@@ -159,7 +284,8 @@ impl Store {
         for m in schema::MIGRATIONS {
             let mut tx = self.pool.begin().await?;
             if self.backend == Backend::Postgres {
-                // Replicas starting together must not both migrate.
+                // Also serialised by the start-up lock; this covers admin
+                // commands of an older version running at the same time.
                 tx.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
                     .await?;
             }
@@ -189,27 +315,140 @@ impl Store {
         Ok(())
     }
 
-    /// Is the database answering? (`/readyz`)
+    /// Is the database answering reads?
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
+    /// Can the store take writes right now (`/readyz`)? A real commit a
+    /// moment ago is proof enough; otherwise one probe transaction takes the
+    /// write lock and commits (it writes the audit head row unchanged), with
+    /// a short wait. After a full disk, the disk must also have room again:
+    /// a probe's one page can fit where real writes do not. `Err` carries
+    /// the reason.
+    pub async fn readiness(&self) -> std::result::Result<(), String> {
+        if self.draining.load(Ordering::Acquire) || self.closed.load(Ordering::Acquire) {
+            return Err("the server is shutting down".into());
+        }
+        if health::recently_committed() {
+            return Ok(());
+        }
+        let mut last = self.probe.lock().await;
+        if let Some((at, result)) = &*last {
+            if at.elapsed() < health::PROBE_REUSE {
+                return result.clone();
+            }
+        }
+        let earlier = health::failing();
+        let probed = match self.begin(PROBE_WAIT).await {
+            Ok(tx) => tx.commit_probe().await,
+            Err(e) => Err(e),
+        };
+        let result = match probed {
+            Ok(()) => self.check_free_space(earlier.as_deref()),
+            Err(StoreError::Unavailable { reason, .. }) => Err(match earlier {
+                Some(e) if !e.starts_with(&reason) => {
+                    format!("{reason} (latest failure of a write: {e})")
+                }
+                _ => reason,
+            }),
+            Err(other) => Err(other.to_string()),
+        };
+        *last = Some((Instant::now(), result.clone()));
+        result
+    }
+
+    fn check_free_space(&self, earlier: Option<&str>) -> std::result::Result<(), String> {
+        let (Some(file), Some(e)) = (&self.file, earlier) else {
+            return Ok(());
+        };
+        if !e.starts_with(health::DISK_FULL) {
+            return Ok(());
+        }
+        match health::free_bytes(file.parent().unwrap_or(Path::new("."))) {
+            Some(free) if free < health::MIN_FREE_BYTES => Err(format!(
+                "{} ({free} bytes free; writes failed: {e})",
+                health::DISK_FULL
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Shutdown has begun: not ready any more, though in-flight requests
+    /// may still write.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Refuses every later write and waits for the one in progress (if any):
+    /// after this, nothing this process does can grow the audit log.
+    pub async fn stop_writes(&self) {
+        self.closed.store(true, Ordering::Release);
+        drop(self.write_lock.lock().await);
+    }
+
     /// Starts a write transaction. Its first statement takes the audit head
     /// row lock, which orders all writers across processes and replicas (and
     /// on SQLite takes the write lock up front, so a transaction never fails
-    /// half-way for lack of it).
+    /// half-way for lack of it). Waits at most [`WRITE_WAIT`] in all; a full
+    /// queue, a locked, full or unreachable database is `Unavailable`.
     pub async fn begin_write(&self) -> Result<WriteTx> {
-        let guard = self.write_lock.clone().lock_owned().await;
-        let mut tx = self.pool.begin().await?;
-        tx.execute("UPDATE audit_head SET size = size WHERE id = 1")
-            .await?;
-        Ok(WriteTx {
-            tx,
+        self.begin(WRITE_WAIT).await
+    }
+
+    async fn begin(&self, wait: Duration) -> Result<WriteTx> {
+        let started = Instant::now();
+        let permit = self.writers.clone().try_acquire_owned().map_err(|_| {
+            StoreError::unavailable(
+                format!(
+                    "too many writes are already waiting for the database ({MAX_QUEUED_WRITES})"
+                ),
+                1,
+            )
+        })?;
+        let lock = tokio::time::timeout(wait, self.write_lock.clone().lock_owned())
+            .await
+            .map_err(|_| {
+                let why = health::failing()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                StoreError::unavailable(
+                    format!(
+                        "the database is busy: this write waited {}s for its turn{why}",
+                        wait.as_secs()
+                    ),
+                    1,
+                )
+            })?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::unavailable("the server is shutting down", 2));
+        }
+        let left = wait
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        let conn = match tokio::time::timeout(left, self.pool.acquire()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
+        };
+        let mut tx = WriteTx {
+            tx: TxConn(Some(conn)),
             store: self.clone(),
             appended: Vec::new(),
-            _guard: guard,
-        })
+            open: false,
+            turn: Some(WriterTurn {
+                _lock: lock,
+                _permit: permit,
+            }),
+        };
+        let left = wait
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        if let Err(e) = tx.start(left).await {
+            return Err(e.into());
+        }
+        Ok(tx)
     }
 
     /// Forwards change notifications from other replicas into `notifier`
@@ -270,14 +509,89 @@ impl Store {
 }
 
 /// A write transaction that must carry its own audit record.
+///
+/// It runs on a pooled connection with `BEGIN`/`COMMIT` issued here, not by
+/// sqlx: a connection whose transaction failed in any way (a statement, the
+/// `COMMIT` itself, a dropped request) is rolled back before anyone else may
+/// write, and closed if even that fails, so no later request can run inside
+/// a transaction left open by an earlier failure.
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    tx: TxConn,
     store: Store,
     appended: Vec<u64>,
-    _guard: OwnedMutexGuard<()>,
+    /// `BEGIN` succeeded and neither `COMMIT` nor `ROLLBACK` has.
+    open: bool,
+    /// This process's write turn; released only once the connection is clean.
+    turn: Option<WriterTurn>,
+}
+
+struct WriterTurn {
+    _lock: OwnedMutexGuard<()>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The transaction's connection; present until the transaction is dropped.
+struct TxConn(Option<PoolConnection<Any>>);
+
+impl std::ops::Deref for TxConn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        self.0
+            .as_deref()
+            .expect("a write transaction keeps its connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for TxConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.0
+            .as_deref_mut()
+            .expect("a write transaction keeps its connection until dropped")
+    }
+}
+
+impl TxConn {
+    /// Closes the connection when it is dropped instead of pooling it.
+    fn discard(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            c.close_on_drop();
+        }
+    }
 }
 
 impl WriteTx {
+    /// `BEGIN` and the audit head row lock, waiting at most `wait` for it.
+    async fn start(&mut self, wait: Duration) -> std::result::Result<(), sqlx::Error> {
+        let ms = wait.as_millis().min(600_000);
+        match self.store.backend {
+            Backend::Sqlite => {
+                self.tx
+                    .execute(format!("PRAGMA busy_timeout = {ms}").as_str())
+                    .await?;
+                let begun = self.tx.execute("BEGIN IMMEDIATE").await;
+                // Back to the default for whatever this connection runs next.
+                let default = WRITE_WAIT.as_millis();
+                let _ = self
+                    .tx
+                    .execute(format!("PRAGMA busy_timeout = {default}").as_str())
+                    .await;
+                begun?;
+                self.open = true;
+            }
+            Backend::Postgres => {
+                self.tx.execute("BEGIN").await?;
+                self.open = true;
+                self.tx
+                    .execute(format!("SET LOCAL lock_timeout = '{ms}ms'").as_str())
+                    .await?;
+            }
+        }
+        self.tx
+            .execute("UPDATE audit_head SET size = size WHERE id = 1")
+            .await?;
+        Ok(())
+    }
+
     pub fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
         self.store.sql(sql)
     }
@@ -287,17 +601,53 @@ impl WriteTx {
     }
 
     /// Commits the change and its audit entries together. Returns the audit
-    /// indexes written.
-    pub async fn commit(self) -> Result<Vec<u64>> {
+    /// indexes written. Only an `Ok` here means the change is durable.
+    pub async fn commit(mut self) -> Result<Vec<u64>> {
         if self.appended.is_empty() {
             // A state change without an audit record is a bug: refuse it.
-            self.tx.rollback().await?;
+            self.roll_back().await;
             return Err(StoreError::Audit(
                 "refusing to commit a change that was not audited".into(),
             ));
         }
-        self.tx.commit().await?;
-        Ok(self.appended)
+        self.finish().await?;
+        health::committed();
+        Ok(std::mem::take(&mut self.appended))
+    }
+
+    /// The readiness probe's commit: it changed nothing, so needs no audit
+    /// (and proves less than a real write, so it is not noted as one).
+    async fn commit_probe(mut self) -> Result<()> {
+        self.finish().await
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        match self.tx.execute("COMMIT").await {
+            Ok(_) => {
+                self.open = false;
+                Ok(())
+            }
+            Err(e) => {
+                // SQLite may have rolled back already, or may still hold the
+                // transaction open; either way this connection is done.
+                let _ = self.tx.execute("ROLLBACK").await;
+                self.tx.discard();
+                self.open = false;
+                Err(StoreError::commit_failed(e))
+            }
+        }
+    }
+
+    /// Ends the transaction without changing anything.
+    pub async fn rollback(mut self) {
+        self.roll_back().await;
+    }
+
+    async fn roll_back(&mut self) {
+        if self.open && self.tx.execute("ROLLBACK").await.is_err() {
+            self.tx.discard();
+        }
+        self.open = false;
     }
 
     /// Tells other replicas about a change when this transaction commits.
@@ -314,6 +664,17 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Reads a meta value inside the transaction (under the write lock).
+    pub async fn get_meta(&mut self, key: &str) -> Result<Option<String>> {
+        let q = self
+            .sql("SELECT value FROM meta WHERE key = ?")
+            .into_owned();
+        Ok(sqlx::query_scalar(&q)
+            .bind(key)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
     pub async fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         let q = self.sql("DELETE FROM meta WHERE key = ?");
         sqlx::query(&q).bind(key).execute(&mut *self.tx).await?;
@@ -324,6 +685,135 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         Ok(())
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.tx.0.take() else {
+            return;
+        };
+        if !self.open {
+            return; // committed or rolled back: back to the pool (or closed)
+        }
+        // Failed or abandoned half-way. Roll back before the next writer of
+        // this process gets its turn; close the connection if that fails.
+        let turn = self.turn.take();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if conn.execute("ROLLBACK").await.is_err() {
+                        conn.close_on_drop();
+                    }
+                    drop(conn);
+                    drop(turn);
+                });
+            }
+            // No runtime to roll back on: closing the connection rolls back.
+            Err(_) => conn.close_on_drop(),
+        }
+    }
+}
+
+/// Held while start-up work runs; see [`Store::startup_lock`].
+pub struct StartupLock {
+    conn: Option<PoolConnection<Any>>,
+}
+
+impl StartupLock {
+    pub async fn release(mut self) -> anyhow::Result<()> {
+        if let Some(mut conn) = self.conn.take() {
+            // The session ends with the connection, and its lock with it.
+            conn.close_on_drop();
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(STARTUP_LOCK_KEY)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot release the start-up lock: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StartupLock {
+    fn drop(&mut self) {
+        // Start-up failed half-way: closing the session frees the lock for
+        // the other replicas.
+        if let Some(c) = self.conn.as_mut() {
+            c.close_on_drop();
+        }
+    }
+}
+
+/// Settings every SQLite connection needs.
+async fn prepare_sqlite(conn: &mut AnyConnection) -> std::result::Result<(), sqlx::Error> {
+    // WAL lets readers run beside the writer; FULL makes every acknowledged
+    // commit survive power loss, not just kill -9.
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = FULL").await?;
+    conn.execute(format!("PRAGMA busy_timeout = {}", WRITE_WAIT.as_millis()).as_str())
+        .await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    Ok(())
+}
+
+/// Connects once and reads, so a damaged file or a wrong address fails
+/// start-up at once with its real cause. PostgreSQL that is still starting
+/// (connection refused) is waited for up to 10 s.
+async fn first_connection(backend: Backend, url: &str, shown: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = async {
+            let mut conn = AnyConnection::connect(url).await?;
+            if backend == Backend::Sqlite {
+                prepare_sqlite(&mut conn).await?;
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").await?;
+            } else {
+                conn.execute("SELECT 1").await?;
+            }
+            let _ = conn.close().await;
+            Ok::<(), sqlx::Error>(())
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(sqlx::Error::Io(e))
+                if backend == Backend::Postgres
+                    && e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && Instant::now() < deadline =>
+            {
+                tracing::warn!(database = %shown, error = %e, "the database is not accepting connections yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => anyhow::bail!("cannot open the database {shown}: {}", describe(&e)),
+        }
+    }
+}
+
+/// A database error as the operator should read it: the driver's own words
+/// first, then what it means.
+fn describe(e: &sqlx::Error) -> String {
+    let own = match e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => other.to_string(),
+    };
+    match health::unavailable_reason(e) {
+        Some((reason, _)) if reason.contains("damaged") => format!(
+            "{own} (the file is damaged or is not a Pliuz SQLite database: restore it from a backup)"
+        ),
+        Some((reason, _)) if !reason.contains(&own) => format!("{own} ({reason})"),
+        _ => own,
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_info = &url[scheme + 3..at];
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -373,6 +863,80 @@ pub(crate) fn json_col(row: &AnyRow, name: &str) -> Result<Option<serde_json::Va
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn meta_seen_by_another_connection(path: &Path, key: &str) -> Option<String> {
+        let mut c = AnyConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .ok()?;
+        sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&mut c)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn audited_commit(mut tx: WriteTx) -> Result<Vec<u64>> {
+        tx.audit(AuditEvent {
+            kind: "test.event",
+            actor: "system".into(),
+            approval_id: None,
+            data: serde_json::json!({}),
+        })
+        .await?;
+        tx.commit().await
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_abandoned_write_leaves_nothing_for_the_next() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let path = dir.path().join("t.db");
+        let store = Store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Abandoned half-way (an error returned early, a dropped request).
+        {
+            let mut tx = store.begin_write().await?;
+            tx.set_meta("k", "abandoned").await?;
+        }
+        // A statement fails inside the transaction.
+        {
+            let mut tx = store.begin_write().await?;
+            tx.set_meta("k", "failed").await?;
+            let bad = sqlx::query("INSERT INTO no_such_table VALUES (1)")
+                .execute(tx.conn())
+                .await;
+            assert!(bad.is_err());
+        }
+        // Each later write runs in a transaction of its own, and commits.
+        for round in 0..3 {
+            let mut tx = store.begin_write().await?;
+            assert_eq!(
+                tx.get_meta("k").await?.as_deref(),
+                (round > 0).then_some("kept")
+            );
+            tx.set_meta("k", "kept").await?;
+            audited_commit(tx).await?;
+            assert_eq!(
+                meta_seen_by_another_connection(&path, "k").await.as_deref(),
+                Some("kept")
+            );
+        }
+        assert!(matches!(
+            store.begin_write().await?.commit().await,
+            Err(StoreError::Audit(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn passwords_are_kept_out_of_messages() {
+        assert_eq!(
+            redact_url("postgres://pliuz:s3cret@db.internal:5432/pliuz"),
+            "postgres://pliuz@db.internal:5432/pliuz"
+        );
+        assert_eq!(redact_url("postgres://db/pliuz"), "postgres://db/pliuz");
+    }
 
     #[test]
     fn placeholders_are_numbered_outside_strings() {

@@ -60,6 +60,17 @@ impl Server {
     /// A server on its own port and config, over an existing data dir (its
     /// SQLite database and keys), e.g. a copy of another server's.
     pub async fn start_on_data_dir(config: &str, data_dir: PathBuf) -> Server {
+        Server::start_on(config, data_dir, None, vec![]).await
+    }
+
+    /// Starts a server whose data directory is `data_dir` (e.g. a small
+    /// filesystem a test mounted).
+    pub async fn start_on(
+        config: &str,
+        data_dir: PathBuf,
+        database_url: Option<String>,
+        extra_env: Vec<(String, String)>,
+    ) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("pliuz.toml"), config).expect("write config");
         let port = free_port();
@@ -68,8 +79,8 @@ impl Server {
             dir,
             port,
             base: format!("http://127.0.0.1:{port}"),
-            extra_env: vec![],
-            database_url: None,
+            extra_env,
+            database_url,
             shared_data_dir: Some(data_dir),
         };
         s.spawn().await;
@@ -228,6 +239,28 @@ impl Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGTERM; waits up to `limit` for the exit and returns how long it
+    /// took and the exit status (`None`: still running, then killed).
+    pub fn terminate(&mut self, limit: Duration) -> (Duration, Option<std::process::ExitStatus>) {
+        let Some(mut c) = self.child.take() else {
+            return (Duration::ZERO, None);
+        };
+        let start = Instant::now();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = c.try_wait() {
+                return (start.elapsed(), Some(status));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        (start.elapsed(), None)
     }
 
     pub async fn restart(&mut self) {
