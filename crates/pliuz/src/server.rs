@@ -36,6 +36,7 @@ pub async fn control_plane(settings: Settings) -> anyhow::Result<ControlPlane> {
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
+    let connection_limits = crate::listener::ConnectionLimits::from_env()?;
     let cp = control_plane(settings).await?;
     cp.record_policy_load().await?;
     bootstrap_admin(&cp).await?;
@@ -96,11 +97,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     let app = api::router(state);
     let server_shutdown = shutdown.clone();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let server = crate::listener::serve(listener, app, connection_limits, async move {
         server_shutdown.wait().await;
     });
     let signal = async {

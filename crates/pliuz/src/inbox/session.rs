@@ -17,6 +17,7 @@ use crate::api::error::Problem;
 use crate::api::AppState;
 use crate::approval::Actor;
 use crate::auth::{self, Principal, User};
+use crate::password_gate::{Busy, PasswordGate};
 use crate::store::{AuditEvent, SessionRecord, StoreError};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -412,7 +413,8 @@ pub async fn login(
     }
     let key = RateLimiter::key(&client, &email_in);
     let limiter = &state.extras.inbox.login_limiter;
-    if let Err(wait) = limiter.check(&key, std::time::Instant::now()) {
+    // Counted before the check, so concurrent attempts cannot outrun the limit.
+    if let Err(wait) = limiter.begin(&key, std::time::Instant::now()) {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let mut res = fail(
             StatusCode::TOO_MANY_REQUESTS,
@@ -424,30 +426,45 @@ pub async fn login(
         return Ok(res);
     }
     let record = match auth::normalize_email(&email_in) {
-        Ok(email) => state.cp.store.user_by_email(&email).await?,
+        Ok(email) => match state.cp.store.user_by_email(&email).await {
+            Ok(r) => r,
+            Err(e) => {
+                limiter.refund(&key);
+                return Err(e.into());
+            }
+        },
         Err(_) => None,
     };
     let password = f.password;
-    let user = tokio::task::spawn_blocking(move || match record {
-        Some(r) => {
-            let ok = match &r.password_hash {
+    // Unknown e-mails and accounts without a password cost the same check.
+    let checked = PasswordGate::global()
+        .run(move || {
+            let hash = record.as_ref().and_then(|r| r.password_hash.as_deref());
+            let ok = match hash {
                 Some(h) => auth::verify_password(&password, h),
                 None => {
                     auth::dummy_password_check(&password);
                     false
                 }
             };
-            (ok && !r.user.disabled).then_some(r.user)
+            record.filter(|r| ok && !r.user.disabled).map(|r| r.user)
+        })
+        .await;
+    let user = match checked {
+        Ok(user) => user,
+        Err(Busy) => {
+            limiter.refund(&key);
+            tracing::warn!(client = %client, "log-in shed: too many password checks at once");
+            let mut res = fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy checking other log-ins. Please try again in a moment.",
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(res);
         }
-        None => {
-            auth::dummy_password_check(&password);
-            None
-        }
-    })
-    .await
-    .map_err(|_| WebError::from(Problem::internal()))?;
+    };
     let Some(user) = user else {
-        limiter.record_failure(&key, std::time::Instant::now());
         tracing::info!(client = %client, "failed inbox log-in");
         return Ok(fail(StatusCode::UNAUTHORIZED, LOGIN_FAILED));
     };

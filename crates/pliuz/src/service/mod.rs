@@ -471,6 +471,17 @@ impl ControlPlane {
         reason: Option<String>,
     ) -> Result<Approval> {
         self.get_for(principal, id).await?;
+        // As documented: the requesting agent (get_for shows an agent only its
+        // own requests) or an admin. Auditors see everything but change nothing.
+        let may_cancel = match principal {
+            Principal::Agent { .. } => true,
+            Principal::User(u) => u.role == crate::auth::Role::Admin && !u.disabled,
+        };
+        if !may_cancel {
+            return Err(ServiceError::Forbidden(
+                "only the requesting agent or an admin can cancel a request".into(),
+            ));
+        }
         let mut tx = self.store.begin_write().await?;
         let mut a = tx
             .get_approval(id)
