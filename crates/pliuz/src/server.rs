@@ -26,6 +26,7 @@ pub struct Extras {
 
 /// Opens the store for the given settings (used by `serve` and the admin CLI).
 pub async fn control_plane(settings: Settings) -> anyhow::Result<ControlPlane> {
+    crate::file_modes::prepare(&settings)?;
     let store = Store::open(&settings.database_url).await?;
     Ok(ControlPlane::new(
         store,
@@ -38,6 +39,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
     let connection_limits = crate::listener::ConnectionLimits::from_env()?;
     let cp = control_plane(settings).await?;
+    crate::file_modes::warn_if_loose(&cp.settings);
     cp.record_policy_load().await?;
     bootstrap_admin(&cp).await?;
     let audit_signer = Arc::new(crate::audit::Signer::load(&cp.settings.audit, true)?);

@@ -150,6 +150,25 @@ pub async fn load_session(
     }))
 }
 
+/// Whether the session `token_hash` still belongs to `user` unchanged: not
+/// logged out, not expired, the account not disabled and its role and
+/// groups as they were. Long-lived responses (the inbox's live stream) ask
+/// this on every event and periodically, and end when it says no; a store
+/// error also says no (the browser reconnects and logs in again if needed).
+pub async fn session_still_valid(state: &AppState, token_hash: &str, user: &User) -> bool {
+    let now = crate::store::now_millis();
+    let Ok(Some(rec)) = state.cp.store.session_by_hash(token_hash, now).await else {
+        return false;
+    };
+    match state.cp.store.user_by_id(&rec.user_id).await {
+        Ok(Some(current)) => {
+            let u = current.user;
+            !u.disabled && u.id == user.id && u.role == user.role && u.groups == user.groups
+        }
+        _ => false,
+    }
+}
+
 /// The person behind an inbox session cookie, for the JSON API (`Auth`).
 /// State-changing calls must send the session's token in `X-CSRF-Token`.
 pub async fn session_principal(

@@ -211,7 +211,12 @@ impl ControlPlane {
 
     /// Opens a request (or returns the earlier one for a repeated
     /// idempotency key). Returns the approval and whether it is new.
-    pub async fn create(&self, agent: &str, req: NewApproval) -> Result<(Approval, bool)> {
+    pub async fn create(&self, agent: &str, mut req: NewApproval) -> Result<(Approval, bool)> {
+        req.originator = match req.originator.as_deref() {
+            Some(raw) => crate::originator::normalise(raw)
+                .map_err(|m| ServiceError::Validation(vec![FieldError::new("originator", m)]))?,
+            None => None,
+        };
         let digest = args_digest(&req.tool_name, &req.tool_args);
         if let Some(key) = &req.idempotency_key {
             if let Some(existing) = self.store.find_by_idempotency(agent, key).await? {
