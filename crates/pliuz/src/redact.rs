@@ -122,7 +122,8 @@ pub fn uri(uri: &axum::http::Uri) -> String {
                     && (SECRET_PARAMS
                         .iter()
                         .any(|s| n == *s || n.ends_with(&format!("_{s}")))
-                        || looks_like_token(value))
+                        || looks_like_token(value)
+                        || nested_uri_has_secret(value))
                 {
                     format!("{name}={REDACTED}")
                 } else {
@@ -133,6 +134,22 @@ pub fn uri(uri: &axum::http::Uri) -> String {
         out.push_str(&secrets(&parts.join("&")));
     }
     out
+}
+
+/// A query value that is itself a URI (`/login?next=/inbox%3Ftoken%3D…`)
+/// with a secret in it.
+fn nested_uri_has_secret(value: &str) -> bool {
+    let decoded: String = form_urlencoded::parse(format!("v={value}").as_bytes())
+        .map(|(_, v)| v.into_owned())
+        .next()
+        .unwrap_or_default();
+    if decoded == value || !decoded.starts_with('/') {
+        return false;
+    }
+    match decoded.parse::<axum::http::Uri>() {
+        Ok(inner) => uri(&inner) != decoded,
+        Err(_) => true,
+    }
 }
 
 /// The span `tower_http`'s trace layer opens per request, with the URI
@@ -209,5 +226,9 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(uri(&u), "/requests/0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b");
+        let u: axum::http::Uri = "/login?next=%2Finbox%3Faccess_token%3Dhunter2&x=%2Finbox"
+            .parse()
+            .unwrap();
+        assert_eq!(uri(&u), "/login?next=[redacted]&x=%2Finbox");
     }
 }
