@@ -1,17 +1,20 @@
 //! Who a request is for, typed and normalised, so that "nobody approves
 //! their own request" holds however the agent spells the person.
 //!
-//! An originator is either a person, stored as `user:EMAIL`, or an opaque
-//! identifier without an `@` (a customer number, a job name) that never
-//! names a Pliuz user. A person may be given as `user:EMAIL`, `EMAIL`,
-//! `mailto:EMAIL` or `Name <EMAIL>`; the text is NFKC-normalised, invisible
+//! An originator is a person, stored as `user:EMAIL`; another kind of
+//! party with an address, stored as `KIND:EMAIL` (`customer:EMAIL`); or an
+//! opaque identifier without an `@` (a customer number, a job name). A
+//! person may be given as `user:EMAIL`, `EMAIL`, `mailto:EMAIL` or
+//! `Name <EMAIL>` (and `KIND:` before any of these); the text is NFKC-normalised, invisible
 //! characters (zero-width spaces, joiners, BOMs, bidi controls, soft
 //! hyphens) are removed, surrounding space is trimmed and the e-mail is
 //! lower-cased. An e-mail whose local part or any domain label mixes
 //! scripts (a Cyrillic `а` among Latin letters) is refused. Comparison with
 //! a decider uses the Unicode confusable skeleton (UTS #39) of both
 //! addresses, so whole-script look-alikes count as the same person (this
-//! can only stop someone approving, never let them).
+//! can only stop someone approving, never let them). An address counts as
+//! the decider's whatever its kind: `customer:EMAIL` is their own request
+//! too when EMAIL is theirs.
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
@@ -38,29 +41,37 @@ fn clean(raw: &str) -> Result<String, String> {
     Ok(text.trim().to_owned())
 }
 
-/// The e-mail inside one of the accepted spellings, if the text names one.
-fn email_part(text: &str) -> Option<&str> {
-    let lower = text.to_ascii_lowercase();
-    let inner = if let Some(open) = text.rfind('<') {
-        let close = text[open..].find('>')? + open;
-        text[close + 1..]
+/// The kind (`user`, or another `KIND:` prefix such as `customer`) and the
+/// e-mail inside one of the accepted spellings, if the text names one.
+fn email_part(text: &str) -> Option<(String, &str)> {
+    let (kind, rest) = match text.split_once(':') {
+        Some((k, r))
+            if !k.is_empty()
+                && k.len() <= 32
+                && k.starts_with(|c: char| c.is_ascii_alphabetic())
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && !k.eq_ignore_ascii_case("mailto") =>
+        {
+            (k.to_ascii_lowercase(), r.trim())
+        }
+        _ => ("user".to_owned(), text),
+    };
+    let inner = if let Some(open) = rest.rfind('<') {
+        let close = rest[open..].find('>')? + open;
+        rest[close + 1..]
             .trim()
             .is_empty()
-            .then(|| &text[open + 1..close])?
-    } else if lower.starts_with(USER_PREFIX) {
-        &text[USER_PREFIX.len()..]
-    } else if lower.starts_with("mailto:") {
-        &text["mailto:".len()..]
+            .then(|| &rest[open + 1..close])?
     } else {
-        text
+        rest
     };
     let inner = inner.trim();
-    let inner = if inner.to_ascii_lowercase().starts_with("mailto:") {
-        inner["mailto:".len()..].trim()
-    } else {
-        inner
+    let inner = match inner.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("mailto:") => inner[7..].trim(),
+        _ => inner,
     };
-    inner.contains('@').then_some(inner)
+    inner.contains('@').then_some((kind, inner))
 }
 
 /// A lower-cased, validated e-mail address; `strict` also refuses mixed scripts.
@@ -105,7 +116,7 @@ pub fn normalise(raw: &str) -> Result<Option<String>, String> {
         return Err(format!("must be at most {MAX_CHARS} characters"));
     }
     match email_part(&text) {
-        Some(e) => Ok(Some(format!("{USER_PREFIX}{}", email(e, true)?))),
+        Some((kind, e)) => Ok(Some(format!("{kind}:{}", email(e, true)?))),
         None if text.contains('@') || text.to_ascii_lowercase().starts_with(USER_PREFIX) => {
             Err(format!(
                 "'{text}' is not a person: write user:EMAIL (or EMAIL, mailto:EMAIL, Name <EMAIL>)"
@@ -134,7 +145,9 @@ pub fn names_person(originator: &str, email: &str) -> bool {
     let Ok(me) = self::email(email, false) else {
         return false;
     };
-    let theirs = match email_part(&text).map(|e| self::email(e, false)) {
+    // Whatever the kind (`user:`, `customer:`): the same address is the
+    // same person, so it counts as their own request.
+    let theirs = match email_part(&text).map(|(_, e)| self::email(e, false)) {
         Some(Ok(e)) => e,
         Some(Err(_)) => return person_key(&text).contains(&person_key(&me)),
         None => return false,
@@ -185,6 +198,25 @@ mod tests {
         let cyr = "\u{0430}\u{0435}\u{043E}@example.com";
         assert_eq!(normalise(cyr).unwrap().unwrap(), format!("user:{cyr}"));
         assert!(names_person(cyr, "aeo@example.com"));
+    }
+
+    #[test]
+    fn other_kinds_keep_their_kind_but_still_count_for_four_eyes() {
+        assert_eq!(
+            normalise("Customer:Carla <CARLA@example.net>")
+                .unwrap()
+                .as_deref(),
+            Some("customer:carla@example.net")
+        );
+        assert!(names_person(
+            "customer:carla@example.net",
+            "carla@example.net"
+        ));
+        assert!(!names_person(
+            "customer:carla@example.net",
+            "ann@example.net"
+        ));
+        assert!(normalise("customer:carla@").is_err());
     }
 
     #[test]
