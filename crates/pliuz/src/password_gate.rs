@@ -2,10 +2,13 @@
 //! allocates ~19 MiB and a core for tens of milliseconds, and the log-in
 //! form is open to anyone: without a bound, a few hundred concurrent
 //! log-ins take gigabytes and starve every other request. So checks run on
-//! the blocking pool, at most `permits` at a time; a few more may queue for
-//! a moment; the rest are shed at once (the caller answers 503 with
-//! `Retry-After`). Unknown e-mails go through the same gate and cost the
-//! same work as real ones.
+//! a few dedicated threads, off the async runtime, at most `permits` at a
+//! time; a few more may queue for a moment; the rest are shed at once (the
+//! caller answers 503 with `Retry-After`). Unknown e-mails go through the
+//! same gate and cost the same work as real ones. Dedicated threads, not
+//! the blocking pool: each thread's allocator keeps the 19 MiB it once
+//! used, so the memory stays at `permits` × 19 MiB instead of growing with
+//! every pool thread that ever ran a check.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -23,8 +26,11 @@ const QUEUE_PER_PERMIT: usize = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
+type Job = Box<dyn FnOnce() + Send>;
+
 pub struct PasswordGate {
     permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<Job>,
     waiting: AtomicUsize,
     max_waiting: usize,
     capacity: usize,
@@ -33,8 +39,29 @@ pub struct PasswordGate {
 impl PasswordGate {
     pub fn new(permits: usize) -> PasswordGate {
         let permits = permits.max(1);
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..permits {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("pliuz-password-{i}"))
+                .spawn(move || loop {
+                    let job = match queue.lock() {
+                        Ok(q) => q.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-check thread");
+            }
+        }
         PasswordGate {
             permits: Arc::new(Semaphore::new(permits)),
+            jobs,
             waiting: AtomicUsize::new(0),
             max_waiting: permits * QUEUE_PER_PERMIT,
             capacity: permits,
@@ -60,9 +87,9 @@ impl PasswordGate {
         self.capacity
     }
 
-    /// Runs `work` (a password check or hash) on the blocking pool once a
-    /// slot is free. The slot is held by the blocking task itself, so a
-    /// client that hangs up cannot free it before the work is done.
+    /// Runs `work` (a password check or hash) on a password thread once a
+    /// slot is free. The slot is held by the job itself, so a client that
+    /// hangs up cannot free it before the work is done.
     pub async fn run<T, F>(&self, work: F) -> Result<T, Busy>
     where
         T: Send + 'static,
@@ -84,12 +111,13 @@ impl PasswordGate {
                 }
             }
         };
-        tokio::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let _slot = permit;
-            work()
-        })
-        .await
-        .map_err(|_| Busy)
+            let _ = done.send(work());
+        });
+        self.jobs.send(job).map_err(|_| Busy)?;
+        result.await.map_err(|_| Busy)
     }
 }
 
