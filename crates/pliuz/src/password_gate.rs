@@ -121,12 +121,13 @@ impl PasswordGate {
     }
 }
 
-/// Two checks per core, between 2 and 8 (8 × 19 MiB at most).
+/// One check per two cores, between 1 and 4 (4 × 19 MiB at most): log-ins
+/// are rare, and the other requests keep cores to run on.
 pub fn default_concurrency() -> usize {
     std::thread::available_parallelism()
-        .map(|n| n.get() * 2)
-        .unwrap_or(2)
-        .clamp(2, 8)
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .clamp(1, 4)
 }
 
 /// `PLIUZ_LOGIN_CONCURRENCY`, strictly: unset is `None`, anything but an
