@@ -3,9 +3,7 @@
 //! only their SHA-256 (a fast hash is right for high-entropy secrets; slow
 //! hashes are for passwords, which get argon2id).
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use base64::Engine;
 use rand::RngCore;

@@ -309,8 +309,10 @@ async fn slow_and_idle_clients_are_cut_off_and_healthy_requests_go_through() {
     }
     lat.sort();
     let p99 = lat[lat.len() * 99 / 100];
+    eprintln!("/healthz p99 {p99:?} with 1170 slow sockets open");
+    // Generous: other tests share the cores; without the fix this is minutes.
     assert!(
-        p99 < Duration::from_secs(1),
+        p99 < Duration::from_secs(2),
         "/healthz p99 {p99:?} with 1170 slow sockets open"
     );
 
