@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
@@ -45,9 +46,7 @@ def rss_mib(pid: int) -> tuple[float, float]:
 
 async def request(port: int, raw: bytes, timeout: float = 60.0) -> bytes:
     """Sends one raw HTTP/1.1 request on a new connection; returns the answer."""
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection("127.0.0.1", port), timeout
-    )
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
     try:
         writer.write(raw)
         await writer.drain()
@@ -72,9 +71,7 @@ def p(values: list[float], q: float) -> float:
 
 
 async def login_token(port: int) -> str:
-    answer = await request(
-        port, b"GET /login HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-    )
+    answer = await request(port, b"GET /login HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
     for line in answer.split(b"\r\n"):
         if line.lower().startswith(b"set-cookie: pliuz_login="):
             return line.split(b"=", 1)[1].split(b";", 1)[0].decode()
@@ -114,17 +111,15 @@ async def slow_client(port: int, stop: asyncio.Event) -> None:
                 break
             writer.write(bytes([b]))
             await writer.drain()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
     except OSError:
         pass
     finally:
         writer.close()
 
 
-async def bench(port: int, pid: int, logins: int, slow: int) -> None:
+async def bench(binary: str, port: int, pid: int, logins: int, slow: int) -> None:
     for _ in range(20):
         await healthz(port)
     idle = [await healthz(port) for _ in range(200)]
@@ -156,12 +151,15 @@ async def bench(port: int, pid: int, logins: int, slow: int) -> None:
     for status, _ in results:
         statuses[status] = statuses.get(status, 0) + 1
     took = [t for _, t in results]
-    print(f"binary: {BIN}")
-    print(f"idle:   /healthz p50 {p(idle, .5)*1000:.1f} ms, p99 {p(idle, .99)*1000:.1f} ms; RSS {idle_rss:.0f} MiB")
+    print(f"binary: {binary}")
+    print(
+        f"idle:   /healthz p50 {p(idle, 0.5) * 1000:.1f} ms,"
+        f" p99 {p(idle, 0.99) * 1000:.1f} ms; RSS {idle_rss:.0f} MiB"
+    )
     print(
         f"attack: {logins} concurrent bad log-ins + {slow} slow clients, {attack_s:.1f} s:"
-        f" /healthz p50 {p(busy, .5)*1000:.1f} ms, p99 {p(busy, .99)*1000:.1f} ms,"
-        f" max {max(busy)*1000:.0f} ms over {len(busy)} probes ({failures} failed)"
+        f" /healthz p50 {p(busy, 0.5) * 1000:.1f} ms, p99 {p(busy, 0.99) * 1000:.1f} ms,"
+        f" max {max(busy) * 1000:.0f} ms over {len(busy)} probes ({failures} failed)"
     )
     print(f"        RSS peak {max(peak_rss, hwm):.0f} MiB, after {after_rss:.0f} MiB")
     print(
@@ -171,20 +169,30 @@ async def bench(port: int, pid: int, logins: int, slow: int) -> None:
     )
 
 
+def raise_open_files_limit() -> None:
+    """The slow clients need a descriptor each: lift the soft limit to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main() -> int:
-    global BIN
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--bin", default=str(ROOT / "target/release/pliuz"))
     ap.add_argument("--logins", type=int, default=300)
     ap.add_argument("--slow", type=int, default=1000)
     args = ap.parse_args()
-    BIN = args.bin
+    raise_open_files_limit()
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PLIUZ_")}
         env["PLIUZ_LOG"] = "error"
         server = subprocess.Popen(
-            [BIN, "--data-dir", f"{d}/data", "serve", "--listen", f"127.0.0.1:{port}"],
+            [args.bin, "--data-dir", f"{d}/data", "serve", "--listen", f"127.0.0.1:{port}"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -200,14 +208,12 @@ def main() -> int:
                         print("the server did not start", file=sys.stderr)
                         return 1
                     time.sleep(0.1)
-            asyncio.run(bench(port, server.pid, args.logins, args.slow))
+            asyncio.run(bench(args.bin, port, server.pid, args.logins, args.slow))
         finally:
             server.kill()
             server.wait()
     return 0
 
-
-BIN = ""
 
 if __name__ == "__main__":
     sys.exit(main())
