@@ -247,6 +247,30 @@ async fn concurrent_wrong_passwords_get_at_most_the_allowed_checks() {
     assert!(res.headers().get("retry-after").is_some());
 }
 
+/// Lifts this process's soft open-files limit to the hard one; returns it.
+fn raise_open_files_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 fn open_socket(port: u16, send: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     if !send.is_empty() {
@@ -292,8 +316,12 @@ async fn slow_and_idle_clients_are_cut_off_and_healthy_requests_go_through() {
     let body_head = format!(
         "POST /login HTTP/1.1\r\nHost: x\r\nCookie: pliuz_login={token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 500\r\n\r\ncsrf={token}&email="
     );
+    // 1100 idle sockets where the open-files limits allow (the server's
+    // and this process's); fewer on a machine with a low hard limit.
+    let idle_count =
+        1100.min(usize::try_from(raise_open_files_limit().saturating_sub(400)).unwrap_or(1100));
     let opened = Instant::now();
-    let mut idle: Vec<TcpStream> = (0..1100).map(|_| open_socket(port, b"")).collect();
+    let mut idle: Vec<TcpStream> = (0..idle_count).map(|_| open_socket(port, b"")).collect();
     let mut half_heads: Vec<TcpStream> = (0..50)
         .map(|_| open_socket(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "))
         .collect();
@@ -309,11 +337,15 @@ async fn slow_and_idle_clients_are_cut_off_and_healthy_requests_go_through() {
     }
     lat.sort();
     let p99 = lat[lat.len() * 99 / 100];
-    eprintln!("/healthz p99 {p99:?} with 1170 slow sockets open");
+    eprintln!(
+        "/healthz p99 {p99:?} with {} slow sockets open",
+        idle_count + 70
+    );
     // Generous: other tests share the cores; without the fix this is minutes.
     assert!(
         p99 < Duration::from_secs(2),
-        "/healthz p99 {p99:?} with 1170 slow sockets open"
+        "/healthz p99 {p99:?} with {} slow sockets open",
+        idle_count + 70
     );
 
     // Keep the trickling bodies trickling: the body deadline is for the whole body.
