@@ -340,10 +340,7 @@ impl Approval {
     /// Whether `actor` originated this request (and so may not approve it).
     pub fn is_originated_by(&self, actor: &Actor) -> bool {
         match (actor, &self.originator) {
-            (Actor::User(email), Some(orig)) => {
-                orig.eq_ignore_ascii_case(email)
-                    || orig.eq_ignore_ascii_case(&format!("user:{email}"))
-            }
+            (Actor::User(email), Some(orig)) => crate::originator::names_person(orig, email),
             (Actor::Agent(name), _) => *name == self.agent,
             _ => false,
         }

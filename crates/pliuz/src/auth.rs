@@ -3,9 +3,7 @@
 //! only their SHA-256 (a fast hash is right for high-entropy secrets; slow
 //! hashes are for passwords, which get argon2id).
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use base64::Engine;
 use rand::RngCore;
@@ -49,14 +47,61 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot hash password: {e}"))
 }
 
+/// Argon2 work areas larger than this are refused (the default is 19 MiB).
+const MAX_ARGON2_BLOCKS: usize = 256 * 1024;
+
+thread_local! {
+    /// Each thread's argon2 work area, kept between checks: allocating and
+    /// freeing 19 MiB per check makes the allocator keep a fresh copy each
+    /// time, and resident memory grows with every log-in attempt.
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(expected), Some(salt)) = (parsed.hash, parsed.salt) else {
+        return false;
+    };
+    let (Ok(params), Ok(algorithm)) = (
+        argon2::Params::try_from(&parsed),
+        argon2::Algorithm::try_from(parsed.algorithm),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if blocks > MAX_ARGON2_BLOCKS {
+        return false;
+    }
+    let mut out = vec![0u8; expected.len()];
+    let hashed = ARGON2_MEMORY.with(|mem| {
+        let mut mem = mem.borrow_mut();
+        if mem.len() < blocks {
+            mem.resize(blocks, argon2::Block::default());
+        }
+        Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            &mut mem[..blocks],
+        )
+    });
+    hashed.is_ok()
+        && out
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// Burns the same time as a real check, so unknown emails and wrong

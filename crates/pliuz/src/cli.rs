@@ -113,6 +113,7 @@ enum PolicyCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::file_modes::private_umask();
     init_tracing(matches!(cli.command, Command::Serve { .. }));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -140,7 +141,7 @@ fn init_tracing(serving: bool) {
     let filter = EnvFilter::try_from_env("PLIUZ_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::redact::RedactingStderr)
         .try_init();
 }
 

@@ -27,6 +27,7 @@ pub struct Extras {
 
 /// Opens the store for the given settings (used by `serve` and the admin CLI).
 pub async fn control_plane(settings: Settings) -> anyhow::Result<ControlPlane> {
+    crate::file_modes::prepare(&settings)?;
     let store = Store::open(&settings.database_url).await?;
     Ok(ControlPlane::new(
         store,
@@ -37,7 +38,9 @@ pub async fn control_plane(settings: Settings) -> anyhow::Result<ControlPlane> {
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
+    let connection_limits = crate::listener::ConnectionLimits::from_env()?;
     let cp = control_plane(settings).await?;
+    crate::file_modes::warn_if_loose(&cp.settings);
     // Replicas starting together on one database take turns here, so the
     // first admin and `policy.loaded` are written once.
     let startup = cp.store.startup_lock().await?;
@@ -107,11 +110,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     let app = api::router(state);
     let server_shutdown = shutdown.clone();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let server = crate::listener::serve(listener, app, connection_limits, async move {
         server_shutdown.wait().await;
     })
     .into_future();

@@ -274,7 +274,7 @@ def test_sync_and_async_tools_and_session_from_context(
     pending = human.wait_pending(2, session=session)
     for a in pending:
         if a["tool_name"] == "send_email":
-            assert a["originator"] == "carol@example.com"
+            assert a["originator"] == "user:carol@example.com"  # stored typed and normalised
             assert {"role": "user", "content": "email x and delete u-1"} in a["context_messages"]
         human.decide_ok(a["id"], "approve")
     fut.result(timeout=60)

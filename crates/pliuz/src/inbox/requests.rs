@@ -257,9 +257,25 @@ struct Live {
     query: InboxQuery,
     rx: tokio::sync::broadcast::Receiver<ApprovalChanged>,
     ends_at: tokio::time::Instant,
+    /// The session behind the stream, re-checked on every event and every
+    /// `SESSION_RECHECK`: log-out, `users disable` or a role change end it.
+    session: Session,
+    recheck: tokio::time::Interval,
 }
 
+/// How often an open live stream re-checks its session when nothing happens.
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Live {
+    async fn session_valid(&self) -> bool {
+        super::session::session_still_valid(
+            &self.state,
+            &self.session.token_hash,
+            &self.session.user,
+        )
+        .await
+    }
+
     async fn count(&self) -> i64 {
         self.state
             .cp
@@ -316,7 +332,14 @@ pub async fn events(
 ) -> Response {
     let principal = s.principal();
     let left_ms = (s.expires_at - crate::store::now_millis()).max(0);
+    let mut recheck = tokio::time::interval_at(
+        tokio::time::Instant::now() + SESSION_RECHECK,
+        SESSION_RECHECK,
+    );
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let live = Live {
+        session: s.clone(),
+        recheck,
         scope: scope(&state, &principal),
         rx: state.cp.notifier.subscribe(),
         state: state.clone(),
@@ -345,7 +368,17 @@ pub async fn events(
                     }
                 } => return None,
                 _ = tokio::time::sleep_until(live.ends_at) => return None,
+                _ = live.recheck.tick() => {
+                    if !live.session_valid().await {
+                        return None;
+                    }
+                    continue;
+                }
             };
+            // Nothing more goes out on a session that has ended.
+            if !live.session_valid().await {
+                return None;
+            }
             match next {
                 Ok(change) => {
                     if let Some(ev) = live.event_for(&change).await {

@@ -17,6 +17,7 @@ use crate::api::error::Problem;
 use crate::api::AppState;
 use crate::approval::Actor;
 use crate::auth::{self, Principal, User};
+use crate::password_gate::{Busy, PasswordGate};
 use crate::store::{AuditEvent, SessionRecord, StoreError};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -147,6 +148,25 @@ pub async fn load_session(
         token_hash: rec.token_hash,
         expires_at: rec.expires_at,
     }))
+}
+
+/// Whether the session `token_hash` still belongs to `user` unchanged: not
+/// logged out, not expired, the account not disabled and its role and
+/// groups as they were. Long-lived responses (the inbox's live stream) ask
+/// this on every event and periodically, and end when it says no; a store
+/// error also says no (the browser reconnects and logs in again if needed).
+pub async fn session_still_valid(state: &AppState, token_hash: &str, user: &User) -> bool {
+    let now = crate::store::now_millis();
+    let Ok(Some(rec)) = state.cp.store.session_by_hash(token_hash, now).await else {
+        return false;
+    };
+    match state.cp.store.user_by_id(&rec.user_id).await {
+        Ok(Some(current)) => {
+            let u = current.user;
+            !u.disabled && u.id == user.id && u.role == user.role && u.groups == user.groups
+        }
+        _ => false,
+    }
 }
 
 /// The person behind an inbox session cookie, for the JSON API (`Auth`).
@@ -412,7 +432,8 @@ pub async fn login(
     }
     let key = RateLimiter::key(&client, &email_in);
     let limiter = &state.extras.inbox.login_limiter;
-    if let Err(wait) = limiter.check(&key, std::time::Instant::now()) {
+    // Counted before the check, so concurrent attempts cannot outrun the limit.
+    if let Err(wait) = limiter.begin(&key, std::time::Instant::now()) {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let mut res = fail(
             StatusCode::TOO_MANY_REQUESTS,
@@ -424,30 +445,45 @@ pub async fn login(
         return Ok(res);
     }
     let record = match auth::normalize_email(&email_in) {
-        Ok(email) => state.cp.store.user_by_email(&email).await?,
+        Ok(email) => match state.cp.store.user_by_email(&email).await {
+            Ok(r) => r,
+            Err(e) => {
+                limiter.refund(&key);
+                return Err(e.into());
+            }
+        },
         Err(_) => None,
     };
     let password = f.password;
-    let user = tokio::task::spawn_blocking(move || match record {
-        Some(r) => {
-            let ok = match &r.password_hash {
+    // Unknown e-mails and accounts without a password cost the same check.
+    let checked = PasswordGate::global()
+        .run(move || {
+            let hash = record.as_ref().and_then(|r| r.password_hash.as_deref());
+            let ok = match hash {
                 Some(h) => auth::verify_password(&password, h),
                 None => {
                     auth::dummy_password_check(&password);
                     false
                 }
             };
-            (ok && !r.user.disabled).then_some(r.user)
+            record.filter(|r| ok && !r.user.disabled).map(|r| r.user)
+        })
+        .await;
+    let user = match checked {
+        Ok(user) => user,
+        Err(Busy) => {
+            limiter.refund(&key);
+            tracing::warn!(client = %client, "log-in shed: too many password checks at once");
+            let mut res = fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy checking other log-ins. Please try again in a moment.",
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(res);
         }
-        None => {
-            auth::dummy_password_check(&password);
-            None
-        }
-    })
-    .await
-    .map_err(|_| WebError::from(Problem::internal()))?;
+    };
     let Some(user) = user else {
-        limiter.record_failure(&key, std::time::Instant::now());
         tracing::info!(client = %client, "failed inbox log-in");
         return Ok(fail(StatusCode::UNAUTHORIZED, LOGIN_FAILED));
     };

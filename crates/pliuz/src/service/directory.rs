@@ -62,13 +62,7 @@ impl ControlPlane {
             InitialPassword::Given(p) => {
                 auth::check_password_strength(&p)
                     .map_err(|m| ServiceError::Validation(vec![FieldError::new("password", m)]))?;
-                (
-                    Some(
-                        auth::hash_password(&p)
-                            .map_err(|e| ServiceError::Conflict(e.to_string()))?,
-                    ),
-                    None,
-                )
+                (Some(bounded_hash(p).await?), None)
             }
             InitialPassword::SetupLink => (None, Some(auth::new_secret(auth::SETUP_TOKEN_PREFIX))),
         };
@@ -221,8 +215,7 @@ impl ControlPlane {
             .user_by_id(user_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("user {user_id}")))?;
-        let hash =
-            auth::hash_password(password).map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        let hash = bounded_hash(password.to_owned()).await?;
         let mut tx = self.store.begin_write().await?;
         tx.set_password(user_id, &hash).await?;
         tx.audit(AuditEvent {
@@ -283,4 +276,17 @@ impl ControlPlane {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Hashes a password through the process-wide gate (bounded, off the runtime).
+async fn bounded_hash(password: String) -> Result<String> {
+    crate::password_gate::PasswordGate::global()
+        .run(move || auth::hash_password(&password))
+        .await
+        .map_err(|_| {
+            ServiceError::Conflict(
+                "the server is busy with other password checks; try again in a moment".into(),
+            )
+        })?
+        .map_err(|e| ServiceError::Conflict(e.to_string()))
 }

@@ -225,7 +225,12 @@ impl ControlPlane {
 
     /// Opens a request (or returns the earlier one for a repeated
     /// idempotency key). Returns the approval and whether it is new.
-    pub async fn create(&self, agent: &str, req: NewApproval) -> Result<(Approval, bool)> {
+    pub async fn create(&self, agent: &str, mut req: NewApproval) -> Result<(Approval, bool)> {
+        req.originator = match req.originator.as_deref() {
+            Some(raw) => crate::originator::normalise(raw)
+                .map_err(|m| ServiceError::Validation(vec![FieldError::new("originator", m)]))?,
+            None => None,
+        };
         let digest = args_digest(&req.tool_name, &req.tool_args);
         if let Some(key) = &req.idempotency_key {
             if let Some(existing) = self.store.find_by_idempotency(agent, key).await? {
@@ -495,6 +500,17 @@ impl ControlPlane {
         reason: Option<String>,
     ) -> Result<Approval> {
         self.get_for(principal, id).await?;
+        // As documented: the requesting agent (get_for shows an agent only its
+        // own requests) or an admin. Auditors see everything but change nothing.
+        let may_cancel = match principal {
+            Principal::Agent { .. } => true,
+            Principal::User(u) => u.role == crate::auth::Role::Admin && !u.disabled,
+        };
+        if !may_cancel {
+            return Err(ServiceError::Forbidden(
+                "only the requesting agent or an admin can cancel a request".into(),
+            ));
+        }
         let mut tx = self.store.begin_write().await?;
         let mut a = tx
             .get_approval(id)

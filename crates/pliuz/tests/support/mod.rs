@@ -181,10 +181,12 @@ impl Server {
             .open(self.log_path())
             .expect("log file");
         let mut c = self.base_command();
+        if !self.extra_env.iter().any(|(k, _)| k == "PLIUZ_LOG") {
+            c.env("PLIUZ_LOG", "info");
+        }
         c.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
-            .env("PLIUZ_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         self.child = Some(c.spawn().expect("spawn pliuz"));
@@ -212,6 +214,11 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no graceful shutdown, nothing flushed beyond what was committed.
