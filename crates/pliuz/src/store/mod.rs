@@ -10,6 +10,7 @@ mod audit;
 pub mod health;
 mod outbox;
 mod principals;
+pub mod runs;
 pub mod schema;
 mod sessions;
 
