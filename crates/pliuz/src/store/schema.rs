@@ -205,6 +205,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: EXECUTION_CLAIM_SQL,
         postgres: EXECUTION_CLAIM_SQL,
     },
+    // Durable runs and agent webhooks (crate::store::runs).
+    Migration {
+        version: 60,
+        name: "runs",
+        sqlite: super::runs::MIGRATION_SQLITE,
+        postgres: super::runs::MIGRATION_POSTGRES,
+    },
 ];
 
 /// Migration 20: `approved → executing` claims (`crate::approval`). Requests
