@@ -15,6 +15,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import {
+  errorFromProblem,
   PliuzAPIError,
   PliuzConflictError,
   PliuzConnectionError,
@@ -22,7 +23,6 @@ import {
   PliuzLeaseLostError,
   PliuzRunStateIntegrityError,
   PliuzTimeoutError,
-  errorFromProblem,
 } from "./errors.js";
 import type {
   Approval,
@@ -30,7 +30,6 @@ import type {
   ApprovalStatus,
   ClaimedRun,
   JsonObject,
-  JsonValue,
   Receipt,
   Run,
   RunStatus,
@@ -501,10 +500,16 @@ export class PliuzClient {
 
   /** Extend the lease ({@link PliuzLeaseLostError} if the token is no longer the live lease). */
   async heartbeatRun(id: string, leaseToken: string, options?: CallOptions & { leaseSeconds?: number }): Promise<Run> {
-    return this.#leased(id, "POST", "heartbeat", {
-      lease_token: leaseToken,
-      lease_seconds: options?.leaseSeconds ?? DEFAULT_LEASE_S,
-    }, options);
+    return this.#leased(
+      id,
+      "POST",
+      "heartbeat",
+      {
+        lease_token: leaseToken,
+        lease_seconds: options?.leaseSeconds ?? DEFAULT_LEASE_S,
+      },
+      options,
+    );
   }
 
   /** Pause the run again under the same id (new state, new approvals); releases the lease. */
@@ -525,12 +530,18 @@ export class PliuzClient {
     result: { outcome?: "completed" | "failed"; outputSha256?: string; error?: string } = {},
     options?: CallOptions,
   ): Promise<Run> {
-    return this.#leased(id, "POST", "complete", dropUndefined({
-      lease_token: leaseToken,
-      outcome: result.outcome ?? "completed",
-      output_sha256: result.outputSha256,
-      error: result.error,
-    }), options);
+    return this.#leased(
+      id,
+      "POST",
+      "complete",
+      dropUndefined({
+        lease_token: leaseToken,
+        outcome: result.outcome ?? "completed",
+        output_sha256: result.outputSha256,
+        error: result.error,
+      }),
+      options,
+    );
   }
 
   async #leased(

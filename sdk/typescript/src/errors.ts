@@ -167,10 +167,7 @@ export class PliuzLeaseLostError extends PliuzRunError {}
 /** A webhook delivery is not authentic (or too old, or malformed): do not act on it. */
 export class WebhookVerificationError extends PliuzError {}
 
-type APIErrorClass = new (
-  message: string,
-  init: ConstructorParameters<typeof PliuzAPIError>[1],
-) => PliuzAPIError;
+type APIErrorClass = new (message: string, init: ConstructorParameters<typeof PliuzAPIError>[1]) => PliuzAPIError;
 
 const CODE_MAP: Record<string, APIErrorClass> = {
   unauthorized: PliuzAuthenticationError,
@@ -216,15 +213,9 @@ const STATUS_MAP: Record<number, APIErrorClass> = {
 const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
 
 /** The typed error for an error answer (by problem `code`, else by status). */
-export function errorFromProblem(
-  status: number,
-  body: unknown,
-  retryAfter: string | null,
-): PliuzAPIError {
+export function errorFromProblem(status: number, body: unknown, retryAfter: string | null): PliuzAPIError {
   const problem: Record<string, unknown> =
-    body !== null && typeof body === "object" && !Array.isArray(body)
-      ? (body as Record<string, unknown>)
-      : {};
+    body !== null && typeof body === "object" && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
   const code = str(problem.code);
   const cls =
     (code !== undefined ? CODE_MAP[code] : undefined) ??

@@ -9,10 +9,10 @@
  * the report could not be delivered) stays `executing`: every later attempt is
  * told "outcome unknown — check before retrying" and never runs it again.
  */
-import { type CallOptions, type CreateApprovalRequest, type PliuzClient, newClaimId } from "./client.js";
+import { type CallOptions, type CreateApprovalRequest, newClaimId, type PliuzClient } from "./client.js";
 import {
-  PliuzAPIError,
   PliuzAlreadyExecutedError,
+  PliuzAPIError,
   PliuzArgumentsError,
   PliuzCancelledError,
   PliuzConflictError,

@@ -32,5 +32,10 @@ export function idempotencyKey(
     session: options.sessionId ?? null,
     call: options.callId ?? null,
   });
-  return PREFIX + createHmac("sha256", options.secret ?? "").update(material, "utf8").digest("hex");
+  return (
+    PREFIX +
+    createHmac("sha256", options.secret ?? "")
+      .update(material, "utf8")
+      .digest("hex")
+  );
 }

@@ -6,34 +6,35 @@
  * - {@link verifyWebhook}: check a Standard Webhooks delivery from Pliuz.
  * - `@pliuz/sdk/agents`: `gatedTool` and durable `Runs` for `@openai/agents`.
  */
-export * from "./errors.js";
-export type * from "./models.js";
-export { TERMINAL_STATUSES } from "./models.js";
+
+export { canonicalJson } from "./canonical.js";
 export {
-  DEFAULT_BASE_URL,
-  PliuzClient,
-  newClaimId,
-  stateSha256,
   type CallOptions,
   type CreateApprovalRequest,
+  DEFAULT_BASE_URL,
   type DecisionKind,
   type ListApprovalsQuery,
+  newClaimId,
+  PliuzClient,
   type PliuzClientOptions,
   type ReportExecution,
+  stateSha256,
 } from "./client.js";
-export { gated, type GatedCallOptions, type GatedFunction, type GatedOptions, type ClientSource } from "./gated.js";
+export * from "./errors.js";
 export {
   excerpt,
   finalArgs,
+  type GateRunOptions,
+  type PreparedCall,
   prepareCall,
   raiseForOutcome,
   runGated,
-  undeliveredReports,
-  type GateRunOptions,
-  type PreparedCall,
   type UndeliveredReport,
+  undeliveredReports,
 } from "./gate.js";
-export { canonicalJson } from "./canonical.js";
-export { idempotencyKey, type IdempotencyKeyOptions } from "./idempotency.js";
-export { REDACTED, formatPath, parsePath, redact, relaxSchema, restore, type Redacted } from "./redaction.js";
+export { type ClientSource, type GatedCallOptions, type GatedFunction, type GatedOptions, gated } from "./gated.js";
+export { type IdempotencyKeyOptions, idempotencyKey } from "./idempotency.js";
+export type * from "./models.js";
+export { TERMINAL_STATUSES } from "./models.js";
+export { formatPath, parsePath, REDACTED, type Redacted, redact, relaxSchema, restore } from "./redaction.js";
 export { DEFAULT_TOLERANCE_S, signWebhook, verifyWebhook, type WebhookEvent, type WebhookHeaders } from "./webhooks.js";

@@ -14,21 +14,9 @@ export interface JsonObject {
  * (the execution was claimed) → `executed` (its outcome was reported). An
  * `executing` request whose report never arrived has an unknown outcome.
  */
-export type ApprovalStatus =
-  | "pending"
-  | "approved"
-  | "rejected"
-  | "expired"
-  | "cancelled"
-  | "executing"
-  | "executed";
+export type ApprovalStatus = "pending" | "approved" | "rejected" | "expired" | "cancelled" | "executing" | "executed";
 
-export const TERMINAL_STATUSES: ReadonlySet<ApprovalStatus> = new Set([
-  "rejected",
-  "expired",
-  "cancelled",
-  "executed",
-]);
+export const TERMINAL_STATUSES: ReadonlySet<ApprovalStatus> = new Set(["rejected", "expired", "cancelled", "executed"]);
 
 /** One approver's approval towards `required_approvals`. */
 export interface Vote {

@@ -59,11 +59,7 @@ export function parsePath(path: string): PatternPart[] {
   return parts;
 }
 
-function* expand(
-  value: unknown,
-  pattern: readonly PatternPart[],
-  prefix: ConcretePath,
-): Generator<ConcretePath> {
+function* expand(value: unknown, pattern: readonly PatternPart[], prefix: ConcretePath): Generator<ConcretePath> {
   if (pattern.length === 0) {
     yield prefix;
     return;

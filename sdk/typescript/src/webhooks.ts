@@ -67,7 +67,12 @@ function signature(key: Buffer, id: string, timestamp: string, body: Buffer): Bu
 }
 
 /** The `webhook-signature` value for one delivery (`v1,<base64>`); for tests and local tools. */
-export function signWebhook(secret: string | Uint8Array, id: string, timestamp: number, body: string | Uint8Array): string {
+export function signWebhook(
+  secret: string | Uint8Array,
+  id: string,
+  timestamp: number,
+  body: string | Uint8Array,
+): string {
   return `v1,${signature(secretKey(secret), id, String(timestamp), bytes(body)).toString("base64")}`;
 }
 

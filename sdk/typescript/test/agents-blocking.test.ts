@@ -5,10 +5,10 @@ import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import { Agent, run, tool } from "@openai/agents";
 import { z } from "zod";
-import { PliuzClient } from "../src/index.js";
 import { gatedTool } from "../src/agents/index.js";
+import { PliuzClient } from "../src/index.js";
 import { ScriptedToolModel } from "./support/model.js";
-import { Human, type Json, PliuzServer, freePort } from "./support/server.js";
+import { freePort, Human, type Json, PliuzServer } from "./support/server.js";
 
 let server: PliuzServer;
 let human: Human;

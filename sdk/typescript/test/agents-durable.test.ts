@@ -39,7 +39,13 @@ function newCase(): Case {
   return {
     orderId,
     bodyLog,
-    env: { ...process.env, ...server.agentEnv(), BODY_LOG: bodyLog, ORDER_ID: orderId, CALL_ID: `call_${randomUUID()}` } as Record<string, string>,
+    env: {
+      ...process.env,
+      ...server.agentEnv(),
+      BODY_LOG: bodyLog,
+      ORDER_ID: orderId,
+      CALL_ID: `call_${randomUUID()}`,
+    } as Record<string, string>,
   };
 }
 

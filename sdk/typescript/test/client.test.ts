@@ -2,7 +2,7 @@
 // cancel, receipts, the execution claim, retries of safe requests, deadlines.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { after, before, test } from "node:test";
 import {
   PliuzAuthenticationError,
@@ -53,7 +53,10 @@ test("options come from PLIUZ_API_KEY / PLIUZ_BASE_URL; no key fails closed at c
 });
 
 test("problem+json codes become typed errors", async () => {
-  await assert.rejects(client.getApproval("nope"), (e: unknown) => e instanceof PliuzNotFoundError && e.code === "not_found" && e.status === 404);
+  await assert.rejects(
+    client.getApproval("nope"),
+    (e: unknown) => e instanceof PliuzNotFoundError && e.code === "not_found" && e.status === 404,
+  );
   await assert.rejects(
     client.createApproval({ toolName: "no_policy_tool", toolArgs: {} }),
     (e: unknown) => e instanceof PliuzNoMatchingPolicyError && e.status === 422 && typeof e.detail === "string",
@@ -61,13 +64,21 @@ test("problem+json codes become typed errors", async () => {
   const bad = new PliuzClient({ apiKey: "pliuz_ak_wrong", baseUrl: server.baseUrl });
   await assert.rejects(bad.getApproval("x"), PliuzAuthenticationError);
   await assert.rejects(
-    client.createApproval({ toolName: "issue_refund", toolArgs: { amount_cents: "lots" } as never, toolSchema: { type: "nope" } }),
+    client.createApproval({
+      toolName: "issue_refund",
+      toolArgs: { amount_cents: "lots" } as never,
+      toolSchema: { type: "nope" },
+    }),
     PliuzValidationError,
   );
 });
 
 test("create, long-poll wait, decision, claim, report, receipt, list", async () => {
-  const a = await client.createApproval({ toolName: "issue_refund", toolArgs: args(), idempotencyKey: `k-${randomUUID()}` });
+  const a = await client.createApproval({
+    toolName: "issue_refund",
+    toolArgs: args(),
+    idempotencyKey: `k-${randomUUID()}`,
+  });
   assert.equal(a.status, "pending");
   const waiting = client.waitForDecision(a, { timeoutMs: 20_000 });
   await new Promise((r) => setTimeout(r, 300));
@@ -77,7 +88,10 @@ test("create, long-poll wait, decision, claim, report, receipt, list", async () 
   const claimId = "cl_test_1";
   const claimed = await client.claimExecution(a.id, { claimId });
   assert.equal(claimed.status, "executing");
-  await assert.rejects(client.claimExecution(a.id, { claimId: "cl_other" }), (e: unknown) => e instanceof PliuzConflictError && e.code === "execution_claimed");
+  await assert.rejects(
+    client.claimExecution(a.id, { claimId: "cl_other" }),
+    (e: unknown) => e instanceof PliuzConflictError && e.code === "execution_claimed",
+  );
   const done = await client.reportExecution(a.id, { outcome: "success", claimId, latencyMs: 5, outputExcerpt: "ok" });
   assert.equal(done.status, "executed");
   const receipt = await client.getReceipt(a.id);
@@ -85,7 +99,11 @@ test("create, long-poll wait, decision, claim, report, receipt, list", async () 
   assert.match(receipt.format, /^pliuz-receipt\//);
   const list = await client.listApprovals({ status: "executed", limit: 100 });
   assert.ok(list.items.some((x) => x.id === a.id));
-  const replay = await client.createApproval({ toolName: "issue_refund", toolArgs: a.tool_args, idempotencyKey: a.idempotency_key ?? "" });
+  const replay = await client.createApproval({
+    toolName: "issue_refund",
+    toolArgs: a.tool_args,
+    idempotencyKey: a.idempotency_key ?? "",
+  });
   assert.equal(replay.id, a.id);
   assert.equal(replay.is_replay, true);
   assert.equal(replay.status, "executed");
@@ -143,7 +161,11 @@ test("5xx: safe requests are retried with backoff; a create without idempotency 
   const flaky = await flakyProxy(2);
   try {
     const c = new PliuzClient({ apiKey: server.agentKey, baseUrl: flaky.url, maxRetries: 3 });
-    const a = await c.createApproval({ toolName: "issue_refund", toolArgs: args(), idempotencyKey: `k-${randomUUID()}` });
+    const a = await c.createApproval({
+      toolName: "issue_refund",
+      toolArgs: args(),
+      idempotencyKey: `k-${randomUUID()}`,
+    });
     assert.equal(a.status, "pending");
     assert.equal(flaky.hits(), 3, "two 503s, then the request went through");
   } finally {

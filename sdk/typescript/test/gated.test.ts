@@ -3,11 +3,11 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import {
+  gated,
   PliuzAlreadyExecutedError,
   PliuzClient,
   PliuzExpiredError,
   PliuzRejectedError,
-  gated,
   undeliveredReports,
 } from "../src/index.js";
 import { Human, type Json, PliuzServer } from "./support/server.js";
@@ -47,7 +47,10 @@ test("approved: runs once with the approved args; the same call again does not r
   assert.equal(ran.length, 1);
   assert.equal(ran[0]?.pan, "4111");
   // Same arguments and session: the idempotency key re-attaches to the executed request.
-  await assert.rejects(refund({ order_id: order, amount_cents: 4200, pan: "4111" }, { sessionId: "s-1" }), PliuzAlreadyExecutedError);
+  await assert.rejects(
+    refund({ order_id: order, amount_cents: 4200, pan: "4111" }, { sessionId: "s-1" }),
+    PliuzAlreadyExecutedError,
+  );
   assert.equal(ran.length, 1);
   assert.deepEqual(undeliveredReports(), []);
   const stored = await human.get(p.id as string);

@@ -3,11 +3,10 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { PliuzArgumentsError, canonicalJson, idempotencyKey, parsePath, redact, restore } from "../src/index.js";
+import { canonicalJson, idempotencyKey, PliuzArgumentsError, parsePath, redact, restore } from "../src/index.js";
 import { SDK_ROOT } from "./support/paths.js";
 
-const load = (name: string): unknown =>
-  JSON.parse(readFileSync(new URL(`test-vectors/${name}`, SDK_ROOT), "utf8"));
+const load = (name: string): unknown => JSON.parse(readFileSync(new URL(`test-vectors/${name}`, SDK_ROOT), "utf8"));
 
 interface IdemVector {
   tool: string;
@@ -40,7 +39,10 @@ for (const v of idem) {
   test(`idempotency key matches Python: ${v.tool} ${JSON.stringify(v.args).slice(0, 40)}`, () => {
     const material = { v: 1, tool: v.tool, args: v.args, session: v.session_id, call: v.call_id };
     assert.equal(canonicalJson(material), v.canonical);
-    assert.equal(idempotencyKey(v.tool, v.args, { sessionId: v.session_id, callId: v.call_id, secret: v.secret }), v.key);
+    assert.equal(
+      idempotencyKey(v.tool, v.args, { sessionId: v.session_id, callId: v.call_id, secret: v.secret }),
+      v.key,
+    );
   });
 }
 

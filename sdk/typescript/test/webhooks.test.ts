@@ -6,8 +6,8 @@ import { createServer } from "node:http";
 import { after, before, test } from "node:test";
 import { Agent, tool } from "@openai/agents";
 import { z } from "zod";
-import { PliuzClient, WebhookVerificationError, signWebhook, verifyWebhook } from "../src/index.js";
-import { Runs, gatedTool } from "../src/agents/index.js";
+import { gatedTool, Runs } from "../src/agents/index.js";
+import { PliuzClient, signWebhook, verifyWebhook, WebhookVerificationError } from "../src/index.js";
 import { ScriptedToolModel } from "./support/model.js";
 import { Human, type Json, PliuzServer } from "./support/server.js";
 
@@ -47,17 +47,28 @@ const SECRET = `whsec_${Buffer.from("0123456789abcdef0123456789abcdef").toString
 test("verifyWebhook: accepts a good signature, refuses tampering, old timestamps and a wrong secret", () => {
   const body = JSON.stringify({ type: "run.ready", data: { run_id: "r1" } });
   const now = Math.floor(Date.now() / 1000);
-  const headers = { "Webhook-Id": "msg_1", "webhook-timestamp": String(now), "webhook-signature": signWebhook(SECRET, "msg_1", now, body) };
+  const headers = {
+    "Webhook-Id": "msg_1",
+    "webhook-timestamp": String(now),
+    "webhook-signature": signWebhook(SECRET, "msg_1", now, body),
+  };
   assert.equal(verifyWebhook(headers, body, SECRET).type, "run.ready");
   assert.equal(verifyWebhook(new Headers(headers), Buffer.from(body), SECRET).data.run_id, "r1");
   // Rotation: any of several signatures may match.
-  assert.ok(verifyWebhook({ ...headers, "webhook-signature": `v1,AAAA ${headers["webhook-signature"]}` }, body, SECRET));
+  assert.ok(
+    verifyWebhook({ ...headers, "webhook-signature": `v1,AAAA ${headers["webhook-signature"]}` }, body, SECRET),
+  );
   assert.throws(() => verifyWebhook(headers, body.replace("r1", "r2"), SECRET), WebhookVerificationError);
   const other = `whsec_${Buffer.from("another secret of 32 bytes......").toString("base64")}`;
   assert.throws(() => verifyWebhook(headers, body, other), WebhookVerificationError);
   const old = now - 3600;
   assert.throws(
-    () => verifyWebhook({ ...headers, "webhook-timestamp": String(old), "webhook-signature": signWebhook(SECRET, "msg_1", old, body) }, body, SECRET),
+    () =>
+      verifyWebhook(
+        { ...headers, "webhook-timestamp": String(old), "webhook-signature": signWebhook(SECRET, "msg_1", old, body) },
+        body,
+        SECRET,
+      ),
     /replay/,
   );
   assert.throws(() => verifyWebhook({ "webhook-id": "x" }, body, SECRET), /webhook-timestamp/);
@@ -79,7 +90,11 @@ test("a real run.ready delivery verifies and resumes the run", async () => {
     }),
     { policy: "refunds" },
   );
-  const model = new ScriptedToolModel({ tool: "issue_refund", args: { order_id: order, amount_cents: 8000 }, callId: `call_${randomUUID()}` });
+  const model = new ScriptedToolModel({
+    tool: "issue_refund",
+    args: { order_id: order, amount_cents: 8000 },
+    callId: `call_${randomUUID()}`,
+  });
   const agent = new Agent({ name: "support", tools: [refund], model });
   const runs = new Runs({ client: new PliuzClient({ apiKey: hook.key, baseUrl: server.baseUrl }) });
   const started = await runs.run(agent, "refund");

@@ -14,8 +14,9 @@
 import type { FunctionTool, RunContext } from "@openai/agents";
 import type { PliuzClient } from "../client.js";
 import { PliuzError, PliuzRejectedError } from "../errors.js";
-import { excerpt, prepareCall, runGated, type PreparedCall } from "../gate.js";
+import { excerpt, type PreparedCall, prepareCall, runGated } from "../gate.js";
 import { type ClientSource, clientFrom } from "../gated.js";
+import type { Approval } from "../models.js";
 import { parsePath, relaxSchema } from "../redaction.js";
 import { messageFor, notRun } from "./messages.js";
 import { currentScope } from "./scope.js";
@@ -84,7 +85,7 @@ function bodyDetails(details: Details): Details {
 export function parseArguments(input: string | undefined): Record<string, unknown> | undefined {
   let parsed: unknown;
   try {
-    parsed = input && input.trim() ? JSON.parse(input) : {};
+    parsed = input?.trim() ? JSON.parse(input) : {};
   } catch {
     return undefined;
   }
@@ -106,7 +107,13 @@ export function gatedTool<T extends AnyFunctionTool>(original: T, options: Gated
   const defaultClient = clientFrom(undefined);
   const clientFor = (): PliuzClient => explicitClient?.() ?? currentScope()?.client ?? defaultClient();
 
-  const prepare = (ctx: Ctx, args: Record<string, unknown>, callId: string | undefined, client: PliuzClient, knownKey?: string): PreparedCall =>
+  const prepare = (
+    ctx: Ctx,
+    args: Record<string, unknown>,
+    callId: string | undefined,
+    client: PliuzClient,
+    knownKey?: string,
+  ): PreparedCall =>
     prepareCall(name, args, {
       secret: client.apiKey,
       policy: options.policy,
@@ -123,9 +130,12 @@ export function gatedTool<T extends AnyFunctionTool>(original: T, options: Gated
   const needsApproval = async (ctx: Ctx, input: unknown, callId?: string): Promise<boolean> => {
     const scope = currentScope();
     if (scope === undefined) return original.needsApproval(ctx, input as never, callId);
-    const args = input !== null && typeof input === "object" && !Array.isArray(input) ? (input as Record<string, unknown>) : undefined;
+    const args =
+      input !== null && typeof input === "object" && !Array.isArray(input)
+        ? (input as Record<string, unknown>)
+        : undefined;
     if (args === undefined || callId === undefined) return true; // unreadable: Runs rejects it with a reason
-    let approval;
+    let approval: Approval;
     try {
       const client = clientFor();
       approval = await client.createApproval(prepare(ctx, args, callId, client).request);
@@ -140,7 +150,8 @@ export function gatedTool<T extends AnyFunctionTool>(original: T, options: Gated
 
   const invoke = async (ctx: Ctx, input: string, details?: Details): Promise<unknown> => {
     const args = parseArguments(input);
-    if (args === undefined) return notRun(name, "its arguments are not a JSON object (send {} for a call without arguments).");
+    if (args === undefined)
+      return notRun(name, "its arguments are not a JSON object (send {} for a call without arguments).");
     const callId = details?.toolCall?.callId;
     let client: PliuzClient;
     try {
@@ -168,8 +179,12 @@ export function gatedTool<T extends AnyFunctionTool>(original: T, options: Gated
             if (currentScope() === undefined) return;
             // Durable mode runs a call only once its request was decided: a pending one here is
             // not the call the run paused on. Never wait inside a resumed run.
-            await client.cancelApproval(approval.id, { reason: "not the call the run paused on", timeoutMs: 5000 }).catch(() => {});
-            throw new PliuzError(`${name} has no decided request for this call: its session, call id or arguments differ from the paused call's`);
+            await client
+              .cancelApproval(approval.id, { reason: "not the call the run paused on", timeoutMs: 5000 })
+              .catch(() => {});
+            throw new PliuzError(
+              `${name} has no decided request for this call: its session, call id or arguments differ from the paused call's`,
+            );
           },
         },
       );

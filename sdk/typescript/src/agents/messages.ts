@@ -32,7 +32,10 @@ export function messageFor(name: string, err: PliuzError, timeoutMs: number | un
     return notRun(name, "it was approved but not started within the policy's execution window; ask again.");
   }
   if (err instanceof PliuzTimeoutError) {
-    return notRun(name, `no approval decision arrived${timeoutMs !== undefined ? ` within ${timeoutMs / 1000} seconds` : ""}.`);
+    return notRun(
+      name,
+      `no approval decision arrived${timeoutMs !== undefined ? ` within ${timeoutMs / 1000} seconds` : ""}.`,
+    );
   }
   if (err instanceof PliuzAlreadyExecutedError) {
     const execution = err.approval?.execution;

@@ -23,7 +23,7 @@
  * once, whoever resumes and however often.
  */
 import { createHash } from "node:crypto";
-import { type Agent, type RunResult, RunState, type RunToolApprovalItem, Runner } from "@openai/agents";
+import { type Agent, Runner, type RunResult, RunState, type RunToolApprovalItem } from "@openai/agents";
 import { type CallOptions, DEFAULT_LEASE_S, MAX_RUN_WAIT_S, type PliuzClient } from "../client.js";
 import { PliuzConflictError, PliuzDecisionError, PliuzError, PliuzLeaseLostError, PliuzRunError } from "../errors.js";
 import { raiseForOutcome } from "../gate.js";
@@ -106,7 +106,8 @@ function unreadable(item: RunToolApprovalItem): string | undefined {
 /** `undefined` to approve; else what the model is told instead of the tool's output. */
 function decisionMessage(approval: Approval): string | undefined {
   // executing/executed: the gate reports it without running the body again.
-  if (approval.status === "approved" || approval.status === "executing" || approval.status === "executed") return undefined;
+  if (approval.status === "approved" || approval.status === "executing" || approval.status === "executed")
+    return undefined;
   try {
     raiseForOutcome(approval);
   } catch (err) {
@@ -226,7 +227,10 @@ export class Runs {
       }
       let ready: Run[];
       try {
-        ready = await client.listRuns({ status: "ready", wait: options.pollWaitSeconds ?? 30, limit: free }, { signal: stop });
+        ready = await client.listRuns(
+          { status: "ready", wait: options.pollWaitSeconds ?? 30, limit: free },
+          { signal: stop },
+        );
       } catch (err) {
         if (stop?.aborted) break;
         console.warn(`pliuz: polling for ready runs failed: ${String(err)}`);
@@ -237,7 +241,8 @@ export class Runs {
       for (const run of ready) {
         if (active.has(run.id) || unserved.has(run.id) || active.size >= concurrency) continue;
         const name = run.metadata[AGENT_METADATA_KEY];
-        const agent = typeof name === "string" ? byName.get(name) : byName.size === 1 ? [...byName.values()][0] : undefined;
+        const agent =
+          typeof name === "string" ? byName.get(name) : byName.size === 1 ? [...byName.values()][0] : undefined;
         if (agent === undefined) {
           unserved.add(run.id);
           continue;
@@ -311,7 +316,10 @@ export class Runs {
         const callId = callIdOf(item);
         const approval = callId === undefined ? undefined : byCall.get(callId);
         if (approval === undefined) {
-          throw new PliuzRunError(`run ${runId}: the paused call ${item.name} (${callId}) has no Pliuz request among the run's approvals`, { runId });
+          throw new PliuzRunError(
+            `run ${runId}: the paused call ${item.name} (${callId}) has no Pliuz request among the run's approvals`,
+            { runId },
+          );
         }
         const message = decisionMessage(approval);
         if (message === undefined) state.approve(item);
@@ -345,7 +353,10 @@ export class Runs {
     let outcome: Paused;
     try {
       outcome = await this.#runToPause(scope, agent, state, runOptions, (input) =>
-        inScope(scope, () => this.#runner.run(agent, input, { ...(runOptions ?? {}), signal } as never) as Promise<AnyResult>),
+        inScope(
+          scope,
+          () => this.#runner.run(agent, input, { ...(runOptions ?? {}), signal } as never) as Promise<AnyResult>,
+        ),
       );
     } catch (err) {
       if (leaseError !== undefined) throw leaseError;
@@ -362,7 +373,12 @@ export class Runs {
     if (outcome.state !== undefined) {
       try {
         const approvals = approvalsFor(outcome.waiting, scope, byCall);
-        const run = await client.pauseRun(runId, token, outcome.state.toString(), approvals.map((a) => a.id));
+        const run = await client.pauseRun(
+          runId,
+          token,
+          outcome.state.toString(),
+          approvals.map((a) => a.id),
+        );
         return result(runId, run.status, { approvals, result: outcome.result, run });
       } catch (err) {
         await cancelCreated(client, scope, "the paused run could not be stored");
@@ -398,7 +414,10 @@ async function waitReady(
   while (wait && run.status === "waiting") {
     const remaining = until === undefined ? MAX_RUN_WAIT_S * 1000 : until - Date.now();
     if (remaining <= 0) break;
-    run = await client.getRun(runId, { ...opts, wait: Math.max(1, Math.min(MAX_RUN_WAIT_S, Math.floor(remaining / 1000))) });
+    run = await client.getRun(runId, {
+      ...opts,
+      wait: Math.max(1, Math.min(MAX_RUN_WAIT_S, Math.floor(remaining / 1000))),
+    });
   }
   if (run.status === "completed" || run.status === "failed") {
     throw new PliuzRunError(`run ${runId} is already ${run.status}`, { runId });
@@ -419,7 +438,9 @@ function approvalsFor(items: RunToolApprovalItem[], scope: DurableScope, earlier
         cause !== undefined
           ? `its Pliuz request could not be created: ${String(cause)}`
           : "it is not gated by Pliuz (wrap the tool with gatedTool) or its arguments could not be read";
-      throw new PliuzRunError(`the run paused on ${item.name} (${callId}), but ${why}; the run was not stored`, { cause });
+      throw new PliuzRunError(`the run paused on ${item.name} (${callId}), but ${why}; the run was not stored`, {
+        cause,
+      });
     }
     if (!seen.has(approval.id)) {
       seen.add(approval.id);

@@ -55,7 +55,8 @@ export class PliuzServer {
   #proc: ChildProcess | undefined;
 
   constructor(policies = POLICIES) {
-    if (!existsSync(PLIUZ_BIN)) throw new Error(`pliuz binary not found at ${PLIUZ_BIN}: cargo build -p pliuz or set PLIUZ_BIN`);
+    if (!existsSync(PLIUZ_BIN))
+      throw new Error(`pliuz binary not found at ${PLIUZ_BIN}: cargo build -p pliuz or set PLIUZ_BIN`);
     this.dir = mkdtempSync(join(tmpdir(), "pliuz-ts-"));
     this.dataDir = join(this.dir, "data");
     this.config = join(this.dir, "pliuz.toml");
