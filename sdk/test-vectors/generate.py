@@ -21,15 +21,63 @@ HERE = Path(__file__).resolve().parent
 
 IDEMPOTENCY_CASES: list[dict[str, Any]] = [
     {"tool": "issue_refund", "args": {"order_id": "A-1", "amount_cents": 5000}},
-    {"tool": "issue_refund", "args": {"amount_cents": 5000, "order_id": "A-1"}, "session": "run-42"},
-    {"tool": "issue_refund", "args": {"order_id": "A-1"}, "session": "run-42", "call": "call_7"},
+    {
+        "tool": "issue_refund",
+        "args": {"amount_cents": 5000, "order_id": "A-1"},
+        "session": "run-42",
+    },
+    {
+        "tool": "issue_refund",
+        "args": {"order_id": "A-1"},
+        "session": "run-42",
+        "call": "call_7",
+    },
     {"tool": "t", "args": {}, "secret": ""},
-    {"tool": "pay", "args": {"z": 1, "a": {"y": [3, 2, 1], "b": None}, "m": True, "f": False}},
-    {"tool": "unicode", "args": {"name": "Zoë Ørsted", "city": "東京", "emoji": "🎉", "rtl": "שלום"}},
-    {"tool": "keys", "args": {"é": 1, "e": 2, "😀": 3, "\uffff": 4, "Z": 5, "a": 6, "": 7}},
-    {"tool": "escapes", "args": {"q": "say \"hi\"", "b": "back\\slash", "nl": "a\nb\tc\r", "ctl": "\u0001\u001f\u007f", "ls": "\u2028\u2029", "slash": "a/b"}},
-    {"tool": "numbers", "args": {"i": 0, "neg": -17, "big": 9007199254740991, "f": 1.5, "tenth": 0.1, "small": 1e-05, "tiny": -2.5e-07, "mid": 123456.789, "third": 1 / 3, "edge": 0.0001}},
-    {"tool": "nested", "args": {"items": [{"sku": "X", "qty": 2}, {"qty": 1, "sku": "Y"}], "meta": {"tags": [], "note": ""}}},
+    {
+        "tool": "pay",
+        "args": {"z": 1, "a": {"y": [3, 2, 1], "b": None}, "m": True, "f": False},
+    },
+    {
+        "tool": "unicode",
+        "args": {"name": "Zoë Ørsted", "city": "東京", "emoji": "🎉", "rtl": "שלום"},
+    },
+    {
+        "tool": "keys",
+        "args": {"é": 1, "e": 2, "😀": 3, "\uffff": 4, "Z": 5, "a": 6, "": 7},
+    },
+    {
+        "tool": "escapes",
+        "args": {
+            "q": 'say "hi"',
+            "b": "back\\slash",
+            "nl": "a\nb\tc\r",
+            "ctl": "\u0001\u001f\u007f",
+            "ls": "\u2028\u2029",
+            "slash": "a/b",
+        },
+    },
+    {
+        "tool": "numbers",
+        "args": {
+            "i": 0,
+            "neg": -17,
+            "big": 9007199254740991,
+            "f": 1.5,
+            "tenth": 0.1,
+            "small": 1e-05,
+            "tiny": -2.5e-07,
+            "mid": 123456.789,
+            "third": 1 / 3,
+            "edge": 0.0001,
+        },
+    },
+    {
+        "tool": "nested",
+        "args": {
+            "items": [{"sku": "X", "qty": 2}, {"qty": 1, "sku": "Y"}],
+            "meta": {"tags": [], "note": ""},
+        },
+    },
 ]
 
 SECRET = "pliuz_ak_test_0123456789abcdef"
@@ -41,7 +89,13 @@ def idempotency_vectors() -> list[dict[str, Any]]:
         secret = case.get("secret", SECRET)
         session = case.get("session")
         call = case.get("call")
-        material = {"v": 1, "tool": case["tool"], "args": case["args"], "session": session, "call": call}
+        material = {
+            "v": 1,
+            "tool": case["tool"],
+            "args": case["args"],
+            "session": session,
+            "call": call,
+        }
         out.append(
             {
                 "tool": case["tool"],
@@ -51,7 +105,11 @@ def idempotency_vectors() -> list[dict[str, Any]]:
                 "secret": secret,
                 "canonical": canonical_json(material),
                 "key": idempotency_key(
-                    case["tool"], case["args"], session_id=session, call_id=call, secret=secret
+                    case["tool"],
+                    case["args"],
+                    session_id=session,
+                    call_id=call,
+                    secret=secret,
                 ),
             }
         )
@@ -67,7 +125,9 @@ REDACTION_CASES: list[dict[str, Any]] = [
     {
         "args": {"items": [{"ssn": "1", "n": "a"}, {"ssn": "2", "n": "b"}]},
         "paths": ["items[*].ssn"],
-        "final": {"items": [{"ssn": "[REDACTED]", "n": "A"}, {"ssn": "edited", "n": "B"}]},
+        "final": {
+            "items": [{"ssn": "[REDACTED]", "n": "A"}, {"ssn": "edited", "n": "B"}]
+        },
     },
     {
         "args": {"tokens": ["a", "b", "c"], "keep": "x"},
@@ -138,7 +198,8 @@ def redaction_vectors() -> dict[str, Any]:
 
 def main() -> None:
     (HERE / "idempotency.json").write_text(
-        json.dumps({"vectors": idempotency_vectors()}, indent=2, ensure_ascii=False) + "\n"
+        json.dumps({"vectors": idempotency_vectors()}, indent=2, ensure_ascii=False)
+        + "\n"
     )
     (HERE / "redaction.json").write_text(
         json.dumps(redaction_vectors(), indent=2, ensure_ascii=False) + "\n"
