@@ -33,7 +33,7 @@ step "Rust: tests"
 cargo test --workspace --locked
 
 step "Python: lint, types and tests"
-.venv/bin/ruff check sdk/python examples tests/audit-crosscheck
+.venv/bin/ruff check sdk/python sdk/test-vectors examples tests/audit-crosscheck
 (cd sdk/python && ../../.venv/bin/python -m mypy)
 .venv/bin/python -m pytest -q sdk/python/tests tests/audit-crosscheck
 

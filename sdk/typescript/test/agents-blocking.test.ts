@@ -5,8 +5,8 @@ import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import { Agent, run, tool } from "@openai/agents";
 import { z } from "zod";
-import { gatedTool } from "../src/agents/index.js";
-import { PliuzClient } from "../src/index.js";
+import { gatedTool, Runs } from "../src/agents/index.js";
+import { idempotencyKey, PliuzClient, PliuzRunError } from "../src/index.js";
 import { ScriptedToolModel } from "./support/model.js";
 import { freePort, Human, type Json, PliuzServer } from "./support/server.js";
 
@@ -151,4 +151,42 @@ test("timeout: no decision within timeoutMs → not run, model told, request wit
   const list = await client().listApprovals({ tool: "issue_refund", limit: 50 });
   const mine = list.items.find((a) => a.tool_args.order_id === id);
   assert.equal(mine?.status, "cancelled");
+});
+
+test("outcome unknown: a call started earlier and never reported is not run again; the model is told", async () => {
+  const calls: Json[] = [];
+  const c = client();
+  const args = { order_id: orderId(), amount_cents: 500, card: "x" }; // auto-approved by policy
+  const callId = `call_${randomUUID()}`;
+  // An earlier attempt of this very call (same key) claimed the execution and died before reporting.
+  const earlier = await c.createApproval({
+    toolName: "issue_refund",
+    toolArgs: { ...args, card: "[REDACTED]" },
+    policy: "refunds",
+    callId,
+    idempotencyKey: idempotencyKey("issue_refund", args, { callId, secret: c.apiKey }),
+  });
+  assert.equal(earlier.status, "approved");
+  await c.claimExecution(earlier.id);
+  const model = new ScriptedToolModel({ tool: "issue_refund", args, callId });
+  await run(agentFor(refundTool(calls, c), model), "refund please");
+  assert.deepEqual(calls, []);
+  assert.match(model.seen[0] ?? "", /outcome unknown. It was NOT run again/);
+  assert.equal((await human.get(earlier.id)).status, "executing");
+});
+
+test("durable mode with the server unreachable: the run is refused (fail closed) and nothing runs", async () => {
+  const calls: Json[] = [];
+  const port = await freePort();
+  const dead = new PliuzClient({ apiKey: server.agentKey, baseUrl: `http://127.0.0.1:${port}`, maxRetries: 0 });
+  const model = new ScriptedToolModel({
+    tool: "issue_refund",
+    args: { order_id: orderId(), amount_cents: 9000, card: "x" },
+    callId: `call_${randomUUID()}`,
+  });
+  const runs = new Runs({ client: dead });
+  await assert.rejects(runs.run(agentFor(refundTool(calls, dead), model), "refund"), (e: unknown) => {
+    return e instanceof PliuzRunError && /could not be created/.test(e.message);
+  });
+  assert.deepEqual(calls, []);
 });

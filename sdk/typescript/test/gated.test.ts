@@ -67,12 +67,14 @@ test("two concurrent identical calls in one process: the body runs once", async 
     { name: "refund_fn", client },
   );
   const order = `G-${randomUUID().slice(0, 8)}`;
-  const a = refund({ order_id: order, amount_cents: 9000 });
-  const b = refund({ order_id: order, amount_cents: 9000 });
+  const both = Promise.allSettled([
+    refund({ order_id: order, amount_cents: 9000 }),
+    refund({ order_id: order, amount_cents: 9000 }),
+  ]);
   const [p] = await human.waitPending((x) => (x.tool_args as Json).order_id === order);
   assert.ok(p);
   await human.decide(p.id as string, "approve");
-  const results = await Promise.allSettled([a, b]);
+  const results = await both;
   assert.equal(runs, 1);
   assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
   const failed = results.find((r) => r.status === "rejected");
@@ -83,11 +85,16 @@ test("rejected: throws PliuzRejectedError with the reason, never runs", async ()
   let runs = 0;
   const refund = gated(async (_a: { order_id: string; amount_cents: number }) => runs++, { name: "refund_fn", client });
   const order = `G-${randomUUID().slice(0, 8)}`;
-  const call = refund({ order_id: order, amount_cents: 9000 });
+  // Settled as soon as the decision lands: keep the outcome (no unhandled rejection meanwhile).
+  const outcome = refund({ order_id: order, amount_cents: 9000 }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   const [p] = await human.waitPending((x) => (x.tool_args as Json).order_id === order);
   assert.ok(p);
   await human.decide(p.id as string, "reject", { reason: "too much" });
-  await assert.rejects(call, (e: unknown) => e instanceof PliuzRejectedError && e.reason === "too much");
+  const err = await outcome;
+  assert.ok(err instanceof PliuzRejectedError && err.reason === "too much", String(err));
   assert.equal(runs, 0);
 });
 
