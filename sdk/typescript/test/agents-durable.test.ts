@@ -8,7 +8,11 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { Agent, tool } from "@openai/agents";
+import { z } from "zod";
+import { gatedTool, Runs, type RunsResult } from "../src/agents/index.js";
 import { PliuzClient, PliuzRunStateIntegrityError } from "../src/index.js";
+import { ScriptedToolModel } from "./support/model.js";
 import { Human, type Json, PliuzServer } from "./support/server.js";
 
 const run = promisify(execFile);
@@ -138,4 +142,47 @@ test("the state is checked against its recorded SHA-256 before it is handed to R
   const client = new PliuzClient({ apiKey: server.agentKey, baseUrl: server.baseUrl, fetch: tampering });
   await assert.rejects(client.claimRun(runId, { leaseSeconds: 10 }), PliuzRunStateIntegrityError);
   assert.deepEqual(bodyRuns(c), []);
+});
+
+test("serve(): a worker resumes every ready run of the agent key and stops on its signal", async () => {
+  const order = `S-${randomUUID().slice(0, 8)}`;
+  const ran: Json[] = [];
+  const refund = gatedTool(
+    tool({
+      name: "issue_refund",
+      description: "Refund.",
+      parameters: z.object({ order_id: z.string(), amount_cents: z.number().int() }),
+      execute: async (a) => {
+        ran.push(a);
+        return `refunded ${a.order_id}`;
+      },
+    }),
+    { policy: "refunds" },
+  );
+  const model = new ScriptedToolModel({
+    tool: "issue_refund",
+    args: { order_id: order, amount_cents: 8000 },
+    callId: `call_${randomUUID()}`,
+  });
+  const agent = new Agent({ name: "serve-agent", tools: [refund], model });
+  const runs = new Runs({ client: new PliuzClient({ apiKey: server.agentKey, baseUrl: server.baseUrl }) });
+  const started = await runs.run(agent, "refund");
+  assert.equal(started.paused, true);
+  const stop = new AbortController();
+  const results: RunsResult[] = [];
+  const worker = runs.serve([agent], {
+    signal: stop.signal,
+    pollWaitSeconds: 2,
+    onResult: (r) => {
+      results.push(r);
+      if (r.runId === started.runId) stop.abort();
+    },
+  });
+  const [p] = await human.waitPending((a) => (a.tool_args as Json).order_id === order);
+  assert.ok(p);
+  await human.decide(p.id as string, "approve");
+  await worker;
+  const mine = results.find((r) => r.runId === started.runId);
+  assert.equal(mine?.status, "completed");
+  assert.deepEqual(ran, [{ order_id: order, amount_cents: 8000 }]);
 });
