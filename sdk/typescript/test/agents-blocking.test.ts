@@ -190,3 +190,29 @@ test("durable mode with the server unreachable: the run is refused (fail closed)
   });
   assert.deepEqual(calls, []);
 });
+
+test("a tool body that throws: the model gets the SDK's error text and the execution is reported as an error", async () => {
+  const id = orderId();
+  const failing = gatedTool(
+    tool({
+      name: "issue_refund",
+      description: "Refund.",
+      parameters: z.object({ order_id: z.string(), amount_cents: z.number().int(), card: z.string() }),
+      execute: async () => {
+        throw new Error("gateway down");
+      },
+    }),
+    { policy: "refunds", client: client() },
+  );
+  const model = new ScriptedToolModel({
+    tool: "issue_refund",
+    args: { order_id: id, amount_cents: 100, card: "x" }, // auto-approved by policy
+    callId: `call_${randomUUID()}`,
+  });
+  await run(new Agent({ name: "support", tools: [failing], model }), "refund");
+  assert.match(model.seen[0] ?? "", /An error occurred while running the tool/);
+  const list = await client().listApprovals({ tool: "issue_refund", limit: 100 });
+  const mine = list.items.find((a) => a.tool_args.order_id === id);
+  assert.equal(mine?.status, "executed");
+  assert.equal(mine?.execution?.outcome, "error");
+});

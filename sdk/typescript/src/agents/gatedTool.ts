@@ -54,6 +54,21 @@ export interface GatedToolOptions {
 
 const MARK = Symbol.for("pliuz.gatedTool");
 
+/**
+ * What `tool()` returns to the model when its `execute` threw and no `errorFunction`
+ * was given. The gate reports such a call as an error, not a success.
+ */
+const DEFAULT_TOOL_ERROR = "An error occurred while running the tool. Please try again.";
+
+/** The tool failed and the SDK already turned the error into model-visible text. */
+class HandledToolFailure extends Error {
+  readonly reportText: string;
+  constructor(readonly result: unknown) {
+    super("tool failed");
+    this.reportText = `tool failed: ${String(result)}`;
+  }
+}
+
 /** True for a tool returned by {@link gatedTool}. */
 export function isGatedTool(tool: unknown): boolean {
   return typeof tool === "object" && tool !== null && MARK in tool;
@@ -168,7 +183,11 @@ export function gatedTool<T extends AnyFunctionTool>(original: T, options: Gated
       return await runGated(
         client,
         prepared,
-        async (approved) => original.invoke(ctx, JSON.stringify(approved), bodyDetails(details)),
+        async (approved) => {
+          const output = await original.invoke(ctx, JSON.stringify(approved), bodyDetails(details));
+          if (output === DEFAULT_TOOL_ERROR) throw new HandledToolFailure(output);
+          return output;
+        },
         {
           signal: details?.signal,
           timeoutMs: scope === undefined ? options.timeoutMs : undefined,
@@ -189,6 +208,7 @@ export function gatedTool<T extends AnyFunctionTool>(original: T, options: Gated
         },
       );
     } catch (err) {
+      if (err instanceof HandledToolFailure) return err.result; // reported as "error" already
       if (err instanceof PliuzRejectedError && onReject === "throw") {
         throw new PliuzToolRejectedError(err.message, { reason: err.reason, approval: err.approval as never });
       }
