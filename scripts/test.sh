@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (unit, integration against the real
 # binary on SQLite and PostgreSQL), the Python SDK against a real server,
-# the independent audit cross-check, and the web inbox in headless Chromium.
+# the TypeScript SDK (real binary, real @openai/agents Runner), the independent
+# audit cross-check, and the web inbox in headless Chromium.
 # Installs what the tests need (Python packages, npm packages, Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,9 +33,19 @@ step "Rust: tests"
 cargo test --workspace --locked
 
 step "Python: lint, types and tests"
-.venv/bin/ruff check sdk/python examples tests/audit-crosscheck
+.venv/bin/ruff check sdk/python sdk/test-vectors examples tests/audit-crosscheck
 (cd sdk/python && ../../.venv/bin/python -m mypy)
 .venv/bin/python -m pytest -q sdk/python/tests tests/audit-crosscheck
+
+step "TypeScript SDK: install, tsc --strict, lint, tests, npm pack"
+(
+  cd sdk/typescript
+  npm ci --no-audit --no-fund
+  npm run typecheck
+  npm run lint
+  npm test
+  npm run pack-check
+)
 
 step "Web inbox: end-to-end in headless Chromium"
 bash tests/e2e/run.sh

@@ -1,0 +1,77 @@
+// examples/typescript/refund.ts end to end (scripted model, real binary): blocking mode,
+// then durable start → approve → resume in a second process. It imports "@pliuz/sdk"
+// through the package's own exports (dist/), as a user's project would.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { PACKAGE_ROOT } from "./support/paths.js";
+import { Human, type Json, PliuzServer } from "./support/server.js";
+
+const exec = promisify(execFile);
+const EXAMPLE = fileURLToPath(new URL("build/examples/typescript/refund.js", PACKAGE_ROOT));
+
+let server: PliuzServer;
+let human: Human;
+before(async () => {
+  server = new PliuzServer();
+  server.provision();
+  await server.start();
+  human = new Human(server);
+});
+after(async () => {
+  await server?.dispose();
+});
+
+function env(order: string, ledger: string): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    ...server.agentEnv(),
+    PLIUZ_EXAMPLE_SCRIPTED: "1",
+    PLIUZ_EXAMPLE_ORDER: order,
+    PLIUZ_EXAMPLE_AMOUNT: "6000",
+    PLIUZ_EXAMPLE_LEDGER: ledger,
+  };
+}
+
+const lastJson = (stdout: string): Json => JSON.parse(stdout.trim().split("\n").pop() ?? "{}") as Json;
+
+test("blocking: the example's refund runs once after approval", async () => {
+  const order = `E-${randomUUID().slice(0, 8)}`;
+  const ledger = join(server.dir, `${order}.jsonl`);
+  const proc = exec(process.execPath, [EXAMPLE], { env: env(order, ledger), timeout: 60_000 });
+  const [p] = await human.waitPending((a) => (a.tool_args as Json).order_id === order);
+  assert.ok(p);
+  await human.decide(p.id as string, "approve");
+  const { stdout } = await proc;
+  assert.match(String(lastJson(stdout).finalOutput), /handled the refund/);
+  assert.deepEqual(readFileSync(ledger, "utf8").trim().split("\n"), [
+    JSON.stringify({ order_id: order, amount_cents: 6000 }),
+  ]);
+});
+
+test("durable: start in one process, approve, resume in another", async () => {
+  const order = `E-${randomUUID().slice(0, 8)}`;
+  const ledger = join(server.dir, `${order}.jsonl`);
+  const started = lastJson(
+    (await exec(process.execPath, [EXAMPLE, "start"], { env: env(order, ledger), timeout: 60_000 })).stdout,
+  );
+  assert.equal(started.status, "waiting");
+  const [p] = await human.waitPending((a) => (a.tool_args as Json).order_id === order);
+  assert.ok(p);
+  await human.decide(p.id as string, "approve");
+  const resumed = lastJson(
+    (
+      await exec(process.execPath, [EXAMPLE, "resume", String(started.runId)], {
+        env: env(order, ledger),
+        timeout: 60_000,
+      })
+    ).stdout,
+  );
+  assert.equal(resumed.status, "completed");
+  assert.equal(readFileSync(ledger, "utf8").trim().split("\n").length, 1);
+});

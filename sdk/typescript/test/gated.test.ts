@@ -1,0 +1,123 @@
+// gated(fn): any async function behind an approval, against the real binary.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, test } from "node:test";
+import {
+  gated,
+  PliuzAlreadyExecutedError,
+  PliuzClient,
+  PliuzExpiredError,
+  PliuzRejectedError,
+  undeliveredReports,
+} from "../src/index.js";
+import { Human, type Json, PliuzServer } from "./support/server.js";
+
+let server: PliuzServer;
+let human: Human;
+let client: PliuzClient;
+
+before(async () => {
+  server = new PliuzServer();
+  server.provision();
+  await server.start();
+  human = new Human(server);
+  client = new PliuzClient({ apiKey: server.agentKey, baseUrl: server.baseUrl });
+});
+after(async () => {
+  await server?.dispose();
+});
+
+test("approved: runs once with the approved args; the same call again does not run twice", async () => {
+  const ran: Json[] = [];
+  const refund = gated(
+    async function refund_fn(a: { order_id: string; amount_cents: number; pan: string }) {
+      ran.push(a);
+      return { ok: true, order: a.order_id };
+    },
+    { client, redact: ["pan"] },
+  );
+  const order = `G-${randomUUID().slice(0, 8)}`;
+  const call = refund({ order_id: order, amount_cents: 4200, pan: "4111" }, { sessionId: "s-1" });
+  const [p] = await human.waitPending((a) => (a.tool_args as Json).order_id === order);
+  assert.ok(p);
+  assert.equal(p.tool_name, "refund_fn");
+  assert.equal((p.tool_args as Json).pan, "[REDACTED]");
+  await human.decide(p.id as string, "approve");
+  assert.deepEqual(await call, { ok: true, order });
+  assert.equal(ran.length, 1);
+  assert.equal(ran[0]?.pan, "4111");
+  // Same arguments and session: the idempotency key re-attaches to the executed request.
+  await assert.rejects(
+    refund({ order_id: order, amount_cents: 4200, pan: "4111" }, { sessionId: "s-1" }),
+    PliuzAlreadyExecutedError,
+  );
+  assert.equal(ran.length, 1);
+  assert.deepEqual(undeliveredReports(), []);
+  const stored = await human.get(p.id as string);
+  assert.equal((stored.execution as Json).output_excerpt, JSON.stringify({ ok: true, order }));
+});
+
+test("two concurrent identical calls in one process: the body runs once", async () => {
+  let runs = 0;
+  const refund = gated(
+    async (_a: { order_id: string; amount_cents: number }) => {
+      runs++;
+      return "done";
+    },
+    { name: "refund_fn", client },
+  );
+  const order = `G-${randomUUID().slice(0, 8)}`;
+  const both = Promise.allSettled([
+    refund({ order_id: order, amount_cents: 9000 }),
+    refund({ order_id: order, amount_cents: 9000 }),
+  ]);
+  const [p] = await human.waitPending((x) => (x.tool_args as Json).order_id === order);
+  assert.ok(p);
+  await human.decide(p.id as string, "approve");
+  const results = await both;
+  assert.equal(runs, 1);
+  assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+  const failed = results.find((r) => r.status === "rejected");
+  assert.ok(failed && failed.status === "rejected" && failed.reason instanceof PliuzAlreadyExecutedError);
+});
+
+test("rejected: throws PliuzRejectedError with the reason, never runs", async () => {
+  let runs = 0;
+  const refund = gated(async (_a: { order_id: string; amount_cents: number }) => runs++, { name: "refund_fn", client });
+  const order = `G-${randomUUID().slice(0, 8)}`;
+  // Settled as soon as the decision lands: keep the outcome (no unhandled rejection meanwhile).
+  const outcome = refund({ order_id: order, amount_cents: 9000 }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  const [p] = await human.waitPending((x) => (x.tool_args as Json).order_id === order);
+  assert.ok(p);
+  await human.decide(p.id as string, "reject", { reason: "too much" });
+  const err = await outcome;
+  assert.ok(err instanceof PliuzRejectedError && err.reason === "too much", String(err));
+  assert.equal(runs, 0);
+});
+
+test("expired: nobody decided before the policy's expires_in", async () => {
+  let runs = 0;
+  const quick = gated(async (_a: { n: number }) => runs++, { name: "quick_fn", client });
+  await assert.rejects(quick({ n: Math.random() }), PliuzExpiredError);
+  assert.equal(runs, 0);
+});
+
+test("a body that throws is reported as an error and the error reaches the caller", async () => {
+  const boom = gated(
+    async (_a: { order_id: string; amount_cents: number }) => {
+      throw new Error("card declined");
+    },
+    { name: "refund_fn", client },
+  );
+  const order = `G-${randomUUID().slice(0, 8)}`;
+  const call = boom({ order_id: order, amount_cents: 500 }); // auto-approved by policy
+  await assert.rejects(call, /card declined/);
+  const list = await client.listApprovals({ tool: "refund_fn", limit: 100 });
+  const mine = list.items.find((a) => a.tool_args.order_id === order);
+  assert.equal(mine?.status, "executed");
+  assert.equal(mine?.execution?.outcome, "error");
+  assert.match(mine?.execution?.output_excerpt ?? "", /card declined/);
+});
