@@ -35,16 +35,21 @@ from typing import Any, Literal
 
 from agents import FunctionTool
 from agents.exceptions import AgentsException
+from agents.run_context import RunContextWrapper
 from agents.tool_context import ToolContext
+from agents.util._approvals import evaluate_needs_approval_setting
 
 from .._client import AsyncPliuzClient
-from .._gate import prepare_call, run_gated_async
+from .._gate import PreparedCall, prepare_call, run_gated_async
 from ..errors import PliuzArgumentsError, PliuzError, PliuzRejectedError
 from ..redaction import parse_path, relax_schema
 from ._common import HandledToolFailure, ToolRaised, message_for, not_run
+from ._durable_scope import current_scope
 
 __all__ = [
     "PliuzToolRejectedError",
+    "Runs",
+    "RunsResult",
     "conversation_messages",
     "gated_tool",
     "wrap_tool",
@@ -66,7 +71,7 @@ class PliuzToolRejectedError(PliuzRejectedError, AgentsException):
     """Raised by a gated tool with ``on_reject="raise"``; ``Runner.run`` raises it as is."""
 
 
-def conversation_messages(ctx: ToolContext[Any], limit: int = 20) -> list[dict[str, Any]]:
+def conversation_messages(ctx: RunContextWrapper[Any], limit: int = 20) -> list[dict[str, Any]]:
     """The last ``limit`` text messages of the current turn input, as ``{"role", "content"}``.
 
     Used by ``context_messages="conversation"``.
@@ -86,7 +91,7 @@ def conversation_messages(ctx: ToolContext[Any], limit: int = 20) -> list[dict[s
     return out[-limit:]
 
 
-def _session_from_context(ctx: ToolContext[Any]) -> str | None:
+def _session_from_context(ctx: RunContextWrapper[Any]) -> str | None:
     """Default session id: ``RunConfig.group_id``, else the run context's ``session_id``."""
     run_config = getattr(ctx, "run_config", None)
     group_id = getattr(run_config, "group_id", None)
@@ -98,10 +103,19 @@ def _session_from_context(ctx: ToolContext[Any]) -> str | None:
         if isinstance(user_ctx, Mapping)
         else getattr(user_ctx, "session_id", None)
     )
-    return value if isinstance(value, str) and value else None
+    if isinstance(value, str) and value:
+        return value
+    # needs_approval gets a RunContextWrapper without the RunConfig: use the one Runs was given,
+    # so the approval check and the later invocation derive the same idempotency key.
+    scope = current_scope()
+    if run_config is None and scope is not None:
+        group_id = getattr(scope.run_config, "group_id", None)
+        if isinstance(group_id, str) and group_id:
+            return group_id
+    return None
 
 
-def _resolve(value: Any, ctx: ToolContext[Any]) -> Any:
+def _resolve(value: Any, ctx: RunContextWrapper[Any]) -> Any:
     return value(ctx) if callable(value) else value
 
 
@@ -133,12 +147,69 @@ def wrap_tool(
     name = tool.name
     schema = relax_schema(tool.params_json_schema, patterns)
 
+    original_needs_approval = tool.needs_approval
+
     def make_client() -> tuple[AsyncPliuzClient, bool]:
         if isinstance(client, AsyncPliuzClient):
             return client, False
         if client is not None:
             return client(), True
+        scope = current_scope()
+        if scope is not None:  # durable mode: the client Runs was given
+            return scope.client, False
         return AsyncPliuzClient(), True
+
+    def prepare(
+        ctx: RunContextWrapper[Any], args: dict[str, Any], call_id: str | None, secret: str
+    ) -> PreparedCall:
+        session = _resolve(session_id, ctx) if session_id is not None else None
+        if session is None:
+            session = _session_from_context(ctx)
+        if context_messages == "conversation":
+            messages: list[Any] | None = conversation_messages(ctx)
+        else:
+            messages = _resolve(context_messages, ctx)
+        return prepare_call(
+            name,
+            args,
+            secret=secret,
+            policy=policy,
+            redact_paths=redact,
+            tool_schema=schema,
+            call_id=call_id,
+            session_id=session,
+            originator=_resolve(originator, ctx),
+            context_messages=messages,
+            client_metadata=client_metadata,
+        )
+
+    async def needs_approval(
+        ctx: RunContextWrapper[Any], params: dict[str, Any], call_id: str
+    ) -> bool:
+        """Durable mode: open the Pliuz request and pause the run while it is pending.
+
+        Blocking mode (no :class:`Runs` around the run): the tool's own setting.
+        """
+        scope = current_scope()
+        if scope is None:
+            return await evaluate_needs_approval_setting(
+                original_needs_approval, ctx, params, call_id
+            )
+        try:
+            c, owned = make_client()
+            try:
+                prepared = prepare(ctx, params, call_id, c.api_key)
+                approval = await c.create_approval(**prepared.request)
+            finally:
+                if owned:
+                    await c.aclose()
+        except BaseException as exc:
+            scope.failures[call_id] = exc  # the SDK pauses the call anyway; Runs refuses to store
+            raise
+        if approval.status != "pending":
+            return False  # already settled (a replay): invoking resolves it through the gate
+        scope.record(call_id, approval)
+        return True
 
     async def invoke(ctx: ToolContext[Any], input: str) -> Any:
         try:
@@ -148,13 +219,6 @@ def wrap_tool(
         if not isinstance(args, dict):
             return not_run(name, "its arguments are not a JSON object.")
         call_id = getattr(ctx, "tool_call_id", None)
-        session = _resolve(session_id, ctx) if session_id is not None else None
-        if session is None:
-            session = _session_from_context(ctx)
-        if context_messages == "conversation":
-            messages: list[Any] | None = conversation_messages(ctx)
-        else:
-            messages = _resolve(context_messages, ctx)
 
         async def execute(final: dict[str, Any]) -> Any:
             final_json = json.dumps(final, ensure_ascii=False)
@@ -179,19 +243,7 @@ def wrap_tool(
         except PliuzError as exc:
             return message_for(name, exc, timeout_s)
         try:
-            prepared = prepare_call(
-                name,
-                args,
-                secret=c.api_key,
-                policy=policy,
-                redact_paths=redact,
-                tool_schema=schema,
-                call_id=call_id,
-                session_id=session,
-                originator=_resolve(originator, ctx),
-                context_messages=messages,
-                client_metadata=client_metadata,
-            )
+            prepared = prepare(ctx, args, call_id, c.api_key)
             return await run_gated_async(
                 c,
                 prepared,
@@ -216,7 +268,7 @@ def wrap_tool(
             if owned:
                 await c.aclose()
 
-    return dataclasses.replace(tool, on_invoke_tool=invoke)
+    return dataclasses.replace(tool, on_invoke_tool=invoke, needs_approval=needs_approval)
 
 
 def gated_tool(
@@ -275,3 +327,6 @@ def gated_tool(
     for path in redact:
         parse_path(path)
     return decorate
+
+
+from .openai_agents_durable import Runs, RunsResult  # noqa: E402  (the durable mode)
