@@ -37,21 +37,25 @@ from agents import FunctionTool
 from agents.exceptions import AgentsException
 from agents.run_context import RunContextWrapper
 from agents.tool_context import ToolContext
+from agents.tool_guardrails import ToolOutputGuardrailData
 from agents.util._approvals import evaluate_needs_approval_setting
 
 from .._client import AsyncPliuzClient
-from .._gate import PreparedCall, prepare_call, run_gated_async
+from .._gate import PreparedCall, excerpt, prepare_call, run_gated_async
 from ..errors import PliuzArgumentsError, PliuzError, PliuzRejectedError
 from ..redaction import parse_path, relax_schema
 from ._common import HandledToolFailure, ToolRaised, message_for, not_run
 from ._durable_scope import current_scope
+from ._stream_events import PliuzApprovalPendingEvent, emit_pending, run_streamed
 
 __all__ = [
+    "PliuzApprovalPendingEvent",
     "PliuzToolRejectedError",
     "Runs",
     "RunsResult",
     "conversation_messages",
     "gated_tool",
+    "run_streamed",
     "wrap_tool",
 ]
 
@@ -220,6 +224,13 @@ def wrap_tool(
             return not_run(name, "its arguments are not a JSON object.")
         call_id = getattr(ctx, "tool_call_id", None)
 
+        withheld: list[str] = []  # names of output guardrails that withheld the output
+
+        def report_text(result: Any) -> str | None:
+            if withheld:  # never put what a guardrail kept from the model into the audit trail
+                return f"[output withheld by tool output guardrail {', '.join(withheld)}]"
+            return excerpt(result)
+
         async def execute(final: dict[str, Any]) -> Any:
             final_json = json.dumps(final, ensure_ascii=False)
             prepare = getattr(original, "prepare_arguments", None)
@@ -236,6 +247,8 @@ def wrap_tool(
                 raise ToolRaised(exc) from exc
             if getattr(ctx, _FAILURE_ATTR, False):
                 raise HandledToolFailure(result)
+            if report_output and tool.tool_output_guardrails:
+                withheld.extend(await _withholding_guardrails(tool, ctx, result))
             return result
 
         try:
@@ -251,6 +264,8 @@ def wrap_tool(
                 timeout_s=timeout_s,
                 cancel_on_timeout=cancel_on_timeout,
                 report_output=report_output,
+                report_excerpt=report_text,
+                on_pending=lambda approval: emit_pending(approval, call_id, c.base_url),
             )
         except HandledToolFailure as failure:
             return failure.result  # the tool's own error text, already reported as "error"
@@ -269,6 +284,29 @@ def wrap_tool(
                 await c.aclose()
 
     return dataclasses.replace(tool, on_invoke_tool=invoke, needs_approval=needs_approval)
+
+
+async def _withholding_guardrails(
+    tool: FunctionTool, ctx: ToolContext[Any], result: Any
+) -> list[str]:
+    """Names of the tool's output guardrails that would not pass ``result`` to the model.
+
+    The SDK runs them again after the tool returns; this only decides what the
+    execution report may quote. A guardrail that fails counts as withholding.
+    """
+    names: list[str] = []
+    agent = getattr(ctx, "agent", None)
+    for guardrail in tool.tool_output_guardrails or []:
+        try:
+            verdict = await guardrail.run(
+                ToolOutputGuardrailData(context=ctx, agent=agent, output=result)  # type: ignore[arg-type]
+            )
+            allowed = verdict.behavior["type"] == "allow"
+        except Exception:
+            allowed = False
+        if not allowed:
+            names.append(guardrail.get_name())
+    return names
 
 
 def gated_tool(
