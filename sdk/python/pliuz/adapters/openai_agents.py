@@ -28,6 +28,7 @@ closed, always. ``on_reject="raise"`` raises :class:`PliuzToolRejectedError`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,7 @@ from agents.util._approvals import evaluate_needs_approval_setting
 from .._client import AsyncPliuzClient
 from .._gate import PreparedCall, excerpt, prepare_call, run_gated_async
 from ..errors import PliuzArgumentsError, PliuzError, PliuzRejectedError
+from ..models import Approval
 from ..redaction import parse_path, relax_schema
 from ._common import HandledToolFailure, ToolRaised, message_for, not_run
 from ._durable_scope import current_scope
@@ -255,6 +257,21 @@ def wrap_tool(
             c, owned = make_client()
         except PliuzError as exc:
             return message_for(name, exc, timeout_s)
+
+        async def on_pending(approval: Approval) -> None:
+            if current_scope() is None:
+                emit_pending(approval, call_id, c.base_url)
+                return
+            # Durable mode runs a call only once its request was decided. A pending one here
+            # means the call is not the one that paused (its idempotency inputs changed):
+            # never wait inside a resumed run, never leave the stray request open.
+            with contextlib.suppress(PliuzError):
+                await c.cancel_approval(approval.id, reason="not the call the run paused on")
+            raise PliuzError(
+                f"{name} has no decided request for this call: its session, call id or "
+                "arguments differ from the paused call's"
+            )
+
         try:
             prepared = prepare(ctx, args, call_id, c.api_key)
             return await run_gated_async(
@@ -265,7 +282,7 @@ def wrap_tool(
                 cancel_on_timeout=cancel_on_timeout,
                 report_output=report_output,
                 report_excerpt=report_text,
-                on_pending=lambda approval: emit_pending(approval, call_id, c.base_url),
+                on_pending=on_pending,
             )
         except HandledToolFailure as failure:
             return failure.result  # the tool's own error text, already reported as "error"
@@ -283,7 +300,30 @@ def wrap_tool(
             if owned:
                 await c.aclose()
 
-    return dataclasses.replace(tool, on_invoke_tool=invoke, needs_approval=needs_approval)
+    init = {f.name: getattr(tool, f.name) for f in dataclasses.fields(tool) if f.init}
+    wrapped = _GatedFunctionTool(**{**init, "on_invoke_tool": invoke})
+    wrapped.__dict__["_pliuz_durable_check"] = needs_approval
+    return wrapped
+
+
+class _GatedFunctionTool(FunctionTool):
+    """A gated ``FunctionTool`` whose ``needs_approval`` depends on the mode.
+
+    Blocking mode (no :class:`Runs` around the run): the tool's own setting,
+    unchanged, so the SDK behaves exactly as for the unwrapped tool. Durable
+    mode: the check that opens the Pliuz request and pauses the run.
+    """
+
+    @property
+    def needs_approval(self) -> Any:
+        check = self.__dict__.get("_pliuz_durable_check")
+        if check is not None and current_scope() is not None:
+            return check
+        return self.__dict__.get("_pliuz_needs_approval", False)
+
+    @needs_approval.setter
+    def needs_approval(self, value: Any) -> None:
+        self.__dict__["_pliuz_needs_approval"] = value
 
 
 async def _withholding_guardrails(

@@ -261,13 +261,17 @@ class Runs:
                     state.approve(item)
                 else:
                     state.reject(item, rejection_message=message)
-        except PliuzRunError as exc:
-            await _fail(api, run_id, token, str(exc))
-            raise
         except Exception as exc:
+            # Most likely the wrong starting agent or code that changed: keep the run as it was
+            # (stored again, lease released) so a fixed deployment can resume it.
+            await _release(api, claimed)
+            if isinstance(exc, PliuzRunError):
+                raise
             error = f"the stored state could not be restored: {type(exc).__name__}: {exc}"
-            await _fail(api, run_id, token, error)
-            raise PliuzRunError(f"run {run_id}: {error}", run_id=run_id) from exc
+            raise PliuzRunError(
+                f"run {run_id}: {error}; is {agent.name!r} the run's starting agent?",
+                run_id=run_id,
+            ) from exc
 
         scope = DurableScope(client=client, run_config=runner_kwargs.get("run_config"))
         with durable_scope(scope):
@@ -318,9 +322,7 @@ class Runs:
                 await beat
         try:
             return runner.result()
-        except PliuzError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # the agent run itself failed: record it (best effort)
             await _fail(api, run_id, token, f"{type(exc).__name__}: {exc}")
             raise
 
@@ -472,6 +474,17 @@ async def _cancel_created(client: AsyncPliuzClient, scope: DurableScope, reason:
             await asyncio.shield(client.cancel_approval(approval.id, reason=reason))
         except (PliuzError, asyncio.CancelledError) as exc:
             log.warning("pliuz: could not cancel %s: %s", approval.id, exc)
+
+
+async def _release(api: AsyncRunsAPI, claimed: ClaimedRun) -> None:
+    """Store the claimed state back unchanged: the run waits for another resume."""
+    try:
+        await api.pause(
+            claimed.run.id, claimed.lease_token, claimed.state,
+            approval_ids=claimed.run.approval_ids,
+        )  # fmt: skip
+    except PliuzError as exc:
+        log.warning("pliuz: could not release run %s: %s", claimed.run.id, exc)
 
 
 async def _fail(api: AsyncRunsAPI, run_id: str, token: str, error: str) -> None:
