@@ -62,8 +62,20 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AgentsCommand {
-    /// Create an agent; prints its API key (shown once).
-    Create { name: String },
+    /// Create an agent; prints its API key (shown once), then with
+    /// --webhook-url the webhook signing secret (shown once).
+    Create {
+        name: String,
+        /// Where to POST this agent's events (approval.decided, run.ready).
+        #[arg(long)]
+        webhook_url: Option<String>,
+    },
+    /// Set or change an agent's webhook URL; prints a new signing secret (shown once).
+    SetWebhook {
+        name: String,
+        #[arg(long)]
+        url: String,
+    },
     /// List agents.
     List,
     /// Revoke an agent's key at once.
@@ -185,12 +197,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cp = crate::server::control_plane(Settings::load(&over)?).await?;
             let actor = Actor::System;
             match command {
-                AgentsCommand::Create { name } => {
+                AgentsCommand::Create { name, webhook_url } => {
+                    if let Some(url) = &webhook_url {
+                        crate::webhooks::check_url(url)
+                            .map_err(|m| anyhow::anyhow!("--webhook-url: {m}"))?;
+                    }
                     let key = cp.create_agent(&actor, &name).await?;
                     eprintln!(
                         "Created agent '{name}'. Its API key is below; it is shown only once."
                     );
                     println!("{key}");
+                    if let Some(url) = webhook_url {
+                        let secret = cp.set_agent_webhook(&actor, &name, &url).await.map_err(|e| {
+                            anyhow::anyhow!("the agent was created, but its webhook was not set: {e}; run `pliuz agents set-webhook {name} --url URL`")
+                        })?;
+                        eprintln!("Its webhook signing secret (for {url}) is below; it is shown only once.");
+                        println!("{secret}");
+                    }
+                }
+                AgentsCommand::SetWebhook { name, url } => {
+                    let secret = cp.set_agent_webhook(&actor, &name, &url).await?;
+                    eprintln!("Webhook of agent '{name}' set to {url}. Its new signing secret is below; it is shown only once (the old one no longer signs).");
+                    println!("{secret}");
                 }
                 AgentsCommand::List => {
                     println!("NAME\tCREATED\tSTATUS");

@@ -13,6 +13,9 @@ use toml::Spanned;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
 pub const DEFAULT_DATA_DIR: &str = "./pliuz-data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest stored run state (`max_run_state_bytes`), and the bounds it may be set within.
+pub const DEFAULT_MAX_RUN_STATE_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_RUN_STATE_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=(256 * 1024 * 1024);
 
 /// Everything the server and the admin commands need, resolved.
 #[derive(Debug, Clone)]
@@ -28,6 +31,12 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub slack: Option<SlackSettings>,
     pub inbox: InboxSettings,
+    /// Largest run state `POST/PUT /api/v1/runs` accepts (`crate::service::runs`).
+    pub max_run_state_bytes: usize,
+    /// The data encryption key file (`crate::encryption`; generated on first start, mode 0600).
+    pub encryption_key_file: PathBuf,
+    /// The key given directly (`PLIUZ_ENCRYPTION_KEY`, base64); wins over the file.
+    pub encryption_key: Option<String>,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -97,6 +106,8 @@ struct FileConfig {
     database_url: Option<String>,
     public_url: Option<String>,
     max_body_bytes: Option<usize>,
+    max_run_state_bytes: Option<usize>,
+    encryption_key_file: Option<PathBuf>,
     default_policy: Option<Spanned<String>>,
     audit: Option<FileAudit>,
     slack: Option<FileSlack>,
@@ -461,6 +472,26 @@ impl Settings {
             .or(file.max_body_bytes)
             .unwrap_or(DEFAULT_MAX_BODY_BYTES);
 
+        let max_run_state_bytes = match env("PLIUZ_MAX_RUN_STATE_BYTES") {
+            Some(v) => v.trim().parse().map_err(|_| {
+                anyhow::anyhow!("PLIUZ_MAX_RUN_STATE_BYTES '{v}' is not a number of bytes")
+            })?,
+            None => file
+                .max_run_state_bytes
+                .unwrap_or(DEFAULT_MAX_RUN_STATE_BYTES),
+        };
+        if !MAX_RUN_STATE_BYTES_RANGE.contains(&max_run_state_bytes) {
+            anyhow::bail!(
+                "max_run_state_bytes must be between {} and {} bytes, not {max_run_state_bytes}",
+                MAX_RUN_STATE_BYTES_RANGE.start(),
+                MAX_RUN_STATE_BYTES_RANGE.end()
+            );
+        }
+        let encryption_key_file = env("PLIUZ_ENCRYPTION_KEY_FILE")
+            .map(PathBuf::from)
+            .or(file.encryption_key_file.clone())
+            .unwrap_or_else(|| data_dir.join("encryption.key"));
+
         let fa = file.audit.unwrap_or_default();
         let origin = env("PLIUZ_AUDIT_ORIGIN")
             .or(fa.origin.map(|o| o.into_inner()))
@@ -530,6 +561,9 @@ impl Settings {
             audit,
             slack,
             inbox,
+            max_run_state_bytes,
+            encryption_key_file,
+            encryption_key: env("PLIUZ_ENCRYPTION_KEY"),
             config_path,
         })
     }

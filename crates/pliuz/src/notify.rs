@@ -5,7 +5,7 @@
 
 use crate::approval::Status;
 use std::sync::Arc;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 
 /// A committed change to one approval.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -22,6 +22,8 @@ pub struct Notifier {
     pub expiry: Arc<Notify>,
     /// Wakes the outbox worker when a message was queued.
     pub outbox: Arc<Notify>,
+    /// Bumped when runs change (`crate::service::runs`): wakes run long-polls.
+    runs: Arc<watch::Sender<u64>>,
 }
 
 impl Default for Notifier {
@@ -37,7 +39,17 @@ impl Notifier {
             changes,
             expiry: Arc::new(Notify::new()),
             outbox: Arc::new(Notify::new()),
+            runs: Arc::new(watch::channel(0).0),
         }
+    }
+
+    /// A receiver that sees every later [`Notifier::runs_changed`].
+    pub fn subscribe_runs(&self) -> watch::Receiver<u64> {
+        self.runs.subscribe()
+    }
+
+    pub fn runs_changed(&self) {
+        self.runs.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<ApprovalChanged> {

@@ -40,6 +40,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     cp.record_policy_load().await?;
     bootstrap_admin(&cp).await?;
     let audit_signer = Arc::new(crate::audit::Signer::load(&cp.settings.audit, true)?);
+    // Fail at start, not at the first run, if the encryption key is unusable.
+    crate::encryption::DataKey::for_settings(&cp.settings)?;
     cp.store
         .record_verifier_key(&audit_signer.verifier_key())
         .await?;
@@ -62,6 +64,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             slack.clone(),
             shutdown.clone(),
         ));
+    }
+    workers.spawn(crate::webhooks::run(cp.clone(), shutdown.clone()));
+    {
+        let store = cp.store.clone();
+        let url = cp.settings.database_url.clone();
+        let notifier = cp.notifier.clone();
+        let shutdown = shutdown.clone();
+        workers.spawn(async move { store.relay_run_changes(url, notifier, shutdown).await });
     }
     workers.spawn(crate::audit::worker::run(
         cp.clone(),

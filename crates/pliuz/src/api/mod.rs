@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod runs;
 
 use crate::service::ControlPlane;
 use axum::extract::{DefaultBodyLimit, State};
@@ -65,6 +66,7 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/readyz", get(readyz)),
     ];
     r.extend(crate::audit::routes());
+    r.extend(runs::routes());
     r
 }
 

@@ -147,6 +147,7 @@ pub fn operations() -> Vec<(&'static str, &'static str, Value)> {
         ),
     ];
     ops.extend(crate::audit::openapi_operations());
+    ops.extend(super::runs::openapi_operations());
     ops
 }
 

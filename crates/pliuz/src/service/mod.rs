@@ -3,6 +3,7 @@
 //! its audit entry and notifications in one [`WriteTx`].
 
 pub mod directory;
+pub mod runs;
 
 use crate::approval::{
     Actor, Approval, Decision, DecisionEffect, DecisionKind, Execution, Status, TransitionError,
@@ -147,9 +148,14 @@ impl ControlPlane {
             status: a.status,
             policy: a.policy.clone(),
         };
+        // Runs waiting on it may become ready; webhooks hear of it (same tx).
+        let runs_changed = self.on_approval_change(&mut tx, a).await?;
         tx.notify_replicas(&change).await?;
         tx.commit().await?;
         self.notifier.publish(change);
+        if runs_changed {
+            self.notifier.runs_changed();
+        }
         // Only now can the outbox worker see what this change queued.
         self.notifier.outbox.notify_one();
         Ok(())

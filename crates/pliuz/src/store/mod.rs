@@ -9,6 +9,7 @@ mod approvals;
 mod audit;
 mod outbox;
 mod principals;
+pub mod runs;
 pub mod schema;
 mod sessions;
 

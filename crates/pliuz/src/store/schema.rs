@@ -198,6 +198,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: crate::slack::store::MIGRATION_SQL,
         postgres: crate::slack::store::MIGRATION_SQL,
     },
+    // Durable runs and agent webhooks (crate::store::runs).
+    Migration {
+        version: 60,
+        name: "runs",
+        sqlite: super::runs::MIGRATION_SQLITE,
+        postgres: super::runs::MIGRATION_POSTGRES,
+    },
 ];
 
 /// Migration 2: web inbox sessions. Only the SHA-256 of the session secret

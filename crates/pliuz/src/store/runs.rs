@@ -1,0 +1,590 @@
+//! Durable runs and agent webhooks in the database (migration 60, "runs").
+//! Run states and webhook secrets arrive here already sealed
+//! (`crate::encryption`); nothing in this file sees them in clear.
+
+use super::{col, json_col, Backend, Result, Store, StoreError, WriteTx};
+use crate::run::{Run, RunStatus};
+use sqlx::any::AnyRow;
+use std::time::Duration;
+
+/// The PostgreSQL NOTIFY channel that carries run changes between replicas.
+pub const RUN_CHANGES_CHANNEL: &str = "pliuz_run_changes";
+/// Outbox `kind` of a webhook event.
+pub const WEBHOOK_KIND: &str = "webhook.event";
+/// `next_attempt_at` of a delivery given up on: never due again.
+pub const GAVE_UP_AT: i64 = i64::MAX;
+
+pub const MIGRATION_SQLITE: &str = r#"
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    status TEXT NOT NULL,
+    state_sha256 TEXT NOT NULL,
+    state_bytes BIGINT NOT NULL,
+    metadata TEXT,
+    lease_token_hash TEXT,
+    lease_expires_at BIGINT,
+    pause_count BIGINT NOT NULL,
+    output_sha256 TEXT,
+    error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX runs_agent_status ON runs (agent, status, updated_at);
+CREATE TABLE run_approvals (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    approval_id TEXT NOT NULL REFERENCES approvals(id),
+    position BIGINT NOT NULL,
+    PRIMARY KEY (run_id, approval_id)
+);
+CREATE INDEX run_approvals_approval ON run_approvals (approval_id);
+CREATE TABLE run_states (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    sealed BLOB NOT NULL
+);
+CREATE TABLE agent_webhooks (
+    agent TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    sealed_secret BLOB NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#;
+
+pub const MIGRATION_POSTGRES: &str = r#"
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    status TEXT NOT NULL,
+    state_sha256 TEXT NOT NULL,
+    state_bytes BIGINT NOT NULL,
+    metadata TEXT,
+    lease_token_hash TEXT,
+    lease_expires_at BIGINT,
+    pause_count BIGINT NOT NULL,
+    output_sha256 TEXT,
+    error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX runs_agent_status ON runs (agent, status, updated_at);
+CREATE TABLE run_approvals (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    approval_id TEXT NOT NULL REFERENCES approvals(id),
+    position BIGINT NOT NULL,
+    PRIMARY KEY (run_id, approval_id)
+);
+CREATE INDEX run_approvals_approval ON run_approvals (approval_id);
+CREATE TABLE run_states (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    sealed BYTEA NOT NULL
+);
+CREATE TABLE agent_webhooks (
+    agent TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    sealed_secret BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#;
+
+const RUN_COLS: &str = "id, agent, status, state_sha256, state_bytes, metadata, lease_token_hash, lease_expires_at, pause_count, output_sha256, error, created_at, updated_at";
+
+fn run_from_row(r: &AnyRow, approval_ids: Vec<String>) -> Result<Run> {
+    let status: String = col(r, "status")?;
+    Ok(Run {
+        id: col(r, "id")?,
+        agent: col(r, "agent")?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("run status {status}")))?,
+        approval_ids,
+        state_sha256: col(r, "state_sha256")?,
+        state_bytes: col(r, "state_bytes")?,
+        metadata: json_col(r, "metadata")?,
+        lease_token_hash: col(r, "lease_token_hash")?,
+        lease_expires_at: col(r, "lease_expires_at")?,
+        pause_count: col(r, "pause_count")?,
+        output_sha256: col(r, "output_sha256")?,
+        error: col(r, "error")?,
+        created_at: col(r, "created_at")?,
+        updated_at: col(r, "updated_at")?,
+    })
+}
+
+/// A webhook endpoint as stored (the secret still sealed).
+#[derive(Debug, Clone)]
+pub struct StoredWebhook {
+    pub agent: String,
+    pub url: String,
+    pub sealed_secret: Vec<u8>,
+}
+
+/// A due webhook delivery.
+#[derive(Debug, Clone)]
+pub struct DueWebhook {
+    pub id: String,
+    pub approval_id: Option<String>,
+    pub payload: serde_json::Value,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+}
+
+async fn approval_ids_of(
+    conn: &mut sqlx::AnyConnection,
+    store: &Store,
+    run_id: &str,
+) -> Result<Vec<String>> {
+    let q = store.sql("SELECT approval_id FROM run_approvals WHERE run_id = ? ORDER BY position");
+    Ok(sqlx::query_scalar(&q).bind(run_id).fetch_all(conn).await?)
+}
+
+impl WriteTx {
+    pub async fn insert_run(&mut self, run: &Run, sealed_state: &[u8]) -> Result<()> {
+        let q = self
+            .sql(&format!(
+                "INSERT INTO runs ({RUN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .into_owned();
+        sqlx::query(&q)
+            .bind(&run.id)
+            .bind(&run.agent)
+            .bind(run.status.as_str())
+            .bind(&run.state_sha256)
+            .bind(run.state_bytes)
+            .bind(run.metadata.as_ref().map(|m| m.to_string()))
+            .bind(&run.lease_token_hash)
+            .bind(run.lease_expires_at)
+            .bind(run.pause_count)
+            .bind(&run.output_sha256)
+            .bind(&run.error)
+            .bind(run.created_at)
+            .bind(run.updated_at)
+            .execute(&mut *self.tx)
+            .await?;
+        self.set_run_approvals(&run.id, &run.approval_ids).await?;
+        self.set_run_state(&run.id, Some(sealed_state)).await
+    }
+
+    /// Writes every mutable column of `run` (not its approvals or state),
+    /// provided its status and lease are still those of `prev` (a heartbeat
+    /// runs outside the write lock); otherwise [`StoreError::Conflict`].
+    pub async fn update_run(&mut self, run: &Run, prev: &Run) -> Result<()> {
+        let q = self
+            .sql("UPDATE runs SET status = ?, state_sha256 = ?, state_bytes = ?, metadata = ?, lease_token_hash = ?, lease_expires_at = ?, pause_count = ?, output_sha256 = ?, error = ?, updated_at = ? WHERE id = ? AND status = ? AND COALESCE(lease_token_hash, '') = ? AND COALESCE(lease_expires_at, 0) = ?")
+            .into_owned();
+        let done = sqlx::query(&q)
+            .bind(run.status.as_str())
+            .bind(&run.state_sha256)
+            .bind(run.state_bytes)
+            .bind(run.metadata.as_ref().map(|m| m.to_string()))
+            .bind(&run.lease_token_hash)
+            .bind(run.lease_expires_at)
+            .bind(run.pause_count)
+            .bind(&run.output_sha256)
+            .bind(&run.error)
+            .bind(run.updated_at)
+            .bind(&run.id)
+            .bind(prev.status.as_str())
+            .bind(prev.lease_token_hash.clone().unwrap_or_default())
+            .bind(prev.lease_expires_at.unwrap_or(0))
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    pub async fn set_run_approvals(&mut self, run_id: &str, ids: &[String]) -> Result<()> {
+        let q = self
+            .sql("DELETE FROM run_approvals WHERE run_id = ?")
+            .into_owned();
+        sqlx::query(&q).bind(run_id).execute(&mut *self.tx).await?;
+        let q = self
+            .sql("INSERT INTO run_approvals (run_id, approval_id, position) VALUES (?, ?, ?)")
+            .into_owned();
+        for (i, id) in ids.iter().enumerate() {
+            sqlx::query(&q)
+                .bind(run_id)
+                .bind(id)
+                .bind(i64::try_from(i).unwrap_or(i64::MAX))
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces (or with `None` deletes) the sealed state.
+    pub async fn set_run_state(&mut self, run_id: &str, sealed: Option<&[u8]>) -> Result<()> {
+        let q = self
+            .sql("DELETE FROM run_states WHERE run_id = ?")
+            .into_owned();
+        sqlx::query(&q).bind(run_id).execute(&mut *self.tx).await?;
+        if let Some(sealed) = sealed {
+            let q = self
+                .sql("INSERT INTO run_states (run_id, sealed) VALUES (?, ?)")
+                .into_owned();
+            sqlx::query(&q)
+                .bind(run_id)
+                .bind(sealed.to_vec())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn run_state(&mut self, run_id: &str) -> Result<Option<Vec<u8>>> {
+        let q = self
+            .sql("SELECT sealed FROM run_states WHERE run_id = ?")
+            .into_owned();
+        Ok(sqlx::query_scalar(&q)
+            .bind(run_id)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
+    pub async fn get_run(&mut self, id: &str) -> Result<Option<Run>> {
+        let q = self
+            .sql(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?"))
+            .into_owned();
+        let Some(row) = sqlx::query(&q)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let store = self.store.clone();
+        let ids = approval_ids_of(&mut self.tx, &store, id).await?;
+        Ok(Some(run_from_row(&row, ids)?))
+    }
+
+    /// Of `ids`, those that are not approvals of `agent`.
+    pub async fn foreign_approvals(&mut self, agent: &str, ids: &[String]) -> Result<Vec<String>> {
+        let q = self
+            .sql("SELECT COUNT(*) FROM approvals WHERE id = ? AND agent = ?")
+            .into_owned();
+        let mut missing = Vec::new();
+        for id in ids {
+            let n: i64 = sqlx::query_scalar(&q)
+                .bind(id)
+                .bind(agent)
+                .fetch_one(&mut *self.tx)
+                .await?;
+            if n == 0 {
+                missing.push(id.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    /// How many of `run_id`'s approvals are still pending.
+    pub async fn pending_approvals_of(&mut self, run_id: &str) -> Result<i64> {
+        let q = self
+            .sql("SELECT COUNT(*) FROM run_approvals ra JOIN approvals a ON a.id = ra.approval_id WHERE ra.run_id = ? AND a.status = 'pending'")
+            .into_owned();
+        Ok(sqlx::query_scalar(&q)
+            .bind(run_id)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    /// Runs that include this approval, newest first (with their status).
+    pub async fn runs_with_approval(&mut self, approval_id: &str) -> Result<Vec<(String, String)>> {
+        let q = self
+            .sql("SELECT r.id, r.status FROM run_approvals ra JOIN runs r ON r.id = ra.run_id WHERE ra.approval_id = ? ORDER BY r.created_at DESC, r.id DESC")
+            .into_owned();
+        let rows = sqlx::query(&q)
+            .bind(approval_id)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((col(r, "id")?, col(r, "status")?)))
+            .collect()
+    }
+
+    pub async fn get_webhook_tx(&mut self, agent: &str) -> Result<Option<StoredWebhook>> {
+        let q = self
+            .sql("SELECT agent, url, sealed_secret FROM agent_webhooks WHERE agent = ?")
+            .into_owned();
+        let row = sqlx::query(&q)
+            .bind(agent)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| webhook_from_row(&r)).transpose()
+    }
+
+    pub async fn set_webhook(
+        &mut self,
+        agent: &str,
+        url: &str,
+        sealed_secret: &[u8],
+    ) -> Result<()> {
+        let now = super::now_millis();
+        let q = self
+            .sql("DELETE FROM agent_webhooks WHERE agent = ?")
+            .into_owned();
+        sqlx::query(&q).bind(agent).execute(&mut *self.tx).await?;
+        let q = self
+            .sql("INSERT INTO agent_webhooks (agent, url, sealed_secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(agent)
+            .bind(url)
+            .bind(sealed_secret.to_vec())
+            .bind(now)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn agent_exists(&mut self, name: &str) -> Result<bool> {
+        let q = self
+            .sql("SELECT COUNT(*) FROM agents WHERE name = ? AND revoked_at IS NULL")
+            .into_owned();
+        let n: i64 = sqlx::query_scalar(&q)
+            .bind(name)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Tells other replicas (PostgreSQL) that runs changed, when this commits.
+    pub async fn notify_run_change(&mut self) -> Result<()> {
+        if self.store.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(RUN_CHANGES_CHANNEL)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Marks a webhook delivery done.
+    pub async fn webhook_delivered(&mut self, outbox_id: &str) -> Result<()> {
+        let q = self
+            .sql("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(super::now_millis())
+            .bind(outbox_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives up on a webhook delivery: kept with its last error, never due again.
+    pub async fn webhook_given_up(&mut self, outbox_id: &str, error: &str) -> Result<()> {
+        let q = self
+            .sql("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?")
+            .into_owned();
+        sqlx::query(&q)
+            .bind(GAVE_UP_AT)
+            .bind(error)
+            .bind(outbox_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
+
+fn webhook_from_row(r: &AnyRow) -> Result<StoredWebhook> {
+    Ok(StoredWebhook {
+        agent: col(r, "agent")?,
+        url: col(r, "url")?,
+        sealed_secret: col(r, "sealed_secret")?,
+    })
+}
+
+impl Store {
+    pub async fn get_run(&self, id: &str) -> Result<Option<Run>> {
+        let q = self
+            .sql(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?"))
+            .into_owned();
+        let Some(row) = sqlx::query(&q).bind(id).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let mut conn = self.pool.acquire().await?;
+        let ids = approval_ids_of(&mut conn, self, id).await?;
+        Ok(Some(run_from_row(&row, ids)?))
+    }
+
+    /// This agent's runs, newest first; with `claimable`, only those that
+    /// can be claimed now (ready, or running with an expired lease), oldest
+    /// first so a worker drains them in order.
+    pub async fn list_runs(
+        &self,
+        agent: &str,
+        status: Option<RunStatus>,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<Run>> {
+        let (filter, order) = match status {
+            None => ("", "created_at DESC, id DESC"),
+            Some(RunStatus::Ready) => (
+                " AND (status = 'ready' OR (status = 'running' AND lease_expires_at <= ?))",
+                "updated_at, id",
+            ),
+            Some(RunStatus::Running) => (
+                " AND status = 'running' AND lease_expires_at > ?",
+                "updated_at, id",
+            ),
+            Some(_) => (" AND status = ?", "updated_at DESC, id DESC"),
+        };
+        let q = self
+            .sql(&format!(
+                "SELECT {RUN_COLS} FROM runs WHERE agent = ?{filter} ORDER BY {order} LIMIT ?"
+            ))
+            .into_owned();
+        let mut query = sqlx::query(&q).bind(agent);
+        query = match status {
+            None => query,
+            Some(RunStatus::Ready | RunStatus::Running) => query.bind(now),
+            Some(s) => query.bind(s.as_str()),
+        };
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = col(r, "id")?;
+            let ids = approval_ids_of(&mut conn, self, &id).await?;
+            out.push(run_from_row(r, ids)?);
+        }
+        Ok(out)
+    }
+
+    /// Moves the lease of a running run forward if `token_hash` still holds it.
+    pub async fn extend_run_lease(
+        &self,
+        id: &str,
+        token_hash: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let q = self.sql("UPDATE runs SET lease_expires_at = ?, updated_at = ? WHERE id = ? AND status = 'running' AND lease_token_hash = ?");
+        let done = sqlx::query(&q)
+            .bind(until)
+            .bind(now)
+            .bind(id)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The earliest live lease expiry among this agent's runs.
+    pub async fn next_lease_expiry(&self, agent: &str, now: i64) -> Result<Option<i64>> {
+        let q = self.sql("SELECT MIN(lease_expires_at) FROM runs WHERE agent = ? AND status = 'running' AND lease_expires_at > ?");
+        Ok(sqlx::query_scalar(&q)
+            .bind(agent)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn get_webhook(&self, agent: &str) -> Result<Option<StoredWebhook>> {
+        let q = self.sql("SELECT agent, url, sealed_secret FROM agent_webhooks WHERE agent = ?");
+        let row = sqlx::query(&q)
+            .bind(agent)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| webhook_from_row(&r)).transpose()
+    }
+
+    pub async fn due_webhooks(&self, now: i64, limit: i64) -> Result<Vec<DueWebhook>> {
+        let q = self.sql("SELECT id, approval_id, payload, attempts, next_attempt_at FROM outbox WHERE kind = ? AND delivered_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?");
+        let rows = sqlx::query(&q)
+            .bind(WEBHOOK_KIND)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let payload: String = col(r, "payload")?;
+                Ok(DueWebhook {
+                    id: col(r, "id")?,
+                    approval_id: col(r, "approval_id")?,
+                    payload: serde_json::from_str(&payload)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+                    attempts: col(r, "attempts")?,
+                    next_attempt_at: col(r, "next_attempt_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn next_webhook_due(&self) -> Result<Option<i64>> {
+        let q = self.sql(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE kind = ? AND delivered_at IS NULL AND next_attempt_at < ?",
+        );
+        Ok(sqlx::query_scalar(&q)
+            .bind(WEBHOOK_KIND)
+            .bind(GAVE_UP_AT)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Claims a due delivery until `lease_until` (compare-and-set on its due
+    /// time): two replicas never deliver it at once, and a worker that dies
+    /// mid-delivery releases it when the lease runs out.
+    pub async fn claim_webhook(&self, id: &str, due_at: i64, lease_until: i64) -> Result<bool> {
+        let q = self.sql("UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND next_attempt_at = ? AND delivered_at IS NULL");
+        let done = sqlx::query(&q)
+            .bind(lease_until)
+            .bind(id)
+            .bind(due_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Bumps `notifier.runs` for run changes made by other replicas until
+    /// shutdown (PostgreSQL only; reconnects after errors).
+    pub async fn relay_run_changes(
+        &self,
+        database_url: String,
+        notifier: crate::notify::Notifier,
+        shutdown: crate::shutdown::Shutdown,
+    ) {
+        if self.backend != Backend::Postgres {
+            return;
+        }
+        loop {
+            let listener = async {
+                let mut l = sqlx::postgres::PgListener::connect(&database_url).await?;
+                l.listen(RUN_CHANGES_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            let mut listener = tokio::select! {
+                l = listener => match l {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for run changes from other replicas; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                            _ = shutdown.wait() => return,
+                        }
+                    }
+                },
+                _ = shutdown.wait() => return,
+            };
+            // Anything may have changed while not listening.
+            notifier.runs_changed();
+            loop {
+                tokio::select! {
+                    n = listener.recv() => match n {
+                        Ok(_) => notifier.runs_changed(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lost the run change listener; reconnecting");
+                            break;
+                        }
+                    },
+                    _ = shutdown.wait() => return,
+                }
+            }
+        }
+    }
+}
