@@ -24,6 +24,10 @@ class DurableScope:
 
     client: AsyncPliuzClient
     run_config: Any = None
+    #: the session the run was started with (for requests when the RunConfig has no group_id).
+    session_id: str | None = None
+    #: call id -> the decided request a resumed call paused on.
+    decided: dict[str, Approval] = field(default_factory=dict)
     #: call id -> the Pliuz request created for that call's interruption in this run.
     created: dict[str, Approval] = field(default_factory=dict)
     #: call id -> why its request could not be created (the call pauses anyway; fail closed).

@@ -98,8 +98,16 @@ def conversation_messages(ctx: RunContextWrapper[Any], limit: int = 20) -> list[
 
 
 def _session_from_context(ctx: RunContextWrapper[Any]) -> str | None:
-    """Default session id: ``RunConfig.group_id``, else the run context's ``session_id``."""
+    """Default session id: ``RunConfig.group_id``, else the run context's ``session_id``.
+
+    Durable mode: ``needs_approval`` gets a context without the ``RunConfig``, so the one
+    :class:`Runs` was given stands in (the check and the later invocation must derive the
+    same idempotency key); last, the session the run was started with.
+    """
+    scope = current_scope()
     run_config = getattr(ctx, "run_config", None)
+    if run_config is None and scope is not None:
+        run_config = scope.run_config
     group_id = getattr(run_config, "group_id", None)
     if isinstance(group_id, str) and group_id:
         return group_id
@@ -111,14 +119,7 @@ def _session_from_context(ctx: RunContextWrapper[Any]) -> str | None:
     )
     if isinstance(value, str) and value:
         return value
-    # needs_approval gets a RunContextWrapper without the RunConfig: use the one Runs was given,
-    # so the approval check and the later invocation derive the same idempotency key.
-    scope = current_scope()
-    if run_config is None and scope is not None:
-        group_id = getattr(scope.run_config, "group_id", None)
-        if isinstance(group_id, str) and group_id:
-            return group_id
-    return None
+    return scope.session_id if scope is not None else None
 
 
 def _resolve(value: Any, ctx: RunContextWrapper[Any]) -> Any:
@@ -166,7 +167,11 @@ def wrap_tool(
         return AsyncPliuzClient(), True
 
     def prepare(
-        ctx: RunContextWrapper[Any], args: dict[str, Any], call_id: str | None, secret: str
+        ctx: RunContextWrapper[Any],
+        args: dict[str, Any],
+        call_id: str | None,
+        secret: str,
+        known_key: str | None = None,
     ) -> PreparedCall:
         session = _resolve(session_id, ctx) if session_id is not None else None
         if session is None:
@@ -187,6 +192,7 @@ def wrap_tool(
             originator=_resolve(originator, ctx),
             context_messages=messages,
             client_metadata=client_metadata,
+            idempotency_key_override=known_key,
         )
 
     async def needs_approval(
@@ -273,7 +279,12 @@ def wrap_tool(
             )
 
         try:
-            prepared = prepare(ctx, args, call_id, c.api_key)
+            scope = current_scope()
+            # A resumed call re-attaches to the request it paused on, whatever the resumer's
+            # RunConfig says (a worker may not know the session the run was started with).
+            paused = scope.decided.get(call_id) if scope is not None and call_id else None
+            known_key = paused.idempotency_key if paused is not None else None
+            prepared = prepare(ctx, args, call_id, c.api_key, known_key)
             return await run_gated_async(
                 c,
                 prepared,

@@ -67,7 +67,15 @@ log = logging.getLogger("pliuz")
 #: Metadata key under which Runs records which starting agent a run belongs to.
 AGENT_METADATA_KEY = "pliuz_agent"
 
+#: ... and the session (``RunConfig.group_id``) it was started with.
+SESSION_METADATA_KEY = "pliuz_session"
+
 ClientFactory = Callable[[], AsyncPliuzClient]
+
+
+def _group_id(run_config: Any) -> str | None:
+    group_id = getattr(run_config, "group_id", None)
+    return group_id if isinstance(group_id, str) and group_id else None
 
 
 @dataclass
@@ -170,7 +178,8 @@ class Runs:
         stored with the run.
         """
         async with self._session() as client:
-            scope = DurableScope(client=client, run_config=runner_kwargs.get("run_config"))
+            config = runner_kwargs.get("run_config")
+            scope = DurableScope(client=client, run_config=config)
             try:
                 with durable_scope(scope):
                     result = await Runner.run(agent, input, **runner_kwargs)
@@ -182,6 +191,9 @@ class Runs:
             try:
                 approvals = _approvals_for(result.interruptions, scope, {})
                 meta = {**(metadata or {}), AGENT_METADATA_KEY: agent.name}
+                session = _group_id(config)
+                if session is not None:
+                    meta[SESSION_METADATA_KEY] = session
                 run = await AsyncRunsAPI(client).create(
                     result.to_state().to_string(),
                     approval_ids=[a.id for a in approvals],
@@ -273,7 +285,14 @@ class Runs:
                 run_id=run_id,
             ) from exc
 
-        scope = DurableScope(client=client, run_config=runner_kwargs.get("run_config"))
+        config = runner_kwargs.get("run_config")
+        stored_session = claimed.run.metadata.get(SESSION_METADATA_KEY)
+        scope = DurableScope(
+            client=client,
+            run_config=config,
+            session_id=stored_session if isinstance(stored_session, str) else None,
+            decided=dict(by_call),
+        )
         with durable_scope(scope):
             result = await self._run_with_heartbeat(api, run_id, token, agent, state, runner_kwargs)
         if result.interruptions:
