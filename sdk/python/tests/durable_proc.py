@@ -8,7 +8,7 @@ Each process builds its own scripted model (the part of the conversation it
 plays), as a real deployment builds its own model provider.
 
 Environment: PLIUZ_API_KEY, PLIUZ_BASE_URL, PLIUZ_EXAMPLE_LEDGER (the refund
-ledger), SCENARIO (single | two | as_tool | handoff | quick), SESSION_ID,
+ledger), SCENARIO (single | two | as_tool | handoff | quick), SESSION_ID, SLOW_TOOL (seconds),
 CALL_PREFIX (fresh call ids per test, as a real model sends), ORDER, AMOUNT,
 KILL_AFTER_TOOL=1 (SIGKILL this process once the tool ran, before the run completes),
 LEASE_SECONDS, RESUME_WAIT=0 (resume with wait=False).
@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,17 +122,25 @@ def tool_outputs(model: ScriptedModel) -> dict[str, str]:
     return out
 
 
-async def main() -> None:
+def main() -> None:
     mode = sys.argv[1]
     scenario = env("SCENARIO", "single")
     agent = starting_agent(scenario)
     lease = int(env("LEASE_SECONDS", "60"))
     runs = Runs(lease_seconds=lease, heartbeat_every=max(1.0, lease / 4))
-    if mode == "start":
+    if env("SLOW_TOOL"):  # the refund takes longer than the lease: heartbeats must keep it
+        fast = seed.charge_back
+
+        def slow(order_id: str, amount_cents: int) -> str:
+            time.sleep(float(env("SLOW_TOOL")))
+            return str(fast(order_id, amount_cents))
+
+        seed.charge_back = slow
+    if mode == "start":  # the synchronous twin
         model = ScriptedModel(start_steps(scenario))
         config = RunConfig(model=model, tracing_disabled=True, group_id=env("SESSION_ID"))
-        result = await runs.run(agent, f"Please refund order {env('ORDER', 'A-1')}.",
-                                run_config=config)  # fmt: skip
+        result = runs.run_sync(agent, f"Please refund order {env('ORDER', 'A-1')}.",
+                               run_config=config)  # fmt: skip
         out: dict[str, Any] = {
             "run_id": result.run_id,
             "status": result.status,
@@ -140,8 +149,9 @@ async def main() -> None:
     else:
         model = ScriptedModel(resume_steps(scenario))
         config = RunConfig(model=model, tracing_disabled=True, group_id=env("SESSION_ID"))
-        res = await runs.resume(sys.argv[2], agent, wait=env("RESUME_WAIT", "1") != "0",
-                                run_config=config)  # fmt: skip
+        res = asyncio.run(
+            runs.resume(sys.argv[2], agent, wait=env("RESUME_WAIT", "1") != "0", run_config=config)
+        )
         last = model.last_call
         out = {
             "status": res.status,
@@ -154,4 +164,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -174,3 +174,20 @@ def test_resumer_killed_after_the_tool_ran_does_not_run_it_again(
     assert done["status"] == "completed"
     assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5200}]
     assert "already executed" in done["last_input"] or "outcome unknown" in done["last_input"]
+
+
+def test_heartbeats_keep_the_lease_during_a_long_tool(
+    server: PliuzServer, human: Human, tmp_path: Path
+) -> None:
+    case = DurableCase(server, tmp_path, LEASE_SECONDS="10")
+    started = case.start(AMOUNT="5300")
+    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
+    human.decide_ok(a["id"], "approve")
+    slow, slow_log = case.spawn("resume", started["run_id"], SLOW_TOOL="14")
+    time.sleep(12)  # past the 10 s lease: only heartbeats keep it
+    rival, rival_log = case.spawn("resume", started["run_id"])
+    assert rival.wait(timeout=60) != 0
+    assert "run_claimed" in rival_log.read_text(), rival_log.read_text()
+    done = case.result(slow, slow_log)
+    assert done["status"] == "completed"
+    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5300}]

@@ -35,7 +35,7 @@ import hashlib
 import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +133,10 @@ class Runs:
         lease_seconds: how long a resumer holds a run before another may take
             it over; heartbeats extend it while the run continues.
         heartbeat_every: seconds between heartbeats (default: a third of the lease).
+
+    :meth:`run_sync` and :meth:`resume_sync` are the synchronous twins (an
+    ``AsyncPliuzClient`` instance is bound to one event loop: give a factory,
+    or nothing, when calling them more than once).
     """
 
     def __init__(
@@ -355,6 +359,33 @@ class Runs:
             except PliuzError as exc:  # transient: the lease still has time; try again
                 log.warning("pliuz: heartbeat of run %s failed: %s", run_id, exc)
 
+    # -- sync twins (like Runner.run_sync) ---------------------------------------
+
+    def run_sync(
+        self,
+        agent: Agent[Any],
+        input: Any,
+        *,
+        metadata: dict[str, Any] | None = None,
+        **runner_kwargs: Any,
+    ) -> RunsResult:
+        """:meth:`run` from synchronous code (no event loop may be running)."""
+        return _sync(self.run(agent, input, metadata=metadata, **runner_kwargs))
+
+    def resume_sync(
+        self,
+        run_id: str,
+        agent: Agent[Any],
+        *,
+        wait: bool = True,
+        wait_timeout: float | None = None,
+        **runner_kwargs: Any,
+    ) -> RunsResult:
+        """:meth:`resume` from synchronous code (no event loop may be running)."""
+        return _sync(
+            self.resume(run_id, agent, wait=wait, wait_timeout=wait_timeout, **runner_kwargs)
+        )
+
     # -- worker ---------------------------------------------------------------
 
     async def serve(
@@ -435,6 +466,17 @@ class Runs:
                     await _first_of(set(active.values()), stop, timeout=float(poll_wait))
             if active:
                 await asyncio.gather(*active.values(), return_exceptions=True)
+
+
+def _sync(work: Coroutine[Any, Any, RunsResult]) -> RunsResult:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    work.close()
+    raise RuntimeError(
+        "run_sync/resume_sync cannot be called from a running event loop; await run/resume"
+    )
 
 
 def _forget(
