@@ -8,7 +8,8 @@ Each process builds its own scripted model (the part of the conversation it
 plays), as a real deployment builds its own model provider.
 
 Environment: PLIUZ_API_KEY, PLIUZ_BASE_URL, PLIUZ_EXAMPLE_LEDGER (the refund
-ledger), SCENARIO (single | two | as_tool | handoff | quick), SESSION_ID, SLOW_TOOL (seconds),
+ledger), SCENARIO (single | two | as_tool | handoff | quick | bad_args), SESSION_ID,
+SLOW_TOOL (seconds),
 CALL_PREFIX (fresh call ids per test, as a real model sends), ORDER, AMOUNT,
 KILL_AFTER_TOOL=1 (SIGKILL this process once the tool ran, before the run completes),
 LEASE_SECONDS, RESUME_WAIT=0 (resume with wait=False).
@@ -99,6 +100,8 @@ def start_steps(scenario: str) -> list[Any]:
         ]
     if scenario == "quick":
         return [[function_call("quick_tool", {"note": order}, call_id=call(1))]]
+    if scenario == "bad_args":  # one call the model garbled, one to decide
+        return [[function_call("issue_refund", "{oops", call_id=call(9)), refund(order, amount, 1)]]
     return [[refund(order, amount, 1)]]
 
 

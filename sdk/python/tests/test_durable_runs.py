@@ -4,10 +4,16 @@ the API; process B — a new interpreter — resumes the run. Real server, real 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
+from agents import RunConfig
+from agents.testing import ScriptedModel, assistant_message, function_call
 from durable_helpers import AgentAPI, DurableCase
+from durable_proc import support
 from server import Human, PliuzServer
+
+from pliuz.adapters.openai_agents import Runs
 
 
 def test_approve_then_resume_in_another_process(
@@ -191,3 +197,31 @@ def test_heartbeats_keep_the_lease_during_a_long_tool(
     done = case.result(slow, slow_log)
     assert done["status"] == "completed"
     assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5300}]
+
+
+def test_unreadable_arguments_are_answered_without_a_request(
+    server: PliuzServer, human: Human, tmp_path: Path, agent_env: dict[str, str]
+) -> None:
+    case = DurableCase(server, tmp_path, scenario="bad_args")
+    started = case.start(AMOUNT="5600")
+    assert len(started["approvals"]) == 1  # only the readable call waits for a human
+    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
+    human.decide_ok(a["id"], "approve")
+    done = case.resume(started["run_id"])
+    assert done["status"] == "completed"
+    outputs = list(done["tool_outputs"].values())
+    assert any("arguments are not a JSON object" in o for o in outputs), outputs
+    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5600}]
+
+    # Nothing else to decide: the run goes on by itself and never pauses.
+    session = f"bad-{uuid.uuid4().hex[:8]}"
+    model = ScriptedModel(
+        [[function_call("issue_refund", "{oops", call_id="bad_1")], [assistant_message("sorry")]]
+    )
+    result = Runs().run_sync(
+        support, "refund", run_config=RunConfig(model=model, tracing_disabled=True,
+                                                group_id=session),
+    )  # fmt: skip
+    assert result.status == "finished" and result.run_id is None
+    assert result.final_output == "sorry"
+    assert [x for x in human.list(tool="issue_refund") if x["session_id"] == session] == []

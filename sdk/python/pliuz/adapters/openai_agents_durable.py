@@ -57,7 +57,7 @@ from ..runs import (
     PliuzRunError,
     Run,
 )
-from ._common import message_for
+from ._common import message_for, not_run
 from ._durable_scope import DurableScope, durable_scope
 
 __all__ = ["Runs", "RunsResult"]
@@ -184,22 +184,26 @@ class Runs:
         async with self._session() as client:
             config = runner_kwargs.get("run_config")
             scope = DurableScope(client=client, run_config=config)
+
+            async def run_once(given: Any) -> RunResult:
+                return await Runner.run(agent, given, **runner_kwargs)
+
             try:
                 with durable_scope(scope):
-                    result = await Runner.run(agent, input, **runner_kwargs)
+                    result, state, waiting = await _run_to_pause(run_once, input)
             except BaseException:
                 await _cancel_created(client, scope, "the agent run failed before it paused")
                 raise
-            if not result.interruptions:
+            if state is None:
                 return RunsResult(None, "finished", final_output=result.final_output, result=result)
             try:
-                approvals = _approvals_for(result.interruptions, scope, {})
+                approvals = _approvals_for(waiting, scope, {})
                 meta = {**(metadata or {}), AGENT_METADATA_KEY: agent.name}
                 session = _group_id(config)
                 if session is not None:
                     meta[SESSION_METADATA_KEY] = session
                 run = await AsyncRunsAPI(client).create(
-                    result.to_state().to_string(),
+                    state.to_string(),
                     approval_ids=[a.id for a in approvals],
                     metadata=meta,
                 )
@@ -264,6 +268,10 @@ class Runs:
         try:
             state = await RunState.from_string(agent, claimed.state)
             for item in state.get_interruptions():
+                unreadable = _unreadable_arguments(item)
+                if unreadable is not None:  # rejected before the pause; the same again
+                    state.reject(item, rejection_message=unreadable)
+                    continue
                 call_id = _call_id(item)
                 approval = by_call.get(call_id) if call_id else None
                 if approval is None:
@@ -297,13 +305,17 @@ class Runs:
             session_id=stored_session if isinstance(stored_session, str) else None,
             decided=dict(by_call),
         )
+
+        async def run_once(given: Any) -> RunResult:
+            return await self._run_with_heartbeat(api, run_id, token, agent, given, runner_kwargs)
+
         with durable_scope(scope):
-            result = await self._run_with_heartbeat(api, run_id, token, agent, state, runner_kwargs)
-        if result.interruptions:
+            result, paused, waiting = await _run_to_pause(run_once, state)
+        if paused is not None:
             try:
-                approvals = _approvals_for(result.interruptions, scope, by_call)
+                approvals = _approvals_for(waiting, scope, by_call)
                 run = await api.pause(
-                    run_id, token, result.to_state().to_string(),
+                    run_id, token, paused.to_string(),
                     approval_ids=[a.id for a in approvals],
                 )  # fmt: skip
             except BaseException:
@@ -466,6 +478,54 @@ class Runs:
                     await _first_of(set(active.values()), stop, timeout=float(poll_wait))
             if active:
                 await asyncio.gather(*active.values(), return_exceptions=True)
+
+
+#: Rounds of "the model sent unreadable arguments, tell it and go on" before giving up.
+MAX_LOCAL_ROUNDS = 10
+
+
+async def _run_to_pause(
+    run_once: Callable[[Any], Awaitable[RunResult]], given: Any
+) -> tuple[RunResult, RunState[Any, Any] | None, list[ToolApprovalItem]]:
+    """Run until the agent finishes (state ``None``) or pauses on calls a human must decide.
+
+    A call whose arguments are not a JSON object cannot be approved (the blocking gate
+    answers it at once); it is rejected with that reason, and the run goes on by itself
+    when nothing else waits.
+    """
+    result = await run_once(given)
+    for _ in range(MAX_LOCAL_ROUNDS):
+        if not result.interruptions:
+            return result, None, []
+        state = result.to_state()
+        waiting: list[ToolApprovalItem] = []
+        for item in state.get_interruptions():
+            unreadable = _unreadable_arguments(item)
+            if unreadable is None:
+                waiting.append(item)
+            else:
+                state.reject(item, rejection_message=unreadable)
+        if waiting:
+            return result, state, waiting
+        result = await run_once(state)
+    raise PliuzRunError(
+        f"the model sent unreadable tool arguments {MAX_LOCAL_ROUNDS} times in a row; giving up"
+    )
+
+
+def _unreadable_arguments(item: ToolApprovalItem) -> str | None:
+    """What the model is told about a call whose arguments are not a JSON object, else None."""
+    text = item.arguments
+    try:
+        parsed = json.loads(text) if text and text.strip() else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return None
+    return not_run(
+        item.tool_name or "the tool",
+        "its arguments are not a JSON object (send {} for a call without arguments).",
+    )
 
 
 def _sync(work: Coroutine[Any, Any, RunsResult]) -> RunsResult:
