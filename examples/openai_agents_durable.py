@@ -28,7 +28,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from agents import Agent, RunConfig, function_tool
+from pliuz import PliuzConflictError
 from pliuz.adapters.openai_agents import Runs, gated_tool
+from pliuz.runs import PliuzRunError
 from pliuz.webhooks import verify
 
 
@@ -89,11 +91,22 @@ async def resume_refund(run_id: str) -> dict[str, Any]:
 
 
 async def handle_webhook(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-    """POST /pliuz/webhook: verify the signature, then resume the run that became ready."""
+    """POST /pliuz/webhook: verify the signature, then resume the run that became ready.
+
+    Raises :class:`~pliuz.webhooks.WebhookVerificationError` for a delivery not signed
+    with this agent's secret (answer 400). A retried delivery whose run another process
+    already took is answered without resuming it again.
+    """
     event = verify(headers, body, os.environ["PLIUZ_WEBHOOK_SECRET"])
     if event.get("type") != "run.ready":
         return {"ignored": event.get("type")}
-    return await resume_refund(str(event["data"]["run_id"]))
+    run_id = str(event["data"]["run_id"])
+    try:
+        return await resume_refund(run_id)
+    except PliuzConflictError:
+        return {"run_id": run_id, "status": "taken by another resumer"}
+    except PliuzRunError as exc:
+        return {"run_id": run_id, "status": "not resumed", "why": str(exc)}
 
 
 def main(argv: list[str]) -> None:

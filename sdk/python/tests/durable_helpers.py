@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -87,3 +90,38 @@ class AgentAPI:
         r = self.request("GET", f"/runs/{run_id}")
         assert r.status_code == 200, r.text
         return dict(r.json())
+
+
+class Receiver:
+    """A local webhook receiver: records every delivery; can answer 503 ("down")."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[dict[str, str], bytes]] = []
+        self.down = False
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                if outer.down:
+                    self.send_response(503)
+                else:
+                    outer.deliveries.append((dict(self.headers.items()), body))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/pliuz/webhook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def wait_for(self, event_type: str, timeout: float = 30) -> tuple[dict[str, str], bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for headers, body in list(self.deliveries):
+                if json.loads(body).get("type") == event_type:
+                    return headers, body
+            time.sleep(0.1)
+        raise AssertionError(f"no {event_type} delivery; got {len(self.deliveries)}")

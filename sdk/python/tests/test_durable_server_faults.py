@@ -4,20 +4,17 @@ Real server, real Runner, separate interpreters."""
 from __future__ import annotations
 
 import asyncio
-import http.server
-import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from durable_helpers import HERE, AgentAPI, DurableCase
+from durable_helpers import HERE, AgentAPI, DurableCase, Receiver
 from server import Human, PliuzServer
 
 from pliuz import AsyncPliuzClient, PliuzNotFoundError
@@ -151,41 +148,6 @@ def test_worker_resumes_ready_runs_and_stops_gracefully(
     finally:
         if worker.poll() is None:
             worker.kill()
-
-
-class Receiver:
-    """A local webhook receiver: records every delivery; can answer 503 ("down")."""
-
-    def __init__(self) -> None:
-        self.deliveries: list[tuple[dict[str, str], bytes]] = []
-        self.down = False
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if outer.down:
-                    self.send_response(503)
-                else:
-                    outer.deliveries.append((dict(self.headers.items()), body))
-                    self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/pliuz/webhook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def wait_for(self, event_type: str, timeout: float = 30) -> tuple[dict[str, str], bytes]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for headers, body in list(self.deliveries):
-                if json.loads(body).get("type") == event_type:
-                    return headers, body
-            time.sleep(0.1)
-        raise AssertionError(f"no {event_type} delivery; got {len(self.deliveries)}")
 
 
 def test_signed_run_ready_webhook_resumes_the_run(
