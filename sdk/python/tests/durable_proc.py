@@ -57,6 +57,19 @@ def quick_tool(note: str) -> str:
     return f"quick {note}"
 
 
+def slow_tool_if_asked() -> None:
+    """SLOW_TOOL=N: the refund takes N seconds (longer than a lease, or than a stop signal)."""
+    if not env("SLOW_TOOL"):
+        return
+    fast = seed.charge_back
+
+    def slow(order_id: str, amount_cents: int) -> str:
+        time.sleep(float(env("SLOW_TOOL")))
+        return str(fast(order_id, amount_cents))
+
+    seed.charge_back = slow
+
+
 def env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
@@ -131,14 +144,7 @@ def main() -> None:
     agent = starting_agent(scenario)
     lease = int(env("LEASE_SECONDS", "60"))
     runs = Runs(lease_seconds=lease, heartbeat_every=max(1.0, lease / 4))
-    if env("SLOW_TOOL"):  # the refund takes longer than the lease: heartbeats must keep it
-        fast = seed.charge_back
-
-        def slow(order_id: str, amount_cents: int) -> str:
-            time.sleep(float(env("SLOW_TOOL")))
-            return str(fast(order_id, amount_cents))
-
-        seed.charge_back = slow
+    slow_tool_if_asked()
     if mode == "start":  # the synchronous twin
         model = ScriptedModel(start_steps(scenario))
         config = RunConfig(model=model, tracing_disabled=True, group_id=env("SESSION_ID"))

@@ -6,8 +6,9 @@ from typing import Any
 
 from agents import RunConfig
 from agents.testing import ScriptedModel, assistant_message
-from durable_proc import support
+from durable_proc import slow_tool_if_asked, support
 
+slow_tool_if_asked()
 agents: list[Any] = [support]
 
 # One answer per resumed run (the worker test resumes a few).

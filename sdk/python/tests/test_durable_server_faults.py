@@ -179,3 +179,31 @@ def test_signed_run_ready_webhook_resumes_the_run(
         assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5500}]
     finally:
         receiver.httpd.shutdown()
+
+
+def test_worker_finishes_the_run_in_progress_on_sigterm(
+    server: PliuzServer, human: Human, tmp_path: Path
+) -> None:
+    case = DurableCase(server, tmp_path)
+    started = case.start(AMOUNT="5700")
+    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
+    human.decide_ok(a["id"], "approve")
+    env = {**os.environ, **server.agent_env(), "PLIUZ_EXAMPLE_LEDGER": str(case.ledger),
+           "SLOW_TOOL": "4"}  # fmt: skip
+    log = tmp_path / "worker.log"
+    with open(log, "w") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "pliuz.worker", "durable_worker_target:agents",
+             "--run-config", "durable_worker_target:run_config", "--poll-wait", "2"],
+            cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        api = AgentAPI(server)
+        wait_run_status(api, started["run_id"], "running")
+        worker.send_signal(signal.SIGTERM)  # mid-refund: stop taking runs, finish this one
+        assert worker.wait(timeout=30) == 0, log.read_text()
+        assert api.run(started["run_id"])["status"] == "completed"
+        assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5700}]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
