@@ -7,6 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from agents import RunConfig
 from agents.testing import ScriptedModel, assistant_message, function_call
 from durable_helpers import AgentAPI, DurableCase
@@ -225,3 +226,28 @@ def test_unreadable_arguments_are_answered_without_a_request(
     assert result.status == "finished" and result.run_id is None
     assert result.final_output == "sorry"
     assert [x for x in human.list(tool="issue_refund") if x["session_id"] == session] == []
+
+
+def test_auto_approved_call_runs_at_once_without_a_stored_run(
+    server: PliuzServer, human: Human, tmp_path: Path, agent_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("PLIUZ_EXAMPLE_LEDGER", str(ledger))
+    session = f"auto-{uuid.uuid4().hex[:8]}"
+    model = ScriptedModel(
+        [
+            [function_call("issue_refund", {"order_id": "S-1", "amount_cents": 900},
+                           call_id="auto_1")],
+            [assistant_message("refunded")],
+        ]
+    )  # fmt: skip
+    result = Runs().run_sync(
+        support, "refund", run_config=RunConfig(model=model, tracing_disabled=True,
+                                                group_id=session),
+    )  # fmt: skip
+    assert result.status == "finished" and result.run_id is None
+    assert result.final_output == "refunded"
+    assert ledger.read_text().splitlines() == ['{"order_id": "S-1", "amount_cents": 900}']
+    (a,) = [x for x in human.list(tool="issue_refund") if x["session_id"] == session]
+    assert a["status"] == "executed" and a["decision"]["by"] == "policy:refunds"

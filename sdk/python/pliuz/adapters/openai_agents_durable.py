@@ -148,9 +148,12 @@ class Runs:
     ) -> None:
         if not 10 <= lease_seconds <= 3600:
             raise ValueError("lease_seconds must be between 10 and 3600")
+        every = heartbeat_every if heartbeat_every is not None else lease_seconds / 3
+        if not 0 < every < lease_seconds:
+            raise ValueError("heartbeat_every must be positive and shorter than lease_seconds")
         self._client = client
         self.lease_seconds = lease_seconds
-        self.heartbeat_every = heartbeat_every or lease_seconds / 3
+        self.heartbeat_every = every
 
     # -- client ---------------------------------------------------------------
 
@@ -309,8 +312,12 @@ class Runs:
         async def run_once(given: Any) -> RunResult:
             return await self._run_with_heartbeat(api, run_id, token, agent, given, runner_kwargs)
 
-        with durable_scope(scope):
-            result, paused, waiting = await _run_to_pause(run_once, state)
+        try:
+            with durable_scope(scope):
+                result, paused, waiting = await _run_to_pause(run_once, state)
+        except BaseException:
+            await _cancel_created(client, scope, "the resumed run failed before it paused again")
+            raise
         if paused is not None:
             try:
                 approvals = _approvals_for(waiting, scope, by_call)
