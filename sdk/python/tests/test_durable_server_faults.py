@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ from pliuz import AsyncPliuzClient, PliuzNotFoundError
 from pliuz.adapters.openai_agents import Runs
 from pliuz.runs import ClaimedRun, PliuzRunError, PliuzRunStateIntegrityError, verify_claimed
 from pliuz.webhooks import WebhookVerificationError, verify
+
+
+def own_agent(server: PliuzServer) -> str:
+    """A fresh agent key: its runs are this test's only."""
+    return server.cli("agents", "create", f"bot-{uuid.uuid4().hex[:8]}")
 
 
 def wait_run_status(api: AgentAPI, run_id: str, status: str, timeout: float = 30) -> None:
@@ -119,13 +125,14 @@ def _client_kw(server: PliuzServer, key: str | None = None) -> dict[str, Any]:
 def test_worker_resumes_ready_runs_and_stops_gracefully(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
-    cases = [DurableCase(server, tmp_path / str(i)) for i in range(2)]
+    key = own_agent(server)  # a worker serves every ready run of its key: only this test's
+    cases = [DurableCase(server, tmp_path / str(i), PLIUZ_API_KEY=key) for i in range(2)]
     for c in cases:
         c.tmp.mkdir()
         c.ledger = tmp_path / "ledger.jsonl"  # one ledger for the worker's process
     started = [c.start(AMOUNT=str(5400 + i)) for i, c in enumerate(cases)]
     ledger = str(tmp_path / "ledger.jsonl")
-    env = {**os.environ, **server.agent_env(), "PLIUZ_EXAMPLE_LEDGER": ledger}
+    env = {**os.environ, **server.agent_env(), "PLIUZ_API_KEY": key, "PLIUZ_EXAMPLE_LEDGER": ledger}
     log = tmp_path / "worker.log"
     with open(log, "w") as out:
         worker = subprocess.Popen(
@@ -138,7 +145,7 @@ def test_worker_resumes_ready_runs_and_stops_gracefully(
         for c in cases:
             (a,) = human.wait_pending(tool="issue_refund", session=c.session)
             human.decide_ok(a["id"], "approve")
-        api = AgentAPI(server)
+        api = AgentAPI(server, key)
         for s in started:
             wait_run_status(api, s["run_id"], "completed")
         rows = cases[0].ledger_rows()
@@ -184,12 +191,13 @@ def test_signed_run_ready_webhook_resumes_the_run(
 def test_worker_finishes_the_run_in_progress_on_sigterm(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
-    case = DurableCase(server, tmp_path)
+    key = own_agent(server)
+    case = DurableCase(server, tmp_path, PLIUZ_API_KEY=key)
     started = case.start(AMOUNT="5700")
     (a,) = human.wait_pending(tool="issue_refund", session=case.session)
     human.decide_ok(a["id"], "approve")
-    env = {**os.environ, **server.agent_env(), "PLIUZ_EXAMPLE_LEDGER": str(case.ledger),
-           "SLOW_TOOL": "4"}  # fmt: skip
+    env = {**os.environ, **server.agent_env(), "PLIUZ_API_KEY": key,
+           "PLIUZ_EXAMPLE_LEDGER": str(case.ledger), "SLOW_TOOL": "4"}  # fmt: skip
     log = tmp_path / "worker.log"
     with open(log, "w") as out:
         worker = subprocess.Popen(
@@ -198,7 +206,7 @@ def test_worker_finishes_the_run_in_progress_on_sigterm(
             cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        api = AgentAPI(server)
+        api = AgentAPI(server, key)
         wait_run_status(api, started["run_id"], "running")
         worker.send_signal(signal.SIGTERM)  # mid-refund: stop taking runs, finish this one
         assert worker.wait(timeout=30) == 0, log.read_text()

@@ -24,6 +24,13 @@ run and the model receives a plain tool result saying so: rejected (with the
 reviewer's reason), expired, timed out, approval server unreachable. It fails
 closed, always. ``on_reject="raise"`` raises :class:`PliuzToolRejectedError`
 (a :class:`~pliuz.PliuzRejectedError` that the Agents SDK lets through) instead.
+
+That is the blocking mode: the run waits inside the call. Run the agent through
+:class:`Runs` instead and the same tools pause the run with the SDK's own
+interruption (``needs_approval``), the state is stored in Pliuz and any process
+resumes it (:mod:`pliuz.adapters.openai_agents_durable`). :func:`run_streamed`
+is ``Runner.run_streamed`` plus a :class:`PliuzApprovalPendingEvent` while a
+call waits.
 """
 
 from __future__ import annotations
@@ -166,7 +173,7 @@ def wrap_tool(
             return scope.client, False
         return AsyncPliuzClient(), True
 
-    def prepare(
+    def build_request(
         ctx: RunContextWrapper[Any],
         args: dict[str, Any],
         call_id: str | None,
@@ -210,7 +217,7 @@ def wrap_tool(
         try:
             c, owned = make_client()
             try:
-                prepared = prepare(ctx, params, call_id, c.api_key)
+                prepared = build_request(ctx, params, call_id, c.api_key)
                 approval = await c.create_approval(**prepared.request)
             finally:
                 if owned:
@@ -284,7 +291,7 @@ def wrap_tool(
             # RunConfig says (a worker may not know the session the run was started with).
             paused = scope.decided.get(call_id) if scope is not None and call_id else None
             known_key = paused.idempotency_key if paused is not None else None
-            prepared = prepare(ctx, args, call_id, c.api_key, known_key)
+            prepared = build_request(ctx, args, call_id, c.api_key, known_key)
             return await run_gated_async(
                 c,
                 prepared,
