@@ -194,8 +194,9 @@ class Runs:
             try:
                 with durable_scope(scope):
                     result, state, waiting = await _run_to_pause(run_once, input)
-            except BaseException:
+            except BaseException as exc:
                 await _cancel_created(client, scope, "the agent run failed before it paused")
+                _raise_request_failure(scope, exc, None)
                 raise
             if state is None:
                 return RunsResult(None, "finished", final_output=result.final_output, result=result)
@@ -315,8 +316,9 @@ class Runs:
         try:
             with durable_scope(scope):
                 result, paused, waiting = await _run_to_pause(run_once, state)
-        except BaseException:
+        except BaseException as exc:
             await _cancel_created(client, scope, "the resumed run failed before it paused again")
+            _raise_request_failure(scope, exc, run_id)
             raise
         if paused is not None:
             try:
@@ -593,6 +595,18 @@ def _approvals_for(
             seen.add(approval.id)
             out.append(approval)
     return out
+
+
+def _raise_request_failure(scope: DurableScope, exc: BaseException, run_id: str | None) -> None:
+    """The SDK wraps a failed ``needs_approval`` check in its own error: name the real cause."""
+    if isinstance(exc, PliuzError) or not isinstance(exc, Exception) or not scope.failures:
+        return
+    call_id, cause = next(iter(scope.failures.items()))
+    raise PliuzRunError(
+        f"the run could not pause: the Pliuz request for call {call_id} could not be created "
+        f"({cause}); the call did not run" + ("" if run_id else " and the run was not stored"),
+        run_id=run_id,
+    ) from exc
 
 
 async def _cancel_created(client: AsyncPliuzClient, scope: DurableScope, reason: str) -> None:
