@@ -36,7 +36,7 @@ pub struct Settings {
     /// The data encryption key file (`crate::encryption`; generated on first start, mode 0600).
     pub encryption_key_file: PathBuf,
     /// The key given directly (`PLIUZ_ENCRYPTION_KEY`, base64); wins over the file.
-    pub encryption_key: Option<String>,
+    pub encryption_key: Option<crate::encryption::KeyText>,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -563,7 +563,7 @@ impl Settings {
             inbox,
             max_run_state_bytes,
             encryption_key_file,
-            encryption_key: env("PLIUZ_ENCRYPTION_KEY"),
+            encryption_key: env("PLIUZ_ENCRYPTION_KEY").map(crate::encryption::KeyText),
             config_path,
         })
     }

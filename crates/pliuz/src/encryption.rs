@@ -119,6 +119,16 @@ fn read_key_file(path: &Path) -> anyhow::Result<DataKey> {
     parse_key(&text, &path.display().to_string())
 }
 
+/// A key given as text (`PLIUZ_ENCRYPTION_KEY`); never shown by `{:?}`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyText(pub String);
+
+impl std::fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// Where a key comes from; also the cache key, so a process loads it once.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Source {
@@ -132,7 +142,7 @@ impl DataKey {
     pub fn for_settings(settings: &crate::config::Settings) -> anyhow::Result<Arc<DataKey>> {
         static CACHE: OnceLock<Mutex<HashMap<Source, Arc<DataKey>>>> = OnceLock::new();
         let source = match &settings.encryption_key {
-            Some(k) => Source::Env(k.clone()),
+            Some(k) => Source::Env(k.0.clone()),
             None => Source::File(settings.encryption_key_file.clone()),
         };
         let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));

@@ -931,3 +931,47 @@ async fn postgres_runs_flow_and_replicas_wake_each_others_long_polls() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "failed");
 }
+
+#[tokio::test]
+async fn max_run_state_bytes_is_validated_strictly_and_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |value: &str| {
+        std::process::Command::new(support::BIN)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["agents", "list"])
+            .env("PLIUZ_MAX_RUN_STATE_BYTES", value)
+            .output()
+            .unwrap()
+    };
+    let out = run("8MiB");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PLIUZ_MAX_RUN_STATE_BYTES"));
+    let out = run("100");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("between 1024 and"));
+    assert!(run("4096").status.success());
+
+    let e = env_full(
+        None,
+        vec![("PLIUZ_MAX_RUN_STATE_BYTES".into(), "4096".into())],
+    )
+    .await;
+    let (s, v) = e
+        .post(
+            &e.agent,
+            "/api/v1/runs",
+            json!({"state": "z".repeat(4097), "approval_ids": []}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("4096"), "{v}");
+    let (s, _) = e
+        .post(
+            &e.agent,
+            "/api/v1/runs",
+            json!({"state": "z".repeat(4096), "approval_ids": []}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+}

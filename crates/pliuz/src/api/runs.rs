@@ -257,10 +257,16 @@ pub async fn get_one(
         if run.status != RunStatus::Waiting || tokio::time::Instant::now() >= deadline {
             return Ok(Json(RunView::new(run)));
         }
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = changes.recv() => {}
-            _ = runs.changed() => {}
+        // Re-read only when one of its approvals (or a run) changed.
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = runs.changed() => break,
+                ev = changes.recv() => match ev {
+                    Ok(ev) if !run.approval_ids.contains(&ev.id) => continue,
+                    _ => break,
+                },
+            }
         }
     }
 }

@@ -105,6 +105,7 @@ impl Server {
         }
         // Hermetic: a key in the developer's environment must not leak in.
         c.env_remove("PLIUZ_AUDIT_SIGNING_KEY");
+        c.env_remove("PLIUZ_ENCRYPTION_KEY");
         for (k, v) in &self.extra_env {
             c.env(k, v);
         }
