@@ -345,9 +345,9 @@ async def _run_gated_async(
     )
     if approval.status == "pending":
         if on_pending is not None:
-            _notified = on_pending(approval)
-            if _notified is not None:
-                await _notified
+            announced = on_pending(approval)
+            if announced is not None:
+                await announced
         try:
             approval = await client.wait_for_decision(approval, timeout=timeout_s)
         except PliuzTimeoutError:
