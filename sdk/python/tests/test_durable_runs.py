@@ -8,13 +8,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from agents import RunConfig
+from agents import Agent, RunConfig, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
 from durable_helpers import AgentAPI, DurableCase
 from durable_proc import support
+from pydantic import BaseModel
 from server import Human, PliuzServer
 
-from pliuz.adapters.openai_agents import Runs
+from pliuz.adapters.openai_agents import Runs, gated_tool
 
 
 def test_approve_then_resume_in_another_process(
@@ -251,3 +252,42 @@ def test_auto_approved_call_runs_at_once_without_a_stored_run(
     assert ledger.read_text().splitlines() == ['{"order_id": "S-1", "amount_cents": 900}']
     (a,) = [x for x in human.list(tool="issue_refund") if x["session_id"] == session]
     assert a["status"] == "executed" and a["decision"]["by"] == "policy:refunds"
+
+
+class Card(BaseModel):
+    number: str
+    holder: str
+
+
+def test_edit_with_redacted_values_restores_them_in_the_resumed_run(
+    server: PliuzServer, human: Human, agent_env: dict[str, str]
+) -> None:
+    ran: list[tuple[str, int, dict[str, str]]] = []
+
+    @gated_tool(redact=["card.number"])
+    @function_tool
+    async def pay_invoice(invoice_id: str, amount_cents: int, card: Card) -> str:
+        """Pay an invoice with a card."""
+        ran.append((invoice_id, amount_cents, card.model_dump()))
+        return "paid"
+
+    agent = Agent(name="Billing", tools=[pay_invoice])
+    session = f"redact-{uuid.uuid4().hex[:8]}"
+    args = {"invoice_id": "INV-9", "amount_cents": 9000,
+            "card": {"number": "4111111111111111", "holder": "Ada"}}  # fmt: skip
+    start_model = ScriptedModel([[function_call("pay_invoice", args, call_id="r_1")]])
+    config = RunConfig(model=start_model, tracing_disabled=True, group_id=session)
+    started = Runs().run_sync(agent, "pay", run_config=config)
+    (a,) = started.approvals
+    assert a.tool_args["card"] == {"number": "[REDACTED]", "holder": "Ada"}
+    assert "4111111111111111" not in str(human.get(a.id))
+    edited = {**a.tool_args, "amount_cents": 4500,
+              "card": {"number": "[REDACTED]", "holder": "Ada Lovelace"}}  # fmt: skip
+    human.decide_ok(a.id, "edit", final_args=edited)
+    assert started.run_id is not None
+
+    resume_model = ScriptedModel([[assistant_message("done")]])
+    config = RunConfig(model=resume_model, tracing_disabled=True, group_id=session)
+    done = Runs().resume_sync(started.run_id, agent, run_config=config)
+    assert done.status == "completed"
+    assert ran == [("INV-9", 4500, {"number": "4111111111111111", "holder": "Ada Lovelace"})]
