@@ -191,11 +191,15 @@ def test_heartbeats_keep_the_lease_during_a_long_tool(
     started = case.start(AMOUNT="5300")
     (a,) = human.wait_pending(tool="issue_refund", session=case.session)
     human.decide_ok(a["id"], "approve")
-    slow, slow_log = case.spawn("resume", started["run_id"], SLOW_TOOL="14")
+    slow, slow_log = case.spawn("resume", started["run_id"], SLOW_TOOL="18")
+    api = AgentAPI(server)
+    deadline = time.monotonic() + 30
+    while api.run(started["run_id"])["status"] != "running":
+        assert time.monotonic() < deadline, slow_log.read_text()
+        time.sleep(0.1)
     time.sleep(12)  # past the 10 s lease: only heartbeats keep it
-    rival, rival_log = case.spawn("resume", started["run_id"])
-    assert rival.wait(timeout=60) != 0
-    assert "run_claimed" in rival_log.read_text(), rival_log.read_text()
+    rival = api.request("POST", f"/runs/{started['run_id']}/claim", json={"lease_seconds": 10})
+    assert rival.status_code == 409 and rival.json()["code"] == "run_claimed", rival.text
     done = case.result(slow, slow_log)
     assert done["status"] == "completed"
     assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5300}]
