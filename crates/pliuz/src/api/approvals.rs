@@ -1,13 +1,13 @@
 //! `/api/v1/approvals`: agents open requests and wait; humans list and decide.
 
 use super::error::Problem;
-use super::extract::{ApiJson, ApiQuery, Auth};
+use super::extract::{check_depth, ApiBytes, ApiJson, ApiPath, ApiQuery, Auth};
 use super::AppState;
 use crate::approval::{Approval, DecisionKind, Execution, ExecutionOutcome, Status};
 use crate::auth::Principal;
 use crate::service::{DecisionInput, FieldError, NewApproval};
 use crate::store::{format_time, ApprovalFilter};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -143,6 +143,10 @@ fn check_len(
     max: usize,
     required: bool,
 ) {
+    if let Some(e) = v.and_then(|s| crate::service::unstorable(field, s)) {
+        errors.push(e);
+        return;
+    }
     match v {
         Some(s) if s.trim().is_empty() && required => {
             errors.push(FieldError::new(field, "must not be empty"))
@@ -239,7 +243,7 @@ pub struct GetQuery {
 pub async fn get(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<GetQuery>,
 ) -> Result<Json<ApprovalView>, Problem> {
     let wait = q.wait.unwrap_or(0);
@@ -296,6 +300,19 @@ pub async fn list(
     Auth(principal): Auth,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ListView>, Problem> {
+    let mut errors = Vec::new();
+    for (field, v) in [
+        ("status", &q.status),
+        ("policy", &q.policy),
+        ("agent", &q.agent),
+        ("tool", &q.tool),
+        ("cursor", &q.cursor),
+    ] {
+        check_len(&mut errors, field, v.as_deref(), 200, false);
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
     let mut filter = ApprovalFilter {
         policy: q.policy,
         agent: q.agent,
@@ -347,7 +364,7 @@ pub struct DecisionBody {
 pub async fn decide(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Json<ApprovalView>, Problem> {
     let kind = DecisionKind::parse(&body.decision).ok_or_else(|| {
@@ -387,7 +404,7 @@ pub struct ExecutionBody {
 pub async fn report_execution(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<ExecutionBody>,
 ) -> Result<Json<ApprovalView>, Problem> {
     let outcome = ExecutionOutcome::parse(&body.outcome).ok_or_else(|| {
@@ -401,6 +418,17 @@ pub async fn report_execution(
             "latency_ms",
             "must be 0 or more",
         )]));
+    }
+    let mut errors = Vec::new();
+    check_len(
+        &mut errors,
+        "output_excerpt",
+        body.output_excerpt.as_deref(),
+        usize::MAX,
+        false,
+    );
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
     }
     let excerpt = body
         .output_excerpt
@@ -430,17 +458,23 @@ pub struct CancelBody {
 pub async fn cancel(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(id): ApiPath,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<ApprovalView>, Problem> {
     // The body is optional: an empty one cancels without a reason.
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
+        check_depth(&body)?;
         serde_json::from_slice::<CancelBody>(&body)
             .map_err(|e| Problem::validation(vec![FieldError::new("body", e.to_string())]))?
             .reason
     };
+    let mut errors = Vec::new();
+    check_len(&mut errors, "reason", reason.as_deref(), 2000, false);
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
     if !matches!(principal, Principal::Agent { .. }) && !principal.sees_everything() {
         return Err(Problem::forbidden(
             "only the requesting agent or an admin can cancel a request",

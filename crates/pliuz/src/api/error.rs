@@ -93,6 +93,16 @@ impl Problem {
         .with_errors(errors)
     }
 
+    /// Over a documented limit (docs/limits.md).
+    pub fn too_large(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Too large",
+            detail,
+        )
+    }
+
     pub fn internal() -> Problem {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,6 +156,9 @@ impl IntoResponse for Problem {
 
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
+        if let StoreError::EntryTooLarge(_) = e {
+            return Problem::too_large(e.to_string());
+        }
         tracing::error!(error = %e, "store error");
         Problem::internal()
     }
@@ -221,6 +234,7 @@ impl From<ServiceError> for Problem {
             ServiceError::Conflict(_) => {
                 Problem::new(StatusCode::CONFLICT, "invalid_transition", "Conflict", msg)
             }
+            ServiceError::TooLarge(_) => Problem::too_large(msg),
             ServiceError::Store(s) => s.into(),
         }
     }

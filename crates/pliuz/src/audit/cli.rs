@@ -29,6 +29,9 @@ pub enum AuditCommand {
     /// Verify an export offline against trusted verifier keys; names the first bad entry.
     Verify {
         dir: PathBuf,
+        /// Do not stop at the first problem: list every bad entry and checkpoint.
+        #[arg(long)]
+        all: bool,
         /// A trusted verifier key (repeatable; give old keys too after a rotation).
         #[arg(long = "key")]
         keys: Vec<String>,
@@ -47,7 +50,11 @@ pub enum AuditCommand {
         keys_file: Option<PathBuf>,
     },
     /// Re-check the live log in the database: every entry, stored hash, checkpoint and key.
-    Check,
+    Check {
+        /// Do not stop at the first problem: list every bad entry and checkpoint.
+        #[arg(long)]
+        all: bool,
+    },
     /// Replace the checkpoint signing key. The old verifier key stays valid for older checkpoints.
     RotateKey {
         /// Print the new private key on stdout instead of writing the key file
@@ -87,14 +94,20 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
     match command {
         AuditCommand::Verify {
             dir,
+            all,
             keys,
             keys_file,
         } => {
             let verifiers = trusted_keys(&keys, keys_file.as_deref())?;
             let dir2 = dir.clone();
-            let result =
-                tokio::task::spawn_blocking(move || pliuz_audit::verify_export(&dir2, &verifiers))
-                    .await?;
+            let result = tokio::task::spawn_blocking(move || {
+                if all {
+                    pliuz_audit::verify_export_all(&dir2, &verifiers)
+                } else {
+                    pliuz_audit::verify_export(&dir2, &verifiers).map_err(|e| vec![e])
+                }
+            })
+            .await?;
             match result {
                 Ok(r) => {
                     println!(
@@ -115,10 +128,15 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
                     }
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) => {
-                    eprintln!("FAILED: {}: {}", dir.display(), e.message);
-                    if let Some(i) = e.index {
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("FAILED: {}: {}", dir.display(), e.message);
+                    }
+                    if let Some(i) = errors.first().and_then(|e| e.index) {
                         eprintln!("first bad index: {i}");
+                    }
+                    if all {
+                        eprintln!("{} problem(s) found", errors.len());
                     }
                     Ok(ExitCode::FAILURE)
                 }
@@ -209,12 +227,12 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
             );
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Check => {
+        AuditCommand::Check { all } => {
             let settings = Settings::load(over)?;
             let signer = Signer::load(&settings.audit, false).ok();
             let cp = crate::server::control_plane(settings).await?;
-            let r = super::verify_log(&cp, signer.as_ref()).await?;
-            match &r.problem {
+            let r = super::verify_log(&cp, signer.as_ref(), all).await?;
+            match r.problems.first() {
                 None => {
                     println!(
                         "OK: {} entries, {} checkpoints, {} unsigned",
@@ -224,8 +242,13 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                Some(p) => {
-                    eprintln!("FAILED: {}", p.message);
+                Some(_) => {
+                    for p in &r.problems {
+                        eprintln!("FAILED: {}", p.message);
+                    }
+                    if all {
+                        eprintln!("{} problem(s) found", r.problems.len());
+                    }
                     Ok(ExitCode::FAILURE)
                 }
             }

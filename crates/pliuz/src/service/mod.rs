@@ -32,8 +32,41 @@ impl FieldError {
     }
 }
 
+/// Text no store can keep the same way: PostgreSQL refuses NUL in text, and
+/// control characters (other than tab and newline) are refused too, so that
+/// behaviour does not depend on the store.
+pub fn unstorable(field: &str, s: &str) -> Option<FieldError> {
+    s.chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| {
+            FieldError::new(
+                field,
+                format!(
+                    "contains the control character U+{:04X}; remove it",
+                    u32::from(c)
+                ),
+            )
+        })
+}
+
+/// Refuses arguments whose canonical JSON is over the limit every verifier
+/// accepts (`pliuz_audit::limits`, docs/limits.md).
+pub fn check_args_size(field: &str, args: &Map<String, Value>) -> Result<()> {
+    use pliuz_audit::limits::{canonical_size, MAX_ARGS_BYTES};
+    let size = canonical_size(args);
+    if size > MAX_ARGS_BYTES {
+        return Err(ServiceError::TooLarge(format!(
+            "{field} is {size} bytes as canonical JSON; at most {MAX_ARGS_BYTES} bytes are accepted (see docs/limits.md)"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The request is over a documented limit (docs/limits.md).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("no approval with id {0}")]
     NotFound(String),
     #[error("{0}")]
@@ -212,6 +245,7 @@ impl ControlPlane {
     /// Opens a request (or returns the earlier one for a repeated
     /// idempotency key). Returns the approval and whether it is new.
     pub async fn create(&self, agent: &str, req: NewApproval) -> Result<(Approval, bool)> {
+        check_args_size("tool_args", &req.tool_args)?;
         let digest = args_digest(&req.tool_name, &req.tool_args);
         if let Some(key) = &req.idempotency_key {
             if let Some(existing) = self.store.find_by_idempotency(agent, key).await? {
@@ -337,6 +371,11 @@ impl ControlPlane {
 
     /// Loads an approval the principal may see.
     pub async fn get_for(&self, principal: &Principal, id: &str) -> Result<Approval> {
+        // No stored id holds a control character; PostgreSQL would refuse
+        // the query, so answer as SQLite does.
+        if unstorable("id", id).is_some() {
+            return Err(ServiceError::NotFound(id.to_owned()));
+        }
         let a = self
             .store
             .get_approval(id)
@@ -398,6 +437,16 @@ impl ControlPlane {
             }
             Principal::User(u) => u,
         };
+        if let Some(e) = input
+            .reason
+            .as_deref()
+            .and_then(|r| unstorable("reason", r))
+        {
+            return Err(ServiceError::Validation(vec![e]));
+        }
+        if let Some(args) = &input.final_args {
+            check_args_size("final_args", args)?;
+        }
         let current = self.get_for(principal, id).await?;
         if !self.may_decide(principal, &current.policy) {
             return Err(ServiceError::Forbidden(format!(
@@ -470,6 +519,9 @@ impl ControlPlane {
         id: &str,
         reason: Option<String>,
     ) -> Result<Approval> {
+        if let Some(e) = reason.as_deref().and_then(|r| unstorable("reason", r)) {
+            return Err(ServiceError::Validation(vec![e]));
+        }
         self.get_for(principal, id).await?;
         let mut tx = self.store.begin_write().await?;
         let mut a = tx
