@@ -2,6 +2,7 @@
 //! (`approval`, `policy`) what to do, and persists the outcome together with
 //! its audit entry and notifications in one [`WriteTx`].
 
+pub mod conditions;
 pub mod directory;
 
 use crate::approval::{
@@ -10,7 +11,7 @@ use crate::approval::{
 use crate::auth::Principal;
 use crate::config::Settings;
 use crate::notify::{ApprovalChanged, Notifier};
-use crate::policy::{AutoDecision, CallFacts, MatchError, Policy, PolicySet};
+use crate::policy::{AutoDecision, MatchError, Policy, PolicySet};
 use crate::store::{AuditEvent, Store, StoreError, WriteTx};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -293,14 +294,18 @@ impl ControlPlane {
             expires_at: now.saturating_add(expires_in),
             version: 0,
         };
-        let auto = policy.auto_decision(&CallFacts {
-            tool: &a.tool_name,
-            args: &a.tool_args,
-            agent,
-            policy: &policy.name,
-            originator: a.originator.as_deref(),
-            metadata: a.client_metadata.as_ref(),
-        });
+        let auto = conditions::auto_decision(
+            policy.clone(),
+            conditions::Facts {
+                tool: a.tool_name.clone(),
+                args: a.tool_args.clone(),
+                agent: agent.to_owned(),
+                policy: policy.name.clone(),
+                originator: a.originator.clone(),
+                metadata: a.client_metadata.clone(),
+            },
+        )
+        .await;
         let mut tx = self.store.begin_write().await?;
         tx.insert_approval(&a).await.map_err(|e| {
             if e.is_unique_violation() {
