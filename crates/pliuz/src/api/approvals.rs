@@ -1,7 +1,7 @@
 //! `/api/v1/approvals`: agents open requests and wait; humans list and decide.
 
 use super::error::Problem;
-use super::extract::{check_depth, ApiBytes, ApiJson, ApiPath, ApiQuery, Auth};
+use super::extract::{check_depth, parse_json, ApiBytes, ApiJson, ApiPath, ApiQuery, Auth};
 use super::AppState;
 use crate::approval::{Approval, DecisionKind, Execution, ExecutionOutcome, Status};
 use crate::auth::Principal;
@@ -168,12 +168,7 @@ fn agent_name(p: &Principal) -> Result<&str, Problem> {
     }
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    Auth(principal): Auth,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> Result<Response, Problem> {
-    let agent = agent_name(&principal)?;
+fn validate_create(body: &CreateBody) -> Result<(), Problem> {
     let mut errors = Vec::new();
     check_len(&mut errors, "tool_name", Some(&body.tool_name), 200, true);
     check_len(&mut errors, "policy", body.policy.as_deref(), 200, true);
@@ -202,6 +197,16 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
+    Ok(())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<Response, Problem> {
+    let agent = agent_name(&principal)?;
+    validate_create(&body)?;
     let (approval, created) = state
         .cp
         .create(
@@ -361,12 +366,7 @@ pub struct DecisionBody {
     final_args: Option<Map<String, Value>>,
 }
 
-pub async fn decide(
-    State(state): State<AppState>,
-    Auth(principal): Auth,
-    ApiPath(id): ApiPath,
-    ApiJson(body): ApiJson<DecisionBody>,
-) -> Result<Json<ApprovalView>, Problem> {
+fn validate_decision(body: &DecisionBody) -> Result<DecisionKind, Problem> {
     let kind = DecisionKind::parse(&body.decision).ok_or_else(|| {
         Problem::validation(vec![FieldError::new(
             "decision",
@@ -378,6 +378,16 @@ pub async fn decide(
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
+    Ok(kind)
+}
+
+pub async fn decide(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(id): ApiPath,
+    ApiJson(body): ApiJson<DecisionBody>,
+) -> Result<Json<ApprovalView>, Problem> {
+    let kind = validate_decision(&body)?;
     let a = state
         .cp
         .decide(
@@ -401,12 +411,7 @@ pub struct ExecutionBody {
     output_excerpt: Option<String>,
 }
 
-pub async fn report_execution(
-    State(state): State<AppState>,
-    Auth(principal): Auth,
-    ApiPath(id): ApiPath,
-    ApiJson(body): ApiJson<ExecutionBody>,
-) -> Result<Json<ApprovalView>, Problem> {
+fn validate_execution(body: &ExecutionBody) -> Result<ExecutionOutcome, Problem> {
     let outcome = ExecutionOutcome::parse(&body.outcome).ok_or_else(|| {
         Problem::validation(vec![FieldError::new(
             "outcome",
@@ -430,6 +435,16 @@ pub async fn report_execution(
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
+    Ok(outcome)
+}
+
+pub async fn report_execution(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(id): ApiPath,
+    ApiJson(body): ApiJson<ExecutionBody>,
+) -> Result<Json<ApprovalView>, Problem> {
+    let outcome = validate_execution(&body)?;
     let excerpt = body
         .output_excerpt
         .map(|s| s.chars().take(MAX_EXCERPT_CHARS).collect::<String>());
@@ -455,18 +470,13 @@ pub struct CancelBody {
     reason: Option<String>,
 }
 
-pub async fn cancel(
-    State(state): State<AppState>,
-    Auth(principal): Auth,
-    ApiPath(id): ApiPath,
-    ApiBytes(body): ApiBytes,
-) -> Result<Json<ApprovalView>, Problem> {
-    // The body is optional: an empty one cancels without a reason.
+/// The body is optional: an empty one cancels without a reason.
+fn cancel_reason(body: &[u8]) -> Result<Option<String>, Problem> {
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        check_depth(&body)?;
-        serde_json::from_slice::<CancelBody>(&body)
+        check_depth(body)?;
+        serde_json::from_slice::<CancelBody>(body)
             .map_err(|e| Problem::validation(vec![FieldError::new("body", e.to_string())]))?
             .reason
     };
@@ -475,6 +485,29 @@ pub async fn cancel(
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
+    Ok(reason)
+}
+
+/// The request-body checks of the approval routes, without I/O, as the
+/// handlers run them: `route` 0 = create, 1 = decision, 2 = execution,
+/// 3 = cancel. For the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn check_request_body(route: u8, body: &[u8]) -> Result<(), Problem> {
+    match route % 4 {
+        0 => validate_create(&parse_json::<CreateBody>(body)?),
+        1 => validate_decision(&parse_json::<DecisionBody>(body)?).map(drop),
+        2 => validate_execution(&parse_json::<ExecutionBody>(body)?).map(drop),
+        _ => cancel_reason(body).map(drop),
+    }
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(id): ApiPath,
+    ApiBytes(body): ApiBytes,
+) -> Result<Json<ApprovalView>, Problem> {
+    let reason = cancel_reason(&body)?;
     if !matches!(principal, Principal::Agent { .. }) && !principal.sees_everything() {
         return Err(Problem::forbidden(
             "only the requesting agent or an admin can cancel a request",
