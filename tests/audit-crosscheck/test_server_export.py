@@ -198,7 +198,10 @@ def server_export(tmp_path_factory):
             deep = {"a": deep}
         for args in ({"deep": deep}, {"note": "x" * 600_000}):
             status, body = p.request(
-                "POST", "/api/v1/approvals", agent, {"tool_name": "issue_refund", "tool_args": args}
+                "POST",
+                "/api/v1/approvals",
+                agent,
+                {"tool_name": "issue_refund", "tool_args": args},
             )
             assert status == 201, body
             status, body = p.request(

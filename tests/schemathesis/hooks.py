@@ -20,5 +20,7 @@ def problem_json_errors(ctx: Any, response: Any, case: Any) -> None:
         f"{response.status_code} answered with content-type {content_type!r}"
     )
     body = json.loads(response.content)
-    assert body.get("status") == response.status_code, f"status field {body.get('status')!r}"
+    assert body.get("status") == response.status_code, (
+        f"status field {body.get('status')!r}"
+    )
     assert isinstance(body.get("detail"), str) and body["detail"], "no detail"

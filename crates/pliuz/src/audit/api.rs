@@ -310,6 +310,7 @@ pub fn routes() -> Vec<Route> {
 
 fn responses(ok: Value) -> Value {
     let mut r = json!({
+        "400": {"$ref": "#/components/responses/Problem"},
         "401": {"$ref": "#/components/responses/Problem"},
         "403": {"$ref": "#/components/responses/Problem"},
         "404": {"$ref": "#/components/responses/Problem"},
