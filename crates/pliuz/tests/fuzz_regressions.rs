@@ -7,7 +7,10 @@ mod checks;
 
 use std::path::Path;
 
-const TARGETS: [(&str, fn(&[u8])); 5] = [
+/// A target's check: panics on a bug.
+type Check = fn(&[u8]);
+
+const TARGETS: [(&str, Check); 5] = [
     ("cel_condition", checks::cel_condition),
     ("canonical_entry", checks::canonical_entry),
     ("note_checkpoint", checks::note_checkpoint),
