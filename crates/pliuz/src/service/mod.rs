@@ -50,10 +50,22 @@ pub fn unstorable(field: &str, s: &str) -> Option<FieldError> {
         })
 }
 
-/// Refuses arguments whose canonical JSON is over the limit every verifier
-/// accepts (`pliuz_audit::limits`, docs/limits.md).
+/// Refuses arguments nested deeper than the API accepts (they sit one level
+/// inside a request body) or whose canonical JSON is over the size every
+/// verifier accepts (`pliuz_audit::limits`, docs/limits.md). The API's
+/// extractor checks nesting already; this also covers the inbox and Slack.
 pub fn check_args_size(field: &str, args: &Map<String, Value>) -> Result<()> {
-    use pliuz_audit::limits::{canonical_size, MAX_ARGS_BYTES};
+    use pliuz_audit::limits::{canonical_size, value_depth, MAX_ARGS_BYTES, MAX_JSON_DEPTH};
+    let depth = 1 + args.values().map(value_depth).max().unwrap_or(0);
+    if depth > MAX_JSON_DEPTH - 1 {
+        return Err(ServiceError::Validation(vec![FieldError::new(
+            field,
+            format!(
+                "nests {depth} levels of arrays and objects; at most {} are accepted (see docs/limits.md)",
+                MAX_JSON_DEPTH - 1
+            ),
+        )]));
+    }
     let size = canonical_size(args);
     if size > MAX_ARGS_BYTES {
         return Err(ServiceError::TooLarge(format!(
