@@ -32,7 +32,11 @@ struct Env {
 }
 
 async fn env_on(database_url: Option<String>) -> Env {
-    let server = Server::start_with(CONFIG, database_url, vec![]).await;
+    env_full(database_url, vec![]).await
+}
+
+async fn env_full(database_url: Option<String>, extra_env: Vec<(String, String)>) -> Env {
+    let server = Server::start_with(CONFIG, database_url, extra_env).await;
     let agent = server.agent_key("bot");
     let finance = server.user_token("fin@example.com", "approver", &["finance"]);
     Env {
@@ -443,12 +447,18 @@ async fn nul_bytes_are_422_on_postgres() {
 
 #[tokio::test]
 async fn every_error_is_problem_json_or_an_html_page() {
-    let e = env_on(None).await;
+    // A small body limit, so an over-limit body fits the socket buffers and
+    // the early 413 is not lost to a connection reset.
+    let e = env_full(
+        None,
+        vec![("PLIUZ_MAX_BODY_BYTES".to_owned(), "4096".to_owned())],
+    )
+    .await;
     let v = e
         .created(&json!({"tool_name": "issue_refund", "tool_args": {}}))
         .await;
     let id = v["id"].as_str().unwrap();
-    let huge = "x".repeat(2 << 20);
+    let huge = "x".repeat(8 << 10);
     for path in [
         format!("/api/v1/approvals/{id}/cancel"),
         "/api/v1/approvals".to_owned(),
