@@ -616,3 +616,127 @@ fn settings_out_of_range_are_refused_by_check_and_serve() {
         "true, false",
     );
 }
+
+/// The `name=value` pairs a response sets, as a `Cookie` header.
+fn cookies(r: &reqwest::Response) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The inbox's "Verify now" gives the full report: both altered entries.
+#[tokio::test]
+async fn verify_now_in_the_inbox_lists_every_problem() {
+    let mut e = env_on(None).await;
+    for i in 0..4 {
+        e.created(&json!({"tool_name": "issue_refund", "tool_args": {"n": i}}))
+            .await;
+    }
+    let created = e.server.cli(
+        &[
+            "users",
+            "create",
+            "audit@example.com",
+            "--role",
+            "auditor",
+            "--password-stdin",
+        ],
+        Some("correct-horse-battery\n"),
+    );
+    assert!(created.success, "{}", created.stderr);
+    e.server.stop();
+    let altered: Vec<i64> = {
+        use sqlx::Connection;
+        let url = format!(
+            "sqlite://{}",
+            e.server.data_dir().join("pliuz.db").display()
+        );
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("DROP TRIGGER audit_entries_no_update")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT idx, body FROM audit_entries WHERE body LIKE '%\"tool_args\":{\"n\":%' ORDER BY idx",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let picked = [rows[0].clone(), rows[rows.len() - 1].clone()];
+        for (idx, body) in &picked {
+            sqlx::query("UPDATE audit_entries SET body = ? WHERE idx = ?")
+                .bind(body.replace("\"n\":", "\"m\":"))
+                .bind(idx)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        conn.close().await.unwrap();
+        picked.iter().map(|(i, _)| *i).collect()
+    };
+    e.server.spawn().await;
+
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // The log-in form carries its own CSRF token and cookie.
+    let r = http.get(e.server.url("/login")).send().await.unwrap();
+    let login_cookie = cookies(&r);
+    let form = r.text().await.unwrap();
+    let login_csrf = form
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf field on the log-in form")
+        .to_owned();
+    let r = http
+        .post(e.server.url("/login"))
+        .header("cookie", &login_cookie)
+        .form(&[
+            ("email", "audit@example.com"),
+            ("password", "correct-horse-battery"),
+            ("csrf", login_csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookies(&r);
+    assert!(!cookie.is_empty(), "log-in failed: {}", r.status());
+    let page = http
+        .get(e.server.url("/audit"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf token on the page ({cookie}): {page}"))
+        .to_owned();
+    let r = http
+        .post(e.server.url("/audit/verify"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("The log does not verify"), "{page}");
+    for idx in altered {
+        assert!(
+            page.contains(&format!("entry {idx}: does not hash")),
+            "entry {idx} not listed: {page}"
+        );
+    }
+    assert!(page.contains("2 problem(s) found"), "{page}");
+}
