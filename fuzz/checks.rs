@@ -9,6 +9,11 @@ use pliuz_audit::limits::{json_depth, value_depth};
 use pliuz_audit::{
     open_checkpoint, open_note, verify_receipt, Checkpoint, Entry, Receipt, SigningKey,
 };
+use std::sync::LazyLock;
+
+/// The trusted log key of the targets (fixed, so inputs replay the same).
+static KEY: LazyLock<SigningKey> =
+    LazyLock::new(|| SigningKey::from_seed("pliuz.local/audit", &[7u8; 32]).expect("key"));
 
 /// A CEL condition and the call's arguments, both from the input (source,
 /// then a NUL, then JSON args): compiling never panics, the cost estimate
@@ -62,7 +67,7 @@ pub fn note_checkpoint(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let key = SigningKey::from_seed("pliuz.local/audit", &[7u8; 32]).expect("key");
+    let key = &*KEY;
     let trusted = [key.verifier()];
     let _ = open_note(text, &trusted);
     let _ = open_checkpoint(text, &trusted);
@@ -83,8 +88,7 @@ pub fn receipt(data: &[u8]) {
     let Ok(receipt) = serde_json::from_slice::<Receipt>(data) else {
         return;
     };
-    let key = SigningKey::from_seed("pliuz.local/audit", &[7u8; 32]).expect("key");
-    let _ = verify_receipt(&receipt, &[key.verifier()]);
+    let _ = verify_receipt(&receipt, &[KEY.verifier()]);
 }
 
 /// The API's request-body checks (create, decision, execution, cancel): the
