@@ -7,13 +7,14 @@
 use pliuz::policy::{CallFacts, Condition, MAX_CONDITION_COST};
 use pliuz_audit::limits::{json_depth, value_depth};
 use pliuz_audit::{
-    open_checkpoint, open_note, verify_receipt, Checkpoint, Entry, Receipt, SigningKey,
+    open_checkpoint, open_note, verify_receipt, Checkpoint, Entry, Receipt, SigningKey, Verifier,
 };
 use std::sync::LazyLock;
 
 /// The trusted log key of the targets (fixed, so inputs replay the same).
 static KEY: LazyLock<SigningKey> =
     LazyLock::new(|| SigningKey::from_seed("pliuz.local/audit", &[7u8; 32]).expect("key"));
+static TRUSTED: LazyLock<Vec<Verifier>> = LazyLock::new(|| vec![KEY.verifier()]);
 
 /// A CEL condition and the call's arguments, both from the input (source,
 /// then a NUL, then JSON args): compiling never panics, the cost estimate
@@ -68,12 +69,12 @@ pub fn note_checkpoint(data: &[u8]) {
         return;
     };
     let key = &*KEY;
-    let trusted = [key.verifier()];
-    let _ = open_note(text, &trusted);
-    let _ = open_checkpoint(text, &trusted);
+    let trusted = &TRUSTED[..];
+    let _ = open_note(text, trusted);
+    let _ = open_checkpoint(text, trusted);
     let _ = Checkpoint::parse_unverified_note(text);
     if let Ok(signed) = key.sign_note(text) {
-        let opened = open_checkpoint(&signed, &trusted);
+        let opened = open_checkpoint(&signed, trusted);
         match Checkpoint::parse(text) {
             Ok(cp) if cp.origin == "pliuz.local/audit" => {
                 assert_eq!(opened.expect("signed by a trusted key"), cp)
@@ -88,7 +89,7 @@ pub fn receipt(data: &[u8]) {
     let Ok(receipt) = serde_json::from_slice::<Receipt>(data) else {
         return;
     };
-    let _ = verify_receipt(&receipt, &[KEY.verifier()]);
+    let _ = verify_receipt(&receipt, &TRUSTED);
 }
 
 /// The API's request-body checks (create, decision, execution, cancel): the
