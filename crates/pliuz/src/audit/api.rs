@@ -14,7 +14,7 @@ use crate::api::error::Problem;
 use crate::api::extract::{ApiQuery, Auth};
 use crate::api::{AppState, Route};
 use crate::auth::Principal;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -259,7 +259,7 @@ async fn consistency(
 async fn receipt(
     State(state): State<AppState>,
     Auth(p): Auth,
-    Path(id): Path<String>,
+    crate::api::extract::ApiPath(id): crate::api::extract::ApiPath,
 ) -> Result<Json<pliuz_audit::Receipt>, Problem> {
     // 404 when the caller may not see it: do not confirm it exists.
     state.cp.get_for(&p, &id).await?;
@@ -310,6 +310,7 @@ pub fn routes() -> Vec<Route> {
 
 fn responses(ok: Value) -> Value {
     let mut r = json!({
+        "400": {"$ref": "#/components/responses/Problem"},
         "401": {"$ref": "#/components/responses/Problem"},
         "403": {"$ref": "#/components/responses/Problem"},
         "404": {"$ref": "#/components/responses/Problem"},

@@ -12,6 +12,7 @@
 
 mod admin;
 pub mod csv;
+mod extract;
 mod history;
 mod pages;
 pub mod ratelimit;

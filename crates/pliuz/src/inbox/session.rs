@@ -19,11 +19,10 @@ use crate::approval::Actor;
 use crate::auth::{self, Principal, User};
 use crate::password_gate::{Busy, PasswordGate};
 use crate::store::{AuditEvent, SessionRecord, StoreError};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use axum::Form;
 use maud::html;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -250,9 +249,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
             ));
         }
         let limit = state.cp.settings.max_body_bytes;
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| WebError::bad_request("The form is too large."))?;
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            WebError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form is too large",
+                "The form is over the server's size limit (max_body_bytes).",
+            )
+        })?;
         let header_token = parts
             .headers
             .get(CSRF_HEADER)
@@ -405,7 +408,7 @@ pub async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    Form(f): Form<LoginForm>,
+    super::extract::WebForm(f): super::extract::WebForm<LoginForm>,
 ) -> WebResult {
     let next = safe_next(f.next.as_deref());
     let email_in = f.email.trim().to_owned();
@@ -595,7 +598,10 @@ fn setup_form(token: &str, user: &User, errors: &[String]) -> maud::Markup {
     }
 }
 
-pub async fn setup_page(State(state): State<AppState>, Path(token): Path<String>) -> WebResult {
+pub async fn setup_page(
+    State(state): State<AppState>,
+    super::extract::WebPath(token): super::extract::WebPath,
+) -> WebResult {
     let user = setup_user(&state, &token).await?;
     Ok(page(
         StatusCode::OK,
@@ -618,9 +624,9 @@ pub struct SetupForm {
 
 pub async fn setup(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    super::extract::WebPath(token): super::extract::WebPath,
     headers: HeaderMap,
-    Form(f): Form<SetupForm>,
+    super::extract::WebForm(f): super::extract::WebForm<SetupForm>,
 ) -> WebResult {
     if is_cross_site(&headers) {
         return Err(WebError::forbidden(

@@ -21,7 +21,6 @@ use crate::api::AppState;
 use crate::approval::{Approval, DecisionKind, Status};
 use crate::auth::Principal;
 use crate::service::{DecisionInput, ServiceError};
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -37,7 +36,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::api::extract::ApiBytes(body): crate::api::extract::ApiBytes,
+) -> Response {
     let Some(slack) = state.extras.slack.clone() else {
         return Problem::not_found("Slack is not configured on this server").into_response();
     };
