@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+pub mod oidc;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
 pub const DEFAULT_DATA_DIR: &str = "./pliuz-data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -28,6 +30,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub slack: Option<SlackSettings>,
     pub inbox: InboxSettings,
+    /// Single sign-on (`[oidc]`), when configured.
+    pub oidc: Option<oidc::OidcSettings>,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -101,6 +105,7 @@ struct FileConfig {
     audit: Option<FileAudit>,
     slack: Option<FileSlack>,
     inbox: Option<FileInbox>,
+    oidc: Option<oidc::FileOidc>,
     #[serde(default)]
     policy: Vec<Spanned<FilePolicy>>,
 }
@@ -520,7 +525,15 @@ impl Settings {
                 .unwrap_or_else(|| public_url.starts_with("https://")),
         };
 
+        let oidc = match file.oidc {
+            Some(f) => Some(f.resolve(&env).map_err(|errs| {
+                anyhow::anyhow!("the [oidc] settings have mistakes:\n  {}", errs.join("\n  "))
+            })?),
+            None => None,
+        };
+
         Ok(Settings {
+            oidc,
             listen,
             data_dir,
             database_url,

@@ -3,6 +3,7 @@
 //! its audit entry and notifications in one [`WriteTx`].
 
 pub mod directory;
+pub mod sso;
 
 use crate::approval::{
     Actor, Approval, Decision, DecisionEffect, DecisionKind, Execution, Status, TransitionError,

@@ -7,6 +7,8 @@
 
 mod approvals;
 mod audit;
+pub mod oidc;
+pub mod overview;
 mod outbox;
 mod principals;
 pub mod schema;

@@ -198,6 +198,20 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: crate::slack::store::MIGRATION_SQL,
         postgres: crate::slack::store::MIGRATION_SQL,
     },
+    // Single sign-on: pending log-ins and linked identities (crate::store::oidc).
+    Migration {
+        version: 70,
+        name: "oidc",
+        sqlite: super::oidc::MIGRATION_SQL,
+        postgres: super::oidc::MIGRATION_SQL,
+    },
+    // Inbox overview: settled-at and pending-by-age indexes.
+    Migration {
+        version: 71,
+        name: "overview_indexes",
+        sqlite: super::oidc::OVERVIEW_INDEXES_SQL,
+        postgres: super::oidc::OVERVIEW_INDEXES_SQL,
+    },
 ];
 
 /// Migration 2: web inbox sessions. Only the SHA-256 of the session secret

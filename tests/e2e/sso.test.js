@@ -1,0 +1,239 @@
+// Single sign-on end to end: a real OpenID provider (oidc-provider, see
+// idp.js), a real `pliuz serve`, headless Chromium clicking through both.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { POLICIES, Pliuz, freePort, launchBrowser, login, refund, screenshotPath } from './harness.js';
+import { CLIENT_ID, CLIENT_SECRET, TestIdp } from './idp.js';
+
+const ADMIN = { email: 'root@example.com', password: 'root-admin-pass-1' }; // the local first admin
+
+function oidcSection(issuer) {
+  return `
+[oidc]
+issuer = "${issuer}"
+client_id = "${CLIENT_ID}"
+scopes = ["openid", "email", "groups"]
+allowed_email_domains = ["example.com"]
+groups_claim = "groups"
+display_name = "Test IdP"
+session_ttl = "1h"
+
+[oidc.groups."idp-staff"]
+role = "approver"
+
+[oidc.groups."idp-finance"]
+groups = ["finance"]
+
+[oidc.groups."idp-auditors"]
+role = "auditor"
+`;
+}
+
+/** Signs in through the IdP's own form; resolves where Pliuz sends us. */
+async function ssoLogin(page, base, accountId, { expectInbox = true } = {}) {
+  await page.goto(`${base}/login`);
+  await page.getByRole('link', { name: 'Sign in with Test IdP' }).click();
+  // The IdP remembers a signed-in browser and sends it straight back.
+  await page.waitForURL((u) => u.pathname.startsWith('/interaction/') || u.origin === base);
+  if (new URL(page.url()).pathname.startsWith('/interaction/')) {
+    await page.locator('input[name=login]').fill(accountId);
+    await page.locator('input[name=password]').fill('any');
+    await page.locator('button[type=submit]').click();
+  }
+  await page.waitForURL((u) => u.origin === base && !u.pathname.startsWith('/login/oidc'), { timeout: 15000 }).catch(() => {});
+  if (expectInbox) await page.waitForURL(`${base}/inbox`);
+}
+
+function usersList(pliuz) {
+  const rows = pliuz.cli(['users', 'list']).split('\n').slice(1).map((l) => l.split('\t'));
+  return Object.fromEntries(rows.map(([email, role, groups, status]) => [email, { role, groups, status }]));
+}
+
+describe('single sign-on (OpenID Connect)', () => {
+  const pliuz = new Pliuz();
+  let idp;
+  let browser;
+  let agentKey;
+
+  before(async () => {
+    idp = new TestIdp(await freePort());
+    idp.accounts.ann = { email: 'Ann@Example.com', email_verified: true, groups: ['idp-staff', 'idp-finance'] };
+    idp.accounts.eve = { email: 'eve@elsewhere.test', email_verified: true, groups: ['idp-staff', 'idp-finance'] };
+    idp.accounts.una = { email: 'una@example.com', email_verified: false, groups: ['idp-staff', 'idp-finance'] };
+    idp.accounts.carl = { email: 'carl@example.com', email_verified: true, groups: ['idp-finance'] };
+    fs.writeFileSync(pliuz.config, POLICIES + oidcSection(idp.issuer));
+    process.env.PLIUZ_OIDC_CLIENT_SECRET = CLIENT_SECRET;
+    pliuz.createUser(ADMIN.email, 'admin', [], ADMIN.password);
+    agentKey = pliuz.cli(['agents', 'create', 'support-bot']);
+    await pliuz.start();
+    await idp.start(pliuz.base);
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    await pliuz.stop();
+    if (idp) await idp.stop();
+  });
+
+  test('first sign-in creates the user with the groups from the claims; they can decide', async () => {
+    assert.equal(usersList(pliuz)['ann@example.com'], undefined);
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    const a = await pliuz.createApproval(agentKey, refund());
+    await ssoLogin(page, pliuz.base, 'ann');
+    await page.screenshot({ path: screenshotPath('sso-inbox.png'), fullPage: true });
+    assert.deepEqual(usersList(pliuz)['ann@example.com'], { role: 'approver', groups: 'finance', status: 'active' });
+    const cookie = (await ctx.cookies()).find((c) => c.name === 'pliuz_session');
+    assert.ok(cookie && cookie.httpOnly);
+    // Bounded by oidc.session_ttl (1h), not the inbox's 8h.
+    assert.ok(cookie.expires * 1000 - Date.now() <= 3600 * 1000 + 5000, `session ends within 1h (${cookie.expires})`);
+    await page.goto(`${pliuz.base}/requests/${a.id}`);
+    await page.getByRole('button', { name: 'Approve' }).click();
+    await page.locator('.notice.success').waitFor();
+    const r = await pliuz.waitFor(agentKey, a.id, 5);
+    assert.equal(r.body.status, 'approved');
+    assert.equal(r.body.decision.by, 'user:ann@example.com');
+    await ctx.close();
+  });
+
+  test('an approver taken out of the IdP group can no longer decide after the next sign-in', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await ssoLogin(page, pliuz.base, 'ann');
+    const a = await pliuz.createApproval(agentKey, refund());
+    await page.goto(`${pliuz.base}/requests/${a.id}`);
+    await page.getByRole('button', { name: 'Approve' }).waitFor();
+    const oldSession = (await ctx.cookies()).find((c) => c.name === 'pliuz_session');
+
+    idp.accounts.ann.groups = ['idp-staff'];
+    await ssoLogin(page, pliuz.base, 'ann');
+    assert.deepEqual(usersList(pliuz)['ann@example.com'], { role: 'approver', groups: '', status: 'active' });
+    const res = await page.goto(`${pliuz.base}/requests/${a.id}`);
+    assert.notEqual(res.status(), 200, 'the request is no longer hers to see');
+    assert.equal(await page.getByRole('button', { name: 'Approve' }).count(), 0);
+    // Sessions opened under the old groups ended too.
+    const stale = await browser.newContext();
+    await stale.addCookies([oldSession]);
+    const p2 = await stale.newPage();
+    await p2.goto(`${pliuz.base}/inbox`);
+    assert.equal(new URL(p2.url()).pathname, '/login');
+    await stale.close();
+    idp.accounts.ann.groups = ['idp-staff', 'idp-finance'];
+    await ctx.close();
+  });
+
+  test('a forged state is refused, and a used state or code cannot be replayed', async () => {
+    // Forged: the browser comes back with a state Pliuz never issued.
+    let ctx = await browser.newContext();
+    let page = await ctx.newPage();
+    await page.route(`${pliuz.base}/login/oidc/callback*`, (route) => {
+      const u = new URL(route.request().url());
+      u.searchParams.set('state', 'forged-' + u.searchParams.get('state'));
+      route.continue({ url: u.toString() });
+    });
+    await ssoLogin(page, pliuz.base, 'ann', { expectInbox: false });
+    assert.match(await page.locator('main').textContent(), /unknown, was already used or has expired/);
+    assert.equal((await ctx.cookies()).find((c) => c.name === 'pliuz_session'), undefined);
+    await ctx.close();
+
+    // Replayed: the same answer from the IdP a second time.
+    ctx = await browser.newContext();
+    page = await ctx.newPage();
+    let callback;
+    page.on('request', (r) => { if (r.url().startsWith(`${pliuz.base}/login/oidc/callback`)) callback = r.url(); });
+    await ssoLogin(page, pliuz.base, 'ann');
+    assert.ok(callback);
+    let res = await page.goto(callback);
+    assert.equal(res.status(), 403);
+    assert.match(await page.locator('main').textContent(), /already used/);
+
+    // The used code with a fresh, valid state: the IdP refuses it (once only, PKCE-bound).
+    const oldCode = new URL(callback).searchParams.get('code');
+    const ctx2 = await browser.newContext();
+    const p2 = await ctx2.newPage();
+    await p2.route(`${pliuz.base}/login/oidc/callback*`, (route) => {
+      const u = new URL(route.request().url());
+      u.searchParams.set('code', oldCode);
+      route.continue({ url: u.toString() });
+    });
+    await ssoLogin(p2, pliuz.base, 'ann', { expectInbox: false });
+    assert.match(await p2.locator('main').textContent(), /refused the sign-in code/);
+    assert.equal((await ctx2.cookies()).find((c) => c.name === 'pliuz_session'), undefined);
+    await ctx2.close();
+
+    // Started in one browser, finished in another (log-in CSRF): refused.
+    const victim = await browser.newContext();
+    const vp = await victim.newPage();
+    let stolen;
+    await page.route(`${pliuz.base}/login/oidc/callback*`, (route) => { stolen = route.request().url(); route.abort(); });
+    await ssoLogin(page, pliuz.base, 'ann', { expectInbox: false });
+    assert.ok(stolen);
+    res = await vp.goto(stolen);
+    assert.equal(res.status(), 403);
+    assert.match(await vp.locator('main').textContent(), /started in another browser/);
+    await victim.close();
+    await ctx.close();
+  });
+
+  test('a forged nonce is refused', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    // The authorization request reaches the IdP with another nonce, so the
+    // ID token carries one Pliuz did not issue for this log-in.
+    await page.route(`${idp.issuer}/auth*`, (route) => {
+      const u = new URL(route.request().url());
+      u.searchParams.set('nonce', 'forged-nonce-0123456789');
+      route.continue({ url: u.toString() });
+    });
+    await ssoLogin(page, pliuz.base, 'ann', { expectInbox: false });
+    const text = await page.locator('main').textContent();
+    assert.match(text, /ID token did not verify/);
+    assert.match(text, /[Nn]once/);
+    assert.equal((await ctx.cookies()).find((c) => c.name === 'pliuz_session'), undefined);
+    await ctx.close();
+  });
+
+  test('e-mails outside the allowed domains, unverified e-mails and unmapped accounts are refused', async () => {
+    for (const [account, message] of [
+      ['eve', /at elsewhere\.test may not sign in/],
+      ['una', /has not verified the e-mail address/],
+    ]) {
+      const ctx = await browser.newContext();
+      const page = await ctx.newPage();
+      await ssoLogin(page, pliuz.base, account, { expectInbox: false });
+      assert.match(await page.locator('main').textContent(), message);
+      assert.equal((await ctx.cookies()).find((c) => c.name === 'pliuz_session'), undefined);
+      await ctx.close();
+    }
+    const users = usersList(pliuz);
+    assert.equal(users['eve@elsewhere.test'], undefined);
+    assert.equal(users['una@example.com'], undefined);
+  });
+
+  test('users disable still locks an SSO user out', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await ssoLogin(page, pliuz.base, 'carl');
+    pliuz.cli(['users', 'disable', 'carl@example.com']);
+    await page.goto(`${pliuz.base}/inbox`);
+    assert.equal(new URL(page.url()).pathname, '/login');
+    await ssoLogin(page, pliuz.base, 'carl', { expectInbox: false });
+    assert.match(await page.locator('main').textContent(), /disabled/);
+    await ctx.close();
+  });
+
+  test('the local first admin still logs in with a password; log-out offers the IdP log-out', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await login(page, pliuz.base, ADMIN.email, ADMIN.password);
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(/notice=logged_out/);
+    const href = await page.locator('#idp-logout').getAttribute('href');
+    const u = new URL(href);
+    assert.equal(u.origin, idp.issuer);
+    assert.equal(u.searchParams.get('client_id'), CLIENT_ID);
+    await ctx.close();
+  });
+});
