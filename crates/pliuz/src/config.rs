@@ -527,7 +527,10 @@ impl Settings {
 
         let oidc = match file.oidc {
             Some(f) => Some(f.resolve(&env).map_err(|errs| {
-                anyhow::anyhow!("the [oidc] settings have mistakes:\n  {}", errs.join("\n  "))
+                anyhow::anyhow!(
+                    "the [oidc] settings have mistakes:\n  {}",
+                    errs.join("\n  ")
+                )
             })?),
             None => None,
         };

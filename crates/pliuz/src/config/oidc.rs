@@ -89,7 +89,10 @@ impl std::fmt::Debug for OidcSettings {
 
 /// The grant of a set of IdP groups: the union of the mapped Pliuz groups
 /// and the strongest mapped role. `None` when no IdP group is mapped.
-pub fn grant_for(map: &BTreeMap<String, GroupGrant>, idp_groups: &[String]) -> Option<(Role, Vec<String>)> {
+pub fn grant_for(
+    map: &BTreeMap<String, GroupGrant>,
+    idp_groups: &[String],
+) -> Option<(Role, Vec<String>)> {
     let mut matched = false;
     let mut role = Role::Approver;
     let mut groups = Vec::new();
@@ -145,36 +148,59 @@ impl FileOidc {
             .trim_end_matches('/')
             .to_owned();
         if issuer.is_empty() {
-            errs.push("oidc.issuer is required, e.g. \"https://login.example.com/realms/acme\"".to_owned());
+            errs.push(
+                "oidc.issuer is required, e.g. \"https://login.example.com/realms/acme\""
+                    .to_owned(),
+            );
         } else if !(issuer.starts_with("https://") || is_loopback_http(&issuer)) {
-            errs.push(format!("oidc.issuer '{issuer}' must be an https:// URL (plain http only for localhost)"));
+            errs.push(format!(
+                "oidc.issuer '{issuer}' must be an https:// URL (plain http only for localhost)"
+            ));
         } else if issuer.contains(['?', '#']) {
-            errs.push(format!("oidc.issuer '{issuer}' must not have a query or fragment"));
+            errs.push(format!(
+                "oidc.issuer '{issuer}' must not have a query or fragment"
+            ));
         }
-        let client_id = env("PLIUZ_OIDC_CLIENT_ID").or(self.client_id).unwrap_or_default();
+        let client_id = env("PLIUZ_OIDC_CLIENT_ID")
+            .or(self.client_id)
+            .unwrap_or_default();
         if client_id.trim().is_empty() {
-            errs.push("oidc.client_id is required (the client id registered at the identity provider)".to_owned());
+            errs.push(
+                "oidc.client_id is required (the client id registered at the identity provider)"
+                    .to_owned(),
+            );
         }
         let client_secret = match (&self.client_secret_env, &self.client_secret_file) {
             (Some(_), Some(_)) => {
-                errs.push("oidc.client_secret_env and oidc.client_secret_file are both set; choose one".to_owned());
+                errs.push(
+                    "oidc.client_secret_env and oidc.client_secret_file are both set; choose one"
+                        .to_owned(),
+                );
                 None
             }
             (Some(var), None) => match env(var) {
                 Some(s) => Some(s),
                 None => {
-                    errs.push(format!("oidc.client_secret_env: the environment variable {var} is not set"));
+                    errs.push(format!(
+                        "oidc.client_secret_env: the environment variable {var} is not set"
+                    ));
                     None
                 }
             },
             (None, Some(path)) => match std::fs::read_to_string(path) {
                 Ok(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
                 Ok(_) => {
-                    errs.push(format!("oidc.client_secret_file: {} is empty", path.display()));
+                    errs.push(format!(
+                        "oidc.client_secret_file: {} is empty",
+                        path.display()
+                    ));
                     None
                 }
                 Err(e) => {
-                    errs.push(format!("oidc.client_secret_file: cannot read {}: {e}", path.display()));
+                    errs.push(format!(
+                        "oidc.client_secret_file: cannot read {}: {e}",
+                        path.display()
+                    ));
                     None
                 }
             },
@@ -186,14 +212,19 @@ impl FileOidc {
         if !scopes.iter().any(|s| s == "openid") {
             errs.push("oidc.scopes must include \"openid\"".to_owned());
         }
-        if scopes.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+        if scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
             errs.push("oidc.scopes: a scope is empty or contains a space".to_owned());
         }
         let mut domains = Vec::new();
         for d in &self.allowed_email_domains {
             let d = d.trim().trim_start_matches('@').to_lowercase();
             if d.is_empty() || d.contains(['@', ' ', '/']) || !d.contains('.') && d != "localhost" {
-                errs.push(format!("oidc.allowed_email_domains: '{d}' is not a domain like \"example.com\""));
+                errs.push(format!(
+                    "oidc.allowed_email_domains: '{d}' is not a domain like \"example.com\""
+                ));
             } else {
                 domains.push(d);
             }
@@ -203,7 +234,10 @@ impl FileOidc {
         }
         let groups_claim = self.groups_claim.unwrap_or_else(|| "groups".to_owned());
         if groups_claim.trim().is_empty() {
-            errs.push("oidc.groups_claim must name the ID token claim that lists the user's groups".to_owned());
+            errs.push(
+                "oidc.groups_claim must name the ID token claim that lists the user's groups"
+                    .to_owned(),
+            );
         }
         let session_ttl = match self.session_ttl.as_deref() {
             None => Duration::from_secs(8 * 3600),
@@ -231,13 +265,15 @@ impl FileOidc {
             }
             let role = match m.role.as_deref() {
                 None => None,
-                Some(r) => match Role::parse(r) {
-                    Some(r) => Some(r),
-                    None => {
-                        errs.push(format!("oidc.groups.\"{idp}\".role: '{r}' must be approver, auditor or admin"));
-                        None
+                Some(r) => {
+                    match Role::parse(r) {
+                        Some(r) => Some(r),
+                        None => {
+                            errs.push(format!("oidc.groups.\"{idp}\".role: '{r}' must be approver, auditor or admin"));
+                            None
+                        }
                     }
-                },
+                }
             };
             if m.groups.is_empty() && role.is_none() {
                 errs.push(format!("oidc.groups.\"{idp}\" grants nothing; give it groups = [...] and/or role = \"...\""));
@@ -266,7 +302,9 @@ impl FileOidc {
                 .or(self.local_passwords)
                 .unwrap_or(true),
             session_ttl,
-            display_name: self.display_name.unwrap_or_else(|| "single sign-on".to_owned()),
+            display_name: self
+                .display_name
+                .unwrap_or_else(|| "single sign-on".to_owned()),
             group_map,
         })
     }
@@ -327,18 +365,39 @@ role = "boss"
             "oidc.session_ttl",
             "oidc.groups.\"x\".role",
         ] {
-            assert!(errs.iter().any(|e| e.contains(needle)), "{needle}: {errs:?}");
+            assert!(
+                errs.iter().any(|e| e.contains(needle)),
+                "{needle}: {errs:?}"
+            );
         }
     }
 
     #[test]
     fn grants_union_groups_and_take_the_strongest_role() {
         let mut map = BTreeMap::new();
-        map.insert("a".to_owned(), GroupGrant { groups: vec!["finance".into()], role: None });
-        map.insert("b".to_owned(), GroupGrant { groups: vec!["ops".into()], role: Some(Role::Auditor) });
+        map.insert(
+            "a".to_owned(),
+            GroupGrant {
+                groups: vec!["finance".into()],
+                role: None,
+            },
+        );
+        map.insert(
+            "b".to_owned(),
+            GroupGrant {
+                groups: vec!["ops".into()],
+                role: Some(Role::Auditor),
+            },
+        );
         let g = grant_for(&map, &["b".into(), "a".into(), "zzz".into()]);
-        assert_eq!(g, Some((Role::Auditor, vec!["finance".into(), "ops".into()])));
+        assert_eq!(
+            g,
+            Some((Role::Auditor, vec!["finance".into(), "ops".into()]))
+        );
         assert_eq!(grant_for(&map, &["zzz".into()]), None);
-        assert_eq!(grant_for(&map, &["a".into()]), Some((Role::Approver, vec!["finance".into()])));
+        assert_eq!(
+            grant_for(&map, &["a".into()]),
+            Some((Role::Approver, vec!["finance".into()]))
+        );
     }
 }

@@ -32,9 +32,9 @@ use openidconnect::core::{
     CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AdditionalClaims, AdditionalProviderMetadata, AuthenticationFlow, AuthorizationCode,
-    ClientId, ClientSecret, CsrfToken, IdToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope,
+    AdditionalClaims, AdditionalProviderMetadata, AuthenticationFlow, AuthorizationCode, ClientId,
+    ClientSecret, CsrfToken, IdToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    ProviderMetadata, RedirectUrl, Scope,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -160,8 +160,11 @@ async fn metadata(state: &AppState, oidc: &OidcSettings) -> Result<Arc<Metadata>
 }
 
 fn redirect_url(state: &AppState) -> Result<RedirectUrl, WebError> {
-    RedirectUrl::new(format!("{}/login/oidc/callback", state.cp.settings.public_url))
-        .map_err(|e| unavailable(&format!("public_url: {e}")))
+    RedirectUrl::new(format!(
+        "{}/login/oidc/callback",
+        state.cp.settings.public_url
+    ))
+    .map_err(|e| unavailable(&format!("public_url: {e}")))
 }
 
 fn browser_cookie(state: &AppState) -> &'static str {
@@ -174,8 +177,7 @@ fn browser_cookie(state: &AppState) -> &'static str {
 
 fn well_formed(t: &str) -> bool {
     (32..=64).contains(&t.len())
-        && t
-            .bytes()
+        && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -274,7 +276,13 @@ pub async fn start(
     res.headers_mut().append(
         header::SET_COOKIE,
         // Lax: the IdP sends the browser back with a top-level GET.
-        set_cookie(&state, browser_cookie(&state), &browser, LOGIN_TTL_MS / 1000, "Lax"),
+        set_cookie(
+            &state,
+            browser_cookie(&state),
+            &browser,
+            LOGIN_TTL_MS / 1000,
+            "Lax",
+        ),
     );
     Ok(res)
 }
@@ -293,12 +301,20 @@ pub async fn callback(
     Query(q): Query<CallbackQuery>,
 ) -> WebResult {
     let oidc = settings(&state)?;
-    if is_cross_site(&headers) && headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) != Some("navigate") {
+    if is_cross_site(&headers)
+        && headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) != Some("navigate")
+    {
         return Err(refused("Cross-site requests cannot sign anyone in."));
     }
     let restart = "Go back to the log-in page and sign in again.";
-    let Some(state_param) = q.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 512) else {
-        return Err(refused(format!("The identity provider's answer has no state. {restart}")));
+    let Some(state_param) = q
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+    else {
+        return Err(refused(format!(
+            "The identity provider's answer has no state. {restart}"
+        )));
     };
     let now = crate::store::now_millis();
     // Taken (deleted) before anything else: a state works once, even if
@@ -310,20 +326,30 @@ pub async fn callback(
         .await?;
     let Some(pending) = pending else {
         tracing::info!("single sign-on: unknown, used or expired state refused");
-        return Err(refused(format!("This sign-in link is unknown, was already used or has expired. {restart}")));
+        return Err(refused(format!(
+            "This sign-in link is unknown, was already used or has expired. {restart}"
+        )));
     };
-    let bound = cookie(&headers, browser_cookie(&state))
-        .is_some_and(|b| super::session::csrf_matches(&pending.browser_hash, &auth::hash_secret(b)));
+    let bound = cookie(&headers, browser_cookie(&state)).is_some_and(|b| {
+        super::session::csrf_matches(&pending.browser_hash, &auth::hash_secret(b))
+    });
     if !bound {
         tracing::info!("single sign-on: state from another browser refused");
-        return Err(refused(format!("This sign-in was started in another browser. {restart}")));
+        return Err(refused(format!(
+            "This sign-in was started in another browser. {restart}"
+        )));
     }
     if let Some(err) = q.error.as_deref() {
         let desc = q.error_description.as_deref().unwrap_or("");
-        return Err(refused(format!("The identity provider did not sign you in ({err}{}{desc}). {restart}", if desc.is_empty() { "" } else { ": " })));
+        return Err(refused(format!(
+            "The identity provider did not sign you in ({err}{}{desc}). {restart}",
+            if desc.is_empty() { "" } else { ": " }
+        )));
     }
     let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() <= 4096) else {
-        return Err(refused(format!("The identity provider's answer has no code. {restart}")));
+        return Err(refused(format!(
+            "The identity provider's answer has no code. {restart}"
+        )));
     };
 
     let meta = metadata(&state, oidc).await?;
@@ -355,7 +381,9 @@ pub async fn callback(
     let nonce = Nonce::new(pending.nonce.clone());
     let claims = id_token.claims(&verifier, &nonce).map_err(|e| {
         tracing::info!(error = %e, "single sign-on: ID token refused");
-        refused(format!("The identity provider's ID token did not verify ({e}). {restart}"))
+        refused(format!(
+            "The identity provider's ID token did not verify ({e}). {restart}"
+        ))
     })?;
 
     let email = claims
@@ -364,12 +392,16 @@ pub async fn callback(
         .ok_or_else(|| refused("The identity provider did not send an e-mail address. Ask an admin to add the \"email\" scope (oidc.scopes)."))?;
     let email = auth::normalize_email(&email).map_err(refused)?;
     if oidc.require_email_verified && claims.email_verified() != Some(true) {
-        return Err(refused(format!("The identity provider has not verified the e-mail address {email}.")));
+        return Err(refused(format!(
+            "The identity provider has not verified the e-mail address {email}."
+        )));
     }
     let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
     if !oidc.allowed_email_domains.iter().any(|d| d == domain) {
         tracing::info!(domain = %domain, "single sign-on: e-mail domain not allowed");
-        return Err(refused(format!("Accounts with e-mail addresses at {domain} may not sign in to this Pliuz.")));
+        return Err(refused(format!(
+            "Accounts with e-mail addresses at {domain} may not sign in to this Pliuz."
+        )));
     }
     let idp_groups = groups_claim(&claims.additional_claims().0, &oidc.groups_claim);
     let Some((role, groups)) = grant_for(&oidc.group_map, &idp_groups) else {
@@ -395,16 +427,26 @@ pub async fn callback(
         created_at: now,
         expires_at: now.saturating_add(ttl_ms),
     };
-    let signed_in = state.cp.sign_in_with_idp(&who, rec).await.map_err(|e| match e {
-        ServiceError::Forbidden(m) => refused(m),
-        other => WebError::from(other),
-    })?;
+    let signed_in = state
+        .cp
+        .sign_in_with_idp(&who, rec)
+        .await
+        .map_err(|e| match e {
+            ServiceError::Forbidden(m) => refused(m),
+            other => WebError::from(other),
+        })?;
     tracing::info!(created = signed_in.created, "single sign-on: signed in");
     let mut res = see_other(&pending.next_path);
     let h = res.headers_mut();
     h.append(
         header::SET_COOKIE,
-        set_cookie(&state, session_cookie(&state), &session_secret, ttl_ms / 1000, "Lax"),
+        set_cookie(
+            &state,
+            session_cookie(&state),
+            &session_secret,
+            ttl_ms / 1000,
+            "Lax",
+        ),
     );
     h.append(
         header::SET_COOKIE,
@@ -435,7 +477,8 @@ mod tests {
     #[test]
     fn groups_are_read_from_lists_or_a_single_string() {
         let m: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(r#"{"groups": ["b", "a", 3, "a"], "role": "x"}"#).unwrap_or_default();
+            serde_json::from_str(r#"{"groups": ["b", "a", 3, "a"], "role": "x"}"#)
+                .unwrap_or_default();
         assert_eq!(groups_claim(&m, "groups"), vec!["a", "b"]);
         assert_eq!(groups_claim(&m, "role"), vec!["x"]);
         assert!(groups_claim(&m, "missing").is_empty());

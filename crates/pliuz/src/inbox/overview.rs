@@ -139,7 +139,9 @@ pub fn compute(waiting: Vec<WaitingRow>, settled: &[SettledRow], from: i64, to: 
     }
     let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for r in settled {
-        let Some(outcome) = Outcome::of(r) else { continue };
+        let Some(outcome) = Outcome::of(r) else {
+            continue;
+        };
         let day = r.settled_at.div_euclid(DAY_MS) * DAY_MS;
         *stats
             .volume
@@ -210,7 +212,12 @@ async fn load(state: &AppState, viewer: &Viewer, days: i64) -> WebResult<(Stats,
         .settled_between(scope.as_deref(), from, now + 1, SETTLED_LIMIT + 1)
         .await?;
     let truncated = settled.len() as i64 > SETTLED_LIMIT;
-    let mut stats = compute(waiting, &settled[..settled.len().min(SETTLED_LIMIT as usize)], from, now + 1);
+    let mut stats = compute(
+        waiting,
+        &settled[..settled.len().min(SETTLED_LIMIT as usize)],
+        from,
+        now + 1,
+    );
     stats.truncated = truncated;
     Ok((stats, now))
 }
@@ -226,16 +233,32 @@ fn secs(ms: i64) -> String {
 }
 
 /// A horizontal bar chart: one row per label, one bar per series.
-fn hbars(title: &str, rows: &[(String, Vec<f64>)], series: &[(&str, &str)], stacked: bool) -> Markup {
+fn hbars(
+    title: &str,
+    rows: &[(String, Vec<f64>)],
+    series: &[(&str, &str)],
+    stacked: bool,
+) -> Markup {
     let label_w = 150.0;
     let chart_w = 420.0;
     let bar_h = if stacked { 16.0 } else { 10.0 };
-    let row_h = if stacked { 22.0 } else { 8.0 + bar_h * series.len() as f64 };
-    let legend_h = 22.0;
+    let row_h = if stacked {
+        22.0
+    } else {
+        8.0 + bar_h * series.len() as f64
+    };
+    // Legend: three entries per line.
+    let legend_h = 22.0 + 16.0 * (series.len().saturating_sub(1) / 3) as f64;
     let height = legend_h + row_h * rows.len().max(1) as f64 + 4.0;
     let max = rows
         .iter()
-        .map(|(_, v)| if stacked { v.iter().sum::<f64>() } else { v.iter().cloned().fold(0.0, f64::max) })
+        .map(|(_, v)| {
+            if stacked {
+                v.iter().sum::<f64>()
+            } else {
+                v.iter().cloned().fold(0.0, f64::max)
+            }
+        })
         .fold(0.0, f64::max)
         .max(1.0);
     let scale = chart_w / max;
@@ -243,8 +266,9 @@ fn hbars(title: &str, rows: &[(String, Vec<f64>)], series: &[(&str, &str)], stac
         svg.chart role="img" aria-label=(title) viewBox={ "0 0 " (label_w + chart_w + 60.0) " " (height) } xmlns="http://www.w3.org/2000/svg" {
             title { (title) }
             @for (i, (name, colour)) in series.iter().enumerate() {
-                rect x=(label_w + i as f64 * 130.0) y="4" width="10" height="10" fill=(colour) {}
-                text x=(label_w + 14.0 + i as f64 * 130.0) y="13" font-size="11" { (name) }
+                @let (lx, ly) = (label_w + (i % 3) as f64 * 140.0, 4.0 + (i / 3) as f64 * 16.0);
+                rect x=(lx) y=(ly) width="10" height="10" fill=(colour) {}
+                text x=(lx + 14.0) y=(ly + 9.0) font-size="11" { (name) }
             }
             @if rows.is_empty() {
                 text x=(label_w) y=(legend_h + 14.0) font-size="12" fill="#666" { "No data in this period." }
@@ -278,12 +302,18 @@ fn csv_link(name: &str, days: i64) -> Markup {
     html! { a.button.subtle.small href={ "/overview/" (name) ".csv?days=" (days) } download { "CSV" } }
 }
 
-pub async fn index(State(state): State<AppState>, viewer: Viewer, Query(q): Query<OverviewQuery>) -> WebResult {
+pub async fn index(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<OverviewQuery>,
+) -> WebResult {
     let days = q.days();
     let (stats, now) = load(&state, &viewer, days).await?;
     let mut waiting_by_policy: BTreeMap<&str, (u64, i64)> = BTreeMap::new();
     for w in &stats.waiting {
-        let e = waiting_by_policy.entry(&w.policy).or_insert((0, w.created_at));
+        let e = waiting_by_policy
+            .entry(&w.policy)
+            .or_insert((0, w.created_at));
         e.0 += 1;
         e.1 = e.1.min(w.created_at);
     }
@@ -294,13 +324,29 @@ pub async fn index(State(state): State<AppState>, viewer: Viewer, Query(q): Quer
     let ttd_rows: Vec<(String, Vec<f64>)> = stats
         .decision_times
         .iter()
-        .map(|d| (d.policy.clone(), vec![d.median_ms as f64 / 1000.0, d.p90_ms as f64 / 1000.0]))
+        .map(|d| {
+            (
+                d.policy.clone(),
+                vec![d.median_ms as f64 / 1000.0, d.p90_ms as f64 / 1000.0],
+            )
+        })
         .collect();
-    let outcome_series: Vec<(&str, &str)> = Outcome::ALL.iter().map(|o| (o.label(), o.colour())).collect();
+    let outcome_series: Vec<(&str, &str)> = Outcome::ALL
+        .iter()
+        .map(|o| (o.label(), o.colour()))
+        .collect();
     let volume_rows: Vec<(String, Vec<f64>)> = stats
         .volume
         .iter()
-        .map(|(d, m)| (day_label(*d), Outcome::ALL.iter().map(|o| *m.get(o).unwrap_or(&0) as f64).collect()))
+        .map(|(d, m)| {
+            (
+                day_label(*d),
+                Outcome::ALL
+                    .iter()
+                    .map(|o| *m.get(o).unwrap_or(&0) as f64)
+                    .collect(),
+            )
+        })
         .collect();
     let approver_rows: Vec<(String, Vec<f64>)> = stats
         .approvers
@@ -311,11 +357,26 @@ pub async fn index(State(state): State<AppState>, viewer: Viewer, Query(q): Quer
         .expiry
         .values()
         .fold((0u64, 0u64), |(a, b), (e, s)| (a + e, b + s));
-    let rate = |e: u64, s: u64| if s == 0 { "0.0".to_owned() } else { format!("{:.1}", e as f64 * 100.0 / s as f64) };
+    let rate = |e: u64, s: u64| {
+        if s == 0 {
+            "0.0".to_owned()
+        } else {
+            format!("{:.1}", e as f64 * 100.0 / s as f64)
+        }
+    };
     let expiry_rows: Vec<(String, Vec<f64>)> = stats
         .expiry
         .iter()
-        .map(|(p, (e, s))| (p.clone(), vec![if *s == 0 { 0.0 } else { (*e as f64 * 1000.0 / *s as f64).round() / 10.0 }]))
+        .map(|(p, (e, s))| {
+            (
+                p.clone(),
+                vec![if *s == 0 {
+                    0.0
+                } else {
+                    (*e as f64 * 1000.0 / *s as f64).round() / 10.0
+                }],
+            )
+        })
         .collect();
     let body = html! {
         div.page-head {
@@ -348,7 +409,7 @@ pub async fn index(State(state): State<AppState>, viewer: Viewer, Query(q): Quer
                         @for w in &stats.waiting {
                             tr data-policy=(w.policy) {
                                 td { (w.policy) }
-                                td { a href={ "/requests/" (w.id) } { (w.id.get(..8).unwrap_or(&w.id)) } }
+                                td { a href={ "/requests/" (w.id) } title=(w.id) { "…" (w.id.get(w.id.len().saturating_sub(8)..).unwrap_or(&w.id)) } }
                                 td { code { (w.tool_name) } }
                                 td.num { (span_words(now - w.created_at)) }
                             }
@@ -419,7 +480,10 @@ pub async fn index(State(state): State<AppState>, viewer: Viewer, Query(q): Quer
             }
         }
     };
-    Ok(page(StatusCode::OK, layout("Overview", Some(&viewer.0), Nav::Overview, body)))
+    Ok(page(
+        StatusCode::OK,
+        layout("Overview", Some(&viewer.0), Nav::Overview, body),
+    ))
 }
 
 pub async fn csv(
@@ -436,13 +500,24 @@ pub async fn csv(
         "waiting.csv" => {
             out += &row(["policy", "id", "tool_name", "created_at", "age_seconds"]);
             for w in &stats.waiting {
-                out += &row([w.policy.clone(), w.id.clone(), w.tool_name.clone(), crate::store::format_time(w.created_at), ((now - w.created_at) / 1000).to_string()]);
+                out += &row([
+                    w.policy.clone(),
+                    w.id.clone(),
+                    w.tool_name.clone(),
+                    crate::store::format_time(w.created_at),
+                    ((now - w.created_at) / 1000).to_string(),
+                ]);
             }
         }
         "decision-time.csv" => {
             out += &row(["policy", "decided", "median_seconds", "p90_seconds"]);
             for d in &stats.decision_times {
-                out += &row([d.policy.clone(), d.count.to_string(), secs(d.median_ms), secs(d.p90_ms)]);
+                out += &row([
+                    d.policy.clone(),
+                    d.count.to_string(),
+                    secs(d.median_ms),
+                    secs(d.p90_ms),
+                ]);
             }
         }
         "volume.csv" => {
@@ -451,7 +526,11 @@ pub async fn csv(
             out += &row(head);
             for (d, m) in &stats.volume {
                 let mut cells = vec![day_label(*d)];
-                cells.extend(Outcome::ALL.iter().map(|o| m.get(o).copied().unwrap_or(0).to_string()));
+                cells.extend(
+                    Outcome::ALL
+                        .iter()
+                        .map(|o| m.get(o).copied().unwrap_or(0).to_string()),
+                );
                 out += &row(cells);
             }
         }
@@ -472,7 +551,10 @@ pub async fn csv(
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"pliuz-overview-{name}\"")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"pliuz-overview-{name}\""),
+            ),
         ],
         out,
     )
@@ -512,12 +594,26 @@ mod tests {
             settled("refunds", "cancelled", "agent:bot", 0, 2),
         ];
         let s = compute(Vec::new(), &rows, 0, DAY_MS);
-        assert_eq!(s.decision_times, vec![DecisionTime { policy: "refunds".into(), count: 2, median_ms: 10_000, p90_ms: 30_000 }]);
+        assert_eq!(
+            s.decision_times,
+            vec![DecisionTime {
+                policy: "refunds".into(),
+                count: 2,
+                median_ms: 10_000,
+                p90_ms: 30_000
+            }]
+        );
         assert_eq!(s.expiry.get("refunds"), Some(&(1, 5)));
         let day = s.volume.get(&0).cloned().unwrap_or_default();
         for o in Outcome::ALL {
             assert_eq!(day.get(&o), Some(&1), "{o:?}");
         }
-        assert_eq!(s.approvers.get("a@x.com"), Some(&ApproverCount { approved: 1, rejected: 0 }));
+        assert_eq!(
+            s.approvers.get("a@x.com"),
+            Some(&ApproverCount {
+                approved: 1,
+                rejected: 0
+            })
+        );
     }
 }

@@ -530,7 +530,8 @@ async fn setup_user(state: &AppState, token: &str) -> WebResult<User> {
             "This setup link is invalid, already used or expired. Ask an admin for a new one (pliuz users create, or the Admin page).",
         )
     };
-    if !token.starts_with(auth::SETUP_TOKEN_PREFIX) || !super::oidc::local_passwords_enabled(state) {
+    if !token.starts_with(auth::SETUP_TOKEN_PREFIX) || !super::oidc::local_passwords_enabled(state)
+    {
         return Err(invalid());
     }
     state

@@ -8,8 +8,8 @@
 mod approvals;
 mod audit;
 pub mod oidc;
-pub mod overview;
 mod outbox;
+pub mod overview;
 mod principals;
 pub mod schema;
 mod sessions;

@@ -97,7 +97,11 @@ impl Store {
     }
 
     /// The user linked to this IdP account.
-    pub async fn user_id_for_identity(&self, issuer: &str, subject: &str) -> Result<Option<String>> {
+    pub async fn user_id_for_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<String>> {
         let q = self.sql("SELECT user_id FROM oidc_identities WHERE issuer = ? AND subject = ?");
         Ok(sqlx::query_scalar(&q)
             .bind(issuer)

@@ -26,10 +26,7 @@ pub struct SettledRow {
 fn policy_clause(policies: Option<&[String]>) -> String {
     match policies {
         None => String::new(),
-        Some(ps) => format!(
-            " AND policy IN ({})",
-            vec!["?"; ps.len().max(1)].join(", ")
-        ),
+        Some(ps) => format!(" AND policy IN ({})", vec!["?"; ps.len().max(1)].join(", ")),
     }
 }
 
