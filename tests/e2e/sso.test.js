@@ -255,3 +255,48 @@ describe('single sign-on (OpenID Connect)', () => {
     await ctx.close();
   });
 });
+
+describe('single sign-on with local passwords turned off', () => {
+  const pliuz = new Pliuz();
+  let idp;
+  let browser;
+
+  before(async () => {
+    idp = new TestIdp(await freePort());
+    idp.accounts.ann = { email: 'ann@example.com', email_verified: true, groups: ['idp-staff', 'idp-finance'] };
+    fs.writeFileSync(pliuz.config, POLICIES + oidcSection(idp.issuer).replace('session_ttl = "1h"', 'session_ttl = "1h"\nlocal_passwords = false'));
+    process.env.PLIUZ_OIDC_CLIENT_SECRET = CLIENT_SECRET;
+    pliuz.createUser(ADMIN.email, 'admin', [], ADMIN.password);
+    await pliuz.start();
+    await idp.start(pliuz.base);
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    await pliuz.stop();
+    if (idp) await idp.stop();
+  });
+
+  test('no password form, password posts refused, setup links dead; SSO still signs in', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`${pliuz.base}/login`);
+    assert.equal(await page.getByLabel('Password').count(), 0);
+    // A password post made by hand (with a valid form token) is refused.
+    const token = (await ctx.cookies()).find((c) => c.name === 'pliuz_login').value;
+    const res = await page.request.post(`${pliuz.base}/login`, {
+      form: { email: ADMIN.email, password: ADMIN.password, csrf: token, next: '/inbox' },
+      maxRedirects: 0,
+    });
+    assert.equal(res.status(), 403);
+    assert.match(await res.text(), /Password log-in is turned off/);
+    const setup = pliuz.cli(['users', 'create', 'new@example.com', '--role', 'approver']);
+    const link = setup.match(/\/setup\/\S+/);
+    assert.ok(link, setup);
+    const r = await page.goto(`${pliuz.base}${link[0]}`);
+    assert.equal(r.status(), 404);
+    await ssoLogin(page, pliuz.base, 'ann');
+    await ctx.close();
+  });
+});
