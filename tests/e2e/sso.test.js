@@ -66,6 +66,19 @@ async function idpAnswer(ctx, base, alter) {
   return to;
 }
 
+/** Every audit entry's canonical text, read over the API as an admin. */
+async function auditLog(pliuz, token) {
+  const out = [];
+  let start = 0;
+  for (;;) {
+    const r = await pliuz.api('GET', `/api/v1/audit/entries?start=${start}`, { token });
+    assert.equal(r.status, 200, r.text);
+    out.push(...r.body.entries.map((e) => JSON.parse(e.canonical)));
+    if (r.body.next == null) return out;
+    start = r.body.next;
+  }
+}
+
 function usersList(pliuz) {
   const rows = pliuz.cli(['users', 'list']).split('\n').slice(1).map((l) => l.split('\t'));
   return Object.fromEntries(rows.map(([email, role, groups, status]) => [email, { role, groups, status }]));
@@ -76,6 +89,7 @@ describe('single sign-on (OpenID Connect)', () => {
   let idp;
   let browser;
   let agentKey;
+  let adminToken;
 
   before(async () => {
     idp = new TestIdp(await freePort());
@@ -88,6 +102,7 @@ describe('single sign-on (OpenID Connect)', () => {
     process.env.PLIUZ_OIDC_CLIENT_SECRET = CLIENT_SECRET;
     pliuz.createUser(ADMIN.email, 'admin', [], ADMIN.password);
     agentKey = pliuz.cli(['agents', 'create', 'support-bot']);
+    adminToken = pliuz.cli(['users', 'token', ADMIN.email]);
     await pliuz.start();
     await idp.start(pliuz.base);
     browser = await launchBrowser();
@@ -144,6 +159,13 @@ describe('single sign-on (OpenID Connect)', () => {
     await stale.close();
     idp.accounts.ann.groups = ['idp-staff', 'idp-finance'];
     await ctx.close();
+
+    // Creation, sign-ins and the group change are all in the audit log.
+    const log = (await auditLog(pliuz, adminToken)).map((e) => JSON.stringify(e));
+    const has = (kind, ...parts) => log.some((t) => t.includes(`"${kind}"`) && parts.every((p) => t.includes(p)));
+    assert.ok(has('user.created', '"ann@example.com"', '"oidc"', '"finance"'), 'JIT creation audited');
+    assert.ok(has('user.group_removed', '"ann@example.com"', '"finance"', '"oidc"'), 'group removal audited');
+    assert.ok(log.filter((t) => t.includes('"user.logged_in"') && t.includes('"oidc"')).length >= 3, 'every sign-in audited');
   });
 
   test('a forged state is refused, and a used state or code cannot be replayed', async () => {
@@ -245,6 +267,8 @@ describe('single sign-on (OpenID Connect)', () => {
   test('the local first admin still logs in with a password; log-out offers the IdP log-out', async () => {
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
+    await page.goto(`${pliuz.base}/login`);
+    await page.screenshot({ path: screenshotPath('login-sso.png'), fullPage: true });
     await login(page, pliuz.base, ADMIN.email, ADMIN.password);
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.waitForURL(/notice=logged_out/);
@@ -283,6 +307,7 @@ describe('single sign-on with local passwords turned off', () => {
     const page = await ctx.newPage();
     await page.goto(`${pliuz.base}/login`);
     assert.equal(await page.getByLabel('Password').count(), 0);
+    await page.screenshot({ path: screenshotPath('login-sso-only.png'), fullPage: true });
     // A password post made by hand (with a valid form token) is refused.
     const token = (await ctx.cookies()).find((c) => c.name === 'pliuz_login').value;
     const res = await page.request.post(`${pliuz.base}/login`, {

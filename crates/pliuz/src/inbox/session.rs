@@ -332,8 +332,8 @@ fn login_response(
                 }
                 button.primary.wide type="submit" { "Log in" }
             }
-            }
             p.muted.small { "First time? Use the setup link you were given, or the admin password printed by " code { "pliuz serve" } " on its first start." }
+            }
         }
     };
     let mut res = page(status, layout("Log in", None, Nav::None, body));
