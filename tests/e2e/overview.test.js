@@ -95,6 +95,7 @@ describe('overview and keyboard use', () => {
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
     assert.equal(await page.locator('svg.chart').count(), 5);
 
+    assert.equal((await page.locator('#waiting-total').textContent()).trim(), '2 waiting.');
     const w = await tableRows(page, 'waiting-table');
     assert.deepEqual(w.map((r) => r[0]), ['refunds', 'refunds']);
     const shown = await page.locator('#waiting-table tbody a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));

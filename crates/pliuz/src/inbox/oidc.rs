@@ -44,6 +44,8 @@ use std::time::{Duration, Instant};
 const LOGIN_TTL_MS: i64 = 10 * 60 * 1000;
 /// How long discovered metadata (endpoints, signing keys) is reused.
 const DISCOVERY_TTL: Duration = Duration::from_secs(600);
+/// Log-ins in flight at once (each is a row until used or expired).
+const MAX_PENDING_LOGINS: i64 = 10_000;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `end_session_endpoint` is in the discovery document of providers that
@@ -259,19 +261,30 @@ pub async fn start(
         .map(str::to_owned)
         .unwrap_or_else(|| auth::new_secret(""));
     let now = crate::store::now_millis();
-    state
+    let stored = state
         .cp
         .store
-        .insert_pending_login(&PendingLogin {
-            state_hash: auth::hash_secret(csrf.secret()),
-            browser_hash: auth::hash_secret(&browser),
-            nonce: nonce.secret().clone(),
-            pkce_verifier: verifier.secret().clone(),
-            next_path: safe_next(q.next.as_deref()),
-            created_at: now,
-            expires_at: now + LOGIN_TTL_MS,
-        })
+        .insert_pending_login(
+            &PendingLogin {
+                state_hash: auth::hash_secret(csrf.secret()),
+                browser_hash: auth::hash_secret(&browser),
+                nonce: nonce.secret().clone(),
+                pkce_verifier: verifier.secret().clone(),
+                next_path: safe_next(q.next.as_deref()),
+                created_at: now,
+                expires_at: now + LOGIN_TTL_MS,
+            },
+            MAX_PENDING_LOGINS,
+        )
         .await?;
+    if !stored {
+        tracing::warn!("single sign-on: too many log-ins in flight; refusing new ones for now");
+        return Err(WebError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many sign-ins in progress",
+            "Too many sign-ins were started in the last minutes. Try again in a few minutes.",
+        ));
+    }
     let mut res = see_other(url.as_str());
     res.headers_mut().append(
         header::SET_COOKIE,

@@ -109,6 +109,8 @@ pub struct ApproverCount {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub waiting: Vec<WaitingRow>,
+    /// All waiting requests per policy (the list above is capped).
+    pub waiting_counts: Vec<(String, i64)>,
     pub decision_times: Vec<DecisionTime>,
     /// UTC day start (ms) -> counts per outcome.
     pub volume: BTreeMap<i64, BTreeMap<Outcome, u64>>,
@@ -211,6 +213,7 @@ async fn load(state: &AppState, viewer: &Viewer, days: i64) -> WebResult<(Stats,
         .store
         .settled_between(scope.as_deref(), from, now + 1, SETTLED_LIMIT + 1)
         .await?;
+    let waiting_counts = state.cp.store.waiting_counts(scope.as_deref()).await?;
     let truncated = settled.len() as i64 > SETTLED_LIMIT;
     let mut stats = compute(
         waiting,
@@ -219,6 +222,7 @@ async fn load(state: &AppState, viewer: &Viewer, days: i64) -> WebResult<(Stats,
         now + 1,
     );
     stats.truncated = truncated;
+    stats.waiting_counts = waiting_counts;
     Ok((stats, now))
 }
 
@@ -309,18 +313,12 @@ pub async fn index(
 ) -> WebResult {
     let days = q.days();
     let (stats, now) = load(&state, &viewer, days).await?;
-    let mut waiting_by_policy: BTreeMap<&str, (u64, i64)> = BTreeMap::new();
-    for w in &stats.waiting {
-        let e = waiting_by_policy
-            .entry(&w.policy)
-            .or_insert((0, w.created_at));
-        e.0 += 1;
-        e.1 = e.1.min(w.created_at);
-    }
-    let waiting_rows: Vec<(String, Vec<f64>)> = waiting_by_policy
+    let waiting_rows: Vec<(String, Vec<f64>)> = stats
+        .waiting_counts
         .iter()
-        .map(|(p, (n, _))| (p.to_string(), vec![*n as f64]))
+        .map(|(p, n)| (p.clone(), vec![*n as f64]))
         .collect();
+    let waiting_total: i64 = stats.waiting_counts.iter().map(|(_, n)| n).sum();
     let ttd_rows: Vec<(String, Vec<f64>)> = stats
         .decision_times
         .iter()
@@ -401,6 +399,7 @@ pub async fn index(
         }
         section.card.overview #waiting {
             div.section-head { h2 { "Waiting now" } (csv_link("waiting", days)) }
+            p #waiting-total { strong { (waiting_total) } " waiting" @if (stats.waiting.len() as i64) < waiting_total { "; the " (stats.waiting.len()) " oldest are listed" } "." }
             div.chart-table {
                 (hbars("Requests waiting per policy", &waiting_rows, &[("Waiting", "#2a5db0")], false))
                 table #waiting-table {

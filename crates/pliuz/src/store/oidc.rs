@@ -51,12 +51,20 @@ pub struct PendingLogin {
 }
 
 impl Store {
-    pub async fn insert_pending_login(&self, p: &PendingLogin) -> Result<()> {
+    /// Stores a log-in in flight, unless `max_pending` are already open
+    /// (returns `false`): anyone can start one, so the table stays bounded.
+    pub async fn insert_pending_login(&self, p: &PendingLogin, max_pending: i64) -> Result<bool> {
         let q = self.sql("DELETE FROM oidc_logins WHERE expires_at <= ?");
         sqlx::query(&q)
             .bind(p.created_at)
             .execute(&self.pool)
             .await?;
+        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM oidc_logins")
+            .fetch_one(&self.pool)
+            .await?;
+        if open >= max_pending {
+            return Ok(false);
+        }
         let q = self.sql("INSERT INTO oidc_logins (state_hash, browser_hash, nonce, pkce_verifier, next_path, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
         sqlx::query(&q)
             .bind(&p.state_hash)
@@ -68,7 +76,7 @@ impl Store {
             .bind(p.expires_at)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Removes and returns the pending log-in for this state, if it has not

@@ -65,6 +65,29 @@ impl Store {
             .collect()
     }
 
+    /// How many requests wait, per policy (an index range scan on
+    /// `approvals_status_created`).
+    pub async fn waiting_counts(&self, policies: Option<&[String]>) -> Result<Vec<(String, i64)>> {
+        let sql = format!(
+            "SELECT policy, COUNT(*) AS n FROM approvals WHERE status = 'pending'{} GROUP BY policy ORDER BY policy",
+            policy_clause(policies)
+        );
+        let q = self.sql(&sql);
+        let mut query = sqlx::query(&q);
+        if let Some(ps) = policies {
+            if ps.is_empty() {
+                query = query.bind("");
+            }
+            for p in ps {
+                query = query.bind(p);
+            }
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok((col(r, "policy")?, col(r, "n")?)))
+            .collect()
+    }
+
     /// Requests settled in `[from, to)`, at most `limit`.
     pub async fn settled_between(
         &self,
