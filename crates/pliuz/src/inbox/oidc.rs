@@ -183,6 +183,16 @@ fn well_formed(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Makes sure the provider's metadata is known (e.g. after a restart), so
+/// the log-in page can offer RP-initiated log-out. Failures are only logged.
+pub async fn warm_up(state: &AppState) {
+    if let Some(oidc) = state.cp.settings.oidc.as_ref() {
+        if state.extras.inbox.oidc.any().is_none() {
+            let _ = metadata(state, oidc).await;
+        }
+    }
+}
+
 /// The log-in page's single sign-on part.
 pub fn login_block(state: &AppState, next: &str, logged_out: bool) -> Markup {
     let Some(oidc) = state.cp.settings.oidc.as_ref() else {

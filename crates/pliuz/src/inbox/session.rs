@@ -358,6 +358,9 @@ pub async fn login_page(
         Some("logged_out") => Some(LOGGED_OUT),
         _ => None,
     };
+    if notice == Some(LOGGED_OUT) {
+        super::oidc::warm_up(&state).await;
+    }
     Ok(login_response(
         &state,
         &headers,
