@@ -254,6 +254,15 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
             errors.push(lines.err(i, format!("inbox.session_ttl: {m}")));
         }
     }
+    if let Some(o) = &file.oidc {
+        // `pliuz check` reports [oidc] mistakes too, each naming its setting.
+        if let Err(es) = o.clone().resolve(&env) {
+            errors.extend(es.into_iter().map(|message| PolicyError {
+                line: None,
+                message,
+            }));
+        }
+    }
     if !errors.is_empty() {
         errors.sort_by_key(|e| e.line);
         return Err(errors);

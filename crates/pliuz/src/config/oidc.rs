@@ -11,7 +11,7 @@ use std::time::Duration;
 /// The environment variable that may carry the client secret.
 pub const CLIENT_SECRET_ENV: &str = "PLIUZ_OIDC_CLIENT_SECRET";
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct FileOidc {
     issuer: Option<String>,
@@ -32,7 +32,7 @@ pub struct FileOidc {
     groups: BTreeMap<String, FileGroupMapping>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct FileGroupMapping {
     #[serde(default)]
@@ -370,6 +370,28 @@ role = "boss"
                 "{needle}: {errs:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_config_check_reports_oidc_mistakes() {
+        let errs = crate::config::parse_config_text(
+            "[oidc]\nissuer = \"ftp://idp.example.com\"\nclient_id = \"p\"\n",
+        )
+        .err()
+        .unwrap_or_default();
+        let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+        assert!(
+            messages.iter().any(|m| m.starts_with("oidc.issuer")),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.starts_with("oidc.groups")),
+            "{messages:?}"
+        );
+        let unknown = crate::config::parse_config_text("[oidc]\nclient_sekret = \"x\"\n")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(unknown.first().and_then(|e| e.line), Some(2), "{unknown:?}");
     }
 
     #[test]

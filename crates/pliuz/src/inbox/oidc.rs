@@ -273,8 +273,7 @@ pub async fn start(
     let now = crate::store::now_millis();
     let stored = state
         .cp
-        .store
-        .insert_pending_login(
+        .open_sso_login(
             &PendingLogin {
                 state_hash: auth::hash_secret(csrf.secret()),
                 browser_hash: auth::hash_secret(&browser),
@@ -344,8 +343,7 @@ pub async fn callback(
     // what follows fails.
     let pending = state
         .cp
-        .store
-        .take_pending_login(&auth::hash_secret(state_param), now)
+        .take_sso_login(&auth::hash_secret(state_param))
         .await?;
     let Some(pending) = pending else {
         tracing::info!("single sign-on: unknown, used or expired state refused");

@@ -6,6 +6,7 @@
 use super::{ControlPlane, Result, ServiceError};
 use crate::approval::Actor;
 use crate::auth::{Role, User};
+use crate::store::oidc::PendingLogin;
 use crate::store::{AuditEvent, SessionRecord};
 use serde_json::json;
 
@@ -31,6 +32,21 @@ pub struct SsoSignIn {
 }
 
 impl ControlPlane {
+    /// Records a log-in in flight (no audit entry: nothing is granted yet).
+    /// `false` when `max_pending` are already open.
+    pub async fn open_sso_login(&self, login: &PendingLogin, max_pending: i64) -> Result<bool> {
+        Ok(self.store.insert_pending_login(login, max_pending).await?)
+    }
+
+    /// Takes (deletes) the log-in in flight for this state hash: each state
+    /// is usable once, whatever happens next. `None` if unknown or expired.
+    pub async fn take_sso_login(&self, state_hash: &str) -> Result<Option<PendingLogin>> {
+        Ok(self
+            .store
+            .take_pending_login(state_hash, crate::store::now_millis())
+            .await?)
+    }
+
     pub async fn sign_in_with_idp(
         &self,
         who: &IdpIdentity,
