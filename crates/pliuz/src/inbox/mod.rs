@@ -7,13 +7,17 @@
 //! * `session`: log-in, log-out, one-time setup links, the session cookie and
 //!   CSRF tokens (also used by the API when called with the cookie).
 //! * `requests`: the live inbox, the request page and the decisions.
+//! * `overview`: charts and tables of how the approval process is doing.
 //! * `history`: decided requests and their CSV / JSONL export.
+//! * `oidc`: single sign-on with an OpenID Connect provider.
 //! * `admin`: users, agents and policies; the audit log page.
 
 mod admin;
 pub mod csv;
 mod extract;
 mod history;
+mod oidc;
+mod overview;
 mod pages;
 pub mod ratelimit;
 mod requests;
@@ -32,6 +36,8 @@ use axum::Router;
 pub struct InboxState {
     /// Failed log-in attempts per client address and email.
     pub login_limiter: ratelimit::RateLimiter,
+    /// Single sign-on: the identity provider's discovered metadata.
+    pub oidc: oidc::OidcCache,
 }
 
 pub fn router() -> Router<AppState> {
@@ -39,6 +45,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(session::root))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/login/oidc", get(oidc::start))
+        .route("/login/oidc/callback", get(oidc::callback))
         .route(
             "/setup/{token}",
             get(session::setup_page).post(session::setup),
@@ -50,6 +58,8 @@ pub fn router() -> Router<AppState> {
         .route("/requests/{id}/reject", post(requests::reject))
         .route("/requests/{id}/edit", post(requests::edit))
         .route("/requests/{id}/receipt.json", get(requests::receipt))
+        .route("/overview", get(overview::index))
+        .route("/overview/{file}", get(overview::csv))
         .route("/history", get(history::index))
         .route("/history/export.csv", get(history::export_csv))
         .route("/history/export.jsonl", get(history::export_jsonl))
@@ -63,6 +73,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/agents/revoke", post(admin::revoke_agent))
         .route("/static/inbox.css", get(css))
         .route("/static/inbox.js", get(js))
+        .route("/static/keys.js", get(keys_js))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -97,6 +108,18 @@ async fn security_headers(mut res: Response) -> Response {
 
 const CSS: &str = include_str!("static/inbox.css");
 const JS: &str = include_str!("static/inbox.js");
+const KEYS_JS: &str = include_str!("static/keys.js");
+
+async fn keys_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        KEYS_JS,
+    )
+        .into_response()
+}
 
 async fn css() -> Response {
     (

@@ -5,6 +5,7 @@
 pub mod conditions;
 pub mod directory;
 pub mod runs;
+pub mod sso;
 
 use crate::approval::{
     Actor, Approval, Decision, DecisionEffect, DecisionKind, Execution, Status, TransitionError,
