@@ -62,6 +62,9 @@ pub fn router() -> Router<AppState> {
         .route("/admin/agents/revoke", post(admin::revoke_agent))
         .route("/static/inbox.css", get(css))
         .route("/static/inbox.js", get(js))
+        .route("/static/favicon.svg", get(favicon))
+        // Browsers ask for /favicon.ico on their own; an SVG is fine for them.
+        .route("/favicon.ico", get(favicon))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -96,6 +99,18 @@ async fn security_headers(mut res: Response) -> Response {
 
 const CSS: &str = include_str!("static/inbox.css");
 const JS: &str = include_str!("static/inbox.js");
+const FAVICON: &str = include_str!("static/favicon.svg");
+
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON,
+    )
+        .into_response()
+}
 
 async fn css() -> Response {
     (
