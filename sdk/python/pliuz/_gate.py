@@ -130,8 +130,7 @@ def warn_misconfigured(tool_name: str, exc: BaseException) -> None:
         return
     exc._pliuz_warned = True  # type: ignore[attr-defined]
     log.warning(
-        "pliuz: %s was NOT run because Pliuz is misconfigured (nobody was asked to approve): "
-        "%s",
+        "pliuz: %s was NOT run because Pliuz is misconfigured (nobody was asked): %s",
         tool_name,
         exc,
     )

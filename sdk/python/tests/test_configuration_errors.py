@@ -54,9 +54,8 @@ def test_gated_raises_a_configuration_error_and_warns(
         ran.append(amount_cents)
         return "refunded"
 
-    with caplog.at_level(logging.WARNING, logger="pliuz"):
-        with pytest.raises(error) as info:
-            issue_refund("A-1", 5000)
+    with caplog.at_level(logging.WARNING, logger="pliuz"), pytest.raises(error) as info:
+        issue_refund("A-1", 5000)
     assert isinstance(info.value, pliuz.PliuzConfigurationError)
     assert not isinstance(info.value, pliuz.PliuzDecisionError)  # not a human's rejection
     assert ran == []
@@ -73,9 +72,11 @@ def test_gated_without_a_key_warns(
     def issue_refund(order_id: str) -> str:
         raise AssertionError("must not run")
 
-    with caplog.at_level(logging.WARNING, logger="pliuz"):
-        with pytest.raises(pliuz.PliuzMissingAPIKeyError):
-            issue_refund("A-1")
+    with (
+        caplog.at_level(logging.WARNING, logger="pliuz"),
+        pytest.raises(pliuz.PliuzMissingAPIKeyError),
+    ):
+        issue_refund("A-1")
     (warning,) = _warnings(caplog)
     assert "PLIUZ_API_KEY" in warning
 
