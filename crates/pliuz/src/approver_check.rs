@@ -14,7 +14,9 @@ pub fn unknown_approvers(policies: &PolicySet, users: &[User]) -> Vec<String> {
         for approver in &policy.approvers {
             let matched = match approver {
                 Approver::User(email) => active.iter().any(|u| u.email.eq_ignore_ascii_case(email)),
-                Approver::Group(group) => active.iter().any(|u| u.groups.iter().any(|g| g == group)),
+                Approver::Group(group) => {
+                    active.iter().any(|u| u.groups.iter().any(|g| g == group))
+                }
             };
             if matched {
                 continue;
@@ -35,8 +37,9 @@ pub fn unknown_approvers(policies: &PolicySet, users: &[User]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::approval::DecisionKind;
     use crate::auth::Role;
-    use crate::policy::{DecisionKind, Policy, DEFAULT_EXECUTE_WITHIN};
+    use crate::policy::{Policy, DEFAULT_EXECUTE_WITHIN};
     use std::time::Duration;
 
     fn group(g: &str) -> Approver {
@@ -81,7 +84,10 @@ mod tests {
         let users = [user("alice@example.com", &["finance"], false)];
         let w = unknown_approvers(&set, &users);
         assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains("group:financ") && w[0].contains("'financ'"), "{w:?}");
+        assert!(
+            w[0].contains("group:financ") && w[0].contains("'financ'"),
+            "{w:?}"
+        );
         assert!(w[1].contains("user:bob@example.com"), "{w:?}");
     }
 
@@ -92,6 +98,8 @@ mod tests {
             unknown_approvers(&set, &[user("alice@example.com", &["finance"], true)]).len(),
             2
         );
-        assert!(unknown_approvers(&set, &[user("alice@example.com", &["finance"], false)]).is_empty());
+        assert!(
+            unknown_approvers(&set, &[user("alice@example.com", &["finance"], false)]).is_empty()
+        );
     }
 }

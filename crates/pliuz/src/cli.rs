@@ -174,7 +174,10 @@ async fn check_approvers_against_store(set: &crate::policy::PolicySet, over: &Ov
         }
     };
     let url = &settings.database_url;
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         let path = path.split('?').next().unwrap_or(path);
         if !std::path::Path::new(path).exists() {
             eprintln!(

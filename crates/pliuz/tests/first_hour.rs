@@ -46,10 +46,7 @@ fn pliuz(data_dir: &Path, config: &Path) -> Command {
 }
 
 fn run(mut c: Command) -> (bool, String, String) {
-    let out = c
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pliuz");
+    let out = c.stdin(Stdio::null()).output().expect("run pliuz");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -127,7 +124,10 @@ async fn a_start_on_a_busy_port_keeps_the_first_password_and_port_zero_prints_th
     let (ok, _, stderr) = run(c);
     assert!(!ok, "serve on a busy port must fail:\n{stderr}");
     assert!(stderr.contains("cannot listen on"), "{stderr}");
-    assert!(!stderr.contains("password"), "no password on a failed start:\n{stderr}");
+    assert!(
+        !stderr.contains("password"),
+        "no password on a failed start:\n{stderr}"
+    );
     drop(busy);
     let mut c = pliuz(&data, &config);
     c.args(["users", "list"]);
@@ -139,7 +139,11 @@ async fn a_start_on_a_busy_port_keeps_the_first_password_and_port_zero_prints_th
     c.args(["serve", "--listen", "127.0.0.1:0"]);
     let mut serving = Serving::start(c);
     let login = serving.wait_for("Log in at");
-    let url = login.trim().trim_start_matches("Log in at").trim().trim_end_matches('/');
+    let url = login
+        .trim()
+        .trim_start_matches("Log in at")
+        .trim()
+        .trim_end_matches('/');
     let port: u16 = url
         .rsplit(':')
         .next()
@@ -155,7 +159,11 @@ async fn a_start_on_a_busy_port_keeps_the_first_password_and_port_zero_prints_th
         "the log names the bound port: {serving_line}"
     );
     // No colour codes: stderr is a pipe here, as when it is written to a file.
-    assert!(!serving.seen.contains('\u{1b}'), "ANSI codes in:\n{}", serving.seen);
+    assert!(
+        !serving.seen.contains('\u{1b}'),
+        "ANSI codes in:\n{}",
+        serving.seen
+    );
 
     // The URL printed is the one that answers, and the password logs in.
     let client = reqwest::Client::builder()
@@ -210,7 +218,15 @@ fn policy_check_lists_approvers_that_match_nobody() {
     assert!(!data.exists(), "policy check must not create the database");
 
     let mut c = pliuz(&data, &config);
-    c.args(["users", "create", "alice@example.com", "--role", "approver", "--group", "finance"]);
+    c.args([
+        "users",
+        "create",
+        "alice@example.com",
+        "--role",
+        "approver",
+        "--group",
+        "finance",
+    ]);
     let (ok, _, stderr) = run(c);
     assert!(ok, "{stderr}");
 
@@ -218,10 +234,19 @@ fn policy_check_lists_approvers_that_match_nobody() {
     c.args(["policy", "check"]);
     let (ok, _, stderr) = run(c);
     assert!(ok, "unknown approvers are warnings, not errors:\n{stderr}");
-    let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning:")).collect();
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
     assert_eq!(warnings.len(), 2, "{stderr}");
-    assert!(warnings[0].contains("approver group:financ matches nobody"), "{stderr}");
-    assert!(warnings[1].contains("approver user:bob@example.com matches nobody"), "{stderr}");
+    assert!(
+        warnings[0].contains("approver group:financ matches nobody"),
+        "{stderr}"
+    );
+    assert!(
+        warnings[1].contains("approver user:bob@example.com matches nobody"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("group:finance "), "{stderr}");
 }
 
@@ -231,7 +256,15 @@ fn serve_warns_at_start_about_approvers_that_match_nobody() {
     let (data, config) = (dir.path().join("data"), dir.path().join("pliuz.toml"));
     std::fs::write(&config, TYPO_CONFIG).unwrap();
     let mut c = pliuz(&data, &config);
-    c.args(["users", "create", "alice@example.com", "--role", "approver", "--group", "finance"]);
+    c.args([
+        "users",
+        "create",
+        "alice@example.com",
+        "--role",
+        "approver",
+        "--group",
+        "finance",
+    ]);
     let (ok, _, stderr) = run(c);
     assert!(ok, "{stderr}");
 
@@ -245,7 +278,10 @@ fn serve_warns_at_start_about_approvers_that_match_nobody() {
         .filter(|l| l.contains("matches nobody"))
         .collect();
     assert_eq!(warned.len(), 2, "{}", serving.seen);
-    assert!(warned[0].contains("WARN") && warned[0].contains("group:financ "), "{warned:?}");
+    assert!(
+        warned[0].contains("WARN") && warned[0].contains("group:financ "),
+        "{warned:?}"
+    );
     assert!(warned[1].contains("user:bob@example.com"), "{warned:?}");
 }
 
@@ -315,10 +351,9 @@ fn help_describes_every_positional_argument() {
 
 #[test]
 fn the_readme_cli_table_lists_every_subcommand() {
-    let readme = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-    )
-    .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
     let table: Vec<&str> = readme
         .split("## The admin CLI")
         .nth(1)
@@ -346,5 +381,8 @@ fn the_readme_cli_table_lists_every_subcommand() {
             missing.insert(path.join(" "));
         }
     }
-    assert!(missing.is_empty(), "not in the README's CLI table: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in the README's CLI table: {missing:?}"
+    );
 }

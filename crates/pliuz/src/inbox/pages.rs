@@ -308,28 +308,6 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn next_is_local_only() {
-        assert_eq!(safe_next(Some("/requests/1")), "/requests/1");
-        assert_eq!(safe_next(Some("//evil.example")), "/inbox");
-        assert_eq!(safe_next(Some("https://evil.example")), "/inbox");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/inbox");
-        assert_eq!(safe_next(None), "/inbox");
-    }
-
-    #[test]
-    fn spans_read_well() {
-        assert_eq!(span_words(59_000), "59 s");
-        assert_eq!(span_words(29 * 60_000), "29 min");
-        assert_eq!(span_words(125 * 60_000), "2 h 5 min");
-        assert_eq!(span_words(2 * 86_400_000), "2 days");
-    }
-}
-
 /// An e-mail address that, when it must wrap, wraps after the `@` or before
 /// a dot rather than mid-word.
 pub fn email(address: &str) -> Markup {
@@ -354,5 +332,40 @@ pub fn email(address: &str) -> Markup {
                 (part)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_is_local_only() {
+        assert_eq!(safe_next(Some("/requests/1")), "/requests/1");
+        assert_eq!(safe_next(Some("//evil.example")), "/inbox");
+        assert_eq!(safe_next(Some("https://evil.example")), "/inbox");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/inbox");
+        assert_eq!(safe_next(None), "/inbox");
+    }
+
+    #[test]
+    fn spans_read_well() {
+        assert_eq!(span_words(59_000), "59 s");
+        assert_eq!(span_words(29 * 60_000), "29 min");
+        assert_eq!(span_words(125 * 60_000), "2 h 5 min");
+        assert_eq!(span_words(2 * 86_400_000), "2 days");
+    }
+
+    #[test]
+    fn emails_break_after_the_at_sign_and_before_dots_only() {
+        let html = super::email("ann.lee@mail.example.com").into_string();
+        assert_eq!(
+            html,
+            r#"<span class="email-address">ann<wbr>.lee@<wbr>mail<wbr>.example<wbr>.com</span>"#
+        );
+        assert_eq!(
+            super::email("<b>@x").into_string(),
+            r#"<span class="email-address">&lt;b&gt;@<wbr>x</span>"#
+        );
     }
 }

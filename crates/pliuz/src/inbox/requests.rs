@@ -775,7 +775,10 @@ pub async fn show(
         notice: notice.map(str::to_owned),
         ..Default::default()
     };
-    Ok(page(StatusCode::OK, request_page(&state, &s, &a, &entries, fb)))
+    Ok(page(
+        StatusCode::OK,
+        request_page(&state, &s, &a, &entries, fb),
+    ))
 }
 
 /// The notice after a decision, as true now as when it was made: a reload
