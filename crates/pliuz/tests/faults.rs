@@ -108,9 +108,9 @@ async fn stored(conn: &mut sqlx::SqliteConnection, key: &str) -> i64 {
 fn audit_check(server: &Server) -> (u64, u64) {
     let out = server.cli(&["audit", "check"], None);
     assert!(out.success, "{}{}", out.stdout, out.stderr);
-    // "OK: N entries, C checkpoints, U unsigned"
-    let nums: Vec<u64> = out
-        .stdout
+    // "OK: N entries, C checkpoints, U unsigned; consistent with ... <path>"
+    let summary = out.stdout.split(';').next().unwrap_or_default();
+    let nums: Vec<u64> = summary
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse().ok())
         .collect();
@@ -269,10 +269,12 @@ async fn disk_full_on_sqlite_never_acknowledges_what_is_not_stored_and_recovers_
         acked.push((key, r.body["id"].as_str().expect("id").to_owned()));
     }
     let (_, id) = &acked[acked.len() - 1];
+    let decision =
+        support::with_digest(&http, &server, &finance, id, json!({"decision": "approve"})).await;
     let r = send(
         http.post(server.url(&format!("/api/v1/approvals/{id}/decision")))
             .bearer_auth(&finance)
-            .json(&json!({"decision": "approve"})),
+            .json(&decision),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
