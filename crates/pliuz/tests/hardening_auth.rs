@@ -594,13 +594,13 @@ async fn nobody_approves_their_own_request_however_it_is_spelled() {
             a["originator"], "user:fin@example.com",
             "{spelling:?} is stored typed and normalised"
         );
+        let id = a["id"].as_str().unwrap();
+        let decision =
+            support::with_digest(&http, &server, &fin, id, json!({"decision": "approve"})).await;
         let res = http
-            .post(server.url(&format!(
-                "/api/v1/approvals/{}/decision",
-                a["id"].as_str().unwrap()
-            )))
+            .post(server.url(&format!("/api/v1/approvals/{id}/decision")))
             .bearer_auth(&fin)
-            .json(&json!({"decision": "approve"}))
+            .json(&decision)
             .send()
             .await
             .unwrap();
@@ -627,13 +627,13 @@ async fn nobody_approves_their_own_request_however_it_is_spelled() {
     }
     // Someone else's request: approving is fine.
     let (_, a) = create_refund(&http, &server, &agent, "Other Person <other@example.com>").await;
+    let id = a["id"].as_str().unwrap();
+    let decision =
+        support::with_digest(&http, &server, &fin, id, json!({"decision": "approve"})).await;
     let res = http
-        .post(server.url(&format!(
-            "/api/v1/approvals/{}/decision",
-            a["id"].as_str().unwrap()
-        )))
+        .post(server.url(&format!("/api/v1/approvals/{id}/decision")))
         .bearer_auth(&fin)
-        .json(&json!({"decision": "approve"}))
+        .json(&decision)
         .send()
         .await
         .unwrap();
