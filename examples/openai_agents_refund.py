@@ -5,19 +5,29 @@ The middle block is the sample from the Pliuz integration page, verbatim.
 Run it against a Pliuz server (``pliuz serve``) with an agent key::
 
     export PLIUZ_API_KEY=pliuz_ak_...        # pliuz agents create support-bot
-    export PLIUZ_BASE_URL=http://127.0.0.1:8700
-    export OPENAI_API_KEY=sk-...             # or PLIUZ_EXAMPLE_SCRIPTED=1 for no model at all
-    python examples/openai_agents_refund.py
+    python examples/openai_agents_refund.py  # PLIUZ_BASE_URL defaults to http://127.0.0.1:8700
 
-then approve, reject or edit the request in the inbox (or over the API).
-With ``PLIUZ_EXAMPLE_SCRIPTED=1`` a scripted model (``agents.testing.ScriptedModel``)
-asks for one refund, so the example runs offline.
+then approve, reject or edit the request in the inbox (or with
+``examples/approve_pending.py``).
+
+The model: offline by default, a scripted model (``agents.testing.ScriptedModel``)
+asks for one refund of 5000 cents on order A-1. With ``OPENAI_API_KEY`` set, an
+OpenAI model decides instead (``PLIUZ_EXAMPLE_SCRIPTED=1`` keeps the scripted one).
+The first line printed says which one runs.
+
+Each run is a new model turn with a new tool call id, so it asks for a new
+approval. Set ``PLIUZ_EXAMPLE_CALL_ID`` to repeat one call id: the SDK derives
+the request's idempotency key from the tool, its arguments and the call id, so a
+repeated call attaches to the same request and never runs the tool twice (once
+executed, the model is told it already ran).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import uuid
 
 
 def charge_back(order_id: str, amount_cents: int) -> str:
@@ -52,34 +62,43 @@ agent = Agent(
 def main() -> None:
     from agents import RunConfig, Runner
 
-    if os.environ.get("PLIUZ_EXAMPLE_SCRIPTED"):
-        from agents.testing import ScriptedModel, assistant_message, function_call
-
-        order_id = os.environ.get("PLIUZ_EXAMPLE_ORDER", "A-1")
-        amount = int(os.environ.get("PLIUZ_EXAMPLE_AMOUNT", "5000"))
-        model = ScriptedModel(
-            [
-                [
-                    function_call(
-                        "issue_refund",
-                        {"order_id": order_id, "amount_cents": amount},
-                        call_id=os.environ.get("PLIUZ_EXAMPLE_CALL_ID", "call_refund_1"),
-                    )
-                ],
-                [assistant_message("I have handled the refund request.")],
-            ]
-        )
-        result = Runner.run_sync(
-            agent,
-            f"Please refund {amount} cents on order {order_id}.",
-            run_config=RunConfig(model=model, tracing_disabled=True),
-        )
-        for call in model.calls[1:]:
-            for item in call.input if isinstance(call.input, list) else []:
-                if isinstance(item, dict) and item.get("type") == "function_call_output":
-                    print("TOOL OUTPUT:", item.get("output"))
-    else:
+    # Pliuz logs configuration mistakes (no or a wrong key, an unknown policy)
+    # as warnings on the "pliuz" logger: show them.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if os.environ.get("OPENAI_API_KEY") and not os.environ.get("PLIUZ_EXAMPLE_SCRIPTED"):
+        print("Model: OpenAI (OPENAI_API_KEY is set).", flush=True)
         result = Runner.run_sync(agent, "Please refund 50 euros on order A-1.")
+        print("FINAL:", result.final_output)
+        return
+
+    from agents.testing import ScriptedModel, assistant_message, function_call
+
+    print("Model: scripted, offline (set OPENAI_API_KEY to use an OpenAI model).", flush=True)
+    order_id = os.environ.get("PLIUZ_EXAMPLE_ORDER", "A-1")
+    amount = int(os.environ.get("PLIUZ_EXAMPLE_AMOUNT", "5000"))
+    call_id = os.environ.get("PLIUZ_EXAMPLE_CALL_ID") or f"call_refund_{uuid.uuid4().hex[:12]}"
+    model = ScriptedModel(
+        [
+            [
+                function_call(
+                    "issue_refund",
+                    {"order_id": order_id, "amount_cents": amount},
+                    call_id=call_id,
+                )
+            ],
+            [assistant_message("I have handled the refund request.")],
+        ]
+    )
+    print(f"Asking to refund {amount} cents on order {order_id}; waiting for a decision ...")
+    result = Runner.run_sync(
+        agent,
+        f"Please refund {amount} cents on order {order_id}.",
+        run_config=RunConfig(model=model, tracing_disabled=True),
+    )
+    for call in model.calls[1:]:
+        for item in call.input if isinstance(call.input, list) else []:
+            if isinstance(item, dict) and item.get("type") == "function_call_output":
+                print("TOOL OUTPUT:", item.get("output"))
     print("FINAL:", result.final_output)
 
 

@@ -4,18 +4,56 @@
 # the TypeScript SDK (real binary, real @openai/agents Runner), the independent
 # audit cross-check, and the web inbox in headless Chromium.
 # Installs what the tests need (Python packages, npm packages, Chromium).
+# The workspace is compiled once for the tests (debug; the Python, README and
+# browser tests use that binary too) besides clippy's check, and each step's
+# time is printed, with a summary at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-step() { printf '\n==> %s\n' "$*"; }
+step_names=()
+step_secs=()
+current=""
+started=$SECONDS
+finish_step() {
+  if [ -n "$current" ]; then
+    local took=$((SECONDS - started))
+    step_names+=("$current")
+    step_secs+=("$took")
+    printf -- '--- %s: %ds\n' "$current" "$took"
+  fi
+  current=""
+}
+step() {
+  finish_step
+  current="$*"
+  started=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
+summary() {
+  local status=$?
+  finish_step
+  printf '\nStep times:\n'
+  local i total=0
+  for i in "${!step_names[@]}"; do
+    printf '  %5ds  %s\n' "${step_secs[$i]}" "${step_names[$i]}"
+    total=$((total + step_secs[i]))
+  done
+  printf '  %5ds  total\n' "$total"
+  if [ "$status" -ne 0 ]; then
+    printf 'FAILED (exit %d)\n' "$status"
+  fi
+}
+trap summary EXIT
 
 step "Rust: format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "Rust: build"
-cargo build --workspace --locked
+step "Rust: build the tests (and the pliuz binary they run)"
+# One debug build serves every test: `cargo test` below reuses it, and the
+# Python, README and browser tests run this binary.
+cargo test --workspace --locked --no-run
 export PLIUZ_BIN="$root/target/debug/pliuz"
 
 step "Python: environment"
@@ -37,6 +75,9 @@ step "Python: lint, types and tests"
 (cd sdk/python && ../../.venv/bin/python -m mypy)
 .venv/bin/python -m pytest -q sdk/python/tests tests/audit-crosscheck
 
+step "README: the quick start, verbatim"
+bash scripts/readme-check.sh
+
 step "TypeScript SDK: install, tsc --strict, lint, tests, npm pack"
 (
   cd sdk/typescript
@@ -56,4 +97,5 @@ bash scripts/fuzz.sh
 step "Web inbox: end-to-end in headless Chromium"
 bash tests/e2e/run.sh
 
-step "All tests passed"
+finish_step
+printf '\n==> All tests passed\n'

@@ -65,6 +65,7 @@ enum AgentsCommand {
     /// Create an agent; prints its API key (shown once), then with
     /// --webhook-url the webhook signing secret (shown once).
     Create {
+        /// A name for the agent, e.g. support-bot (shown to approvers).
         name: String,
         /// Where to POST this agent's events (approval.decided, run.ready).
         #[arg(long)]
@@ -72,6 +73,7 @@ enum AgentsCommand {
     },
     /// Set or change an agent's webhook URL; prints a new signing secret (shown once).
     SetWebhook {
+        /// The agent's name.
         name: String,
         #[arg(long)]
         url: String,
@@ -79,7 +81,10 @@ enum AgentsCommand {
     /// List agents.
     List,
     /// Revoke an agent's key at once.
-    Revoke { name: String },
+    Revoke {
+        /// The agent's name, as given to `agents create`.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +92,9 @@ enum UsersCommand {
     /// Create a user. The password comes from stdin with --password-stdin;
     /// otherwise a one-time setup link is printed.
     Create {
+        /// The person's e-mail address (their log-in name).
         email: String,
+        /// What they may do: approver (decide), admin (manage) or auditor (read the log).
         #[arg(long, value_parser = ["approver", "admin", "auditor"])]
         role: String,
         /// Groups (repeatable), e.g. --group finance.
@@ -99,28 +106,52 @@ enum UsersCommand {
     },
     /// Issue a personal API token (printed once) so this person can decide over the API.
     Token {
+        /// The person's e-mail address.
         email: String,
+        /// A note to tell this token from others, e.g. "ci".
         #[arg(long)]
         label: Option<String>,
     },
     /// Revoke all of a person's API tokens.
-    RevokeTokens { email: String },
+    RevokeTokens {
+        /// The person's e-mail address.
+        email: String,
+    },
     /// List users.
     List,
     /// Add a user to a group.
-    AddGroup { email: String, group: String },
+    AddGroup {
+        /// The person's e-mail address.
+        email: String,
+        /// The group's name, e.g. finance (as in a policy's `group:finance`).
+        group: String,
+    },
     /// Remove a user from a group.
-    RemoveGroup { email: String, group: String },
+    RemoveGroup {
+        /// The person's e-mail address.
+        email: String,
+        /// The group's name, e.g. finance (as in a policy's `group:finance`).
+        group: String,
+    },
     /// Stop a user from logging in or using tokens.
-    Disable { email: String },
+    Disable {
+        /// The person's e-mail address.
+        email: String,
+    },
     /// Undo `disable`.
-    Enable { email: String },
+    Enable {
+        /// The person's e-mail address.
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
     /// Validate a policy file (default: --config) and report each mistake with its line.
-    Check { file: Option<PathBuf> },
+    Check {
+        /// The pliuz.toml or policy file to check (default: --config / PLIUZ_CONFIG).
+        file: Option<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -143,6 +174,59 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Lists approvers that match nobody, when the database can be reached
+/// without creating it. Warnings only: groups may be created later.
+async fn check_approvers_against_store(set: &crate::policy::PolicySet, over: &Overrides) {
+    let settings = match Settings::load(over) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("note: approvers not checked against users: {e:#}");
+            return;
+        }
+    };
+    let url = &settings.database_url;
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let path = path.split('?').next().unwrap_or(path);
+        if !std::path::Path::new(path).exists() {
+            eprintln!(
+                "note: approvers not checked against users: no database at {path} yet (pass --data-dir or --database-url)"
+            );
+            return;
+        }
+    }
+    let opened = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        crate::store::Store::open(url),
+    )
+    .await;
+    let users = match opened {
+        Ok(Ok(store)) => store.list_users().await,
+        Ok(Err(e)) => {
+            eprintln!("note: approvers not checked against users: {e:#}");
+            return;
+        }
+        Err(_) => {
+            eprintln!("note: approvers not checked against users: the database did not answer within 10 s");
+            return;
+        }
+    };
+    match users {
+        Ok(users) => {
+            let warnings = crate::approver_check::unknown_approvers(set, &users);
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            if warnings.is_empty() {
+                eprintln!("every approver matches at least one active user");
+            }
+        }
+        Err(e) => eprintln!("note: approvers not checked against users: {e}"),
+    }
+}
+
 fn init_tracing(serving: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if serving {
@@ -153,6 +237,8 @@ fn init_tracing(serving: bool) {
     let filter = EnvFilter::try_from_env("PLIUZ_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, not in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(crate::redact::RedactingStderr)
         .try_init();
 }
@@ -182,6 +268,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match crate::config::check_file(&path) {
                 Ok(set) => {
                     eprintln!("{}: OK, {} policies", path.display(), set.iter().count());
+                    over.config = Some(path);
+                    check_approvers_against_store(&set, &over).await;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(errors) => {

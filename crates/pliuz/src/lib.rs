@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod approver_check;
 pub mod audit;
 pub mod auth;
 pub mod cli;

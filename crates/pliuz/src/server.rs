@@ -36,9 +36,24 @@ pub async fn control_plane(settings: Settings) -> anyhow::Result<ControlPlane> {
     ))
 }
 
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let listen = settings.listen;
+pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     let connection_limits = crate::listener::ConnectionLimits::from_env()?;
+    // Bind first: a start that cannot listen must not create the first
+    // admin (its one-time password would be printed and then lost), and the
+    // URL printed must be the real one (`--listen 127.0.0.1:0` picks a port).
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {e} (choose another with --listen or PLIUZ_LISTEN)",
+                settings.listen
+            )
+        })?;
+    let listen = listener.local_addr()?;
+    if settings.public_url == format!("http://{}", settings.listen) {
+        settings.public_url = format!("http://{listen}");
+    }
+    settings.listen = listen;
     let cp = control_plane(settings).await?;
     crate::file_modes::warn_if_loose(&cp.settings);
     // Replicas starting together on one database take turns here, so the
@@ -59,12 +74,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot record the loaded policies: {e}"))?;
     bootstrap_admin(&cp).await?;
     startup.release().await?;
-
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {listen}: {e} (choose another with --listen or PLIUZ_LISTEN)"
-        )
-    })?;
+    warn_unknown_approvers(&cp).await;
     let (trigger, shutdown) = crate::shutdown::channel();
     let mut workers = tokio::task::JoinSet::new();
     workers.spawn(crate::expiry::run(cp.clone(), shutdown.clone()));
@@ -208,6 +218,18 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Approvers that match nobody are logged at start (see `approver_check`).
+async fn warn_unknown_approvers(cp: &ControlPlane) {
+    match cp.store.list_users().await {
+        Ok(users) => {
+            for warning in crate::approver_check::unknown_approvers(&cp.policies, &users) {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list users to check the policies' approvers"),
+    }
 }
 
 /// On the very first start, create an admin so someone can log in. The

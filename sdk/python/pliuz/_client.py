@@ -45,6 +45,7 @@ from .errors import (
     PliuzConflictError,
     PliuzConnectionError,
     PliuzError,
+    PliuzMissingAPIKeyError,
     PliuzTimeoutError,
     error_from_response,
 )
@@ -131,8 +132,9 @@ class _BaseClient:
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("PLIUZ_API_KEY")
         if not key:
-            raise PliuzError(
-                "no Pliuz API key: pass api_key=... or set the PLIUZ_API_KEY environment variable"
+            raise PliuzMissingAPIKeyError(
+                "no Pliuz API key: pass api_key=... or set the PLIUZ_API_KEY environment variable "
+                "(create one with `pliuz agents create NAME`)"
             )
         self.api_key = key
         url = base_url or os.environ.get("PLIUZ_BASE_URL") or DEFAULT_BASE_URL

@@ -32,6 +32,7 @@ from .errors import (
     PliuzAPIError,
     PliuzArgumentsError,
     PliuzCancelledError,
+    PliuzConfigurationError,
     PliuzConflictError,
     PliuzDecisionError,
     PliuzError,
@@ -48,7 +49,13 @@ from .redaction import Redacted, redact, restore
 if TYPE_CHECKING:
     from ._client import AsyncPliuzClient, PliuzClient
 
-__all__ = ["PreparedCall", "prepare_call", "raise_for_outcome", "undelivered_reports"]
+__all__ = [
+    "PreparedCall",
+    "prepare_call",
+    "raise_for_outcome",
+    "undelivered_reports",
+    "warn_misconfigured",
+]
 
 log = logging.getLogger("pliuz")
 
@@ -110,6 +117,23 @@ def prepare_call(
         "idempotency_key": key,
     }
     return PreparedCall(tool_name, args, masked, key, request)
+
+
+def warn_misconfigured(tool_name: str, exc: BaseException) -> None:
+    """Log a configuration error of a gated call, once per exception, at WARNING.
+
+    A wrong key or policy name is the developer's mistake, not a human's
+    decision: it must be seen even when the model is only told "not run".
+    Python's last-resort handler prints it on stderr when logging is not set up.
+    """
+    if not isinstance(exc, PliuzConfigurationError) or getattr(exc, "_pliuz_warned", False):
+        return
+    exc._pliuz_warned = True  # type: ignore[attr-defined]
+    log.warning(
+        "pliuz: %s was NOT run because Pliuz is misconfigured (nobody was asked): %s",
+        tool_name,
+        exc,
+    )
 
 
 def raise_for_outcome(approval: Approval) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "PliuzArgumentsError",
     "PliuzAuthenticationError",
     "PliuzCancelledError",
+    "PliuzConfigurationError",
     "PliuzConflictError",
     "PliuzConnectionError",
     "PliuzDecisionError",
@@ -39,6 +40,7 @@ __all__ = [
     "PliuzExpiredError",
     "PliuzForbiddenError",
     "PliuzIdempotencyConflictError",
+    "PliuzMissingAPIKeyError",
     "PliuzNoMatchingPolicyError",
     "PliuzNotFoundError",
     "PliuzOutcomeUnknownError",
@@ -46,6 +48,7 @@ __all__ = [
     "PliuzRejectedError",
     "PliuzServerError",
     "PliuzTimeoutError",
+    "PliuzUnknownPolicyError",
     "PliuzValidationError",
 ]
 
@@ -56,6 +59,16 @@ class PliuzError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class PliuzConfigurationError(PliuzError):
+    """The caller is set up wrongly: no or an invalid API key, an unknown policy, or no
+    policy for the tool. Not a human's decision — nobody was asked. Gated calls log a
+    warning naming the problem (logger ``pliuz``); the tool does not run."""
+
+
+class PliuzMissingAPIKeyError(PliuzConfigurationError):
+    """No API key was given (``api_key=...`` or ``PLIUZ_API_KEY``)."""
 
 
 class PliuzConnectionError(PliuzError):
@@ -93,7 +106,7 @@ class PliuzAPIError(PliuzError):
         self.response = response
 
 
-class PliuzAuthenticationError(PliuzAPIError):
+class PliuzAuthenticationError(PliuzAPIError, PliuzConfigurationError):
     """401 ``unauthorized``: missing, unknown or revoked API key."""
 
 
@@ -135,8 +148,12 @@ class PliuzValidationError(PliuzAPIError):
     """
 
 
-class PliuzNoMatchingPolicyError(PliuzValidationError):
+class PliuzNoMatchingPolicyError(PliuzValidationError, PliuzConfigurationError):
     """422 ``no_matching_policy``: no policy covers this tool and there is no default policy."""
+
+
+class PliuzUnknownPolicyError(PliuzValidationError, PliuzConfigurationError):
+    """``unknown_policy``: the ``policy=`` named is not loaded on the server."""
 
 
 class PliuzRateLimitError(PliuzAPIError):
@@ -238,7 +255,7 @@ _CODE_MAP: dict[str, type[PliuzAPIError]] = {
     "payload_too_large": PliuzValidationError,
     "unsupported_media_type": PliuzValidationError,
     "validation": PliuzValidationError,
-    "unknown_policy": PliuzValidationError,
+    "unknown_policy": PliuzUnknownPolicyError,
     "decision_not_allowed": PliuzValidationError,
     "schema_violation": PliuzValidationError,
     "no_matching_policy": PliuzNoMatchingPolicyError,

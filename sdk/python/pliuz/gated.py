@@ -30,8 +30,8 @@ from typing import Any, TypeVar, cast, overload
 from pydantic import TypeAdapter
 
 from ._client import AsyncPliuzClient, PliuzClient
-from ._gate import prepare_call, run_gated_async, run_gated_sync
-from .errors import PliuzArgumentsError
+from ._gate import prepare_call, run_gated_async, run_gated_sync, warn_misconfigured
+from .errors import PliuzArgumentsError, PliuzConfigurationError
 from .redaction import parse_path, relax_schema
 
 __all__ = ["gated"]
@@ -202,7 +202,10 @@ def gated(
     :class:`~pliuz.PliuzTimeoutError`, :class:`~pliuz.PliuzAlreadyExecutedError`,
     :class:`~pliuz.PliuzOutcomeUnknownError`, :class:`~pliuz.PliuzExecutionExpiredError`,
     :class:`~pliuz.PliuzArgumentsError`, :class:`~pliuz.PliuzConnectionError`
-    and the API errors. Exceptions raised by ``func`` itself propagate after
+    and the API errors. A :class:`~pliuz.PliuzConfigurationError` (no or a
+    wrong API key, an unknown policy, no policy for the tool) is also logged
+    as a warning on the ``pliuz`` logger: nobody was asked, so it is not a
+    human's rejection. Exceptions raised by ``func`` itself propagate after
     being reported.
     """
     for path in redact:
@@ -237,7 +240,11 @@ def gated(
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                c = client if isinstance(client, AsyncPliuzClient) else AsyncPliuzClient()
+                try:
+                    c = client if isinstance(client, AsyncPliuzClient) else AsyncPliuzClient()
+                except PliuzConfigurationError as exc:
+                    warn_misconfigured(name, exc)
+                    raise
                 try:
                     prepared = prepare(args, kwargs, c.api_key)
 
@@ -249,6 +256,9 @@ def gated(
                         c, prepared, execute, timeout_s=timeout_s,
                         cancel_on_timeout=cancel_on_timeout, report_output=report_output,
                     )  # fmt: skip
+                except PliuzConfigurationError as exc:
+                    warn_misconfigured(name, exc)
+                    raise
                 finally:
                     if c is not client:
                         await c.aclose()
@@ -257,17 +267,21 @@ def gated(
 
         @functools.wraps(fn)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            c = client if isinstance(client, PliuzClient) else _default_sync_client()
-            prepared = prepare(args, kwargs, c.api_key)
+            try:
+                c = client if isinstance(client, PliuzClient) else _default_sync_client()
+                prepared = prepare(args, kwargs, c.api_key)
 
-            def execute(final: dict[str, Any]) -> Any:
-                pos, kw = dict_to_call(sig, final, name)
-                return fn(*pos, **kw)
+                def execute(final: dict[str, Any]) -> Any:
+                    pos, kw = dict_to_call(sig, final, name)
+                    return fn(*pos, **kw)
 
-            return run_gated_sync(
-                c, prepared, execute, timeout_s=timeout_s,
-                cancel_on_timeout=cancel_on_timeout, report_output=report_output,
-            )  # fmt: skip
+                return run_gated_sync(
+                    c, prepared, execute, timeout_s=timeout_s,
+                    cancel_on_timeout=cancel_on_timeout, report_output=report_output,
+                )  # fmt: skip
+            except PliuzConfigurationError as exc:
+                warn_misconfigured(name, exc)
+                raise
 
         return cast(F, sync_wrapper)
 

@@ -44,7 +44,7 @@ def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         (415, "unsupported_media_type", pliuz.PliuzValidationError),
         (422, "validation", pliuz.PliuzValidationError),
         (422, "no_matching_policy", pliuz.PliuzNoMatchingPolicyError),
-        (422, "unknown_policy", pliuz.PliuzValidationError),
+        (422, "unknown_policy", pliuz.PliuzUnknownPolicyError),
         (422, "decision_not_allowed", pliuz.PliuzValidationError),
         (422, "schema_violation", pliuz.PliuzValidationError),
         (429, "rate_limited", pliuz.PliuzRateLimitError),

@@ -13,7 +13,8 @@ fn problem_responses() -> Value {
         "413": {"$ref": "#/components/responses/Problem"},
         "415": {"$ref": "#/components/responses/Problem"},
         "422": {"$ref": "#/components/responses/Problem"},
-        "500": {"$ref": "#/components/responses/Problem"}
+        "500": {"$ref": "#/components/responses/Problem"},
+        "503": {"$ref": "#/components/responses/Problem"}
     })
 }
 

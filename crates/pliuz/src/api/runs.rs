@@ -583,8 +583,10 @@ fn op(summary: &str, body: Option<Value>, ok: &str, ok_schema: Value) -> Value {
             "404": {"$ref": "#/components/responses/Problem"},
             "409": {"$ref": "#/components/responses/Problem"},
             "413": {"$ref": "#/components/responses/Problem"},
+            "415": {"$ref": "#/components/responses/Problem"},
             "422": {"$ref": "#/components/responses/Problem"},
-            "500": {"$ref": "#/components/responses/Problem"}
+            "500": {"$ref": "#/components/responses/Problem"},
+            "503": {"$ref": "#/components/responses/Problem"}
         },
     });
     if let Some(schema) = body {

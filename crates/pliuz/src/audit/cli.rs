@@ -29,6 +29,7 @@ pub enum AuditCommand {
     },
     /// Verify an export offline against trusted verifier keys; names the first bad entry.
     Verify {
+        /// The directory written by `pliuz audit export`.
         dir: PathBuf,
         /// Do not stop at the first problem: list every bad entry and checkpoint.
         #[arg(long)]
@@ -42,6 +43,7 @@ pub enum AuditCommand {
     },
     /// Verify a receipt (GET /api/v1/approvals/{id}/receipt) offline.
     VerifyReceipt {
+        /// The receipt, a JSON file as the API returned it.
         file: PathBuf,
         /// A trusted verifier key (repeatable).
         #[arg(long = "key")]

@@ -76,7 +76,7 @@ async fn admin_page(
                     tbody {
                         @for u in &users {
                             tr {
-                                td { (u.email) }
+                                td { (super::pages::email(&u.email)) }
                                 td { (u.role.as_str()) }
                                 td {
                                     ul.chips {
@@ -124,11 +124,12 @@ async fn admin_page(
                 div.field { label for="u-email" { "Email" } input #u-email type="email" name="email" required autocomplete="off"; }
                 div.field {
                     label for="u-role" { "Role" }
-                    select #u-role name="role" {
-                        option value="approver" { "approver — decides requests" }
-                        option value="auditor" { "auditor — reads everything, decides nothing" }
-                        option value="admin" { "admin — manages people and agents" }
+                    select #u-role name="role" aria-describedby="u-role-help" {
+                        option value="approver" { "approver" }
+                        option value="auditor" { "auditor" }
+                        option value="admin" { "admin" }
                     }
+                    p.help #u-role-help { "Approvers decide; auditors read everything and decide nothing; admins manage people and agents." }
                 }
                 div.field { label for="u-groups" { "Groups" } input #u-groups type="text" name="groups" placeholder="finance, support" aria-describedby="u-groups-help"; p.help #u-groups-help { "Comma-separated; policies name approvers by group." } }
                 div.field.buttons { button.primary type="submit" { "Create and get a setup link" } }
@@ -170,7 +171,11 @@ async fn admin_page(
         }
         section.card aria-labelledby="pol-h" {
             h2 #pol-h { "Policies" }
-            p.muted { "Read-only here: policies live in the configuration file and are checked with " code { "pliuz policy check" } ". Source SHA-256: " code.small { (state.cp.policies.source_hash) } }
+            @if state.cp.policies.iter().next().is_none() {
+                p.notice #no-policies { "No policies are loaded, so every tool call is refused (" code { "no_matching_policy" } "). Add " code { "[[policy]]" } " tables to the configuration file (" code { "pliuz --config pliuz.toml serve" } "; see docs/configuration.md), check it with " code { "pliuz policy check" } " and restart." }
+            } @else {
+                p.muted { "Read-only here: policies live in the configuration file and are checked with " code { "pliuz policy check" } ". Source SHA-256: " code.small #policy-hash { (state.cp.policies.source_hash) } }
+            }
             @for p in state.cp.policies.iter() {
                 article.policy {
                     h3 { (p.name) }

@@ -74,6 +74,9 @@ pub fn router() -> Router<AppState> {
         .route("/static/inbox.css", get(css))
         .route("/static/inbox.js", get(js))
         .route("/static/keys.js", get(keys_js))
+        .route("/static/favicon.svg", get(favicon))
+        // Browsers ask for /favicon.ico on their own; an SVG is fine for them.
+        .route("/favicon.ico", get(favicon))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -117,6 +120,19 @@ async fn keys_js() -> Response {
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         KEYS_JS,
+    )
+        .into_response()
+}
+
+const FAVICON: &str = include_str!("static/favicon.svg");
+
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON,
     )
         .into_response()
 }

@@ -32,6 +32,7 @@ pub fn layout(title: &str, session: Option<&Session>, nav: Nav, body: Markup) ->
                     meta name="csrf-token" content=(s.csrf);
                 }
                 title { (title) " · Pliuz" }
+                link rel="icon" type="image/svg+xml" href="/static/favicon.svg";
                 link rel="stylesheet" href="/static/inbox.css";
                 script src="/static/inbox.js" defer {}
                 script src="/static/keys.js" defer {}
@@ -310,6 +311,33 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+/// An e-mail address that, when it must wrap, wraps after the `@` or before
+/// a dot rather than mid-word.
+pub fn email(address: &str) -> Markup {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut start = 0;
+    for (i, c) in address.char_indices() {
+        let cut = match c {
+            '@' => i + 1,
+            '.' if i > start => i,
+            _ => continue,
+        };
+        if cut > start {
+            parts.push(&address[start..cut]);
+            start = cut;
+        }
+    }
+    parts.push(&address[start..]);
+    html! {
+        span.email-address {
+            @for (n, part) in parts.iter().enumerate() {
+                @if n > 0 { wbr; }
+                (part)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +357,18 @@ mod tests {
         assert_eq!(span_words(29 * 60_000), "29 min");
         assert_eq!(span_words(125 * 60_000), "2 h 5 min");
         assert_eq!(span_words(2 * 86_400_000), "2 days");
+    }
+
+    #[test]
+    fn emails_break_after_the_at_sign_and_before_dots_only() {
+        let html = super::email("ann.lee@mail.example.com").into_string();
+        assert_eq!(
+            html,
+            r#"<span class="email-address">ann<wbr>.lee@<wbr>mail<wbr>.example<wbr>.com</span>"#
+        );
+        assert_eq!(
+            super::email("<b>@x").into_string(),
+            r#"<span class="email-address">&lt;b&gt;@<wbr>x</span>"#
+        );
     }
 }

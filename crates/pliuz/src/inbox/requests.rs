@@ -685,7 +685,7 @@ fn request_page(
                             h2 #outcome-h { "Outcome" }
                             dl.facts {
                                 div { dt { "Result" } dd { (status_badge(d.status)) @if a.edited { " " span.badge { "edited" } } } }
-                                div { dt { "By" } dd { (d.by) } }
+                                div { dt { "By" } dd { (super::pages::email(&d.by)) } }
                                 div { dt { "When" } dd { (time_el(d.at, &fmt_time(d.at))) } }
                                 @if let Some(r) = &d.reason { div.wide { dt { "Reason" } dd #decision-reason { (r) } } }
                             }
@@ -768,26 +768,44 @@ pub async fn show(
     super::extract::WebPath(id): super::extract::WebPath,
     Query(q): Query<ShowQuery>,
 ) -> WebResult {
-    let notice = match q.done.as_deref() {
-        Some("approved") => Some("Approved. The agent has been told and will run the tool."),
-        Some("voted") => Some("Your approval is recorded. The request waits for more approvals."),
-        Some("rejected") => Some("Rejected. The agent's model receives your reason."),
-        Some("edited") => {
+    let a = state.cp.get_for(&s.principal(), &id).await?;
+    let entries = state.cp.store.audit_entries_for(&id).await?;
+    let notice = done_notice(q.done.as_deref(), a.status);
+    let fb = Feedback {
+        notice: notice.map(str::to_owned),
+        ..Default::default()
+    };
+    Ok(page(
+        StatusCode::OK,
+        request_page(&state, &s, &a, &entries, fb),
+    ))
+}
+
+/// The notice after a decision, as true now as when it was made: a reload
+/// after the tool ran must not still say it "will run".
+fn done_notice(done: Option<&str>, now: Status) -> Option<&'static str> {
+    let approved = matches!(done, Some("approved" | "edited"));
+    match (done, now) {
+        (_, Status::Executed) if approved => {
+            Some("Approved. The agent has run the tool; its outcome is shown below.")
+        }
+        (_, Status::Executing) if approved => {
+            Some("Approved. The agent has started the tool; its outcome is not reported yet.")
+        }
+        (_, Status::Expired) if approved => {
+            Some("Approved, but the agent did not start the tool in time; it will not run.")
+        }
+        (Some("approved"), _) => Some("Approved. The agent has been told and will run the tool."),
+        (Some("voted"), Status::Pending) => {
+            Some("Your approval is recorded. The request waits for more approvals.")
+        }
+        (Some("voted"), _) => Some("Your approval is recorded."),
+        (Some("rejected"), _) => Some("Rejected. The agent's model receives your reason."),
+        (Some("edited"), _) => {
             Some("Approved with your changes. The agent runs the tool with the edited arguments.")
         }
         _ => None,
-    };
-    render(
-        &state,
-        &s,
-        &id,
-        StatusCode::OK,
-        Feedback {
-            notice: notice.map(str::to_owned),
-            ..Default::default()
-        },
-    )
-    .await
+    }
 }
 
 async fn decide(

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._gate import excerpt
+from .._gate import excerpt, warn_misconfigured
 from ..errors import (
     PliuzAlreadyExecutedError,
     PliuzArgumentsError,
     PliuzCancelledError,
+    PliuzConfigurationError,
     PliuzConnectionError,
     PliuzError,
     PliuzExecutionExpiredError,
@@ -32,6 +33,11 @@ def not_run(name: str, why: str) -> str:
 
 def message_for(name: str, exc: PliuzError, timeout_s: float | None) -> str:
     """What the model is told when the gate did not let the tool run."""
+    if isinstance(exc, PliuzConfigurationError):
+        warn_misconfigured(name, exc)
+        return not_run(
+            name, f"the approval layer is misconfigured ({exc}); nobody was asked to approve it."
+        )
     if isinstance(exc, PliuzRejectedError):
         by = exc.approval.decision.by if exc.approval and exc.approval.decision else None
         who = f" by {by}" if by else ""
