@@ -41,8 +41,8 @@
 use crate::approval::{Actor, Approval};
 use crate::service::ControlPlane;
 use crate::slack::api::SlackError;
-use crate::slack::store as sstore;
 use crate::slack::{blocks, Slack};
+use crate::store::slack as sstore;
 use crate::store::{AuditEvent, OutboxMessage, StoreError};
 use rand::Rng;
 use serde_json::{json, Value};

@@ -236,7 +236,7 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
         AuditCommand::Keys => {
             let settings = Settings::load(over)?;
             let signer = Signer::load(&settings.audit, false).ok();
-            let cp = crate::server::control_plane(settings).await?;
+            let cp = crate::service::ControlPlane::open(settings).await?;
             for k in super::known_verifiers(&cp, signer.as_ref()).await? {
                 println!("{k}");
             }
@@ -245,7 +245,7 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
         AuditCommand::Checkpoint => {
             let settings = Settings::load(over)?;
             let signer = Signer::load(&settings.audit, true)?;
-            let cp = crate::server::control_plane(settings).await?;
+            let cp = crate::service::ControlPlane::open(settings).await?;
             let c = super::sign_checkpoint(&cp, &signer).await?;
             print!("{}", c.note);
             Ok(ExitCode::SUCCESS)
@@ -259,7 +259,7 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
                     None
                 }
             };
-            let cp = crate::server::control_plane(settings).await?;
+            let cp = crate::service::ControlPlane::open(settings).await?;
             let s = super::export::export(&cp, signer.as_ref(), &out).await?;
             eprintln!(
                 "Exported {} entries, {} checkpoints and {} verifier key(s) to {}.",
@@ -277,7 +277,7 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
         AuditCommand::Check => {
             let settings = Settings::load(over)?;
             let signer = Signer::load(&settings.audit, false).ok();
-            let cp = crate::server::control_plane(settings).await?;
+            let cp = crate::service::ControlPlane::open(settings).await?;
             let r = super::verify_log(&cp, signer.as_ref()).await?;
             // What this server remembers signing, outside the database.
             let witness = Witness::for_settings(&cp.settings);
@@ -347,7 +347,7 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
     let old = Signer::load(&settings.audit, true)?;
     let origin = settings.audit.origin.clone();
     let key_file = settings.audit.signing_key_file.clone();
-    let cp = crate::server::control_plane(settings).await?;
+    let cp = crate::service::ControlPlane::open(settings).await?;
 
     // 1. Seal everything so far under the old key.
     let sealed = super::sign_checkpoint(&cp, &old).await?;
@@ -413,7 +413,7 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
 async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(over)?;
     let signer = Signer::load(&settings.audit, false)?;
-    let cp = crate::server::control_plane(settings).await?;
+    let cp = crate::service::ControlPlane::open(settings).await?;
     let witness = Witness::for_settings(&cp.settings);
     let Some(newest) = witness.newest()? else {
         eprintln!(

@@ -1,5 +1,5 @@
 //! The audit trail's server side: checkpoint signing (worker, on demand and
-//! at shutdown), receipts, whole-log verification, the HTTP routes and the
+//! at shutdown), receipts, whole-log verification and the
 //! export. The pure log maths and formats live in the `pliuz-audit` crate;
 //! the persistence lives in `store/audit.rs`. See `docs/audit.md`.
 //!
@@ -13,9 +13,9 @@
 //!   and every known key.
 //! * [`known_verifiers`]: every verifier key the log has used.
 //!
-//! The signer lives in `server::Extras::audit_signer` when serving.
+//! The signer lives in `http::Extras::audit_signer` when serving; the HTTP
+//! routes are `api::audit`.
 
-pub mod api;
 pub mod cli;
 pub mod export;
 pub mod monitor;
@@ -443,8 +443,6 @@ pub async fn verify_log(cp: &ControlPlane, signer: Option<&Signer>) -> AuditResu
     report.unsigned_tail = size - checkpoints.last().map(|c| c.size).unwrap_or(0);
     Ok(report)
 }
-
-pub use api::{openapi_operations, routes};
 
 #[cfg(test)]
 mod tests {

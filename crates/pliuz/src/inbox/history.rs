@@ -6,8 +6,8 @@ use super::pages::{fmt_time, layout, page, status_badge, time_el, truncate, Nav,
 use super::requests::{args_summary, scope};
 use super::session::Viewer;
 use crate::api::approvals::ApprovalView;
-use crate::api::AppState;
 use crate::approval::{Approval, Status};
+use crate::http::AppState;
 use crate::store::{format_time, ApprovalFilter, StoreError};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};

@@ -4,8 +4,9 @@
 //! served from `/static/`, and every page carries a strict
 //! Content-Security-Policy. See `docs/inbox.md`.
 //!
-//! * `session`: log-in, log-out, one-time setup links, the session cookie and
-//!   CSRF tokens (also used by the API when called with the cookie).
+//! * `login`: log-in, log-out and one-time setup links (the pages).
+//! * `session`: the page extractors (logged-in viewer, CSRF-checked forms);
+//!   the cookie and token plumbing is `crate::http::session`.
 //! * `requests`: the live inbox, the request page and the decisions.
 //! * `history`: decided requests and their CSV / JSONL export.
 //! * `admin`: users, agents and policies; the audit log page.
@@ -13,35 +14,23 @@
 mod admin;
 pub mod csv;
 mod history;
+mod login;
 mod pages;
-pub mod ratelimit;
 mod requests;
 mod session;
 
-pub use session::session_principal;
-
-use crate::api::AppState;
+use crate::http::AppState;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-/// State the inbox keeps in memory (one per server process).
-#[derive(Default)]
-pub struct InboxState {
-    /// Failed log-in attempts per client address and email.
-    pub login_limiter: ratelimit::RateLimiter,
-}
-
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(session::root))
-        .route("/login", get(session::login_page).post(session::login))
-        .route("/logout", post(session::logout))
-        .route(
-            "/setup/{token}",
-            get(session::setup_page).post(session::setup),
-        )
+        .route("/", get(login::root))
+        .route("/login", get(login::login_page).post(login::login))
+        .route("/logout", post(login::logout))
+        .route("/setup/{token}", get(login::setup_page).post(login::setup))
         .route("/inbox", get(requests::inbox))
         .route("/inbox/events", get(requests::events))
         .route("/requests/{id}", get(requests::show))

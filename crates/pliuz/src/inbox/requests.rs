@@ -7,10 +7,10 @@ use super::pages::{
     value_text, Nav, WebError, WebResult,
 };
 use super::session::{CsrfForm, Session, Viewer};
-use crate::api::error::Problem;
-use crate::api::AppState;
 use crate::approval::{Approval, DecisionKind, Status};
 use crate::auth::Principal;
+use crate::http::error::Problem;
+use crate::http::AppState;
 use crate::notify::ApprovalChanged;
 use crate::service::{review_digest, schema_errors, DecisionInput};
 use crate::store::{ApprovalFilter, StoredEntry};
@@ -268,7 +268,7 @@ const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Live {
     async fn session_valid(&self) -> bool {
-        super::session::session_still_valid(
+        crate::http::session::session_still_valid(
             &self.state,
             &self.session.token_hash,
             &self.session.user,

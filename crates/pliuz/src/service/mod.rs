@@ -4,6 +4,7 @@
 
 pub mod directory;
 pub mod runs;
+pub mod webhooks;
 
 use crate::approval::{
     Actor, Approval, Decision, DecisionEffect, DecisionKind, Execution, Status, TransitionError,
@@ -144,6 +145,18 @@ fn approval_json_args(a: &Map<String, Value>) -> Value {
 }
 
 impl ControlPlane {
+    /// Prepares the data directory and opens (and migrates) the store for
+    /// these settings: what `serve` and the admin commands start from.
+    pub async fn open(settings: Settings) -> anyhow::Result<ControlPlane> {
+        crate::file_modes::prepare(&settings)?;
+        let store = Store::open(&settings.database_url).await?;
+        Ok(ControlPlane::new(
+            store,
+            Arc::new(settings),
+            Notifier::new(),
+        ))
+    }
+
     pub fn new(store: Store, settings: Arc<Settings>, notifier: Notifier) -> ControlPlane {
         ControlPlane {
             store,

@@ -93,7 +93,11 @@ fn lease_ms(seconds: u64) -> i64 {
 
 impl ControlPlane {
     fn data_key(&self) -> Result<Arc<DataKey>> {
-        DataKey::for_settings(&self.settings).map_err(|e| RunsError::Key(e.to_string()))
+        DataKey::load(
+            self.settings.encryption_key.as_ref(),
+            &self.settings.encryption_key_file,
+        )
+        .map_err(|e| RunsError::Key(e.to_string()))
     }
 
     fn check_state(&self, s: &NewRunState) -> Result<()> {
@@ -207,7 +211,7 @@ impl ControlPlane {
             data: json!({"run_id": run.id, "approval_ids": run.approval_ids, "state_sha256": run.state_sha256}),
         })
         .await?;
-        crate::webhooks::enqueue(
+        crate::service::webhooks::enqueue(
             tx,
             &run.agent,
             "run.ready",
@@ -246,7 +250,7 @@ impl ControlPlane {
             }
         }
         let status = a.settlement.as_ref().map(|s| s.status).unwrap_or(a.status);
-        crate::webhooks::enqueue(
+        crate::service::webhooks::enqueue(
             tx,
             &a.agent,
             "approval.decided",
@@ -438,10 +442,10 @@ impl ControlPlane {
     /// Sets (or replaces) an agent's webhook endpoint with a new signing
     /// secret, which is returned once and stored only sealed.
     pub async fn set_agent_webhook(&self, actor: &Actor, agent: &str, url: &str) -> Result<String> {
-        crate::webhooks::check_url(url)
+        crate::service::webhooks::check_url(url)
             .map_err(|m| RunsError::Validation(vec![FieldError::new("webhook_url", m)]))?;
         let key = self.data_key()?;
-        let secret = crate::webhooks::new_secret();
+        let secret = crate::service::webhooks::new_secret();
         let sealed = key.seal(&webhook_context(agent), secret.as_bytes());
         let mut tx = self.store.begin_write().await?;
         if !tx.agent_exists(agent).await? {

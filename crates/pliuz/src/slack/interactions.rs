@@ -16,15 +16,16 @@
 use super::blocks::{self, ModalMeta};
 use super::signature;
 use super::Slack;
-use crate::api::error::Problem;
-use crate::api::AppState;
 use crate::approval::{Approval, DecisionKind, Status};
 use crate::auth::Principal;
+use crate::http::error::Problem;
+use crate::http::AppState;
 use crate::service::{DecisionInput, ServiceError};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -37,8 +38,13 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(slack) = state.extras.slack.clone() else {
+pub async fn handle(
+    State(state): State<AppState>,
+    Extension(slack): Extension<Option<Arc<Slack>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(slack) = slack else {
         return Problem::not_found("Slack is not configured on this server").into_response();
     };
     let now = chrono::Utc::now().timestamp();

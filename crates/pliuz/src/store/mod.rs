@@ -13,6 +13,7 @@ mod principals;
 pub mod runs;
 pub mod schema;
 mod sessions;
+pub mod slack;
 
 pub use approvals::{ApprovalFilter, Page};
 pub use audit::{format_time, AuditEvent, StoredEntry};
