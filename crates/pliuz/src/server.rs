@@ -71,8 +71,7 @@ impl Server {
             cp.settings.encryption_key.as_ref(),
             &cp.settings.encryption_key_file,
         )?;
-        cp.store
-            .record_verifier_key(&audit_signer.verifier_key())
+        cp.record_verifier_key(&audit_signer.verifier_key())
             .await
             .map_err(|e| anyhow::anyhow!("cannot record the audit verifier key: {e}"))?;
         // A log that lost or rewrote what this server signed is refused, before

@@ -19,11 +19,10 @@
 //! Signature: `webhook-signature: v1,<base64 HMAC-SHA256(key, "<webhook-id>.<webhook-timestamp>.<body>")>`
 //! where the key is the base64-decoded part of the agent's `whsec_` secret.
 
-use crate::approval::Actor;
 use crate::outbox::Tuning;
 use crate::service::ControlPlane;
 use crate::store::runs::DueWebhook;
-use crate::store::{AuditEvent, StoreError};
+use crate::store::StoreError;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::Rng;
@@ -214,17 +213,8 @@ async fn deliver(
             tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
         }
         let result = async {
-            let mut tx = cp.store.begin_write().await?;
-            tx.webhook_delivered(&row.id).await?;
-            tx.audit(AuditEvent {
-                kind: "webhook.delivered",
-                actor: Actor::System.to_string(),
-                approval_id: row.approval_id.clone(),
-                data: data.clone(),
-            })
-            .await?;
-            tx.commit().await?;
-            Ok::<(), StoreError>(())
+            cp.record_webhook_delivered(&row.id, row.approval_id.clone(), data.clone())
+                .await
         }
         .await;
         match result {
@@ -253,17 +243,8 @@ async fn failed(cp: &ControlPlane, row: &DueWebhook, f: Failure, tuning: &Tuning
     if give_up {
         tracing::error!(outbox = %row.id, attempts, %error, "giving up on a webhook delivery");
         let result = async {
-            let mut tx = cp.store.begin_write().await?;
-            tx.webhook_given_up(&row.id, &error).await?;
-            tx.audit(AuditEvent {
-                kind: "webhook.failed",
-                actor: Actor::System.to_string(),
-                approval_id: row.approval_id.clone(),
-                data: json!({"outbox_id": row.id, "type": row.payload.get("type"), "agent": row.payload.get("agent"), "attempts": attempts, "error": error}),
-            })
-            .await?;
-            tx.commit().await?;
-            Ok::<(), StoreError>(())
+            cp.give_up_webhook(&row.id, row.approval_id.clone(), &error, json!({"outbox_id": row.id, "type": row.payload.get("type"), "agent": row.payload.get("agent"), "attempts": attempts, "error": error}))
+                .await
         }
         .await;
         if let Err(e) = result {
@@ -274,7 +255,7 @@ async fn failed(cp: &ControlPlane, row: &DueWebhook, f: Failure, tuning: &Tuning
     let now = crate::store::now_millis();
     let next = now + tuning.delay_ms(attempts) + rand::thread_rng().gen_range(0..=10);
     tracing::warn!(outbox = %row.id, attempts, %error, retry_in_ms = next - now, "webhook not delivered; will retry");
-    if let Err(e) = cp.store.mark_retry(&row.id, next, &error).await {
+    if let Err(e) = cp.retry_delivery(&row.id, next, &error).await {
         tracing::warn!(error = %e, outbox = %row.id, "could not record a failed webhook delivery");
     }
 }

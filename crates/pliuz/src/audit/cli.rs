@@ -360,12 +360,10 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
     if !print {
         write_key_file(&key_file, &new, true)?;
     }
-    cp.store.record_verifier_key(&new.verifier_key()).await?;
+    cp.record_verifier_key(&new.verifier_key()).await?;
 
     // 3. Record the rotation in the log itself.
-    let recorded = async {
-        let mut tx = cp.store.begin_write().await?;
-        tx.audit(AuditEvent {
+    let recorded = cp.record_event(AuditEvent {
             kind: "audit.key_rotated",
             actor: Actor::System.to_string(),
             approval_id: None,
@@ -374,11 +372,7 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
                 "key": new.verifier_key(),
                 "sealed_at_size": sealed.size,
             }),
-        })
-        .await?;
-        tx.commit().await
-    }
-    .await;
+        }).await;
     if let Err(e) = recorded {
         if !print {
             if let Some(t) = old_text {
@@ -435,9 +429,7 @@ async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
     };
     let log_size = cp.store.audit_size().await?;
     let archived = witness.archive()?;
-    let recorded = async {
-        let mut tx = cp.store.begin_write().await?;
-        tx.audit(AuditEvent {
+    let recorded = cp.record_event(AuditEvent {
             kind: "audit.rollback_accepted",
             actor: Actor::System.to_string(),
             approval_id: None,
@@ -449,11 +441,7 @@ async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
                 "problem": problem,
                 "archived_file": archived.file_name().and_then(|n| n.to_str()),
             }),
-        })
-        .await?;
-        tx.commit().await
-    }
-    .await;
+        }).await;
     if let Err(e) = recorded {
         let _ = std::fs::rename(&archived, witness.path());
         anyhow::bail!("could not record the rollback in the log; nothing changed: {e}");

@@ -117,7 +117,7 @@ pub async fn sign_at(
     witness.guard(cp).await?;
     let key = signer.key();
     // Record the key before anything it signs, so exports always list it.
-    cp.store.record_verifier_key(&key.verifier_key()).await?;
+    cp.record_verifier_key(&key.verifier_key()).await?;
     let root = cp.store.audit_root(size).await?;
     let checkpoint = Checkpoint {
         origin: signer.origin().to_owned(),
@@ -127,7 +127,7 @@ pub async fn sign_at(
     let note = pliuz_audit::sign_checkpoint(&checkpoint, &key).map_err(log_err)?;
     // Remembered outside the database before anyone can see it.
     witness.append_async(&note).await?;
-    cp.store.save_checkpoint(size, &note).await?;
+    cp.save_checkpoint(size, &note).await?;
     // Another replica may have stored its own note for this size first.
     match cp.store.checkpoint_covering(size).await? {
         Some((s, stored)) if s == size => SignedCheckpoint::new(s, stored),

@@ -14,7 +14,6 @@ use crate::http::session::{
 };
 use crate::http::AppState;
 use crate::password_gate::{Busy, PasswordGate};
-use crate::store::{AuditEvent, SessionRecord};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -220,28 +219,9 @@ pub async fn login(
     };
     limiter.reset(&key);
 
-    let now = crate::store::now_millis();
-    let _ = state.cp.store.purge_expired_sessions(now).await;
-    let token = auth::new_secret(auth::SESSION_PREFIX);
-    let ttl =
-        i64::try_from(state.cp.settings.inbox.session_ttl.as_millis()).unwrap_or(i64::MAX / 4);
-    let rec = SessionRecord {
-        token_hash: auth::hash_secret(&token),
-        user_id: user.id.clone(),
-        csrf_token: auth::new_secret(""),
-        created_at: now,
-        expires_at: now.saturating_add(ttl),
-    };
-    let mut tx = state.cp.store.begin_write().await?;
-    tx.insert_session(&rec).await?;
-    tx.audit(AuditEvent {
-        kind: "user.logged_in",
-        actor: Actor::User(user.email.clone()).to_string(),
-        approval_id: None,
-        data: serde_json::json!({"email": user.email, "via": "inbox", "session_expires_at": crate::store::format_time(rec.expires_at)}),
-    })
-    .await?;
-    tx.commit().await?;
+    let session = state.cp.log_in(&user, "inbox").await?;
+    let ttl = session.record.expires_at - session.record.created_at;
+    let token = session.token;
 
     let mut res = see_other(&next);
     let h = res.headers_mut();
@@ -263,16 +243,10 @@ pub async fn logout(
     State(state): State<AppState>,
     CsrfForm(session, _): CsrfForm<Empty>,
 ) -> WebResult {
-    let mut tx = state.cp.store.begin_write().await?;
-    tx.delete_session(&session.token_hash).await?;
-    tx.audit(AuditEvent {
-        kind: "user.logged_out",
-        actor: session.actor().to_string(),
-        approval_id: None,
-        data: serde_json::json!({"email": session.user.email, "via": "inbox"}),
-    })
-    .await?;
-    tx.commit().await?;
+    state
+        .cp
+        .log_out(&session.token_hash, &session.user, "inbox")
+        .await?;
     let mut res = see_other("/login?notice=logged_out");
     res.headers_mut().append(
         header::SET_COOKIE,

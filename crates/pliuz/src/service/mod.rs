@@ -2,8 +2,11 @@
 //! (`approval`, `policy`) what to do, and persists the outcome together with
 //! its audit entry and notifications in one [`WriteTx`].
 
+pub mod audit_log;
+pub mod deliveries;
 pub mod directory;
 pub mod runs;
+pub mod sessions;
 pub mod webhooks;
 
 use crate::approval::{
