@@ -33,7 +33,7 @@ step "Rust: tests"
 cargo test --workspace --locked
 
 step "Python: lint, types and tests"
-.venv/bin/ruff check sdk/python sdk/test-vectors examples tests/audit-crosscheck
+.venv/bin/ruff check sdk/python sdk/test-vectors examples tests/audit-crosscheck tests/schemathesis
 (cd sdk/python && ../../.venv/bin/python -m mypy)
 .venv/bin/python -m pytest -q sdk/python/tests tests/audit-crosscheck
 
@@ -46,6 +46,12 @@ step "TypeScript SDK: install, tsc --strict, lint, tests, npm pack"
   npm test
   npm run pack-check
 )
+
+step "API: schemathesis against the real binary (agent and user credentials)"
+bash scripts/schemathesis.sh
+
+step "Fuzzing: every cargo fuzz target for a bounded time"
+bash scripts/fuzz.sh
 
 step "Web inbox: end-to-end in headless Chromium"
 bash tests/e2e/run.sh

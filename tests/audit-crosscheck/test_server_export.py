@@ -191,6 +191,28 @@ def server_export(tmp_path_factory):
             assert status == 201, body
             ids.append(json.loads(body)["id"])
             digests.append(json.loads(body)["args_digest"])
+        # At the API's limits (docs/limits.md): nesting 32 levels deep, and
+        # 600 KB of arguments whose decision entry (original + final
+        # arguments) is over 1 MiB. Whatever the server accepts, every
+        # verifier must read.
+        deep: object = 1
+        for _ in range(30):
+            deep = {"a": deep}
+        for args in ({"deep": deep}, {"note": "x" * 600_000}):
+            status, body = p.request(
+                "POST",
+                "/api/v1/approvals",
+                agent,
+                {"tool_name": "issue_refund", "tool_args": args},
+            )
+            assert status == 201, body
+            status, body = p.request(
+                "POST",
+                f"/api/v1/approvals/{json.loads(body)['id']}/decision",
+                approver,
+                {"decision": "approve", "args_digest": json.loads(body)["args_digest"]},
+            )
+            assert status == 200, body
         status, body = p.request(
             "POST",
             f"/api/v1/approvals/{ids[1]}/decision",

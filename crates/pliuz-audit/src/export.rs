@@ -45,8 +45,9 @@ use crate::note::Verifier;
 use crate::scan::canonical_entry_index;
 
 /// Upper bound on one entry line; protects the verifier from a corrupted or
-/// hostile file without a newline.
-const MAX_LINE: u64 = 1 << 20;
+/// hostile file without a newline. The server never writes a longer entry
+/// (see [`crate::limits`]).
+const MAX_LINE: u64 = crate::limits::MAX_ENTRY_BYTES as u64;
 /// Upper bound on one checkpoint note file.
 const MAX_CHECKPOINT: u64 = 64 << 10;
 
@@ -173,17 +174,50 @@ pub fn read_export_keys(dir: &Path) -> Result<Vec<Verifier>, VerifyError> {
         .collect()
 }
 
-/// Reads, verifies and sorts every checkpoint under `DIR/checkpoints`.
+/// Where problems go: the first one stops a quick check; a full report
+/// collects them all and carries on.
+struct Problems {
+    all: bool,
+    found: Vec<VerifyError>,
+}
+
+impl Problems {
+    /// Records a problem; `Err` when verification should stop here.
+    fn push(&mut self, e: VerifyError) -> Result<(), ()> {
+        self.found.push(e);
+        if self.all {
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+}
+
+/// Reads, verifies and sorts every checkpoint under `DIR/checkpoints`. In a
+/// full report a bad checkpoint is recorded and left out.
 fn load_checkpoints(
     dir: &Path,
     verifiers: &[Verifier],
     signed_by: &mut Vec<String>,
-) -> Result<Vec<Checkpoint>, VerifyError> {
+    problems: &mut Problems,
+) -> Result<Vec<Checkpoint>, ()> {
     let cp_dir = dir.join("checkpoints");
-    let listing = fs::read_dir(&cp_dir).map_err(|e| VerifyError::io(&cp_dir, e))?;
+    let listing = match fs::read_dir(&cp_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            problems.found.push(VerifyError::io(&cp_dir, e));
+            return Err(());
+        }
+    };
     let mut files = Vec::new();
     for item in listing {
-        let item = item.map_err(|e| VerifyError::io(&cp_dir, e))?;
+        let item = match item {
+            Ok(i) => i,
+            Err(e) => {
+                problems.found.push(VerifyError::io(&cp_dir, e));
+                return Err(());
+            }
+        };
         let name = item.file_name();
         let size = name
             .to_str()
@@ -192,49 +226,60 @@ fn load_checkpoints(
                     && s.bytes().all(|b| b.is_ascii_digit())
                     && (s.len() == 1 || !s.starts_with('0'))
             })
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| {
-                VerifyError::layout(format!(
-                    "{}: checkpoint file names must be tree sizes in decimal",
-                    item.path().display()
-                ))
-            })?;
-        files.push((size, item.path()));
+            .and_then(|s| s.parse::<u64>().ok());
+        match size {
+            Some(size) => files.push((size, item.path())),
+            None => problems.push(VerifyError::layout(format!(
+                "{}: checkpoint file names must be tree sizes in decimal",
+                item.path().display()
+            )))?,
+        }
     }
     if files.is_empty() {
-        return Err(VerifyError::layout(format!(
+        problems.found.push(VerifyError::layout(format!(
             "{}: no checkpoints, so nothing in the export is signed",
             cp_dir.display()
         )));
+        return Err(());
     }
     files.sort_unstable_by_key(|(size, _)| *size);
 
     let mut checkpoints: Vec<Checkpoint> = Vec::with_capacity(files.len());
     for (size, path) in files {
         let mut note = String::new();
-        File::open(&path)
-            .and_then(|f| f.take(MAX_CHECKPOINT).read_to_string(&mut note))
-            .map_err(|e| VerifyError::io(&path, e))?;
-        let (cp, keys) = open_checkpoint_with_signers(&note, verifiers)
-            .map_err(|e| VerifyError::checkpoint(size, e))?;
+        if let Err(e) =
+            File::open(&path).and_then(|f| f.take(MAX_CHECKPOINT).read_to_string(&mut note))
+        {
+            problems.push(VerifyError::io(&path, e))?;
+            continue;
+        }
+        let (cp, keys) = match open_checkpoint_with_signers(&note, verifiers) {
+            Ok(opened) => opened,
+            Err(e) => {
+                problems.push(VerifyError::checkpoint(size, e))?;
+                continue;
+            }
+        };
         if cp.size != size {
-            return Err(VerifyError::checkpoint(
+            problems.push(VerifyError::checkpoint(
                 size,
                 format!(
                     "file name says size {size} but the signed body says {}",
                     cp.size
                 ),
-            ));
+            ))?;
+            continue;
         }
         if let Some(first) = checkpoints.first() {
             if first.origin != cp.origin {
-                return Err(VerifyError::checkpoint(
+                problems.push(VerifyError::checkpoint(
                     size,
                     format!(
                         "origin {:?} differs from {:?} of the other checkpoints",
                         cp.origin, first.origin
                     ),
-                ));
+                ))?;
+                continue;
             }
         }
         for k in keys {
@@ -253,12 +298,84 @@ fn load_checkpoints(
 /// Returns the first problem in log order; see the module documentation for
 /// how precisely each kind of tampering is located.
 pub fn verify_export(dir: &Path, verifiers: &[Verifier]) -> Result<ExportReport, VerifyError> {
+    verify(dir, verifiers, false).map_err(|mut all| all.swap_remove(0))
+}
+
+/// Like [`verify_export`], but does not stop at the first problem: returns
+/// every one found, in log order (a non-empty list). After a bad line the
+/// line's bytes still go into the tree, so checkpoints after it still
+/// verify when the line is what the log holds (e.g. an entry another
+/// verifier could not parse) and do not when it was altered.
+pub fn verify_export_all(
+    dir: &Path,
+    verifiers: &[Verifier],
+) -> Result<ExportReport, Vec<VerifyError>> {
+    verify(dir, verifiers, true)
+}
+
+fn verify(dir: &Path, verifiers: &[Verifier], all: bool) -> Result<ExportReport, Vec<VerifyError>> {
+    let mut problems = Problems {
+        all,
+        found: Vec::new(),
+    };
+    let report = verify_into(dir, verifiers, &mut problems);
+    match report {
+        Ok(r) if problems.found.is_empty() => Ok(r),
+        _ => Err(problems.found),
+    }
+}
+
+/// Hashes the rest of an over-long line (already `line` read) as a leaf,
+/// consuming it up to and including its newline.
+fn leaf_of_long_line(reader: &mut impl BufRead, line: &[u8]) -> std::io::Result<crate::Hash> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update([0u8]);
+    h.update(line);
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(n) => {
+                h.update(&buf[..n]);
+                reader.consume(n + 1);
+                break;
+            }
+            None => {
+                let n = buf.len();
+                h.update(buf);
+                reader.consume(n);
+            }
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+fn verify_into(
+    dir: &Path,
+    verifiers: &[Verifier],
+    problems: &mut Problems,
+) -> Result<ExportReport, ()> {
     let mut signed_by = Vec::new();
-    let checkpoints = load_checkpoints(dir, verifiers, &mut signed_by)?;
-    let origin = checkpoints[0].origin.clone();
+    let checkpoints = load_checkpoints(dir, verifiers, &mut signed_by, problems)?;
+    let Some(origin) = checkpoints.first().map(|c| c.origin.clone()) else {
+        problems.found.push(VerifyError::layout(format!(
+            "{}: no checkpoint verifies, so nothing in the export is signed",
+            dir.join("checkpoints").display()
+        )));
+        return Err(());
+    };
 
     let path = dir.join("entries.jsonl");
-    let file = File::open(&path).map_err(|e| VerifyError::io(&path, e))?;
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.found.push(VerifyError::io(&path, e));
+            return Err(());
+        }
+    };
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut frontier = Frontier::default();
     let mut line = Vec::with_capacity(4096);
@@ -266,6 +383,9 @@ pub fn verify_export(dir: &Path, verifiers: &[Verifier]) -> Result<ExportReport,
     // Size of the last checkpoint whose root matched: entries before it are
     // known good, which bounds where an undetected-by-line edit can be.
     let mut good_prefix = 0u64;
+    // In a full report, a run of lines shifted by the same deleted or
+    // inserted lines is reported once, at its start.
+    let mut shift: i128 = 0;
 
     loop {
         // A checkpoint at the current size is checked before reading further,
@@ -274,8 +394,9 @@ pub fn verify_export(dir: &Path, verifiers: &[Verifier]) -> Result<ExportReport,
             .get(next_cp)
             .filter(|cp| cp.size == frontier.size())
         {
+            next_cp += 1;
             if frontier.root() != cp.root {
-                return Err(VerifyError::new(
+                problems.push(VerifyError::new(
                     VerifyErrorKind::RootMismatch,
                     Some(good_prefix),
                     Some(cp.size),
@@ -292,50 +413,70 @@ pub fn verify_export(dir: &Path, verifiers: &[Verifier]) -> Result<ExportReport,
                             format!("signed checkpoint {good_prefix}")
                         },
                     ),
-                ));
+                ))?;
+                continue;
             }
             good_prefix = cp.size;
-            next_cp += 1;
         }
 
         let index = frontier.size();
         line.clear();
-        let n = (&mut reader)
+        let n = match (&mut reader)
             .take(MAX_LINE + 1)
             .read_until(b'\n', &mut line)
-            .map_err(|e| VerifyError::io(&path, e))?;
+        {
+            Ok(n) => n,
+            Err(e) => {
+                problems.found.push(VerifyError::io(&path, e));
+                return Err(());
+            }
+        };
         if n == 0 {
             break;
         }
         let body = match line.strip_suffix(b"\n") {
             Some(body) => body,
             None if n as u64 > MAX_LINE => {
-                return Err(VerifyError::entry(
+                problems.push(VerifyError::entry(
                     VerifyErrorKind::NotCanonical,
                     index,
                     format!("line longer than {MAX_LINE} bytes"),
-                ))
+                ))?;
+                match leaf_of_long_line(&mut reader, &line) {
+                    Ok(leaf) => frontier.push(leaf),
+                    Err(e) => {
+                        problems.found.push(VerifyError::io(&path, e));
+                        return Err(());
+                    }
+                }
+                continue;
             }
             None => &line[..], // last line without a final newline
         };
-        let claimed = canonical_entry_index(body)
-            .map_err(|e| VerifyError::entry(VerifyErrorKind::NotCanonical, index, e))?;
-        if claimed != index {
-            return Err(VerifyError::entry(
-                VerifyErrorKind::IndexMismatch,
-                index,
-                format!(
-                    "index field says {} (lines deleted, inserted or reordered before or at this line)",
-                    claimed
-                ),
-            ));
+        match canonical_entry_index(body) {
+            Err(e) => problems.push(VerifyError::entry(VerifyErrorKind::NotCanonical, index, e))?,
+            Ok(claimed) if claimed != index => {
+                let now = i128::from(claimed) - i128::from(index);
+                if now != shift {
+                    shift = now;
+                    problems.push(VerifyError::entry(
+                        VerifyErrorKind::IndexMismatch,
+                        index,
+                        format!(
+                            "index field says {} (lines deleted, inserted or reordered before or at this line)",
+                            claimed
+                        ),
+                    ))?;
+                }
+            }
+            Ok(_) => shift = 0,
         }
         frontier.push(leaf_hash(body));
     }
 
     let count = frontier.size();
     if let Some(cp) = checkpoints.get(next_cp) {
-        return Err(VerifyError::new(
+        problems.push(VerifyError::new(
             VerifyErrorKind::Truncated,
             Some(count),
             Some(cp.size),
@@ -343,7 +484,7 @@ pub fn verify_export(dir: &Path, verifiers: &[Verifier]) -> Result<ExportReport,
                 "entry {count}: missing — checkpoint {} covers {} entries but the export ends after {count} (truncated)",
                 cp.size, cp.size
             ),
-        ));
+        ))?;
     }
     let last = checkpoints.last().map_or(0, |c| c.size);
     Ok(ExportReport {
@@ -351,6 +492,6 @@ pub fn verify_export(dir: &Path, verifiers: &[Verifier]) -> Result<ExportReport,
         entries: count,
         checkpoints: checkpoints.iter().map(|c| c.size).collect(),
         signed_by,
-        unsigned_tail: count - last,
+        unsigned_tail: count.saturating_sub(last),
     })
 }

@@ -21,6 +21,7 @@
 pub mod checkpoint;
 pub mod entry;
 pub mod export;
+pub mod limits;
 pub mod merkle;
 pub mod note;
 pub mod receipt;
@@ -28,7 +29,9 @@ mod scan;
 
 pub use checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint};
 pub use entry::Entry;
-pub use export::{read_export_keys, verify_export, ExportReport, VerifyError, VerifyErrorKind};
+pub use export::{
+    read_export_keys, verify_export, verify_export_all, ExportReport, VerifyError, VerifyErrorKind,
+};
 pub use merkle::{
     append, append_plan, consistency_proof, consistency_proof_plan, empty_root, inclusion_proof,
     inclusion_proof_plan, leaf_hash, node_hash, stored_hash_index, tree_hash, tree_hash_plan,

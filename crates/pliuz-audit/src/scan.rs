@@ -11,7 +11,7 @@
 
 use crate::Error;
 
-const MAX_DEPTH: usize = 128;
+const MAX_DEPTH: usize = crate::limits::MAX_ENTRY_DEPTH;
 
 fn err(at: usize, why: &str) -> Error {
     Error::NotCanonical(format!("not canonical JSON (RFC 8785) at byte {at}: {why}"))

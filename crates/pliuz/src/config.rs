@@ -12,11 +12,79 @@ use toml::Spanned;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
 pub const DEFAULT_DATA_DIR: &str = "./pliuz-data";
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES: usize = pliuz_audit::limits::DEFAULT_BODY_BYTES;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Largest stored run state (`max_run_state_bytes`), and the bounds it may be set within.
 pub const DEFAULT_MAX_RUN_STATE_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_RUN_STATE_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=(256 * 1024 * 1024);
+/// Accepted range of `audit.checkpoint_interval`: a shorter one keeps an idle
+/// server busy signing.
+pub const CHECKPOINT_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(24 * 3600));
+/// Accepted range of `audit.checkpoint_every` (entries).
+pub const CHECKPOINT_EVERY_RANGE: (i64, i64) = (1, 1_000_000);
+/// Accepted range of `inbox.session_ttl`.
+pub const SESSION_TTL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(90 * 24 * 3600));
+/// Accepted range of a policy's `required_approvals`.
+pub const REQUIRED_APPROVALS_RANGE: (i64, i64) = (1, u32::MAX as i64);
+
+/// `Ok(v)` when `min <= v <= max`, else a message naming the setting and range.
+fn int_in(setting: &str, v: i64, (min, max): (i64, i64)) -> Result<i64, String> {
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{setting} must be between {min} and {max}, got {v}"
+        ))
+    }
+}
+
+fn body_bytes_in(setting: &str, v: i64) -> Result<usize, String> {
+    use pliuz_audit::limits::{MAX_BODY_BYTES, MIN_BODY_BYTES};
+    int_in(setting, v, (MIN_BODY_BYTES as i64, MAX_BODY_BYTES as i64))
+        .map(|v| v as usize)
+        .map_err(|m| format!("{m} (bytes; see docs/limits.md)"))
+}
+
+fn duration_in(
+    setting: &str,
+    s: &str,
+    (min, max): (Duration, Duration),
+) -> Result<Duration, String> {
+    let d = parse_duration(s).map_err(|m| format!("{setting}: {m}"))?;
+    if d < min || d > max {
+        return Err(format!(
+            "{setting} must be between {} and {}, got {s:?}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// A number from the environment: unset or empty is `None`; anything that is
+/// not a whole number is an error naming the variable.
+fn env_int(name: &str) -> anyhow::Result<Option<i64>> {
+    match env(name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{name} must be a whole number, got {v:?}")),
+    }
+}
+
+/// A boolean from the environment: `true`/`1` or `false`/`0`.
+fn env_bool(name: &str) -> anyhow::Result<Option<bool>> {
+    match env(name).as_deref().map(str::trim) {
+        None => Ok(None),
+        Some("true" | "1") => Ok(Some(true)),
+        Some("false" | "0") => Ok(Some(false)),
+        Some(v) => anyhow::bail!("{name} must be true, false, 1 or 0, got {v:?}"),
+    }
+}
 
 /// Everything the server and the admin commands need, resolved.
 #[derive(Debug, Clone)]
@@ -108,7 +176,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     public_url: Option<String>,
-    max_body_bytes: Option<usize>,
+    max_body_bytes: Option<Spanned<i64>>,
     shutdown_grace: Option<Spanned<String>>,
     max_run_state_bytes: Option<usize>,
     encryption_key_file: Option<PathBuf>,
@@ -124,7 +192,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileAudit {
     origin: Option<Spanned<String>>,
-    checkpoint_every: Option<u64>,
+    checkpoint_every: Option<Spanned<i64>>,
     checkpoint_interval: Option<Spanned<String>>,
     signing_key_file: Option<PathBuf>,
 }
@@ -255,8 +323,21 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
             }
         }
         if let Some(i) = &a.checkpoint_interval {
-            if let Err(m) = parse_duration(i.get_ref()) {
-                errors.push(lines.err(i, format!("audit.checkpoint_interval: {m}")));
+            if let Err(m) = duration_in(
+                "audit.checkpoint_interval",
+                i.get_ref(),
+                CHECKPOINT_INTERVAL_RANGE,
+            ) {
+                errors.push(lines.err(i, m));
+            }
+        }
+        if let Some(n) = &a.checkpoint_every {
+            if let Err(m) = int_in(
+                "audit.checkpoint_every",
+                *n.get_ref(),
+                CHECKPOINT_EVERY_RANGE,
+            ) {
+                errors.push(lines.err(n, m));
             }
         }
     }
@@ -265,9 +346,25 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
             errors.push(lines.err(g, format!("shutdown_grace: {m}")));
         }
     }
+    if let Some(n) = &file.max_body_bytes {
+        if let Err(m) = body_bytes_in("max_body_bytes", *n.get_ref()) {
+            errors.push(lines.err(n, m));
+        }
+    }
     if let Some(i) = file.inbox.as_ref().and_then(|i| i.session_ttl.as_ref()) {
-        if let Err(m) = parse_duration(i.get_ref()) {
-            errors.push(lines.err(i, format!("inbox.session_ttl: {m}")));
+        if let Err(m) = duration_in("inbox.session_ttl", i.get_ref(), SESSION_TTL_RANGE) {
+            errors.push(lines.err(i, m));
+        }
+    }
+    if let Some(sl) = &file.slack {
+        // The environment may give the other half (PLIUZ_SLACK_*), as `serve` allows.
+        let token = sl.bot_token.is_some() || env("PLIUZ_SLACK_BOT_TOKEN").is_some();
+        let secret = sl.signing_secret.is_some() || env("PLIUZ_SLACK_SIGNING_SECRET").is_some();
+        if token != secret {
+            errors.push(PolicyError {
+                line: None,
+                message: SLACK_HALF_CONFIGURED.to_owned(),
+            });
         }
     }
     if !errors.is_empty() {
@@ -279,6 +376,8 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
         file,
     })
 }
+
+const SLACK_HALF_CONFIGURED: &str = "[slack] needs both slack.bot_token and slack.signing_secret (or PLIUZ_SLACK_BOT_TOKEN and PLIUZ_SLACK_SIGNING_SECRET); give both, or neither to run without Slack";
 
 fn check_origin(o: &str) -> Result<(), String> {
     if o.is_empty() || o.contains(char::is_whitespace) || o.contains('+') {
@@ -347,16 +446,12 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
     }
     let required_approvals = match &raw.required_approvals {
         None => 1,
-        Some(r) => match u32::try_from(*r.get_ref()) {
-            Ok(n) if n >= 1 => n,
-            _ => {
-                errors.push(lines.err(
-                    r,
-                    format!(
-                        "policy '{name}': required_approvals must be 1 or more, got {}",
-                        r.get_ref()
-                    ),
-                ));
+        Some(r) => match int_in("required_approvals", *r.get_ref(), REQUIRED_APPROVALS_RANGE)
+            .and_then(|n| u32::try_from(n).map_err(|e| e.to_string()))
+        {
+            Ok(n) => n,
+            Err(m) => {
+                errors.push(lines.err(r, format!("policy '{name}': {m}")));
                 1
             }
         },
@@ -431,9 +526,17 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
 pub fn check_file(path: &Path) -> Result<PolicySet, Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
-    parse_config_text(&text)
+    let policies = parse_config_text(&text)
         .map(|p| p.policies)
-        .map_err(|errs| format_errors(path, &errs))
+        .map_err(|errs| format_errors(path, &errs))?;
+    // What `serve` would also refuse: the environment's settings and how
+    // they combine with the file's.
+    Settings::load(&Overrides {
+        config: Some(path.to_owned()),
+        ..Overrides::default()
+    })
+    .map_err(|e| vec![format!("{}: {e}", path.display())])?;
+    Ok(policies)
 }
 
 fn format_errors(path: &Path, errs: &[PolicyError]) -> Vec<String> {
@@ -497,10 +600,15 @@ impl Settings {
             .unwrap_or_else(|| format!("http://{listen}"))
             .trim_end_matches('/')
             .to_owned();
-        let max_body_bytes = env("PLIUZ_MAX_BODY_BYTES")
-            .and_then(|v| v.parse().ok())
-            .or(file.max_body_bytes)
-            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        let max_body_bytes = match env_int("PLIUZ_MAX_BODY_BYTES")? {
+            Some(v) => body_bytes_in("PLIUZ_MAX_BODY_BYTES", v).map_err(anyhow::Error::msg)?,
+            None => match &file.max_body_bytes {
+                Some(v) => {
+                    body_bytes_in("max_body_bytes", *v.get_ref()).map_err(anyhow::Error::msg)?
+                }
+                None => DEFAULT_MAX_BODY_BYTES,
+            },
+        };
         let shutdown_grace = match env("PLIUZ_SHUTDOWN_GRACE")
             .or(file.shutdown_grace.as_ref().map(|g| g.get_ref().clone()))
         {
@@ -535,17 +643,34 @@ impl Settings {
         check_origin(&origin).map_err(anyhow::Error::msg)?;
         let audit = AuditSettings {
             origin,
-            checkpoint_every: env("PLIUZ_AUDIT_CHECKPOINT_EVERY")
-                .and_then(|v| v.parse().ok())
-                .or(fa.checkpoint_every)
-                .unwrap_or(256)
-                .max(1),
-            checkpoint_interval: match env("PLIUZ_AUDIT_CHECKPOINT_INTERVAL")
-                .or(fa.checkpoint_interval.map(|s| s.into_inner()))
-            {
-                Some(s) => parse_duration(&s).map_err(anyhow::Error::msg)?,
-                None => Duration::from_secs(10),
-            },
+            checkpoint_every: match env_int("PLIUZ_AUDIT_CHECKPOINT_EVERY")? {
+                Some(v) => int_in("PLIUZ_AUDIT_CHECKPOINT_EVERY", v, CHECKPOINT_EVERY_RANGE),
+                None => fa.checkpoint_every.map_or(Ok(256), |v| {
+                    int_in(
+                        "audit.checkpoint_every",
+                        *v.get_ref(),
+                        CHECKPOINT_EVERY_RANGE,
+                    )
+                }),
+            }
+            .map_err(anyhow::Error::msg)? as u64,
+            checkpoint_interval: match env("PLIUZ_AUDIT_CHECKPOINT_INTERVAL") {
+                Some(s) => duration_in(
+                    "PLIUZ_AUDIT_CHECKPOINT_INTERVAL",
+                    &s,
+                    CHECKPOINT_INTERVAL_RANGE,
+                ),
+                None => fa
+                    .checkpoint_interval
+                    .map_or(Ok(Duration::from_secs(10)), |s| {
+                        duration_in(
+                            "audit.checkpoint_interval",
+                            s.get_ref(),
+                            CHECKPOINT_INTERVAL_RANGE,
+                        )
+                    }),
+            }
+            .map_err(anyhow::Error::msg)?,
             signing_key_file: env("PLIUZ_AUDIT_SIGNING_KEY_FILE")
                 .map(PathBuf::from)
                 .or(fa.signing_key_file)
@@ -566,23 +691,25 @@ impl Settings {
                     .trim_end_matches('/')
                     .to_owned(),
                 default_channel: env("PLIUZ_SLACK_DEFAULT_CHANNEL").or(fs.default_channel),
-                dm_approvers: env("PLIUZ_SLACK_DM_APPROVERS")
-                    .map(|v| v == "true" || v == "1")
-                    .unwrap_or(fs.dm_approvers),
-                users: fs.users.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
+                dm_approvers: env_bool("PLIUZ_SLACK_DM_APPROVERS")?.unwrap_or(fs.dm_approvers),
+                users: fs
+                    .users
+                    .into_iter()
+                    .map(|(k, v)| (k.to_lowercase(), v))
+                    .collect(),
             }),
             (None, None) => None,
-            _ => anyhow::bail!("Slack needs both slack.bot_token and slack.signing_secret (or PLIUZ_SLACK_BOT_TOKEN and PLIUZ_SLACK_SIGNING_SECRET)"),
+            _ => anyhow::bail!(SLACK_HALF_CONFIGURED),
         };
 
         let fi = file.inbox.unwrap_or_default();
         let inbox = InboxSettings {
             session_ttl: match fi.session_ttl {
-                Some(s) => parse_duration(s.get_ref()).map_err(anyhow::Error::msg)?,
+                Some(s) => duration_in("inbox.session_ttl", s.get_ref(), SESSION_TTL_RANGE)
+                    .map_err(anyhow::Error::msg)?,
                 None => Duration::from_secs(12 * 3600),
             },
-            secure_cookies: env("PLIUZ_SECURE_COOKIES")
-                .map(|v| v == "true" || v == "1")
+            secure_cookies: env_bool("PLIUZ_SECURE_COOKIES")?
                 .or(fi.secure_cookies)
                 .unwrap_or_else(|| public_url.starts_with("https://")),
         };

@@ -6,7 +6,7 @@
 
 #![recursion_limit = "256"]
 
-pub(crate) mod api;
+pub mod api;
 pub(crate) mod approval;
 pub(crate) mod audit;
 pub(crate) mod auth;
@@ -15,14 +15,14 @@ pub mod config;
 pub(crate) mod encryption;
 pub(crate) mod expiry;
 pub(crate) mod file_modes;
-pub(crate) mod http;
+pub mod http;
 pub(crate) mod inbox;
 pub(crate) mod listener;
 pub(crate) mod notify;
 pub(crate) mod originator;
 pub(crate) mod outbox;
 pub(crate) mod password_gate;
-pub(crate) mod policy;
+pub mod policy;
 pub(crate) mod redact;
 pub(crate) mod run;
 pub mod server;

@@ -50,6 +50,11 @@ impl Approver {
     }
 }
 
+/// The most evaluation steps a condition may take on one call (see
+/// [`Condition::cost`]); over it, the condition is not evaluated and a person
+/// decides. Documented in docs/limits.md.
+pub const MAX_CONDITION_COST: u64 = 1_000_000;
+
 /// A compiled CEL condition, kept with its source for the audit log and UI.
 #[derive(Clone)]
 pub struct Condition {
@@ -73,10 +78,57 @@ impl Condition {
         })
     }
 
+    /// An upper estimate of the steps evaluating this condition takes when
+    /// every collection it iterates holds `items` elements: each node costs
+    /// one step, and the body of a comprehension (`all`, `exists`, `map`,
+    /// `filter`) costs its steps once per element, so nested comprehensions
+    /// multiply.
+    pub fn cost(&self, items: u64) -> u64 {
+        fn walk(e: &cel::IdedExpr, items: u64) -> u64 {
+            use cel::common::ast::{EntryExpr, Expr};
+            let sum = |es: &mut dyn Iterator<Item = &cel::IdedExpr>| {
+                es.fold(0u64, |acc, e| acc.saturating_add(walk(e, items)))
+            };
+            let own = match &e.expr {
+                Expr::Comprehension(c) => {
+                    let body = walk(&c.loop_cond, items).saturating_add(walk(&c.loop_step, items));
+                    walk(&c.iter_range, items)
+                        .saturating_add(walk(&c.accu_init, items))
+                        .saturating_add(walk(&c.result, items))
+                        .saturating_add(body.saturating_mul(items))
+                }
+                Expr::Call(c) => sum(&mut c.target.iter().map(|t| &**t).chain(c.args.iter())),
+                Expr::List(l) => sum(&mut l.elements.iter()),
+                Expr::Map(m) => sum(&mut m.entries.iter().flat_map(|en| match &en.expr {
+                    EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
+                    EntryExpr::StructField(f) => vec![&f.value],
+                })),
+                Expr::Struct(st) => sum(&mut st.entries.iter().flat_map(|en| match &en.expr {
+                    EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
+                    EntryExpr::StructField(f) => vec![&f.value],
+                })),
+                Expr::Select(sel) => walk(&sel.operand, items),
+                Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 0,
+            };
+            own.saturating_add(1)
+        }
+        walk(self.program.expression(), items.max(1))
+    }
+
     /// Evaluates to a boolean. Anything else (an error, a missing field, a
-    /// non-boolean) counts as "no": conditions can only skip a human when
-    /// they clearly hold.
+    /// non-boolean, a cost over [`MAX_CONDITION_COST`]) counts as "no":
+    /// conditions can only skip a human when they clearly hold.
     pub fn holds(&self, call: &CallFacts<'_>) -> Result<bool, String> {
+        // Every JSON value the call carries bounds the size of any list a
+        // comprehension can iterate (literals and concatenation aside).
+        let items = json_nodes(call.args.values()) + call.metadata.map_or(0, |m| json_nodes([m]));
+        let cost = self.cost(items);
+        if cost > MAX_CONDITION_COST {
+            return Err(format!(
+                "condition '{}' was not evaluated: on these arguments ({items} values) it could take about {cost} steps, over the budget of {MAX_CONDITION_COST}",
+                self.source
+            ));
+        }
         let mut ctx = cel::Context::default();
         let vars: [(&str, Value); 6] = [
             ("args", Value::Object(call.args.clone())),
@@ -105,6 +157,22 @@ impl Condition {
             Err(e) => Err(format!("condition '{}' failed: {e}", self.source)),
         }
     }
+}
+
+/// How many JSON values (scalars, arrays, objects) there are in `values`,
+/// counted without recursion.
+fn json_nodes<'a>(values: impl IntoIterator<Item = &'a Value>) -> u64 {
+    let mut stack: Vec<&Value> = values.into_iter().collect();
+    let mut n = 0u64;
+    while let Some(v) = stack.pop() {
+        n += 1;
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            _ => {}
+        }
+    }
+    n
 }
 
 /// The facts about a call that conditions may look at.
@@ -390,6 +458,20 @@ mod tests {
         let mut f = facts(&small);
         f.agent = "evil";
         assert!(matches!(p.auto_decision(&f), AutoDecision::Reject { .. }));
+    }
+
+    #[test]
+    fn nested_comprehensions_over_big_lists_are_over_budget() {
+        let nested = Condition::compile("args.items.all(x, args.items.all(y, x >= 0))").unwrap();
+        let items: Vec<Value> = (0..3000).map(Value::from).collect();
+        let args = json!({ "items": items }).as_object().cloned().unwrap();
+        let err = nested.holds(&facts(&args)).unwrap_err();
+        assert!(err.contains("budget"), "{err}");
+        // A single pass over the same list is well within the budget.
+        let single = Condition::compile("args.items.all(x, x >= 0)").unwrap();
+        assert_eq!(single.holds(&facts(&args)), Ok(true));
+        assert!(single.cost(3001) < MAX_CONDITION_COST);
+        assert!(nested.cost(3001) > MAX_CONDITION_COST);
     }
 
     #[test]

@@ -22,7 +22,6 @@
 use crate::outbox::Tuning;
 use crate::service::ControlPlane;
 use crate::store::runs::DueWebhook;
-use crate::store::StoreError;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::Rng;

@@ -600,7 +600,16 @@ async fn nobody_approves_their_own_request_however_it_is_spelled() {
                 a["id"].as_str().unwrap()
             )))
             .bearer_auth(&fin)
-            .json(&json!({"decision": "approve"}))
+            .json(
+                &support::with_digest(
+                    &http,
+                    &server,
+                    &fin,
+                    a["id"].as_str().unwrap(),
+                    json!({"decision": "approve"}),
+                )
+                .await,
+            )
             .send()
             .await
             .unwrap();
@@ -633,7 +642,16 @@ async fn nobody_approves_their_own_request_however_it_is_spelled() {
             a["id"].as_str().unwrap()
         )))
         .bearer_auth(&fin)
-        .json(&json!({"decision": "approve"}))
+        .json(
+            &support::with_digest(
+                &http,
+                &server,
+                &fin,
+                a["id"].as_str().unwrap(),
+                json!({"decision": "approve"}),
+            )
+            .await,
+        )
         .send()
         .await
         .unwrap();

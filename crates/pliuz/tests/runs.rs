@@ -114,7 +114,14 @@ impl Env {
             .post(
                 &self.finance,
                 &format!("/api/v1/approvals/{id}/decision"),
-                json!({"decision": "approve"}),
+                support::with_digest(
+                    &self.http,
+                    &self.server,
+                    &self.finance,
+                    id,
+                    json!({"decision": "approve"}),
+                )
+                .await,
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");

@@ -529,12 +529,13 @@ async def run_gated_async(
     report_output: bool = True,
     report_excerpt: Callable[[T], str | None] | None = None,
     unreported: tuple[type[BaseException], ...] = (),
+    on_pending: Callable[[Approval], Awaitable[None] | None] | None = None,
 ) -> T:
     async with _key_lock_async(prepared.idempotency_key):
         return await _run_gated_async(
             client, prepared, execute, timeout_s=timeout_s,
             cancel_on_timeout=cancel_on_timeout, report_output=report_output,
-            report_excerpt=report_excerpt, unreported=unreported,
+            report_excerpt=report_excerpt, unreported=unreported, on_pending=on_pending,
         )  # fmt: skip
 
 
@@ -548,6 +549,7 @@ async def _run_gated_async(
     report_output: bool,
     report_excerpt: Callable[[T], str | None] | None,
     unreported: tuple[type[BaseException], ...],
+    on_pending: Callable[[Approval], Awaitable[None] | None] | None = None,
 ) -> T:
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     approval = await client.create_approval(**prepared.request, timeout=_left(deadline))
@@ -559,11 +561,20 @@ async def _run_gated_async(
         approval.is_replay,
     )
     if approval.status == "pending":
+        if on_pending is not None:
+            announced = on_pending(approval)
+            if announced is not None:
+                await announced
         try:
             approval = await client.wait_for_decision(approval, timeout=_left(deadline))
         except PliuzTimeoutError:
             if cancel_on_timeout:
                 await _cancel_quietly_async(client, approval.id)
+            raise
+        except asyncio.CancelledError:
+            # The caller gave up on the call (a cancelled stream, a tool timeout): withdraw the
+            # request so nobody approves a call that will never run.
+            await _cancel_after_cancellation(client, approval.id)
             raise
     if approval.status == "executing" and (kept := _kept_report(approval)) is not None:
         await _deliver_async(client, kept)
@@ -654,6 +665,22 @@ def _new_claim_id() -> str:
     from ._client import new_claim_id  # the client module imports this one
 
     return new_claim_id()
+
+
+#: Bound on the clean-up request sent while the caller's task is being cancelled.
+CANCEL_ON_CANCELLATION_TIMEOUT_S = 5.0
+
+
+async def _cancel_after_cancellation(client: AsyncPliuzClient, approval_id: str) -> None:
+    task = asyncio.ensure_future(
+        client.cancel_approval(
+            approval_id, reason="the agent cancelled the tool call while it waited for approval"
+        )
+    )
+    try:
+        await asyncio.wait_for(asyncio.shield(task), CANCEL_ON_CANCELLATION_TIMEOUT_S)
+    except (PliuzError, asyncio.TimeoutError, asyncio.CancelledError) as exc:
+        log.warning("pliuz: could not cancel %s after the call was cancelled: %r", approval_id, exc)
 
 
 def _ms(started: float) -> int:

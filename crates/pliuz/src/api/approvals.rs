@@ -6,11 +6,11 @@ use crate::approval::{
 };
 use crate::auth::Principal;
 use crate::http::error::Problem;
-use crate::http::extract::{ApiJson, ApiQuery, Auth};
+use crate::http::extract::{check_depth, parse_json, ApiBytes, ApiJson, ApiPath, ApiQuery, Auth};
 use crate::http::AppState;
 use crate::service::{DecisionInput, FieldError, NewApproval};
 use crate::store::{format_time, ApprovalFilter};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -156,6 +156,10 @@ fn check_len(
     max: usize,
     required: bool,
 ) {
+    if let Some(e) = v.and_then(|s| crate::service::unstorable(field, s)) {
+        errors.push(e);
+        return;
+    }
     match v {
         Some(s) if s.trim().is_empty() && required => {
             errors.push(FieldError::new(field, "must not be empty"))
@@ -177,12 +181,7 @@ fn agent_name(p: &Principal) -> Result<&str, Problem> {
     }
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    Auth(principal): Auth,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> Result<Response, Problem> {
-    let agent = agent_name(&principal)?;
+fn validate_create(body: &CreateBody) -> Result<(), Problem> {
     let mut errors = Vec::new();
     check_len(&mut errors, "tool_name", Some(&body.tool_name), 200, true);
     check_len(&mut errors, "policy", body.policy.as_deref(), 200, true);
@@ -211,6 +210,16 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
+    Ok(())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<Response, Problem> {
+    let agent = agent_name(&principal)?;
+    validate_create(&body)?;
     let (approval, created) = state
         .cp
         .create(
@@ -252,7 +261,7 @@ pub struct GetQuery {
 pub async fn get(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<GetQuery>,
 ) -> Result<Json<ApprovalView>, Problem> {
     let wait = q.wait.unwrap_or(0);
@@ -323,6 +332,19 @@ pub async fn list(
     Auth(principal): Auth,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ListView>, Problem> {
+    let mut errors = Vec::new();
+    for (field, v) in [
+        ("status", &q.status),
+        ("policy", &q.policy),
+        ("agent", &q.agent),
+        ("tool", &q.tool),
+        ("cursor", &q.cursor),
+    ] {
+        check_len(&mut errors, field, v.as_deref(), 200, false);
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
     let mut filter = ApprovalFilter {
         policy: q.policy,
         agent: q.agent,
@@ -378,12 +400,7 @@ pub fn is_digest(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-pub async fn decide(
-    State(state): State<AppState>,
-    Auth(principal): Auth,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<DecisionBody>,
-) -> Result<Json<ApprovalView>, Problem> {
+fn validate_decision(body: &DecisionBody) -> Result<DecisionKind, Problem> {
     let kind = DecisionKind::parse(&body.decision).ok_or_else(|| {
         Problem::validation(vec![FieldError::new(
             "decision",
@@ -401,6 +418,16 @@ pub async fn decide(
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
+    Ok(kind)
+}
+
+pub async fn decide(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(id): ApiPath,
+    ApiJson(body): ApiJson<DecisionBody>,
+) -> Result<Json<ApprovalView>, Problem> {
+    let kind = validate_decision(&body)?;
     let a = state
         .cp
         .decide(
@@ -426,13 +453,8 @@ pub struct ExecutionBody {
     output_excerpt: Option<String>,
 }
 
-/// `outcome: "started"` claims the execution; `success` / `error` report it.
-pub async fn execution(
-    State(state): State<AppState>,
-    Auth(principal): Auth,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ExecutionBody>,
-) -> Result<Json<ApprovalView>, Problem> {
+/// `None` for `outcome: "started"` (a claim), the outcome for a report.
+fn validate_execution(body: &ExecutionBody) -> Result<Option<ExecutionOutcome>, Problem> {
     if let Some(c) = &body.claim_id {
         if !is_valid_claim_id(c) {
             return Err(Problem::validation(vec![FieldError::new(
@@ -457,11 +479,7 @@ pub async fn execution(
         if !errors.is_empty() {
             return Err(Problem::validation(errors));
         }
-        let claim_id = body
-            .claim_id
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let a = state.cp.claim_execution(&principal, &id, claim_id).await?;
-        return Ok(Json(ApprovalView::new(a, false)));
+        return Ok(None);
     }
     let outcome = ExecutionOutcome::parse(&body.outcome).ok_or_else(|| {
         Problem::validation(vec![FieldError::new(
@@ -475,6 +493,34 @@ pub async fn execution(
             "must be 0 or more",
         )]));
     }
+    let mut errors = Vec::new();
+    check_len(
+        &mut errors,
+        "output_excerpt",
+        body.output_excerpt.as_deref(),
+        usize::MAX,
+        false,
+    );
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    Ok(Some(outcome))
+}
+
+/// `outcome: "started"` claims the execution; `success` / `error` report it.
+pub async fn execution(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(id): ApiPath,
+    ApiJson(body): ApiJson<ExecutionBody>,
+) -> Result<Json<ApprovalView>, Problem> {
+    let Some(outcome) = validate_execution(&body)? else {
+        let claim_id = body
+            .claim_id
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let a = state.cp.claim_execution(&principal, &id, claim_id).await?;
+        return Ok(Json(ApprovalView::new(a, false)));
+    };
     let excerpt = body
         .output_excerpt
         .map(|s| s.chars().take(MAX_EXCERPT_CHARS).collect::<String>());
@@ -501,20 +547,44 @@ pub struct CancelBody {
     reason: Option<String>,
 }
 
-pub async fn cancel(
-    State(state): State<AppState>,
-    Auth(principal): Auth,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Json<ApprovalView>, Problem> {
-    // The body is optional: an empty one cancels without a reason.
+/// The body is optional: an empty one cancels without a reason.
+fn cancel_reason(body: &[u8]) -> Result<Option<String>, Problem> {
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<CancelBody>(&body)
+        check_depth(body)?;
+        serde_json::from_slice::<CancelBody>(body)
             .map_err(|e| Problem::validation(vec![FieldError::new("body", e.to_string())]))?
             .reason
     };
+    let mut errors = Vec::new();
+    check_len(&mut errors, "reason", reason.as_deref(), 2000, false);
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    Ok(reason)
+}
+
+/// The request-body checks of the approval routes, without I/O, as the
+/// handlers run them: `route` 0 = create, 1 = decision, 2 = execution,
+/// 3 = cancel. For the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn check_request_body(route: u8, body: &[u8]) -> Result<(), Problem> {
+    match route % 4 {
+        0 => validate_create(&parse_json::<CreateBody>(body)?),
+        1 => validate_decision(&parse_json::<DecisionBody>(body)?).map(drop),
+        2 => validate_execution(&parse_json::<ExecutionBody>(body)?).map(drop),
+        _ => cancel_reason(body).map(drop),
+    }
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ApiPath(id): ApiPath,
+    ApiBytes(body): ApiBytes,
+) -> Result<Json<ApprovalView>, Problem> {
+    let reason = cancel_reason(&body)?;
     let a = state.cp.cancel(&principal, &id, reason).await?;
     Ok(Json(ApprovalView::new(a, false)))
 }

@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::http::error::Problem;
 use crate::http::extract::{ApiQuery, Auth};
 use crate::http::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -236,7 +236,7 @@ async fn consistency(
 async fn receipt(
     State(state): State<AppState>,
     Auth(p): Auth,
-    Path(id): Path<String>,
+    crate::http::extract::ApiPath(id): crate::http::extract::ApiPath,
 ) -> Result<Json<pliuz_audit::Receipt>, Problem> {
     // 404 when the caller may not see it: do not confirm it exists.
     state.cp.get_for(&p, &id).await?;
@@ -287,6 +287,7 @@ pub fn routes() -> Vec<Route> {
 
 fn responses(ok: Value) -> Value {
     let mut r = json!({
+        "400": {"$ref": "#/components/responses/Problem"},
         "401": {"$ref": "#/components/responses/Problem"},
         "403": {"$ref": "#/components/responses/Problem"},
         "404": {"$ref": "#/components/responses/Problem"},

@@ -11,6 +11,7 @@ fn problem_responses() -> Value {
         "404": {"$ref": "#/components/responses/Problem"},
         "409": {"$ref": "#/components/responses/Problem"},
         "413": {"$ref": "#/components/responses/Problem"},
+        "415": {"$ref": "#/components/responses/Problem"},
         "422": {"$ref": "#/components/responses/Problem"},
         "500": {"$ref": "#/components/responses/Problem"}
     })

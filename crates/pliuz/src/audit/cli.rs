@@ -30,6 +30,9 @@ pub enum AuditCommand {
     /// Verify an export offline against trusted verifier keys; names the first bad entry.
     Verify {
         dir: PathBuf,
+        /// Do not stop at the first problem: list every bad entry and checkpoint.
+        #[arg(long)]
+        all: bool,
         /// A trusted verifier key (repeatable; give old keys too after a rotation).
         #[arg(long = "key")]
         keys: Vec<String>,
@@ -49,7 +52,11 @@ pub enum AuditCommand {
     },
     /// Re-check the live log in the database: every entry, stored hash, checkpoint and key,
     /// and that the log still extends every checkpoint this server remembers signing.
-    Check,
+    Check {
+        /// Do not stop at the first problem: list every bad entry and checkpoint.
+        #[arg(long)]
+        all: bool,
+    },
     /// Watch a Pliuz server's log from elsewhere: fails (exit 1) on any fork or rollback.
     ///
     /// Keeps the newest verified checkpoint in --state; each round fetches the newest
@@ -152,14 +159,20 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
     match command {
         AuditCommand::Verify {
             dir,
+            all,
             keys,
             keys_file,
         } => {
             let verifiers = trusted_keys(&keys, keys_file.as_deref())?;
             let dir2 = dir.clone();
-            let result =
-                tokio::task::spawn_blocking(move || pliuz_audit::verify_export(&dir2, &verifiers))
-                    .await?;
+            let result = tokio::task::spawn_blocking(move || {
+                if all {
+                    pliuz_audit::verify_export_all(&dir2, &verifiers)
+                } else {
+                    pliuz_audit::verify_export(&dir2, &verifiers).map_err(|e| vec![e])
+                }
+            })
+            .await?;
             match result {
                 Ok(r) => {
                     println!(
@@ -180,10 +193,15 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
                     }
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) => {
-                    eprintln!("FAILED: {}: {}", dir.display(), e.message);
-                    if let Some(i) = e.index {
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("FAILED: {}: {}", dir.display(), e.message);
+                    }
+                    if let Some(i) = errors.first().and_then(|e| e.index) {
                         eprintln!("first bad index: {i}");
+                    }
+                    if all {
+                        eprintln!("{} problem(s) found", errors.len());
                     }
                     Ok(ExitCode::FAILURE)
                 }
@@ -274,22 +292,25 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
             );
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Check => {
+        AuditCommand::Check { all } => {
             let settings = Settings::load(over)?;
             let signer = Signer::load(&settings.audit, false).ok();
             let cp = crate::service::ControlPlane::open(settings).await?;
-            let r = super::verify_log(&cp, signer.as_ref()).await?;
+            let r = super::verify_log(&cp, signer.as_ref(), all).await?;
             // What this server remembers signing, outside the database.
             let witness = Witness::for_settings(&cp.settings);
             let verifiers = super::witness::verifiers(&cp, signer.as_ref()).await?;
             let (remembered, problems) = witness.check_all(&cp, &verifiers).await?;
-            if let Some(p) = &r.problem {
+            for p in &r.problems {
                 eprintln!("FAILED: {}", p.message);
             }
             for p in &problems {
                 eprintln!("FAILED: {p}");
             }
-            if r.problem.is_some() || !problems.is_empty() {
+            if !r.problems.is_empty() || !problems.is_empty() {
+                if all {
+                    eprintln!("{} problem(s) found", r.problems.len() + problems.len());
+                }
                 return Ok(ExitCode::FAILURE);
             }
             println!(
@@ -363,7 +384,8 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
     cp.record_verifier_key(&new.verifier_key()).await?;
 
     // 3. Record the rotation in the log itself.
-    let recorded = cp.record_event(AuditEvent {
+    let recorded = cp
+        .record_event(AuditEvent {
             kind: "audit.key_rotated",
             actor: Actor::System.to_string(),
             approval_id: None,
@@ -372,7 +394,8 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
                 "key": new.verifier_key(),
                 "sealed_at_size": sealed.size,
             }),
-        }).await;
+        })
+        .await;
     if let Err(e) = recorded {
         if !print {
             if let Some(t) = old_text {
@@ -429,7 +452,8 @@ async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
     };
     let log_size = cp.store.audit_size().await?;
     let archived = witness.archive()?;
-    let recorded = cp.record_event(AuditEvent {
+    let recorded = cp
+        .record_event(AuditEvent {
             kind: "audit.rollback_accepted",
             actor: Actor::System.to_string(),
             approval_id: None,
@@ -441,7 +465,8 @@ async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
                 "problem": problem,
                 "archived_file": archived.file_name().and_then(|n| n.to_str()),
             }),
-        }).await;
+        })
+        .await;
     if let Err(e) = recorded {
         let _ = std::fs::rename(&archived, witness.path());
         anyhow::bail!("could not record the rollback in the log; nothing changed: {e}");

@@ -200,18 +200,21 @@ pub struct VerifyReport {
     pub unsigned_tail: u64,
     /// The first problem, in log order; `None` when everything verifies.
     pub problem: Option<LogProblem>,
+    /// Every problem found, in log order (only the first unless a full
+    /// report was asked for).
+    pub problems: Vec<LogProblem>,
 }
 
 impl VerifyReport {
     pub fn is_ok(&self) -> bool {
-        self.problem.is_none()
+        self.problems.is_empty()
     }
 }
 
-/// The first problem [`verify_log`] found.
+/// One problem [`verify_log`] found.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LogProblem {
-    /// The first bad entry, when the problem is in an entry.
+    /// The bad entry, when the problem is in an entry.
     pub index: Option<u64>,
     /// The checkpoint (tree size) involved, when the problem is in one.
     pub checkpoint: Option<u64>,
@@ -264,7 +267,11 @@ const VERIFY_PAGE: u64 = 1000;
 ///
 /// Returns `Err` only when the store cannot be read; a log that does not
 /// verify gives `Ok` with `problem` set.
-pub async fn verify_log(cp: &ControlPlane, signer: Option<&Signer>) -> AuditResult<VerifyReport> {
+pub async fn verify_log(
+    cp: &ControlPlane,
+    signer: Option<&Signer>,
+    full_report: bool,
+) -> AuditResult<VerifyReport> {
     let origin = &cp.settings.audit.origin;
     let mut verifiers = Vec::new();
     for k in known_verifiers(cp, signer).await? {
@@ -280,46 +287,56 @@ pub async fn verify_log(cp: &ControlPlane, signer: Option<&Signer>) -> AuditResu
         signed_by: Vec::new(),
         unsigned_tail: 0,
         problem: None,
+        problems: Vec::new(),
     };
-    let fail = |index: Option<u64>, checkpoint: Option<u64>, message: String| {
-        Some(LogProblem {
-            index,
-            checkpoint,
-            message,
-        })
-    };
+    // Records a problem; returns from `verify_log` unless a full report
+    // was asked for.
+    macro_rules! fail {
+        ($index:expr, $checkpoint:expr, $message:expr) => {{
+            report.problems.push(LogProblem {
+                index: $index,
+                checkpoint: $checkpoint,
+                message: $message,
+            });
+            if !full_report {
+                report.problem = report.problems.first().cloned();
+                return Ok(report);
+            }
+        }};
+    }
 
-    // 1. Checkpoints: signature, origin, file size vs body size.
+    // 1. Checkpoints: signature, origin, file size vs body size. A bad
+    //    checkpoint is reported and left out of the root checks.
     let mut checkpoints = Vec::new();
     for (s, note) in cp.store.all_checkpoints().await? {
         let opened = pliuz_audit::open_checkpoint(&note, &verifiers);
         let c = match opened {
             Ok(c) => c,
             Err(e) => {
-                report.problem = fail(None, Some(s), format!("checkpoint {s}: {e}"));
-                return Ok(report);
+                fail!(None, Some(s), format!("checkpoint {s}: {e}"));
+                continue;
             }
         };
         if c.size != s || &c.origin != origin {
-            report.problem = fail(
+            fail!(
                 None,
                 Some(s),
                 format!(
                     "checkpoint {s}: signed body says origin {:?} size {}, expected {origin:?} size {s}",
                     c.origin, c.size
-                ),
+                )
             );
-            return Ok(report);
+            continue;
         }
         if c.size > size {
-            report.problem = fail(
+            fail!(
                 Some(size),
                 Some(s),
                 format!(
                     "entry {size}: missing — checkpoint {s} covers {s} entries but the log holds {size} (truncated)"
-                ),
+                )
             );
-            return Ok(report);
+            continue;
         }
         for v in &verifiers {
             if !report.signed_by.iter().any(|k| k == &v.to_string())
@@ -333,96 +350,99 @@ pub async fn verify_log(cp: &ControlPlane, signer: Option<&Signer>) -> AuditResu
     }
 
     // 2. Entries, in pages, against stored leaf hashes and checkpoint roots.
+    //    An altered entry is reported exactly (its stored leaf hash differs);
+    //    the stored hash then stands in for it, so every later checkpoint is
+    //    still checked on its own.
     let mut frontier = Frontier::default();
     let mut next_cp = checkpoints.iter().peekable();
-    while next_cp.peek().is_some_and(|c| c.size == 0) {
-        let c = next_cp.next().expect("peeked");
+    while let Some(c) = next_cp.next_if(|c| c.size == 0) {
         if c.root != pliuz_audit::empty_root() {
-            report.problem = fail(
+            fail!(
                 None,
                 Some(0),
-                "checkpoint 0: root is not the empty root".into(),
+                "checkpoint 0: root is not the empty root".into()
             );
-            return Ok(report);
         }
     }
     let mut last_good = 0u64;
     let mut start = 0u64;
-    while start < size {
+    let mut entries_whole = true;
+    'pages: while start < size {
         let end = (start + VERIFY_PAGE).min(size);
         let rows = cp.store.audit_entries(start, end).await?;
         let wanted: Vec<u64> = (start..end)
             .map(|i| pliuz_audit::stored_hash_index(0, i))
             .collect();
-        let stored = cp.store.audit_hashes(&wanted).await;
-        let stored = match stored {
+        let stored = match cp.store.audit_hashes(&wanted).await {
             Ok(m) => m,
             Err(StoreError::Corrupt(m)) => {
-                report.problem = fail(
+                fail!(
                     Some(start),
                     None,
                     format!(
                         "entry {start}: stored leaf hashes in {start}..{end} are incomplete: {m}"
-                    ),
+                    )
                 );
-                return Ok(report);
+                // Without leaf hashes the tree cannot be followed further.
+                entries_whole = false;
+                break 'pages;
             }
             Err(e) => return Err(e.into()),
         };
-        let mut rows = rows.into_iter();
+        let mut rows = rows.into_iter().peekable();
         for i in start..end {
-            let Some(row) = rows.next() else {
-                report.problem = fail(Some(i), None, format!("entry {i}: missing from the log"));
-                return Ok(report);
-            };
-            if row.index != i {
-                report.problem = fail(
-                    Some(i),
-                    None,
-                    format!(
-                        "entry {i}: missing (the next stored entry is {})",
-                        row.index
-                    ),
-                );
-                return Ok(report);
-            }
-            let bytes = row.body.as_bytes();
-            match Entry::parse_canonical(bytes) {
-                Ok(e) if e.index == i => {}
-                Ok(e) => {
-                    report.problem = fail(
+            let stored_leaf = stored.get(&pliuz_audit::stored_hash_index(0, i)).copied();
+            let row = rows.next_if(|r| r.index == i);
+            let leaf = match row {
+                None => {
+                    let next = rows.peek().map(|r| r.index);
+                    fail!(
                         Some(i),
                         None,
-                        format!("entry {i}: index field says {}", e.index),
+                        match next {
+                            Some(n) => format!("entry {i}: missing (the next stored entry is {n})"),
+                            None => format!("entry {i}: missing from the log"),
+                        }
                     );
-                    return Ok(report);
+                    stored_leaf
                 }
-                Err(e) => {
-                    report.problem = fail(Some(i), None, format!("entry {i}: {e}"));
-                    return Ok(report);
+                Some(row) => {
+                    let bytes = row.body.as_bytes();
+                    match Entry::parse_canonical(bytes) {
+                        Ok(e) if e.index == i => {}
+                        Ok(e) => fail!(
+                            Some(i),
+                            None,
+                            format!("entry {i}: index field says {}", e.index)
+                        ),
+                        Err(e) => fail!(Some(i), None, format!("entry {i}: {e}")),
+                    }
+                    let leaf = pliuz_audit::leaf_hash(bytes);
+                    if stored_leaf != Some(leaf) {
+                        fail!(
+                            Some(i),
+                            None,
+                            format!("entry {i}: does not hash to the leaf hash stored when it was appended (altered)")
+                        );
+                    }
+                    stored_leaf.or(Some(leaf))
                 }
-            }
-            let leaf = pliuz_audit::leaf_hash(bytes);
-            if stored.get(&pliuz_audit::stored_hash_index(0, i)) != Some(&leaf) {
-                report.problem = fail(
-                    Some(i),
-                    None,
-                    format!("entry {i}: does not hash to the leaf hash stored when it was appended (altered)"),
-                );
-                return Ok(report);
-            }
+            };
+            let Some(leaf) = leaf else {
+                entries_whole = false;
+                break 'pages;
+            };
             frontier.push(leaf);
             let n = i + 1;
             while let Some(c) = next_cp.next_if(|c| c.size == n) {
                 if frontier.root() != c.root {
-                    report.problem = fail(
+                    fail!(
                         Some(last_good),
                         Some(n),
                         format!(
                             "checkpoint {n}: root hash does not match entries 0..{n} — altered entry in {last_good}..{n}"
-                        ),
+                        )
                     );
-                    return Ok(report);
                 }
                 last_good = n;
             }
@@ -431,16 +451,18 @@ pub async fn verify_log(cp: &ControlPlane, signer: Option<&Signer>) -> AuditResu
     }
 
     // 3. The stored tree hashes agree with the entries.
-    let stored_root = cp.store.audit_root(size).await?;
-    if stored_root != frontier.root() {
-        report.problem = fail(
-            Some(last_good),
-            None,
-            format!("entry {last_good}: the stored tree hashes do not match the entries after {last_good}"),
-        );
-        return Ok(report);
+    if entries_whole {
+        let stored_root = cp.store.audit_root(size).await?;
+        if stored_root != frontier.root() {
+            fail!(
+                Some(last_good),
+                None,
+                format!("entry {last_good}: the stored tree hashes do not match the entries after {last_good}")
+            );
+        }
     }
     report.unsigned_tail = size - checkpoints.last().map(|c| c.size).unwrap_or(0);
+    report.problem = report.problems.first().cloned();
     Ok(report)
 }
 

@@ -93,6 +93,16 @@ impl Problem {
         .with_errors(errors)
     }
 
+    /// Over a documented limit (docs/limits.md).
+    pub fn too_large(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Too large",
+            detail,
+        )
+    }
+
     pub fn internal() -> Problem {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -161,6 +171,7 @@ impl From<StoreError> for Problem {
                 p.retry_after = Some(retry_after);
                 p
             }
+            StoreError::EntryTooLarge(_) => Problem::too_large(e.to_string()),
             e => {
                 tracing::error!(error = %e, "store error");
                 Problem::internal()
@@ -278,6 +289,7 @@ impl From<ServiceError> for Problem {
                 "Created at the same moment",
                 msg,
             ),
+            ServiceError::TooLarge(_) => Problem::too_large(msg),
             ServiceError::Store(s) => s.into(),
         }
     }

@@ -4,10 +4,13 @@
 use super::error::Problem;
 use super::AppState;
 use crate::auth::{self, Principal};
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use crate::service::FieldError;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use pliuz_audit::limits::{json_depth, MAX_JSON_DEPTH};
 use serde::de::DeserializeOwned;
 
 /// The authenticated caller: an agent key or a user token in
@@ -46,8 +49,26 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// `axum::Json` with problem+json rejections that say what to fix.
+/// `axum::Json` with problem+json rejections that say what to fix, and the
+/// API's nesting limit (`pliuz_audit::limits`) enforced before parsing.
 pub struct ApiJson<T>(pub T);
+
+/// `application/json` or any `application/*+json`, as `axum::Json` accepts.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
 
 impl<T, S> FromRequest<S> for ApiJson<T>
 where
@@ -57,11 +78,103 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(json_problem(rejection)),
+        if !is_json(req.headers()) {
+            return Err(unsupported_media_type());
         }
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// A JSON body as the API reads it: the nesting limit, then the type, with
+/// every mistake a problem+json answer. No I/O (also fuzzed).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    check_depth(bytes)?;
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(v)) => Ok(v),
+        Err(rejection) => Err(json_problem(rejection)),
+    }
+}
+
+/// Refuses JSON nested deeper than the API accepts: such arguments would be
+/// logged in entries some verifiers cannot parse.
+pub fn check_depth(bytes: &[u8]) -> Result<(), Problem> {
+    if json_depth(bytes, MAX_JSON_DEPTH) > MAX_JSON_DEPTH {
+        return Err(Problem::validation(vec![FieldError::new(
+            "body",
+            format!("JSON nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects; flatten the arguments"),
+        )]));
+    }
+    Ok(())
+}
+
+/// The raw body, with a problem+json 413 over `max_body_bytes`.
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(bytes_problem)
+    }
+}
+
+fn unsupported_media_type() -> Problem {
+    Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "Expected JSON",
+        "send the body with 'Content-Type: application/json'",
+    )
+}
+
+fn bytes_problem(e: BytesRejection) -> Problem {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Body too large",
+            "the request body is over the server's limit (max_body_bytes, default 1 MiB; see docs/limits.md); send smaller arguments or raise the limit",
+        )
+    } else {
+        Problem::bad_request(format!(
+            "could not read the request body: {}",
+            e.body_text()
+        ))
+    }
+}
+
+/// A path id: problem+json 400 when it is not valid percent-encoded UTF-8,
+/// 422 when it holds characters no store keeps (NUL, control characters).
+pub struct ApiPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(path_problem)?;
+        if let Some(e) = crate::service::unstorable("id", &id) {
+            return Err(Problem::validation(vec![e]));
+        }
+        Ok(ApiPath(id))
+    }
+}
+
+fn path_problem(e: PathRejection) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "bad_path",
+        "Malformed path",
+        format!(
+            "the id in the path cannot be read ({}); ids are the 'id' field of an approval",
+            e.body_text()
+        ),
+    )
 }
 
 fn json_problem(rejection: JsonRejection) -> Problem {
@@ -92,7 +205,7 @@ fn json_problem(rejection: JsonRejection) -> Problem {
                     (field, detail.clone())
                 }
             };
-            Problem::validation(vec![crate::service::FieldError::new(field, message)])
+            Problem::validation(vec![FieldError::new(field, message)])
         }
         JsonRejection::JsonSyntaxError(e) => Problem::bad_request(format!(
             "the body is not valid JSON: {}",
@@ -101,27 +214,8 @@ fn json_problem(rejection: JsonRejection) -> Problem {
                 .map(|(_, d)| d.to_owned())
                 .unwrap_or_else(|| e.body_text())
         )),
-        JsonRejection::MissingJsonContentType(_) => Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Expected JSON",
-            "send the body with 'Content-Type: application/json'",
-        ),
-        JsonRejection::BytesRejection(e) => {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "Body too large",
-                    "the request body is over the server's limit (max_body_bytes, default 1 MiB); send smaller arguments or raise the limit",
-                )
-            } else {
-                Problem::bad_request(format!(
-                    "could not read the request body: {}",
-                    e.body_text()
-                ))
-            }
-        }
+        JsonRejection::MissingJsonContentType(_) => unsupported_media_type(),
+        JsonRejection::BytesRejection(e) => bytes_problem(e),
         other => Problem::bad_request(other.body_text()),
     }
 }

@@ -430,13 +430,17 @@ pub async fn audit_page(State(state): State<AppState>, Viewer(s): Viewer) -> Web
 #[derive(Deserialize)]
 pub struct Nothing {}
 
+/// Problems listed on the page after "Verify now"; the CLI lists them all.
+const VERIFY_SHOWN: usize = 100;
+
 pub async fn audit_verify(
     State(state): State<AppState>,
     CsrfForm(s, _): CsrfForm<Nothing>,
 ) -> WebResult {
     require_auditor(&s)?;
     let started = std::time::Instant::now();
-    let report = crate::audit::verify_log(&state.cp, state.extras.audit_signer.as_deref()).await?;
+    let report =
+        crate::audit::verify_log(&state.cp, state.extras.audit_signer.as_deref(), true).await?;
     let took = started.elapsed().as_millis();
     let now = crate::store::now_millis();
     let result = html! {
@@ -449,7 +453,14 @@ pub async fn audit_verify(
         } @else {
             section.card.failed #verify-result role="alert" {
                 h2 { "✗ The log does not verify" }
-                @if let Some(p) = &report.problem { p { (p.message) } }
+                // The full report: one bad entry must not hide a later one.
+                p { (report.problems.len()) " problem(s) found:" }
+                ul.problems {
+                    @for p in report.problems.iter().take(VERIFY_SHOWN) { li { (p.message) } }
+                }
+                @if report.problems.len() > VERIFY_SHOWN {
+                    p.muted { "…and " (report.problems.len() - VERIFY_SHOWN) " more; run `pliuz audit check --all` for the whole list." }
+                }
                 p { "Keep a copy of the database and of earlier exports, and investigate before trusting new entries." }
             }
         }

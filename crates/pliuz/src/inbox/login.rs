@@ -14,10 +14,9 @@ use crate::http::session::{
 };
 use crate::http::AppState;
 use crate::password_gate::{Busy, PasswordGate};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::Form;
 use maud::html;
 use serde::Deserialize;
 
@@ -135,7 +134,7 @@ pub async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    Form(f): Form<LoginForm>,
+    super::extract::WebForm(f): super::extract::WebForm<LoginForm>,
 ) -> WebResult {
     let next = safe_next(f.next.as_deref());
     let email_in = f.email.trim().to_owned();
@@ -300,7 +299,10 @@ fn setup_form(token: &str, user: &User, errors: &[String]) -> maud::Markup {
     }
 }
 
-pub async fn setup_page(State(state): State<AppState>, Path(token): Path<String>) -> WebResult {
+pub async fn setup_page(
+    State(state): State<AppState>,
+    super::extract::WebPath(token): super::extract::WebPath,
+) -> WebResult {
     let user = setup_user(&state, &token).await?;
     Ok(page(
         StatusCode::OK,
@@ -323,9 +325,9 @@ pub struct SetupForm {
 
 pub async fn setup(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    super::extract::WebPath(token): super::extract::WebPath,
     headers: HeaderMap,
-    Form(f): Form<SetupForm>,
+    super::extract::WebForm(f): super::extract::WebForm<SetupForm>,
 ) -> WebResult {
     if is_cross_site(&headers) {
         return Err(WebError::forbidden(

@@ -13,6 +13,7 @@
 
 mod admin;
 pub mod csv;
+mod extract;
 mod history;
 mod login;
 mod pages;

@@ -14,7 +14,7 @@ use crate::http::AppState;
 use crate::notify::ApprovalChanged;
 use crate::service::{review_digest, schema_errors, DecisionInput};
 use crate::store::{ApprovalFilter, StoredEntry};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -765,7 +765,7 @@ async fn render(
 pub async fn show(
     State(state): State<AppState>,
     Viewer(s): Viewer,
-    Path(id): Path<String>,
+    super::extract::WebPath(id): super::extract::WebPath,
     Query(q): Query<ShowQuery>,
 ) -> WebResult {
     let notice = match q.done.as_deref() {
@@ -858,7 +858,7 @@ pub struct ReasonForm {
 
 pub async fn approve(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    super::extract::WebPath(id): super::extract::WebPath,
     CsrfForm(s, f): CsrfForm<ReasonForm>,
 ) -> WebResult {
     let input = DecisionInput {
@@ -872,7 +872,7 @@ pub async fn approve(
 
 pub async fn reject(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    super::extract::WebPath(id): super::extract::WebPath,
     CsrfForm(s, f): CsrfForm<ReasonForm>,
 ) -> WebResult {
     let Some(reason) = non_empty(Some(f.reason)) else {
@@ -1090,7 +1090,7 @@ pub fn check_edit(text: &str, schema: Option<&Value>) -> Result<Map<String, Valu
 
 pub async fn edit(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    super::extract::WebPath(id): super::extract::WebPath,
     CsrfForm(s, f): CsrfForm<EditForm>,
 ) -> WebResult {
     let a = state.cp.get_for(&s.principal(), &id).await?;
@@ -1168,7 +1168,7 @@ pub async fn edit(
 pub async fn receipt(
     State(state): State<AppState>,
     Viewer(s): Viewer,
-    Path(id): Path<String>,
+    super::extract::WebPath(id): super::extract::WebPath,
 ) -> WebResult {
     let a = state.cp.get_for(&s.principal(), &id).await?;
     let receipt =

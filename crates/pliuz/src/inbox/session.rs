@@ -64,9 +64,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
             ));
         }
         let limit = state.cp.settings.max_body_bytes;
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| WebError::bad_request("The form is too large."))?;
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            WebError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form is too large",
+                "The form is over the server's size limit (max_body_bytes).",
+            )
+        })?;
         let header_token = parts
             .headers
             .get(CSRF_HEADER)

@@ -21,7 +21,12 @@ pub struct Posted<'a> {
 
 impl ControlPlane {
     /// Takes the lease on a due Slack outbox row (`false`: another worker has it).
-    pub async fn claim_delivery(&self, id: &str, seen_due_at: i64, lease_until: i64) -> Result<bool> {
+    pub async fn claim_delivery(
+        &self,
+        id: &str,
+        seen_due_at: i64,
+        lease_until: i64,
+    ) -> Result<bool> {
         sstore::claim(&self.store, id, seen_due_at, lease_until).await
     }
 

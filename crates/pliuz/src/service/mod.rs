@@ -3,6 +3,7 @@
 //! its audit entry and notifications in one [`WriteTx`].
 
 pub mod audit_log;
+pub mod conditions;
 pub mod deliveries;
 pub mod directory;
 pub mod runs;
@@ -15,7 +16,7 @@ use crate::approval::{
 use crate::auth::Principal;
 use crate::config::Settings;
 use crate::notify::{ApprovalChanged, Notifier};
-use crate::policy::{AutoDecision, CallFacts, MatchError, Policy, PolicySet};
+use crate::policy::{AutoDecision, MatchError, Policy, PolicySet};
 use crate::store::{AuditEvent, Store, StoreError, WriteTx};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -37,8 +38,53 @@ impl FieldError {
     }
 }
 
+/// Text no store can keep the same way: PostgreSQL refuses NUL in text, and
+/// control characters (other than tab and newline) are refused too, so that
+/// behaviour does not depend on the store.
+pub fn unstorable(field: &str, s: &str) -> Option<FieldError> {
+    s.chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| {
+            FieldError::new(
+                field,
+                format!(
+                    "contains the control character U+{:04X}; remove it",
+                    u32::from(c)
+                ),
+            )
+        })
+}
+
+/// Refuses arguments nested deeper than the API accepts (they sit one level
+/// inside a request body) or whose canonical JSON is over the size every
+/// verifier accepts (`pliuz_audit::limits`, docs/limits.md). The API's
+/// extractor checks nesting already; this also covers the inbox and Slack.
+pub fn check_args_size(field: &str, args: &Map<String, Value>) -> Result<()> {
+    use pliuz_audit::limits::{canonical_size, value_depth, MAX_ARGS_BYTES, MAX_JSON_DEPTH};
+    let depth = 1 + args.values().map(value_depth).max().unwrap_or(0);
+    if depth > MAX_JSON_DEPTH - 1 {
+        return Err(ServiceError::Validation(vec![FieldError::new(
+            field,
+            format!(
+                "nests {depth} levels of arrays and objects; at most {} are accepted (see docs/limits.md)",
+                MAX_JSON_DEPTH - 1
+            ),
+        )]));
+    }
+    let size = canonical_size(args);
+    if size > MAX_ARGS_BYTES {
+        return Err(ServiceError::TooLarge(format!(
+            "{field} is {size} bytes as canonical JSON; at most {MAX_ARGS_BYTES} bytes are accepted (see docs/limits.md)"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The request is over a documented limit (docs/limits.md).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("no approval with id {0}")]
     NotFound(String),
     #[error("{0}")]
@@ -248,6 +294,7 @@ impl ControlPlane {
     /// Opens a request (or returns the earlier one for a repeated
     /// idempotency key). Returns the approval and whether it is new.
     pub async fn create(&self, agent: &str, mut req: NewApproval) -> Result<(Approval, bool)> {
+        check_args_size("tool_args", &req.tool_args)?;
         req.originator = match req.originator.as_deref() {
             Some(raw) => crate::originator::normalise(raw)
                 .map_err(|m| ServiceError::Validation(vec![FieldError::new("originator", m)]))?,
@@ -303,14 +350,18 @@ impl ControlPlane {
             expires_at: now.saturating_add(expires_in),
             version: 0,
         };
-        let auto = policy.auto_decision(&CallFacts {
-            tool: &a.tool_name,
-            args: &a.tool_args,
-            agent,
-            policy: &policy.name,
-            originator: a.originator.as_deref(),
-            metadata: a.client_metadata.as_ref(),
-        });
+        let auto = conditions::auto_decision(
+            policy.clone(),
+            conditions::Facts {
+                tool: a.tool_name.clone(),
+                args: a.tool_args.clone(),
+                agent: agent.to_owned(),
+                policy: policy.name.clone(),
+                originator: a.originator.clone(),
+                metadata: a.client_metadata.clone(),
+            },
+        )
+        .await;
         let mut tx = self.store.begin_write().await?;
         tx.insert_approval(&a).await.map_err(|e| {
             if e.is_unique_violation() {
@@ -381,6 +432,11 @@ impl ControlPlane {
 
     /// Loads an approval the principal may see.
     pub async fn get_for(&self, principal: &Principal, id: &str) -> Result<Approval> {
+        // No stored id holds a control character; PostgreSQL would refuse
+        // the query, so answer as SQLite does.
+        if unstorable("id", id).is_some() {
+            return Err(ServiceError::NotFound(id.to_owned()));
+        }
         let a = self
             .store
             .get_approval(id)
@@ -442,6 +498,16 @@ impl ControlPlane {
             }
             Principal::User(u) => u,
         };
+        if let Some(e) = input
+            .reason
+            .as_deref()
+            .and_then(|r| unstorable("reason", r))
+        {
+            return Err(ServiceError::Validation(vec![e]));
+        }
+        if let Some(args) = &input.final_args {
+            check_args_size("final_args", args)?;
+        }
         let current = self.get_for(principal, id).await?;
         if !self.may_decide(principal, &current.policy) {
             return Err(ServiceError::Forbidden(format!(
@@ -521,6 +587,9 @@ impl ControlPlane {
         id: &str,
         reason: Option<String>,
     ) -> Result<Approval> {
+        if let Some(e) = reason.as_deref().and_then(|r| unstorable("reason", r)) {
+            return Err(ServiceError::Validation(vec![e]));
+        }
         self.get_for(principal, id).await?;
         // As documented: the requesting agent (get_for shows an agent only its
         // own requests) or an admin. Auditors see everything but change nothing.

@@ -45,7 +45,12 @@ impl ControlPlane {
     }
 
     /// Ends the session `token_hash` of `user`.
-    pub async fn log_out(&self, token_hash: &str, user: &User, via: &str) -> Result<(), StoreError> {
+    pub async fn log_out(
+        &self,
+        token_hash: &str,
+        user: &User,
+        via: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.store.begin_write().await?;
         tx.delete_session(token_hash).await?;
         tx.audit(AuditEvent {

@@ -21,7 +21,6 @@ use crate::auth::Principal;
 use crate::http::error::Problem;
 use crate::http::AppState;
 use crate::service::{DecisionInput, ServiceError};
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,7 +41,7 @@ pub async fn handle(
     State(state): State<AppState>,
     Extension(slack): Extension<Option<Arc<Slack>>>,
     headers: HeaderMap,
-    body: Bytes,
+    crate::http::extract::ApiBytes(body): crate::http::extract::ApiBytes,
 ) -> Response {
     let Some(slack) = slack else {
         return Problem::not_found("Slack is not configured on this server").into_response();

@@ -167,6 +167,11 @@ fn filter_conditions(f: &ApprovalFilter, with_cursor: bool) -> Option<(String, V
             binds.push(a.clone());
         }
     }
+    // No stored value holds NUL (writes refuse it) and PostgreSQL cannot
+    // even bind one: match nothing, on both stores alike.
+    if binds.iter().any(|b| b.contains('\0')) {
+        return None;
+    }
     Some((sql, binds))
 }
 

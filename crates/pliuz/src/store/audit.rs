@@ -87,6 +87,9 @@ impl WriteTx {
         let body = entry
             .to_canonical_bytes()
             .map_err(|e| StoreError::Audit(format!("cannot encode audit entry: {e}")))?;
+        if body.len() > pliuz_audit::limits::MAX_ENTRY_BYTES {
+            return Err(StoreError::EntryTooLarge(body.len()));
+        }
         let leaf = pliuz_audit::leaf_hash(&body);
         let store = self.store.clone();
         let needed = pliuz_audit::append_plan(index);

@@ -74,6 +74,10 @@ pub enum StoreError {
     Conflict,
     #[error("{0}")]
     Audit(String),
+    /// An audit entry over `pliuz_audit::limits::MAX_ENTRY_BYTES`: refused,
+    /// never written, because verifiers would not read it.
+    #[error("the audit entry for this change would be {0} bytes, over the {max} bytes every verifier accepts; send smaller arguments (see docs/limits.md)", max = pliuz_audit::limits::MAX_ENTRY_BYTES)]
+    EntryTooLarge(usize),
 }
 
 impl From<sqlx::Error> for StoreError {

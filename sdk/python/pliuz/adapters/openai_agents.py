@@ -24,10 +24,18 @@ run and the model receives a plain tool result saying so: rejected (with the
 reviewer's reason), expired, timed out, approval server unreachable. It fails
 closed, always. ``on_reject="raise"`` raises :class:`PliuzToolRejectedError`
 (a :class:`~pliuz.PliuzRejectedError` that the Agents SDK lets through) instead.
+
+That is the blocking mode: the run waits inside the call. Run the agent through
+:class:`Runs` instead and the same tools pause the run with the SDK's own
+interruption (``needs_approval``), the state is stored in Pliuz and any process
+resumes it (:mod:`pliuz.adapters.openai_agents_durable`). :func:`run_streamed`
+is ``Runner.run_streamed`` plus a :class:`PliuzApprovalPendingEvent` while a
+call waits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -35,18 +43,28 @@ from typing import Any, Literal
 
 from agents import FunctionTool
 from agents.exceptions import AgentsException
+from agents.run_context import RunContextWrapper
 from agents.tool_context import ToolContext
+from agents.tool_guardrails import ToolOutputGuardrailData
+from agents.util._approvals import evaluate_needs_approval_setting
 
 from .._client import AsyncPliuzClient
-from .._gate import prepare_call, run_gated_async
+from .._gate import PreparedCall, excerpt, prepare_call, run_gated_async
 from ..errors import PliuzArgumentsError, PliuzError, PliuzRejectedError
+from ..models import Approval
 from ..redaction import parse_path, relax_schema
 from ._common import HandledToolFailure, ToolRaised, message_for, not_run
+from ._durable_scope import current_scope
+from ._stream_events import PliuzApprovalPendingEvent, emit_pending, run_streamed
 
 __all__ = [
+    "PliuzApprovalPendingEvent",
     "PliuzToolRejectedError",
+    "Runs",
+    "RunsResult",
     "conversation_messages",
     "gated_tool",
+    "run_streamed",
     "wrap_tool",
 ]
 
@@ -66,7 +84,7 @@ class PliuzToolRejectedError(PliuzRejectedError, AgentsException):
     """Raised by a gated tool with ``on_reject="raise"``; ``Runner.run`` raises it as is."""
 
 
-def conversation_messages(ctx: ToolContext[Any], limit: int = 20) -> list[dict[str, Any]]:
+def conversation_messages(ctx: RunContextWrapper[Any], limit: int = 20) -> list[dict[str, Any]]:
     """The last ``limit`` text messages of the current turn input, as ``{"role", "content"}``.
 
     Used by ``context_messages="conversation"``.
@@ -86,9 +104,17 @@ def conversation_messages(ctx: ToolContext[Any], limit: int = 20) -> list[dict[s
     return out[-limit:]
 
 
-def _session_from_context(ctx: ToolContext[Any]) -> str | None:
-    """Default session id: ``RunConfig.group_id``, else the run context's ``session_id``."""
+def _session_from_context(ctx: RunContextWrapper[Any]) -> str | None:
+    """Default session id: ``RunConfig.group_id``, else the run context's ``session_id``.
+
+    Durable mode: ``needs_approval`` gets a context without the ``RunConfig``, so the one
+    :class:`Runs` was given stands in (the check and the later invocation must derive the
+    same idempotency key); last, the session the run was started with.
+    """
+    scope = current_scope()
     run_config = getattr(ctx, "run_config", None)
+    if run_config is None and scope is not None:
+        run_config = scope.run_config
     group_id = getattr(run_config, "group_id", None)
     if isinstance(group_id, str) and group_id:
         return group_id
@@ -98,10 +124,12 @@ def _session_from_context(ctx: ToolContext[Any]) -> str | None:
         if isinstance(user_ctx, Mapping)
         else getattr(user_ctx, "session_id", None)
     )
-    return value if isinstance(value, str) and value else None
+    if isinstance(value, str) and value:
+        return value
+    return scope.session_id if scope is not None else None
 
 
-def _resolve(value: Any, ctx: ToolContext[Any]) -> Any:
+def _resolve(value: Any, ctx: RunContextWrapper[Any]) -> Any:
     return value(ctx) if callable(value) else value
 
 
@@ -133,12 +161,74 @@ def wrap_tool(
     name = tool.name
     schema = relax_schema(tool.params_json_schema, patterns)
 
+    original_needs_approval = tool.needs_approval
+
     def make_client() -> tuple[AsyncPliuzClient, bool]:
         if isinstance(client, AsyncPliuzClient):
             return client, False
         if client is not None:
             return client(), True
+        scope = current_scope()
+        if scope is not None:  # durable mode: the client Runs was given
+            return scope.client, False
         return AsyncPliuzClient(), True
+
+    def build_request(
+        ctx: RunContextWrapper[Any],
+        args: dict[str, Any],
+        call_id: str | None,
+        secret: str,
+        known_key: str | None = None,
+    ) -> PreparedCall:
+        session = _resolve(session_id, ctx) if session_id is not None else None
+        if session is None:
+            session = _session_from_context(ctx)
+        if context_messages == "conversation":
+            messages: list[Any] | None = conversation_messages(ctx)
+        else:
+            messages = _resolve(context_messages, ctx)
+        return prepare_call(
+            name,
+            args,
+            secret=secret,
+            policy=policy,
+            redact_paths=redact,
+            tool_schema=schema,
+            call_id=call_id,
+            session_id=session,
+            originator=_resolve(originator, ctx),
+            context_messages=messages,
+            client_metadata=client_metadata,
+            idempotency_key_override=known_key,
+        )
+
+    async def needs_approval(
+        ctx: RunContextWrapper[Any], params: dict[str, Any], call_id: str
+    ) -> bool:
+        """Durable mode: open the Pliuz request and pause the run while it is pending.
+
+        Blocking mode (no :class:`Runs` around the run): the tool's own setting.
+        """
+        scope = current_scope()
+        if scope is None:
+            return await evaluate_needs_approval_setting(
+                original_needs_approval, ctx, params, call_id
+            )
+        try:
+            c, owned = make_client()
+            try:
+                prepared = build_request(ctx, params, call_id, c.api_key)
+                approval = await c.create_approval(**prepared.request)
+            finally:
+                if owned:
+                    await c.aclose()
+        except BaseException as exc:
+            scope.failures[call_id] = exc  # the SDK pauses the call anyway; Runs refuses to store
+            raise
+        if approval.status != "pending":
+            return False  # already settled (a replay): invoking resolves it through the gate
+        scope.record(call_id, approval)
+        return True
 
     async def invoke(ctx: ToolContext[Any], input: str) -> Any:
         try:
@@ -148,13 +238,13 @@ def wrap_tool(
         if not isinstance(args, dict):
             return not_run(name, "its arguments are not a JSON object.")
         call_id = getattr(ctx, "tool_call_id", None)
-        session = _resolve(session_id, ctx) if session_id is not None else None
-        if session is None:
-            session = _session_from_context(ctx)
-        if context_messages == "conversation":
-            messages: list[Any] | None = conversation_messages(ctx)
-        else:
-            messages = _resolve(context_messages, ctx)
+
+        withheld: list[str] = []  # names of output guardrails that withheld the output
+
+        def report_text(result: Any) -> str | None:
+            if withheld:  # never put what a guardrail kept from the model into the audit trail
+                return f"[output withheld by tool output guardrail {', '.join(withheld)}]"
+            return excerpt(result)
 
         async def execute(final: dict[str, Any]) -> Any:
             final_json = json.dumps(final, ensure_ascii=False)
@@ -172,26 +262,36 @@ def wrap_tool(
                 raise ToolRaised(exc) from exc
             if getattr(ctx, _FAILURE_ATTR, False):
                 raise HandledToolFailure(result)
+            if report_output and tool.tool_output_guardrails:
+                withheld.extend(await _withholding_guardrails(tool, ctx, result))
             return result
 
         try:
             c, owned = make_client()
         except PliuzError as exc:
             return message_for(name, exc, timeout_s)
-        try:
-            prepared = prepare_call(
-                name,
-                args,
-                secret=c.api_key,
-                policy=policy,
-                redact_paths=redact,
-                tool_schema=schema,
-                call_id=call_id,
-                session_id=session,
-                originator=_resolve(originator, ctx),
-                context_messages=messages,
-                client_metadata=client_metadata,
+
+        async def on_pending(approval: Approval) -> None:
+            if current_scope() is None:
+                emit_pending(approval, call_id, c.base_url)
+                return
+            # Durable mode runs a call only once its request was decided. A pending one here
+            # means the call is not the one that paused (its idempotency inputs changed):
+            # never wait inside a resumed run, never leave the stray request open.
+            with contextlib.suppress(PliuzError):
+                await c.cancel_approval(approval.id, reason="not the call the run paused on")
+            raise PliuzError(
+                f"{name} has no decided request for this call: its session, call id or "
+                "arguments differ from the paused call's"
             )
+
+        try:
+            scope = current_scope()
+            # A resumed call re-attaches to the request it paused on, whatever the resumer's
+            # RunConfig says (a worker may not know the session the run was started with).
+            paused = scope.decided.get(call_id) if scope is not None and call_id else None
+            known_key = paused.idempotency_key if paused is not None else None
+            prepared = build_request(ctx, args, call_id, c.api_key, known_key)
             return await run_gated_async(
                 c,
                 prepared,
@@ -199,6 +299,8 @@ def wrap_tool(
                 timeout_s=timeout_s,
                 cancel_on_timeout=cancel_on_timeout,
                 report_output=report_output,
+                report_excerpt=report_text,
+                on_pending=on_pending,
             )
         except HandledToolFailure as failure:
             return failure.result  # the tool's own error text, already reported as "error"
@@ -216,7 +318,53 @@ def wrap_tool(
             if owned:
                 await c.aclose()
 
-    return dataclasses.replace(tool, on_invoke_tool=invoke)
+    init = {f.name: getattr(tool, f.name) for f in dataclasses.fields(tool) if f.init}
+    wrapped = _GatedFunctionTool(**{**init, "on_invoke_tool": invoke})
+    wrapped.__dict__["_pliuz_durable_check"] = needs_approval
+    return wrapped
+
+
+class _GatedFunctionTool(FunctionTool):
+    """A gated ``FunctionTool`` whose ``needs_approval`` depends on the mode.
+
+    Blocking mode (no :class:`Runs` around the run): the tool's own setting,
+    unchanged, so the SDK behaves exactly as for the unwrapped tool. Durable
+    mode: the check that opens the Pliuz request and pauses the run.
+    """
+
+    @property
+    def needs_approval(self) -> Any:
+        check = self.__dict__.get("_pliuz_durable_check")
+        if check is not None and current_scope() is not None:
+            return check
+        return self.__dict__.get("_pliuz_needs_approval", False)
+
+    @needs_approval.setter
+    def needs_approval(self, value: Any) -> None:
+        self.__dict__["_pliuz_needs_approval"] = value
+
+
+async def _withholding_guardrails(
+    tool: FunctionTool, ctx: ToolContext[Any], result: Any
+) -> list[str]:
+    """Names of the tool's output guardrails that would not pass ``result`` to the model.
+
+    The SDK runs them again after the tool returns; this only decides what the
+    execution report may quote. A guardrail that fails counts as withholding.
+    """
+    names: list[str] = []
+    agent = getattr(ctx, "agent", None)
+    for guardrail in tool.tool_output_guardrails or []:
+        try:
+            verdict = await guardrail.run(
+                ToolOutputGuardrailData(context=ctx, agent=agent, output=result)  # type: ignore[arg-type]
+            )
+            allowed = verdict.behavior["type"] == "allow"
+        except Exception:
+            allowed = False
+        if not allowed:
+            names.append(guardrail.get_name())
+    return names
 
 
 def gated_tool(
@@ -275,3 +423,6 @@ def gated_tool(
     for path in redact:
         parse_path(path)
     return decorate
+
+
+from .openai_agents_durable import Runs, RunsResult  # noqa: E402  (the durable mode)

@@ -1,0 +1,742 @@
+//! Issue 10 regressions (limits, CEL budget, unstorable text, problem+json
+//! everywhere, strict configuration), each against the real binary over
+//! real HTTP.
+
+mod support;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::Server;
+
+const CONFIG: &str = r#"
+[[policy]]
+name = "refunds"
+tools = ["issue_refund"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject", "edit"]
+expires_in = "30m"
+
+[[policy]]
+name = "bulk"
+tools = ["bulk_pay"]
+approvers = ["group:finance"]
+auto_approve = "args.items.all(x, args.items.all(y, x >= 0))"
+"#;
+
+struct Env {
+    server: Server,
+    http: Client,
+    agent: String,
+    finance: String,
+}
+
+async fn env_on(database_url: Option<String>) -> Env {
+    env_full(database_url, vec![]).await
+}
+
+async fn env_full(database_url: Option<String>, extra_env: Vec<(String, String)>) -> Env {
+    let server = Server::start_with(CONFIG, database_url, extra_env).await;
+    let agent = server.agent_key("bot");
+    let finance = server.user_token("fin@example.com", "approver", &["finance"]);
+    Env {
+        server,
+        http: Client::new(),
+        agent,
+        finance,
+    }
+}
+
+/// Asserts an RFC 9457 problem+json answer with this status; returns it.
+async fn problem(r: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(r.status(), status, "status");
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = r.text().await.expect("body");
+    assert_eq!(ct, "application/problem+json", "content type; body {text}");
+    let v: Value = serde_json::from_str(&text).expect("problem JSON");
+    assert_eq!(v["status"], status.as_u16(), "{v}");
+    assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+    v
+}
+
+impl Env {
+    async fn post(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.server.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn create(&self, body: &Value) -> reqwest::Response {
+        self.post(&self.agent, "/api/v1/approvals", body).await
+    }
+
+    async fn created(&self, body: &Value) -> Value {
+        let r = self.create(body).await;
+        let status = r.status();
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    fn cli(&self, args: &[&str]) -> support::CliOutput {
+        self.server.cli(args, None)
+    }
+}
+
+/// `{"a": {"a": ... 1}}` nested `levels` objects deep.
+fn nested(levels: usize) -> Value {
+    let mut v = json!(1);
+    for _ in 0..levels {
+        v = json!({ "a": v });
+    }
+    v
+}
+
+// --- 1. What the server logs, every verifier reads --------------------------------------
+
+#[tokio::test]
+async fn deep_and_large_arguments_are_refused_or_verifiable() {
+    let e = env_on(None).await;
+    // The body object, tool_args and 30 more levels: 32, the limit.
+    let ok = e
+        .created(&json!({"tool_name": "issue_refund", "tool_args": {"deep": nested(30)}}))
+        .await;
+    // One level more is refused before anything is logged.
+    let r = e
+        .create(&json!({"tool_name": "issue_refund", "tool_args": {"deep": nested(31)}}))
+        .await;
+    let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(p["detail"].as_str().unwrap().contains("32"), "{p}");
+
+    // Canonical JSON can be longer than what was sent: 1e20 is logged as
+    // 100000000000000000000. Arguments over the limit as canonical JSON
+    // are refused, not logged.
+    let many = vec!["1e20"; 200_000].join(",");
+    let body = format!(r#"{{"tool_name": "issue_refund", "tool_args": {{"n": [{many}]}}}}"#);
+    assert!(body.len() < 1 << 20);
+    let r = e
+        .http
+        .post(e.server.url("/api/v1/approvals"))
+        .bearer_auth(&e.agent)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(r, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("canonical JSON"),
+        "{p}"
+    );
+
+    // A 600 KB request, approved with its original and final arguments in
+    // one entry (> 1 MiB), is verifiable.
+    let big = "x".repeat(600_000);
+    let v = e
+        .created(&json!({"tool_name": "issue_refund", "tool_args": {"note": big}}))
+        .await;
+    let id = v["id"].as_str().unwrap();
+    let r = e
+        .post(
+            &e.finance,
+            &format!("/api/v1/approvals/{id}/decision"),
+            &json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = e
+        .post(
+            &e.finance,
+            &format!("/api/v1/approvals/{}/decision", ok["id"].as_str().unwrap()),
+            &json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let check = e.cli(&["audit", "check"]);
+    assert!(check.success, "{}{}", check.stdout, check.stderr);
+    let out = e.server.dir.path().join("export");
+    let x = e.cli(&["audit", "export", "--out", out.to_str().unwrap()]);
+    assert!(x.success, "{}", x.stderr);
+    let longest = std::fs::read_to_string(out.join("entries.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap();
+    assert!(longest > 1 << 20, "the decided entry is {longest} bytes");
+    let key = e.cli(&["audit", "key"]).stdout.trim().to_owned();
+    let v = e.cli(&["audit", "verify", out.to_str().unwrap(), "--key", &key]);
+    assert!(v.success, "{}{}", v.stdout, v.stderr);
+}
+
+#[tokio::test]
+async fn full_reports_list_every_bad_entry() {
+    let mut e = env_on(None).await;
+    for i in 0..6 {
+        e.created(&json!({"tool_name": "issue_refund", "tool_args": {"n": i}}))
+            .await;
+    }
+    let key = e.cli(&["audit", "key"]).stdout.trim().to_owned();
+    e.server.stop();
+    // Export first (untampered), then alter two entries in the export and
+    // two in the database.
+    let out = e.server.dir.path().join("export");
+    let x = e.cli(&["audit", "export", "--out", out.to_str().unwrap()]);
+    assert!(x.success, "{}", x.stderr);
+    let path = out.join("entries.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let n = lines.len();
+    assert!(n >= 8, "{n}");
+    let with_args: Vec<usize> = (0..n)
+        .filter(|&i| lines[i].contains("\"tool_args\":{\"n\":"))
+        .collect();
+    let (a, b) = (with_args[1], with_args[with_args.len() - 1]);
+    let mut bad = lines.clone();
+    bad[a] = bad[a].replacen("{\"actor\"", "{ \"actor\"", 1); // not canonical
+    bad[b] = bad[b].replacen("{\"actor\"", "{ \"actor\"", 1);
+    std::fs::write(&path, bad.join("\n") + "\n").unwrap();
+
+    let first = e.cli(&["audit", "verify", out.to_str().unwrap(), "--key", &key]);
+    assert!(!first.success);
+    assert_eq!(
+        first.stderr.matches("FAILED").count(),
+        1,
+        "{}",
+        first.stderr
+    );
+    let all = e.cli(&[
+        "audit",
+        "verify",
+        "--all",
+        out.to_str().unwrap(),
+        "--key",
+        &key,
+    ]);
+    assert!(!all.success);
+    assert!(
+        all.stderr.contains(&format!("entry {a}:")) && all.stderr.contains(&format!("entry {b}:")),
+        "{}",
+        all.stderr
+    );
+    // The line's bytes are what was signed, so checkpoints after it still
+    // verify: only the altered lines are reported... plus the roots they
+    // change. Nothing after them hides.
+    assert!(all.stderr.contains("problem(s) found"), "{}", all.stderr);
+
+    // The live log: alter two entries' stored bodies.
+    {
+        use sqlx::Connection;
+        let url = format!(
+            "sqlite://{}",
+            e.server.data_dir().join("pliuz.db").display()
+        );
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("DROP TRIGGER audit_entries_no_update")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for idx in [a, b] {
+            let altered = lines[idx].replace("\"n\":", "\"m\":");
+            assert_ne!(altered, lines[idx]);
+            sqlx::query("UPDATE audit_entries SET body = ? WHERE idx = ?")
+                .bind(altered)
+                .bind(idx as i64)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+    let first = e.cli(&["audit", "check"]);
+    assert!(!first.success);
+    assert_eq!(
+        first.stderr.matches("FAILED").count(),
+        1,
+        "{}",
+        first.stderr
+    );
+    let all = e.cli(&["audit", "check", "--all"]);
+    assert!(!all.success);
+    for idx in [a, b] {
+        assert!(
+            all.stderr
+                .contains(&format!("entry {idx}: does not hash to the leaf hash")),
+            "{}",
+            all.stderr
+        );
+    }
+    // Stored leaf hashes stand in for the altered entries: every checkpoint
+    // root still matches, so exactly the two altered entries are reported.
+    assert!(all.stderr.contains("2 problem(s) found"), "{}", all.stderr);
+}
+
+// --- 4. CEL within a budget ------------------------------------------------------------
+
+#[tokio::test]
+async fn expensive_conditions_fail_closed_and_healthz_stays_responsive() {
+    let e = env_on(None).await;
+    let items: Vec<Value> = (0..3000).map(Value::from).collect();
+    let body = json!({"tool_name": "bulk_pay", "tool_args": {"items": items}});
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        let http = e.http.clone();
+        let url = e.server.url("/api/v1/approvals");
+        let agent = e.agent.clone();
+        let body = body.clone();
+        calls.push(tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .bearer_auth(agent)
+                .json(&body)
+                .send()
+                .await
+                .expect("create");
+            (r.status(), r.json::<Value>().await.expect("json"))
+        }));
+    }
+    // /healthz answers quickly while they are evaluated.
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = e.http.get(e.server.url("/healthz")).send().await.unwrap();
+        assert!(r.status().is_success());
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for c in calls {
+        let (status, v) = c.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        // The auto rule did not fire: people decide.
+        assert_eq!(v["status"], "pending", "{v}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Recorded: the created entry says why the condition did not decide.
+    let out = e.server.dir.path().join("export");
+    let x = e.cli(&["audit", "export", "--out", out.to_str().unwrap()]);
+    assert!(x.success, "{}", x.stderr);
+    let log = std::fs::read_to_string(out.join("entries.jsonl")).unwrap();
+    let created: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "approval.created")
+        .collect();
+    assert_eq!(created.len(), 3);
+    for c in &created {
+        let errs = c["data"]["condition_errors"].as_array().unwrap();
+        assert!(
+            errs.iter().any(|m| m.as_str().unwrap().contains("budget")),
+            "{c}"
+        );
+    }
+    // A cheap call under the same policy is still auto-approved.
+    let v = e
+        .created(&json!({"tool_name": "bulk_pay", "tool_args": {"items": [1, 2, 3]}}))
+        .await;
+    assert_eq!(v["status"], "approved", "{v}");
+}
+
+// --- 11. Text no store keeps ---------------------------------------------------------
+
+async fn nul_bytes_are_422(database_url: Option<String>) {
+    let e = env_on(database_url).await;
+    let base =
+        json!({"tool_name": "issue_refund", "tool_args": {"a": "nul \u{0} inside args is fine"}});
+    let v = e.created(&base).await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    for (field, value) in [
+        ("tool_name", "issue\u{0}refund"),
+        ("originator", "user:a\u{0}@example.com"),
+        ("idempotency_key", "k\u{0}"),
+        ("call_id", "c\u{0}"),
+        ("session_id", "s\u{0}"),
+    ] {
+        let mut body = base.clone();
+        body[field] = json!(value);
+        let r = e.create(&body).await;
+        let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+    }
+    let r = e
+        .post(
+            &e.finance,
+            &format!("/api/v1/approvals/{id}/decision"),
+            &json!({"decision": "reject", "reason": "no\u{0}"}),
+        )
+        .await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let r = e
+        .post(
+            &e.agent,
+            &format!("/api/v1/approvals/{id}/cancel"),
+            &json!({"reason": "no\u{0}"}),
+        )
+        .await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    for q in [
+        "tool=a%00b",
+        "policy=%00",
+        "agent=%00",
+        "cursor=%00",
+        "status=%00",
+    ] {
+        let r = e
+            .http
+            .get(e.server.url(&format!("/api/v1/approvals?{q}")))
+            .bearer_auth(&e.finance)
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    for path in ["/api/v1/approvals/%00", "/api/v1/approvals/a%00b/receipt"] {
+        let r = e
+            .http
+            .get(e.server.url(path))
+            .bearer_auth(&e.finance)
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let r = e
+        .post(&e.agent, "/api/v1/approvals/%00/cancel", &json!({}))
+        .await;
+    problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    // Nothing half-written: the request is still pending and the log verifies.
+    let r = e
+        .http
+        .get(e.server.url(&format!("/api/v1/approvals/{id}")))
+        .bearer_auth(&e.finance)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "pending");
+    let check = e.cli(&["audit", "check"]);
+    assert!(check.success, "{}{}", check.stdout, check.stderr);
+}
+
+#[tokio::test]
+async fn nul_bytes_are_422_on_sqlite() {
+    nul_bytes_are_422(None).await;
+}
+
+#[tokio::test]
+async fn nul_bytes_are_422_on_postgres() {
+    nul_bytes_are_422(Some(support::fresh_postgres_database().await)).await;
+}
+
+// --- 14. Every API error is problem+json; HTML routes answer HTML ----------------------
+
+#[tokio::test]
+async fn every_error_is_problem_json_or_an_html_page() {
+    // A small body limit, so an over-limit body fits the socket buffers and
+    // the early 413 is not lost to a connection reset.
+    let e = env_full(
+        None,
+        vec![("PLIUZ_MAX_BODY_BYTES".to_owned(), "4096".to_owned())],
+    )
+    .await;
+    let v = e
+        .created(&json!({"tool_name": "issue_refund", "tool_args": {}}))
+        .await;
+    let id = v["id"].as_str().unwrap();
+    let huge = "x".repeat(8 << 10);
+    for path in [
+        format!("/api/v1/approvals/{id}/cancel"),
+        "/api/v1/approvals".to_owned(),
+        "/slack/interactions".to_owned(),
+    ] {
+        let r = e
+            .http
+            .post(e.server.url(&path))
+            .bearer_auth(&e.agent)
+            .header("content-type", "application/json")
+            .body(huge.clone())
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::PAYLOAD_TOO_LARGE).await;
+    }
+    for path in ["/api/v1/approvals/%ff", "/api/v1/approvals/%ff/receipt"] {
+        let r = e
+            .http
+            .get(e.server.url(path))
+            .bearer_auth(&e.finance)
+            .send()
+            .await
+            .unwrap();
+        problem(r, StatusCode::BAD_REQUEST).await;
+    }
+    let r = e
+        .post(&e.agent, "/api/v1/approvals/%ff/decision", &json!({}))
+        .await;
+    assert!(r.status().is_client_error());
+    problem(r, StatusCode::BAD_REQUEST).await;
+
+    for path in ["/login", "/setup/pliuz_su_nope"] {
+        let r = e
+            .http
+            .post(e.server.url(path))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("text/html"), "{path}: {ct}");
+        let page = r.text().await.unwrap();
+        assert!(page.contains("<html"), "{page}");
+    }
+}
+
+// --- 15. Configuration parsed once, strictly ---------------------------------------------
+
+/// `pliuz policy check` and `pliuz serve` on this config (and environment)
+/// both refuse it, naming `setting` and `range`.
+fn refused(config: &str, env: &[(&str, &str)], setting: &str, range: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pliuz.toml");
+    std::fs::write(&file, config).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(support::BIN);
+        c.arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(args)
+            .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
+            .env_remove("PLIUZ_SLACK_BOT_TOKEN")
+            .env_remove("PLIUZ_SLACK_SIGNING_SECRET");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run pliuz");
+        // A server that accepted the configuration would run forever.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("output");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout),
+        )
+    };
+    let f = file.to_str().unwrap();
+    let port = format!("127.0.0.1:{}", support::free_port());
+    for args in [
+        vec!["policy", "check", f],
+        vec!["--config", f, "serve", "--listen", &port],
+    ] {
+        let (ok, text) = run(&args);
+        assert!(!ok, "{args:?} accepted {config:?} {env:?}: {text}");
+        assert!(
+            text.contains(setting) && text.contains(range),
+            "{args:?}: expected {setting:?} and {range:?} in: {text}"
+        );
+    }
+}
+
+#[test]
+fn settings_out_of_range_are_refused_by_check_and_serve() {
+    let policy = "[[policy]]\nname = \"p\"\ntools = [\"t\"]\napprovers = [\"group:g\"]\n";
+    refused(
+        &format!("[audit]\ncheckpoint_interval = \"0s\"\n{policy}"),
+        &[],
+        "audit.checkpoint_interval",
+        "between 1s and 1day",
+    );
+    refused(
+        &format!("max_body_bytes = 0\n{policy}"),
+        &[],
+        "max_body_bytes",
+        "between 4096 and 4194304",
+    );
+    refused(
+        &format!("[slack]\nbot_token = \"xoxb-1\"\n{policy}"),
+        &[],
+        "slack.signing_secret",
+        "both",
+    );
+    refused(
+        &policy.replace("approvers", "required_approvals = 4294967296\napprovers"),
+        &[],
+        "required_approvals",
+        "between 1 and 4294967295",
+    );
+    refused(
+        policy,
+        &[("PLIUZ_MAX_BODY_BYTES", "lots")],
+        "PLIUZ_MAX_BODY_BYTES",
+        "whole number",
+    );
+    refused(
+        policy,
+        &[("PLIUZ_MAX_BODY_BYTES", "10")],
+        "PLIUZ_MAX_BODY_BYTES",
+        "between 4096 and 4194304",
+    );
+    refused(
+        policy,
+        &[("PLIUZ_AUDIT_CHECKPOINT_EVERY", "x1")],
+        "PLIUZ_AUDIT_CHECKPOINT_EVERY",
+        "whole number",
+    );
+    refused(
+        policy,
+        &[("PLIUZ_SECURE_COOKIES", "yes please")],
+        "PLIUZ_SECURE_COOKIES",
+        "true, false",
+    );
+}
+
+/// The `name=value` pairs a response sets, as a `Cookie` header.
+fn cookies(r: &reqwest::Response) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The inbox's "Verify now" gives the full report: both altered entries.
+#[tokio::test]
+async fn verify_now_in_the_inbox_lists_every_problem() {
+    let mut e = env_on(None).await;
+    for i in 0..4 {
+        e.created(&json!({"tool_name": "issue_refund", "tool_args": {"n": i}}))
+            .await;
+    }
+    let created = e.server.cli(
+        &[
+            "users",
+            "create",
+            "audit@example.com",
+            "--role",
+            "auditor",
+            "--password-stdin",
+        ],
+        Some("correct-horse-battery\n"),
+    );
+    assert!(created.success, "{}", created.stderr);
+    e.server.stop();
+    let altered: Vec<i64> = {
+        use sqlx::Connection;
+        let url = format!(
+            "sqlite://{}",
+            e.server.data_dir().join("pliuz.db").display()
+        );
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("DROP TRIGGER audit_entries_no_update")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT idx, body FROM audit_entries WHERE body LIKE '%\"tool_args\":{\"n\":%' ORDER BY idx",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let picked = [rows[0].clone(), rows[rows.len() - 1].clone()];
+        for (idx, body) in &picked {
+            sqlx::query("UPDATE audit_entries SET body = ? WHERE idx = ?")
+                .bind(body.replace("\"n\":", "\"m\":"))
+                .bind(idx)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        conn.close().await.unwrap();
+        picked.iter().map(|(i, _)| *i).collect()
+    };
+    e.server.spawn().await;
+
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // The log-in form carries its own CSRF token and cookie.
+    let r = http.get(e.server.url("/login")).send().await.unwrap();
+    let login_cookie = cookies(&r);
+    let form = r.text().await.unwrap();
+    let login_csrf = form
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf field on the log-in form")
+        .to_owned();
+    let r = http
+        .post(e.server.url("/login"))
+        .header("cookie", &login_cookie)
+        .form(&[
+            ("email", "audit@example.com"),
+            ("password", "correct-horse-battery"),
+            ("csrf", login_csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookies(&r);
+    assert!(!cookie.is_empty(), "log-in failed: {}", r.status());
+    let page = http
+        .get(e.server.url("/audit"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf token on the page ({cookie}): {page}"))
+        .to_owned();
+    let r = http
+        .post(e.server.url("/audit/verify"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("The log does not verify"), "{page}");
+    for idx in altered {
+        assert!(
+            page.contains(&format!("entry {idx}: does not hash")),
+            "entry {idx} not listed: {page}"
+        );
+    }
+    assert!(page.contains("2 problem(s) found"), "{page}");
+}

@@ -1,0 +1,127 @@
+"""Drive durable runs from separate interpreters (durable_proc.py) against the real server."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from server import PliuzServer
+
+HERE = Path(__file__).parent
+
+
+class DurableCase:
+    """One test's session, ledger and call ids; starts and resumes runs in new processes."""
+
+    def __init__(self, server: PliuzServer, tmp: Path, scenario: str = "single", **env: str):
+        self.server = server
+        self.tmp = tmp
+        self.scenario = scenario
+        self.session = f"durable-{uuid.uuid4().hex[:10]}"
+        self.order = f"D-{uuid.uuid4().hex[:6]}"
+        self.ledger = tmp / "ledger.jsonl"
+        self.extra = env
+        self.logs: list[Path] = []
+
+    def env(self, **more: str) -> dict[str, str]:
+        return {
+            **os.environ, **self.server.agent_env(), "SCENARIO": self.scenario,
+            "SESSION_ID": self.session, "CALL_PREFIX": f"c{uuid.uuid4().hex[:8]}",
+            "ORDER": self.order, "PLIUZ_EXAMPLE_LEDGER": str(self.ledger), **self.extra, **more,
+        }  # fmt: skip
+
+    def spawn(self, *args: str, **more: str) -> tuple[subprocess.Popen[str], Path]:
+        log = self.tmp / f"proc{len(self.logs)}.log"
+        self.logs.append(log)
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, str(HERE / "durable_proc.py"), *args], stdout=out,
+                stderr=subprocess.STDOUT, text=True, env=self.env(**more),
+            )  # fmt: skip
+        return proc, log
+
+    @staticmethod
+    def result(proc: subprocess.Popen[str], log: Path, timeout: float = 60) -> dict[str, Any]:
+        code = proc.wait(timeout=timeout)
+        text = log.read_text(errors="replace")
+        assert code == 0, f"exit {code}:\n{text}"
+        lines = [x for x in text.splitlines() if x.startswith("RESULT: ")]
+        assert lines, text
+        return dict(json.loads(lines[-1][len("RESULT: ") :]))
+
+    def start(self, **more: str) -> dict[str, Any]:
+        out = self.result(*self.spawn("start", **more))
+        assert out["run_id"], out
+        return out
+
+    def resume(self, run_id: str, **more: str) -> dict[str, Any]:
+        return self.result(*self.spawn("resume", run_id, **more))
+
+    def ledger_rows(self) -> list[dict[str, Any]]:
+        if not self.ledger.exists():
+            return []
+        return [json.loads(x) for x in self.ledger.read_text().splitlines()]
+
+
+class AgentAPI:
+    """The agent's side of the runs API over plain HTTP (to check what the server stored)."""
+
+    def __init__(self, server: PliuzServer, key: str | None = None) -> None:
+        self.server = server
+        self.key = key or server.agent_key
+
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        with httpx.Client(
+            base_url=self.server.base_url, headers={"Authorization": f"Bearer {self.key}"},
+            timeout=70,
+        ) as h:  # fmt: skip
+            return h.request(method, f"/api/v1{path}", **kw)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        r = self.request("GET", f"/runs/{run_id}")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+
+class Receiver:
+    """A local webhook receiver: records every delivery; can answer 503 ("down")."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[dict[str, str], bytes]] = []
+        self.down = False
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                if outer.down:
+                    self.send_response(503)
+                else:
+                    outer.deliveries.append((dict(self.headers.items()), body))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/pliuz/webhook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def wait_for(self, event_type: str, timeout: float = 30) -> tuple[dict[str, str], bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for headers, body in list(self.deliveries):
+                if json.loads(body).get("type") == event_type:
+                    return headers, body
+            time.sleep(0.1)
+        raise AssertionError(f"no {event_type} delivery; got {len(self.deliveries)}")
