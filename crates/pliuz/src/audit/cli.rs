@@ -7,7 +7,7 @@ use super::signer::{write_key_file, Signer};
 use super::witness::Witness;
 use crate::approval::Actor;
 use crate::config::{Overrides, Settings};
-use crate::store::AuditEvent;
+use crate::store::{AuditEvent, EventType};
 use clap::Subcommand;
 use pliuz_audit::{SigningKey, Verifier};
 use std::path::{Path, PathBuf};
@@ -386,7 +386,7 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
     // 3. Record the rotation in the log itself.
     let recorded = cp
         .record_event(AuditEvent {
-            kind: "audit.key_rotated",
+            kind: EventType::AuditKeyRotated,
             actor: Actor::System.to_string(),
             approval_id: None,
             data: serde_json::json!({
@@ -454,7 +454,7 @@ async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
     let archived = witness.archive()?;
     let recorded = cp
         .record_event(AuditEvent {
-            kind: "audit.rollback_accepted",
+            kind: EventType::AuditRollbackAccepted,
             actor: Actor::System.to_string(),
             approval_id: None,
             data: serde_json::json!({

@@ -6,7 +6,7 @@
 use super::ControlPlane;
 use crate::approval::Actor;
 use crate::store::slack as sstore;
-use crate::store::{AuditEvent, StoreError};
+use crate::store::{AuditEvent, EventType, StoreError};
 use serde_json::Value;
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -51,7 +51,7 @@ impl ControlPlane {
         let mut tx = self.store.begin_write().await?;
         sstore::give_up_tx(&mut tx, id, error).await?;
         tx.audit(AuditEvent {
-            kind: "notification.failed",
+            kind: EventType::NotificationFailed,
             actor: Actor::System.to_string(),
             approval_id,
             data,
@@ -78,7 +78,7 @@ impl ControlPlane {
             sstore::mark_delivered_tx(&mut tx, id).await?;
         }
         tx.audit(AuditEvent {
-            kind: "notification.sent",
+            kind: EventType::NotificationSent,
             actor: Actor::System.to_string(),
             approval_id,
             data,
@@ -97,7 +97,7 @@ impl ControlPlane {
         let mut tx = self.store.begin_write().await?;
         tx.webhook_delivered(id).await?;
         tx.audit(AuditEvent {
-            kind: "webhook.delivered",
+            kind: EventType::WebhookDelivered,
             actor: Actor::System.to_string(),
             approval_id,
             data,
@@ -117,7 +117,7 @@ impl ControlPlane {
         let mut tx = self.store.begin_write().await?;
         tx.webhook_given_up(id, error).await?;
         tx.audit(AuditEvent {
-            kind: "webhook.failed",
+            kind: EventType::WebhookFailed,
             actor: Actor::System.to_string(),
             approval_id,
             data,

@@ -17,7 +17,7 @@ use crate::auth::Principal;
 use crate::config::Settings;
 use crate::notify::{ApprovalChanged, Notifier};
 use crate::policy::{AutoDecision, MatchError, Policy, PolicySet};
-use crate::store::{AuditEvent, Store, StoreError, WriteTx};
+use crate::store::{AuditEvent, EventType, Store, StoreError, WriteTx};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -385,7 +385,7 @@ impl ControlPlane {
             "condition_errors": match &auto { AutoDecision::Human { errors } => errors.clone(), _ => vec![] },
         });
         tx.audit(AuditEvent {
-            kind: "approval.created",
+            kind: EventType::ApprovalCreated,
             actor: Actor::Agent(agent.to_owned()).to_string(),
             approval_id: Some(a.id.clone()),
             data: created_data,
@@ -409,7 +409,7 @@ impl ControlPlane {
             a.auto_decide(approve, reason.clone(), now);
             tx.update_approval(&mut a).await?;
             tx.audit(AuditEvent {
-                kind: "approval.decided",
+                kind: EventType::ApprovalDecided,
                 actor: Actor::Policy(policy.name.clone()).to_string(),
                 approval_id: Some(a.id.clone()),
                 data: json!({
@@ -549,12 +549,12 @@ impl ControlPlane {
             other => other.into(),
         })?;
         let (kind, outcome) = match &effect {
-            DecisionEffect::Settled(s) => ("approval.decided", json!(s)),
+            DecisionEffect::Settled(s) => (EventType::ApprovalDecided, json!(s)),
             DecisionEffect::Voted {
                 approvals,
                 required,
             } => (
-                "approval.voted",
+                EventType::ApprovalVoted,
                 json!({"approvals": approvals, "required": required}),
             ),
         };
@@ -614,7 +614,7 @@ impl ControlPlane {
         )?;
         tx.update_approval(&mut a).await?;
         tx.audit(AuditEvent {
-            kind: "approval.cancelled",
+            kind: EventType::ApprovalCancelled,
             actor: principal.actor().to_string(),
             approval_id: Some(a.id.clone()),
             data: json!({"reason": reason}),
@@ -658,7 +658,7 @@ impl ControlPlane {
             other => other.into(),
         })?;
         tx.audit(AuditEvent {
-            kind: "approval.execution_claimed",
+            kind: EventType::ApprovalExecutionClaimed,
             actor: principal.actor().to_string(),
             approval_id: Some(a.id.clone()),
             data: json!({
@@ -696,7 +696,7 @@ impl ControlPlane {
         }
         tx.update_approval(&mut a).await?;
         tx.audit(AuditEvent {
-            kind: "approval.executed",
+            kind: EventType::ApprovalExecuted,
             actor: principal.actor().to_string(),
             approval_id: Some(a.id.clone()),
             data: json!({
@@ -728,7 +728,7 @@ impl ControlPlane {
         a.expire(now)?;
         tx.update_approval(&mut a).await?;
         tx.audit(AuditEvent {
-            kind: "approval.expired",
+            kind: EventType::ApprovalExpired,
             actor: Actor::System.to_string(),
             approval_id: Some(a.id.clone()),
             data: json!({"expires_at": crate::store::format_time(a.expires_at)}),
@@ -756,7 +756,7 @@ impl ControlPlane {
             return Ok(());
         }
         tx.audit(AuditEvent {
-            kind: "policy.loaded",
+            kind: EventType::PolicyLoaded,
             actor: Actor::System.to_string(),
             approval_id: None,
             data: json!({

@@ -13,7 +13,7 @@ use super::{ControlPlane, FieldError, ServiceError};
 use crate::approval::{Actor, Approval};
 use crate::encryption::DataKey;
 use crate::run::{Outcome, Run, RunConflict, RunStatus};
-use crate::store::{format_time, AuditEvent, StoreError, WriteTx};
+use crate::store::{format_time, AuditEvent, EventType, StoreError, WriteTx};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -182,7 +182,7 @@ impl ControlPlane {
 
     async fn audit_paused(&self, tx: &mut WriteTx, run: &Run) -> Result<()> {
         tx.audit(AuditEvent {
-            kind: "run.paused",
+            kind: EventType::RunPaused,
             actor: Actor::Agent(run.agent.clone()).to_string(),
             approval_id: None,
             data: json!({
@@ -205,7 +205,7 @@ impl ControlPlane {
         }
         tx.update_run(run, &prev).await?;
         tx.audit(AuditEvent {
-            kind: "run.ready",
+            kind: EventType::RunReady,
             actor: Actor::System.to_string(),
             approval_id: None,
             data: json!({"run_id": run.id, "approval_ids": run.approval_ids, "state_sha256": run.state_sha256}),
@@ -318,7 +318,7 @@ impl ControlPlane {
             e => e.into(),
         })?;
         tx.audit(AuditEvent {
-            kind: "run.resumed",
+            kind: EventType::RunResumed,
             actor: Actor::Agent(agent.to_owned()).to_string(),
             approval_id: None,
             data: json!({
@@ -423,7 +423,7 @@ impl ControlPlane {
         tx.update_run(&run, &prev).await.map_err(concurrent)?;
         tx.set_run_state(id, None).await?;
         tx.audit(AuditEvent {
-            kind: "run.completed",
+            kind: EventType::RunCompleted,
             actor: Actor::Agent(agent.to_owned()).to_string(),
             approval_id: None,
             data: json!({
@@ -454,7 +454,7 @@ impl ControlPlane {
         let replaced = tx.get_webhook_tx(agent).await?.is_some();
         tx.set_webhook(agent, url, &sealed).await?;
         tx.audit(AuditEvent {
-            kind: "agent.webhook_set",
+            kind: EventType::AgentWebhookSet,
             actor: actor.to_string(),
             approval_id: None,
             data: json!({"name": agent, "url": url, "secret_rotated": replaced}),

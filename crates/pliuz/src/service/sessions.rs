@@ -5,7 +5,7 @@
 use super::ControlPlane;
 use crate::approval::Actor;
 use crate::auth::{self, User};
-use crate::store::{AuditEvent, SessionRecord, StoreError};
+use crate::store::{AuditEvent, EventType, SessionRecord, StoreError};
 use serde_json::json;
 
 /// A session just created: the secret goes into the cookie, once.
@@ -34,7 +34,7 @@ impl ControlPlane {
         let mut tx = self.store.begin_write().await?;
         tx.insert_session(&record).await?;
         tx.audit(AuditEvent {
-            kind: "user.logged_in",
+            kind: EventType::UserLoggedIn,
             actor: Actor::User(user.email.clone()).to_string(),
             approval_id: None,
             data: json!({"email": user.email, "via": via, "session_expires_at": crate::store::format_time(record.expires_at)}),
@@ -54,7 +54,7 @@ impl ControlPlane {
         let mut tx = self.store.begin_write().await?;
         tx.delete_session(token_hash).await?;
         tx.audit(AuditEvent {
-            kind: "user.logged_out",
+            kind: EventType::UserLoggedOut,
             actor: Actor::User(user.email.clone()).to_string(),
             approval_id: None,
             data: json!({"email": user.email, "via": via}),
