@@ -442,12 +442,13 @@ fn abilities(state: &AppState, s: &Session, a: &Approval) -> Abilities {
     }
     let actor = s.actor();
     let originator = a.is_originated_by(&actor);
-    let voted = a.votes.iter().any(|v| v.voter == actor.to_string());
-    let allowed = |k| a.allowed_decisions.contains(&k);
+    let voted = a.has_voted(&actor);
+    // The same rules `decide` applies, so a button shown is a button that works.
+    let permitted = |k| a.permitted(&actor, k).is_ok();
     let out = Abilities {
-        approve: allowed(DecisionKind::Approve) && !originator && !voted,
-        reject: allowed(DecisionKind::Reject),
-        edit: allowed(DecisionKind::Edit) && !originator,
+        approve: permitted(DecisionKind::Approve),
+        reject: permitted(DecisionKind::Reject),
+        edit: permitted(DecisionKind::Edit),
         why_not: if originator {
             Some("You started this request, so someone else must approve it. You can still reject it.".into())
         } else if voted {
