@@ -12,6 +12,7 @@ pub(crate) mod audit;
 pub(crate) mod auth;
 pub mod cli;
 pub mod config;
+pub(crate) mod diff;
 pub(crate) mod encryption;
 pub(crate) mod expiry;
 pub(crate) mod file_modes;

@@ -37,6 +37,7 @@ const LAYERS: &[&str] = &[
     "notify",
     "auth",
     "policy",
+    "diff",
     "approval",
     // Small leaf helpers.
     "run",

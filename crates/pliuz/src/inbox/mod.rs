@@ -7,17 +7,21 @@
 //! * `login`: log-in, log-out and one-time setup links (the pages).
 //! * `session`: the page extractors (logged-in viewer, CSRF-checked forms);
 //!   the cookie and token plumbing is `crate::http::session`.
-//! * `requests`: the live inbox, the request page and the decisions.
+//! * `queue`: the inbox list; `live`: its live feed (SSE);
+//!   `request_page`: one request; `decide`: approve, reject, edit.
 //! * `history`: decided requests and their CSV / JSONL export.
 //! * `admin`: users, agents and policies; the audit log page.
 
 mod admin;
 pub mod csv;
+mod decide;
 mod extract;
 mod history;
+mod live;
 mod login;
 mod pages;
-mod requests;
+mod queue;
+mod request_page;
 mod session;
 
 use crate::http::AppState;
@@ -32,13 +36,13 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login::login_page).post(login::login))
         .route("/logout", post(login::logout))
         .route("/setup/{token}", get(login::setup_page).post(login::setup))
-        .route("/inbox", get(requests::inbox))
-        .route("/inbox/events", get(requests::events))
-        .route("/requests/{id}", get(requests::show))
-        .route("/requests/{id}/approve", post(requests::approve))
-        .route("/requests/{id}/reject", post(requests::reject))
-        .route("/requests/{id}/edit", post(requests::edit))
-        .route("/requests/{id}/receipt.json", get(requests::receipt))
+        .route("/inbox", get(queue::inbox))
+        .route("/inbox/events", get(live::events))
+        .route("/requests/{id}", get(request_page::show))
+        .route("/requests/{id}/approve", post(decide::approve))
+        .route("/requests/{id}/reject", post(decide::reject))
+        .route("/requests/{id}/edit", post(decide::edit))
+        .route("/requests/{id}/receipt.json", get(request_page::receipt))
         .route("/history", get(history::index))
         .route("/history/export.csv", get(history::export_csv))
         .route("/history/export.jsonl", get(history::export_jsonl))
