@@ -53,7 +53,7 @@ export const REFUND_SCHEMA = {
   additionalProperties: false,
 };
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();

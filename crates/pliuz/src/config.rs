@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+pub mod oidc;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
 pub const DEFAULT_DATA_DIR: &str = "./pliuz-data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = pliuz_audit::limits::DEFAULT_BODY_BYTES;
@@ -108,6 +110,8 @@ pub struct Settings {
     pub encryption_key_file: PathBuf,
     /// The key given directly (`PLIUZ_ENCRYPTION_KEY`, base64); wins over the file.
     pub encryption_key: Option<crate::encryption::KeyText>,
+    /// Single sign-on (`[oidc]`), when configured.
+    pub oidc: Option<oidc::OidcSettings>,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -184,6 +188,7 @@ struct FileConfig {
     audit: Option<FileAudit>,
     slack: Option<FileSlack>,
     inbox: Option<FileInbox>,
+    oidc: Option<oidc::FileOidc>,
     #[serde(default)]
     policy: Vec<Spanned<FilePolicy>>,
 }
@@ -365,6 +370,15 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
                 line: None,
                 message: SLACK_HALF_CONFIGURED.to_owned(),
             });
+        }
+    }
+    if let Some(o) = &file.oidc {
+        // `pliuz check` reports [oidc] mistakes too, each naming its setting.
+        if let Err(es) = o.clone().resolve(&env) {
+            errors.extend(es.into_iter().map(|message| PolicyError {
+                line: None,
+                message,
+            }));
         }
     }
     if !errors.is_empty() {
@@ -714,7 +728,18 @@ impl Settings {
                 .unwrap_or_else(|| public_url.starts_with("https://")),
         };
 
+        let oidc = match file.oidc {
+            Some(f) => Some(f.resolve(&env).map_err(|errs| {
+                anyhow::anyhow!(
+                    "the [oidc] settings have mistakes:\n  {}",
+                    errs.join("\n  ")
+                )
+            })?),
+            None => None,
+        };
+
         Ok(Settings {
+            oidc,
             listen,
             data_dir,
             database_url,

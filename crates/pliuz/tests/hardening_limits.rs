@@ -149,7 +149,7 @@ async fn deep_and_large_arguments_are_refused_or_verifiable() {
         .post(
             &e.finance,
             &format!("/api/v1/approvals/{id}/decision"),
-            &json!({"decision": "approve"}),
+            &json!({"decision": "approve", "args_digest": v["args_digest"]}),
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -157,7 +157,7 @@ async fn deep_and_large_arguments_are_refused_or_verifiable() {
         .post(
             &e.finance,
             &format!("/api/v1/approvals/{}/decision", ok["id"].as_str().unwrap()),
-            &json!({"decision": "approve"}),
+            &json!({"decision": "approve", "args_digest": ok["args_digest"]}),
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -378,7 +378,7 @@ async fn nul_bytes_are_422(database_url: Option<String>) {
         .post(
             &e.finance,
             &format!("/api/v1/approvals/{id}/decision"),
-            &json!({"decision": "reject", "reason": "no\u{0}"}),
+            &json!({"decision": "reject", "reason": "no\u{0}", "args_digest": v["args_digest"]}),
         )
         .await;
     problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;

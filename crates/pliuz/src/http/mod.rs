@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod oidc;
 pub mod ratelimit;
 pub mod session;
 
@@ -26,6 +27,8 @@ pub struct Extras {
     pub audit_signer: Option<Arc<crate::audit::Signer>>,
     /// Failed log-in attempts per client address and email (the inbox log-in).
     pub login_limiter: ratelimit::RateLimiter,
+    /// Single sign-on: the identity provider's discovered metadata.
+    pub oidc: oidc::OidcCache,
     /// Fires at shutdown, so live inbox streams (SSE) end and the server can stop.
     pub shutdown: Option<crate::shutdown::Shutdown>,
 }

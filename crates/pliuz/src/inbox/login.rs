@@ -66,6 +66,8 @@ fn login_response(
             @if let Some(e) = v.error {
                 p.error #login-error role="alert" { (e) }
             }
+            (super::oidc::login_block(state, v.next, v.notice == Some(LOGGED_OUT)))
+            @if super::oidc::local_passwords_enabled(state) {
             form method="post" action="/login" {
                 input type="hidden" name="csrf" value=(token);
                 input type="hidden" name="next" value=(v.next);
@@ -80,6 +82,7 @@ fn login_response(
                 button.primary.wide type="submit" { "Log in" }
             }
             p.muted.small { "First time? Use the setup link you were given, or the admin password printed by " code { "pliuz serve" } " on its first start." }
+            }
         }
     };
     let mut res = page(status, layout("Log in", None, Nav::None, body));
@@ -101,9 +104,12 @@ pub async fn login_page(
     }
     let notice = match q.notice.as_deref() {
         Some("setup") => Some("Your password is set. Log in with it."),
-        Some("logged_out") => Some("You are logged out."),
+        Some("logged_out") => Some(LOGGED_OUT),
         _ => None,
     };
+    if notice == Some(LOGGED_OUT) {
+        super::oidc::warm_up(&state).await;
+    }
     Ok(login_response(
         &state,
         &headers,
@@ -128,6 +134,7 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
+const LOGGED_OUT: &str = "You are logged out.";
 const LOGIN_FAILED: &str = "That email and password do not match an active account.";
 
 pub async fn login(
@@ -151,6 +158,12 @@ pub async fn login(
             },
         )
     };
+    if !super::oidc::local_passwords_enabled(&state) {
+        return Ok(fail(
+            StatusCode::FORBIDDEN,
+            "Password log-in is turned off on this server (oidc.local_passwords = false). Sign in with single sign-on.",
+        ));
+    }
     let form_token_ok = !is_cross_site(&headers)
         && cookie(&headers, login_cookie(&state)).is_some_and(|c| csrf_matches(c, &f.csrf));
     if !form_token_ok {
@@ -260,7 +273,8 @@ async fn setup_user(state: &AppState, token: &str) -> WebResult<User> {
             "This setup link is invalid, already used or expired. Ask an admin for a new one (pliuz users create, or the Admin page).",
         )
     };
-    if !token.starts_with(auth::SETUP_TOKEN_PREFIX) {
+    if !token.starts_with(auth::SETUP_TOKEN_PREFIX) || !super::oidc::local_passwords_enabled(state)
+    {
         return Err(invalid());
     }
     state

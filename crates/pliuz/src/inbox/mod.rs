@@ -9,7 +9,9 @@
 //!   the cookie and token plumbing is `crate::http::session`.
 //! * `queue`: the inbox list; `live`: its live feed (SSE);
 //!   `request_page`: one request; `decide`: approve, reject, edit.
+//! * `overview`: charts and tables of how the approval process is doing.
 //! * `history`: decided requests and their CSV / JSONL export.
+//! * `oidc`: single sign-on with an OpenID Connect provider.
 //! * `admin`: users, agents and policies; the audit log page.
 
 mod admin;
@@ -19,6 +21,8 @@ mod extract;
 mod history;
 mod live;
 mod login;
+mod oidc;
+mod overview;
 mod pages;
 mod queue;
 mod request_page;
@@ -35,6 +39,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(login::root))
         .route("/login", get(login::login_page).post(login::login))
         .route("/logout", post(login::logout))
+        .route("/login/oidc", get(oidc::start))
+        .route("/login/oidc/callback", get(oidc::callback))
         .route("/setup/{token}", get(login::setup_page).post(login::setup))
         .route("/inbox", get(queue::inbox))
         .route("/inbox/events", get(live::events))
@@ -43,6 +49,8 @@ pub fn router() -> Router<AppState> {
         .route("/requests/{id}/reject", post(decide::reject))
         .route("/requests/{id}/edit", post(decide::edit))
         .route("/requests/{id}/receipt.json", get(request_page::receipt))
+        .route("/overview", get(overview::index))
+        .route("/overview/{file}", get(overview::csv))
         .route("/history", get(history::index))
         .route("/history/export.csv", get(history::export_csv))
         .route("/history/export.jsonl", get(history::export_jsonl))
@@ -56,6 +64,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/agents/revoke", post(admin::revoke_agent))
         .route("/static/inbox.css", get(css))
         .route("/static/inbox.js", get(js))
+        .route("/static/keys.js", get(keys_js))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -90,6 +99,18 @@ async fn security_headers(mut res: Response) -> Response {
 
 const CSS: &str = include_str!("static/inbox.css");
 const JS: &str = include_str!("static/inbox.js");
+const KEYS_JS: &str = include_str!("static/keys.js");
+
+async fn keys_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        KEYS_JS,
+    )
+        .into_response()
+}
 
 async fn css() -> Response {
     (

@@ -13,6 +13,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Inbox,
+    Overview,
     History,
     Audit,
     Admin,
@@ -33,6 +34,7 @@ pub fn layout(title: &str, session: Option<&Session>, nav: Nav, body: Markup) ->
                 title { (title) " · Pliuz" }
                 link rel="stylesheet" href="/static/inbox.css";
                 script src="/static/inbox.js" defer {}
+                script src="/static/keys.js" defer {}
             }
             body {
                 a.skip href="#main" { "Skip to content" }
@@ -46,6 +48,7 @@ pub fn layout(title: &str, session: Option<&Session>, nav: Nav, body: Markup) ->
                             nav aria-label="Main" {
                                 ul {
                                     (nav_link("/inbox", "Inbox", nav == Nav::Inbox))
+                                    (nav_link("/overview", "Overview", nav == Nav::Overview))
                                     (nav_link("/history", "History", nav == Nav::History))
                                     @if matches!(s.user.role, Role::Admin | Role::Auditor) {
                                         (nav_link("/audit", "Audit", nav == Nav::Audit))

@@ -8,6 +8,7 @@ pub mod deliveries;
 pub mod directory;
 pub mod runs;
 pub mod sessions;
+pub mod sso;
 pub mod webhooks;
 
 use crate::approval::{

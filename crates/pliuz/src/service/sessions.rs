@@ -20,7 +20,7 @@ impl ControlPlane {
     /// on the way (best effort: a failed purge does not stop the log-in).
     pub async fn log_in(&self, user: &User, via: &str) -> Result<NewSession, StoreError> {
         let now = crate::store::now_millis();
-        let _ = self.store.purge_expired_sessions(now).await;
+        let _ = self.purge_expired_sessions(now).await;
         let token = auth::new_secret(auth::SESSION_PREFIX);
         let ttl =
             i64::try_from(self.settings.inbox.session_ttl.as_millis()).unwrap_or(i64::MAX / 4);
@@ -42,6 +42,12 @@ impl ControlPlane {
         .await?;
         tx.commit().await?;
         Ok(NewSession { token, record })
+    }
+
+    /// Deletes sessions that ended before `now` (best effort, callers may
+    /// ignore a failure).
+    pub async fn purge_expired_sessions(&self, now: i64) -> Result<(), StoreError> {
+        self.store.purge_expired_sessions(now).await.map(drop)
     }
 
     /// Ends the session `token_hash` of `user`.

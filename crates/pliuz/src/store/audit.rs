@@ -41,6 +41,7 @@ event_types! {
     UserPasswordSet = "user.password_set",
     UserTokenIssued = "user.token_issued",
     UserTokensRevoked = "user.tokens_revoked",
+    UserRoleChanged = "user.role_changed",
     UserGroupAdded = "user.group_added",
     UserGroupRemoved = "user.group_removed",
     UserDisabled = "user.disabled",

@@ -8,7 +8,9 @@
 mod approvals;
 mod audit;
 pub mod health;
+pub mod oidc;
 mod outbox;
+pub mod overview;
 mod principals;
 pub mod runs;
 pub mod schema;

@@ -212,6 +212,20 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: super::runs::MIGRATION_SQLITE,
         postgres: super::runs::MIGRATION_POSTGRES,
     },
+    // Single sign-on: pending log-ins and linked identities (crate::store::oidc).
+    Migration {
+        version: 70,
+        name: "oidc",
+        sqlite: super::oidc::MIGRATION_SQL,
+        postgres: super::oidc::MIGRATION_SQL,
+    },
+    // Inbox overview: settled-at and pending-by-age indexes.
+    Migration {
+        version: 71,
+        name: "overview_indexes",
+        sqlite: super::oidc::OVERVIEW_INDEXES_SQL,
+        postgres: super::oidc::OVERVIEW_INDEXES_SQL,
+    },
 ];
 
 /// Migration 20: `approved → executing` claims (`crate::approval`). Requests

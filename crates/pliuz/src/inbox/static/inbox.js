@@ -106,6 +106,7 @@
         var li = t.content.firstElementChild;
         if (li) {
           li.classList.add('new');
+          document.dispatchEvent(new CustomEvent('pliuz:new-request', { detail: { id: d.id, tool: (li.querySelector('.tool') || {}).textContent, policy: (li.querySelector('.policy') || {}).textContent } }));
           if (queue.getAttribute('data-order') === 'oldest') {
             if (queue.getAttribute('data-more') !== 'true') queue.appendChild(li);
           } else if (queue.getAttribute('data-first') === 'true') {
