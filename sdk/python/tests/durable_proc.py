@@ -12,6 +12,7 @@ ledger), SCENARIO (single | two | as_tool | handoff | quick | bad_args), SESSION
 SLOW_TOOL (seconds),
 CALL_PREFIX (fresh call ids per test, as a real model sends), ORDER, AMOUNT,
 KILL_AFTER_TOOL=1 (SIGKILL this process once the tool ran, before the run completes),
+KILL_IN_TOOL=1 (SIGKILL this process inside the tool body, after its effect, before the report),
 LEASE_SECONDS, RESUME_WAIT=0 (resume with wait=False).
 """
 
@@ -68,6 +69,20 @@ def slow_tool_if_asked() -> None:
         return str(fast(order_id, amount_cents))
 
     seed.charge_back = slow
+
+
+def die_in_tool_if_asked() -> None:
+    """KILL_IN_TOOL=1: the refund happens, then the process dies before reporting it."""
+    if not env("KILL_IN_TOOL"):
+        return
+    real = seed.charge_back
+
+    def dying(order_id: str, amount_cents: int) -> str:
+        real(order_id, amount_cents)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return "unreachable"
+
+    seed.charge_back = dying
 
 
 def env(name: str, default: str = "") -> str:
@@ -145,6 +160,7 @@ def main() -> None:
     lease = int(env("LEASE_SECONDS", "60"))
     runs = Runs(lease_seconds=lease, heartbeat_every=max(1.0, lease / 4))
     slow_tool_if_asked()
+    die_in_tool_if_asked()
     if mode == "start":  # the synchronous twin
         model = ScriptedModel(start_steps(scenario))
         config = RunConfig(model=model, tracing_disabled=True, group_id=env("SESSION_ID"))

@@ -184,6 +184,37 @@ def test_resumer_killed_after_the_tool_ran_does_not_run_it_again(
     assert "already executed" in done["last_input"] or "outcome unknown" in done["last_input"]
 
 
+def test_resumer_killed_between_the_tool_and_its_report_leaves_outcome_unknown(
+    server: PliuzServer, human: Human, tmp_path: Path
+) -> None:
+    case = DurableCase(server, tmp_path, LEASE_SECONDS="10")
+    started = case.start(AMOUNT="5250")
+    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
+    human.decide_ok(a["id"], "approve")
+    proc, log = case.spawn("resume", started["run_id"], KILL_IN_TOOL="1")
+    assert proc.wait(timeout=60) != 0, log.read_text()
+    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5250}]
+    # Claimed, never reported: the server says so and nobody may claim it again.
+    approval = human.get(a["id"])
+    assert approval["status"] == "executing", approval
+    assert approval["execution"]["outcome"] is None, approval
+    deadline = time.monotonic() + 30
+    while True:
+        proc, log = case.spawn("resume", started["run_id"])
+        if proc.wait(timeout=60) == 0:
+            break
+        assert "run_claimed" in log.read_text(), log.read_text()
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(1)
+    done = case.result(proc, log)
+    assert done["status"] == "completed"
+    # The body did not run a second time, and the model was told why.
+    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5250}]
+    told = done["last_input"]
+    assert "NOT executed" in told and "outcome is unknown" in told, told
+    assert human.get(a["id"])["status"] == "executing"
+
+
 def test_heartbeats_keep_the_lease_during_a_long_tool(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
