@@ -42,12 +42,15 @@ def charge_back(order_id: str, amount_cents: int) -> str:
 # --- sample from the integration page, verbatim -------------------------------
 from agents import Agent, function_tool
 from pliuz.adapters.openai_agents import gated_tool
+
+
 # Stacks on @function_tool: the gate runs BEFORE the tool body.
 @gated_tool(policy="refunds")
 @function_tool
 def issue_refund(order_id: str, amount_cents: int) -> str:
     """Issue a customer refund."""
     return charge_back(order_id, amount_cents)
+
 
 agent = Agent(
     name="Support agent",

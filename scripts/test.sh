@@ -72,6 +72,7 @@ cargo test --workspace --locked
 
 step "Python: lint, types and tests"
 .venv/bin/ruff check sdk/python sdk/test-vectors examples tests/audit-crosscheck tests/schemathesis
+.venv/bin/ruff format --check sdk/python sdk/test-vectors examples tests/audit-crosscheck tests/schemathesis
 (cd sdk/python && ../../.venv/bin/python -m mypy)
 .venv/bin/python -m pytest -q sdk/python/tests tests/audit-crosscheck
 

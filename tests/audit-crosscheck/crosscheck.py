@@ -60,7 +60,9 @@ def mth(leaves: list[bytes]) -> bytes:
     return node_hash(mth(leaves[:k]), mth(leaves[k:]))
 
 
-def verify_inclusion(index: int, size: int, leaf: bytes, proof: list[bytes], root: bytes) -> bool:
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, proof: list[bytes], root: bytes
+) -> bool:
     """RFC 9162 section 2.1.3.2."""
     if index >= size:
         return False
@@ -91,7 +93,9 @@ class Key:
             raise Failure(f"unsupported verifier key {vkey!r}")
         computed = hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4]
         if computed.hex() != key_id.lower():
-            raise Failure(f"key ID of {vkey!r} does not match (computed {computed.hex()})")
+            raise Failure(
+                f"key ID of {vkey!r} does not match (computed {computed.hex()})"
+            )
         self.name, self.id = name, computed
         self.public = Ed25519PublicKey.from_public_bytes(raw[1:])
 
@@ -125,7 +129,11 @@ def open_checkpoint(note: str, keys: list[Key]) -> tuple[str, int, bytes]:
     lines = text.split("\n")
     if len(lines) != 4 or lines[3] != "":
         raise Failure("checkpoint body must be origin, size, root")
-    origin, size, root = lines[0], int(lines[1]), base64.b64decode(lines[2], validate=True)
+    origin, size, root = (
+        lines[0],
+        int(lines[1]),
+        base64.b64decode(lines[2], validate=True),
+    )
     if str(size) != lines[1] or len(root) != 32:
         raise Failure("malformed checkpoint")
     if not any(k.name == origin for k in signers):
@@ -163,7 +171,14 @@ def jcs_number(x) -> str:
     if -6 < n <= 0:
         return sign + "0." + "0" * (-n) + digits
     e = n - 1
-    return sign + digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if e >= 0 else "-") + str(abs(e))
+    return (
+        sign
+        + digits[0]
+        + ("." + digits[1:] if k > 1 else "")
+        + "e"
+        + ("+" if e >= 0 else "-")
+        + str(abs(e))
+    )
 
 
 def jcs_string(s: str) -> str:
@@ -175,7 +190,9 @@ def jcs_string(s: str) -> str:
         elif ch == "\\":
             out.append("\\\\")
         elif ch in "\b\f\n\r\t":
-            out.append({"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
+            out.append(
+                {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch]
+            )
         elif o < 0x20:
             out.append(f"\\u{o:04x}")
         else:
@@ -217,8 +234,11 @@ def check_entry(raw: bytes, position: int) -> dict:
         obj = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
     except (UnicodeDecodeError, ValueError) as e:
         raise Failure(f"entry {position}: not JSON ({e})") from None
-    if not isinstance(obj, dict) or not {"index", "time", "type", "actor", "data"} <= obj.keys() \
-            or not obj.keys() <= {"index", "time", "type", "actor", "data", "approval_id"}:
+    if (
+        not isinstance(obj, dict)
+        or not {"index", "time", "type", "actor", "data"} <= obj.keys()
+        or not obj.keys() <= {"index", "time", "type", "actor", "data", "approval_id"}
+    ):
         raise Failure(f"entry {position}: wrong fields")
     if jcs(obj).encode() != raw:
         raise Failure(f"entry {position}: not canonical JSON")
@@ -258,7 +278,9 @@ def verify_export(d: str, keys: list[Key]) -> str:
         if csize != size:
             raise Failure(f"checkpoint {size}: body says size {csize}")
         if size > len(leaves):
-            raise Failure(f"checkpoint {size}: export has only {len(leaves)} entries (truncated)")
+            raise Failure(
+                f"checkpoint {size}: export has only {len(leaves)} entries (truncated)"
+            )
         if mth(leaves[:size]) != root:
             raise Failure(f"checkpoint {size}: root hash does not match entries")
     if len(origins) != 1:
@@ -288,14 +310,22 @@ def verify_receipt(path: str, keys: list[Key]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("what", choices=["export", "receipt"])
     ap.add_argument("path")
-    ap.add_argument("--keys", required=True, help="file with trusted verifier keys, one per line")
+    ap.add_argument(
+        "--keys", required=True, help="file with trusted verifier keys, one per line"
+    )
     args = ap.parse_args(argv)
     try:
         keys = load_keys(args.keys)
-        msg = verify_export(args.path, keys) if args.what == "export" else verify_receipt(args.path, keys)
+        msg = (
+            verify_export(args.path, keys)
+            if args.what == "export"
+            else verify_receipt(args.path, keys)
+        )
     except (Failure, OSError, ValueError, KeyError, TypeError) as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1

@@ -20,7 +20,10 @@ SCRIPT = HERE / "crosscheck.py"
 def run_check(*args: str) -> subprocess.CompletedProcess[str]:
     # Failure is an expected outcome here: callers assert on the return code.
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], check=False, capture_output=True, text=True
+        [sys.executable, str(SCRIPT), *args],
+        check=False,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -29,7 +32,17 @@ def fixture_dir(tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("audit-fixture")
     # cargo honours CARGO_TARGET_DIR from the environment when it is set.
     subprocess.run(
-        ["cargo", "run", "--quiet", "-p", "pliuz-audit", "--example", "make_fixture", "--", str(out)],
+        [
+            "cargo",
+            "run",
+            "--quiet",
+            "-p",
+            "pliuz-audit",
+            "--example",
+            "make_fixture",
+            "--",
+            str(out),
+        ],
         cwd=REPO,
         env=os.environ.copy(),
         check=True,
@@ -45,7 +58,9 @@ def test_export_and_receipt_verify(fixture_dir):
     r = run_check("export", str(fixture_dir / "export"), "--keys", keys(fixture_dir))
     assert r.returncode == 0, r.stderr
     assert "export OK: 1000 entries" in r.stdout
-    r = run_check("receipt", str(fixture_dir / "receipt.json"), "--keys", keys(fixture_dir))
+    r = run_check(
+        "receipt", str(fixture_dir / "receipt.json"), "--keys", keys(fixture_dir)
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -76,7 +91,9 @@ def test_deleted_entry_fails(fixture_dir, tmp_path):
 
 def test_unknown_key_fails(fixture_dir, tmp_path):
     only_first = tmp_path / "keys.txt"
-    only_first.write_text((fixture_dir / "trusted_keys.txt").read_text().splitlines()[0] + "\n")
+    only_first.write_text(
+        (fixture_dir / "trusted_keys.txt").read_text().splitlines()[0] + "\n"
+    )
     r = run_check("export", str(fixture_dir / "export"), "--keys", str(only_first))
     assert r.returncode == 1
     assert "no signature from a trusted key" in r.stderr
@@ -84,7 +101,9 @@ def test_unknown_key_fails(fixture_dir, tmp_path):
 
 def test_tampered_receipt_fails(fixture_dir, tmp_path):
     receipt = json.loads((fixture_dir / "receipt.json").read_text())
-    receipt["entries"][0]["entry"] = receipt["entries"][0]["entry"].replace("refund-bot", "refund-bOt", 1)
+    receipt["entries"][0]["entry"] = receipt["entries"][0]["entry"].replace(
+        "refund-bot", "refund-bOt", 1
+    )
     path = tmp_path / "receipt.json"
     path.write_text(json.dumps(receipt))
     r = run_check("receipt", str(path), "--keys", keys(fixture_dir))

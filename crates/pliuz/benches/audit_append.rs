@@ -17,7 +17,7 @@
 //!    store (each = one plan + one `IN (...)` query), and a receipt's worth
 //!    of work (entries of one approval + proofs).
 
-use pliuz::store::{AuditEvent, Store};
+use pliuz::store::{AuditEvent, EventType, Store};
 use rand::Rng;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ fn event(i: u64) -> AuditEvent {
     let approval = format!("01a2{i:028x}");
     if i % 2 == 0 {
         AuditEvent {
-            kind: "approval.created",
+            kind: EventType::ApprovalCreated,
             actor: "agent:support-bot".into(),
             approval_id: Some(approval),
             data: json!({
@@ -48,7 +48,7 @@ fn event(i: u64) -> AuditEvent {
         }
     } else {
         AuditEvent {
-            kind: "approval.decided",
+            kind: EventType::ApprovalDecided,
             actor: "user:fin@example.com".into(),
             approval_id: Some(format!("01a2{:028x}", i - 1)),
             data: json!({"outcome": "approved", "reason": "looks fine", "edited": false}),

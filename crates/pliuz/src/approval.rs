@@ -346,6 +346,53 @@ impl Approval {
         }
     }
 
+    /// Whether `actor` may make a decision of `kind` on this request now, by
+    /// the request's own rules: it is pending, its policy allows the kind,
+    /// nobody approves (or edits) their own request, and nobody approves
+    /// twice. Whether the actor is an approver of the policy at all is the
+    /// service's question (`ControlPlane::may_decide`). `decide` applies the
+    /// same rules; the inbox asks this to offer only the buttons that work.
+    pub fn permitted(&self, actor: &Actor, kind: DecisionKind) -> Result<(), TransitionError> {
+        self.ensure_pending("decided")?;
+        self.decision_allowed(kind)?;
+        self.actor_may(actor, kind)
+    }
+
+    /// Whether `actor` has already approved this request.
+    pub fn has_voted(&self, actor: &Actor) -> bool {
+        let voter = actor.to_string();
+        self.votes.iter().any(|v| v.voter == voter)
+    }
+
+    fn decision_allowed(&self, kind: DecisionKind) -> Result<(), TransitionError> {
+        if self.allowed_decisions.contains(&kind) {
+            return Ok(());
+        }
+        Err(TransitionError::DecisionNotAllowed {
+            policy: self.policy.clone(),
+            decision: kind,
+            allowed: self
+                .allowed_decisions
+                .iter()
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    fn actor_may(&self, actor: &Actor, kind: DecisionKind) -> Result<(), TransitionError> {
+        if kind != DecisionKind::Reject && self.is_originated_by(actor) {
+            return Err(TransitionError::OriginatorCannotApprove);
+        }
+        if kind == DecisionKind::Approve && self.has_voted(actor) {
+            return Err(TransitionError::AlreadyVoted {
+                id: self.id.clone(),
+                voter: actor.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Apply a human (or policy) decision.
     pub fn decide(
         &mut self,
@@ -353,18 +400,7 @@ impl Approval {
         now: Millis,
     ) -> Result<DecisionEffect, TransitionError> {
         self.ensure_pending("decided")?;
-        if !self.allowed_decisions.contains(&decision.kind) {
-            return Err(TransitionError::DecisionNotAllowed {
-                policy: self.policy.clone(),
-                decision: decision.kind,
-                allowed: self
-                    .allowed_decisions
-                    .iter()
-                    .map(|d| d.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
+        self.decision_allowed(decision.kind)?;
         match decision.kind {
             DecisionKind::Edit if decision.final_args.is_none() => {
                 return Err(TransitionError::EditNeedsArgs)
@@ -374,9 +410,7 @@ impl Approval {
             }
             _ => {}
         }
-        if decision.kind != DecisionKind::Reject && self.is_originated_by(&decision.by) {
-            return Err(TransitionError::OriginatorCannotApprove);
-        }
+        self.actor_may(&decision.by, decision.kind)?;
         let voter = decision.by.to_string();
         match decision.kind {
             DecisionKind::Reject => {
@@ -384,12 +418,6 @@ impl Approval {
                 Ok(DecisionEffect::Settled(Status::Rejected))
             }
             DecisionKind::Approve => {
-                if self.votes.iter().any(|v| v.voter == voter) {
-                    return Err(TransitionError::AlreadyVoted {
-                        id: self.id.clone(),
-                        voter,
-                    });
-                }
                 self.votes.push(Vote {
                     voter: voter.clone(),
                     at: now,
@@ -710,6 +738,41 @@ mod tests {
         a.decide(by("alice@example.com", DecisionKind::Reject), 1)
             .unwrap();
         assert_eq!(a.status, Status::Rejected);
+    }
+
+    #[test]
+    fn permitted_answers_what_decide_would() {
+        let mut a = pending(2);
+        let alice = Actor::User("alice@example.com".into());
+        let bob = Actor::User("bob@x".into());
+        // The originator may reject, not approve or edit.
+        assert_eq!(
+            a.permitted(&alice, DecisionKind::Approve),
+            Err(TransitionError::OriginatorCannotApprove)
+        );
+        assert_eq!(
+            a.permitted(&alice, DecisionKind::Edit),
+            Err(TransitionError::OriginatorCannotApprove)
+        );
+        assert_eq!(a.permitted(&alice, DecisionKind::Reject), Ok(()));
+        // Nobody approves twice; they may still edit or reject.
+        assert_eq!(a.permitted(&bob, DecisionKind::Approve), Ok(()));
+        a.decide(by("bob@x", DecisionKind::Approve), 1).unwrap();
+        assert!(a.has_voted(&bob));
+        assert!(matches!(
+            a.permitted(&bob, DecisionKind::Approve),
+            Err(TransitionError::AlreadyVoted { .. })
+        ));
+        assert_eq!(a.permitted(&bob, DecisionKind::Reject), Ok(()));
+        // The policy's allowed decisions bind everyone.
+        a.allowed_decisions = vec![DecisionKind::Approve, DecisionKind::Reject];
+        assert!(matches!(
+            a.permitted(&bob, DecisionKind::Edit),
+            Err(TransitionError::DecisionNotAllowed { .. })
+        ));
+        // A settled request permits nothing.
+        a.decide(by("carol@x", DecisionKind::Reject), 2).unwrap();
+        assert!(a.permitted(&bob, DecisionKind::Reject).is_err());
     }
 
     fn exec(outcome: ExecutionOutcome) -> Execution {

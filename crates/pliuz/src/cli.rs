@@ -283,12 +283,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { command } => crate::audit::cli::run(command, &over).await,
         Command::Agents { command } => {
-            let cp = crate::server::control_plane(Settings::load(&over)?).await?;
+            let cp = crate::service::ControlPlane::open(Settings::load(&over)?).await?;
             let actor = Actor::System;
             match command {
                 AgentsCommand::Create { name, webhook_url } => {
                     if let Some(url) = &webhook_url {
-                        crate::webhooks::check_url(url)
+                        crate::service::webhooks::check_url(url)
                             .map_err(|m| anyhow::anyhow!("--webhook-url: {m}"))?;
                     }
                     let key = cp.create_agent(&actor, &name).await?;
@@ -332,7 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Users { command } => {
-            let cp = crate::server::control_plane(Settings::load(&over)?).await?;
+            let cp = crate::service::ControlPlane::open(Settings::load(&over)?).await?;
             let actor = Actor::System;
             match command {
                 UsersCommand::Create {

@@ -137,13 +137,15 @@ enum Source {
 }
 
 impl DataKey {
-    /// The key for these settings, loaded once per process (generated on
+    /// The data key, loaded once per process (generated on
     /// first use when it comes from a file that does not exist yet).
-    pub fn for_settings(settings: &crate::config::Settings) -> anyhow::Result<Arc<DataKey>> {
+    /// `key` is `PLIUZ_ENCRYPTION_KEY` when set; otherwise the key is read
+    /// from `key_file`.
+    pub fn load(key: Option<&KeyText>, key_file: &std::path::Path) -> anyhow::Result<Arc<DataKey>> {
         static CACHE: OnceLock<Mutex<HashMap<Source, Arc<DataKey>>>> = OnceLock::new();
-        let source = match &settings.encryption_key {
+        let source = match key {
             Some(k) => Source::Env(k.0.clone()),
-            None => Source::File(settings.encryption_key_file.clone()),
+            None => Source::File(key_file.to_path_buf()),
         };
         let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
         let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -164,7 +166,8 @@ impl DataKey {
         Ok(key)
     }
 
-    /// A key from raw bytes (tests, benchmarks).
+    /// A key from raw bytes (tests).
+    #[cfg(test)]
     pub fn from_bytes(bytes: &[u8; 32]) -> DataKey {
         DataKey {
             cipher: XChaCha20Poly1305::new(bytes.into()),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Every file this process creates from now on is private to its user
 /// (SQLite creates its WAL and SHM files with the database file's mode).
+#[allow(unsafe_code)] // libc calls; see the SAFETY comment
 pub fn private_umask() {
     #[cfg(unix)]
     // SAFETY: umask only sets the process's file mode creation mask.

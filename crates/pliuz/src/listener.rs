@@ -103,6 +103,7 @@ impl ConnectionLimits {
 
 /// Raises the soft open-files limit to the hard one and returns how many
 /// connections fit below it (`wanted` if that many do).
+#[allow(unsafe_code)] // libc calls; see the SAFETY comment
 fn fit_to_fd_limit(wanted: usize) -> usize {
     #[cfg(unix)]
     {

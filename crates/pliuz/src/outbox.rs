@@ -39,11 +39,12 @@
 //! `PLIUZ_OUTBOX_LEASE_MS` (claim lease, default 60000).
 
 use crate::approval::{Actor, Approval};
+use crate::service::deliveries::Posted;
 use crate::service::ControlPlane;
 use crate::slack::api::SlackError;
-use crate::slack::store as sstore;
 use crate::slack::{blocks, Slack};
-use crate::store::{AuditEvent, OutboxMessage, StoreError};
+use crate::store::slack as sstore;
+use crate::store::{OutboxMessage, StoreError};
 use rand::Rng;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -177,13 +178,9 @@ pub async fn deliver_due(cp: &ControlPlane, slack: &Slack, tuning: &Tuning) -> u
         if !row.kind.starts_with("slack.") {
             continue;
         }
-        match sstore::claim(
-            &cp.store,
-            &row.id,
-            row.next_attempt_at,
-            now + tuning.lease_ms,
-        )
-        .await
+        match cp
+            .claim_delivery(&row.id, row.next_attempt_at, now + tuning.lease_ms)
+            .await
         {
             Ok(true) => {}
             Ok(false) => continue, // someone else has it
@@ -242,27 +239,20 @@ async fn failed(cp: &ControlPlane, row: &OutboxMessage, f: Failure, tuning: &Tun
             tracing::warn!(outbox = %row.id, kind = %row.kind, attempts, %error, retry_in_ms = next - now, "notification not delivered; will retry")
         }
     }
-    if let Err(e) = cp.store.mark_retry(&row.id, next, &error).await {
+    if let Err(e) = cp.retry_delivery(&row.id, next, &error).await {
         tracing::warn!(error = %e, outbox = %row.id, "could not record a failed delivery");
     }
 }
 
 async fn give_up(cp: &ControlPlane, row: &OutboxMessage, error: &str) {
     tracing::error!(outbox = %row.id, kind = %row.kind, %error, "giving up on a notification");
-    let result = async {
-        let mut tx = cp.store.begin_write().await?;
-        sstore::give_up_tx(&mut tx, &row.id, error).await?;
-        tx.audit(AuditEvent {
-            kind: "notification.failed",
-            actor: Actor::System.to_string(),
-            approval_id: row.approval_id.clone(),
-            data: json!({"outbox_id": row.id, "kind": row.kind, "attempts": row.attempts + 1, "error": error}),
-        })
-        .await?;
-        tx.commit().await?;
-        Ok::<(), StoreError>(())
-    }
-    .await;
+    let result = cp
+        .give_up_notification(
+            &row.id,
+            row.approval_id.clone(),
+            json!({"outbox_id": row.id, "kind": row.kind, "attempts": row.attempts + 1, "error": error}),
+        )
+        .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, outbox = %row.id, "could not record giving up");
     }
@@ -285,7 +275,7 @@ async fn load(cp: &ControlPlane, row: &OutboxMessage) -> Result<Option<Approval>
     };
     if a.is_none() {
         tracing::warn!(outbox = %row.id, "the request of this notification no longer exists");
-        cp.store.mark_delivered(&row.id).await?;
+        cp.close_delivery(&row.id).await?;
     }
     Ok(a)
 }
@@ -305,25 +295,19 @@ async fn record_sent(
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
         }
-        let result = async {
-            let mut tx = cp.store.begin_write().await?;
-            if let (Some((target, channel, ts)), Some(id)) = (posted, approval_id(row)) {
-                sstore::record_message(&mut tx, &row.id, target, &id, channel, ts).await?;
-            }
-            if close_row {
-                sstore::mark_delivered_tx(&mut tx, &row.id).await?;
-            }
-            tx.audit(AuditEvent {
-                kind: "notification.sent",
-                actor: Actor::System.to_string(),
-                approval_id: approval_id(row),
-                data: data.clone(),
-            })
-            .await?;
-            tx.commit().await?;
-            Ok::<(), StoreError>(())
-        }
-        .await;
+        let id = approval_id(row);
+        let where_ = match (posted, &id) {
+            (Some((target, channel, ts)), Some(approval_id)) => Some(Posted {
+                target,
+                approval_id,
+                channel,
+                ts,
+            }),
+            _ => None,
+        };
+        let result = cp
+            .record_notification_sent(&row.id, id.clone(), where_, close_row, data.clone())
+            .await;
         match result {
             Ok(()) => return Ok(()),
             Err(e) => {
@@ -368,11 +352,11 @@ async fn post(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(
     };
     let Some(target) = row.payload.get("channel").and_then(Value::as_str) else {
         tracing::warn!(outbox = %row.id, "slack.post without a channel");
-        cp.store.mark_delivered(&row.id).await?;
+        cp.close_delivery(&row.id).await?;
         return Ok(());
     };
     if sstore::already_sent(&cp.store, &row.id, target).await? {
-        cp.store.mark_delivered(&row.id).await?;
+        cp.close_delivery(&row.id).await?;
         return Ok(());
     }
     let (channel, ts) = post_message(cp, slack, &a, target).await?;
@@ -394,7 +378,7 @@ async fn dm(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(),
         return Ok(());
     };
     let Some(policy) = cp.policies.get(&a.policy).cloned() else {
-        cp.store.mark_delivered(&row.id).await?;
+        cp.close_delivery(&row.id).await?;
         return Ok(());
     };
     let users = cp.store.list_users().await?;
@@ -420,7 +404,7 @@ async fn dm(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(),
         )
         .await?;
     }
-    cp.store.mark_delivered(&row.id).await?;
+    cp.close_delivery(&row.id).await?;
     Ok(())
 }
 
@@ -437,7 +421,7 @@ async fn update(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result
             ));
         }
         // Nothing was (or ever will be) posted: nothing to update.
-        cp.store.mark_delivered(&row.id).await?;
+        cp.close_delivery(&row.id).await?;
         return Ok(());
     }
     let body = blocks::message(&a, &cp.settings.public_url, crate::store::now_millis());

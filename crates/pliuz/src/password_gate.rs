@@ -33,7 +33,6 @@ pub struct PasswordGate {
     jobs: std::sync::mpsc::Sender<Job>,
     waiting: AtomicUsize,
     max_waiting: usize,
-    capacity: usize,
 }
 
 impl PasswordGate {
@@ -64,7 +63,6 @@ impl PasswordGate {
             jobs,
             waiting: AtomicUsize::new(0),
             max_waiting: permits * QUEUE_PER_PERMIT,
-            capacity: permits,
         }
     }
 
@@ -80,11 +78,6 @@ impl PasswordGate {
                     .unwrap_or_else(default_concurrency),
             )
         })
-    }
-
-    /// How many checks may run at once.
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     /// Runs `work` (a password check or hash) on a password thread once a

@@ -1,168 +1,212 @@
 //! `pliuz serve`: opens the store, starts the workers and the HTTP server,
-//! and shuts all of it down cleanly on SIGINT/SIGTERM.
+//! assembles the edges' routers, and shuts all of it down cleanly on
+//! SIGINT/SIGTERM. [`Server::bind`] + [`Server::run_until_stopped`] let a
+//! test or an embedder run the same thing in-process (on port 0).
 
-use crate::api::{self, AppState};
 use crate::approval::Actor;
 use crate::auth::Role;
 use crate::config::Settings;
-use crate::notify::Notifier;
+use crate::http::{AppState, Extras};
 use crate::service::directory::InitialPassword;
 use crate::service::ControlPlane;
-use crate::store::Store;
-use std::future::IntoFuture;
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use axum::Router;
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// State owned by the edges (inbox sessions, Slack client, audit signer).
-#[derive(Default)]
-pub struct Extras {
-    /// Signs audit checkpoints (`crate::audit`); `None` only in tests.
-    pub audit_signer: Option<Arc<crate::audit::Signer>>,
-    /// Web inbox state: the log-in rate limiter (`crate::inbox`).
-    pub inbox: crate::inbox::InboxState,
-    /// Fires at shutdown, so live inbox streams (SSE) end and the server can stop.
-    pub shutdown: Option<crate::shutdown::Shutdown>,
-    /// The Slack integration (`crate::slack`), when `[slack]` is configured.
-    pub slack: Option<Arc<crate::slack::Slack>>,
+/// The whole application over one state: the JSON API, the inbox and the
+/// Slack endpoint, with the shared answers for unknown routes, the body
+/// limit, panic catching and request tracing.
+pub fn app(state: AppState, slack: Option<Arc<crate::slack::Slack>>) -> Router {
+    let body_limit = state.cp.settings.max_body_bytes;
+    crate::api::router()
+        .merge(crate::inbox::router())
+        .merge(crate::slack::router(slack))
+        .fallback(crate::api::not_found)
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            crate::http::error::Problem::internal().into_response()
+        }))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(crate::redact::request_span),
+        )
+        .with_state(state)
 }
 
-/// Opens the store for the given settings (used by `serve` and the admin CLI).
-pub async fn control_plane(settings: Settings) -> anyhow::Result<ControlPlane> {
-    crate::file_modes::prepare(&settings)?;
-    let store = Store::open(&settings.database_url).await?;
-    Ok(ControlPlane::new(
-        store,
-        Arc::new(settings),
-        Notifier::new(),
-    ))
+/// `pliuz serve`: runs until SIGINT or SIGTERM.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let (_addr, server) = Server::bind(settings).await?;
+    server.run_until_stopped(wait_for_signal()).await
 }
 
-pub async fn serve(mut settings: Settings) -> anyhow::Result<()> {
-    let connection_limits = crate::listener::ConnectionLimits::from_env()?;
-    // Bind first: a start that cannot listen must not create the first
-    // admin (its one-time password would be printed and then lost), and the
-    // URL printed must be the real one (`--listen 127.0.0.1:0` picks a port).
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on {}: {e} (choose another with --listen or PLIUZ_LISTEN)",
-                settings.listen
-            )
-        })?;
-    let listen = listener.local_addr()?;
-    if settings.public_url == format!("http://{}", settings.listen) {
-        settings.public_url = format!("http://{listen}");
+/// A started server: the store is open and checked, the first admin
+/// exists, the port is bound. Nothing is served until
+/// [`Server::run_until_stopped`].
+pub struct Server {
+    cp: ControlPlane,
+    listener: tokio::net::TcpListener,
+    connection_limits: crate::listener::ConnectionLimits,
+    audit_signer: Arc<crate::audit::Signer>,
+}
+
+impl Server {
+    /// Opens the store, checks the audit log, records the policies, creates
+    /// the first admin if needed and binds `settings.listen` (port 0 picks a
+    /// free port). Returns the bound address and the server to run.
+    pub async fn bind(mut settings: Settings) -> anyhow::Result<(SocketAddr, Server)> {
+        let connection_limits = crate::listener::ConnectionLimits::from_env()?;
+        // Bind first: a start that cannot listen must not create the first
+        // admin (its one-time password would be printed and then lost), and the
+        // URL printed must be the real one (`--listen 127.0.0.1:0` picks a port).
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}: {e} (choose another with --listen or PLIUZ_LISTEN)",
+                    settings.listen
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        if settings.public_url == format!("http://{}", settings.listen) {
+            settings.public_url = format!("http://{addr}");
+        }
+        settings.listen = addr;
+        let cp = ControlPlane::open(settings).await?;
+        crate::file_modes::warn_if_loose(&cp.settings);
+        // Replicas starting together on one database take turns here, so the
+        // first admin and `policy.loaded` are written once.
+        let startup = cp.store.startup_lock().await?;
+        let audit_signer = Arc::new(crate::audit::Signer::load(&cp.settings.audit, true)?);
+        // Fail at start, not at the first run, if the encryption key is unusable.
+        crate::encryption::DataKey::load(
+            cp.settings.encryption_key.as_ref(),
+            &cp.settings.encryption_key_file,
+        )?;
+        cp.record_verifier_key(&audit_signer.verifier_key())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot record the audit verifier key: {e}"))?;
+        // A log that lost or rewrote what this server signed is refused, before
+        // anything is written to it.
+        crate::audit::witness::check_at_start(&cp, &audit_signer).await?;
+        cp.record_policy_load()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot record the loaded policies: {e}"))?;
+        bootstrap_admin(&cp).await?;
+        startup.release().await?;
+        warn_unknown_approvers(&cp).await;
+        Ok((
+            addr,
+            Server {
+                cp,
+                listener,
+                connection_limits,
+                audit_signer,
+            },
+        ))
     }
-    settings.listen = listen;
-    let cp = control_plane(settings).await?;
-    crate::file_modes::warn_if_loose(&cp.settings);
-    // Replicas starting together on one database take turns here, so the
-    // first admin and `policy.loaded` are written once.
-    let startup = cp.store.startup_lock().await?;
-    let audit_signer = Arc::new(crate::audit::Signer::load(&cp.settings.audit, true)?);
-    // Fail at start, not at the first run, if the encryption key is unusable.
-    crate::encryption::DataKey::for_settings(&cp.settings)?;
-    cp.store
-        .record_verifier_key(&audit_signer.verifier_key())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot record the audit verifier key: {e}"))?;
-    // A log that lost or rewrote what this server signed is refused, before
-    // anything is written to it.
-    crate::audit::witness::check_at_start(&cp, &audit_signer).await?;
-    cp.record_policy_load()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot record the loaded policies: {e}"))?;
-    bootstrap_admin(&cp).await?;
-    startup.release().await?;
-    warn_unknown_approvers(&cp).await;
-    let (trigger, shutdown) = crate::shutdown::channel();
-    let mut workers = tokio::task::JoinSet::new();
-    workers.spawn(crate::expiry::run(cp.clone(), shutdown.clone()));
-    let slack = match &cp.settings.slack {
-        Some(settings) => Some(crate::slack::Slack::new(settings)?),
-        None => None,
-    };
-    if let Some(slack) = &slack {
-        workers.spawn(crate::outbox::run(
+
+    /// Starts the workers and serves until `stop` completes (or the server
+    /// fails), then shuts down within `shutdown_grace` and signs the final
+    /// audit checkpoint.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Server {
+            cp,
+            listener,
+            connection_limits,
+            audit_signer,
+        } = self;
+        let listen = listener.local_addr()?;
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let mut workers = tokio::task::JoinSet::new();
+        workers.spawn(crate::expiry::run(cp.clone(), shutdown.clone()));
+        let slack = match &cp.settings.slack {
+            Some(settings) => Some(crate::slack::Slack::new(settings)?),
+            None => None,
+        };
+        if let Some(slack) = &slack {
+            workers.spawn(crate::outbox::run(
+                cp.clone(),
+                slack.clone(),
+                shutdown.clone(),
+            ));
+        }
+        workers.spawn(crate::webhooks::run(cp.clone(), shutdown.clone()));
+        {
+            let store = cp.store.clone();
+            let url = cp.settings.database_url.clone();
+            let notifier = cp.notifier.clone();
+            let shutdown = shutdown.clone();
+            workers.spawn(async move { store.relay_run_changes(url, notifier, shutdown).await });
+        }
+        workers.spawn(crate::audit::worker::run(
             cp.clone(),
-            slack.clone(),
+            audit_signer.clone(),
             shutdown.clone(),
         ));
-    }
-    workers.spawn(crate::webhooks::run(cp.clone(), shutdown.clone()));
-    {
-        let store = cp.store.clone();
-        let url = cp.settings.database_url.clone();
-        let notifier = cp.notifier.clone();
-        let shutdown = shutdown.clone();
-        workers.spawn(async move { store.relay_run_changes(url, notifier, shutdown).await });
-    }
-    workers.spawn(crate::audit::worker::run(
-        cp.clone(),
-        audit_signer.clone(),
-        shutdown.clone(),
-    ));
-    {
-        let store = cp.store.clone();
-        let url = cp.settings.database_url.clone();
-        let notifier = cp.notifier.clone();
-        let shutdown = shutdown.clone();
-        workers.spawn(async move { store.relay_changes(url, notifier, shutdown).await });
-    }
-
-    #[allow(clippy::needless_update)] // other edges add their fields to Extras
-    let extras = Extras {
-        audit_signer: Some(audit_signer.clone()),
-        shutdown: Some(shutdown.clone()),
-        slack,
-        ..Extras::default()
-    };
-    let state = AppState {
-        cp: cp.clone(),
-        extras: Arc::new(extras),
-    };
-    tracing::info!(
-        address = %listen,
-        public_url = %cp.settings.public_url,
-        data_dir = %cp.settings.data_dir.display(),
-        policies = cp.policies.iter().count(),
-        "pliuz is serving"
-    );
-    let app = api::router(state);
-    let server_shutdown = shutdown.clone();
-    let server = crate::listener::serve(listener, app, connection_limits, async move {
-        server_shutdown.wait().await;
-    })
-    .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        served = &mut server => served?,
-        () = wait_for_signal() => {}
-    }
-    let grace = cp.settings.shutdown_grace;
-    let deadline = tokio::time::Instant::now() + grace;
-    tracing::info!(grace = ?grace, "shutting down");
-    // Long-polls and live pages answer at once; other requests may finish
-    // within three quarters of the grace period, the rest is for the log.
-    cp.store.drain();
-    trigger.fire();
-    let drain_until = tokio::time::Instant::now() + grace.mul_f64(0.75);
-    match tokio::time::timeout_at(drain_until, &mut server).await {
-        Ok(served) => served?,
-        Err(_) => {
-            tracing::warn!("requests still running at the end of the grace period are cut off")
+        {
+            let store = cp.store.clone();
+            let url = cp.settings.database_url.clone();
+            let notifier = cp.notifier.clone();
+            let shutdown = shutdown.clone();
+            workers.spawn(async move { store.relay_changes(url, notifier, shutdown).await });
         }
+
+        let extras = Extras {
+            audit_signer: Some(audit_signer.clone()),
+            shutdown: Some(shutdown.clone()),
+            ..Extras::default()
+        };
+        let state = AppState {
+            cp: cp.clone(),
+            extras: Arc::new(extras),
+        };
+        tracing::info!(
+            address = %listen,
+            public_url = %cp.settings.public_url,
+            data_dir = %cp.settings.data_dir.display(),
+            policies = cp.policies.iter().count(),
+            "pliuz is serving"
+        );
+        let app = app(state, slack);
+        let server_shutdown = shutdown.clone();
+        let server = crate::listener::serve(listener, app, connection_limits, async move {
+            server_shutdown.wait().await;
+        })
+        .into_future();
+        tokio::pin!(server);
+        tokio::select! {
+            served = &mut server => served?,
+            () = stop => {}
+        }
+        let grace = cp.settings.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        tracing::info!(grace = ?grace, "shutting down");
+        // Long-polls and live pages answer at once; other requests may finish
+        // within three quarters of the grace period, the rest is for the log.
+        cp.store.drain();
+        trigger.fire();
+        let drain_until = tokio::time::Instant::now() + grace.mul_f64(0.75);
+        match tokio::time::timeout_at(drain_until, &mut server).await {
+            Ok(served) => served?,
+            Err(_) => {
+                tracing::warn!("requests still running at the end of the grace period are cut off")
+            }
+        }
+        if tokio::time::timeout_at(deadline, async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!("background workers did not stop in time; stopping them");
+            workers.abort_all();
+        }
+        final_checkpoint(&cp, &audit_signer, deadline).await
     }
-    if tokio::time::timeout_at(deadline, async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("background workers did not stop in time; stopping them");
-        workers.abort_all();
-    }
-    final_checkpoint(&cp, &audit_signer, deadline).await
 }
 
 /// Stops all writes, then signs a checkpoint over every entry of the log.

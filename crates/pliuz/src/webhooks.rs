@@ -2,7 +2,8 @@
 //! an agent's webhook URL, signed per Standard Webhooks
 //! (<https://www.standardwebhooks.com>).
 //!
-//! Events are queued in the outbox (kind `webhook.event`) in the same
+//! Events are queued in the outbox (kind `webhook.event`, by
+//! `crate::service::webhooks`) in the same
 //! transaction as the change they announce, so none is lost and none is
 //! sent for a change that did not commit; the queued row holds the exact
 //! body, so every retry sends (and signs) the same bytes under the same
@@ -18,14 +19,12 @@
 //! Signature: `webhook-signature: v1,<base64 HMAC-SHA256(key, "<webhook-id>.<webhook-timestamp>.<body>")>`
 //! where the key is the base64-decoded part of the agent's `whsec_` secret.
 
-use crate::approval::Actor;
 use crate::outbox::Tuning;
 use crate::service::ControlPlane;
-use crate::store::runs::{DueWebhook, WEBHOOK_KIND};
-use crate::store::{AuditEvent, StoreError, WriteTx};
+use crate::store::runs::DueWebhook;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use rand::{Rng, RngCore};
+use rand::Rng;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::time::Duration;
@@ -40,17 +39,6 @@ fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-/// A new signing secret: `whsec_` + base64 of 32 random bytes.
-pub fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!(
-        "{}{}",
-        crate::service::runs::WEBHOOK_SECRET_PREFIX,
-        b64().encode(bytes)
-    )
-}
-
 /// The `webhook-signature` header value for one message.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Result<String, String> {
     let key = secret
@@ -63,51 +51,6 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Result<String
         .map_err(|_| "the webhook secret is unusable".to_owned())?;
     mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
     Ok(format!("v1,{}", b64().encode(mac.finalize().into_bytes())))
-}
-
-/// Webhook URLs must be absolute http(s) URLs.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| format!("'{url}' is not a URL ({e}); give an absolute https:// URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(format!("'{url}' must be an http:// or https:// URL"));
-    }
-    if url.len() > 2000 {
-        return Err("the URL must be at most 2000 characters".into());
-    }
-    Ok(())
-}
-
-/// Queues an event for `agent`'s webhook, if it has one (part of `tx`).
-pub async fn enqueue(
-    tx: &mut WriteTx,
-    agent: &str,
-    event_type: &str,
-    approval_id: Option<&str>,
-    dedupe: &str,
-    data: Value,
-) -> Result<(), StoreError> {
-    if tx.get_webhook_tx(agent).await?.is_none() {
-        return Ok(());
-    }
-    let body = json!({
-        "type": event_type,
-        "timestamp": crate::store::format_time(crate::store::now_millis()),
-        "data": data,
-    });
-    tx.enqueue(
-        WEBHOOK_KIND,
-        approval_id,
-        &format!("webhook:{dedupe}"),
-        &json!({
-            "agent": agent,
-            "type": event_type,
-            "webhook_id": format!("msg_{}", uuid::Uuid::now_v7().simple()),
-            "body": body.to_string(),
-        }),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Why one delivery did not happen.
@@ -269,17 +212,8 @@ async fn deliver(
             tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
         }
         let result = async {
-            let mut tx = cp.store.begin_write().await?;
-            tx.webhook_delivered(&row.id).await?;
-            tx.audit(AuditEvent {
-                kind: "webhook.delivered",
-                actor: Actor::System.to_string(),
-                approval_id: row.approval_id.clone(),
-                data: data.clone(),
-            })
-            .await?;
-            tx.commit().await?;
-            Ok::<(), StoreError>(())
+            cp.record_webhook_delivered(&row.id, row.approval_id.clone(), data.clone())
+                .await
         }
         .await;
         match result {
@@ -308,17 +242,8 @@ async fn failed(cp: &ControlPlane, row: &DueWebhook, f: Failure, tuning: &Tuning
     if give_up {
         tracing::error!(outbox = %row.id, attempts, %error, "giving up on a webhook delivery");
         let result = async {
-            let mut tx = cp.store.begin_write().await?;
-            tx.webhook_given_up(&row.id, &error).await?;
-            tx.audit(AuditEvent {
-                kind: "webhook.failed",
-                actor: Actor::System.to_string(),
-                approval_id: row.approval_id.clone(),
-                data: json!({"outbox_id": row.id, "type": row.payload.get("type"), "agent": row.payload.get("agent"), "attempts": attempts, "error": error}),
-            })
-            .await?;
-            tx.commit().await?;
-            Ok::<(), StoreError>(())
+            cp.give_up_webhook(&row.id, row.approval_id.clone(), &error, json!({"outbox_id": row.id, "type": row.payload.get("type"), "agent": row.payload.get("agent"), "attempts": attempts, "error": error}))
+                .await
         }
         .await;
         if let Err(e) = result {
@@ -329,7 +254,7 @@ async fn failed(cp: &ControlPlane, row: &DueWebhook, f: Failure, tuning: &Tuning
     let now = crate::store::now_millis();
     let next = now + tuning.delay_ms(attempts) + rand::thread_rng().gen_range(0..=10);
     tracing::warn!(outbox = %row.id, attempts, %error, retry_in_ms = next - now, "webhook not delivered; will retry");
-    if let Err(e) = cp.store.mark_retry(&row.id, next, &error).await {
+    if let Err(e) = cp.retry_delivery(&row.id, next, &error).await {
         tracing::warn!(error = %e, outbox = %row.id, "could not record a failed webhook delivery");
     }
 }
@@ -349,12 +274,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-    }
-
-    #[test]
-    fn urls_must_be_http() {
-        assert!(check_url("https://example.com/hook").is_ok());
-        assert!(check_url("ftp://example.com").is_err());
-        assert!(check_url("not a url").is_err());
     }
 }

@@ -248,6 +248,7 @@ async fn concurrent_wrong_passwords_get_at_most_the_allowed_checks() {
 }
 
 /// Lifts this process's soft open-files limit to the hard one; returns it.
+#[allow(unsafe_code)] // libc calls; see the SAFETY comment
 fn raise_open_files_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -868,6 +868,8 @@ def _decision_body(
         {"decision": decision, "args_digest": digest, "reason": reason, "final_args": final_args}
     )
     return approval_id, body
+
+
 def new_claim_id() -> str:
     """A fresh, unguessable claim id (what :meth:`PliuzClient.claim_execution` sends)."""
     return uuid.uuid4().hex

@@ -1,13 +1,13 @@
 //! `/api/v1/approvals`: agents open requests and wait; humans list and decide.
 
-use super::error::Problem;
-use super::extract::{check_depth, parse_json, ApiBytes, ApiJson, ApiPath, ApiQuery, Auth};
-use super::AppState;
 use crate::approval::{
     is_valid_claim_id, Approval, DecisionKind, Execution, ExecutionOutcome, Status,
     MAX_CLAIM_ID_CHARS,
 };
 use crate::auth::Principal;
+use crate::http::error::Problem;
+use crate::http::extract::{check_depth, parse_json, ApiBytes, ApiJson, ApiPath, ApiQuery, Auth};
+use crate::http::AppState;
 use crate::service::{DecisionInput, FieldError, NewApproval};
 use crate::store::{format_time, ApprovalFilter};
 use axum::extract::State;

@@ -1,31 +1,24 @@
-//! The HTTP edge: routes, state, error mapping. Handlers stay thin and call
-//! into `service`.
+//! The JSON API (`/api/v1`): its route table, handlers and OpenAPI
+//! document. Handlers stay thin and call into `service`; state, errors and
+//! extractors come from `http`.
 
 pub mod approvals;
-pub mod error;
-pub mod extract;
+pub mod audit;
 pub mod openapi;
 pub mod runs;
 
-use crate::service::ControlPlane;
-use axum::extract::{DefaultBodyLimit, State};
+use crate::http::error::Problem;
+use crate::http::{extract, AppState};
+use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
-use error::Problem;
-use std::sync::Arc;
-
-/// Everything a handler may need. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub cp: ControlPlane,
-    pub extras: Arc<crate::server::Extras>,
-}
 
 /// One API route: the router and the OpenAPI document are both built from
 /// this table, so they cannot drift apart.
 pub struct Route {
+    #[cfg_attr(not(test), allow(dead_code))] // the OpenAPI route test reads it
     pub method: Method,
     pub path: &'static str,
     pub handler: MethodRouter<AppState>,
@@ -65,37 +58,27 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/healthz", get(healthz)),
         route(Method::GET, "/readyz", get(readyz)),
     ];
-    r.extend(crate::audit::routes());
+    r.extend(audit::routes());
     r.extend(runs::routes());
     r
 }
 
-pub fn router(state: AppState) -> Router {
+/// The API's routes, with the answers for unknown routes and methods.
+pub fn router() -> Router<AppState> {
     let mut api = Router::new();
     for r in routes() {
         api = api.route(r.path, r.handler);
     }
-    let body_limit = state.cp.settings.max_body_bytes;
-    api.merge(crate::inbox::router())
-        .merge(crate::slack::router())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            Problem::internal().into_response()
-        }))
-        .layer(
-            tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(crate::redact::request_span),
-        )
-        .with_state(state)
+    api
 }
 
-async fn not_found() -> Problem {
+/// problem+json for a path no route serves.
+pub async fn not_found() -> Problem {
     Problem::not_found("no such route; see /api/v1/openapi.json for the API")
 }
 
-async fn method_not_allowed() -> Problem {
+/// problem+json for a route that does not take the request's method.
+pub async fn method_not_allowed() -> Problem {
     Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",

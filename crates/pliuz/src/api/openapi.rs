@@ -153,7 +153,7 @@ pub fn operations() -> Vec<(&'static str, &'static str, Value)> {
             json!({"summary": "Readiness: the store answers", "tags": ["service"], "security": [], "responses": {"200": {"description": "ready"}, "503": {"$ref": "#/components/responses/Problem"}}}),
         ),
     ];
-    ops.extend(crate::audit::openapi_operations());
+    ops.extend(super::audit::openapi_operations());
     ops.extend(super::runs::openapi_operations());
     ops
 }

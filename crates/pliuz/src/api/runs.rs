@@ -2,10 +2,11 @@
 //! only; an agent sees and claims only its own runs (others' are 404).
 
 use super::approvals::{ApprovalView, MAX_WAIT_SECS};
-use super::error::Problem;
-use super::extract::{ApiJson, ApiQuery, Auth};
-use super::{AppState, Route};
+use super::Route;
 use crate::auth::Principal;
+use crate::http::error::Problem;
+use crate::http::extract::{ApiJson, ApiQuery, Auth};
+use crate::http::AppState;
 use crate::run::{Outcome, Run, RunStatus};
 use crate::service::runs::{NewRunState, RunsError};
 use crate::service::FieldError;

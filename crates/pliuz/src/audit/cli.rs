@@ -7,7 +7,7 @@ use super::signer::{write_key_file, Signer};
 use super::witness::Witness;
 use crate::approval::Actor;
 use crate::config::{Overrides, Settings};
-use crate::store::AuditEvent;
+use crate::store::{AuditEvent, EventType};
 use clap::Subcommand;
 use pliuz_audit::{SigningKey, Verifier};
 use std::path::{Path, PathBuf};
@@ -256,7 +256,7 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
         AuditCommand::Keys => {
             let settings = Settings::load(over)?;
             let signer = Signer::load(&settings.audit, false).ok();
-            let cp = crate::server::control_plane(settings).await?;
+            let cp = crate::service::ControlPlane::open(settings).await?;
             for k in super::known_verifiers(&cp, signer.as_ref()).await? {
                 println!("{k}");
             }
@@ -265,7 +265,7 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
         AuditCommand::Checkpoint => {
             let settings = Settings::load(over)?;
             let signer = Signer::load(&settings.audit, true)?;
-            let cp = crate::server::control_plane(settings).await?;
+            let cp = crate::service::ControlPlane::open(settings).await?;
             let c = super::sign_checkpoint(&cp, &signer).await?;
             print!("{}", c.note);
             Ok(ExitCode::SUCCESS)
@@ -279,7 +279,7 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
                     None
                 }
             };
-            let cp = crate::server::control_plane(settings).await?;
+            let cp = crate::service::ControlPlane::open(settings).await?;
             let s = super::export::export(&cp, signer.as_ref(), &out).await?;
             eprintln!(
                 "Exported {} entries, {} checkpoints and {} verifier key(s) to {}.",
@@ -297,7 +297,7 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
         AuditCommand::Check { all } => {
             let settings = Settings::load(over)?;
             let signer = Signer::load(&settings.audit, false).ok();
-            let cp = crate::server::control_plane(settings).await?;
+            let cp = crate::service::ControlPlane::open(settings).await?;
             let r = super::verify_log(&cp, signer.as_ref(), all).await?;
             // What this server remembers signing, outside the database.
             let witness = Witness::for_settings(&cp.settings);
@@ -370,7 +370,7 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
     let old = Signer::load(&settings.audit, true)?;
     let origin = settings.audit.origin.clone();
     let key_file = settings.audit.signing_key_file.clone();
-    let cp = crate::server::control_plane(settings).await?;
+    let cp = crate::service::ControlPlane::open(settings).await?;
 
     // 1. Seal everything so far under the old key.
     let sealed = super::sign_checkpoint(&cp, &old).await?;
@@ -383,13 +383,12 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
     if !print {
         write_key_file(&key_file, &new, true)?;
     }
-    cp.store.record_verifier_key(&new.verifier_key()).await?;
+    cp.record_verifier_key(&new.verifier_key()).await?;
 
     // 3. Record the rotation in the log itself.
-    let recorded = async {
-        let mut tx = cp.store.begin_write().await?;
-        tx.audit(AuditEvent {
-            kind: "audit.key_rotated",
+    let recorded = cp
+        .record_event(AuditEvent {
+            kind: EventType::AuditKeyRotated,
             actor: Actor::System.to_string(),
             approval_id: None,
             data: serde_json::json!({
@@ -398,10 +397,7 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
                 "sealed_at_size": sealed.size,
             }),
         })
-        .await?;
-        tx.commit().await
-    }
-    .await;
+        .await;
     if let Err(e) = recorded {
         if !print {
             if let Some(t) = old_text {
@@ -436,7 +432,7 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
 async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(over)?;
     let signer = Signer::load(&settings.audit, false)?;
-    let cp = crate::server::control_plane(settings).await?;
+    let cp = crate::service::ControlPlane::open(settings).await?;
     let witness = Witness::for_settings(&cp.settings);
     let Some(newest) = witness.newest()? else {
         eprintln!(
@@ -458,10 +454,9 @@ async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
     };
     let log_size = cp.store.audit_size().await?;
     let archived = witness.archive()?;
-    let recorded = async {
-        let mut tx = cp.store.begin_write().await?;
-        tx.audit(AuditEvent {
-            kind: "audit.rollback_accepted",
+    let recorded = cp
+        .record_event(AuditEvent {
+            kind: EventType::AuditRollbackAccepted,
             actor: Actor::System.to_string(),
             approval_id: None,
             data: serde_json::json!({
@@ -473,10 +468,7 @@ async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
                 "archived_file": archived.file_name().and_then(|n| n.to_str()),
             }),
         })
-        .await?;
-        tx.commit().await
-    }
-    .await;
+        .await;
     if let Err(e) = recorded {
         let _ = std::fs::rename(&archived, witness.path());
         anyhow::bail!("could not record the rollback in the log; nothing changed: {e}");

@@ -1,5 +1,5 @@
 //! The audit trail's server side: checkpoint signing (worker, on demand and
-//! at shutdown), receipts, whole-log verification, the HTTP routes and the
+//! at shutdown), receipts, whole-log verification and the
 //! export. The pure log maths and formats live in the `pliuz-audit` crate;
 //! the persistence lives in `store/audit.rs`. See `docs/audit.md`.
 //!
@@ -13,9 +13,9 @@
 //!   and every known key.
 //! * [`known_verifiers`]: every verifier key the log has used.
 //!
-//! The signer lives in `server::Extras::audit_signer` when serving.
+//! The signer lives in `http::Extras::audit_signer` when serving; the HTTP
+//! routes are `api::audit`.
 
-pub mod api;
 pub mod cli;
 pub mod export;
 pub mod monitor;
@@ -117,7 +117,7 @@ pub async fn sign_at(
     witness.guard(cp).await?;
     let key = signer.key();
     // Record the key before anything it signs, so exports always list it.
-    cp.store.record_verifier_key(&key.verifier_key()).await?;
+    cp.record_verifier_key(&key.verifier_key()).await?;
     let root = cp.store.audit_root(size).await?;
     let checkpoint = Checkpoint {
         origin: signer.origin().to_owned(),
@@ -127,7 +127,7 @@ pub async fn sign_at(
     let note = pliuz_audit::sign_checkpoint(&checkpoint, &key).map_err(log_err)?;
     // Remembered outside the database before anyone can see it.
     witness.append_async(&note).await?;
-    cp.store.save_checkpoint(size, &note).await?;
+    cp.save_checkpoint(size, &note).await?;
     // Another replica may have stored its own note for this size first.
     match cp.store.checkpoint_covering(size).await? {
         Some((s, stored)) if s == size => SignedCheckpoint::new(s, stored),
@@ -465,8 +465,6 @@ pub async fn verify_log(
     report.problem = report.problems.first().cloned();
     Ok(report)
 }
-
-pub use api::{openapi_operations, routes};
 
 #[cfg(test)]
 mod tests {

@@ -4,9 +4,9 @@
 
 use super::pages::{fmt_time, layout, page, time_el, Nav, WebError, WebResult};
 use super::session::{CsrfForm, Session, Viewer};
-use crate::api::error::Problem;
-use crate::api::AppState;
 use crate::auth::Role;
+use crate::http::error::Problem;
+use crate::http::AppState;
 use crate::service::directory::InitialPassword;
 use axum::extract::State;
 use axum::http::StatusCode;

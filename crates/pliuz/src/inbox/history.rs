@@ -3,11 +3,11 @@
 
 use super::csv;
 use super::pages::{fmt_time, layout, page, status_badge, time_el, truncate, Nav, WebResult};
-use super::requests::{args_summary, scope};
+use super::queue::{args_summary, scope};
 use super::session::Viewer;
 use crate::api::approvals::ApprovalView;
-use crate::api::AppState;
 use crate::approval::{Approval, Status};
+use crate::http::AppState;
 use crate::store::{format_time, ApprovalFilter, StoreError};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -117,7 +117,7 @@ pub async fn page_handler(
     let (items, next) =
         settled(&state, scope, &q, non_empty(&q.cursor), PAGE_SIZE as usize).await?;
     let status = q.status();
-    let policies: Vec<String> = match super::requests::scope(&state, &p) {
+    let policies: Vec<String> = match super::queue::scope(&state, &p) {
         Some(ps) => ps,
         None => state.cp.policies.iter().map(|p| p.name.clone()).collect(),
     };

@@ -4,9 +4,11 @@
 //! served from `/static/`, and every page carries a strict
 //! Content-Security-Policy. See `docs/inbox.md`.
 //!
-//! * `session`: log-in, log-out, one-time setup links, the session cookie and
-//!   CSRF tokens (also used by the API when called with the cookie).
-//! * `requests`: the live inbox, the request page and the decisions.
+//! * `login`: log-in, log-out and one-time setup links (the pages).
+//! * `session`: the page extractors (logged-in viewer, CSRF-checked forms);
+//!   the cookie and token plumbing is `crate::http::session`.
+//! * `queue`: the inbox list; `live`: its live feed (SSE);
+//!   `request_page`: one request; `decide`: approve, reject, edit.
 //! * `overview`: charts and tables of how the approval process is doing.
 //! * `history`: decided requests and their CSV / JSONL export.
 //! * `oidc`: single sign-on with an OpenID Connect provider.
@@ -14,50 +16,39 @@
 
 mod admin;
 pub mod csv;
+mod decide;
 mod extract;
 mod history;
+mod live;
+mod login;
 mod oidc;
 mod overview;
 mod pages;
-pub mod ratelimit;
-mod requests;
+mod queue;
+mod request_page;
 mod session;
 
-pub use session::session_principal;
-
-use crate::api::AppState;
+use crate::http::AppState;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-/// State the inbox keeps in memory (one per server process).
-#[derive(Default)]
-pub struct InboxState {
-    /// Failed log-in attempts per client address and email.
-    pub login_limiter: ratelimit::RateLimiter,
-    /// Single sign-on: the identity provider's discovered metadata.
-    pub oidc: oidc::OidcCache,
-}
-
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(session::root))
-        .route("/login", get(session::login_page).post(session::login))
-        .route("/logout", post(session::logout))
+        .route("/", get(login::root))
+        .route("/login", get(login::login_page).post(login::login))
+        .route("/logout", post(login::logout))
         .route("/login/oidc", get(oidc::start))
         .route("/login/oidc/callback", get(oidc::callback))
-        .route(
-            "/setup/{token}",
-            get(session::setup_page).post(session::setup),
-        )
-        .route("/inbox", get(requests::inbox))
-        .route("/inbox/events", get(requests::events))
-        .route("/requests/{id}", get(requests::show))
-        .route("/requests/{id}/approve", post(requests::approve))
-        .route("/requests/{id}/reject", post(requests::reject))
-        .route("/requests/{id}/edit", post(requests::edit))
-        .route("/requests/{id}/receipt.json", get(requests::receipt))
+        .route("/setup/{token}", get(login::setup_page).post(login::setup))
+        .route("/inbox", get(queue::inbox))
+        .route("/inbox/events", get(live::events))
+        .route("/requests/{id}", get(request_page::show))
+        .route("/requests/{id}/approve", post(decide::approve))
+        .route("/requests/{id}/reject", post(decide::reject))
+        .route("/requests/{id}/edit", post(decide::edit))
+        .route("/requests/{id}/receipt.json", get(request_page::receipt))
         .route("/overview", get(overview::index))
         .route("/overview/{file}", get(overview::csv))
         .route("/history", get(history::index))

@@ -14,10 +14,11 @@
 //!   (RP-initiated log-out) when discovery announced one.
 
 use super::pages::{safe_next, see_other, WebError, WebResult};
-use super::session::{cookie, is_cross_site, session_cookie, set_cookie};
-use crate::api::AppState;
 use crate::auth;
 use crate::config::oidc::{grant_for, OidcSettings};
+use crate::http::oidc::{GroupsIdToken, Metadata};
+use crate::http::session::{cookie, is_cross_site, session_cookie, set_cookie};
+use crate::http::AppState;
 use crate::service::sso::IdpIdentity;
 use crate::service::ServiceError;
 use crate::store::oidc::PendingLogin;
@@ -25,83 +26,20 @@ use crate::store::SessionRecord;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use maud::{html, Markup};
-use openidconnect::core::{
-    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod,
-    CoreGenderClaim, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
-    CoreSubjectIdentifierType,
-};
+use openidconnect::core::{CoreClient, CoreResponseType};
 use openidconnect::{
-    AdditionalClaims, AdditionalProviderMetadata, AuthenticationFlow, AuthorizationCode, ClientId,
-    ClientSecret, CsrfToken, IdToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    ProviderMetadata, RedirectUrl, Scope,
+    AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
 };
-use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
+use serde::Deserialize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a started log-in may take at the IdP.
 const LOGIN_TTL_MS: i64 = 10 * 60 * 1000;
-/// How long discovered metadata (endpoints, signing keys) is reused.
-const DISCOVERY_TTL: Duration = Duration::from_secs(600);
 /// Log-ins in flight at once (each is a row until used or expired).
 const MAX_PENDING_LOGINS: i64 = 10_000;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `end_session_endpoint` is in the discovery document of providers that
-/// support RP-initiated log-out (Keycloak, Okta, Entra ID...).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct LogoutMetadata {
-    end_session_endpoint: Option<String>,
-}
-impl AdditionalProviderMetadata for LogoutMetadata {}
-
-type Metadata = ProviderMetadata<
-    LogoutMetadata,
-    CoreAuthDisplay,
-    CoreClientAuthMethod,
-    CoreClaimName,
-    CoreClaimType,
-    CoreGrantType,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm,
-    CoreJsonWebKey,
-    CoreResponseMode,
-    CoreResponseType,
-    CoreSubjectIdentifierType,
->;
-
-/// Every claim besides the standard ones, to find the groups claim.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-struct OtherClaims(serde_json::Map<String, serde_json::Value>);
-impl AdditionalClaims for OtherClaims {}
-
-type GroupsIdToken = IdToken<
-    OtherClaims,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm,
->;
-
-/// Discovered provider metadata, shared by all requests.
-#[derive(Default)]
-pub struct OidcCache {
-    metadata: Mutex<Option<(Instant, Arc<Metadata>)>>,
-}
-
-impl OidcCache {
-    fn fresh(&self) -> Option<Arc<Metadata>> {
-        let guard = self.metadata.lock().ok()?;
-        guard
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < DISCOVERY_TTL)
-            .map(|(_, m)| m.clone())
-    }
-
-    fn any(&self) -> Option<Arc<Metadata>> {
-        self.metadata.lock().ok()?.as_ref().map(|(_, m)| m.clone())
-    }
-}
 
 fn settings(state: &AppState) -> Result<&OidcSettings, WebError> {
     state
@@ -145,7 +83,7 @@ fn refused(message: impl Into<String>) -> WebError {
 }
 
 async fn metadata(state: &AppState, oidc: &OidcSettings) -> Result<Arc<Metadata>, WebError> {
-    let cache = &state.extras.inbox.oidc;
+    let cache = &state.extras.oidc;
     if let Some(m) = cache.fresh() {
         return Ok(m);
     }
@@ -187,7 +125,7 @@ fn well_formed(t: &str) -> bool {
 /// the log-in page can offer RP-initiated log-out. Failures are only logged.
 pub async fn warm_up(state: &AppState) {
     if let Some(oidc) = state.cp.settings.oidc.as_ref() {
-        if state.extras.inbox.oidc.any().is_none() {
+        if state.extras.oidc.any().is_none() {
             let _ = metadata(state, oidc).await;
         }
     }
@@ -201,7 +139,6 @@ pub fn login_block(state: &AppState, next: &str, logged_out: bool) -> Markup {
     let end_session = if logged_out {
         state
             .extras
-            .inbox
             .oidc
             .any()
             .and_then(|m| m.additional_metadata().end_session_endpoint.clone())
@@ -352,7 +289,7 @@ pub async fn callback(
         )));
     };
     let bound = cookie(&headers, browser_cookie(&state)).is_some_and(|b| {
-        super::session::csrf_matches(&pending.browser_hash, &auth::hash_secret(b))
+        crate::http::session::csrf_matches(&pending.browser_hash, &auth::hash_secret(b))
     });
     if !bound {
         tracing::info!("single sign-on: state from another browser refused");
@@ -440,7 +377,7 @@ pub async fn callback(
     let session_secret = auth::new_secret(auth::SESSION_PREFIX);
     let ttl = state.cp.settings.inbox.session_ttl.min(oidc.session_ttl);
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
-    let _ = state.cp.store.purge_expired_sessions(now).await;
+    let _ = state.cp.purge_expired_sessions(now).await;
     let rec = SessionRecord {
         token_hash: auth::hash_secret(&session_secret),
         user_id: String::new(),

@@ -16,7 +16,7 @@
 
 use super::pages::{layout, page, span_words, Nav, WebError, WebResult};
 use super::session::Viewer;
-use crate::api::AppState;
+use crate::http::AppState;
 use crate::store::overview::{SettledRow, WaitingRow};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -200,7 +200,7 @@ impl OverviewQuery {
 
 async fn load(state: &AppState, viewer: &Viewer, days: i64) -> WebResult<(Stats, i64)> {
     let p = viewer.0.principal();
-    let scope = super::requests::scope(state, &p);
+    let scope = super::queue::scope(state, &p);
     let now = crate::store::now_millis();
     let from = now - days * DAY_MS;
     let waiting = state

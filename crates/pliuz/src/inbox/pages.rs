@@ -1,8 +1,8 @@
 //! Shared page parts: the layout, error pages, time and value formatting.
 
 use super::session::Session;
-use crate::api::error::Problem;
 use crate::auth::Role;
+use crate::http::error::Problem;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 use axum::http::{header, StatusCode};

@@ -4,7 +4,7 @@
 use super::{ControlPlane, FieldError, Result, ServiceError};
 use crate::approval::Actor;
 use crate::auth::{self, Role, User};
-use crate::store::AuditEvent;
+use crate::store::{AuditEvent, EventType};
 use serde_json::json;
 
 /// How long a one-time setup link stays valid.
@@ -86,7 +86,7 @@ impl ControlPlane {
         )
         .await?;
         tx.audit(AuditEvent {
-            kind: "user.created",
+            kind: EventType::UserCreated,
             actor: actor.to_string(),
             approval_id: None,
             data: json!({"email": email, "role": role, "groups": groups}),
@@ -126,7 +126,7 @@ impl ControlPlane {
         )
         .await?;
         tx.audit(AuditEvent {
-            kind: "user.token_issued",
+            kind: EventType::UserTokenIssued,
             actor: actor.to_string(),
             approval_id: None,
             data: json!({"email": user.email, "token_id": id, "label": label}),
@@ -143,7 +143,7 @@ impl ControlPlane {
             .revoke_user_tokens(&user.id, crate::store::now_millis())
             .await?;
         tx.audit(AuditEvent {
-            kind: "user.tokens_revoked",
+            kind: EventType::UserTokensRevoked,
             actor: actor.to_string(),
             approval_id: None,
             data: json!({"email": user.email, "count": n}),
@@ -170,9 +170,9 @@ impl ControlPlane {
         };
         tx.audit(AuditEvent {
             kind: if add {
-                "user.group_added"
+                EventType::UserGroupAdded
             } else {
-                "user.group_removed"
+                EventType::UserGroupRemoved
             },
             actor: actor.to_string(),
             approval_id: None,
@@ -194,9 +194,9 @@ impl ControlPlane {
         tx.set_user_disabled(&user.id, disabled).await?;
         tx.audit(AuditEvent {
             kind: if disabled {
-                "user.disabled"
+                EventType::UserDisabled
             } else {
-                "user.enabled"
+                EventType::UserEnabled
             },
             actor: actor.to_string(),
             approval_id: None,
@@ -219,7 +219,7 @@ impl ControlPlane {
         let mut tx = self.store.begin_write().await?;
         tx.set_password(user_id, &hash).await?;
         tx.audit(AuditEvent {
-            kind: "user.password_set",
+            kind: EventType::UserPasswordSet,
             actor: actor.to_string(),
             approval_id: None,
             data: json!({"email": user.user.email}),
@@ -251,7 +251,7 @@ impl ControlPlane {
             }
         })?;
         tx.audit(AuditEvent {
-            kind: "agent.created",
+            kind: EventType::AgentCreated,
             actor: actor.to_string(),
             approval_id: None,
             data: json!({"name": name}),
@@ -267,7 +267,7 @@ impl ControlPlane {
             return Err(ServiceError::NotFound(format!("active agent '{name}'")));
         }
         tx.audit(AuditEvent {
-            kind: "agent.revoked",
+            kind: EventType::AgentRevoked,
             actor: actor.to_string(),
             approval_id: None,
             data: json!({"name": name}),

@@ -2,10 +2,14 @@
 //! (`approval`, `policy`) what to do, and persists the outcome together with
 //! its audit entry and notifications in one [`WriteTx`].
 
+pub mod audit_log;
 pub mod conditions;
+pub mod deliveries;
 pub mod directory;
 pub mod runs;
+pub mod sessions;
 pub mod sso;
+pub mod webhooks;
 
 use crate::approval::{
     Actor, Approval, Decision, DecisionEffect, DecisionKind, Execution, Status, TransitionError,
@@ -14,7 +18,7 @@ use crate::auth::Principal;
 use crate::config::Settings;
 use crate::notify::{ApprovalChanged, Notifier};
 use crate::policy::{AutoDecision, MatchError, Policy, PolicySet};
-use crate::store::{AuditEvent, Store, StoreError, WriteTx};
+use crate::store::{AuditEvent, EventType, Store, StoreError, WriteTx};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -191,6 +195,18 @@ fn approval_json_args(a: &Map<String, Value>) -> Value {
 }
 
 impl ControlPlane {
+    /// Prepares the data directory and opens (and migrates) the store for
+    /// these settings: what `serve` and the admin commands start from.
+    pub async fn open(settings: Settings) -> anyhow::Result<ControlPlane> {
+        crate::file_modes::prepare(&settings)?;
+        let store = Store::open(&settings.database_url).await?;
+        Ok(ControlPlane::new(
+            store,
+            Arc::new(settings),
+            Notifier::new(),
+        ))
+    }
+
     pub fn new(store: Store, settings: Arc<Settings>, notifier: Notifier) -> ControlPlane {
         ControlPlane {
             store,
@@ -370,7 +386,7 @@ impl ControlPlane {
             "condition_errors": match &auto { AutoDecision::Human { errors } => errors.clone(), _ => vec![] },
         });
         tx.audit(AuditEvent {
-            kind: "approval.created",
+            kind: EventType::ApprovalCreated,
             actor: Actor::Agent(agent.to_owned()).to_string(),
             approval_id: Some(a.id.clone()),
             data: created_data,
@@ -394,7 +410,7 @@ impl ControlPlane {
             a.auto_decide(approve, reason.clone(), now);
             tx.update_approval(&mut a).await?;
             tx.audit(AuditEvent {
-                kind: "approval.decided",
+                kind: EventType::ApprovalDecided,
                 actor: Actor::Policy(policy.name.clone()).to_string(),
                 approval_id: Some(a.id.clone()),
                 data: json!({
@@ -534,12 +550,12 @@ impl ControlPlane {
             other => other.into(),
         })?;
         let (kind, outcome) = match &effect {
-            DecisionEffect::Settled(s) => ("approval.decided", json!(s)),
+            DecisionEffect::Settled(s) => (EventType::ApprovalDecided, json!(s)),
             DecisionEffect::Voted {
                 approvals,
                 required,
             } => (
-                "approval.voted",
+                EventType::ApprovalVoted,
                 json!({"approvals": approvals, "required": required}),
             ),
         };
@@ -599,7 +615,7 @@ impl ControlPlane {
         )?;
         tx.update_approval(&mut a).await?;
         tx.audit(AuditEvent {
-            kind: "approval.cancelled",
+            kind: EventType::ApprovalCancelled,
             actor: principal.actor().to_string(),
             approval_id: Some(a.id.clone()),
             data: json!({"reason": reason}),
@@ -643,7 +659,7 @@ impl ControlPlane {
             other => other.into(),
         })?;
         tx.audit(AuditEvent {
-            kind: "approval.execution_claimed",
+            kind: EventType::ApprovalExecutionClaimed,
             actor: principal.actor().to_string(),
             approval_id: Some(a.id.clone()),
             data: json!({
@@ -681,7 +697,7 @@ impl ControlPlane {
         }
         tx.update_approval(&mut a).await?;
         tx.audit(AuditEvent {
-            kind: "approval.executed",
+            kind: EventType::ApprovalExecuted,
             actor: principal.actor().to_string(),
             approval_id: Some(a.id.clone()),
             data: json!({
@@ -713,7 +729,7 @@ impl ControlPlane {
         a.expire(now)?;
         tx.update_approval(&mut a).await?;
         tx.audit(AuditEvent {
-            kind: "approval.expired",
+            kind: EventType::ApprovalExpired,
             actor: Actor::System.to_string(),
             approval_id: Some(a.id.clone()),
             data: json!({"expires_at": crate::store::format_time(a.expires_at)}),
@@ -741,7 +757,7 @@ impl ControlPlane {
             return Ok(());
         }
         tx.audit(AuditEvent {
-            kind: "policy.loaded",
+            kind: EventType::PolicyLoaded,
             actor: Actor::System.to_string(),
             approval_id: None,
             data: json!({

@@ -13,7 +13,7 @@ use super::{ControlPlane, FieldError, ServiceError};
 use crate::approval::{Actor, Approval};
 use crate::encryption::DataKey;
 use crate::run::{Outcome, Run, RunConflict, RunStatus};
-use crate::store::{format_time, AuditEvent, StoreError, WriteTx};
+use crate::store::{format_time, AuditEvent, EventType, StoreError, WriteTx};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -93,7 +93,11 @@ fn lease_ms(seconds: u64) -> i64 {
 
 impl ControlPlane {
     fn data_key(&self) -> Result<Arc<DataKey>> {
-        DataKey::for_settings(&self.settings).map_err(|e| RunsError::Key(e.to_string()))
+        DataKey::load(
+            self.settings.encryption_key.as_ref(),
+            &self.settings.encryption_key_file,
+        )
+        .map_err(|e| RunsError::Key(e.to_string()))
     }
 
     fn check_state(&self, s: &NewRunState) -> Result<()> {
@@ -178,7 +182,7 @@ impl ControlPlane {
 
     async fn audit_paused(&self, tx: &mut WriteTx, run: &Run) -> Result<()> {
         tx.audit(AuditEvent {
-            kind: "run.paused",
+            kind: EventType::RunPaused,
             actor: Actor::Agent(run.agent.clone()).to_string(),
             approval_id: None,
             data: json!({
@@ -201,13 +205,13 @@ impl ControlPlane {
         }
         tx.update_run(run, &prev).await?;
         tx.audit(AuditEvent {
-            kind: "run.ready",
+            kind: EventType::RunReady,
             actor: Actor::System.to_string(),
             approval_id: None,
             data: json!({"run_id": run.id, "approval_ids": run.approval_ids, "state_sha256": run.state_sha256}),
         })
         .await?;
-        crate::webhooks::enqueue(
+        crate::service::webhooks::enqueue(
             tx,
             &run.agent,
             "run.ready",
@@ -246,7 +250,7 @@ impl ControlPlane {
             }
         }
         let status = a.settlement.as_ref().map(|s| s.status).unwrap_or(a.status);
-        crate::webhooks::enqueue(
+        crate::service::webhooks::enqueue(
             tx,
             &a.agent,
             "approval.decided",
@@ -314,7 +318,7 @@ impl ControlPlane {
             e => e.into(),
         })?;
         tx.audit(AuditEvent {
-            kind: "run.resumed",
+            kind: EventType::RunResumed,
             actor: Actor::Agent(agent.to_owned()).to_string(),
             approval_id: None,
             data: json!({
@@ -419,7 +423,7 @@ impl ControlPlane {
         tx.update_run(&run, &prev).await.map_err(concurrent)?;
         tx.set_run_state(id, None).await?;
         tx.audit(AuditEvent {
-            kind: "run.completed",
+            kind: EventType::RunCompleted,
             actor: Actor::Agent(agent.to_owned()).to_string(),
             approval_id: None,
             data: json!({
@@ -438,10 +442,10 @@ impl ControlPlane {
     /// Sets (or replaces) an agent's webhook endpoint with a new signing
     /// secret, which is returned once and stored only sealed.
     pub async fn set_agent_webhook(&self, actor: &Actor, agent: &str, url: &str) -> Result<String> {
-        crate::webhooks::check_url(url)
+        crate::service::webhooks::check_url(url)
             .map_err(|m| RunsError::Validation(vec![FieldError::new("webhook_url", m)]))?;
         let key = self.data_key()?;
-        let secret = crate::webhooks::new_secret();
+        let secret = crate::service::webhooks::new_secret();
         let sealed = key.seal(&webhook_context(agent), secret.as_bytes());
         let mut tx = self.store.begin_write().await?;
         if !tx.agent_exists(agent).await? {
@@ -450,7 +454,7 @@ impl ControlPlane {
         let replaced = tx.get_webhook_tx(agent).await?.is_some();
         tx.set_webhook(agent, url, &sealed).await?;
         tx.audit(AuditEvent {
-            kind: "agent.webhook_set",
+            kind: EventType::AgentWebhookSet,
             actor: actor.to_string(),
             approval_id: None,
             data: json!({"name": agent, "url": url, "secret_rotated": replaced}),

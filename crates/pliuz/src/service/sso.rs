@@ -7,7 +7,7 @@ use super::{ControlPlane, Result, ServiceError};
 use crate::approval::Actor;
 use crate::auth::{Role, User};
 use crate::store::oidc::PendingLogin;
-use crate::store::{AuditEvent, SessionRecord};
+use crate::store::{AuditEvent, EventType, SessionRecord};
 use serde_json::json;
 
 /// What the IdP vouched for, after the ID token was verified.
@@ -76,7 +76,7 @@ impl ControlPlane {
                 if user.role != who.role {
                     tx.set_user_role(&user.id, who.role).await?;
                     tx.audit(AuditEvent {
-                        kind: "user.role_changed",
+                        kind: EventType::UserRoleChanged,
                         actor: actor.clone(),
                         approval_id: None,
                         data: json!({"email": user.email, "from": user.role, "to": who.role, "via": "oidc", "idp_groups": who.idp_groups}),
@@ -87,7 +87,7 @@ impl ControlPlane {
                 for g in user.groups.iter().filter(|g| !who.groups.contains(g)) {
                     tx.remove_group(&user.id, g).await?;
                     tx.audit(AuditEvent {
-                        kind: "user.group_removed",
+                        kind: EventType::UserGroupRemoved,
                         actor: actor.clone(),
                         approval_id: None,
                         data: json!({"email": user.email, "group": g, "changed": true, "via": "oidc", "idp_groups": who.idp_groups}),
@@ -97,7 +97,7 @@ impl ControlPlane {
                 for g in who.groups.iter().filter(|g| !user.groups.contains(g)) {
                     tx.add_group(&user.id, g).await?;
                     tx.audit(AuditEvent {
-                        kind: "user.group_added",
+                        kind: EventType::UserGroupAdded,
                         actor: actor.clone(),
                         approval_id: None,
                         data: json!({"email": user.email, "group": g, "changed": true, "via": "oidc", "idp_groups": who.idp_groups}),
@@ -122,7 +122,7 @@ impl ControlPlane {
                 };
                 tx.insert_user(&user, None, None, None).await?;
                 tx.audit(AuditEvent {
-                    kind: "user.created",
+                    kind: EventType::UserCreated,
                     actor: actor.clone(),
                     approval_id: None,
                     data: json!({"email": user.email, "role": user.role, "groups": user.groups, "via": "oidc", "issuer": who.issuer, "idp_groups": who.idp_groups}),
@@ -139,7 +139,7 @@ impl ControlPlane {
         };
         tx.insert_session(&session).await?;
         tx.audit(AuditEvent {
-            kind: "user.logged_in",
+            kind: EventType::UserLoggedIn,
             actor,
             approval_id: None,
             data: json!({"email": user.email, "via": "oidc", "issuer": who.issuer, "role": user.role, "groups": user.groups, "session_expires_at": crate::store::format_time(session.expires_at)}),

@@ -16,14 +16,15 @@
 use super::blocks::{self, ModalMeta};
 use super::signature;
 use super::Slack;
-use crate::api::error::Problem;
-use crate::api::AppState;
 use crate::approval::{Approval, DecisionKind, Status};
 use crate::auth::Principal;
+use crate::http::error::Problem;
+use crate::http::AppState;
 use crate::service::{DecisionInput, ServiceError};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -38,10 +39,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 pub async fn handle(
     State(state): State<AppState>,
+    Extension(slack): Extension<Option<Arc<Slack>>>,
     headers: HeaderMap,
-    crate::api::extract::ApiBytes(body): crate::api::extract::ApiBytes,
+    crate::http::extract::ApiBytes(body): crate::http::extract::ApiBytes,
 ) -> Response {
-    let Some(slack) = state.extras.slack.clone() else {
+    let Some(slack) = slack else {
         return Problem::not_found("Slack is not configured on this server").into_response();
     };
     let now = chrono::Utc::now().timestamp();

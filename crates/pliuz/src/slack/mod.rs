@@ -4,7 +4,7 @@
 //! - [`api`] calls the Slack Web API (the bot token stays in a header).
 //! - [`signature`] verifies that an interaction really comes from Slack.
 //! - [`interactions`] handles `POST /slack/interactions` (buttons, modals).
-//! - [`store`] remembers posted messages so later updates can edit them.
+//! - `crate::store::slack` remembers posted messages so later updates can edit them.
 //!
 //! Messages are sent by the durable outbox worker (`crate::outbox`).
 
@@ -12,10 +12,9 @@ pub mod api;
 pub mod blocks;
 pub mod interactions;
 pub mod signature;
-pub mod store;
 
-use crate::api::AppState;
 use crate::config::SlackSettings;
+use crate::http::AppState;
 use api::{SlackClient, SlackError};
 use axum::routing::post;
 use axum::Router;
@@ -29,8 +28,12 @@ const CACHE_TTL: Duration = Duration::from_secs(600);
 /// How long "no such user" is remembered.
 const NEGATIVE_TTL: Duration = Duration::from_secs(60);
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/slack/interactions", post(interactions::handle))
+/// `POST /slack/interactions`; `slack` is `None` when `[slack]` is not
+/// configured (the endpoint then answers 404).
+pub fn router(slack: Option<Arc<Slack>>) -> Router<AppState> {
+    Router::new()
+        .route("/slack/interactions", post(interactions::handle))
+        .layer(axum::Extension(slack))
 }
 
 type Cache = Mutex<HashMap<String, (Option<String>, Instant)>>;

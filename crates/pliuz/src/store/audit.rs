@@ -6,11 +6,75 @@ use pliuz_audit::Hash;
 use serde_json::Value;
 use std::collections::HashMap;
 
+macro_rules! event_types {
+    ($($variant:ident = $name:literal,)*) => {
+        /// Every kind of audit entry: the entry's `type`. docs/audit.md has a
+        /// row for each (checked by `tests/audit_events.rs`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventType {
+            $($variant,)*
+        }
+
+        impl EventType {
+            /// All of them, in docs/audit.md's order.
+            pub const ALL: &'static [EventType] = &[$(EventType::$variant,)*];
+
+            /// The `type` written into the entry.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventType::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+event_types! {
+    ApprovalCreated = "approval.created",
+    ApprovalDecided = "approval.decided",
+    ApprovalVoted = "approval.voted",
+    ApprovalCancelled = "approval.cancelled",
+    ApprovalExpired = "approval.expired",
+    ApprovalExecutionClaimed = "approval.execution_claimed",
+    ApprovalExecuted = "approval.executed",
+    UserCreated = "user.created",
+    UserPasswordSet = "user.password_set",
+    UserTokenIssued = "user.token_issued",
+    UserTokensRevoked = "user.tokens_revoked",
+    UserRoleChanged = "user.role_changed",
+    UserGroupAdded = "user.group_added",
+    UserGroupRemoved = "user.group_removed",
+    UserDisabled = "user.disabled",
+    UserEnabled = "user.enabled",
+    UserLoggedIn = "user.logged_in",
+    UserLoggedOut = "user.logged_out",
+    AgentCreated = "agent.created",
+    AgentRevoked = "agent.revoked",
+    AgentWebhookSet = "agent.webhook_set",
+    RunPaused = "run.paused",
+    RunReady = "run.ready",
+    RunResumed = "run.resumed",
+    RunCompleted = "run.completed",
+    NotificationSent = "notification.sent",
+    NotificationFailed = "notification.failed",
+    WebhookDelivered = "webhook.delivered",
+    WebhookFailed = "webhook.failed",
+    PolicyLoaded = "policy.loaded",
+    AuditKeyRotated = "audit.key_rotated",
+    AuditRollbackAccepted = "audit.rollback_accepted",
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One thing that happened, before it gets its index and time.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
-    /// `approval.created`, `approval.decided`, `user.created`, ...
-    pub kind: &'static str,
+    /// What happened: the entry's `type`.
+    pub kind: EventType,
     /// `user:EMAIL`, `agent:NAME`, `policy:NAME` or `system`.
     pub actor: String,
     pub approval_id: Option<String>,
@@ -79,7 +143,7 @@ impl WriteTx {
         let entry = pliuz_audit::Entry {
             index,
             time: format_time(now),
-            kind: event.kind.to_owned(),
+            kind: event.kind.as_str().to_owned(),
             actor: event.actor,
             approval_id: event.approval_id.clone(),
             data: event.data,
@@ -104,7 +168,7 @@ impl WriteTx {
         sqlx::query(&q)
             .bind(size_i)
             .bind(event.approval_id)
-            .bind(event.kind)
+            .bind(event.kind.as_str())
             .bind(now)
             .bind(body_text)
             .execute(&mut *self.tx)

@@ -15,9 +15,10 @@ mod principals;
 pub mod runs;
 pub mod schema;
 mod sessions;
+pub mod slack;
 
 pub use approvals::{ApprovalFilter, Page};
-pub use audit::{format_time, AuditEvent, StoredEntry};
+pub use audit::{format_time, AuditEvent, EventType, StoredEntry};
 pub use outbox::OutboxMessage;
 pub use sessions::SessionRecord;
 
@@ -885,7 +886,7 @@ mod tests {
 
     async fn audited_commit(mut tx: WriteTx) -> Result<Vec<u64>> {
         tx.audit(AuditEvent {
-            kind: "test.event",
+            kind: EventType::PolicyLoaded,
             actor: "system".into(),
             approval_id: None,
             data: serde_json::json!({}),

@@ -191,12 +191,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: INBOX_SQL,
         postgres: INBOX_SQL,
     },
-    // Slack: where each request's messages were posted (crate::slack::store).
+    // Slack: where each request's messages were posted (crate::store::slack).
     Migration {
         version: 3,
         name: "slack",
-        sqlite: crate::slack::store::MIGRATION_SQL,
-        postgres: crate::slack::store::MIGRATION_SQL,
+        sqlite: super::slack::MIGRATION_SQL,
+        postgres: super::slack::MIGRATION_SQL,
     },
     // Exactly-once execution: the execution claim and its deadline.
     Migration {

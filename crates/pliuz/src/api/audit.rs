@@ -9,13 +9,14 @@
 //! * a receipt: whoever can see the approval (auditors and admins, the
 //!   approvers of its policy, the agent that opened it).
 
-use super::{AuditError, Signer};
-use crate::api::error::Problem;
-use crate::api::extract::{ApiQuery, Auth};
-use crate::api::{AppState, Route};
+use super::Route;
+use crate::audit::{AuditError, Signer};
 use crate::auth::Principal;
+use crate::http::error::Problem;
+use crate::http::extract::{ApiQuery, Auth};
+use crate::http::AppState;
 use axum::extract::State;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
@@ -27,30 +28,6 @@ use serde_json::{json, Value};
 /// Most entries one `GET /api/v1/audit/entries` returns.
 pub const MAX_PAGE: u64 = 1000;
 const DEFAULT_PAGE: u64 = 100;
-
-impl From<AuditError> for Problem {
-    fn from(e: AuditError) -> Problem {
-        match e {
-            AuditError::NotFound(_) => Problem::not_found(e.to_string()),
-            AuditError::OutOfRange(m) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "out_of_range",
-                "Outside the log",
-                m,
-            ),
-            AuditError::NotSigned(m) => {
-                let mut p = Problem::unavailable(m);
-                p.retry_after = Some(2);
-                p
-            }
-            AuditError::Store(s) => s.into(),
-            AuditError::Log(m) => {
-                tracing::error!(error = %m, "audit log inconsistency");
-                Problem::internal()
-            }
-        }
-    }
-}
 
 fn out_of_range(m: String) -> Problem {
     AuditError::OutOfRange(m).into()
@@ -84,7 +61,7 @@ async fn checkpoint(State(state): State<AppState>, Auth(_p): Auth) -> Result<Res
     let latest = match cp.store.latest_checkpoint().await? {
         Some((_, note)) => note,
         None => match signer(&state) {
-            Some(s) => super::sign_checkpoint(cp, s).await?.note,
+            Some(s) => crate::audit::sign_checkpoint(cp, s).await?.note,
             None => {
                 return Err(AuditError::NotSigned(
                     "no checkpoint has been signed yet; try again in a few seconds".into(),
@@ -113,7 +90,7 @@ async fn key(State(state): State<AppState>, Auth(_p): Auth) -> Result<Response, 
 
 /// `GET /api/v1/audit/keys`: every verifier key the log has used.
 async fn keys(State(state): State<AppState>, Auth(_p): Auth) -> Result<Json<Value>, Problem> {
-    let keys = super::known_verifiers(&state.cp, signer(&state)).await?;
+    let keys = crate::audit::known_verifiers(&state.cp, signer(&state)).await?;
     let current = signer(&state)
         .map(|s| s.verifier_key())
         .or_else(|| keys.last().cloned());
@@ -259,12 +236,12 @@ async fn consistency(
 async fn receipt(
     State(state): State<AppState>,
     Auth(p): Auth,
-    crate::api::extract::ApiPath(id): crate::api::extract::ApiPath,
+    crate::http::extract::ApiPath(id): crate::http::extract::ApiPath,
 ) -> Result<Json<pliuz_audit::Receipt>, Problem> {
     // 404 when the caller may not see it: do not confirm it exists.
     state.cp.get_for(&p, &id).await?;
     Ok(Json(
-        super::receipt_for(&state.cp, &id, signer(&state)).await?,
+        crate::audit::receipt_for(&state.cp, &id, signer(&state)).await?,
     ))
 }
 

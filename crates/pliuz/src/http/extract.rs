@@ -40,7 +40,7 @@ impl FromRequestParts<AppState> for Auth {
                 Problem::unauthorized("the bearer token is unknown or revoked; create a new one with `pliuz agents create` or `pliuz users token`")
             });
         }
-        if let Some(principal) = crate::inbox::session_principal(parts, state).await? {
+        if let Some(principal) = super::session::session_principal(parts, state).await? {
             return Ok(Auth(principal));
         }
         Err(Problem::unauthorized(

@@ -3,7 +3,7 @@
 //! them after a restart), plus the outbox claims and give-ups the delivery
 //! worker needs. Written through the same `Store` / `WriteTx` as the rest.
 
-use crate::store::{Result, Store, WriteTx};
+use super::{Result, Store, WriteTx};
 use sqlx::Row;
 
 /// `next_attempt_at` of a message the worker gave up on: never due again.

@@ -294,3 +294,27 @@ impl From<ServiceError> for Problem {
         }
     }
 }
+
+impl From<crate::audit::AuditError> for Problem {
+    fn from(e: crate::audit::AuditError) -> Problem {
+        match e {
+            crate::audit::AuditError::NotFound(_) => Problem::not_found(e.to_string()),
+            crate::audit::AuditError::OutOfRange(m) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "out_of_range",
+                "Outside the log",
+                m,
+            ),
+            crate::audit::AuditError::NotSigned(m) => {
+                let mut p = Problem::unavailable(m);
+                p.retry_after = Some(2);
+                p
+            }
+            crate::audit::AuditError::Store(s) => s.into(),
+            crate::audit::AuditError::Log(m) => {
+                tracing::error!(error = %m, "audit log inconsistency");
+                Problem::internal()
+            }
+        }
+    }
+}

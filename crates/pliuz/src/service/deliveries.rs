@@ -1,0 +1,128 @@
+//! Delivery records of the outbox (Slack messages and webhooks): claims,
+//! retries, deliveries and give-ups. The workers (`crate::outbox`,
+//! `crate::webhooks`) talk to the outside; what they learn is written here,
+//! with its audit entry in the same transaction.
+
+use super::ControlPlane;
+use crate::approval::Actor;
+use crate::store::slack as sstore;
+use crate::store::{AuditEvent, EventType, StoreError};
+use serde_json::Value;
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A Slack message now in Slack: where it was posted.
+pub struct Posted<'a> {
+    pub target: &'a str,
+    pub approval_id: &'a str,
+    pub channel: &'a str,
+    pub ts: &'a str,
+}
+
+impl ControlPlane {
+    /// Takes the lease on a due Slack outbox row (`false`: another worker has it).
+    pub async fn claim_delivery(
+        &self,
+        id: &str,
+        seen_due_at: i64,
+        lease_until: i64,
+    ) -> Result<bool> {
+        sstore::claim(&self.store, id, seen_due_at, lease_until).await
+    }
+
+    /// Schedules another attempt of an outbox row at `next`.
+    pub async fn retry_delivery(&self, id: &str, next: i64, error: &str) -> Result<()> {
+        self.store.mark_retry(id, next, error).await
+    }
+
+    /// Closes an outbox row with nothing (more) to send.
+    pub async fn close_delivery(&self, id: &str) -> Result<()> {
+        self.store.mark_delivered(id).await
+    }
+
+    /// Gives up on a Slack notification, with its `notification.failed` entry.
+    pub async fn give_up_notification(
+        &self,
+        id: &str,
+        approval_id: Option<String>,
+        data: Value,
+    ) -> Result<()> {
+        let error = data.get("error").and_then(Value::as_str).unwrap_or("");
+        let mut tx = self.store.begin_write().await?;
+        sstore::give_up_tx(&mut tx, id, error).await?;
+        tx.audit(AuditEvent {
+            kind: EventType::NotificationFailed,
+            actor: Actor::System.to_string(),
+            approval_id,
+            data,
+        })
+        .await?;
+        tx.commit().await.map(drop)
+    }
+
+    /// Records a sent Slack message (where it went, optionally closing the
+    /// row) with its `notification.sent` entry, in one transaction.
+    pub async fn record_notification_sent(
+        &self,
+        id: &str,
+        approval_id: Option<String>,
+        posted: Option<Posted<'_>>,
+        close_row: bool,
+        data: Value,
+    ) -> Result<()> {
+        let mut tx = self.store.begin_write().await?;
+        if let Some(p) = posted {
+            sstore::record_message(&mut tx, id, p.target, p.approval_id, p.channel, p.ts).await?;
+        }
+        if close_row {
+            sstore::mark_delivered_tx(&mut tx, id).await?;
+        }
+        tx.audit(AuditEvent {
+            kind: EventType::NotificationSent,
+            actor: Actor::System.to_string(),
+            approval_id,
+            data,
+        })
+        .await?;
+        tx.commit().await.map(drop)
+    }
+
+    /// A webhook the receiver accepted, with its `webhook.delivered` entry.
+    pub async fn record_webhook_delivered(
+        &self,
+        id: &str,
+        approval_id: Option<String>,
+        data: Value,
+    ) -> Result<()> {
+        let mut tx = self.store.begin_write().await?;
+        tx.webhook_delivered(id).await?;
+        tx.audit(AuditEvent {
+            kind: EventType::WebhookDelivered,
+            actor: Actor::System.to_string(),
+            approval_id,
+            data,
+        })
+        .await?;
+        tx.commit().await.map(drop)
+    }
+
+    /// Gives up on a webhook, with its `webhook.failed` entry.
+    pub async fn give_up_webhook(
+        &self,
+        id: &str,
+        approval_id: Option<String>,
+        error: &str,
+        data: Value,
+    ) -> Result<()> {
+        let mut tx = self.store.begin_write().await?;
+        tx.webhook_given_up(id, error).await?;
+        tx.audit(AuditEvent {
+            kind: EventType::WebhookFailed,
+            actor: Actor::System.to_string(),
+            approval_id,
+            data,
+        })
+        .await?;
+        tx.commit().await.map(drop)
+    }
+}
