@@ -10,7 +10,7 @@ Two ways, both in this file:
 
 Run it against a Pliuz server (``pliuz serve``) with an agent key::
 
-    pip install "pliuz[langgraph]" langchain
+    pip install "./sdk/python[langgraph]" langchain   # from the repository root
     export PLIUZ_API_KEY=pliuz_ak_...        # pliuz agents create support-bot
     export PLIUZ_BASE_URL=http://127.0.0.1:8700
     python examples/langgraph_refund.py              # gated tool, scripted model

@@ -1,4 +1,4 @@
-"""Pliuz approval gates for LangGraph and LangChain tools (``pip install "pliuz[langgraph]"``).
+"""Pliuz approval gates for LangGraph and LangChain tools (``pip install "./sdk/python[langgraph]"`` from the repository).
 
 Two ways to put a human in front of an action; pick one per action.
 

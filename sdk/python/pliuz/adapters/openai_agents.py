@@ -1,4 +1,4 @@
-"""Pliuz approval gates for the OpenAI Agents SDK (``pip install "pliuz[openai-agents]"``).
+"""Pliuz approval gates for the OpenAI Agents SDK (``pip install "./sdk/python[openai-agents]"`` from the repository).
 
 Stack :func:`gated_tool` on ``@function_tool`` — the gate runs before the tool body::
 
