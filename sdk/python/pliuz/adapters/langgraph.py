@@ -1,4 +1,6 @@
-"""Pliuz approval gates for LangGraph and LangChain tools (``pip install "./sdk/python[langgraph]"`` from the repository).
+"""Pliuz approval gates for LangGraph and LangChain tools.
+
+Install from the repository: ``pip install "./sdk/python[langgraph]"``.
 
 Two ways to put a human in front of an action; pick one per action.
 

@@ -1,4 +1,6 @@
-"""Pliuz approval gates for the OpenAI Agents SDK (``pip install "./sdk/python[openai-agents]"`` from the repository).
+"""Pliuz approval gates for the OpenAI Agents SDK.
+
+Install from the repository: ``pip install "./sdk/python[openai-agents]"``.
 
 Stack :func:`gated_tool` on ``@function_tool`` — the gate runs before the tool body::
 
