@@ -412,16 +412,41 @@ export class PliuzClient {
     })) as Receipt;
   }
 
-  /** Decide as a human (user token): approve, reject, or edit with `finalArgs`. Not retried. */
+  /**
+   * Decide as a human (user token): approve, reject, or edit with `finalArgs`. Not retried.
+   *
+   * A decision is bound to the arguments the decider reviewed: pass the approval you looked
+   * at (its `args_digest` is sent), or an id with `argsDigest`. If an approver edited the
+   * arguments since, the server refuses with `PliuzConflictError` code `args_changed`.
+   */
   async decide(
-    id: string,
+    approval: string | { id?: unknown; args_digest?: unknown },
     decision: DecisionKind,
-    options?: CallOptions & { reason?: string; finalArgs?: Record<string, unknown> },
+    options?: CallOptions & {
+      reason?: string;
+      finalArgs?: Record<string, unknown>;
+      argsDigest?: string;
+    },
   ): Promise<Approval> {
+    const id = typeof approval === "string" ? approval : String(approval.id ?? "");
+    const fromApproval =
+      typeof approval === "string" || typeof approval.args_digest !== "string" ? undefined : approval.args_digest;
+    const digest = options?.argsDigest ?? fromApproval;
+    if (!id || !digest) {
+      throw new TypeError(
+        "a decision must say which arguments were reviewed: pass the approval you looked at, " +
+          "or an id with { argsDigest } from it (GET the approval first)",
+      );
+    }
     return (await this.#request({
       method: "POST",
       path: `/approvals/${encodeURIComponent(id)}/decision`,
-      body: dropUndefined({ decision, reason: options?.reason, final_args: options?.finalArgs }),
+      body: dropUndefined({
+        decision,
+        args_digest: digest,
+        reason: options?.reason,
+        final_args: options?.finalArgs,
+      }),
       retry: false,
       deadline: this.#deadline(options),
     })) as Approval;

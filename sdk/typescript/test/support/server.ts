@@ -175,7 +175,13 @@ export class Human {
   }
 
   async decide(id: string, decision: string, extra: { reason?: string; final_args?: Json } = {}): Promise<Json> {
-    const r = await this.#call("POST", `/approvals/${id}/decision`, { decision, ...extra });
+    // Bound to the arguments under review, as a person deciding in the inbox would be.
+    const current = await this.get(id);
+    const r = await this.#call("POST", `/approvals/${id}/decision`, {
+      decision,
+      args_digest: current.args_digest,
+      ...extra,
+    });
     if (r.status !== 200) throw new Error(`decision ${decision} on ${id}: ${r.status} ${JSON.stringify(r.json)}`);
     return r.json;
   }
