@@ -17,7 +17,8 @@
 //!    store (each = one plan + one `IN (...)` query), and a receipt's worth
 //!    of work (entries of one approval + proofs).
 
-use pliuz::store::{AuditEvent, EventType, Store};
+use pliuz::audit_event::{AuditEvent, DecisionKind, Status};
+use pliuz::store::Store;
 use rand::Rng;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -29,30 +30,38 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn event(i: u64) -> AuditEvent {
+fn event(i: u64) -> (&'static str, String, AuditEvent) {
     let approval = format!("01a2{i:028x}");
     if i % 2 == 0 {
-        AuditEvent {
-            kind: EventType::ApprovalCreated,
-            actor: "agent:support-bot".into(),
-            approval_id: Some(approval),
-            data: json!({
-                "tool_name": "issue_refund",
-                "tool_args": {"order_id": format!("A-{i}"), "amount_cents": i % 100_000, "currency": "EUR"},
-                "args_digest": "c3a0296e961a53f17f9f82c1a70a69ff7d53ab9055620eb686bbf987c9b4a5c7",
-                "policy": "refunds",
-                "agent": "support-bot",
-                "required_approvals": 1,
-                "expires_at": "2025-01-31T12:30:00.000Z",
-            }),
-        }
+        let args =
+            json!({"order_id": format!("A-{i}"), "amount_cents": i % 100_000, "currency": "EUR"});
+        let event = AuditEvent::ApprovalCreated {
+            tool_name: "issue_refund".into(),
+            tool_args: args.as_object().cloned().unwrap_or_default(),
+            args_digest: "c3a0296e961a53f17f9f82c1a70a69ff7d53ab9055620eb686bbf987c9b4a5c7".into(),
+            policy: "refunds".into(),
+            agent: "support-bot".into(),
+            originator: None,
+            call_id: None,
+            session_id: None,
+            idempotency_key: None,
+            required_approvals: 1,
+            expires_at: "2025-01-31T12:30:00.000Z".into(),
+            condition_errors: vec![],
+        };
+        ("agent:support-bot", approval, event)
     } else {
-        AuditEvent {
-            kind: EventType::ApprovalDecided,
-            actor: "user:fin@example.com".into(),
-            approval_id: Some(format!("01a2{:028x}", i - 1)),
-            data: json!({"outcome": "approved", "reason": "looks fine", "edited": false}),
-        }
+        let event = AuditEvent::ApprovalDecided {
+            decision: DecisionKind::Approve,
+            outcome: Status::Approved,
+            reason: Some("looks fine".into()),
+            condition: None,
+            original_args: Default::default(),
+            args_digest: None,
+            final_args: None,
+            edited: false,
+        };
+        ("user:fin@example.com", format!("01a2{:028x}", i - 1), event)
     }
 }
 
@@ -63,7 +72,10 @@ async fn append(store: &Store, next: &mut u64, count: u64, per_tx: u64) -> Durat
         let n = left.min(per_tx);
         let mut tx = store.begin_write().await.expect("begin");
         for _ in 0..n {
-            tx.audit(event(*next)).await.expect("audit");
+            let (actor, approval_id, event) = event(*next);
+            tx.audit(actor, Some(&approval_id), event)
+                .await
+                .expect("audit");
             *next += 1;
         }
         tx.commit().await.expect("commit");

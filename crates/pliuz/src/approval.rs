@@ -300,6 +300,60 @@ pub enum TransitionError {
     ArgsWithoutEdit,
 }
 
+/// The longest reason a decision or a cancellation may carry
+/// (docs/limits.md), in characters.
+pub const MAX_REASON_CHARS: usize = 2000;
+
+/// Something someone asks to do with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Decide(DecisionKind),
+    Cancel,
+}
+
+/// What the asker's account entitles them to, as only the service knows it
+/// (the policy's approvers, the user's role).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// An approver of the request's policy.
+    pub approver: bool,
+    /// An enabled admin.
+    pub admin: bool,
+}
+
+/// Why an [`Action`] is refused: the one set of rules the API, the inbox and
+/// Slack all ask ([`Approval::allows`], [`check_reason`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("agent keys cannot decide on approvals; a human approver must, with a user token or in the inbox")]
+    AgentCannotDecide,
+    #[error("{who} is not an approver of policy '{policy}'")]
+    NotApprover { who: String, policy: String },
+    #[error("only the requesting agent or an admin can cancel a request")]
+    MayNotCancel,
+    #[error("a reason is required to reject: say why, the agent's model receives it")]
+    ReasonRequired,
+    #[error("the reason must be at most {max} characters")]
+    ReasonTooLong { max: usize },
+    /// The request's own rules: its state, its policy's decisions, nobody
+    /// approving their own request or approving twice.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+}
+
+/// The rules on a reason, the same wherever it is given: required to
+/// reject, at most [`MAX_REASON_CHARS`]. Blank counts as none.
+pub fn check_reason(action: Action, reason: Option<&str>) -> Result<(), Refusal> {
+    let reason = reason.filter(|r| !r.trim().is_empty());
+    match reason {
+        None if action == Action::Decide(DecisionKind::Reject) => Err(Refusal::ReasonRequired),
+        Some(r) if r.chars().count() > MAX_REASON_CHARS => Err(Refusal::ReasonTooLong {
+            max: MAX_REASON_CHARS,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A decision by a person entitled to make it (authorisation is checked by
 /// the caller against the policy; the state machine checks the rest).
 #[derive(Debug, Clone)]
@@ -346,12 +400,42 @@ impl Approval {
         }
     }
 
-    /// Whether `actor` may make a decision of `kind` on this request now, by
-    /// the request's own rules: it is pending, its policy allows the kind,
-    /// nobody approves (or edits) their own request, and nobody approves
-    /// twice. Whether the actor is an approver of the policy at all is the
-    /// service's question (`ControlPlane::may_decide`). `decide` applies the
-    /// same rules; the inbox asks this to offer only the buttons that work.
+    /// Whether `actor` may do `action` on this request now. Deciding: a
+    /// person (not an agent) who approves for the policy (`standing`), on a
+    /// pending request whose policy allows the kind, nobody approving (or
+    /// editing) their own request, and nobody approving twice. Cancelling:
+    /// the requesting agent or an admin, while pending. The API, the inbox
+    /// (to offer only the buttons that work) and Slack ask this; `decide`
+    /// and `cancel` apply the request's part again under the write lock.
+    /// Reasons are [`check_reason`]'s.
+    pub fn allows(&self, actor: &Actor, standing: Standing, action: Action) -> Result<(), Refusal> {
+        match action {
+            Action::Decide(kind) => {
+                let who = match actor {
+                    Actor::User(email) => email,
+                    _ => return Err(Refusal::AgentCannotDecide),
+                };
+                if !standing.approver {
+                    return Err(Refusal::NotApprover {
+                        who: who.clone(),
+                        policy: self.policy.clone(),
+                    });
+                }
+                Ok(self.permitted(actor, kind)?)
+            }
+            Action::Cancel => {
+                let requester = matches!(actor, Actor::Agent(name) if *name == self.agent);
+                if !requester && !standing.admin {
+                    return Err(Refusal::MayNotCancel);
+                }
+                Ok(self.ensure_pending("cancelled")?)
+            }
+        }
+    }
+
+    /// The request's own rules for a decision of `kind` by `actor`: it is
+    /// pending, its policy allows the kind, nobody approves (or edits) their
+    /// own request, and nobody approves twice (part of [`Approval::allows`]).
     pub fn permitted(&self, actor: &Actor, kind: DecisionKind) -> Result<(), TransitionError> {
         self.ensure_pending("decided")?;
         self.decision_allowed(kind)?;

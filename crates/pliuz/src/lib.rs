@@ -10,6 +10,7 @@ pub mod api;
 pub(crate) mod approval;
 pub(crate) mod approver_check;
 pub(crate) mod audit;
+pub mod audit_event;
 pub(crate) mod auth;
 pub mod cli;
 pub mod config;

@@ -39,6 +39,7 @@
 //! `PLIUZ_OUTBOX_LEASE_MS` (claim lease, default 60000).
 
 use crate::approval::{Actor, Approval};
+use crate::audit_event::{AuditEvent, SlackDelivery};
 use crate::service::deliveries::Posted;
 use crate::service::ControlPlane;
 use crate::slack::api::SlackError;
@@ -250,7 +251,9 @@ async fn give_up(cp: &ControlPlane, row: &OutboxMessage, error: &str) {
         .give_up_notification(
             &row.id,
             row.approval_id.clone(),
-            json!({"outbox_id": row.id, "kind": row.kind, "attempts": row.attempts + 1, "error": error}),
+            &row.kind,
+            row.attempts + 1,
+            error,
         )
         .await;
     if let Err(e) = result {
@@ -288,7 +291,7 @@ async fn record_sent(
     row: &OutboxMessage,
     posted: Option<(&str, &str, &str)>,
     close_row: bool,
-    data: Value,
+    message: SlackDelivery,
 ) -> Result<(), Failure> {
     let mut last = None;
     for attempt in 0..5u32 {
@@ -306,7 +309,17 @@ async fn record_sent(
             _ => None,
         };
         let result = cp
-            .record_notification_sent(&row.id, id.clone(), where_, close_row, data.clone())
+            .record_notification_sent(
+                &row.id,
+                id.clone(),
+                where_,
+                close_row,
+                AuditEvent::NotificationSent {
+                    outbox_id: row.id.clone(),
+                    kind: row.kind.clone(),
+                    message: message.clone(),
+                },
+            )
             .await;
         match result {
             Ok(()) => return Ok(()),
@@ -366,7 +379,11 @@ async fn post(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(
         row,
         Some((target, &channel, &ts)),
         true,
-        json!({"outbox_id": row.id, "kind": row.kind, "target": target, "channel": channel, "ts": ts}),
+        SlackDelivery::Posted {
+            target: target.to_owned(),
+            channel: channel.clone(),
+            ts: ts.clone(),
+        },
     )
     .await
 }
@@ -400,7 +417,12 @@ async fn dm(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(),
             row,
             Some((&target, &channel, &ts)),
             false,
-            json!({"outbox_id": row.id, "kind": row.kind, "target": target, "email": u.email, "channel": channel, "ts": ts}),
+            SlackDelivery::DirectMessage {
+                target: target.clone(),
+                email: u.email.clone(),
+                channel: channel.clone(),
+                ts: ts.clone(),
+            },
         )
         .await?;
     }
@@ -447,7 +469,10 @@ async fn update(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result
         row,
         None,
         true,
-        json!({"outbox_id": row.id, "kind": row.kind, "status": a.status, "messages": updated}),
+        SlackDelivery::Updated {
+            status: a.status,
+            messages: updated,
+        },
     )
     .await
 }

@@ -19,13 +19,14 @@
 //! Signature: `webhook-signature: v1,<base64 HMAC-SHA256(key, "<webhook-id>.<webhook-timestamp>.<body>")>`
 //! where the key is the base64-decoded part of the agent's `whsec_` secret.
 
+use crate::audit_event::AuditEvent;
 use crate::outbox::Tuning;
 use crate::service::ControlPlane;
 use crate::store::runs::DueWebhook;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::Sha256;
 use std::time::Duration;
 
@@ -195,15 +196,15 @@ async fn deliver(
         );
     }
     tracing::info!(outbox = %row.id, %event_type, %url, status = status.as_u16(), "delivered a webhook");
-    let data = json!({
-        "outbox_id": row.id,
-        "webhook_id": webhook_id,
-        "type": event_type,
-        "agent": agent,
-        "url": url,
-        "status": status.as_u16(),
-        "attempts": row.attempts + 1,
-    });
+    let delivered = AuditEvent::WebhookDelivered {
+        outbox_id: row.id.clone(),
+        webhook_id: webhook_id.to_string(),
+        event_type: event_type.to_string(),
+        agent: agent.to_string(),
+        url: url.to_string(),
+        status: status.as_u16(),
+        attempts: row.attempts + 1,
+    };
     // The receiver has it: record that, retrying the commit in place so a
     // brief database hiccup does not cause a duplicate delivery.
     let mut last = None;
@@ -212,7 +213,7 @@ async fn deliver(
             tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
         }
         let result = async {
-            cp.record_webhook_delivered(&row.id, row.approval_id.clone(), data.clone())
+            cp.record_webhook_delivered(&row.id, row.approval_id.clone(), delivered.clone())
                 .await
         }
         .await;
@@ -242,7 +243,14 @@ async fn failed(cp: &ControlPlane, row: &DueWebhook, f: Failure, tuning: &Tuning
     if give_up {
         tracing::error!(outbox = %row.id, attempts, %error, "giving up on a webhook delivery");
         let result = async {
-            cp.give_up_webhook(&row.id, row.approval_id.clone(), &error, json!({"outbox_id": row.id, "type": row.payload.get("type"), "agent": row.payload.get("agent"), "attempts": attempts, "error": error}))
+            let failed = AuditEvent::WebhookFailed {
+                outbox_id: row.id.clone(),
+                event_type: row.payload.get("type").cloned(),
+                agent: row.payload.get("agent").cloned(),
+                attempts,
+                error: error.clone(),
+            };
+            cp.give_up_webhook(&row.id, row.approval_id.clone(), &error, failed)
                 .await
         }
         .await;

@@ -34,6 +34,7 @@ const LAYERS: &[&str] = &[
     "config",
     "encryption",
     // The domain: pure, no I/O.
+    "audit_event",
     "approver_check",
     "notify",
     "auth",

@@ -1,14 +1,14 @@
 //! `/api/v1/approvals`: agents open requests and wait; humans list and decide.
 
 use crate::approval::{
-    is_valid_claim_id, Approval, DecisionKind, Execution, ExecutionOutcome, Status,
-    MAX_CLAIM_ID_CHARS,
+    check_reason, is_valid_claim_id, Action, Approval, DecisionKind, Execution, ExecutionOutcome,
+    Status, MAX_CLAIM_ID_CHARS,
 };
 use crate::auth::Principal;
 use crate::http::error::Problem;
 use crate::http::extract::{check_depth, parse_json, ApiBytes, ApiJson, ApiPath, ApiQuery, Auth};
 use crate::http::AppState;
-use crate::service::{DecisionInput, FieldError, NewApproval};
+use crate::service::{DecisionInput, FieldError, NewApproval, ServiceError};
 use crate::store::{format_time, ApprovalFilter};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -169,6 +169,22 @@ fn check_len(
             format!("must be at most {max} characters"),
         )),
         _ => {}
+    }
+}
+
+/// Collects what is wrong with a reason: text no store keeps, or the
+/// domain's rules (required to reject, a maximum length), reported with the
+/// request's other field errors.
+fn reason_errors(errors: &mut Vec<FieldError>, action: Action, reason: Option<&str>) {
+    if let Some(e) = reason.and_then(|r| crate::service::unstorable("reason", r)) {
+        errors.push(e);
+        return;
+    }
+    if let Err(refusal) = check_reason(action, reason) {
+        match ServiceError::from(refusal) {
+            ServiceError::Validation(v) => errors.extend(v),
+            other => errors.push(FieldError::new("reason", other.to_string())),
+        }
     }
 }
 
@@ -408,7 +424,7 @@ fn validate_decision(body: &DecisionBody) -> Result<DecisionKind, Problem> {
         )])
     })?;
     let mut errors = Vec::new();
-    check_len(&mut errors, "reason", body.reason.as_deref(), 2000, false);
+    reason_errors(&mut errors, Action::Decide(kind), body.reason.as_deref());
     if !is_digest(&body.args_digest) {
         errors.push(FieldError::new(
             "args_digest",
@@ -558,7 +574,7 @@ fn cancel_reason(body: &[u8]) -> Result<Option<String>, Problem> {
             .reason
     };
     let mut errors = Vec::new();
-    check_len(&mut errors, "reason", reason.as_deref(), 2000, false);
+    reason_errors(&mut errors, Action::Cancel, reason.as_deref());
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }

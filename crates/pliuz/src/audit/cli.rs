@@ -5,9 +5,8 @@
 
 use super::signer::{write_key_file, Signer};
 use super::witness::Witness;
-use crate::approval::Actor;
+use crate::audit_event::AuditEvent;
 use crate::config::{Overrides, Settings};
-use crate::store::{AuditEvent, EventType};
 use clap::Subcommand;
 use pliuz_audit::{SigningKey, Verifier};
 use std::path::{Path, PathBuf};
@@ -387,15 +386,10 @@ async fn rotate_key(over: &Overrides, print: bool) -> anyhow::Result<ExitCode> {
 
     // 3. Record the rotation in the log itself.
     let recorded = cp
-        .record_event(AuditEvent {
-            kind: EventType::AuditKeyRotated,
-            actor: Actor::System.to_string(),
-            approval_id: None,
-            data: serde_json::json!({
-                "previous_key": old_key.verifier_key(),
-                "key": new.verifier_key(),
-                "sealed_at_size": sealed.size,
-            }),
+        .record_event(AuditEvent::AuditKeyRotated {
+            previous_key: old_key.verifier_key(),
+            key: new.verifier_key(),
+            sealed_at_size: sealed.size,
         })
         .await;
     if let Err(e) = recorded {
@@ -455,18 +449,16 @@ async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
     let log_size = cp.store.audit_size().await?;
     let archived = witness.archive()?;
     let recorded = cp
-        .record_event(AuditEvent {
-            kind: EventType::AuditRollbackAccepted,
-            actor: Actor::System.to_string(),
-            approval_id: None,
-            data: serde_json::json!({
-                "remembered_size": newest.checkpoint.size,
-                "remembered_checkpoint": newest.note,
-                "remembered_signed_at": newest.signed_at,
-                "log_size": log_size,
-                "problem": problem,
-                "archived_file": archived.file_name().and_then(|n| n.to_str()),
-            }),
+        .record_event(AuditEvent::AuditRollbackAccepted {
+            remembered_size: newest.checkpoint.size,
+            remembered_checkpoint: newest.note.clone(),
+            remembered_signed_at: newest.signed_at.clone(),
+            log_size,
+            problem: problem.clone(),
+            archived_file: archived
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_owned),
         })
         .await;
     if let Err(e) = recorded {

@@ -7,7 +7,7 @@ use super::pages::{layout, page, pretty, see_other, Nav, WebError, WebResult};
 use super::queue::*;
 use super::request_page::*;
 use super::session::{CsrfForm, Session};
-use crate::approval::{Approval, DecisionKind, Status};
+use crate::approval::{check_reason, Action, Approval, DecisionKind, Refusal, Status};
 use crate::diff::{diff, Change};
 use crate::http::error::Problem;
 use crate::http::AppState;
@@ -103,33 +103,32 @@ pub async fn reject(
     super::extract::WebPath(id): super::extract::WebPath,
     CsrfForm(s, f): CsrfForm<ReasonForm>,
 ) -> WebResult {
-    let Some(reason) = non_empty(Some(f.reason)) else {
+    let reason = non_empty(Some(f.reason));
+    // The rule every edge asks; the form says it in its own words.
+    let refused = match check_reason(Action::Decide(DecisionKind::Reject), reason.as_deref()) {
+        Err(Refusal::ReasonRequired) => {
+            Some("Write a reason for rejecting: the agent's model receives it.".to_owned())
+        }
+        Err(Refusal::ReasonTooLong { max }) => {
+            Some(format!("The reason is too long: at most {max} characters."))
+        }
+        Err(other) => Some(other.to_string()),
+        Ok(()) => None,
+    };
+    let (Some(reason), None) = (reason.clone(), refused.clone()) else {
         return render(
             &state,
             &s,
             &id,
             StatusCode::UNPROCESSABLE_ENTITY,
             Feedback {
-                error: Some("Write a reason for rejecting: the agent's model receives it.".into()),
+                error: refused,
+                reason,
                 ..Default::default()
             },
         )
         .await;
     };
-    if reason.chars().count() > 2000 {
-        return render(
-            &state,
-            &s,
-            &id,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Feedback {
-                error: Some("The reason is too long: at most 2000 characters.".into()),
-                reason: Some(reason),
-                ..Default::default()
-            },
-        )
-        .await;
-    }
     let input = DecisionInput {
         kind: DecisionKind::Reject,
         reason: Some(reason.clone()),

@@ -6,7 +6,7 @@ use super::pages::{
     expires_text, fmt_time, layout, page, pretty, status_badge, time_el, value_text, Nav, WebResult,
 };
 use super::session::{Session, Viewer};
-use crate::approval::{Approval, DecisionKind, Status};
+use crate::approval::{Action, Approval, DecisionKind, Refusal, Status};
 use crate::http::AppState;
 use crate::service::review_digest;
 use crate::store::StoredEntry;
@@ -50,7 +50,9 @@ pub(super) fn abilities(state: &AppState, s: &Session, a: &Approval) -> Abilitie
         return none(None);
     }
     let p = s.principal();
-    if !state.cp.may_decide(&p, &a.policy) {
+    // The same question `decide` asks, so a button shown is a button that works.
+    let may = |k| state.cp.allows(&p, a, Action::Decide(k));
+    if let Err(Refusal::NotApprover { .. }) = may(DecisionKind::Reject) {
         return none(Some(format!(
             "You can view this request, but you are not an approver of the policy '{}', so you cannot decide it.",
             a.policy
@@ -59,8 +61,7 @@ pub(super) fn abilities(state: &AppState, s: &Session, a: &Approval) -> Abilitie
     let actor = s.actor();
     let originator = a.is_originated_by(&actor);
     let voted = a.has_voted(&actor);
-    // The same rules `decide` applies, so a button shown is a button that works.
-    let permitted = |k| a.permitted(&actor, k).is_ok();
+    let permitted = |k| may(k).is_ok();
     let out = Abilities {
         approve: permitted(DecisionKind::Approve),
         reject: permitted(DecisionKind::Reject),

@@ -3,7 +3,9 @@
 //! (a key rotation, an accepted rollback) rather than a change elsewhere.
 
 use super::ControlPlane;
-use crate::store::{AuditEvent, StoreError};
+use crate::approval::Actor;
+use crate::audit_event::AuditEvent;
+use crate::store::StoreError;
 
 impl ControlPlane {
     /// Remembers a verifier key the log is (or was) signed with.
@@ -19,7 +21,7 @@ impl ControlPlane {
     /// Appends an entry that is itself the whole change, and commits it.
     pub async fn record_event(&self, event: AuditEvent) -> Result<(), StoreError> {
         let mut tx = self.store.begin_write().await?;
-        tx.audit(event).await?;
+        tx.audit(Actor::System, None, event).await?;
         tx.commit().await.map(drop)
     }
 }

@@ -5,9 +5,9 @@
 
 use super::ControlPlane;
 use crate::approval::Actor;
+use crate::audit_event::AuditEvent;
 use crate::store::slack as sstore;
-use crate::store::{AuditEvent, EventType, StoreError};
-use serde_json::Value;
+use crate::store::StoreError;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -45,18 +45,20 @@ impl ControlPlane {
         &self,
         id: &str,
         approval_id: Option<String>,
-        data: Value,
+        kind: &str,
+        attempts: i64,
+        error: &str,
     ) -> Result<()> {
-        let error = data.get("error").and_then(Value::as_str).unwrap_or("");
         let mut tx = self.store.begin_write().await?;
         sstore::give_up_tx(&mut tx, id, error).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::NotificationFailed,
-            actor: Actor::System.to_string(),
-            approval_id,
-            data,
-        })
-        .await?;
+        let event = AuditEvent::NotificationFailed {
+            outbox_id: id.to_owned(),
+            kind: kind.to_owned(),
+            attempts,
+            error: error.to_owned(),
+        };
+        tx.audit(Actor::System, approval_id.as_deref(), event)
+            .await?;
         tx.commit().await.map(drop)
     }
 
@@ -68,7 +70,7 @@ impl ControlPlane {
         approval_id: Option<String>,
         posted: Option<Posted<'_>>,
         close_row: bool,
-        data: Value,
+        event: AuditEvent,
     ) -> Result<()> {
         let mut tx = self.store.begin_write().await?;
         if let Some(p) = posted {
@@ -77,13 +79,8 @@ impl ControlPlane {
         if close_row {
             sstore::mark_delivered_tx(&mut tx, id).await?;
         }
-        tx.audit(AuditEvent {
-            kind: EventType::NotificationSent,
-            actor: Actor::System.to_string(),
-            approval_id,
-            data,
-        })
-        .await?;
+        tx.audit(Actor::System, approval_id.as_deref(), event)
+            .await?;
         tx.commit().await.map(drop)
     }
 
@@ -92,17 +89,12 @@ impl ControlPlane {
         &self,
         id: &str,
         approval_id: Option<String>,
-        data: Value,
+        event: AuditEvent,
     ) -> Result<()> {
         let mut tx = self.store.begin_write().await?;
         tx.webhook_delivered(id).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::WebhookDelivered,
-            actor: Actor::System.to_string(),
-            approval_id,
-            data,
-        })
-        .await?;
+        tx.audit(Actor::System, approval_id.as_deref(), event)
+            .await?;
         tx.commit().await.map(drop)
     }
 
@@ -112,17 +104,12 @@ impl ControlPlane {
         id: &str,
         approval_id: Option<String>,
         error: &str,
-        data: Value,
+        event: AuditEvent,
     ) -> Result<()> {
         let mut tx = self.store.begin_write().await?;
         tx.webhook_given_up(id, error).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::WebhookFailed,
-            actor: Actor::System.to_string(),
-            approval_id,
-            data,
-        })
-        .await?;
+        tx.audit(Actor::System, approval_id.as_deref(), event)
+            .await?;
         tx.commit().await.map(drop)
     }
 }

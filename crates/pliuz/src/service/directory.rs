@@ -3,9 +3,8 @@
 
 use super::{ControlPlane, FieldError, Result, ServiceError};
 use crate::approval::Actor;
+use crate::audit_event::AuditEvent;
 use crate::auth::{self, Role, User};
-use crate::store::{AuditEvent, EventType};
-use serde_json::json;
 
 /// How long a one-time setup link stays valid.
 pub const SETUP_LINK_TTL_MS: i64 = 72 * 3600 * 1000;
@@ -85,13 +84,13 @@ impl ControlPlane {
             setup_token.as_ref().map(|_| now + SETUP_LINK_TTL_MS),
         )
         .await?;
-        tx.audit(AuditEvent {
-            kind: EventType::UserCreated,
-            actor: actor.to_string(),
-            approval_id: None,
-            data: json!({"email": email, "role": role, "groups": groups}),
-        })
-        .await?;
+        let created = AuditEvent::UserCreated {
+            email: email.clone(),
+            role,
+            groups: groups.clone(),
+            sso: None,
+        };
+        tx.audit(actor, None, created).await?;
         tx.commit().await?;
         Ok(CreatedUser { user, setup_token })
     }
@@ -125,13 +124,12 @@ impl ControlPlane {
             crate::store::now_millis(),
         )
         .await?;
-        tx.audit(AuditEvent {
-            kind: EventType::UserTokenIssued,
-            actor: actor.to_string(),
-            approval_id: None,
-            data: json!({"email": user.email, "token_id": id, "label": label}),
-        })
-        .await?;
+        let issued = AuditEvent::UserTokenIssued {
+            email: user.email.clone(),
+            token_id: id.clone(),
+            label: label.map(str::to_owned),
+        };
+        tx.audit(actor, None, issued).await?;
         tx.commit().await?;
         Ok(token)
     }
@@ -142,13 +140,11 @@ impl ControlPlane {
         let n = tx
             .revoke_user_tokens(&user.id, crate::store::now_millis())
             .await?;
-        tx.audit(AuditEvent {
-            kind: EventType::UserTokensRevoked,
-            actor: actor.to_string(),
-            approval_id: None,
-            data: json!({"email": user.email, "count": n}),
-        })
-        .await?;
+        let revoked = AuditEvent::UserTokensRevoked {
+            email: user.email.clone(),
+            count: n,
+        };
+        tx.audit(actor, None, revoked).await?;
         tx.commit().await?;
         Ok(n)
     }
@@ -168,17 +164,23 @@ impl ControlPlane {
         } else {
             tx.remove_group(&user.id, group).await?
         };
-        tx.audit(AuditEvent {
-            kind: if add {
-                EventType::UserGroupAdded
-            } else {
-                EventType::UserGroupRemoved
-            },
-            actor: actor.to_string(),
-            approval_id: None,
-            data: json!({"email": user.email, "group": group, "changed": changed}),
-        })
-        .await?;
+        let (email, group) = (user.email.clone(), group.to_owned());
+        let event = if add {
+            AuditEvent::UserGroupAdded {
+                email,
+                group,
+                changed,
+                sso: None,
+            }
+        } else {
+            AuditEvent::UserGroupRemoved {
+                email,
+                group,
+                changed,
+                sso: None,
+            }
+        };
+        tx.audit(actor, None, event).await?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -192,17 +194,13 @@ impl ControlPlane {
         let user = self.user_or_not_found(email).await?;
         let mut tx = self.store.begin_write().await?;
         tx.set_user_disabled(&user.id, disabled).await?;
-        tx.audit(AuditEvent {
-            kind: if disabled {
-                EventType::UserDisabled
-            } else {
-                EventType::UserEnabled
-            },
-            actor: actor.to_string(),
-            approval_id: None,
-            data: json!({"email": user.email}),
-        })
-        .await?;
+        let email = user.email.clone();
+        let event = if disabled {
+            AuditEvent::UserDisabled { email }
+        } else {
+            AuditEvent::UserEnabled { email }
+        };
+        tx.audit(actor, None, event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -218,13 +216,10 @@ impl ControlPlane {
         let hash = bounded_hash(password.to_owned()).await?;
         let mut tx = self.store.begin_write().await?;
         tx.set_password(user_id, &hash).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::UserPasswordSet,
-            actor: actor.to_string(),
-            approval_id: None,
-            data: json!({"email": user.user.email}),
-        })
-        .await?;
+        let password_set = AuditEvent::UserPasswordSet {
+            email: user.user.email.clone(),
+        };
+        tx.audit(actor, None, password_set).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -250,13 +245,10 @@ impl ControlPlane {
                 e.into()
             }
         })?;
-        tx.audit(AuditEvent {
-            kind: EventType::AgentCreated,
-            actor: actor.to_string(),
-            approval_id: None,
-            data: json!({"name": name}),
-        })
-        .await?;
+        let created = AuditEvent::AgentCreated {
+            name: name.to_owned(),
+        };
+        tx.audit(actor, None, created).await?;
         tx.commit().await?;
         Ok(key)
     }
@@ -266,13 +258,10 @@ impl ControlPlane {
         if !tx.revoke_agent(name, crate::store::now_millis()).await? {
             return Err(ServiceError::NotFound(format!("active agent '{name}'")));
         }
-        tx.audit(AuditEvent {
-            kind: EventType::AgentRevoked,
-            actor: actor.to_string(),
-            approval_id: None,
-            data: json!({"name": name}),
-        })
-        .await?;
+        let revoked = AuditEvent::AgentRevoked {
+            name: name.to_owned(),
+        };
+        tx.audit(actor, None, revoked).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -12,13 +12,15 @@ pub mod sso;
 pub mod webhooks;
 
 use crate::approval::{
-    Actor, Approval, Decision, DecisionEffect, DecisionKind, Execution, Status, TransitionError,
+    check_reason, Action, Actor, Approval, Decision, DecisionEffect, DecisionKind, Execution,
+    Refusal, Standing, Status, TransitionError,
 };
-use crate::auth::Principal;
+use crate::audit_event::{AuditEvent, VoteCount};
+use crate::auth::{Principal, Role};
 use crate::config::Settings;
 use crate::notify::{ApprovalChanged, Notifier};
 use crate::policy::{AutoDecision, MatchError, Policy, PolicySet};
-use crate::store::{AuditEvent, EventType, Store, StoreError, WriteTx};
+use crate::store::{Store, StoreError, WriteTx};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -188,10 +190,6 @@ pub fn schema_errors(
     } else {
         Err(errors)
     }
-}
-
-fn approval_json_args(a: &Map<String, Value>) -> Value {
-    Value::Object(a.clone())
 }
 
 impl ControlPlane {
@@ -371,27 +369,25 @@ impl ControlPlane {
                 e.into()
             }
         })?;
-        let created_data = json!({
-            "tool_name": a.tool_name,
-            "tool_args": approval_json_args(&a.tool_args),
-            "args_digest": a.args_digest,
-            "policy": a.policy,
-            "agent": a.agent,
-            "originator": a.originator,
-            "call_id": a.call_id,
-            "session_id": a.session_id,
-            "idempotency_key": a.idempotency_key,
-            "required_approvals": a.required_approvals,
-            "expires_at": crate::store::format_time(a.expires_at),
-            "condition_errors": match &auto { AutoDecision::Human { errors } => errors.clone(), _ => vec![] },
-        });
-        tx.audit(AuditEvent {
-            kind: EventType::ApprovalCreated,
-            actor: Actor::Agent(agent.to_owned()).to_string(),
-            approval_id: Some(a.id.clone()),
-            data: created_data,
-        })
-        .await?;
+        let created = AuditEvent::ApprovalCreated {
+            tool_name: a.tool_name.clone(),
+            tool_args: a.tool_args.clone(),
+            args_digest: a.args_digest.clone(),
+            policy: a.policy.clone(),
+            agent: a.agent.clone(),
+            originator: a.originator.clone(),
+            call_id: a.call_id.clone(),
+            session_id: a.session_id.clone(),
+            idempotency_key: a.idempotency_key.clone(),
+            required_approvals: a.required_approvals,
+            expires_at: crate::store::format_time(a.expires_at),
+            condition_errors: match &auto {
+                AutoDecision::Human { errors } => errors.clone(),
+                _ => vec![],
+            },
+        };
+        tx.audit(Actor::Agent(agent.to_owned()), Some(&a.id), created)
+            .await?;
         let auto_outcome = match auto {
             AutoDecision::Approve { condition } => Some((true, condition)),
             AutoDecision::Reject { condition } => Some((false, condition)),
@@ -409,21 +405,22 @@ impl ControlPlane {
             );
             a.auto_decide(approve, reason.clone(), now);
             tx.update_approval(&mut a).await?;
-            tx.audit(AuditEvent {
-                kind: EventType::ApprovalDecided,
-                actor: Actor::Policy(policy.name.clone()).to_string(),
-                approval_id: Some(a.id.clone()),
-                data: json!({
-                    "decision": if approve { "approve" } else { "reject" },
-                    "outcome": a.status,
-                    "reason": reason,
-                    "condition": condition,
-                    "original_args": approval_json_args(&a.tool_args),
-                    "final_args": a.final_args.as_ref().map(approval_json_args),
-                    "edited": false,
-                }),
-            })
-            .await?;
+            let decided = AuditEvent::ApprovalDecided {
+                decision: if approve {
+                    DecisionKind::Approve
+                } else {
+                    DecisionKind::Reject
+                },
+                outcome: a.status,
+                reason: Some(reason),
+                condition: Some(condition),
+                original_args: a.tool_args.clone(),
+                args_digest: None,
+                final_args: a.final_args.clone(),
+                edited: false,
+            };
+            tx.audit(Actor::Policy(policy.name.clone()), Some(&a.id), decided)
+                .await?;
         }
         self.queue_notifications(&mut tx, &a, Some(&policy), true)
             .await?;
@@ -484,6 +481,58 @@ impl ControlPlane {
             .collect()
     }
 
+    /// What this principal's account entitles them to on `a`.
+    pub fn standing(&self, principal: &Principal, a: &Approval) -> Standing {
+        Standing {
+            approver: self.may_decide(principal, &a.policy),
+            admin: matches!(principal, Principal::User(u) if u.role == Role::Admin && !u.disabled),
+        }
+    }
+
+    /// Whether `principal` may do `action` on `a` now: the one question the
+    /// API, the inbox and Slack ask (the domain's [`Approval::allows`]).
+    pub fn allows(
+        &self,
+        principal: &Principal,
+        a: &Approval,
+        action: Action,
+    ) -> std::result::Result<(), Refusal> {
+        a.allows(&principal.actor(), self.standing(principal, a), action)
+    }
+
+    /// Load → transition → audit → notifications → commit: the one shape of
+    /// every change to a request. `transition` is the use case's own part:
+    /// it changes the loaded request through the domain and says what to
+    /// record, or `None` when there is nothing to write (a repeated claim or
+    /// report, a request not yet due). Returns the request and whether it
+    /// changed.
+    async fn change_request(
+        &self,
+        id: &str,
+        transition: impl FnOnce(&mut Approval) -> Result<Option<Step>>,
+    ) -> Result<(Approval, bool)> {
+        let mut tx = self.store.begin_write().await?;
+        let mut a = tx
+            .get_approval(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let Some(step) = transition(&mut a)? else {
+            return Ok((a, false));
+        };
+        if let Err(e) = tx.update_approval(&mut a).await {
+            return Err(match (e, step.on_conflict) {
+                (StoreError::Conflict, Some(answer)) => answer,
+                (other, _) => other.into(),
+            });
+        }
+        tx.audit(step.actor, Some(&a.id), step.event).await?;
+        let policy = self.policies.get(&a.policy).cloned();
+        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+            .await?;
+        self.commit_change(tx, &a).await?;
+        Ok((a, true))
+    }
+
     /// A human decides.
     pub async fn decide(
         &self,
@@ -491,14 +540,12 @@ impl ControlPlane {
         id: &str,
         input: DecisionInput,
     ) -> Result<Approval> {
-        let user = match principal {
-            Principal::Agent { .. } => {
-                return Err(ServiceError::Forbidden(
-                    "agent keys cannot decide on approvals; a human approver must, with a user token or in the inbox".into(),
-                ))
-            }
-            Principal::User(u) => u,
-        };
+        // Before the lookup: an agent key learns nothing about other agents'
+        // requests (it would see "not found" for them).
+        if matches!(principal, Principal::Agent { .. }) {
+            return Err(Refusal::AgentCannotDecide.into());
+        }
+        let action = Action::Decide(input.kind);
         if let Some(e) = input
             .reason
             .as_deref()
@@ -506,82 +553,79 @@ impl ControlPlane {
         {
             return Err(ServiceError::Validation(vec![e]));
         }
+        check_reason(action, input.reason.as_deref())?;
         if let Some(args) = &input.final_args {
             check_args_size("final_args", args)?;
         }
         let current = self.get_for(principal, id).await?;
-        if !self.may_decide(principal, &current.policy) {
-            return Err(ServiceError::Forbidden(format!(
-                "{} is not an approver of policy '{}'",
-                user.email, current.policy
-            )));
-        }
+        self.allows(principal, &current, action)?;
         if let (DecisionKind::Edit, Some(args), Some(schema)) =
             (input.kind, &input.final_args, &current.tool_schema)
         {
             schema_errors(schema, args).map_err(ServiceError::SchemaViolation)?;
         }
-        let mut tx = self.store.begin_write().await?;
-        let mut a = tx
-            .get_approval(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
-        // Bound to what was reviewed: an edit in between (quorum > 1) must
-        // not let an approval of the old arguments settle the new ones.
-        let reviewed = review_digest(&a);
-        if a.status == Status::Pending && reviewed != input.args_digest {
-            return Err(ServiceError::ArgsChanged(id.to_owned()));
-        }
-        let original = a.args_under_review().clone();
         let actor = principal.actor();
-        let effect = a.decide(
-            Decision {
-                kind: input.kind,
-                by: actor.clone(),
-                reason: input.reason.clone(),
-                final_args: input.final_args.clone(),
-            },
-            crate::store::now_millis(),
-        )?;
-        tx.update_approval(&mut a).await.map_err(|e| match e {
-            StoreError::Conflict => ServiceError::Conflict(format!(
-                "approval {id} was decided by someone else at the same moment; reload it"
-            )),
-            other => other.into(),
-        })?;
-        let (kind, outcome) = match &effect {
-            DecisionEffect::Settled(s) => (EventType::ApprovalDecided, json!(s)),
-            DecisionEffect::Voted {
-                approvals,
-                required,
-            } => (
-                EventType::ApprovalVoted,
-                json!({"approvals": approvals, "required": required}),
-            ),
-        };
-        tx.audit(AuditEvent {
-            kind,
-            actor: actor.to_string(),
-            approval_id: Some(a.id.clone()),
-            data: json!({
-                "decision": input.kind,
-                "outcome": outcome,
-                "reason": input.reason,
-                "original_args": approval_json_args(&original),
-                "args_digest": reviewed,
-                "final_args": input.final_args.as_ref().or(a.final_args.as_ref()).map(approval_json_args),
-                "edited": input.kind == DecisionKind::Edit,
-            }),
-        })
-        .await?;
-        let policy = self.policies.get(&a.policy).cloned();
-        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+        let now = crate::store::now_millis();
+        let (a, _) = self
+            .change_request(id, |a| {
+                // Bound to what was reviewed: an edit in between (quorum > 1)
+                // must not let an approval of the old arguments settle the new ones.
+                let reviewed = review_digest(a);
+                if a.status == Status::Pending && reviewed != input.args_digest {
+                    return Err(ServiceError::ArgsChanged(id.to_owned()));
+                }
+                let original = a.args_under_review().clone();
+                let effect = a.decide(
+                    Decision {
+                        kind: input.kind,
+                        by: actor.clone(),
+                        reason: input.reason.clone(),
+                        final_args: input.final_args.clone(),
+                    },
+                    now,
+                )?;
+                let final_args = input.final_args.or_else(|| a.final_args.clone());
+                let edited = input.kind == DecisionKind::Edit;
+                let event = match effect {
+                    DecisionEffect::Settled(outcome) => AuditEvent::ApprovalDecided {
+                        decision: input.kind,
+                        outcome,
+                        reason: input.reason,
+                        condition: None,
+                        original_args: original,
+                        args_digest: Some(reviewed),
+                        final_args,
+                        edited,
+                    },
+                    DecisionEffect::Voted {
+                        approvals,
+                        required,
+                    } => AuditEvent::ApprovalVoted {
+                        decision: input.kind,
+                        outcome: VoteCount {
+                            approvals,
+                            required,
+                        },
+                        reason: input.reason,
+                        original_args: original,
+                        args_digest: reviewed,
+                        final_args,
+                        edited,
+                    },
+                };
+                Ok(Some(Step {
+                    actor,
+                    event,
+                    on_conflict: Some(ServiceError::Conflict(format!(
+                        "approval {id} was decided by someone else at the same moment; reload it"
+                    ))),
+                }))
+            })
             .await?;
-        self.commit_change(tx, &a).await?;
         Ok(a)
     }
 
-    /// The agent withdraws its pending request.
+    /// The requesting agent (or an admin) withdraws a pending request.
     pub async fn cancel(
         &self,
         principal: &Principal,
@@ -591,40 +635,20 @@ impl ControlPlane {
         if let Some(e) = reason.as_deref().and_then(|r| unstorable("reason", r)) {
             return Err(ServiceError::Validation(vec![e]));
         }
-        self.get_for(principal, id).await?;
-        // As documented: the requesting agent (get_for shows an agent only its
-        // own requests) or an admin. Auditors see everything but change nothing.
-        let may_cancel = match principal {
-            Principal::Agent { .. } => true,
-            Principal::User(u) => u.role == crate::auth::Role::Admin && !u.disabled,
-        };
-        if !may_cancel {
-            return Err(ServiceError::Forbidden(
-                "only the requesting agent or an admin can cancel a request".into(),
-            ));
-        }
-        let mut tx = self.store.begin_write().await?;
-        let mut a = tx
-            .get_approval(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
-        a.cancel(
-            principal.actor(),
-            reason.clone(),
-            crate::store::now_millis(),
-        )?;
-        tx.update_approval(&mut a).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::ApprovalCancelled,
-            actor: principal.actor().to_string(),
-            approval_id: Some(a.id.clone()),
-            data: json!({"reason": reason}),
-        })
-        .await?;
-        let policy = self.policies.get(&a.policy).cloned();
-        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+        check_reason(Action::Cancel, reason.as_deref())?;
+        let current = self.get_for(principal, id).await?;
+        self.allows(principal, &current, Action::Cancel)?;
+        let actor = principal.actor();
+        let now = crate::store::now_millis();
+        let (a, _) = self
+            .change_request(id, |a| {
+                a.cancel(actor.clone(), reason.clone(), now)?;
+                Ok(Some(Step::new(
+                    actor,
+                    AuditEvent::ApprovalCancelled { reason },
+                )))
+            })
             .await?;
-        self.commit_change(tx, &a).await?;
         Ok(a)
     }
 
@@ -640,40 +664,34 @@ impl ControlPlane {
     ) -> Result<Approval> {
         only_agents(principal)?;
         self.get_for(principal, id).await?;
-        let mut tx = self.store.begin_write().await?;
-        let mut a = tx
-            .get_approval(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
-        if !a.claim_execution(&claim_id, crate::store::now_millis())? {
-            return Ok(a); // already this caller's claim: nothing to write
-        }
-        let claimed_at = a.claim.as_ref().map(|c| c.claimed_at).unwrap_or_default();
-        tx.update_approval(&mut a).await.map_err(|e| match e {
-            // Writers are serialised, so this is not expected; if it happens
-            // someone else changed the request first: never a second claim.
-            StoreError::Conflict => ServiceError::Transition(TransitionError::ExecutionClaimed {
-                id: id.to_owned(),
-                claimed_at: crate::store::format_time(claimed_at),
-            }),
-            other => other.into(),
-        })?;
-        tx.audit(AuditEvent {
-            kind: EventType::ApprovalExecutionClaimed,
-            actor: principal.actor().to_string(),
-            approval_id: Some(a.id.clone()),
-            data: json!({
-                "claim_id": claim_id,
-                "execute_before": a.execute_before().map(crate::store::format_time),
-                "final_args": a.final_args.as_ref().map(approval_json_args),
-            }),
-        })
-        .await?;
+        let now = crate::store::now_millis();
         // Slack shows it too: started, and "outcome unknown" if no report follows.
-        let policy = self.policies.get(&a.policy).cloned();
-        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+        let (a, _) = self
+            .change_request(id, |a| {
+                if !a.claim_execution(&claim_id, now)? {
+                    return Ok(None); // already this caller's claim: nothing to write
+                }
+                let claimed_at = a.claim.as_ref().map(|c| c.claimed_at).unwrap_or_default();
+                let event = AuditEvent::ApprovalExecutionClaimed {
+                    claim_id,
+                    execute_before: a.execute_before().map(crate::store::format_time),
+                    final_args: a.final_args.clone(),
+                };
+                Ok(Some(Step {
+                    actor: principal.actor(),
+                    event,
+                    // Writers are serialised, so this is not expected; if it
+                    // happens someone else changed the request first: never
+                    // a second claim.
+                    on_conflict: Some(ServiceError::Transition(
+                        TransitionError::ExecutionClaimed {
+                            id: id.to_owned(),
+                            claimed_at: crate::store::format_time(claimed_at),
+                        },
+                    )),
+                }))
+            })
             .await?;
-        self.commit_change(tx, &a).await?;
         Ok(a)
     }
 
@@ -687,59 +705,45 @@ impl ControlPlane {
     ) -> Result<Approval> {
         only_agents(principal)?;
         self.get_for(principal, id).await?;
-        let mut tx = self.store.begin_write().await?;
-        let mut a = tx
-            .get_approval(id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
-        if !a.report_execution(claim_id.as_deref(), exec.clone(), exec.reported_at)? {
-            return Ok(a); // the same report again: already recorded
-        }
-        tx.update_approval(&mut a).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::ApprovalExecuted,
-            actor: principal.actor().to_string(),
-            approval_id: Some(a.id.clone()),
-            data: json!({
-                "claim_id": claim_id,
-                "outcome": exec.outcome.as_str(),
-                "latency_ms": exec.latency_ms,
-                "output_excerpt": exec.output_excerpt,
-                "final_args": a.final_args.as_ref().map(approval_json_args),
-            }),
-        })
-        .await?;
-        let policy = self.policies.get(&a.policy).cloned();
-        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
+        let (a, _) = self
+            .change_request(id, |a| {
+                if !a.report_execution(claim_id.as_deref(), exec.clone(), exec.reported_at)? {
+                    return Ok(None); // the same report again: already recorded
+                }
+                let event = AuditEvent::ApprovalExecuted {
+                    claim_id,
+                    outcome: exec.outcome.as_str(),
+                    latency_ms: exec.latency_ms,
+                    output_excerpt: exec.output_excerpt,
+                    final_args: a.final_args.clone(),
+                };
+                Ok(Some(Step::new(principal.actor(), event)))
+            })
             .await?;
-        self.commit_change(tx, &a).await?;
         Ok(a)
     }
 
     /// Expires one request if it is still pending and due. Returns whether it did.
     pub async fn expire(&self, id: &str) -> Result<bool> {
         let now = crate::store::now_millis();
-        let mut tx = self.store.begin_write().await?;
-        let Some(mut a) = tx.get_approval(id).await? else {
-            return Ok(false);
-        };
-        if !a.is_due_to_expire(now) {
-            return Ok(false);
+        let changed = self
+            .change_request(id, |a| {
+                if !a.is_due_to_expire(now) {
+                    return Ok(None);
+                }
+                a.expire(now)?;
+                let event = AuditEvent::ApprovalExpired {
+                    expires_at: crate::store::format_time(a.expires_at),
+                };
+                Ok(Some(Step::new(Actor::System, event)))
+            })
+            .await;
+        match changed {
+            Ok((_, changed)) => Ok(changed),
+            // Deleted meanwhile: nothing to expire.
+            Err(ServiceError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
         }
-        a.expire(now)?;
-        tx.update_approval(&mut a).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::ApprovalExpired,
-            actor: Actor::System.to_string(),
-            approval_id: Some(a.id.clone()),
-            data: json!({"expires_at": crate::store::format_time(a.expires_at)}),
-        })
-        .await?;
-        let policy = self.policies.get(&a.policy).cloned();
-        self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
-            .await?;
-        self.commit_change(tx, &a).await?;
-        Ok(true)
     }
 
     /// Records the loaded policy set in the audit log when it changed since
@@ -756,21 +760,58 @@ impl ControlPlane {
             tx.rollback().await;
             return Ok(());
         }
-        tx.audit(AuditEvent {
-            kind: EventType::PolicyLoaded,
-            actor: Actor::System.to_string(),
-            approval_id: None,
-            data: json!({
-                "source_sha256": hash,
-                "config_path": self.settings.config_path.as_ref().map(|p| p.display().to_string()),
-                "default_policy": self.policies.default_policy(),
-                "policies": self.policies.iter().map(|p| p.summary()).collect::<Vec<_>>(),
-            }),
-        })
-        .await?;
+        let loaded = AuditEvent::PolicyLoaded {
+            source_sha256: hash.clone(),
+            config_path: self
+                .settings
+                .config_path
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            default_policy: self.policies.default_policy().map(str::to_owned),
+            policies: self.policies.iter().map(|p| p.summary()).collect(),
+        };
+        tx.audit(Actor::System, None, loaded).await?;
         tx.set_meta("policy_hash", hash).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// What a use case asks [`ControlPlane::change_request`] to record.
+struct Step {
+    actor: Actor,
+    event: AuditEvent,
+    /// The answer when someone else changed the request first; `None`
+    /// passes the store's conflict on.
+    on_conflict: Option<ServiceError>,
+}
+
+impl Step {
+    fn new(actor: Actor, event: AuditEvent) -> Step {
+        Step {
+            actor,
+            event,
+            on_conflict: None,
+        }
+    }
+}
+
+impl From<Refusal> for ServiceError {
+    fn from(r: Refusal) -> ServiceError {
+        match r {
+            Refusal::Transition(t) => ServiceError::Transition(t),
+            Refusal::ReasonRequired => ServiceError::Validation(vec![FieldError::new(
+                "reason",
+                "is required to reject: say why, the agent's model receives it",
+            )]),
+            Refusal::ReasonTooLong { max } => ServiceError::Validation(vec![FieldError::new(
+                "reason",
+                format!("must be at most {max} characters"),
+            )]),
+            Refusal::AgentCannotDecide | Refusal::NotApprover { .. } | Refusal::MayNotCancel => {
+                ServiceError::Forbidden(r.to_string())
+            }
+        }
     }
 }
 

@@ -11,9 +11,10 @@
 
 use super::{ControlPlane, FieldError, ServiceError};
 use crate::approval::{Actor, Approval};
+use crate::audit_event::AuditEvent;
 use crate::encryption::DataKey;
 use crate::run::{Outcome, Run, RunConflict, RunStatus};
-use crate::store::{format_time, AuditEvent, EventType, StoreError, WriteTx};
+use crate::store::{format_time, StoreError, WriteTx};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -181,19 +182,15 @@ impl ControlPlane {
     }
 
     async fn audit_paused(&self, tx: &mut WriteTx, run: &Run) -> Result<()> {
-        tx.audit(AuditEvent {
-            kind: EventType::RunPaused,
-            actor: Actor::Agent(run.agent.clone()).to_string(),
-            approval_id: None,
-            data: json!({
-                "run_id": run.id,
-                "state_sha256": run.state_sha256,
-                "state_bytes": run.state_bytes,
-                "approval_ids": run.approval_ids,
-                "pause_count": run.pause_count,
-            }),
-        })
-        .await?;
+        let paused = AuditEvent::RunPaused {
+            run_id: run.id.clone(),
+            state_sha256: run.state_sha256.clone(),
+            state_bytes: run.state_bytes,
+            approval_ids: run.approval_ids.clone(),
+            pause_count: run.pause_count,
+        };
+        tx.audit(Actor::Agent(run.agent.clone()), None, paused)
+            .await?;
         Ok(())
     }
 
@@ -204,13 +201,12 @@ impl ControlPlane {
             return Ok(());
         }
         tx.update_run(run, &prev).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::RunReady,
-            actor: Actor::System.to_string(),
-            approval_id: None,
-            data: json!({"run_id": run.id, "approval_ids": run.approval_ids, "state_sha256": run.state_sha256}),
-        })
-        .await?;
+        let ready = AuditEvent::RunReady {
+            run_id: run.id.clone(),
+            approval_ids: run.approval_ids.clone(),
+            state_sha256: run.state_sha256.clone(),
+        };
+        tx.audit(Actor::System, None, ready).await?;
         crate::service::webhooks::enqueue(
             tx,
             &run.agent,
@@ -317,18 +313,14 @@ impl ControlPlane {
             }),
             e => e.into(),
         })?;
-        tx.audit(AuditEvent {
-            kind: EventType::RunResumed,
-            actor: Actor::Agent(agent.to_owned()).to_string(),
-            approval_id: None,
-            data: json!({
-                "run_id": run.id,
-                "state_sha256": run.state_sha256,
-                "lease_expires_at": run.lease_expires_at.map(format_time),
-                "after_expired_lease": taken_over,
-            }),
-        })
-        .await?;
+        let resumed = AuditEvent::RunResumed {
+            run_id: run.id.clone(),
+            state_sha256: run.state_sha256.clone(),
+            lease_expires_at: run.lease_expires_at.map(format_time),
+            after_expired_lease: taken_over,
+        };
+        tx.audit(Actor::Agent(agent.to_owned()), None, resumed)
+            .await?;
         self.commit_run_change(tx).await?;
         Ok(Claimed {
             run,
@@ -422,19 +414,15 @@ impl ControlPlane {
         run.complete(&hash, outcome, output_sha256, error, now)?;
         tx.update_run(&run, &prev).await.map_err(concurrent)?;
         tx.set_run_state(id, None).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::RunCompleted,
-            actor: Actor::Agent(agent.to_owned()).to_string(),
-            approval_id: None,
-            data: json!({
-                "run_id": run.id,
-                "outcome": run.status,
-                "state_sha256": run.state_sha256,
-                "output_sha256": run.output_sha256,
-                "error": run.error,
-            }),
-        })
-        .await?;
+        let completed = AuditEvent::RunCompleted {
+            run_id: run.id.clone(),
+            outcome: run.status,
+            state_sha256: run.state_sha256.clone(),
+            output_sha256: run.output_sha256.clone(),
+            error: run.error.clone(),
+        };
+        tx.audit(Actor::Agent(agent.to_owned()), None, completed)
+            .await?;
         self.commit_run_change(tx).await?;
         Ok(run)
     }
@@ -453,13 +441,12 @@ impl ControlPlane {
         }
         let replaced = tx.get_webhook_tx(agent).await?.is_some();
         tx.set_webhook(agent, url, &sealed).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::AgentWebhookSet,
-            actor: actor.to_string(),
-            approval_id: None,
-            data: json!({"name": agent, "url": url, "secret_rotated": replaced}),
-        })
-        .await?;
+        let webhook_set = AuditEvent::AgentWebhookSet {
+            name: agent.to_owned(),
+            url: url.to_owned(),
+            secret_rotated: replaced,
+        };
+        tx.audit(actor, None, webhook_set).await?;
         tx.commit().await?;
         Ok(secret)
     }

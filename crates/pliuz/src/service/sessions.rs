@@ -4,9 +4,9 @@
 
 use super::ControlPlane;
 use crate::approval::Actor;
+use crate::audit_event::AuditEvent;
 use crate::auth::{self, User};
-use crate::store::{AuditEvent, EventType, SessionRecord, StoreError};
-use serde_json::json;
+use crate::store::{SessionRecord, StoreError};
 
 /// A session just created: the secret goes into the cookie, once.
 pub struct NewSession {
@@ -33,13 +33,14 @@ impl ControlPlane {
         };
         let mut tx = self.store.begin_write().await?;
         tx.insert_session(&record).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::UserLoggedIn,
-            actor: Actor::User(user.email.clone()).to_string(),
-            approval_id: None,
-            data: json!({"email": user.email, "via": via, "session_expires_at": crate::store::format_time(record.expires_at)}),
-        })
-        .await?;
+        let logged_in = AuditEvent::UserLoggedIn {
+            email: user.email.clone(),
+            via: via.to_owned(),
+            sso: None,
+            session_expires_at: crate::store::format_time(record.expires_at),
+        };
+        tx.audit(Actor::User(user.email.clone()), None, logged_in)
+            .await?;
         tx.commit().await?;
         Ok(NewSession { token, record })
     }
@@ -59,13 +60,12 @@ impl ControlPlane {
     ) -> Result<(), StoreError> {
         let mut tx = self.store.begin_write().await?;
         tx.delete_session(token_hash).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::UserLoggedOut,
-            actor: Actor::User(user.email.clone()).to_string(),
-            approval_id: None,
-            data: json!({"email": user.email, "via": via}),
-        })
-        .await?;
+        let logged_out = AuditEvent::UserLoggedOut {
+            email: user.email.clone(),
+            via: via.to_owned(),
+        };
+        tx.audit(Actor::User(user.email.clone()), None, logged_out)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -5,10 +5,10 @@
 
 use super::{ControlPlane, Result, ServiceError};
 use crate::approval::Actor;
+use crate::audit_event::{AuditEvent, SsoGroups, SsoOrigin, SsoSession};
 use crate::auth::{Role, User};
 use crate::store::oidc::PendingLogin;
-use crate::store::{AuditEvent, EventType, SessionRecord};
-use serde_json::json;
+use crate::store::SessionRecord;
 
 /// What the IdP vouched for, after the ID token was verified.
 #[derive(Debug, Clone)]
@@ -75,34 +75,35 @@ impl ControlPlane {
                 let grants_changed = user.role != who.role || user.groups != who.groups;
                 if user.role != who.role {
                     tx.set_user_role(&user.id, who.role).await?;
-                    tx.audit(AuditEvent {
-                        kind: EventType::UserRoleChanged,
-                        actor: actor.clone(),
-                        approval_id: None,
-                        data: json!({"email": user.email, "from": user.role, "to": who.role, "via": "oidc", "idp_groups": who.idp_groups}),
-                    })
-                    .await?;
+                    let changed = AuditEvent::UserRoleChanged {
+                        email: user.email.clone(),
+                        from: user.role,
+                        to: who.role,
+                        via: "oidc",
+                        idp_groups: who.idp_groups.clone(),
+                    };
+                    tx.audit(&actor, None, changed).await?;
                     user.role = who.role;
                 }
                 for g in user.groups.iter().filter(|g| !who.groups.contains(g)) {
                     tx.remove_group(&user.id, g).await?;
-                    tx.audit(AuditEvent {
-                        kind: EventType::UserGroupRemoved,
-                        actor: actor.clone(),
-                        approval_id: None,
-                        data: json!({"email": user.email, "group": g, "changed": true, "via": "oidc", "idp_groups": who.idp_groups}),
-                    })
-                    .await?;
+                    let removed = AuditEvent::UserGroupRemoved {
+                        email: user.email.clone(),
+                        group: g.clone(),
+                        changed: true,
+                        sso: Some(sso_groups(who)),
+                    };
+                    tx.audit(&actor, None, removed).await?;
                 }
                 for g in who.groups.iter().filter(|g| !user.groups.contains(g)) {
                     tx.add_group(&user.id, g).await?;
-                    tx.audit(AuditEvent {
-                        kind: EventType::UserGroupAdded,
-                        actor: actor.clone(),
-                        approval_id: None,
-                        data: json!({"email": user.email, "group": g, "changed": true, "via": "oidc", "idp_groups": who.idp_groups}),
-                    })
-                    .await?;
+                    let added = AuditEvent::UserGroupAdded {
+                        email: user.email.clone(),
+                        group: g.clone(),
+                        changed: true,
+                        sso: Some(sso_groups(who)),
+                    };
+                    tx.audit(&actor, None, added).await?;
                 }
                 if grants_changed || linked.is_none() {
                     // Sessions opened under the old grants end now.
@@ -121,13 +122,17 @@ impl ControlPlane {
                     created_at: now,
                 };
                 tx.insert_user(&user, None, None, None).await?;
-                tx.audit(AuditEvent {
-                    kind: EventType::UserCreated,
-                    actor: actor.clone(),
-                    approval_id: None,
-                    data: json!({"email": user.email, "role": user.role, "groups": user.groups, "via": "oidc", "issuer": who.issuer, "idp_groups": who.idp_groups}),
-                })
-                .await?;
+                let created = AuditEvent::UserCreated {
+                    email: user.email.clone(),
+                    role: user.role,
+                    groups: user.groups.clone(),
+                    sso: Some(SsoOrigin {
+                        via: "oidc",
+                        issuer: who.issuer.clone(),
+                        idp_groups: who.idp_groups.clone(),
+                    }),
+                };
+                tx.audit(&actor, None, created).await?;
                 (user, true)
             }
         };
@@ -138,14 +143,26 @@ impl ControlPlane {
             ..session
         };
         tx.insert_session(&session).await?;
-        tx.audit(AuditEvent {
-            kind: EventType::UserLoggedIn,
-            actor,
-            approval_id: None,
-            data: json!({"email": user.email, "via": "oidc", "issuer": who.issuer, "role": user.role, "groups": user.groups, "session_expires_at": crate::store::format_time(session.expires_at)}),
-        })
-        .await?;
+        let logged_in = AuditEvent::UserLoggedIn {
+            email: user.email.clone(),
+            via: "oidc".to_owned(),
+            sso: Some(SsoSession {
+                issuer: who.issuer.clone(),
+                role: user.role,
+                groups: user.groups.clone(),
+            }),
+            session_expires_at: crate::store::format_time(session.expires_at),
+        };
+        tx.audit(&actor, None, logged_in).await?;
         tx.commit().await?;
         Ok(SsoSignIn { user, created })
+    }
+}
+
+/// The single-sign-on side of a group change: what the identity provider said.
+fn sso_groups(who: &IdpIdentity) -> SsoGroups {
+    SsoGroups {
+        via: "oidc",
+        idp_groups: who.idp_groups.clone(),
     }
 }

@@ -16,7 +16,9 @@
 use super::blocks::{self, ModalMeta};
 use super::signature;
 use super::Slack;
-use crate::approval::{Approval, DecisionKind, Status};
+use crate::approval::{
+    check_reason, Action, Approval, DecisionKind, Refusal, Status, TransitionError,
+};
 use crate::auth::Principal;
 use crate::http::error::Problem;
 use crate::http::AppState;
@@ -86,6 +88,7 @@ async fn authorize(
     slack: &Slack,
     slack_user: &str,
     approval_id: &str,
+    kind: DecisionKind,
     timeout: Option<Duration>,
 ) -> Result<(Principal, Approval), String> {
     let email = match slack.email_for_slack_user(slack_user, timeout).await {
@@ -120,16 +123,20 @@ async fn authorize(
             return Err("Pliuz had an internal error; please try again.".into());
         }
     };
-    if !state.cp.may_decide(&principal, &a.policy) {
-        return Err(format!(
-            "You ({email}) are not an approver of policy '{}', so you cannot decide this request.",
-            a.policy
-        ));
+    // The question the API and the inbox ask too, in Slack's words.
+    match state.cp.allows(&principal, &a, Action::Decide(kind)) {
+        Ok(()) => Ok((principal, a)),
+        Err(Refusal::NotApprover { policy, .. }) => Err(format!(
+            "You ({email}) are not an approver of policy '{policy}', so you cannot decide this request."
+        )),
+        Err(Refusal::Transition(TransitionError::NotPending { status, .. })) => {
+            Err(format!("This request is already {status}."))
+        }
+        Err(Refusal::Transition(TransitionError::DecisionNotAllowed { policy, .. })) => {
+            Err(format!("Policy '{policy}' does not allow '{kind}'."))
+        }
+        Err(other) => Err(ServiceError::from(other).to_string()),
     }
-    if a.status != Status::Pending {
-        return Err(format!("This request is already {}.", a.status));
-    }
-    Ok((principal, a))
 }
 
 const ARGS_CHANGED: &str = "The arguments of this request changed since this message was shown (an approver edited them), so nothing was decided. Look at the updated message, or open the request in the inbox, and decide again.";
@@ -192,7 +199,15 @@ async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response
     match action_id {
         blocks::ACTION_APPROVE => {
             tokio::spawn(async move {
-                let outcome = match authorize(&state, &slack, &slack_user, &approval_id, None).await
+                let outcome = match authorize(
+                    &state,
+                    &slack,
+                    &slack_user,
+                    &approval_id,
+                    DecisionKind::Approve,
+                    None,
+                )
+                .await
                 {
                     Err(msg) => Some(msg),
                     Ok((principal, _)) => {
@@ -270,12 +285,10 @@ async fn open_modal(
         slack,
         slack_user,
         approval_id,
+        kind,
         Some(remaining(started)),
     )
     .await?;
-    if !a.allowed_decisions.contains(&kind) {
-        return Err(format!("Policy '{}' does not allow '{kind}'.", a.policy));
-    }
     if crate::service::review_digest(&a) != seen_digest {
         return Err(ARGS_CHANGED.into());
     }
@@ -347,6 +360,7 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
         &slack,
         slack_user,
         &meta.approval_id,
+        kind,
         Some(INLINE_BUDGET),
     )
     .await
@@ -370,8 +384,15 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
     let reason = input_value(blocks::BLOCK_REASON, blocks::INPUT_REASON);
     let input = match kind {
         DecisionKind::Reject => {
-            if reason.is_none() {
-                return modal_errors(blocks::BLOCK_REASON, "Please say why you are rejecting it.");
+            match check_reason(Action::Decide(kind), reason.as_deref()) {
+                Err(Refusal::ReasonRequired) => {
+                    return modal_errors(
+                        blocks::BLOCK_REASON,
+                        "Please say why you are rejecting it.",
+                    )
+                }
+                Err(other) => return modal_errors(blocks::BLOCK_REASON, &other.to_string()),
+                Ok(()) => {}
             }
             DecisionInput {
                 kind,

@@ -3,83 +3,9 @@
 
 use super::{col, Result, Store, StoreError, WriteTx};
 use pliuz_audit::Hash;
-use serde_json::Value;
 use std::collections::HashMap;
 
-macro_rules! event_types {
-    ($($variant:ident = $name:literal,)*) => {
-        /// Every kind of audit entry: the entry's `type`. docs/audit.md has a
-        /// row for each (checked by `tests/audit_events.rs`).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum EventType {
-            $($variant,)*
-        }
-
-        impl EventType {
-            /// All of them, in docs/audit.md's order.
-            pub const ALL: &'static [EventType] = &[$(EventType::$variant,)*];
-
-            /// The `type` written into the entry.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(EventType::$variant => $name,)*
-                }
-            }
-        }
-    };
-}
-
-event_types! {
-    ApprovalCreated = "approval.created",
-    ApprovalDecided = "approval.decided",
-    ApprovalVoted = "approval.voted",
-    ApprovalCancelled = "approval.cancelled",
-    ApprovalExpired = "approval.expired",
-    ApprovalExecutionClaimed = "approval.execution_claimed",
-    ApprovalExecuted = "approval.executed",
-    UserCreated = "user.created",
-    UserPasswordSet = "user.password_set",
-    UserTokenIssued = "user.token_issued",
-    UserTokensRevoked = "user.tokens_revoked",
-    UserRoleChanged = "user.role_changed",
-    UserGroupAdded = "user.group_added",
-    UserGroupRemoved = "user.group_removed",
-    UserDisabled = "user.disabled",
-    UserEnabled = "user.enabled",
-    UserLoggedIn = "user.logged_in",
-    UserLoggedOut = "user.logged_out",
-    AgentCreated = "agent.created",
-    AgentRevoked = "agent.revoked",
-    AgentWebhookSet = "agent.webhook_set",
-    RunPaused = "run.paused",
-    RunReady = "run.ready",
-    RunResumed = "run.resumed",
-    RunCompleted = "run.completed",
-    NotificationSent = "notification.sent",
-    NotificationFailed = "notification.failed",
-    WebhookDelivered = "webhook.delivered",
-    WebhookFailed = "webhook.failed",
-    PolicyLoaded = "policy.loaded",
-    AuditKeyRotated = "audit.key_rotated",
-    AuditRollbackAccepted = "audit.rollback_accepted",
-}
-
-impl std::fmt::Display for EventType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One thing that happened, before it gets its index and time.
-#[derive(Debug, Clone)]
-pub struct AuditEvent {
-    /// What happened: the entry's `type`.
-    pub kind: EventType,
-    /// `user:EMAIL`, `agent:NAME`, `policy:NAME` or `system`.
-    pub actor: String,
-    pub approval_id: Option<String>,
-    pub data: Value,
-}
+pub use crate::audit_event::AuditEvent;
 
 /// An entry as stored: its canonical bytes are exactly what was hashed.
 #[derive(Debug, Clone)]
@@ -134,7 +60,17 @@ async fn read_hashes(
 
 impl WriteTx {
     /// Appends one entry to the audit log in this transaction. Returns its index.
-    pub async fn audit(&mut self, event: AuditEvent) -> Result<u64> {
+    /// `actor`: `user:EMAIL`, `agent:NAME`, `policy:NAME` or `system`.
+    pub async fn audit(
+        &mut self,
+        actor: impl std::fmt::Display,
+        approval_id: Option<&str>,
+        event: AuditEvent,
+    ) -> Result<u64> {
+        let data = event
+            .data()
+            .map_err(|e| StoreError::Audit(format!("cannot encode audit data: {e}")))?;
+        let approval_id = approval_id.map(str::to_owned);
         let size_i: i64 = sqlx::query_scalar("SELECT size FROM audit_head WHERE id = 1")
             .fetch_one(&mut *self.tx)
             .await?;
@@ -143,10 +79,10 @@ impl WriteTx {
         let entry = pliuz_audit::Entry {
             index,
             time: format_time(now),
-            kind: event.kind.as_str().to_owned(),
-            actor: event.actor,
-            approval_id: event.approval_id.clone(),
-            data: event.data,
+            kind: event.kind().to_owned(),
+            actor: actor.to_string(),
+            approval_id: approval_id.clone(),
+            data,
         };
         let body = entry
             .to_canonical_bytes()
@@ -167,8 +103,8 @@ impl WriteTx {
             .into_owned();
         sqlx::query(&q)
             .bind(size_i)
-            .bind(event.approval_id)
-            .bind(event.kind.as_str())
+            .bind(approval_id)
+            .bind(event.kind())
             .bind(now)
             .bind(body_text)
             .execute(&mut *self.tx)

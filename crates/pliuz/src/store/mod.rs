@@ -18,7 +18,7 @@ mod sessions;
 pub mod slack;
 
 pub use approvals::{ApprovalFilter, Page};
-pub use audit::{format_time, AuditEvent, EventType, StoredEntry};
+pub use audit::{format_time, AuditEvent, StoredEntry};
 pub use outbox::OutboxMessage;
 pub use sessions::SessionRecord;
 
@@ -885,12 +885,13 @@ mod tests {
     }
 
     async fn audited_commit(mut tx: WriteTx) -> Result<Vec<u64>> {
-        tx.audit(AuditEvent {
-            kind: EventType::PolicyLoaded,
-            actor: "system".into(),
-            approval_id: None,
-            data: serde_json::json!({}),
-        })
+        tx.audit(
+            "system",
+            None,
+            AuditEvent::AgentCreated {
+                name: "test".into(),
+            },
+        )
         .await?;
         tx.commit().await
     }
