@@ -869,7 +869,11 @@ async fn postgres_store_runs_the_same_flows_and_survives_restart() {
     assert_eq!(polled["status"], "approved");
     assert_eq!(polled["final_args"]["amount_cents"], 1);
     let (s, _) = e
-        .decide(&e.finance2, &id, json!({"decision": "reject"}))
+        .decide(
+            &e.finance2,
+            &id,
+            json!({"decision": "reject", "reason": "too late"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     // The audit log on PostgreSQL: the decision's receipt verifies offline.
@@ -946,7 +950,11 @@ async fn replicas_sharing_postgres_wake_each_others_long_polls() {
         outsider: e.outsider.clone(),
     };
     let a = e.decide(&e.finance, &id, json!({"decision": "approve"}));
-    let b = replica_env.decide(&e.finance2, &id, json!({"decision": "reject"}));
+    let b = replica_env.decide(
+        &e.finance2,
+        &id,
+        json!({"decision": "reject", "reason": "not this one"}),
+    );
     let ((sa, _), (sb, _)) = tokio::join!(a, b);
     assert_eq!(
         [sa, sb].iter().filter(|s| **s == StatusCode::OK).count(),
