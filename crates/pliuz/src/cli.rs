@@ -197,22 +197,7 @@ async fn check_approvers_against_store(set: &crate::policy::PolicySet, over: &Ov
             return;
         }
     }
-    let opened = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        crate::store::Store::open(url),
-    )
-    .await;
-    let users = match opened {
-        Ok(Ok(store)) => store.list_users().await,
-        Ok(Err(e)) => {
-            eprintln!("note: approvers not checked against users: {e:#}");
-            return;
-        }
-        Err(_) => {
-            eprintln!("note: approvers not checked against users: the database did not answer within 10 s");
-            return;
-        }
-    };
+    let users = crate::service::users_in(url, std::time::Duration::from_secs(10)).await;
     match users {
         Ok(users) => {
             let warnings = crate::approver_check::unknown_approvers(set, &users);
@@ -311,7 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 AgentsCommand::List => {
                     println!("NAME\tCREATED\tSTATUS");
-                    for a in cp.store.list_agents().await? {
+                    for a in cp.list_agents().await? {
                         let status = if a.revoked_at.is_some() {
                             "revoked"
                         } else {
@@ -320,7 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         println!(
                             "{}\t{}\t{status}",
                             a.name,
-                            crate::store::format_time(a.created_at)
+                            crate::service::format_time(a.created_at)
                         );
                     }
                 }
@@ -380,7 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 UsersCommand::List => {
                     println!("EMAIL\tROLE\tGROUPS\tSTATUS");
-                    for u in cp.store.list_users().await? {
+                    for u in cp.list_users().await? {
                         println!(
                             "{}\t{}\t{}\t{}",
                             u.email,

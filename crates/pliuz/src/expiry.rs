@@ -11,9 +11,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(15);
 
 pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
     loop {
-        let now = crate::store::now_millis();
+        let now = crate::service::now_millis();
         let mut failed = false;
-        match cp.store.due_expiries(now, 100).await {
+        match cp.due_expiries(now, 100).await {
             Ok(ids) => {
                 for id in ids {
                     if let Err(e) = cp.expire(&id).await {
@@ -24,11 +24,11 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
             }
             Err(e) => tracing::warn!(error = %e, "could not read due expiries"),
         }
-        let sleep = match cp.store.next_expiry().await {
+        let sleep = match cp.next_expiry().await {
             // The store cannot write (full, locked): do not spin on it.
             _ if failed => Duration::from_secs(1),
             Ok(Some(at)) => {
-                Duration::from_millis(u64::try_from(at - crate::store::now_millis()).unwrap_or(0))
+                Duration::from_millis(u64::try_from(at - crate::service::now_millis()).unwrap_or(0))
                     .min(MAX_SLEEP)
             }
             Ok(None) => MAX_SLEEP,

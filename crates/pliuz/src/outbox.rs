@@ -42,10 +42,9 @@ use crate::approval::{Actor, Approval};
 use crate::audit_event::{AuditEvent, SlackDelivery};
 use crate::service::deliveries::Posted;
 use crate::service::ControlPlane;
+use crate::service::{OutboxMessage, StoreError};
 use crate::slack::api::SlackError;
 use crate::slack::{blocks, Slack};
-use crate::store::slack as sstore;
-use crate::store::{OutboxMessage, StoreError};
 use rand::Rng;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -138,8 +137,8 @@ pub async fn run(cp: ControlPlane, slack: Arc<Slack>, shutdown: crate::shutdown:
     let mut changes = cp.notifier.subscribe();
     loop {
         let handled = deliver_due(&cp, &slack, &tuning).await;
-        let now = crate::store::now_millis();
-        let sleep = match cp.store.next_outbox_due().await {
+        let now = crate::service::now_millis();
+        let sleep = match cp.next_outbox_due().await {
             Ok(Some(at)) if at > now => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
             // Due now: go again at once if this pass did something; otherwise
             // the rows are not ours to deliver (unknown kinds): do not spin.
@@ -166,8 +165,8 @@ pub async fn run(cp: ControlPlane, slack: Arc<Slack>, shutdown: crate::shutdown:
 
 /// One pass over the due rows. Returns how many were attempted.
 pub async fn deliver_due(cp: &ControlPlane, slack: &Slack, tuning: &Tuning) -> usize {
-    let now = crate::store::now_millis();
-    let rows = match cp.store.due_outbox(now, BATCH).await {
+    let now = crate::service::now_millis();
+    let rows = match cp.due_outbox(now, BATCH).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "could not read due outbox rows");
@@ -209,7 +208,7 @@ pub async fn deliver_due(cp: &ControlPlane, slack: &Slack, tuning: &Tuning) -> u
 
 async fn failed(cp: &ControlPlane, row: &OutboxMessage, f: Failure, tuning: &Tuning) {
     let attempts = row.attempts + 1;
-    let now = crate::store::now_millis();
+    let now = crate::service::now_millis();
     let error = f.to_string();
     let next = match &f {
         Failure::Slack(SlackError::RateLimited { retry_after_secs }) => {
@@ -273,7 +272,7 @@ fn approval_id(row: &OutboxMessage) -> Option<String> {
 /// Loads the request a row is about; `None` (and the row closed) if it is gone.
 async fn load(cp: &ControlPlane, row: &OutboxMessage) -> Result<Option<Approval>, Failure> {
     let a = match approval_id(row) {
-        Some(id) => cp.store.get_approval(&id).await?,
+        Some(id) => cp.get_approval(&id).await?,
         None => None,
     };
     if a.is_none() {
@@ -341,7 +340,7 @@ async fn post_message(
     a: &Approval,
     target: &str,
 ) -> Result<(String, String), Failure> {
-    let mut body = blocks::message(a, &cp.settings.public_url, crate::store::now_millis());
+    let mut body = blocks::message(a, &cp.settings.public_url, crate::service::now_millis());
     body["channel"] = json!(target);
     body["unfurl_links"] = json!(false);
     body["unfurl_media"] = json!(false);
@@ -368,7 +367,7 @@ async fn post(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(
         cp.close_delivery(&row.id).await?;
         return Ok(());
     };
-    if sstore::already_sent(&cp.store, &row.id, target).await? {
+    if cp.slack_already_sent(&row.id, target).await? {
         cp.close_delivery(&row.id).await?;
         return Ok(());
     }
@@ -398,7 +397,7 @@ async fn dm(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(),
         cp.close_delivery(&row.id).await?;
         return Ok(());
     };
-    let users = cp.store.list_users().await?;
+    let users = cp.list_users().await?;
     for u in users.iter().filter(|u| {
         !u.disabled
             && policy.is_approver(&u.email, &u.groups)
@@ -408,7 +407,7 @@ async fn dm(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(),
             tracing::info!(email = %u.email, "approver has no Slack account; no DM");
             continue;
         };
-        if sstore::already_sent(&cp.store, &row.id, &target).await? {
+        if cp.slack_already_sent(&row.id, &target).await? {
             continue;
         }
         let (channel, ts) = post_message(cp, slack, &a, &target).await?;
@@ -435,9 +434,9 @@ async fn update(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result
     let Some(a) = load(cp, row).await? else {
         return Ok(());
     };
-    let messages = sstore::messages_for(&cp.store, &a.id).await?;
+    let messages = cp.slack_messages_for(&a.id).await?;
     if messages.is_empty() {
-        if sstore::pending_posts(&cp.store, &a.id).await? > 0 {
+        if cp.slack_pending_posts(&a.id).await? > 0 {
             return Err(Failure::Waiting(
                 "waiting for the request message to be posted".into(),
             ));
@@ -446,7 +445,7 @@ async fn update(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result
         cp.close_delivery(&row.id).await?;
         return Ok(());
     }
-    let body = blocks::message(&a, &cp.settings.public_url, crate::store::now_millis());
+    let body = blocks::message(&a, &cp.settings.public_url, crate::service::now_millis());
     let mut updated = Vec::new();
     for m in &messages {
         let mut b = body.clone();

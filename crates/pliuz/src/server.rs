@@ -79,7 +79,7 @@ impl Server {
         crate::file_modes::warn_if_loose(&cp.settings);
         // Replicas starting together on one database take turns here, so the
         // first admin and `policy.loaded` are written once.
-        let startup = cp.store.startup_lock().await?;
+        let startup = cp.startup_lock().await?;
         let audit_signer = Arc::new(crate::audit::Signer::load(&cp.settings.audit, true)?);
         // Fail at start, not at the first run, if the encryption key is unusable.
         crate::encryption::DataKey::load(
@@ -135,25 +135,13 @@ impl Server {
             ));
         }
         workers.spawn(crate::webhooks::run(cp.clone(), shutdown.clone()));
-        {
-            let store = cp.store.clone();
-            let url = cp.settings.database_url.clone();
-            let notifier = cp.notifier.clone();
-            let shutdown = shutdown.clone();
-            workers.spawn(async move { store.relay_run_changes(url, notifier, shutdown).await });
-        }
+        workers.spawn(cp.relay_run_changes(shutdown.clone()));
         workers.spawn(crate::audit::worker::run(
             cp.clone(),
             audit_signer.clone(),
             shutdown.clone(),
         ));
-        {
-            let store = cp.store.clone();
-            let url = cp.settings.database_url.clone();
-            let notifier = cp.notifier.clone();
-            let shutdown = shutdown.clone();
-            workers.spawn(async move { store.relay_changes(url, notifier, shutdown).await });
-        }
+        workers.spawn(cp.relay_changes(shutdown.clone()));
 
         let extras = Extras {
             audit_signer: Some(audit_signer.clone()),
@@ -187,7 +175,7 @@ impl Server {
         tracing::info!(grace = ?grace, "shutting down");
         // Long-polls and live pages answer at once; other requests may finish
         // within three quarters of the grace period, the rest is for the log.
-        cp.store.drain();
+        cp.drain();
         trigger.fire();
         let drain_until = tokio::time::Instant::now() + grace.mul_f64(0.75);
         match tokio::time::timeout_at(drain_until, &mut server).await {
@@ -216,7 +204,7 @@ async fn final_checkpoint(
     signer: &crate::audit::Signer,
     deadline: tokio::time::Instant,
 ) -> anyhow::Result<()> {
-    let sealed = tokio::time::timeout_at(deadline, cp.store.stop_writes()).await;
+    let sealed = tokio::time::timeout_at(deadline, cp.stop_writes()).await;
     let signed = tokio::time::timeout_at(deadline, crate::audit::sign_checkpoint(cp, signer)).await;
     let problem = match (sealed, signed) {
         (Ok(()), Ok(Ok(c))) => {
@@ -229,11 +217,11 @@ async fn final_checkpoint(
     };
     // For the report only, and briefly: the store may be what is stuck.
     let brief = std::time::Duration::from_secs(1);
-    let size = tokio::time::timeout(brief, cp.store.audit_size())
+    let size = tokio::time::timeout(brief, cp.audit_size())
         .await
         .ok()
         .and_then(|r| r.ok());
-    let signed = tokio::time::timeout(brief, cp.store.latest_checkpoint())
+    let signed = tokio::time::timeout(brief, cp.latest_checkpoint())
         .await
         .ok()
         .and_then(|r| r.ok())
@@ -266,7 +254,7 @@ async fn wait_for_signal() {
 
 /// Approvers that match nobody are logged at start (see `approver_check`).
 async fn warn_unknown_approvers(cp: &ControlPlane) {
-    match cp.store.list_users().await {
+    match cp.list_users().await {
         Ok(users) => {
             for warning in crate::approver_check::unknown_approvers(&cp.policies, &users) {
                 tracing::warn!("{warning}");
@@ -279,7 +267,7 @@ async fn warn_unknown_approvers(cp: &ControlPlane) {
 /// On the very first start, create an admin so someone can log in. The
 /// password is printed once, here, and never again.
 async fn bootstrap_admin(cp: &ControlPlane) -> anyhow::Result<()> {
-    if cp.store.count_users().await? > 0 {
+    if cp.count_users().await? > 0 {
         return Ok(());
     }
     let email = std::env::var("PLIUZ_ADMIN_EMAIL").unwrap_or_else(|_| "admin@localhost".to_owned());

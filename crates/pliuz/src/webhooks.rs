@@ -22,7 +22,7 @@
 use crate::audit_event::AuditEvent;
 use crate::outbox::Tuning;
 use crate::service::ControlPlane;
-use crate::store::runs::DueWebhook;
+use crate::service::DueWebhook;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::Rng;
@@ -82,8 +82,8 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
     let mut runs = cp.notifier.subscribe_runs();
     loop {
         let handled = deliver_due(&cp, &client, &tuning).await;
-        let now = crate::store::now_millis();
-        let sleep = match cp.store.next_webhook_due().await {
+        let now = crate::service::now_millis();
+        let sleep = match cp.next_webhook_due().await {
             Ok(Some(at)) if at > now => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
             Ok(Some(_)) if handled > 0 => Duration::ZERO,
             Ok(Some(_)) => Duration::from_millis(200),
@@ -109,8 +109,8 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
 }
 
 async fn deliver_due(cp: &ControlPlane, client: &reqwest::Client, tuning: &Tuning) -> usize {
-    let now = crate::store::now_millis();
-    let rows = match cp.store.due_webhooks(now, BATCH).await {
+    let now = crate::service::now_millis();
+    let rows = match cp.due_webhooks(now, BATCH).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "could not read due webhook deliveries");
@@ -120,7 +120,6 @@ async fn deliver_due(cp: &ControlPlane, client: &reqwest::Client, tuning: &Tunin
     let mut handled = 0;
     for row in rows {
         match cp
-            .store
             .claim_webhook(&row.id, row.next_attempt_at, now + tuning.lease_ms)
             .await
         {
@@ -259,7 +258,7 @@ async fn failed(cp: &ControlPlane, row: &DueWebhook, f: Failure, tuning: &Tuning
         }
         return;
     }
-    let now = crate::store::now_millis();
+    let now = crate::service::now_millis();
     let next = now + tuning.delay_ms(attempts) + rand::thread_rng().gen_range(0..=10);
     tracing::warn!(outbox = %row.id, attempts, %error, retry_in_ms = next - now, "webhook not delivered; will retry");
     if let Err(e) = cp.retry_delivery(&row.id, next, &error).await {

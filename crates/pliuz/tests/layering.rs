@@ -204,6 +204,22 @@ fn violations(files: &[(String, String)], layers: &[&str]) -> Vec<String> {
     found
 }
 
+/// Modules allowed to name `store`: it is private to the service layer.
+const STORE_REACHERS: &[&str] = &["service"];
+
+/// Every module other than [`STORE_REACHERS`] that names `store`.
+fn store_breaches(files: &[(String, String)]) -> Vec<String> {
+    dependencies(files)
+        .into_iter()
+        .filter(|(module, uses)| {
+            module != "store"
+                && !STORE_REACHERS.contains(&module.as_str())
+                && uses.contains_key("store")
+        })
+        .map(|(module, uses)| format!("{module} names the store in {:?}", uses["store"]))
+        .collect()
+}
+
 fn crate_files() -> Vec<(String, String)> {
     let root = src_dir();
     let mut paths = Vec::new();
@@ -246,6 +262,39 @@ fn modules_only_use_modules_below_them() {
         "the layering rule is broken:\n  {}",
         found.join("\n  ")
     );
+}
+
+#[test]
+fn only_the_service_layer_reaches_the_store() {
+    let found = store_breaches(&crate_files());
+    assert!(
+        found.is_empty(),
+        "the store is private to `service` (re-export what others need from there):\n  {}",
+        found.join("\n  ")
+    );
+}
+
+#[test]
+fn the_store_check_sees_every_way_of_naming_it() {
+    let files = vec![
+        file("api/mod.rs", "let p = state.cp.list_approvals(&f);"),
+        file("inbox/queue.rs", "use crate::store::ApprovalFilter;"),
+        file(
+            "outbox.rs",
+            "use crate::{approval::Approval, store::slack};",
+        ),
+        file("audit/witness.rs", "let n = super::super::store::now_millis();"),
+        file("service/mod.rs", "use crate::store::Store;"),
+        file("store/mod.rs", "use crate::store::Store;"),
+    ];
+    let found = store_breaches(&files);
+    assert_eq!(found.len(), 3, "{found:?}");
+    for module in ["inbox", "outbox", "audit"] {
+        assert!(
+            found.iter().any(|f| f.starts_with(&format!("{module} "))),
+            "{module}: {found:?}"
+        );
+    }
 }
 
 #[test]

@@ -8,8 +8,8 @@ use crate::auth::Principal;
 use crate::http::error::Problem;
 use crate::http::extract::{check_depth, parse_json, ApiBytes, ApiJson, ApiPath, ApiQuery, Auth};
 use crate::http::AppState;
+use crate::service::{format_time, ApprovalFilter};
 use crate::service::{DecisionInput, FieldError, NewApproval, ServiceError};
-use crate::store::{format_time, ApprovalFilter};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -390,7 +390,7 @@ pub async fn list(
         Principal::User(_) if principal.sees_everything() => {}
         Principal::User(_) => filter.policies_in = Some(state.cp.policies_for(&principal)),
     }
-    let page = state.cp.store.list_approvals(&filter).await?;
+    let page = state.cp.list_approvals(&filter).await?;
     Ok(Json(ListView {
         items: page
             .items
@@ -550,7 +550,7 @@ pub async fn execution(
                 outcome,
                 latency_ms: body.latency_ms,
                 output_excerpt: excerpt,
-                reported_at: crate::store::now_millis(),
+                reported_at: crate::service::now_millis(),
             },
         )
         .await?;

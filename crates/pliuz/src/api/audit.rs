@@ -58,7 +58,7 @@ fn b64(h: &pliuz_audit::Hash) -> String {
 /// `GET /api/v1/audit/checkpoint`: the newest signed checkpoint note.
 async fn checkpoint(State(state): State<AppState>, Auth(_p): Auth) -> Result<Response, Problem> {
     let cp = &state.cp;
-    let latest = match cp.store.latest_checkpoint().await? {
+    let latest = match cp.latest_checkpoint().await? {
         Some((_, note)) => note,
         None => match signer(&state) {
             Some(s) => crate::audit::sign_checkpoint(cp, s).await?.note,
@@ -79,7 +79,6 @@ async fn key(State(state): State<AppState>, Auth(_p): Auth) -> Result<Response, 
         Some(s) => s.verifier_key(),
         None => state
             .cp
-            .store
             .verifier_keys()
             .await?
             .pop()
@@ -114,7 +113,7 @@ async fn entries(
     ApiQuery(q): ApiQuery<EntriesQuery>,
 ) -> Result<Json<Value>, Problem> {
     require_auditor(&p)?;
-    let size = state.cp.store.audit_size().await?;
+    let size = state.cp.audit_size().await?;
     let start = q.start.unwrap_or(0);
     if start > size {
         return Err(out_of_range(format!(
@@ -126,7 +125,7 @@ async fn entries(
         return Err(out_of_range(format!("end {end} is before start {start}")));
     }
     let end = end.min(size).min(start.saturating_add(MAX_PAGE));
-    let rows = state.cp.store.audit_entries(start, end).await?;
+    let rows = state.cp.audit_entries(start, end).await?;
     let mut items = Vec::with_capacity(rows.len());
     for r in rows {
         let parsed: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
@@ -149,12 +148,11 @@ struct InclusionQuery {
 
 /// Resolves an optional tree size: default the newest checkpoint's size.
 async fn tree_size(state: &AppState, size: Option<u64>) -> Result<(u64, u64), Problem> {
-    let log = state.cp.store.audit_size().await?;
+    let log = state.cp.audit_size().await?;
     let size = match size {
         Some(s) => s,
         None => state
             .cp
-            .store
             .latest_checkpoint()
             .await?
             .map(|(s, _)| s)
@@ -182,7 +180,7 @@ async fn inclusion(
             q.index
         )));
     }
-    let store = &state.cp.store;
+    let store = &state.cp;
     let proof = store.inclusion_proof(q.index, size).await?;
     let leaf = store
         .audit_hashes(&[pliuz_audit::stored_hash_index(0, q.index)])
@@ -219,7 +217,7 @@ async fn consistency(
             q.from
         )));
     }
-    let store = &state.cp.store;
+    let store = &state.cp;
     let proof = store.consistency_proof(q.from, size).await?;
     let root_from = store.audit_root(q.from).await?;
     let root = store.audit_root(size).await?;

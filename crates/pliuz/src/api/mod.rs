@@ -93,7 +93,7 @@ async fn healthz() -> &'static str {
 
 /// Ready when the store takes writes (not merely answers reads).
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.cp.store.readiness().await {
+    match state.cp.readiness().await {
         Ok(()) => "ready".into_response(),
         Err(reason) => {
             tracing::warn!(%reason, "store not ready");

@@ -8,9 +8,9 @@ use crate::http::error::Problem;
 use crate::http::extract::{ApiJson, ApiQuery, Auth};
 use crate::http::AppState;
 use crate::run::{Outcome, Run, RunStatus};
+use crate::service::format_time;
 use crate::service::runs::{NewRunState, RunsError};
 use crate::service::FieldError;
-use crate::store::format_time;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -44,7 +44,7 @@ pub struct RunView {
 
 impl RunView {
     pub fn new(r: Run) -> RunView {
-        let now = crate::store::now_millis();
+        let now = crate::service::now_millis();
         let status = r.effective_status(now);
         RunView {
             lease_expires_at: if r.status == RunStatus::Running {
@@ -312,10 +312,9 @@ pub async fn list(
     let mut changes = state.cp.notifier.subscribe();
     let mut runs = state.cp.notifier.subscribe_runs();
     loop {
-        let now = crate::store::now_millis();
+        let now = crate::service::now_millis();
         let items = state
             .cp
-            .store
             .list_runs(agent, status, now, i64::from(limit))
             .await?;
         if !items.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -326,7 +325,7 @@ pub async fn list(
         // A lease running out makes a run claimable without any write.
         let mut until = deadline;
         if status == Some(RunStatus::Ready) {
-            if let Some(at) = state.cp.store.next_lease_expiry(agent, now).await? {
+            if let Some(at) = state.cp.next_lease_expiry(agent, now).await? {
                 let ms = u64::try_from(at - now).unwrap_or(0);
                 until = until.min(tokio::time::Instant::now() + Duration::from_millis(ms + 1));
             }

@@ -446,7 +446,7 @@ async fn accept_rollback(over: &Overrides) -> anyhow::Result<ExitCode> {
         Err(e) if e.is_inconsistency() => e.to_string(),
         Err(e) => return Err(e.into()),
     };
-    let log_size = cp.store.audit_size().await?;
+    let log_size = cp.audit_size().await?;
     let archived = witness.archive()?;
     let recorded = cp
         .record_event(AuditEvent::AuditRollbackAccepted {

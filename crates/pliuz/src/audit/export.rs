@@ -48,15 +48,10 @@ pub async fn export(
 
     let size = match signer {
         Some(s) => super::sign_checkpoint(cp, s).await?.size,
-        None => cp
-            .store
-            .latest_checkpoint()
-            .await?
-            .map(|(s, _)| s)
-            .unwrap_or(0),
+        None => cp.latest_checkpoint().await?.map(|(s, _)| s).unwrap_or(0),
     };
     // Without a signer only the signed part is exported.
-    let size = size.min(cp.store.audit_size().await?);
+    let size = size.min(cp.audit_size().await?);
 
     let path = dir.join("entries.jsonl");
     let file = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
@@ -65,7 +60,7 @@ pub async fn export(
     let mut written = 0u64;
     while start < size {
         let end = (start + PAGE).min(size);
-        for e in cp.store.audit_entries(start, end).await? {
+        for e in cp.audit_entries(start, end).await? {
             out.write_all(e.body.as_bytes()).map_err(|e| io(&path, e))?;
             out.write_all(b"\n").map_err(|e| io(&path, e))?;
             written += 1;
@@ -76,7 +71,7 @@ pub async fn export(
     file.sync_all().map_err(|e| io(&path, e))?;
 
     let mut sizes = Vec::new();
-    for (s, note) in cp.store.all_checkpoints().await? {
+    for (s, note) in cp.all_checkpoints().await? {
         if s > size {
             continue;
         }

@@ -26,7 +26,7 @@ pub mod worker;
 pub use signer::Signer;
 
 use crate::service::ControlPlane;
-use crate::store::StoreError;
+use crate::service::StoreError;
 use pliuz_audit::{Checkpoint, Entry, Hash, Receipt, Verifier};
 
 /// Errors of the audit helpers.
@@ -87,7 +87,7 @@ pub async fn latest_checkpoint(
     if let Some(signer) = signer {
         return sign_checkpoint(cp, signer).await.map(Some);
     }
-    match cp.store.latest_checkpoint().await? {
+    match cp.latest_checkpoint().await? {
         Some((size, note)) => Ok(Some(SignedCheckpoint::new(size, note)?)),
         None => Ok(None),
     }
@@ -97,8 +97,8 @@ pub async fn latest_checkpoint(
 /// returns the newest one. Signs only when needed; when several replicas
 /// sign the same size, the first stored note stands.
 pub async fn sign_checkpoint(cp: &ControlPlane, signer: &Signer) -> AuditResult<SignedCheckpoint> {
-    let size = cp.store.audit_size().await?;
-    if let Some((have, note)) = cp.store.latest_checkpoint().await? {
+    let size = cp.audit_size().await?;
+    if let Some((have, note)) = cp.latest_checkpoint().await? {
         if have >= size {
             return SignedCheckpoint::new(have, note);
         }
@@ -118,7 +118,7 @@ pub async fn sign_at(
     let key = signer.key();
     // Record the key before anything it signs, so exports always list it.
     cp.record_verifier_key(&key.verifier_key()).await?;
-    let root = cp.store.audit_root(size).await?;
+    let root = cp.audit_root(size).await?;
     let checkpoint = Checkpoint {
         origin: signer.origin().to_owned(),
         size,
@@ -129,7 +129,7 @@ pub async fn sign_at(
     witness.append_async(&note).await?;
     cp.save_checkpoint(size, &note).await?;
     // Another replica may have stored its own note for this size first.
-    match cp.store.checkpoint_covering(size).await? {
+    match cp.checkpoint_covering(size).await? {
         Some((s, stored)) if s == size => SignedCheckpoint::new(s, stored),
         _ => SignedCheckpoint::new(size, note),
     }
@@ -146,12 +146,12 @@ pub async fn receipt_for(
     approval_id: &str,
     signer: Option<&Signer>,
 ) -> AuditResult<Receipt> {
-    let entries = cp.store.audit_entries_for(approval_id).await?;
+    let entries = cp.audit_entries_for(approval_id).await?;
     let Some(last) = entries.last() else {
         return Err(AuditError::NotFound(approval_id.to_owned()));
     };
     let needed = last.index + 1;
-    let latest = match cp.store.latest_checkpoint().await? {
+    let latest = match cp.latest_checkpoint().await? {
         Some((size, note)) if size >= needed => SignedCheckpoint::new(size, note)?,
         _ => match signer {
             Some(signer) => sign_checkpoint(cp, signer).await?,
@@ -165,7 +165,7 @@ pub async fn receipt_for(
     };
     let mut parts = Vec::with_capacity(entries.len());
     for e in entries {
-        let proof = cp.store.inclusion_proof(e.index, latest.size).await?;
+        let proof = cp.inclusion_proof(e.index, latest.size).await?;
         parts.push((e.index, e.body.into_bytes(), proof));
     }
     Receipt::build(approval_id, &latest.note, latest.size, parts).map_err(log_err)
@@ -177,7 +177,7 @@ pub async fn known_verifiers(
     cp: &ControlPlane,
     signer: Option<&Signer>,
 ) -> AuditResult<Vec<String>> {
-    let mut keys = cp.store.verifier_keys().await?;
+    let mut keys = cp.verifier_keys().await?;
     if let Some(s) = signer {
         let k = s.verifier_key();
         if !keys.contains(&k) {
@@ -280,7 +280,7 @@ pub async fn verify_log(
             Err(e) => tracing::warn!(key = %k, error = %e, "unusable verifier key in audit_keys"),
         }
     }
-    let size = cp.store.audit_size().await?;
+    let size = cp.audit_size().await?;
     let mut report = VerifyReport {
         entries: size,
         checkpoints: Vec::new(),
@@ -308,7 +308,7 @@ pub async fn verify_log(
     // 1. Checkpoints: signature, origin, file size vs body size. A bad
     //    checkpoint is reported and left out of the root checks.
     let mut checkpoints = Vec::new();
-    for (s, note) in cp.store.all_checkpoints().await? {
+    for (s, note) in cp.all_checkpoints().await? {
         let opened = pliuz_audit::open_checkpoint(&note, &verifiers);
         let c = match opened {
             Ok(c) => c,
@@ -369,11 +369,11 @@ pub async fn verify_log(
     let mut entries_whole = true;
     'pages: while start < size {
         let end = (start + VERIFY_PAGE).min(size);
-        let rows = cp.store.audit_entries(start, end).await?;
+        let rows = cp.audit_entries(start, end).await?;
         let wanted: Vec<u64> = (start..end)
             .map(|i| pliuz_audit::stored_hash_index(0, i))
             .collect();
-        let stored = match cp.store.audit_hashes(&wanted).await {
+        let stored = match cp.audit_hashes(&wanted).await {
             Ok(m) => m,
             Err(StoreError::Corrupt(m)) => {
                 fail!(
@@ -452,7 +452,7 @@ pub async fn verify_log(
 
     // 3. The stored tree hashes agree with the entries.
     if entries_whole {
-        let stored_root = cp.store.audit_root(size).await?;
+        let stored_root = cp.audit_root(size).await?;
         if stored_root != frontier.root() {
             fail!(
                 Some(last_good),

@@ -241,7 +241,7 @@ impl Monitor {
             size: new.size,
             root: new_root.clone(),
             checkpoint: note.clone(),
-            checked_at: crate::store::format_time(crate::store::now_millis()),
+            checked_at: crate::service::format_time(crate::service::now_millis()),
         };
         let Some(old) = state else {
             if pinned_now {

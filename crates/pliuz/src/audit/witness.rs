@@ -19,7 +19,7 @@
 
 use crate::config::Settings;
 use crate::service::ControlPlane;
-use crate::store::StoreError;
+use crate::service::StoreError;
 use pliuz_audit::{Checkpoint, Verifier};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -123,7 +123,7 @@ impl Witness {
     pub fn append(&self, note: &str) -> Result<(), WitnessError> {
         let line = serde_json::to_string(&Line {
             note: note.to_owned(),
-            signed_at: crate::store::format_time(crate::store::now_millis()),
+            signed_at: crate::service::format_time(crate::service::now_millis()),
         })
         .map_err(|e| WitnessError::Io(format!("cannot encode a checkpoint record: {e}")))?;
         let io = |e: std::io::Error| {
@@ -251,7 +251,7 @@ impl Witness {
     /// against `r`'s signed root and the log's current root.
     pub async fn check_log(&self, cp: &ControlPlane, r: &Remembered) -> Result<(), WitnessError> {
         let size = r.checkpoint.size;
-        let log = cp.store.audit_size().await?;
+        let log = cp.audit_size().await?;
         if log < size {
             return Err(WitnessError::Rollback {
                 size,
@@ -269,8 +269,8 @@ impl Witness {
         };
         // A store missing the hashes a proof needs is as bad as a wrong proof.
         let proved = async {
-            let root = cp.store.audit_root(log).await?;
-            let proof = cp.store.consistency_proof(size, log).await?;
+            let root = cp.audit_root(log).await?;
+            let proof = cp.consistency_proof(size, log).await?;
             Ok::<_, StoreError>((root, proof))
         }
         .await;
@@ -367,11 +367,11 @@ impl Witness {
                 self.check_log(cp, &r).await.map_err(refusal)
             }
             Ok(None) => {
-                if let Some((size, note)) = cp.store.latest_checkpoint().await? {
+                if let Some((size, note)) = cp.latest_checkpoint().await? {
                     let signed = pliuz_audit::open_checkpoint(&note, verifiers).ok();
                     if let Some(c) = signed.filter(|c| c.size == size) {
-                        let log = cp.store.audit_size().await?;
-                        if size <= log && cp.store.audit_root(size).await? == c.root {
+                        let log = cp.audit_size().await?;
+                        if size <= log && cp.audit_root(size).await? == c.root {
                             self.append(&note)?;
                         }
                     }

@@ -47,13 +47,8 @@ async fn check(
     interval: Duration,
     dirty_since: &mut Option<Instant>,
 ) -> super::AuditResult<()> {
-    let size = cp.store.audit_size().await?;
-    let signed = cp
-        .store
-        .latest_checkpoint()
-        .await?
-        .map(|(s, _)| s)
-        .unwrap_or(0);
+    let size = cp.audit_size().await?;
+    let signed = cp.latest_checkpoint().await?.map(|(s, _)| s).unwrap_or(0);
     if size <= signed {
         *dirty_since = None;
         return Ok(());

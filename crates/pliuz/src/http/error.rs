@@ -1,8 +1,8 @@
 //! RFC 9457 problem details: every error the HTTP API returns, with a stable
 //! `code` for programs and a `detail` that tells a person what to fix.
 
+use crate::service::StoreError;
 use crate::service::{FieldError, ServiceError};
-use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;

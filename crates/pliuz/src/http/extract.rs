@@ -33,7 +33,6 @@ impl FromRequestParts<AppState> for Auth {
         if let Some(token) = bearer(parts) {
             let principal = state
                 .cp
-                .store
                 .principal_for_secret_hash(&auth::hash_secret(token))
                 .await?;
             return principal.map(Auth).ok_or_else(|| {

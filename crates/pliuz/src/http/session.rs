@@ -13,7 +13,7 @@ use super::error::Problem;
 use super::AppState;
 use crate::approval::Actor;
 use crate::auth::{self, Principal, User};
-use crate::store::StoreError;
+use crate::service::StoreError;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -122,11 +122,11 @@ pub async fn load_session(
         return Ok(None);
     }
     let hash = auth::hash_secret(token);
-    let now = crate::store::now_millis();
-    let Some(rec) = state.cp.store.session_by_hash(&hash, now).await? else {
+    let now = crate::service::now_millis();
+    let Some(rec) = state.cp.session_by_hash(&hash, now).await? else {
         return Ok(None);
     };
-    let Some(user) = state.cp.store.user_by_id(&rec.user_id).await? else {
+    let Some(user) = state.cp.user_by_id(&rec.user_id).await? else {
         return Ok(None);
     };
     if user.user.disabled {
@@ -146,11 +146,11 @@ pub async fn load_session(
 /// this on every event and periodically, and end when it says no; a store
 /// error also says no (the browser reconnects and logs in again if needed).
 pub async fn session_still_valid(state: &AppState, token_hash: &str, user: &User) -> bool {
-    let now = crate::store::now_millis();
-    let Ok(Some(rec)) = state.cp.store.session_by_hash(token_hash, now).await else {
+    let now = crate::service::now_millis();
+    let Ok(Some(rec)) = state.cp.session_by_hash(token_hash, now).await else {
         return false;
     };
-    match state.cp.store.user_by_id(&rec.user_id).await {
+    match state.cp.user_by_id(&rec.user_id).await {
         Ok(Some(current)) => {
             let u = current.user;
             !u.disabled && u.id == user.id && u.role == user.role && u.groups == user.groups

@@ -53,8 +53,8 @@ async fn admin_page(
     status: StatusCode,
 ) -> WebResult {
     require_admin(s)?;
-    let users = state.cp.store.list_users().await?;
-    let agents = state.cp.store.list_agents().await?;
+    let users = state.cp.list_users().await?;
+    let agents = state.cp.list_agents().await?;
     let body = html! {
         div.page-head { div { h1 { "Admin" } p.muted { "People, agent keys and the policies in force." } } }
         @match &outcome {
@@ -388,7 +388,7 @@ pub async fn revoke_agent(
 
 async fn audit_view(state: &AppState, s: &Session, verify: Option<Markup>) -> WebResult {
     require_auditor(s)?;
-    let size = state.cp.store.audit_size().await?;
+    let size = state.cp.audit_size().await?;
     let latest = crate::audit::latest_checkpoint(&state.cp, None).await?;
     let keys =
         crate::audit::known_verifiers(&state.cp, state.extras.audit_signer.as_deref()).await?;
@@ -447,7 +447,7 @@ pub async fn audit_verify(
     let report =
         crate::audit::verify_log(&state.cp, state.extras.audit_signer.as_deref(), true).await?;
     let took = started.elapsed().as_millis();
-    let now = crate::store::now_millis();
+    let now = crate::service::now_millis();
     let result = html! {
         @if report.is_ok() {
             section.card.verified #verify-result role="status" {

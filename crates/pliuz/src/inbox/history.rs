@@ -8,7 +8,7 @@ use super::session::Viewer;
 use crate::api::approvals::ApprovalView;
 use crate::approval::{Approval, Status};
 use crate::http::AppState;
-use crate::store::{format_time, ApprovalFilter, StoreError};
+use crate::service::{format_time, ApprovalFilter, StoreError};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -83,7 +83,7 @@ async fn settled(
     };
     let mut out = Vec::new();
     loop {
-        let page = state.cp.store.list_approvals(&f).await?;
+        let page = state.cp.list_approvals(&f).await?;
         let n = page.items.len();
         for (i, a) in page.items.into_iter().enumerate() {
             if a.status == Status::Pending {

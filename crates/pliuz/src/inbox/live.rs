@@ -43,7 +43,6 @@ impl Live {
     async fn count(&self) -> i64 {
         self.state
             .cp
-            .store
             .count_approvals(&self.query.filter(self.scope.clone()))
             .await
             .unwrap_or(-1)
@@ -61,7 +60,7 @@ impl Live {
             return None;
         }
         if c.status == Status::Pending {
-            let a = self.state.cp.store.get_approval(&c.id).await.ok()??;
+            let a = self.state.cp.get_approval(&c.id).await.ok()??;
             if a.status != Status::Pending || !self.state.cp.can_see(&self.principal, &a) {
                 return None;
             }
@@ -73,7 +72,7 @@ impl Live {
             let html = row(
                 &a,
                 self.state.cp.may_decide(&self.principal, &a.policy),
-                crate::store::now_millis(),
+                crate::service::now_millis(),
             )
             .into_string();
             // The request page compares the digest with the one it shows.
@@ -95,7 +94,7 @@ pub async fn events(
     Query(q): Query<InboxQuery>,
 ) -> Response {
     let principal = s.principal();
-    let left_ms = (s.expires_at - crate::store::now_millis()).max(0);
+    let left_ms = (s.expires_at - crate::service::now_millis()).max(0);
     let mut recheck = tokio::time::interval_at(
         tokio::time::Instant::now() + SESSION_RECHECK,
         SESSION_RECHECK,

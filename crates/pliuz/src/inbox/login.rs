@@ -187,7 +187,7 @@ pub async fn login(
         return Ok(res);
     }
     let record = match auth::normalize_email(&email_in) {
-        Ok(email) => match state.cp.store.user_by_email(&email).await {
+        Ok(email) => match state.cp.user_by_email(&email).await {
             Ok(r) => r,
             Err(e) => {
                 limiter.refund(&key);
@@ -279,8 +279,7 @@ async fn setup_user(state: &AppState, token: &str) -> WebResult<User> {
     }
     state
         .cp
-        .store
-        .user_by_setup_token_hash(&auth::hash_secret(token), crate::store::now_millis())
+        .user_by_setup_token_hash(&auth::hash_secret(token), crate::service::now_millis())
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(invalid)

@@ -20,9 +20,9 @@ use crate::http::oidc::{GroupsIdToken, Metadata};
 use crate::http::session::{cookie, is_cross_site, session_cookie, set_cookie};
 use crate::http::AppState;
 use crate::service::sso::IdpIdentity;
+use crate::service::PendingLogin;
 use crate::service::ServiceError;
-use crate::store::oidc::PendingLogin;
-use crate::store::SessionRecord;
+use crate::service::SessionRecord;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use maud::{html, Markup};
@@ -207,7 +207,7 @@ pub async fn start(
         .filter(|t| well_formed(t))
         .map(str::to_owned)
         .unwrap_or_else(|| auth::new_secret(""));
-    let now = crate::store::now_millis();
+    let now = crate::service::now_millis();
     let stored = state
         .cp
         .open_sso_login(
@@ -275,7 +275,7 @@ pub async fn callback(
             "The identity provider's answer has no state. {restart}"
         )));
     };
-    let now = crate::store::now_millis();
+    let now = crate::service::now_millis();
     // Taken (deleted) before anything else: a state works once, even if
     // what follows fails.
     let pending = state

@@ -17,7 +17,7 @@
 use super::pages::{layout, page, span_words, Nav, WebError, WebResult};
 use super::session::Viewer;
 use crate::http::AppState;
-use crate::store::overview::{SettledRow, WaitingRow};
+use crate::service::{SettledRow, WaitingRow};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -201,19 +201,17 @@ impl OverviewQuery {
 async fn load(state: &AppState, viewer: &Viewer, days: i64) -> WebResult<(Stats, i64)> {
     let p = viewer.0.principal();
     let scope = super::queue::scope(state, &p);
-    let now = crate::store::now_millis();
+    let now = crate::service::now_millis();
     let from = now - days * DAY_MS;
     let waiting = state
         .cp
-        .store
         .waiting_requests(scope.as_deref(), WAITING_LIMIT)
         .await?;
     let settled = state
         .cp
-        .store
         .settled_between(scope.as_deref(), from, now + 1, SETTLED_LIMIT + 1)
         .await?;
-    let waiting_counts = state.cp.store.waiting_counts(scope.as_deref()).await?;
+    let waiting_counts = state.cp.waiting_counts(scope.as_deref()).await?;
     let truncated = settled.len() as i64 > SETTLED_LIMIT;
     let mut stats = compute(
         waiting,
@@ -503,7 +501,7 @@ pub async fn csv(
                     w.policy.clone(),
                     w.id.clone(),
                     w.tool_name.clone(),
-                    crate::store::format_time(w.created_at),
+                    crate::service::format_time(w.created_at),
                     ((now - w.created_at) / 1000).to_string(),
                 ]);
             }

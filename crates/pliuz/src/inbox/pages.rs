@@ -4,7 +4,7 @@ use super::session::Session;
 use crate::auth::Role;
 use crate::http::error::Problem;
 use crate::service::ServiceError;
-use crate::store::StoreError;
+use crate::service::StoreError;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
@@ -257,7 +257,7 @@ pub fn ago(ms: i64, now: i64) -> String {
 /// A `<time>` element with the full UTC time as its tooltip.
 pub fn time_el(ms: i64, text: &str) -> Markup {
     html! {
-        time datetime=(crate::store::format_time(ms)) title=(fmt_time(ms)) { (text) }
+        time datetime=(crate::service::format_time(ms)) title=(fmt_time(ms)) { (text) }
     }
 }
 

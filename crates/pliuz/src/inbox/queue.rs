@@ -6,7 +6,7 @@ use super::session::Viewer;
 use crate::approval::{Approval, Status};
 use crate::auth::Principal;
 use crate::http::AppState;
-use crate::store::ApprovalFilter;
+use crate::service::ApprovalFilter;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use maud::{html, Markup};
@@ -147,8 +147,8 @@ pub async fn inbox(
     } else {
         f.before_id = q.cursor.clone();
     }
-    let page_items = state.cp.store.list_approvals(&f).await?;
-    let total = state.cp.store.count_approvals(&base).await?;
+    let page_items = state.cp.list_approvals(&f).await?;
+    let total = state.cp.count_approvals(&base).await?;
     let policies: Vec<String> = match &scope {
         Some(ps) => ps.clone(),
         None => state.cp.policies.iter().map(|p| p.name.clone()).collect(),
@@ -157,7 +157,6 @@ pub async fn inbox(
     for name in &policies {
         let n = state
             .cp
-            .store
             .count_approvals(&ApprovalFilter {
                 status: Some(Status::Pending),
                 policy: Some(name.clone()),
@@ -166,7 +165,7 @@ pub async fn inbox(
             .await?;
         per_policy.push((name.clone(), n));
     }
-    let now = crate::store::now_millis();
+    let now = crate::service::now_millis();
     let first = q.cursor.is_none();
     let more = page_items.next.is_some();
     let live = format!("/inbox/events?{}", q.to_query(None));

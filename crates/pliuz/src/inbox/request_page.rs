@@ -9,7 +9,7 @@ use super::session::{Session, Viewer};
 use crate::approval::{Action, Approval, DecisionKind, Refusal, Status};
 use crate::http::AppState;
 use crate::service::review_digest;
-use crate::store::StoredEntry;
+use crate::service::StoredEntry;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -188,7 +188,7 @@ pub(super) fn request_page(
     entries: &[StoredEntry],
     fb: Feedback,
 ) -> Markup {
-    let now = crate::store::now_millis();
+    let now = crate::service::now_millis();
     let can = abilities(state, s, a);
     let under_review = a.args_under_review();
     let digest = review_digest(a);
@@ -376,7 +376,7 @@ pub(super) async fn render(
     fb: Feedback,
 ) -> WebResult {
     let a = state.cp.get_for(&s.principal(), id).await?;
-    let entries = state.cp.store.audit_entries_for(id).await?;
+    let entries = state.cp.audit_entries_for(id).await?;
     Ok(page(status, request_page(state, s, &a, &entries, fb)))
 }
 
@@ -387,7 +387,7 @@ pub async fn show(
     Query(q): Query<ShowQuery>,
 ) -> WebResult {
     let a = state.cp.get_for(&s.principal(), &id).await?;
-    let entries = state.cp.store.audit_entries_for(&id).await?;
+    let entries = state.cp.audit_entries_for(&id).await?;
     let notice = done_notice(q.done.as_deref(), a.status);
     let fb = Feedback {
         notice: notice.map(str::to_owned),

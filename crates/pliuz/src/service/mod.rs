@@ -6,6 +6,7 @@ pub mod audit_log;
 pub mod conditions;
 pub mod deliveries;
 pub mod directory;
+pub mod queries;
 pub mod runs;
 pub mod sessions;
 pub mod sso;
@@ -20,7 +21,17 @@ use crate::auth::{Principal, Role};
 use crate::config::Settings;
 use crate::notify::{ApprovalChanged, Notifier};
 use crate::policy::{AutoDecision, MatchError, Policy, PolicySet};
-use crate::store::{Store, StoreError, WriteTx};
+use crate::store::{Store, WriteTx};
+
+// The store's types the edges handle (rows, pages, errors, the clock), so
+// that nothing outside `service` names the store.
+pub use crate::store::oidc::PendingLogin;
+pub use crate::store::overview::{SettledRow, WaitingRow};
+pub use crate::store::runs::DueWebhook;
+pub use crate::store::{
+    format_time, now_millis, ApprovalFilter, OutboxMessage, SessionRecord, StoreError, StoredEntry,
+};
+pub use queries::users_in;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -142,7 +153,8 @@ pub struct DecisionInput {
 /// Shared by the HTTP API, the inbox, Slack and the workers.
 #[derive(Clone)]
 pub struct ControlPlane {
-    pub store: Store,
+    /// Private: every read and write goes through a use case here.
+    store: Store,
     pub policies: Arc<PolicySet>,
     pub notifier: Notifier,
     pub settings: Arc<Settings>,

@@ -156,7 +156,7 @@ fn slack_date(ms: i64) -> String {
     format!(
         "<!date^{}^{{date_short_pretty}} at {{time}}|{}>",
         ms.div_euclid(1000),
-        escape(&crate::store::format_time(ms))
+        escape(&crate::service::format_time(ms))
     )
 }
 

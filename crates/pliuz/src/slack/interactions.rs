@@ -101,7 +101,7 @@ async fn authorize(
             return Err("Pliuz could not look up your Slack profile just now; please try again.".into());
         }
     };
-    let user = match state.cp.store.user_by_email(&email).await {
+    let user = match state.cp.user_by_email(&email).await {
         Ok(Some(r)) if !r.user.disabled => r.user,
         Ok(Some(_)) => return Err(format!("The Pliuz account {email} is disabled.")),
         Ok(None) => {
@@ -115,7 +115,7 @@ async fn authorize(
         }
     };
     let principal = Principal::User(user);
-    let a = match state.cp.store.get_approval(approval_id).await {
+    let a = match state.cp.get_approval(approval_id).await {
         Ok(Some(a)) => a,
         Ok(None) => return Err("This request no longer exists in Pliuz.".into()),
         Err(e) => {

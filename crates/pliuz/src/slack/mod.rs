@@ -4,7 +4,7 @@
 //! - [`api`] calls the Slack Web API (the bot token stays in a header).
 //! - [`signature`] verifies that an interaction really comes from Slack.
 //! - [`interactions`] handles `POST /slack/interactions` (buttons, modals).
-//! - `crate::store::slack` remembers posted messages so later updates can edit them.
+//! - `crate::service::slack` remembers posted messages so later updates can edit them.
 //!
 //! Messages are sent by the durable outbox worker (`crate::outbox`).
 

@@ -20,6 +20,7 @@ pub mod slack;
 pub use approvals::{ApprovalFilter, Page};
 pub use audit::{format_time, AuditEvent, StoredEntry};
 pub use outbox::OutboxMessage;
+pub use principals::{AgentRecord, UserRecord};
 pub use sessions::SessionRecord;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
