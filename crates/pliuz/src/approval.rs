@@ -859,6 +859,105 @@ mod tests {
         assert!(a.permitted(&bob, DecisionKind::Reject).is_err());
     }
 
+    #[test]
+    fn allows_asks_who_then_the_request() {
+        let mut a = pending(1);
+        let approver = Standing {
+            approver: true,
+            admin: false,
+        };
+        let admin = Standing {
+            approver: false,
+            admin: true,
+        };
+        let bot = Actor::Agent("bot".into());
+        let bob = Actor::User("bob@x".into());
+        let decide = |k| Action::Decide(k);
+        assert_eq!(
+            a.allows(&bot, approver, decide(DecisionKind::Approve)),
+            Err(Refusal::AgentCannotDecide)
+        );
+        assert_eq!(
+            a.allows(&bob, admin, decide(DecisionKind::Reject)),
+            Err(Refusal::NotApprover {
+                who: "bob@x".into(),
+                policy: "refunds".into()
+            })
+        );
+        assert_eq!(
+            a.allows(&bob, approver, decide(DecisionKind::Approve)),
+            Ok(())
+        );
+        // The request's own rules come through too.
+        let alice = Actor::User("alice@example.com".into());
+        assert_eq!(
+            a.allows(&alice, approver, decide(DecisionKind::Approve)),
+            Err(Refusal::Transition(
+                TransitionError::OriginatorCannotApprove
+            ))
+        );
+        // Cancelling: the requesting agent or an admin, nobody else.
+        assert_eq!(a.allows(&bot, Standing::default(), Action::Cancel), Ok(()));
+        assert_eq!(a.allows(&bob, admin, Action::Cancel), Ok(()));
+        assert_eq!(
+            a.allows(&Actor::Agent("other".into()), admin, Action::Cancel),
+            Ok(())
+        );
+        assert_eq!(
+            a.allows(
+                &Actor::Agent("other".into()),
+                Standing::default(),
+                Action::Cancel
+            ),
+            Err(Refusal::MayNotCancel)
+        );
+        assert_eq!(
+            a.allows(&bob, approver, Action::Cancel),
+            Err(Refusal::MayNotCancel)
+        );
+        // Settled: nothing more, for anyone entitled.
+        a.decide(by("bob@x", DecisionKind::Approve), 1).unwrap();
+        assert!(matches!(
+            a.allows(&bot, Standing::default(), Action::Cancel),
+            Err(Refusal::Transition(TransitionError::NotPending { .. }))
+        ));
+        assert!(matches!(
+            a.allows(&bob, approver, decide(DecisionKind::Reject)),
+            Err(Refusal::Transition(TransitionError::NotPending { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_reject_needs_a_reason_and_every_reason_has_a_limit() {
+        let reject = Action::Decide(DecisionKind::Reject);
+        assert_eq!(check_reason(reject, None), Err(Refusal::ReasonRequired));
+        assert_eq!(
+            check_reason(reject, Some(" \n ")),
+            Err(Refusal::ReasonRequired)
+        );
+        assert_eq!(check_reason(reject, Some("duplicate")), Ok(()));
+        let longest = "é".repeat(MAX_REASON_CHARS);
+        assert_eq!(check_reason(reject, Some(&longest)), Ok(()));
+        let over = format!("{longest}x");
+        for action in [
+            reject,
+            Action::Decide(DecisionKind::Approve),
+            Action::Cancel,
+        ] {
+            assert_eq!(
+                check_reason(action, Some(&over)),
+                Err(Refusal::ReasonTooLong {
+                    max: MAX_REASON_CHARS
+                })
+            );
+        }
+        assert_eq!(
+            check_reason(Action::Decide(DecisionKind::Approve), None),
+            Ok(())
+        );
+        assert_eq!(check_reason(Action::Cancel, None), Ok(()));
+    }
+
     fn exec(outcome: ExecutionOutcome) -> Execution {
         Execution {
             outcome,

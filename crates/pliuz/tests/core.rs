@@ -186,6 +186,30 @@ async fn reject_carries_the_reason() {
     assert!(v["final_args"].is_null());
 }
 
+/// The rule the inbox and Slack apply holds at the API too: the agent's
+/// model is told why, so a reject must say it.
+#[tokio::test]
+async fn a_reject_without_a_reason_is_refused_and_changes_nothing() {
+    let e = env().await;
+    let id = e.refund(5000).await;
+    for body in [
+        json!({"decision": "reject"}),
+        json!({"decision": "reject", "reason": "   "}),
+    ] {
+        let (status, p) = e.decide(&e.finance, &id, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+        assert_eq!(p["code"], "validation", "{p}");
+        assert_eq!(p["errors"][0]["field"], "reason", "{p}");
+    }
+    let (_, v) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
+    assert_eq!(v["status"], "pending");
+    // Approving needs no reason.
+    let (status, v) = e
+        .decide(&e.finance, &id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
 #[tokio::test]
 async fn edit_is_validated_against_the_tool_schema() {
     let e = env().await;

@@ -283,7 +283,10 @@ fn the_store_check_sees_every_way_of_naming_it() {
             "outbox.rs",
             "use crate::{approval::Approval, store::slack};",
         ),
-        file("audit/witness.rs", "let n = super::super::store::now_millis();"),
+        file(
+            "audit/witness.rs",
+            "let n = super::super::store::now_millis();",
+        ),
         file("service/mod.rs", "use crate::store::Store;"),
         file("store/mod.rs", "use crate::store::Store;"),
     ];
