@@ -822,3 +822,76 @@ async fn secrets_in_uris_are_redacted_at_every_log_level() {
     );
     assert!(log.contains("[redacted]"));
 }
+
+/// The value after `marker` up to the next `"` in `html`.
+fn html_value(html: &str, marker: &str) -> String {
+    html.split(marker)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("{marker} not in the page"))
+        .to_owned()
+}
+
+// The reason rules are the domain's, asked by the inbox form as by the API:
+// the form words the refusal its own way and nothing is decided.
+#[tokio::test]
+async fn the_inbox_reject_form_asks_the_same_reason_rules() {
+    let server = Server::start(CONFIG).await;
+    create_user(&server, "fin@example.com", "approver", &["finance"]);
+    let agent = server.agent_key("bot");
+    let http = no_redirects();
+    let (status, a) = create_refund(&http, &server, &agent, "").await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    let id = a["id"].as_str().unwrap().to_owned();
+    let session = login(&http, &server, "fin@example.com").await;
+    let cookie = format!("pliuz_session={session}");
+    let page = http
+        .get(server.url(&format!("/requests/{id}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = html_value(&page, "name=\"csrf-token\" content=\"");
+    let digest = html_value(&page, "name=\"args_digest\" value=\"");
+    let too_long = "x".repeat(2001);
+    for (reason, says) in [
+        (
+            "",
+            "Write a reason for rejecting: the agent's model receives it.",
+        ),
+        (
+            "  ",
+            "Write a reason for rejecting: the agent's model receives it.",
+        ),
+        (
+            too_long.as_str(),
+            "The reason is too long: at most 2000 characters.",
+        ),
+    ] {
+        let res = http
+            .post(server.url(&format!("/requests/{id}/reject")))
+            .header("cookie", &cookie)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("args_digest", digest.as_str()),
+                ("reason", reason),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = res.text().await.unwrap();
+        assert!(body.contains(says), "{says} not in {body}");
+    }
+    let res = http
+        .get(server.url(&format!("/api/v1/approvals/{id}")))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap();
+    let now: Value = res.json().await.unwrap();
+    assert_eq!(now["status"], "pending", "{now}");
+}
