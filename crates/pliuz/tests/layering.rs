@@ -45,6 +45,7 @@ const LAYERS: &[&str] = &[
     "shutdown",
     "redact",
     "password_gate",
+    "private_file",
     "originator",
 ];
 
