@@ -17,19 +17,17 @@ use support::{CliOutput as Out, Server, BIN};
 
 const ORIGIN: &str = "pliuz.test/audit";
 
-const CONFIG: &str = r#"
+const AUDIT_SETTINGS: &str = r#"
 [audit]
 origin = "pliuz.test/audit"
 checkpoint_every = 4
 checkpoint_interval = "1s"
-
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
 "#;
+
+/// Checkpoints often, under the refunds policy.
+fn config() -> String {
+    format!("{AUDIT_SETTINGS}{}", support::REFUNDS_POLICY)
+}
 
 /// Runs `pliuz --data-dir D --config F ARGS...`.
 fn pliuz(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Out {
@@ -74,6 +72,12 @@ fn pliuz_offline(args: &[&str]) -> Out {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// `pliuz audit verify-receipt FILE --key KEY`, offline.
+fn verify_receipt(file: &Path, key: &str) -> Out {
+    let file = file.to_str().expect("UTF-8 path");
+    pliuz_offline(&["audit", "verify-receipt", file, "--key", key])
 }
 
 async fn get(http: &Client, url: &str, token: &str) -> (StatusCode, String) {
@@ -131,7 +135,7 @@ async fn checkpoint(http: &Client, s: &Server, token: &str, key: &str) -> pliuz_
 
 #[tokio::test]
 async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
-    let s = Server::start(CONFIG).await;
+    let s = Server::start(&config()).await;
     let http = Client::new();
     let agent = s.agent_key("support-bot");
     let other_agent = s.agent_key("other-bot");
@@ -201,13 +205,7 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
     assert_eq!(decided.actor, "user:fin@example.com");
     let receipt_file = s.dir.path().join("receipt.json");
     std::fs::write(&receipt_file, &receipt).unwrap();
-    let v = pliuz_offline(&[
-        "audit",
-        "verify-receipt",
-        receipt_file.to_str().unwrap(),
-        "--key",
-        &key,
-    ]);
+    let v = verify_receipt(&receipt_file, &key);
     assert!(v.success, "{}{}", v.stdout, v.stderr);
     assert!(
         v.stdout
@@ -219,61 +217,37 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
     let stranger = pliuz_audit::SigningKey::generate(ORIGIN)
         .unwrap()
         .verifier_key();
-    let v = pliuz_offline(&[
-        "audit",
-        "verify-receipt",
-        receipt_file.to_str().unwrap(),
-        "--key",
-        &stranger,
-    ]);
+    let v = verify_receipt(&receipt_file, &stranger);
     assert!(!v.success);
     std::fs::write(
         &receipt_file,
         receipt.replace("receipt attached", "receipt attachee"),
     )
     .unwrap();
-    let v = pliuz_offline(&[
-        "audit",
-        "verify-receipt",
-        receipt_file.to_str().unwrap(),
-        "--key",
-        &key,
-    ]);
+    let v = verify_receipt(&receipt_file, &key);
     assert!(!v.success, "an edited receipt must fail");
 
     // Who may fetch the receipt.
     let receipt_url = s.url(&format!("/api/v1/approvals/{id}/receipt"));
-    assert_eq!(get(&http, &receipt_url, &approver).await.0, StatusCode::OK);
-    assert_eq!(get(&http, &receipt_url, &auditor).await.0, StatusCode::OK);
-    assert_eq!(
-        get(&http, &receipt_url, &outsider).await.0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        get(&http, &receipt_url, &other_agent).await.0,
-        StatusCode::NOT_FOUND
-    );
+    for (token, status) in [
+        (&approver, StatusCode::OK),
+        (&auditor, StatusCode::OK),
+        (&outsider, StatusCode::NOT_FOUND),
+        (&other_agent, StatusCode::NOT_FOUND),
+    ] {
+        assert_eq!(get(&http, &receipt_url, token).await.0, status);
+    }
 
     // Who may read the entries.
     let entries_url = s.url("/api/v1/audit/entries?start=0&end=1000");
-    assert_eq!(
-        get(&http, &entries_url, &approver).await.0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        get(&http, &entries_url, &agent).await.0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        get(
-            &http,
-            &s.url("/api/v1/audit/proof/inclusion?index=0"),
-            &agent
-        )
-        .await
-        .0,
-        StatusCode::FORBIDDEN
-    );
+    let inclusion_url = s.url("/api/v1/audit/proof/inclusion?index=0");
+    for (url, token) in [
+        (&entries_url, &approver),
+        (&entries_url, &agent),
+        (&inclusion_url, &agent),
+    ] {
+        assert_eq!(get(&http, url, token).await.0, StatusCode::FORBIDDEN);
+    }
     let (status, page) = get_json(&http, &entries_url, &auditor).await;
     assert_eq!(status, StatusCode::OK);
     let items = page["entries"].as_array().unwrap();
@@ -400,7 +374,7 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
 
 #[tokio::test]
 async fn key_rotation_keeps_old_checkpoints_verifiable() {
-    let mut s = Server::start(CONFIG).await;
+    let mut s = Server::start(&config()).await;
     let http = Client::new();
     let agent = s.agent_key("bot");
     let auditor = s.user_token("audit@example.com", "auditor", &[]);
@@ -532,7 +506,7 @@ fn range_in(message: &str) -> (u64, u64) {
 
 #[tokio::test]
 async fn tampering_with_the_database_is_detected() {
-    let mut s = Server::start(CONFIG).await;
+    let mut s = Server::start(&config()).await;
     let http = Client::new();
     let agent = s.agent_key("bot");
     for i in 0..10 {
@@ -874,7 +848,7 @@ fn monitor(url: &str, state: &Path, token: &str, keys: &[&str], args: &[&str]) -
 
 #[tokio::test]
 async fn a_truncated_log_is_refused_at_start_by_check_and_by_a_monitor() {
-    let mut s = Server::start(CONFIG).await;
+    let mut s = Server::start(&config()).await;
     let http = Client::new();
     let agent = s.agent_key("bot");
     for i in 0..10 {
@@ -1021,7 +995,7 @@ async fn a_truncated_log_is_refused_at_start_by_check_and_by_a_monitor() {
 
 #[tokio::test]
 async fn the_monitor_catches_two_servers_with_one_key_diverging() {
-    let mut a = Server::start(CONFIG).await;
+    let mut a = Server::start(&config()).await;
     let http = Client::new();
     let agent = a.agent_key("bot");
     for i in 0..3 {
@@ -1032,7 +1006,7 @@ async fn the_monitor_catches_two_servers_with_one_key_diverging() {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(&a.data_dir(), copy.path());
     a.spawn().await;
-    let b = Server::start_on_data_dir(CONFIG, copy.path().to_path_buf()).await;
+    let b = Server::start_on_data_dir(&config(), copy.path().to_path_buf()).await;
 
     let state = a.dir.path().join("monitor-state.json");
     // No --key: the server's keys are pinned on first use.

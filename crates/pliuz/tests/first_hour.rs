@@ -14,15 +14,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use support::BIN;
 
-const CONFIG: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-"#;
-
 const TYPO_CONFIG: &str = r#"
 [[policy]]
 name = "refunds"
@@ -115,7 +106,7 @@ impl Drop for Serving {
 async fn a_start_on_a_busy_port_keeps_the_first_password_and_port_zero_prints_the_real_url() {
     let dir = tempfile::tempdir().unwrap();
     let (data, config) = (dir.path().join("data"), dir.path().join("pliuz.toml"));
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, support::REFUNDS_POLICY).unwrap();
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_addr = busy.local_addr().unwrap();

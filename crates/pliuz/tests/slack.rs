@@ -141,19 +141,9 @@ impl Env {
     }
 
     /// The agent's long-poll, started now, answered when the request settles.
-    fn long_poll(&self, id: &str) -> tokio::task::JoinHandle<Value> {
+    fn long_poll(&self, id: &str) -> tokio::task::JoinHandle<(Instant, Value)> {
         let url = self.server.url(&format!("/api/v1/approvals/{id}?wait=30"));
-        let (http, agent) = (self.http.clone(), self.agent.clone());
-        tokio::spawn(async move {
-            http.get(url)
-                .bearer_auth(agent)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
+        support::long_poll(&self.http, url, &self.agent)
     }
 
     /// Waits for the request's message to be posted; returns the call.
@@ -186,6 +176,42 @@ impl Env {
                     && c.body.to_string().contains(containing)
             })
             .await
+    }
+
+    /// `user` clicks the `action` button of the message `post` about `id`.
+    async fn click(
+        &self,
+        user: &str,
+        action: &str,
+        post: &Call,
+        id: &str,
+    ) -> (StatusCode, String, Duration) {
+        self.interact(&block_action(&self.fake, user, action, post, id))
+            .await
+    }
+
+    /// The modal Slack was asked to open for the click `trigger_id`.
+    async fn opened_modal(&self, trigger_id: &str) -> Value {
+        let open = self
+            .fake
+            .wait_for(&format!("views.open for {trigger_id}"), WAIT, |c| {
+                c.method == "views.open" && c.body["trigger_id"] == trigger_id
+            })
+            .await;
+        open.body["view"].clone()
+    }
+
+    fn successful_updates(&self) -> usize {
+        self.fake
+            .calls_to("chat.update")
+            .iter()
+            .filter(|c| c.ok())
+            .count()
+    }
+
+    /// A decision through the API, on the arguments as they are now.
+    async fn decide(&self, token: &str, id: &str, body: Value) -> reqwest::Response {
+        support::decide(&self.http, &self.server, token, id, body).await
     }
 
     async fn interact(&self, payload: &Value) -> (StatusCode, String, Duration) {
@@ -456,23 +482,7 @@ async fn message_content_escaping_channels_and_dms() {
     );
 
     // A decision updates the channel post and both DMs.
-    let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                id,
-                json!({"decision": "approve"}),
-            )
-            .await,
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = e.decide(&e.fin, id, json!({"decision": "approve"})).await;
     assert_eq!(r.status(), StatusCode::OK);
     for p in e.successful_posts(id) {
         let u = e.updated(&p, "Approved").await;
@@ -495,12 +505,10 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
     let id = a["id"].as_str().unwrap().to_owned();
     let post = e.posted(&id).await;
     let poll = e.long_poll(&id);
-    let (status, _, took) = e
-        .interact(&block_action(&e.fake, "UFIN2", "pliuz_approve", &post, &id))
-        .await;
+    let (status, _, took) = e.click("UFIN2", "pliuz_approve", &post, &id).await;
     assert_eq!(status, StatusCode::OK);
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert_eq!(done["status"], "approved", "{done}");
     assert_eq!(done["final_args"], json!({"amount_cents": 5000}));
     assert_eq!(done["decision"]["by"], "user:fin2@example.com");
@@ -517,24 +525,10 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
     let bid = b["id"].as_str().unwrap().to_owned();
     let post_b = e.posted(&bid).await;
     let poll = e.long_poll(&bid);
-    let (status, _, took) = e
-        .interact(&block_action(
-            &e.fake,
-            "UFIN",
-            "pliuz_reject",
-            &post_b,
-            &bid,
-        ))
-        .await;
+    let (status, _, took) = e.click("UFIN", "pliuz_reject", &post_b, &bid).await;
     assert_eq!(status, StatusCode::OK);
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    let open = e
-        .fake
-        .wait_for("views.open", WAIT, |c| {
-            c.method == "views.open" && c.body["trigger_id"] == "trigger-UFIN-pliuz_reject"
-        })
-        .await;
-    let view = open.body["view"].clone();
+    let view = e.opened_modal("trigger-UFIN-pliuz_reject").await;
     assert_eq!(view["type"], "modal");
     assert!(view["private_metadata"].as_str().unwrap().contains(&bid));
     // An empty reason is refused in the modal itself.
@@ -555,7 +549,7 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.is_empty(), "the modal should close: {text}");
-    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert_eq!(done["status"], "rejected");
     assert_eq!(done["decision"]["reason"], "too much for one refund");
     assert_eq!(done["decision"]["by"], "user:fin@example.com");
@@ -580,17 +574,9 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
     let cid = c["id"].as_str().unwrap().to_owned();
     let post_c = e.posted(&cid).await;
     let poll = e.long_poll(&cid);
-    let (status, _, _) = e
-        .interact(&block_action(&e.fake, "UFIN2", "pliuz_edit", &post_c, &cid))
-        .await;
+    let (status, _, _) = e.click("UFIN2", "pliuz_edit", &post_c, &cid).await;
     assert_eq!(status, StatusCode::OK);
-    let open = e
-        .fake
-        .wait_for("views.open (edit)", WAIT, |c| {
-            c.method == "views.open" && c.body["trigger_id"] == "trigger-UFIN2-pliuz_edit"
-        })
-        .await;
-    let view = open.body["view"].clone();
+    let view = e.opened_modal("trigger-UFIN2-pliuz_edit").await;
     let initial = view.to_string();
     assert!(
         initial.contains("amount_cents") && initial.contains("50000"),
@@ -626,7 +612,7 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.is_empty(), "{text}");
-    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert_eq!(done["status"], "approved");
     assert_eq!(
         done["final_args"],
@@ -690,9 +676,7 @@ async fn forged_stale_unmapped_and_non_approver_clicks_change_nothing() {
     let (status, _, _) = e.interact(&approve("USALES")).await;
     assert_eq!(status, StatusCode::OK);
     wait_ephemeral(&e.fake, "not an approver of policy 'refunds'").await;
-    let (status, _, _) = e
-        .interact(&block_action(&e.fake, "USALES", "pliuz_reject", &post, &id))
-        .await;
+    let (status, _, _) = e.click("USALES", "pliuz_reject", &post, &id).await;
     assert_eq!(status, StatusCode::OK);
     let before = ephemerals_to(&e.fake, "").len();
     e.fake
@@ -740,22 +724,12 @@ async fn api_decisions_and_expiry_update_the_message() {
     let post = e.posted(&id).await;
     assert_eq!(post.answer["channel"], "CREFUNDS");
     let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &id,
-                json!({"decision": "reject", "reason": "duplicate <refund> & co"}),
-            )
-            .await,
+        .decide(
+            &e.fin,
+            &id,
+            json!({"decision": "reject", "reason": "duplicate <refund> & co"}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let upd = e.updated(&post, "Rejected").await;
     let text = upd.body.to_string();
@@ -790,23 +764,7 @@ async fn each_vote_towards_a_quorum_refreshes_the_message() {
     let post = e.posted(&id).await;
     assert!(post.body.to_string().contains("0 of 2"), "{}", post.body);
     for (token, expect) in [(&e.fin, "1 of 2"), (&fin2, "Approved")] {
-        let r = e
-            .http
-            .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-            .bearer_auth(token)
-            .json(
-                &support::with_digest(
-                    &e.http,
-                    &e.server,
-                    token,
-                    &id,
-                    json!({"decision": "approve"}),
-                )
-                .await,
-            )
-            .send()
-            .await
-            .unwrap();
+        let r = e.decide(token, &id, json!({"decision": "approve"})).await;
         assert_eq!(r.status(), StatusCode::OK);
         e.updated(&post, expect).await;
     }
@@ -846,23 +804,7 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
 
     // An update through a 500 as well.
     e.fake.fail_next(1);
-    let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &id,
-                json!({"decision": "approve"}),
-            )
-            .await,
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = e.decide(&e.fin, &id, json!({"decision": "approve"})).await;
     assert_eq!(r.status(), StatusCode::OK);
     e.updated(&post, "Approved").await;
 
@@ -882,34 +824,14 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
         .wait_for("3 attempts at #nowhere", WAIT, |_| lost() >= 3)
         .await;
     // Its decision has no message to update; the update does not wait forever.
-    let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{lid}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &lid,
-                json!({"decision": "approve"}),
-            )
-            .await,
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = e.decide(&e.fin, &lid, json!({"decision": "approve"})).await;
     assert_eq!(r.status(), StatusCode::OK);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(lost(), 3, "gave up after PLIUZ_OUTBOX_MAX_ATTEMPTS");
     assert_eq!(e.successful_posts(&id).len(), 1, "no duplicate post");
     assert_eq!(
-        e.fake
-            .calls_to("chat.update")
-            .iter()
-            .filter(|c| c.ok())
-            .count(),
+        e.successful_updates(),
         1,
         "one update for the one posted message"
     );
@@ -981,23 +903,7 @@ async fn killed_during_an_outage(database_url: Option<String>) {
     let post = e.posted(&id).await;
     assert!(e.fake.calls_to("chat.postMessage").len() > failed_before);
     // Decide after the restart: the stored ts still finds the message.
-    let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &id,
-                json!({"decision": "approve"}),
-            )
-            .await,
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = e.decide(&e.fin, &id, json!({"decision": "approve"})).await;
     assert_eq!(r.status(), StatusCode::OK);
     e.updated(&post, "Approved").await;
 
@@ -1006,14 +912,7 @@ async fn killed_during_an_outage(database_url: Option<String>) {
     e.server.spawn().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(e.successful_posts(&id).len(), 1, "exactly one message");
-    assert_eq!(
-        e.fake
-            .calls_to("chat.update")
-            .iter()
-            .filter(|c| c.ok())
-            .count(),
-        1
-    );
+    assert_eq!(e.successful_updates(), 1);
     e.assert_no_secrets_logged();
 }
 
@@ -1167,22 +1066,12 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
 
     // fin edits the arguments (and so approves them: 1 of 2).
     let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &id,
-                json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 990000}}),
-            )
-            .await,
+        .decide(
+            &e.fin,
+            &id,
+            json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 990000}}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let edited: Value = r.json().await.unwrap();
     let updated = e.updated(&post, "mallory").await;
@@ -1194,18 +1083,14 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
     );
 
     // fin2 clicks Approve on the message as it was before the edit.
-    let (status, _, _) = e
-        .interact(&block_action(&e.fake, "UFIN2", "pliuz_approve", &post, &id))
-        .await;
+    let (status, _, _) = e.click("UFIN2", "pliuz_approve", &post, &id).await;
     assert_eq!(status, StatusCode::OK);
     wait_ephemeral(&e.fake, "changed since this message was shown").await;
     let now = e.get(&id).await;
     assert_eq!(now["status"], "pending", "{now}");
     assert_eq!(now["approvals"].as_array().map(Vec::len), Some(1), "{now}");
     // A stale Reject does not even open the form.
-    let (status, _, _) = e
-        .interact(&block_action(&e.fake, "UFIN2", "pliuz_reject", &post, &id))
-        .await;
+    let (status, _, _) = e.click("UFIN2", "pliuz_reject", &post, &id).await;
     assert_eq!(status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(e
@@ -1215,34 +1100,16 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
         .all(|c| c.body["trigger_id"] != "trigger-UFIN2-pliuz_reject"));
 
     // A modal opened on the current arguments, submitted after another edit.
-    let (status, _, _) = e
-        .interact(&block_action(&e.fake, "UFIN2", "pliuz_edit", &updated, &id))
-        .await;
+    let (status, _, _) = e.click("UFIN2", "pliuz_edit", &updated, &id).await;
     assert_eq!(status, StatusCode::OK);
-    let open = e
-        .fake
-        .wait_for("views.open (edit)", WAIT, |c| {
-            c.method == "views.open" && c.body["trigger_id"] == "trigger-UFIN2-pliuz_edit"
-        })
-        .await;
-    let view = open.body["view"].clone();
+    let view = e.opened_modal("trigger-UFIN2-pliuz_edit").await;
     let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &id,
-                json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 5}}),
-            )
-            .await,
+        .decide(
+            &e.fin,
+            &id,
+            json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 5}}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let (status, text, _) = e
         .interact(&view_submission(
@@ -1268,17 +1135,9 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
     // Clicking the current message approves exactly what it shows.
     let current = e.updated(&post, "`5`").await;
     let poll = e.long_poll(&id);
-    let (status, _, _) = e
-        .interact(&block_action(
-            &e.fake,
-            "UFIN2",
-            "pliuz_approve",
-            &current,
-            &id,
-        ))
-        .await;
+    let (status, _, _) = e.click("UFIN2", "pliuz_approve", &current, &id).await;
     assert_eq!(status, StatusCode::OK);
-    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert_eq!(done["status"], "approved", "{done}");
     assert_eq!(done["final_args"], json!({"to": "mallory", "amount": 5}));
 }
