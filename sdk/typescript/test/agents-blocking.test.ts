@@ -8,20 +8,13 @@ import { z } from "zod";
 import { gatedTool, Runs } from "../src/agents/index.js";
 import { idempotencyKey, PliuzClient, PliuzRunError } from "../src/index.js";
 import { ScriptedToolModel } from "./support/model.js";
-import { freePort, Human, type Json, PliuzServer } from "./support/server.js";
+import { freePort, type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
 
 let server: PliuzServer;
 let human: Human;
 
-before(async () => {
-  server = new PliuzServer();
-  server.provision();
-  await server.start();
-  human = new Human(server);
-});
-after(async () => {
-  await server?.dispose();
-});
+before(async () => ({ server, human } = await startProvisioned()));
+after(() => server?.dispose());
 
 function refundTool(calls: Json[], client: PliuzClient, extra: Parameters<typeof gatedTool>[1] = {}) {
   const body = tool({
@@ -52,8 +45,7 @@ test("approve: the tool runs once, with the card restored locally, and the execu
     callId: `call_${randomUUID()}`,
   });
   const running = run(agentFor(refundTool(calls, client()), model), "refund please");
-  const [pending] = await human.waitPending((a) => (a.tool_args as Json).order_id === id);
-  assert.ok(pending);
+  const pending = await human.pendingForOrder(id);
   assert.equal((pending.tool_args as Json).card, "[REDACTED]", "the card never reaches the server");
   await human.decide(pending.id as string, "approve");
   const result = await running;
@@ -73,8 +65,7 @@ test("reject: the tool never runs and the model reads the reviewer's reason", as
     callId: `call_${randomUUID()}`,
   });
   const running = run(agentFor(refundTool(calls, client()), model), "refund please");
-  const [pending] = await human.waitPending((a) => (a.tool_args as Json).order_id === id);
-  assert.ok(pending);
+  const pending = await human.pendingForOrder(id);
   await human.decide(pending.id as string, "reject", { reason: "order already refunded in store" });
   const result = await running;
   assert.deepEqual(calls, []);
@@ -92,8 +83,7 @@ test("edit: the tool runs with the edited arguments (the redacted card still res
     callId: `call_${randomUUID()}`,
   });
   const running = run(agentFor(refundTool(calls, client()), model), "refund please");
-  const [pending] = await human.waitPending((a) => (a.tool_args as Json).order_id === id);
-  assert.ok(pending);
+  const pending = await human.pendingForOrder(id);
   await human.decide(pending.id as string, "edit", {
     final_args: { order_id: id, amount_cents: 2500, card: "[REDACTED]" },
     reason: "partial refund",
