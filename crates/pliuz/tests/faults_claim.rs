@@ -125,6 +125,14 @@ impl Env {
         p
     }
 
+    /// A claim (`"outcome": "started"`) that must be refused with `status`
+    /// and problem `code`.
+    async fn claim_refused(&self, token: &str, id: &str, status: StatusCode, code: &str) -> Value {
+        let started = json!({"outcome": "started"});
+        self.execution_refused(token, id, started, status, code)
+            .await
+    }
+
     async fn audit_kinds(&self, id: &str) -> Vec<String> {
         let page = self
             .get(&self.auditor, "/api/v1/audit/entries?start=0&end=1000")
@@ -225,14 +233,8 @@ async fn the_claim_and_the_report_follow_the_contract() {
     let pending = e.create("human_tool", 1).await;
     let id = pending["id"].as_str().expect("id").to_owned();
     assert_eq!(pending["execute_before"], Value::Null);
-    e.execution_refused(
-        &e.agent,
-        &id,
-        json!({"outcome": "started"}),
-        StatusCode::CONFLICT,
-        "invalid_transition",
-    )
-    .await;
+    e.claim_refused(&e.agent, &id, StatusCode::CONFLICT, "invalid_transition")
+        .await;
     let (s, v) = e
         .post(
             &e.finance,
@@ -251,22 +253,10 @@ async fn the_claim_and_the_report_follow_the_contract() {
     assert!(v["execute_before"].is_string(), "{v}");
 
     // Only the requesting agent: another agent does not see it, a person may not claim.
-    e.execution_refused(
-        &e.other_agent,
-        &id,
-        json!({"outcome": "started"}),
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    e.execution_refused(
-        &e.finance,
-        &id,
-        json!({"outcome": "started"}),
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
+    e.claim_refused(&e.other_agent, &id, StatusCode::NOT_FOUND, "not_found")
+        .await;
+    e.claim_refused(&e.finance, &id, StatusCode::FORBIDDEN, "forbidden")
+        .await;
     // Bad input gets a clear 422 and changes nothing.
     for (body, field) in [
         (
@@ -311,14 +301,8 @@ async fn the_claim_and_the_report_follow_the_contract() {
         .await;
     assert_eq!(s, StatusCode::OK, "{again}");
     assert_eq!(again["execution"], claimed["execution"]);
-    e.execution_refused(
-        &e.agent,
-        &id,
-        json!({"outcome": "started"}),
-        StatusCode::CONFLICT,
-        "execution_claimed",
-    )
-    .await;
+    e.claim_refused(&e.agent, &id, StatusCode::CONFLICT, "execution_claimed")
+        .await;
     // A report with the wrong claim, or none, is refused.
     for body in [
         json!({"outcome": "success", "claim_id": "yours"}),
@@ -339,13 +323,7 @@ async fn the_claim_and_the_report_follow_the_contract() {
     assert_eq!(done["execution"]["outcome"], "error");
     assert_eq!(done["execution"]["claim_id"], "mine");
     let p = e
-        .execution_refused(
-            &e.agent,
-            &id,
-            json!({"outcome": "started"}),
-            StatusCode::CONFLICT,
-            "execution_claimed",
-        )
+        .claim_refused(&e.agent, &id, StatusCode::CONFLICT, "execution_claimed")
         .await;
     support::assert_detail_contains(&p, "already executed");
 
@@ -374,13 +352,7 @@ async fn execute_within_closes_the_claim() {
     assert_eq!(chrono_ms(&a["execute_before"]) - decided, 1000, "{a}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let p = e
-        .execution_refused(
-            &e.agent,
-            &id,
-            json!({"outcome": "started"}),
-            StatusCode::CONFLICT,
-            "execution_expired",
-        )
+        .claim_refused(&e.agent, &id, StatusCode::CONFLICT, "execution_expired")
         .await;
     support::assert_detail_contains(&p, "execute_within");
     // Nor is a late report without a claim accepted (issue 9: a report after the deadline).

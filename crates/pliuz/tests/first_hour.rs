@@ -36,6 +36,15 @@ fn pliuz(data_dir: &Path, config: &Path) -> Command {
     c
 }
 
+/// `users create alice@example.com --role approver --group finance`.
+fn create_finance_approver(data_dir: &Path, config: &Path) {
+    let mut c = pliuz(data_dir, config);
+    c.args(["users", "create", "alice@example.com", "--role", "approver"]);
+    c.args(["--group", "finance"]);
+    let (ok, _, stderr) = run(c);
+    assert!(ok, "{stderr}");
+}
+
 fn run(mut c: Command) -> (bool, String, String) {
     let out = c.stdin(Stdio::null()).output().expect("run pliuz");
     (
@@ -208,18 +217,7 @@ fn policy_check_lists_approvers_that_match_nobody() {
     assert!(stderr.contains("no database at"), "{stderr}");
     assert!(!data.exists(), "policy check must not create the database");
 
-    let mut c = pliuz(&data, &config);
-    c.args([
-        "users",
-        "create",
-        "alice@example.com",
-        "--role",
-        "approver",
-        "--group",
-        "finance",
-    ]);
-    let (ok, _, stderr) = run(c);
-    assert!(ok, "{stderr}");
+    create_finance_approver(&data, &config);
 
     let mut c = pliuz(&data, &config);
     c.args(["policy", "check"]);
@@ -246,18 +244,7 @@ fn serve_warns_at_start_about_approvers_that_match_nobody() {
     let dir = tempfile::tempdir().unwrap();
     let (data, config) = (dir.path().join("data"), dir.path().join("pliuz.toml"));
     std::fs::write(&config, TYPO_CONFIG).unwrap();
-    let mut c = pliuz(&data, &config);
-    c.args([
-        "users",
-        "create",
-        "alice@example.com",
-        "--role",
-        "approver",
-        "--group",
-        "finance",
-    ]);
-    let (ok, _, stderr) = run(c);
-    assert!(ok, "{stderr}");
+    create_finance_approver(&data, &config);
 
     let mut c = pliuz(&data, &config);
     c.args(["serve", "--listen", "127.0.0.1:0"]);

@@ -37,6 +37,21 @@ async fn post_login(
         .unwrap()
 }
 
+/// Waits until the server on `port` answers at all; panics with `what`
+/// after 30 s.
+async fn answers_within_30s(http: &Client, port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The peak resident memory of a process, in MiB (Linux `VmHWM`).
 fn peak_rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -601,16 +616,7 @@ async fn data_files_are_private_whatever_the_umask() {
         .spawn()
         .unwrap();
     let http = Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    answers_within_30s(&http, port, "server did not start").await;
     let modes: Vec<(String, u32)> = [
         "",
         "pliuz.db",
@@ -649,16 +655,7 @@ async fn data_files_are_private_whatever_the_umask() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server did not restart");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    answers_within_30s(&http, port, "server did not restart").await;
     let _ = server.kill();
     let out = server.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stderr);

@@ -95,6 +95,21 @@ impl Env {
     }
 }
 
+/// The server's SQLite database with the trigger that keeps audit entry
+/// bodies unchanged dropped, as someone with the file in hand could.
+async fn audit_bodies_made_editable(server: &Server) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", server.data_dir().join("pliuz.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open the database");
+    sqlx::raw_sql("DROP TRIGGER audit_entries_no_update")
+        .execute(&mut conn)
+        .await
+        .expect("drop the trigger");
+    conn
+}
+
 /// `{"a": {"a": ... 1}}` nested `levels` objects deep.
 fn nested(levels: usize) -> Value {
     let mut v = json!(1);
@@ -243,15 +258,7 @@ async fn full_reports_list_every_bad_entry() {
     // The live log: alter two entries' stored bodies.
     {
         use sqlx::Connection;
-        let url = format!(
-            "sqlite://{}",
-            e.server.data_dir().join("pliuz.db").display()
-        );
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::raw_sql("DROP TRIGGER audit_entries_no_update")
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        let mut conn = audit_bodies_made_editable(&e.server).await;
         for idx in [a, b] {
             let altered = lines[idx].replace("\"n\":", "\"m\":");
             assert_ne!(altered, lines[idx]);
@@ -594,15 +601,7 @@ async fn verify_now_in_the_inbox_lists_every_problem() {
     e.server.stop();
     let altered: Vec<i64> = {
         use sqlx::Connection;
-        let url = format!(
-            "sqlite://{}",
-            e.server.data_dir().join("pliuz.db").display()
-        );
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::raw_sql("DROP TRIGGER audit_entries_no_update")
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        let mut conn = audit_bodies_made_editable(&e.server).await;
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT idx, body FROM audit_entries WHERE body LIKE '%\"tool_args\":{\"n\":%' ORDER BY idx",
         )
