@@ -63,6 +63,11 @@ export class ScriptedToolModel implements Model {
   }
 }
 
+/** A model that calls `tool` once with `args` (a fresh call id), then answers with what it read. */
+export function modelCalling(tool: string, args: Record<string, unknown>): ScriptedToolModel {
+  return new ScriptedToolModel({ tool, args, callId: `call_${randomUUID()}` });
+}
+
 /**
  * An agent with one tool, `issue_refund` gated by the refunds policy, and a
  * model that calls it once for `orderId` (8000 cents); each run of the tool's
@@ -81,10 +86,6 @@ export function gatedRefundAgent(name: string, orderId: string, ran: Json[]): Ag
     }),
     { policy: "refunds" },
   );
-  const model = new ScriptedToolModel({
-    tool: "issue_refund",
-    args: { order_id: orderId, amount_cents: 8000 },
-    callId: `call_${randomUUID()}`,
-  });
+  const model = modelCalling("issue_refund", { order_id: orderId, amount_cents: 8000 });
   return new Agent({ name, tools: [refund], model });
 }
