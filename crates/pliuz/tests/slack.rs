@@ -146,6 +146,15 @@ impl Env {
         support::long_poll(&self.http, url, &self.agent)
     }
 
+    /// Creates a request and waits for its message: the request, its id and
+    /// the post.
+    async fn create_posted(&self, body: Value) -> (Value, String, Call) {
+        let created = self.create(body).await;
+        let id = created["id"].as_str().expect("id").to_owned();
+        let post = self.posted(&id).await;
+        (created, id, post)
+    }
+
     /// Waits for the request's message to be posted; returns the call.
     async fn posted(&self, id: &str) -> Call {
         let needle = format!("/requests/{id}");
@@ -499,11 +508,9 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
     let e = env(false).await;
 
     // Approve: answered at once, decided right after.
-    let a = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
+    let (_, id, post) = e
+        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     let poll = e.long_poll(&id);
     let (status, _, took) = e.click("UFIN2", "pliuz_approve", &post, &id).await;
     assert_eq!(status, StatusCode::OK);
@@ -519,11 +526,9 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
     assert!(!ut.contains("pliuz_approve"), "buttons remain: {ut}");
 
     // Reject: a modal asks for the reason.
-    let b = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 7000}}))
+    let (_, bid, post_b) = e
+        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 7000}}))
         .await;
-    let bid = b["id"].as_str().unwrap().to_owned();
-    let post_b = e.posted(&bid).await;
     let poll = e.long_poll(&bid);
     let (status, _, took) = e.click("UFIN", "pliuz_reject", &post_b, &bid).await;
     assert_eq!(status, StatusCode::OK);
@@ -557,8 +562,8 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
     assert!(upd.body.to_string().contains("too much for one refund"));
 
     // Edit: a modal with the arguments as JSON, checked against the schema.
-    let c = e
-        .create(json!({
+    let (_, cid, post_c) = e
+        .create_posted(json!({
             "tool_name": "issue_refund",
             "tool_args": {"amount_cents": 50000, "currency": "EUR"},
             "tool_schema": {
@@ -571,8 +576,6 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
             }
         }))
         .await;
-    let cid = c["id"].as_str().unwrap().to_owned();
-    let post_c = e.posted(&cid).await;
     let poll = e.long_poll(&cid);
     let (status, _, _) = e.click("UFIN2", "pliuz_edit", &post_c, &cid).await;
     assert_eq!(status, StatusCode::OK);
@@ -633,11 +636,7 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_stale_unmapped_and_non_approver_clicks_change_nothing() {
     let e = env(false).await;
-    let a = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": "fin2@example.com"}))
-        .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
+    let (_, id, post) = e.create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": "fin2@example.com"})).await;
     let approve = |user: &str| block_action(&e.fake, user, "pliuz_approve", &post, &id);
 
     // Forged: signed with the wrong secret.
@@ -717,11 +716,9 @@ async fn forged_stale_unmapped_and_non_approver_clicks_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_decisions_and_expiry_update_the_message() {
     let e = env(false).await;
-    let a = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
+    let (_, id, post) = e
+        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     assert_eq!(post.answer["channel"], "CREFUNDS");
     let r = e
         .decide(
@@ -738,11 +735,9 @@ async fn api_decisions_and_expiry_update_the_message() {
     assert!(!text.contains("pliuz_reject"), "buttons remain: {text}");
 
     // Expiry (2 s policy) updates the message too.
-    let q = e
-        .create(json!({"tool_name": "quick_tool", "tool_args": {}}))
+    let (_, _, post_q) = e
+        .create_posted(json!({"tool_name": "quick_tool", "tool_args": {}}))
         .await;
-    let qid = q["id"].as_str().unwrap().to_owned();
-    let post_q = e.posted(&qid).await;
     let upd = e.updated(&post_q, "Expired").await;
     assert!(!upd.body.to_string().contains("pliuz_approve"));
     e.assert_no_secrets_logged();
@@ -757,11 +752,9 @@ async fn each_vote_towards_a_quorum_refreshes_the_message() {
         .stdout
         .trim()
         .to_owned();
-    let a = e
-        .create(json!({"tool_name": "pay_out", "tool_args": {"amount_cents": 100}}))
+    let (_, id, post) = e
+        .create_posted(json!({"tool_name": "pay_out", "tool_args": {"amount_cents": 100}}))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     assert!(post.body.to_string().contains("0 of 2"), "{}", post.body);
     for (token, expect) in [(&e.fin, "1 of 2"), (&fin2, "Approved")] {
         let r = e.decide(token, &id, json!({"decision": "approve"})).await;
@@ -787,11 +780,9 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
     let e = env(false).await;
     e.fake.rate_limit_next(1, 1);
     e.fake.fail_next(2);
-    let a = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
+    let (_, id, post) = e
+        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     let attempts = e.fake.calls_to("chat.postMessage");
     let statuses: Vec<u16> = attempts.iter().map(|c| c.status).collect();
     assert_eq!(statuses, vec![429, 500, 500, 200], "{statuses:?}");
@@ -1000,8 +991,8 @@ fn assert_agent_text_is_inert(message: &Value, agent_text: &[&str]) {
 async fn agent_text_cannot_pass_for_pliuz_status_lines() {
     let e = env(false).await;
     let fake_status = ":white_check_mark: *Already approved by cfo@example.com*";
-    let a = e
-        .create(json!({
+    let (_, id, post) = e
+        .create_posted(json!({
             "policy": "refunds",
             "tool_name": format!("refund`\n{fake_status}\n`x"),
             "tool_args": {
@@ -1012,8 +1003,6 @@ async fn agent_text_cannot_pass_for_pliuz_status_lines() {
             "originator": "*cfo*_x_~y~\r\n:white_check_mark: *Already approved by the CFO*",
         }))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     let agent_text = [
         "Already approved",
         "cfo@example.com",
@@ -1054,11 +1043,9 @@ async fn agent_text_cannot_pass_for_pliuz_status_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_on_arguments_that_were_edited_since_is_refused() {
     let e = env(false).await;
-    let a = e
-        .create(json!({"tool_name": "pay_out", "tool_args": {"to": "alice", "amount": 100}}))
+    let (a, id, post) = e
+        .create_posted(json!({"tool_name": "pay_out", "tool_args": {"to": "alice", "amount": 100}}))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     assert_eq!(
         button_value(&post, "pliuz_approve"),
         Some(format!("{id}:{}", a["args_digest"].as_str().unwrap()))
