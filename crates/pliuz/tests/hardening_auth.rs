@@ -593,6 +593,24 @@ fn mode(p: &std::path::Path) -> u32 {
 
 // Item 12: under umask 000 the data directory is 0700 and the database,
 // its WAL and SHM and the signing key are 0600; looser ones are warned about.
+/// Adds `--data-dir DATA serve --listen 127.0.0.1:PORT` to a `pliuz`
+/// command, with no signing key or config file from the environment.
+#[cfg(unix)]
+fn serve_on<'c>(
+    pliuz: &'c mut std::process::Command,
+    data: &std::path::Path,
+    port: u16,
+) -> &'c mut std::process::Command {
+    pliuz
+        .arg("--data-dir")
+        .arg(data)
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
+        .env_remove("PLIUZ_CONFIG")
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn data_files_are_private_whatever_the_umask() {
@@ -600,17 +618,12 @@ async fn data_files_are_private_whatever_the_umask() {
     let data = dir.path().join("data");
     let port = support::free_port();
     let log = std::fs::File::create(dir.path().join("log")).unwrap();
-    let mut child = std::process::Command::new("sh")
+    let mut under_umask_000 = std::process::Command::new("sh");
+    under_umask_000
         .arg("-c")
         .arg("umask 000; exec \"$0\" \"$@\"")
-        .arg(support::BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
-        .env_remove("PLIUZ_CONFIG")
+        .arg(support::BIN);
+    let mut child = serve_on(&mut under_umask_000, &data, port)
         .stderr(log)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -642,14 +655,7 @@ async fn data_files_are_private_whatever_the_umask() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
-    let mut server = std::process::Command::new(support::BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
-        .env_remove("PLIUZ_CONFIG")
+    let mut server = serve_on(&mut std::process::Command::new(support::BIN), &data, port)
         .env("NO_COLOR", "1")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
