@@ -455,6 +455,26 @@ async fn exec(conn: &mut sqlx::SqliteConnection, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// The database with its append-only triggers dropped, as someone with
+/// the file in hand could.
+async fn open_db_without_triggers(data: &Path) -> sqlx::SqliteConnection {
+    let mut conn = open_db(data).await;
+    drop_triggers(&mut conn).await;
+    conn
+}
+
+/// A server whose log holds ten refund requests, the client and the agent
+/// key that made them.
+async fn server_with_ten_refunds() -> (Server, Client, String) {
+    let s = Server::start(&config()).await;
+    let http = Client::new();
+    let agent = s.agent_key("bot");
+    for i in 0..10 {
+        create_refund(&http, &s, &agent, 100 + i).await;
+    }
+    (s, http, agent)
+}
+
 async fn drop_triggers(conn: &mut sqlx::SqliteConnection) {
     for t in [
         "audit_entries_no_update",
@@ -506,12 +526,7 @@ fn range_in(message: &str) -> (u64, u64) {
 
 #[tokio::test]
 async fn tampering_with_the_database_is_detected() {
-    let mut s = Server::start(&config()).await;
-    let http = Client::new();
-    let agent = s.agent_key("bot");
-    for i in 0..10 {
-        create_refund(&http, &s, &agent, 100 + i).await;
-    }
+    let (mut s, _, _) = server_with_ten_refunds().await;
     let key = s.cli(&["audit", "key"], None).stdout.trim().to_owned();
     s.stop();
     let pristine = s.data_dir();
@@ -584,8 +599,7 @@ async fn tampering_with_the_database_is_detected() {
     // 1. One byte of an entry, inside a string: the line stays canonical.
     {
         let (dir, data) = case("byte");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let b = body(&mut conn, k).await;
         assert!(b.contains("issue_refund"), "{b}");
         set_body(&mut conn, k, &b.replacen("issue_refund", "issue_refunc", 1)).await;
@@ -602,8 +616,7 @@ async fn tampering_with_the_database_is_detected() {
     // 1b. One byte that breaks canonical form: exact index offline too.
     {
         let (dir, data) = case("noncanonical");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let b = body(&mut conn, k).await;
         set_body(&mut conn, k, &b.replacen("\"actor\":", "\"actor\" :", 1)).await;
         conn.close().await.unwrap();
@@ -620,8 +633,7 @@ async fn tampering_with_the_database_is_detected() {
     // 2. Delete an entry.
     {
         let (dir, data) = case("delete");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         exec(
             &mut conn,
             &format!("DELETE FROM audit_entries WHERE idx = {k}"),
@@ -642,8 +654,7 @@ async fn tampering_with_the_database_is_detected() {
     // 3. Reorder two entries.
     {
         let (dir, data) = case("reorder");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let (a, b) = (body(&mut conn, k).await, body(&mut conn, k + 1).await);
         set_body(&mut conn, k, &b).await;
         set_body(&mut conn, k + 1, &a).await;
@@ -661,8 +672,7 @@ async fn tampering_with_the_database_is_detected() {
     // 4. Truncate the tail.
     {
         let (dir, data) = case("truncate");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let cut = size - 3;
         exec(
             &mut conn,
@@ -694,8 +704,7 @@ async fn tampering_with_the_database_is_detected() {
     let forged_root = B64.encode([7u8; 32]);
     {
         let (dir, data) = case("checkpoint");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let lines: Vec<&str> = note.split('\n').collect();
         let forged = note.replacen(lines[2], &forged_root, 1);
         set_note(&mut conn, target, &forged).await;
@@ -713,8 +722,7 @@ async fn tampering_with_the_database_is_detected() {
     // 6. Re-sign a forged checkpoint with another key of the same name.
     {
         let (dir, data) = case("otherkey");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let attacker = pliuz_audit::SigningKey::generate(ORIGIN).unwrap();
         let forged = pliuz_audit::sign_checkpoint(
             &pliuz_audit::Checkpoint {
@@ -758,8 +766,7 @@ async fn truncate_consistently(data: &Path, cut: u64) {
 /// Like [`truncate_consistently`], optionally also rewriting one entry's
 /// body (`idx`, `from` → `to`) before the tree is rebuilt.
 async fn rewrite_consistently(data: &Path, cut: u64, edit: Option<(u64, &str, &str)>) {
-    let mut conn = open_db(data).await;
-    drop_triggers(&mut conn).await;
+    let mut conn = open_db_without_triggers(data).await;
     if let Some((idx, from, to)) = edit {
         let b = body(&mut conn, idx).await;
         assert!(b.contains(from), "{b}");
@@ -848,12 +855,7 @@ fn monitor(url: &str, state: &Path, token: &str, keys: &[&str], args: &[&str]) -
 
 #[tokio::test]
 async fn a_truncated_log_is_refused_at_start_by_check_and_by_a_monitor() {
-    let mut s = Server::start(&config()).await;
-    let http = Client::new();
-    let agent = s.agent_key("bot");
-    for i in 0..10 {
-        create_refund(&http, &s, &agent, 100 + i).await;
-    }
+    let (mut s, http, agent) = server_with_ten_refunds().await;
     assert!(s.cli(&["audit", "checkpoint"], None).success);
     let key = s.cli(&["audit", "key"], None).stdout.trim().to_owned();
     let state = s.dir.path().join("monitor-state.json");
