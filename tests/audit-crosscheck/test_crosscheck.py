@@ -8,23 +8,12 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import pytest
+from verifier_cli import check_with_trusted_keys, run_check
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-SCRIPT = HERE / "crosscheck.py"
-
-
-def run_check(*args: str) -> subprocess.CompletedProcess[str]:
-    # Failure is an expected outcome here: callers assert on the return code.
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +39,11 @@ def fixture_dir(tmp_path_factory) -> pathlib.Path:
     return out
 
 
-def keys(d: pathlib.Path) -> str:
-    return str(d / "trusted_keys.txt")
-
-
 def test_export_and_receipt_verify(fixture_dir):
-    r = run_check("export", str(fixture_dir / "export"), "--keys", keys(fixture_dir))
+    r = check_with_trusted_keys("export", fixture_dir / "export", fixture_dir)
     assert r.returncode == 0, r.stderr
     assert "export OK: 1000 entries" in r.stdout
-    r = run_check(
-        "receipt", str(fixture_dir / "receipt.json"), "--keys", keys(fixture_dir)
-    )
+    r = check_with_trusted_keys("receipt", fixture_dir / "receipt.json", fixture_dir)
     assert r.returncode == 0, r.stderr
 
 
@@ -72,7 +55,7 @@ def test_tampered_entry_byte_fails(fixture_dir, tmp_path):
     at = data.index(b"looks fine", 5000)  # inside a string: still valid, canonical JSON
     data[at + 6] ^= 0x01
     path.write_bytes(bytes(data))
-    r = run_check("export", str(export), "--keys", keys(fixture_dir))
+    r = check_with_trusted_keys("export", export, fixture_dir)
     assert r.returncode == 1
     assert "root hash does not match" in r.stderr
 
@@ -84,7 +67,7 @@ def test_deleted_entry_fails(fixture_dir, tmp_path):
     lines = path.read_bytes().split(b"\n")
     del lines[41]
     path.write_bytes(b"\n".join(lines))
-    r = run_check("export", str(export), "--keys", keys(fixture_dir))
+    r = check_with_trusted_keys("export", export, fixture_dir)
     assert r.returncode == 1
     assert "entry 41: index field says 42" in r.stderr
 
@@ -106,6 +89,6 @@ def test_tampered_receipt_fails(fixture_dir, tmp_path):
     )
     path = tmp_path / "receipt.json"
     path.write_text(json.dumps(receipt))
-    r = run_check("receipt", str(path), "--keys", keys(fixture_dir))
+    r = check_with_trusted_keys("receipt", path, fixture_dir)
     assert r.returncode == 1
     assert "inclusion proof does not verify" in r.stderr

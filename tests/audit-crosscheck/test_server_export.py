@@ -15,16 +15,15 @@ import pathlib
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
+from verifier_cli import check_with_trusted_keys
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-SCRIPT = HERE / "crosscheck.py"
 
 CONFIG = """
 [audit]
@@ -147,16 +146,6 @@ class Pliuz:
             return e.code, e.read()
 
 
-def run_check(*args: str) -> subprocess.CompletedProcess[str]:
-    # Failure is an expected outcome here: callers assert on the return code.
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def server_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("pliuz-server")
@@ -237,22 +226,14 @@ def server_export(tmp_path_factory):
 
 
 def test_server_export_verifies_independently(server_export):
-    r = run_check(
-        "export",
-        str(server_export / "export"),
-        "--keys",
-        str(server_export / "trusted_keys.txt"),
-    )
+    r = check_with_trusted_keys("export", server_export / "export", server_export)
     assert r.returncode == 0, r.stderr
     assert "export OK" in r.stdout
 
 
 def test_server_receipt_verifies_independently(server_export):
-    r = run_check(
-        "receipt",
-        str(server_export / "receipt.json"),
-        "--keys",
-        str(server_export / "trusted_keys.txt"),
+    r = check_with_trusted_keys(
+        "receipt", server_export / "receipt.json", server_export
     )
     assert r.returncode == 0, r.stderr
 
@@ -266,8 +247,6 @@ def test_server_export_with_a_deleted_line_fails(server_export, tmp_path):
     lines = path.read_bytes().split(b"\n")
     del lines[2]
     path.write_bytes(b"\n".join(lines))
-    r = run_check(
-        "export", str(export), "--keys", str(server_export / "trusted_keys.txt")
-    )
+    r = check_with_trusted_keys("export", export, server_export)
     assert r.returncode == 1
     assert "entry 2: index field says 3" in r.stderr

@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { Pliuz, launchBrowser, login, refund, screenshotPath } from './harness.js';
+import { Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath } from './harness.js';
 
 const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' };
 const ADA = { email: 'ada@example.com', password: 'ada-admin-pass-1' };
@@ -49,9 +49,7 @@ describe('first hour', () => {
 
   test('after the tool ran, a reload of the request says so (not "will run the tool")', async () => {
     const a = await pliuz.createApproval(agentKey, refund());
-    const ctx = await browser.newContext();
-    const page = await ctx.newPage();
-    await login(page, pliuz.base, ANN.email, ANN.password);
+    const { ctx, page } = await loggedInPage(browser, pliuz.base, ANN);
     await page.goto(`${pliuz.base}/requests/${a.id}`);
     await page.getByRole('button', { name: 'Approve', exact: true }).click();
     await page.locator('.notice.success').waitFor();
@@ -149,9 +147,7 @@ describe('admin page without policies', () => {
   });
 
   test('says that no policies are loaded and how to add one, with no empty hash', async () => {
-    const ctx = await browser.newContext();
-    const page = await ctx.newPage();
-    await login(page, pliuz.base, ADA.email, ADA.password);
+    const { ctx, page } = await loggedInPage(browser, pliuz.base, ADA);
     await page.goto(`${pliuz.base}/admin`);
     const text = await page.locator('#no-policies').textContent();
     assert.match(text, /No policies are loaded/);

@@ -188,6 +188,14 @@ export async function login(page, base, email, password) {
   await page.waitForURL(`${base}/inbox`);
 }
 
+/** A new browser context with one page, logged in as `user` ({email, password}). */
+export async function loggedInPage(browser, base, user) {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  await login(page, base, user.email, user.password);
+  return { ctx, page };
+}
+
 export function refund(overrides = {}) {
   return {
     tool_name: 'issue_refund',

@@ -2,7 +2,7 @@
 // real `pliuz serve`. Run with ./run.sh (or `node --test` here).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pliuz, launchBrowser, login, refund, screenshotPath } from './harness.js';
+import { Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath } from './harness.js';
 
 const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' }; // approver, finance
 const BOB = { email: 'bob@example.com', password: 'bob-finance-pass-1' }; // approver, finance (decides over the API)
@@ -194,9 +194,7 @@ describe('web inbox', () => {
 
   test('a non-approver sees no decision buttons, and a forged decision is refused', async () => {
     const a = await pliuz.createApproval(agentKey, refund());
-    const ctx = await browser.newContext();
-    const page = await ctx.newPage();
-    await login(page, pliuz.base, AUDREY.email, AUDREY.password);
+    const { ctx, page } = await loggedInPage(browser, pliuz.base, AUDREY);
     await page.goto(`${pliuz.base}/requests/${a.id}`);
     await page.getByRole('heading', { name: /issue_refund/ }).waitFor();
     assert.equal(await page.locator('#approve').count(), 0);
@@ -367,9 +365,7 @@ describe('web inbox', () => {
   });
 
   test('auditors see the audit page and can verify the log', async () => {
-    const ctx = await browser.newContext();
-    const page = await ctx.newPage();
-    await login(page, pliuz.base, AUDREY.email, AUDREY.password);
+    const { ctx, page } = await loggedInPage(browser, pliuz.base, AUDREY);
     await page.goto(`${pliuz.base}/audit`);
     await page.getByRole('button', { name: 'Verify now' }).click();
     await page.locator('#verify-result').waitFor();
@@ -382,9 +378,7 @@ describe('web inbox', () => {
   });
 
   test('admins add an agent (key shown once) and a person who sets a password through the setup link', async () => {
-    const ctx = await browser.newContext();
-    const page = await ctx.newPage();
-    await login(page, pliuz.base, ADA.email, ADA.password);
+    const { ctx, page } = await loggedInPage(browser, pliuz.base, ADA);
     await page.goto(`${pliuz.base}/admin`);
     await page.getByLabel('Name').fill('billing-bot');
     await page.getByRole('button', { name: 'Create and show the key' }).click();

@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { POLICIES, Pliuz, launchBrowser, login, refund, screenshotPath } from './harness.js';
+import { POLICIES, Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath } from './harness.js';
 
 const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' };
 const BOB = { email: 'bob@example.com', password: 'bob-finance-pass-1' };
@@ -138,9 +138,7 @@ describe('overview and keyboard use', () => {
   test('keyboard: j and Enter open a request, a approves it, r and Ctrl+Enter reject', async () => {
     const first = await pliuz.createApproval(agentKey, refund());
     const second = await pliuz.createApproval(agentKey, refund());
-    const ctx = await browser.newContext();
-    const page = await ctx.newPage();
-    await login(page, pliuz.base, ANN.email, ANN.password);
+    const { ctx, page } = await loggedInPage(browser, pliuz.base, ANN);
     await page.locator('#shortcuts').waitFor();
     assert.match(await page.locator('#shortcuts').textContent(), /Next request/);
     await page.locator('#queue li').first().waitFor();

@@ -30,6 +30,26 @@ role = "auditor"
 `;
 }
 
+/** Writes `config` and the client secret, and makes the local first admin. */
+function configure(pliuz, config) {
+  fs.writeFileSync(pliuz.config, config);
+  process.env.PLIUZ_OIDC_CLIENT_SECRET = CLIENT_SECRET;
+  pliuz.createUser(ADMIN.email, 'admin', [], ADMIN.password);
+}
+
+/** Starts Pliuz, then the IdP that knows its URL; returns a browser. */
+async function startWithIdp(pliuz, idp) {
+  await pliuz.start();
+  await idp.start(pliuz.base);
+  return launchBrowser();
+}
+
+async function stopAll(browser, pliuz, idp) {
+  if (browser) await browser.close();
+  await pliuz.stop();
+  if (idp) await idp.stop();
+}
+
 /** Signs in through the IdP's own form; resolves where Pliuz sends us. */
 async function ssoLogin(page, base, accountId, { expectInbox = true } = {}) {
   await page.goto(`${base}/login`);
@@ -98,21 +118,13 @@ describe('single sign-on (OpenID Connect)', () => {
     idp.accounts.una = { email: 'una@example.com', email_verified: false, groups: ['idp-staff', 'idp-finance'] };
     idp.accounts.nomap = { email: 'nomap@example.com', email_verified: true, groups: ['idp-unrelated'] };
     idp.accounts.carl = { email: 'carl@example.com', email_verified: true, groups: ['idp-finance'] };
-    fs.writeFileSync(pliuz.config, POLICIES + oidcSection(idp.issuer));
-    process.env.PLIUZ_OIDC_CLIENT_SECRET = CLIENT_SECRET;
-    pliuz.createUser(ADMIN.email, 'admin', [], ADMIN.password);
+    configure(pliuz, POLICIES + oidcSection(idp.issuer));
     agentKey = pliuz.cli(['agents', 'create', 'support-bot']);
     adminToken = pliuz.cli(['users', 'token', ADMIN.email]);
-    await pliuz.start();
-    await idp.start(pliuz.base);
-    browser = await launchBrowser();
+    browser = await startWithIdp(pliuz, idp);
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    await pliuz.stop();
-    if (idp) await idp.stop();
-  });
+  after(() => stopAll(browser, pliuz, idp));
 
   test('first sign-in creates the user with the groups from the claims; they can decide', async () => {
     assert.equal(usersList(pliuz)['ann@example.com'], undefined);
@@ -288,19 +300,11 @@ describe('single sign-on with local passwords turned off', () => {
   before(async () => {
     idp = new TestIdp(await freePort());
     idp.accounts.ann = { email: 'ann@example.com', email_verified: true, groups: ['idp-staff', 'idp-finance'] };
-    fs.writeFileSync(pliuz.config, POLICIES + oidcSection(idp.issuer).replace('session_ttl = "1h"', 'session_ttl = "1h"\nlocal_passwords = false'));
-    process.env.PLIUZ_OIDC_CLIENT_SECRET = CLIENT_SECRET;
-    pliuz.createUser(ADMIN.email, 'admin', [], ADMIN.password);
-    await pliuz.start();
-    await idp.start(pliuz.base);
-    browser = await launchBrowser();
+    configure(pliuz, POLICIES + oidcSection(idp.issuer).replace('session_ttl = "1h"', 'session_ttl = "1h"\nlocal_passwords = false'));
+    browser = await startWithIdp(pliuz, idp);
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    await pliuz.stop();
-    if (idp) await idp.stop();
-  });
+  after(() => stopAll(browser, pliuz, idp));
 
   test('no password form, password posts refused, setup links dead; SSO still signs in', async () => {
     const ctx = await browser.newContext();

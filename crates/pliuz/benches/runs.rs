@@ -14,11 +14,13 @@
 //! **complete**. Printed per phase: p50 / p95 in ms, plus the overhead per
 //! run (pause + wake + claim + complete) and runs per second.
 
-use serde_json::{json, Value};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pliuz");
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::Server;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -27,109 +29,13 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-struct Server {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cli(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let mut c = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(dir.join("pliuz.toml"))
-        .args(args)
-        .env_remove("PLIUZ_ENCRYPTION_KEY")
-        .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pliuz");
-    if let Some(input) = stdin {
-        if let Some(mut s) = c.stdin.take() {
-            let _ = s.write_all(input.as_bytes());
-        }
-    } else {
-        drop(c.stdin.take());
-    }
-    let out = c.wait_with_output().expect("pliuz output");
-    assert!(
-        out.status.success(),
-        "pliuz {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
+/// The server (logging warnings only), an agent key and an approver's token.
 async fn start() -> (Server, String, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("pliuz.toml"),
-        "[[policy]]\nname = \"refunds\"\ntools = [\"issue_refund\"]\napprovers = [\"group:finance\"]\n",
-    )
-    .expect("config");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let agent = cli(dir.path(), &["agents", "create", "bench-bot"], None);
-    cli(
-        dir.path(),
-        &[
-            "users",
-            "create",
-            "fin@example.com",
-            "--role",
-            "approver",
-            "--group",
-            "finance",
-            "--password-stdin",
-        ],
-        Some("correct-horse-battery\n"),
-    );
-    let user = cli(dir.path(), &["users", "token", "fin@example.com"], None);
-    let child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(dir.path().join("pliuz.toml"))
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("PLIUZ_LOG", "warn")
-        .env_remove("PLIUZ_ENCRYPTION_KEY")
-        .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    let server = Server {
-        child,
-        dir,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(format!("{}/readyz", server.base))
-        .send()
-        .await
-        .map(|r| !r.status().is_success())
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let policy = "[[policy]]\nname = \"refunds\"\ntools = [\"issue_refund\"]\napprovers = [\"group:finance\"]\n";
+    let server =
+        Server::start_with(policy, None, support::env_vars(&[("PLIUZ_LOG", "warn")])).await;
+    let agent = server.agent_key("bench-bot");
+    let user = server.user_token("fin@example.com", "approver", &["finance"]);
     (server, agent, user)
 }
 
@@ -155,11 +61,12 @@ async fn post(http: &reqwest::Client, url: String, token: &str, body: Value) -> 
 
 async fn one_run(
     http: reqwest::Client,
-    base: String,
+    server: Arc<Server>,
     agent: String,
     user: String,
     state: String,
 ) -> Sample {
+    let base = &server.base;
     let a = post(
         &http,
         format!("{base}/api/v1/approvals"),
@@ -178,34 +85,11 @@ async fn one_run(
     .await;
     let pause = t.elapsed();
     let id = run["id"].as_str().expect("run id").to_owned();
-    let poll = {
-        let (http, url, agent) = (
-            http.clone(),
-            format!("{base}/api/v1/runs/{id}?wait=30"),
-            agent.clone(),
-        );
-        tokio::spawn(async move {
-            let v: Value = http
-                .get(url)
-                .bearer_auth(agent)
-                .send()
-                .await
-                .expect("poll")
-                .json()
-                .await
-                .expect("json");
-            (Instant::now(), v)
-        })
-    };
+    let poll = support::long_poll(&http, format!("{base}/api/v1/runs/{id}?wait=30"), &agent);
     // Let the long-poll reach the server before deciding.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    post(
-        &http,
-        format!("{base}/api/v1/approvals/{aid}/decision"),
-        &user,
-        json!({"decision": "approve"}),
-    )
-    .await;
+    let r = support::decide(&http, &server, &user, &aid, json!({"decision": "approve"})).await;
+    assert!(r.status().is_success(), "{}", r.status());
     let decided = Instant::now();
     let (woke, v) = poll.await.expect("poll task");
     assert_eq!(v["status"], "ready");
@@ -248,6 +132,7 @@ async fn main() {
     let runs = env_usize("PLIUZ_BENCH_RUNS", 64);
     let state_bytes = env_usize("PLIUZ_BENCH_STATE_BYTES", 50_000);
     let (server, agent, user) = start().await;
+    let server = Arc::new(server);
     let http = reqwest::Client::new();
     let state: String = "{\"messages\":[\"".to_owned() + &"x".repeat(state_bytes) + "\"]}";
     println!(
@@ -268,7 +153,7 @@ async fn main() {
                 .map(|_| {
                     tokio::spawn(one_run(
                         http.clone(),
-                        server.base.clone(),
+                        server.clone(),
                         agent.clone(),
                         user.clone(),
                         state.clone(),

@@ -12,12 +12,12 @@
 //! PostgreSQL every replica must be given the same key, exactly as with the
 //! audit signing key.
 
+use crate::private_file;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -75,25 +75,13 @@ fn create_key_file(path: &Path) -> anyhow::Result<()> {
     rand::rngs::OsRng.fill_bytes(&mut key);
     let tmp = dir.join(format!(".encryption.key.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
-            .open(&tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-        f.write_all(format!("{KEY_PREFIX}{}\n", b64().encode(key)).as_bytes())?;
-        f.sync_all()?;
-    }
+    private_file::write_new(
+        &tmp,
+        format!("{KEY_PREFIX}{}\n", b64().encode(key)).as_bytes(),
+    )?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    private_file::sync_dir(dir);
     match linked {
         Ok(()) => {
             tracing::info!(file = %path.display(), "generated the data encryption key");

@@ -35,14 +35,11 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<()> {
         if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir)?;
         }
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        opts.open(&db)
+        crate::private_file::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&db)
             .map_err(|e| anyhow::anyhow!("cannot create the database {}: {e}", db.display()))?;
     }
     Ok(())

@@ -26,6 +26,7 @@ pub(crate) mod originator;
 pub(crate) mod outbox;
 pub(crate) mod password_gate;
 pub mod policy;
+pub(crate) mod private_file;
 pub(crate) mod redact;
 pub(crate) mod run;
 pub mod server;

@@ -17,19 +17,17 @@ use support::{CliOutput as Out, Server, BIN};
 
 const ORIGIN: &str = "pliuz.test/audit";
 
-const CONFIG: &str = r#"
+const AUDIT_SETTINGS: &str = r#"
 [audit]
 origin = "pliuz.test/audit"
 checkpoint_every = 4
 checkpoint_interval = "1s"
-
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
 "#;
+
+/// Checkpoints often, under the refunds policy.
+fn config() -> String {
+    format!("{AUDIT_SETTINGS}{}", support::REFUNDS_POLICY)
+}
 
 /// Runs `pliuz --data-dir D --config F ARGS...`.
 fn pliuz(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Out {
@@ -74,6 +72,12 @@ fn pliuz_offline(args: &[&str]) -> Out {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// `pliuz audit verify-receipt FILE --key KEY`, offline.
+fn verify_receipt(file: &Path, key: &str) -> Out {
+    let file = file.to_str().expect("UTF-8 path");
+    pliuz_offline(&["audit", "verify-receipt", file, "--key", key])
 }
 
 async fn get(http: &Client, url: &str, token: &str) -> (StatusCode, String) {
@@ -131,7 +135,7 @@ async fn checkpoint(http: &Client, s: &Server, token: &str, key: &str) -> pliuz_
 
 #[tokio::test]
 async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
-    let s = Server::start(CONFIG).await;
+    let s = Server::start(&config()).await;
     let http = Client::new();
     let agent = s.agent_key("support-bot");
     let other_agent = s.agent_key("other-bot");
@@ -201,13 +205,7 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
     assert_eq!(decided.actor, "user:fin@example.com");
     let receipt_file = s.dir.path().join("receipt.json");
     std::fs::write(&receipt_file, &receipt).unwrap();
-    let v = pliuz_offline(&[
-        "audit",
-        "verify-receipt",
-        receipt_file.to_str().unwrap(),
-        "--key",
-        &key,
-    ]);
+    let v = verify_receipt(&receipt_file, &key);
     assert!(v.success, "{}{}", v.stdout, v.stderr);
     assert!(
         v.stdout
@@ -219,61 +217,37 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
     let stranger = pliuz_audit::SigningKey::generate(ORIGIN)
         .unwrap()
         .verifier_key();
-    let v = pliuz_offline(&[
-        "audit",
-        "verify-receipt",
-        receipt_file.to_str().unwrap(),
-        "--key",
-        &stranger,
-    ]);
+    let v = verify_receipt(&receipt_file, &stranger);
     assert!(!v.success);
     std::fs::write(
         &receipt_file,
         receipt.replace("receipt attached", "receipt attachee"),
     )
     .unwrap();
-    let v = pliuz_offline(&[
-        "audit",
-        "verify-receipt",
-        receipt_file.to_str().unwrap(),
-        "--key",
-        &key,
-    ]);
+    let v = verify_receipt(&receipt_file, &key);
     assert!(!v.success, "an edited receipt must fail");
 
     // Who may fetch the receipt.
     let receipt_url = s.url(&format!("/api/v1/approvals/{id}/receipt"));
-    assert_eq!(get(&http, &receipt_url, &approver).await.0, StatusCode::OK);
-    assert_eq!(get(&http, &receipt_url, &auditor).await.0, StatusCode::OK);
-    assert_eq!(
-        get(&http, &receipt_url, &outsider).await.0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        get(&http, &receipt_url, &other_agent).await.0,
-        StatusCode::NOT_FOUND
-    );
+    for (token, status) in [
+        (&approver, StatusCode::OK),
+        (&auditor, StatusCode::OK),
+        (&outsider, StatusCode::NOT_FOUND),
+        (&other_agent, StatusCode::NOT_FOUND),
+    ] {
+        assert_eq!(get(&http, &receipt_url, token).await.0, status);
+    }
 
     // Who may read the entries.
     let entries_url = s.url("/api/v1/audit/entries?start=0&end=1000");
-    assert_eq!(
-        get(&http, &entries_url, &approver).await.0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        get(&http, &entries_url, &agent).await.0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        get(
-            &http,
-            &s.url("/api/v1/audit/proof/inclusion?index=0"),
-            &agent
-        )
-        .await
-        .0,
-        StatusCode::FORBIDDEN
-    );
+    let inclusion_url = s.url("/api/v1/audit/proof/inclusion?index=0");
+    for (url, token) in [
+        (&entries_url, &approver),
+        (&entries_url, &agent),
+        (&inclusion_url, &agent),
+    ] {
+        assert_eq!(get(&http, url, token).await.0, StatusCode::FORBIDDEN);
+    }
     let (status, page) = get_json(&http, &entries_url, &auditor).await;
     assert_eq!(status, StatusCode::OK);
     let items = page["entries"].as_array().unwrap();
@@ -400,7 +374,7 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
 
 #[tokio::test]
 async fn key_rotation_keeps_old_checkpoints_verifiable() {
-    let mut s = Server::start(CONFIG).await;
+    let mut s = Server::start(&config()).await;
     let http = Client::new();
     let agent = s.agent_key("bot");
     let auditor = s.user_token("audit@example.com", "auditor", &[]);
@@ -481,6 +455,26 @@ async fn exec(conn: &mut sqlx::SqliteConnection, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// The database with its append-only triggers dropped, as someone with
+/// the file in hand could.
+async fn open_db_without_triggers(data: &Path) -> sqlx::SqliteConnection {
+    let mut conn = open_db(data).await;
+    drop_triggers(&mut conn).await;
+    conn
+}
+
+/// A server whose log holds ten refund requests, the client and the agent
+/// key that made them.
+async fn server_with_ten_refunds() -> (Server, Client, String) {
+    let s = Server::start(&config()).await;
+    let http = Client::new();
+    let agent = s.agent_key("bot");
+    for i in 0..10 {
+        create_refund(&http, &s, &agent, 100 + i).await;
+    }
+    (s, http, agent)
+}
+
 async fn drop_triggers(conn: &mut sqlx::SqliteConnection) {
     for t in [
         "audit_entries_no_update",
@@ -532,12 +526,7 @@ fn range_in(message: &str) -> (u64, u64) {
 
 #[tokio::test]
 async fn tampering_with_the_database_is_detected() {
-    let mut s = Server::start(CONFIG).await;
-    let http = Client::new();
-    let agent = s.agent_key("bot");
-    for i in 0..10 {
-        create_refund(&http, &s, &agent, 100 + i).await;
-    }
+    let (mut s, _, _) = server_with_ten_refunds().await;
     let key = s.cli(&["audit", "key"], None).stdout.trim().to_owned();
     s.stop();
     let pristine = s.data_dir();
@@ -610,8 +599,7 @@ async fn tampering_with_the_database_is_detected() {
     // 1. One byte of an entry, inside a string: the line stays canonical.
     {
         let (dir, data) = case("byte");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let b = body(&mut conn, k).await;
         assert!(b.contains("issue_refund"), "{b}");
         set_body(&mut conn, k, &b.replacen("issue_refund", "issue_refunc", 1)).await;
@@ -628,8 +616,7 @@ async fn tampering_with_the_database_is_detected() {
     // 1b. One byte that breaks canonical form: exact index offline too.
     {
         let (dir, data) = case("noncanonical");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let b = body(&mut conn, k).await;
         set_body(&mut conn, k, &b.replacen("\"actor\":", "\"actor\" :", 1)).await;
         conn.close().await.unwrap();
@@ -646,8 +633,7 @@ async fn tampering_with_the_database_is_detected() {
     // 2. Delete an entry.
     {
         let (dir, data) = case("delete");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         exec(
             &mut conn,
             &format!("DELETE FROM audit_entries WHERE idx = {k}"),
@@ -668,8 +654,7 @@ async fn tampering_with_the_database_is_detected() {
     // 3. Reorder two entries.
     {
         let (dir, data) = case("reorder");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let (a, b) = (body(&mut conn, k).await, body(&mut conn, k + 1).await);
         set_body(&mut conn, k, &b).await;
         set_body(&mut conn, k + 1, &a).await;
@@ -687,8 +672,7 @@ async fn tampering_with_the_database_is_detected() {
     // 4. Truncate the tail.
     {
         let (dir, data) = case("truncate");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let cut = size - 3;
         exec(
             &mut conn,
@@ -720,8 +704,7 @@ async fn tampering_with_the_database_is_detected() {
     let forged_root = B64.encode([7u8; 32]);
     {
         let (dir, data) = case("checkpoint");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let lines: Vec<&str> = note.split('\n').collect();
         let forged = note.replacen(lines[2], &forged_root, 1);
         set_note(&mut conn, target, &forged).await;
@@ -739,8 +722,7 @@ async fn tampering_with_the_database_is_detected() {
     // 6. Re-sign a forged checkpoint with another key of the same name.
     {
         let (dir, data) = case("otherkey");
-        let mut conn = open_db(&data).await;
-        drop_triggers(&mut conn).await;
+        let mut conn = open_db_without_triggers(&data).await;
         let attacker = pliuz_audit::SigningKey::generate(ORIGIN).unwrap();
         let forged = pliuz_audit::sign_checkpoint(
             &pliuz_audit::Checkpoint {
@@ -784,8 +766,7 @@ async fn truncate_consistently(data: &Path, cut: u64) {
 /// Like [`truncate_consistently`], optionally also rewriting one entry's
 /// body (`idx`, `from` → `to`) before the tree is rebuilt.
 async fn rewrite_consistently(data: &Path, cut: u64, edit: Option<(u64, &str, &str)>) {
-    let mut conn = open_db(data).await;
-    drop_triggers(&mut conn).await;
+    let mut conn = open_db_without_triggers(data).await;
     if let Some((idx, from, to)) = edit {
         let b = body(&mut conn, idx).await;
         assert!(b.contains(from), "{b}");
@@ -874,12 +855,7 @@ fn monitor(url: &str, state: &Path, token: &str, keys: &[&str], args: &[&str]) -
 
 #[tokio::test]
 async fn a_truncated_log_is_refused_at_start_by_check_and_by_a_monitor() {
-    let mut s = Server::start(CONFIG).await;
-    let http = Client::new();
-    let agent = s.agent_key("bot");
-    for i in 0..10 {
-        create_refund(&http, &s, &agent, 100 + i).await;
-    }
+    let (mut s, http, agent) = server_with_ten_refunds().await;
     assert!(s.cli(&["audit", "checkpoint"], None).success);
     let key = s.cli(&["audit", "key"], None).stdout.trim().to_owned();
     let state = s.dir.path().join("monitor-state.json");
@@ -1021,7 +997,7 @@ async fn a_truncated_log_is_refused_at_start_by_check_and_by_a_monitor() {
 
 #[tokio::test]
 async fn the_monitor_catches_two_servers_with_one_key_diverging() {
-    let mut a = Server::start(CONFIG).await;
+    let mut a = Server::start(&config()).await;
     let http = Client::new();
     let agent = a.agent_key("bot");
     for i in 0..3 {
@@ -1032,7 +1008,7 @@ async fn the_monitor_catches_two_servers_with_one_key_diverging() {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(&a.data_dir(), copy.path());
     a.spawn().await;
-    let b = Server::start_on_data_dir(CONFIG, copy.path().to_path_buf()).await;
+    let b = Server::start_on_data_dir(&config(), copy.path().to_path_buf()).await;
 
     let state = a.dir.path().join("monitor-state.json");
     // No --key: the server's keys are pinned on first use.

@@ -74,13 +74,8 @@ async fn env_full(database_url: Option<String>, extra_env: Vec<(String, String)>
 /// Starts an agent's long-poll (`wait=30`) on `server`; yields when it
 /// answered and what it answered.
 fn long_poll(e: &Env, server: &Server, id: &str) -> tokio::task::JoinHandle<(Instant, Value)> {
-    let http = e.http.clone();
     let url = server.url(&format!("/api/v1/approvals/{id}?wait=30"));
-    let agent = e.agent.clone();
-    tokio::spawn(async move {
-        let r = http.get(url).bearer_auth(agent).send().await.expect("poll");
-        (Instant::now(), r.json::<Value>().await.expect("json"))
-    })
+    support::long_poll(&e.http, url, &e.agent)
 }
 
 impl Env {
@@ -232,13 +227,7 @@ async fn edit_is_validated_against_the_tool_schema() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad["code"], "schema_violation");
-    assert!(
-        bad["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("amount_cents"),
-        "{bad}"
-    );
+    support::assert_detail_contains(&bad, "amount_cents");
     // Nothing changed.
     let (_, still) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
     assert_eq!(still["status"], "pending");
@@ -310,10 +299,7 @@ async fn originator_cannot_approve_their_own_request() {
         .decide(&e.finance, id, json!({"decision": "approve"}))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
-    assert!(p["detail"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("originator"));
+    support::assert_detail_contains(&p, "originator");
     let (status, _) = e
         .decide(&e.finance2, id, json!({"decision": "approve"}))
         .await;
@@ -332,10 +318,7 @@ async fn non_approvers_and_agents_cannot_decide() {
     let admin = e.server.user_token("boss@example.com", "admin", &[]);
     let (status, p) = e.decide(&admin, &id, json!({"decision": "approve"})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
-    assert!(p["detail"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("not an approver"));
+    support::assert_detail_contains(&p, "not an approver");
     let (status, p) = e
         .decide(&e.agent, &id, json!({"decision": "approve"}))
         .await;
@@ -437,13 +420,7 @@ async fn cancel_and_execution_report_follow_the_state_machine() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("already cancelled"),
-        "{p}"
-    );
+    support::assert_detail_contains(&p, "already cancelled");
 
     let id = e.refund(5000).await;
     let exec = json!({"outcome": "success", "latency_ms": 12, "output_excerpt": "refunded"});
@@ -547,12 +524,7 @@ async fn raw(
     }
     let resp = r.send().await.expect("request");
     let status = resp.status();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let ct = support::content_type(&resp);
     (status, ct, resp.json().await.unwrap_or(Value::Null))
 }
 
@@ -1080,13 +1052,7 @@ async fn a_decision_is_bound_to_the_arguments_the_decider_reviewed() {
     );
     let p: Value = r.json().await.expect("json");
     assert_eq!(p["code"], "args_changed", "{p}");
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap_or("")
-            .contains("changed since you reviewed"),
-        "{p}"
-    );
+    support::assert_detail_contains(&p, "changed since you reviewed");
     let (_, now) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
     assert_eq!(now["status"], "pending", "{now}");
     assert_eq!(now["final_args"], Value::Null);

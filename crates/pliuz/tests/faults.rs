@@ -90,6 +90,27 @@ fn assert_unavailable(r: &Reply, why: &str) {
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
 }
 
+/// With the database locked by another session: a write is refused with
+/// the reason well within the client's patience.
+async fn write_is_refused_quickly_as_locked(http: &Client, server: &Server, agent: &str) {
+    let t = Instant::now();
+    let r = create(http, server, agent, "while-locked", 10).await;
+    assert_unavailable(&r, "locked");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+/// After the lock is released, without a restart.
+async fn writes_and_readiness_are_back(http: &Client, server: &Server, agent: &str) {
+    let r = create(http, server, agent, "after-lock", 10).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = readyz(http, server).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 async fn sqlite(path: &Path) -> sqlx::SqliteConnection {
     sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
@@ -364,14 +385,7 @@ async fn a_locked_database_answers_503_with_the_reason_and_recovers_when_release
         .await
         .expect("take the write lock");
 
-    let t = Instant::now();
-    let r = create(&http, &server, &agent, "while-locked", 10).await;
-    assert_unavailable(&r, "locked");
-    assert!(
-        t.elapsed() < Duration::from_secs(8),
-        "took {:?}",
-        t.elapsed()
-    );
+    write_is_refused_quickly_as_locked(&http, &server, &agent).await;
 
     let t = Instant::now();
     let r = readyz(&http, &server).await;
@@ -428,10 +442,7 @@ async fn a_locked_database_answers_503_with_the_reason_and_recovers_when_release
         .await
         .expect("release");
     drop(holder);
-    let r = create(&http, &server, &agent, "after-lock", 10).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let r = readyz(&http, &server).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    writes_and_readiness_are_back(&http, &server, &agent).await;
     // Nothing that was refused was stored.
     let mut conn = sqlite(&server.data_dir().join("pliuz.db")).await;
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals")
@@ -667,24 +678,14 @@ async fn a_locked_postgres_database_answers_503_with_the_reason_and_recovers() {
         .execute(&mut holder)
         .await
         .expect("lock the audit head");
-    let t = Instant::now();
-    let r = create(&http, &server, &agent, "while-locked", 10).await;
-    assert_unavailable(&r, "locked");
-    assert!(
-        t.elapsed() < Duration::from_secs(8),
-        "took {:?}",
-        t.elapsed()
-    );
+    write_is_refused_quickly_as_locked(&http, &server, &agent).await;
     let r = readyz(&http, &server).await;
     assert_unavailable(&r, "locked");
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut holder)
         .await
         .expect("release");
-    let r = create(&http, &server, &agent, "after-lock", 10).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let r = readyz(&http, &server).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    writes_and_readiness_are_back(&http, &server, &agent).await;
     let n = postgres_count(&url, "SELECT COUNT(*) FROM approvals").await;
     assert_eq!(n, 1, "the refused request was not stored");
 }

@@ -74,12 +74,7 @@ impl Env {
             .await
             .expect("request");
         let status = r.status();
-        let ct = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let ct = support::content_type(&r);
         let v: Value = r.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
             assert_eq!(ct, "application/problem+json", "{status} {v}");
@@ -113,6 +108,28 @@ impl Env {
 
     async fn execution(&self, token: &str, id: &str, body: Value) -> (StatusCode, Value) {
         self.post(token, &format!("/api/v1/approvals/{id}/execution"), body)
+            .await
+    }
+
+    /// An execution call that must be refused with `status` and problem `code`.
+    async fn execution_refused(
+        &self,
+        token: &str,
+        id: &str,
+        body: Value,
+        status: StatusCode,
+        code: &str,
+    ) -> Value {
+        let (s, p) = self.execution(token, id, body).await;
+        assert_eq!((s, p["code"].clone()), (status, json!(code)), "{p}");
+        p
+    }
+
+    /// A claim (`"outcome": "started"`) that must be refused with `status`
+    /// and problem `code`.
+    async fn claim_refused(&self, token: &str, id: &str, status: StatusCode, code: &str) -> Value {
+        let started = json!({"outcome": "started"});
+        self.execution_refused(token, id, started, status, code)
             .await
     }
 
@@ -175,13 +192,7 @@ async fn racing_claims(e: &Env, rounds: u64, callers: usize) {
         for (s, v) in answers.iter().filter(|(s, _)| *s != StatusCode::OK) {
             assert_eq!(*s, StatusCode::CONFLICT, "{v}");
             assert_eq!(v["code"], "execution_claimed", "{v}");
-            assert!(
-                v["detail"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .contains("the outcome is unknown — check"),
-                "{v}"
-            );
+            support::assert_detail_contains(v, "the outcome is unknown — check");
         }
         let stored = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
         assert_eq!(stored["status"], "executing");
@@ -222,14 +233,8 @@ async fn the_claim_and_the_report_follow_the_contract() {
     let pending = e.create("human_tool", 1).await;
     let id = pending["id"].as_str().expect("id").to_owned();
     assert_eq!(pending["execute_before"], Value::Null);
-    let (s, p) = e
-        .execution(&e.agent, &id, json!({"outcome": "started"}))
+    e.claim_refused(&e.agent, &id, StatusCode::CONFLICT, "invalid_transition")
         .await;
-    assert_eq!(
-        (s, p["code"].clone()),
-        (StatusCode::CONFLICT, json!("invalid_transition")),
-        "{p}"
-    );
     let (s, v) = e
         .post(
             &e.finance,
@@ -248,22 +253,10 @@ async fn the_claim_and_the_report_follow_the_contract() {
     assert!(v["execute_before"].is_string(), "{v}");
 
     // Only the requesting agent: another agent does not see it, a person may not claim.
-    let (s, p) = e
-        .execution(&e.other_agent, &id, json!({"outcome": "started"}))
+    e.claim_refused(&e.other_agent, &id, StatusCode::NOT_FOUND, "not_found")
         .await;
-    assert_eq!(
-        (s, p["code"].clone()),
-        (StatusCode::NOT_FOUND, json!("not_found")),
-        "{p}"
-    );
-    let (s, p) = e
-        .execution(&e.finance, &id, json!({"outcome": "started"}))
+    e.claim_refused(&e.finance, &id, StatusCode::FORBIDDEN, "forbidden")
         .await;
-    assert_eq!(
-        (s, p["code"].clone()),
-        (StatusCode::FORBIDDEN, json!("forbidden")),
-        "{p}"
-    );
     // Bad input gets a clear 422 and changes nothing.
     for (body, field) in [
         (
@@ -278,18 +271,14 @@ async fn the_claim_and_the_report_follow_the_contract() {
         assert_eq!(p["errors"][0]["field"], field, "{p}");
     }
     // A report before the claim is refused.
-    let (s, p) = e
-        .execution(
-            &e.agent,
-            &id,
-            json!({"outcome": "success", "claim_id": "mine"}),
-        )
-        .await;
-    assert_eq!(
-        (s, p["code"].clone()),
-        (StatusCode::CONFLICT, json!("execution_not_claimed")),
-        "{p}"
-    );
+    e.execution_refused(
+        &e.agent,
+        &id,
+        json!({"outcome": "success", "claim_id": "mine"}),
+        StatusCode::CONFLICT,
+        "execution_not_claimed",
+    )
+    .await;
 
     let (s, claimed) = e
         .execution(
@@ -312,25 +301,15 @@ async fn the_claim_and_the_report_follow_the_contract() {
         .await;
     assert_eq!(s, StatusCode::OK, "{again}");
     assert_eq!(again["execution"], claimed["execution"]);
-    let (s, p) = e
-        .execution(&e.agent, &id, json!({"outcome": "started"}))
+    e.claim_refused(&e.agent, &id, StatusCode::CONFLICT, "execution_claimed")
         .await;
-    assert_eq!(
-        (s, p["code"].clone()),
-        (StatusCode::CONFLICT, json!("execution_claimed")),
-        "{p}"
-    );
     // A report with the wrong claim, or none, is refused.
     for body in [
         json!({"outcome": "success", "claim_id": "yours"}),
         json!({"outcome": "success"}),
     ] {
-        let (s, p) = e.execution(&e.agent, &id, body).await;
-        assert_eq!(
-            (s, p["code"].clone()),
-            (StatusCode::CONFLICT, json!("claim_mismatch")),
-            "{p}"
-        );
+        e.execution_refused(&e.agent, &id, body, StatusCode::CONFLICT, "claim_mismatch")
+            .await;
     }
     let (s, done) = e
         .execution(
@@ -343,21 +322,10 @@ async fn the_claim_and_the_report_follow_the_contract() {
     assert_eq!(done["status"], "executed");
     assert_eq!(done["execution"]["outcome"], "error");
     assert_eq!(done["execution"]["claim_id"], "mine");
-    let (s, p) = e
-        .execution(&e.agent, &id, json!({"outcome": "started"}))
+    let p = e
+        .claim_refused(&e.agent, &id, StatusCode::CONFLICT, "execution_claimed")
         .await;
-    assert_eq!(
-        (s, p["code"].clone()),
-        (StatusCode::CONFLICT, json!("execution_claimed")),
-        "{p}"
-    );
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("already executed"),
-        "{p}"
-    );
+    support::assert_detail_contains(&p, "already executed");
 
     let kinds = e.audit_kinds(&id).await;
     assert_eq!(
@@ -383,34 +351,19 @@ async fn execute_within_closes_the_claim() {
     let decided = chrono_ms(&a["decided_at"]);
     assert_eq!(chrono_ms(&a["execute_before"]) - decided, 1000, "{a}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (s, p) = e
-        .execution(&e.agent, &id, json!({"outcome": "started"}))
+    let p = e
+        .claim_refused(&e.agent, &id, StatusCode::CONFLICT, "execution_expired")
         .await;
-    assert_eq!(
-        (s, p["code"].clone()),
-        (StatusCode::CONFLICT, json!("execution_expired")),
-        "{p}"
-    );
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("execute_within"),
-        "{p}"
-    );
+    support::assert_detail_contains(&p, "execute_within");
     // Nor is a late report without a claim accepted (issue 9: a report after the deadline).
-    let (s, p) = e
-        .execution(
-            &e.agent,
-            &id,
-            json!({"outcome": "success", "claim_id": "late"}),
-        )
-        .await;
-    assert_eq!(
-        (s, p["code"].clone()),
-        (StatusCode::CONFLICT, json!("execution_expired")),
-        "{p}"
-    );
+    e.execution_refused(
+        &e.agent,
+        &id,
+        json!({"outcome": "success", "claim_id": "late"}),
+        StatusCode::CONFLICT,
+        "execution_expired",
+    )
+    .await;
     let stored = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
     assert_eq!(stored["status"], "approved");
     assert_eq!(stored["execution"], Value::Null);
@@ -449,8 +402,8 @@ async fn the_inbox_shows_an_unreported_claim_as_outcome_unknown() {
         .execution(&e.agent, &id, json!({"outcome": "started"}))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let cookies = inbox_login(&e, "fin@example.com").await;
-    let page = inbox_get(&e, &cookies, &format!("/requests/{id}")).await;
+    let cookie = inbox_login(&e, "fin@example.com").await;
+    let page = inbox_get(&e, &cookie, &format!("/requests/{id}")).await;
     assert!(
         page.contains("Outcome unknown — check before retrying."),
         "{page}"
@@ -458,7 +411,7 @@ async fn the_inbox_shows_an_unreported_claim_as_outcome_unknown() {
     assert!(page.contains("status-executing"), "{page}");
     assert!(page.contains("Run before"), "{page}");
     assert!(page.contains("approval.execution_claimed"), "{page}");
-    let history = inbox_get(&e, &cookies, "/history?status=executing").await;
+    let history = inbox_get(&e, &cookie, "/history?status=executing").await;
     assert!(history.contains(&format!("/requests/{id}")), "{history}");
     assert!(
         history.contains("outcome unknown — check before retrying"),
@@ -472,57 +425,18 @@ fn chrono_ms(v: &Value) -> i64 {
         .unwrap_or_else(|e| panic!("not a time: {v}: {e}"))
 }
 
-/// Every `name=value` a response sets, as one `Cookie` header value.
-fn cookies_of(r: &reqwest::Response, mut jar: Vec<String>) -> Vec<String> {
-    for c in r.headers().get_all("set-cookie") {
-        if let Some(pair) = c.to_str().ok().and_then(|s| s.split(';').next()) {
-            let name = pair.split('=').next().unwrap_or_default().to_owned();
-            jar.retain(|p| !p.starts_with(&format!("{name}=")));
-            jar.push(pair.to_owned());
-        }
-    }
-    jar
-}
-
-async fn inbox_login(e: &Env, email: &str) -> Vec<String> {
-    let http = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let r = http
-        .get(e.servers[0].url("/login"))
-        .send()
-        .await
-        .expect("login page");
-    let jar = cookies_of(&r, vec![]);
-    let html = r.text().await.expect("html");
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("csrf field")
-        .to_owned();
-    let r = http
-        .post(e.servers[0].url("/login"))
-        .header("cookie", jar.join("; "))
-        .form(&[
-            ("email", email),
-            ("password", "correct-horse-battery"),
-            ("csrf", &csrf),
-            ("next", "/inbox"),
-        ])
-        .send()
-        .await
-        .expect("log in");
+/// Logs `email` in to the inbox; returns the `Cookie` header to send.
+async fn inbox_login(e: &Env, email: &str) -> String {
+    let r = support::web::log_in(&support::web::no_redirects(), &e.servers[0], email).await;
     assert!(r.status().is_redirection(), "log-in failed: {}", r.status());
-    cookies_of(&r, jar)
+    support::web::cookie_header(&r)
 }
 
-async fn inbox_get(e: &Env, cookies: &[String], path: &str) -> String {
+async fn inbox_get(e: &Env, cookie: &str, path: &str) -> String {
     let r = e
         .http
         .get(e.servers[0].url(path))
-        .header("cookie", cookies.join("; "))
+        .header("cookie", cookie)
         .send()
         .await
         .expect("inbox page");

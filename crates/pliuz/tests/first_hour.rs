@@ -14,15 +14,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use support::BIN;
 
-const CONFIG: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-"#;
-
 const TYPO_CONFIG: &str = r#"
 [[policy]]
 name = "refunds"
@@ -43,6 +34,15 @@ fn pliuz(data_dir: &Path, config: &Path) -> Command {
         .env_remove("PLIUZ_PUBLIC_URL")
         .env_remove("PLIUZ_LOG");
     c
+}
+
+/// `users create alice@example.com --role approver --group finance`.
+fn create_finance_approver(data_dir: &Path, config: &Path) {
+    let mut c = pliuz(data_dir, config);
+    c.args(["users", "create", "alice@example.com", "--role", "approver"]);
+    c.args(["--group", "finance"]);
+    let (ok, _, stderr) = run(c);
+    assert!(ok, "{stderr}");
 }
 
 fn run(mut c: Command) -> (bool, String, String) {
@@ -115,7 +115,7 @@ impl Drop for Serving {
 async fn a_start_on_a_busy_port_keeps_the_first_password_and_port_zero_prints_the_real_url() {
     let dir = tempfile::tempdir().unwrap();
     let (data, config) = (dir.path().join("data"), dir.path().join("pliuz.toml"));
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, support::REFUNDS_POLICY).unwrap();
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_addr = busy.local_addr().unwrap();
@@ -217,18 +217,7 @@ fn policy_check_lists_approvers_that_match_nobody() {
     assert!(stderr.contains("no database at"), "{stderr}");
     assert!(!data.exists(), "policy check must not create the database");
 
-    let mut c = pliuz(&data, &config);
-    c.args([
-        "users",
-        "create",
-        "alice@example.com",
-        "--role",
-        "approver",
-        "--group",
-        "finance",
-    ]);
-    let (ok, _, stderr) = run(c);
-    assert!(ok, "{stderr}");
+    create_finance_approver(&data, &config);
 
     let mut c = pliuz(&data, &config);
     c.args(["policy", "check"]);
@@ -255,18 +244,7 @@ fn serve_warns_at_start_about_approvers_that_match_nobody() {
     let dir = tempfile::tempdir().unwrap();
     let (data, config) = (dir.path().join("data"), dir.path().join("pliuz.toml"));
     std::fs::write(&config, TYPO_CONFIG).unwrap();
-    let mut c = pliuz(&data, &config);
-    c.args([
-        "users",
-        "create",
-        "alice@example.com",
-        "--role",
-        "approver",
-        "--group",
-        "finance",
-    ]);
-    let (ok, _, stderr) = run(c);
-    assert!(ok, "{stderr}");
+    create_finance_approver(&data, &config);
 
     let mut c = pliuz(&data, &config);
     c.args(["serve", "--listen", "127.0.0.1:0"]);

@@ -8,46 +8,8 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::Server;
-
-const CONFIG: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-"#;
-
-const PASSWORD: &str = "correct-horse-battery";
-
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn create_user(server: &Server, email: &str, role: &str, groups: &[&str]) {
-    let mut args = vec!["users", "create", email, "--role", role, "--password-stdin"];
-    for g in groups {
-        args.extend(["--group", g]);
-    }
-    let out = server.cli(&args, Some(&format!("{PASSWORD}\n")));
-    assert!(out.success, "users create: {}", out.stderr);
-}
-
-/// The value of `name` among a response's `Set-Cookie` headers.
-fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
-    res.headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
+use support::web::{no_redirects, set_cookie};
+use support::{env_vars, Server, PASSWORD, REFUNDS_POLICY};
 
 /// The log-in form's token (cookie value and hidden field are the same).
 async fn login_token(http: &Client, server: &Server) -> String {
@@ -75,19 +37,19 @@ async fn post_login(
         .unwrap()
 }
 
-/// Logs in through the form; returns the session cookie.
-async fn login(http: &Client, server: &Server, email: &str) -> String {
-    let token = login_token(http, server).await;
-    let res = post_login(http, server, &token, email, PASSWORD).await;
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "log-in of {email}");
-    set_cookie(&res, "pliuz_session").expect("session cookie")
-}
-
-fn no_redirects() -> Client {
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+/// Waits until the server on `port` answers at all; panics with `what`
+/// after 30 s.
+async fn answers_within_30s(http: &Client, port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The peak resident memory of a process, in MiB (Linux `VmHWM`).
@@ -133,7 +95,12 @@ async fn create_refund(
 // the excess is shed quickly with Retry-After, and /healthz stays fast.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_login_flood_is_bounded_shed_quickly_and_does_not_stall_healthz() {
-    let server = Server::start_with(CONFIG, None, env(&[("PLIUZ_LOGIN_CONCURRENCY", "2")])).await;
+    let server = Server::start_with(
+        REFUNDS_POLICY,
+        None,
+        env_vars(&[("PLIUZ_LOGIN_CONCURRENCY", "2")]),
+    )
+    .await;
     let pid = server.pid().unwrap();
     let http = Client::new();
     let token = login_token(&http, &server).await;
@@ -206,8 +173,8 @@ async fn a_login_flood_is_bounded_shed_quickly_and_does_not_stall_healthz() {
 // wrong passwords for one account get at most 5 real checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_wrong_passwords_get_at_most_the_allowed_checks() {
-    let server = Server::start(CONFIG).await;
-    create_user(&server, "ann@example.com", "approver", &["finance"]);
+    let server = Server::start(REFUNDS_POLICY).await;
+    server.create_user("ann@example.com", "approver", &["finance"]);
     let http = no_redirects();
     let token = login_token(&http, &server).await;
     let tries: Vec<_> = (0..50)
@@ -307,9 +274,9 @@ fn closed_by_server(mut s: &TcpStream, wait: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_and_idle_clients_are_cut_off_and_healthy_requests_go_through() {
     let server = Server::start_with(
-        CONFIG,
+        REFUNDS_POLICY,
         None,
-        env(&[("PLIUZ_HEADER_TIMEOUT", "2s"), ("PLIUZ_BODY_TIMEOUT", "3s")]),
+        env_vars(&[("PLIUZ_HEADER_TIMEOUT", "2s"), ("PLIUZ_BODY_TIMEOUT", "3s")]),
     )
     .await;
     let port = server.port;
@@ -389,9 +356,9 @@ async fn slow_and_idle_clients_are_cut_off_and_healthy_requests_go_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_connection_cap_holds_and_healthy_requests_still_get_through() {
     let server = Server::start_with(
-        CONFIG,
+        REFUNDS_POLICY,
         None,
-        env(&[
+        env_vars(&[
             ("PLIUZ_MAX_CONNECTIONS", "64"),
             ("PLIUZ_HEADER_TIMEOUT", "1s"),
         ]),
@@ -421,7 +388,7 @@ async fn the_connection_cap_holds_and_healthy_requests_still_get_through() {
 // Item 5: an auditor cannot cancel; the requesting agent or an admin can.
 #[tokio::test]
 async fn only_the_requesting_agent_or_an_admin_can_cancel() {
-    let server = Server::start(CONFIG).await;
+    let server = Server::start(REFUNDS_POLICY).await;
     let http = Client::new();
     let agent = server.agent_key("bot");
     let auditor = server.user_token("audit@example.com", "auditor", &[]);
@@ -524,29 +491,22 @@ async fn read_until_end(mut stream: reqwest::Response, within: Duration) -> Stri
 // pushes nothing after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_stream_ends_at_logout_and_when_the_user_is_disabled() {
-    let server = Server::start(CONFIG).await;
-    create_user(&server, "fin@example.com", "approver", &["finance"]);
+    let server = Server::start(REFUNDS_POLICY).await;
+    server.create_user("fin@example.com", "approver", &["finance"]);
     let agent = server.agent_key("bot");
     let http = no_redirects();
 
     // Log-out: the next event is not delivered; the stream ends.
-    let session = login(&http, &server, "fin@example.com").await;
+    let session = support::web::session(&http, &server, "fin@example.com").await;
     let stream = open_stream(&http, &server, &session).await;
-    let page = http
-        .get(server.url("/inbox"))
-        .header("cookie", format!("pliuz_session={session}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("csrf meta tag")
-        .to_owned();
+    let page = support::web::page(
+        &http,
+        &server,
+        "/inbox",
+        &format!("pliuz_session={session}"),
+    )
+    .await;
+    let csrf = support::web::csrf_meta(&page).expect("csrf meta tag");
     let res = http
         .post(server.url("/logout"))
         .header("cookie", format!("pliuz_session={session}"))
@@ -565,7 +525,7 @@ async fn the_live_stream_ends_at_logout_and_when_the_user_is_disabled() {
 
     // `users disable` from another process, with nothing else happening:
     // the periodic re-check ends the stream.
-    let session = login(&http, &server, "fin@example.com").await;
+    let session = support::web::session(&http, &server, "fin@example.com").await;
     let stream = open_stream(&http, &server, &session).await;
     let out = server.cli(&["users", "disable", "fin@example.com"], None);
     assert!(out.success, "{}", out.stderr);
@@ -575,7 +535,7 @@ async fn the_live_stream_ends_at_logout_and_when_the_user_is_disabled() {
 // Item 8: four-eyes holds for every spelling of the approver's own e-mail.
 #[tokio::test]
 async fn nobody_approves_their_own_request_however_it_is_spelled() {
-    let server = Server::start(CONFIG).await;
+    let server = Server::start(REFUNDS_POLICY).await;
     let http = Client::new();
     let agent = server.agent_key("bot");
     let fin = server.user_token("fin@example.com", "approver", &["finance"]);
@@ -595,25 +555,8 @@ async fn nobody_approves_their_own_request_however_it_is_spelled() {
             a["originator"], "user:fin@example.com",
             "{spelling:?} is stored typed and normalised"
         );
-        let res = http
-            .post(server.url(&format!(
-                "/api/v1/approvals/{}/decision",
-                a["id"].as_str().unwrap()
-            )))
-            .bearer_auth(&fin)
-            .json(
-                &support::with_digest(
-                    &http,
-                    &server,
-                    &fin,
-                    a["id"].as_str().unwrap(),
-                    json!({"decision": "approve"}),
-                )
-                .await,
-            )
-            .send()
-            .await
-            .unwrap();
+        let id = a["id"].as_str().unwrap();
+        let res = support::decide(&http, &server, &fin, id, json!({"decision": "approve"})).await;
         assert_eq!(
             res.status(),
             StatusCode::FORBIDDEN,
@@ -637,25 +580,8 @@ async fn nobody_approves_their_own_request_however_it_is_spelled() {
     }
     // Someone else's request: approving is fine.
     let (_, a) = create_refund(&http, &server, &agent, "Other Person <other@example.com>").await;
-    let res = http
-        .post(server.url(&format!(
-            "/api/v1/approvals/{}/decision",
-            a["id"].as_str().unwrap()
-        )))
-        .bearer_auth(&fin)
-        .json(
-            &support::with_digest(
-                &http,
-                &server,
-                &fin,
-                a["id"].as_str().unwrap(),
-                json!({"decision": "approve"}),
-            )
-            .await,
-        )
-        .send()
-        .await
-        .unwrap();
+    let id = a["id"].as_str().unwrap();
+    let res = support::decide(&http, &server, &fin, id, json!({"decision": "approve"})).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
 
@@ -667,6 +593,24 @@ fn mode(p: &std::path::Path) -> u32 {
 
 // Item 12: under umask 000 the data directory is 0700 and the database,
 // its WAL and SHM and the signing key are 0600; looser ones are warned about.
+/// Adds `--data-dir DATA serve --listen 127.0.0.1:PORT` to a `pliuz`
+/// command, with no signing key or config file from the environment.
+#[cfg(unix)]
+fn serve_on<'c>(
+    pliuz: &'c mut std::process::Command,
+    data: &std::path::Path,
+    port: u16,
+) -> &'c mut std::process::Command {
+    pliuz
+        .arg("--data-dir")
+        .arg(data)
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
+        .env_remove("PLIUZ_CONFIG")
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn data_files_are_private_whatever_the_umask() {
@@ -674,32 +618,18 @@ async fn data_files_are_private_whatever_the_umask() {
     let data = dir.path().join("data");
     let port = support::free_port();
     let log = std::fs::File::create(dir.path().join("log")).unwrap();
-    let mut child = std::process::Command::new("sh")
+    let mut under_umask_000 = std::process::Command::new("sh");
+    under_umask_000
         .arg("-c")
         .arg("umask 000; exec \"$0\" \"$@\"")
-        .arg(support::BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
-        .env_remove("PLIUZ_CONFIG")
+        .arg(support::BIN);
+    let mut child = serve_on(&mut under_umask_000, &data, port)
         .stderr(log)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let http = Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    answers_within_30s(&http, port, "server did not start").await;
     let modes: Vec<(String, u32)> = [
         "",
         "pliuz.db",
@@ -725,29 +655,13 @@ async fn data_files_are_private_whatever_the_umask() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
-    let mut server = std::process::Command::new(support::BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env_remove("PLIUZ_AUDIT_SIGNING_KEY")
-        .env_remove("PLIUZ_CONFIG")
+    let mut server = serve_on(&mut std::process::Command::new(support::BIN), &data, port)
         .env("NO_COLOR", "1")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(format!("http://127.0.0.1:{port}/readyz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server did not restart");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    answers_within_30s(&http, port, "server did not restart").await;
     let _ = server.kill();
     let out = server.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
@@ -768,7 +682,8 @@ async fn data_files_are_private_whatever_the_umask() {
 // even at trace level.
 #[tokio::test]
 async fn secrets_in_uris_are_redacted_at_every_log_level() {
-    let mut server = Server::start_with(CONFIG, None, env(&[("PLIUZ_LOG", "trace")])).await;
+    let mut server =
+        Server::start_with(REFUNDS_POLICY, None, env_vars(&[("PLIUZ_LOG", "trace")])).await;
     let out = server.cli(
         &["users", "create", "new@example.com", "--role", "approver"],
         None,

@@ -9,14 +9,8 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::Server;
 
-const CONFIG: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-
+/// Besides the refunds policy: one whose condition costs a lot to evaluate.
+const BULK_POLICY: &str = r#"
 [[policy]]
 name = "bulk"
 tools = ["bulk_pay"]
@@ -36,7 +30,12 @@ async fn env_on(database_url: Option<String>) -> Env {
 }
 
 async fn env_full(database_url: Option<String>, extra_env: Vec<(String, String)>) -> Env {
-    let server = Server::start_with(CONFIG, database_url, extra_env).await;
+    let server = Server::start_with(
+        &format!("{}{BULK_POLICY}", support::REFUNDS_POLICY),
+        database_url,
+        extra_env,
+    )
+    .await;
     let agent = server.agent_key("bot");
     let finance = server.user_token("fin@example.com", "approver", &["finance"]);
     Env {
@@ -50,12 +49,7 @@ async fn env_full(database_url: Option<String>, extra_env: Vec<(String, String)>
 /// Asserts an RFC 9457 problem+json answer with this status; returns it.
 async fn problem(r: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(r.status(), status, "status");
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let ct = support::content_type(&r);
     let text = r.text().await.expect("body");
     assert_eq!(ct, "application/problem+json", "content type; body {text}");
     let v: Value = serde_json::from_str(&text).expect("problem JSON");
@@ -70,6 +64,15 @@ impl Env {
             .post(self.server.url(path))
             .bearer_auth(token)
             .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.server.url(path))
+            .bearer_auth(token)
             .send()
             .await
             .expect("request")
@@ -90,6 +93,21 @@ impl Env {
     fn cli(&self, args: &[&str]) -> support::CliOutput {
         self.server.cli(args, None)
     }
+}
+
+/// The server's SQLite database with the trigger that keeps audit entry
+/// bodies unchanged dropped, as someone with the file in hand could.
+async fn audit_bodies_made_editable(server: &Server) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", server.data_dir().join("pliuz.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open the database");
+    sqlx::raw_sql("DROP TRIGGER audit_entries_no_update")
+        .execute(&mut conn)
+        .await
+        .expect("drop the trigger");
+    conn
 }
 
 /// `{"a": {"a": ... 1}}` nested `levels` objects deep.
@@ -240,15 +258,7 @@ async fn full_reports_list_every_bad_entry() {
     // The live log: alter two entries' stored bodies.
     {
         use sqlx::Connection;
-        let url = format!(
-            "sqlite://{}",
-            e.server.data_dir().join("pliuz.db").display()
-        );
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::raw_sql("DROP TRIGGER audit_entries_no_update")
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        let mut conn = audit_bodies_made_editable(&e.server).await;
         for idx in [a, b] {
             let altered = lines[idx].replace("\"n\":", "\"m\":");
             assert_ne!(altered, lines[idx]);
@@ -397,23 +407,11 @@ async fn nul_bytes_are_422(database_url: Option<String>) {
         "cursor=%00",
         "status=%00",
     ] {
-        let r = e
-            .http
-            .get(e.server.url(&format!("/api/v1/approvals?{q}")))
-            .bearer_auth(&e.finance)
-            .send()
-            .await
-            .unwrap();
+        let r = e.get(&e.finance, &format!("/api/v1/approvals?{q}")).await;
         problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     for path in ["/api/v1/approvals/%00", "/api/v1/approvals/a%00b/receipt"] {
-        let r = e
-            .http
-            .get(e.server.url(path))
-            .bearer_auth(&e.finance)
-            .send()
-            .await
-            .unwrap();
+        let r = e.get(&e.finance, path).await;
         problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     let r = e
@@ -421,13 +419,7 @@ async fn nul_bytes_are_422(database_url: Option<String>) {
         .await;
     problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     // Nothing half-written: the request is still pending and the log verifies.
-    let r = e
-        .http
-        .get(e.server.url(&format!("/api/v1/approvals/{id}")))
-        .bearer_auth(&e.finance)
-        .send()
-        .await
-        .unwrap();
+    let r = e.get(&e.finance, &format!("/api/v1/approvals/{id}")).await;
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "pending");
     let check = e.cli(&["audit", "check"]);
     assert!(check.success, "{}{}", check.stdout, check.stderr);
@@ -476,13 +468,7 @@ async fn every_error_is_problem_json_or_an_html_page() {
         problem(r, StatusCode::PAYLOAD_TOO_LARGE).await;
     }
     for path in ["/api/v1/approvals/%ff", "/api/v1/approvals/%ff/receipt"] {
-        let r = e
-            .http
-            .get(e.server.url(path))
-            .bearer_auth(&e.finance)
-            .send()
-            .await
-            .unwrap();
+        let r = e.get(&e.finance, path).await;
         problem(r, StatusCode::BAD_REQUEST).await;
     }
     let r = e
@@ -567,65 +553,40 @@ fn refused(config: &str, env: &[(&str, &str)], setting: &str, range: &str) {
 #[test]
 fn settings_out_of_range_are_refused_by_check_and_serve() {
     let policy = "[[policy]]\nname = \"p\"\ntools = [\"t\"]\napprovers = [\"group:g\"]\n";
-    refused(
-        &format!("[audit]\ncheckpoint_interval = \"0s\"\n{policy}"),
-        &[],
-        "audit.checkpoint_interval",
-        "between 1s and 1day",
-    );
-    refused(
-        &format!("max_body_bytes = 0\n{policy}"),
-        &[],
-        "max_body_bytes",
-        "between 4096 and 4194304",
-    );
-    refused(
-        &format!("[slack]\nbot_token = \"xoxb-1\"\n{policy}"),
-        &[],
-        "slack.signing_secret",
-        "both",
-    );
-    refused(
-        &policy.replace("approvers", "required_approvals = 4294967296\napprovers"),
-        &[],
-        "required_approvals",
-        "between 1 and 4294967295",
-    );
-    refused(
-        policy,
-        &[("PLIUZ_MAX_BODY_BYTES", "lots")],
-        "PLIUZ_MAX_BODY_BYTES",
-        "whole number",
-    );
-    refused(
-        policy,
-        &[("PLIUZ_MAX_BODY_BYTES", "10")],
-        "PLIUZ_MAX_BODY_BYTES",
-        "between 4096 and 4194304",
-    );
-    refused(
-        policy,
-        &[("PLIUZ_AUDIT_CHECKPOINT_EVERY", "x1")],
-        "PLIUZ_AUDIT_CHECKPOINT_EVERY",
-        "whole number",
-    );
-    refused(
-        policy,
-        &[("PLIUZ_SECURE_COOKIES", "yes please")],
-        "PLIUZ_SECURE_COOKIES",
-        "true, false",
-    );
-}
-
-/// The `name=value` pairs a response sets, as a `Cookie` header.
-fn cookies(r: &reqwest::Response) -> String {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .collect::<Vec<_>>()
-        .join("; ")
+    let bad_files = [
+        (
+            format!("[audit]\ncheckpoint_interval = \"0s\"\n{policy}"),
+            "audit.checkpoint_interval",
+            "between 1s and 1day",
+        ),
+        (
+            format!("max_body_bytes = 0\n{policy}"),
+            "max_body_bytes",
+            "between 4096 and 4194304",
+        ),
+        (
+            format!("[slack]\nbot_token = \"xoxb-1\"\n{policy}"),
+            "slack.signing_secret",
+            "both",
+        ),
+        (
+            policy.replace("approvers", "required_approvals = 4294967296\napprovers"),
+            "required_approvals",
+            "between 1 and 4294967295",
+        ),
+    ];
+    for (config, setting, range) in &bad_files {
+        refused(config, &[], setting, range);
+    }
+    let bad_env = [
+        ("PLIUZ_MAX_BODY_BYTES", "lots", "whole number"),
+        ("PLIUZ_MAX_BODY_BYTES", "10", "between 4096 and 4194304"),
+        ("PLIUZ_AUDIT_CHECKPOINT_EVERY", "x1", "whole number"),
+        ("PLIUZ_SECURE_COOKIES", "yes please", "true, false"),
+    ];
+    for (name, value, range) in bad_env {
+        refused(policy, &[(name, value)], name, range);
+    }
 }
 
 /// The inbox's "Verify now" gives the full report: both altered entries.
@@ -636,30 +597,11 @@ async fn verify_now_in_the_inbox_lists_every_problem() {
         e.created(&json!({"tool_name": "issue_refund", "tool_args": {"n": i}}))
             .await;
     }
-    let created = e.server.cli(
-        &[
-            "users",
-            "create",
-            "audit@example.com",
-            "--role",
-            "auditor",
-            "--password-stdin",
-        ],
-        Some("correct-horse-battery\n"),
-    );
-    assert!(created.success, "{}", created.stderr);
+    e.server.create_user("audit@example.com", "auditor", &[]);
     e.server.stop();
     let altered: Vec<i64> = {
         use sqlx::Connection;
-        let url = format!(
-            "sqlite://{}",
-            e.server.data_dir().join("pliuz.db").display()
-        );
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::raw_sql("DROP TRIGGER audit_entries_no_update")
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        let mut conn = audit_bodies_made_editable(&e.server).await;
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT idx, body FROM audit_entries WHERE body LIKE '%\"tool_args\":{\"n\":%' ORDER BY idx",
         )
@@ -680,48 +622,13 @@ async fn verify_now_in_the_inbox_lists_every_problem() {
     };
     e.server.spawn().await;
 
-    let http = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    // The log-in form carries its own CSRF token and cookie.
-    let r = http.get(e.server.url("/login")).send().await.unwrap();
-    let login_cookie = cookies(&r);
-    let form = r.text().await.unwrap();
-    let login_csrf = form
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("csrf field on the log-in form")
-        .to_owned();
-    let r = http
-        .post(e.server.url("/login"))
-        .header("cookie", &login_cookie)
-        .form(&[
-            ("email", "audit@example.com"),
-            ("password", "correct-horse-battery"),
-            ("csrf", login_csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let cookie = cookies(&r);
+    let http = support::web::no_redirects();
+    let r = support::web::log_in(&http, &e.server, "audit@example.com").await;
+    let cookie = support::web::cookie_header(&r);
     assert!(!cookie.is_empty(), "log-in failed: {}", r.status());
-    let page = http
-        .get(e.server.url("/audit"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_else(|| panic!("no csrf token on the page ({cookie}): {page}"))
-        .to_owned();
+    let page = support::web::page(&http, &e.server, "/audit", &cookie).await;
+    let csrf = support::web::csrf_meta(&page)
+        .unwrap_or_else(|| panic!("no csrf token on the page ({cookie}): {page}"));
     let r = http
         .post(e.server.url("/audit/verify"))
         .header("cookie", &cookie)

@@ -46,6 +46,7 @@ const LAYERS: &[&str] = &[
     "shutdown",
     "redact",
     "password_gate",
+    "private_file",
     "originator",
 ];
 

@@ -26,39 +26,10 @@ tools = ["restart"]
 approvers = ["group:ops"]
 "#;
 
-fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
-    res.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            let pair = v.split(';').next()?;
-            let (k, val) = pair.split_once('=')?;
-            (k == name && !val.is_empty()).then(|| val.to_owned())
-        })
-}
-
 /// Logs in through the form; returns the session cookie header value.
 async fn web_login(http: &Client, s: &Server, email: &str) -> String {
-    let page = http.get(s.url("/login")).send().await.expect("login page");
-    let token = set_cookie(&page, "pliuz_login").expect("login cookie");
-    let res = http
-        .post(s.url("/login"))
-        .header(header::COOKIE, format!("pliuz_login={token}"))
-        .form(&[
-            ("email", email),
-            ("password", "correct-horse-battery"),
-            ("csrf", &token),
-            ("next", "/inbox"),
-        ])
-        .send()
-        .await
-        .expect("log in");
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    format!(
-        "pliuz_session={}",
-        set_cookie(&res, "pliuz_session").expect("session cookie")
-    )
+    let session = support::web::session(http, s, email).await;
+    format!("pliuz_session={session}")
 }
 
 async fn call(http: &Client, s: &Server, token: &str, path: &str, body: Value) -> Value {
@@ -85,10 +56,7 @@ async fn csv(http: &Client, s: &Server, cookie: &str, name: &str) -> String {
 }
 
 async fn overview_counts_a_known_mix(database_url: Option<String>) {
-    let http = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let http = support::web::no_redirects();
     let s = Server::start_with(CONFIG, database_url, vec![]).await;
     let agent = s.agent_key("bot");
     let ann = s.user_token("ann@example.com", "approver", &["finance"]);

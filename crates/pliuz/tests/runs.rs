@@ -10,16 +10,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::Server;
-
-const CONFIG: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-"#;
+use support::{Server, REFUNDS_POLICY};
 
 /// Fast retries for the webhook tests.
 fn fast_retries() -> Vec<(String, String)> {
@@ -38,7 +29,7 @@ struct Env {
 }
 
 async fn env_full(database_url: Option<String>, extra_env: Vec<(String, String)>) -> Env {
-    let server = Server::start_with(CONFIG, database_url, extra_env).await;
+    let server = Server::start_with(REFUNDS_POLICY, database_url, extra_env).await;
     let agent = server.agent_key("support-bot");
     let other_agent = server.agent_key("other-bot");
     let finance = server.user_token("fin@example.com", "approver", &["finance"]);
@@ -77,12 +68,7 @@ impl Env {
         let r = r.send().await.expect("request");
         let status = r.status();
         if status.is_client_error() || status.is_server_error() {
-            let ct = r
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
+            let ct = support::content_type(&r);
             assert_eq!(ct, "application/problem+json", "errors are problem+json");
         }
         (status, r.json().await.unwrap_or(Value::Null))
@@ -110,20 +96,10 @@ impl Env {
     }
 
     async fn approve(&self, id: &str) {
-        let (s, v) = self
-            .post(
-                &self.finance,
-                &format!("/api/v1/approvals/{id}/decision"),
-                support::with_digest(
-                    &self.http,
-                    &self.server,
-                    &self.finance,
-                    id,
-                    json!({"decision": "approve"}),
-                )
-                .await,
-            )
-            .await;
+        let body = json!({"decision": "approve"});
+        let body = support::with_digest(&self.http, &self.server, &self.finance, id, body).await;
+        let path = format!("/api/v1/approvals/{id}/decision");
+        let (s, v) = self.post(&self.finance, &path, body).await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
 
@@ -175,40 +151,16 @@ async fn pause_ready_claim_heartbeat_repause_complete() {
     assert_eq!(v["code"], "run_not_ready");
 
     // The long-polls are woken when the last approval settles.
-    let waiter = {
-        let http = e.http.clone();
-        let url = e.server.url(&format!("/api/v1/runs/{id}?wait=30"));
-        let key = e.agent.clone();
-        tokio::spawn(async move {
-            let v: Value = http
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (Instant::now(), v)
-        })
-    };
-    let lister = {
-        let http = e.http.clone();
-        let url = e.server.url("/api/v1/runs?status=ready&wait=30");
-        let key = e.agent.clone();
-        tokio::spawn(async move {
-            let v: Value = http
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (Instant::now(), v)
-        })
-    };
+    let waiter = support::long_poll(
+        &e.http,
+        e.server.url(&format!("/api/v1/runs/{id}?wait=30")),
+        &e.agent,
+    );
+    let lister = support::long_poll(
+        &e.http,
+        e.server.url("/api/v1/runs?status=ready&wait=30"),
+        &e.agent,
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     e.approve(&a1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -875,23 +827,11 @@ async fn postgres_runs_flow_and_replicas_wake_each_others_long_polls() {
     let run = e.pause(state, &[&a]).await;
     let id = run["id"].as_str().unwrap().to_owned();
     // A worker waits on the replica; the decision lands on the primary.
-    let waiter = {
-        let http = e.http.clone();
-        let url = replica.url("/api/v1/runs?status=ready&wait=30");
-        let key = e.agent.clone();
-        tokio::spawn(async move {
-            let v: Value = http
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (Instant::now(), v)
-        })
-    };
+    let waiter = support::long_poll(
+        &e.http,
+        replica.url("/api/v1/runs?status=ready&wait=30"),
+        &e.agent,
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let decided = Instant::now();
     e.approve(&a).await;

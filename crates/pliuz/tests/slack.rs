@@ -141,19 +141,18 @@ impl Env {
     }
 
     /// The agent's long-poll, started now, answered when the request settles.
-    fn long_poll(&self, id: &str) -> tokio::task::JoinHandle<Value> {
+    fn long_poll(&self, id: &str) -> tokio::task::JoinHandle<(Instant, Value)> {
         let url = self.server.url(&format!("/api/v1/approvals/{id}?wait=30"));
-        let (http, agent) = (self.http.clone(), self.agent.clone());
-        tokio::spawn(async move {
-            http.get(url)
-                .bearer_auth(agent)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
+        support::long_poll(&self.http, url, &self.agent)
+    }
+
+    /// Creates a request and waits for its message: the request, its id and
+    /// the post.
+    async fn create_posted(&self, body: Value) -> (Value, String, Call) {
+        let created = self.create(body).await;
+        let id = created["id"].as_str().expect("id").to_owned();
+        let post = self.posted(&id).await;
+        (created, id, post)
     }
 
     /// Waits for the request's message to be posted; returns the call.
@@ -186,6 +185,42 @@ impl Env {
                     && c.body.to_string().contains(containing)
             })
             .await
+    }
+
+    /// `user` clicks the `action` button of the message `post` about `id`.
+    async fn click(
+        &self,
+        user: &str,
+        action: &str,
+        post: &Call,
+        id: &str,
+    ) -> (StatusCode, String, Duration) {
+        self.interact(&block_action(&self.fake, user, action, post, id))
+            .await
+    }
+
+    /// The modal Slack was asked to open for the click `trigger_id`.
+    async fn opened_modal(&self, trigger_id: &str) -> Value {
+        let open = self
+            .fake
+            .wait_for(&format!("views.open for {trigger_id}"), WAIT, |c| {
+                c.method == "views.open" && c.body["trigger_id"] == trigger_id
+            })
+            .await;
+        open.body["view"].clone()
+    }
+
+    fn successful_updates(&self) -> usize {
+        self.fake
+            .calls_to("chat.update")
+            .iter()
+            .filter(|c| c.ok())
+            .count()
+    }
+
+    /// A decision through the API, on the arguments as they are now.
+    async fn decide(&self, token: &str, id: &str, body: Value) -> reqwest::Response {
+        support::decide(&self.http, &self.server, token, id, body).await
     }
 
     async fn interact(&self, payload: &Value) -> (StatusCode, String, Duration) {
@@ -456,23 +491,7 @@ async fn message_content_escaping_channels_and_dms() {
     );
 
     // A decision updates the channel post and both DMs.
-    let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                id,
-                json!({"decision": "approve"}),
-            )
-            .await,
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = e.decide(&e.fin, id, json!({"decision": "approve"})).await;
     assert_eq!(r.status(), StatusCode::OK);
     for p in e.successful_posts(id) {
         let u = e.updated(&p, "Approved").await;
@@ -489,18 +508,14 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
     let e = env(false).await;
 
     // Approve: answered at once, decided right after.
-    let a = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
+    let (_, id, post) = e
+        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     let poll = e.long_poll(&id);
-    let (status, _, took) = e
-        .interact(&block_action(&e.fake, "UFIN2", "pliuz_approve", &post, &id))
-        .await;
+    let (status, _, took) = e.click("UFIN2", "pliuz_approve", &post, &id).await;
     assert_eq!(status, StatusCode::OK);
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert_eq!(done["status"], "approved", "{done}");
     assert_eq!(done["final_args"], json!({"amount_cents": 5000}));
     assert_eq!(done["decision"]["by"], "user:fin2@example.com");
@@ -511,30 +526,14 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
     assert!(!ut.contains("pliuz_approve"), "buttons remain: {ut}");
 
     // Reject: a modal asks for the reason.
-    let b = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 7000}}))
+    let (_, bid, post_b) = e
+        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 7000}}))
         .await;
-    let bid = b["id"].as_str().unwrap().to_owned();
-    let post_b = e.posted(&bid).await;
     let poll = e.long_poll(&bid);
-    let (status, _, took) = e
-        .interact(&block_action(
-            &e.fake,
-            "UFIN",
-            "pliuz_reject",
-            &post_b,
-            &bid,
-        ))
-        .await;
+    let (status, _, took) = e.click("UFIN", "pliuz_reject", &post_b, &bid).await;
     assert_eq!(status, StatusCode::OK);
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    let open = e
-        .fake
-        .wait_for("views.open", WAIT, |c| {
-            c.method == "views.open" && c.body["trigger_id"] == "trigger-UFIN-pliuz_reject"
-        })
-        .await;
-    let view = open.body["view"].clone();
+    let view = e.opened_modal("trigger-UFIN-pliuz_reject").await;
     assert_eq!(view["type"], "modal");
     assert!(view["private_metadata"].as_str().unwrap().contains(&bid));
     // An empty reason is refused in the modal itself.
@@ -555,7 +554,7 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.is_empty(), "the modal should close: {text}");
-    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert_eq!(done["status"], "rejected");
     assert_eq!(done["decision"]["reason"], "too much for one refund");
     assert_eq!(done["decision"]["by"], "user:fin@example.com");
@@ -563,8 +562,8 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
     assert!(upd.body.to_string().contains("too much for one refund"));
 
     // Edit: a modal with the arguments as JSON, checked against the schema.
-    let c = e
-        .create(json!({
+    let (_, cid, post_c) = e
+        .create_posted(json!({
             "tool_name": "issue_refund",
             "tool_args": {"amount_cents": 50000, "currency": "EUR"},
             "tool_schema": {
@@ -577,20 +576,10 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
             }
         }))
         .await;
-    let cid = c["id"].as_str().unwrap().to_owned();
-    let post_c = e.posted(&cid).await;
     let poll = e.long_poll(&cid);
-    let (status, _, _) = e
-        .interact(&block_action(&e.fake, "UFIN2", "pliuz_edit", &post_c, &cid))
-        .await;
+    let (status, _, _) = e.click("UFIN2", "pliuz_edit", &post_c, &cid).await;
     assert_eq!(status, StatusCode::OK);
-    let open = e
-        .fake
-        .wait_for("views.open (edit)", WAIT, |c| {
-            c.method == "views.open" && c.body["trigger_id"] == "trigger-UFIN2-pliuz_edit"
-        })
-        .await;
-    let view = open.body["view"].clone();
+    let view = e.opened_modal("trigger-UFIN2-pliuz_edit").await;
     let initial = view.to_string();
     assert!(
         initial.contains("amount_cents") && initial.contains("50000"),
@@ -626,7 +615,7 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.is_empty(), "{text}");
-    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert_eq!(done["status"], "approved");
     assert_eq!(
         done["final_args"],
@@ -647,11 +636,7 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_stale_unmapped_and_non_approver_clicks_change_nothing() {
     let e = env(false).await;
-    let a = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": "fin2@example.com"}))
-        .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
+    let (_, id, post) = e.create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": "fin2@example.com"})).await;
     let approve = |user: &str| block_action(&e.fake, user, "pliuz_approve", &post, &id);
 
     // Forged: signed with the wrong secret.
@@ -690,9 +675,7 @@ async fn forged_stale_unmapped_and_non_approver_clicks_change_nothing() {
     let (status, _, _) = e.interact(&approve("USALES")).await;
     assert_eq!(status, StatusCode::OK);
     wait_ephemeral(&e.fake, "not an approver of policy 'refunds'").await;
-    let (status, _, _) = e
-        .interact(&block_action(&e.fake, "USALES", "pliuz_reject", &post, &id))
-        .await;
+    let (status, _, _) = e.click("USALES", "pliuz_reject", &post, &id).await;
     assert_eq!(status, StatusCode::OK);
     let before = ephemerals_to(&e.fake, "").len();
     e.fake
@@ -733,29 +716,17 @@ async fn forged_stale_unmapped_and_non_approver_clicks_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_decisions_and_expiry_update_the_message() {
     let e = env(false).await;
-    let a = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
+    let (_, id, post) = e
+        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     assert_eq!(post.answer["channel"], "CREFUNDS");
     let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &id,
-                json!({"decision": "reject", "reason": "duplicate <refund> & co"}),
-            )
-            .await,
+        .decide(
+            &e.fin,
+            &id,
+            json!({"decision": "reject", "reason": "duplicate <refund> & co"}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let upd = e.updated(&post, "Rejected").await;
     let text = upd.body.to_string();
@@ -764,11 +735,9 @@ async fn api_decisions_and_expiry_update_the_message() {
     assert!(!text.contains("pliuz_reject"), "buttons remain: {text}");
 
     // Expiry (2 s policy) updates the message too.
-    let q = e
-        .create(json!({"tool_name": "quick_tool", "tool_args": {}}))
+    let (_, _, post_q) = e
+        .create_posted(json!({"tool_name": "quick_tool", "tool_args": {}}))
         .await;
-    let qid = q["id"].as_str().unwrap().to_owned();
-    let post_q = e.posted(&qid).await;
     let upd = e.updated(&post_q, "Expired").await;
     assert!(!upd.body.to_string().contains("pliuz_approve"));
     e.assert_no_secrets_logged();
@@ -783,30 +752,12 @@ async fn each_vote_towards_a_quorum_refreshes_the_message() {
         .stdout
         .trim()
         .to_owned();
-    let a = e
-        .create(json!({"tool_name": "pay_out", "tool_args": {"amount_cents": 100}}))
+    let (_, id, post) = e
+        .create_posted(json!({"tool_name": "pay_out", "tool_args": {"amount_cents": 100}}))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     assert!(post.body.to_string().contains("0 of 2"), "{}", post.body);
     for (token, expect) in [(&e.fin, "1 of 2"), (&fin2, "Approved")] {
-        let r = e
-            .http
-            .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-            .bearer_auth(token)
-            .json(
-                &support::with_digest(
-                    &e.http,
-                    &e.server,
-                    token,
-                    &id,
-                    json!({"decision": "approve"}),
-                )
-                .await,
-            )
-            .send()
-            .await
-            .unwrap();
+        let r = e.decide(token, &id, json!({"decision": "approve"})).await;
         assert_eq!(r.status(), StatusCode::OK);
         e.updated(&post, expect).await;
     }
@@ -829,11 +780,9 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
     let e = env(false).await;
     e.fake.rate_limit_next(1, 1);
     e.fake.fail_next(2);
-    let a = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
+    let (_, id, post) = e
+        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     let attempts = e.fake.calls_to("chat.postMessage");
     let statuses: Vec<u16> = attempts.iter().map(|c| c.status).collect();
     assert_eq!(statuses, vec![429, 500, 500, 200], "{statuses:?}");
@@ -846,23 +795,7 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
 
     // An update through a 500 as well.
     e.fake.fail_next(1);
-    let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &id,
-                json!({"decision": "approve"}),
-            )
-            .await,
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = e.decide(&e.fin, &id, json!({"decision": "approve"})).await;
     assert_eq!(r.status(), StatusCode::OK);
     e.updated(&post, "Approved").await;
 
@@ -882,34 +815,14 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
         .wait_for("3 attempts at #nowhere", WAIT, |_| lost() >= 3)
         .await;
     // Its decision has no message to update; the update does not wait forever.
-    let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{lid}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &lid,
-                json!({"decision": "approve"}),
-            )
-            .await,
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = e.decide(&e.fin, &lid, json!({"decision": "approve"})).await;
     assert_eq!(r.status(), StatusCode::OK);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(lost(), 3, "gave up after PLIUZ_OUTBOX_MAX_ATTEMPTS");
     assert_eq!(e.successful_posts(&id).len(), 1, "no duplicate post");
     assert_eq!(
-        e.fake
-            .calls_to("chat.update")
-            .iter()
-            .filter(|c| c.ok())
-            .count(),
+        e.successful_updates(),
         1,
         "one update for the one posted message"
     );
@@ -981,23 +894,7 @@ async fn killed_during_an_outage(database_url: Option<String>) {
     let post = e.posted(&id).await;
     assert!(e.fake.calls_to("chat.postMessage").len() > failed_before);
     // Decide after the restart: the stored ts still finds the message.
-    let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &id,
-                json!({"decision": "approve"}),
-            )
-            .await,
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = e.decide(&e.fin, &id, json!({"decision": "approve"})).await;
     assert_eq!(r.status(), StatusCode::OK);
     e.updated(&post, "Approved").await;
 
@@ -1006,14 +903,7 @@ async fn killed_during_an_outage(database_url: Option<String>) {
     e.server.spawn().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(e.successful_posts(&id).len(), 1, "exactly one message");
-    assert_eq!(
-        e.fake
-            .calls_to("chat.update")
-            .iter()
-            .filter(|c| c.ok())
-            .count(),
-        1
-    );
+    assert_eq!(e.successful_updates(), 1);
     e.assert_no_secrets_logged();
 }
 
@@ -1101,8 +991,8 @@ fn assert_agent_text_is_inert(message: &Value, agent_text: &[&str]) {
 async fn agent_text_cannot_pass_for_pliuz_status_lines() {
     let e = env(false).await;
     let fake_status = ":white_check_mark: *Already approved by cfo@example.com*";
-    let a = e
-        .create(json!({
+    let (_, id, post) = e
+        .create_posted(json!({
             "policy": "refunds",
             "tool_name": format!("refund`\n{fake_status}\n`x"),
             "tool_args": {
@@ -1113,8 +1003,6 @@ async fn agent_text_cannot_pass_for_pliuz_status_lines() {
             "originator": "*cfo*_x_~y~\r\n:white_check_mark: *Already approved by the CFO*",
         }))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     let agent_text = [
         "Already approved",
         "cfo@example.com",
@@ -1155,11 +1043,9 @@ async fn agent_text_cannot_pass_for_pliuz_status_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_click_on_arguments_that_were_edited_since_is_refused() {
     let e = env(false).await;
-    let a = e
-        .create(json!({"tool_name": "pay_out", "tool_args": {"to": "alice", "amount": 100}}))
+    let (a, id, post) = e
+        .create_posted(json!({"tool_name": "pay_out", "tool_args": {"to": "alice", "amount": 100}}))
         .await;
-    let id = a["id"].as_str().unwrap().to_owned();
-    let post = e.posted(&id).await;
     assert_eq!(
         button_value(&post, "pliuz_approve"),
         Some(format!("{id}:{}", a["args_digest"].as_str().unwrap()))
@@ -1167,22 +1053,12 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
 
     // fin edits the arguments (and so approves them: 1 of 2).
     let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &id,
-                json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 990000}}),
-            )
-            .await,
+        .decide(
+            &e.fin,
+            &id,
+            json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 990000}}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let edited: Value = r.json().await.unwrap();
     let updated = e.updated(&post, "mallory").await;
@@ -1194,18 +1070,14 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
     );
 
     // fin2 clicks Approve on the message as it was before the edit.
-    let (status, _, _) = e
-        .interact(&block_action(&e.fake, "UFIN2", "pliuz_approve", &post, &id))
-        .await;
+    let (status, _, _) = e.click("UFIN2", "pliuz_approve", &post, &id).await;
     assert_eq!(status, StatusCode::OK);
     wait_ephemeral(&e.fake, "changed since this message was shown").await;
     let now = e.get(&id).await;
     assert_eq!(now["status"], "pending", "{now}");
     assert_eq!(now["approvals"].as_array().map(Vec::len), Some(1), "{now}");
     // A stale Reject does not even open the form.
-    let (status, _, _) = e
-        .interact(&block_action(&e.fake, "UFIN2", "pliuz_reject", &post, &id))
-        .await;
+    let (status, _, _) = e.click("UFIN2", "pliuz_reject", &post, &id).await;
     assert_eq!(status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(e
@@ -1215,34 +1087,16 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
         .all(|c| c.body["trigger_id"] != "trigger-UFIN2-pliuz_reject"));
 
     // A modal opened on the current arguments, submitted after another edit.
-    let (status, _, _) = e
-        .interact(&block_action(&e.fake, "UFIN2", "pliuz_edit", &updated, &id))
-        .await;
+    let (status, _, _) = e.click("UFIN2", "pliuz_edit", &updated, &id).await;
     assert_eq!(status, StatusCode::OK);
-    let open = e
-        .fake
-        .wait_for("views.open (edit)", WAIT, |c| {
-            c.method == "views.open" && c.body["trigger_id"] == "trigger-UFIN2-pliuz_edit"
-        })
-        .await;
-    let view = open.body["view"].clone();
+    let view = e.opened_modal("trigger-UFIN2-pliuz_edit").await;
     let r = e
-        .http
-        .post(e.server.url(&format!("/api/v1/approvals/{id}/decision")))
-        .bearer_auth(&e.fin)
-        .json(
-            &support::with_digest(
-                &e.http,
-                &e.server,
-                &e.fin,
-                &id,
-                json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 5}}),
-            )
-            .await,
+        .decide(
+            &e.fin,
+            &id,
+            json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 5}}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let (status, text, _) = e
         .interact(&view_submission(
@@ -1268,17 +1122,9 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
     // Clicking the current message approves exactly what it shows.
     let current = e.updated(&post, "`5`").await;
     let poll = e.long_poll(&id);
-    let (status, _, _) = e
-        .interact(&block_action(
-            &e.fake,
-            "UFIN2",
-            "pliuz_approve",
-            &current,
-            &id,
-        ))
-        .await;
+    let (status, _, _) = e.click("UFIN2", "pliuz_approve", &current, &id).await;
     assert_eq!(status, StatusCode::OK);
-    let done = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert_eq!(done["status"], "approved", "{done}");
     assert_eq!(done["final_args"], json!({"to": "mallory", "amount": 5}));
 }

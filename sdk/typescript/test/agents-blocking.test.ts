@@ -7,21 +7,14 @@ import { Agent, run, tool } from "@openai/agents";
 import { z } from "zod";
 import { gatedTool, Runs } from "../src/agents/index.js";
 import { idempotencyKey, PliuzClient, PliuzRunError } from "../src/index.js";
-import { ScriptedToolModel } from "./support/model.js";
-import { freePort, Human, type Json, PliuzServer } from "./support/server.js";
+import { modelCalling, ScriptedToolModel } from "./support/model.js";
+import { freePort, type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
 
 let server: PliuzServer;
 let human: Human;
 
-before(async () => {
-  server = new PliuzServer();
-  server.provision();
-  await server.start();
-  human = new Human(server);
-});
-after(async () => {
-  await server?.dispose();
-});
+before(async () => ({ server, human } = await startProvisioned()));
+after(() => server?.dispose());
 
 function refundTool(calls: Json[], client: PliuzClient, extra: Parameters<typeof gatedTool>[1] = {}) {
   const body = tool({
@@ -46,14 +39,9 @@ const client = (): PliuzClient => new PliuzClient({ apiKey: server.agentKey, bas
 test("approve: the tool runs once, with the card restored locally, and the execution is reported", async () => {
   const calls: Json[] = [];
   const id = orderId();
-  const model = new ScriptedToolModel({
-    tool: "issue_refund",
-    args: { order_id: id, amount_cents: 5000, card: "4111-secret" },
-    callId: `call_${randomUUID()}`,
-  });
+  const model = modelCalling("issue_refund", { order_id: id, amount_cents: 5000, card: "4111-secret" });
   const running = run(agentFor(refundTool(calls, client()), model), "refund please");
-  const [pending] = await human.waitPending((a) => (a.tool_args as Json).order_id === id);
-  assert.ok(pending);
+  const pending = await human.pendingForOrder(id);
   assert.equal((pending.tool_args as Json).card, "[REDACTED]", "the card never reaches the server");
   await human.decide(pending.id as string, "approve");
   const result = await running;
@@ -67,14 +55,9 @@ test("approve: the tool runs once, with the card restored locally, and the execu
 test("reject: the tool never runs and the model reads the reviewer's reason", async () => {
   const calls: Json[] = [];
   const id = orderId();
-  const model = new ScriptedToolModel({
-    tool: "issue_refund",
-    args: { order_id: id, amount_cents: 9000, card: "4111" },
-    callId: `call_${randomUUID()}`,
-  });
+  const model = modelCalling("issue_refund", { order_id: id, amount_cents: 9000, card: "4111" });
   const running = run(agentFor(refundTool(calls, client()), model), "refund please");
-  const [pending] = await human.waitPending((a) => (a.tool_args as Json).order_id === id);
-  assert.ok(pending);
+  const pending = await human.pendingForOrder(id);
   await human.decide(pending.id as string, "reject", { reason: "order already refunded in store" });
   const result = await running;
   assert.deepEqual(calls, []);
@@ -86,14 +69,9 @@ test("reject: the tool never runs and the model reads the reviewer's reason", as
 test("edit: the tool runs with the edited arguments (the redacted card still restored)", async () => {
   const calls: Json[] = [];
   const id = orderId();
-  const model = new ScriptedToolModel({
-    tool: "issue_refund",
-    args: { order_id: id, amount_cents: 9000, card: "4111-secret" },
-    callId: `call_${randomUUID()}`,
-  });
+  const model = modelCalling("issue_refund", { order_id: id, amount_cents: 9000, card: "4111-secret" });
   const running = run(agentFor(refundTool(calls, client()), model), "refund please");
-  const [pending] = await human.waitPending((a) => (a.tool_args as Json).order_id === id);
-  assert.ok(pending);
+  const pending = await human.pendingForOrder(id);
   await human.decide(pending.id as string, "edit", {
     final_args: { order_id: id, amount_cents: 2500, card: "[REDACTED]" },
     reason: "partial refund",
@@ -106,11 +84,7 @@ test("edit: the tool runs with the edited arguments (the redacted card still res
 test("auto-approved by policy: runs at once without a human", async () => {
   const calls: Json[] = [];
   const id = orderId();
-  const model = new ScriptedToolModel({
-    tool: "issue_refund",
-    args: { order_id: id, amount_cents: 500, card: "x" },
-    callId: `call_${randomUUID()}`,
-  });
+  const model = modelCalling("issue_refund", { order_id: id, amount_cents: 500, card: "x" });
   const result = await run(agentFor(refundTool(calls, client()), model), "small refund");
   assert.equal(calls.length, 1);
   assert.match(String(result.finalOutput), /refunded 500/);
@@ -120,11 +94,7 @@ test("unreachable server: fails closed, the tool does not run, the model is told
   const calls: Json[] = [];
   const port = await freePort(); // nothing listens there
   const dead = new PliuzClient({ apiKey: server.agentKey, baseUrl: `http://127.0.0.1:${port}`, maxRetries: 1 });
-  const model = new ScriptedToolModel({
-    tool: "issue_refund",
-    args: { order_id: orderId(), amount_cents: 9000, card: "x" },
-    callId: `call_${randomUUID()}`,
-  });
+  const model = modelCalling("issue_refund", { order_id: orderId(), amount_cents: 9000, card: "x" });
   const started = Date.now();
   const result = await run(agentFor(refundTool(calls, dead), model), "refund please");
   assert.deepEqual(calls, []);
@@ -136,11 +106,7 @@ test("unreachable server: fails closed, the tool does not run, the model is told
 test("timeout: no decision within timeoutMs → not run, model told, request withdrawn with cancelOnTimeout", async () => {
   const calls: Json[] = [];
   const id = orderId();
-  const model = new ScriptedToolModel({
-    tool: "issue_refund",
-    args: { order_id: id, amount_cents: 9000, card: "x" },
-    callId: `call_${randomUUID()}`,
-  });
+  const model = modelCalling("issue_refund", { order_id: id, amount_cents: 9000, card: "x" });
   const started = Date.now();
   const t = refundTool(calls, client(), { timeoutMs: 1500, cancelOnTimeout: true });
   await run(agentFor(t, model), "refund please");
@@ -179,11 +145,7 @@ test("durable mode with the server unreachable: the run is refused (fail closed)
   const calls: Json[] = [];
   const port = await freePort();
   const dead = new PliuzClient({ apiKey: server.agentKey, baseUrl: `http://127.0.0.1:${port}`, maxRetries: 0 });
-  const model = new ScriptedToolModel({
-    tool: "issue_refund",
-    args: { order_id: orderId(), amount_cents: 9000, card: "x" },
-    callId: `call_${randomUUID()}`,
-  });
+  const model = modelCalling("issue_refund", { order_id: orderId(), amount_cents: 9000, card: "x" });
   const runs = new Runs({ client: dead });
   await assert.rejects(runs.run(agentFor(refundTool(calls, dead), model), "refund"), (e: unknown) => {
     return e instanceof PliuzRunError && /could not be created/.test(e.message);
@@ -204,11 +166,8 @@ test("a tool body that throws: the model gets the SDK's error text and the execu
     }),
     { policy: "refunds", client: client() },
   );
-  const model = new ScriptedToolModel({
-    tool: "issue_refund",
-    args: { order_id: id, amount_cents: 100, card: "x" }, // auto-approved by policy
-    callId: `call_${randomUUID()}`,
-  });
+  // Auto-approved by policy.
+  const model = modelCalling("issue_refund", { order_id: id, amount_cents: 100, card: "x" });
   await run(new Agent({ name: "support", tools: [failing], model }), "refund");
   assert.match(model.seen[0] ?? "", /An error occurred while running the tool/);
   const list = await client().listApprovals({ tool: "issue_refund", limit: 100 });

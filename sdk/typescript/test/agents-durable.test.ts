@@ -8,12 +8,10 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { Agent, tool } from "@openai/agents";
-import { z } from "zod";
-import { gatedTool, Runs, type RunsResult } from "../src/agents/index.js";
+import { Runs, type RunsResult } from "../src/agents/index.js";
 import { PliuzClient, PliuzRunStateIntegrityError } from "../src/index.js";
-import { ScriptedToolModel } from "./support/model.js";
-import { Human, type Json, PliuzServer } from "./support/server.js";
+import { gatedRefundAgent } from "./support/model.js";
+import { type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
 
 const run = promisify(execFile);
 const AGENT = fileURLToPath(new URL("./fixtures/durable-agent.js", import.meta.url));
@@ -21,15 +19,8 @@ const AGENT = fileURLToPath(new URL("./fixtures/durable-agent.js", import.meta.u
 let server: PliuzServer;
 let human: Human;
 
-before(async () => {
-  server = new PliuzServer();
-  server.provision();
-  await server.start();
-  human = new Human(server);
-});
-after(async () => {
-  await server?.dispose();
-});
+before(async () => ({ server, human } = await startProvisioned()));
+after(() => server?.dispose());
 
 interface Case {
   env: Record<string, string>;
@@ -65,6 +56,14 @@ async function agentProcess(c: Case, ...args: string[]): Promise<Json> {
   }
 }
 
+/** Starts the agent for case `c` and approves its request; returns the paused run's id. */
+async function startApproved(c: Case): Promise<string> {
+  const started = await agentProcess(c, "start");
+  const pending = await human.pendingForOrder(c.orderId);
+  await human.decide(pending.id as string, "approve");
+  return started.runId as string;
+}
+
 const bodyRuns = (c: Case): string[] =>
   existsSync(c.bodyLog) ? readFileSync(c.bodyLog, "utf8").trim().split("\n").filter(Boolean) : [];
 
@@ -76,8 +75,7 @@ test("pause in one process, approve with an edit, resume in another: runs once w
   assert.match(runId, /./);
   assert.deepEqual(bodyRuns(c), [], "nothing ran while paused");
 
-  const [pending] = await human.waitPending((a) => (a.tool_args as Json).order_id === c.orderId);
-  assert.ok(pending);
+  const pending = await human.pendingForOrder(c.orderId);
   assert.equal((pending.tool_args as Json).card, "[REDACTED]");
   await human.decide(pending.id as string, "edit", {
     final_args: { order_id: c.orderId, amount_cents: 3000, card: "[REDACTED]" },
@@ -99,8 +97,7 @@ test("pause in one process, approve with an edit, resume in another: runs once w
 test("reject while paused: the resumed run never runs the tool and the model reads the reason", async () => {
   const c = newCase();
   const started = await agentProcess(c, "start");
-  const [pending] = await human.waitPending((a) => (a.tool_args as Json).order_id === c.orderId);
-  assert.ok(pending);
+  const pending = await human.pendingForOrder(c.orderId);
   await human.decide(pending.id as string, "reject", { reason: "customer is flagged for fraud" });
   const resumed = await agentProcess(c, "resume", started.runId as string);
   assert.equal(resumed.status, "completed");
@@ -110,11 +107,7 @@ test("reject while paused: the resumed run never runs the tool and the model rea
 
 test("two resumers race for one approved run: the tool body runs exactly once", async () => {
   const c = newCase();
-  const started = await agentProcess(c, "start");
-  const runId = started.runId as string;
-  const [pending] = await human.waitPending((a) => (a.tool_args as Json).order_id === c.orderId);
-  assert.ok(pending);
-  await human.decide(pending.id as string, "approve");
+  const runId = await startApproved(c);
   const [a, b] = await Promise.all([agentProcess(c, "resume", runId), agentProcess(c, "resume", runId)]);
   const outcomes = [a, b].map((r) => (r.status as string | undefined) ?? (r.code as string));
   assert.equal(outcomes.filter((o) => o === "completed").length, 1, JSON.stringify([a, b]));
@@ -126,11 +119,7 @@ test("two resumers race for one approved run: the tool body runs exactly once", 
 
 test("the state is checked against its recorded SHA-256 before it is handed to RunState.fromString", async () => {
   const c = newCase();
-  const started = await agentProcess(c, "start");
-  const runId = started.runId as string;
-  const [pending] = await human.waitPending((a) => (a.tool_args as Json).order_id === c.orderId);
-  assert.ok(pending);
-  await human.decide(pending.id as string, "approve");
+  const runId = await startApproved(c);
   // A client whose transport alters the state in transit stands in for a tampered store.
   const tampering: typeof fetch = async (input, init) => {
     const res = await fetch(input, init);
@@ -147,24 +136,7 @@ test("the state is checked against its recorded SHA-256 before it is handed to R
 test("serve(): a worker resumes every ready run of the agent key and stops on its signal", async () => {
   const order = `S-${randomUUID().slice(0, 8)}`;
   const ran: Json[] = [];
-  const refund = gatedTool(
-    tool({
-      name: "issue_refund",
-      description: "Refund.",
-      parameters: z.object({ order_id: z.string(), amount_cents: z.number().int() }),
-      execute: async (a) => {
-        ran.push(a);
-        return `refunded ${a.order_id}`;
-      },
-    }),
-    { policy: "refunds" },
-  );
-  const model = new ScriptedToolModel({
-    tool: "issue_refund",
-    args: { order_id: order, amount_cents: 8000 },
-    callId: `call_${randomUUID()}`,
-  });
-  const agent = new Agent({ name: "serve-agent", tools: [refund], model });
+  const agent = gatedRefundAgent("serve-agent", order, ran);
   const runs = new Runs({ client: new PliuzClient({ apiKey: server.agentKey, baseUrl: server.baseUrl }) });
   const started = await runs.run(agent, "refund");
   assert.equal(started.paused, true);
@@ -178,8 +150,7 @@ test("serve(): a worker resumes every ready run of the agent key and stops on it
       if (r.runId === started.runId) stop.abort();
     },
   });
-  const [p] = await human.waitPending((a) => (a.tool_args as Json).order_id === order);
-  assert.ok(p);
+  const p = await human.pendingForOrder(order);
   await human.decide(p.id as string, "approve");
   await worker;
   const mine = results.find((r) => r.runId === started.runId);

@@ -16,22 +16,14 @@ import {
   PliuzTimeoutError,
   PliuzValidationError,
 } from "../src/index.js";
-import { Human, PliuzServer } from "./support/server.js";
+import { type Human, type PliuzServer, startProvisioned } from "./support/server.js";
 
 let server: PliuzServer;
 let human: Human;
 let client: PliuzClient;
 
-before(async () => {
-  server = new PliuzServer();
-  server.provision();
-  await server.start();
-  human = new Human(server);
-  client = new PliuzClient({ apiKey: server.agentKey, baseUrl: server.baseUrl });
-});
-after(async () => {
-  await server?.dispose();
-});
+before(async () => ({ server, human, client } = await startProvisioned()));
+after(() => server?.dispose());
 
 const args = () => ({ order_id: `C-${randomUUID().slice(0, 8)}`, amount_cents: 9000 });
 

@@ -10,22 +10,15 @@ import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { PACKAGE_ROOT } from "./support/paths.js";
-import { Human, type Json, PliuzServer } from "./support/server.js";
+import { type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
 
 const exec = promisify(execFile);
 const EXAMPLE = fileURLToPath(new URL("build/examples/typescript/refund.js", PACKAGE_ROOT));
 
 let server: PliuzServer;
 let human: Human;
-before(async () => {
-  server = new PliuzServer();
-  server.provision();
-  await server.start();
-  human = new Human(server);
-});
-after(async () => {
-  await server?.dispose();
-});
+before(async () => ({ server, human } = await startProvisioned()));
+after(() => server?.dispose());
 
 function env(order: string, ledger: string): NodeJS.ProcessEnv {
   return {
@@ -44,8 +37,7 @@ test("blocking: the example's refund runs once after approval", async () => {
   const order = `E-${randomUUID().slice(0, 8)}`;
   const ledger = join(server.dir, `${order}.jsonl`);
   const proc = exec(process.execPath, [EXAMPLE], { env: env(order, ledger), timeout: 60_000 });
-  const [p] = await human.waitPending((a) => (a.tool_args as Json).order_id === order);
-  assert.ok(p);
+  const p = await human.pendingForOrder(order);
   await human.decide(p.id as string, "approve");
   const { stdout } = await proc;
   assert.match(String(lastJson(stdout).finalOutput), /handled the refund/);
@@ -61,8 +53,7 @@ test("durable: start in one process, approve, resume in another", async () => {
     (await exec(process.execPath, [EXAMPLE, "start"], { env: env(order, ledger), timeout: 60_000 })).stdout,
   );
   assert.equal(started.status, "waiting");
-  const [p] = await human.waitPending((a) => (a.tool_args as Json).order_id === order);
-  assert.ok(p);
+  const p = await human.pendingForOrder(order);
   await human.decide(p.id as string, "approve");
   const resumed = lastJson(
     (

@@ -5,27 +5,19 @@ import { after, before, test } from "node:test";
 import {
   gated,
   PliuzAlreadyExecutedError,
-  PliuzClient,
+  type PliuzClient,
   PliuzExpiredError,
   PliuzRejectedError,
   undeliveredReports,
 } from "../src/index.js";
-import { Human, type Json, PliuzServer } from "./support/server.js";
+import { type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
 
 let server: PliuzServer;
 let human: Human;
 let client: PliuzClient;
 
-before(async () => {
-  server = new PliuzServer();
-  server.provision();
-  await server.start();
-  human = new Human(server);
-  client = new PliuzClient({ apiKey: server.agentKey, baseUrl: server.baseUrl });
-});
-after(async () => {
-  await server?.dispose();
-});
+before(async () => ({ server, human, client } = await startProvisioned()));
+after(() => server?.dispose());
 
 test("approved: runs once with the approved args; the same call again does not run twice", async () => {
   const ran: Json[] = [];
@@ -38,8 +30,7 @@ test("approved: runs once with the approved args; the same call again does not r
   );
   const order = `G-${randomUUID().slice(0, 8)}`;
   const call = refund({ order_id: order, amount_cents: 4200, pan: "4111" }, { sessionId: "s-1" });
-  const [p] = await human.waitPending((a) => (a.tool_args as Json).order_id === order);
-  assert.ok(p);
+  const p = await human.pendingForOrder(order);
   assert.equal(p.tool_name, "refund_fn");
   assert.equal((p.tool_args as Json).pan, "[REDACTED]");
   await human.decide(p.id as string, "approve");
@@ -71,8 +62,7 @@ test("two concurrent identical calls in one process: the body runs once", async 
     refund({ order_id: order, amount_cents: 9000 }),
     refund({ order_id: order, amount_cents: 9000 }),
   ]);
-  const [p] = await human.waitPending((x) => (x.tool_args as Json).order_id === order);
-  assert.ok(p);
+  const p = await human.pendingForOrder(order);
   await human.decide(p.id as string, "approve");
   const results = await both;
   assert.equal(runs, 1);
@@ -90,8 +80,7 @@ test("rejected: throws PliuzRejectedError with the reason, never runs", async ()
     () => undefined,
     (e: unknown) => e,
   );
-  const [p] = await human.waitPending((x) => (x.tool_args as Json).order_id === order);
-  assert.ok(p);
+  const p = await human.pendingForOrder(order);
   await human.decide(p.id as string, "reject", { reason: "too much" });
   const err = await outcome;
   assert.ok(err instanceof PliuzRejectedError && err.reason === "too much", String(err));

@@ -4,12 +4,10 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { after, before, test } from "node:test";
-import { Agent, tool } from "@openai/agents";
-import { z } from "zod";
-import { gatedTool, Runs } from "../src/agents/index.js";
+import { Runs } from "../src/agents/index.js";
 import { PliuzClient, signWebhook, verifyWebhook, WebhookVerificationError } from "../src/index.js";
-import { ScriptedToolModel } from "./support/model.js";
-import { Human, type Json, PliuzServer } from "./support/server.js";
+import { gatedRefundAgent } from "./support/model.js";
+import { type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
 
 interface Delivery {
   headers: Record<string, string | string[] | undefined>;
@@ -31,11 +29,9 @@ before(async () => {
   await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
   const addr = receiver.address();
   const port = typeof addr === "object" && addr ? addr.port : 0;
-  server = new PliuzServer();
-  server.provision();
-  hook = server.agentWithWebhook("hooked-bot", `http://127.0.0.1:${port}/pliuz`);
-  await server.start();
-  human = new Human(server);
+  ({ server, human } = await startProvisioned((s) => {
+    hook = s.agentWithWebhook("hooked-bot", `http://127.0.0.1:${port}/pliuz`);
+  }));
 });
 after(async () => {
   await server?.dispose();
@@ -78,29 +74,11 @@ test("verifyWebhook: accepts a good signature, refuses tampering, old timestamps
 test("a real run.ready delivery verifies and resumes the run", async () => {
   const order = `W-${randomUUID().slice(0, 8)}`;
   const ran: Json[] = [];
-  const refund = gatedTool(
-    tool({
-      name: "issue_refund",
-      description: "Refund.",
-      parameters: z.object({ order_id: z.string(), amount_cents: z.number().int() }),
-      execute: async (a) => {
-        ran.push(a);
-        return `refunded ${a.order_id}`;
-      },
-    }),
-    { policy: "refunds" },
-  );
-  const model = new ScriptedToolModel({
-    tool: "issue_refund",
-    args: { order_id: order, amount_cents: 8000 },
-    callId: `call_${randomUUID()}`,
-  });
-  const agent = new Agent({ name: "support", tools: [refund], model });
+  const agent = gatedRefundAgent("support", order, ran);
   const runs = new Runs({ client: new PliuzClient({ apiKey: hook.key, baseUrl: server.baseUrl }) });
   const started = await runs.run(agent, "refund");
   assert.equal(started.paused, true);
-  const [p] = await human.waitPending((a) => (a.tool_args as Json).order_id === order);
-  assert.ok(p);
+  const p = await human.pendingForOrder(order);
   await human.decide(p.id as string, "approve");
 
   const until = Date.now() + 30_000;

@@ -131,17 +131,7 @@ fn monitor_token(file: Option<&Path>) -> anyhow::Result<String> {
 }
 
 fn trusted_keys(keys: &[String], file: Option<&Path>) -> anyhow::Result<Vec<Verifier>> {
-    let mut all: Vec<String> = keys.to_vec();
-    if let Some(f) = file {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
-        all.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned),
-        );
-    }
+    let all = key_strings(keys, file)?;
     if all.is_empty() {
         anyhow::bail!(
             "give the verifier key(s) you trust with --key (from `pliuz audit key` or your records, not from the export itself)"

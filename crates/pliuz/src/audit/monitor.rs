@@ -10,6 +10,7 @@
 //! (together they prove the log misbehaved). The state file is only ever
 //! advanced, never rolled back. See `docs/audit.md`.
 
+use crate::private_file;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use pliuz_audit::{Checkpoint, Verifier};
@@ -176,21 +177,17 @@ impl Monitor {
         let text = serde_json::to_string_pretty(state)
             .map_err(|e| unavailable(format!("cannot encode the state: {e}")))?;
         {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&tmp).map_err(io)?;
+            let mut f = private_file::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(io)?;
             f.write_all(format!("{text}\n").as_bytes()).map_err(io)?;
             f.sync_all().map_err(io)?;
         }
         std::fs::rename(&tmp, &self.state_file).map_err(io)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+        private_file::sync_dir(dir);
         Ok(())
     }
 

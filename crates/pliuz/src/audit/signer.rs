@@ -11,8 +11,8 @@
 //! rotate-key`) and signs later checkpoints with the new key.
 
 use crate::config::AuditSettings;
+use crate::private_file;
 use pliuz_audit::SigningKey;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -104,20 +104,7 @@ pub fn write_key_file(path: &Path, key: &SigningKey, replace: bool) -> anyhow::R
         std::process::id()
     ));
     let _ = std::fs::remove_file(&tmp);
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
-            .open(&tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-        f.write_all(format!("{}\n", key.to_private_string()).as_bytes())?;
-        f.sync_all()?;
-    }
+    private_file::write_new(&tmp, format!("{}\n", key.to_private_string()).as_bytes())?;
     let result = if replace {
         std::fs::rename(&tmp, path).map(|_| true)
     } else {
@@ -130,9 +117,7 @@ pub fn write_key_file(path: &Path, key: &SigningKey, replace: bool) -> anyhow::R
         }
     };
     let _ = std::fs::remove_file(&tmp);
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    private_file::sync_dir(dir);
     result.map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 

@@ -18,6 +18,7 @@
 //! controls both the database and this file.
 
 use crate::config::Settings;
+use crate::private_file;
 use crate::service::ControlPlane;
 use crate::service::StoreError;
 use pliuz_audit::{Checkpoint, Verifier};
@@ -139,22 +140,17 @@ impl Witness {
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
         let existed = self.path.exists();
-        let mut opts = std::fs::OpenOptions::new();
-        opts.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&self.path).map_err(io)?;
+        let mut f = private_file::options()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io)?;
         // One write of the whole line: concurrent appenders (the server and
         // the admin CLI) never interleave within a line.
         f.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
         if !existed {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+            private_file::sync_dir(dir);
         }
         Ok(())
     }

@@ -117,15 +117,8 @@ impl SlackClient {
         body: &Value,
         timeout: Option<Duration>,
     ) -> Result<Value, SlackError> {
-        let mut req = self
-            .http
-            .post(self.url(method))
-            .bearer_auth(&self.token)
-            .json(body);
-        if let Some(t) = timeout {
-            req = req.timeout(t);
-        }
-        Self::answer(req.send().await).await
+        let req = self.post(method).json(body);
+        Self::send(req, timeout).await
     }
 
     /// Calls a read method (`users.info`, `users.lookupByEmail`) with form fields.
@@ -135,14 +128,23 @@ impl SlackClient {
         fields: &[(&str, &str)],
         timeout: Option<Duration>,
     ) -> Result<Value, SlackError> {
-        let mut req = self
-            .http
-            .post(self.url(method))
-            .bearer_auth(&self.token)
-            .form(fields);
-        if let Some(t) = timeout {
-            req = req.timeout(t);
-        }
+        let req = self.post(method).form(fields);
+        Self::send(req, timeout).await
+    }
+
+    /// A call to Web API `method` with the bot token, body still to add.
+    fn post(&self, method: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(method)).bearer_auth(&self.token)
+    }
+
+    async fn send(
+        req: reqwest::RequestBuilder,
+        timeout: Option<Duration>,
+    ) -> Result<Value, SlackError> {
+        let req = match timeout {
+            Some(t) => req.timeout(t),
+            None => req,
+        };
         Self::answer(req.send().await).await
     }
 

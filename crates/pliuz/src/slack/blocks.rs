@@ -345,25 +345,43 @@ fn modal_intro(a: &Approval) -> Value {
     )}})
 }
 
-/// The "why are you rejecting?" modal.
-pub fn reject_modal(a: &Approval, meta: &ModalMeta) -> Value {
+/// A modal about `a` (its intro first, then `inputs`) that carries `meta`
+/// back on submission.
+fn modal(
+    a: &Approval,
+    meta: &ModalMeta,
+    callback_id: &str,
+    (title, submit): (&str, &str),
+    inputs: Vec<Value>,
+) -> Value {
+    let mut blocks = vec![modal_intro(a)];
+    blocks.extend(inputs);
     json!({
         "type": "modal",
-        "callback_id": VIEW_REJECT,
+        "callback_id": callback_id,
         "private_metadata": serde_json::to_string(meta).unwrap_or_default(),
-        "title": {"type": "plain_text", "text": "Reject request"},
-        "submit": {"type": "plain_text", "text": "Reject"},
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": submit},
         "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            modal_intro(a),
-            {
-                "type": "input",
-                "block_id": BLOCK_REASON,
-                "label": {"type": "plain_text", "text": "Reason (the agent sees it)"},
-                "element": {"type": "plain_text_input", "action_id": INPUT_REASON, "multiline": true, "max_length": 2000},
-            }
-        ]
+        "blocks": blocks,
     })
+}
+
+/// The "why are you rejecting?" modal.
+pub fn reject_modal(a: &Approval, meta: &ModalMeta) -> Value {
+    let reason = json!({
+        "type": "input",
+        "block_id": BLOCK_REASON,
+        "label": {"type": "plain_text", "text": "Reason (the agent sees it)"},
+        "element": {"type": "plain_text_input", "action_id": INPUT_REASON, "multiline": true, "max_length": 2000},
+    });
+    modal(
+        a,
+        meta,
+        VIEW_REJECT,
+        ("Reject request", "Reject"),
+        vec![reason],
+    )
 }
 
 /// The edit modal: the arguments under review as JSON. `None` when they are
@@ -374,30 +392,23 @@ pub fn edit_modal(a: &Approval, meta: &ModalMeta) -> Option<Value> {
     if args.chars().count() > MAX_INPUT_CHARS {
         return None;
     }
-    Some(json!({
-        "type": "modal",
-        "callback_id": VIEW_EDIT,
-        "private_metadata": serde_json::to_string(meta).unwrap_or_default(),
-        "title": {"type": "plain_text", "text": "Edit and approve"},
-        "submit": {"type": "plain_text", "text": "Approve edited"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            modal_intro(a),
-            {
-                "type": "input",
-                "block_id": BLOCK_ARGS,
-                "label": {"type": "plain_text", "text": "Arguments (JSON object)"},
-                "element": {"type": "plain_text_input", "action_id": INPUT_ARGS, "multiline": true, "initial_value": args, "max_length": MAX_INPUT_CHARS},
-            },
-            {
-                "type": "input",
-                "block_id": BLOCK_REASON,
-                "optional": true,
-                "label": {"type": "plain_text", "text": "Reason (optional)"},
-                "element": {"type": "plain_text_input", "action_id": INPUT_REASON, "multiline": true, "max_length": 2000},
-            }
-        ]
-    }))
+    let inputs = vec![
+        json!({
+            "type": "input",
+            "block_id": BLOCK_ARGS,
+            "label": {"type": "plain_text", "text": "Arguments (JSON object)"},
+            "element": {"type": "plain_text_input", "action_id": INPUT_ARGS, "multiline": true, "initial_value": args, "max_length": MAX_INPUT_CHARS},
+        }),
+        json!({
+            "type": "input",
+            "block_id": BLOCK_REASON,
+            "optional": true,
+            "label": {"type": "plain_text", "text": "Reason (optional)"},
+            "element": {"type": "plain_text_input", "action_id": INPUT_REASON, "multiline": true, "max_length": 2000},
+        }),
+    ];
+    let title = ("Edit and approve", "Approve edited");
+    Some(modal(a, meta, VIEW_EDIT, title, inputs))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod slack_fake;
+pub mod web;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,6 +12,28 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pliuz");
+
+/// The password every user made by [`Server::user_token`] logs in with.
+pub const PASSWORD: &str = "correct-horse-battery";
+
+/// The policy most tests decide under: finance approves `issue_refund`,
+/// with every decision allowed, within half an hour.
+pub const REFUNDS_POLICY: &str = r#"
+[[policy]]
+name = "refunds"
+tools = ["issue_refund"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject", "edit"]
+expires_in = "30m"
+"#;
+
+/// Environment variables for [`Server::start_with`] from `(name, value)` pairs.
+pub fn env_vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
 
 pub struct Server {
     child: Option<Child>,
@@ -41,20 +64,7 @@ impl Server {
         database_url: Option<String>,
         extra_env: Vec<(String, String)>,
     ) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("pliuz.toml"), config).expect("write config");
-        let port = free_port();
-        let mut s = Server {
-            child: None,
-            dir,
-            port,
-            base: format!("http://127.0.0.1:{port}"),
-            extra_env,
-            database_url,
-            shared_data_dir: None,
-        };
-        s.spawn().await;
-        s
+        Server::launch(config, None, database_url, extra_env).await
     }
 
     /// A server on its own port and config, over an existing data dir (its
@@ -71,6 +81,30 @@ impl Server {
         database_url: Option<String>,
         extra_env: Vec<(String, String)>,
     ) -> Server {
+        Server::launch(config, Some(data_dir), database_url, extra_env).await
+    }
+
+    /// A second replica on its own port, sharing the database (PostgreSQL),
+    /// configuration and keys of `primary`.
+    pub async fn replica_of(primary: &Server) -> Server {
+        let config = std::fs::read_to_string(primary.config_path()).expect("read config");
+        Server::launch(
+            &config,
+            Some(primary.data_dir()),
+            primary.database_url.clone(),
+            primary.extra_env.clone(),
+        )
+        .await
+    }
+
+    /// Writes `config` to a fresh directory and serves on a free port; the
+    /// data lives in `shared_data_dir` or else in that directory.
+    async fn launch(
+        config: &str,
+        shared_data_dir: Option<PathBuf>,
+        database_url: Option<String>,
+        extra_env: Vec<(String, String)>,
+    ) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("pliuz.toml"), config).expect("write config");
         let port = free_port();
@@ -81,26 +115,7 @@ impl Server {
             base: format!("http://127.0.0.1:{port}"),
             extra_env,
             database_url,
-            shared_data_dir: Some(data_dir),
-        };
-        s.spawn().await;
-        s
-    }
-
-    /// A second replica on its own port, sharing the database (PostgreSQL),
-    /// configuration and keys of `primary`.
-    pub async fn replica_of(primary: &Server) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::copy(primary.config_path(), dir.path().join("pliuz.toml")).expect("copy config");
-        let port = free_port();
-        let mut s = Server {
-            child: None,
-            dir,
-            port,
-            base: format!("http://127.0.0.1:{port}"),
-            extra_env: primary.extra_env.clone(),
-            database_url: primary.database_url.clone(),
-            shared_data_dir: Some(primary.data_dir()),
+            shared_data_dir,
         };
         s.spawn().await;
         s
@@ -305,15 +320,20 @@ impl Server {
         out.stdout.trim().to_owned()
     }
 
-    /// Creates a user and returns a personal API token for them.
-    pub fn user_token(&self, email: &str, role: &str, groups: &[&str]) -> String {
+    /// Creates a user who logs in with [`PASSWORD`].
+    pub fn create_user(&self, email: &str, role: &str, groups: &[&str]) {
         let mut args = vec!["users", "create", email, "--role", role, "--password-stdin"];
         for g in groups {
             args.push("--group");
             args.push(g);
         }
-        let out = self.cli(&args, Some("correct-horse-battery\n"));
+        let out = self.cli(&args, Some(&format!("{PASSWORD}\n")));
         assert!(out.success, "users create failed: {}", out.stderr);
+    }
+
+    /// Creates a user and returns a personal API token for them.
+    pub fn user_token(&self, email: &str, role: &str, groups: &[&str]) -> String {
+        self.create_user(email, role, groups);
         let out = self.cli(&["users", "token", email], None);
         assert!(out.success, "users token failed: {}", out.stderr);
         out.stdout.trim().to_owned()
@@ -385,4 +405,57 @@ pub async fn with_digest(
         body["args_digest"] = serde_json::Value::String(digest.unwrap_or_else(|| "0".repeat(64)));
     }
     body
+}
+
+/// Posts a decision on approval `id` as `token`, bound to the arguments
+/// the decider just reviewed (see [`with_digest`]).
+pub async fn decide(
+    http: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    id: &str,
+    body: serde_json::Value,
+) -> reqwest::Response {
+    let body = with_digest(http, server, token, id, body).await;
+    http.post(server.url(&format!("/api/v1/approvals/{id}/decision")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("decision request")
+}
+
+/// The `Content-Type` of a response, empty when it has none.
+pub fn content_type(r: &reqwest::Response) -> String {
+    r.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Asserts that a problem answer's `detail` mentions `text`.
+pub fn assert_detail_contains(problem: &serde_json::Value, text: &str) {
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(text),
+        "{problem}"
+    );
+}
+
+/// A GET (a long-poll) started now in the background; yields when it was
+/// answered and the answer.
+pub fn long_poll(
+    http: &reqwest::Client,
+    url: String,
+    token: &str,
+) -> tokio::task::JoinHandle<(Instant, serde_json::Value)> {
+    let request = http.get(url).bearer_auth(token);
+    tokio::spawn(async move {
+        let answer = request.send().await.expect("long-poll");
+        let body = answer.json().await.expect("long-poll JSON");
+        (Instant::now(), body)
+    })
 }

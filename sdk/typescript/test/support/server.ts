@@ -1,10 +1,13 @@
 // Run the real `pliuz` binary for the tests, and act as the human approver over HTTP.
+
+import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { PliuzClient } from "../../src/index.js";
 import { PLIUZ_BIN } from "./paths.js";
 
 export const POLICIES = `
@@ -174,6 +177,13 @@ export class Human {
     throw new Error(`expected ${n} pending approvals; server log:\n${this.server.logTail()}`);
   }
 
+  /** The pending approval for order `orderId` (its `tool_args.order_id`), once it is there. */
+  async pendingForOrder(orderId: string): Promise<Json> {
+    const [pending] = await this.waitPending((a) => (a.tool_args as Json).order_id === orderId);
+    assert.ok(pending);
+    return pending;
+  }
+
   async decide(id: string, decision: string, extra: { reason?: string; final_args?: Json } = {}): Promise<Json> {
     // Bound to the arguments under review, as a person deciding in the inbox would be.
     const current = await this.get(id);
@@ -185,4 +195,27 @@ export class Human {
     if (r.status !== 200) throw new Error(`decision ${decision} on ${id}: ${r.status} ${JSON.stringify(r.json)}`);
     return r.json;
   }
+}
+
+/** What a test file works with: a running server, its approver, and a client with the agent key. */
+export interface Started {
+  server: PliuzServer;
+  human: Human;
+  client: PliuzClient;
+}
+
+/**
+ * A server with the agent and approver provisioned, started; `beforeStart` may
+ * add to it (agents, webhooks) first. The caller disposes of `server`.
+ */
+export async function startProvisioned(beforeStart: (server: PliuzServer) => void = () => {}): Promise<Started> {
+  const server = new PliuzServer();
+  server.provision();
+  beforeStart(server);
+  await server.start();
+  return {
+    server,
+    human: new Human(server),
+    client: new PliuzClient({ apiKey: server.agentKey, baseUrl: server.baseUrl }),
+  };
 }
