@@ -127,6 +127,13 @@ async fn load_votes(conn: &mut AnyConnection, id: &str) -> Result<Vec<Vote>> {
     rows.iter().map(vote_from_row).collect()
 }
 
+/// One approval row with its votes.
+async fn with_votes(conn: &mut AnyConnection, row: &AnyRow) -> Result<Approval> {
+    let id: String = col(row, "id")?;
+    let votes = load_votes(conn, &id).await?;
+    from_row(row, votes)
+}
+
 /// Appends the filter's conditions to `st`; `false` when the filter cannot
 /// match anything (an approver of no policy). The cursor bounds apply to
 /// listings, not to counts.
@@ -241,11 +248,7 @@ impl Store {
             .await?;
         match row {
             None => Ok(None),
-            Some(r) => {
-                let id: String = col(&r, "id")?;
-                let votes = load_votes(&mut conn, &id).await?;
-                Ok(Some(from_row(&r, votes)?))
-            }
+            Some(r) => Ok(Some(with_votes(&mut conn, &r).await?)),
         }
     }
 
@@ -309,10 +312,7 @@ async fn get_in(conn: &mut AnyConnection, id: &str) -> Result<Option<Approval>> 
     let row = sqlx::query(&q).bind(id).fetch_optional(&mut *conn).await?;
     match row {
         None => Ok(None),
-        Some(r) => {
-            let votes = load_votes(conn, id).await?;
-            Ok(Some(from_row(&r, votes)?))
-        }
+        Some(r) => Ok(Some(with_votes(conn, &r).await?)),
     }
 }
 

@@ -277,10 +277,7 @@ impl Store {
             sqlx::query("SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
                 .fetch_optional(&self.pool)
                 .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some((to_u64(col(&r, "size")?)?, col(&r, "note")?))),
-        }
+        row.as_ref().map(checkpoint_from_row).transpose()
     }
 
     /// The smallest checkpoint covering `size` entries.
@@ -290,19 +287,14 @@ impl Store {
             .bind(i64::try_from(size).unwrap_or(i64::MAX))
             .fetch_optional(&self.pool)
             .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some((to_u64(col(&r, "size")?)?, col(&r, "note")?))),
-        }
+        row.as_ref().map(checkpoint_from_row).transpose()
     }
 
     pub async fn all_checkpoints(&self) -> Result<Vec<(u64, String)>> {
         let rows = sqlx::query("SELECT size, note FROM audit_checkpoints ORDER BY size")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| Ok((to_u64(col(r, "size")?)?, col(r, "note")?)))
-            .collect()
+        rows.iter().map(checkpoint_from_row).collect()
     }
 
     pub async fn record_verifier_key(&self, vkey: &str) -> Result<()> {
@@ -335,6 +327,11 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// A checkpoint row: (size, signed note).
+fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<(u64, String)> {
+    Ok((to_u64(col(r, "size")?)?, col(r, "note")?))
 }
 
 fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEntry> {

@@ -21,6 +21,18 @@ pub struct PendingLogin {
     pub expires_at: i64,
 }
 
+fn login_from_row(r: &sqlx::any::AnyRow) -> Result<PendingLogin> {
+    Ok(PendingLogin {
+        state_hash: col(r, "state_hash")?,
+        browser_hash: col(r, "browser_hash")?,
+        nonce: col(r, "nonce")?,
+        pkce_verifier: col(r, "pkce_verifier")?,
+        next_path: col(r, "next_path")?,
+        created_at: col(r, "created_at")?,
+        expires_at: col(r, "expires_at")?,
+    })
+}
+
 impl Store {
     /// Stores a log-in in flight, unless `max_pending` are already open
     /// (returns `false`): anyone can start one, so the table stays bounded.
@@ -62,15 +74,8 @@ impl Store {
             .bind(state_hash)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(r) = row else { return Ok(None) };
-        let p = PendingLogin {
-            state_hash: col(&r, "state_hash")?,
-            browser_hash: col(&r, "browser_hash")?,
-            nonce: col(&r, "nonce")?,
-            pkce_verifier: col(&r, "pkce_verifier")?,
-            next_path: col(&r, "next_path")?,
-            created_at: col(&r, "created_at")?,
-            expires_at: col(&r, "expires_at")?,
+        let Some(p) = row.as_ref().map(login_from_row).transpose()? else {
+            return Ok(None);
         };
         Ok((p.expires_at > now).then_some(p))
     }

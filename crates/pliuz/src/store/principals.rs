@@ -33,6 +33,14 @@ fn user_from_row(r: &sqlx::any::AnyRow, groups: Vec<String>) -> Result<UserRecor
     })
 }
 
+fn agent_from_row(r: &sqlx::any::AnyRow) -> Result<AgentRecord> {
+    Ok(AgentRecord {
+        name: col(r, "name")?,
+        created_at: col(r, "created_at")?,
+        revoked_at: col(r, "revoked_at")?,
+    })
+}
+
 const USER_COLS: &str = "id, email, role, password_hash, disabled, created_at";
 
 impl Store {
@@ -94,15 +102,7 @@ impl Store {
         let rows = sqlx::query("SELECT name, created_at, revoked_at FROM agents ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AgentRecord {
-                    name: col(r, "name")?,
-                    created_at: col(r, "created_at")?,
-                    revoked_at: col(r, "revoked_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(agent_from_row).collect()
     }
 
     /// Who holds this bearer secret (by its hash)? Revoked keys, revoked

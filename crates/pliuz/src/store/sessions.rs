@@ -18,6 +18,16 @@ pub struct SessionRecord {
     pub expires_at: i64,
 }
 
+fn session_from_row(r: &sqlx::any::AnyRow) -> Result<SessionRecord> {
+    Ok(SessionRecord {
+        token_hash: col(r, "token_hash")?,
+        user_id: col(r, "user_id")?,
+        csrf_token: col(r, "csrf_token")?,
+        created_at: col(r, "created_at")?,
+        expires_at: col(r, "expires_at")?,
+    })
+}
+
 impl Store {
     /// The live session with this token hash (`None` once expired).
     pub async fn session_by_hash(
@@ -31,16 +41,7 @@ impl Store {
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some(SessionRecord {
-                token_hash: col(&r, "token_hash")?,
-                user_id: col(&r, "user_id")?,
-                csrf_token: col(&r, "csrf_token")?,
-                created_at: col(&r, "created_at")?,
-                expires_at: col(&r, "expires_at")?,
-            })),
-        }
+        row.as_ref().map(session_from_row).transpose()
     }
 
     /// Deletes sessions that ended before `now`; returns how many.

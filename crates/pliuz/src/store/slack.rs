@@ -3,8 +3,7 @@
 //! them after a restart), plus the outbox claims and give-ups the delivery
 //! worker needs. Written through the same `Store` / `WriteTx` as the rest.
 
-use super::{Result, Store, WriteTx};
-use sqlx::Row;
+use super::{col, Result, Store, WriteTx};
 
 /// `next_attempt_at` of a message the worker gave up on: never due again.
 pub const GAVE_UP_AT: i64 = i64::MAX;
@@ -74,13 +73,12 @@ pub async fn messages_for(store: &Store, approval_id: &str) -> Result<Vec<Posted
     rows.iter()
         .map(|r| {
             Ok(PostedMessage {
-                target: r.try_get("target")?,
-                channel: r.try_get("channel")?,
-                ts: r.try_get("ts")?,
+                target: col(r, "target")?,
+                channel: col(r, "channel")?,
+                ts: col(r, "ts")?,
             })
         })
-        .collect::<std::result::Result<_, sqlx::Error>>()
-        .map_err(Into::into)
+        .collect()
 }
 
 /// Whether this outbox row already produced a message to `target`.
