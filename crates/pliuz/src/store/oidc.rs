@@ -33,11 +33,14 @@ fn login_from_row(r: &sqlx::any::AnyRow) -> Result<PendingLogin> {
     })
 }
 
+/// Log-ins in flight that have expired.
+pub(crate) const PURGE_LOGINS_SQL: &str = "DELETE FROM oidc_logins WHERE expires_at <= $1";
+
 impl Store {
     /// Stores a log-in in flight, unless `max_pending` are already open
     /// (returns `false`): anyone can start one, so the table stays bounded.
     pub async fn insert_pending_login(&self, p: &PendingLogin, max_pending: i64) -> Result<bool> {
-        let q = "DELETE FROM oidc_logins WHERE expires_at <= $1";
+        let q = PURGE_LOGINS_SQL;
         sqlx::query(q)
             .bind(p.created_at)
             .execute(&self.pool)

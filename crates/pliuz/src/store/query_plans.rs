@@ -11,10 +11,15 @@
 use super::approvals::{
     count_statement, list_statement, ApprovalFilter, DUE_EXPIRIES_SQL, NEXT_EXPIRY_SQL,
 };
+use super::oidc::PURGE_LOGINS_SQL;
 use super::outbox::{DUE_OUTBOX_SQL, NEXT_OUTBOX_DUE_SQL};
 use super::overview::{settled_statement, waiting_counts_statement, waiting_statement};
-use super::runs::{list_runs_statement, DUE_WEBHOOKS_SQL, NEXT_WEBHOOK_DUE_SQL, WEBHOOK_KIND};
-use super::slack::{GAVE_UP_AT, PENDING_POSTS_SQL};
+use super::runs::{
+    list_runs_statement, DUE_WEBHOOKS_SQL, NEXT_WEBHOOK_DUE_SQL, RUNS_WITH_APPROVAL_SQL,
+    WEBHOOK_KIND,
+};
+use super::sessions::PURGE_SESSIONS_SQL;
+use super::slack::{GAVE_UP_AT, MESSAGES_FOR_SQL, PENDING_POSTS_SQL};
 use super::{Arg, Statement, Store};
 use crate::approval::Status;
 use crate::run::RunStatus;
@@ -148,6 +153,18 @@ fn catalogue() -> Vec<Checked> {
         PENDING_POSTS_SQL,
         vec!["0190aaaa".into(), Arg::Int(GAVE_UP_AT)],
     ));
+    for (name, sql) in [
+        ("Slack messages of a request", MESSAGES_FOR_SQL),
+        ("runs with an approval", RUNS_WITH_APPROVAL_SQL),
+    ] {
+        out.push(fixed(name, sql, vec!["0190aaaa".into()]));
+    }
+    for (name, sql) in [
+        ("expired sessions", PURGE_SESSIONS_SQL),
+        ("expired log-ins", PURGE_LOGINS_SQL),
+    ] {
+        out.push(fixed(name, sql, vec![Arg::Int(1_000)]));
+    }
     out
 }
 
@@ -187,6 +204,7 @@ fn postgres_problem(node: &serde_json::Value, filtered: bool) -> Option<String> 
 
 /// Rows in the sample the planners see.
 const SAMPLE_ROWS: i64 = 20_000;
+const SAMPLE_RUNS: i64 = 5_000;
 
 /// A sample where every value the catalogue filters on is rare (1 % of
 /// rows or less), as one status, policy, agent or tool is among a million: an
@@ -208,10 +226,22 @@ async fn load_sample(store: &Store) {
            i, i + 1000, 1 \
          FROM n"
     );
-    sqlx::raw_sql(&sql)
-        .execute(store.pool())
-        .await
-        .expect("sample rows");
+    let runs = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {SAMPLE_RUNS}) \
+         INSERT INTO runs (id, agent, status, state_sha256, state_bytes, pause_count, created_at, updated_at) \
+         SELECT CAST(100000 + i AS TEXT), \
+           CASE WHEN i % 89 = 0 THEN 'billing-bot' ELSE 'agent_' || CAST(i % 13 AS TEXT) END, \
+           CASE WHEN i % 100 = 0 THEN 'ready' WHEN i % 100 = 1 THEN 'running' ELSE 'completed' END, \
+           'sha', 1, 1, i, i \
+         FROM n; \
+         INSERT INTO run_approvals (run_id, approval_id, position) SELECT id, id, 0 FROM runs"
+    );
+    for sql in [sql, runs] {
+        sqlx::raw_sql(&sql)
+            .execute(store.pool())
+            .await
+            .expect("sample rows");
+    }
     // PostgreSQL also needs the visibility map (autovacuum's job in
     // production) before it will answer a count from an index alone.
     let analyze = match store.backend() {

@@ -82,6 +82,10 @@ async fn approval_ids_of(conn: &mut sqlx::AnyConnection, run_id: &str) -> Result
     Ok(sqlx::query_scalar(q).bind(run_id).fetch_all(conn).await?)
 }
 
+/// Runs that include an approval, newest first.
+pub(crate) const RUNS_WITH_APPROVAL_SQL: &str =
+    "SELECT r.id, r.status FROM run_approvals ra JOIN runs r ON r.id = ra.run_id WHERE ra.approval_id = $1 ORDER BY r.created_at DESC, r.id DESC";
+
 impl WriteTx {
     pub async fn insert_run(&mut self, run: &Run, sealed_state: &[u8]) -> Result<()> {
         let q = format!("INSERT INTO runs ({RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
@@ -213,7 +217,7 @@ impl WriteTx {
 
     /// Runs that include this approval, newest first (with their status).
     pub async fn runs_with_approval(&mut self, approval_id: &str) -> Result<Vec<(String, String)>> {
-        let q = "SELECT r.id, r.status FROM run_approvals ra JOIN runs r ON r.id = ra.run_id WHERE ra.approval_id = $1 ORDER BY r.created_at DESC, r.id DESC";
+        let q = RUNS_WITH_APPROVAL_SQL;
         let rows = sqlx::query(q)
             .bind(approval_id)
             .fetch_all(&mut *self.tx)

@@ -28,6 +28,9 @@ fn session_from_row(r: &sqlx::any::AnyRow) -> Result<SessionRecord> {
     })
 }
 
+/// Sessions that have ended.
+pub(crate) const PURGE_SESSIONS_SQL: &str = "DELETE FROM inbox_sessions WHERE expires_at <= $1";
+
 impl Store {
     /// The live session with this token hash (`None` once expired).
     pub async fn session_by_hash(
@@ -46,7 +49,7 @@ impl Store {
 
     /// Deletes sessions that ended before `now`; returns how many.
     pub async fn purge_expired_sessions(&self, now: i64) -> Result<u64> {
-        let q = "DELETE FROM inbox_sessions WHERE expires_at <= $1";
+        let q = PURGE_SESSIONS_SQL;
         Ok(sqlx::query(q)
             .bind(now)
             .execute(&self.pool)

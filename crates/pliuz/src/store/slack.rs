@@ -16,6 +16,10 @@ pub struct PostedMessage {
     pub ts: String,
 }
 
+/// The messages posted for a request.
+pub(crate) const MESSAGES_FOR_SQL: &str =
+    "SELECT target, channel, ts FROM slack_messages WHERE approval_id = $1 ORDER BY created_at, target";
+
 /// Records a posted message; part of the delivering transaction.
 pub async fn record_message(
     tx: &mut WriteTx,
@@ -65,7 +69,7 @@ pub async fn give_up_tx(tx: &mut WriteTx, outbox_id: &str, error: &str) -> Resul
 
 /// Messages posted for a request (channel posts and DMs).
 pub async fn messages_for(store: &Store, approval_id: &str) -> Result<Vec<PostedMessage>> {
-    let q = "SELECT target, channel, ts FROM slack_messages WHERE approval_id = $1 ORDER BY created_at, target";
+    let q = MESSAGES_FOR_SQL;
     let rows = sqlx::query(q)
         .bind(approval_id)
         .fetch_all(store.pool())
