@@ -120,7 +120,34 @@ async fn a_sqlite_database_of_the_earlier_release_upgrades_in_place() {
         .expect("old row");
     let before = bookkeeping(&mut conn).await;
     conn.close().await.expect("close");
-    upgrades(url, before).await;
+    upgrades(url.clone(), before).await;
+    // The upgraded database has exactly the schema a new one gets.
+    let fresh = format!("sqlite://{}", dir.path().join("new.db").display());
+    drop(Server::start_with(CONFIG, Some(fresh.clone()), vec![]).await);
+    assert_eq!(sqlite_schema(&url).await, sqlite_schema(&fresh).await);
+}
+
+/// Every table, index and trigger with its SQL (planner statistics aside).
+async fn sqlite_schema(url: &str) -> Vec<(String, String, Option<String>)> {
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let rows = sqlx::query(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%' ORDER BY type, name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("schema");
+    let schema: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("type").expect("type"),
+                r.try_get("name").expect("name"),
+                r.try_get("sql").expect("sql"),
+            )
+        })
+        .collect();
+    assert!(schema.len() > 40, "{schema:?}");
+    schema
 }
 
 #[tokio::test]
