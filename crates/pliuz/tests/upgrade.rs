@@ -165,5 +165,28 @@ async fn a_postgres_database_of_the_earlier_release_upgrades_in_place() {
         .expect("old row");
     let before = bookkeeping(&mut conn).await;
     conn.close().await.expect("close");
-    upgrades(url, before).await;
+    upgrades(url.clone(), before).await;
+    let fresh = support::fresh_postgres_database().await;
+    drop(Server::start_with(CONFIG, Some(fresh.clone()), vec![]).await);
+    assert_eq!(postgres_schema(&url).await, postgres_schema(&fresh).await);
+}
+
+/// Every column (with its type, default and nullability), index and
+/// trigger of the public schema.
+async fn postgres_schema(url: &str) -> Vec<String> {
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let mut schema = Vec::new();
+    for sql in [
+        "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || COALESCE(column_default, '') FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1",
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+        "SELECT event_object_table || ' ' || trigger_name || ' ' || event_manipulation || ' ' || action_statement FROM information_schema.triggers WHERE trigger_schema = 'public' ORDER BY 1",
+    ] {
+        let rows: Vec<String> = sqlx::query_scalar(sql)
+            .fetch_all(&mut conn)
+            .await
+            .expect("schema");
+        schema.extend(rows);
+    }
+    assert!(schema.len() > 100, "{schema:?}");
+    schema
 }
