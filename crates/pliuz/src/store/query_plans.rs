@@ -359,3 +359,48 @@ fn a_full_scan_is_recognised() {
     assert!(postgres_problem(&walked, false).is_none());
     assert!(postgres_problem(&sought, true).is_none());
 }
+
+/// Placeholders are numbered as values are bound: each statement uses
+/// exactly `$1..$N` for its N values (a gap or an extra would bind a value
+/// to the wrong column, or leave one NULL on SQLite).
+#[test]
+fn every_placeholder_has_its_value() {
+    for c in catalogue() {
+        let sql = &c.statement.sql;
+        let mut used = std::collections::BTreeSet::new();
+        let mut rest = sql.as_str();
+        while let Some(at) = rest.find('$') {
+            rest = &rest[at + 1..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(n) = digits.parse::<usize>() {
+                used.insert(n);
+            }
+        }
+        let expected: std::collections::BTreeSet<usize> = (1..=c.statement.args.len()).collect();
+        assert_eq!(used, expected, "{}: {sql}", c.name);
+    }
+}
+
+/// No statement in the store is written with `?` placeholders: SQLite
+/// would accept them, PostgreSQL would not.
+#[test]
+fn no_statement_uses_question_mark_placeholders() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("src/store") {
+        let path = entry.expect("entry").path();
+        let source = std::fs::read_to_string(&path).expect("source");
+        // String literals are the odd pieces between quotes (the store's
+        // SQL holds no escaped quotes).
+        for literal in source.split('"').skip(1).step_by(2) {
+            let sql = ["SELECT ", "INSERT ", "UPDATE ", "DELETE "]
+                .iter()
+                .any(|k| literal.starts_with(k) || literal.contains(&format!(" {k}")));
+            if sql {
+                checked += 1;
+                assert!(!literal.contains('?'), "{}: {literal}", path.display());
+            }
+        }
+    }
+    assert!(checked > 60, "only {checked} statements found");
+}
