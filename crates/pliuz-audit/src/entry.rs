@@ -202,6 +202,14 @@ fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) {
     out.extend_from_slice(buf.format_finite(f).as_bytes());
 }
 
+/// The RFC 8785 (JCS) canonical encoding of any JSON value: the one
+/// canonicaliser of the project (the server's argument digests use it too).
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    write_value(value, &mut out);
+    out
+}
+
 /// JCS value: objects with members sorted by the UTF-16 code units of their
 /// names, no insignificant whitespace.
 fn write_value(v: &Value, out: &mut Vec<u8>) {

@@ -28,7 +28,7 @@ pub mod receipt;
 mod scan;
 
 pub use checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint};
-pub use entry::Entry;
+pub use entry::{canonical_json, Entry};
 pub use export::{
     read_export_keys, verify_export, verify_export_all, ExportReport, VerifyError, VerifyErrorKind,
 };

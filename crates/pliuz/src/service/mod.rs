@@ -164,7 +164,7 @@ pub struct ControlPlane {
 /// idempotency compares and what the audit log can cite.
 pub fn args_digest(tool_name: &str, args: &Map<String, Value>) -> String {
     let v = json!({"tool_name": tool_name, "tool_args": args});
-    let canonical = serde_json_canonicalizer::to_vec(&v).unwrap_or_default();
+    let canonical = pliuz_audit::canonical_json(&v);
     hex::encode(Sha256::digest(&canonical))
 }
 

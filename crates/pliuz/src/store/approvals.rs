@@ -1,7 +1,7 @@
 //! Approval rows. Loading and saving whole aggregates: the state machine in
 //! `approval` decides, this file only persists.
 
-use super::{col, json_col, Result, Store, StoreError, WriteTx};
+use super::{col, json_col, Arg, Result, Statement, Store, StoreError, WriteTx};
 use crate::approval::{
     Approval, Claim, DecisionKind, Execution, ExecutionOutcome, Settlement, Status, Vote,
 };
@@ -114,28 +114,34 @@ fn from_row(row: &AnyRow, votes: Vec<Vote>) -> Result<Approval> {
     })
 }
 
-async fn load_votes(store: &Store, conn: &mut AnyConnection, id: &str) -> Result<Vec<Vote>> {
-    let q = store.sql("SELECT voter, created_at FROM approval_votes WHERE approval_id = ? ORDER BY created_at, voter");
-    let rows = sqlx::query(&q).bind(id).fetch_all(conn).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Vote {
-                voter: col(r, "voter")?,
-                at: col(r, "created_at")?,
-            })
-        })
-        .collect()
+fn vote_from_row(row: &AnyRow) -> Result<Vote> {
+    Ok(Vote {
+        voter: col(row, "voter")?,
+        at: col(row, "created_at")?,
+    })
 }
 
-/// The WHERE clause and its bound values for a filter; `None` when the
-/// filter cannot match anything (an approver of no policy). The cursor
-/// bounds apply to listings, not to counts.
-fn filter_conditions(f: &ApprovalFilter, with_cursor: bool) -> Option<(String, Vec<String>)> {
-    let mut sql = "1 = 1".to_owned();
-    let mut binds: Vec<String> = Vec::new();
+async fn load_votes(conn: &mut AnyConnection, id: &str) -> Result<Vec<Vote>> {
+    let q = "SELECT voter, created_at FROM approval_votes WHERE approval_id = $1 ORDER BY created_at, voter";
+    let rows = sqlx::query(q).bind(id).fetch_all(conn).await?;
+    rows.iter().map(vote_from_row).collect()
+}
+
+/// One approval row with its votes.
+async fn with_votes(conn: &mut AnyConnection, row: &AnyRow) -> Result<Approval> {
+    let id: String = col(row, "id")?;
+    let votes = load_votes(conn, &id).await?;
+    from_row(row, votes)
+}
+
+/// Appends the filter's conditions to `st`; `false` when the filter cannot
+/// match anything (an approver of no policy). The cursor bounds apply to
+/// listings, not to counts.
+fn push_conditions(st: &mut Statement, f: &ApprovalFilter, with_cursor: bool) -> bool {
+    st.push(" WHERE 1 = 1");
     if let Some(s) = f.status {
-        sql.push_str(" AND status = ?");
-        binds.push(s.as_str().to_owned());
+        let p = st.arg(s.as_str());
+        st.push(&format!(" AND status = {p}"));
     }
     for (col_name, v) in [
         ("policy", &f.policy),
@@ -143,41 +149,62 @@ fn filter_conditions(f: &ApprovalFilter, with_cursor: bool) -> Option<(String, V
         ("tool_name", &f.tool),
     ] {
         if let Some(v) = v {
-            sql.push_str(&format!(" AND {col_name} = ?"));
-            binds.push(v.clone());
+            let p = st.arg(v.as_str());
+            st.push(&format!(" AND {col_name} = {p}"));
         }
     }
     if let Some(ps) = &f.policies_in {
         if ps.is_empty() {
-            return None;
+            return false;
         }
-        sql.push_str(&format!(
-            " AND policy IN ({})",
-            vec!["?"; ps.len()].join(", ")
-        ));
-        binds.extend(ps.iter().cloned());
+        let list = st.args_list(ps);
+        st.push(&format!(" AND policy IN ({list})"));
     }
     if with_cursor {
         if let Some(b) = &f.before_id {
-            sql.push_str(" AND id < ?");
-            binds.push(b.clone());
+            let p = st.arg(b.as_str());
+            st.push(&format!(" AND id < {p}"));
         }
         if let Some(a) = &f.after_id {
-            sql.push_str(" AND id > ?");
-            binds.push(a.clone());
+            let p = st.arg(a.as_str());
+            st.push(&format!(" AND id > {p}"));
         }
     }
     // No stored value holds NUL (writes refuse it) and PostgreSQL cannot
     // even bind one: match nothing, on both stores alike.
-    if binds.iter().any(|b| b.contains('\0')) {
+    !st.args
+        .iter()
+        .any(|a| matches!(a, Arg::Text(t) if t.contains('\0')))
+}
+
+/// What [`Store::list_approvals`] runs for `f` (one more row than the page,
+/// to know whether there is a next one); `None` when nothing can match.
+pub(crate) fn list_statement(f: &ApprovalFilter) -> Option<Statement> {
+    let mut st = Statement::new(format!("SELECT {COLUMNS} FROM approvals"));
+    if !push_conditions(&mut st, f, true) {
         return None;
     }
-    Some((sql, binds))
+    st.push(if f.oldest_first {
+        " ORDER BY id ASC"
+    } else {
+        " ORDER BY id DESC"
+    });
+    st.push(&format!(" LIMIT {}", page_limit(f) + 1));
+    Some(st)
+}
+
+/// What [`Store::count_approvals`] runs for `f`; `None` when nothing can match.
+pub(crate) fn count_statement(f: &ApprovalFilter) -> Option<Statement> {
+    let mut st = Statement::new("SELECT COUNT(*) FROM approvals");
+    push_conditions(&mut st, f, false).then_some(st)
+}
+
+fn page_limit(f: &ApprovalFilter) -> u32 {
+    f.limit.clamp(1, 500)
 }
 
 /// Votes of many approvals in one query (listing pages).
 async fn load_votes_of(
-    store: &Store,
     conn: &mut AnyConnection,
     ids: &[String],
 ) -> Result<std::collections::HashMap<String, Vec<Vote>>> {
@@ -185,36 +212,34 @@ async fn load_votes_of(
     if ids.is_empty() {
         return Ok(out);
     }
-    let sql = format!(
-        "SELECT approval_id, voter, created_at FROM approval_votes WHERE approval_id IN ({}) ORDER BY created_at, voter",
-        vec!["?"; ids.len()].join(", ")
+    let mut st = Statement::new("");
+    let list = st.args_list(ids);
+    st.sql = format!(
+        "SELECT approval_id, voter, created_at FROM approval_votes WHERE approval_id IN ({list}) ORDER BY created_at, voter"
     );
-    let q = store.sql(&sql).into_owned();
-    let mut query = sqlx::query(&q);
-    for id in ids {
-        query = query.bind(id);
-    }
-    for r in query.fetch_all(conn).await? {
-        out.entry(col(&r, "approval_id")?).or_default().push(Vote {
-            voter: col(&r, "voter")?,
-            at: col(&r, "created_at")?,
-        });
+    for r in st.query().fetch_all(conn).await? {
+        out.entry(col(&r, "approval_id")?)
+            .or_default()
+            .push(vote_from_row(&r)?);
     }
     Ok(out)
 }
 
+/// Pending requests whose deadline has passed, soonest first.
+pub(crate) const DUE_EXPIRIES_SQL: &str = "SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2";
+/// The next deadline among pending requests.
+pub(crate) const NEXT_EXPIRY_SQL: &str =
+    "SELECT MIN(expires_at) FROM approvals WHERE status = 'pending'";
+
 impl Store {
     pub async fn get_approval(&self, id: &str) -> Result<Option<Approval>> {
         let mut conn = self.pool.acquire().await?;
-        get_in(self, &mut conn, id).await
+        get_in(&mut conn, id).await
     }
 
     pub async fn find_by_idempotency(&self, agent: &str, key: &str) -> Result<Option<Approval>> {
-        let q = self
-            .sql(&format!(
-                "SELECT {COLUMNS} FROM approvals WHERE agent = ? AND idempotency_key = ?"
-            ))
-            .into_owned();
+        let q =
+            format!("SELECT {COLUMNS} FROM approvals WHERE agent = $1 AND idempotency_key = $2");
         let mut conn = self.pool.acquire().await?;
         let row = sqlx::query(&q)
             .bind(agent)
@@ -223,43 +248,27 @@ impl Store {
             .await?;
         match row {
             None => Ok(None),
-            Some(r) => {
-                let id: String = col(&r, "id")?;
-                let votes = load_votes(self, &mut conn, &id).await?;
-                Ok(Some(from_row(&r, votes)?))
-            }
+            Some(r) => Ok(Some(with_votes(&mut conn, &r).await?)),
         }
     }
 
     pub async fn list_approvals(&self, f: &ApprovalFilter) -> Result<Page> {
-        let Some((conditions, binds)) = filter_conditions(f, true) else {
+        let Some(st) = list_statement(f) else {
             return Ok(Page {
                 items: vec![],
                 next: None,
             });
         };
-        let mut sql = format!("SELECT {COLUMNS} FROM approvals WHERE {conditions}");
-        let limit = f.limit.clamp(1, 500);
-        sql.push_str(if f.oldest_first {
-            " ORDER BY id ASC"
-        } else {
-            " ORDER BY id DESC"
-        });
-        sql.push_str(&format!(" LIMIT {}", limit + 1));
-        let q = self.sql(&sql).into_owned();
-        let mut query = sqlx::query(&q);
-        for b in &binds {
-            query = query.bind(b);
-        }
+        let limit = page_limit(f) as usize;
         let mut conn = self.pool.acquire().await?;
-        let rows = query.fetch_all(&mut *conn).await?;
-        let more = rows.len() > limit as usize;
-        let rows = &rows[..rows.len().min(limit as usize)];
+        let rows = st.query().fetch_all(&mut *conn).await?;
+        let more = rows.len() > limit;
+        let rows = &rows[..rows.len().min(limit)];
         let ids = rows
             .iter()
             .map(|r| col::<String>(r, "id"))
             .collect::<Result<Vec<_>>>()?;
-        let mut votes = load_votes_of(self, &mut conn, &ids).await?;
+        let mut votes = load_votes_of(&mut conn, &ids).await?;
         let mut items = Vec::with_capacity(rows.len());
         for (r, id) in rows.iter().zip(&ids) {
             items.push(from_row(r, votes.remove(id).unwrap_or_default())?);
@@ -274,22 +283,15 @@ impl Store {
 
     /// Counts matching approvals (for the inbox's counters).
     pub async fn count_approvals(&self, f: &ApprovalFilter) -> Result<i64> {
-        let Some((conditions, binds)) = filter_conditions(f, false) else {
+        let Some(st) = count_statement(f) else {
             return Ok(0);
         };
-        let sql = format!("SELECT COUNT(*) FROM approvals WHERE {conditions}");
-        let q = self.sql(&sql).into_owned();
-        let mut query = sqlx::query_scalar(&q);
-        for b in &binds {
-            query = query.bind(b);
-        }
-        Ok(query.fetch_one(&self.pool).await?)
+        Ok(st.query_scalar().fetch_one(&self.pool).await?)
     }
 
     /// Pending requests whose deadline has passed.
     pub async fn due_expiries(&self, now: i64, limit: i64) -> Result<Vec<String>> {
-        let q = self.sql("SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?");
-        Ok(sqlx::query_scalar(&q)
+        Ok(sqlx::query_scalar(DUE_EXPIRIES_SQL)
             .bind(now)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -298,23 +300,19 @@ impl Store {
 
     /// The next deadline among pending requests.
     pub async fn next_expiry(&self) -> Result<Option<i64>> {
-        let q = "SELECT MIN(expires_at) FROM approvals WHERE status = 'pending'";
-        let v: Option<i64> = sqlx::query_scalar(q).fetch_one(&self.pool).await?;
+        let v: Option<i64> = sqlx::query_scalar(NEXT_EXPIRY_SQL)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(v)
     }
 }
 
-async fn get_in(store: &Store, conn: &mut AnyConnection, id: &str) -> Result<Option<Approval>> {
-    let q = store
-        .sql(&format!("SELECT {COLUMNS} FROM approvals WHERE id = ?"))
-        .into_owned();
+async fn get_in(conn: &mut AnyConnection, id: &str) -> Result<Option<Approval>> {
+    let q = format!("SELECT {COLUMNS} FROM approvals WHERE id = $1");
     let row = sqlx::query(&q).bind(id).fetch_optional(&mut *conn).await?;
     match row {
         None => Ok(None),
-        Some(r) => {
-            let votes = load_votes(store, conn, id).await?;
-            Ok(Some(from_row(&r, votes)?))
-        }
+        Some(r) => Ok(Some(with_votes(conn, &r).await?)),
     }
 }
 
@@ -322,17 +320,15 @@ impl WriteTx {
     /// Reads an approval inside the transaction (after the write lock is held,
     /// so what it reads cannot change before commit).
     pub async fn get_approval(&mut self, id: &str) -> Result<Option<Approval>> {
-        let store = self.store.clone();
-        get_in(&store, &mut self.tx, id).await
+        get_in(&mut self.tx, id).await
     }
 
     pub async fn insert_approval(&mut self, a: &Approval) -> Result<()> {
-        let q = self
-            .sql(&format!(
-                "INSERT INTO approvals ({COLUMNS}) VALUES ({})",
-                vec!["?"; 33].join(", ")
-            ))
-            .into_owned();
+        let placeholders = (1..=COLUMNS.split(',').count())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let q = format!("INSERT INTO approvals ({COLUMNS}) VALUES ({placeholders})");
         bind_all(sqlx::query(&q), a).execute(&mut *self.tx).await?;
         self.save_votes(a).await
     }
@@ -342,14 +338,10 @@ impl WriteTx {
     pub async fn update_approval(&mut self, a: &mut Approval) -> Result<()> {
         let expected = a.version;
         a.version += 1;
-        let q = self
-            .sql(
-                "UPDATE approvals SET status = ?, proposed_args = ?, final_args = ?, edited = ?, settled_status = ?, settled_by = ?, settled_reason = ?, settled_at = ?, execution_outcome = ?, execution_latency_ms = ?, execution_excerpt = ?, executed_at = ?, version = ?, claim_id = ?, claimed_at = ? WHERE id = ? AND version = ?",
-            )
-            .into_owned();
+        let q = "UPDATE approvals SET status = $1, proposed_args = $2, final_args = $3, edited = $4, settled_status = $5, settled_by = $6, settled_reason = $7, settled_at = $8, execution_outcome = $9, execution_latency_ms = $10, execution_excerpt = $11, executed_at = $12, version = $13, claim_id = $14, claimed_at = $15 WHERE id = $16 AND version = $17";
         let s = a.settlement.as_ref();
         let e = a.execution.as_ref();
-        let done = sqlx::query(&q)
+        let done = sqlx::query(q)
             .bind(a.status.as_str())
             .bind(text(&a.proposed_args))
             .bind(text(&a.final_args))
@@ -373,19 +365,15 @@ impl WriteTx {
             a.version = expected;
             return Err(StoreError::Conflict);
         }
-        let q = self
-            .sql("DELETE FROM approval_votes WHERE approval_id = ?")
-            .into_owned();
-        sqlx::query(&q).bind(&a.id).execute(&mut *self.tx).await?;
+        let q = "DELETE FROM approval_votes WHERE approval_id = $1";
+        sqlx::query(q).bind(&a.id).execute(&mut *self.tx).await?;
         self.save_votes(a).await
     }
 
     async fn save_votes(&mut self, a: &Approval) -> Result<()> {
-        let q = self
-            .sql("INSERT INTO approval_votes (approval_id, voter, created_at) VALUES (?, ?, ?)")
-            .into_owned();
+        let q = "INSERT INTO approval_votes (approval_id, voter, created_at) VALUES ($1, $2, $3)";
         for v in &a.votes {
-            sqlx::query(&q)
+            sqlx::query(q)
                 .bind(&a.id)
                 .bind(&v.voter)
                 .bind(v.at)

@@ -1,7 +1,7 @@
 //! Audit log persistence: entries and Merkle hashes are appended inside the
 //! caller's write transaction; the pure tree maths lives in `pliuz_audit`.
 
-use super::{col, Result, Store, StoreError, WriteTx};
+use super::{col, Result, Statement, Store, StoreError, WriteTx};
 use pliuz_audit::Hash;
 use std::collections::HashMap;
 
@@ -27,7 +27,6 @@ fn hash_from(bytes: Vec<u8>) -> Result<Hash> {
 }
 
 async fn read_hashes(
-    store: &Store,
     conn: &mut sqlx::AnyConnection,
     indexes: &[u64],
 ) -> Result<HashMap<u64, Hash>> {
@@ -35,16 +34,14 @@ async fn read_hashes(
     if indexes.is_empty() {
         return Ok(out);
     }
-    let sql = format!(
-        "SELECT idx, hash FROM audit_hashes WHERE idx IN ({})",
-        vec!["?"; indexes.len()].join(", ")
-    );
-    let q = store.sql(&sql).into_owned();
-    let mut query = sqlx::query(&q);
-    for i in indexes {
-        query = query.bind(i64::try_from(*i).unwrap_or(i64::MAX));
-    }
-    for row in query.fetch_all(conn).await? {
+    let mut st = Statement::new("");
+    let list = indexes
+        .iter()
+        .map(|i| st.arg(i64::try_from(*i).unwrap_or(i64::MAX)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    st.sql = format!("SELECT idx, hash FROM audit_hashes WHERE idx IN ({list})");
+    for row in st.query().fetch_all(conn).await? {
         let idx = to_u64(col::<i64>(&row, "idx")?)?;
         out.insert(idx, hash_from(col::<Vec<u8>>(&row, "hash")?)?);
     }
@@ -91,17 +88,14 @@ impl WriteTx {
             return Err(StoreError::EntryTooLarge(body.len()));
         }
         let leaf = pliuz_audit::leaf_hash(&body);
-        let store = self.store.clone();
         let needed = pliuz_audit::append_plan(index);
-        let known = read_hashes(&store, &mut self.tx, &needed).await?;
+        let known = read_hashes(&mut self.tx, &needed).await?;
         let new_hashes = pliuz_audit::append(index, leaf, &known)
             .map_err(|e| StoreError::Audit(format!("cannot extend the Merkle tree: {e}")))?;
         let body_text = String::from_utf8(body)
             .map_err(|_| StoreError::Audit("canonical JSON is not UTF-8".into()))?;
-        let q = self
-            .sql("INSERT INTO audit_entries (idx, approval_id, kind, created_at, body) VALUES (?, ?, ?, ?, ?)")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "INSERT INTO audit_entries (idx, approval_id, kind, created_at, body) VALUES ($1, $2, $3, $4, $5)";
+        sqlx::query(q)
             .bind(size_i)
             .bind(approval_id)
             .bind(event.kind())
@@ -109,20 +103,16 @@ impl WriteTx {
             .bind(body_text)
             .execute(&mut *self.tx)
             .await?;
-        let q = self
-            .sql("INSERT INTO audit_hashes (idx, hash) VALUES (?, ?)")
-            .into_owned();
+        let q = "INSERT INTO audit_hashes (idx, hash) VALUES ($1, $2)";
         for (i, h) in new_hashes {
-            sqlx::query(&q)
+            sqlx::query(q)
                 .bind(i64::try_from(i).map_err(|_| StoreError::Audit("index overflow".into()))?)
                 .bind(h.to_vec())
                 .execute(&mut *self.tx)
                 .await?;
         }
-        let q = self
-            .sql("UPDATE audit_head SET size = ? WHERE id = 1")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "UPDATE audit_head SET size = $1 WHERE id = 1";
+        sqlx::query(q)
             .bind(size_i + 1)
             .execute(&mut *self.tx)
             .await?;
@@ -147,8 +137,8 @@ impl Store {
 
     /// Entries `start..end` in log order.
     pub async fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>> {
-        let q = self.sql("SELECT idx, approval_id, kind, created_at, body FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx");
-        let rows = sqlx::query(&q)
+        let q = "SELECT idx, approval_id, kind, created_at, body FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx";
+        let rows = sqlx::query(q)
             .bind(i64::try_from(start).unwrap_or(i64::MAX))
             .bind(i64::try_from(end).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
@@ -157,8 +147,8 @@ impl Store {
     }
 
     pub async fn audit_entries_for(&self, approval_id: &str) -> Result<Vec<StoredEntry>> {
-        let q = self.sql("SELECT idx, approval_id, kind, created_at, body FROM audit_entries WHERE approval_id = ? ORDER BY idx");
-        let rows = sqlx::query(&q)
+        let q = "SELECT idx, approval_id, kind, created_at, body FROM audit_entries WHERE approval_id = $1 ORDER BY idx";
+        let rows = sqlx::query(q)
             .bind(approval_id)
             .fetch_all(&self.pool)
             .await?;
@@ -168,7 +158,7 @@ impl Store {
     /// Reads the stored hashes `indexes` (for proofs and roots).
     pub async fn audit_hashes(&self, indexes: &[u64]) -> Result<HashMap<u64, Hash>> {
         let mut conn = self.pool.acquire().await?;
-        read_hashes(self, &mut conn, indexes).await
+        read_hashes(&mut conn, indexes).await
     }
 
     /// The Merkle root of the first `size` entries.
@@ -196,8 +186,8 @@ impl Store {
     }
 
     pub async fn save_checkpoint(&self, size: u64, note: &str) -> Result<()> {
-        let q = self.sql("INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?)");
-        let res = sqlx::query(&q)
+        let q = "INSERT INTO audit_checkpoints (size, note, created_at) VALUES ($1, $2, $3)";
+        let res = sqlx::query(q)
             .bind(i64::try_from(size).unwrap_or(i64::MAX))
             .bind(note)
             .bind(super::now_millis())
@@ -223,44 +213,35 @@ impl Store {
             sqlx::query("SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
                 .fetch_optional(&self.pool)
                 .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some((to_u64(col(&r, "size")?)?, col(&r, "note")?))),
-        }
+        row.as_ref().map(checkpoint_from_row).transpose()
     }
 
     /// The smallest checkpoint covering `size` entries.
     pub async fn checkpoint_covering(&self, size: u64) -> Result<Option<(u64, String)>> {
-        let q = self
-            .sql("SELECT size, note FROM audit_checkpoints WHERE size >= ? ORDER BY size LIMIT 1");
-        let row = sqlx::query(&q)
+        let q = "SELECT size, note FROM audit_checkpoints WHERE size >= $1 ORDER BY size LIMIT 1";
+        let row = sqlx::query(q)
             .bind(i64::try_from(size).unwrap_or(i64::MAX))
             .fetch_optional(&self.pool)
             .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some((to_u64(col(&r, "size")?)?, col(&r, "note")?))),
-        }
+        row.as_ref().map(checkpoint_from_row).transpose()
     }
 
     pub async fn all_checkpoints(&self) -> Result<Vec<(u64, String)>> {
         let rows = sqlx::query("SELECT size, note FROM audit_checkpoints ORDER BY size")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| Ok((to_u64(col(r, "size")?)?, col(r, "note")?)))
-            .collect()
+        rows.iter().map(checkpoint_from_row).collect()
     }
 
     pub async fn record_verifier_key(&self, vkey: &str) -> Result<()> {
-        let q = self.sql("SELECT COUNT(*) FROM audit_keys WHERE verifier_key = ?");
-        let n: i64 = sqlx::query_scalar(&q)
+        let q = "SELECT COUNT(*) FROM audit_keys WHERE verifier_key = $1";
+        let n: i64 = sqlx::query_scalar(q)
             .bind(vkey)
             .fetch_one(&self.pool)
             .await?;
         if n == 0 {
-            let q = self.sql("INSERT INTO audit_keys (verifier_key, created_at) VALUES (?, ?)");
-            let res = sqlx::query(&q)
+            let q = "INSERT INTO audit_keys (verifier_key, created_at) VALUES ($1, $2)";
+            let res = sqlx::query(q)
                 .bind(vkey)
                 .bind(super::now_millis())
                 .execute(&self.pool)
@@ -282,6 +263,11 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// A checkpoint row: (size, signed note).
+fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<(u64, String)> {
+    Ok((to_u64(col(r, "size")?)?, col(r, "note")?))
 }
 
 fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEntry> {

@@ -12,6 +12,8 @@ pub mod oidc;
 mod outbox;
 pub mod overview;
 mod principals;
+#[cfg(test)]
+mod query_plans;
 pub mod runs;
 pub mod schema;
 mod sessions;
@@ -27,7 +29,6 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Connection, Executor, Row};
-use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -245,14 +246,6 @@ impl Store {
         &self.pool
     }
 
-    /// Queries are written with `?` placeholders; PostgreSQL wants `$1..`.
-    pub fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
-        match self.backend {
-            Backend::Sqlite => Cow::Borrowed(sql),
-            Backend::Postgres => Cow::Owned(numbered_placeholders(sql)),
-        }
-    }
-
     /// Serialises start-up work (migrations, the first admin, `policy.loaded`)
     /// across replicas starting together: a PostgreSQL advisory lock held on
     /// its own connection until [`StartupLock::release`]. On SQLite there is
@@ -298,22 +291,21 @@ impl Store {
                 tx.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
                     .await?;
             }
-            let q = self.sql("SELECT COUNT(*) FROM schema_migrations WHERE version = ?");
-            let done: i64 = sqlx::query_scalar(&q)
+            let q = "SELECT COUNT(*) FROM schema_migrations WHERE version = $1";
+            let done: i64 = sqlx::query_scalar(q)
                 .bind(m.version)
                 .fetch_one(&mut *tx)
                 .await?;
             if done > 0 {
                 continue;
             }
-            let sql = schema::full_sql(m, self.backend);
+            let sql = m.sql(self.backend);
             sqlx::raw_sql(&sql)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| anyhow::anyhow!("migration {} ({}) failed: {e}", m.version, m.name))?;
-            let q = self
-                .sql("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)");
-            sqlx::query(&q)
+            let q = "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)";
+            sqlx::query(q)
                 .bind(m.version)
                 .bind(m.name)
                 .bind(now_millis())
@@ -509,8 +501,8 @@ impl Store {
     }
 
     pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
-        let q = self.sql("SELECT value FROM meta WHERE key = ?");
-        Ok(sqlx::query_scalar(&q)
+        let q = "SELECT value FROM meta WHERE key = $1";
+        Ok(sqlx::query_scalar(q)
             .bind(key)
             .fetch_optional(&self.pool)
             .await?)
@@ -601,10 +593,6 @@ impl WriteTx {
         Ok(())
     }
 
-    pub fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
-        self.store.sql(sql)
-    }
-
     pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.tx
     }
@@ -675,20 +663,18 @@ impl WriteTx {
 
     /// Reads a meta value inside the transaction (under the write lock).
     pub async fn get_meta(&mut self, key: &str) -> Result<Option<String>> {
-        let q = self
-            .sql("SELECT value FROM meta WHERE key = ?")
-            .into_owned();
-        Ok(sqlx::query_scalar(&q)
+        let q = "SELECT value FROM meta WHERE key = $1";
+        Ok(sqlx::query_scalar(q)
             .bind(key)
             .fetch_optional(&mut *self.tx)
             .await?)
     }
 
     pub async fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
-        let q = self.sql("DELETE FROM meta WHERE key = ?");
-        sqlx::query(&q).bind(key).execute(&mut *self.tx).await?;
-        let q = self.sql("INSERT INTO meta (key, value) VALUES (?, ?)");
-        sqlx::query(&q)
+        let q = "DELETE FROM meta WHERE key = $1";
+        sqlx::query(q).bind(key).execute(&mut *self.tx).await?;
+        let q = "INSERT INTO meta (key, value) VALUES ($1, $2)";
+        sqlx::query(q)
             .bind(key)
             .bind(value)
             .execute(&mut *self.tx)
@@ -760,6 +746,13 @@ async fn prepare_sqlite(conn: &mut AnyConnection) -> std::result::Result<(), sql
     // commit survive power loss, not just kill -9.
     conn.execute("PRAGMA journal_mode = WAL").await?;
     conn.execute("PRAGMA synchronous = FULL").await?;
+    // Planner statistics: without them SQLite guesses between similar
+    // indexes, and at a million rows a wrong guess reads every pending row.
+    // Sampled (bounded work), refreshed as the pool replaces connections,
+    // and skipped rather than waited for while another writer holds the lock.
+    conn.execute("PRAGMA busy_timeout = 0").await?;
+    conn.execute("PRAGMA analysis_limit = 400").await?;
+    let _ = conn.execute("PRAGMA optimize = 0x10002").await;
     conn.execute(format!("PRAGMA busy_timeout = {}", WRITE_WAIT.as_millis()).as_str())
         .await?;
     conn.execute("PRAGMA foreign_keys = ON").await?;
@@ -830,25 +823,89 @@ pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-pub fn numbered_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    let mut in_string = false;
-    for c in sql.chars() {
-        match c {
-            '\'' => {
-                in_string = !in_string;
-                out.push(c);
-            }
-            '?' if !in_string => {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            }
-            _ => out.push(c),
+/// A value bound to a [`Statement`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(v)
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(v)
+    }
+}
+
+/// SQL assembled at run time (optional filters, `IN` lists), with its
+/// values. Placeholders are numbered (`$1`, `$2`, ...) as values are added,
+/// which both SQLite and PostgreSQL read, so one text serves both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Statement {
+    pub sql: String,
+    pub args: Vec<Arg>,
+}
+
+impl Statement {
+    pub fn new(sql: impl Into<String>) -> Statement {
+        Statement {
+            sql: sql.into(),
+            args: Vec::new(),
         }
     }
-    out
+
+    /// Binds `value` and returns its placeholder, to be written into the SQL.
+    pub fn arg(&mut self, value: impl Into<Arg>) -> String {
+        self.args.push(value.into());
+        format!("${}", self.args.len())
+    }
+
+    /// A comma-separated placeholder list binding each of `values`.
+    pub fn args_list<'v>(&mut self, values: impl IntoIterator<Item = &'v String>) -> String {
+        values
+            .into_iter()
+            .map(|v| self.arg(v.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn push(&mut self, sql: &str) {
+        self.sql.push_str(sql);
+    }
+
+    pub fn query(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
+        self.args
+            .iter()
+            .fold(sqlx::query(&self.sql), |q, a| match a {
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            })
+    }
+
+    pub fn query_scalar<O>(
+        &self,
+    ) -> sqlx::query::QueryScalar<'_, Any, O, sqlx::any::AnyArguments<'_>>
+    where
+        (O,): for<'r> sqlx::FromRow<'r, AnyRow>,
+    {
+        self.args
+            .iter()
+            .fold(sqlx::query_scalar(&self.sql), |q, a| match a {
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::Int(i) => q.bind(*i),
+            })
+    }
 }
 
 /// Reads helpers for `AnyRow`, mapping decode failures to `Corrupt`.
@@ -877,7 +934,7 @@ mod tests {
         let mut c = AnyConnection::connect(&format!("sqlite://{}", path.display()))
             .await
             .ok()?;
-        sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = ?")
+        sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = $1")
             .bind(key)
             .fetch_optional(&mut c)
             .await
@@ -946,13 +1003,5 @@ mod tests {
             "postgres://pliuz@db.internal:5432/pliuz"
         );
         assert_eq!(redact_url("postgres://db/pliuz"), "postgres://db/pliuz");
-    }
-
-    #[test]
-    fn placeholders_are_numbered_outside_strings() {
-        assert_eq!(
-            numbered_placeholders("SELECT '?' FROM t WHERE a = ? AND b = ?"),
-            "SELECT '?' FROM t WHERE a = $1 AND b = $2"
-        );
     }
 }

@@ -8,35 +8,6 @@
 
 use super::{col, Result, Store, WriteTx};
 
-/// Migration 70: pending SSO log-ins and linked IdP identities.
-pub const MIGRATION_SQL: &str = r#"
-CREATE TABLE oidc_logins (
-    state_hash TEXT PRIMARY KEY,
-    browser_hash TEXT NOT NULL,
-    nonce TEXT NOT NULL,
-    pkce_verifier TEXT NOT NULL,
-    next_path TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    expires_at BIGINT NOT NULL
-);
-CREATE INDEX oidc_logins_expiry ON oidc_logins (expires_at);
-CREATE TABLE oidc_identities (
-    issuer TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    user_id TEXT NOT NULL REFERENCES users(id),
-    created_at BIGINT NOT NULL,
-    last_login_at BIGINT NOT NULL,
-    PRIMARY KEY (issuer, subject)
-);
-CREATE INDEX oidc_identities_user ON oidc_identities (user_id);
-"#;
-
-/// Migration 71: what the inbox overview filters and sorts on.
-pub const OVERVIEW_INDEXES_SQL: &str = r#"
-CREATE INDEX approvals_settled_at ON approvals (settled_at);
-CREATE INDEX approvals_status_created ON approvals (status, created_at);
-"#;
-
 /// One authorization request in flight. `state_hash` and `browser_hash`
 /// are SHA-256 of secrets only the browser holds.
 #[derive(Debug, Clone)]
@@ -50,12 +21,27 @@ pub struct PendingLogin {
     pub expires_at: i64,
 }
 
+fn login_from_row(r: &sqlx::any::AnyRow) -> Result<PendingLogin> {
+    Ok(PendingLogin {
+        state_hash: col(r, "state_hash")?,
+        browser_hash: col(r, "browser_hash")?,
+        nonce: col(r, "nonce")?,
+        pkce_verifier: col(r, "pkce_verifier")?,
+        next_path: col(r, "next_path")?,
+        created_at: col(r, "created_at")?,
+        expires_at: col(r, "expires_at")?,
+    })
+}
+
+/// Log-ins in flight that have expired.
+pub(crate) const PURGE_LOGINS_SQL: &str = "DELETE FROM oidc_logins WHERE expires_at <= $1";
+
 impl Store {
     /// Stores a log-in in flight, unless `max_pending` are already open
     /// (returns `false`): anyone can start one, so the table stays bounded.
     pub async fn insert_pending_login(&self, p: &PendingLogin, max_pending: i64) -> Result<bool> {
-        let q = self.sql("DELETE FROM oidc_logins WHERE expires_at <= ?");
-        sqlx::query(&q)
+        let q = PURGE_LOGINS_SQL;
+        sqlx::query(q)
             .bind(p.created_at)
             .execute(&self.pool)
             .await?;
@@ -65,8 +51,8 @@ impl Store {
         if open >= max_pending {
             return Ok(false);
         }
-        let q = self.sql("INSERT INTO oidc_logins (state_hash, browser_hash, nonce, pkce_verifier, next_path, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
-        sqlx::query(&q)
+        let q = "INSERT INTO oidc_logins (state_hash, browser_hash, nonce, pkce_verifier, next_path, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        sqlx::query(q)
             .bind(&p.state_hash)
             .bind(&p.browser_hash)
             .bind(&p.nonce)
@@ -86,20 +72,13 @@ impl Store {
         state_hash: &str,
         now: i64,
     ) -> Result<Option<PendingLogin>> {
-        let q = self.sql("DELETE FROM oidc_logins WHERE state_hash = ? RETURNING state_hash, browser_hash, nonce, pkce_verifier, next_path, created_at, expires_at");
-        let row = sqlx::query(&q)
+        let q = "DELETE FROM oidc_logins WHERE state_hash = $1 RETURNING state_hash, browser_hash, nonce, pkce_verifier, next_path, created_at, expires_at";
+        let row = sqlx::query(q)
             .bind(state_hash)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(r) = row else { return Ok(None) };
-        let p = PendingLogin {
-            state_hash: col(&r, "state_hash")?,
-            browser_hash: col(&r, "browser_hash")?,
-            nonce: col(&r, "nonce")?,
-            pkce_verifier: col(&r, "pkce_verifier")?,
-            next_path: col(&r, "next_path")?,
-            created_at: col(&r, "created_at")?,
-            expires_at: col(&r, "expires_at")?,
+        let Some(p) = row.as_ref().map(login_from_row).transpose()? else {
+            return Ok(None);
         };
         Ok((p.expires_at > now).then_some(p))
     }
@@ -110,8 +89,8 @@ impl Store {
         issuer: &str,
         subject: &str,
     ) -> Result<Option<String>> {
-        let q = self.sql("SELECT user_id FROM oidc_identities WHERE issuer = ? AND subject = ?");
-        Ok(sqlx::query_scalar(&q)
+        let q = "SELECT user_id FROM oidc_identities WHERE issuer = $1 AND subject = $2";
+        Ok(sqlx::query_scalar(q)
             .bind(issuer)
             .bind(subject)
             .fetch_optional(&self.pool)
@@ -128,10 +107,8 @@ impl WriteTx {
         user_id: &str,
         now: i64,
     ) -> Result<()> {
-        let q = self
-            .sql("UPDATE oidc_identities SET last_login_at = ? WHERE issuer = ? AND subject = ? AND user_id = ?")
-            .into_owned();
-        let n = sqlx::query(&q)
+        let q = "UPDATE oidc_identities SET last_login_at = $1 WHERE issuer = $2 AND subject = $3 AND user_id = $4";
+        let n = sqlx::query(q)
             .bind(now)
             .bind(issuer)
             .bind(subject)
@@ -140,10 +117,8 @@ impl WriteTx {
             .await?
             .rows_affected();
         if n == 0 {
-            let q = self
-                .sql("INSERT INTO oidc_identities (issuer, subject, user_id, created_at, last_login_at) VALUES (?, ?, ?, ?, ?)")
-                .into_owned();
-            sqlx::query(&q)
+            let q = "INSERT INTO oidc_identities (issuer, subject, user_id, created_at, last_login_at) VALUES ($1, $2, $3, $4, $5)";
+            sqlx::query(q)
                 .bind(issuer)
                 .bind(subject)
                 .bind(user_id)
@@ -157,10 +132,8 @@ impl WriteTx {
 
     /// Ends every session of a user (their role or groups changed).
     pub async fn delete_sessions_of(&mut self, user_id: &str) -> Result<u64> {
-        let q = self
-            .sql("DELETE FROM inbox_sessions WHERE user_id = ?")
-            .into_owned();
-        Ok(sqlx::query(&q)
+        let q = "DELETE FROM inbox_sessions WHERE user_id = $1";
+        Ok(sqlx::query(q)
             .bind(user_id)
             .execute(&mut *self.tx)
             .await?

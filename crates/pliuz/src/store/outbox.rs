@@ -3,8 +3,9 @@
 //! A unique `dedupe_key` makes enqueueing idempotent, so one change never
 //! yields two messages.
 
-use super::{col, Result, Store, WriteTx};
+use super::{col, Result, Store, StoreError, WriteTx};
 use serde_json::Value;
+use sqlx::any::AnyRow;
 
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
@@ -17,6 +18,37 @@ pub struct OutboxMessage {
     pub next_attempt_at: i64,
 }
 
+/// The columns [`outbox_from_row`] reads (a macro, so `concat!` can build
+/// constant statements from it).
+macro_rules! outbox_columns {
+    () => {
+        "id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at"
+    };
+}
+pub(crate) use outbox_columns;
+
+pub(crate) const DUE_OUTBOX_SQL: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2"
+);
+pub(crate) const NEXT_OUTBOX_DUE_SQL: &str =
+    "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL";
+
+pub(crate) fn outbox_from_row(r: &AnyRow) -> Result<OutboxMessage> {
+    let payload: String = col(r, "payload")?;
+    Ok(OutboxMessage {
+        id: col(r, "id")?,
+        kind: col(r, "kind")?,
+        approval_id: col(r, "approval_id")?,
+        dedupe_key: col(r, "dedupe_key")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+        attempts: col(r, "attempts")?,
+        next_attempt_at: col(r, "next_attempt_at")?,
+    })
+}
+
 impl WriteTx {
     /// Queues a message; does nothing if one with this `dedupe_key` exists.
     pub async fn enqueue(
@@ -26,10 +58,8 @@ impl WriteTx {
         dedupe_key: &str,
         payload: &Value,
     ) -> Result<bool> {
-        let q = self
-            .sql("SELECT COUNT(*) FROM outbox WHERE dedupe_key = ?")
-            .into_owned();
-        let n: i64 = sqlx::query_scalar(&q)
+        let q = "SELECT COUNT(*) FROM outbox WHERE dedupe_key = $1";
+        let n: i64 = sqlx::query_scalar(q)
             .bind(dedupe_key)
             .fetch_one(&mut *self.tx)
             .await?;
@@ -37,10 +67,8 @@ impl WriteTx {
             return Ok(false);
         }
         let now = super::now_millis();
-        let q = self
-            .sql("INSERT INTO outbox (id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "INSERT INTO outbox (id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)";
+        sqlx::query(q)
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(kind)
             .bind(approval_id)
@@ -57,43 +85,24 @@ impl WriteTx {
 impl Store {
     /// Undelivered messages whose time has come, oldest first.
     pub async fn due_outbox(&self, now: i64, limit: i64) -> Result<Vec<OutboxMessage>> {
-        let q = self.sql("SELECT id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?");
-        let rows = sqlx::query(&q)
+        let rows = sqlx::query(DUE_OUTBOX_SQL)
             .bind(now)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let payload: String = col(r, "payload")?;
-                Ok(OutboxMessage {
-                    id: col(r, "id")?,
-                    kind: col(r, "kind")?,
-                    approval_id: col(r, "approval_id")?,
-                    dedupe_key: col(r, "dedupe_key")?,
-                    payload: serde_json::from_str(&payload)
-                        .map_err(|e| super::StoreError::Corrupt(format!("outbox payload: {e}")))?,
-                    attempts: col(r, "attempts")?,
-                    next_attempt_at: col(r, "next_attempt_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(outbox_from_row).collect()
     }
 
     /// When the next undelivered message is due, if any.
     pub async fn next_outbox_due(&self) -> Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL",
-            )
+        Ok(sqlx::query_scalar(NEXT_OUTBOX_DUE_SQL)
             .fetch_one(&self.pool)
-            .await?,
-        )
+            .await?)
     }
 
     pub async fn mark_delivered(&self, id: &str) -> Result<()> {
-        let q = self.sql("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?");
-        sqlx::query(&q)
+        let q = "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2";
+        sqlx::query(q)
             .bind(super::now_millis())
             .bind(id)
             .execute(&self.pool)
@@ -103,8 +112,8 @@ impl Store {
 
     /// Records a failed attempt and when to try again.
     pub async fn mark_retry(&self, id: &str, next_attempt_at: i64, error: &str) -> Result<()> {
-        let q = self.sql("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?");
-        sqlx::query(&q)
+        let q = "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3";
+        sqlx::query(q)
             .bind(next_attempt_at)
             .bind(error)
             .bind(id)
@@ -115,8 +124,8 @@ impl Store {
 
     /// Replaces a message's payload (e.g. remember a Slack `ts` for later updates).
     pub async fn update_outbox_payload(&self, id: &str, payload: &Value) -> Result<()> {
-        let q = self.sql("UPDATE outbox SET payload = ? WHERE id = ?");
-        sqlx::query(&q)
+        let q = "UPDATE outbox SET payload = $1 WHERE id = $2";
+        sqlx::query(q)
             .bind(payload.to_string())
             .bind(id)
             .execute(&self.pool)

@@ -2,7 +2,7 @@
 //! waiting list by a row limit, settled requests by a time window (the
 //! `approvals_settled_at` index) and a row limit.
 
-use super::{col, Result, Store};
+use super::{col, Result, Statement, Store};
 
 /// A request waiting for a decision.
 #[derive(Debug, Clone)]
@@ -23,11 +23,55 @@ pub struct SettledRow {
     pub settled_at: i64,
 }
 
-fn policy_clause(policies: Option<&[String]>) -> String {
-    match policies {
-        None => String::new(),
-        Some(ps) => format!(" AND policy IN ({})", vec!["?"; ps.len().max(1)].join(", ")),
+/// Appends ` AND policy IN (...)` for a scope (`None`: all policies). An
+/// empty scope matches nothing: it binds the one name no policy has.
+fn push_scope(st: &mut Statement, policies: Option<&[String]>) {
+    if let Some(ps) = policies {
+        let list = if ps.is_empty() {
+            st.arg("")
+        } else {
+            st.args_list(ps)
+        };
+        st.push(&format!(" AND policy IN ({list})"));
     }
+}
+
+/// What [`Store::waiting_requests`] runs.
+pub(crate) fn waiting_statement(policies: Option<&[String]>, limit: i64) -> Statement {
+    let mut st = Statement::new(
+        "SELECT id, policy, tool_name, created_at FROM approvals WHERE status = 'pending'",
+    );
+    push_scope(&mut st, policies);
+    let p = st.arg(limit);
+    st.push(&format!(" ORDER BY created_at, id LIMIT {p}"));
+    st
+}
+
+/// What [`Store::waiting_counts`] runs: an index-only count per policy.
+pub(crate) fn waiting_counts_statement(policies: Option<&[String]>) -> Statement {
+    let mut st =
+        Statement::new("SELECT policy, COUNT(*) AS n FROM approvals WHERE status = 'pending'");
+    push_scope(&mut st, policies);
+    st.push(" GROUP BY policy ORDER BY policy");
+    st
+}
+
+/// What [`Store::settled_between`] runs.
+pub(crate) fn settled_statement(
+    policies: Option<&[String]>,
+    from: i64,
+    to: i64,
+    limit: i64,
+) -> Statement {
+    let mut st = Statement::new(
+        "SELECT policy, settled_status, settled_by, created_at, settled_at FROM approvals",
+    );
+    let (f, t) = (st.arg(from), st.arg(to));
+    st.push(&format!(" WHERE settled_at >= {f} AND settled_at < {t}"));
+    push_scope(&mut st, policies);
+    let p = st.arg(limit);
+    st.push(&format!(" ORDER BY settled_at LIMIT {p}"));
+    st
 }
 
 impl Store {
@@ -38,21 +82,10 @@ impl Store {
         policies: Option<&[String]>,
         limit: i64,
     ) -> Result<Vec<WaitingRow>> {
-        let sql = format!(
-            "SELECT id, policy, tool_name, created_at FROM approvals WHERE status = 'pending'{} ORDER BY created_at, id LIMIT ?",
-            policy_clause(policies)
-        );
-        let q = self.sql(&sql);
-        let mut query = sqlx::query(&q);
-        if let Some(ps) = policies {
-            if ps.is_empty() {
-                query = query.bind("");
-            }
-            for p in ps {
-                query = query.bind(p);
-            }
-        }
-        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        let rows = waiting_statement(policies, limit)
+            .query()
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(WaitingRow {
@@ -65,24 +98,12 @@ impl Store {
             .collect()
     }
 
-    /// How many requests wait, per policy (an index range scan on
-    /// `approvals_status_created`).
+    /// How many requests wait, per policy.
     pub async fn waiting_counts(&self, policies: Option<&[String]>) -> Result<Vec<(String, i64)>> {
-        let sql = format!(
-            "SELECT policy, COUNT(*) AS n FROM approvals WHERE status = 'pending'{} GROUP BY policy ORDER BY policy",
-            policy_clause(policies)
-        );
-        let q = self.sql(&sql);
-        let mut query = sqlx::query(&q);
-        if let Some(ps) = policies {
-            if ps.is_empty() {
-                query = query.bind("");
-            }
-            for p in ps {
-                query = query.bind(p);
-            }
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = waiting_counts_statement(policies)
+            .query()
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| Ok((col(r, "policy")?, col(r, "n")?)))
             .collect()
@@ -96,21 +117,10 @@ impl Store {
         to: i64,
         limit: i64,
     ) -> Result<Vec<SettledRow>> {
-        let sql = format!(
-            "SELECT policy, settled_status, settled_by, created_at, settled_at FROM approvals WHERE settled_at >= ? AND settled_at < ?{} ORDER BY settled_at LIMIT ?",
-            policy_clause(policies)
-        );
-        let q = self.sql(&sql);
-        let mut query = sqlx::query(&q).bind(from).bind(to);
-        if let Some(ps) = policies {
-            if ps.is_empty() {
-                query = query.bind("");
-            }
-            for p in ps {
-                query = query.bind(p);
-            }
-        }
-        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        let rows = settled_statement(policies, from, to, limit)
+            .query()
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(SettledRow {

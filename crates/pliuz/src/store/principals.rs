@@ -33,22 +33,27 @@ fn user_from_row(r: &sqlx::any::AnyRow, groups: Vec<String>) -> Result<UserRecor
     })
 }
 
+fn agent_from_row(r: &sqlx::any::AnyRow) -> Result<AgentRecord> {
+    Ok(AgentRecord {
+        name: col(r, "name")?,
+        created_at: col(r, "created_at")?,
+        revoked_at: col(r, "revoked_at")?,
+    })
+}
+
 const USER_COLS: &str = "id, email, role, password_hash, disabled, created_at";
 
 impl Store {
     async fn groups_of(&self, user_id: &str) -> Result<Vec<String>> {
-        let q =
-            self.sql("SELECT group_name FROM user_groups WHERE user_id = ? ORDER BY group_name");
-        Ok(sqlx::query_scalar(&q)
+        let q = "SELECT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name";
+        Ok(sqlx::query_scalar(q)
             .bind(user_id)
             .fetch_all(&self.pool)
             .await?)
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
-        let q = self
-            .sql(&format!("SELECT {USER_COLS} FROM users WHERE email = ?"))
-            .into_owned();
+        let q = format!("SELECT {USER_COLS} FROM users WHERE email = $1");
         match sqlx::query(&q)
             .bind(email)
             .fetch_optional(&self.pool)
@@ -64,9 +69,7 @@ impl Store {
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
-        let q = self
-            .sql(&format!("SELECT {USER_COLS} FROM users WHERE id = ?"))
-            .into_owned();
+        let q = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
         match sqlx::query(&q).bind(id).fetch_optional(&self.pool).await? {
             None => Ok(None),
             Some(r) => {
@@ -99,31 +102,22 @@ impl Store {
         let rows = sqlx::query("SELECT name, created_at, revoked_at FROM agents ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AgentRecord {
-                    name: col(r, "name")?,
-                    created_at: col(r, "created_at")?,
-                    revoked_at: col(r, "revoked_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(agent_from_row).collect()
     }
 
     /// Who holds this bearer secret (by its hash)? Revoked keys, revoked
     /// tokens and disabled users resolve to nobody.
     pub async fn principal_for_secret_hash(&self, hash: &str) -> Result<Option<Principal>> {
-        let q = self.sql("SELECT name FROM agents WHERE key_hash = ? AND revoked_at IS NULL");
-        if let Some(name) = sqlx::query_scalar::<_, String>(&q)
+        let q = "SELECT name FROM agents WHERE key_hash = $1 AND revoked_at IS NULL";
+        if let Some(name) = sqlx::query_scalar::<_, String>(q)
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?
         {
             return Ok(Some(Principal::Agent { name }));
         }
-        let q =
-            self.sql("SELECT user_id FROM user_tokens WHERE token_hash = ? AND revoked_at IS NULL");
-        let Some(user_id) = sqlx::query_scalar::<_, String>(&q)
+        let q = "SELECT user_id FROM user_tokens WHERE token_hash = $1 AND revoked_at IS NULL";
+        let Some(user_id) = sqlx::query_scalar::<_, String>(q)
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?
@@ -139,9 +133,8 @@ impl Store {
 
     /// The user a one-time setup link belongs to, if it is still valid.
     pub async fn user_by_setup_token_hash(&self, hash: &str, now: i64) -> Result<Option<User>> {
-        let q =
-            self.sql("SELECT id FROM users WHERE setup_token_hash = ? AND setup_expires_at > ?");
-        let id: Option<String> = sqlx::query_scalar(&q)
+        let q = "SELECT id FROM users WHERE setup_token_hash = $1 AND setup_expires_at > $2";
+        let id: Option<String> = sqlx::query_scalar(q)
             .bind(hash)
             .bind(now)
             .fetch_optional(&self.pool)
@@ -161,10 +154,8 @@ impl WriteTx {
         setup_token_hash: Option<&str>,
         setup_expires_at: Option<i64>,
     ) -> Result<()> {
-        let q = self
-            .sql("INSERT INTO users (id, email, role, password_hash, setup_token_hash, setup_expires_at, disabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "INSERT INTO users (id, email, role, password_hash, setup_token_hash, setup_expires_at, disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        sqlx::query(q)
             .bind(&user.id)
             .bind(&user.email)
             .bind(user.role.as_str())
@@ -182,10 +173,8 @@ impl WriteTx {
     }
 
     pub async fn add_group(&mut self, user_id: &str, group: &str) -> Result<bool> {
-        let q = self
-            .sql("SELECT COUNT(*) FROM user_groups WHERE user_id = ? AND group_name = ?")
-            .into_owned();
-        let n: i64 = sqlx::query_scalar(&q)
+        let q = "SELECT COUNT(*) FROM user_groups WHERE user_id = $1 AND group_name = $2";
+        let n: i64 = sqlx::query_scalar(q)
             .bind(user_id)
             .bind(group)
             .fetch_one(&mut *self.tx)
@@ -193,10 +182,8 @@ impl WriteTx {
         if n > 0 {
             return Ok(false);
         }
-        let q = self
-            .sql("INSERT INTO user_groups (user_id, group_name) VALUES (?, ?)")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "INSERT INTO user_groups (user_id, group_name) VALUES ($1, $2)";
+        sqlx::query(q)
             .bind(user_id)
             .bind(group)
             .execute(&mut *self.tx)
@@ -205,10 +192,8 @@ impl WriteTx {
     }
 
     pub async fn remove_group(&mut self, user_id: &str, group: &str) -> Result<bool> {
-        let q = self
-            .sql("DELETE FROM user_groups WHERE user_id = ? AND group_name = ?")
-            .into_owned();
-        let r = sqlx::query(&q)
+        let q = "DELETE FROM user_groups WHERE user_id = $1 AND group_name = $2";
+        let r = sqlx::query(q)
             .bind(user_id)
             .bind(group)
             .execute(&mut *self.tx)
@@ -217,10 +202,8 @@ impl WriteTx {
     }
 
     pub async fn set_password(&mut self, user_id: &str, password_hash: &str) -> Result<()> {
-        let q = self
-            .sql("UPDATE users SET password_hash = ?, setup_token_hash = NULL, setup_expires_at = NULL WHERE id = ?")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "UPDATE users SET password_hash = $1, setup_token_hash = NULL, setup_expires_at = NULL WHERE id = $2";
+        sqlx::query(q)
             .bind(password_hash)
             .bind(user_id)
             .execute(&mut *self.tx)
@@ -229,10 +212,8 @@ impl WriteTx {
     }
 
     pub async fn set_user_disabled(&mut self, user_id: &str, disabled: bool) -> Result<()> {
-        let q = self
-            .sql("UPDATE users SET disabled = ? WHERE id = ?")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "UPDATE users SET disabled = $1 WHERE id = $2";
+        sqlx::query(q)
             .bind(i64::from(disabled))
             .bind(user_id)
             .execute(&mut *self.tx)
@@ -241,10 +222,8 @@ impl WriteTx {
     }
 
     pub async fn set_user_role(&mut self, user_id: &str, role: Role) -> Result<()> {
-        let q = self
-            .sql("UPDATE users SET role = ? WHERE id = ?")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "UPDATE users SET role = $1 WHERE id = $2";
+        sqlx::query(q)
             .bind(role.as_str())
             .bind(user_id)
             .execute(&mut *self.tx)
@@ -260,10 +239,8 @@ impl WriteTx {
         label: Option<&str>,
         now: i64,
     ) -> Result<()> {
-        let q = self
-            .sql("INSERT INTO user_tokens (id, user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?, ?)")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "INSERT INTO user_tokens (id, user_id, token_hash, label, created_at) VALUES ($1, $2, $3, $4, $5)";
+        sqlx::query(q)
             .bind(id)
             .bind(user_id)
             .bind(token_hash)
@@ -275,10 +252,8 @@ impl WriteTx {
     }
 
     pub async fn revoke_user_tokens(&mut self, user_id: &str, now: i64) -> Result<u64> {
-        let q = self
-            .sql("UPDATE user_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
-            .into_owned();
-        Ok(sqlx::query(&q)
+        let q = "UPDATE user_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL";
+        Ok(sqlx::query(q)
             .bind(now)
             .bind(user_id)
             .execute(&mut *self.tx)
@@ -293,10 +268,8 @@ impl WriteTx {
         key_hash: &str,
         now: i64,
     ) -> Result<()> {
-        let q = self
-            .sql("INSERT INTO agents (id, name, key_hash, created_at) VALUES (?, ?, ?, ?)")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "INSERT INTO agents (id, name, key_hash, created_at) VALUES ($1, $2, $3, $4)";
+        sqlx::query(q)
             .bind(id)
             .bind(name)
             .bind(key_hash)
@@ -307,10 +280,8 @@ impl WriteTx {
     }
 
     pub async fn revoke_agent(&mut self, name: &str, now: i64) -> Result<bool> {
-        let q = self
-            .sql("UPDATE agents SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
-            .into_owned();
-        Ok(sqlx::query(&q)
+        let q = "UPDATE agents SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL";
+        Ok(sqlx::query(q)
             .bind(now)
             .bind(name)
             .execute(&mut *self.tx)

@@ -1,8 +1,10 @@
-//! Durable runs and agent webhooks in the database (migration 60, "runs").
+//! Durable runs and agent webhooks in the database (migration 60, "runs",
+//! `migrations/{sqlite,postgres}/0060_runs.sql`).
 //! Run states and webhook secrets arrive here already sealed
 //! (`crate::encryption`); nothing in this file sees them in clear.
 
-use super::{col, json_col, Backend, Result, Store, StoreError, WriteTx};
+use super::outbox::{outbox_columns, outbox_from_row};
+use super::{col, json_col, Backend, OutboxMessage, Result, Statement, Store, StoreError, WriteTx};
 use crate::run::{Run, RunStatus};
 use sqlx::any::AnyRow;
 use std::time::Duration;
@@ -13,80 +15,6 @@ pub const RUN_CHANGES_CHANNEL: &str = "pliuz_run_changes";
 pub const WEBHOOK_KIND: &str = "webhook.event";
 /// `next_attempt_at` of a delivery given up on: never due again.
 pub const GAVE_UP_AT: i64 = i64::MAX;
-
-pub const MIGRATION_SQLITE: &str = r#"
-CREATE TABLE runs (
-    id TEXT PRIMARY KEY,
-    agent TEXT NOT NULL,
-    status TEXT NOT NULL,
-    state_sha256 TEXT NOT NULL,
-    state_bytes BIGINT NOT NULL,
-    metadata TEXT,
-    lease_token_hash TEXT,
-    lease_expires_at BIGINT,
-    pause_count BIGINT NOT NULL,
-    output_sha256 TEXT,
-    error TEXT,
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
-);
-CREATE INDEX runs_agent_status ON runs (agent, status, updated_at);
-CREATE TABLE run_approvals (
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    approval_id TEXT NOT NULL REFERENCES approvals(id),
-    position BIGINT NOT NULL,
-    PRIMARY KEY (run_id, approval_id)
-);
-CREATE INDEX run_approvals_approval ON run_approvals (approval_id);
-CREATE TABLE run_states (
-    run_id TEXT PRIMARY KEY REFERENCES runs(id),
-    sealed BLOB NOT NULL
-);
-CREATE TABLE agent_webhooks (
-    agent TEXT PRIMARY KEY,
-    url TEXT NOT NULL,
-    sealed_secret BLOB NOT NULL,
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
-);
-"#;
-
-pub const MIGRATION_POSTGRES: &str = r#"
-CREATE TABLE runs (
-    id TEXT PRIMARY KEY,
-    agent TEXT NOT NULL,
-    status TEXT NOT NULL,
-    state_sha256 TEXT NOT NULL,
-    state_bytes BIGINT NOT NULL,
-    metadata TEXT,
-    lease_token_hash TEXT,
-    lease_expires_at BIGINT,
-    pause_count BIGINT NOT NULL,
-    output_sha256 TEXT,
-    error TEXT,
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
-);
-CREATE INDEX runs_agent_status ON runs (agent, status, updated_at);
-CREATE TABLE run_approvals (
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    approval_id TEXT NOT NULL REFERENCES approvals(id),
-    position BIGINT NOT NULL,
-    PRIMARY KEY (run_id, approval_id)
-);
-CREATE INDEX run_approvals_approval ON run_approvals (approval_id);
-CREATE TABLE run_states (
-    run_id TEXT PRIMARY KEY REFERENCES runs(id),
-    sealed BYTEA NOT NULL
-);
-CREATE TABLE agent_webhooks (
-    agent TEXT PRIMARY KEY,
-    url TEXT NOT NULL,
-    sealed_secret BYTEA NOT NULL,
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
-);
-"#;
 
 const RUN_COLS: &str = "id, agent, status, state_sha256, state_bytes, metadata, lease_token_hash, lease_expires_at, pause_count, output_sha256, error, created_at, updated_at";
 
@@ -129,22 +57,38 @@ pub struct DueWebhook {
     pub next_attempt_at: i64,
 }
 
-async fn approval_ids_of(
-    conn: &mut sqlx::AnyConnection,
-    store: &Store,
-    run_id: &str,
-) -> Result<Vec<String>> {
-    let q = store.sql("SELECT approval_id FROM run_approvals WHERE run_id = ? ORDER BY position");
-    Ok(sqlx::query_scalar(&q).bind(run_id).fetch_all(conn).await?)
+impl From<OutboxMessage> for DueWebhook {
+    fn from(m: OutboxMessage) -> DueWebhook {
+        DueWebhook {
+            id: m.id,
+            approval_id: m.approval_id,
+            payload: m.payload,
+            attempts: m.attempts,
+            next_attempt_at: m.next_attempt_at,
+        }
+    }
 }
+
+/// Due webhook deliveries (`$1` is [`WEBHOOK_KIND`]), oldest first.
+pub(crate) const DUE_WEBHOOKS_SQL: &str = concat!(
+    "SELECT ",
+    outbox_columns!(),
+    " FROM outbox WHERE kind = $1 AND delivered_at IS NULL AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3"
+);
+pub(crate) const NEXT_WEBHOOK_DUE_SQL: &str = "SELECT MIN(next_attempt_at) FROM outbox WHERE kind = $1 AND delivered_at IS NULL AND next_attempt_at < $2";
+
+async fn approval_ids_of(conn: &mut sqlx::AnyConnection, run_id: &str) -> Result<Vec<String>> {
+    let q = "SELECT approval_id FROM run_approvals WHERE run_id = $1 ORDER BY position";
+    Ok(sqlx::query_scalar(q).bind(run_id).fetch_all(conn).await?)
+}
+
+/// Runs that include an approval, newest first.
+pub(crate) const RUNS_WITH_APPROVAL_SQL: &str =
+    "SELECT r.id, r.status FROM run_approvals ra JOIN runs r ON r.id = ra.run_id WHERE ra.approval_id = $1 ORDER BY r.created_at DESC, r.id DESC";
 
 impl WriteTx {
     pub async fn insert_run(&mut self, run: &Run, sealed_state: &[u8]) -> Result<()> {
-        let q = self
-            .sql(&format!(
-                "INSERT INTO runs ({RUN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ))
-            .into_owned();
+        let q = format!("INSERT INTO runs ({RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
         sqlx::query(&q)
             .bind(&run.id)
             .bind(&run.agent)
@@ -169,10 +113,8 @@ impl WriteTx {
     /// provided its status and lease are still those of `prev` (a heartbeat
     /// runs outside the write lock); otherwise [`StoreError::Conflict`].
     pub async fn update_run(&mut self, run: &Run, prev: &Run) -> Result<()> {
-        let q = self
-            .sql("UPDATE runs SET status = ?, state_sha256 = ?, state_bytes = ?, metadata = ?, lease_token_hash = ?, lease_expires_at = ?, pause_count = ?, output_sha256 = ?, error = ?, updated_at = ? WHERE id = ? AND status = ? AND COALESCE(lease_token_hash, '') = ? AND COALESCE(lease_expires_at, 0) = ?")
-            .into_owned();
-        let done = sqlx::query(&q)
+        let q = "UPDATE runs SET status = $1, state_sha256 = $2, state_bytes = $3, metadata = $4, lease_token_hash = $5, lease_expires_at = $6, pause_count = $7, output_sha256 = $8, error = $9, updated_at = $10 WHERE id = $11 AND status = $12 AND COALESCE(lease_token_hash, '') = $13 AND COALESCE(lease_expires_at, 0) = $14";
+        let done = sqlx::query(q)
             .bind(run.status.as_str())
             .bind(&run.state_sha256)
             .bind(run.state_bytes)
@@ -197,15 +139,11 @@ impl WriteTx {
     }
 
     pub async fn set_run_approvals(&mut self, run_id: &str, ids: &[String]) -> Result<()> {
-        let q = self
-            .sql("DELETE FROM run_approvals WHERE run_id = ?")
-            .into_owned();
-        sqlx::query(&q).bind(run_id).execute(&mut *self.tx).await?;
-        let q = self
-            .sql("INSERT INTO run_approvals (run_id, approval_id, position) VALUES (?, ?, ?)")
-            .into_owned();
+        let q = "DELETE FROM run_approvals WHERE run_id = $1";
+        sqlx::query(q).bind(run_id).execute(&mut *self.tx).await?;
+        let q = "INSERT INTO run_approvals (run_id, approval_id, position) VALUES ($1, $2, $3)";
         for (i, id) in ids.iter().enumerate() {
-            sqlx::query(&q)
+            sqlx::query(q)
                 .bind(run_id)
                 .bind(id)
                 .bind(i64::try_from(i).unwrap_or(i64::MAX))
@@ -217,15 +155,11 @@ impl WriteTx {
 
     /// Replaces (or with `None` deletes) the sealed state.
     pub async fn set_run_state(&mut self, run_id: &str, sealed: Option<&[u8]>) -> Result<()> {
-        let q = self
-            .sql("DELETE FROM run_states WHERE run_id = ?")
-            .into_owned();
-        sqlx::query(&q).bind(run_id).execute(&mut *self.tx).await?;
+        let q = "DELETE FROM run_states WHERE run_id = $1";
+        sqlx::query(q).bind(run_id).execute(&mut *self.tx).await?;
         if let Some(sealed) = sealed {
-            let q = self
-                .sql("INSERT INTO run_states (run_id, sealed) VALUES (?, ?)")
-                .into_owned();
-            sqlx::query(&q)
+            let q = "INSERT INTO run_states (run_id, sealed) VALUES ($1, $2)";
+            sqlx::query(q)
                 .bind(run_id)
                 .bind(sealed.to_vec())
                 .execute(&mut *self.tx)
@@ -235,19 +169,15 @@ impl WriteTx {
     }
 
     pub async fn run_state(&mut self, run_id: &str) -> Result<Option<Vec<u8>>> {
-        let q = self
-            .sql("SELECT sealed FROM run_states WHERE run_id = ?")
-            .into_owned();
-        Ok(sqlx::query_scalar(&q)
+        let q = "SELECT sealed FROM run_states WHERE run_id = $1";
+        Ok(sqlx::query_scalar(q)
             .bind(run_id)
             .fetch_optional(&mut *self.tx)
             .await?)
     }
 
     pub async fn get_run(&mut self, id: &str) -> Result<Option<Run>> {
-        let q = self
-            .sql(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?"))
-            .into_owned();
+        let q = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1");
         let Some(row) = sqlx::query(&q)
             .bind(id)
             .fetch_optional(&mut *self.tx)
@@ -255,19 +185,16 @@ impl WriteTx {
         else {
             return Ok(None);
         };
-        let store = self.store.clone();
-        let ids = approval_ids_of(&mut self.tx, &store, id).await?;
+        let ids = approval_ids_of(&mut self.tx, id).await?;
         Ok(Some(run_from_row(&row, ids)?))
     }
 
     /// Of `ids`, those that are not approvals of `agent`.
     pub async fn foreign_approvals(&mut self, agent: &str, ids: &[String]) -> Result<Vec<String>> {
-        let q = self
-            .sql("SELECT COUNT(*) FROM approvals WHERE id = ? AND agent = ?")
-            .into_owned();
+        let q = "SELECT COUNT(*) FROM approvals WHERE id = $1 AND agent = $2";
         let mut missing = Vec::new();
         for id in ids {
-            let n: i64 = sqlx::query_scalar(&q)
+            let n: i64 = sqlx::query_scalar(q)
                 .bind(id)
                 .bind(agent)
                 .fetch_one(&mut *self.tx)
@@ -281,10 +208,8 @@ impl WriteTx {
 
     /// How many of `run_id`'s approvals are still pending.
     pub async fn pending_approvals_of(&mut self, run_id: &str) -> Result<i64> {
-        let q = self
-            .sql("SELECT COUNT(*) FROM run_approvals ra JOIN approvals a ON a.id = ra.approval_id WHERE ra.run_id = ? AND a.status = 'pending'")
-            .into_owned();
-        Ok(sqlx::query_scalar(&q)
+        let q = "SELECT COUNT(*) FROM run_approvals ra JOIN approvals a ON a.id = ra.approval_id WHERE ra.run_id = $1 AND a.status = 'pending'";
+        Ok(sqlx::query_scalar(q)
             .bind(run_id)
             .fetch_one(&mut *self.tx)
             .await?)
@@ -292,10 +217,8 @@ impl WriteTx {
 
     /// Runs that include this approval, newest first (with their status).
     pub async fn runs_with_approval(&mut self, approval_id: &str) -> Result<Vec<(String, String)>> {
-        let q = self
-            .sql("SELECT r.id, r.status FROM run_approvals ra JOIN runs r ON r.id = ra.run_id WHERE ra.approval_id = ? ORDER BY r.created_at DESC, r.id DESC")
-            .into_owned();
-        let rows = sqlx::query(&q)
+        let q = RUNS_WITH_APPROVAL_SQL;
+        let rows = sqlx::query(q)
             .bind(approval_id)
             .fetch_all(&mut *self.tx)
             .await?;
@@ -305,10 +228,8 @@ impl WriteTx {
     }
 
     pub async fn get_webhook_tx(&mut self, agent: &str) -> Result<Option<StoredWebhook>> {
-        let q = self
-            .sql("SELECT agent, url, sealed_secret FROM agent_webhooks WHERE agent = ?")
-            .into_owned();
-        let row = sqlx::query(&q)
+        let q = "SELECT agent, url, sealed_secret FROM agent_webhooks WHERE agent = $1";
+        let row = sqlx::query(q)
             .bind(agent)
             .fetch_optional(&mut *self.tx)
             .await?;
@@ -322,14 +243,10 @@ impl WriteTx {
         sealed_secret: &[u8],
     ) -> Result<()> {
         let now = super::now_millis();
-        let q = self
-            .sql("DELETE FROM agent_webhooks WHERE agent = ?")
-            .into_owned();
-        sqlx::query(&q).bind(agent).execute(&mut *self.tx).await?;
-        let q = self
-            .sql("INSERT INTO agent_webhooks (agent, url, sealed_secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "DELETE FROM agent_webhooks WHERE agent = $1";
+        sqlx::query(q).bind(agent).execute(&mut *self.tx).await?;
+        let q = "INSERT INTO agent_webhooks (agent, url, sealed_secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)";
+        sqlx::query(q)
             .bind(agent)
             .bind(url)
             .bind(sealed_secret.to_vec())
@@ -341,10 +258,8 @@ impl WriteTx {
     }
 
     pub async fn agent_exists(&mut self, name: &str) -> Result<bool> {
-        let q = self
-            .sql("SELECT COUNT(*) FROM agents WHERE name = ? AND revoked_at IS NULL")
-            .into_owned();
-        let n: i64 = sqlx::query_scalar(&q)
+        let q = "SELECT COUNT(*) FROM agents WHERE name = $1 AND revoked_at IS NULL";
+        let n: i64 = sqlx::query_scalar(q)
             .bind(name)
             .fetch_one(&mut *self.tx)
             .await?;
@@ -364,10 +279,8 @@ impl WriteTx {
 
     /// Marks a webhook delivery done.
     pub async fn webhook_delivered(&mut self, outbox_id: &str) -> Result<()> {
-        let q = self
-            .sql("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2";
+        sqlx::query(q)
             .bind(super::now_millis())
             .bind(outbox_id)
             .execute(&mut *self.tx)
@@ -377,10 +290,8 @@ impl WriteTx {
 
     /// Gives up on a webhook delivery: kept with its last error, never due again.
     pub async fn webhook_given_up(&mut self, outbox_id: &str, error: &str) -> Result<()> {
-        let q = self
-            .sql("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3";
+        sqlx::query(q)
             .bind(GAVE_UP_AT)
             .bind(error)
             .bind(outbox_id)
@@ -398,16 +309,51 @@ fn webhook_from_row(r: &AnyRow) -> Result<StoredWebhook> {
     })
 }
 
+/// What [`Store::list_runs`] runs.
+pub(crate) fn list_runs_statement(
+    agent: &str,
+    status: Option<RunStatus>,
+    now: i64,
+    limit: i64,
+) -> Statement {
+    let mut st = Statement::new(format!("SELECT {RUN_COLS} FROM runs"));
+    let a = st.arg(agent);
+    st.push(&format!(" WHERE agent = {a}"));
+    let order = match status {
+        None => "created_at DESC, id DESC",
+        Some(RunStatus::Ready) => {
+            let n = st.arg(now);
+            st.push(&format!(
+                " AND (status = 'ready' OR (status = 'running' AND lease_expires_at <= {n}))"
+            ));
+            "updated_at, id"
+        }
+        Some(RunStatus::Running) => {
+            let n = st.arg(now);
+            st.push(&format!(
+                " AND status = 'running' AND lease_expires_at > {n}"
+            ));
+            "updated_at, id"
+        }
+        Some(s) => {
+            let p = st.arg(s.as_str());
+            st.push(&format!(" AND status = {p}"));
+            "updated_at DESC, id DESC"
+        }
+    };
+    let l = st.arg(limit);
+    st.push(&format!(" ORDER BY {order} LIMIT {l}"));
+    st
+}
+
 impl Store {
     pub async fn get_run(&self, id: &str) -> Result<Option<Run>> {
-        let q = self
-            .sql(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?"))
-            .into_owned();
+        let q = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1");
         let Some(row) = sqlx::query(&q).bind(id).fetch_optional(&self.pool).await? else {
             return Ok(None);
         };
         let mut conn = self.pool.acquire().await?;
-        let ids = approval_ids_of(&mut conn, self, id).await?;
+        let ids = approval_ids_of(&mut conn, id).await?;
         Ok(Some(run_from_row(&row, ids)?))
     }
 
@@ -421,35 +367,15 @@ impl Store {
         now: i64,
         limit: i64,
     ) -> Result<Vec<Run>> {
-        let (filter, order) = match status {
-            None => ("", "created_at DESC, id DESC"),
-            Some(RunStatus::Ready) => (
-                " AND (status = 'ready' OR (status = 'running' AND lease_expires_at <= ?))",
-                "updated_at, id",
-            ),
-            Some(RunStatus::Running) => (
-                " AND status = 'running' AND lease_expires_at > ?",
-                "updated_at, id",
-            ),
-            Some(_) => (" AND status = ?", "updated_at DESC, id DESC"),
-        };
-        let q = self
-            .sql(&format!(
-                "SELECT {RUN_COLS} FROM runs WHERE agent = ?{filter} ORDER BY {order} LIMIT ?"
-            ))
-            .into_owned();
-        let mut query = sqlx::query(&q).bind(agent);
-        query = match status {
-            None => query,
-            Some(RunStatus::Ready | RunStatus::Running) => query.bind(now),
-            Some(s) => query.bind(s.as_str()),
-        };
-        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        let rows = list_runs_statement(agent, status, now, limit)
+            .query()
+            .fetch_all(&self.pool)
+            .await?;
         let mut conn = self.pool.acquire().await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: String = col(r, "id")?;
-            let ids = approval_ids_of(&mut conn, self, &id).await?;
+            let ids = approval_ids_of(&mut conn, &id).await?;
             out.push(run_from_row(r, ids)?);
         }
         Ok(out)
@@ -463,8 +389,8 @@ impl Store {
         until: i64,
         now: i64,
     ) -> Result<bool> {
-        let q = self.sql("UPDATE runs SET lease_expires_at = ?, updated_at = ? WHERE id = ? AND status = 'running' AND lease_token_hash = ?");
-        let done = sqlx::query(&q)
+        let q = "UPDATE runs SET lease_expires_at = $1, updated_at = $2 WHERE id = $3 AND status = 'running' AND lease_token_hash = $4";
+        let done = sqlx::query(q)
             .bind(until)
             .bind(now)
             .bind(id)
@@ -476,8 +402,8 @@ impl Store {
 
     /// The earliest live lease expiry among this agent's runs.
     pub async fn next_lease_expiry(&self, agent: &str, now: i64) -> Result<Option<i64>> {
-        let q = self.sql("SELECT MIN(lease_expires_at) FROM runs WHERE agent = ? AND status = 'running' AND lease_expires_at > ?");
-        Ok(sqlx::query_scalar(&q)
+        let q = "SELECT MIN(lease_expires_at) FROM runs WHERE agent = $1 AND status = 'running' AND lease_expires_at > $2";
+        Ok(sqlx::query_scalar(q)
             .bind(agent)
             .bind(now)
             .fetch_one(&self.pool)
@@ -485,8 +411,8 @@ impl Store {
     }
 
     pub async fn get_webhook(&self, agent: &str) -> Result<Option<StoredWebhook>> {
-        let q = self.sql("SELECT agent, url, sealed_secret FROM agent_webhooks WHERE agent = ?");
-        let row = sqlx::query(&q)
+        let q = "SELECT agent, url, sealed_secret FROM agent_webhooks WHERE agent = $1";
+        let row = sqlx::query(q)
             .bind(agent)
             .fetch_optional(&self.pool)
             .await?;
@@ -494,33 +420,19 @@ impl Store {
     }
 
     pub async fn due_webhooks(&self, now: i64, limit: i64) -> Result<Vec<DueWebhook>> {
-        let q = self.sql("SELECT id, approval_id, payload, attempts, next_attempt_at FROM outbox WHERE kind = ? AND delivered_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?");
-        let rows = sqlx::query(&q)
+        let rows = sqlx::query(DUE_WEBHOOKS_SQL)
             .bind(WEBHOOK_KIND)
             .bind(now)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| {
-                let payload: String = col(r, "payload")?;
-                Ok(DueWebhook {
-                    id: col(r, "id")?,
-                    approval_id: col(r, "approval_id")?,
-                    payload: serde_json::from_str(&payload)
-                        .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
-                    attempts: col(r, "attempts")?,
-                    next_attempt_at: col(r, "next_attempt_at")?,
-                })
-            })
+            .map(|r| outbox_from_row(r).map(DueWebhook::from))
             .collect()
     }
 
     pub async fn next_webhook_due(&self) -> Result<Option<i64>> {
-        let q = self.sql(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE kind = ? AND delivered_at IS NULL AND next_attempt_at < ?",
-        );
-        Ok(sqlx::query_scalar(&q)
+        Ok(sqlx::query_scalar(NEXT_WEBHOOK_DUE_SQL)
             .bind(WEBHOOK_KIND)
             .bind(GAVE_UP_AT)
             .fetch_one(&self.pool)
@@ -531,8 +443,8 @@ impl Store {
     /// time): two replicas never deliver it at once, and a worker that dies
     /// mid-delivery releases it when the lease runs out.
     pub async fn claim_webhook(&self, id: &str, due_at: i64, lease_until: i64) -> Result<bool> {
-        let q = self.sql("UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND next_attempt_at = ? AND delivered_at IS NULL");
-        let done = sqlx::query(&q)
+        let q = "UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 AND delivered_at IS NULL";
+        let done = sqlx::query(q)
             .bind(lease_until)
             .bind(id)
             .bind(due_at)

@@ -18,6 +18,19 @@ pub struct SessionRecord {
     pub expires_at: i64,
 }
 
+fn session_from_row(r: &sqlx::any::AnyRow) -> Result<SessionRecord> {
+    Ok(SessionRecord {
+        token_hash: col(r, "token_hash")?,
+        user_id: col(r, "user_id")?,
+        csrf_token: col(r, "csrf_token")?,
+        created_at: col(r, "created_at")?,
+        expires_at: col(r, "expires_at")?,
+    })
+}
+
+/// Sessions that have ended.
+pub(crate) const PURGE_SESSIONS_SQL: &str = "DELETE FROM inbox_sessions WHERE expires_at <= $1";
+
 impl Store {
     /// The live session with this token hash (`None` once expired).
     pub async fn session_by_hash(
@@ -25,30 +38,19 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<Option<SessionRecord>> {
-        let q = self.sql(
-            "SELECT token_hash, user_id, csrf_token, created_at, expires_at FROM inbox_sessions WHERE token_hash = ? AND expires_at > ?",
-        );
-        let row = sqlx::query(&q)
+        let q = "SELECT token_hash, user_id, csrf_token, created_at, expires_at FROM inbox_sessions WHERE token_hash = $1 AND expires_at > $2";
+        let row = sqlx::query(q)
             .bind(token_hash)
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some(SessionRecord {
-                token_hash: col(&r, "token_hash")?,
-                user_id: col(&r, "user_id")?,
-                csrf_token: col(&r, "csrf_token")?,
-                created_at: col(&r, "created_at")?,
-                expires_at: col(&r, "expires_at")?,
-            })),
-        }
+        row.as_ref().map(session_from_row).transpose()
     }
 
     /// Deletes sessions that ended before `now`; returns how many.
     pub async fn purge_expired_sessions(&self, now: i64) -> Result<u64> {
-        let q = self.sql("DELETE FROM inbox_sessions WHERE expires_at <= ?");
-        Ok(sqlx::query(&q)
+        let q = PURGE_SESSIONS_SQL;
+        Ok(sqlx::query(q)
             .bind(now)
             .execute(&self.pool)
             .await?
@@ -58,10 +60,8 @@ impl Store {
 
 impl WriteTx {
     pub async fn insert_session(&mut self, s: &SessionRecord) -> Result<()> {
-        let q = self
-            .sql("INSERT INTO inbox_sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
-            .into_owned();
-        sqlx::query(&q)
+        let q = "INSERT INTO inbox_sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+        sqlx::query(q)
             .bind(&s.token_hash)
             .bind(&s.user_id)
             .bind(&s.csrf_token)
@@ -73,10 +73,8 @@ impl WriteTx {
     }
 
     pub async fn delete_session(&mut self, token_hash: &str) -> Result<bool> {
-        let q = self
-            .sql("DELETE FROM inbox_sessions WHERE token_hash = ?")
-            .into_owned();
-        Ok(sqlx::query(&q)
+        let q = "DELETE FROM inbox_sessions WHERE token_hash = $1";
+        Ok(sqlx::query(q)
             .bind(token_hash)
             .execute(&mut *self.tx)
             .await?
