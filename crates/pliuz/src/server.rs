@@ -26,6 +26,12 @@ pub fn app(state: AppState, slack: Option<Arc<crate::slack::Slack>>) -> Router {
         .merge(crate::slack::router(slack))
         .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
+        // Inside the fallbacks' reach and around each route, so the matched
+        // route template is known when a request is counted.
+        .layer(axum::middleware::from_fn_with_state(
+            state.cp.metrics.clone(),
+            crate::metrics::track_http,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             crate::http::error::Problem::internal().into_response()

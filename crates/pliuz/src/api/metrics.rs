@@ -1,0 +1,41 @@
+//! `GET /metrics`: Prometheus metrics in the OpenMetrics text format (the
+//! families are in `crate::metrics`). Served only when `[metrics]` turns it
+//! on; with `metrics.token` set, only to `Authorization: Bearer <token>`.
+
+use crate::http::error::Problem;
+use crate::http::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let settings = &state.cp.settings.metrics;
+    if !settings.enabled {
+        // As if the route did not exist: nothing to learn from probing it.
+        return super::not_found().await.into_response();
+    }
+    if let Some(token) = &settings.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| token.matches(g.trim())) {
+            return Problem::unauthorized(
+                "send the metrics token (metrics.token / PLIUZ_METRICS_TOKEN) as Authorization: Bearer <token>",
+            )
+            .into_response();
+        }
+    }
+    let gauges = match state.cp.store_gauges().await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the metrics gauges");
+            return Problem::unavailable("the store did not answer; try again").into_response();
+        }
+    };
+    let body = state
+        .cp
+        .metrics
+        .render(&gauges, std::time::SystemTime::now());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+}
