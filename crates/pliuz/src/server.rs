@@ -291,6 +291,15 @@ async fn bootstrap_admin(cp: &ControlPlane) -> anyhow::Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("cannot create the first admin: {e}"))?;
     let url = &cp.settings.public_url;
+    if cp.settings.log_format == crate::config::LogFormat::Json {
+        // One JSON line like every other, so log collectors keep parsing.
+        if given.is_some() {
+            tracing::warn!(%email, login_url = %url, "first start: created the admin with the password from PLIUZ_ADMIN_PASSWORD");
+        } else {
+            tracing::warn!(%email, %password, login_url = %url, "first start: created the admin user; this password is shown only this once; add people with `pliuz users create`");
+        }
+        return Ok(());
+    }
     if given.is_some() {
         eprintln!("\n  First start: created admin {email} with the password from PLIUZ_ADMIN_PASSWORD.\n  Log in at {url}/\n");
     } else {
