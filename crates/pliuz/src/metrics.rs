@@ -181,7 +181,7 @@ impl Metrics {
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
             .set(1);
-        registry.register("build", "The running version of Pliuz", build_info);
+        registry.register("build_info", "The running version of Pliuz", build_info);
         let start_time = FloatGauge::default();
         start_time.set(unix_seconds(std::time::SystemTime::now()));
         registry.register_with_unit(
