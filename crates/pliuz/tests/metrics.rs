@@ -302,6 +302,14 @@ async fn metrics_are_off_unless_turned_on_and_the_settings_are_strict() {
         .expect("get");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.expect("problem");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("metrics are off"),
+        "{p}"
+    );
 
     for (config, says) in [
         (

@@ -11,8 +11,11 @@ use axum::response::{IntoResponse, Response};
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let settings = &state.cp.settings.metrics;
     if !settings.enabled {
-        // As if the route did not exist: nothing to learn from probing it.
-        return super::not_found().await.into_response();
+        // Says how to turn them on: the route is in the OpenAPI document anyway.
+        return Problem::not_found(
+            "metrics are off; turn them on with [metrics] enabled = true or a metrics.token (see docs/operations.md, \"Metrics\")",
+        )
+        .into_response();
     }
     if let Some(token) = &settings.token {
         let given = headers
