@@ -355,3 +355,50 @@ async fn metrics_are_off_unless_turned_on_and_the_settings_are_strict() {
         .expect("get");
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn on_postgresql_replicas_share_the_gauges_and_count_their_own_requests() {
+    let config = format!(
+        "[audit]\ncheckpoint_every = 1\n\n[metrics]\ntoken = \"{METRICS_TOKEN}\"\n\n{}",
+        CONFIG
+            .split_once("[[policy]]")
+            .map(|(_, p)| format!("[[policy]]{p}"))
+            .unwrap()
+    );
+    let url = support::fresh_postgres_database().await;
+    let primary = Server::start_with(&config, Some(url), vec![]).await;
+    let replica = Server::replica_of(&primary).await;
+    let http = Client::new();
+    let agent = primary.agent_key("support-bot");
+    for _ in 0..2 {
+        create(&http, &primary, &agent, 5000).await;
+    }
+
+    let on_primary = scrape(&http, &primary).await;
+    let on_replica = scrape(&http, &replica).await;
+    let pending = "pliuz_approvals{status=\"pending\",policy=\"refunds\"}";
+    assert_eq!(sample(&on_primary, pending), Some(2.0));
+    assert_eq!(sample(&on_replica, pending), Some(2.0));
+    let created = "pliuz_approvals_created_total{policy=\"refunds\"}";
+    assert_eq!(sample(&on_primary, created), Some(2.0));
+    assert_eq!(sample(&on_replica, created), None);
+    assert_eq!(
+        sample(&on_primary, "pliuz_audit_log_entries"),
+        sample(&on_replica, "pliuz_audit_log_entries")
+    );
+
+    // The checkpoint worker signs soon after the entries; then its age shows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = scrape(&http, &replica).await;
+        if let Some(age) = sample(&text, "pliuz_audit_checkpoint_age_seconds") {
+            assert!((0.0..60.0).contains(&age), "{age}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint age:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
