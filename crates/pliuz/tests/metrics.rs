@@ -402,3 +402,77 @@ async fn on_postgresql_replicas_share_the_gauges_and_count_their_own_requests() 
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// A webhook receiver that refuses its first delivery (503) and accepts the rest.
+async fn receiver_refusing_once() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind receiver");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://127.0.0.1:{port}/hook")
+}
+
+#[tokio::test]
+async fn webhook_deliveries_are_counted_by_outcome() {
+    let server = Server::start_with(
+        CONFIG,
+        None,
+        vec![
+            ("PLIUZ_OUTBOX_BACKOFF_MS".into(), "200".into()),
+            ("PLIUZ_OUTBOX_BACKOFF_MAX_MS".into(), "400".into()),
+        ],
+    )
+    .await;
+    let http = Client::new();
+    let hook = receiver_refusing_once().await;
+    let out = server.cli(
+        &["agents", "create", "hooked-bot", "--webhook-url", &hook],
+        None,
+    );
+    assert!(out.success, "{}", out.stderr);
+    let agent = out.stdout.lines().next().expect("key").to_owned();
+    // Decided at once by the policy's condition: one approval.decided event.
+    assert_eq!(
+        create(&http, &server, &agent, 500).await["status"],
+        "approved"
+    );
+
+    let failed = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"failed\"}";
+    let delivered = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"delivered\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = scrape(&http, &server).await;
+        if sample(&text, delivered) == Some(1.0) {
+            assert_eq!(sample(&text, failed), Some(1.0), "{text}");
+            assert_eq!(
+                sample(&text, "pliuz_outbox_depth{channel=\"webhook\"}"),
+                Some(0.0)
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
