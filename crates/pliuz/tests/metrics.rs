@@ -111,6 +111,15 @@ async fn metrics_need_the_token_and_move_with_requests_and_decisions() {
         assert_eq!(p["code"], "unauthorized");
     }
 
+    // The scheme's case does not matter (RFC 9110).
+    let r = http
+        .get(server.url("/metrics"))
+        .header("authorization", format!("bearer {METRICS_TOKEN}"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(r.status(), StatusCode::OK);
+
     let before = scrape(&http, &server).await;
     let entries_before = sample(&before, "pliuz_audit_log_entries").expect("audit size");
 

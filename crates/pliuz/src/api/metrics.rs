@@ -18,11 +18,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .into_response();
     }
     if let Some(token) = &settings.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| token.matches(g.trim())) {
+        if !crate::http::extract::bearer(&headers).is_some_and(|g| token.matches(g)) {
             return Problem::unauthorized(
                 "send the metrics token (metrics.token / PLIUZ_METRICS_TOKEN) as Authorization: Bearer <token>",
             )
