@@ -157,7 +157,16 @@ enum PolicyCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::file_modes::private_umask();
-    init_tracing(matches!(cli.command, Command::Serve { .. }));
+    // `serve` starts its log once its settings (and `log_format`) are read.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        match crate::config::LogFormat::from_env() {
+            Ok(format) => init_tracing(false, format.unwrap_or_default()),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -212,7 +221,7 @@ async fn check_approvers_against_store(set: &crate::policy::PolicySet, over: &Ov
     }
 }
 
-fn init_tracing(serving: bool) {
+fn init_tracing(serving: bool, format: crate::config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let default = if serving {
         "info,sqlx=warn,tower_http=warn"
@@ -220,12 +229,23 @@ fn init_tracing(serving: bool) {
         "warn"
     };
     let filter = EnvFilter::try_from_env("PLIUZ_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Secrets are scrubbed from each finished line, whatever its format.
+        .with_writer(crate::redact::RedactingStderr);
+    let _ = match format {
         // Colour codes only for a person at a terminal, not in log files.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(crate::redact::RedactingStderr)
-        .try_init();
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        // One object per line; the current span's fields (the request's
+        // method and redacted URI) are included.
+        crate::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -238,7 +258,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { listen } => {
             over.listen = listen;
-            crate::server::serve(Settings::load(&over)?).await?;
+            let settings = Settings::load(&over)?;
+            init_tracing(true, settings.log_format);
+            crate::server::serve(settings).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy {

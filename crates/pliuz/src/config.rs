@@ -28,6 +28,8 @@ pub const CHECKPOINT_EVERY_RANGE: (i64, i64) = (1, 1_000_000);
 /// Accepted range of `inbox.session_ttl`.
 pub const SESSION_TTL_RANGE: (Duration, Duration) =
     (Duration::from_secs(60), Duration::from_secs(90 * 24 * 3600));
+/// Shortest accepted `metrics.token`: a guessable token protects nothing.
+pub const MIN_METRICS_TOKEN_CHARS: usize = 16;
 /// Accepted range of a policy's `required_approvals`.
 pub const REQUIRED_APPROVALS_RANGE: (i64, i64) = (1, u32::MAX as i64);
 
@@ -112,6 +114,10 @@ pub struct Settings {
     pub encryption_key: Option<crate::encryption::KeyText>,
     /// Single sign-on (`[oidc]`), when configured.
     pub oidc: Option<oidc::OidcSettings>,
+    /// `GET /metrics` (`[metrics]`).
+    pub metrics: MetricsSettings,
+    /// How log lines are written (`log_format`, `PLIUZ_LOG_FORMAT`).
+    pub log_format: LogFormat,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -164,6 +170,82 @@ pub struct InboxSettings {
     pub secure_cookies: bool,
 }
 
+/// `[metrics]`: whether `GET /metrics` is served and what it asks for.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSettings {
+    /// Off unless turned on (`enabled = true`) or given a token: the counts
+    /// say how busy the server is and name the policies.
+    pub enabled: bool,
+    /// When set, a scrape must send `Authorization: Bearer <token>`.
+    pub token: Option<MetricsToken>,
+}
+
+/// The bearer token of `GET /metrics`: compared in constant time, never
+/// printed (not even through `{:?}`).
+#[derive(Clone)]
+pub struct MetricsToken(String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken([redacted])")
+    }
+}
+
+impl MetricsToken {
+    fn parse(setting: &str, token: String) -> Result<MetricsToken, String> {
+        if token.chars().count() < MIN_METRICS_TOKEN_CHARS
+            || !token.chars().all(|c| c.is_ascii_graphic())
+        {
+            return Err(format!("{setting} must be at least {MIN_METRICS_TOKEN_CHARS} printable characters without spaces (e.g. from `openssl rand -hex 32`)"));
+        }
+        Ok(MetricsToken(token))
+    }
+
+    /// Whether `given` is the token. Both sides are hashed first, so the
+    /// comparison takes the same time whatever the length or the first
+    /// differing byte.
+    pub fn matches(&self, given: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let expected = Sha256::digest(self.0.as_bytes());
+        let given = Sha256::digest(given.as_bytes());
+        expected
+            .iter()
+            .zip(given.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// `text` or `json`; anything else is a mistake naming `setting`.
+    pub fn parse(setting: &str, value: &str) -> Result<LogFormat, String> {
+        match value.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "{setting} must be \"text\" or \"json\", got {other:?}"
+            )),
+        }
+    }
+
+    /// From `PLIUZ_LOG_FORMAT` alone: for the commands that read no settings file.
+    pub fn from_env() -> anyhow::Result<Option<LogFormat>> {
+        env("PLIUZ_LOG_FORMAT")
+            .map(|v| LogFormat::parse("PLIUZ_LOG_FORMAT", &v).map_err(anyhow::Error::msg))
+            .transpose()
+    }
+}
+
 /// Values given on the command line (they win over everything).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -189,8 +271,17 @@ struct FileConfig {
     slack: Option<FileSlack>,
     inbox: Option<FileInbox>,
     oidc: Option<oidc::FileOidc>,
+    metrics: Option<FileMetrics>,
+    log_format: Option<Spanned<String>>,
     #[serde(default)]
     policy: Vec<Spanned<FilePolicy>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    enabled: Option<bool>,
+    token: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -359,6 +450,16 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
     if let Some(i) = file.inbox.as_ref().and_then(|i| i.session_ttl.as_ref()) {
         if let Err(m) = duration_in("inbox.session_ttl", i.get_ref(), SESSION_TTL_RANGE) {
             errors.push(lines.err(i, m));
+        }
+    }
+    if let Some(f) = &file.log_format {
+        if let Err(m) = LogFormat::parse("log_format", f.get_ref()) {
+            errors.push(lines.err(f, m));
+        }
+    }
+    if let Some(t) = file.metrics.as_ref().and_then(|m| m.token.as_ref()) {
+        if let Err(m) = MetricsToken::parse("metrics.token", t.get_ref().clone()) {
+            errors.push(lines.err(t, m));
         }
     }
     if let Some(sl) = &file.slack {
@@ -738,7 +839,32 @@ impl Settings {
             None => None,
         };
 
+        let fm = file.metrics.unwrap_or_default();
+        let token = match env("PLIUZ_METRICS_TOKEN") {
+            Some(t) => Some(MetricsToken::parse("PLIUZ_METRICS_TOKEN", t)),
+            None => fm
+                .token
+                .map(|t| MetricsToken::parse("metrics.token", t.into_inner())),
+        }
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+        let metrics = MetricsSettings {
+            enabled: env_bool("PLIUZ_METRICS_ENABLED")?
+                .or(fm.enabled)
+                .unwrap_or(token.is_some()),
+            token,
+        };
+        let log_format = match env("PLIUZ_LOG_FORMAT") {
+            Some(v) => LogFormat::parse("PLIUZ_LOG_FORMAT", &v),
+            None => file.log_format.map_or(Ok(LogFormat::Text), |f| {
+                LogFormat::parse("log_format", f.get_ref())
+            }),
+        }
+        .map_err(anyhow::Error::msg)?;
+
         Ok(Settings {
+            metrics,
+            log_format,
             oidc,
             listen,
             data_dir,

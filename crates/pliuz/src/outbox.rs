@@ -236,6 +236,10 @@ async fn failed(cp: &ControlPlane, row: &OutboxMessage, f: Failure, tuning: &Tun
             tracing::debug!(outbox = %row.id, kind = %row.kind, attempts, %error, "waiting")
         }
         _ => {
+            cp.metrics.delivery(
+                crate::metrics::Channel::Slack,
+                crate::metrics::DeliveryOutcome::Failed,
+            );
             tracing::warn!(outbox = %row.id, kind = %row.kind, attempts, %error, retry_in_ms = next - now, "notification not delivered; will retry")
         }
     }

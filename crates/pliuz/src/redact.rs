@@ -164,22 +164,23 @@ pub fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
 }
 
 /// A `tracing` writer to stderr that scrubs secrets from every line. The
-/// formatter writes each event with one `write` call, so a secret is never
-/// split across calls.
+/// formatter (text or JSON) writes each event with one `write` call, so a
+/// secret is never split across calls.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RedactingStderr;
 
-pub struct RedactingWriter;
+/// Scrubs secrets from what is written through it, then passes it on.
+pub struct RedactingWriter<W: Write = std::io::Stderr>(W);
 
-impl Write for RedactingWriter {
+impl<W: Write> Write for RedactingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(secrets(&text).as_bytes())?;
+        self.0.write_all(secrets(&text).as_bytes())?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        self.0.flush()
     }
 }
 
@@ -187,13 +188,67 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
     type Writer = RedactingWriter;
 
     fn make_writer(&'a self) -> RedactingWriter {
-        RedactingWriter
+        RedactingWriter(std::io::stderr())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log sink for tests, scrubbed by the same writer as stderr.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_log_lines_are_scrubbed_and_stay_json() {
+        let sink = Captured::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || RedactingWriter(writer.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", uri = "/x?next=pliuz_su_SetupSecret1");
+            let _entered = span.enter();
+            tracing::warn!(
+                key = "pliuz_ak_AgentSecret42",
+                hook = "https://hooks.slack.com/services/T0/B0/HookSecret",
+                "slack said no to xoxb-1-2-BotSecret \"quoted pliuz_ut_UserSecret\""
+            );
+        });
+        let bytes = sink.0.lock().unwrap().clone();
+        let text = String::from_utf8(bytes).unwrap();
+        for secret in [
+            "SetupSecret1",
+            "AgentSecret42",
+            "HookSecret",
+            "BotSecret",
+            "UserSecret",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["fields"]["key"], "pliuz_ak_[redacted]");
+        assert_eq!(
+            line["fields"]["message"],
+            "slack said no to xoxb-[redacted] \"quoted pliuz_ut_[redacted]\""
+        );
+    }
 
     #[test]
     fn prefixed_secrets_are_scrubbed_wherever_they_appear() {

@@ -26,6 +26,12 @@ pub fn app(state: AppState, slack: Option<Arc<crate::slack::Slack>>) -> Router {
         .merge(crate::slack::router(slack))
         .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
+        // Inside the fallbacks' reach and around each route, so the matched
+        // route template is known when a request is counted.
+        .layer(axum::middleware::from_fn_with_state(
+            state.cp.metrics.clone(),
+            crate::metrics::track_http,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             crate::http::error::Problem::internal().into_response()
@@ -285,6 +291,15 @@ async fn bootstrap_admin(cp: &ControlPlane) -> anyhow::Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("cannot create the first admin: {e}"))?;
     let url = &cp.settings.public_url;
+    if cp.settings.log_format == crate::config::LogFormat::Json {
+        // One JSON line like every other, so log collectors keep parsing.
+        if given.is_some() {
+            tracing::warn!(%email, login_url = %url, "first start: created the admin with the password from PLIUZ_ADMIN_PASSWORD");
+        } else {
+            tracing::warn!(%email, %password, login_url = %url, "first start: created the admin user; this password is shown only this once; add people with `pliuz users create`");
+        }
+        return Ok(());
+    }
     if given.is_some() {
         eprintln!("\n  First start: created admin {email} with the password from PLIUZ_ADMIN_PASSWORD.\n  Log in at {url}/\n");
     } else {

@@ -260,6 +260,10 @@ async fn failed(cp: &ControlPlane, row: &DueWebhook, f: Failure, tuning: &Tuning
     }
     let now = crate::service::now_millis();
     let next = now + tuning.delay_ms(attempts) + rand::thread_rng().gen_range(0..=10);
+    cp.metrics.delivery(
+        crate::metrics::Channel::Webhook,
+        crate::metrics::DeliveryOutcome::Failed,
+    );
     tracing::warn!(outbox = %row.id, attempts, %error, retry_in_ms = next - now, "webhook not delivered; will retry");
     if let Err(e) = cp.retry_delivery(&row.id, next, &error).await {
         tracing::warn!(error = %e, outbox = %row.id, "could not record a failed webhook delivery");

@@ -28,6 +28,8 @@ const LAYERS: &[&str] = &[
     "expiry",
     "audit",
     "service",
+    // In-memory counters the service and the workers record into.
+    "metrics",
     "store",
     // Configuration and its helpers.
     "file_modes",

@@ -4,6 +4,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod metrics;
 pub mod openapi;
 pub mod runs;
 
@@ -57,6 +58,7 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/api/v1/openapi.json", get(openapi_doc)),
         route(Method::GET, "/healthz", get(healthz)),
         route(Method::GET, "/readyz", get(readyz)),
+        route(Method::GET, "/metrics", get(metrics::metrics)),
     ];
     r.extend(audit::routes());
     r.extend(runs::routes());

@@ -152,6 +152,11 @@ pub fn operations() -> Vec<(&'static str, &'static str, Value)> {
             "/readyz",
             json!({"summary": "Readiness: the store answers", "tags": ["service"], "security": [], "responses": {"200": {"description": "ready"}, "503": {"$ref": "#/components/responses/Problem"}}}),
         ),
+        (
+            "get",
+            "/metrics",
+            json!({"summary": "Prometheus metrics (OpenMetrics text); served when [metrics] is enabled, with metrics.token as the bearer token when one is set", "tags": ["service"], "security": [{"metricsToken": []}, {}], "responses": {"200": {"description": "The metrics", "content": {"application/openmetrics-text; version=1.0.0; charset=utf-8": {"schema": {"type": "string"}}}}, "401": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}, "503": {"$ref": "#/components/responses/Problem"}}}),
+        ),
     ];
     ops.extend(super::audit::openapi_operations());
     ops.extend(super::runs::openapi_operations());
@@ -173,7 +178,7 @@ pub fn document() -> Value {
         },
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "Agent key (pliuz_ak_...) or user token (pliuz_ut_...)"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "Agent key (pliuz_ak_...) or user token (pliuz_ut_...)"}, "metricsToken": {"type": "http", "scheme": "bearer", "description": "metrics.token (PLIUZ_METRICS_TOKEN), for GET /metrics only"}},
             "responses": {
                 "Problem": {"description": "An error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
             },

@@ -6,6 +6,7 @@
 use super::ControlPlane;
 use crate::approval::Actor;
 use crate::audit_event::AuditEvent;
+use crate::metrics::{Channel, DeliveryOutcome};
 use crate::store::slack as sstore;
 use crate::store::StoreError;
 
@@ -59,7 +60,10 @@ impl ControlPlane {
         };
         tx.audit(Actor::System, approval_id.as_deref(), event)
             .await?;
-        tx.commit().await.map(drop)
+        tx.commit().await?;
+        self.metrics
+            .delivery(Channel::Slack, DeliveryOutcome::GivenUp);
+        Ok(())
     }
 
     /// Records a sent Slack message (where it went, optionally closing the
@@ -81,7 +85,10 @@ impl ControlPlane {
         }
         tx.audit(Actor::System, approval_id.as_deref(), event)
             .await?;
-        tx.commit().await.map(drop)
+        tx.commit().await?;
+        self.metrics
+            .delivery(Channel::Slack, DeliveryOutcome::Delivered);
+        Ok(())
     }
 
     /// A webhook the receiver accepted, with its `webhook.delivered` entry.
@@ -95,7 +102,10 @@ impl ControlPlane {
         tx.webhook_delivered(id).await?;
         tx.audit(Actor::System, approval_id.as_deref(), event)
             .await?;
-        tx.commit().await.map(drop)
+        tx.commit().await?;
+        self.metrics
+            .delivery(Channel::Webhook, DeliveryOutcome::Delivered);
+        Ok(())
     }
 
     /// Gives up on a webhook, with its `webhook.failed` entry.
@@ -110,6 +120,9 @@ impl ControlPlane {
         tx.webhook_given_up(id, error).await?;
         tx.audit(Actor::System, approval_id.as_deref(), event)
             .await?;
-        tx.commit().await.map(drop)
+        tx.commit().await?;
+        self.metrics
+            .delivery(Channel::Webhook, DeliveryOutcome::GivenUp);
+        Ok(())
     }
 }

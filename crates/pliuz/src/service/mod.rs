@@ -158,6 +158,8 @@ pub struct ControlPlane {
     pub policies: Arc<PolicySet>,
     pub notifier: Notifier,
     pub settings: Arc<Settings>,
+    /// What `GET /metrics` reports; changes are counted where they commit.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// SHA-256 over the canonical JSON of the tool name and arguments: what
@@ -223,13 +225,20 @@ impl ControlPlane {
             policies: Arc::new(settings.policies.clone()),
             notifier,
             settings,
+            metrics: crate::metrics::Metrics::new(),
         }
     }
 
     /// Commits a change to `a` and tells everyone waiting on it: in-process
     /// waiters at once, other replicas through PostgreSQL NOTIFY (sent
     /// inside the transaction, so it is delivered exactly when it commits).
-    async fn commit_change(&self, mut tx: WriteTx, a: &Approval) -> Result<()> {
+    /// `before` is the status before the change (`None`: it created `a`).
+    async fn commit_change(
+        &self,
+        mut tx: WriteTx,
+        before: Option<Status>,
+        a: &Approval,
+    ) -> Result<()> {
         let change = ApprovalChanged {
             id: a.id.clone(),
             status: a.status,
@@ -239,6 +248,7 @@ impl ControlPlane {
         let runs_changed = self.on_approval_change(&mut tx, a).await?;
         tx.notify_replicas(&change).await?;
         tx.commit().await?;
+        self.metrics.approval_changed(before, a);
         self.notifier.publish(change);
         if runs_changed {
             self.notifier.runs_changed();
@@ -436,7 +446,7 @@ impl ControlPlane {
         }
         self.queue_notifications(&mut tx, &a, Some(&policy), true)
             .await?;
-        self.commit_change(tx, &a).await?;
+        self.commit_change(tx, None, &a).await?;
         Ok((a, true))
     }
 
@@ -528,6 +538,7 @@ impl ControlPlane {
             .get_approval(id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let before = a.status;
         let Some(step) = transition(&mut a)? else {
             return Ok((a, false));
         };
@@ -541,7 +552,7 @@ impl ControlPlane {
         let policy = self.policies.get(&a.policy).cloned();
         self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
             .await?;
-        self.commit_change(tx, &a).await?;
+        self.commit_change(tx, Some(before), &a).await?;
         Ok((a, true))
     }
 

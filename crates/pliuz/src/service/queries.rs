@@ -64,6 +64,33 @@ impl ControlPlane {
     }
 }
 
+/// The gauges of `GET /metrics`, read at scrape time.
+impl ControlPlane {
+    pub async fn store_gauges(&self) -> Result<crate::metrics::StoreGauges> {
+        use crate::metrics::Channel;
+        let outbox_depth = self
+            .store
+            .outbox_depth()
+            .await?
+            .into_iter()
+            .map(|(kind, n)| {
+                let channel = if kind == crate::store::runs::WEBHOOK_KIND {
+                    Channel::Webhook
+                } else {
+                    Channel::Slack
+                };
+                (channel, n)
+            })
+            .collect();
+        Ok(crate::metrics::StoreGauges {
+            live_approvals: self.store.live_approval_counts().await?,
+            outbox_depth,
+            audit_entries: self.store.audit_size().await?,
+            latest_checkpoint_at: self.store.latest_checkpoint_at().await?,
+        })
+    }
+}
+
 /// Durable runs.
 impl ControlPlane {
     pub async fn list_runs(

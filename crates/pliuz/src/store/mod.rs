@@ -7,6 +7,7 @@
 
 mod approvals;
 mod audit;
+mod gauges;
 pub mod health;
 pub mod oidc;
 mod outbox;

@@ -1,0 +1,487 @@
+//! `GET /metrics` and JSON logs against the real binary: the token is
+//! required when set, the counters move as requests are created and
+//! decided, the gauges come from the database (so they survive a restart),
+//! labels never carry ids or agent text, and every JSON log line parses.
+
+mod support;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use support::{with_digest, Server};
+
+const METRICS_TOKEN: &str = "metrics-token-0123456789abcdef";
+
+const CONFIG: &str = r#"
+log_format = "text"
+
+[metrics]
+token = "metrics-token-0123456789abcdef"
+
+[[policy]]
+name = "refunds"
+tools = ["issue_refund"]
+approvers = ["group:finance"]
+auto_approve = "args.amount_cents <= 1000"
+"#;
+
+/// The value of the sample written exactly as `series` (name and labels in
+/// the order the server writes them), if the exposition has it.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split(' ').next()?.parse().ok())
+}
+
+async fn scrape(http: &Client, server: &Server) -> String {
+    let r = http
+        .get(server.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(r.status(), StatusCode::OK);
+    let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = r.text().await.expect("body");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    text
+}
+
+async fn create(http: &Client, server: &Server, agent: &str, amount: i64) -> Value {
+    let r = http
+        .post(server.url("/api/v1/approvals"))
+        .bearer_auth(agent)
+        .json(&json!({"tool_name": "issue_refund", "tool_args": {"order_id": "SECRET-ORDER-7", "amount_cents": amount}}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json().await.expect("json")
+}
+
+async fn decide(http: &Client, server: &Server, token: &str, id: &str, body: Value) {
+    let body = with_digest(http, server, token, id, body).await;
+    let r = http
+        .post(server.url(&format!("/api/v1/approvals/{id}/decision")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("decide");
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn metrics_need_the_token_and_move_with_requests_and_decisions() {
+    let mut server = Server::start_with(
+        CONFIG,
+        None,
+        vec![
+            ("PLIUZ_LOG_FORMAT".into(), "json".into()),
+            ("PLIUZ_LOG".into(), "debug,sqlx=warn".into()),
+        ],
+    )
+    .await;
+    let http = Client::new();
+    let agent = server.agent_key("support-bot");
+    let finance = server.user_token("fin@example.com", "approver", &["finance"]);
+
+    // Without the token, or with another, a problem+json 401.
+    for auth in [
+        None,
+        Some("wrong-token-0123456789abcdef"),
+        Some(agent.as_str()),
+    ] {
+        let mut req = http.get(server.url("/metrics"));
+        if let Some(t) = auth {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("scrape");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let p: Value = r.json().await.expect("problem");
+        assert_eq!(p["code"], "unauthorized");
+    }
+
+    // The scheme's case does not matter (RFC 9110).
+    let r = http
+        .get(server.url("/metrics"))
+        .header("authorization", format!("bearer {METRICS_TOKEN}"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let before = scrape(&http, &server).await;
+    let entries_before = sample(&before, "pliuz_audit_log_entries").expect("audit size");
+
+    // Three wait for a person, one is approved by the policy's condition.
+    let mut pending = Vec::new();
+    for _ in 0..3 {
+        pending.push(
+            create(&http, &server, &agent, 5000).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let auto = create(&http, &server, &agent, 500).await;
+    assert_eq!(auto["status"], "approved");
+    decide(
+        &http,
+        &server,
+        &finance,
+        &pending[0],
+        json!({"decision": "approve"}),
+    )
+    .await;
+    decide(
+        &http,
+        &server,
+        &finance,
+        &pending[1],
+        json!({"decision": "reject", "reason": "not this one"}),
+    )
+    .await;
+
+    let after = scrape(&http, &server).await;
+    assert_eq!(
+        sample(&after, "pliuz_approvals_created_total{policy=\"refunds\"}"),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "pliuz_approvals_decided_total{policy=\"refunds\",outcome=\"approved\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "pliuz_approvals_decided_total{policy=\"refunds\",outcome=\"rejected\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "pliuz_approval_time_to_decision_seconds_count{policy=\"refunds\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "pliuz_approvals{status=\"pending\",policy=\"refunds\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "pliuz_approvals{status=\"approved\",policy=\"refunds\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "pliuz_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/approvals\",status=\"201\"}"
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "pliuz_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/approvals/{id}/decision\",status=\"200\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "pliuz_http_request_duration_seconds_count{method=\"GET\",route=\"/metrics\",status=\"401\"}"
+        ),
+        Some(3.0)
+    );
+    assert!(sample(&after, "pliuz_audit_log_entries").expect("audit size") > entries_before);
+    assert_eq!(
+        sample(&after, "pliuz_outbox_depth{channel=\"webhook\"}"),
+        Some(0.0)
+    );
+    // Bounded labels: no request id, raw path, tool name, argument or e-mail.
+    for leaked in [
+        pending[0].as_str(),
+        "issue_refund",
+        "SECRET-ORDER-7",
+        "fin@example.com",
+    ] {
+        assert!(
+            !after.contains(leaked),
+            "{leaked} is in the metrics:\n{after}"
+        );
+    }
+
+    // An unknown path is one series, whatever the path.
+    for path in ["/no/such/a1", "/no/such/b2"] {
+        let r = http.get(server.url(path)).send().await.expect("get");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let text = scrape(&http, &server).await;
+    assert_eq!(
+        sample(
+            &text,
+            "pliuz_http_request_duration_seconds_count{method=\"GET\",route=\"unmatched\",status=\"404\"}"
+        ),
+        Some(2.0)
+    );
+    assert!(!text.contains("/no/such"), "{text}");
+
+    // A credential in a URL reaches the (debug) log only redacted.
+    let r = http
+        .get(server.url(&format!("/api/v1/policies?access_token={finance}")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // After a restart the counters start again; the gauges are the database's.
+    server.restart().await;
+    let restarted = scrape(&http, &server).await;
+    assert_eq!(
+        sample(
+            &restarted,
+            "pliuz_approvals_created_total{policy=\"refunds\"}"
+        ),
+        None
+    );
+    assert_eq!(
+        sample(
+            &restarted,
+            "pliuz_approvals{status=\"pending\",policy=\"refunds\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &restarted,
+            "pliuz_approvals{status=\"approved\",policy=\"refunds\"}"
+        ),
+        Some(2.0)
+    );
+
+    // Every log line is one JSON object; no secret made it into the log.
+    let log = server.log();
+    let mut lines = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        lines += 1;
+    }
+    assert!(lines > 10, "too few log lines:\n{log}");
+    assert!(log.contains("pliuz is serving"), "{log}");
+    assert!(log.contains("access_token=[redacted]"), "{log}");
+    for secret in [&agent[9..], &finance[9..], METRICS_TOKEN] {
+        assert!(!log.contains(secret), "a secret is in the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_off_unless_turned_on_and_the_settings_are_strict() {
+    let server =
+        Server::start("[[policy]]\nname = \"p\"\ntools = [\"t\"]\napprovers = [\"group:g\"]\n")
+            .await;
+    let r = Client::new()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.expect("problem");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("metrics are off"),
+        "{p}"
+    );
+
+    for (config, says) in [
+        (
+            "[metrics]\ntoken = \"short\"\n",
+            "metrics.token must be at least 16",
+        ),
+        (
+            "log_format = \"yaml\"\n",
+            "log_format must be \"text\" or \"json\"",
+        ),
+        ("[metrics]\nenable = true\n", "unknown field `enable`"),
+    ] {
+        std::fs::write(server.config_path(), config).expect("write config");
+        let out = server.serve_refused();
+        assert!(!out.success);
+        assert!(out.stderr.contains(says), "{config}: {}", out.stderr);
+    }
+    let mut env_server = Server::start("").await;
+    env_server.stop();
+    env_server.extra_env = vec![("PLIUZ_LOG_FORMAT".into(), "xml".into())];
+    let out = env_server.serve_refused();
+    assert!(
+        out.stderr
+            .contains("PLIUZ_LOG_FORMAT must be \"text\" or \"json\""),
+        "{}",
+        out.stderr
+    );
+    env_server.extra_env = vec![("PLIUZ_METRICS_TOKEN".into(), "short token".into())];
+    let out = env_server.serve_refused();
+    assert!(
+        out.stderr
+            .contains("PLIUZ_METRICS_TOKEN must be at least 16"),
+        "{}",
+        out.stderr
+    );
+    // Turned on without a token: served to anyone who can reach it.
+    env_server.extra_env = vec![("PLIUZ_METRICS_ENABLED".into(), "true".into())];
+    env_server.spawn().await;
+    let r = Client::new()
+        .get(env_server.url("/metrics"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn on_postgresql_replicas_share_the_gauges_and_count_their_own_requests() {
+    let config = format!(
+        "[audit]\ncheckpoint_every = 1\n\n[metrics]\ntoken = \"{METRICS_TOKEN}\"\n\n{}",
+        CONFIG
+            .split_once("[[policy]]")
+            .map(|(_, p)| format!("[[policy]]{p}"))
+            .unwrap()
+    );
+    let url = support::fresh_postgres_database().await;
+    let primary = Server::start_with(&config, Some(url), vec![]).await;
+    let replica = Server::replica_of(&primary).await;
+    let http = Client::new();
+    let agent = primary.agent_key("support-bot");
+    for _ in 0..2 {
+        create(&http, &primary, &agent, 5000).await;
+    }
+
+    let on_primary = scrape(&http, &primary).await;
+    let on_replica = scrape(&http, &replica).await;
+    let pending = "pliuz_approvals{status=\"pending\",policy=\"refunds\"}";
+    assert_eq!(sample(&on_primary, pending), Some(2.0));
+    assert_eq!(sample(&on_replica, pending), Some(2.0));
+    let created = "pliuz_approvals_created_total{policy=\"refunds\"}";
+    assert_eq!(sample(&on_primary, created), Some(2.0));
+    assert_eq!(sample(&on_replica, created), None);
+    assert_eq!(
+        sample(&on_primary, "pliuz_audit_log_entries"),
+        sample(&on_replica, "pliuz_audit_log_entries")
+    );
+
+    // The checkpoint worker signs soon after the entries; then its age shows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = scrape(&http, &replica).await;
+        if let Some(age) = sample(&text, "pliuz_audit_checkpoint_age_seconds") {
+            assert!((0.0..60.0).contains(&age), "{age}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint age:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A webhook receiver that refuses its first delivery (503) and accepts the rest.
+async fn receiver_refusing_once() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind receiver");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://127.0.0.1:{port}/hook")
+}
+
+#[tokio::test]
+async fn webhook_deliveries_are_counted_by_outcome() {
+    let server = Server::start_with(
+        CONFIG,
+        None,
+        vec![
+            ("PLIUZ_OUTBOX_BACKOFF_MS".into(), "200".into()),
+            ("PLIUZ_OUTBOX_BACKOFF_MAX_MS".into(), "400".into()),
+        ],
+    )
+    .await;
+    let http = Client::new();
+    let hook = receiver_refusing_once().await;
+    let out = server.cli(
+        &["agents", "create", "hooked-bot", "--webhook-url", &hook],
+        None,
+    );
+    assert!(out.success, "{}", out.stderr);
+    let agent = out.stdout.lines().next().expect("key").to_owned();
+    // Decided at once by the policy's condition: one approval.decided event.
+    assert_eq!(
+        create(&http, &server, &agent, 500).await["status"],
+        "approved"
+    );
+
+    let failed = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"failed\"}";
+    let delivered = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"delivered\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = scrape(&http, &server).await;
+        if sample(&text, delivered) == Some(1.0) {
+            assert_eq!(sample(&text, failed), Some(1.0), "{text}");
+            assert_eq!(
+                sample(&text, "pliuz_outbox_depth{channel=\"webhook\"}"),
+                Some(0.0)
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
