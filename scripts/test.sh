@@ -50,6 +50,9 @@ step "Rust: format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "Rust: cargo deny (licences, duplicate versions, sources)"
+bash scripts/deny.sh
+
 step "Rust: build the tests (and the pliuz binary they run)"
 # One debug build serves every test: `cargo test` below reuses it, and the
 # Python, README and browser tests run this binary.
@@ -92,7 +95,7 @@ step "TypeScript SDK: install, tsc --strict, lint, tests, npm pack"
 step "API: schemathesis against the real binary (agent and user credentials)"
 bash scripts/schemathesis.sh
 
-step "Fuzzing: every cargo fuzz target for a bounded time"
+step "Fuzzing: every fuzz target for a bounded time (reusing the debug build)"
 bash scripts/fuzz.sh
 
 step "Web inbox: end-to-end in headless Chromium"
