@@ -5,8 +5,9 @@
 # audit cross-check, and the web inbox in headless Chromium.
 # Installs what the tests need (Python packages, npm packages, Chromium).
 # The workspace is compiled once for the tests (debug; the Python, README and
-# browser tests use that binary too) besides clippy's check, and each step's
-# time is printed, with a summary at the end.
+# browser tests use that binary too) besides clippy's check; fuzzing recompiles
+# only our own crates, instrumented. Each step's time is printed, with a
+# summary at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
