@@ -51,14 +51,19 @@ pub fn cel_condition(data: &[u8]) {
 }
 
 /// Canonical entry parsing: whatever parses re-encodes to exactly the input,
-/// and the depth scanner agrees with the parsed value.
+/// and the depth scanner never counts less nesting than the parsed value has
+/// (more is right for a repeated key, whose last value wins in the parse).
 pub fn canonical_entry(data: &[u8]) {
     if let Ok(entry) = Entry::parse_canonical(data) {
         let again = entry.to_canonical_bytes().expect("a parsed entry encodes");
         assert_eq!(again, data, "canonical form is not a fixed point");
     }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-        assert_eq!(json_depth(data, usize::MAX - 1), value_depth(&v));
+        let scanned = json_depth(data, usize::MAX - 1);
+        assert!(
+            scanned >= value_depth(&v),
+            "the scan undercounts: {scanned}"
+        );
     }
 }
 

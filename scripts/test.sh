@@ -5,8 +5,9 @@
 # audit cross-check, and the web inbox in headless Chromium.
 # Installs what the tests need (Python packages, npm packages, Chromium).
 # The workspace is compiled once for the tests (debug; the Python, README and
-# browser tests use that binary too) besides clippy's check, and each step's
-# time is printed, with a summary at the end.
+# browser tests use that binary too) besides clippy's check; fuzzing recompiles
+# only our own crates, instrumented. Each step's time is printed, with a
+# summary at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -50,6 +51,9 @@ step "Rust: format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "Rust: cargo deny (licences, duplicate versions, sources)"
+bash scripts/deny.sh
+
 step "Rust: build the tests (and the pliuz binary they run)"
 # One debug build serves every test: `cargo test` below reuses it, and the
 # Python, README and browser tests run this binary.
@@ -92,7 +96,7 @@ step "TypeScript SDK: install, tsc --strict, lint, tests, npm pack"
 step "API: schemathesis against the real binary (agent and user credentials)"
 bash scripts/schemathesis.sh
 
-step "Fuzzing: every cargo fuzz target for a bounded time"
+step "Fuzzing: every fuzz target for a bounded time (reusing the debug build)"
 bash scripts/fuzz.sh
 
 step "Web inbox: end-to-end in headless Chromium"

@@ -1,5 +1,5 @@
 //! Canonical entry parsing: whatever parses re-encodes to exactly the input,
-//! and the depth scanner agrees with the parsed value.
+//! and the depth scanner never counts less nesting than the parsed value has.
 #![no_main]
 
 #[path = "../checks.rs"]

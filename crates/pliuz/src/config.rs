@@ -362,13 +362,7 @@ pub struct ParsedFile {
 /// tables). Returns all mistakes found, not just the first.
 pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
     let lines = Lines(text);
-    let file: FileConfig = toml::from_str(text).map_err(|e| {
-        vec![PolicyError {
-            line: e.span().map(|s| lines.at(s.start)),
-            message: e.message().to_owned(),
-        }]
-    })?;
-    let mut errors = Vec::new();
+    let (file, mut errors) = read_every_entry(text, &lines)?;
     let mut policies: Vec<Policy> = Vec::new();
     for sp in &file.policy {
         match build_policy(sp, &lines) {
@@ -483,13 +477,91 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
         }
     }
     if !errors.is_empty() {
-        errors.sort_by_key(|e| e.line);
+        // In file order; mistakes of the file as a whole (no line) after.
+        errors.sort_by_key(|e| (e.line.is_none(), e.line));
         return Err(errors);
     }
     Ok(ParsedFile {
         policies: PolicySet::new(policies, default_policy, text.to_owned()),
         file,
     })
+}
+
+/// Most mistakes a file can hold, so a pathological file cannot loop long.
+const MAX_READ_MISTAKES: usize = 100;
+
+fn toml_error(e: &toml::de::Error, lines: &Lines<'_>) -> PolicyError {
+    PolicyError {
+        line: e.span().map(|s| lines.at(s.start)),
+        message: e.message().to_owned(),
+    }
+}
+
+/// Deserializes the file, collecting every unknown key and mistyped value
+/// rather than the first: serde stops at the first, so each offending entry
+/// is blanked out (byte for byte, so later offsets and line numbers stay
+/// true) and the text is read again. Returns the settings that did read,
+/// for the checks that follow, with the mistakes so far; `Err` only when
+/// nothing further can be read (a syntax error, or a mistake that blanking
+/// cannot isolate, such as a table missing a required key).
+fn read_every_entry(
+    text: &str,
+    lines: &Lines<'_>,
+) -> Result<(FileConfig, Vec<PolicyError>), Vec<PolicyError>> {
+    // A syntax error leaves no reliable structure to read on from.
+    text.parse::<toml::Table>()
+        .map_err(|e| vec![toml_error(&e, lines)])?;
+    let mut current = text.to_owned();
+    let mut errors = Vec::new();
+    loop {
+        let e = match toml::from_str::<FileConfig>(&current) {
+            Ok(file) => return Ok((file, errors)),
+            Err(e) => e,
+        };
+        let mut error = toml_error(&e, lines);
+        // serde names the wrong type but not the key; the line holds it.
+        if let Some(key) = e.span().and_then(|span| key_at(&current, span.start)) {
+            if error.message.starts_with("invalid ") {
+                error.message = format!("{key}: {}", error.message);
+            }
+        }
+        errors.push(error);
+        match e.span().and_then(|span| blank_entry(&current, span)) {
+            Some(next) if errors.len() < MAX_READ_MISTAKES => current = next,
+            _ => return Err(errors),
+        }
+    }
+}
+
+/// The key of the `key = value` line holding `offset`.
+fn key_at(text: &str, offset: usize) -> Option<&str> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text.get(start..)?.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.contains('\n')).then_some(key)
+}
+
+/// `text` with the whole lines holding `span` replaced by spaces, or `None`
+/// when that cannot remove just one entry: the span is on a table header,
+/// or the rest would not be valid TOML (a value continuing on other lines).
+fn blank_entry(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    let start = text.get(..span.start)?.rfind('\n').map_or(0, |i| i + 1);
+    let end = text
+        .get(span.end..)?
+        .find('\n')
+        .map_or(text.len(), |i| span.end + i);
+    if text.get(start..end)?.trim_start().starts_with('[') {
+        return None;
+    }
+    let mut bytes = text.as_bytes().to_vec();
+    for b in &mut bytes[start..end] {
+        if *b != b'\n' {
+            *b = b' ';
+        }
+    }
+    let blanked = String::from_utf8(bytes).ok()?;
+    blanked.parse::<toml::Table>().ok()?;
+    Some(blanked)
 }
 
 const SLACK_HALF_CONFIGURED: &str = "[slack] needs both slack.bot_token and slack.signing_secret (or PLIUZ_SLACK_BOT_TOKEN and PLIUZ_SLACK_SIGNING_SECRET); give both, or neither to run without Slack";
@@ -912,6 +984,36 @@ auto_approve = "args.amount_cents <="
                 .unwrap_or_default();
         assert_eq!(errs[0].line, Some(4), "{errs:?}");
         assert!(errs[0].message.contains("colour"));
+    }
+
+    #[test]
+    fn every_unknown_key_and_mistyped_value_is_reported_with_the_checks_after() {
+        let text = "colour = 1\n[[policy]]\nname = \"a\"\napprovers = [\"group:x\"]\ntimeout = \"1h\"\nrequired_approvals = \"two\"\nexpires_in = \"soon\"\n[inbox]\nsecure = true\n";
+        let errs = parse_config_text(text).err().unwrap_or_default();
+        let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(
+            lines,
+            vec![Some(1), Some(5), Some(6), Some(7), Some(9)],
+            "{errs:?}"
+        );
+        assert!(errs[0].message.contains("colour"), "{errs:?}");
+        assert!(errs[1].message.contains("timeout"), "{errs:?}");
+        assert!(
+            errs[2]
+                .message
+                .starts_with("required_approvals: invalid type"),
+            "{errs:?}"
+        );
+        assert!(errs[3].message.contains("expires_in"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_alone() {
+        let errs = parse_config_text("colour = 1\nname = \"a\n")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].line, Some(2), "{errs:?}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! What a newcomer meets in the first hour (issue 14), over the real binary:
 //! the first admin's one-time password survives a failed start and is
 //! printed with the real URL, logs without colour codes off a terminal,
-//! approvers matching nobody are warned about, and `--help` and the README
-//! describe every command.
+//! approvers matching nobody are warned about, every mistake in a config file
+//! is reported in one run, and `--help` and the README describe every command.
 
 mod support;
 
@@ -362,5 +362,91 @@ fn the_readme_cli_table_lists_every_subcommand() {
     assert!(
         missing.is_empty(),
         "not in the README's CLI table: {missing:?}"
+    );
+}
+
+/// One distinct mistake per line, each of a different kind; the numbers are
+/// the lines that `policy check` and `serve` must name.
+const MISTAKES_CONFIG: &str = r#"listen = "localhost"
+colour = "blue"
+[audit]
+checkpoint_every = 0
+[[policy]]
+name = "refunds"
+tools = ["issue_refund"]
+approvers = ["group:finance"]
+expires_in = "soon"
+auto_approve = "args.amount_cents <="
+required_approvals = "two"
+[[policy]]
+name = "wires"
+tools = ["send_wire"]
+approvers = ["finance"]
+decisions = ["approve", "maybe"]
+timeout = "1h"
+"#;
+const MISTAKE_LINES: [(usize, &str); 9] = [
+    (1, "listen 'localhost'"),
+    (2, "unknown field `colour`"),
+    (4, "audit.checkpoint_every"),
+    (9, "expires_in"),
+    (10, "auto_approve"),
+    (11, "invalid type: string \"two\""),
+    (15, "finance"),
+    (16, "maybe"),
+    (17, "unknown field `timeout`"),
+];
+
+/// Asserts that `output` names each mistake of `MISTAKES_CONFIG` with its
+/// file and line.
+fn assert_every_mistake_listed(output: &str, config: &Path) {
+    for (line, says) in MISTAKE_LINES {
+        let at = format!("{}:{line}: ", config.display());
+        assert!(
+            output.lines().any(|l| l.contains(&at) && l.contains(says)),
+            "no {at}... {says}:\n{output}"
+        );
+    }
+}
+
+#[test]
+fn policy_check_and_serve_report_every_mistake_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, config) = (dir.path().join("data"), dir.path().join("pliuz.toml"));
+    std::fs::write(&config, MISTAKES_CONFIG).unwrap();
+
+    let mut c = pliuz(&data, &config);
+    c.args(["policy", "check"]);
+    let (ok, _, stderr) = run(c);
+    assert!(!ok, "a file with mistakes must fail the check:\n{stderr}");
+    assert_every_mistake_listed(&stderr, &config);
+    assert!(
+        stderr.contains(&format!("{} mistake(s) found", MISTAKE_LINES.len())),
+        "{stderr}"
+    );
+
+    let mut c = pliuz(&data, &config);
+    c.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut serving = Serving::start(c);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serving.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not refuse to start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    // The reader thread ends at the end of stderr, after the last line.
+    let mut stderr = String::new();
+    while let Ok(line) = serving.lines.recv_timeout(Duration::from_secs(10)) {
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    assert_every_mistake_listed(&stderr, &config);
+    assert!(!stderr.contains("pliuz is serving"), "{stderr}");
+    assert!(
+        !data.exists(),
+        "a refused start must not create the database"
     );
 }
