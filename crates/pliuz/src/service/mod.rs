@@ -373,14 +373,11 @@ impl ControlPlane {
             },
         )
         .await;
-        let mut tx = self.store.begin_write().await?;
-        tx.insert_approval(&a).await.map_err(|e| {
-            if e.is_unique_violation() {
-                ServiceError::ConcurrentCreate
-            } else {
-                e.into()
-            }
-        })?;
+        let condition_errors = match &auto {
+            AutoDecision::Human { errors } => errors.clone(),
+            _ => vec![],
+        };
+        // Recorded as created before the policy's own decision is applied.
         let created = AuditEvent::ApprovalCreated {
             tool_name: a.tool_name.clone(),
             tool_args: a.tool_args.clone(),
@@ -393,19 +390,17 @@ impl ControlPlane {
             idempotency_key: a.idempotency_key.clone(),
             required_approvals: a.required_approvals,
             expires_at: crate::store::format_time(a.expires_at),
-            condition_errors: match &auto {
-                AutoDecision::Human { errors } => errors.clone(),
-                _ => vec![],
-            },
+            condition_errors,
         };
-        tx.audit(Actor::Agent(agent.to_owned()), Some(&a.id), created)
-            .await?;
         let auto_outcome = match auto {
             AutoDecision::Approve { condition } => Some((true, condition)),
             AutoDecision::Reject { condition } => Some((false, condition)),
             AutoDecision::Human { .. } => None,
         };
-        if let Some((approve, condition)) = auto_outcome {
+        // A request the policy decides is stored once, in its decided state,
+        // instead of stored pending and then updated (issue #13): the same
+        // row (`version` 1, as after that update) and the same two entries.
+        let decided = auto_outcome.map(|(approve, condition)| {
             let reason = format!(
                 "{} by policy '{}': {condition}",
                 if approve {
@@ -416,8 +411,8 @@ impl ControlPlane {
                 policy.name
             );
             a.auto_decide(approve, reason.clone(), now);
-            tx.update_approval(&mut a).await?;
-            let decided = AuditEvent::ApprovalDecided {
+            a.version += 1;
+            AuditEvent::ApprovalDecided {
                 decision: if approve {
                     DecisionKind::Approve
                 } else {
@@ -430,7 +425,19 @@ impl ControlPlane {
                 args_digest: None,
                 final_args: a.final_args.clone(),
                 edited: false,
-            };
+            }
+        });
+        let mut tx = self.store.begin_write().await?;
+        tx.insert_approval(&a).await.map_err(|e| {
+            if e.is_unique_violation() {
+                ServiceError::ConcurrentCreate
+            } else {
+                e.into()
+            }
+        })?;
+        tx.audit(Actor::Agent(agent.to_owned()), Some(&a.id), created)
+            .await?;
+        if let Some(decided) = decided {
             tx.audit(Actor::Policy(policy.name.clone()), Some(&a.id), decided)
                 .await?;
         }

@@ -445,6 +445,8 @@ impl Store {
             tx: TxConn(Some(conn)),
             store: self.clone(),
             appended: Vec::new(),
+            audit_size: 0,
+            hashes_written: std::collections::HashMap::new(),
             open: false,
             turn: Some(WriterTurn {
                 _lock: lock,
@@ -528,6 +530,12 @@ pub struct WriteTx {
     tx: TxConn,
     store: Store,
     appended: Vec<u64>,
+    /// The audit log's size: read when `start` locks the head row, advanced
+    /// by each append, and written back to the row once, at commit.
+    audit_size: i64,
+    /// The tree hashes this transaction appended, so that later entries of
+    /// the same change need not read them back.
+    hashes_written: std::collections::HashMap<u64, pliuz_audit::Hash>,
     /// `BEGIN` succeeded and neither `COMMIT` nor `ROLLBACK` has.
     open: bool,
     /// This process's write turn; released only once the connection is clean.
@@ -595,9 +603,11 @@ impl WriteTx {
                     .await?;
             }
         }
-        self.tx
-            .execute("UPDATE audit_head SET size = size WHERE id = 1")
-            .await?;
+        // Locks the head row and reads the log's size in one round trip.
+        self.audit_size =
+            sqlx::query_scalar("UPDATE audit_head SET size = size WHERE id = 1 RETURNING size")
+                .fetch_one(&mut *self.tx)
+                .await?;
         Ok(())
     }
 
@@ -618,6 +628,14 @@ impl WriteTx {
             return Err(StoreError::Audit(
                 "refusing to commit a change that was not audited".into(),
             ));
+        }
+        let head = sqlx::query("UPDATE audit_head SET size = $1 WHERE id = 1")
+            .bind(self.audit_size)
+            .execute(&mut *self.tx)
+            .await;
+        if let Err(e) = head {
+            self.roll_back().await;
+            return Err(e.into());
         }
         self.finish().await?;
         health::committed();
