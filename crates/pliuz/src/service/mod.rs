@@ -449,21 +449,23 @@ impl ControlPlane {
 
     /// Loads an approval the principal may see.
     pub async fn get_for(&self, principal: &Principal, id: &str) -> Result<Approval> {
-        // No stored id holds a control character; PostgreSQL would refuse
-        // the query, so answer as SQLite does.
-        if unstorable("id", id).is_some() {
-            return Err(ServiceError::NotFound(id.to_owned()));
-        }
+        check_id(id)?;
         let a = self
             .store
             .get_approval(id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
-        if self.can_see(principal, &a) {
-            Ok(a)
+        self.check_visible(principal, &a)?;
+        Ok(a)
+    }
+
+    /// `NotFound` unless the principal may see `a` (not "forbidden": do not
+    /// confirm the request exists).
+    fn check_visible(&self, principal: &Principal, a: &Approval) -> Result<()> {
+        if self.can_see(principal, a) {
+            Ok(())
         } else {
-            // Not "forbidden": do not confirm the request exists.
-            Err(ServiceError::NotFound(id.to_owned()))
+            Err(ServiceError::NotFound(a.id.clone()))
         }
     }
 
@@ -535,10 +537,11 @@ impl ControlPlane {
             .get_approval(id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let votes_before = a.votes.clone();
         let Some(step) = transition(&mut a)? else {
             return Ok((a, false));
         };
-        if let Err(e) = tx.update_approval(&mut a).await {
+        if let Err(e) = tx.update_approval(&mut a, &votes_before).await {
             return Err(match (e, step.on_conflict) {
                 (StoreError::Conflict, Some(answer)) => answer,
                 (other, _) => other.into(),
@@ -576,17 +579,20 @@ impl ControlPlane {
         if let Some(args) = &input.final_args {
             check_args_size("final_args", args)?;
         }
-        let current = self.get_for(principal, id).await?;
-        self.allows(principal, &current, action)?;
-        if let (DecisionKind::Edit, Some(args), Some(schema)) =
-            (input.kind, &input.final_args, &current.tool_schema)
-        {
-            schema_errors(schema, args).map_err(ServiceError::SchemaViolation)?;
-        }
+        check_id(id)?;
         let actor = principal.actor();
         let now = crate::store::now_millis();
+        // Checked on the request as read under the write lock, not on an
+        // earlier read of it: one read fewer, and never a stale answer.
         let (a, _) = self
             .change_request(id, |a| {
+                self.check_visible(principal, a)?;
+                self.allows(principal, a, action)?;
+                if let (DecisionKind::Edit, Some(args), Some(schema)) =
+                    (input.kind, &input.final_args, &a.tool_schema)
+                {
+                    schema_errors(schema, args).map_err(ServiceError::SchemaViolation)?;
+                }
                 // Bound to what was reviewed: an edit in between (quorum > 1)
                 // must not let an approval of the old arguments settle the new ones.
                 let reviewed = review_digest(a);
@@ -655,12 +661,13 @@ impl ControlPlane {
             return Err(ServiceError::Validation(vec![e]));
         }
         check_reason(Action::Cancel, reason.as_deref())?;
-        let current = self.get_for(principal, id).await?;
-        self.allows(principal, &current, Action::Cancel)?;
+        check_id(id)?;
         let actor = principal.actor();
         let now = crate::store::now_millis();
         let (a, _) = self
             .change_request(id, |a| {
+                self.check_visible(principal, a)?;
+                self.allows(principal, a, Action::Cancel)?;
                 a.cancel(actor.clone(), reason.clone(), now)?;
                 Ok(Some(Step::new(
                     actor,
@@ -682,11 +689,12 @@ impl ControlPlane {
         claim_id: String,
     ) -> Result<Approval> {
         only_agents(principal)?;
-        self.get_for(principal, id).await?;
+        check_id(id)?;
         let now = crate::store::now_millis();
         // Slack shows it too: started, and "outcome unknown" if no report follows.
         let (a, _) = self
             .change_request(id, |a| {
+                self.check_visible(principal, a)?;
                 if !a.claim_execution(&claim_id, now)? {
                     return Ok(None); // already this caller's claim: nothing to write
                 }
@@ -723,9 +731,10 @@ impl ControlPlane {
         exec: Execution,
     ) -> Result<Approval> {
         only_agents(principal)?;
-        self.get_for(principal, id).await?;
+        check_id(id)?;
         let (a, _) = self
             .change_request(id, |a| {
+                self.check_visible(principal, a)?;
                 if !a.report_execution(claim_id.as_deref(), exec.clone(), exec.reported_at)? {
                     return Ok(None); // the same report again: already recorded
                 }
@@ -831,6 +840,15 @@ impl From<Refusal> for ServiceError {
                 ServiceError::Forbidden(r.to_string())
             }
         }
+    }
+}
+
+/// No stored id holds a control character; PostgreSQL would refuse the
+/// query, so answer as SQLite does.
+fn check_id(id: &str) -> Result<()> {
+    match unstorable("id", id) {
+        Some(_) => Err(ServiceError::NotFound(id.to_owned())),
+        None => Ok(()),
     }
 }
 

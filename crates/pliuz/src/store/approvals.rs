@@ -334,12 +334,14 @@ impl WriteTx {
             ))
             .into_owned();
         bind_all(sqlx::query(&q), a).execute(&mut *self.tx).await?;
-        self.save_votes(a).await
+        self.save_votes(&a.id, &a.votes).await
     }
 
     /// Saves a changed approval if nobody else changed it since it was read;
-    /// otherwise `StoreError::Conflict`. Bumps `a.version`.
-    pub async fn update_approval(&mut self, a: &mut Approval) -> Result<()> {
+    /// otherwise `StoreError::Conflict`. Bumps `a.version`. `votes_before`
+    /// are the votes as read: when the change only added votes, only those
+    /// are inserted.
+    pub async fn update_approval(&mut self, a: &mut Approval, votes_before: &[Vote]) -> Result<()> {
         let expected = a.version;
         a.version += 1;
         let q = self
@@ -373,20 +375,27 @@ impl WriteTx {
             a.version = expected;
             return Err(StoreError::Conflict);
         }
-        let q = self
-            .sql("DELETE FROM approval_votes WHERE approval_id = ?")
-            .into_owned();
-        sqlx::query(&q).bind(&a.id).execute(&mut *self.tx).await?;
-        self.save_votes(a).await
+        let new_votes = match a.votes.strip_prefix(votes_before) {
+            Some(added) => added,
+            None => {
+                // Votes were withdrawn (an edit starts the count again).
+                let q = self
+                    .sql("DELETE FROM approval_votes WHERE approval_id = ?")
+                    .into_owned();
+                sqlx::query(&q).bind(&a.id).execute(&mut *self.tx).await?;
+                &a.votes[..]
+            }
+        };
+        self.save_votes(&a.id, new_votes).await
     }
 
-    async fn save_votes(&mut self, a: &Approval) -> Result<()> {
+    async fn save_votes(&mut self, approval_id: &str, votes: &[Vote]) -> Result<()> {
         let q = self
             .sql("INSERT INTO approval_votes (approval_id, voter, created_at) VALUES (?, ?, ?)")
             .into_owned();
-        for v in &a.votes {
+        for v in votes {
             sqlx::query(&q)
-                .bind(&a.id)
+                .bind(approval_id)
                 .bind(&v.voter)
                 .bind(v.at)
                 .execute(&mut *self.tx)

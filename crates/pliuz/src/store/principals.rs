@@ -111,16 +111,35 @@ impl Store {
     }
 
     /// Who holds this bearer secret (by its hash)? Revoked keys, revoked
-    /// tokens and disabled users resolve to nobody.
-    pub async fn principal_for_secret_hash(&self, hash: &str) -> Result<Option<Principal>> {
+    /// tokens and disabled users resolve to nobody. `user_token_first`
+    /// looks among user tokens before agent keys.
+    pub async fn principal_for_secret_hash(
+        &self,
+        hash: &str,
+        user_token_first: bool,
+    ) -> Result<Option<Principal>> {
+        if user_token_first {
+            if let Some(user) = self.user_for_token_hash(hash).await? {
+                return Ok(Some(user));
+            }
+            return self.agent_for_key_hash(hash).await;
+        }
+        if let Some(agent) = self.agent_for_key_hash(hash).await? {
+            return Ok(Some(agent));
+        }
+        self.user_for_token_hash(hash).await
+    }
+
+    async fn agent_for_key_hash(&self, hash: &str) -> Result<Option<Principal>> {
         let q = self.sql("SELECT name FROM agents WHERE key_hash = ? AND revoked_at IS NULL");
-        if let Some(name) = sqlx::query_scalar::<_, String>(&q)
+        Ok(sqlx::query_scalar::<_, String>(&q)
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?
-        {
-            return Ok(Some(Principal::Agent { name }));
-        }
+            .map(|name| Principal::Agent { name }))
+    }
+
+    async fn user_for_token_hash(&self, hash: &str) -> Result<Option<Principal>> {
         let q =
             self.sql("SELECT user_id FROM user_tokens WHERE token_hash = ? AND revoked_at IS NULL");
         let Some(user_id) = sqlx::query_scalar::<_, String>(&q)
