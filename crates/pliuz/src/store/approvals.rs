@@ -304,18 +304,33 @@ impl Store {
     }
 }
 
+/// One approval and its votes in one statement: a row per vote (one row
+/// with no vote when there are none), each repeating the approval.
 async fn get_in(store: &Store, conn: &mut AnyConnection, id: &str) -> Result<Option<Approval>> {
+    let columns = COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let q = store
-        .sql(&format!("SELECT {COLUMNS} FROM approvals WHERE id = ?"))
+        .sql(&format!(
+            "SELECT {columns}, v.voter AS vote_voter, v.created_at AS vote_at FROM approvals a LEFT JOIN approval_votes v ON v.approval_id = a.id WHERE a.id = ? ORDER BY v.created_at, v.voter"
+        ))
         .into_owned();
-    let row = sqlx::query(&q).bind(id).fetch_optional(&mut *conn).await?;
-    match row {
-        None => Ok(None),
-        Some(r) => {
-            let votes = load_votes(store, conn, id).await?;
-            Ok(Some(from_row(&r, votes)?))
+    let rows = sqlx::query(&q).bind(id).fetch_all(&mut *conn).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut votes = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let (Some(voter), Some(at)) = (
+            col::<Option<String>>(r, "vote_voter")?,
+            col::<Option<i64>>(r, "vote_at")?,
+        ) {
+            votes.push(Vote { voter, at });
         }
     }
+    Ok(Some(from_row(first, votes)?))
 }
 
 impl WriteTx {
