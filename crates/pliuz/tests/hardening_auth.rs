@@ -751,14 +751,14 @@ fn html_value(html: &str, marker: &str) -> String {
 // the form words the refusal its own way and nothing is decided.
 #[tokio::test]
 async fn the_inbox_reject_form_asks_the_same_reason_rules() {
-    let server = Server::start(CONFIG).await;
-    create_user(&server, "fin@example.com", "approver", &["finance"]);
+    let server = Server::start(REFUNDS_POLICY).await;
+    server.create_user("fin@example.com", "approver", &["finance"]);
     let agent = server.agent_key("bot");
     let http = no_redirects();
     let (status, a) = create_refund(&http, &server, &agent, "").await;
     assert_eq!(status, StatusCode::CREATED, "{a}");
     let id = a["id"].as_str().unwrap().to_owned();
-    let session = login(&http, &server, "fin@example.com").await;
+    let session = support::web::session(&http, &server, "fin@example.com").await;
     let cookie = format!("pliuz_session={session}");
     let page = http
         .get(server.url(&format!("/requests/{id}")))
