@@ -155,7 +155,7 @@ async fn sqlite_statements_per_change_stay_within_budget() {
         Budget {
             auto_approved_create: 14,
             pending_create: 10,
-            decide: 14,
+            decide: 12,
             claim: 12,
             report: 11,
         },
@@ -172,7 +172,7 @@ async fn postgres_statements_per_change_stay_within_budget() {
         Budget {
             auto_approved_create: 16,
             pending_create: 12,
-            decide: 16,
+            decide: 14,
             claim: 14,
             report: 13,
         },

@@ -139,19 +139,31 @@ impl Store {
             .map(|name| Principal::Agent { name }))
     }
 
+    /// The user holding this API token, with their groups, in one
+    /// statement: a row per group (one row with none when they have none).
     async fn user_for_token_hash(&self, hash: &str) -> Result<Option<Principal>> {
-        let q =
-            self.sql("SELECT user_id FROM user_tokens WHERE token_hash = ? AND revoked_at IS NULL");
-        let Some(user_id) = sqlx::query_scalar::<_, String>(&q)
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
+        let columns = USER_COLS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let q = format!(
+            "SELECT {columns}, g.group_name AS group_name FROM user_tokens t \
+             JOIN users u ON u.id = t.user_id \
+             LEFT JOIN user_groups g ON g.user_id = u.id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL ORDER BY g.group_name"
+        );
+        let rows = sqlx::query(&q).bind(hash).fetch_all(&self.pool).await?;
+        let Some(first) = rows.first() else {
             return Ok(None);
         };
-        Ok(self
-            .user_by_id(&user_id)
-            .await?
+        let mut groups = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(g) = col::<Option<String>>(r, "group_name")? {
+                groups.push(g);
+            }
+        }
+        Ok(Some(user_from_row(first, groups)?)
             .filter(|u| !u.user.disabled)
             .map(|u| Principal::User(u.user)))
     }
