@@ -810,3 +810,32 @@ async fn the_inbox_reject_form_asks_the_same_reason_rules() {
     let now: Value = res.json().await.unwrap();
     assert_eq!(now["status"], "pending", "{now}");
 }
+
+// A revoked agent key is refused at once on every replica, not only on the
+// one whose configuration the revoking command used: whatever a replica
+// keeps in memory about keys must not outlive a revocation elsewhere.
+#[tokio::test]
+async fn a_key_revoked_through_one_replica_is_refused_at_once_by_another() {
+    let a = Server::start_with(
+        REFUNDS_POLICY,
+        Some(support::fresh_postgres_database().await),
+        vec![],
+    )
+    .await;
+    let b = Server::replica_of(&a).await;
+    let key = a.agent_key("bot");
+    let http = Client::new();
+    let list = |s: &Server| {
+        http.get(s.url("/api/v1/approvals"))
+            .bearer_auth(&key)
+            .send()
+    };
+    for s in [&a, &b] {
+        assert_eq!(list(s).await.unwrap().status(), StatusCode::OK);
+    }
+    let out = b.cli(&["agents", "revoke", "bot"], None);
+    assert!(out.success, "{}", out.stderr);
+    for s in [&a, &b] {
+        assert_eq!(list(s).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+}

@@ -34,7 +34,10 @@ impl FromRequestParts<AppState> for Auth {
         if let Some(token) = bearer(&parts.headers) {
             let principal = state
                 .cp
-                .principal_for_secret_hash(&auth::hash_secret(token))
+                .principal_for_secret_hash(
+                    &auth::hash_secret(token),
+                    token.starts_with(auth::USER_TOKEN_PREFIX),
+                )
                 .await?;
             return principal.map(Auth).ok_or_else(|| {
                 Problem::unauthorized("the bearer token is unknown or revoked; create a new one with `pliuz agents create` or `pliuz users token`")

@@ -383,14 +383,11 @@ impl ControlPlane {
             },
         )
         .await;
-        let mut tx = self.store.begin_write().await?;
-        tx.insert_approval(&a).await.map_err(|e| {
-            if e.is_unique_violation() {
-                ServiceError::ConcurrentCreate
-            } else {
-                e.into()
-            }
-        })?;
+        let condition_errors = match &auto {
+            AutoDecision::Human { errors } => errors.clone(),
+            _ => vec![],
+        };
+        // Recorded as created before the policy's own decision is applied.
         let created = AuditEvent::ApprovalCreated {
             tool_name: a.tool_name.clone(),
             tool_args: a.tool_args.clone(),
@@ -403,19 +400,17 @@ impl ControlPlane {
             idempotency_key: a.idempotency_key.clone(),
             required_approvals: a.required_approvals,
             expires_at: crate::store::format_time(a.expires_at),
-            condition_errors: match &auto {
-                AutoDecision::Human { errors } => errors.clone(),
-                _ => vec![],
-            },
+            condition_errors,
         };
-        tx.audit(Actor::Agent(agent.to_owned()), Some(&a.id), created)
-            .await?;
         let auto_outcome = match auto {
             AutoDecision::Approve { condition } => Some((true, condition)),
             AutoDecision::Reject { condition } => Some((false, condition)),
             AutoDecision::Human { .. } => None,
         };
-        if let Some((approve, condition)) = auto_outcome {
+        // A request the policy decides is stored once, in its decided state,
+        // instead of stored pending and then updated (issue #13): the same
+        // row (`version` 1, as after that update) and the same two entries.
+        let decided = auto_outcome.map(|(approve, condition)| {
             let reason = format!(
                 "{} by policy '{}': {condition}",
                 if approve {
@@ -426,8 +421,8 @@ impl ControlPlane {
                 policy.name
             );
             a.auto_decide(approve, reason.clone(), now);
-            tx.update_approval(&mut a).await?;
-            let decided = AuditEvent::ApprovalDecided {
+            a.version += 1;
+            AuditEvent::ApprovalDecided {
                 decision: if approve {
                     DecisionKind::Approve
                 } else {
@@ -440,7 +435,19 @@ impl ControlPlane {
                 args_digest: None,
                 final_args: a.final_args.clone(),
                 edited: false,
-            };
+            }
+        });
+        let mut tx = self.store.begin_write().await?;
+        tx.insert_approval(&a).await.map_err(|e| {
+            if e.is_unique_violation() {
+                ServiceError::ConcurrentCreate
+            } else {
+                e.into()
+            }
+        })?;
+        tx.audit(Actor::Agent(agent.to_owned()), Some(&a.id), created)
+            .await?;
+        if let Some(decided) = decided {
             tx.audit(Actor::Policy(policy.name.clone()), Some(&a.id), decided)
                 .await?;
         }
@@ -452,21 +459,23 @@ impl ControlPlane {
 
     /// Loads an approval the principal may see.
     pub async fn get_for(&self, principal: &Principal, id: &str) -> Result<Approval> {
-        // No stored id holds a control character; PostgreSQL would refuse
-        // the query, so answer as SQLite does.
-        if unstorable("id", id).is_some() {
-            return Err(ServiceError::NotFound(id.to_owned()));
-        }
+        check_id(id)?;
         let a = self
             .store
             .get_approval(id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
-        if self.can_see(principal, &a) {
-            Ok(a)
+        self.check_visible(principal, &a)?;
+        Ok(a)
+    }
+
+    /// `NotFound` unless the principal may see `a` (not "forbidden": do not
+    /// confirm the request exists).
+    fn check_visible(&self, principal: &Principal, a: &Approval) -> Result<()> {
+        if self.can_see(principal, a) {
+            Ok(())
         } else {
-            // Not "forbidden": do not confirm the request exists.
-            Err(ServiceError::NotFound(id.to_owned()))
+            Err(ServiceError::NotFound(a.id.clone()))
         }
     }
 
@@ -539,10 +548,11 @@ impl ControlPlane {
             .await?
             .ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
         let before = a.status;
+        let votes_before = a.votes.clone();
         let Some(step) = transition(&mut a)? else {
             return Ok((a, false));
         };
-        if let Err(e) = tx.update_approval(&mut a).await {
+        if let Err(e) = tx.update_approval(&mut a, &votes_before).await {
             return Err(match (e, step.on_conflict) {
                 (StoreError::Conflict, Some(answer)) => answer,
                 (other, _) => other.into(),
@@ -580,17 +590,20 @@ impl ControlPlane {
         if let Some(args) = &input.final_args {
             check_args_size("final_args", args)?;
         }
-        let current = self.get_for(principal, id).await?;
-        self.allows(principal, &current, action)?;
-        if let (DecisionKind::Edit, Some(args), Some(schema)) =
-            (input.kind, &input.final_args, &current.tool_schema)
-        {
-            schema_errors(schema, args).map_err(ServiceError::SchemaViolation)?;
-        }
+        check_id(id)?;
         let actor = principal.actor();
         let now = crate::store::now_millis();
+        // Checked on the request as read under the write lock, not on an
+        // earlier read of it: one read fewer, and never a stale answer.
         let (a, _) = self
             .change_request(id, |a| {
+                self.check_visible(principal, a)?;
+                self.allows(principal, a, action)?;
+                if let (DecisionKind::Edit, Some(args), Some(schema)) =
+                    (input.kind, &input.final_args, &a.tool_schema)
+                {
+                    schema_errors(schema, args).map_err(ServiceError::SchemaViolation)?;
+                }
                 // Bound to what was reviewed: an edit in between (quorum > 1)
                 // must not let an approval of the old arguments settle the new ones.
                 let reviewed = review_digest(a);
@@ -659,12 +672,13 @@ impl ControlPlane {
             return Err(ServiceError::Validation(vec![e]));
         }
         check_reason(Action::Cancel, reason.as_deref())?;
-        let current = self.get_for(principal, id).await?;
-        self.allows(principal, &current, Action::Cancel)?;
+        check_id(id)?;
         let actor = principal.actor();
         let now = crate::store::now_millis();
         let (a, _) = self
             .change_request(id, |a| {
+                self.check_visible(principal, a)?;
+                self.allows(principal, a, Action::Cancel)?;
                 a.cancel(actor.clone(), reason.clone(), now)?;
                 Ok(Some(Step::new(
                     actor,
@@ -686,11 +700,12 @@ impl ControlPlane {
         claim_id: String,
     ) -> Result<Approval> {
         only_agents(principal)?;
-        self.get_for(principal, id).await?;
+        check_id(id)?;
         let now = crate::store::now_millis();
         // Slack shows it too: started, and "outcome unknown" if no report follows.
         let (a, _) = self
             .change_request(id, |a| {
+                self.check_visible(principal, a)?;
                 if !a.claim_execution(&claim_id, now)? {
                     return Ok(None); // already this caller's claim: nothing to write
                 }
@@ -727,9 +742,10 @@ impl ControlPlane {
         exec: Execution,
     ) -> Result<Approval> {
         only_agents(principal)?;
-        self.get_for(principal, id).await?;
+        check_id(id)?;
         let (a, _) = self
             .change_request(id, |a| {
+                self.check_visible(principal, a)?;
                 if !a.report_execution(claim_id.as_deref(), exec.clone(), exec.reported_at)? {
                     return Ok(None); // the same report again: already recorded
                 }
@@ -835,6 +851,15 @@ impl From<Refusal> for ServiceError {
                 ServiceError::Forbidden(r.to_string())
             }
         }
+    }
+}
+
+/// No stored id holds a control character; PostgreSQL would refuse the
+/// query, so answer as SQLite does.
+fn check_id(id: &str) -> Result<()> {
+    match unstorable("id", id) {
+        Some(_) => Err(ServiceError::NotFound(id.to_owned())),
+        None => Ok(()),
     }
 }
 

@@ -187,8 +187,16 @@ impl ControlPlane {
     }
 
     /// Who holds the API secret with this hash (agent key or user token).
-    pub async fn principal_for_secret_hash(&self, hash: &str) -> Result<Option<Principal>> {
-        self.store.principal_for_secret_hash(hash).await
+    /// `user_token_first` only orders the lookups (one statement fewer for
+    /// a secret shaped like a user token); either kind is still found.
+    pub async fn principal_for_secret_hash(
+        &self,
+        hash: &str,
+        user_token_first: bool,
+    ) -> Result<Option<Principal>> {
+        self.store
+            .principal_for_secret_hash(hash, user_token_first)
+            .await
     }
 
     /// The inbox session with this token hash, if it is still open at `now`.

@@ -307,13 +307,31 @@ impl Store {
     }
 }
 
+/// One approval and its votes in one statement: a row per vote (one row
+/// with no vote when there are none), each repeating the approval.
 async fn get_in(conn: &mut AnyConnection, id: &str) -> Result<Option<Approval>> {
-    let q = format!("SELECT {COLUMNS} FROM approvals WHERE id = $1");
-    let row = sqlx::query(&q).bind(id).fetch_optional(&mut *conn).await?;
-    match row {
-        None => Ok(None),
-        Some(r) => Ok(Some(with_votes(conn, &r).await?)),
+    let columns = COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let q = format!(
+        "SELECT {columns}, v.voter AS vote_voter, v.created_at AS vote_at FROM approvals a LEFT JOIN approval_votes v ON v.approval_id = a.id WHERE a.id = $1 ORDER BY v.created_at, v.voter"
+    );
+    let rows = sqlx::query(&q).bind(id).fetch_all(&mut *conn).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut votes = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let (Some(voter), Some(at)) = (
+            col::<Option<String>>(r, "vote_voter")?,
+            col::<Option<i64>>(r, "vote_at")?,
+        ) {
+            votes.push(Vote { voter, at });
+        }
     }
+    Ok(Some(from_row(first, votes)?))
 }
 
 impl WriteTx {
@@ -330,12 +348,14 @@ impl WriteTx {
             .join(", ");
         let q = format!("INSERT INTO approvals ({COLUMNS}) VALUES ({placeholders})");
         bind_all(sqlx::query(&q), a).execute(&mut *self.tx).await?;
-        self.save_votes(a).await
+        self.save_votes(&a.id, &a.votes).await
     }
 
     /// Saves a changed approval if nobody else changed it since it was read;
-    /// otherwise `StoreError::Conflict`. Bumps `a.version`.
-    pub async fn update_approval(&mut self, a: &mut Approval) -> Result<()> {
+    /// otherwise `StoreError::Conflict`. Bumps `a.version`. `votes_before`
+    /// are the votes as read: when the change only added votes, only those
+    /// are inserted.
+    pub async fn update_approval(&mut self, a: &mut Approval, votes_before: &[Vote]) -> Result<()> {
         let expected = a.version;
         a.version += 1;
         let q = "UPDATE approvals SET status = $1, proposed_args = $2, final_args = $3, edited = $4, settled_status = $5, settled_by = $6, settled_reason = $7, settled_at = $8, execution_outcome = $9, execution_latency_ms = $10, execution_excerpt = $11, executed_at = $12, version = $13, claim_id = $14, claimed_at = $15 WHERE id = $16 AND version = $17";
@@ -365,16 +385,23 @@ impl WriteTx {
             a.version = expected;
             return Err(StoreError::Conflict);
         }
-        let q = "DELETE FROM approval_votes WHERE approval_id = $1";
-        sqlx::query(q).bind(&a.id).execute(&mut *self.tx).await?;
-        self.save_votes(a).await
+        let new_votes = match a.votes.strip_prefix(votes_before) {
+            Some(added) => added,
+            None => {
+                // Votes were withdrawn (an edit starts the count again).
+                let q = "DELETE FROM approval_votes WHERE approval_id = $1";
+                sqlx::query(q).bind(&a.id).execute(&mut *self.tx).await?;
+                &a.votes[..]
+            }
+        };
+        self.save_votes(&a.id, new_votes).await
     }
 
-    async fn save_votes(&mut self, a: &Approval) -> Result<()> {
+    async fn save_votes(&mut self, approval_id: &str, votes: &[Vote]) -> Result<()> {
         let q = "INSERT INTO approval_votes (approval_id, voter, created_at) VALUES ($1, $2, $3)";
-        for v in &a.votes {
+        for v in votes {
             sqlx::query(q)
-                .bind(&a.id)
+                .bind(approval_id)
                 .bind(&v.voter)
                 .bind(v.at)
                 .execute(&mut *self.tx)

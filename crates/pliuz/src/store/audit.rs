@@ -68,9 +68,9 @@ impl WriteTx {
             .data()
             .map_err(|e| StoreError::Audit(format!("cannot encode audit data: {e}")))?;
         let approval_id = approval_id.map(str::to_owned);
-        let size_i: i64 = sqlx::query_scalar("SELECT size FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *self.tx)
-            .await?;
+        // The head was read when the transaction took its row lock, and only
+        // this transaction can move it until COMMIT.
+        let size_i = self.audit_size;
         let index = to_u64(size_i)?;
         let now = super::now_millis();
         let entry = pliuz_audit::Entry {
@@ -89,7 +89,19 @@ impl WriteTx {
         }
         let leaf = pliuz_audit::leaf_hash(&body);
         let needed = pliuz_audit::append_plan(index);
-        let known = read_hashes(&mut self.tx, &needed).await?;
+        // Hashes this transaction wrote are known already (the second entry
+        // of a change often needs the first one's leaf).
+        let unread: Vec<u64> = needed
+            .iter()
+            .copied()
+            .filter(|i| !self.hashes_written.contains_key(i))
+            .collect();
+        let mut known = read_hashes(&mut self.tx, &unread).await?;
+        for i in needed {
+            if let Some(h) = self.hashes_written.get(&i) {
+                known.insert(i, *h);
+            }
+        }
         let new_hashes = pliuz_audit::append(index, leaf, &known)
             .map_err(|e| StoreError::Audit(format!("cannot extend the Merkle tree: {e}")))?;
         let body_text = String::from_utf8(body)
@@ -103,19 +115,26 @@ impl WriteTx {
             .bind(body_text)
             .execute(&mut *self.tx)
             .await?;
-        let q = "INSERT INTO audit_hashes (idx, hash) VALUES ($1, $2)";
-        for (i, h) in new_hashes {
-            sqlx::query(q)
-                .bind(i64::try_from(i).map_err(|_| StoreError::Audit("index overflow".into()))?)
-                .bind(h.to_vec())
-                .execute(&mut *self.tx)
-                .await?;
+        // All of the entry's new tree hashes in one statement.
+        let q = format!(
+            "INSERT INTO audit_hashes (idx, hash) VALUES {}",
+            (0..new_hashes.len())
+                .map(|n| format!("(${}, ${})", 2 * n + 1, 2 * n + 2))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut insert = sqlx::query(&q);
+        for (i, h) in &new_hashes {
+            insert = insert
+                .bind(i64::try_from(*i).map_err(|_| StoreError::Audit("index overflow".into()))?)
+                .bind(h.to_vec());
         }
-        let q = "UPDATE audit_head SET size = $1 WHERE id = 1";
-        sqlx::query(q)
-            .bind(size_i + 1)
-            .execute(&mut *self.tx)
-            .await?;
+        if !new_hashes.is_empty() {
+            insert.execute(&mut *self.tx).await?;
+        }
+        self.hashes_written.extend(new_hashes);
+        // The head row itself is written once, at commit.
+        self.audit_size = size_i + 1;
         self.appended.push(index);
         Ok(index)
     }

@@ -45,6 +45,9 @@ pub const WRITE_WAIT: Duration = Duration::from_secs(5);
 /// Writes waiting in this process beyond this many are refused at once
 /// (`503` with `Retry-After`) instead of queueing without bound.
 pub const MAX_QUEUED_WRITES: usize = 128;
+/// How far past [`WRITE_WAIT`] a write may wait for SQLite's lock when it
+/// keeps the connection's timeout instead of setting the exact time left.
+const BUSY_TIMEOUT_SLACK_MS: u128 = 50;
 /// The readiness probe's shorter wait (health checks have short timeouts).
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 /// PostgreSQL advisory lock key serialising start-up work across replicas
@@ -393,7 +396,8 @@ impl Store {
     /// Starts a write transaction. Its first statement takes the audit head
     /// row lock, which orders all writers across processes and replicas (and
     /// on SQLite takes the write lock up front, so a transaction never fails
-    /// half-way for lack of it). Waits at most [`WRITE_WAIT`] in all; a full
+    /// half-way for lack of it). Waits at most [`WRITE_WAIT`] in all (plus
+    /// at most [`BUSY_TIMEOUT_SLACK_MS`] on SQLite); a full
     /// queue, a locked, full or unreachable database is `Unavailable`.
     pub async fn begin_write(&self) -> Result<WriteTx> {
         self.begin(WRITE_WAIT).await
@@ -438,6 +442,8 @@ impl Store {
             tx: TxConn(Some(conn)),
             store: self.clone(),
             appended: Vec::new(),
+            audit_size: 0,
+            hashes_written: std::collections::HashMap::new(),
             open: false,
             turn: Some(WriterTurn {
                 _lock: lock,
@@ -521,6 +527,12 @@ pub struct WriteTx {
     tx: TxConn,
     store: Store,
     appended: Vec<u64>,
+    /// The audit log's size: read when `start` locks the head row, advanced
+    /// by each append, and written back to the row once, at commit.
+    audit_size: i64,
+    /// The tree hashes this transaction appended, so that later entries of
+    /// the same change need not read them back.
+    hashes_written: std::collections::HashMap<u64, pliuz_audit::Hash>,
     /// `BEGIN` succeeded and neither `COMMIT` nor `ROLLBACK` has.
     open: bool,
     /// This process's write turn; released only once the connection is clean.
@@ -567,18 +579,26 @@ impl WriteTx {
         let ms = wait.as_millis().min(600_000);
         match self.store.backend {
             Backend::Sqlite => {
-                self.tx
-                    .execute(format!("PRAGMA busy_timeout = {ms}").as_str())
-                    .await?;
-                let begun = self.tx.execute("BEGIN IMMEDIATE").await;
-                // Back to the default for whatever this connection runs next.
                 let default = WRITE_WAIT.as_millis();
-                let _ = self
-                    .tx
-                    .execute(format!("PRAGMA busy_timeout = {default}").as_str())
-                    .await;
-                begun?;
-                self.open = true;
+                // The connection's own timeout is `WRITE_WAIT`; when nearly
+                // all of it is left (no queue before this write), keep it
+                // rather than spend two statements setting and restoring it.
+                if ms + BUSY_TIMEOUT_SLACK_MS >= default && ms <= default {
+                    self.tx.execute("BEGIN IMMEDIATE").await?;
+                    self.open = true;
+                } else {
+                    self.tx
+                        .execute(format!("PRAGMA busy_timeout = {ms}").as_str())
+                        .await?;
+                    let begun = self.tx.execute("BEGIN IMMEDIATE").await;
+                    // Back to the default for whatever this connection runs next.
+                    let _ = self
+                        .tx
+                        .execute(format!("PRAGMA busy_timeout = {default}").as_str())
+                        .await;
+                    begun?;
+                    self.open = true;
+                }
             }
             Backend::Postgres => {
                 self.tx.execute("BEGIN").await?;
@@ -588,9 +608,11 @@ impl WriteTx {
                     .await?;
             }
         }
-        self.tx
-            .execute("UPDATE audit_head SET size = size WHERE id = 1")
-            .await?;
+        // Locks the head row and reads the log's size in one round trip.
+        self.audit_size =
+            sqlx::query_scalar("UPDATE audit_head SET size = size WHERE id = 1 RETURNING size")
+                .fetch_one(&mut *self.tx)
+                .await?;
         Ok(())
     }
 
@@ -607,6 +629,14 @@ impl WriteTx {
             return Err(StoreError::Audit(
                 "refusing to commit a change that was not audited".into(),
             ));
+        }
+        let head = sqlx::query("UPDATE audit_head SET size = $1 WHERE id = 1")
+            .bind(self.audit_size)
+            .execute(&mut *self.tx)
+            .await;
+        if let Err(e) = head {
+            self.roll_back().await;
+            return Err(e.into());
         }
         self.finish().await?;
         health::committed();

@@ -58,27 +58,25 @@ impl WriteTx {
         dedupe_key: &str,
         payload: &Value,
     ) -> Result<bool> {
-        let q = "SELECT COUNT(*) FROM outbox WHERE dedupe_key = $1";
-        let n: i64 = sqlx::query_scalar(q)
-            .bind(dedupe_key)
-            .fetch_one(&mut *self.tx)
-            .await?;
-        if n > 0 {
-            return Ok(false);
-        }
         let now = super::now_millis();
-        let q = "INSERT INTO outbox (id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)";
-        sqlx::query(q)
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(kind)
-            .bind(approval_id)
-            .bind(dedupe_key)
-            .bind(payload.to_string())
-            .bind(now)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(true)
+        // The dedupe check and the insert in one statement (we hold the
+        // write lock, so nothing can slip in between either way).
+        let done = sqlx::query(
+            "INSERT INTO outbox (id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at, created_at) \
+             SELECT $1, $2, $3, $4, $5, 0, $6, $7 \
+             WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE dedupe_key = $8)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(kind)
+        .bind(approval_id)
+        .bind(dedupe_key)
+        .bind(payload.to_string())
+        .bind(now)
+        .bind(now)
+        .bind(dedupe_key)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }
 

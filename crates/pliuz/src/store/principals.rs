@@ -106,27 +106,59 @@ impl Store {
     }
 
     /// Who holds this bearer secret (by its hash)? Revoked keys, revoked
-    /// tokens and disabled users resolve to nobody.
-    pub async fn principal_for_secret_hash(&self, hash: &str) -> Result<Option<Principal>> {
-        let q = "SELECT name FROM agents WHERE key_hash = $1 AND revoked_at IS NULL";
-        if let Some(name) = sqlx::query_scalar::<_, String>(q)
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?
-        {
-            return Ok(Some(Principal::Agent { name }));
+    /// tokens and disabled users resolve to nobody. `user_token_first`
+    /// looks among user tokens before agent keys.
+    pub async fn principal_for_secret_hash(
+        &self,
+        hash: &str,
+        user_token_first: bool,
+    ) -> Result<Option<Principal>> {
+        if user_token_first {
+            if let Some(user) = self.user_for_token_hash(hash).await? {
+                return Ok(Some(user));
+            }
+            return self.agent_for_key_hash(hash).await;
         }
-        let q = "SELECT user_id FROM user_tokens WHERE token_hash = $1 AND revoked_at IS NULL";
-        let Some(user_id) = sqlx::query_scalar::<_, String>(q)
+        if let Some(agent) = self.agent_for_key_hash(hash).await? {
+            return Ok(Some(agent));
+        }
+        self.user_for_token_hash(hash).await
+    }
+
+    async fn agent_for_key_hash(&self, hash: &str) -> Result<Option<Principal>> {
+        let q = "SELECT name FROM agents WHERE key_hash = $1 AND revoked_at IS NULL";
+        Ok(sqlx::query_scalar::<_, String>(q)
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?
-        else {
+            .map(|name| Principal::Agent { name }))
+    }
+
+    /// The user holding this API token, with their groups, in one
+    /// statement: a row per group (one row with none when they have none).
+    async fn user_for_token_hash(&self, hash: &str) -> Result<Option<Principal>> {
+        let columns = USER_COLS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let q = format!(
+            "SELECT {columns}, g.group_name AS group_name FROM user_tokens t \
+             JOIN users u ON u.id = t.user_id \
+             LEFT JOIN user_groups g ON g.user_id = u.id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL ORDER BY g.group_name"
+        );
+        let rows = sqlx::query(&q).bind(hash).fetch_all(&self.pool).await?;
+        let Some(first) = rows.first() else {
             return Ok(None);
         };
-        Ok(self
-            .user_by_id(&user_id)
-            .await?
+        let mut groups = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(g) = col::<Option<String>>(r, "group_name")? {
+                groups.push(g);
+            }
+        }
+        Ok(Some(user_from_row(first, groups)?)
             .filter(|u| !u.user.disabled)
             .map(|u| Principal::User(u.user)))
     }

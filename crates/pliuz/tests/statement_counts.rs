@@ -1,0 +1,181 @@
+//! How many SQL statements each change on the gate's hot path runs, counted
+//! from sqlx's own statement log (`sqlx::query` at DEBUG) of the real
+//! binary: every statement a request runs is logged inside its request span,
+//! BEGIN/COMMIT and PRAGMAs included, while background workers' statements
+//! are not. The figures are upper bounds, so a change that adds round trips
+//! to these paths fails here (issue #13: each statement is a thread hop on
+//! SQLite and a network round trip on PostgreSQL).
+
+mod support;
+
+use reqwest::Client;
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::{env_vars, Server};
+
+const CONFIG: &str = r#"
+[[policy]]
+name = "refunds"
+tools = ["issue_refund"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject", "edit"]
+expires_in = "30m"
+auto_approve = "args.amount_cents <= 1000"
+"#;
+
+/// The most statements each request may run.
+struct Budget {
+    auto_approved_create: usize,
+    pending_create: usize,
+    decide: usize,
+    claim: usize,
+    report: usize,
+}
+
+/// Statements of POST requests logged since `from` (a byte offset in the log).
+fn post_statements(log: &str, from: usize) -> usize {
+    log[from..]
+        .lines()
+        .filter(|l| l.contains("request{method=POST") && l.contains("sqlx::query"))
+        .count()
+}
+
+/// Sends one POST and counts the statements it ran.
+async fn counted_post(
+    server: &Server,
+    http: &Client,
+    token: &str,
+    path: &str,
+    body: Value,
+) -> (usize, Value) {
+    let from = server.log().len();
+    let answer = http
+        .post(server.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    assert!(answer.status().is_success(), "{path}: {}", answer.status());
+    let v: Value = answer.json().await.expect("JSON answer");
+    // Whatever the request runs after its answer (nothing today) is counted too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (post_statements(&server.log(), from), v)
+}
+
+async fn statements_per_change(database_url: Option<String>, budget: Budget) {
+    let server = Server::start_with(
+        CONFIG,
+        database_url,
+        // The request span is DEBUG: without it no statement names its request.
+        env_vars(&[("PLIUZ_LOG", "info,sqlx::query=debug,pliuz::redact=debug")]),
+    )
+    .await;
+    let agent = server.agent_key("bot");
+    let approver = server.user_token("fin@example.com", "approver", &["finance"]);
+    let http = Client::new();
+    let create = |amount: i64, key: &str| {
+        json!({
+            "tool_name": "issue_refund",
+            "tool_args": {"amount_cents": amount},
+            "idempotency_key": key,
+        })
+    };
+    // A first request warms the connections and caches, as in steady state.
+    counted_post(
+        &server,
+        &http,
+        &agent,
+        "/api/v1/approvals",
+        create(5, "warm"),
+    )
+    .await;
+
+    let (auto, v) = counted_post(&server, &http, &agent, "/api/v1/approvals", create(5, "a")).await;
+    assert_eq!(v["status"], "approved", "{v}");
+    let (pending, v) = counted_post(
+        &server,
+        &http,
+        &agent,
+        "/api/v1/approvals",
+        create(5000, "p"),
+    )
+    .await;
+    assert_eq!(v["status"], "pending", "{v}");
+    let id = v["id"].as_str().expect("id").to_owned();
+    let digest = v["args_digest"].clone();
+    let (decide, v) = counted_post(
+        &server,
+        &http,
+        &approver,
+        &format!("/api/v1/approvals/{id}/decision"),
+        json!({"decision": "approve", "args_digest": digest}),
+    )
+    .await;
+    assert_eq!(v["status"], "approved", "{v}");
+    let execution = format!("/api/v1/approvals/{id}/execution");
+    let (claim, v) = counted_post(
+        &server,
+        &http,
+        &agent,
+        &execution,
+        json!({"outcome": "started"}),
+    )
+    .await;
+    let claim_id = v["execution"]["claim_id"].clone();
+    assert!(claim_id.is_string(), "{v}");
+    let (report, v) = counted_post(
+        &server,
+        &http,
+        &agent,
+        &execution,
+        json!({"outcome": "success", "claim_id": claim_id, "latency_ms": 3}),
+    )
+    .await;
+    assert_eq!(v["execution"]["outcome"], "success", "{v}");
+
+    let measured = format!(
+        "auto-approved create {auto}, pending create {pending}, decide {decide}, claim {claim}, report {report}"
+    );
+    eprintln!("statements per request: {measured}");
+    // Each was counted at all (the log format or filter did not change).
+    assert!(auto > 0 && claim > 0, "{measured}");
+    assert!(auto <= budget.auto_approved_create, "{measured}");
+    assert!(pending <= budget.pending_create, "{measured}");
+    assert!(decide <= budget.decide, "{measured}");
+    assert!(claim <= budget.claim, "{measured}");
+    assert!(report <= budget.report, "{measured}");
+}
+
+#[tokio::test]
+async fn sqlite_statements_per_change_stay_within_budget() {
+    statements_per_change(
+        None,
+        // Before issue #13's change: 24, 14, 22, 22, 19.
+        Budget {
+            auto_approved_create: 14,
+            pending_create: 10,
+            decide: 12,
+            claim: 12,
+            report: 11,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_statements_per_change_stay_within_budget() {
+    statements_per_change(
+        Some(support::fresh_postgres_database().await),
+        // Before issue #13's change: 24, 14, 22, 22, 19. Two more than
+        // SQLite: `SET LOCAL lock_timeout` and `pg_notify` for the replicas.
+        Budget {
+            auto_approved_create: 16,
+            pending_create: 12,
+            decide: 14,
+            claim: 14,
+            report: 13,
+        },
+    )
+    .await;
+}
