@@ -229,9 +229,11 @@ impl ControlPlane {
         let runs_changed = self.on_approval_change(&mut tx, a).await?;
         tx.notify_replicas(&change).await?;
         tx.commit().await?;
-        self.notifier.publish(change);
+        // Waiters get the committed record itself: no re-read.
+        self.notifier.publish_committed(a);
         if runs_changed {
-            self.notifier.runs_changed();
+            // A run's approvals are all its agent's own.
+            self.notifier.runs_changed(Some(&a.agent));
         }
         // Only now can the outbox worker see what this change queued.
         self.notifier.outbox.notify_one();

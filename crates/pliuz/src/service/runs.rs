@@ -136,10 +136,10 @@ impl ControlPlane {
     }
 
     /// Commits a run change and wakes run long-polls here and on other replicas.
-    async fn commit_run_change(&self, mut tx: WriteTx) -> Result<()> {
-        tx.notify_run_change().await?;
+    async fn commit_run_change(&self, mut tx: WriteTx, agent: &str) -> Result<()> {
+        tx.notify_run_change(agent).await?;
         tx.commit().await?;
-        self.notifier.runs_changed();
+        self.notifier.runs_changed(Some(agent));
         self.notifier.outbox.notify_one();
         Ok(())
     }
@@ -176,7 +176,7 @@ impl ControlPlane {
         if tx.pending_approvals_of(&run.id).await? == 0 {
             self.make_ready(&mut tx, &mut run, now).await?;
         }
-        self.commit_run_change(tx).await?;
+        self.commit_run_change(tx, agent).await?;
         Ok(run)
     }
 
@@ -260,7 +260,7 @@ impl ControlPlane {
         )
         .await?;
         if changed {
-            tx.notify_run_change().await?;
+            tx.notify_run_change(&a.agent).await?;
         }
         Ok(changed)
     }
@@ -329,7 +329,7 @@ impl ControlPlane {
             }),
         })
         .await?;
-        self.commit_run_change(tx).await?;
+        self.commit_run_change(tx, agent).await?;
         Ok(Claimed {
             run,
             lease_token: token,
@@ -399,7 +399,7 @@ impl ControlPlane {
         if tx.pending_approvals_of(id).await? == 0 {
             self.make_ready(&mut tx, &mut run, now).await?;
         }
-        self.commit_run_change(tx).await?;
+        self.commit_run_change(tx, agent).await?;
         Ok(run)
     }
 
@@ -435,7 +435,7 @@ impl ControlPlane {
             }),
         })
         .await?;
-        self.commit_run_change(tx).await?;
+        self.commit_run_change(tx, agent).await?;
         Ok(run)
     }
 
