@@ -80,6 +80,12 @@ impl Server {
         Ok(s)
     }
 
+    /// The temporary directory holding the data directory (baseline files
+    /// go here: same disk, not inside the server's private data).
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -203,7 +209,9 @@ impl Server {
             ])
             .send()
             .await?;
-        let session = set_cookie(&res, "pliuz_session").context("log-in failed")?;
+        let status = res.status();
+        let session = set_cookie(&res, "pliuz_session")
+            .with_context(|| format!("log-in failed: {status}"))?;
         Ok(format!("pliuz_session={session}"))
     }
 }
@@ -232,6 +240,8 @@ fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
 /// sequentially (every figure measured on a warm keep-alive connection).
 pub fn client() -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
+        // The log-in answer carries the session cookie on its redirect.
+        .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(usize::MAX)
         .tcp_nodelay(true)
         .build()?)
