@@ -268,6 +268,25 @@ mod tests {
         assert!(tokio::time::timeout(short, other.changed()).await.is_ok());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn waiters_leaving_at_the_same_time_leave_no_entry_behind() {
+        let n = Notifier::new();
+        let mut tasks = Vec::new();
+        for i in 0..400 {
+            let n = n.clone();
+            tasks.push(tokio::spawn(async move {
+                // Few ids, many waiters each: every leave races others.
+                let mut w = n.wait_for(&format!("apr_{}", i % 5));
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_millis(1), w.changed()).await;
+            }));
+        }
+        for t in tasks {
+            t.await.expect("waiter task");
+        }
+        assert_eq!(n.waited_on(), (0, 0));
+    }
+
     #[test]
     fn entries_are_removed_when_the_last_waiter_leaves() {
         let n = Notifier::new();
