@@ -377,25 +377,325 @@ fn verify_into(
         }
     };
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut frontier = Frontier::default();
-    let mut line = Vec::with_capacity(4096);
-    let mut next_cp = 0usize;
-    // Size of the last checkpoint whose root matched: entries before it are
-    // known good, which bounds where an undetected-by-line edit can be.
-    let mut good_prefix = 0u64;
-    // In a full report, a run of lines shifted by the same deleted or
-    // inserted lines is reported once, at its start.
-    let mut shift: i128 = 0;
-
+    let mut walk = Walk {
+        checkpoints: &checkpoints,
+        frontier: Frontier::default(),
+        next_cp: 0,
+        good_prefix: 0,
+        shift: 0,
+        last_problem: None,
+    };
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let sizes: Vec<u64> = checkpoints.iter().map(|c| c.size).collect();
+    // Two batches: the next one is read while the current one is hashed.
+    let mut current = Batch::default();
+    let mut next = Batch::default();
+    let mut start = 0u64;
+    let mut read = current.read(&mut reader, start);
     loop {
-        // A checkpoint at the current size is checked before reading further,
-        // so the earliest mismatching checkpoint is the one reported.
-        while let Some(cp) = checkpoints
-            .get(next_cp)
-            .filter(|cp| cp.size == frontier.size())
+        let next_start = start + current.lines.len() as u64;
+        let more = matches!(read, Ok(true));
+        let (results, next_read) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| hash_batch(start, &current, workers, &sizes));
+            let next_read = more.then(|| next.read(&mut reader, next_start));
+            match hashing.join() {
+                Ok(results) => (results, next_read),
+                // A panicking worker is a bug; surface it where it happened.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        for result in results {
+            walk.group(result, problems)?;
+        }
+        match read {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                problems.found.push(VerifyError::io(&path, e));
+                return Err(());
+            }
+        }
+        read = next_read.unwrap_or(Ok(false));
+        std::mem::swap(&mut current, &mut next);
+        start = next_start;
+    }
+    walk.checkpoints_at_size(problems)?;
+
+    let count = walk.frontier.size();
+    if let Some(cp) = checkpoints.get(walk.next_cp) {
+        problems.push(VerifyError::new(
+            VerifyErrorKind::Truncated,
+            Some(count),
+            Some(cp.size),
+            format!(
+                "entry {count}: missing — checkpoint {} covers {} entries but the export ends after {count} (truncated)",
+                cp.size, cp.size
+            ),
+        ))?;
+    }
+    let last = checkpoints.last().map_or(0, |c| c.size);
+    Ok(ExportReport {
+        origin,
+        entries: count,
+        checkpoints: checkpoints.iter().map(|c| c.size).collect(),
+        signed_by,
+        unsigned_tail: count.saturating_sub(last),
+    })
+}
+
+// Verification runs in batches. The reader collects many lines; worker
+// threads then hash and check them in parallel, one *group* at a time; the
+// calling thread finally walks the results in log order, so problems are
+// reported exactly as a line-by-line pass would report them.
+//
+// A group is the part of a batch that falls into one aligned window of
+// `GROUP` leaves. A whole window is a perfect subtree of the log's Merkle
+// tree, so its worker also computes the subtree's root and the interior
+// hashing runs in parallel too; the walk appends that root in one step
+// unless a checkpoint falls inside the window (then it needs the leaves).
+
+/// log2 of the number of lines in a group.
+const GROUP_LEVEL: u32 = 12;
+const GROUP: u64 = 1 << GROUP_LEVEL;
+/// A batch holds at most this many groups and stops reading new lines once
+/// its buffer holds this many bytes: enough work for every core, bounded
+/// memory (plus at most one line of `MAX_LINE`).
+const BATCH_GROUPS: u64 = 16;
+const BATCH_BYTES: usize = 32 << 20;
+
+/// One line of a batch.
+enum Line {
+    /// Where the line's body (without its newline) is in the batch buffer.
+    Body(std::ops::Range<usize>),
+    /// A line longer than `MAX_LINE`: hashed while reading, never buffered.
+    TooLong(crate::Hash),
+}
+
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    lines: Vec<Line>,
+}
+
+impl Batch {
+    /// Reads the next lines, the first being entry `start`. `Ok(false)` at
+    /// the end of the file; on a read error the lines read before it are
+    /// kept, so they are still checked before the error is reported.
+    fn read(&mut self, reader: &mut impl BufRead, start: u64) -> std::io::Result<bool> {
+        self.buf.clear();
+        self.lines.clear();
+        // End the batch on a window boundary so later batches start aligned.
+        let max_lines = BATCH_GROUPS * GROUP - start % GROUP;
+        while (self.lines.len() as u64) < max_lines && self.buf.len() < BATCH_BYTES {
+            let begin = self.buf.len();
+            let n = match reader
+                .by_ref()
+                .take(MAX_LINE + 1)
+                .read_until(b'\n', &mut self.buf)
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(begin);
+                    return Err(e);
+                }
+            };
+            if n == 0 {
+                return Ok(false);
+            }
+            if self.buf.last() == Some(&b'\n') {
+                self.lines.push(Line::Body(begin..self.buf.len() - 1));
+            } else if n as u64 > MAX_LINE {
+                let leaf = leaf_of_long_line(reader, &self.buf[begin..]);
+                self.buf.truncate(begin);
+                self.lines.push(Line::TooLong(leaf?));
+            } else {
+                // The last line, without a final newline.
+                self.lines.push(Line::Body(begin..self.buf.len()));
+            }
+        }
+        Ok(true)
+    }
+
+    fn bytes(&self, line: &Line) -> &[u8] {
+        match line {
+            Line::Body(range) => &self.buf[range.clone()],
+            Line::TooLong(_) => &[],
+        }
+    }
+
+    /// The batch's groups as ranges of `lines` (the batch starts at entry
+    /// `start`).
+    fn groups(&self, start: u64) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let total = self.lines.len();
+        let mut at = 0usize;
+        let mut index = start;
+        std::iter::from_fn(move || {
+            if at >= total {
+                return None;
+            }
+            let window_left = (GROUP - index % GROUP) as usize;
+            let end = (at + window_left).min(total);
+            let group = at..end;
+            index += (end - at) as u64;
+            at = end;
+            Some(group)
+        })
+    }
+}
+
+/// What is wrong with one line itself (a line not listed is canonical and
+/// correctly numbered).
+enum LineProblem {
+    TooLong,
+    NotCanonical(crate::Error),
+    /// The line's `index` field.
+    Claims(u64),
+}
+
+/// What a worker computed for one group.
+struct GroupResult {
+    /// Roots of aligned perfect subtrees covering the group, in order, as
+    /// `(first index, level, root)`: one for a whole window, otherwise the
+    /// fewest that also end at every checkpoint inside the group (the walk
+    /// needs the tree at exactly those sizes).
+    subtrees: Vec<(u64, u32, crate::Hash)>,
+    /// Lines with a problem, in order, by index.
+    problems: Vec<(u64, LineProblem)>,
+}
+
+/// The aligned perfect subtrees that cover `a..b`, largest first where the
+/// alignment allows: `(first index, level)`.
+fn aligned_cover(mut a: u64, b: u64, out: &mut Vec<(u64, u32)>) {
+    while a < b {
+        let mut level = if a == 0 { 63 } else { a.trailing_zeros() };
+        while level > 0 && (1u64 << level) > b - a {
+            level -= 1;
+        }
+        out.push((a, level));
+        a += 1 << level;
+    }
+}
+
+/// Hashes and checks the lines `group` of `batch` (entry `first` onwards);
+/// `checkpoints` are the sizes the walk must see the tree at.
+fn hash_group(
+    batch: &Batch,
+    group: std::ops::Range<usize>,
+    first: u64,
+    checkpoints: &[u64],
+) -> GroupResult {
+    let end = first + group.len() as u64;
+    let mut cover = Vec::new();
+    let mut at = first;
+    for &cp in checkpoints.iter().filter(|&&cp| cp > first && cp < end) {
+        aligned_cover(at, cp, &mut cover);
+        at = cp;
+    }
+    aligned_cover(at, end, &mut cover);
+
+    let mut problems = Vec::new();
+    let mut subtrees = Vec::with_capacity(cover.len());
+    let mut lines = batch.lines[group].iter().zip(first..);
+    for (start, level) in cover {
+        let mut tree = Frontier::default();
+        for (line, index) in lines.by_ref().take(1 << level) {
+            let leaf = match line {
+                Line::Body(_) => {
+                    let body = batch.bytes(line);
+                    match canonical_entry_index(body) {
+                        Ok(claimed) if claimed == index => {}
+                        Ok(claimed) => problems.push((index, LineProblem::Claims(claimed))),
+                        Err(e) => problems.push((index, LineProblem::NotCanonical(e))),
+                    }
+                    leaf_hash(body)
+                }
+                Line::TooLong(leaf) => {
+                    problems.push((index, LineProblem::TooLong));
+                    *leaf
+                }
+            };
+            tree.push(leaf);
+        }
+        subtrees.push((start, level, tree.root()));
+    }
+    GroupResult { subtrees, problems }
+}
+
+/// Hashes and checks every group of `batch` (entry `start` onwards) on up
+/// to `workers` threads; results in group order.
+fn hash_batch(start: u64, batch: &Batch, workers: usize, checkpoints: &[u64]) -> Vec<GroupResult> {
+    let mut groups = Vec::new();
+    let mut first = start;
+    for g in batch.groups(start) {
+        let len = g.len() as u64;
+        groups.push((g, first));
+        first += len;
+    }
+    let hash = |(g, first): &(std::ops::Range<usize>, u64)| {
+        hash_group(batch, g.clone(), *first, checkpoints)
+    };
+    let workers = workers.min(groups.len());
+    if workers <= 1 {
+        return groups.iter().map(hash).collect();
+    }
+    // Threads take the next unclaimed group, so an uneven group (long
+    // lines) does not leave the other cores idle.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, GroupResult)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(group) = groups.get(i) else { break };
+                        mine.push((i, hash(group)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(mine) => mine,
+                // A panicking worker is a bug; surface it where it happened.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The in-order walk over the workers' results.
+struct Walk<'a> {
+    checkpoints: &'a [Checkpoint],
+    frontier: Frontier,
+    next_cp: usize,
+    /// Size of the last checkpoint whose root matched: entries before it are
+    /// known good, which bounds where an undetected-by-line edit can be.
+    good_prefix: u64,
+    /// In a full report, a run of lines shifted by the same deleted or
+    /// inserted lines is reported once, at its start.
+    shift: i128,
+    /// The last line with a problem: the lines after it up to the next one
+    /// are fine.
+    last_problem: Option<u64>,
+}
+
+impl Walk<'_> {
+    /// Checks every checkpoint at the current size. Called before each line,
+    /// so the earliest mismatching checkpoint is the one reported.
+    fn checkpoints_at_size(&mut self, problems: &mut Problems) -> Result<(), ()> {
+        while let Some(cp) = self
+            .checkpoints
+            .get(self.next_cp)
+            .filter(|cp| cp.size == self.frontier.size())
         {
-            next_cp += 1;
-            if frontier.root() != cp.root {
+            self.next_cp += 1;
+            if self.frontier.root() != cp.root {
+                let good_prefix = self.good_prefix;
                 problems.push(VerifyError::new(
                     VerifyErrorKind::RootMismatch,
                     Some(good_prefix),
@@ -416,82 +716,67 @@ fn verify_into(
                 ))?;
                 continue;
             }
-            good_prefix = cp.size;
+            self.good_prefix = cp.size;
         }
+        Ok(())
+    }
 
-        let index = frontier.size();
-        line.clear();
-        let n = match (&mut reader)
-            .take(MAX_LINE + 1)
-            .read_until(b'\n', &mut line)
-        {
-            Ok(n) => n,
-            Err(e) => {
-                problems.found.push(VerifyError::io(&path, e));
-                return Err(());
-            }
-        };
-        if n == 0 {
-            break;
+    /// Reports what is wrong with line `index` itself (not its hash).
+    /// `after_good_line`: the line before it was fine, which ends a run of
+    /// shifted lines.
+    fn line(
+        &mut self,
+        index: u64,
+        problem: LineProblem,
+        after_good_line: bool,
+        problems: &mut Problems,
+    ) -> Result<(), ()> {
+        if after_good_line {
+            self.shift = 0;
         }
-        let body = match line.strip_suffix(b"\n") {
-            Some(body) => body,
-            None if n as u64 > MAX_LINE => {
-                problems.push(VerifyError::entry(
-                    VerifyErrorKind::NotCanonical,
-                    index,
-                    format!("line longer than {MAX_LINE} bytes"),
-                ))?;
-                match leaf_of_long_line(&mut reader, &line) {
-                    Ok(leaf) => frontier.push(leaf),
-                    Err(e) => {
-                        problems.found.push(VerifyError::io(&path, e));
-                        return Err(());
-                    }
-                }
-                continue;
+        match problem {
+            LineProblem::TooLong => problems.push(VerifyError::entry(
+                VerifyErrorKind::NotCanonical,
+                index,
+                format!("line longer than {MAX_LINE} bytes"),
+            )),
+            LineProblem::NotCanonical(e) => {
+                problems.push(VerifyError::entry(VerifyErrorKind::NotCanonical, index, e))
             }
-            None => &line[..], // last line without a final newline
-        };
-        match canonical_entry_index(body) {
-            Err(e) => problems.push(VerifyError::entry(VerifyErrorKind::NotCanonical, index, e))?,
-            Ok(claimed) if claimed != index => {
+            LineProblem::Claims(claimed) => {
                 let now = i128::from(claimed) - i128::from(index);
-                if now != shift {
-                    shift = now;
+                if now != self.shift {
+                    self.shift = now;
                     problems.push(VerifyError::entry(
                         VerifyErrorKind::IndexMismatch,
                         index,
                         format!(
-                            "index field says {} (lines deleted, inserted or reordered before or at this line)",
-                            claimed
+                            "index field says {claimed} (lines deleted, inserted or reordered before or at this line)"
                         ),
                     ))?;
                 }
+                Ok(())
             }
-            Ok(_) => shift = 0,
         }
-        frontier.push(leaf_hash(body));
     }
 
-    let count = frontier.size();
-    if let Some(cp) = checkpoints.get(next_cp) {
-        problems.push(VerifyError::new(
-            VerifyErrorKind::Truncated,
-            Some(count),
-            Some(cp.size),
-            format!(
-                "entry {count}: missing — checkpoint {} covers {} entries but the export ends after {count} (truncated)",
-                cp.size, cp.size
-            ),
-        ))?;
+    /// Walks one group: checkpoints where the tree reaches their size, line
+    /// problems in order, subtrees appended in between.
+    fn group(&mut self, result: GroupResult, problems: &mut Problems) -> Result<(), ()> {
+        let mut line_problems = result.problems.into_iter().peekable();
+        for (first, level, root) in result.subtrees {
+            self.checkpoints_at_size(problems)?;
+            let end = first + (1 << level);
+            while let Some((index, problem)) = line_problems.next_if(|(i, _)| *i < end) {
+                let after_good_line = match self.last_problem {
+                    Some(p) => index > p + 1,
+                    None => index > 0,
+                };
+                self.last_problem = Some(index);
+                self.line(index, problem, after_good_line, problems)?;
+            }
+            self.frontier.push_subtree(root, level);
+        }
+        Ok(())
     }
-    let last = checkpoints.last().map_or(0, |c| c.size);
-    Ok(ExportReport {
-        origin,
-        entries: count,
-        checkpoints: checkpoints.iter().map(|c| c.size).collect(),
-        signed_by,
-        unsigned_tail: count.saturating_sub(last),
-    })
 }

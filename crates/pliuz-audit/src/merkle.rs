@@ -607,6 +607,23 @@ impl Frontier {
         self.size += 1;
     }
 
+    /// Appends a whole perfect subtree of `2^level` leaves at once, given its
+    /// root: the same result as pushing its leaves one by one. Only valid
+    /// when the current size is a multiple of `2^level` (the subtree is
+    /// aligned), which the caller guarantees.
+    pub(crate) fn push_subtree(&mut self, root: Hash, level: u32) {
+        debug_assert_eq!(self.size % (1 << level), 0, "unaligned subtree");
+        let mut h = root;
+        for _ in 0..(self.size >> level).trailing_ones() {
+            match self.stack.pop() {
+                Some(left) => h = node_hash(&left, &h),
+                None => break, // unreachable: one stack entry per set bit
+            }
+        }
+        self.stack.push(h);
+        self.size += 1 << level;
+    }
+
     pub(crate) fn size(&self) -> u64 {
         self.size
     }

@@ -305,3 +305,127 @@ fn proofs_from_the_exported_tree_match_checkpoints() {
         .expect("consistent");
     }
 }
+
+// Large exports: verification hashes aligned groups of 4,096 lines on
+// several threads (a whole group as one subtree unless a checkpoint falls
+// inside it). These make sure that a problem in the middle of such a group
+// is still found, at the right index, and that a checkpoint inside a group
+// is checked against the exact prefix.
+
+/// 3 batches' worth of groups would take too long to write here; 20,000
+/// lines span five groups, four whole and one partial.
+const LARGE: u64 = 20_000;
+
+/// Writes a large export with checkpoints at every multiple of 8,192 (group
+/// boundaries) and two extra ones inside groups (10,001 and 17,000).
+fn large_setup() -> (tempfile::TempDir, SigningKey) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = SigningKey::generate(ORIGIN).expect("key");
+    let written = write_export(dir.path(), LARGE, 8192, &[(0, &key)]).expect("write export");
+    for size in [10_001, 17_000] {
+        let cp = Checkpoint {
+            origin: ORIGIN.to_owned(),
+            size,
+            root: written.tree.root_at(size).expect("root"),
+        };
+        let note = sign_checkpoint(&cp, &key).expect("sign");
+        fs::write(dir.path().join("checkpoints").join(size.to_string()), note).expect("write");
+    }
+    (dir, key)
+}
+
+#[test]
+fn large_clean_export_verifies_with_checkpoints_on_and_inside_groups() {
+    let (dir, key) = large_setup();
+    let report = verify_export(dir.path(), &[key.verifier()]).expect("verifies");
+    assert_eq!(report.entries, LARGE);
+    assert_eq!(report.checkpoints, vec![8192, 10_001, 16_384, 17_000]);
+    assert_eq!(report.unsigned_tail, LARGE - 17_000);
+}
+
+#[test]
+fn non_canonical_line_in_the_middle_of_a_parallel_group_is_exact() {
+    let (dir, key) = large_setup();
+    let mut l = lines(dir.path());
+    // 6,001 is in the middle of the whole group 4,096..8,192.
+    l[6001] = l[6001].replacen("\"actor\":", "\"actor\": ", 1);
+    write_lines(dir.path(), &l);
+    let e = verify_err(dir.path(), &key);
+    assert_eq!(
+        (e.kind, e.index),
+        (VerifyErrorKind::NotCanonical, Some(6001))
+    );
+    assert!(e.to_string().starts_with("entry 6001: "), "{e}");
+}
+
+#[test]
+fn content_edit_in_the_middle_of_a_parallel_group_names_its_range() {
+    for (line, range_start, checkpoint) in [
+        // Whole group 4,096..8,192, caught by the checkpoint at its end.
+        (5000, 0, 8192),
+        // Group 8,192..12,288 holds checkpoint 10,001: leaf by leaf.
+        (9000, 8192, 10_001),
+        (11_000, 10_001, 16_384),
+        // The partial last group, caught by the checkpoint inside it.
+        (16_500, 16_384, 17_000),
+    ] {
+        let (dir, key) = large_setup();
+        let mut l = lines(dir.path());
+        let before = l[line].clone();
+        l[line] = if before.contains("looks fine") {
+            before.replacen("looks fine", "looks fint", 1)
+        } else {
+            before.replacen("refund-bot", "refund-bat", 1)
+        };
+        assert_ne!(before, l[line]);
+        write_lines(dir.path(), &l);
+        let e = verify_err(dir.path(), &key);
+        assert_eq!(
+            (e.kind, e.index, e.checkpoint),
+            (
+                VerifyErrorKind::RootMismatch,
+                Some(range_start),
+                Some(checkpoint)
+            ),
+            "edit at {line}: {e}"
+        );
+    }
+}
+
+#[test]
+fn full_report_lists_problems_in_several_groups_in_log_order() {
+    let (dir, key) = large_setup();
+    let mut l = lines(dir.path());
+    for i in [4095, 4096, 12_000] {
+        l[i] = l[i].replacen("\"actor\":", "\"actor\": ", 1);
+    }
+    // Lines 14,000 and 14,001 swapped: two index mismatches at 14,000.
+    l.swap(14_000, 14_001);
+    write_lines(dir.path(), &l);
+    let all = match verify_export_all(dir.path(), &[key.verifier()]) {
+        Ok(report) => panic!("tampered export verified: {report:?}"),
+        Err(all) => all,
+    };
+    // Altered lines also change the tree, so every later checkpoint fails
+    // too (no checkpoint ever matched: each range starts at 0).
+    let found: Vec<_> = all
+        .iter()
+        .map(|e| (e.kind, e.index, e.checkpoint))
+        .collect();
+    use VerifyErrorKind::*;
+    assert_eq!(
+        found,
+        vec![
+            (NotCanonical, Some(4095), None),
+            (NotCanonical, Some(4096), None),
+            (RootMismatch, Some(0), Some(8192)),
+            (RootMismatch, Some(0), Some(10_001)),
+            (NotCanonical, Some(12_000), None),
+            (IndexMismatch, Some(14_000), None),
+            (IndexMismatch, Some(14_001), None),
+            (RootMismatch, Some(0), Some(16_384)),
+            (RootMismatch, Some(0), Some(17_000)),
+        ],
+        "{all:?}"
+    );
+}

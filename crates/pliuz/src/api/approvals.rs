@@ -287,8 +287,8 @@ pub async fn get(
             format!("must be between 0 and {MAX_WAIT_SECS} seconds"),
         )]));
     }
-    // Subscribe before reading, so a decision landing in between is not missed.
-    let mut changes = state.cp.notifier.subscribe();
+    // Register before reading, so a decision landing in between is not missed.
+    let mut changes = state.cp.notifier.wait_for(&id);
     let a = state.cp.get_for(&principal, &id).await?;
     if a.status != Status::Pending || wait == 0 {
         return Ok(Json(ApprovalView::new(a, false)));
@@ -306,20 +306,20 @@ pub async fn get(
     tokio::pin!(stopping);
     loop {
         let next = tokio::select! {
-            next = tokio::time::timeout_at(deadline, changes.recv()) => next,
+            next = tokio::time::timeout_at(deadline, changes.changed()) => next,
             () = &mut stopping => break,
         };
-        match next {
+        let a = match next {
             Err(_) => break,
-            Ok(Ok(ev)) if ev.id != id => continue,
-            // Our request changed, or we lagged behind and may have missed it.
-            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
-                let a = state.cp.get_for(&principal, &id).await?;
-                if a.status != Status::Pending {
-                    return Ok(Json(ApprovalView::new(a, false)));
-                }
+            // Committed here: the record itself, no re-read.
+            Ok(Some(committed)) if state.cp.can_see(&principal, &committed) => {
+                Approval::clone(&committed)
             }
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
+            // Committed on another replica (or no longer visible): read it.
+            Ok(_) => state.cp.get_for(&principal, &id).await?,
+        };
+        if a.status != Status::Pending {
+            return Ok(Json(ApprovalView::new(a, false)));
         }
     }
     let a = state.cp.get_for(&principal, &id).await?;

@@ -250,24 +250,18 @@ pub async fn get_one(
     let agent = agent_of(&principal)?;
     let wait = check_wait(q.wait)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    // Subscribe before reading, so a change landing in between is not missed.
-    let mut changes = state.cp.notifier.subscribe();
-    let mut runs = state.cp.notifier.subscribe_runs();
+    // Register before reading, so a change landing in between is not missed.
+    // A decision that readies the run is a run change of this agent.
+    let mut runs = state.cp.notifier.wait_for_runs(agent);
     loop {
         let run = state.cp.get_run_for(agent, &id).await?;
         if run.status != RunStatus::Waiting || tokio::time::Instant::now() >= deadline {
             return Ok(Json(RunView::new(run)));
         }
-        // Re-read only when one of its approvals (or a run) changed.
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = runs.changed() => break,
-                ev = changes.recv() => match ev {
-                    Ok(ev) if !run.approval_ids.contains(&ev.id) => continue,
-                    _ => break,
-                },
-            }
+        // Re-read only when one of this agent's runs changed.
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = runs.changed() => {}
         }
     }
 }
@@ -309,8 +303,7 @@ pub async fn list(
         })?),
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    let mut changes = state.cp.notifier.subscribe();
-    let mut runs = state.cp.notifier.subscribe_runs();
+    let mut runs = state.cp.notifier.wait_for_runs(agent);
     loop {
         let now = crate::service::now_millis();
         let items = state
@@ -332,7 +325,6 @@ pub async fn list(
         }
         tokio::select! {
             _ = tokio::time::sleep_until(until) => {}
-            _ = changes.recv() => {}
             _ = runs.changed() => {}
         }
     }

@@ -249,9 +249,11 @@ impl ControlPlane {
         tx.notify_replicas(&change).await?;
         tx.commit().await?;
         self.metrics.approval_changed(before, a);
-        self.notifier.publish(change);
+        // Waiters get the committed record itself: no re-read.
+        self.notifier.publish_committed(a);
         if runs_changed {
-            self.notifier.runs_changed();
+            // A run's approvals are all its agent's own.
+            self.notifier.runs_changed(Some(&a.agent));
         }
         // Only now can the outbox worker see what this change queued.
         self.notifier.outbox.notify_one();

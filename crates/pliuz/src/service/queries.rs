@@ -120,6 +120,12 @@ impl ControlPlane {
         self.store.audit_entries(start, end).await
     }
 
+    /// Entries `start..end` as they are stored, joined by newlines, and how
+    /// many there are: the export's page, read in one round trip.
+    pub async fn audit_bodies(&self, start: u64, end: u64) -> Result<(u64, String)> {
+        self.store.audit_bodies(start, end).await
+    }
+
     pub async fn audit_entries_for(&self, approval_id: &str) -> Result<Vec<StoredEntry>> {
         self.store.audit_entries_for(approval_id).await
     }

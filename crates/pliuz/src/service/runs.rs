@@ -137,10 +137,10 @@ impl ControlPlane {
     }
 
     /// Commits a run change and wakes run long-polls here and on other replicas.
-    async fn commit_run_change(&self, mut tx: WriteTx) -> Result<()> {
-        tx.notify_run_change().await?;
+    async fn commit_run_change(&self, mut tx: WriteTx, agent: &str) -> Result<()> {
+        tx.notify_run_change(agent).await?;
         tx.commit().await?;
-        self.notifier.runs_changed();
+        self.notifier.runs_changed(Some(agent));
         self.notifier.outbox.notify_one();
         Ok(())
     }
@@ -177,7 +177,7 @@ impl ControlPlane {
         if tx.pending_approvals_of(&run.id).await? == 0 {
             self.make_ready(&mut tx, &mut run, now).await?;
         }
-        self.commit_run_change(tx).await?;
+        self.commit_run_change(tx, agent).await?;
         Ok(run)
     }
 
@@ -256,7 +256,7 @@ impl ControlPlane {
         )
         .await?;
         if changed {
-            tx.notify_run_change().await?;
+            tx.notify_run_change(&a.agent).await?;
         }
         Ok(changed)
     }
@@ -321,7 +321,7 @@ impl ControlPlane {
         };
         tx.audit(Actor::Agent(agent.to_owned()), None, resumed)
             .await?;
-        self.commit_run_change(tx).await?;
+        self.commit_run_change(tx, agent).await?;
         Ok(Claimed {
             run,
             lease_token: token,
@@ -391,7 +391,7 @@ impl ControlPlane {
         if tx.pending_approvals_of(id).await? == 0 {
             self.make_ready(&mut tx, &mut run, now).await?;
         }
-        self.commit_run_change(tx).await?;
+        self.commit_run_change(tx, agent).await?;
         Ok(run)
     }
 
@@ -423,7 +423,7 @@ impl ControlPlane {
         };
         tx.audit(Actor::Agent(agent.to_owned()), None, completed)
             .await?;
-        self.commit_run_change(tx).await?;
+        self.commit_run_change(tx, agent).await?;
         Ok(run)
     }
 

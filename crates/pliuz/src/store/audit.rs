@@ -165,6 +165,22 @@ impl Store {
         rows.iter().map(entry_from_row).collect()
     }
 
+    /// The canonical bodies of entries `start..end` in log order, joined by
+    /// "\n" (a body never holds a raw newline), and how many there are. One
+    /// row per page rather than one per entry: the export streams millions.
+    pub async fn audit_bodies(&self, start: u64, end: u64) -> Result<(u64, String)> {
+        let q = match self.backend {
+            super::Backend::Sqlite => "SELECT count(*), coalesce(group_concat(body, char(10) ORDER BY idx), '') FROM audit_entries WHERE idx >= $1 AND idx < $2",
+            super::Backend::Postgres => "SELECT count(*), coalesce(string_agg(body, E'\\n' ORDER BY idx), '') FROM audit_entries WHERE idx >= $1 AND idx < $2",
+        };
+        let (count, bodies): (i64, String) = sqlx::query_as(q)
+            .bind(i64::try_from(start).unwrap_or(i64::MAX))
+            .bind(i64::try_from(end).unwrap_or(i64::MAX))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((u64::try_from(count).unwrap_or(0), bodies))
+    }
+
     pub async fn audit_entries_for(&self, approval_id: &str) -> Result<Vec<StoredEntry>> {
         let q = "SELECT idx, approval_id, kind, created_at, body FROM audit_entries WHERE approval_id = $1 ORDER BY idx";
         let rows = sqlx::query(q)

@@ -266,11 +266,13 @@ impl WriteTx {
         Ok(n > 0)
     }
 
-    /// Tells other replicas (PostgreSQL) that runs changed, when this commits.
-    pub async fn notify_run_change(&mut self) -> Result<()> {
+    /// Tells other replicas (PostgreSQL) that runs of `agent` changed, when
+    /// this commits.
+    pub async fn notify_run_change(&mut self, agent: &str) -> Result<()> {
         if self.store.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
+            sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(RUN_CHANGES_CHANNEL)
+                .bind(agent)
                 .execute(&mut *self.tx)
                 .await?;
         }
@@ -484,11 +486,13 @@ impl Store {
                 _ = shutdown.wait() => return,
             };
             // Anything may have changed while not listening.
-            notifier.runs_changed();
+            notifier.runs_changed(None);
             loop {
                 tokio::select! {
+                    // The payload names the agent (empty from an older
+                    // replica: wake every run waiter).
                     n = listener.recv() => match n {
-                        Ok(_) => notifier.runs_changed(),
+                        Ok(n) => notifier.runs_changed(Some(n.payload()).filter(|a| !a.is_empty())),
                         Err(e) => {
                             tracing::warn!(error = %e, "lost the run change listener; reconnecting");
                             break;
