@@ -531,7 +531,7 @@ async fn every_answer_matches_the_served_openapi_document() {
     expect_code(&a, StatusCode::UNPROCESSABLE_ENTITY, "no_matching_policy");
     let big = format!(
         "{{\"tool_name\":\"issue_refund\",\"tool_args\":{{\"pad\":\"{}\"}}}}",
-        "x".repeat(64 * 1024)
+        "x".repeat(17 * 1024)
     );
     let a = c
         .call(

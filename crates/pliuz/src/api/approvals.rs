@@ -249,6 +249,7 @@ fn validate_create(body: &CreateBody) -> Result<(), Problem> {
     post,
     path = "/api/v1/approvals",
     tag = "agent",
+    operation_id = "create_approval",
     summary = "Open an approval request (agent)",
     description = "Fails closed: a tool that matches no policy is refused with 422 no_matching_policy.",
     request_body = CreateBody,
@@ -311,6 +312,7 @@ pub struct GetQuery {
 #[utoipa::path(
     get,
     path = "/api/v1/approvals/{id}",
+    operation_id = "get_approval",
     tag = "agent",
     summary = "Get an approval, optionally waiting for a decision",
     params(("id" = String, Path, description = "The approval's id"), GetQuery),
@@ -402,6 +404,7 @@ pub struct ListView {
     get,
     path = "/api/v1/approvals",
     tag = "human",
+    operation_id = "list_approvals",
     summary = "List approvals visible to the caller, newest first",
     params(ListQuery),
     security(("agent_key" = []), ("user_token" = []), ("session" = [])),
@@ -511,6 +514,7 @@ fn validate_decision(body: &DecisionBody) -> Result<DecisionKind, Problem> {
 #[utoipa::path(
     post,
     path = "/api/v1/approvals/{id}/decision",
+    operation_id = "decide_approval",
     tag = "human",
     summary = "Approve, reject or edit (human)",
     description = "409 args_changed: the arguments changed since the decider reviewed them (args_digest).",
@@ -631,6 +635,7 @@ fn validate_execution(body: &ExecutionBody) -> Result<Option<ExecutionOutcome>, 
 #[utoipa::path(
     post,
     path = "/api/v1/approvals/{id}/execution",
+    operation_id = "claim_or_report_execution",
     tag = "agent",
     summary = "Claim the execution of an approved call (outcome started), then report its outcome (agent)",
     description = "409 execution_claimed: already claimed (outcome unknown, check before retrying) or executed. 409 execution_expired: past execute_before. 409 execution_not_claimed: a report without a claim. 409 claim_mismatch: a report with another claim_id.",
@@ -714,6 +719,7 @@ pub fn check_request_body(route: u8, body: &[u8]) -> Result<(), Problem> {
 #[utoipa::path(
     post,
     path = "/api/v1/approvals/{id}/cancel",
+    operation_id = "cancel_approval",
     tag = "agent",
     summary = "Withdraw a pending request (agent)",
     description = "The body is optional: an empty one cancels without a reason.",

@@ -60,6 +60,7 @@ fn b64(h: &pliuz_audit::Hash) -> String {
 #[utoipa::path(
     get,
     path = "/api/v1/audit/checkpoint",
+    operation_id = "get_audit_checkpoint",
     tag = "audit",
     summary = "The newest signed checkpoint (C2SP tlog-checkpoint signed note)",
     description = "Any authenticated caller. Verify it with the key from /api/v1/audit/key obtained out of band.",
@@ -90,6 +91,7 @@ pub(crate) async fn checkpoint(
 #[utoipa::path(
     get,
     path = "/api/v1/audit/key",
+    operation_id = "get_audit_verifier_key",
     tag = "audit",
     summary = "The current checkpoint verifier key (name+id+base64)",
     description = "Any authenticated caller.",
@@ -129,6 +131,7 @@ pub(crate) struct KeysView {
 #[utoipa::path(
     get,
     path = "/api/v1/audit/keys",
+    operation_id = "list_audit_verifier_keys",
     tag = "audit",
     summary = "Every verifier key the log has used (key rotation)",
     description = "Any authenticated caller.",
@@ -189,6 +192,7 @@ pub(crate) struct EntryView {
 #[utoipa::path(
     get,
     path = "/api/v1/audit/entries",
+    operation_id = "list_audit_entries",
     tag = "audit",
     summary = "Log entries start..end (auditors and admins)",
     description = "At most 1000 entries per page; `end` is clamped to the log size. `canonical` is exactly the RFC 8785 bytes hashed as the leaf.",
@@ -282,6 +286,7 @@ async fn tree_size(state: &AppState, size: Option<u64>) -> Result<(u64, u64), Pr
 #[utoipa::path(
     get,
     path = "/api/v1/audit/proof/inclusion",
+    operation_id = "get_inclusion_proof",
     tag = "audit",
     summary = "RFC 9162 inclusion proof of entry `index` in the tree of `size` entries (auditors and admins)",
     description = "`size` defaults to the newest checkpoint's size. 422 out_of_range when index >= size or size > log size.",
@@ -348,6 +353,7 @@ pub(crate) struct ConsistencyView {
 #[utoipa::path(
     get,
     path = "/api/v1/audit/proof/consistency",
+    operation_id = "get_consistency_proof",
     tag = "audit",
     summary = "RFC 9162 consistency proof from tree size `from` to `size`",
     description = "Any authenticated caller (monitors, witnesses). `size` defaults to the newest checkpoint's size. 422 out_of_range when from > size or size > log size.",
@@ -384,6 +390,7 @@ pub(crate) async fn consistency(
 #[utoipa::path(
     get,
     path = "/api/v1/approvals/{id}/receipt",
+    operation_id = "get_receipt",
     tag = "audit",
     summary = "Offline-verifiable receipt of one approval (pliuz-receipt/v1)",
     description = "Every log entry of the approval with its inclusion proof under a signed checkpoint. Whoever can see the approval may fetch it. Verify with `pliuz audit verify-receipt FILE --key VKEY`.",

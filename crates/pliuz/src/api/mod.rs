@@ -92,6 +92,7 @@ pub async fn method_not_allowed() -> Problem {
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "healthz",
     tag = "service",
     summary = "Liveness",
     responses((status = 200, description = "ok", body = String, content_type = "text/plain"))
@@ -104,6 +105,7 @@ pub(crate) async fn healthz() -> &'static str {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "readyz",
     tag = "service",
     summary = "Readiness: the store answers",
     responses(
@@ -126,6 +128,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(
     get,
     path = "/api/v1/openapi.json",
+    operation_id = "get_openapi_document",
     tag = "service",
     summary = "This document",
     responses((status = 200, description = "OpenAPI 3.1", body = Object))
@@ -150,6 +153,7 @@ pub(crate) struct PoliciesView {
 #[utoipa::path(
     get,
     path = "/api/v1/policies",
+    operation_id = "list_policies",
     tag = "human",
     summary = "The loaded policies (human)",
     security(("user_token" = []), ("session" = [])),

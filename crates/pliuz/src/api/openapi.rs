@@ -246,6 +246,24 @@ mod tests {
     }
 
     #[test]
+    fn every_operation_has_its_own_operation_id() {
+        // Client generators name their methods after it; utoipa's default
+        // (the handler's name) repeats across modules (`create`, `list`).
+        let doc = super::document();
+        let mut seen = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let id = op["operationId"].as_str().unwrap_or_default();
+                assert!(!id.is_empty(), "{method} {path} has no operationId");
+                assert!(
+                    seen.insert(id.to_owned()),
+                    "{method} {path}: {id} is used twice"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_authenticated_operation_documents_its_problem_answers() {
         let doc = super::document();
         for (path, item) in doc["paths"].as_object().into_iter().flatten() {

@@ -211,6 +211,7 @@ pub struct CreateBody {
 #[utoipa::path(
     post,
     path = "/api/v1/runs",
+    operation_id = "create_run",
     tag = "runs",
     summary = "Store a paused run (agent). Audited as run.paused with the state's SHA-256",
     request_body = CreateBody,
@@ -272,6 +273,7 @@ fn check_wait(wait: Option<u64>) -> Result<u64, Problem> {
 #[utoipa::path(
     get,
     path = "/api/v1/runs/{id}",
+    operation_id = "get_run",
     tag = "runs",
     summary = "A run; with wait, long-polls while it is waiting",
     params(("id" = String, Path, description = "The run's id"), GetQuery),
@@ -331,6 +333,7 @@ pub struct ListView {
 #[utoipa::path(
     get,
     path = "/api/v1/runs",
+    operation_id = "list_runs",
     tag = "runs",
     summary = "This agent's runs; with status=ready&wait, long-polls until one is claimable",
     params(ListQuery),
@@ -413,6 +416,7 @@ pub struct ClaimView {
 #[utoipa::path(
     post,
     path = "/api/v1/runs/{id}/claim",
+    operation_id = "claim_run",
     tag = "runs",
     summary = "Claim a ready run with a lease and get its state (409 run_claimed, run_not_ready, run_completed)",
     description = "The body is optional: an empty one takes the default lease.",
@@ -464,6 +468,7 @@ pub struct HeartbeatBody {
 #[utoipa::path(
     post,
     path = "/api/v1/runs/{id}/heartbeat",
+    operation_id = "heartbeat_run",
     tag = "runs",
     summary = "Extend the lease (409 lease_lost when the token is not the current lease)",
     params(("id" = String, Path, description = "The run's id")),
@@ -504,6 +509,7 @@ pub struct RepauseBody {
 #[utoipa::path(
     put,
     path = "/api/v1/runs/{id}",
+    operation_id = "repause_run",
     tag = "runs",
     summary = "Pause the claimed run again with a new state (lease holder); releases the lease",
     params(("id" = String, Path, description = "The run's id")),
@@ -564,6 +570,7 @@ fn completion_outcome_schema() -> utoipa::openapi::Object {
 #[utoipa::path(
     post,
     path = "/api/v1/runs/{id}/complete",
+    operation_id = "complete_run",
     tag = "runs",
     summary = "Finish the claimed run (lease holder); its stored state is deleted",
     params(("id" = String, Path, description = "The run's id")),
