@@ -20,9 +20,11 @@ pub const RECEIPT_FORMAT: &str = "pliuz-receipt/v1";
 
 /// Receipt JSON document (`pliuz-receipt/v1`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
     /// Always [`RECEIPT_FORMAT`].
+    #[cfg_attr(feature = "utoipa", schema(pattern = "^pliuz-receipt/v1$"))]
     pub format: String,
     /// The approval the entries belong to.
     pub approval_id: String,
@@ -38,6 +40,7 @@ pub struct Receipt {
 
 /// One entry of a [`Receipt`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptEntry {
     /// Leaf index.

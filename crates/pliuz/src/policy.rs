@@ -223,7 +223,7 @@ pub enum AutoDecision {
 
 /// What a policy says, as shown by the API and recorded in the audit log
 /// (so the log itself tells who could intervene on what).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicySummary {
     pub name: String,
     pub description: Option<String>,

@@ -17,66 +17,88 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
 pub const MAX_WAIT_SECS: u64 = 60;
 const MAX_EXCERPT_CHARS: usize = 1000;
 
 /// The approval resource as the API shows it (`docs/api.md`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Approval)]
 pub struct ApprovalView {
     pub id: String,
+    /// `executing`: claimed and not yet reported (outcome unknown if the
+    /// report never arrives).
     pub status: Status,
     pub tool_name: String,
     pub tool_args: Map<String, Value>,
     pub proposed_args: Option<Map<String, Value>>,
     pub final_args: Option<Map<String, Value>>,
+    #[schema(value_type = Option<Object>)]
     pub tool_schema: Option<Value>,
     pub policy: String,
     pub agent: String,
     pub originator: Option<String>,
     pub call_id: Option<String>,
     pub session_id: Option<String>,
+    #[schema(value_type = Option<Vec<serde_json::Value>>)]
     pub context_messages: Option<Value>,
+    #[schema(value_type = Option<Object>)]
     pub client_metadata: Option<Value>,
     pub idempotency_key: Option<String>,
+    /// SHA-256 of the canonical {tool_name, tool_args} under review
+    /// (proposed_args once edited); send it back with every decision.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub args_digest: String,
     pub required_approvals: u32,
     pub allowed_decisions: Vec<DecisionKind>,
     pub approvals: Vec<VoteView>,
     pub decision: Option<DecisionView>,
     pub execution: Option<ExecutionView>,
-    /// Set once approved: the tool must be claimed (started) before this.
+    /// Set once approved: the tool must be claimed (started) before this
+    /// (policy `execute_within`).
+    #[schema(format = DateTime)]
     pub execute_before: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
+    #[schema(format = DateTime)]
     pub decided_at: Option<String>,
     pub is_replay: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Vote)]
 pub struct VoteView {
     pub by: String,
+    #[schema(format = DateTime)]
     pub at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Decision)]
 pub struct DecisionView {
     pub outcome: Status,
     pub by: String,
     pub reason: Option<String>,
     pub edited: bool,
+    #[schema(format = DateTime)]
     pub at: String,
 }
 
 /// The execution: the claim, then (once reported) the outcome. A claim
 /// without an outcome means the outcome is unknown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Execution)]
 pub struct ExecutionView {
     pub claim_id: Option<String>,
+    #[schema(format = DateTime)]
     pub claimed_at: Option<String>,
     pub outcome: Option<ExecutionOutcome>,
     pub latency_ms: Option<i64>,
     pub output_excerpt: Option<String>,
+    #[schema(format = DateTime)]
     pub reported_at: Option<String>,
 }
 
@@ -134,17 +156,27 @@ impl ApprovalView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+// The schema limits mirror `validate_create`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = CreateApproval)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    #[schema(min_length = 1, max_length = 200)]
     tool_name: String,
     tool_args: Map<String, Value>,
+    /// Default: the first policy whose `tools` match `tool_name`.
+    #[schema(min_length = 1, max_length = 200)]
     policy: Option<String>,
     tool_schema: Option<Map<String, Value>>,
+    #[schema(max_length = 200)]
     call_id: Option<String>,
+    #[schema(max_length = 200)]
     session_id: Option<String>,
     context_messages: Option<Vec<Value>>,
+    #[schema(max_length = 320)]
     originator: Option<String>,
+    /// A retry with the same key returns the first request (200, `is_replay`).
+    #[schema(min_length = 1, max_length = 200)]
     idempotency_key: Option<String>,
     client_metadata: Option<Map<String, Value>>,
 }
@@ -229,6 +261,22 @@ fn validate_create(body: &CreateBody) -> Result<(), Problem> {
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/approvals",
+    tag = "agent",
+    operation_id = "create_approval",
+    summary = "Open an approval request (agent)",
+    description = "Fails closed: a tool that matches no policy is refused with 422 no_matching_policy.",
+    request_body = CreateBody,
+    security(("agent_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = ApprovalView,
+            headers(("Location" = String, description = "The approval's URL"))),
+        (status = 200, description = "Replay of an earlier request with the same idempotency key",
+            body = ApprovalView),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -268,12 +316,25 @@ pub async fn create(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GetQuery {
+    /// Seconds to wait for a decision while pending.
+    #[param(minimum = 0, maximum = 60)]
     wait: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/approvals/{id}",
+    operation_id = "get_approval",
+    tag = "agent",
+    summary = "Get an approval, optionally waiting for a decision",
+    params(("id" = String, Path, description = "The approval's id"), GetQuery),
+    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "The approval", body = ApprovalView))
+)]
 pub async fn get(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -326,23 +387,45 @@ pub async fn get(
     Ok(Json(ApprovalView::new(a, false)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[param(value_type = Option<Status>)]
     status: Option<String>,
+    #[param(max_length = 200)]
     policy: Option<String>,
+    #[param(max_length = 200)]
     agent: Option<String>,
+    #[param(max_length = 200)]
     tool: Option<String>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(max_length = 200)]
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ApprovalPage)]
 pub struct ListView {
     items: Vec<ApprovalView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/approvals",
+    tag = "human",
+    operation_id = "list_approvals",
+    summary = "List approvals visible to the caller, newest first",
+    params(ListQuery),
+    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "A page", body = ListView))
+)]
 pub async fn list(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -401,13 +484,20 @@ pub async fn list(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+// The schema limits mirror `validate_decision`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = DecisionRequest)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
+    #[schema(value_type = DecisionKind)]
     decision: String,
-    /// The approval's `args_digest` as the decider reviewed it.
+    /// The approval's `args_digest` as the decider reviewed it; 409
+    /// args_changed when the arguments changed since.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     args_digest: String,
+    #[schema(max_length = 2000)]
     reason: Option<String>,
+    /// With `edit`: the arguments to run instead.
     final_args: Option<Map<String, Value>>,
 }
 
@@ -437,6 +527,18 @@ fn validate_decision(body: &DecisionBody) -> Result<DecisionKind, Problem> {
     Ok(kind)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/approvals/{id}/decision",
+    operation_id = "decide_approval",
+    tag = "human",
+    summary = "Approve, reject or edit (human)",
+    description = "409 args_changed: the arguments changed since the decider reviewed them (args_digest).",
+    params(("id" = String, Path, description = "The approval's id")),
+    request_body = DecisionBody,
+    security(("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "The approval", body = ApprovalView))
+)]
 pub async fn decide(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -460,13 +562,35 @@ pub async fn decide(
     Ok(Json(ApprovalView::new(a, false)))
 }
 
-#[derive(Debug, Deserialize)]
+// The schema limits mirror `validate_execution`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ExecutionReport)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionBody {
+    /// `started` claims the right to run the tool (approved -> executing;
+    /// exactly one caller succeeds, before execute_before); `success` /
+    /// `error` report it (executing -> executed) with the claim's claim_id.
+    #[schema(schema_with = execution_step_schema)]
     outcome: String,
+    /// With `started`: optional, chosen by the caller so a retried claim is
+    /// recognised (default: generated). With success/error: required, the
+    /// claim's id.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,100}$")]
     claim_id: Option<String>,
+    #[schema(minimum = 0)]
     latency_ms: Option<i64>,
+    /// Truncated to 1000 characters.
     output_excerpt: Option<String>,
+}
+
+/// `outcome` of an execution request: `started` (a claim) or a reported
+/// [`ExecutionOutcome`], as `validate_execution` parses it.
+fn execution_step_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["started", "success", "error"]))
+        .build()
 }
 
 /// `None` for `outcome: "started"` (a claim), the outcome for a report.
@@ -524,6 +648,18 @@ fn validate_execution(body: &ExecutionBody) -> Result<Option<ExecutionOutcome>, 
 }
 
 /// `outcome: "started"` claims the execution; `success` / `error` report it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/approvals/{id}/execution",
+    operation_id = "claim_or_report_execution",
+    tag = "agent",
+    summary = "Claim the execution of an approved call (outcome started), then report its outcome (agent)",
+    description = "409 execution_claimed: already claimed (outcome unknown, check before retrying) or executed. 409 execution_expired: past execute_before. 409 execution_not_claimed: a report without a claim. 409 claim_mismatch: a report with another claim_id.",
+    params(("id" = String, Path, description = "The approval's id")),
+    request_body = ExecutionBody,
+    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "The approval", body = ApprovalView))
+)]
 pub async fn execution(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -557,9 +693,11 @@ pub async fn execution(
     Ok(Json(ApprovalView::new(a, false)))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, ToSchema)]
+#[schema(as = CancelRequest)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
+    #[schema(max_length = 2000)]
     reason: Option<String>,
 }
 
@@ -594,6 +732,18 @@ pub fn check_request_body(route: u8, body: &[u8]) -> Result<(), Problem> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/approvals/{id}/cancel",
+    operation_id = "cancel_approval",
+    tag = "agent",
+    summary = "Withdraw a pending request (agent)",
+    description = "The body is optional: an empty one cancels without a reason.",
+    params(("id" = String, Path, description = "The approval's id")),
+    request_body(content = Option<CancelBody>, description = "Optional", content_type = "application/json"),
+    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "The approval", body = ApprovalView))
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Auth(principal): Auth,

@@ -22,8 +22,9 @@ use axum::routing::get;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 /// Most entries one `GET /api/v1/audit/entries` returns.
 pub const MAX_PAGE: u64 = 1000;
@@ -56,7 +57,20 @@ fn b64(h: &pliuz_audit::Hash) -> String {
 }
 
 /// `GET /api/v1/audit/checkpoint`: the newest signed checkpoint note.
-async fn checkpoint(State(state): State<AppState>, Auth(_p): Auth) -> Result<Response, Problem> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/checkpoint",
+    operation_id = "get_audit_checkpoint",
+    tag = "audit",
+    summary = "The newest signed checkpoint (C2SP tlog-checkpoint signed note)",
+    description = "Any authenticated caller. Verify it with the key from /api/v1/audit/key obtained out of band.",
+    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "The signed note", body = String, content_type = "text/plain"))
+)]
+pub(crate) async fn checkpoint(
+    State(state): State<AppState>,
+    Auth(_p): Auth,
+) -> Result<Response, Problem> {
     let cp = &state.cp;
     let latest = match cp.latest_checkpoint().await? {
         Some((_, note)) => note,
@@ -74,7 +88,20 @@ async fn checkpoint(State(state): State<AppState>, Auth(_p): Auth) -> Result<Res
 }
 
 /// `GET /api/v1/audit/key`: the current verifier key.
-async fn key(State(state): State<AppState>, Auth(_p): Auth) -> Result<Response, Problem> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/key",
+    operation_id = "get_audit_verifier_key",
+    tag = "audit",
+    summary = "The current checkpoint verifier key (name+id+base64)",
+    description = "Any authenticated caller.",
+    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "The verifier key, one line", body = String, content_type = "text/plain"))
+)]
+pub(crate) async fn key(
+    State(state): State<AppState>,
+    Auth(_p): Auth,
+) -> Result<Response, Problem> {
     let key = match signer(&state) {
         Some(s) => s.verifier_key(),
         None => state
@@ -87,31 +114,96 @@ async fn key(State(state): State<AppState>, Auth(_p): Auth) -> Result<Response, 
     Ok(text(format!("{key}\n")))
 }
 
+/// The log's verifier keys.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditKeys)]
+pub(crate) struct KeysView {
+    origin: String,
+    /// The key signing new checkpoints; null before any key exists.
+    #[schema(required = true)]
+    current: Option<String>,
+    /// Oldest first.
+    keys: Vec<String>,
+}
+
 /// `GET /api/v1/audit/keys`: every verifier key the log has used.
-async fn keys(State(state): State<AppState>, Auth(_p): Auth) -> Result<Json<Value>, Problem> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/keys",
+    operation_id = "list_audit_verifier_keys",
+    tag = "audit",
+    summary = "Every verifier key the log has used (key rotation)",
+    description = "Any authenticated caller.",
+    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "Keys, oldest first", body = KeysView))
+)]
+pub(crate) async fn keys(
+    State(state): State<AppState>,
+    Auth(_p): Auth,
+) -> Result<Json<KeysView>, Problem> {
     let keys = crate::audit::known_verifiers(&state.cp, signer(&state)).await?;
     let current = signer(&state)
         .map(|s| s.verifier_key())
         .or_else(|| keys.last().cloned());
-    Ok(Json(json!({
-        "origin": state.cp.settings.audit.origin,
-        "current": current,
-        "keys": keys,
-    })))
+    Ok(Json(KeysView {
+        origin: state.cp.settings.audit.origin.clone(),
+        current,
+        keys,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
-struct EntriesQuery {
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EntriesQuery {
+    /// First index (default 0).
+    #[param(minimum = 0)]
     start: Option<u64>,
+    /// One past the last index (default start+100).
+    #[param(minimum = 0)]
     end: Option<u64>,
 }
 
+/// A page of log entries.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditEntryPage)]
+pub(crate) struct EntriesPage {
+    size: u64,
+    start: u64,
+    end: u64,
+    entries: Vec<EntryView>,
+    /// `start` of the next page; null at the end of the log.
+    #[schema(required = true)]
+    next: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
+pub(crate) struct EntryView {
+    index: u64,
+    /// Exactly the RFC 8785 bytes hashed as the leaf.
+    canonical: String,
+    /// `canonical`, parsed.
+    #[schema(value_type = Object)]
+    entry: Value,
+}
+
 /// `GET /api/v1/audit/entries?start=&end=`: entries `start..end`.
-async fn entries(
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/entries",
+    operation_id = "list_audit_entries",
+    tag = "audit",
+    summary = "Log entries start..end (auditors and admins)",
+    description = "At most 1000 entries per page; `end` is clamped to the log size. `canonical` is exactly the RFC 8785 bytes hashed as the leaf.",
+    params(EntriesQuery),
+    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "A page", body = EntriesPage))
+)]
+pub(crate) async fn entries(
     State(state): State<AppState>,
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<EntriesQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<EntriesPage>, Problem> {
     require_auditor(&p)?;
     let size = state.cp.audit_size().await?;
     let start = q.start.unwrap_or(0);
@@ -129,21 +221,43 @@ async fn entries(
     let mut items = Vec::with_capacity(rows.len());
     for r in rows {
         let parsed: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-        items.push(json!({"index": r.index, "canonical": r.body, "entry": parsed}));
+        items.push(EntryView {
+            index: r.index,
+            canonical: r.body,
+            entry: parsed,
+        });
     }
-    Ok(Json(json!({
-        "size": size,
-        "start": start,
-        "end": end,
-        "entries": items,
-        "next": if end < size { Some(end) } else { None },
-    })))
+    Ok(Json(EntriesPage {
+        size,
+        start,
+        end,
+        entries: items,
+        next: if end < size { Some(end) } else { None },
+    }))
 }
 
-#[derive(Debug, Deserialize)]
-struct InclusionQuery {
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InclusionQuery {
+    /// Leaf index.
+    #[param(minimum = 0)]
     index: u64,
+    /// Tree size (default: newest checkpoint).
+    #[param(minimum = 0)]
     size: Option<u64>,
+}
+
+/// An RFC 9162 inclusion proof; hashes in base64.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = InclusionProof)]
+pub(crate) struct InclusionView {
+    index: u64,
+    size: u64,
+    #[schema(content_encoding = "base64")]
+    leaf_hash: String,
+    #[schema(content_encoding = "base64")]
+    root: String,
+    proof: Vec<String>,
 }
 
 /// Resolves an optional tree size: default the newest checkpoint's size.
@@ -167,11 +281,22 @@ async fn tree_size(state: &AppState, size: Option<u64>) -> Result<(u64, u64), Pr
 }
 
 /// `GET /api/v1/audit/proof/inclusion?index=&size=`.
-async fn inclusion(
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/proof/inclusion",
+    operation_id = "get_inclusion_proof",
+    tag = "audit",
+    summary = "RFC 9162 inclusion proof of entry `index` in the tree of `size` entries (auditors and admins)",
+    description = "`size` defaults to the newest checkpoint's size. 422 out_of_range when index >= size or size > log size.",
+    params(InclusionQuery),
+    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "The proof", body = InclusionView))
+)]
+pub(crate) async fn inclusion(
     State(state): State<AppState>,
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<InclusionQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<InclusionView>, Problem> {
     require_auditor(&p)?;
     let (size, _) = tree_size(&state, q.size).await?;
     if q.index >= size {
@@ -189,27 +314,56 @@ async fn inclusion(
         .next()
         .ok_or_else(Problem::internal)?;
     let root = store.audit_root(size).await?;
-    Ok(Json(json!({
-        "index": q.index,
-        "size": size,
-        "leaf_hash": b64(&leaf),
-        "root": b64(&root),
-        "proof": proof.iter().map(b64).collect::<Vec<_>>(),
-    })))
+    Ok(Json(InclusionView {
+        index: q.index,
+        size,
+        leaf_hash: b64(&leaf),
+        root: b64(&root),
+        proof: proof.iter().map(b64).collect(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
-struct ConsistencyQuery {
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ConsistencyQuery {
+    /// Older tree size.
+    #[param(minimum = 0)]
     from: u64,
+    /// Newer tree size (default: newest checkpoint).
+    #[param(minimum = 0)]
     size: Option<u64>,
 }
 
+/// An RFC 9162 consistency proof; hashes in base64.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ConsistencyProof)]
+pub(crate) struct ConsistencyView {
+    from: u64,
+    size: u64,
+    #[schema(content_encoding = "base64")]
+    from_root: String,
+    #[schema(content_encoding = "base64")]
+    root: String,
+    proof: Vec<String>,
+}
+
 /// `GET /api/v1/audit/proof/consistency?from=&size=`.
-async fn consistency(
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/proof/consistency",
+    operation_id = "get_consistency_proof",
+    tag = "audit",
+    summary = "RFC 9162 consistency proof from tree size `from` to `size`",
+    description = "Any authenticated caller (monitors, witnesses). `size` defaults to the newest checkpoint's size. 422 out_of_range when from > size or size > log size.",
+    params(ConsistencyQuery),
+    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "The proof", body = ConsistencyView))
+)]
+pub(crate) async fn consistency(
     State(state): State<AppState>,
     Auth(_p): Auth,
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<ConsistencyView>, Problem> {
     let (size, _) = tree_size(&state, q.size).await?;
     if q.from > size {
         return Err(out_of_range(format!(
@@ -221,17 +375,28 @@ async fn consistency(
     let proof = store.consistency_proof(q.from, size).await?;
     let root_from = store.audit_root(q.from).await?;
     let root = store.audit_root(size).await?;
-    Ok(Json(json!({
-        "from": q.from,
-        "size": size,
-        "from_root": b64(&root_from),
-        "root": b64(&root),
-        "proof": proof.iter().map(b64).collect::<Vec<_>>(),
-    })))
+    Ok(Json(ConsistencyView {
+        from: q.from,
+        size,
+        from_root: b64(&root_from),
+        root: b64(&root),
+        proof: proof.iter().map(b64).collect(),
+    }))
 }
 
 /// `GET /api/v1/approvals/{id}/receipt`.
-async fn receipt(
+#[utoipa::path(
+    get,
+    path = "/api/v1/approvals/{id}/receipt",
+    operation_id = "get_receipt",
+    tag = "audit",
+    summary = "Offline-verifiable receipt of one approval (pliuz-receipt/v1)",
+    description = "Every log entry of the approval with its inclusion proof under a signed checkpoint. Whoever can see the approval may fetch it. Verify with `pliuz audit verify-receipt FILE --key VKEY`.",
+    params(("id" = String, Path, description = "The approval's id")),
+    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "The receipt", body = pliuz_audit::Receipt))
+)]
+pub(crate) async fn receipt(
     State(state): State<AppState>,
     Auth(p): Auth,
     crate::http::extract::ApiPath(id): crate::http::extract::ApiPath,
@@ -280,168 +445,5 @@ pub fn routes() -> Vec<Route> {
             path: "/api/v1/approvals/{id}/receipt",
             handler: get(receipt),
         },
-    ]
-}
-
-fn responses(ok: Value) -> Value {
-    let mut r = json!({
-        "400": {"$ref": "#/components/responses/Problem"},
-        "401": {"$ref": "#/components/responses/Problem"},
-        "403": {"$ref": "#/components/responses/Problem"},
-        "404": {"$ref": "#/components/responses/Problem"},
-        "422": {"$ref": "#/components/responses/Problem"},
-        "500": {"$ref": "#/components/responses/Problem"},
-        "503": {"$ref": "#/components/responses/Problem"}
-    });
-    if let (Value::Object(r), Value::Object(ok)) = (&mut r, ok) {
-        r.extend(ok);
-    }
-    r
-}
-
-fn op(summary: &str, description: &str, params: Value, ok: Value) -> Value {
-    json!({
-        "summary": summary,
-        "description": description,
-        "tags": ["audit"],
-        "security": [{"bearer": []}],
-        "parameters": params,
-        "responses": responses(ok),
-    })
-}
-
-fn text_ok(description: &str) -> Value {
-    json!({"200": {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}})
-}
-
-fn json_ok(description: &str, schema: Value) -> Value {
-    json!({"200": {"description": description, "content": {"application/json": {"schema": schema}}}})
-}
-
-fn int_param(name: &str, required: bool, description: &str) -> Value {
-    json!({"name": name, "in": "query", "required": required, "schema": {"type": "integer", "minimum": 0}, "description": description})
-}
-
-fn proof_schema(fields: &[&str]) -> Value {
-    let mut props = serde_json::Map::new();
-    for f in fields {
-        let t = if ["index", "size", "from"].contains(f) {
-            json!({"type": "integer"})
-        } else {
-            json!({"type": "string", "contentEncoding": "base64"})
-        };
-        props.insert((*f).to_owned(), t);
-    }
-    props.insert(
-        "proof".into(),
-        json!({"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}),
-    );
-    json!({"type": "object", "properties": props})
-}
-
-pub fn openapi_operations() -> Vec<(&'static str, &'static str, Value)> {
-    vec![
-        (
-            "get",
-            "/api/v1/audit/checkpoint",
-            op(
-                "The newest signed checkpoint (C2SP tlog-checkpoint signed note)",
-                "Any authenticated caller. Verify it with the key from /api/v1/audit/key obtained out of band.",
-                json!([]),
-                text_ok("The signed note"),
-            ),
-        ),
-        (
-            "get",
-            "/api/v1/audit/key",
-            op(
-                "The current checkpoint verifier key (name+id+base64)",
-                "Any authenticated caller.",
-                json!([]),
-                text_ok("The verifier key, one line"),
-            ),
-        ),
-        (
-            "get",
-            "/api/v1/audit/keys",
-            op(
-                "Every verifier key the log has used (key rotation)",
-                "Any authenticated caller.",
-                json!([]),
-                json_ok(
-                    "Keys, oldest first",
-                    json!({"type": "object", "properties": {"origin": {"type": "string"}, "current": {"type": "string"}, "keys": {"type": "array", "items": {"type": "string"}}}}),
-                ),
-            ),
-        ),
-        (
-            "get",
-            "/api/v1/audit/entries",
-            op(
-                "Log entries start..end (auditors and admins)",
-                "At most 1000 entries per page; `end` is clamped to the log size. `canonical` is exactly the RFC 8785 bytes hashed as the leaf.",
-                json!([
-                    int_param("start", false, "First index (default 0)"),
-                    int_param("end", false, "One past the last index (default start+100)")
-                ]),
-                json_ok(
-                    "A page",
-                    json!({"type": "object", "properties": {
-                        "size": {"type": "integer"}, "start": {"type": "integer"}, "end": {"type": "integer"},
-                        "next": {"type": ["integer", "null"]},
-                        "entries": {"type": "array", "items": {"type": "object", "properties": {
-                            "index": {"type": "integer"}, "canonical": {"type": "string"}, "entry": {"type": "object"}}}}
-                    }}),
-                ),
-            ),
-        ),
-        (
-            "get",
-            "/api/v1/audit/proof/inclusion",
-            op(
-                "RFC 9162 inclusion proof of entry `index` in the tree of `size` entries (auditors and admins)",
-                "`size` defaults to the newest checkpoint's size. 422 out_of_range when index >= size or size > log size.",
-                json!([
-                    int_param("index", true, "Leaf index"),
-                    int_param("size", false, "Tree size (default: newest checkpoint)")
-                ]),
-                json_ok("The proof", proof_schema(&["index", "size", "leaf_hash", "root"])),
-            ),
-        ),
-        (
-            "get",
-            "/api/v1/audit/proof/consistency",
-            op(
-                "RFC 9162 consistency proof from tree size `from` to `size`",
-                "Any authenticated caller (monitors, witnesses). `size` defaults to the newest checkpoint's size. 422 out_of_range when from > size or size > log size.",
-                json!([
-                    int_param("from", true, "Older tree size"),
-                    int_param("size", false, "Newer tree size (default: newest checkpoint)")
-                ]),
-                json_ok("The proof", proof_schema(&["from", "size", "from_root", "root"])),
-            ),
-        ),
-        (
-            "get",
-            "/api/v1/approvals/{id}/receipt",
-            op(
-                "Offline-verifiable receipt of one approval (pliuz-receipt/v1)",
-                "Every log entry of the approval with its inclusion proof under a signed checkpoint. Whoever can see the approval may fetch it. Verify with `pliuz audit verify-receipt FILE --key VKEY`.",
-                json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]),
-                json_ok(
-                    "The receipt",
-                    json!({"type": "object", "required": ["format", "approval_id", "origin", "tree_size", "checkpoint", "entries"], "properties": {
-                        "format": {"const": "pliuz-receipt/v1"},
-                        "approval_id": {"type": "string"},
-                        "origin": {"type": "string"},
-                        "tree_size": {"type": "integer"},
-                        "checkpoint": {"type": "string"},
-                        "entries": {"type": "array", "items": {"type": "object", "properties": {
-                            "index": {"type": "integer"}, "entry": {"type": "string"},
-                            "inclusion_proof": {"type": "array", "items": {"type": "string"}}}}}
-                    }}),
-                ),
-            ),
-        ),
     ]
 }

@@ -15,6 +15,8 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// One API route: the router and the OpenAPI document are both built from
 /// this table, so they cannot drift apart.
@@ -89,12 +91,31 @@ pub async fn method_not_allowed() -> Problem {
     )
 }
 
-async fn healthz() -> &'static str {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "service",
+    summary = "Liveness",
+    responses((status = 200, description = "ok", body = String, content_type = "text/plain"))
+)]
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Ready when the store takes writes (not merely answers reads).
-async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "service",
+    summary = "Readiness: the store answers",
+    responses(
+        (status = 200, description = "ready", body = String, content_type = "text/plain"),
+        (status = 503, response = openapi::ProblemResponse),
+    )
+)]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match state.cp.readiness().await {
         Ok(()) => "ready".into_response(),
         Err(reason) => {
@@ -106,23 +127,52 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn openapi_doc() -> Json<serde_json::Value> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    operation_id = "get_openapi_document",
+    tag = "service",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object))
+)]
+pub(crate) async fn openapi_doc() -> Json<serde_json::Value> {
     Json(openapi::document())
 }
 
-async fn policies(
+/// The loaded policies.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Policies)]
+pub(crate) struct PoliciesView {
+    policies: Vec<crate::policy::PolicySummary>,
+    /// The policy used when a request names none and no tool pattern
+    /// matches; null when such requests are refused.
+    #[schema(required = true)]
+    default_policy: Option<String>,
+    /// SHA-256 (hex) of the policy file as loaded.
+    source_sha256: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/policies",
+    operation_id = "list_policies",
+    tag = "human",
+    summary = "The loaded policies (human)",
+    security(("user_token" = []), ("session" = [])),
+    responses((status = 200, description = "Policies", body = PoliciesView))
+)]
+pub(crate) async fn policies(
     State(state): State<AppState>,
     extract::Auth(principal): extract::Auth,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<PoliciesView>, Problem> {
     if matches!(principal, crate::auth::Principal::Agent { .. }) {
         return Err(Problem::forbidden(
             "policies are visible to people, not agent keys",
         ));
     }
-    let list: Vec<_> = state.cp.policies.iter().map(|p| p.summary()).collect();
-    Ok(Json(serde_json::json!({
-        "policies": list,
-        "default_policy": state.cp.policies.default_policy(),
-        "source_sha256": state.cp.policies.source_hash,
-    })))
+    Ok(Json(PoliciesView {
+        policies: state.cp.policies.iter().map(|p| p.summary()).collect(),
+        default_policy: state.cp.policies.default_policy().map(str::to_owned),
+        source_sha256: state.cp.policies.source_hash.clone(),
+    }))
 }

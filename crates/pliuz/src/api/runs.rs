@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
 const MAX_APPROVAL_IDS: usize = 100;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -28,16 +29,24 @@ const DEFAULT_LEASE_SECS: u64 = 300;
 const LEASE_SECS: std::ops::RangeInclusive<u64> = 10..=3600;
 
 /// The run resource (never contains the state).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Run)]
 pub struct RunView {
     pub id: String,
     pub agent: String,
+    /// `ready`: every approval is settled (or the lease of a running run
+    /// expired); the run may be claimed.
     pub status: RunStatus,
     pub approval_ids: Vec<String>,
+    /// SHA-256 (hex) of the stored state, as in the audit log.
     pub state_sha256: String,
+    #[schema(value_type = Object)]
     pub metadata: Value,
+    #[schema(required = true, format = DateTime)]
     pub lease_expires_at: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     pub pause_count: i64,
 }
@@ -185,14 +194,31 @@ fn done(errors: Vec<FieldError>) -> Result<(), Problem> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+// The schema limits mirror `check_approval_ids` and `check_metadata`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = NewRun)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    /// Opaque serialized run state (at most max_run_state_bytes, default
+    /// 8 MiB; 413 payload_too_large).
     state: String,
+    #[schema(max_items = 100)]
     approval_ids: Vec<String>,
+    /// Small JSON object (at most 16 KiB).
     metadata: Option<Map<String, Value>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs",
+    operation_id = "create_run",
+    tag = "runs",
+    summary = "Store a paused run (agent). Audited as run.paused with the state's SHA-256",
+    request_body = CreateBody,
+    security(("agent_key" = [])),
+    responses((status = 201, description = "Created", body = RunView,
+        headers(("Location" = String, description = "The run's URL"))))
+)]
 pub async fn create(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -224,9 +250,12 @@ pub async fn create(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GetQuery {
+    /// Seconds to wait while the run is waiting.
+    #[param(minimum = 0, maximum = 60)]
     wait: Option<u64>,
 }
 
@@ -241,6 +270,16 @@ fn check_wait(wait: Option<u64>) -> Result<u64, Problem> {
     Ok(wait)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}",
+    operation_id = "get_run",
+    tag = "runs",
+    summary = "A run; with wait, long-polls while it is waiting",
+    params(("id" = String, Path, description = "The run's id"), GetQuery),
+    security(("agent_key" = [])),
+    responses((status = 200, description = "The run", body = RunView))
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -266,19 +305,35 @@ pub async fn get_one(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[param(value_type = Option<RunStatus>)]
     status: Option<String>,
+    /// Seconds to wait for a matching run when there is none.
+    #[param(minimum = 0, maximum = 60)]
     wait: Option<u64>,
+    #[param(minimum = 1, maximum = 100, default = 50)]
     limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RunPage)]
 pub struct ListView {
     items: Vec<RunView>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs",
+    operation_id = "list_runs",
+    tag = "runs",
+    summary = "This agent's runs; with status=ready&wait, long-polls until one is claimable",
+    params(ListQuery),
+    security(("agent_key" = [])),
+    responses((status = 200, description = "A page", body = ListView))
+)]
 pub async fn list(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -330,13 +385,17 @@ pub async fn list(
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+// The schema limits mirror `check_lease`.
+#[derive(Debug, Deserialize, Default, ToSchema)]
+#[schema(as = RunClaimRequest)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimBody {
+    #[schema(minimum = 10, maximum = 3600, default = 300)]
     lease_seconds: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RunClaim)]
 pub struct ClaimView {
     run: RunView,
     lease_token: String,
@@ -345,6 +404,18 @@ pub struct ClaimView {
     approvals: Vec<ApprovalView>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/claim",
+    operation_id = "claim_run",
+    tag = "runs",
+    summary = "Claim a ready run with a lease and get its state (409 run_claimed, run_not_ready, run_completed)",
+    description = "The body is optional: an empty one takes the default lease.",
+    params(("id" = String, Path, description = "The run's id")),
+    request_body(content = Option<ClaimBody>, description = "Optional", content_type = "application/json"),
+    security(("agent_key" = [])),
+    responses((status = 200, description = "The claim", body = ClaimView))
+)]
 pub async fn claim(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -376,13 +447,26 @@ pub async fn claim(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = RunHeartbeat)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatBody {
     lease_token: String,
+    #[schema(minimum = 10, maximum = 3600, default = 300)]
     lease_seconds: Option<u64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/heartbeat",
+    operation_id = "heartbeat_run",
+    tag = "runs",
+    summary = "Extend the lease (409 lease_lost when the token is not the current lease)",
+    params(("id" = String, Path, description = "The run's id")),
+    request_body = HeartbeatBody,
+    security(("agent_key" = [])),
+    responses((status = 200, description = "The run", body = RunView))
+)]
 pub async fn heartbeat(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -400,15 +484,30 @@ pub async fn heartbeat(
     Ok(Json(RunView::new(run)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = RunRepause)]
 #[serde(deny_unknown_fields)]
 pub struct RepauseBody {
     lease_token: String,
+    /// Opaque serialized run state (at most max_run_state_bytes).
     state: String,
+    #[schema(max_items = 100)]
     approval_ids: Vec<String>,
+    /// Small JSON object (at most 16 KiB).
     metadata: Option<Map<String, Value>>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/runs/{id}",
+    operation_id = "repause_run",
+    tag = "runs",
+    summary = "Pause the claimed run again with a new state (lease holder); releases the lease",
+    params(("id" = String, Path, description = "The run's id")),
+    request_body = RepauseBody,
+    security(("agent_key" = [])),
+    responses((status = 200, description = "The run", body = RunView))
+)]
 pub async fn repause(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -437,15 +536,39 @@ pub async fn repause(
     Ok(Json(RunView::new(run)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = RunCompletion)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteBody {
     lease_token: String,
+    #[schema(schema_with = completion_outcome_schema)]
     outcome: String,
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     output_sha256: Option<String>,
+    #[schema(max_length = 2000)]
     error: Option<String>,
 }
 
+/// `outcome` of a completion, as `complete` parses it.
+fn completion_outcome_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["completed", "failed"]))
+        .build()
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/complete",
+    operation_id = "complete_run",
+    tag = "runs",
+    summary = "Finish the claimed run (lease holder); its stored state is deleted",
+    params(("id" = String, Path, description = "The run's id")),
+    request_body = CompleteBody,
+    security(("agent_key" = [])),
+    responses((status = 200, description = "The run", body = RunView))
+)]
 pub async fn complete(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -540,182 +663,5 @@ pub fn routes() -> Vec<Route> {
             path: "/api/v1/runs/{id}/complete",
             handler: post(complete),
         },
-    ]
-}
-
-fn run_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["id", "agent", "status", "approval_ids", "state_sha256", "metadata", "lease_expires_at", "created_at", "updated_at", "pause_count"],
-        "properties": {
-            "id": {"type": "string"},
-            "agent": {"type": "string"},
-            "status": {"type": "string", "enum": ["waiting", "ready", "running", "completed", "failed"], "description": "ready: every approval is settled (or the lease of a running run expired); the run may be claimed"},
-            "approval_ids": {"type": "array", "items": {"type": "string"}},
-            "state_sha256": {"type": "string", "description": "SHA-256 (hex) of the stored state, as in the audit log"},
-            "metadata": {"type": "object"},
-            "lease_expires_at": {"type": ["string", "null"], "format": "date-time"},
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"},
-            "pause_count": {"type": "integer"}
-        }
-    })
-}
-
-fn op(summary: &str, body: Option<Value>, ok: &str, ok_schema: Value) -> Value {
-    let mut o = json!({
-        "summary": summary,
-        "tags": ["runs"],
-        "security": [{"bearer": []}],
-        "responses": {
-            ok: {"description": "OK", "content": {"application/json": {"schema": ok_schema}}},
-            "400": {"$ref": "#/components/responses/Problem"},
-            "401": {"$ref": "#/components/responses/Problem"},
-            "403": {"$ref": "#/components/responses/Problem"},
-            "404": {"$ref": "#/components/responses/Problem"},
-            "409": {"$ref": "#/components/responses/Problem"},
-            "413": {"$ref": "#/components/responses/Problem"},
-            "415": {"$ref": "#/components/responses/Problem"},
-            "422": {"$ref": "#/components/responses/Problem"},
-            "500": {"$ref": "#/components/responses/Problem"},
-            "503": {"$ref": "#/components/responses/Problem"}
-        },
-    });
-    if let Some(schema) = body {
-        o["requestBody"] =
-            json!({"required": true, "content": {"application/json": {"schema": schema}}});
-    }
-    o
-}
-
-fn with_params(mut o: Value, params: Value) -> Value {
-    o["parameters"] = params;
-    o
-}
-
-/// OpenAPI operations for [`routes`].
-pub fn openapi_operations() -> Vec<(&'static str, &'static str, Value)> {
-    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
-    let wait = json!({"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 60}});
-    let state_body = |extra: Value| {
-        let mut props = json!({
-            "state": {"type": "string", "description": "Opaque serialized run state (at most max_run_state_bytes, default 8 MiB; 413 payload_too_large)"},
-            "approval_ids": {"type": "array", "maxItems": 100, "items": {"type": "string"}},
-            "metadata": {"type": "object", "description": "Small JSON object (at most 16 KiB)"}
-        });
-        let mut required = vec![json!("state"), json!("approval_ids")];
-        if let (Value::Object(p), Value::Object(e)) = (&mut props, extra) {
-            for k in e.keys() {
-                required.push(json!(k));
-            }
-            p.extend(e);
-        }
-        json!({"type": "object", "additionalProperties": false, "required": required, "properties": props})
-    };
-    let lease = json!({"type": "integer", "minimum": 10, "maximum": 3600, "default": 300});
-    vec![
-        (
-            "post",
-            "/api/v1/runs",
-            op(
-                "Store a paused run (agent). Audited as run.paused with the state's SHA-256",
-                Some(state_body(json!({}))),
-                "201",
-                run_schema(),
-            ),
-        ),
-        (
-            "get",
-            "/api/v1/runs",
-            with_params(
-                op(
-                    "This agent's runs; with status=ready&wait, long-polls until one is claimable",
-                    None,
-                    "200",
-                    json!({"type": "object", "properties": {"items": {"type": "array", "items": run_schema()}}}),
-                ),
-                json!([
-                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["waiting", "ready", "running", "completed", "failed"]}},
-                    wait.clone(),
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}}
-                ]),
-            ),
-        ),
-        (
-            "get",
-            "/api/v1/runs/{id}",
-            with_params(
-                op(
-                    "A run; with wait, long-polls while it is waiting",
-                    None,
-                    "200",
-                    run_schema(),
-                ),
-                json!([id.clone(), wait]),
-            ),
-        ),
-        (
-            "put",
-            "/api/v1/runs/{id}",
-            with_params(
-                op(
-                    "Pause the claimed run again with a new state (lease holder); releases the lease",
-                    Some(state_body(json!({"lease_token": {"type": "string"}}))),
-                    "200",
-                    run_schema(),
-                ),
-                json!([id.clone()]),
-            ),
-        ),
-        (
-            "post",
-            "/api/v1/runs/{id}/claim",
-            with_params(
-                op(
-                    "Claim a ready run with a lease and get its state (409 run_claimed, run_not_ready, run_completed)",
-                    Some(json!({"type": "object", "additionalProperties": false, "properties": {"lease_seconds": lease.clone()}})),
-                    "200",
-                    json!({"type": "object", "required": ["run", "lease_token", "state", "state_sha256", "approvals"], "properties": {
-                        "run": run_schema(),
-                        "lease_token": {"type": "string"},
-                        "state": {"type": "string"},
-                        "state_sha256": {"type": "string"},
-                        "approvals": {"type": "array", "items": {"$ref": "#/components/schemas/Approval"}}
-                    }}),
-                ),
-                json!([id.clone()]),
-            ),
-        ),
-        (
-            "post",
-            "/api/v1/runs/{id}/heartbeat",
-            with_params(
-                op(
-                    "Extend the lease (409 lease_lost when the token is not the current lease)",
-                    Some(json!({"type": "object", "additionalProperties": false, "required": ["lease_token"], "properties": {"lease_token": {"type": "string"}, "lease_seconds": lease}})),
-                    "200",
-                    run_schema(),
-                ),
-                json!([id.clone()]),
-            ),
-        ),
-        (
-            "post",
-            "/api/v1/runs/{id}/complete",
-            with_params(
-                op(
-                    "Finish the claimed run (lease holder); its stored state is deleted",
-                    Some(json!({"type": "object", "additionalProperties": false, "required": ["lease_token", "outcome"], "properties": {
-                        "lease_token": {"type": "string"},
-                        "outcome": {"type": "string", "enum": ["completed", "failed"]},
-                        "output_sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-                        "error": {"type": "string", "maxLength": 2000}
-                    }})),
-                    "200",
-                    run_schema(),
-                ),
-                json!([id]),
-            ),
-        ),
     ]
 }

@@ -17,16 +17,24 @@ pub struct Problem {
     pub retry_after: Option<u64>,
 }
 
-/// The wire form; `type` is derived from the code.
-#[derive(Serialize)]
-struct ProblemBody<'a> {
+/// An RFC 9457 problem, as sent: a stable `code` for programs, a `detail`
+/// for people; `type` is derived from the code.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct ProblemBody<'a> {
+    /// `https://pliuz.dev/problems/<code>`.
     #[serde(rename = "type")]
     type_uri: String,
     title: &'a str,
+    /// The HTTP status, repeated.
     status: u16,
+    /// What went wrong and what to do about it, for a person.
     detail: &'a str,
+    /// Stable, for programs (e.g. `validation`, `execution_claimed`).
     code: &'a str,
+    /// With `validation`: one entry per invalid field.
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    #[schema(value_type = Vec<FieldError>)]
     errors: &'a [FieldError],
 }
 

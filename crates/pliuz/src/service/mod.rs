@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// A field-level problem in a request, reported back to the caller.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
