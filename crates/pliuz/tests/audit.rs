@@ -995,6 +995,31 @@ async fn a_truncated_log_is_refused_at_start_by_check_and_by_a_monitor() {
     assert_eq!(std::fs::read(&state).unwrap(), before, "state not advanced");
 }
 
+// A log cut back to exactly the size of an older stored checkpoint: that
+// checkpoint still verifies, but the server signed a larger one since, so
+// `audit checkpoint` must refuse rather than print the old note.
+#[tokio::test]
+async fn a_log_cut_back_to_an_older_checkpoint_is_not_vouched_for() {
+    let (mut s, http, agent) = server_with_ten_refunds().await;
+    assert!(s.cli(&["audit", "checkpoint"], None).success);
+    let data = s.data_dir();
+    let older = log_size(&data).await;
+    for i in 0..3 {
+        create_refund(&http, &s, &agent, 400 + i).await;
+    }
+    assert!(s.cli(&["audit", "checkpoint"], None).success);
+    s.stop();
+    assert!(log_size(&data).await > older);
+    truncate_consistently(&data, older).await;
+    let sign = s.cli(&["audit", "checkpoint"], None);
+    assert!(!sign.success, "{}", sign.stdout);
+    assert!(
+        sign.stderr.contains(&format!("holds {older} entries")),
+        "{}",
+        sign.stderr
+    );
+}
+
 #[tokio::test]
 async fn the_monitor_catches_two_servers_with_one_key_diverging() {
     let mut a = Server::start(&config()).await;

@@ -255,6 +255,9 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
             let settings = Settings::load(over)?;
             let signer = Signer::load(&settings.audit, true)?;
             let cp = crate::service::ControlPlane::open(settings).await?;
+            // Also when a stored checkpoint already covers the log: a log cut
+            // back to an older checkpoint's size must not be vouched for.
+            Witness::for_settings(&cp.settings).guard(&cp).await?;
             let c = super::sign_checkpoint(&cp, &signer).await?;
             print!("{}", c.note);
             Ok(ExitCode::SUCCESS)
