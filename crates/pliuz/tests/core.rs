@@ -6,7 +6,7 @@ mod support;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{finance_policy, Server, PAYOUTS_SETTINGS};
+use support::{finance_policy, send_json, Server, PAYOUTS_SETTINGS};
 
 /// Finance or the ops lead approves; small refunds are approved at once.
 const REFUNDS: &str = r#"
@@ -75,28 +75,12 @@ fn long_poll(e: &Env, server: &Server, id: &str) -> tokio::task::JoinHandle<(Ins
 
 impl Env {
     async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(self.server.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        let req = self.http.post(self.server.url(path));
+        send_json(req.bearer_auth(token).json(&body)).await
     }
 
     async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .get(self.server.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        send_json(self.http.get(self.server.url(path)).bearer_auth(token)).await
     }
 
     async fn create(&self, body: Value) -> Value {

@@ -8,7 +8,7 @@ mod support;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{env_vars, finance_policy, Server, FAST_OUTBOX};
+use support::{env_vars, finance_policy, send_json, Server, FAST_OUTBOX};
 
 fn config() -> String {
     [
@@ -161,14 +161,8 @@ async fn racing_claims(e: &Env, rounds: u64, callers: usize) {
                     .url(&format!("/api/v1/approvals/{id}/execution"));
                 tokio::spawn(async move {
                     start.wait().await;
-                    let r = http
-                        .post(url)
-                        .bearer_auth(agent)
-                        .json(&json!({"outcome": "started", "claim_id": format!("caller-{n}")}))
-                        .send()
-                        .await
-                        .expect("claim");
-                    (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+                    let claim = json!({"outcome": "started", "claim_id": format!("caller-{n}")});
+                    send_json(http.post(url).bearer_auth(agent).json(&claim)).await
                 })
             })
             .collect();

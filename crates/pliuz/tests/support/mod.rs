@@ -46,6 +46,14 @@ pub const FAST_OUTBOX: [(&str, &str); 2] = [
     ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "300"),
 ];
 
+/// Sends a request; returns its status and JSON body (`null` when the body
+/// is not JSON, e.g. empty).
+pub async fn send_json(req: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = req.send().await.expect("request");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// Environment variables for [`Server::start_with`] from `(name, value)` pairs.
 pub fn env_vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
