@@ -30,15 +30,10 @@ dm_approvers = {dm_approvers}
 [slack.users]
 "fin@example.com" = "UFIN"
 
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-slack_channel = "#refunds"
+{refunds}slack_channel = "#refunds"
 {deletes}{payouts}{quick}{lost}"##,
         api = fake.api_url(),
+        refunds = support::REFUNDS_POLICY,
         deletes = finance_policy(
             "deletes",
             "delete_db",
