@@ -81,17 +81,24 @@ echo "readme-check: terminal 1 (port $port)" >&2
 setsid bash -euo pipefail -c "$t1" > "$work/terminal-1.log" 2>&1 &
 t1_pid=$!
 
+# Waits until terminal 1's output matches PATTERN, polling every PAUSE
+# seconds; fails with MESSAGE if terminal 1 ends or LIMIT seconds pass first.
+wait_for_terminal_1() {
+  local pattern="$1" limit="$2" pause="$3" message="$4"
+  local deadline=$((SECONDS + limit))
+  until grep -q "$pattern" "$work/terminal-1.log"; do
+    if ! kill -0 "$t1_pid" 2>/dev/null || [ "$SECONDS" -gt "$deadline" ]; then
+      echo "readme-check: $message:" >&2
+      cat "$work/terminal-1.log" >&2
+      exit 1
+    fi
+    sleep "$pause"
+  done
+}
+
 # Like a person: wait until the example says it is waiting (the pip install
 # before it may take a while), then approve from the second terminal.
-deadline=$((SECONDS + 600))
-until grep -q 'waiting for a decision' "$work/terminal-1.log"; do
-  if ! kill -0 "$t1_pid" 2>/dev/null || [ "$SECONDS" -gt "$deadline" ]; then
-    echo "readme-check: terminal 1 stopped before the example waited:" >&2
-    cat "$work/terminal-1.log" >&2
-    exit 1
-  fi
-  sleep 1
-done
+wait_for_terminal_1 'waiting for a decision' 600 1 "terminal 1 stopped before the example waited"
 echo "readme-check: terminal 2" >&2
 bash -euo pipefail -c "$t2" > "$work/terminal-2.log" 2>&1 || {
   echo "readme-check: terminal 2 failed:" >&2
@@ -100,15 +107,7 @@ bash -euo pipefail -c "$t2" > "$work/terminal-2.log" 2>&1 || {
 }
 
 # Terminal 1's last command (the example) ends once the tool ran.
-deadline=$((SECONDS + 120))
-until grep -q '^FINAL:' "$work/terminal-1.log"; do
-  if ! kill -0 "$t1_pid" 2>/dev/null || [ "$SECONDS" -gt "$deadline" ]; then
-    echo "readme-check: the example did not finish:" >&2
-    cat "$work/terminal-1.log" >&2
-    exit 1
-  fi
-  sleep 0.5
-done
+wait_for_terminal_1 '^FINAL:' 120 0.5 "the example did not finish"
 
 fail() {
   echo "readme-check: $1" >&2

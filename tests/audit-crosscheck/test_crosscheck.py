@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from verifier_cli import check_with_trusted_keys, run_check
+from verifier_cli import check_with_trusted_keys, export_without_entry, run_check
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -61,12 +61,7 @@ def test_tampered_entry_byte_fails(fixture_dir, tmp_path):
 
 
 def test_deleted_entry_fails(fixture_dir, tmp_path):
-    export = tmp_path / "export"
-    shutil.copytree(fixture_dir / "export", export)
-    path = export / "entries.jsonl"
-    lines = path.read_bytes().split(b"\n")
-    del lines[41]
-    path.write_bytes(b"\n".join(lines))
+    export = export_without_entry(fixture_dir, tmp_path, 41)
     r = check_with_trusted_keys("export", export, fixture_dir)
     assert r.returncode == 1
     assert "entry 41: index field says 42" in r.stderr

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from verifier_cli import check_with_trusted_keys
+from verifier_cli import check_with_trusted_keys, export_without_entry
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -239,14 +239,7 @@ def test_server_receipt_verifies_independently(server_export):
 
 
 def test_server_export_with_a_deleted_line_fails(server_export, tmp_path):
-    import shutil
-
-    export = tmp_path / "export"
-    shutil.copytree(server_export / "export", export)
-    path = export / "entries.jsonl"
-    lines = path.read_bytes().split(b"\n")
-    del lines[2]
-    path.write_bytes(b"\n".join(lines))
+    export = export_without_entry(server_export, tmp_path, 2)
     r = check_with_trusted_keys("export", export, server_export)
     assert r.returncode == 1
     assert "entry 2: index field says 3" in r.stderr

@@ -62,48 +62,19 @@ fn parse_key(text: &str, from: &str) -> anyhow::Result<DataKey> {
     Ok(DataKey { cipher })
 }
 
-/// Writes a new random key to `path` (mode 0600) unless one exists; a hard
-/// link makes two processes starting at once agree on one key.
+/// Writes a new random key to `path` (mode 0600) unless one exists.
 fn create_key_file(path: &Path) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     let mut key = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut key);
-    let tmp = dir.join(format!(".encryption.key.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    private_file::write_new(
-        &tmp,
-        format!("{KEY_PREFIX}{}\n", b64().encode(key)).as_bytes(),
-    )?;
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    private_file::sync_dir(dir);
-    match linked {
-        Ok(()) => {
-            tracing::info!(file = %path.display(), "generated the data encryption key");
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("cannot write {}: {e}", path.display())),
+    let contents = format!("{KEY_PREFIX}{}\n", b64().encode(key));
+    if private_file::publish(path, contents.as_bytes(), false)? {
+        tracing::info!(file = %path.display(), "generated the data encryption key");
     }
+    Ok(())
 }
 
 fn read_key_file(path: &Path) -> anyhow::Result<DataKey> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read the encryption key {}: {e}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(path) {
-            if m.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(file = %path.display(), "the encryption key file is readable by other users; run chmod 600 on it");
-            }
-        }
-    }
+    let text = private_file::read_secret(path, "the encryption key")?;
     parse_key(&text, &path.display().to_string())
 }
 

@@ -39,4 +39,5 @@ pub mod slack;
 /// (`tests/layering.rs`).
 #[doc(hidden)]
 pub mod store;
+pub(crate) mod text;
 pub(crate) mod webhooks;

@@ -54,7 +54,7 @@ use std::time::Duration;
 /// admin CLI, other replicas) are picked up too.
 const MAX_SLEEP: Duration = Duration::from_secs(15);
 /// Rows handled per pass.
-const BATCH: i64 = 20;
+pub(crate) const BATCH: i64 = 20;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Tuning {
@@ -137,20 +137,14 @@ pub async fn run(cp: ControlPlane, slack: Arc<Slack>, shutdown: crate::shutdown:
     let mut changes = cp.notifier.subscribe();
     loop {
         let handled = deliver_due(&cp, &slack, &tuning).await;
-        let now = crate::service::now_millis();
-        let sleep = match cp.next_outbox_due().await {
-            Ok(Some(at)) if at > now => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
-            // Due now: go again at once if this pass did something; otherwise
-            // the rows are not ours to deliver (unknown kinds): do not spin.
-            Ok(Some(_)) if handled > 0 => Duration::ZERO,
-            Ok(Some(_)) => Duration::from_secs(1),
-            Ok(None) => MAX_SLEEP,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the outbox");
-                Duration::from_secs(1)
-            }
-        }
-        .min(MAX_SLEEP);
+        // Rows due that this pass did not handle are not ours to deliver
+        // (unknown kinds).
+        let sleep = pause_after_pass(
+            cp.next_outbox_due().await,
+            handled,
+            Duration::from_secs(1),
+            "the outbox",
+        );
         if sleep.is_zero() {
             continue;
         }
@@ -161,6 +155,31 @@ pub async fn run(cp: ControlPlane, slack: Arc<Slack>, shutdown: crate::shutdown:
             _ = shutdown.wait() => return,
         }
     }
+}
+
+/// How long a delivery worker sleeps after a pass, given when its next row
+/// is due: until then; at once if rows are due and this pass handled some;
+/// `idle_retry` if rows are due but this pass handled none (so it does not
+/// spin on them); never longer than [`MAX_SLEEP`]. `what` names the queue
+/// in the warning when the due time cannot be read.
+pub(crate) fn pause_after_pass(
+    next_due: Result<Option<i64>, StoreError>,
+    handled: usize,
+    idle_retry: Duration,
+    what: &str,
+) -> Duration {
+    let now = crate::service::now_millis();
+    match next_due {
+        Ok(Some(at)) if at > now => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
+        Ok(Some(_)) if handled > 0 => Duration::ZERO,
+        Ok(Some(_)) => idle_retry,
+        Ok(None) => MAX_SLEEP,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read {what}");
+            Duration::from_secs(1)
+        }
+    }
+    .min(MAX_SLEEP)
 }
 
 /// One pass over the due rows. Returns how many were attempted.

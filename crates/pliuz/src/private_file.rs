@@ -37,3 +37,57 @@ pub fn sync_dir(dir: &Path) {
         let _ = d.sync_all();
     }
 }
+
+/// Reads a secret file (a key) as text; warns when other users may read it,
+/// since the secret is then no longer only the owner's. `what` names the
+/// secret in the messages, e.g. "the encryption key".
+pub fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {what} {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    "{what} file is readable by other users; run chmod 600 on it"
+                );
+            }
+        }
+    }
+    Ok(text)
+}
+
+/// Puts a complete 0600 file with `contents` at `path`, creating its
+/// directory: written to a temporary file first, so `path` either does not
+/// exist or holds everything. With `replace` false an existing file is left
+/// alone and `Ok(false)` is returned; the hard link that publishes it fails
+/// if the file exists, so two processes starting at once agree on one file.
+pub fn publish(path: &Path, contents: &[u8], replace: bool) -> anyhow::Result<bool> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("key"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, contents)?;
+    let result = if replace {
+        std::fs::rename(&tmp, path).map(|_| true)
+    } else {
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    };
+    let _ = std::fs::remove_file(&tmp);
+    sync_dir(dir);
+    result.map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}

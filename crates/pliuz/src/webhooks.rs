@@ -20,7 +20,7 @@
 //! where the key is the base64-decoded part of the agent's `whsec_` secret.
 
 use crate::audit_event::AuditEvent;
-use crate::outbox::Tuning;
+use crate::outbox::{pause_after_pass, Tuning, BATCH};
 use crate::service::ControlPlane;
 use crate::service::DueWebhook;
 use base64::Engine;
@@ -30,8 +30,6 @@ use serde_json::Value;
 use sha2::Sha256;
 use std::time::Duration;
 
-const MAX_SLEEP: Duration = Duration::from_secs(15);
-const BATCH: i64 = 20;
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a receiver's answer is kept in the outbox's `last_error`.
 const MAX_ERROR_CHARS: usize = 300;
@@ -82,18 +80,12 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
     let mut runs = cp.notifier.subscribe_runs();
     loop {
         let handled = deliver_due(&cp, &client, &tuning).await;
-        let now = crate::service::now_millis();
-        let sleep = match cp.next_webhook_due().await {
-            Ok(Some(at)) if at > now => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
-            Ok(Some(_)) if handled > 0 => Duration::ZERO,
-            Ok(Some(_)) => Duration::from_millis(200),
-            Ok(None) => MAX_SLEEP,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the webhook outbox");
-                Duration::from_secs(1)
-            }
-        }
-        .min(MAX_SLEEP);
+        let sleep = pause_after_pass(
+            cp.next_webhook_due().await,
+            handled,
+            Duration::from_millis(200),
+            "the webhook outbox",
+        );
         if sleep.is_zero() {
             continue;
         }

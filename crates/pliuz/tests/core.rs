@@ -6,9 +6,10 @@ mod support;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::Server;
+use support::{finance_policy, send_json, Server, PAYOUTS_SETTINGS};
 
-const CONFIG: &str = r#"
+/// Finance or the ops lead approves; small refunds are approved at once.
+const REFUNDS: &str = r#"
 [[policy]]
 name = "refunds"
 tools = ["issue_refund"]
@@ -16,27 +17,21 @@ approvers = ["group:finance", "user:ops@example.com"]
 decisions = ["approve", "reject", "edit"]
 expires_in = "30m"
 auto_approve = "args.amount_cents <= 1000"
-
-[[policy]]
-name = "deletes"
-tools = ["delete_db"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject"]
-required_approvals = 2
-
-[[policy]]
-name = "quick"
-tools = ["quick_tool"]
-approvers = ["group:finance"]
-expires_in = "1s"
-
-[[policy]]
-name = "payouts"
-tools = ["pay_out"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-required_approvals = 2
 "#;
+
+fn config() -> String {
+    [
+        REFUNDS.to_owned(),
+        finance_policy(
+            "deletes",
+            "delete_db",
+            "decisions = [\"approve\", \"reject\"]\nrequired_approvals = 2",
+        ),
+        finance_policy("quick", "quick_tool", r#"expires_in = "1s""#),
+        finance_policy("payouts", "pay_out", PAYOUTS_SETTINGS),
+    ]
+    .concat()
+}
 
 struct Env {
     server: Server,
@@ -56,7 +51,7 @@ async fn env_with(database_url: Option<String>) -> Env {
 }
 
 async fn env_full(database_url: Option<String>, extra_env: Vec<(String, String)>) -> Env {
-    let server = Server::start_with(CONFIG, database_url, extra_env).await;
+    let server = Server::start_with(&config(), database_url, extra_env).await;
     let agent = server.agent_key("support-bot");
     let finance = server.user_token("fin@example.com", "approver", &["finance"]);
     let finance2 = server.user_token("fin2@example.com", "approver", &["finance"]);
@@ -80,28 +75,12 @@ fn long_poll(e: &Env, server: &Server, id: &str) -> tokio::task::JoinHandle<(Ins
 
 impl Env {
     async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(self.server.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        let req = self.http.post(self.server.url(path));
+        send_json(req.bearer_auth(token).json(&body)).await
     }
 
     async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .get(self.server.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        send_json(self.http.get(self.server.url(path)).bearer_auth(token)).await
     }
 
     async fn create(&self, body: Value) -> Value {

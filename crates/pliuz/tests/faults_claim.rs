@@ -8,27 +8,20 @@ mod support;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::Server;
+use support::{env_vars, finance_policy, send_json, Server, FAST_OUTBOX};
 
-const CONFIG: &str = r#"
-[[policy]]
-name = "auto"
-tools = ["auto_tool"]
-approvers = ["group:finance"]
-auto_approve = "true"
-
-[[policy]]
-name = "brief"
-tools = ["brief_tool"]
-approvers = ["group:finance"]
-auto_approve = "true"
-execute_within = "1s"
-
-[[policy]]
-name = "human"
-tools = ["human_tool"]
-approvers = ["group:finance"]
-"#;
+fn config() -> String {
+    [
+        finance_policy("auto", "auto_tool", r#"auto_approve = "true""#),
+        finance_policy(
+            "brief",
+            "brief_tool",
+            "auto_approve = \"true\"\nexecute_within = \"1s\"",
+        ),
+        finance_policy("human", "human_tool", ""),
+    ]
+    .concat()
+}
 
 struct Env {
     servers: Vec<Server>,
@@ -40,7 +33,7 @@ struct Env {
 }
 
 async fn env(database_url: Option<String>, replicas: usize) -> Env {
-    let first = Server::start_with(CONFIG, database_url, vec![]).await;
+    let first = Server::start_with(&config(), database_url, vec![]).await;
     let agent = first.agent_key("support-bot");
     let other_agent = first.agent_key("other-bot");
     let finance = first.user_token("fin@example.com", "approver", &["finance"]);
@@ -168,14 +161,8 @@ async fn racing_claims(e: &Env, rounds: u64, callers: usize) {
                     .url(&format!("/api/v1/approvals/{id}/execution"));
                 tokio::spawn(async move {
                     start.wait().await;
-                    let r = http
-                        .post(url)
-                        .bearer_auth(agent)
-                        .json(&json!({"outcome": "started", "claim_id": format!("caller-{n}")}))
-                        .send()
-                        .await
-                        .expect("claim");
-                    (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+                    let claim = json!({"outcome": "started", "claim_id": format!("caller-{n}")});
+                    send_json(http.post(url).bearer_auth(agent).json(&claim)).await
                 })
             })
             .collect();
@@ -449,17 +436,11 @@ async fn slack_shows_the_claim_as_outcome_unknown_then_the_reported_outcome() {
     use support::slack_fake::FakeSlack;
     let fake = FakeSlack::start("xoxb-claim-test").await;
     let config = format!(
-        "[slack]\nbot_token = \"xoxb-claim-test\"\nsigning_secret = \"claim-test-secret\"\napi_url = \"{}\"\ndefault_channel = \"#approvals\"\n{CONFIG}",
-        fake.api_url()
+        "[slack]\nbot_token = \"xoxb-claim-test\"\nsigning_secret = \"claim-test-secret\"\napi_url = \"{}\"\ndefault_channel = \"#approvals\"\n{}",
+        fake.api_url(),
+        config()
     );
-    let env_vars = [
-        ("PLIUZ_OUTBOX_BACKOFF_MS", "50"),
-        ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "300"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let server = Server::start_with(&config, None, env_vars).await;
+    let server = Server::start_with(&config, None, env_vars(&FAST_OUTBOX)).await;
     let agent = server.agent_key("support-bot");
     let http = Client::new();
     let post = |path: String, body: Value| {

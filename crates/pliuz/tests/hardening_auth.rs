@@ -81,14 +81,13 @@ async fn create_refund(
     agent: &str,
     originator: &str,
 ) -> (StatusCode, Value) {
-    let res = http
-        .post(server.url("/api/v1/approvals"))
-        .bearer_auth(agent)
-        .json(&json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": originator}))
-        .send()
-        .await
-        .unwrap();
-    (res.status(), res.json().await.unwrap_or(Value::Null))
+    support::send_json(
+        http
+            .post(server.url("/api/v1/approvals"))
+            .bearer_auth(agent)
+            .json(&json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": originator})),
+    )
+    .await
 }
 
 // Item 2: 300 concurrent log-ins for unknown e-mails cost bounded memory,

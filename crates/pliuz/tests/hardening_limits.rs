@@ -9,15 +9,6 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::Server;
 
-/// Besides the refunds policy: one whose condition costs a lot to evaluate.
-const BULK_POLICY: &str = r#"
-[[policy]]
-name = "bulk"
-tools = ["bulk_pay"]
-approvers = ["group:finance"]
-auto_approve = "args.items.all(x, args.items.all(y, x >= 0))"
-"#;
-
 struct Env {
     server: Server,
     http: Client,
@@ -31,7 +22,16 @@ async fn env_on(database_url: Option<String>) -> Env {
 
 async fn env_full(database_url: Option<String>, extra_env: Vec<(String, String)>) -> Env {
     let server = Server::start_with(
-        &format!("{}{BULK_POLICY}", support::REFUNDS_POLICY),
+        // Besides the refunds policy: one whose condition costs a lot to evaluate.
+        &format!(
+            "{}{}",
+            support::REFUNDS_POLICY,
+            support::finance_policy(
+                "bulk",
+                "bulk_pay",
+                r#"auto_approve = "args.items.all(x, args.items.all(y, x >= 0))""#
+            )
+        ),
         database_url,
         extra_env,
     )

@@ -50,6 +50,7 @@ const LAYERS: &[&str] = &[
     "password_gate",
     "private_file",
     "originator",
+    "text",
 ];
 
 fn src_dir() -> PathBuf {

@@ -7,22 +7,24 @@ mod support;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use support::{with_digest, Server};
+use support::{finance_policy, with_digest, Server};
 
 const METRICS_TOKEN: &str = "metrics-token-0123456789abcdef";
 
-const CONFIG: &str = r#"
-log_format = "text"
+fn refunds_policy() -> String {
+    finance_policy(
+        "refunds",
+        "issue_refund",
+        r#"auto_approve = "args.amount_cents <= 1000""#,
+    )
+}
 
-[metrics]
-token = "metrics-token-0123456789abcdef"
-
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-auto_approve = "args.amount_cents <= 1000"
-"#;
+fn config() -> String {
+    format!(
+        "log_format = \"text\"\n\n[metrics]\ntoken = \"{METRICS_TOKEN}\"\n{}",
+        refunds_policy()
+    )
+}
 
 /// The value of the sample written exactly as `series` (name and labels in
 /// the order the server writes them), if the exposition has it.
@@ -82,7 +84,7 @@ async fn decide(http: &Client, server: &Server, token: &str, id: &str, body: Val
 #[tokio::test]
 async fn metrics_need_the_token_and_move_with_requests_and_decisions() {
     let mut server = Server::start_with(
-        CONFIG,
+        &config(),
         None,
         vec![
             ("PLIUZ_LOG_FORMAT".into(), "json".into()),
@@ -369,10 +371,7 @@ async fn metrics_are_off_unless_turned_on_and_the_settings_are_strict() {
 async fn on_postgresql_replicas_share_the_gauges_and_count_their_own_requests() {
     let config = format!(
         "[audit]\ncheckpoint_every = 1\n\n[metrics]\ntoken = \"{METRICS_TOKEN}\"\n\n{}",
-        CONFIG
-            .split_once("[[policy]]")
-            .map(|(_, p)| format!("[[policy]]{p}"))
-            .unwrap()
+        refunds_policy()
     );
     let url = support::fresh_postgres_database().await;
     let primary = Server::start_with(&config, Some(url), vec![]).await;
@@ -443,7 +442,7 @@ async fn receiver_refusing_once() -> String {
 #[tokio::test]
 async fn webhook_deliveries_are_counted_by_outcome() {
     let server = Server::start_with(
-        CONFIG,
+        &config(),
         None,
         vec![
             ("PLIUZ_OUTBOX_BACKOFF_MS".into(), "200".into()),

@@ -6,25 +6,21 @@ mod support;
 
 use reqwest::{header, Client, StatusCode};
 use serde_json::{json, Value};
-use support::Server;
+use support::{finance_policy, Server};
 
-const CONFIG: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-
-[[policy]]
-name = "quick"
-tools = ["quick_refund"]
-approvers = ["group:finance"]
-auto_approve = "args.amount_cents <= 1000"
-
-[[policy]]
-name = "ops"
-tools = ["restart"]
-approvers = ["group:ops"]
-"#;
+fn config() -> String {
+    [
+        finance_policy("refunds", "issue_refund", ""),
+        finance_policy(
+            "quick",
+            "quick_refund",
+            r#"auto_approve = "args.amount_cents <= 1000""#,
+        ),
+        "\n[[policy]]\nname = \"ops\"\ntools = [\"restart\"]\napprovers = [\"group:ops\"]\n"
+            .to_owned(),
+    ]
+    .concat()
+}
 
 /// Logs in through the form; returns the session cookie header value.
 async fn web_login(http: &Client, s: &Server, email: &str) -> String {
@@ -57,7 +53,7 @@ async fn csv(http: &Client, s: &Server, cookie: &str, name: &str) -> String {
 
 async fn overview_counts_a_known_mix(database_url: Option<String>) {
     let http = support::web::no_redirects();
-    let s = Server::start_with(CONFIG, database_url, vec![]).await;
+    let s = Server::start_with(&config(), database_url, vec![]).await;
     let agent = s.agent_key("bot");
     let ann = s.user_token("ann@example.com", "approver", &["finance"]);
     s.user_token("ada@example.com", "admin", &[]);

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use std::time::{Duration, Instant};
 use support::slack_fake::{Call, FakeSlack};
-use support::Server;
+use support::{env_vars, finance_policy, Server, FAST_OUTBOX, PAYOUTS_SETTINGS};
 
 const TOKEN: &str = "xoxb-test-TOKEN-must-never-be-logged-4242";
 const SECRET: &str = "signing-SECRET-must-never-be-logged-9f8e";
@@ -30,55 +30,33 @@ dm_approvers = {dm_approvers}
 [slack.users]
 "fin@example.com" = "UFIN"
 
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-slack_channel = "#refunds"
-
-[[policy]]
-name = "deletes"
-tools = ["delete_db"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject"]
-
-[[policy]]
-name = "payouts"
-tools = ["pay_out"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-required_approvals = 2
-
-[[policy]]
-name = "quick"
-tools = ["quick_tool"]
-approvers = ["group:finance"]
-expires_in = "2s"
-slack_channel = "#quick"
-
-[[policy]]
-name = "lost"
-tools = ["lost_tool"]
-approvers = ["group:finance"]
-slack_channel = "#nowhere"
-"##,
-        api = fake.api_url()
+{refunds}slack_channel = "#refunds"
+{deletes}{payouts}{quick}{lost}"##,
+        api = fake.api_url(),
+        refunds = support::REFUNDS_POLICY,
+        deletes = finance_policy(
+            "deletes",
+            "delete_db",
+            r#"decisions = ["approve", "reject"]"#
+        ),
+        payouts = finance_policy("payouts", "pay_out", PAYOUTS_SETTINGS),
+        quick = finance_policy(
+            "quick",
+            "quick_tool",
+            "expires_in = \"2s\"\nslack_channel = \"#quick\""
+        ),
+        lost = finance_policy("lost", "lost_tool", r##"slack_channel = "#nowhere""##),
     )
 }
 
 /// Short delays so retries happen within a test's patience.
 fn fast_env() -> Vec<(String, String)> {
-    [
-        ("PLIUZ_OUTBOX_BACKOFF_MS", "50"),
-        ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "300"),
+    let mut vars = env_vars(&FAST_OUTBOX);
+    vars.extend(env_vars(&[
         ("PLIUZ_OUTBOX_MAX_ATTEMPTS", "3"),
         ("PLIUZ_OUTBOX_LEASE_MS", "3000"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    ]));
+    vars
 }
 
 struct Env {

@@ -13,15 +13,13 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use support::{env_vars, Server};
 
-const CONFIG: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-auto_approve = "args.amount_cents <= 1000"
-"#;
+/// The refunds policy, auto-approving refunds up to 10.00.
+fn config() -> String {
+    format!(
+        "{}auto_approve = \"args.amount_cents <= 1000\"\n",
+        support::REFUNDS_POLICY
+    )
+}
 
 /// The most statements each request may run.
 struct Budget {
@@ -65,7 +63,7 @@ async fn counted_post(
 
 async fn statements_per_change(database_url: Option<String>, budget: Budget) {
     let server = Server::start_with(
-        CONFIG,
+        &config(),
         database_url,
         // The request span is DEBUG: without it no statement names its request.
         env_vars(&[("PLIUZ_LOG", "info,sqlx::query=debug,pliuz::redact=debug")]),

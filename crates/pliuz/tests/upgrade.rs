@@ -13,12 +13,9 @@ use serde_json::Value;
 use sqlx::{Connection, Executor, Row};
 use support::Server;
 
-const CONFIG: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-"#;
+fn refunds_policy() -> String {
+    support::finance_policy("refunds", "issue_refund", "")
+}
 
 const OLD_SQLITE: &str = include_str!("fixtures/release_0071_sqlite.sql");
 const OLD_POSTGRES: &str = include_str!("fixtures/release_0071_postgres.sql");
@@ -55,7 +52,8 @@ async fn upgrades(database_url: String, before: Bookkeeping) {
         [1, 2, 3, 20, 60, 70, 71],
         "the fixture is a database of the earlier release"
     );
-    let mut server = Server::start_with(CONFIG, Some(database_url.clone()), vec![]).await;
+    let mut server =
+        Server::start_with(&refunds_policy(), Some(database_url.clone()), vec![]).await;
     let finance = server.user_token("fin@example.com", "approver", &["finance"]);
     let http = Client::new();
     for query in [
@@ -102,15 +100,11 @@ async fn upgrades(database_url: String, before: Bookkeeping) {
     assert_eq!(n, 1);
 }
 
-#[tokio::test]
-async fn a_sqlite_database_of_the_earlier_release_upgrades_in_place() {
-    sqlx::any::install_default_drivers();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("old.db").display());
-    let mut conn = sqlx::AnyConnection::connect(&format!("{url}?mode=rwc"))
-        .await
-        .expect("create");
-    sqlx::raw_sql(OLD_SQLITE)
+/// Loads the earlier release's schema `dump` and one approval it stored
+/// into the database at `url`; returns that release's migration bookkeeping.
+async fn load_earlier_release(url: &str, dump: &str) -> Bookkeeping {
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    sqlx::raw_sql(dump)
         .execute(&mut conn)
         .await
         .expect("load fixture");
@@ -120,10 +114,19 @@ async fn a_sqlite_database_of_the_earlier_release_upgrades_in_place() {
         .expect("old row");
     let before = bookkeeping(&mut conn).await;
     conn.close().await.expect("close");
+    before
+}
+
+#[tokio::test]
+async fn a_sqlite_database_of_the_earlier_release_upgrades_in_place() {
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let before = load_earlier_release(&format!("{url}?mode=rwc"), OLD_SQLITE).await;
     upgrades(url.clone(), before).await;
     // The upgraded database has exactly the schema a new one gets.
     let fresh = format!("sqlite://{}", dir.path().join("new.db").display());
-    drop(Server::start_with(CONFIG, Some(fresh.clone()), vec![]).await);
+    drop(Server::start_with(&refunds_policy(), Some(fresh.clone()), vec![]).await);
     assert_eq!(sqlite_schema(&url).await, sqlite_schema(&fresh).await);
 }
 
@@ -154,20 +157,10 @@ async fn sqlite_schema(url: &str) -> Vec<(String, String, Option<String>)> {
 async fn a_postgres_database_of_the_earlier_release_upgrades_in_place() {
     sqlx::any::install_default_drivers();
     let url = support::fresh_postgres_database().await;
-    let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
-    sqlx::raw_sql(OLD_POSTGRES)
-        .execute(&mut conn)
-        .await
-        .expect("load fixture");
-    sqlx::raw_sql(OLD_APPROVAL)
-        .execute(&mut conn)
-        .await
-        .expect("old row");
-    let before = bookkeeping(&mut conn).await;
-    conn.close().await.expect("close");
+    let before = load_earlier_release(&url, OLD_POSTGRES).await;
     upgrades(url.clone(), before).await;
     let fresh = support::fresh_postgres_database().await;
-    drop(Server::start_with(CONFIG, Some(fresh.clone()), vec![]).await);
+    drop(Server::start_with(&refunds_policy(), Some(fresh.clone()), vec![]).await);
     assert_eq!(postgres_schema(&url).await, postgres_schema(&fresh).await);
 }
 

@@ -68,21 +68,7 @@ pub fn parse_key(text: &str, origin: &str, from: &str) -> anyhow::Result<Signing
 }
 
 fn read_key_file(path: &Path, origin: &str) -> anyhow::Result<SigningKey> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        anyhow::anyhow!("cannot read the audit signing key {}: {e}", path.display())
-    })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(path) {
-            if m.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(
-                    file = %path.display(),
-                    "the audit signing key file is readable by other users; run chmod 600 on it"
-                );
-            }
-        }
-    }
+    let text = private_file::read_secret(path, "the audit signing key")?;
     parse_key(&text, origin, &path.display().to_string())
 }
 
@@ -90,35 +76,11 @@ fn read_key_file(path: &Path, origin: &str) -> anyhow::Result<SigningKey> {
 /// not exist or holds the whole key. With `replace` false an existing file
 /// is left alone and `Ok(false)` is returned.
 pub fn write_key_file(path: &Path, key: &SigningKey, replace: bool) -> anyhow::Result<bool> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("audit-signing.key"),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    private_file::write_new(&tmp, format!("{}\n", key.to_private_string()).as_bytes())?;
-    let result = if replace {
-        std::fs::rename(&tmp, path).map(|_| true)
-    } else {
-        // A hard link fails if the target exists: two processes starting at
-        // once cannot both create a key.
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        }
-    };
-    let _ = std::fs::remove_file(&tmp);
-    private_file::sync_dir(dir);
-    result.map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    private_file::publish(
+        path,
+        format!("{}\n", key.to_private_string()).as_bytes(),
+        replace,
+    )
 }
 
 impl Signer {

@@ -28,8 +28,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use maud::{html, Markup};
 use openidconnect::core::{CoreClient, CoreResponseType};
 use openidconnect::{
-    AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope,
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -172,6 +173,32 @@ pub fn login_block(state: &AppState, next: &str, logged_out: bool) -> Markup {
     }
 }
 
+/// A client of the provider as its discovery document describes it: the
+/// authorization endpoint set, the token endpoint possibly.
+type ProviderClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// The client both halves of the log-in use: the provider's (cached)
+/// metadata, this server's client id and secret, and its callback URL.
+async fn provider_client(
+    state: &AppState,
+    oidc: &OidcSettings,
+) -> Result<ProviderClient, WebError> {
+    let meta = metadata(state, oidc).await?;
+    Ok(CoreClient::from_provider_metadata(
+        (*meta).clone(),
+        ClientId::new(oidc.client_id.clone()),
+        oidc.client_secret.clone().map(ClientSecret::new),
+    )
+    .set_redirect_uri(redirect_url(state)?))
+}
+
 #[derive(Deserialize)]
 pub struct StartQuery {
     next: Option<String>,
@@ -183,13 +210,7 @@ pub async fn start(
     Query(q): Query<StartQuery>,
 ) -> WebResult {
     let oidc = settings(&state)?;
-    let meta = metadata(&state, oidc).await?;
-    let client = CoreClient::from_provider_metadata(
-        (*meta).clone(),
-        ClientId::new(oidc.client_id.clone()),
-        oidc.client_secret.clone().map(ClientSecret::new),
-    )
-    .set_redirect_uri(redirect_url(&state)?);
+    let client = provider_client(&state, oidc).await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut req = client
         .authorize_url(
@@ -310,13 +331,7 @@ pub async fn callback(
         )));
     };
 
-    let meta = metadata(&state, oidc).await?;
-    let client = CoreClient::from_provider_metadata(
-        (*meta).clone(),
-        ClientId::new(oidc.client_id.clone()),
-        oidc.client_secret.clone().map(ClientSecret::new),
-    )
-    .set_redirect_uri(redirect_url(&state)?);
+    let client = provider_client(&state, oidc).await?;
     let http = http_client()?;
     let token = client
         .exchange_code(AuthorizationCode::new(code))

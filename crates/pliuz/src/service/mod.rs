@@ -206,6 +206,16 @@ pub fn schema_errors(
     }
 }
 
+/// A reason must be storable text and meet the action's rule (e.g. required
+/// to reject), checked before the request is looked up.
+fn check_reason_text(action: Action, reason: Option<&str>) -> Result<()> {
+    if let Some(e) = reason.and_then(|r| unstorable("reason", r)) {
+        return Err(ServiceError::Validation(vec![e]));
+    }
+    check_reason(action, reason)?;
+    Ok(())
+}
+
 impl ControlPlane {
     /// Prepares the data directory and opens (and migrates) the store for
     /// these settings: what `serve` and the admin commands start from.
@@ -581,14 +591,7 @@ impl ControlPlane {
             return Err(Refusal::AgentCannotDecide.into());
         }
         let action = Action::Decide(input.kind);
-        if let Some(e) = input
-            .reason
-            .as_deref()
-            .and_then(|r| unstorable("reason", r))
-        {
-            return Err(ServiceError::Validation(vec![e]));
-        }
-        check_reason(action, input.reason.as_deref())?;
+        check_reason_text(action, input.reason.as_deref())?;
         if let Some(args) = &input.final_args {
             check_args_size("final_args", args)?;
         }
@@ -670,10 +673,7 @@ impl ControlPlane {
         id: &str,
         reason: Option<String>,
     ) -> Result<Approval> {
-        if let Some(e) = reason.as_deref().and_then(|r| unstorable("reason", r)) {
-            return Err(ServiceError::Validation(vec![e]));
-        }
-        check_reason(Action::Cancel, reason.as_deref())?;
+        check_reason_text(Action::Cancel, reason.as_deref())?;
         check_id(id)?;
         let actor = principal.actor();
         let now = crate::store::now_millis();

@@ -45,16 +45,7 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Cuts `s` to at most `max` characters, marking the cut with `…`.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
-}
+pub use crate::text::truncate;
 
 /// A back-tick would end a code span or block early: show a look-alike.
 fn neutralise_backticks(s: &str) -> String {

@@ -359,21 +359,11 @@ impl WriteTx {
         let expected = a.version;
         a.version += 1;
         let q = "UPDATE approvals SET status = $1, proposed_args = $2, final_args = $3, edited = $4, settled_status = $5, settled_by = $6, settled_reason = $7, settled_at = $8, execution_outcome = $9, execution_latency_ms = $10, execution_excerpt = $11, executed_at = $12, version = $13, claim_id = $14, claimed_at = $15 WHERE id = $16 AND version = $17";
-        let s = a.settlement.as_ref();
-        let e = a.execution.as_ref();
-        let done = sqlx::query(q)
+        let q = sqlx::query(q)
             .bind(a.status.as_str())
             .bind(text(&a.proposed_args))
-            .bind(text(&a.final_args))
-            .bind(i64::from(a.edited))
-            .bind(s.map(|s| s.status.as_str()))
-            .bind(s.map(|s| s.by.clone()))
-            .bind(s.and_then(|s| s.reason.clone()))
-            .bind(s.map(|s| s.at))
-            .bind(e.map(|e| e.outcome.as_str()))
-            .bind(e.and_then(|e| e.latency_ms))
-            .bind(e.and_then(|e| e.output_excerpt.clone()))
-            .bind(e.map(|e| e.reported_at))
+            .bind(text(&a.final_args));
+        let done = bind_outcome(q, a)
             .bind(a.version)
             .bind(a.claim.as_ref().map(|c| c.claim_id.clone()))
             .bind(a.claim.as_ref().map(|c| c.claimed_at))
@@ -415,9 +405,8 @@ fn bind_all<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     a: &'q Approval,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    let s = a.settlement.as_ref();
-    let e = a.execution.as_ref();
-    q.bind(&a.id)
+    let q = q
+        .bind(&a.id)
         .bind(a.status.as_str())
         .bind(&a.tool_name)
         .bind(text(&Some(&a.tool_args)))
@@ -440,8 +429,25 @@ fn bind_all<'q>(
                 .map(|d| d.as_str())
                 .collect::<Vec<_>>()
                 .join(","),
-        )
-        .bind(i64::from(a.edited))
+        );
+    bind_outcome(q, a)
+        .bind(a.created_at)
+        .bind(a.expires_at)
+        .bind(a.version)
+        .bind(a.execute_within_ms)
+        .bind(a.claim.as_ref().map(|c| c.claim_id.clone()))
+        .bind(a.claim.as_ref().map(|c| c.claimed_at))
+}
+
+/// Binds whether an approval was edited, its settlement and its execution
+/// report, in the column order both the insert and the update use.
+fn bind_outcome<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    a: &'q Approval,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let s = a.settlement.as_ref();
+    let e = a.execution.as_ref();
+    q.bind(i64::from(a.edited))
         .bind(s.map(|s| s.status.as_str()))
         .bind(s.map(|s| s.by.clone()))
         .bind(s.and_then(|s| s.reason.clone()))
@@ -450,10 +456,4 @@ fn bind_all<'q>(
         .bind(e.and_then(|e| e.latency_ms))
         .bind(e.and_then(|e| e.output_excerpt.clone()))
         .bind(e.map(|e| e.reported_at))
-        .bind(a.created_at)
-        .bind(a.expires_at)
-        .bind(a.version)
-        .bind(a.execute_within_ms)
-        .bind(a.claim.as_ref().map(|c| c.claim_id.clone()))
-        .bind(a.claim.as_ref().map(|c| c.claimed_at))
 }

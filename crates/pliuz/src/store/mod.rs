@@ -470,41 +470,18 @@ impl Store {
         if self.backend != Backend::Postgres {
             return;
         }
-        loop {
-            let listener = async {
-                let mut l = sqlx::postgres::PgListener::connect(&database_url).await?;
-                l.listen(CHANGES_CHANNEL).await?;
-                Ok::<_, sqlx::Error>(l)
-            };
-            let mut listener = tokio::select! {
-                l = listener => match l {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for changes from other replicas; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
-                            _ = shutdown.wait() => return,
-                        }
-                    }
-                },
-                _ = shutdown.wait() => return,
-            };
-            loop {
-                tokio::select! {
-                    n = listener.recv() => match n {
-                        Ok(n) => match serde_json::from_str(n.payload()) {
-                            Ok(change) => notifier.publish(change),
-                            Err(e) => tracing::warn!(error = %e, "ignoring a malformed change notification"),
-                        },
-                        Err(e) => {
-                            tracing::warn!(error = %e, "lost the change listener; reconnecting");
-                            break;
-                        }
-                    },
-                    _ = shutdown.wait() => return,
-                }
-            }
-        }
+        relay_channel(
+            &database_url,
+            CHANGES_CHANNEL,
+            "change",
+            &shutdown,
+            || {},
+            |payload| match serde_json::from_str(payload) {
+                Ok(change) => notifier.publish(change),
+                Err(e) => tracing::warn!(error = %e, "ignoring a malformed change notification"),
+            },
+        )
+        .await;
     }
 
     pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
@@ -954,6 +931,53 @@ pub(crate) fn json_col(row: &AnyRow, name: &str) -> Result<Option<serde_json::Va
         Some(s) => serde_json::from_str(&s)
             .map(Some)
             .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}"))),
+    }
+}
+
+/// Hands each PostgreSQL notification on `channel` to `on_payload` until
+/// shutdown, reconnecting after errors. `on_connected` runs after every
+/// (re)connection, for listeners that must assume anything changed while
+/// they were not listening. `what` names the notifications in warnings.
+pub(crate) async fn relay_channel(
+    database_url: &str,
+    channel: &str,
+    what: &str,
+    shutdown: &crate::shutdown::Shutdown,
+    mut on_connected: impl FnMut(),
+    mut on_payload: impl FnMut(&str),
+) {
+    loop {
+        let listener = async {
+            let mut l = sqlx::postgres::PgListener::connect(database_url).await?;
+            l.listen(channel).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = tokio::select! {
+            l = listener => match l {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for {what} notifications from other replicas; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                        _ = shutdown.wait() => return,
+                    }
+                }
+            },
+            _ = shutdown.wait() => return,
+        };
+        on_connected();
+        loop {
+            tokio::select! {
+                n = listener.recv() => match n {
+                    Ok(n) => on_payload(n.payload()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the {what} listener; reconnecting");
+                        break;
+                    }
+                },
+                _ = shutdown.wait() => return,
+            }
+        }
     }
 }
 

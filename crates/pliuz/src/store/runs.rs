@@ -4,10 +4,12 @@
 //! (`crate::encryption`); nothing in this file sees them in clear.
 
 use super::outbox::{outbox_columns, outbox_from_row};
-use super::{col, json_col, Backend, OutboxMessage, Result, Statement, Store, StoreError, WriteTx};
+use super::{
+    col, json_col, relay_channel, Backend, OutboxMessage, Result, Statement, Store, StoreError,
+    WriteTx,
+};
 use crate::run::{Run, RunStatus};
 use sqlx::any::AnyRow;
-use std::time::Duration;
 
 /// The PostgreSQL NOTIFY channel that carries run changes between replicas.
 pub const RUN_CHANGES_CHANNEL: &str = "pliuz_run_changes";
@@ -86,21 +88,28 @@ async fn approval_ids_of(conn: &mut sqlx::AnyConnection, run_id: &str) -> Result
 pub(crate) const RUNS_WITH_APPROVAL_SQL: &str =
     "SELECT r.id, r.status FROM run_approvals ra JOIN runs r ON r.id = ra.run_id WHERE ra.approval_id = $1 ORDER BY r.created_at DESC, r.id DESC";
 
+/// Binds the columns a run's life changes, `status` to `error`, in the order
+/// both the insert and the update use.
+fn bind_run_fields<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    run: &'q Run,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(run.status.as_str())
+        .bind(&run.state_sha256)
+        .bind(run.state_bytes)
+        .bind(run.metadata.as_ref().map(|m| m.to_string()))
+        .bind(&run.lease_token_hash)
+        .bind(run.lease_expires_at)
+        .bind(run.pause_count)
+        .bind(&run.output_sha256)
+        .bind(&run.error)
+}
+
 impl WriteTx {
     pub async fn insert_run(&mut self, run: &Run, sealed_state: &[u8]) -> Result<()> {
         let q = format!("INSERT INTO runs ({RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
-        sqlx::query(&q)
-            .bind(&run.id)
-            .bind(&run.agent)
-            .bind(run.status.as_str())
-            .bind(&run.state_sha256)
-            .bind(run.state_bytes)
-            .bind(run.metadata.as_ref().map(|m| m.to_string()))
-            .bind(&run.lease_token_hash)
-            .bind(run.lease_expires_at)
-            .bind(run.pause_count)
-            .bind(&run.output_sha256)
-            .bind(&run.error)
+        let q = sqlx::query(&q).bind(&run.id).bind(&run.agent);
+        bind_run_fields(q, run)
             .bind(run.created_at)
             .bind(run.updated_at)
             .execute(&mut *self.tx)
@@ -114,16 +123,7 @@ impl WriteTx {
     /// runs outside the write lock); otherwise [`StoreError::Conflict`].
     pub async fn update_run(&mut self, run: &Run, prev: &Run) -> Result<()> {
         let q = "UPDATE runs SET status = $1, state_sha256 = $2, state_bytes = $3, metadata = $4, lease_token_hash = $5, lease_expires_at = $6, pause_count = $7, output_sha256 = $8, error = $9, updated_at = $10 WHERE id = $11 AND status = $12 AND COALESCE(lease_token_hash, '') = $13 AND COALESCE(lease_expires_at, 0) = $14";
-        let done = sqlx::query(q)
-            .bind(run.status.as_str())
-            .bind(&run.state_sha256)
-            .bind(run.state_bytes)
-            .bind(run.metadata.as_ref().map(|m| m.to_string()))
-            .bind(&run.lease_token_hash)
-            .bind(run.lease_expires_at)
-            .bind(run.pause_count)
-            .bind(&run.output_sha256)
-            .bind(&run.error)
+        let done = bind_run_fields(sqlx::query(q), run)
             .bind(run.updated_at)
             .bind(&run.id)
             .bind(prev.status.as_str())
@@ -466,41 +466,17 @@ impl Store {
         if self.backend != Backend::Postgres {
             return;
         }
-        loop {
-            let listener = async {
-                let mut l = sqlx::postgres::PgListener::connect(&database_url).await?;
-                l.listen(RUN_CHANGES_CHANNEL).await?;
-                Ok::<_, sqlx::Error>(l)
-            };
-            let mut listener = tokio::select! {
-                l = listener => match l {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for run changes from other replicas; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
-                            _ = shutdown.wait() => return,
-                        }
-                    }
-                },
-                _ = shutdown.wait() => return,
-            };
+        relay_channel(
+            &database_url,
+            RUN_CHANGES_CHANNEL,
+            "run change",
+            &shutdown,
             // Anything may have changed while not listening.
-            notifier.runs_changed(None);
-            loop {
-                tokio::select! {
-                    // The payload names the agent (empty from an older
-                    // replica: wake every run waiter).
-                    n = listener.recv() => match n {
-                        Ok(n) => notifier.runs_changed(Some(n.payload()).filter(|a| !a.is_empty())),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "lost the run change listener; reconnecting");
-                            break;
-                        }
-                    },
-                    _ = shutdown.wait() => return,
-                }
-            }
-        }
+            || notifier.runs_changed(None),
+            // The payload names the agent (empty from an older replica:
+            // wake every run waiter).
+            |payload| notifier.runs_changed(Some(payload).filter(|a| !a.is_empty())),
+        )
+        .await;
     }
 }

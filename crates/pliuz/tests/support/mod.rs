@@ -27,6 +27,33 @@ decisions = ["approve", "reject", "edit"]
 expires_in = "30m"
 "#;
 
+/// One `[[policy]]` table in which finance approves `tool`; `settings` are
+/// its other keys, one a line (may be empty).
+pub fn finance_policy(name: &str, tool: &str, settings: &str) -> String {
+    format!(
+        "\n[[policy]]\nname = \"{name}\"\ntools = [\"{tool}\"]\napprovers = [\"group:finance\"]\n{settings}\n"
+    )
+}
+
+/// A payout needs two approvals and may be edited.
+pub const PAYOUTS_SETTINGS: &str =
+    "decisions = [\"approve\", \"reject\", \"edit\"]\nrequired_approvals = 2";
+
+/// Outbox retries within a test's patience (first retry after 50 ms, none
+/// later than 300 ms); pass to [`env_vars`].
+pub const FAST_OUTBOX: [(&str, &str); 2] = [
+    ("PLIUZ_OUTBOX_BACKOFF_MS", "50"),
+    ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "300"),
+];
+
+/// Sends a request; returns its status and JSON body (`null` when the body
+/// is not JSON, e.g. empty).
+pub async fn send_json(req: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = req.send().await.expect("request");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// Environment variables for [`Server::start_with`] from `(name, value)` pairs.
 pub fn env_vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs

@@ -79,6 +79,14 @@ fn channel_id(target: &str) -> String {
     }
 }
 
+/// The `Authorization` header as sent, to check which token was used.
+fn authorization(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 async fn api(
     State(fake): State<FakeSlack>,
     Path(method): Path<String>,
@@ -86,10 +94,7 @@ async fn api(
     body: Bytes,
 ) -> Response {
     let parsed = parse_body(&headers, &body);
-    let authorization = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let authorization = authorization(&headers);
     let mut s = fake.state.lock().unwrap();
     let (status, answer, retry_after) = if s.down {
         (500, Value::Null, None)
@@ -168,10 +173,7 @@ async fn response_url(
         body: parsed,
         status: 200,
         answer: json!({"ok": true}),
-        authorization: headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        authorization: authorization(&headers),
         at: Instant::now(),
     });
     "ok".into_response()
