@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
@@ -178,29 +178,43 @@ def create_body(
     tool_name: str, tool_args: dict[str, Any], options: RequestOptions
 ) -> dict[str, Any]:
     """The body of ``POST /api/v1/approvals`` (the one place it is built)."""
-    unknown = set(options) - set(RequestOptions.__annotations__)
-    if unknown:
-        raise TypeError(f"unexpected approval request fields: {sorted(unknown)}")
+    _known(options, RequestOptions)
     return drop_none({"tool_name": tool_name, "tool_args": tool_args, **options})
 
 
-def execution_body(
-    outcome: str, claim_id: str | None, latency_ms: int | None, output_excerpt: str | None
-) -> dict[str, Any]:
-    return drop_none(
-        {"outcome": outcome, "claim_id": claim_id, "latency_ms": latency_ms,
-         "output_excerpt": output_excerpt}
-    )  # fmt: skip
+class ExecutionDetails(TypedDict, total=False):
+    """The optional fields of an execution report."""
+
+    claim_id: str | None
+    latency_ms: int | None
+    output_excerpt: str | None
+
+
+class DecisionOptions(TypedDict, total=False):
+    """What a decision is bound to and carries."""
+
+    args_digest: str | None
+    reason: str | None
+    final_args: dict[str, Any] | None
+
+
+def _known(options: Mapping[str, Any], allowed: type) -> None:
+    unknown = set(options) - set(allowed.__annotations__)
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")
+
+
+def execution_body(outcome: str, details: ExecutionDetails) -> dict[str, Any]:
+    _known(details, ExecutionDetails)
+    return drop_none({"outcome": outcome, **details})
 
 
 def decision_body(
-    approval: Approval | str,
-    decision: str,
-    args_digest: str | None,
-    reason: str | None,
-    final_args: dict[str, Any] | None,
+    approval: Approval | str, decision: str, options: DecisionOptions
 ) -> tuple[str, dict[str, Any]]:
     """The decision request: which approval, and the body bound to what was reviewed."""
+    _known(options, DecisionOptions)
+    args_digest = options.get("args_digest")
     if isinstance(approval, Approval):
         approval_id, digest = approval.id, args_digest or approval.args_digest
     else:
@@ -210,9 +224,7 @@ def decision_body(
             "a decision must say which arguments were reviewed: pass the Approval you "
             "looked at, or args_digest= from it (GET the approval first)"
         )
-    body = drop_none(
-        {"decision": decision, "args_digest": digest, "reason": reason, "final_args": final_args}
-    )
+    body = drop_none({"decision": decision, **options, "args_digest": digest})
     return approval_id, body
 
 

@@ -389,8 +389,8 @@ def gate(
     claimed = approval.execution.claim_id if approval.execution else None
     if approval.status == "executing" and (kept := kept_report(approval.id, claimed)):
         # It ran here and its report has not landed: send it now, run nothing.
-        yield from deliver(cfg, kept, time.monotonic() + cfg.report_timeout)
-        raise _ran_here(kept, approval)
+        delivered = yield from deliver(cfg, kept, time.monotonic() + cfg.report_timeout)
+        raise _ran_here(kept, delivered or approval)
     args, claim_id = _args_and_claim(approval, prepared)
     yield from _claim(cfg, approval, claim_id, deadline)
     started = time.monotonic()

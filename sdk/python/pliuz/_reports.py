@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._flow import Flow, Sleep, execution_body, report
 from ._retry import is_transient, retry_delay
 from .errors import PliuzAPIError, PliuzError
+from .models import Approval
 
 if TYPE_CHECKING:
     from ._client import PliuzClient, _BaseClient
@@ -85,26 +86,34 @@ def undelivered_reports() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def deliver(cfg: _BaseClient, kept: Report, deadline: float) -> Flow[None]:
-    """Send one report until the server has it or ``deadline`` passes (then log it)."""
-    body = execution_body(kept.outcome, kept.claim_id, kept.latency_ms, kept.output)
+def deliver(cfg: _BaseClient, kept: Report, deadline: float) -> Flow[Approval | None]:
+    """Send one report until the server has it or ``deadline`` passes (then log it).
+
+    Returns the server's answer (the ``executed`` approval), ``None`` if it was not delivered.
+    """
+    body = execution_body(
+        kept.outcome,
+        {"claim_id": kept.claim_id, "latency_ms": kept.latency_ms, "output_excerpt": kept.output},
+    )
     attempt = 0
     while True:
         try:
-            yield from report(cfg, kept.approval_id, body, max(deadline, time.monotonic() + 0.001))
+            answer = yield from report(
+                cfg, kept.approval_id, body, max(deadline, time.monotonic() + 0.001)
+            )
         except PliuzError as exc:
             left = deadline - time.monotonic()
             # A refusal (4xx) will not change by retrying; time's up ends the rest.
             if left <= 0 or (isinstance(exc, PliuzAPIError) and not is_transient(exc)):
                 _failed(kept, exc, cfg.report_timeout)
-                return
+                return None
             yield Sleep(min(retry_delay(exc, attempt), left))
             attempt += 1
             continue
         with _lock:
             if _undelivered.get(kept.approval_id) is kept:
                 del _undelivered[kept.approval_id]
-        return
+        return answer
 
 
 def _failed(kept: Report, exc: PliuzError, seconds: float) -> None:
