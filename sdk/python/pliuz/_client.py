@@ -27,6 +27,7 @@ Both are configured from arguments or the environment (``PLIUZ_API_KEY``,
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -58,7 +59,7 @@ from ._flow import (
     decision_body,
     execution_body,
 )
-from ._reports import Report, deliver, flush_reports, queue_report
+from ._reports import Report, deliver, flush_reports, queue_report, undeliverable
 from .errors import PliuzError, PliuzMissingAPIKeyError
 from .models import Approval, ApprovalList
 
@@ -176,7 +177,7 @@ class _HttpClient(_BaseClient, Generic[H]):
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else self._new_http(timeout)
         # Execution reports being delivered by tasks of the async client's loop.
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     def _new_http(self, timeout: float) -> H:
         raise NotImplementedError
@@ -407,6 +408,9 @@ class AsyncPliuzClient(_HttpClient[httpx.AsyncClient]):
             await asyncio.gather(*self._background, return_exceptions=True)
         if not flush_reports(0, origin=id(self)):
             await asyncio.to_thread(flush_reports, origin=id(self))
+        await self._close_http()
+
+    async def _close_http(self) -> None:
         if self._owns_http:
             await self._http.aclose()
 
@@ -465,21 +469,22 @@ class AsyncPliuzClient(_HttpClient[httpx.AsyncClient]):
         # A task on this loop, not the reporting thread: a thread would contend with the
         # loop for the GIL on every call (measured: +5 ms per gated call).
         deadline = time.monotonic() + self.report_timeout
-        task = asyncio.get_running_loop().create_task(self._report_later(report, deadline))
+        task = asyncio.get_running_loop().create_task(self._drive(deliver(self, report, deadline)))
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(functools.partial(self._report_done, report))
 
-    async def _report_later(self, report: Report, deadline: float) -> None:
-        try:
-            await self._drive(deliver(self, report, deadline))
-        except asyncio.CancelledError:
-            # The loop is shutting down (asyncio.run cancels what is left): the reporting
-            # thread finishes the job, with a blocking twin of this client.
-            if self._owns_http:
-                from ._shared import blocking_twin  # the shared module imports this one
+    def _report_done(self, report: Report, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            return
+        # The loop is shutting down (asyncio.run cancels what is left, started or not).
+        if self._owns_http:
+            from ._shared import blocking_twin  # the shared module imports this one
 
-                queue_report(blocking_twin(self), report, id(self))
-            raise
+            # The reporting thread finishes the job with a blocking twin of this client.
+            queue_report(blocking_twin(self), report, id(self))
+        else:
+            undeliverable(report, "its event loop shut down first (custom http_client)")
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Async :meth:`PliuzClient._request`."""

@@ -390,7 +390,9 @@ def gate(
     if approval.status == "executing" and (kept := kept_report(approval.id, claimed)):
         # It ran here and its report has not landed: send it now, run nothing.
         delivered = yield from deliver(cfg, kept, time.monotonic() + cfg.report_timeout)
-        raise _ran_here(kept, delivered or approval)
+        # The state after the report, as seen by this call (which re-attached: a replay).
+        seen = approval if delivered is None else delivered.model_copy(update={"is_replay": True})
+        raise _ran_here(kept, seen)
     args, claim_id = _args_and_claim(approval, prepared)
     yield from _claim(cfg, approval, claim_id, deadline)
     started = time.monotonic()

@@ -117,13 +117,18 @@ def deliver(cfg: _BaseClient, kept: Report, deadline: float) -> Flow[Approval | 
 
 
 def _failed(kept: Report, exc: PliuzError, seconds: float) -> None:
-    kept.last_error = str(exc)
+    undeliverable(kept, f"within {seconds:g}s: {exc}")
+
+
+def undeliverable(kept: Report, why: str) -> None:
+    """Log a report that will not be sent (again) by this process; it stays kept."""
+    kept.last_error = why
     log.error(
         "pliuz: the execution report of %s (approval %s, claim %s) could not be delivered "
-        "within %gs: %s. The tool DID run (outcome %s); until the report lands the server "
+        "%s. The tool DID run (outcome %s); until the report lands the server "
         "shows the call as 'executing' (outcome unknown). The outcome is kept in this "
         "process (pliuz.undelivered_reports()).",
-        kept.tool_name, kept.approval_id, kept.claim_id, seconds, exc, kept.outcome,
+        kept.tool_name, kept.approval_id, kept.claim_id, why, kept.outcome,
     )  # fmt: skip
 
 

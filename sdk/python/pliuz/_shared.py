@@ -72,11 +72,13 @@ async def shared_async_client() -> AsyncPliuzClient:
 async def _close_with_loop(clients: dict[_EnvKey, AsyncPliuzClient]) -> AsyncIterator[None]:
     # loop.shutdown_asyncgens() (run by asyncio.run and most runners before the loop
     # closes) throws GeneratorExit in here, on the loop, while it still runs.
+    # By then asyncio.run has cancelled the report tasks, which handed their reports to the
+    # reporting thread: closing does not wait for those (the thread and atexit do).
     try:
         yield
     finally:
         for client in list(clients.values()):
-            await client.aclose()
+            await client._close_http()
         clients.clear()
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "INTERRUPT_TYPE",
     "AskOptions",
     "PliuzGatedTool",
+    "RunOptions",
     "arequire_approval",
     "aresume_when_decided",
     "arun_with_approval",

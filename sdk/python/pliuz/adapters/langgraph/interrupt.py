@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AskOptions",
+    "RunOptions",
     "arequire_approval",
     "arun_with_approval",
     "require_approval",
@@ -231,24 +232,36 @@ async def arequire_approval(
     return final_args(approval, prepared)
 
 
-def _name_of(fn: Callable[..., Any], tool_name: str | None) -> str:
-    return tool_name or str(getattr(fn, "__name__", "action"))
+class RunOptions(AskOptions, total=False):
+    """:class:`AskOptions` and what :func:`run_with_approval` adds: ``tool_name``
+    (default: ``fn.__name__``), ``on_reject`` (``"raise"``, the default, or
+    ``"return"``) and ``report_output`` (default ``True``)."""
+
+    tool_name: str | None
+    on_reject: Literal["raise", "return"]
+    report_output: bool
+
+
+def _run_options(fn: Callable[..., Any], options: RunOptions) -> tuple[str, str, bool, AskOptions]:
+    rest = dict(options)
+    name = rest.pop("tool_name", None) or str(getattr(fn, "__name__", "action"))
+    on_reject = rest.pop("on_reject", "raise")
+    report_output = rest.pop("report_output", True)
+    return str(name), str(on_reject), bool(report_output), cast(AskOptions, rest)
 
 
 def run_with_approval(
     fn: Callable[..., T],
     args: Mapping[str, Any],
     *,
-    tool_name: str | None = None,
     client: ClientValue = None,
     wait_s: float = 0,
-    on_reject: Literal["raise", "return"] = "raise",
-    report_output: bool = True,
-    **options: Unpack[AskOptions],
+    **options: Unpack[RunOptions],
 ) -> T | str:
     """Inside a LangGraph node: pause until approved, run ``fn(**final_args)`` once, report it.
 
-    Same pause/resume behaviour and keywords as :func:`require_approval`. After
+    Same pause/resume behaviour and keywords as :func:`require_approval`, plus
+    those of :class:`RunOptions`. After
     approval ``fn`` runs with the final arguments and the outcome is reported to
     Pliuz (``executed``), so a later re-run of the node (same thread, node and
     arguments) does not run it again: it raises
@@ -260,8 +273,8 @@ def run_with_approval(
     not run (rejected with reason, expired, cancelled, already executed,
     server unreachable), ready to hand to a model.
     """
-    name = _name_of(fn, tool_name)
-    request = _Ask.build(name, args, **options)
+    name, on_reject, report_output, ask_options = _run_options(fn, options)
+    request = _Ask.build(name, args, **ask_options)
     try:
         with sync_client(client) as c:
             approval, prepared = c._drive(_settle(request, c, wait_s))
@@ -279,16 +292,13 @@ async def arun_with_approval(
     fn: Callable[..., Awaitable[T]],
     args: Mapping[str, Any],
     *,
-    tool_name: str | None = None,
     client: ClientValue = None,
     wait_s: float = 0,
-    on_reject: Literal["raise", "return"] = "raise",
-    report_output: bool = True,
-    **options: Unpack[AskOptions],
+    **options: Unpack[RunOptions],
 ) -> T | str:
     """Async :func:`run_with_approval`: ``fn`` is an ``async`` function."""
-    name = _name_of(fn, tool_name)
-    request = _Ask.build(name, args, **options)
+    name, on_reject, report_output, ask_options = _run_options(fn, options)
+    request = _Ask.build(name, args, **ask_options)
 
     async def execute(final: dict[str, Any]) -> T:
         return await fn(**final)
