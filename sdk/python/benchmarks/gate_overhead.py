@@ -28,8 +28,14 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[3]
-BIN = Path(os.environ.get("PLIUZ_BIN", REPO / "target" / "debug" / "pliuz"))
+
+def _binary() -> Path:
+    if "PLIUZ_BIN" in os.environ:
+        return Path(os.environ["PLIUZ_BIN"])
+    return Path(__file__).resolve().parents[3] / "target" / "debug" / "pliuz"
+
+
+BIN = _binary()
 
 POLICY = """
 [[policy]]
@@ -111,23 +117,15 @@ def main(n: int) -> None:
         proc.terminate()
         proc.wait(10)
         log.close()
-    raw = results["raw create (sync)"][0]
-    raw_async = results["raw create (async)"][0]
-    raw_pair = results["raw create + claim (sync)"][0]
-    raw_pair_async = results["raw create + claim (async)"][0]
     print(f"{n} calls each, server {BIN}")
-    print(f"{'':34} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'':28} {'p50 ms':>8} {'p99 ms':>8}")
     for name, (p50, p99) in results.items():
-        print(f"{name:34} {p50:8.2f} {p99:8.2f}")
-    sync_p50 = results["@gated sync"][0]
-    async_p50 = results["@gated async"][0]
-    print(f"@gated sync  overhead over the raw create:          {sync_p50 - raw:+.2f} ms (p50)")
-    print(f"@gated async overhead over the raw create:          {async_p50 - raw_async:+.2f} ms (p50)")
-    print(f"@gated sync  overhead over the raw create + claim:  {sync_p50 - raw_pair:+.2f} ms (p50)")
-    print(
-        f"@gated async overhead over the raw create + claim:  {async_p50 - raw_pair_async:+.2f} ms"
-        " (p50)"
-    )
+        print(f"{name:28} {p50:8.2f} {p99:8.2f}")
+    for kind in ("sync", "async"):
+        gated_p50 = results[f"@gated {kind}"][0]
+        for base in ("raw create", "raw create + claim"):
+            overhead = gated_p50 - results[f"{base} ({kind})"][0]
+            print(f"@gated {kind:5} overhead over the {base + ':':20} {overhead:+6.2f} ms (p50)")
 
 
 def _measure(

@@ -398,8 +398,9 @@ def gated_tool(
         context_messages: list, ``"conversation"`` (the turn's text messages)
             or ``callable(ToolContext)``; shown to the approver.
         originator: str or ``callable(ToolContext)``: who the agent acts for.
-        client: an :class:`~pliuz.AsyncPliuzClient` or a zero-argument factory;
-            default: a client from ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL`` per call.
+        client: an :class:`~pliuz.AsyncPliuzClient` or a zero-argument factory
+            (its client is closed after each call); default: the event loop's
+            shared client for ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL``.
         on_reject: ``"message"`` (default) tells the model the call was rejected
             and why; ``"raise"`` raises :class:`PliuzToolRejectedError` out of the run.
         client_metadata: extra JSON object stored with each request.

@@ -387,8 +387,9 @@ def gated_tool(
         context_messages: list or ``callable(config)``; shown to the approver.
         originator: str or ``callable(config)``: who the agent acts for.
         client: a :class:`~pliuz.PliuzClient` / :class:`~pliuz.AsyncPliuzClient`
-            or a zero-argument factory; default: one from ``PLIUZ_API_KEY`` /
-            ``PLIUZ_BASE_URL`` per call. Sync invocations use a sync client and
+            or a zero-argument factory; default: the process's shared client for
+            ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL`` (one per event loop for async
+            invocations). Sync invocations use a sync client and
             async ones an async client (built from the given one's key and URL
             when the kinds differ).
         on_reject: ``"return"`` (default) gives the model a ``ToolMessage``
