@@ -131,6 +131,7 @@ def main(n: int) -> None:
 def _measure(
     base: str, headers: dict[str, str], run_id: str, n: int
 ) -> dict[str, tuple[float, float]]:
+    import pliuz
     from pliuz import gated
 
     warmup = max(5, n // 10)
@@ -188,6 +189,11 @@ def _measure(
         results["@gated async"] = _percentiles(await _time_async(bench_async, n, warmup))
 
     asyncio.run(run_async())
+    # Reports are sent in the background: let them land before the server stops
+    # (older SDKs, measured for comparison, sent them before returning).
+    flush = getattr(pliuz, "flush_reports", None)
+    if flush is not None:
+        flush(30)
     return results
 
 
