@@ -59,7 +59,15 @@ from ._flow import (
     decision_body,
     execution_body,
 )
-from ._reports import Report, deliver, flush_reports, queue_report, undeliverable
+from ._reports import (
+    Report,
+    deliver,
+    flush_reports,
+    queue_report,
+    report_finished,
+    report_started,
+    undeliverable,
+)
 from .errors import PliuzError, PliuzMissingAPIKeyError
 from .models import Approval, ApprovalList
 
@@ -469,22 +477,25 @@ class AsyncPliuzClient(_HttpClient[httpx.AsyncClient]):
         # A task on this loop, not the reporting thread: a thread would contend with the
         # loop for the GIL on every call (measured: +5 ms per gated call).
         deadline = time.monotonic() + self.report_timeout
-        task = asyncio.get_running_loop().create_task(self._drive(deliver(self, report, deadline)))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._drive(deliver(self, report, deadline)))
+        token = report_started(id(self), loop, functools.partial(self._hand_over, report))
         self._background.add(task)
-        task.add_done_callback(functools.partial(self._report_done, report))
+        task.add_done_callback(functools.partial(self._report_done, token))
 
-    def _report_done(self, report: Report, task: asyncio.Task[Any]) -> None:
+    def _report_done(self, token: int, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
-        if not task.cancelled():
-            return
-        # The loop is shutting down (asyncio.run cancels what is left, started or not).
+        # Cancelled: the loop is shutting down (asyncio.run cancels what is left).
+        report_finished(token, cancelled=task.cancelled())
+
+    def _hand_over(self, report: Report) -> None:
         if self._owns_http:
             from ._shared import blocking_twin  # the shared module imports this one
 
             # The reporting thread finishes the job with a blocking twin of this client.
             queue_report(blocking_twin(self), report, id(self))
         else:
-            undeliverable(report, "its event loop shut down first (custom http_client)")
+            undeliverable(report, "its event loop stopped first (custom http_client)")
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Async :meth:`PliuzClient._request`."""

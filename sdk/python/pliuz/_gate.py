@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 from . import _flow
 from ._flow import Announce, Flow, QueueReport, RequestOptions, RunBody, Shielded, create_body
-from ._reports import Report, deliver, keep, kept_report, undelivered_reports
+from ._reports import Report, deliver, delivered_here, keep, kept_report, undelivered_reports
 from .errors import (
     PliuzAlreadyExecutedError,
     PliuzArgumentsError,
@@ -62,6 +62,7 @@ __all__ = [
     "gate",
     "prepare_call",
     "raise_for_outcome",
+    "reconcile",
     "undelivered_reports",
     "warn_misconfigured",
 ]
@@ -386,13 +387,7 @@ def gate(
     if approval.status == "pending":
         yield Announce(approval)
         approval = yield from _await_decision(cfg, approval, deadline, cancel_on_timeout)
-    claimed = approval.execution.claim_id if approval.execution else None
-    if approval.status == "executing" and (kept := kept_report(approval.id, claimed)):
-        # It ran here and its report has not landed: send it now, run nothing.
-        delivered = yield from deliver(cfg, kept, time.monotonic() + cfg.report_timeout)
-        # The state after the report, as seen by this call (which re-attached: a replay).
-        seen = approval if delivered is None else delivered.model_copy(update={"is_replay": True})
-        raise _ran_here(kept, seen)
+    approval = yield from reconcile(cfg, approval)
     args, claim_id = _args_and_claim(approval, prepared)
     yield from _claim(cfg, approval, claim_id, deadline)
     started = time.monotonic()
@@ -419,6 +414,25 @@ def gate(
         raise
     yield finished("success", _ms(started), _success_text(result, report_output, report_excerpt))
     return result
+
+
+def reconcile(cfg: _BaseClient, approval: Approval) -> Flow[Approval]:
+    """An ``executing`` request whose tool ran in this process, its report on the way:
+    deliver the report now and raise :class:`~pliuz.PliuzAlreadyExecutedError` (run
+    nothing), or, if it landed meanwhile, return the request as the server has it now."""
+    if approval.status != "executing":
+        return approval
+    claimed = approval.execution.claim_id if approval.execution else None
+    kept = kept_report(approval.id, claimed)
+    if kept is not None:
+        delivered = yield from deliver(cfg, kept, time.monotonic() + cfg.report_timeout)
+        # The state after the report, as seen by this call (which re-attached: a replay).
+        seen = approval if delivered is None else delivered.model_copy(update={"is_replay": True})
+        raise _ran_here(kept, seen)
+    if delivered_here(approval.id, claimed):
+        fresh = yield from _flow.get(cfg, approval.id, None, None)
+        return fresh.model_copy(update={"is_replay": approval.is_replay})
+    return approval
 
 
 def _await_decision(

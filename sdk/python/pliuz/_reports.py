@@ -13,12 +13,15 @@ nobody runs the call again. Queued reports are flushed by
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import collections
+import itertools
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -51,6 +54,15 @@ class Report:
 _lock = threading.Lock()
 # approval id -> report not yet acknowledged by the server.
 _undelivered: dict[str, Report] = {}
+# approval id -> claim id of the reports this process delivered last (bounded): a call
+# that re-attached while one was on its way saw "executing" and must look again.
+_delivered: collections.OrderedDict[str, str] = collections.OrderedDict()
+DELIVERED_REMEMBERED = 4096
+
+
+def delivered_here(approval_id: str, claim_id: str | None) -> bool:
+    with _lock:
+        return claim_id is not None and _delivered.get(approval_id) == claim_id
 
 
 def keep(report: Report) -> None:
@@ -113,6 +125,9 @@ def deliver(cfg: _BaseClient, kept: Report, deadline: float) -> Flow[Approval | 
         with _lock:
             if _undelivered.get(kept.approval_id) is kept:
                 del _undelivered[kept.approval_id]
+            _delivered[kept.approval_id] = kept.claim_id
+            if len(_delivered) > DELIVERED_REMEMBERED:
+                _delivered.popitem(last=False)
         return answer
 
 
@@ -142,6 +157,17 @@ class _Sender:
         self._pending: collections.Counter[int] = collections.Counter()
         self._thread: threading.Thread | None = None
 
+    def begin(self, origin: int) -> None:
+        with self._cond:
+            self._pending[origin] += 1
+
+    def end(self, origin: int) -> None:
+        with self._cond:
+            self._pending[origin] -= 1
+            if self._pending[origin] <= 0:
+                del self._pending[origin]
+            self._cond.notify_all()
+
     def submit(self, sender: PliuzClient, kept: Report, origin: int) -> None:
         deadline = time.monotonic() + sender.report_timeout
         with self._cond:
@@ -166,11 +192,7 @@ class _Sender:
                     "pliuz: delivering the report of %s failed: %r", kept.approval_id, exc
                 )
             finally:
-                with self._cond:
-                    self._pending[origin] -= 1
-                    if self._pending[origin] <= 0:
-                        del self._pending[origin]
-                    self._cond.notify_all()
+                self.end(origin)
 
     def flush(self, origin: int | None = None, timeout: float | None = None) -> bool:
         def done() -> bool:
@@ -188,13 +210,58 @@ def queue_report(sender: PliuzClient, kept: Report, origin: int) -> None:
     _sender.submit(sender, kept, origin)
 
 
+# token -> (the event loop whose task delivers a report, origin, how to hand it over)
+_in_loops: dict[int, tuple[asyncio.AbstractEventLoop, int, Callable[[], None]]] = {}
+_tokens = itertools.count()
+
+
+def report_started(
+    origin: int, loop: asyncio.AbstractEventLoop, hand_over: Callable[[], None]
+) -> int:
+    """A task of ``loop`` delivers a report: flushes wait for it. ``hand_over`` gives the
+    report to the reporting thread if the loop stops running first."""
+    token = next(_tokens)
+    with _lock:
+        _in_loops[token] = (loop, origin, hand_over)
+    _sender.begin(origin)
+    return token
+
+
+def report_finished(token: int, *, cancelled: bool) -> None:
+    """The task ended; a cancelled one (its loop shut down) hands its report over."""
+    with _lock:
+        entry = _in_loops.pop(token, None)
+    if entry is None:
+        return  # already handed over by a flush
+    _, origin, hand_over = entry
+    if cancelled:
+        hand_over()
+    _sender.end(origin)
+
+
+def _hand_over_stalled() -> None:
+    # A loop that no longer runs (Runner.run_sync, run_until_complete, interpreter exit)
+    # will not finish its tasks: the reporting thread takes their reports. If the loop
+    # runs again, its task sends the same report once more, which the server accepts.
+    with _lock:
+        stalled = [t for t, (loop, _, _) in _in_loops.items() if not loop.is_running()]
+        entries = [_in_loops.pop(t) for t in stalled]
+    for _, origin, hand_over in entries:
+        hand_over()
+        _sender.end(origin)
+
+
 def flush_reports(timeout: float | None = None, *, origin: int | None = None) -> bool:
-    """Wait until the execution reports queued in this process were delivered or given up.
+    """Wait until the execution reports of this process were delivered or given up.
 
     Gated calls return as soon as the tool ran; their reports are sent in the
-    background. Returns ``False`` if ``timeout`` seconds passed first. Each
-    report is bounded by its client's ``report_timeout``, so this always ends.
+    background (by the reporting thread, or by tasks of the caller's event
+    loop). Returns ``False`` if ``timeout`` seconds passed first. Each report
+    is bounded by its client's ``report_timeout``. Do not call it from the
+    thread of an event loop whose reports it would wait for (that loop cannot
+    progress meanwhile): ``await client.aclose()`` there instead.
     """
+    _hand_over_stalled()
     return _sender.flush(origin, timeout)
 
 
@@ -202,6 +269,7 @@ def _after_fork_in_child() -> None:
     # The sending thread does not exist in the child; the parent delivers what it queued.
     global _sender
     _sender = _Sender()
+    _in_loops.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

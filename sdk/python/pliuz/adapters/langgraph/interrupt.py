@@ -26,6 +26,7 @@ from ..._gate import (
     final_args,
     prepare_call,
     raise_for_outcome,
+    reconcile,
     run_gated_async,
     run_gated_sync,
 )
@@ -156,6 +157,7 @@ def _settle(request: _Ask, cfg: _BaseClient, wait_s: float) -> Flow[tuple[Approv
         # returns the k-th resume value: ignore it and ask Pliuz, the source of truth.
         interrupt(request.payload(approval, prepared, cfg.base_url))
         approval = yield from _flow.get(cfg, approval.id, None, None)
+    approval = yield from reconcile(cfg, approval)  # its report may still be on the way
     return approval, prepared
 
 
