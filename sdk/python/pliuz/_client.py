@@ -479,7 +479,8 @@ class AsyncPliuzClient(_HttpClient[httpx.AsyncClient]):
         deadline = time.monotonic() + self.report_timeout
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._drive(deliver(self, report, deadline)))
-        token = report_started(id(self), loop, functools.partial(self._hand_over, report))
+        hand_over = functools.partial(self._hand_over, report, loop)
+        token = report_started(id(self), loop, hand_over)
         self._background.add(task)
         task.add_done_callback(functools.partial(self._report_done, token))
 
@@ -488,14 +489,16 @@ class AsyncPliuzClient(_HttpClient[httpx.AsyncClient]):
         # Cancelled: the loop is shutting down (asyncio.run cancels what is left).
         report_finished(token, cancelled=task.cancelled())
 
-    def _hand_over(self, report: Report) -> None:
+    def _hand_over(self, report: Report, loop: asyncio.AbstractEventLoop) -> None:
         if self._owns_http:
             from ._shared import blocking_twin  # the shared module imports this one
 
             # The reporting thread finishes the job with a blocking twin of this client.
             queue_report(blocking_twin(self), report, id(self))
-        else:
-            undeliverable(report, "its event loop stopped first (custom http_client)")
+        elif loop.is_closed():
+            undeliverable(report, "its event loop closed first (custom http_client)")
+        # Else only that loop can use the caller's transport: its task delivers the report
+        # if the loop runs again; meanwhile it stays in undelivered_reports().
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Async :meth:`PliuzClient._request`."""

@@ -243,8 +243,15 @@ def _hand_over_stalled() -> None:
     # A loop that no longer runs (Runner.run_sync, run_until_complete, interpreter exit)
     # will not finish its tasks: the reporting thread takes their reports. If the loop
     # runs again, its task sends the same report once more, which the server accepts.
+    # The loop of the calling thread, if any, is blocked by this very call: stalled too.
+    try:
+        blocked: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        blocked = None
     with _lock:
-        stalled = [t for t, (loop, _, _) in _in_loops.items() if not loop.is_running()]
+        stalled = [
+            t for t, (loop, _, _) in _in_loops.items() if loop is blocked or not loop.is_running()
+        ]
         entries = [_in_loops.pop(t) for t in stalled]
     for _, origin, hand_over in entries:
         hand_over()
@@ -257,9 +264,9 @@ def flush_reports(timeout: float | None = None, *, origin: int | None = None) ->
     Gated calls return as soon as the tool ran; their reports are sent in the
     background (by the reporting thread, or by tasks of the caller's event
     loop). Returns ``False`` if ``timeout`` seconds passed first. Each report
-    is bounded by its client's ``report_timeout``. Do not call it from the
-    thread of an event loop whose reports it would wait for (that loop cannot
-    progress meanwhile): ``await client.aclose()`` there instead.
+    is bounded by its client's ``report_timeout``. Reports of event loops that
+    are not running (or blocked by this call) are handed to the reporting
+    thread; in a coroutine, prefer ``await client.aclose()``.
     """
     _hand_over_stalled()
     return _sender.flush(origin, timeout)
