@@ -147,15 +147,21 @@ def undeliverable(kept: Report, why: str) -> None:
     )  # fmt: skip
 
 
+#: Reports are delivered by up to this many threads, so that reports to a server that
+#: does not answer (each retried for its report_timeout) do not hold up the others.
+MAX_SENDERS = 8
+
+
 class _Sender:
-    """One background thread delivering queued reports in order, each with its own deadline."""
+    """Background threads delivering queued reports, each with its own deadline."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._queue: collections.deque[tuple[PliuzClient, Report, float, int]] = collections.deque()
         # origin (id of the client the gated call used) -> reports queued or in flight
         self._pending: collections.Counter[int] = collections.Counter()
-        self._thread: threading.Thread | None = None
+        self._threads = 0
+        self._idle = 0
 
     def begin(self, origin: int) -> None:
         with self._cond:
@@ -173,17 +179,19 @@ class _Sender:
         with self._cond:
             self._queue.append((sender, kept, deadline, origin))
             self._pending[origin] += 1
-            if self._thread is None:
-                # A daemon, so a hung server never blocks exit; atexit flushes the queue.
-                self._thread = threading.Thread(target=self._run, name="pliuz-reports", daemon=True)
-                self._thread.start()
+            if self._idle == 0 and self._threads < MAX_SENDERS:
+                # Daemons, so a hung server never blocks exit; atexit flushes the queue.
+                threading.Thread(target=self._run, name="pliuz-reports", daemon=True).start()
+                self._threads += 1
             self._cond.notify_all()
 
     def _run(self) -> None:
         while True:
             with self._cond:
+                self._idle += 1
                 while not self._queue:
                     self._cond.wait()
+                self._idle -= 1
                 sender, kept, deadline, origin = self._queue.popleft()
             try:
                 sender._drive(deliver(sender, kept, deadline))
