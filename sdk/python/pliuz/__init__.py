@@ -25,7 +25,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._client import DEFAULT_BASE_URL, AsyncPliuzClient, PliuzClient
-from ._gate import raise_for_outcome, undelivered_reports
+from ._gate import raise_for_outcome
+from ._reports import flush_reports, undelivered_reports
 from .errors import (
     PliuzAlreadyExecutedError,
     PliuzAPIError,
@@ -94,6 +95,7 @@ __all__ = [
     "PliuzValidationError",
     "Vote",
     "__version__",
+    "flush_reports",
     "gated",
     "idempotency_key",
     "raise_for_outcome",

@@ -8,10 +8,14 @@ caller only (any other process attached to the same request gets 409
 ``execution_claimed`` and does not run the body). A request that was claimed
 and never reported (the process died, the report could not be delivered) stays
 ``executing``: every later attempt is told "outcome unknown — check before
-retrying" and never runs it again. The report is retried for
-``client.report_timeout`` seconds; until it lands the outcome is kept in this
+retrying" and never runs it again. The report does not hold up the caller:
+it is queued and retried in the background for ``client.report_timeout``
+seconds (:mod:`pliuz._reports`); until it lands the outcome is kept in this
 process (:func:`undelivered_reports`), and a report that cannot be delivered is
 logged as an error.
+
+The flow is written once, as a generator of steps (:mod:`pliuz._flow`); the
+sync and async clients run it.
 """
 
 from __future__ import annotations
@@ -22,14 +26,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
-from ._retry import is_transient, retry_delay
+from . import _flow
+from ._flow import Announce, Flow, QueueReport, RequestOptions, RunBody, Shielded, create_body
+from ._reports import Report, deliver, delivered_here, keep, kept_report, undelivered_reports
 from .errors import (
     PliuzAlreadyExecutedError,
-    PliuzAPIError,
     PliuzArgumentsError,
     PliuzCancelledError,
     PliuzConfigurationError,
@@ -47,12 +52,17 @@ from .models import Approval
 from .redaction import Redacted, redact, restore
 
 if TYPE_CHECKING:
-    from ._client import AsyncPliuzClient, PliuzClient
+    from typing_extensions import Unpack
+
+    from ._client import AsyncPliuzClient, OnPending, PliuzClient, _BaseClient
 
 __all__ = [
     "PreparedCall",
+    "ask",
+    "gate",
     "prepare_call",
     "raise_for_outcome",
+    "reconcile",
     "undelivered_reports",
     "warn_misconfigured",
 ]
@@ -72,7 +82,8 @@ class PreparedCall:
     args: dict[str, Any]
     redacted: Redacted
     idempotency_key: str
-    request: dict[str, Any]
+    #: The body of ``POST /api/v1/approvals``.
+    body: dict[str, Any]
 
 
 def prepare_call(
@@ -104,19 +115,12 @@ def prepare_call(
     metadata = dict(client_metadata or {})
     if masked.originals:
         metadata.setdefault("redacted_paths", masked.paths)
-    request: dict[str, Any] = {
-        "tool_name": tool_name,
-        "tool_args": masked.args,
-        "policy": policy,
-        "tool_schema": tool_schema,
-        "call_id": call_id,
-        "session_id": session_id,
-        "originator": originator,
-        "context_messages": context_messages,
-        "client_metadata": metadata or None,
-        "idempotency_key": key,
-    }
-    return PreparedCall(tool_name, args, masked, key, request)
+    options = RequestOptions(
+        policy=policy, tool_schema=tool_schema, call_id=call_id, session_id=session_id,
+        originator=originator, context_messages=context_messages,
+        client_metadata=metadata or None, idempotency_key=key,
+    )  # fmt: skip
+    return PreparedCall(tool_name, args, masked, key, create_body(tool_name, masked.args, options))
 
 
 def warn_misconfigured(tool_name: str, exc: BaseException) -> None:
@@ -225,96 +229,57 @@ def _describe_failure(exc: BaseException) -> str:
 # ---------------------------------------------------------------------------
 
 _guard = threading.Lock()
-_thread_locks: dict[str, tuple[threading.Lock, int]] = {}
-_async_locks: dict[tuple[int, str], tuple[asyncio.Lock, int]] = {}
+# slot -> (lock, number of callers holding or waiting for it)
+_key_locks: dict[Hashable, tuple[Any, int]] = {}
+
+
+def _enter_slot(slot: Hashable, new_lock: Callable[[], Any]) -> Any:
+    with _guard:
+        lock, users = _key_locks.get(slot) or (new_lock(), 0)
+        _key_locks[slot] = (lock, users + 1)
+    return lock
+
+
+def _leave_slot(slot: Hashable) -> None:
+    with _guard:
+        lock, users = _key_locks[slot]
+        if users <= 1:
+            del _key_locks[slot]
+        else:
+            _key_locks[slot] = (lock, users - 1)
 
 
 @contextlib.contextmanager
 def _key_lock_sync(key: str) -> Iterator[None]:
-    with _guard:
-        lock, users = _thread_locks.get(key, (threading.Lock(), 0))
-        _thread_locks[key] = (lock, users + 1)
+    lock: threading.Lock = _enter_slot(key, threading.Lock)
     try:
         with lock:
             yield
     finally:
-        with _guard:
-            lock, users = _thread_locks[key]
-            if users <= 1:
-                del _thread_locks[key]
-            else:
-                _thread_locks[key] = (lock, users - 1)
+        _leave_slot(key)
 
 
 @contextlib.asynccontextmanager
 async def _key_lock_async(key: str) -> AsyncIterator[None]:
-    slot = (id(asyncio.get_running_loop()), key)
-    with _guard:
-        lock, users = _async_locks.get(slot, (asyncio.Lock(), 0))
-        _async_locks[slot] = (lock, users + 1)
+    slot = (id(asyncio.get_running_loop()), key)  # an asyncio.Lock belongs to one loop
+    lock: asyncio.Lock = _enter_slot(slot, asyncio.Lock)
     try:
         async with lock:
             yield
     finally:
-        with _guard:
-            lock, users = _async_locks[slot]
-            if users <= 1:
-                del _async_locks[slot]
-            else:
-                _async_locks[slot] = (lock, users - 1)
+        _leave_slot(slot)
 
 
 # ---------------------------------------------------------------------------
-# Claims and reports kept in this process
+# Claims held by this process
 # ---------------------------------------------------------------------------
 
-
-@dataclass
-class _Report:
-    """An execution outcome on its way to the server (kept until it lands)."""
-
-    approval_id: str
-    tool_name: str
-    claim_id: str
-    outcome: Literal["success", "error"]
-    latency_ms: int
-    output: str | None
-    last_error: str | None = None
-
-
-# approval id -> report not yet acknowledged by the server.
-_undelivered: dict[str, _Report] = {}
 # approval id -> claim id, for a body that paused (e.g. a LangGraph interrupt
 # inside the tool) without finishing: its re-run in this process keeps the claim.
 _held_claims: dict[str, str] = {}
 
 
-def undelivered_reports() -> list[dict[str, Any]]:
-    """Execution reports this process could not deliver (yet).
-
-    Each is ``{"approval_id", "tool_name", "claim_id", "outcome", "latency_ms",
-    "output_excerpt", "last_error"}``. The tool **did** run; until the report
-    lands the server shows the request as ``executing`` (outcome unknown). A
-    later gated call on the same request in this process re-sends it.
-    """
-    with _guard:
-        reports = list(_undelivered.values())
-    return [
-        {"approval_id": r.approval_id, "tool_name": r.tool_name, "claim_id": r.claim_id,
-         "outcome": r.outcome, "latency_ms": r.latency_ms, "output_excerpt": r.output,
-         "last_error": r.last_error}
-        for r in reports
-    ]  # fmt: skip
-
-
-def _kept_report(approval: Approval) -> _Report | None:
-    claim_id = approval.execution.claim_id if approval.execution else None
-    with _guard:
-        report = _undelivered.get(approval.id)
-    return report if report is not None and report.claim_id == claim_id else None
-
-
-def _ran_here(report: _Report, approval: Approval) -> PliuzAlreadyExecutedError:
+def _ran_here(report: Report, approval: Approval) -> PliuzAlreadyExecutedError:
     pending = "" if report.last_error is None else " (its report is still undelivered)"
     return PliuzAlreadyExecutedError(
         f"{report.tool_name} already ran in this process for this request ({approval.id}), "
@@ -342,12 +307,9 @@ def _args_and_claim(approval: Approval, prepared: PreparedCall) -> tuple[dict[st
     return final_args(approval, prepared), _new_claim_id()
 
 
-def _hold_unanswered_claim(approval: Approval, claim_id: str) -> None:
-    # The claim got no answer: it may have landed. The body has not run, so a
-    # retry of this call in this process re-presents it (the server answers 200
-    # to its own claim) instead of finding it "outcome unknown".
+def _hold_claim(approval_id: str, claim_id: str) -> None:
     with _guard:
-        _held_claims[approval.id] = claim_id
+        _held_claims[approval_id] = claim_id
 
 
 def _claim_refused(
@@ -375,22 +337,6 @@ def _claim_refused(
     return exc
 
 
-def _report_failed(report: _Report, exc: PliuzError, seconds: float) -> None:
-    report.last_error = str(exc)
-    log.error(
-        "pliuz: the execution report of %s (approval %s, claim %s) could not be delivered "
-        "within %gs: %s. The tool DID run (outcome %s); until the report lands the server "
-        "shows the call as 'executing' (outcome unknown). The outcome is kept in this "
-        "process (pliuz.undelivered_reports()).",
-        report.tool_name, report.approval_id, report.claim_id, seconds, exc, report.outcome,
-    )  # fmt: skip
-
-
-def _give_up(exc: PliuzError, left: float) -> bool:
-    # A refusal (4xx) will not change by retrying; time's up ends the rest.
-    return left <= 0 or (isinstance(exc, PliuzAPIError) and not is_transient(exc))
-
-
 def _left(deadline: float | None, floor: float = 0.0) -> float | None:
     return None if deadline is None else max(floor, deadline - time.monotonic())
 
@@ -400,147 +346,151 @@ def _left(deadline: float | None, floor: float = 0.0) -> float | None:
 #: "outcome unknown" although the tool never ran.
 CLAIM_MIN_S = 1.0
 
+#: Bound on the clean-up request sent while the caller's task is being cancelled.
+CANCEL_ON_CANCELLATION_TIMEOUT_S = 5.0
+
 
 # ---------------------------------------------------------------------------
-# Sync flow
+# The gated call, once
 # ---------------------------------------------------------------------------
+
+
+class GateOptions(TypedDict, total=False):
+    """How one gated call behaves (see :func:`pliuz.gated`)."""
+
+    timeout_s: float | None
+    cancel_on_timeout: bool
+    report_output: bool
+    report_excerpt: Callable[[Any], str | None] | None
+    #: Exceptions of the body that mean "paused, not finished" (a LangGraph
+    #: interrupt): no report is sent and the claim stays held for the re-run.
+    unreported: tuple[type[BaseException], ...]
+
+
+def gate(
+    cfg: _BaseClient,
+    prepared: PreparedCall,
+    *,
+    timeout_s: float | None = None,
+    cancel_on_timeout: bool = False,
+    report_output: bool = True,
+    report_excerpt: Callable[[Any], str | None] | None = None,
+    unreported: tuple[type[BaseException], ...] = (),
+) -> Flow[Any]:
+    """create → wait → check the outcome → claim → run the body → queue the report."""
+    deadline = _flow.deadline_in(timeout_s)
+    approval = yield from _flow.create(cfg, prepared.body, deadline)
+    log.debug(
+        "pliuz: %s approval %s is %s (replay=%s)",
+        prepared.tool_name, approval.id, approval.status, approval.is_replay,
+    )  # fmt: skip
+    if approval.status == "pending":
+        yield Announce(approval)
+        approval = yield from _await_decision(cfg, approval, deadline, cancel_on_timeout)
+    approval = yield from reconcile(cfg, approval)
+    args, claim_id = _args_and_claim(approval, prepared)
+    yield from _claim(cfg, approval, claim_id, deadline)
+    started = time.monotonic()
+
+    def finished(outcome: Literal["success", "error"], ms: int, output: str | None) -> QueueReport:
+        report = Report(approval.id, prepared.tool_name, claim_id, outcome, ms, output)
+        with _guard:
+            _held_claims.pop(approval.id, None)
+        keep(report)  # kept until the server has it
+        return QueueReport(report)
+
+    try:
+        result = yield RunBody(args)
+    except GeneratorExit:
+        raise
+    except PliuzArgumentsError as exc:
+        yield finished("error", 0, f"not run: {exc}")
+        raise
+    except BaseException as exc:
+        if isinstance(exc, unreported):
+            _hold_claim(approval.id, claim_id)
+        else:
+            yield finished("error", _ms(started), _describe_failure(exc))
+        raise
+    yield finished("success", _ms(started), _success_text(result, report_output, report_excerpt))
+    return result
+
+
+def reconcile(cfg: _BaseClient, approval: Approval) -> Flow[Approval]:
+    """An ``executing`` request whose tool ran in this process, its report on the way:
+    deliver the report now and raise :class:`~pliuz.PliuzAlreadyExecutedError` (run
+    nothing), or, if it landed meanwhile, return the request as the server has it now."""
+    if approval.status != "executing":
+        return approval
+    claimed = approval.execution.claim_id if approval.execution else None
+    kept = kept_report(approval.id, claimed)
+    if kept is not None:
+        delivered = yield from deliver(cfg, kept, time.monotonic() + cfg.report_timeout)
+        # The state after the report, as seen by this call (which re-attached: a replay).
+        seen = approval if delivered is None else delivered.model_copy(update={"is_replay": True})
+        raise _ran_here(kept, seen)
+    if delivered_here(approval.id, claimed):
+        fresh = yield from _flow.get(cfg, approval.id, None, None)
+        return fresh.model_copy(update={"is_replay": approval.is_replay})
+    return approval
+
+
+def _await_decision(
+    cfg: _BaseClient, approval: Approval, deadline: float | None, cancel_on_timeout: bool
+) -> Flow[Approval]:
+    try:
+        return (yield from _flow.wait_for_decision(cfg, approval, _left(deadline)))
+    except PliuzTimeoutError:
+        if cancel_on_timeout:
+            cancel = _flow.cancel(cfg, approval.id, "client timeout")
+            yield Shielded(cancel, cfg.timeout, f"cancel {approval.id} after timeout")
+        raise
+    except asyncio.CancelledError:
+        # The caller gave up on the call (a cancelled stream, a tool timeout): withdraw the
+        # request so nobody approves a call that will never run.
+        why = "the agent cancelled the tool call while it waited for approval"
+        yield Shielded(
+            _flow.cancel(cfg, approval.id, why), CANCEL_ON_CANCELLATION_TIMEOUT_S,
+            f"cancel {approval.id} after the call was cancelled",
+        )  # fmt: skip
+        raise
+
+
+def _claim(
+    cfg: _BaseClient, approval: Approval, claim_id: str, deadline: float | None
+) -> Flow[Approval]:
+    at_least = _flow.deadline_in(_left(deadline, CLAIM_MIN_S))
+    try:
+        return (yield from _flow.claim(cfg, approval.id, claim_id, at_least))
+    except PliuzConflictError as exc:
+        try:
+            fresh: Approval | None = yield from _flow.get(cfg, approval.id, None, at_least)
+        except PliuzError:
+            fresh = None
+        raise _claim_refused(exc, approval, fresh) from None
+    except PliuzError:
+        # The claim got no answer: it may have landed. The body has not run, so a
+        # retry of this call in this process re-presents it (the server answers 200
+        # to its own claim) instead of finding it "outcome unknown".
+        _hold_claim(approval.id, claim_id)
+        raise
+
+
+def ask(cfg: _BaseClient, prepared: PreparedCall) -> Flow[Approval]:
+    """Create the request of ``prepared`` (or re-attach to it), nothing more."""
+    return _flow.create(cfg, prepared.body, None)
 
 
 def run_gated_sync(
     client: PliuzClient,
     prepared: PreparedCall,
     execute: Callable[[dict[str, Any]], T],
-    *,
-    timeout_s: float | None,
-    cancel_on_timeout: bool = False,
-    report_output: bool = True,
-    report_excerpt: Callable[[T], str | None] | None = None,
-    unreported: tuple[type[BaseException], ...] = (),
+    **options: Unpack[GateOptions],
 ) -> T:
+    """Run one gated call with a blocking client."""
     with _key_lock_sync(prepared.idempotency_key):
-        return _run_gated_sync(
-            client, prepared, execute, timeout_s=timeout_s,
-            cancel_on_timeout=cancel_on_timeout, report_output=report_output,
-            report_excerpt=report_excerpt, unreported=unreported,
-        )  # fmt: skip
-
-
-def _run_gated_sync(
-    client: PliuzClient,
-    prepared: PreparedCall,
-    execute: Callable[[dict[str, Any]], T],
-    *,
-    timeout_s: float | None,
-    cancel_on_timeout: bool,
-    report_output: bool,
-    report_excerpt: Callable[[T], str | None] | None,
-    unreported: tuple[type[BaseException], ...],
-) -> T:
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    approval = client.create_approval(**prepared.request, timeout=_left(deadline))
-    log.debug(
-        "pliuz: %s approval %s is %s (replay=%s)",
-        prepared.tool_name,
-        approval.id,
-        approval.status,
-        approval.is_replay,
-    )
-    if approval.status == "pending":
-        try:
-            approval = client.wait_for_decision(approval, timeout=_left(deadline))
-        except PliuzTimeoutError:
-            if cancel_on_timeout:
-                _cancel_quietly_sync(client, approval.id)
-            raise
-    if approval.status == "executing" and (kept := _kept_report(approval)) is not None:
-        _deliver_sync(client, kept)
-        raise _ran_here(kept, approval)
-    args, claim_id = _args_and_claim(approval, prepared)
-    _claim_sync(client, approval, claim_id, deadline)
-    started = time.monotonic()
-
-    def finish(outcome: Literal["success", "error"], ms: int, output: str | None) -> None:
-        _finish_sync(
-            client, _Report(approval.id, prepared.tool_name, claim_id, outcome, ms, output)
-        )
-
-    try:
-        result = execute(args)
-    except PliuzArgumentsError as exc:
-        finish("error", 0, f"not run: {exc}")
-        raise
-    except BaseException as exc:
-        if isinstance(exc, unreported):
-            with _guard:
-                _held_claims[approval.id] = claim_id
-        else:
-            finish("error", _ms(started), _describe_failure(exc))
-        raise
-    finish("success", _ms(started), _success_text(result, report_output, report_excerpt))
-    return result
-
-
-def _claim_sync(
-    client: PliuzClient, approval: Approval, claim_id: str, deadline: float | None
-) -> Approval:
-    try:
-        return client.claim_execution(
-            approval.id, claim_id=claim_id, timeout=_left(deadline, CLAIM_MIN_S)
-        )
-    except PliuzConflictError as exc:
-        try:
-            fresh: Approval | None = client.get_approval(
-                approval.id, timeout=_left(deadline, CLAIM_MIN_S)
-            )
-        except PliuzError:
-            fresh = None
-        raise _claim_refused(exc, approval, fresh) from None
-    except PliuzError:
-        _hold_unanswered_claim(approval, claim_id)
-        raise
-
-
-def _finish_sync(client: PliuzClient, report: _Report) -> None:
-    with _guard:
-        _held_claims.pop(report.approval_id, None)
-        _undelivered[report.approval_id] = report  # kept until the server has it
-    _deliver_sync(client, report)
-
-
-def _deliver_sync(client: PliuzClient, report: _Report) -> None:
-    limit = client.report_timeout
-    deadline = time.monotonic() + limit
-    attempt = 0
-    while True:
-        try:
-            client.report_execution(
-                report.approval_id, report.outcome, claim_id=report.claim_id,
-                latency_ms=report.latency_ms, output_excerpt=report.output,
-                timeout=max(0.001, deadline - time.monotonic()),
-            )  # fmt: skip
-        except PliuzError as exc:
-            left = deadline - time.monotonic()
-            if _give_up(exc, left):
-                _report_failed(report, exc, limit)
-                return
-            time.sleep(min(retry_delay(exc, attempt), left))
-            attempt += 1
-            continue
-        with _guard:
-            _undelivered.pop(report.approval_id, None)
-        return
-
-
-def _cancel_quietly_sync(client: PliuzClient, approval_id: str) -> None:
-    try:
-        client.cancel_approval(approval_id, reason="client timeout")
-    except PliuzError as exc:
-        log.warning("pliuz: could not cancel %s after timeout: %s", approval_id, exc)
-
-
-# ---------------------------------------------------------------------------
-# Async flow
-# ---------------------------------------------------------------------------
+        result: T = client._drive(gate(client, prepared, **options), execute)
+        return result
 
 
 async def run_gated_async(
@@ -548,163 +498,19 @@ async def run_gated_async(
     prepared: PreparedCall,
     execute: Callable[[dict[str, Any]], Awaitable[T]],
     *,
-    timeout_s: float | None,
-    cancel_on_timeout: bool = False,
-    report_output: bool = True,
-    report_excerpt: Callable[[T], str | None] | None = None,
-    unreported: tuple[type[BaseException], ...] = (),
-    on_pending: Callable[[Approval], Awaitable[None] | None] | None = None,
+    on_pending: OnPending | None = None,
+    **options: Unpack[GateOptions],
 ) -> T:
+    """Run one gated call on the running event loop (``on_pending``: told when it waits)."""
     async with _key_lock_async(prepared.idempotency_key):
-        return await _run_gated_async(
-            client, prepared, execute, timeout_s=timeout_s,
-            cancel_on_timeout=cancel_on_timeout, report_output=report_output,
-            report_excerpt=report_excerpt, unreported=unreported, on_pending=on_pending,
-        )  # fmt: skip
-
-
-async def _run_gated_async(
-    client: AsyncPliuzClient,
-    prepared: PreparedCall,
-    execute: Callable[[dict[str, Any]], Awaitable[T]],
-    *,
-    timeout_s: float | None,
-    cancel_on_timeout: bool,
-    report_output: bool,
-    report_excerpt: Callable[[T], str | None] | None,
-    unreported: tuple[type[BaseException], ...],
-    on_pending: Callable[[Approval], Awaitable[None] | None] | None = None,
-) -> T:
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    approval = await client.create_approval(**prepared.request, timeout=_left(deadline))
-    log.debug(
-        "pliuz: %s approval %s is %s (replay=%s)",
-        prepared.tool_name,
-        approval.id,
-        approval.status,
-        approval.is_replay,
-    )
-    if approval.status == "pending":
-        if on_pending is not None:
-            announced = on_pending(approval)
-            if announced is not None:
-                await announced
-        try:
-            approval = await client.wait_for_decision(approval, timeout=_left(deadline))
-        except PliuzTimeoutError:
-            if cancel_on_timeout:
-                await _cancel_quietly_async(client, approval.id)
-            raise
-        except asyncio.CancelledError:
-            # The caller gave up on the call (a cancelled stream, a tool timeout): withdraw the
-            # request so nobody approves a call that will never run.
-            await _cancel_after_cancellation(client, approval.id)
-            raise
-    if approval.status == "executing" and (kept := _kept_report(approval)) is not None:
-        await _deliver_async(client, kept)
-        raise _ran_here(kept, approval)
-    args, claim_id = _args_and_claim(approval, prepared)
-    await _claim_async(client, approval, claim_id, deadline)
-    started = time.monotonic()
-
-    async def finish(outcome: Literal["success", "error"], ms: int, output: str | None) -> None:
-        report = _Report(approval.id, prepared.tool_name, claim_id, outcome, ms, output)
-        await _finish_async(client, report)
-
-    try:
-        result = await execute(args)
-    except PliuzArgumentsError as exc:
-        await finish("error", 0, f"not run: {exc}")
-        raise
-    except BaseException as exc:
-        if isinstance(exc, unreported):
-            with _guard:
-                _held_claims[approval.id] = claim_id
-        else:
-            await finish("error", _ms(started), _describe_failure(exc))
-        raise
-    await finish("success", _ms(started), _success_text(result, report_output, report_excerpt))
-    return result
-
-
-async def _claim_async(
-    client: AsyncPliuzClient, approval: Approval, claim_id: str, deadline: float | None
-) -> Approval:
-    try:
-        return await client.claim_execution(
-            approval.id, claim_id=claim_id, timeout=_left(deadline, CLAIM_MIN_S)
-        )
-    except PliuzConflictError as exc:
-        try:
-            fresh: Approval | None = await client.get_approval(
-                approval.id, timeout=_left(deadline, CLAIM_MIN_S)
-            )
-        except PliuzError:
-            fresh = None
-        raise _claim_refused(exc, approval, fresh) from None
-    except PliuzError:
-        _hold_unanswered_claim(approval, claim_id)
-        raise
-
-
-async def _finish_async(client: AsyncPliuzClient, report: _Report) -> None:
-    with _guard:
-        _held_claims.pop(report.approval_id, None)
-        _undelivered[report.approval_id] = report
-    await _deliver_async(client, report)
-
-
-async def _deliver_async(client: AsyncPliuzClient, report: _Report) -> None:
-    limit = client.report_timeout
-    deadline = time.monotonic() + limit
-    attempt = 0
-    while True:
-        try:
-            await client.report_execution(
-                report.approval_id, report.outcome, claim_id=report.claim_id,
-                latency_ms=report.latency_ms, output_excerpt=report.output,
-                timeout=max(0.001, deadline - time.monotonic()),
-            )  # fmt: skip
-        except PliuzError as exc:
-            left = deadline - time.monotonic()
-            if _give_up(exc, left):
-                _report_failed(report, exc, limit)
-                return
-            await asyncio.sleep(min(retry_delay(exc, attempt), left))
-            attempt += 1
-            continue
-        with _guard:
-            _undelivered.pop(report.approval_id, None)
-        return
-
-
-async def _cancel_quietly_async(client: AsyncPliuzClient, approval_id: str) -> None:
-    try:
-        await client.cancel_approval(approval_id, reason="client timeout")
-    except PliuzError as exc:
-        log.warning("pliuz: could not cancel %s after timeout: %s", approval_id, exc)
+        result: T = await client._drive(gate(client, prepared, **options), execute, on_pending)
+        return result
 
 
 def _new_claim_id() -> str:
     from ._client import new_claim_id  # the client module imports this one
 
     return new_claim_id()
-
-
-#: Bound on the clean-up request sent while the caller's task is being cancelled.
-CANCEL_ON_CANCELLATION_TIMEOUT_S = 5.0
-
-
-async def _cancel_after_cancellation(client: AsyncPliuzClient, approval_id: str) -> None:
-    task = asyncio.ensure_future(
-        client.cancel_approval(
-            approval_id, reason="the agent cancelled the tool call while it waited for approval"
-        )
-    )
-    try:
-        await asyncio.wait_for(asyncio.shield(task), CANCEL_ON_CANCELLATION_TIMEOUT_S)
-    except (PliuzError, asyncio.TimeoutError, asyncio.CancelledError) as exc:
-        log.warning("pliuz: could not cancel %s after the call was cancelled: %r", approval_id, exc)
 
 
 def _ms(started: float) -> int:

@@ -31,6 +31,7 @@ from pydantic import TypeAdapter
 
 from ._client import AsyncPliuzClient, PliuzClient
 from ._gate import prepare_call, run_gated_async, run_gated_sync, warn_misconfigured
+from ._shared import shared_async_client, shared_client
 from .errors import PliuzArgumentsError, PliuzConfigurationError
 from .redaction import parse_path, relax_schema
 
@@ -170,8 +171,9 @@ def gated(
         context_messages: messages shown to the approver (list or callable).
         originator: who asked (e.g. the end user's email); str or callable.
         client: a :class:`PliuzClient` (sync functions) or
-            :class:`AsyncPliuzClient` (async functions); default: one built
-            from ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL`` at call time.
+            :class:`AsyncPliuzClient` (async functions); default: the
+            process's shared client for ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL``
+            (one per event loop for async functions), kept open across calls.
         tool_name: name shown to approvers and matched by policies
             (default: the function's ``__name__``).
         tool_schema: JSON schema of the arguments (default: derived from the
@@ -186,7 +188,9 @@ def gated(
     re-attaches to the same request: if it is still pending the call waits for
     it. Once approved, the function runs only after the server granted this
     caller the execution (the claim, exactly one caller ever gets it, within the
-    policy's ``execute_within``); its outcome is then reported. If another call
+    policy's ``execute_within``); its outcome is then reported in the
+    background (the call returns without waiting for it; see
+    :func:`pliuz.flush_reports`). If another call
     (in this or another process) already claimed it,
     :class:`~pliuz.PliuzAlreadyExecutedError` (it finished) or
     :class:`~pliuz.PliuzOutcomeUnknownError` (started, never reported: outcome
@@ -241,11 +245,11 @@ def gated(
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 try:
-                    c = client if isinstance(client, AsyncPliuzClient) else AsyncPliuzClient()
-                except PliuzConfigurationError as exc:
-                    warn_misconfigured(name, exc)
-                    raise
-                try:
+                    c = (
+                        client
+                        if isinstance(client, AsyncPliuzClient)
+                        else await shared_async_client()
+                    )
                     prepared = prepare(args, kwargs, c.api_key)
 
                     async def execute(final: dict[str, Any]) -> Any:
@@ -259,16 +263,13 @@ def gated(
                 except PliuzConfigurationError as exc:
                     warn_misconfigured(name, exc)
                     raise
-                finally:
-                    if c is not client:
-                        await c.aclose()
 
             return cast(F, async_wrapper)
 
         @functools.wraps(fn)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                c = client if isinstance(client, PliuzClient) else _default_sync_client()
+                c = client if isinstance(client, PliuzClient) else shared_client()
                 prepared = prepare(args, kwargs, c.api_key)
 
                 def execute(final: dict[str, Any]) -> Any:
@@ -288,17 +289,3 @@ def gated(
     if func is not None:
         return decorate(func)
     return decorate
-
-
-_default_clients: dict[tuple[str | None, str | None], PliuzClient] = {}
-
-
-def _default_sync_client() -> PliuzClient:
-    """One shared sync client per (PLIUZ_API_KEY, PLIUZ_BASE_URL) pair."""
-    import os
-
-    key = (os.environ.get("PLIUZ_API_KEY"), os.environ.get("PLIUZ_BASE_URL"))
-    client = _default_clients.get(key)
-    if client is None:
-        client = _default_clients[key] = PliuzClient()
-    return client

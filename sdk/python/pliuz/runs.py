@@ -22,17 +22,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._client import AsyncPliuzClient, PliuzClient
+from ._client import AsyncPliuzClient, PliuzClient, _BaseClient
+from ._flow import Flow, parse, request
 from .errors import PliuzAPIError, PliuzError
 from .models import Approval
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "AsyncRunsAPI",
     "ClaimedRun",
+    "Completion",
     "PliuzLeaseLostError",
     "PliuzRunError",
     "PliuzRunStateIntegrityError",
@@ -123,15 +128,6 @@ def verify_claimed(claimed: ClaimedRun) -> ClaimedRun:
     return claimed
 
 
-def _parse(model: type[Any], data: Any) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValueError as exc:
-        raise PliuzError(
-            f"unexpected response from the Pliuz server ({model.__name__}): {exc}"
-        ) from exc
-
-
 def _wait_params(wait: int | None) -> dict[str, Any]:
     return {"wait": max(0, min(MAX_RUN_WAIT_S, int(wait)))} if wait else {}
 
@@ -168,6 +164,84 @@ def _lease_error(exc: PliuzAPIError, run_id: str) -> PliuzError:
     return exc
 
 
+class Completion(TypedDict, total=False):
+    """How a run ended (:meth:`RunsAPI.complete`): ``outcome`` (default ``"completed"``),
+    ``output_sha256``, ``error`` (kept to 2,000 characters)."""
+
+    outcome: Literal["completed", "failed"]
+    output_sha256: str | None
+    error: str | None
+
+
+# The runs protocol, once (sans-I/O, see pliuz._flow); the two classes below drive it.
+
+
+def _create(
+    cfg: _BaseClient, state: str, approval_ids: list[str], metadata: dict[str, Any] | None
+) -> Flow[Run]:
+    body = _create_body(state, approval_ids, metadata)
+    data = yield from request(cfg, "POST", "/runs", json=body, retry=False)
+    return parse(Run, data)
+
+
+def _get(cfg: _BaseClient, run_id: str, wait: int | None) -> Flow[Run]:
+    data = yield from request(
+        cfg, "GET", f"/runs/{run_id}", params=_wait_params(wait) or None, retry=True,
+        timeout=cfg._long_poll_timeout(wait),
+    )  # fmt: skip
+    return parse(Run, data)
+
+
+def _list(
+    cfg: _BaseClient, status: RunStatus | None, wait: int | None, limit: int
+) -> Flow[list[Run]]:
+    params: dict[str, Any] = {"limit": max(1, min(100, limit)), **_wait_params(wait)}
+    if status is not None:
+        params["status"] = status
+    data = yield from request(
+        cfg, "GET", "/runs", params=params, retry=True, timeout=cfg._long_poll_timeout(wait)
+    )
+    return parse(RunList, data).items
+
+
+def _claim(cfg: _BaseClient, run_id: str, lease_seconds: int) -> Flow[ClaimedRun]:
+    data = yield from request(
+        cfg, "POST", f"/runs/{run_id}/claim", json={"lease_seconds": lease_seconds}, retry=False
+    )
+    return verify_claimed(parse(ClaimedRun, data))
+
+
+def _leased(
+    cfg: _BaseClient, method: str, run_id: str, path: str, body: dict[str, Any], retry: bool
+) -> Flow[Run]:
+    """A request made under the run's lease: a lost lease is :class:`PliuzLeaseLostError`."""
+    try:
+        data = yield from request(cfg, method, f"/runs/{run_id}{path}", json=body, retry=retry)
+    except PliuzAPIError as exc:
+        raise _lease_error(exc, run_id) from exc
+    return parse(Run, data)
+
+
+def _heartbeat(cfg: _BaseClient, run_id: str, lease_token: str, lease_seconds: int) -> Flow[Run]:
+    body = {"lease_token": lease_token, "lease_seconds": lease_seconds}
+    return _leased(cfg, "POST", run_id, "/heartbeat", body, retry=True)
+
+
+def _pause(
+    cfg: _BaseClient, run_id: str, lease_token: str, state: str, approval_ids: list[str]
+) -> Flow[Run]:
+    body = {"lease_token": lease_token, "state": state, "approval_ids": approval_ids}
+    return _leased(cfg, "PUT", run_id, "", body, retry=False)
+
+
+def _complete(cfg: _BaseClient, run_id: str, lease_token: str, completion: Completion) -> Flow[Run]:
+    body = _complete_body(
+        lease_token, completion.get("outcome", "completed"), completion.get("output_sha256"),
+        completion.get("error"),
+    )  # fmt: skip
+    return _leased(cfg, "POST", run_id, "/complete", body, retry=False)
+
+
 class AsyncRunsAPI:
     """The runs endpoints over an :class:`~pliuz.AsyncPliuzClient` (agent key)."""
 
@@ -178,89 +252,41 @@ class AsyncRunsAPI:
         self, state: str, *, approval_ids: list[str], metadata: dict[str, Any] | None = None
     ) -> Run:
         """Store a paused run (``POST /api/v1/runs``)."""
-        body = _create_body(state, approval_ids, metadata)
-        data = await self.client._request("POST", "/runs", json=body, retry=False)
-        run: Run = _parse(Run, data)
-        return run
+        return await self.client._drive(_create(self.client, state, approval_ids, metadata))
 
     async def get(self, run_id: str, *, wait: int | None = None) -> Run:
         """Fetch a run; with ``wait`` (s) a ``waiting`` run is long-polled until ready."""
-        data = await self.client._request(
-            "GET",
-            f"/runs/{run_id}",
-            params=_wait_params(wait) or None,
-            retry=True,
-            timeout=self.client._long_poll_timeout(wait),
-        )
-        run: Run = _parse(Run, data)
-        return run
+        return await self.client._drive(_get(self.client, run_id, wait))
 
     async def list_runs(
         self, *, status: RunStatus | None = None, wait: int | None = None, limit: int = 50
     ) -> list[Run]:
         """This agent's runs; with ``status="ready"`` and ``wait``, long-polls for one."""
-        params: dict[str, Any] = {"limit": max(1, min(100, limit)), **_wait_params(wait)}
-        if status is not None:
-            params["status"] = status
-        data = await self.client._request(
-            "GET", "/runs", params=params, retry=True, timeout=self.client._long_poll_timeout(wait)
-        )
-        page: RunList = _parse(RunList, data)
-        return page.items
+        return await self.client._drive(_list(self.client, status, wait, limit))
 
     async def claim(self, run_id: str, *, lease_seconds: int = DEFAULT_LEASE_S) -> ClaimedRun:
         """Take the run's lease and its state; the state's digest is verified."""
-        data = await self.client._request(
-            "POST", f"/runs/{run_id}/claim", json={"lease_seconds": lease_seconds}, retry=False
-        )
-        claimed: ClaimedRun = _parse(ClaimedRun, data)
-        return verify_claimed(claimed)
+        return await self.client._drive(_claim(self.client, run_id, lease_seconds))
 
     async def heartbeat(
         self, run_id: str, lease_token: str, *, lease_seconds: int = DEFAULT_LEASE_S
     ) -> Run:
         """Extend the lease; :class:`PliuzLeaseLostError` if it is no longer ours."""
-        body = {"lease_token": lease_token, "lease_seconds": lease_seconds}
-        try:
-            data = await self.client._request(
-                "POST", f"/runs/{run_id}/heartbeat", json=body, retry=True
-            )
-        except PliuzAPIError as exc:
-            raise _lease_error(exc, run_id) from exc
-        run: Run = _parse(Run, data)
-        return run
+        return await self.client._drive(_heartbeat(self.client, run_id, lease_token, lease_seconds))
 
     async def pause(
         self, run_id: str, lease_token: str, state: str, *, approval_ids: list[str]
     ) -> Run:
         """Store the run's new state under the same id (it paused again); releases the lease."""
-        body = {"lease_token": lease_token, "state": state, "approval_ids": approval_ids}
-        try:
-            data = await self.client._request("PUT", f"/runs/{run_id}", json=body, retry=False)
-        except PliuzAPIError as exc:
-            raise _lease_error(exc, run_id) from exc
-        run: Run = _parse(Run, data)
-        return run
+        return await self.client._drive(
+            _pause(self.client, run_id, lease_token, state, approval_ids)
+        )
 
     async def complete(
-        self,
-        run_id: str,
-        lease_token: str,
-        *,
-        outcome: Literal["completed", "failed"] = "completed",
-        output_sha256: str | None = None,
-        error: str | None = None,
+        self, run_id: str, lease_token: str, **completion: Unpack[Completion]
     ) -> Run:
-        """Mark the run finished (``completed`` or ``failed``)."""
-        body = _complete_body(lease_token, outcome, output_sha256, error)
-        try:
-            data = await self.client._request(
-                "POST", f"/runs/{run_id}/complete", json=body, retry=False
-            )
-        except PliuzAPIError as exc:
-            raise _lease_error(exc, run_id) from exc
-        run: Run = _parse(Run, data)
-        return run
+        """Mark the run finished: ``completed`` or ``failed`` (see :class:`Completion`)."""
+        return await self.client._drive(_complete(self.client, run_id, lease_token, completion))
 
 
 class RunsAPI:
@@ -272,75 +298,26 @@ class RunsAPI:
     def create(
         self, state: str, *, approval_ids: list[str], metadata: dict[str, Any] | None = None
     ) -> Run:
-        data = self.client._request(
-            "POST", "/runs", json=_create_body(state, approval_ids, metadata), retry=False
-        )
-        run: Run = _parse(Run, data)
-        return run
+        return self.client._drive(_create(self.client, state, approval_ids, metadata))
 
     def get(self, run_id: str, *, wait: int | None = None) -> Run:
-        data = self.client._request(
-            "GET",
-            f"/runs/{run_id}",
-            params=_wait_params(wait) or None,
-            retry=True,
-            timeout=self.client._long_poll_timeout(wait),
-        )
-        run: Run = _parse(Run, data)
-        return run
+        return self.client._drive(_get(self.client, run_id, wait))
 
     def list_runs(
         self, *, status: RunStatus | None = None, wait: int | None = None, limit: int = 50
     ) -> list[Run]:
-        params: dict[str, Any] = {"limit": max(1, min(100, limit)), **_wait_params(wait)}
-        if status is not None:
-            params["status"] = status
-        data = self.client._request(
-            "GET", "/runs", params=params, retry=True, timeout=self.client._long_poll_timeout(wait)
-        )
-        page: RunList = _parse(RunList, data)
-        return page.items
+        return self.client._drive(_list(self.client, status, wait, limit))
 
     def claim(self, run_id: str, *, lease_seconds: int = DEFAULT_LEASE_S) -> ClaimedRun:
-        data = self.client._request(
-            "POST", f"/runs/{run_id}/claim", json={"lease_seconds": lease_seconds}, retry=False
-        )
-        claimed: ClaimedRun = _parse(ClaimedRun, data)
-        return verify_claimed(claimed)
+        return self.client._drive(_claim(self.client, run_id, lease_seconds))
 
     def heartbeat(
         self, run_id: str, lease_token: str, *, lease_seconds: int = DEFAULT_LEASE_S
     ) -> Run:
-        body = {"lease_token": lease_token, "lease_seconds": lease_seconds}
-        try:
-            data = self.client._request("POST", f"/runs/{run_id}/heartbeat", json=body, retry=True)
-        except PliuzAPIError as exc:
-            raise _lease_error(exc, run_id) from exc
-        run: Run = _parse(Run, data)
-        return run
+        return self.client._drive(_heartbeat(self.client, run_id, lease_token, lease_seconds))
 
     def pause(self, run_id: str, lease_token: str, state: str, *, approval_ids: list[str]) -> Run:
-        body = {"lease_token": lease_token, "state": state, "approval_ids": approval_ids}
-        try:
-            data = self.client._request("PUT", f"/runs/{run_id}", json=body, retry=False)
-        except PliuzAPIError as exc:
-            raise _lease_error(exc, run_id) from exc
-        run: Run = _parse(Run, data)
-        return run
+        return self.client._drive(_pause(self.client, run_id, lease_token, state, approval_ids))
 
-    def complete(
-        self,
-        run_id: str,
-        lease_token: str,
-        *,
-        outcome: Literal["completed", "failed"] = "completed",
-        output_sha256: str | None = None,
-        error: str | None = None,
-    ) -> Run:
-        body = _complete_body(lease_token, outcome, output_sha256, error)
-        try:
-            data = self.client._request("POST", f"/runs/{run_id}/complete", json=body, retry=False)
-        except PliuzAPIError as exc:
-            raise _lease_error(exc, run_id) from exc
-        run: Run = _parse(Run, data)
-        return run
+    def complete(self, run_id: str, lease_token: str, **completion: Unpack[Completion]) -> Run:
+        return self.client._drive(_complete(self.client, run_id, lease_token, completion))

@@ -66,6 +66,17 @@ class DurableCase:
     def resume(self, run_id: str, **more: str) -> dict[str, Any]:
         return self.result(*self.spawn("resume", run_id, **more))
 
+    def resume_after_lease_expiry(self, run_id: str, within: float = 30) -> dict[str, Any]:
+        """Resume a run whose resumer died: retried until its lease ran out and one succeeds."""
+        deadline = time.monotonic() + within
+        while True:
+            proc, log = self.spawn("resume", run_id)
+            if proc.wait(timeout=60) == 0:
+                return self.result(proc, log)
+            assert "run_claimed" in log.read_text(), log.read_text()
+            assert time.monotonic() < deadline, "the lease never expired"
+            time.sleep(1)
+
     def ledger_rows(self) -> list[dict[str, Any]]:
         if not self.ledger.exists():
             return []

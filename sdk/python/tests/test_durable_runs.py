@@ -170,15 +170,7 @@ def test_resumer_killed_after_the_tool_ran_does_not_run_it_again(
     assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5200}]
     assert AgentAPI(server).run(started["run_id"])["status"] == "running"
     # The dead resumer's lease runs out; the next one takes over and must not refund twice.
-    deadline = time.monotonic() + 30
-    while True:
-        proc, log = case.spawn("resume", started["run_id"])
-        if proc.wait(timeout=60) == 0:
-            break
-        assert "run_claimed" in log.read_text(), log.read_text()
-        assert time.monotonic() < deadline, "the lease never expired"
-        time.sleep(1)
-    done = case.result(proc, log)
+    done = case.resume_after_lease_expiry(started["run_id"])
     assert done["status"] == "completed"
     assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5200}]
     assert "already executed" in done["last_input"] or "outcome unknown" in done["last_input"]
@@ -198,15 +190,7 @@ def test_resumer_killed_between_the_tool_and_its_report_leaves_outcome_unknown(
     approval = human.get(a["id"])
     assert approval["status"] == "executing", approval
     assert approval["execution"]["outcome"] is None, approval
-    deadline = time.monotonic() + 30
-    while True:
-        proc, log = case.spawn("resume", started["run_id"])
-        if proc.wait(timeout=60) == 0:
-            break
-        assert "run_claimed" in log.read_text(), log.read_text()
-        assert time.monotonic() < deadline, "the lease never expired"
-        time.sleep(1)
-    done = case.result(proc, log)
+    done = case.resume_after_lease_expiry(started["run_id"])
     assert done["status"] == "completed"
     # The body did not run a second time, and the model was told why.
     assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5250}]

@@ -193,6 +193,7 @@ def test_the_report_is_retried_until_the_server_is_back(
 
     with caplog.at_level(logging.WARNING, logger="pliuz"):
         assert issue_refund("B-1", 300) == "refunded"
+        pliuz.flush_reports()  # the report is sent in the background
     assert runs == ["B-1"]
     assert "could not be delivered" not in caplog.text
     (a,) = [a for a in Human(srv).list(tool="issue_refund") if a["tool_args"]["order_id"] == "B-1"]

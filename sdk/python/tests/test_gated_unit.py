@@ -21,6 +21,7 @@ def sync_client(fake: FakePliuz) -> PliuzClient:
 
 
 def bodies(fake: FakePliuz, suffix: str = "/approvals") -> list[dict[str, Any]]:
+    pliuz.flush_reports()  # execution reports are sent in the background
     return [
         json.loads(r.content)
         for r in fake.requests
@@ -207,6 +208,7 @@ def test_a_body_that_paused_keeps_its_claim_for_its_rerun_in_this_process() -> N
     (approval,) = fake.approvals.values()
     assert approval["status"] == "executing"
     assert run_gated_sync(client, prepared, body, timeout_s=None, unreported=(_Paused,)) == "done"
+    pliuz.flush_reports()
     assert approval["status"] == "executed" and calls == [{"a": 1}, {"a": 1}]
     claims = [b["claim_id"] for b in bodies(fake, "/execution") if b["outcome"] == "started"]
     assert len(claims) == 2 and claims[0] == claims[1]
@@ -318,6 +320,7 @@ def test_a_claim_whose_answer_was_lost_is_retried_with_the_same_claim_id(
     claims = [b["claim_id"] for b in bodies(fake, "/execution") if b["outcome"] == "started"]
     assert len(claims) == 2 and claims[0] == claims[1]
     (approval,) = fake.approvals.values()
+    pliuz.flush_reports()
     assert approval["status"] == "executed"
 
 
@@ -340,4 +343,5 @@ def test_an_unanswered_claim_is_re_presented_by_the_next_call_in_this_process() 
     (approval,) = fake.approvals.values()
     assert ran == [] and approval["status"] == "executing"
     assert f(1) == 1 and ran == [1]  # this process holds the claim: it runs, once
+    pliuz.flush_reports()
     assert approval["status"] == "executed"

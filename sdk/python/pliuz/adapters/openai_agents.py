@@ -51,7 +51,8 @@ from agents.tool_guardrails import ToolOutputGuardrailData
 from agents.util._approvals import evaluate_needs_approval_setting
 
 from .._client import AsyncPliuzClient
-from .._gate import PreparedCall, excerpt, prepare_call, run_gated_async
+from .._gate import PreparedCall, ask, excerpt, prepare_call, run_gated_async
+from .._shared import shared_async_client
 from ..errors import PliuzArgumentsError, PliuzError, PliuzRejectedError
 from ..models import Approval
 from ..redaction import parse_path, relax_schema
@@ -165,7 +166,7 @@ def wrap_tool(
 
     original_needs_approval = tool.needs_approval
 
-    def make_client() -> tuple[AsyncPliuzClient, bool]:
+    async def make_client() -> tuple[AsyncPliuzClient, bool]:
         if isinstance(client, AsyncPliuzClient):
             return client, False
         if client is not None:
@@ -173,7 +174,7 @@ def wrap_tool(
         scope = current_scope()
         if scope is not None:  # durable mode: the client Runs was given
             return scope.client, False
-        return AsyncPliuzClient(), True
+        return await shared_async_client(), False
 
     def build_request(
         ctx: RunContextWrapper[Any],
@@ -217,10 +218,10 @@ def wrap_tool(
                 original_needs_approval, ctx, params, call_id
             )
         try:
-            c, owned = make_client()
+            c, owned = await make_client()
             try:
                 prepared = build_request(ctx, params, call_id, c.api_key)
-                approval = await c.create_approval(**prepared.request)
+                approval = await c._drive(ask(c, prepared))
             finally:
                 if owned:
                     await c.aclose()
@@ -269,7 +270,7 @@ def wrap_tool(
             return result
 
         try:
-            c, owned = make_client()
+            c, owned = await make_client()
         except PliuzError as exc:
             return message_for(name, exc, timeout_s)
 
@@ -397,8 +398,9 @@ def gated_tool(
         context_messages: list, ``"conversation"`` (the turn's text messages)
             or ``callable(ToolContext)``; shown to the approver.
         originator: str or ``callable(ToolContext)``: who the agent acts for.
-        client: an :class:`~pliuz.AsyncPliuzClient` or a zero-argument factory;
-            default: a client from ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL`` per call.
+        client: an :class:`~pliuz.AsyncPliuzClient` or a zero-argument factory
+            (its client is closed after each call); default: the event loop's
+            shared client for ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL``.
         on_reject: ``"message"`` (default) tells the model the call was rejected
             and why; ``"raise"`` raises :class:`PliuzToolRejectedError` out of the run.
         client_metadata: extra JSON object stored with each request.

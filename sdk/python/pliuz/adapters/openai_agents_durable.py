@@ -46,6 +46,7 @@ from agents.run_state import RunState
 
 from .._client import AsyncPliuzClient
 from .._gate import raise_for_outcome
+from .._shared import shared_async_client
 from ..errors import PliuzConflictError, PliuzDecisionError, PliuzError
 from ..models import Approval
 from ..runs import (
@@ -128,8 +129,8 @@ class Runs:
 
     Args:
         client: an :class:`~pliuz.AsyncPliuzClient` (used on the loop it was
-            created on) or a zero-argument factory; default: a new client from
-            ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL`` per call.
+            created on) or a zero-argument factory; default: the event loop's
+            shared client for ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL``.
         lease_seconds: how long a resumer holds a run before another may take
             it over; heartbeats extend it while the run continues.
         heartbeat_every: seconds between heartbeats (default: a third of the lease).
@@ -162,7 +163,10 @@ class Runs:
         if isinstance(self._client, AsyncPliuzClient):
             yield self._client
             return
-        client = self._client() if self._client is not None else AsyncPliuzClient()
+        if self._client is None:
+            yield await shared_async_client()  # the loop's, kept open for the next run
+            return
+        client = self._client()
         try:
             yield client
         finally:
