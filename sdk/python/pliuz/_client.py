@@ -387,6 +387,10 @@ class PliuzClient(_HttpClient[httpx.Client]):
 
         Keywords: ``args_digest``, ``reason``, ``final_args``.
 
+        A reject needs a ``reason`` (at most 2,000 characters): the agent's
+        model receives it. Without one the server refuses with
+        :class:`PliuzValidationError`.
+
         A decision applies only to the arguments you reviewed: pass the
         :class:`Approval` you looked at (its ``args_digest`` is sent), or an
         id together with ``args_digest``. If an approver edited the arguments

@@ -418,6 +418,8 @@ export class PliuzClient {
    * A decision is bound to the arguments the decider reviewed: pass the approval you looked
    * at (its `args_digest` is sent), or an id with `argsDigest`. If an approver edited the
    * arguments since, the server refuses with `PliuzConflictError` code `args_changed`.
+   * A reject needs a `reason` (at most 2,000 characters; the agent's model receives it):
+   * without one the server answers 422.
    */
   async decide(
     approval: string | { id?: unknown; args_digest?: unknown },
