@@ -232,17 +232,55 @@ impl Checker {
     }
 }
 
-fn expect(answer: &Answer, status: StatusCode, what: &str) {
-    assert_eq!(answer.status, status, "{what}: {}", answer.json);
+/// A request whose answer only needs its status checked (and its problem
+/// `code`, unless that is empty): `line` is `METHOD /template?query`, `id`
+/// fills the template's `{id}`, an empty `token` sends none.
+type Check<'a> = (&'a str, &'a str, &'a str, Body, u16, &'a str);
+
+impl Answer {
+    fn expect(&self, status: StatusCode, what: &str) {
+        assert_eq!(self.status, status, "{what}: {}", self.json);
+    }
+
+    fn expect_code(&self, status: StatusCode, code: &str) {
+        self.expect(status, code);
+        assert_eq!(self.json["code"], code, "{}", self.json);
+    }
+
+    fn id(&self) -> String {
+        self.field("id")
+    }
+
+    fn field(&self, name: &str) -> String {
+        self.json[name].as_str().expect(name).to_owned()
+    }
 }
 
-fn expect_code(answer: &Answer, status: StatusCode, code: &str) {
-    expect(answer, status, code);
-    assert_eq!(answer.json["code"], code, "{}", answer.json);
-}
+impl Checker {
+    /// Sends `line` (`METHOD /template?query`) with `{id}` replaced by `id`
+    /// and an empty `token` meaning none.
+    async fn send(&self, line: &str, id: &str, token: &str, body: Body) -> Answer {
+        let (method, target) = line.split_once(' ').expect("METHOD /path");
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let (template, query) = target
+            .find('?')
+            .map_or((target, ""), |at| target.split_at(at));
+        let token = (!token.is_empty()).then_some(token);
+        self.call(method, template, id, query, token, body).await
+    }
 
-fn id_of(answer: &Answer) -> String {
-    answer.json["id"].as_str().expect("id").to_owned()
+    /// Sends every check in order and asserts each answer's status and code.
+    async fn check_all<'a>(&self, checks: impl IntoIterator<Item = Check<'a>>) {
+        for (line, id, token, body, status, code) in checks {
+            let answer = self.send(line, id, token, body).await;
+            let status = StatusCode::from_u16(status).expect("status");
+            if code.is_empty() {
+                answer.expect(status, line);
+            } else {
+                answer.expect_code(status, code);
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -253,28 +291,17 @@ async fn every_answer_matches_the_served_openapi_document() {
         .server
         .user_token("fin@example.com", "approver", &["finance"]);
     let auditor = c.server.user_token("audit@example.com", "auditor", &[]);
-    let (get, post, put) = (Method::GET, Method::POST, Method::PUT);
+    const NONE: Body = Body::None;
 
     // The service routes.
-    for path in ["/healthz", "/readyz", "/api/v1/openapi.json"] {
-        let a = c.call(get.clone(), path, "", "", None, Body::None).await;
-        expect(&a, StatusCode::OK, path);
-    }
-    let a = c
-        .call(get.clone(), "/metrics", "", "", None, Body::None)
-        .await;
-    expect(&a, StatusCode::UNAUTHORIZED, "/metrics without the token");
-    let a = c
-        .call(
-            get.clone(),
-            "/metrics",
-            "",
-            "",
-            Some(METRICS_TOKEN),
-            Body::None,
-        )
-        .await;
-    expect(&a, StatusCode::OK, "/metrics");
+    c.check_all([
+        ("GET /healthz", "", "", NONE, 200, ""),
+        ("GET /readyz", "", "", NONE, 200, ""),
+        ("GET /api/v1/openapi.json", "", "", NONE, 200, ""),
+        ("GET /metrics", "", "", NONE, 401, ""),
+        ("GET /metrics", "", METRICS_TOKEN, NONE, 200, ""),
+    ])
+    .await;
 
     // Open, replay, read, list.
     let create = |key: &'static str, amount: u32| {
@@ -287,541 +314,249 @@ async fn every_answer_matches_the_served_openapi_document() {
             "client_metadata": {"ticket": 7},
         }))
     };
-    let opened = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals",
-            "",
-            "",
-            Some(&agent),
-            create("k1", 5000),
-        )
-        .await;
-    expect(&opened, StatusCode::CREATED, "create");
-    let id = id_of(&opened);
-    let replay = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals",
-            "",
-            "",
-            Some(&agent),
-            create("k1", 5000),
-        )
-        .await;
-    expect(&replay, StatusCode::OK, "replay");
+    const APPROVALS: &str = "POST /api/v1/approvals";
+    let opened = c.send(APPROVALS, "", &agent, create("k1", 5000)).await;
+    opened.expect(StatusCode::CREATED, "create");
+    let id = opened.id();
+    let replay = c.send(APPROVALS, "", &agent, create("k1", 5000)).await;
+    replay.expect(StatusCode::OK, "replay");
     let one = c
-        .call(
-            get.clone(),
-            "/api/v1/approvals/{id}",
-            &id,
-            "?wait=0",
-            Some(&agent),
-            Body::None,
-        )
+        .send("GET /api/v1/approvals/{id}?wait=0", &id, &agent, NONE)
         .await;
-    expect(&one, StatusCode::OK, "get");
-    let page = c
-        .call(
-            get.clone(),
-            "/api/v1/approvals",
-            "",
-            "?status=pending&limit=10",
-            Some(&finance),
-            Body::None,
-        )
-        .await;
-    expect(&page, StatusCode::OK, "list");
+    one.expect(StatusCode::OK, "get");
+    let list = "GET /api/v1/approvals?status=pending&limit=10";
+    let page = c.send(list, "", &finance, NONE).await;
+    page.expect(StatusCode::OK, "list");
     assert_eq!(page.json["items"][0]["id"], id.as_str());
-    let policies = c
-        .call(
-            get.clone(),
-            "/api/v1/policies",
-            "",
-            "",
-            Some(&finance),
-            Body::None,
-        )
+    c.check_all([("GET /api/v1/policies", "", &*finance, NONE, 200, "")])
         .await;
-    expect(&policies, StatusCode::OK, "policies");
 
     // Decide, then claim and report the execution.
-    let digest = one.json["args_digest"].as_str().expect("digest").to_owned();
+    let digest = one.field("args_digest");
     let decision = json!({"decision": "approve", "args_digest": digest, "reason": "fine"});
-    let decided = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals/{id}/decision",
-            &id,
-            "",
-            Some(&finance),
-            Body::Json(decision.clone()),
-        )
-        .await;
-    expect(&decided, StatusCode::OK, "decide");
-    let again = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals/{id}/decision",
-            &id,
-            "",
-            Some(&finance),
-            Body::Json(decision),
-        )
-        .await;
-    expect(&again, StatusCode::CONFLICT, "decide twice");
     let claim = json!({"outcome": "started", "claim_id": "claim-1"});
-    let claimed = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals/{id}/execution",
-            &id,
-            "",
-            Some(&agent),
-            Body::Json(claim),
-        )
-        .await;
-    expect(&claimed, StatusCode::OK, "claim");
     let other = json!({"outcome": "started", "claim_id": "claim-2"});
-    let taken = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals/{id}/execution",
-            &id,
+    const DECIDE: &str = "POST /api/v1/approvals/{id}/decision";
+    const EXECUTION: &str = "POST /api/v1/approvals/{id}/execution";
+    c.check_all([
+        (
+            DECIDE,
+            &*id,
+            &*finance,
+            Body::Json(decision.clone()),
+            200,
             "",
-            Some(&agent),
+        ),
+        (DECIDE, &id, &finance, Body::Json(decision), 409, ""),
+        (EXECUTION, &id, &agent, Body::Json(claim), 200, ""),
+        (
+            EXECUTION,
+            &id,
+            &agent,
             Body::Json(other),
-        )
-        .await;
-    expect_code(&taken, StatusCode::CONFLICT, "execution_claimed");
+            409,
+            "execution_claimed",
+        ),
+    ])
+    .await;
     let report = json!({"outcome": "success", "claim_id": "claim-1", "latency_ms": 12, "output_excerpt": "refunded"});
-    let reported = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals/{id}/execution",
-            &id,
-            "",
-            Some(&agent),
-            Body::Json(report),
-        )
-        .await;
-    expect(&reported, StatusCode::OK, "report");
+    let reported = c.send(EXECUTION, &id, &agent, Body::Json(report)).await;
+    reported.expect(StatusCode::OK, "report");
     assert_eq!(reported.json["status"], "executed");
 
     // Cancel (with an empty body), then again.
-    let second = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals",
-            "",
-            "",
-            Some(&agent),
-            create("k2", 7000),
-        )
-        .await;
-    expect(&second, StatusCode::CREATED, "create second");
-    let second_id = id_of(&second);
-    let cancelled = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals/{id}/cancel",
-            &second_id,
-            "",
-            Some(&agent),
-            Body::None,
-        )
-        .await;
-    expect(&cancelled, StatusCode::OK, "cancel");
+    let second = c.send(APPROVALS, "", &agent, create("k2", 7000)).await;
+    second.expect(StatusCode::CREATED, "create second");
+    let second_id = second.id();
     let reason = Body::Json(json!({"reason": "changed my mind"}));
-    let twice = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals/{id}/cancel",
-            &second_id,
-            "",
-            Some(&agent),
-            reason,
-        )
-        .await;
-    expect(&twice, StatusCode::CONFLICT, "cancel twice");
+    const CANCEL: &str = "POST /api/v1/approvals/{id}/cancel";
+    c.check_all([
+        (CANCEL, &*second_id, &*agent, NONE, 200, ""),
+        (CANCEL, &second_id, &agent, reason, 409, ""),
+    ])
+    .await;
 
     // The usual mistakes, each answered with a documented problem.
-    let a = c
-        .call(get.clone(), "/api/v1/approvals", "", "", None, Body::None)
-        .await;
-    expect_code(&a, StatusCode::UNAUTHORIZED, "unauthorized");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/approvals",
-            "",
-            "",
-            Some("pliuz_ak_unknown"),
-            Body::None,
-        )
-        .await;
-    expect_code(&a, StatusCode::UNAUTHORIZED, "unauthorized");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/approvals",
-            "",
-            "?limit=0",
-            Some(&finance),
-            Body::None,
-        )
-        .await;
-    expect_code(&a, StatusCode::UNPROCESSABLE_ENTITY, "validation");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/approvals/{id}",
-            "00000000-0000-0000-0000-000000000000",
-            "",
-            Some(&agent),
-            Body::None,
-        )
-        .await;
-    expect_code(&a, StatusCode::NOT_FOUND, "not_found");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/policies",
-            "",
-            "",
-            Some(&agent),
-            Body::None,
-        )
-        .await;
-    expect_code(&a, StatusCode::FORBIDDEN, "forbidden");
-    let a = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals",
-            "",
-            "",
-            Some(&finance),
-            create("k3", 1),
-        )
-        .await;
-    expect_code(&a, StatusCode::FORBIDDEN, "forbidden");
-    let a = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals",
-            "",
-            "",
-            Some(&agent),
-            Body::Raw("application/json", b"{\"tool_name\":".to_vec()),
-        )
-        .await;
-    expect(&a, StatusCode::BAD_REQUEST, "malformed JSON");
-    let a = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals",
-            "",
-            "",
-            Some(&agent),
-            Body::Raw("text/plain", b"{}".to_vec()),
-        )
-        .await;
-    expect(&a, StatusCode::UNSUPPORTED_MEDIA_TYPE, "media type");
-    let a = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals",
-            "",
-            "",
-            Some(&agent),
-            Body::Json(json!({"tool_name": "issue_refund", "tool_args": {}, "extra": 1})),
-        )
-        .await;
-    expect(&a, StatusCode::UNPROCESSABLE_ENTITY, "unknown field");
-    assert!(a.json["errors"].is_array(), "{}", a.json);
-    let a = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals",
-            "",
-            "",
-            Some(&agent),
-            Body::Json(json!({"tool_name": "shutdown", "tool_args": {}})),
-        )
-        .await;
-    expect_code(&a, StatusCode::UNPROCESSABLE_ENTITY, "no_matching_policy");
     let big = format!(
         "{{\"tool_name\":\"issue_refund\",\"tool_args\":{{\"pad\":\"{}\"}}}}",
         "x".repeat(17 * 1024)
     );
-    let a = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals",
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    let malformed = Body::Raw("application/json", b"{\"tool_name\":".to_vec());
+    let no_policy = Body::Json(json!({"tool_name": "shutdown", "tool_args": {}}));
+    c.check_all([
+        ("GET /api/v1/approvals", "", "", NONE, 401, "unauthorized"),
+        (
+            "GET /api/v1/approvals",
             "",
+            "pliuz_ak_unknown",
+            NONE,
+            401,
+            "unauthorized",
+        ),
+        (
+            "GET /api/v1/approvals?limit=0",
             "",
-            Some(&agent),
+            &finance,
+            NONE,
+            422,
+            "validation",
+        ),
+        (
+            "GET /api/v1/approvals/{id}",
+            unknown,
+            &agent,
+            NONE,
+            404,
+            "not_found",
+        ),
+        ("GET /api/v1/policies", "", &agent, NONE, 403, "forbidden"),
+        (APPROVALS, "", &finance, create("k3", 1), 403, "forbidden"),
+        (APPROVALS, "", &agent, malformed, 400, ""),
+        (
+            APPROVALS,
+            "",
+            &agent,
+            Body::Raw("text/plain", b"{}".to_vec()),
+            415,
+            "",
+        ),
+    ])
+    .await;
+    let extra = json!({"tool_name": "issue_refund", "tool_args": {}, "extra": 1});
+    let a = c.send(APPROVALS, "", &agent, Body::Json(extra)).await;
+    a.expect(StatusCode::UNPROCESSABLE_ENTITY, "unknown field");
+    assert!(a.json["errors"].is_array(), "{}", a.json);
+    c.check_all([
+        (APPROVALS, "", &*agent, no_policy, 422, "no_matching_policy"),
+        (
+            APPROVALS,
+            "",
+            &agent,
             Body::Raw("application/json", big.into_bytes()),
-        )
-        .await;
-    expect(&a, StatusCode::PAYLOAD_TOO_LARGE, "too large");
-    let stale = json!({"decision": "approve", "args_digest": "0".repeat(64)});
-    let third = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals",
+            413,
             "",
-            "",
-            Some(&agent),
-            create("k4", 9000),
-        )
+        ),
+    ])
+    .await;
+    let stale = Body::Json(json!({"decision": "approve", "args_digest": "0".repeat(64)}));
+    let third = c.send(APPROVALS, "", &agent, create("k4", 9000)).await;
+    c.check_all([(DECIDE, &*third.id(), &*finance, stale, 409, "args_changed")])
         .await;
-    let a = c
-        .call(
-            post.clone(),
-            "/api/v1/approvals/{id}/decision",
-            &id_of(&third),
-            "",
-            Some(&finance),
-            Body::Json(stale),
-        )
-        .await;
-    expect_code(&a, StatusCode::CONFLICT, "args_changed");
 
     // Runs: pause on the settled approval, claim, heartbeat, pause again,
     // claim, complete, and a claim too many.
     let state = Body::Json(
         json!({"state": "{\"step\":1}", "approval_ids": [id], "metadata": {"graph": "refund"}}),
     );
-    let run = c
-        .call(post.clone(), "/api/v1/runs", "", "", Some(&agent), state)
-        .await;
-    expect(&run, StatusCode::CREATED, "create run");
-    let run_id = id_of(&run);
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/runs",
+    let run = c.send("POST /api/v1/runs", "", &agent, state).await;
+    run.expect(StatusCode::CREATED, "create run");
+    let run_id = run.id();
+    const CLAIM_RUN: &str = "POST /api/v1/runs/{id}/claim";
+    c.check_all([
+        (
+            "GET /api/v1/runs?status=ready&limit=5",
             "",
-            "?status=ready&limit=5",
-            Some(&agent),
-            Body::None,
-        )
-        .await;
-    expect(&a, StatusCode::OK, "list runs");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/runs/{id}",
-            &run_id,
-            "?wait=0",
-            Some(&agent),
-            Body::None,
-        )
-        .await;
-    expect(&a, StatusCode::OK, "get run");
-    let claim_run = c
-        .call(
-            post.clone(),
-            "/api/v1/runs/{id}/claim",
-            &run_id,
+            &*agent,
+            NONE,
+            200,
             "",
-            Some(&agent),
-            Body::None,
-        )
-        .await;
-    expect(&claim_run, StatusCode::OK, "claim run");
-    let lease = claim_run.json["lease_token"]
-        .as_str()
-        .expect("lease")
-        .to_owned();
-    let a = c
-        .call(
-            post.clone(),
-            "/api/v1/runs/{id}/heartbeat",
+        ),
+        (
+            "GET /api/v1/runs/{id}?wait=0",
             &run_id,
+            &agent,
+            NONE,
+            200,
             "",
-            Some(&agent),
-            Body::Json(json!({"lease_token": lease, "lease_seconds": 60})),
-        )
-        .await;
-    expect(&a, StatusCode::OK, "heartbeat");
-    let a = c
-        .call(
-            post.clone(),
-            "/api/v1/runs/{id}/claim",
-            &run_id,
-            "",
-            Some(&agent),
-            Body::Json(json!({"lease_seconds": 60})),
-        )
-        .await;
-    expect_code(&a, StatusCode::CONFLICT, "run_claimed");
+        ),
+    ])
+    .await;
+    let claimed = c.send(CLAIM_RUN, &run_id, &agent, NONE).await;
+    claimed.expect(StatusCode::OK, "claim run");
+    let lease = claimed.field("lease_token");
+    let beat = json!({"lease_token": lease, "lease_seconds": 60});
     let repause = json!({"lease_token": lease, "state": "{\"step\":2}", "approval_ids": [id]});
-    let a = c
-        .call(
-            put.clone(),
-            "/api/v1/runs/{id}",
-            &run_id,
+    let lease_60 = Body::Json(json!({"lease_seconds": 60}));
+    c.check_all([
+        (
+            "POST /api/v1/runs/{id}/heartbeat",
+            &*run_id,
+            &*agent,
+            Body::Json(beat),
+            200,
             "",
-            Some(&agent),
+        ),
+        (CLAIM_RUN, &run_id, &agent, lease_60, 409, "run_claimed"),
+        (
+            "PUT /api/v1/runs/{id}",
+            &run_id,
+            &agent,
             Body::Json(repause),
-        )
-        .await;
-    expect(&a, StatusCode::OK, "repause");
-    let claim_run = c
-        .call(
-            post.clone(),
-            "/api/v1/runs/{id}/claim",
-            &run_id,
+            200,
             "",
-            Some(&agent),
-            Body::Json(json!({"lease_seconds": 30})),
-        )
-        .await;
-    expect(&claim_run, StatusCode::OK, "claim again");
-    let lease = claim_run.json["lease_token"]
-        .as_str()
-        .expect("lease")
-        .to_owned();
+        ),
+    ])
+    .await;
+    let lease_30 = Body::Json(json!({"lease_seconds": 30}));
+    let claimed = c.send(CLAIM_RUN, &run_id, &agent, lease_30).await;
+    claimed.expect(StatusCode::OK, "claim again");
+    let lease = claimed.field("lease_token");
     let done =
         json!({"lease_token": lease, "outcome": "completed", "output_sha256": "a".repeat(64)});
-    let a = c
-        .call(
-            post.clone(),
-            "/api/v1/runs/{id}/complete",
-            &run_id,
-            "",
-            Some(&agent),
-            Body::Json(done),
-        )
-        .await;
-    expect(&a, StatusCode::OK, "complete");
+    let complete = "POST /api/v1/runs/{id}/complete";
+    let a = c.send(complete, &run_id, &agent, Body::Json(done)).await;
+    a.expect(StatusCode::OK, "complete");
     assert_eq!(a.json["status"], "completed");
-    let a = c
-        .call(
-            post.clone(),
-            "/api/v1/runs/{id}/claim",
-            &run_id,
-            "",
-            Some(&agent),
-            Body::None,
-        )
-        .await;
-    expect_code(&a, StatusCode::CONFLICT, "run_completed");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/runs",
-            "",
-            "",
-            Some(&finance),
-            Body::None,
-        )
-        .await;
-    expect_code(&a, StatusCode::FORBIDDEN, "forbidden");
+    c.check_all([
+        (CLAIM_RUN, &*run_id, &*agent, NONE, 409, "run_completed"),
+        ("GET /api/v1/runs", "", &finance, NONE, 403, "forbidden"),
+    ])
+    .await;
 
     // The audit log.
+    c.check_all([
+        ("GET /api/v1/audit/checkpoint", "", &*auditor, NONE, 200, ""),
+        ("GET /api/v1/audit/key", "", &agent, NONE, 200, ""),
+        ("GET /api/v1/audit/keys", "", &auditor, NONE, 200, ""),
+        (
+            "GET /api/v1/audit/entries?start=0&end=3",
+            "",
+            &auditor,
+            NONE,
+            200,
+            "",
+        ),
+        (
+            "GET /api/v1/audit/entries",
+            "",
+            &finance,
+            NONE,
+            403,
+            "forbidden",
+        ),
+    ])
+    .await;
     let a = c
-        .call(
-            get.clone(),
-            "/api/v1/audit/checkpoint",
-            "",
-            "",
-            Some(&auditor),
-            Body::None,
-        )
+        .send("GET /api/v1/approvals/{id}/receipt", &id, &agent, NONE)
         .await;
-    expect(&a, StatusCode::OK, "checkpoint");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/audit/key",
-            "",
-            "",
-            Some(&agent),
-            Body::None,
-        )
-        .await;
-    expect(&a, StatusCode::OK, "key");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/audit/keys",
-            "",
-            "",
-            Some(&auditor),
-            Body::None,
-        )
-        .await;
-    expect(&a, StatusCode::OK, "keys");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/audit/entries",
-            "",
-            "?start=0&end=3",
-            Some(&auditor),
-            Body::None,
-        )
-        .await;
-    expect(&a, StatusCode::OK, "entries");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/audit/entries",
-            "",
-            "",
-            Some(&finance),
-            Body::None,
-        )
-        .await;
-    expect_code(&a, StatusCode::FORBIDDEN, "forbidden");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/approvals/{id}/receipt",
-            &id,
-            "",
-            Some(&agent),
-            Body::None,
-        )
-        .await;
-    expect(&a, StatusCode::OK, "receipt");
+    a.expect(StatusCode::OK, "receipt");
     let size = a.json["tree_size"].as_u64().expect("tree_size");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/audit/proof/inclusion",
+    let inclusion = format!("GET /api/v1/audit/proof/inclusion?index=0&size={size}");
+    let consistency = format!("GET /api/v1/audit/proof/consistency?from=1&size={size}");
+    c.check_all([
+        (&*inclusion, "", &*auditor, NONE, 200, ""),
+        (
+            "GET /api/v1/audit/proof/inclusion?index=999999",
             "",
-            &format!("?index=0&size={size}"),
-            Some(&auditor),
-            Body::None,
-        )
-        .await;
-    expect(&a, StatusCode::OK, "inclusion");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/audit/proof/inclusion",
+            &auditor,
+            NONE,
+            422,
             "",
-            "?index=999999",
-            Some(&auditor),
-            Body::None,
-        )
-        .await;
-    expect(&a, StatusCode::UNPROCESSABLE_ENTITY, "out of range");
-    let a = c
-        .call(
-            get.clone(),
-            "/api/v1/audit/proof/consistency",
-            "",
-            &format!("?from=1&size={size}"),
-            Some(&agent),
-            Body::None,
-        )
-        .await;
-    expect(&a, StatusCode::OK, "consistency");
+        ),
+        (&consistency, "", &agent, NONE, 200, ""),
+    ])
+    .await;
 
     c.assert_every_operation_succeeded();
 }
