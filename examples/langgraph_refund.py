@@ -25,7 +25,6 @@ Environment: ``PLIUZ_EXAMPLE_ORDER``, ``PLIUZ_EXAMPLE_AMOUNT``,
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import uuid
@@ -40,18 +39,11 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from pliuz.adapters.langgraph import gated_tool, resume_when_decided, run_with_approval
 
+from refund_ledger import charge_back
+
 ORDER = os.environ.get("PLIUZ_EXAMPLE_ORDER", "A-1")
 AMOUNT = int(os.environ.get("PLIUZ_EXAMPLE_AMOUNT", "5000"))
 THREAD = os.environ.get("PLIUZ_EXAMPLE_THREAD") or f"ticket-{uuid.uuid4().hex[:8]}"
-
-
-def charge_back(order_id: str, amount_cents: int) -> str:
-    """Stand-in for the payment provider call. Appends to $PLIUZ_EXAMPLE_LEDGER if set."""
-    ledger = os.environ.get("PLIUZ_EXAMPLE_LEDGER")
-    if ledger:
-        with open(ledger, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"order_id": order_id, "amount_cents": amount_cents}) + "\n")
-    return f"Refunded {amount_cents} cents on order {order_id}."
 
 
 # --- 1. a gated tool: the gate runs BEFORE the tool body ----------------------

@@ -33,14 +33,7 @@ from pliuz.adapters.openai_agents import Runs, gated_tool
 from pliuz.runs import PliuzRunError
 from pliuz.webhooks import verify
 
-
-def charge_back(order_id: str, amount_cents: int) -> str:
-    """Stand-in for the payment provider call. Appends to $PLIUZ_EXAMPLE_LEDGER if set."""
-    ledger = os.environ.get("PLIUZ_EXAMPLE_LEDGER")
-    if ledger:
-        with open(ledger, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"order_id": order_id, "amount_cents": amount_cents}) + "\n")
-    return f"Refunded {amount_cents} cents on order {order_id}."
+from refund_ledger import charge_back
 
 
 @gated_tool(policy="refunds")

@@ -84,6 +84,8 @@ def test_durable_example_webhook_handler_resumes_the_run(
 
         for k, v in env.items():
             monkeypatch.setenv(k, v)
+        # The example imports its sibling module, as it does when run as a script.
+        monkeypatch.syspath_prepend(str(EXAMPLE.parent))
         spec = importlib.util.spec_from_file_location("openai_agents_durable", EXAMPLE)
         assert spec is not None and spec.loader is not None
         example = importlib.util.module_from_spec(spec)
