@@ -491,6 +491,14 @@ impl ControlPlane {
         }
     }
 
+    /// Whether `principal` may do `action` on `a`, checked in the order that
+    /// keeps other agents' requests hidden: visibility first (`NotFound`),
+    /// then the decision rules (`Forbidden` and friends).
+    fn check_may(&self, principal: &Principal, a: &Approval, action: Action) -> Result<()> {
+        self.check_visible(principal, a)?;
+        Ok(self.allows(principal, a, action)?)
+    }
+
     pub fn can_see(&self, principal: &Principal, a: &Approval) -> bool {
         match principal {
             Principal::Agent { name } => *name == a.agent,
@@ -602,8 +610,7 @@ impl ControlPlane {
         // earlier read of it: one read fewer, and never a stale answer.
         let (a, _) = self
             .change_request(id, |a| {
-                self.check_visible(principal, a)?;
-                self.allows(principal, a, action)?;
+                self.check_may(principal, a, action)?;
                 if let (DecisionKind::Edit, Some(args), Some(schema)) =
                     (input.kind, &input.final_args, &a.tool_schema)
                 {
@@ -679,8 +686,7 @@ impl ControlPlane {
         let now = crate::store::now_millis();
         let (a, _) = self
             .change_request(id, |a| {
-                self.check_visible(principal, a)?;
-                self.allows(principal, a, Action::Cancel)?;
+                self.check_may(principal, a, Action::Cancel)?;
                 a.cancel(actor.clone(), reason.clone(), now)?;
                 Ok(Some(Step::new(
                     actor,
