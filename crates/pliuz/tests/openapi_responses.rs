@@ -12,20 +12,15 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use support::Server;
+use support::{Server, REFUNDS_POLICY};
 
-const CONFIG: &str = r#"
+/// Frequent checkpoints, so the audit proofs have signed roots to cite; the
+/// server also gets `support::REFUNDS_POLICY`.
+const AUDIT_CONFIG: &str = r#"
 [audit]
 origin = "pliuz.test/openapi"
 checkpoint_every = 4
 checkpoint_interval = "1s"
-
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
 "#;
 
 const ID: &str = "{id}";
@@ -62,7 +57,8 @@ impl Checker {
             ("PLIUZ_MAX_BODY_BYTES".to_owned(), "16384".to_owned()),
             ("PLIUZ_METRICS_TOKEN".to_owned(), METRICS_TOKEN.to_owned()),
         ];
-        let server = Server::start_with(CONFIG, None, env).await;
+        let config = format!("{AUDIT_CONFIG}{REFUNDS_POLICY}");
+        let server = Server::start_with(&config, None, env).await;
         let http = Client::new();
         let doc: Value = http
             .get(server.url("/api/v1/openapi.json"))
