@@ -95,6 +95,13 @@ async fn get_json(http: &Client, url: &str, token: &str) -> (StatusCode, Value) 
     (s, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
+/// A GET that must be answered 200; its JSON body.
+async fn get_ok_json(http: &Client, url: &str, token: &str) -> Value {
+    let (status, body) = get_json(http, url, token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
 async fn create_refund(http: &Client, s: &Server, agent: &str, amount: i64) -> String {
     let r = http
         .post(s.url("/api/v1/approvals"))
@@ -248,8 +255,7 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
     ] {
         assert_eq!(get(&http, url, token).await.0, StatusCode::FORBIDDEN);
     }
-    let (status, page) = get_json(&http, &entries_url, &auditor).await;
-    assert_eq!(status, StatusCode::OK);
+    let page = get_ok_json(&http, &entries_url, &auditor).await;
     let items = page["entries"].as_array().unwrap();
     assert_eq!(items.len() as u64, page["size"].as_u64().unwrap());
     let decided_item = items
@@ -289,16 +295,11 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
     };
 
     // Inclusion proof of the decision under the signed root.
-    let (status, inc) = get_json(
-        &http,
-        &s.url(&format!(
-            "/api/v1/audit/proof/inclusion?index={}&size={}",
-            decided.index, latest.size
-        )),
-        &auditor,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{inc}");
+    let path = format!(
+        "/api/v1/audit/proof/inclusion?index={}&size={}",
+        decided.index, latest.size
+    );
+    let inc = get_ok_json(&http, &s.url(&path), &auditor).await;
     assert_eq!(unhash(&inc["root"]), latest.root);
     pliuz_audit::verify_inclusion(
         decided.index,
@@ -310,16 +311,11 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
     .expect("inclusion proof verifies");
 
     // Consistency between the two signed checkpoints (readable by anyone).
-    let (status, con) = get_json(
-        &http,
-        &s.url(&format!(
-            "/api/v1/audit/proof/consistency?from={}&size={}",
-            first.size, latest.size
-        )),
-        &agent,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{con}");
+    let path = format!(
+        "/api/v1/audit/proof/consistency?from={}&size={}",
+        first.size, latest.size
+    );
+    let con = get_ok_json(&http, &s.url(&path), &agent).await;
     pliuz_audit::verify_consistency(
         first.size,
         latest.size,
