@@ -59,6 +59,12 @@ fn pliuz(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Out 
     }
 }
 
+/// The command failed, and its stderr says what `needle` says.
+fn assert_failed_naming(out: &Out, needle: &str) {
+    assert!(!out.success, "{}", out.stdout);
+    assert!(out.stderr.contains(needle), "{}", out.stderr);
+}
+
 /// Offline commands: no data dir, no config, no database.
 fn pliuz_offline(args: &[&str]) -> Out {
     let out = Command::new(BIN)
@@ -617,8 +623,7 @@ async fn tampering_with_the_database_is_detected() {
         set_body(&mut conn, k, &b.replacen("\"actor\":", "\"actor\" :", 1)).await;
         conn.close().await.unwrap();
         let (v, _) = verify(&dir, &data);
-        assert!(!v.success);
-        assert!(v.stderr.contains(&format!("entry {k}: ")), "{}", v.stderr);
+        assert_failed_naming(&v, &format!("entry {k}: "));
         assert!(
             v.stderr.contains(&format!("first bad index: {k}")),
             "{}",
@@ -637,13 +642,7 @@ async fn tampering_with_the_database_is_detected() {
         .await;
         conn.close().await.unwrap();
         let (v, c) = verify(&dir, &data);
-        assert!(!v.success);
-        assert!(
-            v.stderr
-                .contains(&format!("entry {k}: index field says {}", k + 1)),
-            "{}",
-            v.stderr
-        );
+        assert_failed_naming(&v, &format!("entry {k}: index field says {}", k + 1));
         assert!(c.stderr.contains(&format!("entry {k}: ")), "{}", c.stderr);
     }
 
@@ -656,13 +655,7 @@ async fn tampering_with_the_database_is_detected() {
         set_body(&mut conn, k + 1, &a).await;
         conn.close().await.unwrap();
         let (v, _) = verify(&dir, &data);
-        assert!(!v.success);
-        assert!(
-            v.stderr
-                .contains(&format!("entry {k}: index field says {}", k + 1)),
-            "{}",
-            v.stderr
-        );
+        assert_failed_naming(&v, &format!("entry {k}: index field says {}", k + 1));
     }
 
     // 4. Truncate the tail.
@@ -677,12 +670,7 @@ async fn tampering_with_the_database_is_detected() {
         .await;
         conn.close().await.unwrap();
         let (v, _) = verify(&dir, &data);
-        assert!(!v.success);
-        assert!(
-            v.stderr.contains(&format!("entry {cut}: missing")),
-            "{}",
-            v.stderr
-        );
+        assert_failed_naming(&v, &format!("entry {cut}: missing"));
     }
 
     // 5. Replace a checkpoint's root (signature no longer matches).
@@ -706,12 +694,7 @@ async fn tampering_with_the_database_is_detected() {
         set_note(&mut conn, target, &forged).await;
         conn.close().await.unwrap();
         let (v, _) = verify(&dir, &data);
-        assert!(!v.success);
-        assert!(
-            v.stderr.contains(&format!("checkpoint {target}: ")),
-            "{}",
-            v.stderr
-        );
+        assert_failed_naming(&v, &format!("checkpoint {target}: "));
         assert!(v.stderr.contains("signature"), "{}", v.stderr);
     }
 
@@ -738,12 +721,7 @@ async fn tampering_with_the_database_is_detected() {
             .unwrap();
         conn.close().await.unwrap();
         let (v, _) = verify(&dir, &data);
-        assert!(!v.success);
-        assert!(
-            v.stderr.contains(&format!("checkpoint {target}: ")),
-            "{}",
-            v.stderr
-        );
+        assert_failed_naming(&v, &format!("checkpoint {target}: "));
         assert!(v.stderr.contains("unknown keys"), "{}", v.stderr);
     }
 }
