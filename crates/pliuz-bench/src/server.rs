@@ -295,7 +295,8 @@ pub async fn decide(
         http,
         &server.url(&format!("/api/v1/approvals/{id}/decision")),
         &server.user,
-        &json!({"decision": decision, "args_digest": a["args_digest"]}),
+        // A reject needs a reason (the agent's model receives it).
+        &json!({"decision": decision, "args_digest": a["args_digest"], "reason": "benchmark"}),
     )
     .await
 }
