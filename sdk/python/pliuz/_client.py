@@ -26,6 +26,7 @@ Both are configured from arguments or the environment (``PLIUZ_API_KEY``,
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import functools
 import logging
@@ -187,8 +188,9 @@ class _HttpClient(_BaseClient, Generic[H]):
         # Execution reports being delivered by tasks of the async client's loop.
         self._background: set[asyncio.Task[Any]] = set()
 
+    @abc.abstractmethod
     def _new_http(self, timeout: float) -> H:
-        raise NotImplementedError
+        """The HTTP client this flavour (sync or async) pools connections in."""
 
 
 class PliuzClient(_HttpClient[httpx.Client]):
