@@ -561,25 +561,22 @@ impl WriteTx {
                 // all of it is left (no queue before this write), keep it
                 // rather than spend two statements setting and restoring it.
                 if ms + BUSY_TIMEOUT_SLACK_MS >= default && ms <= default {
-                    self.tx.execute("BEGIN IMMEDIATE").await?;
-                    self.open = true;
+                    self.begin_on_connection("BEGIN IMMEDIATE").await?;
                 } else {
                     self.tx
                         .execute(format!("PRAGMA busy_timeout = {ms}").as_str())
                         .await?;
-                    let begun = self.tx.execute("BEGIN IMMEDIATE").await;
+                    let begun = self.begin_on_connection("BEGIN IMMEDIATE").await;
                     // Back to the default for whatever this connection runs next.
                     let _ = self
                         .tx
                         .execute(format!("PRAGMA busy_timeout = {default}").as_str())
                         .await;
                     begun?;
-                    self.open = true;
                 }
             }
             Backend::Postgres => {
-                self.tx.execute("BEGIN").await?;
-                self.open = true;
+                self.begin_on_connection("BEGIN").await?;
                 self.tx
                     .execute(format!("SET LOCAL lock_timeout = '{ms}ms'").as_str())
                     .await?;
@@ -591,6 +588,21 @@ impl WriteTx {
                 .fetch_one(&mut *self.tx)
                 .await?;
         Ok(())
+    }
+
+    /// Sends `BEGIN`. Marked open *before* it is sent: if this future is
+    /// dropped (the caller went away) while the statement is in flight, the
+    /// database may still have begun the transaction, and `Drop` must then
+    /// roll it back rather than hand a connection that is inside a
+    /// transaction (and holds the write lock) back to the pool.
+    async fn begin_on_connection(&mut self, begin: &str) -> std::result::Result<(), sqlx::Error> {
+        self.open = true;
+        let begun = self.tx.execute(begin).await;
+        if begun.is_err() {
+            // The database answered: no transaction was started.
+            self.open = false;
+        }
+        begun.map(|_| ())
     }
 
     pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
@@ -1048,6 +1060,42 @@ mod tests {
             store.begin_write().await?.commit().await,
             Err(StoreError::Audit(_))
         ));
+        Ok(())
+    }
+
+    // A request dropped while its BEGIN is in flight (the client went
+    // away): the database may have begun the transaction anyway. The next
+    // writers must not get that connection still inside it ("cannot start a
+    // transaction within a transaction", then "database is locked").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_dropped_while_beginning_leaves_no_open_transaction() -> Result<()> {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let path = dir.path().join("t.db");
+        let store = Store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        for round in 0..200 {
+            // Polled once, then dropped wherever it had got to.
+            drop(store.begin_write().now_or_never());
+            if round % 4 == 0 {
+                tokio::task::yield_now().await;
+            }
+            let write = async {
+                let mut tx = store.begin_write().await?;
+                tx.set_meta("k", &round.to_string()).await?;
+                audited_commit(tx).await
+            };
+            tokio::time::timeout(Duration::from_secs(20), write)
+                .await
+                .map_err(|_| {
+                    StoreError::Corrupt(format!("round {round}: the next write hung"))
+                })??;
+        }
+        assert_eq!(
+            meta_seen_by_another_connection(&path, "k").await.as_deref(),
+            Some("199")
+        );
         Ok(())
     }
 
