@@ -365,6 +365,11 @@ class GateOptions(TypedDict, total=False):
     #: Exceptions of the body that mean "paused, not finished" (a LangGraph
     #: interrupt): no report is sent and the claim stays held for the re-run.
     unreported: tuple[type[BaseException], ...]
+    #: Exceptions of the body that mean "it may have run, nobody knows": no report is
+    #: sent and the claim is not held, so the request stays ``executing`` (outcome
+    #: unknown) and nothing runs it again (the Claude Agent SDK adapter, whose tools
+    #: run outside the body).
+    unknown_outcome: tuple[type[BaseException], ...]
 
 
 def gate(
@@ -376,6 +381,7 @@ def gate(
     report_output: bool = True,
     report_excerpt: Callable[[Any], str | None] | None = None,
     unreported: tuple[type[BaseException], ...] = (),
+    unknown_outcome: tuple[type[BaseException], ...] = (),
 ) -> Flow[Any]:
     """create → wait → check the outcome → claim → run the body → queue the report."""
     deadline = _flow.deadline_in(timeout_s)
@@ -409,6 +415,9 @@ def gate(
     except BaseException as exc:
         if isinstance(exc, unreported):
             _hold_claim(approval.id, claim_id)
+        elif isinstance(exc, unknown_outcome):
+            with _guard:
+                _held_claims.pop(approval.id, None)  # a re-presented claim must not re-run it
         else:
             yield finished("error", _ms(started), _describe_failure(exc))
         raise

@@ -94,22 +94,25 @@ class ScriptedCli(Transport):
 
     # -- what the CLI sends ----------------------------------------------------------------
 
-    async def _control(self, request: Any) -> dict[str, Any]:
+    def _send(self, request: Any) -> tuple[str, asyncio.Future[dict[str, Any]]]:
         request_id = f"cli_req_{next(self._ids)}"
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._answers[request_id] = answer
         self._to_sdk.put_nowait(
             {"type": "control_request", "request_id": request_id, "request": request}
         )
+        return request_id, answer
+
+    async def _control(self, request: Any) -> dict[str, Any]:
+        _, answer = self._send(request)
         response = await answer
         assert response["subtype"] == "success", response
         return dict(response["response"])
 
-    async def can_use_tool(
+    def ask_permission(
         self, tool_name: str, tool_input: dict[str, Any], tool_use_id: str
-    ) -> dict[str, Any]:
-        """Ask for permission; the SDK's answer: ``{"behavior": "allow", "updatedInput"}``
-        or ``{"behavior": "deny", "message", ...}``."""
+    ) -> tuple[str, asyncio.Future[dict[str, Any]]]:
+        """Send a ``can_use_tool`` request; its id (for :meth:`cancel`) and the raw answer."""
         request: SDKControlPermissionRequest = {
             "subtype": "can_use_tool",
             "tool_name": tool_name,
@@ -118,7 +121,22 @@ class ScriptedCli(Transport):
             "blocked_path": None,
             "tool_use_id": tool_use_id,
         }
-        return await self._control(request)
+        return self._send(request)
+
+    async def can_use_tool(
+        self, tool_name: str, tool_input: dict[str, Any], tool_use_id: str
+    ) -> dict[str, Any]:
+        """Ask for permission; the SDK's answer: ``{"behavior": "allow", "updatedInput"}``
+        or ``{"behavior": "deny", "message", ...}``."""
+        _, answer = self.ask_permission(tool_name, tool_input, tool_use_id)
+        response = await answer
+        assert response["subtype"] == "success", response
+        return dict(response["response"])
+
+    def cancel(self, request_id: str) -> None:
+        """Withdraw a request, as the CLI does when the user interrupts (no answer follows)."""
+        self._answers.pop(request_id, None)
+        self._to_sdk.put_nowait({"type": "control_cancel_request", "request_id": request_id})
 
     async def hook(
         self, event: str, tool_name: str, hook_input: dict[str, Any], tool_use_id: str

@@ -329,6 +329,88 @@ async def test_gate_in_pre_tool_use_hook(srv: PliuzServer, human: Human) -> None
     await claude.disconnect()
 
 
+async def test_redacted_arguments_stay_here_and_are_restored(
+    srv: PliuzServer, human: Human
+) -> None:
+    gate = gate_for(srv, redact={"mcp__payments__refund": ["card.number"]})
+    claude, cli = await connected(options(gate))
+    call = tool_use_id()
+    args = {"order_id": "ord-9", "amount_cents": 700, "card": {"number": "4111111111111111"}}
+    asking = asyncio.create_task(cli.can_use_tool("mcp__payments__refund", args, call))
+    a = await pending(human, call)
+    assert a["tool_args"]["card"]["number"] == "[REDACTED]"
+    await asyncio.to_thread(human.decide_ok, a["id"], "approve")
+    answer = await asyncio.wait_for(asking, 15)
+    assert answer == {"behavior": "allow", "updatedInput": args}  # the real number, restored
+    await cli.post_tool_use("mcp__payments__refund", args, call, "refunded")
+    await settled(human, a["id"], "executed")
+    await gate.aclose()
+    await claude.disconnect()
+
+
+async def test_timeout_denies_and_cancels_the_request(srv: PliuzServer, human: Human) -> None:
+    gate = gate_for(srv, timeout_s=1.0, cancel_on_timeout=True)
+    claude, cli = await connected(options(gate))
+    call = tool_use_id()
+    answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "uptime"}, call), 15)
+    assert answer["behavior"] == "deny"
+    assert "no approval decision arrived within 1 seconds" in answer["message"]
+    (a,) = await by_call(human, call)
+    await settled(human, a["id"], "cancelled")
+    await claude.disconnect()
+
+
+async def test_withdrawn_permission_request_cancels_the_pending_approval(
+    srv: PliuzServer, human: Human
+) -> None:
+    gate = gate_for(srv)
+    claude, cli = await connected(options(gate))
+    call = tool_use_id()
+    request_id, answer = cli.ask_permission("Bash", {"command": "sleep 1000"}, call)
+    a = await pending(human, call)
+    cli.cancel(request_id)  # the user interrupted the agent
+    done = await settled(human, a["id"], "cancelled")
+    assert done["decision"]["outcome"] == "cancelled"
+    assert "cancelled the tool call" in done["decision"]["reason"]
+    assert not answer.done()  # a withdrawn request gets no answer
+    await gate.aclose()
+    await claude.disconnect()
+
+
+async def test_unknown_policy_denies_as_misconfigured(
+    srv: PliuzServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = gate_for(srv, policies={"Bash": "no-such-policy"})
+    claude, cli = await connected(options(gate))
+    answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "ls"}, tool_use_id()), 15)
+    assert answer["behavior"] == "deny"
+    assert "misconfigured" in answer["message"]
+    assert "nobody was asked" in answer["message"]
+    assert any("misconfigured" in r.getMessage() for r in caplog.records)
+    await claude.disconnect()
+
+
+async def test_missing_post_tool_use_leaves_the_outcome_unknown(
+    srv: PliuzServer, human: Human
+) -> None:
+    gate = gate_for(srv, outcome_timeout_s=0.5)
+    claude, cli = await connected(options(gate))
+    call, args = tool_use_id(), {"command": "date"}
+    asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
+    approval = await decide(human, call, "approve")
+    assert (await asyncio.wait_for(asking, 15))["behavior"] == "allow"
+    assert await gate.aclose(timeout=5)  # the call gave up waiting for its outcome
+    await cli.post_tool_use("Bash", args, call, BASH_RESPONSE)  # too late: ignored
+    await asyncio.sleep(0.5)
+    a = await asyncio.to_thread(human.get, approval["id"])
+    assert a["status"] == "executing"  # claimed, never reported: outcome unknown
+    # Asked again for the same call, the gate does not allow it a second time.
+    again = await asyncio.wait_for(cli.can_use_tool("Bash", args, call), 15)
+    assert again["behavior"] == "deny"
+    assert "outcome is unknown" in again["message"]
+    await claude.disconnect()
+
+
 def test_configuration_errors() -> None:
     with pytest.raises(ValueError, match="ungated"):
         ClaudeGate(ungated="maybe")  # type: ignore[arg-type]

@@ -108,8 +108,9 @@ class _ToolFailed(Exception):
 class _NoOutcome(Exception):
     """No ``PostToolUse``/``PostToolUseFailure`` arrived in time: the outcome is unknown.
 
-    Passed to the gate as ``unreported``: no report is sent, so the server keeps
-    showing the request as ``executing`` (outcome unknown), which is the truth.
+    Passed to the gate as ``unknown_outcome``: no report is sent and the claim is not
+    kept, so the server keeps showing the request as ``executing`` (outcome unknown),
+    which is the truth, and a later permission request for the call is denied.
     """
 
 
@@ -267,6 +268,10 @@ class ClaudeGate:
                     "installed?", tool_name, tool_use_id, self.outcome_timeout_s,
                 )  # fmt: skip
                 raise _NoOutcome(tool_use_id) from None
+            except asyncio.CancelledError:
+                # The event loop is shutting down while the tool may be running: report
+                # nothing rather than a failure that may not have happened.
+                raise _NoOutcome(tool_use_id) from None
             finally:
                 self._running.pop(tool_use_id, None)
             if not result.ok:
@@ -282,7 +287,7 @@ class ClaudeGate:
                 cancel_on_timeout=self.cancel_on_timeout,
                 report_output=self.report_output,
                 report_excerpt=_output_excerpt,
-                unreported=(_NoOutcome,),
+                unknown_outcome=(_NoOutcome,),
             )
         )
         self._tasks.add(task)
