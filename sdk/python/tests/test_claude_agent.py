@@ -84,13 +84,13 @@ def gate_for(srv: PliuzServer, **kw: Any) -> ClaudeGate:
 def options(gate: ClaudeGate, *, gate_in_hook: bool = False) -> ClaudeAgentOptions:
     hooks = gate.hooks(gate_in_hook=gate_in_hook)
     if gate_in_hook:
-        return ClaudeAgentOptions(hooks=hooks)  # type: ignore[arg-type]
-    return ClaudeAgentOptions(can_use_tool=gate.can_use_tool, hooks=hooks)  # type: ignore[arg-type]
+        return ClaudeAgentOptions(hooks=hooks)
+    return ClaudeAgentOptions(can_use_tool=gate.can_use_tool, hooks=hooks)
 
 
 async def pending(human: Human, call_id: str) -> dict[str, Any]:
     (a,) = await asyncio.to_thread(human.wait_pending, where=lambda a: a["call_id"] == call_id)
-    return a
+    return dict(a)
 
 
 async def decide(human: Human, call_id: str, decision: str, **kw: Any) -> dict[str, Any]:

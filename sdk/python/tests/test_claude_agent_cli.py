@@ -60,7 +60,7 @@ def bash(command: str) -> dict[str, Any]:
 
 
 async def run_agent(
-    tmp: Path, model: ModelStandIn, gate: ClaudeGate, *, gate_in_hook: bool = False
+    tmp: Path, model: ModelStandIn, gate: ClaudeGate, *, gate_in_hook: str | None = None
 ) -> ResultMessage:
     env = {
         "ANTHROPIC_BASE_URL": model.base_url,
@@ -69,16 +69,21 @@ async def run_agent(
         "HOME": str(tmp / "home"),  # no user settings, nothing written to the real home
     }
     (tmp / "home").mkdir(exist_ok=True)
-    if gate_in_hook:
-        # Bash is pre-allowed (the CLI would never ask can_use_tool): the hook still gates.
+    if gate_in_hook == "allowed_tools":
+        # Bash is pre-allowed (the CLI never asks can_use_tool about it): the hook gates.
         options = ClaudeAgentOptions(
-            hooks=gate.hooks(gate_in_hook=True),  # type: ignore[arg-type]
-            allowed_tools=["Bash"], cwd=tmp, env=env,
+            hooks=gate.hooks(gate_in_hook=True), allowed_tools=["Bash"], cwd=tmp, env=env
+        )
+    elif gate_in_hook == "bypassPermissions":
+        # Every permission check off; IS_SANDBOX lets the CLI do that as root (CI runs as root).
+        options = ClaudeAgentOptions(
+            hooks=gate.hooks(gate_in_hook=True), permission_mode="bypassPermissions",
+            cwd=tmp, env={**env, "IS_SANDBOX": "1"},
         )  # fmt: skip
     else:
         options = ClaudeAgentOptions(
             can_use_tool=gate.can_use_tool,
-            hooks=gate.hooks(),  # type: ignore[arg-type]
+            hooks=gate.hooks(),
             cwd=tmp, env=env,
         )  # fmt: skip
     result: ResultMessage | None = None
@@ -171,8 +176,9 @@ async def test_cli_reject_does_not_run_and_the_model_reads_the_reason(
     assert (await asyncio.to_thread(human.get, approval["id"]))["status"] == "rejected"
 
 
-async def test_cli_pre_tool_use_gate_holds_for_pre_allowed_tools(
-    srv: PliuzServer, human: Human, tmp_path: Path
+@pytest.mark.parametrize("setup", ["allowed_tools", "bypassPermissions"])
+async def test_cli_pre_tool_use_gate_holds_when_the_cli_would_not_ask(
+    srv: PliuzServer, human: Human, tmp_path: Path, setup: str
 ) -> None:
     first, second = call_id(), call_id()
     steps = [(first, "Bash", bash("echo one >> out.txt"))]
@@ -182,7 +188,7 @@ async def test_cli_pre_tool_use_gate_holds_for_pre_allowed_tools(
     with model:
         approve = decide_when_pending(human, first, "approve")
         reject = decide_when_pending(human, second, "reject", reason="one is enough")
-        await asyncio.wait_for(run_agent(tmp_path, model, gate, gate_in_hook=True), 120)
+        await asyncio.wait_for(run_agent(tmp_path, model, gate, gate_in_hook=setup), 120)
         approved, _ = await approve, await reject
     assert (tmp_path / "out.txt").read_text() == "one\n"
     assert "one is enough" in str(model.results[second]["content"])
