@@ -382,7 +382,7 @@ class PliuzClient(_HttpClient[httpx.Client]):
     def decide(
         self,
         approval: Approval | str,
-        decision: Literal["approve", "reject", "edit"],
+        decision: Literal["approve", "reject", "edit", "respond"],
         **options: Unpack[DecisionOptions],
     ) -> Approval:
         """Approve, reject or edit (with ``final_args``) as a human approver.
@@ -564,7 +564,7 @@ class AsyncPliuzClient(_HttpClient[httpx.AsyncClient]):
     async def decide(
         self,
         approval: Approval | str,
-        decision: Literal["approve", "reject", "edit"],
+        decision: Literal["approve", "reject", "edit", "respond"],
         **options: Unpack[DecisionOptions],
     ) -> Approval:
         """Async :meth:`PliuzClient.decide`."""

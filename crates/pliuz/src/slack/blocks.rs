@@ -189,6 +189,9 @@ fn headline(a: &Approval) -> String {
             format!(":white_check_mark: *Approved* by {by} on {at}; the agent ran it ({ran})")
         }
         Status::Rejected => format!(":no_entry: *Rejected* by {by} on {at}"),
+        Status::Responded => format!(
+            ":speech_balloon: *Responded* by {by} on {at}: the tool did not run; the agent got their message"
+        ),
         Status::Expired => format!(":hourglass: *Expired* on {at}: nobody decided in time"),
         Status::Cancelled => format!(":heavy_multiplication_x: *Cancelled* by {by} on {at}"),
     }
@@ -200,6 +203,7 @@ pub fn fallback_text(a: &Approval) -> String {
         Status::Pending => "Approval needed",
         Status::Approved | Status::Executing | Status::Executed => "Approved",
         Status::Rejected => "Rejected",
+        Status::Responded => "Responded",
         Status::Expired => "Expired",
         Status::Cancelled => "Cancelled",
     };
@@ -275,6 +279,9 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
                 DecisionKind::Approve => ("Approve", ACTION_APPROVE, Some("primary")),
                 DecisionKind::Reject => ("Reject", ACTION_REJECT, Some("danger")),
                 DecisionKind::Edit => ("Edit", ACTION_EDIT, None),
+                // Not offered in Slack (the loop above never yields it):
+                // responding is done in the inbox.
+                DecisionKind::Respond => continue,
             };
             let mut b = json!({
                 "type": "button",
