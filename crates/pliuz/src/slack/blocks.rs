@@ -15,7 +15,9 @@ use serde_json::{json, Map, Value};
 pub const ACTION_APPROVE: &str = "pliuz_approve";
 pub const ACTION_REJECT: &str = "pliuz_reject";
 pub const ACTION_EDIT: &str = "pliuz_edit";
+pub const ACTION_RESPOND: &str = "pliuz_respond";
 pub const VIEW_REJECT: &str = "pliuz_reject_view";
+pub const VIEW_RESPOND: &str = "pliuz_respond_view";
 pub const VIEW_EDIT: &str = "pliuz_edit_view";
 pub const BLOCK_REASON: &str = "reason";
 pub const INPUT_REASON: &str = "reason_input";
@@ -271,6 +273,7 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
             DecisionKind::Approve,
             DecisionKind::Reject,
             DecisionKind::Edit,
+            DecisionKind::Respond,
         ] {
             if !a.allowed_decisions.contains(&d) {
                 continue;
@@ -279,9 +282,7 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
                 DecisionKind::Approve => ("Approve", ACTION_APPROVE, Some("primary")),
                 DecisionKind::Reject => ("Reject", ACTION_REJECT, Some("danger")),
                 DecisionKind::Edit => ("Edit", ACTION_EDIT, None),
-                // Not offered in Slack (the loop above never yields it):
-                // responding is done in the inbox.
-                DecisionKind::Respond => continue,
+                DecisionKind::Respond => ("Respond", ACTION_RESPOND, None),
             };
             let mut b = json!({
                 "type": "button",
@@ -379,6 +380,23 @@ pub fn reject_modal(a: &Approval, meta: &ModalMeta) -> Value {
         VIEW_REJECT,
         ("Reject request", "Reject"),
         vec![reason],
+    )
+}
+
+/// The "answer in the tool's place" modal (a `respond` decision).
+pub fn respond_modal(a: &Approval, meta: &ModalMeta) -> Value {
+    let message = json!({
+        "type": "input",
+        "block_id": BLOCK_REASON,
+        "label": {"type": "plain_text", "text": "Your answer (the agent gets it instead of the tool's result)"},
+        "element": {"type": "plain_text_input", "action_id": INPUT_REASON, "multiline": true, "max_length": 2000},
+    });
+    modal(
+        a,
+        meta,
+        VIEW_RESPOND,
+        ("Respond instead", "Send answer"),
+        vec![message],
     )
 }
 
