@@ -19,6 +19,7 @@ from langgraph.types import Command
 from server import Human, join_checked
 from test_langgraph_helpers import ScriptedChatModel, thread
 
+from pliuz import PliuzClient
 from pliuz.adapters.langgraph import PliuzHumanInTheLoopMiddleware
 
 NOTE = {"to": "ops@example.com", "text": "the report is ready"}
@@ -37,7 +38,13 @@ def tools(ran: list[tuple[str, dict[str, Any]]]) -> list[Any]:
         ran.append(("ask_user", {"question": question}))
         return "the tool itself answered"
 
-    return [send_note, ask_user]
+    @tool
+    def orphan_tool(x: int) -> str:
+        """A tool no Pliuz policy covers."""
+        ran.append(("orphan_tool", {"x": x}))
+        return "orphan ran"
+
+    return [send_note, ask_user, orphan_tool]
 
 
 def agent(
@@ -318,3 +325,38 @@ def test_a_policy_without_respond_refuses_it(agent_env: dict[str, str], human: H
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert "does not allow the decision 'respond'" in refused.json()["detail"]
     assert human.get(r.json()["id"])["status"] == "pending"
+
+
+def test_a_call_pliuz_cannot_ask_about_fails_closed_without_stopping_the_others(
+    agent_env: dict[str, str], human: Human
+) -> None:
+    ran: list[tuple[str, dict[str, Any]]] = []
+    turn = [("send_note", NOTE, "hn-o1"), ("orphan_tool", {"x": 1}, "hn-o2")]
+    built, model = agent(
+        ran, [turn, "Done."], interrupt_on={"send_note": True, "orphan_tool": True}
+    )
+    config = thread()
+    session = config["configurable"]["thread_id"]
+
+    run_with_human(built, config, human, lambda: decide_one(human, session, "approve"))
+    assert ran == [("send_note", NOTE)]
+    msgs = model.tool_messages()
+    assert msgs["hn-o1"].content == "sent to ops@example.com"
+    assert msgs["hn-o2"].status == "error"
+    assert "orphan_tool was NOT executed" in str(msgs["hn-o2"].content)
+    assert "misconfigured" in str(msgs["hn-o2"].content)
+
+
+def test_a_wrong_api_key_fails_closed_in_both_modes(agent_env: dict[str, str]) -> None:
+    for mode, call_id in (("batched", "hn-k1"), ("per_call", "hn-k2")):
+        ran: list[tuple[str, dict[str, Any]]] = []
+        wrong = PliuzClient(base_url=agent_env["PLIUZ_BASE_URL"], api_key="pliuz_ak_wrong")
+        built, model = agent(
+            ran, [[("send_note", NOTE, call_id)], "Done."], interrupt_mode=mode, client=wrong
+        )
+        out = built.invoke({"messages": [("user", "go")]}, thread())
+        assert "__interrupt__" not in out
+        assert ran == [], mode
+        msg = model.tool_messages()[call_id]
+        assert msg.status == "error" and "misconfigured" in str(msg.content), (mode, msg)
+        wrong.close()

@@ -162,7 +162,11 @@ class PliuzHumanInTheLoopMiddleware(HumanInTheLoopMiddleware[Any, Any, Any]):
             # node (resume, restart) finds the same request instead of asking again.
             call_id=tool_call["id"],
             session_id=thread_id(_config()),
-            client_metadata={"langchain_allowed_decisions": allowed},
+            # Shown with the request in Pliuz; not part of the idempotency key.
+            client_metadata={
+                "langchain_allowed_decisions": allowed,
+                "langchain_description": description,
+            },
         )
         return _Gated(tool_call, config, description, prepared)
 
@@ -185,54 +189,81 @@ class PliuzHumanInTheLoopMiddleware(HumanInTheLoopMiddleware[Any, Any, Any]):
 
     # -- one round: create every request, then wait for every decision --------------------
 
-    def _round(self, cfg: _BaseClient, gated: list[_Gated]) -> Flow[list[Approval]]:
+    def _round(self, cfg: _BaseClient, gated: list[_Gated]) -> Flow[list[Approval | PliuzError]]:
+        """Each call's outcome: its settled request, or the error that kept it from one (a
+        call whose request fails does not stop the others')."""
         # All requests first, so the person sees the whole turn at once.
-        approvals: list[Approval] = []
+        outcomes: list[Approval | PliuzError] = []
         for g in gated:
-            approvals.append((yield from ask(cfg, g.prepared)))
+            try:
+                outcomes.append((yield from ask(cfg, g.prepared)))
+            except PliuzError as exc:
+                outcomes.append(exc)
         pausing = self.wait_s is not None
         deadline = _flow.deadline_in(self.wait_s if pausing else self.timeout_s)
         while True:
-            for i, a in enumerate(approvals):
-                if a.status == "pending":
-                    try:
-                        a = yield from _flow.wait_for_decision(cfg, a, _flow.remaining(deadline))
-                    except PliuzTimeoutError:
-                        if not pausing:
-                            raise
-                approvals[i] = yield from reconcile(cfg, a)
-            pending = [i for i, a in enumerate(approvals) if a.status == "pending"]
+            for i, a in enumerate(outcomes):
+                if isinstance(a, PliuzError):
+                    continue
+                try:
+                    if a.status == "pending":
+                        try:
+                            left = _flow.remaining(deadline)
+                            a = yield from _flow.wait_for_decision(cfg, a, left)
+                        except PliuzTimeoutError:
+                            if not pausing:
+                                raise
+                    outcomes[i] = yield from reconcile(cfg, a)
+                except PliuzError as exc:
+                    outcomes[i] = exc
+            pending = [
+                i
+                for i, a in enumerate(outcomes)
+                if isinstance(a, Approval) and a.status == "pending"
+            ]
             if not pending:
-                return approvals
+                return outcomes
             # Pause (GraphInterrupt). On resume the node runs again; the k-th interrupt()
             # then returns the k-th resume value: ignored, the decisions come from Pliuz.
             interrupt(
-                [self._human_interrupt(gated[i], approvals[i], cfg.base_url) for i in pending]
+                [
+                    self._human_interrupt(gated[i], cast(Approval, outcomes[i]), cfg.base_url)
+                    for i in pending
+                ]
             )
             deadline = _flow.deadline_in(0)  # one fresh look, then pause again if pending
 
-    def _decide_sync(self, gated: list[_Gated]) -> list[Approval | PliuzError]:
+    def _decide_sync(
+        self, pairs: list[tuple[ToolCall, InterruptOnConfig]], state: Any, runtime: Runtime[Any]
+    ) -> list[Approval | PliuzError]:
         try:
             with sync_client(self.client) as c:
-                return list(c._drive(self._round(c, gated)))
-        except PliuzError as exc:
-            return [exc] * len(gated)
+                gated = [self._gated(c, call, config, state, runtime) for call, config in pairs]
+                outcomes: list[Approval | PliuzError] = c._drive(self._round(c, gated))
+                return outcomes
+        except PliuzError as exc:  # no client (say, no API key): nobody was asked
+            return [exc] * len(pairs)
 
-    async def _decide_async(self, gated: list[_Gated]) -> list[Approval | PliuzError]:
+    async def _decide_async(
+        self, pairs: list[tuple[ToolCall, InterruptOnConfig]], state: Any, runtime: Runtime[Any]
+    ) -> list[Approval | PliuzError]:
         try:
             async with async_client(self.client) as c:
-                return list(await c._drive(self._round(c, gated)))
+                gated = [self._gated(c, call, config, state, runtime) for call, config in pairs]
+                outcomes: list[Approval | PliuzError] = await c._drive(self._round(c, gated))
+                return outcomes
         except PliuzError as exc:
-            return [exc] * len(gated)
+            return [exc] * len(pairs)
 
     # -- turning a Pliuz outcome into LangChain's decision --------------------------------
 
-    def _refusal(self, g: _Gated, outcome: Approval | PliuzError) -> ToolMessage | None:
+    def _refusal(
+        self, tool_call: ToolCall, config: InterruptOnConfig, outcome: Approval | PliuzError
+    ) -> ToolMessage | None:
         """The message the model gets instead of the tool's result, or ``None``: run it."""
-        tool_call = g.tool_call
-        allowed = g.config["allowed_decisions"]
         if isinstance(outcome, PliuzError):
-            return _not_run(tool_call, message_for(tool_call["name"], outcome, self.timeout_s))
+            return self._failed(tool_call, outcome)
+        allowed = config["allowed_decisions"]
         status = outcome.status
         kind = (
             ("edit" if outcome.decision and outcome.decision.edited else "approve")
@@ -243,7 +274,7 @@ class PliuzHumanInTheLoopMiddleware(HumanInTheLoopMiddleware[Any, Any, Any]):
             try:
                 raise_for_outcome(outcome)
             except PliuzError as exc:
-                return _not_run(tool_call, message_for(tool_call["name"], exc, self.timeout_s))
+                return self._failed(tool_call, exc)
         if kind not in allowed:
             # Fail closed: Pliuz's policy allowed what this tool's configuration does not.
             log.warning(
@@ -261,72 +292,78 @@ class PliuzHumanInTheLoopMiddleware(HumanInTheLoopMiddleware[Any, Any, Any]):
             return _answer_message(tool_call, {"type": "respond", "message": outcome.reason or ""})
         return None
 
+    def _failed(self, tool_call: ToolCall, exc: PliuzError) -> ToolMessage:
+        """Pliuz gave no permission to run (expired, cancelled, unreachable, ...)."""
+        return _not_run(tool_call, message_for(tool_call["name"], exc, self.timeout_s))
+
     # -- batched: one round per model turn ------------------------------------------------
 
-    def _turn(self, state: AgentState[Any]) -> tuple[AIMessage, list[ToolCall]] | None:
+    def _turn(
+        self, state: AgentState[Any], runtime: Runtime[Any]
+    ) -> tuple[AIMessage, list[tuple[ToolCall, InterruptOnConfig]]] | None:
+        """The turn's AI message and its gated calls, or ``None``: nothing to ask."""
+        if self.interrupt_mode == "per_call":
+            return None  # asked in wrap_tool_call
         messages = state["messages"]
         last = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
         if last is None or not last.tool_calls:
             return None
-        return last, list(last.tool_calls)
-
-    def _gated_calls(
-        self, cfg: _BaseClient, calls: list[ToolCall], state: AgentState[Any], runtime: Runtime[Any]
-    ) -> list[_Gated]:
-        gated = []
-        for tool_call in calls:
-            config = self.interrupt_on.get(tool_call["name"])
-            if config is not None and self._should_interrupt(tool_call, config, state, runtime):
-                gated.append(self._gated(cfg, tool_call, config, state, runtime))
-        return gated
+        pairs = []
+        for call in last.tool_calls:
+            config = self.interrupt_on.get(call["name"])
+            if config is not None and self._should_interrupt(call, config, state, runtime):
+                pairs.append((call, config))
+        return (last, pairs) if pairs else None
 
     def _answers(
-        self, last: AIMessage, gated: list[_Gated], outcomes: list[Approval | PliuzError]
+        self,
+        last: AIMessage,
+        pairs: list[tuple[ToolCall, InterruptOnConfig]],
+        outcomes: list[Approval | PliuzError],
     ) -> dict[str, Any]:
-        refused = [self._refusal(g, o) for g, o in zip(gated, outcomes, strict=True)]
+        refused = [self._refusal(c, cfg, o) for (c, cfg), o in zip(pairs, outcomes, strict=True)]
         # The AI message keeps every call; a refused one is answered by its message, so the
         # agent does not route it to the tools.
         return {"messages": [last, *(m for m in refused if m is not None)]}
 
     def after_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:
         """Batched mode: ask Pliuz about every gated call of the turn, in one round."""
-        if self.interrupt_mode == "per_call" or (turn := self._turn(state)) is None:
+        if (turn := self._turn(state, runtime)) is None:
             return None
-        last, calls = turn
-        with sync_client(self.client) as c:
-            gated = self._gated_calls(c, calls, state, runtime)
-        if not gated:
-            return None
-        return self._answers(last, gated, self._decide_sync(gated))
+        last, pairs = turn
+        return self._answers(last, pairs, self._decide_sync(pairs, state, runtime))
 
     async def aafter_model(
         self, state: AgentState[Any], runtime: Runtime[Any]
     ) -> dict[str, Any] | None:
         """Async :meth:`after_model`."""
-        if self.interrupt_mode == "per_call" or (turn := self._turn(state)) is None:
+        if (turn := self._turn(state, runtime)) is None:
             return None
-        last, calls = turn
-        async with async_client(self.client) as c:
-            gated = self._gated_calls(c, calls, state, runtime)
-        if not gated:
-            return None
-        return self._answers(last, gated, await self._decide_async(gated))
+        last, pairs = turn
+        return self._answers(last, pairs, await self._decide_async(pairs, state, runtime))
 
     # -- running an approved call: claimed and reported through Pliuz ---------------------
 
-    def _gate_of(self, cfg: _BaseClient, request: ToolCallRequest) -> _Gated | None:
+    def _config_for(self, request: ToolCallRequest) -> InterruptOnConfig | None:
+        """The call's configuration if it is gated (its ``when`` holds), else ``None``."""
         config = self.interrupt_on.get(request.tool_call["name"])
         if config is None:
             return None
         when = config.get("when")
         if when is not None and not when(request):
             return None
-        return self._gated(cfg, request.tool_call, config, request.state, get_runtime())
+        return config
 
-    def _edited(self, g: _Gated, final: dict[str, Any]) -> Action | None:
-        if final == dict(g.tool_call["args"]):
-            return None
-        return Action(name=g.tool_call["name"], args=final)
+    def _finish(
+        self, request: ToolCallRequest, result: ToolMessage | Command[Any], final: dict[str, Any]
+    ) -> ToolMessage | Command[Any]:
+        """Tell the model, in LangChain's words, when the arguments that ran were edited."""
+        ran = _with_args(request, final)
+        if final == dict(request.tool_call["args"]):
+            return result
+        return self._annotate_edited_result(
+            result, ran, Action(name=request.tool_call["name"], args=final)
+        )
 
     def wrap_tool_call(
         self,
@@ -334,28 +371,29 @@ class PliuzHumanInTheLoopMiddleware(HumanInTheLoopMiddleware[Any, Any, Any]):
         handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
     ) -> ToolMessage | Command[Any]:
         """Run a gated call only as Pliuz allows it: claimed once, then reported."""
-        with sync_client(self.client) as c:
-            g = self._gate_of(c, request)
-            if g is None:
-                return handler(request)
-            if self.interrupt_mode == "per_call":
-                refused = self._refusal(g, self._decide_sync([g])[0])
-                if refused is not None:
-                    return refused
-            ran: dict[str, Any] = {}
+        if (config := self._config_for(request)) is None:
+            return handler(request)
+        call = request.tool_call
+        if self.interrupt_mode == "per_call":
+            (outcome,) = self._decide_sync([(call, config)], request.state, get_runtime())
+            if (refused := self._refusal(call, config, outcome)) is not None:
+                return refused
+        ran: dict[str, Any] = {}
 
-            def execute(final: dict[str, Any]) -> ToolMessage | Command[Any]:
-                ran["final"] = final
-                return handler(_with_args(request, final))
+        def execute(final: dict[str, Any]) -> ToolMessage | Command[Any]:
+            ran["final"] = final
+            return handler(_with_args(request, final))
 
-            try:
+        try:
+            with sync_client(self.client) as c:
+                g = self._gated(c, call, config, request.state, get_runtime())
+                # Re-attaches to the decided request: claims it, runs, reports.
                 result = run_gated_sync(
                     c, g.prepared, execute, timeout_s=self.timeout_s, unreported=(GraphBubbleUp,)
                 )
-            except PliuzError as exc:
-                return self._refusal(g, exc) or _not_run(request.tool_call, str(exc))
-        executed = self._edited(g, ran["final"])
-        return self._annotate_edited_result(result, _with_args(request, ran["final"]), executed)
+        except PliuzError as exc:
+            return self._failed(call, exc)
+        return self._finish(request, result, ran["final"])
 
     async def awrap_tool_call(
         self,
@@ -363,28 +401,28 @@ class PliuzHumanInTheLoopMiddleware(HumanInTheLoopMiddleware[Any, Any, Any]):
         handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
     ) -> ToolMessage | Command[Any]:
         """Async :meth:`wrap_tool_call`."""
-        async with async_client(self.client) as c:
-            g = self._gate_of(c, request)
-            if g is None:
-                return await handler(request)
-            if self.interrupt_mode == "per_call":
-                refused = self._refusal(g, (await self._decide_async([g]))[0])
-                if refused is not None:
-                    return refused
-            ran: dict[str, Any] = {}
+        if (config := self._config_for(request)) is None:
+            return await handler(request)
+        call = request.tool_call
+        if self.interrupt_mode == "per_call":
+            (outcome,) = await self._decide_async([(call, config)], request.state, get_runtime())
+            if (refused := self._refusal(call, config, outcome)) is not None:
+                return refused
+        ran: dict[str, Any] = {}
 
-            async def execute(final: dict[str, Any]) -> ToolMessage | Command[Any]:
-                ran["final"] = final
-                return await handler(_with_args(request, final))
+        async def execute(final: dict[str, Any]) -> ToolMessage | Command[Any]:
+            ran["final"] = final
+            return await handler(_with_args(request, final))
 
-            try:
+        try:
+            async with async_client(self.client) as c:
+                g = self._gated(c, call, config, request.state, get_runtime())
                 result = await run_gated_async(
                     c, g.prepared, execute, timeout_s=self.timeout_s, unreported=(GraphBubbleUp,)
                 )
-            except PliuzError as exc:
-                return self._refusal(g, exc) or _not_run(request.tool_call, str(exc))
-        executed = self._edited(g, ran["final"])
-        return self._annotate_edited_result(result, _with_args(request, ran["final"]), executed)
+        except PliuzError as exc:
+            return self._failed(call, exc)
+        return self._finish(request, result, ran["final"])
 
 
 def _config() -> Any:
