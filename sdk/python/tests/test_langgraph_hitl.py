@@ -360,3 +360,31 @@ def test_a_wrong_api_key_fails_closed_in_both_modes(agent_env: dict[str, str]) -
         msg = model.tool_messages()[call_id]
         assert msg.status == "error" and "misconfigured" in str(msg.content), (mode, msg)
         wrong.close()
+
+
+def test_per_call_pause_mode_one_interrupt_per_pending_call(
+    agent_env: dict[str, str], human: Human
+) -> None:
+    ran: list[tuple[str, dict[str, Any]]] = []
+    turn = [("send_note", NOTE, "hn-pp1"), ("ask_user", {"question": "Tea?"}, "hn-pp2")]
+    built, model = agent(ran, [turn, "Done."], interrupt_mode="per_call", wait_s=0.3)
+    config = thread()
+    session = config["configurable"]["thread_id"]
+
+    out = built.invoke({"messages": [("user", "go")]}, config)
+    assert ran == []
+    interrupts = out["__interrupt__"]
+    assert sorted(i.value[0]["action_request"]["action"] for i in interrupts) == [
+        "ask_user",
+        "send_note",
+    ]
+    for a in human.wait_pending(2, session=session):
+        if a["tool_name"] == "ask_user":
+            human.decide_ok(a["id"], "respond", reason="Green, please.")
+        else:
+            human.decide_ok(a["id"], "approve")
+    # Several pauses: each is resumed by its id; the values are ignored.
+    out = built.invoke(Command(resume={i.id: "decided" for i in interrupts}), config)
+    assert "__interrupt__" not in out
+    assert ran == [("send_note", NOTE)]
+    assert model.tool_messages()["hn-pp2"].content == "Green, please."
