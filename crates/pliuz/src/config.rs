@@ -612,7 +612,7 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
                     None => errors.push(lines.err(
                         d,
                         format!(
-                            "policy '{name}': decision '{}' must be one of approve, reject, edit",
+                            "policy '{name}': decision '{}' must be one of approve, reject, edit, respond",
                             d.get_ref()
                         ),
                     )),

@@ -31,7 +31,7 @@ dm_approvers = {dm_approvers}
 "fin@example.com" = "UFIN"
 
 {refunds}slack_channel = "#refunds"
-{deletes}{payouts}{quick}{lost}"##,
+{deletes}{payouts}{quick}{lost}{answers}"##,
         api = fake.api_url(),
         refunds = support::REFUNDS_POLICY,
         deletes = finance_policy(
@@ -46,6 +46,11 @@ dm_approvers = {dm_approvers}
             "expires_in = \"2s\"\nslack_channel = \"#quick\""
         ),
         lost = finance_policy("lost", "lost_tool", r##"slack_channel = "#nowhere""##),
+        answers = finance_policy(
+            "answers",
+            "ask_user",
+            r#"decisions = ["approve", "reject", "respond"]"#
+        ),
     )
 }
 
@@ -609,6 +614,62 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
         assert_eq!(e.successful_posts(x).len(), 1);
     }
     e.assert_no_secrets_logged();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn respond_from_slack_only_where_the_policy_allows_it() {
+    let e = env(false).await;
+    // "refunds" does not list respond: no Respond button.
+    let (_, _, plain) = e
+        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 9000}}))
+        .await;
+    assert!(button_value(&plain, "pliuz_reject").is_some());
+    assert!(button_value(&plain, "pliuz_respond").is_none());
+
+    let (_, id, post) = e
+        .create_posted(json!({"tool_name": "ask_user", "tool_args": {"question": "Which room?"}}))
+        .await;
+    assert!(button_value(&post, "pliuz_respond").is_some());
+    let poll = e.long_poll(&id);
+    let (status, _, _) = e.click("UFIN", "pliuz_respond", &post, &id).await;
+    assert_eq!(status, StatusCode::OK);
+    let view = e.opened_modal("trigger-UFIN-pliuz_respond").await;
+    assert_eq!(view["callback_id"], "pliuz_respond_view");
+    // An empty answer is refused in the modal itself.
+    let (status, text, _) = e
+        .interact(&view_submission(
+            "UFIN",
+            &view,
+            json!({"reason": {"reason_input": {"type": "plain_text_input", "value": "  "}}}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["response_action"], "errors");
+    assert!(
+        v["errors"]["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("answer")),
+        "{v}"
+    );
+    assert_eq!(e.get(&id).await["status"], "pending");
+    let (status, text, _) = e
+        .interact(&view_submission(
+            "UFIN",
+            &view,
+            json!({"reason": {"reason_input": {"type": "plain_text_input", "value": "Room 4, at ten."}}}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.is_empty(), "the modal should close: {text}");
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    assert_eq!(done["status"], "responded", "{done}");
+    assert_eq!(done["decision"]["reason"], "Room 4, at ten.");
+    assert_eq!(done["decision"]["by"], "user:fin@example.com");
+    let upd = e.updated(&post, "Responded").await;
+    let ut = upd.body.to_string();
+    assert!(ut.contains("Room 4, at ten."), "{ut}");
+    assert!(!ut.contains("pliuz_respond"), "buttons remain: {ut}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -382,16 +382,18 @@ class PliuzClient(_HttpClient[httpx.Client]):
     def decide(
         self,
         approval: Approval | str,
-        decision: Literal["approve", "reject", "edit"],
+        decision: Literal["approve", "reject", "edit", "respond"],
         **options: Unpack[DecisionOptions],
     ) -> Approval:
-        """Approve, reject or edit (with ``final_args``) as a human approver.
+        """Approve, reject, edit (with ``final_args``) or respond as a human approver.
 
         Keywords: ``args_digest``, ``reason``, ``final_args``.
 
         A reject needs a ``reason`` (at most 2,000 characters): the agent's
         model receives it. Without one the server refuses with
-        :class:`PliuzValidationError`.
+        :class:`PliuzValidationError`. A ``respond`` (only where the policy's
+        ``decisions`` list it) needs one too: it is the message the model
+        receives instead of the tool's result; the tool never runs.
 
         A decision applies only to the arguments you reviewed: pass the
         :class:`Approval` you looked at (its ``args_digest`` is sent), or an
@@ -564,7 +566,7 @@ class AsyncPliuzClient(_HttpClient[httpx.AsyncClient]):
     async def decide(
         self,
         approval: Approval | str,
-        decision: Literal["approve", "reject", "edit"],
+        decision: Literal["approve", "reject", "edit", "respond"],
         **options: Unpack[DecisionOptions],
     ) -> Approval:
         """Async :meth:`PliuzClient.decide`."""

@@ -45,6 +45,7 @@ from .errors import (
     PliuzExpiredError,
     PliuzOutcomeUnknownError,
     PliuzRejectedError,
+    PliuzRespondedError,
     PliuzTimeoutError,
 )
 from .idempotency import idempotency_key
@@ -144,6 +145,7 @@ def raise_for_outcome(approval: Approval) -> None:
     """Raise the matching outcome error unless ``approval`` is ``approved``.
 
     ``rejected`` → :class:`~pliuz.PliuzRejectedError` (with ``reason``),
+    ``responded`` → :class:`~pliuz.PliuzRespondedError` (with ``response``),
     ``expired`` → :class:`~pliuz.PliuzExpiredError`, ``cancelled`` →
     :class:`~pliuz.PliuzCancelledError`, ``executed`` →
     :class:`~pliuz.PliuzAlreadyExecutedError`, ``executing`` →
@@ -162,6 +164,13 @@ def raise_for_outcome(approval: Approval) -> None:
             + (f" by {by}" if by else "")
             + (f": {reason}" if reason else ""),
             reason=reason,
+            approval=approval,
+        )
+    if status == "responded":
+        by = approval.decision.by if approval.decision else None
+        raise PliuzRespondedError(
+            f"{name} was answered" + (f" by {by}" if by else "") + " instead of being run",
+            response=approval.reason or "",
             approval=approval,
         )
     if status == "expired":

@@ -11,6 +11,7 @@ HTTP failures are mapped from the RFC 9457 problem+json ``code`` field::
 
 Outcomes of waiting for a decision are errors too, so that a gated function
 never runs by accident: :class:`PliuzRejectedError` (carries ``.reason``),
+:class:`PliuzRespondedError` (carries ``.response``, the answer for the model),
 :class:`PliuzExpiredError`, :class:`PliuzCancelledError`,
 :class:`PliuzTimeoutError`, :class:`PliuzAlreadyExecutedError`,
 :class:`PliuzOutcomeUnknownError` and :class:`PliuzExecutionExpiredError`.
@@ -46,6 +47,7 @@ __all__ = [
     "PliuzOutcomeUnknownError",
     "PliuzRateLimitError",
     "PliuzRejectedError",
+    "PliuzRespondedError",
     "PliuzServerError",
     "PliuzTimeoutError",
     "PliuzUnknownPolicyError",
@@ -191,6 +193,15 @@ class PliuzRejectedError(PliuzDecisionError):
     ) -> None:
         super().__init__(message, approval=approval)
         self.reason = reason
+
+
+class PliuzRespondedError(PliuzDecisionError):
+    """A person answered in the tool's place (a ``respond`` decision): the tool does not
+    run, and ``message`` is what the model gets instead of the tool's result."""
+
+    def __init__(self, message: str, *, response: str, approval: Approval | None = None) -> None:
+        super().__init__(message, approval=approval)
+        self.response = response
 
 
 class PliuzExpiredError(PliuzDecisionError):

@@ -22,13 +22,17 @@ __all__ = [
 ]
 
 ApprovalStatus = Literal[
-    "pending", "approved", "rejected", "expired", "cancelled", "executing", "executed"
+    "pending", "approved", "rejected", "responded", "expired", "cancelled", "executing", "executed"
 ]
-"""``pending`` → ``approved``/``rejected``/``expired``/``cancelled``; ``approved`` →
+"""``pending`` → ``approved``/``rejected``/``responded``/``expired``/``cancelled``
+(``responded``: a person answered in the tool's place, where the policy allows it; the
+tool never runs and the model gets the message, the decision's ``reason``); ``approved`` →
 ``executing`` (the execution was claimed) → ``executed`` (its outcome was reported).
 An ``executing`` request whose report never arrived has an unknown outcome."""
 
-TERMINAL_STATUSES: frozenset[str] = frozenset({"rejected", "expired", "cancelled", "executed"})
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {"rejected", "responded", "expired", "cancelled", "executed"}
+)
 SETTLED_STATUSES: frozenset[str] = TERMINAL_STATUSES | {"approved", "executing"}
 
 
@@ -49,7 +53,7 @@ class Decision(_Model):
     ``by`` is ``user:EMAIL``, ``policy:NAME``, ``agent:NAME`` or ``system``.
     """
 
-    outcome: Literal["approved", "rejected", "expired", "cancelled"]
+    outcome: Literal["approved", "rejected", "responded", "expired", "cancelled"]
     by: str | None = None
     reason: str | None = None
     edited: bool = False

@@ -8,7 +8,7 @@
 //! * `session`: the page extractors (logged-in viewer, CSRF-checked forms);
 //!   the cookie and token plumbing is `crate::http::session`.
 //! * `queue`: the inbox list; `live`: its live feed (SSE);
-//!   `request_page`: one request; `decide`: approve, reject, edit.
+//!   `request_page`: one request; `decide`: approve, reject, respond, edit.
 //! * `overview`: charts and tables of how the approval process is doing.
 //! * `history`: decided requests and their CSV / JSONL export.
 //! * `oidc`: single sign-on with an OpenID Connect provider.
@@ -47,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .route("/requests/{id}", get(request_page::show))
         .route("/requests/{id}/approve", post(decide::approve))
         .route("/requests/{id}/reject", post(decide::reject))
+        .route("/requests/{id}/respond", post(decide::respond))
         .route("/requests/{id}/edit", post(decide::edit))
         .route("/requests/{id}/receipt.json", get(request_page::receipt))
         .route("/overview", get(overview::index))

@@ -851,6 +851,10 @@ impl From<Refusal> for ServiceError {
                 "reason",
                 "is required to reject: say why, the agent's model receives it",
             )]),
+            Refusal::MessageRequired => ServiceError::Validation(vec![FieldError::new(
+                "reason",
+                "is required to respond: it is the message the agent's model receives instead of the tool's result",
+            )]),
             Refusal::ReasonTooLong { max } => ServiceError::Validation(vec![FieldError::new(
                 "reason",
                 format!("must be at most {max} characters"),

@@ -15,7 +15,9 @@ use serde_json::{json, Map, Value};
 pub const ACTION_APPROVE: &str = "pliuz_approve";
 pub const ACTION_REJECT: &str = "pliuz_reject";
 pub const ACTION_EDIT: &str = "pliuz_edit";
+pub const ACTION_RESPOND: &str = "pliuz_respond";
 pub const VIEW_REJECT: &str = "pliuz_reject_view";
+pub const VIEW_RESPOND: &str = "pliuz_respond_view";
 pub const VIEW_EDIT: &str = "pliuz_edit_view";
 pub const BLOCK_REASON: &str = "reason";
 pub const INPUT_REASON: &str = "reason_input";
@@ -189,6 +191,9 @@ fn headline(a: &Approval) -> String {
             format!(":white_check_mark: *Approved* by {by} on {at}; the agent ran it ({ran})")
         }
         Status::Rejected => format!(":no_entry: *Rejected* by {by} on {at}"),
+        Status::Responded => format!(
+            ":speech_balloon: *Responded* by {by} on {at}: the tool did not run; the agent got their message"
+        ),
         Status::Expired => format!(":hourglass: *Expired* on {at}: nobody decided in time"),
         Status::Cancelled => format!(":heavy_multiplication_x: *Cancelled* by {by} on {at}"),
     }
@@ -200,6 +205,7 @@ pub fn fallback_text(a: &Approval) -> String {
         Status::Pending => "Approval needed",
         Status::Approved | Status::Executing | Status::Executed => "Approved",
         Status::Rejected => "Rejected",
+        Status::Responded => "Responded",
         Status::Expired => "Expired",
         Status::Cancelled => "Cancelled",
     };
@@ -267,6 +273,7 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
             DecisionKind::Approve,
             DecisionKind::Reject,
             DecisionKind::Edit,
+            DecisionKind::Respond,
         ] {
             if !a.allowed_decisions.contains(&d) {
                 continue;
@@ -275,6 +282,7 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
                 DecisionKind::Approve => ("Approve", ACTION_APPROVE, Some("primary")),
                 DecisionKind::Reject => ("Reject", ACTION_REJECT, Some("danger")),
                 DecisionKind::Edit => ("Edit", ACTION_EDIT, None),
+                DecisionKind::Respond => ("Respond", ACTION_RESPOND, None),
             };
             let mut b = json!({
                 "type": "button",
@@ -372,6 +380,23 @@ pub fn reject_modal(a: &Approval, meta: &ModalMeta) -> Value {
         VIEW_REJECT,
         ("Reject request", "Reject"),
         vec![reason],
+    )
+}
+
+/// The "answer in the tool's place" modal (a `respond` decision).
+pub fn respond_modal(a: &Approval, meta: &ModalMeta) -> Value {
+    let message = json!({
+        "type": "input",
+        "block_id": BLOCK_REASON,
+        "label": {"type": "plain_text", "text": "Your answer (the agent gets it instead of the tool's result)"},
+        "element": {"type": "plain_text_input", "action_id": INPUT_REASON, "multiline": true, "max_length": 2000},
+    });
+    modal(
+        a,
+        meta,
+        VIEW_RESPOND,
+        ("Respond instead", "Send answer"),
+        vec![message],
     )
 }
 

@@ -234,12 +234,12 @@ async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response
             });
             ok
         }
-        blocks::ACTION_REJECT | blocks::ACTION_EDIT => {
+        blocks::ACTION_REJECT | blocks::ACTION_EDIT | blocks::ACTION_RESPOND => {
             let started = Instant::now();
-            let kind = if action_id == blocks::ACTION_REJECT {
-                DecisionKind::Reject
-            } else {
-                DecisionKind::Edit
+            let kind = match action_id {
+                blocks::ACTION_REJECT => DecisionKind::Reject,
+                blocks::ACTION_RESPOND => DecisionKind::Respond,
+                _ => DecisionKind::Edit,
             };
             let opened = tokio::time::timeout(
                 INLINE_BUDGET,
@@ -269,7 +269,7 @@ async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response
     }
 }
 
-/// Opens the reject or edit modal with the click's `trigger_id`.
+/// Opens the reject, respond or edit modal with the click's `trigger_id`.
 async fn open_modal(
     state: &AppState,
     slack: &Slack,
@@ -310,6 +310,7 @@ async fn open_modal(
             "These arguments are too long to edit in Slack; edit them in the Pliuz inbox instead."
                 .to_owned()
         })?,
+        DecisionKind::Respond => blocks::respond_modal(&a, &meta),
         _ => blocks::reject_modal(&a, &meta),
     };
     slack
@@ -337,6 +338,7 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
     let kind = match callback {
         blocks::VIEW_REJECT => DecisionKind::Reject,
         blocks::VIEW_EDIT => DecisionKind::Edit,
+        blocks::VIEW_RESPOND => DecisionKind::Respond,
         _ => return StatusCode::OK.into_response(),
     };
     let error_block = if kind == DecisionKind::Edit {
@@ -383,12 +385,18 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
     };
     let reason = input_value(blocks::BLOCK_REASON, blocks::INPUT_REASON);
     let input = match kind {
-        DecisionKind::Reject => {
+        DecisionKind::Reject | DecisionKind::Respond => {
             match check_reason(Action::Decide(kind), reason.as_deref()) {
                 Err(Refusal::ReasonRequired) => {
                     return modal_errors(
                         blocks::BLOCK_REASON,
                         "Please say why you are rejecting it.",
+                    )
+                }
+                Err(Refusal::MessageRequired) => {
+                    return modal_errors(
+                        blocks::BLOCK_REASON,
+                        "Please write the answer the agent should get.",
                     )
                 }
                 Err(other) => return modal_errors(blocks::BLOCK_REASON, &other.to_string()),
