@@ -38,6 +38,8 @@
 //! `PLIUZ_OUTBOX_MAX_ATTEMPTS` (for non-transient errors, default 10),
 //! `PLIUZ_OUTBOX_LEASE_MS` (claim lease, default 60000).
 
+mod questions;
+
 use crate::approval::{Actor, Approval};
 use crate::audit_event::{AuditEvent, SlackDelivery};
 use crate::service::deliveries::Posted;
@@ -213,6 +215,8 @@ pub async fn deliver_due(cp: &ControlPlane, slack: &Slack, tuning: &Tuning) -> u
             "slack.post" => post(cp, slack, &row).await,
             "slack.dm" => dm(cp, slack, &row).await,
             "slack.update" => update(cp, slack, &row).await,
+            "slack.question.post" => questions::post(cp, slack, &row).await,
+            "slack.question.update" => questions::update(cp, slack, &row).await,
             other => {
                 give_up(cp, &row, &format!("unknown notification kind '{other}'")).await;
                 continue;

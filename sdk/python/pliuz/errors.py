@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
-    from .models import Approval
+    from .models import Approval, Question
 
 __all__ = [
     "PliuzAPIError",
@@ -44,6 +44,7 @@ __all__ = [
     "PliuzNoMatchingPolicyError",
     "PliuzNotFoundError",
     "PliuzOutcomeUnknownError",
+    "PliuzQuestionExpiredError",
     "PliuzRateLimitError",
     "PliuzRejectedError",
     "PliuzServerError",
@@ -195,6 +196,14 @@ class PliuzRejectedError(PliuzDecisionError):
 
 class PliuzExpiredError(PliuzDecisionError):
     """Nobody decided before the policy's ``expires_in`` elapsed."""
+
+
+class PliuzQuestionExpiredError(PliuzExpiredError):
+    """Nobody answered the question before it expired. ``question`` is its last state."""
+
+    def __init__(self, message: str, *, question: Question | None = None) -> None:
+        super().__init__(message)
+        self.question = question
 
 
 class PliuzCancelledError(PliuzDecisionError):

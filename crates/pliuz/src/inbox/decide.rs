@@ -79,6 +79,9 @@ pub(super) async fn decide(
 pub struct ReasonForm {
     #[serde(default)]
     reason: String,
+    /// One of the policy's `reject_reasons`, or empty.
+    #[serde(default)]
+    reason_choice: String,
     /// What the decider reviewed; missing means a stale form: refused.
     #[serde(default)]
     args_digest: String,
@@ -103,18 +106,31 @@ pub async fn reject(
     super::extract::WebPath(id): super::extract::WebPath,
     CsrfForm(s, f): CsrfForm<ReasonForm>,
 ) -> WebResult {
-    let reason = non_empty(Some(f.reason));
-    // The rule every edge asks; the form says it in its own words.
-    let refused = match check_reason(Action::Decide(DecisionKind::Reject), reason.as_deref()) {
-        Err(Refusal::ReasonRequired) => {
-            Some("Write a reason for rejecting: the agent's model receives it.".to_owned())
-        }
-        Err(Refusal::ReasonTooLong { max }) => {
-            Some(format!("The reason is too long: at most {max} characters."))
-        }
-        Err(other) => Some(other.to_string()),
-        Ok(()) => None,
+    let policy = match state.cp.get_for(&s.principal(), &id).await {
+        Ok(a) => state.cp.policies.get(&a.policy).cloned(),
+        Err(_) => None,
     };
+    // A chosen reason leads; the text adds details.
+    let (reason, bad_choice) = match &policy {
+        Some(p) => match p.reject_reason(&f.reason_choice, Some(&f.reason)) {
+            Ok(r) => (r, None),
+            Err(m) => (non_empty(Some(f.reason)), Some(m)),
+        },
+        None => (non_empty(Some(f.reason)), None),
+    };
+    // The rule every edge asks; the form says it in its own words.
+    let refused = bad_choice.or_else(|| {
+        match check_reason(Action::Decide(DecisionKind::Reject), reason.as_deref()) {
+            Err(Refusal::ReasonRequired) => {
+                Some("Write a reason for rejecting: the agent's model receives it.".to_owned())
+            }
+            Err(Refusal::ReasonTooLong { max }) => {
+                Some(format!("The reason is too long: at most {max} characters."))
+            }
+            Err(other) => Some(other.to_string()),
+            Ok(()) => None,
+        }
+    });
     let (Some(reason), None) = (reason.clone(), refused.clone()) else {
         return render(
             &state,

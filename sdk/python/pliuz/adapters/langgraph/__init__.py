@@ -38,6 +38,9 @@ on Pliuz and then resumes. On resume the decision is read **from Pliuz**, never
 from the resume value: a forged resume cannot approve anything, it just pauses
 the graph again.
 
+**3. Ask a person** (:func:`ask_human_tool`): a tool the model calls with a
+question (and optional choices) that returns the person's answer.
+
 The package: :mod:`~pliuz.adapters.langgraph.tools` (gated tools),
 :mod:`~pliuz.adapters.langgraph.interrupt` (pausing a node) and
 :mod:`~pliuz.adapters.langgraph.resume` (resuming); import everything from here.
@@ -46,6 +49,7 @@ The package: :mod:`~pliuz.adapters.langgraph.tools` (gated tools),
 from __future__ import annotations
 
 from ._common import INTERRUPT_TYPE
+from .ask_human import ask_human_tool
 from .interrupt import (
     AskOptions,
     arequire_approval,
@@ -64,6 +68,7 @@ __all__ = [
     "arequire_approval",
     "aresume_when_decided",
     "arun_with_approval",
+    "ask_human_tool",
     "gated_tool",
     "pending_approvals",
     "require_approval",
