@@ -79,7 +79,7 @@ describe('questions and reject reasons in the inbox', () => {
     const q = await ask({ text: 'What did the customer say exactly?', policy: 'refunds' });
     const { page } = ann;
     await page.goto(`${pliuz.base}/questions/${q.id}`);
-    await page.getByLabel('Answer').fill('She wants it by Friday.');
+    await page.getByRole('textbox', { name: 'Answer in words' }).fill('She wants it by Friday.');
     await page.getByRole('button', { name: 'Send answer' }).click();
     await page.waitForURL(/done=answered/);
     assert.equal(await page.locator('#answer-text').textContent(), 'She wants it by Friday.');
@@ -107,7 +107,7 @@ describe('questions and reject reasons in the inbox', () => {
     const options = await page.locator('#reason_choice option').allTextContents();
     assert.deepEqual(options, ['Other (write it below)', 'wrong amount', 'wrong customer']);
     await page.locator('#reason_choice').selectOption('wrong amount');
-    await page.getByLabel('Details').fill('40 EUR, not 129');
+    await page.getByRole('textbox', { name: 'Details for the agent' }).fill('40 EUR, not 129');
     await page.locator('#reject').click();
     await page.waitForURL(/done=rejected/);
     const r = await pliuz.api('GET', `/api/v1/approvals/${a.id}`, { token: agentKey });

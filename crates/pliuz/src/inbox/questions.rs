@@ -113,7 +113,7 @@ fn question_page(
                                 form.text-form method="post" action={ "/questions/" (q.id) "/answer" } {
                                     input type="hidden" name="csrf" value=(s.csrf);
                                     div.field {
-                                        label for="answer-text-input" { @if q.choices.is_empty() { "Answer" } @else { "Or answer in your own words" } }
+                                        label for="answer-text-input" { @if q.choices.is_empty() { "Answer in words" } @else { "Or answer in your own words" } }
                                         textarea #answer-text-input name="text" rows="3" maxlength="4000" required { }
                                     }
                                     button #send-answer type="submit" { "Send answer" }

@@ -271,7 +271,7 @@ pub(super) fn request_page(
                                                 }
                                             }
                                             div.field {
-                                                label for="reason" { "Details" }
+                                                label for="reason" { "Details for the agent" }
                                                 textarea #reason name="reason" rows="3" maxlength="2000" aria-describedby="reason-help" { (fb.reason.clone().unwrap_or_default()) }
                                                 p.help #reason-help { "The agent's model receives the chosen reason and these details, so say what it should do instead." }
                                             }
