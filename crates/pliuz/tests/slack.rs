@@ -1270,3 +1270,23 @@ async fn the_reject_modal_offers_the_policy_reasons() {
     assert_eq!(done["status"], "rejected");
     assert_eq!(done["decision"]["reason"], "wrong customer");
 }
+
+#[tokio::test]
+async fn an_expired_question_message_loses_its_buttons() {
+    let e = env(false).await;
+    let (id, post) = ask(
+        &e,
+        json!({"text": "Anyone?", "choices": ["yes"], "policy": "quick"}),
+    )
+    .await;
+    assert_eq!(post.body["channel"], "#quick");
+    let upd = e.updated(&post, "Expired").await;
+    let ut = upd.body.to_string();
+    assert!(
+        !ut.contains("pliuz_question_choice"),
+        "buttons remain: {ut}"
+    );
+    let (status, _, _) = e.click("UFIN", "pliuz_question_choice_0", &post, &id).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_ephemeral(&e.fake, "expired").await;
+}
