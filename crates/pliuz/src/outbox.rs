@@ -273,10 +273,16 @@ async fn failed(cp: &ControlPlane, row: &OutboxMessage, f: Failure, tuning: &Tun
 
 async fn give_up(cp: &ControlPlane, row: &OutboxMessage, error: &str) {
     tracing::error!(outbox = %row.id, kind = %row.kind, %error, "giving up on a notification");
+    // A question's row names the question in `approval_id`; its entry names
+    // no request (the outbox id and kind say what it was about).
+    let approval_id = row
+        .approval_id
+        .clone()
+        .filter(|_| !row.kind.starts_with("slack.question."));
     let result = cp
         .give_up_notification(
             &row.id,
-            row.approval_id.clone(),
+            approval_id,
             &row.kind,
             row.attempts + 1,
             error,
