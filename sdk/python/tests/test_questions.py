@@ -183,3 +183,12 @@ def test_langgraph_tool_sync_and_async(server: PliuzServer, agent_env: dict[str,
         q = wait_question(server, marker)
         assert answer(server, q["id"], choice="x").status_code == 200
         assert fut2.result(timeout=60) == "bob@example.com answered: x"
+
+
+def test_the_tools_tell_the_model_when_nobody_answered_or_the_policy_is_wrong(
+    server: PliuzServer, agent_env: dict[str, str]
+) -> None:
+    expired = langgraph_ask_human_tool(policy="quick").invoke({"question": f"Hello? {uid()}"})
+    assert expired == "Nobody answered the question in time. Do not assume an answer."
+    wrong = langgraph_ask_human_tool(policy="no-such-policy").invoke({"question": "Hm?"})
+    assert wrong.startswith("The question could not be asked (PliuzUnknownPolicyError)"), wrong

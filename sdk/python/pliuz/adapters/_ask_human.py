@@ -4,7 +4,8 @@ answered."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Sequence
 
 from .._client import AsyncPliuzClient
 from .._questions import ChoiceLike
@@ -12,6 +13,8 @@ from .._shared import blocking_twin, shared_async_client, shared_client
 from ..errors import PliuzError, PliuzQuestionExpiredError, PliuzTimeoutError
 from ..models import Answer
 from ..questions import ask_human, ask_human_async
+
+log = logging.getLogger("pliuz")
 
 DEFAULT_NAME = "ask_human"
 DEFAULT_DESCRIPTION = (
@@ -21,17 +24,18 @@ DEFAULT_DESCRIPTION = (
 )
 
 
-def _told(ask: Callable[[], Answer]) -> str:
-    """The answer as the model should read it; an unanswered question is told to
-    the model, never raised."""
-    try:
-        answer = ask()
-    except PliuzQuestionExpiredError:
+def _unanswered(exc: PliuzError) -> str:
+    """What the model is told when there is no answer: never an assumed one."""
+    if isinstance(exc, PliuzQuestionExpiredError):
         return "Nobody answered the question in time. Do not assume an answer."
-    except PliuzTimeoutError:
+    if isinstance(exc, PliuzTimeoutError):
         return "No answer yet and this tool stopped waiting. Do not assume an answer."
-    except PliuzError as exc:
-        return f"The question could not be asked ({type(exc).__name__}): {exc}"
+    # A misconfiguration (key, policy) or an unreachable server: say so in the log too.
+    log.warning("pliuz: could not ask a person: %r", exc)
+    return f"The question could not be asked ({type(exc).__name__}): {exc}"
+
+
+def _told(answer: Answer) -> str:
     by = (answer.answered_by or "a person").removeprefix("user:")
     return f"{by} answered: {answer.as_text}"
 
@@ -55,9 +59,8 @@ async def ask_for_tool(
             policy=policy,
         )
     except PliuzError as exc:
-        err = exc
-        return _told(lambda: _raise(err))
-    return _told(lambda: answer)
+        return _unanswered(exc)
+    return _told(answer)
 
 
 def ask_for_tool_blocking(
@@ -70,8 +73,8 @@ def ask_for_tool_blocking(
     allow_free_text: bool | None,
 ) -> str:
     c = blocking_twin(client) if client is not None else shared_client()
-    return _told(
-        lambda: ask_human(
+    try:
+        answer = ask_human(
             question,
             client=c,
             timeout=timeout,
@@ -79,8 +82,6 @@ def ask_for_tool_blocking(
             allow_free_text=allow_free_text,
             policy=policy,
         )
-    )
-
-
-def _raise(exc: PliuzError) -> Answer:
-    raise exc
+    except PliuzError as exc:
+        return _unanswered(exc)
+    return _told(answer)
