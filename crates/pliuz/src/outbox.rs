@@ -280,13 +280,7 @@ async fn give_up(cp: &ControlPlane, row: &OutboxMessage, error: &str) {
         .clone()
         .filter(|_| !row.kind.starts_with("slack.question."));
     let result = cp
-        .give_up_notification(
-            &row.id,
-            approval_id,
-            &row.kind,
-            row.attempts + 1,
-            error,
-        )
+        .give_up_notification(&row.id, approval_id, &row.kind, row.attempts + 1, error)
         .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, outbox = %row.id, "could not record giving up");

@@ -283,7 +283,8 @@ impl Policy {
         }
         if !self.reject_reasons.iter().any(|r| r == choice) {
             return Err(format!(
-                "'{choice}' is not one of the reasons policy '{}' offers",
+                "'{}' is not one of the reasons policy '{}' offers",
+                crate::text::truncate(choice, MAX_REJECT_REASON_CHARS),
                 self.name
             ));
         }

@@ -151,7 +151,11 @@ impl Question {
                     if known.is_empty() {
                         "this question offers no choices; answer with text".into()
                     } else {
-                        format!("'{c}' is not one of the choices: {}", known.join(", "))
+                        format!(
+                            "'{}' is not one of the choices: {}",
+                            crate::text::truncate(c, MAX_CHOICE_VALUE_CHARS),
+                            known.join(", ")
+                        )
                     },
                 ));
             }
