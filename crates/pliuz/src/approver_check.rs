@@ -70,6 +70,7 @@ mod tests {
             auto_reject: None,
             slack_channel: None,
             description: None,
+            reject_reasons: vec![],
         };
         PolicySet::new(vec![policy], None, String::new())
     }

@@ -330,6 +330,8 @@ struct FilePolicy {
     auto_approve: Option<Spanned<String>>,
     auto_reject: Option<Spanned<String>>,
     slack_channel: Option<String>,
+    #[serde(default)]
+    reject_reasons: Vec<Spanned<String>>,
 }
 
 /// Maps byte offsets to 1-based line numbers.
@@ -691,6 +693,7 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
     };
     let auto_approve = cond(&raw.auto_approve, "auto_approve");
     let auto_reject = cond(&raw.auto_reject, "auto_reject");
+    let reject_reasons = reject_reasons(&raw.reject_reasons, &name, &decisions, lines, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -706,7 +709,57 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
         auto_reject,
         slack_channel: raw.slack_channel.clone(),
         description: raw.description.clone(),
+        reject_reasons,
     })
+}
+
+/// `reject_reasons`: short, distinct, storable, and only where people may
+/// reject at all.
+fn reject_reasons(
+    raw: &[Spanned<String>],
+    name: &str,
+    decisions: &[DecisionKind],
+    lines: &Lines<'_>,
+    errors: &mut Vec<PolicyError>,
+) -> Vec<String> {
+    use crate::policy::{MAX_REJECT_REASONS, MAX_REJECT_REASON_CHARS};
+    let mut out: Vec<String> = Vec::new();
+    if let Some(first) = raw.first() {
+        if !decisions.contains(&DecisionKind::Reject) {
+            errors.push(lines.err(
+                first,
+                format!("policy '{name}': reject_reasons is set but decisions does not include 'reject'; add it or remove the reasons"),
+            ));
+        }
+    }
+    if raw.len() > MAX_REJECT_REASONS {
+        errors.push(lines.err(
+            &raw[MAX_REJECT_REASONS],
+            format!("policy '{name}': at most {MAX_REJECT_REASONS} reject_reasons are accepted"),
+        ));
+    }
+    for r in raw {
+        let text = r.get_ref().trim().to_owned();
+        let problem = if text.is_empty() {
+            Some("a reject reason is empty".to_owned())
+        } else if text.chars().count() > MAX_REJECT_REASON_CHARS {
+            Some(format!(
+                "reject reason '{}…' is longer than {MAX_REJECT_REASON_CHARS} characters",
+                text.chars().take(30).collect::<String>()
+            ))
+        } else if text.chars().any(char::is_control) {
+            Some("a reject reason contains a control character (one line each)".to_owned())
+        } else if out.contains(&text) {
+            Some(format!("reject reason '{text}' is listed twice"))
+        } else {
+            None
+        };
+        match problem {
+            Some(m) => errors.push(lines.err(r, format!("policy '{name}': {m}"))),
+            None => out.push(text),
+        }
+    }
+    out
 }
 
 /// Reads a config file and reports every mistake as `FILE:LINE: message`.

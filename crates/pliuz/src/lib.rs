@@ -28,6 +28,7 @@ pub(crate) mod outbox;
 pub(crate) mod password_gate;
 pub mod policy;
 pub(crate) mod private_file;
+pub(crate) mod question;
 pub(crate) mod redact;
 pub(crate) mod run;
 pub mod server;

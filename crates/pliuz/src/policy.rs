@@ -200,7 +200,14 @@ pub struct Policy {
     pub auto_reject: Option<Condition>,
     pub slack_channel: Option<String>,
     pub description: Option<String>,
+    /// Reasons offered when rejecting (the inbox's select, Slack's reject
+    /// modal); free text stays possible.
+    pub reject_reasons: Vec<String>,
 }
+
+/// The most reasons a policy may offer, and their length (docs/limits.md).
+pub const MAX_REJECT_REASONS: usize = 20;
+pub const MAX_REJECT_REASON_CHARS: usize = 150;
 
 /// `execute_within` when a policy does not set it.
 pub const DEFAULT_EXECUTE_WITHIN: Duration = Duration::from_secs(24 * 3600);
@@ -236,6 +243,10 @@ pub struct PolicySummary {
     pub auto_approve: Option<String>,
     pub auto_reject: Option<String>,
     pub slack_channel: Option<String>,
+    /// Omitted when empty, so that `policy.loaded` entries of policies
+    /// without reasons keep their bytes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reject_reasons: Vec<String>,
 }
 
 impl Policy {
@@ -252,7 +263,35 @@ impl Policy {
             auto_approve: self.auto_approve.as_ref().map(|c| c.source.clone()),
             auto_reject: self.auto_reject.as_ref().map(|c| c.source.clone()),
             slack_channel: self.slack_channel.clone(),
+            reject_reasons: self.reject_reasons.clone(),
         }
+    }
+
+    /// The reason a rejection carries when given as one of
+    /// `reject_reasons` (`choice`, empty for none) and/or free text: the
+    /// reason itself, followed by the details; `Err` when the choice is not
+    /// one of the policy's.
+    pub fn reject_reason(
+        &self,
+        choice: &str,
+        text: Option<&str>,
+    ) -> Result<Option<String>, String> {
+        let text = text.map(str::trim).filter(|t| !t.is_empty());
+        let choice = choice.trim();
+        if choice.is_empty() {
+            return Ok(text.map(str::to_owned));
+        }
+        if !self.reject_reasons.iter().any(|r| r == choice) {
+            return Err(format!(
+                "'{}' is not one of the reasons policy '{}' offers",
+                crate::text::truncate(choice, MAX_REJECT_REASON_CHARS),
+                self.name
+            ));
+        }
+        Ok(Some(match text {
+            Some(t) => format!("{choice}: {t}"),
+            None => choice.to_owned(),
+        }))
     }
 
     pub fn covers_tool(&self, tool: &str) -> bool {
@@ -434,6 +473,7 @@ mod tests {
             auto_reject: Some(Condition::compile("agent == \"evil\"").unwrap()),
             slack_channel: None,
             description: None,
+            reject_reasons: vec![],
         }
     }
 
@@ -488,6 +528,22 @@ mod tests {
         );
         let set = PolicySet::new(vec![policy()], Some("refunds".into()), String::new());
         assert_eq!(set.resolve(None, "delete_db").unwrap().name, "refunds");
+    }
+
+    #[test]
+    fn a_chosen_reject_reason_leads_the_reason() {
+        let mut p = policy();
+        p.reject_reasons = vec!["wrong amount".into()];
+        assert_eq!(
+            p.reject_reason("wrong amount", None),
+            Ok(Some("wrong amount".into()))
+        );
+        assert_eq!(
+            p.reject_reason("wrong amount", Some(" use 10 ")),
+            Ok(Some("wrong amount: use 10".into()))
+        );
+        assert_eq!(p.reject_reason("", Some("no")), Ok(Some("no".into())));
+        assert!(p.reject_reason("made up", None).is_err());
     }
 
     #[test]

@@ -47,6 +47,7 @@ from .errors import (
     PliuzNoMatchingPolicyError,
     PliuzNotFoundError,
     PliuzOutcomeUnknownError,
+    PliuzQuestionExpiredError,
     PliuzRateLimitError,
     PliuzRejectedError,
     PliuzRespondedError,
@@ -57,15 +58,18 @@ from .errors import (
 )
 from .gated import gated
 from .idempotency import idempotency_key
-from .models import Approval, ApprovalList, Decision, Execution, Vote
+from .models import Answer, Approval, ApprovalList, Choice, Decision, Execution, Question, Vote
+from .questions import ask_human, ask_human_async
 from .redaction import REDACTED
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "REDACTED",
+    "Answer",
     "Approval",
     "ApprovalList",
     "AsyncPliuzClient",
+    "Choice",
     "Decision",
     "Execution",
     "PliuzAPIError",
@@ -88,6 +92,7 @@ __all__ = [
     "PliuzNoMatchingPolicyError",
     "PliuzNotFoundError",
     "PliuzOutcomeUnknownError",
+    "PliuzQuestionExpiredError",
     "PliuzRateLimitError",
     "PliuzRejectedError",
     "PliuzRespondedError",
@@ -95,8 +100,11 @@ __all__ = [
     "PliuzTimeoutError",
     "PliuzUnknownPolicyError",
     "PliuzValidationError",
+    "Question",
     "Vote",
     "__version__",
+    "ask_human",
+    "ask_human_async",
     "flush_reports",
     "gated",
     "idempotency_key",

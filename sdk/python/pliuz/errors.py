@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
-    from .models import Approval
+    from .models import Approval, Question
 
 __all__ = [
     "PliuzAPIError",
@@ -45,6 +45,7 @@ __all__ = [
     "PliuzNoMatchingPolicyError",
     "PliuzNotFoundError",
     "PliuzOutcomeUnknownError",
+    "PliuzQuestionExpiredError",
     "PliuzRateLimitError",
     "PliuzRejectedError",
     "PliuzRespondedError",
@@ -206,6 +207,14 @@ class PliuzRespondedError(PliuzDecisionError):
 
 class PliuzExpiredError(PliuzDecisionError):
     """Nobody decided before the policy's ``expires_in`` elapsed."""
+
+
+class PliuzQuestionExpiredError(PliuzExpiredError):
+    """Nobody answered the question before it expired. ``question`` is its last state."""
+
+    def __init__(self, message: str, *, question: Question | None = None) -> None:
+        super().__init__(message)
+        self.question = question
 
 
 class PliuzCancelledError(PliuzDecisionError):

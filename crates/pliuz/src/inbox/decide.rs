@@ -81,6 +81,9 @@ pub(super) async fn decide(
 pub struct ReasonForm {
     #[serde(default)]
     reason: String,
+    /// One of the policy's `reject_reasons`, or empty.
+    #[serde(default)]
+    reason_choice: String,
     /// What the decider reviewed; missing means a stale form: refused.
     #[serde(default)]
     args_digest: String,
@@ -126,9 +129,25 @@ async fn with_text(
     kind: DecisionKind,
     f: ReasonForm,
 ) -> WebResult {
-    let text = non_empty(Some(f.reason));
+    // A reject may lead with one of the policy's `reject_reasons`; the text
+    // adds details. A respond's message is the text alone.
+    let (text, bad_choice) = if kind == DecisionKind::Reject {
+        let policy = match state.cp.get_for(&s.principal(), id).await {
+            Ok(a) => state.cp.policies.get(&a.policy).cloned(),
+            Err(_) => None,
+        };
+        match &policy {
+            Some(p) => match p.reject_reason(&f.reason_choice, Some(&f.reason)) {
+                Ok(r) => (r, None),
+                Err(m) => (non_empty(Some(f.reason)), Some(m)),
+            },
+            None => (non_empty(Some(f.reason)), None),
+        }
+    } else {
+        (non_empty(Some(f.reason)), None)
+    };
     // The rule every edge asks; the form says it in its own words.
-    let refused = match check_reason(Action::Decide(kind), text.as_deref()) {
+    let refused = bad_choice.or_else(|| match check_reason(Action::Decide(kind), text.as_deref()) {
         Err(Refusal::ReasonRequired) => {
             Some("Write a reason for rejecting: the agent's model receives it.".to_owned())
         }
@@ -141,7 +160,7 @@ async fn with_text(
         }
         Err(other) => Some(other.to_string()),
         Ok(()) => None,
-    };
+    });
     // The text goes back into the form it came from.
     let feedback = |text: Option<String>| match kind {
         DecisionKind::Respond => Feedback {

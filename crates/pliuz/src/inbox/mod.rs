@@ -8,7 +8,8 @@
 //! * `session`: the page extractors (logged-in viewer, CSRF-checked forms);
 //!   the cookie and token plumbing is `crate::http::session`.
 //! * `queue`: the inbox list; `live`: its live feed (SSE);
-//!   `request_page`: one request; `decide`: approve, reject, respond, edit.
+//!   `request_page`: one request; `decide`: approve, reject, respond, edit;
+//!   `questions`: questions from agents and their answer form.
 //! * `overview`: charts and tables of how the approval process is doing.
 //! * `history`: decided requests and their CSV / JSONL export.
 //! * `oidc`: single sign-on with an OpenID Connect provider.
@@ -24,6 +25,7 @@ mod login;
 mod oidc;
 mod overview;
 mod pages;
+mod questions;
 mod queue;
 mod request_page;
 mod session;
@@ -45,6 +47,8 @@ pub fn router() -> Router<AppState> {
         .route("/inbox", get(queue::inbox))
         .route("/inbox/events", get(live::events))
         .route("/requests/{id}", get(request_page::show))
+        .route("/questions/{id}", get(questions::show))
+        .route("/questions/{id}/answer", post(questions::answer))
         .route("/requests/{id}/approve", post(decide::approve))
         .route("/requests/{id}/reject", post(decide::reject))
         .route("/requests/{id}/respond", post(decide::respond))

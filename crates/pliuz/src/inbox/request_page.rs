@@ -196,6 +196,12 @@ pub(super) fn request_page(
 ) -> Markup {
     let now = crate::service::now_millis();
     let can = abilities(state, s, a);
+    let reasons = state
+        .cp
+        .policies
+        .get(&a.policy)
+        .map(|p| p.reject_reasons.clone())
+        .unwrap_or_default();
     let under_review = a.args_under_review();
     let digest = review_digest(a);
     let form_digest = fb.reviewed_digest.clone().unwrap_or_else(|| digest.clone());
@@ -256,10 +262,25 @@ pub(super) fn request_page(
                                     form.reject-form method="post" action={ "/requests/" (a.id) "/reject" } {
                                         input type="hidden" name="csrf" value=(s.csrf);
                                         input type="hidden" name="args_digest" value=(form_digest);
-                                        div.field {
-                                            label for="reason" { "Reason for rejecting" }
-                                            textarea #reason name="reason" rows="3" maxlength="2000" required aria-describedby="reason-help" { (fb.reason.clone().unwrap_or_default()) }
-                                            p.help #reason-help { "The agent's model receives this reason, so say what it should do instead." }
+                                        @if reasons.is_empty() {
+                                            div.field {
+                                                label for="reason" { "Reason for rejecting" }
+                                                textarea #reason name="reason" rows="3" maxlength="2000" required aria-describedby="reason-help" { (fb.reason.clone().unwrap_or_default()) }
+                                                p.help #reason-help { "The agent's model receives this reason, so say what it should do instead." }
+                                            }
+                                        } @else {
+                                            div.field {
+                                                label for="reason_choice" { "Reason for rejecting" }
+                                                select #reason_choice name="reason_choice" aria-describedby="reason-help" {
+                                                    option value="" { "Other (write it below)" }
+                                                    @for r in &reasons { option value=(r) { (r) } }
+                                                }
+                                            }
+                                            div.field {
+                                                label for="reason" { "Details for the agent" }
+                                                textarea #reason name="reason" rows="3" maxlength="2000" aria-describedby="reason-help" { (fb.reason.clone().unwrap_or_default()) }
+                                                p.help #reason-help { "The agent's model receives the chosen reason and these details, so say what it should do instead." }
+                                            }
                                         }
                                         button.reject #reject type="submit" { "Reject" }
                                     }

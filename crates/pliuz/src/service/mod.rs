@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod deliveries;
 pub mod directory;
 pub mod queries;
+pub mod questions;
 pub mod runs;
 pub mod sessions;
 pub mod sso;
@@ -101,6 +102,8 @@ pub enum ServiceError {
     TooLarge(String),
     #[error("no approval with id {0}")]
     NotFound(String),
+    #[error("no question with id {0}")]
+    QuestionNotFound(String),
     #[error("{0}")]
     Forbidden(String),
     #[error(transparent)]

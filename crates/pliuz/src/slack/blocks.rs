@@ -21,6 +21,8 @@ pub const VIEW_RESPOND: &str = "pliuz_respond_view";
 pub const VIEW_EDIT: &str = "pliuz_edit_view";
 pub const BLOCK_REASON: &str = "reason";
 pub const INPUT_REASON: &str = "reason_input";
+pub const BLOCK_REASON_CHOICE: &str = "reason_choice";
+pub const INPUT_REASON_CHOICE: &str = "reason_choice_input";
 pub const BLOCK_ARGS: &str = "args";
 pub const INPUT_ARGS: &str = "args_input";
 
@@ -366,21 +368,38 @@ fn modal(
     })
 }
 
-/// The "why are you rejecting?" modal.
-pub fn reject_modal(a: &Approval, meta: &ModalMeta) -> Value {
-    let reason = json!({
+/// The "why are you rejecting?" modal. With the policy's `reasons`, a
+/// select offers them and the text becomes optional details.
+pub fn reject_modal(a: &Approval, meta: &ModalMeta, reasons: &[String]) -> Value {
+    let mut inputs = Vec::new();
+    if !reasons.is_empty() {
+        // Slack's limits: option text and value at most 75/150 characters.
+        let options: Vec<Value> = reasons
+            .iter()
+            .map(|r| json!({"text": {"type": "plain_text", "text": truncate(r, 75)}, "value": truncate(r, 150)}))
+            .collect();
+        inputs.push(json!({
+            "type": "input",
+            "block_id": BLOCK_REASON_CHOICE,
+            "optional": true,
+            "label": {"type": "plain_text", "text": "Reason (the agent sees it)"},
+            "element": {"type": "static_select", "action_id": INPUT_REASON_CHOICE, "options": options,
+                "placeholder": {"type": "plain_text", "text": "Choose a reason"}},
+        }));
+    }
+    let label = if reasons.is_empty() {
+        "Reason (the agent sees it)"
+    } else {
+        "Details, or another reason"
+    };
+    inputs.push(json!({
         "type": "input",
         "block_id": BLOCK_REASON,
-        "label": {"type": "plain_text", "text": "Reason (the agent sees it)"},
+        "optional": !reasons.is_empty(),
+        "label": {"type": "plain_text", "text": label},
         "element": {"type": "plain_text_input", "action_id": INPUT_REASON, "multiline": true, "max_length": 2000},
-    });
-    modal(
-        a,
-        meta,
-        VIEW_REJECT,
-        ("Reject request", "Reject"),
-        vec![reason],
-    )
+    }));
+    modal(a, meta, VIEW_REJECT, ("Reject request", "Reject"), inputs)
 }
 
 /// The "answer in the tool's place" modal (a `respond` decision).

@@ -15,6 +15,7 @@ pub mod overview;
 mod principals;
 #[cfg(test)]
 mod query_plans;
+pub mod questions;
 pub mod runs;
 pub mod schema;
 mod sessions;

@@ -43,6 +43,8 @@ the graph again.
 ``langchain.agents.middleware.HumanInTheLoopMiddleware`` with the same
 ``interrupt_on`` and ``interrupt_mode``: approve, edit, reject and respond come
 from Pliuz, asked once (see :mod:`~pliuz.adapters.langgraph.hitl`).
+**4. Ask a person** (:func:`ask_human_tool`): a tool the model calls with a
+question (and optional choices) that returns the person's answer.
 
 The package: :mod:`~pliuz.adapters.langgraph.tools` (gated tools),
 :mod:`~pliuz.adapters.langgraph.hitl` (the middleware),
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 from ._common import INTERRUPT_TYPE
 from .hitl import HumanInterrupt, PliuzHumanInTheLoopMiddleware
+from .ask_human import ask_human_tool
 from .interrupt import (
     AskOptions,
     arequire_approval,
@@ -74,6 +77,7 @@ __all__ = [
     "arequire_approval",
     "aresume_when_decided",
     "arun_with_approval",
+    "ask_human_tool",
     "gated_tool",
     "pending_approvals",
     "require_approval",
