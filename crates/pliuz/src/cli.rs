@@ -375,7 +375,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 UsersCommand::Token { email, label } => {
                     let token = cp
                         .issue_user_token(&actor, &email, label.as_deref())
-                        .await?;
+                        .await?
+                        .token;
                     if std::io::stdout().is_terminal() {
                         eprintln!("API token for {email} (shown only once):");
                     }
