@@ -230,6 +230,7 @@ async fn users_round_trip(database_url: Option<String>) {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{dup}");
+    assert_eq!(dup["code"], "already_exists", "{dup}");
 
     let (status, list) = e.call("GET", "/api/v1/admin/users", None).await;
     assert_eq!(status, StatusCode::OK, "{list}");
@@ -604,6 +605,7 @@ async fn mistakes_are_problem_json_saying_what_to_fix() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{dup}");
+    assert_eq!(dup["code"], "already_exists", "{dup}");
     assert_detail_contains(&dup, "already exists");
 }
 
@@ -629,7 +631,7 @@ async fn policies_are_read_only_when_they_come_from_the_file() {
     ] {
         let (status, problem) = e.call(method, path, body).await;
         assert_eq!(status, StatusCode::CONFLICT, "{method}: {problem}");
-        assert!(is_problem(&problem), "{problem}");
+        assert_eq!(problem["code"], "policy_source_file", "{problem}");
         assert_detail_contains(&problem, "policy_source = \"database\"");
     }
     let (_, after) = e.call("GET", "/api/v1/admin/policies", None).await;
@@ -742,6 +744,7 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
         .call("POST", "/api/v1/admin/policies", Some(definition.clone()))
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{dup}");
+    assert_eq!(dup["code"], "already_exists", "{dup}");
 
     // In force for the very next request.
     let (status, opened) = open(&e.http, &e.server, &agent, "deploy").await;
@@ -823,6 +826,25 @@ async fn database_policies_are_validated_audited_and_in_force_at_once_on_sqlite(
 #[tokio::test]
 async fn database_policies_are_validated_audited_and_in_force_at_once_on_postgres() {
     policy_changes_take_effect(Some(support::fresh_postgres_database().await)).await;
+}
+
+#[tokio::test]
+async fn the_default_policy_of_the_file_cannot_be_deleted() {
+    let config = format!("default_policy = \"refunds\"\n{}", database_mode());
+    let e = env_on(&config, None).await;
+    let (status, list) = e.call("GET", "/api/v1/admin/policies", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["default_policy"], "refunds");
+    let (status, refused) = e
+        .call("DELETE", "/api/v1/admin/policies/refunds", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["code"], "default_policy", "{refused}");
+    // Still in force: an unlisted tool falls back to it.
+    let agent = e.server.agent_key("any-bot");
+    let (status, opened) = open(&e.http, &e.server, &agent, "unlisted_tool").await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    assert_eq!(opened["policy"], "refunds");
 }
 
 #[tokio::test]

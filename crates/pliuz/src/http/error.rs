@@ -288,6 +288,9 @@ impl From<ServiceError> for Problem {
                 "Arguments changed since review",
                 msg,
             ),
+            ServiceError::Refused { code, .. } => {
+                Problem::new(StatusCode::CONFLICT, code, "Conflict", msg)
+            }
             ServiceError::Conflict(_) => {
                 Problem::new(StatusCode::CONFLICT, "invalid_transition", "Conflict", msg)
             }

@@ -71,9 +71,10 @@ impl ControlPlane {
             valid_name("group", g)?;
         }
         if self.store.user_by_email(&email).await?.is_some() {
-            return Err(ServiceError::Conflict(format!(
-                "a user with email {email} already exists"
-            )));
+            return Err(ServiceError::Refused {
+                code: "already_exists",
+                message: format!("a user with email {email} already exists"),
+            });
         }
         let now = crate::store::now_millis();
         let (password_hash, setup_token) = match password {
@@ -385,9 +386,12 @@ impl ControlPlane {
         .await
         .map_err(|e| {
             if e.is_unique_violation() {
-                ServiceError::Conflict(format!(
-                    "an agent named '{name}' already exists (revoked agents keep their name)"
-                ))
+                ServiceError::Refused {
+                    code: "already_exists",
+                    message: format!(
+                        "an agent named '{name}' already exists (revoked agents keep their name)"
+                    ),
+                }
             } else {
                 e.into()
             }

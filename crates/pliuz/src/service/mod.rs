@@ -121,6 +121,10 @@ pub enum ServiceError {
     SchemaViolation(Vec<String>),
     #[error("{0}")]
     Conflict(String),
+    /// 409 with its own problem `code` (docs/api.md): a name already
+    /// taken, a policy write refused in file mode, and the like.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("the arguments of approval {0} changed since you reviewed them (an approver edited them): reload the request, review the current arguments and decide again")]
     ArgsChanged(String),
     #[error("a request with this idempotency_key was created at the same moment; retry to get it")]

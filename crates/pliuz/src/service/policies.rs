@@ -223,7 +223,10 @@ impl ControlPlane {
         replace: Option<&str>,
     ) -> Result<Arc<Policy>> {
         if self.policy_source() != PolicySource::Database {
-            return Err(ServiceError::Conflict(FILE_MODE.into()));
+            return Err(ServiceError::Refused {
+                code: "policy_source_file",
+                message: FILE_MODE.into(),
+            });
         }
         let mut definition = definition;
         definition.retain(|_, v| !v.is_null());
@@ -270,15 +273,17 @@ impl ControlPlane {
             }
             (Some(_), None) => {
                 tx.rollback().await;
-                return Err(ServiceError::Conflict(format!(
-                    "a policy named '{name}' already exists; change it with PUT /api/v1/admin/policies/{name}"
-                )));
+                return Err(ServiceError::Refused {
+                    code: "already_exists",
+                    message: format!("a policy named '{name}' already exists; change it with PUT /api/v1/admin/policies/{name}"),
+                });
             }
             (None, None) if rows.len() >= MAX_POLICIES => {
                 tx.rollback().await;
-                return Err(ServiceError::Conflict(format!(
-                    "there are already {MAX_POLICIES} policies, the most kept (docs/limits.md); delete one first"
-                )));
+                return Err(ServiceError::Refused {
+                    code: "too_many_policies",
+                    message: format!("there are already {MAX_POLICIES} policies, the most kept (docs/limits.md); delete one first"),
+                });
             }
             (None, None) => {
                 defs.push(definition.clone());
@@ -328,7 +333,10 @@ impl ControlPlane {
             };
             tx.insert_policy(&row, now).await.map_err(|e| {
                 if e.is_unique_violation() {
-                    ServiceError::Conflict(format!("a policy named '{name}' already exists"))
+                    ServiceError::Refused {
+                        code: "already_exists",
+                        message: format!("a policy named '{name}' already exists"),
+                    }
                 } else {
                     e.into()
                 }
@@ -369,12 +377,18 @@ impl ControlPlane {
     /// keep their recorded terms; new ones no longer match it.
     pub async fn delete_policy(&self, actor: &Actor, name: &str) -> Result<()> {
         if self.policy_source() != PolicySource::Database {
-            return Err(ServiceError::Conflict(FILE_MODE.into()));
+            return Err(ServiceError::Refused {
+                code: "policy_source_file",
+                message: FILE_MODE.into(),
+            });
         }
         if self.settings.policies.default_policy() == Some(name) {
-            return Err(ServiceError::Conflict(format!(
-                "'{name}' is the default_policy of pliuz.toml; change default_policy there first"
-            )));
+            return Err(ServiceError::Refused {
+                code: "default_policy",
+                message: format!(
+                    "'{name}' is the default_policy of pliuz.toml; change default_policy there first"
+                ),
+            });
         }
         let mut tx = self.store.begin_write().await?;
         if !tx
