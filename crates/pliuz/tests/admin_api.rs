@@ -416,6 +416,77 @@ async fn users_groups_roles_and_tokens_are_managed_on_postgres() {
 }
 
 #[tokio::test]
+async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
+    let e = env_on(REFUNDS_POLICY, None).await;
+    e.server
+        .create_user("ann@example.com", "approver", &["finance"]);
+    let out = e
+        .server
+        .cli(&["users", "set-role", "ann@example.com", "auditor"], None);
+    assert!(out.success, "{}", out.stderr);
+    let (_, ann) = e
+        .call("GET", "/api/v1/admin/users/ann@example.com", None)
+        .await;
+    assert_eq!(ann["role"], "auditor", "{ann}");
+    let role = e.entries("user.role_changed").await;
+    assert_eq!(role.len(), 1, "{role:?}");
+    assert_eq!(role[0]["actor"], "system");
+    assert_eq!(role[0]["data"]["via"], "admin");
+
+    // A token issued over the API is listed and revoked by the CLI.
+    let (status, issued) = e
+        .call(
+            "POST",
+            "/api/v1/admin/users/ann@example.com/tokens",
+            Some(json!({"label": "ci"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let id = issued["id"].as_str().expect("id");
+    let token = issued["token"].as_str().expect("token");
+    let out = e.server.cli(&["users", "tokens", "ann@example.com"], None);
+    assert!(out.success, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("{id}\tci\t")),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("pliuz_ut_"), "{}", out.stdout);
+    let out = e
+        .server
+        .cli(&["users", "revoke-token", "ann@example.com", id], None);
+    assert!(out.success, "{}", out.stderr);
+    let (status, _) = call(&e.http, &e.server, token, "GET", "/api/v1/approvals", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let out = e
+        .server
+        .cli(&["users", "revoke-token", "ann@example.com", id], None);
+    assert!(!out.success);
+    assert!(out.stderr.contains("no active token"), "{}", out.stderr);
+
+    // A webhook set over the API gets a new secret from the CLI.
+    let (status, created) = e
+        .call(
+            "POST",
+            "/api/v1/admin/agents",
+            Some(json!({"name": "hooked-bot", "webhook_url": "https://hooks.example.com/h"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let out = e
+        .server
+        .cli(&["agents", "rotate-webhook-secret", "hooked-bot"], None);
+    assert!(out.success, "{}", out.stderr);
+    let secret = out.stdout.trim();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_ne!(created["webhook_secret"], json!(secret));
+    let set = e.entries("agent.webhook_set").await;
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert_eq!(set[1]["actor"], "system");
+    assert_eq!(set[1]["data"]["secret_rotated"], true);
+}
+
+#[tokio::test]
 async fn only_an_admins_personal_token_is_let_in() {
     let e = env_on(REFUNDS_POLICY, None).await;
     let agent = e.server.agent_key("billing-bot");
