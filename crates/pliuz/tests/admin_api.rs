@@ -887,6 +887,14 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
         .filter_map(|p| p["name"].as_str())
         .collect();
     assert_eq!(names, ["refunds", "deploys"], "{list}");
+
+    // The admin page shows the stored policies and where to change them.
+    let http = support::web::no_redirects();
+    let cookie = support::web::session(&http, &server, ADMIN).await;
+    let cookie = format!("pliuz_session={cookie}");
+    let page = support::web::page(&http, &server, "/admin", &cookie).await;
+    assert!(page.contains("policies live in the database"), "{page}");
+    assert!(page.contains("Production deploys"), "{page}");
 }
 
 #[tokio::test]
