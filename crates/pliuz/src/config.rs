@@ -564,6 +564,11 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
             errors.push(lines.err(f, m));
         }
     }
+    if let Some(f) = &file.policy_source {
+        if let Err(m) = PolicySource::parse("policy_source", f.get_ref()) {
+            errors.push(lines.err(f, m));
+        }
+    }
     if let Some(t) = file.metrics.as_ref().and_then(|m| m.token.as_ref()) {
         if let Err(m) = MetricsToken::parse("metrics.token", t.get_ref().clone()) {
             errors.push(lines.err(t, m));

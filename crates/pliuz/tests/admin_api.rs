@@ -908,6 +908,44 @@ async fn database_policies_are_validated_audited_and_in_force_at_once_on_postgre
 }
 
 #[tokio::test]
+async fn a_wrong_policy_source_stops_the_server_naming_the_setting() {
+    let mut server = Server::start(REFUNDS_POLICY).await;
+    server.stop();
+    std::fs::write(
+        server.config_path(),
+        format!("policy_source = \"db\"\n{REFUNDS_POLICY}"),
+    )
+    .expect("write config");
+    let out = server.serve_refused();
+    assert!(
+        out.stderr
+            .contains("policy_source must be \"file\" or \"database\", got \"db\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("pliuz.toml:1:"),
+        "the line: {}",
+        out.stderr
+    );
+    let check = server.cli(&["policy", "check"], None);
+    assert!(!check.success);
+    assert!(
+        check.stderr.contains("policy_source must be"),
+        "{}",
+        check.stderr
+    );
+    std::fs::write(server.config_path(), REFUNDS_POLICY).expect("write config");
+    server.extra_env = vec![("PLIUZ_POLICY_SOURCE".into(), "files".into())];
+    let out = server.serve_refused();
+    assert!(
+        out.stderr.contains("PLIUZ_POLICY_SOURCE must be"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
 async fn the_default_policy_of_the_file_cannot_be_deleted() {
     let config = format!("default_policy = \"refunds\"\n{}", database_mode());
     let e = env_on(&config, None).await;
