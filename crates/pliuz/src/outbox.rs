@@ -420,7 +420,7 @@ async fn dm(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(),
     let Some(a) = load(cp, row).await? else {
         return Ok(());
     };
-    let Some(policy) = cp.policies.get(&a.policy).cloned() else {
+    let Some(policy) = cp.policies().get(&a.policy).cloned() else {
         cp.close_delivery(&row.id).await?;
         return Ok(());
     };

@@ -133,7 +133,7 @@ async fn with_text(
     // adds details. A respond's message is the text alone.
     let (text, bad_choice) = if kind == DecisionKind::Reject {
         let policy = match state.cp.get_for(&s.principal(), id).await {
-            Ok(a) => state.cp.policies.get(&a.policy).cloned(),
+            Ok(a) => state.cp.policies().get(&a.policy).cloned(),
             Err(_) => None,
         };
         match &policy {
@@ -147,7 +147,8 @@ async fn with_text(
         (non_empty(Some(f.reason)), None)
     };
     // The rule every edge asks; the form says it in its own words.
-    let refused = bad_choice.or_else(|| match check_reason(Action::Decide(kind), text.as_deref()) {
+    let refused = bad_choice.or_else(|| {
+        match check_reason(Action::Decide(kind), text.as_deref()) {
         Err(Refusal::ReasonRequired) => {
             Some("Write a reason for rejecting: the agent's model receives it.".to_owned())
         }
@@ -160,6 +161,7 @@ async fn with_text(
         }
         Err(other) => Some(other.to_string()),
         Ok(()) => None,
+    }
     });
     // The text goes back into the form it came from.
     let feedback = |text: Option<String>| match kind {

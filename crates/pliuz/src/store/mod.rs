@@ -12,6 +12,7 @@ pub mod health;
 pub mod oidc;
 mod outbox;
 pub mod overview;
+pub mod policies;
 mod principals;
 #[cfg(test)]
 mod query_plans;
@@ -24,7 +25,7 @@ pub mod slack;
 pub use approvals::{ApprovalFilter, Page};
 pub use audit::{format_time, AuditEvent, StoredEntry};
 pub use outbox::OutboxMessage;
-pub use principals::{AgentRecord, UserRecord};
+pub use principals::{AgentRecord, UserRecord, UserTokenRecord};
 pub use sessions::SessionRecord;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
