@@ -48,6 +48,7 @@ const LAYERS: &[&str] = &[
     "shutdown",
     "redact",
     "password_gate",
+    "memory_return",
     "private_file",
     "originator",
     "text",
