@@ -11,10 +11,11 @@
 //! It runs only after the number of open connections has fallen by at least
 //! [`TRIM_AFTER_CLOSED`] below its peak since the last check, checked every
 //! [`CHECK_EVERY`]: an idle server or a steady load never pays for it, and
-//! one burst costs one trim (about a millisecond per 100 MB of heap, on a
-//! blocking thread). A different allocator (jemalloc, mimalloc) would return
-//! memory on its own but adds a C dependency and changes every allocation's
-//! cost to fix what one call after a burst fixes; see docs/benchmarks.md.
+//! one burst costs one trim (on a blocking thread: it walks the free lists
+//! of every arena under their locks). A different allocator (jemalloc,
+//! mimalloc) would return memory on its own but adds a C dependency and
+//! changes every allocation's cost to fix what one call after a burst
+//! fixes; see docs/benchmarks.md.
 //! On other C libraries this is a no-op.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
