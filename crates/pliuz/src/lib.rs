@@ -21,6 +21,7 @@ pub(crate) mod file_modes;
 pub mod http;
 pub(crate) mod inbox;
 pub(crate) mod listener;
+pub(crate) mod memory_return;
 pub(crate) mod metrics;
 pub(crate) mod notify;
 pub(crate) mod originator;

@@ -49,6 +49,7 @@ const LAYERS: &[&str] = &[
     "shutdown",
     "redact",
     "password_gate",
+    "memory_return",
     "private_file",
     "originator",
     "text",
