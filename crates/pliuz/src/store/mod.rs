@@ -545,12 +545,13 @@ impl Store {
                 ));
             }
         };
+        let mut lease = lease;
         Ok(WriteTx {
             audit_size: lease.audit_size(),
+            hashes_written: lease.take_hashes(),
             tx: TxConn::Lease(Some(lease)),
             store: self.clone(),
             appended: Vec::new(),
-            hashes_written: std::collections::HashMap::new(),
             open: false,
             turn: Some(WriterTurn {
                 _lock: None,
@@ -604,11 +605,12 @@ pub struct WriteTx {
     tx: TxConn,
     store: Store,
     appended: Vec<u64>,
-    /// The audit log's size: read when `start` locks the head row, advanced
-    /// by each append, and written back to the row once, at commit.
+    /// The audit log's size: read when the head row is locked (on SQLite
+    /// by the writer, once per batch, then passed from change to change),
+    /// advanced by each append, and written back to the row once, at commit.
     audit_size: i64,
-    /// The tree hashes this transaction appended, so that later entries of
-    /// the same change need not read them back.
+    /// The tree hashes this transaction (on SQLite: this batch) appended, so
+    /// that later entries need not read them back.
     hashes_written: std::collections::HashMap<u64, pliuz_audit::Hash>,
     /// `BEGIN` succeeded and neither `COMMIT` nor `ROLLBACK` has.
     open: bool,
@@ -709,7 +711,8 @@ impl WriteTx {
                     "refusing to commit a change that was not audited".into(),
                 ));
             }
-            lease.keep(self.audit_size).await_outcome().await?;
+            let hashes = std::mem::take(&mut self.hashes_written);
+            lease.keep(self.audit_size, hashes).await_outcome().await?;
             health::committed();
             return Ok(std::mem::take(&mut self.appended));
         }
@@ -740,7 +743,10 @@ impl WriteTx {
     async fn commit_probe(mut self) -> Result<()> {
         if let TxConn::Lease(lease) = &mut self.tx {
             return match lease.take() {
-                Some(lease) => lease.keep(self.audit_size).await_outcome().await,
+                Some(lease) => {
+                    let hashes = std::mem::take(&mut self.hashes_written);
+                    lease.keep(self.audit_size, hashes).await_outcome().await
+                }
                 None => Err(StoreError::Audit("the transaction is over".into())),
             };
         }

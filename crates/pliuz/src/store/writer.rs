@@ -58,22 +58,37 @@ pub(super) enum Ask {
 pub struct Lease {
     conn: Option<AnyConnection>,
     audit_size: i64,
+    /// Audit tree hashes earlier members of the batch wrote: a change that
+    /// appends after them need not read them back.
+    hashes: Hashes,
     back: Option<oneshot::Sender<Returned>>,
 }
+
+/// Audit tree hashes by stored index.
+pub type Hashes = std::collections::HashMap<u64, pliuz_audit::Hash>;
 
 /// A lent connection coming back to the writer.
 struct Returned {
     conn: AnyConnection,
     /// `Some` when the change is to be kept: the audit log's size after it,
     /// and where to send the batch's outcome.
-    kept: Option<(i64, oneshot::Sender<Result<(), StoreError>>)>,
+    kept: Option<Kept>,
 }
+
+/// A change to keep: the log's size after it, the tree hashes written so
+/// far in the batch, and where to send the batch's outcome.
+type Kept = (i64, Hashes, oneshot::Sender<Result<(), StoreError>>);
 
 impl Lease {
     /// The audit log's size when this change began (every earlier member of
     /// the batch appended before it).
     pub fn audit_size(&self) -> i64 {
         self.audit_size
+    }
+
+    /// The batch's tree hashes so far (see [`Lease::keep`]).
+    pub fn take_hashes(&mut self) -> Hashes {
+        std::mem::take(&mut self.hashes)
     }
 
     pub fn conn_ref(&self) -> &AnyConnection {
@@ -88,15 +103,16 @@ impl Lease {
             .expect("a lease keeps its connection until returned")
     }
 
-    /// Keeps the change (the log now has `audit_size` entries) and returns
-    /// the connection; the answer arrives once the batch is durable.
-    pub fn keep(mut self, audit_size: i64) -> Outcome {
+    /// Keeps the change (the log now has `audit_size` entries; `hashes`: the
+    /// batch's tree hashes, this change's included) and returns the
+    /// connection; the answer arrives once the batch is durable.
+    pub fn keep(mut self, audit_size: i64, hashes: Hashes) -> Outcome {
         let (tx, rx) = oneshot::channel();
-        self.give_back(Some((audit_size, tx)));
+        self.give_back(Some((audit_size, hashes, tx)));
         Outcome(rx)
     }
 
-    fn give_back(&mut self, kept: Option<(i64, oneshot::Sender<Result<(), StoreError>>)>) {
+    fn give_back(&mut self, kept: Option<Kept>) {
         if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take()) {
             // If the writer is gone, dropping the connection closes it, and
             // SQLite rolls the open transaction back.
@@ -200,6 +216,8 @@ impl Writer {
     ) -> Option<Ask> {
         let (mut audit_size, reply) = self.begin(reply, &span, deadline).await?;
         let mut members: Members = Vec::new();
+        // Lost (a cache only) when a change is undone: its hashes are not.
+        let mut hashes = Hashes::new();
         let mut pending = Some((reply, span));
         let mut last_span = tracing::Span::none();
         let mut leftover = None;
@@ -208,7 +226,13 @@ impl Writer {
             // whole transaction back undoes exactly it.
             let first = members.is_empty();
             match self
-                .serve(reply, &span, first, &mut audit_size, &mut members)
+                .serve(
+                    reply,
+                    &span,
+                    first,
+                    (&mut audit_size, &mut hashes),
+                    &mut members,
+                )
                 .await
             {
                 Served::Kept | Served::Undone => {}
@@ -317,7 +341,7 @@ impl Writer {
         reply: Reply,
         span: &tracing::Span,
         first: bool,
-        audit_size: &mut i64,
+        (audit_size, hashes): (&mut i64, &mut Hashes),
         members: &mut Members,
     ) -> Served {
         let Some(mut conn) = self.conn.take() else {
@@ -338,6 +362,7 @@ impl Writer {
         let lease = Lease {
             conn: Some(conn),
             audit_size: *audit_size,
+            hashes: std::mem::take(hashes),
             back: Some(back),
         };
         // If the asker has gone, the lease is dropped right here and comes
@@ -351,12 +376,13 @@ impl Writer {
         self.conn = Some(conn);
         let conn = self.conn.as_mut().expect("just put back");
         match (kept, first) {
-            (Some((size, outcome)), true) => {
+            (Some((size, written, outcome)), true) => {
                 *audit_size = size;
+                *hashes = written;
                 members.push(outcome);
                 Served::Kept
             }
-            (Some((size, outcome)), false) => {
+            (Some((size, written, outcome)), false) => {
                 match conn
                     .execute("RELEASE SAVEPOINT change")
                     .instrument(span.clone())
@@ -364,6 +390,7 @@ impl Writer {
                 {
                     Ok(_) => {
                         *audit_size = size;
+                        *hashes = written;
                         members.push(outcome);
                         Served::Kept
                     }
