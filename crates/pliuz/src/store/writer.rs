@@ -19,7 +19,10 @@ use tracing::Instrument;
 
 /// The write connection's own wait for SQLite's lock: a little under a
 /// write's whole wait, so that a write that did not queue learns why.
-const BUSY_TIMEOUT: Duration = Duration::from_millis(WRITE_WAIT.as_millis() as u64 - 100);
+const BUSY_TIMEOUT: Duration = Duration::from_millis(WRITE_WAIT.as_millis() as u64 - 1000);
+/// How long before its asker gives up a `BEGIN` must be answered (SQLite's
+/// busy handler sleeps in steps, and a loaded machine adds its own delay).
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 /// A shorter wait is set for one `BEGIN` only when it saves more than this.
 const BUSY_TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
@@ -294,7 +297,9 @@ impl Writer {
             let conn = self.conn.as_mut().expect("just opened");
             let left = deadline
                 .saturating_duration_since(Instant::now())
-                .saturating_sub(Duration::from_millis(100));
+                .saturating_sub(ANSWER_MARGIN);
+            // Locks the head row and reads the log's size.
+            let head = "UPDATE audit_head SET size = size WHERE id = 1 RETURNING size";
             if left + BUSY_TIMEOUT_SLACK >= BUSY_TIMEOUT {
                 conn.execute("BEGIN IMMEDIATE").await?;
             } else {
@@ -308,11 +313,9 @@ impl Writer {
                     .await;
                 begun?;
             }
-            let size = sqlx::query_scalar::<_, i64>(
-                "UPDATE audit_head SET size = size WHERE id = 1 RETURNING size",
-            )
-            .fetch_one(&mut *conn)
-            .await;
+            let size = sqlx::query_scalar::<_, i64>(head)
+                .fetch_one(&mut *conn)
+                .await;
             if size.is_err() {
                 let _ = conn.execute("ROLLBACK").await;
             }
@@ -439,13 +442,11 @@ impl Writer {
                 .await;
             return;
         };
+        // The head and the commit in one round trip (the size is our own
+        // integer). Either failing leaves the transaction to be rolled back.
         let committed = async {
-            sqlx::query("UPDATE audit_head SET size = $1 WHERE id = 1")
-                .bind(audit_size)
-                .execute(&mut *conn)
-                .await
-                .map_err(StoreError::from)?;
-            conn.execute("COMMIT")
+            let sql = format!("UPDATE audit_head SET size = {audit_size} WHERE id = 1; COMMIT");
+            conn.execute(sqlx::raw_sql(&sql))
                 .await
                 .map_err(StoreError::commit_failed)
         }
