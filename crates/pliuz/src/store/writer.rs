@@ -1,8 +1,7 @@
 //! The SQLite writer: group commit. One task owns the write connection.
 //! Each write asks it for a turn; the writer lends it the connection inside
-//! the open transaction (behind a `SAVEPOINT` unless it is the first of the
-//! batch), takes it back, and serves the next waiting write in the same
-//! transaction. When nobody is waiting (or [`MAX_BATCH`] changes are in),
+//! the open transaction, behind a `SAVEPOINT`, takes it back, and serves the
+//! next waiting write in the same transaction. When nobody is waiting (or [`MAX_BATCH`] changes are in),
 //! one `COMMIT` (one fsync) makes all of them durable, and only then is each
 //! member answered. A change that fails or is abandoned is rolled back to
 //! its savepoint alone; a failed `COMMIT`, or a failure that ends the whole
@@ -224,41 +223,31 @@ impl Writer {
         let mut pending = Some((reply, span));
         let mut last_span = tracing::Span::none();
         let mut leftover = None;
+        // The savepoint `change` holds a kept change that is not released
+        // yet (released together with the next step, in one round trip).
+        let mut dirty = false;
         while let Some((reply, span)) = pending.take() {
-            // The first change needs no savepoint: if it fails, rolling the
-            // whole transaction back undoes exactly it.
-            let first = members.is_empty();
+            if dirty {
+                // `RELEASE` fails if SQLite ended the transaction (a full
+                // disk, an I/O error): the batch is lost, and it is known.
+                let step = self
+                    .exec("RELEASE SAVEPOINT change; SAVEPOINT change", &span)
+                    .await;
+                if let Err(e) = step {
+                    let _ = reply.send(Err(e.share()));
+                    self.fail_all(members, &e.to_string()).await;
+                    return None;
+                }
+            }
             match self
-                .serve(
-                    reply,
-                    &span,
-                    first,
-                    (&mut audit_size, &mut hashes),
-                    &mut members,
-                )
+                .serve(reply, &span, (&mut audit_size, &mut hashes), &mut members)
                 .await
             {
-                Served::Kept | Served::Undone => {}
+                Served::Kept => dirty = true,
+                Served::Undone => dirty = false,
                 Served::Broken(e) => {
                     self.fail_all(members, &e).await;
                     return None;
-                }
-                Served::FirstUndone => {
-                    // The transaction is gone with it: start again for the next.
-                    match rx.try_recv() {
-                        Ok(Ask::Turn {
-                            reply,
-                            span,
-                            deadline,
-                        }) if !self.stopped => {
-                            let (size, reply) = self.begin(reply, &span, deadline).await?;
-                            audit_size = size;
-                            pending = Some((reply, span));
-                            continue;
-                        }
-                        Ok(other) => return Some(other),
-                        Err(_) => return None,
-                    }
                 }
             }
             last_span = span;
@@ -274,8 +263,28 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        self.commit(audit_size, members, &last_span).await;
+        if members.is_empty() {
+            // Nothing kept: nothing to make durable.
+            if self.exec("ROLLBACK", &last_span).await.is_err() {
+                self.conn = None;
+            }
+        } else {
+            self.commit(audit_size, members, &last_span).await;
+        }
         leftover
+    }
+
+    /// Runs `sql` (one or more statements, no values) on the write
+    /// connection, logged in `span`.
+    async fn exec(&mut self, sql: &str, span: &tracing::Span) -> Result<(), StoreError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(StoreError::unavailable("the write connection was lost", 1));
+        };
+        conn.execute(sqlx::raw_sql(sql))
+            .instrument(span.clone())
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from)
     }
 
     /// `BEGIN IMMEDIATE` and the audit head, for the change asking in
@@ -300,14 +309,16 @@ impl Writer {
                 .saturating_sub(ANSWER_MARGIN);
             // Locks the head row and reads the log's size.
             let head = "UPDATE audit_head SET size = size WHERE id = 1 RETURNING size";
+            // Every change runs behind the savepoint `change`, the first too.
+            let begin = "BEGIN IMMEDIATE; SAVEPOINT change";
             if left + BUSY_TIMEOUT_SLACK >= BUSY_TIMEOUT {
-                conn.execute("BEGIN IMMEDIATE").await?;
+                conn.execute(sqlx::raw_sql(begin)).await?;
             } else {
                 // This asker has waited in the queue: it hears "locked"
                 // before it gives up, not just "busy".
                 conn.execute(format!("PRAGMA busy_timeout = {}", left.as_millis()).as_str())
                     .await?;
-                let begun = conn.execute("BEGIN IMMEDIATE").await;
+                let begun = conn.execute(sqlx::raw_sql(begin)).await;
                 let _ = conn
                     .execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
                     .await;
@@ -338,29 +349,18 @@ impl Writer {
         }
     }
 
-    /// Lends the connection to one change and takes it back.
+    /// Lends the connection to one change (inside the savepoint `change`,
+    /// just set) and takes it back.
     async fn serve(
         &mut self,
         reply: Reply,
         span: &tracing::Span,
-        first: bool,
         (audit_size, hashes): (&mut i64, &mut Hashes),
         members: &mut Members,
     ) -> Served {
-        let Some(mut conn) = self.conn.take() else {
+        let Some(conn) = self.conn.take() else {
             return Served::Broken("the write connection was lost".into());
         };
-        if !first {
-            if let Err(e) = conn
-                .execute("SAVEPOINT change")
-                .instrument(span.clone())
-                .await
-            {
-                self.conn = Some(conn);
-                let _ = reply.send(Err(StoreError::from(e)));
-                return Served::Broken("a savepoint could not be set".into());
-            }
-        }
         let (back, returned) = oneshot::channel();
         let lease = Lease {
             conn: Some(conn),
@@ -377,61 +377,20 @@ impl Writer {
             return Served::Broken("the write connection was lost".into());
         };
         self.conn = Some(conn);
-        let conn = self.conn.as_mut().expect("just put back");
-        match (kept, first) {
-            (Some((size, written, outcome)), true) => {
+        match kept {
+            Some((size, written, outcome)) => {
                 *audit_size = size;
                 *hashes = written;
                 members.push(outcome);
                 Served::Kept
             }
-            (Some((size, written, outcome)), false) => {
-                match conn
-                    .execute("RELEASE SAVEPOINT change")
-                    .instrument(span.clone())
-                    .await
-                {
-                    Ok(_) => {
-                        *audit_size = size;
-                        *hashes = written;
-                        members.push(outcome);
-                        Served::Kept
-                    }
-                    // The savepoint is gone: SQLite ended the transaction
-                    // (a full disk, an I/O error), and the batch with it.
-                    Err(e) => {
-                        let e = StoreError::from(e);
-                        let why = e.to_string();
-                        let _ = outcome.send(Err(e));
-                        Served::Broken(why)
-                    }
-                }
-            }
-            (None, true) => {
-                if conn
-                    .execute("ROLLBACK")
-                    .instrument(span.clone())
-                    .await
-                    .is_err()
-                {
-                    // Rolled back already (SQLite does on some errors) or
-                    // unusable: a fresh connection for the next batch.
-                    self.conn = None;
-                }
-                Served::FirstUndone
-            }
-            (None, false) => {
-                let undone = async {
-                    conn.execute("ROLLBACK TO SAVEPOINT change").await?;
-                    conn.execute("RELEASE SAVEPOINT change").await
-                }
-                .instrument(span.clone())
-                .await;
-                match undone {
-                    Ok(_) => Served::Undone,
-                    Err(e) => Served::Broken(StoreError::from(e).to_string()),
-                }
-            }
+            // Failed or abandoned: undone alone. The savepoint stays, empty,
+            // for the next change. Failing here means SQLite ended the
+            // transaction, and the batch with it.
+            None => match self.exec("ROLLBACK TO SAVEPOINT change", span).await {
+                Ok(()) => Served::Undone,
+                Err(e) => Served::Broken(e.to_string()),
+            },
         }
     }
 
@@ -445,7 +404,9 @@ impl Writer {
         // The head and the commit in one round trip (the size is our own
         // integer). Either failing leaves the transaction to be rolled back.
         let committed = async {
-            let sql = format!("UPDATE audit_head SET size = {audit_size} WHERE id = 1; COMMIT");
+            let sql = format!(
+                "RELEASE SAVEPOINT change; UPDATE audit_head SET size = {audit_size} WHERE id = 1; COMMIT"
+            );
             conn.execute(sqlx::raw_sql(&sql))
                 .await
                 .map_err(StoreError::commit_failed)
@@ -499,9 +460,6 @@ enum Served {
     Kept,
     /// Failed or abandoned, rolled back to its savepoint alone.
     Undone,
-    /// The first change failed: the transaction is rolled back (it held
-    /// nothing else).
-    FirstUndone,
     /// The transaction cannot go on; the reason.
     Broken(String),
 }
