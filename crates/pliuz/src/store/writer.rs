@@ -1,9 +1,9 @@
 //! The SQLite writer: group commit. One task owns the write connection.
 //! Each write asks it for a turn; the writer lends it the connection inside
 //! the open transaction, behind a `SAVEPOINT`, takes it back, and serves the
-//! next waiting write in the same transaction. When nobody is waiting (or [`MAX_BATCH`] changes are in),
-//! one `COMMIT` (one fsync) makes all of them durable, and only then is each
-//! member answered. A change that fails or is abandoned is rolled back to
+//! next waiting write in the same transaction. When nobody is waiting (or
+//! [`MAX_BATCH`] changes are in), one `COMMIT` (one fsync) makes all of them
+//! durable, and only then is each member answered. A change that fails or is abandoned is rolled back to
 //! its savepoint alone; a failed `COMMIT`, or a failure that ends the whole
 //! transaction, fails every member of the batch (never a false success).
 
@@ -324,13 +324,9 @@ impl Writer {
                     .await;
                 begun?;
             }
-            let size = sqlx::query_scalar::<_, i64>(head)
+            sqlx::query_scalar::<_, i64>(head)
                 .fetch_one(&mut *conn)
-                .await;
-            if size.is_err() {
-                let _ = conn.execute("ROLLBACK").await;
-            }
-            size
+                .await
         }
         .instrument(span.clone())
         .await;
@@ -342,6 +338,15 @@ impl Writer {
                     sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)
                 ) {
                     self.conn = None;
+                }
+                // Whatever got as far as `BEGIN` is undone (an error, if
+                // nothing did); a connection that cannot is replaced.
+                if let Some(conn) = self.conn.as_mut() {
+                    if let Err(rollback) = conn.execute("ROLLBACK").await {
+                        if !rollback.to_string().contains("no transaction") {
+                            self.conn = None;
+                        }
+                    }
                 }
                 let _ = reply.send(Err(StoreError::from(e)));
                 None
