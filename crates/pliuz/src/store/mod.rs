@@ -7,6 +7,7 @@
 
 mod approvals;
 mod audit;
+pub mod email;
 mod gauges;
 pub mod health;
 pub mod oidc;
@@ -19,6 +20,7 @@ pub mod runs;
 pub mod schema;
 mod sessions;
 pub mod slack;
+pub mod timers;
 
 pub use approvals::{ApprovalFilter, Page};
 pub use audit::{format_time, AuditEvent, StoredEntry};
