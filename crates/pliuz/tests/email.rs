@@ -309,6 +309,9 @@ async fn email_link_reminder_escalation_and_follow_up(database_url: Option<Strin
     let r = open(&link, Some(&alice)).await;
     assert_eq!(r.status(), StatusCode::GONE);
     assert!(r.text().await.unwrap_or_default().contains("already used"));
+    // The link's secret never reaches the log (requests are logged).
+    let secret = link.rsplit("pliuz_el_").next().unwrap_or_default();
+    assert!(secret.len() > 20 && !server.log().contains(secret));
     // A made-up link is no link.
     let forged = format!("{}x", &link[..link.len() - 1]);
     assert_eq!(
