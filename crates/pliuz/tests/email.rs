@@ -322,6 +322,12 @@ async fn email_link_reminder_escalation_and_follow_up(database_url: Option<Strin
     // Before the escalation the leads may not decide (nor see it).
     let r = decide(&http, &server, &lead, &id, json!({"decision": "approve"})).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let lead_cookie = format!(
+        "pliuz_session={}",
+        session(&no_redirects(), &server, "lead@example.com").await
+    );
+    let inbox = support::web::page(&http, &server, "/inbox", &lead_cookie).await;
+    assert!(!inbox.contains(&id) && !inbox.contains("Escalated to you"));
 
     // The reminder, on time, to the same approver, with a new link.
     let reminder = sink.wait_for("alice@example.com", "Reminder").await;

@@ -43,7 +43,46 @@ pub(super) async fn set_timers(
     Ok(())
 }
 
+/// Most escalated requests the inbox lists apart (the oldest pending first).
+pub const ESCALATED_LISTED: u32 = 50;
+
 impl ControlPlane {
+    /// Pending requests escalated to this person under policies they do
+    /// not otherwise approve: the inbox lists them apart, as the queue
+    /// lists a person's own policies. Read through the indexed listing of
+    /// pending requests of those policies.
+    pub async fn escalated_to(&self, principal: &crate::auth::Principal) -> Result<Vec<Approval>> {
+        let crate::auth::Principal::User(u) = principal else {
+            return Ok(vec![]);
+        };
+        let policies: Vec<String> = self
+            .policies
+            .iter()
+            .filter(|p| {
+                p.is_escalation_approver(&u.email, &u.groups) && !p.is_approver(&u.email, &u.groups)
+            })
+            .map(|p| p.name.clone())
+            .collect();
+        if policies.is_empty() {
+            return Ok(vec![]);
+        }
+        let page = self
+            .store
+            .list_approvals(&crate::store::ApprovalFilter {
+                status: Some(Status::Pending),
+                policies_in: Some(policies),
+                oldest_first: true,
+                limit: ESCALATED_LISTED,
+                ..Default::default()
+            })
+            .await?;
+        Ok(page
+            .items
+            .into_iter()
+            .filter(|a| a.escalated_at.is_some())
+            .collect())
+    }
+
     /// Timers due by `now`, earliest first.
     pub async fn due_timers(&self, now: i64, limit: i64) -> Result<Vec<DueTimer>> {
         Ok(self.store.due_timers(now, limit).await?)
