@@ -439,3 +439,44 @@ async fn a_reminder_due_while_the_server_was_down_fires_after_the_restart() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.count("alice@example.com", "Reminder"), 1);
 }
+
+#[tokio::test]
+async fn policy_check_refuses_timers_after_expiry_and_warns_of_an_empty_escalation_group() {
+    let sink = Sink::start().await;
+    let server = Server::start(&config(
+        &sink,
+        "",
+        "remind_after = \"5m\"\nescalate_after = \"10m\"\nescalate_to = [\"group:leeds\"]",
+    ))
+    .await;
+    server.create_user("alice@example.com", "approver", &["finance"]);
+    let config_path = server.config_path();
+    let path = config_path.to_str().expect("path");
+    // A group nobody is in: a warning naming the key, not an error.
+    let out = server.cli(&["policy", "check", path], None);
+    assert!(out.success, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("escalate_to group:leeds matches nobody"),
+        "{}",
+        out.stderr
+    );
+    // Timers that could only fire after the request expired: errors, with lines.
+    let bad = server.dir.path().join("bad.toml");
+    let text = config(
+        &sink,
+        "",
+        "remind_after = \"2h\"\nescalate_after = \"soon\"\nescalate_to = [\"leads\"]",
+    );
+    std::fs::write(&bad, text).expect("write");
+    let out = server.cli(&["policy", "check", bad.to_str().expect("path")], None);
+    assert!(!out.success);
+    for expected in [
+        "remind_after (2h) must be shorter than expires_in (1h)",
+        "escalate_after 'soon' is not a duration",
+        "escalate_to: approver 'leads' must be 'user:EMAIL' or 'group:NAME'",
+    ] {
+        assert!(out.stderr.contains(expected), "{expected}: {}", out.stderr);
+    }
+    assert!(out.stderr.contains("bad.toml:16:"), "{}", out.stderr);
+}
