@@ -66,7 +66,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c sdk/python/constraints.txt \
-  -e "sdk/python[openai-agents,langgraph,dev]" -r tests/audit-crosscheck/requirements.txt
+  -e "sdk/python[openai-agents,langgraph,claude-agent,dev]" -r tests/audit-crosscheck/requirements.txt
 
 step "Browser: Chromium and playwright-core"
 bash scripts/install-browser.sh

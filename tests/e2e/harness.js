@@ -39,6 +39,14 @@ approvers = ["group:finance"]
 decisions = ["approve", "reject", "edit"]
 required_approvals = 2
 expires_in = "30m"
+
+[[policy]]
+name = "answers"
+description = "Questions for a person; they may answer in the tool's place."
+tools = ["ask_user"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject", "respond"]
+expires_in = "30m"
 `;
 
 export const REFUND_SCHEMA = {

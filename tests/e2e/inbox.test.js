@@ -176,6 +176,54 @@ describe('web inbox', () => {
     await page.close();
   });
 
+  test('respond where the policy allows it: the tool does not run, the agent gets the message', async () => {
+    // "refunds" does not list respond: no Respond button.
+    const plain = await pliuz.createApproval(agentKey, refund());
+    const page = await ann.newPage();
+    await page.goto(`${pliuz.base}/requests/${plain.id}`);
+    await page.locator('#reject').waitFor();
+    assert.equal(await page.locator('#respond').count(), 0);
+    assert.equal(await page.locator('#respond_message').count(), 0);
+
+    // "answers" does: the Respond button with its message field.
+    const a = await pliuz.createApproval(agentKey, {
+      tool_name: 'ask_user', tool_args: { question: 'Which meeting room?' },
+    });
+    const poll = pliuz.waitFor(agentKey, a.id, 30);
+    poll.catch(() => {}); // awaited below; never an unhandled rejection
+    await page.goto(`${pliuz.base}/requests/${a.id}`);
+    await page.locator('#respond').waitFor();
+    assert.equal(await page.locator('#edit').count(), 0);
+    // An empty message is refused by the browser (required) and, forged, by the server.
+    const status = await page.evaluate(async ([id, digest]) => {
+      const csrf = document.querySelector('meta[name="csrf-token"]').content;
+      const r = await fetch(`/requests/${id}/respond`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ csrf, args_digest: digest, reason: '  ' }),
+      });
+      return r.status;
+    }, [a.id, a.args_digest]);
+    assert.equal(status, 422);
+    const message = 'Room 4, at ten. <b>not bold</b>';
+    await page.getByLabel('Answer instead of running the tool').fill(message);
+    await page.getByRole('button', { name: 'Respond' }).click();
+    await page.locator('.notice.success').waitFor();
+    assert.match(await page.locator('.notice.success').textContent(), /Responded/);
+    const r = await poll;
+    assert.equal(r.body.status, 'responded');
+    assert.equal(r.body.decision.reason, message);
+    assert.equal(await page.locator('#decision-reason').textContent(), message);
+    assert.equal(await page.locator('#decision-reason b').count(), 0);
+    assert.equal(await page.locator('#respond').count(), 0);
+    // The agent cannot claim it for execution.
+    const claim = await pliuz.api('POST', `/api/v1/approvals/${a.id}/execution`, {
+      token: agentKey, body: { outcome: 'started' },
+    });
+    assert.equal(claim.status, 409);
+    await page.close();
+  });
+
   test('a request decided over the API leaves an open inbox', async () => {
     const a = await pliuz.createApproval(agentKey, refund());
     const page = await ann.newPage();

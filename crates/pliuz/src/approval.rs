@@ -4,6 +4,7 @@
 //! ```text
 //! pending ──► approved ──► executing ──► executed
 //!    ├──────► rejected
+//!    ├──────► responded
 //!    ├──────► expired
 //!    └──────► cancelled
 //! ```
@@ -13,6 +14,10 @@
 //! tool and report `executed`. A request left in `executing` (the caller
 //! crashed or its report never arrived) has an unknown outcome: nothing moves
 //! it on automatically, so the tool is never run a second time by accident.
+//!
+//! `responded` is a person answering in the tool's place (where the policy
+//! allows `respond`): the tool never runs, and the agent's model gets the
+//! person's message instead of the tool's result.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -32,13 +37,15 @@ pub enum Status {
     Cancelled,
     Executing,
     Executed,
+    Responded,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::Approved,
         Status::Rejected,
+        Status::Responded,
         Status::Expired,
         Status::Cancelled,
         Status::Executing,
@@ -54,6 +61,7 @@ impl Status {
             Status::Cancelled => "cancelled",
             Status::Executing => "executing",
             Status::Executed => "executed",
+            Status::Responded => "responded",
         }
     }
 
@@ -81,13 +89,18 @@ pub enum DecisionKind {
     Approve,
     Reject,
     Edit,
+    /// Answer in the tool's place: the tool does not run and the model gets
+    /// the decider's message (the `reason`) as the call's result. Only where
+    /// the policy lists it in `decisions`.
+    Respond,
 }
 
 impl DecisionKind {
-    pub const ALL: [DecisionKind; 3] = [
+    pub const ALL: [DecisionKind; 4] = [
         DecisionKind::Approve,
         DecisionKind::Reject,
         DecisionKind::Edit,
+        DecisionKind::Respond,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +108,7 @@ impl DecisionKind {
             DecisionKind::Approve => "approve",
             DecisionKind::Reject => "reject",
             DecisionKind::Edit => "edit",
+            DecisionKind::Respond => "respond",
         }
     }
 
@@ -339,6 +353,8 @@ pub enum Refusal {
     MayNotCancel,
     #[error("a reason is required to reject: say why, the agent's model receives it")]
     ReasonRequired,
+    #[error("a message is required to respond (in 'reason'): the agent's model receives it instead of the tool's result")]
+    MessageRequired,
     #[error("the reason must be at most {max} characters")]
     ReasonTooLong { max: usize },
     /// The request's own rules: its state, its policy's decisions, nobody
@@ -348,11 +364,13 @@ pub enum Refusal {
 }
 
 /// The rules on a reason, the same wherever it is given: required to
-/// reject, at most [`MAX_REASON_CHARS`]. Blank counts as none.
+/// reject, required to respond (it is the message), at most
+/// [`MAX_REASON_CHARS`]. Blank counts as none.
 pub fn check_reason(action: Action, reason: Option<&str>) -> Result<(), Refusal> {
     let reason = reason.filter(|r| !r.trim().is_empty());
     match reason {
         None if action == Action::Decide(DecisionKind::Reject) => Err(Refusal::ReasonRequired),
+        None if action == Action::Decide(DecisionKind::Respond) => Err(Refusal::MessageRequired),
         Some(r) if r.chars().count() > MAX_REASON_CHARS => Err(Refusal::ReasonTooLong {
             max: MAX_REASON_CHARS,
         }),
@@ -489,7 +507,9 @@ impl Approval {
     }
 
     fn actor_may(&self, actor: &Actor, kind: DecisionKind) -> Result<(), TransitionError> {
-        if kind != DecisionKind::Reject && self.is_originated_by(actor) {
+        // Rejecting or responding runs nothing, so the originator may do it.
+        let runs_tool = matches!(kind, DecisionKind::Approve | DecisionKind::Edit);
+        if runs_tool && self.is_originated_by(actor) {
             return Err(TransitionError::OriginatorCannotApprove);
         }
         if kind == DecisionKind::Approve && self.has_voted(actor) {
@@ -513,7 +533,9 @@ impl Approval {
             DecisionKind::Edit if decision.final_args.is_none() => {
                 return Err(TransitionError::EditNeedsArgs)
             }
-            DecisionKind::Approve | DecisionKind::Reject if decision.final_args.is_some() => {
+            DecisionKind::Approve | DecisionKind::Reject | DecisionKind::Respond
+                if decision.final_args.is_some() =>
+            {
                 return Err(TransitionError::ArgsWithoutEdit)
             }
             _ => {}
@@ -524,6 +546,12 @@ impl Approval {
             DecisionKind::Reject => {
                 self.settle(Status::Rejected, voter, decision.reason, now);
                 Ok(DecisionEffect::Settled(Status::Rejected))
+            }
+            // One person's answer settles it, like a rejection: the tool
+            // will not run, so there is nothing for a quorum to guard.
+            DecisionKind::Respond => {
+                self.settle(Status::Responded, voter, decision.reason, now);
+                Ok(DecisionEffect::Settled(Status::Responded))
             }
             DecisionKind::Approve => {
                 self.votes.push(Vote {
@@ -1086,6 +1114,57 @@ mod tests {
             })
         ));
         assert_eq!(a.status, Status::Rejected);
+    }
+
+    #[test]
+    fn respond_settles_without_running_the_tool() {
+        let mut a = pending(2);
+        // Not allowed unless the policy lists it.
+        a.allowed_decisions = vec![DecisionKind::Approve, DecisionKind::Reject];
+        assert!(matches!(
+            a.decide(by("bob@x", DecisionKind::Respond), 1),
+            Err(TransitionError::DecisionNotAllowed { .. })
+        ));
+        a.allowed_decisions = DecisionKind::ALL.to_vec();
+        // Arguments belong to edits only.
+        let mut with_args = by("bob@x", DecisionKind::Respond);
+        with_args.final_args = Some(Map::new());
+        assert_eq!(
+            a.decide(with_args, 1),
+            Err(TransitionError::ArgsWithoutEdit)
+        );
+        // The originator may answer (nothing runs); one answer settles it
+        // even under a quorum of two.
+        let mut d = by("alice@example.com", DecisionKind::Respond);
+        d.reason = Some("use the sandbox account".into());
+        assert_eq!(
+            a.decide(d, 2).unwrap(),
+            DecisionEffect::Settled(Status::Responded)
+        );
+        assert_eq!(
+            a.settlement.as_ref().and_then(|s| s.reason.as_deref()),
+            Some("use the sandbox account")
+        );
+        assert_eq!(a.final_args, None);
+        assert_eq!(a.execute_before(), None);
+        // A responded request can never be claimed for execution.
+        assert!(matches!(
+            a.claim_execution("c", 3),
+            Err(TransitionError::NotApproved {
+                status: Status::Responded,
+                ..
+            })
+        ));
+        assert!(matches!(
+            a.report_execution(None, exec(ExecutionOutcome::Success), 3),
+            Err(TransitionError::NotReportable { .. })
+        ));
+        assert_eq!(a.status, Status::Responded);
+        // The message is required.
+        assert_eq!(
+            check_reason(Action::Decide(DecisionKind::Respond), Some("  ")),
+            Err(Refusal::MessageRequired)
+        );
     }
 
     #[test]

@@ -86,6 +86,7 @@ mod tests {
             email: None,
             remind_after: None,
             escalation: None,
+            reject_reasons: vec![],
         };
         PolicySet::new(vec![policy], None, String::new())
     }

@@ -10,6 +10,7 @@
 pub use crate::approval::{DecisionKind, Status};
 use crate::auth::Role;
 use crate::policy::PolicySummary;
+use crate::question::Choice;
 use crate::run::RunStatus;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -118,6 +119,28 @@ audit_events! {
     "approval.escalated" => ApprovalEscalated {
         escalate_after_seconds: u64,
         escalate_to: Vec<String>,
+    }
+    /// An agent asked a person a question (`POST /api/v1/questions`).
+    "question.asked" => QuestionAsked {
+        question_id: String,
+        text: String,
+        choices: Vec<Choice>,
+        allow_free_text: bool,
+        policy: String,
+        agent: String,
+        originator: Option<String>,
+        idempotency_key: Option<String>,
+        expires_at: String,
+    }
+    /// A person answered: the chosen option's value and/or free text.
+    "question.answered" => QuestionAnswered {
+        question_id: String,
+        choice: Option<String>,
+        text: Option<String>,
+    }
+    "question.expired" => QuestionExpired {
+        question_id: String,
+        expires_at: String,
     }
     /// `via`, `issuer`, `idp_groups`: only for accounts made by single sign-on.
     "user.created" => UserCreated {
@@ -346,6 +369,19 @@ pub enum SlackDelivery {
     },
     /// A reminder or escalation notice, replied in each posted message's thread.
     ThreadReplies { replies: Vec<Value> },
+    /// A question from an agent, posted in a channel.
+    QuestionPosted {
+        question_id: String,
+        target: String,
+        channel: String,
+        ts: String,
+    },
+    /// A question's messages, updated once it was answered or expired.
+    QuestionUpdated {
+        question_id: String,
+        status: crate::question::QuestionStatus,
+        messages: Vec<Value>,
+    },
 }
 
 #[cfg(test)]
@@ -850,6 +886,41 @@ mod tests {
             "audit.rollback_accepted",
             json!({"remembered_size": 9, "remembered_checkpoint": "note", "remembered_signed_at": "t", "log_size": 4, "problem": "p", "archived_file": null}),
         );
+        same(
+            AuditEvent::QuestionAsked {
+                question_id: "q1".into(),
+                text: "Which?".into(),
+                choices: vec![Choice {
+                    value: "a".into(),
+                    label: "A".into(),
+                }],
+                allow_free_text: false,
+                policy: "p".into(),
+                agent: "bot".into(),
+                originator: None,
+                idempotency_key: Some("k".into()),
+                expires_at: "t".into(),
+            },
+            "question.asked",
+            json!({"question_id": "q1", "text": "Which?", "choices": [{"value": "a", "label": "A"}], "allow_free_text": false, "policy": "p", "agent": "bot", "originator": null, "idempotency_key": "k", "expires_at": "t"}),
+        );
+        same(
+            AuditEvent::QuestionAnswered {
+                question_id: "q1".into(),
+                choice: Some("a".into()),
+                text: None,
+            },
+            "question.answered",
+            json!({"question_id": "q1", "choice": "a", "text": null}),
+        );
+        same(
+            AuditEvent::QuestionExpired {
+                question_id: "q1".into(),
+                expires_at: "t".into(),
+            },
+            "question.expired",
+            json!({"question_id": "q1", "expires_at": "t"}),
+        );
     }
 
     #[test]
@@ -858,6 +929,6 @@ mod tests {
         kinds.sort_unstable();
         kinds.dedup();
         assert_eq!(kinds.len(), AuditEvent::KINDS.len());
-        assert_eq!(kinds.len(), 36);
+        assert_eq!(kinds.len(), 39);
     }
 }

@@ -340,6 +340,8 @@ struct FilePolicy {
     remind_after: Option<Spanned<String>>,
     escalate_after: Option<Spanned<String>>,
     escalate_to: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    reject_reasons: Vec<Spanned<String>>,
 }
 
 /// Maps byte offsets to 1-based line numbers.
@@ -647,7 +649,7 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
                     None => errors.push(lines.err(
                         d,
                         format!(
-                            "policy '{name}': decision '{}' must be one of approve, reject, edit",
+                            "policy '{name}': decision '{}' must be one of approve, reject, edit, respond",
                             d.get_ref()
                         ),
                     )),
@@ -734,6 +736,7 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
             (None, None, None)
         }
     };
+    let reject_reasons = reject_reasons(&raw.reject_reasons, &name, &decisions, lines, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -752,7 +755,57 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
         email,
         remind_after,
         escalation,
+        reject_reasons,
     })
+}
+
+/// `reject_reasons`: short, distinct, storable, and only where people may
+/// reject at all.
+fn reject_reasons(
+    raw: &[Spanned<String>],
+    name: &str,
+    decisions: &[DecisionKind],
+    lines: &Lines<'_>,
+    errors: &mut Vec<PolicyError>,
+) -> Vec<String> {
+    use crate::policy::{MAX_REJECT_REASONS, MAX_REJECT_REASON_CHARS};
+    let mut out: Vec<String> = Vec::new();
+    if let Some(first) = raw.first() {
+        if !decisions.contains(&DecisionKind::Reject) {
+            errors.push(lines.err(
+                first,
+                format!("policy '{name}': reject_reasons is set but decisions does not include 'reject'; add it or remove the reasons"),
+            ));
+        }
+    }
+    if raw.len() > MAX_REJECT_REASONS {
+        errors.push(lines.err(
+            &raw[MAX_REJECT_REASONS],
+            format!("policy '{name}': at most {MAX_REJECT_REASONS} reject_reasons are accepted"),
+        ));
+    }
+    for r in raw {
+        let text = r.get_ref().trim().to_owned();
+        let problem = if text.is_empty() {
+            Some("a reject reason is empty".to_owned())
+        } else if text.chars().count() > MAX_REJECT_REASON_CHARS {
+            Some(format!(
+                "reject reason '{}…' is longer than {MAX_REJECT_REASON_CHARS} characters",
+                text.chars().take(30).collect::<String>()
+            ))
+        } else if text.chars().any(char::is_control) {
+            Some("a reject reason contains a control character (one line each)".to_owned())
+        } else if out.contains(&text) {
+            Some(format!("reject reason '{text}' is listed twice"))
+        } else {
+            None
+        };
+        match problem {
+            Some(m) => errors.push(lines.err(r, format!("policy '{name}': {m}"))),
+            None => out.push(text),
+        }
+    }
+    out
 }
 
 /// Reads a config file and reports every mistake as `FILE:LINE: message`.

@@ -24,7 +24,23 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
             }
             Err(e) => tracing::warn!(error = %e, "could not read due expiries"),
         }
-        let sleep = match cp.next_expiry().await {
+        // Questions expire the same way (no answer in time).
+        match cp.due_question_expiries(now, 100).await {
+            Ok(ids) => {
+                for id in ids {
+                    if let Err(e) = cp.expire_question(&id).await {
+                        failed = true;
+                        tracing::warn!(question = %id, error = %e, "could not expire question");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read due question expiries"),
+        }
+        let next = match (cp.next_expiry().await, cp.next_question_expiry().await) {
+            (Ok(a), Ok(q)) => Ok(a.into_iter().chain(q).min()),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        let sleep = match next {
             // The store cannot write (full, locked): do not spin on it.
             _ if failed => Duration::from_secs(1),
             Ok(Some(at)) => {

@@ -29,6 +29,7 @@ pub(crate) mod outbox;
 pub(crate) mod password_gate;
 pub mod policy;
 pub(crate) mod private_file;
+pub(crate) mod question;
 pub(crate) mod redact;
 pub(crate) mod reminders;
 pub(crate) mod run;

@@ -216,9 +216,11 @@ impl Metrics {
         }
         let was_open = matches!(before, None | Some(Status::Pending));
         let outcome = match after.status {
-            Status::Approved | Status::Rejected | Status::Expired | Status::Cancelled => {
-                after.status
-            }
+            Status::Approved
+            | Status::Rejected
+            | Status::Responded
+            | Status::Expired
+            | Status::Cancelled => after.status,
             Status::Pending | Status::Executing | Status::Executed => return,
         };
         if !was_open {

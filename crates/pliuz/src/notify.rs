@@ -131,6 +131,8 @@ impl<K: Hash + Eq + Clone, V: Clone + Default> Drop for Waiter<K, V> {
 pub type ApprovalWaiter = Waiter<String, Committed>;
 /// Waits for run changes of one agent (the value only counts changes).
 pub type RunsWaiter = Waiter<String, u64>;
+/// Waits for changes to one question (the value only counts changes).
+pub type QuestionWaiter = Waiter<String, u64>;
 
 #[derive(Clone)]
 pub struct Notifier {
@@ -148,6 +150,8 @@ pub struct Notifier {
     runs: Arc<watch::Sender<u64>>,
     /// Run long-polls, by agent.
     agent_runs: Arc<Keyed<String, u64>>,
+    /// Question long-polls, by question id.
+    questions: Arc<Keyed<String, u64>>,
 }
 
 impl Default for Notifier {
@@ -167,7 +171,19 @@ impl Notifier {
             mail: Arc::new(Notify::new()),
             runs: Arc::new(watch::channel(0).0),
             agent_runs: Arc::new(Keyed::new()),
+            questions: Arc::new(Keyed::new()),
         }
+    }
+
+    /// Waits for changes to question `id` (register before reading).
+    pub fn wait_for_question(&self, id: &str) -> QuestionWaiter {
+        Waiter::new(&self.questions, id.to_owned())
+    }
+
+    /// Question `id` was answered or expired (committed in this process;
+    /// waiters on other replicas re-read on their own schedule).
+    pub fn question_changed(&self, id: &str) {
+        self.questions.send(&id.to_owned(), || 0);
     }
 
     /// A receiver that sees every later run change of any agent.

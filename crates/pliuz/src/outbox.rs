@@ -38,6 +38,8 @@
 //! `PLIUZ_OUTBOX_MAX_ATTEMPTS` (for non-transient errors, default 10),
 //! `PLIUZ_OUTBOX_LEASE_MS` (claim lease, default 60000).
 
+mod questions;
+
 use crate::approval::{Actor, Approval};
 use crate::audit_event::{AuditEvent, SlackDelivery};
 use crate::service::deliveries::Posted;
@@ -214,6 +216,8 @@ pub async fn deliver_due(cp: &ControlPlane, slack: &Slack, tuning: &Tuning) -> u
             "slack.dm" => dm(cp, slack, &row).await,
             "slack.update" => update(cp, slack, &row).await,
             "slack.thread" => thread(cp, slack, &row).await,
+            "slack.question.post" => questions::post(cp, slack, &row).await,
+            "slack.question.update" => questions::update(cp, slack, &row).await,
             other => {
                 give_up(cp, &row, &format!("unknown notification kind '{other}'")).await;
                 continue;
@@ -270,14 +274,14 @@ async fn failed(cp: &ControlPlane, row: &OutboxMessage, f: Failure, tuning: &Tun
 
 async fn give_up(cp: &ControlPlane, row: &OutboxMessage, error: &str) {
     tracing::error!(outbox = %row.id, kind = %row.kind, %error, "giving up on a notification");
+    // A question's row names the question in `approval_id`; its entry names
+    // no request (the outbox id and kind say what it was about).
+    let approval_id = row
+        .approval_id
+        .clone()
+        .filter(|_| !row.kind.starts_with("slack.question."));
     let result = cp
-        .give_up_notification(
-            &row.id,
-            row.approval_id.clone(),
-            &row.kind,
-            row.attempts + 1,
-            error,
-        )
+        .give_up_notification(&row.id, approval_id, &row.kind, row.attempts + 1, error)
         .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, outbox = %row.id, "could not record giving up");

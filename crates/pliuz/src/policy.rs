@@ -207,6 +207,9 @@ pub struct Policy {
     pub remind_after: Option<Duration>,
     /// `escalate_after` + `escalate_to`.
     pub escalation: Option<Escalation>,
+    /// Reasons offered when rejecting (the inbox's select, Slack's reject
+    /// modal); free text stays possible.
+    pub reject_reasons: Vec<String>,
 }
 
 /// Who a policy's request e-mails go to.
@@ -224,6 +227,10 @@ pub struct Escalation {
     pub after: Duration,
     pub to: Vec<Approver>,
 }
+
+/// The most reasons a policy may offer, and their length (docs/limits.md).
+pub const MAX_REJECT_REASONS: usize = 20;
+pub const MAX_REJECT_REASON_CHARS: usize = 150;
 
 /// `execute_within` when a policy does not set it.
 pub const DEFAULT_EXECUTE_WITHIN: Duration = Duration::from_secs(24 * 3600);
@@ -271,6 +278,10 @@ pub struct PolicySummary {
     pub escalate_after_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub escalate_to: Vec<String>,
+    /// Omitted when empty, so that `policy.loaded` entries of policies
+    /// without reasons keep their bytes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reject_reasons: Vec<String>,
 }
 
 impl Policy {
@@ -299,7 +310,35 @@ impl Policy {
                 .iter()
                 .flat_map(|e| e.to.iter().map(|a| a.to_string()))
                 .collect(),
+            reject_reasons: self.reject_reasons.clone(),
         }
+    }
+
+    /// The reason a rejection carries when given as one of
+    /// `reject_reasons` (`choice`, empty for none) and/or free text: the
+    /// reason itself, followed by the details; `Err` when the choice is not
+    /// one of the policy's.
+    pub fn reject_reason(
+        &self,
+        choice: &str,
+        text: Option<&str>,
+    ) -> Result<Option<String>, String> {
+        let text = text.map(str::trim).filter(|t| !t.is_empty());
+        let choice = choice.trim();
+        if choice.is_empty() {
+            return Ok(text.map(str::to_owned));
+        }
+        if !self.reject_reasons.iter().any(|r| r == choice) {
+            return Err(format!(
+                "'{}' is not one of the reasons policy '{}' offers",
+                crate::text::truncate(choice, MAX_REJECT_REASON_CHARS),
+                self.name
+            ));
+        }
+        Ok(Some(match text {
+            Some(t) => format!("{choice}: {t}"),
+            None => choice.to_owned(),
+        }))
     }
 
     pub fn covers_tool(&self, tool: &str) -> bool {
@@ -498,6 +537,7 @@ mod tests {
             email: None,
             remind_after: None,
             escalation: None,
+            reject_reasons: vec![],
         }
     }
 
@@ -552,6 +592,22 @@ mod tests {
         );
         let set = PolicySet::new(vec![policy()], Some("refunds".into()), String::new());
         assert_eq!(set.resolve(None, "delete_db").unwrap().name, "refunds");
+    }
+
+    #[test]
+    fn a_chosen_reject_reason_leads_the_reason() {
+        let mut p = policy();
+        p.reject_reasons = vec!["wrong amount".into()];
+        assert_eq!(
+            p.reject_reason("wrong amount", None),
+            Ok(Some("wrong amount".into()))
+        );
+        assert_eq!(
+            p.reject_reason("wrong amount", Some(" use 10 ")),
+            Ok(Some("wrong amount: use 10".into()))
+        );
+        assert_eq!(p.reject_reason("", Some("no")), Ok(Some("no".into())));
+        assert!(p.reject_reason("made up", None).is_err());
     }
 
     #[test]

@@ -44,6 +44,7 @@ const LAYERS: &[&str] = &[
     "auth",
     "policy",
     "diff",
+    "question",
     "approval",
     // Small leaf helpers.
     "run",

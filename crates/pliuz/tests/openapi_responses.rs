@@ -510,6 +510,77 @@ async fn every_answer_matches_the_served_openapi_document() {
     ])
     .await;
 
+    // Questions: ask, replay, read, list, answer, and answer again.
+    let question = || {
+        Body::Json(json!({
+            "text": "Card or credit?",
+            "choices": ["card", {"value": "credit", "label": "Store credit"}],
+            "policy": "refunds",
+            "idempotency_key": "q1",
+            "originator": "user:someone@example.com",
+            "expires_in_seconds": 600,
+        }))
+    };
+    const QUESTIONS: &str = "POST /api/v1/questions";
+    let asked = c.send(QUESTIONS, "", &agent, question()).await;
+    asked.expect(StatusCode::CREATED, "ask");
+    let qid = asked.id();
+    const ANSWER: &str = "POST /api/v1/questions/{id}/answer";
+    c.check_all([
+        (QUESTIONS, "", &*agent, question(), 200, ""),
+        (
+            QUESTIONS,
+            "",
+            &finance,
+            Body::Json(json!({"text": "?", "policy": "refunds"})),
+            403,
+            "forbidden",
+        ),
+        (
+            "GET /api/v1/questions/{id}?wait=0",
+            &qid,
+            &agent,
+            NONE,
+            200,
+            "",
+        ),
+        ("GET /api/v1/questions?limit=5", "", &finance, NONE, 200, ""),
+        ("GET /api/v1/questions", "", &agent, NONE, 403, "forbidden"),
+        (
+            ANSWER,
+            &qid,
+            &finance,
+            Body::Json(json!({"choice": "cash"})),
+            422,
+            "validation",
+        ),
+        (
+            ANSWER,
+            &qid,
+            &finance,
+            Body::Json(json!({"choice": "credit"})),
+            200,
+            "",
+        ),
+        (
+            ANSWER,
+            &qid,
+            &finance,
+            Body::Json(json!({"choice": "card"})),
+            409,
+            "",
+        ),
+        (
+            "GET /api/v1/questions/{id}",
+            unknown,
+            &agent,
+            NONE,
+            404,
+            "not_found",
+        ),
+    ])
+    .await;
+
     // The audit log.
     c.check_all([
         ("GET /api/v1/audit/checkpoint", "", &*auditor, NONE, 200, ""),

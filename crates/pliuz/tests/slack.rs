@@ -31,7 +31,7 @@ dm_approvers = {dm_approvers}
 "fin@example.com" = "UFIN"
 
 {refunds}slack_channel = "#refunds"
-{deletes}{payouts}{quick}{lost}"##,
+{deletes}{payouts}{quick}{lost}{answers}{careful}"##,
         api = fake.api_url(),
         refunds = support::REFUNDS_POLICY,
         deletes = finance_policy(
@@ -46,6 +46,16 @@ dm_approvers = {dm_approvers}
             "expires_in = \"2s\"\nslack_channel = \"#quick\""
         ),
         lost = finance_policy("lost", "lost_tool", r##"slack_channel = "#nowhere""##),
+        answers = finance_policy(
+            "answers",
+            "ask_user",
+            r#"decisions = ["approve", "reject", "respond"]"#
+        ),
+        careful = finance_policy(
+            "careful",
+            "careful_tool",
+            r#"reject_reasons = ["wrong amount", "wrong customer"]"#
+        ),
     )
 }
 
@@ -612,6 +622,62 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn respond_from_slack_only_where_the_policy_allows_it() {
+    let e = env(false).await;
+    // "refunds" does not list respond: no Respond button.
+    let (_, _, plain) = e
+        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 9000}}))
+        .await;
+    assert!(button_value(&plain, "pliuz_reject").is_some());
+    assert!(button_value(&plain, "pliuz_respond").is_none());
+
+    let (_, id, post) = e
+        .create_posted(json!({"tool_name": "ask_user", "tool_args": {"question": "Which room?"}}))
+        .await;
+    assert!(button_value(&post, "pliuz_respond").is_some());
+    let poll = e.long_poll(&id);
+    let (status, _, _) = e.click("UFIN", "pliuz_respond", &post, &id).await;
+    assert_eq!(status, StatusCode::OK);
+    let view = e.opened_modal("trigger-UFIN-pliuz_respond").await;
+    assert_eq!(view["callback_id"], "pliuz_respond_view");
+    // An empty answer is refused in the modal itself.
+    let (status, text, _) = e
+        .interact(&view_submission(
+            "UFIN",
+            &view,
+            json!({"reason": {"reason_input": {"type": "plain_text_input", "value": "  "}}}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["response_action"], "errors");
+    assert!(
+        v["errors"]["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("answer")),
+        "{v}"
+    );
+    assert_eq!(e.get(&id).await["status"], "pending");
+    let (status, text, _) = e
+        .interact(&view_submission(
+            "UFIN",
+            &view,
+            json!({"reason": {"reason_input": {"type": "plain_text_input", "value": "Room 4, at ten."}}}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.is_empty(), "the modal should close: {text}");
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    assert_eq!(done["status"], "responded", "{done}");
+    assert_eq!(done["decision"]["reason"], "Room 4, at ten.");
+    assert_eq!(done["decision"]["by"], "user:fin@example.com");
+    let upd = e.updated(&post, "Responded").await;
+    let ut = upd.body.to_string();
+    assert!(ut.contains("Room 4, at ten."), "{ut}");
+    assert!(!ut.contains("pliuz_respond"), "buttons remain: {ut}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_stale_unmapped_and_non_approver_clicks_change_nothing() {
     let e = env(false).await;
     let (_, id, post) = e.create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": "fin2@example.com"})).await;
@@ -1105,4 +1171,183 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
     let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert_eq!(done["status"], "approved", "{done}");
     assert_eq!(done["final_args"], json!({"to": "mallory", "amount": 5}));
+}
+
+/// The message posted for question `id`.
+async fn question_posted(e: &Env, id: &str) -> Call {
+    let needle = format!("/questions/{id}");
+    e.fake
+        .wait_for("the question's chat.postMessage", WAIT, |c| {
+            c.method == "chat.postMessage" && c.ok() && c.body.to_string().contains(&needle)
+        })
+        .await
+}
+
+async fn ask(e: &Env, body: Value) -> (String, Call) {
+    let r = e
+        .http
+        .post(e.server.url("/api/v1/questions"))
+        .bearer_auth(&e.agent)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let q: Value = r.json().await.unwrap();
+    let id = q["id"].as_str().expect("id").to_owned();
+    let post = question_posted(e, &id).await;
+    (id, post)
+}
+
+fn question_poll(e: &Env, id: &str) -> tokio::task::JoinHandle<(Instant, Value)> {
+    let url = e.server.url(&format!("/api/v1/questions/{id}?wait=30"));
+    support::long_poll(&e.http, url, &e.agent)
+}
+
+#[tokio::test]
+async fn questions_are_answered_from_slack_by_button_and_by_modal() {
+    let e = env(false).await;
+
+    // A button per choice; agent text is inert.
+    let (id, post) = ask(
+        &e,
+        json!({"text": "Which warehouse? <!channel>", "choices": ["north", {"value": "south", "label": "South side"}], "policy": "refunds", "originator": "user:fin@example.com"}),
+    )
+    .await;
+    assert_eq!(post.body["channel"], "#refunds");
+    let text = post.body.to_string();
+    assert!(
+        !text.contains("<!channel>") && text.contains("&lt;!channel&gt;"),
+        "{text}"
+    );
+    assert_eq!(
+        button_value(&post, "pliuz_question_choice_1"),
+        Some(format!("{id}:south"))
+    );
+    assert_eq!(
+        button_value(&post, "pliuz_question_text"),
+        None,
+        "no free text offered"
+    );
+    // The originator and a non-approver are refused and told why.
+    let (status, _, _) = e.click("UFIN", "pliuz_question_choice_0", &post, &id).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_ephemeral(&e.fake, "somebody else must answer").await;
+    let (status, _, _) = e
+        .click("USALES", "pliuz_question_choice_0", &post, &id)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_ephemeral(&e.fake, "not an approver").await;
+    let poll = question_poll(&e, &id);
+    let (status, _, took) = e
+        .click("UFIN2", "pliuz_question_choice_1", &post, &id)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    assert_eq!(done["status"], "answered", "{done}");
+    assert_eq!(done["answer"]["choice"], "south");
+    assert_eq!(done["answer"]["answered_by"], "user:fin2@example.com");
+    let upd = e.updated(&post, "Answered").await;
+    let ut = upd.body.to_string();
+    assert!(
+        ut.contains("fin2@example.com") && ut.contains("South side"),
+        "{ut}"
+    );
+    assert!(
+        !ut.contains("pliuz_question_choice"),
+        "buttons remain: {ut}"
+    );
+
+    // Free text through the modal.
+    let (qid, post_q) = ask(
+        &e,
+        json!({"text": "What did the customer say?", "policy": "refunds"}),
+    )
+    .await;
+    let poll = question_poll(&e, &qid);
+    let (status, _, _) = e.click("UFIN", "pliuz_question_text", &post_q, &qid).await;
+    assert_eq!(status, StatusCode::OK);
+    let view = e.opened_modal("trigger-UFIN-pliuz_question_text").await;
+    assert_eq!(view["callback_id"], "pliuz_question_view");
+    let (status, text, _) = e
+        .interact(&view_submission(
+            "UFIN",
+            &view,
+            json!({"answer": {"answer_input": {"type": "plain_text_input", "value": " "}}}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["response_action"], "errors", "{v}");
+    let (status, text, _) = e
+        .interact(&view_submission("UFIN", &view, json!({"answer": {"answer_input": {"type": "plain_text_input", "value": "by Friday please"}}})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.is_empty(), "the modal should close: {text}");
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    assert_eq!(done["answer"]["text"], "by Friday please");
+    assert_eq!(done["answer"]["answered_by"], "user:fin@example.com");
+    e.updated(&post_q, "by Friday please").await;
+    e.assert_no_secrets_logged();
+}
+
+#[tokio::test]
+async fn the_reject_modal_offers_the_policy_reasons() {
+    let e = env(false).await;
+    let (_, id, post) = e
+        .create_posted(json!({"tool_name": "careful_tool", "tool_args": {"n": 1}}))
+        .await;
+    let poll = e.long_poll(&id);
+    let (status, _, _) = e.click("UFIN", "pliuz_reject", &post, &id).await;
+    assert_eq!(status, StatusCode::OK);
+    let view = e.opened_modal("trigger-UFIN-pliuz_reject").await;
+    let select = view["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["block_id"] == "reason_choice")
+        .cloned()
+        .expect("a reason select");
+    let offered: Vec<&str> = select["element"]["options"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["value"].as_str())
+        .collect();
+    assert_eq!(offered, ["wrong amount", "wrong customer"]);
+    // A value that is not one of the policy's is refused in the modal.
+    let forged = json!({"reason_choice": {"reason_choice_input": {"type": "static_select", "selected_option": {"value": "made up"}}}});
+    let (_, text, _) = e.interact(&view_submission("UFIN", &view, forged)).await;
+    assert!(text.contains("not one of the reasons"), "{text}");
+    let chosen = json!({
+        "reason_choice": {"reason_choice_input": {"type": "static_select", "selected_option": {"value": "wrong customer"}}},
+        "reason": {"reason_input": {"type": "plain_text_input", "value": null}},
+    });
+    let (status, text, _) = e.interact(&view_submission("UFIN", &view, chosen)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.is_empty(), "the modal should close: {text}");
+    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    assert_eq!(done["status"], "rejected");
+    assert_eq!(done["decision"]["reason"], "wrong customer");
+}
+
+#[tokio::test]
+async fn an_expired_question_message_loses_its_buttons() {
+    let e = env(false).await;
+    let (id, post) = ask(
+        &e,
+        json!({"text": "Anyone?", "choices": ["yes"], "policy": "quick"}),
+    )
+    .await;
+    assert_eq!(post.body["channel"], "#quick");
+    let upd = e.updated(&post, "Expired").await;
+    let ut = upd.body.to_string();
+    assert!(
+        !ut.contains("pliuz_question_choice"),
+        "buttons remain: {ut}"
+    );
+    let (status, _, _) = e.click("UFIN", "pliuz_question_choice_0", &post, &id).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_ephemeral(&e.fake, "expired").await;
 }

@@ -89,7 +89,14 @@ async fn upgrades(database_url: String, before: Bookkeeping) {
         .iter()
         .map(|(v, n, _)| (*v, n.as_str()))
         .collect();
-    assert_eq!(added, [(72, "list_indexes"), (90, "email_reminders")]);
+    assert_eq!(
+        added,
+        [
+            (72, "list_indexes"),
+            (90, "email_reminders"),
+            (100, "questions")
+        ]
+    );
     // The new index exists and the old row still reads through it.
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM approvals WHERE status = 'approved' AND policy = 'refunds'",

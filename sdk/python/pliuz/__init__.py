@@ -47,8 +47,10 @@ from .errors import (
     PliuzNoMatchingPolicyError,
     PliuzNotFoundError,
     PliuzOutcomeUnknownError,
+    PliuzQuestionExpiredError,
     PliuzRateLimitError,
     PliuzRejectedError,
+    PliuzRespondedError,
     PliuzServerError,
     PliuzTimeoutError,
     PliuzUnknownPolicyError,
@@ -56,15 +58,18 @@ from .errors import (
 )
 from .gated import gated
 from .idempotency import idempotency_key
-from .models import Approval, ApprovalList, Decision, Execution, Vote
+from .models import Answer, Approval, ApprovalList, Choice, Decision, Execution, Question, Vote
+from .questions import ask_human, ask_human_async
 from .redaction import REDACTED
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "REDACTED",
+    "Answer",
     "Approval",
     "ApprovalList",
     "AsyncPliuzClient",
+    "Choice",
     "Decision",
     "Execution",
     "PliuzAPIError",
@@ -87,14 +92,19 @@ __all__ = [
     "PliuzNoMatchingPolicyError",
     "PliuzNotFoundError",
     "PliuzOutcomeUnknownError",
+    "PliuzQuestionExpiredError",
     "PliuzRateLimitError",
     "PliuzRejectedError",
+    "PliuzRespondedError",
     "PliuzServerError",
     "PliuzTimeoutError",
     "PliuzUnknownPolicyError",
     "PliuzValidationError",
+    "Question",
     "Vote",
     "__version__",
+    "ask_human",
+    "ask_human_async",
     "flush_reports",
     "gated",
     "idempotency_key",

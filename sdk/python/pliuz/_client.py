@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import httpx
 
 from . import __version__ as _version
-from . import _flow
+from . import _flow, _questions
 from ._flow import (
     Announce,
     DecisionOptions,
@@ -60,6 +60,7 @@ from ._flow import (
     decision_body,
     execution_body,
 )
+from ._questions import QuestionOptions, question_body
 from ._reports import (
     Report,
     deliver,
@@ -70,7 +71,7 @@ from ._reports import (
     undeliverable,
 )
 from .errors import PliuzError, PliuzMissingAPIKeyError
-from .models import Approval, ApprovalList
+from .models import Answer, Approval, ApprovalList, Question
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -155,7 +156,7 @@ class _BaseClient:
         return httpx.Timeout(self.timeout, read=read)
 
     @staticmethod
-    def _expiry_deadline(approval: Approval | None) -> float | None:
+    def _expiry_deadline(approval: Approval | Question | None) -> float | None:
         """Monotonic deadline derived from ``expires_at`` (+ grace) for waits without a timeout."""
         if approval is None or approval.expires_at is None:
             return None
@@ -382,16 +383,18 @@ class PliuzClient(_HttpClient[httpx.Client]):
     def decide(
         self,
         approval: Approval | str,
-        decision: Literal["approve", "reject", "edit"],
+        decision: Literal["approve", "reject", "edit", "respond"],
         **options: Unpack[DecisionOptions],
     ) -> Approval:
-        """Approve, reject or edit (with ``final_args``) as a human approver.
+        """Approve, reject, edit (with ``final_args``) or respond as a human approver.
 
         Keywords: ``args_digest``, ``reason``, ``final_args``.
 
         A reject needs a ``reason`` (at most 2,000 characters): the agent's
         model receives it. Without one the server refuses with
-        :class:`PliuzValidationError`.
+        :class:`PliuzValidationError`. A ``respond`` (only where the policy's
+        ``decisions`` list it) needs one too: it is the message the model
+        receives instead of the tool's result; the tool never runs.
 
         A decision applies only to the arguments you reviewed: pass the
         :class:`Approval` you looked at (its ``args_digest`` is sent), or an
@@ -400,6 +403,53 @@ class PliuzClient(_HttpClient[httpx.Client]):
         """
         approval_id, body = decision_body(approval, decision, options)
         return self._drive(_flow.decide(self, approval_id, body))
+
+    # -- questions to a person ------------------------------------------------
+
+    def ask_question(
+        self, text: str, *, timeout: float | None = None, **options: Unpack[QuestionOptions]
+    ) -> Question:
+        """Ask a person (``POST /api/v1/questions``) without waiting for the answer.
+
+        Keywords: ``choices`` (strings, or ``{"value", "label"}`` mappings),
+        ``allow_free_text`` (default: true without choices), ``policy`` (whose
+        approvers answer), ``originator`` (who may not answer),
+        ``idempotency_key``, ``expires_in_seconds``.
+        """
+        body = question_body(text, options)
+        return self._drive(_questions.ask(self, body, deadline_in(timeout)))
+
+    def get_question(
+        self, question_id: str, *, wait: int | None = None, timeout: float | None = None
+    ) -> Question:
+        """Fetch a question; with ``wait`` (0-60 s) the server holds the request until
+        it is answered or expires."""
+        return self._drive(_questions.get(self, question_id, wait, deadline_in(timeout)))
+
+    def wait_for_answer(
+        self, question: str | Question, *, timeout: float | None = None
+    ) -> Question:
+        """Long-poll until the question is answered and return it. Raises
+        :class:`~pliuz.PliuzQuestionExpiredError` when nobody answered in time and
+        :class:`~pliuz.PliuzTimeoutError` after ``timeout`` seconds."""
+        return self._drive(_questions.wait_for_answer(self, question, timeout))
+
+    def ask(
+        self, text: str, *, timeout: float | None = None, **options: Unpack[QuestionOptions]
+    ) -> Answer:
+        """Ask a person and wait for the typed :class:`~pliuz.Answer` (``choice``,
+        ``text``, ``answered_by``, ``answered_at``); keywords as :meth:`ask_question`.
+        Raises :class:`~pliuz.PliuzQuestionExpiredError` when nobody answered in time."""
+        body = question_body(text, options)
+        return self._drive(_questions.ask_and_wait(self, body, timeout))
+
+    def answer_question(
+        self, question_id: str, *, choice: str | None = None, text: str | None = None
+    ) -> Question:
+        """Answer a question as a person (user token): one of its choices' values
+        and/or free text (where allowed)."""
+        body = _flow.drop_none({"choice": choice, "text": text})
+        return self._drive(_questions.answer(self, question_id, body))
 
 
 class AsyncPliuzClient(_HttpClient[httpx.AsyncClient]):
@@ -564,12 +614,47 @@ class AsyncPliuzClient(_HttpClient[httpx.AsyncClient]):
     async def decide(
         self,
         approval: Approval | str,
-        decision: Literal["approve", "reject", "edit"],
+        decision: Literal["approve", "reject", "edit", "respond"],
         **options: Unpack[DecisionOptions],
     ) -> Approval:
         """Async :meth:`PliuzClient.decide`."""
         approval_id, body = decision_body(approval, decision, options)
         return await self._drive(_flow.decide(self, approval_id, body))
+
+    # -- questions to a person ------------------------------------------------
+
+    async def ask_question(
+        self, text: str, *, timeout: float | None = None, **options: Unpack[QuestionOptions]
+    ) -> Question:
+        """See :meth:`PliuzClient.ask_question`."""
+        body = question_body(text, options)
+        return await self._drive(_questions.ask(self, body, deadline_in(timeout)))
+
+    async def get_question(
+        self, question_id: str, *, wait: int | None = None, timeout: float | None = None
+    ) -> Question:
+        """See :meth:`PliuzClient.get_question`."""
+        return await self._drive(_questions.get(self, question_id, wait, deadline_in(timeout)))
+
+    async def wait_for_answer(
+        self, question: str | Question, *, timeout: float | None = None
+    ) -> Question:
+        """See :meth:`PliuzClient.wait_for_answer`."""
+        return await self._drive(_questions.wait_for_answer(self, question, timeout))
+
+    async def ask(
+        self, text: str, *, timeout: float | None = None, **options: Unpack[QuestionOptions]
+    ) -> Answer:
+        """See :meth:`PliuzClient.ask`."""
+        body = question_body(text, options)
+        return await self._drive(_questions.ask_and_wait(self, body, timeout))
+
+    async def answer_question(
+        self, question_id: str, *, choice: str | None = None, text: str | None = None
+    ) -> Question:
+        """See :meth:`PliuzClient.answer_question`."""
+        body = _flow.drop_none({"choice": choice, "text": text})
+        return await self._drive(_questions.answer(self, question_id, body))
 
 
 def new_claim_id() -> str:

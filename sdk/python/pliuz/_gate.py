@@ -45,6 +45,7 @@ from .errors import (
     PliuzExpiredError,
     PliuzOutcomeUnknownError,
     PliuzRejectedError,
+    PliuzRespondedError,
     PliuzTimeoutError,
 )
 from .idempotency import idempotency_key
@@ -144,6 +145,7 @@ def raise_for_outcome(approval: Approval) -> None:
     """Raise the matching outcome error unless ``approval`` is ``approved``.
 
     ``rejected`` → :class:`~pliuz.PliuzRejectedError` (with ``reason``),
+    ``responded`` → :class:`~pliuz.PliuzRespondedError` (with ``response``),
     ``expired`` → :class:`~pliuz.PliuzExpiredError`, ``cancelled`` →
     :class:`~pliuz.PliuzCancelledError`, ``executed`` →
     :class:`~pliuz.PliuzAlreadyExecutedError`, ``executing`` →
@@ -162,6 +164,13 @@ def raise_for_outcome(approval: Approval) -> None:
             + (f" by {by}" if by else "")
             + (f": {reason}" if reason else ""),
             reason=reason,
+            approval=approval,
+        )
+    if status == "responded":
+        by = approval.decision.by if approval.decision else None
+        raise PliuzRespondedError(
+            f"{name} was answered" + (f" by {by}" if by else "") + " instead of being run",
+            response=approval.reason or "",
             approval=approval,
         )
     if status == "expired":
@@ -365,6 +374,11 @@ class GateOptions(TypedDict, total=False):
     #: Exceptions of the body that mean "paused, not finished" (a LangGraph
     #: interrupt): no report is sent and the claim stays held for the re-run.
     unreported: tuple[type[BaseException], ...]
+    #: Exceptions of the body that mean "it may have run, nobody knows": no report is
+    #: sent and the claim is not held, so the request stays ``executing`` (outcome
+    #: unknown) and nothing runs it again (the Claude Agent SDK adapter, whose tools
+    #: run outside the body).
+    unknown_outcome: tuple[type[BaseException], ...]
 
 
 def gate(
@@ -376,6 +390,7 @@ def gate(
     report_output: bool = True,
     report_excerpt: Callable[[Any], str | None] | None = None,
     unreported: tuple[type[BaseException], ...] = (),
+    unknown_outcome: tuple[type[BaseException], ...] = (),
 ) -> Flow[Any]:
     """create → wait → check the outcome → claim → run the body → queue the report."""
     deadline = _flow.deadline_in(timeout_s)
@@ -409,6 +424,9 @@ def gate(
     except BaseException as exc:
         if isinstance(exc, unreported):
             _hold_claim(approval.id, claim_id)
+        elif isinstance(exc, unknown_outcome):
+            with _guard:
+                _held_claims.pop(approval.id, None)  # a re-presented claim must not re-run it
         else:
             yield finished("error", _ms(started), _describe_failure(exc))
         raise

@@ -11,6 +11,7 @@ HTTP failures are mapped from the RFC 9457 problem+json ``code`` field::
 
 Outcomes of waiting for a decision are errors too, so that a gated function
 never runs by accident: :class:`PliuzRejectedError` (carries ``.reason``),
+:class:`PliuzRespondedError` (carries ``.response``, the answer for the model),
 :class:`PliuzExpiredError`, :class:`PliuzCancelledError`,
 :class:`PliuzTimeoutError`, :class:`PliuzAlreadyExecutedError`,
 :class:`PliuzOutcomeUnknownError` and :class:`PliuzExecutionExpiredError`.
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
-    from .models import Approval
+    from .models import Approval, Question
 
 __all__ = [
     "PliuzAPIError",
@@ -44,8 +45,10 @@ __all__ = [
     "PliuzNoMatchingPolicyError",
     "PliuzNotFoundError",
     "PliuzOutcomeUnknownError",
+    "PliuzQuestionExpiredError",
     "PliuzRateLimitError",
     "PliuzRejectedError",
+    "PliuzRespondedError",
     "PliuzServerError",
     "PliuzTimeoutError",
     "PliuzUnknownPolicyError",
@@ -193,8 +196,25 @@ class PliuzRejectedError(PliuzDecisionError):
         self.reason = reason
 
 
+class PliuzRespondedError(PliuzDecisionError):
+    """A person answered in the tool's place (a ``respond`` decision): the tool does not
+    run, and ``message`` is what the model gets instead of the tool's result."""
+
+    def __init__(self, message: str, *, response: str, approval: Approval | None = None) -> None:
+        super().__init__(message, approval=approval)
+        self.response = response
+
+
 class PliuzExpiredError(PliuzDecisionError):
     """Nobody decided before the policy's ``expires_in`` elapsed."""
+
+
+class PliuzQuestionExpiredError(PliuzExpiredError):
+    """Nobody answered the question before it expired. ``question`` is its last state."""
+
+    def __init__(self, message: str, *, question: Question | None = None) -> None:
+        super().__init__(message)
+        self.question = question
 
 
 class PliuzCancelledError(PliuzDecisionError):

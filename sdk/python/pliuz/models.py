@@ -13,22 +13,30 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "Answer",
     "Approval",
     "ApprovalList",
     "ApprovalStatus",
+    "Choice",
     "Decision",
     "Execution",
+    "Question",
+    "QuestionStatus",
     "Vote",
 ]
 
 ApprovalStatus = Literal[
-    "pending", "approved", "rejected", "expired", "cancelled", "executing", "executed"
+    "pending", "approved", "rejected", "responded", "expired", "cancelled", "executing", "executed"
 ]
-"""``pending`` → ``approved``/``rejected``/``expired``/``cancelled``; ``approved`` →
+"""``pending`` → ``approved``/``rejected``/``responded``/``expired``/``cancelled``
+(``responded``: a person answered in the tool's place, where the policy allows it; the
+tool never runs and the model gets the message, the decision's ``reason``); ``approved`` →
 ``executing`` (the execution was claimed) → ``executed`` (its outcome was reported).
 An ``executing`` request whose report never arrived has an unknown outcome."""
 
-TERMINAL_STATUSES: frozenset[str] = frozenset({"rejected", "expired", "cancelled", "executed"})
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {"rejected", "responded", "expired", "cancelled", "executed"}
+)
 SETTLED_STATUSES: frozenset[str] = TERMINAL_STATUSES | {"approved", "executing"}
 
 
@@ -49,7 +57,7 @@ class Decision(_Model):
     ``by`` is ``user:EMAIL``, ``policy:NAME``, ``agent:NAME`` or ``system``.
     """
 
-    outcome: Literal["approved", "rejected", "expired", "cancelled"]
+    outcome: Literal["approved", "rejected", "responded", "expired", "cancelled"]
     by: str | None = None
     reason: str | None = None
     edited: bool = False
@@ -128,3 +136,52 @@ class ApprovalList(_Model):
 
     items: list[Approval] = Field(default_factory=list)
     next_cursor: str | None = None
+
+
+QuestionStatus = Literal["pending", "answered", "expired"]
+"""``pending`` → ``answered`` (a person answered) or ``expired`` (nobody did in time)."""
+
+
+class Choice(_Model):
+    """One option of a question: ``value`` is what the agent gets back, ``label`` what the
+    person reads."""
+
+    value: str
+    label: str
+
+
+class Answer(_Model):
+    """A person's answer to a question: the chosen option and/or free text."""
+
+    choice: str | None = None
+    """The ``value`` of the chosen option, if any."""
+    choice_label: str | None = None
+    text: str | None = None
+    """Free text, if any."""
+    answered_by: str | None = None
+    """``user:EMAIL``."""
+    answered_at: datetime | None = None
+
+    @property
+    def as_text(self) -> str:
+        """The answer as one string for a model: the choice's value, then the text."""
+        parts = [p for p in (self.choice, self.text) if p]
+        return ": ".join(parts)
+
+
+class Question(_Model):
+    """A question an agent asked a person (``/api/v1/questions``)."""
+
+    id: str
+    status: QuestionStatus
+    text: str
+    choices: list[Choice] = Field(default_factory=list)
+    allow_free_text: bool = True
+    policy: str | None = None
+    agent: str | None = None
+    originator: str | None = None
+    idempotency_key: str | None = None
+    answer: Answer | None = None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    is_replay: bool = False

@@ -54,6 +54,14 @@ approvers = ["group:finance"]
 decisions = ["approve", "reject"]
 required_approvals = 1
 expires_in = "2s"
+
+[[policy]]
+name = "answers"
+tools = ["ask_user", "send_note"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject", "edit", "respond"]
+required_approvals = 1
+expires_in = "30m"
 """
 
 

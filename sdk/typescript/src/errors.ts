@@ -124,6 +124,17 @@ export class PliuzRejectedError extends PliuzDecisionError {
     this.reason = options.reason;
   }
 }
+/**
+ * A person answered in the tool's place (a `respond` decision): the tool does not
+ * run, and `response` is what the model gets instead of its result.
+ */
+export class PliuzRespondedError extends PliuzDecisionError {
+  readonly response: string;
+  constructor(message: string, options: { response: string; approval?: Approval }) {
+    super(message, { approval: options.approval });
+    this.response = options.response;
+  }
+}
 /** Nobody decided before the policy's `expires_in` elapsed. */
 export class PliuzExpiredError extends PliuzDecisionError {}
 /** The request was cancelled (by the agent or an administrator) before a decision. */

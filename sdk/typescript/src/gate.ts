@@ -22,6 +22,7 @@ import {
   PliuzExpiredError,
   PliuzOutcomeUnknownError,
   PliuzRejectedError,
+  PliuzRespondedError,
   PliuzTimeoutError,
 } from "./errors.js";
 import { idempotencyKey } from "./idempotency.js";
@@ -98,7 +99,8 @@ function outcomeUnknown(approval: Approval): PliuzOutcomeUnknownError {
 
 /**
  * Throw the matching outcome error unless `approval` is `approved`: rejected →
- * {@link PliuzRejectedError} (with `reason`), expired, cancelled, executing →
+ * {@link PliuzRejectedError} (with `reason`), responded → {@link PliuzRespondedError}
+ * (with `response`), expired, cancelled, executing →
  * {@link PliuzOutcomeUnknownError}, executed → {@link PliuzAlreadyExecutedError},
  * pending → {@link PliuzTimeoutError}.
  */
@@ -112,6 +114,13 @@ export function raiseForOutcome(approval: Approval): void {
       const by = approval.decision?.by;
       throw new PliuzRejectedError(`${name} was rejected${by ? ` by ${by}` : ""}${reason ? `: ${reason}` : ""}`, {
         reason,
+        approval,
+      });
+    }
+    case "responded": {
+      const by = approval.decision?.by;
+      throw new PliuzRespondedError(`${name} was answered${by ? ` by ${by}` : ""} instead of being run`, {
+        response: reason ?? "",
         approval,
       });
     }

@@ -10,13 +10,29 @@ export interface JsonObject {
 }
 
 /**
- * `pending` → `approved`/`rejected`/`expired`/`cancelled`; `approved` → `executing`
+ * `pending` → `approved`/`rejected`/`responded`/`expired`/`cancelled` (`responded`: a
+ * person answered in the tool's place; it never runs and the model gets `decision.reason`);
+ * `approved` → `executing`
  * (the execution was claimed) → `executed` (its outcome was reported). An
  * `executing` request whose report never arrived has an unknown outcome.
  */
-export type ApprovalStatus = "pending" | "approved" | "rejected" | "expired" | "cancelled" | "executing" | "executed";
+export type ApprovalStatus =
+  | "pending"
+  | "approved"
+  | "rejected"
+  | "responded"
+  | "expired"
+  | "cancelled"
+  | "executing"
+  | "executed";
 
-export const TERMINAL_STATUSES: ReadonlySet<ApprovalStatus> = new Set(["rejected", "expired", "cancelled", "executed"]);
+export const TERMINAL_STATUSES: ReadonlySet<ApprovalStatus> = new Set([
+  "rejected",
+  "responded",
+  "expired",
+  "cancelled",
+  "executed",
+]);
 
 /** One approver's approval towards `required_approvals`. */
 export interface Vote {
@@ -26,7 +42,7 @@ export interface Vote {
 
 /** How the request was settled. `by` is `user:EMAIL`, `policy:NAME`, `agent:NAME` or `system`. */
 export interface Decision {
-  outcome: "approved" | "rejected" | "expired" | "cancelled";
+  outcome: "approved" | "rejected" | "responded" | "expired" | "cancelled";
   by?: string | null;
   reason?: string | null;
   edited?: boolean;

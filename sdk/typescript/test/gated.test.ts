@@ -8,6 +8,7 @@ import {
   type PliuzClient,
   PliuzExpiredError,
   PliuzRejectedError,
+  PliuzRespondedError,
   undeliveredReports,
 } from "../src/index.js";
 import { type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
@@ -84,6 +85,22 @@ test("rejected: throws PliuzRejectedError with the reason, never runs", async ()
   await human.decide(p.id as string, "reject", { reason: "too much" });
   const err = await outcome;
   assert.ok(err instanceof PliuzRejectedError && err.reason === "too much", String(err));
+  assert.equal(runs, 0);
+});
+
+test("responded: throws PliuzRespondedError with the message, never runs", async () => {
+  let runs = 0;
+  const answer = gated(async (_a: { order_id: string }) => runs++, { name: "answer_fn", client });
+  const order = `R-${randomUUID().slice(0, 8)}`;
+  const outcome = answer({ order_id: order }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  const p = await human.pendingForOrder(order);
+  await human.decide(p.id as string, "respond", { reason: "It shipped yesterday." });
+  const err = await outcome;
+  assert.ok(err instanceof PliuzRespondedError && err.response === "It shipped yesterday.", String(err));
+  assert.equal(err.approval?.status, "responded");
   assert.equal(runs, 0);
 });
 

@@ -501,6 +501,8 @@ pub struct DecisionBody {
     /// args_changed when the arguments changed since.
     #[schema(pattern = "^[0-9a-f]{64}$")]
     args_digest: String,
+    /// Why (required to reject); with `respond`, required: the message the
+    /// agent's model receives instead of the tool's result.
     #[schema(max_length = 2000)]
     reason: Option<String>,
     /// With `edit`: the arguments to run instead.
@@ -516,7 +518,10 @@ fn validate_decision(body: &DecisionBody) -> Result<DecisionKind, Problem> {
     let kind = DecisionKind::parse(&body.decision).ok_or_else(|| {
         Problem::validation(vec![FieldError::new(
             "decision",
-            format!("'{}' is not one of approve, reject, edit", body.decision),
+            format!(
+                "'{}' is not one of approve, reject, edit, respond",
+                body.decision
+            ),
         )])
     })?;
     let mut errors = Vec::new();
@@ -538,8 +543,8 @@ fn validate_decision(body: &DecisionBody) -> Result<DecisionKind, Problem> {
     path = "/api/v1/approvals/{id}/decision",
     operation_id = "decide_approval",
     tag = "human",
-    summary = "Approve, reject or edit (human)",
-    description = "409 args_changed: the arguments changed since the decider reviewed them (args_digest).",
+    summary = "Approve, reject, edit or respond (human)",
+    description = "409 args_changed: the arguments changed since the decider reviewed them (args_digest). `respond` (only where the policy's `decisions` list it; otherwise 422 decision_not_allowed) answers in the tool's place: the request settles as `responded`, the tool never runs, and `reason` (required) is the message the agent's model receives.",
     params(("id" = String, Path, description = "The approval's id")),
     request_body = DecisionBody,
     security(("user_token" = []), ("session" = [])),

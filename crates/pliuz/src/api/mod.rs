@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod metrics;
 pub mod openapi;
+pub mod questions;
 pub mod runs;
 
 use crate::http::error::Problem;
@@ -64,6 +65,7 @@ pub fn routes() -> Vec<Route> {
     ];
     r.extend(audit::routes());
     r.extend(runs::routes());
+    r.extend(questions::routes());
     r
 }
 

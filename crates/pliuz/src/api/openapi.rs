@@ -5,7 +5,7 @@
 //! agree, and `tests/openapi_responses.rs` validates real responses
 //! against it.
 
-use super::{approvals, audit, runs};
+use super::{approvals, audit, questions, runs};
 use crate::http::error::ProblemBody;
 use serde_json::Value;
 use std::sync::LazyLock;
@@ -47,6 +47,10 @@ use utoipa::{Modify, OpenApi};
         runs::claim,
         runs::heartbeat,
         runs::complete,
+        questions::create,
+        questions::list,
+        questions::get_one,
+        questions::answer,
     ),
     components(schemas(ProblemBody), responses(ProblemResponse)),
     modifiers(&SecuritySchemes, &ProblemResponses, &OptionalBodies),

@@ -194,7 +194,9 @@ impl From<ServiceError> for Problem {
         use crate::policy::MatchError;
         let msg = e.to_string();
         match e {
-            ServiceError::NotFound(_) => Problem::not_found(msg),
+            ServiceError::NotFound(_) | ServiceError::QuestionNotFound(_) => {
+                Problem::not_found(msg)
+            }
             ServiceError::Forbidden(_) => Problem::forbidden(msg),
             ServiceError::Transition(t) => match t {
                 T::AlreadyVoted { .. } => Problem::new(

@@ -1,5 +1,5 @@
-//! Decisions from the inbox: approve, reject, and edit (with a preview of
-//! the changes). Every decision goes through `ControlPlane::decide`, exactly
+//! Decisions from the inbox: approve, reject, respond (where the policy
+//! allows it), and edit (with a preview of the changes). Every decision goes through `ControlPlane::decide`, exactly
 //! like the API, so authorization, audit entries and notifications are the
 //! same.
 
@@ -32,6 +32,7 @@ pub(super) async fn decide(
                 (Status::Approved, DecisionKind::Edit) => "edited",
                 (Status::Approved, _) => "approved",
                 (Status::Rejected, _) => "rejected",
+                (Status::Responded, _) => "responded",
                 _ => "voted",
             };
             Ok(see_other(&format!("/requests/{id}?done={done}")))
@@ -51,6 +52,7 @@ pub(super) async fn decide(
                     Feedback {
                         error: Some(ARGS_CHANGED.into()),
                         reason: fb.reason,
+                        message: fb.message,
                         ..Default::default()
                     },
                 )
@@ -79,6 +81,9 @@ pub(super) async fn decide(
 pub struct ReasonForm {
     #[serde(default)]
     reason: String,
+    /// One of the policy's `reject_reasons`, or empty.
+    #[serde(default)]
+    reason_choice: String,
     /// What the decider reviewed; missing means a stale form: refused.
     #[serde(default)]
     args_digest: String,
@@ -103,49 +108,92 @@ pub async fn reject(
     super::extract::WebPath(id): super::extract::WebPath,
     CsrfForm(s, f): CsrfForm<ReasonForm>,
 ) -> WebResult {
-    let reason = non_empty(Some(f.reason));
+    with_text(&state, &s, &id, DecisionKind::Reject, f).await
+}
+
+/// Answer in the tool's place: the tool does not run, the agent's model
+/// gets the message (the form's `reason`).
+pub async fn respond(
+    State(state): State<AppState>,
+    super::extract::WebPath(id): super::extract::WebPath,
+    CsrfForm(s, f): CsrfForm<ReasonForm>,
+) -> WebResult {
+    with_text(&state, &s, &id, DecisionKind::Respond, f).await
+}
+
+/// A decision whose text is required: a reject's reason, a respond's message.
+async fn with_text(
+    state: &AppState,
+    s: &Session,
+    id: &str,
+    kind: DecisionKind,
+    f: ReasonForm,
+) -> WebResult {
+    // A reject may lead with one of the policy's `reject_reasons`; the text
+    // adds details. A respond's message is the text alone.
+    let (text, bad_choice) = if kind == DecisionKind::Reject {
+        let policy = match state.cp.get_for(&s.principal(), id).await {
+            Ok(a) => state.cp.policies.get(&a.policy).cloned(),
+            Err(_) => None,
+        };
+        match &policy {
+            Some(p) => match p.reject_reason(&f.reason_choice, Some(&f.reason)) {
+                Ok(r) => (r, None),
+                Err(m) => (non_empty(Some(f.reason)), Some(m)),
+            },
+            None => (non_empty(Some(f.reason)), None),
+        }
+    } else {
+        (non_empty(Some(f.reason)), None)
+    };
     // The rule every edge asks; the form says it in its own words.
-    let refused = match check_reason(Action::Decide(DecisionKind::Reject), reason.as_deref()) {
+    let refused = bad_choice.or_else(|| {
+        match check_reason(Action::Decide(kind), text.as_deref()) {
         Err(Refusal::ReasonRequired) => {
             Some("Write a reason for rejecting: the agent's model receives it.".to_owned())
         }
+        Err(Refusal::MessageRequired) => Some(
+            "Write the message to send: the agent's model receives it instead of the tool's result."
+                .to_owned(),
+        ),
         Err(Refusal::ReasonTooLong { max }) => {
-            Some(format!("The reason is too long: at most {max} characters."))
+            Some(format!("The text is too long: at most {max} characters."))
         }
         Err(other) => Some(other.to_string()),
         Ok(()) => None,
+    }
+    });
+    // The text goes back into the form it came from.
+    let feedback = |text: Option<String>| match kind {
+        DecisionKind::Respond => Feedback {
+            message: text,
+            ..Default::default()
+        },
+        _ => Feedback {
+            reason: text,
+            ..Default::default()
+        },
     };
-    let (Some(reason), None) = (reason.clone(), refused.clone()) else {
+    let (Some(text), None) = (text.clone(), refused.clone()) else {
         return render(
-            &state,
-            &s,
-            &id,
+            state,
+            s,
+            id,
             StatusCode::UNPROCESSABLE_ENTITY,
             Feedback {
                 error: refused,
-                reason,
-                ..Default::default()
+                ..feedback(text)
             },
         )
         .await;
     };
     let input = DecisionInput {
-        kind: DecisionKind::Reject,
-        reason: Some(reason.clone()),
+        kind,
+        reason: Some(text.clone()),
         final_args: None,
         args_digest: f.args_digest,
     };
-    decide(
-        &state,
-        &s,
-        &id,
-        input,
-        Feedback {
-            reason: Some(reason),
-            ..Default::default()
-        },
-    )
-    .await
+    decide(state, s, id, input, feedback(Some(text))).await
 }
 
 pub(super) fn json_cell(v: &Value) -> Markup {

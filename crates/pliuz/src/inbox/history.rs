@@ -138,7 +138,7 @@ pub async fn page_handler(
                 label for="h-status" { "Outcome" }
                 select #h-status name="status" {
                     option value="" { "All outcomes" }
-                    @for st in [Status::Approved, Status::Executing, Status::Executed, Status::Rejected, Status::Expired, Status::Cancelled] {
+                    @for st in [Status::Approved, Status::Executing, Status::Executed, Status::Rejected, Status::Responded, Status::Expired, Status::Cancelled] {
                         option value=(st.as_str()) selected[status == Some(st)] { (st.as_str()) }
                     }
                 }

@@ -8,7 +8,8 @@
 //! * `session`: the page extractors (logged-in viewer, CSRF-checked forms);
 //!   the cookie and token plumbing is `crate::http::session`.
 //! * `queue`: the inbox list; `live`: its live feed (SSE);
-//!   `request_page`: one request; `decide`: approve, reject, edit.
+//!   `request_page`: one request; `decide`: approve, reject, respond, edit;
+//!   `questions`: questions from agents and their answer form.
 //! * `overview`: charts and tables of how the approval process is doing.
 //! * `history`: decided requests and their CSV / JSONL export.
 //! * `email_link`: the one-time links in request e-mails.
@@ -26,6 +27,7 @@ mod login;
 mod oidc;
 mod overview;
 mod pages;
+mod questions;
 mod queue;
 mod request_page;
 mod session;
@@ -48,8 +50,11 @@ pub fn router() -> Router<AppState> {
         .route("/inbox/events", get(live::events))
         .route("/requests/{id}", get(request_page::show))
         .route("/email-link/{secret}", get(email_link::open))
+        .route("/questions/{id}", get(questions::show))
+        .route("/questions/{id}/answer", post(questions::answer))
         .route("/requests/{id}/approve", post(decide::approve))
         .route("/requests/{id}/reject", post(decide::reject))
+        .route("/requests/{id}/respond", post(decide::respond))
         .route("/requests/{id}/edit", post(decide::edit))
         .route("/requests/{id}/receipt.json", get(request_page::receipt))
         .route("/overview", get(overview::index))

@@ -172,6 +172,7 @@ pub async fn inbox(
     let escalated = state.cp.escalated_to(&p).await?;
     let decides_nothing = state.cp.policies_for(&p).is_empty() && escalated.is_empty();
     let filtered = q.policy.is_some() || q.agent.is_some() || q.tool.is_some();
+    let questions = super::questions::pending_section(&state, &s).await?;
     let body = html! {
         div.page-head {
             div {
@@ -188,6 +189,7 @@ pub async fn inbox(
         @if decides_nothing {
             p.notice { "You are not an approver of any policy, so you can look at requests but not decide them." }
         }
+        (questions)
         form.filters method="get" action="/inbox" aria-label="Filter requests" {
             div.field {
                 label for="f-policy" { "Policy" }

@@ -25,6 +25,8 @@ pub(super) struct Feedback {
     pub(super) edit_text: Option<String>,
     pub(super) edit_errors: Vec<String>,
     pub(super) reason: Option<String>,
+    /// The message of a respond form that was refused, shown again.
+    pub(super) message: Option<String>,
     /// The digest the decider reviewed, carried through re-rendered forms
     /// (`None`: the arguments shown now).
     pub(super) reviewed_digest: Option<String>,
@@ -36,6 +38,8 @@ pub(super) struct Abilities {
     pub(super) approve: bool,
     pub(super) reject: bool,
     pub(super) edit: bool,
+    /// Answer in the tool's place (only where the policy allows `respond`).
+    pub(super) respond: bool,
     pub(super) why_not: Option<String>,
 }
 
@@ -44,6 +48,7 @@ pub(super) fn abilities(state: &AppState, s: &Session, a: &Approval) -> Abilitie
         approve: false,
         reject: false,
         edit: false,
+        respond: false,
         why_not: why,
     };
     if a.status != Status::Pending {
@@ -66,6 +71,7 @@ pub(super) fn abilities(state: &AppState, s: &Session, a: &Approval) -> Abilitie
         approve: permitted(DecisionKind::Approve),
         reject: permitted(DecisionKind::Reject),
         edit: permitted(DecisionKind::Edit),
+        respond: permitted(DecisionKind::Respond),
         why_not: if originator {
             Some("You started this request, so someone else must approve it. You can still reject it.".into())
         } else if voted {
@@ -191,6 +197,12 @@ pub(super) fn request_page(
 ) -> Markup {
     let now = crate::service::now_millis();
     let can = abilities(state, s, a);
+    let reasons = state
+        .cp
+        .policies
+        .get(&a.policy)
+        .map(|p| p.reject_reasons.clone())
+        .unwrap_or_default();
     let under_review = a.args_under_review();
     let digest = review_digest(a);
     let form_digest = fb.reviewed_digest.clone().unwrap_or_else(|| digest.clone());
@@ -231,7 +243,7 @@ pub(super) fn request_page(
                         }
                     }
 
-                    @if a.status == Status::Pending && (can.approve || can.reject || can.edit) {
+                    @if a.status == Status::Pending && (can.approve || can.reject || can.edit || can.respond) {
                         section.card.decide #decide aria-labelledby="decide-h" {
                             h2 #decide-h { "Your decision" }
                             @if let Some(w) = &can.why_not { p.muted { (w) } }
@@ -251,12 +263,39 @@ pub(super) fn request_page(
                                     form.reject-form method="post" action={ "/requests/" (a.id) "/reject" } {
                                         input type="hidden" name="csrf" value=(s.csrf);
                                         input type="hidden" name="args_digest" value=(form_digest);
-                                        div.field {
-                                            label for="reason" { "Reason for rejecting" }
-                                            textarea #reason name="reason" rows="3" maxlength="2000" required aria-describedby="reason-help" { (fb.reason.clone().unwrap_or_default()) }
-                                            p.help #reason-help { "The agent's model receives this reason, so say what it should do instead." }
+                                        @if reasons.is_empty() {
+                                            div.field {
+                                                label for="reason" { "Reason for rejecting" }
+                                                textarea #reason name="reason" rows="3" maxlength="2000" required aria-describedby="reason-help" { (fb.reason.clone().unwrap_or_default()) }
+                                                p.help #reason-help { "The agent's model receives this reason, so say what it should do instead." }
+                                            }
+                                        } @else {
+                                            div.field {
+                                                label for="reason_choice" { "Reason for rejecting" }
+                                                select #reason_choice name="reason_choice" aria-describedby="reason-help" {
+                                                    option value="" { "Other (write it below)" }
+                                                    @for r in &reasons { option value=(r) { (r) } }
+                                                }
+                                            }
+                                            div.field {
+                                                label for="reason" { "Details for the agent" }
+                                                textarea #reason name="reason" rows="3" maxlength="2000" aria-describedby="reason-help" { (fb.reason.clone().unwrap_or_default()) }
+                                                p.help #reason-help { "The agent's model receives the chosen reason and these details, so say what it should do instead." }
+                                            }
                                         }
                                         button.reject #reject type="submit" { "Reject" }
+                                    }
+                                }
+                                @if can.respond {
+                                    form.respond-form method="post" action={ "/requests/" (a.id) "/respond" } {
+                                        input type="hidden" name="csrf" value=(s.csrf);
+                                        input type="hidden" name="args_digest" value=(form_digest);
+                                        div.field {
+                                            label for="respond_message" { "Answer instead of running the tool" }
+                                            textarea #respond_message name="reason" rows="3" maxlength="2000" required aria-describedby="respond-help" { (fb.message.clone().unwrap_or_default()) }
+                                            p.help #respond-help { "The tool does not run; the agent's model receives this message as the tool's result." }
+                                        }
+                                        button.respond #respond type="submit" { "Respond" }
                                     }
                                 }
                             }
@@ -420,6 +459,9 @@ fn done_notice(done: Option<&str>, now: Status) -> Option<&'static str> {
         }
         (Some("voted"), _) => Some("Your approval is recorded."),
         (Some("rejected"), _) => Some("Rejected. The agent's model receives your reason."),
+        (Some("responded"), _) => {
+            Some("Responded. The tool does not run; the agent's model receives your message.")
+        }
         (Some("edited"), _) => {
             Some("Approved with your changes. The agent runs the tool with the edited arguments.")
         }

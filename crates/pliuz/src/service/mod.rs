@@ -8,6 +8,7 @@ pub mod deliveries;
 pub mod directory;
 pub mod email;
 pub mod queries;
+pub mod questions;
 pub mod reminders;
 pub mod runs;
 pub mod sessions;
@@ -103,6 +104,8 @@ pub enum ServiceError {
     TooLarge(String),
     #[error("no approval with id {0}")]
     NotFound(String),
+    #[error("no question with id {0}")]
+    QuestionNotFound(String),
     #[error("{0}")]
     Forbidden(String),
     #[error(transparent)]
@@ -873,6 +876,10 @@ impl From<Refusal> for ServiceError {
             Refusal::ReasonRequired => ServiceError::Validation(vec![FieldError::new(
                 "reason",
                 "is required to reject: say why, the agent's model receives it",
+            )]),
+            Refusal::MessageRequired => ServiceError::Validation(vec![FieldError::new(
+                "reason",
+                "is required to respond: it is the message the agent's model receives instead of the tool's result",
             )]),
             Refusal::ReasonTooLong { max } => ServiceError::Validation(vec![FieldError::new(
                 "reason",

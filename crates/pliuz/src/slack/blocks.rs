@@ -15,10 +15,14 @@ use serde_json::{json, Map, Value};
 pub const ACTION_APPROVE: &str = "pliuz_approve";
 pub const ACTION_REJECT: &str = "pliuz_reject";
 pub const ACTION_EDIT: &str = "pliuz_edit";
+pub const ACTION_RESPOND: &str = "pliuz_respond";
 pub const VIEW_REJECT: &str = "pliuz_reject_view";
+pub const VIEW_RESPOND: &str = "pliuz_respond_view";
 pub const VIEW_EDIT: &str = "pliuz_edit_view";
 pub const BLOCK_REASON: &str = "reason";
 pub const INPUT_REASON: &str = "reason_input";
+pub const BLOCK_REASON_CHOICE: &str = "reason_choice";
+pub const INPUT_REASON_CHOICE: &str = "reason_choice_input";
 pub const BLOCK_ARGS: &str = "args";
 pub const INPUT_ARGS: &str = "args_input";
 
@@ -189,6 +193,9 @@ fn headline(a: &Approval) -> String {
             format!(":white_check_mark: *Approved* by {by} on {at}; the agent ran it ({ran})")
         }
         Status::Rejected => format!(":no_entry: *Rejected* by {by} on {at}"),
+        Status::Responded => format!(
+            ":speech_balloon: *Responded* by {by} on {at}: the tool did not run; the agent got their message"
+        ),
         Status::Expired => format!(":hourglass: *Expired* on {at}: nobody decided in time"),
         Status::Cancelled => format!(":heavy_multiplication_x: *Cancelled* by {by} on {at}"),
     }
@@ -200,6 +207,7 @@ pub fn fallback_text(a: &Approval) -> String {
         Status::Pending => "Approval needed",
         Status::Approved | Status::Executing | Status::Executed => "Approved",
         Status::Rejected => "Rejected",
+        Status::Responded => "Responded",
         Status::Expired => "Expired",
         Status::Cancelled => "Cancelled",
     };
@@ -267,6 +275,7 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
             DecisionKind::Approve,
             DecisionKind::Reject,
             DecisionKind::Edit,
+            DecisionKind::Respond,
         ] {
             if !a.allowed_decisions.contains(&d) {
                 continue;
@@ -275,6 +284,7 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
                 DecisionKind::Approve => ("Approve", ACTION_APPROVE, Some("primary")),
                 DecisionKind::Reject => ("Reject", ACTION_REJECT, Some("danger")),
                 DecisionKind::Edit => ("Edit", ACTION_EDIT, None),
+                DecisionKind::Respond => ("Respond", ACTION_RESPOND, None),
             };
             let mut b = json!({
                 "type": "button",
@@ -358,20 +368,54 @@ fn modal(
     })
 }
 
-/// The "why are you rejecting?" modal.
-pub fn reject_modal(a: &Approval, meta: &ModalMeta) -> Value {
-    let reason = json!({
+/// The "why are you rejecting?" modal. With the policy's `reasons`, a
+/// select offers them and the text becomes optional details.
+pub fn reject_modal(a: &Approval, meta: &ModalMeta, reasons: &[String]) -> Value {
+    let mut inputs = Vec::new();
+    if !reasons.is_empty() {
+        // Slack's limits: option text and value at most 75/150 characters.
+        let options: Vec<Value> = reasons
+            .iter()
+            .map(|r| json!({"text": {"type": "plain_text", "text": truncate(r, 75)}, "value": truncate(r, 150)}))
+            .collect();
+        inputs.push(json!({
+            "type": "input",
+            "block_id": BLOCK_REASON_CHOICE,
+            "optional": true,
+            "label": {"type": "plain_text", "text": "Reason (the agent sees it)"},
+            "element": {"type": "static_select", "action_id": INPUT_REASON_CHOICE, "options": options,
+                "placeholder": {"type": "plain_text", "text": "Choose a reason"}},
+        }));
+    }
+    let label = if reasons.is_empty() {
+        "Reason (the agent sees it)"
+    } else {
+        "Details, or another reason"
+    };
+    inputs.push(json!({
         "type": "input",
         "block_id": BLOCK_REASON,
-        "label": {"type": "plain_text", "text": "Reason (the agent sees it)"},
+        "optional": !reasons.is_empty(),
+        "label": {"type": "plain_text", "text": label},
+        "element": {"type": "plain_text_input", "action_id": INPUT_REASON, "multiline": true, "max_length": 2000},
+    }));
+    modal(a, meta, VIEW_REJECT, ("Reject request", "Reject"), inputs)
+}
+
+/// The "answer in the tool's place" modal (a `respond` decision).
+pub fn respond_modal(a: &Approval, meta: &ModalMeta) -> Value {
+    let message = json!({
+        "type": "input",
+        "block_id": BLOCK_REASON,
+        "label": {"type": "plain_text", "text": "Your answer (the agent gets it instead of the tool's result)"},
         "element": {"type": "plain_text_input", "action_id": INPUT_REASON, "multiline": true, "max_length": 2000},
     });
     modal(
         a,
         meta,
-        VIEW_REJECT,
-        ("Reject request", "Reject"),
-        vec![reason],
+        VIEW_RESPOND,
+        ("Respond instead", "Send answer"),
+        vec![message],
     )
 }
 

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Time budget for the work done before answering a click (Slack allows 3 s).
-const INLINE_BUDGET: Duration = Duration::from_millis(2500);
+pub(super) const INLINE_BUDGET: Duration = Duration::from_millis(2500);
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -77,20 +77,18 @@ pub async fn handle(
     }
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+pub(super) fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
 }
 
-/// Maps the Slack user to a Pliuz user and checks they may decide now.
-/// `Err` is the explanation to show them.
-async fn authorize(
+/// Maps the Slack user to an enabled Pliuz user. `Err` is the explanation
+/// to show them.
+pub(super) async fn principal_for(
     state: &AppState,
     slack: &Slack,
     slack_user: &str,
-    approval_id: &str,
-    kind: DecisionKind,
     timeout: Option<Duration>,
-) -> Result<(Principal, Approval), String> {
+) -> Result<Principal, String> {
     let email = match slack.email_for_slack_user(slack_user, timeout).await {
         Ok(Some(e)) => e,
         Ok(None) => {
@@ -114,7 +112,24 @@ async fn authorize(
             return Err("Pliuz had an internal error; please try again.".into());
         }
     };
-    let principal = Principal::User(user);
+    Ok(Principal::User(user))
+}
+
+/// Maps the Slack user to a Pliuz user and checks they may decide now.
+/// `Err` is the explanation to show them.
+async fn authorize(
+    state: &AppState,
+    slack: &Slack,
+    slack_user: &str,
+    approval_id: &str,
+    kind: DecisionKind,
+    timeout: Option<Duration>,
+) -> Result<(Principal, Approval), String> {
+    let principal = principal_for(state, slack, slack_user, timeout).await?;
+    let email = match &principal {
+        Principal::User(u) => u.email.clone(),
+        Principal::Agent { name } => name.clone(),
+    };
     let a = match state.cp.get_approval(approval_id).await {
         Ok(Some(a)) => a,
         Ok(None) => return Err("This request no longer exists in Pliuz.".into()),
@@ -154,7 +169,7 @@ fn explain(e: &ServiceError) -> String {
 }
 
 /// Tells the clicking user something only they see.
-async fn ephemeral(slack: &Slack, p: &Value, text: &str) {
+pub(super) async fn ephemeral(slack: &Slack, p: &Value, text: &str) {
     let text = blocks::escape(text);
     if let Some(url) = str_at(p, "/response_url") {
         let body = json!({"response_type": "ephemeral", "replace_original": false, "text": text});
@@ -172,7 +187,7 @@ async fn ephemeral(slack: &Slack, p: &Value, text: &str) {
     }
 }
 
-fn spawn_ephemeral(slack: Arc<Slack>, p: Value, text: String) {
+pub(super) fn spawn_ephemeral(slack: Arc<Slack>, p: Value, text: String) {
     tokio::spawn(async move { ephemeral(&slack, &p, &text).await });
 }
 
@@ -185,6 +200,10 @@ async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response
         .get("action_id")
         .and_then(Value::as_str)
         .unwrap_or("");
+    if super::question_interactions::is_question_action(action_id) {
+        let action = action.clone();
+        return super::question_interactions::block_action(state, slack, p, action).await;
+    }
     let Some((approval_id, seen_digest)) = action
         .get("value")
         .and_then(Value::as_str)
@@ -234,12 +253,12 @@ async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response
             });
             ok
         }
-        blocks::ACTION_REJECT | blocks::ACTION_EDIT => {
+        blocks::ACTION_REJECT | blocks::ACTION_EDIT | blocks::ACTION_RESPOND => {
             let started = Instant::now();
-            let kind = if action_id == blocks::ACTION_REJECT {
-                DecisionKind::Reject
-            } else {
-                DecisionKind::Edit
+            let kind = match action_id {
+                blocks::ACTION_REJECT => DecisionKind::Reject,
+                blocks::ACTION_RESPOND => DecisionKind::Respond,
+                _ => DecisionKind::Edit,
             };
             let opened = tokio::time::timeout(
                 INLINE_BUDGET,
@@ -269,7 +288,7 @@ async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response
     }
 }
 
-/// Opens the reject or edit modal with the click's `trigger_id`.
+/// Opens the reject, respond or edit modal with the click's `trigger_id`.
 async fn open_modal(
     state: &AppState,
     slack: &Slack,
@@ -310,7 +329,16 @@ async fn open_modal(
             "These arguments are too long to edit in Slack; edit them in the Pliuz inbox instead."
                 .to_owned()
         })?,
-        _ => blocks::reject_modal(&a, &meta),
+        DecisionKind::Respond => blocks::respond_modal(&a, &meta),
+        _ => {
+            let reasons = state
+                .cp
+                .policies
+                .get(&a.policy)
+                .map(|p| p.reject_reasons.clone())
+                .unwrap_or_default();
+            blocks::reject_modal(&a, &meta, &reasons)
+        }
     };
     slack
         .client
@@ -327,16 +355,20 @@ async fn open_modal(
         })
 }
 
-fn modal_errors(block: &str, msg: &str) -> Response {
+pub(super) fn modal_errors(block: &str, msg: &str) -> Response {
     let msg = crate::slack::blocks::truncate(msg, 500);
     Json(json!({"response_action": "errors", "errors": {block: msg}})).into_response()
 }
 
 async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Response {
     let callback = str_at(&p, "/view/callback_id").unwrap_or("");
+    if callback == super::question_blocks::VIEW_ANSWER {
+        return super::question_interactions::view_submission(state, slack, p).await;
+    }
     let kind = match callback {
         blocks::VIEW_REJECT => DecisionKind::Reject,
         blocks::VIEW_EDIT => DecisionKind::Edit,
+        blocks::VIEW_RESPOND => DecisionKind::Respond,
         _ => return StatusCode::OK.into_response(),
     };
     let error_block = if kind == DecisionKind::Edit {
@@ -381,14 +413,37 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
     };
-    let reason = input_value(blocks::BLOCK_REASON, blocks::INPUT_REASON);
+    let mut reason = input_value(blocks::BLOCK_REASON, blocks::INPUT_REASON);
     let input = match kind {
-        DecisionKind::Reject => {
+        DecisionKind::Reject | DecisionKind::Respond => {
+            // A reason chosen from the policy's list leads; the text adds details.
+            let chosen = values
+                .pointer(&format!(
+                    "/{}/{}/selected_option/value",
+                    blocks::BLOCK_REASON_CHOICE,
+                    blocks::INPUT_REASON_CHOICE
+                ))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if kind == DecisionKind::Reject {
+                if let Some(policy) = state.cp.policies.get(&a.policy) {
+                    match policy.reject_reason(chosen, reason.as_deref()) {
+                        Ok(r) => reason = r,
+                        Err(m) => return modal_errors(blocks::BLOCK_REASON_CHOICE, &m),
+                    }
+                }
+            }
             match check_reason(Action::Decide(kind), reason.as_deref()) {
                 Err(Refusal::ReasonRequired) => {
                     return modal_errors(
                         blocks::BLOCK_REASON,
                         "Please say why you are rejecting it.",
+                    )
+                }
+                Err(Refusal::MessageRequired) => {
+                    return modal_errors(
+                        blocks::BLOCK_REASON,
+                        "Please write the answer the agent should get.",
                     )
                 }
                 Err(other) => return modal_errors(blocks::BLOCK_REASON, &other.to_string()),

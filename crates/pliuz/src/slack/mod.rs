@@ -11,6 +11,8 @@
 pub mod api;
 pub mod blocks;
 pub mod interactions;
+pub mod question_blocks;
+pub mod question_interactions;
 pub mod signature;
 
 use crate::config::SlackSettings;

@@ -16,6 +16,7 @@ pub mod overview;
 mod principals;
 #[cfg(test)]
 mod query_plans;
+pub mod questions;
 pub mod runs;
 pub mod schema;
 mod sessions;

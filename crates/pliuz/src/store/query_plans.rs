@@ -15,6 +15,7 @@ use super::email::{PENDING_ASKS_SQL, PURGE_LINKS_SQL, RECIPIENTS_OF_SQL};
 use super::oidc::PURGE_LOGINS_SQL;
 use super::outbox::{DUE_OUTBOX_SQL, NEXT_OUTBOX_DUE_SQL};
 use super::overview::{settled_statement, waiting_counts_statement, waiting_statement};
+use super::questions::{pending_statement, DUE_QUESTIONS_SQL, NEXT_QUESTION_EXPIRY_SQL};
 use super::runs::{
     list_runs_statement, DUE_WEBHOOKS_SQL, NEXT_WEBHOOK_DUE_SQL, RUNS_WITH_APPROVAL_SQL,
     WEBHOOK_KIND,
@@ -135,6 +136,29 @@ fn catalogue() -> Vec<Checked> {
     ));
     out.push(fixed("next expiry", NEXT_EXPIRY_SQL, vec![]));
     out.push(fixed(
+        "due questions",
+        DUE_QUESTIONS_SQL,
+        vec![Arg::Int(1_000), Arg::Int(100)],
+    ));
+    out.push(fixed(
+        "next question expiry",
+        NEXT_QUESTION_EXPIRY_SQL,
+        vec![],
+    ));
+    for (name, policies) in [
+        ("pending questions", None),
+        ("pending questions of policies", scope.as_deref()),
+    ] {
+        if let Some(statement) = pending_statement(policies, 25) {
+            out.push(Checked {
+                name: name.to_owned(),
+                statement,
+                filtered: true,
+                index_only: false,
+            });
+        }
+    }
+    out.push(fixed(
         "due outbox",
         DUE_OUTBOX_SQL,
         vec![Arg::Int(1_000), Arg::Int(100)],
@@ -251,7 +275,17 @@ async fn load_sample(store: &Store) {
          FROM n; \
          INSERT INTO run_approvals (run_id, approval_id, position) SELECT id, id, 0 FROM runs"
     );
-    for sql in [sql, runs] {
+    let questions = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {SAMPLE_RUNS}) \
+         INSERT INTO questions (id, agent, policy, text, choices, allow_free_text, digest, status, created_at, expires_at, version) \
+         SELECT CAST(100000 + i AS TEXT), 'agent', \
+           CASE WHEN i % 503 = 0 THEN 'refunds' WHEN i % 503 = 1 THEN 'deploys' ELSE 'policy_' || CAST(i % 7 AS TEXT) END, \
+           'q', '[]', 1, 'd', \
+           CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'answered' END, \
+           i, i + 1000, 1 \
+         FROM n"
+    );
+    for sql in [sql, runs, questions] {
         sqlx::raw_sql(&sql)
             .execute(store.pool())
             .await

@@ -135,6 +135,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: None,
         postgres: None,
     },
+    // Questions from agents and their answers (crate::store::questions).
+    Migration {
+        version: 100,
+        name: "questions",
+        common: part!("common", "0100_questions"),
+        sqlite: None,
+        postgres: None,
+    },
 ];
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ pub async fn already_sent(store: &Store, outbox_id: &str, target: &str) -> Resul
     Ok(n > 0)
 }
 
-pub(crate) const PENDING_POSTS_SQL: &str = "SELECT COUNT(*) FROM outbox WHERE approval_id = $1 AND kind IN ('slack.post', 'slack.dm') AND delivered_at IS NULL AND next_attempt_at < $2";
+pub(crate) const PENDING_POSTS_SQL: &str = "SELECT COUNT(*) FROM outbox WHERE approval_id = $1 AND kind IN ('slack.post', 'slack.dm', 'slack.question.post') AND delivered_at IS NULL AND next_attempt_at < $2";
 
 /// Posts (channel or DM) for this request still waiting to be delivered.
 pub async fn pending_posts(store: &Store, approval_id: &str) -> Result<i64> {

@@ -1,1 +1,2 @@
-"""Framework adapters: ``pliuz.adapters.openai_agents``."""
+"""Framework adapters: ``pliuz.adapters.openai_agents``, ``pliuz.adapters.langgraph``,
+``pliuz.adapters.claude_agent``."""

@@ -20,6 +20,7 @@ from ..errors import (
     PliuzExpiredError,
     PliuzOutcomeUnknownError,
     PliuzRejectedError,
+    PliuzRespondedError,
     PliuzServerError,
     PliuzTimeoutError,
 )
@@ -46,6 +47,9 @@ def message_for(name: str, exc: PliuzError, timeout_s: float | None) -> str:
             f"The tool call {name} was rejected{who} and was NOT executed. "
             f"Reason: {reason}. Do not retry this call unchanged."
         )
+    if isinstance(exc, PliuzRespondedError):
+        # The person answered in the tool's place: their message is the result.
+        return exc.response
     if isinstance(exc, PliuzExpiredError):
         return not_run(name, "the approval request expired before anyone decided.")
     if isinstance(exc, PliuzCancelledError):

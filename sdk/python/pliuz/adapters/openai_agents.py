@@ -65,6 +65,7 @@ __all__ = [
     "PliuzToolRejectedError",
     "Runs",
     "RunsResult",
+    "ask_human_tool",
     "conversation_messages",
     "gated_tool",
     "run_streamed",
@@ -430,3 +431,39 @@ def gated_tool(
 
 
 from .openai_agents_durable import Runs, RunsResult  # noqa: E402  (the durable mode)
+
+
+def ask_human_tool(
+    *,
+    policy: str | None = None,
+    name: str = "ask_human",
+    description: str | None = None,
+    client: AsyncPliuzClient | None = None,
+    timeout: float | None = None,
+    allow_free_text: bool | None = None,
+) -> FunctionTool:
+    """A ``function_tool`` the model calls to ask a person (``question``, optional
+    ``choices``); it returns the answer text. The question goes to ``policy``'s
+    approvers (inbox, Slack, API); nobody answering in time is told to the model.
+
+    ::
+
+        agent = Agent(name="Support", tools=[ask_human_tool(policy="support")])
+    """
+    from agents import function_tool
+
+    from ._ask_human import DEFAULT_DESCRIPTION, ask_for_tool
+
+    async def ask_human(question: str, choices: list[str] | None = None) -> str:
+        return await ask_for_tool(
+            question, choices, policy=policy, client=client, timeout=timeout,
+            allow_free_text=allow_free_text,
+        )  # fmt: skip
+
+    tool = function_tool(
+        ask_human,
+        name_override=name,
+        description_override=description or DEFAULT_DESCRIPTION,
+        use_docstring_info=False,
+    )
+    return tool

@@ -9,6 +9,7 @@ import {
   PliuzExpiredError,
   PliuzOutcomeUnknownError,
   PliuzRejectedError,
+  PliuzRespondedError,
   PliuzServerError,
   PliuzTimeoutError,
 } from "../errors.js";
@@ -20,6 +21,8 @@ export function messageFor(name: string, err: PliuzError, timeoutMs: number | un
     const by = err.approval?.decision?.by;
     return `The tool call ${name} was rejected${by ? ` by ${by}` : ""} and was NOT executed. Reason: ${err.reason ?? "no reason given"}. Do not retry this call unchanged.`;
   }
+  // The person answered in the tool's place: their message is the result.
+  if (err instanceof PliuzRespondedError) return err.response;
   if (err instanceof PliuzExpiredError) return notRun(name, "the approval request expired before anyone decided.");
   if (err instanceof PliuzCancelledError) {
     const why = err.approval?.decision?.reason;

@@ -27,6 +27,14 @@ approvers = ["group:finance"]
 decisions = ["approve", "reject"]
 required_approvals = 1
 expires_in = "2s"
+
+[[policy]]
+name = "answers"
+tools = ["answer_fn"]
+approvers = ["group:finance"]
+decisions = ["approve", "reject", "respond"]
+required_approvals = 1
+expires_in = "30m"
 `;
 
 export async function freePort(): Promise<number> {

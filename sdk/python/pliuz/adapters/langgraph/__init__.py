@@ -38,7 +38,16 @@ on Pliuz and then resumes. On resume the decision is read **from Pliuz**, never
 from the resume value: a forged resume cannot approve anything, it just pauses
 the graph again.
 
+**3. LangChain's human-in-the-loop middleware, decided in Pliuz**
+(:class:`PliuzHumanInTheLoopMiddleware`) — a drop-in for
+``langchain.agents.middleware.HumanInTheLoopMiddleware`` with the same
+``interrupt_on`` and ``interrupt_mode``: approve, edit, reject and respond come
+from Pliuz, asked once (see :mod:`~pliuz.adapters.langgraph.hitl`).
+**4. Ask a person** (:func:`ask_human_tool`): a tool the model calls with a
+question (and optional choices) that returns the person's answer.
+
 The package: :mod:`~pliuz.adapters.langgraph.tools` (gated tools),
+:mod:`~pliuz.adapters.langgraph.hitl` (the middleware),
 :mod:`~pliuz.adapters.langgraph.interrupt` (pausing a node) and
 :mod:`~pliuz.adapters.langgraph.resume` (resuming); import everything from here.
 """
@@ -46,6 +55,8 @@ The package: :mod:`~pliuz.adapters.langgraph.tools` (gated tools),
 from __future__ import annotations
 
 from ._common import INTERRUPT_TYPE
+from .hitl import HumanInterrupt, PliuzHumanInTheLoopMiddleware
+from .ask_human import ask_human_tool
 from .interrupt import (
     AskOptions,
     arequire_approval,
@@ -59,11 +70,14 @@ from .tools import PliuzGatedTool, gated_tool, wrap_tool
 __all__ = [
     "INTERRUPT_TYPE",
     "AskOptions",
+    "HumanInterrupt",
     "PliuzGatedTool",
+    "PliuzHumanInTheLoopMiddleware",
     "RunOptions",
     "arequire_approval",
     "aresume_when_decided",
     "arun_with_approval",
+    "ask_human_tool",
     "gated_tool",
     "pending_approvals",
     "require_approval",

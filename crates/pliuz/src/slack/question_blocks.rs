@@ -1,0 +1,217 @@
+//! Block Kit for questions from agents: the question message (a button per
+//! choice, "Answer in words…" for free text) and the free-text modal. Pure
+//! functions of a [`Question`] and the clock; agent text is escaped and
+//! shown in code spans and blocks, as in [`super::blocks`].
+
+use super::blocks::{code, code_block, escape, human_duration, truncate};
+use crate::question::{Question, QuestionStatus};
+use serde_json::{json, Value};
+
+/// Choice buttons' action ids start with this (each must be unique in
+/// its block), followed by the choice's index.
+pub const ACTION_CHOICE_PREFIX: &str = "pliuz_question_choice_";
+pub const ACTION_TEXT: &str = "pliuz_question_text";
+pub const VIEW_ANSWER: &str = "pliuz_question_view";
+pub const BLOCK_ANSWER: &str = "answer";
+pub const INPUT_ANSWER: &str = "answer_input";
+pub const BLOCK_ANSWER_CHOICE: &str = "answer_choice";
+pub const INPUT_ANSWER_CHOICE: &str = "answer_choice_input";
+
+/// Slack's limit for a button's text.
+const MAX_BUTTON_CHARS: usize = 75;
+/// Slack allows at most 25 elements in an actions block.
+const MAX_BUTTONS: usize = 24;
+
+pub fn question_url(public_url: &str, id: &str) -> String {
+    format!("{}/questions/{}", public_url.trim_end_matches('/'), id)
+}
+
+/// A choice button's value: `QUESTION_ID:CHOICE_VALUE` (ids hold no ':').
+pub fn choice_value(id: &str, value: &str) -> String {
+    format!("{id}:{value}")
+}
+
+/// Splits a button value into (question id, choice value).
+pub fn parse_choice_value(v: &str) -> (&str, &str) {
+    v.split_once(':').unwrap_or((v, ""))
+}
+
+fn who(actor: &str) -> String {
+    code(actor.strip_prefix("user:").unwrap_or(actor), 200)
+}
+
+fn headline(q: &Question) -> String {
+    match (&q.status, &q.answer) {
+        (QuestionStatus::Answered, Some(a)) => {
+            format!(":speech_balloon: *Answered* by {}", who(&a.answered_by))
+        }
+        (QuestionStatus::Expired, _) => ":hourglass: *Expired*: nobody answered in time".to_owned(),
+        _ => ":question: *An agent asks*".to_owned(),
+    }
+}
+
+/// The fallback text (notifications, screen readers).
+pub fn fallback_text(q: &Question) -> String {
+    let verb = match q.status {
+        QuestionStatus::Pending => "Question",
+        QuestionStatus::Answered => "Answered",
+        QuestionStatus::Expired => "Expired",
+    };
+    format!(
+        "{verb} from {} (policy {})",
+        code(&q.agent, 100),
+        code(&q.policy, 100)
+    )
+}
+
+/// The question message, ready to merge into `chat.postMessage` /
+/// `chat.update`. Buttons only while pending.
+pub fn message(q: &Question, public_url: &str, now: i64) -> Value {
+    let mut fields = vec![
+        json!({"type": "mrkdwn", "text": format!("*Agent*\n{}", code(&q.agent, 200))}),
+        json!({"type": "mrkdwn", "text": format!("*Policy*\n{}", code(&q.policy, 200))}),
+    ];
+    if q.status == QuestionStatus::Pending {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Time left*\n{}", human_duration(q.expires_at - now))}));
+    }
+    if let Some(o) = &q.originator {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*On behalf of*\n{}", code(o, 200))}));
+    }
+    let mut blocks = vec![
+        json!({"type": "section", "block_id": "headline", "text": {"type": "mrkdwn", "text": headline(q)}}),
+        json!({"type": "section", "block_id": "question", "text": {"type": "mrkdwn", "text": code_block(&q.text, 2500)}}),
+        json!({"type": "section", "block_id": "facts", "fields": fields}),
+    ];
+    if let Some(a) = &q.answer {
+        let mut text = String::from("*Answer*");
+        if let Some(c) = &a.choice {
+            text.push_str(&format!("\n{}", code(q.label_of(c).unwrap_or(c), 200)));
+        }
+        if let Some(t) = &a.text {
+            text.push_str(&format!("\n{}", code_block(t, 2000)));
+        }
+        blocks.push(json!({"type": "section", "block_id": "answer", "text": {"type": "mrkdwn", "text": text}}));
+    }
+    if q.status == QuestionStatus::Pending {
+        let mut buttons: Vec<Value> = q
+            .choices
+            .iter()
+            .take(MAX_BUTTONS)
+            .enumerate()
+            .map(|(i, c)| {
+                json!({
+                    "type": "button",
+                    "action_id": format!("{ACTION_CHOICE_PREFIX}{i}"),
+                    "text": {"type": "plain_text", "text": truncate(&c.label, MAX_BUTTON_CHARS)},
+                    "value": choice_value(&q.id, &c.value),
+                })
+            })
+            .collect();
+        if q.allow_free_text {
+            buttons.push(json!({
+                "type": "button",
+                "action_id": ACTION_TEXT,
+                "text": {"type": "plain_text", "text": "Answer in words…"},
+                "value": q.id,
+            }));
+        }
+        blocks.push(
+            json!({"type": "actions", "block_id": "pliuz_question_actions", "elements": buttons}),
+        );
+    }
+    blocks.push(
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "<{}|Open in the Pliuz inbox> · question `{}`",
+            question_url(public_url, &q.id),
+            escape(&q.id)
+        )}]}),
+    );
+    json!({"text": fallback_text(q), "blocks": blocks})
+}
+
+/// What the answer modal carries back on submission.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AnswerMeta {
+    pub question_id: String,
+}
+
+/// The free-text answer modal (with the choices as a select, if any).
+pub fn answer_modal(q: &Question) -> Value {
+    let mut blocks = vec![
+        json!({"type": "section", "block_id": "intro", "text": {"type": "mrkdwn", "text": format!(
+            "{} asks:\n{}", code(&q.agent, 200), code_block(&q.text, 2500)
+        )}}),
+    ];
+    if !q.choices.is_empty() {
+        let options: Vec<Value> = q
+            .choices
+            .iter()
+            .filter(|c| c.value.chars().count() <= 150)
+            .map(|c| json!({"text": {"type": "plain_text", "text": truncate(&c.label, 75)}, "value": c.value}))
+            .collect();
+        blocks.push(json!({
+            "type": "input",
+            "block_id": BLOCK_ANSWER_CHOICE,
+            "optional": true,
+            "label": {"type": "plain_text", "text": "Choice"},
+            "element": {"type": "static_select", "action_id": INPUT_ANSWER_CHOICE, "options": options,
+                "placeholder": {"type": "plain_text", "text": "Choose"}},
+        }));
+    }
+    blocks.push(json!({
+        "type": "input",
+        "block_id": BLOCK_ANSWER,
+        "optional": !q.choices.is_empty(),
+        "label": {"type": "plain_text", "text": "Your answer (the agent receives it)"},
+        "element": {"type": "plain_text_input", "action_id": INPUT_ANSWER, "multiline": true, "max_length": crate::question::MAX_ANSWER_CHARS.min(3000)},
+    }));
+    let meta = AnswerMeta {
+        question_id: q.id.clone(),
+    };
+    json!({
+        "type": "modal",
+        "callback_id": VIEW_ANSWER,
+        "private_metadata": serde_json::to_string(&meta).unwrap_or_default(),
+        "title": {"type": "plain_text", "text": "Answer the question"},
+        "submit": {"type": "plain_text", "text": "Send answer"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::question::Choice;
+
+    #[test]
+    fn agent_text_is_escaped_and_buttons_carry_the_choice() {
+        let q = Question {
+            id: "q1".into(),
+            agent: "bot".into(),
+            policy: "p".into(),
+            text: "<!channel> which one?".into(),
+            choices: vec![Choice {
+                value: "a".into(),
+                label: "A <b>".into(),
+            }],
+            allow_free_text: true,
+            originator: None,
+            idempotency_key: None,
+            digest: String::new(),
+            status: QuestionStatus::Pending,
+            answer: None,
+            created_at: 0,
+            expires_at: 60_000,
+            version: 0,
+        };
+        let m = message(&q, "http://x", 0);
+        let text = m.to_string();
+        assert!(!text.contains("<!channel>"), "{text}");
+        assert!(text.contains("&lt;!channel&gt;"));
+        let buttons = m["blocks"][3]["elements"].as_array().unwrap();
+        assert_eq!(buttons.len(), 2);
+        assert_eq!(buttons[0]["value"], "q1:a");
+        assert_eq!(parse_choice_value("q1:a:b"), ("q1", "a:b"));
+    }
+}

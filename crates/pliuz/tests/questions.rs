@@ -1,0 +1,316 @@
+//! Questions from agents end to end: the real binary over real HTTP, on
+//! SQLite and PostgreSQL: asked, waited for, answered (or refused), expired,
+//! audited. Also the policies' `reject_reasons` (checked at load).
+
+mod support;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::{assert_detail_contains, finance_policy, long_poll, send_json, Server};
+
+fn config() -> String {
+    [
+        finance_policy("support", "lookup", r#"expires_in = "30m""#),
+        finance_policy("quick", "quick_tool", r#"expires_in = "1s""#),
+    ]
+    .concat()
+}
+
+struct Env {
+    server: Server,
+    http: Client,
+    agent: String,
+    finance: String,
+    finance2: String,
+    outsider: String,
+    admin: String,
+}
+
+async fn env_on(database_url: Option<String>) -> Env {
+    let server = Server::start_with(&config(), database_url, vec![]).await;
+    Env {
+        agent: server.agent_key("support-bot"),
+        finance: server.user_token("fin@example.com", "approver", &["finance"]),
+        finance2: server.user_token("fin2@example.com", "approver", &["finance"]),
+        outsider: server.user_token("sales@example.com", "approver", &["sales"]),
+        admin: server.user_token("boss@example.com", "admin", &[]),
+        server,
+        http: Client::new(),
+    }
+}
+
+impl Env {
+    async fn ask(&self, body: Value) -> (StatusCode, Value) {
+        send_json(
+            self.http
+                .post(self.server.url("/api/v1/questions"))
+                .bearer_auth(&self.agent)
+                .json(&body),
+        )
+        .await
+    }
+
+    async fn answer(&self, token: &str, id: &str, body: Value) -> (StatusCode, Value) {
+        send_json(
+            self.http
+                .post(self.server.url(&format!("/api/v1/questions/{id}/answer")))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        send_json(self.http.get(self.server.url(path)).bearer_auth(token)).await
+    }
+
+    async fn audit_of(&self, question_id: &str) -> Vec<Value> {
+        let (status, page) = self
+            .get(&self.admin, "/api/v1/audit/entries?start=0&end=200")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["entry"].clone())
+            .filter(|e| e["data"]["question_id"] == question_id)
+            .collect()
+    }
+}
+
+async fn asked_and_answered(e: Env) {
+    let (status, q) = e
+        .ask(json!({
+            "text": "Which account should the refund go to?",
+            "choices": ["card", {"value": "credit", "label": "Store credit"}],
+            "allow_free_text": true,
+            "policy": "support",
+            "originator": "user:fin2@example.com",
+            "idempotency_key": "q-1",
+        }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{q}");
+    let id = q["id"].as_str().expect("id").to_owned();
+    assert_eq!(q["status"], "pending");
+    assert_eq!(
+        q["choices"][1],
+        json!({"value": "credit", "label": "Store credit"})
+    );
+    assert_eq!(q["answer"], Value::Null);
+
+    // A repeat with the same key is the same question; a different one is refused.
+    let (status, again) = e
+        .ask(json!({"text": "Which account should the refund go to?", "choices": ["card", {"value": "credit", "label": "Store credit"}], "allow_free_text": true, "policy": "support", "idempotency_key": "q-1", "originator": "user:fin2@example.com"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        (again["id"].as_str(), again["is_replay"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    let (status, p) = e
+        .ask(json!({"text": "Something else?", "policy": "support", "idempotency_key": "q-1"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+
+    // Listed for the policy's approvers, not for others.
+    let (_, listed) = e.get(&e.finance, "/api/v1/questions").await;
+    assert!(
+        listed["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|x| x["id"] == id.as_str())),
+        "{listed}"
+    );
+    let (_, none) = e.get(&e.outsider, "/api/v1/questions").await;
+    assert_eq!(none["items"], json!([]));
+    let (status, _) = e.get(&e.agent, "/api/v1/questions").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The agent waits; the answer wakes it.
+    let started = Instant::now();
+    let poll = long_poll(
+        &e.http,
+        e.server.url(&format!("/api/v1/questions/{id}?wait=30")),
+        &e.agent,
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Refusals: an agent key, a non-approver, the originator, a bad answer.
+    let (status, p) = e.answer(&e.agent, &id, json!({"choice": "card"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
+    let (status, p) = e.answer(&e.outsider, &id, json!({"choice": "card"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
+    let (status, p) = e.answer(&e.finance2, &id, json!({"choice": "card"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
+    assert_detail_contains(&p, "somebody else must answer");
+    let (status, p) = e.answer(&e.finance, &id, json!({"choice": "cash"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (status, p) = e.answer(&e.finance, &id, json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+
+    let (status, answered) = e
+        .answer(
+            &e.finance,
+            &id,
+            json!({"choice": "credit", "text": "she asked for it"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answered}");
+    let (at, polled) = poll.await.expect("long-poll task");
+    assert!(at.duration_since(started) < Duration::from_secs(20));
+    assert_eq!(polled["status"], "answered", "{polled}");
+    let a = &polled["answer"];
+    assert_eq!(a["choice"], "credit");
+    assert_eq!(a["choice_label"], "Store credit");
+    assert_eq!(a["text"], "she asked for it");
+    assert_eq!(a["answered_by"], "user:fin@example.com");
+    assert!(a["answered_at"].as_str().is_some());
+
+    // Answered once.
+    let (status, p) = e.answer(&e.finance, &id, json!({"choice": "card"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    // The others may not read it at all.
+    let (status, _) = e.get(&e.outsider, &format!("/api/v1/questions/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let kinds: Vec<String> = e
+        .audit_of(&id)
+        .await
+        .iter()
+        .map(|x| x["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(kinds, ["question.asked", "question.answered"]);
+    let entries = e.audit_of(&id).await;
+    assert_eq!(entries[0]["actor"], "agent:support-bot");
+    assert_eq!(
+        entries[0]["data"]["text"],
+        "Which account should the refund go to?"
+    );
+    assert_eq!(entries[1]["actor"], "user:fin@example.com");
+    assert_eq!(entries[1]["data"]["choice"], "credit");
+}
+
+#[tokio::test]
+async fn a_question_is_asked_waited_for_and_answered_once_by_an_approver() {
+    asked_and_answered(env_on(None).await).await;
+}
+
+#[tokio::test]
+async fn a_question_is_asked_waited_for_and_answered_once_on_postgres() {
+    let url = support::fresh_postgres_database().await;
+    asked_and_answered(env_on(Some(url)).await).await;
+}
+
+#[tokio::test]
+async fn an_unanswered_question_expires_and_is_audited() {
+    let e = env_on(None).await;
+    let (status, q) = e.ask(json!({"text": "Anyone?", "policy": "quick"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{q}");
+    assert_eq!(q["allow_free_text"], true);
+    let id = q["id"].as_str().expect("id").to_owned();
+    // Nobody polls: the expiry worker settles it; the long-poll then sees it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, q) = e
+        .get(&e.agent, &format!("/api/v1/questions/{id}?wait=10"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(q["status"], "expired", "{q}");
+    let (status, p) = e.answer(&e.finance, &id, json!({"text": "late"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    let entries = e.audit_of(&id).await;
+    assert_eq!(
+        entries.last().map(|x| x["type"].clone()),
+        Some(json!("question.expired"))
+    );
+    assert_eq!(
+        entries.last().map(|x| x["actor"].clone()),
+        Some(json!("system"))
+    );
+}
+
+#[tokio::test]
+async fn questions_are_validated_with_messages_that_say_what_to_fix() {
+    let e = env_on(None).await;
+    for (body, field) in [
+        (json!({"text": "", "policy": "support"}), "text"),
+        (
+            json!({"text": "x", "policy": "support", "choices": ["a", "a"]}),
+            "choices[1].value",
+        ),
+        (
+            json!({"text": "x", "policy": "support", "allow_free_text": false}),
+            "allow_free_text",
+        ),
+        (
+            json!({"text": "x", "policy": "support", "expires_in_seconds": 0}),
+            "expires_in_seconds",
+        ),
+    ] {
+        let (status, p) = e.ask(body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {p}");
+        assert!(
+            p["errors"]
+                .as_array()
+                .is_some_and(|es| es.iter().any(|x| x["field"] == field)),
+            "{body}: {p}"
+        );
+    }
+    let (status, p) = e.ask(json!({"text": "x", "policy": "nope"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (status, p) = e.ask(json!({"text": "x"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(p.to_string().contains("policy"), "{p}");
+    // People do not ask.
+    let (status, _) = send_json(
+        e.http
+            .post(e.server.url("/api/v1/questions"))
+            .bearer_auth(&e.finance)
+            .json(&json!({"text": "x", "policy": "support"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn policy_check_validates_reject_reasons() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let check = |text: &str| {
+        let path = dir.path().join("pliuz.toml");
+        std::fs::write(&path, text).expect("write");
+        std::process::Command::new(env!("CARGO_BIN_EXE_pliuz"))
+            .args(["policy", "check"])
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .expect("pliuz policy check")
+    };
+    let ok = check(&finance_policy(
+        "r",
+        "t",
+        r#"reject_reasons = ["wrong amount", "wrong customer"]"#,
+    ));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for (settings, says) in [
+        (r#"reject_reasons = ["same", "same"]"#, "listed twice"),
+        (r#"reject_reasons = [""]"#, "empty"),
+        (
+            "decisions = [\"approve\"]\nreject_reasons = [\"x\"]",
+            "does not include 'reject'",
+        ),
+    ] {
+        let out = check(&finance_policy("r", "t", settings));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{settings}");
+        assert!(
+            stderr.contains(says) && stderr.contains("pliuz.toml:"),
+            "{settings}: {stderr}"
+        );
+    }
+}
