@@ -39,7 +39,10 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 agent=$(pliuz agents create fuzz-bot 2>/dev/null)
 echo "correct-horse-battery" | pliuz users create ops@example.com --role admin --group ops --password-stdin >/dev/null 2>&1
 user=$(pliuz users token ops@example.com 2>/dev/null)
-PLIUZ_LOG=warn pliuz serve --listen "127.0.0.1:$port" > "$work/server.log" 2>&1 &
+# The binary itself, not the function: `$!` must be the server's pid for
+# the cleanup to stop it (a backgrounded function is a subshell).
+PLIUZ_LOG=warn "$bin" --data-dir "$work/data" --config "$work/pliuz.toml" \
+  serve --listen "127.0.0.1:$port" > "$work/server.log" 2>&1 &
 server_pid=$!
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 100); do

@@ -162,6 +162,12 @@ audit_events! {
         email: String,
         count: u64,
     }
+    /// One token revoked by id (`user.tokens_revoked`: all of them).
+    "user.token_revoked" => UserTokenRevoked {
+        email: String,
+        token_id: String,
+    }
+    /// `via`: "oidc" (single sign-on; `idp_groups` granted it) or "admin".
     "user.role_changed" => UserRoleChanged {
         email: String,
         from: Role,
@@ -287,6 +293,23 @@ audit_events! {
         config_path: Option<String>,
         default_policy: Option<String>,
         policies: Vec<PolicySummary>,
+    }
+    /// Made over the management API (`policy_source = "database"`), or
+    /// imported from the file on the first such start: `definition` is the
+    /// policy as given, `policy` what it resolved to.
+    "policy.created" => PolicyCreated {
+        name: String,
+        definition: Value,
+        policy: PolicySummary,
+    }
+    /// Replaced whole over the management API; the full new policy.
+    "policy.updated" => PolicyUpdated {
+        name: String,
+        definition: Value,
+        policy: PolicySummary,
+    }
+    "policy.deleted" => PolicyDeleted {
+        name: String,
     }
     "audit.key_rotated" => AuditKeyRotated {
         previous_key: String,
@@ -866,6 +889,66 @@ mod tests {
             }),
         );
         same(
+            AuditEvent::UserTokenRevoked {
+                email: "a@b".into(),
+                token_id: "t1".into(),
+            },
+            "user.token_revoked",
+            json!({"email": "a@b", "token_id": "t1"}),
+        );
+        let summary = PolicySummary {
+            name: "deploys".into(),
+            description: None,
+            tools: vec!["deploy".into()],
+            approvers: vec!["group:ops".into()],
+            decisions: vec![DecisionKind::Approve],
+            required_approvals: 1,
+            expires_in_seconds: 60,
+            execute_within_seconds: 60,
+            auto_approve: None,
+            auto_reject: None,
+            slack_channel: None,
+            reject_reasons: vec![],
+            email: false,
+            email_to: vec![],
+            remind_after_seconds: None,
+            escalate_after_seconds: None,
+            escalate_to: vec![],
+        };
+        let definition =
+            json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]});
+        let resolved = json!({
+            "name": "deploys", "description": null, "tools": ["deploy"],
+            "approvers": ["group:ops"], "decisions": ["approve"], "required_approvals": 1,
+            "expires_in_seconds": 60, "execute_within_seconds": 60, "auto_approve": null,
+            "auto_reject": null, "slack_channel": null,
+        });
+        same(
+            AuditEvent::PolicyCreated {
+                name: "deploys".into(),
+                definition: definition.clone(),
+                policy: summary.clone(),
+            },
+            "policy.created",
+            json!({"name": "deploys", "definition": definition, "policy": resolved}),
+        );
+        same(
+            AuditEvent::PolicyUpdated {
+                name: "deploys".into(),
+                definition: definition.clone(),
+                policy: summary,
+            },
+            "policy.updated",
+            json!({"name": "deploys", "definition": definition, "policy": resolved}),
+        );
+        same(
+            AuditEvent::PolicyDeleted {
+                name: "deploys".into(),
+            },
+            "policy.deleted",
+            json!({"name": "deploys"}),
+        );
+        same(
             AuditEvent::AuditKeyRotated {
                 previous_key: "k0".into(),
                 key: "k1".into(),
@@ -929,6 +1012,6 @@ mod tests {
         kinds.sort_unstable();
         kinds.dedup();
         assert_eq!(kinds.len(), AuditEvent::KINDS.len());
-        assert_eq!(kinds.len(), 39);
+        assert_eq!(kinds.len(), 43);
     }
 }

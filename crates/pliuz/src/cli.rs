@@ -78,6 +78,11 @@ enum AgentsCommand {
         #[arg(long)]
         url: String,
     },
+    /// A new signing secret for an agent's webhook (same URL); prints it (shown once).
+    RotateWebhookSecret {
+        /// The agent's name.
+        name: String,
+    },
     /// List agents.
     List,
     /// Revoke an agent's key at once.
@@ -111,6 +116,25 @@ enum UsersCommand {
         /// A note to tell this token from others, e.g. "ci".
         #[arg(long)]
         label: Option<String>,
+    },
+    /// List a person's API tokens (ids and labels, never the secrets).
+    Tokens {
+        /// The person's e-mail address.
+        email: String,
+    },
+    /// Revoke one of a person's API tokens, by the id `users tokens` lists.
+    RevokeToken {
+        /// The person's e-mail address.
+        email: String,
+        /// The token's id.
+        id: String,
+    },
+    /// Change a user's role.
+    SetRole {
+        /// The person's e-mail address.
+        email: String,
+        #[arg(value_parser = ["approver", "admin", "auditor"])]
+        role: String,
     },
     /// Revoke all of a person's API tokens.
     RevokeTokens {
@@ -316,6 +340,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eprintln!("Webhook of agent '{name}' set to {url}. Its new signing secret is below; it is shown only once (the old one no longer signs).");
                     println!("{secret}");
                 }
+                AgentsCommand::RotateWebhookSecret { name } => {
+                    let secret = cp.rotate_agent_webhook_secret(&actor, &name).await?;
+                    eprintln!("New signing secret for the webhook of agent '{name}' below; it is shown only once (the old one no longer signs).");
+                    println!("{secret}");
+                }
                 AgentsCommand::List => {
                     println!("NAME\tCREATED\tSTATUS");
                     for a in cp.list_agents().await? {
@@ -373,13 +402,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
                 UsersCommand::Token { email, label } => {
-                    let token = cp
+                    let issued = cp
                         .issue_user_token(&actor, &email, label.as_deref())
                         .await?;
                     if std::io::stdout().is_terminal() {
-                        eprintln!("API token for {email} (shown only once):");
+                        eprintln!("API token {} for {email} (shown only once):", issued.id);
                     }
-                    println!("{token}");
+                    println!("{}", issued.token);
+                }
+                UsersCommand::Tokens { email } => {
+                    println!("ID\tLABEL\tCREATED\tSTATUS");
+                    for t in cp.user_tokens(&email).await? {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            t.id,
+                            t.label.unwrap_or_default(),
+                            crate::service::format_time(t.created_at),
+                            if t.revoked_at.is_some() {
+                                "revoked"
+                            } else {
+                                "active"
+                            }
+                        );
+                    }
+                }
+                UsersCommand::RevokeToken { email, id } => {
+                    cp.revoke_user_token(&actor, &email, &id).await?;
+                    eprintln!("Revoked token {id} of {email}.");
+                }
+                UsersCommand::SetRole { email, role } => {
+                    let role = Role::parse(&role).ok_or_else(|| {
+                        anyhow::anyhow!("role must be approver, admin or auditor")
+                    })?;
+                    let user = cp.set_user_role(&actor, &email, role).await?;
+                    eprintln!("{} is now {}.", user.email, user.role);
                 }
                 UsersCommand::RevokeTokens { email } => {
                     let n = cp.revoke_user_tokens(&actor, &email).await?;

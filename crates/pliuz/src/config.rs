@@ -122,8 +122,120 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// How log lines are written (`log_format`, `PLIUZ_LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// Where the policies live (`policy_source`, `PLIUZ_POLICY_SOURCE`).
+    pub policy_source: PolicySource,
     /// The file the settings came from, if any.
     pub config_path: Option<PathBuf>,
+}
+
+/// Where the policies live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PolicySource {
+    /// The `[[policy]]` tables of the configuration file, read at start.
+    #[default]
+    File,
+    /// The database, changed through the management API; the file's
+    /// `[[policy]]` tables are imported on the first start with none stored.
+    Database,
+}
+
+impl PolicySource {
+    /// `file` or `database`; anything else is a mistake naming `setting`.
+    pub fn parse(setting: &str, value: &str) -> Result<PolicySource, String> {
+        match value.trim() {
+            "file" => Ok(PolicySource::File),
+            "database" => Ok(PolicySource::Database),
+            other => Err(format!(
+                "{setting} must be \"file\" or \"database\", got {other:?}"
+            )),
+        }
+    }
+}
+
+/// One mistake in a policy given as JSON (the management API): the policy's
+/// place in the list and the key it is on, when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionError {
+    pub index: usize,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// Builds a policy set from definitions given as JSON objects with the keys
+/// of a `[[policy]]` table, checked exactly as `pliuz policy check` checks a
+/// file: each is written as a table of a generated file, one key a line, and
+/// that file is parsed; every mistake comes back, named by its key. `null`
+/// values count as absent. `default_policy` applies when one of them has
+/// that name. The set's `source` is the generated file.
+pub fn policies_from_definitions(
+    defs: &[&serde_json::Value],
+    default_policy: Option<&str>,
+) -> Result<PolicySet, Vec<DefinitionError>> {
+    use std::fmt::Write;
+    let mut text = String::new();
+    // Line (1-based) -> (policy index, key): what a line-numbered error is about.
+    let mut at: Vec<(usize, Option<String>)> = vec![(0, None)];
+    let mut errors = Vec::new();
+    let named = |n: &str| {
+        defs.iter()
+            .any(|d| d.get("name").and_then(|v| v.as_str()) == Some(n))
+    };
+    if let Some(d) = default_policy.filter(|d| named(d)) {
+        let _ = writeln!(
+            text,
+            "default_policy = {}",
+            toml::Value::String(d.to_owned())
+        );
+        at.push((0, Some("default_policy".into())));
+    }
+    for (i, def) in defs.iter().enumerate() {
+        let Some(obj) = def.as_object() else {
+            errors.push(DefinitionError {
+                index: i,
+                field: None,
+                message: "a policy must be a JSON object with the keys of a [[policy]] table"
+                    .into(),
+            });
+            continue;
+        };
+        text.push_str("[[policy]]\n");
+        at.push((i, None));
+        for (key, value) in obj {
+            if value.is_null() {
+                continue;
+            }
+            match toml::Value::try_from(value) {
+                Ok(v) => {
+                    let _ = writeln!(text, "{} = {v}", toml::Value::String(key.clone()));
+                    at.push((i, Some(key.clone())));
+                }
+                Err(_) => errors.push(DefinitionError {
+                    index: i,
+                    field: Some(key.clone()),
+                    message: format!(
+                        "{key} must be a string, a number, a boolean or an array of them"
+                    ),
+                }),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    match parse_config_text(&text) {
+        Ok(parsed) => Ok(parsed.policies),
+        Err(errs) => Err(errs
+            .into_iter()
+            .map(|e| {
+                let (index, field) = e.line.and_then(|l| at.get(l).cloned()).unwrap_or((0, None));
+                DefinitionError {
+                    index,
+                    field,
+                    message: e.message,
+                }
+            })
+            .collect()),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -278,6 +390,7 @@ struct FileConfig {
     email: Option<email::FileEmail>,
     metrics: Option<FileMetrics>,
     log_format: Option<Spanned<String>>,
+    policy_source: Option<Spanned<String>>,
     #[serde(default)]
     policy: Vec<Spanned<FilePolicy>>,
 }
@@ -460,6 +573,11 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
     }
     if let Some(f) = &file.log_format {
         if let Err(m) = LogFormat::parse("log_format", f.get_ref()) {
+            errors.push(lines.err(f, m));
+        }
+    }
+    if let Some(f) = &file.policy_source {
+        if let Err(m) = PolicySource::parse("policy_source", f.get_ref()) {
             errors.push(lines.err(f, m));
         }
     }
@@ -1042,8 +1160,16 @@ impl Settings {
             }),
         }
         .map_err(anyhow::Error::msg)?;
+        let policy_source = match env("PLIUZ_POLICY_SOURCE") {
+            Some(v) => PolicySource::parse("PLIUZ_POLICY_SOURCE", &v),
+            None => file.policy_source.map_or(Ok(PolicySource::File), |f| {
+                PolicySource::parse("policy_source", f.get_ref())
+            }),
+        }
+        .map_err(anyhow::Error::msg)?;
 
         Ok(Settings {
+            policy_source,
             metrics,
             log_format,
             oidc,
@@ -1084,6 +1210,40 @@ auto_approve = "args.amount_cents <="
         let errs = parse_config_text(text).err().unwrap_or_default();
         let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![Some(5), Some(6), Some(7), Some(8)], "{errs:?}");
+    }
+
+    #[test]
+    fn definitions_are_checked_like_a_file_and_mistakes_named_by_key() {
+        let good = serde_json::json!({"name": "a", "tools": ["t"], "approvers": ["group:x"], "expires_in": "5m"});
+        let bad = serde_json::json!({
+            "name": "b", "approvers": ["x"], "decisions": ["maybe"],
+            "expires_in": "soon", "colour": 1, "slack_channel": null
+        });
+        let set = policies_from_definitions(&[&good], Some("a")).expect("valid");
+        assert_eq!(set.default_policy(), Some("a"));
+        assert_eq!(set.get("a").map(|p| p.expires_in.as_secs()), Some(300));
+        let errs = policies_from_definitions(&[&good, &bad], None).expect_err("invalid");
+        let named: Vec<(usize, Option<&str>)> =
+            errs.iter().map(|e| (e.index, e.field.as_deref())).collect();
+        assert_eq!(
+            named,
+            [
+                (1, Some("approvers")),
+                (1, Some("decisions")),
+                (1, Some("expires_in")),
+                (1, Some("colour"))
+            ],
+            "{errs:?}"
+        );
+        let twice = policies_from_definitions(&[&good, &good], None).expect_err("twice");
+        assert!(twice[0].message.contains("defined twice"), "{twice:?}");
+        // A default naming none of them is left out rather than refused.
+        let set = policies_from_definitions(&[&good], Some("gone")).expect("valid");
+        assert_eq!(set.default_policy(), None);
+        let nested =
+            serde_json::json!({"name": "c", "approvers": ["group:x"], "tools": [{"a": null}]});
+        let errs = policies_from_definitions(&[&nested], None).expect_err("nested");
+        assert_eq!(errs[0].field.as_deref(), Some("tools"), "{errs:?}");
     }
 
     #[test]

@@ -421,7 +421,7 @@ async fn dm(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(),
     let Some(a) = load(cp, row).await? else {
         return Ok(());
     };
-    let Some(policy) = cp.policies.get(&a.policy).cloned() else {
+    let Some(policy) = cp.policies().get(&a.policy).cloned() else {
         cp.close_delivery(&row.id).await?;
         return Ok(());
     };
@@ -525,7 +525,7 @@ async fn thread(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result
     let escalated = row.payload.get("notice").and_then(Value::as_str) == Some("escalate");
     let text = if escalated {
         let to = cp
-            .policies
+            .policies()
             .get(&a.policy)
             .and_then(|p| p.escalation.as_ref())
             .map(|e| {

@@ -98,6 +98,9 @@ impl Server {
         // A log that lost or rewrote what this server signed is refused, before
         // anything is written to it.
         crate::audit::witness::check_at_start(&cp, &audit_signer).await?;
+        cp.init_policies()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot load the policies from the database: {e}"))?;
         cp.record_policy_load()
             .await
             .map_err(|e| anyhow::anyhow!("cannot record the loaded policies: {e}"))?;
@@ -153,6 +156,7 @@ impl Server {
             shutdown.clone(),
         ));
         workers.spawn(cp.relay_changes(shutdown.clone()));
+        workers.spawn(cp.relay_policy_changes(shutdown.clone()));
 
         let extras = Extras {
             audit_signer: Some(audit_signer.clone()),
@@ -167,7 +171,7 @@ impl Server {
             address = %listen,
             public_url = %cp.settings.public_url,
             data_dir = %cp.settings.data_dir.display(),
-            policies = cp.policies.iter().count(),
+            policies = cp.policies().iter().count(),
             "pliuz is serving"
         );
         let app = app(state, slack);
@@ -267,7 +271,7 @@ async fn wait_for_signal() {
 async fn warn_unknown_approvers(cp: &ControlPlane) {
     match cp.list_users().await {
         Ok(users) => {
-            for warning in crate::approver_check::unknown_approvers(&cp.policies, &users) {
+            for warning in crate::approver_check::unknown_approvers(&cp.policies(), &users) {
                 tracing::warn!("{warning}");
             }
         }

@@ -23,8 +23,6 @@ checkpoint_every = 4
 checkpoint_interval = "1s"
 "#;
 
-const ID: &str = "{id}";
-
 /// Turns `/metrics` on, behind this bearer token.
 const METRICS_TOKEN: &str = "metrics-token-for-the-openapi-test";
 
@@ -56,6 +54,8 @@ impl Checker {
         let env = vec![
             ("PLIUZ_MAX_BODY_BYTES".to_owned(), "16384".to_owned()),
             ("PLIUZ_METRICS_TOKEN".to_owned(), METRICS_TOKEN.to_owned()),
+            // The management API's policy writes answer only in this mode.
+            ("PLIUZ_POLICY_SOURCE".to_owned(), "database".to_owned()),
         ];
         let config = format!("{AUDIT_CONFIG}{REFUNDS_POLICY}");
         let server = Server::start_with(&config, None, env).await;
@@ -76,8 +76,9 @@ impl Checker {
         }
     }
 
-    /// Sends `method template` (with `{id}` replaced by `id`) and checks the
-    /// answer against the document; returns it for the scenario to go on.
+    /// Sends `method template` (each `{...}` of the path replaced by the next
+    /// space-separated word of `id`) and checks the answer against the
+    /// document; returns it for the scenario to go on.
     async fn call(
         &self,
         method: Method,
@@ -87,7 +88,18 @@ impl Checker {
         token: Option<&str>,
         body: Body,
     ) -> Answer {
-        let path = template.replace(ID, id);
+        let mut values = id.split(' ');
+        let path = template
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') && segment.ends_with('}') {
+                    values.next().unwrap_or_default()
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
         let mut request = self
             .http
             .request(method.clone(), self.server.url(&format!("{path}{query}")));
@@ -622,6 +634,194 @@ async fn every_answer_matches_the_served_openapi_document() {
             "",
         ),
         (&consistency, "", &agent, NONE, 200, ""),
+    ])
+    .await;
+
+    // The management API, with an admin's token (policies in the database).
+    let admin = c.server.user_token("root@example.com", "admin", &[]);
+    let new_agent = json!({"name": "ops-bot", "webhook_url": "https://hooks.example.com/a"});
+    let hook = json!({"url": "https://hooks.example.com/b"});
+    const AGENT: &str = "GET /api/v1/admin/agents/{name}";
+    c.check_all([
+        (
+            "POST /api/v1/admin/agents",
+            "",
+            &*admin,
+            Body::Json(new_agent),
+            201,
+            "",
+        ),
+        ("GET /api/v1/admin/agents", "", &admin, NONE, 200, ""),
+        (AGENT, "ops-bot", &admin, NONE, 200, ""),
+        (
+            "PUT /api/v1/admin/agents/{name}/webhook",
+            "ops-bot",
+            &admin,
+            Body::Json(hook),
+            200,
+            "",
+        ),
+        (
+            "POST /api/v1/admin/agents/{name}/webhook/rotate-secret",
+            "ops-bot",
+            &admin,
+            NONE,
+            200,
+            "",
+        ),
+        (
+            "POST /api/v1/admin/agents/{name}/revoke",
+            "ops-bot",
+            &admin,
+            NONE,
+            200,
+            "",
+        ),
+        (
+            "GET /api/v1/admin/agents",
+            "",
+            &agent,
+            NONE,
+            403,
+            "forbidden",
+        ),
+        (AGENT, "nobody", &admin, NONE, 404, "not_found"),
+    ])
+    .await;
+    const USER: &str = "new@example.com";
+    let new_user = json!({"email": USER, "role": "approver", "groups": ["ops"]});
+    let bad_user = json!({"email": "not-an-email", "role": "approver"});
+    c.check_all([
+        (
+            "POST /api/v1/admin/users",
+            "",
+            &*admin,
+            Body::Json(new_user),
+            201,
+            "",
+        ),
+        (
+            "POST /api/v1/admin/users",
+            "",
+            &admin,
+            Body::Json(bad_user),
+            422,
+            "validation",
+        ),
+        ("GET /api/v1/admin/users", "", &admin, NONE, 200, ""),
+        (
+            "GET /api/v1/admin/users/{email}",
+            USER,
+            &admin,
+            NONE,
+            200,
+            "",
+        ),
+        (
+            "PUT /api/v1/admin/users/{email}/groups",
+            USER,
+            &admin,
+            Body::Json(json!({"groups": ["ops", "legal"]})),
+            200,
+            "",
+        ),
+        (
+            "PUT /api/v1/admin/users/{email}/role",
+            USER,
+            &admin,
+            Body::Json(json!({"role": "auditor"})),
+            200,
+            "",
+        ),
+        (
+            "POST /api/v1/admin/users/{email}/disable",
+            USER,
+            &admin,
+            NONE,
+            200,
+            "",
+        ),
+        (
+            "POST /api/v1/admin/users/{email}/enable",
+            USER,
+            &admin,
+            NONE,
+            200,
+            "",
+        ),
+        (
+            "GET /api/v1/admin/users/{email}/tokens",
+            USER,
+            &admin,
+            NONE,
+            200,
+            "",
+        ),
+    ])
+    .await;
+    let issued = c
+        .send(
+            "POST /api/v1/admin/users/{email}/tokens",
+            USER,
+            &admin,
+            Body::Json(json!({"label": "ci"})),
+        )
+        .await;
+    issued.expect(StatusCode::CREATED, "issue a token");
+    let revoke = format!("{USER} {}", issued.id());
+    const REVOKE_TOKEN: &str = "POST /api/v1/admin/users/{email}/tokens/{token_id}/revoke";
+    c.check_all([
+        (REVOKE_TOKEN, &*revoke, &*admin, NONE, 204, ""),
+        (REVOKE_TOKEN, &revoke, &admin, NONE, 404, "not_found"),
+    ])
+    .await;
+    let deploys = json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]});
+    let wrong = json!({"name": "wrong", "approvers": ["ops"], "expires_in": "soon"});
+    let quorum = json!({"tools": ["deploy"], "approvers": ["group:ops"], "required_approvals": 2});
+    const POLICY: &str = "/api/v1/admin/policies/{name}";
+    c.check_all([
+        ("GET /api/v1/admin/policies", "", &*admin, NONE, 200, ""),
+        (&format!("GET {POLICY}"), "refunds", &admin, NONE, 200, ""),
+        (
+            "POST /api/v1/admin/policies",
+            "",
+            &admin,
+            Body::Json(deploys),
+            201,
+            "",
+        ),
+        (
+            "POST /api/v1/admin/policies",
+            "",
+            &admin,
+            Body::Json(wrong),
+            422,
+            "validation",
+        ),
+        (
+            &format!("PUT {POLICY}"),
+            "deploys",
+            &admin,
+            Body::Json(quorum),
+            200,
+            "",
+        ),
+        (
+            &format!("DELETE {POLICY}"),
+            "deploys",
+            &admin,
+            NONE,
+            204,
+            "",
+        ),
+        (
+            &format!("DELETE {POLICY}"),
+            "deploys",
+            &admin,
+            NONE,
+            404,
+            "not_found",
+        ),
     ])
     .await;
 

@@ -94,7 +94,8 @@ async fn upgrades(database_url: String, before: Bookkeeping) {
         [
             (72, "list_indexes"),
             (90, "email_reminders"),
-            (100, "questions")
+            (100, "questions"),
+            (110, "admin_api")
         ]
     );
     // The new index exists and the old row still reads through it.

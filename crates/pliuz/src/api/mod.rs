@@ -2,6 +2,9 @@
 //! document. Handlers stay thin and call into `service`; state, errors and
 //! extractors come from `http`.
 
+pub mod admin_agents;
+pub mod admin_policies;
+pub mod admin_users;
 pub mod approvals;
 pub mod audit;
 pub mod metrics;
@@ -63,6 +66,9 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/readyz", get(readyz)),
         route(Method::GET, "/metrics", get(metrics::metrics)),
     ];
+    r.extend(admin_agents::routes());
+    r.extend(admin_users::routes());
+    r.extend(admin_policies::routes());
     r.extend(audit::routes());
     r.extend(runs::routes());
     r.extend(questions::routes());
@@ -173,8 +179,8 @@ pub(crate) async fn policies(
         ));
     }
     Ok(Json(PoliciesView {
-        policies: state.cp.policies.iter().map(|p| p.summary()).collect(),
-        default_policy: state.cp.policies.default_policy().map(str::to_owned),
-        source_sha256: state.cp.policies.source_hash.clone(),
+        policies: state.cp.policies().iter().map(|p| p.summary()).collect(),
+        default_policy: state.cp.policies().default_policy().map(str::to_owned),
+        source_sha256: state.cp.policies().source_hash.clone(),
     }))
 }

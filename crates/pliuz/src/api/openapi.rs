@@ -5,7 +5,7 @@
 //! agree, and `tests/openapi_responses.rs` validates real responses
 //! against it.
 
-use super::{approvals, audit, questions, runs};
+use super::{admin_agents, admin_policies, admin_users, approvals, audit, questions, runs};
 use crate::http::error::ProblemBody;
 use serde_json::Value;
 use std::sync::LazyLock;
@@ -51,6 +51,27 @@ use utoipa::{Modify, OpenApi};
         questions::list,
         questions::get_one,
         questions::answer,
+        admin_agents::create,
+        admin_agents::list,
+        admin_agents::get_one,
+        admin_agents::revoke,
+        admin_agents::set_webhook,
+        admin_agents::rotate_secret,
+        admin_users::create,
+        admin_users::list,
+        admin_users::get_one,
+        admin_users::set_groups,
+        admin_users::set_role,
+        admin_users::disable,
+        admin_users::enable,
+        admin_users::list_tokens,
+        admin_users::create_token,
+        admin_users::revoke_token,
+        admin_policies::list,
+        admin_policies::create,
+        admin_policies::get_one,
+        admin_policies::replace,
+        admin_policies::remove,
     ),
     components(schemas(ProblemBody), responses(ProblemResponse)),
     modifiers(&SecuritySchemes, &ProblemResponses, &OptionalBodies),
@@ -60,6 +81,7 @@ use utoipa::{Modify, OpenApi};
         (name = "runs", description = "Durable runs: a paused agent's state, resumed by any worker once its approvals are settled"),
         (name = "audit", description = "The tamper-evident audit log: checkpoints, proofs and receipts"),
         (name = "service", description = "Health and this document"),
+        (name = "admin", description = "The management API: agents, users and policies, with an admin's personal API token"),
     )
 )]
 struct ApiDoc;
@@ -134,7 +156,7 @@ impl Modify for ProblemResponses {
                 (&mut item.get, false),
                 (&mut item.post, true),
                 (&mut item.put, true),
-                (&mut item.delete, false),
+                (&mut item.delete, true),
             ];
             for (op, takes_body) in ops {
                 let Some(op) = op.as_mut() else { continue };

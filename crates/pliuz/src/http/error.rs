@@ -194,9 +194,9 @@ impl From<ServiceError> for Problem {
         use crate::policy::MatchError;
         let msg = e.to_string();
         match e {
-            ServiceError::NotFound(_) | ServiceError::QuestionNotFound(_) => {
-                Problem::not_found(msg)
-            }
+            ServiceError::NotFound(_)
+            | ServiceError::QuestionNotFound(_)
+            | ServiceError::NoSuch(_) => Problem::not_found(msg),
             ServiceError::Forbidden(_) => Problem::forbidden(msg),
             ServiceError::Transition(t) => match t {
                 T::AlreadyVoted { .. } => Problem::new(
@@ -290,6 +290,9 @@ impl From<ServiceError> for Problem {
                 "Arguments changed since review",
                 msg,
             ),
+            ServiceError::Refused { code, .. } => {
+                Problem::new(StatusCode::CONFLICT, code, "Conflict", msg)
+            }
             ServiceError::Conflict(_) => {
                 Problem::new(StatusCode::CONFLICT, "invalid_transition", "Conflict", msg)
             }

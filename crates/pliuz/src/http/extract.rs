@@ -52,6 +52,38 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// An admin calling the management API (`/api/v1/admin/...`) with their
+/// personal API token. Agent keys, other roles and inbox sessions are
+/// refused: a machine token is what automation holds, and a session would
+/// need the CSRF dance of the admin pages.
+pub struct AdminAuth(pub auth::User);
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if bearer(&parts.headers).is_none() {
+            return Err(Problem::unauthorized(
+                "send 'Authorization: Bearer <token>' with the personal API token of an admin (`pliuz users token EMAIL`)",
+            ));
+        }
+        let Auth(principal) = Auth::from_request_parts(parts, state).await?;
+        match principal {
+            Principal::User(u) if u.role == auth::Role::Admin => Ok(AdminAuth(u)),
+            Principal::User(u) => Err(Problem::forbidden(format!(
+                "the management API is for admins; {} has the role {}",
+                u.email, u.role
+            ))),
+            Principal::Agent { name } => Err(Problem::forbidden(format!(
+                "the management API takes an admin's personal API token, not an agent key (this is agent '{name}')"
+            ))),
+        }
+    }
+}
+
 /// `axum::Json` with problem+json rejections that say what to fix, and the
 /// API's nesting limit (`pliuz_audit::limits`) enforced before parsing.
 pub struct ApiJson<T>(pub T);

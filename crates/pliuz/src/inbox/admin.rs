@@ -171,12 +171,14 @@ async fn admin_page(
         }
         section.card aria-labelledby="pol-h" {
             h2 #pol-h { "Policies" }
-            @if state.cp.policies.iter().next().is_none() {
+            @if state.cp.policies().iter().next().is_none() {
                 p.notice #no-policies { "No policies are loaded, so every tool call is refused (" code { "no_matching_policy" } "). Add " code { "[[policy]]" } " tables to the configuration file (" code { "pliuz --config pliuz.toml serve" } "; see docs/configuration.md), check it with " code { "pliuz policy check" } " and restart." }
+            } @else if state.cp.policy_source() == crate::config::PolicySource::Database {
+                p.muted { "Read-only here: policies live in the database and are changed through the management API (" code { "/api/v1/admin/policies" } "; see docs/api.md). Source SHA-256: " code.small #policy-hash { (state.cp.policies().source_hash) } }
             } @else {
-                p.muted { "Read-only here: policies live in the configuration file and are checked with " code { "pliuz policy check" } ". Source SHA-256: " code.small #policy-hash { (state.cp.policies.source_hash) } }
+                p.muted { "Read-only here: policies live in the configuration file and are checked with " code { "pliuz policy check" } ". Source SHA-256: " code.small #policy-hash { (state.cp.policies().source_hash) } }
             }
-            @for p in state.cp.policies.iter() {
+            @for p in state.cp.policies().iter() {
                 article.policy {
                     h3 { (p.name) }
                     @if let Some(d) = &p.description { p { (d) } }
@@ -194,7 +196,7 @@ async fn admin_page(
             }
             details.raw {
                 summary { "Policy source" }
-                pre #policy-source { (state.cp.policies.source) }
+                pre #policy-source { (state.cp.policies().source) }
             }
         }
     };

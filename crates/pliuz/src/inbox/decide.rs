@@ -133,7 +133,7 @@ async fn with_text(
     // adds details. A respond's message is the text alone.
     let (text, bad_choice) = if kind == DecisionKind::Reject {
         let policy = match state.cp.get_for(&s.principal(), id).await {
-            Ok(a) => state.cp.policies.get(&a.policy).cloned(),
+            Ok(a) => state.cp.policies().get(&a.policy).cloned(),
             Err(_) => None,
         };
         match &policy {

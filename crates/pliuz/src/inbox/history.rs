@@ -119,7 +119,7 @@ pub async fn page_handler(
     let status = q.status();
     let policies: Vec<String> = match super::queue::scope(&state, &p) {
         Some(ps) => ps,
-        None => state.cp.policies.iter().map(|p| p.name.clone()).collect(),
+        None => state.cp.policies().iter().map(|p| p.name.clone()).collect(),
     };
     let filters = q.to_query(None);
     let body = html! {

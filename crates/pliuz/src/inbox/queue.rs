@@ -151,7 +151,7 @@ pub async fn inbox(
     let total = state.cp.count_approvals(&base).await?;
     let policies: Vec<String> = match &scope {
         Some(ps) => ps.clone(),
-        None => state.cp.policies.iter().map(|p| p.name.clone()).collect(),
+        None => state.cp.policies().iter().map(|p| p.name.clone()).collect(),
     };
     let mut per_policy = Vec::new();
     for name in &policies {

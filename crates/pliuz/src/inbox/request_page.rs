@@ -199,7 +199,7 @@ pub(super) fn request_page(
     let can = abilities(state, s, a);
     let reasons = state
         .cp
-        .policies
+        .policies()
         .get(&a.policy)
         .map(|p| p.reject_reasons.clone())
         .unwrap_or_default();

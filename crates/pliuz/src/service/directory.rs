@@ -5,6 +5,7 @@ use super::{ControlPlane, FieldError, Result, ServiceError};
 use crate::approval::Actor;
 use crate::audit_event::AuditEvent;
 use crate::auth::{self, Role, User};
+use crate::store::{AgentRecord, UserTokenRecord};
 
 /// How long a one-time setup link stays valid.
 pub const SETUP_LINK_TTL_MS: i64 = 72 * 3600 * 1000;
@@ -14,6 +15,24 @@ pub enum InitialPassword {
     Given(String),
     /// A one-time setup link; the returned secret goes into `/setup/{token}`.
     SetupLink,
+}
+
+/// A personal API token just issued: its id (to list and revoke it by) and
+/// the secret, shown once.
+pub struct IssuedToken {
+    pub id: String,
+    pub token: String,
+}
+
+/// Refuses an admin's change that would lock themselves out: disabling or
+/// demoting oneself is done by another admin.
+fn not_oneself(actor: &Actor, user: &User, what: &str) -> Result<()> {
+    if matches!(actor, Actor::User(e) if e.eq_ignore_ascii_case(&user.email)) {
+        return Err(ServiceError::Forbidden(format!(
+            "you cannot {what} your own account; ask another admin"
+        )));
+    }
+    Ok(())
 }
 
 pub struct CreatedUser {
@@ -52,9 +71,10 @@ impl ControlPlane {
             valid_name("group", g)?;
         }
         if self.store.user_by_email(&email).await?.is_some() {
-            return Err(ServiceError::Conflict(format!(
-                "a user with email {email} already exists"
-            )));
+            return Err(ServiceError::Refused {
+                code: "already_exists",
+                message: format!("a user with email {email} already exists"),
+            });
         }
         let now = crate::store::now_millis();
         let (password_hash, setup_token) = match password {
@@ -95,6 +115,11 @@ impl ControlPlane {
         Ok(CreatedUser { user, setup_token })
     }
 
+    /// The user with this email (404 when there is none).
+    pub async fn user(&self, email: &str) -> Result<User> {
+        self.user_or_not_found(email).await
+    }
+
     async fn user_or_not_found(&self, email: &str) -> Result<User> {
         let email = auth::normalize_email(email)
             .map_err(|m| ServiceError::Validation(vec![FieldError::new("email", m)]))?;
@@ -102,7 +127,7 @@ impl ControlPlane {
             .user_by_email(&email)
             .await?
             .map(|u| u.user)
-            .ok_or_else(|| ServiceError::NotFound(format!("user {email}")))
+            .ok_or_else(|| ServiceError::NoSuch(format!("user {email}")))
     }
 
     /// Issues a personal API token for a human; returns the secret (shown once).
@@ -111,7 +136,18 @@ impl ControlPlane {
         actor: &Actor,
         email: &str,
         label: Option<&str>,
-    ) -> Result<String> {
+    ) -> Result<IssuedToken> {
+        if let Some(l) = label {
+            if l.chars().count() > 200 {
+                return Err(ServiceError::Validation(vec![FieldError::new(
+                    "label",
+                    "must be at most 200 characters",
+                )]));
+            }
+            if let Some(e) = super::unstorable("label", l) {
+                return Err(ServiceError::Validation(vec![e]));
+            }
+        }
         let user = self.user_or_not_found(email).await?;
         let token = auth::new_secret(auth::USER_TOKEN_PREFIX);
         let id = uuid::Uuid::now_v7().to_string();
@@ -131,7 +167,116 @@ impl ControlPlane {
         };
         tx.audit(actor, None, issued).await?;
         tx.commit().await?;
-        Ok(token)
+        Ok(IssuedToken { id, token })
+    }
+
+    /// A user's personal API tokens, newest first (never their secrets).
+    pub async fn user_tokens(&self, email: &str) -> Result<Vec<UserTokenRecord>> {
+        let user = self.user_or_not_found(email).await?;
+        Ok(self.store.user_tokens(&user.id).await?)
+    }
+
+    /// Revokes one personal API token of `email`.
+    pub async fn revoke_user_token(
+        &self,
+        actor: &Actor,
+        email: &str,
+        token_id: &str,
+    ) -> Result<()> {
+        let user = self.user_or_not_found(email).await?;
+        let mut tx = self.store.begin_write().await?;
+        if !tx
+            .revoke_user_token(&user.id, token_id, crate::store::now_millis())
+            .await?
+        {
+            return Err(ServiceError::NoSuch(format!(
+                "active token '{token_id}' of {}",
+                user.email
+            )));
+        }
+        let revoked = AuditEvent::UserTokenRevoked {
+            email: user.email.clone(),
+            token_id: token_id.to_owned(),
+        };
+        tx.audit(actor, None, revoked).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives a user exactly these groups: each one added or removed is its
+    /// own audit entry, all in one transaction.
+    pub async fn set_user_groups(
+        &self,
+        actor: &Actor,
+        email: &str,
+        groups: &[String],
+    ) -> Result<User> {
+        for g in groups {
+            valid_name("groups", g)?;
+        }
+        let mut user = self.user_or_not_found(email).await?;
+        let mut wanted = groups.to_vec();
+        wanted.sort();
+        wanted.dedup();
+        let removed: Vec<&String> = user.groups.iter().filter(|g| !wanted.contains(g)).collect();
+        let added: Vec<&String> = wanted.iter().filter(|g| !user.groups.contains(g)).collect();
+        if removed.is_empty() && added.is_empty() {
+            return Ok(user);
+        }
+        let mut tx = self.store.begin_write().await?;
+        for g in removed {
+            tx.remove_group(&user.id, g).await?;
+            let removed = AuditEvent::UserGroupRemoved {
+                email: user.email.clone(),
+                group: g.clone(),
+                changed: true,
+                sso: None,
+            };
+            tx.audit(actor, None, removed).await?;
+        }
+        for g in added {
+            tx.add_group(&user.id, g).await?;
+            let added = AuditEvent::UserGroupAdded {
+                email: user.email.clone(),
+                group: g.clone(),
+                changed: true,
+                sso: None,
+            };
+            tx.audit(actor, None, added).await?;
+        }
+        tx.commit().await?;
+        user.groups = wanted;
+        Ok(user)
+    }
+
+    /// Changes a user's role (an admin cannot change their own).
+    pub async fn set_user_role(&self, actor: &Actor, email: &str, role: Role) -> Result<User> {
+        let mut user = self.user_or_not_found(email).await?;
+        if user.role == role {
+            return Ok(user);
+        }
+        not_oneself(actor, &user, "change the role of")?;
+        let mut tx = self.store.begin_write().await?;
+        tx.set_user_role(&user.id, role).await?;
+        let changed = AuditEvent::UserRoleChanged {
+            email: user.email.clone(),
+            from: user.role,
+            to: role,
+            via: "admin",
+            idp_groups: Vec::new(),
+        };
+        tx.audit(actor, None, changed).await?;
+        tx.commit().await?;
+        user.role = role;
+        Ok(user)
+    }
+
+    /// One agent by name, active or revoked (404 when there is none).
+    pub async fn agent(&self, name: &str) -> Result<AgentRecord> {
+        self.store
+            .agent_by_name(name)
+            .await?
+            .ok_or_else(|| ServiceError::NoSuch(format!("agent '{name}'")))
     }
 
     pub async fn revoke_user_tokens(&self, actor: &Actor, email: &str) -> Result<u64> {
@@ -192,6 +337,9 @@ impl ControlPlane {
         disabled: bool,
     ) -> Result<()> {
         let user = self.user_or_not_found(email).await?;
+        if disabled {
+            not_oneself(actor, &user, "disable")?;
+        }
         let mut tx = self.store.begin_write().await?;
         tx.set_user_disabled(&user.id, disabled).await?;
         let email = user.email.clone();
@@ -212,7 +360,7 @@ impl ControlPlane {
             .store
             .user_by_id(user_id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("user {user_id}")))?;
+            .ok_or_else(|| ServiceError::NoSuch(format!("user {user_id}")))?;
         let hash = bounded_hash(password.to_owned()).await?;
         let mut tx = self.store.begin_write().await?;
         tx.set_password(user_id, &hash).await?;
@@ -238,9 +386,12 @@ impl ControlPlane {
         .await
         .map_err(|e| {
             if e.is_unique_violation() {
-                ServiceError::Conflict(format!(
-                    "an agent named '{name}' already exists (revoked agents keep their name)"
-                ))
+                ServiceError::Refused {
+                    code: "already_exists",
+                    message: format!(
+                        "an agent named '{name}' already exists (revoked agents keep their name)"
+                    ),
+                }
             } else {
                 e.into()
             }
@@ -256,7 +407,7 @@ impl ControlPlane {
     pub async fn revoke_agent(&self, actor: &Actor, name: &str) -> Result<()> {
         let mut tx = self.store.begin_write().await?;
         if !tx.revoke_agent(name, crate::store::now_millis()).await? {
-            return Err(ServiceError::NotFound(format!("active agent '{name}'")));
+            return Err(ServiceError::NoSuch(format!("active agent '{name}'")));
         }
         let revoked = AuditEvent::AgentRevoked {
             name: name.to_owned(),

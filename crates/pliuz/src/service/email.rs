@@ -85,7 +85,7 @@ impl ControlPlane {
         if kind == "email.settled" {
             return Ok(self.store.email_recipients_of(&a.id).await?);
         }
-        let Some(policy) = self.policies.get(&a.policy).cloned() else {
+        let Some(policy) = self.policies().get(&a.policy).cloned() else {
             return Ok(vec![]);
         };
         let escalate_to: &[Approver] = policy.escalation.as_ref().map_or(&[], |e| &e.to);

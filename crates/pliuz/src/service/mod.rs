@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod deliveries;
 pub mod directory;
 pub mod email;
+pub mod policies;
 pub mod queries;
 pub mod questions;
 pub mod reminders;
@@ -23,7 +24,7 @@ use crate::audit_event::{AuditEvent, VoteCount};
 use crate::auth::{Principal, Role};
 use crate::config::Settings;
 use crate::notify::{ApprovalChanged, Notifier};
-use crate::policy::{AutoDecision, MatchError, Policy, PolicySet};
+use crate::policy::{AutoDecision, MatchError, Policy};
 use crate::store::{Store, WriteTx};
 
 // The store's types the edges handle (rows, pages, errors, the clock), so
@@ -31,6 +32,7 @@ use crate::store::{Store, WriteTx};
 pub use crate::store::oidc::PendingLogin;
 pub use crate::store::overview::{SettledRow, WaitingRow};
 pub use crate::store::runs::DueWebhook;
+pub use crate::store::AgentRecord;
 pub use crate::store::{
     format_time, now_millis, ApprovalFilter, OutboxMessage, SessionRecord, StoreError, StoredEntry,
 };
@@ -106,6 +108,10 @@ pub enum ServiceError {
     NotFound(String),
     #[error("no question with id {0}")]
     QuestionNotFound(String),
+    /// Something other than an approval is missing; the text names it
+    /// ("user a@example.com").
+    #[error("no {0}")]
+    NoSuch(String),
     #[error("{0}")]
     Forbidden(String),
     #[error(transparent)]
@@ -120,6 +126,10 @@ pub enum ServiceError {
     SchemaViolation(Vec<String>),
     #[error("{0}")]
     Conflict(String),
+    /// 409 with its own problem `code` (docs/api.md): a name already
+    /// taken, a policy write refused in file mode, and the like.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("the arguments of approval {0} changed since you reviewed them (an approver edited them): reload the request, review the current arguments and decide again")]
     ArgsChanged(String),
     #[error("a request with this idempotency_key was created at the same moment; retry to get it")]
@@ -160,7 +170,8 @@ pub struct DecisionInput {
 pub struct ControlPlane {
     /// Private: every read and write goes through a use case here.
     store: Store,
-    pub policies: Arc<PolicySet>,
+    /// The policies in force, swapped whole when they change (`policies()`).
+    policy_cell: Arc<policies::PolicyCell>,
     pub notifier: Notifier,
     pub settings: Arc<Settings>,
     /// What `GET /metrics` reports; changes are counted where they commit.
@@ -237,7 +248,7 @@ impl ControlPlane {
     pub fn new(store: Store, settings: Arc<Settings>, notifier: Notifier) -> ControlPlane {
         ControlPlane {
             store,
-            policies: Arc::new(settings.policies.clone()),
+            policy_cell: Arc::new(policies::PolicyCell::new(settings.policies.clone())),
             notifier,
             settings,
             metrics: crate::metrics::Metrics::new(),
@@ -357,7 +368,7 @@ impl ControlPlane {
             }
         }
         let policy = self
-            .policies
+            .policies()
             .resolve(req.policy.as_deref(), &req.tool_name)
             .map_err(ServiceError::NoPolicy)?;
         if let Some(schema) = &req.tool_schema {
@@ -532,7 +543,7 @@ impl ControlPlane {
         match principal {
             Principal::Agent { .. } => false,
             Principal::User(u) => self
-                .policies
+                .policies()
                 .get(policy)
                 .is_some_and(|p| p.is_approver(&u.email, &u.groups)),
         }
@@ -540,7 +551,7 @@ impl ControlPlane {
 
     /// Policies whose requests this user may decide.
     pub fn policies_for(&self, principal: &Principal) -> Vec<String> {
-        self.policies
+        self.policies()
             .iter()
             .filter(|p| self.may_decide(principal, &p.name))
             .map(|p| p.name.clone())
@@ -553,7 +564,7 @@ impl ControlPlane {
             approver: self.may_decide(principal, &a.policy),
             escalation_approver: match principal {
                 Principal::User(u) => self
-                    .policies
+                    .policies()
                     .get(&a.policy)
                     .is_some_and(|p| p.is_escalation_approver(&u.email, &u.groups)),
                 Principal::Agent { .. } => false,
@@ -602,7 +613,7 @@ impl ControlPlane {
         }
         let escalated = matches!(step.event, AuditEvent::ApprovalEscalated { .. });
         tx.audit(step.actor, Some(&a.id), step.event).await?;
-        let policy = self.policies.get(&a.policy).cloned();
+        let policy = self.policies().get(&a.policy).cloned();
         self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
             .await?;
         if escalated {
@@ -822,7 +833,8 @@ impl ControlPlane {
     /// Records the loaded policy set in the audit log when it changed since
     /// the last start.
     pub async fn record_policy_load(&self) -> Result<()> {
-        let hash = &self.policies.source_hash;
+        let set = self.policies();
+        let hash = &set.source_hash;
         if self.store.get_meta("policy_hash").await?.as_deref() == Some(hash.as_str()) {
             return Ok(());
         }
@@ -840,8 +852,8 @@ impl ControlPlane {
                 .config_path
                 .as_ref()
                 .map(|p| p.display().to_string()),
-            default_policy: self.policies.default_policy().map(str::to_owned),
-            policies: self.policies.iter().map(|p| p.summary()).collect(),
+            default_policy: set.default_policy().map(str::to_owned),
+            policies: set.iter().map(|p| p.summary()).collect(),
         };
         tx.audit(Actor::System, None, loaded).await?;
         tx.set_meta("policy_hash", hash).await?;

@@ -85,7 +85,7 @@ impl ControlPlane {
         let policy_name = req
             .policy
             .clone()
-            .or_else(|| self.policies.default_policy().map(str::to_owned));
+            .or_else(|| self.policies().default_policy().map(str::to_owned));
         let Some(policy_name) = policy_name else {
             return Err(ServiceError::Validation(vec![FieldError::new(
                 "policy",
@@ -93,7 +93,7 @@ impl ControlPlane {
             )]));
         };
         let policy = self
-            .policies
+            .policies()
             .resolve(Some(&policy_name), "")
             .map_err(ServiceError::NoPolicy)?;
         let digest = question_digest(&policy.name, &req.text, &req.choices, req.allow_free_text);
@@ -309,7 +309,7 @@ impl ControlPlane {
         };
         if created {
             let channel = self
-                .policies
+                .policies()
                 .get(&q.policy)
                 .and_then(|p| p.slack_channel.clone())
                 .or_else(|| slack.default_channel.clone());

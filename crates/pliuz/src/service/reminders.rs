@@ -56,7 +56,7 @@ impl ControlPlane {
             return Ok(vec![]);
         };
         let policies: Vec<String> = self
-            .policies
+            .policies()
             .iter()
             .filter(|p| {
                 p.is_escalation_approver(&u.email, &u.groups) && !p.is_approver(&u.email, &u.groups)
@@ -124,7 +124,7 @@ impl ControlPlane {
             tx.rollback().await;
             return Ok(false);
         };
-        let policy = self.policies.get(&a.policy).cloned();
+        let policy = self.policies().get(&a.policy).cloned();
         let Some(after) = policy.as_ref().and_then(|p| p.remind_after) else {
             tx.rollback().await;
             return Ok(false);
@@ -156,7 +156,7 @@ impl ControlPlane {
         let (_, changed) = self
             .change_request(id, |a| {
                 let Some(e) = self
-                    .policies
+                    .policies()
                     .get(&a.policy)
                     .and_then(|p| p.escalation.clone())
                 else {
@@ -182,7 +182,7 @@ impl ControlPlane {
     pub(super) async fn queue_escalation(&self, tx: &mut WriteTx, a: &Approval) -> Result<()> {
         self.queue_thread_notice(tx, a, ESCALATE).await?;
         let email = self
-            .policies
+            .policies()
             .get(&a.policy)
             .is_some_and(|p| p.email.is_some());
         if email {

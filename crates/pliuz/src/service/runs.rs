@@ -437,7 +437,7 @@ impl ControlPlane {
         let sealed = key.seal(&webhook_context(agent), secret.as_bytes());
         let mut tx = self.store.begin_write().await?;
         if !tx.agent_exists(agent).await? {
-            return Err(RunsError::NotFound(format!("active agent '{agent}'")));
+            return Err(ServiceError::NoSuch(format!("active agent '{agent}'")).into());
         }
         let replaced = tx.get_webhook_tx(agent).await?.is_some();
         tx.set_webhook(agent, url, &sealed).await?;
@@ -449,6 +449,23 @@ impl ControlPlane {
         tx.audit(actor, None, webhook_set).await?;
         tx.commit().await?;
         Ok(secret)
+    }
+
+    /// An agent's webhook URL, if it has one (the secret stays sealed).
+    pub async fn agent_webhook_url(&self, agent: &str) -> super::Result<Option<String>> {
+        Ok(self.store.get_webhook(agent).await?.map(|w| w.url))
+    }
+
+    /// A new signing secret for an agent's webhook, at the same URL; the
+    /// old secret stops signing at once.
+    pub async fn rotate_agent_webhook_secret(&self, actor: &Actor, agent: &str) -> Result<String> {
+        let Some(url) = self.agent_webhook_url(agent).await? else {
+            return Err(ServiceError::NoSuch(format!(
+                "webhook for agent '{agent}'; set its URL first"
+            ))
+            .into());
+        };
+        self.set_agent_webhook(actor, agent, &url).await
     }
 
     /// An agent's webhook URL and signing secret (opened), if it has one.

@@ -333,7 +333,7 @@ async fn open_modal(
         _ => {
             let reasons = state
                 .cp
-                .policies
+                .policies()
                 .get(&a.policy)
                 .map(|p| p.reject_reasons.clone())
                 .unwrap_or_default();
@@ -426,7 +426,7 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
                 .and_then(Value::as_str)
                 .unwrap_or("");
             if kind == DecisionKind::Reject {
-                if let Some(policy) = state.cp.policies.get(&a.policy) {
+                if let Some(policy) = state.cp.policies().get(&a.policy) {
                     match policy.reject_reason(chosen, reason.as_deref()) {
                         Ok(r) => reason = r,
                         Err(m) => return modal_errors(blocks::BLOCK_REASON_CHOICE, &m),

@@ -13,6 +13,7 @@ pub mod health;
 pub mod oidc;
 mod outbox;
 pub mod overview;
+pub mod policies;
 mod principals;
 #[cfg(test)]
 mod query_plans;
@@ -26,7 +27,7 @@ pub mod timers;
 pub use approvals::{ApprovalFilter, Page};
 pub use audit::{format_time, AuditEvent, StoredEntry};
 pub use outbox::OutboxMessage;
-pub use principals::{AgentRecord, UserRecord};
+pub use principals::{AgentRecord, UserRecord, UserTokenRecord};
 pub use sessions::SessionRecord;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

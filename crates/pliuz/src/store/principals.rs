@@ -11,6 +11,20 @@ pub struct AgentRecord {
     pub revoked_at: Option<i64>,
 }
 
+/// A personal API token as listed: never its secret or hash.
+#[derive(Debug, Clone)]
+pub struct UserTokenRecord {
+    pub id: String,
+    pub label: Option<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A user's tokens, newest first (index `user_tokens_by_user`).
+pub(crate) const USER_TOKENS_SQL: &str =
+    "SELECT id, label, created_at, revoked_at FROM user_tokens \
+     WHERE user_id = $1 ORDER BY created_at DESC, id DESC";
+
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub user: User,
@@ -103,6 +117,31 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(agent_from_row).collect()
+    }
+
+    pub async fn agent_by_name(&self, name: &str) -> Result<Option<AgentRecord>> {
+        let q = "SELECT name, created_at, revoked_at FROM agents WHERE name = $1";
+        match sqlx::query(q).bind(name).fetch_optional(&self.pool).await? {
+            None => Ok(None),
+            Some(r) => Ok(Some(agent_from_row(&r)?)),
+        }
+    }
+
+    pub async fn user_tokens(&self, user_id: &str) -> Result<Vec<UserTokenRecord>> {
+        let rows = sqlx::query(USER_TOKENS_SQL)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UserTokenRecord {
+                    id: col(r, "id")?,
+                    label: col(r, "label")?,
+                    created_at: col(r, "created_at")?,
+                    revoked_at: col(r, "revoked_at")?,
+                })
+            })
+            .collect()
     }
 
     /// Who holds this bearer secret (by its hash)? Revoked keys, revoked
@@ -291,6 +330,25 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?
             .rows_affected())
+    }
+
+    /// Revokes one of `user_id`'s tokens; `false` when it has no such
+    /// active token.
+    pub async fn revoke_user_token(
+        &mut self,
+        user_id: &str,
+        token_id: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let q = "UPDATE user_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL";
+        Ok(sqlx::query(q)
+            .bind(now)
+            .bind(token_id)
+            .bind(user_id)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected()
+            > 0)
     }
 
     pub async fn insert_agent(

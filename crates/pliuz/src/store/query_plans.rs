@@ -15,6 +15,7 @@ use super::email::{PENDING_ASKS_SQL, PURGE_LINKS_SQL, RECIPIENTS_OF_SQL};
 use super::oidc::PURGE_LOGINS_SQL;
 use super::outbox::{DUE_OUTBOX_SQL, NEXT_OUTBOX_DUE_SQL};
 use super::overview::{settled_statement, waiting_counts_statement, waiting_statement};
+use super::principals::USER_TOKENS_SQL;
 use super::questions::{pending_statement, DUE_QUESTIONS_SQL, NEXT_QUESTION_EXPIRY_SQL};
 use super::runs::{
     list_runs_statement, DUE_WEBHOOKS_SQL, NEXT_WEBHOOK_DUE_SQL, RUNS_WITH_APPROVAL_SQL,
@@ -194,6 +195,7 @@ fn catalogue() -> Vec<Checked> {
         ("e-mail recipients of a request", RECIPIENTS_OF_SQL),
         ("Slack messages of a request", MESSAGES_FOR_SQL),
         ("runs with an approval", RUNS_WITH_APPROVAL_SQL),
+        ("a user's tokens", USER_TOKENS_SQL),
     ] {
         out.push(fixed(name, sql, vec!["0190aaaa".into()]));
     }

@@ -143,6 +143,15 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: None,
         postgres: None,
     },
+    // The management API: one user's tokens listed; policies kept in the
+    // database (`policy_source = "database"`, crate::store::policies).
+    Migration {
+        version: 110,
+        name: "admin_api",
+        common: part!("common", "0110_admin_api"),
+        sqlite: None,
+        postgres: None,
+    },
 ];
 
 #[cfg(test)]

@@ -1,0 +1,290 @@
+//! `/api/v1/admin/agents`: agent keys and their webhooks, for admins
+//! (`AdminAuth`). The same `ControlPlane` calls as `pliuz agents ...` and
+//! the admin page, so each change is audited the same way.
+
+use super::Route;
+use crate::http::error::Problem;
+use crate::http::extract::{AdminAuth, ApiJson, ApiPath};
+use crate::http::AppState;
+use crate::service::format_time;
+use crate::service::runs::RunsError;
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        super::route(Method::POST, "/api/v1/admin/agents", post(create)),
+        super::route(Method::GET, "/api/v1/admin/agents", get(list)),
+        super::route(Method::GET, "/api/v1/admin/agents/{name}", get(get_one)),
+        super::route(
+            Method::POST,
+            "/api/v1/admin/agents/{name}/revoke",
+            post(revoke),
+        ),
+        super::route(
+            Method::PUT,
+            "/api/v1/admin/agents/{name}/webhook",
+            put(set_webhook),
+        ),
+        super::route(
+            Method::POST,
+            "/api/v1/admin/agents/{name}/webhook/rotate-secret",
+            post(rotate_secret),
+        ),
+    ]
+}
+
+/// Whether an agent's key still works.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Active,
+    Revoked,
+}
+
+/// An agent (never its key).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminAgent)]
+pub struct AgentView {
+    pub name: String,
+    pub status: AgentStatus,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(required = true, format = DateTime)]
+    pub revoked_at: Option<String>,
+    /// Where its events are POSTed; null when it has no webhook.
+    #[schema(required = true)]
+    pub webhook_url: Option<String>,
+}
+
+async fn view(state: &AppState, a: crate::service::AgentRecord) -> Result<AgentView, Problem> {
+    let webhook_url = state.cp.agent_webhook_url(&a.name).await?;
+    Ok(AgentView {
+        status: if a.revoked_at.is_some() {
+            AgentStatus::Revoked
+        } else {
+            AgentStatus::Active
+        },
+        name: a.name,
+        created_at: format_time(a.created_at),
+        revoked_at: a.revoked_at.map(format_time),
+        webhook_url,
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentBody {
+    /// 1-100 letters, digits, '-', '_' or '.'; shown to approvers.
+    pub name: String,
+    /// Where to POST this agent's events (approval.decided, run.ready).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+}
+
+/// A new agent with its key, shown this once (only its hash is kept).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminCreatedAgent)]
+pub struct CreatedAgentView {
+    pub agent: AgentView,
+    /// The agent's API key (`pliuz_ak_...`); give it to the agent as PLIUZ_API_KEY.
+    pub api_key: String,
+    /// The webhook signing secret (`whsec_...`), when `webhook_url` was given.
+    #[schema(required = true)]
+    pub webhook_secret: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/agents",
+    operation_id = "admin_create_agent",
+    tag = "admin",
+    summary = "Create an agent; its key is in the answer, once (audited as agent.created)",
+    request_body = CreateAgentBody,
+    security(("user_token" = [])),
+    responses((status = 201, description = "Created", body = CreatedAgentView,
+        headers(("Location" = String, description = "The agent's URL"))))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiJson(body): ApiJson<CreateAgentBody>,
+) -> Result<Response, Problem> {
+    let actor = crate::approval::Actor::User(admin.email);
+    if let Some(url) = &body.webhook_url {
+        crate::service::webhooks::check_url(url).map_err(|m| {
+            Problem::validation(vec![crate::service::FieldError::new("webhook_url", m)])
+        })?;
+    }
+    let api_key = state.cp.create_agent(&actor, &body.name).await?;
+    let webhook_secret = match &body.webhook_url {
+        Some(url) => Some(
+            state
+                .cp
+                .set_agent_webhook(&actor, &body.name, url)
+                .await
+                .map_err(runs_problem)?,
+        ),
+        None => None,
+    };
+    let agent = view(&state, state.cp.agent(&body.name).await?).await?;
+    let location = format!("/api/v1/admin/agents/{}", agent.name);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(CreatedAgentView {
+            agent,
+            api_key,
+            webhook_secret,
+        }),
+    )
+        .into_response())
+}
+
+/// Every agent, active and revoked.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminAgents)]
+pub struct AgentsView {
+    pub agents: Vec<AgentView>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/agents",
+    operation_id = "admin_list_agents",
+    tag = "admin",
+    summary = "Every agent, by name",
+    security(("user_token" = [])),
+    responses((status = 200, description = "Agents", body = AgentsView))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    AdminAuth(_): AdminAuth,
+) -> Result<Json<AgentsView>, Problem> {
+    let mut agents = Vec::new();
+    for a in state.cp.list_agents().await? {
+        agents.push(view(&state, a).await?);
+    }
+    Ok(Json(AgentsView { agents }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/agents/{name}",
+    operation_id = "admin_get_agent",
+    tag = "admin",
+    summary = "One agent",
+    params(("name" = String, Path, description = "The agent's name")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The agent", body = AgentView))
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    AdminAuth(_): AdminAuth,
+    ApiPath(name): ApiPath,
+) -> Result<Json<AgentView>, Problem> {
+    let a = state.cp.agent(&name).await?;
+    Ok(Json(view(&state, a).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/agents/{name}/revoke",
+    operation_id = "admin_revoke_agent",
+    tag = "admin",
+    summary = "Revoke an agent's key at once (audited as agent.revoked)",
+    params(("name" = String, Path, description = "The agent's name")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The revoked agent", body = AgentView))
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiPath(name): ApiPath,
+) -> Result<Json<AgentView>, Problem> {
+    let actor = crate::approval::Actor::User(admin.email);
+    state.cp.revoke_agent(&actor, &name).await?;
+    let a = state.cp.agent(&name).await?;
+    Ok(Json(view(&state, a).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBody {
+    /// An absolute http(s) URL, at most 2000 characters.
+    pub url: String,
+}
+
+/// An agent's webhook with its new signing secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminWebhook)]
+pub struct WebhookView {
+    pub url: String,
+    /// The Standard Webhooks signing secret (`whsec_...`).
+    pub secret: String,
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/agents/{name}/webhook",
+    operation_id = "admin_set_agent_webhook",
+    tag = "admin",
+    summary = "Set or change an agent's webhook URL, with a new signing secret (audited as agent.webhook_set)",
+    params(("name" = String, Path, description = "The agent's name")),
+    request_body = WebhookBody,
+    security(("user_token" = [])),
+    responses((status = 200, description = "The webhook and its new secret", body = WebhookView))
+)]
+pub async fn set_webhook(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiPath(name): ApiPath,
+    ApiJson(body): ApiJson<WebhookBody>,
+) -> Result<Json<WebhookView>, Problem> {
+    let actor = crate::approval::Actor::User(admin.email);
+    let secret = state
+        .cp
+        .set_agent_webhook(&actor, &name, &body.url)
+        .await
+        .map_err(runs_problem)?;
+    Ok(Json(WebhookView {
+        url: body.url,
+        secret,
+    }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/agents/{name}/webhook/rotate-secret",
+    operation_id = "admin_rotate_agent_webhook_secret",
+    tag = "admin",
+    summary = "A new signing secret for the agent's webhook; the old one stops signing at once (audited as agent.webhook_set)",
+    params(("name" = String, Path, description = "The agent's name")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The webhook and its new secret", body = WebhookView))
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiPath(name): ApiPath,
+) -> Result<Json<WebhookView>, Problem> {
+    let actor = crate::approval::Actor::User(admin.email);
+    let secret = state
+        .cp
+        .rotate_agent_webhook_secret(&actor, &name)
+        .await
+        .map_err(runs_problem)?;
+    let url = state.cp.agent_webhook_url(&name).await?.unwrap_or_default();
+    Ok(Json(WebhookView { url, secret }))
+}
+
+/// The webhook calls live with the runs (they share the data key); their
+/// errors map as the runs API maps them.
+fn runs_problem(e: RunsError) -> Problem {
+    e.into()
+}

@@ -1,0 +1,458 @@
+//! `/api/v1/admin/users`: people, their role and groups, and their personal
+//! API tokens, for admins (`AdminAuth`). The same `ControlPlane` calls as
+//! `pliuz users ...` and the admin page.
+
+use super::Route;
+use crate::approval::Actor;
+use crate::auth::{Role, User};
+use crate::http::error::Problem;
+use crate::http::extract::{parse_json, AdminAuth, ApiBytes, ApiJson, ApiPath};
+use crate::http::AppState;
+use crate::service::directory::InitialPassword;
+use crate::service::{format_time, FieldError};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        super::route(Method::POST, "/api/v1/admin/users", post(create)),
+        super::route(Method::GET, "/api/v1/admin/users", get(list)),
+        super::route(Method::GET, "/api/v1/admin/users/{email}", get(get_one)),
+        super::route(
+            Method::PUT,
+            "/api/v1/admin/users/{email}/groups",
+            put(set_groups),
+        ),
+        super::route(
+            Method::PUT,
+            "/api/v1/admin/users/{email}/role",
+            put(set_role),
+        ),
+        super::route(
+            Method::POST,
+            "/api/v1/admin/users/{email}/disable",
+            post(disable),
+        ),
+        super::route(
+            Method::POST,
+            "/api/v1/admin/users/{email}/enable",
+            post(enable),
+        ),
+        super::route(
+            Method::GET,
+            "/api/v1/admin/users/{email}/tokens",
+            get(list_tokens),
+        ),
+        super::route(
+            Method::POST,
+            "/api/v1/admin/users/{email}/tokens",
+            post(create_token),
+        ),
+        super::route(
+            Method::POST,
+            "/api/v1/admin/users/{email}/tokens/{token_id}/revoke",
+            post(revoke_token),
+        ),
+    ]
+}
+
+/// A person (never their password or tokens).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminUser)]
+pub struct UserView {
+    pub email: String,
+    pub role: Role,
+    pub groups: Vec<String>,
+    /// A disabled user can neither log in nor use their tokens.
+    pub disabled: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> UserView {
+        UserView {
+            email: u.email,
+            role: u.role,
+            groups: u.groups,
+            disabled: u.disabled,
+            created_at: format_time(u.created_at),
+        }
+    }
+}
+
+fn actor(admin: User) -> Actor {
+    Actor::User(admin.email)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserBody {
+    /// Their e-mail address (their log-in name).
+    pub email: String,
+    /// approver (decides), admin (manages) or auditor (reads the log).
+    pub role: Role,
+    /// Groups, as in a policy's `group:NAME`.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// An initial password (at least 10 characters); without one the
+    /// answer carries a one-time setup link.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A new user, with their one-time setup link when no password was given.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminCreatedUser)]
+pub struct CreatedUserView {
+    pub user: UserView,
+    /// Send it to them to set a password; valid 72 hours, shown this once.
+    #[schema(required = true)]
+    pub setup_url: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users",
+    operation_id = "admin_create_user",
+    tag = "admin",
+    summary = "Create a user (audited as user.created)",
+    request_body = CreateUserBody,
+    security(("user_token" = [])),
+    responses((status = 201, description = "Created", body = CreatedUserView,
+        headers(("Location" = String, description = "The user's URL"))))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiJson(body): ApiJson<CreateUserBody>,
+) -> Result<Response, Problem> {
+    let password = match body.password {
+        Some(p) => InitialPassword::Given(p),
+        None => InitialPassword::SetupLink,
+    };
+    let created = state
+        .cp
+        .create_user(
+            &actor(admin),
+            &body.email,
+            body.role,
+            &body.groups,
+            password,
+        )
+        .await?;
+    let setup_url = created
+        .setup_token
+        .map(|t| format!("{}/setup/{t}", state.cp.settings.public_url));
+    let location = format!("/api/v1/admin/users/{}", created.user.email);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(CreatedUserView {
+            user: created.user.into(),
+            setup_url,
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminUsers)]
+pub struct UsersView {
+    pub users: Vec<UserView>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    operation_id = "admin_list_users",
+    tag = "admin",
+    summary = "Every user, by e-mail",
+    security(("user_token" = [])),
+    responses((status = 200, description = "Users", body = UsersView))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    AdminAuth(_): AdminAuth,
+) -> Result<Json<UsersView>, Problem> {
+    let users = state.cp.list_users().await?;
+    Ok(Json(UsersView {
+        users: users.into_iter().map(UserView::from).collect(),
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{email}",
+    operation_id = "admin_get_user",
+    tag = "admin",
+    summary = "One user",
+    params(("email" = String, Path, description = "The user's e-mail address")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The user", body = UserView))
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    AdminAuth(_): AdminAuth,
+    ApiPath(email): ApiPath,
+) -> Result<Json<UserView>, Problem> {
+    Ok(Json(state.cp.user(&email).await?.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsBody {
+    /// Exactly the groups the user is to be in (others are left).
+    pub groups: Vec<String>,
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/users/{email}/groups",
+    operation_id = "admin_set_user_groups",
+    tag = "admin",
+    summary = "Set a user's groups (each one added or removed audited as user.group_added / user.group_removed)",
+    params(("email" = String, Path, description = "The user's e-mail address")),
+    request_body = GroupsBody,
+    security(("user_token" = [])),
+    responses((status = 200, description = "The user", body = UserView))
+)]
+pub async fn set_groups(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiPath(email): ApiPath,
+    ApiJson(body): ApiJson<GroupsBody>,
+) -> Result<Json<UserView>, Problem> {
+    let user = state
+        .cp
+        .set_user_groups(&actor(admin), &email, &body.groups)
+        .await?;
+    Ok(Json(user.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleBody {
+    pub role: Role,
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/users/{email}/role",
+    operation_id = "admin_set_user_role",
+    tag = "admin",
+    summary = "Change a user's role (audited as user.role_changed; not one's own)",
+    params(("email" = String, Path, description = "The user's e-mail address")),
+    request_body = RoleBody,
+    security(("user_token" = [])),
+    responses((status = 200, description = "The user", body = UserView))
+)]
+pub async fn set_role(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiPath(email): ApiPath,
+    ApiJson(body): ApiJson<RoleBody>,
+) -> Result<Json<UserView>, Problem> {
+    let user = state
+        .cp
+        .set_user_role(&actor(admin), &email, body.role)
+        .await?;
+    Ok(Json(user.into()))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{email}/disable",
+    operation_id = "admin_disable_user",
+    tag = "admin",
+    summary = "Stop a user from logging in or using tokens (audited as user.disabled; not oneself)",
+    params(("email" = String, Path, description = "The user's e-mail address")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The user", body = UserView))
+)]
+pub async fn disable(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiPath(email): ApiPath,
+) -> Result<Json<UserView>, Problem> {
+    state
+        .cp
+        .set_user_disabled(&actor(admin), &email, true)
+        .await?;
+    Ok(Json(state.cp.user(&email).await?.into()))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{email}/enable",
+    operation_id = "admin_enable_user",
+    tag = "admin",
+    summary = "Undo disable (audited as user.enabled)",
+    params(("email" = String, Path, description = "The user's e-mail address")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "The user", body = UserView))
+)]
+pub async fn enable(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiPath(email): ApiPath,
+) -> Result<Json<UserView>, Problem> {
+    state
+        .cp
+        .set_user_disabled(&actor(admin), &email, false)
+        .await?;
+    Ok(Json(state.cp.user(&email).await?.into()))
+}
+
+/// A personal API token (never its secret).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminToken)]
+pub struct TokenView {
+    pub id: String,
+    #[schema(required = true)]
+    pub label: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(required = true, format = DateTime)]
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminTokens)]
+pub struct TokensView {
+    /// Newest first.
+    pub tokens: Vec<TokenView>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{email}/tokens",
+    operation_id = "admin_list_user_tokens",
+    tag = "admin",
+    summary = "A user's personal API tokens, newest first",
+    params(("email" = String, Path, description = "The user's e-mail address")),
+    security(("user_token" = [])),
+    responses((status = 200, description = "Tokens", body = TokensView))
+)]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    AdminAuth(_): AdminAuth,
+    ApiPath(email): ApiPath,
+) -> Result<Json<TokensView>, Problem> {
+    let tokens = state.cp.user_tokens(&email).await?;
+    Ok(Json(TokensView {
+        tokens: tokens
+            .into_iter()
+            .map(|t| TokenView {
+                id: t.id,
+                label: t.label,
+                created_at: format_time(t.created_at),
+                revoked_at: t.revoked_at.map(format_time),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenBody {
+    /// A note to tell this token from others, e.g. "ci" (at most 200 characters).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// A new token, shown this once (only its hash is kept).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminCreatedToken)]
+pub struct CreatedTokenView {
+    pub id: String,
+    #[schema(required = true)]
+    pub label: Option<String>,
+    /// The token (`pliuz_ut_...`), for `Authorization: Bearer`.
+    pub token: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{email}/tokens",
+    operation_id = "admin_create_user_token",
+    tag = "admin",
+    summary = "Issue a personal API token; the token is in the answer, once (audited as user.token_issued)",
+    params(("email" = String, Path, description = "The user's e-mail address")),
+    request_body(content = Option<CreateTokenBody>, description = "Optional", content_type = "application/json"),
+    security(("user_token" = [])),
+    responses((status = 201, description = "Created", body = CreatedTokenView))
+)]
+pub async fn create_token(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiPath(email): ApiPath,
+    ApiBytes(body): ApiBytes,
+) -> Result<Response, Problem> {
+    let label = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        parse_json::<CreateTokenBody>(&body)?.label
+    };
+    let issued = state
+        .cp
+        .issue_user_token(&actor(admin), &email, label.as_deref())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedTokenView {
+            id: issued.id,
+            label,
+            token: issued.token,
+        }),
+    )
+        .into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{email}/tokens/{token_id}/revoke",
+    operation_id = "admin_revoke_user_token",
+    tag = "admin",
+    summary = "Revoke one personal API token (audited as user.token_revoked)",
+    params(
+        ("email" = String, Path, description = "The user's e-mail address"),
+        ("token_id" = String, Path, description = "The token's id"),
+    ),
+    security(("user_token" = [])),
+    responses((status = 204, description = "Revoked"))
+)]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, Problem> {
+    let Path((email, token_id)) = path.map_err(|e| {
+        Problem::bad_request(format!(
+            "the path cannot be read ({}); it is /api/v1/admin/users/EMAIL/tokens/TOKEN_ID/revoke",
+            e.body_text()
+        ))
+    })?;
+    for (field, v) in [("email", &email), ("token_id", &token_id)] {
+        if let Some(e) = crate::service::unstorable(field, v) {
+            return Err(Problem::validation(vec![e]));
+        }
+    }
+    if token_id.len() > 100 {
+        return Err(Problem::validation(vec![FieldError::new(
+            "token_id",
+            "is not a token id; take one from GET .../tokens",
+        )]));
+    }
+    state
+        .cp
+        .revoke_user_token(&actor(admin), &email, &token_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,1021 @@
+//! The management API (`/api/v1/admin/...`) against the real binary over
+//! HTTP, on SQLite and PostgreSQL: agents, users and their tokens, and
+//! policies (read-only from the file; created, replaced and deleted with
+//! `policy_source = "database"`, in force for the next request, on every
+//! replica). Only an admin's personal API token is let in; every change
+//! is in the audit log with the admin as its actor.
+
+mod support;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::{assert_detail_contains, content_type, send_json, Server, REFUNDS_POLICY};
+
+const ADMIN: &str = "root@example.com";
+
+struct Env {
+    server: Server,
+    http: Client,
+    admin: String,
+}
+
+async fn env_on(config: &str, database_url: Option<String>) -> Env {
+    let server = Server::start_with(config, database_url, vec![]).await;
+    let admin = server.user_token(ADMIN, "admin", &[]);
+    Env {
+        server,
+        http: Client::new(),
+        admin,
+    }
+}
+
+impl Env {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        call(&self.http, &self.server, &self.admin, method, path, body).await
+    }
+
+    /// Every audit entry of `kind`, oldest first.
+    async fn entries(&self, kind: &str) -> Vec<Value> {
+        let (status, page) = self
+            .call("GET", "/api/v1/audit/entries?start=0&end=1000", None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["entry"].clone())
+            .filter(|e| e["type"] == kind)
+            .collect()
+    }
+}
+
+async fn call(
+    http: &Client,
+    server: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = http.request(method, server.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    send_json(req).await
+}
+
+/// An agent opens a request for `tool`; returns the status and body.
+async fn open(http: &Client, server: &Server, key: &str, tool: &str) -> (StatusCode, Value) {
+    send_json(
+        http.post(server.url("/api/v1/approvals"))
+            .bearer_auth(key)
+            .json(&json!({"tool_name": tool, "tool_args": {"n": 1}})),
+    )
+    .await
+}
+
+fn is_problem(r: &Value) -> bool {
+    r["code"].is_string() && r["detail"].is_string() && r["status"].is_number()
+}
+
+async fn agents_round_trip(database_url: Option<String>) {
+    let e = env_on(REFUNDS_POLICY, database_url).await;
+    let (status, created) = e
+        .call(
+            "POST",
+            "/api/v1/admin/agents",
+            Some(json!({"name": "billing-bot", "webhook_url": "https://hooks.example.com/a"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["api_key"].as_str().expect("api_key").to_owned();
+    assert!(key.starts_with("pliuz_ak_"), "{created}");
+    let first_secret = created["webhook_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert!(first_secret.starts_with("whsec_"), "{created}");
+    assert_eq!(created["agent"]["status"], "active");
+    assert_eq!(
+        created["agent"]["webhook_url"],
+        "https://hooks.example.com/a"
+    );
+
+    // The key works at once.
+    let (status, opened) = open(&e.http, &e.server, &key, "issue_refund").await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+
+    let (status, list) = e.call("GET", "/api/v1/admin/agents", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["agents"][0]["name"], "billing-bot", "{list}");
+    assert!(
+        list.to_string().find("pliuz_ak_").is_none(),
+        "keys never listed"
+    );
+
+    let (status, hook) = e
+        .call(
+            "PUT",
+            "/api/v1/admin/agents/billing-bot/webhook",
+            Some(json!({"url": "https://hooks.example.com/b"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{hook}");
+    assert_eq!(hook["url"], "https://hooks.example.com/b");
+    let second_secret = hook["secret"].as_str().expect("secret").to_owned();
+    assert_ne!(second_secret, first_secret);
+
+    let (status, rotated) = e
+        .call(
+            "POST",
+            "/api/v1/admin/agents/billing-bot/webhook/rotate-secret",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_eq!(rotated["url"], "https://hooks.example.com/b");
+    assert_ne!(rotated["secret"], json!(second_secret));
+
+    let (status, one) = e
+        .call("GET", "/api/v1/admin/agents/billing-bot", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["webhook_url"], "https://hooks.example.com/b");
+
+    let (status, revoked) = e
+        .call("POST", "/api/v1/admin/agents/billing-bot/revoke", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["status"], "revoked");
+    assert!(revoked["revoked_at"].is_string());
+    let (status, refused) = open(&e.http, &e.server, &key, "issue_refund").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+
+    // Again: nothing left to revoke. An unknown agent: 404 naming it.
+    let (status, again) = e
+        .call("POST", "/api/v1/admin/agents/billing-bot/revoke", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
+    assert_detail_contains(&again, "no active agent 'billing-bot'");
+    let (status, unknown) = e.call("GET", "/api/v1/admin/agents/nobody", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    assert_detail_contains(&unknown, "no agent 'nobody'");
+
+    // Each change is audited, the admin as its actor; no secret in the log.
+    let admin_actor = format!("user:{ADMIN}");
+    for (kind, n) in [
+        ("agent.created", 1),
+        ("agent.webhook_set", 3),
+        ("agent.revoked", 1),
+    ] {
+        let found = e.entries(kind).await;
+        assert_eq!(found.len(), n, "{kind}: {found:?}");
+        assert!(found.iter().all(|x| x["actor"] == admin_actor), "{found:?}");
+    }
+    let rotations = e.entries("agent.webhook_set").await;
+    assert_eq!(rotations[2]["data"]["secret_rotated"], true);
+    let (_, log) = e
+        .call("GET", "/api/v1/audit/entries?start=0&end=1000", None)
+        .await;
+    assert!(!log.to_string().contains(&key), "the key is not logged");
+    assert!(!log.to_string().contains(&first_secret));
+}
+
+#[tokio::test]
+async fn agents_are_created_listed_rewebhooked_and_revoked_on_sqlite() {
+    agents_round_trip(None).await;
+}
+
+#[tokio::test]
+async fn agents_are_created_listed_rewebhooked_and_revoked_on_postgres() {
+    agents_round_trip(Some(support::fresh_postgres_database().await)).await;
+}
+
+async fn users_round_trip(database_url: Option<String>) {
+    let e = env_on(REFUNDS_POLICY, database_url).await;
+    let (status, linked) = e
+        .call(
+            "POST",
+            "/api/v1/admin/users",
+            Some(json!({"email": "Ann@Example.com", "role": "approver", "groups": ["finance"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{linked}");
+    assert_eq!(linked["user"]["email"], "ann@example.com");
+    assert_eq!(linked["user"]["groups"], json!(["finance"]));
+    assert!(
+        linked["setup_url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/setup/pliuz_su_")),
+        "{linked}"
+    );
+    let (status, with_password) = e
+        .call(
+            "POST",
+            "/api/v1/admin/users",
+            Some(json!({"email": "bob@example.com", "role": "auditor", "password": "a-long-enough-password"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{with_password}");
+    assert!(with_password["setup_url"].is_null());
+
+    let (status, dup) = e
+        .call(
+            "POST",
+            "/api/v1/admin/users",
+            Some(json!({"email": "ann@example.com", "role": "approver"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{dup}");
+    assert_eq!(dup["code"], "already_exists", "{dup}");
+
+    let (status, list) = e.call("GET", "/api/v1/admin/users", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let emails: Vec<&str> = list["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["email"].as_str())
+        .collect();
+    // With the admin made on the very first start.
+    assert_eq!(
+        emails,
+        [
+            "admin@localhost",
+            "ann@example.com",
+            "bob@example.com",
+            ADMIN
+        ]
+    );
+
+    let (status, regrouped) = e
+        .call(
+            "PUT",
+            "/api/v1/admin/users/ann@example.com/groups",
+            Some(json!({"groups": ["ops", "legal"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{regrouped}");
+    assert_eq!(regrouped["groups"], json!(["legal", "ops"]));
+    let (status, promoted) = e
+        .call(
+            "PUT",
+            "/api/v1/admin/users/ann@example.com/role",
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{promoted}");
+    assert_eq!(promoted["role"], "admin");
+
+    // Tokens: issued once, listed without the secret, revoked one by one.
+    let (status, issued) = e
+        .call(
+            "POST",
+            "/api/v1/admin/users/ann@example.com/tokens",
+            Some(json!({"label": "ci"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let ann_token = issued["token"].as_str().expect("token").to_owned();
+    let token_id = issued["id"].as_str().expect("id").to_owned();
+    let (status, unlabelled) = e
+        .call("POST", "/api/v1/admin/users/ann@example.com/tokens", None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{unlabelled}");
+    // Ann is an admin now: her token opens the management API.
+    let (status, _) = call(
+        &e.http,
+        &e.server,
+        &ann_token,
+        "GET",
+        "/api/v1/admin/users",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, tokens) = e
+        .call("GET", "/api/v1/admin/users/ann@example.com/tokens", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(
+        tokens["tokens"].as_array().map(Vec::len),
+        Some(2),
+        "{tokens}"
+    );
+    assert!(!tokens.to_string().contains("pliuz_ut_"), "{tokens}");
+    assert_eq!(tokens["tokens"][1]["label"], "ci", "newest first: {tokens}");
+
+    // Disabled: her token stops working; enabled: it works again.
+    let (status, disabled) = e
+        .call("POST", "/api/v1/admin/users/ann@example.com/disable", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{disabled}");
+    assert_eq!(disabled["disabled"], true);
+    let (status, refused) = call(
+        &e.http,
+        &e.server,
+        &ann_token,
+        "GET",
+        "/api/v1/admin/users",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    let (status, enabled) = e
+        .call("POST", "/api/v1/admin/users/ann@example.com/enable", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{enabled}");
+    let (status, _) = call(
+        &e.http,
+        &e.server,
+        &ann_token,
+        "GET",
+        "/api/v1/admin/users",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _) = e
+        .call(
+            "POST",
+            &format!("/api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, refused) = call(
+        &e.http,
+        &e.server,
+        &ann_token,
+        "GET",
+        "/api/v1/admin/users",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    let (status, again) = e
+        .call(
+            "POST",
+            &format!("/api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
+
+    // An admin cannot lock themselves out.
+    let self_path = format!("/api/v1/admin/users/{ADMIN}/disable");
+    let (status, own) = e.call("POST", &self_path, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{own}");
+    assert_detail_contains(&own, "ask another admin");
+    let (status, own) = e
+        .call(
+            "PUT",
+            &format!("/api/v1/admin/users/{ADMIN}/role"),
+            Some(json!({"role": "approver"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{own}");
+
+    let admin_actor = format!("user:{ADMIN}");
+    for (kind, n) in [
+        ("user.created", 2),
+        ("user.group_added", 2),
+        ("user.group_removed", 1),
+        ("user.role_changed", 1),
+        ("user.disabled", 1),
+        ("user.enabled", 1),
+        ("user.token_revoked", 1),
+    ] {
+        let found: Vec<Value> = e
+            .entries(kind)
+            .await
+            .into_iter()
+            .filter(|x| x["actor"] == admin_actor)
+            .collect();
+        assert_eq!(found.len(), n, "{kind}: {found:?}");
+    }
+    let revoked = e.entries("user.token_revoked").await;
+    assert_eq!(revoked[0]["data"]["token_id"], json!(token_id));
+    let role = e.entries("user.role_changed").await;
+    assert_eq!(role[0]["data"]["via"], "admin");
+    assert_eq!(role[0]["data"]["to"], "admin");
+}
+
+#[tokio::test]
+async fn users_groups_roles_and_tokens_are_managed_on_sqlite() {
+    users_round_trip(None).await;
+}
+
+#[tokio::test]
+async fn users_groups_roles_and_tokens_are_managed_on_postgres() {
+    users_round_trip(Some(support::fresh_postgres_database().await)).await;
+}
+
+#[tokio::test]
+async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
+    let e = env_on(REFUNDS_POLICY, None).await;
+    e.server
+        .create_user("ann@example.com", "approver", &["finance"]);
+    let out = e
+        .server
+        .cli(&["users", "set-role", "ann@example.com", "auditor"], None);
+    assert!(out.success, "{}", out.stderr);
+    let (_, ann) = e
+        .call("GET", "/api/v1/admin/users/ann@example.com", None)
+        .await;
+    assert_eq!(ann["role"], "auditor", "{ann}");
+    let role = e.entries("user.role_changed").await;
+    assert_eq!(role.len(), 1, "{role:?}");
+    assert_eq!(role[0]["actor"], "system");
+    assert_eq!(role[0]["data"]["via"], "admin");
+
+    // A token issued over the API is listed and revoked by the CLI.
+    let (status, issued) = e
+        .call(
+            "POST",
+            "/api/v1/admin/users/ann@example.com/tokens",
+            Some(json!({"label": "ci"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let id = issued["id"].as_str().expect("id");
+    let token = issued["token"].as_str().expect("token");
+    let out = e.server.cli(&["users", "tokens", "ann@example.com"], None);
+    assert!(out.success, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("{id}\tci\t")),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("pliuz_ut_"), "{}", out.stdout);
+    let out = e
+        .server
+        .cli(&["users", "revoke-token", "ann@example.com", id], None);
+    assert!(out.success, "{}", out.stderr);
+    let (status, _) = call(&e.http, &e.server, token, "GET", "/api/v1/approvals", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let out = e
+        .server
+        .cli(&["users", "revoke-token", "ann@example.com", id], None);
+    assert!(!out.success);
+    assert!(out.stderr.contains("no active token"), "{}", out.stderr);
+
+    // A webhook set over the API gets a new secret from the CLI.
+    let (status, created) = e
+        .call(
+            "POST",
+            "/api/v1/admin/agents",
+            Some(json!({"name": "hooked-bot", "webhook_url": "https://hooks.example.com/h"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let out = e
+        .server
+        .cli(&["agents", "rotate-webhook-secret", "hooked-bot"], None);
+    assert!(out.success, "{}", out.stderr);
+    let secret = out.stdout.trim();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_ne!(created["webhook_secret"], json!(secret));
+    let set = e.entries("agent.webhook_set").await;
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert_eq!(set[1]["actor"], "system");
+    assert_eq!(set[1]["data"]["secret_rotated"], true);
+}
+
+#[tokio::test]
+async fn only_an_admins_personal_token_is_let_in() {
+    let e = env_on(REFUNDS_POLICY, None).await;
+    let agent = e.server.agent_key("billing-bot");
+    let approver = e
+        .server
+        .user_token("ann@example.com", "approver", &["finance"]);
+    let auditor = e.server.user_token("aud@example.com", "auditor", &[]);
+    let other_admin = e.server.user_token("other@example.com", "admin", &[]);
+    let revoked_admin = e.server.user_token("gone@example.com", "admin", &[]);
+    let out = e
+        .server
+        .cli(&["users", "revoke-tokens", "gone@example.com"], None);
+    assert!(out.success, "{}", out.stderr);
+    let out = e
+        .server
+        .cli(&["users", "disable", "other@example.com"], None);
+    assert!(out.success, "{}", out.stderr);
+
+    let routes = [
+        ("GET", "/api/v1/admin/agents", None),
+        ("POST", "/api/v1/admin/agents", Some(json!({"name": "x"}))),
+        ("GET", "/api/v1/admin/users", None),
+        ("POST", "/api/v1/admin/users/ann@example.com/disable", None),
+        ("GET", "/api/v1/admin/policies", None),
+    ];
+    for (method, path, body) in routes {
+        for (who, token, expected) in [
+            ("agent key", agent.as_str(), StatusCode::FORBIDDEN),
+            ("approver", approver.as_str(), StatusCode::FORBIDDEN),
+            ("auditor", auditor.as_str(), StatusCode::FORBIDDEN),
+            (
+                "disabled admin",
+                other_admin.as_str(),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                "revoked token",
+                revoked_admin.as_str(),
+                StatusCode::UNAUTHORIZED,
+            ),
+        ] {
+            let r = e
+                .http
+                .request(method.parse().expect("method"), e.server.url(path))
+                .bearer_auth(token)
+                .json(&body.clone().unwrap_or(Value::Null))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(r.status(), expected, "{who} {method} {path}");
+            assert_eq!(content_type(&r), "application/problem+json");
+            let problem: Value = r.json().await.expect("json");
+            assert!(is_problem(&problem), "{problem}");
+        }
+        let r = e
+            .http
+            .request(method.parse().expect("method"), e.server.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "anonymous {method} {path}"
+        );
+    }
+    let (_, agent_refusal) = call(
+        &e.http,
+        &e.server,
+        &agent,
+        "GET",
+        "/api/v1/admin/agents",
+        None,
+    )
+    .await;
+    assert_detail_contains(&agent_refusal, "not an agent key");
+    let (_, approver_refusal) = call(
+        &e.http,
+        &e.server,
+        &approver,
+        "GET",
+        "/api/v1/admin/agents",
+        None,
+    )
+    .await;
+    assert_detail_contains(&approver_refusal, "for admins");
+    // Nothing was changed by the refused calls.
+    let created = e.entries("agent.created").await;
+    assert!(
+        created.iter().all(|x| x["data"]["name"] != "x"),
+        "{created:?}"
+    );
+    let (_, ann) = e
+        .call("GET", "/api/v1/admin/users/ann@example.com", None)
+        .await;
+    assert_eq!(ann["disabled"], false);
+}
+
+#[tokio::test]
+async fn mistakes_are_problem_json_saying_what_to_fix() {
+    let e = env_on(REFUNDS_POLICY, None).await;
+    let cases = [
+        (
+            "POST",
+            "/api/v1/admin/users",
+            json!({"email": "not-an-email", "role": "approver"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is not an email address",
+        ),
+        (
+            "POST",
+            "/api/v1/admin/users",
+            json!({"email": "a@example.com", "role": "boss"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown variant",
+        ),
+        (
+            "POST",
+            "/api/v1/admin/users",
+            json!({"email": "a@example.com", "role": "approver", "password": "short"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at least 10 characters",
+        ),
+        (
+            "POST",
+            "/api/v1/admin/users",
+            json!({"email": "a@example.com", "role": "approver", "colour": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "colour",
+        ),
+        (
+            "PUT",
+            "/api/v1/admin/users/nobody@example.com/groups",
+            json!({"groups": ["x"]}),
+            StatusCode::NOT_FOUND,
+            "no user nobody@example.com",
+        ),
+        (
+            "POST",
+            "/api/v1/admin/agents",
+            json!({"name": "has spaces"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "letters, digits",
+        ),
+        (
+            "POST",
+            "/api/v1/admin/agents",
+            json!({"name": "ok-bot", "webhook_url": "ftp://example.com"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "http:// or https://",
+        ),
+        (
+            "POST",
+            "/api/v1/admin/agents/ok-bot/webhook/rotate-secret",
+            Value::Null,
+            StatusCode::NOT_FOUND,
+            "no webhook for agent 'ok-bot'",
+        ),
+    ];
+    for (method, path, body, status, text) in cases {
+        let (got, problem) = e
+            .call(method, path, (!body.is_null()).then_some(body.clone()))
+            .await;
+        assert_eq!(got, status, "{method} {path} {body}: {problem}");
+        assert!(is_problem(&problem), "{problem}");
+        assert!(
+            problem.to_string().contains(text),
+            "{method} {path}: {problem} should say {text}"
+        );
+    }
+    // The bad webhook URL created no agent.
+    let (status, _) = e.call("GET", "/api/v1/admin/agents/ok-bot", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = e
+        .call(
+            "POST",
+            "/api/v1/admin/agents",
+            Some(json!({"name": "ok-bot"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, dup) = e
+        .call(
+            "POST",
+            "/api/v1/admin/agents",
+            Some(json!({"name": "ok-bot"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{dup}");
+    assert_eq!(dup["code"], "already_exists", "{dup}");
+    assert_detail_contains(&dup, "already exists");
+}
+
+#[tokio::test]
+async fn policies_are_read_only_when_they_come_from_the_file() {
+    let e = env_on(REFUNDS_POLICY, None).await;
+    let (status, list) = e.call("GET", "/api/v1/admin/policies", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["source"], "file");
+    assert_eq!(list["policies"][0]["name"], "refunds");
+    let (status, one) = e.call("GET", "/api/v1/admin/policies/refunds", None).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["definition"]["approvers"], json!(["group:finance"]));
+    assert_eq!(one["policy"]["expires_in_seconds"], 1800);
+    let (status, missing) = e.call("GET", "/api/v1/admin/policies/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+
+    let body = json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]});
+    for (method, path, body) in [
+        ("POST", "/api/v1/admin/policies", Some(body.clone())),
+        ("PUT", "/api/v1/admin/policies/refunds", Some(body.clone())),
+        ("DELETE", "/api/v1/admin/policies/refunds", None),
+    ] {
+        let (status, problem) = e.call(method, path, body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{method}: {problem}");
+        assert_eq!(problem["code"], "policy_source_file", "{problem}");
+        assert_detail_contains(&problem, "policy_source = \"database\"");
+    }
+    let (_, after) = e.call("GET", "/api/v1/admin/policies", None).await;
+    assert_eq!(after["policies"].as_array().map(Vec::len), Some(1));
+}
+
+fn database_mode() -> String {
+    format!("policy_source = \"database\"\n{REFUNDS_POLICY}")
+}
+
+async fn policy_changes_take_effect(database_url: Option<String>) {
+    let e = env_on(&database_mode(), database_url).await;
+    let agent = e.server.agent_key("deploy-bot");
+
+    // The file's policies were imported on the first start, audited.
+    let (status, list) = e.call("GET", "/api/v1/admin/policies", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["source"], "database");
+    assert_eq!(list["policies"][0]["name"], "refunds");
+    let imported = e.entries("policy.created").await;
+    assert_eq!(imported.len(), 1, "{imported:?}");
+    assert_eq!(imported[0]["actor"], "system");
+
+    // No policy covers `deploy` yet.
+    let (status, refused) = open(&e.http, &e.server, &agent, "deploy").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+
+    // Every mistake in one answer, each named by its key.
+    let (status, invalid) = e
+        .call(
+            "POST",
+            "/api/v1/admin/policies",
+            Some(json!({
+                "name": "deploys",
+                "tools": ["deploy"],
+                "approvers": ["ops"],
+                "decisions": ["approve", "maybe"],
+                "expires_in": "soon",
+                "auto_approve": "args.n <=",
+                "colour": "red"
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{invalid}");
+    assert!(is_problem(&invalid), "{invalid}");
+    let fields: Vec<&str> = invalid["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x["field"].as_str())
+        .collect();
+    let mut named = fields.clone();
+    named.sort_unstable();
+    assert_eq!(
+        named,
+        [
+            "approvers",
+            "auto_approve",
+            "colour",
+            "decisions",
+            "expires_in"
+        ],
+        "{invalid}"
+    );
+    // Fixing the unknown key shows the rest, all at once.
+    let (status, invalid) = e
+        .call(
+            "POST",
+            "/api/v1/admin/policies",
+            Some(json!({
+                "name": "deploys",
+                "tools": ["deploy"],
+                "approvers": ["ops"],
+                "decisions": ["approve", "maybe"],
+                "expires_in": "soon",
+                "auto_approve": "args.n <="
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{invalid}");
+    let fields: Vec<&str> = invalid["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        ["approvers", "decisions", "expires_in", "auto_approve"],
+        "{invalid}"
+    );
+    assert!(
+        e.entries("policy.created").await.len() == 1,
+        "nothing stored"
+    );
+
+    let definition = json!({
+        "name": "deploys",
+        "tools": ["deploy"],
+        "approvers": ["group:ops"],
+        "expires_in": "10m",
+        "description": "Production deploys"
+    });
+    let (status, created) = e
+        .call("POST", "/api/v1/admin/policies", Some(definition.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["policy"]["expires_in_seconds"], 600);
+    let (status, dup) = e
+        .call("POST", "/api/v1/admin/policies", Some(definition.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{dup}");
+    assert_eq!(dup["code"], "already_exists", "{dup}");
+
+    // In force for the very next request.
+    let (status, opened) = open(&e.http, &e.server, &agent, "deploy").await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    assert_eq!(opened["policy"], "deploys");
+    assert_eq!(opened["required_approvals"], 1);
+
+    let (status, replaced) = e
+        .call(
+            "PUT",
+            "/api/v1/admin/policies/deploys",
+            Some(json!({"tools": ["deploy"], "approvers": ["group:ops"], "required_approvals": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    let (status, opened) = open(&e.http, &e.server, &agent, "deploy").await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    assert_eq!(opened["required_approvals"], 2, "{opened}");
+
+    // The audit log carries the full new policy.
+    let created = e.entries("policy.created").await;
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[1]["actor"], json!(format!("user:{ADMIN}")));
+    assert_eq!(created[1]["data"]["definition"], definition);
+    assert_eq!(
+        created[1]["data"]["policy"]["approvers"],
+        json!(["group:ops"])
+    );
+    let updated = e.entries("policy.updated").await;
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0]["data"]["definition"]["required_approvals"], 2);
+    assert_eq!(updated[0]["data"]["definition"]["name"], "deploys");
+    assert_eq!(updated[0]["data"]["policy"]["required_approvals"], 2);
+
+    let (status, _) = e
+        .call("DELETE", "/api/v1/admin/policies/deploys", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, refused) = open(&e.http, &e.server, &agent, "deploy").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(e.entries("policy.deleted").await.len(), 1);
+    let (status, gone) = e
+        .call("DELETE", "/api/v1/admin/policies/deploys", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
+
+    // Stored: a restart keeps them and imports nothing again.
+    let (status, _) = e
+        .call("POST", "/api/v1/admin/policies", Some(definition.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut server = e.server;
+    server.restart().await;
+    let (status, opened) = open(&e.http, &server, &agent, "deploy").await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let (_, list) = call(
+        &e.http,
+        &server,
+        &e.admin,
+        "GET",
+        "/api/v1/admin/policies",
+        None,
+    )
+    .await;
+    let names: Vec<&str> = list["policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["refunds", "deploys"], "{list}");
+
+    // The admin page shows the stored policies and where to change them.
+    let http = support::web::no_redirects();
+    let cookie = support::web::session(&http, &server, ADMIN).await;
+    let cookie = format!("pliuz_session={cookie}");
+    let page = support::web::page(&http, &server, "/admin", &cookie).await;
+    assert!(page.contains("policies live in the database"), "{page}");
+    assert!(page.contains("Production deploys"), "{page}");
+}
+
+#[tokio::test]
+async fn database_policies_are_validated_audited_and_in_force_at_once_on_sqlite() {
+    policy_changes_take_effect(None).await;
+}
+
+#[tokio::test]
+async fn database_policies_are_validated_audited_and_in_force_at_once_on_postgres() {
+    policy_changes_take_effect(Some(support::fresh_postgres_database().await)).await;
+}
+
+#[tokio::test]
+async fn a_wrong_policy_source_stops_the_server_naming_the_setting() {
+    let mut server = Server::start(REFUNDS_POLICY).await;
+    server.stop();
+    std::fs::write(
+        server.config_path(),
+        format!("policy_source = \"db\"\n{REFUNDS_POLICY}"),
+    )
+    .expect("write config");
+    let out = server.serve_refused();
+    assert!(
+        out.stderr
+            .contains("policy_source must be \"file\" or \"database\", got \"db\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("pliuz.toml:1:"),
+        "the line: {}",
+        out.stderr
+    );
+    let check = server.cli(&["policy", "check"], None);
+    assert!(!check.success);
+    assert!(
+        check.stderr.contains("policy_source must be"),
+        "{}",
+        check.stderr
+    );
+    std::fs::write(server.config_path(), REFUNDS_POLICY).expect("write config");
+    server.extra_env = vec![("PLIUZ_POLICY_SOURCE".into(), "files".into())];
+    let out = server.serve_refused();
+    assert!(
+        out.stderr.contains("PLIUZ_POLICY_SOURCE must be"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn the_default_policy_of_the_file_cannot_be_deleted() {
+    let config = format!("default_policy = \"refunds\"\n{}", database_mode());
+    let e = env_on(&config, None).await;
+    let (status, list) = e.call("GET", "/api/v1/admin/policies", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["default_policy"], "refunds");
+    let (status, refused) = e
+        .call("DELETE", "/api/v1/admin/policies/refunds", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["code"], "default_policy", "{refused}");
+    // Still in force: an unlisted tool falls back to it.
+    let agent = e.server.agent_key("any-bot");
+    let (status, opened) = open(&e.http, &e.server, &agent, "unlisted_tool").await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    assert_eq!(opened["policy"], "refunds");
+}
+
+#[tokio::test]
+async fn a_policy_changed_on_one_replica_is_in_force_on_the_other() {
+    let url = support::fresh_postgres_database().await;
+    let e = env_on(&database_mode(), Some(url)).await;
+    let agent = e.server.agent_key("deploy-bot");
+    let replica = Server::replica_of(&e.server).await;
+    let (status, refused) = open(&e.http, &replica, &agent, "deploy").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+
+    let (status, created) = e
+        .call(
+            "POST",
+            "/api/v1/admin/policies",
+            Some(json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    // The other replica hears of it through NOTIFY and reloads.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, opened) = open(&e.http, &replica, &agent, "deploy").await;
+        if status == StatusCode::CREATED {
+            assert_eq!(opened["policy"], "deploys");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never took the new policy: {opened}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And a change made on the replica reaches the first one.
+    let (status, _) = call(
+        &e.http,
+        &replica,
+        &e.admin,
+        "PUT",
+        "/api/v1/admin/policies/deploys",
+        Some(json!({"tools": ["deploy"], "approvers": ["group:ops"], "required_approvals": 3})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, listed) = e.call("GET", "/api/v1/admin/policies/deploys", None).await;
+        if listed["policy"]["required_approvals"] == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first replica never reloaded: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
