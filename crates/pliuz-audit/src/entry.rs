@@ -116,34 +116,39 @@ impl Entry {
 /// One fixed format keeps timestamps comparable as strings and makes the
 /// canonical form independent of who formatted the time.
 pub(crate) fn check_time(t: &str) -> Result<(), Error> {
-    let b = t.as_bytes();
-    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
-        b.get(r.clone())?.iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    let ok = b.len() == 24
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b[10] == b'T'
-        && b[13] == b':'
-        && b[16] == b':'
-        && b[19] == b'.'
-        && b[23] == b'Z'
-        && digits(0..4).is_some()
-        && matches!(digits(5..7), Some(1..=12))
-        && matches!(digits(8..10), Some(1..=31))
-        && matches!(digits(11..13), Some(0..=23))
-        && matches!(digits(14..16), Some(0..=59))
-        && matches!(digits(17..19), Some(0..=60))
-        && digits(20..23).is_some();
-    if ok {
+    if time_shape(t.as_bytes()) {
         Ok(())
     } else {
         Err(Error::Entry(format!(
             "time {t:?} is not RFC 3339 UTC with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)"
         )))
     }
+}
+
+/// [`check_time`]'s test, on a fixed-size array (no bounds checks): it runs
+/// once per entry when an export is verified.
+pub(crate) fn time_shape(t: &[u8]) -> bool {
+    let Ok(b) = <&[u8; 24]>::try_from(t) else {
+        return false;
+    };
+    let digit = |i: usize| b[i].is_ascii_digit();
+    let two = |i: usize| {
+        (digit(i) && digit(i + 1)).then(|| u32::from(b[i] - b'0') * 10 + u32::from(b[i + 1] - b'0'))
+    };
+    b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && (0..4).all(digit)
+        && matches!(two(5), Some(1..=12))
+        && matches!(two(8), Some(1..=31))
+        && matches!(two(11), Some(0..=23))
+        && matches!(two(14), Some(0..=59))
+        && matches!(two(17), Some(0..=60))
+        && (20..23).all(digit)
 }
 
 /// JCS string: only `"`, `\` and control characters are escaped, using the

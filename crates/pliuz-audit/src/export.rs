@@ -36,7 +36,7 @@
 
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use crate::checkpoint::{open_checkpoint_with_signers, Checkpoint};
@@ -325,34 +325,6 @@ fn verify(dir: &Path, verifiers: &[Verifier], all: bool) -> Result<ExportReport,
     }
 }
 
-/// Hashes the rest of an over-long line (already `line` read) as a leaf,
-/// consuming it up to and including its newline.
-fn leaf_of_long_line(reader: &mut impl BufRead, line: &[u8]) -> std::io::Result<crate::Hash> {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update([0u8]);
-    h.update(line);
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            break;
-        }
-        match buf.iter().position(|&b| b == b'\n') {
-            Some(n) => {
-                h.update(&buf[..n]);
-                reader.consume(n + 1);
-                break;
-            }
-            None => {
-                let n = buf.len();
-                h.update(buf);
-                reader.consume(n);
-            }
-        }
-    }
-    Ok(h.finalize().into())
-}
-
 fn verify_into(
     dir: &Path,
     verifiers: &[Verifier],
@@ -376,7 +348,11 @@ fn verify_into(
             return Err(());
         }
     };
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut reader = Source {
+        inner: file,
+        carry: Vec::new(),
+        eof: false,
+    };
     let mut walk = Walk {
         checkpoints: &checkpoints,
         frontier: Frontier::default(),
@@ -386,18 +362,19 @@ fn verify_into(
         last_problem: None,
     };
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let groups = (BATCH_GROUPS_PER_CORE * workers).max(MIN_BATCH_GROUPS);
     let sizes: Vec<u64> = checkpoints.iter().map(|c| c.size).collect();
     // Two batches: the next one is read while the current one is hashed.
     let mut current = Batch::default();
     let mut next = Batch::default();
     let mut start = 0u64;
-    let mut read = current.read(&mut reader, start);
+    let mut read = current.read(&mut reader, start, groups);
     loop {
         let next_start = start + current.lines.len() as u64;
         let more = matches!(read, Ok(true));
         let (results, next_read) = std::thread::scope(|scope| {
             let hashing = scope.spawn(|| hash_batch(start, &current, workers, &sizes));
-            let next_read = more.then(|| next.read(&mut reader, next_start));
+            let next_read = more.then(|| next.read(&mut reader, next_start, groups));
             match hashing.join() {
                 Ok(results) => (results, next_read),
                 // A panicking worker is a bug; surface it where it happened.
@@ -457,11 +434,14 @@ fn verify_into(
 /// log2 of the number of lines in a group.
 const GROUP_LEVEL: u32 = 12;
 const GROUP: u64 = 1 << GROUP_LEVEL;
-/// A batch holds at most this many groups and stops reading new lines once
-/// its buffer holds this many bytes: enough work for every core, bounded
+/// A batch holds at most this many groups per core (at least
+/// `MIN_BATCH_GROUPS`) and stops reading new lines once its buffer holds
+/// `BATCH_BYTES_PER_GROUP` bytes per group: enough work for every core,
+/// small enough to stay in the caches between reading and hashing, bounded
 /// memory (plus at most one line of `MAX_LINE`).
-const BATCH_GROUPS: u64 = 16;
-const BATCH_BYTES: usize = 32 << 20;
+const BATCH_GROUPS_PER_CORE: usize = 2;
+const MIN_BATCH_GROUPS: usize = 4;
+const BATCH_BYTES_PER_GROUP: usize = 2 << 20;
 
 /// One line of a batch.
 enum Line {
@@ -477,43 +457,136 @@ struct Batch {
     lines: Vec<Line>,
 }
 
+/// Bytes read per `read` call, straight into a batch's buffer.
+const READ_CHUNK: u64 = 256 << 10;
+
+/// The entries file, read in large chunks directly into the batches'
+/// buffers (no intermediate buffer, no call per line); lines are found with
+/// a vectorised search.
+struct Source<R> {
+    inner: R,
+    /// Bytes read past the last line of the previous batch.
+    carry: Vec<u8>,
+    eof: bool,
+}
+
+impl<R: Read> Source<R> {
+    /// Appends up to `READ_CHUNK` bytes to `buf`; `Ok(0)` at the end of the
+    /// file. On an error the bytes read before it stay in `buf`.
+    fn fill(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        if self.eof {
+            return Ok(0);
+        }
+        let before = buf.len();
+        buf.reserve(READ_CHUNK as usize);
+        // `read_to_end` reads into the spare capacity without zeroing it.
+        let read = self.inner.by_ref().take(READ_CHUNK).read_to_end(buf);
+        let n = buf.len() - before;
+        read?;
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+
+    /// Hashes a line longer than `MAX_LINE` as a leaf without buffering it:
+    /// `head` is its start (no newline in it); reads on to its newline, which
+    /// is consumed, or to the end of the file. What was read after the
+    /// newline is appended to `rest`.
+    fn long_line(&mut self, head: &[u8], rest: &mut Vec<u8>) -> std::io::Result<crate::Hash> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update([0u8]);
+        h.update(head);
+        let mut chunk = Vec::new();
+        loop {
+            chunk.clear();
+            if self.fill(&mut chunk)? == 0 {
+                break;
+            }
+            if let Some(n) = memchr::memchr(b'\n', &chunk) {
+                h.update(&chunk[..n]);
+                rest.extend_from_slice(&chunk[n + 1..]);
+                break;
+            }
+            h.update(&chunk);
+        }
+        Ok(h.finalize().into())
+    }
+}
+
 impl Batch {
     /// Reads the next lines, the first being entry `start`. `Ok(false)` at
     /// the end of the file; on a read error the lines read before it are
     /// kept, so they are still checked before the error is reported.
-    fn read(&mut self, reader: &mut impl BufRead, start: u64) -> std::io::Result<bool> {
+    fn read<R: Read>(
+        &mut self,
+        src: &mut Source<R>,
+        start: u64,
+        groups: usize,
+    ) -> std::io::Result<bool> {
+        let batch_bytes = groups * BATCH_BYTES_PER_GROUP;
         self.buf.clear();
         self.lines.clear();
+        self.buf.extend_from_slice(&src.carry);
+        src.carry.clear();
         // End the batch on a window boundary so later batches start aligned.
-        let max_lines = BATCH_GROUPS * GROUP - start % GROUP;
-        while (self.lines.len() as u64) < max_lines && self.buf.len() < BATCH_BYTES {
-            let begin = self.buf.len();
-            let n = match reader
-                .by_ref()
-                .take(MAX_LINE + 1)
-                .read_until(b'\n', &mut self.buf)
-            {
-                Ok(n) => n,
+        let max_lines = (groups as u64 * GROUP - start % GROUP) as usize;
+        // Where the line being looked at starts, and how much of it is
+        // known to hold no newline.
+        let mut line = 0usize;
+        let mut searched = 0usize;
+        loop {
+            while self.lines.len() < max_lines && line < batch_bytes {
+                let Some(n) = memchr::memchr(b'\n', &self.buf[line + searched..]) else {
+                    searched = self.buf.len() - line;
+                    break;
+                };
+                let end = line + searched + n;
+                self.lines.push(self.line_at(line..end));
+                line = end + 1;
+                searched = 0;
+            }
+            if self.lines.len() >= max_lines || line >= batch_bytes {
+                // Full: the rest starts the next batch.
+                src.carry.extend_from_slice(&self.buf[line..]);
+                self.buf.truncate(line);
+                return Ok(true);
+            }
+            if searched as u64 > MAX_LINE {
+                let mut rest = Vec::new();
+                let leaf = src.long_line(&self.buf[line..], &mut rest);
+                self.buf.truncate(line);
+                self.lines.push(Line::TooLong(leaf?));
+                self.buf.extend_from_slice(&rest);
+                searched = 0;
+                continue;
+            }
+            match src.fill(&mut self.buf) {
+                Ok(0) => {
+                    if line < self.buf.len() {
+                        // The last line, without a final newline.
+                        self.lines.push(self.line_at(line..self.buf.len()));
+                    }
+                    return Ok(false);
+                }
+                Ok(_) => {}
                 Err(e) => {
-                    self.buf.truncate(begin);
+                    self.buf.truncate(line);
                     return Err(e);
                 }
-            };
-            if n == 0 {
-                return Ok(false);
-            }
-            if self.buf.last() == Some(&b'\n') {
-                self.lines.push(Line::Body(begin..self.buf.len() - 1));
-            } else if n as u64 > MAX_LINE {
-                let leaf = leaf_of_long_line(reader, &self.buf[begin..]);
-                self.buf.truncate(begin);
-                self.lines.push(Line::TooLong(leaf?));
-            } else {
-                // The last line, without a final newline.
-                self.lines.push(Line::Body(begin..self.buf.len()));
             }
         }
-        Ok(true)
+    }
+
+    /// The line whose body is `range` of the buffer: too long if it is
+    /// longer than `MAX_LINE` (found complete within one read).
+    fn line_at(&self, range: std::ops::Range<usize>) -> Line {
+        if (range.len() as u64) > MAX_LINE {
+            Line::TooLong(leaf_hash(&self.buf[range]))
+        } else {
+            Line::Body(range)
+        }
     }
 
     fn bytes(&self, line: &Line) -> &[u8] {
@@ -641,28 +714,27 @@ fn hash_batch(start: u64, batch: &Batch, workers: usize, checkpoints: &[u64]) ->
     // Threads take the next unclaimed group, so an uneven group (long
     // lines) does not leave the other cores idle.
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut mine = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(group) = groups.get(i) else { break };
+            mine.push((i, hash(group)));
+        }
+        mine
+    };
+    // This thread is one of the workers: one thread fewer to start per batch.
     let mut done: Vec<(usize, GroupResult)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(group) = groups.get(i) else { break };
-                        mine.push((i, hash(group)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(mine) => mine,
+        let handles: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+        let mut all = work();
+        for h in handles {
+            match h.join() {
+                Ok(mine) => all.extend(mine),
                 // A panicking worker is a bug; surface it where it happened.
                 Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
+            }
+        }
+        all
     });
     done.sort_unstable_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, r)| r).collect()

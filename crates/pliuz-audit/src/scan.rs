@@ -13,6 +13,7 @@ use crate::Error;
 
 const MAX_DEPTH: usize = crate::limits::MAX_ENTRY_DEPTH;
 
+#[cold]
 fn err(at: usize, why: &str) -> Error {
     Error::NotCanonical(format!("not canonical JSON (RFC 8785) at byte {at}: {why}"))
 }
@@ -23,16 +24,32 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    /// Whether the bytes at the cursor are `lit`. Inlined byte compare
+    /// rather than a `memcmp` call: literals are one to fifteen bytes and
+    /// this runs several times per entry.
+    #[inline(always)]
+    fn at(&self, lit: &[u8]) -> bool {
+        self.b
+            .get(self.pos..self.pos + lit.len())
+            .is_some_and(|have| have.iter().zip(lit).all(|(a, b)| a == b))
+    }
+
+    #[inline(always)]
     fn expect(&mut self, lit: &[u8]) -> Result<(), Error> {
-        if self.b[self.pos..].starts_with(lit) {
+        if self.at(lit) {
             self.pos += lit.len();
             Ok(())
         } else {
-            Err(err(
-                self.pos,
-                &format!("expected {}", String::from_utf8_lossy(lit)),
-            ))
+            Err(self.expected(lit))
         }
+    }
+
+    #[cold]
+    fn expected(&self, lit: &[u8]) -> Error {
+        err(
+            self.pos,
+            &format!("expected {}", String::from_utf8_lossy(lit)),
+        )
     }
 
     fn peek(&self) -> Option<u8> {
@@ -41,11 +58,26 @@ impl<'a> Scanner<'a> {
 
     /// Scans a canonical string starting at `"`; returns the raw contents
     /// (between the quotes) and whether it contained escapes.
+    #[inline]
     fn string(&mut self) -> Result<(&'a [u8], bool), Error> {
         self.expect(b"\"")?;
         let start = self.pos;
+        // Most strings have no escapes: one run to the closing quote.
+        self.pos += plain_run(&self.b[start..]);
+        if self.peek() == Some(b'"') {
+            self.pos += 1;
+            return Ok((&self.b[start..self.pos - 1], false));
+        }
+        self.string_rest(start)
+    }
+
+    /// The rest of a string that did not end at its first special byte
+    /// (an escape or an error), which is at the cursor.
+    #[inline(never)]
+    fn string_rest(&mut self, start: usize) -> Result<(&'a [u8], bool), Error> {
         let mut escaped = false;
         loop {
+            self.pos += plain_run(&self.b[self.pos..]);
             let Some(c) = self.peek() else {
                 return Err(err(self.pos, "unterminated string"));
             };
@@ -84,8 +116,8 @@ impl<'a> Scanner<'a> {
                         _ => return Err(err(self.pos, "invalid escape")),
                     }
                 }
-                0..=0x1f => return Err(err(self.pos, "unescaped control character")),
-                _ => self.pos += 1 + plain_run(&self.b[self.pos + 1..]),
+                // `plain_run` stopped here: a control character.
+                _ => return Err(err(self.pos, "unescaped control character")),
             }
         }
     }
@@ -227,12 +259,13 @@ impl<'a> Scanner<'a> {
 /// Length of the leading run of bytes that need no attention inside a
 /// string (anything but `"`, `\\` and control characters). Looks at eight
 /// bytes per step: this loop is most of the scanner's time.
+#[inline]
 fn plain_run(b: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // Sets the high bit of every byte of `v` below `n` (n <= 0x80), possibly
-    // also of higher bytes *after* a true hit; never misses a hit, so "any
-    // bit set" is exact.
+    // also of higher bytes *after* a true hit, never below the first one: so
+    // the lowest set bit is exactly the first hit (bytes are little-endian).
     let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS;
     let zero = |v: u64| below(v, 1);
     let mut at = 0;
@@ -240,10 +273,11 @@ fn plain_run(b: &[u8]) -> usize {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let v = u64::from_le_bytes(word);
-        if below(v, 0x20) | zero(v ^ (ONES * u64::from(b'"'))) | zero(v ^ (ONES * u64::from(b'\\')))
-            != 0
-        {
-            break;
+        let hits = below(v, 0x20)
+            | zero(v ^ (ONES * u64::from(b'"')))
+            | zero(v ^ (ONES * u64::from(b'\\')));
+        if hits != 0 {
+            return at + (hits.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
@@ -282,11 +316,19 @@ fn decode(raw: &[u8]) -> String {
 }
 
 fn key_order(a: (&[u8], bool), b: (&[u8], bool)) -> std::cmp::Ordering {
-    if !a.1 && !b.1 && a.0.is_ascii() && b.0.is_ascii() {
-        // ASCII is one UTF-16 code unit per byte, in the same order.
-        return a.0.cmp(b.0);
-    }
     if !a.1 && !b.1 {
+        // Unescaped keys are their UTF-8 bytes, which agree up to the first
+        // differing byte. If one of the two differing bytes is ASCII, the
+        // agreeing prefix is whole characters (an ASCII byte never continues
+        // one) and the next characters compare as those bytes do in UTF-16
+        // too (a non-ASCII character is >= U+0080 in both); if one key ends
+        // there, it is a prefix of the other and comes first.
+        let common = a.0.iter().zip(b.0).take_while(|(x, y)| x == y).count();
+        match (a.0.get(common), b.0.get(common)) {
+            (Some(x), Some(y)) if *x < 0x80 || *y < 0x80 => return x.cmp(y),
+            (Some(_), Some(_)) => {}
+            _ => return a.0.len().cmp(&b.0.len()),
+        }
         // Valid UTF-8 is checked up front; compare by UTF-16 code units.
         let (Ok(x), Ok(y)) = (std::str::from_utf8(a.0), std::str::from_utf8(b.0)) else {
             return a.0.cmp(b.0);
@@ -297,6 +339,10 @@ fn key_order(a: (&[u8], bool), b: (&[u8], bool)) -> std::cmp::Ordering {
 }
 
 fn check_time_str(raw: &[u8], escaped: bool, at: usize) -> Result<(), Error> {
+    // A valid time is ASCII, so `from_utf8` only runs on one.
+    if !escaped && crate::entry::time_shape(raw) {
+        return Ok(());
+    }
     let t = std::str::from_utf8(raw).ok().filter(|_| !escaped);
     match t {
         Some(t) => crate::entry::check_time(t).map_err(|e| Error::NotCanonical(e.to_string())),
@@ -306,13 +352,14 @@ fn check_time_str(raw: &[u8], escaped: bool, at: usize) -> Result<(), Error> {
 
 /// Checks that `bytes` is exactly a canonical entry and returns its `index`.
 pub(crate) fn canonical_entry_index(bytes: &[u8]) -> Result<u64, Error> {
-    if std::str::from_utf8(bytes).is_err() {
+    // Entries are mostly ASCII, which is quicker to confirm than UTF-8.
+    if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
         return Err(Error::NotCanonical("not valid UTF-8".into()));
     }
     let mut s = Scanner { b: bytes, pos: 0 };
     s.expect(b"{\"actor\":")?;
     s.string()?;
-    if s.b[s.pos..].starts_with(b",\"approval_id\":") {
+    if s.at(b",\"approval_id\":") {
         s.pos += 15;
         s.string()?;
     }
@@ -320,22 +367,25 @@ pub(crate) fn canonical_entry_index(bytes: &[u8]) -> Result<u64, Error> {
     s.value(1)?;
     s.expect(b",\"index\":")?;
     let at = s.pos;
-    let digits_start = s.pos;
-    while s.peek().is_some_and(|c| c.is_ascii_digit()) {
+    // At most 16 digits (2^53 has 16), no leading zero: checked while
+    // reading them, so the value cannot overflow.
+    let mut index = 0u64;
+    let mut digits = 0usize;
+    while let Some(d) = s.peek().filter(u8::is_ascii_digit) {
+        if digits == 16 || (digits == 1 && index == 0) {
+            digits = usize::MAX;
+            break;
+        }
+        index = index * 10 + u64::from(d - b'0');
+        digits += 1;
         s.pos += 1;
     }
-    let digits = &bytes[digits_start..s.pos];
-    let index = std::str::from_utf8(digits)
-        .ok()
-        .filter(|d| !d.is_empty() && (d.len() == 1 || !d.starts_with('0')) && d.len() <= 16)
-        .and_then(|d| d.parse::<u64>().ok())
-        .filter(|&i| i < (1 << 53))
-        .ok_or_else(|| {
-            err(
-                at,
-                "index must be a canonical non-negative integer below 2^53",
-            )
-        })?;
+    if digits == 0 || digits == usize::MAX || index >= (1 << 53) {
+        return Err(err(
+            at,
+            "index must be a canonical non-negative integer below 2^53",
+        ));
+    }
     s.expect(b",\"time\":")?;
     let at = s.pos;
     let (t, esc) = s.string()?;

@@ -312,8 +312,8 @@ fn proofs_from_the_exported_tree_match_checkpoints() {
 // is still found, at the right index, and that a checkpoint inside a group
 // is checked against the exact prefix.
 
-/// 3 batches' worth of groups would take too long to write here; 20,000
-/// lines span five groups, four whole and one partial.
+/// 20,000 lines span five groups, four whole and one partial, and (with
+/// four groups per batch on a machine of up to two cores) two batches.
 const LARGE: u64 = 20_000;
 
 /// Writes a large export with checkpoints at every multiple of 8,192 (group
@@ -427,5 +427,117 @@ fn full_report_lists_problems_in_several_groups_in_log_order() {
             (RootMismatch, Some(0), Some(17_000)),
         ],
         "{all:?}"
+    );
+}
+
+/// Writes `lines` (each followed by a newline unless it is the last and
+/// `final_newline` is false) as an export whose checkpoint at every
+/// `every` lines and at the end is the tree of exactly these lines.
+fn export_of(
+    lines: &[Vec<u8>],
+    every: usize,
+    final_newline: bool,
+) -> (tempfile::TempDir, SigningKey) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = SigningKey::generate(ORIGIN).expect("key");
+    fs::create_dir_all(dir.path().join("checkpoints")).expect("mkdir");
+    let mut text = Vec::new();
+    let mut tree = MemoryTree::new();
+    for (i, line) in lines.iter().enumerate() {
+        text.extend_from_slice(line);
+        if final_newline || i + 1 < lines.len() {
+            text.push(b'\n');
+        }
+        tree.push_entry(line);
+        let size = i as u64 + 1;
+        if (i + 1) % every == 0 || i + 1 == lines.len() {
+            let cp = Checkpoint {
+                origin: ORIGIN.to_owned(),
+                size,
+                root: tree.root(),
+            };
+            let note = sign_checkpoint(&cp, &key).expect("sign");
+            fs::write(dir.path().join("checkpoints").join(size.to_string()), note).expect("write");
+        }
+    }
+    fs::write(dir.path().join("entries.jsonl"), text).expect("write");
+    (dir, key)
+}
+
+fn sample_lines(n: u64) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            export_writer::sample_entry(i)
+                .to_canonical_bytes()
+                .expect("canonical")
+        })
+        .collect()
+}
+
+/// A line over the entry limit is reported without being held in memory,
+/// and its bytes still go into the tree: when the log really holds it,
+/// every checkpoint verifies and the line is the only problem. Lengths
+/// around the limit and well past it (read on while hashing), in the
+/// middle and as the last line without a newline.
+#[test]
+fn over_long_lines_are_reported_and_hashed_as_they_are() {
+    let max = pliuz_audit::limits::MAX_ENTRY_BYTES;
+    for (at, len, final_newline) in [
+        (3, max + 1, true),
+        (5, max + (3 << 20) + 17, true),
+        (9, max + (1 << 20), false),
+    ] {
+        let mut l = sample_lines(10);
+        l[at] = vec![b'x'; len];
+        let (dir, key) = export_of(&l, 4, final_newline);
+        let all = match verify_export_all(dir.path(), &[key.verifier()]) {
+            Ok(report) => panic!("an over-long line verified: {report:?}"),
+            Err(all) => all,
+        };
+        let found: Vec<_> = all.iter().map(|e| (e.kind, e.index)).collect();
+        assert_eq!(
+            found,
+            vec![(VerifyErrorKind::NotCanonical, Some(at as u64))],
+            "line {at} of {len} bytes: {all:?}"
+        );
+        assert!(all[0].message.contains("longer than"), "{}", all[0].message);
+    }
+    // One byte less is an ordinary (non-canonical) line, not an over-long one.
+    let mut l = sample_lines(10);
+    l[4] = vec![b'x'; max];
+    let (dir, key) = export_of(&l, 4, true);
+    let e = verify_err(dir.path(), &key);
+    assert_eq!((e.kind, e.index), (VerifyErrorKind::NotCanonical, Some(4)));
+    assert!(!e.message.contains("longer than"), "{}", e.message);
+}
+
+/// Lines of very different lengths, so that batches end in the middle of
+/// reads and groups: every line is still found exactly once.
+#[test]
+fn batches_split_anywhere_keep_every_line() {
+    let mut l = sample_lines(40_000);
+    for (i, line) in l.iter_mut().enumerate() {
+        if i % 997 == 0 {
+            // Valid JSON, canonical, but long: pads the entry's data.
+            let mut e = export_writer::sample_entry(i as u64);
+            e.data = serde_json::json!({ "pad": "p".repeat(200_000 + i) });
+            *line = e.to_canonical_bytes().expect("canonical");
+        }
+    }
+    let (dir, key) = export_of(&l, 5000, true);
+    let report = verify_export(dir.path(), &[key.verifier()]).expect("verifies");
+    assert_eq!(report.entries, 40_000);
+    assert_eq!(report.checkpoints.len(), 8);
+    // An edit in a line read across a batch boundary is still located.
+    let mut l2 = l.clone();
+    l2[33_333] = String::from_utf8(l2[33_333].clone())
+        .expect("utf8")
+        .replacen("\"actor\":", "\"actor\": ", 1)
+        .into_bytes();
+    let (dir, key) = export_of(&l2, 5000, true);
+    let e = verify_err(dir.path(), &key);
+    assert_eq!(
+        (e.kind, e.index),
+        (VerifyErrorKind::NotCanonical, Some(33_333))
     );
 }

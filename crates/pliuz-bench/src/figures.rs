@@ -14,27 +14,38 @@ pub async fn run_all(o: &Options, report: &mut Report) -> Result<()> {
     let mut s = Server::start(&o.bin, &o.dir, None).await?;
     let mut sqlite = raw::Sqlite::open(s.root())?;
 
-    report.section("P1 gate: auto-approved POST /api/v1/approvals on one keep-alive connection");
-    gate(o, &s, &mut sqlite, report).await?;
-
-    report.section("P2 delivery: decision -> long-poll answer");
-    delivery(o, &s, 1, report).await?;
-    delivery(o, &s, 1000, report).await?;
-
-    report.section("P3 throughput: creates/s with N concurrent agents (SQLite)");
-    throughput(o, &s, &mut sqlite, report).await?;
-    if let Some(url) = &o.postgres {
-        report.section("P3 throughput on PostgreSQL");
-        postgres_throughput(o, url, report).await?;
+    if o.runs("P1") {
+        report
+            .section("P1 gate: auto-approved POST /api/v1/approvals on one keep-alive connection");
+        gate(o, &s, &mut sqlite, report).await?;
     }
 
-    report.section("P4 audit: export and offline verification");
-    audit(o, &s, report).await?;
+    if o.runs("P2") {
+        report.section("P2 delivery: decision -> long-poll answer");
+        delivery(o, &s, 1, report).await?;
+        delivery(o, &s, 1000, report).await?;
+    }
 
-    report.section("P5 reads at scale");
+    if o.runs("P3") {
+        report.section("P3 throughput: creates/s with N concurrent agents (SQLite)");
+        throughput(o, &s, &mut sqlite, report).await?;
+        if let Some(url) = &o.postgres {
+            report.section("P3 throughput on PostgreSQL");
+            postgres_throughput(o, url, report).await?;
+        }
+    }
+
+    if o.runs("P4") {
+        report.section("P4 audit: export and offline verification");
+        audit(o, &s, report).await?;
+    }
+
     s.stop()?;
-    reads(o, &mut s, report).await?;
-    s.stop()?;
+    if o.runs("P5") {
+        report.section("P5 reads at scale");
+        reads(o, &mut s, report).await?;
+        s.stop()?;
+    }
     Ok(())
 }
 

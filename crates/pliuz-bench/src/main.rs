@@ -37,15 +37,26 @@ pub struct Options {
     /// Where data directories go (the disk being measured).
     pub dir: PathBuf,
     pub postgres: Option<String>,
+    /// Figures to measure (`--only`); empty: all.
+    pub only: Vec<String>,
+}
+
+impl Options {
+    /// Whether figure `name` (`P1` ... `P5`) is measured in this run.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|f| f.eq_ignore_ascii_case(name))
+    }
 }
 
 fn usage() -> &'static str {
-    "usage: pliuz-bench [--quick] [--rows N] [--bin PATH] [--dir DIR]\n\
+    "usage: pliuz-bench [--quick] [--rows N] [--bin PATH] [--dir DIR] [--only P2,P4]\n\
      \n\
      --quick     fewer samples and 100,000 rows: a minute instead of several\n\
      --rows N    stored requests for the read figures (default 1,000,000)\n\
      --bin PATH  the pliuz binary to run (default: build target/release/pliuz)\n\
      --dir DIR   where the data directories go (default: the system temp dir)\n\
+     --only LIST only these figures, comma-separated (P1..P5); P4's export then\n\
+                 covers a smaller log, so record full runs\n\
      PLIUZ_BENCH_PG=postgres://...  also measure PostgreSQL (a database is created and dropped)"
 }
 
@@ -54,6 +65,7 @@ fn parse_args() -> Result<Options> {
     let mut rows = None;
     let mut bin = None;
     let mut dir = std::env::temp_dir();
+    let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -68,6 +80,18 @@ fn parse_args() -> Result<Options> {
             }
             "--bin" => bin = Some(PathBuf::from(args.next().context("--bin needs a path")?)),
             "--dir" => dir = PathBuf::from(args.next().context("--dir needs a path")?),
+            "--only" => {
+                let v = args.next().context("--only needs a list such as P2,P4")?;
+                for f in v.split(',').map(str::trim) {
+                    if !matches!(
+                        f.to_ascii_uppercase().as_str(),
+                        "P1" | "P2" | "P3" | "P4" | "P5"
+                    ) {
+                        bail!("--only: unknown figure {f:?} (P1 to P5)");
+                    }
+                    only.push(f.to_owned());
+                }
+            }
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -87,6 +111,7 @@ fn parse_args() -> Result<Options> {
         postgres: std::env::var("PLIUZ_BENCH_PG")
             .ok()
             .filter(|s| !s.is_empty()),
+        only,
     })
 }
 

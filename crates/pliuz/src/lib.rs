@@ -22,6 +22,7 @@ pub mod http;
 pub(crate) mod inbox;
 pub(crate) mod listener;
 pub(crate) mod mailer;
+pub(crate) mod memory_return;
 pub(crate) mod metrics;
 pub(crate) mod notify;
 pub(crate) mod originator;

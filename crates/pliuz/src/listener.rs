@@ -161,6 +161,8 @@ where
         "connection limits"
     );
     let slots = Arc::new(Semaphore::new(max_connections));
+    // Freed connection memory goes back to the system after a burst closes.
+    let trimmer = crate::memory_return::spawn(Arc::downgrade(&slots), max_connections);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut warned_full = false;
@@ -184,7 +186,9 @@ where
                 }
             }
         };
-        if slots.available_permits() > max_connections / 2 {
+        let free = slots.available_permits();
+        trimmer.saw_open(max_connections - free);
+        if free > max_connections / 2 {
             warned_full = false;
         }
         let (stream, remote) = tokio::select! {

@@ -94,6 +94,9 @@ pub struct StoreGauges {
     pub audit_entries: u64,
     /// When the latest checkpoint was signed (Unix milliseconds).
     pub latest_checkpoint_at: Option<i64>,
+    /// `(transactions, changes)` this process committed (group commit
+    /// shares one transaction among the changes waiting for it).
+    pub write_stats: (u64, u64),
 }
 
 /// Every metric family of the process. Cloning shares them.
@@ -109,6 +112,8 @@ pub struct Metrics {
     outbox_depth: Family<Labels, Gauge>,
     audit_entries: Gauge,
     checkpoint_age: Family<Labels, FloatGauge>,
+    write_commits: Counter,
+    write_changes: Counter,
 }
 
 impl Default for Metrics {
@@ -179,6 +184,18 @@ impl Metrics {
             Unit::Seconds,
             checkpoint_age.clone(),
         );
+        let write_commits = Counter::default();
+        registry.register(
+            "store_commits",
+            "Write transactions committed (this process); on SQLite one commits every change waiting for it",
+            write_commits.clone(),
+        );
+        let write_changes = Counter::default();
+        registry.register(
+            "store_committed_changes",
+            "Changes made durable by those transactions (this process)",
+            write_changes.clone(),
+        );
         let build_info = Family::<Labels, Gauge>::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
@@ -203,6 +220,8 @@ impl Metrics {
             outbox_depth,
             audit_entries,
             checkpoint_age,
+            write_commits,
+            write_changes,
         }
     }
 
@@ -285,6 +304,12 @@ impl Metrics {
         }
         self.audit_entries
             .set(i64::try_from(gauges.audit_entries).unwrap_or(i64::MAX));
+        // The store counts; the counters catch up at each scrape (`fetch_max`:
+        // monotonic even when two scrapes race).
+        let (commits, changes) = gauges.write_stats;
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.write_commits.inner().fetch_max(commits, relaxed);
+        self.write_changes.inner().fetch_max(changes, relaxed);
         self.checkpoint_age.clear();
         if let Some(at) = gauges.latest_checkpoint_at {
             let age = (unix_seconds(now) - at as f64 / 1000.0).max(0.0);

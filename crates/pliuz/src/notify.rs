@@ -78,11 +78,21 @@ impl<K: Hash + Eq + Clone, V: Clone + Default> Keyed<K, V> {
         drop(rx);
         if map.get(key).is_some_and(|tx| tx.receiver_count() == 0) {
             map.remove(key);
+            // A burst of waiters grew the table; give the space back once
+            // most of them have left (a quarter: no shrink-grow see-saw).
+            if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+                map.shrink_to_fit();
+            }
         }
     }
 
     fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.lock().capacity()
     }
 }
 
@@ -327,5 +337,7 @@ mod tests {
         assert_eq!(n.waited_on(), (1, 0));
         drop(first_again);
         assert_eq!(n.waited_on(), (0, 0));
+        // The table the 600 keys grew is given back, not just emptied.
+        assert!(n.approvals.capacity() <= 64, "{}", n.approvals.capacity());
     }
 }

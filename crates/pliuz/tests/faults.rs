@@ -369,6 +369,124 @@ async fn disk_full_on_sqlite_never_acknowledges_what_is_not_stored_and_recovers_
     assert_eq!(unsigned, 0);
 }
 
+// Group commit: the disk fills up during bursts of concurrent creates, so
+// whole batches fail at COMMIT (or when SQLite ends their transaction).
+// Every create is answered 201 and stored, or 503; a 503 that says nothing
+// was changed is not stored; no batch-mate of a failed commit is
+// acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disk_full_during_concurrent_bursts_acknowledges_only_what_is_stored() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("data");
+    let _fs = match Tmpfs::mount(&data, "6m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED disk-full burst scenario: cannot mount a tmpfs here ({why}); it needs root (CAP_SYS_ADMIN)"
+            );
+            return;
+        }
+    };
+    let mut server = Server::start_on(CONFIG, data.clone(), None, vec![]).await;
+    let agent = server.agent_key("support-bot");
+    let http = Client::new();
+    let r = create(&http, &server, &agent, "before-full", 100).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+
+    fill(&data.join("filler"), 1024 * 1024);
+    let mut acked: Vec<(String, String)> = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
+    let mut first_refusal = None;
+    let started = Instant::now();
+    for round in 0..100 {
+        if first_refusal.is_some_and(|n| round > n + 3)
+            || started.elapsed() > Duration::from_secs(25)
+        {
+            break;
+        }
+        let answers = futures::future::join_all((0..24).map(|i| {
+            let key = format!("burst-{round}-{i}");
+            let (http, server, agent) = (&http, &server, &agent);
+            async move { (key.clone(), create(http, server, agent, &key, 3000).await) }
+        }))
+        .await;
+        for (key, r) in answers {
+            match r.status {
+                StatusCode::CREATED => {
+                    acked.push((key, r.body["id"].as_str().expect("id").to_owned()));
+                }
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert_unavailable(&r, "");
+                    first_refusal.get_or_insert(round);
+                    if r.body["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("Nothing was changed"))
+                    {
+                        refused.push(key);
+                    }
+                }
+                other => panic!("a full disk must give 201 or 503, got {other}: {}", r.body),
+            }
+        }
+    }
+    assert!(
+        refused.len() >= 5,
+        "the disk never filled up: {} acknowledged, {} refused",
+        acked.len(),
+        refused.len()
+    );
+    {
+        let mut conn = sqlite(&data.join("pliuz.db")).await;
+        for (key, _) in &acked {
+            assert_eq!(
+                stored(&mut conn, key).await,
+                1,
+                "acknowledged {key} is not stored"
+            );
+        }
+        for key in &refused {
+            assert_eq!(stored(&mut conn, key).await, 0, "refused {key} was stored");
+        }
+    }
+    // Space comes back: writes resume without a restart.
+    std::fs::remove_file(data.join("filler")).expect("free space");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = create(&http, &server, &agent, "after-free", 3000).await;
+        if r.status == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // After a restart every acknowledged request is there, and the log checks.
+    let (_, status) = server.terminate(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{}", server.log());
+    let (_, unsigned) = audit_check(&server);
+    assert_eq!(unsigned, 0);
+    server.spawn().await;
+    for (key, id) in &acked {
+        let r = send(
+            http.get(server.url(&format!("/api/v1/approvals/{id}")))
+                .bearer_auth(&agent),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{key} lost after restart: {}",
+            r.body
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_locked_database_answers_503_with_the_reason_and_recovers_when_released() {
     let server = Server::start(CONFIG).await;

@@ -51,6 +51,7 @@ const LAYERS: &[&str] = &[
     "shutdown",
     "redact",
     "password_gate",
+    "memory_return",
     "private_file",
     "originator",
     "text",

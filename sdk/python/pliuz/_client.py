@@ -186,6 +186,9 @@ class _HttpClient(_BaseClient, Generic[H]):
         self._configure(api_key, base_url, timeout, max_retries, poll_wait, report_timeout)
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else self._new_http(timeout)
+        # A pool this client made carries the headers itself (httpx then has
+        # no per-request headers to merge); a caller's pool gets them per request.
+        self._request_headers = None if self._owns_http else self._headers
         # Execution reports being delivered by tasks of the async client's loop.
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -220,7 +223,7 @@ class PliuzClient(_HttpClient[httpx.Client]):
     """
 
     def _new_http(self, timeout: float) -> httpx.Client:
-        return httpx.Client(timeout=timeout)
+        return httpx.Client(timeout=timeout, headers=self._headers)
 
     # -- plumbing -----------------------------------------------------------
 
@@ -256,7 +259,7 @@ class PliuzClient(_HttpClient[httpx.Client]):
         if isinstance(step, Send):
             return self._http.request(
                 step.method, self._url(step.path), json=step.json, params=step.params,
-                headers=self._headers, timeout=step.timeout,
+                headers=self._request_headers, timeout=step.timeout,
             )  # fmt: skip
         if isinstance(step, Sleep):
             time.sleep(step.seconds)
@@ -463,7 +466,7 @@ class AsyncPliuzClient(_HttpClient[httpx.AsyncClient]):
     """
 
     def _new_http(self, timeout: float) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=timeout)
+        return httpx.AsyncClient(timeout=timeout, headers=self._headers)
 
     async def aclose(self) -> None:
         """Wait for the execution reports of calls made through this client, then
@@ -507,7 +510,7 @@ class AsyncPliuzClient(_HttpClient[httpx.AsyncClient]):
         if isinstance(step, Send):
             call = self._http.request(
                 step.method, self._url(step.path), json=step.json, params=step.params,
-                headers=self._headers, timeout=step.timeout,
+                headers=self._request_headers, timeout=step.timeout,
             )  # fmt: skip
             return await (call if step.bound is None else asyncio.wait_for(call, step.bound))
         if isinstance(step, Sleep):

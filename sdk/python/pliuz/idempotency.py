@@ -40,5 +40,6 @@ def idempotency_key(
     material = canonical_json(
         {"v": 1, "tool": tool_name, "args": tool_args, "session": session_id, "call": call_id}
     )
-    digest = hmac.new((secret or "").encode(), material.encode(), hashlib.sha256).hexdigest()
+    # One-shot: no HMAC object built per call (it runs on every gated call).
+    digest = hmac.digest((secret or "").encode(), material.encode(), hashlib.sha256).hex()
     return _PREFIX + digest

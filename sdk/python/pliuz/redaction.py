@@ -133,9 +133,14 @@ def format_path(path: ConcretePath) -> str:
 def redact(args: dict[str, Any], paths: Sequence[str]) -> Redacted:
     """Return a deep copy of ``args`` with every value at ``paths`` replaced by ``"[REDACTED]"``.
 
-    The input is not modified.
+    The input is not modified. With no ``paths`` the result's ``args`` is
+    ``args`` itself (nothing to replace, so nothing is copied).
     """
     patterns = tuple(parse_path(p) for p in paths)
+    if not patterns:
+        # Nothing to hide: the caller's arguments are sent as they are (only
+        # read, never modified), without a copy on every gated call.
+        return Redacted(args=args, originals=(), patterns=())
     masked = copy.deepcopy(args)
     originals: list[tuple[ConcretePath, Any]] = []
     seen: set[ConcretePath] = set()

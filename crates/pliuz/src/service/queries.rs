@@ -89,6 +89,7 @@ impl ControlPlane {
             outbox_depth,
             audit_entries: self.store.audit_size().await?,
             latest_checkpoint_at: self.store.latest_checkpoint_at().await?,
+            write_stats: self.store.write_stats(),
         })
     }
 }

@@ -23,12 +23,14 @@ pub mod schema;
 mod sessions;
 pub mod slack;
 pub mod timers;
+mod writer;
 
 pub use approvals::{ApprovalFilter, Page};
 pub use audit::{format_time, AuditEvent, StoredEntry};
 pub use outbox::OutboxMessage;
 pub use principals::{AgentRecord, UserRecord, UserTokenRecord};
 pub use sessions::SessionRecord;
+pub use writer::{WriteStats, MAX_BATCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
@@ -49,9 +51,6 @@ pub const WRITE_WAIT: Duration = Duration::from_secs(5);
 /// Writes waiting in this process beyond this many are refused at once
 /// (`503` with `Retry-After`) instead of queueing without bound.
 pub const MAX_QUEUED_WRITES: usize = 128;
-/// How far past [`WRITE_WAIT`] a write may wait for SQLite's lock when it
-/// keeps the connection's timeout instead of setting the exact time left.
-const BUSY_TIMEOUT_SLACK_MS: u128 = 50;
 /// The readiness probe's shorter wait (health checks have short timeouts).
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 /// PostgreSQL advisory lock key serialising start-up work across replicas
@@ -145,6 +144,24 @@ impl StoreError {
         }
     }
 
+    /// The same failure again, for each member of a batch that shares it.
+    fn share(&self) -> StoreError {
+        match self {
+            StoreError::Unavailable {
+                reason,
+                retry_after,
+                outcome_unknown,
+            } => StoreError::Unavailable {
+                reason: reason.clone(),
+                retry_after: *retry_after,
+                outcome_unknown: *outcome_unknown,
+            },
+            // Not `Database` (not cloneable): served as unavailable, the
+            // change was not made.
+            other => StoreError::unavailable(format!("the commit failed: {other}"), 1),
+        }
+    }
+
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
@@ -169,6 +186,12 @@ pub struct Store {
     draining: Arc<AtomicBool>,
     /// Set at shutdown: no write may start after the final checkpoint.
     closed: Arc<AtomicBool>,
+    /// SQLite: the writer task that owns the write connection and commits
+    /// waiting changes together (`writer`). PostgreSQL: `None`, each change
+    /// is its own transaction on a pooled connection.
+    writer: Option<tokio::sync::mpsc::UnboundedSender<writer::Ask>>,
+    /// Transactions and changes committed by this process.
+    stats: Arc<WriteStats>,
 }
 
 /// When a readiness probe ran and what it found.
@@ -230,9 +253,14 @@ impl Store {
             .connect(&url)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database {shown}: {}", describe(&e)))?;
+        let stats = Arc::new(WriteStats::default());
+        let writer =
+            (backend == Backend::Sqlite).then(|| writer::spawn(url.clone(), stats.clone()));
         let store = Store {
             pool,
             backend,
+            writer,
+            stats,
             write_lock: Arc::new(Mutex::new(())),
             writers: Arc::new(Semaphore::new(MAX_QUEUED_WRITES)),
             probe: Arc::new(Mutex::new(None)),
@@ -252,6 +280,15 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// `(transactions, changes)` this process committed: on SQLite, more
+    /// changes than transactions means group commit shared them.
+    pub fn write_stats(&self) -> (u64, u64) {
+        (
+            self.stats.commits.load(Ordering::Relaxed),
+            self.stats.changes.load(Ordering::Relaxed),
+        )
     }
 
     /// Serialises start-up work (migrations, the first admin, `policy.loaded`)
@@ -394,15 +431,24 @@ impl Store {
     /// after this, nothing this process does can grow the audit log.
     pub async fn stop_writes(&self) {
         self.closed.store(true, Ordering::Release);
+        if let Some(writer) = &self.writer {
+            // Served after every turn already asked for: their batches
+            // commit, later ones are refused.
+            let (ack, done) = tokio::sync::oneshot::channel();
+            if writer.send(writer::Ask::Stop(ack)).is_ok() {
+                let _ = done.await;
+            }
+        }
         drop(self.write_lock.lock().await);
     }
 
-    /// Starts a write transaction. Its first statement takes the audit head
-    /// row lock, which orders all writers across processes and replicas (and
-    /// on SQLite takes the write lock up front, so a transaction never fails
-    /// half-way for lack of it). Waits at most [`WRITE_WAIT`] in all (plus
-    /// at most [`BUSY_TIMEOUT_SLACK_MS`] on SQLite); a full
-    /// queue, a locked, full or unreachable database is `Unavailable`.
+    /// Starts a write transaction. On SQLite it is a turn in the writer's
+    /// batch (`writer`), whose `BEGIN IMMEDIATE` takes the write lock up
+    /// front, so a transaction never fails half-way for lack of it. On
+    /// PostgreSQL its first statement takes the audit head row lock, which
+    /// orders all writers across processes and replicas. Waits at most
+    /// [`WRITE_WAIT`] in all; a full queue, a locked, full or unreachable
+    /// database is `Unavailable`.
     pub async fn begin_write(&self) -> Result<WriteTx> {
         self.begin(WRITE_WAIT).await
     }
@@ -417,6 +463,9 @@ impl Store {
                 1,
             )
         })?;
+        if let Some(writer) = &self.writer {
+            return self.begin_batched(writer, wait, permit).await;
+        }
         let lock = tokio::time::timeout(wait, self.write_lock.clone().lock_owned())
             .await
             .map_err(|_| {
@@ -443,14 +492,14 @@ impl Store {
             Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
         };
         let mut tx = WriteTx {
-            tx: TxConn(Some(conn)),
+            tx: TxConn::Pooled(Some(conn)),
             store: self.clone(),
             appended: Vec::new(),
             audit_size: 0,
             hashes_written: std::collections::HashMap::new(),
             open: false,
             turn: Some(WriterTurn {
-                _lock: lock,
+                _lock: Some(lock),
                 _permit: permit,
             }),
         };
@@ -461,6 +510,58 @@ impl Store {
             return Err(e.into());
         }
         Ok(tx)
+    }
+
+    /// A turn from the SQLite writer: this change joins the transaction it
+    /// has open (or the next one), waiting at most `wait` for that.
+    async fn begin_batched(
+        &self,
+        writer: &tokio::sync::mpsc::UnboundedSender<writer::Ask>,
+        wait: Duration,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<WriteTx> {
+        let shutting_down = || StoreError::unavailable("the server is shutting down", 2);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(shutting_down());
+        }
+        let (reply, lease) = tokio::sync::oneshot::channel();
+        let ask = writer::Ask::Turn {
+            reply,
+            span: tracing::Span::current(),
+            deadline: tokio::time::Instant::now() + wait,
+        };
+        writer.send(ask).map_err(|_| shutting_down())?;
+        // A lease arriving after this gives up is dropped unused, and goes
+        // straight back to the writer.
+        let lease = match tokio::time::timeout(wait, lease).await {
+            Ok(Ok(answer)) => answer?,
+            Ok(Err(_)) => return Err(shutting_down()),
+            Err(_) => {
+                let why = health::failing()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                return Err(StoreError::unavailable(
+                    format!(
+                        "the database is busy: this write waited {}s for its turn{why}",
+                        wait.as_secs()
+                    ),
+                    1,
+                ));
+            }
+        };
+        let mut lease = lease;
+        Ok(WriteTx {
+            audit_size: lease.audit_size(),
+            hashes_written: lease.take_hashes(),
+            tx: TxConn::Lease(Some(lease)),
+            store: self.clone(),
+            appended: Vec::new(),
+            open: false,
+            turn: Some(WriterTurn {
+                _lock: None,
+                _permit: permit,
+            }),
+        })
     }
 
     /// Forwards change notifications from other replicas into `notifier`
@@ -508,11 +609,12 @@ pub struct WriteTx {
     tx: TxConn,
     store: Store,
     appended: Vec<u64>,
-    /// The audit log's size: read when `start` locks the head row, advanced
-    /// by each append, and written back to the row once, at commit.
+    /// The audit log's size: read when the head row is locked (on SQLite
+    /// by the writer, once per batch, then passed from change to change),
+    /// advanced by each append, and written back to the row once, at commit.
     audit_size: i64,
-    /// The tree hashes this transaction appended, so that later entries of
-    /// the same change need not read them back.
+    /// The tree hashes this transaction (on SQLite: this batch) appended, so
+    /// that later entries need not read them back.
     hashes_written: std::collections::HashMap<u64, pliuz_audit::Hash>,
     /// `BEGIN` succeeded and neither `COMMIT` nor `ROLLBACK` has.
     open: bool,
@@ -521,71 +623,58 @@ pub struct WriteTx {
 }
 
 struct WriterTurn {
-    _lock: OwnedMutexGuard<()>,
+    /// PostgreSQL: this process's write lock (SQLite: the writer orders).
+    _lock: Option<OwnedMutexGuard<()>>,
     _permit: OwnedSemaphorePermit,
 }
 
 /// The transaction's connection; present until the transaction is dropped.
-struct TxConn(Option<PoolConnection<Any>>);
+enum TxConn {
+    /// PostgreSQL: a pooled connection in a transaction of its own.
+    Pooled(Option<PoolConnection<Any>>),
+    /// SQLite: the writer's connection, lent inside the batch's transaction.
+    Lease(Option<writer::Lease>),
+}
 
 impl std::ops::Deref for TxConn {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
-        self.0
-            .as_deref()
-            .expect("a write transaction keeps its connection until dropped")
+        match self {
+            TxConn::Pooled(c) => c.as_deref(),
+            TxConn::Lease(l) => l.as_ref().map(writer::Lease::conn_ref),
+        }
+        .expect("a write transaction keeps its connection until dropped")
     }
 }
 
 impl std::ops::DerefMut for TxConn {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        self.0
-            .as_deref_mut()
-            .expect("a write transaction keeps its connection until dropped")
+        match self {
+            TxConn::Pooled(c) => c.as_deref_mut(),
+            TxConn::Lease(l) => l.as_mut().map(writer::Lease::conn),
+        }
+        .expect("a write transaction keeps its connection until dropped")
     }
 }
 
 impl TxConn {
     /// Closes the connection when it is dropped instead of pooling it.
     fn discard(&mut self) {
-        if let Some(c) = self.0.as_mut() {
+        if let TxConn::Pooled(Some(c)) = self {
             c.close_on_drop();
         }
     }
 }
 
 impl WriteTx {
-    /// `BEGIN` and the audit head row lock, waiting at most `wait` for it.
+    /// PostgreSQL: `BEGIN` and the audit head row lock, waiting at most
+    /// `wait` for it. (SQLite's writer begins its batches itself.)
     async fn start(&mut self, wait: Duration) -> std::result::Result<(), sqlx::Error> {
         let ms = wait.as_millis().min(600_000);
-        match self.store.backend {
-            Backend::Sqlite => {
-                let default = WRITE_WAIT.as_millis();
-                // The connection's own timeout is `WRITE_WAIT`; when nearly
-                // all of it is left (no queue before this write), keep it
-                // rather than spend two statements setting and restoring it.
-                if ms + BUSY_TIMEOUT_SLACK_MS >= default && ms <= default {
-                    self.begin_on_connection("BEGIN IMMEDIATE").await?;
-                } else {
-                    self.tx
-                        .execute(format!("PRAGMA busy_timeout = {ms}").as_str())
-                        .await?;
-                    let begun = self.begin_on_connection("BEGIN IMMEDIATE").await;
-                    // Back to the default for whatever this connection runs next.
-                    let _ = self
-                        .tx
-                        .execute(format!("PRAGMA busy_timeout = {default}").as_str())
-                        .await;
-                    begun?;
-                }
-            }
-            Backend::Postgres => {
-                self.begin_on_connection("BEGIN").await?;
-                self.tx
-                    .execute(format!("SET LOCAL lock_timeout = '{ms}ms'").as_str())
-                    .await?;
-            }
-        }
+        self.begin_on_connection("BEGIN").await?;
+        self.tx
+            .execute(format!("SET LOCAL lock_timeout = '{ms}ms'").as_str())
+            .await?;
         // Locks the head row and reads the log's size in one round trip.
         self.audit_size =
             sqlx::query_scalar("UPDATE audit_head SET size = size WHERE id = 1 RETURNING size")
@@ -616,6 +705,21 @@ impl WriteTx {
     /// Commits the change and its audit entries together. Returns the audit
     /// indexes written. Only an `Ok` here means the change is durable.
     pub async fn commit(mut self) -> Result<Vec<u64>> {
+        if let TxConn::Lease(lease) = &mut self.tx {
+            let Some(lease) = lease.take() else {
+                return Err(StoreError::Audit("the transaction is over".into()));
+            };
+            if self.appended.is_empty() {
+                drop(lease); // back to the writer, rolled back there
+                return Err(StoreError::Audit(
+                    "refusing to commit a change that was not audited".into(),
+                ));
+            }
+            let hashes = std::mem::take(&mut self.hashes_written);
+            lease.keep(self.audit_size, hashes).await_outcome().await?;
+            health::committed();
+            return Ok(std::mem::take(&mut self.appended));
+        }
         if self.appended.is_empty() {
             // A state change without an audit record is a bug: refuse it.
             self.roll_back().await;
@@ -633,12 +737,23 @@ impl WriteTx {
         }
         self.finish().await?;
         health::committed();
+        self.store.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.store.stats.changes.fetch_add(1, Ordering::Relaxed);
         Ok(std::mem::take(&mut self.appended))
     }
 
     /// The readiness probe's commit: it changed nothing, so needs no audit
     /// (and proves less than a real write, so it is not noted as one).
     async fn commit_probe(mut self) -> Result<()> {
+        if let TxConn::Lease(lease) = &mut self.tx {
+            return match lease.take() {
+                Some(lease) => {
+                    let hashes = std::mem::take(&mut self.hashes_written);
+                    lease.keep(self.audit_size, hashes).await_outcome().await
+                }
+                None => Err(StoreError::Audit("the transaction is over".into())),
+            };
+        }
         self.finish().await
     }
 
@@ -661,6 +776,10 @@ impl WriteTx {
 
     /// Ends the transaction without changing anything.
     pub async fn rollback(mut self) {
+        if let TxConn::Lease(lease) = &mut self.tx {
+            drop(lease.take()); // rolled back by the writer
+            return;
+        }
         self.roll_back().await;
     }
 
@@ -709,7 +828,11 @@ impl WriteTx {
 
 impl Drop for WriteTx {
     fn drop(&mut self) {
-        let Some(mut conn) = self.tx.0.take() else {
+        // A lease goes back to the writer by its own `Drop`.
+        let TxConn::Pooled(pooled) = &mut self.tx else {
+            return;
+        };
+        let Some(mut conn) = pooled.take() else {
             return;
         };
         if !self.open {
@@ -1100,6 +1223,142 @@ mod tests {
             meta_seen_by_another_connection(&path, "k").await.as_deref(),
             Some("199")
         );
+        Ok(())
+    }
+
+    async fn temp_store() -> Result<(tempfile::TempDir, std::path::PathBuf, Store)> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let path = dir.path().join("t.db");
+        let store = Store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok((dir, path, store))
+    }
+
+    /// Writes `key` = `value` with an audit entry, in one change.
+    async fn audited_set(store: &Store, key: &str, value: &str) -> Result<Vec<u64>> {
+        let mut tx = store.begin_write().await?;
+        tx.set_meta(key, value).await?;
+        audited_commit(tx).await
+    }
+
+    // Group commit: changes that wait while another one runs join its
+    // transaction; all of them are durable, each with its own audit index.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_changes_share_transactions_and_all_commit() -> Result<()> {
+        let (_dir, path, store) = temp_store().await?;
+        let (commits_before, changes_before) = store.write_stats();
+        let n = 40;
+        // The first holds the writer while the others queue behind it.
+        let mut first = store.begin_write().await?;
+        first.set_meta("k0", "v").await?;
+        let mut tasks = Vec::new();
+        for i in 1..n {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                audited_set(&store, &format!("k{i}"), "v").await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut indexes = audited_commit(first).await?;
+        for t in tasks {
+            let got = t.await.map_err(|e| StoreError::Corrupt(e.to_string()))??;
+            indexes.extend(got);
+        }
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..n as u64).collect::<Vec<_>>());
+        let (commits, changes) = store.write_stats();
+        assert_eq!(changes - changes_before, n as u64);
+        // 40 changes: the first alone or with the queued ones, the rest in
+        // batches of at most MAX_BATCH.
+        assert!(
+            commits - commits_before <= 3,
+            "{} transactions for {n} changes",
+            commits - commits_before
+        );
+        for i in 0..n {
+            assert_eq!(
+                meta_seen_by_another_connection(&path, &format!("k{i}"))
+                    .await
+                    .as_deref(),
+                Some("v"),
+                "k{i}"
+            );
+        }
+        assert_eq!(store.audit_size().await?, n as u64);
+        Ok(())
+    }
+
+    // A change that fails inside a batch (a constraint error, an abandoned
+    // change) is rolled back alone: its batch-mates commit, in one
+    // transaction, and the audit log has no gap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_change_fails_alone_and_its_batch_mates_commit() -> Result<()> {
+        let (_dir, path, store) = temp_store().await?;
+        audited_set(&store, "taken", "before").await?;
+        let (commits_before, _) = store.write_stats();
+        let mut first = store.begin_write().await?;
+        first.set_meta("a", "v").await?;
+        let queued = |work: u8| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin_write().await?;
+                match work {
+                    // A unique violation half-way through the change.
+                    0 => {
+                        tx.set_meta("b", "half").await?;
+                        sqlx::query("INSERT INTO meta (key, value) VALUES ('taken', 'again')")
+                            .execute(tx.conn())
+                            .await?;
+                        audited_commit(tx).await
+                    }
+                    // Abandoned after writing (an error returned early).
+                    1 => {
+                        tx.set_meta("c", "abandoned").await?;
+                        Ok(Vec::new())
+                    }
+                    _ => {
+                        tx.set_meta(&format!("ok{work}"), "v").await?;
+                        audited_commit(tx).await
+                    }
+                }
+            })
+        };
+        let tasks = vec![queued(2), queued(0), queued(3), queued(1), queued(4)];
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(audited_commit(first).await?, vec![1]);
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        assert!(results[1]
+            .as_ref()
+            .is_err_and(StoreError::is_unique_violation));
+        assert!(results[3].as_ref().is_ok_and(Vec::is_empty));
+        let mut kept: Vec<u64> = [0, 2, 4]
+            .iter()
+            .flat_map(|&i| results[i].as_ref().cloned().unwrap_or_default())
+            .collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![2, 3, 4], "{results:?}");
+        let (commits, _) = store.write_stats();
+        assert_eq!(commits - commits_before, 1, "one transaction for the batch");
+        for (key, want) in [
+            ("a", Some("v")),
+            ("ok2", Some("v")),
+            ("ok3", Some("v")),
+            ("ok4", Some("v")),
+            ("b", None),
+            ("c", None),
+            ("taken", Some("before")),
+        ] {
+            assert_eq!(
+                meta_seen_by_another_connection(&path, key).await.as_deref(),
+                want,
+                "{key}"
+            );
+        }
+        assert_eq!(store.audit_size().await?, 5);
         Ok(())
     }
 

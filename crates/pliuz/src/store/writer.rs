@@ -1,0 +1,470 @@
+//! The SQLite writer: group commit. One task owns the write connection.
+//! Each write asks it for a turn; the writer lends it the connection inside
+//! the open transaction, behind a `SAVEPOINT`, takes it back, and serves the
+//! next waiting write in the same transaction. When nobody is waiting (or
+//! [`MAX_BATCH`] changes are in), one `COMMIT` (one fsync) makes all of them
+//! durable, and only then is each member answered. A change that fails or is abandoned is rolled back to
+//! its savepoint alone; a failed `COMMIT`, or a failure that ends the whole
+//! transaction, fails every member of the batch (never a false success).
+
+use super::{prepare_sqlite, StoreError, WRITE_WAIT};
+use sqlx::{AnyConnection, Connection, Executor};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+/// The write connection's own wait for SQLite's lock: a little under a
+/// write's whole wait, so that a write that did not queue learns why.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(WRITE_WAIT.as_millis() as u64 - 1000);
+/// How long before its asker gives up a `BEGIN` must be answered (SQLite's
+/// busy handler sleeps in steps, and a loaded machine adds its own delay).
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+/// A shorter wait is set for one `BEGIN` only when it saves more than this.
+const BUSY_TIMEOUT_SLACK: Duration = Duration::from_millis(50);
+
+/// The most changes one transaction carries: enough to share an fsync
+/// widely, few enough that the first member is not kept waiting long.
+pub const MAX_BATCH: usize = 32;
+
+/// Counts of this process's write transactions (`GET /metrics`, tests).
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Changes made durable by them.
+    pub changes: AtomicU64,
+}
+
+/// What a write sends the writer.
+pub(super) enum Ask {
+    /// A turn on the connection, answered with a [`Lease`] (or why not).
+    Turn {
+        reply: oneshot::Sender<Result<Lease, StoreError>>,
+        /// The asking request's span: the statements the writer runs for
+        /// it (`BEGIN`, `SAVEPOINT`, `COMMIT`) are logged as its own.
+        span: tracing::Span,
+        /// When the asker stops waiting: a `BEGIN` for it waits for SQLite's
+        /// lock only until shortly before, so that it hears the real reason.
+        deadline: Instant,
+    },
+    /// Finish what is queued, then refuse every later turn.
+    Stop(oneshot::Sender<()>),
+}
+
+/// The write connection, lent to one change. Dropping it (the change failed
+/// or was abandoned anywhere, even before it arrived) hands the connection
+/// back to be rolled back to its savepoint.
+pub struct Lease {
+    conn: Option<AnyConnection>,
+    audit_size: i64,
+    /// Audit tree hashes earlier members of the batch wrote: a change that
+    /// appends after them need not read them back.
+    hashes: Hashes,
+    back: Option<oneshot::Sender<Returned>>,
+}
+
+/// Audit tree hashes by stored index.
+pub type Hashes = std::collections::HashMap<u64, pliuz_audit::Hash>;
+
+/// A lent connection coming back to the writer.
+struct Returned {
+    conn: AnyConnection,
+    /// `Some` when the change is to be kept: the audit log's size after it,
+    /// and where to send the batch's outcome.
+    kept: Option<Kept>,
+}
+
+/// A change to keep: the log's size after it, the tree hashes written so
+/// far in the batch, and where to send the batch's outcome.
+type Kept = (i64, Hashes, oneshot::Sender<Result<(), StoreError>>);
+
+impl Lease {
+    /// The audit log's size when this change began (every earlier member of
+    /// the batch appended before it).
+    pub fn audit_size(&self) -> i64 {
+        self.audit_size
+    }
+
+    /// The batch's tree hashes so far (see [`Lease::keep`]).
+    pub fn take_hashes(&mut self) -> Hashes {
+        std::mem::take(&mut self.hashes)
+    }
+
+    pub fn conn_ref(&self) -> &AnyConnection {
+        self.conn
+            .as_ref()
+            .expect("a lease keeps its connection until returned")
+    }
+
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        self.conn
+            .as_mut()
+            .expect("a lease keeps its connection until returned")
+    }
+
+    /// Keeps the change (the log now has `audit_size` entries; `hashes`: the
+    /// batch's tree hashes, this change's included) and returns the
+    /// connection; the answer arrives once the batch is durable.
+    pub fn keep(mut self, audit_size: i64, hashes: Hashes) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        self.give_back(Some((audit_size, hashes, tx)));
+        Outcome(rx)
+    }
+
+    fn give_back(&mut self, kept: Option<Kept>) {
+        if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take()) {
+            // If the writer is gone, dropping the connection closes it, and
+            // SQLite rolls the open transaction back.
+            let _ = back.send(Returned { conn, kept });
+        }
+    }
+}
+
+/// A kept change's answer: `Ok` only once its batch is durable.
+pub struct Outcome(oneshot::Receiver<Result<(), StoreError>>);
+
+impl Outcome {
+    pub async fn await_outcome(self) -> Result<(), StoreError> {
+        self.0.await.unwrap_or_else(|_| {
+            // The writer went away between our change and the commit.
+            Err(StoreError::Unavailable {
+                reason: "the writer stopped before this change's commit finished".into(),
+                retry_after: 1,
+                outcome_unknown: true,
+            })
+        })
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.give_back(None);
+    }
+}
+
+/// Starts the writer task for the SQLite database at `url`.
+pub(super) fn spawn(url: String, stats: Arc<WriteStats>) -> mpsc::UnboundedSender<Ask> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(
+        Writer {
+            url,
+            conn: None,
+            stats,
+            stopped: false,
+        }
+        .run(rx),
+    );
+    tx
+}
+
+struct Writer {
+    url: String,
+    /// Open between batches too; `None` after a failure, reopened on demand.
+    conn: Option<AnyConnection>,
+    stats: Arc<WriteStats>,
+    stopped: bool,
+}
+
+type Reply = oneshot::Sender<Result<Lease, StoreError>>;
+
+/// A batch's members waiting for its outcome.
+type Members = Vec<oneshot::Sender<Result<(), StoreError>>>;
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ask>) {
+        let mut next = None;
+        loop {
+            let ask = match next.take() {
+                Some(a) => a,
+                None => match rx.recv().await {
+                    Some(a) => a,
+                    None => return, // every Store handle is gone
+                },
+            };
+            match ask {
+                Ask::Stop(ack) => {
+                    self.stopped = true;
+                    let _ = ack.send(());
+                }
+                Ask::Turn { reply, .. } if self.stopped => {
+                    let _ = reply.send(Err(StoreError::unavailable(
+                        "the server is shutting down",
+                        2,
+                    )));
+                }
+                Ask::Turn {
+                    reply,
+                    span,
+                    deadline,
+                } => {
+                    next = self.batch(reply, span, deadline, &mut rx).await;
+                }
+            }
+        }
+    }
+
+    /// One transaction: the first change, then every change already
+    /// waiting (up to [`MAX_BATCH`]), then `COMMIT`. Returns an ask it took
+    /// from the queue but did not serve (a `Stop`).
+    async fn batch(
+        &mut self,
+        reply: Reply,
+        span: tracing::Span,
+        deadline: Instant,
+        rx: &mut mpsc::UnboundedReceiver<Ask>,
+    ) -> Option<Ask> {
+        let (mut audit_size, reply) = self.begin(reply, &span, deadline).await?;
+        let mut members: Members = Vec::new();
+        // Lost (a cache only) when a change is undone: its hashes are not.
+        let mut hashes = Hashes::new();
+        let mut pending = Some((reply, span));
+        let mut last_span = tracing::Span::none();
+        let mut leftover = None;
+        // The savepoint `change` holds a kept change that is not released
+        // yet (released together with the next step, in one round trip).
+        let mut dirty = false;
+        while let Some((reply, span)) = pending.take() {
+            if dirty {
+                // `RELEASE` fails if SQLite ended the transaction (a full
+                // disk, an I/O error): the batch is lost, and it is known.
+                let step = self
+                    .exec("RELEASE SAVEPOINT change; SAVEPOINT change", &span)
+                    .await;
+                if let Err(e) = step {
+                    let _ = reply.send(Err(e.share()));
+                    self.fail_all(members, &e.to_string()).await;
+                    return None;
+                }
+            }
+            match self
+                .serve(reply, &span, (&mut audit_size, &mut hashes), &mut members)
+                .await
+            {
+                Served::Kept => dirty = true,
+                Served::Undone => dirty = false,
+                Served::Broken(e) => {
+                    self.fail_all(members, &e).await;
+                    return None;
+                }
+            }
+            last_span = span;
+            if members.len() >= MAX_BATCH {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(Ask::Turn { reply, span, .. }) => pending = Some((reply, span)),
+                Ok(stop) => {
+                    leftover = Some(stop);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if members.is_empty() {
+            // Nothing kept: nothing to make durable.
+            if self.exec("ROLLBACK", &last_span).await.is_err() {
+                self.conn = None;
+            }
+        } else {
+            self.commit(audit_size, members, &last_span).await;
+        }
+        leftover
+    }
+
+    /// Runs `sql` (one or more statements, no values) on the write
+    /// connection, logged in `span`.
+    async fn exec(&mut self, sql: &str, span: &tracing::Span) -> Result<(), StoreError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(StoreError::unavailable("the write connection was lost", 1));
+        };
+        conn.execute(sqlx::raw_sql(sql))
+            .instrument(span.clone())
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from)
+    }
+
+    /// `BEGIN IMMEDIATE` and the audit head, for the change asking in
+    /// `reply` (told why not on failure). Returns the log's size.
+    async fn begin(
+        &mut self,
+        reply: Reply,
+        span: &tracing::Span,
+        deadline: Instant,
+    ) -> Option<(i64, Reply)> {
+        let begun = async {
+            if self.conn.is_none() {
+                let mut c = AnyConnection::connect(&self.url).await?;
+                prepare_sqlite(&mut c).await?;
+                c.execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
+                    .await?;
+                self.conn = Some(c);
+            }
+            let conn = self.conn.as_mut().expect("just opened");
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .saturating_sub(ANSWER_MARGIN);
+            // Locks the head row and reads the log's size.
+            let head = "UPDATE audit_head SET size = size WHERE id = 1 RETURNING size";
+            // Every change runs behind the savepoint `change`, the first too.
+            let begin = "BEGIN IMMEDIATE; SAVEPOINT change";
+            if left + BUSY_TIMEOUT_SLACK >= BUSY_TIMEOUT {
+                conn.execute(sqlx::raw_sql(begin)).await?;
+            } else {
+                // This asker has waited in the queue: it hears "locked"
+                // before it gives up, not just "busy".
+                conn.execute(format!("PRAGMA busy_timeout = {}", left.as_millis()).as_str())
+                    .await?;
+                let begun = conn.execute(sqlx::raw_sql(begin)).await;
+                let _ = conn
+                    .execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
+                    .await;
+                begun?;
+            }
+            sqlx::query_scalar::<_, i64>(head)
+                .fetch_one(&mut *conn)
+                .await
+        }
+        .instrument(span.clone())
+        .await;
+        match begun {
+            Ok(size) => Some((size, reply)),
+            Err(e) => {
+                if matches!(
+                    e,
+                    sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)
+                ) {
+                    self.conn = None;
+                }
+                // Whatever got as far as `BEGIN` is undone (an error, if
+                // nothing did); a connection that cannot is replaced.
+                if let Some(conn) = self.conn.as_mut() {
+                    if let Err(rollback) = conn.execute("ROLLBACK").await {
+                        if !rollback.to_string().contains("no transaction") {
+                            self.conn = None;
+                        }
+                    }
+                }
+                let _ = reply.send(Err(StoreError::from(e)));
+                None
+            }
+        }
+    }
+
+    /// Lends the connection to one change (inside the savepoint `change`,
+    /// just set) and takes it back.
+    async fn serve(
+        &mut self,
+        reply: Reply,
+        span: &tracing::Span,
+        (audit_size, hashes): (&mut i64, &mut Hashes),
+        members: &mut Members,
+    ) -> Served {
+        let Some(conn) = self.conn.take() else {
+            return Served::Broken("the write connection was lost".into());
+        };
+        let (back, returned) = oneshot::channel();
+        let lease = Lease {
+            conn: Some(conn),
+            audit_size: *audit_size,
+            hashes: std::mem::take(hashes),
+            back: Some(back),
+        };
+        // If the asker has gone, the lease is dropped right here and comes
+        // straight back below.
+        if let Err(Ok(lease)) = reply.send(Ok(lease)) {
+            drop(lease);
+        }
+        let Ok(Returned { conn, kept }) = returned.await else {
+            return Served::Broken("the write connection was lost".into());
+        };
+        self.conn = Some(conn);
+        match kept {
+            Some((size, written, outcome)) => {
+                *audit_size = size;
+                *hashes = written;
+                members.push(outcome);
+                Served::Kept
+            }
+            // Failed or abandoned: undone alone. The savepoint stays, empty,
+            // for the next change. Failing here means SQLite ended the
+            // transaction, and the batch with it.
+            None => match self.exec("ROLLBACK TO SAVEPOINT change", span).await {
+                Ok(()) => Served::Undone,
+                Err(e) => Served::Broken(e.to_string()),
+            },
+        }
+    }
+
+    /// Makes the batch durable, then answers each member.
+    async fn commit(&mut self, audit_size: i64, members: Members, span: &tracing::Span) {
+        let Some(conn) = self.conn.as_mut() else {
+            self.fail_all(members, "the write connection was lost")
+                .await;
+            return;
+        };
+        // The head and the commit in one round trip (the size is our own
+        // integer). Either failing leaves the transaction to be rolled back.
+        let committed = async {
+            let sql = format!(
+                "RELEASE SAVEPOINT change; UPDATE audit_head SET size = {audit_size} WHERE id = 1; COMMIT"
+            );
+            conn.execute(sqlx::raw_sql(&sql))
+                .await
+                .map_err(StoreError::commit_failed)
+        }
+        .instrument(span.clone())
+        .await;
+        match committed {
+            Ok(_) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .changes
+                    .fetch_add(members.len() as u64, Ordering::Relaxed);
+                for m in members {
+                    let _ = m.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, changes = members.len(), "a batch of writes failed to commit");
+                for m in members {
+                    let _ = m.send(Err(e.share()));
+                }
+                self.close_failed_transaction().await;
+            }
+        }
+    }
+
+    /// Every kept change of the batch fails with `why`; nothing of it stays.
+    async fn fail_all(&mut self, members: Members, why: &str) {
+        tracing::warn!(reason = %why, changes = members.len(), "a batch of writes was rolled back");
+        let e = StoreError::unavailable(
+            format!("the transaction carrying this change was rolled back because another write in it failed: {why}"),
+            1,
+        );
+        for m in members {
+            let _ = m.send(Err(e.share()));
+        }
+        // Rolled back and closed: the next batch starts on a fresh connection.
+        self.close_failed_transaction().await;
+    }
+
+    async fn close_failed_transaction(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let _ = conn.execute("ROLLBACK").await;
+            let _ = conn.close().await;
+        }
+    }
+}
+
+enum Served {
+    /// Kept; its outcome comes with the batch's.
+    Kept,
+    /// Failed or abandoned, rolled back to its savepoint alone.
+    Undone,
+    /// The transaction cannot go on; the reason.
+    Broken(String),
+}
