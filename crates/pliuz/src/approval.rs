@@ -265,6 +265,9 @@ pub struct Approval {
     pub execution: Option<Execution>,
     pub created_at: Millis,
     pub expires_at: Millis,
+    /// When nobody had decided in time and the policy's `escalate_to` were
+    /// brought in (they may decide from then on).
+    pub escalated_at: Option<Millis>,
     /// Optimistic-concurrency counter: the store refuses to save over a
     /// newer version, so two racing deciders cannot both win.
     pub version: i64,
@@ -331,6 +334,9 @@ pub enum Action {
 pub struct Standing {
     /// An approver of the request's policy.
     pub approver: bool,
+    /// Named by the policy's `escalate_to`: may decide once the request
+    /// is escalated, not before.
+    pub escalation_approver: bool,
     /// An enabled admin.
     pub admin: bool,
 }
@@ -433,7 +439,7 @@ impl Approval {
                     Actor::User(email) => email,
                     _ => return Err(Refusal::AgentCannotDecide),
                 };
-                if !standing.approver {
+                if !self.may_approve_with(standing) {
                     return Err(Refusal::NotApprover {
                         who: who.clone(),
                         policy: self.policy.clone(),
@@ -449,6 +455,24 @@ impl Approval {
                 Ok(self.ensure_pending("cancelled")?)
             }
         }
+    }
+
+    /// Whether this standing makes its holder one of the request's deciders:
+    /// an approver of the policy, or one of its `escalate_to` once the
+    /// request was escalated.
+    pub fn may_approve_with(&self, standing: Standing) -> bool {
+        standing.approver || (standing.escalation_approver && self.escalated_at.is_some())
+    }
+
+    /// Nobody decided in time: the policy's `escalate_to` may decide from
+    /// now on. `Ok(false)` when it already was escalated.
+    pub fn escalate(&mut self, now: Millis) -> Result<bool, TransitionError> {
+        self.ensure_pending("escalated")?;
+        if self.escalated_at.is_some() {
+            return Ok(false);
+        }
+        self.escalated_at = Some(now);
+        Ok(true)
     }
 
     /// The request's own rules for a decision of `kind` by `actor`: it is
@@ -775,6 +799,7 @@ mod tests {
             execution: None,
             created_at: 0,
             expires_at: 1000,
+            escalated_at: None,
             version: 0,
         }
     }
@@ -892,11 +917,11 @@ mod tests {
         let mut a = pending(1);
         let approver = Standing {
             approver: true,
-            admin: false,
+            ..Standing::default()
         };
         let admin = Standing {
-            approver: false,
             admin: true,
+            ..Standing::default()
         };
         let bot = Actor::Agent("bot".into());
         let bob = Actor::User("bob@x".into());
@@ -952,6 +977,33 @@ mod tests {
         assert!(matches!(
             a.allows(&bob, approver, decide(DecisionKind::Reject)),
             Err(Refusal::Transition(TransitionError::NotPending { .. }))
+        ));
+    }
+
+    #[test]
+    fn the_escalation_group_decides_only_once_escalated() {
+        let mut a = pending(1);
+        let lead = Standing {
+            escalation_approver: true,
+            ..Standing::default()
+        };
+        let carol = Actor::User("carol@x".into());
+        let approve = Action::Decide(DecisionKind::Approve);
+        assert!(matches!(
+            a.allows(&carol, lead, approve),
+            Err(Refusal::NotApprover { .. })
+        ));
+        assert_eq!(a.escalate(500), Ok(true));
+        assert_eq!(a.escalated_at, Some(500));
+        assert_eq!(a.escalate(600), Ok(false), "escalated once");
+        assert_eq!(a.escalated_at, Some(500));
+        assert_eq!(a.allows(&carol, lead, approve), Ok(()));
+        // Nobody else gains anything by it.
+        assert!(a.allows(&carol, Standing::default(), approve).is_err());
+        a.decide(by("carol@x", DecisionKind::Approve), 700).unwrap();
+        assert!(matches!(
+            a.escalate(800),
+            Err(TransitionError::NotPending { .. })
         ));
     }
 

@@ -11,7 +11,15 @@ pub fn unknown_approvers(policies: &PolicySet, users: &[User]) -> Vec<String> {
     let active: Vec<&User> = users.iter().filter(|u| !u.disabled).collect();
     let mut warnings = Vec::new();
     for policy in policies.iter() {
-        for approver in &policy.approvers {
+        // `escalate_to` are checked alike: a typo there leaves an escalation
+        // that brings in nobody.
+        let escalate_to = policy.escalation.iter().flat_map(|e| &e.to);
+        let entries = policy
+            .approvers
+            .iter()
+            .map(|a| ("approver", a))
+            .chain(escalate_to.map(|a| ("escalate_to", a)));
+        for (key, approver) in entries {
             let matched = match approver {
                 Approver::User(email) => active.iter().any(|u| u.email.eq_ignore_ascii_case(email)),
                 Approver::Group(group) => {
@@ -26,8 +34,13 @@ pub fn unknown_approvers(policies: &PolicySet, users: &[User]) -> Vec<String> {
                 Approver::Group(group) => format!("no active user is in group '{group}'"),
             };
             warnings.push(format!(
-                "policy '{}': approver {approver} matches nobody ({what}); its calls wait until they expire unless someone is added",
-                policy.name
+                "policy '{}': {key} {approver} matches nobody ({what}); {}",
+                policy.name,
+                if key == "approver" {
+                    "its calls wait until they expire unless someone is added"
+                } else {
+                    "escalation brings in nobody unless someone is added"
+                }
             ));
         }
     }
@@ -70,6 +83,9 @@ mod tests {
             auto_reject: None,
             slack_channel: None,
             description: None,
+            email: None,
+            remind_after: None,
+            escalation: None,
             reject_reasons: vec![],
         };
         PolicySet::new(vec![policy], None, String::new())

@@ -109,6 +109,17 @@ audit_events! {
         output_excerpt: Option<String>,
         final_args: Option<Args>,
     }
+    /// Still pending after the policy's `remind_after`: its approvers were
+    /// notified again.
+    "approval.reminded" => ApprovalReminded {
+        remind_after_seconds: u64,
+    }
+    /// Still pending after the policy's `escalate_after`: its `escalate_to`
+    /// may decide from now on.
+    "approval.escalated" => ApprovalEscalated {
+        escalate_after_seconds: u64,
+        escalate_to: Vec<String>,
+    }
     /// An agent asked a person a question (`POST /api/v1/questions`).
     "question.asked" => QuestionAsked {
         question_id: String,
@@ -245,6 +256,19 @@ audit_events! {
         attempts: i64,
         error: String,
     }
+    /// An e-mail about a request went to one recipient; `kind` is the
+    /// outbox row's kind (`email.request`, `email.reminder`,
+    /// `email.escalated`, `email.settled`).
+    "email.sent" => EmailSent {
+        outbox_id: String,
+        kind: String,
+        to: String,
+    }
+    /// A link from an e-mail was opened by a signed-in approver (and so
+    /// used up); `sent_to` is the address it was mailed to.
+    "email.link_used" => EmailLinkUsed {
+        sent_to: String,
+    }
     "webhook.delivered" => WebhookDelivered {
         outbox_id: String,
         webhook_id: String,
@@ -366,6 +390,8 @@ pub enum SlackDelivery {
         status: Status,
         messages: Vec<Value>,
     },
+    /// A reminder or escalation notice, replied in each posted message's thread.
+    ThreadReplies { replies: Vec<Value> },
     /// A question from an agent, posted in a channel.
     QuestionPosted {
         question_id: String,
@@ -782,6 +808,37 @@ mod tests {
             json!({"outbox_id": "o", "kind": "slack.update", "status": Status::Expired, "messages": [{"channel": "C1", "ts": "1.2"}]}),
         );
         same(
+            AuditEvent::ApprovalEscalated {
+                escalate_after_seconds: 3600,
+                escalate_to: vec!["group:leads".into()],
+            },
+            "approval.escalated",
+            json!({"escalate_after_seconds": 3600, "escalate_to": ["group:leads"]}),
+        );
+        same(
+            AuditEvent::ApprovalReminded {
+                remind_after_seconds: 900,
+            },
+            "approval.reminded",
+            json!({"remind_after_seconds": 900}),
+        );
+        same(
+            AuditEvent::EmailSent {
+                outbox_id: "o".into(),
+                kind: "email.request".into(),
+                to: "a@b".into(),
+            },
+            "email.sent",
+            json!({"outbox_id": "o", "kind": "email.request", "to": "a@b"}),
+        );
+        same(
+            AuditEvent::EmailLinkUsed {
+                sent_to: "a@b".into(),
+            },
+            "email.link_used",
+            json!({"sent_to": "a@b"}),
+        );
+        same(
             AuditEvent::NotificationFailed {
                 outbox_id: "o".into(),
                 kind: "slack.post".into(),
@@ -852,6 +909,11 @@ mod tests {
             auto_reject: None,
             slack_channel: None,
             reject_reasons: vec![],
+            email: false,
+            email_to: vec![],
+            remind_after_seconds: None,
+            escalate_after_seconds: None,
+            escalate_to: vec![],
         };
         let definition =
             json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]});
@@ -950,6 +1012,6 @@ mod tests {
         kinds.sort_unstable();
         kinds.dedup();
         assert_eq!(kinds.len(), AuditEvent::KINDS.len());
-        assert_eq!(kinds.len(), 39);
+        assert_eq!(kinds.len(), 43);
     }
 }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+pub mod email;
 pub mod oidc;
+mod policy_reach;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
 pub const DEFAULT_DATA_DIR: &str = "./pliuz-data";
@@ -114,6 +116,8 @@ pub struct Settings {
     pub encryption_key: Option<crate::encryption::KeyText>,
     /// Single sign-on (`[oidc]`), when configured.
     pub oidc: Option<oidc::OidcSettings>,
+    /// The e-mail channel (`[email]`), when configured.
+    pub email: Option<email::EmailSettings>,
     /// `GET /metrics` (`[metrics]`).
     pub metrics: MetricsSettings,
     /// How log lines are written (`log_format`, `PLIUZ_LOG_FORMAT`).
@@ -383,6 +387,7 @@ struct FileConfig {
     slack: Option<FileSlack>,
     inbox: Option<FileInbox>,
     oidc: Option<oidc::FileOidc>,
+    email: Option<email::FileEmail>,
     metrics: Option<FileMetrics>,
     log_format: Option<Spanned<String>>,
     policy_source: Option<Spanned<String>>,
@@ -443,6 +448,11 @@ struct FilePolicy {
     auto_approve: Option<Spanned<String>>,
     auto_reject: Option<Spanned<String>>,
     slack_channel: Option<String>,
+    email: Option<Spanned<bool>>,
+    email_to: Option<Vec<Spanned<String>>>,
+    remind_after: Option<Spanned<String>>,
+    escalate_after: Option<Spanned<String>>,
+    escalate_to: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     reject_reasons: Vec<Spanned<String>>,
 }
@@ -594,6 +604,31 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
                 line: None,
                 message,
             }));
+        }
+    }
+    match &file.email {
+        Some(e) => {
+            let public = file
+                .public_url
+                .clone()
+                .unwrap_or_else(|| "http://localhost".into());
+            if let Err(es) = e.clone().resolve(&env, &public) {
+                errors.extend(es.into_iter().map(|message| PolicyError {
+                    line: None,
+                    message,
+                }));
+            }
+        }
+        None => {
+            for p in policies.iter().filter(|p| p.email.is_some()) {
+                errors.push(PolicyError {
+                    line: None,
+                    message: format!(
+                        "policy '{}' sets email = true but there is no [email] section to send through; add one (docs/email.md)",
+                        p.name
+                    ),
+                });
+            }
         }
     }
     if !errors.is_empty() {
@@ -811,6 +846,14 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
     };
     let auto_approve = cond(&raw.auto_approve, "auto_approve");
     let auto_reject = cond(&raw.auto_reject, "auto_reject");
+    let reach = policy_reach::read(raw, &name, expires_in, lines);
+    let (email, remind_after, escalation) = match reach {
+        Ok(r) => r,
+        Err(mut es) => {
+            errors.append(&mut es);
+            (None, None, None)
+        }
+    };
     let reject_reasons = reject_reasons(&raw.reject_reasons, &name, &decisions, lines, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
@@ -827,6 +870,9 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
         auto_reject,
         slack_channel: raw.slack_channel.clone(),
         description: raw.description.clone(),
+        email,
+        remind_after,
+        escalation,
         reject_reasons,
     })
 }
@@ -1082,6 +1128,16 @@ impl Settings {
             None => None,
         };
 
+        let email = match file.email {
+            Some(f) => Some(f.resolve(&env, &public_url).map_err(|errs| {
+                anyhow::anyhow!(
+                    "the [email] settings have mistakes:\n  {}",
+                    errs.join("\n  ")
+                )
+            })?),
+            None => None,
+        };
+
         let fm = file.metrics.unwrap_or_default();
         let token = match env("PLIUZ_METRICS_TOKEN") {
             Some(t) => Some(MetricsToken::parse("PLIUZ_METRICS_TOKEN", t)),
@@ -1117,6 +1173,7 @@ impl Settings {
             metrics,
             log_format,
             oidc,
+            email,
             listen,
             data_dir,
             database_url,

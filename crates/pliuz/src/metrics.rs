@@ -51,6 +51,7 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 pub enum Channel {
     Slack,
     Webhook,
+    Email,
 }
 
 impl Channel {
@@ -58,6 +59,7 @@ impl Channel {
         match self {
             Channel::Slack => "slack",
             Channel::Webhook => "webhook",
+            Channel::Email => "email",
         }
     }
 }
@@ -289,7 +291,7 @@ impl Metrics {
                 ])
                 .set(*n);
         }
-        for channel in [Channel::Slack, Channel::Webhook] {
+        for channel in [Channel::Slack, Channel::Webhook, Channel::Email] {
             let n = gauges
                 .outbox_depth
                 .iter()

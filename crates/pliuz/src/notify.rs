@@ -152,6 +152,9 @@ pub struct Notifier {
     pub expiry: Arc<Notify>,
     /// Wakes the outbox worker when a message was queued.
     pub outbox: Arc<Notify>,
+    /// Wakes the mail worker when a message was queued (its own, since a
+    /// `Notify` wakes one waiter).
+    pub mail: Arc<Notify>,
     /// Bumped when any run changes (`crate::service::runs`): the webhook
     /// worker.
     runs: Arc<watch::Sender<u64>>,
@@ -175,6 +178,7 @@ impl Notifier {
             approvals: Arc::new(Keyed::new()),
             expiry: Arc::new(Notify::new()),
             outbox: Arc::new(Notify::new()),
+            mail: Arc::new(Notify::new()),
             runs: Arc::new(watch::channel(0).0),
             agent_runs: Arc::new(Keyed::new()),
             questions: Arc::new(Keyed::new()),

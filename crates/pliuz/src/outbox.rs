@@ -215,6 +215,7 @@ pub async fn deliver_due(cp: &ControlPlane, slack: &Slack, tuning: &Tuning) -> u
             "slack.post" => post(cp, slack, &row).await,
             "slack.dm" => dm(cp, slack, &row).await,
             "slack.update" => update(cp, slack, &row).await,
+            "slack.thread" => thread(cp, slack, &row).await,
             "slack.question.post" => questions::post(cp, slack, &row).await,
             "slack.question.update" => questions::update(cp, slack, &row).await,
             other => {
@@ -499,6 +500,59 @@ async fn update(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result
             status: a.status,
             messages: updated,
         },
+    )
+    .await
+}
+
+/// A reminder or escalation notice in the thread of each message posted
+/// for the request (nothing when none was posted, or when it was settled
+/// meanwhile: the updated message says so). A retry after a partial
+/// failure may reply twice in some threads.
+async fn thread(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(), Failure> {
+    let Some(a) = load(cp, row).await? else {
+        return Ok(());
+    };
+    let messages = cp.slack_messages_for(&a.id).await?;
+    if messages.is_empty() && cp.slack_pending_posts(&a.id).await? > 0 {
+        return Err(Failure::Waiting(
+            "waiting for the request message to be posted".into(),
+        ));
+    }
+    if messages.is_empty() || a.status != crate::approval::Status::Pending {
+        cp.close_delivery(&row.id).await?;
+        return Ok(());
+    }
+    let escalated = row.payload.get("notice").and_then(Value::as_str) == Some("escalate");
+    let text = if escalated {
+        let to = cp
+            .policies()
+            .get(&a.policy)
+            .and_then(|p| p.escalation.as_ref())
+            .map(|e| {
+                e.to.iter()
+                    .map(|t| blocks::escape(&t.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        format!(":arrow_double_up: Escalated: nobody decided in time, so {to} may decide it now.")
+    } else {
+        ":bell: Reminder: this request is still waiting for a decision.".to_owned()
+    };
+    let mut replies = Vec::new();
+    for m in &messages {
+        let body = json!({"channel": m.channel, "thread_ts": m.ts, "text": text});
+        let v = slack.client.call("chat.postMessage", &body).await?;
+        let ts = v.get("ts").and_then(Value::as_str).unwrap_or_default();
+        replies.push(json!({"channel": m.channel, "thread_ts": m.ts, "ts": ts}));
+    }
+    tracing::info!(approval = %a.id, replies = replies.len(), "replied in the Slack threads");
+    record_sent(
+        cp,
+        row,
+        None,
+        true,
+        SlackDelivery::ThreadReplies { replies },
     )
     .await
 }

@@ -200,9 +200,32 @@ pub struct Policy {
     pub auto_reject: Option<Condition>,
     pub slack_channel: Option<String>,
     pub description: Option<String>,
+    /// `email = true`: each request is mailed to `email_to`, or else to the
+    /// approvers (see docs/email.md). `None`: no e-mail.
+    pub email: Option<EmailTo>,
+    /// `remind_after`: a still-pending request is notified again once, after this long.
+    pub remind_after: Option<Duration>,
+    /// `escalate_after` + `escalate_to`.
+    pub escalation: Option<Escalation>,
     /// Reasons offered when rejecting (the inbox's select, Slack's reject
     /// modal); free text stays possible.
     pub reject_reasons: Vec<String>,
+}
+
+/// Who a policy's request e-mails go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailTo {
+    /// The policy's approvers (users' e-mail addresses).
+    Approvers,
+    /// `email_to`: these people and groups.
+    These(Vec<Approver>),
+}
+
+/// Nobody decided within `after`: the `to` people and groups may decide too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalation {
+    pub after: Duration,
+    pub to: Vec<Approver>,
 }
 
 /// The most reasons a policy may offer, and their length (docs/limits.md).
@@ -243,6 +266,18 @@ pub struct PolicySummary {
     pub auto_approve: Option<String>,
     pub auto_reject: Option<String>,
     pub slack_channel: Option<String>,
+    // The keys below are left out when unset, so that a policy without
+    // them is recorded exactly as before they existed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub email: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub email_to: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remind_after_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalate_after_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub escalate_to: Vec<String>,
     /// Omitted when empty, so that `policy.loaded` entries of policies
     /// without reasons keep their bytes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -263,6 +298,18 @@ impl Policy {
             auto_approve: self.auto_approve.as_ref().map(|c| c.source.clone()),
             auto_reject: self.auto_reject.as_ref().map(|c| c.source.clone()),
             slack_channel: self.slack_channel.clone(),
+            email: self.email.is_some(),
+            email_to: match &self.email {
+                Some(EmailTo::These(to)) => to.iter().map(|a| a.to_string()).collect(),
+                _ => vec![],
+            },
+            remind_after_seconds: self.remind_after.map(|d| d.as_secs()),
+            escalate_after_seconds: self.escalation.as_ref().map(|e| e.after.as_secs()),
+            escalate_to: self
+                .escalation
+                .iter()
+                .flat_map(|e| e.to.iter().map(|a| a.to_string()))
+                .collect(),
             reject_reasons: self.reject_reasons.clone(),
         }
     }
@@ -300,10 +347,16 @@ impl Policy {
 
     /// Whether a person with this email and groups may decide under this policy.
     pub fn is_approver(&self, email: &str, groups: &[String]) -> bool {
-        self.approvers.iter().any(|a| match a {
-            Approver::User(e) => e.eq_ignore_ascii_case(email),
-            Approver::Group(g) => groups.iter().any(|ug| ug == g),
-        })
+        matches_any(&self.approvers, email, groups)
+    }
+
+    /// Whether a person with this email and groups is named by the
+    /// policy's `escalate_to` (who may decide once a request is escalated;
+    /// `Approval::may_approve_with`).
+    pub fn is_escalation_approver(&self, email: &str, groups: &[String]) -> bool {
+        self.escalation
+            .as_ref()
+            .is_some_and(|e| matches_any(&e.to, email, groups))
     }
 
     /// `auto_reject` wins over `auto_approve`: when both hold, failing closed
@@ -334,6 +387,14 @@ impl Policy {
         }
         AutoDecision::Human { errors }
     }
+}
+
+/// Whether a person with this email and groups is one of `list`.
+pub fn matches_any(list: &[Approver], email: &str, groups: &[String]) -> bool {
+    list.iter().any(|a| match a {
+        Approver::User(e) => e.eq_ignore_ascii_case(email),
+        Approver::Group(g) => groups.iter().any(|ug| ug == g),
+    })
 }
 
 /// One mistake in a policy file, with the line it is on.
@@ -473,6 +534,9 @@ mod tests {
             auto_reject: Some(Condition::compile("agent == \"evil\"").unwrap()),
             slack_channel: None,
             description: None,
+            email: None,
+            remind_after: None,
+            escalation: None,
             reject_reasons: vec![],
         }
     }
@@ -555,5 +619,26 @@ mod tests {
         assert!(p.is_approver("x@y", &["finance".into()]));
         assert!(!p.is_approver("x@y", &["sales".into()]));
         assert!(Approver::parse("finance").is_err());
+    }
+
+    #[test]
+    fn escalation_approvers_and_an_unchanged_summary() {
+        let mut p = policy();
+        let before = serde_json::to_string(&p.summary()).unwrap();
+        assert!(
+            !before.contains("email") && !before.contains("escalate"),
+            "{before}"
+        );
+        assert!(!p.is_escalation_approver("x@y", &["leads".into()]));
+        p.escalation = Some(Escalation {
+            after: Duration::from_secs(3600),
+            to: vec![Approver::Group("leads".into())],
+        });
+        assert!(p.is_escalation_approver("x@y", &["leads".into()]));
+        assert!(!p.is_escalation_approver("x@y", &["finance".into()]));
+        assert!(!p.is_approver("x@y", &["leads".into()]));
+        let after = serde_json::to_value(p.summary()).unwrap();
+        assert_eq!(after["escalate_after_seconds"], 3600);
+        assert_eq!(after["escalate_to"], json!(["group:leads"]));
     }
 }

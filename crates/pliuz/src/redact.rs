@@ -3,7 +3,8 @@
 //! URIs are recorded already redacted ([`uri`]).
 //!
 //! What counts as a secret: Pliuz's own prefixed secrets (`pliuz_ak_`,
-//! `pliuz_ut_`, `pliuz_su_` setup links, `pliuz_ss_` sessions), Slack tokens
+//! `pliuz_ut_`, `pliuz_su_` setup links, `pliuz_ss_` sessions, `pliuz_el_`
+//! e-mail links), Slack tokens
 //! (`xoxb-`…, `xapp-`…) and Slack response URLs; in a URI also the value of
 //! any query parameter whose name suggests a credential, and any path
 //! segment that looks like a random token.
@@ -19,6 +20,7 @@ const SECRET_PREFIXES: &[&str] = &[
     "pliuz_ut_",
     "pliuz_su_",
     "pliuz_ss_",
+    "pliuz_el_",
     "xoxb-",
     "xoxp-",
     "xoxa-",
@@ -259,6 +261,10 @@ mod tests {
             "GET /setup/pliuz_su_[redacted]?x=1 and Bearer pliuz_ut_[redacted] xoxb-[redacted], https://hooks.slack.com/[redacted] done"
         );
         assert!(matches!(secrets("nothing to see"), Cow::Borrowed(_)));
+        assert_eq!(
+            secrets("/login?next=%2Femail-link%2Fpliuz_el_Ab-9_z&x=1"),
+            "/login?next=%2Femail-link%2Fpliuz_el_[redacted]&x=1"
+        );
         assert_eq!(
             secrets("ünïcode pliuz_ss_a€"),
             "ünïcode pliuz_ss_[redacted]€"

@@ -132,6 +132,11 @@ impl Server {
         let (trigger, shutdown) = crate::shutdown::channel();
         let mut workers = tokio::task::JoinSet::new();
         workers.spawn(crate::expiry::run(cp.clone(), shutdown.clone()));
+        workers.spawn(crate::reminders::run(cp.clone(), shutdown.clone()));
+        if let Some(settings) = &cp.settings.email {
+            let mailer = Arc::new(crate::mailer::Mailer::new(settings)?);
+            workers.spawn(crate::mailer::run(cp.clone(), mailer, shutdown.clone()));
+        }
         let slack = match &cp.settings.slack {
             Some(settings) => Some(crate::slack::Slack::new(settings)?),
             None => None,

@@ -18,6 +18,7 @@ const LAYERS: &[&str] = &[
     "listener",
     // Background workers that deliver to the outside.
     "webhooks",
+    "mailer",
     "outbox",
     // HTTP route modules, over the shared HTTP layer.
     "slack",
@@ -25,6 +26,7 @@ const LAYERS: &[&str] = &[
     "api",
     "http",
     // Use cases over the store; the only writer.
+    "reminders",
     "expiry",
     "audit",
     "service",

@@ -65,6 +65,11 @@ pub struct ApprovalView {
     pub expires_at: String,
     #[schema(format = DateTime)]
     pub decided_at: Option<String>,
+    /// When the request was escalated to the policy's `escalate_to` (who
+    /// may decide from then on); absent when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub escalated_at: Option<String>,
     pub is_replay: bool,
 }
 
@@ -151,6 +156,7 @@ impl ApprovalView {
             allowed_decisions: a.allowed_decisions,
             created_at: format_time(a.created_at),
             expires_at: format_time(a.expires_at),
+            escalated_at: a.escalated_at.map(format_time),
             is_replay,
         }
     }

@@ -12,12 +12,14 @@
 //!   `questions`: questions from agents and their answer form.
 //! * `overview`: charts and tables of how the approval process is doing.
 //! * `history`: decided requests and their CSV / JSONL export.
+//! * `email_link`: the one-time links in request e-mails.
 //! * `oidc`: single sign-on with an OpenID Connect provider.
 //! * `admin`: users, agents and policies; the audit log page.
 
 mod admin;
 pub mod csv;
 mod decide;
+mod email_link;
 mod extract;
 mod history;
 mod live;
@@ -47,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/inbox", get(queue::inbox))
         .route("/inbox/events", get(live::events))
         .route("/requests/{id}", get(request_page::show))
+        .route("/email-link/{secret}", get(email_link::open))
         .route("/questions/{id}", get(questions::show))
         .route("/questions/{id}/answer", post(questions::answer))
         .route("/requests/{id}/approve", post(decide::approve))

@@ -169,7 +169,8 @@ pub async fn inbox(
     let first = q.cursor.is_none();
     let more = page_items.next.is_some();
     let live = format!("/inbox/events?{}", q.to_query(None));
-    let decides_nothing = state.cp.policies_for(&p).is_empty();
+    let escalated = state.cp.escalated_to(&p).await?;
+    let decides_nothing = state.cp.policies_for(&p).is_empty() && escalated.is_empty();
     let filtered = q.policy.is_some() || q.agent.is_some() || q.tool.is_some();
     let questions = super::questions::pending_section(&state, &s).await?;
     let body = html! {
@@ -217,6 +218,15 @@ pub async fn inbox(
             div.field.buttons {
                 button type="submit" { "Apply" }
                 @if filtered || q.oldest() { a.button.subtle href="/inbox" { "Clear" } }
+            }
+        }
+        @if !escalated.is_empty() {
+            h2 { "Escalated to you" }
+            p.muted { "Nobody decided these in time, so their policies brought you in: you may decide them too." }
+            ul.queue aria-label="Requests escalated to you" {
+                @for a in &escalated {
+                    (row(a, true, now))
+                }
             }
         }
         ul #queue.queue data-live=(live) data-order=(if q.oldest() { "oldest" } else { "newest" })

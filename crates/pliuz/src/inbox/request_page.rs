@@ -180,6 +180,7 @@ pub(super) fn facts(a: &Approval, now: i64) -> Markup {
                 }
             }
             div { dt { "Approvals" } dd { (a.votes.len()) " of " (a.required_approvals) " needed" } }
+            @if let Some(e) = a.escalated_at { div { dt { "Escalated" } dd { (time_el(e, &fmt_time(e))) } } }
             @if let Some(b) = a.execute_before() { div { dt { "Run before" } dd { (time_el(b, &fmt_time(b))) } } }
             @if let Some(c) = &a.call_id { div { dt { "Call" } dd { code { (c) } } } }
             @if let Some(c) = &a.session_id { div { dt { "Session" } dd { code { (c) } } } }

@@ -6,9 +6,11 @@ pub mod audit_log;
 pub mod conditions;
 pub mod deliveries;
 pub mod directory;
+pub mod email;
 pub mod policies;
 pub mod queries;
 pub mod questions;
+pub mod reminders;
 pub mod runs;
 pub mod sessions;
 pub mod sso;
@@ -281,12 +283,24 @@ impl ControlPlane {
         }
         // Only now can the outbox worker see what this change queued.
         self.notifier.outbox.notify_one();
+        self.notifier.mail.notify_one();
         Ok(())
     }
 
-    /// Queues the Slack notifications a change calls for, in the same
-    /// transaction (delivered by the outbox worker).
+    /// Queues the Slack messages and e-mails a change calls for, in the
+    /// same transaction (delivered by the outbox and mail workers).
     async fn queue_notifications(
+        &self,
+        tx: &mut WriteTx,
+        a: &Approval,
+        policy: Option<&Policy>,
+        created: bool,
+    ) -> Result<()> {
+        self.queue_slack(tx, a, policy, created).await?;
+        self.queue_email(tx, a, policy, created).await
+    }
+
+    async fn queue_slack(
         &self,
         tx: &mut WriteTx,
         a: &Approval,
@@ -395,6 +409,7 @@ impl ControlPlane {
             execution: None,
             created_at: now,
             expires_at: now.saturating_add(expires_in),
+            escalated_at: None,
             version: 0,
         };
         let auto = conditions::auto_decision(
@@ -479,6 +494,7 @@ impl ControlPlane {
         }
         self.queue_notifications(&mut tx, &a, Some(&policy), true)
             .await?;
+        reminders::set_timers(&mut tx, &a, &policy).await?;
         self.commit_change(tx, None, &a).await?;
         Ok((a, true))
     }
@@ -516,12 +532,8 @@ impl ControlPlane {
     pub fn can_see(&self, principal: &Principal, a: &Approval) -> bool {
         match principal {
             Principal::Agent { name } => *name == a.agent,
-            Principal::User(u) => {
-                principal.sees_everything()
-                    || self
-                        .policies()
-                        .get(&a.policy)
-                        .is_some_and(|p| p.is_approver(&u.email, &u.groups))
+            Principal::User(_) => {
+                principal.sees_everything() || a.may_approve_with(self.standing(principal, a))
             }
         }
     }
@@ -550,6 +562,13 @@ impl ControlPlane {
     pub fn standing(&self, principal: &Principal, a: &Approval) -> Standing {
         Standing {
             approver: self.may_decide(principal, &a.policy),
+            escalation_approver: match principal {
+                Principal::User(u) => self
+                    .policies()
+                    .get(&a.policy)
+                    .is_some_and(|p| p.is_escalation_approver(&u.email, &u.groups)),
+                Principal::Agent { .. } => false,
+            },
             admin: matches!(principal, Principal::User(u) if u.role == Role::Admin && !u.disabled),
         }
     }
@@ -592,10 +611,14 @@ impl ControlPlane {
                 (other, _) => other.into(),
             });
         }
+        let escalated = matches!(step.event, AuditEvent::ApprovalEscalated { .. });
         tx.audit(step.actor, Some(&a.id), step.event).await?;
         let policy = self.policies().get(&a.policy).cloned();
         self.queue_notifications(&mut tx, &a, policy.as_deref(), false)
             .await?;
+        if escalated {
+            self.queue_escalation(&mut tx, &a).await?;
+        }
         self.commit_change(tx, Some(before), &a).await?;
         Ok((a, true))
     }

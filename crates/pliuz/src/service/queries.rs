@@ -76,6 +76,8 @@ impl ControlPlane {
             .map(|(kind, n)| {
                 let channel = if kind == crate::store::runs::WEBHOOK_KIND {
                     Channel::Webhook
+                } else if kind.starts_with("email.") {
+                    Channel::Email
                 } else {
                     Channel::Slack
                 };

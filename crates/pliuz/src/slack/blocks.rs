@@ -483,6 +483,7 @@ mod tests {
             execution: None,
             created_at: 0,
             expires_at: 30 * 60 * 1000,
+            escalated_at: None,
             version: 0,
         }
     }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
-const COLUMNS: &str = "id, status, tool_name, tool_args, proposed_args, final_args, tool_schema, policy, agent, originator, call_id, session_id, context_messages, client_metadata, idempotency_key, args_digest, required_approvals, allowed_decisions, edited, settled_status, settled_by, settled_reason, settled_at, execution_outcome, execution_latency_ms, execution_excerpt, executed_at, created_at, expires_at, version, execute_within_ms, claim_id, claimed_at";
+const COLUMNS: &str = "id, status, tool_name, tool_args, proposed_args, final_args, tool_schema, policy, agent, originator, call_id, session_id, context_messages, client_metadata, idempotency_key, args_digest, required_approvals, allowed_decisions, edited, settled_status, settled_by, settled_reason, settled_at, execution_outcome, execution_latency_ms, execution_excerpt, executed_at, created_at, expires_at, version, execute_within_ms, claim_id, claimed_at, escalated_at";
 
 /// Filters for listing approvals (all optional).
 #[derive(Debug, Clone, Default)]
@@ -110,6 +110,7 @@ fn from_row(row: &AnyRow, votes: Vec<Vote>) -> Result<Approval> {
         execution,
         created_at: col(row, "created_at")?,
         expires_at: col(row, "expires_at")?,
+        escalated_at: col(row, "escalated_at")?,
         version: col(row, "version")?,
     })
 }
@@ -358,7 +359,7 @@ impl WriteTx {
     pub async fn update_approval(&mut self, a: &mut Approval, votes_before: &[Vote]) -> Result<()> {
         let expected = a.version;
         a.version += 1;
-        let q = "UPDATE approvals SET status = $1, proposed_args = $2, final_args = $3, edited = $4, settled_status = $5, settled_by = $6, settled_reason = $7, settled_at = $8, execution_outcome = $9, execution_latency_ms = $10, execution_excerpt = $11, executed_at = $12, version = $13, claim_id = $14, claimed_at = $15 WHERE id = $16 AND version = $17";
+        let q = "UPDATE approvals SET status = $1, proposed_args = $2, final_args = $3, edited = $4, settled_status = $5, settled_by = $6, settled_reason = $7, settled_at = $8, execution_outcome = $9, execution_latency_ms = $10, execution_excerpt = $11, executed_at = $12, version = $13, claim_id = $14, claimed_at = $15, escalated_at = $16 WHERE id = $17 AND version = $18";
         let q = sqlx::query(q)
             .bind(a.status.as_str())
             .bind(text(&a.proposed_args))
@@ -367,6 +368,7 @@ impl WriteTx {
             .bind(a.version)
             .bind(a.claim.as_ref().map(|c| c.claim_id.clone()))
             .bind(a.claim.as_ref().map(|c| c.claimed_at))
+            .bind(a.escalated_at)
             .bind(&a.id)
             .bind(expected)
             .execute(&mut *self.tx)
@@ -437,6 +439,7 @@ fn bind_all<'q>(
         .bind(a.execute_within_ms)
         .bind(a.claim.as_ref().map(|c| c.claim_id.clone()))
         .bind(a.claim.as_ref().map(|c| c.claimed_at))
+        .bind(a.escalated_at)
 }
 
 /// Binds whether an approval was edited, its settlement and its execution

@@ -7,6 +7,7 @@
 
 mod approvals;
 mod audit;
+pub mod email;
 mod gauges;
 pub mod health;
 pub mod oidc;
@@ -21,6 +22,7 @@ pub mod runs;
 pub mod schema;
 mod sessions;
 pub mod slack;
+pub mod timers;
 mod writer;
 
 pub use approvals::{ApprovalFilter, Page};

@@ -11,6 +11,7 @@
 use super::approvals::{
     count_statement, list_statement, ApprovalFilter, DUE_EXPIRIES_SQL, NEXT_EXPIRY_SQL,
 };
+use super::email::{PENDING_ASKS_SQL, PURGE_LINKS_SQL, RECIPIENTS_OF_SQL};
 use super::oidc::PURGE_LOGINS_SQL;
 use super::outbox::{DUE_OUTBOX_SQL, NEXT_OUTBOX_DUE_SQL};
 use super::overview::{settled_statement, waiting_counts_statement, waiting_statement};
@@ -22,6 +23,7 @@ use super::runs::{
 };
 use super::sessions::PURGE_SESSIONS_SQL;
 use super::slack::{GAVE_UP_AT, MESSAGES_FOR_SQL, PENDING_POSTS_SQL};
+use super::timers::{DUE_TIMERS_SQL, NEXT_TIMER_SQL};
 use super::{Arg, Statement, Store};
 use crate::approval::Status;
 use crate::run::RunStatus;
@@ -178,7 +180,19 @@ fn catalogue() -> Vec<Checked> {
         PENDING_POSTS_SQL,
         vec!["0190aaaa".into(), Arg::Int(GAVE_UP_AT)],
     ));
+    out.push(fixed(
+        "due timers",
+        DUE_TIMERS_SQL,
+        vec![Arg::Int(1_000), Arg::Int(100)],
+    ));
+    out.push(fixed("next timer", NEXT_TIMER_SQL, vec![]));
+    out.push(fixed(
+        "pending e-mail asks",
+        PENDING_ASKS_SQL,
+        vec!["0190aaaa".into(), Arg::Int(GAVE_UP_AT)],
+    ));
     for (name, sql) in [
+        ("e-mail recipients of a request", RECIPIENTS_OF_SQL),
         ("Slack messages of a request", MESSAGES_FOR_SQL),
         ("runs with an approval", RUNS_WITH_APPROVAL_SQL),
         ("a user's tokens", USER_TOKENS_SQL),
@@ -188,6 +202,7 @@ fn catalogue() -> Vec<Checked> {
     for (name, sql) in [
         ("expired sessions", PURGE_SESSIONS_SQL),
         ("expired log-ins", PURGE_LOGINS_SQL),
+        ("expired e-mail links", PURGE_LINKS_SQL),
     ] {
         out.push(fixed(name, sql, vec![Arg::Int(1_000)]));
     }

@@ -126,6 +126,15 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: None,
         postgres: None,
     },
+    // E-mail links and messages, reminder and escalation timers
+    // (crate::store::email, crate::store::timers).
+    Migration {
+        version: 90,
+        name: "email_reminders",
+        common: part!("common", "0090_email_reminders"),
+        sqlite: None,
+        postgres: None,
+    },
     // Questions from agents and their answers (crate::store::questions).
     Migration {
         version: 100,

@@ -1,0 +1,56 @@
+//! Fires reminders and escalations on time, like `expiry`: the worker
+//! sleeps until the next timer (re-read from the store, so timers hold
+//! across restarts and are set by any replica) and fires what is due
+//! through `ControlPlane::fire_timer`.
+
+use crate::service::ControlPlane;
+use std::time::Duration;
+
+/// Upper bound on a sleep, so timers set by other processes are picked up.
+const MAX_SLEEP: Duration = Duration::from_secs(15);
+
+pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
+    // Every committed change: a new request may carry an earlier timer
+    // than the one awaited (`notifier.expiry` wakes only one waiter, the
+    // expiry worker).
+    let mut changes = cp.notifier.subscribe();
+    loop {
+        let now = crate::service::now_millis();
+        let mut failed = false;
+        match cp.due_timers(now, 100).await {
+            Ok(timers) => {
+                for t in timers {
+                    match cp.fire_timer(&t).await {
+                        Ok(true) => {
+                            tracing::info!(approval = %t.approval_id, kind = %t.kind, "fired a timer")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            failed = true;
+                            tracing::warn!(approval = %t.approval_id, kind = %t.kind, error = %e, "could not fire a timer");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failed = true;
+                tracing::warn!(error = %e, "could not read due timers");
+            }
+        }
+        let sleep = match cp.next_timer().await {
+            // The store cannot write (full, locked): do not spin on it.
+            _ if failed => Duration::from_secs(1),
+            Ok(Some(at)) => {
+                Duration::from_millis(u64::try_from(at - crate::service::now_millis()).unwrap_or(0))
+                    .min(MAX_SLEEP)
+            }
+            Ok(None) => MAX_SLEEP,
+            Err(_) => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = changes.recv() => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The e-mail channel's use cases: queueing e-mails with the change they
+//! announce, who receives them, the links they carry (issued, then used
+//! once by a signed-in approver), and recording what the mail worker
+//! (`crate::mailer`) sent, each with its audit entry.
+
+use super::{ControlPlane, Result};
+use crate::approval::{Actor, Approval, Status};
+use crate::audit_event::AuditEvent;
+use crate::auth::{hash_secret, new_secret, Principal};
+use crate::metrics::{Channel, DeliveryOutcome};
+use crate::policy::{matches_any, Approver, EmailTo, Policy};
+use crate::store::WriteTx;
+use serde_json::json;
+
+/// What a link secret starts with (so a leaked one is recognisable).
+pub const LINK_PREFIX: &str = "pliuz_el_";
+
+/// Why a link from an e-mail does not open the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkRefusal {
+    /// No such link (mistyped, or long gone).
+    Unknown,
+    /// It was used before.
+    Used,
+    Expired,
+    /// The signed-in person may not decide this request.
+    NotApprover {
+        policy: String,
+    },
+}
+
+/// A newly issued link's secret, shown once (in the e-mail).
+pub struct IssuedLink {
+    pub secret: String,
+}
+
+impl ControlPlane {
+    /// Queues the e-mails a change calls for, when the policy mails and
+    /// `[email]` is set: the request when it is created pending, the
+    /// follow-up once it is settled.
+    pub(super) async fn queue_email(
+        &self,
+        tx: &mut WriteTx,
+        a: &Approval,
+        policy: Option<&Policy>,
+        created: bool,
+    ) -> Result<()> {
+        if self.settings.email.is_none() || policy.is_none_or(|p| p.email.is_none()) {
+            return Ok(());
+        }
+        if created && a.status == Status::Pending {
+            self.queue_email_kind(tx, a, "email.request").await?;
+        } else if !created && a.status.is_settled() {
+            self.queue_email_kind(tx, a, "email.settled").await?;
+        }
+        Ok(())
+    }
+
+    /// Queues one e-mail row of `kind` for `a` (once per request and kind).
+    pub(super) async fn queue_email_kind(
+        &self,
+        tx: &mut WriteTx,
+        a: &Approval,
+        kind: &str,
+    ) -> Result<()> {
+        if self.settings.email.is_none() {
+            return Ok(());
+        }
+        tx.enqueue(
+            kind,
+            Some(&a.id),
+            &format!("{kind}:{}", a.id),
+            &json!({"approval_id": a.id}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Who an e-mail row of `kind` about `a` goes to, in a stable order:
+    /// the follow-up to everyone mailed before; the escalation to the
+    /// policy's `escalate_to`; the request and the reminder to `email_to`
+    /// or else the approvers (and the `escalate_to` once escalated). Never
+    /// the originator, never a disabled account.
+    pub async fn email_recipients(&self, a: &Approval, kind: &str) -> Result<Vec<String>> {
+        if kind == "email.settled" {
+            return Ok(self.store.email_recipients_of(&a.id).await?);
+        }
+        let Some(policy) = self.policies().get(&a.policy).cloned() else {
+            return Ok(vec![]);
+        };
+        let escalate_to: &[Approver] = policy.escalation.as_ref().map_or(&[], |e| &e.to);
+        let mut lists: Vec<&[Approver]> = Vec::new();
+        if kind == "email.escalated" {
+            lists.push(escalate_to);
+        } else {
+            lists.push(match &policy.email {
+                Some(EmailTo::These(to)) => to,
+                _ => &policy.approvers,
+            });
+            if a.escalated_at.is_some() {
+                lists.push(escalate_to);
+            }
+        }
+        let users = self.store.list_users().await?;
+        let mut out: Vec<String> = Vec::new();
+        for list in lists {
+            // Named people are mailed even without an account (`email_to`
+            // may name anyone); groups are their active members.
+            for entry in list {
+                if let Approver::User(email) = entry {
+                    let disabled = users
+                        .iter()
+                        .any(|u| u.disabled && u.email.eq_ignore_ascii_case(email));
+                    if !disabled {
+                        out.push(email.to_lowercase());
+                    }
+                }
+            }
+            for u in users.iter().filter(|u| !u.disabled) {
+                if matches_any(list, &u.email, &u.groups) {
+                    out.push(u.email.to_lowercase());
+                }
+            }
+        }
+        out.retain(|e| !a.is_originated_by(&Actor::User(e.clone())));
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Issues a link to `a`'s page for `recipient`, valid for
+    /// `email.link_ttl`; only its hash is stored.
+    pub async fn issue_email_link(&self, a: &Approval, recipient: &str) -> Result<IssuedLink> {
+        let ttl = self
+            .settings
+            .email
+            .as_ref()
+            .map_or(crate::config::email::DEFAULT_LINK_TTL, |e| e.link_ttl);
+        let secret = new_secret(LINK_PREFIX);
+        let expires_at = crate::store::now_millis()
+            .saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
+        self.store
+            .insert_email_link(&hash_secret(&secret), &a.id, recipient, expires_at)
+            .await?;
+        Ok(IssuedLink { secret })
+    }
+
+    /// Uses a link from an e-mail: it opens the request for a signed-in
+    /// person who may decide it, once, before it expires. The use is
+    /// audited (`email.link_used`); a refusal changes nothing, so a wrong
+    /// person clicking first does not use up the approver's link.
+    pub async fn use_email_link(
+        &self,
+        principal: &Principal,
+        secret: &str,
+    ) -> Result<std::result::Result<String, LinkRefusal>> {
+        let well_formed = secret.len() <= 100
+            && secret
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !well_formed {
+            return Ok(Err(LinkRefusal::Unknown));
+        }
+        let hash = hash_secret(secret);
+        let now = crate::store::now_millis();
+        let mut tx = self.store.begin_write().await?;
+        let Some(link) = tx.get_email_link(&hash).await? else {
+            return refused(tx, LinkRefusal::Unknown).await;
+        };
+        if link.used_at.is_some() {
+            return refused(tx, LinkRefusal::Used).await;
+        }
+        if now >= link.expires_at {
+            return refused(tx, LinkRefusal::Expired).await;
+        }
+        let Some(a) = tx.get_approval(&link.approval_id).await? else {
+            return refused(tx, LinkRefusal::Unknown).await;
+        };
+        if !a.may_approve_with(self.standing(principal, &a)) {
+            let policy = a.policy.clone();
+            return refused(tx, LinkRefusal::NotApprover { policy }).await;
+        }
+        let actor = principal.actor();
+        tx.use_email_link(&hash, &actor.to_string(), now).await?;
+        let event = AuditEvent::EmailLinkUsed {
+            sent_to: link.recipient,
+        };
+        tx.audit(actor, Some(&a.id), event).await?;
+        tx.commit().await?;
+        Ok(Ok(a.id))
+    }
+
+    /// Whether this outbox row already mailed `recipient` (a retry skips them).
+    pub async fn email_already_sent(&self, outbox_id: &str, recipient: &str) -> Result<bool> {
+        Ok(self.store.email_already_sent(outbox_id, recipient).await?)
+    }
+
+    /// E-mails asking for a decision on this request still to be sent:
+    /// the follow-up waits for them, so it goes to everyone they reach.
+    pub async fn pending_email_asks(&self, approval_id: &str) -> Result<i64> {
+        Ok(self.store.pending_email_asks(approval_id).await?)
+    }
+
+    /// Records one sent e-mail with its `email.sent` entry.
+    pub async fn record_email_sent(
+        &self,
+        outbox_id: &str,
+        kind: &str,
+        approval_id: &str,
+        to: &str,
+    ) -> Result<()> {
+        let mut tx = self.store.begin_write().await?;
+        tx.record_email(outbox_id, to, approval_id).await?;
+        let event = AuditEvent::EmailSent {
+            outbox_id: outbox_id.to_owned(),
+            kind: kind.to_owned(),
+            to: to.to_owned(),
+        };
+        tx.audit(Actor::System, Some(approval_id), event).await?;
+        tx.commit().await?;
+        self.metrics
+            .delivery(Channel::Email, DeliveryOutcome::Delivered);
+        Ok(())
+    }
+
+    /// Gives up on an e-mail row, with its `notification.failed` entry.
+    pub async fn give_up_email(
+        &self,
+        id: &str,
+        approval_id: Option<String>,
+        kind: &str,
+        attempts: i64,
+        error: &str,
+    ) -> Result<()> {
+        let mut tx = self.store.begin_write().await?;
+        crate::store::slack::give_up_tx(&mut tx, id, error).await?;
+        let event = AuditEvent::NotificationFailed {
+            outbox_id: id.to_owned(),
+            kind: kind.to_owned(),
+            attempts,
+            error: error.to_owned(),
+        };
+        tx.audit(Actor::System, approval_id.as_deref(), event)
+            .await?;
+        tx.commit().await?;
+        self.metrics
+            .delivery(Channel::Email, DeliveryOutcome::GivenUp);
+        Ok(())
+    }
+}
+
+/// Ends a link check that changed nothing.
+async fn refused(
+    tx: WriteTx,
+    why: LinkRefusal,
+) -> Result<std::result::Result<String, LinkRefusal>> {
+    tx.rollback().await;
+    Ok(Err(why))
+}

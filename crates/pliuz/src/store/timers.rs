@@ -1,0 +1,83 @@
+//! Reminder and escalation timers of requests (migration 90): when each is
+//! due, and whether it fired. Kept in the database so they hold across
+//! restarts and replicas; the reminders worker fires them.
+
+use super::{col, Result, Store, WriteTx};
+
+/// A timer whose time has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTimer {
+    pub approval_id: String,
+    /// `remind` or `escalate`.
+    pub kind: String,
+    pub due_at: i64,
+}
+
+pub(crate) const DUE_TIMERS_SQL: &str = "SELECT approval_id, kind, due_at FROM approval_timers WHERE fired_at IS NULL AND due_at <= $1 ORDER BY due_at LIMIT $2";
+pub(crate) const NEXT_TIMER_SQL: &str =
+    "SELECT MIN(due_at) FROM approval_timers WHERE fired_at IS NULL";
+const FIRED_SQL: &str = "UPDATE approval_timers SET fired_at = $1 WHERE approval_id = $2 AND kind = $3 AND fired_at IS NULL";
+
+impl WriteTx {
+    /// Sets a timer for a request, in the transaction that creates it.
+    pub async fn insert_timer(&mut self, approval_id: &str, kind: &str, due_at: i64) -> Result<()> {
+        let q = "INSERT INTO approval_timers (approval_id, kind, due_at) VALUES ($1, $2, $3)";
+        sqlx::query(q)
+            .bind(approval_id)
+            .bind(kind)
+            .bind(due_at)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a timer fired, in the transaction of what it did.
+    pub async fn timer_fired(&mut self, approval_id: &str, kind: &str) -> Result<()> {
+        sqlx::query(FIRED_SQL)
+            .bind(super::now_millis())
+            .bind(approval_id)
+            .bind(kind)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Timers due by `now`, earliest first.
+    pub async fn due_timers(&self, now: i64, limit: i64) -> Result<Vec<DueTimer>> {
+        let rows = sqlx::query(DUE_TIMERS_SQL)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueTimer {
+                    approval_id: col(r, "approval_id")?,
+                    kind: col(r, "kind")?,
+                    due_at: col(r, "due_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// When the next unfired timer is due, if any.
+    pub async fn next_timer(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(NEXT_TIMER_SQL)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Closes a timer that has nothing to do (its request was settled or
+    /// is gone): bookkeeping, no change to any request.
+    pub async fn close_timer(&self, approval_id: &str, kind: &str) -> Result<()> {
+        sqlx::query(FIRED_SQL)
+            .bind(super::now_millis())
+            .bind(approval_id)
+            .bind(kind)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

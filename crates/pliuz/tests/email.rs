@@ -1,0 +1,482 @@
+//! The e-mail channel, reminders and escalation (issue #17), against the
+//! real binary: an SMTP sink started here receives the e-mails; the link in
+//! them works once and only for an approver; a reminder and an escalation
+//! fire on time (also across a restart); the escalated group can decide
+//! then and not before; the follow-up goes out once it is decided.
+
+mod support;
+
+use reqwest::{header, StatusCode};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::web::{no_redirects, session};
+use support::{decide, env_vars, Server, FAST_OUTBOX};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// One e-mail as the sink received it.
+#[derive(Debug, Clone)]
+struct Mail {
+    to: Vec<String>,
+    /// The message as sent, quoted-printable decoded.
+    text: String,
+}
+
+impl Mail {
+    fn subject(&self) -> String {
+        self.text
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn is_to(&self, who: &str) -> bool {
+        self.to.iter().any(|t| t.contains(who))
+    }
+
+    /// The one-time link it carries.
+    fn link(&self) -> String {
+        let start = self.text.find("http://").expect("a link");
+        let rest = &self.text[start..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+            .unwrap_or(rest.len());
+        let link = rest[..end].to_owned();
+        assert!(link.contains("/email-link/pliuz_el_"), "{link}");
+        link
+    }
+
+    /// The HTML part.
+    fn html(&self) -> &str {
+        let at = self
+            .text
+            .find("Content-Type: text/html")
+            .expect("an HTML part");
+        &self.text[at..]
+    }
+}
+
+/// Undoes quoted-printable: soft line breaks and `=XX` escapes.
+fn qp_decode(s: &str) -> String {
+    let joined = s.replace("=\r\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A minimal SMTP server that accepts every message.
+#[derive(Clone)]
+struct Sink {
+    port: u16,
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+impl Sink {
+    async fn start() -> Sink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the SMTP sink");
+        let port = listener.local_addr().expect("sink address").port();
+        let mails = Arc::new(Mutex::new(Vec::new()));
+        let kept = mails.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(session_of(stream, kept.clone()));
+            }
+        });
+        Sink { port, mails }
+    }
+
+    fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().expect("mails").clone()
+    }
+
+    /// Waits (at most 20 s) for an e-mail to `who` whose subject contains `subject`.
+    async fn wait_for(&self, who: &str, subject: &str) -> Mail {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(m) = self
+                .mails()
+                .into_iter()
+                .find(|m| m.is_to(who) && m.subject().contains(subject))
+            {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no e-mail to {who} with '{subject}'; got {:#?}",
+                self.mails()
+                    .iter()
+                    .map(|m| (m.to.clone(), m.subject()))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn count(&self, who: &str, subject: &str) -> usize {
+        self.mails()
+            .iter()
+            .filter(|m| m.is_to(who) && m.subject().contains(subject))
+            .count()
+    }
+}
+
+async fn session_of(stream: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>) {
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut to = Vec::new();
+    if w.write_all(b"220 sink ESMTP\r\n").await.is_err() {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let upper = line.to_ascii_uppercase();
+        let answer: &[u8] = if upper.starts_with("EHLO") {
+            b"250-sink\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            to.clear();
+            b"250 OK\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            to.push(line[8..].trim().to_owned());
+            b"250 OK\r\n"
+        } else if upper.starts_with("DATA") {
+            if w.write_all(b"354 go on\r\n").await.is_err() {
+                return;
+            }
+            let mut data = String::new();
+            loop {
+                let mut l = String::new();
+                match r.read_line(&mut l).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                if l == ".\r\n" {
+                    break;
+                }
+                data.push_str(l.strip_prefix('.').unwrap_or(&l));
+            }
+            mails.lock().expect("mails").push(Mail {
+                to: to.clone(),
+                text: qp_decode(&data),
+            });
+            b"250 OK queued\r\n"
+        } else if upper.starts_with("QUIT") {
+            let _ = w.write_all(b"221 bye\r\n").await;
+            return;
+        } else {
+            b"250 OK\r\n"
+        };
+        if w.write_all(answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn config(sink: &Sink, extra_email: &str, policy_keys: &str) -> String {
+    format!(
+        r#"
+[email]
+host = "127.0.0.1"
+port = {}
+tls = "none"
+from = "Pliuz <pliuz@example.com>"
+{extra_email}
+
+[[policy]]
+name = "refunds"
+tools = ["issue_refund"]
+approvers = ["group:finance"]
+expires_in = "1h"
+email = true
+{policy_keys}
+"#,
+        sink.port
+    )
+}
+
+async fn create(http: &reqwest::Client, server: &Server, agent: &str, args: Value) -> String {
+    let r = http
+        .post(server.url("/api/v1/approvals"))
+        .bearer_auth(agent)
+        .json(&json!({"tool_name": "issue_refund", "tool_args": args}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.expect("json");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+/// Opens `link` as the holder of session `cookie` (none: signed out).
+async fn open(link: &str, cookie: Option<&str>) -> reqwest::Response {
+    let mut req = no_redirects().get(link);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, format!("pliuz_session={c}"));
+    }
+    req.send().await.expect("open link")
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn email_link_reminder_escalation_and_follow_up(database_url: Option<String>) {
+    let sink = Sink::start().await;
+    let config = config(
+        &sink,
+        "",
+        "remind_after = \"2s\"\nescalate_after = \"4s\"\nescalate_to = [\"group:leads\"]",
+    );
+    let server = Server::start_with(&config, database_url, env_vars(&FAST_OUTBOX)).await;
+    server.create_user("alice@example.com", "approver", &["finance"]);
+    server.create_user("bob@example.com", "approver", &["sales"]);
+    let lead = server.user_token("lead@example.com", "approver", &["leads"]);
+    let agent = server.agent_key("bot");
+    let http = reqwest::Client::new();
+
+    let created = Instant::now();
+    let id = create(
+        &http,
+        &server,
+        &agent,
+        json!({"amount_cents": 5000, "note": "<script>alert(1)</script> & co"}),
+    )
+    .await;
+
+    // The request e-mail reaches the approver, and only the approver.
+    let mail = sink.wait_for("alice@example.com", "Approval needed").await;
+    assert_eq!(mail.to.len(), 1, "one e-mail per recipient: {:?}", mail.to);
+    assert!(
+        mail.subject().contains("issue_refund (refunds)"),
+        "{}",
+        mail.subject()
+    );
+    assert!(mail.text.contains("Content-Type: text/plain"));
+    assert!(mail
+        .html()
+        .contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; co"));
+    assert!(
+        !mail.html().contains("<script>"),
+        "agent text is escaped in HTML"
+    );
+    assert_eq!(sink.count("bob@example.com", ""), 0);
+    assert_eq!(sink.count("lead@example.com", ""), 0);
+    let link = mail.link();
+
+    // Log-in first: the link sends a stranger to the log-in page and back.
+    let r = open(&link, None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/login?next="), "{}", location(&r));
+
+    // Signed in, but not an approver: refused, and the link is not used up.
+    let bob = session(&no_redirects(), &server, "bob@example.com").await;
+    let r = open(&link, Some(&bob)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("not an approver"));
+
+    // The approver: the request page, once.
+    let alice = session(&no_redirects(), &server, "alice@example.com").await;
+    let r = open(&link, Some(&alice)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("/requests/{id}"));
+    let r = open(&link, Some(&alice)).await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert!(r.text().await.unwrap_or_default().contains("already used"));
+    // The link's secret never reaches the log (requests are logged).
+    let secret = link.rsplit("pliuz_el_").next().unwrap_or_default();
+    assert!(secret.len() > 20 && !server.log().contains(secret));
+    // A made-up link is no link.
+    let forged = format!("{}x", &link[..link.len() - 1]);
+    assert_eq!(
+        open(&forged, Some(&alice)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Before the escalation the leads may not decide (nor see it).
+    let r = decide(&http, &server, &lead, &id, json!({"decision": "approve"})).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let lead_cookie = format!(
+        "pliuz_session={}",
+        session(&no_redirects(), &server, "lead@example.com").await
+    );
+    let inbox = support::web::page(&http, &server, "/inbox", &lead_cookie).await;
+    assert!(!inbox.contains(&id) && !inbox.contains("Escalated to you"));
+
+    // The reminder, on time, to the same approver, with a new link.
+    let reminder = sink.wait_for("alice@example.com", "Reminder").await;
+    let at = created.elapsed();
+    assert!(at >= Duration::from_secs(2), "reminded after {at:?}");
+    assert_ne!(reminder.link(), link);
+    assert_eq!(sink.count("lead@example.com", ""), 0);
+
+    // The escalation, on time, to the leads.
+    let escalated = sink.wait_for("lead@example.com", "Escalated to you").await;
+    let at = created.elapsed();
+    assert!(at >= Duration::from_secs(4), "escalated after {at:?}");
+    assert!(escalated.text.contains("you may now decide"));
+    assert_eq!(
+        sink.count("alice@example.com", "Reminder"),
+        1,
+        "one reminder"
+    );
+
+    // Now the leads may decide.
+    let r = decide(&http, &server, &lead, &id, json!({"decision": "approve"})).await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+
+    // The follow-up reaches everyone mailed before, no link in it.
+    for who in ["alice@example.com", "lead@example.com"] {
+        let m = sink.wait_for(who, "[Pliuz] approved").await;
+        assert!(
+            m.text.contains("Decided by: user:lead@example.com"),
+            "{}",
+            m.text
+        );
+        assert!(!m.text.contains("/email-link/"));
+    }
+    assert_eq!(sink.count("bob@example.com", ""), 0);
+
+    // The request page's timeline shows it all.
+    let page = support::web::page(
+        &http,
+        &server,
+        &format!("/requests/{id}"),
+        &format!("pliuz_session={alice}"),
+    )
+    .await;
+    for kind in [
+        "email.sent",
+        "email.link_used",
+        "approval.reminded",
+        "approval.escalated",
+        "approval.decided",
+    ] {
+        assert!(page.contains(kind), "the timeline lacks {kind}");
+    }
+}
+
+#[tokio::test]
+async fn email_link_reminder_escalation_and_follow_up_on_sqlite() {
+    email_link_reminder_escalation_and_follow_up(None).await;
+}
+
+#[tokio::test]
+async fn email_link_reminder_escalation_and_follow_up_on_postgres() {
+    let url = support::fresh_postgres_database().await;
+    email_link_reminder_escalation_and_follow_up(Some(url)).await;
+}
+
+#[tokio::test]
+async fn an_expired_link_is_refused_with_a_clear_page() {
+    let sink = Sink::start().await;
+    let server = Server::start_with(
+        &config(&sink, "link_ttl = \"1s\"", ""),
+        None,
+        env_vars(&FAST_OUTBOX),
+    )
+    .await;
+    server.create_user("alice@example.com", "approver", &["finance"]);
+    let agent = server.agent_key("bot");
+    let http = reqwest::Client::new();
+    create(&http, &server, &agent, json!({"amount_cents": 1})).await;
+    let mail = sink.wait_for("alice@example.com", "Approval needed").await;
+    let alice = session(&no_redirects(), &server, "alice@example.com").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = open(&mail.link(), Some(&alice)).await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert!(r.text().await.unwrap_or_default().contains("expired"));
+}
+
+#[tokio::test]
+async fn a_reminder_due_while_the_server_was_down_fires_after_the_restart() {
+    let sink = Sink::start().await;
+    let mut server = Server::start_with(
+        &config(&sink, "", "remind_after = \"2s\""),
+        None,
+        env_vars(&FAST_OUTBOX),
+    )
+    .await;
+    server.create_user("alice@example.com", "approver", &["finance"]);
+    let agent = server.agent_key("bot");
+    let http = reqwest::Client::new();
+    create(&http, &server, &agent, json!({"amount_cents": 1})).await;
+    sink.wait_for("alice@example.com", "Approval needed").await;
+    server.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.count("alice@example.com", "Reminder"), 0);
+    server.spawn().await;
+    let started = Instant::now();
+    sink.wait_for("alice@example.com", "Reminder").await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Fired once: no second reminder later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.count("alice@example.com", "Reminder"), 1);
+}
+
+#[tokio::test]
+async fn policy_check_refuses_timers_after_expiry_and_warns_of_an_empty_escalation_group() {
+    let sink = Sink::start().await;
+    let server = Server::start(&config(
+        &sink,
+        "",
+        "remind_after = \"5m\"\nescalate_after = \"10m\"\nescalate_to = [\"group:leeds\"]",
+    ))
+    .await;
+    server.create_user("alice@example.com", "approver", &["finance"]);
+    let config_path = server.config_path();
+    let path = config_path.to_str().expect("path");
+    // A group nobody is in: a warning naming the key, not an error.
+    let out = server.cli(&["policy", "check", path], None);
+    assert!(out.success, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("escalate_to group:leeds matches nobody"),
+        "{}",
+        out.stderr
+    );
+    // Timers that could only fire after the request expired: errors, with lines.
+    let bad = server.dir.path().join("bad.toml");
+    let text = config(
+        &sink,
+        "",
+        "remind_after = \"2h\"\nescalate_after = \"soon\"\nescalate_to = [\"leads\"]",
+    );
+    std::fs::write(&bad, text).expect("write");
+    let out = server.cli(&["policy", "check", bad.to_str().expect("path")], None);
+    assert!(!out.success);
+    for expected in [
+        "remind_after (2h) must be shorter than expires_in (1h)",
+        "escalate_after 'soon' is not a duration",
+        "escalate_to: approver 'leads' must be 'user:EMAIL' or 'group:NAME'",
+    ] {
+        assert!(out.stderr.contains(expected), "{expected}: {}", out.stderr);
+    }
+    assert!(out.stderr.contains("bad.toml:16:"), "{}", out.stderr);
+}
