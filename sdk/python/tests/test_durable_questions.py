@@ -11,12 +11,12 @@ from typing import Any
 
 import httpx
 from agent_helpers import tool_outputs
-from agents import Agent, RunConfig
+from agents import Agent, RunConfig, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
-from server import PliuzServer
+from server import Human, PliuzServer
 
 from pliuz import PliuzClient
-from pliuz.adapters.openai_agents import Runs, RunsResult, ask_human_tool
+from pliuz.adapters.openai_agents import Runs, RunsResult, ask_human_tool, gated_tool
 from pliuz.runs import RunsAPI
 
 
@@ -134,3 +134,49 @@ def test_outside_durable_mode_the_tool_still_waits_in_the_call(
     tool = ask_human_tool(policy="payments")
     # No Runs around the call: the SDK is told no approval is needed (the call waits).
     assert tool.needs_approval is False
+
+
+def test_a_run_waits_for_its_approval_and_its_question_together(
+    server: PliuzServer, human: Human, agent_env: dict[str, str]
+) -> None:
+    marker = uuid.uuid4().hex[:10]
+    sent: list[str] = []
+
+    @gated_tool(policy="payments")
+    @function_tool
+    def send_email(to: str) -> str:
+        """Send an e-mail."""
+        sent.append(to)
+        return f"sent to {to}"
+
+    agent = Agent(name=f"Both-{marker}", tools=[ask_human_tool(policy="payments"), send_email])
+    session = f"dq-{marker}"
+    start_model = ScriptedModel([[
+        function_call("ask_human", {"question": f"Subject line? {marker}"}, call_id="a1"),
+        function_call("send_email", {"to": f"{marker}@example.com"}, call_id="e1"),
+    ]])  # fmt: skip
+    config = RunConfig(model=start_model, tracing_disabled=True, group_id=session)
+    started = Runs().run_sync(agent, "mail it", run_config=config)
+    assert started.status == "waiting" and started.run_id is not None
+    (approval,) = started.approvals
+    (question,) = started.questions
+    assert sent == []
+
+    with person(server) as h:
+        r = h.post(f"/api/v1/questions/{question.id}/answer", json={"text": "Hello there"})
+        assert r.status_code == 200, r.text
+    with PliuzClient() as c:
+        # The question alone does not make it ready: the approval is still pending.
+        assert RunsAPI(c).get(started.run_id, wait=1).status == "waiting"
+    human.decide_ok(approval.id, "approve")
+
+    resume_model = ScriptedModel([[assistant_message("mailed")]])
+    done = Runs().resume_sync(
+        started.run_id, agent, wait_timeout=30,
+        run_config=RunConfig(model=resume_model, tracing_disabled=True, group_id=session),
+    )  # fmt: skip
+    assert done.status == "completed" and done.final_output == "mailed"
+    outputs = tool_outputs(resume_model)
+    assert outputs["a1"] == "bob@example.com answered: Hello there"
+    assert outputs["e1"] == f"sent to {marker}@example.com"
+    assert sent == [f"{marker}@example.com"]
