@@ -91,7 +91,12 @@ async fn upgrades(database_url: String, before: Bookkeeping) {
         .collect();
     assert_eq!(
         added,
-        [(72, "list_indexes"), (100, "questions"), (110, "admin_api")]
+        [
+            (72, "list_indexes"),
+            (100, "questions"),
+            (101, "run_questions"),
+            (110, "admin_api")
+        ]
     );
     // The new index exists and the old row still reads through it.
     let n: i64 = sqlx::query_scalar(
