@@ -224,11 +224,16 @@ audit_events! {
         state_bytes: i64,
         approval_ids: Vec<String>,
         pause_count: i64,
+        /// Only when the run waits on questions (older entries have none).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        question_ids: Vec<String>,
     }
     "run.ready" => RunReady {
         run_id: String,
         approval_ids: Vec<String>,
         state_sha256: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        question_ids: Vec<String>,
     }
     "run.resumed" => RunResumed {
         run_id: String,
@@ -734,6 +739,7 @@ mod tests {
                 state_bytes: 10,
                 approval_ids: ids.clone(),
                 pause_count: 1,
+                question_ids: vec![],
             },
             "run.paused",
             json!({"run_id": "r", "state_sha256": "s", "state_bytes": 10, "approval_ids": ids, "pause_count": 1}),
@@ -743,6 +749,7 @@ mod tests {
                 run_id: "r".into(),
                 approval_ids: ids.clone(),
                 state_sha256: "s".into(),
+                question_ids: vec![],
             },
             "run.ready",
             json!({"run_id": "r", "approval_ids": ids, "state_sha256": "s"}),

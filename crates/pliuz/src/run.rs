@@ -1,10 +1,10 @@
 //! The durable run state machine (pure, no I/O).
 //!
 //! A run is an agent's paused execution: an opaque serialized state (stored
-//! encrypted by `service::runs`) and the approvals it waits on.
+//! encrypted by `service::runs`) and the approvals and questions it waits on.
 //!
 //! ```text
-//! waiting --(every approval settled)--> ready --claim--> running
+//! waiting --(every approval settled, every question answered or expired)--> ready --claim--> running
 //! running --PUT (paused again)--> waiting | ready
 //! running --complete--> completed | failed
 //! running, lease past its expiry --claim by anyone of the agent--> running
@@ -66,7 +66,7 @@ impl std::fmt::Display for RunStatus {
 pub enum RunConflict {
     #[error("run {id} is being resumed by another worker; its lease runs until {until}")]
     Claimed { id: String, until: String },
-    #[error("run {id} is still waiting for approvals to be decided; wait for it to become ready (GET /api/v1/runs/{id}?wait=60)")]
+    #[error("run {id} is still waiting for approvals to be decided or questions to be answered; wait for it to become ready (GET /api/v1/runs/{id}?wait=60)")]
     NotReady { id: String },
     #[error("run {id} is already {status}; it cannot be resumed or changed again")]
     Finished { id: String, status: RunStatus },
@@ -87,6 +87,8 @@ pub struct Run {
     /// As stored; see [`Run::effective_status`] for what callers see.
     pub status: RunStatus,
     pub approval_ids: Vec<String>,
+    /// Questions ("human as a tool") the run waits on as well.
+    pub question_ids: Vec<String>,
     pub state_sha256: String,
     pub state_bytes: i64,
     pub metadata: Option<Value>,
@@ -169,13 +171,15 @@ impl Run {
         Ok(())
     }
 
-    /// Paused again (by the lease holder) with a new state and approvals.
+    /// Paused again (by the lease holder) with a new state, approvals and questions.
+    #[allow(clippy::too_many_arguments)]
     pub fn repause(
         &mut self,
         token_hash: &str,
         state_sha256: String,
         state_bytes: i64,
         approval_ids: Vec<String>,
+        question_ids: Vec<String>,
         all_settled: bool,
         now: i64,
     ) -> Result<(), RunConflict> {
@@ -188,6 +192,7 @@ impl Run {
         self.state_sha256 = state_sha256;
         self.state_bytes = state_bytes;
         self.approval_ids = approval_ids;
+        self.question_ids = question_ids;
         self.lease_token_hash = None;
         self.lease_expires_at = None;
         self.pause_count += 1;
@@ -216,7 +221,7 @@ impl Run {
         Ok(())
     }
 
-    /// Every approval it waits on was settled: the run may be resumed.
+    /// Everything it waits on was settled: the run may be resumed.
     pub fn mark_ready(&mut self, now: i64) -> bool {
         if self.status == RunStatus::Waiting {
             self.status = RunStatus::Ready;
@@ -238,6 +243,7 @@ mod tests {
             agent: "a".into(),
             status,
             approval_ids: vec![],
+            question_ids: vec![],
             state_sha256: "00".into(),
             state_bytes: 1,
             metadata: None,
@@ -284,7 +290,7 @@ mod tests {
         ));
         assert!(r.mark_ready(2));
         r.claim("t".into(), 3, 5, |t| t.to_string()).unwrap();
-        r.repause("t", "11".into(), 2, vec!["x".into()], false, 4)
+        r.repause("t", "11".into(), 2, vec!["x".into()], vec![], false, 4)
             .unwrap();
         assert_eq!(r.status, RunStatus::Waiting);
         assert_eq!(r.pause_count, 2);

@@ -1,6 +1,7 @@
 //! Questions from agents end to end: the real binary over real HTTP, on
 //! SQLite and PostgreSQL: asked, waited for, answered (or refused), expired,
-//! audited. Also the policies' `reject_reasons` (checked at load).
+//! audited; durable runs paused on them. Also the policies' `reject_reasons`
+//! (checked at load).
 
 mod support;
 
@@ -313,4 +314,152 @@ fn policy_check_validates_reject_reasons() {
             "{settings}: {stderr}"
         );
     }
+}
+
+/// A durable run paused on a question (and an approval-free state): it
+/// waits until the question is settled, then is ready, with the audit
+/// showing the pause, the answer or expiry, and the readiness in order.
+async fn run_paused_on_question(e: &Env, id: &str) -> String {
+    let (status, run) = send_json(
+        e.http
+            .post(e.server.url("/api/v1/runs"))
+            .bearer_auth(&e.agent)
+            .json(&json!({"state": "{\"turn\": 3}", "approval_ids": [], "question_ids": [id]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    assert_eq!(run["status"], "waiting", "{run}");
+    assert_eq!(run["question_ids"], json!([id]));
+    let run_id = run["id"].as_str().expect("run id").to_owned();
+    // Not claimable while the question is pending.
+    let (status, p) = send_json(
+        e.http
+            .post(e.server.url(&format!("/api/v1/runs/{run_id}/claim")))
+            .bearer_auth(&e.agent),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert_detail_contains(&p, "questions to be answered");
+    run_id
+}
+
+/// The audit entries (type, data) about this run or question, in order.
+async fn run_audit(e: &Env, run_id: &str, question_id: &str) -> Vec<(String, Value)> {
+    let (status, page) = e
+        .get(&e.admin, "/api/v1/audit/entries?start=0&end=500")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| x["entry"].clone())
+        .filter(|x| x["data"]["run_id"] == run_id || x["data"]["question_id"] == question_id)
+        .map(|x| {
+            (
+                x["type"].as_str().unwrap_or("").to_owned(),
+                x["data"].clone(),
+            )
+        })
+        .collect()
+}
+
+async fn claim_sees_answer(e: &Env, run_id: &str, question_id: &str, status: &str) -> Value {
+    let (s, run) = e
+        .get(&e.agent, &format!("/api/v1/runs/{run_id}?wait=10"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{run}");
+    assert_eq!(run["status"], "ready", "{run}");
+    let (s, claim) = send_json(
+        e.http
+            .post(e.server.url(&format!("/api/v1/runs/{run_id}/claim")))
+            .bearer_auth(&e.agent),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{claim}");
+    assert_eq!(claim["questions"][0]["id"], question_id, "{claim}");
+    assert_eq!(claim["questions"][0]["status"], status, "{claim}");
+    claim
+}
+
+#[tokio::test]
+async fn a_run_paused_on_a_question_is_ready_once_it_is_answered() {
+    run_ready_once_answered(env_on(None).await).await;
+}
+
+#[tokio::test]
+async fn a_run_paused_on_a_question_is_ready_once_it_is_answered_on_postgres() {
+    let url = support::fresh_postgres_database().await;
+    run_ready_once_answered(env_on(Some(url)).await).await;
+}
+
+async fn run_ready_once_answered(e: Env) {
+    let (status, q) = e
+        .ask(json!({"text": "Card or credit?", "choices": ["card", "credit"], "policy": "support", "idempotency_key": "ask_human:call_1"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{q}");
+    let id = q["id"].as_str().expect("id").to_owned();
+    let run_id = run_paused_on_question(&e, &id).await;
+    // Another agent's question cannot be waited on.
+    let other = e.server.agent_key("other-bot");
+    let (status, p) = send_json(
+        e.http
+            .post(e.server.url("/api/v1/runs"))
+            .bearer_auth(&other)
+            .json(&json!({"state": "{}", "approval_ids": [], "question_ids": [id]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_detail_contains(&p, "question_ids");
+
+    let (status, a) = e.answer(&e.finance, &id, json!({"choice": "credit"})).await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    let claim = claim_sees_answer(&e, &run_id, &id, "answered").await;
+    assert_eq!(claim["questions"][0]["answer"]["choice"], "credit");
+
+    let kinds: Vec<_> = run_audit(&e, &run_id, &id).await;
+    let order: Vec<&str> = kinds.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "question.asked",
+            "run.paused",
+            "question.answered",
+            "run.ready",
+            "run.resumed"
+        ],
+        "{kinds:?}"
+    );
+    assert_eq!(kinds[1].1["question_ids"], json!([id]));
+    assert_eq!(kinds[3].1["question_ids"], json!([id]));
+}
+
+#[tokio::test]
+async fn a_run_paused_on_a_question_is_ready_once_it_expires() {
+    let e = env_on(None).await;
+    let (status, q) = e
+        .ask(json!({"text": "Anyone?", "policy": "support", "expires_in_seconds": 3}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{q}");
+    let id = q["id"].as_str().expect("id").to_owned();
+    let run_id = run_paused_on_question(&e, &id).await;
+    // Nobody answers: the expiry worker settles the question and readies the run.
+    let started = Instant::now();
+    let claim = claim_sees_answer(&e, &run_id, &id, "expired").await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(claim["questions"][0]["answer"].is_null(), "{claim}");
+    let kinds = run_audit(&e, &run_id, &id).await;
+    let order: Vec<&str> = kinds.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "question.asked",
+            "run.paused",
+            "question.expired",
+            "run.ready",
+            "run.resumed"
+        ],
+        "{kinds:?}"
+    );
+    assert_eq!(kinds[3].1["question_ids"], json!([id]));
 }

@@ -724,7 +724,7 @@ async fn webhooks_are_signed_and_retried_until_the_receiver_is_back_across_a_res
     let (ready_headers, ready) = by_type("run.ready");
     assert_eq!(
         ready["data"],
-        json!({"run_id": run_id, "agent": "hooked-bot", "approval_ids": [a]})
+        json!({"run_id": run_id, "agent": "hooked-bot", "approval_ids": [a], "question_ids": []})
     );
     assert!(ready["timestamp"].is_string());
     // The signature checks out with the agent's secret, and not with another.

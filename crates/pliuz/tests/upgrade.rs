@@ -95,6 +95,7 @@ async fn upgrades(database_url: String, before: Bookkeeping) {
             (72, "list_indexes"),
             (90, "email_reminders"),
             (100, "questions"),
+            (101, "run_questions"),
             (110, "admin_api")
         ]
     );

@@ -1,7 +1,7 @@
 """Durable runs: the ``/api/v1/runs`` resource (a paused agent run's stored state).
 
 A run holds an opaque serialized state (for the OpenAI Agents SDK, the
-``RunState.to_string()``), the approvals it waits on and a lease. The
+``RunState.to_string()``), the approvals and questions it waits on and a lease. The
 framework-level flow (pause, resume, worker) lives in
 :mod:`pliuz.adapters.openai_agents_durable`; this module is the typed API:
 
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ._client import AsyncPliuzClient, PliuzClient, _BaseClient
 from ._flow import Flow, parse, request
 from .errors import PliuzAPIError, PliuzError
-from .models import Approval
+from .models import Approval, Question
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -49,8 +49,9 @@ __all__ = [
 ]
 
 RunStatus = Literal["waiting", "ready", "running", "completed", "failed"]
-"""``waiting`` → ``ready`` (every approval settled) → ``running`` (leased) → ``completed``
-or ``failed`` (or ``waiting``/``ready`` again when it paused once more)."""
+"""``waiting`` → ``ready`` (every approval settled, every question answered or expired) →
+``running`` (leased) → ``completed`` or ``failed`` (or ``waiting``/``ready`` again when it
+paused once more)."""
 
 DEFAULT_LEASE_S = 300
 MAX_RUN_WAIT_S = 60
@@ -87,6 +88,7 @@ class Run(_Model):
     agent: str | None = None
     status: RunStatus
     approval_ids: list[str] = Field(default_factory=list)
+    question_ids: list[str] = Field(default_factory=list)
     state_sha256: str
     metadata: dict[str, Any] = Field(default_factory=dict)
     lease_expires_at: datetime | None = None
@@ -100,13 +102,15 @@ class RunList(_Model):
 
 
 class ClaimedRun(_Model):
-    """The answer to a claim: the run (``running``), its lease, its state and its approvals."""
+    """The answer to a claim: the run (``running``), its lease, its state, its approvals and
+    its questions (with their answers)."""
 
     run: Run
     lease_token: str
     state: str
     state_sha256: str
     approvals: list[Approval] = Field(default_factory=list)
+    questions: list[Question] = Field(default_factory=list)
 
 
 def state_sha256(state: str) -> str:
@@ -133,9 +137,14 @@ def _wait_params(wait: int | None) -> dict[str, Any]:
 
 
 def _create_body(
-    state: str, approval_ids: list[str], metadata: dict[str, Any] | None
+    state: str,
+    approval_ids: list[str],
+    metadata: dict[str, Any] | None,
+    question_ids: list[str] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"state": state, "approval_ids": approval_ids}
+    if question_ids:
+        body["question_ids"] = question_ids
     if metadata:
         body["metadata"] = metadata
     return body
@@ -177,9 +186,13 @@ class Completion(TypedDict, total=False):
 
 
 def _create(
-    cfg: _BaseClient, state: str, approval_ids: list[str], metadata: dict[str, Any] | None
+    cfg: _BaseClient,
+    state: str,
+    approval_ids: list[str],
+    metadata: dict[str, Any] | None,
+    question_ids: list[str] | None = None,
 ) -> Flow[Run]:
-    body = _create_body(state, approval_ids, metadata)
+    body = _create_body(state, approval_ids, metadata, question_ids)
     data = yield from request(cfg, "POST", "/runs", json=body, retry=False)
     return parse(Run, data)
 
@@ -228,9 +241,18 @@ def _heartbeat(cfg: _BaseClient, run_id: str, lease_token: str, lease_seconds: i
 
 
 def _pause(
-    cfg: _BaseClient, run_id: str, lease_token: str, state: str, approval_ids: list[str]
+    cfg: _BaseClient,
+    run_id: str,
+    lease_token: str,
+    state: str,
+    approval_ids: list[str],
+    question_ids: list[str] | None = None,
 ) -> Flow[Run]:
-    body = {"lease_token": lease_token, "state": state, "approval_ids": approval_ids}
+    body: dict[str, Any] = {
+        "lease_token": lease_token, "state": state, "approval_ids": approval_ids,
+    }  # fmt: skip
+    if question_ids:
+        body["question_ids"] = question_ids
     return _leased(cfg, "PUT", run_id, "", body, retry=False)
 
 
@@ -249,10 +271,17 @@ class AsyncRunsAPI:
         self.client = client
 
     async def create(
-        self, state: str, *, approval_ids: list[str], metadata: dict[str, Any] | None = None
+        self,
+        state: str,
+        *,
+        approval_ids: list[str],
+        metadata: dict[str, Any] | None = None,
+        question_ids: list[str] | None = None,
     ) -> Run:
-        """Store a paused run (``POST /api/v1/runs``)."""
-        return await self.client._drive(_create(self.client, state, approval_ids, metadata))
+        """Store a paused run (``POST /api/v1/runs``); it also waits on ``question_ids``."""
+        return await self.client._drive(
+            _create(self.client, state, approval_ids, metadata, question_ids)
+        )
 
     async def get(self, run_id: str, *, wait: int | None = None) -> Run:
         """Fetch a run; with ``wait`` (s) a ``waiting`` run is long-polled until ready."""
@@ -275,11 +304,17 @@ class AsyncRunsAPI:
         return await self.client._drive(_heartbeat(self.client, run_id, lease_token, lease_seconds))
 
     async def pause(
-        self, run_id: str, lease_token: str, state: str, *, approval_ids: list[str]
+        self,
+        run_id: str,
+        lease_token: str,
+        state: str,
+        *,
+        approval_ids: list[str],
+        question_ids: list[str] | None = None,
     ) -> Run:
         """Store the run's new state under the same id (it paused again); releases the lease."""
         return await self.client._drive(
-            _pause(self.client, run_id, lease_token, state, approval_ids)
+            _pause(self.client, run_id, lease_token, state, approval_ids, question_ids)
         )
 
     async def complete(
@@ -296,9 +331,14 @@ class RunsAPI:
         self.client = client
 
     def create(
-        self, state: str, *, approval_ids: list[str], metadata: dict[str, Any] | None = None
+        self,
+        state: str,
+        *,
+        approval_ids: list[str],
+        metadata: dict[str, Any] | None = None,
+        question_ids: list[str] | None = None,
     ) -> Run:
-        return self.client._drive(_create(self.client, state, approval_ids, metadata))
+        return self.client._drive(_create(self.client, state, approval_ids, metadata, question_ids))
 
     def get(self, run_id: str, *, wait: int | None = None) -> Run:
         return self.client._drive(_get(self.client, run_id, wait))
@@ -316,8 +356,18 @@ class RunsAPI:
     ) -> Run:
         return self.client._drive(_heartbeat(self.client, run_id, lease_token, lease_seconds))
 
-    def pause(self, run_id: str, lease_token: str, state: str, *, approval_ids: list[str]) -> Run:
-        return self.client._drive(_pause(self.client, run_id, lease_token, state, approval_ids))
+    def pause(
+        self,
+        run_id: str,
+        lease_token: str,
+        state: str,
+        *,
+        approval_ids: list[str],
+        question_ids: list[str] | None = None,
+    ) -> Run:
+        return self.client._drive(
+            _pause(self.client, run_id, lease_token, state, approval_ids, question_ids)
+        )
 
     def complete(self, run_id: str, lease_token: str, **completion: Unpack[Completion]) -> Run:
         return self.client._drive(_complete(self.client, run_id, lease_token, completion))

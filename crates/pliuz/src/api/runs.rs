@@ -2,6 +2,7 @@
 //! only; an agent sees and claims only its own runs (others' are 404).
 
 use super::approvals::{ApprovalView, MAX_WAIT_SECS};
+use super::questions::QuestionView;
 use super::Route;
 use crate::auth::Principal;
 use crate::http::error::Problem;
@@ -38,6 +39,8 @@ pub struct RunView {
     /// expired); the run may be claimed.
     pub status: RunStatus,
     pub approval_ids: Vec<String>,
+    /// Questions the run waits on too (answered or expired before it is ready).
+    pub question_ids: Vec<String>,
     /// SHA-256 (hex) of the stored state, as in the audit log.
     pub state_sha256: String,
     #[schema(value_type = Object)]
@@ -65,6 +68,7 @@ impl RunView {
             id: r.id,
             agent: r.agent,
             approval_ids: r.approval_ids,
+            question_ids: r.question_ids,
             state_sha256: r.state_sha256,
             metadata: r.metadata.unwrap_or_else(|| json!({})),
             created_at: format_time(r.created_at),
@@ -134,27 +138,25 @@ async fn state_body<T: DeserializeOwned>(state: &AppState, req: Request) -> Resu
     Ok(v)
 }
 
-fn check_approval_ids(errors: &mut Vec<FieldError>, ids: &[String]) {
+/// `approval_ids` or `question_ids` (the same limits).
+fn check_ids(errors: &mut Vec<FieldError>, field: &str, ids: &[String]) {
     if ids.len() > MAX_APPROVAL_IDS {
         errors.push(FieldError::new(
-            "approval_ids",
-            format!("at most {MAX_APPROVAL_IDS} approvals per run"),
+            field,
+            format!("at most {MAX_APPROVAL_IDS} ids per run"),
         ));
     }
     let mut seen = std::collections::HashSet::new();
     for id in ids {
         if id.trim().is_empty() || id.len() > 200 {
             errors.push(FieldError::new(
-                "approval_ids",
+                field,
                 "each id must be a non-empty string of at most 200 characters",
             ));
             break;
         }
         if !seen.insert(id) {
-            errors.push(FieldError::new(
-                "approval_ids",
-                format!("'{id}' is listed twice"),
-            ));
+            errors.push(FieldError::new(field, format!("'{id}' is listed twice")));
             break;
         }
     }
@@ -194,7 +196,7 @@ fn done(errors: Vec<FieldError>) -> Result<(), Problem> {
     }
 }
 
-// The schema limits mirror `check_approval_ids` and `check_metadata`.
+// The schema limits mirror `check_ids` and `check_metadata`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = NewRun)]
 #[serde(deny_unknown_fields)]
@@ -204,6 +206,10 @@ pub struct CreateBody {
     state: String,
     #[schema(max_items = 100)]
     approval_ids: Vec<String>,
+    /// Questions (`POST /api/v1/questions`) the run waits on as well.
+    #[schema(max_items = 100)]
+    #[serde(default)]
+    question_ids: Vec<String>,
     /// Small JSON object (at most 16 KiB).
     metadata: Option<Map<String, Value>>,
 }
@@ -227,7 +233,8 @@ pub async fn create(
     let agent = agent_of(&principal)?.to_owned();
     let body: CreateBody = state_body(&state, req).await?;
     let mut errors = Vec::new();
-    check_approval_ids(&mut errors, &body.approval_ids);
+    check_ids(&mut errors, "approval_ids", &body.approval_ids);
+    check_ids(&mut errors, "question_ids", &body.question_ids);
     check_metadata(&mut errors, &body.metadata);
     done(errors)?;
     let run = state
@@ -237,6 +244,7 @@ pub async fn create(
             NewRunState {
                 state: body.state,
                 approval_ids: body.approval_ids,
+                question_ids: body.question_ids,
                 metadata: body.metadata.map(Value::Object),
             },
         )
@@ -402,6 +410,8 @@ pub struct ClaimView {
     state: String,
     state_sha256: String,
     approvals: Vec<ApprovalView>,
+    /// The run's questions, with their answers.
+    questions: Vec<QuestionView>,
 }
 
 #[utoipa::path(
@@ -443,6 +453,11 @@ pub async fn claim(
             .approvals
             .into_iter()
             .map(|a| ApprovalView::new(a, false))
+            .collect(),
+        questions: c
+            .questions
+            .into_iter()
+            .map(|q| QuestionView::new(q, false))
             .collect(),
     }))
 }
@@ -493,6 +508,10 @@ pub struct RepauseBody {
     state: String,
     #[schema(max_items = 100)]
     approval_ids: Vec<String>,
+    /// Questions (`POST /api/v1/questions`) the run waits on as well.
+    #[schema(max_items = 100)]
+    #[serde(default)]
+    question_ids: Vec<String>,
     /// Small JSON object (at most 16 KiB).
     metadata: Option<Map<String, Value>>,
 }
@@ -517,7 +536,8 @@ pub async fn repause(
     let agent = agent_of(&principal)?.to_owned();
     let body: RepauseBody = state_body(&state, req).await?;
     let mut errors = Vec::new();
-    check_approval_ids(&mut errors, &body.approval_ids);
+    check_ids(&mut errors, "approval_ids", &body.approval_ids);
+    check_ids(&mut errors, "question_ids", &body.question_ids);
     check_metadata(&mut errors, &body.metadata);
     done(errors)?;
     let run = state
@@ -529,6 +549,7 @@ pub async fn repause(
             NewRunState {
                 state: body.state,
                 approval_ids: body.approval_ids,
+                question_ids: body.question_ids,
                 metadata: body.metadata.map(Value::Object),
             },
         )

@@ -289,8 +289,13 @@ impl ControlPlane {
         }
         tx.audit(actor, None, event).await?;
         self.queue_question_notifications(&mut tx, q, false).await?;
+        // A durable run paused on this question may be resumed now.
+        let run_changed = self.on_question_change(&mut tx, q).await?;
         tx.commit().await?;
         self.notifier.question_changed(&q.id);
+        if run_changed {
+            self.notifier.runs_changed(Some(&q.agent));
+        }
         self.notifier.outbox.notify_one();
         Ok(())
     }

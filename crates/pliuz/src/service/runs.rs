@@ -1,6 +1,7 @@
 //! Durable runs: an agent stores its paused execution (an opaque serialized
-//! state, sealed with the data encryption key) with the approvals it waits
-//! on; the run becomes `ready` when they are all settled; a worker claims it
+//! state, sealed with the data encryption key) with the approvals and
+//! questions it waits on; the run becomes `ready` when the approvals are all
+//! settled and the questions answered or expired; a worker claims it
 //! with a lease, resumes it, and pauses it again or completes it.
 //!
 //! Every change is one [`WriteTx`] with its audit entry: `run.paused`,
@@ -53,6 +54,7 @@ pub type Result<T> = std::result::Result<T, RunsError>;
 pub struct NewRunState {
     pub state: String,
     pub approval_ids: Vec<String>,
+    pub question_ids: Vec<String>,
     pub metadata: Option<Value>,
 }
 
@@ -63,6 +65,7 @@ pub struct Claimed {
     pub lease_token: String,
     pub state: String,
     pub approvals: Vec<Approval>,
+    pub questions: Vec<crate::question::Question>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -128,6 +131,22 @@ impl ControlPlane {
         }
     }
 
+    /// The questions must exist and belong to this agent.
+    async fn check_questions(&self, tx: &mut WriteTx, agent: &str, ids: &[String]) -> Result<()> {
+        let foreign = tx.foreign_questions(agent, ids).await?;
+        if foreign.is_empty() {
+            Ok(())
+        } else {
+            Err(RunsError::Validation(vec![FieldError::new(
+                "question_ids",
+                format!(
+                    "no question of agent '{agent}' with id {}; pass the ids of this agent's own questions",
+                    foreign.join(", ")
+                ),
+            )]))
+        }
+    }
+
     /// Loads a run of `agent` inside a transaction (others' runs are "not found").
     async fn run_of(&self, tx: &mut WriteTx, agent: &str, id: &str) -> Result<Run> {
         match tx.get_run(id).await? {
@@ -156,11 +175,14 @@ impl ControlPlane {
         let mut tx = self.store.begin_write().await?;
         self.check_approvals(&mut tx, agent, &input.approval_ids)
             .await?;
+        self.check_questions(&mut tx, agent, &input.question_ids)
+            .await?;
         let mut run = Run {
             id,
             agent: agent.to_owned(),
             status: RunStatus::Waiting,
             approval_ids: input.approval_ids,
+            question_ids: input.question_ids,
             state_sha256: sha,
             state_bytes: i64::try_from(input.state.len()).unwrap_or(i64::MAX),
             metadata: input.metadata,
@@ -174,7 +196,7 @@ impl ControlPlane {
         };
         tx.insert_run(&run, &sealed).await?;
         self.audit_paused(&mut tx, &run).await?;
-        if tx.pending_approvals_of(&run.id).await? == 0 {
+        if tx.pending_of_run(&run.id).await? == 0 {
             self.make_ready(&mut tx, &mut run, now).await?;
         }
         self.commit_run_change(tx, agent).await?;
@@ -188,13 +210,14 @@ impl ControlPlane {
             state_bytes: run.state_bytes,
             approval_ids: run.approval_ids.clone(),
             pause_count: run.pause_count,
+            question_ids: run.question_ids.clone(),
         };
         tx.audit(Actor::Agent(run.agent.clone()), None, paused)
             .await?;
         Ok(())
     }
 
-    /// Every approval is settled: mark the run ready, audit it, queue its webhook.
+    /// Everything it waits on is settled: mark the run ready, audit it, queue its webhook.
     async fn make_ready(&self, tx: &mut WriteTx, run: &mut Run, now: i64) -> Result<()> {
         let prev = run.clone();
         if !run.mark_ready(now) {
@@ -205,6 +228,7 @@ impl ControlPlane {
             run_id: run.id.clone(),
             approval_ids: run.approval_ids.clone(),
             state_sha256: run.state_sha256.clone(),
+            question_ids: run.question_ids.clone(),
         };
         tx.audit(Actor::System, None, ready).await?;
         crate::service::webhooks::enqueue(
@@ -213,7 +237,7 @@ impl ControlPlane {
             "run.ready",
             None,
             &format!("run.ready:{}:{}", run.id, run.pause_count),
-            json!({"run_id": run.id, "agent": run.agent, "approval_ids": run.approval_ids}),
+            json!({"run_id": run.id, "agent": run.agent, "approval_ids": run.approval_ids, "question_ids": run.question_ids}),
         )
         .await?;
         Ok(())
@@ -231,20 +255,7 @@ impl ControlPlane {
             return Ok(false);
         }
         let runs = tx.runs_with_approval(&a.id).await?;
-        let now = crate::store::now_millis();
-        let mut changed = false;
-        for (run_id, status) in &runs {
-            if status != RunStatus::Waiting.as_str() || tx.pending_approvals_of(run_id).await? > 0 {
-                continue;
-            }
-            if let Some(mut run) = tx.get_run(run_id).await? {
-                match self.make_ready(tx, &mut run, now).await {
-                    Ok(()) => changed = true,
-                    Err(RunsError::Service(ServiceError::Store(e))) => return Err(e),
-                    Err(e) => return Err(StoreError::Corrupt(e.to_string())),
-                }
-            }
-        }
+        let changed = self.ready_if_settled(tx, &runs).await?;
         let status = a.settlement.as_ref().map(|s| s.status).unwrap_or(a.status);
         crate::service::webhooks::enqueue(
             tx,
@@ -257,6 +268,48 @@ impl ControlPlane {
         .await?;
         if changed {
             tx.notify_run_change(&a.agent).await?;
+        }
+        Ok(changed)
+    }
+
+    /// Of these runs (id, status), those waiting on nothing pending any
+    /// more become ready. Returns whether one did.
+    async fn ready_if_settled(
+        &self,
+        tx: &mut WriteTx,
+        runs: &[(String, String)],
+    ) -> std::result::Result<bool, StoreError> {
+        let now = crate::store::now_millis();
+        let mut changed = false;
+        for (run_id, status) in runs {
+            if status != RunStatus::Waiting.as_str() || tx.pending_of_run(run_id).await? > 0 {
+                continue;
+            }
+            if let Some(mut run) = tx.get_run(run_id).await? {
+                match self.make_ready(tx, &mut run, now).await {
+                    Ok(()) => changed = true,
+                    Err(RunsError::Service(ServiceError::Store(e))) => return Err(e),
+                    Err(e) => return Err(StoreError::Corrupt(e.to_string())),
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Part of a question's answer or expiry transaction: runs waiting on
+    /// it may become ready (the same check a decided approval triggers).
+    pub(crate) async fn on_question_change(
+        &self,
+        tx: &mut WriteTx,
+        q: &crate::question::Question,
+    ) -> std::result::Result<bool, StoreError> {
+        if q.status == crate::question::QuestionStatus::Pending {
+            return Ok(false);
+        }
+        let runs = tx.runs_with_question(&q.id).await?;
+        let changed = self.ready_if_settled(tx, &runs).await?;
+        if changed {
+            tx.notify_run_change(&q.agent).await?;
         }
         Ok(changed)
     }
@@ -305,6 +358,12 @@ impl ControlPlane {
                 approvals.push(a);
             }
         }
+        let mut questions = Vec::with_capacity(run.question_ids.len());
+        for qid in &run.question_ids {
+            if let Some(q) = tx.get_question(qid).await? {
+                questions.push(q);
+            }
+        }
         tx.update_run(&run, &prev).await.map_err(|e| match e {
             // Its holder extended the lease at this very moment.
             StoreError::Conflict => RunsError::Conflict(RunConflict::Claimed {
@@ -327,6 +386,7 @@ impl ControlPlane {
             lease_token: token,
             state,
             approvals,
+            questions,
         })
     }
 
@@ -373,11 +433,14 @@ impl ControlPlane {
         run.check_lease(&hash)?;
         self.check_approvals(&mut tx, agent, &input.approval_ids)
             .await?;
+        self.check_questions(&mut tx, agent, &input.question_ids)
+            .await?;
         run.repause(
             &hash,
             sha,
             i64::try_from(input.state.len()).unwrap_or(i64::MAX),
             input.approval_ids,
+            input.question_ids,
             false,
             now,
         )?;
@@ -386,9 +449,10 @@ impl ControlPlane {
         }
         tx.update_run(&run, &prev).await.map_err(concurrent)?;
         tx.set_run_approvals(id, &run.approval_ids).await?;
+        tx.set_run_questions(id, &run.question_ids).await?;
         tx.set_run_state(id, Some(&sealed)).await?;
         self.audit_paused(&mut tx, &run).await?;
-        if tx.pending_approvals_of(id).await? == 0 {
+        if tx.pending_of_run(id).await? == 0 {
             self.make_ready(&mut tx, &mut run, now).await?;
         }
         self.commit_run_change(tx, agent).await?;

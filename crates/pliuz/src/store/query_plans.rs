@@ -19,7 +19,7 @@ use super::principals::USER_TOKENS_SQL;
 use super::questions::{pending_statement, DUE_QUESTIONS_SQL, NEXT_QUESTION_EXPIRY_SQL};
 use super::runs::{
     list_runs_statement, DUE_WEBHOOKS_SQL, NEXT_WEBHOOK_DUE_SQL, RUNS_WITH_APPROVAL_SQL,
-    WEBHOOK_KIND,
+    RUNS_WITH_QUESTION_SQL, WEBHOOK_KIND,
 };
 use super::sessions::PURGE_SESSIONS_SQL;
 use super::slack::{GAVE_UP_AT, MESSAGES_FOR_SQL, PENDING_POSTS_SQL};
@@ -195,6 +195,7 @@ fn catalogue() -> Vec<Checked> {
         ("e-mail recipients of a request", RECIPIENTS_OF_SQL),
         ("Slack messages of a request", MESSAGES_FOR_SQL),
         ("runs with an approval", RUNS_WITH_APPROVAL_SQL),
+        ("runs waiting on a question", RUNS_WITH_QUESTION_SQL),
         ("a user's tokens", USER_TOKENS_SQL),
     ] {
         out.push(fixed(name, sql, vec!["0190aaaa".into()]));
@@ -285,7 +286,8 @@ async fn load_sample(store: &Store) {
            'q', '[]', 1, 'd', \
            CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'answered' END, \
            i, i + 1000, 1 \
-         FROM n"
+         FROM n; \
+         INSERT INTO run_questions (run_id, question_id, position) SELECT id, id, 0 FROM questions"
     );
     for sql in [sql, runs, questions] {
         sqlx::raw_sql(&sql)

@@ -20,7 +20,10 @@ pub const GAVE_UP_AT: i64 = i64::MAX;
 
 const RUN_COLS: &str = "id, agent, status, state_sha256, state_bytes, metadata, lease_token_hash, lease_expires_at, pause_count, output_sha256, error, created_at, updated_at";
 
-fn run_from_row(r: &AnyRow, approval_ids: Vec<String>) -> Result<Run> {
+fn run_from_row(
+    r: &AnyRow,
+    (approval_ids, question_ids): (Vec<String>, Vec<String>),
+) -> Result<Run> {
     let status: String = col(r, "status")?;
     Ok(Run {
         id: col(r, "id")?,
@@ -28,6 +31,7 @@ fn run_from_row(r: &AnyRow, approval_ids: Vec<String>) -> Result<Run> {
         status: RunStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("run status {status}")))?,
         approval_ids,
+        question_ids,
         state_sha256: col(r, "state_sha256")?,
         state_bytes: col(r, "state_bytes")?,
         metadata: json_col(r, "metadata")?,
@@ -79,14 +83,31 @@ pub(crate) const DUE_WEBHOOKS_SQL: &str = concat!(
 );
 pub(crate) const NEXT_WEBHOOK_DUE_SQL: &str = "SELECT MIN(next_attempt_at) FROM outbox WHERE kind = $1 AND delivered_at IS NULL AND next_attempt_at < $2";
 
-async fn approval_ids_of(conn: &mut sqlx::AnyConnection, run_id: &str) -> Result<Vec<String>> {
+/// A run's approvals and questions (migration 101), each in their order.
+async fn approval_ids_of(
+    conn: &mut sqlx::AnyConnection,
+    run_id: &str,
+) -> Result<(Vec<String>, Vec<String>)> {
     let q = "SELECT approval_id FROM run_approvals WHERE run_id = $1 ORDER BY position";
-    Ok(sqlx::query_scalar(q).bind(run_id).fetch_all(conn).await?)
+    let approvals = sqlx::query_scalar(q)
+        .bind(run_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let q = "SELECT question_id FROM run_questions WHERE run_id = $1 ORDER BY position";
+    let questions = sqlx::query_scalar(q)
+        .bind(run_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok((approvals, questions))
 }
 
 /// Runs that include an approval, newest first.
 pub(crate) const RUNS_WITH_APPROVAL_SQL: &str =
     "SELECT r.id, r.status FROM run_approvals ra JOIN runs r ON r.id = ra.run_id WHERE ra.approval_id = $1 ORDER BY r.created_at DESC, r.id DESC";
+
+/// Runs that wait on a question, newest first.
+pub(crate) const RUNS_WITH_QUESTION_SQL: &str =
+    "SELECT r.id, r.status FROM run_questions rq JOIN runs r ON r.id = rq.run_id WHERE rq.question_id = $1 ORDER BY r.created_at DESC, r.id DESC";
 
 /// Binds the columns a run's life changes, `status` to `error`, in the order
 /// both the insert and the update use.
@@ -115,6 +136,7 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         self.set_run_approvals(&run.id, &run.approval_ids).await?;
+        self.set_run_questions(&run.id, &run.question_ids).await?;
         self.set_run_state(&run.id, Some(sealed_state)).await
     }
 
@@ -142,6 +164,21 @@ impl WriteTx {
         let q = "DELETE FROM run_approvals WHERE run_id = $1";
         sqlx::query(q).bind(run_id).execute(&mut *self.tx).await?;
         let q = "INSERT INTO run_approvals (run_id, approval_id, position) VALUES ($1, $2, $3)";
+        for (i, id) in ids.iter().enumerate() {
+            sqlx::query(q)
+                .bind(run_id)
+                .bind(id)
+                .bind(i64::try_from(i).unwrap_or(i64::MAX))
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn set_run_questions(&mut self, run_id: &str, ids: &[String]) -> Result<()> {
+        let q = "DELETE FROM run_questions WHERE run_id = $1";
+        sqlx::query(q).bind(run_id).execute(&mut *self.tx).await?;
+        let q = "INSERT INTO run_questions (run_id, question_id, position) VALUES ($1, $2, $3)";
         for (i, id) in ids.iter().enumerate() {
             sqlx::query(q)
                 .bind(run_id)
@@ -204,6 +241,44 @@ impl WriteTx {
             }
         }
         Ok(missing)
+    }
+
+    /// Of `ids`, those that are not questions of `agent`.
+    pub async fn foreign_questions(&mut self, agent: &str, ids: &[String]) -> Result<Vec<String>> {
+        let q = "SELECT COUNT(*) FROM questions WHERE id = $1 AND agent = $2";
+        let mut missing = Vec::new();
+        for id in ids {
+            let n: i64 = sqlx::query_scalar(q)
+                .bind(id)
+                .bind(agent)
+                .fetch_one(&mut *self.tx)
+                .await?;
+            if n == 0 {
+                missing.push(id.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    /// How many of `run_id`'s approvals and questions are still pending.
+    pub async fn pending_of_run(&mut self, run_id: &str) -> Result<i64> {
+        let q = "SELECT COUNT(*) FROM run_questions rq JOIN questions q ON q.id = rq.question_id WHERE rq.run_id = $1 AND q.status = 'pending'";
+        let questions: i64 = sqlx::query_scalar(q)
+            .bind(run_id)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(self.pending_approvals_of(run_id).await? + questions)
+    }
+
+    /// Runs that wait on this question, newest first (with their status).
+    pub async fn runs_with_question(&mut self, question_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(RUNS_WITH_QUESTION_SQL)
+            .bind(question_id)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((col(r, "id")?, col(r, "status")?)))
+            .collect()
     }
 
     /// How many of `run_id`'s approvals are still pending.

@@ -143,6 +143,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: None,
         postgres: None,
     },
+    // Durable runs paused on questions (crate::store::runs).
+    Migration {
+        version: 101,
+        name: "run_questions",
+        common: part!("common", "0101_run_questions"),
+        sqlite: None,
+        postgres: None,
+    },
     // The management API: one user's tokens listed; policies kept in the
     // database (`policy_source = "database"`, crate::store::policies).
     Migration {

@@ -1,6 +1,6 @@
 """What the ready-made "ask a human" tools share (private): their description,
-the call itself (async and blocking), and what the model is told when nobody
-answered."""
+the call itself (async and blocking), what the model is told when nobody
+answered, and the durable mode's question (asked once per call, the run pauses)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .._client import AsyncPliuzClient
 from .._questions import ChoiceLike
 from .._shared import blocking_twin, shared_async_client, shared_client
 from ..errors import PliuzError, PliuzQuestionExpiredError, PliuzTimeoutError
-from ..models import Answer
+from ..models import Answer, Question
 from ..questions import ask_human, ask_human_async
 
 log = logging.getLogger("pliuz")
@@ -38,6 +38,55 @@ def _unanswered(exc: PliuzError) -> str:
 def _told(answer: Answer) -> str:
     by = (answer.answered_by or "a person").removeprefix("user:")
     return f"{by} answered: {answer.as_text}"
+
+
+#: Idempotency keys of questions asked by durable runs end with ``:<call id>``.
+DURABLE_KEY_PREFIX = "ask_human:"
+
+
+def durable_key(session: str | None, call_id: str) -> str:
+    """The question's idempotency key for one tool call of a durable run.
+
+    Asking again for the same call (a replayed ``needs_approval`` check, a retried
+    pause) returns the same question instead of asking twice.
+    """
+    return f"{DURABLE_KEY_PREFIX}{session or ''}:{call_id}"
+
+
+def call_id_of(question: Question) -> str | None:
+    """The tool call a durable run's question was asked for, if it is one."""
+    key = question.idempotency_key
+    if not key or not key.startswith(DURABLE_KEY_PREFIX):
+        return None
+    return key.rsplit(":", 1)[-1] or None
+
+
+def told_for(question: Question) -> str:
+    """What the model is told about a settled question (durable mode's resumed call)."""
+    if question.status == "answered" and question.answer is not None:
+        return _told(question.answer)
+    if question.status == "expired":
+        return "Nobody answered the question in time. Do not assume an answer."
+    return "No answer yet. Do not assume an answer."
+
+
+async def ask_durable(
+    client: AsyncPliuzClient,
+    question: str,
+    choices: Sequence[ChoiceLike] | None,
+    *,
+    key: str,
+    policy: str | None,
+    allow_free_text: bool | None,
+) -> Question:
+    """Open (or find again, by ``key``) the question without waiting for its answer."""
+    return await client.ask_question(
+        question,
+        choices=list(choices) if choices else None,
+        allow_free_text=allow_free_text,
+        policy=policy,
+        idempotency_key=key,
+    )
 
 
 async def ask_for_tool(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._client import AsyncPliuzClient
-from ..models import Approval
+from ..models import Approval, Question
 
 
 @dataclass
@@ -32,6 +32,11 @@ class DurableScope:
     created: dict[str, Approval] = field(default_factory=dict)
     #: call id -> why its request could not be created (the call pauses anyway; fail closed).
     failures: dict[str, BaseException] = field(default_factory=dict)
+
+    #: call id -> the question an ``ask_human_tool`` call asked (the run pauses on it).
+    asked: dict[str, Question] = field(default_factory=dict)
+    #: call id -> the settled (answered or expired) question a resumed ask call paused on.
+    answers: dict[str, Question] = field(default_factory=dict)
 
     def record(self, call_id: str, approval: Approval) -> None:
         self.created[call_id] = approval

@@ -449,16 +449,67 @@ def ask_human_tool(
     ::
 
         agent = Agent(name="Support", tools=[ask_human_tool(policy="support")])
+
+    Under :class:`Runs` (durable mode) the call does not wait: it asks the
+    question once (keyed by the session and call id) and the run pauses on it
+    like on an approval; the resumed call returns the stored answer, or that
+    nobody answered, without asking again.
     """
     from agents import function_tool
 
-    from ._ask_human import DEFAULT_DESCRIPTION, ask_for_tool
+    from ._ask_human import (
+        DEFAULT_DESCRIPTION,
+        ask_durable,
+        ask_for_tool,
+        durable_key,
+        told_for,
+    )
 
-    async def ask_human(question: str, choices: list[str] | None = None) -> str:
-        return await ask_for_tool(
-            question, choices, policy=policy, client=client, timeout=timeout,
-            allow_free_text=allow_free_text,
-        )  # fmt: skip
+    async def ask_human(
+        ctx: ToolContext[Any], question: str, choices: list[str] | None = None
+    ) -> str:
+        scope = current_scope()
+        if scope is None:
+            return await ask_for_tool(
+                question, choices, policy=policy, client=client, timeout=timeout,
+                allow_free_text=allow_free_text,
+            )  # fmt: skip
+        call_id = getattr(ctx, "tool_call_id", None)
+        settled = scope.answers.get(call_id) if isinstance(call_id, str) else None
+        if settled is None:  # the check below paused every unanswered call: never wait here
+            return "The question has no stored answer for this call. Do not assume an answer."
+        return told_for(settled)
+
+    async def pause_on_question(
+        ctx: RunContextWrapper[Any], params: dict[str, Any], call_id: str
+    ) -> bool:
+        """Durable mode: ask once and pause the run until the question is settled."""
+        scope = current_scope()
+        if scope is None:
+            return False
+        if call_id in scope.answers:
+            return False  # resumed: the body returns the stored answer
+        question = params.get("question")
+        choices = params.get("choices")
+        try:
+            if not isinstance(question, str):
+                raise PliuzError("the model's call has no question text")
+            asked = await ask_durable(
+                client or scope.client,
+                question,
+                choices if isinstance(choices, list) else None,
+                key=durable_key(_session_from_context(ctx), call_id),
+                policy=policy,
+                allow_free_text=allow_free_text,
+            )
+        except BaseException as exc:
+            scope.failures[call_id] = exc  # the run is not stored without its question
+            raise
+        if asked.status != "pending":  # a replay of a settled question: answer at once
+            scope.answers[call_id] = asked
+            return False
+        scope.asked[call_id] = asked
+        return True
 
     tool = function_tool(
         ask_human,
@@ -466,4 +517,14 @@ def ask_human_tool(
         description_override=description or DEFAULT_DESCRIPTION,
         use_docstring_info=False,
     )
-    return tool
+    original = tool.on_invoke_tool
+
+    async def invoke(ctx: ToolContext[Any], input: str) -> Any:
+        return await original(ctx, input)
+
+    # A plain invoker: the SDK would otherwise pre-validate the arguments and, when
+    # that fills in a default (no `choices`), ask for approval without our check.
+    init = {f.name: getattr(tool, f.name) for f in dataclasses.fields(tool) if f.init}
+    wrapped = _GatedFunctionTool(**{**init, "on_invoke_tool": invoke})
+    wrapped.__dict__["_pliuz_durable_check"] = pause_on_question
+    return wrapped

@@ -25,6 +25,11 @@ reason or why it did not run — and continues with ``Runner.run(agent, state)``
 Approved calls run through the same gate as the blocking mode, so edits run
 with the approved ``final_args`` (redacted values restored) and a call that was
 already executed is never run again.
+
+An ``ask_human_tool`` call pauses the run the same way: it asks its question
+once (no waiting in the call), the run is stored with the question's id and
+becomes ready when the question is answered or expires; the resumed call
+returns the stored answer (or that nobody answered) without asking again.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from .._client import AsyncPliuzClient
 from .._gate import raise_for_outcome
 from .._shared import shared_async_client
 from ..errors import PliuzConflictError, PliuzDecisionError, PliuzError
-from ..models import Approval
+from ..models import Approval, Question
 from ..runs import (
     DEFAULT_LEASE_S,
     MAX_RUN_WAIT_S,
@@ -58,6 +63,7 @@ from ..runs import (
     PliuzRunError,
     Run,
 )
+from ._ask_human import call_id_of
 from ._common import message_for, not_run
 from ._durable_scope import DurableScope, durable_scope
 
@@ -87,6 +93,7 @@ class RunsResult:
     without pausing); ``status`` is the run's status after this call
     (``"waiting"``/``"ready"`` when paused, ``"completed"``, or ``"finished"``
     for a run that never paused); ``approvals`` are the requests it waits on;
+    ``questions`` the questions (``ask_human_tool`` calls) it waits on;
     ``final_output`` is set once the agent finished; ``result`` is the SDK's
     :class:`~agents.result.RunResult` of this call (``None`` if nothing ran).
     """
@@ -97,6 +104,7 @@ class RunsResult:
     final_output: Any = None
     result: RunResult | None = None
     run: Run | None = None
+    questions: list[Question] = field(default_factory=list)
 
     @property
     def paused(self) -> bool:
@@ -205,7 +213,7 @@ class Runs:
             if state is None:
                 return RunsResult(None, "finished", final_output=result.final_output, result=result)
             try:
-                approvals = _approvals_for(waiting, scope, {})
+                approvals, questions = _approvals_for(waiting, scope, {})
                 meta = {**(metadata or {}), AGENT_METADATA_KEY: agent.name}
                 session = _group_id(config)
                 if session is not None:
@@ -214,12 +222,19 @@ class Runs:
                     state.to_string(),
                     approval_ids=[a.id for a in approvals],
                     metadata=meta,
+                    question_ids=[q.id for q in questions],
                 )
             except BaseException:
                 await _cancel_created(client, scope, "the paused run could not be stored")
                 raise
-            log.info("pliuz: run %s paused on %d approval(s)", run.id, len(approvals))
-            return RunsResult(run.id, run.status, approvals=approvals, result=result, run=run)
+            log.info(
+                "pliuz: run %s paused on %d approval(s) and %d question(s)",
+                run.id, len(approvals), len(questions),
+            )  # fmt: skip
+            return RunsResult(
+                run.id, run.status, approvals=approvals, result=result, run=run,
+                questions=questions,
+            )  # fmt: skip
 
     # -- resume ---------------------------------------------------------------
 
@@ -273,6 +288,8 @@ class Runs:
     ) -> RunsResult:
         run_id, token = claimed.run.id, claimed.lease_token
         by_call = {a.call_id: a for a in claimed.approvals if a.call_id}
+        # Settled questions of ask_human_tool calls: the resumed call returns the answer.
+        answers = {c: q for q in claimed.questions if (c := call_id_of(q)) is not None}
         try:
             state = await RunState.from_string(agent, claimed.state)
             for item in state.get_interruptions():
@@ -281,6 +298,9 @@ class Runs:
                     state.reject(item, rejection_message=unreadable)
                     continue
                 call_id = _call_id(item)
+                if call_id is not None and call_id in answers:
+                    state.approve(item)  # the tool body answers from the scope, never asks
+                    continue
                 approval = by_call.get(call_id) if call_id else None
                 if approval is None:
                     raise PliuzRunError(
@@ -312,6 +332,7 @@ class Runs:
             run_config=config,
             session_id=stored_session if isinstance(stored_session, str) else None,
             decided=dict(by_call),
+            answers=answers,
         )
 
         async def run_once(given: Any) -> RunResult:
@@ -326,16 +347,23 @@ class Runs:
             raise
         if paused is not None:
             try:
-                approvals = _approvals_for(waiting, scope, by_call)
+                approvals, questions = _approvals_for(waiting, scope, by_call)
                 run = await api.pause(
                     run_id, token, paused.to_string(),
                     approval_ids=[a.id for a in approvals],
+                    question_ids=[q.id for q in questions],
                 )  # fmt: skip
             except BaseException:
                 await _cancel_created(client, scope, "the paused run could not be stored")
                 raise
-            log.info("pliuz: run %s paused again on %d approval(s)", run_id, len(approvals))
-            return RunsResult(run_id, run.status, approvals=approvals, result=result, run=run)
+            log.info(
+                "pliuz: run %s paused again on %d approval(s) and %d question(s)",
+                run_id, len(approvals), len(questions),
+            )  # fmt: skip
+            return RunsResult(
+                run_id, run.status, approvals=approvals, result=result, run=run,
+                questions=questions,
+            )  # fmt: skip
         run = await api.complete(run_id, token, output_sha256=_output_sha256(result.final_output))
         log.info("pliuz: run %s completed", run_id)
         return RunsResult(
@@ -575,12 +603,20 @@ def _approvals_for(
     interruptions: Sequence[ToolApprovalItem],
     scope: DurableScope,
     earlier: dict[str, Approval],
-) -> list[Approval]:
-    """The Pliuz request of every interruption; fail closed if one has none."""
+) -> tuple[list[Approval], list[Question]]:
+    """The Pliuz request (or, for an ``ask_human_tool`` call, the question) of every
+    interruption; fail closed if one has neither."""
     out: list[Approval] = []
+    questions: list[Question] = []
     seen: set[str] = set()
     for item in interruptions:
         call_id = _call_id(item)
+        question = scope.asked.get(call_id) if call_id is not None else None
+        if question is not None:
+            if question.id not in seen:
+                seen.add(question.id)
+                questions.append(question)
+            continue
         approval = None
         if call_id is not None:
             approval = scope.created.get(call_id) or earlier.get(call_id)
@@ -598,7 +634,7 @@ def _approvals_for(
         if approval.id not in seen:
             seen.add(approval.id)
             out.append(approval)
-    return out
+    return out, questions
 
 
 def _raise_request_failure(scope: DurableScope, exc: BaseException, run_id: str | None) -> None:
@@ -627,7 +663,7 @@ async def _release(api: AsyncRunsAPI, claimed: ClaimedRun) -> None:
     try:
         await api.pause(
             claimed.run.id, claimed.lease_token, claimed.state,
-            approval_ids=claimed.run.approval_ids,
+            approval_ids=claimed.run.approval_ids, question_ids=claimed.run.question_ids,
         )  # fmt: skip
     except PliuzError as exc:
         log.warning("pliuz: could not release run %s: %s", claimed.run.id, exc)

@@ -55,8 +55,8 @@ The package: :mod:`~pliuz.adapters.langgraph.tools` (gated tools),
 from __future__ import annotations
 
 from ._common import INTERRUPT_TYPE
-from .hitl import HumanInterrupt, PliuzHumanInTheLoopMiddleware
 from .ask_human import ask_human_tool
+from .hitl import HumanInterrupt, PliuzHumanInTheLoopMiddleware
 from .interrupt import (
     AskOptions,
     arequire_approval,
