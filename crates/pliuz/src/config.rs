@@ -166,10 +166,13 @@ pub struct DefinitionError {
 /// file: each is written as a table of a generated file, one key a line, and
 /// that file is parsed; every mistake comes back, named by its key. `null`
 /// values count as absent. `default_policy` applies when one of them has
-/// that name. The set's `source` is the generated file.
+/// that name. The set's `source` is the generated file. `email_configured`
+/// says whether the server has an `[email]` section (the generated file has
+/// none), so that `email = true` is refused only when mail cannot be sent.
 pub fn policies_from_definitions(
     defs: &[&serde_json::Value],
     default_policy: Option<&str>,
+    email_configured: bool,
 ) -> Result<PolicySet, Vec<DefinitionError>> {
     use std::fmt::Write;
     let mut text = String::new();
@@ -222,7 +225,7 @@ pub fn policies_from_definitions(
     if !errors.is_empty() {
         return Err(errors);
     }
-    match parse_config_text(&text) {
+    match parse_config(&text, email_configured) {
         Ok(parsed) => Ok(parsed.policies),
         Err(errs) => Err(errs
             .into_iter()
@@ -486,6 +489,12 @@ pub struct ParsedFile {
 /// Parse and validate a `pliuz.toml` (or a file with only `[[policy]]`
 /// tables). Returns all mistakes found, not just the first.
 pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
+    parse_config(text, false)
+}
+
+/// `email_elsewhere`: the `[email]` section is known to exist outside this
+/// text (policies stored in the database are checked without the file).
+fn parse_config(text: &str, email_elsewhere: bool) -> Result<ParsedFile, Vec<PolicyError>> {
     let lines = Lines(text);
     let (file, mut errors) = read_every_entry(text, &lines)?;
     let mut policies: Vec<Policy> = Vec::new();
@@ -619,6 +628,7 @@ pub fn parse_config_text(text: &str) -> Result<ParsedFile, Vec<PolicyError>> {
                 }));
             }
         }
+        None if email_elsewhere => {}
         None => {
             for p in policies.iter().filter(|p| p.email.is_some()) {
                 errors.push(PolicyError {
@@ -1219,10 +1229,10 @@ auto_approve = "args.amount_cents <="
             "name": "b", "approvers": ["x"], "decisions": ["maybe"],
             "expires_in": "soon", "colour": 1, "slack_channel": null
         });
-        let set = policies_from_definitions(&[&good], Some("a")).expect("valid");
+        let set = policies_from_definitions(&[&good], Some("a"), false).expect("valid");
         assert_eq!(set.default_policy(), Some("a"));
         assert_eq!(set.get("a").map(|p| p.expires_in.as_secs()), Some(300));
-        let errs = policies_from_definitions(&[&good, &bad], None).expect_err("invalid");
+        let errs = policies_from_definitions(&[&good, &bad], None, false).expect_err("invalid");
         let named: Vec<(usize, Option<&str>)> =
             errs.iter().map(|e| (e.index, e.field.as_deref())).collect();
         assert_eq!(
@@ -1235,15 +1245,24 @@ auto_approve = "args.amount_cents <="
             ],
             "{errs:?}"
         );
-        let twice = policies_from_definitions(&[&good, &good], None).expect_err("twice");
+        let twice = policies_from_definitions(&[&good, &good], None, false).expect_err("twice");
         assert!(twice[0].message.contains("defined twice"), "{twice:?}");
         // A default naming none of them is left out rather than refused.
-        let set = policies_from_definitions(&[&good], Some("gone")).expect("valid");
+        let set = policies_from_definitions(&[&good], Some("gone"), false).expect("valid");
         assert_eq!(set.default_policy(), None);
         let nested =
             serde_json::json!({"name": "c", "approvers": ["group:x"], "tools": [{"a": null}]});
-        let errs = policies_from_definitions(&[&nested], None).expect_err("nested");
+        let errs = policies_from_definitions(&[&nested], None, false).expect_err("nested");
         assert_eq!(errs[0].field.as_deref(), Some("tools"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_stored_policy_may_mail_only_when_the_server_has_email() {
+        let mailed = serde_json::json!({"name": "m", "approvers": ["group:x"], "email": true});
+        let errs = policies_from_definitions(&[&mailed], None, false).expect_err("no [email]");
+        assert!(errs[0].message.contains("no [email] section"), "{errs:?}");
+        let set = policies_from_definitions(&[&mailed], None, true).expect("[email] configured");
+        assert!(set.get("m").is_some_and(|p| p.email.is_some()));
     }
 
     #[test]

@@ -156,9 +156,10 @@ async fn with_text(
             "Write the message to send: the agent's model receives it instead of the tool's result."
                 .to_owned(),
         ),
-        Err(Refusal::ReasonTooLong { max }) => {
-            Some(format!("The text is too long: at most {max} characters."))
-        }
+        Err(Refusal::ReasonTooLong { max }) => Some(match kind {
+            DecisionKind::Respond => format!("The message is too long: at most {max} characters."),
+            _ => format!("The reason is too long: at most {max} characters."),
+        }),
         Err(other) => Some(other.to_string()),
         Ok(()) => None,
     }

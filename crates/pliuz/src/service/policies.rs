@@ -165,6 +165,7 @@ impl ControlPlane {
         let set = policies_from_definitions(
             &defs.iter().collect::<Vec<_>>(),
             self.settings.policies.default_policy(),
+            self.settings.email.is_some(),
         )
         .map_err(|errs| {
             ServiceError::Store(crate::store::StoreError::Corrupt(format!(
@@ -293,6 +294,7 @@ impl ControlPlane {
         let set = match policies_from_definitions(
             &defs.iter().collect::<Vec<_>>(),
             self.settings.policies.default_policy(),
+            self.settings.email.is_some(),
         ) {
             Ok(set) => set,
             Err(errs) => {
