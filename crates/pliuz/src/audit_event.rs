@@ -261,18 +261,25 @@ audit_events! {
         attempts: i64,
         error: String,
     }
-    /// An e-mail about a request went to one recipient; `kind` is the
-    /// outbox row's kind (`email.request`, `email.reminder`,
-    /// `email.escalated`, `email.settled`).
+    /// An e-mail about a request or a question went to one recipient;
+    /// `kind` is the outbox row's kind (`email.request`, `email.reminder`,
+    /// `email.escalated`, `email.settled`, `email.question`,
+    /// `email.question_settled`). A question's e-mail names the question
+    /// (a request's is the entry's request).
     "email.sent" => EmailSent {
         outbox_id: String,
         kind: String,
         to: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        question_id: Option<String>,
     }
     /// A link from an e-mail was opened by a signed-in approver (and so
-    /// used up); `sent_to` is the address it was mailed to.
+    /// used up); `sent_to` is the address it was mailed to; a question's
+    /// link names the question.
     "email.link_used" => EmailLinkUsed {
         sent_to: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        question_id: Option<String>,
     }
     "webhook.delivered" => WebhookDelivered {
         outbox_id: String,
@@ -834,13 +841,25 @@ mod tests {
                 outbox_id: "o".into(),
                 kind: "email.request".into(),
                 to: "a@b".into(),
+                question_id: None,
             },
             "email.sent",
             json!({"outbox_id": "o", "kind": "email.request", "to": "a@b"}),
         );
         same(
+            AuditEvent::EmailSent {
+                outbox_id: "o".into(),
+                kind: "email.question".into(),
+                to: "a@b".into(),
+                question_id: Some("q".into()),
+            },
+            "email.sent",
+            json!({"outbox_id": "o", "kind": "email.question", "to": "a@b", "question_id": "q"}),
+        );
+        same(
             AuditEvent::EmailLinkUsed {
                 sent_to: "a@b".into(),
+                question_id: None,
             },
             "email.link_used",
             json!({"sent_to": "a@b"}),

@@ -2,7 +2,9 @@
 //! real binary: an SMTP sink started here receives the e-mails; the link in
 //! them works once and only for an approver; a reminder and an escalation
 //! fire on time (also across a restart); the escalated group can decide
-//! then and not before; the follow-up goes out once it is decided.
+//! then and not before; the follow-up goes out once it is decided. A
+//! question from an agent is mailed the same way, its link opens the
+//! question page, and the follow-up goes out once it is answered or expires.
 
 mod support;
 
@@ -23,12 +25,21 @@ struct Mail {
 }
 
 impl Mail {
+    /// The subject, unfolded (a long header continues on indented lines).
     fn subject(&self) -> String {
-        self.text
+        let mut lines = self
+            .text
             .lines()
-            .find_map(|l| l.strip_prefix("Subject: "))
+            .skip_while(|l| !l.starts_with("Subject: "));
+        let mut out = lines
+            .next()
+            .and_then(|l| l.strip_prefix("Subject: "))
             .unwrap_or_default()
-            .to_owned()
+            .to_owned();
+        for l in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+            out.push_str(l);
+        }
+        out
     }
 
     fn is_to(&self, who: &str) -> bool {
@@ -391,6 +402,221 @@ async fn email_link_reminder_escalation_and_follow_up_on_sqlite() {
 async fn email_link_reminder_escalation_and_follow_up_on_postgres() {
     let url = support::fresh_postgres_database().await;
     email_link_reminder_escalation_and_follow_up(Some(url)).await;
+}
+
+/// The admin's view of the audit entries about question `id`.
+async fn audit_of_question(
+    http: &reqwest::Client,
+    server: &Server,
+    admin: &str,
+    id: &str,
+) -> Vec<Value> {
+    let r = http
+        .get(server.url("/api/v1/audit/entries?start=0&end=500"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("audit");
+    assert_eq!(r.status(), StatusCode::OK);
+    let page: Value = r.json().await.expect("json");
+    page["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["entry"].clone())
+        .filter(|e| e["data"]["question_id"] == id)
+        .collect()
+}
+
+async fn ask(http: &reqwest::Client, server: &Server, agent: &str, body: Value) -> String {
+    let r = http
+        .post(server.url("/api/v1/questions"))
+        .bearer_auth(agent)
+        .json(&body)
+        .send()
+        .await
+        .expect("ask");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.expect("json");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+async fn question_by_email_link_and_follow_ups(database_url: Option<String>) {
+    let sink = Sink::start().await;
+    let server =
+        Server::start_with(&config(&sink, "", ""), database_url, env_vars(&FAST_OUTBOX)).await;
+    let alice_token = server.user_token("alice@example.com", "approver", &["finance"]);
+    // An approver, but the question is about her own request: not mailed.
+    server.create_user("carol@example.com", "approver", &["finance"]);
+    server.create_user("bob@example.com", "approver", &["sales"]);
+    let admin = server.user_token("admin@example.com", "admin", &[]);
+    let agent = server.agent_key("bot");
+    let http = reqwest::Client::new();
+
+    let id = ask(
+        &http,
+        &server,
+        &agent,
+        json!({
+            "text": "Refund <script>alert(1)</script> & co?\r\nBcc: evil@example.com",
+            "choices": [{"value": "card", "label": "<b>Card</b>"}, "credit"],
+            "allow_free_text": true,
+            "policy": "refunds",
+            "originator": "user:carol@example.com",
+        }),
+    )
+    .await;
+
+    // The question e-mail reaches the approver, one line of subject, the
+    // text and the choices in both parts, escaped in the HTML one.
+    let mail = sink
+        .wait_for("alice@example.com", "[Pliuz] Question:")
+        .await;
+    assert_eq!(mail.to.len(), 1, "one e-mail per recipient: {:?}", mail.to);
+    assert_eq!(
+        mail.subject(),
+        "[Pliuz] Question: Refund <script>alert(1)</script> & co?  Bcc: evil@example.com (refunds)"
+    );
+    let headers = mail.text.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(
+        !headers.lines().any(|l| l.starts_with("Bcc")),
+        "no header injected: {headers}"
+    );
+    assert_eq!(mail.to, ["<alice@example.com>"]);
+    assert!(mail.text.contains("Content-Type: text/plain"));
+    assert!(
+        mail.text.contains("  - <b>Card</b> (card)"),
+        "{}",
+        mail.text
+    );
+    assert!(mail.text.contains("  - credit (credit)"), "{}", mail.text);
+    assert!(mail
+        .html()
+        .contains("Refund &lt;script&gt;alert(1)&lt;/script&gt; &amp; co?"));
+    assert!(mail.html().contains("&lt;b&gt;Card&lt;/b&gt;"));
+    assert!(!mail.html().contains("<script>") && !mail.html().contains("<b>"));
+    assert!(mail.text.contains("A free-text answer is possible."));
+    assert_eq!(sink.count("carol@example.com", ""), 0, "not the originator");
+    assert_eq!(sink.count("bob@example.com", ""), 0);
+    let link = mail.link();
+
+    // Log-in first.
+    let r = open(&link, None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/login?next="), "{}", location(&r));
+
+    // Not an approver: refused, and the link is not used up.
+    let bob = session(&no_redirects(), &server, "bob@example.com").await;
+    let r = open(&link, Some(&bob)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("not an approver of the policy 'refunds'"));
+    // Nor the originator (who is an approver, but may not answer).
+    let carol = session(&no_redirects(), &server, "carol@example.com").await;
+    assert_eq!(
+        open(&link, Some(&carol)).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // The approver: the question page, once.
+    let alice = session(&no_redirects(), &server, "alice@example.com").await;
+    let r = open(&link, Some(&alice)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("/questions/{id}"));
+    let r = open(&link, Some(&alice)).await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert!(r.text().await.unwrap_or_default().contains("already used"));
+    let page = support::web::page(
+        &http,
+        &server,
+        &format!("/questions/{id}"),
+        &format!("pliuz_session={alice}"),
+    )
+    .await;
+    assert!(page.contains("Refund &lt;script&gt;"), "the question page");
+
+    // Answered: the follow-up reaches whoever was mailed, without a link.
+    let r = http
+        .post(server.url(&format!("/api/v1/questions/{id}/answer")))
+        .bearer_auth(&alice_token)
+        .json(&json!({"choice": "card", "text": "the <card> on file"}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    let m = sink
+        .wait_for("alice@example.com", "[Pliuz] Question answered:")
+        .await;
+    assert!(
+        m.text.contains("Answered by: user:alice@example.com"),
+        "{}",
+        m.text
+    );
+    assert!(m.text.contains("Choice: <b>Card</b> (card)"), "{}", m.text);
+    assert!(m.html().contains("the &lt;card&gt; on file"));
+    assert!(!m.text.contains("/email-link/"));
+    assert!(m.text.contains(&format!("/questions/{id}")));
+    assert_eq!(sink.count("carol@example.com", ""), 0);
+    assert_eq!(sink.count("bob@example.com", ""), 0);
+
+    // Each e-mail and the link's use are audited, naming the question (the
+    // record commits just after the SMTP server accepted the e-mail).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let kinds = loop {
+        let entries = audit_of_question(&http, &server, &admin, &id).await;
+        let kinds: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+        let sent = |kind: &str| {
+            kinds
+                .iter()
+                .any(|e| e.contains("\"email.sent\"") && e.contains(kind))
+        };
+        if sent("\"email.question\"") && sent("\"email.question_settled\"") {
+            break kinds;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no email.sent of both kinds: {kinds:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        kinds
+            .iter()
+            .any(|e| e.contains("\"email.link_used\"") && e.contains("alice@example.com")),
+        "{kinds:#?}"
+    );
+
+    // A question nobody answers: the follow-up says it expired.
+    let late = ask(
+        &http,
+        &server,
+        &agent,
+        json!({"text": "Anyone there?", "choices": ["yes"], "policy": "refunds", "expires_in_seconds": 1}),
+    )
+    .await;
+    sink.wait_for("alice@example.com", "[Pliuz] Question: Anyone there?")
+        .await;
+    let m = sink
+        .wait_for(
+            "alice@example.com",
+            "[Pliuz] Question expired: Anyone there?",
+        )
+        .await;
+    assert!(m.text.contains(&format!("/questions/{late}")), "{}", m.text);
+}
+
+#[tokio::test]
+async fn question_by_email_link_and_follow_ups_on_sqlite() {
+    question_by_email_link_and_follow_ups(None).await;
+}
+
+#[tokio::test]
+async fn question_by_email_link_and_follow_ups_on_postgres() {
+    let url = support::fresh_postgres_database().await;
+    question_by_email_link_and_follow_ups(Some(url)).await;
 }
 
 #[tokio::test]

@@ -94,6 +94,7 @@ async fn upgrades(database_url: String, before: Bookkeeping) {
         [
             (72, "list_indexes"),
             (90, "email_reminders"),
+            (91, "email_question_links"),
             (100, "questions"),
             (101, "run_questions"),
             (110, "admin_api")

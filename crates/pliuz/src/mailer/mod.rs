@@ -13,10 +13,13 @@
 //! server's acceptance and the record's commit sends that one e-mail again.
 
 pub mod message;
+pub mod question_message;
 
 use crate::approval::Status;
 use crate::config::email::{EmailSettings, Tls};
 use crate::outbox::{pause_after_pass, Tuning, BATCH};
+use crate::question::QuestionStatus;
+use crate::service::email::{is_question_kind, LinkTarget};
 use crate::service::{ControlPlane, OutboxMessage, ServiceError, StoreError};
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
@@ -188,6 +191,9 @@ async fn failed(cp: &ControlPlane, row: &OutboxMessage, f: Failure, tuning: &Tun
 /// Sends one row's e-mails: one per recipient not mailed yet, each with a
 /// fresh one-time link (except the follow-up), then closes the row.
 async fn deliver(cp: &ControlPlane, mailer: &Mailer, row: &OutboxMessage) -> Result<(), Failure> {
+    if is_question_kind(&row.kind) {
+        return deliver_question(cp, mailer, row).await;
+    }
     let approval = match &row.approval_id {
         Some(id) => cp.get_approval(id).await?,
         None => None,
@@ -220,24 +226,86 @@ async fn deliver(cp: &ControlPlane, mailer: &Mailer, row: &OutboxMessage) -> Res
         let link = if follow_up {
             None
         } else {
-            let issued = cp.issue_email_link(&a, &to).await?;
+            let issued = cp.issue_email_link(LinkTarget::Request, &a.id, &to).await?;
             Some(format!(
                 "{}/email-link/{}",
                 mailer.link_base_url, issued.secret
             ))
         };
         let mail = message::compose(&row.kind, &a, link.as_deref(), &page);
-        let email = lettre::Message::builder()
-            .from(mailer.from.clone())
-            .to(mailbox)
-            .subject(mail.subject)
-            .multipart(alternative(mail.text, mail.html)?)
-            .map_err(|e| Failure::Build(e.to_string()))?;
-        mailer.transport.send(email).await.map_err(Failure::Smtp)?;
+        send(mailer, mailbox, mail).await?;
         tracing::info!(approval = %a.id, kind = %row.kind, "sent an e-mail");
         record_sent(cp, row, &a.id, &to).await?;
     }
     cp.close_delivery(&row.id).await?;
+    Ok(())
+}
+
+/// Sends one row's e-mails about a question, like a request's: one per
+/// recipient not mailed yet, the question with a fresh one-time link, the
+/// follow-up (once the question e-mails are out) with the page's address.
+async fn deliver_question(
+    cp: &ControlPlane,
+    mailer: &Mailer,
+    row: &OutboxMessage,
+) -> Result<(), Failure> {
+    let question = match &row.approval_id {
+        Some(id) => cp.question_by_id(id).await?,
+        None => None,
+    };
+    let Some(q) = question else {
+        cp.close_delivery(&row.id).await?;
+        return Ok(());
+    };
+    let follow_up = row.kind == "email.question_settled";
+    if !follow_up && q.status != QuestionStatus::Pending {
+        // Answered before it went out: nothing to ask any more.
+        cp.close_delivery(&row.id).await?;
+        return Ok(());
+    }
+    if follow_up && cp.pending_email_asks(&q.id).await? > 0 {
+        return Err(Failure::Waiting(
+            "waiting for the question e-mails to be sent".into(),
+        ));
+    }
+    let page = format!("{}/questions/{}", mailer.link_base_url, q.id);
+    for to in cp.question_email_recipients(&q, &row.kind).await? {
+        if cp.email_already_sent(&row.id, &to).await? {
+            continue;
+        }
+        let Ok(mailbox) = to.parse::<Mailbox>() else {
+            tracing::warn!(outbox = %row.id, recipient = %to, "not an e-mail address; skipped");
+            continue;
+        };
+        let link = if follow_up {
+            None
+        } else {
+            let issued = cp
+                .issue_email_link(LinkTarget::Question, &q.id, &to)
+                .await?;
+            Some(format!(
+                "{}/email-link/{}",
+                mailer.link_base_url, issued.secret
+            ))
+        };
+        let mail = question_message::compose(&q, link.as_deref(), &page);
+        send(mailer, mailbox, mail).await?;
+        tracing::info!(question = %q.id, kind = %row.kind, "sent an e-mail");
+        record_sent(cp, row, &q.id, &to).await?;
+    }
+    cp.close_delivery(&row.id).await?;
+    Ok(())
+}
+
+/// Builds and sends one e-mail.
+async fn send(mailer: &Mailer, to: Mailbox, mail: message::Mail) -> Result<(), Failure> {
+    let email = lettre::Message::builder()
+        .from(mailer.from.clone())
+        .to(to)
+        .subject(mail.subject)
+        .multipart(alternative(mail.text, mail.html)?)
+        .map_err(|e| Failure::Build(e.to_string()))?;
+    mailer.transport.send(email).await.map_err(Failure::Smtp)?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use crate::audit_event::AuditEvent;
 use crate::auth::{hash_secret, new_secret, Principal};
 use crate::metrics::{Channel, DeliveryOutcome};
 use crate::policy::{matches_any, Approver, EmailTo, Policy};
+pub use crate::store::email::LinkTarget;
 use crate::store::WriteTx;
 use serde_json::json;
 
@@ -101,12 +102,21 @@ impl ControlPlane {
                 lists.push(escalate_to);
             }
         }
+        let mut out = self.addresses_of(&lists).await?;
+        out.retain(|e| !a.is_originated_by(&Actor::User(e.clone())));
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The addresses `lists` reach: named people (even without an account,
+    /// as `email_to` may name anyone, but not a disabled one) and the active
+    /// members of groups. Unsorted, with repeats.
+    pub(super) async fn addresses_of(&self, lists: &[&[Approver]]) -> Result<Vec<String>> {
         let users = self.store.list_users().await?;
         let mut out: Vec<String> = Vec::new();
         for list in lists {
-            // Named people are mailed even without an account (`email_to`
-            // may name anyone); groups are their active members.
-            for entry in list {
+            for entry in *list {
                 if let Approver::User(email) = entry {
                     let disabled = users
                         .iter()
@@ -122,15 +132,17 @@ impl ControlPlane {
                 }
             }
         }
-        out.retain(|e| !a.is_originated_by(&Actor::User(e.clone())));
-        out.sort();
-        out.dedup();
         Ok(out)
     }
 
-    /// Issues a link to `a`'s page for `recipient`, valid for
-    /// `email.link_ttl`; only its hash is stored.
-    pub async fn issue_email_link(&self, a: &Approval, recipient: &str) -> Result<IssuedLink> {
+    /// Issues a link to the page of request or question `id` for
+    /// `recipient`, valid for `email.link_ttl`; only its hash is stored.
+    pub async fn issue_email_link(
+        &self,
+        target: LinkTarget,
+        id: &str,
+        recipient: &str,
+    ) -> Result<IssuedLink> {
         let ttl = self
             .settings
             .email
@@ -140,20 +152,21 @@ impl ControlPlane {
         let expires_at = crate::store::now_millis()
             .saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
         self.store
-            .insert_email_link(&hash_secret(&secret), &a.id, recipient, expires_at)
+            .insert_email_link(&hash_secret(&secret), target, id, recipient, expires_at)
             .await?;
         Ok(IssuedLink { secret })
     }
 
-    /// Uses a link from an e-mail: it opens the request for a signed-in
-    /// person who may decide it, once, before it expires. The use is
+    /// Uses a link from an e-mail: it opens the request (or the question)
+    /// for a signed-in person who may decide it (answer it), once, before it
+    /// expires; returns what it opens and its id. The use is
     /// audited (`email.link_used`); a refusal changes nothing, so a wrong
     /// person clicking first does not use up the approver's link.
     pub async fn use_email_link(
         &self,
         principal: &Principal,
         secret: &str,
-    ) -> Result<std::result::Result<String, LinkRefusal>> {
+    ) -> Result<std::result::Result<(LinkTarget, String), LinkRefusal>> {
         let well_formed = secret.len() <= 100
             && secret
                 .chars()
@@ -173,6 +186,11 @@ impl ControlPlane {
         if now >= link.expires_at {
             return refused(tx, LinkRefusal::Expired).await;
         }
+        if link.target == LinkTarget::Question {
+            return self
+                .use_question_link(tx, principal, &hash, link, now)
+                .await;
+        }
         let Some(a) = tx.get_approval(&link.approval_id).await? else {
             return refused(tx, LinkRefusal::Unknown).await;
         };
@@ -184,10 +202,11 @@ impl ControlPlane {
         tx.use_email_link(&hash, &actor.to_string(), now).await?;
         let event = AuditEvent::EmailLinkUsed {
             sent_to: link.recipient,
+            question_id: None,
         };
         tx.audit(actor, Some(&a.id), event).await?;
         tx.commit().await?;
-        Ok(Ok(a.id))
+        Ok(Ok((LinkTarget::Request, a.id)))
     }
 
     /// Whether this outbox row already mailed `recipient` (a retry skips them).
@@ -201,7 +220,8 @@ impl ControlPlane {
         Ok(self.store.pending_email_asks(approval_id).await?)
     }
 
-    /// Records one sent e-mail with its `email.sent` entry.
+    /// Records one sent e-mail with its `email.sent` entry (`approval_id`
+    /// is the question's id for the question kinds).
     pub async fn record_email_sent(
         &self,
         outbox_id: &str,
@@ -215,8 +235,11 @@ impl ControlPlane {
             outbox_id: outbox_id.to_owned(),
             kind: kind.to_owned(),
             to: to.to_owned(),
+            question_id: is_question_kind(kind).then(|| approval_id.to_owned()),
         };
-        tx.audit(Actor::System, Some(approval_id), event).await?;
+        // A question is no request: its entries name it in the payload.
+        let request = (!is_question_kind(kind)).then_some(approval_id);
+        tx.audit(Actor::System, request, event).await?;
         tx.commit().await?;
         self.metrics
             .delivery(Channel::Email, DeliveryOutcome::Delivered);
@@ -249,11 +272,16 @@ impl ControlPlane {
     }
 }
 
+/// Whether an outbox kind is an e-mail about a question.
+pub fn is_question_kind(kind: &str) -> bool {
+    kind.starts_with("email.question")
+}
+
 /// Ends a link check that changed nothing.
-async fn refused(
+pub(super) async fn refused(
     tx: WriteTx,
     why: LinkRefusal,
-) -> Result<std::result::Result<String, LinkRefusal>> {
+) -> Result<std::result::Result<(LinkTarget, String), LinkRefusal>> {
     tx.rollback().await;
     Ok(Err(why))
 }

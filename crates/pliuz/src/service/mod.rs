@@ -9,6 +9,7 @@ pub mod directory;
 pub mod email;
 pub mod policies;
 pub mod queries;
+pub mod question_email;
 pub mod questions;
 pub mod reminders;
 pub mod runs;

@@ -151,6 +151,7 @@ impl ControlPlane {
         tx.commit().await?;
         self.notifier.expiry.notify_one();
         self.notifier.outbox.notify_one();
+        self.notifier.mail.notify_one();
         Ok((q, true))
     }
 
@@ -297,18 +298,20 @@ impl ControlPlane {
             self.notifier.runs_changed(Some(&q.agent));
         }
         self.notifier.outbox.notify_one();
+        self.notifier.mail.notify_one();
         Ok(())
     }
 
-    /// Queues the Slack messages for a question, like an approval's: a post
-    /// to the policy's channel when asked, an update when settled. (Other
-    /// channels, such as e-mail, hook in here.)
+    /// Queues the notifications for a question, like an approval's: its
+    /// e-mails (`service::question_email`) and, with Slack, a post to the
+    /// policy's channel when asked, an update when settled.
     async fn queue_question_notifications(
         &self,
         tx: &mut WriteTx,
         q: &Question,
         created: bool,
     ) -> Result<()> {
+        self.queue_question_email(tx, q, created).await?;
         let Some(slack) = &self.settings.slack else {
             return Ok(());
         };

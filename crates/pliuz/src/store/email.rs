@@ -8,10 +8,28 @@ use super::{col, Result, Store, WriteTx};
 /// A link as stored: whose request, to whom, until when, whether used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailLink {
+    /// The request's id, or the question's when `target` is a question.
     pub approval_id: String,
+    pub target: LinkTarget,
     pub recipient: String,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+}
+
+/// What a link opens (column `target`, migration 91).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkTarget {
+    Request,
+    Question,
+}
+
+impl LinkTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkTarget::Request => "request",
+            LinkTarget::Question => "question",
+        }
+    }
 }
 
 /// Everyone mailed about a request, by any outbox row.
@@ -19,7 +37,7 @@ pub(crate) const RECIPIENTS_OF_SQL: &str =
     "SELECT DISTINCT recipient FROM email_messages WHERE approval_id = $1 ORDER BY recipient";
 
 /// E-mails asking for a decision that are still to be sent.
-pub(crate) const PENDING_ASKS_SQL: &str = "SELECT COUNT(*) FROM outbox WHERE approval_id = $1 AND kind IN ('email.request', 'email.reminder', 'email.escalated') AND delivered_at IS NULL AND next_attempt_at < $2";
+pub(crate) const PENDING_ASKS_SQL: &str = "SELECT COUNT(*) FROM outbox WHERE approval_id = $1 AND kind IN ('email.request', 'email.reminder', 'email.escalated', 'email.question') AND delivered_at IS NULL AND next_attempt_at < $2";
 
 pub(crate) const PURGE_LINKS_SQL: &str = "DELETE FROM email_links WHERE expires_at < $1";
 
@@ -29,6 +47,7 @@ impl Store {
     pub async fn insert_email_link(
         &self,
         token_hash: &str,
+        target: LinkTarget,
         approval_id: &str,
         recipient: &str,
         expires_at: i64,
@@ -39,13 +58,14 @@ impl Store {
             .bind(now - 24 * 3600 * 1000)
             .execute(&self.pool)
             .await?;
-        let q = "INSERT INTO email_links (token_hash, approval_id, recipient, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+        let q = "INSERT INTO email_links (token_hash, approval_id, recipient, created_at, expires_at, target) VALUES ($1, $2, $3, $4, $5, $6)";
         sqlx::query(q)
             .bind(token_hash)
             .bind(approval_id)
             .bind(recipient)
             .bind(now)
             .bind(expires_at)
+            .bind(target.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -70,7 +90,8 @@ impl Store {
             .await?)
     }
 
-    /// E-mails asking for a decision on this request not yet sent (or given up).
+    /// E-mails asking for a decision on this request (or an answer to
+    /// this question) not yet sent (or given up).
     pub async fn pending_email_asks(&self, approval_id: &str) -> Result<i64> {
         Ok(sqlx::query_scalar(PENDING_ASKS_SQL)
             .bind(approval_id)
@@ -83,14 +104,20 @@ impl Store {
 impl WriteTx {
     /// Reads a link under the write lock, so two clicks cannot both use it.
     pub async fn get_email_link(&mut self, token_hash: &str) -> Result<Option<EmailLink>> {
-        let q = "SELECT approval_id, recipient, expires_at, used_at FROM email_links WHERE token_hash = $1";
+        let q = "SELECT approval_id, recipient, expires_at, used_at, target FROM email_links WHERE token_hash = $1";
         let row = sqlx::query(q)
             .bind(token_hash)
             .fetch_optional(self.conn())
             .await?;
         row.map(|r| {
+            let target: String = col(&r, "target")?;
             Ok(EmailLink {
                 approval_id: col(&r, "approval_id")?,
+                target: if target == "question" {
+                    LinkTarget::Question
+                } else {
+                    LinkTarget::Request
+                },
                 recipient: col(&r, "recipient")?,
                 expires_at: col(&r, "expires_at")?,
                 used_at: col(&r, "used_at")?,

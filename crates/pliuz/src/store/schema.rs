@@ -135,6 +135,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: None,
         postgres: None,
     },
+    // E-mail links that open a question (crate::store::email).
+    Migration {
+        version: 91,
+        name: "email_question_links",
+        common: part!("common", "0091_email_question_links"),
+        sqlite: None,
+        postgres: None,
+    },
     // Questions from agents and their answers (crate::store::questions).
     Migration {
         version: 100,
