@@ -4,7 +4,41 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { POLICIES, Pliuz, launchBrowser, loggedInPage, refund } from './harness.js';
+
+// The repository's Python environment (scripts/test.sh makes it before the
+// browser tests), so the question can be asked through the Python SDK itself.
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const PYTHON = process.env.PLIUZ_PYTHON || path.join(REPO, '.venv', 'bin', 'python');
+
+// `ask_human(...)` in a child process; resolves with the typed Answer it
+// returned (as JSON) once a person has answered.
+function askThroughTheSdk(base, key, question) {
+  const code = [
+    'import json, sys',
+    'from pliuz import ask_human',
+    'q = json.loads(sys.argv[1])',
+    'answer = ask_human(q.pop("text"), timeout=60, **q)',
+    'print(json.dumps({"type": type(answer).__name__, **answer.model_dump(mode="json")}))',
+  ].join('\n');
+  const child = spawn(PYTHON, ['-c', code, JSON.stringify(question)], {
+    env: { ...process.env, PLIUZ_BASE_URL: base, PLIUZ_API_KEY: key },
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => { out += d; });
+  child.stderr.on('data', (d) => { err += d; });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (status) => {
+      if (status !== 0) reject(new Error(`ask_human exited ${status}: ${err}`));
+      else resolve(JSON.parse(out));
+    });
+  });
+}
 
 const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' }; // approver, finance
 
@@ -73,6 +107,31 @@ describe('questions and reject reasons in the inbox', () => {
     // Gone from the queue.
     await page.goto(`${pliuz.base}/inbox`);
     assert.equal(await page.locator(`#questions li[data-question-id="${q.id}"]`).count(), 0);
+  });
+
+  test('a question asked through the Python SDK is answered in the inbox; ask_human returns the typed answer', async () => {
+    const answered = askThroughTheSdk(pliuz.base, agentKey, {
+      text: 'Ship the replacement by air or by sea?',
+      choices: [{ value: 'air', label: 'By air' }, 'sea'],
+      policy: 'refunds',
+    });
+    const { page } = ann;
+    // The question appears in the queue once the SDK has asked it.
+    await page.goto(`${pliuz.base}/inbox`);
+    const link = page.locator('#questions li a', { hasText: 'Ship the replacement' });
+    for (let i = 0; i < 50 && (await link.count()) === 0; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      await page.reload();
+    }
+    await link.click();
+    await page.getByRole('button', { name: 'By air' }).click();
+    await page.waitForURL(/done=answered/);
+    const answer = await answered;
+    assert.equal(answer.type, 'Answer');
+    assert.equal(answer.choice, 'air');
+    assert.equal(answer.choice_label, 'By air');
+    assert.equal(answer.text, null);
+    assert.equal(answer.answered_by, 'user:ann@example.com');
   });
 
   test('a free-text question is answered in words', async () => {
