@@ -25,18 +25,7 @@ from verifier_cli import check_with_trusted_keys, export_without_entry
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 
-CONFIG = """
-[audit]
-origin = "pliuz.crosscheck/audit"
-checkpoint_every = 3
-checkpoint_interval = "1s"
-
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-"""
+CONFIG = HERE / "server_config.toml"
 
 
 def pliuz_bin() -> pathlib.Path:
@@ -62,7 +51,7 @@ class Pliuz:
         self.root = root
         self.data = root / "data"
         self.config = root / "pliuz.toml"
-        self.config.write_text(CONFIG)
+        self.config.write_text(CONFIG.read_text())
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None

@@ -37,16 +37,7 @@ def _binary() -> Path:
 
 BIN = _binary()
 
-POLICY = """
-[[policy]]
-name = "bench"
-tools = ["bench_tool"]
-approvers = ["group:ops"]
-decisions = ["approve", "reject"]
-required_approvals = 1
-expires_in = "30m"
-auto_approve = "args.n >= 0"
-"""
+POLICY = Path(__file__).with_name("bench_policy.toml")
 
 
 def _free_port() -> int:
@@ -86,7 +77,7 @@ async def _time_async(call: Callable[[int], Awaitable[object]], n: int, warmup: 
 def main(n: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="pliuz-bench-"))
     data, config = tmp / "data", tmp / "pliuz.toml"
-    config.write_text(POLICY)
+    config.write_text(POLICY.read_text())
     common = ["--data-dir", str(data), "--config", str(config)]
     key = subprocess.run(
         [str(BIN), "agents", "create", "bench-bot", *common],

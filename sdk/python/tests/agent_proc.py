@@ -5,26 +5,22 @@ Environment: PLIUZ_API_KEY, PLIUZ_BASE_URL, COUNTER_FILE, SESSION_ID.
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 
 from agents import Agent, RunConfig, Runner, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
+from restart_scenario import count_refund, log_pliuz_debug
 
 from pliuz.adapters.openai_agents import gated_tool
 
-logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
-logging.getLogger("pliuz").setLevel(logging.DEBUG)
+log_pliuz_debug()
 
 
 @gated_tool()
 @function_tool
 def counted_refund(order_id: str, amount_cents: int) -> str:
     """Refund, counting executions in COUNTER_FILE."""
-    with open(os.environ["COUNTER_FILE"], "a", encoding="utf-8") as f:
-        f.write(f"{order_id}\n")
-    return f"refunded {amount_cents} on {order_id}"
+    return count_refund(order_id, amount_cents)
 
 
 def main() -> None:

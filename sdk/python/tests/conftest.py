@@ -26,27 +26,33 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 # Real server fixtures
 # ---------------------------------------------------------------------------
 
-from server import Human, PliuzServer  # noqa: E402
+from server import Human, PliuzServer, config_text, running  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PliuzServer]:
     """One shared ``pliuz serve`` for the tests that do not restart it."""
-    srv = PliuzServer(tmp_path_factory.mktemp("pliuz"))
-    srv.provision()
-    srv.start()
-    yield srv
-    srv.stop()
+    with running(tmp_path_factory.mktemp("pliuz")) as srv:
+        yield srv
 
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[PliuzServer]:
     """A server of this test's own (to kill and restart)."""
-    srv = PliuzServer(tmp_path)
-    srv.provision()
-    srv.start()
-    yield srv
-    srv.kill()
+    with running(tmp_path, kill=True) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def claude_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PliuzServer]:
+    """A server with the Claude Code tools' policies (``fixtures/claude.toml``)."""
+    with running(tmp_path_factory.mktemp("pliuz-claude"), config_text("claude")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def claude_human(claude_server: PliuzServer) -> Human:
+    return Human(claude_server)
 
 
 @pytest.fixture

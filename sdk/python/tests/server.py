@@ -12,7 +12,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,48 +22,15 @@ import httpx
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(os.environ.get("PLIUZ_BIN", REPO / "target" / "debug" / "pliuz"))
 
-POLICIES = """
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-required_approvals = 1
-expires_in = "30m"
-auto_approve = "args.amount_cents <= 1000"
+FIXTURES = Path(__file__).parent / "fixtures"
 
-[[policy]]
-name = "payments"
-tools = ["pay_invoice", "transfer", "send_email", "delete_user", "counted_refund", "lookup"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-required_approvals = 1
-expires_in = "30m"
 
-[[policy]]
-name = "dual"
-tools = ["wire_money"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject"]
-required_approvals = 2
-expires_in = "30m"
+def config_text(*names: str) -> str:
+    """The server configuration made of the named ``fixtures/<name>.toml`` files, in order."""
+    return "\n".join((FIXTURES / f"{name}.toml").read_text() for name in names)
 
-[[policy]]
-name = "quick"
-tools = ["quick_tool", "quick_fn"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject"]
-required_approvals = 1
-expires_in = "2s"
 
-[[policy]]
-name = "answers"
-tools = ["ask_user", "send_note"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit", "respond"]
-required_approvals = 1
-expires_in = "30m"
-"""
+POLICIES = config_text("policies")
 
 
 def free_port() -> int:
@@ -164,6 +132,21 @@ class PliuzServer:
 
     def agent_env(self) -> dict[str, str]:
         return {"PLIUZ_API_KEY": self.agent_key, "PLIUZ_BASE_URL": self.base_url}
+
+
+@contextmanager
+def running(tmp: Path, policies: str = POLICIES, *, kill: bool = False) -> Iterator[PliuzServer]:
+    """A provisioned, started server, stopped on exit (SIGKILLed with ``kill``)."""
+    srv = PliuzServer(tmp, policies)
+    srv.provision()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        if kill:
+            srv.kill()
+        else:
+            srv.stop()
 
 
 class Human:

@@ -30,7 +30,7 @@ import pytest
 from agent_helpers import run, tool_outputs
 from agents import Agent, function_tool
 from agents.testing import ScriptedModel, assistant_message, function_call
-from server import POLICIES, Human, PliuzServer
+from server import Human, PliuzServer, config_text, running
 
 import pliuz
 from pliuz import AsyncPliuzClient, PliuzClient, gated
@@ -108,11 +108,8 @@ def _one_refund_then(final: str) -> ScriptedModel:
 
 @pytest.fixture
 def restartable(tmp_path: Path) -> Iterator[PliuzServer]:
-    srv = PliuzServer(tmp_path / "srv")
-    srv.provision()
-    srv.start()
-    yield srv
-    srv.kill()
+    with running(tmp_path / "srv", kill=True) as srv:
+        yield srv
 
 
 def test_report_failure_then_rerun_does_not_run_again_and_shows_unknown(
@@ -279,24 +276,8 @@ def test_async_timeout_s_holds_on_a_hung_connection(hung: HungServer) -> None:
     assert ran == []
 
 
-BRIEF = (
-    POLICIES
-    + """
-[[policy]]
-name = "brief"
-tools = ["brief_refund"]
-approvers = ["group:finance"]
-auto_approve = "true"
-execute_within = "1s"
-"""
-)
-
-
 def test_an_approval_past_execute_within_is_not_run(tmp_path: Path) -> None:
-    srv = PliuzServer(tmp_path, policies=BRIEF)
-    srv.provision()
-    srv.start()
-    try:
+    with running(tmp_path, config_text("policies", "brief"), kill=True) as srv:
         client = PliuzClient(srv.agent_key, srv.base_url)
         ran: list[str] = []
         session = f"late-{uuid.uuid4().hex}"
@@ -318,5 +299,3 @@ def test_an_approval_past_execute_within_is_not_run(tmp_path: Path) -> None:
         assert ran == [] and "execute_within" in str(info.value)
         assert Human(srv).get(first.id)["status"] == "approved"
         client.close()
-    finally:
-        srv.kill()

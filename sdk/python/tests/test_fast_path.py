@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from server import Human, PliuzServer
+from server import Human, PliuzServer, running
 
 import pliuz
 from pliuz import AsyncPliuzClient, PliuzClient, gated
@@ -84,13 +84,10 @@ def test_the_async_client_is_one_per_loop_and_closed_with_its_loop(
 
 @pytest.fixture
 def pausable(tmp_path: os.PathLike[str]) -> Iterator[PliuzServer]:
-    srv = PliuzServer(tmp_path)  # type: ignore[arg-type]
-    srv.provision()
-    srv.start()
-    yield srv
-    if srv.proc is not None:
-        srv.proc.send_signal(signal.SIGCONT)
-    srv.kill()
+    with running(tmp_path, kill=True) as srv:  # type: ignore[arg-type]
+        yield srv
+        if srv.proc is not None:
+            srv.proc.send_signal(signal.SIGCONT)
 
 
 def _freeze(srv: PliuzServer) -> None:

@@ -9,8 +9,6 @@ COUNTER_FILE, THREAD_ID).
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -19,26 +17,22 @@ HERE = Path(__file__).parent
 
 
 def agent_main() -> None:
-    import logging
-
     from langchain.agents import create_agent
     from langchain_core.messages import ToolMessage
     from langchain_core.tools import tool
     from langgraph.checkpoint.memory import InMemorySaver
+    from restart_scenario import count_refund, log_pliuz_debug
     from test_langgraph_helpers import ScriptedChatModel
 
     from pliuz.adapters.langgraph import gated_tool
 
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
-    logging.getLogger("pliuz").setLevel(logging.DEBUG)
+    log_pliuz_debug()
 
     @gated_tool()
     @tool
     def counted_refund(order_id: str, amount_cents: int) -> str:
         """Refund, counting executions in COUNTER_FILE."""
-        with open(os.environ["COUNTER_FILE"], "a", encoding="utf-8") as f:
-            f.write(f"{order_id}\n")
-        return f"refunded {amount_cents} on {order_id}"
+        return count_refund(order_id, amount_cents)
 
     model = ScriptedChatModel(
         script=[[("counted_refund", {"order_id": "L-1", "amount_cents": 4321}, "lg_call_1")], "ok"]
@@ -60,50 +54,15 @@ if __name__ == "__main__":
     sys.exit(0)
 
 
+from restart_scenario import check_restart_runs_once  # noqa: E402
 from server import Human, PliuzServer  # noqa: E402
-from test_server_agent_restart import wait_for_text  # noqa: E402
-
-
-def start_agent(
-    server: PliuzServer, counter: Path, thread_id: str, log: Path
-) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **server.agent_env(), "COUNTER_FILE": str(counter), "THREAD_ID": thread_id}
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, str(Path(__file__))], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
 
 
 def test_gated_tool_restart_reattaches_and_runs_once(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
-    counter = tmp_path / "counter.txt"
-    counter.touch()
-    thread_id = f"lg-proc-{uuid.uuid4().hex[:8]}"
-
-    first_log = tmp_path / "agent1.log"
-    first = start_agent(server, counter, thread_id, first_log)
-    (a,) = human.wait_pending(tool="counted_refund", session=thread_id)
-    assert a["call_id"] == "lg_call_1"
-    wait_for_text(first_log, "replay=False")
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
-
-    second_log = tmp_path / "agent2.log"
-    second = start_agent(server, counter, thread_id, second_log)
-    wait_for_text(second_log, f"approval {a['id']} is pending (replay=True)")
-    mine = [x["id"] for x in human.list(tool="counted_refund") if x["session_id"] == thread_id]
-    assert mine == [a["id"]]  # the restart did not ask twice
-    assert counter.read_text() == ""
-    human.decide_ok(a["id"], "approve")
-    assert second.wait(timeout=60) == 0, second_log.read_text()
-    assert counter.read_text().splitlines() == ["L-1"]
-    assert "TOOL OUTPUT: refunded 4321 on L-1" in second_log.read_text()
-    assert human.get(a["id"])["status"] == "executed"
-
-    third_log = tmp_path / "agent3.log"
-    third = start_agent(server, counter, thread_id, third_log)
-    assert third.wait(timeout=60) == 0, third_log.read_text()
-    assert counter.read_text().splitlines() == ["L-1"]
-    out = third_log.read_text()
-    assert "already executed" in out and "refunded 4321 on L-1" in out
+    check_restart_runs_once(
+        server, human, tmp_path,
+        agent_script=Path(__file__), session_variable="THREAD_ID",
+        session=f"lg-proc-{uuid.uuid4().hex[:8]}", order_id="L-1", call_id="lg_call_1",
+    )  # fmt: skip

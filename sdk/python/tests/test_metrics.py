@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-from server import POLICIES, Human, PliuzServer
+from server import POLICIES, Human, PliuzServer, running
 
 TOKEN = "metrics-token-for-the-python-test"
 CONFIG = f'log_format = "json"\n\n[metrics]\ntoken = "{TOKEN}"\n' + POLICIES
@@ -25,11 +25,8 @@ CONFIG = f'log_format = "json"\n\n[metrics]\ntoken = "{TOKEN}"\n' + POLICIES
 
 @pytest.fixture
 def metrics_server(tmp_path: Path) -> Iterator[PliuzServer]:
-    srv = PliuzServer(tmp_path, policies=CONFIG)
-    srv.provision()
-    srv.start()
-    yield srv
-    srv.stop()
+    with running(tmp_path, CONFIG) as srv:
+        yield srv
 
 
 def scrape(server: PliuzServer) -> dict[str, list[Sample]]:
