@@ -349,30 +349,48 @@ def _is_concurrent_create(exc: PliuzConflictError) -> bool:
     return exc.code == "concurrent_create" or "created at the same moment" in (exc.detail or "")
 
 
-def create(cfg: _BaseClient, body: dict[str, Any], deadline: float | None) -> Flow[Approval]:
-    retry = body.get("idempotency_key") is not None
-    attempt = 0
-    while True:
-        try:
-            data = yield from request(
-                cfg, "POST", "/approvals", json=body, retry=retry, deadline=deadline
-            )
-            return parse(Approval, data)
-        except PliuzConflictError as exc:
-            if not retry or attempt >= CONCURRENT_CREATE_RETRIES or not _is_concurrent_create(exc):
-                raise
-        attempt += 1
-        yield Sleep(0.02 * attempt)
+@dataclass(frozen=True)
+class Resource(Generic[M]):
+    """A kind of server object created by ``POST path`` and read at ``path/<id>``."""
+
+    path: str
+    model: type[M]
+
+    def create(self, cfg: _BaseClient, body: dict[str, Any], deadline: float | None) -> Flow[M]:
+        """With an idempotency key the create is retried (also when the server reports a
+        concurrent create of the same key, which the next attempt finds)."""
+        retry = body.get("idempotency_key") is not None
+        attempt = 0
+        while True:
+            try:
+                data = yield from request(
+                    cfg, "POST", self.path, json=body, retry=retry, deadline=deadline
+                )
+                return parse(self.model, data)
+            except PliuzConflictError as exc:
+                if (
+                    not retry
+                    or attempt >= CONCURRENT_CREATE_RETRIES
+                    or not _is_concurrent_create(exc)
+                ):
+                    raise
+            attempt += 1
+            yield Sleep(0.02 * attempt)
+
+    def get(
+        self, cfg: _BaseClient, object_id: str, wait: int | None, deadline: float | None
+    ) -> Flow[M]:
+        """Read one; with ``wait`` the server may hold the request that long for a change."""
+        data = yield from request(
+            cfg, "GET", f"{self.path}/{object_id}", params={"wait": int(wait)} if wait else None,
+            retry=True, timeout=cfg._long_poll_timeout(wait), deadline=deadline,
+        )  # fmt: skip
+        return parse(self.model, data)
 
 
-def get(
-    cfg: _BaseClient, approval_id: str, wait: int | None, deadline: float | None
-) -> Flow[Approval]:
-    data = yield from request(
-        cfg, "GET", f"/approvals/{approval_id}", params={"wait": int(wait)} if wait else None,
-        retry=True, timeout=cfg._long_poll_timeout(wait), deadline=deadline,
-    )  # fmt: skip
-    return parse(Approval, data)
+APPROVALS = Resource("/approvals", Approval)
+create = APPROVALS.create
+get = APPROVALS.get
 
 
 def _wait_seconds(left: float | None, poll_wait: int) -> int:
@@ -381,6 +399,50 @@ def _wait_seconds(left: float | None, poll_wait: int) -> int:
     # Whole seconds the server may hold the poll; the read timeout is cut
     # to the deadline anyway, so this never extends the wait.
     return max(1, min(poll_wait, math.ceil(left)))
+
+
+@dataclass
+class LongPoll:
+    """Where a long-poll wait stands: whether it looked once, its transient failures in a
+    row, and since when the server is unreachable."""
+
+    tried: bool = False
+    attempt: int = 0
+    unreachable_since: float | None = None
+
+    def next_wait(
+        self, cfg: _BaseClient, limit: float | None, left: float | None
+    ) -> tuple[int, float | None]:
+        """The seconds the next poll asks the server to hold it, and that poll's deadline.
+        The first look is always taken (up to 1 s), even with timeout=0."""
+        deadline = limit if limit is None or self.tried else max(limit, time.monotonic() + 1)
+        self.tried = True
+        return _wait_seconds(left, cfg.poll_wait), deadline
+
+    def delay_after(self, exc: PliuzError, limit: float | None) -> float:
+        """The pause before the next poll; ``exc`` itself when it is not transient, or when
+        the server stayed unreachable too long with no expiry known to bound the wait."""
+        if not is_transient(exc):
+            raise exc
+        now = time.monotonic()
+        self.unreachable_since = self.unreachable_since or now
+        if limit is None and now - self.unreachable_since > MAX_UNREACHABLE_S:
+            raise exc  # no expiry known to bound the wait: give up eventually
+        delay = retry_delay(exc, self.attempt)
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+        self.unreachable_since = None
+
+
+def poll(cfg: _BaseClient, path: str, wait: int, deadline: float | None) -> Flow[Any]:
+    """One long-poll ``GET path`` the server may hold for ``wait`` seconds (not retried)."""
+    return request(
+        cfg, "GET", path, params={"wait": wait}, retry=False,
+        timeout=cfg._long_poll_timeout(wait), deadline=deadline,
+    )  # fmt: skip
 
 
 def wait_for_decision(
@@ -393,37 +455,21 @@ def wait_for_decision(
     if last is not None and last.status != "pending":
         return last
     deadline = deadline_in(timeout)
-    attempt = 0
-    unreachable_since: float | None = None
-    tried = False
+    polls = LongPoll()
     while True:
         limit = deadline if deadline is not None else cfg._expiry_deadline(last)
         left = None if limit is None else limit - time.monotonic()
-        if left is not None and left <= 0 and tried:
-            raise _timeout_error(approval_id, last, timeout, unreachable_since is not None)
-        # The first look is always taken (up to 1 s), even with timeout=0.
-        poll_deadline = limit if limit is None or tried else max(limit, time.monotonic() + 1)
-        tried = True
-        wait = _wait_seconds(left, cfg.poll_wait)
+        unreachable = polls.unreachable_since is not None
+        if left is not None and left <= 0 and polls.tried:
+            raise _timeout_error(approval_id, last, timeout, unreachable)
+        wait, poll_deadline = polls.next_wait(cfg, limit, left)
         started = time.monotonic()
         try:
-            data = yield from request(
-                cfg, "GET", f"/approvals/{approval_id}", params={"wait": wait}, retry=False,
-                timeout=cfg._long_poll_timeout(wait), deadline=poll_deadline,
-            )  # fmt: skip
+            data = yield from poll(cfg, f"/approvals/{approval_id}", wait, poll_deadline)
         except PliuzTimeoutError:
-            raise _timeout_error(
-                approval_id, last, timeout, unreachable_since is not None
-            ) from None
+            raise _timeout_error(approval_id, last, timeout, unreachable) from None
         except PliuzError as exc:
-            if not is_transient(exc):
-                raise
-            now = time.monotonic()
-            unreachable_since = unreachable_since or now
-            if limit is None and now - unreachable_since > MAX_UNREACHABLE_S:
-                raise  # no expiry known to bound the wait: give up eventually
-            delay = retry_delay(exc, attempt)
-            attempt += 1
+            delay = polls.delay_after(exc, limit)
             if left is not None and delay >= left and left > 0:
                 if deadline is None:
                     raise
@@ -431,8 +477,7 @@ def wait_for_decision(
                 continue
             yield Sleep(delay)
             continue
-        attempt = 0
-        unreachable_since = None
+        polls.reset()
         last = parse(Approval, data)
         if last.status != "pending":
             return last

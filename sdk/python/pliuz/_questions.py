@@ -8,21 +8,18 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._flow import (
-    CONCURRENT_CREATE_RETRIES,
-    MAX_UNREACHABLE_S,
     Flow,
+    LongPoll,
+    Resource,
     Sleep,
-    _is_concurrent_create,
     _known,
-    _wait_seconds,
     deadline_in,
     drop_none,
     parse,
+    poll,
     request,
 )
-from ._retry import is_transient, retry_delay
 from .errors import (
-    PliuzConflictError,
     PliuzConnectionError,
     PliuzError,
     PliuzQuestionExpiredError,
@@ -58,30 +55,9 @@ def question_body(text: str, options: QuestionOptions) -> dict[str, Any]:
     return drop_none(body)
 
 
-def ask(cfg: _BaseClient, body: dict[str, Any], deadline: float | None) -> Flow[Question]:
-    retry = body.get("idempotency_key") is not None
-    attempt = 0
-    while True:
-        try:
-            data = yield from request(
-                cfg, "POST", "/questions", json=body, retry=retry, deadline=deadline
-            )
-            return parse(Question, data)
-        except PliuzConflictError as exc:
-            if not retry or attempt >= CONCURRENT_CREATE_RETRIES or not _is_concurrent_create(exc):
-                raise
-        attempt += 1
-        yield Sleep(0.02 * attempt)
-
-
-def get(
-    cfg: _BaseClient, question_id: str, wait: int | None, deadline: float | None
-) -> Flow[Question]:
-    data = yield from request(
-        cfg, "GET", f"/questions/{question_id}", params={"wait": int(wait)} if wait else None,
-        retry=True, timeout=cfg._long_poll_timeout(wait), deadline=deadline,
-    )  # fmt: skip
-    return parse(Question, data)
+QUESTIONS = Resource("/questions", Question)
+ask = QUESTIONS.create
+get = QUESTIONS.get
 
 
 def wait_for_answer(
@@ -93,9 +69,7 @@ def wait_for_answer(
         (question.id, question) if isinstance(question, Question) else (question, None)
     )
     deadline = deadline_in(timeout)
-    attempt = 0
-    unreachable_since: float | None = None
-    tried = False
+    polls = LongPoll()
     while True:
         if last is not None and last.status == "answered":
             return last
@@ -105,36 +79,23 @@ def wait_for_answer(
             )
         limit = deadline if deadline is not None else cfg._expiry_deadline(last)
         left = None if limit is None else limit - time.monotonic()
-        if left is not None and left <= 0 and tried:
-            if unreachable_since is not None and timeout is None:
+        if left is not None and left <= 0 and polls.tried:
+            if polls.unreachable_since is not None and timeout is None:
                 raise PliuzConnectionError(
                     f"question {question_id}: the Pliuz server stayed unreachable past its expiry"
                 )
             raise PliuzTimeoutError(f"question {question_id} still unanswered")
-        poll_deadline = limit if limit is None or tried else max(limit, time.monotonic() + 1)
-        tried = True
-        wait = _wait_seconds(left, cfg.poll_wait)
+        wait, poll_deadline = polls.next_wait(cfg, limit, left)
         started = time.monotonic()
         try:
-            data = yield from request(
-                cfg, "GET", f"/questions/{question_id}", params={"wait": wait}, retry=False,
-                timeout=cfg._long_poll_timeout(wait), deadline=poll_deadline,
-            )  # fmt: skip
+            data = yield from poll(cfg, f"/questions/{question_id}", wait, poll_deadline)
         except PliuzTimeoutError:
             raise PliuzTimeoutError(f"question {question_id} still unanswered") from None
         except PliuzError as exc:
-            if not is_transient(exc):
-                raise
-            now = time.monotonic()
-            unreachable_since = unreachable_since or now
-            if limit is None and now - unreachable_since > MAX_UNREACHABLE_S:
-                raise
-            delay = retry_delay(exc, attempt)
-            attempt += 1
+            delay = polls.delay_after(exc, limit)
             yield Sleep(delay if left is None else max(0.0, min(delay, left)))
             continue
-        attempt = 0
-        unreachable_since = None
+        polls.reset()
         last = parse(Question, data)
         if last.status == "pending" and time.monotonic() - started < min(wait, 1) / 2:
             yield Sleep(0.25)  # the server did not hold the request: don't spin
