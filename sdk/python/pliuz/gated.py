@@ -24,16 +24,21 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast, overload
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast, overload
 
 from pydantic import TypeAdapter
 
 from ._client import AsyncPliuzClient, PliuzClient
-from ._gate import prepare_call, run_gated_async, run_gated_sync, warn_misconfigured
+from ._flow import _known
+from ._gate import GateOptions, prepare_call, run_gated_async, run_gated_sync, warn_misconfigured
 from ._shared import shared_async_client, shared_client
 from .errors import PliuzArgumentsError, PliuzConfigurationError
 from .redaction import parse_path, relax_schema
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["gated"]
 
@@ -43,6 +48,16 @@ StrOrFactory = str | Callable[[], "str | None"] | None
 MessagesOrFactory = list[Any] | Callable[[], "list[Any] | None"] | None
 
 _P = inspect.Parameter
+
+
+@contextmanager
+def _warning_on_misconfiguration(name: str) -> Iterator[None]:
+    """A configuration error is also logged: nobody was asked, it is no human's rejection."""
+    try:
+        yield
+    except PliuzConfigurationError as exc:
+        warn_misconfigured(name, exc)
+        raise
 
 
 def _resolve(value: Any) -> Any:
@@ -115,47 +130,32 @@ def schema_for(func: Callable[..., Any]) -> dict[str, Any] | None:
     return schema if schema.get("type") == "object" else None
 
 
+class GatedOptions(TypedDict, total=False):
+    """The keywords of :func:`gated` (documented there)."""
+
+    policy: str | None
+    redact: Sequence[str]
+    timeout_s: float | None
+    session_id: StrOrFactory
+    context_messages: MessagesOrFactory
+    originator: StrOrFactory
+    client: PliuzClient | AsyncPliuzClient | None
+    tool_name: str | None
+    tool_schema: dict[str, Any] | None
+    client_metadata: dict[str, Any] | None
+    cancel_on_timeout: bool
+    report_output: bool
+
+
 @overload
 def gated(func: F, /) -> F: ...
 
 
 @overload
-def gated(
-    func: None = None,
-    /,
-    *,
-    policy: str | None = None,
-    redact: Sequence[str] = (),
-    timeout_s: float | None = None,
-    session_id: StrOrFactory = None,
-    context_messages: MessagesOrFactory = None,
-    originator: StrOrFactory = None,
-    client: PliuzClient | AsyncPliuzClient | None = None,
-    tool_name: str | None = None,
-    tool_schema: dict[str, Any] | None = None,
-    client_metadata: dict[str, Any] | None = None,
-    cancel_on_timeout: bool = False,
-    report_output: bool = True,
-) -> Callable[[F], F]: ...
+def gated(func: None = None, /, **options: Unpack[GatedOptions]) -> Callable[[F], F]: ...
 
 
-def gated(
-    func: F | None = None,
-    /,
-    *,
-    policy: str | None = None,
-    redact: Sequence[str] = (),
-    timeout_s: float | None = None,
-    session_id: StrOrFactory = None,
-    context_messages: MessagesOrFactory = None,
-    originator: StrOrFactory = None,
-    client: PliuzClient | AsyncPliuzClient | None = None,
-    tool_name: str | None = None,
-    tool_schema: dict[str, Any] | None = None,
-    client_metadata: dict[str, Any] | None = None,
-    cancel_on_timeout: bool = False,
-    report_output: bool = True,
-) -> F | Callable[[F], F]:
+def gated(func: F | None = None, /, **options: Unpack[GatedOptions]) -> F | Callable[[F], F]:
     """Require human approval before ``func`` runs (sync or async functions).
 
     Args:
@@ -212,13 +212,22 @@ def gated(
     human's rejection. Exceptions raised by ``func`` itself propagate after
     being reported.
     """
+    _known(options, GatedOptions)
+    redact = options.get("redact", ())
+    client = options.get("client")
     for path in redact:
         parse_path(path)  # fail at decoration time on a malformed path
+    run_options: GateOptions = {
+        "timeout_s": options.get("timeout_s"),
+        "cancel_on_timeout": options.get("cancel_on_timeout", False),
+        "report_output": options.get("report_output", True),
+    }
 
     def decorate(fn: F) -> F:
         sig = inspect.signature(fn)
-        name = tool_name or fn.__name__
+        name = options.get("tool_name") or fn.__name__
         patterns = [parse_path(p) for p in redact]
+        tool_schema = options.get("tool_schema")
         schema = relax_schema(tool_schema if tool_schema is not None else schema_for(fn), patterns)
         is_async = inspect.iscoroutinefunction(fn)
         if is_async and isinstance(client, PliuzClient):
@@ -231,58 +240,40 @@ def gated(
                 name,
                 args_to_dict(sig, args, kwargs),
                 secret=secret,
-                policy=policy,
+                policy=options.get("policy"),
                 redact_paths=redact,
                 tool_schema=schema,
-                session_id=_resolve(session_id),
-                originator=_resolve(originator),
-                context_messages=_resolve(context_messages),
-                client_metadata=client_metadata,
+                session_id=_resolve(options.get("session_id")),
+                originator=_resolve(options.get("originator")),
+                context_messages=_resolve(options.get("context_messages")),
+                client_metadata=options.get("client_metadata"),
             )
+
+        def execute(final: dict[str, Any]) -> Any:
+            """Call ``fn`` with the approved arguments (an awaitable for an async ``fn``)."""
+            pos, kw = dict_to_call(sig, final, name)
+            return fn(*pos, **kw)
 
         if is_async:
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                try:
+                with _warning_on_misconfiguration(name):
                     c = (
                         client
                         if isinstance(client, AsyncPliuzClient)
                         else await shared_async_client()
                     )
                     prepared = prepare(args, kwargs, c.api_key)
-
-                    async def execute(final: dict[str, Any]) -> Any:
-                        pos, kw = dict_to_call(sig, final, name)
-                        return await fn(*pos, **kw)
-
-                    return await run_gated_async(
-                        c, prepared, execute, timeout_s=timeout_s,
-                        cancel_on_timeout=cancel_on_timeout, report_output=report_output,
-                    )  # fmt: skip
-                except PliuzConfigurationError as exc:
-                    warn_misconfigured(name, exc)
-                    raise
+                    return await run_gated_async(c, prepared, execute, **run_options)
 
             return cast(F, async_wrapper)
 
         @functools.wraps(fn)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
+            with _warning_on_misconfiguration(name):
                 c = client if isinstance(client, PliuzClient) else shared_client()
-                prepared = prepare(args, kwargs, c.api_key)
-
-                def execute(final: dict[str, Any]) -> Any:
-                    pos, kw = dict_to_call(sig, final, name)
-                    return fn(*pos, **kw)
-
-                return run_gated_sync(
-                    c, prepared, execute, timeout_s=timeout_s,
-                    cancel_on_timeout=cancel_on_timeout, report_output=report_output,
-                )  # fmt: skip
-            except PliuzConfigurationError as exc:
-                warn_misconfigured(name, exc)
-                raise
+                return run_gated_sync(c, prepare(args, kwargs, c.api_key), execute, **run_options)
 
         return cast(F, sync_wrapper)
 
