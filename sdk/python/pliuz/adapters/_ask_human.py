@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypedDict
 
 from .._client import AsyncPliuzClient
-from .._questions import ChoiceLike
+from .._questions import ChoiceLike, QuestionOptions
 from .._shared import blocking_twin, shared_async_client, shared_client
 from ..errors import PliuzError, PliuzQuestionExpiredError, PliuzTimeoutError
 from ..models import Answer, Question
@@ -89,48 +91,57 @@ async def ask_durable(
     )
 
 
-async def ask_for_tool(
-    question: str,
-    choices: Sequence[ChoiceLike] | None,
-    *,
-    policy: str | None,
-    client: AsyncPliuzClient | None,
-    timeout: float | None,
-    allow_free_text: bool | None,
-) -> str:
-    try:
-        answer = await ask_human_async(
-            question,
-            client=client or await shared_async_client(),
-            timeout=timeout,
-            choices=list(choices) if choices else None,
-            allow_free_text=allow_free_text,
-            policy=policy,
-        )
-    except PliuzError as exc:
-        return _unanswered(exc)
-    return _told(answer)
+class AskToolOptions(TypedDict, total=False):
+    """The keywords of the adapters' ``ask_human_tool``."""
+
+    policy: str | None
+    name: str
+    description: str | None
+    client: AsyncPliuzClient | None
+    timeout: float | None
+    allow_free_text: bool | None
 
 
-def ask_for_tool_blocking(
-    question: str,
-    choices: Sequence[ChoiceLike] | None,
-    *,
-    policy: str | None,
-    client: AsyncPliuzClient | None,
-    timeout: float | None,
-    allow_free_text: bool | None,
-) -> str:
-    c = blocking_twin(client) if client is not None else shared_client()
-    try:
-        answer = ask_human(
-            question,
-            client=c,
-            timeout=timeout,
-            choices=list(choices) if choices else None,
-            allow_free_text=allow_free_text,
-            policy=policy,
-        )
-    except PliuzError as exc:
-        return _unanswered(exc)
-    return _told(answer)
+@dataclass(frozen=True)
+class AskTool:
+    """A ready-made tool's way of asking (:class:`AskToolOptions` with the defaults)."""
+
+    policy: str | None = None
+    name: str = DEFAULT_NAME
+    description: str | None = None
+    client: AsyncPliuzClient | None = None
+    timeout: float | None = None
+    allow_free_text: bool | None = None
+
+    @property
+    def tool_description(self) -> str:
+        return self.description or DEFAULT_DESCRIPTION
+
+    def _question(self, choices: Sequence[ChoiceLike] | None) -> QuestionOptions:
+        return {
+            "choices": list(choices) if choices else None,
+            "allow_free_text": self.allow_free_text,
+            "policy": self.policy,
+        }
+
+    async def ask(self, question: str, choices: Sequence[ChoiceLike] | None) -> str:
+        """Ask and wait; the answer, or why there is none, as the model is told."""
+        try:
+            client = self.client or await shared_async_client()
+            answer = await ask_human_async(
+                question, client=client, timeout=self.timeout, **self._question(choices)
+            )
+        except PliuzError as exc:
+            return _unanswered(exc)
+        return _told(answer)
+
+    def ask_blocking(self, question: str, choices: Sequence[ChoiceLike] | None) -> str:
+        """:meth:`ask` for a synchronous invocation."""
+        client = blocking_twin(self.client) if self.client is not None else shared_client()
+        try:
+            answer = ask_human(
+                question, client=client, timeout=self.timeout, **self._question(choices)
+            )
+        except PliuzError as exc:
+            return _unanswered(exc)
+        return _told(answer)

@@ -40,8 +40,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from agents import FunctionTool
 from agents.exceptions import AgentsException
@@ -56,9 +56,14 @@ from .._shared import shared_async_client
 from ..errors import PliuzArgumentsError, PliuzError, PliuzRejectedError
 from ..models import Approval
 from ..redaction import parse_path, relax_schema
+from ._ask_human import AskToolOptions
 from ._common import HandledToolFailure, ToolRaised, message_for, not_run
 from ._durable_scope import current_scope
 from ._stream_events import PliuzApprovalPendingEvent, emit_pending, run_streamed
+from ._tool_options import ToolOptions, tool_decorator, tool_gate
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "PliuzApprovalPendingEvent",
@@ -82,6 +87,9 @@ MessagesValue = (
     list[Any] | Literal["conversation"] | Callable[[ToolContext[Any]], "list[Any] | None"] | None
 )
 ClientValue = AsyncPliuzClient | Callable[[], AsyncPliuzClient] | None
+OpenAIToolOptions = ToolOptions[
+    ContextValue, MessagesValue, ClientValue, Literal["message", "raise"]
+]
 
 
 class PliuzToolRejectedError(PliuzRejectedError, AgentsException):
@@ -137,30 +145,17 @@ def _resolve(value: Any, ctx: RunContextWrapper[Any]) -> Any:
     return value(ctx) if callable(value) else value
 
 
-def wrap_tool(
-    tool: FunctionTool,
-    *,
-    policy: str | None = None,
-    redact: Sequence[str] = (),
-    timeout_s: float | None = None,
-    session_id: ContextValue = None,
-    context_messages: MessagesValue = None,
-    originator: ContextValue = None,
-    client: ClientValue = None,
-    on_reject: Literal["message", "raise"] = "message",
-    client_metadata: dict[str, Any] | None = None,
-    cancel_on_timeout: bool = False,
-    report_output: bool = True,
-) -> FunctionTool:
+def wrap_tool(tool: FunctionTool, **options: Unpack[OpenAIToolOptions]) -> FunctionTool:
     """Return a copy of ``tool`` whose invocation is gated by Pliuz. See :func:`gated_tool`."""
     if not isinstance(tool, FunctionTool):
         raise TypeError(
             f"wrap_tool expects an agents.FunctionTool (put @gated_tool above @function_tool), "
             f"got {type(tool).__name__}"
         )
-    if on_reject not in ("message", "raise"):
+    o = tool_gate(options, on_reject="message")
+    if o.on_reject not in ("message", "raise"):
         raise ValueError("on_reject must be 'message' or 'raise'")
-    patterns = [parse_path(p) for p in redact]
+    patterns = [parse_path(p) for p in o.redact]
     original = tool.on_invoke_tool
     name = tool.name
     schema = relax_schema(tool.params_json_schema, patterns)
@@ -168,10 +163,10 @@ def wrap_tool(
     original_needs_approval = tool.needs_approval
 
     async def make_client() -> tuple[AsyncPliuzClient, bool]:
-        if isinstance(client, AsyncPliuzClient):
-            return client, False
-        if client is not None:
-            return client(), True
+        if isinstance(o.client, AsyncPliuzClient):
+            return o.client, False
+        if o.client is not None:
+            return o.client(), True
         scope = current_scope()
         if scope is not None:  # durable mode: the client Runs was given
             return scope.client, False
@@ -184,25 +179,25 @@ def wrap_tool(
         secret: str,
         known_key: str | None = None,
     ) -> PreparedCall:
-        session = _resolve(session_id, ctx) if session_id is not None else None
+        session = _resolve(o.session_id, ctx) if o.session_id is not None else None
         if session is None:
             session = _session_from_context(ctx)
-        if context_messages == "conversation":
+        if o.context_messages == "conversation":
             messages: list[Any] | None = conversation_messages(ctx)
         else:
-            messages = _resolve(context_messages, ctx)
+            messages = _resolve(o.context_messages, ctx)
         return prepare_call(
             name,
             args,
             secret=secret,
-            policy=policy,
-            redact_paths=redact,
+            policy=o.policy,
+            redact_paths=o.redact,
             tool_schema=schema,
             call_id=call_id,
             session_id=session,
-            originator=_resolve(originator, ctx),
+            originator=_resolve(o.originator, ctx),
             context_messages=messages,
-            client_metadata=client_metadata,
+            client_metadata=o.client_metadata,
             idempotency_key_override=known_key,
         )
 
@@ -266,14 +261,14 @@ def wrap_tool(
                 raise ToolRaised(exc) from exc
             if getattr(ctx, _FAILURE_ATTR, False):
                 raise HandledToolFailure(result)
-            if report_output and tool.tool_output_guardrails:
+            if o.report_output and tool.tool_output_guardrails:
                 withheld.extend(await _withholding_guardrails(tool, ctx, result))
             return result
 
         try:
             c, owned = await make_client()
         except PliuzError as exc:
-            return message_for(name, exc, timeout_s)
+            return message_for(name, exc, o.timeout_s)
 
         async def on_pending(approval: Approval) -> None:
             if current_scope() is None:
@@ -300,24 +295,21 @@ def wrap_tool(
                 c,
                 prepared,
                 execute,
-                timeout_s=timeout_s,
-                cancel_on_timeout=cancel_on_timeout,
-                report_output=report_output,
-                report_excerpt=report_text,
                 on_pending=on_pending,
+                **o.gate_options(report_excerpt=report_text),
             )
         except HandledToolFailure as failure:
             return failure.result  # the tool's own error text, already reported as "error"
         except ToolRaised as raised:
             raise raised.error from None
         except PliuzRejectedError as exc:
-            if on_reject == "raise":
+            if o.on_reject == "raise":
                 raise PliuzToolRejectedError(
                     exc.message, reason=exc.reason, approval=exc.approval
                 ) from exc
-            return message_for(name, exc, timeout_s)
+            return message_for(name, exc, o.timeout_s)
         except PliuzError as exc:
-            return message_for(name, exc, timeout_s)
+            return message_for(name, exc, o.timeout_s)
         finally:
             if owned:
                 await c.aclose()
@@ -371,20 +363,7 @@ async def _withholding_guardrails(
     return names
 
 
-def gated_tool(
-    *,
-    policy: str | None = None,
-    redact: Sequence[str] = (),
-    timeout_s: float | None = None,
-    session_id: ContextValue = None,
-    context_messages: MessagesValue = None,
-    originator: ContextValue = None,
-    client: ClientValue = None,
-    on_reject: Literal["message", "raise"] = "message",
-    client_metadata: dict[str, Any] | None = None,
-    cancel_on_timeout: bool = False,
-    report_output: bool = True,
-) -> Callable[[FunctionTool], FunctionTool]:
+def gated_tool(**options: Unpack[OpenAIToolOptions]) -> Callable[[FunctionTool], FunctionTool]:
     """Decorator: gate a ``FunctionTool`` behind a Pliuz approval. Stack it on ``@function_tool``.
 
     Args:
@@ -404,44 +383,16 @@ def gated_tool(
             shared client for ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL``.
         on_reject: ``"message"`` (default) tells the model the call was rejected
             and why; ``"raise"`` raises :class:`PliuzToolRejectedError` out of the run.
-        client_metadata: extra JSON object stored with each request.
-        cancel_on_timeout: cancel the pending request when ``timeout_s`` elapses.
-        report_output: include a short output excerpt in the execution report.
+        client_metadata, cancel_on_timeout, report_output: as for :func:`pliuz.gated`.
     """
 
-    def decorate(tool: FunctionTool) -> FunctionTool:
-        return wrap_tool(
-            tool,
-            policy=policy,
-            redact=redact,
-            timeout_s=timeout_s,
-            session_id=session_id,
-            context_messages=context_messages,
-            originator=originator,
-            client=client,
-            on_reject=on_reject,
-            client_metadata=client_metadata,
-            cancel_on_timeout=cancel_on_timeout,
-            report_output=report_output,
-        )
-
-    for path in redact:
-        parse_path(path)
-    return decorate
+    return tool_decorator(wrap_tool, options, on_reject="message")
 
 
 from .openai_agents_durable import Runs, RunsResult  # noqa: E402  (the durable mode)
 
 
-def ask_human_tool(
-    *,
-    policy: str | None = None,
-    name: str = "ask_human",
-    description: str | None = None,
-    client: AsyncPliuzClient | None = None,
-    timeout: float | None = None,
-    allow_free_text: bool | None = None,
-) -> FunctionTool:
+def ask_human_tool(**options: Unpack[AskToolOptions]) -> FunctionTool:
     """A ``function_tool`` the model calls to ask a person (``question``, optional
     ``choices``); it returns the answer text. The question goes to ``policy``'s
     approvers (inbox, Slack, API); nobody answering in time is told to the model.
@@ -457,23 +408,16 @@ def ask_human_tool(
     """
     from agents import function_tool
 
-    from ._ask_human import (
-        DEFAULT_DESCRIPTION,
-        ask_durable,
-        ask_for_tool,
-        durable_key,
-        told_for,
-    )
+    from ._ask_human import AskTool, ask_durable, durable_key, told_for
+
+    asking = AskTool(**options)
 
     async def ask_human(
         ctx: ToolContext[Any], question: str, choices: list[str] | None = None
     ) -> str:
         scope = current_scope()
         if scope is None:
-            return await ask_for_tool(
-                question, choices, policy=policy, client=client, timeout=timeout,
-                allow_free_text=allow_free_text,
-            )  # fmt: skip
+            return await asking.ask(question, choices)
         call_id = getattr(ctx, "tool_call_id", None)
         settled = scope.answers.get(call_id) if isinstance(call_id, str) else None
         if settled is None:  # the check below paused every unanswered call: never wait here
@@ -495,12 +439,12 @@ def ask_human_tool(
             if not isinstance(question, str):
                 raise PliuzError("the model's call has no question text")
             asked = await ask_durable(
-                client or scope.client,
+                asking.client or scope.client,
                 question,
                 choices if isinstance(choices, list) else None,
                 key=durable_key(_session_from_context(ctx), call_id),
-                policy=policy,
-                allow_free_text=allow_free_text,
+                policy=asking.policy,
+                allow_free_text=asking.allow_free_text,
             )
         except BaseException as exc:
             scope.failures[call_id] = exc  # the run is not stored without its question
@@ -513,8 +457,8 @@ def ask_human_tool(
 
     tool = function_tool(
         ask_human,
-        name_override=name,
-        description_override=description or DEFAULT_DESCRIPTION,
+        name_override=asking.name,
+        description_override=asking.tool_description,
         use_docstring_info=False,
     )
     original = tool.on_invoke_tool

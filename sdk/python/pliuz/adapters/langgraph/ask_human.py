@@ -3,11 +3,15 @@ calls it with a question (and optional choices) and gets the answer text."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
-from ..._client import AsyncPliuzClient
-from .._ask_human import DEFAULT_DESCRIPTION, ask_for_tool, ask_for_tool_blocking
+from .._ask_human import AskTool, AskToolOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ask_human_tool"]
 
@@ -19,34 +23,21 @@ class _AskArgs(BaseModel):
     )
 
 
-def ask_human_tool(
-    *,
-    policy: str | None = None,
-    name: str = "ask_human",
-    description: str | None = None,
-    client: AsyncPliuzClient | None = None,
-    timeout: float | None = None,
-    allow_free_text: bool | None = None,
-) -> StructuredTool:
+def ask_human_tool(**options: Unpack[AskToolOptions]) -> StructuredTool:
     """A tool (sync and async) whose answer is the person's reply; the question goes
     to ``policy``'s approvers. Nobody answering in time is told to the model."""
+    asking = AskTool(**options)
 
     async def ask(question: str, choices: list[str] | None = None) -> str:
-        return await ask_for_tool(
-            question, choices, policy=policy, client=client, timeout=timeout,
-            allow_free_text=allow_free_text,
-        )  # fmt: skip
+        return await asking.ask(question, choices)
 
     def ask_blocking(question: str, choices: list[str] | None = None) -> str:
-        return ask_for_tool_blocking(
-            question, choices, policy=policy, client=client, timeout=timeout,
-            allow_free_text=allow_free_text,
-        )  # fmt: skip
+        return asking.ask_blocking(question, choices)
 
     return StructuredTool.from_function(
         func=ask_blocking,
         coroutine=ask,
-        name=name,
-        description=description or DEFAULT_DESCRIPTION,
+        name=asking.name,
+        description=asking.tool_description,
         args_schema=_AskArgs,
     )

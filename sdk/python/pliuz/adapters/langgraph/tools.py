@@ -6,11 +6,12 @@ The gate waits in place (the node blocks or awaits) until a human decides; see
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig, ensure_config
@@ -31,6 +32,7 @@ from ..._gate import (
 from ...errors import PliuzArgumentsError, PliuzError, PliuzRejectedError
 from ...redaction import parse_path, relax_schema
 from .._common import HandledToolFailure, ToolRaised, message_for, not_run
+from .._tool_options import ToolGate, ToolOptions, tool_decorator, tool_gate
 from ._common import (
     ClientValue,
     ConfigValue,
@@ -43,7 +45,13 @@ from ._common import (
     thread_id,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = ["PliuzGatedTool", "gated_tool", "wrap_tool"]
+
+LangGraphToolOptions = ToolOptions[ConfigValue, MessagesValue, ClientValue, OnReject]
+LangGraphToolGate = ToolGate[ConfigValue, MessagesValue, ClientValue, OnReject]
 
 
 def _normalize_on_reject(on_reject: str) -> Literal["return", "raise"]:
@@ -52,21 +60,6 @@ def _normalize_on_reject(on_reject: str) -> Literal["return", "raise"]:
     if on_reject == "raise":
         return "raise"
     raise ValueError("on_reject must be 'return' or 'raise'")
-
-
-@dataclass(frozen=True)
-class _Options:
-    policy: str | None
-    redact: tuple[str, ...]
-    timeout_s: float | None
-    session_id: ConfigValue
-    context_messages: MessagesValue
-    originator: ConfigValue
-    client: ClientValue
-    on_reject: Literal["return", "raise"]
-    client_metadata: dict[str, Any] | None
-    cancel_on_timeout: bool
-    report_output: bool
 
 
 @dataclass
@@ -88,7 +81,7 @@ class PliuzGatedTool(BaseTool):
     """The original tool; it runs only after approval."""
 
     # Kept private so the options never appear in serialized tool definitions.
-    _options: _Options | None = None
+    _options: LangGraphToolGate | None = None
 
     # -- the same tool, as the model and ToolNode see it ---------------------
 
@@ -117,7 +110,7 @@ class PliuzGatedTool(BaseTool):
     # -- helpers --------------------------------------------------------------
 
     @property
-    def _opts(self) -> _Options:
+    def _opts(self) -> LangGraphToolGate:
         if self._options is None:  # pragma: no cover - always set by wrap_tool
             raise RuntimeError("PliuzGatedTool must be built with wrap_tool()")
         return self._options
@@ -229,12 +222,7 @@ class PliuzGatedTool(BaseTool):
         return self._not_run(call_id, message_for(self.name, exc, self._opts.timeout_s))
 
     def _gate_options(self) -> GateOptions:
-        o = self._opts
-        return GateOptions(
-            timeout_s=o.timeout_s, cancel_on_timeout=o.cancel_on_timeout,
-            report_output=o.report_output, report_excerpt=_report_text,
-            unreported=(GraphBubbleUp,),
-        )  # fmt: skip
+        return self._opts.gate_options(report_excerpt=_report_text, unreported=(GraphBubbleUp,))
 
     def _settled(self, exc: Exception, call: _Call) -> Any:
         """What a call that did not return normally gives the model (or raises)."""
@@ -306,29 +294,14 @@ def _report_text(result: Any) -> str | None:
     return excerpt(content_text(result))
 
 
-def wrap_tool(
-    tool: BaseTool,
-    *,
-    policy: str | None = None,
-    redact: Sequence[str] = (),
-    timeout_s: float | None = None,
-    session_id: ConfigValue = None,
-    context_messages: MessagesValue = None,
-    originator: ConfigValue = None,
-    client: ClientValue = None,
-    on_reject: OnReject = "return",
-    client_metadata: dict[str, Any] | None = None,
-    cancel_on_timeout: bool = False,
-    report_output: bool = True,
-) -> PliuzGatedTool:
+def wrap_tool(tool: BaseTool, **options: Unpack[LangGraphToolOptions]) -> PliuzGatedTool:
     """Return ``tool`` gated by Pliuz (same name, description, schemas); see :func:`gated_tool`."""
     if not isinstance(tool, BaseTool):
         raise TypeError(
             "wrap_tool expects a LangChain BaseTool (put @gated_tool above @tool), "
             f"got {type(tool).__name__}"
         )
-    for path in redact:
-        parse_path(path)
+    o = tool_gate(options, on_reject="return")
     gated = PliuzGatedTool(
         name=tool.name,
         description=tool.description,
@@ -340,36 +313,11 @@ def wrap_tool(
         extras=tool.extras,
         wrapped=tool,
     )
-    gated._options = _Options(
-        policy=policy,
-        redact=tuple(redact),
-        timeout_s=timeout_s,
-        session_id=session_id,
-        context_messages=context_messages,
-        originator=originator,
-        client=client,
-        on_reject=_normalize_on_reject(on_reject),
-        client_metadata=client_metadata,
-        cancel_on_timeout=cancel_on_timeout,
-        report_output=report_output,
-    )
+    gated._options = dataclasses.replace(o, on_reject=_normalize_on_reject(o.on_reject))
     return gated
 
 
-def gated_tool(
-    *,
-    policy: str | None = None,
-    redact: Sequence[str] = (),
-    timeout_s: float | None = None,
-    session_id: ConfigValue = None,
-    context_messages: MessagesValue = None,
-    originator: ConfigValue = None,
-    client: ClientValue = None,
-    on_reject: OnReject = "return",
-    client_metadata: dict[str, Any] | None = None,
-    cancel_on_timeout: bool = False,
-    report_output: bool = True,
-) -> Callable[[BaseTool], PliuzGatedTool]:
+def gated_tool(**options: Unpack[LangGraphToolOptions]) -> Callable[[BaseTool], PliuzGatedTool]:
     """Decorator: gate a LangChain tool behind a Pliuz approval. Stack it on ``@tool``.
 
     Works with ``create_agent``, ``ToolNode`` and direct ``invoke``/``ainvoke``
@@ -395,27 +343,6 @@ def gated_tool(
         on_reject: ``"return"`` (default) gives the model a ``ToolMessage``
             (``status="error"``) saying the call was rejected and why;
             ``"raise"`` raises :class:`~pliuz.PliuzRejectedError` out of the run.
-        client_metadata: extra JSON object stored with each request.
-        cancel_on_timeout: cancel the pending request when ``timeout_s`` elapses.
-        report_output: include a short output excerpt in the execution report.
+        client_metadata, cancel_on_timeout, report_output: as for :func:`pliuz.gated`.
     """
-    for path in redact:
-        parse_path(path)
-
-    def decorate(tool: BaseTool) -> PliuzGatedTool:
-        return wrap_tool(
-            tool,
-            policy=policy,
-            redact=redact,
-            timeout_s=timeout_s,
-            session_id=session_id,
-            context_messages=context_messages,
-            originator=originator,
-            client=client,
-            on_reject=on_reject,
-            client_metadata=client_metadata,
-            cancel_on_timeout=cancel_on_timeout,
-            report_output=report_output,
-        )
-
-    return decorate
+    return tool_decorator(wrap_tool, options, on_reject="return")
