@@ -27,17 +27,19 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._client import AsyncPliuzClient, PliuzClient, _BaseClient
-from ._flow import Flow, parse, request
+from ._flow import Flow, _known, parse, request
 from .errors import PliuzAPIError, PliuzError
 from .models import Approval, Question
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    from typing_extensions import Required, Unpack
 
 __all__ = [
     "AsyncRunsAPI",
     "ClaimedRun",
     "Completion",
+    "NewRun",
+    "Paused",
     "PliuzLeaseLostError",
     "PliuzRunError",
     "PliuzRunStateIntegrityError",
@@ -136,17 +138,13 @@ def _wait_params(wait: int | None) -> dict[str, Any]:
     return {"wait": max(0, min(MAX_RUN_WAIT_S, int(wait)))} if wait else {}
 
 
-def _create_body(
-    state: str,
-    approval_ids: list[str],
-    metadata: dict[str, Any] | None,
-    question_ids: list[str] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"state": state, "approval_ids": approval_ids}
-    if question_ids:
-        body["question_ids"] = question_ids
-    if metadata:
-        body["metadata"] = metadata
+def _create_body(state: str, new: NewRun) -> dict[str, Any]:
+    _known(new, NewRun)
+    body: dict[str, Any] = {"state": state, "approval_ids": new["approval_ids"]}
+    if new.get("question_ids"):
+        body["question_ids"] = new.get("question_ids")
+    if new.get("metadata"):
+        body["metadata"] = new.get("metadata")
     return body
 
 
@@ -173,6 +171,23 @@ def _lease_error(exc: PliuzAPIError, run_id: str) -> PliuzError:
     return exc
 
 
+class NewRun(TypedDict, total=False):
+    """What a stored run waits on (:meth:`RunsAPI.create`): ``approval_ids`` (required),
+    ``question_ids``, and its ``metadata``."""
+
+    approval_ids: Required[list[str]]
+    metadata: dict[str, Any] | None
+    question_ids: list[str] | None
+
+
+class Paused(TypedDict, total=False):
+    """What a run paused again waits on (:meth:`RunsAPI.pause`): ``approval_ids``
+    (required) and ``question_ids``."""
+
+    approval_ids: Required[list[str]]
+    question_ids: list[str] | None
+
+
 class Completion(TypedDict, total=False):
     """How a run ended (:meth:`RunsAPI.complete`): ``outcome`` (default ``"completed"``),
     ``output_sha256``, ``error`` (kept to 2,000 characters)."""
@@ -185,15 +200,8 @@ class Completion(TypedDict, total=False):
 # The runs protocol, once (sans-I/O, see pliuz._flow); the two classes below drive it.
 
 
-def _create(
-    cfg: _BaseClient,
-    state: str,
-    approval_ids: list[str],
-    metadata: dict[str, Any] | None,
-    question_ids: list[str] | None = None,
-) -> Flow[Run]:
-    body = _create_body(state, approval_ids, metadata, question_ids)
-    data = yield from request(cfg, "POST", "/runs", json=body, retry=False)
+def _create(cfg: _BaseClient, state: str, new: NewRun) -> Flow[Run]:
+    data = yield from request(cfg, "POST", "/runs", json=_create_body(state, new), retry=False)
     return parse(Run, data)
 
 
@@ -241,18 +249,14 @@ def _heartbeat(cfg: _BaseClient, run_id: str, lease_token: str, lease_seconds: i
 
 
 def _pause(
-    cfg: _BaseClient,
-    run_id: str,
-    lease_token: str,
-    state: str,
-    approval_ids: list[str],
-    question_ids: list[str] | None = None,
+    cfg: _BaseClient, run_id: str, lease_token: str, state: str, paused: Paused
 ) -> Flow[Run]:
+    _known(paused, Paused)
     body: dict[str, Any] = {
-        "lease_token": lease_token, "state": state, "approval_ids": approval_ids,
+        "lease_token": lease_token, "state": state, "approval_ids": paused["approval_ids"],
     }  # fmt: skip
-    if question_ids:
-        body["question_ids"] = question_ids
+    if paused.get("question_ids"):
+        body["question_ids"] = paused.get("question_ids")
     return _leased(cfg, "PUT", run_id, "", body, retry=False)
 
 
@@ -270,18 +274,9 @@ class AsyncRunsAPI:
     def __init__(self, client: AsyncPliuzClient) -> None:
         self.client = client
 
-    async def create(
-        self,
-        state: str,
-        *,
-        approval_ids: list[str],
-        metadata: dict[str, Any] | None = None,
-        question_ids: list[str] | None = None,
-    ) -> Run:
+    async def create(self, state: str, **new: Unpack[NewRun]) -> Run:
         """Store a paused run (``POST /api/v1/runs``); it also waits on ``question_ids``."""
-        return await self.client._drive(
-            _create(self.client, state, approval_ids, metadata, question_ids)
-        )
+        return await self.client._drive(_create(self.client, state, new))
 
     async def get(self, run_id: str, *, wait: int | None = None) -> Run:
         """Fetch a run; with ``wait`` (s) a ``waiting`` run is long-polled until ready."""
@@ -304,18 +299,10 @@ class AsyncRunsAPI:
         return await self.client._drive(_heartbeat(self.client, run_id, lease_token, lease_seconds))
 
     async def pause(
-        self,
-        run_id: str,
-        lease_token: str,
-        state: str,
-        *,
-        approval_ids: list[str],
-        question_ids: list[str] | None = None,
+        self, run_id: str, lease_token: str, state: str, **paused: Unpack[Paused]
     ) -> Run:
         """Store the run's new state under the same id (it paused again); releases the lease."""
-        return await self.client._drive(
-            _pause(self.client, run_id, lease_token, state, approval_ids, question_ids)
-        )
+        return await self.client._drive(_pause(self.client, run_id, lease_token, state, paused))
 
     async def complete(
         self, run_id: str, lease_token: str, **completion: Unpack[Completion]
@@ -330,15 +317,8 @@ class RunsAPI:
     def __init__(self, client: PliuzClient) -> None:
         self.client = client
 
-    def create(
-        self,
-        state: str,
-        *,
-        approval_ids: list[str],
-        metadata: dict[str, Any] | None = None,
-        question_ids: list[str] | None = None,
-    ) -> Run:
-        return self.client._drive(_create(self.client, state, approval_ids, metadata, question_ids))
+    def create(self, state: str, **new: Unpack[NewRun]) -> Run:
+        return self.client._drive(_create(self.client, state, new))
 
     def get(self, run_id: str, *, wait: int | None = None) -> Run:
         return self.client._drive(_get(self.client, run_id, wait))
@@ -356,18 +336,8 @@ class RunsAPI:
     ) -> Run:
         return self.client._drive(_heartbeat(self.client, run_id, lease_token, lease_seconds))
 
-    def pause(
-        self,
-        run_id: str,
-        lease_token: str,
-        state: str,
-        *,
-        approval_ids: list[str],
-        question_ids: list[str] | None = None,
-    ) -> Run:
-        return self.client._drive(
-            _pause(self.client, run_id, lease_token, state, approval_ids, question_ids)
-        )
+    def pause(self, run_id: str, lease_token: str, state: str, **paused: Unpack[Paused]) -> Run:
+        return self.client._drive(_pause(self.client, run_id, lease_token, state, paused))
 
     def complete(self, run_id: str, lease_token: str, **completion: Unpack[Completion]) -> Run:
         return self.client._drive(_complete(self.client, run_id, lease_token, completion))

@@ -42,7 +42,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
 
 from agents import Agent, Runner
 from agents.items import ToolApprovalItem
@@ -70,6 +70,24 @@ from ._durable_scope import DurableScope, durable_scope
 __all__ = ["Runs", "RunsResult"]
 
 log = logging.getLogger("pliuz")
+
+P = ParamSpec("P")
+
+
+def _sync_twin(
+    method: Callable[P, Coroutine[Any, Any, RunsResult]],
+) -> Callable[P, RunsResult]:
+    """The synchronous twin of a :class:`Runs` coroutine method (like ``Runner.run_sync``)."""
+
+    def twin(*args: P.args, **kwargs: P.kwargs) -> RunsResult:
+        return _sync(method(*args, **kwargs))
+
+    twin.__name__ = twin.__qualname__ = f"{method.__name__}_sync"
+    twin.__doc__ = (
+        f":meth:`{method.__name__}` from synchronous code (no event loop may be running)."
+    )
+    return twin
+
 
 #: Metadata key under which Runs records which starting agent a run belongs to.
 AGENT_METADATA_KEY = "pliuz_agent"
@@ -414,30 +432,8 @@ class Runs:
 
     # -- sync twins (like Runner.run_sync) ---------------------------------------
 
-    def run_sync(
-        self,
-        agent: Agent[Any],
-        input: Any,
-        *,
-        metadata: dict[str, Any] | None = None,
-        **runner_kwargs: Any,
-    ) -> RunsResult:
-        """:meth:`run` from synchronous code (no event loop may be running)."""
-        return _sync(self.run(agent, input, metadata=metadata, **runner_kwargs))
-
-    def resume_sync(
-        self,
-        run_id: str,
-        agent: Agent[Any],
-        *,
-        wait: bool = True,
-        wait_timeout: float | None = None,
-        **runner_kwargs: Any,
-    ) -> RunsResult:
-        """:meth:`resume` from synchronous code (no event loop may be running)."""
-        return _sync(
-            self.resume(run_id, agent, wait=wait, wait_timeout=wait_timeout, **runner_kwargs)
-        )
+    run_sync = _sync_twin(run)
+    resume_sync = _sync_twin(resume)
 
     # -- worker ---------------------------------------------------------------
 
