@@ -51,11 +51,6 @@ def claude_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PliuzSer
 
 
 @pytest.fixture
-def claude_human(claude_server: PliuzServer) -> Human:
-    return Human(claude_server)
-
-
-@pytest.fixture
 def human(server: PliuzServer) -> Human:
     return Human(server)
 

@@ -25,6 +25,12 @@ from pliuz.adapters.claude_agent import ClaudeGate
 pytestmark = pytest.mark.server
 
 
+@pytest.fixture(scope="module")
+def server(claude_server: PliuzServer) -> PliuzServer:
+    """This module's server (and so its ``human``): the Claude tools' policies."""
+    return claude_server
+
+
 BASH_RESPONSE = {"stdout": "3 files deleted\n", "stderr": "", "interrupted": False}
 
 
@@ -32,13 +38,13 @@ def tool_use_id() -> str:
     return f"toolu_{uuid.uuid4().hex[:20]}"
 
 
-def pliuz_client(claude_server: PliuzServer) -> AsyncPliuzClient:
-    return AsyncPliuzClient(claude_server.agent_key, claude_server.base_url)
+def pliuz_client(server: PliuzServer) -> AsyncPliuzClient:
+    return AsyncPliuzClient(server.agent_key, server.base_url)
 
 
-def gate_for(claude_server: PliuzServer, **kw: Any) -> ClaudeGate:
+def gate_for(server: PliuzServer, **kw: Any) -> ClaudeGate:
     kw.setdefault("policies", {"Bash": "shell", "mcp__payments__*": "refunds", "Write": "quick"})
-    return ClaudeGate(client=pliuz_client(claude_server), **kw)
+    return ClaudeGate(client=pliuz_client(server), **kw)
 
 
 def options(gate: ClaudeGate, *, gate_in_hook: bool = False) -> ClaudeAgentOptions:
@@ -48,83 +54,79 @@ def options(gate: ClaudeGate, *, gate_in_hook: bool = False) -> ClaudeAgentOptio
     return ClaudeAgentOptions(can_use_tool=gate.can_use_tool, hooks=hooks)
 
 
-async def pending(claude_human: Human, call_id: str) -> dict[str, Any]:
-    (a,) = await asyncio.to_thread(
-        claude_human.wait_pending, where=lambda a: a["call_id"] == call_id
-    )
+async def pending(human: Human, call_id: str) -> dict[str, Any]:
+    (a,) = await asyncio.to_thread(human.wait_pending, where=lambda a: a["call_id"] == call_id)
     return dict(a)
 
 
-async def decide(claude_human: Human, call_id: str, decision: str, **kw: Any) -> dict[str, Any]:
-    a = await pending(claude_human, call_id)
-    return await asyncio.to_thread(claude_human.decide_ok, a["id"], decision, **kw)
+async def decide(human: Human, call_id: str, decision: str, **kw: Any) -> dict[str, Any]:
+    a = await pending(human, call_id)
+    return await asyncio.to_thread(human.decide_ok, a["id"], decision, **kw)
 
 
-async def settled(claude_human: Human, approval_id: str, status: str) -> dict[str, Any]:
+async def settled(human: Human, approval_id: str, status: str) -> dict[str, Any]:
     """The approval once it reached ``status`` (execution reports arrive in the background)."""
     deadline = time.monotonic() + 15
     while True:
-        a = await asyncio.to_thread(claude_human.get, approval_id)
+        a = await asyncio.to_thread(human.get, approval_id)
         if a["status"] == status or time.monotonic() > deadline:
             assert a["status"] == status, a
             return a
         await asyncio.sleep(0.1)
 
 
-async def by_call(claude_human: Human, call_id: str) -> list[dict[str, Any]]:
-    items = await asyncio.to_thread(claude_human.list)
+async def by_call(human: Human, call_id: str) -> list[dict[str, Any]]:
+    items = await asyncio.to_thread(human.list)
     return [a for a in items if a.get("call_id") == call_id]
 
 
 async def test_approve_allows_claims_and_the_post_tool_use_report_lands(
-    claude_server: PliuzServer, claude_human: Human
+    server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(claude_server)
+    gate = gate_for(server)
     claude, cli = await connected(options(gate))
     call, args = tool_use_id(), {"command": "rm -rf build/", "description": "clean"}
     assert await cli.pre_tool_use("Bash", args, call) == [{}]  # notes the session only
     asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
-    approval = await decide(claude_human, call, "approve")
+    approval = await decide(human, call, "approve")
     assert approval["session_id"] == SESSION  # learnt from PreToolUse
     assert approval["policy"] == "shell"
     answer = await asyncio.wait_for(asking, 15)
     assert answer == {"behavior": "allow", "updatedInput": args}
     # Claimed before the allow went back: the server shows it executing until the report.
-    assert (await asyncio.to_thread(claude_human.get, approval["id"]))["status"] == "executing"
+    assert (await asyncio.to_thread(human.get, approval["id"]))["status"] == "executing"
     assert await cli.post_tool_use("Bash", args, call, BASH_RESPONSE) == [{}]
-    done = await settled(claude_human, approval["id"], "executed")
+    done = await settled(human, approval["id"], "executed")
     assert done["execution"]["outcome"] == "success"
     assert "3 files deleted" in done["execution"]["output_excerpt"]
     assert await gate.aclose()
     await claude.disconnect()
 
 
-async def test_edit_becomes_updated_input(claude_server: PliuzServer, claude_human: Human) -> None:
-    gate = gate_for(claude_server)
+async def test_edit_becomes_updated_input(server: PliuzServer, human: Human) -> None:
+    gate = gate_for(server)
     claude, cli = await connected(options(gate))
     call = tool_use_id()
     args = {"order_id": "ord-7", "amount_cents": 90000}
     asking = asyncio.create_task(cli.can_use_tool("mcp__payments__refund", args, call))
     edited = {"order_id": "ord-7", "amount_cents": 4500}
-    approval = await decide(claude_human, call, "edit", final_args=edited)
+    approval = await decide(human, call, "edit", final_args=edited)
     assert approval["policy"] == "refunds"  # through the "mcp__payments__*" pattern
     answer = await asyncio.wait_for(asking, 15)
     assert answer == {"behavior": "allow", "updatedInput": edited}
     await cli.post_tool_use("mcp__payments__refund", edited, call, [{"type": "text", "text": "ok"}])
-    done = await settled(claude_human, approval["id"], "executed")
+    done = await settled(human, approval["id"], "executed")
     assert done["final_args"] == edited
     await gate.aclose()
     await claude.disconnect()
 
 
-async def test_reject_denies_with_the_reason(
-    claude_server: PliuzServer, claude_human: Human
-) -> None:
-    gate = gate_for(claude_server, interrupt_on_deny=True)
+async def test_reject_denies_with_the_reason(server: PliuzServer, human: Human) -> None:
+    gate = gate_for(server, interrupt_on_deny=True)
     claude, cli = await connected(options(gate))
     call, args = tool_use_id(), {"command": "git push --force"}
     asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
-    approval = await decide(claude_human, call, "reject", reason="never force-push main")
+    approval = await decide(human, call, "reject", reason="never force-push main")
     answer = await asyncio.wait_for(asking, 15)
     assert answer["behavior"] == "deny"
     assert answer["interrupt"] is True
@@ -132,12 +134,12 @@ async def test_reject_denies_with_the_reason(
     assert "rejected by user:bob@example.com" in answer["message"]
     # A PostToolUse for a call that was denied changes nothing.
     await cli.post_tool_use("Bash", args, call, BASH_RESPONSE)
-    assert (await asyncio.to_thread(claude_human.get, approval["id"]))["status"] == "rejected"
+    assert (await asyncio.to_thread(human.get, approval["id"]))["status"] == "rejected"
     await claude.disconnect()
 
 
-async def test_expiry_denies(claude_server: PliuzServer, claude_human: Human) -> None:
-    gate = gate_for(claude_server)
+async def test_expiry_denies(server: PliuzServer, human: Human) -> None:
+    gate = gate_for(server)
     claude, cli = await connected(options(gate))
     call = tool_use_id()
     answer = await asyncio.wait_for(
@@ -146,15 +148,13 @@ async def test_expiry_denies(claude_server: PliuzServer, claude_human: Human) ->
     assert answer["behavior"] == "deny"
     assert "expired before anyone decided" in answer["message"]
     assert "interrupt" not in answer
-    (a,) = await by_call(claude_human, call)
+    (a,) = await by_call(human, call)
     assert a["status"] == "expired"
     await claude.disconnect()
 
 
-async def test_unreachable_server_denies(claude_server: PliuzServer) -> None:
-    down = AsyncPliuzClient(
-        claude_server.agent_key, f"http://127.0.0.1:{free_port()}", max_retries=0
-    )
+async def test_unreachable_server_denies(server: PliuzServer) -> None:
+    down = AsyncPliuzClient(server.agent_key, f"http://127.0.0.1:{free_port()}", max_retries=0)
     gate = ClaudeGate({"Bash": "shell"}, client=down)
     claude, cli = await connected(options(gate))
     answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "ls"}, tool_use_id()), 15)
@@ -165,17 +165,17 @@ async def test_unreachable_server_denies(claude_server: PliuzServer) -> None:
 
 
 async def test_ungated_tools_pass_unchanged_or_are_denied(
-    claude_server: PliuzServer, claude_human: Human
+    server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(claude_server)
+    gate = gate_for(server)
     claude, cli = await connected(options(gate))
     call, args = tool_use_id(), {"file_path": "README.md"}
     answer = await asyncio.wait_for(cli.can_use_tool("Read", args, call), 5)
     assert answer == {"behavior": "allow", "updatedInput": args}
-    assert await by_call(claude_human, call) == []  # nobody was asked
+    assert await by_call(human, call) == []  # nobody was asked
     await claude.disconnect()
 
-    strict = gate_for(claude_server, ungated="deny")
+    strict = gate_for(server, ungated="deny")
     claude, cli = await connected(options(strict))
     answer = await asyncio.wait_for(cli.can_use_tool("Read", args, call), 5)
     assert answer["behavior"] == "deny"
@@ -184,14 +184,14 @@ async def test_ungated_tools_pass_unchanged_or_are_denied(
 
 
 async def test_concurrent_callbacks_for_one_call_allow_once(
-    claude_server: PliuzServer, claude_human: Human
+    server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(claude_server)
+    gate = gate_for(server)
     claude, cli = await connected(options(gate))
     call, args = tool_use_id(), {"command": "make deploy"}
     first = asyncio.create_task(cli.can_use_tool("Bash", args, call))
     second = asyncio.create_task(cli.can_use_tool("Bash", args, call))
-    approval = await decide(claude_human, call, "approve")
+    approval = await decide(human, call, "approve")
     done, _ = await asyncio.wait({first, second}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
     (winner,) = done
     assert winner.result() == {"behavior": "allow", "updatedInput": args}
@@ -202,13 +202,13 @@ async def test_concurrent_callbacks_for_one_call_allow_once(
     answer = await asyncio.wait_for(other, 15)
     assert answer["behavior"] == "deny"
     assert "already executed" in answer["message"]
-    assert len(await by_call(claude_human, call)) == 1  # one request, asked once
-    await settled(claude_human, approval["id"], "executed")
+    assert len(await by_call(human, call)) == 1  # one request, asked once
+    await settled(human, approval["id"], "executed")
     await gate.aclose()
     await claude.disconnect()
 
 
-def test_two_processes_one_claim(claude_server: PliuzServer, claude_human: Human) -> None:
+def test_two_processes_one_claim(server: PliuzServer, human: Human) -> None:
     """Two SDK sessions (own event loops, own clients) attached to the same request:
     the server hands the claim to one, the other is denied."""
     call, args = tool_use_id(), {"command": "terraform apply"}
@@ -217,9 +217,7 @@ def test_two_processes_one_claim(claude_server: PliuzServer, claude_human: Human
     both_waiting = threading.Barrier(3)
 
     async def session() -> None:
-        gate = ClaudeGate(
-            {"Bash": "shell"}, client=pliuz_client(claude_server), session_id="shared"
-        )
+        gate = ClaudeGate({"Bash": "shell"}, client=pliuz_client(server), session_id="shared")
         claude, cli = await connected(options(gate))
         asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
         await asyncio.to_thread(both_waiting.wait, 30)
@@ -239,38 +237,36 @@ def test_two_processes_one_claim(claude_server: PliuzServer, claude_human: Human
     threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:
         t.start()
-    (a,) = claude_human.wait_pending(where=lambda a: a["call_id"] == call)
+    (a,) = human.wait_pending(where=lambda a: a["call_id"] == call)
     time.sleep(0.5)  # both sessions re-attached to the same request (idempotency key)
     both_waiting.wait(30)
-    claude_human.decide_ok(a["id"], "approve")
+    human.decide_ok(a["id"], "approve")
     for t in threads:
         t.join(60)
     assert not errors, errors
     assert sorted(x["behavior"] for x in answers) == ["allow", "deny"]
     (denied,) = [x for x in answers if x["behavior"] == "deny"]
     assert "NOT executed" in denied["message"] or "already executed" in denied["message"]
-    assert len([x for x in claude_human.list() if x.get("call_id") == call]) == 1
+    assert len([x for x in human.list() if x.get("call_id") == call]) == 1
 
 
-async def test_tool_failure_is_reported_as_error(
-    claude_server: PliuzServer, claude_human: Human
-) -> None:
-    gate = gate_for(claude_server)
+async def test_tool_failure_is_reported_as_error(server: PliuzServer, human: Human) -> None:
+    gate = gate_for(server)
     claude, cli = await connected(options(gate))
     call, args = tool_use_id(), {"command": "false"}
     asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
-    approval = await decide(claude_human, call, "approve")
+    approval = await decide(human, call, "approve")
     assert (await asyncio.wait_for(asking, 15))["behavior"] == "allow"
     await cli.post_tool_use_failure("Bash", args, call, "Exit code 1")
-    done = await settled(claude_human, approval["id"], "executed")
+    done = await settled(human, approval["id"], "executed")
     assert done["execution"]["outcome"] == "error"
     assert "Exit code 1" in done["execution"]["output_excerpt"]
     await gate.aclose()
     await claude.disconnect()
 
 
-async def test_gate_in_pre_tool_use_hook(claude_server: PliuzServer, claude_human: Human) -> None:
-    gate = gate_for(claude_server)
+async def test_gate_in_pre_tool_use_hook(server: PliuzServer, human: Human) -> None:
+    gate = gate_for(server)
     claude, cli = await connected(options(gate, gate_in_hook=True))
     (pre,) = cli.hooks["PreToolUse"]
     assert pre["onFailure"] == "block" and pre["timeout"] >= 3600  # fails closed, waits long
@@ -278,7 +274,7 @@ async def test_gate_in_pre_tool_use_hook(claude_server: PliuzServer, claude_huma
     call, args = tool_use_id(), {"command": "rm -rf /var/cache"}
     asking = asyncio.create_task(cli.pre_tool_use("Bash", args, call))
     edited = {"command": "rm -rf /var/cache/app"}
-    approval = await decide(claude_human, call, "edit", final_args=edited)
+    approval = await decide(human, call, "edit", final_args=edited)
     assert approval["session_id"] == SESSION
     (answer,) = await asyncio.wait_for(asking, 15)
     assert answer == {
@@ -287,11 +283,11 @@ async def test_gate_in_pre_tool_use_hook(claude_server: PliuzServer, claude_huma
         }
     }  # fmt: skip
     await cli.post_tool_use("Bash", edited, call, BASH_RESPONSE)
-    await settled(claude_human, approval["id"], "executed")
+    await settled(human, approval["id"], "executed")
 
     call = tool_use_id()
     asking = asyncio.create_task(cli.pre_tool_use("Bash", args, call))
-    await decide(claude_human, call, "reject", reason="wrong directory")
+    await decide(human, call, "reject", reason="wrong directory")
     (answer,) = await asyncio.wait_for(asking, 15)
     out = answer["hookSpecificOutput"]
     assert out["permissionDecision"] == "deny"
@@ -304,48 +300,46 @@ async def test_gate_in_pre_tool_use_hook(claude_server: PliuzServer, claude_huma
 
 
 async def test_redacted_arguments_stay_here_and_are_restored(
-    claude_server: PliuzServer, claude_human: Human
+    server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(claude_server, redact={"mcp__payments__refund": ["card.number"]})
+    gate = gate_for(server, redact={"mcp__payments__refund": ["card.number"]})
     claude, cli = await connected(options(gate))
     call = tool_use_id()
     args = {"order_id": "ord-9", "amount_cents": 700, "card": {"number": "4111111111111111"}}
     asking = asyncio.create_task(cli.can_use_tool("mcp__payments__refund", args, call))
-    a = await pending(claude_human, call)
+    a = await pending(human, call)
     assert a["tool_args"]["card"]["number"] == "[REDACTED]"
-    await asyncio.to_thread(claude_human.decide_ok, a["id"], "approve")
+    await asyncio.to_thread(human.decide_ok, a["id"], "approve")
     answer = await asyncio.wait_for(asking, 15)
     assert answer == {"behavior": "allow", "updatedInput": args}  # the real number, restored
     await cli.post_tool_use("mcp__payments__refund", args, call, "refunded")
-    await settled(claude_human, a["id"], "executed")
+    await settled(human, a["id"], "executed")
     await gate.aclose()
     await claude.disconnect()
 
 
-async def test_timeout_denies_and_cancels_the_request(
-    claude_server: PliuzServer, claude_human: Human
-) -> None:
-    gate = gate_for(claude_server, timeout_s=1.0, cancel_on_timeout=True)
+async def test_timeout_denies_and_cancels_the_request(server: PliuzServer, human: Human) -> None:
+    gate = gate_for(server, timeout_s=1.0, cancel_on_timeout=True)
     claude, cli = await connected(options(gate))
     call = tool_use_id()
     answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "uptime"}, call), 15)
     assert answer["behavior"] == "deny"
     assert "no approval decision arrived within 1 seconds" in answer["message"]
-    (a,) = await by_call(claude_human, call)
-    await settled(claude_human, a["id"], "cancelled")
+    (a,) = await by_call(human, call)
+    await settled(human, a["id"], "cancelled")
     await claude.disconnect()
 
 
 async def test_withdrawn_permission_request_cancels_the_pending_approval(
-    claude_server: PliuzServer, claude_human: Human
+    server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(claude_server)
+    gate = gate_for(server)
     claude, cli = await connected(options(gate))
     call = tool_use_id()
     request_id, answer = cli.ask_permission("Bash", {"command": "sleep 1000"}, call)
-    a = await pending(claude_human, call)
+    a = await pending(human, call)
     cli.cancel(request_id)  # the user interrupted the agent
-    done = await settled(claude_human, a["id"], "cancelled")
+    done = await settled(human, a["id"], "cancelled")
     assert done["decision"]["outcome"] == "cancelled"
     assert "cancelled the tool call" in done["decision"]["reason"]
     assert not answer.done()  # a withdrawn request gets no answer
@@ -354,9 +348,9 @@ async def test_withdrawn_permission_request_cancels_the_pending_approval(
 
 
 async def test_unknown_policy_denies_as_misconfigured(
-    claude_server: PliuzServer, caplog: pytest.LogCaptureFixture
+    server: PliuzServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    gate = gate_for(claude_server, policies={"Bash": "no-such-policy"})
+    gate = gate_for(server, policies={"Bash": "no-such-policy"})
     claude, cli = await connected(options(gate))
     answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "ls"}, tool_use_id()), 15)
     assert answer["behavior"] == "deny"
@@ -367,18 +361,18 @@ async def test_unknown_policy_denies_as_misconfigured(
 
 
 async def test_missing_post_tool_use_leaves_the_outcome_unknown(
-    claude_server: PliuzServer, claude_human: Human
+    server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(claude_server, outcome_timeout_s=0.5)
+    gate = gate_for(server, outcome_timeout_s=0.5)
     claude, cli = await connected(options(gate))
     call, args = tool_use_id(), {"command": "date"}
     asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
-    approval = await decide(claude_human, call, "approve")
+    approval = await decide(human, call, "approve")
     assert (await asyncio.wait_for(asking, 15))["behavior"] == "allow"
     assert await gate.aclose(timeout=5)  # the call gave up waiting for its outcome
     await cli.post_tool_use("Bash", args, call, BASH_RESPONSE)  # too late: ignored
     await asyncio.sleep(0.5)
-    a = await asyncio.to_thread(claude_human.get, approval["id"])
+    a = await asyncio.to_thread(human.get, approval["id"])
     assert a["status"] == "executing"  # claimed, never reported: outcome unknown
     # Asked again for the same call, the gate does not allow it a second time.
     again = await asyncio.wait_for(cli.can_use_tool("Bash", args, call), 15)

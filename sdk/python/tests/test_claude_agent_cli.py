@@ -26,6 +26,12 @@ from pliuz.adapters.claude_agent import ClaudeGate
 pytestmark = pytest.mark.server
 
 
+@pytest.fixture(scope="module")
+def server(claude_server: PliuzServer) -> PliuzServer:
+    """This module's server (and so its ``human``): the Claude tools' policies."""
+    return claude_server
+
+
 def call_id() -> str:
     return f"toolu_{uuid.uuid4().hex[:20]}"
 
@@ -90,31 +96,29 @@ async def run_deciding(
     return result, decided
 
 
-def decide_when_pending(
-    claude_human: Human, call: str, decision: str, **kw: Any
-) -> asyncio.Task[Any]:
+def decide_when_pending(human: Human, call: str, decision: str, **kw: Any) -> asyncio.Task[Any]:
     def run() -> dict[str, Any]:
-        (a,) = claude_human.wait_pending(where=lambda a: a["call_id"] == call, timeout=60)
-        return claude_human.decide_ok(a["id"], decision, **kw)
+        (a,) = human.wait_pending(where=lambda a: a["call_id"] == call, timeout=60)
+        return human.decide_ok(a["id"], decision, **kw)
 
     return asyncio.create_task(asyncio.to_thread(run))
 
 
-async def executed(claude_human: Human, approval_id: str) -> dict[str, Any]:
+async def executed(human: Human, approval_id: str) -> dict[str, Any]:
     for _ in range(150):
-        a = await asyncio.to_thread(claude_human.get, approval_id)
+        a = await asyncio.to_thread(human.get, approval_id)
         if a["status"] == "executed":
             return a
         await asyncio.sleep(0.1)
     raise AssertionError(f"{approval_id} never became executed: {a}")
 
 
-def requests_for(claude_human: Human, call: str) -> list[dict[str, Any]]:
-    return [a for a in claude_human.list() if a.get("call_id") == call]
+def requests_for(human: Human, call: str) -> list[dict[str, Any]]:
+    return [a for a in human.list() if a.get("call_id") == call]
 
 
 async def test_cli_approved_bash_runs_once_and_is_reported(
-    claude_server: PliuzServer, claude_human: Human, tmp_path: Path
+    server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
     write, shell = call_id(), call_id()
     model = ModelStandIn(
@@ -123,67 +127,65 @@ async def test_cli_approved_bash_runs_once_and_is_reported(
             (shell, "Bash", bash("echo approved >> out.txt")),
         ]
     )
-    gate = shell_gate(claude_server)
-    approve = decide_when_pending(claude_human, shell, "approve")
+    gate = shell_gate(server)
+    approve = decide_when_pending(human, shell, "approve")
     result, (approval,) = await run_deciding(tmp_path, model, gate, approve)
     assert not result.is_error, result
     assert (tmp_path / "out.txt").read_text() == "approved\n"  # ran, once
     assert (tmp_path / "notes.txt").read_text() == "hi"  # the ungated Write ran unchanged
-    assert requests_for(claude_human, write) == []  # and nobody was asked about it
+    assert requests_for(human, write) == []  # and nobody was asked about it
     assert approval["session_id"] == result.session_id  # the Claude session, from PreToolUse
-    done = await executed(claude_human, approval["id"])
+    done = await executed(human, approval["id"])
     assert done["execution"]["outcome"] == "success"
     assert model.results[shell].get("is_error") is not True
     assert await gate.aclose()
 
 
 async def test_cli_edit_runs_the_edited_command(
-    claude_server: PliuzServer, claude_human: Human, tmp_path: Path
+    server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
     shell = call_id()
     model = ModelStandIn([(shell, "Bash", bash("echo original >> out.txt"))])
-    gate = shell_gate(claude_server)
-    edit = decide_when_pending(
-        claude_human, shell, "edit", final_args=bash("echo edited >> out.txt")
-    )
+    gate = shell_gate(server)
+    edit = decide_when_pending(human, shell, "edit", final_args=bash("echo edited >> out.txt"))
     _, (approval,) = await run_deciding(tmp_path, model, gate, edit)
     assert (tmp_path / "out.txt").read_text() == "edited\n"
-    done = await executed(claude_human, approval["id"])
+    done = await executed(human, approval["id"])
     assert done["final_args"]["command"] == "echo edited >> out.txt"
     await gate.aclose()
 
 
 async def test_cli_reject_does_not_run_and_the_model_reads_the_reason(
-    claude_server: PliuzServer, claude_human: Human, tmp_path: Path
+    server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
     shell = call_id()
     model = ModelStandIn([(shell, "Bash", bash("echo nope >> out.txt"))])
-    gate = shell_gate(claude_server)
-    reject = decide_when_pending(claude_human, shell, "reject", reason="not on a Friday")
+    gate = shell_gate(server)
+    reject = decide_when_pending(human, shell, "reject", reason="not on a Friday")
     _, (approval,) = await run_deciding(tmp_path, model, gate, reject)
     assert not (tmp_path / "out.txt").exists()
     told = model.results[shell]
     assert told.get("is_error") is True
     assert "not on a Friday" in str(told["content"])
-    assert (await asyncio.to_thread(claude_human.get, approval["id"]))["status"] == "rejected"
+    assert (await asyncio.to_thread(human.get, approval["id"]))["status"] == "rejected"
 
 
 @pytest.mark.parametrize("setup", ["allowed_tools", "bypassPermissions"])
 async def test_cli_pre_tool_use_gate_holds_when_the_cli_would_not_ask(
-    claude_server: PliuzServer, claude_human: Human, tmp_path: Path, setup: str
+    server: PliuzServer, human: Human, tmp_path: Path, setup: str
 ) -> None:
     first, second = call_id(), call_id()
     steps = [(first, "Bash", bash("echo one >> out.txt"))]
     steps.append((second, "Bash", bash("echo two >> out.txt")))
     model = ModelStandIn(steps)
-    gate = shell_gate(claude_server)
-    approve = decide_when_pending(claude_human, first, "approve")
-    reject = decide_when_pending(claude_human, second, "reject", reason="one is enough")
+    gate = shell_gate(server)
+    approve = decide_when_pending(human, first, "approve")
+    reject = decide_when_pending(human, second, "reject", reason="one is enough")
     _, (approved, _) = await run_deciding(
         tmp_path, model, gate, approve, reject, gate_in_hook=setup
     )
     assert (tmp_path / "out.txt").read_text() == "one\n"
     assert "one is enough" in str(model.results[second]["content"])
-    done = await executed(claude_human, approved["id"])
+    done = await executed(human, approved["id"])
     assert done["execution"]["outcome"] == "success"
     await gate.aclose()

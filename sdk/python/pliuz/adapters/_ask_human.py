@@ -113,10 +113,6 @@ class AskTool:
     timeout: float | None = None
     allow_free_text: bool | None = None
 
-    @property
-    def tool_description(self) -> str:
-        return self.description or DEFAULT_DESCRIPTION
-
     def _question(self, choices: Sequence[ChoiceLike] | None) -> QuestionOptions:
         return {
             "choices": list(choices) if choices else None,

@@ -408,7 +408,7 @@ def ask_human_tool(**options: Unpack[AskToolOptions]) -> FunctionTool:
     """
     from agents import function_tool
 
-    from ._ask_human import AskTool, ask_durable, durable_key, told_for
+    from ._ask_human import DEFAULT_DESCRIPTION, AskTool, ask_durable, durable_key, told_for
 
     asking = AskTool(**options)
 
@@ -458,7 +458,7 @@ def ask_human_tool(**options: Unpack[AskToolOptions]) -> FunctionTool:
     tool = function_tool(
         ask_human,
         name_override=asking.name,
-        description_override=asking.tool_description,
+        description_override=asking.description or DEFAULT_DESCRIPTION,
         use_docstring_info=False,
     )
     original = tool.on_invoke_tool

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
-from .._ask_human import AskTool, AskToolOptions
+from .._ask_human import DEFAULT_DESCRIPTION, AskTool, AskToolOptions
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -38,6 +38,6 @@ def ask_human_tool(**options: Unpack[AskToolOptions]) -> StructuredTool:
         func=ask_blocking,
         coroutine=ask,
         name=asking.name,
-        description=asking.tool_description,
+        description=asking.description or DEFAULT_DESCRIPTION,
         args_schema=_AskArgs,
     )
