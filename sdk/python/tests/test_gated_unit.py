@@ -4,6 +4,7 @@ for the same against the real server)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -18,6 +19,27 @@ KEY = "pliuz_ak_test"
 
 def sync_client(fake: FakePliuz) -> PliuzClient:
     return PliuzClient(KEY, "http://t", http_client=httpx.Client(transport=fake.transport()))
+
+
+def approving_fake() -> FakePliuz:
+    """A fake server that approves every request as it is created."""
+    fake = FakePliuz()
+    fake.auto = "approved"
+    return fake
+
+
+def recorded_tool(
+    client: PliuzClient, session_id: str | None = None
+) -> tuple[Callable[[int], int], list[int]]:
+    """A gated ``f(a) -> a`` and the list of the arguments it really ran with."""
+    ran: list[int] = []
+
+    @gated(client=client, session_id=session_id)
+    def f(a: int) -> int:
+        ran.append(a)
+        return a
+
+    return f, ran
 
 
 def bodies(fake: FakePliuz, suffix: str = "/approvals") -> list[dict[str, Any]]:
@@ -59,12 +81,7 @@ def test_sync_approve_with_edit_restores_redacted_values() -> None:
 
 def test_edit_that_does_not_bind_refuses_to_run() -> None:
     fake = FakePliuz()
-    ran = []
-
-    @gated(client=sync_client(fake))
-    def f(a: int) -> int:
-        ran.append(a)
-        return a
+    f, ran = recorded_tool(sync_client(fake))
 
     fake.on_get = lambda ap: fake.decide(ap["id"], "approved", final_args={"a": 1, "zzz": 2})
     with pytest.raises(pliuz.PliuzArgumentsError):
@@ -77,12 +94,7 @@ def test_edit_that_does_not_bind_refuses_to_run() -> None:
 
 def test_rejection_raises_with_reason_and_replay_of_executed_never_runs_again() -> None:
     fake = FakePliuz()
-    ran = []
-
-    @gated(client=sync_client(fake))
-    def f(a: int) -> int:
-        ran.append(a)
-        return a
+    f, ran = recorded_tool(sync_client(fake))
 
     fake.on_get = lambda ap: fake.decide(ap["id"], "rejected", reason="not today")
     with pytest.raises(pliuz.PliuzRejectedError) as info:
@@ -98,8 +110,7 @@ def test_rejection_raises_with_reason_and_replay_of_executed_never_runs_again() 
 
 
 def test_errors_of_the_function_are_reported_and_propagate() -> None:
-    fake = FakePliuz()
-    fake.auto = "approved"
+    fake = approving_fake()
 
     @gated(client=sync_client(fake))
     def boom() -> None:
@@ -146,8 +157,7 @@ def test_client_kind_must_match_function_kind() -> None:
 async def test_concurrent_identical_calls_run_once() -> None:
     import asyncio
 
-    fake = FakePliuz()
-    fake.auto = "approved"
+    fake = approving_fake()
     ran: list[int] = []
 
     @gated(client=AsyncPliuzClient(KEY, "http://t", http_client=httpx.AsyncClient(
@@ -167,8 +177,7 @@ def test_concurrent_identical_sync_calls_run_once() -> None:
     import concurrent.futures
     import time
 
-    fake = FakePliuz()
-    fake.auto = "approved"
+    fake = approving_fake()
     ran: list[int] = []
 
     @gated(client=sync_client(fake), session_id="same")
@@ -191,8 +200,7 @@ class _Paused(Exception):
 def test_a_body_that_paused_keeps_its_claim_for_its_rerun_in_this_process() -> None:
     from pliuz._gate import prepare_call, run_gated_sync
 
-    fake = FakePliuz()
-    fake.auto = "approved"
+    fake = approving_fake()
     client = sync_client(fake)
     prepared = prepare_call("t", {"a": 1}, secret=KEY)
     calls: list[dict[str, Any]] = []
@@ -219,14 +227,8 @@ def test_a_body_that_paused_keeps_its_claim_for_its_rerun_in_this_process() -> N
 
 
 def test_a_claim_held_elsewhere_means_outcome_unknown_and_no_run() -> None:
-    fake = FakePliuz()
-    fake.auto = "approved"
-    ran: list[int] = []
-
-    @gated(client=sync_client(fake), session_id="elsewhere")
-    def f(a: int) -> int:
-        ran.append(a)
-        return a
+    fake = approving_fake()
+    f, ran = recorded_tool(sync_client(fake), "elsewhere")
 
     # Another process claims the approved request first (and never reports).
     fake.on_get = None
@@ -246,14 +248,8 @@ def test_a_claim_held_elsewhere_means_outcome_unknown_and_no_run() -> None:
 
 
 def test_a_lost_claim_race_means_no_run_and_says_why() -> None:
-    fake = FakePliuz()
-    fake.auto = "approved"
-    ran: list[int] = []
-
-    @gated(client=sync_client(fake), session_id="race")
-    def f(a: int) -> int:
-        ran.append(a)
-        return a
+    fake = approving_fake()
+    f, ran = recorded_tool(sync_client(fake), "race")
 
     real_create = fake._create
 
@@ -306,15 +302,9 @@ def _lose_first_claim_answer(fake: FakePliuz) -> None:
 def test_a_claim_whose_answer_was_lost_is_retried_with_the_same_claim_id(
     fast_backoff: None,
 ) -> None:
-    fake = FakePliuz()
-    fake.auto = "approved"
+    fake = approving_fake()
     _lose_first_claim_answer(fake)
-    ran: list[int] = []
-
-    @gated(client=sync_client(fake), session_id="lost-answer")
-    def f(a: int) -> int:
-        ran.append(a)
-        return a
+    f, ran = recorded_tool(sync_client(fake), "lost-answer")
 
     assert f(1) == 1 and ran == [1]
     claims = [b["claim_id"] for b in bodies(fake, "/execution") if b["outcome"] == "started"]
@@ -325,18 +315,12 @@ def test_a_claim_whose_answer_was_lost_is_retried_with_the_same_claim_id(
 
 
 def test_an_unanswered_claim_is_re_presented_by_the_next_call_in_this_process() -> None:
-    fake = FakePliuz()
-    fake.auto = "approved"
+    fake = approving_fake()
     _lose_first_claim_answer(fake)
     client = PliuzClient(
         KEY, "http://t", http_client=httpx.Client(transport=fake.transport()), max_retries=0
     )
-    ran: list[int] = []
-
-    @gated(client=client, session_id="unanswered")
-    def f(a: int) -> int:
-        ran.append(a)
-        return a
+    f, ran = recorded_tool(client, "unanswered")
 
     with pytest.raises(pliuz.PliuzConnectionError):
         f(1)  # the claim may have landed: the body does not run
