@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 import uuid
 from typing import Any
 
 import pytest
 from agent_helpers import last_input_text, run, run_in_background, tool_outputs
-from agents import Agent, FunctionTool, function_tool, handoff
+from agents import Agent, FunctionTool, RunResult, function_tool, handoff
 from agents.testing import ScriptedModel, assistant_message, function_call
 from pydantic import BaseModel
 from server import Human, PliuzServer
@@ -47,6 +48,30 @@ def refund_tool(ledger: list[tuple[str, Any]], **gate: Any) -> FunctionTool:
     return issue_refund
 
 
+def counting_tool(name: str, **gate: Any) -> tuple[FunctionTool, list[int]]:
+    """A gated tool ``name(n: int)`` and the list of the ``n`` it really ran with."""
+    ran: list[int] = []
+
+    def body(n: int) -> str:
+        ran.append(n)
+        return "ran"
+
+    return gated_tool(**gate)(function_tool(body, name_override=name)), ran
+
+
+def one_refund_pending(
+    human: Human, tool: FunctionTool, order_id: str, amount_cents: int, call_id: str
+) -> tuple[ScriptedModel, concurrent.futures.Future[RunResult], dict[str, Any]]:
+    """Run (in the background) an agent whose model calls ``tool`` once as
+    ``issue_refund(order_id, amount_cents)``; its model, its run and the pending request."""
+    session = uid()
+    args = {"order_id": order_id, "amount_cents": amount_cents}
+    model = script([function_call("issue_refund", args, call_id=call_id)], done())
+    fut = run_in_background(Agent(name="Support", tools=[tool]), model, group_id=session)
+    (a,) = human.wait_pending(tool="issue_refund", session=session)
+    return model, fut, a
+
+
 def test_wrapped_tool_looks_the_same_to_the_model(ledger: list[tuple[str, Any]]) -> None:
     @function_tool
     def issue_refund(order_id: str, amount_cents: int) -> str:
@@ -63,14 +88,7 @@ def test_wrapped_tool_looks_the_same_to_the_model(ledger: list[tuple[str, Any]])
 
 def test_approve(server: PliuzServer, human: Human, agent_env: dict[str, str],
                  ledger: list[tuple[str, Any]]) -> None:  # fmt: skip
-    session = uid()
-    agent = Agent(name="Support", tools=[refund_tool(ledger)])
-    model = script(
-        [function_call("issue_refund", {"order_id": "A-1", "amount_cents": 5000}, call_id="c1")],
-        done(),
-    )
-    fut = run_in_background(agent, model, group_id=session)
-    (a,) = human.wait_pending(tool="issue_refund", session=session)
+    model, fut, a = one_refund_pending(human, refund_tool(ledger), "A-1", 5000, "c1")
     assert a["call_id"] == "c1" and a["policy"] == "refunds"
     assert a["tool_args"] == {"order_id": "A-1", "amount_cents": 5000}
     assert a["tool_schema"]["properties"]["amount_cents"]["type"] == "integer"
@@ -88,14 +106,7 @@ def test_approve(server: PliuzServer, human: Human, agent_env: dict[str, str],
 def test_reject_reason_reaches_the_model(server: PliuzServer, human: Human,
                                          agent_env: dict[str, str],
                                          ledger: list[tuple[str, Any]]) -> None:  # fmt: skip
-    session = uid()
-    agent = Agent(name="Support", tools=[refund_tool(ledger)])
-    model = script(
-        [function_call("issue_refund", {"order_id": "A-2", "amount_cents": 9000}, call_id="c2")],
-        done(),
-    )
-    fut = run_in_background(agent, model, group_id=session)
-    (a,) = human.wait_pending(tool="issue_refund", session=session)
+    model, fut, a = one_refund_pending(human, refund_tool(ledger), "A-2", 9000, "c2")
     human.decide_ok(a["id"], "reject", reason="order A-2 was never delivered; escalate")
     fut.result(timeout=60)
     assert ledger == []
@@ -106,14 +117,7 @@ def test_reject_reason_reaches_the_model(server: PliuzServer, human: Human,
 
 def test_reject_can_raise(server: PliuzServer, human: Human, agent_env: dict[str, str],
                           ledger: list[tuple[str, Any]]) -> None:  # fmt: skip
-    session = uid()
-    agent = Agent(name="Support", tools=[refund_tool(ledger, on_reject="raise")])
-    model = script(
-        [function_call("issue_refund", {"order_id": "A-3", "amount_cents": 9000}, call_id="c3")],
-        done(),
-    )
-    fut = run_in_background(agent, model, group_id=session)
-    (a,) = human.wait_pending(tool="issue_refund", session=session)
+    _, fut, a = one_refund_pending(human, refund_tool(ledger, on_reject="raise"), "A-3", 9000, "c3")
     human.decide_ok(a["id"], "reject", reason="fraud")
     with pytest.raises(PliuzToolRejectedError) as info:
         fut.result(timeout=60)
@@ -172,15 +176,7 @@ def test_auto_approve_runs_at_once(server: PliuzServer, agent_env: dict[str, str
 def test_expiry_tells_the_model_and_never_runs(
     server: PliuzServer, agent_env: dict[str, str]
 ) -> None:
-    ran: list[int] = []
-
-    @gated_tool(policy="quick")
-    @function_tool
-    def quick_tool(n: int) -> str:
-        """Quick."""
-        ran.append(n)
-        return "ran"
-
+    quick_tool, ran = counting_tool("quick_tool", policy="quick")
     model = script([function_call("quick_tool", {"n": 1}, call_id="c6")], done())
     run(Agent(name="Q", tools=[quick_tool]), model, group_id=uid())
     assert ran == []
@@ -188,15 +184,7 @@ def test_expiry_tells_the_model_and_never_runs(
 
 
 def test_timeout_tells_the_model(server: PliuzServer, agent_env: dict[str, str]) -> None:
-    ran: list[int] = []
-
-    @gated_tool(timeout_s=1.5, cancel_on_timeout=True)
-    @function_tool
-    def transfer(n: int) -> str:
-        """Transfer."""
-        ran.append(n)
-        return "ran"
-
+    transfer, ran = counting_tool("transfer", timeout_s=1.5, cancel_on_timeout=True)
     model = script([function_call("transfer", {"n": 1}, call_id="c7")], done())
     run(Agent(name="T", tools=[transfer]), model, group_id=uid())
     assert ran == [] and "no approval decision arrived" in tool_outputs(model)["c7"]
