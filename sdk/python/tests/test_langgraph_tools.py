@@ -32,6 +32,14 @@ def one_call(name: str, args: dict[str, Any], call_id: str) -> list[Any]:
     return [[(name, args, call_id)], "All done."]
 
 
+def one_call_agent(
+    gated: Any, args: dict[str, Any], call_id: str
+) -> tuple[Any, ScriptedChatModel, Any]:
+    """An agent whose model calls ``gated`` once, its model, and a new thread to run it on."""
+    agent, model = agent_for([gated], one_call(gated.name, args, call_id))
+    return agent, model, thread()
+
+
 def test_schema_unchanged_and_stackable() -> None:
     @tool
     def issue_refund(order_id: str, amount_cents: int) -> str:
@@ -60,10 +68,9 @@ def test_approve_runs_once_with_exact_args(agent_env: dict[str, str], human: Hum
         ran.append((order_id, amount_cents, call_id))
         return f"Refunded {amount_cents} on {order_id}."
 
-    agent, model = agent_for(
-        [issue_refund], one_call("issue_refund", {"order_id": "LG-1", "amount_cents": 5000}, "c-ok")
+    agent, model, config = one_call_agent(
+        issue_refund, {"order_id": "LG-1", "amount_cents": 5000}, "c-ok"
     )
-    config = thread()
     session = config["configurable"]["thread_id"]
     seen: dict[str, Any] = {}
 
@@ -101,10 +108,9 @@ def test_reject_reason_reaches_the_model(agent_env: dict[str, str], human: Human
         ran.append(invoice_id)
         return "paid"
 
-    agent, model = agent_for(
-        [pay_invoice], one_call("pay_invoice", {"invoice_id": "INV-9", "amount_cents": 90}, "c-no")
+    agent, model, config = one_call_agent(
+        pay_invoice, {"invoice_id": "INV-9", "amount_cents": 90}, "c-no"
     )
-    config = thread()
 
     def reject() -> None:
         (a,) = human.wait_pending(tool="pay_invoice", session=config["configurable"]["thread_id"])
@@ -130,8 +136,7 @@ def test_reject_raise_propagates_out_of_the_graph(agent_env: dict[str, str], hum
         """Transfer money."""
         raise AssertionError("must not run")
 
-    agent, _ = agent_for([transfer], one_call("transfer", {"to": "X", "amount_cents": 1}, "c-r"))
-    config = thread()
+    agent, _, config = one_call_agent(transfer, {"to": "X", "amount_cents": 1}, "c-r")
 
     def reject() -> None:
         (a,) = human.wait_pending(tool="transfer", session=config["configurable"]["thread_id"])
@@ -155,13 +160,9 @@ async def test_edit_async_with_redaction_restored(agent_env: dict[str, str], hum
         return f"Refunded {amount_cents}."
 
     card = {"number": "4111 1111 1111 1111", "holder": "Ada"}
-    agent, model = agent_for(
-        [issue_refund],
-        one_call(
-            "issue_refund", {"order_id": "LG-E", "amount_cents": 9000, "card": card}, "c-edit"
-        ),
+    agent, model, config = one_call_agent(
+        issue_refund, {"order_id": "LG-E", "amount_cents": 9000, "card": card}, "c-edit"
     )
-    config = thread()
 
     def edit() -> None:
         (a,) = human.wait_pending(tool="issue_refund", session=config["configurable"]["thread_id"])
@@ -187,10 +188,9 @@ def test_auto_approve_by_policy(agent_env: dict[str, str], human: Human) -> None
         ran.append(amount_cents)
         return "small refund done"
 
-    agent, model = agent_for(
-        [issue_refund], one_call("issue_refund", {"order_id": "LG-S", "amount_cents": 700}, "c-a")
+    agent, model, config = one_call_agent(
+        issue_refund, {"order_id": "LG-S", "amount_cents": 700}, "c-a"
     )
-    config = thread()
     agent.invoke({"messages": [("user", "small refund")]}, config)  # no human involved
     assert ran == [700]
     assert model.tool_messages()["c-a"].content == "small refund done"
@@ -215,11 +215,11 @@ async def test_server_unreachable_tool_never_runs(mode: str) -> None:
         ran.append(to)
         return "sent"
 
-    agent, model = agent_for([transfer], one_call("transfer", {"to": "Y", "amount_cents": 5}, "u"))
+    agent, model, config = one_call_agent(transfer, {"to": "Y", "amount_cents": 5}, "u")
     if mode == "sync":
-        agent.invoke({"messages": [("user", "go")]}, thread())
+        agent.invoke({"messages": [("user", "go")]}, config)
     else:
-        await agent.ainvoke({"messages": [("user", "go")]}, thread())
+        await agent.ainvoke({"messages": [("user", "go")]}, config)
     assert ran == []
     msg = model.tool_messages()["u"]
     assert msg.status == "error"
@@ -285,8 +285,7 @@ def test_tool_runtime_injection_still_works(agent_env: dict[str, str], human: Hu
         got.append((customer, runtime.tool_call_id, len(runtime.state["messages"])))
         return "found"
 
-    agent, model = agent_for([lookup], one_call("lookup", {"customer": "ada"}, "rt"))
-    config = thread()
+    agent, model, config = one_call_agent(lookup, {"customer": "ada"}, "rt")
 
     def approve() -> None:
         (a,) = human.wait_pending(tool="lookup", session=config["configurable"]["thread_id"])
