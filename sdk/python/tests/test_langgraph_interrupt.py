@@ -62,13 +62,17 @@ def requests_for(human: Human, session: str) -> list[dict[str, Any]]:
     return [a for a in human.list(tool="issue_refund") if a["session_id"] == session]
 
 
+def new_refund_run() -> tuple[Ledger, Any, Any, str]:
+    """A fresh ledger, the refund graph writing to it, a new thread and its session id."""
+    ledger = Ledger()
+    config = thread()
+    return ledger, refund_graph(ledger), config, config["configurable"]["thread_id"]
+
+
 def test_pause_decide_resume_runs_once_with_final_args(
     agent_env: dict[str, str], human: Human
 ) -> None:
-    ledger = Ledger()
-    graph = refund_graph(ledger)
-    config = thread()
-    session = config["configurable"]["thread_id"]
+    ledger, graph, config, session = new_refund_run()
 
     out = graph.invoke({"order_id": "G-1", "amount_cents": 7000}, config)
     (intr,) = out["__interrupt__"]
@@ -95,10 +99,7 @@ def test_pause_decide_resume_runs_once_with_final_args(
 def test_forged_resume_while_pending_does_not_approve(
     agent_env: dict[str, str], human: Human
 ) -> None:
-    ledger = Ledger()
-    graph = refund_graph(ledger)
-    config = thread()
-    session = config["configurable"]["thread_id"]
+    ledger, graph, config, session = new_refund_run()
 
     first = graph.invoke({"order_id": "G-2", "amount_cents": 8000}, config)
     approval_id = first["__interrupt__"][0].value["approval_id"]
