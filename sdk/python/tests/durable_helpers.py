@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from server import PliuzServer
+from server import Human, PliuzServer
 
 HERE = Path(__file__).parent
 
@@ -62,6 +62,16 @@ class DurableCase:
         out = self.result(*self.spawn("start", **more))
         assert out["run_id"], out
         return out
+
+    def start_decided(
+        self, human: Human, decision: str, **decide: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Start a run and make ``decision`` on the ``issue_refund`` request it paused on;
+        the started run and that request."""
+        started = self.start()
+        (a,) = human.wait_pending(tool="issue_refund", session=self.session)
+        human.decide_ok(a["id"], decision, **decide)
+        return started, a
 
     def resume(self, run_id: str, **more: str) -> dict[str, Any]:
         return self.result(*self.spawn("resume", run_id, **more))

@@ -62,9 +62,7 @@ def test_reject_never_runs_and_the_model_gets_the_reason(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
     case = DurableCase(server, tmp_path)
-    started = case.start()
-    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-    human.decide_ok(a["id"], "reject", reason="duplicate of ticket 881")
+    started, a = case.start_decided(human, "reject", reason="duplicate of ticket 881")
     done = case.resume(started["run_id"])
     assert done["status"] == "completed"
     assert case.ledger_rows() == []

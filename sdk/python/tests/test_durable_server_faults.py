@@ -64,9 +64,7 @@ def test_sdk_checks_the_digest_of_what_it_is_given(
 ) -> None:
     """Even if the server (or anything between) handed over another state, the SDK refuses it."""
     case = DurableCase(server, tmp_path)
-    started = case.start()
-    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-    human.decide_ok(a["id"], "approve")
+    started, _ = case.start_decided(human, "approve")
     api = AgentAPI(server)
     r = api.request("POST", f"/runs/{started['run_id']}/claim", json={"lease_seconds": 10})
     assert r.status_code == 200, r.text
@@ -81,9 +79,7 @@ def test_other_agents_cannot_see_or_resume_a_run(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
     case = DurableCase(server, tmp_path)
-    started = case.start()
-    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-    human.decide_ok(a["id"], "approve")
+    started, _ = case.start_decided(human, "approve")
     other_key = server.cli("agents", "create", f"other-{case.session}")
     other = AgentAPI(server, other_key)
     assert other.request("GET", f"/runs/{started['run_id']}").status_code == 404
@@ -105,9 +101,7 @@ def test_bad_input_gets_clear_errors(server: PliuzServer, human: Human, tmp_path
             with pytest.raises(PliuzNotFoundError):
                 await runs.resume("01890000-0000-7000-8000-000000000000", support)
             case = DurableCase(server, tmp_path)
-            started = case.start()
-            (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-            human.decide_ok(a["id"], "reject", reason="no")
+            started, _ = case.start_decided(human, "reject", reason="no")
             done = case.resume(started["run_id"])
             assert done["status"] == "completed"
             with pytest.raises(PliuzRunError, match="already completed"):
