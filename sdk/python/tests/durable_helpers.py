@@ -64,17 +64,26 @@ class DurableCase:
         return out
 
     def start_decided(
-        self, human: Human, decision: str, **decide: Any
+        self, human: Human, decision: str, *, reason: str | None = None, **more: str
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Start a run and make ``decision`` on the ``issue_refund`` request it paused on;
-        the started run and that request."""
-        started = self.start()
+        """Start a run (``more``: its environment) and make ``decision`` on the
+        ``issue_refund`` request it paused on; the started run and that request."""
+        started = self.start(**more)
         (a,) = human.wait_pending(tool="issue_refund", session=self.session)
-        human.decide_ok(a["id"], decision, **decide)
+        human.decide_ok(a["id"], decision, reason=reason)
         return started, a
 
     def resume(self, run_id: str, **more: str) -> dict[str, Any]:
         return self.result(*self.spawn("resume", run_id, **more))
+
+    def resume_killed(self, run_id: str, **how: str) -> None:
+        """A resumer that dies (``how``: at which point) before it finishes the run."""
+        proc, log = self.spawn("resume", run_id, **how)
+        assert proc.wait(timeout=60) != 0, log.read_text()
+
+    def refund_of(self, amount_cents: int) -> list[dict[str, Any]]:
+        """The ledger after exactly one refund of ``amount_cents`` on this case's order."""
+        return [{"order_id": self.order, "amount_cents": amount_cents}]
 
     def resume_after_lease_expiry(self, run_id: str, within: float = 30) -> dict[str, Any]:
         """Resume a run whose resumer died: retried until its lease ran out and one succeeds."""

@@ -35,7 +35,7 @@ def test_approve_then_resume_in_another_process(
     assert AgentAPI(server).run(started["run_id"])["status"] == "ready"
     done = case.resume(started["run_id"])
     assert done["status"] == "completed" and done["final_output"] == "All refunds handled."
-    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5000}]
+    assert case.ledger_rows() == case.refund_of(5000)
     assert f"Refunded 5000 cents on order {case.order}." in done["tool_outputs"].values()
     assert human.get(a["id"])["status"] == "executed"
     run = AgentAPI(server).run(started["run_id"])
@@ -54,7 +54,7 @@ def test_edit_runs_with_the_edited_args(server: PliuzServer, human: Human, tmp_p
     )
     done = case.resume(started["run_id"])
     assert done["status"] == "completed"
-    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 2500}]
+    assert case.ledger_rows() == case.refund_of(2500)
     assert f"Refunded 2500 cents on order {case.order}." in done["tool_outputs"].values()
 
 
@@ -115,12 +115,10 @@ def test_two_calls_and_a_nested_agent_tool_wait_for_every_decision(
 
 def test_call_reached_through_a_handoff(server: PliuzServer, human: Human, tmp_path: Path) -> None:
     case = DurableCase(server, tmp_path, scenario="handoff")
-    started = case.start(AMOUNT="4100")
-    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-    human.decide_ok(a["id"], "approve")
+    started, _ = case.start_decided(human, "approve", AMOUNT="4100")
     done = case.resume(started["run_id"])
     assert done["status"] == "completed"
-    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 4100}]
+    assert case.ledger_rows() == case.refund_of(4100)
 
 
 def test_server_sigkill_between_pause_and_resume(own_server: PliuzServer, tmp_path: Path) -> None:
@@ -133,16 +131,14 @@ def test_server_sigkill_between_pause_and_resume(own_server: PliuzServer, tmp_pa
     human.decide_ok(a["id"], "approve")
     done = case.resume(started["run_id"])
     assert done["status"] == "completed"
-    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 6000}]
+    assert case.ledger_rows() == case.refund_of(6000)
 
 
 def test_two_resumers_race_and_the_tool_runs_once(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
     case = DurableCase(server, tmp_path)
-    started = case.start(AMOUNT="5100")
-    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-    human.decide_ok(a["id"], "approve")
+    started, _ = case.start_decided(human, "approve", AMOUNT="5100")
     procs = [case.spawn("resume", started["run_id"]) for _ in range(2)]
     outcomes = []
     for proc, log in procs:
@@ -152,7 +148,7 @@ def test_two_resumers_race_and_the_tool_runs_once(
     losers = [text for code, text in outcomes if code != 0]
     assert len(winners) == 1, outcomes
     assert len(losers) == 1 and ("run_claimed" in losers[0] or "completed" in losers[0]), outcomes
-    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5100}]
+    assert case.ledger_rows() == case.refund_of(5100)
     assert AgentAPI(server).run(started["run_id"])["status"] == "completed"
 
 
@@ -160,17 +156,14 @@ def test_resumer_killed_after_the_tool_ran_does_not_run_it_again(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
     case = DurableCase(server, tmp_path, LEASE_SECONDS="10")
-    started = case.start(AMOUNT="5200")
-    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-    human.decide_ok(a["id"], "approve")
-    proc, log = case.spawn("resume", started["run_id"], KILL_AFTER_TOOL="1")
-    assert proc.wait(timeout=60) != 0, log.read_text()
-    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5200}]
+    started, _ = case.start_decided(human, "approve", AMOUNT="5200")
+    case.resume_killed(started["run_id"], KILL_AFTER_TOOL="1")
+    assert case.ledger_rows() == case.refund_of(5200)
     assert AgentAPI(server).run(started["run_id"])["status"] == "running"
     # The dead resumer's lease runs out; the next one takes over and must not refund twice.
     done = case.resume_after_lease_expiry(started["run_id"])
     assert done["status"] == "completed"
-    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5200}]
+    assert case.ledger_rows() == case.refund_of(5200)
     # Whether the report landed before the kill decides which of the two the model is told.
     told = done["last_input"]
     assert "already executed" in told or "outcome is unknown" in told, told
@@ -180,12 +173,9 @@ def test_resumer_killed_between_the_tool_and_its_report_leaves_outcome_unknown(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
     case = DurableCase(server, tmp_path, LEASE_SECONDS="10")
-    started = case.start(AMOUNT="5250")
-    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-    human.decide_ok(a["id"], "approve")
-    proc, log = case.spawn("resume", started["run_id"], KILL_IN_TOOL="1")
-    assert proc.wait(timeout=60) != 0, log.read_text()
-    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5250}]
+    started, a = case.start_decided(human, "approve", AMOUNT="5250")
+    case.resume_killed(started["run_id"], KILL_IN_TOOL="1")
+    assert case.ledger_rows() == case.refund_of(5250)
     # Claimed, never reported: the server says so and nobody may claim it again.
     approval = human.get(a["id"])
     assert approval["status"] == "executing", approval
@@ -193,7 +183,7 @@ def test_resumer_killed_between_the_tool_and_its_report_leaves_outcome_unknown(
     done = case.resume_after_lease_expiry(started["run_id"])
     assert done["status"] == "completed"
     # The body did not run a second time, and the model was told why.
-    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5250}]
+    assert case.ledger_rows() == case.refund_of(5250)
     told = done["last_input"]
     assert "NOT executed" in told and "outcome is unknown" in told, told
     assert human.get(a["id"])["status"] == "executing"
@@ -203,9 +193,7 @@ def test_heartbeats_keep_the_lease_during_a_long_tool(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
     case = DurableCase(server, tmp_path, LEASE_SECONDS="10")
-    started = case.start(AMOUNT="5300")
-    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-    human.decide_ok(a["id"], "approve")
+    started, _ = case.start_decided(human, "approve", AMOUNT="5300")
     slow, slow_log = case.spawn("resume", started["run_id"], SLOW_TOOL="18")
     api = AgentAPI(server)
     deadline = time.monotonic() + 30
@@ -217,7 +205,7 @@ def test_heartbeats_keep_the_lease_during_a_long_tool(
     assert rival.status_code == 409 and rival.json()["code"] == "run_claimed", rival.text
     done = case.result(slow, slow_log)
     assert done["status"] == "completed"
-    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5300}]
+    assert case.ledger_rows() == case.refund_of(5300)
 
 
 def test_unreadable_arguments_are_answered_without_a_request(
@@ -232,7 +220,7 @@ def test_unreadable_arguments_are_answered_without_a_request(
     assert done["status"] == "completed"
     outputs = list(done["tool_outputs"].values())
     assert any("arguments are not a JSON object" in o for o in outputs), outputs
-    assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5600}]
+    assert case.ledger_rows() == case.refund_of(5600)
 
     # Nothing else to decide: the run goes on by itself and never pauses.
     session = f"bad-{uuid.uuid4().hex[:8]}"

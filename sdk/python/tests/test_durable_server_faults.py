@@ -41,9 +41,7 @@ def test_tampered_state_is_refused_and_never_loaded(
 ) -> None:
     human = Human(own_server)
     case = DurableCase(own_server, tmp_path)
-    started = case.start(AMOUNT="5300")
-    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-    human.decide_ok(a["id"], "approve")
+    started, a = case.start_decided(human, "approve", AMOUNT="5300")
     with sqlite3.connect(own_server.data_dir / "pliuz.db", timeout=10) as db:
         changed = db.execute(
             "UPDATE runs SET state_sha256 = ? WHERE id = ?", ("0" * 64, started["run_id"])
@@ -160,9 +158,7 @@ def test_signed_run_ready_webhook_resumes_the_run(
         key, secret = server.cli("agents", "create", name, "--webhook-url", receiver.url).split()
         assert secret.startswith("whsec_")
         case = DurableCase(server, tmp_path, PLIUZ_API_KEY=key)
-        started = case.start(AMOUNT="5500")
-        (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-        human.decide_ok(a["id"], "approve")
+        started, a = case.start_decided(human, "approve", AMOUNT="5500")
         headers, body = receiver.wait_for("run.ready")
         event = verify(headers, body, secret)
         assert event["data"]["run_id"] == started["run_id"]
@@ -177,7 +173,7 @@ def test_signed_run_ready_webhook_resumes_the_run(
         # The webhook handler resumes the run it names.
         done = case.resume(str(event["data"]["run_id"]))
         assert done["status"] == "completed"
-        assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5500}]
+        assert case.ledger_rows() == case.refund_of(5500)
     finally:
         receiver.httpd.shutdown()
 
@@ -187,9 +183,7 @@ def test_worker_finishes_the_run_in_progress_on_sigterm(
 ) -> None:
     key = own_agent(server)
     case = DurableCase(server, tmp_path, PLIUZ_API_KEY=key)
-    started = case.start(AMOUNT="5700")
-    (a,) = human.wait_pending(tool="issue_refund", session=case.session)
-    human.decide_ok(a["id"], "approve")
+    started, _ = case.start_decided(human, "approve", AMOUNT="5700")
     env = {**os.environ, **server.agent_env(), "PLIUZ_API_KEY": key,
            "PLIUZ_EXAMPLE_LEDGER": str(case.ledger), "SLOW_TOOL": "4"}  # fmt: skip
     log = tmp_path / "worker.log"
@@ -205,7 +199,7 @@ def test_worker_finishes_the_run_in_progress_on_sigterm(
         worker.send_signal(signal.SIGTERM)  # mid-refund: stop taking runs, finish this one
         assert worker.wait(timeout=30) == 0, log.read_text()
         assert api.run(started["run_id"])["status"] == "completed"
-        assert case.ledger_rows() == [{"order_id": case.order, "amount_cents": 5700}]
+        assert case.ledger_rows() == case.refund_of(5700)
     finally:
         if worker.poll() is None:
             worker.kill()
