@@ -69,3 +69,9 @@ class ScriptedChatModel(BaseChatModel):
 def thread() -> dict[str, Any]:
     """A fresh run config with its own ``thread_id``."""
     return {"configurable": {"thread_id": f"t-{uuid.uuid4().hex[:10]}"}}
+
+
+def thread_and_session() -> tuple[dict[str, Any], str]:
+    """A fresh run config and its ``thread_id`` (the session of the requests it makes)."""
+    config = thread()
+    return config, config["configurable"]["thread_id"]

@@ -17,7 +17,7 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from server import Human, join_checked
-from test_langgraph_helpers import ScriptedChatModel, thread
+from test_langgraph_helpers import ScriptedChatModel, thread, thread_and_session
 
 from pliuz import PliuzClient
 from pliuz.adapters.langgraph import PliuzHumanInTheLoopMiddleware
@@ -74,11 +74,18 @@ def run_with_human(
     return out
 
 
+def run_deciding_one(
+    built: Any, config: dict[str, Any], human: Human, decision: str, **kw: Any
+) -> dict[str, Any]:
+    """Invoke the agent while the human makes ``decision`` on the one request it waits on."""
+    session = config["configurable"]["thread_id"]
+    return run_with_human(built, config, human, lambda: decide_one(human, session, decision, **kw))
+
+
 def test_approve_runs_the_tool_once_with_its_args(agent_env: dict[str, str], human: Human) -> None:
     ran: list[tuple[str, dict[str, Any]]] = []
     built, model = agent(ran, [[("send_note", NOTE, "hn-ok")], "Done."])
-    config = thread()
-    session = config["configurable"]["thread_id"]
+    config, session = thread_and_session()
     decided: dict[str, Any] = {}
 
     def approve() -> None:
@@ -106,13 +113,9 @@ def test_edit_runs_the_tool_with_the_edited_args(agent_env: dict[str, str], huma
     ran: list[tuple[str, dict[str, Any]]] = []
     built, model = agent(ran, [[("send_note", NOTE, "hn-edit")], "Done."])
     config = thread()
-    session = config["configurable"]["thread_id"]
     edited = {"to": "lead@example.com", "text": "the report is ready"}
 
-    out = run_with_human(
-        built, config, human,
-        lambda: decide_one(human, session, "edit", final_args=edited, reason="to the lead"),
-    )  # fmt: skip
+    out = run_deciding_one(built, config, human, "edit", final_args=edited, reason="to the lead")
     assert "__interrupt__" not in out
     assert ran == [("send_note", edited)]
     content = str(model.tool_messages()["hn-edit"].content)
@@ -127,11 +130,8 @@ def test_reject_does_not_run_and_the_model_sees_the_reason(
     ran: list[tuple[str, dict[str, Any]]] = []
     built, model = agent(ran, [[("send_note", NOTE, "hn-rej")], "Done."])
     config = thread()
-    session = config["configurable"]["thread_id"]
 
-    run_with_human(
-        built, config, human, lambda: decide_one(human, session, "reject", reason="not today")
-    )
+    run_deciding_one(built, config, human, "reject", reason="not today")
     assert ran == []
     msg = model.tool_messages()["hn-rej"]
     assert msg.status == "error"
@@ -143,8 +143,7 @@ def test_respond_does_not_run_and_the_model_gets_the_message(
 ) -> None:
     ran: list[tuple[str, dict[str, Any]]] = []
     built, model = agent(ran, [[("ask_user", {"question": "Which room?"}, "hn-resp")], "Done."])
-    config = thread()
-    session = config["configurable"]["thread_id"]
+    config, session = thread_and_session()
     decided: dict[str, Any] = {}
 
     def respond() -> None:
@@ -175,8 +174,7 @@ def test_batched_two_calls_are_one_round(agent_env: dict[str, str], human: Human
     ran: list[tuple[str, dict[str, Any]]] = []
     turn = [("send_note", NOTE, "hn-b1"), ("ask_user", {"question": "When?"}, "hn-b2")]
     built, model = agent(ran, [turn, "Done."])
-    config = thread()
-    session = config["configurable"]["thread_id"]
+    config, session = thread_and_session()
 
     def both() -> None:
         # Both requests are open at once, before anyone decided or anything ran.
@@ -202,8 +200,7 @@ async def test_async_agent_batched_and_per_call(agent_env: dict[str, str], human
         ran: list[tuple[str, dict[str, Any]]] = []
         turn = [("send_note", NOTE, ids[0]), ("ask_user", {"question": "Lunch?"}, ids[1])]
         built, model = agent(ran, [turn, "Done."], interrupt_mode=mode)
-        config = thread()
-        session = config["configurable"]["thread_id"]
+        config, session = thread_and_session()
 
         def decide_all(session: str = session) -> None:
             for _ in range(2):
@@ -229,8 +226,7 @@ def test_per_call_decides_and_runs_each_call_on_its_own(
     ran: list[tuple[str, dict[str, Any]]] = []
     turn = [("send_note", NOTE, "hn-p1"), ("ask_user", {"question": "Lunch?"}, "hn-p2")]
     built, model = agent(ran, [turn, "Done."], interrupt_mode="per_call")
-    config = thread()
-    session = config["configurable"]["thread_id"]
+    config, session = thread_and_session()
 
     def one_by_one() -> None:
         (note,) = human.wait_pending(session=session, tool="send_note")
@@ -265,8 +261,7 @@ def test_pause_mode_interrupts_with_agent_inbox_values_and_reads_pliuz_on_resume
         ran, [[("send_note", NOTE, "hn-pause")], "Done."],
         interrupt_on=interrupt_on, wait_s=0.5, inbox_url="https://pliuz.example",
     )  # fmt: skip
-    config = thread()
-    session = config["configurable"]["thread_id"]
+    config, session = thread_and_session()
 
     out = built.invoke({"messages": [("user", "go")]}, config)
     assert ran == []
@@ -300,11 +295,8 @@ def test_a_decision_the_tool_config_does_not_allow_fails_closed(
         ran, [[("ask_user", {"question": "Now?"}, "hn-no")], "Done."], interrupt_on=interrupt_on
     )
     config = thread()
-    session = config["configurable"]["thread_id"]
 
-    run_with_human(
-        built, config, human, lambda: decide_one(human, session, "respond", reason="yes")
-    )
+    run_deciding_one(built, config, human, "respond", reason="yes")
     assert ran == []
     msg = model.tool_messages()["hn-no"]
     assert msg.status == "error"
@@ -336,9 +328,8 @@ def test_a_call_pliuz_cannot_ask_about_fails_closed_without_stopping_the_others(
         ran, [turn, "Done."], interrupt_on={"send_note": True, "orphan_tool": True}
     )
     config = thread()
-    session = config["configurable"]["thread_id"]
 
-    run_with_human(built, config, human, lambda: decide_one(human, session, "approve"))
+    run_deciding_one(built, config, human, "approve")
     assert ran == [("send_note", NOTE)]
     msgs = model.tool_messages()
     assert msgs["hn-o1"].content == "sent to ops@example.com"
@@ -368,8 +359,7 @@ def test_per_call_pause_mode_one_interrupt_per_pending_call(
     ran: list[tuple[str, dict[str, Any]]] = []
     turn = [("send_note", NOTE, "hn-pp1"), ("ask_user", {"question": "Tea?"}, "hn-pp2")]
     built, model = agent(ran, [turn, "Done."], interrupt_mode="per_call", wait_s=0.3)
-    config = thread()
-    session = config["configurable"]["thread_id"]
+    config, session = thread_and_session()
 
     out = built.invoke({"messages": [("user", "go")]}, config)
     assert ran == []

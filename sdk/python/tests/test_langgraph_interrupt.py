@@ -12,7 +12,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 from server import Human, join_checked
-from test_langgraph_helpers import thread
+from test_langgraph_helpers import thread, thread_and_session
 
 from pliuz import PliuzRejectedError
 from pliuz.adapters.langgraph import (
@@ -65,8 +65,7 @@ def requests_for(human: Human, session: str) -> list[dict[str, Any]]:
 def new_refund_run() -> tuple[Ledger, Any, Any, str]:
     """A fresh ledger, the refund graph writing to it, a new thread and its session id."""
     ledger = Ledger()
-    config = thread()
-    return ledger, refund_graph(ledger), config, config["configurable"]["thread_id"]
+    return ledger, refund_graph(ledger), *thread_and_session()
 
 
 def test_pause_decide_resume_runs_once_with_final_args(
@@ -132,8 +131,7 @@ def test_restart_reattaches_and_runs_exactly_once(agent_env: dict[str, str], hum
     """A new process (fresh graph, fresh in-memory checkpointer) re-running the same thread
     finds the same request; after execution, a further re-run never runs it again."""
     ledger = Ledger()
-    config = thread()
-    session = config["configurable"]["thread_id"]
+    config, session = thread_and_session()
     start = {"order_id": "G-3", "amount_cents": 4242}
 
     before = refund_graph(ledger).invoke(start, config)
