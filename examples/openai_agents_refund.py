@@ -24,19 +24,11 @@ executed, the model is told it already ran).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import uuid
 
-
-def charge_back(order_id: str, amount_cents: int) -> str:
-    """Stand-in for the payment provider call. Appends to $PLIUZ_EXAMPLE_LEDGER if set."""
-    ledger = os.environ.get("PLIUZ_EXAMPLE_LEDGER")
-    if ledger:
-        with open(ledger, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"order_id": order_id, "amount_cents": amount_cents}) + "\n")
-    return f"Refunded {amount_cents} cents on order {order_id}."
+from refund_ledger import charge_back
 
 
 # --- sample from the integration page, verbatim -------------------------------

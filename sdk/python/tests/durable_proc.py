@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _seed() -> Any:
+    sys.path.insert(0, str(REPO / "examples"))  # the seed imports its neighbour refund_ledger
     spec = importlib.util.spec_from_file_location(
         "openai_agents_refund", REPO / "examples" / "openai_agents_refund.py"
     )
