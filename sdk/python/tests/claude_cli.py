@@ -157,39 +157,38 @@ class ScriptedCli(Transport):
                 answers.append(await self._control(request))
         return answers
 
+    async def tool_hook(
+        self,
+        event: str,
+        tool_name: str,
+        tool_input: dict[str, Any],
+        tool_use_id: str,
+        **more: Any,
+    ) -> list[dict[str, Any]]:
+        """The ``event`` hooks about one tool call (``more``: the event's own fields)."""
+        hook_input = {**_base(), "hook_event_name": event, "tool_name": tool_name,
+                      "tool_input": tool_input, "tool_use_id": tool_use_id, **more}  # fmt: skip
+        return await self.hook(event, tool_name, hook_input, tool_use_id)
+
     async def pre_tool_use(
         self, tool_name: str, tool_input: dict[str, Any], tool_use_id: str
     ) -> list[dict[str, Any]]:
-        return await self.hook(
-            "PreToolUse",
-            tool_name,
-            {**_base(), "hook_event_name": "PreToolUse", "tool_name": tool_name,
-             "tool_input": tool_input, "tool_use_id": tool_use_id},
-            tool_use_id,
-        )  # fmt: skip
+        return await self.tool_hook("PreToolUse", tool_name, tool_input, tool_use_id)
 
     async def post_tool_use(
         self, tool_name: str, tool_input: dict[str, Any], tool_use_id: str, response: Any
     ) -> list[dict[str, Any]]:
-        return await self.hook(
-            "PostToolUse",
-            tool_name,
-            {**_base(), "hook_event_name": "PostToolUse", "tool_name": tool_name,
-             "tool_input": tool_input, "tool_response": response, "tool_use_id": tool_use_id,
-             "duration_ms": 12},
-            tool_use_id,
+        return await self.tool_hook(
+            "PostToolUse", tool_name, tool_input, tool_use_id,
+            tool_response=response, duration_ms=12,
         )  # fmt: skip
 
     async def post_tool_use_failure(
         self, tool_name: str, tool_input: dict[str, Any], tool_use_id: str, error: str
     ) -> list[dict[str, Any]]:
-        return await self.hook(
-            "PostToolUseFailure",
-            tool_name,
-            {**_base(), "hook_event_name": "PostToolUseFailure", "tool_name": tool_name,
-             "tool_input": tool_input, "tool_use_id": tool_use_id, "error": error},
-            tool_use_id,
-        )  # fmt: skip
+        return await self.tool_hook(
+            "PostToolUseFailure", tool_name, tool_input, tool_use_id, error=error
+        )
 
 
 def _base() -> dict[str, Any]:
