@@ -367,11 +367,9 @@ def gated_tool(**options: Unpack[OpenAIToolOptions]) -> Callable[[FunctionTool],
     """Decorator: gate a ``FunctionTool`` behind a Pliuz approval. Stack it on ``@function_tool``.
 
     Args:
-        policy: policy name; omit to let the server match the tool name.
-        redact: argument paths never sent to the server (``"card.number"``,
-            ``"items[*].ssn"``); originals are restored before the tool runs.
-        timeout_s: stop waiting after this many seconds (the model is told no
-            decision arrived). ``None``: wait until the server settles the request.
+        policy, redact, timeout_s, client_metadata, cancel_on_timeout, report_output:
+            as for :func:`pliuz.gated`; when ``timeout_s`` elapses the model is told
+            that no decision arrived.
         session_id: str or ``callable(ToolContext)``; default
             ``RunConfig.group_id``, else ``context.session_id``. Part of the
             idempotency key with the tool name, arguments and the tool call id.
@@ -383,7 +381,6 @@ def gated_tool(**options: Unpack[OpenAIToolOptions]) -> Callable[[FunctionTool],
             shared client for ``PLIUZ_API_KEY`` / ``PLIUZ_BASE_URL``.
         on_reject: ``"message"`` (default) tells the model the call was rejected
             and why; ``"raise"`` raises :class:`PliuzToolRejectedError` out of the run.
-        client_metadata, cancel_on_timeout, report_output: as for :func:`pliuz.gated`.
     """
 
     return tool_decorator(wrap_tool, options, on_reject="message")

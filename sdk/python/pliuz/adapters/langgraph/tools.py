@@ -324,11 +324,9 @@ def gated_tool(**options: Unpack[LangGraphToolOptions]) -> Callable[[BaseTool], 
     (sync and async). The gate waits in place for the decision.
 
     Args:
-        policy: policy name; omit to let the server match the tool name.
-        redact: argument paths never sent to the server (``"card.number"``,
-            ``"items[*].ssn"``); originals are restored before the tool runs.
-        timeout_s: stop waiting after this many seconds (the model is told no
-            decision arrived). ``None``: wait until the server settles the request.
+        policy, redact, timeout_s, client_metadata, cancel_on_timeout, report_output:
+            as for :func:`pliuz.gated`; when ``timeout_s`` elapses the model is told
+            that no decision arrived.
         session_id: str or ``callable(config)``; default: the LangGraph
             ``thread_id`` of the run. Part of the idempotency key with the tool
             name, the arguments and the tool call id.
@@ -343,6 +341,5 @@ def gated_tool(**options: Unpack[LangGraphToolOptions]) -> Callable[[BaseTool], 
         on_reject: ``"return"`` (default) gives the model a ``ToolMessage``
             (``status="error"``) saying the call was rejected and why;
             ``"raise"`` raises :class:`~pliuz.PliuzRejectedError` out of the run.
-        client_metadata, cancel_on_timeout, report_output: as for :func:`pliuz.gated`.
     """
     return tool_decorator(wrap_tool, options, on_reject="return")
