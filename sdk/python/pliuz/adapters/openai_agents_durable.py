@@ -221,13 +221,9 @@ class Runs:
             async def run_once(given: Any) -> RunResult:
                 return await Runner.run(agent, given, **runner_kwargs)
 
-            try:
-                with durable_scope(scope):
-                    result, state, waiting = await _run_to_pause(run_once, input)
-            except BaseException as exc:
-                await _cancel_created(client, scope, "the agent run failed before it paused")
-                _raise_request_failure(scope, exc, None)
-                raise
+            result, state, waiting = await _run_in_scope(
+                client, scope, run_once, input, None, "the agent run failed before it paused"
+            )
             if state is None:
                 return RunsResult(None, "finished", final_output=result.final_output, result=result)
             try:
@@ -356,13 +352,9 @@ class Runs:
         async def run_once(given: Any) -> RunResult:
             return await self._run_with_heartbeat(api, run_id, token, agent, given, runner_kwargs)
 
-        try:
-            with durable_scope(scope):
-                result, paused, waiting = await _run_to_pause(run_once, state)
-        except BaseException as exc:
-            await _cancel_created(client, scope, "the resumed run failed before it paused again")
-            _raise_request_failure(scope, exc, run_id)
-            raise
+        result, paused, waiting = await _run_in_scope(
+            client, scope, run_once, state, run_id, "the resumed run failed before it paused again"
+        )
         if paused is not None:
             try:
                 approvals, questions = _approvals_for(waiting, scope, by_call)
@@ -519,6 +511,25 @@ class Runs:
 
 #: Rounds of "the model sent unreadable arguments, tell it and go on" before giving up.
 MAX_LOCAL_ROUNDS = 10
+
+
+async def _run_in_scope(
+    client: AsyncPliuzClient,
+    scope: DurableScope,
+    run_once: Callable[[Any], Awaitable[RunResult]],
+    given: Any,
+    run_id: str | None,
+    failed: str,
+) -> tuple[RunResult, RunState[Any, Any] | None, list[ToolApprovalItem]]:
+    """:func:`_run_to_pause` in ``scope``; if it fails, the requests it opened are withdrawn
+    (``failed``: why) and a failed request check is named as the cause."""
+    try:
+        with durable_scope(scope):
+            return await _run_to_pause(run_once, given)
+    except BaseException as exc:
+        await _cancel_created(client, scope, failed)
+        _raise_request_failure(scope, exc, run_id)
+        raise
 
 
 async def _run_to_pause(
