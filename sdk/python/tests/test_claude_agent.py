@@ -15,8 +15,8 @@ import uuid
 from typing import Any
 
 import pytest
-from claude_agent_sdk import ClaudeAgentOptions
-from claude_cli import SESSION, connected
+from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
+from claude_cli import SESSION, ScriptedCli, connected
 from server import Human, PliuzServer, free_port
 
 from pliuz import AsyncPliuzClient
@@ -45,6 +45,15 @@ def pliuz_client(server: PliuzServer) -> AsyncPliuzClient:
 def gate_for(server: PliuzServer, **kw: Any) -> ClaudeGate:
     kw.setdefault("policies", {"Bash": "shell", "mcp__payments__*": "refunds", "Write": "quick"})
     return ClaudeGate(client=pliuz_client(server), **kw)
+
+
+async def connected_gate(
+    server: PliuzServer, *, gate_in_hook: bool = False, **kw: Any
+) -> tuple[ClaudeGate, ClaudeSDKClient, ScriptedCli]:
+    """A gate on ``server`` (``kw``: its options) and a Claude client connected through it."""
+    gate = gate_for(server, **kw)
+    claude, cli = await connected(options(gate, gate_in_hook=gate_in_hook))
+    return gate, claude, cli
 
 
 def options(gate: ClaudeGate, *, gate_in_hook: bool = False) -> ClaudeAgentOptions:
@@ -83,8 +92,7 @@ async def by_call(human: Human, call_id: str) -> list[dict[str, Any]]:
 async def test_approve_allows_claims_and_the_post_tool_use_report_lands(
     server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(server)
-    claude, cli = await connected(options(gate))
+    gate, claude, cli = await connected_gate(server)
     call, args = tool_use_id(), {"command": "rm -rf build/", "description": "clean"}
     assert await cli.pre_tool_use("Bash", args, call) == [{}]  # notes the session only
     asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
@@ -104,8 +112,7 @@ async def test_approve_allows_claims_and_the_post_tool_use_report_lands(
 
 
 async def test_edit_becomes_updated_input(server: PliuzServer, human: Human) -> None:
-    gate = gate_for(server)
-    claude, cli = await connected(options(gate))
+    gate, claude, cli = await connected_gate(server)
     call = tool_use_id()
     args = {"order_id": "ord-7", "amount_cents": 90000}
     asking = asyncio.create_task(cli.can_use_tool("mcp__payments__refund", args, call))
@@ -122,8 +129,7 @@ async def test_edit_becomes_updated_input(server: PliuzServer, human: Human) -> 
 
 
 async def test_reject_denies_with_the_reason(server: PliuzServer, human: Human) -> None:
-    gate = gate_for(server, interrupt_on_deny=True)
-    claude, cli = await connected(options(gate))
+    _, claude, cli = await connected_gate(server, interrupt_on_deny=True)
     call, args = tool_use_id(), {"command": "git push --force"}
     asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
     approval = await decide(human, call, "reject", reason="never force-push main")
@@ -139,8 +145,7 @@ async def test_reject_denies_with_the_reason(server: PliuzServer, human: Human) 
 
 
 async def test_expiry_denies(server: PliuzServer, human: Human) -> None:
-    gate = gate_for(server)
-    claude, cli = await connected(options(gate))
+    _, claude, cli = await connected_gate(server)
     call = tool_use_id()
     answer = await asyncio.wait_for(
         cli.can_use_tool("Write", {"file_path": "/etc/motd", "content": "hi"}, call), 30
@@ -167,16 +172,14 @@ async def test_unreachable_server_denies(server: PliuzServer) -> None:
 async def test_ungated_tools_pass_unchanged_or_are_denied(
     server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(server)
-    claude, cli = await connected(options(gate))
+    _, claude, cli = await connected_gate(server)
     call, args = tool_use_id(), {"file_path": "README.md"}
     answer = await asyncio.wait_for(cli.can_use_tool("Read", args, call), 5)
     assert answer == {"behavior": "allow", "updatedInput": args}
     assert await by_call(human, call) == []  # nobody was asked
     await claude.disconnect()
 
-    strict = gate_for(server, ungated="deny")
-    claude, cli = await connected(options(strict))
+    _, claude, cli = await connected_gate(server, ungated="deny")
     answer = await asyncio.wait_for(cli.can_use_tool("Read", args, call), 5)
     assert answer["behavior"] == "deny"
     assert "Read was NOT executed" in answer["message"]
@@ -186,8 +189,7 @@ async def test_ungated_tools_pass_unchanged_or_are_denied(
 async def test_concurrent_callbacks_for_one_call_allow_once(
     server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(server)
-    claude, cli = await connected(options(gate))
+    gate, claude, cli = await connected_gate(server)
     call, args = tool_use_id(), {"command": "make deploy"}
     first = asyncio.create_task(cli.can_use_tool("Bash", args, call))
     second = asyncio.create_task(cli.can_use_tool("Bash", args, call))
@@ -251,8 +253,7 @@ def test_two_processes_one_claim(server: PliuzServer, human: Human) -> None:
 
 
 async def test_tool_failure_is_reported_as_error(server: PliuzServer, human: Human) -> None:
-    gate = gate_for(server)
-    claude, cli = await connected(options(gate))
+    gate, claude, cli = await connected_gate(server)
     call, args = tool_use_id(), {"command": "false"}
     asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
     approval = await decide(human, call, "approve")
@@ -266,8 +267,7 @@ async def test_tool_failure_is_reported_as_error(server: PliuzServer, human: Hum
 
 
 async def test_gate_in_pre_tool_use_hook(server: PliuzServer, human: Human) -> None:
-    gate = gate_for(server)
-    claude, cli = await connected(options(gate, gate_in_hook=True))
+    gate, claude, cli = await connected_gate(server, gate_in_hook=True)
     (pre,) = cli.hooks["PreToolUse"]
     assert pre["onFailure"] == "block" and pre["timeout"] >= 3600  # fails closed, waits long
 
@@ -302,8 +302,9 @@ async def test_gate_in_pre_tool_use_hook(server: PliuzServer, human: Human) -> N
 async def test_redacted_arguments_stay_here_and_are_restored(
     server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(server, redact={"mcp__payments__refund": ["card.number"]})
-    claude, cli = await connected(options(gate))
+    gate, claude, cli = await connected_gate(
+        server, redact={"mcp__payments__refund": ["card.number"]}
+    )
     call = tool_use_id()
     args = {"order_id": "ord-9", "amount_cents": 700, "card": {"number": "4111111111111111"}}
     asking = asyncio.create_task(cli.can_use_tool("mcp__payments__refund", args, call))
@@ -319,8 +320,7 @@ async def test_redacted_arguments_stay_here_and_are_restored(
 
 
 async def test_timeout_denies_and_cancels_the_request(server: PliuzServer, human: Human) -> None:
-    gate = gate_for(server, timeout_s=1.0, cancel_on_timeout=True)
-    claude, cli = await connected(options(gate))
+    _, claude, cli = await connected_gate(server, timeout_s=1.0, cancel_on_timeout=True)
     call = tool_use_id()
     answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "uptime"}, call), 15)
     assert answer["behavior"] == "deny"
@@ -333,8 +333,7 @@ async def test_timeout_denies_and_cancels_the_request(server: PliuzServer, human
 async def test_withdrawn_permission_request_cancels_the_pending_approval(
     server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(server)
-    claude, cli = await connected(options(gate))
+    gate, claude, cli = await connected_gate(server)
     call = tool_use_id()
     request_id, answer = cli.ask_permission("Bash", {"command": "sleep 1000"}, call)
     a = await pending(human, call)
@@ -350,8 +349,7 @@ async def test_withdrawn_permission_request_cancels_the_pending_approval(
 async def test_unknown_policy_denies_as_misconfigured(
     server: PliuzServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    gate = gate_for(server, policies={"Bash": "no-such-policy"})
-    claude, cli = await connected(options(gate))
+    _, claude, cli = await connected_gate(server, policies={"Bash": "no-such-policy"})
     answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "ls"}, tool_use_id()), 15)
     assert answer["behavior"] == "deny"
     assert "misconfigured" in answer["message"]
@@ -363,8 +361,7 @@ async def test_unknown_policy_denies_as_misconfigured(
 async def test_missing_post_tool_use_leaves_the_outcome_unknown(
     server: PliuzServer, human: Human
 ) -> None:
-    gate = gate_for(server, outcome_timeout_s=0.5)
-    claude, cli = await connected(options(gate))
+    gate, claude, cli = await connected_gate(server, outcome_timeout_s=0.5)
     call, args = tool_use_id(), {"command": "date"}
     asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
     approval = await decide(human, call, "approve")

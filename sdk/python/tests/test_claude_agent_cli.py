@@ -82,6 +82,12 @@ def shell_gate(server: PliuzServer) -> ClaudeGate:
     return ClaudeGate({"Bash": "shell"}, client=AsyncPliuzClient(server.agent_key, server.base_url))
 
 
+def one_command(server: PliuzServer, command: str) -> tuple[str, ModelStandIn, ClaudeGate]:
+    """A model that runs one Bash ``command`` (the call's id, the model) and the gate on it."""
+    shell = call_id()
+    return shell, ModelStandIn([(shell, "Bash", bash(command))]), shell_gate(server)
+
+
 async def run_deciding(
     tmp: Path,
     model: ModelStandIn,
@@ -144,9 +150,7 @@ async def test_cli_approved_bash_runs_once_and_is_reported(
 async def test_cli_edit_runs_the_edited_command(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
-    shell = call_id()
-    model = ModelStandIn([(shell, "Bash", bash("echo original >> out.txt"))])
-    gate = shell_gate(server)
+    shell, model, gate = one_command(server, "echo original >> out.txt")
     edit = decide_when_pending(human, shell, "edit", final_args=bash("echo edited >> out.txt"))
     _, (approval,) = await run_deciding(tmp_path, model, gate, edit)
     assert (tmp_path / "out.txt").read_text() == "edited\n"
@@ -158,9 +162,7 @@ async def test_cli_edit_runs_the_edited_command(
 async def test_cli_reject_does_not_run_and_the_model_reads_the_reason(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
-    shell = call_id()
-    model = ModelStandIn([(shell, "Bash", bash("echo nope >> out.txt"))])
-    gate = shell_gate(server)
+    shell, model, gate = one_command(server, "echo nope >> out.txt")
     reject = decide_when_pending(human, shell, "reject", reason="not on a Friday")
     _, (approval,) = await run_deciding(tmp_path, model, gate, reject)
     assert not (tmp_path / "out.txt").exists()
