@@ -19,35 +19,19 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
-export const POLICIES = `
-[inbox]
-session_ttl = "8h"
+/**
+ * The text of `fixtures/<name>`, each `{{key}}` in it replaced by `vars[key]`;
+ * a placeholder left without a value is an error, not a silent blank.
+ */
+export function fixture(name, vars = {}) {
+  const text = fs.readFileSync(path.join(here, 'fixtures', name), 'utf8');
+  return text.replace(/\{\{(\w+)\}\}/g, (_, key) => {
+    if (!(key in vars)) throw new Error(`fixture ${name}: no value for {{${key}}}`);
+    return vars[key];
+  });
+}
 
-[[policy]]
-name = "refunds"
-description = "Customer refunds. Finance approves; amounts may be lowered."
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-
-[[policy]]
-name = "payouts"
-description = "Payouts need two people."
-tools = ["pay_out"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-required_approvals = 2
-expires_in = "30m"
-
-[[policy]]
-name = "answers"
-description = "Questions for a person; they may answer in the tool's place."
-tools = ["ask_user"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "respond"]
-expires_in = "30m"
-`;
+export const POLICIES = fixture('pliuz.toml');
 
 export const REFUND_SCHEMA = {
   type: 'object',
