@@ -53,8 +53,7 @@ test("reject: the tool never runs and the model reads the reviewer's reason", as
   const id = orderId();
   const model = modelCalling("issue_refund", { order_id: id, amount_cents: 9000, card: "4111" });
   const running = run(agentFor(refundTool(calls, client()), model), "refund please");
-  const pending = await pliuz.human.pendingForOrder(id);
-  await pliuz.human.decide(pending.id as string, "reject", { reason: "order already refunded in store" });
+  await pliuz.human.decideOrder(id, "reject", { reason: "order already refunded in store" });
   const result = await running;
   assert.deepEqual(calls, []);
   assert.equal(model.seen.length, 1);
@@ -67,8 +66,7 @@ test("edit: the tool runs with the edited arguments (the redacted card still res
   const id = orderId();
   const model = modelCalling("issue_refund", { order_id: id, amount_cents: 9000, card: "4111-secret" });
   const running = run(agentFor(refundTool(calls, client()), model), "refund please");
-  const pending = await pliuz.human.pendingForOrder(id);
-  await pliuz.human.decide(pending.id as string, "edit", {
+  await pliuz.human.decideOrder(id, "edit", {
     final_args: { order_id: id, amount_cents: 2500, card: "[REDACTED]" },
     reason: "partial refund",
   });

@@ -55,8 +55,7 @@ async function agentProcess(c: Case, ...args: string[]): Promise<Json> {
 /** Starts the agent for case `c` and approves its request; returns the paused run's id. */
 async function startApproved(c: Case): Promise<string> {
   const started = await agentProcess(c, "start");
-  const pending = await pliuz.human.pendingForOrder(c.orderId);
-  await pliuz.human.decide(pending.id as string, "approve");
+  await pliuz.human.decideOrder(c.orderId, "approve");
   return started.runId as string;
 }
 
@@ -93,8 +92,7 @@ test("pause in one process, approve with an edit, resume in another: runs once w
 test("reject while paused: the resumed run never runs the tool and the model reads the reason", async () => {
   const c = newCase();
   const started = await agentProcess(c, "start");
-  const pending = await pliuz.human.pendingForOrder(c.orderId);
-  await pliuz.human.decide(pending.id as string, "reject", { reason: "customer is flagged for fraud" });
+  await pliuz.human.decideOrder(c.orderId, "reject", { reason: "customer is flagged for fraud" });
   const resumed = await agentProcess(c, "resume", started.runId as string);
   assert.equal(resumed.status, "completed");
   assert.match(String(resumed.finalOutput), /customer is flagged for fraud/);
@@ -146,8 +144,7 @@ test("serve(): a worker resumes every ready run of the agent key and stops on it
       if (r.runId === started.runId) stop.abort();
     },
   });
-  const p = await pliuz.human.pendingForOrder(order);
-  await pliuz.human.decide(p.id as string, "approve");
+  await pliuz.human.decideOrder(order, "approve");
   await worker;
   const mine = results.find((r) => r.runId === started.runId);
   assert.equal(mine?.status, "completed");

@@ -34,8 +34,7 @@ test("blocking: the example's refund runs once after approval", async () => {
   const order = `E-${randomUUID().slice(0, 8)}`;
   const ledger = join(pliuz.server.dir, `${order}.jsonl`);
   const proc = exec(process.execPath, [EXAMPLE], { env: env(order, ledger), timeout: 60_000 });
-  const p = await pliuz.human.pendingForOrder(order);
-  await pliuz.human.decide(p.id as string, "approve");
+  await pliuz.human.decideOrder(order, "approve");
   const { stdout } = await proc;
   assert.match(String(lastJson(stdout).finalOutput), /handled the refund/);
   assert.deepEqual(readFileSync(ledger, "utf8").trim().split("\n"), [
@@ -50,8 +49,7 @@ test("durable: start in one process, approve, resume in another", async () => {
     (await exec(process.execPath, [EXAMPLE, "start"], { env: env(order, ledger), timeout: 60_000 })).stdout,
   );
   assert.equal(started.status, "waiting");
-  const p = await pliuz.human.pendingForOrder(order);
-  await pliuz.human.decide(p.id as string, "approve");
+  await pliuz.human.decideOrder(order, "approve");
   const resumed = lastJson(
     (
       await exec(process.execPath, [EXAMPLE, "resume", String(started.runId)], {

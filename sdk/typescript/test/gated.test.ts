@@ -57,8 +57,7 @@ test("two concurrent identical calls in one process: the body runs once", async 
     refund({ order_id: order, amount_cents: 9000 }),
     refund({ order_id: order, amount_cents: 9000 }),
   ]);
-  const p = await pliuz.human.pendingForOrder(order);
-  await pliuz.human.decide(p.id as string, "approve");
+  await pliuz.human.decideOrder(order, "approve");
   const results = await both;
   assert.equal(runs, 1);
   assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
@@ -78,8 +77,7 @@ test("rejected: throws PliuzRejectedError with the reason, never runs", async ()
     () => undefined,
     (e: unknown) => e,
   );
-  const p = await pliuz.human.pendingForOrder(order);
-  await pliuz.human.decide(p.id as string, "reject", { reason: "too much" });
+  await pliuz.human.decideOrder(order, "reject", { reason: "too much" });
   const err = await outcome;
   assert.ok(err instanceof PliuzRejectedError && err.reason === "too much", String(err));
   assert.equal(runs, 0);
@@ -93,8 +91,7 @@ test("responded: throws PliuzRespondedError with the message, never runs", async
     () => undefined,
     (e: unknown) => e,
   );
-  const p = await pliuz.human.pendingForOrder(order);
-  await pliuz.human.decide(p.id as string, "respond", { reason: "It shipped yesterday." });
+  await pliuz.human.decideOrder(order, "respond", { reason: "It shipped yesterday." });
   const err = await outcome;
   assert.ok(err instanceof PliuzRespondedError && err.response === "It shipped yesterday.", String(err));
   assert.equal(err.approval?.status, "responded");

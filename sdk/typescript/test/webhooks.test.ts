@@ -72,8 +72,7 @@ test("a real run.ready delivery verifies and resumes the run", async () => {
   const runs = new Runs({ client: new PliuzClient({ apiKey: hook.key, baseUrl: pliuz.server.baseUrl }) });
   const started = await runs.run(agent, "refund");
   assert.equal(started.paused, true);
-  const p = await pliuz.human.pendingForOrder(order);
-  await pliuz.human.decide(p.id as string, "approve");
+  await pliuz.human.decideOrder(order, "approve");
 
   const until = Date.now() + 30_000;
   let event: ReturnType<typeof verifyWebhook> | undefined;

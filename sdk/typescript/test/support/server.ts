@@ -129,6 +129,12 @@ export class PliuzServer {
   }
 }
 
+/** What a decision may carry besides its kind. */
+export interface DecisionExtra {
+  reason?: string;
+  final_args?: Json;
+}
+
 /** The approver side, over plain HTTP with a user token (as the inbox would). */
 export class Human {
   constructor(
@@ -169,7 +175,14 @@ export class Human {
     return pending;
   }
 
-  async decide(id: string, decision: string, extra: { reason?: string; final_args?: Json } = {}): Promise<Json> {
+  /** Decides the pending approval for order `orderId` once it is there; returns it as it was pending. */
+  async decideOrder(orderId: string, decision: string, extra: DecisionExtra = {}): Promise<Json> {
+    const pending = await this.pendingForOrder(orderId);
+    await this.decide(pending.id as string, decision, extra);
+    return pending;
+  }
+
+  async decide(id: string, decision: string, extra: DecisionExtra = {}): Promise<Json> {
     // Bound to the arguments under review, as a person deciding in the inbox would be.
     const current = await this.get(id);
     const r = await this.#call("POST", `/approvals/${id}/decision`, {
