@@ -161,6 +161,16 @@ export class Pliuz {
   waitFor(agentKey, id, wait = 30) {
     return this.api('GET', `/api/v1/approvals/${id}?wait=${wait}`, { token: agentKey });
   }
+
+  /**
+   * The agent's long-poll, started now for the test to await later; a failure
+   * meanwhile is never an unhandled rejection.
+   */
+  pollLater(agentKey, id, wait = 30) {
+    const poll = this.waitFor(agentKey, id, wait);
+    poll.catch(() => {});
+    return poll;
+  }
 }
 
 export async function launchBrowser() {
@@ -169,6 +179,12 @@ export async function launchBrowser() {
     headless: true,
     args: CHROMIUM_ARGS,
   });
+}
+
+/** For a describe's `after`: closes the browser (if it was launched), then stops each server (Pliuz, an IdP). */
+export async function stopAll(browser, ...servers) {
+  if (browser) await browser.close();
+  for (const server of servers) if (server) await server.stop();
 }
 
 /** Logs in through the real form; resolves on the inbox page. */

@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { POLICIES, Pliuz, fixture, launchBrowser, loggedInPage, login, refund, screenshotPath } from './harness.js';
+import { POLICIES, Pliuz, fixture, launchBrowser, loggedInPage, login, refund, screenshotPath, stopAll } from './harness.js';
 
 const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' };
 const BOB = { email: 'bob@example.com', password: 'bob-finance-pass-1' };
@@ -43,10 +43,7 @@ describe('overview and keyboard use', () => {
     browser = await launchBrowser();
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    await pliuz.stop();
-  });
+  after(() => stopAll(browser, pliuz));
 
   test('the overview shows the numbers of a known mix of requests', async () => {
     const decided = [];

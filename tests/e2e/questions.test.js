@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { POLICIES, Pliuz, fixture, launchBrowser, loggedInPage, refund } from './harness.js';
+import { POLICIES, Pliuz, fixture, launchBrowser, loggedInPage, refund, stopAll } from './harness.js';
 
 // The repository's Python environment (scripts/test.sh makes it before the
 // browser tests), so the question can be asked through the Python SDK itself.
@@ -57,10 +57,7 @@ describe('questions and reject reasons in the inbox', () => {
     ann = await loggedInPage(browser, pliuz.base, ANN);
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    await pliuz.stop();
-  });
+  after(() => stopAll(browser, pliuz));
 
   async function ask(body) {
     const r = await pliuz.api('POST', '/api/v1/questions', { token: agentKey, body });
