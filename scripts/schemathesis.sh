@@ -25,23 +25,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat > "$work/pliuz.toml" <<'TOML'
-default_policy = "everything"
-[[policy]]
-name = "everything"
-tools = ["*"]
-approvers = ["group:ops"]
-decisions = ["approve", "reject", "edit"]
-auto_approve = "args.size() > 3 && args.all(k, k != \"deny\")"
-TOML
-pliuz() { "$bin" --data-dir "$work/data" --config "$work/pliuz.toml" "$@"; }
+config=$root/tests/schemathesis/pliuz.toml
+pliuz() { "$bin" --data-dir "$work/data" --config "$config" "$@"; }
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 agent=$(pliuz agents create fuzz-bot 2>/dev/null)
 echo "correct-horse-battery" | pliuz users create ops@example.com --role admin --group ops --password-stdin >/dev/null 2>&1
 user=$(pliuz users token ops@example.com 2>/dev/null)
 # The binary itself, not the function: `$!` must be the server's pid for
 # the cleanup to stop it (a backgrounded function is a subshell).
-PLIUZ_LOG=warn "$bin" --data-dir "$work/data" --config "$work/pliuz.toml" \
+PLIUZ_LOG=warn "$bin" --data-dir "$work/data" --config "$config" \
   serve --listen "127.0.0.1:$port" > "$work/server.log" 2>&1 &
 server_pid=$!
 base="http://127.0.0.1:$port"

@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath } from './harness.js';
+import { Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath, stopAll } from './harness.js';
 
 const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' };
 const ADA = { email: 'ada@example.com', password: 'ada-admin-pass-1' };
@@ -24,10 +24,7 @@ describe('first hour', () => {
     browser = await launchBrowser();
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    await pliuz.stop();
-  });
+  after(() => stopAll(browser, pliuz));
 
   test('the favicon is an SVG, served at /favicon.ico and linked from every page', async () => {
     for (const p of ['/favicon.ico', '/static/favicon.svg']) {
@@ -141,10 +138,7 @@ describe('admin page without policies', () => {
     browser = await launchBrowser();
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    await pliuz.stop();
-  });
+  after(() => stopAll(browser, pliuz));
 
   test('says that no policies are loaded and how to add one, with no empty hash', async () => {
     const { ctx, page } = await loggedInPage(browser, pliuz.base, ADA);

@@ -19,35 +19,19 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
-export const POLICIES = `
-[inbox]
-session_ttl = "8h"
+/**
+ * The text of `fixtures/<name>`, each `{{key}}` in it replaced by `vars[key]`;
+ * a placeholder left without a value is an error, not a silent blank.
+ */
+export function fixture(name, vars = {}) {
+  const text = fs.readFileSync(path.join(here, 'fixtures', name), 'utf8');
+  return text.replace(/\{\{(\w+)\}\}/g, (_, key) => {
+    if (!(key in vars)) throw new Error(`fixture ${name}: no value for {{${key}}}`);
+    return vars[key];
+  });
+}
 
-[[policy]]
-name = "refunds"
-description = "Customer refunds. Finance approves; amounts may be lowered."
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-
-[[policy]]
-name = "payouts"
-description = "Payouts need two people."
-tools = ["pay_out"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-required_approvals = 2
-expires_in = "30m"
-
-[[policy]]
-name = "answers"
-description = "Questions for a person; they may answer in the tool's place."
-tools = ["ask_user"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "respond"]
-expires_in = "30m"
-`;
+export const POLICIES = fixture('pliuz.toml');
 
 export const REFUND_SCHEMA = {
   type: 'object',
@@ -177,6 +161,16 @@ export class Pliuz {
   waitFor(agentKey, id, wait = 30) {
     return this.api('GET', `/api/v1/approvals/${id}?wait=${wait}`, { token: agentKey });
   }
+
+  /**
+   * The agent's long-poll, started now for the test to await later; a failure
+   * meanwhile is never an unhandled rejection.
+   */
+  pollLater(agentKey, id, wait = 30) {
+    const poll = this.waitFor(agentKey, id, wait);
+    poll.catch(() => {});
+    return poll;
+  }
 }
 
 export async function launchBrowser() {
@@ -185,6 +179,12 @@ export async function launchBrowser() {
     headless: true,
     args: CHROMIUM_ARGS,
   });
+}
+
+/** For a describe's `after`: closes the browser (if it was launched), then stops each server (Pliuz, an IdP). */
+export async function stopAll(browser, ...servers) {
+  if (browser) await browser.close();
+  for (const server of servers) if (server) await server.stop();
 }
 
 /** Logs in through the real form; resolves on the inbox page. */

@@ -2,7 +2,7 @@
 // real `pliuz serve`. Run with ./run.sh (or `node --test` here).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath } from './harness.js';
+import { Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath, stopAll } from './harness.js';
 
 const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' }; // approver, finance
 const BOB = { email: 'bob@example.com', password: 'bob-finance-pass-1' }; // approver, finance (decides over the API)
@@ -30,10 +30,14 @@ describe('web inbox', () => {
     ann = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    await pliuz.stop();
-  });
+  after(() => stopAll(browser, pliuz));
+
+  /** A new page of Ann's on the page of request `id`. */
+  async function annOnRequest(id) {
+    const page = await ann.newPage();
+    await page.goto(`${pliuz.base}/requests/${id}`);
+    return page;
+  }
 
   test('log in: wrong password gets a generic error, the right one opens the inbox', async () => {
     const page = await ann.newPage();
@@ -111,10 +115,8 @@ describe('web inbox', () => {
 
   test('edit the arguments (schema-checked, with a diff preview) and approve: the agent gets the edited args', async () => {
     const a = await pliuz.createApproval(agentKey, refund());
-    const poll = pliuz.waitFor(agentKey, a.id, 30);
-    poll.catch(() => {}); // awaited below; never an unhandled rejection
-    const page = await ann.newPage();
-    await page.goto(`${pliuz.base}/requests/${a.id}`);
+    const poll = pliuz.pollLater(agentKey, a.id);
+    const page = await annOnRequest(a.id);
     await page.getByRole('heading', { name: /issue_refund/ }).waitFor();
     await page.screenshot({ path: screenshotPath('request.png'), fullPage: true });
 
@@ -161,10 +163,8 @@ describe('web inbox', () => {
 
   test('reject with a reason: the agent receives it', async () => {
     const a = await pliuz.createApproval(agentKey, refund());
-    const poll = pliuz.waitFor(agentKey, a.id, 30);
-    poll.catch(() => {}); // awaited below; never an unhandled rejection
-    const page = await ann.newPage();
-    await page.goto(`${pliuz.base}/requests/${a.id}`);
+    const poll = pliuz.pollLater(agentKey, a.id);
+    const page = await annOnRequest(a.id);
     const reason = 'Order A-1042 was already refunded last week; do not refund twice.';
     await page.getByLabel('Reason for rejecting').fill(reason);
     await page.getByRole('button', { name: 'Reject' }).click();
@@ -179,8 +179,7 @@ describe('web inbox', () => {
   test('respond where the policy allows it: the tool does not run, the agent gets the message', async () => {
     // "refunds" does not list respond: no Respond button.
     const plain = await pliuz.createApproval(agentKey, refund());
-    const page = await ann.newPage();
-    await page.goto(`${pliuz.base}/requests/${plain.id}`);
+    const page = await annOnRequest(plain.id);
     await page.locator('#reject').waitFor();
     assert.equal(await page.locator('#respond').count(), 0);
     assert.equal(await page.locator('#respond_message').count(), 0);
@@ -189,8 +188,7 @@ describe('web inbox', () => {
     const a = await pliuz.createApproval(agentKey, {
       tool_name: 'ask_user', tool_args: { question: 'Which meeting room?' },
     });
-    const poll = pliuz.waitFor(agentKey, a.id, 30);
-    poll.catch(() => {}); // awaited below; never an unhandled rejection
+    const poll = pliuz.pollLater(agentKey, a.id);
     await page.goto(`${pliuz.base}/requests/${a.id}`);
     await page.locator('#respond').waitFor();
     assert.equal(await page.locator('#edit').count(), 0);
@@ -280,8 +278,7 @@ describe('web inbox', () => {
       tool_name: 'pay_out',
       tool_args: { to: 'alice', amount: 100 },
     });
-    const page = await ann.newPage();
-    await page.goto(`${pliuz.base}/requests/${a.id}`);
+    const page = await annOnRequest(a.id);
     await page.locator('[data-request-id][data-live="on"]').waitFor();
     const reviewed = await page.locator('form.approve-form input[name="args_digest"]').inputValue();
     assert.equal(reviewed, a.args_digest);
@@ -318,8 +315,7 @@ describe('web inbox', () => {
 
   test('state-changing requests without the CSRF token are refused', async () => {
     const a = await pliuz.createApproval(agentKey, refund());
-    const page = await ann.newPage();
-    await page.goto(`${pliuz.base}/requests/${a.id}`);
+    const page = await annOnRequest(a.id);
     const results = await page.evaluate(async (id) => {
       const form = await fetch(`/requests/${id}/approve`, {
         method: 'POST',

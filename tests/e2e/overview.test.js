@@ -4,20 +4,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { POLICIES, Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath } from './harness.js';
+import { POLICIES, Pliuz, fixture, launchBrowser, loggedInPage, login, refund, screenshotPath, stopAll } from './harness.js';
 
 const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' };
 const BOB = { email: 'bob@example.com', password: 'bob-finance-pass-1' };
 const ADA = { email: 'ada@example.com', password: 'ada-admin-pass-1' };
-
-const QUICK = `
-[[policy]]
-name = "quick"
-tools = ["quick_refund"]
-approvers = ["group:finance"]
-auto_approve = "args.amount_cents <= 1000"
-expires_in = "2s"
-`;
 
 function quick(amount) {
   return { tool_name: 'quick_refund', tool_args: { order_id: 'Q-' + amount, amount_cents: amount } };
@@ -41,7 +32,7 @@ describe('overview and keyboard use', () => {
   let bobToken;
 
   before(async () => {
-    fs.writeFileSync(pliuz.config, POLICIES + QUICK);
+    fs.writeFileSync(pliuz.config, POLICIES + fixture('quick.toml'));
     pliuz.createUser(ANN.email, 'approver', ['finance'], ANN.password);
     pliuz.createUser(BOB.email, 'approver', ['finance'], BOB.password);
     pliuz.createUser(ADA.email, 'admin', [], ADA.password);
@@ -52,10 +43,7 @@ describe('overview and keyboard use', () => {
     browser = await launchBrowser();
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    await pliuz.stop();
-  });
+  after(() => stopAll(browser, pliuz));
 
   test('the overview shows the numbers of a known mix of requests', async () => {
     const decided = [];

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { POLICIES, Pliuz, launchBrowser, loggedInPage, refund } from './harness.js';
+import { POLICIES, Pliuz, fixture, launchBrowser, loggedInPage, refund, stopAll } from './harness.js';
 
 // The repository's Python environment (scripts/test.sh makes it before the
 // browser tests), so the question can be asked through the Python SDK itself.
@@ -42,16 +42,6 @@ function askThroughTheSdk(base, key, question) {
 
 const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' }; // approver, finance
 
-const REASONS = `
-[[policy]]
-name = "careful-refunds"
-tools = ["careful_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject"]
-expires_in = "30m"
-reject_reasons = ["wrong amount", "wrong customer"]
-`;
-
 describe('questions and reject reasons in the inbox', () => {
   const pliuz = new Pliuz();
   let browser;
@@ -59,7 +49,7 @@ describe('questions and reject reasons in the inbox', () => {
   let ann;
 
   before(async () => {
-    fs.writeFileSync(pliuz.config, POLICIES + REASONS);
+    fs.writeFileSync(pliuz.config, POLICIES + fixture('reject-reasons.toml'));
     pliuz.createUser(ANN.email, 'approver', ['finance'], ANN.password);
     agentKey = pliuz.cli(['agents', 'create', 'support-bot']);
     await pliuz.start();
@@ -67,10 +57,7 @@ describe('questions and reject reasons in the inbox', () => {
     ann = await loggedInPage(browser, pliuz.base, ANN);
   });
 
-  after(async () => {
-    if (browser) await browser.close();
-    await pliuz.stop();
-  });
+  after(() => stopAll(browser, pliuz));
 
   async function ask(body) {
     const r = await pliuz.api('POST', '/api/v1/questions', { token: agentKey, body });

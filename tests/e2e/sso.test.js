@@ -3,31 +3,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { POLICIES, Pliuz, freePort, launchBrowser, login, refund, screenshotPath } from './harness.js';
+import { POLICIES, Pliuz, fixture, freePort, launchBrowser, login, refund, screenshotPath, stopAll } from './harness.js';
 import { CLIENT_ID, CLIENT_SECRET, TestIdp } from './idp.js';
 
 const ADMIN = { email: 'root@example.com', password: 'root-admin-pass-1' }; // the local first admin
 
 function oidcSection(issuer) {
-  return `
-[oidc]
-issuer = "${issuer}"
-client_id = "${CLIENT_ID}"
-scopes = ["openid", "email", "groups"]
-allowed_email_domains = ["example.com"]
-groups_claim = "groups"
-display_name = "Test IdP"
-session_ttl = "1h"
-
-[oidc.groups."idp-staff"]
-role = "approver"
-
-[oidc.groups."idp-finance"]
-groups = ["finance"]
-
-[oidc.groups."idp-auditors"]
-role = "auditor"
-`;
+  return fixture('oidc.toml', { issuer, client_id: CLIENT_ID });
 }
 
 /** Writes `config` and the client secret, and makes the local first admin. */
@@ -42,12 +24,6 @@ async function startWithIdp(pliuz, idp) {
   await pliuz.start();
   await idp.start(pliuz.base);
   return launchBrowser();
-}
-
-async function stopAll(browser, pliuz, idp) {
-  if (browser) await browser.close();
-  await pliuz.stop();
-  if (idp) await idp.stop();
 }
 
 /** Signs in through the IdP's own form; resolves where Pliuz sends us. */

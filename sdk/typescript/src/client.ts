@@ -238,6 +238,28 @@ export class PliuzClient {
     return new Deadline(options?.timeoutMs, options?.signal);
   }
 
+  /**
+   * A safe GET the server may hold for `wait` seconds (whole, at most `maxWaitS`) before
+   * answering; without `wait` it answers at once.
+   */
+  #heldGet(
+    path: string,
+    wait: number | undefined,
+    maxWaitS: number,
+    options: CallOptions | undefined,
+    query: Record<string, string | number | undefined> = {},
+  ): Promise<unknown> {
+    const held = wait ? Math.max(0, Math.min(maxWaitS, Math.trunc(wait))) : undefined;
+    return this.#request({
+      method: "GET",
+      path,
+      query: { ...query, wait: held },
+      retry: true,
+      deadline: this.#deadline(options),
+      holdSeconds: held ?? 0,
+    });
+  }
+
   // -- approvals (agent key) ---------------------------------------------------
 
   /**
@@ -275,15 +297,12 @@ export class PliuzClient {
 
   /** Fetch an approval; with `wait` (0-60 s) the server holds the answer until it settles. */
   async getApproval(id: string, options?: CallOptions & { wait?: number }): Promise<Approval> {
-    const wait = options?.wait ? Math.max(0, Math.min(MAX_POLL_WAIT_S, Math.trunc(options.wait))) : undefined;
-    return (await this.#request({
-      method: "GET",
-      path: `/approvals/${encodeURIComponent(id)}`,
-      query: { wait },
-      retry: true,
-      deadline: this.#deadline(options),
-      holdSeconds: wait ?? 0,
-    })) as Approval;
+    return (await this.#heldGet(
+      `/approvals/${encodeURIComponent(id)}`,
+      options?.wait,
+      MAX_POLL_WAIT_S,
+      options,
+    )) as Approval;
   }
 
   /**
@@ -473,15 +492,7 @@ export class PliuzClient {
 
   /** A run; with `wait` (0-60 s) and status `waiting`, long-polls until it is ready. */
   async getRun(id: string, options?: CallOptions & { wait?: number }): Promise<Run> {
-    const wait = options?.wait ? Math.max(0, Math.min(MAX_RUN_WAIT_S, Math.trunc(options.wait))) : undefined;
-    return (await this.#request({
-      method: "GET",
-      path: `/runs/${encodeURIComponent(id)}`,
-      query: { wait },
-      retry: true,
-      deadline: this.#deadline(options),
-      holdSeconds: wait ?? 0,
-    })) as Run;
+    return (await this.#heldGet(`/runs/${encodeURIComponent(id)}`, options?.wait, MAX_RUN_WAIT_S, options)) as Run;
   }
 
   /** This agent's runs (e.g. `status: "ready"`); with `wait`, long-polls until one is ready. */
@@ -489,14 +500,9 @@ export class PliuzClient {
     query: { status?: RunStatus; wait?: number; limit?: number } = {},
     options?: CallOptions,
   ): Promise<Run[]> {
-    const wait = query.wait ? Math.max(0, Math.min(MAX_RUN_WAIT_S, Math.trunc(query.wait))) : undefined;
-    const data = (await this.#request({
-      method: "GET",
-      path: "/runs",
-      query: { status: query.status, wait, limit: query.limit },
-      retry: true,
-      deadline: this.#deadline(options),
-      holdSeconds: wait ?? 0,
+    const data = (await this.#heldGet("/runs", query.wait, MAX_RUN_WAIT_S, options, {
+      status: query.status,
+      limit: query.limit,
     })) as { items?: Run[] };
     return data.items ?? [];
   }

@@ -2,19 +2,15 @@
 // the real pliuz binary, and a human deciding over HTTP.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { Agent, run, tool } from "@openai/agents";
 import { z } from "zod";
 import { gatedTool, Runs } from "../src/agents/index.js";
 import { idempotencyKey, PliuzClient, PliuzRunError } from "../src/index.js";
 import { modelCalling, ScriptedToolModel } from "./support/model.js";
-import { freePort, type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
+import { freePort, type Json, provisionedForTests } from "./support/server.js";
 
-let server: PliuzServer;
-let human: Human;
-
-before(async () => ({ server, human } = await startProvisioned()));
-after(() => server?.dispose());
+const pliuz = provisionedForTests();
 
 function refundTool(calls: Json[], client: PliuzClient, extra: Parameters<typeof gatedTool>[1] = {}) {
   const body = tool({
@@ -34,20 +30,20 @@ function agentFor(t: ReturnType<typeof refundTool>, model: ScriptedToolModel): A
 }
 
 const orderId = (): string => `A-${randomUUID().slice(0, 8)}`;
-const client = (): PliuzClient => new PliuzClient({ apiKey: server.agentKey, baseUrl: server.baseUrl });
+const client = (): PliuzClient => new PliuzClient({ apiKey: pliuz.server.agentKey, baseUrl: pliuz.server.baseUrl });
 
 test("approve: the tool runs once, with the card restored locally, and the execution is reported", async () => {
   const calls: Json[] = [];
   const id = orderId();
   const model = modelCalling("issue_refund", { order_id: id, amount_cents: 5000, card: "4111-secret" });
   const running = run(agentFor(refundTool(calls, client()), model), "refund please");
-  const pending = await human.pendingForOrder(id);
+  const pending = await pliuz.human.pendingForOrder(id);
   assert.equal((pending.tool_args as Json).card, "[REDACTED]", "the card never reaches the server");
-  await human.decide(pending.id as string, "approve");
+  await pliuz.human.decide(pending.id as string, "approve");
   const result = await running;
   assert.deepEqual(calls, [{ order_id: id, amount_cents: 5000, card: "4111-secret" }]);
   assert.match(String(result.finalOutput), /model saw: refunded 5000/);
-  const stored = await human.get(pending.id as string);
+  const stored = await pliuz.human.get(pending.id as string);
   assert.equal(stored.status, "executed");
   assert.equal((stored.execution as Json).outcome, "success");
 });
@@ -57,8 +53,7 @@ test("reject: the tool never runs and the model reads the reviewer's reason", as
   const id = orderId();
   const model = modelCalling("issue_refund", { order_id: id, amount_cents: 9000, card: "4111" });
   const running = run(agentFor(refundTool(calls, client()), model), "refund please");
-  const pending = await human.pendingForOrder(id);
-  await human.decide(pending.id as string, "reject", { reason: "order already refunded in store" });
+  await pliuz.human.decideOrder(id, "reject", { reason: "order already refunded in store" });
   const result = await running;
   assert.deepEqual(calls, []);
   assert.equal(model.seen.length, 1);
@@ -71,8 +66,7 @@ test("edit: the tool runs with the edited arguments (the redacted card still res
   const id = orderId();
   const model = modelCalling("issue_refund", { order_id: id, amount_cents: 9000, card: "4111-secret" });
   const running = run(agentFor(refundTool(calls, client()), model), "refund please");
-  const pending = await human.pendingForOrder(id);
-  await human.decide(pending.id as string, "edit", {
+  await pliuz.human.decideOrder(id, "edit", {
     final_args: { order_id: id, amount_cents: 2500, card: "[REDACTED]" },
     reason: "partial refund",
   });
@@ -93,7 +87,7 @@ test("auto-approved by policy: runs at once without a human", async () => {
 test("unreachable server: fails closed, the tool does not run, the model is told", async () => {
   const calls: Json[] = [];
   const port = await freePort(); // nothing listens there
-  const dead = new PliuzClient({ apiKey: server.agentKey, baseUrl: `http://127.0.0.1:${port}`, maxRetries: 1 });
+  const dead = new PliuzClient({ apiKey: pliuz.server.agentKey, baseUrl: `http://127.0.0.1:${port}`, maxRetries: 1 });
   const model = modelCalling("issue_refund", { order_id: orderId(), amount_cents: 9000, card: "x" });
   const started = Date.now();
   const result = await run(agentFor(refundTool(calls, dead), model), "refund please");
@@ -138,13 +132,13 @@ test("outcome unknown: a call started earlier and never reported is not run agai
   await run(agentFor(refundTool(calls, c), model), "refund please");
   assert.deepEqual(calls, []);
   assert.match(model.seen[0] ?? "", /outcome unknown. It was NOT run again/);
-  assert.equal((await human.get(earlier.id)).status, "executing");
+  assert.equal((await pliuz.human.get(earlier.id)).status, "executing");
 });
 
 test("durable mode with the server unreachable: the run is refused (fail closed) and nothing runs", async () => {
   const calls: Json[] = [];
   const port = await freePort();
-  const dead = new PliuzClient({ apiKey: server.agentKey, baseUrl: `http://127.0.0.1:${port}`, maxRetries: 0 });
+  const dead = new PliuzClient({ apiKey: pliuz.server.agentKey, baseUrl: `http://127.0.0.1:${port}`, maxRetries: 0 });
   const model = modelCalling("issue_refund", { order_id: orderId(), amount_cents: 9000, card: "x" });
   const runs = new Runs({ client: dead });
   await assert.rejects(runs.run(agentFor(refundTool(calls, dead), model), "refund"), (e: unknown) => {

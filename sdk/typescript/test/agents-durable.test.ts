@@ -5,22 +5,18 @@ import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Runs, type RunsResult } from "../src/agents/index.js";
 import { PliuzClient, PliuzRunStateIntegrityError } from "../src/index.js";
 import { gatedRefundAgent } from "./support/model.js";
-import { type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
+import { type Json, provisionedForTests } from "./support/server.js";
 
 const run = promisify(execFile);
 const AGENT = fileURLToPath(new URL("./fixtures/durable-agent.js", import.meta.url));
 
-let server: PliuzServer;
-let human: Human;
-
-before(async () => ({ server, human } = await startProvisioned()));
-after(() => server?.dispose());
+const pliuz = provisionedForTests();
 
 interface Case {
   env: Record<string, string>;
@@ -30,13 +26,13 @@ interface Case {
 
 function newCase(): Case {
   const orderId = `D-${randomUUID().slice(0, 8)}`;
-  const bodyLog = join(server.dir, `${orderId}.log`);
+  const bodyLog = join(pliuz.server.dir, `${orderId}.log`);
   return {
     orderId,
     bodyLog,
     env: {
       ...process.env,
-      ...server.agentEnv(),
+      ...pliuz.server.agentEnv(),
       BODY_LOG: bodyLog,
       ORDER_ID: orderId,
       CALL_ID: `call_${randomUUID()}`,
@@ -59,8 +55,7 @@ async function agentProcess(c: Case, ...args: string[]): Promise<Json> {
 /** Starts the agent for case `c` and approves its request; returns the paused run's id. */
 async function startApproved(c: Case): Promise<string> {
   const started = await agentProcess(c, "start");
-  const pending = await human.pendingForOrder(c.orderId);
-  await human.decide(pending.id as string, "approve");
+  await pliuz.human.decideOrder(c.orderId, "approve");
   return started.runId as string;
 }
 
@@ -75,9 +70,9 @@ test("pause in one process, approve with an edit, resume in another: runs once w
   assert.match(runId, /./);
   assert.deepEqual(bodyRuns(c), [], "nothing ran while paused");
 
-  const pending = await human.pendingForOrder(c.orderId);
+  const pending = await pliuz.human.pendingForOrder(c.orderId);
   assert.equal((pending.tool_args as Json).card, "[REDACTED]");
-  await human.decide(pending.id as string, "edit", {
+  await pliuz.human.decide(pending.id as string, "edit", {
     final_args: { order_id: c.orderId, amount_cents: 3000, card: "[REDACTED]" },
   });
 
@@ -91,14 +86,13 @@ test("pause in one process, approve with an edit, resume in another: runs once w
   const again = await agentProcess(c, "resume", runId);
   assert.equal(again.code, "run_error", "a completed run is not resumed again");
   assert.equal(bodyRuns(c).length, 1);
-  assert.equal((await human.get(pending.id as string)).status, "executed");
+  assert.equal((await pliuz.human.get(pending.id as string)).status, "executed");
 });
 
 test("reject while paused: the resumed run never runs the tool and the model reads the reason", async () => {
   const c = newCase();
   const started = await agentProcess(c, "start");
-  const pending = await human.pendingForOrder(c.orderId);
-  await human.decide(pending.id as string, "reject", { reason: "customer is flagged for fraud" });
+  await pliuz.human.decideOrder(c.orderId, "reject", { reason: "customer is flagged for fraud" });
   const resumed = await agentProcess(c, "resume", started.runId as string);
   assert.equal(resumed.status, "completed");
   assert.match(String(resumed.finalOutput), /customer is flagged for fraud/);
@@ -128,7 +122,7 @@ test("the state is checked against its recorded SHA-256 before it is handed to R
     body.state = `${String(body.state)} `;
     return new Response(JSON.stringify(body), { status: res.status, headers: res.headers });
   };
-  const client = new PliuzClient({ apiKey: server.agentKey, baseUrl: server.baseUrl, fetch: tampering });
+  const client = new PliuzClient({ apiKey: pliuz.server.agentKey, baseUrl: pliuz.server.baseUrl, fetch: tampering });
   await assert.rejects(client.claimRun(runId, { leaseSeconds: 10 }), PliuzRunStateIntegrityError);
   assert.deepEqual(bodyRuns(c), []);
 });
@@ -137,7 +131,7 @@ test("serve(): a worker resumes every ready run of the agent key and stops on it
   const order = `S-${randomUUID().slice(0, 8)}`;
   const ran: Json[] = [];
   const agent = gatedRefundAgent("serve-agent", order, ran);
-  const runs = new Runs({ client: new PliuzClient({ apiKey: server.agentKey, baseUrl: server.baseUrl }) });
+  const runs = new Runs({ client: new PliuzClient({ apiKey: pliuz.server.agentKey, baseUrl: pliuz.server.baseUrl }) });
   const started = await runs.run(agent, "refund");
   assert.equal(started.paused, true);
   const stop = new AbortController();
@@ -150,8 +144,7 @@ test("serve(): a worker resumes every ready run of the agent key and stops on it
       if (r.runId === started.runId) stop.abort();
     },
   });
-  const p = await human.pendingForOrder(order);
-  await human.decide(p.id as string, "approve");
+  await pliuz.human.decideOrder(order, "approve");
   await worker;
   const mine = results.find((r) => r.runId === started.runId);
   assert.equal(mine?.status, "completed");

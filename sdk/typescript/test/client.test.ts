@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import {
   PliuzAuthenticationError,
   PliuzClient,
@@ -16,14 +16,9 @@ import {
   PliuzTimeoutError,
   PliuzValidationError,
 } from "../src/index.js";
-import { type Human, type PliuzServer, startProvisioned } from "./support/server.js";
+import { provisionedForTests } from "./support/server.js";
 
-let server: PliuzServer;
-let human: Human;
-let client: PliuzClient;
-
-before(async () => ({ server, human, client } = await startProvisioned()));
-after(() => server?.dispose());
+const pliuz = provisionedForTests();
 
 const args = () => ({ order_id: `C-${randomUUID().slice(0, 8)}`, amount_cents: 9000 });
 
@@ -46,17 +41,17 @@ test("options come from PLIUZ_API_KEY / PLIUZ_BASE_URL; no key fails closed at c
 
 test("problem+json codes become typed errors", async () => {
   await assert.rejects(
-    client.getApproval("nope"),
+    pliuz.client.getApproval("nope"),
     (e: unknown) => e instanceof PliuzNotFoundError && e.code === "not_found" && e.status === 404,
   );
   await assert.rejects(
-    client.createApproval({ toolName: "no_policy_tool", toolArgs: {} }),
+    pliuz.client.createApproval({ toolName: "no_policy_tool", toolArgs: {} }),
     (e: unknown) => e instanceof PliuzNoMatchingPolicyError && e.status === 422 && typeof e.detail === "string",
   );
-  const bad = new PliuzClient({ apiKey: "pliuz_ak_wrong", baseUrl: server.baseUrl });
+  const bad = new PliuzClient({ apiKey: "pliuz_ak_wrong", baseUrl: pliuz.server.baseUrl });
   await assert.rejects(bad.getApproval("x"), PliuzAuthenticationError);
   await assert.rejects(
-    client.createApproval({
+    pliuz.client.createApproval({
       toolName: "issue_refund",
       toolArgs: { amount_cents: "lots" } as never,
       toolSchema: { type: "nope" },
@@ -66,32 +61,37 @@ test("problem+json codes become typed errors", async () => {
 });
 
 test("create, long-poll wait, decision, claim, report, receipt, list", async () => {
-  const a = await client.createApproval({
+  const a = await pliuz.client.createApproval({
     toolName: "issue_refund",
     toolArgs: args(),
     idempotencyKey: `k-${randomUUID()}`,
   });
   assert.equal(a.status, "pending");
-  const waiting = client.waitForDecision(a, { timeoutMs: 20_000 });
+  const waiting = pliuz.client.waitForDecision(a, { timeoutMs: 20_000 });
   await new Promise((r) => setTimeout(r, 300));
-  await human.decide(a.id, "approve");
+  await pliuz.human.decide(a.id, "approve");
   const decided = await waiting;
   assert.equal(decided.status, "approved");
   const claimId = "cl_test_1";
-  const claimed = await client.claimExecution(a.id, { claimId });
+  const claimed = await pliuz.client.claimExecution(a.id, { claimId });
   assert.equal(claimed.status, "executing");
   await assert.rejects(
-    client.claimExecution(a.id, { claimId: "cl_other" }),
+    pliuz.client.claimExecution(a.id, { claimId: "cl_other" }),
     (e: unknown) => e instanceof PliuzConflictError && e.code === "execution_claimed",
   );
-  const done = await client.reportExecution(a.id, { outcome: "success", claimId, latencyMs: 5, outputExcerpt: "ok" });
+  const done = await pliuz.client.reportExecution(a.id, {
+    outcome: "success",
+    claimId,
+    latencyMs: 5,
+    outputExcerpt: "ok",
+  });
   assert.equal(done.status, "executed");
-  const receipt = await client.getReceipt(a.id);
+  const receipt = await pliuz.client.getReceipt(a.id);
   assert.equal(receipt.approval_id, a.id);
   assert.match(receipt.format, /^pliuz-receipt\//);
-  const list = await client.listApprovals({ status: "executed", limit: 100 });
+  const list = await pliuz.client.listApprovals({ status: "executed", limit: 100 });
   assert.ok(list.items.some((x) => x.id === a.id));
-  const replay = await client.createApproval({
+  const replay = await pliuz.client.createApproval({
     toolName: "issue_refund",
     toolArgs: a.tool_args,
     idempotencyKey: a.idempotency_key ?? "",
@@ -102,23 +102,23 @@ test("create, long-poll wait, decision, claim, report, receipt, list", async () 
 });
 
 test("cancel a pending request", async () => {
-  const a = await client.createApproval({ toolName: "issue_refund", toolArgs: args() });
-  const c = await client.cancelApproval(a.id, { reason: "changed my mind" });
+  const a = await pliuz.client.createApproval({ toolName: "issue_refund", toolArgs: args() });
+  const c = await pliuz.client.cancelApproval(a.id, { reason: "changed my mind" });
   assert.equal(c.status, "cancelled");
-  await assert.rejects(client.cancelApproval(a.id), PliuzConflictError);
+  await assert.rejects(pliuz.client.cancelApproval(a.id), PliuzConflictError);
 });
 
 test("waitForDecision: timeoutMs is a whole-operation deadline; an AbortSignal stops it with its reason", async () => {
-  const a = await client.createApproval({ toolName: "issue_refund", toolArgs: args() });
+  const a = await pliuz.client.createApproval({ toolName: "issue_refund", toolArgs: args() });
   let started = Date.now();
-  await assert.rejects(client.waitForDecision(a, { timeoutMs: 1200 }), PliuzTimeoutError);
+  await assert.rejects(pliuz.client.waitForDecision(a, { timeoutMs: 1200 }), PliuzTimeoutError);
   let took = Date.now() - started;
   assert.ok(took >= 1100 && took < 4000, `took ${took}`);
   const controller = new AbortController();
   const reason = new Error("user went away");
   setTimeout(() => controller.abort(reason), 500);
   started = Date.now();
-  await assert.rejects(client.waitForDecision(a, { signal: controller.signal }), (e: unknown) => e === reason);
+  await assert.rejects(pliuz.client.waitForDecision(a, { signal: controller.signal }), (e: unknown) => e === reason);
   took = Date.now() - started;
   assert.ok(took < 3000, `took ${took}`);
 });
@@ -135,7 +135,7 @@ async function flakyProxy(failures: number): Promise<{ url: string; hits: () => 
     }
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    const upstream = await fetch(`${server.baseUrl}${req.url}`, {
+    const upstream = await fetch(`${pliuz.server.baseUrl}${req.url}`, {
       method: req.method ?? "GET",
       headers: req.headers as Record<string, string>,
       body: chunks.length ? Buffer.concat(chunks) : null,
@@ -152,7 +152,7 @@ async function flakyProxy(failures: number): Promise<{ url: string; hits: () => 
 test("5xx: safe requests are retried with backoff; a create without idempotency key is not", async () => {
   const flaky = await flakyProxy(2);
   try {
-    const c = new PliuzClient({ apiKey: server.agentKey, baseUrl: flaky.url, maxRetries: 3 });
+    const c = new PliuzClient({ apiKey: pliuz.server.agentKey, baseUrl: flaky.url, maxRetries: 3 });
     const a = await c.createApproval({
       toolName: "issue_refund",
       toolArgs: args(),
@@ -165,7 +165,7 @@ test("5xx: safe requests are retried with backoff; a create without idempotency 
   }
   const flaky2 = await flakyProxy(1);
   try {
-    const c = new PliuzClient({ apiKey: server.agentKey, baseUrl: flaky2.url, maxRetries: 3 });
+    const c = new PliuzClient({ apiKey: pliuz.server.agentKey, baseUrl: flaky2.url, maxRetries: 3 });
     await assert.rejects(c.createApproval({ toolName: "issue_refund", toolArgs: args() }), PliuzServerError);
     assert.equal(flaky2.hits(), 1, "not repeated: a repeat could create a second request");
   } finally {

@@ -6,24 +6,21 @@ import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { PACKAGE_ROOT } from "./support/paths.js";
-import { type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
+import { type Json, provisionedForTests } from "./support/server.js";
 
 const exec = promisify(execFile);
 const EXAMPLE = fileURLToPath(new URL("build/examples/typescript/refund.js", PACKAGE_ROOT));
 
-let server: PliuzServer;
-let human: Human;
-before(async () => ({ server, human } = await startProvisioned()));
-after(() => server?.dispose());
+const pliuz = provisionedForTests();
 
 function env(order: string, ledger: string): NodeJS.ProcessEnv {
   return {
     ...process.env,
-    ...server.agentEnv(),
+    ...pliuz.server.agentEnv(),
     PLIUZ_EXAMPLE_SCRIPTED: "1",
     PLIUZ_EXAMPLE_ORDER: order,
     PLIUZ_EXAMPLE_AMOUNT: "6000",
@@ -35,10 +32,9 @@ const lastJson = (stdout: string): Json => JSON.parse(stdout.trim().split("\n").
 
 test("blocking: the example's refund runs once after approval", async () => {
   const order = `E-${randomUUID().slice(0, 8)}`;
-  const ledger = join(server.dir, `${order}.jsonl`);
+  const ledger = join(pliuz.server.dir, `${order}.jsonl`);
   const proc = exec(process.execPath, [EXAMPLE], { env: env(order, ledger), timeout: 60_000 });
-  const p = await human.pendingForOrder(order);
-  await human.decide(p.id as string, "approve");
+  await pliuz.human.decideOrder(order, "approve");
   const { stdout } = await proc;
   assert.match(String(lastJson(stdout).finalOutput), /handled the refund/);
   assert.deepEqual(readFileSync(ledger, "utf8").trim().split("\n"), [
@@ -48,13 +44,12 @@ test("blocking: the example's refund runs once after approval", async () => {
 
 test("durable: start in one process, approve, resume in another", async () => {
   const order = `E-${randomUUID().slice(0, 8)}`;
-  const ledger = join(server.dir, `${order}.jsonl`);
+  const ledger = join(pliuz.server.dir, `${order}.jsonl`);
   const started = lastJson(
     (await exec(process.execPath, [EXAMPLE, "start"], { env: env(order, ledger), timeout: 60_000 })).stdout,
   );
   assert.equal(started.status, "waiting");
-  const p = await human.pendingForOrder(order);
-  await human.decide(p.id as string, "approve");
+  await pliuz.human.decideOrder(order, "approve");
   const resumed = lastJson(
     (
       await exec(process.execPath, [EXAMPLE, "resume", String(started.runId)], {

@@ -1,24 +1,18 @@
 // gated(fn): any async function behind an approval, against the real binary.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import {
   gated,
   PliuzAlreadyExecutedError,
-  type PliuzClient,
   PliuzExpiredError,
   PliuzRejectedError,
   PliuzRespondedError,
   undeliveredReports,
 } from "../src/index.js";
-import { type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
+import { type Json, provisionedForTests } from "./support/server.js";
 
-let server: PliuzServer;
-let human: Human;
-let client: PliuzClient;
-
-before(async () => ({ server, human, client } = await startProvisioned()));
-after(() => server?.dispose());
+const pliuz = provisionedForTests();
 
 test("approved: runs once with the approved args; the same call again does not run twice", async () => {
   const ran: Json[] = [];
@@ -27,14 +21,14 @@ test("approved: runs once with the approved args; the same call again does not r
       ran.push(a);
       return { ok: true, order: a.order_id };
     },
-    { client, redact: ["pan"] },
+    { client: pliuz.client, redact: ["pan"] },
   );
   const order = `G-${randomUUID().slice(0, 8)}`;
   const call = refund({ order_id: order, amount_cents: 4200, pan: "4111" }, { sessionId: "s-1" });
-  const p = await human.pendingForOrder(order);
+  const p = await pliuz.human.pendingForOrder(order);
   assert.equal(p.tool_name, "refund_fn");
   assert.equal((p.tool_args as Json).pan, "[REDACTED]");
-  await human.decide(p.id as string, "approve");
+  await pliuz.human.decide(p.id as string, "approve");
   assert.deepEqual(await call, { ok: true, order });
   assert.equal(ran.length, 1);
   assert.equal(ran[0]?.pan, "4111");
@@ -45,7 +39,7 @@ test("approved: runs once with the approved args; the same call again does not r
   );
   assert.equal(ran.length, 1);
   assert.deepEqual(undeliveredReports(), []);
-  const stored = await human.get(p.id as string);
+  const stored = await pliuz.human.get(p.id as string);
   assert.equal((stored.execution as Json).output_excerpt, JSON.stringify({ ok: true, order }));
 });
 
@@ -56,15 +50,14 @@ test("two concurrent identical calls in one process: the body runs once", async 
       runs++;
       return "done";
     },
-    { name: "refund_fn", client },
+    { name: "refund_fn", client: pliuz.client },
   );
   const order = `G-${randomUUID().slice(0, 8)}`;
   const both = Promise.allSettled([
     refund({ order_id: order, amount_cents: 9000 }),
     refund({ order_id: order, amount_cents: 9000 }),
   ]);
-  const p = await human.pendingForOrder(order);
-  await human.decide(p.id as string, "approve");
+  await pliuz.human.decideOrder(order, "approve");
   const results = await both;
   assert.equal(runs, 1);
   assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
@@ -74,15 +67,17 @@ test("two concurrent identical calls in one process: the body runs once", async 
 
 test("rejected: throws PliuzRejectedError with the reason, never runs", async () => {
   let runs = 0;
-  const refund = gated(async (_a: { order_id: string; amount_cents: number }) => runs++, { name: "refund_fn", client });
+  const refund = gated(async (_a: { order_id: string; amount_cents: number }) => runs++, {
+    name: "refund_fn",
+    client: pliuz.client,
+  });
   const order = `G-${randomUUID().slice(0, 8)}`;
   // Settled as soon as the decision lands: keep the outcome (no unhandled rejection meanwhile).
   const outcome = refund({ order_id: order, amount_cents: 9000 }).then(
     () => undefined,
     (e: unknown) => e,
   );
-  const p = await human.pendingForOrder(order);
-  await human.decide(p.id as string, "reject", { reason: "too much" });
+  await pliuz.human.decideOrder(order, "reject", { reason: "too much" });
   const err = await outcome;
   assert.ok(err instanceof PliuzRejectedError && err.reason === "too much", String(err));
   assert.equal(runs, 0);
@@ -90,14 +85,13 @@ test("rejected: throws PliuzRejectedError with the reason, never runs", async ()
 
 test("responded: throws PliuzRespondedError with the message, never runs", async () => {
   let runs = 0;
-  const answer = gated(async (_a: { order_id: string }) => runs++, { name: "answer_fn", client });
+  const answer = gated(async (_a: { order_id: string }) => runs++, { name: "answer_fn", client: pliuz.client });
   const order = `R-${randomUUID().slice(0, 8)}`;
   const outcome = answer({ order_id: order }).then(
     () => undefined,
     (e: unknown) => e,
   );
-  const p = await human.pendingForOrder(order);
-  await human.decide(p.id as string, "respond", { reason: "It shipped yesterday." });
+  await pliuz.human.decideOrder(order, "respond", { reason: "It shipped yesterday." });
   const err = await outcome;
   assert.ok(err instanceof PliuzRespondedError && err.response === "It shipped yesterday.", String(err));
   assert.equal(err.approval?.status, "responded");
@@ -106,7 +100,7 @@ test("responded: throws PliuzRespondedError with the message, never runs", async
 
 test("expired: nobody decided before the policy's expires_in", async () => {
   let runs = 0;
-  const quick = gated(async (_a: { n: number }) => runs++, { name: "quick_fn", client });
+  const quick = gated(async (_a: { n: number }) => runs++, { name: "quick_fn", client: pliuz.client });
   await assert.rejects(quick({ n: Math.random() }), PliuzExpiredError);
   assert.equal(runs, 0);
 });
@@ -116,12 +110,12 @@ test("a body that throws is reported as an error and the error reaches the calle
     async (_a: { order_id: string; amount_cents: number }) => {
       throw new Error("card declined");
     },
-    { name: "refund_fn", client },
+    { name: "refund_fn", client: pliuz.client },
   );
   const order = `G-${randomUUID().slice(0, 8)}`;
   const call = boom({ order_id: order, amount_cents: 500 }); // auto-approved by policy
   await assert.rejects(call, /card declined/);
-  const list = await client.listApprovals({ tool: "refund_fn", limit: 100 });
+  const list = await pliuz.client.listApprovals({ tool: "refund_fn", limit: 100 });
   const mine = list.items.find((a) => a.tool_args.order_id === order);
   assert.equal(mine?.status, "executed");
   assert.equal(mine?.execution?.outcome, "error");

@@ -3,19 +3,17 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
-import { after, before, test } from "node:test";
+import { after, test } from "node:test";
 import { Runs } from "../src/agents/index.js";
 import { PliuzClient, signWebhook, verifyWebhook, WebhookVerificationError } from "../src/index.js";
 import { gatedRefundAgent } from "./support/model.js";
-import { type Human, type Json, type PliuzServer, startProvisioned } from "./support/server.js";
+import { type Json, provisionedForTests } from "./support/server.js";
 
 interface Delivery {
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
 }
 
-let server: PliuzServer;
-let human: Human;
 const deliveries: Delivery[] = [];
 const receiver = createServer(async (req, res) => {
   const chunks: Buffer[] = [];
@@ -25,18 +23,14 @@ const receiver = createServer(async (req, res) => {
 });
 let hook = { key: "", secret: "" };
 
-before(async () => {
+// The receiver listens before the agent is made with its URL (the file's hooks may run concurrently).
+const pliuz = provisionedForTests(async (s) => {
   await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
   const addr = receiver.address();
   const port = typeof addr === "object" && addr ? addr.port : 0;
-  ({ server, human } = await startProvisioned((s) => {
-    hook = s.agentWithWebhook("hooked-bot", `http://127.0.0.1:${port}/pliuz`);
-  }));
+  hook = s.agentWithWebhook("hooked-bot", `http://127.0.0.1:${port}/pliuz`);
 });
-after(async () => {
-  await server?.dispose();
-  await new Promise((r) => receiver.close(r));
-});
+after(() => new Promise((r) => receiver.close(r)));
 
 const SECRET = `whsec_${Buffer.from("0123456789abcdef0123456789abcdef").toString("base64")}`;
 
@@ -75,11 +69,10 @@ test("a real run.ready delivery verifies and resumes the run", async () => {
   const order = `W-${randomUUID().slice(0, 8)}`;
   const ran: Json[] = [];
   const agent = gatedRefundAgent("support", order, ran);
-  const runs = new Runs({ client: new PliuzClient({ apiKey: hook.key, baseUrl: server.baseUrl }) });
+  const runs = new Runs({ client: new PliuzClient({ apiKey: hook.key, baseUrl: pliuz.server.baseUrl }) });
   const started = await runs.run(agent, "refund");
   assert.equal(started.paused, true);
-  const p = await human.pendingForOrder(order);
-  await human.decide(p.id as string, "approve");
+  await pliuz.human.decideOrder(order, "approve");
 
   const until = Date.now() + 30_000;
   let event: ReturnType<typeof verifyWebhook> | undefined;
@@ -90,7 +83,7 @@ test("a real run.ready delivery verifies and resumes the run", async () => {
     }
     if (event === undefined) await new Promise((r) => setTimeout(r, 200));
   }
-  assert.ok(event, `no run.ready delivery; server log:\n${server.logTail()}`);
+  assert.ok(event, `no run.ready delivery; server log:\n${pliuz.server.logTail()}`);
   const done = await runs.resume(String(event.data.run_id), agent);
   assert.equal(done.status, "completed");
   assert.equal(ran.length, 1);

@@ -2,40 +2,17 @@
 
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { PliuzClient } from "../../src/index.js";
-import { PLIUZ_BIN } from "./paths.js";
+import { PACKAGE_ROOT, PLIUZ_BIN } from "./paths.js";
 
-export const POLICIES = `
-[[policy]]
-name = "refunds"
-tools = ["issue_refund", "refund_fn"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-required_approvals = 1
-expires_in = "30m"
-auto_approve = "args.amount_cents <= 1000"
-
-[[policy]]
-name = "quick"
-tools = ["quick_fn"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject"]
-required_approvals = 1
-expires_in = "2s"
-
-[[policy]]
-name = "answers"
-tools = ["answer_fn"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "respond"]
-required_approvals = 1
-expires_in = "30m"
-`;
+/** The server's config: the policies every test runs against. */
+export const CONFIG = new URL("test/fixtures/pliuz.toml", PACKAGE_ROOT);
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -65,14 +42,14 @@ export class PliuzServer {
   userToken = "";
   #proc: ChildProcess | undefined;
 
-  constructor(policies = POLICIES) {
+  constructor(config = CONFIG) {
     if (!existsSync(PLIUZ_BIN))
       throw new Error(`pliuz binary not found at ${PLIUZ_BIN}: cargo build -p pliuz or set PLIUZ_BIN`);
     this.dir = mkdtempSync(join(tmpdir(), "pliuz-ts-"));
     this.dataDir = join(this.dir, "data");
     this.config = join(this.dir, "pliuz.toml");
     this.log = join(this.dir, "server.log");
-    writeFileSync(this.config, policies);
+    copyFileSync(config, this.config);
   }
 
   cli(args: string[], input?: string): string {
@@ -152,6 +129,12 @@ export class PliuzServer {
   }
 }
 
+/** What a decision may carry besides its kind. */
+export interface DecisionExtra {
+  reason?: string;
+  final_args?: Json;
+}
+
 /** The approver side, over plain HTTP with a user token (as the inbox would). */
 export class Human {
   constructor(
@@ -192,7 +175,14 @@ export class Human {
     return pending;
   }
 
-  async decide(id: string, decision: string, extra: { reason?: string; final_args?: Json } = {}): Promise<Json> {
+  /** Decides the pending approval for order `orderId` once it is there; returns it as it was pending. */
+  async decideOrder(orderId: string, decision: string, extra: DecisionExtra = {}): Promise<Json> {
+    const pending = await this.pendingForOrder(orderId);
+    await this.decide(pending.id as string, decision, extra);
+    return pending;
+  }
+
+  async decide(id: string, decision: string, extra: DecisionExtra = {}): Promise<Json> {
     // Bound to the arguments under review, as a person deciding in the inbox would be.
     const current = await this.get(id);
     const r = await this.#call("POST", `/approvals/${id}/decision`, {
@@ -216,14 +206,43 @@ export interface Started {
  * A server with the agent and approver provisioned, started; `beforeStart` may
  * add to it (agents, webhooks) first. The caller disposes of `server`.
  */
-export async function startProvisioned(beforeStart: (server: PliuzServer) => void = () => {}): Promise<Started> {
+export async function startProvisioned(
+  beforeStart: (server: PliuzServer) => void | Promise<void> = () => {},
+): Promise<Started> {
   const server = new PliuzServer();
   server.provision();
-  beforeStart(server);
+  await beforeStart(server);
   await server.start();
   return {
     server,
     human: new Human(server),
     client: new PliuzClient({ apiKey: server.agentKey, baseUrl: server.baseUrl }),
+  };
+}
+
+/**
+ * The test file's server: started (as `startProvisioned`) before its tests and disposed
+ * of after them. Its parts can be read from inside the tests, once it is up.
+ */
+export function provisionedForTests(beforeStart?: (server: PliuzServer) => void | Promise<void>): Started {
+  let started: Started | undefined;
+  before(async () => {
+    started = await startProvisioned(beforeStart);
+  });
+  after(() => started?.server.dispose());
+  const up = (): Started => {
+    if (!started) throw new Error("the test server is not up yet: use it inside a test or hook");
+    return started;
+  };
+  return {
+    get server() {
+      return up().server;
+    },
+    get human() {
+      return up().human;
+    },
+    get client() {
+      return up().client;
+    },
   };
 }
