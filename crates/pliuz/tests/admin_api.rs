@@ -35,6 +35,27 @@ impl Env {
         call(&self.http, &self.server, &self.admin, method, path, body).await
     }
 
+    /// `route` ("METHOD /path") called as the admin must be answered with
+    /// `expected`; returns the body.
+    async fn expect(&self, route: &str, body: Option<Value>, expected: StatusCode) -> Value {
+        self.expect_as(&self.admin, route, body, expected).await
+    }
+
+    /// `route` ("METHOD /path") called with `token` must be answered with
+    /// `expected`; returns the body.
+    async fn expect_as(
+        &self,
+        token: &str,
+        route: &str,
+        body: Option<Value>,
+        expected: StatusCode,
+    ) -> Value {
+        let (method, path) = route.split_once(' ').expect("route is 'METHOD /path'");
+        let (status, answer) = call(&self.http, &self.server, token, method, path, body).await;
+        assert_eq!(status, expected, "{route}: {answer}");
+        answer
+    }
+
     /// Every audit entry of `kind`, oldest first.
     async fn entries(&self, kind: &str) -> Vec<Value> {
         let (status, page) = self
@@ -77,20 +98,32 @@ async fn open(http: &Client, server: &Server, key: &str, tool: &str) -> (StatusC
     .await
 }
 
+/// [`open`] that must be answered with `expected`; returns the body.
+async fn expect_open(
+    http: &Client,
+    server: &Server,
+    key: &str,
+    tool: &str,
+    expected: StatusCode,
+) -> Value {
+    let (status, answer) = open(http, server, key, tool).await;
+    assert_eq!(status, expected, "open {tool}: {answer}");
+    answer
+}
+
 fn is_problem(r: &Value) -> bool {
     r["code"].is_string() && r["detail"].is_string() && r["status"].is_number()
 }
 
 async fn agents_round_trip(database_url: Option<String>) {
     let e = env_on(REFUNDS_POLICY, database_url).await;
-    let (status, created) = e
-        .call(
-            "POST",
-            "/api/v1/admin/agents",
+    let created = e
+        .expect(
+            "POST /api/v1/admin/agents",
             Some(json!({"name": "billing-bot", "webhook_url": "https://hooks.example.com/a"})),
+            StatusCode::CREATED,
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
     let key = created["api_key"].as_str().expect("api_key").to_owned();
     assert!(key.starts_with("pliuz_ak_"), "{created}");
     let first_secret = created["webhook_secret"]
@@ -105,63 +138,84 @@ async fn agents_round_trip(database_url: Option<String>) {
     );
 
     // The key works at once.
-    let (status, opened) = open(&e.http, &e.server, &key, "issue_refund").await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    expect_open(
+        &e.http,
+        &e.server,
+        &key,
+        "issue_refund",
+        StatusCode::CREATED,
+    )
+    .await;
 
-    let (status, list) = e.call("GET", "/api/v1/admin/agents", None).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
+    let list = e
+        .expect("GET /api/v1/admin/agents", None, StatusCode::OK)
+        .await;
     assert_eq!(list["agents"][0]["name"], "billing-bot", "{list}");
     assert!(
         list.to_string().find("pliuz_ak_").is_none(),
         "keys never listed"
     );
 
-    let (status, hook) = e
-        .call(
-            "PUT",
-            "/api/v1/admin/agents/billing-bot/webhook",
+    let hook = e
+        .expect(
+            "PUT /api/v1/admin/agents/billing-bot/webhook",
             Some(json!({"url": "https://hooks.example.com/b"})),
+            StatusCode::OK,
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{hook}");
     assert_eq!(hook["url"], "https://hooks.example.com/b");
     let second_secret = hook["secret"].as_str().expect("secret").to_owned();
     assert_ne!(second_secret, first_secret);
 
-    let (status, rotated) = e
-        .call(
-            "POST",
-            "/api/v1/admin/agents/billing-bot/webhook/rotate-secret",
+    let rotated = e
+        .expect(
+            "POST /api/v1/admin/agents/billing-bot/webhook/rotate-secret",
             None,
+            StatusCode::OK,
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{rotated}");
     assert_eq!(rotated["url"], "https://hooks.example.com/b");
     assert_ne!(rotated["secret"], json!(second_secret));
 
-    let (status, one) = e
-        .call("GET", "/api/v1/admin/agents/billing-bot", None)
+    let one = e
+        .expect("GET /api/v1/admin/agents/billing-bot", None, StatusCode::OK)
         .await;
-    assert_eq!(status, StatusCode::OK, "{one}");
     assert_eq!(one["webhook_url"], "https://hooks.example.com/b");
 
-    let (status, revoked) = e
-        .call("POST", "/api/v1/admin/agents/billing-bot/revoke", None)
+    let revoked = e
+        .expect(
+            "POST /api/v1/admin/agents/billing-bot/revoke",
+            None,
+            StatusCode::OK,
+        )
         .await;
-    assert_eq!(status, StatusCode::OK, "{revoked}");
     assert_eq!(revoked["status"], "revoked");
     assert!(revoked["revoked_at"].is_string());
-    let (status, refused) = open(&e.http, &e.server, &key, "issue_refund").await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    expect_open(
+        &e.http,
+        &e.server,
+        &key,
+        "issue_refund",
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 
     // Again: nothing left to revoke. An unknown agent: 404 naming it.
-    let (status, again) = e
-        .call("POST", "/api/v1/admin/agents/billing-bot/revoke", None)
+    let again = e
+        .expect(
+            "POST /api/v1/admin/agents/billing-bot/revoke",
+            None,
+            StatusCode::NOT_FOUND,
+        )
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
     assert_detail_contains(&again, "no active agent 'billing-bot'");
-    let (status, unknown) = e.call("GET", "/api/v1/admin/agents/nobody", None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    let unknown = e
+        .expect(
+            "GET /api/v1/admin/agents/nobody",
+            None,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
     assert_detail_contains(&unknown, "no agent 'nobody'");
 
     // Each change is audited, the admin as its actor; no secret in the log.
@@ -196,14 +250,13 @@ async fn agents_are_created_listed_rewebhooked_and_revoked_on_postgres() {
 
 async fn users_round_trip(database_url: Option<String>) {
     let e = env_on(REFUNDS_POLICY, database_url).await;
-    let (status, linked) = e
-        .call(
-            "POST",
-            "/api/v1/admin/users",
+    let linked = e
+        .expect(
+            "POST /api/v1/admin/users",
             Some(json!({"email": "Ann@Example.com", "role": "approver", "groups": ["finance"]})),
+            StatusCode::CREATED,
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{linked}");
     assert_eq!(linked["user"]["email"], "ann@example.com");
     assert_eq!(linked["user"]["groups"], json!(["finance"]));
     assert!(
@@ -212,28 +265,21 @@ async fn users_round_trip(database_url: Option<String>) {
             .is_some_and(|u| u.contains("/setup/pliuz_su_")),
         "{linked}"
     );
-    let (status, with_password) = e
-        .call(
-            "POST",
-            "/api/v1/admin/users",
-            Some(json!({"email": "bob@example.com", "role": "auditor", "password": "a-long-enough-password"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{with_password}");
+    let with_password = e.expect("POST /api/v1/admin/users", Some(json!({"email": "bob@example.com", "role": "auditor", "password": "a-long-enough-password"})), StatusCode::CREATED).await;
     assert!(with_password["setup_url"].is_null());
 
-    let (status, dup) = e
-        .call(
-            "POST",
-            "/api/v1/admin/users",
+    let dup = e
+        .expect(
+            "POST /api/v1/admin/users",
             Some(json!({"email": "ann@example.com", "role": "approver"})),
+            StatusCode::CONFLICT,
         )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{dup}");
     assert_eq!(dup["code"], "already_exists", "{dup}");
 
-    let (status, list) = e.call("GET", "/api/v1/admin/users", None).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
+    let list = e
+        .expect("GET /api/v1/admin/users", None, StatusCode::OK)
+        .await;
     let emails: Vec<&str> = list["users"]
         .as_array()
         .into_iter()
@@ -251,55 +297,49 @@ async fn users_round_trip(database_url: Option<String>) {
         ]
     );
 
-    let (status, regrouped) = e
-        .call(
-            "PUT",
-            "/api/v1/admin/users/ann@example.com/groups",
+    let regrouped = e
+        .expect(
+            "PUT /api/v1/admin/users/ann@example.com/groups",
             Some(json!({"groups": ["ops", "legal"]})),
+            StatusCode::OK,
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{regrouped}");
     assert_eq!(regrouped["groups"], json!(["legal", "ops"]));
-    let (status, promoted) = e
-        .call(
-            "PUT",
-            "/api/v1/admin/users/ann@example.com/role",
+    let promoted = e
+        .expect(
+            "PUT /api/v1/admin/users/ann@example.com/role",
             Some(json!({"role": "admin"})),
+            StatusCode::OK,
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{promoted}");
     assert_eq!(promoted["role"], "admin");
 
     // Tokens: issued once, listed without the secret, revoked one by one.
-    let (status, issued) = e
-        .call(
-            "POST",
-            "/api/v1/admin/users/ann@example.com/tokens",
+    let issued = e
+        .expect(
+            "POST /api/v1/admin/users/ann@example.com/tokens",
             Some(json!({"label": "ci"})),
+            StatusCode::CREATED,
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{issued}");
     let ann_token = issued["token"].as_str().expect("token").to_owned();
     let token_id = issued["id"].as_str().expect("id").to_owned();
-    let (status, unlabelled) = e
-        .call("POST", "/api/v1/admin/users/ann@example.com/tokens", None)
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{unlabelled}");
-    // Ann is an admin now: her token opens the management API.
-    let (status, _) = call(
-        &e.http,
-        &e.server,
-        &ann_token,
-        "GET",
-        "/api/v1/admin/users",
+    e.expect(
+        "POST /api/v1/admin/users/ann@example.com/tokens",
         None,
+        StatusCode::CREATED,
     )
     .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, tokens) = e
-        .call("GET", "/api/v1/admin/users/ann@example.com/tokens", None)
+    // Ann is an admin now: her token opens the management API.
+    e.expect_as(&ann_token, "GET /api/v1/admin/users", None, StatusCode::OK)
         .await;
-    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let tokens = e
+        .expect(
+            "GET /api/v1/admin/users/ann@example.com/tokens",
+            None,
+            StatusCode::OK,
+        )
+        .await;
     assert_eq!(
         tokens["tokens"].as_array().map(Vec::len),
         Some(2),
@@ -309,76 +349,62 @@ async fn users_round_trip(database_url: Option<String>) {
     assert_eq!(tokens["tokens"][1]["label"], "ci", "newest first: {tokens}");
 
     // Disabled: her token stops working; enabled: it works again.
-    let (status, disabled) = e
-        .call("POST", "/api/v1/admin/users/ann@example.com/disable", None)
+    let disabled = e
+        .expect(
+            "POST /api/v1/admin/users/ann@example.com/disable",
+            None,
+            StatusCode::OK,
+        )
         .await;
-    assert_eq!(status, StatusCode::OK, "{disabled}");
     assert_eq!(disabled["disabled"], true);
-    let (status, refused) = call(
-        &e.http,
-        &e.server,
+    e.expect_as(
         &ann_token,
-        "GET",
-        "/api/v1/admin/users",
+        "GET /api/v1/admin/users",
         None,
+        StatusCode::UNAUTHORIZED,
     )
     .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
-    let (status, enabled) = e
-        .call("POST", "/api/v1/admin/users/ann@example.com/enable", None)
+    let enabled = e
+        .expect(
+            "POST /api/v1/admin/users/ann@example.com/enable",
+            None,
+            StatusCode::OK,
+        )
         .await;
-    assert_eq!(status, StatusCode::OK, "{enabled}");
-    let (status, _) = call(
-        &e.http,
-        &e.server,
-        &ann_token,
-        "GET",
-        "/api/v1/admin/users",
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    e.expect_as(&ann_token, "GET /api/v1/admin/users", None, StatusCode::OK)
+        .await;
 
-    let (status, _) = e
-        .call(
-            "POST",
-            &format!("/api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, refused) = call(
-        &e.http,
-        &e.server,
-        &ann_token,
-        "GET",
-        "/api/v1/admin/users",
+    e.expect(
+        &format!("POST /api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke"),
         None,
+        StatusCode::NO_CONTENT,
     )
     .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
-    let (status, again) = e
-        .call(
-            "POST",
-            &format!("/api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
+    e.expect_as(
+        &ann_token,
+        "GET /api/v1/admin/users",
+        None,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    e.expect(
+        &format!("POST /api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke"),
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 
     // An admin cannot lock themselves out.
     let self_path = format!("/api/v1/admin/users/{ADMIN}/disable");
     let (status, own) = e.call("POST", &self_path, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{own}");
     assert_detail_contains(&own, "ask another admin");
-    let (status, own) = e
-        .call(
-            "PUT",
-            &format!("/api/v1/admin/users/{ADMIN}/role"),
-            Some(json!({"role": "approver"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{own}");
+    e.expect(
+        &format!("PUT /api/v1/admin/users/{ADMIN}/role"),
+        Some(json!({"role": "approver"})),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
 
     let admin_actor = format!("user:{ADMIN}");
     for (kind, n) in [
@@ -434,14 +460,13 @@ async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
     assert_eq!(role[0]["data"]["via"], "admin");
 
     // A token issued over the API is listed and revoked by the CLI.
-    let (status, issued) = e
-        .call(
-            "POST",
-            "/api/v1/admin/users/ann@example.com/tokens",
+    let issued = e
+        .expect(
+            "POST /api/v1/admin/users/ann@example.com/tokens",
             Some(json!({"label": "ci"})),
+            StatusCode::CREATED,
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{issued}");
     let id = issued["id"].as_str().expect("id");
     let token = issued["token"].as_str().expect("token");
     let out = e.server.cli(&["users", "tokens", "ann@example.com"], None);
@@ -456,8 +481,13 @@ async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
         .server
         .cli(&["users", "revoke-token", "ann@example.com", id], None);
     assert!(out.success, "{}", out.stderr);
-    let (status, _) = call(&e.http, &e.server, token, "GET", "/api/v1/approvals", None).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    e.expect_as(
+        token,
+        "GET /api/v1/approvals",
+        None,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     let out = e
         .server
         .cli(&["users", "revoke-token", "ann@example.com", id], None);
@@ -465,14 +495,13 @@ async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
     assert!(out.stderr.contains("no active token"), "{}", out.stderr);
 
     // A webhook set over the API gets a new secret from the CLI.
-    let (status, created) = e
-        .call(
-            "POST",
-            "/api/v1/admin/agents",
+    let created = e
+        .expect(
+            "POST /api/v1/admin/agents",
             Some(json!({"name": "hooked-bot", "webhook_url": "https://hooks.example.com/h"})),
+            StatusCode::CREATED,
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
     let out = e
         .server
         .cli(&["agents", "rotate-webhook-secret", "hooked-bot"], None);
@@ -658,24 +687,25 @@ async fn mistakes_are_problem_json_saying_what_to_fix() {
         );
     }
     // The bad webhook URL created no agent.
-    let (status, _) = e.call("GET", "/api/v1/admin/agents/ok-bot", None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = e
-        .call(
-            "POST",
-            "/api/v1/admin/agents",
+    e.expect(
+        "GET /api/v1/admin/agents/ok-bot",
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    e.expect(
+        "POST /api/v1/admin/agents",
+        Some(json!({"name": "ok-bot"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let dup = e
+        .expect(
+            "POST /api/v1/admin/agents",
             Some(json!({"name": "ok-bot"})),
+            StatusCode::CONFLICT,
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (status, dup) = e
-        .call(
-            "POST",
-            "/api/v1/admin/agents",
-            Some(json!({"name": "ok-bot"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{dup}");
     assert_eq!(dup["code"], "already_exists", "{dup}");
     assert_detail_contains(&dup, "already exists");
 }
@@ -683,16 +713,22 @@ async fn mistakes_are_problem_json_saying_what_to_fix() {
 #[tokio::test]
 async fn policies_are_read_only_when_they_come_from_the_file() {
     let e = env_on(REFUNDS_POLICY, None).await;
-    let (status, list) = e.call("GET", "/api/v1/admin/policies", None).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
+    let list = e
+        .expect("GET /api/v1/admin/policies", None, StatusCode::OK)
+        .await;
     assert_eq!(list["source"], "file");
     assert_eq!(list["policies"][0]["name"], "refunds");
-    let (status, one) = e.call("GET", "/api/v1/admin/policies/refunds", None).await;
-    assert_eq!(status, StatusCode::OK, "{one}");
+    let one = e
+        .expect("GET /api/v1/admin/policies/refunds", None, StatusCode::OK)
+        .await;
     assert_eq!(one["definition"]["approvers"], json!(["group:finance"]));
     assert_eq!(one["policy"]["expires_in_seconds"], 1800);
-    let (status, missing) = e.call("GET", "/api/v1/admin/policies/nope", None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    e.expect(
+        "GET /api/v1/admin/policies/nope",
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 
     let body = json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]});
     for (method, path, body) in [
@@ -727,14 +763,19 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
     assert_eq!(imported[0]["actor"], "system");
 
     // No policy covers `deploy` yet.
-    let (status, refused) = open(&e.http, &e.server, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    expect_open(
+        &e.http,
+        &e.server,
+        &agent,
+        "deploy",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
 
     // Every mistake in one answer, each named by its key.
-    let (status, invalid) = e
-        .call(
-            "POST",
-            "/api/v1/admin/policies",
+    let invalid = e
+        .expect(
+            "POST /api/v1/admin/policies",
             Some(json!({
                 "name": "deploys",
                 "tools": ["deploy"],
@@ -744,9 +785,9 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
                 "auto_approve": "args.n <=",
                 "colour": "red"
             })),
+            StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{invalid}");
     assert!(is_problem(&invalid), "{invalid}");
     let fields: Vec<&str> = invalid["errors"]
         .as_array()
@@ -768,10 +809,9 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
         "{invalid}"
     );
     // Fixing the unknown key shows the rest, all at once.
-    let (status, invalid) = e
-        .call(
-            "POST",
-            "/api/v1/admin/policies",
+    let invalid = e
+        .expect(
+            "POST /api/v1/admin/policies",
             Some(json!({
                 "name": "deploys",
                 "tools": ["deploy"],
@@ -780,9 +820,9 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
                 "expires_in": "soon",
                 "auto_approve": "args.n <="
             })),
+            StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{invalid}");
     let fields: Vec<&str> = invalid["errors"]
         .as_array()
         .into_iter()
@@ -806,33 +846,35 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
         "expires_in": "10m",
         "description": "Production deploys"
     });
-    let (status, created) = e
-        .call("POST", "/api/v1/admin/policies", Some(definition.clone()))
+    let created = e
+        .expect(
+            "POST /api/v1/admin/policies",
+            Some(definition.clone()),
+            StatusCode::CREATED,
+        )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["policy"]["expires_in_seconds"], 600);
-    let (status, dup) = e
-        .call("POST", "/api/v1/admin/policies", Some(definition.clone()))
+    let dup = e
+        .expect(
+            "POST /api/v1/admin/policies",
+            Some(definition.clone()),
+            StatusCode::CONFLICT,
+        )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{dup}");
     assert_eq!(dup["code"], "already_exists", "{dup}");
 
     // In force for the very next request.
-    let (status, opened) = open(&e.http, &e.server, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let opened = expect_open(&e.http, &e.server, &agent, "deploy", StatusCode::CREATED).await;
     assert_eq!(opened["policy"], "deploys");
     assert_eq!(opened["required_approvals"], 1);
 
-    let (status, replaced) = e
-        .call(
-            "PUT",
-            "/api/v1/admin/policies/deploys",
-            Some(json!({"tools": ["deploy"], "approvers": ["group:ops"], "required_approvals": 2})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{replaced}");
-    let (status, opened) = open(&e.http, &e.server, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    e.expect(
+        "PUT /api/v1/admin/policies/deploys",
+        Some(json!({"tools": ["deploy"], "approvers": ["group:ops"], "required_approvals": 2})),
+        StatusCode::OK,
+    )
+    .await;
+    let opened = expect_open(&e.http, &e.server, &agent, "deploy", StatusCode::CREATED).await;
     assert_eq!(opened["required_approvals"], 2, "{opened}");
 
     // The audit log carries the full new policy.
@@ -850,27 +892,38 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
     assert_eq!(updated[0]["data"]["definition"]["name"], "deploys");
     assert_eq!(updated[0]["data"]["policy"]["required_approvals"], 2);
 
-    let (status, _) = e
-        .call("DELETE", "/api/v1/admin/policies/deploys", None)
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, refused) = open(&e.http, &e.server, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    e.expect(
+        "DELETE /api/v1/admin/policies/deploys",
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    expect_open(
+        &e.http,
+        &e.server,
+        &agent,
+        "deploy",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert_eq!(e.entries("policy.deleted").await.len(), 1);
-    let (status, gone) = e
-        .call("DELETE", "/api/v1/admin/policies/deploys", None)
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
+    e.expect(
+        "DELETE /api/v1/admin/policies/deploys",
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 
     // Stored: a restart keeps them and imports nothing again.
-    let (status, _) = e
-        .call("POST", "/api/v1/admin/policies", Some(definition.clone()))
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    e.expect(
+        "POST /api/v1/admin/policies",
+        Some(definition.clone()),
+        StatusCode::CREATED,
+    )
+    .await;
     let mut server = e.server;
     server.restart().await;
-    let (status, opened) = open(&e.http, &server, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    expect_open(&e.http, &server, &agent, "deploy", StatusCode::CREATED).await;
     let (_, list) = call(
         &e.http,
         &server,
@@ -949,18 +1002,28 @@ async fn a_wrong_policy_source_stops_the_server_naming_the_setting() {
 async fn the_default_policy_of_the_file_cannot_be_deleted() {
     let config = format!("default_policy = \"refunds\"\n{}", database_mode());
     let e = env_on(&config, None).await;
-    let (status, list) = e.call("GET", "/api/v1/admin/policies", None).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    assert_eq!(list["default_policy"], "refunds");
-    let (status, refused) = e
-        .call("DELETE", "/api/v1/admin/policies/refunds", None)
+    let list = e
+        .expect("GET /api/v1/admin/policies", None, StatusCode::OK)
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(list["default_policy"], "refunds");
+    let refused = e
+        .expect(
+            "DELETE /api/v1/admin/policies/refunds",
+            None,
+            StatusCode::CONFLICT,
+        )
+        .await;
     assert_eq!(refused["code"], "default_policy", "{refused}");
     // Still in force: an unlisted tool falls back to it.
     let agent = e.server.agent_key("any-bot");
-    let (status, opened) = open(&e.http, &e.server, &agent, "unlisted_tool").await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let opened = expect_open(
+        &e.http,
+        &e.server,
+        &agent,
+        "unlisted_tool",
+        StatusCode::CREATED,
+    )
+    .await;
     assert_eq!(opened["policy"], "refunds");
 }
 
@@ -970,21 +1033,25 @@ async fn a_policy_changed_on_one_replica_is_in_force_on_the_other() {
     let e = env_on(&database_mode(), Some(url)).await;
     let agent = e.server.agent_key("deploy-bot");
     let replica = Server::replica_of(&e.server).await;
-    let (status, refused) = open(&e.http, &replica, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    expect_open(
+        &e.http,
+        &replica,
+        &agent,
+        "deploy",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
 
-    let (status, created) = e
-        .call(
-            "POST",
-            "/api/v1/admin/policies",
-            Some(json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    e.expect(
+        "POST /api/v1/admin/policies",
+        Some(json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]})),
+        StatusCode::CREATED,
+    )
+    .await;
     // The other replica hears of it through NOTIFY and reloads.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, opened) = open(&e.http, &replica, &agent, "deploy").await;
+        let opened = expect_open(&e.http, &replica, &agent, "deploy").await;
         if status == StatusCode::CREATED {
             assert_eq!(opened["policy"], "deploys");
             break;
@@ -1003,9 +1070,9 @@ async fn a_policy_changed_on_one_replica_is_in_force_on_the_other() {
         "PUT",
         "/api/v1/admin/policies/deploys",
         Some(json!({"tools": ["deploy"], "approvers": ["group:ops"], "required_approvals": 3})),
+        StatusCode::OK,
     )
     .await;
-    assert_eq!(status, StatusCode::OK);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, listed) = e.call("GET", "/api/v1/admin/policies/deploys", None).await;

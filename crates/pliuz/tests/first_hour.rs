@@ -14,14 +14,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use support::BIN;
 
-const TYPO_CONFIG: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:financ", "group:finance", "user:bob@example.com"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-"#;
+/// Two approvers of the policy match nobody: a typo and an unknown user.
+const TYPO_CONFIG: &str = include_str!("fixtures/typo_approvers.toml");
 
 fn pliuz(data_dir: &Path, config: &Path) -> Command {
     let mut c = Command::new(BIN);
@@ -367,24 +361,7 @@ fn the_readme_cli_table_lists_every_subcommand() {
 
 /// One distinct mistake per line, each of a different kind; the numbers are
 /// the lines that `policy check` and `serve` must name.
-const MISTAKES_CONFIG: &str = r#"listen = "localhost"
-colour = "blue"
-[audit]
-checkpoint_every = 0
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-expires_in = "soon"
-auto_approve = "args.amount_cents <="
-required_approvals = "two"
-[[policy]]
-name = "wires"
-tools = ["send_wire"]
-approvers = ["finance"]
-decisions = ["approve", "maybe"]
-timeout = "1h"
-"#;
+const MISTAKES_CONFIG: &str = include_str!("fixtures/config_mistakes.toml");
 const MISTAKE_LINES: [(usize, &str); 9] = [
     (1, "listen 'localhost'"),
     (2, "unknown field `colour`"),

@@ -46,6 +46,21 @@ pub const FAST_OUTBOX: [(&str, &str); 2] = [
     ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "300"),
 ];
 
+/// The config file `tests/fixtures/<name>` with each `{key}` of `values`
+/// replaced by its value (a file, so a config reads as the user writes it).
+pub fn fixture_config(name: &str, values: &[(&str, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let template = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    values.iter().fold(template, |config, (key, value)| {
+        let placeholder = format!("{{{key}}}");
+        assert!(config.contains(&placeholder), "{name} has no {placeholder}");
+        config.replace(&placeholder, value)
+    })
+}
+
 /// Sends a request; returns its status and JSON body (`null` when the body
 /// is not JSON, e.g. empty).
 pub async fn send_json(req: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
