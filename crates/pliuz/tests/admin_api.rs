@@ -58,17 +58,8 @@ impl Env {
 
     /// Every audit entry of `kind`, oldest first.
     async fn entries(&self, kind: &str) -> Vec<Value> {
-        let (status, page) = self
-            .call("GET", "/api/v1/audit/entries?start=0&end=1000", None)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        page["entries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| e["entry"].clone())
-            .filter(|e| e["type"] == kind)
-            .collect()
+        let all = support::audit_entries(&self.http, &self.server, &self.admin, "start=0&end=1000");
+        all.into_iter().filter(|e| e["type"] == kind).collect()
     }
 }
 

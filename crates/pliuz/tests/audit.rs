@@ -17,16 +17,13 @@ use support::{CliOutput as Out, Server, BIN};
 
 const ORIGIN: &str = "pliuz.test/audit";
 
-const AUDIT_SETTINGS: &str = r#"
-[audit]
-origin = "pliuz.test/audit"
-checkpoint_every = 4
-checkpoint_interval = "1s"
-"#;
-
 /// Checkpoints often, under the refunds policy.
 fn config() -> String {
-    format!("{AUDIT_SETTINGS}{}", support::REFUNDS_POLICY)
+    format!(
+        "{}{}",
+        support::frequent_checkpoints(ORIGIN),
+        support::REFUNDS_POLICY
+    )
 }
 
 /// Runs `pliuz --data-dir D --config F ARGS...`.
@@ -109,16 +106,9 @@ async fn get_ok_json(http: &Client, url: &str, token: &str) -> Value {
 }
 
 async fn create_refund(http: &Client, s: &Server, agent: &str, amount: i64) -> String {
-    let r = http
-        .post(s.url("/api/v1/approvals"))
-        .bearer_auth(agent)
-        .json(&json!({"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": amount}}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let v: Value = r.json().await.expect("json");
-    v["id"].as_str().expect("id").to_owned()
+    let args = json!({"order_id": "A-1", "amount_cents": amount});
+    let body = json!({"tool_name": "issue_refund", "tool_args": args});
+    support::id_of(&support::create_approval(http, s, agent, body).await)
 }
 
 fn unhash(s: &Value) -> pliuz_audit::Hash {

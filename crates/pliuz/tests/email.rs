@@ -225,16 +225,8 @@ email = true
 }
 
 async fn create(http: &reqwest::Client, server: &Server, agent: &str, args: Value) -> String {
-    let r = http
-        .post(server.url("/api/v1/approvals"))
-        .bearer_auth(agent)
-        .json(&json!({"tool_name": "issue_refund", "tool_args": args}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let v: Value = r.json().await.expect("json");
-    v["id"].as_str().expect("id").to_owned()
+    let body = json!({"tool_name": "issue_refund", "tool_args": args});
+    support::id_of(&support::create_approval(http, server, agent, body).await)
 }
 
 /// Opens `link` as the holder of session `cookie` (none: signed out).
@@ -411,19 +403,8 @@ async fn audit_of_question(
     admin: &str,
     id: &str,
 ) -> Vec<Value> {
-    let r = http
-        .get(server.url("/api/v1/audit/entries?start=0&end=500"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .expect("audit");
-    assert_eq!(r.status(), StatusCode::OK);
-    let page: Value = r.json().await.expect("json");
-    page["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["entry"].clone())
+    let all = support::audit_entries(http, server, admin, "start=0&end=500").await;
+    all.into_iter()
         .filter(|e| e["data"]["question_id"] == id)
         .collect()
 }

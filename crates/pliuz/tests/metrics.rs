@@ -53,15 +53,9 @@ async fn scrape(http: &Client, server: &Server) -> String {
 }
 
 async fn create(http: &Client, server: &Server, agent: &str, amount: i64) -> Value {
-    let r = http
-        .post(server.url("/api/v1/approvals"))
-        .bearer_auth(agent)
-        .json(&json!({"tool_name": "issue_refund", "tool_args": {"order_id": "SECRET-ORDER-7", "amount_cents": amount}}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json().await.expect("json")
+    let args = json!({"order_id": "SECRET-ORDER-7", "amount_cents": amount});
+    let body = json!({"tool_name": "issue_refund", "tool_args": args});
+    support::create_approval(http, server, agent, body).await
 }
 
 async fn decide(http: &Client, server: &Server, token: &str, id: &str, body: Value) {

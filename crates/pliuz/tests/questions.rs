@@ -18,27 +18,25 @@ fn config() -> String {
     .concat()
 }
 
+/// The shared crew and an admin, who reads the audit log.
 struct Env {
-    server: Server,
-    http: Client,
-    agent: String,
-    finance: String,
-    finance2: String,
-    outsider: String,
+    crew: support::Crew,
     admin: String,
 }
 
-async fn env_on(database_url: Option<String>) -> Env {
-    let server = Server::start_with(&config(), database_url, vec![]).await;
-    Env {
-        agent: server.agent_key("support-bot"),
-        finance: server.user_token("fin@example.com", "approver", &["finance"]),
-        finance2: server.user_token("fin2@example.com", "approver", &["finance"]),
-        outsider: server.user_token("sales@example.com", "approver", &["sales"]),
-        admin: server.user_token("boss@example.com", "admin", &[]),
-        server,
-        http: Client::new(),
+/// The crew's server, client and people read as the Env's own.
+impl std::ops::Deref for Env {
+    type Target = support::Crew;
+
+    fn deref(&self) -> &support::Crew {
+        &self.crew
     }
+}
+
+async fn env_on(database_url: Option<String>) -> Env {
+    let crew = support::Crew::start(&config(), "support-bot", database_url, vec![]).await;
+    let admin = crew.server.user_token("boss@example.com", "admin", &[]);
+    Env { crew, admin }
 }
 
 impl Env {
@@ -67,17 +65,9 @@ impl Env {
     }
 
     async fn audit_of(&self, question_id: &str) -> Vec<Value> {
-        let (status, page) = self
-            .get(&self.admin, "/api/v1/audit/entries?start=0&end=200")
-            .await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        page["entries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| e["entry"].clone())
-            .filter(|e| e["data"]["question_id"] == question_id)
-            .collect()
+        let all = support::audit_entries(&self.http, &self.server, &self.admin, "start=0&end=200");
+        let of_question = |e: &Value| e["data"]["question_id"] == question_id;
+        all.into_iter().filter(of_question).collect()
     }
 }
 
@@ -345,15 +335,8 @@ async fn run_paused_on_question(e: &Env, id: &str) -> String {
 
 /// The audit entries (type, data) about this run or question, in order.
 async fn run_audit(e: &Env, run_id: &str, question_id: &str) -> Vec<(String, Value)> {
-    let (status, page) = e
-        .get(&e.admin, "/api/v1/audit/entries?start=0&end=500")
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    page["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|x| x["entry"].clone())
+    let all = support::audit_entries(&e.http, &e.server, &e.admin, "start=0&end=500").await;
+    all.into_iter()
         .filter(|x| x["data"]["run_id"] == run_id || x["data"]["question_id"] == question_id)
         .map(|x| {
             (

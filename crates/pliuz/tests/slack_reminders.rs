@@ -27,18 +27,8 @@ async fn a_reminder_and_the_escalation_reply_in_the_thread_on_time() {
     let http = Client::new();
 
     let created = Instant::now();
-    let r = http
-        .post(server.url("/api/v1/approvals"))
-        .bearer_auth(&agent)
-        .json(&json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<serde_json::Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let body = json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}});
+    let id = support::id_of(&support::create_approval(&http, &server, &agent, body).await);
 
     let post = fake
         .wait_for("the request message", WAIT, |c| {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod crew;
 pub mod slack_fake;
 pub mod web;
 
@@ -17,15 +18,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pliuz");
 pub const PASSWORD: &str = "correct-horse-battery";
 
 /// The policy most tests decide under: finance approves `issue_refund`,
-/// with every decision allowed, within half an hour.
-pub const REFUNDS_POLICY: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-"#;
+/// with every decision allowed, within half an hour. It ends with the
+/// policy's last key, so tests may append more keys to it.
+pub const REFUNDS_POLICY: &str = include_str!("../fixtures/refunds_policy.toml");
 
 /// One `[[policy]]` table in which finance approves `tool`; `settings` are
 /// its other keys, one a line (may be empty).
@@ -67,6 +62,69 @@ pub async fn send_json(req: reqwest::RequestBuilder) -> (reqwest::StatusCode, se
     let r = req.send().await.expect("request");
     let status = r.status();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// An agent opens a request with `body`, which must be accepted (201);
+/// returns the new approval.
+pub async fn create_approval(
+    http: &reqwest::Client,
+    server: &Server,
+    agent: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let request = http
+        .post(server.url("/api/v1/approvals"))
+        .bearer_auth(agent);
+    let (status, approval) = send_json(request.json(&body)).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{approval}");
+    approval
+}
+
+/// The `id` of an approval (or any object that has one).
+pub fn id_of(object: &serde_json::Value) -> String {
+    object["id"].as_str().expect("id").to_owned()
+}
+
+/// The entries (their `entry` objects) of audit log page `query` (e.g.
+/// `start=0&end=200`), read with `token`, oldest first.
+pub async fn audit_entries(
+    http: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    query: &str,
+) -> Vec<serde_json::Value> {
+    let url = server.url(&format!("/api/v1/audit/entries?{query}"));
+    let (status, page) = send_json(http.get(url).bearer_auth(token)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    page["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["entry"].clone())
+        .collect()
+}
+
+/// `[audit]` settings that sign a checkpoint every 4 entries or every
+/// second, under `origin`: tests that read proofs need signed roots.
+pub fn frequent_checkpoints(origin: &str) -> String {
+    format!(
+        "\n[audit]\norigin = \"{origin}\"\ncheckpoint_every = 4\ncheckpoint_interval = \"1s\"\n"
+    )
+}
+
+/// `pliuz policy check` on a file `name` in the server's directory holding
+/// `policies`.
+pub fn policy_check(server: &Server, name: &str, policies: &str) -> CliOutput {
+    let path = server.dir.path().join(name);
+    std::fs::write(&path, policies).expect("write policy file");
+    server.cli(&["policy", "check", path.to_str().expect("path")], None)
+}
+
+/// `pliuz policy check` passes on the config file the server runs with.
+pub fn assert_policy_check_passes(server: &Server) {
+    let config = server.config_path();
+    let out = server.cli(&["policy", "check", config.to_str().expect("path")], None);
+    assert!(out.success, "{}", out.stderr);
 }
 
 /// Environment variables for [`Server::start_with`] from `(name, value)` pairs.
