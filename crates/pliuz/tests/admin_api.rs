@@ -14,6 +14,18 @@ use support::{assert_detail_contains, content_type, send_json, Server, REFUNDS_P
 
 const ADMIN: &str = "root@example.com";
 
+/// One call in a table: the route ("METHOD /path"), the body (null: none),
+/// the status it must be answered with, and values the answer must hold
+/// (`{JSON pointer: value}`).
+type Call<'a> = (&'a str, Value, StatusCode, Value);
+
+/// Who may have made the audit entries of a kind besides the admin.
+#[derive(PartialEq)]
+enum Makers {
+    OnlyAdmin,
+    AlsoOthers,
+}
+
 struct Env {
     server: Server,
     http: Client,
@@ -35,12 +47,6 @@ impl Env {
         call(&self.http, &self.server, &self.admin, method, path, body).await
     }
 
-    /// `route` ("METHOD /path") called as the admin must be answered with
-    /// `expected`; returns the body.
-    async fn expect(&self, route: &str, body: Option<Value>, expected: StatusCode) -> Value {
-        self.expect_as(&self.admin, route, body, expected).await
-    }
-
     /// `route` ("METHOD /path") called with `token` must be answered with
     /// `expected`; returns the body.
     async fn expect_as(
@@ -54,6 +60,36 @@ impl Env {
         let (status, answer) = call(&self.http, &self.server, token, method, path, body).await;
         assert_eq!(status, expected, "{route}: {answer}");
         answer
+    }
+
+    /// Makes `calls` with `token`, in order, each checked; returns their
+    /// answers.
+    async fn calls<const N: usize>(&self, token: &str, calls: [Call<'_>; N]) -> [Value; N] {
+        let mut answers = Vec::new();
+        for (route, body, status, holds) in calls {
+            let body = (!body.is_null()).then_some(body);
+            let answer = self.expect_as(token, route, body, status).await;
+            for (pointer, value) in holds.as_object().expect("{pointer: value}") {
+                let held = answer.pointer(pointer);
+                assert_eq!(held, Some(value), "{route} {pointer}: {answer}");
+            }
+            answers.push(answer);
+        }
+        answers.try_into().expect("one answer a call")
+    }
+
+    /// For each (kind, n): the admin made `n` audit entries of `kind`
+    /// (with [`Makers::OnlyAdmin`]: and nobody else made any).
+    async fn assert_admin_made(&self, changes: &[(&str, usize)], only: Makers) {
+        let admin_actor = format!("user:{ADMIN}");
+        for &(kind, n) in changes {
+            let all = self.entries(kind).await;
+            let by_admin = all.iter().filter(|x| x["actor"] == admin_actor).count();
+            assert_eq!(by_admin, n, "{kind}: {all:?}");
+            if only == Makers::OnlyAdmin {
+                assert_eq!(all.len(), n, "{kind} by others: {all:?}");
+            }
+        }
     }
 
     /// Every audit entry of `kind`, oldest first.
@@ -108,11 +144,16 @@ fn is_problem(r: &Value) -> bool {
 
 async fn agents_round_trip(database_url: Option<String>) {
     let e = env_on(REFUNDS_POLICY, database_url).await;
-    let created = e
-        .expect(
-            "POST /api/v1/admin/agents",
-            Some(json!({"name": "billing-bot", "webhook_url": "https://hooks.example.com/a"})),
-            StatusCode::CREATED,
+    let (hook_a, hook_b) = ("https://hooks.example.com/a", "https://hooks.example.com/b");
+    let [created] = e
+        .calls(
+            &e.admin,
+            [(
+                "POST /api/v1/admin/agents",
+                json!({"name": "billing-bot", "webhook_url": hook_a}),
+                StatusCode::CREATED,
+                json!({"/agent/status": "active", "/agent/webhook_url": hook_a}),
+            )],
         )
         .await;
     let key = created["api_key"].as_str().expect("api_key").to_owned();
@@ -122,11 +163,6 @@ async fn agents_round_trip(database_url: Option<String>) {
         .expect("secret")
         .to_owned();
     assert!(first_secret.starts_with("whsec_"), "{created}");
-    assert_eq!(created["agent"]["status"], "active");
-    assert_eq!(
-        created["agent"]["webhook_url"],
-        "https://hooks.example.com/a"
-    );
 
     // The key works at once.
     expect_open(
@@ -138,49 +174,50 @@ async fn agents_round_trip(database_url: Option<String>) {
     )
     .await;
 
-    let list = e
-        .expect("GET /api/v1/admin/agents", None, StatusCode::OK)
+    let [list, hook, rotated, _, revoked] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    "GET /api/v1/admin/agents",
+                    Value::Null,
+                    StatusCode::OK,
+                    json!({"/agents/0/name": "billing-bot"}),
+                ),
+                (
+                    "PUT /api/v1/admin/agents/billing-bot/webhook",
+                    json!({"url": hook_b}),
+                    StatusCode::OK,
+                    json!({"/url": hook_b}),
+                ),
+                (
+                    "POST /api/v1/admin/agents/billing-bot/webhook/rotate-secret",
+                    Value::Null,
+                    StatusCode::OK,
+                    json!({"/url": hook_b}),
+                ),
+                (
+                    "GET /api/v1/admin/agents/billing-bot",
+                    Value::Null,
+                    StatusCode::OK,
+                    json!({"/webhook_url": hook_b}),
+                ),
+                (
+                    "POST /api/v1/admin/agents/billing-bot/revoke",
+                    Value::Null,
+                    StatusCode::OK,
+                    json!({"/status": "revoked"}),
+                ),
+            ],
+        )
         .await;
-    assert_eq!(list["agents"][0]["name"], "billing-bot", "{list}");
     assert!(
         list.to_string().find("pliuz_ak_").is_none(),
         "keys never listed"
     );
-
-    let hook = e
-        .expect(
-            "PUT /api/v1/admin/agents/billing-bot/webhook",
-            Some(json!({"url": "https://hooks.example.com/b"})),
-            StatusCode::OK,
-        )
-        .await;
-    assert_eq!(hook["url"], "https://hooks.example.com/b");
     let second_secret = hook["secret"].as_str().expect("secret").to_owned();
     assert_ne!(second_secret, first_secret);
-
-    let rotated = e
-        .expect(
-            "POST /api/v1/admin/agents/billing-bot/webhook/rotate-secret",
-            None,
-            StatusCode::OK,
-        )
-        .await;
-    assert_eq!(rotated["url"], "https://hooks.example.com/b");
     assert_ne!(rotated["secret"], json!(second_secret));
-
-    let one = e
-        .expect("GET /api/v1/admin/agents/billing-bot", None, StatusCode::OK)
-        .await;
-    assert_eq!(one["webhook_url"], "https://hooks.example.com/b");
-
-    let revoked = e
-        .expect(
-            "POST /api/v1/admin/agents/billing-bot/revoke",
-            None,
-            StatusCode::OK,
-        )
-        .await;
-    assert_eq!(revoked["status"], "revoked");
     assert!(revoked["revoked_at"].is_string());
     expect_open(
         &e.http,
@@ -192,34 +229,35 @@ async fn agents_round_trip(database_url: Option<String>) {
     .await;
 
     // Again: nothing left to revoke. An unknown agent: 404 naming it.
-    let again = e
-        .expect(
-            "POST /api/v1/admin/agents/billing-bot/revoke",
-            None,
-            StatusCode::NOT_FOUND,
+    let [again, unknown] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    "POST /api/v1/admin/agents/billing-bot/revoke",
+                    Value::Null,
+                    StatusCode::NOT_FOUND,
+                    json!({}),
+                ),
+                (
+                    "GET /api/v1/admin/agents/nobody",
+                    Value::Null,
+                    StatusCode::NOT_FOUND,
+                    json!({}),
+                ),
+            ],
         )
         .await;
     assert_detail_contains(&again, "no active agent 'billing-bot'");
-    let unknown = e
-        .expect(
-            "GET /api/v1/admin/agents/nobody",
-            None,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
     assert_detail_contains(&unknown, "no agent 'nobody'");
 
     // Each change is audited, the admin as its actor; no secret in the log.
-    let admin_actor = format!("user:{ADMIN}");
-    for (kind, n) in [
+    let changes = [
         ("agent.created", 1),
         ("agent.webhook_set", 3),
         ("agent.revoked", 1),
-    ] {
-        let found = e.entries(kind).await;
-        assert_eq!(found.len(), n, "{kind}: {found:?}");
-        assert!(found.iter().all(|x| x["actor"] == admin_actor), "{found:?}");
-    }
+    ];
+    e.assert_admin_made(&changes, Makers::OnlyAdmin).await;
     let rotations = e.entries("agent.webhook_set").await;
     assert_eq!(rotations[2]["data"]["secret_rotated"], true);
     let (_, log) = e
@@ -241,42 +279,65 @@ async fn agents_are_created_listed_rewebhooked_and_revoked_on_postgres() {
 
 async fn users_round_trip(database_url: Option<String>) {
     let e = env_on(REFUNDS_POLICY, database_url).await;
-    let linked = e
-        .expect(
-            "POST /api/v1/admin/users",
-            Some(json!({"email": "Ann@Example.com", "role": "approver", "groups": ["finance"]})),
-            StatusCode::CREATED,
+    let [linked, with_password, _, list, _, _, issued, _] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    "POST /api/v1/admin/users",
+                    json!({"email": "Ann@Example.com", "role": "approver", "groups": ["finance"]}),
+                    StatusCode::CREATED,
+                    json!({"/user/email": "ann@example.com", "/user/groups": ["finance"]}),
+                ),
+                (
+                    "POST /api/v1/admin/users",
+                    json!({"email": "bob@example.com", "role": "auditor", "password": "a-long-enough-password"}),
+                    StatusCode::CREATED,
+                    json!({}),
+                ),
+                (
+                    "POST /api/v1/admin/users",
+                    json!({"email": "ann@example.com", "role": "approver"}),
+                    StatusCode::CONFLICT,
+                    json!({"/code": "already_exists"}),
+                ),
+                ("GET /api/v1/admin/users", Value::Null, StatusCode::OK, json!({})),
+                (
+                    "PUT /api/v1/admin/users/ann@example.com/groups",
+                    json!({"groups": ["ops", "legal"]}),
+                    StatusCode::OK,
+                    json!({"/groups": ["legal", "ops"]}),
+                ),
+                (
+                    "PUT /api/v1/admin/users/ann@example.com/role",
+                    json!({"role": "admin"}),
+                    StatusCode::OK,
+                    json!({"/role": "admin"}),
+                ),
+                // Tokens: issued once, listed without the secret, revoked one by one.
+                (
+                    "POST /api/v1/admin/users/ann@example.com/tokens",
+                    json!({"label": "ci"}),
+                    StatusCode::CREATED,
+                    json!({}),
+                ),
+                (
+                    "POST /api/v1/admin/users/ann@example.com/tokens",
+                    Value::Null,
+                    StatusCode::CREATED,
+                    json!({}),
+                ),
+            ],
         )
         .await;
-    assert_eq!(linked["user"]["email"], "ann@example.com");
-    assert_eq!(linked["user"]["groups"], json!(["finance"]));
     assert!(
         linked["setup_url"]
             .as_str()
             .is_some_and(|u| u.contains("/setup/pliuz_su_")),
         "{linked}"
     );
-    let with_password = e.expect("POST /api/v1/admin/users", Some(json!({"email": "bob@example.com", "role": "auditor", "password": "a-long-enough-password"})), StatusCode::CREATED).await;
     assert!(with_password["setup_url"].is_null());
-
-    let dup = e
-        .expect(
-            "POST /api/v1/admin/users",
-            Some(json!({"email": "ann@example.com", "role": "approver"})),
-            StatusCode::CONFLICT,
-        )
-        .await;
-    assert_eq!(dup["code"], "already_exists", "{dup}");
-
-    let list = e
-        .expect("GET /api/v1/admin/users", None, StatusCode::OK)
-        .await;
-    let emails: Vec<&str> = list["users"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|u| u["email"].as_str())
-        .collect();
+    let emails = column(&list, "users", "email");
     // With the admin made on the very first start.
     assert_eq!(
         emails,
@@ -287,48 +348,29 @@ async fn users_round_trip(database_url: Option<String>) {
             ADMIN
         ]
     );
-
-    let regrouped = e
-        .expect(
-            "PUT /api/v1/admin/users/ann@example.com/groups",
-            Some(json!({"groups": ["ops", "legal"]})),
-            StatusCode::OK,
-        )
-        .await;
-    assert_eq!(regrouped["groups"], json!(["legal", "ops"]));
-    let promoted = e
-        .expect(
-            "PUT /api/v1/admin/users/ann@example.com/role",
-            Some(json!({"role": "admin"})),
-            StatusCode::OK,
-        )
-        .await;
-    assert_eq!(promoted["role"], "admin");
-
-    // Tokens: issued once, listed without the secret, revoked one by one.
-    let issued = e
-        .expect(
-            "POST /api/v1/admin/users/ann@example.com/tokens",
-            Some(json!({"label": "ci"})),
-            StatusCode::CREATED,
-        )
-        .await;
     let ann_token = issued["token"].as_str().expect("token").to_owned();
     let token_id = issued["id"].as_str().expect("id").to_owned();
-    e.expect(
-        "POST /api/v1/admin/users/ann@example.com/tokens",
-        None,
-        StatusCode::CREATED,
-    )
-    .await;
     // Ann is an admin now: her token opens the management API.
-    e.expect_as(&ann_token, "GET /api/v1/admin/users", None, StatusCode::OK)
-        .await;
-    let tokens = e
-        .expect(
-            "GET /api/v1/admin/users/ann@example.com/tokens",
-            None,
-            StatusCode::OK,
+    let ann_lists_users = |status| ("GET /api/v1/admin/users", Value::Null, status, json!({}));
+    e.calls(&ann_token, [ann_lists_users(StatusCode::OK)]).await;
+    let [tokens, _] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    "GET /api/v1/admin/users/ann@example.com/tokens",
+                    Value::Null,
+                    StatusCode::OK,
+                    // Newest first.
+                    json!({"/tokens/1/label": "ci"}),
+                ),
+                (
+                    "POST /api/v1/admin/users/ann@example.com/disable",
+                    Value::Null,
+                    StatusCode::OK,
+                    json!({"/disabled": true}),
+                ),
+            ],
         )
         .await;
     assert_eq!(
@@ -337,68 +379,68 @@ async fn users_round_trip(database_url: Option<String>) {
         "{tokens}"
     );
     assert!(!tokens.to_string().contains("pliuz_ut_"), "{tokens}");
-    assert_eq!(tokens["tokens"][1]["label"], "ci", "newest first: {tokens}");
 
-    // Disabled: her token stops working; enabled: it works again.
-    let disabled = e
-        .expect(
-            "POST /api/v1/admin/users/ann@example.com/disable",
-            None,
-            StatusCode::OK,
-        )
+    // Disabled: her token stops working; enabled: it works again; revoked:
+    // it stops for good.
+    let revoke = format!("POST /api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke");
+    e.calls(&ann_token, [ann_lists_users(StatusCode::UNAUTHORIZED)])
         .await;
-    assert_eq!(disabled["disabled"], true);
-    e.expect_as(
-        &ann_token,
-        "GET /api/v1/admin/users",
-        None,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    let enabled = e
-        .expect(
+    e.calls(
+        &e.admin,
+        [(
             "POST /api/v1/admin/users/ann@example.com/enable",
-            None,
+            Value::Null,
             StatusCode::OK,
+            json!({}),
+        )],
+    )
+    .await;
+    e.calls(&ann_token, [ann_lists_users(StatusCode::OK)]).await;
+    e.calls(
+        &e.admin,
+        [(
+            revoke.as_str(),
+            Value::Null,
+            StatusCode::NO_CONTENT,
+            json!({}),
+        )],
+    )
+    .await;
+    e.calls(&ann_token, [ann_lists_users(StatusCode::UNAUTHORIZED)])
+        .await;
+
+    // Revoked already; and an admin cannot lock themselves out.
+    let lock_out = format!("POST /api/v1/admin/users/{ADMIN}/disable");
+    let demote = format!("PUT /api/v1/admin/users/{ADMIN}/role");
+    let [_, own, _] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    revoke.as_str(),
+                    Value::Null,
+                    StatusCode::NOT_FOUND,
+                    json!({}),
+                ),
+                (
+                    lock_out.as_str(),
+                    Value::Null,
+                    StatusCode::FORBIDDEN,
+                    json!({}),
+                ),
+                (
+                    demote.as_str(),
+                    json!({"role": "approver"}),
+                    StatusCode::FORBIDDEN,
+                    json!({}),
+                ),
+            ],
         )
         .await;
-    e.expect_as(&ann_token, "GET /api/v1/admin/users", None, StatusCode::OK)
-        .await;
-
-    e.expect(
-        &format!("POST /api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    e.expect_as(
-        &ann_token,
-        "GET /api/v1/admin/users",
-        None,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    e.expect(
-        &format!("POST /api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke"),
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-
-    // An admin cannot lock themselves out.
-    let self_path = format!("/api/v1/admin/users/{ADMIN}/disable");
-    let (status, own) = e.call("POST", &self_path, None).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{own}");
     assert_detail_contains(&own, "ask another admin");
-    e.expect(
-        &format!("PUT /api/v1/admin/users/{ADMIN}/role"),
-        Some(json!({"role": "approver"})),
-        StatusCode::FORBIDDEN,
-    )
-    .await;
 
-    let admin_actor = format!("user:{ADMIN}");
-    for (kind, n) in [
+    // Users made with the CLI at the start are audited too, as the system's.
+    let changes = [
         ("user.created", 2),
         ("user.group_added", 2),
         ("user.group_removed", 1),
@@ -406,15 +448,8 @@ async fn users_round_trip(database_url: Option<String>) {
         ("user.disabled", 1),
         ("user.enabled", 1),
         ("user.token_revoked", 1),
-    ] {
-        let found: Vec<Value> = e
-            .entries(kind)
-            .await
-            .into_iter()
-            .filter(|x| x["actor"] == admin_actor)
-            .collect();
-        assert_eq!(found.len(), n, "{kind}: {found:?}");
-    }
+    ];
+    e.assert_admin_made(&changes, Makers::AlsoOthers).await;
     let revoked = e.entries("user.token_revoked").await;
     assert_eq!(revoked[0]["data"]["token_id"], json!(token_id));
     let role = e.entries("user.role_changed").await;
@@ -451,11 +486,15 @@ async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
     assert_eq!(role[0]["data"]["via"], "admin");
 
     // A token issued over the API is listed and revoked by the CLI.
-    let issued = e
-        .expect(
-            "POST /api/v1/admin/users/ann@example.com/tokens",
-            Some(json!({"label": "ci"})),
-            StatusCode::CREATED,
+    let [issued] = e
+        .calls(
+            &e.admin,
+            [(
+                "POST /api/v1/admin/users/ann@example.com/tokens",
+                json!({"label": "ci"}),
+                StatusCode::CREATED,
+                json!({}),
+            )],
         )
         .await;
     let id = issued["id"].as_str().expect("id");
@@ -486,13 +525,14 @@ async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
     assert!(out.stderr.contains("no active token"), "{}", out.stderr);
 
     // A webhook set over the API gets a new secret from the CLI.
-    let created = e
-        .expect(
-            "POST /api/v1/admin/agents",
-            Some(json!({"name": "hooked-bot", "webhook_url": "https://hooks.example.com/h"})),
-            StatusCode::CREATED,
-        )
-        .await;
+    let hooked = json!({"name": "hooked-bot", "webhook_url": "https://hooks.example.com/h"});
+    let create = (
+        "POST /api/v1/admin/agents",
+        hooked,
+        StatusCode::CREATED,
+        json!({}),
+    );
+    let [created] = e.calls(&e.admin, [create]).await;
     let out = e
         .server
         .cli(&["agents", "rotate-webhook-secret", "hooked-bot"], None);
@@ -678,46 +718,55 @@ async fn mistakes_are_problem_json_saying_what_to_fix() {
         );
     }
     // The bad webhook URL created no agent.
-    e.expect(
-        "GET /api/v1/admin/agents/ok-bot",
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    e.expect(
-        "POST /api/v1/admin/agents",
-        Some(json!({"name": "ok-bot"})),
-        StatusCode::CREATED,
-    )
-    .await;
-    let dup = e
-        .expect(
-            "POST /api/v1/admin/agents",
-            Some(json!({"name": "ok-bot"})),
-            StatusCode::CONFLICT,
+    let ok_bot = json!({"name": "ok-bot"});
+    let [_, _, dup] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    "GET /api/v1/admin/agents/ok-bot",
+                    Value::Null,
+                    StatusCode::NOT_FOUND,
+                    json!({}),
+                ),
+                (
+                    "POST /api/v1/admin/agents",
+                    ok_bot.clone(),
+                    StatusCode::CREATED,
+                    json!({}),
+                ),
+                (
+                    "POST /api/v1/admin/agents",
+                    ok_bot,
+                    StatusCode::CONFLICT,
+                    json!({"/code": "already_exists"}),
+                ),
+            ],
         )
         .await;
-    assert_eq!(dup["code"], "already_exists", "{dup}");
     assert_detail_contains(&dup, "already exists");
 }
 
 #[tokio::test]
 async fn policies_are_read_only_when_they_come_from_the_file() {
     let e = env_on(REFUNDS_POLICY, None).await;
-    let list = e
-        .expect("GET /api/v1/admin/policies", None, StatusCode::OK)
-        .await;
-    assert_eq!(list["source"], "file");
-    assert_eq!(list["policies"][0]["name"], "refunds");
-    let one = e
-        .expect("GET /api/v1/admin/policies/refunds", None, StatusCode::OK)
-        .await;
-    assert_eq!(one["definition"]["approvers"], json!(["group:finance"]));
-    assert_eq!(one["policy"]["expires_in_seconds"], 1800);
-    e.expect(
-        "GET /api/v1/admin/policies/nope",
-        None,
-        StatusCode::NOT_FOUND,
+    e.calls(
+        &e.admin,
+        [
+            (
+                "GET /api/v1/admin/policies",
+                Value::Null,
+                StatusCode::OK,
+                json!({"/source": "file", "/policies/0/name": "refunds"}),
+            ),
+            (
+                "GET /api/v1/admin/policies/refunds",
+                Value::Null,
+                StatusCode::OK,
+                json!({"/definition/approvers": ["group:finance"], "/policy/expires_in_seconds": 1800}),
+            ),
+            ("GET /api/v1/admin/policies/nope", Value::Null, StatusCode::NOT_FOUND, json!({})),
+        ],
     )
     .await;
 
@@ -736,6 +785,22 @@ async fn policies_are_read_only_when_they_come_from_the_file() {
     assert_eq!(after["policies"].as_array().map(Vec::len), Some(1));
 }
 
+/// The `key` of each item of the array `list` in `object`, in order.
+fn column<'v>(object: &'v Value, list: &str, key: &str) -> Vec<&'v str> {
+    object[list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item[key].as_str())
+        .collect()
+}
+
+/// Opening a request for `deploy` is refused: no policy covers it.
+async fn no_policy_covers_deploy(e: &Env, agent: &str) {
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    expect_open(&e.http, &e.server, agent, "deploy", status).await;
+}
+
 fn database_mode() -> String {
     format!("policy_source = \"database\"\n{REFUNDS_POLICY}")
 }
@@ -745,48 +810,51 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
     let agent = e.server.agent_key("deploy-bot");
 
     // The file's policies were imported on the first start, audited.
-    let (status, list) = e.call("GET", "/api/v1/admin/policies", None).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    assert_eq!(list["source"], "database");
-    assert_eq!(list["policies"][0]["name"], "refunds");
+    e.calls(
+        &e.admin,
+        [(
+            "GET /api/v1/admin/policies",
+            Value::Null,
+            StatusCode::OK,
+            json!({"/source": "database", "/policies/0/name": "refunds"}),
+        )],
+    )
+    .await;
     let imported = e.entries("policy.created").await;
     assert_eq!(imported.len(), 1, "{imported:?}");
     assert_eq!(imported[0]["actor"], "system");
 
     // No policy covers `deploy` yet.
-    expect_open(
-        &e.http,
-        &e.server,
-        &agent,
-        "deploy",
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    no_policy_covers_deploy(&e, &agent).await;
 
-    // Every mistake in one answer, each named by its key.
-    let invalid = e
-        .expect(
+    // Every mistake in one answer, each named by its key; fixing the
+    // unknown key shows the rest, all at once.
+    let mistakes = json!({
+        "name": "deploys",
+        "tools": ["deploy"],
+        "approvers": ["ops"],
+        "decisions": ["approve", "maybe"],
+        "expires_in": "soon",
+        "auto_approve": "args.n <="
+    });
+    let mut with_unknown_key = mistakes.clone();
+    with_unknown_key["colour"] = json!("red");
+    let invalid_policy = |body| {
+        (
             "POST /api/v1/admin/policies",
-            Some(json!({
-                "name": "deploys",
-                "tools": ["deploy"],
-                "approvers": ["ops"],
-                "decisions": ["approve", "maybe"],
-                "expires_in": "soon",
-                "auto_approve": "args.n <=",
-                "colour": "red"
-            })),
+            body,
             StatusCode::UNPROCESSABLE_ENTITY,
+            json!({}),
+        )
+    };
+    let [invalid, fixed_key] = e
+        .calls(
+            &e.admin,
+            [invalid_policy(with_unknown_key), invalid_policy(mistakes)],
         )
         .await;
     assert!(is_problem(&invalid), "{invalid}");
-    let fields: Vec<&str> = invalid["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["field"].as_str())
-        .collect();
-    let mut named = fields.clone();
+    let mut named = column(&invalid, "errors", "field");
     named.sort_unstable();
     assert_eq!(
         named,
@@ -799,31 +867,10 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
         ],
         "{invalid}"
     );
-    // Fixing the unknown key shows the rest, all at once.
-    let invalid = e
-        .expect(
-            "POST /api/v1/admin/policies",
-            Some(json!({
-                "name": "deploys",
-                "tools": ["deploy"],
-                "approvers": ["ops"],
-                "decisions": ["approve", "maybe"],
-                "expires_in": "soon",
-                "auto_approve": "args.n <="
-            })),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    let fields: Vec<&str> = invalid["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["field"].as_str())
-        .collect();
     assert_eq!(
-        fields,
+        column(&fixed_key, "errors", "field"),
         ["approvers", "decisions", "expires_in", "auto_approve"],
-        "{invalid}"
+        "{fixed_key}"
     );
     assert!(
         e.entries("policy.created").await.len() == 1,
@@ -837,34 +884,39 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
         "expires_in": "10m",
         "description": "Production deploys"
     });
-    let created = e
-        .expect(
-            "POST /api/v1/admin/policies",
-            Some(definition.clone()),
-            StatusCode::CREATED,
-        )
-        .await;
-    assert_eq!(created["policy"]["expires_in_seconds"], 600);
-    let dup = e
-        .expect(
-            "POST /api/v1/admin/policies",
-            Some(definition.clone()),
-            StatusCode::CONFLICT,
-        )
-        .await;
-    assert_eq!(dup["code"], "already_exists", "{dup}");
+    e.calls(
+        &e.admin,
+        [
+            (
+                "POST /api/v1/admin/policies",
+                definition.clone(),
+                StatusCode::CREATED,
+                json!({"/policy/expires_in_seconds": 600}),
+            ),
+            (
+                "POST /api/v1/admin/policies",
+                definition.clone(),
+                StatusCode::CONFLICT,
+                json!({"/code": "already_exists"}),
+            ),
+        ],
+    )
+    .await;
 
     // In force for the very next request.
     let opened = expect_open(&e.http, &e.server, &agent, "deploy", StatusCode::CREATED).await;
     assert_eq!(opened["policy"], "deploys");
     assert_eq!(opened["required_approvals"], 1);
 
-    e.expect(
+    let two_approvals =
+        json!({"tools": ["deploy"], "approvers": ["group:ops"], "required_approvals": 2});
+    let replace = (
         "PUT /api/v1/admin/policies/deploys",
-        Some(json!({"tools": ["deploy"], "approvers": ["group:ops"], "required_approvals": 2})),
+        two_approvals,
         StatusCode::OK,
-    )
-    .await;
+        json!({}),
+    );
+    e.calls(&e.admin, [replace]).await;
     let opened = expect_open(&e.http, &e.server, &agent, "deploy", StatusCode::CREATED).await;
     assert_eq!(opened["required_approvals"], 2, "{opened}");
 
@@ -883,33 +935,29 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
     assert_eq!(updated[0]["data"]["definition"]["name"], "deploys");
     assert_eq!(updated[0]["data"]["policy"]["required_approvals"], 2);
 
-    e.expect(
-        "DELETE /api/v1/admin/policies/deploys",
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    expect_open(
-        &e.http,
-        &e.server,
-        &agent,
-        "deploy",
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    let delete = |status| {
+        (
+            "DELETE /api/v1/admin/policies/deploys",
+            Value::Null,
+            status,
+            json!({}),
+        )
+    };
+    e.calls(&e.admin, [delete(StatusCode::NO_CONTENT)]).await;
+    no_policy_covers_deploy(&e, &agent).await;
     assert_eq!(e.entries("policy.deleted").await.len(), 1);
-    e.expect(
-        "DELETE /api/v1/admin/policies/deploys",
-        None,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-
     // Stored: a restart keeps them and imports nothing again.
-    e.expect(
-        "POST /api/v1/admin/policies",
-        Some(definition.clone()),
-        StatusCode::CREATED,
+    e.calls(
+        &e.admin,
+        [
+            delete(StatusCode::NOT_FOUND),
+            (
+                "POST /api/v1/admin/policies",
+                definition.clone(),
+                StatusCode::CREATED,
+                json!({}),
+            ),
+        ],
     )
     .await;
     let mut server = e.server;
@@ -924,12 +972,7 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
         None,
     )
     .await;
-    let names: Vec<&str> = list["policies"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let names = column(&list, "policies", "name");
     assert_eq!(names, ["refunds", "deploys"], "{list}");
 
     // The admin page shows the stored policies and where to change them.
@@ -955,12 +998,7 @@ async fn database_policies_are_validated_audited_and_in_force_at_once_on_postgre
 async fn a_wrong_policy_source_stops_the_server_naming_the_setting() {
     let mut server = Server::start(REFUNDS_POLICY).await;
     server.stop();
-    std::fs::write(
-        server.config_path(),
-        format!("policy_source = \"db\"\n{REFUNDS_POLICY}"),
-    )
-    .expect("write config");
-    let out = server.serve_refused();
+    let out = server.serve_refused_with(&format!("policy_source = \"db\"\n{REFUNDS_POLICY}"));
     assert!(
         out.stderr
             .contains("policy_source must be \"file\" or \"database\", got \"db\""),
@@ -979,9 +1017,8 @@ async fn a_wrong_policy_source_stops_the_server_naming_the_setting() {
         "{}",
         check.stderr
     );
-    std::fs::write(server.config_path(), REFUNDS_POLICY).expect("write config");
     server.extra_env = vec![("PLIUZ_POLICY_SOURCE".into(), "files".into())];
-    let out = server.serve_refused();
+    let out = server.serve_refused_with(REFUNDS_POLICY);
     assert!(
         out.stderr.contains("PLIUZ_POLICY_SOURCE must be"),
         "{}",
@@ -993,18 +1030,24 @@ async fn a_wrong_policy_source_stops_the_server_naming_the_setting() {
 async fn the_default_policy_of_the_file_cannot_be_deleted() {
     let config = format!("default_policy = \"refunds\"\n{}", database_mode());
     let e = env_on(&config, None).await;
-    let list = e
-        .expect("GET /api/v1/admin/policies", None, StatusCode::OK)
-        .await;
-    assert_eq!(list["default_policy"], "refunds");
-    let refused = e
-        .expect(
-            "DELETE /api/v1/admin/policies/refunds",
-            None,
-            StatusCode::CONFLICT,
-        )
-        .await;
-    assert_eq!(refused["code"], "default_policy", "{refused}");
+    e.calls(
+        &e.admin,
+        [
+            (
+                "GET /api/v1/admin/policies",
+                Value::Null,
+                StatusCode::OK,
+                json!({"/default_policy": "refunds"}),
+            ),
+            (
+                "DELETE /api/v1/admin/policies/refunds",
+                Value::Null,
+                StatusCode::CONFLICT,
+                json!({"/code": "default_policy"}),
+            ),
+        ],
+    )
+    .await;
     // Still in force: an unlisted tool falls back to it.
     let agent = e.server.agent_key("any-bot");
     let opened = expect_open(
@@ -1024,25 +1067,21 @@ async fn a_policy_changed_on_one_replica_is_in_force_on_the_other() {
     let e = env_on(&database_mode(), Some(url)).await;
     let agent = e.server.agent_key("deploy-bot");
     let replica = Server::replica_of(&e.server).await;
-    expect_open(
-        &e.http,
-        &replica,
-        &agent,
-        "deploy",
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    expect_open(&e.http, &replica, &agent, "deploy", status).await;
 
-    e.expect(
+    let deploys = json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]});
+    let create = (
         "POST /api/v1/admin/policies",
-        Some(json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]})),
+        deploys,
         StatusCode::CREATED,
-    )
-    .await;
+        json!({}),
+    );
+    e.calls(&e.admin, [create]).await;
     // The other replica hears of it through NOTIFY and reloads.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let opened = expect_open(&e.http, &replica, &agent, "deploy").await;
+        let (status, opened) = open(&e.http, &replica, &agent, "deploy").await;
         if status == StatusCode::CREATED {
             assert_eq!(opened["policy"], "deploys");
             break;
@@ -1061,9 +1100,9 @@ async fn a_policy_changed_on_one_replica_is_in_force_on_the_other() {
         "PUT",
         "/api/v1/admin/policies/deploys",
         Some(json!({"tools": ["deploy"], "approvers": ["group:ops"], "required_approvals": 3})),
-        StatusCode::OK,
     )
     .await;
+    assert_eq!(status, StatusCode::OK);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, listed) = e.call("GET", "/api/v1/admin/policies/deploys", None).await;

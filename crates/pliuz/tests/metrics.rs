@@ -327,8 +327,7 @@ async fn metrics_are_off_unless_turned_on_and_the_settings_are_strict() {
         ),
         ("[metrics]\nenable = true\n", "unknown field `enable`"),
     ] {
-        std::fs::write(server.config_path(), config).expect("write config");
-        let out = server.serve_refused();
+        let out = server.serve_refused_with(config);
         assert!(!out.success);
         assert!(out.stderr.contains(says), "{config}: {}", out.stderr);
     }

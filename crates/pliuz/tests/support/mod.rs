@@ -290,6 +290,12 @@ impl Server {
         }
     }
 
+    /// [`Server::serve_refused`] after replacing the config file with `config`.
+    pub fn serve_refused_with(&self, config: &str) -> CliOutput {
+        std::fs::write(self.config_path(), config).expect("write config");
+        self.serve_refused()
+    }
+
     pub async fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
