@@ -142,7 +142,7 @@ fn is_problem(r: &Value) -> bool {
     r["code"].is_string() && r["detail"].is_string() && r["status"].is_number()
 }
 
-async fn agents_round_trip(database_url: Option<String>) {
+async fn agents_are_created_listed_rewebhooked_and_revoked(database_url: Option<String>) {
     let e = env_on(REFUNDS_POLICY, database_url).await;
     let (hook_a, hook_b) = ("https://hooks.example.com/a", "https://hooks.example.com/b");
     let [created] = e
@@ -267,17 +267,9 @@ async fn agents_round_trip(database_url: Option<String>) {
     assert!(!log.to_string().contains(&first_secret));
 }
 
-#[tokio::test]
-async fn agents_are_created_listed_rewebhooked_and_revoked_on_sqlite() {
-    agents_round_trip(None).await;
-}
+support::on_both_databases!(agents_are_created_listed_rewebhooked_and_revoked);
 
-#[tokio::test]
-async fn agents_are_created_listed_rewebhooked_and_revoked_on_postgres() {
-    agents_round_trip(Some(support::fresh_postgres_database().await)).await;
-}
-
-async fn users_round_trip(database_url: Option<String>) {
+async fn users_groups_roles_and_tokens_are_managed(database_url: Option<String>) {
     let e = env_on(REFUNDS_POLICY, database_url).await;
     let [linked, with_password, _, list, _, _, issued, _] = e
         .calls(
@@ -457,15 +449,7 @@ async fn users_round_trip(database_url: Option<String>) {
     assert_eq!(role[0]["data"]["to"], "admin");
 }
 
-#[tokio::test]
-async fn users_groups_roles_and_tokens_are_managed_on_sqlite() {
-    users_round_trip(None).await;
-}
-
-#[tokio::test]
-async fn users_groups_roles_and_tokens_are_managed_on_postgres() {
-    users_round_trip(Some(support::fresh_postgres_database().await)).await;
-}
+support::on_both_databases!(users_groups_roles_and_tokens_are_managed);
 
 #[tokio::test]
 async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
@@ -805,7 +789,9 @@ fn database_mode() -> String {
     format!("policy_source = \"database\"\n{REFUNDS_POLICY}")
 }
 
-async fn policy_changes_take_effect(database_url: Option<String>) {
+async fn database_policies_are_validated_audited_and_in_force_at_once(
+    database_url: Option<String>,
+) {
     let e = env_on(&database_mode(), database_url).await;
     let agent = e.server.agent_key("deploy-bot");
 
@@ -984,15 +970,7 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
     assert!(page.contains("Production deploys"), "{page}");
 }
 
-#[tokio::test]
-async fn database_policies_are_validated_audited_and_in_force_at_once_on_sqlite() {
-    policy_changes_take_effect(None).await;
-}
-
-#[tokio::test]
-async fn database_policies_are_validated_audited_and_in_force_at_once_on_postgres() {
-    policy_changes_take_effect(Some(support::fresh_postgres_database().await)).await;
-}
+support::on_both_databases!(database_policies_are_validated_audited_and_in_force_at_once);
 
 #[tokio::test]
 async fn a_wrong_policy_source_stops_the_server_naming_the_setting() {

@@ -398,16 +398,7 @@ async fn email_link_reminder_escalation_and_follow_up(database_url: Option<Strin
     }
 }
 
-#[tokio::test]
-async fn email_link_reminder_escalation_and_follow_up_on_sqlite() {
-    email_link_reminder_escalation_and_follow_up(None).await;
-}
-
-#[tokio::test]
-async fn email_link_reminder_escalation_and_follow_up_on_postgres() {
-    let url = support::fresh_postgres_database().await;
-    email_link_reminder_escalation_and_follow_up(Some(url)).await;
-}
+support::on_both_databases!(email_link_reminder_escalation_and_follow_up);
 
 /// The admin's view of the audit entries about question `id`.
 async fn audit_of_question(
@@ -587,16 +578,7 @@ async fn question_by_email_link_and_follow_ups(database_url: Option<String>) {
     assert!(m.text.contains(&format!("/questions/{late}")), "{}", m.text);
 }
 
-#[tokio::test]
-async fn question_by_email_link_and_follow_ups_on_sqlite() {
-    question_by_email_link_and_follow_ups(None).await;
-}
-
-#[tokio::test]
-async fn question_by_email_link_and_follow_ups_on_postgres() {
-    let url = support::fresh_postgres_database().await;
-    question_by_email_link_and_follow_ups(Some(url)).await;
-}
+support::on_both_databases!(question_by_email_link_and_follow_ups);
 
 /// A server on `config` with alice, a finance approver, and an agent who
 /// opens one request; returns the server and the e-mail it sent alice.

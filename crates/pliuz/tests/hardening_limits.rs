@@ -398,15 +398,7 @@ async fn nul_bytes_are_422(database_url: Option<String>) {
     assert!(check.success, "{}{}", check.stdout, check.stderr);
 }
 
-#[tokio::test]
-async fn nul_bytes_are_422_on_sqlite() {
-    nul_bytes_are_422(None).await;
-}
-
-#[tokio::test]
-async fn nul_bytes_are_422_on_postgres() {
-    nul_bytes_are_422(Some(support::fresh_postgres_database().await)).await;
-}
+support::on_both_databases!(nul_bytes_are_422);
 
 // --- 14. Every API error is problem+json; HTML routes answer HTML ----------------------
 

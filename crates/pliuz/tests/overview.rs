@@ -140,12 +140,4 @@ async fn overview_counts_a_known_mix(database_url: Option<String>) {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
 }
 
-#[tokio::test]
-async fn overview_on_sqlite() {
-    overview_counts_a_known_mix(None).await;
-}
-
-#[tokio::test]
-async fn overview_on_postgres() {
-    overview_counts_a_known_mix(Some(support::fresh_postgres_database().await)).await;
-}
+support::on_both_databases!(overview_counts_a_known_mix);

@@ -71,7 +71,8 @@ impl Env {
     }
 }
 
-async fn asked_and_answered(e: Env) {
+async fn a_question_is_asked_waited_for_and_answered_once(database_url: Option<String>) {
+    let e = env_on(database_url).await;
     let (status, q) = e
         .ask(json!({
             "text": "Which account should the refund go to?",
@@ -182,16 +183,7 @@ async fn asked_and_answered(e: Env) {
     assert_eq!(entries[1]["data"]["choice"], "credit");
 }
 
-#[tokio::test]
-async fn a_question_is_asked_waited_for_and_answered_once_by_an_approver() {
-    asked_and_answered(env_on(None).await).await;
-}
-
-#[tokio::test]
-async fn a_question_is_asked_waited_for_and_answered_once_on_postgres() {
-    let url = support::fresh_postgres_database().await;
-    asked_and_answered(env_on(Some(url)).await).await;
-}
+support::on_both_databases!(a_question_is_asked_waited_for_and_answered_once);
 
 #[tokio::test]
 async fn an_unanswered_question_expires_and_is_audited() {
@@ -365,18 +357,10 @@ async fn claim_sees_answer(e: &Env, run_id: &str, question_id: &str, status: &st
     claim
 }
 
-#[tokio::test]
-async fn a_run_paused_on_a_question_is_ready_once_it_is_answered() {
-    run_ready_once_answered(env_on(None).await).await;
-}
+support::on_both_databases!(a_run_paused_on_a_question_is_ready_once_it_is_answered);
 
-#[tokio::test]
-async fn a_run_paused_on_a_question_is_ready_once_it_is_answered_on_postgres() {
-    let url = support::fresh_postgres_database().await;
-    run_ready_once_answered(env_on(Some(url)).await).await;
-}
-
-async fn run_ready_once_answered(e: Env) {
+async fn a_run_paused_on_a_question_is_ready_once_it_is_answered(database_url: Option<String>) {
+    let e = env_on(database_url).await;
     let (status, q) = e
         .ask(json!({"text": "Card or credit?", "choices": ["card", "credit"], "policy": "support", "idempotency_key": "ask_human:call_1"}))
         .await;

@@ -462,6 +462,36 @@ pub struct CliOutput {
     pub stderr: String,
 }
 
+/// Two tests of `scenario`, an async fn taking the database URL (`None`:
+/// SQLite): `scenario::on_sqlite` and `scenario::on_postgres` (on a
+/// [`fresh_postgres_database`]), each with the test attribute given (by
+/// default `#[tokio::test]`).
+#[allow(unused_macros)] // not every test file has such scenarios
+macro_rules! on_both_databases {
+    ($scenario:ident) => {
+        $crate::support::on_both_databases!(
+            #[tokio::test]
+            $scenario
+        );
+    };
+    (#[$test:meta] $scenario:ident) => {
+        mod $scenario {
+            #[$test]
+            async fn on_sqlite() {
+                super::$scenario(None).await;
+            }
+
+            #[$test]
+            async fn on_postgres() {
+                let url = $crate::support::fresh_postgres_database().await;
+                super::$scenario(Some(url)).await;
+            }
+        }
+    };
+}
+#[allow(unused_imports)] // as above
+pub(crate) use on_both_databases;
+
 /// A fresh, empty PostgreSQL database for one test, when PostgreSQL is
 /// reachable (`PLIUZ_TEST_POSTGRES_URL`, default the local `test` database).
 pub async fn fresh_postgres_database() -> String {
