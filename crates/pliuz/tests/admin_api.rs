@@ -900,7 +900,7 @@ async fn database_policies_are_validated_audited_and_in_force_at_once(
         "PUT /api/v1/admin/policies/deploys",
         two_approvals,
         StatusCode::OK,
-        json!({}),
+        json!({"/policy/required_approvals": 2, "/definition/required_approvals": 2}),
     );
     e.calls(&e.admin, [replace]).await;
     let opened = expect_open(&e.http, &e.server, &agent, "deploy", StatusCode::CREATED).await;

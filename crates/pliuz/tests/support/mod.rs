@@ -80,6 +80,21 @@ pub async fn create_approval(
     approval
 }
 
+/// A POST of `body` to `path` with `token` that must succeed (2xx); returns
+/// the JSON answer.
+pub async fn post_ok(
+    http: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let request = http.post(server.url(path)).bearer_auth(token);
+    let (status, answer) = send_json(request.json(&body)).await;
+    assert!(status.is_success(), "{path}: {status}: {answer}");
+    answer
+}
+
 /// The `id` of an approval (or any object that has one).
 pub fn id_of(object: &serde_json::Value) -> String {
     object["id"].as_str().expect("id").to_owned()
