@@ -963,9 +963,8 @@ async fn database_policies_are_validated_audited_and_in_force_at_once(
 
     // The admin page shows the stored policies and where to change them.
     let http = support::web::no_redirects();
-    let cookie = support::web::session(&http, &server, ADMIN).await;
-    let cookie = format!("pliuz_session={cookie}");
-    let page = support::web::page(&http, &server, "/admin", &cookie).await;
+    let session = support::web::session(&http, &server, ADMIN).await;
+    let page = support::web::session_page(&http, &server, "/admin", &session).await;
     assert!(page.contains("policies live in the database"), "{page}");
     assert!(page.contains("Production deploys"), "{page}");
 }

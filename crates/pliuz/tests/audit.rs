@@ -49,11 +49,7 @@ fn pliuz(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Out 
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().expect("pliuz output");
-    Out {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Out::from(out)
 }
 
 /// The command failed, and its stderr says what `needle` says.
@@ -70,11 +66,7 @@ fn pliuz_offline(args: &[&str]) -> Out {
         .env_remove("PLIUZ_DATA_DIR")
         .output()
         .expect("spawn pliuz");
-    Out {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Out::from(out)
 }
 
 /// `pliuz audit verify-receipt FILE --key KEY`, offline.
@@ -807,14 +799,7 @@ fn monitor(url: &str, state: &Path, token: &str, keys: &[&str], args: &[&str]) -
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().expect("monitor output");
-    (
-        out.status.code().unwrap_or(-1),
-        Out {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        },
-    )
+    (out.status.code().unwrap_or(-1), Out::from(out))
 }
 
 #[tokio::test]

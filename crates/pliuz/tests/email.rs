@@ -380,13 +380,7 @@ async fn email_link_reminder_escalation_and_follow_up(database_url: Option<Strin
     assert_eq!(sink.count("bob@example.com", ""), 0);
 
     // The request page's timeline shows it all.
-    let page = support::web::page(
-        &http,
-        &server,
-        &format!("/requests/{id}"),
-        &format!("pliuz_session={alice}"),
-    )
-    .await;
+    let page = support::web::session_page(&http, &server, &format!("/requests/{id}"), &alice).await;
     for kind in [
         "email.sent",
         "email.link_used",
@@ -499,13 +493,8 @@ async fn question_by_email_link_and_follow_ups(database_url: Option<String>) {
         &format!("/questions/{id}"),
     )
     .await;
-    let page = support::web::page(
-        &http,
-        &server,
-        &format!("/questions/{id}"),
-        &format!("pliuz_session={alice}"),
-    )
-    .await;
+    let page =
+        support::web::session_page(&http, &server, &format!("/questions/{id}"), &alice).await;
     assert!(page.contains("Refund &lt;script&gt;"), "the question page");
 
     // Answered: the follow-up reaches whoever was mailed, without a link.

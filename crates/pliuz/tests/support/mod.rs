@@ -287,11 +287,7 @@ impl Server {
         loop {
             if let Ok(Some(_)) = child.try_wait() {
                 let out = child.wait_with_output().expect("serve output");
-                return CliOutput {
-                    success: out.status.success(),
-                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                };
+                return CliOutput::from(out);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -428,11 +424,7 @@ impl Server {
             drop(child.stdin.take());
         }
         let out = child.wait_with_output().expect("cli output");
-        CliOutput {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        CliOutput::from(out)
     }
 
     pub fn agent_key(&self, name: &str) -> String {
@@ -475,6 +467,16 @@ pub struct CliOutput {
     pub success: bool,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<std::process::Output> for CliOutput {
+    fn from(out: std::process::Output) -> CliOutput {
+        CliOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
 }
 
 /// Two tests of `scenario`, an async fn taking the database URL (`None`:
