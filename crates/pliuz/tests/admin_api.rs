@@ -94,7 +94,8 @@ impl Env {
 
     /// Every audit entry of `kind`, oldest first.
     async fn entries(&self, kind: &str) -> Vec<Value> {
-        let all = support::audit_entries(&self.http, &self.server, &self.admin, "start=0&end=1000");
+        let all =
+            support::audit_entries(&self.http, &self.server, &self.admin, "start=0&end=1000").await;
         all.into_iter().filter(|e| e["type"] == kind).collect()
     }
 }

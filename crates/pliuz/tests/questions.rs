@@ -65,7 +65,8 @@ impl Env {
     }
 
     async fn audit_of(&self, question_id: &str) -> Vec<Value> {
-        let all = support::audit_entries(&self.http, &self.server, &self.admin, "start=0&end=200");
+        let all =
+            support::audit_entries(&self.http, &self.server, &self.admin, "start=0&end=200").await;
         let of_question = |e: &Value| e["data"]["question_id"] == question_id;
         all.into_iter().filter(of_question).collect()
     }
