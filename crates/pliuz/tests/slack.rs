@@ -1115,7 +1115,8 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
             json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 990000}}),
         )
         .await;
-    let ut = e.updated(&post, "mallory").await.body.to_string();
+    let updated = e.updated(&post, "mallory").await;
+    let ut = updated.body.to_string();
     assert!(ut.contains("edited by an approver"), "{ut}");
     assert_eq!(
         button_value(&updated, "pliuz_approve"),
