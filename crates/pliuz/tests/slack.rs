@@ -1260,8 +1260,7 @@ async fn questions_are_answered_from_slack_by_button_and_by_modal() {
         .await;
     let view = e.opened_modal("trigger-UFIN-pliuz_question_text").await;
     assert_eq!(view["callback_id"], "pliuz_question_view");
-    let v = e
-        .submit_refused("UFIN", &view, text_input("answer", " "))
+    e.submit_refused("UFIN", &view, text_input("answer", " "))
         .await;
     e.submit_closes("UFIN", &view, text_input("answer", "by Friday please"))
         .await;
