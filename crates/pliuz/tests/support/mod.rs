@@ -7,6 +7,8 @@ pub mod crew;
 pub mod slack_fake;
 pub mod web;
 
+use reqwest::Client;
+use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -83,12 +85,12 @@ pub async fn create_approval(
 /// A POST of `body` to `path` with `token` that must succeed (2xx); returns
 /// the JSON answer.
 pub async fn post_ok(
-    http: &reqwest::Client,
+    http: &Client,
     server: &Server,
     token: &str,
     path: &str,
-    body: serde_json::Value,
-) -> serde_json::Value {
+    body: Value,
+) -> Value {
     let request = http.post(server.url(path)).bearer_auth(token);
     let (status, answer) = send_json(request.json(&body)).await;
     assert!(status.is_success(), "{path}: {status}: {answer}");
