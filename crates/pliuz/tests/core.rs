@@ -3,7 +3,7 @@
 
 mod support;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::{finance_policy, send_json, Server, PAYOUTS_SETTINGS};

@@ -5,7 +5,7 @@
 mod support;
 
 use reqwest::{header, Client, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{finance_policy, Server};
 
 fn config() -> String {

@@ -5,10 +5,10 @@
 
 mod support;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{assert_detail_contains, finance_policy, long_poll, send_json, Server};
+use support::{assert_detail_contains, finance_policy, long_poll, send_json};
 
 fn config() -> String {
     [

@@ -5,9 +5,9 @@
 
 mod support;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{content_type, finance_policy, send_json, Server};
+use support::{content_type, finance_policy, send_json};
 
 fn config() -> String {
     [

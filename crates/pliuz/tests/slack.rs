@@ -1159,7 +1159,7 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
             .as_str()
             .unwrap_or("")
             .contains("changed since"),
-        "{text}"
+        "{v}"
     );
     let now = e.get(&id).await;
     assert_eq!(now["status"], "pending");

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod crew;
+#[allow(unused_imports)] // not every test file starts a crew
+pub use crew::Crew;
 pub mod slack_fake;
 pub mod web;
 
