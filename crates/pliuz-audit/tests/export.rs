@@ -34,6 +34,14 @@ fn write_lines(dir: &Path, lines: &[String]) {
     fs::write(dir.join("entries.jsonl"), text).expect("write");
 }
 
+/// Edits the export's lines with `edit`; returns why it no longer verifies.
+fn edited(dir: &Path, key: &SigningKey, edit: impl FnOnce(&mut Vec<String>)) -> VerifyError {
+    let mut l = lines(dir);
+    edit(&mut l);
+    write_lines(dir, &l);
+    verify_err(dir, key)
+}
+
 fn verify_err(dir: &Path, key: &SigningKey) -> VerifyError {
     match verify_export(dir, &[key.verifier()]) {
         Ok(report) => panic!("tampered export verified: {report:?}"),
@@ -91,76 +99,58 @@ fn byte_change_inside_a_value_is_localised_to_the_checkpoint_range() {
 #[test]
 fn byte_change_before_first_checkpoint_names_range_from_zero() {
     let (dir, key) = setup();
-    let mut l = lines(dir.path());
-    l[7] = l[7].replacen("looks fine", "looks fint", 1);
-    write_lines(dir.path(), &l);
-    let e = verify_err(dir.path(), &key);
+    let e = edited(dir.path(), &key, |l| {
+        l[7] = l[7].replacen("looks fine", "looks fint", 1);
+    });
     assert_eq!(
         (e.kind, e.index, e.checkpoint),
         (VerifyErrorKind::RootMismatch, Some(0), Some(50))
     );
 }
 
+/// A line edited, deleted, swapped or inserted: named at the first bad
+/// entry, with the kind of error and what its message starts with.
 #[test]
-fn non_canonical_edit_is_exact() {
-    let (dir, key) = setup();
-    let mut l = lines(dir.path());
-    l[41] = l[41].replacen("\"actor\":", "\"actor\": ", 1);
-    write_lines(dir.path(), &l);
-    let e = verify_err(dir.path(), &key);
-    assert_eq!((e.kind, e.index), (VerifyErrorKind::NotCanonical, Some(41)));
-    assert!(
-        e.to_string().starts_with("entry 41: not canonical JSON"),
-        "{e}"
-    );
-}
-
-#[test]
-fn deleted_entry_is_exact() {
-    let (dir, key) = setup();
-    let mut l = lines(dir.path());
-    l.remove(41);
-    write_lines(dir.path(), &l);
-    let e = verify_err(dir.path(), &key);
-    assert_eq!(
-        (e.kind, e.index),
-        (VerifyErrorKind::IndexMismatch, Some(41))
-    );
-    assert!(
-        e.to_string().starts_with("entry 41: index field says 42"),
-        "{e}"
-    );
-}
-
-#[test]
-fn reordered_entries_are_exact() {
-    let (dir, key) = setup();
-    let mut l = lines(dir.path());
-    l.swap(17, 18);
-    write_lines(dir.path(), &l);
-    let e = verify_err(dir.path(), &key);
-    assert_eq!(
-        (e.kind, e.index),
-        (VerifyErrorKind::IndexMismatch, Some(17))
-    );
-    assert!(
-        e.to_string().starts_with("entry 17: index field says 18"),
-        "{e}"
-    );
-}
-
-#[test]
-fn inserted_entry_is_exact() {
-    let (dir, key) = setup();
-    let mut l = lines(dir.path());
-    let copy = l[200].clone();
-    l.insert(233, copy);
-    write_lines(dir.path(), &l);
-    let e = verify_err(dir.path(), &key);
-    assert_eq!(
-        (e.kind, e.index),
-        (VerifyErrorKind::IndexMismatch, Some(233))
-    );
+fn line_edits_are_exact() {
+    type Edit = fn(&mut Vec<String>);
+    let cases: [(&str, Edit, VerifyErrorKind, u64, &str); 4] = [
+        (
+            "non-canonical edit",
+            |l| l[41] = l[41].replacen("\"actor\":", "\"actor\": ", 1),
+            VerifyErrorKind::NotCanonical,
+            41,
+            "entry 41: not canonical JSON",
+        ),
+        (
+            "deleted entry",
+            |l| {
+                l.remove(41);
+            },
+            VerifyErrorKind::IndexMismatch,
+            41,
+            "entry 41: index field says 42",
+        ),
+        (
+            "reordered entries",
+            |l| l.swap(17, 18),
+            VerifyErrorKind::IndexMismatch,
+            17,
+            "entry 17: index field says 18",
+        ),
+        (
+            "inserted entry",
+            |l| l.insert(233, l[200].clone()),
+            VerifyErrorKind::IndexMismatch,
+            233,
+            "entry 233: ",
+        ),
+    ];
+    for (case, edit, kind, index, says) in cases {
+        let (dir, key) = setup();
+        let e = edited(dir.path(), &key, edit);
+        assert_eq!((e.kind, e.index), (kind, Some(index)), "{case}: {e}");
+        assert!(e.to_string().starts_with(says), "{case}: {e}");
+    }
 }
 
 #[test]
@@ -346,11 +336,10 @@ fn large_clean_export_verifies_with_checkpoints_on_and_inside_groups() {
 #[test]
 fn non_canonical_line_in_the_middle_of_a_parallel_group_is_exact() {
     let (dir, key) = large_setup();
-    let mut l = lines(dir.path());
     // 6,001 is in the middle of the whole group 4,096..8,192.
-    l[6001] = l[6001].replacen("\"actor\":", "\"actor\": ", 1);
-    write_lines(dir.path(), &l);
-    let e = verify_err(dir.path(), &key);
+    let e = edited(dir.path(), &key, |l| {
+        l[6001] = l[6001].replacen("\"actor\":", "\"actor\": ", 1);
+    });
     assert_eq!(
         (e.kind, e.index),
         (VerifyErrorKind::NotCanonical, Some(6001))

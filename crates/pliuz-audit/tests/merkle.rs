@@ -86,6 +86,49 @@ fn only(tree: &MemoryTree, plan: &[u64]) -> HashMap<u64, Hash> {
         .collect()
 }
 
+type Proof = Result<Vec<Hash>, Error>;
+
+/// How one kind of proof is planned, assembled from stored hashes, and
+/// made by the memory tree.
+struct ProofKind {
+    name: &'static str,
+    plan: fn(u64, u64) -> Result<Vec<u64>, Error>,
+    assemble: fn(u64, u64, &HashMap<u64, Hash>) -> Proof,
+    from_tree: fn(&MemoryTree, u64, u64) -> Proof,
+}
+
+const INCLUSION: ProofKind = ProofKind {
+    name: "inclusion",
+    plan: inclusion_proof_plan,
+    assemble: |m, n, hashes| inclusion_proof(m, n, hashes),
+    from_tree: MemoryTree::inclusion_proof,
+};
+
+const CONSISTENCY: ProofKind = ProofKind {
+    name: "consistency",
+    plan: consistency_proof_plan,
+    assemble: |m, n, hashes| consistency_proof(m, n, hashes),
+    from_tree: MemoryTree::consistency_proof,
+};
+
+impl ProofKind {
+    /// The proof for (`m`, `n`) assembled from exactly the hashes its plan
+    /// names, and the memory tree's, both equal `want`; returns it.
+    fn assert_agrees(&self, tree: &MemoryTree, m: usize, n: usize, want: &[Hash]) -> Vec<Hash> {
+        let (m, n) = (m as u64, n as u64);
+        let planned = (self.plan)(m, n).expect("plan");
+        let got = (self.assemble)(m, n, &only(tree, &planned)).expect("proof");
+        let name = self.name;
+        assert_eq!(got, want, "{name} {m}, {n}");
+        assert_eq!(
+            (self.from_tree)(tree, m, n).expect("proof"),
+            want,
+            "{name} {m}, {n}"
+        );
+        got
+    }
+}
+
 #[test]
 fn rfc6962_known_roots() {
     // The 8-leaf test tree used by RFC 6962/9162 implementations
@@ -165,13 +208,7 @@ fn brute_force_all_sizes_and_indexes() {
 
         for m in 0..n {
             let want = path(m, l);
-            let plan = inclusion_proof_plan(m as u64, n as u64).expect("plan");
-            let got = inclusion_proof(m as u64, n as u64, &only(&tree, &plan)).expect("proof");
-            assert_eq!(got, want, "inclusion {m} in {n}");
-            assert_eq!(
-                tree.inclusion_proof(m as u64, n as u64).expect("proof"),
-                want
-            );
+            let got = INCLUSION.assert_agrees(&tree, m, n, &want);
             verify_inclusion(m as u64, n as u64, &l[m], &got, &root).expect("verifies");
             // Wrong leaf, wrong index, wrong root, short and long proofs fail.
             assert!(
@@ -195,13 +232,7 @@ fn brute_force_all_sizes_and_indexes() {
 
         for m in 0..=n {
             let want = if m == 0 { vec![] } else { subproof(m, l, true) };
-            let plan = consistency_proof_plan(m as u64, n as u64).expect("plan");
-            let got = consistency_proof(m as u64, n as u64, &only(&tree, &plan)).expect("proof");
-            assert_eq!(got, want, "consistency {m} -> {n}");
-            assert_eq!(
-                tree.consistency_proof(m as u64, n as u64).expect("proof"),
-                want
-            );
+            let got = CONSISTENCY.assert_agrees(&tree, m, n, &want);
             let old = mth(&l[..m]);
             verify_consistency(m as u64, n as u64, &got, &old, &root).expect("verifies");
             if m > 0 && m < n {

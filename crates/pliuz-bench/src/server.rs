@@ -249,26 +249,22 @@ pub fn client() -> Result<reqwest::Client> {
 
 /// `POST` with a bearer token; the JSON answer, failing on a non-2xx.
 pub async fn post(http: &reqwest::Client, url: &str, token: &str, body: &Value) -> Result<Value> {
-    let r = http.post(url).bearer_auth(token).json(body).send().await?;
-    let status = r.status();
-    if !status.is_success() {
-        bail!(
-            "POST {url}: {status}: {}",
-            r.text().await.unwrap_or_default()
-        );
-    }
-    Ok(r.json().await?)
+    let request = http.post(url).bearer_auth(token).json(body);
+    json_answer(request, &format!("POST {url}")).await
 }
 
 /// `GET` with a bearer token; the JSON answer, failing on a non-2xx.
 pub async fn get(http: &reqwest::Client, url: &str, token: &str) -> Result<Value> {
-    let r = http.get(url).bearer_auth(token).send().await?;
+    json_answer(http.get(url).bearer_auth(token), &format!("GET {url}")).await
+}
+
+/// Sends `request` (`what` names it in errors); the JSON answer, failing on
+/// a non-2xx.
+async fn json_answer(request: reqwest::RequestBuilder, what: &str) -> Result<Value> {
+    let r = request.send().await?;
     let status = r.status();
     if !status.is_success() {
-        bail!(
-            "GET {url}: {status}: {}",
-            r.text().await.unwrap_or_default()
-        );
+        bail!("{what}: {status}: {}", r.text().await.unwrap_or_default());
     }
     Ok(r.json().await?)
 }

@@ -14,6 +14,18 @@ use support::{assert_detail_contains, content_type, send_json, Server, REFUNDS_P
 
 const ADMIN: &str = "root@example.com";
 
+/// One call in a table: the route ("METHOD /path"), the body (null: none),
+/// the status it must be answered with, and values the answer must hold
+/// (`{JSON pointer: value}`).
+type Call<'a> = (&'a str, Value, StatusCode, Value);
+
+/// Who may have made the audit entries of a kind besides the admin.
+#[derive(PartialEq)]
+enum Makers {
+    OnlyAdmin,
+    AlsoOthers,
+}
+
 struct Env {
     server: Server,
     http: Client,
@@ -35,19 +47,56 @@ impl Env {
         call(&self.http, &self.server, &self.admin, method, path, body).await
     }
 
+    /// `route` ("METHOD /path") called with `token` must be answered with
+    /// `expected`; returns the body.
+    async fn expect_as(
+        &self,
+        token: &str,
+        route: &str,
+        body: Option<Value>,
+        expected: StatusCode,
+    ) -> Value {
+        let (method, path) = route.split_once(' ').expect("route is 'METHOD /path'");
+        let (status, answer) = call(&self.http, &self.server, token, method, path, body).await;
+        assert_eq!(status, expected, "{route}: {answer}");
+        answer
+    }
+
+    /// Makes `calls` with `token`, in order, each checked; returns their
+    /// answers.
+    async fn calls<const N: usize>(&self, token: &str, calls: [Call<'_>; N]) -> [Value; N] {
+        let mut answers = Vec::new();
+        for (route, body, status, holds) in calls {
+            let body = (!body.is_null()).then_some(body);
+            let answer = self.expect_as(token, route, body, status).await;
+            for (pointer, value) in holds.as_object().expect("{pointer: value}") {
+                let held = answer.pointer(pointer);
+                assert_eq!(held, Some(value), "{route} {pointer}: {answer}");
+            }
+            answers.push(answer);
+        }
+        answers.try_into().expect("one answer a call")
+    }
+
+    /// For each (kind, n): the admin made `n` audit entries of `kind`
+    /// (with [`Makers::OnlyAdmin`]: and nobody else made any).
+    async fn assert_admin_made(&self, changes: &[(&str, usize)], only: Makers) {
+        let admin_actor = format!("user:{ADMIN}");
+        for &(kind, n) in changes {
+            let all = self.entries(kind).await;
+            let by_admin = all.iter().filter(|x| x["actor"] == admin_actor).count();
+            assert_eq!(by_admin, n, "{kind}: {all:?}");
+            if only == Makers::OnlyAdmin {
+                assert_eq!(all.len(), n, "{kind} by others: {all:?}");
+            }
+        }
+    }
+
     /// Every audit entry of `kind`, oldest first.
     async fn entries(&self, kind: &str) -> Vec<Value> {
-        let (status, page) = self
-            .call("GET", "/api/v1/audit/entries?start=0&end=1000", None)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        page["entries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| e["entry"].clone())
-            .filter(|e| e["type"] == kind)
-            .collect()
+        let all =
+            support::audit_entries(&self.http, &self.server, &self.admin, "start=0&end=1000").await;
+        all.into_iter().filter(|e| e["type"] == kind).collect()
     }
 }
 
@@ -77,20 +126,37 @@ async fn open(http: &Client, server: &Server, key: &str, tool: &str) -> (StatusC
     .await
 }
 
+/// [`open`] that must be answered with `expected`; returns the body.
+async fn expect_open(
+    http: &Client,
+    server: &Server,
+    key: &str,
+    tool: &str,
+    expected: StatusCode,
+) -> Value {
+    let (status, answer) = open(http, server, key, tool).await;
+    assert_eq!(status, expected, "open {tool}: {answer}");
+    answer
+}
+
 fn is_problem(r: &Value) -> bool {
     r["code"].is_string() && r["detail"].is_string() && r["status"].is_number()
 }
 
-async fn agents_round_trip(database_url: Option<String>) {
+async fn agents_are_created_listed_rewebhooked_and_revoked(database_url: Option<String>) {
     let e = env_on(REFUNDS_POLICY, database_url).await;
-    let (status, created) = e
-        .call(
-            "POST",
-            "/api/v1/admin/agents",
-            Some(json!({"name": "billing-bot", "webhook_url": "https://hooks.example.com/a"})),
+    let (hook_a, hook_b) = ("https://hooks.example.com/a", "https://hooks.example.com/b");
+    let [created] = e
+        .calls(
+            &e.admin,
+            [(
+                "POST /api/v1/admin/agents",
+                json!({"name": "billing-bot", "webhook_url": hook_a}),
+                StatusCode::CREATED,
+                json!({"/agent/status": "active", "/agent/webhook_url": hook_a}),
+            )],
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
     let key = created["api_key"].as_str().expect("api_key").to_owned();
     assert!(key.starts_with("pliuz_ak_"), "{created}");
     let first_secret = created["webhook_secret"]
@@ -98,83 +164,101 @@ async fn agents_round_trip(database_url: Option<String>) {
         .expect("secret")
         .to_owned();
     assert!(first_secret.starts_with("whsec_"), "{created}");
-    assert_eq!(created["agent"]["status"], "active");
-    assert_eq!(
-        created["agent"]["webhook_url"],
-        "https://hooks.example.com/a"
-    );
 
     // The key works at once.
-    let (status, opened) = open(&e.http, &e.server, &key, "issue_refund").await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    expect_open(
+        &e.http,
+        &e.server,
+        &key,
+        "issue_refund",
+        StatusCode::CREATED,
+    )
+    .await;
 
-    let (status, list) = e.call("GET", "/api/v1/admin/agents", None).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    assert_eq!(list["agents"][0]["name"], "billing-bot", "{list}");
+    let [list, hook, rotated, _, revoked] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    "GET /api/v1/admin/agents",
+                    Value::Null,
+                    StatusCode::OK,
+                    json!({"/agents/0/name": "billing-bot"}),
+                ),
+                (
+                    "PUT /api/v1/admin/agents/billing-bot/webhook",
+                    json!({"url": hook_b}),
+                    StatusCode::OK,
+                    json!({"/url": hook_b}),
+                ),
+                (
+                    "POST /api/v1/admin/agents/billing-bot/webhook/rotate-secret",
+                    Value::Null,
+                    StatusCode::OK,
+                    json!({"/url": hook_b}),
+                ),
+                (
+                    "GET /api/v1/admin/agents/billing-bot",
+                    Value::Null,
+                    StatusCode::OK,
+                    json!({"/webhook_url": hook_b}),
+                ),
+                (
+                    "POST /api/v1/admin/agents/billing-bot/revoke",
+                    Value::Null,
+                    StatusCode::OK,
+                    json!({"/status": "revoked"}),
+                ),
+            ],
+        )
+        .await;
     assert!(
         list.to_string().find("pliuz_ak_").is_none(),
         "keys never listed"
     );
-
-    let (status, hook) = e
-        .call(
-            "PUT",
-            "/api/v1/admin/agents/billing-bot/webhook",
-            Some(json!({"url": "https://hooks.example.com/b"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{hook}");
-    assert_eq!(hook["url"], "https://hooks.example.com/b");
     let second_secret = hook["secret"].as_str().expect("secret").to_owned();
     assert_ne!(second_secret, first_secret);
-
-    let (status, rotated) = e
-        .call(
-            "POST",
-            "/api/v1/admin/agents/billing-bot/webhook/rotate-secret",
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{rotated}");
-    assert_eq!(rotated["url"], "https://hooks.example.com/b");
     assert_ne!(rotated["secret"], json!(second_secret));
-
-    let (status, one) = e
-        .call("GET", "/api/v1/admin/agents/billing-bot", None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{one}");
-    assert_eq!(one["webhook_url"], "https://hooks.example.com/b");
-
-    let (status, revoked) = e
-        .call("POST", "/api/v1/admin/agents/billing-bot/revoke", None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{revoked}");
-    assert_eq!(revoked["status"], "revoked");
     assert!(revoked["revoked_at"].is_string());
-    let (status, refused) = open(&e.http, &e.server, &key, "issue_refund").await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    expect_open(
+        &e.http,
+        &e.server,
+        &key,
+        "issue_refund",
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 
     // Again: nothing left to revoke. An unknown agent: 404 naming it.
-    let (status, again) = e
-        .call("POST", "/api/v1/admin/agents/billing-bot/revoke", None)
+    let [again, unknown] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    "POST /api/v1/admin/agents/billing-bot/revoke",
+                    Value::Null,
+                    StatusCode::NOT_FOUND,
+                    json!({}),
+                ),
+                (
+                    "GET /api/v1/admin/agents/nobody",
+                    Value::Null,
+                    StatusCode::NOT_FOUND,
+                    json!({}),
+                ),
+            ],
+        )
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
     assert_detail_contains(&again, "no active agent 'billing-bot'");
-    let (status, unknown) = e.call("GET", "/api/v1/admin/agents/nobody", None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
     assert_detail_contains(&unknown, "no agent 'nobody'");
 
     // Each change is audited, the admin as its actor; no secret in the log.
-    let admin_actor = format!("user:{ADMIN}");
-    for (kind, n) in [
+    let changes = [
         ("agent.created", 1),
         ("agent.webhook_set", 3),
         ("agent.revoked", 1),
-    ] {
-        let found = e.entries(kind).await;
-        assert_eq!(found.len(), n, "{kind}: {found:?}");
-        assert!(found.iter().all(|x| x["actor"] == admin_actor), "{found:?}");
-    }
+    ];
+    e.assert_admin_made(&changes, Makers::OnlyAdmin).await;
     let rotations = e.entries("agent.webhook_set").await;
     assert_eq!(rotations[2]["data"]["secret_rotated"], true);
     let (_, log) = e
@@ -184,62 +268,69 @@ async fn agents_round_trip(database_url: Option<String>) {
     assert!(!log.to_string().contains(&first_secret));
 }
 
-#[tokio::test]
-async fn agents_are_created_listed_rewebhooked_and_revoked_on_sqlite() {
-    agents_round_trip(None).await;
-}
+support::on_both_databases!(agents_are_created_listed_rewebhooked_and_revoked);
 
-#[tokio::test]
-async fn agents_are_created_listed_rewebhooked_and_revoked_on_postgres() {
-    agents_round_trip(Some(support::fresh_postgres_database().await)).await;
-}
-
-async fn users_round_trip(database_url: Option<String>) {
+async fn users_groups_roles_and_tokens_are_managed(database_url: Option<String>) {
     let e = env_on(REFUNDS_POLICY, database_url).await;
-    let (status, linked) = e
-        .call(
-            "POST",
-            "/api/v1/admin/users",
-            Some(json!({"email": "Ann@Example.com", "role": "approver", "groups": ["finance"]})),
+    let [linked, with_password, _, list, _, _, issued, _] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    "POST /api/v1/admin/users",
+                    json!({"email": "Ann@Example.com", "role": "approver", "groups": ["finance"]}),
+                    StatusCode::CREATED,
+                    json!({"/user/email": "ann@example.com", "/user/groups": ["finance"]}),
+                ),
+                (
+                    "POST /api/v1/admin/users",
+                    json!({"email": "bob@example.com", "role": "auditor", "password": "a-long-enough-password"}),
+                    StatusCode::CREATED,
+                    json!({}),
+                ),
+                (
+                    "POST /api/v1/admin/users",
+                    json!({"email": "ann@example.com", "role": "approver"}),
+                    StatusCode::CONFLICT,
+                    json!({"/code": "already_exists"}),
+                ),
+                ("GET /api/v1/admin/users", Value::Null, StatusCode::OK, json!({})),
+                (
+                    "PUT /api/v1/admin/users/ann@example.com/groups",
+                    json!({"groups": ["ops", "legal"]}),
+                    StatusCode::OK,
+                    json!({"/groups": ["legal", "ops"]}),
+                ),
+                (
+                    "PUT /api/v1/admin/users/ann@example.com/role",
+                    json!({"role": "admin"}),
+                    StatusCode::OK,
+                    json!({"/role": "admin"}),
+                ),
+                // Tokens: issued once, listed without the secret, revoked one by one.
+                (
+                    "POST /api/v1/admin/users/ann@example.com/tokens",
+                    json!({"label": "ci"}),
+                    StatusCode::CREATED,
+                    json!({}),
+                ),
+                (
+                    "POST /api/v1/admin/users/ann@example.com/tokens",
+                    Value::Null,
+                    StatusCode::CREATED,
+                    json!({}),
+                ),
+            ],
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{linked}");
-    assert_eq!(linked["user"]["email"], "ann@example.com");
-    assert_eq!(linked["user"]["groups"], json!(["finance"]));
     assert!(
         linked["setup_url"]
             .as_str()
             .is_some_and(|u| u.contains("/setup/pliuz_su_")),
         "{linked}"
     );
-    let (status, with_password) = e
-        .call(
-            "POST",
-            "/api/v1/admin/users",
-            Some(json!({"email": "bob@example.com", "role": "auditor", "password": "a-long-enough-password"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{with_password}");
     assert!(with_password["setup_url"].is_null());
-
-    let (status, dup) = e
-        .call(
-            "POST",
-            "/api/v1/admin/users",
-            Some(json!({"email": "ann@example.com", "role": "approver"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{dup}");
-    assert_eq!(dup["code"], "already_exists", "{dup}");
-
-    let (status, list) = e.call("GET", "/api/v1/admin/users", None).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    let emails: Vec<&str> = list["users"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|u| u["email"].as_str())
-        .collect();
+    let emails = column(&list, "users", "email");
     // With the admin made on the very first start.
     assert_eq!(
         emails,
@@ -250,138 +341,99 @@ async fn users_round_trip(database_url: Option<String>) {
             ADMIN
         ]
     );
-
-    let (status, regrouped) = e
-        .call(
-            "PUT",
-            "/api/v1/admin/users/ann@example.com/groups",
-            Some(json!({"groups": ["ops", "legal"]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{regrouped}");
-    assert_eq!(regrouped["groups"], json!(["legal", "ops"]));
-    let (status, promoted) = e
-        .call(
-            "PUT",
-            "/api/v1/admin/users/ann@example.com/role",
-            Some(json!({"role": "admin"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{promoted}");
-    assert_eq!(promoted["role"], "admin");
-
-    // Tokens: issued once, listed without the secret, revoked one by one.
-    let (status, issued) = e
-        .call(
-            "POST",
-            "/api/v1/admin/users/ann@example.com/tokens",
-            Some(json!({"label": "ci"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{issued}");
     let ann_token = issued["token"].as_str().expect("token").to_owned();
     let token_id = issued["id"].as_str().expect("id").to_owned();
-    let (status, unlabelled) = e
-        .call("POST", "/api/v1/admin/users/ann@example.com/tokens", None)
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{unlabelled}");
     // Ann is an admin now: her token opens the management API.
-    let (status, _) = call(
-        &e.http,
-        &e.server,
-        &ann_token,
-        "GET",
-        "/api/v1/admin/users",
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, tokens) = e
-        .call("GET", "/api/v1/admin/users/ann@example.com/tokens", None)
+    let ann_lists_users = |status| ("GET /api/v1/admin/users", Value::Null, status, json!({}));
+    e.calls(&ann_token, [ann_lists_users(StatusCode::OK)]).await;
+    let [tokens, _] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    "GET /api/v1/admin/users/ann@example.com/tokens",
+                    Value::Null,
+                    StatusCode::OK,
+                    // Newest first.
+                    json!({"/tokens/1/label": "ci"}),
+                ),
+                (
+                    "POST /api/v1/admin/users/ann@example.com/disable",
+                    Value::Null,
+                    StatusCode::OK,
+                    json!({"/disabled": true}),
+                ),
+            ],
+        )
         .await;
-    assert_eq!(status, StatusCode::OK, "{tokens}");
     assert_eq!(
         tokens["tokens"].as_array().map(Vec::len),
         Some(2),
         "{tokens}"
     );
     assert!(!tokens.to_string().contains("pliuz_ut_"), "{tokens}");
-    assert_eq!(tokens["tokens"][1]["label"], "ci", "newest first: {tokens}");
 
-    // Disabled: her token stops working; enabled: it works again.
-    let (status, disabled) = e
-        .call("POST", "/api/v1/admin/users/ann@example.com/disable", None)
+    // Disabled: her token stops working; enabled: it works again; revoked:
+    // it stops for good.
+    let revoke = format!("POST /api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke");
+    e.calls(&ann_token, [ann_lists_users(StatusCode::UNAUTHORIZED)])
         .await;
-    assert_eq!(status, StatusCode::OK, "{disabled}");
-    assert_eq!(disabled["disabled"], true);
-    let (status, refused) = call(
-        &e.http,
-        &e.server,
-        &ann_token,
-        "GET",
-        "/api/v1/admin/users",
-        None,
+    e.calls(
+        &e.admin,
+        [(
+            "POST /api/v1/admin/users/ann@example.com/enable",
+            Value::Null,
+            StatusCode::OK,
+            json!({}),
+        )],
     )
     .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
-    let (status, enabled) = e
-        .call("POST", "/api/v1/admin/users/ann@example.com/enable", None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{enabled}");
-    let (status, _) = call(
-        &e.http,
-        &e.server,
-        &ann_token,
-        "GET",
-        "/api/v1/admin/users",
-        None,
+    e.calls(&ann_token, [ann_lists_users(StatusCode::OK)]).await;
+    e.calls(
+        &e.admin,
+        [(
+            revoke.as_str(),
+            Value::Null,
+            StatusCode::NO_CONTENT,
+            json!({}),
+        )],
     )
     .await;
-    assert_eq!(status, StatusCode::OK);
+    e.calls(&ann_token, [ann_lists_users(StatusCode::UNAUTHORIZED)])
+        .await;
 
-    let (status, _) = e
-        .call(
-            "POST",
-            &format!("/api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke"),
-            None,
+    // Revoked already; and an admin cannot lock themselves out.
+    let lock_out = format!("POST /api/v1/admin/users/{ADMIN}/disable");
+    let demote = format!("PUT /api/v1/admin/users/{ADMIN}/role");
+    let [_, own, _] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    revoke.as_str(),
+                    Value::Null,
+                    StatusCode::NOT_FOUND,
+                    json!({}),
+                ),
+                (
+                    lock_out.as_str(),
+                    Value::Null,
+                    StatusCode::FORBIDDEN,
+                    json!({}),
+                ),
+                (
+                    demote.as_str(),
+                    json!({"role": "approver"}),
+                    StatusCode::FORBIDDEN,
+                    json!({}),
+                ),
+            ],
         )
         .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, refused) = call(
-        &e.http,
-        &e.server,
-        &ann_token,
-        "GET",
-        "/api/v1/admin/users",
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
-    let (status, again) = e
-        .call(
-            "POST",
-            &format!("/api/v1/admin/users/ann@example.com/tokens/{token_id}/revoke"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
-
-    // An admin cannot lock themselves out.
-    let self_path = format!("/api/v1/admin/users/{ADMIN}/disable");
-    let (status, own) = e.call("POST", &self_path, None).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{own}");
     assert_detail_contains(&own, "ask another admin");
-    let (status, own) = e
-        .call(
-            "PUT",
-            &format!("/api/v1/admin/users/{ADMIN}/role"),
-            Some(json!({"role": "approver"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{own}");
 
-    let admin_actor = format!("user:{ADMIN}");
-    for (kind, n) in [
+    // Users made with the CLI at the start are audited too, as the system's.
+    let changes = [
         ("user.created", 2),
         ("user.group_added", 2),
         ("user.group_removed", 1),
@@ -389,15 +441,8 @@ async fn users_round_trip(database_url: Option<String>) {
         ("user.disabled", 1),
         ("user.enabled", 1),
         ("user.token_revoked", 1),
-    ] {
-        let found: Vec<Value> = e
-            .entries(kind)
-            .await
-            .into_iter()
-            .filter(|x| x["actor"] == admin_actor)
-            .collect();
-        assert_eq!(found.len(), n, "{kind}: {found:?}");
-    }
+    ];
+    e.assert_admin_made(&changes, Makers::AlsoOthers).await;
     let revoked = e.entries("user.token_revoked").await;
     assert_eq!(revoked[0]["data"]["token_id"], json!(token_id));
     let role = e.entries("user.role_changed").await;
@@ -405,15 +450,7 @@ async fn users_round_trip(database_url: Option<String>) {
     assert_eq!(role[0]["data"]["to"], "admin");
 }
 
-#[tokio::test]
-async fn users_groups_roles_and_tokens_are_managed_on_sqlite() {
-    users_round_trip(None).await;
-}
-
-#[tokio::test]
-async fn users_groups_roles_and_tokens_are_managed_on_postgres() {
-    users_round_trip(Some(support::fresh_postgres_database().await)).await;
-}
+support::on_both_databases!(users_groups_roles_and_tokens_are_managed);
 
 #[tokio::test]
 async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
@@ -434,14 +471,17 @@ async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
     assert_eq!(role[0]["data"]["via"], "admin");
 
     // A token issued over the API is listed and revoked by the CLI.
-    let (status, issued) = e
-        .call(
-            "POST",
-            "/api/v1/admin/users/ann@example.com/tokens",
-            Some(json!({"label": "ci"})),
+    let [issued] = e
+        .calls(
+            &e.admin,
+            [(
+                "POST /api/v1/admin/users/ann@example.com/tokens",
+                json!({"label": "ci"}),
+                StatusCode::CREATED,
+                json!({}),
+            )],
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{issued}");
     let id = issued["id"].as_str().expect("id");
     let token = issued["token"].as_str().expect("token");
     let out = e.server.cli(&["users", "tokens", "ann@example.com"], None);
@@ -456,8 +496,13 @@ async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
         .server
         .cli(&["users", "revoke-token", "ann@example.com", id], None);
     assert!(out.success, "{}", out.stderr);
-    let (status, _) = call(&e.http, &e.server, token, "GET", "/api/v1/approvals", None).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    e.expect_as(
+        token,
+        "GET /api/v1/approvals",
+        None,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     let out = e
         .server
         .cli(&["users", "revoke-token", "ann@example.com", id], None);
@@ -465,14 +510,14 @@ async fn the_cli_makes_the_same_changes_through_the_same_service_calls() {
     assert!(out.stderr.contains("no active token"), "{}", out.stderr);
 
     // A webhook set over the API gets a new secret from the CLI.
-    let (status, created) = e
-        .call(
-            "POST",
-            "/api/v1/admin/agents",
-            Some(json!({"name": "hooked-bot", "webhook_url": "https://hooks.example.com/h"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let hooked = json!({"name": "hooked-bot", "webhook_url": "https://hooks.example.com/h"});
+    let create = (
+        "POST /api/v1/admin/agents",
+        hooked,
+        StatusCode::CREATED,
+        json!({}),
+    );
+    let [created] = e.calls(&e.admin, [create]).await;
     let out = e
         .server
         .cli(&["agents", "rotate-webhook-secret", "hooked-bot"], None);
@@ -658,41 +703,57 @@ async fn mistakes_are_problem_json_saying_what_to_fix() {
         );
     }
     // The bad webhook URL created no agent.
-    let (status, _) = e.call("GET", "/api/v1/admin/agents/ok-bot", None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = e
-        .call(
-            "POST",
-            "/api/v1/admin/agents",
-            Some(json!({"name": "ok-bot"})),
+    let ok_bot = json!({"name": "ok-bot"});
+    let [_, _, dup] = e
+        .calls(
+            &e.admin,
+            [
+                (
+                    "GET /api/v1/admin/agents/ok-bot",
+                    Value::Null,
+                    StatusCode::NOT_FOUND,
+                    json!({}),
+                ),
+                (
+                    "POST /api/v1/admin/agents",
+                    ok_bot.clone(),
+                    StatusCode::CREATED,
+                    json!({}),
+                ),
+                (
+                    "POST /api/v1/admin/agents",
+                    ok_bot,
+                    StatusCode::CONFLICT,
+                    json!({"/code": "already_exists"}),
+                ),
+            ],
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (status, dup) = e
-        .call(
-            "POST",
-            "/api/v1/admin/agents",
-            Some(json!({"name": "ok-bot"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{dup}");
-    assert_eq!(dup["code"], "already_exists", "{dup}");
     assert_detail_contains(&dup, "already exists");
 }
 
 #[tokio::test]
 async fn policies_are_read_only_when_they_come_from_the_file() {
     let e = env_on(REFUNDS_POLICY, None).await;
-    let (status, list) = e.call("GET", "/api/v1/admin/policies", None).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    assert_eq!(list["source"], "file");
-    assert_eq!(list["policies"][0]["name"], "refunds");
-    let (status, one) = e.call("GET", "/api/v1/admin/policies/refunds", None).await;
-    assert_eq!(status, StatusCode::OK, "{one}");
-    assert_eq!(one["definition"]["approvers"], json!(["group:finance"]));
-    assert_eq!(one["policy"]["expires_in_seconds"], 1800);
-    let (status, missing) = e.call("GET", "/api/v1/admin/policies/nope", None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    e.calls(
+        &e.admin,
+        [
+            (
+                "GET /api/v1/admin/policies",
+                Value::Null,
+                StatusCode::OK,
+                json!({"/source": "file", "/policies/0/name": "refunds"}),
+            ),
+            (
+                "GET /api/v1/admin/policies/refunds",
+                Value::Null,
+                StatusCode::OK,
+                json!({"/definition/approvers": ["group:finance"], "/policy/expires_in_seconds": 1800}),
+            ),
+            ("GET /api/v1/admin/policies/nope", Value::Null, StatusCode::NOT_FOUND, json!({})),
+        ],
+    )
+    .await;
 
     let body = json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]});
     for (method, path, body) in [
@@ -709,52 +770,78 @@ async fn policies_are_read_only_when_they_come_from_the_file() {
     assert_eq!(after["policies"].as_array().map(Vec::len), Some(1));
 }
 
+/// The `key` of each item of the array `list` in `object`, in order.
+fn column<'v>(object: &'v Value, list: &str, key: &str) -> Vec<&'v str> {
+    object[list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item[key].as_str())
+        .collect()
+}
+
+/// Opening a request for `deploy` is refused: no policy covers it.
+async fn no_policy_covers_deploy(e: &Env, agent: &str) {
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    expect_open(&e.http, &e.server, agent, "deploy", status).await;
+}
+
 fn database_mode() -> String {
     format!("policy_source = \"database\"\n{REFUNDS_POLICY}")
 }
 
-async fn policy_changes_take_effect(database_url: Option<String>) {
+async fn database_policies_are_validated_audited_and_in_force_at_once(
+    database_url: Option<String>,
+) {
     let e = env_on(&database_mode(), database_url).await;
     let agent = e.server.agent_key("deploy-bot");
 
     // The file's policies were imported on the first start, audited.
-    let (status, list) = e.call("GET", "/api/v1/admin/policies", None).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    assert_eq!(list["source"], "database");
-    assert_eq!(list["policies"][0]["name"], "refunds");
+    e.calls(
+        &e.admin,
+        [(
+            "GET /api/v1/admin/policies",
+            Value::Null,
+            StatusCode::OK,
+            json!({"/source": "database", "/policies/0/name": "refunds"}),
+        )],
+    )
+    .await;
     let imported = e.entries("policy.created").await;
     assert_eq!(imported.len(), 1, "{imported:?}");
     assert_eq!(imported[0]["actor"], "system");
 
     // No policy covers `deploy` yet.
-    let (status, refused) = open(&e.http, &e.server, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    no_policy_covers_deploy(&e, &agent).await;
 
-    // Every mistake in one answer, each named by its key.
-    let (status, invalid) = e
-        .call(
-            "POST",
-            "/api/v1/admin/policies",
-            Some(json!({
-                "name": "deploys",
-                "tools": ["deploy"],
-                "approvers": ["ops"],
-                "decisions": ["approve", "maybe"],
-                "expires_in": "soon",
-                "auto_approve": "args.n <=",
-                "colour": "red"
-            })),
+    // Every mistake in one answer, each named by its key; fixing the
+    // unknown key shows the rest, all at once.
+    let mistakes = json!({
+        "name": "deploys",
+        "tools": ["deploy"],
+        "approvers": ["ops"],
+        "decisions": ["approve", "maybe"],
+        "expires_in": "soon",
+        "auto_approve": "args.n <="
+    });
+    let mut with_unknown_key = mistakes.clone();
+    with_unknown_key["colour"] = json!("red");
+    let invalid_policy = |body| {
+        (
+            "POST /api/v1/admin/policies",
+            body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({}),
+        )
+    };
+    let [invalid, fixed_key] = e
+        .calls(
+            &e.admin,
+            [invalid_policy(with_unknown_key), invalid_policy(mistakes)],
         )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{invalid}");
     assert!(is_problem(&invalid), "{invalid}");
-    let fields: Vec<&str> = invalid["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["field"].as_str())
-        .collect();
-    let mut named = fields.clone();
+    let mut named = column(&invalid, "errors", "field");
     named.sort_unstable();
     assert_eq!(
         named,
@@ -767,32 +854,10 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
         ],
         "{invalid}"
     );
-    // Fixing the unknown key shows the rest, all at once.
-    let (status, invalid) = e
-        .call(
-            "POST",
-            "/api/v1/admin/policies",
-            Some(json!({
-                "name": "deploys",
-                "tools": ["deploy"],
-                "approvers": ["ops"],
-                "decisions": ["approve", "maybe"],
-                "expires_in": "soon",
-                "auto_approve": "args.n <="
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{invalid}");
-    let fields: Vec<&str> = invalid["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x["field"].as_str())
-        .collect();
     assert_eq!(
-        fields,
+        column(&fixed_key, "errors", "field"),
         ["approvers", "decisions", "expires_in", "auto_approve"],
-        "{invalid}"
+        "{fixed_key}"
     );
     assert!(
         e.entries("policy.created").await.len() == 1,
@@ -806,33 +871,40 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
         "expires_in": "10m",
         "description": "Production deploys"
     });
-    let (status, created) = e
-        .call("POST", "/api/v1/admin/policies", Some(definition.clone()))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    assert_eq!(created["policy"]["expires_in_seconds"], 600);
-    let (status, dup) = e
-        .call("POST", "/api/v1/admin/policies", Some(definition.clone()))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{dup}");
-    assert_eq!(dup["code"], "already_exists", "{dup}");
+    e.calls(
+        &e.admin,
+        [
+            (
+                "POST /api/v1/admin/policies",
+                definition.clone(),
+                StatusCode::CREATED,
+                json!({"/policy/expires_in_seconds": 600}),
+            ),
+            (
+                "POST /api/v1/admin/policies",
+                definition.clone(),
+                StatusCode::CONFLICT,
+                json!({"/code": "already_exists"}),
+            ),
+        ],
+    )
+    .await;
 
     // In force for the very next request.
-    let (status, opened) = open(&e.http, &e.server, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let opened = expect_open(&e.http, &e.server, &agent, "deploy", StatusCode::CREATED).await;
     assert_eq!(opened["policy"], "deploys");
     assert_eq!(opened["required_approvals"], 1);
 
-    let (status, replaced) = e
-        .call(
-            "PUT",
-            "/api/v1/admin/policies/deploys",
-            Some(json!({"tools": ["deploy"], "approvers": ["group:ops"], "required_approvals": 2})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{replaced}");
-    let (status, opened) = open(&e.http, &e.server, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let two_approvals =
+        json!({"tools": ["deploy"], "approvers": ["group:ops"], "required_approvals": 2});
+    let replace = (
+        "PUT /api/v1/admin/policies/deploys",
+        two_approvals,
+        StatusCode::OK,
+        json!({"/policy/required_approvals": 2, "/definition/required_approvals": 2}),
+    );
+    e.calls(&e.admin, [replace]).await;
+    let opened = expect_open(&e.http, &e.server, &agent, "deploy", StatusCode::CREATED).await;
     assert_eq!(opened["required_approvals"], 2, "{opened}");
 
     // The audit log carries the full new policy.
@@ -850,27 +922,34 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
     assert_eq!(updated[0]["data"]["definition"]["name"], "deploys");
     assert_eq!(updated[0]["data"]["policy"]["required_approvals"], 2);
 
-    let (status, _) = e
-        .call("DELETE", "/api/v1/admin/policies/deploys", None)
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, refused) = open(&e.http, &e.server, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let delete = |status| {
+        (
+            "DELETE /api/v1/admin/policies/deploys",
+            Value::Null,
+            status,
+            json!({}),
+        )
+    };
+    e.calls(&e.admin, [delete(StatusCode::NO_CONTENT)]).await;
+    no_policy_covers_deploy(&e, &agent).await;
     assert_eq!(e.entries("policy.deleted").await.len(), 1);
-    let (status, gone) = e
-        .call("DELETE", "/api/v1/admin/policies/deploys", None)
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
-
     // Stored: a restart keeps them and imports nothing again.
-    let (status, _) = e
-        .call("POST", "/api/v1/admin/policies", Some(definition.clone()))
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    e.calls(
+        &e.admin,
+        [
+            delete(StatusCode::NOT_FOUND),
+            (
+                "POST /api/v1/admin/policies",
+                definition.clone(),
+                StatusCode::CREATED,
+                json!({}),
+            ),
+        ],
+    )
+    .await;
     let mut server = e.server;
     server.restart().await;
-    let (status, opened) = open(&e.http, &server, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    expect_open(&e.http, &server, &agent, "deploy", StatusCode::CREATED).await;
     let (_, list) = call(
         &e.http,
         &server,
@@ -880,43 +959,24 @@ async fn policy_changes_take_effect(database_url: Option<String>) {
         None,
     )
     .await;
-    let names: Vec<&str> = list["policies"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let names = column(&list, "policies", "name");
     assert_eq!(names, ["refunds", "deploys"], "{list}");
 
     // The admin page shows the stored policies and where to change them.
     let http = support::web::no_redirects();
-    let cookie = support::web::session(&http, &server, ADMIN).await;
-    let cookie = format!("pliuz_session={cookie}");
-    let page = support::web::page(&http, &server, "/admin", &cookie).await;
+    let session = support::web::session(&http, &server, ADMIN).await;
+    let page = support::web::session_page(&http, &server, "/admin", &session).await;
     assert!(page.contains("policies live in the database"), "{page}");
     assert!(page.contains("Production deploys"), "{page}");
 }
 
-#[tokio::test]
-async fn database_policies_are_validated_audited_and_in_force_at_once_on_sqlite() {
-    policy_changes_take_effect(None).await;
-}
-
-#[tokio::test]
-async fn database_policies_are_validated_audited_and_in_force_at_once_on_postgres() {
-    policy_changes_take_effect(Some(support::fresh_postgres_database().await)).await;
-}
+support::on_both_databases!(database_policies_are_validated_audited_and_in_force_at_once);
 
 #[tokio::test]
 async fn a_wrong_policy_source_stops_the_server_naming_the_setting() {
     let mut server = Server::start(REFUNDS_POLICY).await;
     server.stop();
-    std::fs::write(
-        server.config_path(),
-        format!("policy_source = \"db\"\n{REFUNDS_POLICY}"),
-    )
-    .expect("write config");
-    let out = server.serve_refused();
+    let out = server.serve_refused_with(&format!("policy_source = \"db\"\n{REFUNDS_POLICY}"));
     assert!(
         out.stderr
             .contains("policy_source must be \"file\" or \"database\", got \"db\""),
@@ -935,9 +995,8 @@ async fn a_wrong_policy_source_stops_the_server_naming_the_setting() {
         "{}",
         check.stderr
     );
-    std::fs::write(server.config_path(), REFUNDS_POLICY).expect("write config");
     server.extra_env = vec![("PLIUZ_POLICY_SOURCE".into(), "files".into())];
-    let out = server.serve_refused();
+    let out = server.serve_refused_with(REFUNDS_POLICY);
     assert!(
         out.stderr.contains("PLIUZ_POLICY_SOURCE must be"),
         "{}",
@@ -949,18 +1008,34 @@ async fn a_wrong_policy_source_stops_the_server_naming_the_setting() {
 async fn the_default_policy_of_the_file_cannot_be_deleted() {
     let config = format!("default_policy = \"refunds\"\n{}", database_mode());
     let e = env_on(&config, None).await;
-    let (status, list) = e.call("GET", "/api/v1/admin/policies", None).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    assert_eq!(list["default_policy"], "refunds");
-    let (status, refused) = e
-        .call("DELETE", "/api/v1/admin/policies/refunds", None)
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
-    assert_eq!(refused["code"], "default_policy", "{refused}");
+    e.calls(
+        &e.admin,
+        [
+            (
+                "GET /api/v1/admin/policies",
+                Value::Null,
+                StatusCode::OK,
+                json!({"/default_policy": "refunds"}),
+            ),
+            (
+                "DELETE /api/v1/admin/policies/refunds",
+                Value::Null,
+                StatusCode::CONFLICT,
+                json!({"/code": "default_policy"}),
+            ),
+        ],
+    )
+    .await;
     // Still in force: an unlisted tool falls back to it.
     let agent = e.server.agent_key("any-bot");
-    let (status, opened) = open(&e.http, &e.server, &agent, "unlisted_tool").await;
-    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    let opened = expect_open(
+        &e.http,
+        &e.server,
+        &agent,
+        "unlisted_tool",
+        StatusCode::CREATED,
+    )
+    .await;
     assert_eq!(opened["policy"], "refunds");
 }
 
@@ -970,17 +1045,17 @@ async fn a_policy_changed_on_one_replica_is_in_force_on_the_other() {
     let e = env_on(&database_mode(), Some(url)).await;
     let agent = e.server.agent_key("deploy-bot");
     let replica = Server::replica_of(&e.server).await;
-    let (status, refused) = open(&e.http, &replica, &agent, "deploy").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    expect_open(&e.http, &replica, &agent, "deploy", status).await;
 
-    let (status, created) = e
-        .call(
-            "POST",
-            "/api/v1/admin/policies",
-            Some(json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let deploys = json!({"name": "deploys", "tools": ["deploy"], "approvers": ["group:ops"]});
+    let create = (
+        "POST /api/v1/admin/policies",
+        deploys,
+        StatusCode::CREATED,
+        json!({}),
+    );
+    e.calls(&e.admin, [create]).await;
     // The other replica hears of it through NOTIFY and reloads.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -17,16 +17,13 @@ use support::{CliOutput as Out, Server, BIN};
 
 const ORIGIN: &str = "pliuz.test/audit";
 
-const AUDIT_SETTINGS: &str = r#"
-[audit]
-origin = "pliuz.test/audit"
-checkpoint_every = 4
-checkpoint_interval = "1s"
-"#;
-
 /// Checkpoints often, under the refunds policy.
 fn config() -> String {
-    format!("{AUDIT_SETTINGS}{}", support::REFUNDS_POLICY)
+    format!(
+        "{}{}",
+        support::frequent_checkpoints(ORIGIN),
+        support::REFUNDS_POLICY
+    )
 }
 
 /// Runs `pliuz --data-dir D --config F ARGS...`.
@@ -52,11 +49,7 @@ fn pliuz(data: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> Out 
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().expect("pliuz output");
-    Out {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Out::from(out)
 }
 
 /// The command failed, and its stderr says what `needle` says.
@@ -73,11 +66,7 @@ fn pliuz_offline(args: &[&str]) -> Out {
         .env_remove("PLIUZ_DATA_DIR")
         .output()
         .expect("spawn pliuz");
-    Out {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Out::from(out)
 }
 
 /// `pliuz audit verify-receipt FILE --key KEY`, offline.
@@ -109,16 +98,9 @@ async fn get_ok_json(http: &Client, url: &str, token: &str) -> Value {
 }
 
 async fn create_refund(http: &Client, s: &Server, agent: &str, amount: i64) -> String {
-    let r = http
-        .post(s.url("/api/v1/approvals"))
-        .bearer_auth(agent)
-        .json(&json!({"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": amount}}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let v: Value = r.json().await.expect("json");
-    v["id"].as_str().expect("id").to_owned()
+    let args = json!({"order_id": "A-1", "amount_cents": amount});
+    let body = json!({"tool_name": "issue_refund", "tool_args": args});
+    support::id_of(&support::create_approval(http, s, agent, body).await)
 }
 
 fn unhash(s: &Value) -> pliuz_audit::Hash {
@@ -817,14 +799,7 @@ fn monitor(url: &str, state: &Path, token: &str, keys: &[&str], args: &[&str]) -
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().expect("monitor output");
-    (
-        out.status.code().unwrap_or(-1),
-        Out {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        },
-    )
+    (out.status.code().unwrap_or(-1), Out::from(out))
 }
 
 #[tokio::test]

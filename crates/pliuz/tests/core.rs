@@ -3,7 +3,7 @@
 
 mod support;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::{finance_policy, send_json, Server, PAYOUTS_SETTINGS};
@@ -33,14 +33,8 @@ fn config() -> String {
     .concat()
 }
 
-struct Env {
-    server: Server,
-    http: Client,
-    agent: String,
-    finance: String,
-    finance2: String,
-    outsider: String,
-}
+/// `impl Env` below adds this file's requests to the shared crew.
+type Env = support::Crew;
 
 async fn env() -> Env {
     env_with(None).await
@@ -51,19 +45,7 @@ async fn env_with(database_url: Option<String>) -> Env {
 }
 
 async fn env_full(database_url: Option<String>, extra_env: Vec<(String, String)>) -> Env {
-    let server = Server::start_with(&config(), database_url, extra_env).await;
-    let agent = server.agent_key("support-bot");
-    let finance = server.user_token("fin@example.com", "approver", &["finance"]);
-    let finance2 = server.user_token("fin2@example.com", "approver", &["finance"]);
-    let outsider = server.user_token("sales@example.com", "approver", &["sales"]);
-    Env {
-        server,
-        http: Client::new(),
-        agent,
-        finance,
-        finance2,
-        outsider,
-    }
+    Env::start(&config(), "support-bot", database_url, extra_env).await
 }
 
 /// Starts an agent's long-poll (`wait=30`) on `server`; yields when it
@@ -781,27 +763,15 @@ async fn cli_secrets_policy_check_and_revocation() {
     assert_eq!(s, StatusCode::OK, "group membership takes effect at once");
 
     // Policy check reports each mistake with its line.
-    let bad = e.server.dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
+    let out = support::policy_check(
+        &e.server,
+        "bad.toml",
         "[[policy]]\nname = \"x\"\napprovers = [\"finance\"]\nexpires_in = \"soon\"\n",
-    )
-    .expect("write");
-    let out = e
-        .server
-        .cli(&["policy", "check", bad.to_str().expect("path")], None);
+    );
     assert!(!out.success);
     assert!(out.stderr.contains("bad.toml:3:"), "{}", out.stderr);
     assert!(out.stderr.contains("bad.toml:4:"), "{}", out.stderr);
-    let good = e.server.cli(
-        &[
-            "policy",
-            "check",
-            e.server.config_path().to_str().expect("path"),
-        ],
-        None,
-    );
-    assert!(good.success, "{}", good.stderr);
+    support::assert_policy_check_passes(&e.server);
 }
 
 #[tokio::test]
@@ -942,15 +912,10 @@ async fn replicas_sharing_postgres_wake_each_others_long_polls() {
 async fn the_log_records_which_policies_were_loaded_and_who_could_decide() {
     let e = env().await;
     let admin = e.server.user_token("boss@example.com", "admin", &[]);
-    let (status, page) = e.get(&admin, "/api/v1/audit/entries?start=0&end=50").await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    let loaded = page["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| &e["entry"])
+    let entries = support::audit_entries(&e.http, &e.server, &admin, "start=0&end=50").await;
+    let loaded = entries
+        .iter()
         .find(|e| e["type"] == "policy.loaded")
-        .cloned()
         .expect("a policy.loaded entry");
     let refunds = &loaded["data"]["policies"][0];
     assert_eq!(refunds["name"], "refunds");
@@ -961,13 +926,9 @@ async fn the_log_records_which_policies_were_loaded_and_who_could_decide() {
     assert_eq!(refunds["auto_approve"], "args.amount_cents <= 1000");
     assert_eq!(loaded["data"]["policies"][1]["required_approvals"], 2);
     // Users and their groups are logged as they are created.
-    let created = page["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| &e["entry"])
+    let created = entries
+        .iter()
         .find(|e| e["type"] == "user.created" && e["data"]["email"] == "fin@example.com")
-        .cloned()
         .expect("a user.created entry");
     assert_eq!(created["data"]["groups"], json!(["finance"]));
 }

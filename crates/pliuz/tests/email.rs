@@ -225,16 +225,8 @@ email = true
 }
 
 async fn create(http: &reqwest::Client, server: &Server, agent: &str, args: Value) -> String {
-    let r = http
-        .post(server.url("/api/v1/approvals"))
-        .bearer_auth(agent)
-        .json(&json!({"tool_name": "issue_refund", "tool_args": args}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let v: Value = r.json().await.expect("json");
-    v["id"].as_str().expect("id").to_owned()
+    let body = json!({"tool_name": "issue_refund", "tool_args": args});
+    support::id_of(&support::create_approval(http, server, agent, body).await)
 }
 
 /// Opens `link` as the holder of session `cookie` (none: signed out).
@@ -252,6 +244,35 @@ fn location(r: &reqwest::Response) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// A mailed link sends a stranger to log in first; bob (no approver) is
+/// refused, saying `refusal`, without using it up; alice (the approver) is
+/// sent to `page` once, after which it is gone. Returns alice's session.
+async fn assert_link_opens_once_for_the_approver(
+    server: &Server,
+    link: &str,
+    refusal: &str,
+    page: &str,
+) -> String {
+    let r = open(link, None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/login?next="), "{}", location(&r));
+
+    let bob = session(&no_redirects(), server, "bob@example.com").await;
+    let r = open(link, Some(&bob)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let text = r.text().await.unwrap_or_default();
+    assert!(text.contains(refusal), "{text}");
+
+    let alice = session(&no_redirects(), server, "alice@example.com").await;
+    let r = open(link, Some(&alice)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), page);
+    let r = open(link, Some(&alice)).await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert!(r.text().await.unwrap_or_default().contains("already used"));
+    alice
 }
 
 async fn email_link_reminder_escalation_and_follow_up(database_url: Option<String>) {
@@ -297,29 +318,13 @@ async fn email_link_reminder_escalation_and_follow_up(database_url: Option<Strin
     assert_eq!(sink.count("lead@example.com", ""), 0);
     let link = mail.link();
 
-    // Log-in first: the link sends a stranger to the log-in page and back.
-    let r = open(&link, None).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(location(&r).starts_with("/login?next="), "{}", location(&r));
-
-    // Signed in, but not an approver: refused, and the link is not used up.
-    let bob = session(&no_redirects(), &server, "bob@example.com").await;
-    let r = open(&link, Some(&bob)).await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(r
-        .text()
-        .await
-        .unwrap_or_default()
-        .contains("not an approver"));
-
-    // The approver: the request page, once.
-    let alice = session(&no_redirects(), &server, "alice@example.com").await;
-    let r = open(&link, Some(&alice)).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&r), format!("/requests/{id}"));
-    let r = open(&link, Some(&alice)).await;
-    assert_eq!(r.status(), StatusCode::GONE);
-    assert!(r.text().await.unwrap_or_default().contains("already used"));
+    let alice = assert_link_opens_once_for_the_approver(
+        &server,
+        &link,
+        "not an approver",
+        &format!("/requests/{id}"),
+    )
+    .await;
     // The link's secret never reaches the log (requests are logged).
     let secret = link.rsplit("pliuz_el_").next().unwrap_or_default();
     assert!(secret.len() > 20 && !server.log().contains(secret));
@@ -375,13 +380,7 @@ async fn email_link_reminder_escalation_and_follow_up(database_url: Option<Strin
     assert_eq!(sink.count("bob@example.com", ""), 0);
 
     // The request page's timeline shows it all.
-    let page = support::web::page(
-        &http,
-        &server,
-        &format!("/requests/{id}"),
-        &format!("pliuz_session={alice}"),
-    )
-    .await;
+    let page = support::web::session_page(&http, &server, &format!("/requests/{id}"), &alice).await;
     for kind in [
         "email.sent",
         "email.link_used",
@@ -393,16 +392,7 @@ async fn email_link_reminder_escalation_and_follow_up(database_url: Option<Strin
     }
 }
 
-#[tokio::test]
-async fn email_link_reminder_escalation_and_follow_up_on_sqlite() {
-    email_link_reminder_escalation_and_follow_up(None).await;
-}
-
-#[tokio::test]
-async fn email_link_reminder_escalation_and_follow_up_on_postgres() {
-    let url = support::fresh_postgres_database().await;
-    email_link_reminder_escalation_and_follow_up(Some(url)).await;
-}
+support::on_both_databases!(email_link_reminder_escalation_and_follow_up);
 
 /// The admin's view of the audit entries about question `id`.
 async fn audit_of_question(
@@ -411,19 +401,8 @@ async fn audit_of_question(
     admin: &str,
     id: &str,
 ) -> Vec<Value> {
-    let r = http
-        .get(server.url("/api/v1/audit/entries?start=0&end=500"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .expect("audit");
-    assert_eq!(r.status(), StatusCode::OK);
-    let page: Value = r.json().await.expect("json");
-    page["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["entry"].clone())
+    let all = support::audit_entries(http, server, admin, "start=0&end=500").await;
+    all.into_iter()
         .filter(|e| e["data"]["question_id"] == id)
         .collect()
 }
@@ -500,42 +479,22 @@ async fn question_by_email_link_and_follow_ups(database_url: Option<String>) {
     assert_eq!(sink.count("bob@example.com", ""), 0);
     let link = mail.link();
 
-    // Log-in first.
-    let r = open(&link, None).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(location(&r).starts_with("/login?next="), "{}", location(&r));
-
-    // Not an approver: refused, and the link is not used up.
-    let bob = session(&no_redirects(), &server, "bob@example.com").await;
-    let r = open(&link, Some(&bob)).await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(r
-        .text()
-        .await
-        .unwrap_or_default()
-        .contains("not an approver of the policy 'refunds'"));
-    // Nor the originator (who is an approver, but may not answer).
+    // The originator may not answer (though an approver): refused, and the
+    // link is not used up.
     let carol = session(&no_redirects(), &server, "carol@example.com").await;
     assert_eq!(
         open(&link, Some(&carol)).await.status(),
         StatusCode::FORBIDDEN
     );
-
-    // The approver: the question page, once.
-    let alice = session(&no_redirects(), &server, "alice@example.com").await;
-    let r = open(&link, Some(&alice)).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&r), format!("/questions/{id}"));
-    let r = open(&link, Some(&alice)).await;
-    assert_eq!(r.status(), StatusCode::GONE);
-    assert!(r.text().await.unwrap_or_default().contains("already used"));
-    let page = support::web::page(
-        &http,
+    let alice = assert_link_opens_once_for_the_approver(
         &server,
+        &link,
+        "not an approver of the policy 'refunds'",
         &format!("/questions/{id}"),
-        &format!("pliuz_session={alice}"),
     )
     .await;
+    let page =
+        support::web::session_page(&http, &server, &format!("/questions/{id}"), &alice).await;
     assert!(page.contains("Refund &lt;script&gt;"), "the question page");
 
     // Answered: the follow-up reaches whoever was mailed, without a link.
@@ -608,31 +567,30 @@ async fn question_by_email_link_and_follow_ups(database_url: Option<String>) {
     assert!(m.text.contains(&format!("/questions/{late}")), "{}", m.text);
 }
 
-#[tokio::test]
-async fn question_by_email_link_and_follow_ups_on_sqlite() {
-    question_by_email_link_and_follow_ups(None).await;
-}
+support::on_both_databases!(question_by_email_link_and_follow_ups);
 
-#[tokio::test]
-async fn question_by_email_link_and_follow_ups_on_postgres() {
-    let url = support::fresh_postgres_database().await;
-    question_by_email_link_and_follow_ups(Some(url)).await;
+/// A server on `config` with alice, a finance approver, and an agent who
+/// opens one request; returns the server and the e-mail it sent alice.
+async fn one_request_mailed_to_alice(sink: &Sink, config: &str) -> (Server, Mail) {
+    let server = Server::start_with(config, None, env_vars(&FAST_OUTBOX)).await;
+    server.create_user("alice@example.com", "approver", &["finance"]);
+    let agent = server.agent_key("bot");
+    create(
+        &reqwest::Client::new(),
+        &server,
+        &agent,
+        json!({"amount_cents": 1}),
+    )
+    .await;
+    let mail = sink.wait_for("alice@example.com", "Approval needed").await;
+    (server, mail)
 }
 
 #[tokio::test]
 async fn an_expired_link_is_refused_with_a_clear_page() {
     let sink = Sink::start().await;
-    let server = Server::start_with(
-        &config(&sink, "link_ttl = \"1s\"", ""),
-        None,
-        env_vars(&FAST_OUTBOX),
-    )
-    .await;
-    server.create_user("alice@example.com", "approver", &["finance"]);
-    let agent = server.agent_key("bot");
-    let http = reqwest::Client::new();
-    create(&http, &server, &agent, json!({"amount_cents": 1})).await;
-    let mail = sink.wait_for("alice@example.com", "Approval needed").await;
+    let (server, mail) =
+        one_request_mailed_to_alice(&sink, &config(&sink, "link_ttl = \"1s\"", "")).await;
     let alice = session(&no_redirects(), &server, "alice@example.com").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let r = open(&mail.link(), Some(&alice)).await;
@@ -643,17 +601,8 @@ async fn an_expired_link_is_refused_with_a_clear_page() {
 #[tokio::test]
 async fn a_reminder_due_while_the_server_was_down_fires_after_the_restart() {
     let sink = Sink::start().await;
-    let mut server = Server::start_with(
-        &config(&sink, "", "remind_after = \"2s\""),
-        None,
-        env_vars(&FAST_OUTBOX),
-    )
-    .await;
-    server.create_user("alice@example.com", "approver", &["finance"]);
-    let agent = server.agent_key("bot");
-    let http = reqwest::Client::new();
-    create(&http, &server, &agent, json!({"amount_cents": 1})).await;
-    sink.wait_for("alice@example.com", "Approval needed").await;
+    let (mut server, _) =
+        one_request_mailed_to_alice(&sink, &config(&sink, "", "remind_after = \"2s\"")).await;
     server.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(sink.count("alice@example.com", "Reminder"), 0);
@@ -688,14 +637,12 @@ async fn policy_check_refuses_timers_after_expiry_and_warns_of_an_empty_escalati
         out.stderr
     );
     // Timers that could only fire after the request expired: errors, with lines.
-    let bad = server.dir.path().join("bad.toml");
     let text = config(
         &sink,
         "",
         "remind_after = \"2h\"\nescalate_after = \"soon\"\nescalate_to = [\"leads\"]",
     );
-    std::fs::write(&bad, text).expect("write");
-    let out = server.cli(&["policy", "check", bad.to_str().expect("path")], None);
+    let out = support::policy_check(&server, "bad.toml", &text);
     assert!(!out.success);
     for expected in [
         "remind_after (2h) must be shorter than expires_in (1h)",

@@ -17,18 +17,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::Server;
 
-const CONFIG: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-expires_in = "30m"
-
-[audit]
-# Only the final checkpoint at shutdown signs what these tests write.
-checkpoint_every = 100000
-checkpoint_interval = "1h"
-"#;
+/// The refunds policy; the audit log is signed only at shutdown.
+const CONFIG: &str = include_str!("fixtures/refunds_rare_checkpoints.toml");
 
 struct Reply {
     status: StatusCode,
@@ -181,33 +171,165 @@ fn fill(path: &Path, leave: u64) {
     let _ = f.sync_all();
 }
 
+/// A server whose data directory is a 6 MiB tmpfs, filled up after one
+/// request was stored; what it acknowledged and refused meanwhile.
+struct DiskFull {
+    // Fields drop in order: the server stops before the unmount.
+    server: Server,
+    http: Client,
+    agent: String,
+    data: PathBuf,
+    /// (idempotency key, approval id) of each request answered 201.
+    acked: Vec<(String, String)>,
+    /// Keys of the requests refused with "Nothing was changed".
+    refused: Vec<String>,
+    _fs: Tmpfs,
+    _root: tempfile::TempDir,
+}
+
+impl DiskFull {
+    /// `None` (said on stderr) where no tmpfs can be mounted.
+    async fn start(scenario: &str) -> Option<DiskFull> {
+        let root = tempfile::tempdir().expect("tempdir");
+        let data = root.path().join("data");
+        let fs = match Tmpfs::mount(&data, "6m") {
+            Ok(fs) => fs,
+            Err(why) => {
+                // Straight to stderr, past the test harness's output capture.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED {scenario}: cannot mount a tmpfs here ({why}); it needs root (CAP_SYS_ADMIN)"
+                );
+                return None;
+            }
+        };
+        let server = Server::start_on(CONFIG, data.clone(), None, vec![]).await;
+        let agent = server.agent_key("support-bot");
+        let http = Client::new();
+        let r = create(&http, &server, &agent, "before-full", 100).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        fill(&data.join("filler"), 1024 * 1024);
+        Some(DiskFull {
+            server,
+            http,
+            agent,
+            data,
+            acked: Vec::new(),
+            refused: Vec::new(),
+            _fs: fs,
+            _root: root,
+        })
+    }
+
+    async fn create(&self, key: &str) -> Reply {
+        create(&self.http, &self.server, &self.agent, key, 3000).await
+    }
+
+    /// Books the answer to request `key` on a full disk; returns the
+    /// reason of a 503.
+    fn record(&mut self, key: String, r: &Reply) -> Option<String> {
+        match r.status {
+            StatusCode::CREATED => {
+                let id = r.body["id"].as_str().expect("id").to_owned();
+                self.acked.push((key, id));
+                None
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_unavailable(r, "");
+                let detail = r.body["detail"].as_str().unwrap_or_default().to_owned();
+                if detail.contains("Nothing was changed") {
+                    self.refused.push(key);
+                }
+                Some(detail)
+            }
+            other => panic!("a full disk must give 201 or 503, got {other}: {}", r.body),
+        }
+    }
+
+    /// The disk did fill up, and another process sees every acknowledged
+    /// request and none of the refused.
+    async fn assert_stored_as_answered(&self) {
+        assert!(
+            self.refused.len() >= 5,
+            "the disk never filled up: {} acknowledged, {} refused",
+            self.acked.len(),
+            self.refused.len()
+        );
+        let mut conn = sqlite(&self.data.join("pliuz.db")).await;
+        for (key, _) in &self.acked {
+            assert_eq!(
+                stored(&mut conn, key).await,
+                1,
+                "acknowledged {key} is not stored"
+            );
+        }
+        for key in &self.refused {
+            assert_eq!(stored(&mut conn, key).await, 0, "refused {key} was stored");
+        }
+    }
+
+    /// Frees the space; request `key` is stored within 10 s, without a
+    /// restart (503 meanwhile). Returns its answer.
+    async fn free_space_and_create(&self, key: &str) -> Reply {
+        std::fs::remove_file(self.data.join("filler")).expect("free space");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.create(key).await;
+            if r.status == StatusCode::CREATED {
+                return r;
+            }
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+            assert!(
+                Instant::now() < deadline,
+                "writes did not resume: {}",
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the server with SIGTERM, which must exit cleanly having signed
+    /// the whole audit log (`pliuz audit check`); returns how long it took.
+    fn stop_and_check_the_log(&mut self) -> Duration {
+        let (took, status) = self.server.terminate(Duration::from_secs(15));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "exit {status:?}:\n{}",
+            self.server.log()
+        );
+        let (_, unsigned) = audit_check(&self.server);
+        assert_eq!(unsigned, 0);
+        took
+    }
+
+    /// Every acknowledged request is served (after a restart).
+    async fn assert_acked_are_served(&self) {
+        for (key, id) in &self.acked {
+            let r = send(
+                self.http
+                    .get(self.server.url(&format!("/api/v1/approvals/{id}")))
+                    .bearer_auth(&self.agent),
+            )
+            .await;
+            assert_eq!(
+                r.status,
+                StatusCode::OK,
+                "{key} lost after restart: {}",
+                r.body
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn disk_full_on_sqlite_never_acknowledges_what_is_not_stored_and_recovers_without_restart() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let data = root.path().join("data");
-    // Declared before the server, so the server is gone before the unmount.
-    let _fs = match Tmpfs::mount(&data, "6m") {
-        Ok(fs) => fs,
-        Err(why) => {
-            // Straight to stderr, past the test harness's output capture.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED disk-full scenario: cannot mount a tmpfs here ({why}); it needs root (CAP_SYS_ADMIN)"
-            );
-            return;
-        }
+    let Some(mut d) = DiskFull::start("disk-full scenario").await else {
+        return;
     };
-    let mut server = Server::start_on(CONFIG, data.clone(), None, vec![]).await;
-    let agent = server.agent_key("support-bot");
-    let finance = server.user_token("fin@example.com", "approver", &["finance"]);
-    let http = Client::new();
-    let r = create(&http, &server, &agent, "before-full", 100).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-
-    fill(&data.join("filler"), 1024 * 1024);
-    let mut acked: Vec<(String, String)> = Vec::new();
-    let mut refused: Vec<String> = Vec::new();
+    let finance = d
+        .server
+        .user_token("fin@example.com", "approver", &["finance"]);
     let mut first_refusal = None;
     let started = Instant::now();
     // Keep writing well past the first failure: that is where requests were
@@ -218,135 +340,65 @@ async fn disk_full_on_sqlite_never_acknowledges_what_is_not_stored_and_recovers_
             break;
         }
         let key = format!("full-{i}");
-        let r = create(&http, &server, &agent, &key, 3000).await;
-        match r.status {
-            StatusCode::CREATED => {
-                acked.push((key, r.body["id"].as_str().expect("id").to_owned()));
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                assert_unavailable(&r, "");
-                let detail = r.body["detail"].as_str().unwrap_or_default();
-                assert!(
-                    detail.contains("full") || detail.contains("I/O"),
-                    "the reason names the full disk: {detail}"
-                );
-                first_refusal.get_or_insert(i);
-                if detail.contains("Nothing was changed") {
-                    refused.push(key);
-                }
-            }
-            other => panic!("a full disk must give 201 or 503, got {other}: {}", r.body),
+        let r = d.create(&key).await;
+        if let Some(detail) = d.record(key, &r) {
+            assert!(
+                detail.contains("full") || detail.contains("I/O"),
+                "the reason names the full disk: {detail}"
+            );
+            first_refusal.get_or_insert(i);
         }
     }
-    assert!(
-        refused.len() >= 5,
-        "the disk never filled up: {} acknowledged, {} refused",
-        acked.len(),
-        refused.len()
-    );
-    let r = readyz(&http, &server).await;
+    d.assert_stored_as_answered().await;
+    let r = readyz(&d.http, &d.server).await;
     assert_unavailable(&r, "full");
 
-    // Another process sees every acknowledged request and none of the refused.
-    let db = data.join("pliuz.db");
-    {
-        let mut conn = sqlite(&db).await;
-        for (key, _) in &acked {
-            assert_eq!(
-                stored(&mut conn, key).await,
-                1,
-                "acknowledged {key} is not stored"
-            );
-        }
-        for key in &refused {
-            assert_eq!(stored(&mut conn, key).await, 0, "refused {key} was stored");
-        }
-    }
-
     // Space comes back: writes resume in the same process, no restart.
-    std::fs::remove_file(data.join("filler")).expect("free space");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = create(&http, &server, &agent, "after-free-0", 3000).await;
-        if r.status == StatusCode::CREATED {
-            acked.push((
-                "after-free-0".into(),
-                r.body["id"].as_str().expect("id").to_owned(),
-            ));
-            break;
-        }
-        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
-        assert!(
-            Instant::now() < deadline,
-            "writes did not resume: {}",
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let r = d.free_space_and_create("after-free-0").await;
+    d.record("after-free-0".into(), &r);
     for i in 1..20 {
         let key = format!("after-free-{i}");
-        let r = create(&http, &server, &agent, &key, 3000).await;
+        let r = d.create(&key).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        acked.push((key, r.body["id"].as_str().expect("id").to_owned()));
+        d.record(key, &r);
     }
-    let (_, id) = &acked[acked.len() - 1];
-    let r = send(
-        http.post(server.url(&format!("/api/v1/approvals/{id}/decision")))
-            .bearer_auth(&finance)
-            .json(
-                &support::with_digest(&http, &server, &finance, id, json!({"decision": "approve"}))
-                    .await,
-            ),
+    let (_, id) = d.acked.last().expect("acknowledged").clone();
+    let decision = support::with_digest(
+        &d.http,
+        &d.server,
+        &finance,
+        &id,
+        json!({"decision": "approve"}),
     )
     .await;
+    let url = d.server.url(&format!("/api/v1/approvals/{id}/decision"));
+    let r = send(d.http.post(url).bearer_auth(&finance).json(&decision)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let r = readyz(&http, &server).await;
+    let r = readyz(&d.http, &d.server).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
     // A clean stop signs the whole log, and the log verifies.
-    let (took, status) = server.terminate(Duration::from_secs(15));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "exit {status:?}:\n{}",
-        server.log()
-    );
+    let took = d.stop_and_check_the_log();
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
-    let (_, unsigned) = audit_check(&server);
-    assert_eq!(unsigned, 0);
 
     // After a restart every acknowledged request is still there.
-    server.spawn().await;
-    for (key, id) in &acked {
-        let r = send(
-            http.get(server.url(&format!("/api/v1/approvals/{id}")))
-                .bearer_auth(&agent),
-        )
-        .await;
-        assert_eq!(
-            r.status,
-            StatusCode::OK,
-            "{key} lost after restart: {}",
-            r.body
-        );
-    }
-    let r = send(
-        http.get(server.url(&format!("/api/v1/approvals/{id}")))
-            .bearer_auth(&agent),
-    )
-    .await;
+    d.server.spawn().await;
+    d.assert_acked_are_served().await;
+    let url = d.server.url(&format!("/api/v1/approvals/{id}"));
+    let r = send(d.http.get(url).bearer_auth(&d.agent)).await;
     assert_eq!(r.body["status"], "approved");
 
     // Stopped while the disk is full: the final checkpoint is signed, or the
     // exit says plainly that it was not; the next start signs the rest.
-    let r = create(&http, &server, &agent, "last-before-full", 3000).await;
+    let r = d.create("last-before-full").await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let last_id = r.body["id"].as_str().expect("id").to_owned();
-    fill(&data.join("filler"), 0);
-    let earlier_log = server.log().len();
-    let (took, status) = server.terminate(Duration::from_secs(15));
+    fill(&d.data.join("filler"), 0);
+    let earlier_log = d.server.log().len();
+    let (took, status) = d.server.terminate(Duration::from_secs(15));
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
     let status = status.expect("the server exited");
-    let log = server.log().split_off(earlier_log);
+    let log = d.server.log().split_off(earlier_log);
     if status.success() {
         assert!(log.contains("signed the final audit checkpoint"), "{log}");
     } else {
@@ -355,18 +407,12 @@ async fn disk_full_on_sqlite_never_acknowledges_what_is_not_stored_and_recovers_
             "a failed final checkpoint is reported: {log}"
         );
     }
-    std::fs::remove_file(data.join("filler")).expect("free space");
-    server.spawn().await;
-    let r = send(
-        http.get(server.url(&format!("/api/v1/approvals/{last_id}")))
-            .bearer_auth(&agent),
-    )
-    .await;
+    std::fs::remove_file(d.data.join("filler")).expect("free space");
+    d.server.spawn().await;
+    let url = d.server.url(&format!("/api/v1/approvals/{last_id}"));
+    let r = send(d.http.get(url).bearer_auth(&d.agent)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let (_, status) = server.terminate(Duration::from_secs(15));
-    assert!(status.is_some_and(|s| s.success()), "{}", server.log());
-    let (_, unsigned) = audit_check(&server);
-    assert_eq!(unsigned, 0);
+    d.stop_and_check_the_log();
 }
 
 // Group commit: the disk fills up during bursts of concurrent creates, so
@@ -376,28 +422,9 @@ async fn disk_full_on_sqlite_never_acknowledges_what_is_not_stored_and_recovers_
 // acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn disk_full_during_concurrent_bursts_acknowledges_only_what_is_stored() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let data = root.path().join("data");
-    let _fs = match Tmpfs::mount(&data, "6m") {
-        Ok(fs) => fs,
-        Err(why) => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED disk-full burst scenario: cannot mount a tmpfs here ({why}); it needs root (CAP_SYS_ADMIN)"
-            );
-            return;
-        }
+    let Some(mut d) = DiskFull::start("disk-full burst scenario").await else {
+        return;
     };
-    let mut server = Server::start_on(CONFIG, data.clone(), None, vec![]).await;
-    let agent = server.agent_key("support-bot");
-    let http = Client::new();
-    let r = create(&http, &server, &agent, "before-full", 100).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-
-    fill(&data.join("filler"), 1024 * 1024);
-    let mut acked: Vec<(String, String)> = Vec::new();
-    let mut refused: Vec<String> = Vec::new();
     let mut first_refusal = None;
     let started = Instant::now();
     for round in 0..100 {
@@ -408,83 +435,23 @@ async fn disk_full_during_concurrent_bursts_acknowledges_only_what_is_stored() {
         }
         let answers = futures::future::join_all((0..24).map(|i| {
             let key = format!("burst-{round}-{i}");
-            let (http, server, agent) = (&http, &server, &agent);
-            async move { (key.clone(), create(http, server, agent, &key, 3000).await) }
+            let d = &d;
+            async move { (key.clone(), d.create(&key).await) }
         }))
         .await;
         for (key, r) in answers {
-            match r.status {
-                StatusCode::CREATED => {
-                    acked.push((key, r.body["id"].as_str().expect("id").to_owned()));
-                }
-                StatusCode::SERVICE_UNAVAILABLE => {
-                    assert_unavailable(&r, "");
-                    first_refusal.get_or_insert(round);
-                    if r.body["detail"]
-                        .as_str()
-                        .is_some_and(|d| d.contains("Nothing was changed"))
-                    {
-                        refused.push(key);
-                    }
-                }
-                other => panic!("a full disk must give 201 or 503, got {other}: {}", r.body),
+            if d.record(key, &r).is_some() {
+                first_refusal.get_or_insert(round);
             }
         }
     }
-    assert!(
-        refused.len() >= 5,
-        "the disk never filled up: {} acknowledged, {} refused",
-        acked.len(),
-        refused.len()
-    );
-    {
-        let mut conn = sqlite(&data.join("pliuz.db")).await;
-        for (key, _) in &acked {
-            assert_eq!(
-                stored(&mut conn, key).await,
-                1,
-                "acknowledged {key} is not stored"
-            );
-        }
-        for key in &refused {
-            assert_eq!(stored(&mut conn, key).await, 0, "refused {key} was stored");
-        }
-    }
+    d.assert_stored_as_answered().await;
     // Space comes back: writes resume without a restart.
-    std::fs::remove_file(data.join("filler")).expect("free space");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = create(&http, &server, &agent, "after-free", 3000).await;
-        if r.status == StatusCode::CREATED {
-            break;
-        }
-        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
-        assert!(
-            Instant::now() < deadline,
-            "writes did not resume: {}",
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    d.free_space_and_create("after-free").await;
     // After a restart every acknowledged request is there, and the log checks.
-    let (_, status) = server.terminate(Duration::from_secs(15));
-    assert!(status.is_some_and(|s| s.success()), "{}", server.log());
-    let (_, unsigned) = audit_check(&server);
-    assert_eq!(unsigned, 0);
-    server.spawn().await;
-    for (key, id) in &acked {
-        let r = send(
-            http.get(server.url(&format!("/api/v1/approvals/{id}")))
-                .bearer_auth(&agent),
-        )
-        .await;
-        assert_eq!(
-            r.status,
-            StatusCode::OK,
-            "{key} lost after restart: {}",
-            r.body
-        );
-    }
+    d.stop_and_check_the_log();
+    d.server.spawn().await;
+    d.assert_acked_are_served().await;
 }
 
 #[tokio::test]

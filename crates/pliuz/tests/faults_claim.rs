@@ -444,17 +444,11 @@ async fn slack_shows_the_claim_as_outcome_unknown_then_the_reported_outcome() {
     let agent = server.agent_key("support-bot");
     let http = Client::new();
     let post = |path: String, body: Value| {
-        let (http, agent, url) = (http.clone(), agent.clone(), server.url(&path));
+        let request = http.post(server.url(&path)).bearer_auth(&agent).json(&body);
         async move {
-            let r = http
-                .post(url)
-                .bearer_auth(agent)
-                .json(&body)
-                .send()
-                .await
-                .expect("post");
-            assert!(r.status().is_success(), "{path}: {}", r.status());
-            r.json::<Value>().await.expect("json")
+            let (status, answer) = send_json(request).await;
+            assert!(status.is_success(), "{path}: {status}");
+            answer
         }
     };
     let a = post(

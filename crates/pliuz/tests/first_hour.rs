@@ -8,20 +8,14 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use support::BIN;
 
-const TYPO_CONFIG: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:financ", "group:finance", "user:bob@example.com"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-"#;
+/// Two approvers of the policy match nobody: a typo and an unknown user.
+const TYPO_CONFIG: &str = include_str!("fixtures/typo_approvers.toml");
 
 fn pliuz(data_dir: &Path, config: &Path) -> Command {
     let mut c = Command::new(BIN);
@@ -43,6 +37,23 @@ fn create_finance_approver(data_dir: &Path, config: &Path) {
     c.args(["--group", "finance"]);
     let (ok, _, stderr) = run(c);
     assert!(ok, "{stderr}");
+}
+
+/// A fresh directory holding `config` as `pliuz.toml` (returned with the
+/// data directory's path, which does not exist yet, and the config's).
+fn new_install(config_text: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, config) = (dir.path().join("data"), dir.path().join("pliuz.toml"));
+    std::fs::write(&config, config_text).expect("write config");
+    (dir, data, config)
+}
+
+/// `pliuz policy check`: whether it passed, and its stderr.
+fn policy_check(data_dir: &Path, config: &Path) -> (bool, String) {
+    let mut c = pliuz(data_dir, config);
+    c.args(["policy", "check"]);
+    let (ok, _, stderr) = run(c);
+    (ok, stderr)
 }
 
 fn run(mut c: Command) -> (bool, String, String) {
@@ -113,9 +124,7 @@ impl Drop for Serving {
 
 #[tokio::test]
 async fn a_start_on_a_busy_port_keeps_the_first_password_and_port_zero_prints_the_real_url() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, config) = (dir.path().join("data"), dir.path().join("pliuz.toml"));
-    std::fs::write(&config, support::REFUNDS_POLICY).unwrap();
+    let (_dir, data, config) = new_install(support::REFUNDS_POLICY);
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_addr = busy.local_addr().unwrap();
@@ -204,14 +213,10 @@ async fn a_start_on_a_busy_port_keeps_the_first_password_and_port_zero_prints_th
 
 #[test]
 fn policy_check_lists_approvers_that_match_nobody() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, config) = (dir.path().join("data"), dir.path().join("pliuz.toml"));
-    std::fs::write(&config, TYPO_CONFIG).unwrap();
+    let (_dir, data, config) = new_install(TYPO_CONFIG);
 
     // Without a database there is nobody to compare with: said, and nothing created.
-    let mut c = pliuz(&data, &config);
-    c.args(["policy", "check"]);
-    let (ok, _, stderr) = run(c);
+    let (ok, stderr) = policy_check(&data, &config);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("OK, 1 policies"), "{stderr}");
     assert!(stderr.contains("no database at"), "{stderr}");
@@ -219,9 +224,7 @@ fn policy_check_lists_approvers_that_match_nobody() {
 
     create_finance_approver(&data, &config);
 
-    let mut c = pliuz(&data, &config);
-    c.args(["policy", "check"]);
-    let (ok, _, stderr) = run(c);
+    let (ok, stderr) = policy_check(&data, &config);
     assert!(ok, "unknown approvers are warnings, not errors:\n{stderr}");
     let warnings: Vec<&str> = stderr
         .lines()
@@ -241,9 +244,7 @@ fn policy_check_lists_approvers_that_match_nobody() {
 
 #[test]
 fn serve_warns_at_start_about_approvers_that_match_nobody() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, config) = (dir.path().join("data"), dir.path().join("pliuz.toml"));
-    std::fs::write(&config, TYPO_CONFIG).unwrap();
+    let (_dir, data, config) = new_install(TYPO_CONFIG);
     create_finance_approver(&data, &config);
 
     let mut c = pliuz(&data, &config);
@@ -264,30 +265,29 @@ fn serve_warns_at_start_about_approvers_that_match_nobody() {
 }
 
 /// Every command path (`["audit", "keys"]`, ...) that `--help` lists.
-fn command_paths(prefix: &[String]) -> Vec<Vec<String>> {
+/// The lines of section `heading` (e.g. `Commands:`) of `pliuz <path> --help`.
+fn help_section(path: &[String], heading: &str) -> Vec<String> {
     let out = Command::new(BIN)
-        .args(prefix)
+        .args(path)
         .arg("--help")
         .output()
         .expect("pliuz --help");
-    let help = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut subs = Vec::new();
-    let mut in_commands = false;
-    for line in help.lines() {
-        if line.starts_with("Commands:") {
-            in_commands = true;
-            continue;
-        }
-        if in_commands {
-            if line.trim().is_empty() || !line.starts_with("  ") {
-                break;
-            }
-            let name = line.split_whitespace().next().unwrap_or_default();
-            if name != "help" {
-                subs.push(name.to_owned());
-            }
-        }
-    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip_while(|line| !line.starts_with(heading))
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty() && line.starts_with("  "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn command_paths(prefix: &[String]) -> Vec<Vec<String>> {
+    let subs: Vec<String> = help_section(prefix, "Commands:")
+        .iter()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect();
     if subs.is_empty() {
         return vec![prefix.to_vec()];
     }
@@ -306,21 +306,9 @@ fn help_describes_every_positional_argument() {
     assert!(paths.len() > 15, "{paths:?}");
     let mut undescribed = Vec::new();
     for path in &paths {
-        let out = Command::new(BIN).args(path).arg("--help").output().unwrap();
-        let help = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut in_args = false;
-        for line in help.lines() {
-            if line.starts_with("Arguments:") {
-                in_args = true;
-                continue;
-            }
-            if in_args {
-                if line.trim().is_empty() || !line.starts_with("  ") {
-                    break;
-                }
-                if line.split_whitespace().count() < 2 {
-                    undescribed.push(format!("{}: {}", path.join(" "), line.trim()));
-                }
+        for line in help_section(path, "Arguments:") {
+            if line.split_whitespace().count() < 2 {
+                undescribed.push(format!("{}: {}", path.join(" "), line.trim()));
             }
         }
     }
@@ -367,24 +355,7 @@ fn the_readme_cli_table_lists_every_subcommand() {
 
 /// One distinct mistake per line, each of a different kind; the numbers are
 /// the lines that `policy check` and `serve` must name.
-const MISTAKES_CONFIG: &str = r#"listen = "localhost"
-colour = "blue"
-[audit]
-checkpoint_every = 0
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-expires_in = "soon"
-auto_approve = "args.amount_cents <="
-required_approvals = "two"
-[[policy]]
-name = "wires"
-tools = ["send_wire"]
-approvers = ["finance"]
-decisions = ["approve", "maybe"]
-timeout = "1h"
-"#;
+const MISTAKES_CONFIG: &str = include_str!("fixtures/config_mistakes.toml");
 const MISTAKE_LINES: [(usize, &str); 9] = [
     (1, "listen 'localhost'"),
     (2, "unknown field `colour`"),
@@ -411,13 +382,9 @@ fn assert_every_mistake_listed(output: &str, config: &Path) {
 
 #[test]
 fn policy_check_and_serve_report_every_mistake_in_one_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let (data, config) = (dir.path().join("data"), dir.path().join("pliuz.toml"));
-    std::fs::write(&config, MISTAKES_CONFIG).unwrap();
+    let (_dir, data, config) = new_install(MISTAKES_CONFIG);
 
-    let mut c = pliuz(&data, &config);
-    c.args(["policy", "check"]);
-    let (ok, _, stderr) = run(c);
+    let (ok, stderr) = policy_check(&data, &config);
     assert!(!ok, "a file with mistakes must fail the check:\n{stderr}");
     assert_every_mistake_listed(&stderr, &config);
     assert!(

@@ -113,7 +113,7 @@ async fn concurrent_creates_are_committed_in_fewer_transactions_than_requests_on
 /// Pairs of creates race for the same new idempotency key with different
 /// arguments amid other creates: inside a batch the loser's insert fails on
 /// the unique key and only its change is rolled back.
-async fn a_failing_change_fails_alone(database_url: Option<String>) {
+async fn a_change_failing_inside_a_batch_fails_alone(database_url: Option<String>) {
     let mut server = Server::start_with(&config(), database_url, vec![]).await;
     let agent = server.agent_key("bot");
     let http = Client::new();
@@ -165,19 +165,14 @@ async fn a_failing_change_fails_alone(database_url: Option<String>) {
     audit_checks_out(&mut server);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_change_failing_inside_a_batch_fails_alone_on_sqlite() {
-    a_failing_change_fails_alone(None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_change_failing_inside_a_batch_fails_alone_on_postgres() {
-    a_failing_change_fails_alone(Some(support::fresh_postgres_database().await)).await;
-}
+support::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    a_change_failing_inside_a_batch_fails_alone
+);
 
 /// 32 agents create as fast as they can; the server is killed (-9) in the
 /// middle. Every request that was answered 201 is there after a restart.
-async fn kill9_during_a_burst_loses_nothing_acknowledged(database_url: Option<String>) {
+async fn kill9_during_a_burst_loses_no_acknowledged_request(database_url: Option<String>) {
     let mut server = Server::start_with(&config(), database_url, vec![]).await;
     let agent = server.agent_key("bot");
     let http = Client::builder()
@@ -245,13 +240,7 @@ async fn kill9_during_a_burst_loses_nothing_acknowledged(database_url: Option<St
     audit_checks_out(&mut server);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill9_during_a_burst_loses_no_acknowledged_request_on_sqlite() {
-    kill9_during_a_burst_loses_nothing_acknowledged(None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill9_during_a_burst_loses_no_acknowledged_request_on_postgres() {
-    kill9_during_a_burst_loses_nothing_acknowledged(Some(support::fresh_postgres_database().await))
-        .await;
-}
+support::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    kill9_during_a_burst_loses_no_acknowledged_request
+);

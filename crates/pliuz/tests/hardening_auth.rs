@@ -502,13 +502,7 @@ async fn the_live_stream_ends_at_logout_and_when_the_user_is_disabled() {
     // Log-out: the next event is not delivered; the stream ends.
     let session = support::web::session(&http, &server, "fin@example.com").await;
     let stream = open_stream(&http, &server, &session).await;
-    let page = support::web::page(
-        &http,
-        &server,
-        "/inbox",
-        &format!("pliuz_session={session}"),
-    )
-    .await;
+    let page = support::web::session_page(&http, &server, "/inbox", &session).await;
     let csrf = support::web::csrf_meta(&page).expect("csrf meta tag");
     let res = http
         .post(server.url("/logout"))

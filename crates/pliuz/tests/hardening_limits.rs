@@ -4,46 +4,30 @@
 
 mod support;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::Server;
 
-struct Env {
-    server: Server,
-    http: Client,
-    agent: String,
-    finance: String,
-}
+/// `impl Env` below adds this file's requests to the shared crew.
+type Env = support::Crew;
 
 async fn env_on(database_url: Option<String>) -> Env {
     env_full(database_url, vec![]).await
 }
 
 async fn env_full(database_url: Option<String>, extra_env: Vec<(String, String)>) -> Env {
-    let server = Server::start_with(
-        // Besides the refunds policy: one whose condition costs a lot to evaluate.
-        &format!(
-            "{}{}",
-            support::REFUNDS_POLICY,
-            support::finance_policy(
-                "bulk",
-                "bulk_pay",
-                r#"auto_approve = "args.items.all(x, args.items.all(y, x >= 0))""#
-            )
-        ),
-        database_url,
-        extra_env,
-    )
-    .await;
-    let agent = server.agent_key("bot");
-    let finance = server.user_token("fin@example.com", "approver", &["finance"]);
-    Env {
-        server,
-        http: Client::new(),
-        agent,
-        finance,
-    }
+    // Besides the refunds policy: one whose condition costs a lot to evaluate.
+    let config = format!(
+        "{}{}",
+        support::REFUNDS_POLICY,
+        support::finance_policy(
+            "bulk",
+            "bulk_pay",
+            r#"auto_approve = "args.items.all(x, args.items.all(y, x >= 0))""#
+        )
+    );
+    Env::start(&config, "bot", database_url, extra_env).await
 }
 
 /// Asserts an RFC 9457 problem+json answer with this status; returns it.
@@ -304,20 +288,9 @@ async fn expensive_conditions_fail_closed_and_healthz_stays_responsive() {
     let started = Instant::now();
     let mut calls = Vec::new();
     for _ in 0..3 {
-        let http = e.http.clone();
-        let url = e.server.url("/api/v1/approvals");
-        let agent = e.agent.clone();
-        let body = body.clone();
-        calls.push(tokio::spawn(async move {
-            let r = http
-                .post(url)
-                .bearer_auth(agent)
-                .json(&body)
-                .send()
-                .await
-                .expect("create");
-            (r.status(), r.json::<Value>().await.expect("json"))
-        }));
+        let create = e.http.post(e.server.url("/api/v1/approvals"));
+        let create = create.bearer_auth(&e.agent).json(&body);
+        calls.push(tokio::spawn(support::send_json(create)));
     }
     // /healthz answers quickly while they are evaluated.
     for _ in 0..5 {
@@ -425,15 +398,7 @@ async fn nul_bytes_are_422(database_url: Option<String>) {
     assert!(check.success, "{}{}", check.stdout, check.stderr);
 }
 
-#[tokio::test]
-async fn nul_bytes_are_422_on_sqlite() {
-    nul_bytes_are_422(None).await;
-}
-
-#[tokio::test]
-async fn nul_bytes_are_422_on_postgres() {
-    nul_bytes_are_422(Some(support::fresh_postgres_database().await)).await;
-}
+support::on_both_databases!(nul_bytes_are_422);
 
 // --- 14. Every API error is problem+json; HTML routes answer HTML ----------------------
 

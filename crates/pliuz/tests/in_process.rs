@@ -24,35 +24,20 @@ async fn the_server_runs_in_process_on_port_zero_and_stops_when_told() {
 
     let client = reqwest::Client::new();
     let base = format!("http://{addr}");
-    let health = client
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .expect("healthz");
+    let get = |path: &str| client.get(format!("{base}{path}")).send();
+    let health = get("/healthz").await.expect("healthz");
     assert_eq!(health.status(), 200);
     assert_eq!(health.text().await.expect("body"), "ok");
     // The assembled app answers API, inbox and fallback routes alike.
-    let unauthenticated = client
-        .get(format!("{base}/api/v1/policies"))
-        .send()
-        .await
-        .expect("policies");
+    let unauthenticated = get("/api/v1/policies").await.expect("policies");
     assert_eq!(unauthenticated.status(), 401);
     assert_eq!(
         unauthenticated.headers()["content-type"],
         "application/problem+json"
     );
-    let login = client
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .expect("login page");
+    let login = get("/login").await.expect("login page");
     assert_eq!(login.status(), 200);
-    let missing = client
-        .get(format!("{base}/no/such/route"))
-        .send()
-        .await
-        .expect("unknown route");
+    let missing = get("/no/such/route").await.expect("unknown route");
     assert_eq!(missing.status(), 404);
 
     stop.send(()).expect("server still running");

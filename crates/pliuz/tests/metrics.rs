@@ -7,7 +7,7 @@ mod support;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use support::{finance_policy, with_digest, Server};
+use support::{env_vars, finance_policy, with_digest, Server};
 
 const METRICS_TOKEN: &str = "metrics-token-0123456789abcdef";
 
@@ -53,15 +53,9 @@ async fn scrape(http: &Client, server: &Server) -> String {
 }
 
 async fn create(http: &Client, server: &Server, agent: &str, amount: i64) -> Value {
-    let r = http
-        .post(server.url("/api/v1/approvals"))
-        .bearer_auth(agent)
-        .json(&json!({"tool_name": "issue_refund", "tool_args": {"order_id": "SECRET-ORDER-7", "amount_cents": amount}}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json().await.expect("json")
+    let args = json!({"order_id": "SECRET-ORDER-7", "amount_cents": amount});
+    let body = json!({"tool_name": "issue_refund", "tool_args": args});
+    support::create_approval(http, server, agent, body).await
 }
 
 async fn decide(http: &Client, server: &Server, token: &str, id: &str, body: Value) {
@@ -83,15 +77,11 @@ async fn decide(http: &Client, server: &Server, token: &str, id: &str, body: Val
 
 #[tokio::test]
 async fn metrics_need_the_token_and_move_with_requests_and_decisions() {
-    let mut server = Server::start_with(
-        &config(),
-        None,
-        vec![
-            ("PLIUZ_LOG_FORMAT".into(), "json".into()),
-            ("PLIUZ_LOG".into(), "debug,sqlx=warn".into()),
-        ],
-    )
-    .await;
+    let env = env_vars(&[
+        ("PLIUZ_LOG_FORMAT", "json"),
+        ("PLIUZ_LOG", "debug,sqlx=warn"),
+    ]);
+    let mut server = Server::start_with(&config(), None, env).await;
     let http = Client::new();
     let agent = server.agent_key("support-bot");
     let finance = server.user_token("fin@example.com", "approver", &["finance"]);
@@ -333,29 +323,28 @@ async fn metrics_are_off_unless_turned_on_and_the_settings_are_strict() {
         ),
         ("[metrics]\nenable = true\n", "unknown field `enable`"),
     ] {
-        std::fs::write(server.config_path(), config).expect("write config");
-        let out = server.serve_refused();
+        let out = server.serve_refused_with(config);
         assert!(!out.success);
         assert!(out.stderr.contains(says), "{config}: {}", out.stderr);
     }
     let mut env_server = Server::start("").await;
     env_server.stop();
-    env_server.extra_env = vec![("PLIUZ_LOG_FORMAT".into(), "xml".into())];
-    let out = env_server.serve_refused();
-    assert!(
-        out.stderr
-            .contains("PLIUZ_LOG_FORMAT must be \"text\" or \"json\""),
-        "{}",
-        out.stderr
-    );
-    env_server.extra_env = vec![("PLIUZ_METRICS_TOKEN".into(), "short token".into())];
-    let out = env_server.serve_refused();
-    assert!(
-        out.stderr
-            .contains("PLIUZ_METRICS_TOKEN must be at least 16"),
-        "{}",
-        out.stderr
-    );
+    for (variable, value, says) in [
+        (
+            "PLIUZ_LOG_FORMAT",
+            "xml",
+            "PLIUZ_LOG_FORMAT must be \"text\" or \"json\"",
+        ),
+        (
+            "PLIUZ_METRICS_TOKEN",
+            "short token",
+            "PLIUZ_METRICS_TOKEN must be at least 16",
+        ),
+    ] {
+        env_server.extra_env = env_vars(&[(variable, value)]);
+        let out = env_server.serve_refused();
+        assert!(out.stderr.contains(says), "{variable}: {}", out.stderr);
+    }
     // Turned on without a token: served to anyone who can reach it.
     env_server.extra_env = vec![("PLIUZ_METRICS_ENABLED".into(), "true".into())];
     env_server.spawn().await;
@@ -441,15 +430,11 @@ async fn receiver_refusing_once() -> String {
 
 #[tokio::test]
 async fn webhook_deliveries_are_counted_by_outcome() {
-    let server = Server::start_with(
-        &config(),
-        None,
-        vec![
-            ("PLIUZ_OUTBOX_BACKOFF_MS".into(), "200".into()),
-            ("PLIUZ_OUTBOX_BACKOFF_MAX_MS".into(), "400".into()),
-        ],
-    )
-    .await;
+    let backoff = [
+        ("PLIUZ_OUTBOX_BACKOFF_MS", "200"),
+        ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "400"),
+    ];
+    let server = Server::start_with(&config(), None, env_vars(&backoff)).await;
     let http = Client::new();
     let hook = receiver_refusing_once().await;
     let out = server.cli(

@@ -14,15 +14,6 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use support::{Server, REFUNDS_POLICY};
 
-/// Frequent checkpoints, so the audit proofs have signed roots to cite; the
-/// server also gets `support::REFUNDS_POLICY`.
-const AUDIT_CONFIG: &str = r#"
-[audit]
-origin = "pliuz.test/openapi"
-checkpoint_every = 4
-checkpoint_interval = "1s"
-"#;
-
 /// Turns `/metrics` on, behind this bearer token.
 const METRICS_TOKEN: &str = "metrics-token-for-the-openapi-test";
 
@@ -57,7 +48,11 @@ impl Checker {
             // The management API's policy writes answer only in this mode.
             ("PLIUZ_POLICY_SOURCE".to_owned(), "database".to_owned()),
         ];
-        let config = format!("{AUDIT_CONFIG}{REFUNDS_POLICY}");
+        // Frequent checkpoints, so the audit proofs have signed roots to cite.
+        let config = format!(
+            "{}{REFUNDS_POLICY}",
+            support::frequent_checkpoints("pliuz.test/openapi")
+        );
         let server = Server::start_with(&config, None, env).await;
         let http = Client::new();
         let doc: Value = http

@@ -5,7 +5,7 @@
 mod support;
 
 use reqwest::{header, Client, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{finance_policy, Server};
 
 fn config() -> String {
@@ -28,18 +28,6 @@ async fn web_login(http: &Client, s: &Server, email: &str) -> String {
     format!("pliuz_session={session}")
 }
 
-async fn call(http: &Client, s: &Server, token: &str, path: &str, body: Value) -> Value {
-    let res = http
-        .post(s.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("call");
-    assert!(res.status().is_success(), "{path}: {}", res.status());
-    res.json().await.expect("json")
-}
-
 async fn csv(http: &Client, s: &Server, cookie: &str, name: &str) -> String {
     let res = http
         .get(s.url(&format!("/overview/{name}.csv?days=7")))
@@ -60,11 +48,11 @@ async fn overview_counts_a_known_mix(database_url: Option<String>) {
     s.user_token("olga@example.com", "approver", &["ops"]);
     let refund = json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}});
     for decision in ["approve", "approve", "reject"] {
-        let a = call(&http, &s, &agent, "/api/v1/approvals", refund.clone()).await;
+        let a = support::post_ok(&http, &s, &agent, "/api/v1/approvals", refund.clone()).await;
         let id = a["id"].as_str().unwrap_or_default().to_owned();
         let body =
             json!({"decision": decision, "reason": "checked", "args_digest": a["args_digest"]});
-        call(
+        support::post_ok(
             &http,
             &s,
             &ann,
@@ -74,11 +62,11 @@ async fn overview_counts_a_known_mix(database_url: Option<String>) {
         .await;
     }
     let quick = json!({"tool_name": "quick_refund", "tool_args": {"amount_cents": 10}});
-    let auto = call(&http, &s, &agent, "/api/v1/approvals", quick).await;
+    let auto = support::post_ok(&http, &s, &agent, "/api/v1/approvals", quick).await;
     assert_eq!(auto["status"], "approved");
-    let c = call(&http, &s, &agent, "/api/v1/approvals", refund.clone()).await;
+    let c = support::post_ok(&http, &s, &agent, "/api/v1/approvals", refund.clone()).await;
     let cid = c["id"].as_str().unwrap_or_default().to_owned();
-    call(
+    support::post_ok(
         &http,
         &s,
         &agent,
@@ -86,7 +74,7 @@ async fn overview_counts_a_known_mix(database_url: Option<String>) {
         json!({}),
     )
     .await;
-    let waiting = call(&http, &s, &agent, "/api/v1/approvals", refund.clone()).await;
+    let waiting = support::post_ok(&http, &s, &agent, "/api/v1/approvals", refund.clone()).await;
 
     let admin = web_login(&http, &s, "ada@example.com").await;
     let approvers = csv(&http, &s, &admin, "approvers").await;
@@ -140,12 +128,4 @@ async fn overview_counts_a_known_mix(database_url: Option<String>) {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
 }
 
-#[tokio::test]
-async fn overview_on_sqlite() {
-    overview_counts_a_known_mix(None).await;
-}
-
-#[tokio::test]
-async fn overview_on_postgres() {
-    overview_counts_a_known_mix(Some(support::fresh_postgres_database().await)).await;
-}
+support::on_both_databases!(overview_counts_a_known_mix);

@@ -5,10 +5,10 @@
 
 mod support;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{assert_detail_contains, finance_policy, long_poll, send_json, Server};
+use support::{assert_detail_contains, finance_policy, long_poll, send_json};
 
 fn config() -> String {
     [
@@ -18,27 +18,25 @@ fn config() -> String {
     .concat()
 }
 
+/// The shared crew and an admin, who reads the audit log.
 struct Env {
-    server: Server,
-    http: Client,
-    agent: String,
-    finance: String,
-    finance2: String,
-    outsider: String,
+    crew: support::Crew,
     admin: String,
 }
 
-async fn env_on(database_url: Option<String>) -> Env {
-    let server = Server::start_with(&config(), database_url, vec![]).await;
-    Env {
-        agent: server.agent_key("support-bot"),
-        finance: server.user_token("fin@example.com", "approver", &["finance"]),
-        finance2: server.user_token("fin2@example.com", "approver", &["finance"]),
-        outsider: server.user_token("sales@example.com", "approver", &["sales"]),
-        admin: server.user_token("boss@example.com", "admin", &[]),
-        server,
-        http: Client::new(),
+/// The crew's server, client and people read as the Env's own.
+impl std::ops::Deref for Env {
+    type Target = support::Crew;
+
+    fn deref(&self) -> &support::Crew {
+        &self.crew
     }
+}
+
+async fn env_on(database_url: Option<String>) -> Env {
+    let crew = support::Crew::start(&config(), "support-bot", database_url, vec![]).await;
+    let admin = crew.server.user_token("boss@example.com", "admin", &[]);
+    Env { crew, admin }
 }
 
 impl Env {
@@ -67,21 +65,15 @@ impl Env {
     }
 
     async fn audit_of(&self, question_id: &str) -> Vec<Value> {
-        let (status, page) = self
-            .get(&self.admin, "/api/v1/audit/entries?start=0&end=200")
-            .await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        page["entries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| e["entry"].clone())
-            .filter(|e| e["data"]["question_id"] == question_id)
-            .collect()
+        let all =
+            support::audit_entries(&self.http, &self.server, &self.admin, "start=0&end=200").await;
+        let of_question = |e: &Value| e["data"]["question_id"] == question_id;
+        all.into_iter().filter(of_question).collect()
     }
 }
 
-async fn asked_and_answered(e: Env) {
+async fn a_question_is_asked_waited_for_and_answered_once(database_url: Option<String>) {
+    let e = env_on(database_url).await;
     let (status, q) = e
         .ask(json!({
             "text": "Which account should the refund go to?",
@@ -192,16 +184,7 @@ async fn asked_and_answered(e: Env) {
     assert_eq!(entries[1]["data"]["choice"], "credit");
 }
 
-#[tokio::test]
-async fn a_question_is_asked_waited_for_and_answered_once_by_an_approver() {
-    asked_and_answered(env_on(None).await).await;
-}
-
-#[tokio::test]
-async fn a_question_is_asked_waited_for_and_answered_once_on_postgres() {
-    let url = support::fresh_postgres_database().await;
-    asked_and_answered(env_on(Some(url)).await).await;
-}
+support::on_both_databases!(a_question_is_asked_waited_for_and_answered_once);
 
 #[tokio::test]
 async fn an_unanswered_question_expires_and_is_audited() {
@@ -345,15 +328,8 @@ async fn run_paused_on_question(e: &Env, id: &str) -> String {
 
 /// The audit entries (type, data) about this run or question, in order.
 async fn run_audit(e: &Env, run_id: &str, question_id: &str) -> Vec<(String, Value)> {
-    let (status, page) = e
-        .get(&e.admin, "/api/v1/audit/entries?start=0&end=500")
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    page["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|x| x["entry"].clone())
+    let all = support::audit_entries(&e.http, &e.server, &e.admin, "start=0&end=500").await;
+    all.into_iter()
         .filter(|x| x["data"]["run_id"] == run_id || x["data"]["question_id"] == question_id)
         .map(|x| {
             (
@@ -382,18 +358,10 @@ async fn claim_sees_answer(e: &Env, run_id: &str, question_id: &str, status: &st
     claim
 }
 
-#[tokio::test]
-async fn a_run_paused_on_a_question_is_ready_once_it_is_answered() {
-    run_ready_once_answered(env_on(None).await).await;
-}
+support::on_both_databases!(a_run_paused_on_a_question_is_ready_once_it_is_answered);
 
-#[tokio::test]
-async fn a_run_paused_on_a_question_is_ready_once_it_is_answered_on_postgres() {
-    let url = support::fresh_postgres_database().await;
-    run_ready_once_answered(env_on(Some(url)).await).await;
-}
-
-async fn run_ready_once_answered(e: Env) {
+async fn a_run_paused_on_a_question_is_ready_once_it_is_answered(database_url: Option<String>) {
+    let e = env_on(database_url).await;
     let (status, q) = e
         .ask(json!({"text": "Card or credit?", "choices": ["card", "credit"], "policy": "support", "idempotency_key": "ask_human:call_1"}))
         .await;

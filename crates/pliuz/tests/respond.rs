@@ -5,9 +5,9 @@
 
 mod support;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{content_type, finance_policy, send_json, Server};
+use support::{content_type, finance_policy, send_json};
 
 fn config() -> String {
     [
@@ -26,23 +26,11 @@ required_approvals = 2"#,
     .concat()
 }
 
-struct Env {
-    server: Server,
-    http: Client,
-    agent: String,
-    finance: String,
-}
+/// `impl Env` below adds this file's requests to the shared crew.
+type Env = support::Crew;
 
 async fn env() -> Env {
-    let server = Server::start(&config()).await;
-    let agent = server.agent_key("assistant");
-    let finance = server.user_token("fin@example.com", "approver", &["finance"]);
-    Env {
-        server,
-        http: Client::new(),
-        agent,
-        finance,
-    }
+    Env::start(&config(), "assistant", None, vec![]).await
 }
 
 impl Env {
@@ -132,21 +120,11 @@ async fn respond_settles_the_request_with_the_message_and_it_can_never_run() {
 
     // Audited: the decision entry names the decision, the outcome and the message.
     let admin = e.server.user_token("boss@example.com", "admin", &[]);
-    let (status, page) = send_json(
-        e.http
-            .get(e.server.url("/api/v1/audit/entries?start=0&end=100"))
-            .bearer_auth(&admin),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    let decided = page["entries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|x| &x["entry"])
+    let entries = support::audit_entries(&e.http, &e.server, &admin, "start=0&end=100").await;
+    let decided = entries
+        .iter()
         .find(|x| x["type"] == "approval.decided" && x["approval_id"] == id.as_str())
-        .cloned()
-        .unwrap_or_else(|| panic!("no approval.decided entry for {id}: {page}"));
+        .unwrap_or_else(|| panic!("no approval.decided entry for {id}: {entries:?}"));
     assert_eq!(decided["data"]["decision"], "respond");
     assert_eq!(decided["data"]["outcome"], "responded");
     assert_eq!(decided["data"]["reason"], "Room 4, at ten.");
@@ -230,24 +208,12 @@ async fn a_respond_needs_its_message() {
 #[tokio::test]
 async fn policy_check_accepts_respond_and_names_it_in_its_errors() {
     let e = env().await;
-    let good = e.server.cli(
-        &[
-            "policy",
-            "check",
-            e.server.config_path().to_str().expect("path"),
-        ],
-        None,
-    );
-    assert!(good.success, "{}", good.stderr);
-    let bad = e.server.dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
+    support::assert_policy_check_passes(&e.server);
+    let out = support::policy_check(
+        &e.server,
+        "bad.toml",
         "[[policy]]\nname = \"x\"\ntools = [\"t\"]\napprovers = [\"group:finance\"]\ndecisions = [\"approve\", \"answer\"]\n",
-    )
-    .expect("write");
-    let out = e
-        .server
-        .cli(&["policy", "check", bad.to_str().expect("path")], None);
+    );
     assert!(!out.success);
     assert!(out.stderr.contains("bad.toml:5:"), "{}", out.stderr);
     assert!(

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use std::time::{Duration, Instant};
 use support::slack_fake::{Call, FakeSlack};
-use support::{env_vars, finance_policy, Server, FAST_OUTBOX, PAYOUTS_SETTINGS};
+use support::{env_vars, finance_policy, send_json, Server, FAST_OUTBOX, PAYOUTS_SETTINGS};
 
 const TOKEN: &str = "xoxb-test-TOKEN-must-never-be-logged-4242";
 const SECRET: &str = "signing-SECRET-must-never-be-logged-9f8e";
@@ -104,16 +104,10 @@ async fn env_on(dm_approvers: bool, database_url: Option<String>) -> Env {
 
 impl Env {
     async fn create(&self, body: Value) -> Value {
-        let r = self
-            .http
-            .post(self.server.url("/api/v1/approvals"))
-            .bearer_auth(&self.agent)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "create failed: {}", r.status());
-        r.json().await.unwrap()
+        let request = self.http.post(self.server.url("/api/v1/approvals"));
+        let (status, created) = send_json(request.bearer_auth(&self.agent).json(&body)).await;
+        assert!(status.is_success(), "create failed: {status}: {created}");
+        created
     }
 
     async fn get(&self, id: &str) -> Value {
@@ -187,6 +181,32 @@ impl Env {
             .await
     }
 
+    /// [`Env::click`] that Slack must see answered 200; how long it took.
+    async fn click_ok(&self, user: &str, action: &str, post: &Call, id: &str) -> Duration {
+        let (status, text, took) = self.click(user, action, post, id).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        took
+    }
+
+    /// `user` submits the modal `view` with these input `values`, which are
+    /// accepted: answered 200 with an empty body, so the modal closes.
+    async fn submit_closes(&self, user: &str, view: &Value, values: Value) {
+        let (status, text, _) = self.interact(&view_submission(user, view, values)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.is_empty(), "the modal should close: {text}");
+    }
+
+    /// `user` submits the modal `view` with these input `values`, which are
+    /// refused in the modal itself (`response_action: errors`); returns the
+    /// answer.
+    async fn submit_refused(&self, user: &str, view: &Value, values: Value) -> Value {
+        let (status, text, _) = self.interact(&view_submission(user, view, values)).await;
+        assert_eq!(status, StatusCode::OK);
+        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_eq!(answer["response_action"], "errors", "{text}");
+        answer
+    }
+
     /// The modal Slack was asked to open for the click `trigger_id`.
     async fn opened_modal(&self, trigger_id: &str) -> Value {
         let open = self
@@ -204,6 +224,15 @@ impl Env {
             .iter()
             .filter(|c| c.ok())
             .count()
+    }
+
+    /// [`Env::decide`] that must be answered 200; the approval it returns.
+    async fn decide_ok(&self, token: &str, id: &str, body: Value) -> Value {
+        let answer = self.decide(token, id, body).await;
+        let status = answer.status();
+        let approval: Value = answer.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, StatusCode::OK, "{approval}");
+        approval
     }
 
     /// A decision through the API, on the arguments as they are now.
@@ -295,6 +324,31 @@ fn block_action(fake: &FakeSlack, user: &str, action: &str, post: &Call, id: &st
         "message": {"ts": post.answer["ts"]},
         "actions": [{"type": "button", "action_id": action, "block_id": "pliuz_actions", "value": value, "action_ts": "1.2"}],
     })
+}
+
+/// A request to run `tool` with `args`.
+fn tool_call(tool: &str, args: Value) -> Value {
+    json!({"tool_name": tool, "tool_args": args})
+}
+
+/// A request for a refund of `amount_cents`.
+fn refund(amount_cents: i64) -> Value {
+    tool_call("issue_refund", json!({"amount_cents": amount_cents}))
+}
+
+/// The state of a modal's text input `block` (its input is `{block}_input`)
+/// holding `value`.
+fn text_input(block: &str, value: &str) -> Value {
+    json!({block: {format!("{block}_input"): {"type": "plain_text_input", "value": value}}})
+}
+
+/// What a long-poll answered, within [`WAIT`].
+async fn settled(poll: tokio::task::JoinHandle<(Instant, Value)>) -> Value {
+    let (_, answer) = tokio::time::timeout(WAIT, poll)
+        .await
+        .expect("answered within WAIT")
+        .expect("long-poll task");
+    answer
 }
 
 fn view_submission(user: &str, view: &Value, values: Value) -> Value {
@@ -479,8 +533,8 @@ async fn message_content_escaping_channels_and_dms() {
     );
 
     // A decision updates the channel post and both DMs.
-    let r = e.decide(&e.fin, id, json!({"decision": "approve"})).await;
-    assert_eq!(r.status(), StatusCode::OK);
+    e.decide_ok(&e.fin, id, json!({"decision": "approve"}))
+        .await;
     for p in e.successful_posts(id) {
         let u = e.updated(&p, "Approved").await;
         assert!(
@@ -496,53 +550,40 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
     let e = env(false).await;
 
     // Approve: answered at once, decided right after.
-    let (_, id, post) = e
-        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
-        .await;
+    let (_, id, post) = e.create_posted(refund(5000)).await;
     let poll = e.long_poll(&id);
-    let (status, _, took) = e.click("UFIN2", "pliuz_approve", &post, &id).await;
-    assert_eq!(status, StatusCode::OK);
+    let took = e.click_ok("UFIN2", "pliuz_approve", &post, &id).await;
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let done = settled(poll).await;
     assert_eq!(done["status"], "approved", "{done}");
     assert_eq!(done["final_args"], json!({"amount_cents": 5000}));
     assert_eq!(done["decision"]["by"], "user:fin2@example.com");
-    let upd = e.updated(&post, "Approved").await;
-    let ut = upd.body.to_string();
+    let ut = e.updated(&post, "Approved").await.body.to_string();
     assert!(ut.contains("fin2@example.com"), "who decided: {ut}");
     assert!(ut.contains("<!date^"), "when: {ut}");
     assert!(!ut.contains("pliuz_approve"), "buttons remain: {ut}");
 
     // Reject: a modal asks for the reason.
-    let (_, bid, post_b) = e
-        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 7000}}))
-        .await;
+    let (_, bid, post_b) = e.create_posted(refund(7000)).await;
     let poll = e.long_poll(&bid);
-    let (status, _, took) = e.click("UFIN", "pliuz_reject", &post_b, &bid).await;
-    assert_eq!(status, StatusCode::OK);
+    let took = e.click_ok("UFIN", "pliuz_reject", &post_b, &bid).await;
     assert!(took < Duration::from_secs(3), "took {took:?}");
     let view = e.opened_modal("trigger-UFIN-pliuz_reject").await;
     assert_eq!(view["type"], "modal");
     assert!(view["private_metadata"].as_str().unwrap().contains(&bid));
     // An empty reason is refused in the modal itself.
-    let (status, text, _) = e
-        .interact(&view_submission(
-            "UFIN",
-            &view,
-            json!({"reason": {"reason_input": {"type": "plain_text_input", "value": " "}}}),
-        ))
+    let v = e
+        .submit_refused("UFIN", &view, text_input("reason", " "))
         .await;
-    assert_eq!(status, StatusCode::OK);
-    let v: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["response_action"], "errors");
     assert!(v["errors"]["reason"].is_string(), "{v}");
     assert_eq!(e.get(&bid).await["status"], "pending");
-    let (status, text, _) = e
-        .interact(&view_submission("UFIN", &view, json!({"reason": {"reason_input": {"type": "plain_text_input", "value": "too much for one refund"}}})))
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(text.is_empty(), "the modal should close: {text}");
-    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    e.submit_closes(
+        "UFIN",
+        &view,
+        text_input("reason", "too much for one refund"),
+    )
+    .await;
+    let done = settled(poll).await;
     assert_eq!(done["status"], "rejected");
     assert_eq!(done["decision"]["reason"], "too much for one refund");
     assert_eq!(done["decision"]["by"], "user:fin@example.com");
@@ -565,8 +606,7 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
         }))
         .await;
     let poll = e.long_poll(&cid);
-    let (status, _, _) = e.click("UFIN2", "pliuz_edit", &post_c, &cid).await;
-    assert_eq!(status, StatusCode::OK);
+    e.click_ok("UFIN2", "pliuz_edit", &post_c, &cid).await;
     let view = e.opened_modal("trigger-UFIN2-pliuz_edit").await;
     let initial = view.to_string();
     assert!(
@@ -603,7 +643,7 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.is_empty(), "{text}");
-    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let done = settled(poll).await;
     assert_eq!(done["status"], "approved");
     assert_eq!(
         done["final_args"],
@@ -625,32 +665,22 @@ async fn approve_reject_and_edit_from_slack_with_the_agent_waiting() {
 async fn respond_from_slack_only_where_the_policy_allows_it() {
     let e = env(false).await;
     // "refunds" does not list respond: no Respond button.
-    let (_, _, plain) = e
-        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 9000}}))
-        .await;
+    let (_, _, plain) = e.create_posted(refund(9000)).await;
     assert!(button_value(&plain, "pliuz_reject").is_some());
     assert!(button_value(&plain, "pliuz_respond").is_none());
 
     let (_, id, post) = e
-        .create_posted(json!({"tool_name": "ask_user", "tool_args": {"question": "Which room?"}}))
+        .create_posted(tool_call("ask_user", json!({"question": "Which room?"})))
         .await;
     assert!(button_value(&post, "pliuz_respond").is_some());
     let poll = e.long_poll(&id);
-    let (status, _, _) = e.click("UFIN", "pliuz_respond", &post, &id).await;
-    assert_eq!(status, StatusCode::OK);
+    e.click_ok("UFIN", "pliuz_respond", &post, &id).await;
     let view = e.opened_modal("trigger-UFIN-pliuz_respond").await;
     assert_eq!(view["callback_id"], "pliuz_respond_view");
     // An empty answer is refused in the modal itself.
-    let (status, text, _) = e
-        .interact(&view_submission(
-            "UFIN",
-            &view,
-            json!({"reason": {"reason_input": {"type": "plain_text_input", "value": "  "}}}),
-        ))
+    let v = e
+        .submit_refused("UFIN", &view, text_input("reason", "  "))
         .await;
-    assert_eq!(status, StatusCode::OK);
-    let v: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["response_action"], "errors");
     assert!(
         v["errors"]["reason"]
             .as_str()
@@ -658,21 +688,13 @@ async fn respond_from_slack_only_where_the_policy_allows_it() {
         "{v}"
     );
     assert_eq!(e.get(&id).await["status"], "pending");
-    let (status, text, _) = e
-        .interact(&view_submission(
-            "UFIN",
-            &view,
-            json!({"reason": {"reason_input": {"type": "plain_text_input", "value": "Room 4, at ten."}}}),
-        ))
+    e.submit_closes("UFIN", &view, text_input("reason", "Room 4, at ten."))
         .await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(text.is_empty(), "the modal should close: {text}");
-    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let done = settled(poll).await;
     assert_eq!(done["status"], "responded", "{done}");
     assert_eq!(done["decision"]["reason"], "Room 4, at ten.");
     assert_eq!(done["decision"]["by"], "user:fin@example.com");
-    let upd = e.updated(&post, "Responded").await;
-    let ut = upd.body.to_string();
+    let ut = e.updated(&post, "Responded").await.body.to_string();
     assert!(ut.contains("Room 4, at ten."), "{ut}");
     assert!(!ut.contains("pliuz_respond"), "buttons remain: {ut}");
 }
@@ -719,8 +741,7 @@ async fn forged_stale_unmapped_and_non_approver_clicks_change_nothing() {
     let (status, _, _) = e.interact(&approve("USALES")).await;
     assert_eq!(status, StatusCode::OK);
     wait_ephemeral(&e.fake, "not an approver of policy 'refunds'").await;
-    let (status, _, _) = e.click("USALES", "pliuz_reject", &post, &id).await;
-    assert_eq!(status, StatusCode::OK);
+    e.click_ok("USALES", "pliuz_reject", &post, &id).await;
     let before = ephemerals_to(&e.fake, "").len();
     e.fake
         .wait_for("second refusal", WAIT, |_| {
@@ -760,28 +781,21 @@ async fn forged_stale_unmapped_and_non_approver_clicks_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_decisions_and_expiry_update_the_message() {
     let e = env(false).await;
-    let (_, id, post) = e
-        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
-        .await;
+    let (_, id, post) = e.create_posted(refund(5000)).await;
     assert_eq!(post.answer["channel"], "CREFUNDS");
-    let r = e
-        .decide(
-            &e.fin,
-            &id,
-            json!({"decision": "reject", "reason": "duplicate <refund> & co"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let upd = e.updated(&post, "Rejected").await;
-    let text = upd.body.to_string();
+    e.decide_ok(
+        &e.fin,
+        &id,
+        json!({"decision": "reject", "reason": "duplicate <refund> & co"}),
+    )
+    .await;
+    let text = e.updated(&post, "Rejected").await.body.to_string();
     assert!(text.contains("fin@example.com"), "{text}");
     assert!(text.contains("duplicate &lt;refund&gt; &amp; co"), "{text}");
     assert!(!text.contains("pliuz_reject"), "buttons remain: {text}");
 
     // Expiry (2 s policy) updates the message too.
-    let (_, _, post_q) = e
-        .create_posted(json!({"tool_name": "quick_tool", "tool_args": {}}))
-        .await;
+    let (_, _, post_q) = e.create_posted(tool_call("quick_tool", json!({}))).await;
     let upd = e.updated(&post_q, "Expired").await;
     assert!(!upd.body.to_string().contains("pliuz_approve"));
     e.assert_no_secrets_logged();
@@ -797,12 +811,12 @@ async fn each_vote_towards_a_quorum_refreshes_the_message() {
         .trim()
         .to_owned();
     let (_, id, post) = e
-        .create_posted(json!({"tool_name": "pay_out", "tool_args": {"amount_cents": 100}}))
+        .create_posted(tool_call("pay_out", json!({"amount_cents": 100})))
         .await;
     assert!(post.body.to_string().contains("0 of 2"), "{}", post.body);
     for (token, expect) in [(&e.fin, "1 of 2"), (&fin2, "Approved")] {
-        let r = e.decide(token, &id, json!({"decision": "approve"})).await;
-        assert_eq!(r.status(), StatusCode::OK);
+        e.decide_ok(token, &id, json!({"decision": "approve"}))
+            .await;
         e.updated(&post, expect).await;
     }
     // While pending, the refreshed message keeps its buttons.
@@ -824,9 +838,7 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
     let e = env(false).await;
     e.fake.rate_limit_next(1, 1);
     e.fake.fail_next(2);
-    let (_, id, post) = e
-        .create_posted(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
-        .await;
+    let (_, id, post) = e.create_posted(refund(5000)).await;
     let attempts = e.fake.calls_to("chat.postMessage");
     let statuses: Vec<u16> = attempts.iter().map(|c| c.status).collect();
     assert_eq!(statuses, vec![429, 500, 500, 200], "{statuses:?}");
@@ -839,8 +851,8 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
 
     // An update through a 500 as well.
     e.fake.fail_next(1);
-    let r = e.decide(&e.fin, &id, json!({"decision": "approve"})).await;
-    assert_eq!(r.status(), StatusCode::OK);
+    e.decide_ok(&e.fin, &id, json!({"decision": "approve"}))
+        .await;
     e.updated(&post, "Approved").await;
 
     // A channel Slack does not know: retried up to the cap, then given up.
@@ -859,8 +871,8 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
         .wait_for("3 attempts at #nowhere", WAIT, |_| lost() >= 3)
         .await;
     // Its decision has no message to update; the update does not wait forever.
-    let r = e.decide(&e.fin, &lid, json!({"decision": "approve"})).await;
-    assert_eq!(r.status(), StatusCode::OK);
+    e.decide_ok(&e.fin, &lid, json!({"decision": "approve"}))
+        .await;
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(lost(), 3, "gave up after PLIUZ_OUTBOX_MAX_ATTEMPTS");
@@ -938,8 +950,8 @@ async fn killed_during_an_outage(database_url: Option<String>) {
     let post = e.posted(&id).await;
     assert!(e.fake.calls_to("chat.postMessage").len() > failed_before);
     // Decide after the restart: the stored ts still finds the message.
-    let r = e.decide(&e.fin, &id, json!({"decision": "approve"})).await;
-    assert_eq!(r.status(), StatusCode::OK);
+    e.decide_ok(&e.fin, &id, json!({"decision": "approve"}))
+        .await;
     e.updated(&post, "Approved").await;
 
     // Restart once more: nothing is delivered twice.
@@ -1088,7 +1100,7 @@ async fn agent_text_cannot_pass_for_pliuz_status_lines() {
 async fn a_click_on_arguments_that_were_edited_since_is_refused() {
     let e = env(false).await;
     let (a, id, post) = e
-        .create_posted(json!({"tool_name": "pay_out", "tool_args": {"to": "alice", "amount": 100}}))
+        .create_posted(tool_call("pay_out", json!({"to": "alice", "amount": 100})))
         .await;
     assert_eq!(
         button_value(&post, "pliuz_approve"),
@@ -1096,15 +1108,13 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
     );
 
     // fin edits the arguments (and so approves them: 1 of 2).
-    let r = e
-        .decide(
+    let edited = e
+        .decide_ok(
             &e.fin,
             &id,
             json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 990000}}),
         )
         .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let edited: Value = r.json().await.unwrap();
     let updated = e.updated(&post, "mallory").await;
     let ut = updated.body.to_string();
     assert!(ut.contains("edited by an approver"), "{ut}");
@@ -1114,15 +1124,13 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
     );
 
     // fin2 clicks Approve on the message as it was before the edit.
-    let (status, _, _) = e.click("UFIN2", "pliuz_approve", &post, &id).await;
-    assert_eq!(status, StatusCode::OK);
+    e.click_ok("UFIN2", "pliuz_approve", &post, &id).await;
     wait_ephemeral(&e.fake, "changed since this message was shown").await;
     let now = e.get(&id).await;
     assert_eq!(now["status"], "pending", "{now}");
     assert_eq!(now["approvals"].as_array().map(Vec::len), Some(1), "{now}");
     // A stale Reject does not even open the form.
-    let (status, _, _) = e.click("UFIN2", "pliuz_reject", &post, &id).await;
-    assert_eq!(status, StatusCode::OK);
+    e.click_ok("UFIN2", "pliuz_reject", &post, &id).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(e
         .fake
@@ -1131,33 +1139,27 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
         .all(|c| c.body["trigger_id"] != "trigger-UFIN2-pliuz_reject"));
 
     // A modal opened on the current arguments, submitted after another edit.
-    let (status, _, _) = e.click("UFIN2", "pliuz_edit", &updated, &id).await;
-    assert_eq!(status, StatusCode::OK);
+    e.click_ok("UFIN2", "pliuz_edit", &updated, &id).await;
     let view = e.opened_modal("trigger-UFIN2-pliuz_edit").await;
-    let r = e
-        .decide(
-            &e.fin,
-            &id,
-            json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 5}}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let (status, text, _) = e
-        .interact(&view_submission(
+    e.decide_ok(
+        &e.fin,
+        &id,
+        json!({"decision": "edit", "final_args": {"to": "mallory", "amount": 5}}),
+    )
+    .await;
+    let v = e
+        .submit_refused(
             "UFIN2",
             &view,
-            json!({"args": {"args_input": {"type": "plain_text_input", "value": "{\"to\": \"mallory\", \"amount\": 990000}"}}}),
-        ))
+            text_input("args", "{\"to\": \"mallory\", \"amount\": 990000}"),
+        )
         .await;
-    assert_eq!(status, StatusCode::OK);
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    assert_eq!(v["response_action"], "errors", "{text}");
     assert!(
         v["errors"]["args"]
             .as_str()
             .unwrap_or("")
             .contains("changed since"),
-        "{text}"
+        "{v}"
     );
     let now = e.get(&id).await;
     assert_eq!(now["status"], "pending");
@@ -1166,9 +1168,8 @@ async fn a_click_on_arguments_that_were_edited_since_is_refused() {
     // Clicking the current message approves exactly what it shows.
     let current = e.updated(&post, "`5`").await;
     let poll = e.long_poll(&id);
-    let (status, _, _) = e.click("UFIN2", "pliuz_approve", &current, &id).await;
-    assert_eq!(status, StatusCode::OK);
-    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    e.click_ok("UFIN2", "pliuz_approve", &current, &id).await;
+    let done = settled(poll).await;
     assert_eq!(done["status"], "approved", "{done}");
     assert_eq!(done["final_args"], json!({"to": "mallory", "amount": 5}));
 }
@@ -1184,16 +1185,9 @@ async fn question_posted(e: &Env, id: &str) -> Call {
 }
 
 async fn ask(e: &Env, body: Value) -> (String, Call) {
-    let r = e
-        .http
-        .post(e.server.url("/api/v1/questions"))
-        .bearer_auth(&e.agent)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let q: Value = r.json().await.unwrap();
+    let request = e.http.post(e.server.url("/api/v1/questions"));
+    let (status, q) = send_json(request.bearer_auth(&e.agent).json(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{q}");
     let id = q["id"].as_str().expect("id").to_owned();
     let post = question_posted(e, &id).await;
     (id, post)
@@ -1230,26 +1224,22 @@ async fn questions_are_answered_from_slack_by_button_and_by_modal() {
         "no free text offered"
     );
     // The originator and a non-approver are refused and told why.
-    let (status, _, _) = e.click("UFIN", "pliuz_question_choice_0", &post, &id).await;
-    assert_eq!(status, StatusCode::OK);
-    wait_ephemeral(&e.fake, "somebody else must answer").await;
-    let (status, _, _) = e
-        .click("USALES", "pliuz_question_choice_0", &post, &id)
+    e.click_ok("UFIN", "pliuz_question_choice_0", &post, &id)
         .await;
-    assert_eq!(status, StatusCode::OK);
+    wait_ephemeral(&e.fake, "somebody else must answer").await;
+    e.click_ok("USALES", "pliuz_question_choice_0", &post, &id)
+        .await;
     wait_ephemeral(&e.fake, "not an approver").await;
     let poll = question_poll(&e, &id);
-    let (status, _, took) = e
-        .click("UFIN2", "pliuz_question_choice_1", &post, &id)
+    let took = e
+        .click_ok("UFIN2", "pliuz_question_choice_1", &post, &id)
         .await;
-    assert_eq!(status, StatusCode::OK);
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let done = settled(poll).await;
     assert_eq!(done["status"], "answered", "{done}");
     assert_eq!(done["answer"]["choice"], "south");
     assert_eq!(done["answer"]["answered_by"], "user:fin2@example.com");
-    let upd = e.updated(&post, "Answered").await;
-    let ut = upd.body.to_string();
+    let ut = e.updated(&post, "Answered").await.body.to_string();
     assert!(
         ut.contains("fin2@example.com") && ut.contains("South side"),
         "{ut}"
@@ -1266,26 +1256,15 @@ async fn questions_are_answered_from_slack_by_button_and_by_modal() {
     )
     .await;
     let poll = question_poll(&e, &qid);
-    let (status, _, _) = e.click("UFIN", "pliuz_question_text", &post_q, &qid).await;
-    assert_eq!(status, StatusCode::OK);
+    e.click_ok("UFIN", "pliuz_question_text", &post_q, &qid)
+        .await;
     let view = e.opened_modal("trigger-UFIN-pliuz_question_text").await;
     assert_eq!(view["callback_id"], "pliuz_question_view");
-    let (status, text, _) = e
-        .interact(&view_submission(
-            "UFIN",
-            &view,
-            json!({"answer": {"answer_input": {"type": "plain_text_input", "value": " "}}}),
-        ))
+    e.submit_refused("UFIN", &view, text_input("answer", " "))
         .await;
-    assert_eq!(status, StatusCode::OK);
-    let v: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["response_action"], "errors", "{v}");
-    let (status, text, _) = e
-        .interact(&view_submission("UFIN", &view, json!({"answer": {"answer_input": {"type": "plain_text_input", "value": "by Friday please"}}})))
+    e.submit_closes("UFIN", &view, text_input("answer", "by Friday please"))
         .await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(text.is_empty(), "the modal should close: {text}");
-    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    let done = settled(poll).await;
     assert_eq!(done["answer"]["text"], "by Friday please");
     assert_eq!(done["answer"]["answered_by"], "user:fin@example.com");
     e.updated(&post_q, "by Friday please").await;
@@ -1296,11 +1275,10 @@ async fn questions_are_answered_from_slack_by_button_and_by_modal() {
 async fn the_reject_modal_offers_the_policy_reasons() {
     let e = env(false).await;
     let (_, id, post) = e
-        .create_posted(json!({"tool_name": "careful_tool", "tool_args": {"n": 1}}))
+        .create_posted(tool_call("careful_tool", json!({"n": 1})))
         .await;
     let poll = e.long_poll(&id);
-    let (status, _, _) = e.click("UFIN", "pliuz_reject", &post, &id).await;
-    assert_eq!(status, StatusCode::OK);
+    e.click_ok("UFIN", "pliuz_reject", &post, &id).await;
     let view = e.opened_modal("trigger-UFIN-pliuz_reject").await;
     let select = view["blocks"]
         .as_array()
@@ -1324,10 +1302,8 @@ async fn the_reject_modal_offers_the_policy_reasons() {
         "reason_choice": {"reason_choice_input": {"type": "static_select", "selected_option": {"value": "wrong customer"}}},
         "reason": {"reason_input": {"type": "plain_text_input", "value": null}},
     });
-    let (status, text, _) = e.interact(&view_submission("UFIN", &view, chosen)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(text.is_empty(), "the modal should close: {text}");
-    let (_, done) = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
+    e.submit_closes("UFIN", &view, chosen).await;
+    let done = settled(poll).await;
     assert_eq!(done["status"], "rejected");
     assert_eq!(done["decision"]["reason"], "wrong customer");
 }
@@ -1341,13 +1317,12 @@ async fn an_expired_question_message_loses_its_buttons() {
     )
     .await;
     assert_eq!(post.body["channel"], "#quick");
-    let upd = e.updated(&post, "Expired").await;
-    let ut = upd.body.to_string();
+    let ut = e.updated(&post, "Expired").await.body.to_string();
     assert!(
         !ut.contains("pliuz_question_choice"),
         "buttons remain: {ut}"
     );
-    let (status, _, _) = e.click("UFIN", "pliuz_question_choice_0", &post, &id).await;
-    assert_eq!(status, StatusCode::OK);
+    e.click_ok("UFIN", "pliuz_question_choice_0", &post, &id)
+        .await;
     wait_ephemeral(&e.fake, "expired").await;
 }

@@ -17,24 +17,9 @@ const WAIT: Duration = Duration::from_secs(20);
 #[tokio::test]
 async fn a_reminder_and_the_escalation_reply_in_the_thread_on_time() {
     let fake = FakeSlack::start(TOKEN).await;
-    let config = format!(
-        r##"
-[slack]
-bot_token = "{TOKEN}"
-signing_secret = "signing-secret-reminders"
-api_url = "{api}"
-
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-expires_in = "1h"
-slack_channel = "#refunds"
-remind_after = "2s"
-escalate_after = "4s"
-escalate_to = ["group:leads"]
-"##,
-        api = fake.api_url()
+    let config = support::fixture_config(
+        "slack_reminders.toml",
+        &[("bot_token", TOKEN), ("api_url", &fake.api_url())],
     );
     let server = Server::start_with(&config, None, env_vars(&FAST_OUTBOX)).await;
     let agent = server.agent_key("bot");
@@ -42,18 +27,8 @@ escalate_to = ["group:leads"]
     let http = Client::new();
 
     let created = Instant::now();
-    let r = http
-        .post(server.url("/api/v1/approvals"))
-        .bearer_auth(&agent)
-        .json(&json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<serde_json::Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let body = json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}});
+    let id = support::id_of(&support::create_approval(&http, &server, &agent, body).await);
 
     let post = fake
         .wait_for("the request message", WAIT, |c| {

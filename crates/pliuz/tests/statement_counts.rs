@@ -47,15 +47,7 @@ async fn counted_post(
     body: Value,
 ) -> (usize, Value) {
     let from = server.log().len();
-    let answer = http
-        .post(server.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
-    assert!(answer.status().is_success(), "{path}: {}", answer.status());
-    let v: Value = answer.json().await.expect("JSON answer");
+    let v = support::post_ok(http, server, token, path, body).await;
     // Whatever the request runs after its answer (nothing today) is counted too.
     tokio::time::sleep(Duration::from_millis(300)).await;
     (post_statements(&server.log(), from), v)

@@ -3,9 +3,14 @@
 
 #![allow(dead_code)]
 
+pub mod crew;
+#[allow(unused_imports)] // not every test file starts a crew
+pub use crew::Crew;
 pub mod slack_fake;
 pub mod web;
 
+use reqwest::Client;
+use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,15 +22,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pliuz");
 pub const PASSWORD: &str = "correct-horse-battery";
 
 /// The policy most tests decide under: finance approves `issue_refund`,
-/// with every decision allowed, within half an hour.
-pub const REFUNDS_POLICY: &str = r#"
-[[policy]]
-name = "refunds"
-tools = ["issue_refund"]
-approvers = ["group:finance"]
-decisions = ["approve", "reject", "edit"]
-expires_in = "30m"
-"#;
+/// with every decision allowed, within half an hour. It ends with the
+/// policy's last key, so tests may append more keys to it.
+pub const REFUNDS_POLICY: &str = include_str!("../fixtures/refunds_policy.toml");
 
 /// One `[[policy]]` table in which finance approves `tool`; `settings` are
 /// its other keys, one a line (may be empty).
@@ -46,12 +45,105 @@ pub const FAST_OUTBOX: [(&str, &str); 2] = [
     ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "300"),
 ];
 
+/// The config file `tests/fixtures/<name>` with each `{key}` of `values`
+/// replaced by its value (a file, so a config reads as the user writes it).
+pub fn fixture_config(name: &str, values: &[(&str, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let template = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    values.iter().fold(template, |config, (key, value)| {
+        let placeholder = format!("{{{key}}}");
+        assert!(config.contains(&placeholder), "{name} has no {placeholder}");
+        config.replace(&placeholder, value)
+    })
+}
+
 /// Sends a request; returns its status and JSON body (`null` when the body
 /// is not JSON, e.g. empty).
 pub async fn send_json(req: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
     let r = req.send().await.expect("request");
     let status = r.status();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// An agent opens a request with `body`, which must be accepted (201);
+/// returns the new approval.
+pub async fn create_approval(
+    http: &reqwest::Client,
+    server: &Server,
+    agent: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let request = http
+        .post(server.url("/api/v1/approvals"))
+        .bearer_auth(agent);
+    let (status, approval) = send_json(request.json(&body)).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{approval}");
+    approval
+}
+
+/// A POST of `body` to `path` with `token` that must succeed (2xx); returns
+/// the JSON answer.
+pub async fn post_ok(
+    http: &Client,
+    server: &Server,
+    token: &str,
+    path: &str,
+    body: Value,
+) -> Value {
+    let request = http.post(server.url(path)).bearer_auth(token);
+    let (status, answer) = send_json(request.json(&body)).await;
+    assert!(status.is_success(), "{path}: {status}: {answer}");
+    answer
+}
+
+/// The `id` of an approval (or any object that has one).
+pub fn id_of(object: &serde_json::Value) -> String {
+    object["id"].as_str().expect("id").to_owned()
+}
+
+/// The entries (their `entry` objects) of audit log page `query` (e.g.
+/// `start=0&end=200`), read with `token`, oldest first.
+pub async fn audit_entries(
+    http: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    query: &str,
+) -> Vec<serde_json::Value> {
+    let url = server.url(&format!("/api/v1/audit/entries?{query}"));
+    let (status, page) = send_json(http.get(url).bearer_auth(token)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    page["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["entry"].clone())
+        .collect()
+}
+
+/// `[audit]` settings that sign a checkpoint every 4 entries or every
+/// second, under `origin`: tests that read proofs need signed roots.
+pub fn frequent_checkpoints(origin: &str) -> String {
+    format!(
+        "\n[audit]\norigin = \"{origin}\"\ncheckpoint_every = 4\ncheckpoint_interval = \"1s\"\n"
+    )
+}
+
+/// `pliuz policy check` on a file `name` in the server's directory holding
+/// `policies`.
+pub fn policy_check(server: &Server, name: &str, policies: &str) -> CliOutput {
+    let path = server.dir.path().join(name);
+    std::fs::write(&path, policies).expect("write policy file");
+    server.cli(&["policy", "check", path.to_str().expect("path")], None)
+}
+
+/// `pliuz policy check` passes on the config file the server runs with.
+pub fn assert_policy_check_passes(server: &Server) {
+    let config = server.config_path();
+    let out = server.cli(&["policy", "check", config.to_str().expect("path")], None);
+    assert!(out.success, "{}", out.stderr);
 }
 
 /// Environment variables for [`Server::start_with`] from `(name, value)` pairs.
@@ -199,11 +291,7 @@ impl Server {
         loop {
             if let Ok(Some(_)) = child.try_wait() {
                 let out = child.wait_with_output().expect("serve output");
-                return CliOutput {
-                    success: out.status.success(),
-                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                };
+                return CliOutput::from(out);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -215,6 +303,12 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// [`Server::serve_refused`] after replacing the config file with `config`.
+    pub fn serve_refused_with(&self, config: &str) -> CliOutput {
+        std::fs::write(self.config_path(), config).expect("write config");
+        self.serve_refused()
     }
 
     pub async fn spawn(&mut self) {
@@ -334,11 +428,7 @@ impl Server {
             drop(child.stdin.take());
         }
         let out = child.wait_with_output().expect("cli output");
-        CliOutput {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        CliOutput::from(out)
     }
 
     pub fn agent_key(&self, name: &str) -> String {
@@ -382,6 +472,46 @@ pub struct CliOutput {
     pub stdout: String,
     pub stderr: String,
 }
+
+impl From<std::process::Output> for CliOutput {
+    fn from(out: std::process::Output) -> CliOutput {
+        CliOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Two tests of `scenario`, an async fn taking the database URL (`None`:
+/// SQLite): `scenario::on_sqlite` and `scenario::on_postgres` (on a
+/// [`fresh_postgres_database`]), each with the test attribute given (by
+/// default `#[tokio::test]`).
+#[allow(unused_macros)] // not every test file has such scenarios
+macro_rules! on_both_databases {
+    ($scenario:ident) => {
+        $crate::support::on_both_databases!(
+            #[tokio::test]
+            $scenario
+        );
+    };
+    (#[$test:meta] $scenario:ident) => {
+        mod $scenario {
+            #[$test]
+            async fn on_sqlite() {
+                super::$scenario(None).await;
+            }
+
+            #[$test]
+            async fn on_postgres() {
+                let url = $crate::support::fresh_postgres_database().await;
+                super::$scenario(Some(url)).await;
+            }
+        }
+    };
+}
+#[allow(unused_imports)] // as above
+pub(crate) use on_both_databases;
 
 /// A fresh, empty PostgreSQL database for one test, when PostgreSQL is
 /// reachable (`PLIUZ_TEST_POSTGRES_URL`, default the local `test` database).

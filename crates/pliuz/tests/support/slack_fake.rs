@@ -140,14 +140,8 @@ async fn api(
         };
         (200, answer, None)
     };
-    s.calls.push(Call {
-        method,
-        body: parsed,
-        status,
-        answer: answer.clone(),
-        authorization,
-        at: Instant::now(),
-    });
+    s.calls
+        .push(call(method, parsed, status, answer.clone(), authorization));
     drop(s);
     match status {
         200 => Json(answer).into_response(),
@@ -161,22 +155,37 @@ async fn api(
     }
 }
 
-async fn response_url(
-    State(fake): State<FakeSlack>,
-    Path(_rest): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// A post to a response URL: recorded and accepted.
+async fn response_url(State(fake): State<FakeSlack>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed = parse_body(&headers, &body);
-    fake.state.lock().unwrap().calls.push(Call {
-        method: "response_url".into(),
-        body: parsed,
-        status: 200,
-        answer: json!({"ok": true}),
-        authorization: authorization(&headers),
-        at: Instant::now(),
-    });
+    let answer = json!({"ok": true});
+    let recorded = call(
+        "response_url".into(),
+        parsed,
+        200,
+        answer,
+        authorization(&headers),
+    );
+    fake.state.lock().unwrap().calls.push(recorded);
     "ok".into_response()
+}
+
+/// A call as recorded, received now.
+fn call(
+    method: String,
+    body: Value,
+    status: u16,
+    answer: Value,
+    authorization: Option<String>,
+) -> Call {
+    Call {
+        method,
+        body,
+        status,
+        answer,
+        authorization,
+        at: Instant::now(),
+    }
 }
 
 impl FakeSlack {

@@ -79,6 +79,11 @@ pub async fn page(http: &Client, server: &Server, path: &str, cookie: &str) -> S
         .expect("page text")
 }
 
+/// The page at `path`, fetched in the session `session` (a cookie value).
+pub async fn session_page(http: &Client, server: &Server, path: &str, session: &str) -> String {
+    page(http, server, path, &format!("pliuz_session={session}")).await
+}
+
 /// The CSRF token a signed-in page carries in its `csrf-token` meta tag.
 pub fn csrf_meta(page: &str) -> Option<String> {
     page.split("name=\"csrf-token\" content=\"")
