@@ -242,6 +242,10 @@ impl Store {
                 Backend::Postgres => 16,
             })
             .acquire_timeout(WRITE_WAIT)
+            // A SQLite connection is a thread in this process: pinging it
+            // before each read proves nothing a read would not, and costs a
+            // thread hop on every request (issue #13).
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
