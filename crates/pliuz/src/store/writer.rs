@@ -278,10 +278,8 @@ impl Writer {
             if self.exec("ROLLBACK", &last_span).await.is_err() {
                 self.conn = None;
             }
-        } else {
-            if self.commit(audit_size, members, &last_span).await {
-                self.edge = Some((audit_size, right_edge(audit_size, hashes)));
-            }
+        } else if self.commit(audit_size, members, &last_span).await {
+            self.edge = Some((audit_size, right_edge(audit_size, hashes)));
         }
         leftover
     }
