@@ -272,7 +272,9 @@ impl ControlPlane {
             policy: a.policy.clone(),
         };
         // Runs waiting on it may become ready; webhooks hear of it (same tx).
-        let runs_changed = self.on_approval_change(&mut tx, a).await?;
+        let runs_changed = self
+            .on_approval_change(&mut tx, a, before.is_none())
+            .await?;
         tx.notify_replicas(&change).await?;
         tx.commit().await?;
         self.metrics.approval_changed(before, a);

@@ -246,15 +246,23 @@ impl ControlPlane {
     /// Part of every approval change's transaction (`commit_change`): runs
     /// waiting on a request that just settled may become ready, and the
     /// agent's webhook hears of the decision. Returns whether a run changed.
+    /// `created`: `a` was inserted by this transaction.
     pub(crate) async fn on_approval_change(
         &self,
         tx: &mut WriteTx,
         a: &Approval,
+        created: bool,
     ) -> std::result::Result<bool, StoreError> {
         if !a.status.is_settled() {
             return Ok(false);
         }
-        let runs = tx.runs_with_approval(&a.id).await?;
+        // No run can wait on a request inserted in this very transaction
+        // (a run lists only requests that exist): one read saved per create.
+        let runs = if created {
+            vec![]
+        } else {
+            tx.runs_with_approval(&a.id).await?
+        };
         let changed = self.ready_if_settled(tx, &runs).await?;
         let status = a.settlement.as_ref().map(|s| s.status).unwrap_or(a.status);
         crate::service::webhooks::enqueue(

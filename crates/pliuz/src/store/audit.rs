@@ -55,7 +55,110 @@ async fn read_hashes(
     Ok(out)
 }
 
+/// Audit rows appended in a transaction and not yet sent to the database.
+#[derive(Default)]
+pub(super) struct Unwritten {
+    entries: Vec<UnwrittenEntry>,
+    hashes: Vec<(u64, Hash)>,
+}
+
+struct UnwrittenEntry {
+    index: i64,
+    approval_id: Option<String>,
+    kind: &'static str,
+    created_at: i64,
+    body: String,
+}
+
+/// Rows per `INSERT`: well under every backend's limit on bound values.
+const ROWS_PER_INSERT: usize = 200;
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// `($1, $2), ($3, $4), ...`: `rows` rows of `columns` placeholders, numbered
+/// after the `before` values bound ahead of them.
+fn placeholder_rows(rows: usize, columns: usize, before: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row = (1..=columns)
+                .map(|c| format!("${}", before + r * columns + c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({row})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `INSERT` of `rows` entries, and the number of values it binds.
+fn insert_entries_sql(rows: usize, before: usize) -> (String, usize) {
+    let sql = format!(
+        "INSERT INTO audit_entries (idx, approval_id, kind, created_at, body) VALUES {}",
+        placeholder_rows(rows, 5, before)
+    );
+    (sql, rows * 5)
+}
+
+fn insert_hashes_sql(rows: usize, before: usize) -> String {
+    format!(
+        "INSERT INTO audit_hashes (idx, hash) VALUES {}",
+        placeholder_rows(rows, 2, before)
+    )
+}
+
+fn bind_entries<'q>(mut q: AnyQuery<'q>, entries: &'q [UnwrittenEntry]) -> AnyQuery<'q> {
+    for e in entries {
+        q = q
+            .bind(e.index)
+            .bind(e.approval_id.as_deref())
+            .bind(e.kind)
+            .bind(e.created_at)
+            .bind(e.body.as_str());
+    }
+    q
+}
+
+fn bind_hashes<'q>(mut q: AnyQuery<'q>, hashes: &'q [(u64, Hash)]) -> Result<AnyQuery<'q>> {
+    for (i, h) in hashes {
+        let i = i64::try_from(*i).map_err(|_| StoreError::Audit("index overflow".into()))?;
+        q = q.bind(i).bind(h.to_vec());
+    }
+    Ok(q)
+}
+
 impl WriteTx {
+    /// Inserts the entries and tree hashes `audit` appended, rather than two
+    /// statements per entry: on SQLite both `INSERT`s in one round trip
+    /// (its driver runs several statements of one query, numbered values
+    /// shared), on PostgreSQL one statement each (per [`ROWS_PER_INSERT`]).
+    /// Called just before the change is committed.
+    pub(super) async fn flush_audit(&mut self) -> Result<()> {
+        let Unwritten { entries, hashes } = std::mem::take(&mut self.unwritten);
+        let together = self.store.backend == super::Backend::Sqlite
+            && entries.len() <= ROWS_PER_INSERT
+            && hashes.len() <= ROWS_PER_INSERT;
+        if together && !entries.is_empty() {
+            let (entries_sql, bound) = insert_entries_sql(entries.len(), 0);
+            let sql = format!("{entries_sql}; {}", insert_hashes_sql(hashes.len(), bound));
+            let q = bind_hashes(bind_entries(sqlx::query(&sql), &entries), &hashes)?;
+            q.execute(&mut *self.tx).await?;
+            return Ok(());
+        }
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
+            let (sql, _) = insert_entries_sql(chunk.len(), 0);
+            bind_entries(sqlx::query(&sql), chunk)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        for chunk in hashes.chunks(ROWS_PER_INSERT) {
+            let sql = insert_hashes_sql(chunk.len(), 0);
+            bind_hashes(sqlx::query(&sql), chunk)?
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Appends one entry to the audit log in this transaction. Returns its index.
     /// `actor`: `user:EMAIL`, `agent:NAME`, `policy:NAME` or `system`.
     pub async fn audit(
@@ -104,34 +207,18 @@ impl WriteTx {
         }
         let new_hashes = pliuz_audit::append(index, leaf, &known)
             .map_err(|e| StoreError::Audit(format!("cannot extend the Merkle tree: {e}")))?;
-        let body_text = String::from_utf8(body)
+        let body = String::from_utf8(body)
             .map_err(|_| StoreError::Audit("canonical JSON is not UTF-8".into()))?;
-        let q = "INSERT INTO audit_entries (idx, approval_id, kind, created_at, body) VALUES ($1, $2, $3, $4, $5)";
-        sqlx::query(q)
-            .bind(size_i)
-            .bind(approval_id)
-            .bind(event.kind())
-            .bind(now)
-            .bind(body_text)
-            .execute(&mut *self.tx)
-            .await?;
-        // All of the entry's new tree hashes in one statement.
-        let q = format!(
-            "INSERT INTO audit_hashes (idx, hash) VALUES {}",
-            (0..new_hashes.len())
-                .map(|n| format!("(${}, ${})", 2 * n + 1, 2 * n + 2))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut insert = sqlx::query(&q);
-        for (i, h) in &new_hashes {
-            insert = insert
-                .bind(i64::try_from(*i).map_err(|_| StoreError::Audit("index overflow".into()))?)
-                .bind(h.to_vec());
-        }
-        if !new_hashes.is_empty() {
-            insert.execute(&mut *self.tx).await?;
-        }
+        // Written at commit, all of the transaction's entries and hashes in
+        // one statement each (see `flush_audit`).
+        self.unwritten.entries.push(UnwrittenEntry {
+            index: size_i,
+            approval_id,
+            kind: event.kind(),
+            created_at: now,
+            body,
+        });
+        self.unwritten.hashes.extend(new_hashes.iter().copied());
         self.hashes_written.extend(new_hashes);
         // The head row itself is written once, at commit.
         self.audit_size = size_i + 1;

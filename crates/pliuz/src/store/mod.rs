@@ -242,6 +242,10 @@ impl Store {
                 Backend::Postgres => 16,
             })
             .acquire_timeout(WRITE_WAIT)
+            // A SQLite connection is a thread in this process: pinging it
+            // before each read proves nothing a read would not, and costs a
+            // thread hop on every request (issue #13).
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -497,6 +501,7 @@ impl Store {
             appended: Vec::new(),
             audit_size: 0,
             hashes_written: std::collections::HashMap::new(),
+            unwritten: audit::Unwritten::default(),
             open: false,
             turn: Some(WriterTurn {
                 _lock: Some(lock),
@@ -553,6 +558,7 @@ impl Store {
         Ok(WriteTx {
             audit_size: lease.audit_size(),
             hashes_written: lease.take_hashes(),
+            unwritten: audit::Unwritten::default(),
             tx: TxConn::Lease(Some(lease)),
             store: self.clone(),
             appended: Vec::new(),
@@ -616,6 +622,8 @@ pub struct WriteTx {
     /// The tree hashes this transaction (on SQLite: this batch) appended, so
     /// that later entries need not read them back.
     hashes_written: std::collections::HashMap<u64, pliuz_audit::Hash>,
+    /// Audit rows appended but not yet inserted (sent together at commit).
+    unwritten: audit::Unwritten,
     /// `BEGIN` succeeded and neither `COMMIT` nor `ROLLBACK` has.
     open: bool,
     /// This process's write turn; released only once the connection is clean.
@@ -706,15 +714,21 @@ impl WriteTx {
     /// indexes written. Only an `Ok` here means the change is durable.
     pub async fn commit(mut self) -> Result<Vec<u64>> {
         if let TxConn::Lease(lease) = &mut self.tx {
-            let Some(lease) = lease.take() else {
+            if lease.is_none() {
                 return Err(StoreError::Audit("the transaction is over".into()));
-            };
+            }
             if self.appended.is_empty() {
-                drop(lease); // back to the writer, rolled back there
+                drop(lease.take()); // back to the writer, rolled back there
                 return Err(StoreError::Audit(
                     "refusing to commit a change that was not audited".into(),
                 ));
             }
+            // On failure the lease goes back with `self`: undone alone.
+            self.flush_audit().await?;
+            let TxConn::Lease(Some(lease)) = std::mem::replace(&mut self.tx, TxConn::Lease(None))
+            else {
+                return Err(StoreError::Audit("the transaction is over".into()));
+            };
             let hashes = std::mem::take(&mut self.hashes_written);
             lease.keep(self.audit_size, hashes).await_outcome().await?;
             health::committed();
@@ -726,6 +740,10 @@ impl WriteTx {
             return Err(StoreError::Audit(
                 "refusing to commit a change that was not audited".into(),
             ));
+        }
+        if let Err(e) = self.flush_audit().await {
+            self.roll_back().await;
+            return Err(e);
         }
         let head = sqlx::query("UPDATE audit_head SET size = $1 WHERE id = 1")
             .bind(self.audit_size)

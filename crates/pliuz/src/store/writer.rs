@@ -8,7 +8,7 @@
 //! transaction, fails every member of the batch (never a false success).
 
 use super::{prepare_sqlite, StoreError, WRITE_WAIT};
-use sqlx::{AnyConnection, Connection, Executor};
+use sqlx::{AnyConnection, Connection, Executor, Row};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,6 +154,7 @@ pub(super) fn spawn(url: String, stats: Arc<WriteStats>) -> mpsc::UnboundedSende
             conn: None,
             stats,
             stopped: false,
+            edge: None,
         }
         .run(rx),
     );
@@ -166,6 +167,11 @@ struct Writer {
     conn: Option<AnyConnection>,
     stats: Arc<WriteStats>,
     stopped: bool,
+    /// The audit tree's right edge after this writer's last commit, and the
+    /// log's size then: the next batch appends without reading it back.
+    /// Stored hashes never change, but a size that moved (another process
+    /// wrote) or any failure drops it all the same.
+    edge: Option<(i64, Hashes)>,
 }
 
 type Reply = oneshot::Sender<Result<Lease, StoreError>>;
@@ -216,10 +222,14 @@ impl Writer {
         deadline: Instant,
         rx: &mut mpsc::UnboundedReceiver<Ask>,
     ) -> Option<Ask> {
+        let edge = self.edge.take();
         let (mut audit_size, reply) = self.begin(reply, &span, deadline).await?;
         let mut members: Members = Vec::new();
         // Lost (a cache only) when a change is undone: its hashes are not.
-        let mut hashes = Hashes::new();
+        let mut hashes = match edge {
+            Some((size, known)) if size == audit_size => known,
+            _ => Hashes::new(),
+        };
         let mut pending = Some((reply, span));
         let mut last_span = tracing::Span::none();
         let mut leftover = None;
@@ -268,8 +278,8 @@ impl Writer {
             if self.exec("ROLLBACK", &last_span).await.is_err() {
                 self.conn = None;
             }
-        } else {
-            self.commit(audit_size, members, &last_span).await;
+        } else if self.commit(audit_size, members, &last_span).await {
+            self.edge = Some((audit_size, right_edge(audit_size, hashes)));
         }
         leftover
     }
@@ -307,26 +317,28 @@ impl Writer {
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .saturating_sub(ANSWER_MARGIN);
-            // Locks the head row and reads the log's size.
-            let head = "UPDATE audit_head SET size = size WHERE id = 1 RETURNING size";
-            // Every change runs behind the savepoint `change`, the first too.
-            let begin = "BEGIN IMMEDIATE; SAVEPOINT change";
-            if left + BUSY_TIMEOUT_SLACK >= BUSY_TIMEOUT {
-                conn.execute(sqlx::raw_sql(begin)).await?;
+            // Every change runs behind the savepoint `change`, the first too;
+            // the head row is locked and the log's size read in the same
+            // round trip.
+            let begin = "BEGIN IMMEDIATE; SAVEPOINT change; \
+                         UPDATE audit_head SET size = size WHERE id = 1 RETURNING size";
+            let rows = if left + BUSY_TIMEOUT_SLACK >= BUSY_TIMEOUT {
+                conn.fetch_all(sqlx::raw_sql(begin)).await?
             } else {
                 // This asker has waited in the queue: it hears "locked"
                 // before it gives up, not just "busy".
                 conn.execute(format!("PRAGMA busy_timeout = {}", left.as_millis()).as_str())
                     .await?;
-                let begun = conn.execute(sqlx::raw_sql(begin)).await;
+                let begun = conn.fetch_all(sqlx::raw_sql(begin)).await;
                 let _ = conn
                     .execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
                     .await;
-                begun?;
+                begun?
+            };
+            match rows.first() {
+                Some(row) => row.try_get::<i64, _>(0),
+                None => Err(sqlx::Error::RowNotFound),
             }
-            sqlx::query_scalar::<_, i64>(head)
-                .fetch_one(&mut *conn)
-                .await
         }
         .instrument(span.clone())
         .await;
@@ -399,12 +411,13 @@ impl Writer {
         }
     }
 
-    /// Makes the batch durable, then answers each member.
-    async fn commit(&mut self, audit_size: i64, members: Members, span: &tracing::Span) {
+    /// Makes the batch durable, then answers each member. Returns whether
+    /// it did.
+    async fn commit(&mut self, audit_size: i64, members: Members, span: &tracing::Span) -> bool {
         let Some(conn) = self.conn.as_mut() else {
             self.fail_all(members, "the write connection was lost")
                 .await;
-            return;
+            return false;
         };
         // The head and the commit in one round trip (the size is our own
         // integer). Either failing leaves the transaction to be rolled back.
@@ -427,6 +440,7 @@ impl Writer {
                 for m in members {
                     let _ = m.send(Ok(()));
                 }
+                true
             }
             Err(e) => {
                 tracing::warn!(error = %e, changes = members.len(), "a batch of writes failed to commit");
@@ -434,6 +448,7 @@ impl Writer {
                     let _ = m.send(Err(e.share()));
                 }
                 self.close_failed_transaction().await;
+                false
             }
         }
     }
@@ -460,6 +475,21 @@ impl Writer {
     }
 }
 
+/// Of `hashes`, those a later append to a log of `size` entries may need:
+/// the root of each perfect subtree the log divides into (one per bit of
+/// `size`; `pliuz_audit::append_plan` reads only these).
+fn right_edge(size: i64, mut hashes: Hashes) -> Hashes {
+    let Ok(size) = u64::try_from(size) else {
+        return Hashes::new();
+    };
+    let edge: Vec<u64> = (0..u64::BITS)
+        .filter(|level| (size >> level) & 1 == 1)
+        .map(|level| pliuz_audit::stored_hash_index(level, (size >> level) - 1))
+        .collect();
+    hashes.retain(|index, _| edge.contains(index));
+    hashes
+}
+
 enum Served {
     /// Kept; its outcome comes with the batch's.
     Kept,
@@ -467,4 +497,41 @@ enum Served {
     Undone,
     /// The transaction cannot go on; the reason.
     Broken(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every stored hash index of a log of `size` entries.
+    fn all_hashes(size: u64) -> Hashes {
+        (0..pliuz_audit::stored_hash_index(0, size))
+            .map(|i| (i, [0u8; 32]))
+            .collect()
+    }
+
+    #[test]
+    fn the_right_edge_holds_what_every_later_append_reads() {
+        for size in 0..300u64 {
+            let edge = right_edge(size as i64, all_hashes(size));
+            assert_eq!(edge.len(), size.count_ones() as usize, "size {size}");
+            for needed in pliuz_audit::append_plan(size) {
+                assert!(edge.contains_key(&needed), "size {size}: {needed} missing");
+            }
+            // The edge plus what the next append writes is the next edge.
+            let mut grown = edge;
+            for i in
+                pliuz_audit::stored_hash_index(0, size)..pliuz_audit::stored_hash_index(0, size + 1)
+            {
+                grown.insert(i, [0u8; 32]);
+            }
+            let next = right_edge(size as i64 + 1, grown);
+            let expected = right_edge(size as i64 + 1, all_hashes(size + 1));
+            let mut next: Vec<u64> = next.into_keys().collect();
+            let mut expected: Vec<u64> = expected.into_keys().collect();
+            next.sort_unstable();
+            expected.sort_unstable();
+            assert_eq!(next, expected, "size {size}");
+        }
+    }
 }
