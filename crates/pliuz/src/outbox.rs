@@ -128,12 +128,12 @@ impl Channel for SlackChannel {
     async fn deliver(&self, cp: &ControlPlane, row: &OutboxMessage) -> Result<(), Failure> {
         let slack = &self.0;
         match row.kind.as_str() {
-            "slack.post" | "slack.dm" | "slack.update" | "slack.thread" => {
-                about_request(cp, slack, row).await
-            }
-            "slack.question.post" | "slack.question.update" => {
-                questions::deliver(cp, slack, row).await
-            }
+            "slack.post" => post(cp, slack, row).await,
+            "slack.dm" => dm(cp, slack, row).await,
+            "slack.update" => update(cp, slack, row).await,
+            "slack.thread" => thread(cp, slack, row).await,
+            "slack.question.post" => questions::post(cp, slack, row).await,
+            "slack.question.update" => questions::update(cp, slack, row).await,
             other => {
                 let error = format!("unknown notification kind '{other}'");
                 delivery::give_up::<Self>(cp, row, &error).await;
@@ -224,23 +224,6 @@ async fn unless_gone<T>(
         cp.close_delivery(&row.id).await?;
     }
     Ok(found)
-}
-
-/// Delivers a row about a request: its post, DMs, update or thread reply.
-async fn about_request(
-    cp: &ControlPlane,
-    slack: &Slack,
-    row: &OutboxMessage,
-) -> Result<(), Failure> {
-    let Some(a) = load(cp, row).await? else {
-        return Ok(());
-    };
-    match row.kind.as_str() {
-        "slack.post" => post(cp, slack, row, &a).await,
-        "slack.dm" => dm(cp, slack, row, &a).await,
-        "slack.update" => update(cp, slack, row, &a).await,
-        _ => thread(cp, slack, row, &a).await,
-    }
 }
 
 /// Records a delivered message: its `channel`/`ts`, optionally the row's
@@ -381,16 +364,14 @@ async fn update_messages(
     Ok(updated)
 }
 
-async fn post(
-    cp: &ControlPlane,
-    slack: &Slack,
-    row: &OutboxMessage,
-    a: &Approval,
-) -> Result<(), Failure> {
+async fn post(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(), Failure> {
+    let Some(a) = load(cp, row).await? else {
+        return Ok(());
+    };
     let Some(target) = post_target(cp, row).await? else {
         return Ok(());
     };
-    let (channel, ts) = post_message(cp, slack, a, target).await?;
+    let (channel, ts) = post_message(cp, slack, &a, target).await?;
     tracing::info!(approval = %a.id, %channel, %ts, "posted the request to Slack");
     record_sent(
         cp,
@@ -408,12 +389,10 @@ async fn post(
 
 /// A DM to each approver of the policy (but not the originator), one
 /// recorded message per person, so a retry never messages anyone twice.
-async fn dm(
-    cp: &ControlPlane,
-    slack: &Slack,
-    row: &OutboxMessage,
-    a: &Approval,
-) -> Result<(), Failure> {
+async fn dm(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(), Failure> {
+    let Some(a) = load(cp, row).await? else {
+        return Ok(());
+    };
     let Some(policy) = cp.policies().get(&a.policy).cloned() else {
         cp.close_delivery(&row.id).await?;
         return Ok(());
@@ -431,7 +410,7 @@ async fn dm(
         if cp.slack_already_sent(&row.id, &target).await? {
             continue;
         }
-        let (channel, ts) = post_message(cp, slack, a, &target).await?;
+        let (channel, ts) = post_message(cp, slack, &a, &target).await?;
         record_sent(
             cp,
             row,
@@ -451,16 +430,14 @@ async fn dm(
 }
 
 /// Edits every message posted for the request to show its outcome.
-async fn update(
-    cp: &ControlPlane,
-    slack: &Slack,
-    row: &OutboxMessage,
-    a: &Approval,
-) -> Result<(), Failure> {
+async fn update(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(), Failure> {
+    let Some(a) = load(cp, row).await? else {
+        return Ok(());
+    };
     let Some(messages) = posted_messages(cp, row, &a.id, "request").await? else {
         return Ok(());
     };
-    let body = blocks::message(a, &cp.settings.public_url, crate::service::now_millis());
+    let body = blocks::message(&a, &cp.settings.public_url, crate::service::now_millis());
     let updated = update_messages(slack, &body, &messages).await?;
     tracing::info!(approval = %a.id, status = %a.status, messages = updated.len(), "updated the Slack messages");
     record_sent(
@@ -480,12 +457,10 @@ async fn update(
 /// for the request (nothing when none was posted, or when it was settled
 /// meanwhile: the updated message says so). A retry after a partial
 /// failure may reply twice in some threads.
-async fn thread(
-    cp: &ControlPlane,
-    slack: &Slack,
-    row: &OutboxMessage,
-    a: &Approval,
-) -> Result<(), Failure> {
+async fn thread(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(), Failure> {
+    let Some(a) = load(cp, row).await? else {
+        return Ok(());
+    };
     let Some(messages) = posted_messages(cp, row, &a.id, "request").await? else {
         return Ok(());
     };

@@ -175,7 +175,7 @@ fn check_metadata(errors: &mut Vec<FieldError>, m: &Option<Map<String, Value>>) 
 }
 
 /// A run's state, its ids and metadata from a create or re-pause, checked.
-fn new_run_state(
+fn run_state(
     state: String,
     approval_ids: Vec<String>,
     question_ids: Vec<String>,
@@ -253,13 +253,8 @@ pub async fn create(
     req: Request,
 ) -> Result<Response, Problem> {
     let agent = agent_of(&principal)?.to_owned();
-    let body: CreateBody = state_body(&state, req).await?;
-    let new_state = new_run_state(
-        body.state,
-        body.approval_ids,
-        body.question_ids,
-        body.metadata,
-    )?;
+    let new: CreateBody = state_body(&state, req).await?;
+    let new_state = run_state(new.state, new.approval_ids, new.question_ids, new.metadata)?;
     let run = state.cp.create_run(&agent, new_state).await?;
     let location = format!("/api/v1/runs/{}", run.id);
     Ok(created_response(location, RunView::new(run)))
@@ -509,16 +504,11 @@ pub async fn repause(
     req: Request,
 ) -> Result<Json<RunView>, Problem> {
     let agent = agent_of(&principal)?.to_owned();
-    let body: RepauseBody = state_body(&state, req).await?;
-    let new_state = new_run_state(
-        body.state,
-        body.approval_ids,
-        body.question_ids,
-        body.metadata,
-    )?;
+    let new: RepauseBody = state_body(&state, req).await?;
+    let new_state = run_state(new.state, new.approval_ids, new.question_ids, new.metadata)?;
     let run = state
         .cp
-        .repause_run(&agent, &id, &body.lease_token, new_state)
+        .repause_run(&agent, &id, &new.lease_token, new_state)
         .await?;
     Ok(Json(RunView::new(run)))
 }

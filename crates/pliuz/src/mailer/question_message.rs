@@ -80,12 +80,14 @@ pub fn compose(q: &Question, link: Option<&str>, page_url: &str) -> Mail {
     let next = NextStep::new("question", verb, link, page_url, q.expires_at);
     text.push_str(&next.text());
 
+    let rows = [
+        ("Agent", q.agent.clone()),
+        ("Policy", q.policy.clone()),
+        ("Status", q.status.as_str().to_owned()),
+    ];
     let body = html! {
         table {
-            (fact("Agent", &q.agent))
-            (fact("Policy", &q.policy))
-            (fact("Status", q.status.as_str()))
-            @for (k, v) in &answers {
+            @for (k, v) in rows.iter().chain(&answers) {
                 (fact(k, v))
             }
         }

@@ -91,14 +91,10 @@ pub(crate) async fn run<C: Channel>(
     let mut changes = cp.notifier.subscribe();
     loop {
         let handled = deliver_due(&cp, &channel, &tuning).await;
+        let next_due = cp.next_outbox_due().await;
         // Rows due that this pass did not handle are not ours to deliver
         // (another channel's, unknown kinds).
-        let sleep = pause_after_pass(
-            cp.next_outbox_due().await,
-            handled,
-            Duration::from_secs(1),
-            C::QUEUE,
-        );
+        let sleep = pause_after_pass(next_due, handled, Duration::from_secs(1), C::QUEUE);
         if sleep.is_zero() {
             continue;
         }
@@ -118,13 +114,11 @@ pub(crate) async fn deliver_due<C: Channel>(
     tuning: &Tuning,
 ) -> usize {
     let now = crate::service::now_millis();
-    let rows = match cp.due_outbox(now, BATCH).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read due outbox rows");
-            return 0;
-        }
-    };
+    // Unreadable: nothing handled this pass.
+    let rows = cp.due_outbox(now, BATCH).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not read due outbox rows");
+        Vec::new()
+    });
     let mut handled = 0;
     for row in rows.iter().filter(|r| r.kind.starts_with(C::KIND_PREFIX)) {
         match cp

@@ -24,22 +24,6 @@ async fn load(cp: &ControlPlane, row: &OutboxMessage) -> Result<Option<Question>
     unless_gone(cp, row, q, "question").await
 }
 
-/// Delivers a row about a question: its post or its update.
-pub(super) async fn deliver(
-    cp: &ControlPlane,
-    slack: &Slack,
-    row: &OutboxMessage,
-) -> Result<(), Failure> {
-    let Some(q) = load(cp, row).await? else {
-        return Ok(());
-    };
-    if row.kind == "slack.question.post" {
-        post(cp, slack, row, &q).await
-    } else {
-        update(cp, slack, row, &q).await
-    }
-}
-
 async fn record(
     cp: &ControlPlane,
     row: &OutboxMessage,
@@ -61,16 +45,18 @@ async fn record(
     Ok(())
 }
 
-async fn post(
+pub(super) async fn post(
     cp: &ControlPlane,
     slack: &Slack,
     row: &OutboxMessage,
-    q: &Question,
 ) -> Result<(), Failure> {
+    let Some(q) = load(cp, row).await? else {
+        return Ok(());
+    };
     let Some(target) = post_target(cp, row).await? else {
         return Ok(());
     };
-    let body = question_blocks::message(q, &cp.settings.public_url, crate::service::now_millis());
+    let body = question_blocks::message(&q, &cp.settings.public_url, crate::service::now_millis());
     let (channel, ts) = post_blocks(slack, body, target).await?;
     tracing::info!(question = %q.id, %channel, %ts, "posted the question to Slack");
     record(
@@ -92,16 +78,18 @@ async fn post(
     .await
 }
 
-async fn update(
+pub(super) async fn update(
     cp: &ControlPlane,
     slack: &Slack,
     row: &OutboxMessage,
-    q: &Question,
 ) -> Result<(), Failure> {
+    let Some(q) = load(cp, row).await? else {
+        return Ok(());
+    };
     let Some(messages) = posted_messages(cp, row, &q.id, "question").await? else {
         return Ok(());
     };
-    let body = question_blocks::message(q, &cp.settings.public_url, crate::service::now_millis());
+    let body = question_blocks::message(&q, &cp.settings.public_url, crate::service::now_millis());
     let updated = update_messages(slack, &body, &messages).await?;
     record(
         cp,
