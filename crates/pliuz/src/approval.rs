@@ -762,6 +762,45 @@ impl Approval {
     }
 }
 
+/// A pending request of agent `bot` for `issue_refund` under policy
+/// `refunds`, originated by alice, needing `required` approvals, for tests.
+#[cfg(test)]
+pub(crate) fn sample(required: u32) -> Approval {
+    Approval {
+        id: "a1".into(),
+        status: Status::Pending,
+        tool_name: "issue_refund".into(),
+        tool_args: serde_json::json!({"amount_cents": 5000})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        proposed_args: None,
+        final_args: None,
+        tool_schema: None,
+        policy: "refunds".into(),
+        agent: "bot".into(),
+        originator: Some("alice@example.com".into()),
+        call_id: None,
+        session_id: None,
+        context_messages: None,
+        client_metadata: None,
+        idempotency_key: None,
+        args_digest: String::new(),
+        required_approvals: required,
+        allowed_decisions: DecisionKind::ALL.to_vec(),
+        votes: vec![],
+        settlement: None,
+        edited: false,
+        execute_within_ms: 10_000,
+        claim: None,
+        execution: None,
+        created_at: 0,
+        expires_at: 1000,
+        escalated_at: None,
+        version: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,36 +811,7 @@ mod tests {
     }
 
     fn pending(required: u32) -> Approval {
-        Approval {
-            id: "a1".into(),
-            status: Status::Pending,
-            tool_name: "issue_refund".into(),
-            tool_args: args(json!({"amount_cents": 5000})),
-            proposed_args: None,
-            final_args: None,
-            tool_schema: None,
-            policy: "refunds".into(),
-            agent: "bot".into(),
-            originator: Some("alice@example.com".into()),
-            call_id: None,
-            session_id: None,
-            context_messages: None,
-            client_metadata: None,
-            idempotency_key: None,
-            args_digest: String::new(),
-            required_approvals: required,
-            allowed_decisions: DecisionKind::ALL.to_vec(),
-            votes: vec![],
-            settlement: None,
-            edited: false,
-            execute_within_ms: 10_000,
-            claim: None,
-            execution: None,
-            created_at: 0,
-            expires_at: 1000,
-            escalated_at: None,
-            version: 0,
-        }
+        sample(required)
     }
 
     fn by(email: &str, kind: DecisionKind) -> Decision {

@@ -50,10 +50,7 @@ pub fn unknown_approvers(policies: &PolicySet, users: &[User]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::approval::DecisionKind;
     use crate::auth::Role;
-    use crate::policy::{Policy, DEFAULT_EXECUTE_WITHIN};
-    use std::time::Duration;
 
     fn group(g: &str) -> Approver {
         Approver::Group(g.into())
@@ -71,23 +68,7 @@ mod tests {
     }
 
     fn policies(approvers: &[Approver]) -> PolicySet {
-        let policy = Policy {
-            name: "refunds".into(),
-            tools: vec!["issue_refund".into()],
-            approvers: approvers.to_vec(),
-            decisions: DecisionKind::ALL.to_vec(),
-            required_approvals: 1,
-            expires_in: Duration::from_secs(60),
-            execute_within: DEFAULT_EXECUTE_WITHIN,
-            auto_approve: None,
-            auto_reject: None,
-            slack_channel: None,
-            description: None,
-            email: None,
-            remind_after: None,
-            escalation: None,
-            reject_reasons: vec![],
-        };
+        let policy = crate::policy::sample(approvers);
         PolicySet::new(vec![policy], None, String::new())
     }
 

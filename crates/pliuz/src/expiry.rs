@@ -40,20 +40,26 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
             (Ok(a), Ok(q)) => Ok(a.into_iter().chain(q).min()),
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
-        let sleep = match next {
-            // The store cannot write (full, locked): do not spin on it.
-            _ if failed => Duration::from_secs(1),
-            Ok(Some(at)) => {
-                Duration::from_millis(u64::try_from(at - crate::service::now_millis()).unwrap_or(0))
-                    .min(MAX_SLEEP)
-            }
-            Ok(None) => MAX_SLEEP,
-            Err(_) => Duration::from_secs(1),
-        };
         tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
+            _ = tokio::time::sleep(sleep_until(next, failed)) => {}
             _ = cp.notifier.expiry.notified() => {}
             _ = shutdown.wait() => return,
         }
+    }
+}
+
+/// How long a timer worker sleeps after a pass: until its next deadline,
+/// at most [`MAX_SLEEP`]; a second when the pass failed or the deadline
+/// cannot be read (the store cannot write, full or locked: do not spin on
+/// it).
+pub(crate) fn sleep_until<E>(next: Result<Option<i64>, E>, failed: bool) -> Duration {
+    match next {
+        _ if failed => Duration::from_secs(1),
+        Ok(Some(at)) => {
+            Duration::from_millis(u64::try_from(at - crate::service::now_millis()).unwrap_or(0))
+                .min(MAX_SLEEP)
+        }
+        Ok(None) => MAX_SLEEP,
+        Err(_) => Duration::from_secs(1),
     }
 }

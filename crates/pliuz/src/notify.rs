@@ -190,6 +190,13 @@ impl Notifier {
         Waiter::new(&self.questions, id.to_owned())
     }
 
+    /// Messages were queued for delivery (committed): wakes the Slack and
+    /// the mail worker.
+    pub fn queued(&self) {
+        self.outbox.notify_one();
+        self.mail.notify_one();
+    }
+
     /// Question `id` was answered or expired (committed in this process;
     /// waiters on other replicas re-read on their own schedule).
     pub fn question_changed(&self, id: &str) {

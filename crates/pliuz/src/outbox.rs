@@ -38,19 +38,22 @@
 //! `PLIUZ_OUTBOX_MAX_ATTEMPTS` (for non-transient errors, default 10),
 //! `PLIUZ_OUTBOX_LEASE_MS` (claim lease, default 60000).
 
+pub(crate) mod delivery;
 mod questions;
 
 use crate::approval::{Actor, Approval};
 use crate::audit_event::{AuditEvent, SlackDelivery};
 use crate::service::deliveries::Posted;
 use crate::service::ControlPlane;
-use crate::service::{OutboxMessage, StoreError};
+use crate::service::{OutboxMessage, PostedMessage, StoreError};
 use crate::slack::api::SlackError;
 use crate::slack::{blocks, Slack};
+use delivery::{Channel, Retry};
 use rand::Rng;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Longest sleep between passes, so rows queued by other processes (the
 /// admin CLI, other replicas) are picked up too.
@@ -99,64 +102,70 @@ impl Tuning {
     }
 }
 
-/// Why one delivery did not happen.
-#[derive(Debug)]
-enum Failure {
-    Slack(SlackError),
-    /// An update whose message has not been posted yet.
-    Waiting(String),
-    Store(StoreError),
-}
+type Failure = delivery::Failure<SlackError>;
 
 impl From<SlackError> for Failure {
     fn from(e: SlackError) -> Failure {
-        Failure::Slack(e)
+        Failure::Channel(e)
     }
 }
 
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Failure {
-        Failure::Store(e)
-    }
-}
+/// The Slack channel of the outbox.
+struct SlackChannel(Arc<Slack>);
 
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Slack(e) => write!(f, "{e}"),
-            Failure::Waiting(m) => f.write_str(m),
-            Failure::Store(e) => write!(f, "{e}"),
+impl Channel for SlackChannel {
+    type Error = SlackError;
+    const KIND_PREFIX: &'static str = "slack.";
+    const METRIC: crate::metrics::Channel = crate::metrics::Channel::Slack;
+    const NOUN: &'static str = "notification";
+    const WORKER: &'static str = "outbox";
+    const QUEUE: &'static str = "the outbox";
+
+    fn queued(cp: &ControlPlane) -> &Notify {
+        &cp.notifier.outbox
+    }
+
+    async fn deliver(&self, cp: &ControlPlane, row: &OutboxMessage) -> Result<(), Failure> {
+        let slack = &self.0;
+        match row.kind.as_str() {
+            "slack.post" => post(cp, slack, row).await,
+            "slack.dm" => dm(cp, slack, row).await,
+            "slack.update" => update(cp, slack, row).await,
+            "slack.thread" => thread(cp, slack, row).await,
+            "slack.question.post" => questions::post(cp, slack, row).await,
+            "slack.question.update" => questions::update(cp, slack, row).await,
+            other => {
+                let error = format!("unknown notification kind '{other}'");
+                delivery::give_up::<Self>(cp, row, &error).await;
+                Ok(())
+            }
         }
+    }
+
+    fn retry(error: &SlackError, now: i64) -> Retry {
+        match error {
+            // Honour Retry-After exactly (plus a little jitter so a backlog
+            // does not stampede back at the same instant).
+            SlackError::RateLimited { retry_after_secs } => Retry::At(
+                now + i64::try_from(*retry_after_secs).unwrap_or(60) * 1000
+                    + rand::thread_rng().gen_range(0..=100),
+            ),
+            e if !e.is_transient() => Retry::Limited,
+            _ => Retry::Backoff,
+        }
+    }
+
+    /// A question's row names the question in `approval_id`; its entry
+    /// names no request (the outbox id and kind say what it was about).
+    fn audited_request(row: &OutboxMessage) -> Option<String> {
+        row.approval_id
+            .clone()
+            .filter(|_| !row.kind.starts_with("slack.question."))
     }
 }
 
 pub async fn run(cp: ControlPlane, slack: Arc<Slack>, shutdown: crate::shutdown::Shutdown) {
-    let tuning = Tuning::from_env();
-    tracing::info!(?tuning, "outbox worker started");
-    // `notifier.outbox` is poked while the queueing transaction is still
-    // open, so a pass it triggers may not see the row yet; the change
-    // broadcast fires after the commit, so listen to both.
-    let mut changes = cp.notifier.subscribe();
-    loop {
-        let handled = deliver_due(&cp, &slack, &tuning).await;
-        // Rows due that this pass did not handle are not ours to deliver
-        // (unknown kinds).
-        let sleep = pause_after_pass(
-            cp.next_outbox_due().await,
-            handled,
-            Duration::from_secs(1),
-            "the outbox",
-        );
-        if sleep.is_zero() {
-            continue;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = cp.notifier.outbox.notified() => {}
-            _ = changes.recv() => {}
-            _ = shutdown.wait() => return,
-        }
-    }
+    delivery::run(cp, SlackChannel(slack), shutdown).await;
 }
 
 /// How long a delivery worker sleeps after a pass, given when its next row
@@ -184,110 +193,6 @@ pub(crate) fn pause_after_pass(
     .min(MAX_SLEEP)
 }
 
-/// One pass over the due rows. Returns how many were attempted.
-pub async fn deliver_due(cp: &ControlPlane, slack: &Slack, tuning: &Tuning) -> usize {
-    let now = crate::service::now_millis();
-    let rows = match cp.due_outbox(now, BATCH).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read due outbox rows");
-            return 0;
-        }
-    };
-    let mut handled = 0;
-    for row in rows {
-        if !row.kind.starts_with("slack.") {
-            continue;
-        }
-        match cp
-            .claim_delivery(&row.id, row.next_attempt_at, now + tuning.lease_ms)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => continue, // someone else has it
-            Err(e) => {
-                tracing::warn!(error = %e, "could not claim an outbox row");
-                continue;
-            }
-        }
-        handled += 1;
-        let result = match row.kind.as_str() {
-            "slack.post" => post(cp, slack, &row).await,
-            "slack.dm" => dm(cp, slack, &row).await,
-            "slack.update" => update(cp, slack, &row).await,
-            "slack.thread" => thread(cp, slack, &row).await,
-            "slack.question.post" => questions::post(cp, slack, &row).await,
-            "slack.question.update" => questions::update(cp, slack, &row).await,
-            other => {
-                give_up(cp, &row, &format!("unknown notification kind '{other}'")).await;
-                continue;
-            }
-        };
-        if let Err(f) = result {
-            failed(cp, &row, f, tuning).await;
-        }
-    }
-    handled
-}
-
-async fn failed(cp: &ControlPlane, row: &OutboxMessage, f: Failure, tuning: &Tuning) {
-    let attempts = row.attempts + 1;
-    let now = crate::service::now_millis();
-    let error = f.to_string();
-    let next = match &f {
-        Failure::Slack(SlackError::RateLimited { retry_after_secs }) => {
-            // Honour Retry-After exactly (plus a little jitter so a backlog
-            // does not stampede back at the same instant).
-            now + i64::try_from(*retry_after_secs).unwrap_or(60) * 1000
-                + rand::thread_rng().gen_range(0..=100)
-        }
-        Failure::Slack(e) if !e.is_transient() => {
-            if attempts >= tuning.max_attempts {
-                give_up(
-                    cp,
-                    row,
-                    &format!("gave up after {attempts} attempts: {error}"),
-                )
-                .await;
-                return;
-            }
-            now + tuning.delay_ms(attempts)
-        }
-        _ => now + tuning.delay_ms(attempts),
-    };
-    match &f {
-        Failure::Waiting(_) => {
-            tracing::debug!(outbox = %row.id, kind = %row.kind, attempts, %error, "waiting")
-        }
-        _ => {
-            cp.metrics.delivery(
-                crate::metrics::Channel::Slack,
-                crate::metrics::DeliveryOutcome::Failed,
-            );
-            tracing::warn!(outbox = %row.id, kind = %row.kind, attempts, %error, retry_in_ms = next - now, "notification not delivered; will retry")
-        }
-    }
-    if let Err(e) = cp.retry_delivery(&row.id, next, &error).await {
-        tracing::warn!(error = %e, outbox = %row.id, "could not record a failed delivery");
-    }
-}
-
-async fn give_up(cp: &ControlPlane, row: &OutboxMessage, error: &str) {
-    tracing::error!(outbox = %row.id, kind = %row.kind, %error, "giving up on a notification");
-    // A question's row names the question in `approval_id`; its entry names
-    // no request (the outbox id and kind say what it was about).
-    let approval_id = row
-        .approval_id
-        .clone()
-        .filter(|_| !row.kind.starts_with("slack.question."));
-    let result = cp
-        .give_up_notification(&row.id, approval_id, &row.kind, row.attempts + 1, error)
-        .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, outbox = %row.id, "could not record giving up");
-    }
-}
-
 fn approval_id(row: &OutboxMessage) -> Option<String> {
     row.approval_id.clone().or_else(|| {
         row.payload
@@ -303,11 +208,22 @@ async fn load(cp: &ControlPlane, row: &OutboxMessage) -> Result<Option<Approval>
         Some(id) => cp.get_approval(&id).await?,
         None => None,
     };
-    if a.is_none() {
-        tracing::warn!(outbox = %row.id, "the request of this notification no longer exists");
+    unless_gone(cp, row, a, "request").await
+}
+
+/// `found`, or `None` (and the row closed) when the request or question
+/// (`what`) the row is about is gone.
+async fn unless_gone<T>(
+    cp: &ControlPlane,
+    row: &OutboxMessage,
+    found: Option<T>,
+    what: &str,
+) -> Result<Option<T>, Failure> {
+    if found.is_none() {
+        tracing::warn!(outbox = %row.id, "the {what} of this notification no longer exists");
         cp.close_delivery(&row.id).await?;
     }
-    Ok(a)
+    Ok(found)
 }
 
 /// Records a delivered message: its `channel`/`ts`, optionally the row's
@@ -320,11 +236,8 @@ async fn record_sent(
     close_row: bool,
     message: SlackDelivery,
 ) -> Result<(), Failure> {
-    let mut last = None;
-    for attempt in 0..5u32 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-        }
+    let message = &message;
+    delivery::record_delivered(row, "a delivered message", move || async move {
         let id = approval_id(row);
         let where_ = match (posted, &id) {
             (Some((target, channel, ts)), Some(approval_id)) => Some(Posted {
@@ -335,30 +248,60 @@ async fn record_sent(
             }),
             _ => None,
         };
-        let result = cp
-            .record_notification_sent(
-                &row.id,
-                id.clone(),
-                where_,
-                close_row,
-                AuditEvent::NotificationSent {
-                    outbox_id: row.id.clone(),
-                    kind: row.kind.clone(),
-                    message: message.clone(),
-                },
-            )
-            .await;
-        match result {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(error = %e, outbox = %row.id, "could not record a delivered message; retrying");
-                last = Some(e);
-            }
-        }
+        cp.record_notification_sent(
+            &row.id,
+            id.clone(),
+            where_,
+            close_row,
+            AuditEvent::NotificationSent {
+                outbox_id: row.id.clone(),
+                kind: row.kind.clone(),
+                message: message.clone(),
+            },
+        )
+        .await
+    })
+    .await
+}
+
+/// The channel a post row names; `None` (and the row closed) when it names
+/// none or the message is there already.
+async fn post_target<'r>(
+    cp: &ControlPlane,
+    row: &'r OutboxMessage,
+) -> Result<Option<&'r str>, Failure> {
+    let Some(target) = row.payload.get("channel").and_then(Value::as_str) else {
+        tracing::warn!(outbox = %row.id, kind = %row.kind, "a post without a channel");
+        cp.close_delivery(&row.id).await?;
+        return Ok(None);
+    };
+    if cp.slack_already_sent(&row.id, target).await? {
+        cp.close_delivery(&row.id).await?;
+        return Ok(None);
     }
-    Err(Failure::Store(last.unwrap_or_else(|| {
-        StoreError::Corrupt("recording a delivered message failed".into())
-    })))
+    Ok(Some(target))
+}
+
+/// The messages posted for request or question `id` (the `noun`), to edit
+/// or reply to; `None` (and the row closed) when nothing was or ever will
+/// be posted; waiting while its post is still queued.
+async fn posted_messages(
+    cp: &ControlPlane,
+    row: &OutboxMessage,
+    id: &str,
+    noun: &str,
+) -> Result<Option<Vec<PostedMessage>>, Failure> {
+    let messages = cp.slack_messages_for(id).await?;
+    if !messages.is_empty() {
+        return Ok(Some(messages));
+    }
+    if cp.slack_pending_posts(id).await? > 0 {
+        return Err(Failure::Waiting(format!(
+            "waiting for the {noun} message to be posted"
+        )));
+    }
+    cp.close_delivery(&row.id).await?;
+    Ok(None)
 }
 
 /// Posts the request message to `target` (a channel, or a user id for a DM).
@@ -369,9 +312,19 @@ async fn post_message(
     target: &str,
 ) -> Result<(String, String), Failure> {
     let mut body = blocks::message(a, &cp.settings.public_url, crate::service::now_millis());
+    body["unfurl_media"] = json!(false);
+    post_blocks(slack, body, target).await
+}
+
+/// Posts a Block Kit message to `target`; returns where Slack put it
+/// (`channel`, `ts`).
+async fn post_blocks(
+    slack: &Slack,
+    mut body: Value,
+    target: &str,
+) -> Result<(String, String), Failure> {
     body["channel"] = json!(target);
     body["unfurl_links"] = json!(false);
-    body["unfurl_media"] = json!(false);
     let v = slack.client.call("chat.postMessage", &body).await?;
     let channel = v
         .get("channel")
@@ -386,19 +339,38 @@ async fn post_message(
     Ok((channel, ts))
 }
 
+/// Edits each posted message to show `body`; returns those edited.
+async fn update_messages(
+    slack: &Slack,
+    body: &Value,
+    messages: &[PostedMessage],
+) -> Result<Vec<Value>, Failure> {
+    let mut updated = Vec::new();
+    for m in messages {
+        let mut b = body.clone();
+        b["channel"] = json!(m.channel);
+        b["ts"] = json!(m.ts);
+        match slack.client.call("chat.update", &b).await {
+            Ok(_) => updated.push(json!({"channel": m.channel, "ts": m.ts})),
+            // Deleted by someone in Slack: nothing left to update.
+            Err(SlackError::Api(code))
+                if code == "message_not_found" || code == "cant_update_message" =>
+            {
+                tracing::warn!(channel = %m.channel, ts = %m.ts, %code, "cannot update a Slack message; skipping it");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(updated)
+}
+
 async fn post(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result<(), Failure> {
     let Some(a) = load(cp, row).await? else {
         return Ok(());
     };
-    let Some(target) = row.payload.get("channel").and_then(Value::as_str) else {
-        tracing::warn!(outbox = %row.id, "slack.post without a channel");
-        cp.close_delivery(&row.id).await?;
+    let Some(target) = post_target(cp, row).await? else {
         return Ok(());
     };
-    if cp.slack_already_sent(&row.id, target).await? {
-        cp.close_delivery(&row.id).await?;
-        return Ok(());
-    }
     let (channel, ts) = post_message(cp, slack, &a, target).await?;
     tracing::info!(approval = %a.id, %channel, %ts, "posted the request to Slack");
     record_sent(
@@ -462,34 +434,11 @@ async fn update(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result
     let Some(a) = load(cp, row).await? else {
         return Ok(());
     };
-    let messages = cp.slack_messages_for(&a.id).await?;
-    if messages.is_empty() {
-        if cp.slack_pending_posts(&a.id).await? > 0 {
-            return Err(Failure::Waiting(
-                "waiting for the request message to be posted".into(),
-            ));
-        }
-        // Nothing was (or ever will be) posted: nothing to update.
-        cp.close_delivery(&row.id).await?;
+    let Some(messages) = posted_messages(cp, row, &a.id, "request").await? else {
         return Ok(());
-    }
+    };
     let body = blocks::message(&a, &cp.settings.public_url, crate::service::now_millis());
-    let mut updated = Vec::new();
-    for m in &messages {
-        let mut b = body.clone();
-        b["channel"] = json!(m.channel);
-        b["ts"] = json!(m.ts);
-        match slack.client.call("chat.update", &b).await {
-            Ok(_) => updated.push(json!({"channel": m.channel, "ts": m.ts})),
-            // Deleted by someone in Slack: nothing left to update.
-            Err(SlackError::Api(code))
-                if code == "message_not_found" || code == "cant_update_message" =>
-            {
-                tracing::warn!(channel = %m.channel, ts = %m.ts, %code, "cannot update a Slack message; skipping it");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let updated = update_messages(slack, &body, &messages).await?;
     tracing::info!(approval = %a.id, status = %a.status, messages = updated.len(), "updated the Slack messages");
     record_sent(
         cp,
@@ -512,13 +461,10 @@ async fn thread(cp: &ControlPlane, slack: &Slack, row: &OutboxMessage) -> Result
     let Some(a) = load(cp, row).await? else {
         return Ok(());
     };
-    let messages = cp.slack_messages_for(&a.id).await?;
-    if messages.is_empty() && cp.slack_pending_posts(&a.id).await? > 0 {
-        return Err(Failure::Waiting(
-            "waiting for the request message to be posted".into(),
-        ));
-    }
-    if messages.is_empty() || a.status != crate::approval::Status::Pending {
+    let Some(messages) = posted_messages(cp, row, &a.id, "request").await? else {
+        return Ok(());
+    };
+    if a.status != crate::approval::Status::Pending {
         cp.close_delivery(&row.id).await?;
         return Ok(());
     }

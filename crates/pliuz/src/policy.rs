@@ -285,6 +285,14 @@ pub struct PolicySummary {
 }
 
 impl Policy {
+    /// Whom the policy's e-mails ask: `email_to`, or else its approvers.
+    pub fn mailed(&self) -> &[Approver] {
+        match &self.email {
+            Some(EmailTo::These(to)) => to,
+            _ => &self.approvers,
+        }
+    }
+
     pub fn summary(&self) -> PolicySummary {
         PolicySummary {
             name: self.name.clone(),
@@ -505,6 +513,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{s}' is not a duration ({e}); write e.g. \"30m\", \"2h\", \"90s\""))
 }
 
+/// Policy `refunds` for tool `issue_refund`, decided by `approvers` (one
+/// approval, every decision, no conditions), for tests.
+#[cfg(test)]
+pub(crate) fn sample(approvers: &[Approver]) -> Policy {
+    Policy {
+        name: "refunds".into(),
+        tools: vec!["issue_refund".into()],
+        approvers: approvers.to_vec(),
+        decisions: DecisionKind::ALL.to_vec(),
+        required_approvals: 1,
+        expires_in: Duration::from_secs(60),
+        execute_within: DEFAULT_EXECUTE_WITHIN,
+        auto_approve: None,
+        auto_reject: None,
+        slack_channel: None,
+        description: None,
+        email: None,
+        remind_after: None,
+        escalation: None,
+        reject_reasons: vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,21 +554,9 @@ mod tests {
 
     fn policy() -> Policy {
         Policy {
-            name: "refunds".into(),
-            tools: vec!["issue_refund".into()],
-            approvers: vec![Approver::Group("finance".into())],
-            decisions: DecisionKind::ALL.to_vec(),
-            required_approvals: 1,
-            expires_in: Duration::from_secs(60),
-            execute_within: DEFAULT_EXECUTE_WITHIN,
             auto_approve: Some(Condition::compile("args.amount_cents <= 1000").unwrap()),
             auto_reject: Some(Condition::compile("agent == \"evil\"").unwrap()),
-            slack_channel: None,
-            description: None,
-            email: None,
-            remind_after: None,
-            escalation: None,
-            reject_reasons: vec![],
+            ..sample(&[Approver::Group("finance".into())])
         }
     }
 

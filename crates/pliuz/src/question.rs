@@ -279,35 +279,44 @@ pub fn check_new(text: &str, choices: &[Choice], allow_free_text: bool) -> Vec<(
     errors
 }
 
+/// A pending question of agent `bot` under policy `refunds`, for tests:
+/// `choices` as (value, label); free text allowed.
+#[cfg(test)]
+pub(crate) fn sample(text: &str, choices: &[(&str, &str)]) -> Question {
+    Question {
+        id: "q1".into(),
+        agent: "bot".into(),
+        policy: "refunds".into(),
+        text: text.into(),
+        choices: choices
+            .iter()
+            .map(|(value, label)| Choice {
+                value: (*value).into(),
+                label: (*label).into(),
+            })
+            .collect(),
+        allow_free_text: true,
+        originator: None,
+        idempotency_key: None,
+        digest: String::new(),
+        status: QuestionStatus::Pending,
+        answer: None,
+        created_at: 0,
+        expires_at: 0,
+        version: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn question() -> Question {
         Question {
-            id: "q1".into(),
-            agent: "bot".into(),
-            policy: "refunds".into(),
-            text: "Which account?".into(),
-            choices: vec![
-                Choice {
-                    value: "a".into(),
-                    label: "Account A".into(),
-                },
-                Choice {
-                    value: "b".into(),
-                    label: "Account B".into(),
-                },
-            ],
             allow_free_text: false,
             originator: Some("user:alice@example.com".into()),
-            idempotency_key: None,
-            digest: String::new(),
-            status: QuestionStatus::Pending,
-            answer: None,
-            created_at: 0,
             expires_at: 10,
-            version: 0,
+            ..sample("Which account?", &[("a", "Account A"), ("b", "Account B")])
         }
     }
 

@@ -4,10 +4,6 @@
 //! through `ControlPlane::fire_timer`.
 
 use crate::service::ControlPlane;
-use std::time::Duration;
-
-/// Upper bound on a sleep, so timers set by other processes are picked up.
-const MAX_SLEEP: Duration = Duration::from_secs(15);
 
 pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
     // Every committed change: a new request may carry an earlier timer
@@ -37,16 +33,7 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
                 tracing::warn!(error = %e, "could not read due timers");
             }
         }
-        let sleep = match cp.next_timer().await {
-            // The store cannot write (full, locked): do not spin on it.
-            _ if failed => Duration::from_secs(1),
-            Ok(Some(at)) => {
-                Duration::from_millis(u64::try_from(at - crate::service::now_millis()).unwrap_or(0))
-                    .min(MAX_SLEEP)
-            }
-            Ok(None) => MAX_SLEEP,
-            Err(_) => Duration::from_secs(1),
-        };
+        let sleep = crate::expiry::sleep_until(cp.next_timer().await, failed);
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = changes.recv() => {}

@@ -28,3 +28,12 @@ impl Shutdown {
         }
     }
 }
+
+/// Waits for `shutdown`; forever when there is none (an app assembled
+/// without a server, as in tests).
+pub async fn stopped(shutdown: Option<&Shutdown>) {
+    match shutdown {
+        Some(s) => s.wait().await,
+        None => std::future::pending().await,
+    }
+}

@@ -112,7 +112,7 @@ async fn deliver_due(cp: &ControlPlane, client: &reqwest::Client, tuning: &Tunin
     let mut handled = 0;
     for row in rows {
         match cp
-            .claim_webhook(&row.id, row.next_attempt_at, now + tuning.lease_ms)
+            .claim_delivery(&row.id, row.next_attempt_at, now + tuning.lease_ms)
             .await
         {
             Ok(true) => {}

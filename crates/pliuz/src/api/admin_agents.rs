@@ -2,15 +2,15 @@
 //! (`AdminAuth`). The same `ControlPlane` calls as `pliuz agents ...` and
 //! the admin page, so each change is audited the same way.
 
-use super::Route;
+use super::{created_response, Route};
 use crate::http::error::Problem;
 use crate::http::extract::{AdminAuth, ApiJson, ApiPath};
 use crate::http::AppState;
 use crate::service::format_time;
 use crate::service::runs::RunsError;
 use axum::extract::State;
-use axum::http::{header, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -134,16 +134,14 @@ pub async fn create(
     };
     let agent = view(&state, state.cp.agent(&body.name).await?).await?;
     let location = format!("/api/v1/admin/agents/{}", agent.name);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(CreatedAgentView {
+    Ok(created_response(
+        location,
+        CreatedAgentView {
             agent,
             api_key,
             webhook_secret,
-        }),
-    )
-        .into_response())
+        },
+    ))
 }
 
 /// Every agent, active and revoked.

@@ -2,7 +2,7 @@
 //! `policy_source = "database"` also created, replaced and deleted here
 //! (`service::policies`). In file mode the writes answer 409.
 
-use super::Route;
+use super::{created_response, Route};
 use crate::approval::Actor;
 use crate::config::PolicySource;
 use crate::http::error::Problem;
@@ -10,8 +10,8 @@ use crate::http::extract::{AdminAuth, ApiJson, ApiPath};
 use crate::http::AppState;
 use crate::policy::{Policy, PolicySummary};
 use axum::extract::State;
-use axum::http::{header, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -169,12 +169,7 @@ pub async fn create(
 ) -> Result<Response, Problem> {
     let p = state.cp.create_policy(&actor(admin), definition).await?;
     let location = format!("/api/v1/admin/policies/{}", p.name);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(view(&p)),
-    )
-        .into_response())
+    Ok(created_response(location, view(&p)))
 }
 
 #[utoipa::path(

@@ -2,7 +2,7 @@
 //! API tokens, for admins (`AdminAuth`). The same `ControlPlane` calls as
 //! `pliuz users ...` and the admin page.
 
-use super::Route;
+use super::{created_response, Route};
 use crate::approval::Actor;
 use crate::auth::{Role, User};
 use crate::http::error::Problem;
@@ -12,7 +12,7 @@ use crate::service::directory::InitialPassword;
 use crate::service::{format_time, FieldError};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Json;
@@ -151,15 +151,13 @@ pub async fn create(
         .setup_token
         .map(|t| format!("{}/setup/{t}", state.cp.settings.public_url));
     let location = format!("/api/v1/admin/users/{}", created.user.email);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(CreatedUserView {
+    Ok(created_response(
+        location,
+        CreatedUserView {
             user: created.user.into(),
             setup_url,
-        }),
-    )
-        .into_response())
+        },
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -281,11 +279,7 @@ pub async fn disable(
     AdminAuth(admin): AdminAuth,
     ApiPath(email): ApiPath,
 ) -> Result<Json<UserView>, Problem> {
-    state
-        .cp
-        .set_user_disabled(&actor(admin), &email, true)
-        .await?;
-    Ok(Json(state.cp.user(&email).await?.into()))
+    set_disabled(&state, admin, &email, true).await
 }
 
 #[utoipa::path(
@@ -303,11 +297,21 @@ pub async fn enable(
     AdminAuth(admin): AdminAuth,
     ApiPath(email): ApiPath,
 ) -> Result<Json<UserView>, Problem> {
+    set_disabled(&state, admin, &email, false).await
+}
+
+/// Disables or enables a user; answers with the user as it is now.
+async fn set_disabled(
+    state: &AppState,
+    admin: User,
+    email: &str,
+    disabled: bool,
+) -> Result<Json<UserView>, Problem> {
     state
         .cp
-        .set_user_disabled(&actor(admin), &email, false)
+        .set_user_disabled(&actor(admin), email, disabled)
         .await?;
-    Ok(Json(state.cp.user(&email).await?.into()))
+    Ok(Json(state.cp.user(email).await?.into()))
 }
 
 /// A personal API token (never its secret).

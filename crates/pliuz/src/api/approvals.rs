@@ -1,5 +1,7 @@
 //! `/api/v1/approvals`: agents open requests and wait; humans list and decide.
 
+use super::created_or_found;
+use super::long_poll::{long_poll, no_recheck, wait_secs, WaitQuery};
 use crate::approval::{
     check_reason, is_valid_claim_id, Action, Approval, DecisionKind, Execution, ExecutionOutcome,
     Status, MAX_CLAIM_ID_CHARS,
@@ -8,18 +10,16 @@ use crate::auth::Principal;
 use crate::http::error::Problem;
 use crate::http::extract::{check_depth, parse_json, ApiBytes, ApiJson, ApiPath, ApiQuery, Auth};
 use crate::http::AppState;
+use crate::notify::Committed;
 use crate::service::{format_time, ApprovalFilter};
 use crate::service::{DecisionInput, FieldError, NewApproval, ServiceError};
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 
-pub const MAX_WAIT_SECS: u64 = 60;
 const MAX_EXCERPT_CHARS: usize = 1000;
 
 /// The approval resource as the API shows it (`docs/api.md`).
@@ -308,27 +308,12 @@ pub async fn create(
             },
         )
         .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     let location = format!("/api/v1/approvals/{}", approval.id);
-    Ok((
-        status,
-        [(axum::http::header::LOCATION, location)],
-        Json(ApprovalView::new(approval, !created)),
-    )
-        .into_response())
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct GetQuery {
-    /// Seconds to wait for a decision while pending.
-    #[param(minimum = 0, maximum = 60)]
-    wait: Option<u64>,
+    Ok(created_or_found(
+        created,
+        location,
+        ApprovalView::new(approval, !created),
+    ))
 }
 
 #[utoipa::path(
@@ -337,7 +322,7 @@ pub struct GetQuery {
     operation_id = "get_approval",
     tag = "agent",
     summary = "Get an approval, optionally waiting for a decision",
-    params(("id" = String, Path, description = "The approval's id"), GetQuery),
+    params(("id" = String, Path, description = "The approval's id"), WaitQuery),
     security(("agent_key" = []), ("user_token" = []), ("session" = [])),
     responses((status = 200, description = "The approval", body = ApprovalView))
 )]
@@ -345,51 +330,22 @@ pub async fn get(
     State(state): State<AppState>,
     Auth(principal): Auth,
     ApiPath(id): ApiPath,
-    ApiQuery(q): ApiQuery<GetQuery>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Json<ApprovalView>, Problem> {
-    let wait = q.wait.unwrap_or(0);
-    if wait > MAX_WAIT_SECS {
-        return Err(Problem::validation(vec![FieldError::new(
-            "wait",
-            format!("must be between 0 and {MAX_WAIT_SECS} seconds"),
-        )]));
-    }
+    let wait = wait_secs(q.wait)?;
     // Register before reading, so a decision landing in between is not missed.
     let mut changes = state.cp.notifier.wait_for(&id);
-    let a = state.cp.get_for(&principal, &id).await?;
-    if a.status != Status::Pending || wait == 0 {
-        return Ok(Json(ApprovalView::new(a, false)));
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    // At shutdown a long-poll answers at once with the current state; the
-    // client simply polls again (another replica, or this one restarted).
-    let shutdown = state.extras.shutdown.clone();
-    let stopping = async {
-        match &shutdown {
-            Some(s) => s.wait().await,
-            None => std::future::pending().await,
+    let (cp, principal, id) = (&state.cp, &principal, &id);
+    let read = |change: Option<Committed>| async move {
+        match change.flatten() {
+            // Committed here: the record itself, no re-read.
+            Some(committed) if cp.can_see(principal, &committed) => Ok(Approval::clone(&committed)),
+            // Committed on another replica (or no longer visible): read it.
+            _ => Ok(cp.get_for(principal, id).await?),
         }
     };
-    tokio::pin!(stopping);
-    loop {
-        let next = tokio::select! {
-            next = tokio::time::timeout_at(deadline, changes.changed()) => next,
-            () = &mut stopping => break,
-        };
-        let a = match next {
-            Err(_) => break,
-            // Committed here: the record itself, no re-read.
-            Ok(Some(committed)) if state.cp.can_see(&principal, &committed) => {
-                Approval::clone(&committed)
-            }
-            // Committed on another replica (or no longer visible): read it.
-            Ok(_) => state.cp.get_for(&principal, &id).await?,
-        };
-        if a.status != Status::Pending {
-            return Ok(Json(ApprovalView::new(a, false)));
-        }
-    }
-    let a = state.cp.get_for(&principal, &id).await?;
+    let settled = |a: &Approval| a.status != Status::Pending;
+    let a = long_poll(&state, wait, &mut changes, read, settled, no_recheck).await?;
     Ok(Json(ApprovalView::new(a, false)))
 }
 

@@ -7,6 +7,7 @@ pub mod admin_policies;
 pub mod admin_users;
 pub mod approvals;
 pub mod audit;
+pub mod long_poll;
 pub mod metrics;
 pub mod openapi;
 pub mod questions;
@@ -15,7 +16,7 @@ pub mod runs;
 use crate::http::error::Problem;
 use crate::http::{extract, AppState};
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
@@ -73,6 +74,22 @@ pub fn routes() -> Vec<Route> {
     r.extend(runs::routes());
     r.extend(questions::routes());
     r
+}
+
+/// 201 Created, with the new resource's URL in `Location`.
+pub(crate) fn created_response(location: String, body: impl Serialize) -> Response {
+    created_or_found(true, location, body)
+}
+
+/// 201 when `made`; 200 with the same `Location` when an idempotent retry
+/// found the resource made already.
+pub(crate) fn created_or_found(made: bool, location: String, body: impl Serialize) -> Response {
+    let status = if made {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, [(header::LOCATION, location)], Json(body)).into_response()
 }
 
 /// The API's routes, with the answers for unknown routes and methods.

@@ -1,8 +1,8 @@
 //! `/api/v1/questions`: an agent asks a person and waits for the typed
 //! answer ("human as a tool"); the policy's approvers answer.
 
-use super::approvals::MAX_WAIT_SECS;
-use super::Route;
+use super::long_poll::{long_poll, recheck_every, wait_secs, WaitQuery};
+use super::{created_or_found, Route};
 use crate::http::error::Problem;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::http::AppState;
@@ -10,8 +10,8 @@ use crate::question::{Choice, Question, QuestionStatus};
 use crate::service::questions::NewQuestion;
 use crate::service::{format_time, FieldError};
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -222,27 +222,12 @@ pub async fn create(
             },
         )
         .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     let location = format!("/api/v1/questions/{}", q.id);
-    Ok((
-        status,
-        [(axum::http::header::LOCATION, location)],
-        Json(QuestionView::new(q, !created)),
-    )
-        .into_response())
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct GetQuery {
-    /// Seconds to wait for an answer while pending.
-    #[param(minimum = 0, maximum = 60)]
-    wait: Option<u64>,
+    Ok(created_or_found(
+        created,
+        location,
+        QuestionView::new(q, !created),
+    ))
 }
 
 /// How often a long-poll re-reads the question anyway: an answer given on
@@ -255,7 +240,7 @@ const RECHECK: Duration = Duration::from_secs(2);
     operation_id = "get_question",
     tag = "agent",
     summary = "Get a question, optionally waiting for the answer",
-    params(("id" = String, Path, description = "The question's id"), GetQuery),
+    params(("id" = String, Path, description = "The question's id"), WaitQuery),
     security(("agent_key" = []), ("user_token" = []), ("session" = [])),
     responses((status = 200, description = "The question", body = QuestionView))
 )]
@@ -263,42 +248,16 @@ pub async fn get_one(
     State(state): State<AppState>,
     Auth(principal): Auth,
     ApiPath(id): ApiPath,
-    ApiQuery(q): ApiQuery<GetQuery>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Json<QuestionView>, Problem> {
-    let wait = q.wait.unwrap_or(0);
-    if wait > MAX_WAIT_SECS {
-        return Err(Problem::validation(vec![FieldError::new(
-            "wait",
-            format!("must be between 0 and {MAX_WAIT_SECS} seconds"),
-        )]));
-    }
+    let wait = wait_secs(q.wait)?;
     // Register before reading, so an answer landing in between is not missed.
     let mut changes = state.cp.notifier.wait_for_question(&id);
-    let question = state.cp.question_for(&principal, &id).await?;
-    if question.status != QuestionStatus::Pending || wait == 0 {
-        return Ok(Json(QuestionView::new(question, false)));
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    let shutdown = state.extras.shutdown.clone();
-    let stopping = async {
-        match &shutdown {
-            Some(s) => s.wait().await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(stopping);
-    loop {
-        let next = (tokio::time::Instant::now() + RECHECK).min(deadline);
-        tokio::select! {
-            _ = tokio::time::timeout_at(next, changes.changed()) => {}
-            () = &mut stopping => break,
-        }
-        let question = state.cp.question_for(&principal, &id).await?;
-        if question.status != QuestionStatus::Pending || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(QuestionView::new(question, false)));
-        }
-    }
-    let question = state.cp.question_for(&principal, &id).await?;
+    let (cp, principal, id) = (&state.cp, &principal, &id);
+    let read = |_| async move { Ok(cp.question_for(principal, id).await?) };
+    let settled = |q: &Question| q.status != QuestionStatus::Pending;
+    let recheck = recheck_every(RECHECK);
+    let question = long_poll(&state, wait, &mut changes, read, settled, recheck).await?;
     Ok(Json(QuestionView::new(question, false)))
 }
 

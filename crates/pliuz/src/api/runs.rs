@@ -1,9 +1,10 @@
 //! `/api/v1/runs`: durable runs (see `crate::service::runs`). Agent keys
 //! only; an agent sees and claims only its own runs (others' are 404).
 
-use super::approvals::{ApprovalView, MAX_WAIT_SECS};
+use super::approvals::ApprovalView;
+use super::long_poll::{long_poll, no_recheck, wait_secs, WaitQuery};
 use super::questions::QuestionView;
-use super::Route;
+use super::{created_response, Route};
 use crate::auth::Principal;
 use crate::http::error::Problem;
 use crate::http::extract::{ApiJson, ApiQuery, Auth};
@@ -14,7 +15,7 @@ use crate::service::runs::{NewRunState, RunsError};
 use crate::service::FieldError;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Json;
 use serde::de::DeserializeOwned;
@@ -173,19 +174,40 @@ fn check_metadata(errors: &mut Vec<FieldError>, m: &Option<Map<String, Value>>) 
     }
 }
 
-fn check_lease(errors: &mut Vec<FieldError>, secs: Option<u64>) -> u64 {
+/// A run's state, its ids and metadata from a create or re-pause, checked.
+fn run_state(
+    state: String,
+    approval_ids: Vec<String>,
+    question_ids: Vec<String>,
+    metadata: Option<Map<String, Value>>,
+) -> Result<NewRunState, Problem> {
+    let mut errors = Vec::new();
+    check_ids(&mut errors, "approval_ids", &approval_ids);
+    check_ids(&mut errors, "question_ids", &question_ids);
+    check_metadata(&mut errors, &metadata);
+    done(errors)?;
+    Ok(NewRunState {
+        state,
+        approval_ids,
+        question_ids,
+        metadata: metadata.map(Value::Object),
+    })
+}
+
+/// The lease asked for, checked (the default when none is).
+fn lease_secs(secs: Option<u64>) -> Result<u64, Problem> {
     let secs = secs.unwrap_or(DEFAULT_LEASE_SECS);
     if !LEASE_SECS.contains(&secs) {
-        errors.push(FieldError::new(
+        return Err(Problem::validation(vec![FieldError::new(
             "lease_seconds",
             format!(
                 "must be between {} and {} seconds",
                 LEASE_SECS.start(),
                 LEASE_SECS.end()
             ),
-        ));
+        )]));
     }
-    secs
+    Ok(secs)
 }
 
 fn done(errors: Vec<FieldError>) -> Result<(), Problem> {
@@ -231,51 +253,11 @@ pub async fn create(
     req: Request,
 ) -> Result<Response, Problem> {
     let agent = agent_of(&principal)?.to_owned();
-    let body: CreateBody = state_body(&state, req).await?;
-    let mut errors = Vec::new();
-    check_ids(&mut errors, "approval_ids", &body.approval_ids);
-    check_ids(&mut errors, "question_ids", &body.question_ids);
-    check_metadata(&mut errors, &body.metadata);
-    done(errors)?;
-    let run = state
-        .cp
-        .create_run(
-            &agent,
-            NewRunState {
-                state: body.state,
-                approval_ids: body.approval_ids,
-                question_ids: body.question_ids,
-                metadata: body.metadata.map(Value::Object),
-            },
-        )
-        .await?;
+    let new: CreateBody = state_body(&state, req).await?;
+    let new_state = run_state(new.state, new.approval_ids, new.question_ids, new.metadata)?;
+    let run = state.cp.create_run(&agent, new_state).await?;
     let location = format!("/api/v1/runs/{}", run.id);
-    Ok((
-        StatusCode::CREATED,
-        [(axum::http::header::LOCATION, location)],
-        Json(RunView::new(run)),
-    )
-        .into_response())
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct GetQuery {
-    /// Seconds to wait while the run is waiting.
-    #[param(minimum = 0, maximum = 60)]
-    wait: Option<u64>,
-}
-
-fn check_wait(wait: Option<u64>) -> Result<u64, Problem> {
-    let wait = wait.unwrap_or(0);
-    if wait > MAX_WAIT_SECS {
-        return Err(Problem::validation(vec![FieldError::new(
-            "wait",
-            format!("must be between 0 and {MAX_WAIT_SECS} seconds"),
-        )]));
-    }
-    Ok(wait)
+    Ok(created_response(location, RunView::new(run)))
 }
 
 #[utoipa::path(
@@ -284,7 +266,7 @@ fn check_wait(wait: Option<u64>) -> Result<u64, Problem> {
     operation_id = "get_run",
     tag = "runs",
     summary = "A run; with wait, long-polls while it is waiting",
-    params(("id" = String, Path, description = "The run's id"), GetQuery),
+    params(("id" = String, Path, description = "The run's id"), WaitQuery),
     security(("agent_key" = [])),
     responses((status = 200, description = "The run", body = RunView))
 )]
@@ -292,25 +274,18 @@ pub async fn get_one(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<GetQuery>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Json<RunView>, Problem> {
     let agent = agent_of(&principal)?;
-    let wait = check_wait(q.wait)?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let wait = wait_secs(q.wait)?;
     // Register before reading, so a change landing in between is not missed.
     // A decision that readies the run is a run change of this agent.
     let mut runs = state.cp.notifier.wait_for_runs(agent);
-    loop {
-        let run = state.cp.get_run_for(agent, &id).await?;
-        if run.status != RunStatus::Waiting || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(RunView::new(run)));
-        }
-        // Re-read only when one of this agent's runs changed.
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = runs.changed() => {}
-        }
-    }
+    let (cp, id) = (&state.cp, &id);
+    let read = |_| async move { Ok(cp.get_run_for(agent, id).await?) };
+    let settled = |run: &Run| run.status != RunStatus::Waiting;
+    let run = long_poll(&state, wait, &mut runs, read, settled, no_recheck).await?;
+    Ok(Json(RunView::new(run)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -348,7 +323,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ListView>, Problem> {
     let agent = agent_of(&principal)?;
-    let wait = check_wait(q.wait)?;
+    let wait = wait_secs(q.wait)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(Problem::validation(vec![FieldError::new(
@@ -365,35 +340,34 @@ pub async fn list(
             )])
         })?),
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let mut runs = state.cp.notifier.wait_for_runs(agent);
-    loop {
+    let cp = &state.cp;
+    // The clock of each read goes with its items: the next lease to run out
+    // is looked up from the same instant.
+    let read = |_| async move {
         let now = crate::service::now_millis();
-        let items = state
-            .cp
-            .list_runs(agent, status, now, i64::from(limit))
-            .await?;
-        if !items.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(ListView {
-                items: items.into_iter().map(RunView::new).collect(),
-            }));
+        let items = cp.list_runs(agent, status, now, i64::from(limit)).await?;
+        Ok((items, now))
+    };
+    let settled = |(items, _): &(Vec<Run>, i64)| !items.is_empty();
+    // A lease running out makes a run claimable without any write.
+    let lease_expiry = |&(_, now): &(Vec<Run>, i64)| async move {
+        if status != Some(RunStatus::Ready) {
+            return Ok(None);
         }
-        // A lease running out makes a run claimable without any write.
-        let mut until = deadline;
-        if status == Some(RunStatus::Ready) {
-            if let Some(at) = state.cp.next_lease_expiry(agent, now).await? {
-                let ms = u64::try_from(at - now).unwrap_or(0);
-                until = until.min(tokio::time::Instant::now() + Duration::from_millis(ms + 1));
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep_until(until) => {}
-            _ = runs.changed() => {}
-        }
-    }
+        let at = cp.next_lease_expiry(agent, now).await?;
+        Ok(at.map(|at| {
+            let ms = u64::try_from(at - now).unwrap_or(0);
+            tokio::time::Instant::now() + Duration::from_millis(ms + 1)
+        }))
+    };
+    let (items, _) = long_poll(&state, wait, &mut runs, read, settled, lease_expiry).await?;
+    Ok(Json(ListView {
+        items: items.into_iter().map(RunView::new).collect(),
+    }))
 }
 
-// The schema limits mirror `check_lease`.
+// The schema limits mirror `lease_secs`.
 #[derive(Debug, Deserialize, Default, ToSchema)]
 #[schema(as = RunClaimRequest)]
 #[serde(deny_unknown_fields)]
@@ -440,9 +414,7 @@ pub async fn claim(
         serde_json::from_slice(&body)
             .map_err(|e| Problem::validation(vec![FieldError::new("body", e.to_string())]))?
     };
-    let mut errors = Vec::new();
-    let secs = check_lease(&mut errors, body.lease_seconds);
-    done(errors)?;
+    let secs = lease_secs(body.lease_seconds)?;
     let c = state.cp.claim_run(agent, &id, secs).await?;
     Ok(Json(ClaimView {
         state_sha256: c.run.state_sha256.clone(),
@@ -489,9 +461,7 @@ pub async fn heartbeat(
     ApiJson(body): ApiJson<HeartbeatBody>,
 ) -> Result<Json<RunView>, Problem> {
     let agent = agent_of(&principal)?;
-    let mut errors = Vec::new();
-    let secs = check_lease(&mut errors, body.lease_seconds);
-    done(errors)?;
+    let secs = lease_secs(body.lease_seconds)?;
     let run = state
         .cp
         .heartbeat_run(agent, &id, &body.lease_token, secs)
@@ -534,25 +504,11 @@ pub async fn repause(
     req: Request,
 ) -> Result<Json<RunView>, Problem> {
     let agent = agent_of(&principal)?.to_owned();
-    let body: RepauseBody = state_body(&state, req).await?;
-    let mut errors = Vec::new();
-    check_ids(&mut errors, "approval_ids", &body.approval_ids);
-    check_ids(&mut errors, "question_ids", &body.question_ids);
-    check_metadata(&mut errors, &body.metadata);
-    done(errors)?;
+    let new: RepauseBody = state_body(&state, req).await?;
+    let new_state = run_state(new.state, new.approval_ids, new.question_ids, new.metadata)?;
     let run = state
         .cp
-        .repause_run(
-            &agent,
-            &id,
-            &body.lease_token,
-            NewRunState {
-                state: body.state,
-                approval_ids: body.approval_ids,
-                question_ids: body.question_ids,
-                metadata: body.metadata.map(Value::Object),
-            },
-        )
+        .repause_run(&agent, &id, &new.lease_token, new_state)
         .await?;
     Ok(Json(RunView::new(run)))
 }

@@ -124,12 +124,7 @@ pub async fn events(
         loop {
             let next = tokio::select! {
                 r = live.rx.recv() => r,
-                _ = async {
-                    match &shutdown {
-                        Some(s) => s.wait().await,
-                        None => std::future::pending::<()>().await,
-                    }
-                } => return None,
+                () = crate::shutdown::stopped(shutdown.as_ref()) => return None,
                 _ = tokio::time::sleep_until(live.ends_at) => return None,
                 _ = live.recheck.tick() => {
                     if !live.session_valid().await {

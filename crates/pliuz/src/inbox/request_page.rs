@@ -197,12 +197,7 @@ pub(super) fn request_page(
 ) -> Markup {
     let now = crate::service::now_millis();
     let can = abilities(state, s, a);
-    let reasons = state
-        .cp
-        .policies()
-        .get(&a.policy)
-        .map(|p| p.reject_reasons.clone())
-        .unwrap_or_default();
+    let reasons = state.cp.reject_reasons(&a.policy);
     let under_review = a.args_under_review();
     let digest = review_digest(a);
     let form_digest = fb.reviewed_digest.clone().unwrap_or_else(|| digest.clone());

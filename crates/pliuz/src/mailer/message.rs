@@ -6,7 +6,7 @@
 use crate::approval::Approval;
 use crate::service::format_time;
 use crate::text::truncate;
-use maud::html;
+use maud::{html, Markup, Render};
 use serde_json::Value;
 
 /// One e-mail, ready to send.
@@ -38,6 +38,81 @@ fn value_text(v: &Value) -> String {
         other => other.to_string(),
     };
     truncate(&s, MAX_VALUE_CHARS)
+}
+
+/// What the reader may do next: open the one-time link to act (before the
+/// request or question expires), or, in the follow-up, see the page itself
+/// (log-in only).
+pub(super) struct NextStep<'a> {
+    /// "request", "question".
+    noun: &'a str,
+    /// What a person does to it, and does in the third person.
+    verb: (&'a str, &'a str),
+    link: Option<&'a str>,
+    page_url: &'a str,
+    expires: String,
+}
+
+impl<'a> NextStep<'a> {
+    pub fn new(
+        noun: &'a str,
+        verb: (&'a str, &'a str),
+        link: Option<&'a str>,
+        page_url: &'a str,
+        expires_at: i64,
+    ) -> NextStep<'a> {
+        NextStep {
+            noun,
+            verb,
+            link,
+            page_url,
+            expires: format_time(expires_at),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let (noun, (verb, verbs), expires) = (self.noun, self.verb, &self.expires);
+        match self.link {
+            Some(l) => format!(
+                "\nOpen the {noun} to {verb} (you sign in first; this link works once):\n{l}\n\nThe {noun} expires at {expires} unless someone {verbs} it.\n"
+            ),
+            None => format!("\nThe {noun}: {}\n", self.page_url),
+        }
+    }
+
+    pub fn html(&self) -> Markup {
+        let (noun, (verb, verbs), expires) = (self.noun, self.verb, &self.expires);
+        html! {
+            @match self.link {
+                Some(l) => {
+                    p { a href=(l) { "Open the " (noun) " to " (verb) } }
+                    p { small { "You sign in first; this link works once. The " (noun) " expires at " (expires) " unless someone " (verbs) " it." } }
+                }
+                None => {
+                    p { a href=(self.page_url) { "The " (noun) } }
+                }
+            }
+        }
+    }
+}
+
+/// The HTML part: `body` under the intro, in the frame every e-mail shares.
+pub(super) fn html_part(intro: &str, body: Markup) -> String {
+    html! {
+        (maud::DOCTYPE)
+        html {
+            body style="font-family: sans-serif" {
+                p { (intro) }
+                (body)
+            }
+        }
+    }
+    .into_string()
+}
+
+/// One row of an e-mail's facts table.
+pub(super) fn fact(label: &str, value: impl Render) -> Markup {
+    html! { tr { th align="left" { (label) } td { (value) } } }
 }
 
 /// What this e-mail is about, from its outbox row's kind.
@@ -84,7 +159,6 @@ pub fn compose(kind: &str, a: &Approval, link: Option<&str>, page_url: &str) -> 
         .settlement
         .as_ref()
         .map(|s| (s.by.clone(), s.reason.clone()));
-    let expires = format_time(a.expires_at);
     let intro = intro(kind, a);
     let settled = kind == "email.settled";
 
@@ -105,52 +179,35 @@ pub fn compose(kind: &str, a: &Approval, link: Option<&str>, page_url: &str) -> 
     if more > 0 {
         text.push_str(&format!("  … and {more} more on the request page\n"));
     }
-    match link {
-        Some(l) => text.push_str(&format!(
-            "\nOpen the request to decide (you sign in first; this link works once):\n{l}\n\nThe request expires at {expires} unless someone decides it.\n"
-        )),
-        None => text.push_str(&format!("\nThe request: {page_url}\n")),
-    }
+    let verb = ("decide", "decides");
+    let next = NextStep::new("request", verb, link, page_url, a.expires_at);
+    text.push_str(&next.text());
 
-    let html = html! {
-        (maud::DOCTYPE)
-        html {
-            body style="font-family: sans-serif" {
-                p { (intro) }
-                table {
-                    tr { th align="left" { "Agent" } td { (a.agent) } }
-                    tr { th align="left" { "Tool" } td { code { (a.tool_name) } } }
-                    tr { th align="left" { "Policy" } td { (a.policy) } }
-                    tr { th align="left" { "Status" } td { (a.status.as_str()) } }
-                    @if let (true, Some((by, reason))) = (settled, &settled_by) {
-                        tr { th align="left" { "Decided by" } td { (by) } }
-                        @if let Some(r) = reason {
-                            tr { th align="left" { "Reason" } td { (r) } }
-                        }
-                    }
-                }
-                h3 { "Arguments" }
-                ul {
-                    @for (k, v) in &args {
-                        li { code { (k) } ": " (v) }
-                    }
-                    @if more > 0 {
-                        li { "… and " (more) " more on the request page" }
-                    }
-                }
-                @match link {
-                    Some(l) => {
-                        p { a href=(l) { "Open the request to decide" } }
-                        p { small { "You sign in first; this link works once. The request expires at " (expires) " unless someone decides it." } }
-                    }
-                    None => {
-                        p { a href=(page_url) { "The request" } }
-                    }
+    let body = html! {
+        table {
+            (fact("Agent", &a.agent))
+            (fact("Tool", html! { code { (a.tool_name) } }))
+            (fact("Policy", &a.policy))
+            (fact("Status", a.status.as_str()))
+            @if let (true, Some((by, reason))) = (settled, &settled_by) {
+                (fact("Decided by", by))
+                @if let Some(r) = reason {
+                    (fact("Reason", r))
                 }
             }
         }
-    }
-    .into_string();
+        h3 { "Arguments" }
+        ul {
+            @for (k, v) in &args {
+                li { code { (k) } ": " (v) }
+            }
+            @if more > 0 {
+                li { "… and " (more) " more on the request page" }
+            }
+        }
+        (next.html())
+    };
+    let html = html_part(intro, body);
     Mail {
         subject: subject(kind, a),
         text,

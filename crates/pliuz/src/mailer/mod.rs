@@ -15,18 +15,19 @@
 pub mod message;
 pub mod question_message;
 
-use crate::approval::Status;
+use crate::approval::{Approval, Status};
 use crate::config::email::{EmailSettings, Tls};
-use crate::outbox::{pause_after_pass, Tuning, BATCH};
-use crate::question::QuestionStatus;
+use crate::outbox::delivery::{self, Channel, Retry};
+use crate::question::{Question, QuestionStatus};
 use crate::service::email::{is_question_kind, LinkTarget};
-use crate::service::{ControlPlane, OutboxMessage, ServiceError, StoreError};
+use crate::service::{ControlPlane, OutboxMessage};
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// The SMTP connection settings and the sender, made once at start.
 pub struct Mailer {
@@ -57,165 +58,151 @@ impl Mailer {
     }
 }
 
-/// Why one delivery did not happen.
+/// Why the SMTP side of one delivery failed.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum MailError {
     Smtp(lettre::transport::smtp::Error),
     /// The message could not be built (an address lettre refuses).
     Build(String),
-    /// The follow-up waits for the request e-mails to go first.
-    Waiting(String),
-    Store(String),
 }
 
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Failure {
-        Failure::Store(e.to_string())
-    }
-}
-
-impl From<ServiceError> for Failure {
-    fn from(e: ServiceError) -> Failure {
-        Failure::Store(e.to_string())
-    }
-}
-
-impl std::fmt::Display for Failure {
+impl std::fmt::Display for MailError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Smtp(e) => write!(f, "SMTP: {e}"),
-            Failure::Build(m) | Failure::Waiting(m) | Failure::Store(m) => f.write_str(m),
+            MailError::Smtp(e) => write!(f, "SMTP: {e}"),
+            MailError::Build(m) => f.write_str(m),
         }
+    }
+}
+
+type Failure = delivery::Failure<MailError>;
+
+impl Channel for Arc<Mailer> {
+    type Error = MailError;
+    const KIND_PREFIX: &'static str = "email.";
+    const METRIC: crate::metrics::Channel = crate::metrics::Channel::Email;
+    const NOUN: &'static str = "e-mail";
+    const WORKER: &'static str = "mail";
+    const QUEUE: &'static str = "the outbox (e-mail)";
+
+    fn queued(cp: &ControlPlane) -> &Notify {
+        &cp.notifier.mail
+    }
+
+    async fn deliver(&self, cp: &ControlPlane, row: &OutboxMessage) -> Result<(), Failure> {
+        deliver(cp, self, row).await
+    }
+
+    fn retry(error: &MailError, _now: i64) -> Retry {
+        let permanent = match error {
+            MailError::Smtp(e) => e.is_permanent(),
+            MailError::Build(_) => true,
+        };
+        if permanent {
+            Retry::Limited
+        } else {
+            Retry::Backoff
+        }
+    }
+
+    fn audited_request(row: &OutboxMessage) -> Option<String> {
+        row.approval_id.clone()
     }
 }
 
 pub async fn run(cp: ControlPlane, mailer: Arc<Mailer>, shutdown: crate::shutdown::Shutdown) {
-    let tuning = Tuning::from_env();
-    tracing::info!("mail worker started");
-    let mut changes = cp.notifier.subscribe();
-    loop {
-        let handled = deliver_due(&cp, &mailer, &tuning).await;
-        let sleep = pause_after_pass(
-            cp.next_outbox_due().await,
-            handled,
-            Duration::from_secs(1),
-            "the outbox (e-mail)",
-        );
-        if sleep.is_zero() {
-            continue;
+    delivery::run(cp, mailer, shutdown).await;
+}
+
+/// What a row's e-mails are about.
+enum Subject {
+    Request(Box<Approval>),
+    Question(Box<Question>),
+}
+
+impl Subject {
+    /// The request or question the row names; `None` when it is gone.
+    async fn of(cp: &ControlPlane, row: &OutboxMessage) -> Result<Option<Subject>, Failure> {
+        let Some(id) = &row.approval_id else {
+            return Ok(None);
+        };
+        Ok(if is_question_kind(&row.kind) {
+            cp.question_by_id(id)
+                .await?
+                .map(|q| Subject::Question(Box::new(q)))
+        } else {
+            cp.get_approval(id)
+                .await?
+                .map(|a| Subject::Request(Box::new(a)))
+        })
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            Subject::Request(a) => &a.id,
+            Subject::Question(q) => &q.id,
         }
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = cp.notifier.mail.notified() => {}
-            _ = changes.recv() => {}
-            _ = shutdown.wait() => return,
+    }
+
+    fn is_pending(&self) -> bool {
+        match self {
+            Subject::Request(a) => a.status == Status::Pending,
+            Subject::Question(q) => q.status == QuestionStatus::Pending,
+        }
+    }
+
+    /// Its page in the inbox (`requests`, `questions`), its one-time links'
+    /// target, and the noun for a message.
+    fn page(&self) -> (&'static str, LinkTarget, &'static str) {
+        match self {
+            Subject::Request(_) => ("requests", LinkTarget::Request, "request"),
+            Subject::Question(_) => ("questions", LinkTarget::Question, "question"),
+        }
+    }
+
+    async fn recipients(&self, cp: &ControlPlane, kind: &str) -> Result<Vec<String>, Failure> {
+        Ok(match self {
+            Subject::Request(a) => cp.email_recipients(a, kind).await?,
+            Subject::Question(q) => cp.question_email_recipients(q, kind).await?,
+        })
+    }
+
+    fn compose(&self, kind: &str, link: Option<&str>, page: &str) -> message::Mail {
+        match self {
+            Subject::Request(a) => message::compose(kind, a, link, page),
+            Subject::Question(q) => question_message::compose(q, link, page),
         }
     }
 }
 
-/// One pass over the due e-mail rows. Returns how many were attempted.
-async fn deliver_due(cp: &ControlPlane, mailer: &Mailer, tuning: &Tuning) -> usize {
-    let now = crate::service::now_millis();
-    let rows = match cp.due_outbox(now, BATCH).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read due outbox rows");
-            return 0;
-        }
-    };
-    let mut handled = 0;
-    for row in rows.iter().filter(|r| r.kind.starts_with("email.")) {
-        match cp
-            .claim_delivery(&row.id, row.next_attempt_at, now + tuning.lease_ms)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not claim an outbox row");
-                continue;
-            }
-        }
-        handled += 1;
-        if let Err(f) = deliver(cp, mailer, row).await {
-            failed(cp, row, f, tuning).await;
-        }
-    }
-    handled
-}
-
-async fn failed(cp: &ControlPlane, row: &OutboxMessage, f: Failure, tuning: &Tuning) {
-    let attempts = row.attempts + 1;
-    let now = crate::service::now_millis();
-    let error = f.to_string();
-    let permanent = match &f {
-        Failure::Smtp(e) => e.is_permanent(),
-        Failure::Build(_) => true,
-        _ => false,
-    };
-    if permanent && attempts >= tuning.max_attempts {
-        tracing::error!(outbox = %row.id, kind = %row.kind, %error, "giving up on an e-mail");
-        let message = format!("gave up after {attempts} attempts: {error}");
-        if let Err(e) = cp
-            .give_up_email(
-                &row.id,
-                row.approval_id.clone(),
-                &row.kind,
-                attempts,
-                &message,
-            )
-            .await
-        {
-            tracing::warn!(error = %e, outbox = %row.id, "could not record giving up");
-        }
-        return;
-    }
-    let next = now + tuning.delay_ms(attempts);
-    match &f {
-        Failure::Waiting(_) => {
-            tracing::debug!(outbox = %row.id, kind = %row.kind, attempts, %error, "waiting")
-        }
-        _ => {
-            cp.metrics.delivery(
-                crate::metrics::Channel::Email,
-                crate::metrics::DeliveryOutcome::Failed,
-            );
-            tracing::warn!(outbox = %row.id, kind = %row.kind, attempts, %error, retry_in_ms = next - now, "e-mail not delivered; will retry")
-        }
-    }
-    if let Err(e) = cp.retry_delivery(&row.id, next, &error).await {
-        tracing::warn!(error = %e, outbox = %row.id, "could not record a failed delivery");
-    }
-}
-
-/// Sends one row's e-mails: one per recipient not mailed yet, each with a
-/// fresh one-time link (except the follow-up), then closes the row.
+/// Sends one row's e-mails about a request or a question: one per
+/// recipient not mailed yet, each with a fresh one-time link except the
+/// follow-up (sent once the asking e-mails are out, with the page's
+/// address), then closes the row.
 async fn deliver(cp: &ControlPlane, mailer: &Mailer, row: &OutboxMessage) -> Result<(), Failure> {
-    if is_question_kind(&row.kind) {
-        return deliver_question(cp, mailer, row).await;
-    }
-    let approval = match &row.approval_id {
-        Some(id) => cp.get_approval(id).await?,
-        None => None,
-    };
-    let Some(a) = approval else {
+    let Some(subject) = Subject::of(cp, row).await? else {
         cp.close_delivery(&row.id).await?;
         return Ok(());
     };
-    let follow_up = row.kind == "email.settled";
-    if !follow_up && a.status != Status::Pending {
-        // Settled before it went out: nothing to ask any more (the
-        // follow-up reaches whoever was asked before).
+    let id = subject.id();
+    let (page, target, noun) = subject.page();
+    let follow_up = matches!(
+        row.kind.as_str(),
+        "email.settled" | "email.question_settled"
+    );
+    if !follow_up && !subject.is_pending() {
+        // Settled or answered before it went out: nothing to ask any more
+        // (the follow-up reaches whoever was asked before).
         cp.close_delivery(&row.id).await?;
         return Ok(());
     }
-    if follow_up && cp.pending_email_asks(&a.id).await? > 0 {
-        return Err(Failure::Waiting(
-            "waiting for the request e-mails to be sent".into(),
-        ));
+    if follow_up && cp.pending_email_asks(id).await? > 0 {
+        return Err(Failure::Waiting(format!(
+            "waiting for the {noun} e-mails to be sent"
+        )));
     }
-    let page = format!("{}/requests/{}", mailer.link_base_url, a.id);
-    for to in cp.email_recipients(&a, &row.kind).await? {
+    let page = format!("{}/{page}/{id}", mailer.link_base_url);
+    for to in subject.recipients(cp, &row.kind).await? {
         if cp.email_already_sent(&row.id, &to).await? {
             continue;
         }
@@ -226,72 +213,16 @@ async fn deliver(cp: &ControlPlane, mailer: &Mailer, row: &OutboxMessage) -> Res
         let link = if follow_up {
             None
         } else {
-            let issued = cp.issue_email_link(LinkTarget::Request, &a.id, &to).await?;
+            let issued = cp.issue_email_link(target, id, &to).await?;
             Some(format!(
                 "{}/email-link/{}",
                 mailer.link_base_url, issued.secret
             ))
         };
-        let mail = message::compose(&row.kind, &a, link.as_deref(), &page);
+        let mail = subject.compose(&row.kind, link.as_deref(), &page);
         send(mailer, mailbox, mail).await?;
-        tracing::info!(approval = %a.id, kind = %row.kind, "sent an e-mail");
-        record_sent(cp, row, &a.id, &to).await?;
-    }
-    cp.close_delivery(&row.id).await?;
-    Ok(())
-}
-
-/// Sends one row's e-mails about a question, like a request's: one per
-/// recipient not mailed yet, the question with a fresh one-time link, the
-/// follow-up (once the question e-mails are out) with the page's address.
-async fn deliver_question(
-    cp: &ControlPlane,
-    mailer: &Mailer,
-    row: &OutboxMessage,
-) -> Result<(), Failure> {
-    let question = match &row.approval_id {
-        Some(id) => cp.question_by_id(id).await?,
-        None => None,
-    };
-    let Some(q) = question else {
-        cp.close_delivery(&row.id).await?;
-        return Ok(());
-    };
-    let follow_up = row.kind == "email.question_settled";
-    if !follow_up && q.status != QuestionStatus::Pending {
-        // Answered before it went out: nothing to ask any more.
-        cp.close_delivery(&row.id).await?;
-        return Ok(());
-    }
-    if follow_up && cp.pending_email_asks(&q.id).await? > 0 {
-        return Err(Failure::Waiting(
-            "waiting for the question e-mails to be sent".into(),
-        ));
-    }
-    let page = format!("{}/questions/{}", mailer.link_base_url, q.id);
-    for to in cp.question_email_recipients(&q, &row.kind).await? {
-        if cp.email_already_sent(&row.id, &to).await? {
-            continue;
-        }
-        let Ok(mailbox) = to.parse::<Mailbox>() else {
-            tracing::warn!(outbox = %row.id, recipient = %to, "not an e-mail address; skipped");
-            continue;
-        };
-        let link = if follow_up {
-            None
-        } else {
-            let issued = cp
-                .issue_email_link(LinkTarget::Question, &q.id, &to)
-                .await?;
-            Some(format!(
-                "{}/email-link/{}",
-                mailer.link_base_url, issued.secret
-            ))
-        };
-        let mail = question_message::compose(&q, link.as_deref(), &page);
-        send(mailer, mailbox, mail).await?;
-        tracing::info!(question = %q.id, kind = %row.kind, "sent an e-mail");
-        record_sent(cp, row, &q.id, &to).await?;
+        tracing::info!(%noun, id, kind = %row.kind, "sent an e-mail");
+        record_sent(cp, row, id, &to).await?;
     }
     cp.close_delivery(&row.id).await?;
     Ok(())
@@ -304,8 +235,12 @@ async fn send(mailer: &Mailer, to: Mailbox, mail: message::Mail) -> Result<(), F
         .to(to)
         .subject(mail.subject)
         .multipart(alternative(mail.text, mail.html)?)
-        .map_err(|e| Failure::Build(e.to_string()))?;
-    mailer.transport.send(email).await.map_err(Failure::Smtp)?;
+        .map_err(|e| Failure::Channel(MailError::Build(e.to_string())))?;
+    mailer
+        .transport
+        .send(email)
+        .await
+        .map_err(|e| Failure::Channel(MailError::Smtp(e)))?;
     Ok(())
 }
 
@@ -315,7 +250,7 @@ fn alternative(text: String, html: String) -> Result<MultiPart, Failure> {
     let part = |content_type: ContentType, body: String| {
         Body::new_with_encoding(body, ContentTransferEncoding::QuotedPrintable)
             .map(|b| SinglePart::builder().header(content_type).body(b))
-            .map_err(|_| Failure::Build("a part could not be encoded".into()))
+            .map_err(|_| Failure::Channel(MailError::Build("a part could not be encoded".into())))
     };
     Ok(MultiPart::alternative()
         .singlepart(part(ContentType::TEXT_PLAIN, text)?)
@@ -330,24 +265,8 @@ async fn record_sent(
     approval_id: &str,
     to: &str,
 ) -> Result<(), Failure> {
-    let mut last = None;
-    for attempt in 0..5u32 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-        }
-        match cp
-            .record_email_sent(&row.id, &row.kind, approval_id, to)
-            .await
-        {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(error = %e, outbox = %row.id, "could not record a sent e-mail; retrying");
-                last = Some(e);
-            }
-        }
-    }
-    Err(last.map_or_else(
-        || Failure::Store("recording a sent e-mail failed".into()),
-        Failure::from,
-    ))
+    delivery::record_delivered(row, "a sent e-mail", move || {
+        cp.record_email_sent(&row.id, &row.kind, approval_id, to)
+    })
+    .await
 }

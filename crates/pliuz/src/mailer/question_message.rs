@@ -3,9 +3,8 @@
 //! Agent text (the question, the choices, the agent's name) is escaped in
 //! the HTML part by maud and made one safe, short line in the subject.
 
-use super::message::{header_text, Mail};
+use super::message::{fact, header_text, html_part, Mail, NextStep};
 use crate::question::{Question, QuestionStatus};
-use crate::service::format_time;
 use maud::html;
 
 /// The subject: what is asked, shortened to one line, and the policy.
@@ -58,7 +57,6 @@ fn answer_lines(q: &Question) -> Vec<(&'static str, String)> {
 /// the follow-up, which links the page itself: log-in only).
 pub fn compose(q: &Question, link: Option<&str>, page_url: &str) -> Mail {
     let intro = intro(q);
-    let expires = format_time(q.expires_at);
     let answers = answer_lines(q);
 
     let mut text = format!(
@@ -78,52 +76,37 @@ pub fn compose(q: &Question, link: Option<&str>, page_url: &str) -> Mail {
     if q.allow_free_text {
         text.push_str("\nA free-text answer is possible.\n");
     }
-    match link {
-        Some(l) => text.push_str(&format!(
-            "\nOpen the question to answer (you sign in first; this link works once):\n{l}\n\nThe question expires at {expires} unless someone answers it.\n"
-        )),
-        None => text.push_str(&format!("\nThe question: {page_url}\n")),
-    }
+    let verb = ("answer", "answers");
+    let next = NextStep::new("question", verb, link, page_url, q.expires_at);
+    text.push_str(&next.text());
 
-    let html = html! {
-        (maud::DOCTYPE)
-        html {
-            body style="font-family: sans-serif" {
-                p { (intro) }
-                table {
-                    tr { th align="left" { "Agent" } td { (q.agent) } }
-                    tr { th align="left" { "Policy" } td { (q.policy) } }
-                    tr { th align="left" { "Status" } td { (q.status.as_str()) } }
-                    @for (k, v) in &answers {
-                        tr { th align="left" { (k) } td { (v) } }
-                    }
-                }
-                h3 { "Question" }
-                p style="white-space: pre-wrap" { (q.text) }
-                @if !q.choices.is_empty() {
-                    h3 { "Choices" }
-                    ul {
-                        @for c in &q.choices {
-                            li { (c.label) " " small { "(" code { (c.value) } ")" } }
-                        }
-                    }
-                }
-                @if q.allow_free_text {
-                    p { "A free-text answer is possible." }
-                }
-                @match link {
-                    Some(l) => {
-                        p { a href=(l) { "Open the question to answer" } }
-                        p { small { "You sign in first; this link works once. The question expires at " (expires) " unless someone answers it." } }
-                    }
-                    None => {
-                        p { a href=(page_url) { "The question" } }
-                    }
+    let rows = [
+        ("Agent", q.agent.clone()),
+        ("Policy", q.policy.clone()),
+        ("Status", q.status.as_str().to_owned()),
+    ];
+    let body = html! {
+        table {
+            @for (k, v) in rows.iter().chain(&answers) {
+                (fact(k, v))
+            }
+        }
+        h3 { "Question" }
+        p style="white-space: pre-wrap" { (q.text) }
+        @if !q.choices.is_empty() {
+            h3 { "Choices" }
+            ul {
+                @for c in &q.choices {
+                    li { (c.label) " " small { "(" code { (c.value) } ")" } }
                 }
             }
         }
-    }
-    .into_string();
+        @if q.allow_free_text {
+            p { "A free-text answer is possible." }
+        }
+        (next.html())
+    };
+    let html = html_part(intro, body);
     Mail {
         subject: subject(q),
         text,
@@ -134,28 +117,9 @@ pub fn compose(q: &Question, link: Option<&str>, page_url: &str) -> Mail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::question::Choice;
 
     fn question(text: &str) -> Question {
-        Question {
-            id: "q1".into(),
-            agent: "bot".into(),
-            policy: "refunds".into(),
-            text: text.into(),
-            choices: vec![Choice {
-                value: "yes".into(),
-                label: "<b>Yes</b> & go".into(),
-            }],
-            allow_free_text: true,
-            originator: None,
-            idempotency_key: None,
-            digest: String::new(),
-            status: QuestionStatus::Pending,
-            answer: None,
-            created_at: 0,
-            expires_at: 0,
-            version: 0,
-        }
+        crate::question::sample(text, &[("yes", "<b>Yes</b> & go")])
     }
 
     #[test]

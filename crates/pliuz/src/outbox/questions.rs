@@ -3,14 +3,13 @@
 //! request's (`slack_messages` keyed by the question id, a
 //! `notification.sent` entry per delivery).
 
-use super::Failure;
+use super::{post_blocks, post_target, posted_messages, unless_gone, update_messages, Failure};
 use crate::audit_event::{AuditEvent, SlackDelivery};
 use crate::question::Question;
 use crate::service::deliveries::Posted;
 use crate::service::{ControlPlane, OutboxMessage};
-use crate::slack::api::SlackError;
 use crate::slack::{question_blocks, Slack};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn question_id(row: &OutboxMessage) -> Option<&str> {
     row.payload.get("question_id").and_then(Value::as_str)
@@ -22,11 +21,7 @@ async fn load(cp: &ControlPlane, row: &OutboxMessage) -> Result<Option<Question>
         Some(id) => cp.question_by_id(id).await?,
         None => None,
     };
-    if q.is_none() {
-        tracing::warn!(outbox = %row.id, "the question of this notification no longer exists");
-        cp.close_delivery(&row.id).await?;
-    }
-    Ok(q)
+    unless_gone(cp, row, q, "question").await
 }
 
 async fn record(
@@ -58,29 +53,11 @@ pub(super) async fn post(
     let Some(q) = load(cp, row).await? else {
         return Ok(());
     };
-    let Some(target) = row.payload.get("channel").and_then(Value::as_str) else {
-        cp.close_delivery(&row.id).await?;
+    let Some(target) = post_target(cp, row).await? else {
         return Ok(());
     };
-    if cp.slack_already_sent(&row.id, target).await? {
-        cp.close_delivery(&row.id).await?;
-        return Ok(());
-    }
-    let mut body =
-        question_blocks::message(&q, &cp.settings.public_url, crate::service::now_millis());
-    body["channel"] = json!(target);
-    body["unfurl_links"] = json!(false);
-    let v = slack.client.call("chat.postMessage", &body).await?;
-    let channel = v
-        .get("channel")
-        .and_then(Value::as_str)
-        .unwrap_or(target)
-        .to_owned();
-    let ts = v
-        .get("ts")
-        .and_then(Value::as_str)
-        .ok_or_else(|| SlackError::Decode("chat.postMessage answered without a ts".into()))?
-        .to_owned();
+    let body = question_blocks::message(&q, &cp.settings.public_url, crate::service::now_millis());
+    let (channel, ts) = post_blocks(slack, body, target).await?;
     tracing::info!(question = %q.id, %channel, %ts, "posted the question to Slack");
     record(
         cp,
@@ -109,32 +86,11 @@ pub(super) async fn update(
     let Some(q) = load(cp, row).await? else {
         return Ok(());
     };
-    let messages = cp.slack_messages_for(&q.id).await?;
-    if messages.is_empty() {
-        if cp.slack_pending_posts(&q.id).await? > 0 {
-            return Err(Failure::Waiting(
-                "waiting for the question message to be posted".into(),
-            ));
-        }
-        cp.close_delivery(&row.id).await?;
+    let Some(messages) = posted_messages(cp, row, &q.id, "question").await? else {
         return Ok(());
-    }
+    };
     let body = question_blocks::message(&q, &cp.settings.public_url, crate::service::now_millis());
-    let mut updated = Vec::new();
-    for m in &messages {
-        let mut b = body.clone();
-        b["channel"] = json!(m.channel);
-        b["ts"] = json!(m.ts);
-        match slack.client.call("chat.update", &b).await {
-            Ok(_) => updated.push(json!({"channel": m.channel, "ts": m.ts})),
-            Err(SlackError::Api(code))
-                if code == "message_not_found" || code == "cant_update_message" =>
-            {
-                tracing::warn!(channel = %m.channel, ts = %m.ts, %code, "cannot update a Slack message; skipping it");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let updated = update_messages(slack, &body, &messages).await?;
     record(
         cp,
         row,

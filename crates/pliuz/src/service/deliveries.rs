@@ -21,7 +21,8 @@ pub struct Posted<'a> {
 }
 
 impl ControlPlane {
-    /// Takes the lease on a due Slack outbox row (`false`: another worker has it).
+    /// Takes the lease on a due outbox row, whatever its channel (`false`:
+    /// another worker has it).
     pub async fn claim_delivery(
         &self,
         id: &str,
@@ -41,9 +42,11 @@ impl ControlPlane {
         self.store.mark_delivered(id).await
     }
 
-    /// Gives up on a Slack notification, with its `notification.failed` entry.
-    pub async fn give_up_notification(
+    /// Gives up on an outbox row of `channel` (Slack, e-mail), with its
+    /// `notification.failed` entry.
+    pub async fn give_up_delivery(
         &self,
+        channel: Channel,
         id: &str,
         approval_id: Option<String>,
         kind: &str,
@@ -61,8 +64,7 @@ impl ControlPlane {
         tx.audit(Actor::System, approval_id.as_deref(), event)
             .await?;
         tx.commit().await?;
-        self.metrics
-            .delivery(Channel::Slack, DeliveryOutcome::GivenUp);
+        self.metrics.delivery(channel, DeliveryOutcome::GivenUp);
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use crate::approval::{Actor, Approval, Status};
 use crate::audit_event::AuditEvent;
 use crate::auth::{hash_secret, new_secret, Principal};
 use crate::metrics::{Channel, DeliveryOutcome};
-use crate::policy::{matches_any, Approver, EmailTo, Policy};
+use crate::policy::{matches_any, Approver, Policy};
 pub use crate::store::email::LinkTarget;
 use crate::store::WriteTx;
 use serde_json::json;
@@ -94,25 +94,23 @@ impl ControlPlane {
         if kind == "email.escalated" {
             lists.push(escalate_to);
         } else {
-            lists.push(match &policy.email {
-                Some(EmailTo::These(to)) => to,
-                _ => &policy.approvers,
-            });
+            lists.push(policy.mailed());
             if a.escalated_at.is_some() {
                 lists.push(escalate_to);
             }
         }
-        let mut out = self.addresses_of(&lists).await?;
-        out.retain(|e| !a.is_originated_by(&Actor::User(e.clone())));
-        out.sort();
-        out.dedup();
-        Ok(out)
+        let originator = |e: &str| a.is_originated_by(&Actor::User(e.to_owned()));
+        self.addresses_of(&lists, originator).await
     }
 
     /// The addresses `lists` reach: named people (even without an account,
     /// as `email_to` may name anyone, but not a disabled one) and the active
-    /// members of groups. Unsorted, with repeats.
-    pub(super) async fn addresses_of(&self, lists: &[&[Approver]]) -> Result<Vec<String>> {
+    /// members of groups, but never the `originator`. Sorted, each once.
+    pub(super) async fn addresses_of(
+        &self,
+        lists: &[&[Approver]],
+        originator: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
         let users = self.store.list_users().await?;
         let mut out: Vec<String> = Vec::new();
         for list in lists {
@@ -132,6 +130,9 @@ impl ControlPlane {
                 }
             }
         }
+        out.retain(|e| !originator(e));
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 
@@ -243,31 +244,6 @@ impl ControlPlane {
         tx.commit().await?;
         self.metrics
             .delivery(Channel::Email, DeliveryOutcome::Delivered);
-        Ok(())
-    }
-
-    /// Gives up on an e-mail row, with its `notification.failed` entry.
-    pub async fn give_up_email(
-        &self,
-        id: &str,
-        approval_id: Option<String>,
-        kind: &str,
-        attempts: i64,
-        error: &str,
-    ) -> Result<()> {
-        let mut tx = self.store.begin_write().await?;
-        crate::store::slack::give_up_tx(&mut tx, id, error).await?;
-        let event = AuditEvent::NotificationFailed {
-            outbox_id: id.to_owned(),
-            kind: kind.to_owned(),
-            attempts,
-            error: error.to_owned(),
-        };
-        tx.audit(Actor::System, approval_id.as_deref(), event)
-            .await?;
-        tx.commit().await?;
-        self.metrics
-            .delivery(Channel::Email, DeliveryOutcome::GivenUp);
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ use crate::store::{Store, WriteTx};
 pub use crate::store::oidc::PendingLogin;
 pub use crate::store::overview::{SettledRow, WaitingRow};
 pub use crate::store::runs::DueWebhook;
+pub use crate::store::slack::PostedMessage;
 pub use crate::store::AgentRecord;
 pub use crate::store::{
     format_time, now_millis, ApprovalFilter, OutboxMessage, SessionRecord, StoreError, StoredEntry,
@@ -285,8 +286,7 @@ impl ControlPlane {
             self.notifier.runs_changed(Some(&a.agent));
         }
         // Only now can the outbox worker see what this change queued.
-        self.notifier.outbox.notify_one();
-        self.notifier.mail.notify_one();
+        self.notifier.queued();
         Ok(())
     }
 

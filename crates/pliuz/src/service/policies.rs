@@ -111,6 +111,15 @@ impl ControlPlane {
         self.policy_cell.load()
     }
 
+    /// The reasons `policy` offers a rejecter to pick from (none when the
+    /// policy is gone).
+    pub fn reject_reasons(&self, policy: &str) -> Vec<String> {
+        self.policies()
+            .get(policy)
+            .map(|p| p.reject_reasons.clone())
+            .unwrap_or_default()
+    }
+
     pub fn policy_source(&self) -> PolicySource {
         self.settings.policy_source
     }

@@ -244,11 +244,6 @@ impl ControlPlane {
         self.store.next_webhook_due().await
     }
 
-    /// Takes the lease on a due webhook row (`false`: another worker has it).
-    pub async fn claim_webhook(&self, id: &str, due_at: i64, lease_until: i64) -> Result<bool> {
-        self.store.claim_webhook(id, due_at, lease_until).await
-    }
-
     /// Whether this outbox row already reached `target` in Slack.
     pub async fn slack_already_sent(&self, outbox_id: &str, target: &str) -> Result<bool> {
         slack_store::already_sent(&self.store, outbox_id, target).await

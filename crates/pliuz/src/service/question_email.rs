@@ -8,7 +8,6 @@ use super::{ControlPlane, Result};
 use crate::approval::Actor;
 use crate::audit_event::AuditEvent;
 use crate::auth::Principal;
-use crate::policy::EmailTo;
 use crate::question::{AnswerRefusal, Question, QuestionStatus};
 use crate::store::email::EmailLink;
 use crate::store::WriteTx;
@@ -59,19 +58,12 @@ impl ControlPlane {
         let Some(policy) = self.policies().get(&q.policy).cloned() else {
             return Ok(vec![]);
         };
-        let list = match &policy.email {
-            Some(EmailTo::These(to)) => to,
-            _ => &policy.approvers,
-        };
-        let mut out = self.addresses_of(&[list]).await?;
-        out.retain(|e| {
-            !q.originator
+        let originator = |e: &str| {
+            q.originator
                 .as_deref()
                 .is_some_and(|o| crate::originator::names_person(o, e))
-        });
-        out.sort();
-        out.dedup();
-        Ok(out)
+        };
+        self.addresses_of(&[policy.mailed()], originator).await
     }
 
     /// The question half of [`ControlPlane::use_email_link`]: the link opens

@@ -150,8 +150,7 @@ impl ControlPlane {
         self.queue_question_notifications(&mut tx, &q, true).await?;
         tx.commit().await?;
         self.notifier.expiry.notify_one();
-        self.notifier.outbox.notify_one();
-        self.notifier.mail.notify_one();
+        self.notifier.queued();
         Ok((q, true))
     }
 
@@ -297,8 +296,7 @@ impl ControlPlane {
         if run_changed {
             self.notifier.runs_changed(Some(&q.agent));
         }
-        self.notifier.outbox.notify_one();
-        self.notifier.mail.notify_one();
+        self.notifier.queued();
         Ok(())
     }
 

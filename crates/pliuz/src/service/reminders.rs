@@ -143,8 +143,7 @@ impl ControlPlane {
         }
         tx.timer_fired(&a.id, REMIND).await?;
         tx.commit().await?;
-        self.notifier.outbox.notify_one();
-        self.notifier.mail.notify_one();
+        self.notifier.queued();
         Ok(true)
     }
 

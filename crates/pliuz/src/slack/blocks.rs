@@ -219,44 +219,93 @@ pub fn fallback_text(a: &Approval) -> String {
     )
 }
 
+/// A bold label over its value (mrkdwn).
+pub fn labelled(label: &str, value: impl std::fmt::Display) -> String {
+    format!("*{label}*\n{value}")
+}
+
+/// One of a section's `fields`: a label over its value.
+pub fn field(label: &str, value: impl std::fmt::Display) -> Value {
+    json!({"type": "mrkdwn", "text": labelled(label, value)})
+}
+
+/// A section block of mrkdwn text.
+pub fn section(block_id: &str, text: String) -> Value {
+    json!({"type": "section", "block_id": block_id, "text": {"type": "mrkdwn", "text": text}})
+}
+
+/// The last block: a link to `url` in the inbox, naming the `what` and its id.
+pub fn inbox_footer(url: &str, what: &str, id: &str) -> Value {
+    json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+        "<{url}|Open in the Pliuz inbox> · {what} `{}`",
+        escape(id)
+    )}]})
+}
+
 /// The request message: `{"text": ..., "blocks": [...]}`, ready to merge
 /// into `chat.postMessage` / `chat.update`. Buttons only while pending.
 pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
     let mut fields = vec![
-        json!({"type": "mrkdwn", "text": format!("*Tool*\n{}", code(&a.tool_name, 200))}),
-        json!({"type": "mrkdwn", "text": format!("*Agent*\n{}", code(&a.agent, 200))}),
-        json!({"type": "mrkdwn", "text": format!("*Policy*\n{}", code(&a.policy, 200))}),
+        field("Tool", code(&a.tool_name, 200)),
+        field("Agent", code(&a.agent, 200)),
+        field("Policy", code(&a.policy, 200)),
     ];
     if a.status == Status::Pending {
-        fields.push(json!({"type": "mrkdwn", "text": format!(
-            "*Time left*\n{} (until {})",
-            human_duration(a.expires_at - now),
-            slack_date(a.expires_at)
-        )}));
+        fields.push(field(
+            "Time left",
+            format!(
+                "{} (until {})",
+                human_duration(a.expires_at - now),
+                slack_date(a.expires_at)
+            ),
+        ));
     }
     if let Some(o) = &a.originator {
-        fields.push(json!({"type": "mrkdwn", "text": format!("*On behalf of*\n{}", code(o, 200))}));
+        fields.push(field("On behalf of", code(o, 200)));
     }
     if a.required_approvals > 1 {
-        fields.push(json!({"type": "mrkdwn", "text": format!(
-            "*Approvals*\n{} of {}", a.votes.len(), a.required_approvals
-        )}));
+        fields.push(field(
+            "Approvals",
+            format!("{} of {}", a.votes.len(), a.required_approvals),
+        ));
     }
     let mut blocks = vec![
-        json!({"type": "section", "block_id": "headline", "text": {"type": "mrkdwn", "text": headline(a)}}),
+        section("headline", headline(a)),
         json!({"type": "section", "block_id": "facts", "fields": fields}),
     ];
-    match a.proposed_args.as_ref().filter(|_| a.status == Status::Pending) {
+    match a
+        .proposed_args
+        .as_ref()
+        .filter(|_| a.status == Status::Pending)
+    {
         // Edited while more approvals are needed: approvals count for the
         // edited arguments, so those are what the buttons decide.
         Some(proposed) => {
-            blocks.push(json!({"type": "section", "block_id": "arguments", "text": {"type": "mrkdwn", "text": format!("*Arguments (edited by an approver; approvals count for these)*\n{}", args_summary(proposed))}}));
-            blocks.push(json!({"type": "section", "block_id": "original_arguments", "text": {"type": "mrkdwn", "text": format!("*Original arguments from the agent*\n{}", args_summary(&a.tool_args))}}));
+            blocks.push(section(
+                "arguments",
+                labelled(
+                    "Arguments (edited by an approver; approvals count for these)",
+                    args_summary(proposed),
+                ),
+            ));
+            blocks.push(section(
+                "original_arguments",
+                labelled(
+                    "Original arguments from the agent",
+                    args_summary(&a.tool_args),
+                ),
+            ));
         }
-        None => blocks.push(json!({"type": "section", "block_id": "arguments", "text": {"type": "mrkdwn", "text": format!("*Arguments*\n{}", args_summary(&a.tool_args))}})),
+        None => blocks.push(section(
+            "arguments",
+            labelled("Arguments", args_summary(&a.tool_args)),
+        )),
     }
     if let Some(final_args) = a.final_args.as_ref().filter(|_| a.edited) {
-        blocks.push(json!({"type": "section", "block_id": "final_arguments", "text": {"type": "mrkdwn", "text": format!("*Approved arguments (edited)*\n{}", args_summary(final_args))}}));
+        blocks.push(section(
+            "final_arguments",
+            labelled("Approved arguments (edited)", args_summary(final_args)),
+        ));
     }
     if let Some(reason) = a
         .settlement
@@ -264,7 +313,10 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
         .and_then(|s| s.reason.as_deref())
         .filter(|r| !r.is_empty())
     {
-        blocks.push(json!({"type": "section", "block_id": "reason", "text": {"type": "mrkdwn", "text": format!("*Reason*\n{}", code_block(reason, 1500))}}));
+        blocks.push(section(
+            "reason",
+            labelled("Reason", code_block(reason, 1500)),
+        ));
     }
     if a.status == Status::Pending {
         // The button carries what the clicker saw: the decision is refused
@@ -302,13 +354,11 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
                 .push(json!({"type": "actions", "block_id": "pliuz_actions", "elements": buttons}));
         }
     }
-    blocks.push(
-        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-            "<{}|Open in the Pliuz inbox> · request `{}`",
-            request_url(public_url, &a.id),
-            escape(&a.id)
-        )}]}),
-    );
+    blocks.push(inbox_footer(
+        &request_url(public_url, &a.id),
+        "request",
+        &a.id,
+    ));
     json!({"text": fallback_text(a), "blocks": blocks})
 }
 
@@ -457,34 +507,12 @@ mod tests {
         args.insert("long".into(), json!("x".repeat(1000)));
         args.insert("n".into(), json!(5000));
         Approval {
-            id: "a1".into(),
-            status: Status::Pending,
-            tool_name: "issue_refund".into(),
             tool_args: args,
-            proposed_args: None,
-            final_args: None,
-            tool_schema: None,
-            policy: "refunds".into(),
-            agent: "bot".into(),
             originator: None,
-            call_id: None,
-            session_id: None,
-            context_messages: None,
-            client_metadata: None,
-            idempotency_key: None,
-            args_digest: String::new(),
-            required_approvals: 1,
             allowed_decisions: vec![DecisionKind::Approve, DecisionKind::Reject],
-            votes: vec![],
-            settlement: None,
-            edited: false,
             execute_within_ms: 86_400_000,
-            claim: None,
-            execution: None,
-            created_at: 0,
             expires_at: 30 * 60 * 1000,
-            escalated_at: None,
-            version: 0,
+            ..crate::approval::sample(1)
         }
     }
 

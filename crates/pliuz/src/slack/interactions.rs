@@ -187,6 +187,54 @@ pub(super) async fn ephemeral(slack: &Slack, p: &Value, text: &str) {
     }
 }
 
+/// What the inputs of a submitted modal hold.
+pub(super) struct Submitted(Value);
+
+impl Submitted {
+    pub fn of(p: &Value) -> Submitted {
+        Submitted(
+            p.pointer("/view/state/values")
+                .cloned()
+                .unwrap_or(Value::Null),
+        )
+    }
+
+    /// A text input, trimmed; `None` when left empty.
+    pub fn text(&self, block: &str, action: &str) -> Option<String> {
+        self.0
+            .get(block)
+            .and_then(|b| b.get(action))
+            .and_then(|a| a.get("value"))
+            .and_then(Value::as_str)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The value of a select's chosen option.
+    pub fn selected(&self, block: &str, action: &str) -> Option<&str> {
+        self.0
+            .get(block)
+            .and_then(|b| b.get(action))
+            .and_then(|a| a.pointer("/selected_option/value"))
+            .and_then(Value::as_str)
+    }
+}
+
+/// Opens a form within the inline budget (the click's trigger expires);
+/// tells the clicker privately when it did not open.
+pub(super) async fn open_form(
+    slack: &Arc<Slack>,
+    p: &Value,
+    opening: impl std::future::Future<Output = Result<(), String>>,
+) {
+    let why_not = match tokio::time::timeout(INLINE_BUDGET, opening).await {
+        Ok(Ok(())) => return,
+        Ok(Err(msg)) => msg,
+        Err(_) => "Slack or Pliuz was too slow to open the form; please click again.".into(),
+    };
+    spawn_ephemeral(slack.clone(), p.clone(), why_not);
+}
+
 pub(super) fn spawn_ephemeral(slack: Arc<Slack>, p: Value, text: String) {
     tokio::spawn(async move { ephemeral(&slack, &p, &text).await });
 }
@@ -260,28 +308,16 @@ async fn block_actions(state: AppState, slack: Arc<Slack>, p: Value) -> Response
                 blocks::ACTION_RESPOND => DecisionKind::Respond,
                 _ => DecisionKind::Edit,
             };
-            let opened = tokio::time::timeout(
-                INLINE_BUDGET,
-                open_modal(
-                    &state,
-                    &slack,
-                    &p,
-                    &slack_user,
-                    (&approval_id, &seen_digest),
-                    kind,
-                    started,
-                ),
-            )
-            .await;
-            match opened {
-                Ok(Ok(())) => {}
-                Ok(Err(msg)) => spawn_ephemeral(slack, p, msg),
-                Err(_) => spawn_ephemeral(
-                    slack,
-                    p,
-                    "Slack or Pliuz was too slow to open the form; please click again.".into(),
-                ),
-            }
+            let opening = open_modal(
+                &state,
+                &slack,
+                &p,
+                &slack_user,
+                (&approval_id, &seen_digest),
+                kind,
+                started,
+            );
+            open_form(&slack, &p, opening).await;
             ok
         }
         _ => ok,
@@ -331,12 +367,7 @@ async fn open_modal(
         })?,
         DecisionKind::Respond => blocks::respond_modal(&a, &meta),
         _ => {
-            let reasons = state
-                .cp
-                .policies()
-                .get(&a.policy)
-                .map(|p| p.reject_reasons.clone())
-                .unwrap_or_default();
+            let reasons = state.cp.reject_reasons(&a.policy);
             blocks::reject_modal(&a, &meta, &reasons)
         }
     };
@@ -400,30 +431,13 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
         Ok(x) => x,
         Err(msg) => return modal_errors(error_block, &msg),
     };
-    let values = p
-        .pointer("/view/state/values")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let input_value = |block: &str, action: &str| -> Option<String> {
-        values
-            .get(block)
-            .and_then(|b| b.get(action))
-            .and_then(|a| a.get("value"))
-            .and_then(Value::as_str)
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-    };
-    let mut reason = input_value(blocks::BLOCK_REASON, blocks::INPUT_REASON);
+    let values = Submitted::of(&p);
+    let mut reason = values.text(blocks::BLOCK_REASON, blocks::INPUT_REASON);
     let input = match kind {
         DecisionKind::Reject | DecisionKind::Respond => {
             // A reason chosen from the policy's list leads; the text adds details.
             let chosen = values
-                .pointer(&format!(
-                    "/{}/{}/selected_option/value",
-                    blocks::BLOCK_REASON_CHOICE,
-                    blocks::INPUT_REASON_CHOICE
-                ))
-                .and_then(Value::as_str)
+                .selected(blocks::BLOCK_REASON_CHOICE, blocks::INPUT_REASON_CHOICE)
                 .unwrap_or("");
             if kind == DecisionKind::Reject {
                 if let Some(policy) = state.cp.policies().get(&a.policy) {
@@ -457,7 +471,9 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
             }
         }
         _ => {
-            let text = input_value(blocks::BLOCK_ARGS, blocks::INPUT_ARGS).unwrap_or_default();
+            let text = values
+                .text(blocks::BLOCK_ARGS, blocks::INPUT_ARGS)
+                .unwrap_or_default();
             let args: Map<String, Value> = match serde_json::from_str::<Value>(&text) {
                 Ok(Value::Object(m)) => m,
                 Ok(_) => {

@@ -3,7 +3,7 @@
 //! functions of a [`Question`] and the clock; agent text is escaped and
 //! shown in code spans and blocks, as in [`super::blocks`].
 
-use super::blocks::{code, code_block, escape, human_duration, truncate};
+use super::blocks::{code, code_block, field, human_duration, inbox_footer, section, truncate};
 use crate::question::{Question, QuestionStatus};
 use serde_json::{json, Value};
 
@@ -68,18 +68,18 @@ pub fn fallback_text(q: &Question) -> String {
 /// `chat.update`. Buttons only while pending.
 pub fn message(q: &Question, public_url: &str, now: i64) -> Value {
     let mut fields = vec![
-        json!({"type": "mrkdwn", "text": format!("*Agent*\n{}", code(&q.agent, 200))}),
-        json!({"type": "mrkdwn", "text": format!("*Policy*\n{}", code(&q.policy, 200))}),
+        field("Agent", code(&q.agent, 200)),
+        field("Policy", code(&q.policy, 200)),
     ];
     if q.status == QuestionStatus::Pending {
-        fields.push(json!({"type": "mrkdwn", "text": format!("*Time left*\n{}", human_duration(q.expires_at - now))}));
+        fields.push(field("Time left", human_duration(q.expires_at - now)));
     }
     if let Some(o) = &q.originator {
-        fields.push(json!({"type": "mrkdwn", "text": format!("*On behalf of*\n{}", code(o, 200))}));
+        fields.push(field("On behalf of", code(o, 200)));
     }
     let mut blocks = vec![
-        json!({"type": "section", "block_id": "headline", "text": {"type": "mrkdwn", "text": headline(q)}}),
-        json!({"type": "section", "block_id": "question", "text": {"type": "mrkdwn", "text": code_block(&q.text, 2500)}}),
+        section("headline", headline(q)),
+        section("question", code_block(&q.text, 2500)),
         json!({"type": "section", "block_id": "facts", "fields": fields}),
     ];
     if let Some(a) = &q.answer {
@@ -90,7 +90,7 @@ pub fn message(q: &Question, public_url: &str, now: i64) -> Value {
         if let Some(t) = &a.text {
             text.push_str(&format!("\n{}", code_block(t, 2000)));
         }
-        blocks.push(json!({"type": "section", "block_id": "answer", "text": {"type": "mrkdwn", "text": text}}));
+        blocks.push(section("answer", text));
     }
     if q.status == QuestionStatus::Pending {
         let mut buttons: Vec<Value> = q
@@ -119,13 +119,11 @@ pub fn message(q: &Question, public_url: &str, now: i64) -> Value {
             json!({"type": "actions", "block_id": "pliuz_question_actions", "elements": buttons}),
         );
     }
-    blocks.push(
-        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
-            "<{}|Open in the Pliuz inbox> · question `{}`",
-            question_url(public_url, &q.id),
-            escape(&q.id)
-        )}]}),
-    );
+    blocks.push(inbox_footer(
+        &question_url(public_url, &q.id),
+        "question",
+        &q.id,
+    ));
     json!({"text": fallback_text(q), "blocks": blocks})
 }
 
@@ -182,28 +180,13 @@ pub fn answer_modal(q: &Question) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::question::Choice;
 
     #[test]
     fn agent_text_is_escaped_and_buttons_carry_the_choice() {
         let q = Question {
-            id: "q1".into(),
-            agent: "bot".into(),
             policy: "p".into(),
-            text: "<!channel> which one?".into(),
-            choices: vec![Choice {
-                value: "a".into(),
-                label: "A <b>".into(),
-            }],
-            allow_free_text: true,
-            originator: None,
-            idempotency_key: None,
-            digest: String::new(),
-            status: QuestionStatus::Pending,
-            answer: None,
-            created_at: 0,
             expires_at: 60_000,
-            version: 0,
+            ..crate::question::sample("<!channel> which one?", &[("a", "A <b>")])
         };
         let m = message(&q, "http://x", 0);
         let text = m.to_string();

@@ -5,7 +5,7 @@
 //! `ControlPlane::answer_question`, exactly like the API and the inbox.
 
 use super::interactions::{
-    ephemeral, modal_errors, principal_for, spawn_ephemeral, str_at, INLINE_BUDGET,
+    ephemeral, modal_errors, open_form, principal_for, str_at, Submitted, INLINE_BUDGET,
 };
 use super::question_blocks::{self as qb, AnswerMeta};
 use super::Slack;
@@ -75,7 +75,7 @@ pub async fn block_action(state: AppState, slack: Arc<Slack>, p: Value, action: 
     };
     if action_id == qb::ACTION_TEXT {
         let started = Instant::now();
-        let opened = tokio::time::timeout(INLINE_BUDGET, async {
+        let opening = async {
             let (_, q) =
                 authorize(&state, &slack, &slack_user, &value, Some(INLINE_BUDGET)).await?;
             let Some(trigger_id) = str_at(&p, "/trigger_id") else {
@@ -94,17 +94,8 @@ pub async fn block_action(state: AppState, slack: Arc<Slack>, p: Value, action: 
                     tracing::warn!(error = %e, "views.open failed");
                     "Slack did not open the form; please click again.".to_owned()
                 })
-        })
-        .await;
-        match opened {
-            Ok(Ok(())) => {}
-            Ok(Err(msg)) => spawn_ephemeral(slack, p, msg),
-            Err(_) => spawn_ephemeral(
-                slack,
-                p,
-                "Slack or Pliuz was too slow to open the form; please click again.".into(),
-            ),
-        }
+        };
+        open_form(&slack, &p, opening).await;
         return ok;
     }
     let (question_id, choice) = qb::parse_choice_value(&value);
@@ -152,22 +143,10 @@ pub async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Re
         Ok((principal, _)) => principal,
         Err(msg) => return modal_errors(qb::BLOCK_ANSWER, &msg),
     };
-    let values = p
-        .pointer("/view/state/values")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let text = values
-        .pointer(&format!("/{}/{}/value", qb::BLOCK_ANSWER, qb::INPUT_ANSWER))
-        .and_then(Value::as_str)
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
+    let values = Submitted::of(&p);
+    let text = values.text(qb::BLOCK_ANSWER, qb::INPUT_ANSWER);
     let choice = values
-        .pointer(&format!(
-            "/{}/{}/selected_option/value",
-            qb::BLOCK_ANSWER_CHOICE,
-            qb::INPUT_ANSWER_CHOICE
-        ))
-        .and_then(Value::as_str)
+        .selected(qb::BLOCK_ANSWER_CHOICE, qb::INPUT_ANSWER_CHOICE)
         .map(str::to_owned);
     match state
         .cp

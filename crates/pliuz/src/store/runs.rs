@@ -161,26 +161,34 @@ impl WriteTx {
     }
 
     pub async fn set_run_approvals(&mut self, run_id: &str, ids: &[String]) -> Result<()> {
-        let q = "DELETE FROM run_approvals WHERE run_id = $1";
-        sqlx::query(q).bind(run_id).execute(&mut *self.tx).await?;
-        let q = "INSERT INTO run_approvals (run_id, approval_id, position) VALUES ($1, $2, $3)";
-        for (i, id) in ids.iter().enumerate() {
-            sqlx::query(q)
-                .bind(run_id)
-                .bind(id)
-                .bind(i64::try_from(i).unwrap_or(i64::MAX))
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
+        let delete = "DELETE FROM run_approvals WHERE run_id = $1";
+        let insert =
+            "INSERT INTO run_approvals (run_id, approval_id, position) VALUES ($1, $2, $3)";
+        self.replace_run_ids(delete, insert, run_id, ids).await
     }
 
     pub async fn set_run_questions(&mut self, run_id: &str, ids: &[String]) -> Result<()> {
-        let q = "DELETE FROM run_questions WHERE run_id = $1";
-        sqlx::query(q).bind(run_id).execute(&mut *self.tx).await?;
-        let q = "INSERT INTO run_questions (run_id, question_id, position) VALUES ($1, $2, $3)";
+        let delete = "DELETE FROM run_questions WHERE run_id = $1";
+        let insert =
+            "INSERT INTO run_questions (run_id, question_id, position) VALUES ($1, $2, $3)";
+        self.replace_run_ids(delete, insert, run_id, ids).await
+    }
+
+    /// Replaces a run's list of ids: `delete` (binding the run) then
+    /// `insert` (binding the run, each id and its position) for each.
+    async fn replace_run_ids(
+        &mut self,
+        delete: &str,
+        insert: &str,
+        run_id: &str,
+        ids: &[String],
+    ) -> Result<()> {
+        sqlx::query(delete)
+            .bind(run_id)
+            .execute(&mut *self.tx)
+            .await?;
         for (i, id) in ids.iter().enumerate() {
-            sqlx::query(q)
+            sqlx::query(insert)
                 .bind(run_id)
                 .bind(id)
                 .bind(i64::try_from(i).unwrap_or(i64::MAX))
@@ -229,26 +237,26 @@ impl WriteTx {
     /// Of `ids`, those that are not approvals of `agent`.
     pub async fn foreign_approvals(&mut self, agent: &str, ids: &[String]) -> Result<Vec<String>> {
         let q = "SELECT COUNT(*) FROM approvals WHERE id = $1 AND agent = $2";
-        let mut missing = Vec::new();
-        for id in ids {
-            let n: i64 = sqlx::query_scalar(q)
-                .bind(id)
-                .bind(agent)
-                .fetch_one(&mut *self.tx)
-                .await?;
-            if n == 0 {
-                missing.push(id.clone());
-            }
-        }
-        Ok(missing)
+        self.not_found_for(q, agent, ids).await
     }
 
     /// Of `ids`, those that are not questions of `agent`.
     pub async fn foreign_questions(&mut self, agent: &str, ids: &[String]) -> Result<Vec<String>> {
         let q = "SELECT COUNT(*) FROM questions WHERE id = $1 AND agent = $2";
+        self.not_found_for(q, agent, ids).await
+    }
+
+    /// Of `ids`, those for which `count` (binding the id and `agent`) finds
+    /// no row.
+    async fn not_found_for(
+        &mut self,
+        count: &str,
+        agent: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>> {
         let mut missing = Vec::new();
         for id in ids {
-            let n: i64 = sqlx::query_scalar(q)
+            let n: i64 = sqlx::query_scalar(count)
                 .bind(id)
                 .bind(agent)
                 .fetch_one(&mut *self.tx)
@@ -514,20 +522,6 @@ impl Store {
             .bind(GAVE_UP_AT)
             .fetch_one(&self.pool)
             .await?)
-    }
-
-    /// Claims a due delivery until `lease_until` (compare-and-set on its due
-    /// time): two replicas never deliver it at once, and a worker that dies
-    /// mid-delivery releases it when the lease runs out.
-    pub async fn claim_webhook(&self, id: &str, due_at: i64, lease_until: i64) -> Result<bool> {
-        let q = "UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 AND delivered_at IS NULL";
-        let done = sqlx::query(q)
-            .bind(lease_until)
-            .bind(id)
-            .bind(due_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// Bumps `notifier.runs` for run changes made by other replicas until
