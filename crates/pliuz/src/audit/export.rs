@@ -73,7 +73,9 @@ pub async fn export(
         start = end;
     }
     let file = out.into_inner().map_err(|e| io(&path, e.into_error()))?;
-    file.sync_all().map_err(|e| io(&path, e))?;
+    // The entries reach the disk while the checkpoints and keys are written;
+    // the export still succeeds only once they are there.
+    let synced = tokio::task::spawn_blocking(move || file.sync_all());
 
     let mut sizes = Vec::new();
     for (s, note) in cp.all_checkpoints().await? {
@@ -93,6 +95,10 @@ pub async fn export(
         text.push('\n');
     }
     std::fs::write(&p, text).map_err(|e| io(&p, e))?;
+    synced
+        .await
+        .map_err(|e| super::AuditError::Log(format!("{}: {e}", path.display())))?
+        .map_err(|e| io(&path, e))?;
     Ok(ExportSummary {
         entries: written,
         checkpoints: sizes,

@@ -331,7 +331,20 @@ impl Store {
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
         )
         .await?;
+        // Every command opens the store (`pliuz audit export`, `users`, ...):
+        // when everything is applied, one read says so instead of one
+        // transaction per migration. Otherwise each is checked again below,
+        // in its own transaction, in case another process is migrating.
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *conn)
+            .await?;
         drop(conn);
+        if schema::MIGRATIONS
+            .iter()
+            .all(|m| applied.contains(&m.version))
+        {
+            return Ok(());
+        }
         for m in schema::MIGRATIONS {
             let mut tx = self.pool.begin().await?;
             if self.backend == Backend::Postgres {
