@@ -2,42 +2,16 @@
 //! (`AdminAuth`). The same `ControlPlane` calls as `pliuz agents ...` and
 //! the admin page, so each change is audited the same way.
 
-use super::{created_response, Route};
+use super::created::Created;
 use crate::http::error::Problem;
 use crate::http::extract::{AdminAuth, ApiJson, ApiPath};
 use crate::http::AppState;
 use crate::service::format_time;
 use crate::service::runs::RunsError;
 use axum::extract::State;
-use axum::http::Method;
-use axum::response::Response;
-use axum::routing::{get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-pub fn routes() -> Vec<Route> {
-    vec![
-        super::route(Method::POST, "/api/v1/admin/agents", post(create)),
-        super::route(Method::GET, "/api/v1/admin/agents", get(list)),
-        super::route(Method::GET, "/api/v1/admin/agents/{name}", get(get_one)),
-        super::route(
-            Method::POST,
-            "/api/v1/admin/agents/{name}/revoke",
-            post(revoke),
-        ),
-        super::route(
-            Method::PUT,
-            "/api/v1/admin/agents/{name}/webhook",
-            put(set_webhook),
-        ),
-        super::route(
-            Method::POST,
-            "/api/v1/admin/agents/{name}/webhook/rotate-secret",
-            post(rotate_secret),
-        ),
-    ]
-}
 
 /// Whether an agent's key still works.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -107,19 +81,16 @@ pub struct CreatedAgentView {
     summary = "Create an agent; its key is in the answer, once (audited as agent.created)",
     request_body = CreateAgentBody,
     security(("user_token" = [])),
-    responses((status = 201, description = "Created", body = CreatedAgentView,
-        headers(("Location" = String, description = "The agent's URL"))))
+    responses(Created<CreatedAgentView>)
 )]
 pub async fn create(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiJson(body): ApiJson<CreateAgentBody>,
-) -> Result<Response, Problem> {
-    let actor = crate::approval::Actor::User(admin.email);
+) -> Result<Created<CreatedAgentView>, Problem> {
+    let actor = admin.actor();
     if let Some(url) = &body.webhook_url {
-        crate::service::webhooks::check_url(url).map_err(|m| {
-            Problem::validation(vec![crate::service::FieldError::new("webhook_url", m)])
-        })?;
+        crate::service::webhooks::check_url(url).map_err(|m| Problem::invalid("webhook_url", m))?;
     }
     let api_key = state.cp.create_agent(&actor, &body.name).await?;
     let webhook_secret = match &body.webhook_url {
@@ -133,15 +104,14 @@ pub async fn create(
         None => None,
     };
     let agent = view(&state, state.cp.agent(&body.name).await?).await?;
-    let location = format!("/api/v1/admin/agents/{}", agent.name);
-    Ok(created_response(
-        location,
-        CreatedAgentView {
+    Ok(Created {
+        location: format!("/api/v1/admin/agents/{}", agent.name),
+        body: CreatedAgentView {
             agent,
             api_key,
             webhook_secret,
         },
-    ))
+    })
 }
 
 /// Every agent, active and revoked.
@@ -202,11 +172,10 @@ pub async fn get_one(
 )]
 pub async fn revoke(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiPath(name): ApiPath,
 ) -> Result<Json<AgentView>, Problem> {
-    let actor = crate::approval::Actor::User(admin.email);
-    state.cp.revoke_agent(&actor, &name).await?;
+    state.cp.revoke_agent(&admin.actor(), &name).await?;
     let a = state.cp.agent(&name).await?;
     Ok(Json(view(&state, a).await?))
 }
@@ -240,14 +209,13 @@ pub struct WebhookView {
 )]
 pub async fn set_webhook(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiPath(name): ApiPath,
     ApiJson(body): ApiJson<WebhookBody>,
 ) -> Result<Json<WebhookView>, Problem> {
-    let actor = crate::approval::Actor::User(admin.email);
     let secret = state
         .cp
-        .set_agent_webhook(&actor, &name, &body.url)
+        .set_agent_webhook(&admin.actor(), &name, &body.url)
         .await
         .map_err(runs_problem)?;
     Ok(Json(WebhookView {
@@ -268,13 +236,12 @@ pub async fn set_webhook(
 )]
 pub async fn rotate_secret(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiPath(name): ApiPath,
 ) -> Result<Json<WebhookView>, Problem> {
-    let actor = crate::approval::Actor::User(admin.email);
     let secret = state
         .cp
-        .rotate_agent_webhook_secret(&actor, &name)
+        .rotate_agent_webhook_secret(&admin.actor(), &name)
         .await
         .map_err(runs_problem)?;
     let url = state.cp.agent_webhook_url(&name).await?.unwrap_or_default();

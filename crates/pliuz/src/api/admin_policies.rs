@@ -2,35 +2,18 @@
 //! `policy_source = "database"` also created, replaced and deleted here
 //! (`service::policies`). In file mode the writes answer 409.
 
-use super::{created_response, Route};
-use crate::approval::Actor;
+use super::created::Created;
 use crate::config::PolicySource;
 use crate::http::error::Problem;
 use crate::http::extract::{AdminAuth, ApiJson, ApiPath};
 use crate::http::AppState;
 use crate::policy::{Policy, PolicySummary};
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
-use axum::response::Response;
-use axum::routing::{delete, get, post, put};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
-
-pub fn routes() -> Vec<Route> {
-    vec![
-        super::route(Method::GET, "/api/v1/admin/policies", get(list)),
-        super::route(Method::POST, "/api/v1/admin/policies", post(create)),
-        super::route(Method::GET, "/api/v1/admin/policies/{name}", get(get_one)),
-        super::route(Method::PUT, "/api/v1/admin/policies/{name}", put(replace)),
-        super::route(
-            Method::DELETE,
-            "/api/v1/admin/policies/{name}",
-            delete(remove),
-        ),
-    ]
-}
 
 /// Where the policies live: `file` (read-only here) or `database`.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -147,10 +130,6 @@ pub struct PolicyDefinition {
     slack_channel: Option<String>,
 }
 
-fn actor(admin: crate::auth::User) -> Actor {
-    Actor::User(admin.email)
-}
-
 #[utoipa::path(
     post,
     path = "/api/v1/admin/policies",
@@ -159,17 +138,18 @@ fn actor(admin: crate::auth::User) -> Actor {
     summary = "Add a policy, last in matching order (policy_source = \"database\"; audited as policy.created with the full policy)",
     request_body = PolicyDefinition,
     security(("user_token" = [])),
-    responses((status = 201, description = "Created; in force for the next request", body = PolicyView,
-        headers(("Location" = String, description = "The policy's URL"))))
+    responses(Created<PolicyView>)
 )]
 pub async fn create(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiJson(definition): ApiJson<Map<String, Value>>,
-) -> Result<Response, Problem> {
-    let p = state.cp.create_policy(&actor(admin), definition).await?;
-    let location = format!("/api/v1/admin/policies/{}", p.name);
-    Ok(created_response(location, view(&p)))
+) -> Result<Created<PolicyView>, Problem> {
+    let p = state.cp.create_policy(&admin.actor(), definition).await?;
+    Ok(Created {
+        location: format!("/api/v1/admin/policies/{}", p.name),
+        body: view(&p),
+    })
 }
 
 #[utoipa::path(
@@ -185,13 +165,13 @@ pub async fn create(
 )]
 pub async fn replace(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiPath(name): ApiPath,
     ApiJson(definition): ApiJson<Map<String, Value>>,
 ) -> Result<Json<PolicyView>, Problem> {
     let p = state
         .cp
-        .replace_policy(&actor(admin), &name, definition)
+        .replace_policy(&admin.actor(), &name, definition)
         .await?;
     Ok(Json(view(&p)))
 }
@@ -208,9 +188,9 @@ pub async fn replace(
 )]
 pub async fn remove(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiPath(name): ApiPath,
 ) -> Result<StatusCode, Problem> {
-    state.cp.delete_policy(&actor(admin), &name).await?;
+    state.cp.delete_policy(&admin.actor(), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

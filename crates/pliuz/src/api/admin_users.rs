@@ -2,65 +2,21 @@
 //! API tokens, for admins (`AdminAuth`). The same `ControlPlane` calls as
 //! `pliuz users ...` and the admin page.
 
-use super::{created_response, Route};
+use super::created::Created;
 use crate::approval::Actor;
 use crate::auth::{Role, User};
 use crate::http::error::Problem;
 use crate::http::extract::{parse_json, AdminAuth, ApiBytes, ApiJson, ApiPath};
 use crate::http::AppState;
 use crate::service::directory::InitialPassword;
-use crate::service::{format_time, FieldError};
+use crate::service::format_time;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-pub fn routes() -> Vec<Route> {
-    vec![
-        super::route(Method::POST, "/api/v1/admin/users", post(create)),
-        super::route(Method::GET, "/api/v1/admin/users", get(list)),
-        super::route(Method::GET, "/api/v1/admin/users/{email}", get(get_one)),
-        super::route(
-            Method::PUT,
-            "/api/v1/admin/users/{email}/groups",
-            put(set_groups),
-        ),
-        super::route(
-            Method::PUT,
-            "/api/v1/admin/users/{email}/role",
-            put(set_role),
-        ),
-        super::route(
-            Method::POST,
-            "/api/v1/admin/users/{email}/disable",
-            post(disable),
-        ),
-        super::route(
-            Method::POST,
-            "/api/v1/admin/users/{email}/enable",
-            post(enable),
-        ),
-        super::route(
-            Method::GET,
-            "/api/v1/admin/users/{email}/tokens",
-            get(list_tokens),
-        ),
-        super::route(
-            Method::POST,
-            "/api/v1/admin/users/{email}/tokens",
-            post(create_token),
-        ),
-        super::route(
-            Method::POST,
-            "/api/v1/admin/users/{email}/tokens/{token_id}/revoke",
-            post(revoke_token),
-        ),
-    ]
-}
 
 /// A person (never their password or tokens).
 #[derive(Debug, Serialize, ToSchema)]
@@ -85,10 +41,6 @@ impl From<User> for UserView {
             created_at: format_time(u.created_at),
         }
     }
-}
-
-fn actor(admin: User) -> Actor {
-    Actor::User(admin.email)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -125,14 +77,13 @@ pub struct CreatedUserView {
     summary = "Create a user (audited as user.created)",
     request_body = CreateUserBody,
     security(("user_token" = [])),
-    responses((status = 201, description = "Created", body = CreatedUserView,
-        headers(("Location" = String, description = "The user's URL"))))
+    responses(Created<CreatedUserView>)
 )]
 pub async fn create(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiJson(body): ApiJson<CreateUserBody>,
-) -> Result<Response, Problem> {
+) -> Result<Created<CreatedUserView>, Problem> {
     let password = match body.password {
         Some(p) => InitialPassword::Given(p),
         None => InitialPassword::SetupLink,
@@ -140,7 +91,7 @@ pub async fn create(
     let created = state
         .cp
         .create_user(
-            &actor(admin),
+            &admin.actor(),
             &body.email,
             body.role,
             &body.groups,
@@ -150,14 +101,13 @@ pub async fn create(
     let setup_url = created
         .setup_token
         .map(|t| format!("{}/setup/{t}", state.cp.settings.public_url));
-    let location = format!("/api/v1/admin/users/{}", created.user.email);
-    Ok(created_response(
-        location,
-        CreatedUserView {
+    Ok(Created {
+        location: format!("/api/v1/admin/users/{}", created.user.email),
+        body: CreatedUserView {
             user: created.user.into(),
             setup_url,
         },
-    ))
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -223,13 +173,13 @@ pub struct GroupsBody {
 )]
 pub async fn set_groups(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiPath(email): ApiPath,
     ApiJson(body): ApiJson<GroupsBody>,
 ) -> Result<Json<UserView>, Problem> {
     let user = state
         .cp
-        .set_user_groups(&actor(admin), &email, &body.groups)
+        .set_user_groups(&admin.actor(), &email, &body.groups)
         .await?;
     Ok(Json(user.into()))
 }
@@ -253,13 +203,13 @@ pub struct RoleBody {
 )]
 pub async fn set_role(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiPath(email): ApiPath,
     ApiJson(body): ApiJson<RoleBody>,
 ) -> Result<Json<UserView>, Problem> {
     let user = state
         .cp
-        .set_user_role(&actor(admin), &email, body.role)
+        .set_user_role(&admin.actor(), &email, body.role)
         .await?;
     Ok(Json(user.into()))
 }
@@ -276,10 +226,10 @@ pub async fn set_role(
 )]
 pub async fn disable(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiPath(email): ApiPath,
 ) -> Result<Json<UserView>, Problem> {
-    set_disabled(&state, admin, &email, true).await
+    set_disabled(&state, admin.actor(), &email, true).await
 }
 
 #[utoipa::path(
@@ -294,23 +244,20 @@ pub async fn disable(
 )]
 pub async fn enable(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiPath(email): ApiPath,
 ) -> Result<Json<UserView>, Problem> {
-    set_disabled(&state, admin, &email, false).await
+    set_disabled(&state, admin.actor(), &email, false).await
 }
 
 /// Disables or enables a user; answers with the user as it is now.
 async fn set_disabled(
     state: &AppState,
-    admin: User,
+    admin: Actor,
     email: &str,
     disabled: bool,
 ) -> Result<Json<UserView>, Problem> {
-    state
-        .cp
-        .set_user_disabled(&actor(admin), email, disabled)
-        .await?;
+    state.cp.set_user_disabled(&admin, email, disabled).await?;
     Ok(Json(state.cp.user(email).await?.into()))
 }
 
@@ -395,7 +342,7 @@ pub struct CreatedTokenView {
 )]
 pub async fn create_token(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     ApiPath(email): ApiPath,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response, Problem> {
@@ -406,7 +353,7 @@ pub async fn create_token(
     };
     let issued = state
         .cp
-        .issue_user_token(&actor(admin), &email, label.as_deref())
+        .issue_user_token(&admin.actor(), &email, label.as_deref())
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -434,7 +381,7 @@ pub async fn create_token(
 )]
 pub async fn revoke_token(
     State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
+    admin: AdminAuth,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, Problem> {
     let Path((email, token_id)) = path.map_err(|e| {
@@ -449,14 +396,14 @@ pub async fn revoke_token(
         }
     }
     if token_id.len() > 100 {
-        return Err(Problem::validation(vec![FieldError::new(
+        return Err(Problem::invalid(
             "token_id",
             "is not a token id; take one from GET .../tokens",
-        )]));
+        ));
     }
     state
         .cp
-        .revoke_user_token(&actor(admin), &email, &token_id)
+        .revoke_user_token(&admin.actor(), &email, &token_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
 //! `/api/v1/approvals`: agents open requests and wait; humans list and decide.
 
-use super::created_or_found;
+use super::created::CreatedOrReplayed;
+use super::input::{one_of, page_limit};
 use super::long_poll::{long_poll, no_recheck, wait_secs, WaitQuery};
 use crate::approval::{
     check_reason, is_valid_claim_id, Action, Approval, DecisionKind, Execution, ExecutionOutcome,
@@ -14,7 +15,6 @@ use crate::notify::Committed;
 use crate::service::{format_time, ApprovalFilter};
 use crate::service::{DecisionInput, FieldError, NewApproval, ServiceError};
 use axum::extract::State;
-use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -261,10 +261,7 @@ fn validate_create(body: &CreateBody) -> Result<(), Problem> {
         320,
         false,
     );
-    if !errors.is_empty() {
-        return Err(Problem::validation(errors));
-    }
-    Ok(())
+    Problem::check_fields(errors)
 }
 
 #[utoipa::path(
@@ -276,18 +273,13 @@ fn validate_create(body: &CreateBody) -> Result<(), Problem> {
     description = "Fails closed: a tool that matches no policy is refused with 422 no_matching_policy.",
     request_body = CreateBody,
     security(("agent_key" = [])),
-    responses(
-        (status = 201, description = "Created", body = ApprovalView,
-            headers(("Location" = String, description = "The approval's URL"))),
-        (status = 200, description = "Replay of an earlier request with the same idempotency key",
-            body = ApprovalView),
-    )
+    responses(CreatedOrReplayed<ApprovalView>)
 )]
 pub async fn create(
     State(state): State<AppState>,
     Auth(principal): Auth,
     ApiJson(body): ApiJson<CreateBody>,
-) -> Result<Response, Problem> {
+) -> Result<CreatedOrReplayed<ApprovalView>, Problem> {
     let agent = agent_name(&principal)?;
     validate_create(&body)?;
     let (approval, created) = state
@@ -308,12 +300,11 @@ pub async fn create(
             },
         )
         .await?;
-    let location = format!("/api/v1/approvals/{}", approval.id);
-    Ok(created_or_found(
-        created,
-        location,
-        ApprovalView::new(approval, !created),
-    ))
+    Ok(CreatedOrReplayed {
+        made: created,
+        location: format!("/api/v1/approvals/{}", approval.id),
+        body: ApprovalView::new(approval, !created),
+    })
 }
 
 #[utoipa::path(
@@ -403,32 +394,18 @@ pub async fn list(
     ] {
         check_len(&mut errors, field, v.as_deref(), 200, false);
     }
-    if !errors.is_empty() {
-        return Err(Problem::validation(errors));
-    }
+    Problem::check_fields(errors)?;
     let mut filter = ApprovalFilter {
         policy: q.policy,
         agent: q.agent,
         tool: q.tool,
         before_id: q.cursor,
-        limit: q.limit.unwrap_or(50),
+        limit: page_limit(q.limit, 200)?,
         ..Default::default()
     };
-    if !(1..=200).contains(&filter.limit) {
-        return Err(Problem::validation(vec![FieldError::new(
-            "limit",
-            "must be between 1 and 200",
-        )]));
-    }
     if let Some(s) = q.status {
-        filter.status = Some(Status::parse(&s).ok_or_else(|| {
-            Problem::validation(vec![FieldError::new(
-                "status",
-                format!(
-                    "'{s}' is not one of pending, approved, rejected, expired, cancelled, executing, executed"
-                ),
-            )])
-        })?);
+        let statuses = "pending, approved, rejected, expired, cancelled, executing, executed";
+        filter.status = Some(one_of("status", &s, Status::parse, statuses)?);
     }
     match &principal {
         Principal::Agent { name } => filter.agent = Some(name.clone()),
@@ -471,15 +448,8 @@ pub fn is_digest(s: &str) -> bool {
 }
 
 fn validate_decision(body: &DecisionBody) -> Result<DecisionKind, Problem> {
-    let kind = DecisionKind::parse(&body.decision).ok_or_else(|| {
-        Problem::validation(vec![FieldError::new(
-            "decision",
-            format!(
-                "'{}' is not one of approve, reject, edit, respond",
-                body.decision
-            ),
-        )])
-    })?;
+    let decisions = "approve, reject, edit, respond";
+    let kind = one_of("decision", &body.decision, DecisionKind::parse, decisions)?;
     let mut errors = Vec::new();
     reason_errors(&mut errors, Action::Decide(kind), body.reason.as_deref());
     if !is_digest(&body.args_digest) {
@@ -488,9 +458,7 @@ fn validate_decision(body: &DecisionBody) -> Result<DecisionKind, Problem> {
             "must be the approval's args_digest (64 hex characters) as you reviewed it: GET the approval, check its arguments, send its args_digest",
         ));
     }
-    if !errors.is_empty() {
-        return Err(Problem::validation(errors));
-    }
+    Problem::check_fields(errors)?;
     Ok(kind)
 }
 
@@ -564,10 +532,10 @@ fn execution_step_schema() -> utoipa::openapi::Object {
 fn validate_execution(body: &ExecutionBody) -> Result<Option<ExecutionOutcome>, Problem> {
     if let Some(c) = &body.claim_id {
         if !is_valid_claim_id(c) {
-            return Err(Problem::validation(vec![FieldError::new(
+            return Err(Problem::invalid(
                 "claim_id",
                 format!("must be 1-{MAX_CLAIM_ID_CHARS} characters of A-Z a-z 0-9 - _ ."),
-            )]));
+            ));
         }
     }
     if body.outcome == "started" {
@@ -583,22 +551,13 @@ fn validate_execution(body: &ExecutionBody) -> Result<Option<ExecutionOutcome>, 
                 ));
             }
         }
-        if !errors.is_empty() {
-            return Err(Problem::validation(errors));
-        }
+        Problem::check_fields(errors)?;
         return Ok(None);
     }
-    let outcome = ExecutionOutcome::parse(&body.outcome).ok_or_else(|| {
-        Problem::validation(vec![FieldError::new(
-            "outcome",
-            format!("'{}' is not one of started, success, error", body.outcome),
-        )])
-    })?;
+    let steps = "started, success, error";
+    let outcome = one_of("outcome", &body.outcome, ExecutionOutcome::parse, steps)?;
     if body.latency_ms.is_some_and(|l| l < 0) {
-        return Err(Problem::validation(vec![FieldError::new(
-            "latency_ms",
-            "must be 0 or more",
-        )]));
+        return Err(Problem::invalid("latency_ms", "must be 0 or more"));
     }
     let mut errors = Vec::new();
     check_len(
@@ -608,9 +567,7 @@ fn validate_execution(body: &ExecutionBody) -> Result<Option<ExecutionOutcome>, 
         usize::MAX,
         false,
     );
-    if !errors.is_empty() {
-        return Err(Problem::validation(errors));
-    }
+    Problem::check_fields(errors)?;
     Ok(Some(outcome))
 }
 
@@ -675,14 +632,12 @@ fn cancel_reason(body: &[u8]) -> Result<Option<String>, Problem> {
     } else {
         check_depth(body)?;
         serde_json::from_slice::<CancelBody>(body)
-            .map_err(|e| Problem::validation(vec![FieldError::new("body", e.to_string())]))?
+            .map_err(|e| Problem::invalid("body", e.to_string()))?
             .reason
     };
     let mut errors = Vec::new();
     reason_errors(&mut errors, Action::Cancel, reason.as_deref());
-    if !errors.is_empty() {
-        return Err(Problem::validation(errors));
-    }
+    Problem::check_fields(errors)?;
     Ok(reason)
 }
 

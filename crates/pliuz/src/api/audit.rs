@@ -9,16 +9,14 @@
 //! * a receipt: whoever can see the approval (auditors and admins, the
 //!   approvers of its policy, the agent that opened it).
 
-use super::Route;
 use crate::audit::{AuditError, Signer};
 use crate::auth::Principal;
 use crate::http::error::Problem;
 use crate::http::extract::{ApiQuery, Auth};
 use crate::http::AppState;
 use axum::extract::State;
-use axum::http::{header, Method};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -406,44 +404,4 @@ pub(crate) async fn receipt(
     Ok(Json(
         crate::audit::receipt_for(&state.cp, &id, signer(&state)).await?,
     ))
-}
-
-pub fn routes() -> Vec<Route> {
-    vec![
-        Route {
-            method: Method::GET,
-            path: "/api/v1/audit/checkpoint",
-            handler: get(checkpoint),
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/audit/key",
-            handler: get(key),
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/audit/keys",
-            handler: get(keys),
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/audit/entries",
-            handler: get(entries),
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/audit/proof/inclusion",
-            handler: get(inclusion),
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/audit/proof/consistency",
-            handler: get(consistency),
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/approvals/{id}/receipt",
-            handler: get(receipt),
-        },
-    ]
 }

@@ -5,7 +5,6 @@
 use crate::http::error::Problem;
 use crate::http::AppState;
 use crate::notify::Waiter;
-use crate::service::FieldError;
 use serde::Deserialize;
 use std::future::{ready, Future, Ready};
 use std::time::Duration;
@@ -28,10 +27,10 @@ pub struct WaitQuery {
 pub fn wait_secs(wait: Option<u64>) -> Result<u64, Problem> {
     let wait = wait.unwrap_or(0);
     if wait > MAX_WAIT_SECS {
-        return Err(Problem::validation(vec![FieldError::new(
+        return Err(Problem::invalid(
             "wait",
             format!("must be between 0 and {MAX_WAIT_SECS} seconds"),
-        )]));
+        ));
     }
     Ok(wait)
 }

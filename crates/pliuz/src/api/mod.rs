@@ -7,6 +7,8 @@ pub mod admin_policies;
 pub mod admin_users;
 pub mod approvals;
 pub mod audit;
+pub mod created;
+pub mod input;
 pub mod long_poll;
 pub mod metrics;
 pub mod openapi;
@@ -16,7 +18,7 @@ pub mod runs;
 use crate::http::error::Problem;
 use crate::http::{extract, AppState};
 use axum::extract::State;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
@@ -40,56 +42,66 @@ fn route(method: Method, path: &'static str, handler: MethodRouter<AppState>) ->
     }
 }
 
-/// Every `/api/v1` route (paths in axum syntax, `{id}` style).
+/// Every route of the JSON API (paths in axum syntax, `{id}` style). The
+/// run routes that take a state read their body under
+/// `max_run_state_bytes` instead of the general body limit.
+#[rustfmt::skip] // one line a route, so that the table reads as one
 pub fn routes() -> Vec<Route> {
-    let mut r = vec![
-        route(Method::POST, "/api/v1/approvals", post(approvals::create)),
-        route(Method::GET, "/api/v1/approvals", get(approvals::list)),
-        route(Method::GET, "/api/v1/approvals/{id}", get(approvals::get)),
-        route(
-            Method::POST,
-            "/api/v1/approvals/{id}/decision",
-            post(approvals::decide),
-        ),
-        route(
-            Method::POST,
-            "/api/v1/approvals/{id}/execution",
-            post(approvals::execution),
-        ),
-        route(
-            Method::POST,
-            "/api/v1/approvals/{id}/cancel",
-            post(approvals::cancel),
-        ),
-        route(Method::GET, "/api/v1/policies", get(policies)),
-        route(Method::GET, "/api/v1/openapi.json", get(openapi_doc)),
-        route(Method::GET, "/healthz", get(healthz)),
-        route(Method::GET, "/readyz", get(readyz)),
-        route(Method::GET, "/metrics", get(metrics::metrics)),
-    ];
-    r.extend(admin_agents::routes());
-    r.extend(admin_users::routes());
-    r.extend(admin_policies::routes());
-    r.extend(audit::routes());
-    r.extend(runs::routes());
-    r.extend(questions::routes());
-    r
-}
-
-/// 201 Created, with the new resource's URL in `Location`.
-pub(crate) fn created_response(location: String, body: impl Serialize) -> Response {
-    created_or_found(true, location, body)
-}
-
-/// 201 when `made`; 200 with the same `Location` when an idempotent retry
-/// found the resource made already.
-pub(crate) fn created_or_found(made: bool, location: String, body: impl Serialize) -> Response {
-    let status = if made {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    (status, [(header::LOCATION, location)], Json(body)).into_response()
+    use axum::routing::{delete, put};
+    use Method as M;
+    let state_limit = axum::extract::DefaultBodyLimit::disable;
+    vec![
+        route(M::POST, "/api/v1/approvals", post(approvals::create)),
+        route(M::GET, "/api/v1/approvals", get(approvals::list)),
+        route(M::GET, "/api/v1/approvals/{id}", get(approvals::get)),
+        route(M::POST, "/api/v1/approvals/{id}/decision", post(approvals::decide)),
+        route(M::POST, "/api/v1/approvals/{id}/execution", post(approvals::execution)),
+        route(M::POST, "/api/v1/approvals/{id}/cancel", post(approvals::cancel)),
+        route(M::GET, "/api/v1/approvals/{id}/receipt", get(audit::receipt)),
+        route(M::GET, "/api/v1/policies", get(policies)),
+        route(M::GET, "/api/v1/openapi.json", get(openapi_doc)),
+        route(M::GET, "/healthz", get(healthz)),
+        route(M::GET, "/readyz", get(readyz)),
+        route(M::GET, "/metrics", get(metrics::metrics)),
+        route(M::POST, "/api/v1/admin/agents", post(admin_agents::create)),
+        route(M::GET, "/api/v1/admin/agents", get(admin_agents::list)),
+        route(M::GET, "/api/v1/admin/agents/{name}", get(admin_agents::get_one)),
+        route(M::POST, "/api/v1/admin/agents/{name}/revoke", post(admin_agents::revoke)),
+        route(M::PUT, "/api/v1/admin/agents/{name}/webhook", put(admin_agents::set_webhook)),
+        route(M::POST, "/api/v1/admin/agents/{name}/webhook/rotate-secret", post(admin_agents::rotate_secret)),
+        route(M::POST, "/api/v1/admin/users", post(admin_users::create)),
+        route(M::GET, "/api/v1/admin/users", get(admin_users::list)),
+        route(M::GET, "/api/v1/admin/users/{email}", get(admin_users::get_one)),
+        route(M::PUT, "/api/v1/admin/users/{email}/groups", put(admin_users::set_groups)),
+        route(M::PUT, "/api/v1/admin/users/{email}/role", put(admin_users::set_role)),
+        route(M::POST, "/api/v1/admin/users/{email}/disable", post(admin_users::disable)),
+        route(M::POST, "/api/v1/admin/users/{email}/enable", post(admin_users::enable)),
+        route(M::GET, "/api/v1/admin/users/{email}/tokens", get(admin_users::list_tokens)),
+        route(M::POST, "/api/v1/admin/users/{email}/tokens", post(admin_users::create_token)),
+        route(M::POST, "/api/v1/admin/users/{email}/tokens/{token_id}/revoke", post(admin_users::revoke_token)),
+        route(M::GET, "/api/v1/admin/policies", get(admin_policies::list)),
+        route(M::POST, "/api/v1/admin/policies", post(admin_policies::create)),
+        route(M::GET, "/api/v1/admin/policies/{name}", get(admin_policies::get_one)),
+        route(M::PUT, "/api/v1/admin/policies/{name}", put(admin_policies::replace)),
+        route(M::DELETE, "/api/v1/admin/policies/{name}", delete(admin_policies::remove)),
+        route(M::GET, "/api/v1/audit/checkpoint", get(audit::checkpoint)),
+        route(M::GET, "/api/v1/audit/key", get(audit::key)),
+        route(M::GET, "/api/v1/audit/keys", get(audit::keys)),
+        route(M::GET, "/api/v1/audit/entries", get(audit::entries)),
+        route(M::GET, "/api/v1/audit/proof/inclusion", get(audit::inclusion)),
+        route(M::GET, "/api/v1/audit/proof/consistency", get(audit::consistency)),
+        route(M::POST, "/api/v1/runs", post(runs::create).layer(state_limit())),
+        route(M::GET, "/api/v1/runs", get(runs::list)),
+        route(M::GET, "/api/v1/runs/{id}", get(runs::get_one)),
+        route(M::PUT, "/api/v1/runs/{id}", put(runs::repause).layer(state_limit())),
+        route(M::POST, "/api/v1/runs/{id}/claim", post(runs::claim)),
+        route(M::POST, "/api/v1/runs/{id}/heartbeat", post(runs::heartbeat)),
+        route(M::POST, "/api/v1/runs/{id}/complete", post(runs::complete)),
+        route(M::GET, "/api/v1/questions", get(questions::list)),
+        route(M::POST, "/api/v1/questions", post(questions::create)),
+        route(M::GET, "/api/v1/questions/{id}", get(questions::get_one)),
+        route(M::POST, "/api/v1/questions/{id}/answer", post(questions::answer)),
+    ]
 }
 
 /// The API's routes, with the answers for unknown routes and methods.

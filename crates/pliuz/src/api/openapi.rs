@@ -73,7 +73,16 @@ use utoipa::{Modify, OpenApi};
         admin_policies::replace,
         admin_policies::remove,
     ),
-    components(schemas(ProblemBody), responses(ProblemResponse)),
+    // `Created<T>` refers to its body's schema without adding it: those no
+    // other operation adds are listed here.
+    components(
+        schemas(
+            ProblemBody,
+            admin_agents::CreatedAgentView,
+            admin_users::CreatedUserView
+        ),
+        responses(ProblemResponse)
+    ),
     modifiers(&SecuritySchemes, &ProblemResponses, &OptionalBodies),
     tags(
         (name = "agent", description = "Agents open requests, wait for the decision and report the execution"),

@@ -1,8 +1,9 @@
 //! `/api/v1/questions`: an agent asks a person and waits for the typed
 //! answer ("human as a tool"); the policy's approvers answer.
 
+use super::created::CreatedOrReplayed;
+use super::input::page_limit;
 use super::long_poll::{long_poll, recheck_every, wait_secs, WaitQuery};
-use super::{created_or_found, Route};
 use crate::http::error::Problem;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::http::AppState;
@@ -10,9 +11,6 @@ use crate::question::{Choice, Question, QuestionStatus};
 use crate::service::questions::NewQuestion;
 use crate::service::{format_time, FieldError};
 use axum::extract::State;
-use axum::http::Method;
-use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -165,18 +163,13 @@ fn check_field(errors: &mut Vec<FieldError>, field: &str, v: Option<&str>, max: 
     description = "The policy's approvers may answer, except the originator. Wait for the answer with GET ?wait=.",
     request_body = CreateBody,
     security(("agent_key" = [])),
-    responses(
-        (status = 201, description = "Asked", body = QuestionView,
-            headers(("Location" = String, description = "The question's URL"))),
-        (status = 200, description = "Replay of an earlier question with the same idempotency key",
-            body = QuestionView),
-    )
+    responses(CreatedOrReplayed<QuestionView>)
 )]
 pub async fn create(
     State(state): State<AppState>,
     Auth(principal): Auth,
     ApiJson(body): ApiJson<CreateBody>,
-) -> Result<Response, Problem> {
+) -> Result<CreatedOrReplayed<QuestionView>, Problem> {
     let mut errors = Vec::new();
     check_field(&mut errors, "policy", body.policy.as_deref(), 200);
     check_field(
@@ -198,9 +191,7 @@ pub async fn create(
     if body.expires_in_seconds == Some(0) {
         errors.push(FieldError::new("expires_in_seconds", "must be at least 1"));
     }
-    if !errors.is_empty() {
-        return Err(Problem::validation(errors));
-    }
+    Problem::check_fields(errors)?;
     let choices: Vec<Choice> = body
         .choices
         .into_iter()
@@ -222,12 +213,11 @@ pub async fn create(
             },
         )
         .await?;
-    let location = format!("/api/v1/questions/{}", q.id);
-    Ok(created_or_found(
-        created,
-        location,
-        QuestionView::new(q, !created),
-    ))
+    Ok(CreatedOrReplayed {
+        made: created,
+        location: format!("/api/v1/questions/{}", q.id),
+        body: QuestionView::new(q, !created),
+    })
 }
 
 /// How often a long-poll re-reads the question anyway: an answer given on
@@ -333,13 +323,7 @@ pub async fn list(
             "agents read their own questions by id (GET /api/v1/questions/{id}); this list is for the people who answer",
         ));
     }
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(Problem::validation(vec![FieldError::new(
-            "limit",
-            "must be between 1 and 200",
-        )]));
-    }
+    let limit = page_limit(q.limit, 200)?;
     let items = state
         .cp
         .pending_questions_for(&principal, i64::from(limit))
@@ -350,29 +334,4 @@ pub async fn list(
             .map(|q| QuestionView::new(q, false))
             .collect(),
     }))
-}
-
-pub fn routes() -> Vec<Route> {
-    vec![
-        Route {
-            method: Method::GET,
-            path: "/api/v1/questions",
-            handler: get(list),
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/questions",
-            handler: post(create),
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/questions/{id}",
-            handler: get(get_one),
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/questions/{id}/answer",
-            handler: post(answer),
-        },
-    ]
 }

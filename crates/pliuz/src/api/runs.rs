@@ -2,9 +2,10 @@
 //! only; an agent sees and claims only its own runs (others' are 404).
 
 use super::approvals::ApprovalView;
+use super::created::Created;
+use super::input::{one_of, page_limit};
 use super::long_poll::{long_poll, no_recheck, wait_secs, WaitQuery};
 use super::questions::QuestionView;
-use super::{created_response, Route};
 use crate::auth::Principal;
 use crate::http::error::Problem;
 use crate::http::extract::{ApiJson, ApiQuery, Auth};
@@ -13,10 +14,8 @@ use crate::run::{Outcome, Run, RunStatus};
 use crate::service::format_time;
 use crate::service::runs::{NewRunState, RunsError};
 use crate::service::FieldError;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
-use axum::http::{Method, StatusCode};
-use axum::response::Response;
-use axum::routing::{get, post};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -185,7 +184,7 @@ fn run_state(
     check_ids(&mut errors, "approval_ids", &approval_ids);
     check_ids(&mut errors, "question_ids", &question_ids);
     check_metadata(&mut errors, &metadata);
-    done(errors)?;
+    Problem::check_fields(errors)?;
     Ok(NewRunState {
         state,
         approval_ids,
@@ -198,24 +197,16 @@ fn run_state(
 fn lease_secs(secs: Option<u64>) -> Result<u64, Problem> {
     let secs = secs.unwrap_or(DEFAULT_LEASE_SECS);
     if !LEASE_SECS.contains(&secs) {
-        return Err(Problem::validation(vec![FieldError::new(
+        return Err(Problem::invalid(
             "lease_seconds",
             format!(
                 "must be between {} and {} seconds",
                 LEASE_SECS.start(),
                 LEASE_SECS.end()
             ),
-        )]));
+        ));
     }
     Ok(secs)
-}
-
-fn done(errors: Vec<FieldError>) -> Result<(), Problem> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Problem::validation(errors))
-    }
 }
 
 // The schema limits mirror `check_ids` and `check_metadata`.
@@ -244,20 +235,21 @@ pub struct CreateBody {
     summary = "Store a paused run (agent). Audited as run.paused with the state's SHA-256",
     request_body = CreateBody,
     security(("agent_key" = [])),
-    responses((status = 201, description = "Created", body = RunView,
-        headers(("Location" = String, description = "The run's URL"))))
+    responses(Created<RunView>)
 )]
 pub async fn create(
     State(state): State<AppState>,
     Auth(principal): Auth,
     req: Request,
-) -> Result<Response, Problem> {
+) -> Result<Created<RunView>, Problem> {
     let agent = agent_of(&principal)?.to_owned();
     let new: CreateBody = state_body(&state, req).await?;
     let new_state = run_state(new.state, new.approval_ids, new.question_ids, new.metadata)?;
     let run = state.cp.create_run(&agent, new_state).await?;
-    let location = format!("/api/v1/runs/{}", run.id);
-    Ok(created_response(location, RunView::new(run)))
+    Ok(Created {
+        location: format!("/api/v1/runs/{}", run.id),
+        body: RunView::new(run),
+    })
 }
 
 #[utoipa::path(
@@ -324,21 +316,11 @@ pub async fn list(
 ) -> Result<Json<ListView>, Problem> {
     let agent = agent_of(&principal)?;
     let wait = wait_secs(q.wait)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(Problem::validation(vec![FieldError::new(
-            "limit",
-            "must be between 1 and 100",
-        )]));
-    }
+    let limit = page_limit(q.limit, 100)?;
+    let statuses = "waiting, ready, running, completed, failed";
     let status = match q.status {
         None => None,
-        Some(s) => Some(RunStatus::parse(&s).ok_or_else(|| {
-            Problem::validation(vec![FieldError::new(
-                "status",
-                format!("'{s}' is not one of waiting, ready, running, completed, failed"),
-            )])
-        })?),
+        Some(s) => Some(one_of("status", &s, RunStatus::parse, statuses)?),
     };
     let mut runs = state.cp.notifier.wait_for_runs(agent);
     let cp = &state.cp;
@@ -411,8 +393,7 @@ pub async fn claim(
     let body: ClaimBody = if body.iter().all(u8::is_ascii_whitespace) {
         ClaimBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Problem::validation(vec![FieldError::new("body", e.to_string())]))?
+        serde_json::from_slice(&body).map_err(|e| Problem::invalid("body", e.to_string()))?
     };
     let secs = lease_secs(body.lease_seconds)?;
     let c = state.cp.claim_run(agent, &id, secs).await?;
@@ -535,6 +516,14 @@ fn completion_outcome_schema() -> utoipa::openapi::Object {
         .build()
 }
 
+fn outcome_of(outcome: &str) -> Option<Outcome> {
+    match outcome {
+        "completed" => Some(Outcome::Completed),
+        "failed" => Some(Outcome::Failed),
+        _ => None,
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/api/v1/runs/{id}/complete",
@@ -553,18 +542,8 @@ pub async fn complete(
     ApiJson(body): ApiJson<CompleteBody>,
 ) -> Result<Json<RunView>, Problem> {
     let agent = agent_of(&principal)?;
-    let mut errors = Vec::new();
-    let outcome = match body.outcome.as_str() {
-        "completed" => Some(Outcome::Completed),
-        "failed" => Some(Outcome::Failed),
-        other => {
-            errors.push(FieldError::new(
-                "outcome",
-                format!("'{other}' is not one of completed, failed"),
-            ));
-            None
-        }
-    };
+    let outcome = one_of("outcome", &body.outcome, outcome_of, "completed, failed");
+    let mut errors: Vec<FieldError> = outcome.clone().err().into_iter().collect();
     if let Some(h) = &body.output_sha256 {
         if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
             errors.push(FieldError::new(
@@ -583,10 +562,8 @@ pub async fn complete(
             format!("must be at most {MAX_ERROR_CHARS} characters"),
         ));
     }
-    done(errors)?;
-    let Some(outcome) = outcome else {
-        return Err(Problem::internal());
-    };
+    Problem::check_fields(errors)?;
+    let outcome = outcome?;
     let run = state
         .cp
         .complete_run(
@@ -599,46 +576,4 @@ pub async fn complete(
         )
         .await?;
     Ok(Json(RunView::new(run)))
-}
-
-/// The `/api/v1/runs` routes. The state-carrying ones read their body
-/// under `max_run_state_bytes` instead of the general body limit.
-pub fn routes() -> Vec<Route> {
-    vec![
-        Route {
-            method: Method::POST,
-            path: "/api/v1/runs",
-            handler: post(create).layer(DefaultBodyLimit::disable()),
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/runs",
-            handler: get(list),
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/runs/{id}",
-            handler: get(get_one),
-        },
-        Route {
-            method: Method::PUT,
-            path: "/api/v1/runs/{id}",
-            handler: axum::routing::put(repause).layer(DefaultBodyLimit::disable()),
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/runs/{id}/claim",
-            handler: post(claim),
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/runs/{id}/heartbeat",
-            handler: post(heartbeat),
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/runs/{id}/complete",
-            handler: post(complete),
-        },
-    ]
 }

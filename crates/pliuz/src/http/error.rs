@@ -86,6 +86,20 @@ impl Problem {
         )
     }
 
+    /// One invalid field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem::validation(vec![FieldError::new(field, message)])
+    }
+
+    /// Ok when no field is invalid; otherwise the problem naming each one.
+    pub fn check_fields(errors: Vec<FieldError>) -> Result<(), Problem> {
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Problem::validation(errors))
+        }
+    }
+
     pub fn validation(errors: Vec<FieldError>) -> Problem {
         let detail = errors
             .iter()
@@ -127,6 +141,12 @@ impl Problem {
             "Service unavailable",
             detail,
         )
+    }
+}
+
+impl From<FieldError> for Problem {
+    fn from(e: FieldError) -> Problem {
+        Problem::validation(vec![e])
     }
 }
 
@@ -190,121 +210,77 @@ impl From<StoreError> for Problem {
 
 impl From<ServiceError> for Problem {
     fn from(e: ServiceError) -> Problem {
-        use crate::approval::TransitionError as T;
         use crate::policy::MatchError;
         let msg = e.to_string();
+        let conflict = |code, title| Problem::new(StatusCode::CONFLICT, code, title, msg.clone());
+        let unprocessable =
+            |code, title| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, title, msg.clone());
         match e {
             ServiceError::NotFound(_)
             | ServiceError::QuestionNotFound(_)
             | ServiceError::NoSuch(_) => Problem::not_found(msg),
             ServiceError::Forbidden(_) => Problem::forbidden(msg),
-            ServiceError::Transition(t) => match t {
-                T::AlreadyVoted { .. } => Problem::new(
-                    StatusCode::CONFLICT,
-                    "already_voted",
-                    "Already approved by you",
-                    msg,
-                ),
-                T::DecisionNotAllowed { .. } => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "decision_not_allowed",
-                    "Decision not allowed by policy",
-                    msg,
-                ),
-                T::OriginatorCannotApprove => Problem::forbidden(msg),
-                T::EditNeedsArgs => Problem::validation(vec![FieldError::new(
-                    "final_args",
-                    "required when decision is 'edit'",
-                )]),
-                T::ArgsWithoutEdit => Problem::validation(vec![FieldError::new(
-                    "final_args",
-                    "only accepted when decision is 'edit'",
-                )]),
-                T::ExecutionClaimed { .. } | T::AlreadyExecuted { .. } => Problem::new(
-                    StatusCode::CONFLICT,
-                    "execution_claimed",
-                    "Execution already claimed",
-                    msg,
-                ),
-                T::ExecutionExpired { .. } => Problem::new(
-                    StatusCode::CONFLICT,
-                    "execution_expired",
-                    "Execution window closed",
-                    msg,
-                ),
-                T::NotClaimed { .. } => Problem::new(
-                    StatusCode::CONFLICT,
-                    "execution_not_claimed",
-                    "Execution not claimed",
-                    msg,
-                ),
-                T::ClaimMismatch { .. } => Problem::new(
-                    StatusCode::CONFLICT,
-                    "claim_mismatch",
-                    "Not the claim holder",
-                    msg,
-                ),
-                T::NotPending { .. }
-                | T::NotApproved { .. }
-                | T::NotReportable { .. }
-                | T::ReportConflict { .. } => Problem::new(
-                    StatusCode::CONFLICT,
-                    "invalid_transition",
-                    "Not allowed in this state",
-                    msg,
-                ),
-            },
+            ServiceError::Transition(t) => transition_problem(t, msg),
             ServiceError::Validation(errors) => Problem::validation(errors),
-            ServiceError::NoPolicy(MatchError::UnknownPolicy(_)) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_policy",
-                "Unknown policy",
-                msg,
-            ),
-            ServiceError::NoPolicy(MatchError::NoMatch(_)) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "no_matching_policy",
-                "No policy covers this tool",
-                msg,
-            ),
-            ServiceError::IdempotencyConflict(_) => Problem::new(
-                StatusCode::CONFLICT,
-                "idempotency_conflict",
-                "Idempotency key reused",
-                msg,
-            ),
-            ServiceError::SchemaViolation(errs) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            ServiceError::NoPolicy(MatchError::UnknownPolicy(_)) => {
+                unprocessable("unknown_policy", "Unknown policy")
+            }
+            ServiceError::NoPolicy(MatchError::NoMatch(_)) => {
+                unprocessable("no_matching_policy", "No policy covers this tool")
+            }
+            ServiceError::IdempotencyConflict(_) => {
+                conflict("idempotency_conflict", "Idempotency key reused")
+            }
+            ServiceError::SchemaViolation(errs) => unprocessable(
                 "schema_violation",
                 "Edited arguments do not match the tool schema",
-                msg,
             )
             .with_errors(
                 errs.into_iter()
                     .map(|m| FieldError::new("final_args", m))
                     .collect(),
             ),
-            ServiceError::ArgsChanged(_) => Problem::new(
-                StatusCode::CONFLICT,
-                "args_changed",
-                "Arguments changed since review",
-                msg,
-            ),
-            ServiceError::Refused { code, .. } => {
-                Problem::new(StatusCode::CONFLICT, code, "Conflict", msg)
+            ServiceError::ArgsChanged(_) => {
+                conflict("args_changed", "Arguments changed since review")
             }
-            ServiceError::Conflict(_) => {
-                Problem::new(StatusCode::CONFLICT, "invalid_transition", "Conflict", msg)
+            ServiceError::Refused { code, .. } => conflict(code, "Conflict"),
+            ServiceError::Conflict(_) => conflict("invalid_transition", "Conflict"),
+            ServiceError::ConcurrentCreate => {
+                conflict("concurrent_create", "Created at the same moment")
             }
-            ServiceError::ConcurrentCreate => Problem::new(
-                StatusCode::CONFLICT,
-                "concurrent_create",
-                "Created at the same moment",
-                msg,
-            ),
             ServiceError::TooLarge(_) => Problem::too_large(msg),
             ServiceError::Store(s) => s.into(),
         }
+    }
+}
+
+/// A transition the request's state (or its policy) does not allow.
+fn transition_problem(t: crate::approval::TransitionError, msg: String) -> Problem {
+    use crate::approval::TransitionError as T;
+    let conflict = |code, title| Problem::new(StatusCode::CONFLICT, code, title, msg.clone());
+    match t {
+        T::AlreadyVoted { .. } => conflict("already_voted", "Already approved by you"),
+        T::DecisionNotAllowed { .. } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decision_not_allowed",
+            "Decision not allowed by policy",
+            msg,
+        ),
+        T::OriginatorCannotApprove => Problem::forbidden(msg),
+        T::EditNeedsArgs => Problem::invalid("final_args", "required when decision is 'edit'"),
+        T::ArgsWithoutEdit => {
+            Problem::invalid("final_args", "only accepted when decision is 'edit'")
+        }
+        T::ExecutionClaimed { .. } | T::AlreadyExecuted { .. } => {
+            conflict("execution_claimed", "Execution already claimed")
+        }
+        T::ExecutionExpired { .. } => conflict("execution_expired", "Execution window closed"),
+        T::NotClaimed { .. } => conflict("execution_not_claimed", "Execution not claimed"),
+        T::ClaimMismatch { .. } => conflict("claim_mismatch", "Not the claim holder"),
+        T::NotPending { .. }
+        | T::NotApproved { .. }
+        | T::NotReportable { .. }
+        | T::ReportConflict { .. } => conflict("invalid_transition", "Not allowed in this state"),
     }
 }
 

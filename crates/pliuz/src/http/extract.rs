@@ -3,8 +3,8 @@
 
 use super::error::Problem;
 use super::AppState;
+use crate::approval::Actor;
 use crate::auth::{self, Principal};
-use crate::service::FieldError;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -27,21 +27,9 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 impl FromRequestParts<AppState> for Auth {
     type Rejection = Problem;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if let Some(token) = bearer(&parts.headers) {
-            let principal = state
-                .cp
-                .principal_for_secret_hash(
-                    &auth::hash_secret(token),
-                    token.starts_with(auth::USER_TOKEN_PREFIX),
-                )
-                .await?;
-            return principal.map(Auth).ok_or_else(|| {
-                Problem::unauthorized("the bearer token is unknown or revoked; create a new one with `pliuz agents create` or `pliuz users token`")
-            });
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        if let Some(principal) = bearer_principal(parts, state).await? {
+            return Ok(Auth(principal));
         }
         if let Some(principal) = super::session::session_principal(parts, state).await? {
             return Ok(Auth(principal));
@@ -52,34 +40,52 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// Who an `Authorization: Bearer` token belongs to; `None` when none is sent.
+async fn bearer_principal(parts: &Parts, state: &AppState) -> Result<Option<Principal>, Problem> {
+    let Some(token) = bearer(&parts.headers) else {
+        return Ok(None);
+    };
+    let principal = state
+        .cp
+        .principal_for_secret_hash(
+            &auth::hash_secret(token),
+            token.starts_with(auth::USER_TOKEN_PREFIX),
+        )
+        .await?;
+    principal.map(Some).ok_or_else(|| {
+        Problem::unauthorized("the bearer token is unknown or revoked; create a new one with `pliuz agents create` or `pliuz users token`")
+    })
+}
+
 /// An admin calling the management API (`/api/v1/admin/...`) with their
 /// personal API token. Agent keys, other roles and inbox sessions are
 /// refused: a machine token is what automation holds, and a session would
 /// need the CSRF dance of the admin pages.
 pub struct AdminAuth(pub auth::User);
 
+impl AdminAuth {
+    /// The admin as the audit log names them.
+    pub fn actor(self) -> Actor {
+        Actor::User(self.0.email)
+    }
+}
+
 impl FromRequestParts<AppState> for AdminAuth {
     type Rejection = Problem;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if bearer(&parts.headers).is_none() {
-            return Err(Problem::unauthorized(
-                "send 'Authorization: Bearer <token>' with the personal API token of an admin (`pliuz users token EMAIL`)",
-            ));
-        }
-        let Auth(principal) = Auth::from_request_parts(parts, state).await?;
-        match principal {
-            Principal::User(u) if u.role == auth::Role::Admin => Ok(AdminAuth(u)),
-            Principal::User(u) => Err(Problem::forbidden(format!(
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        match bearer_principal(parts, state).await? {
+            Some(Principal::User(u)) if u.role == auth::Role::Admin => Ok(AdminAuth(u)),
+            Some(Principal::User(u)) => Err(Problem::forbidden(format!(
                 "the management API is for admins; {} has the role {}",
                 u.email, u.role
             ))),
-            Principal::Agent { name } => Err(Problem::forbidden(format!(
+            Some(Principal::Agent { name }) => Err(Problem::forbidden(format!(
                 "the management API takes an admin's personal API token, not an agent key (this is agent '{name}')"
             ))),
+            None => Err(Problem::unauthorized(
+                "send 'Authorization: Bearer <token>' with the personal API token of an admin (`pliuz users token EMAIL`)",
+            )),
         }
     }
 }
@@ -135,10 +141,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
 /// logged in entries some verifiers cannot parse.
 pub fn check_depth(bytes: &[u8]) -> Result<(), Problem> {
     if json_depth(bytes, MAX_JSON_DEPTH) > MAX_JSON_DEPTH {
-        return Err(Problem::validation(vec![FieldError::new(
+        return Err(Problem::invalid(
             "body",
             format!("JSON nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects; flatten the arguments"),
-        )]));
+        ));
     }
     Ok(())
 }
@@ -240,7 +246,7 @@ fn json_problem(rejection: JsonRejection) -> Problem {
                     (field, detail.clone())
                 }
             };
-            Problem::validation(vec![FieldError::new(field, message)])
+            Problem::invalid(field, message)
         }
         JsonRejection::JsonSyntaxError(e) => Problem::bad_request(format!(
             "the body is not valid JSON: {}",
