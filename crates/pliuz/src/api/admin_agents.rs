@@ -77,10 +77,8 @@ pub struct CreatedAgentView {
     post,
     path = "/api/v1/admin/agents",
     operation_id = "admin_create_agent",
-    tag = "admin",
     summary = "Create an agent; its key is in the answer, once (audited as agent.created)",
     request_body = CreateAgentBody,
-    security(("user_token" = [])),
     responses(Created<CreatedAgentView>)
 )]
 pub async fn create(
@@ -125,9 +123,7 @@ pub struct AgentsView {
     get,
     path = "/api/v1/admin/agents",
     operation_id = "admin_list_agents",
-    tag = "admin",
     summary = "Every agent, by name",
-    security(("user_token" = [])),
     responses((status = 200, description = "Agents", body = AgentsView))
 )]
 pub async fn list(
@@ -145,10 +141,8 @@ pub async fn list(
     get,
     path = "/api/v1/admin/agents/{name}",
     operation_id = "admin_get_agent",
-    tag = "admin",
     summary = "One agent",
     params(("name" = String, Path, description = "The agent's name")),
-    security(("user_token" = [])),
     responses((status = 200, description = "The agent", body = AgentView))
 )]
 pub async fn get_one(
@@ -164,10 +158,8 @@ pub async fn get_one(
     post,
     path = "/api/v1/admin/agents/{name}/revoke",
     operation_id = "admin_revoke_agent",
-    tag = "admin",
     summary = "Revoke an agent's key at once (audited as agent.revoked)",
     params(("name" = String, Path, description = "The agent's name")),
-    security(("user_token" = [])),
     responses((status = 200, description = "The revoked agent", body = AgentView))
 )]
 pub async fn revoke(
@@ -200,11 +192,9 @@ pub struct WebhookView {
     put,
     path = "/api/v1/admin/agents/{name}/webhook",
     operation_id = "admin_set_agent_webhook",
-    tag = "admin",
     summary = "Set or change an agent's webhook URL, with a new signing secret (audited as agent.webhook_set)",
     params(("name" = String, Path, description = "The agent's name")),
     request_body = WebhookBody,
-    security(("user_token" = [])),
     responses((status = 200, description = "The webhook and its new secret", body = WebhookView))
 )]
 pub async fn set_webhook(
@@ -228,10 +218,8 @@ pub async fn set_webhook(
     post,
     path = "/api/v1/admin/agents/{name}/webhook/rotate-secret",
     operation_id = "admin_rotate_agent_webhook_secret",
-    tag = "admin",
     summary = "A new signing secret for the agent's webhook; the old one stops signing at once (audited as agent.webhook_set)",
     params(("name" = String, Path, description = "The agent's name")),
-    security(("user_token" = [])),
     responses((status = 200, description = "The webhook and its new secret", body = WebhookView))
 )]
 pub async fn rotate_secret(

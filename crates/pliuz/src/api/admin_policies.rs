@@ -49,9 +49,7 @@ pub struct PoliciesView {
     get,
     path = "/api/v1/admin/policies",
     operation_id = "admin_list_policies",
-    tag = "admin",
     summary = "The policies in force",
-    security(("user_token" = [])),
     responses((status = 200, description = "Policies", body = PoliciesView))
 )]
 pub async fn list(
@@ -88,10 +86,8 @@ fn view(p: &Policy) -> PolicyView {
     get,
     path = "/api/v1/admin/policies/{name}",
     operation_id = "admin_get_policy",
-    tag = "admin",
     summary = "One policy",
     params(("name" = String, Path, description = "The policy's name")),
-    security(("user_token" = [])),
     responses((status = 200, description = "The policy", body = PolicyView))
 )]
 pub async fn get_one(
@@ -134,10 +130,8 @@ pub struct PolicyDefinition {
     post,
     path = "/api/v1/admin/policies",
     operation_id = "admin_create_policy",
-    tag = "admin",
     summary = "Add a policy, last in matching order (policy_source = \"database\"; audited as policy.created with the full policy)",
     request_body = PolicyDefinition,
-    security(("user_token" = [])),
     responses(Created<PolicyView>)
 )]
 pub async fn create(
@@ -156,11 +150,9 @@ pub async fn create(
     put,
     path = "/api/v1/admin/policies/{name}",
     operation_id = "admin_replace_policy",
-    tag = "admin",
     summary = "Replace a policy whole, keeping its place (policy_source = \"database\"; audited as policy.updated with the full policy)",
     params(("name" = String, Path, description = "The policy's name")),
     request_body = PolicyDefinition,
-    security(("user_token" = [])),
     responses((status = 200, description = "Replaced; in force for the next request", body = PolicyView))
 )]
 pub async fn replace(
@@ -180,10 +172,8 @@ pub async fn replace(
     delete,
     path = "/api/v1/admin/policies/{name}",
     operation_id = "admin_delete_policy",
-    tag = "admin",
     summary = "Delete a policy (policy_source = \"database\"; audited as policy.deleted)",
     params(("name" = String, Path, description = "The policy's name")),
-    security(("user_token" = [])),
     responses((status = 204, description = "Deleted"))
 )]
 pub async fn remove(

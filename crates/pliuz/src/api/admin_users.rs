@@ -73,10 +73,8 @@ pub struct CreatedUserView {
     post,
     path = "/api/v1/admin/users",
     operation_id = "admin_create_user",
-    tag = "admin",
     summary = "Create a user (audited as user.created)",
     request_body = CreateUserBody,
-    security(("user_token" = [])),
     responses(Created<CreatedUserView>)
 )]
 pub async fn create(
@@ -120,9 +118,7 @@ pub struct UsersView {
     get,
     path = "/api/v1/admin/users",
     operation_id = "admin_list_users",
-    tag = "admin",
     summary = "Every user, by e-mail",
-    security(("user_token" = [])),
     responses((status = 200, description = "Users", body = UsersView))
 )]
 pub async fn list(
@@ -139,10 +135,8 @@ pub async fn list(
     get,
     path = "/api/v1/admin/users/{email}",
     operation_id = "admin_get_user",
-    tag = "admin",
     summary = "One user",
     params(("email" = String, Path, description = "The user's e-mail address")),
-    security(("user_token" = [])),
     responses((status = 200, description = "The user", body = UserView))
 )]
 pub async fn get_one(
@@ -164,11 +158,9 @@ pub struct GroupsBody {
     put,
     path = "/api/v1/admin/users/{email}/groups",
     operation_id = "admin_set_user_groups",
-    tag = "admin",
     summary = "Set a user's groups (each one added or removed audited as user.group_added / user.group_removed)",
     params(("email" = String, Path, description = "The user's e-mail address")),
     request_body = GroupsBody,
-    security(("user_token" = [])),
     responses((status = 200, description = "The user", body = UserView))
 )]
 pub async fn set_groups(
@@ -194,11 +186,9 @@ pub struct RoleBody {
     put,
     path = "/api/v1/admin/users/{email}/role",
     operation_id = "admin_set_user_role",
-    tag = "admin",
     summary = "Change a user's role (audited as user.role_changed; not one's own)",
     params(("email" = String, Path, description = "The user's e-mail address")),
     request_body = RoleBody,
-    security(("user_token" = [])),
     responses((status = 200, description = "The user", body = UserView))
 )]
 pub async fn set_role(
@@ -218,10 +208,8 @@ pub async fn set_role(
     post,
     path = "/api/v1/admin/users/{email}/disable",
     operation_id = "admin_disable_user",
-    tag = "admin",
     summary = "Stop a user from logging in or using tokens (audited as user.disabled; not oneself)",
     params(("email" = String, Path, description = "The user's e-mail address")),
-    security(("user_token" = [])),
     responses((status = 200, description = "The user", body = UserView))
 )]
 pub async fn disable(
@@ -236,10 +224,8 @@ pub async fn disable(
     post,
     path = "/api/v1/admin/users/{email}/enable",
     operation_id = "admin_enable_user",
-    tag = "admin",
     summary = "Undo disable (audited as user.enabled)",
     params(("email" = String, Path, description = "The user's e-mail address")),
-    security(("user_token" = [])),
     responses((status = 200, description = "The user", body = UserView))
 )]
 pub async fn enable(
@@ -285,10 +271,8 @@ pub struct TokensView {
     get,
     path = "/api/v1/admin/users/{email}/tokens",
     operation_id = "admin_list_user_tokens",
-    tag = "admin",
     summary = "A user's personal API tokens, newest first",
     params(("email" = String, Path, description = "The user's e-mail address")),
-    security(("user_token" = [])),
     responses((status = 200, description = "Tokens", body = TokensView))
 )]
 pub async fn list_tokens(
@@ -333,11 +317,9 @@ pub struct CreatedTokenView {
     post,
     path = "/api/v1/admin/users/{email}/tokens",
     operation_id = "admin_create_user_token",
-    tag = "admin",
     summary = "Issue a personal API token; the token is in the answer, once (audited as user.token_issued)",
     params(("email" = String, Path, description = "The user's e-mail address")),
     request_body(content = Option<CreateTokenBody>, description = "Optional", content_type = "application/json"),
-    security(("user_token" = [])),
     responses((status = 201, description = "Created", body = CreatedTokenView))
 )]
 pub async fn create_token(
@@ -370,13 +352,11 @@ pub async fn create_token(
     post,
     path = "/api/v1/admin/users/{email}/tokens/{token_id}/revoke",
     operation_id = "admin_revoke_user_token",
-    tag = "admin",
     summary = "Revoke one personal API token (audited as user.token_revoked)",
     params(
         ("email" = String, Path, description = "The user's e-mail address"),
         ("token_id" = String, Path, description = "The token's id"),
     ),
-    security(("user_token" = [])),
     responses((status = 204, description = "Revoked"))
 )]
 pub async fn revoke_token(

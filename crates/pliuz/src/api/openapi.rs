@@ -11,7 +11,9 @@ use serde_json::Value;
 use std::sync::LazyLock;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{Schema, SchemaType, Type};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -83,7 +85,7 @@ use utoipa::{Modify, OpenApi};
         ),
         responses(ProblemResponse)
     ),
-    modifiers(&SecuritySchemes, &ProblemResponses, &OptionalBodies),
+    modifiers(&SecuritySchemes, &AdminOperations, &ProblemResponses, &OptionalBodies),
     tags(
         (name = "agent", description = "Agents open requests, wait for the decision and report the execution"),
         (name = "human", description = "People list and decide"),
@@ -143,6 +145,29 @@ impl Modify for SecuritySchemes {
                 "The inbox session cookie (`__Host-pliuz_session` with secure cookies); writes also need the session's X-CSRF-Token header",
             ))),
         );
+    }
+}
+
+/// The management API (`/api/v1/admin/...`): one tag, and one credential
+/// for every operation, an admin's personal API token (`AdminAuth`).
+struct AdminOperations;
+
+impl Modify for AdminOperations {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let admin_paths = openapi.paths.paths.iter_mut();
+        for (_, item) in admin_paths.filter(|(path, _)| path.starts_with("/api/v1/admin/")) {
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                op.tags = Some(vec!["admin".to_owned()]);
+                let token = SecurityRequirement::new("user_token", Vec::<String>::new());
+                op.security = Some(vec![token]);
+            }
+        }
     }
 }
 
