@@ -237,38 +237,26 @@ fn agent_name(p: &Principal) -> Result<&str, Problem> {
 
 fn validate_create(body: &CreateBody) -> Result<(), Problem> {
     let mut errors = Vec::new();
-    check_len(&mut errors, "tool_name", Some(&body.tool_name), 200, true);
-    check_len(&mut errors, "policy", body.policy.as_deref(), 200, true);
-    check_len(
-        &mut errors,
-        "idempotency_key",
-        body.idempotency_key.as_deref(),
-        200,
-        true,
-    );
-    check_len(&mut errors, "call_id", body.call_id.as_deref(), 200, false);
-    check_len(
-        &mut errors,
-        "session_id",
-        body.session_id.as_deref(),
-        200,
-        false,
-    );
-    check_len(
-        &mut errors,
-        "originator",
-        body.originator.as_deref(),
-        320,
-        false,
-    );
+    let key = body.idempotency_key.as_deref();
+    // (field, value, most characters, required to be non-blank when given)
+    for (field, value, max, required) in [
+        ("tool_name", Some(body.tool_name.as_str()), 200, true),
+        ("policy", body.policy.as_deref(), 200, true),
+        ("idempotency_key", key, 200, true),
+        ("call_id", body.call_id.as_deref(), 200, false),
+        ("session_id", body.session_id.as_deref(), 200, false),
+        ("originator", body.originator.as_deref(), 320, false),
+    ] {
+        check_len(&mut errors, field, value, max, required);
+    }
     Problem::check_fields(errors)
 }
 
 #[utoipa::path(
     post,
     path = "/api/v1/approvals",
-    tag = "agent",
     operation_id = "create_approval",
+    tag = "agent",
     summary = "Open an approval request (agent)",
     description = "Fails closed: a tool that matches no policy is refused with 422 no_matching_policy.",
     request_body = CreateBody,
@@ -372,8 +360,8 @@ pub struct ListView {
 #[utoipa::path(
     get,
     path = "/api/v1/approvals",
-    tag = "human",
     operation_id = "list_approvals",
+    tag = "human",
     summary = "List approvals visible to the caller, newest first",
     params(ListQuery),
     security(("agent_key" = []), ("user_token" = []), ("session" = [])),

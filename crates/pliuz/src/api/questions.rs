@@ -157,8 +157,8 @@ fn check_field(errors: &mut Vec<FieldError>, field: &str, v: Option<&str>, max: 
 #[utoipa::path(
     post,
     path = "/api/v1/questions",
-    tag = "agent",
     operation_id = "ask_question",
+    tag = "agent",
     summary = "Ask a person a question (agent)",
     description = "The policy's approvers may answer, except the originator. Wait for the answer with GET ?wait=.",
     request_body = CreateBody,
