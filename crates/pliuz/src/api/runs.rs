@@ -516,6 +516,7 @@ fn completion_outcome_schema() -> utoipa::openapi::Object {
         .build()
 }
 
+/// A completion's `outcome`, as `completion_outcome_schema` documents it.
 fn outcome_of(outcome: &str) -> Option<Outcome> {
     match outcome {
         "completed" => Some(Outcome::Completed),
