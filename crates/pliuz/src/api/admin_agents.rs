@@ -1,6 +1,9 @@
 //! `/api/v1/admin/agents`: agent keys and their webhooks, for admins
 //! (`AdminAuth`). The same `ControlPlane` calls as `pliuz agents ...` and
 //! the admin page, so each change is audited the same way.
+//!
+//! The OpenAPI tag and security of every admin operation are added once,
+//! by `openapi::AdminOperations`, not in each annotation.
 
 use super::created::Created;
 use crate::http::error::Problem;

@@ -1,6 +1,9 @@
 //! `/api/v1/admin/policies`: the policies in force, for admins; with
 //! `policy_source = "database"` also created, replaced and deleted here
 //! (`service::policies`). In file mode the writes answer 409.
+//!
+//! The OpenAPI tag and security of every admin operation are added once,
+//! by `openapi::AdminOperations`, not in each annotation.
 
 use super::created::Created;
 use crate::config::PolicySource;

@@ -1,6 +1,9 @@
 //! `/api/v1/admin/users`: people, their role and groups, and their personal
 //! API tokens, for admins (`AdminAuth`). The same `ControlPlane` calls as
 //! `pliuz users ...` and the admin page.
+//!
+//! The OpenAPI tag and security of every admin operation are added once,
+//! by `openapi::AdminOperations`, not in each annotation.
 
 use super::created::Created;
 use crate::approval::Actor;
