@@ -441,6 +441,15 @@ async fn every_error_is_problem_json_or_an_html_page() {
         .await;
     assert!(r.status().is_client_error());
     problem(r, StatusCode::BAD_REQUEST).await;
+    // Run ids too: problem+json, never axum's plain-text rejection.
+    let r = e.get(&e.agent, "/api/v1/runs/%ff").await;
+    problem(r, StatusCode::BAD_REQUEST).await;
+    for action in ["claim", "heartbeat", "complete"] {
+        let r = e
+            .post(&e.agent, &format!("/api/v1/runs/%ff/{action}"), &json!({}))
+            .await;
+        problem(r, StatusCode::BAD_REQUEST).await;
+    }
 
     for path in ["/login", "/setup/pliuz_su_nope"] {
         let r = e

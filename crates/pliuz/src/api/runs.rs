@@ -8,13 +8,13 @@ use super::long_poll::{long_poll, no_recheck, wait_secs, WaitQuery};
 use super::questions::QuestionView;
 use crate::auth::Principal;
 use crate::http::error::Problem;
-use crate::http::extract::{ApiJson, ApiQuery, Auth};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::http::AppState;
 use crate::run::{Outcome, Run, RunStatus};
 use crate::service::format_time;
 use crate::service::runs::{NewRunState, RunsError};
 use crate::service::FieldError;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
@@ -265,7 +265,7 @@ pub async fn create(
 pub async fn get_one(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Json<RunView>, Problem> {
     let agent = agent_of(&principal)?;
@@ -385,7 +385,7 @@ pub struct ClaimView {
 pub async fn claim(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     body: axum::body::Bytes,
 ) -> Result<Json<ClaimView>, Problem> {
     let agent = agent_of(&principal)?;
@@ -438,7 +438,7 @@ pub struct HeartbeatBody {
 pub async fn heartbeat(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<HeartbeatBody>,
 ) -> Result<Json<RunView>, Problem> {
     let agent = agent_of(&principal)?;
@@ -481,7 +481,7 @@ pub struct RepauseBody {
 pub async fn repause(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     req: Request,
 ) -> Result<Json<RunView>, Problem> {
     let agent = agent_of(&principal)?.to_owned();
@@ -539,7 +539,7 @@ fn outcome_of(outcome: &str) -> Option<Outcome> {
 pub async fn complete(
     State(state): State<AppState>,
     Auth(principal): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<CompleteBody>,
 ) -> Result<Json<RunView>, Problem> {
     let agent = agent_of(&principal)?;
