@@ -179,15 +179,16 @@ async fn edit_is_validated_against_the_tool_schema() {
         .create(json!({"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": 5000}, "tool_schema": schema}))
         .await;
     let id = v["id"].as_str().expect("id");
-    let (status, bad) = e
-        .decide(
+    let bad = support::assert_problem(
+        e.decide(
             &e.finance,
             id,
             json!({"decision": "edit", "final_args": {"order_id": "A-1", "amount_cents": "lots"}}),
         )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(bad["code"], "schema_violation");
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "schema_violation",
+    );
     support::assert_detail_contains(&bad, "amount_cents");
     // Nothing changed.
     let (_, still) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
@@ -213,15 +214,16 @@ async fn edit_is_refused_when_the_policy_does_not_allow_it() {
         .create(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
         .await;
     let id = v["id"].as_str().expect("id");
-    let (status, p) = e
-        .decide(
+    support::assert_problem(
+        e.decide(
             &e.finance,
             id,
             json!({"decision": "edit", "final_args": {"db": "staging"}}),
         )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(p["code"], "decision_not_allowed");
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "decision_not_allowed",
+    );
 }
 
 #[tokio::test]
@@ -237,11 +239,12 @@ async fn quorum_of_two_counts_each_person_once() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["status"], "pending");
     assert_eq!(one["approvals"].as_array().map(Vec::len), Some(1));
-    let (status, again) = e
-        .decide(&e.finance, id, json!({"decision": "approve"}))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(again["code"], "already_voted");
+    support::assert_problem(
+        e.decide(&e.finance, id, json!({"decision": "approve"}))
+            .await,
+        StatusCode::CONFLICT,
+        "already_voted",
+    );
     let (status, two) = e
         .decide(&e.finance2, id, json!({"decision": "approve"}))
         .await;
@@ -297,11 +300,12 @@ async fn idempotent_replay_and_conflict() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(replay["is_replay"], true);
     assert_eq!(replay["id"], first["id"]);
-    let (status, conflict) = e
-        .post(&e.agent, "/api/v1/approvals", json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 9999}, "idempotency_key": "run-1:call-1"}))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(conflict["code"], "idempotency_conflict");
+    let other_args = json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 9999}, "idempotency_key": "run-1:call-1"});
+    support::assert_problem(
+        e.post(&e.agent, "/api/v1/approvals", other_args).await,
+        StatusCode::CONFLICT,
+        "idempotency_conflict",
+    );
 }
 
 #[tokio::test]
@@ -353,11 +357,12 @@ async fn requests_expire_on_time_without_polling_and_across_restart() {
         assert!(Instant::now() < deadline, "not expired after restart: {v}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (status, p) = e
-        .decide(&e.finance, &b_id, json!({"decision": "approve"}))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(p["code"], "invalid_transition");
+    support::assert_problem(
+        e.decide(&e.finance, &b_id, json!({"decision": "approve"}))
+            .await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    );
 }
 
 #[tokio::test]
@@ -401,9 +406,11 @@ async fn cancel_and_execution_report_follow_the_state_machine() {
         .await;
     let path = format!("/api/v1/approvals/{id}/execution");
     // Approved is not enough: the report needs the execution claim first.
-    let (status, p) = e.post(&e.agent, &path, exec.clone()).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{p}");
-    assert_eq!(p["code"], "execution_not_claimed");
+    support::assert_problem(
+        e.post(&e.agent, &path, exec.clone()).await,
+        StatusCode::CONFLICT,
+        "execution_not_claimed",
+    );
     let (status, v) = e.post(&e.agent, &path, json!({"outcome": "started"})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "executing");
@@ -425,9 +432,11 @@ async fn cancel_and_execution_report_follow_the_state_machine() {
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["execution"], v["execution"]);
     report["outcome"] = json!("error");
-    let (status, p) = e.post(&e.agent, &path, report).await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(p["code"], "invalid_transition");
+    support::assert_problem(
+        e.post(&e.agent, &path, report).await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    );
 }
 
 #[tokio::test]
@@ -1000,15 +1009,16 @@ async fn a_decision_is_bound_to_the_arguments_the_decider_reviewed() {
     assert_eq!(now["approvals"][0]["by"], "user:fin@example.com");
 
     // A reject with the stale digest is refused too: every decision is bound.
-    let (status, p) = e
-        .post(
+    support::assert_problem(
+        e.post(
             &e.finance2,
             &path,
             json!({"decision": "reject", "reason": "no", "args_digest": b_digest}),
         )
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(p["code"], "args_changed");
+        .await,
+        StatusCode::CONFLICT,
+        "args_changed",
+    );
 
     // Having reviewed the edited arguments, B may decide them.
     let (status, done) = e

@@ -591,6 +591,18 @@ pub fn content_type(r: &reqwest::Response) -> String {
         .to_owned()
 }
 
+/// Asserts that an API answer is the problem `code` with `status`; returns
+/// the problem for further checks.
+pub fn assert_problem(
+    (status, problem): (reqwest::StatusCode, serde_json::Value),
+    expected: reqwest::StatusCode,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(status, expected, "{problem}");
+    assert_eq!(problem["code"], code, "{problem}");
+    problem
+}
+
 /// Asserts that a problem answer's `detail` mentions `text`.
 pub fn assert_detail_contains(problem: &serde_json::Value, text: &str) {
     assert!(
