@@ -4,10 +4,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath, stopAll } from './harness.js';
+import { ADA, ANN, Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath, stopAll } from './harness.js';
 
-const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' };
-const ADA = { email: 'ada@example.com', password: 'ada-admin-pass-1' };
 const LONG = 'maximiliane.schwarzenberg-hohenlohe@accounts-payable.finance.example-holdings.com';
 
 describe('first hour', () => {
@@ -16,8 +14,7 @@ describe('first hour', () => {
   let agentKey;
 
   before(async () => {
-    pliuz.createUser(ANN.email, 'approver', ['finance'], ANN.password);
-    pliuz.createUser(ADA.email, 'admin', [], ADA.password);
+    pliuz.createPeople(ANN, ADA);
     pliuz.createUser(LONG, 'approver', ['finance'], 'long-address-pass-1');
     agentKey = pliuz.cli(['agents', 'create', 'support-bot']);
     await pliuz.start();
@@ -133,7 +130,7 @@ describe('admin page without policies', () => {
 
   before(async () => {
     fs.writeFileSync(pliuz.config, '');
-    pliuz.createUser(ADA.email, 'admin', [], ADA.password);
+    pliuz.createPeople(ADA);
     await pliuz.start();
     browser = await launchBrowser();
   });

@@ -45,6 +45,15 @@ export const REFUND_SCHEMA = {
   additionalProperties: false,
 };
 
+/** The people of the inbox tests, each with the role, groups and password
+ * `Pliuz.createPeople()` gives them. */
+export const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1', role: 'approver', groups: ['finance'] };
+/** Also an approver in finance; the tests let him decide over the API. */
+export const BOB = { email: 'bob@example.com', password: 'bob-finance-pass-1', role: 'approver', groups: ['finance'] };
+export const ADA = { email: 'ada@example.com', password: 'ada-admin-pass-1', role: 'admin', groups: [] };
+/** An auditor: sees every request, never decides. */
+export const AUDREY = { email: 'audrey@example.com', password: 'audrey-audit-pass-1', role: 'auditor', groups: [] };
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -84,6 +93,11 @@ export class Pliuz {
     const args = ['users', 'create', email, '--role', role, '--password-stdin'];
     for (const g of groups) args.push('--group', g);
     this.cli(args, password + '\n');
+  }
+
+  /** Creates each person (`ANN`, `BOB`, ...) with their role, groups and password. */
+  createPeople(...people) {
+    for (const p of people) this.createUser(p.email, p.role, p.groups, p.password);
   }
 
   async start() {

@@ -2,12 +2,7 @@
 // real `pliuz serve`. Run with ./run.sh (or `node --test` here).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath, stopAll } from './harness.js';
-
-const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' }; // approver, finance
-const BOB = { email: 'bob@example.com', password: 'bob-finance-pass-1' }; // approver, finance (decides over the API)
-const ADA = { email: 'ada@example.com', password: 'ada-admin-pass-1' }; // admin
-const AUDREY = { email: 'audrey@example.com', password: 'audrey-audit-pass-1' }; // auditor: sees, never decides
+import { ADA, ANN, AUDREY, BOB, Pliuz, launchBrowser, loggedInPage, login, refund, screenshotPath, stopAll } from './harness.js';
 
 describe('web inbox', () => {
   const pliuz = new Pliuz();
@@ -17,10 +12,7 @@ describe('web inbox', () => {
   let ann; // a logged-in browser context for ann
 
   before(async () => {
-    pliuz.createUser(ANN.email, 'approver', ['finance'], ANN.password);
-    pliuz.createUser(BOB.email, 'approver', ['finance'], BOB.password);
-    pliuz.createUser(AUDREY.email, 'auditor', [], AUDREY.password);
-    pliuz.createUser(ADA.email, 'admin', [], ADA.password);
+    pliuz.createPeople(ANN, BOB, AUDREY, ADA);
     agentKey = pliuz.cli(['agents', 'create', 'support-bot']);
     assert.match(agentKey, /^pliuz_ak_/);
     bobToken = pliuz.cli(['users', 'token', BOB.email]);

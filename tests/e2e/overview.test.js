@@ -4,11 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { POLICIES, Pliuz, fixture, launchBrowser, loggedInPage, login, refund, screenshotPath, stopAll } from './harness.js';
-
-const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' };
-const BOB = { email: 'bob@example.com', password: 'bob-finance-pass-1' };
-const ADA = { email: 'ada@example.com', password: 'ada-admin-pass-1' };
+import { ADA, ANN, BOB, POLICIES, Pliuz, fixture, launchBrowser, loggedInPage, login, refund, screenshotPath, stopAll } from './harness.js';
 
 function quick(amount) {
   return { tool_name: 'quick_refund', tool_args: { order_id: 'Q-' + amount, amount_cents: amount } };
@@ -33,9 +29,7 @@ describe('overview and keyboard use', () => {
 
   before(async () => {
     fs.writeFileSync(pliuz.config, POLICIES + fixture('quick.toml'));
-    pliuz.createUser(ANN.email, 'approver', ['finance'], ANN.password);
-    pliuz.createUser(BOB.email, 'approver', ['finance'], BOB.password);
-    pliuz.createUser(ADA.email, 'admin', [], ADA.password);
+    pliuz.createPeople(ANN, BOB, ADA);
     agentKey = pliuz.cli(['agents', 'create', 'support-bot']);
     annToken = pliuz.cli(['users', 'token', ANN.email]);
     bobToken = pliuz.cli(['users', 'token', BOB.email]);

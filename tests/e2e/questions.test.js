@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { POLICIES, Pliuz, fixture, launchBrowser, loggedInPage, refund, stopAll } from './harness.js';
+import { ANN, POLICIES, Pliuz, fixture, launchBrowser, loggedInPage, refund, stopAll } from './harness.js';
 
 // The repository's Python environment (scripts/test.sh makes it before the
 // browser tests), so the question can be asked through the Python SDK itself.
@@ -40,8 +40,6 @@ function askThroughTheSdk(base, key, question) {
   });
 }
 
-const ANN = { email: 'ann@example.com', password: 'ann-finance-pass-1' }; // approver, finance
-
 describe('questions and reject reasons in the inbox', () => {
   const pliuz = new Pliuz();
   let browser;
@@ -50,7 +48,7 @@ describe('questions and reject reasons in the inbox', () => {
 
   before(async () => {
     fs.writeFileSync(pliuz.config, POLICIES + fixture('reject-reasons.toml'));
-    pliuz.createUser(ANN.email, 'approver', ['finance'], ANN.password);
+    pliuz.createPeople(ANN);
     agentKey = pliuz.cli(['agents', 'create', 'support-bot']);
     await pliuz.start();
     browser = await launchBrowser();

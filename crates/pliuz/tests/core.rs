@@ -78,6 +78,17 @@ impl Env {
         v["id"].as_str().expect("id").to_owned()
     }
 
+    /// Approves as a person who just looked at the request.
+    async fn approve(&self, token: &str, id: &str) -> (StatusCode, Value) {
+        self.decide(token, id, json!({"decision": "approve"})).await
+    }
+
+    /// Rejects, for `reason`, as a person who just looked at the request.
+    async fn reject(&self, token: &str, id: &str, reason: &str) -> (StatusCode, Value) {
+        let body = json!({"decision": "reject", "reason": reason});
+        self.decide(token, id, body).await
+    }
+
     /// Decides as a person who just looked at the request: the body gets
     /// the approval's current `args_digest` unless it has one.
     async fn decide(&self, token: &str, id: &str, body: Value) -> (StatusCode, Value) {
@@ -98,9 +109,7 @@ async fn long_poll_wakes_on_decision_and_approve_fixes_final_args() {
     let poll = long_poll(&e, &e.server, &id);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let decided_at = Instant::now();
-    let (status, v) = e
-        .decide(&e.finance, &id, json!({"decision": "approve"}))
-        .await;
+    let (status, v) = e.approve(&e.finance, &id).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let (woke_at, polled) = poll.await.expect("join");
     assert_eq!(polled["status"], "approved");
@@ -128,13 +137,7 @@ async fn long_poll_returns_pending_when_wait_runs_out() {
 async fn reject_carries_the_reason() {
     let e = env().await;
     let id = e.refund(5000).await;
-    let (status, v) = e
-        .decide(
-            &e.finance,
-            &id,
-            json!({"decision": "reject", "reason": "duplicate refund"}),
-        )
-        .await;
+    let (status, v) = e.reject(&e.finance, &id, "duplicate refund").await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let (_, v) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
     assert_eq!(v["status"], "rejected");
@@ -160,9 +163,7 @@ async fn a_reject_without_a_reason_is_refused_and_changes_nothing() {
     let (_, v) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
     assert_eq!(v["status"], "pending");
     // Approving needs no reason.
-    let (status, v) = e
-        .decide(&e.finance, &id, json!({"decision": "approve"}))
-        .await;
+    let (status, v) = e.approve(&e.finance, &id).await;
     assert_eq!(status, StatusCode::OK, "{v}");
 }
 
@@ -179,15 +180,16 @@ async fn edit_is_validated_against_the_tool_schema() {
         .create(json!({"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": 5000}, "tool_schema": schema}))
         .await;
     let id = v["id"].as_str().expect("id");
-    let (status, bad) = e
-        .decide(
+    let bad = support::assert_problem(
+        e.decide(
             &e.finance,
             id,
             json!({"decision": "edit", "final_args": {"order_id": "A-1", "amount_cents": "lots"}}),
         )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(bad["code"], "schema_violation");
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "schema_violation",
+    );
     support::assert_detail_contains(&bad, "amount_cents");
     // Nothing changed.
     let (_, still) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
@@ -213,15 +215,16 @@ async fn edit_is_refused_when_the_policy_does_not_allow_it() {
         .create(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
         .await;
     let id = v["id"].as_str().expect("id");
-    let (status, p) = e
-        .decide(
+    support::assert_problem(
+        e.decide(
             &e.finance,
             id,
             json!({"decision": "edit", "final_args": {"db": "staging"}}),
         )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(p["code"], "decision_not_allowed");
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "decision_not_allowed",
+    );
 }
 
 #[tokio::test]
@@ -231,20 +234,16 @@ async fn quorum_of_two_counts_each_person_once() {
         .create(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
         .await;
     let id = v["id"].as_str().expect("id");
-    let (status, one) = e
-        .decide(&e.finance, id, json!({"decision": "approve"}))
-        .await;
+    let (status, one) = e.approve(&e.finance, id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["status"], "pending");
     assert_eq!(one["approvals"].as_array().map(Vec::len), Some(1));
-    let (status, again) = e
-        .decide(&e.finance, id, json!({"decision": "approve"}))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(again["code"], "already_voted");
-    let (status, two) = e
-        .decide(&e.finance2, id, json!({"decision": "approve"}))
-        .await;
+    support::assert_problem(
+        e.approve(&e.finance, id).await,
+        StatusCode::CONFLICT,
+        "already_voted",
+    );
+    let (status, two) = e.approve(&e.finance2, id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(two["status"], "approved");
 }
@@ -256,14 +255,10 @@ async fn originator_cannot_approve_their_own_request() {
         .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": "fin@example.com"}))
         .await;
     let id = v["id"].as_str().expect("id");
-    let (status, p) = e
-        .decide(&e.finance, id, json!({"decision": "approve"}))
-        .await;
+    let (status, p) = e.approve(&e.finance, id).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
     support::assert_detail_contains(&p, "originator");
-    let (status, _) = e
-        .decide(&e.finance2, id, json!({"decision": "approve"}))
-        .await;
+    let (status, _) = e.approve(&e.finance2, id).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -271,18 +266,14 @@ async fn originator_cannot_approve_their_own_request() {
 async fn non_approvers_and_agents_cannot_decide() {
     let e = env().await;
     let id = e.refund(5000).await;
-    let (status, p) = e
-        .decide(&e.outsider, &id, json!({"decision": "approve"}))
-        .await;
+    let (status, p) = e.approve(&e.outsider, &id).await;
     // The outsider cannot even see it.
     assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
     let admin = e.server.user_token("boss@example.com", "admin", &[]);
-    let (status, p) = e.decide(&admin, &id, json!({"decision": "approve"})).await;
+    let (status, p) = e.approve(&admin, &id).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
     support::assert_detail_contains(&p, "not an approver");
-    let (status, p) = e
-        .decide(&e.agent, &id, json!({"decision": "approve"}))
-        .await;
+    let (status, p) = e.approve(&e.agent, &id).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
     let (_, v) = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
     assert_eq!(v["status"], "pending");
@@ -297,11 +288,12 @@ async fn idempotent_replay_and_conflict() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(replay["is_replay"], true);
     assert_eq!(replay["id"], first["id"]);
-    let (status, conflict) = e
-        .post(&e.agent, "/api/v1/approvals", json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 9999}, "idempotency_key": "run-1:call-1"}))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(conflict["code"], "idempotency_conflict");
+    let other_args = json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 9999}, "idempotency_key": "run-1:call-1"});
+    support::assert_problem(
+        e.post(&e.agent, "/api/v1/approvals", other_args).await,
+        StatusCode::CONFLICT,
+        "idempotency_conflict",
+    );
 }
 
 #[tokio::test]
@@ -353,11 +345,11 @@ async fn requests_expire_on_time_without_polling_and_across_restart() {
         assert!(Instant::now() < deadline, "not expired after restart: {v}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (status, p) = e
-        .decide(&e.finance, &b_id, json!({"decision": "approve"}))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(p["code"], "invalid_transition");
+    support::assert_problem(
+        e.approve(&e.finance, &b_id).await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    );
 }
 
 #[tokio::test]
@@ -397,13 +389,14 @@ async fn cancel_and_execution_report_follow_the_state_machine() {
         StatusCode::CONFLICT,
         "cannot report before approval: {p}"
     );
-    e.decide(&e.finance, &id, json!({"decision": "approve"}))
-        .await;
+    e.approve(&e.finance, &id).await;
     let path = format!("/api/v1/approvals/{id}/execution");
     // Approved is not enough: the report needs the execution claim first.
-    let (status, p) = e.post(&e.agent, &path, exec.clone()).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{p}");
-    assert_eq!(p["code"], "execution_not_claimed");
+    support::assert_problem(
+        e.post(&e.agent, &path, exec.clone()).await,
+        StatusCode::CONFLICT,
+        "execution_not_claimed",
+    );
     let (status, v) = e.post(&e.agent, &path, json!({"outcome": "started"})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "executing");
@@ -425,9 +418,11 @@ async fn cancel_and_execution_report_follow_the_state_machine() {
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["execution"], v["execution"]);
     report["outcome"] = json!("error");
-    let (status, p) = e.post(&e.agent, &path, report).await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(p["code"], "invalid_transition");
+    support::assert_problem(
+        e.post(&e.agent, &path, report).await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    );
 }
 
 #[tokio::test]
@@ -435,12 +430,8 @@ async fn racing_deciders_settle_exactly_once() {
     let e = env().await;
     for _ in 0..5 {
         let id = e.refund(5000).await;
-        let a = e.decide(&e.finance, &id, json!({"decision": "approve"}));
-        let b = e.decide(
-            &e.finance2,
-            &id,
-            json!({"decision": "reject", "reason": "no"}),
-        );
+        let a = e.approve(&e.finance, &id);
+        let b = e.reject(&e.finance2, &id, "no");
         let ((sa, va), (sb, vb)) = tokio::join!(a, b);
         let oks = [sa, sb].iter().filter(|s| **s == StatusCode::OK).count();
         assert_eq!(oks, 1, "{sa} {va} / {sb} {vb}");
@@ -461,9 +452,7 @@ async fn kill_9_loses_nothing_and_a_new_long_poll_gets_the_decision() {
     assert_eq!(v["tool_args"]["amount_cents"], 7000);
     let poll = long_poll(&e, &e.server, &id);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, _) = e
-        .decide(&e.finance, &id, json!({"decision": "approve"}))
-        .await;
+    let (status, _) = e.approve(&e.finance, &id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(poll.await.expect("join").1["status"], "approved");
 }
@@ -757,9 +746,7 @@ async fn cli_secrets_policy_check_and_revocation() {
             .success
     );
     let id = e.refund(5000).await;
-    let (s, _) = e
-        .decide(&e.outsider, &id, json!({"decision": "approve"}))
-        .await;
+    let (s, _) = e.approve(&e.outsider, &id).await;
     assert_eq!(s, StatusCode::OK, "group membership takes effect at once");
 
     // Policy check reports each mistake with its line.
@@ -813,13 +800,7 @@ async fn postgres_store_runs_the_same_flows_and_survives_restart() {
     let (_, polled) = poll.await.expect("join");
     assert_eq!(polled["status"], "approved");
     assert_eq!(polled["final_args"]["amount_cents"], 1);
-    let (s, _) = e
-        .decide(
-            &e.finance2,
-            &id,
-            json!({"decision": "reject", "reason": "too late"}),
-        )
-        .await;
+    let (s, _) = e.reject(&e.finance2, &id, "too late").await;
     assert_eq!(s, StatusCode::CONFLICT);
     // The audit log on PostgreSQL: the decision's receipt verifies offline.
     let (s, receipt) = e
@@ -874,9 +855,7 @@ async fn replicas_sharing_postgres_wake_each_others_long_polls() {
     let poll = long_poll(&e, &replica, &id);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let decided_at = Instant::now();
-    let (s, _) = e
-        .decide(&e.finance, &id, json!({"decision": "approve"}))
-        .await;
+    let (s, _) = e.approve(&e.finance, &id).await;
     assert_eq!(s, StatusCode::OK);
     let (woke_at, v) = poll.await.expect("join");
     assert_eq!(v["status"], "approved");
@@ -894,12 +873,8 @@ async fn replicas_sharing_postgres_wake_each_others_long_polls() {
         finance2: e.finance2.clone(),
         outsider: e.outsider.clone(),
     };
-    let a = e.decide(&e.finance, &id, json!({"decision": "approve"}));
-    let b = replica_env.decide(
-        &e.finance2,
-        &id,
-        json!({"decision": "reject", "reason": "not this one"}),
-    );
+    let a = e.approve(&e.finance, &id);
+    let b = replica_env.reject(&e.finance2, &id, "not this one");
     let ((sa, _), (sb, _)) = tokio::join!(a, b);
     assert_eq!(
         [sa, sb].iter().filter(|s| **s == StatusCode::OK).count(),
@@ -1000,15 +975,16 @@ async fn a_decision_is_bound_to_the_arguments_the_decider_reviewed() {
     assert_eq!(now["approvals"][0]["by"], "user:fin@example.com");
 
     // A reject with the stale digest is refused too: every decision is bound.
-    let (status, p) = e
-        .post(
+    support::assert_problem(
+        e.post(
             &e.finance2,
             &path,
             json!({"decision": "reject", "reason": "no", "args_digest": b_digest}),
         )
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(p["code"], "args_changed");
+        .await,
+        StatusCode::CONFLICT,
+        "args_changed",
+    );
 
     // Having reviewed the edited arguments, B may decide them.
     let (status, done) = e

@@ -118,25 +118,22 @@ impl Sink {
 
     /// Waits (at most 20 s) for an e-mail to `who` whose subject contains `subject`.
     async fn wait_for(&self, who: &str, subject: &str) -> Mail {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(m) = self
-                .mails()
-                .into_iter()
-                .find(|m| m.is_to(who) && m.subject().contains(subject))
-            {
-                return m;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no e-mail to {who} with '{subject}'; got {:#?}",
+        support::eventually(
+            &format!("an e-mail to {who} with '{subject}'"),
+            Duration::from_secs(20),
+            || {
+                self.mails()
+                    .into_iter()
+                    .find(|m| m.is_to(who) && m.subject().contains(subject))
+            },
+            || {
                 self.mails()
                     .iter()
                     .map(|m| (m.to.clone(), m.subject()))
                     .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            },
+        )
+        .await
     }
 
     fn count(&self, who: &str, subject: &str) -> usize {

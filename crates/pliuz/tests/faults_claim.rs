@@ -267,25 +267,14 @@ async fn the_claim_and_the_report_follow_the_contract() {
     )
     .await;
 
-    let (s, claimed) = e
-        .execution(
-            &e.agent,
-            &id,
-            json!({"outcome": "started", "claim_id": "mine"}),
-        )
-        .await;
+    let my_claim = json!({"outcome": "started", "claim_id": "mine"});
+    let (s, claimed) = e.execution(&e.agent, &id, my_claim.clone()).await;
     assert_eq!(s, StatusCode::OK, "{claimed}");
     assert_eq!(claimed["status"], "executing");
     assert_eq!(claimed["execution"]["claim_id"], "mine");
     assert!(claimed["execution"]["claimed_at"].is_string());
     // Repeating one's own claim is harmless; anyone else is told the outcome is unknown.
-    let (s, again) = e
-        .execution(
-            &e.agent,
-            &id,
-            json!({"outcome": "started", "claim_id": "mine"}),
-        )
-        .await;
+    let (s, again) = e.execution(&e.agent, &id, my_claim).await;
     assert_eq!(s, StatusCode::OK, "{again}");
     assert_eq!(again["execution"], claimed["execution"]);
     e.claim_refused(&e.agent, &id, StatusCode::CONFLICT, "execution_claimed")

@@ -71,13 +71,26 @@ fn audit_checks_out(server: &mut Server) {
     assert!(out.stdout.starts_with("OK"), "{}", out.stdout);
 }
 
-async fn get_status(http: &Client, server: &Server, agent: &str, id: &str) -> StatusCode {
-    http.get(server.url(&format!("/api/v1/approvals/{id}")))
-        .bearer_auth(agent)
-        .send()
-        .await
-        .expect("GET")
-        .status()
+/// After a restart, every acknowledged request is still there and the audit
+/// log verifies.
+async fn acknowledged_requests_survived(
+    http: &Client,
+    server: &mut Server,
+    agent: &str,
+    acknowledged: &[String],
+) {
+    server.restart().await;
+    for id in acknowledged {
+        let status = http
+            .get(server.url(&format!("/api/v1/approvals/{id}")))
+            .bearer_auth(agent)
+            .send()
+            .await
+            .expect("GET")
+            .status();
+        assert_eq!(status, StatusCode::OK, "acknowledged {id} lost");
+    }
+    audit_checks_out(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -154,15 +167,7 @@ async fn a_change_failing_inside_a_batch_fails_alone(database_url: Option<String
     assert_eq!(conflicts, 4 * 12);
     // Durable: still there after a kill -9 and a restart, and the log verifies.
     server.kill9();
-    server.restart().await;
-    for id in &ok {
-        assert_eq!(
-            get_status(&http, &server, &agent, id).await,
-            StatusCode::OK,
-            "{id}"
-        );
-    }
-    audit_checks_out(&mut server);
+    acknowledged_requests_survived(&http, &mut server, &agent, &ok).await;
 }
 
 support::on_both_databases!(
@@ -229,15 +234,7 @@ async fn kill9_during_a_burst_loses_no_acknowledged_request(database_url: Option
         "only {} acknowledged before the kill",
         acked.len()
     );
-    server.restart().await;
-    for id in &acked {
-        assert_eq!(
-            get_status(&http, &server, &agent, id).await,
-            StatusCode::OK,
-            "acknowledged {id} lost"
-        );
-    }
-    audit_checks_out(&mut server);
+    acknowledged_requests_survived(&http, &mut server, &agent, &acked).await;
 }
 
 support::on_both_databases!(

@@ -214,28 +214,28 @@ async fn concurrent_wrong_passwords_get_at_most_the_allowed_checks() {
 }
 
 /// Lifts this process's soft open-files limit to the hard one; returns it.
-#[allow(unsafe_code)] // libc calls; see the SAFETY comment
+#[allow(unsafe_code)] // libc calls; see the SAFETY comments
 fn raise_open_files_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
-        }
+    // SAFETY: getrlimit only writes the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
     }
-    lim.rlim_cur
+    // Setting the soft limit to the hard one is allowed, and harmless when
+    // they are equal already.
+    let raised = libc::rlimit {
+        rlim_cur: lim.rlim_max,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: setrlimit only reads the struct passed.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        raised.rlim_cur
+    } else {
+        lim.rlim_cur
+    }
 }
 
 fn open_socket(port: u16, send: &[u8]) -> TcpStream {

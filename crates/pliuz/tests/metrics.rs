@@ -34,6 +34,14 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.split(' ').next()?.parse().ok())
 }
 
+async fn scrape_without_token(server: &Server) -> reqwest::Response {
+    Client::new()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("get")
+}
+
 async fn scrape(http: &Client, server: &Server) -> String {
     let r = http
         .get(server.url("/metrics"))
@@ -296,11 +304,7 @@ async fn metrics_are_off_unless_turned_on_and_the_settings_are_strict() {
     let server =
         Server::start("[[policy]]\nname = \"p\"\ntools = [\"t\"]\napprovers = [\"group:g\"]\n")
             .await;
-    let r = Client::new()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("get");
+    let r = scrape_without_token(&server).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let p: Value = r.json().await.expect("problem");
@@ -348,11 +352,7 @@ async fn metrics_are_off_unless_turned_on_and_the_settings_are_strict() {
     // Turned on without a token: served to anyone who can reach it.
     env_server.extra_env = vec![("PLIUZ_METRICS_ENABLED".into(), "true".into())];
     env_server.spawn().await;
-    let r = Client::new()
-        .get(env_server.url("/metrics"))
-        .send()
-        .await
-        .expect("get");
+    let r = scrape_without_token(&env_server).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 

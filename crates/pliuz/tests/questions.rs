@@ -60,6 +60,17 @@ impl Env {
         .await
     }
 
+    /// The agent claims a run to resume it (`POST /api/v1/runs/{id}/claim`).
+    async fn claim_run(&self, run_id: &str) -> (StatusCode, Value) {
+        let path = format!("/api/v1/runs/{run_id}/claim");
+        send_json(
+            self.http
+                .post(self.server.url(&path))
+                .bearer_auth(&self.agent),
+        )
+        .await
+    }
+
     async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
         send_json(self.http.get(self.server.url(path)).bearer_auth(token)).await
     }
@@ -315,12 +326,7 @@ async fn run_paused_on_question(e: &Env, id: &str) -> String {
     assert_eq!(run["question_ids"], json!([id]));
     let run_id = run["id"].as_str().expect("run id").to_owned();
     // Not claimable while the question is pending.
-    let (status, p) = send_json(
-        e.http
-            .post(e.server.url(&format!("/api/v1/runs/{run_id}/claim")))
-            .bearer_auth(&e.agent),
-    )
-    .await;
+    let (status, p) = e.claim_run(&run_id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{p}");
     assert_detail_contains(&p, "questions to be answered");
     run_id
@@ -346,12 +352,7 @@ async fn claim_sees_answer(e: &Env, run_id: &str, question_id: &str, status: &st
         .await;
     assert_eq!(s, StatusCode::OK, "{run}");
     assert_eq!(run["status"], "ready", "{run}");
-    let (s, claim) = send_json(
-        e.http
-            .post(e.server.url(&format!("/api/v1/runs/{run_id}/claim")))
-            .bearer_auth(&e.agent),
-    )
-    .await;
+    let (s, claim) = e.claim_run(run_id).await;
     assert_eq!(s, StatusCode::OK, "{claim}");
     assert_eq!(claim["questions"][0]["id"], question_id, "{claim}");
     assert_eq!(claim["questions"][0]["status"], status, "{claim}");

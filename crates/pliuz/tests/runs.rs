@@ -146,9 +146,11 @@ async fn pause_ready_claim_heartbeat_repause_complete() {
     );
 
     // Waiting: not claimable yet.
-    let (s, v) = e.claim(&id, 60).await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    assert_eq!(v["code"], "run_not_ready");
+    support::assert_problem(
+        e.claim(&id, 60).await,
+        StatusCode::CONFLICT,
+        "run_not_ready",
+    );
 
     // The long-polls are woken when the last approval settles.
     let waiter = support::long_poll(
@@ -194,9 +196,7 @@ async fn pause_ready_claim_heartbeat_repause_complete() {
     let token = c["lease_token"].as_str().unwrap().to_owned();
 
     // A second claim while the lease is live is refused.
-    let (s, v) = e.claim(&id, 60).await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    assert_eq!(v["code"], "run_claimed");
+    support::assert_problem(e.claim(&id, 60).await, StatusCode::CONFLICT, "run_claimed");
 
     // Heartbeat extends the lease; a wrong token is refused.
     let (s, hb) = e
@@ -210,15 +210,16 @@ async fn pause_ready_claim_heartbeat_repause_complete() {
     assert!(
         hb["lease_expires_at"].as_str().unwrap() > c["run"]["lease_expires_at"].as_str().unwrap()
     );
-    let (s, v) = e
-        .post(
+    support::assert_problem(
+        e.post(
             &e.agent,
             &format!("/api/v1/runs/{id}/heartbeat"),
             json!({"lease_token": "pliuz_rl_wrong"}),
         )
-        .await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    assert_eq!(v["code"], "lease_lost");
+        .await,
+        StatusCode::CONFLICT,
+        "lease_lost",
+    );
 
     // Paused again under the same id, waiting for a new approval.
     let a3 = e.refund().await;
@@ -237,15 +238,16 @@ async fn pause_ready_claim_heartbeat_repause_complete() {
     assert_eq!(v["state_sha256"], sha256_hex(state2));
     assert!(v["lease_expires_at"].is_null());
     // The old lease is gone with the re-pause.
-    let (s, v) = e
-        .post(
+    support::assert_problem(
+        e.post(
             &e.agent,
             &format!("/api/v1/runs/{id}/complete"),
             json!({"lease_token": token, "outcome": "completed"}),
         )
-        .await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    assert_eq!(v["code"], "lease_lost");
+        .await,
+        StatusCode::CONFLICT,
+        "lease_lost",
+    );
 
     e.approve(&a3).await;
     let (_, v) = e.get(&e.agent, &format!("/api/v1/runs/{id}?wait=5")).await;
@@ -266,9 +268,11 @@ async fn pause_ready_claim_heartbeat_repause_complete() {
     assert_eq!(v["status"], "completed");
 
     // Finished: no more claims.
-    let (s, v) = e.claim(&id, 60).await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    assert_eq!(v["code"], "run_completed");
+    let v = support::assert_problem(
+        e.claim(&id, 60).await,
+        StatusCode::CONFLICT,
+        "run_completed",
+    );
     assert!(v["detail"].as_str().unwrap().contains("completed"));
 
     // Every snapshot's digest is in the audit log, in order.
@@ -480,15 +484,16 @@ async fn other_agents_cannot_see_or_claim_and_bad_input_is_explained() {
 
     // Oversized state: 413 with the limit named; nothing stored.
     let big = "x".repeat(8 * 1024 * 1024 + 1);
-    let (s, v) = e
-        .post(
+    let v = support::assert_problem(
+        e.post(
             &e.agent,
             "/api/v1/runs",
             json!({"state": big, "approval_ids": []}),
         )
-        .await;
-    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
-    assert_eq!(v["code"], "payload_too_large");
+        .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
     assert!(v["detail"]
         .as_str()
         .unwrap()

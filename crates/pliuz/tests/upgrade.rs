@@ -2,12 +2,17 @@
 //! migrations it already has are not run again (their bookkeeping rows stay
 //! as they were), the new ones are applied once, and its rows are served.
 //!
-//! The fixtures are dumps of databases the release before the `.sql`
-//! migration files created (`pliuz users list` on an empty data directory):
-//! schema plus `schema_migrations` rows for versions 1 to 71.
+//! The earlier release (main at 823edd9, before the `.sql` migration files)
+//! is rebuilt as it left a database: its schema by the released migrations
+//! it had, 1 to 71 (their bytes are pinned by `migrations/released.sha256`,
+//! and they were checked against dumps of that release's SQLite and
+//! PostgreSQL databases when those dumps were retired), then the rows it
+//! wrote (`fixtures/release_0071_data.sql`).
 
 mod support;
 
+use pliuz::store::schema::MIGRATIONS;
+use pliuz::store::Backend;
 use reqwest::Client;
 use serde_json::Value;
 use sqlx::{Connection, Executor, Row};
@@ -17,11 +22,11 @@ fn refunds_policy() -> String {
     support::finance_policy("refunds", "issue_refund", "")
 }
 
-const OLD_SQLITE: &str = include_str!("fixtures/release_0071_sqlite.sql");
-const OLD_POSTGRES: &str = include_str!("fixtures/release_0071_postgres.sql");
+/// The last migration the earlier release had.
+const EARLIER_RELEASE_LAST_MIGRATION: i64 = 71;
 
-/// An approval as the earlier release stored it (its columns only).
-const OLD_APPROVAL: &str = "INSERT INTO approvals (id, status, tool_name, tool_args, policy, agent, args_digest, required_approvals, allowed_decisions, settled_status, settled_by, settled_at, created_at, expires_at, version) VALUES ('0190aaaa-0000-7000-8000-000000000001', 'approved', 'issue_refund', '{\"amount_cents\":5000}', 'refunds', 'billing-bot', 'd1', 1, 'approve,reject', 'approved', 'user:fin@example.com', 1700000001000, 1700000000000, 1700001800000, 2)";
+/// Its migration bookkeeping and one approval it stored (its columns only).
+const EARLIER_RELEASE_ROWS: &str = include_str!("fixtures/release_0071_data.sql");
 
 type Bookkeeping = Vec<(i64, String, i64)>;
 
@@ -110,18 +115,23 @@ async fn upgrades(database_url: String, before: Bookkeeping) {
     assert_eq!(n, 1);
 }
 
-/// Loads the earlier release's schema `dump` and one approval it stored
-/// into the database at `url`; returns that release's migration bookkeeping.
-async fn load_earlier_release(url: &str, dump: &str) -> Bookkeeping {
+/// Builds the earlier release's database at `url`: its migrations, then
+/// its rows; returns that release's migration bookkeeping.
+async fn load_earlier_release(url: &str, backend: Backend) -> Bookkeeping {
     let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
-    sqlx::raw_sql(dump)
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version <= EARLIER_RELEASE_LAST_MIGRATION)
+    {
+        sqlx::raw_sql(&m.sql(backend))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("migration {}: {e}", m.version));
+    }
+    sqlx::raw_sql(EARLIER_RELEASE_ROWS)
         .execute(&mut conn)
         .await
-        .expect("load fixture");
-    sqlx::raw_sql(OLD_APPROVAL)
-        .execute(&mut conn)
-        .await
-        .expect("old row");
+        .expect("the earlier release's rows");
     let before = bookkeeping(&mut conn).await;
     conn.close().await.expect("close");
     before
@@ -132,7 +142,7 @@ async fn a_sqlite_database_of_the_earlier_release_upgrades_in_place() {
     sqlx::any::install_default_drivers();
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("old.db").display());
-    let before = load_earlier_release(&format!("{url}?mode=rwc"), OLD_SQLITE).await;
+    let before = load_earlier_release(&format!("{url}?mode=rwc"), Backend::Sqlite).await;
     upgrades(url.clone(), before).await;
     // The upgraded database has exactly the schema a new one gets.
     let fresh = format!("sqlite://{}", dir.path().join("new.db").display());
@@ -167,7 +177,7 @@ async fn sqlite_schema(url: &str) -> Vec<(String, String, Option<String>)> {
 async fn a_postgres_database_of_the_earlier_release_upgrades_in_place() {
     sqlx::any::install_default_drivers();
     let url = support::fresh_postgres_database().await;
-    let before = load_earlier_release(&url, OLD_POSTGRES).await;
+    let before = load_earlier_release(&url, Backend::Postgres).await;
     upgrades(url.clone(), before).await;
     let fresh = support::fresh_postgres_database().await;
     drop(Server::start_with(&refunds_policy(), Some(fresh.clone()), vec![]).await);

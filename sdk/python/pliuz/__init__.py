@@ -24,38 +24,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import errors
 from ._client import DEFAULT_BASE_URL, AsyncPliuzClient, PliuzClient
 from ._gate import raise_for_outcome
 from ._reports import flush_reports, undelivered_reports
-from .errors import (
-    PliuzAlreadyExecutedError,
-    PliuzAPIError,
-    PliuzArgsChangedError,
-    PliuzArgumentsError,
-    PliuzAuthenticationError,
-    PliuzCancelledError,
-    PliuzConfigurationError,
-    PliuzConflictError,
-    PliuzConnectionError,
-    PliuzDecisionError,
-    PliuzError,
-    PliuzExecutionExpiredError,
-    PliuzExpiredError,
-    PliuzForbiddenError,
-    PliuzIdempotencyConflictError,
-    PliuzMissingAPIKeyError,
-    PliuzNoMatchingPolicyError,
-    PliuzNotFoundError,
-    PliuzOutcomeUnknownError,
-    PliuzQuestionExpiredError,
-    PliuzRateLimitError,
-    PliuzRejectedError,
-    PliuzRespondedError,
-    PliuzServerError,
-    PliuzTimeoutError,
-    PliuzUnknownPolicyError,
-    PliuzValidationError,
-)
+from .errors import *  # noqa: F403 (every error, listed once in errors.__all__)
 from .gated import gated
 from .idempotency import idempotency_key
 from .models import Answer, Approval, ApprovalList, Choice, Decision, Execution, Question, Vote
@@ -72,34 +45,7 @@ __all__ = [
     "Choice",
     "Decision",
     "Execution",
-    "PliuzAPIError",
-    "PliuzAlreadyExecutedError",
-    "PliuzArgsChangedError",
-    "PliuzArgumentsError",
-    "PliuzAuthenticationError",
-    "PliuzCancelledError",
     "PliuzClient",
-    "PliuzConfigurationError",
-    "PliuzConflictError",
-    "PliuzConnectionError",
-    "PliuzDecisionError",
-    "PliuzError",
-    "PliuzExecutionExpiredError",
-    "PliuzExpiredError",
-    "PliuzForbiddenError",
-    "PliuzIdempotencyConflictError",
-    "PliuzMissingAPIKeyError",
-    "PliuzNoMatchingPolicyError",
-    "PliuzNotFoundError",
-    "PliuzOutcomeUnknownError",
-    "PliuzQuestionExpiredError",
-    "PliuzRateLimitError",
-    "PliuzRejectedError",
-    "PliuzRespondedError",
-    "PliuzServerError",
-    "PliuzTimeoutError",
-    "PliuzUnknownPolicyError",
-    "PliuzValidationError",
     "Question",
     "Vote",
     "__version__",
@@ -110,4 +56,5 @@ __all__ = [
     "idempotency_key",
     "raise_for_outcome",
     "undelivered_reports",
+    *errors.__all__,
 ]

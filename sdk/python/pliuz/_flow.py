@@ -146,16 +146,22 @@ class Stepper(Generic[T]):
 # ---------------------------------------------------------------------------
 
 
-class RequestOptions(TypedDict, total=False):
-    """The optional fields of an approval request (``POST /api/v1/approvals``)."""
+class RequestFields(TypedDict, total=False):
+    """What an agent tells about a request besides the tool call: the optional
+    fields of ``POST /api/v1/approvals`` that the adapters' keywords take too."""
 
     policy: str | None
     tool_schema: dict[str, Any] | None
-    call_id: str | None
     session_id: str | None
     originator: str | None
     context_messages: list[Any] | None
     client_metadata: dict[str, Any] | None
+
+
+class RequestOptions(RequestFields, total=False):
+    """The optional fields of an approval request (``POST /api/v1/approvals``)."""
+
+    call_id: str | None
     idempotency_key: str | None
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PliuzAPIError",
     "PliuzAlreadyExecutedError",
+    "PliuzArgsChangedError",
     "PliuzArgumentsError",
     "PliuzAuthenticationError",
     "PliuzCancelledError",

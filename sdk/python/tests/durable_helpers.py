@@ -81,6 +81,26 @@ class DurableCase:
         proc, log = self.spawn("resume", run_id, **how)
         assert proc.wait(timeout=60) != 0, log.read_text()
 
+    def approved_then_resumer_killed(
+        self, human: Human, amount_cents: int, **kill_at: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A run whose refund of ``amount_cents`` was approved and whose resumer
+        died (``kill_at``: at which point) after refunding once; the started run
+        and its request."""
+        started, approval = self.start_decided(human, "approve", AMOUNT=str(amount_cents))
+        self.resume_killed(started["run_id"], **kill_at)
+        assert self.ledger_rows() == self.refund_of(amount_cents)
+        return started, approval
+
+    def taken_over_without_refunding_again(self, run_id: str, amount_cents: int) -> str:
+        """The next resumer, once the dead one's lease ran out, completes the run
+        and the refund stays single; what the model was told about the call."""
+        done = self.resume_after_lease_expiry(run_id)
+        assert done["status"] == "completed"
+        assert self.ledger_rows() == self.refund_of(amount_cents)
+        told: str = done["last_input"]
+        return told
+
     def refund_of(self, amount_cents: int) -> list[dict[str, Any]]:
         """The ledger after exactly one refund of ``amount_cents`` on this case's order."""
         return [{"order_id": self.order, "amount_cents": amount_cents}]

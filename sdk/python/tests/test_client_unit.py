@@ -206,3 +206,19 @@ def test_a_create_that_raced_an_identical_one_is_retried_and_re_attaches() -> No
     fake.inject = [problem(409, "idempotency_conflict")]
     with pytest.raises(pliuz.PliuzIdempotencyConflictError):
         c.create_approval("t", {"x": 1}, idempotency_key="same")
+
+
+def test_every_error_is_exported_by_the_package() -> None:
+    # `pliuz` re-exports `errors.__all__`: an error missing there is missing from `pliuz`.
+    from pliuz import errors
+
+    defined = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type)
+        and issubclass(value, errors.PliuzError)
+        and value.__module__ == errors.__name__
+    }
+    assert defined == set(errors.__all__)
+    assert defined <= set(pliuz.__all__)
+    assert all(getattr(pliuz, name) is getattr(errors, name) for name in defined)

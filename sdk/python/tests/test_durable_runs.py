@@ -156,16 +156,11 @@ def test_resumer_killed_after_the_tool_ran_does_not_run_it_again(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
     case = DurableCase(server, tmp_path, LEASE_SECONDS="10")
-    started, _ = case.start_decided(human, "approve", AMOUNT="5200")
-    case.resume_killed(started["run_id"], KILL_AFTER_TOOL="1")
-    assert case.ledger_rows() == case.refund_of(5200)
+    started, _ = case.approved_then_resumer_killed(human, 5200, KILL_AFTER_TOOL="1")
     assert AgentAPI(server).run(started["run_id"])["status"] == "running"
     # The dead resumer's lease runs out; the next one takes over and must not refund twice.
-    done = case.resume_after_lease_expiry(started["run_id"])
-    assert done["status"] == "completed"
-    assert case.ledger_rows() == case.refund_of(5200)
+    told = case.taken_over_without_refunding_again(started["run_id"], 5200)
     # Whether the report landed before the kill decides which of the two the model is told.
-    told = done["last_input"]
     assert "already executed" in told or "outcome is unknown" in told, told
 
 
@@ -173,18 +168,13 @@ def test_resumer_killed_between_the_tool_and_its_report_leaves_outcome_unknown(
     server: PliuzServer, human: Human, tmp_path: Path
 ) -> None:
     case = DurableCase(server, tmp_path, LEASE_SECONDS="10")
-    started, a = case.start_decided(human, "approve", AMOUNT="5250")
-    case.resume_killed(started["run_id"], KILL_IN_TOOL="1")
-    assert case.ledger_rows() == case.refund_of(5250)
+    started, a = case.approved_then_resumer_killed(human, 5250, KILL_IN_TOOL="1")
     # Claimed, never reported: the server says so and nobody may claim it again.
     approval = human.get(a["id"])
     assert approval["status"] == "executing", approval
     assert approval["execution"]["outcome"] is None, approval
-    done = case.resume_after_lease_expiry(started["run_id"])
-    assert done["status"] == "completed"
     # The body did not run a second time, and the model was told why.
-    assert case.ledger_rows() == case.refund_of(5250)
-    told = done["last_input"]
+    told = case.taken_over_without_refunding_again(started["run_id"], 5250)
     assert "NOT executed" in told and "outcome is unknown" in told, told
     assert human.get(a["id"])["status"] == "executing"
 

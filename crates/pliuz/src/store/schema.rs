@@ -7,7 +7,9 @@
 //!
 //! A migration runs once: `schema_migrations` records its version, and a
 //! database made by an earlier release skips every version it already has.
-//! Never edit or renumber a released migration; add the next one.
+//! Never edit or renumber a released migration; add the next one
+//! (`migrations/released.sha256` pins their bytes, checked by
+//! `tests/released_migrations.rs`).
 
 use super::Backend;
 
@@ -98,7 +100,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 60,
         name: "runs",
-        common: None,
+        common: part!("common", "0060_runs"),
         sqlite: part!("sqlite", "0060_runs"),
         postgres: part!("postgres", "0060_runs"),
     },

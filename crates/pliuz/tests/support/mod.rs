@@ -591,6 +591,40 @@ pub fn content_type(r: &reqwest::Response) -> String {
         .to_owned()
 }
 
+/// Polls `find` until it finds something and returns that; after `timeout`
+/// fails, naming `what` it waited for and what `seen` shows was there.
+pub async fn eventually<T, Seen: std::fmt::Debug>(
+    what: &str,
+    timeout: Duration,
+    find: impl Fn() -> Option<T>,
+    seen: impl Fn() -> Seen,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = find() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; so far: {:#?}",
+            seen()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Asserts that an API answer is the problem `code` with `status`; returns
+/// the problem for further checks.
+pub fn assert_problem(
+    (status, problem): (reqwest::StatusCode, serde_json::Value),
+    expected: reqwest::StatusCode,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(status, expected, "{problem}");
+    assert_eq!(problem["code"], code, "{problem}");
+    problem
+}
+
 /// Asserts that a problem answer's `detail` mentions `text`.
 pub fn assert_detail_contains(problem: &serde_json::Value, text: &str) {
     assert!(

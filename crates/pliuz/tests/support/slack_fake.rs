@@ -269,21 +269,18 @@ impl FakeSlack {
         timeout: Duration,
         pred: impl Fn(&Call) -> bool,
     ) -> Call {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(c) = self.calls().into_iter().find(|c| pred(c)) {
-                return c;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; calls so far: {:#?}",
+        super::eventually(
+            what,
+            timeout,
+            || self.calls().into_iter().find(|c| pred(c)),
+            || {
                 self.calls()
-                    .iter()
-                    .map(|c| (&c.method, c.status, &c.answer))
+                    .into_iter()
+                    .map(|c| (c.method, c.status, c.answer))
                     .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+            },
+        )
+        .await
     }
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
@@ -19,7 +19,7 @@ from langgraph.types import interrupt
 
 from ... import _flow
 from ..._client import _BaseClient
-from ..._flow import Flow
+from ..._flow import Flow, RequestFields
 from ..._gate import (
     PreparedCall,
     ask,
@@ -52,7 +52,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class AskOptions(TypedDict, total=False):
+class AskOptions(RequestFields, total=False):
     """The keywords :func:`require_approval` and :func:`run_with_approval` share.
 
     ``policy``, ``redact``, ``tool_schema``, ``session_id``, ``originator``,
@@ -63,14 +63,8 @@ class AskOptions(TypedDict, total=False):
     ``url`` (default: the client's ``base_url``).
     """
 
-    policy: str | None
     redact: Sequence[str]
-    tool_schema: dict[str, Any] | None
-    session_id: str | None
     key: str | None
-    originator: str | None
-    context_messages: list[Any] | None
-    client_metadata: dict[str, Any] | None
     inbox_url: str | None
 
 
