@@ -43,6 +43,24 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+/// Queues outbox row `kind` about request or question `id` (the row's
+/// `approval_id` column names either: it has no foreign key), once per
+/// kind, subject and `step` (`None`: once per kind and subject).
+async fn enqueue_once(
+    tx: &mut WriteTx,
+    kind: &str,
+    id: &str,
+    step: Option<&str>,
+    payload: &Value,
+) -> Result<()> {
+    let dedupe_key = match step {
+        Some(step) => format!("{kind}:{id}:{step}"),
+        None => format!("{kind}:{id}"),
+    };
+    tx.enqueue(kind, Some(id), &dedupe_key, payload).await?;
+    Ok(())
+}
+
 /// A field-level problem in a request, reported back to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
@@ -281,12 +299,9 @@ impl ControlPlane {
         self.metrics.approval_changed(before, a);
         // Waiters get the committed record itself: no re-read.
         self.notifier.publish_committed(a);
-        if runs_changed {
-            // A run's approvals are all its agent's own.
-            self.notifier.runs_changed(Some(&a.agent));
-        }
-        // Only now can the outbox worker see what this change queued.
-        self.notifier.queued();
+        // A run's approvals are all its agent's own. Only now can the
+        // delivery workers see what this change queued.
+        self.notifier.change_committed(&a.agent, runs_changed);
         Ok(())
     }
 
@@ -318,22 +333,12 @@ impl ControlPlane {
             .or_else(|| slack.default_channel.clone());
         if created {
             if let Some(channel) = channel {
-                tx.enqueue(
-                    "slack.post",
-                    Some(&a.id),
-                    &format!("slack.post:{}:{channel}", a.id),
-                    &json!({"approval_id": a.id, "channel": channel}),
-                )
-                .await?;
+                let payload = json!({"approval_id": a.id, "channel": channel});
+                enqueue_once(tx, "slack.post", &a.id, Some(&channel), &payload).await?;
             }
             if slack.dm_approvers {
-                tx.enqueue(
-                    "slack.dm",
-                    Some(&a.id),
-                    &format!("slack.dm:{}", a.id),
-                    &json!({"approval_id": a.id}),
-                )
-                .await?;
+                let payload = json!({"approval_id": a.id});
+                enqueue_once(tx, "slack.dm", &a.id, None, &payload).await?;
             }
         }
         // Settled: show the outcome. Still pending after a vote or an edit
@@ -344,13 +349,8 @@ impl ControlPlane {
             } else {
                 format!("pending-v{}", a.version)
             };
-            tx.enqueue(
-                "slack.update",
-                Some(&a.id),
-                &format!("slack.update:{}:{step}", a.id),
-                &json!({"approval_id": a.id, "status": a.status}),
-            )
-            .await?;
+            let payload = json!({"approval_id": a.id, "status": a.status});
+            enqueue_once(tx, "slack.update", &a.id, Some(&step), &payload).await?;
         }
         Ok(())
     }

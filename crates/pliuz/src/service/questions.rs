@@ -1,7 +1,7 @@
 //! Questions from agents ("human as a tool"): asked, answered, expired, each
 //! with its audit entry and its notifications in one transaction.
 
-use super::{check_id, unstorable, ControlPlane, FieldError, Result, ServiceError};
+use super::{check_id, enqueue_once, unstorable, ControlPlane, FieldError, Result, ServiceError};
 use crate::approval::Actor;
 use crate::audit_event::AuditEvent;
 use crate::auth::Principal;
@@ -293,10 +293,7 @@ impl ControlPlane {
         let run_changed = self.on_question_change(&mut tx, q).await?;
         tx.commit().await?;
         self.notifier.question_changed(&q.id);
-        if run_changed {
-            self.notifier.runs_changed(Some(&q.agent));
-        }
-        self.notifier.queued();
+        self.notifier.change_committed(&q.agent, run_changed);
         Ok(())
     }
 
@@ -320,24 +317,13 @@ impl ControlPlane {
                 .and_then(|p| p.slack_channel.clone())
                 .or_else(|| slack.default_channel.clone());
             if let Some(channel) = channel {
-                // The outbox row names the question where a request's row
-                // names the request (the column has no foreign key).
-                tx.enqueue(
-                    "slack.question.post",
-                    Some(&q.id),
-                    &format!("slack.question.post:{}:{channel}", q.id),
-                    &json!({"question_id": q.id, "channel": channel}),
-                )
-                .await?;
+                let payload = json!({"question_id": q.id, "channel": channel});
+                enqueue_once(tx, "slack.question.post", &q.id, Some(&channel), &payload).await?;
             }
         } else {
-            tx.enqueue(
-                "slack.question.update",
-                Some(&q.id),
-                &format!("slack.question.update:{}:{}", q.id, q.status),
-                &json!({"question_id": q.id, "status": q.status}),
-            )
-            .await?;
+            let payload = json!({"question_id": q.id, "status": q.status});
+            let step = Some(q.status.as_str());
+            enqueue_once(tx, "slack.question.update", &q.id, step, &payload).await?;
         }
         Ok(())
     }
