@@ -7,7 +7,7 @@ use super::session::{CsrfForm, Session, Viewer};
 use crate::auth::Role;
 use crate::http::error::Problem;
 use crate::http::AppState;
-use crate::service::directory::InitialPassword;
+use crate::service::directory::{group_change_text, InitialPassword};
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use base64::Engine;
@@ -313,12 +313,7 @@ pub async fn change_group(
         .change_group(&s.actor(), &f.email, &group, add)
         .await;
     after(&state, &s, r, |changed| {
-        Outcome::Notice(match (add, changed) {
-            (true, true) => format!("Added {} to {group}.", f.email),
-            (true, false) => format!("{} was already in {group}.", f.email),
-            (false, true) => format!("Removed {} from {group}.", f.email),
-            (false, false) => format!("{} was not in {group}.", f.email),
-        })
+        Outcome::Notice(group_change_text(&f.email, &group, add, changed))
     })
     .await
 }

@@ -3,9 +3,9 @@
 
 use super::{ControlPlane, FieldError, Result, ServiceError};
 use crate::approval::Actor;
-use crate::audit_event::AuditEvent;
+use crate::audit_event::{AuditEvent, SsoGroups};
 use crate::auth::{self, Role, User};
-use crate::store::{AgentRecord, UserTokenRecord};
+use crate::store::{AgentRecord, UserTokenRecord, WriteTx};
 
 /// How long a one-time setup link stays valid.
 pub const SETUP_LINK_TTL_MS: i64 = 72 * 3600 * 1000;
@@ -22,6 +22,61 @@ pub enum InitialPassword {
 pub struct IssuedToken {
     pub id: String,
     pub token: String,
+}
+
+/// Commits an account change with its audit entry (it concerns no
+/// request).
+async fn commit_audited(mut tx: WriteTx, actor: &Actor, event: AuditEvent) -> Result<()> {
+    tx.audit(actor, None, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Adds `user` to `group` (`add`) or removes them, with its audit entry;
+/// `sso` names the IdP groups when single sign-on made the change.
+/// Whether the membership changed.
+pub(super) async fn change_membership(
+    tx: &mut WriteTx,
+    actor: impl std::fmt::Display,
+    user: &User,
+    group: &str,
+    add: bool,
+    sso: Option<SsoGroups>,
+) -> Result<bool> {
+    let changed = if add {
+        tx.add_group(&user.id, group).await?
+    } else {
+        tx.remove_group(&user.id, group).await?
+    };
+    let (email, group) = (user.email.clone(), group.to_owned());
+    let event = if add {
+        AuditEvent::UserGroupAdded {
+            email,
+            group,
+            changed,
+            sso,
+        }
+    } else {
+        AuditEvent::UserGroupRemoved {
+            email,
+            group,
+            changed,
+            sso,
+        }
+    };
+    tx.audit(actor, None, event).await?;
+    Ok(changed)
+}
+
+/// What [`ControlPlane::change_group`] did, in the words the CLI and the
+/// inbox both use.
+pub fn group_change_text(email: &str, group: &str, add: bool, changed: bool) -> String {
+    match (add, changed) {
+        (true, true) => format!("Added {email} to {group}."),
+        (true, false) => format!("{email} was already in {group}."),
+        (false, true) => format!("Removed {email} from {group}."),
+        (false, false) => format!("{email} was not in {group}."),
+    }
 }
 
 /// Refuses an admin's change that would lock themselves out: disabling or
@@ -110,8 +165,7 @@ impl ControlPlane {
             groups: groups.clone(),
             sso: None,
         };
-        tx.audit(actor, None, created).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, created).await?;
         Ok(CreatedUser { user, setup_token })
     }
 
@@ -165,8 +219,7 @@ impl ControlPlane {
             token_id: id.clone(),
             label: label.map(str::to_owned),
         };
-        tx.audit(actor, None, issued).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, issued).await?;
         Ok(IssuedToken { id, token })
     }
 
@@ -198,8 +251,7 @@ impl ControlPlane {
             email: user.email.clone(),
             token_id: token_id.to_owned(),
         };
-        tx.audit(actor, None, revoked).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, revoked).await?;
         Ok(())
     }
 
@@ -225,24 +277,10 @@ impl ControlPlane {
         }
         let mut tx = self.store.begin_write().await?;
         for g in removed {
-            tx.remove_group(&user.id, g).await?;
-            let removed = AuditEvent::UserGroupRemoved {
-                email: user.email.clone(),
-                group: g.clone(),
-                changed: true,
-                sso: None,
-            };
-            tx.audit(actor, None, removed).await?;
+            change_membership(&mut tx, actor, &user, g, false, None).await?;
         }
         for g in added {
-            tx.add_group(&user.id, g).await?;
-            let added = AuditEvent::UserGroupAdded {
-                email: user.email.clone(),
-                group: g.clone(),
-                changed: true,
-                sso: None,
-            };
-            tx.audit(actor, None, added).await?;
+            change_membership(&mut tx, actor, &user, g, true, None).await?;
         }
         tx.commit().await?;
         user.groups = wanted;
@@ -265,8 +303,7 @@ impl ControlPlane {
             via: "admin",
             idp_groups: Vec::new(),
         };
-        tx.audit(actor, None, changed).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, changed).await?;
         user.role = role;
         Ok(user)
     }
@@ -289,8 +326,7 @@ impl ControlPlane {
             email: user.email.clone(),
             count: n,
         };
-        tx.audit(actor, None, revoked).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, revoked).await?;
         Ok(n)
     }
 
@@ -304,28 +340,7 @@ impl ControlPlane {
         valid_name("group", group)?;
         let user = self.user_or_not_found(email).await?;
         let mut tx = self.store.begin_write().await?;
-        let changed = if add {
-            tx.add_group(&user.id, group).await?
-        } else {
-            tx.remove_group(&user.id, group).await?
-        };
-        let (email, group) = (user.email.clone(), group.to_owned());
-        let event = if add {
-            AuditEvent::UserGroupAdded {
-                email,
-                group,
-                changed,
-                sso: None,
-            }
-        } else {
-            AuditEvent::UserGroupRemoved {
-                email,
-                group,
-                changed,
-                sso: None,
-            }
-        };
-        tx.audit(actor, None, event).await?;
+        let changed = change_membership(&mut tx, actor, &user, group, add, None).await?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -348,8 +363,7 @@ impl ControlPlane {
         } else {
             AuditEvent::UserEnabled { email }
         };
-        tx.audit(actor, None, event).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, event).await?;
         Ok(())
     }
 
@@ -367,8 +381,7 @@ impl ControlPlane {
         let password_set = AuditEvent::UserPasswordSet {
             email: user.user.email.clone(),
         };
-        tx.audit(actor, None, password_set).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, password_set).await?;
         Ok(())
     }
 
@@ -399,8 +412,7 @@ impl ControlPlane {
         let created = AuditEvent::AgentCreated {
             name: name.to_owned(),
         };
-        tx.audit(actor, None, created).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, created).await?;
         Ok(key)
     }
 
@@ -412,8 +424,7 @@ impl ControlPlane {
         let revoked = AuditEvent::AgentRevoked {
             name: name.to_owned(),
         };
-        tx.audit(actor, None, revoked).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, revoked).await?;
         Ok(())
     }
 }
