@@ -82,13 +82,8 @@ impl ControlPlane {
         if close_row {
             sstore::mark_delivered_tx(&mut tx, id).await?;
         }
-        self.commit_delivery(
-            tx,
-            approval_id,
-            event,
-            (Channel::Slack, DeliveryOutcome::Delivered),
-        )
-        .await
+        let counted = (Channel::Slack, DeliveryOutcome::Delivered);
+        self.commit_delivery(tx, approval_id, event, counted).await
     }
 
     /// A webhook the receiver accepted, with its `webhook.delivered` entry.
@@ -100,13 +95,8 @@ impl ControlPlane {
     ) -> Result<()> {
         let mut tx = self.store.begin_write().await?;
         tx.webhook_delivered(id).await?;
-        self.commit_delivery(
-            tx,
-            approval_id,
-            event,
-            (Channel::Webhook, DeliveryOutcome::Delivered),
-        )
-        .await
+        let counted = (Channel::Webhook, DeliveryOutcome::Delivered);
+        self.commit_delivery(tx, approval_id, event, counted).await
     }
 
     /// Gives up on a webhook, with its `webhook.failed` entry.
@@ -119,13 +109,8 @@ impl ControlPlane {
     ) -> Result<()> {
         let mut tx = self.store.begin_write().await?;
         tx.webhook_given_up(id, error).await?;
-        self.commit_delivery(
-            tx,
-            approval_id,
-            event,
-            (Channel::Webhook, DeliveryOutcome::GivenUp),
-        )
-        .await
+        let counted = (Channel::Webhook, DeliveryOutcome::GivenUp);
+        self.commit_delivery(tx, approval_id, event, counted).await
     }
 
     /// Commits what a delivery attempt changed with its audit entry (the

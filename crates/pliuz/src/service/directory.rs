@@ -1,7 +1,7 @@
 //! Who is who: users, groups, personal tokens and agent keys. Every change is
 //! audited; secrets are returned once to the caller and stored as hashes.
 
-use super::{ControlPlane, FieldError, Result, ServiceError};
+use super::{ControlPlane, Result, ServiceError};
 use crate::approval::Actor;
 use crate::audit_event::{AuditEvent, SsoGroups};
 use crate::auth::{self, Role, User};
@@ -103,10 +103,10 @@ fn valid_name(field: &str, name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
-        return Err(ServiceError::Validation(vec![FieldError::new(
+        return Err(ServiceError::invalid(
             field,
             format!("'{name}' must be 1-100 letters, digits, '-', '_' or '.'"),
-        )]));
+        ));
     }
     Ok(())
 }
@@ -120,8 +120,7 @@ impl ControlPlane {
         groups: &[String],
         password: InitialPassword,
     ) -> Result<CreatedUser> {
-        let email = auth::normalize_email(email)
-            .map_err(|m| ServiceError::Validation(vec![FieldError::new("email", m)]))?;
+        let email = auth::normalize_email(email).map_err(|m| ServiceError::invalid("email", m))?;
         for g in groups {
             valid_name("group", g)?;
         }
@@ -135,7 +134,7 @@ impl ControlPlane {
         let (password_hash, setup_token) = match password {
             InitialPassword::Given(p) => {
                 auth::check_password_strength(&p)
-                    .map_err(|m| ServiceError::Validation(vec![FieldError::new("password", m)]))?;
+                    .map_err(|m| ServiceError::invalid("password", m))?;
                 (Some(bounded_hash(p).await?), None)
             }
             InitialPassword::SetupLink => (None, Some(auth::new_secret(auth::SETUP_TOKEN_PREFIX))),
@@ -175,8 +174,7 @@ impl ControlPlane {
     }
 
     async fn user_or_not_found(&self, email: &str) -> Result<User> {
-        let email = auth::normalize_email(email)
-            .map_err(|m| ServiceError::Validation(vec![FieldError::new("email", m)]))?;
+        let email = auth::normalize_email(email).map_err(|m| ServiceError::invalid("email", m))?;
         self.store
             .user_by_email(&email)
             .await?
@@ -193,10 +191,10 @@ impl ControlPlane {
     ) -> Result<IssuedToken> {
         if let Some(l) = label {
             if l.chars().count() > 200 {
-                return Err(ServiceError::Validation(vec![FieldError::new(
+                return Err(ServiceError::invalid(
                     "label",
                     "must be at most 200 characters",
-                )]));
+                ));
             }
             if let Some(e) = super::unstorable("label", l) {
                 return Err(ServiceError::Validation(vec![e]));
@@ -369,7 +367,7 @@ impl ControlPlane {
 
     pub async fn set_password(&self, actor: &Actor, user_id: &str, password: &str) -> Result<()> {
         auth::check_password_strength(password)
-            .map_err(|m| ServiceError::Validation(vec![FieldError::new("password", m)]))?;
+            .map_err(|m| ServiceError::invalid("password", m))?;
         let user = self
             .store
             .user_by_id(user_id)

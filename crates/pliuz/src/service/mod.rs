@@ -102,13 +102,13 @@ pub fn check_args_size(field: &str, args: &Map<String, Value>) -> Result<()> {
     use pliuz_audit::limits::{canonical_size, value_depth, MAX_ARGS_BYTES, MAX_JSON_DEPTH};
     let depth = 1 + args.values().map(value_depth).max().unwrap_or(0);
     if depth > MAX_JSON_DEPTH - 1 {
-        return Err(ServiceError::Validation(vec![FieldError::new(
+        return Err(ServiceError::invalid(
             field,
             format!(
                 "nests {depth} levels of arrays and objects; at most {} are accepted (see docs/limits.md)",
                 MAX_JSON_DEPTH - 1
             ),
-        )]));
+        ));
     }
     let size = canonical_size(args);
     if size > MAX_ARGS_BYTES {
@@ -361,7 +361,7 @@ impl ControlPlane {
         check_args_size("tool_args", &req.tool_args)?;
         req.originator = match req.originator.as_deref() {
             Some(raw) => crate::originator::normalise(raw)
-                .map_err(|m| ServiceError::Validation(vec![FieldError::new("originator", m)]))?,
+                .map_err(|m| ServiceError::invalid("originator", m))?,
             None => None,
         };
         let digest = args_digest(&req.tool_name, &req.tool_args);
@@ -376,10 +376,10 @@ impl ControlPlane {
             .map_err(ServiceError::NoPolicy)?;
         if let Some(schema) = &req.tool_schema {
             if let Err(e) = jsonschema::validator_for(schema) {
-                return Err(ServiceError::Validation(vec![FieldError::new(
+                return Err(ServiceError::invalid(
                     "tool_schema",
                     format!("not a valid JSON Schema: {e}"),
-                )]));
+                ));
             }
         }
         let now = crate::store::now_millis();
@@ -884,22 +884,29 @@ impl Step {
     }
 }
 
+impl ServiceError {
+    /// One field of the request refused, with what to fix.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ServiceError {
+        ServiceError::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
 impl From<Refusal> for ServiceError {
     fn from(r: Refusal) -> ServiceError {
         match r {
             Refusal::Transition(t) => ServiceError::Transition(t),
-            Refusal::ReasonRequired => ServiceError::Validation(vec![FieldError::new(
+            Refusal::ReasonRequired => ServiceError::invalid(
                 "reason",
                 "is required to reject: say why, the agent's model receives it",
-            )]),
-            Refusal::MessageRequired => ServiceError::Validation(vec![FieldError::new(
+            ),
+            Refusal::MessageRequired => ServiceError::invalid(
                 "reason",
                 "is required to respond: it is the message the agent's model receives instead of the tool's result",
-            )]),
-            Refusal::ReasonTooLong { max } => ServiceError::Validation(vec![FieldError::new(
+            ),
+            Refusal::ReasonTooLong { max } => ServiceError::invalid(
                 "reason",
                 format!("must be at most {max} characters"),
-            )]),
+            ),
             Refusal::AgentCannotDecide | Refusal::NotApprover { .. } | Refusal::MayNotCancel => {
                 ServiceError::Forbidden(r.to_string())
             }

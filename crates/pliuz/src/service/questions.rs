@@ -34,9 +34,7 @@ impl From<AnswerRefusal> for ServiceError {
             | AnswerRefusal::NotApprover { .. }
             | AnswerRefusal::Originator { .. } => ServiceError::Forbidden(r.to_string()),
             AnswerRefusal::NotPending { .. } => ServiceError::Conflict(r.to_string()),
-            AnswerRefusal::Invalid { field, message } => {
-                ServiceError::Validation(vec![FieldError::new(field, message)])
-            }
+            AnswerRefusal::Invalid { field, message } => ServiceError::invalid(field, message),
         }
     }
 }
@@ -79,7 +77,7 @@ impl ControlPlane {
         }
         req.originator = match req.originator.as_deref() {
             Some(raw) => crate::originator::normalise(raw)
-                .map_err(|m| ServiceError::Validation(vec![FieldError::new("originator", m)]))?,
+                .map_err(|m| ServiceError::invalid("originator", m))?,
             None => None,
         };
         let policy_name = req
@@ -87,10 +85,10 @@ impl ControlPlane {
             .clone()
             .or_else(|| self.policies().default_policy().map(str::to_owned));
         let Some(policy_name) = policy_name else {
-            return Err(ServiceError::Validation(vec![FieldError::new(
+            return Err(ServiceError::invalid(
                 "policy",
                 "is required: name the policy whose approvers should answer (no default_policy is configured)",
-            )]));
+            ));
         };
         let policy = self
             .policies()
@@ -168,15 +166,10 @@ impl ControlPlane {
     /// One question, if `principal` may see it (otherwise "not found").
     pub async fn question_for(&self, principal: &Principal, id: &str) -> Result<Question> {
         check_id(id)?;
-        let q = self
-            .store
-            .get_question(id)
-            .await?
-            .ok_or_else(|| ServiceError::QuestionNotFound(id.to_owned()))?;
-        if !self.can_see_question(principal, &q) {
-            return Err(ServiceError::QuestionNotFound(id.to_owned()));
-        }
-        Ok(q)
+        let found = self.store.get_question(id).await?;
+        found
+            .filter(|q| self.can_see_question(principal, q))
+            .ok_or_else(|| ServiceError::QuestionNotFound(id.to_owned()))
     }
 
     /// Pending questions `principal` may answer, oldest first (the inbox).
