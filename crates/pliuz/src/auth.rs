@@ -128,6 +128,8 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 3] = [Role::Approver, Role::Admin, Role::Auditor];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Approver => "approver",
@@ -135,13 +137,9 @@ impl Role {
             Role::Auditor => "auditor",
         }
     }
+
     pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "approver" => Some(Role::Approver),
-            "admin" => Some(Role::Admin),
-            "auditor" => Some(Role::Auditor),
-            _ => None,
-        }
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 

@@ -24,6 +24,12 @@ pub enum QuestionStatus {
 }
 
 impl QuestionStatus {
+    pub const ALL: [QuestionStatus; 3] = [
+        QuestionStatus::Pending,
+        QuestionStatus::Answered,
+        QuestionStatus::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             QuestionStatus::Pending => "pending",
@@ -33,12 +39,7 @@ impl QuestionStatus {
     }
 
     pub fn parse(s: &str) -> Option<QuestionStatus> {
-        match s {
-            "pending" => Some(QuestionStatus::Pending),
-            "answered" => Some(QuestionStatus::Answered),
-            "expired" => Some(QuestionStatus::Expired),
-            _ => None,
-        }
+        QuestionStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 
