@@ -36,17 +36,17 @@ pub struct IssuedLink {
 }
 
 impl ControlPlane {
-    /// Queues the e-mails a change calls for, when the policy mails and
+    /// Queues the e-mails a change calls for, when its policy `mails` and
     /// `[email]` is set: the request when it is created pending, the
     /// follow-up once it is settled.
     pub(super) async fn queue_email(
         &self,
         tx: &mut WriteTx,
         a: &Approval,
-        policy: Option<&Policy>,
+        mails: bool,
         created: bool,
     ) -> Result<()> {
-        if self.settings.email.is_none() || policy.is_none_or(|p| p.email.is_none()) {
+        if self.settings.email.is_none() || !mails {
             return Ok(());
         }
         if created && a.status == Status::Pending {

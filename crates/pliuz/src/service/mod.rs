@@ -314,23 +314,25 @@ impl ControlPlane {
         policy: Option<&Policy>,
         created: bool,
     ) -> Result<()> {
-        self.queue_slack(tx, a, policy, created).await?;
-        self.queue_email(tx, a, policy, created).await
+        let channel = policy.and_then(|p| p.slack_channel.clone());
+        self.queue_slack(tx, a, channel, created).await?;
+        let mails = policy.is_some_and(|p| p.email.is_some());
+        self.queue_email(tx, a, mails, created).await
     }
 
+    /// Queues a change's Slack messages: posted to the policy's `channel`
+    /// (or the default one) and DMed when created, updated after.
     async fn queue_slack(
         &self,
         tx: &mut WriteTx,
         a: &Approval,
-        policy: Option<&Policy>,
+        channel: Option<String>,
         created: bool,
     ) -> Result<()> {
         let Some(slack) = &self.settings.slack else {
             return Ok(());
         };
-        let channel = policy
-            .and_then(|p| p.slack_channel.clone())
-            .or_else(|| slack.default_channel.clone());
+        let channel = channel.or_else(|| slack.default_channel.clone());
         if created {
             if let Some(channel) = channel {
                 let payload = json!({"approval_id": a.id, "channel": channel});
