@@ -40,45 +40,22 @@ pub enum Status {
     Responded,
 }
 
+crate::enum_names::names!(Status {
+    Pending => "pending",
+    Approved => "approved",
+    Rejected => "rejected",
+    Responded => "responded",
+    Expired => "expired",
+    Cancelled => "cancelled",
+    Executing => "executing",
+    Executed => "executed",
+});
+
 impl Status {
-    pub const ALL: [Status; 8] = [
-        Status::Pending,
-        Status::Approved,
-        Status::Rejected,
-        Status::Responded,
-        Status::Expired,
-        Status::Cancelled,
-        Status::Executing,
-        Status::Executed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Approved => "approved",
-            Status::Rejected => "rejected",
-            Status::Expired => "expired",
-            Status::Cancelled => "cancelled",
-            Status::Executing => "executing",
-            Status::Executed => "executed",
-            Status::Responded => "responded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// Settled means a human or the system has answered: nothing more will
     /// change it except the execution claim and report on `approved`.
     pub fn is_settled(self) -> bool {
         self != Status::Pending
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -95,33 +72,12 @@ pub enum DecisionKind {
     Respond,
 }
 
-impl DecisionKind {
-    pub const ALL: [DecisionKind; 4] = [
-        DecisionKind::Approve,
-        DecisionKind::Reject,
-        DecisionKind::Edit,
-        DecisionKind::Respond,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DecisionKind::Approve => "approve",
-            DecisionKind::Reject => "reject",
-            DecisionKind::Edit => "edit",
-            DecisionKind::Respond => "respond",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<DecisionKind> {
-        DecisionKind::ALL.into_iter().find(|d| d.as_str() == s)
-    }
-}
-
-impl fmt::Display for DecisionKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::enum_names::names!(DecisionKind {
+    Approve => "approve",
+    Reject => "reject",
+    Edit => "edit",
+    Respond => "respond",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -130,21 +86,10 @@ pub enum ExecutionOutcome {
     Error,
 }
 
-impl ExecutionOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecutionOutcome::Success => "success",
-            ExecutionOutcome::Error => "error",
-        }
-    }
-    pub fn parse(s: &str) -> Option<ExecutionOutcome> {
-        match s {
-            "success" => Some(ExecutionOutcome::Success),
-            "error" => Some(ExecutionOutcome::Error),
-            _ => None,
-        }
-    }
-}
+crate::enum_names::names!(ExecutionOutcome {
+    Success => "success",
+    Error => "error",
+});
 
 /// Who acted, as written in the audit log and the API: `user:EMAIL`,
 /// `agent:NAME`, `policy:NAME` or `system`.

@@ -9,7 +9,6 @@ use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::fmt;
 
 pub const AGENT_KEY_PREFIX: &str = "pliuz_ak_";
 pub const USER_TOKEN_PREFIX: &str = "pliuz_ut_";
@@ -127,29 +126,11 @@ pub enum Role {
     Auditor,
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Approver => "approver",
-            Role::Admin => "admin",
-            Role::Auditor => "auditor",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "approver" => Some(Role::Approver),
-            "admin" => Some(Role::Admin),
-            "auditor" => Some(Role::Auditor),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::enum_names::names!(Role {
+    Approver => "approver",
+    Admin => "admin",
+    Auditor => "auditor",
+});
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

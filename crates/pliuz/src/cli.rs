@@ -4,7 +4,7 @@
 use crate::approval::Actor;
 use crate::auth::Role;
 use crate::config::{Overrides, Settings};
-use crate::service::directory::InitialPassword;
+use crate::service::directory::{group_change_text, InitialPassword};
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -455,25 +455,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 UsersCommand::AddGroup { email, group } => {
                     let changed = cp.change_group(&actor, &email, &group, true).await?;
-                    eprintln!(
-                        "{}",
-                        if changed {
-                            format!("Added {email} to {group}.")
-                        } else {
-                            format!("{email} was already in {group}.")
-                        }
-                    );
+                    eprintln!("{}", group_change_text(&email, &group, true, changed));
                 }
                 UsersCommand::RemoveGroup { email, group } => {
                     let changed = cp.change_group(&actor, &email, &group, false).await?;
-                    eprintln!(
-                        "{}",
-                        if changed {
-                            format!("Removed {email} from {group}.")
-                        } else {
-                            format!("{email} was not in {group}.")
-                        }
-                    );
+                    eprintln!("{}", group_change_text(&email, &group, false, changed));
                 }
                 UsersCommand::Disable { email } => {
                     cp.set_user_disabled(&actor, &email, true).await?;

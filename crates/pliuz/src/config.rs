@@ -808,42 +808,40 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
             }
         },
     };
-    let expires_in = match &raw.expires_in {
-        None => Duration::from_secs(24 * 3600),
-        Some(e) => match parse_duration(e.get_ref()) {
-            Ok(d) if d.as_millis() > 0 => d,
-            Ok(_) => {
-                errors.push(lines.err(
-                    e,
-                    format!("policy '{name}': expires_in must be longer than zero"),
-                ));
-                Duration::from_secs(1)
-            }
-            Err(m) => {
-                errors.push(lines.err(e, format!("policy '{name}': expires_in {m}")));
-                Duration::from_secs(1)
-            }
-        },
+    // A duration key: `default` when unset; one that does not parse or
+    // breaks its rule is reported and stands as 1s so checking goes on.
+    let mut duration = |value: &Option<Spanned<String>>,
+                        key: &str,
+                        default: Duration,
+                        rule: &str,
+                        allowed: fn(Duration) -> bool| {
+        let Some(e) = value else {
+            return default;
+        };
+        let message = match parse_duration(e.get_ref()) {
+            Ok(d) if allowed(d) => return d,
+            Ok(_) => format!("policy '{name}': {key} must {rule}"),
+            Err(m) => format!("policy '{name}': {key} {m}"),
+        };
+        errors.push(lines.err(e, message));
+        Duration::from_secs(1)
     };
-    let execute_within = match &raw.execute_within {
-        None => crate::policy::DEFAULT_EXECUTE_WITHIN,
-        Some(e) => match parse_duration(e.get_ref()) {
-            // Whole seconds and at most a year: the window is shown and
-            // audited in seconds, and "forever" is not a deadline.
-            Ok(d) if d.as_secs() >= 1 && d.as_secs() <= 366 * 24 * 3600 => d,
-            Ok(_) => {
-                errors.push(lines.err(
-                    e,
-                    format!("policy '{name}': execute_within must be between 1s and 366 days"),
-                ));
-                Duration::from_secs(1)
-            }
-            Err(m) => {
-                errors.push(lines.err(e, format!("policy '{name}': execute_within {m}")));
-                Duration::from_secs(1)
-            }
-        },
-    };
+    let expires_in = duration(
+        &raw.expires_in,
+        "expires_in",
+        Duration::from_secs(24 * 3600),
+        "be longer than zero",
+        |d| d.as_millis() > 0,
+    );
+    // Whole seconds and at most a year: the window is shown and audited in
+    // seconds, and "forever" is not a deadline.
+    let execute_within = duration(
+        &raw.execute_within,
+        "execute_within",
+        crate::policy::DEFAULT_EXECUTE_WITHIN,
+        "be between 1s and 366 days",
+        |d| d.as_secs() >= 1 && d.as_secs() <= 366 * 24 * 3600,
+    );
     let mut cond = |c: &Option<Spanned<String>>, field: &str| -> Option<Condition> {
         let c = c.as_ref()?;
         match Condition::compile(c.get_ref()) {
@@ -1206,6 +1204,11 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// Every mistake reading `text` reports (none when it parses).
+    fn errors_of(text: &str) -> Vec<PolicyError> {
+        parse_config_text(text).err().unwrap_or_default()
+    }
+
     #[test]
     fn every_mistake_is_reported_with_its_line() {
         let text = r##"
@@ -1217,7 +1220,7 @@ decisions = ["approve", "maybe"]
 expires_in = "soon"
 auto_approve = "args.amount_cents <="
 "##;
-        let errs = parse_config_text(text).err().unwrap_or_default();
+        let errs = errors_of(text);
         let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![Some(5), Some(6), Some(7), Some(8)], "{errs:?}");
     }
@@ -1267,10 +1270,7 @@ auto_approve = "args.amount_cents <="
 
     #[test]
     fn unknown_keys_and_syntax_errors_have_lines() {
-        let errs =
-            parse_config_text("[[policy]]\nname = \"a\"\napprovers = [\"group:x\"]\ncolour = 1\n")
-                .err()
-                .unwrap_or_default();
+        let errs = errors_of("[[policy]]\nname = \"a\"\napprovers = [\"group:x\"]\ncolour = 1\n");
         assert_eq!(errs[0].line, Some(4), "{errs:?}");
         assert!(errs[0].message.contains("colour"));
     }
@@ -1278,7 +1278,7 @@ auto_approve = "args.amount_cents <="
     #[test]
     fn every_unknown_key_and_mistyped_value_is_reported_with_the_checks_after() {
         let text = "colour = 1\n[[policy]]\nname = \"a\"\napprovers = [\"group:x\"]\ntimeout = \"1h\"\nrequired_approvals = \"two\"\nexpires_in = \"soon\"\n[inbox]\nsecure = true\n";
-        let errs = parse_config_text(text).err().unwrap_or_default();
+        let errs = errors_of(text);
         let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
         assert_eq!(
             lines,
@@ -1298,18 +1298,14 @@ auto_approve = "args.amount_cents <="
 
     #[test]
     fn a_syntax_error_is_reported_alone() {
-        let errs = parse_config_text("colour = 1\nname = \"a\n")
-            .err()
-            .unwrap_or_default();
+        let errs = errors_of("colour = 1\nname = \"a\n");
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].line, Some(2), "{errs:?}");
     }
 
     #[test]
     fn a_bad_shutdown_grace_is_reported_with_its_line() {
-        let errs = parse_config_text("\nshutdown_grace = \"soon\"\n")
-            .err()
-            .unwrap_or_default();
+        let errs = errors_of("\nshutdown_grace = \"soon\"\n");
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].line, Some(2));
         assert!(errs[0].message.contains("shutdown_grace"));
@@ -1358,7 +1354,7 @@ slack_channel = "#refunds"
             Some(Duration::from_secs(5400))
         );
         for bad in ["soon", "0s", "500ms", "400days"] {
-            let errs = parse_config_text(&file(bad)).err().unwrap_or_default();
+            let errs = errors_of(&file(bad));
             assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
             assert_eq!(errs[0].line, Some(4), "{errs:?}");
             assert!(errs[0].message.contains("execute_within"), "{errs:?}");

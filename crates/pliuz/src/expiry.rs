@@ -3,6 +3,8 @@
 //! restarts) and is woken early when a new request may be due sooner.
 
 use crate::service::ControlPlane;
+use std::fmt::Display;
+use std::future::Future;
 use std::time::Duration;
 
 /// Upper bound on a sleep, so deadlines set by other processes (the admin
@@ -10,42 +12,60 @@ use std::time::Duration;
 const MAX_SLEEP: Duration = Duration::from_secs(15);
 
 pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
+    let cp = &cp;
     loop {
         let now = crate::service::now_millis();
-        let mut failed = false;
-        match cp.due_expiries(now, 100).await {
-            Ok(ids) => {
-                for id in ids {
-                    if let Err(e) = cp.expire(&id).await {
-                        failed = true;
-                        tracing::warn!(approval = %id, error = %e, "could not expire approval");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not read due expiries"),
-        }
+        let approvals = cp.due_expiries(now, 100).await;
+        let approvals_ok = expire_each(
+            "approval",
+            approvals,
+            |id| async move { cp.expire(&id).await },
+        )
+        .await;
         // Questions expire the same way (no answer in time).
-        match cp.due_question_expiries(now, 100).await {
-            Ok(ids) => {
-                for id in ids {
-                    if let Err(e) = cp.expire_question(&id).await {
-                        failed = true;
-                        tracing::warn!(question = %id, error = %e, "could not expire question");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not read due question expiries"),
-        }
+        let questions = cp.due_question_expiries(now, 100).await;
+        let questions_ok = expire_each("question", questions, |id| async move {
+            cp.expire_question(&id).await
+        })
+        .await;
         let next = match (cp.next_expiry().await, cp.next_question_expiry().await) {
             (Ok(a), Ok(q)) => Ok(a.into_iter().chain(q).min()),
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
+        let failed = !(approvals_ok && questions_ok);
         tokio::select! {
             _ = tokio::time::sleep(sleep_until(next, failed)) => {}
             _ = cp.notifier.expiry.notified() => {}
             _ = shutdown.wait() => return,
         }
     }
+}
+
+/// Expires each overdue `what` (approval or question) that `due` lists;
+/// false when one could not be expired (the next pass comes sooner). A
+/// list that could not be read is only logged: the deadline read after it
+/// decides when to try again.
+async fn expire_each<E, F, Fut>(what: &str, due: Result<Vec<String>, E>, expire: F) -> bool
+where
+    E: Display,
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = crate::service::Result<bool>>,
+{
+    let ids = match due {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read due {what} expiries");
+            return true;
+        }
+    };
+    let mut all_expired = true;
+    for id in ids {
+        if let Err(e) = expire(id.clone()).await {
+            all_expired = false;
+            tracing::warn!(id = %id, error = %e, "could not expire {what}");
+        }
+    }
+    all_expired
 }
 
 /// How long a timer worker sleeps after a pass: until its next deadline,

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub(crate) mod diff;
 pub(crate) mod encryption;
+pub(crate) mod enum_names;
 pub(crate) mod expiry;
 pub(crate) mod file_modes;
 pub mod http;

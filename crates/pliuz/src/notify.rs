@@ -197,6 +197,16 @@ impl Notifier {
         self.mail.notify_one();
     }
 
+    /// A change to one of `agent`'s requests or questions committed: its
+    /// runs' waiters wake when a run changed with it (`runs_changed`), and
+    /// the delivery workers do, as it may have queued messages.
+    pub fn change_committed(&self, agent: &str, runs_changed: bool) {
+        if runs_changed {
+            self.runs_changed(Some(agent));
+        }
+        self.queued();
+    }
+
     /// Question `id` was answered or expired (committed in this process;
     /// waiters on other replicas re-read on their own schedule).
     pub fn question_changed(&self, id: &str) {

@@ -132,8 +132,12 @@ impl Channel for SlackChannel {
             "slack.dm" => dm(cp, slack, row).await,
             "slack.update" => update(cp, slack, row).await,
             "slack.thread" => thread(cp, slack, row).await,
-            "slack.question.post" => questions::post(cp, slack, row).await,
-            "slack.question.update" => questions::update(cp, slack, row).await,
+            "slack.question.post" => {
+                questions::deliver(cp, slack, row, questions::Delivery::Post).await
+            }
+            "slack.question.update" => {
+                questions::deliver(cp, slack, row, questions::Delivery::Update).await
+            }
             other => {
                 let error = format!("unknown notification kind '{other}'");
                 delivery::give_up::<Self>(cp, row, &error).await;

@@ -30,6 +30,13 @@ pub fn write_new(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The directory `path` is in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Syncs a directory, so that a file created or renamed in it survives a
 /// crash (best effort: not every platform can open a directory).
 pub fn sync_dir(dir: &Path) {
@@ -65,10 +72,7 @@ pub fn read_secret(path: &Path, what: &str) -> anyhow::Result<String> {
 /// alone and `Ok(false)` is returned; the hard link that publishes it fails
 /// if the file exists, so two processes starting at once agree on one file.
 pub fn publish(path: &Path, contents: &[u8], replace: bool) -> anyhow::Result<bool> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     let tmp = dir.join(format!(

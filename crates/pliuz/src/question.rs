@@ -4,7 +4,6 @@
 
 use crate::approval::Actor;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// Limits on a question, documented in docs/limits.md.
 pub const MAX_TEXT_CHARS: usize = 4000;
@@ -23,30 +22,11 @@ pub enum QuestionStatus {
     Expired,
 }
 
-impl QuestionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QuestionStatus::Pending => "pending",
-            QuestionStatus::Answered => "answered",
-            QuestionStatus::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<QuestionStatus> {
-        match s {
-            "pending" => Some(QuestionStatus::Pending),
-            "answered" => Some(QuestionStatus::Answered),
-            "expired" => Some(QuestionStatus::Expired),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for QuestionStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::enum_names::names!(QuestionStatus {
+    Pending => "pending",
+    Answered => "answered",
+    Expired => "expired",
+});
 
 /// One option the person may pick: `value` is what the agent gets back,
 /// `label` what the person reads.

@@ -27,37 +27,17 @@ pub enum RunStatus {
     Failed,
 }
 
+crate::enum_names::names!(RunStatus {
+    Waiting => "waiting",
+    Ready => "ready",
+    Running => "running",
+    Completed => "completed",
+    Failed => "failed",
+});
+
 impl RunStatus {
-    pub const ALL: [RunStatus; 5] = [
-        RunStatus::Waiting,
-        RunStatus::Ready,
-        RunStatus::Running,
-        RunStatus::Completed,
-        RunStatus::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Waiting => "waiting",
-            RunStatus::Ready => "ready",
-            RunStatus::Running => "running",
-            RunStatus::Completed => "completed",
-            RunStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<RunStatus> {
-        RunStatus::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     pub fn is_finished(self) -> bool {
         matches!(self, RunStatus::Completed | RunStatus::Failed)
-    }
-}
-
-impl std::fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -55,6 +55,7 @@ const LAYERS: &[&str] = &[
     "private_file",
     "originator",
     "text",
+    "enum_names",
 ];
 
 fn src_dir() -> PathBuf {

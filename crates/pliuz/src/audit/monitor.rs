@@ -15,8 +15,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use pliuz_audit::{Checkpoint, Verifier};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -154,40 +153,16 @@ impl Monitor {
 
     /// Written atomically: a crash leaves the old state or the new one.
     fn save_state(&self, state: &State) -> Result<(), MonitorError> {
-        let io = |e: std::io::Error| {
-            unavailable(format!(
-                "cannot write the state file {}: {e}",
-                self.state_file.display()
-            ))
-        };
-        let dir = self
-            .state_file
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            self.state_file
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("monitor-state"),
-            std::process::id()
-        ));
         let text = serde_json::to_string_pretty(state)
             .map_err(|e| unavailable(format!("cannot encode the state: {e}")))?;
-        {
-            let mut f = private_file::options()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .map_err(io)?;
-            f.write_all(format!("{text}\n").as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &self.state_file).map_err(io)?;
-        private_file::sync_dir(dir);
+        private_file::publish(&self.state_file, format!("{text}\n").as_bytes(), true).map_err(
+            |e| {
+                unavailable(format!(
+                    "cannot write the state file {}: {e}",
+                    self.state_file.display()
+                ))
+            },
+        )?;
         Ok(())
     }
 
@@ -257,36 +232,32 @@ impl Monitor {
                 self.state_file.display()
             ))
         })?;
-        let evidence = || {
-            format!(
-                "--- remembered checkpoint (verified {}) ---\n{}--- checkpoint served now ---\n{note}",
+        // A finding of tampering, with both checkpoints as its evidence.
+        let integrity = |finding: String| {
+            MonitorError::Integrity(format!(
+                "{finding}\n--- remembered checkpoint (verified {}) ---\n{}--- checkpoint served now ---\n{note}",
                 old.checked_at, old.checkpoint
-            )
+            ))
         };
         if new.origin != old_cp.origin {
-            return Err(MonitorError::Integrity(format!(
-                "FORK: the server now serves log {:?}, but the state follows log {:?}\n{}",
-                new.origin,
-                old_cp.origin,
-                evidence()
+            return Err(integrity(format!(
+                "FORK: the server now serves log {:?}, but the state follows log {:?}",
+                new.origin, old_cp.origin
             )));
         }
         if new.size < old_cp.size {
-            return Err(MonitorError::Integrity(format!(
-                "ROLLBACK: log {} was seen with {} entries, but now serves a checkpoint for only {}: entries were removed\n{}",
+            return Err(integrity(format!(
+                "ROLLBACK: log {} was seen with {} entries, but now serves a checkpoint for only {}: entries were removed",
                 new.origin,
                 old_cp.size,
-                new.size,
-                evidence()
+                new.size
             )));
         }
         if new.size == old_cp.size {
             if new.root != old_cp.root {
-                return Err(MonitorError::Integrity(format!(
-                    "FORK: two different signed roots for {} entries of log {}\n{}",
-                    new.size,
-                    new.origin,
-                    evidence()
+                return Err(integrity(format!(
+                    "FORK: two different signed roots for {} entries of log {}",
+                    new.size, new.origin
                 )));
             }
             return Ok(Round::Unchanged { size: new.size });
@@ -309,22 +280,19 @@ impl Monitor {
                 .collect()
         });
         let Some(proof) = proof else {
-            return Err(MonitorError::Integrity(format!(
-                "FORK: the server answered no well-formed consistency proof from {} to {} entries\n{}",
-                old_cp.size,
-                new.size,
-                evidence()
+            return Err(integrity(format!(
+                "FORK: the server answered no well-formed consistency proof from {} to {} entries",
+                old_cp.size, new.size
             )));
         };
         // Verified against the two *signed* roots, not the roots in the answer.
         if let Err(e) =
             pliuz_audit::verify_consistency(old_cp.size, new.size, &proof, &old_cp.root, &new.root)
         {
-            return Err(MonitorError::Integrity(format!(
-                "FORK: the checkpoint for {} entries does not extend the one for {} seen before ({e}): signed entries were rewritten\n{}",
+            return Err(integrity(format!(
+                "FORK: the checkpoint for {} entries does not extend the one for {} seen before ({e}): signed entries were rewritten",
                 new.size,
-                old_cp.size,
-                evidence()
+                old_cp.size
             )));
         }
         self.save_state(&advance(keys))?;

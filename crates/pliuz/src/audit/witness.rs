@@ -133,11 +133,7 @@ impl Witness {
                 self.shown()
             ))
         };
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = private_file::parent_dir(&self.path);
         std::fs::create_dir_all(dir).map_err(io)?;
         let existed = self.path.exists();
         let mut f = private_file::options()

@@ -70,6 +70,20 @@ fn delay(
     }
 }
 
+/// A mistake in a list key, reported at its first entry (or at the
+/// policy's name when the list is empty).
+fn err_at_first(
+    list: &[Spanned<String>],
+    name_key: &Spanned<String>,
+    lines: &Lines<'_>,
+    message: String,
+) -> PolicyError {
+    match list.first() {
+        Some(first) => lines.err(first, message),
+        None => lines.err(name_key, message),
+    }
+}
+
 pub(super) fn read(
     raw: &FilePolicy,
     name: &str,
@@ -96,16 +110,12 @@ pub(super) fn read(
         ))),
         (None, true) => Some(EmailTo::Approvers),
         (Some(list), false) => {
-            let at = list.first().map_or_else(
-                || lines.err(&raw.name, String::new()),
-                |e| lines.err(e, String::new()),
-            );
-            errors.push(PolicyError {
-                message: format!(
-                    "policy '{name}': email_to is set but email is not true; add email = true"
-                ),
-                ..at
-            });
+            errors.push(err_at_first(
+                list,
+                &raw.name,
+                lines,
+                format!("policy '{name}': email_to is set but email is not true; add email = true"),
+            ));
             None
         }
         (None, false) => None,
@@ -135,16 +145,14 @@ pub(super) fn read(
             None
         }
         (None, Some(to)) => {
-            let at = to.first().map_or_else(
-                || lines.err(&raw.name, String::new()),
-                |e| lines.err(e, String::new()),
-            );
-            errors.push(PolicyError {
-                message: format!(
+            errors.push(err_at_first(
+                to,
+                &raw.name,
+                lines,
+                format!(
                     "policy '{name}': escalate_to needs escalate_after = \"1h\" (when to escalate)"
                 ),
-                ..at
-            });
+            ));
             None
         }
     };
@@ -200,26 +208,28 @@ mod tests {
                 && e[0].contains("remind_after (2h) must be shorter than expires_in"),
             "{e:?}"
         );
-        let e = errors("escalate_after = \"1h\"\nescalate_to = [\"group:leads\"]");
-        assert!(
-            e[0].contains("escalate_after (1h) must be shorter"),
-            "{e:?}"
-        );
-        let e = errors("escalate_after = \"10m\"");
-        assert!(e[0].contains("needs escalate_to"), "{e:?}");
-        let e = errors("escalate_to = [\"group:leads\"]");
-        assert!(e[0].contains("needs escalate_after"), "{e:?}");
-        let e = errors("escalate_after = \"10m\"\nescalate_to = [\"leads\"]");
-        assert!(e[0].contains("escalate_to: approver 'leads'"), "{e:?}");
-        let e = errors("remind_after = \"soon\"");
-        assert!(
-            e[0].contains("remind_after 'soon' is not a duration"),
-            "{e:?}"
-        );
-        let e = errors("email_to = [\"a@b.c\"]");
-        assert!(e[0].contains("add email = true"), "{e:?}");
-        let e = errors("email = true\nemail_to = []");
-        assert!(e[0].contains("email_to is empty"), "{e:?}");
+        let cases = [
+            (
+                "escalate_after = \"1h\"\nescalate_to = [\"group:leads\"]",
+                "escalate_after (1h) must be shorter",
+            ),
+            ("escalate_after = \"10m\"", "needs escalate_to"),
+            ("escalate_to = [\"group:leads\"]", "needs escalate_after"),
+            (
+                "escalate_after = \"10m\"\nescalate_to = [\"leads\"]",
+                "escalate_to: approver 'leads'",
+            ),
+            (
+                "remind_after = \"soon\"",
+                "remind_after 'soon' is not a duration",
+            ),
+            ("email_to = [\"a@b.c\"]", "add email = true"),
+            ("email = true\nemail_to = []", "email_to is empty"),
+        ];
+        for (keys, first_error) in cases {
+            let e = errors(keys);
+            assert!(e[0].contains(first_error), "{keys}: {e:?}");
+        }
     }
 
     #[test]

@@ -7,11 +7,12 @@ use super::session::{CsrfForm, Session, Viewer};
 use crate::auth::Role;
 use crate::http::error::Problem;
 use crate::http::AppState;
-use crate::service::directory::InitialPassword;
-use axum::extract::State;
+use crate::service::directory::{group_change_text, InitialPassword};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use base64::Engine;
 use maud::{html, Markup};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 fn require_admin(s: &Session) -> WebResult<()> {
@@ -207,43 +208,58 @@ pub async fn index(State(state): State<AppState>, Viewer(s): Viewer) -> WebResul
     admin_page(&state, &s, Outcome::None, StatusCode::OK).await
 }
 
-fn after<T>(
+/// Extractor for the admin forms: a [`CsrfForm`] posted by an admin.
+pub struct AdminForm<T>(Session, T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AdminForm<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, WebError> {
+        let CsrfForm(s, form) = CsrfForm::from_request(req, state).await?;
+        require_admin(&s)?;
+        Ok(AdminForm(s, form))
+    }
+}
+
+/// The admin page after an action: `ok` says what it did, or the error why
+/// not (with its status).
+async fn after<T>(
+    state: &AppState,
+    s: &Session,
     r: Result<T, crate::service::ServiceError>,
     ok: impl FnOnce(T) -> Outcome,
-) -> (Outcome, StatusCode) {
-    match r {
+) -> WebResult {
+    let (outcome, status) = match r {
         Ok(v) => (ok(v), StatusCode::OK),
         Err(e) => {
             let p = Problem::from(e);
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
             (Outcome::Error(p.detail), status)
         }
-    }
+    };
+    admin_page(state, s, outcome, status).await
 }
 
-#[derive(Deserialize)]
+/// The admin page refusing a form as it was filled in.
+async fn refused(state: &AppState, s: &Session, why: &str) -> WebResult {
+    let outcome = Outcome::Error(why.into());
+    admin_page(state, s, outcome, StatusCode::UNPROCESSABLE_ENTITY).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct CreateUser {
-    #[serde(default)]
     email: String,
-    #[serde(default)]
     role: String,
-    #[serde(default)]
     groups: String,
 }
 
 pub async fn create_user(
     State(state): State<AppState>,
-    CsrfForm(s, f): CsrfForm<CreateUser>,
+    AdminForm(s, f): AdminForm<CreateUser>,
 ) -> WebResult {
-    require_admin(&s)?;
     let Some(role) = Role::parse(&f.role) else {
-        return admin_page(
-            &state,
-            &s,
-            Outcome::Error("Choose a role: approver, auditor or admin.".into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        return refused(&state, &s, "Choose a role: approver, auditor or admin.").await;
     };
     let groups: Vec<String> = f
         .groups
@@ -268,76 +284,60 @@ pub async fn create_user(
         .public_url
         .trim_end_matches('/')
         .to_owned();
-    let (outcome, status) = after(r, |c| {
+    after(&state, &s, r, |c| {
         Outcome::Secret {
         what: format!("Created {} ({})", c.user.email, c.user.role.as_str()),
         value: format!("{base}/setup/{}", c.setup_token.unwrap_or_default()),
         help: "Send this one-time link to them; it lets them choose a password and expires in 72 hours.".into(),
     }
-    });
-    admin_page(&state, &s, outcome, status).await
+    })
+    .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct GroupForm {
-    #[serde(default)]
     email: String,
-    #[serde(default)]
     group: String,
-    #[serde(default)]
     action: String,
 }
 
 pub async fn change_group(
     State(state): State<AppState>,
-    CsrfForm(s, f): CsrfForm<GroupForm>,
+    AdminForm(s, f): AdminForm<GroupForm>,
 ) -> WebResult {
-    require_admin(&s)?;
     let add = f.action != "remove";
     let group = f.group.trim().to_owned();
     let r = state
         .cp
         .change_group(&s.actor(), &f.email, &group, add)
         .await;
-    let (outcome, status) = after(r, |changed| {
-        Outcome::Notice(match (add, changed) {
-            (true, true) => format!("Added {} to {group}.", f.email),
-            (true, false) => format!("{} was already in {group}.", f.email),
-            (false, true) => format!("Removed {} from {group}.", f.email),
-            (false, false) => format!("{} was not in {group}.", f.email),
-        })
-    });
-    admin_page(&state, &s, outcome, status).await
+    after(&state, &s, r, |changed| {
+        Outcome::Notice(group_change_text(&f.email, &group, add, changed))
+    })
+    .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct DisableForm {
-    #[serde(default)]
     email: String,
-    #[serde(default)]
     disabled: String,
 }
 
 pub async fn set_disabled(
     State(state): State<AppState>,
-    CsrfForm(s, f): CsrfForm<DisableForm>,
+    AdminForm(s, f): AdminForm<DisableForm>,
 ) -> WebResult {
-    require_admin(&s)?;
     let disabled = f.disabled != "false";
     if disabled && f.email.trim().eq_ignore_ascii_case(&s.user.email) {
-        return admin_page(
-            &state,
-            &s,
-            Outcome::Error("You cannot disable yourself.".into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        return refused(&state, &s, "You cannot disable yourself.").await;
     }
     let r = state
         .cp
         .set_user_disabled(&s.actor(), &f.email, disabled)
         .await;
-    let (outcome, status) = after(r, |()| {
+    after(&state, &s, r, |()| {
         Outcome::Notice(if disabled {
             format!(
                 "Disabled {}: they can no longer log in or use their tokens.",
@@ -346,46 +346,44 @@ pub async fn set_disabled(
         } else {
             format!("Enabled {}.", f.email)
         })
-    });
-    admin_page(&state, &s, outcome, status).await
+    })
+    .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct AgentForm {
-    #[serde(default)]
     name: String,
 }
 
 pub async fn create_agent(
     State(state): State<AppState>,
-    CsrfForm(s, f): CsrfForm<AgentForm>,
+    AdminForm(s, f): AdminForm<AgentForm>,
 ) -> WebResult {
-    require_admin(&s)?;
     let name = f.name.trim().to_owned();
     let r = state.cp.create_agent(&s.actor(), &name).await;
-    let (outcome, status) = after(r, |key| {
+    after(&state, &s, r, |key| {
         Outcome::Secret {
         what: format!("Created agent {name}"),
         value: key,
         help: "Give this key to the agent (PLIUZ_API_KEY). Pliuz keeps only its hash, so it cannot be shown again.".into(),
     }
-    });
-    admin_page(&state, &s, outcome, status).await
+    })
+    .await
 }
 
 pub async fn revoke_agent(
     State(state): State<AppState>,
-    CsrfForm(s, f): CsrfForm<AgentForm>,
+    AdminForm(s, f): AdminForm<AgentForm>,
 ) -> WebResult {
-    require_admin(&s)?;
     let name = f.name.trim().to_owned();
     let r = state.cp.revoke_agent(&s.actor(), &name).await;
-    let (outcome, status) = after(r, |()| {
+    after(&state, &s, r, |()| {
         Outcome::Notice(format!(
             "Revoked the key of {name}. Its requests now get 401."
         ))
-    });
-    admin_page(&state, &s, outcome, status).await
+    })
+    .await
 }
 
 async fn audit_view(state: &AppState, s: &Session, verify: Option<Markup>) -> WebResult {

@@ -3,7 +3,7 @@
 //! like the API, so authorization, audit entries and notifications are the
 //! same.
 
-use super::pages::{layout, page, pretty, see_other, Nav, WebError, WebResult};
+use super::pages::{layout, page, pretty, refusal_on_form, see_other, Nav, WebResult};
 use super::queue::*;
 use super::request_page::*;
 use super::session::{CsrfForm, Session};
@@ -39,9 +39,6 @@ pub(super) async fn decide(
         }
         Err(e) => {
             let p = Problem::from(e);
-            if p.status == 404 {
-                return Err(p.into());
-            }
             if p.code == "args_changed" {
                 // Show the arguments as they are now, with their digest.
                 return render(
@@ -58,10 +55,7 @@ pub(super) async fn decide(
                 )
                 .await;
             }
-            let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
-            let WebError::Page { message, .. } = WebError::from(p) else {
-                return Err(WebError::forbidden("not allowed"));
-            };
+            let (status, message) = refusal_on_form(p)?;
             render(
                 state,
                 s,

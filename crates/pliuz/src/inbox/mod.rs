@@ -35,7 +35,7 @@ mod session;
 use crate::http::AppState;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
 pub fn router() -> Router<AppState> {
@@ -70,12 +70,12 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/disabled", post(admin::set_disabled))
         .route("/admin/agents", post(admin::create_agent))
         .route("/admin/agents/revoke", post(admin::revoke_agent))
-        .route("/static/inbox.css", get(css))
-        .route("/static/inbox.js", get(js))
-        .route("/static/keys.js", get(keys_js))
-        .route("/static/favicon.svg", get(favicon))
+        .route("/static/inbox.css", asset(CSS_TYPE, RELEASE_CACHE, CSS))
+        .route("/static/inbox.js", asset(JS_TYPE, RELEASE_CACHE, JS))
+        .route("/static/keys.js", asset(JS_TYPE, RELEASE_CACHE, KEYS_JS))
+        .route("/static/favicon.svg", asset(SVG_TYPE, ICON_CACHE, FAVICON))
         // Browsers ask for /favicon.ico on their own; an SVG is fine for them.
-        .route("/favicon.ico", get(favicon))
+        .route("/favicon.ico", asset(SVG_TYPE, ICON_CACHE, FAVICON))
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -111,49 +111,25 @@ async fn security_headers(mut res: Response) -> Response {
 const CSS: &str = include_str!("static/inbox.css");
 const JS: &str = include_str!("static/inbox.js");
 const KEYS_JS: &str = include_str!("static/keys.js");
-
-async fn keys_js() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        KEYS_JS,
-    )
-        .into_response()
-}
-
 const FAVICON: &str = include_str!("static/favicon.svg");
 
-async fn favicon() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        FAVICON,
-    )
-        .into_response()
-}
+const CSS_TYPE: &str = "text/css; charset=utf-8";
+const JS_TYPE: &str = "text/javascript; charset=utf-8";
+const SVG_TYPE: &str = "image/svg+xml";
+/// The script and stylesheet change with a release: kept briefly.
+const RELEASE_CACHE: &str = "public, max-age=300";
+const ICON_CACHE: &str = "public, max-age=86400";
 
-async fn css() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        CSS,
-    )
-        .into_response()
-}
-
-async fn js() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        JS,
-    )
-        .into_response()
+/// `GET` of a static file embedded in the binary, with its type and how
+/// long browsers may keep it.
+fn asset(
+    content_type: &'static str,
+    cache_control: &'static str,
+    body: &'static str,
+) -> MethodRouter<AppState> {
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CACHE_CONTROL, cache_control),
+    ];
+    get(move || async move { (headers, body).into_response() })
 }

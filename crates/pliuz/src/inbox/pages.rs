@@ -162,6 +162,19 @@ impl From<Problem> for WebError {
     }
 }
 
+/// A refused change, to show on the form that asked for it: its status and
+/// message. A 404 is no form's to show: it is an error page of its own.
+pub(super) fn refusal_on_form(p: Problem) -> Result<(StatusCode, String), WebError> {
+    if p.status == 404 {
+        return Err(p.into());
+    }
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
+    match WebError::from(p) {
+        WebError::Page { message, .. } => Ok((status, message)),
+        WebError::Redirect(_) => Err(WebError::forbidden("not allowed")),
+    }
+}
+
 impl From<ServiceError> for WebError {
     fn from(e: ServiceError) -> Self {
         Problem::from(e).into()

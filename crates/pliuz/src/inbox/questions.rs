@@ -3,7 +3,8 @@
 //! exactly like the API).
 
 use super::pages::{
-    expires_text, fmt_time, layout, page, see_other, time_el, Nav, WebError, WebResult,
+    expires_text, fmt_time, layout, page, refusal_on_form, see_other, time_el, Nav, WebError,
+    WebResult,
 };
 use super::session::{CsrfForm, Session, Viewer};
 use crate::http::error::Problem;
@@ -185,14 +186,7 @@ pub async fn answer(
     {
         Ok(_) => Ok(see_other(&format!("/questions/{id}?done=answered"))),
         Err(e) => {
-            let p = Problem::from(e);
-            if p.status == 404 {
-                return Err(p.into());
-            }
-            let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
-            let WebError::Page { message, .. } = WebError::from(p) else {
-                return Err(WebError::forbidden("not allowed"));
-            };
+            let (status, message) = refusal_on_form(Problem::from(e))?;
             render(&state, &s, &id, status, Some(message), None).await
         }
     }

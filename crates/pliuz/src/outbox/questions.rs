@@ -45,61 +45,60 @@ async fn record(
     Ok(())
 }
 
-pub(super) async fn post(
-    cp: &ControlPlane,
-    slack: &Slack,
-    row: &OutboxMessage,
-) -> Result<(), Failure> {
-    let Some(q) = load(cp, row).await? else {
-        return Ok(());
-    };
-    let Some(target) = post_target(cp, row).await? else {
-        return Ok(());
-    };
-    let body = question_blocks::message(&q, &cp.settings.public_url, crate::service::now_millis());
-    let (channel, ts) = post_blocks(slack, body, target).await?;
-    tracing::info!(question = %q.id, %channel, %ts, "posted the question to Slack");
-    record(
-        cp,
-        row,
-        Some(Posted {
-            target,
-            approval_id: &q.id,
-            channel: &channel,
-            ts: &ts,
-        }),
-        SlackDelivery::QuestionPosted {
-            question_id: q.id.clone(),
-            target: target.to_owned(),
-            channel: channel.clone(),
-            ts: ts.clone(),
-        },
-    )
-    .await
+/// What a question's row asks for.
+pub(super) enum Delivery {
+    /// `slack.question.post`: the question to the policy's channel.
+    Post,
+    /// `slack.question.update`: its posted messages edited once answered
+    /// or expired.
+    Update,
 }
 
-pub(super) async fn update(
+/// Delivers a question's row: the message as the question stands now,
+/// posted or edited in place.
+pub(super) async fn deliver(
     cp: &ControlPlane,
     slack: &Slack,
     row: &OutboxMessage,
+    delivery: Delivery,
 ) -> Result<(), Failure> {
     let Some(q) = load(cp, row).await? else {
         return Ok(());
     };
-    let Some(messages) = posted_messages(cp, row, &q.id, "question").await? else {
-        return Ok(());
-    };
     let body = question_blocks::message(&q, &cp.settings.public_url, crate::service::now_millis());
-    let updated = update_messages(slack, &body, &messages).await?;
-    record(
-        cp,
-        row,
-        None,
-        SlackDelivery::QuestionUpdated {
-            question_id: q.id.clone(),
-            status: q.status,
-            messages: updated,
-        },
-    )
-    .await
+    let (posted, message) = match delivery {
+        Delivery::Post => {
+            let Some(target) = post_target(cp, row).await? else {
+                return Ok(());
+            };
+            let (channel, ts) = post_blocks(slack, body, target).await?;
+            tracing::info!(question = %q.id, %channel, %ts, "posted the question to Slack");
+            let message = SlackDelivery::QuestionPosted {
+                question_id: q.id.clone(),
+                target: target.to_owned(),
+                channel: channel.clone(),
+                ts: ts.clone(),
+            };
+            (Some((target, channel, ts)), message)
+        }
+        Delivery::Update => {
+            let Some(messages) = posted_messages(cp, row, &q.id, "question").await? else {
+                return Ok(());
+            };
+            let updated = update_messages(slack, &body, &messages).await?;
+            let message = SlackDelivery::QuestionUpdated {
+                question_id: q.id.clone(),
+                status: q.status,
+                messages: updated,
+            };
+            (None, message)
+        }
+    };
+    let posted = posted.as_ref().map(|(target, channel, ts)| Posted {
+        target,
+        approval_id: &q.id,
+        channel,
+        ts,
+    });
+    record(cp, row, posted, message).await
 }

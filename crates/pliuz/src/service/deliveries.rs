@@ -8,7 +8,7 @@ use crate::approval::Actor;
 use crate::audit_event::AuditEvent;
 use crate::metrics::{Channel, DeliveryOutcome};
 use crate::store::slack as sstore;
-use crate::store::StoreError;
+use crate::store::{StoreError, WriteTx};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -61,11 +61,8 @@ impl ControlPlane {
             attempts,
             error: error.to_owned(),
         };
-        tx.audit(Actor::System, approval_id.as_deref(), event)
-            .await?;
-        tx.commit().await?;
-        self.metrics.delivery(channel, DeliveryOutcome::GivenUp);
-        Ok(())
+        self.commit_delivery(tx, approval_id, event, (channel, DeliveryOutcome::GivenUp))
+            .await
     }
 
     /// Records a sent Slack message (where it went, optionally closing the
@@ -85,12 +82,8 @@ impl ControlPlane {
         if close_row {
             sstore::mark_delivered_tx(&mut tx, id).await?;
         }
-        tx.audit(Actor::System, approval_id.as_deref(), event)
-            .await?;
-        tx.commit().await?;
-        self.metrics
-            .delivery(Channel::Slack, DeliveryOutcome::Delivered);
-        Ok(())
+        let counted = (Channel::Slack, DeliveryOutcome::Delivered);
+        self.commit_delivery(tx, approval_id, event, counted).await
     }
 
     /// A webhook the receiver accepted, with its `webhook.delivered` entry.
@@ -102,12 +95,8 @@ impl ControlPlane {
     ) -> Result<()> {
         let mut tx = self.store.begin_write().await?;
         tx.webhook_delivered(id).await?;
-        tx.audit(Actor::System, approval_id.as_deref(), event)
-            .await?;
-        tx.commit().await?;
-        self.metrics
-            .delivery(Channel::Webhook, DeliveryOutcome::Delivered);
-        Ok(())
+        let counted = (Channel::Webhook, DeliveryOutcome::Delivered);
+        self.commit_delivery(tx, approval_id, event, counted).await
     }
 
     /// Gives up on a webhook, with its `webhook.failed` entry.
@@ -120,11 +109,23 @@ impl ControlPlane {
     ) -> Result<()> {
         let mut tx = self.store.begin_write().await?;
         tx.webhook_given_up(id, error).await?;
+        let counted = (Channel::Webhook, DeliveryOutcome::GivenUp);
+        self.commit_delivery(tx, approval_id, event, counted).await
+    }
+
+    /// Commits what a delivery attempt changed with its audit entry (the
+    /// system's), then counts its outcome on `channel`.
+    async fn commit_delivery(
+        &self,
+        mut tx: WriteTx,
+        approval_id: Option<String>,
+        event: AuditEvent,
+        (channel, outcome): (Channel, DeliveryOutcome),
+    ) -> Result<()> {
         tx.audit(Actor::System, approval_id.as_deref(), event)
             .await?;
         tx.commit().await?;
-        self.metrics
-            .delivery(Channel::Webhook, DeliveryOutcome::GivenUp);
+        self.metrics.delivery(channel, outcome);
         Ok(())
     }
 }

@@ -1,11 +1,11 @@
 //! Who is who: users, groups, personal tokens and agent keys. Every change is
 //! audited; secrets are returned once to the caller and stored as hashes.
 
-use super::{ControlPlane, FieldError, Result, ServiceError};
+use super::{ControlPlane, Result, ServiceError};
 use crate::approval::Actor;
-use crate::audit_event::AuditEvent;
+use crate::audit_event::{AuditEvent, SsoGroups};
 use crate::auth::{self, Role, User};
-use crate::store::{AgentRecord, UserTokenRecord};
+use crate::store::{AgentRecord, UserTokenRecord, WriteTx};
 
 /// How long a one-time setup link stays valid.
 pub const SETUP_LINK_TTL_MS: i64 = 72 * 3600 * 1000;
@@ -22,6 +22,61 @@ pub enum InitialPassword {
 pub struct IssuedToken {
     pub id: String,
     pub token: String,
+}
+
+/// Commits an account change with its audit entry (it concerns no
+/// request).
+async fn commit_audited(mut tx: WriteTx, actor: &Actor, event: AuditEvent) -> Result<()> {
+    tx.audit(actor, None, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Adds `user` to `group` (`add`) or removes them, with its audit entry;
+/// `sso` names the IdP groups when single sign-on made the change.
+/// Whether the membership changed.
+pub(super) async fn change_membership(
+    tx: &mut WriteTx,
+    actor: impl std::fmt::Display,
+    user: &User,
+    group: &str,
+    add: bool,
+    sso: Option<SsoGroups>,
+) -> Result<bool> {
+    let changed = if add {
+        tx.add_group(&user.id, group).await?
+    } else {
+        tx.remove_group(&user.id, group).await?
+    };
+    let (email, group) = (user.email.clone(), group.to_owned());
+    let event = if add {
+        AuditEvent::UserGroupAdded {
+            email,
+            group,
+            changed,
+            sso,
+        }
+    } else {
+        AuditEvent::UserGroupRemoved {
+            email,
+            group,
+            changed,
+            sso,
+        }
+    };
+    tx.audit(actor, None, event).await?;
+    Ok(changed)
+}
+
+/// What [`ControlPlane::change_group`] did, in the words the CLI and the
+/// inbox both use.
+pub fn group_change_text(email: &str, group: &str, add: bool, changed: bool) -> String {
+    match (add, changed) {
+        (true, true) => format!("Added {email} to {group}."),
+        (true, false) => format!("{email} was already in {group}."),
+        (false, true) => format!("Removed {email} from {group}."),
+        (false, false) => format!("{email} was not in {group}."),
+    }
 }
 
 /// Refuses an admin's change that would lock themselves out: disabling or
@@ -48,10 +103,10 @@ fn valid_name(field: &str, name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
-        return Err(ServiceError::Validation(vec![FieldError::new(
+        return Err(ServiceError::invalid(
             field,
             format!("'{name}' must be 1-100 letters, digits, '-', '_' or '.'"),
-        )]));
+        ));
     }
     Ok(())
 }
@@ -65,8 +120,7 @@ impl ControlPlane {
         groups: &[String],
         password: InitialPassword,
     ) -> Result<CreatedUser> {
-        let email = auth::normalize_email(email)
-            .map_err(|m| ServiceError::Validation(vec![FieldError::new("email", m)]))?;
+        let email = auth::normalize_email(email).map_err(|m| ServiceError::invalid("email", m))?;
         for g in groups {
             valid_name("group", g)?;
         }
@@ -80,7 +134,7 @@ impl ControlPlane {
         let (password_hash, setup_token) = match password {
             InitialPassword::Given(p) => {
                 auth::check_password_strength(&p)
-                    .map_err(|m| ServiceError::Validation(vec![FieldError::new("password", m)]))?;
+                    .map_err(|m| ServiceError::invalid("password", m))?;
                 (Some(bounded_hash(p).await?), None)
             }
             InitialPassword::SetupLink => (None, Some(auth::new_secret(auth::SETUP_TOKEN_PREFIX))),
@@ -110,8 +164,7 @@ impl ControlPlane {
             groups: groups.clone(),
             sso: None,
         };
-        tx.audit(actor, None, created).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, created).await?;
         Ok(CreatedUser { user, setup_token })
     }
 
@@ -121,8 +174,7 @@ impl ControlPlane {
     }
 
     async fn user_or_not_found(&self, email: &str) -> Result<User> {
-        let email = auth::normalize_email(email)
-            .map_err(|m| ServiceError::Validation(vec![FieldError::new("email", m)]))?;
+        let email = auth::normalize_email(email).map_err(|m| ServiceError::invalid("email", m))?;
         self.store
             .user_by_email(&email)
             .await?
@@ -139,10 +191,10 @@ impl ControlPlane {
     ) -> Result<IssuedToken> {
         if let Some(l) = label {
             if l.chars().count() > 200 {
-                return Err(ServiceError::Validation(vec![FieldError::new(
+                return Err(ServiceError::invalid(
                     "label",
                     "must be at most 200 characters",
-                )]));
+                ));
             }
             if let Some(e) = super::unstorable("label", l) {
                 return Err(ServiceError::Validation(vec![e]));
@@ -165,8 +217,7 @@ impl ControlPlane {
             token_id: id.clone(),
             label: label.map(str::to_owned),
         };
-        tx.audit(actor, None, issued).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, issued).await?;
         Ok(IssuedToken { id, token })
     }
 
@@ -198,8 +249,7 @@ impl ControlPlane {
             email: user.email.clone(),
             token_id: token_id.to_owned(),
         };
-        tx.audit(actor, None, revoked).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, revoked).await?;
         Ok(())
     }
 
@@ -225,24 +275,10 @@ impl ControlPlane {
         }
         let mut tx = self.store.begin_write().await?;
         for g in removed {
-            tx.remove_group(&user.id, g).await?;
-            let removed = AuditEvent::UserGroupRemoved {
-                email: user.email.clone(),
-                group: g.clone(),
-                changed: true,
-                sso: None,
-            };
-            tx.audit(actor, None, removed).await?;
+            change_membership(&mut tx, actor, &user, g, false, None).await?;
         }
         for g in added {
-            tx.add_group(&user.id, g).await?;
-            let added = AuditEvent::UserGroupAdded {
-                email: user.email.clone(),
-                group: g.clone(),
-                changed: true,
-                sso: None,
-            };
-            tx.audit(actor, None, added).await?;
+            change_membership(&mut tx, actor, &user, g, true, None).await?;
         }
         tx.commit().await?;
         user.groups = wanted;
@@ -265,8 +301,7 @@ impl ControlPlane {
             via: "admin",
             idp_groups: Vec::new(),
         };
-        tx.audit(actor, None, changed).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, changed).await?;
         user.role = role;
         Ok(user)
     }
@@ -289,8 +324,7 @@ impl ControlPlane {
             email: user.email.clone(),
             count: n,
         };
-        tx.audit(actor, None, revoked).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, revoked).await?;
         Ok(n)
     }
 
@@ -304,28 +338,7 @@ impl ControlPlane {
         valid_name("group", group)?;
         let user = self.user_or_not_found(email).await?;
         let mut tx = self.store.begin_write().await?;
-        let changed = if add {
-            tx.add_group(&user.id, group).await?
-        } else {
-            tx.remove_group(&user.id, group).await?
-        };
-        let (email, group) = (user.email.clone(), group.to_owned());
-        let event = if add {
-            AuditEvent::UserGroupAdded {
-                email,
-                group,
-                changed,
-                sso: None,
-            }
-        } else {
-            AuditEvent::UserGroupRemoved {
-                email,
-                group,
-                changed,
-                sso: None,
-            }
-        };
-        tx.audit(actor, None, event).await?;
+        let changed = change_membership(&mut tx, actor, &user, group, add, None).await?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -348,14 +361,13 @@ impl ControlPlane {
         } else {
             AuditEvent::UserEnabled { email }
         };
-        tx.audit(actor, None, event).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, event).await?;
         Ok(())
     }
 
     pub async fn set_password(&self, actor: &Actor, user_id: &str, password: &str) -> Result<()> {
         auth::check_password_strength(password)
-            .map_err(|m| ServiceError::Validation(vec![FieldError::new("password", m)]))?;
+            .map_err(|m| ServiceError::invalid("password", m))?;
         let user = self
             .store
             .user_by_id(user_id)
@@ -367,8 +379,7 @@ impl ControlPlane {
         let password_set = AuditEvent::UserPasswordSet {
             email: user.user.email.clone(),
         };
-        tx.audit(actor, None, password_set).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, password_set).await?;
         Ok(())
     }
 
@@ -399,8 +410,7 @@ impl ControlPlane {
         let created = AuditEvent::AgentCreated {
             name: name.to_owned(),
         };
-        tx.audit(actor, None, created).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, created).await?;
         Ok(key)
     }
 
@@ -412,8 +422,7 @@ impl ControlPlane {
         let revoked = AuditEvent::AgentRevoked {
             name: name.to_owned(),
         };
-        tx.audit(actor, None, revoked).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, revoked).await?;
         Ok(())
     }
 }

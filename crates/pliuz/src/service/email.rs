@@ -3,7 +3,7 @@
 //! once by a signed-in approver), and recording what the mail worker
 //! (`crate::mailer`) sent, each with its audit entry.
 
-use super::{ControlPlane, Result};
+use super::{enqueue_once, ControlPlane, Result};
 use crate::approval::{Actor, Approval, Status};
 use crate::audit_event::AuditEvent;
 use crate::auth::{hash_secret, new_secret, Principal};
@@ -36,17 +36,17 @@ pub struct IssuedLink {
 }
 
 impl ControlPlane {
-    /// Queues the e-mails a change calls for, when the policy mails and
+    /// Queues the e-mails a change calls for, when its policy `mails` and
     /// `[email]` is set: the request when it is created pending, the
     /// follow-up once it is settled.
     pub(super) async fn queue_email(
         &self,
         tx: &mut WriteTx,
         a: &Approval,
-        policy: Option<&Policy>,
+        mails: bool,
         created: bool,
     ) -> Result<()> {
-        if self.settings.email.is_none() || policy.is_none_or(|p| p.email.is_none()) {
+        if self.settings.email.is_none() || !mails {
             return Ok(());
         }
         if created && a.status == Status::Pending {
@@ -67,14 +67,7 @@ impl ControlPlane {
         if self.settings.email.is_none() {
             return Ok(());
         }
-        tx.enqueue(
-            kind,
-            Some(&a.id),
-            &format!("{kind}:{}", a.id),
-            &json!({"approval_id": a.id}),
-        )
-        .await?;
-        Ok(())
+        enqueue_once(tx, kind, &a.id, None, &json!({"approval_id": a.id})).await
     }
 
     /// Who an e-mail row of `kind` about `a` goes to, in a stable order:
@@ -83,51 +76,68 @@ impl ControlPlane {
     /// or else the approvers (and the `escalate_to` once escalated). Never
     /// the originator, never a disabled account.
     pub async fn email_recipients(&self, a: &Approval, kind: &str) -> Result<Vec<String>> {
-        if kind == "email.settled" {
-            return Ok(self.store.email_recipients_of(&a.id).await?);
-        }
-        let Some(policy) = self.policies().get(&a.policy).cloned() else {
-            return Ok(vec![]);
-        };
-        let escalate_to: &[Approver] = policy.escalation.as_ref().map_or(&[], |e| &e.to);
-        let mut lists: Vec<&[Approver]> = Vec::new();
-        if kind == "email.escalated" {
-            lists.push(escalate_to);
-        } else {
-            lists.push(policy.mailed());
-            if a.escalated_at.is_some() {
-                lists.push(escalate_to);
+        let reached = |policy: &Policy| {
+            let escalate_to: &[Approver] = policy.escalation.as_ref().map_or(&[], |e| &e.to);
+            if kind == "email.escalated" {
+                return escalate_to.to_vec();
             }
-        }
+            let mut reached = policy.mailed().to_vec();
+            if a.escalated_at.is_some() {
+                reached.extend_from_slice(escalate_to);
+            }
+            reached
+        };
         let originator = |e: &str| a.is_originated_by(&Actor::User(e.to_owned()));
-        self.addresses_of(&lists, originator).await
+        let follow_up = kind == "email.settled";
+        self.recipients(&a.id, &a.policy, follow_up, reached, originator)
+            .await
     }
 
-    /// The addresses `lists` reach: named people (even without an account,
-    /// as `email_to` may name anyone, but not a disabled one) and the active
-    /// members of groups, but never the `originator`. Sorted, each once.
-    pub(super) async fn addresses_of(
+    /// Who an e-mail about request or question `id` goes to: a follow-up
+    /// to everyone mailed about it before; any other to those its policy
+    /// `reached` names (nobody once the policy is gone), see
+    /// [`ControlPlane::addresses_of`].
+    pub(super) async fn recipients(
         &self,
-        lists: &[&[Approver]],
+        id: &str,
+        policy: &str,
+        follow_up: bool,
+        reached: impl FnOnce(&Policy) -> Vec<Approver>,
+        originator: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
+        if follow_up {
+            return Ok(self.store.email_recipients_of(id).await?);
+        }
+        let Some(reached) = self.policies().get(policy).map(|p| reached(p)) else {
+            return Ok(vec![]);
+        };
+        self.addresses_of(&reached, originator).await
+    }
+
+    /// The addresses `reached` names: named people (even without an
+    /// account, as `email_to` may name anyone, but not a disabled one) and
+    /// the active members of groups, but never the `originator`. Sorted,
+    /// each once.
+    async fn addresses_of(
+        &self,
+        reached: &[Approver],
         originator: impl Fn(&str) -> bool,
     ) -> Result<Vec<String>> {
         let users = self.store.list_users().await?;
         let mut out: Vec<String> = Vec::new();
-        for list in lists {
-            for entry in *list {
-                if let Approver::User(email) = entry {
-                    let disabled = users
-                        .iter()
-                        .any(|u| u.disabled && u.email.eq_ignore_ascii_case(email));
-                    if !disabled {
-                        out.push(email.to_lowercase());
-                    }
+        for entry in reached {
+            if let Approver::User(email) = entry {
+                let disabled = users
+                    .iter()
+                    .any(|u| u.disabled && u.email.eq_ignore_ascii_case(email));
+                if !disabled {
+                    out.push(email.to_lowercase());
                 }
             }
-            for u in users.iter().filter(|u| !u.disabled) {
-                if matches_any(list, &u.email, &u.groups) {
-                    out.push(u.email.to_lowercase());
-                }
+        }
+        for u in users.iter().filter(|u| !u.disabled) {
+            if matches_any(reached, &u.email, &u.groups) {
+                out.push(u.email.to_lowercase());
             }
         }
         out.retain(|e| !originator(e));

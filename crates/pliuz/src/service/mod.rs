@@ -43,6 +43,24 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+/// Queues outbox row `kind` about request or question `id` (the row's
+/// `approval_id` column names either: it has no foreign key), once per
+/// kind, subject and `step` (`None`: once per kind and subject).
+async fn enqueue_once(
+    tx: &mut WriteTx,
+    kind: &str,
+    id: &str,
+    step: Option<&str>,
+    payload: &Value,
+) -> Result<()> {
+    let dedupe_key = match step {
+        Some(step) => format!("{kind}:{id}:{step}"),
+        None => format!("{kind}:{id}"),
+    };
+    tx.enqueue(kind, Some(id), &dedupe_key, payload).await?;
+    Ok(())
+}
+
 /// A field-level problem in a request, reported back to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
@@ -84,13 +102,13 @@ pub fn check_args_size(field: &str, args: &Map<String, Value>) -> Result<()> {
     use pliuz_audit::limits::{canonical_size, value_depth, MAX_ARGS_BYTES, MAX_JSON_DEPTH};
     let depth = 1 + args.values().map(value_depth).max().unwrap_or(0);
     if depth > MAX_JSON_DEPTH - 1 {
-        return Err(ServiceError::Validation(vec![FieldError::new(
+        return Err(ServiceError::invalid(
             field,
             format!(
                 "nests {depth} levels of arrays and objects; at most {} are accepted (see docs/limits.md)",
                 MAX_JSON_DEPTH - 1
             ),
-        )]));
+        ));
     }
     let size = canonical_size(args);
     if size > MAX_ARGS_BYTES {
@@ -281,12 +299,9 @@ impl ControlPlane {
         self.metrics.approval_changed(before, a);
         // Waiters get the committed record itself: no re-read.
         self.notifier.publish_committed(a);
-        if runs_changed {
-            // A run's approvals are all its agent's own.
-            self.notifier.runs_changed(Some(&a.agent));
-        }
-        // Only now can the outbox worker see what this change queued.
-        self.notifier.queued();
+        // A run's approvals are all its agent's own. Only now can the
+        // delivery workers see what this change queued.
+        self.notifier.change_committed(&a.agent, runs_changed);
         Ok(())
     }
 
@@ -299,41 +314,33 @@ impl ControlPlane {
         policy: Option<&Policy>,
         created: bool,
     ) -> Result<()> {
-        self.queue_slack(tx, a, policy, created).await?;
-        self.queue_email(tx, a, policy, created).await
+        let channel = policy.and_then(|p| p.slack_channel.clone());
+        self.queue_slack(tx, a, channel, created).await?;
+        let mails = policy.is_some_and(|p| p.email.is_some());
+        self.queue_email(tx, a, mails, created).await
     }
 
+    /// Queues a change's Slack messages: posted to the policy's `channel`
+    /// (or the default one) and DMed when created, updated after.
     async fn queue_slack(
         &self,
         tx: &mut WriteTx,
         a: &Approval,
-        policy: Option<&Policy>,
+        channel: Option<String>,
         created: bool,
     ) -> Result<()> {
         let Some(slack) = &self.settings.slack else {
             return Ok(());
         };
-        let channel = policy
-            .and_then(|p| p.slack_channel.clone())
-            .or_else(|| slack.default_channel.clone());
+        let channel = channel.or_else(|| slack.default_channel.clone());
         if created {
             if let Some(channel) = channel {
-                tx.enqueue(
-                    "slack.post",
-                    Some(&a.id),
-                    &format!("slack.post:{}:{channel}", a.id),
-                    &json!({"approval_id": a.id, "channel": channel}),
-                )
-                .await?;
+                let payload = json!({"approval_id": a.id, "channel": channel});
+                enqueue_once(tx, "slack.post", &a.id, Some(&channel), &payload).await?;
             }
             if slack.dm_approvers {
-                tx.enqueue(
-                    "slack.dm",
-                    Some(&a.id),
-                    &format!("slack.dm:{}", a.id),
-                    &json!({"approval_id": a.id}),
-                )
-                .await?;
+                let payload = json!({"approval_id": a.id});
+                enqueue_once(tx, "slack.dm", &a.id, None, &payload).await?;
             }
         }
         // Settled: show the outcome. Still pending after a vote or an edit
@@ -344,13 +351,8 @@ impl ControlPlane {
             } else {
                 format!("pending-v{}", a.version)
             };
-            tx.enqueue(
-                "slack.update",
-                Some(&a.id),
-                &format!("slack.update:{}:{step}", a.id),
-                &json!({"approval_id": a.id, "status": a.status}),
-            )
-            .await?;
+            let payload = json!({"approval_id": a.id, "status": a.status});
+            enqueue_once(tx, "slack.update", &a.id, Some(&step), &payload).await?;
         }
         Ok(())
     }
@@ -361,7 +363,7 @@ impl ControlPlane {
         check_args_size("tool_args", &req.tool_args)?;
         req.originator = match req.originator.as_deref() {
             Some(raw) => crate::originator::normalise(raw)
-                .map_err(|m| ServiceError::Validation(vec![FieldError::new("originator", m)]))?,
+                .map_err(|m| ServiceError::invalid("originator", m))?,
             None => None,
         };
         let digest = args_digest(&req.tool_name, &req.tool_args);
@@ -376,10 +378,10 @@ impl ControlPlane {
             .map_err(ServiceError::NoPolicy)?;
         if let Some(schema) = &req.tool_schema {
             if let Err(e) = jsonschema::validator_for(schema) {
-                return Err(ServiceError::Validation(vec![FieldError::new(
+                return Err(ServiceError::invalid(
                     "tool_schema",
                     format!("not a valid JSON Schema: {e}"),
-                )]));
+                ));
             }
         }
         let now = crate::store::now_millis();
@@ -884,22 +886,29 @@ impl Step {
     }
 }
 
+impl ServiceError {
+    /// One field of the request refused, with what to fix.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ServiceError {
+        ServiceError::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
 impl From<Refusal> for ServiceError {
     fn from(r: Refusal) -> ServiceError {
         match r {
             Refusal::Transition(t) => ServiceError::Transition(t),
-            Refusal::ReasonRequired => ServiceError::Validation(vec![FieldError::new(
+            Refusal::ReasonRequired => ServiceError::invalid(
                 "reason",
                 "is required to reject: say why, the agent's model receives it",
-            )]),
-            Refusal::MessageRequired => ServiceError::Validation(vec![FieldError::new(
+            ),
+            Refusal::MessageRequired => ServiceError::invalid(
                 "reason",
                 "is required to respond: it is the message the agent's model receives instead of the tool's result",
-            )]),
-            Refusal::ReasonTooLong { max } => ServiceError::Validation(vec![FieldError::new(
+            ),
+            Refusal::ReasonTooLong { max } => ServiceError::invalid(
                 "reason",
                 format!("must be at most {max} characters"),
-            )]),
+            ),
             Refusal::AgentCannotDecide | Refusal::NotApprover { .. } | Refusal::MayNotCancel => {
                 ServiceError::Forbidden(r.to_string())
             }

@@ -246,25 +246,20 @@ impl ControlPlane {
                 definition.insert("name".into(), json!(r));
                 r.to_owned()
             }
-            (Some(_), _) => {
-                return Err(ServiceError::Validation(vec![FieldError::new(
-                    "name",
-                    "must be a string",
-                )]))
-            }
+            (Some(_), _) => return Err(ServiceError::invalid("name", "must be a string")),
             (None, None) => {
-                return Err(ServiceError::Validation(vec![FieldError::new(
+                return Err(ServiceError::invalid(
                     "name",
                     "is required: name the policy",
-                )]))
+                ))
             }
         };
         if let Some(r) = replace {
             if r != name {
-                return Err(ServiceError::Validation(vec![FieldError::new(
+                return Err(ServiceError::invalid(
                     "name",
                     format!("is '{name}' but the path names '{r}'; a policy cannot be renamed (create the new one, then delete the old)"),
-                )]));
+                ));
             }
         }
         let definition = Value::Object(definition);
@@ -321,10 +316,7 @@ impl ControlPlane {
         };
         let Some(policy) = set.get(&name).cloned() else {
             tx.rollback().await;
-            return Err(ServiceError::Validation(vec![FieldError::new(
-                "name",
-                "the policy did not load",
-            )]));
+            return Err(ServiceError::invalid("name", "the policy did not load"));
         };
         let now = crate::store::now_millis();
         let text = definition.to_string();

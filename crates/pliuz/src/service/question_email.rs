@@ -4,10 +4,11 @@
 //! (`crate::mailer`) sends them like the request e-mails.
 
 use super::email::{refused, LinkRefusal, LinkTarget};
-use super::{ControlPlane, Result};
+use super::{enqueue_once, ControlPlane, Result};
 use crate::approval::Actor;
 use crate::audit_event::AuditEvent;
 use crate::auth::Principal;
+use crate::policy::Policy;
 use crate::question::{AnswerRefusal, Question, QuestionStatus};
 use crate::store::email::EmailLink;
 use crate::store::WriteTx;
@@ -35,16 +36,7 @@ impl ControlPlane {
             (false, QuestionStatus::Answered | QuestionStatus::Expired) => "email.question_settled",
             _ => return Ok(()),
         };
-        // The outbox row names the question where a request's row names
-        // the request (the column has no foreign key).
-        tx.enqueue(
-            kind,
-            Some(&q.id),
-            &format!("{kind}:{}", q.id),
-            &json!({"question_id": q.id}),
-        )
-        .await?;
-        Ok(())
+        enqueue_once(tx, kind, &q.id, None, &json!({"question_id": q.id})).await
     }
 
     /// Who an e-mail row of `kind` about `q` goes to, in a stable order:
@@ -52,18 +44,15 @@ impl ControlPlane {
     /// policy's `email_to` or else its approvers. Never the originator,
     /// never a disabled account.
     pub async fn question_email_recipients(&self, q: &Question, kind: &str) -> Result<Vec<String>> {
-        if kind == "email.question_settled" {
-            return Ok(self.store.email_recipients_of(&q.id).await?);
-        }
-        let Some(policy) = self.policies().get(&q.policy).cloned() else {
-            return Ok(vec![]);
-        };
         let originator = |e: &str| {
             q.originator
                 .as_deref()
                 .is_some_and(|o| crate::originator::names_person(o, e))
         };
-        self.addresses_of(&[policy.mailed()], originator).await
+        let follow_up = kind == "email.question_settled";
+        let reached = |policy: &Policy| policy.mailed().to_vec();
+        self.recipients(&q.id, &q.policy, follow_up, reached, originator)
+            .await
     }
 
     /// The question half of [`ControlPlane::use_email_link`]: the link opens

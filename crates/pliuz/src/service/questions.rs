@@ -1,7 +1,7 @@
 //! Questions from agents ("human as a tool"): asked, answered, expired, each
 //! with its audit entry and its notifications in one transaction.
 
-use super::{check_id, unstorable, ControlPlane, FieldError, Result, ServiceError};
+use super::{check_id, enqueue_once, unstorable, ControlPlane, FieldError, Result, ServiceError};
 use crate::approval::Actor;
 use crate::audit_event::AuditEvent;
 use crate::auth::Principal;
@@ -34,9 +34,7 @@ impl From<AnswerRefusal> for ServiceError {
             | AnswerRefusal::NotApprover { .. }
             | AnswerRefusal::Originator { .. } => ServiceError::Forbidden(r.to_string()),
             AnswerRefusal::NotPending { .. } => ServiceError::Conflict(r.to_string()),
-            AnswerRefusal::Invalid { field, message } => {
-                ServiceError::Validation(vec![FieldError::new(field, message)])
-            }
+            AnswerRefusal::Invalid { field, message } => ServiceError::invalid(field, message),
         }
     }
 }
@@ -79,7 +77,7 @@ impl ControlPlane {
         }
         req.originator = match req.originator.as_deref() {
             Some(raw) => crate::originator::normalise(raw)
-                .map_err(|m| ServiceError::Validation(vec![FieldError::new("originator", m)]))?,
+                .map_err(|m| ServiceError::invalid("originator", m))?,
             None => None,
         };
         let policy_name = req
@@ -87,10 +85,10 @@ impl ControlPlane {
             .clone()
             .or_else(|| self.policies().default_policy().map(str::to_owned));
         let Some(policy_name) = policy_name else {
-            return Err(ServiceError::Validation(vec![FieldError::new(
+            return Err(ServiceError::invalid(
                 "policy",
                 "is required: name the policy whose approvers should answer (no default_policy is configured)",
-            )]));
+            ));
         };
         let policy = self
             .policies()
@@ -168,15 +166,10 @@ impl ControlPlane {
     /// One question, if `principal` may see it (otherwise "not found").
     pub async fn question_for(&self, principal: &Principal, id: &str) -> Result<Question> {
         check_id(id)?;
-        let q = self
-            .store
-            .get_question(id)
-            .await?
-            .ok_or_else(|| ServiceError::QuestionNotFound(id.to_owned()))?;
-        if !self.can_see_question(principal, &q) {
-            return Err(ServiceError::QuestionNotFound(id.to_owned()));
-        }
-        Ok(q)
+        let found = self.store.get_question(id).await?;
+        found
+            .filter(|q| self.can_see_question(principal, q))
+            .ok_or_else(|| ServiceError::QuestionNotFound(id.to_owned()))
     }
 
     /// Pending questions `principal` may answer, oldest first (the inbox).
@@ -293,10 +286,7 @@ impl ControlPlane {
         let run_changed = self.on_question_change(&mut tx, q).await?;
         tx.commit().await?;
         self.notifier.question_changed(&q.id);
-        if run_changed {
-            self.notifier.runs_changed(Some(&q.agent));
-        }
-        self.notifier.queued();
+        self.notifier.change_committed(&q.agent, run_changed);
         Ok(())
     }
 
@@ -320,24 +310,13 @@ impl ControlPlane {
                 .and_then(|p| p.slack_channel.clone())
                 .or_else(|| slack.default_channel.clone());
             if let Some(channel) = channel {
-                // The outbox row names the question where a request's row
-                // names the request (the column has no foreign key).
-                tx.enqueue(
-                    "slack.question.post",
-                    Some(&q.id),
-                    &format!("slack.question.post:{}:{channel}", q.id),
-                    &json!({"question_id": q.id, "channel": channel}),
-                )
-                .await?;
+                let payload = json!({"question_id": q.id, "channel": channel});
+                enqueue_once(tx, "slack.question.post", &q.id, Some(&channel), &payload).await?;
             }
         } else {
-            tx.enqueue(
-                "slack.question.update",
-                Some(&q.id),
-                &format!("slack.question.update:{}:{}", q.id, q.status),
-                &json!({"question_id": q.id, "status": q.status}),
-            )
-            .await?;
+            let payload = json!({"question_id": q.id, "status": q.status});
+            let step = Some(q.status.as_str());
+            enqueue_once(tx, "slack.question.update", &q.id, step, &payload).await?;
         }
         Ok(())
     }

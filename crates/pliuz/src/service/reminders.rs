@@ -2,7 +2,7 @@
 //! (policy `remind_after`, `escalate_after`), and what firing one does. The
 //! worker (`crate::reminders`) only asks what is due and fires it.
 
-use super::{ControlPlane, Result, ServiceError, Step};
+use super::{enqueue_once, ControlPlane, Result, ServiceError, Step};
 use crate::approval::{Actor, Approval, Status};
 use crate::audit_event::AuditEvent;
 use crate::policy::Policy;
@@ -197,13 +197,7 @@ impl ControlPlane {
         if self.settings.slack.is_none() {
             return Ok(());
         }
-        tx.enqueue(
-            "slack.thread",
-            Some(&a.id),
-            &format!("slack.thread:{}:{what}", a.id),
-            &json!({"approval_id": a.id, "notice": what}),
-        )
-        .await?;
-        Ok(())
+        let payload = json!({"approval_id": a.id, "notice": what});
+        enqueue_once(tx, "slack.thread", &a.id, Some(what), &payload).await
     }
 }

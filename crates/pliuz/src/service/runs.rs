@@ -95,6 +95,27 @@ fn lease_ms(seconds: u64) -> i64 {
     i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
 }
 
+/// Refuses the `foreign` ids given in `field`: they name no `noun` of
+/// `agent` (`plural` in the hint).
+fn refuse_foreign(
+    field: &str,
+    noun: &str,
+    plural: &str,
+    agent: &str,
+    foreign: &[String],
+) -> Result<()> {
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(RunsError::Validation(vec![FieldError::new(
+        field,
+        format!(
+            "no {noun} of agent '{agent}' with id {}; pass the ids of this agent's own {plural}",
+            foreign.join(", ")
+        ),
+    )]))
+}
+
 impl ControlPlane {
     fn data_key(&self) -> Result<Arc<DataKey>> {
         DataKey::load(
@@ -115,36 +136,19 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// The approvals must exist and belong to this agent.
-    async fn check_approvals(&self, tx: &mut WriteTx, agent: &str, ids: &[String]) -> Result<()> {
-        let foreign = tx.foreign_approvals(agent, ids).await?;
-        if foreign.is_empty() {
-            Ok(())
-        } else {
-            Err(RunsError::Validation(vec![FieldError::new(
-                "approval_ids",
-                format!(
-                    "no approval request of agent '{agent}' with id {}; pass the ids of this agent's own requests",
-                    foreign.join(", ")
-                ),
-            )]))
-        }
-    }
-
-    /// The questions must exist and belong to this agent.
-    async fn check_questions(&self, tx: &mut WriteTx, agent: &str, ids: &[String]) -> Result<()> {
-        let foreign = tx.foreign_questions(agent, ids).await?;
-        if foreign.is_empty() {
-            Ok(())
-        } else {
-            Err(RunsError::Validation(vec![FieldError::new(
-                "question_ids",
-                format!(
-                    "no question of agent '{agent}' with id {}; pass the ids of this agent's own questions",
-                    foreign.join(", ")
-                ),
-            )]))
-        }
+    /// The approvals and questions the run waits on must exist and belong
+    /// to this agent.
+    async fn check_waits_on(&self, tx: &mut WriteTx, agent: &str, s: &NewRunState) -> Result<()> {
+        let approvals = tx.foreign_approvals(agent, &s.approval_ids).await?;
+        refuse_foreign(
+            "approval_ids",
+            "approval request",
+            "requests",
+            agent,
+            &approvals,
+        )?;
+        let questions = tx.foreign_questions(agent, &s.question_ids).await?;
+        refuse_foreign("question_ids", "question", "questions", agent, &questions)
     }
 
     /// Loads a run of `agent` inside a transaction (others' runs are "not found").
@@ -173,10 +177,7 @@ impl ControlPlane {
         let sha = sha256_hex(input.state.as_bytes());
         let sealed = key.seal(&state_context(&id), input.state.as_bytes());
         let mut tx = self.store.begin_write().await?;
-        self.check_approvals(&mut tx, agent, &input.approval_ids)
-            .await?;
-        self.check_questions(&mut tx, agent, &input.question_ids)
-            .await?;
+        self.check_waits_on(&mut tx, agent, &input).await?;
         let mut run = Run {
             id,
             agent: agent.to_owned(),
@@ -439,10 +440,7 @@ impl ControlPlane {
         let mut run = self.run_of(&mut tx, agent, id).await?;
         let prev = run.clone();
         run.check_lease(&hash)?;
-        self.check_approvals(&mut tx, agent, &input.approval_ids)
-            .await?;
-        self.check_questions(&mut tx, agent, &input.question_ids)
-            .await?;
+        self.check_waits_on(&mut tx, agent, &input).await?;
         run.repause(
             &hash,
             sha,

@@ -3,6 +3,7 @@
 //! sign-in. Everything — the user, each change, the linked identity, the
 //! session and their audit entries — is written in one transaction.
 
+use super::directory::change_membership;
 use super::{ControlPlane, Result, ServiceError};
 use crate::approval::Actor;
 use crate::audit_event::{AuditEvent, SsoGroups, SsoOrigin, SsoSession};
@@ -85,25 +86,12 @@ impl ControlPlane {
                     tx.audit(&actor, None, changed).await?;
                     user.role = who.role;
                 }
-                for g in user.groups.iter().filter(|g| !who.groups.contains(g)) {
-                    tx.remove_group(&user.id, g).await?;
-                    let removed = AuditEvent::UserGroupRemoved {
-                        email: user.email.clone(),
-                        group: g.clone(),
-                        changed: true,
-                        sso: Some(sso_groups(who)),
-                    };
-                    tx.audit(&actor, None, removed).await?;
-                }
-                for g in who.groups.iter().filter(|g| !user.groups.contains(g)) {
-                    tx.add_group(&user.id, g).await?;
-                    let added = AuditEvent::UserGroupAdded {
-                        email: user.email.clone(),
-                        group: g.clone(),
-                        changed: true,
-                        sso: Some(sso_groups(who)),
-                    };
-                    tx.audit(&actor, None, added).await?;
+                let removed = user.groups.iter().filter(|g| !who.groups.contains(g));
+                let added = who.groups.iter().filter(|g| !user.groups.contains(g));
+                let changes = removed.map(|g| (g, false)).chain(added.map(|g| (g, true)));
+                for (g, add) in changes {
+                    let sso = Some(sso_groups(who));
+                    change_membership(&mut tx, &actor, &user, g, add, sso).await?;
                 }
                 if grants_changed || linked.is_none() {
                     // Sessions opened under the old grants end now.

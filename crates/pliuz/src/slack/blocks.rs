@@ -407,6 +407,16 @@ fn modal(
 ) -> Value {
     let mut blocks = vec![modal_intro(a)];
     blocks.extend(inputs);
+    modal_view(callback_id, meta, (title, submit), blocks)
+}
+
+/// A modal view of `blocks` that carries `meta` back on submission.
+pub(super) fn modal_view(
+    callback_id: &str,
+    meta: &impl serde::Serialize,
+    (title, submit): (&str, &str),
+    blocks: Vec<Value>,
+) -> Value {
     json!({
         "type": "modal",
         "callback_id": callback_id,
@@ -418,24 +428,47 @@ fn modal(
     })
 }
 
+/// An optional select in a modal, offering `options` (each made by
+/// [`select_option`]).
+pub(super) fn select_input(
+    block_id: &str,
+    action_id: &str,
+    label: &str,
+    placeholder: &str,
+    options: Vec<Value>,
+) -> Value {
+    json!({
+        "type": "input",
+        "block_id": block_id,
+        "optional": true,
+        "label": {"type": "plain_text", "text": label},
+        "element": {"type": "static_select", "action_id": action_id, "options": options,
+            "placeholder": {"type": "plain_text", "text": placeholder}},
+    })
+}
+
+/// One option of a select. Slack's limits: its text at most 75 characters
+/// (shortened here), its value 150 (the caller's to keep).
+pub(super) fn select_option(text: &str, value: &str) -> Value {
+    json!({"text": {"type": "plain_text", "text": truncate(text, 75)}, "value": value})
+}
+
 /// The "why are you rejecting?" modal. With the policy's `reasons`, a
 /// select offers them and the text becomes optional details.
 pub fn reject_modal(a: &Approval, meta: &ModalMeta, reasons: &[String]) -> Value {
     let mut inputs = Vec::new();
     if !reasons.is_empty() {
-        // Slack's limits: option text and value at most 75/150 characters.
-        let options: Vec<Value> = reasons
+        let options = reasons
             .iter()
-            .map(|r| json!({"text": {"type": "plain_text", "text": truncate(r, 75)}, "value": truncate(r, 150)}))
+            .map(|r| select_option(r, &truncate(r, 150)))
             .collect();
-        inputs.push(json!({
-            "type": "input",
-            "block_id": BLOCK_REASON_CHOICE,
-            "optional": true,
-            "label": {"type": "plain_text", "text": "Reason (the agent sees it)"},
-            "element": {"type": "static_select", "action_id": INPUT_REASON_CHOICE, "options": options,
-                "placeholder": {"type": "plain_text", "text": "Choose a reason"}},
-        }));
+        inputs.push(select_input(
+            BLOCK_REASON_CHOICE,
+            INPUT_REASON_CHOICE,
+            "Reason (the agent sees it)",
+            "Choose a reason",
+            options,
+        ));
     }
     let label = if reasons.is_empty() {
         "Reason (the agent sees it)"

@@ -109,7 +109,7 @@ pub(super) async fn principal_for(
         }
         Err(e) => {
             tracing::error!(error = %e, "store error while mapping a Slack user");
-            return Err("Pliuz had an internal error; please try again.".into());
+            return Err(INTERNAL_ERROR.into());
         }
     };
     Ok(Principal::User(user))
@@ -130,14 +130,7 @@ async fn authorize(
         Principal::User(u) => u.email.clone(),
         Principal::Agent { name } => name.clone(),
     };
-    let a = match state.cp.get_approval(approval_id).await {
-        Ok(Some(a)) => a,
-        Ok(None) => return Err("This request no longer exists in Pliuz.".into()),
-        Err(e) => {
-            tracing::error!(error = %e, "store error while loading an approval");
-            return Err("Pliuz had an internal error; please try again.".into());
-        }
-    };
+    let a = loaded(state.cp.get_approval(approval_id).await, "request")?;
     // The question the API and the inbox ask too, in Slack's words.
     match state.cp.allows(&principal, &a, Action::Decide(kind)) {
         Ok(()) => Ok((principal, a)),
@@ -160,12 +153,34 @@ const ARGS_CHANGED: &str = "The arguments of this request changed since this mes
 fn explain(e: &ServiceError) -> String {
     match e {
         ServiceError::ArgsChanged(_) => ARGS_CHANGED.into(),
-        ServiceError::Store(inner) => {
-            tracing::error!(error = %inner, "store error while deciding from Slack");
-            "Pliuz had an internal error; nothing was changed. Please try again.".into()
-        }
+        ServiceError::Store(inner) => store_failure(inner, "deciding"),
         other => other.to_string(),
     }
+}
+
+const INTERNAL_ERROR: &str = "Pliuz had an internal error; please try again.";
+
+/// The request or question (`noun`) a click is about, as the store
+/// `lookup` found it; `Err` says why not, in the clicker's words.
+pub(super) fn loaded<T>(
+    lookup: Result<Option<T>, impl std::fmt::Display>,
+    noun: &str,
+) -> Result<T, String> {
+    match lookup {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(format!("This {noun} no longer exists in Pliuz.")),
+        Err(e) => {
+            tracing::error!(error = %e, "store error while loading a {noun}");
+            Err(INTERNAL_ERROR.into())
+        }
+    }
+}
+
+/// A store failure while `doing` something from Slack (deciding,
+/// answering): logged, and told the person in general words.
+pub(super) fn store_failure(error: &impl std::fmt::Display, doing: &str) -> String {
+    tracing::error!(%error, "store error while {doing} from Slack");
+    "Pliuz had an internal error; nothing was changed. Please try again.".into()
 }
 
 /// Tells the clicking user something only they see.

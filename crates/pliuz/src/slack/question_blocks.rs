@@ -3,7 +3,10 @@
 //! functions of a [`Question`] and the clock; agent text is escaped and
 //! shown in code spans and blocks, as in [`super::blocks`].
 
-use super::blocks::{code, code_block, field, human_duration, inbox_footer, section, truncate};
+use super::blocks::{
+    code, code_block, field, human_duration, inbox_footer, modal_view, section, select_input,
+    select_option, truncate,
+};
 use crate::question::{Question, QuestionStatus};
 use serde_json::{json, Value};
 
@@ -141,20 +144,21 @@ pub fn answer_modal(q: &Question) -> Value {
         )}}),
     ];
     if !q.choices.is_empty() {
-        let options: Vec<Value> = q
+        // A value longer than Slack allows cannot be offered (shortened,
+        // it would answer something else).
+        let options = q
             .choices
             .iter()
             .filter(|c| c.value.chars().count() <= 150)
-            .map(|c| json!({"text": {"type": "plain_text", "text": truncate(&c.label, 75)}, "value": c.value}))
+            .map(|c| select_option(&c.label, &c.value))
             .collect();
-        blocks.push(json!({
-            "type": "input",
-            "block_id": BLOCK_ANSWER_CHOICE,
-            "optional": true,
-            "label": {"type": "plain_text", "text": "Choice"},
-            "element": {"type": "static_select", "action_id": INPUT_ANSWER_CHOICE, "options": options,
-                "placeholder": {"type": "plain_text", "text": "Choose"}},
-        }));
+        blocks.push(select_input(
+            BLOCK_ANSWER_CHOICE,
+            INPUT_ANSWER_CHOICE,
+            "Choice",
+            "Choose",
+            options,
+        ));
     }
     blocks.push(json!({
         "type": "input",
@@ -166,15 +170,8 @@ pub fn answer_modal(q: &Question) -> Value {
     let meta = AnswerMeta {
         question_id: q.id.clone(),
     };
-    json!({
-        "type": "modal",
-        "callback_id": VIEW_ANSWER,
-        "private_metadata": serde_json::to_string(&meta).unwrap_or_default(),
-        "title": {"type": "plain_text", "text": "Answer the question"},
-        "submit": {"type": "plain_text", "text": "Send answer"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": blocks,
-    })
+    let title = ("Answer the question", "Send answer");
+    modal_view(VIEW_ANSWER, &meta, title, blocks)
 }
 
 #[cfg(test)]

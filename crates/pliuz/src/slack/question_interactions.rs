@@ -5,7 +5,8 @@
 //! `ControlPlane::answer_question`, exactly like the API and the inbox.
 
 use super::interactions::{
-    ephemeral, modal_errors, open_form, principal_for, str_at, Submitted, INLINE_BUDGET,
+    ephemeral, loaded, modal_errors, open_form, principal_for, store_failure, str_at, Submitted,
+    INLINE_BUDGET,
 };
 use super::question_blocks::{self as qb, AnswerMeta};
 use super::Slack;
@@ -26,10 +27,7 @@ pub fn is_question_action(action_id: &str) -> bool {
 /// An answer error as a person should read it.
 fn explain(e: &ServiceError) -> String {
     match e {
-        ServiceError::Store(inner) => {
-            tracing::error!(error = %inner, "store error while answering from Slack");
-            "Pliuz had an internal error; nothing was changed. Please try again.".into()
-        }
+        ServiceError::Store(inner) => store_failure(inner, "answering"),
         other => other.to_string(),
     }
 }
@@ -43,14 +41,7 @@ async fn authorize(
     timeout: Option<std::time::Duration>,
 ) -> Result<(Principal, Question), String> {
     let principal = principal_for(state, slack, slack_user, timeout).await?;
-    let q = match state.cp.question_by_id(question_id).await {
-        Ok(Some(q)) => q,
-        Ok(None) => return Err("This question no longer exists in Pliuz.".into()),
-        Err(e) => {
-            tracing::error!(error = %e, "store error while loading a question");
-            return Err("Pliuz had an internal error; please try again.".into());
-        }
-    };
+    let q = loaded(state.cp.question_by_id(question_id).await, "question")?;
     state
         .cp
         .may_answer(&principal, &q)
