@@ -1,7 +1,8 @@
 //! Approval rows. Loading and saving whole aggregates: the state machine in
 //! `approval` decides, this file only persists.
 
-use super::{col, json_col, Arg, Result, Statement, Store, StoreError, WriteTx};
+use super::sql::{self, col, json_col, Arg, Statement};
+use super::{Result, Store, StoreError, WriteTx};
 use crate::approval::{
     Approval, Claim, DecisionKind, Execution, ExecutionOutcome, Settlement, Status, Vote,
 };
@@ -242,12 +243,7 @@ impl Store {
         let q =
             format!("SELECT {COLUMNS} FROM approvals WHERE agent = $1 AND idempotency_key = $2");
         let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query(&q)
-            .bind(agent)
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-        match row {
+        match sql::fetch_optional_row(&mut *conn, &q, (agent, key)).await? {
             None => Ok(None),
             Some(r) => Ok(Some(with_votes(&mut conn, &r).await?)),
         }
@@ -292,19 +288,12 @@ impl Store {
 
     /// Pending requests whose deadline has passed.
     pub async fn due_expiries(&self, now: i64, limit: i64) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(DUE_EXPIRIES_SQL)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        sql::fetch_scalars(&self.pool, DUE_EXPIRIES_SQL, (now, limit)).await
     }
 
     /// The next deadline among pending requests.
     pub async fn next_expiry(&self) -> Result<Option<i64>> {
-        let v: Option<i64> = sqlx::query_scalar(NEXT_EXPIRY_SQL)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(v)
+        sql::fetch_scalar(&self.pool, NEXT_EXPIRY_SQL, ()).await
     }
 }
 

@@ -1,7 +1,8 @@
 //! Audit log persistence: entries and Merkle hashes are appended inside the
 //! caller's write transaction; the pure tree maths lives in `pliuz_audit`.
 
-use super::{col, Result, Statement, Store, StoreError, WriteTx};
+use super::sql::{col, Statement};
+use super::{Result, Store, StoreError, WriteTx};
 use pliuz_audit::Hash;
 use std::collections::HashMap;
 

@@ -23,8 +23,9 @@ use super::runs::{
 };
 use super::sessions::PURGE_SESSIONS_SQL;
 use super::slack::{GAVE_UP_AT, MESSAGES_FOR_SQL, PENDING_POSTS_SQL};
+use super::sql::{Arg, Statement};
 use super::timers::{DUE_TIMERS_SQL, NEXT_TIMER_SQL};
-use super::{Arg, Statement, Store};
+use super::Store;
 use crate::approval::Status;
 use crate::run::RunStatus;
 use sqlx::{Connection, Executor, Row};
