@@ -300,11 +300,7 @@ impl Store {
 /// One approval and its votes in one statement: a row per vote (one row
 /// with no vote when there are none), each repeating the approval.
 async fn get_in(conn: &mut AnyConnection, id: &str) -> Result<Option<Approval>> {
-    let columns = COLUMNS
-        .split(", ")
-        .map(|c| format!("a.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = sql::qualified("a", COLUMNS);
     let q = format!(
         "SELECT {columns}, v.voter AS vote_voter, v.created_at AS vote_at FROM approvals a LEFT JOIN approval_votes v ON v.approval_id = a.id WHERE a.id = $1 ORDER BY v.created_at, v.voter"
     );

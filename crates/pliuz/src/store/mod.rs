@@ -1066,11 +1066,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_or_abandoned_write_leaves_nothing_for_the_next() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let path = dir.path().join("t.db");
-        let store = Store::open(&format!("sqlite://{}", path.display()))
-            .await
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (_dir, path, store) = temp_store().await?;
         // Abandoned half-way (an error returned early, a dropped request).
         {
             let mut tx = store.begin_write().await?;
@@ -1113,11 +1109,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_dropped_while_beginning_leaves_no_open_transaction() -> Result<()> {
         use futures::FutureExt;
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let path = dir.path().join("t.db");
-        let store = Store::open(&format!("sqlite://{}", path.display()))
-            .await
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (_dir, path, store) = temp_store().await?;
         for round in 0..200 {
             // Polled once, then dropped wherever it had got to.
             drop(store.begin_write().now_or_never());

@@ -141,11 +141,7 @@ impl Store {
     /// The user holding this API token, with their groups, in one
     /// statement: a row per group (one row with none when they have none).
     async fn user_for_token_hash(&self, hash: &str) -> Result<Option<Principal>> {
-        let columns = USER_COLS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = sql::qualified("u", USER_COLS);
         let q = format!(
             "SELECT {columns}, g.group_name AS group_name FROM user_tokens t \
              JOIN users u ON u.id = t.user_id \

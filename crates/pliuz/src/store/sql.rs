@@ -263,6 +263,16 @@ macro_rules! from_columns {
 }
 pub(crate) use from_columns;
 
+/// `columns` ("id, name") each prefixed with a table alias ("u.id, u.name"),
+/// for a join.
+pub(crate) fn qualified(alias: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One column of a row, a decode failure being [`StoreError::Corrupt`].
 pub(crate) fn col<T>(row: &AnyRow, name: &str) -> Result<T>
 where
