@@ -592,19 +592,17 @@ impl Store {
         notifier: crate::notify::Notifier,
         shutdown: crate::shutdown::Shutdown,
     ) {
-        if self.backend != Backend::Postgres {
-            return;
-        }
-        relay_channel(
+        let publish = |payload: &str| match serde_json::from_str(payload) {
+            Ok(change) => notifier.publish(change),
+            Err(e) => tracing::warn!(error = %e, "ignoring a malformed change notification"),
+        };
+        self.relay_channel(
             &database_url,
             CHANGES_CHANNEL,
             "change",
             &shutdown,
             || {},
-            |payload| match serde_json::from_str(payload) {
-                Ok(change) => notifier.publish(change),
-                Err(e) => tracing::warn!(error = %e, "ignoring a malformed change notification"),
-            },
+            publish,
         )
         .await;
     }
@@ -989,11 +987,36 @@ pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Hands each PostgreSQL notification on `channel` to `on_payload` until
-/// shutdown, reconnecting after errors. `on_connected` runs after every
-/// (re)connection, for listeners that must assume anything changed while
-/// they were not listening. `what` names the notifications in warnings.
-pub(crate) async fn relay_channel(
+impl Store {
+    /// Hands each PostgreSQL notification on `channel` to `on_payload` until
+    /// shutdown, reconnecting after errors (on SQLite, with one server per
+    /// file, returns at once). `on_connected` runs after every
+    /// (re)connection, for listeners that must assume anything changed while
+    /// they were not listening. `what` names the notifications in warnings.
+    pub(crate) async fn relay_channel(
+        &self,
+        database_url: &str,
+        channel: &str,
+        what: &str,
+        shutdown: &crate::shutdown::Shutdown,
+        on_connected: impl FnMut(),
+        on_payload: impl FnMut(&str),
+    ) {
+        if self.backend == Backend::Postgres {
+            relay_postgres_channel(
+                database_url,
+                channel,
+                what,
+                shutdown,
+                on_connected,
+                on_payload,
+            )
+            .await;
+        }
+    }
+}
+
+async fn relay_postgres_channel(
     database_url: &str,
     channel: &str,
     what: &str,

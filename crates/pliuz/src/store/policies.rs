@@ -36,10 +36,7 @@ impl Store {
         changed: std::sync::Arc<tokio::sync::Notify>,
         shutdown: crate::shutdown::Shutdown,
     ) {
-        if self.backend != Backend::Postgres {
-            return;
-        }
-        super::relay_channel(
+        self.relay_channel(
             &database_url,
             POLICY_CHANGES_CHANNEL,
             "policy change",

@@ -5,7 +5,7 @@
 
 use super::outbox::outbox_columns;
 use super::sql::{self, col, from_columns, json_col, Statement};
-use super::{relay_channel, Backend, OutboxMessage, Result, Store, StoreError, WriteTx};
+use super::{Backend, OutboxMessage, Result, Store, StoreError, WriteTx};
 use crate::run::{Run, RunStatus};
 use sqlx::any::AnyRow;
 
@@ -433,19 +433,19 @@ impl Store {
         notifier: crate::notify::Notifier,
         shutdown: crate::shutdown::Shutdown,
     ) {
-        if self.backend != Backend::Postgres {
-            return;
-        }
-        relay_channel(
+        // Anything may have changed while not listening.
+        let wake_all = || notifier.runs_changed(None);
+        // The payload names the agent (empty from an older replica: wake
+        // every run waiter).
+        let wake_agent =
+            |payload: &str| notifier.runs_changed(Some(payload).filter(|a| !a.is_empty()));
+        self.relay_channel(
             &database_url,
             RUN_CHANGES_CHANNEL,
             "run change",
             &shutdown,
-            // Anything may have changed while not listening.
-            || notifier.runs_changed(None),
-            // The payload names the agent (empty from an older replica:
-            // wake every run waiter).
-            |payload| notifier.runs_changed(Some(payload).filter(|a| !a.is_empty())),
+            wake_all,
+            wake_agent,
         )
         .await;
     }

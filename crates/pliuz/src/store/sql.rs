@@ -147,16 +147,21 @@ binds_for_tuple!(A, B, C, D, E, F, G, H);
 pub(crate) trait Column: for<'r> Decode<'r, Any> + Type<Any> {}
 impl<T: for<'r> Decode<'r, Any> + Type<Any>> Column for T {}
 
+/// The statement `sql` with `binds` bound to its placeholders.
+fn bound<'q>(
+    sql: &'q str,
+    binds: impl Binds<'q>,
+) -> Result<sqlx::query::Query<'q, Any, AnyArguments<'q>>> {
+    Ok(sqlx::query_with(sql, binds.into_arguments()?))
+}
+
 /// Runs a statement that returns no rows; returns how many rows it changed.
 pub(crate) async fn execute<'q, 'c>(
     conn: impl Executor<'c, Database = Any>,
     sql: &'q str,
     binds: impl Binds<'q>,
 ) -> Result<u64> {
-    let done = sqlx::query_with(sql, binds.into_arguments()?)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected())
+    Ok(bound(sql, binds)?.execute(conn).await?.rows_affected())
 }
 
 /// Every row a statement returns, as they are.
@@ -165,9 +170,7 @@ pub(crate) async fn fetch_rows<'q, 'c>(
     sql: &'q str,
     binds: impl Binds<'q>,
 ) -> Result<Vec<AnyRow>> {
-    let rows = sqlx::query_with(sql, binds.into_arguments()?)
-        .fetch_all(conn)
-        .await?;
+    let rows = bound(sql, binds)?.fetch_all(conn).await?;
     Ok(rows)
 }
 
@@ -177,9 +180,7 @@ pub(crate) async fn fetch_optional_row<'q, 'c>(
     sql: &'q str,
     binds: impl Binds<'q>,
 ) -> Result<Option<AnyRow>> {
-    Ok(sqlx::query_with(sql, binds.into_arguments()?)
-        .fetch_optional(conn)
-        .await?)
+    Ok(bound(sql, binds)?.fetch_optional(conn).await?)
 }
 
 /// The first column of the one row a statement returns (`COUNT(*)`,
@@ -189,9 +190,7 @@ pub(crate) async fn fetch_scalar<'q, 'c, O: Column>(
     sql: &'q str,
     binds: impl Binds<'q>,
 ) -> Result<O> {
-    let row = sqlx::query_with(sql, binds.into_arguments()?)
-        .fetch_one(conn)
-        .await?;
+    let row = bound(sql, binds)?.fetch_one(conn).await?;
     Ok(row.try_get(0)?)
 }
 
@@ -201,10 +200,8 @@ pub(crate) async fn fetch_optional_scalar<'q, 'c, O: Column>(
     sql: &'q str,
     binds: impl Binds<'q>,
 ) -> Result<Option<O>> {
-    match fetch_optional_row(conn, sql, binds).await? {
-        Some(row) => Ok(Some(row.try_get(0)?)),
-        None => Ok(None),
-    }
+    let first = fetch_optional::<First<O>>(conn, sql, binds).await?;
+    Ok(first.map(|f| f.0))
 }
 
 /// The first column of every row a statement returns.
@@ -213,11 +210,8 @@ pub(crate) async fn fetch_scalars<'q, 'c, O: Column>(
     sql: &'q str,
     binds: impl Binds<'q>,
 ) -> Result<Vec<O>> {
-    let rows = fetch_rows(conn, sql, binds).await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<sqlx::Result<_>>()?)
+    let firsts: Vec<First<O>> = fetch_all(conn, sql, binds).await?;
+    Ok(firsts.into_iter().map(|f| f.0).collect())
 }
 
 /// Every row a statement returns, each read as a `T`.
@@ -226,11 +220,8 @@ pub(crate) async fn fetch_all<'q, 'c, T: Record>(
     sql: &'q str,
     binds: impl Binds<'q>,
 ) -> Result<Vec<T>> {
-    fetch_rows(conn, sql, binds)
-        .await?
-        .iter()
-        .map(T::from_row)
-        .collect()
+    let rows = fetch_rows(conn, sql, binds).await?;
+    rows.iter().map(T::from_row).collect()
 }
 
 /// The row a statement finds, read as a `T`, if it finds one.
@@ -239,8 +230,10 @@ pub(crate) async fn fetch_optional<'q, 'c, T: Record>(
     sql: &'q str,
     binds: impl Binds<'q>,
 ) -> Result<Option<T>> {
-    let row = fetch_optional_row(conn, sql, binds).await?;
-    row.as_ref().map(T::from_row).transpose()
+    match fetch_optional_row(conn, sql, binds).await? {
+        Some(row) => T::from_row(&row).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// A value read whole from one row.
@@ -271,6 +264,16 @@ pub(crate) fn qualified(alias: &str, columns: &str) -> String {
         .map(|c| format!("{alias}.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The first column of a row, read like a scalar query reads it (a decode
+/// failure is a database error).
+struct First<O>(O);
+
+impl<O: Column> Record for First<O> {
+    fn from_row(row: &AnyRow) -> Result<First<O>> {
+        Ok(First(row.try_get(0)?))
+    }
 }
 
 /// One column of a row, a decode failure being [`StoreError::Corrupt`].
