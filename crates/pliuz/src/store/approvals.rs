@@ -219,7 +219,7 @@ async fn load_votes_of(
     st.sql = format!(
         "SELECT approval_id, voter, created_at FROM approval_votes WHERE approval_id IN ({list}) ORDER BY created_at, voter"
     );
-    for r in st.query().fetch_all(conn).await? {
+    for r in sql::fetch_rows(conn, &st.sql, &st.args[..]).await? {
         out.entry(col(&r, "approval_id")?)
             .or_default()
             .push(vote_from_row(&r)?);
@@ -258,7 +258,7 @@ impl Store {
         };
         let limit = page_limit(f) as usize;
         let mut conn = self.pool.acquire().await?;
-        let rows = st.query().fetch_all(&mut *conn).await?;
+        let rows = sql::fetch_rows(&mut *conn, &st.sql, &st.args[..]).await?;
         let more = rows.len() > limit;
         let rows = &rows[..rows.len().min(limit)];
         let ids = rows
@@ -283,7 +283,7 @@ impl Store {
         let Some(st) = count_statement(f) else {
             return Ok(0);
         };
-        Ok(st.query_scalar().fetch_one(&self.pool).await?)
+        sql::fetch_scalar(&self.pool, &st.sql, &st.args[..]).await
     }
 
     /// Pending requests whose deadline has passed.

@@ -1,7 +1,7 @@
 //! Audit log persistence: entries and Merkle hashes are appended inside the
 //! caller's write transaction; the pure tree maths lives in `pliuz_audit`.
 
-use super::sql::{col, Statement};
+use super::sql::{self, col, Statement};
 use super::{Result, Store, StoreError, WriteTx};
 use pliuz_audit::Hash;
 use std::collections::HashMap;
@@ -42,7 +42,7 @@ async fn read_hashes(
         .collect::<Vec<_>>()
         .join(", ");
     st.sql = format!("SELECT idx, hash FROM audit_hashes WHERE idx IN ({list})");
-    for row in st.query().fetch_all(conn).await? {
+    for row in sql::fetch_rows(conn, &st.sql, &st.args[..]).await? {
         let idx = to_u64(col::<i64>(&row, "idx")?)?;
         out.insert(idx, hash_from(col::<Vec<u8>>(&row, "hash")?)?);
     }

@@ -23,7 +23,7 @@ use super::runs::{
 };
 use super::sessions::PURGE_SESSIONS_SQL;
 use super::slack::{GAVE_UP_AT, MESSAGES_FOR_SQL, PENDING_POSTS_SQL};
-use super::sql::{Arg, Statement};
+use super::sql::{self, Arg, Statement};
 use super::timers::{DUE_TIMERS_SQL, NEXT_TIMER_SQL};
 use super::Store;
 use crate::approval::Status;
@@ -311,13 +311,8 @@ async fn every_list_query_uses_an_index_on_sqlite() {
     let mut failures = Vec::new();
     let checked = catalogue();
     for c in &checked {
-        let explain = Statement {
-            sql: format!("EXPLAIN QUERY PLAN {}", c.statement.sql),
-            args: c.statement.args.clone(),
-        };
-        let rows = explain
-            .query()
-            .fetch_all(store.pool())
+        let explain = format!("EXPLAIN QUERY PLAN {}", c.statement.sql);
+        let rows = sql::fetch_rows(store.pool(), &explain, &c.statement.args[..])
             .await
             .unwrap_or_else(|e| panic!("{}: {e}\n{}", c.name, c.statement.sql));
         let plan: Vec<String> = rows

@@ -158,7 +158,7 @@ impl WriteTx {
             a.map(|a| a.answered_by.clone()),
             a.map(|a| a.answered_at),
             q.version,
-            q.id.clone(),
+            &q.id,
             expected,
         );
         if sql::execute(&mut *self.tx, sql, values).await? != 1 {

@@ -66,29 +66,6 @@ impl Statement {
     pub fn push(&mut self, sql: &str) {
         self.sql.push_str(sql);
     }
-
-    pub fn query(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
-        self.args
-            .iter()
-            .fold(sqlx::query(&self.sql), |q, a| match a {
-                Arg::Text(s) => q.bind(s.as_str()),
-                Arg::Int(i) => q.bind(*i),
-            })
-    }
-
-    pub fn query_scalar<O>(
-        &self,
-    ) -> sqlx::query::QueryScalar<'_, Any, O, sqlx::any::AnyArguments<'_>>
-    where
-        (O,): for<'r> sqlx::FromRow<'r, AnyRow>,
-    {
-        self.args
-            .iter()
-            .fold(sqlx::query_scalar(&self.sql), |q, a| match a {
-                Arg::Text(s) => q.bind(s.as_str()),
-                Arg::Int(i) => q.bind(*i),
-            })
-    }
 }
 
 /// The values of a statement's `$1, $2, ...`, in order: a tuple of them
