@@ -1,7 +1,8 @@
 //! Approval rows. Loading and saving whole aggregates: the state machine in
 //! `approval` decides, this file only persists.
 
-use super::{col, json_col, Arg, Result, Statement, Store, StoreError, WriteTx};
+use super::sql::{self, col, json_col, Arg, Statement};
+use super::{Result, Store, StoreError, WriteTx};
 use crate::approval::{
     Approval, Claim, DecisionKind, Execution, ExecutionOutcome, Settlement, Status, Vote,
 };
@@ -218,7 +219,7 @@ async fn load_votes_of(
     st.sql = format!(
         "SELECT approval_id, voter, created_at FROM approval_votes WHERE approval_id IN ({list}) ORDER BY created_at, voter"
     );
-    for r in st.query().fetch_all(conn).await? {
+    for r in sql::fetch_rows(conn, &st.sql, &st.args[..]).await? {
         out.entry(col(&r, "approval_id")?)
             .or_default()
             .push(vote_from_row(&r)?);
@@ -242,12 +243,7 @@ impl Store {
         let q =
             format!("SELECT {COLUMNS} FROM approvals WHERE agent = $1 AND idempotency_key = $2");
         let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query(&q)
-            .bind(agent)
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-        match row {
+        match sql::fetch_optional_row(&mut *conn, &q, (agent, key)).await? {
             None => Ok(None),
             Some(r) => Ok(Some(with_votes(&mut conn, &r).await?)),
         }
@@ -262,7 +258,7 @@ impl Store {
         };
         let limit = page_limit(f) as usize;
         let mut conn = self.pool.acquire().await?;
-        let rows = st.query().fetch_all(&mut *conn).await?;
+        let rows = sql::fetch_rows(&mut *conn, &st.sql, &st.args[..]).await?;
         let more = rows.len() > limit;
         let rows = &rows[..rows.len().min(limit)];
         let ids = rows
@@ -287,35 +283,24 @@ impl Store {
         let Some(st) = count_statement(f) else {
             return Ok(0);
         };
-        Ok(st.query_scalar().fetch_one(&self.pool).await?)
+        sql::fetch_scalar(&self.pool, &st.sql, &st.args[..]).await
     }
 
     /// Pending requests whose deadline has passed.
     pub async fn due_expiries(&self, now: i64, limit: i64) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(DUE_EXPIRIES_SQL)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        sql::fetch_scalars(&self.pool, DUE_EXPIRIES_SQL, (now, limit)).await
     }
 
     /// The next deadline among pending requests.
     pub async fn next_expiry(&self) -> Result<Option<i64>> {
-        let v: Option<i64> = sqlx::query_scalar(NEXT_EXPIRY_SQL)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(v)
+        sql::fetch_scalar(&self.pool, NEXT_EXPIRY_SQL, ()).await
     }
 }
 
 /// One approval and its votes in one statement: a row per vote (one row
 /// with no vote when there are none), each repeating the approval.
 async fn get_in(conn: &mut AnyConnection, id: &str) -> Result<Option<Approval>> {
-    let columns = COLUMNS
-        .split(", ")
-        .map(|c| format!("a.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = sql::qualified("a", COLUMNS);
     let q = format!(
         "SELECT {columns}, v.voter AS vote_voter, v.created_at AS vote_at FROM approvals a LEFT JOIN approval_votes v ON v.approval_id = a.id WHERE a.id = $1 ORDER BY v.created_at, v.voter"
     );

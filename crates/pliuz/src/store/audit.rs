@@ -1,7 +1,8 @@
 //! Audit log persistence: entries and Merkle hashes are appended inside the
 //! caller's write transaction; the pure tree maths lives in `pliuz_audit`.
 
-use super::{col, Result, Statement, Store, StoreError, WriteTx};
+use super::sql::{self, col, Statement};
+use super::{Result, Store, StoreError, WriteTx};
 use pliuz_audit::Hash;
 use std::collections::HashMap;
 
@@ -41,7 +42,7 @@ async fn read_hashes(
         .collect::<Vec<_>>()
         .join(", ");
     st.sql = format!("SELECT idx, hash FROM audit_hashes WHERE idx IN ({list})");
-    for row in st.query().fetch_all(conn).await? {
+    for row in sql::fetch_rows(conn, &st.sql, &st.args[..]).await? {
         let idx = to_u64(col::<i64>(&row, "idx")?)?;
         out.insert(idx, hash_from(col::<Vec<u8>>(&row, "hash")?)?);
     }
@@ -285,26 +286,33 @@ impl Store {
 
     /// The Merkle root of the first `size` entries.
     pub async fn audit_root(&self, size: u64) -> Result<Hash> {
-        let plan =
-            pliuz_audit::tree_hash_plan(size).map_err(|e| StoreError::Audit(e.to_string()))?;
-        let map = self.audit_hashes(&plan).await?;
-        pliuz_audit::tree_hash(size, &map).map_err(|e| StoreError::Audit(e.to_string()))
+        let plan = pliuz_audit::tree_hash_plan(size);
+        self.over_hashes(plan, |map| pliuz_audit::tree_hash(size, map))
+            .await
     }
 
     pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
-        let plan = pliuz_audit::inclusion_proof_plan(index, size)
-            .map_err(|e| StoreError::Audit(e.to_string()))?;
-        let map = self.audit_hashes(&plan).await?;
-        pliuz_audit::inclusion_proof(index, size, &map)
-            .map_err(|e| StoreError::Audit(e.to_string()))
+        let plan = pliuz_audit::inclusion_proof_plan(index, size);
+        self.over_hashes(plan, |map| pliuz_audit::inclusion_proof(index, size, map))
+            .await
     }
 
     pub async fn consistency_proof(&self, from: u64, size: u64) -> Result<Vec<Hash>> {
-        let plan = pliuz_audit::consistency_proof_plan(from, size)
-            .map_err(|e| StoreError::Audit(e.to_string()))?;
-        let map = self.audit_hashes(&plan).await?;
-        pliuz_audit::consistency_proof(from, size, &map)
-            .map_err(|e| StoreError::Audit(e.to_string()))
+        let plan = pliuz_audit::consistency_proof_plan(from, size);
+        self.over_hashes(plan, |map| pliuz_audit::consistency_proof(from, size, map))
+            .await
+    }
+
+    /// Reads the hashes `plan` names, then computes over them (a root, a
+    /// proof); the tree maths' errors are `StoreError::Audit`.
+    async fn over_hashes<T>(
+        &self,
+        plan: std::result::Result<Vec<u64>, pliuz_audit::Error>,
+        compute: impl FnOnce(&HashMap<u64, Hash>) -> std::result::Result<T, pliuz_audit::Error>,
+    ) -> Result<T> {
+        let audit_error = |e: pliuz_audit::Error| StoreError::Audit(e.to_string());
+        let map = self.audit_hashes(&plan.map_err(audit_error)?).await?;
+        compute(&map).map_err(audit_error)
     }
 
     pub async fn save_checkpoint(&self, size: u64, note: &str) -> Result<()> {

@@ -3,7 +3,8 @@
 //! queries the mail worker needs.
 
 use super::slack::GAVE_UP_AT;
-use super::{col, Result, Store, WriteTx};
+use super::sql::{self, col, Record};
+use super::{Result, Store, WriteTx};
 
 /// A link as stored: whose request, to whom, until when, whether used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,50 +55,53 @@ impl Store {
     ) -> Result<()> {
         let now = super::now_millis();
         // Kept a day past expiry, so a late click still hears "expired".
-        sqlx::query(PURGE_LINKS_SQL)
-            .bind(now - 24 * 3600 * 1000)
-            .execute(&self.pool)
-            .await?;
+        sql::execute(&self.pool, PURGE_LINKS_SQL, (now - 24 * 3600 * 1000,)).await?;
         let q = "INSERT INTO email_links (token_hash, approval_id, recipient, created_at, expires_at, target) VALUES ($1, $2, $3, $4, $5, $6)";
-        sqlx::query(q)
-            .bind(token_hash)
-            .bind(approval_id)
-            .bind(recipient)
-            .bind(now)
-            .bind(expires_at)
-            .bind(target.as_str())
-            .execute(&self.pool)
-            .await?;
+        let values = (
+            token_hash,
+            approval_id,
+            recipient,
+            now,
+            expires_at,
+            target.as_str(),
+        );
+        sql::execute(&self.pool, q, values).await?;
         Ok(())
     }
 
     /// Whether this outbox row already mailed `recipient`.
     pub async fn email_already_sent(&self, outbox_id: &str, recipient: &str) -> Result<bool> {
         let q = "SELECT COUNT(*) FROM email_messages WHERE outbox_id = $1 AND recipient = $2";
-        let n: i64 = sqlx::query_scalar(q)
-            .bind(outbox_id)
-            .bind(recipient)
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = sql::fetch_scalar(&self.pool, q, (outbox_id, recipient)).await?;
         Ok(n > 0)
     }
 
     /// Everyone mailed about a request so far.
     pub async fn email_recipients_of(&self, approval_id: &str) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(RECIPIENTS_OF_SQL)
-            .bind(approval_id)
-            .fetch_all(&self.pool)
-            .await?)
+        sql::fetch_scalars(&self.pool, RECIPIENTS_OF_SQL, (approval_id,)).await
     }
 
     /// E-mails asking for a decision on this request (or an answer to
     /// this question) not yet sent (or given up).
     pub async fn pending_email_asks(&self, approval_id: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(PENDING_ASKS_SQL)
-            .bind(approval_id)
-            .bind(GAVE_UP_AT)
-            .fetch_one(&self.pool)
-            .await?)
+        sql::fetch_scalar(&self.pool, PENDING_ASKS_SQL, (approval_id, GAVE_UP_AT)).await
+    }
+}
+
+impl Record for EmailLink {
+    fn from_row(r: &sqlx::any::AnyRow) -> Result<EmailLink> {
+        let target: String = col(r, "target")?;
+        Ok(EmailLink {
+            approval_id: col(r, "approval_id")?,
+            target: if target == "question" {
+                LinkTarget::Question
+            } else {
+                LinkTarget::Request
+            },
+            recipient: col(r, "recipient")?,
+            expires_at: col(r, "expires_at")?,
+            used_at: col(r, "used_at")?,
+        })
     }
 }
 
@@ -105,35 +109,12 @@ impl WriteTx {
     /// Reads a link under the write lock, so two clicks cannot both use it.
     pub async fn get_email_link(&mut self, token_hash: &str) -> Result<Option<EmailLink>> {
         let q = "SELECT approval_id, recipient, expires_at, used_at, target FROM email_links WHERE token_hash = $1";
-        let row = sqlx::query(q)
-            .bind(token_hash)
-            .fetch_optional(self.conn())
-            .await?;
-        row.map(|r| {
-            let target: String = col(&r, "target")?;
-            Ok(EmailLink {
-                approval_id: col(&r, "approval_id")?,
-                target: if target == "question" {
-                    LinkTarget::Question
-                } else {
-                    LinkTarget::Request
-                },
-                recipient: col(&r, "recipient")?,
-                expires_at: col(&r, "expires_at")?,
-                used_at: col(&r, "used_at")?,
-            })
-        })
-        .transpose()
+        sql::fetch_optional(self.conn(), q, (token_hash,)).await
     }
 
     pub async fn use_email_link(&mut self, token_hash: &str, by: &str, now: i64) -> Result<()> {
         let q = "UPDATE email_links SET used_at = $1, used_by = $2 WHERE token_hash = $3 AND used_at IS NULL";
-        sqlx::query(q)
-            .bind(now)
-            .bind(by)
-            .bind(token_hash)
-            .execute(self.conn())
-            .await?;
+        sql::execute(self.conn(), q, (now, by, token_hash)).await?;
         Ok(())
     }
 
@@ -145,13 +126,8 @@ impl WriteTx {
         approval_id: &str,
     ) -> Result<()> {
         let q = "INSERT INTO email_messages (outbox_id, recipient, approval_id, created_at) VALUES ($1, $2, $3, $4)";
-        sqlx::query(q)
-            .bind(outbox_id)
-            .bind(recipient)
-            .bind(approval_id)
-            .bind(super::now_millis())
-            .execute(self.conn())
-            .await?;
+        let values = (outbox_id, recipient, approval_id, super::now_millis());
+        sql::execute(self.conn(), q, values).await?;
         Ok(())
     }
 }

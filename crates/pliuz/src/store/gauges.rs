@@ -4,7 +4,8 @@
 //! latest checkpoint by its primary key. No placeholders: nothing here
 //! comes from a caller.
 
-use super::{col, Result, Store};
+use super::sql::col;
+use super::{Result, Store};
 
 /// Statuses of a request still in play; settled ones are history.
 const LIVE_STATUSES_SQL: &str = "('pending', 'approved', 'executing')";

@@ -22,6 +22,7 @@ pub mod runs;
 pub mod schema;
 mod sessions;
 pub mod slack;
+mod sql;
 pub mod timers;
 mod writer;
 
@@ -32,10 +33,10 @@ pub use principals::{AgentRecord, UserRecord, UserTokenRecord};
 pub use sessions::SessionRecord;
 pub use writer::{WriteStats, MAX_BATCH};
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolConnection;
 use sqlx::AnyConnection;
-use sqlx::{Any, AnyPool, Connection, Executor, Row};
+use sqlx::{Any, AnyPool, Connection, Executor};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -591,31 +592,27 @@ impl Store {
         notifier: crate::notify::Notifier,
         shutdown: crate::shutdown::Shutdown,
     ) {
-        if self.backend != Backend::Postgres {
-            return;
-        }
-        relay_channel(
+        let publish = |payload: &str| match serde_json::from_str(payload) {
+            Ok(change) => notifier.publish(change),
+            Err(e) => tracing::warn!(error = %e, "ignoring a malformed change notification"),
+        };
+        self.relay_channel(
             &database_url,
             CHANGES_CHANNEL,
             "change",
             &shutdown,
             || {},
-            |payload| match serde_json::from_str(payload) {
-                Ok(change) => notifier.publish(change),
-                Err(e) => tracing::warn!(error = %e, "ignoring a malformed change notification"),
-            },
+            publish,
         )
         .await;
     }
 
     pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
-        let q = "SELECT value FROM meta WHERE key = $1";
-        Ok(sqlx::query_scalar(q)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?)
+        sql::fetch_optional_scalar(&self.pool, GET_META_SQL, (key,)).await
     }
 }
+
+const GET_META_SQL: &str = "SELECT value FROM meta WHERE key = $1";
 
 /// A write transaction that must carry its own audit record.
 ///
@@ -826,33 +823,22 @@ impl WriteTx {
         if self.store.backend == Backend::Postgres {
             let payload = serde_json::to_string(change)
                 .map_err(|e| StoreError::Corrupt(format!("change notification: {e}")))?;
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANGES_CHANNEL)
-                .bind(payload)
-                .execute(&mut *self.tx)
-                .await?;
+            let q = "SELECT pg_notify($1, $2)";
+            sql::execute(&mut *self.tx, q, (CHANGES_CHANNEL, payload)).await?;
         }
         Ok(())
     }
 
     /// Reads a meta value inside the transaction (under the write lock).
     pub async fn get_meta(&mut self, key: &str) -> Result<Option<String>> {
-        let q = "SELECT value FROM meta WHERE key = $1";
-        Ok(sqlx::query_scalar(q)
-            .bind(key)
-            .fetch_optional(&mut *self.tx)
-            .await?)
+        sql::fetch_optional_scalar(&mut *self.tx, GET_META_SQL, (key,)).await
     }
 
     pub async fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         let q = "DELETE FROM meta WHERE key = $1";
-        sqlx::query(q).bind(key).execute(&mut *self.tx).await?;
+        sql::execute(&mut *self.tx, q, (key,)).await?;
         let q = "INSERT INTO meta (key, value) VALUES ($1, $2)";
-        sqlx::query(q)
-            .bind(key)
-            .bind(value)
-            .execute(&mut *self.tx)
-            .await?;
+        sql::execute(&mut *self.tx, q, (key, value)).await?;
         Ok(())
     }
 }
@@ -1001,114 +987,36 @@ pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A value bound to a [`Statement`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Arg {
-    Text(String),
-    Int(i64),
-}
-
-impl From<&str> for Arg {
-    fn from(v: &str) -> Arg {
-        Arg::Text(v.to_owned())
-    }
-}
-
-impl From<String> for Arg {
-    fn from(v: String) -> Arg {
-        Arg::Text(v)
-    }
-}
-
-impl From<i64> for Arg {
-    fn from(v: i64) -> Arg {
-        Arg::Int(v)
-    }
-}
-
-/// SQL assembled at run time (optional filters, `IN` lists), with its
-/// values. Placeholders are numbered (`$1`, `$2`, ...) as values are added,
-/// which both SQLite and PostgreSQL read, so one text serves both.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Statement {
-    pub sql: String,
-    pub args: Vec<Arg>,
-}
-
-impl Statement {
-    pub fn new(sql: impl Into<String>) -> Statement {
-        Statement {
-            sql: sql.into(),
-            args: Vec::new(),
+impl Store {
+    /// Hands each PostgreSQL notification on `channel` to `on_payload` until
+    /// shutdown, reconnecting after errors (on SQLite, with one server per
+    /// file, returns at once). `on_connected` runs after every
+    /// (re)connection, for listeners that must assume anything changed while
+    /// they were not listening. `what` names the notifications in warnings.
+    pub(crate) async fn relay_channel(
+        &self,
+        database_url: &str,
+        channel: &str,
+        what: &str,
+        shutdown: &crate::shutdown::Shutdown,
+        on_connected: impl FnMut(),
+        on_payload: impl FnMut(&str),
+    ) {
+        if self.backend == Backend::Postgres {
+            relay_postgres_channel(
+                database_url,
+                channel,
+                what,
+                shutdown,
+                on_connected,
+                on_payload,
+            )
+            .await;
         }
     }
-
-    /// Binds `value` and returns its placeholder, to be written into the SQL.
-    pub fn arg(&mut self, value: impl Into<Arg>) -> String {
-        self.args.push(value.into());
-        format!("${}", self.args.len())
-    }
-
-    /// A comma-separated placeholder list binding each of `values`.
-    pub fn args_list<'v>(&mut self, values: impl IntoIterator<Item = &'v String>) -> String {
-        values
-            .into_iter()
-            .map(|v| self.arg(v.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    pub fn push(&mut self, sql: &str) {
-        self.sql.push_str(sql);
-    }
-
-    pub fn query(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
-        self.args
-            .iter()
-            .fold(sqlx::query(&self.sql), |q, a| match a {
-                Arg::Text(s) => q.bind(s.as_str()),
-                Arg::Int(i) => q.bind(*i),
-            })
-    }
-
-    pub fn query_scalar<O>(
-        &self,
-    ) -> sqlx::query::QueryScalar<'_, Any, O, sqlx::any::AnyArguments<'_>>
-    where
-        (O,): for<'r> sqlx::FromRow<'r, AnyRow>,
-    {
-        self.args
-            .iter()
-            .fold(sqlx::query_scalar(&self.sql), |q, a| match a {
-                Arg::Text(s) => q.bind(s.as_str()),
-                Arg::Int(i) => q.bind(*i),
-            })
-    }
 }
 
-/// Reads helpers for `AnyRow`, mapping decode failures to `Corrupt`.
-pub(crate) fn col<T>(row: &AnyRow, name: &str) -> Result<T>
-where
-    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
-{
-    row.try_get::<T, _>(name)
-        .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
-}
-
-pub(crate) fn json_col(row: &AnyRow, name: &str) -> Result<Option<serde_json::Value>> {
-    match col::<Option<String>>(row, name)? {
-        None => Ok(None),
-        Some(s) => serde_json::from_str(&s)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}"))),
-    }
-}
-
-/// Hands each PostgreSQL notification on `channel` to `on_payload` until
-/// shutdown, reconnecting after errors. `on_connected` runs after every
-/// (re)connection, for listeners that must assume anything changed while
-/// they were not listening. `what` names the notifications in warnings.
-pub(crate) async fn relay_channel(
+async fn relay_postgres_channel(
     database_url: &str,
     channel: &str,
     what: &str,
@@ -1181,11 +1089,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_or_abandoned_write_leaves_nothing_for_the_next() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let path = dir.path().join("t.db");
-        let store = Store::open(&format!("sqlite://{}", path.display()))
-            .await
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (_dir, path, store) = temp_store().await?;
         // Abandoned half-way (an error returned early, a dropped request).
         {
             let mut tx = store.begin_write().await?;
@@ -1228,11 +1132,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_dropped_while_beginning_leaves_no_open_transaction() -> Result<()> {
         use futures::FutureExt;
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let path = dir.path().join("t.db");
-        let store = Store::open(&format!("sqlite://{}", path.display()))
-            .await
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (_dir, path, store) = temp_store().await?;
         for round in 0..200 {
             // Polled once, then dropped wherever it had got to.
             drop(store.begin_write().now_or_never());

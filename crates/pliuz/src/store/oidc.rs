@@ -6,7 +6,8 @@
 //! (nothing is granted yet); linking an identity happens in the sign-in's
 //! [`WriteTx`], next to its audit entries.
 
-use super::{col, Result, Store, WriteTx};
+use super::sql::{self, from_columns};
+use super::{Result, Store, WriteTx};
 
 /// One authorization request in flight. `state_hash` and `browser_hash`
 /// are SHA-256 of secrets only the browser holds.
@@ -21,17 +22,7 @@ pub struct PendingLogin {
     pub expires_at: i64,
 }
 
-fn login_from_row(r: &sqlx::any::AnyRow) -> Result<PendingLogin> {
-    Ok(PendingLogin {
-        state_hash: col(r, "state_hash")?,
-        browser_hash: col(r, "browser_hash")?,
-        nonce: col(r, "nonce")?,
-        pkce_verifier: col(r, "pkce_verifier")?,
-        next_path: col(r, "next_path")?,
-        created_at: col(r, "created_at")?,
-        expires_at: col(r, "expires_at")?,
-    })
-}
+from_columns!(PendingLogin: state_hash, browser_hash, nonce, pkce_verifier, next_path, created_at, expires_at);
 
 /// Log-ins in flight that have expired.
 pub(crate) const PURGE_LOGINS_SQL: &str = "DELETE FROM oidc_logins WHERE expires_at <= $1";
@@ -40,28 +31,23 @@ impl Store {
     /// Stores a log-in in flight, unless `max_pending` are already open
     /// (returns `false`): anyone can start one, so the table stays bounded.
     pub async fn insert_pending_login(&self, p: &PendingLogin, max_pending: i64) -> Result<bool> {
-        let q = PURGE_LOGINS_SQL;
-        sqlx::query(q)
-            .bind(p.created_at)
-            .execute(&self.pool)
-            .await?;
-        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM oidc_logins")
-            .fetch_one(&self.pool)
-            .await?;
+        sql::execute(&self.pool, PURGE_LOGINS_SQL, (p.created_at,)).await?;
+        let open: i64 =
+            sql::fetch_scalar(&self.pool, "SELECT COUNT(*) FROM oidc_logins", ()).await?;
         if open >= max_pending {
             return Ok(false);
         }
         let q = "INSERT INTO oidc_logins (state_hash, browser_hash, nonce, pkce_verifier, next_path, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-        sqlx::query(q)
-            .bind(&p.state_hash)
-            .bind(&p.browser_hash)
-            .bind(&p.nonce)
-            .bind(&p.pkce_verifier)
-            .bind(&p.next_path)
-            .bind(p.created_at)
-            .bind(p.expires_at)
-            .execute(&self.pool)
-            .await?;
+        let values = (
+            &p.state_hash,
+            &p.browser_hash,
+            &p.nonce,
+            &p.pkce_verifier,
+            &p.next_path,
+            p.created_at,
+            p.expires_at,
+        );
+        sql::execute(&self.pool, q, values).await?;
         Ok(true)
     }
 
@@ -73,11 +59,8 @@ impl Store {
         now: i64,
     ) -> Result<Option<PendingLogin>> {
         let q = "DELETE FROM oidc_logins WHERE state_hash = $1 RETURNING state_hash, browser_hash, nonce, pkce_verifier, next_path, created_at, expires_at";
-        let row = sqlx::query(q)
-            .bind(state_hash)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(p) = row.as_ref().map(login_from_row).transpose()? else {
+        let Some(p) = sql::fetch_optional::<PendingLogin>(&self.pool, q, (state_hash,)).await?
+        else {
             return Ok(None);
         };
         Ok((p.expires_at > now).then_some(p))
@@ -90,11 +73,7 @@ impl Store {
         subject: &str,
     ) -> Result<Option<String>> {
         let q = "SELECT user_id FROM oidc_identities WHERE issuer = $1 AND subject = $2";
-        Ok(sqlx::query_scalar(q)
-            .bind(issuer)
-            .bind(subject)
-            .fetch_optional(&self.pool)
-            .await?)
+        sql::fetch_optional_scalar(&self.pool, q, (issuer, subject)).await
     }
 }
 
@@ -108,24 +87,10 @@ impl WriteTx {
         now: i64,
     ) -> Result<()> {
         let q = "UPDATE oidc_identities SET last_login_at = $1 WHERE issuer = $2 AND subject = $3 AND user_id = $4";
-        let n = sqlx::query(q)
-            .bind(now)
-            .bind(issuer)
-            .bind(subject)
-            .bind(user_id)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected();
+        let n = sql::execute(&mut *self.tx, q, (now, issuer, subject, user_id)).await?;
         if n == 0 {
             let q = "INSERT INTO oidc_identities (issuer, subject, user_id, created_at, last_login_at) VALUES ($1, $2, $3, $4, $5)";
-            sqlx::query(q)
-                .bind(issuer)
-                .bind(subject)
-                .bind(user_id)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *self.tx)
-                .await?;
+            sql::execute(&mut *self.tx, q, (issuer, subject, user_id, now, now)).await?;
         }
         Ok(())
     }
@@ -133,10 +98,6 @@ impl WriteTx {
     /// Ends every session of a user (their role or groups changed).
     pub async fn delete_sessions_of(&mut self, user_id: &str) -> Result<u64> {
         let q = "DELETE FROM inbox_sessions WHERE user_id = $1";
-        Ok(sqlx::query(q)
-            .bind(user_id)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected())
+        sql::execute(&mut *self.tx, q, (user_id,)).await
     }
 }

@@ -3,7 +3,9 @@
 //! A unique `dedupe_key` makes enqueueing idempotent, so one change never
 //! yields two messages.
 
-use super::{col, Result, Store, StoreError, WriteTx};
+use super::slack::GAVE_UP_AT;
+use super::sql::{self, col, Record};
+use super::{Result, Store, StoreError, WriteTx};
 use serde_json::Value;
 use sqlx::any::AnyRow;
 
@@ -35,18 +37,24 @@ pub(crate) const DUE_OUTBOX_SQL: &str = concat!(
 pub(crate) const NEXT_OUTBOX_DUE_SQL: &str =
     "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL";
 
-pub(crate) fn outbox_from_row(r: &AnyRow) -> Result<OutboxMessage> {
-    let payload: String = col(r, "payload")?;
-    Ok(OutboxMessage {
-        id: col(r, "id")?,
-        kind: col(r, "kind")?,
-        approval_id: col(r, "approval_id")?,
-        dedupe_key: col(r, "dedupe_key")?,
-        payload: serde_json::from_str(&payload)
-            .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
-        attempts: col(r, "attempts")?,
-        next_attempt_at: col(r, "next_attempt_at")?,
-    })
+const DELIVERED_SQL: &str =
+    "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2";
+const RETRY_SQL: &str = "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3";
+
+impl Record for OutboxMessage {
+    fn from_row(r: &AnyRow) -> Result<OutboxMessage> {
+        let payload: String = col(r, "payload")?;
+        Ok(OutboxMessage {
+            id: col(r, "id")?,
+            kind: col(r, "kind")?,
+            approval_id: col(r, "approval_id")?,
+            dedupe_key: col(r, "dedupe_key")?,
+            payload: serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("outbox payload: {e}")))?,
+            attempts: col(r, "attempts")?,
+            next_attempt_at: col(r, "next_attempt_at")?,
+        })
+    }
 }
 
 impl WriteTx {
@@ -61,73 +69,65 @@ impl WriteTx {
         let now = super::now_millis();
         // The dedupe check and the insert in one statement (we hold the
         // write lock, so nothing can slip in between either way).
-        let done = sqlx::query(
-            "INSERT INTO outbox (id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at, created_at) \
+        let q = "INSERT INTO outbox (id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at, created_at) \
              SELECT $1, $2, $3, $4, $5, 0, $6, $7 \
-             WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE dedupe_key = $8)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(kind)
-        .bind(approval_id)
-        .bind(dedupe_key)
-        .bind(payload.to_string())
-        .bind(now)
-        .bind(now)
-        .bind(dedupe_key)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(done.rows_affected() == 1)
+             WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE dedupe_key = $8)";
+        let id = uuid::Uuid::now_v7().to_string();
+        let values = (
+            id,
+            kind,
+            approval_id,
+            dedupe_key,
+            payload.to_string(),
+            now,
+            now,
+            dedupe_key,
+        );
+        Ok(sql::execute(&mut *self.tx, q, values).await? == 1)
+    }
+
+    /// Marks an outbox row delivered inside a write transaction, so the
+    /// record of what was sent and the "done" flag land together.
+    pub async fn mark_outbox_delivered(&mut self, id: &str) -> Result<()> {
+        let values = (super::now_millis(), id);
+        sql::execute(&mut *self.tx, DELIVERED_SQL, values).await?;
+        Ok(())
+    }
+
+    /// Gives up on an outbox row: it stays undelivered with its last
+    /// error, and is never due again.
+    pub async fn give_up_outbox(&mut self, id: &str, error: &str) -> Result<()> {
+        sql::execute(&mut *self.tx, RETRY_SQL, (GAVE_UP_AT, error, id)).await?;
+        Ok(())
     }
 }
 
 impl Store {
     /// Undelivered messages whose time has come, oldest first.
     pub async fn due_outbox(&self, now: i64, limit: i64) -> Result<Vec<OutboxMessage>> {
-        let rows = sqlx::query(DUE_OUTBOX_SQL)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(outbox_from_row).collect()
+        sql::fetch_all(&self.pool, DUE_OUTBOX_SQL, (now, limit)).await
     }
 
     /// When the next undelivered message is due, if any.
     pub async fn next_outbox_due(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(NEXT_OUTBOX_DUE_SQL)
-            .fetch_one(&self.pool)
-            .await?)
+        sql::fetch_scalar(&self.pool, NEXT_OUTBOX_DUE_SQL, ()).await
     }
 
     pub async fn mark_delivered(&self, id: &str) -> Result<()> {
-        let q = "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2";
-        sqlx::query(q)
-            .bind(super::now_millis())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sql::execute(&self.pool, DELIVERED_SQL, (super::now_millis(), id)).await?;
         Ok(())
     }
 
     /// Records a failed attempt and when to try again.
     pub async fn mark_retry(&self, id: &str, next_attempt_at: i64, error: &str) -> Result<()> {
-        let q = "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3";
-        sqlx::query(q)
-            .bind(next_attempt_at)
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sql::execute(&self.pool, RETRY_SQL, (next_attempt_at, error, id)).await?;
         Ok(())
     }
 
     /// Replaces a message's payload (e.g. remember a Slack `ts` for later updates).
     pub async fn update_outbox_payload(&self, id: &str, payload: &Value) -> Result<()> {
         let q = "UPDATE outbox SET payload = $1 WHERE id = $2";
-        sqlx::query(q)
-            .bind(payload.to_string())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sql::execute(&self.pool, q, (payload.to_string(), id)).await?;
         Ok(())
     }
 }

@@ -2,7 +2,8 @@
 //! waiting list by a row limit, settled requests by a time window (the
 //! `approvals_settled_at` index) and a row limit.
 
-use super::{col, Result, Statement, Store};
+use super::sql::{self, col, from_columns, Record, Statement};
+use super::{Result, Store};
 
 /// A request waiting for a decision.
 #[derive(Debug, Clone)]
@@ -21,6 +22,20 @@ pub struct SettledRow {
     pub settled_by: String,
     pub created_at: i64,
     pub settled_at: i64,
+}
+
+from_columns!(WaitingRow: id, policy, tool_name, created_at);
+
+impl Record for SettledRow {
+    fn from_row(r: &sqlx::any::AnyRow) -> Result<SettledRow> {
+        Ok(SettledRow {
+            policy: col(r, "policy")?,
+            settled_status: col::<Option<String>>(r, "settled_status")?.unwrap_or_default(),
+            settled_by: col::<Option<String>>(r, "settled_by")?.unwrap_or_default(),
+            created_at: col(r, "created_at")?,
+            settled_at: col::<Option<i64>>(r, "settled_at")?.unwrap_or_default(),
+        })
+    }
 }
 
 /// Appends ` AND policy IN (...)` for a scope (`None`: all policies). An
@@ -82,28 +97,14 @@ impl Store {
         policies: Option<&[String]>,
         limit: i64,
     ) -> Result<Vec<WaitingRow>> {
-        let rows = waiting_statement(policies, limit)
-            .query()
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WaitingRow {
-                    id: col(r, "id")?,
-                    policy: col(r, "policy")?,
-                    tool_name: col(r, "tool_name")?,
-                    created_at: col(r, "created_at")?,
-                })
-            })
-            .collect()
+        let st = waiting_statement(policies, limit);
+        sql::fetch_all(&self.pool, &st.sql, &st.args[..]).await
     }
 
     /// How many requests wait, per policy.
     pub async fn waiting_counts(&self, policies: Option<&[String]>) -> Result<Vec<(String, i64)>> {
-        let rows = waiting_counts_statement(policies)
-            .query()
-            .fetch_all(&self.pool)
-            .await?;
+        let st = waiting_counts_statement(policies);
+        let rows = sql::fetch_rows(&self.pool, &st.sql, &st.args[..]).await?;
         rows.iter()
             .map(|r| Ok((col(r, "policy")?, col(r, "n")?)))
             .collect()
@@ -117,20 +118,7 @@ impl Store {
         to: i64,
         limit: i64,
     ) -> Result<Vec<SettledRow>> {
-        let rows = settled_statement(policies, from, to, limit)
-            .query()
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SettledRow {
-                    policy: col(r, "policy")?,
-                    settled_status: col::<Option<String>>(r, "settled_status")?.unwrap_or_default(),
-                    settled_by: col::<Option<String>>(r, "settled_by")?.unwrap_or_default(),
-                    created_at: col(r, "created_at")?,
-                    settled_at: col::<Option<i64>>(r, "settled_at")?.unwrap_or_default(),
-                })
-            })
-            .collect()
+        let st = settled_statement(policies, from, to, limit);
+        sql::fetch_all(&self.pool, &st.sql, &st.args[..]).await
     }
 }

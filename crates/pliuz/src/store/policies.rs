@@ -1,7 +1,8 @@
 //! Policies kept in the database (`policy_source = "database"`): one row a
 //! policy, its definition the JSON object the management API took.
 
-use super::{col, Backend, Result, Store, WriteTx};
+use super::sql::{self, from_columns};
+use super::{Backend, Result, Store, WriteTx};
 
 /// The PostgreSQL NOTIFY channel that tells other replicas the policies
 /// changed (they reload them all).
@@ -20,22 +21,11 @@ pub struct PolicyRow {
 /// it is read whole rather than through an index.
 const ALL_SQL: &str = "SELECT name, position, definition FROM policies ORDER BY position, name";
 
-fn rows_to_policies(rows: &[sqlx::any::AnyRow]) -> Result<Vec<PolicyRow>> {
-    rows.iter()
-        .map(|r| {
-            Ok(PolicyRow {
-                name: col(r, "name")?,
-                position: col(r, "position")?,
-                definition: col(r, "definition")?,
-            })
-        })
-        .collect()
-}
+from_columns!(PolicyRow: name, position, definition);
 
 impl Store {
     pub async fn stored_policies(&self) -> Result<Vec<PolicyRow>> {
-        let rows = sqlx::query(ALL_SQL).fetch_all(&self.pool).await?;
-        rows_to_policies(&rows)
+        sql::fetch_all(&self.pool, ALL_SQL, ()).await
     }
 
     /// Reloads the policies whenever another replica changed them (and on
@@ -46,10 +36,7 @@ impl Store {
         changed: std::sync::Arc<tokio::sync::Notify>,
         shutdown: crate::shutdown::Shutdown,
     ) {
-        if self.backend != Backend::Postgres {
-            return;
-        }
-        super::relay_channel(
+        self.relay_channel(
             &database_url,
             POLICY_CHANGES_CHANNEL,
             "policy change",
@@ -64,48 +51,37 @@ impl Store {
 impl WriteTx {
     /// The stored policies as this transaction sees them.
     pub async fn stored_policies_tx(&mut self) -> Result<Vec<PolicyRow>> {
-        let rows = sqlx::query(ALL_SQL).fetch_all(&mut *self.tx).await?;
-        rows_to_policies(&rows)
+        sql::fetch_all(&mut *self.tx, ALL_SQL, ()).await
     }
 
     pub async fn insert_policy(&mut self, row: &PolicyRow, now: i64) -> Result<()> {
         let q = "INSERT INTO policies (name, position, definition, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)";
-        sqlx::query(q)
-            .bind(&row.name)
-            .bind(row.position)
-            .bind(&row.definition)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
+        let values = (&row.name, row.position, &row.definition, now);
+        sql::execute(&mut *self.tx, q, values).await?;
         Ok(())
     }
 
     pub async fn update_policy(&mut self, name: &str, definition: &str, now: i64) -> Result<()> {
         let q = "UPDATE policies SET definition = $1, updated_at = $2 WHERE name = $3";
-        sqlx::query(q)
-            .bind(definition)
-            .bind(now)
-            .bind(name)
-            .execute(&mut *self.tx)
-            .await?;
+        sql::execute(&mut *self.tx, q, (definition, now, name)).await?;
         Ok(())
     }
 
     pub async fn delete_policy(&mut self, name: &str) -> Result<()> {
-        sqlx::query("DELETE FROM policies WHERE name = $1")
-            .bind(name)
-            .execute(&mut *self.tx)
-            .await?;
+        sql::execute(
+            &mut *self.tx,
+            "DELETE FROM policies WHERE name = $1",
+            (name,),
+        )
+        .await?;
         Ok(())
     }
 
     /// Tells other replicas, when this commits, to reload the policies.
     pub async fn notify_policy_change(&mut self) -> Result<()> {
         if self.store.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(POLICY_CHANGES_CHANNEL)
-                .execute(&mut *self.tx)
-                .await?;
+            let q = "SELECT pg_notify($1, '')";
+            sql::execute(&mut *self.tx, q, (POLICY_CHANGES_CHANNEL,)).await?;
         }
         Ok(())
     }

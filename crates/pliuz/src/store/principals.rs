@@ -1,7 +1,8 @@
 //! Users, groups, personal API tokens and agent keys. Secrets arrive here
 //! already hashed; nothing in this file ever sees one in clear.
 
-use super::{col, Result, Store, StoreError, WriteTx};
+use super::sql::{self, col, from_columns};
+use super::{Result, Store, StoreError, WriteTx};
 use crate::auth::{Principal, Role, User};
 
 #[derive(Debug, Clone)]
@@ -47,32 +48,20 @@ fn user_from_row(r: &sqlx::any::AnyRow, groups: Vec<String>) -> Result<UserRecor
     })
 }
 
-fn agent_from_row(r: &sqlx::any::AnyRow) -> Result<AgentRecord> {
-    Ok(AgentRecord {
-        name: col(r, "name")?,
-        created_at: col(r, "created_at")?,
-        revoked_at: col(r, "revoked_at")?,
-    })
-}
+from_columns!(AgentRecord: name, created_at, revoked_at);
+from_columns!(UserTokenRecord: id, label, created_at, revoked_at);
 
 const USER_COLS: &str = "id, email, role, password_hash, disabled, created_at";
 
 impl Store {
     async fn groups_of(&self, user_id: &str) -> Result<Vec<String>> {
         let q = "SELECT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name";
-        Ok(sqlx::query_scalar(q)
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?)
+        sql::fetch_scalars(&self.pool, q, (user_id,)).await
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
         let q = format!("SELECT {USER_COLS} FROM users WHERE email = $1");
-        match sqlx::query(&q)
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await?
-        {
+        match sql::fetch_optional_row(&self.pool, &q, (email,)).await? {
             None => Ok(None),
             Some(r) => {
                 let id: String = col(&r, "id")?;
@@ -84,7 +73,7 @@ impl Store {
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
         let q = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
-        match sqlx::query(&q).bind(id).fetch_optional(&self.pool).await? {
+        match sql::fetch_optional_row(&self.pool, &q, (id,)).await? {
             None => Ok(None),
             Some(r) => {
                 let groups = self.groups_of(id).await?;
@@ -94,9 +83,8 @@ impl Store {
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        let rows = sqlx::query(&format!("SELECT {USER_COLS} FROM users ORDER BY email"))
-            .fetch_all(&self.pool)
-            .await?;
+        let q = format!("SELECT {USER_COLS} FROM users ORDER BY email");
+        let rows = sql::fetch_rows(&self.pool, &q, ()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: String = col(r, "id")?;
@@ -107,41 +95,21 @@ impl Store {
     }
 
     pub async fn count_users(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
-            .await?)
+        sql::fetch_scalar(&self.pool, "SELECT COUNT(*) FROM users", ()).await
     }
 
     pub async fn list_agents(&self) -> Result<Vec<AgentRecord>> {
-        let rows = sqlx::query("SELECT name, created_at, revoked_at FROM agents ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(agent_from_row).collect()
+        let q = "SELECT name, created_at, revoked_at FROM agents ORDER BY name";
+        sql::fetch_all(&self.pool, q, ()).await
     }
 
     pub async fn agent_by_name(&self, name: &str) -> Result<Option<AgentRecord>> {
         let q = "SELECT name, created_at, revoked_at FROM agents WHERE name = $1";
-        match sqlx::query(q).bind(name).fetch_optional(&self.pool).await? {
-            None => Ok(None),
-            Some(r) => Ok(Some(agent_from_row(&r)?)),
-        }
+        sql::fetch_optional(&self.pool, q, (name,)).await
     }
 
     pub async fn user_tokens(&self, user_id: &str) -> Result<Vec<UserTokenRecord>> {
-        let rows = sqlx::query(USER_TOKENS_SQL)
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(UserTokenRecord {
-                    id: col(r, "id")?,
-                    label: col(r, "label")?,
-                    created_at: col(r, "created_at")?,
-                    revoked_at: col(r, "revoked_at")?,
-                })
-            })
-            .collect()
+        sql::fetch_all(&self.pool, USER_TOKENS_SQL, (user_id,)).await
     }
 
     /// Who holds this bearer secret (by its hash)? Revoked keys, revoked
@@ -166,28 +134,21 @@ impl Store {
 
     async fn agent_for_key_hash(&self, hash: &str) -> Result<Option<Principal>> {
         let q = "SELECT name FROM agents WHERE key_hash = $1 AND revoked_at IS NULL";
-        Ok(sqlx::query_scalar::<_, String>(q)
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|name| Principal::Agent { name }))
+        let name = sql::fetch_optional_scalar(&self.pool, q, (hash,)).await?;
+        Ok(name.map(|name| Principal::Agent { name }))
     }
 
     /// The user holding this API token, with their groups, in one
     /// statement: a row per group (one row with none when they have none).
     async fn user_for_token_hash(&self, hash: &str) -> Result<Option<Principal>> {
-        let columns = USER_COLS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = sql::qualified("u", USER_COLS);
         let q = format!(
             "SELECT {columns}, g.group_name AS group_name FROM user_tokens t \
              JOIN users u ON u.id = t.user_id \
              LEFT JOIN user_groups g ON g.user_id = u.id \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL ORDER BY g.group_name"
         );
-        let rows = sqlx::query(&q).bind(hash).fetch_all(&self.pool).await?;
+        let rows = sql::fetch_rows(&self.pool, &q, (hash,)).await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
@@ -205,11 +166,7 @@ impl Store {
     /// The user a one-time setup link belongs to, if it is still valid.
     pub async fn user_by_setup_token_hash(&self, hash: &str, now: i64) -> Result<Option<User>> {
         let q = "SELECT id FROM users WHERE setup_token_hash = $1 AND setup_expires_at > $2";
-        let id: Option<String> = sqlx::query_scalar(q)
-            .bind(hash)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
+        let id: Option<String> = sql::fetch_optional_scalar(&self.pool, q, (hash, now)).await?;
         match id {
             None => Ok(None),
             Some(id) => Ok(self.user_by_id(&id).await?.map(|u| u.user)),
@@ -226,17 +183,17 @@ impl WriteTx {
         setup_expires_at: Option<i64>,
     ) -> Result<()> {
         let q = "INSERT INTO users (id, email, role, password_hash, setup_token_hash, setup_expires_at, disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-        sqlx::query(q)
-            .bind(&user.id)
-            .bind(&user.email)
-            .bind(user.role.as_str())
-            .bind(password_hash)
-            .bind(setup_token_hash)
-            .bind(setup_expires_at)
-            .bind(i64::from(user.disabled))
-            .bind(user.created_at)
-            .execute(&mut *self.tx)
-            .await?;
+        let values = (
+            &user.id,
+            &user.email,
+            user.role.as_str(),
+            password_hash,
+            setup_token_hash,
+            setup_expires_at,
+            i64::from(user.disabled),
+            user.created_at,
+        );
+        sql::execute(&mut *self.tx, q, values).await?;
         for g in &user.groups {
             self.add_group(&user.id, g).await?;
         }
@@ -245,60 +202,35 @@ impl WriteTx {
 
     pub async fn add_group(&mut self, user_id: &str, group: &str) -> Result<bool> {
         let q = "SELECT COUNT(*) FROM user_groups WHERE user_id = $1 AND group_name = $2";
-        let n: i64 = sqlx::query_scalar(q)
-            .bind(user_id)
-            .bind(group)
-            .fetch_one(&mut *self.tx)
-            .await?;
+        let n: i64 = sql::fetch_scalar(&mut *self.tx, q, (user_id, group)).await?;
         if n > 0 {
             return Ok(false);
         }
         let q = "INSERT INTO user_groups (user_id, group_name) VALUES ($1, $2)";
-        sqlx::query(q)
-            .bind(user_id)
-            .bind(group)
-            .execute(&mut *self.tx)
-            .await?;
+        sql::execute(&mut *self.tx, q, (user_id, group)).await?;
         Ok(true)
     }
 
     pub async fn remove_group(&mut self, user_id: &str, group: &str) -> Result<bool> {
         let q = "DELETE FROM user_groups WHERE user_id = $1 AND group_name = $2";
-        let r = sqlx::query(q)
-            .bind(user_id)
-            .bind(group)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        Ok(sql::execute(&mut *self.tx, q, (user_id, group)).await? > 0)
     }
 
     pub async fn set_password(&mut self, user_id: &str, password_hash: &str) -> Result<()> {
         let q = "UPDATE users SET password_hash = $1, setup_token_hash = NULL, setup_expires_at = NULL WHERE id = $2";
-        sqlx::query(q)
-            .bind(password_hash)
-            .bind(user_id)
-            .execute(&mut *self.tx)
-            .await?;
+        sql::execute(&mut *self.tx, q, (password_hash, user_id)).await?;
         Ok(())
     }
 
     pub async fn set_user_disabled(&mut self, user_id: &str, disabled: bool) -> Result<()> {
         let q = "UPDATE users SET disabled = $1 WHERE id = $2";
-        sqlx::query(q)
-            .bind(i64::from(disabled))
-            .bind(user_id)
-            .execute(&mut *self.tx)
-            .await?;
+        sql::execute(&mut *self.tx, q, (i64::from(disabled), user_id)).await?;
         Ok(())
     }
 
     pub async fn set_user_role(&mut self, user_id: &str, role: Role) -> Result<()> {
         let q = "UPDATE users SET role = $1 WHERE id = $2";
-        sqlx::query(q)
-            .bind(role.as_str())
-            .bind(user_id)
-            .execute(&mut *self.tx)
-            .await?;
+        sql::execute(&mut *self.tx, q, (role.as_str(), user_id)).await?;
         Ok(())
     }
 
@@ -311,25 +243,14 @@ impl WriteTx {
         now: i64,
     ) -> Result<()> {
         let q = "INSERT INTO user_tokens (id, user_id, token_hash, label, created_at) VALUES ($1, $2, $3, $4, $5)";
-        sqlx::query(q)
-            .bind(id)
-            .bind(user_id)
-            .bind(token_hash)
-            .bind(label)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
+        let values = (id, user_id, token_hash, label, now);
+        sql::execute(&mut *self.tx, q, values).await?;
         Ok(())
     }
 
     pub async fn revoke_user_tokens(&mut self, user_id: &str, now: i64) -> Result<u64> {
         let q = "UPDATE user_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL";
-        Ok(sqlx::query(q)
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected())
+        sql::execute(&mut *self.tx, q, (now, user_id)).await
     }
 
     /// Revokes one of `user_id`'s tokens; `false` when it has no such
@@ -341,14 +262,7 @@ impl WriteTx {
         now: i64,
     ) -> Result<bool> {
         let q = "UPDATE user_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL";
-        Ok(sqlx::query(q)
-            .bind(now)
-            .bind(token_id)
-            .bind(user_id)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected()
-            > 0)
+        Ok(sql::execute(&mut *self.tx, q, (now, token_id, user_id)).await? > 0)
     }
 
     pub async fn insert_agent(
@@ -359,24 +273,12 @@ impl WriteTx {
         now: i64,
     ) -> Result<()> {
         let q = "INSERT INTO agents (id, name, key_hash, created_at) VALUES ($1, $2, $3, $4)";
-        sqlx::query(q)
-            .bind(id)
-            .bind(name)
-            .bind(key_hash)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
+        sql::execute(&mut *self.tx, q, (id, name, key_hash, now)).await?;
         Ok(())
     }
 
     pub async fn revoke_agent(&mut self, name: &str, now: i64) -> Result<bool> {
         let q = "UPDATE agents SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL";
-        Ok(sqlx::query(q)
-            .bind(now)
-            .bind(name)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected()
-            > 0)
+        Ok(sql::execute(&mut *self.tx, q, (now, name)).await? > 0)
     }
 }

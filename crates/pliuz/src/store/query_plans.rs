@@ -23,8 +23,9 @@ use super::runs::{
 };
 use super::sessions::PURGE_SESSIONS_SQL;
 use super::slack::{GAVE_UP_AT, MESSAGES_FOR_SQL, PENDING_POSTS_SQL};
+use super::sql::{self, Arg, Statement};
 use super::timers::{DUE_TIMERS_SQL, NEXT_TIMER_SQL};
-use super::{Arg, Statement, Store};
+use super::Store;
 use crate::approval::Status;
 use crate::run::RunStatus;
 use sqlx::{Connection, Executor, Row};
@@ -41,16 +42,24 @@ struct Checked {
     index_only: bool,
 }
 
-fn fixed(name: &str, sql: &str, args: Vec<Arg>) -> Checked {
-    Checked {
-        name: name.to_owned(),
-        statement: Statement {
-            sql: sql.to_owned(),
-            args,
-        },
-        filtered: true,
-        index_only: false,
+impl Checked {
+    /// A filtered statement that may read rows.
+    fn filtered(name: String, statement: Statement) -> Checked {
+        Checked {
+            name,
+            statement,
+            filtered: true,
+            index_only: false,
+        }
     }
+}
+
+fn fixed(name: &str, sql: &str, args: Vec<Arg>) -> Checked {
+    let statement = Statement {
+        sql: sql.to_owned(),
+        args,
+    };
+    Checked::filtered(name.to_owned(), statement)
 }
 
 /// Every filter combination of the approval listing and count, the inbox
@@ -123,89 +132,70 @@ fn catalogue() -> Vec<Checked> {
         }
     }
     for status in std::iter::once(None).chain(RunStatus::ALL.into_iter().map(Some)) {
-        out.push(Checked {
-            name: format!("runs {status:?}"),
-            statement: list_runs_statement("billing-bot", status, 1_000, 50),
-            filtered: true,
-            index_only: false,
-        });
+        let statement = list_runs_statement("billing-bot", status, 1_000, 50);
+        out.push(Checked::filtered(format!("runs {status:?}"), statement));
     }
-    out.push(fixed(
-        "due expiries",
-        DUE_EXPIRIES_SQL,
-        vec![Arg::Int(1_000), Arg::Int(100)],
-    ));
-    out.push(fixed("next expiry", NEXT_EXPIRY_SQL, vec![]));
-    out.push(fixed(
-        "due questions",
-        DUE_QUESTIONS_SQL,
-        vec![Arg::Int(1_000), Arg::Int(100)],
-    ));
-    out.push(fixed(
-        "next question expiry",
-        NEXT_QUESTION_EXPIRY_SQL,
-        vec![],
-    ));
     for (name, policies) in [
         ("pending questions", None),
         ("pending questions of policies", scope.as_deref()),
     ] {
         if let Some(statement) = pending_statement(policies, 25) {
-            out.push(Checked {
-                name: name.to_owned(),
-                statement,
-                filtered: true,
-                index_only: false,
-            });
+            out.push(Checked::filtered(name.to_owned(), statement));
         }
     }
-    out.push(fixed(
-        "due outbox",
-        DUE_OUTBOX_SQL,
-        vec![Arg::Int(1_000), Arg::Int(100)],
-    ));
-    out.push(fixed("next outbox due", NEXT_OUTBOX_DUE_SQL, vec![]));
-    out.push(fixed(
-        "due webhooks",
-        DUE_WEBHOOKS_SQL,
-        vec![WEBHOOK_KIND.into(), Arg::Int(1_000), Arg::Int(100)],
-    ));
-    out.push(fixed(
-        "next webhook due",
-        NEXT_WEBHOOK_DUE_SQL,
-        vec![WEBHOOK_KIND.into(), Arg::Int(GAVE_UP_AT)],
-    ));
-    out.push(fixed(
-        "pending slack posts",
-        PENDING_POSTS_SQL,
-        vec!["0190aaaa".into(), Arg::Int(GAVE_UP_AT)],
-    ));
-    out.push(fixed(
-        "due timers",
-        DUE_TIMERS_SQL,
-        vec![Arg::Int(1_000), Arg::Int(100)],
-    ));
-    out.push(fixed("next timer", NEXT_TIMER_SQL, vec![]));
-    out.push(fixed(
-        "pending e-mail asks",
-        PENDING_ASKS_SQL,
-        vec!["0190aaaa".into(), Arg::Int(GAVE_UP_AT)],
-    ));
-    for (name, sql) in [
-        ("e-mail recipients of a request", RECIPIENTS_OF_SQL),
-        ("Slack messages of a request", MESSAGES_FOR_SQL),
-        ("runs with an approval", RUNS_WITH_APPROVAL_SQL),
-        ("runs waiting on a question", RUNS_WITH_QUESTION_SQL),
-        ("a user's tokens", USER_TOKENS_SQL),
+    // The workers' queues (due by `now`, at most `limit`; when next), the
+    // rows of one request, and the housekeeping purges.
+    let due = || vec![Arg::Int(1_000), Arg::Int(100)];
+    let request = || vec![Arg::from("0190aaaa")];
+    let not_given_up = |first: Arg| vec![first, Arg::Int(GAVE_UP_AT)];
+    let before = || vec![Arg::Int(1_000)];
+    for (name, sql, args) in [
+        ("due expiries", DUE_EXPIRIES_SQL, due()),
+        ("next expiry", NEXT_EXPIRY_SQL, vec![]),
+        ("due questions", DUE_QUESTIONS_SQL, due()),
+        ("next question expiry", NEXT_QUESTION_EXPIRY_SQL, vec![]),
+        ("due outbox", DUE_OUTBOX_SQL, due()),
+        ("next outbox due", NEXT_OUTBOX_DUE_SQL, vec![]),
+        (
+            "due webhooks",
+            DUE_WEBHOOKS_SQL,
+            [vec![WEBHOOK_KIND.into()], due()].concat(),
+        ),
+        (
+            "next webhook due",
+            NEXT_WEBHOOK_DUE_SQL,
+            not_given_up(WEBHOOK_KIND.into()),
+        ),
+        (
+            "pending slack posts",
+            PENDING_POSTS_SQL,
+            not_given_up("0190aaaa".into()),
+        ),
+        ("due timers", DUE_TIMERS_SQL, due()),
+        ("next timer", NEXT_TIMER_SQL, vec![]),
+        (
+            "pending e-mail asks",
+            PENDING_ASKS_SQL,
+            not_given_up("0190aaaa".into()),
+        ),
+        (
+            "e-mail recipients of a request",
+            RECIPIENTS_OF_SQL,
+            request(),
+        ),
+        ("Slack messages of a request", MESSAGES_FOR_SQL, request()),
+        ("runs with an approval", RUNS_WITH_APPROVAL_SQL, request()),
+        (
+            "runs waiting on a question",
+            RUNS_WITH_QUESTION_SQL,
+            request(),
+        ),
+        ("a user's tokens", USER_TOKENS_SQL, request()),
+        ("expired sessions", PURGE_SESSIONS_SQL, before()),
+        ("expired log-ins", PURGE_LOGINS_SQL, before()),
+        ("expired e-mail links", PURGE_LINKS_SQL, before()),
     ] {
-        out.push(fixed(name, sql, vec!["0190aaaa".into()]));
-    }
-    for (name, sql) in [
-        ("expired sessions", PURGE_SESSIONS_SQL),
-        ("expired log-ins", PURGE_LOGINS_SQL),
-        ("expired e-mail links", PURGE_LINKS_SQL),
-    ] {
-        out.push(fixed(name, sql, vec![Arg::Int(1_000)]));
+        out.push(fixed(name, sql, args));
     }
     out
 }
@@ -321,13 +311,8 @@ async fn every_list_query_uses_an_index_on_sqlite() {
     let mut failures = Vec::new();
     let checked = catalogue();
     for c in &checked {
-        let explain = Statement {
-            sql: format!("EXPLAIN QUERY PLAN {}", c.statement.sql),
-            args: c.statement.args.clone(),
-        };
-        let rows = explain
-            .query()
-            .fetch_all(store.pool())
+        let explain = format!("EXPLAIN QUERY PLAN {}", c.statement.sql);
+        let rows = sql::fetch_rows(store.pool(), &explain, &c.statement.args[..])
             .await
             .unwrap_or_else(|e| panic!("{}: {e}\n{}", c.name, c.statement.sql));
         let plan: Vec<String> = rows

@@ -1,7 +1,8 @@
 //! Question rows: loading and saving whole questions (the rules are in
 //! `crate::question`).
 
-use super::{col, Result, Statement, Store, StoreError, WriteTx};
+use super::sql::{self, col, Record, Statement};
+use super::{Result, Store, StoreError, WriteTx};
 use crate::question::{Answer, Choice, Question, QuestionStatus};
 use sqlx::any::AnyRow;
 
@@ -13,38 +14,44 @@ pub(crate) const DUE_QUESTIONS_SQL: &str = "SELECT id FROM questions WHERE statu
 pub(crate) const NEXT_QUESTION_EXPIRY_SQL: &str =
     "SELECT MIN(expires_at) FROM questions WHERE status = 'pending'";
 
-fn from_row(row: &AnyRow) -> Result<Question> {
-    let status_s: String = col(row, "status")?;
-    let status = QuestionStatus::parse(&status_s)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown question status {status_s}")))?;
-    let choices_s: String = col(row, "choices")?;
-    let choices: Vec<Choice> = serde_json::from_str(&choices_s)
-        .map_err(|e| StoreError::Corrupt(format!("column choices: {e}")))?;
-    let answer = match col::<Option<String>>(row, "answered_by")? {
-        None => None,
-        Some(answered_by) => Some(Answer {
-            choice: col(row, "answer_choice")?,
-            text: col(row, "answer_text")?,
-            answered_by,
-            answered_at: col::<Option<i64>>(row, "answered_at")?.unwrap_or_default(),
-        }),
-    };
-    Ok(Question {
-        id: col(row, "id")?,
-        agent: col(row, "agent")?,
-        policy: col(row, "policy")?,
-        text: col(row, "text")?,
-        choices,
-        allow_free_text: col::<i64>(row, "allow_free_text")? != 0,
-        originator: col(row, "originator")?,
-        idempotency_key: col(row, "idempotency_key")?,
-        digest: col(row, "digest")?,
-        status,
-        answer,
-        created_at: col(row, "created_at")?,
-        expires_at: col(row, "expires_at")?,
-        version: col(row, "version")?,
-    })
+impl Record for Question {
+    fn from_row(row: &AnyRow) -> Result<Question> {
+        let status_s: String = col(row, "status")?;
+        let status = QuestionStatus::parse(&status_s)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown question status {status_s}")))?;
+        let choices_s: String = col(row, "choices")?;
+        let choices: Vec<Choice> = serde_json::from_str(&choices_s)
+            .map_err(|e| StoreError::Corrupt(format!("column choices: {e}")))?;
+        let answer = match col::<Option<String>>(row, "answered_by")? {
+            None => None,
+            Some(answered_by) => Some(Answer {
+                choice: col(row, "answer_choice")?,
+                text: col(row, "answer_text")?,
+                answered_by,
+                answered_at: col::<Option<i64>>(row, "answered_at")?.unwrap_or_default(),
+            }),
+        };
+        Ok(Question {
+            id: col(row, "id")?,
+            agent: col(row, "agent")?,
+            policy: col(row, "policy")?,
+            text: col(row, "text")?,
+            choices,
+            allow_free_text: col::<i64>(row, "allow_free_text")? != 0,
+            originator: col(row, "originator")?,
+            idempotency_key: col(row, "idempotency_key")?,
+            digest: col(row, "digest")?,
+            status,
+            answer,
+            created_at: col(row, "created_at")?,
+            expires_at: col(row, "expires_at")?,
+            version: col(row, "version")?,
+        })
+    }
+}
+
+fn by_id_sql() -> String {
+    format!("SELECT {COLUMNS} FROM questions WHERE id = $1")
 }
 
 /// The pending questions of these policies, oldest first (the inbox queue).
@@ -66,9 +73,7 @@ pub(crate) fn pending_statement(policies: Option<&[String]>, limit: i64) -> Opti
 
 impl Store {
     pub async fn get_question(&self, id: &str) -> Result<Option<Question>> {
-        let q = format!("SELECT {COLUMNS} FROM questions WHERE id = $1");
-        let row = sqlx::query(&q).bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(from_row).transpose()
+        sql::fetch_optional(&self.pool, &by_id_sql(), (id,)).await
     }
 
     pub async fn find_question_by_idempotency(
@@ -78,12 +83,7 @@ impl Store {
     ) -> Result<Option<Question>> {
         let q =
             format!("SELECT {COLUMNS} FROM questions WHERE agent = $1 AND idempotency_key = $2");
-        let row = sqlx::query(&q)
-            .bind(agent)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        sql::fetch_optional(&self.pool, &q, (agent, key)).await
     }
 
     /// Pending questions of these policies (`None`: all), oldest first.
@@ -95,33 +95,21 @@ impl Store {
         let Some(st) = pending_statement(policies, limit) else {
             return Ok(vec![]);
         };
-        let rows = st.query().fetch_all(&self.pool).await?;
-        rows.iter().map(from_row).collect()
+        sql::fetch_all(&self.pool, &st.sql, &st.args[..]).await
     }
 
     pub async fn due_questions(&self, now: i64, limit: i64) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(DUE_QUESTIONS_SQL)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        sql::fetch_scalars(&self.pool, DUE_QUESTIONS_SQL, (now, limit)).await
     }
 
     pub async fn next_question_expiry(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(NEXT_QUESTION_EXPIRY_SQL)
-            .fetch_one(&self.pool)
-            .await?)
+        sql::fetch_scalar(&self.pool, NEXT_QUESTION_EXPIRY_SQL, ()).await
     }
 }
 
 impl WriteTx {
     pub async fn get_question(&mut self, id: &str) -> Result<Option<Question>> {
-        let q = format!("SELECT {COLUMNS} FROM questions WHERE id = $1");
-        let row = sqlx::query(&q)
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        sql::fetch_optional(&mut *self.tx, &by_id_sql(), (id,)).await
     }
 
     pub async fn insert_question(&mut self, q: &Question) -> Result<()> {
@@ -163,18 +151,17 @@ impl WriteTx {
         q.version += 1;
         let a = q.answer.as_ref();
         let sql = "UPDATE questions SET status = $1, answer_choice = $2, answer_text = $3, answered_by = $4, answered_at = $5, version = $6 WHERE id = $7 AND version = $8";
-        let done = sqlx::query(sql)
-            .bind(q.status.as_str())
-            .bind(a.and_then(|a| a.choice.clone()))
-            .bind(a.and_then(|a| a.text.clone()))
-            .bind(a.map(|a| a.answered_by.clone()))
-            .bind(a.map(|a| a.answered_at))
-            .bind(q.version)
-            .bind(&q.id)
-            .bind(expected)
-            .execute(&mut *self.tx)
-            .await?;
-        if done.rows_affected() != 1 {
+        let values = (
+            q.status.as_str(),
+            a.and_then(|a| a.choice.clone()),
+            a.and_then(|a| a.text.clone()),
+            a.map(|a| a.answered_by.clone()),
+            a.map(|a| a.answered_at),
+            q.version,
+            &q.id,
+            expected,
+        );
+        if sql::execute(&mut *self.tx, sql, values).await? != 1 {
             q.version = expected;
             return Err(StoreError::Conflict);
         }

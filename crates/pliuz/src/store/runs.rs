@@ -3,11 +3,9 @@
 //! Run states and webhook secrets arrive here already sealed
 //! (`crate::encryption`); nothing in this file sees them in clear.
 
-use super::outbox::{outbox_columns, outbox_from_row};
-use super::{
-    col, json_col, relay_channel, Backend, OutboxMessage, Result, Statement, Store, StoreError,
-    WriteTx,
-};
+use super::outbox::outbox_columns;
+use super::sql::{self, col, from_columns, json_col, Statement};
+use super::{Backend, OutboxMessage, Result, Store, StoreError, WriteTx};
 use crate::run::{Run, RunStatus};
 use sqlx::any::AnyRow;
 
@@ -89,15 +87,9 @@ async fn approval_ids_of(
     run_id: &str,
 ) -> Result<(Vec<String>, Vec<String>)> {
     let q = "SELECT approval_id FROM run_approvals WHERE run_id = $1 ORDER BY position";
-    let approvals = sqlx::query_scalar(q)
-        .bind(run_id)
-        .fetch_all(&mut *conn)
-        .await?;
+    let approvals = sql::fetch_scalars(&mut *conn, q, (run_id,)).await?;
     let q = "SELECT question_id FROM run_questions WHERE run_id = $1 ORDER BY position";
-    let questions = sqlx::query_scalar(q)
-        .bind(run_id)
-        .fetch_all(&mut *conn)
-        .await?;
+    let questions = sql::fetch_scalars(&mut *conn, q, (run_id,)).await?;
     Ok((approvals, questions))
 }
 
@@ -183,17 +175,10 @@ impl WriteTx {
         run_id: &str,
         ids: &[String],
     ) -> Result<()> {
-        sqlx::query(delete)
-            .bind(run_id)
-            .execute(&mut *self.tx)
-            .await?;
+        sql::execute(&mut *self.tx, delete, (run_id,)).await?;
         for (i, id) in ids.iter().enumerate() {
-            sqlx::query(insert)
-                .bind(run_id)
-                .bind(id)
-                .bind(i64::try_from(i).unwrap_or(i64::MAX))
-                .execute(&mut *self.tx)
-                .await?;
+            let position = i64::try_from(i).unwrap_or(i64::MAX);
+            sql::execute(&mut *self.tx, insert, (run_id, id, position)).await?;
         }
         Ok(())
     }
@@ -201,32 +186,21 @@ impl WriteTx {
     /// Replaces (or with `None` deletes) the sealed state.
     pub async fn set_run_state(&mut self, run_id: &str, sealed: Option<&[u8]>) -> Result<()> {
         let q = "DELETE FROM run_states WHERE run_id = $1";
-        sqlx::query(q).bind(run_id).execute(&mut *self.tx).await?;
+        sql::execute(&mut *self.tx, q, (run_id,)).await?;
         if let Some(sealed) = sealed {
             let q = "INSERT INTO run_states (run_id, sealed) VALUES ($1, $2)";
-            sqlx::query(q)
-                .bind(run_id)
-                .bind(sealed.to_vec())
-                .execute(&mut *self.tx)
-                .await?;
+            sql::execute(&mut *self.tx, q, (run_id, sealed.to_vec())).await?;
         }
         Ok(())
     }
 
     pub async fn run_state(&mut self, run_id: &str) -> Result<Option<Vec<u8>>> {
         let q = "SELECT sealed FROM run_states WHERE run_id = $1";
-        Ok(sqlx::query_scalar(q)
-            .bind(run_id)
-            .fetch_optional(&mut *self.tx)
-            .await?)
+        sql::fetch_optional_scalar(&mut *self.tx, q, (run_id,)).await
     }
 
     pub async fn get_run(&mut self, id: &str) -> Result<Option<Run>> {
-        let q = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1");
-        let Some(row) = sqlx::query(&q)
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await?
+        let Some(row) = sql::fetch_optional_row(&mut *self.tx, &run_by_id_sql(), (id,)).await?
         else {
             return Ok(None);
         };
@@ -256,11 +230,7 @@ impl WriteTx {
     ) -> Result<Vec<String>> {
         let mut missing = Vec::new();
         for id in ids {
-            let n: i64 = sqlx::query_scalar(count)
-                .bind(id)
-                .bind(agent)
-                .fetch_one(&mut *self.tx)
-                .await?;
+            let n: i64 = sql::fetch_scalar(&mut *self.tx, count, (id, agent)).await?;
             if n == 0 {
                 missing.push(id.clone());
             }
@@ -271,52 +241,36 @@ impl WriteTx {
     /// How many of `run_id`'s approvals and questions are still pending.
     pub async fn pending_of_run(&mut self, run_id: &str) -> Result<i64> {
         let q = "SELECT COUNT(*) FROM run_questions rq JOIN questions q ON q.id = rq.question_id WHERE rq.run_id = $1 AND q.status = 'pending'";
-        let questions: i64 = sqlx::query_scalar(q)
-            .bind(run_id)
-            .fetch_one(&mut *self.tx)
-            .await?;
+        let questions: i64 = sql::fetch_scalar(&mut *self.tx, q, (run_id,)).await?;
         Ok(self.pending_approvals_of(run_id).await? + questions)
     }
 
     /// Runs that wait on this question, newest first (with their status).
     pub async fn runs_with_question(&mut self, question_id: &str) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(RUNS_WITH_QUESTION_SQL)
-            .bind(question_id)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((col(r, "id")?, col(r, "status")?)))
-            .collect()
+        self.runs_with(RUNS_WITH_QUESTION_SQL, question_id).await
     }
 
     /// How many of `run_id`'s approvals are still pending.
     pub async fn pending_approvals_of(&mut self, run_id: &str) -> Result<i64> {
         let q = "SELECT COUNT(*) FROM run_approvals ra JOIN approvals a ON a.id = ra.approval_id WHERE ra.run_id = $1 AND a.status = 'pending'";
-        Ok(sqlx::query_scalar(q)
-            .bind(run_id)
-            .fetch_one(&mut *self.tx)
-            .await?)
+        sql::fetch_scalar(&mut *self.tx, q, (run_id,)).await
     }
 
     /// Runs that include this approval, newest first (with their status).
     pub async fn runs_with_approval(&mut self, approval_id: &str) -> Result<Vec<(String, String)>> {
-        let q = RUNS_WITH_APPROVAL_SQL;
-        let rows = sqlx::query(q)
-            .bind(approval_id)
-            .fetch_all(&mut *self.tx)
-            .await?;
+        self.runs_with(RUNS_WITH_APPROVAL_SQL, approval_id).await
+    }
+
+    /// The `(id, status)` of the runs `sql` finds for one approval or question.
+    async fn runs_with(&mut self, sql: &str, id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sql::fetch_rows(&mut *self.tx, sql, (id,)).await?;
         rows.iter()
             .map(|r| Ok((col(r, "id")?, col(r, "status")?)))
             .collect()
     }
 
     pub async fn get_webhook_tx(&mut self, agent: &str) -> Result<Option<StoredWebhook>> {
-        let q = "SELECT agent, url, sealed_secret FROM agent_webhooks WHERE agent = $1";
-        let row = sqlx::query(q)
-            .bind(agent)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        row.map(|r| webhook_from_row(&r)).transpose()
+        sql::fetch_optional(&mut *self.tx, WEBHOOK_SQL, (agent,)).await
     }
 
     pub async fn set_webhook(
@@ -327,25 +281,16 @@ impl WriteTx {
     ) -> Result<()> {
         let now = super::now_millis();
         let q = "DELETE FROM agent_webhooks WHERE agent = $1";
-        sqlx::query(q).bind(agent).execute(&mut *self.tx).await?;
+        sql::execute(&mut *self.tx, q, (agent,)).await?;
         let q = "INSERT INTO agent_webhooks (agent, url, sealed_secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)";
-        sqlx::query(q)
-            .bind(agent)
-            .bind(url)
-            .bind(sealed_secret.to_vec())
-            .bind(now)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
+        let values = (agent, url, sealed_secret.to_vec(), now, now);
+        sql::execute(&mut *self.tx, q, values).await?;
         Ok(())
     }
 
     pub async fn agent_exists(&mut self, name: &str) -> Result<bool> {
         let q = "SELECT COUNT(*) FROM agents WHERE name = $1 AND revoked_at IS NULL";
-        let n: i64 = sqlx::query_scalar(q)
-            .bind(name)
-            .fetch_one(&mut *self.tx)
-            .await?;
+        let n: i64 = sql::fetch_scalar(&mut *self.tx, q, (name,)).await?;
         Ok(n > 0)
     }
 
@@ -353,45 +298,29 @@ impl WriteTx {
     /// this commits.
     pub async fn notify_run_change(&mut self, agent: &str) -> Result<()> {
         if self.store.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(RUN_CHANGES_CHANNEL)
-                .bind(agent)
-                .execute(&mut *self.tx)
-                .await?;
+            let q = "SELECT pg_notify($1, $2)";
+            sql::execute(&mut *self.tx, q, (RUN_CHANGES_CHANNEL, agent)).await?;
         }
         Ok(())
     }
 
     /// Marks a webhook delivery done.
     pub async fn webhook_delivered(&mut self, outbox_id: &str) -> Result<()> {
-        let q = "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2";
-        sqlx::query(q)
-            .bind(super::now_millis())
-            .bind(outbox_id)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+        self.mark_outbox_delivered(outbox_id).await
     }
 
     /// Gives up on a webhook delivery: kept with its last error, never due again.
     pub async fn webhook_given_up(&mut self, outbox_id: &str, error: &str) -> Result<()> {
-        let q = "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3";
-        sqlx::query(q)
-            .bind(GAVE_UP_AT)
-            .bind(error)
-            .bind(outbox_id)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+        self.give_up_outbox(outbox_id, error).await
     }
 }
 
-fn webhook_from_row(r: &AnyRow) -> Result<StoredWebhook> {
-    Ok(StoredWebhook {
-        agent: col(r, "agent")?,
-        url: col(r, "url")?,
-        sealed_secret: col(r, "sealed_secret")?,
-    })
+from_columns!(StoredWebhook: agent, url, sealed_secret);
+
+const WEBHOOK_SQL: &str = "SELECT agent, url, sealed_secret FROM agent_webhooks WHERE agent = $1";
+
+fn run_by_id_sql() -> String {
+    format!("SELECT {RUN_COLS} FROM runs WHERE id = $1")
 }
 
 /// What [`Store::list_runs`] runs.
@@ -433,8 +362,7 @@ pub(crate) fn list_runs_statement(
 
 impl Store {
     pub async fn get_run(&self, id: &str) -> Result<Option<Run>> {
-        let q = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1");
-        let Some(row) = sqlx::query(&q).bind(id).fetch_optional(&self.pool).await? else {
+        let Some(row) = sql::fetch_optional_row(&self.pool, &run_by_id_sql(), (id,)).await? else {
             return Ok(None);
         };
         let mut conn = self.pool.acquire().await?;
@@ -452,10 +380,8 @@ impl Store {
         now: i64,
         limit: i64,
     ) -> Result<Vec<Run>> {
-        let rows = list_runs_statement(agent, status, now, limit)
-            .query()
-            .fetch_all(&self.pool)
-            .await?;
+        let st = list_runs_statement(agent, status, now, limit);
+        let rows = sql::fetch_rows(&self.pool, &st.sql, &st.args[..]).await?;
         let mut conn = self.pool.acquire().await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -475,53 +401,28 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let q = "UPDATE runs SET lease_expires_at = $1, updated_at = $2 WHERE id = $3 AND status = 'running' AND lease_token_hash = $4";
-        let done = sqlx::query(q)
-            .bind(until)
-            .bind(now)
-            .bind(id)
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(sql::execute(&self.pool, q, (until, now, id, token_hash)).await? == 1)
     }
 
     /// The earliest live lease expiry among this agent's runs.
     pub async fn next_lease_expiry(&self, agent: &str, now: i64) -> Result<Option<i64>> {
         let q = "SELECT MIN(lease_expires_at) FROM runs WHERE agent = $1 AND status = 'running' AND lease_expires_at > $2";
-        Ok(sqlx::query_scalar(q)
-            .bind(agent)
-            .bind(now)
-            .fetch_one(&self.pool)
-            .await?)
+        sql::fetch_scalar(&self.pool, q, (agent, now)).await
     }
 
     pub async fn get_webhook(&self, agent: &str) -> Result<Option<StoredWebhook>> {
-        let q = "SELECT agent, url, sealed_secret FROM agent_webhooks WHERE agent = $1";
-        let row = sqlx::query(q)
-            .bind(agent)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| webhook_from_row(&r)).transpose()
+        sql::fetch_optional(&self.pool, WEBHOOK_SQL, (agent,)).await
     }
 
     pub async fn due_webhooks(&self, now: i64, limit: i64) -> Result<Vec<DueWebhook>> {
-        let rows = sqlx::query(DUE_WEBHOOKS_SQL)
-            .bind(WEBHOOK_KIND)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| outbox_from_row(r).map(DueWebhook::from))
-            .collect()
+        let values = (WEBHOOK_KIND, now, limit);
+        let due: Vec<OutboxMessage> = sql::fetch_all(&self.pool, DUE_WEBHOOKS_SQL, values).await?;
+        Ok(due.into_iter().map(DueWebhook::from).collect())
     }
 
     pub async fn next_webhook_due(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(NEXT_WEBHOOK_DUE_SQL)
-            .bind(WEBHOOK_KIND)
-            .bind(GAVE_UP_AT)
-            .fetch_one(&self.pool)
-            .await?)
+        let values = (WEBHOOK_KIND, GAVE_UP_AT);
+        sql::fetch_scalar(&self.pool, NEXT_WEBHOOK_DUE_SQL, values).await
     }
 
     /// Bumps `notifier.runs` for run changes made by other replicas until
@@ -532,19 +433,19 @@ impl Store {
         notifier: crate::notify::Notifier,
         shutdown: crate::shutdown::Shutdown,
     ) {
-        if self.backend != Backend::Postgres {
-            return;
-        }
-        relay_channel(
+        // Anything may have changed while not listening.
+        let wake_all = || notifier.runs_changed(None);
+        // The payload names the agent (empty from an older replica: wake
+        // every run waiter).
+        let wake_agent =
+            |payload: &str| notifier.runs_changed(Some(payload).filter(|a| !a.is_empty()));
+        self.relay_channel(
             &database_url,
             RUN_CHANGES_CHANNEL,
             "run change",
             &shutdown,
-            // Anything may have changed while not listening.
-            || notifier.runs_changed(None),
-            // The payload names the agent (empty from an older replica:
-            // wake every run waiter).
-            |payload| notifier.runs_changed(Some(payload).filter(|a| !a.is_empty())),
+            wake_all,
+            wake_agent,
         )
         .await;
     }

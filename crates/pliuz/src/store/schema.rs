@@ -30,6 +30,17 @@ pub struct Migration {
 }
 
 impl Migration {
+    /// A migration both databases run alike: one file under `common/`.
+    pub const fn common(version: i64, name: &'static str, common: Option<Part>) -> Migration {
+        Migration {
+            version,
+            name,
+            common,
+            sqlite: None,
+            postgres: None,
+        }
+    }
+
     /// The statements `backend` runs: the common part, then its own.
     pub fn sql(&self, backend: Backend) -> String {
         let own = match backend {
@@ -73,29 +84,15 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: part!("postgres", "0001_core"),
     },
     // Web inbox: log-in sessions (crate::store::sessions, crate::inbox).
-    Migration {
-        version: 2,
-        name: "inbox",
-        common: part!("common", "0002_inbox"),
-        sqlite: None,
-        postgres: None,
-    },
+    Migration::common(2, "inbox", part!("common", "0002_inbox")),
     // Slack: where each request's messages were posted (crate::store::slack).
-    Migration {
-        version: 3,
-        name: "slack",
-        common: part!("common", "0003_slack"),
-        sqlite: None,
-        postgres: None,
-    },
+    Migration::common(3, "slack", part!("common", "0003_slack")),
     // Exactly-once execution: the execution claim and its deadline.
-    Migration {
-        version: 20,
-        name: "execution_claim",
-        common: part!("common", "0020_execution_claim"),
-        sqlite: None,
-        postgres: None,
-    },
+    Migration::common(
+        20,
+        "execution_claim",
+        part!("common", "0020_execution_claim"),
+    ),
     // Durable runs and agent webhooks (crate::store::runs).
     Migration {
         version: 60,
@@ -105,71 +102,35 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: part!("postgres", "0060_runs"),
     },
     // Single sign-on: pending log-ins and linked identities (crate::store::oidc).
-    Migration {
-        version: 70,
-        name: "oidc",
-        common: part!("common", "0070_oidc"),
-        sqlite: None,
-        postgres: None,
-    },
+    Migration::common(70, "oidc", part!("common", "0070_oidc")),
     // Inbox overview: settled-at and pending-by-age indexes.
-    Migration {
-        version: 71,
-        name: "overview_indexes",
-        common: part!("common", "0071_overview_indexes"),
-        sqlite: None,
-        postgres: None,
-    },
+    Migration::common(
+        71,
+        "overview_indexes",
+        part!("common", "0071_overview_indexes"),
+    ),
     // Every list query's index (issue #13; checked by `store::query_plans`).
-    Migration {
-        version: 72,
-        name: "list_indexes",
-        common: part!("common", "0072_list_indexes"),
-        sqlite: None,
-        postgres: None,
-    },
+    Migration::common(72, "list_indexes", part!("common", "0072_list_indexes")),
     // E-mail links and messages, reminder and escalation timers
     // (crate::store::email, crate::store::timers).
-    Migration {
-        version: 90,
-        name: "email_reminders",
-        common: part!("common", "0090_email_reminders"),
-        sqlite: None,
-        postgres: None,
-    },
+    Migration::common(
+        90,
+        "email_reminders",
+        part!("common", "0090_email_reminders"),
+    ),
     // E-mail links that open a question (crate::store::email).
-    Migration {
-        version: 91,
-        name: "email_question_links",
-        common: part!("common", "0091_email_question_links"),
-        sqlite: None,
-        postgres: None,
-    },
+    Migration::common(
+        91,
+        "email_question_links",
+        part!("common", "0091_email_question_links"),
+    ),
     // Questions from agents and their answers (crate::store::questions).
-    Migration {
-        version: 100,
-        name: "questions",
-        common: part!("common", "0100_questions"),
-        sqlite: None,
-        postgres: None,
-    },
+    Migration::common(100, "questions", part!("common", "0100_questions")),
     // Durable runs paused on questions (crate::store::runs).
-    Migration {
-        version: 101,
-        name: "run_questions",
-        common: part!("common", "0101_run_questions"),
-        sqlite: None,
-        postgres: None,
-    },
+    Migration::common(101, "run_questions", part!("common", "0101_run_questions")),
     // The management API: one user's tokens listed; policies kept in the
     // database (`policy_source = "database"`, crate::store::policies).
-    Migration {
-        version: 110,
-        name: "admin_api",
-        common: part!("common", "0110_admin_api"),
-        sqlite: None,
-        postgres: None,
-    },
+    Migration::common(110, "admin_api", part!("common", "0110_admin_api")),
 ];
 
 #[cfg(test)]

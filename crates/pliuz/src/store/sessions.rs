@@ -6,7 +6,8 @@
 //! audits `user.logged_in` / `user.logged_out`); purging sessions that have
 //! already expired is housekeeping and writes directly.
 
-use super::{col, Result, Store, WriteTx};
+use super::sql::{self, from_columns};
+use super::{Result, Store, WriteTx};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -18,15 +19,7 @@ pub struct SessionRecord {
     pub expires_at: i64,
 }
 
-fn session_from_row(r: &sqlx::any::AnyRow) -> Result<SessionRecord> {
-    Ok(SessionRecord {
-        token_hash: col(r, "token_hash")?,
-        user_id: col(r, "user_id")?,
-        csrf_token: col(r, "csrf_token")?,
-        created_at: col(r, "created_at")?,
-        expires_at: col(r, "expires_at")?,
-    })
-}
+from_columns!(SessionRecord: token_hash, user_id, csrf_token, created_at, expires_at);
 
 /// Sessions that have ended.
 pub(crate) const PURGE_SESSIONS_SQL: &str = "DELETE FROM inbox_sessions WHERE expires_at <= $1";
@@ -39,46 +32,31 @@ impl Store {
         now: i64,
     ) -> Result<Option<SessionRecord>> {
         let q = "SELECT token_hash, user_id, csrf_token, created_at, expires_at FROM inbox_sessions WHERE token_hash = $1 AND expires_at > $2";
-        let row = sqlx::query(q)
-            .bind(token_hash)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(session_from_row).transpose()
+        sql::fetch_optional(&self.pool, q, (token_hash, now)).await
     }
 
     /// Deletes sessions that ended before `now`; returns how many.
     pub async fn purge_expired_sessions(&self, now: i64) -> Result<u64> {
-        let q = PURGE_SESSIONS_SQL;
-        Ok(sqlx::query(q)
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        sql::execute(&self.pool, PURGE_SESSIONS_SQL, (now,)).await
     }
 }
 
 impl WriteTx {
     pub async fn insert_session(&mut self, s: &SessionRecord) -> Result<()> {
         let q = "INSERT INTO inbox_sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
-        sqlx::query(q)
-            .bind(&s.token_hash)
-            .bind(&s.user_id)
-            .bind(&s.csrf_token)
-            .bind(s.created_at)
-            .bind(s.expires_at)
-            .execute(&mut *self.tx)
-            .await?;
+        let values = (
+            &s.token_hash,
+            &s.user_id,
+            &s.csrf_token,
+            s.created_at,
+            s.expires_at,
+        );
+        sql::execute(&mut *self.tx, q, values).await?;
         Ok(())
     }
 
     pub async fn delete_session(&mut self, token_hash: &str) -> Result<bool> {
         let q = "DELETE FROM inbox_sessions WHERE token_hash = $1";
-        Ok(sqlx::query(q)
-            .bind(token_hash)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected()
-            > 0)
+        Ok(sql::execute(&mut *self.tx, q, (token_hash,)).await? > 0)
     }
 }

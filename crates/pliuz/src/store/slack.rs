@@ -3,7 +3,8 @@
 //! them after a restart), plus the outbox claims and give-ups the delivery
 //! worker needs. Written through the same `Store` / `WriteTx` as the rest.
 
-use super::{col, Result, Store, WriteTx};
+use super::sql::{self, from_columns};
+use super::{Result, Store, WriteTx};
 
 /// `next_attempt_at` of a message the worker gave up on: never due again.
 pub const GAVE_UP_AT: i64 = i64::MAX;
@@ -15,6 +16,8 @@ pub struct PostedMessage {
     pub channel: String,
     pub ts: String,
 }
+
+from_columns!(PostedMessage: target, channel, ts);
 
 /// The messages posted for a request.
 pub(crate) const MESSAGES_FOR_SQL: &str =
@@ -30,69 +33,39 @@ pub async fn record_message(
     ts: &str,
 ) -> Result<()> {
     let q = "INSERT INTO slack_messages (outbox_id, target, approval_id, channel, ts, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
-    sqlx::query(q)
-        .bind(outbox_id)
-        .bind(target)
-        .bind(approval_id)
-        .bind(channel)
-        .bind(ts)
-        .bind(crate::store::now_millis())
-        .execute(tx.conn())
-        .await?;
+    let values = (
+        outbox_id,
+        target,
+        approval_id,
+        channel,
+        ts,
+        super::now_millis(),
+    );
+    sql::execute(tx.conn(), q, values).await?;
     Ok(())
 }
 
 /// Marks an outbox row delivered inside a write transaction, so the record
 /// of what was sent and the "done" flag land together.
 pub async fn mark_delivered_tx(tx: &mut WriteTx, outbox_id: &str) -> Result<()> {
-    let q = "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2";
-    sqlx::query(q)
-        .bind(crate::store::now_millis())
-        .bind(outbox_id)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
+    tx.mark_outbox_delivered(outbox_id).await
 }
 
 /// Gives up on a message: it stays undelivered with its last error, and is
 /// never due again.
 pub async fn give_up_tx(tx: &mut WriteTx, outbox_id: &str, error: &str) -> Result<()> {
-    let q = "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3";
-    sqlx::query(q)
-        .bind(GAVE_UP_AT)
-        .bind(error)
-        .bind(outbox_id)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
+    tx.give_up_outbox(outbox_id, error).await
 }
 
 /// Messages posted for a request (channel posts and DMs).
 pub async fn messages_for(store: &Store, approval_id: &str) -> Result<Vec<PostedMessage>> {
-    let q = MESSAGES_FOR_SQL;
-    let rows = sqlx::query(q)
-        .bind(approval_id)
-        .fetch_all(store.pool())
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(PostedMessage {
-                target: col(r, "target")?,
-                channel: col(r, "channel")?,
-                ts: col(r, "ts")?,
-            })
-        })
-        .collect()
+    sql::fetch_all(store.pool(), MESSAGES_FOR_SQL, (approval_id,)).await
 }
 
 /// Whether this outbox row already produced a message to `target`.
 pub async fn already_sent(store: &Store, outbox_id: &str, target: &str) -> Result<bool> {
     let q = "SELECT COUNT(*) FROM slack_messages WHERE outbox_id = $1 AND target = $2";
-    let n: i64 = sqlx::query_scalar(q)
-        .bind(outbox_id)
-        .bind(target)
-        .fetch_one(store.pool())
-        .await?;
+    let n: i64 = sql::fetch_scalar(store.pool(), q, (outbox_id, target)).await?;
     Ok(n > 0)
 }
 
@@ -100,11 +73,7 @@ pub(crate) const PENDING_POSTS_SQL: &str = "SELECT COUNT(*) FROM outbox WHERE ap
 
 /// Posts (channel or DM) for this request still waiting to be delivered.
 pub async fn pending_posts(store: &Store, approval_id: &str) -> Result<i64> {
-    Ok(sqlx::query_scalar(PENDING_POSTS_SQL)
-        .bind(approval_id)
-        .bind(GAVE_UP_AT)
-        .fetch_one(store.pool())
-        .await?)
+    sql::fetch_scalar(store.pool(), PENDING_POSTS_SQL, (approval_id, GAVE_UP_AT)).await
 }
 
 /// Claims a due row for `lease_until` (compare-and-set on its due time), so
@@ -112,11 +81,6 @@ pub async fn pending_posts(store: &Store, approval_id: &str) -> Result<i64> {
 /// that dies mid-delivery releases it when the lease runs out.
 pub async fn claim(store: &Store, outbox_id: &str, due_at: i64, lease_until: i64) -> Result<bool> {
     let q = "UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 AND delivered_at IS NULL";
-    let done = sqlx::query(q)
-        .bind(lease_until)
-        .bind(outbox_id)
-        .bind(due_at)
-        .execute(store.pool())
-        .await?;
-    Ok(done.rows_affected() == 1)
+    let values = (lease_until, outbox_id, due_at);
+    Ok(sql::execute(store.pool(), q, values).await? == 1)
 }

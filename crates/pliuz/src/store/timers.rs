@@ -2,7 +2,8 @@
 //! due, and whether it fired. Kept in the database so they hold across
 //! restarts and replicas; the reminders worker fires them.
 
-use super::{col, Result, Store, WriteTx};
+use super::sql::{self, from_columns};
+use super::{Result, Store, WriteTx};
 
 /// A timer whose time has come.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub struct DueTimer {
     pub due_at: i64,
 }
 
+from_columns!(DueTimer: approval_id, kind, due_at);
+
 pub(crate) const DUE_TIMERS_SQL: &str = "SELECT approval_id, kind, due_at FROM approval_timers WHERE fired_at IS NULL AND due_at <= $1 ORDER BY due_at LIMIT $2";
 pub(crate) const NEXT_TIMER_SQL: &str =
     "SELECT MIN(due_at) FROM approval_timers WHERE fired_at IS NULL";
@@ -22,23 +25,14 @@ impl WriteTx {
     /// Sets a timer for a request, in the transaction that creates it.
     pub async fn insert_timer(&mut self, approval_id: &str, kind: &str, due_at: i64) -> Result<()> {
         let q = "INSERT INTO approval_timers (approval_id, kind, due_at) VALUES ($1, $2, $3)";
-        sqlx::query(q)
-            .bind(approval_id)
-            .bind(kind)
-            .bind(due_at)
-            .execute(self.conn())
-            .await?;
+        sql::execute(self.conn(), q, (approval_id, kind, due_at)).await?;
         Ok(())
     }
 
     /// Marks a timer fired, in the transaction of what it did.
     pub async fn timer_fired(&mut self, approval_id: &str, kind: &str) -> Result<()> {
-        sqlx::query(FIRED_SQL)
-            .bind(super::now_millis())
-            .bind(approval_id)
-            .bind(kind)
-            .execute(self.conn())
-            .await?;
+        let values = (super::now_millis(), approval_id, kind);
+        sql::execute(self.conn(), FIRED_SQL, values).await?;
         Ok(())
     }
 }
@@ -46,38 +40,19 @@ impl WriteTx {
 impl Store {
     /// Timers due by `now`, earliest first.
     pub async fn due_timers(&self, now: i64, limit: i64) -> Result<Vec<DueTimer>> {
-        let rows = sqlx::query(DUE_TIMERS_SQL)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DueTimer {
-                    approval_id: col(r, "approval_id")?,
-                    kind: col(r, "kind")?,
-                    due_at: col(r, "due_at")?,
-                })
-            })
-            .collect()
+        sql::fetch_all(&self.pool, DUE_TIMERS_SQL, (now, limit)).await
     }
 
     /// When the next unfired timer is due, if any.
     pub async fn next_timer(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(NEXT_TIMER_SQL)
-            .fetch_one(&self.pool)
-            .await?)
+        sql::fetch_scalar(&self.pool, NEXT_TIMER_SQL, ()).await
     }
 
     /// Closes a timer that has nothing to do (its request was settled or
     /// is gone): bookkeeping, no change to any request.
     pub async fn close_timer(&self, approval_id: &str, kind: &str) -> Result<()> {
-        sqlx::query(FIRED_SQL)
-            .bind(super::now_millis())
-            .bind(approval_id)
-            .bind(kind)
-            .execute(&self.pool)
-            .await?;
+        let values = (super::now_millis(), approval_id, kind);
+        sql::execute(&self.pool, FIRED_SQL, values).await?;
         Ok(())
     }
 }
