@@ -1,5 +1,5 @@
 //! Durable runs and agent webhooks in the database (migration 60, "runs",
-//! `migrations/{sqlite,postgres}/0060_runs.sql`).
+//! `migrations/{common,sqlite,postgres}/0060_runs.sql`).
 //! Run states and webhook secrets arrive here already sealed
 //! (`crate::encryption`); nothing in this file sees them in clear.
 
