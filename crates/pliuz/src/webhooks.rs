@@ -21,6 +21,7 @@
 
 use crate::audit_event::AuditEvent;
 use crate::outbox::{pause_after_pass, Tuning, BATCH};
+use crate::service::deliveries::WebhookEnd;
 use crate::service::ControlPlane;
 use crate::service::DueWebhook;
 use base64::Engine;
@@ -204,7 +205,8 @@ async fn deliver(
             tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
         }
         let result = async {
-            cp.record_webhook_delivered(&row.id, row.approval_id.clone(), delivered.clone())
+            let end = WebhookEnd::Delivered;
+            cp.record_webhook_end(&row.id, row.approval_id.clone(), end, delivered.clone())
                 .await
         }
         .await;
@@ -241,7 +243,8 @@ async fn failed(cp: &ControlPlane, row: &DueWebhook, f: Failure, tuning: &Tuning
                 attempts,
                 error: error.clone(),
             };
-            cp.give_up_webhook(&row.id, row.approval_id.clone(), &error, failed)
+            let end = WebhookEnd::GivenUp { error: &error };
+            cp.record_webhook_end(&row.id, row.approval_id.clone(), end, failed)
                 .await
         }
         .await;

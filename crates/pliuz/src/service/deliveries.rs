@@ -20,6 +20,13 @@ pub struct Posted<'a> {
     pub ts: &'a str,
 }
 
+/// How a webhook delivery ended: the receiver accepted it, or Pliuz gave
+/// up on it after `error`.
+pub enum WebhookEnd<'a> {
+    Delivered,
+    GivenUp { error: &'a str },
+}
+
 impl ControlPlane {
     /// Takes the lease on a due outbox row, whatever its channel (`false`:
     /// another worker has it).
@@ -86,31 +93,28 @@ impl ControlPlane {
         self.commit_delivery(tx, approval_id, event, counted).await
     }
 
-    /// A webhook the receiver accepted, with its `webhook.delivered` entry.
-    pub async fn record_webhook_delivered(
+    /// Records how a webhook delivery ended, with its `webhook.delivered`
+    /// or `webhook.failed` entry.
+    pub async fn record_webhook_end(
         &self,
         id: &str,
         approval_id: Option<String>,
+        end: WebhookEnd<'_>,
         event: AuditEvent,
     ) -> Result<()> {
         let mut tx = self.store.begin_write().await?;
-        tx.webhook_delivered(id).await?;
-        let counted = (Channel::Webhook, DeliveryOutcome::Delivered);
-        self.commit_delivery(tx, approval_id, event, counted).await
-    }
-
-    /// Gives up on a webhook, with its `webhook.failed` entry.
-    pub async fn give_up_webhook(
-        &self,
-        id: &str,
-        approval_id: Option<String>,
-        error: &str,
-        event: AuditEvent,
-    ) -> Result<()> {
-        let mut tx = self.store.begin_write().await?;
-        tx.webhook_given_up(id, error).await?;
-        let counted = (Channel::Webhook, DeliveryOutcome::GivenUp);
-        self.commit_delivery(tx, approval_id, event, counted).await
+        let outcome = match end {
+            WebhookEnd::Delivered => {
+                tx.webhook_delivered(id).await?;
+                DeliveryOutcome::Delivered
+            }
+            WebhookEnd::GivenUp { error } => {
+                tx.webhook_given_up(id, error).await?;
+                DeliveryOutcome::GivenUp
+            }
+        };
+        self.commit_delivery(tx, approval_id, event, (Channel::Webhook, outcome))
+            .await
     }
 
     /// Commits what a delivery attempt changed with its audit entry (the
