@@ -73,16 +73,24 @@ macro_rules! part {
     };
 }
 
+/// `all_parts!(1, "core", "0001_core")`: a migration with a common part
+/// and each database's own, the three files named alike.
+macro_rules! all_parts {
+    ($version:literal, $name:literal, $stem:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            common: part!("common", $stem),
+            sqlite: part!("sqlite", $stem),
+            postgres: part!("postgres", $stem),
+        }
+    };
+}
+
 /// In order. The numbers and names are those already recorded in existing
 /// databases' `schema_migrations`; a test checks them against the files.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "core",
-        common: part!("common", "0001_core"),
-        sqlite: part!("sqlite", "0001_core"),
-        postgres: part!("postgres", "0001_core"),
-    },
+    all_parts!(1, "core", "0001_core"),
     // Web inbox: log-in sessions (crate::store::sessions, crate::inbox).
     Migration::common(2, "inbox", part!("common", "0002_inbox")),
     // Slack: where each request's messages were posted (crate::store::slack).
@@ -94,13 +102,7 @@ pub const MIGRATIONS: &[Migration] = &[
         part!("common", "0020_execution_claim"),
     ),
     // Durable runs and agent webhooks (crate::store::runs).
-    Migration {
-        version: 60,
-        name: "runs",
-        common: part!("common", "0060_runs"),
-        sqlite: part!("sqlite", "0060_runs"),
-        postgres: part!("postgres", "0060_runs"),
-    },
+    all_parts!(60, "runs", "0060_runs"),
     // Single sign-on: pending log-ins and linked identities (crate::store::oidc).
     Migration::common(70, "oidc", part!("common", "0070_oidc")),
     // Inbox overview: settled-at and pending-by-age indexes.
