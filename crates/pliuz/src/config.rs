@@ -36,6 +36,16 @@ pub const MIN_METRICS_TOKEN_CHARS: usize = 16;
 pub const REQUIRED_APPROVALS_RANGE: (i64, i64) = (1, u32::MAX as i64);
 
 /// `Ok(v)` when `min <= v <= max`, else a message naming the setting and range.
+/// `Err` with every mistake found, if any: settings are checked whole, so
+/// that one try names every mistake rather than the first.
+fn fail_on_any<E>(errors: Vec<E>) -> Result<(), Vec<E>> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 fn int_in(setting: &str, v: i64, (min, max): (i64, i64)) -> Result<i64, String> {
     if (min..=max).contains(&v) {
         Ok(v)
@@ -222,9 +232,7 @@ pub fn policies_from_definitions(
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    fail_on_any(errors)?;
     match parse_config(&text, email_configured) {
         Ok(parsed) => Ok(parsed.policies),
         Err(errs) => Err(errs
@@ -863,9 +871,7 @@ fn build_policy(sp: &Spanned<FilePolicy>, lines: &Lines<'_>) -> Result<Policy, V
         }
     };
     let reject_reasons = reject_reasons(&raw.reject_reasons, &name, &decisions, lines, &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    fail_on_any(errors)?;
     Ok(Policy {
         name,
         tools,

@@ -166,9 +166,7 @@ impl FileEmail {
                 }
             },
         };
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        super::fail_on_any(errors)?;
         Ok(EmailSettings {
             host,
             port,

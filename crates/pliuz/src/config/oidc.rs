@@ -286,9 +286,7 @@ impl FileOidc {
         if group_map.is_empty() {
             errs.push("oidc.groups is required: map at least one IdP group to Pliuz groups or a role, e.g. [oidc.groups.\"finance-approvers\"] groups = [\"finance\"]".to_owned());
         }
-        if !errs.is_empty() {
-            return Err(errs);
-        }
+        super::fail_on_any(errs)?;
         Ok(OidcSettings {
             issuer,
             client_id,
