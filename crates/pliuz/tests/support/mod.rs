@@ -7,7 +7,6 @@ pub mod crew;
 pub mod postgres;
 #[allow(unused_imports)] // not every test file starts a crew
 pub use crew::Crew;
-#[allow(unused_imports)] // not every test file uses PostgreSQL
 pub use postgres::fresh_postgres_database;
 pub mod slack_fake;
 pub mod web;
