@@ -402,6 +402,12 @@ async fn on_postgresql_replicas_share_the_gauges_and_count_their_own_requests() 
 
 /// A webhook receiver that refuses its first delivery (503) and accepts the rest.
 async fn receiver_refusing_once() -> String {
+    receiver(1, StatusCode::SERVICE_UNAVAILABLE).await
+}
+
+/// A webhook receiver that answers `refusal` to its first `refusals`
+/// deliveries and accepts the rest.
+async fn receiver(refusals: usize, refusal: StatusCode) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let seen = Arc::new(AtomicUsize::new(0));
@@ -410,8 +416,8 @@ async fn receiver_refusing_once() -> String {
         axum::routing::post(move || {
             let seen = seen.clone();
             async move {
-                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                    StatusCode::SERVICE_UNAVAILABLE
+                if seen.fetch_add(1, Ordering::SeqCst) < refusals {
+                    refusal
                 } else {
                     StatusCode::NO_CONTENT
                 }
@@ -468,6 +474,49 @@ async fn webhook_deliveries_are_counted_by_outcome() {
         assert!(
             std::time::Instant::now() < deadline,
             "not delivered:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_webhook_is_given_up_after_its_attempts() {
+    let tuning = [
+        ("PLIUZ_OUTBOX_BACKOFF_MS", "100"),
+        ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "200"),
+        ("PLIUZ_OUTBOX_MAX_ATTEMPTS", "2"),
+    ];
+    let server = Server::start_with(&config(), None, env_vars(&tuning)).await;
+    let http = Client::new();
+    // 410 is not transient: it counts against the attempts.
+    let hook = receiver(usize::MAX, StatusCode::GONE).await;
+    let out = server.cli(
+        &["agents", "create", "gone-bot", "--webhook-url", &hook],
+        None,
+    );
+    assert!(out.success, "{}", out.stderr);
+    let agent = out.stdout.lines().next().expect("key").to_owned();
+    assert_eq!(
+        create(&http, &server, &agent, 500).await["status"],
+        "approved"
+    );
+
+    let failed = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"failed\"}";
+    let given_up = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"given_up\"}";
+    let delivered = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"delivered\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = scrape(&http, &server).await;
+        let depth = sample(&text, "pliuz_outbox_depth{channel=\"webhook\"}");
+        // A given-up row is kept (with its error) but no longer counted as due.
+        if sample(&text, given_up) == Some(1.0) && depth == Some(0.0) {
+            assert_eq!(sample(&text, failed), Some(1.0), "{text}");
+            assert_eq!(sample(&text, delivered).unwrap_or(0.0), 0.0, "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not given up:\n{text}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
