@@ -389,15 +389,13 @@ impl WriteTx {
         self.save_votes(&a.id, new_votes).await
     }
 
+    /// Held until commit (`write_behind`): nothing reads a change's own
+    /// votes back before then.
     async fn save_votes(&mut self, approval_id: &str, votes: &[Vote]) -> Result<()> {
-        let q = "INSERT INTO approval_votes (approval_id, voter, created_at) VALUES ($1, $2, $3)";
         for v in votes {
-            sqlx::query(q)
-                .bind(approval_id)
-                .bind(&v.voter)
-                .bind(v.at)
-                .execute(&mut *self.tx)
-                .await?;
+            let mut st = Statement::new("INSERT INTO approval_votes (approval_id, voter, created_at) VALUES ($1, $2, $3)");
+            st.args = vec![approval_id.into(), v.voter.as_str().into(), v.at.into()];
+            self.held.push(st);
         }
         Ok(())
     }

@@ -127,22 +127,34 @@ fn bind_hashes<'q>(mut q: AnyQuery<'q>, hashes: &'q [(u64, Hash)]) -> Result<Any
 }
 
 impl WriteTx {
-    /// Inserts the entries and tree hashes `audit` appended, rather than two
-    /// statements per entry: on SQLite both `INSERT`s in one round trip
-    /// (its driver runs several statements of one query, numbered values
-    /// shared), on PostgreSQL one statement each (per [`ROWS_PER_INSERT`]).
-    /// Called just before the change is committed.
+    /// Inserts the writes held until commit (`write_behind`) and the
+    /// entries and tree hashes `audit` appended, rather than two statements
+    /// per entry: on SQLite all in one round trip (its driver runs several
+    /// statements of one query, numbered values shared), on PostgreSQL one
+    /// statement each (entries and hashes per [`ROWS_PER_INSERT`]). Called
+    /// just before the change is committed.
     pub(super) async fn flush_audit(&mut self) -> Result<()> {
         let Unwritten { entries, hashes } = std::mem::take(&mut self.unwritten);
+        let held = std::mem::take(&mut self.held);
         let together = self.store.backend == super::Backend::Sqlite
             && entries.len() <= ROWS_PER_INSERT
             && hashes.len() <= ROWS_PER_INSERT;
         if together && !entries.is_empty() {
-            let (entries_sql, bound) = insert_entries_sql(entries.len(), 0);
-            let sql = format!("{entries_sql}; {}", insert_hashes_sql(hashes.len(), bound));
-            let q = bind_hashes(bind_entries(sqlx::query(&sql), &entries), &hashes)?;
+            let held = held.joined();
+            let (entries_sql, bound) = insert_entries_sql(entries.len(), held.args.len());
+            let hashes_sql = insert_hashes_sql(hashes.len(), held.args.len() + bound);
+            let sql = if held.sql.is_empty() {
+                format!("{entries_sql}; {hashes_sql}")
+            } else {
+                format!("{}; {entries_sql}; {hashes_sql}", held.sql)
+            };
+            let q = super::bind_args(sqlx::query(&sql), &held.args);
+            let q = bind_hashes(bind_entries(q, &entries), &hashes)?;
             q.execute(&mut *self.tx).await?;
             return Ok(());
+        }
+        for st in held.into_statements() {
+            st.query().execute(&mut *self.tx).await?;
         }
         for chunk in entries.chunks(ROWS_PER_INSERT) {
             let (sql, _) = insert_entries_sql(chunk.len(), 0);

@@ -23,6 +23,7 @@ pub mod schema;
 mod sessions;
 pub mod slack;
 pub mod timers;
+mod write_behind;
 mod writer;
 
 pub use approvals::{ApprovalFilter, Page};
@@ -515,6 +516,7 @@ impl Store {
             audit_size: 0,
             hashes_written: std::collections::HashMap::new(),
             unwritten: audit::Unwritten::default(),
+            held: write_behind::Held::default(),
             open: false,
             turn: Some(WriterTurn {
                 _lock: Some(lock),
@@ -572,6 +574,7 @@ impl Store {
             audit_size: lease.audit_size(),
             hashes_written: lease.take_hashes(),
             unwritten: audit::Unwritten::default(),
+            held: write_behind::Held::default(),
             tx: TxConn::Lease(Some(lease)),
             store: self.clone(),
             appended: Vec::new(),
@@ -637,6 +640,8 @@ pub struct WriteTx {
     hashes_written: std::collections::HashMap<u64, pliuz_audit::Hash>,
     /// Audit rows appended but not yet inserted (sent together at commit).
     unwritten: audit::Unwritten,
+    /// Writes held until commit, sent with the audit rows (`write_behind`).
+    held: write_behind::Held,
     /// `BEGIN` succeeded and neither `COMMIT` nor `ROLLBACK` has.
     open: bool,
     /// This process's write turn; released only once the connection is clean.
@@ -1006,6 +1011,13 @@ pub fn now_millis() -> i64 {
 pub(crate) enum Arg {
     Text(String),
     Int(i64),
+    Null,
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        v.map_or(Arg::Null, Arg::from)
+    }
 }
 
 impl From<&str> for Arg {
@@ -1063,12 +1075,7 @@ impl Statement {
     }
 
     pub fn query(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
-        self.args
-            .iter()
-            .fold(sqlx::query(&self.sql), |q, a| match a {
-                Arg::Text(s) => q.bind(s.as_str()),
-                Arg::Int(i) => q.bind(*i),
-            })
+        bind_args(sqlx::query(&self.sql), &self.args)
     }
 
     pub fn query_scalar<O>(
@@ -1082,8 +1089,21 @@ impl Statement {
             .fold(sqlx::query_scalar(&self.sql), |q, a| match a {
                 Arg::Text(s) => q.bind(s.as_str()),
                 Arg::Int(i) => q.bind(*i),
+                Arg::Null => q.bind(None::<&str>),
             })
     }
+}
+
+/// `q` with `args` bound, in order.
+pub(crate) fn bind_args<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    args: &'q [Arg],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    args.iter().fold(q, |q, a| match a {
+        Arg::Text(s) => q.bind(s.as_str()),
+        Arg::Int(i) => q.bind(*i),
+        Arg::Null => q.bind(None::<&str>),
+    })
 }
 
 /// Reads helpers for `AnyRow`, mapping decode failures to `Corrupt`.
