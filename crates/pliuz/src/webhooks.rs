@@ -21,6 +21,7 @@
 
 use crate::audit_event::AuditEvent;
 use crate::outbox::{pause_after_pass, Tuning, BATCH};
+use crate::notify::Notifier;
 use crate::service::ControlPlane;
 use crate::service::DueWebhook;
 use base64::Engine;
@@ -90,10 +91,11 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
             continue;
         }
         // Queued events are visible once their transaction committed, which
-        // both change broadcasts signal.
+        // both change broadcasts signal; only a settled request (or a run
+        // made ready) queues one.
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
-            _ = changes.recv() => {}
+            _ = Notifier::next_change(&mut changes, |c| c.status.is_settled()) => {}
             _ = runs.changed() => {}
             _ = shutdown.wait() => return,
         }
