@@ -1011,12 +1011,26 @@ pub fn now_millis() -> i64 {
 pub(crate) enum Arg {
     Text(String),
     Int(i64),
-    Null,
+    /// NULL, typed (PostgreSQL checks a value's type against its column).
+    NullText,
+    NullInt,
 }
 
 impl From<Option<&str>> for Arg {
     fn from(v: Option<&str>) -> Arg {
-        v.map_or(Arg::Null, Arg::from)
+        v.map_or(Arg::NullText, Arg::from)
+    }
+}
+
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        v.map_or(Arg::NullText, Arg::Text)
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        v.map_or(Arg::NullInt, Arg::Int)
     }
 }
 
@@ -1089,7 +1103,8 @@ impl Statement {
             .fold(sqlx::query_scalar(&self.sql), |q, a| match a {
                 Arg::Text(s) => q.bind(s.as_str()),
                 Arg::Int(i) => q.bind(*i),
-                Arg::Null => q.bind(None::<&str>),
+                Arg::NullText => q.bind(None::<&str>),
+                Arg::NullInt => q.bind(None::<i64>),
             })
     }
 }
@@ -1102,7 +1117,8 @@ pub(crate) fn bind_args<'q>(
     args.iter().fold(q, |q, a| match a {
         Arg::Text(s) => q.bind(s.as_str()),
         Arg::Int(i) => q.bind(*i),
-        Arg::Null => q.bind(None::<&str>),
+        Arg::NullText => q.bind(None::<&str>),
+        Arg::NullInt => q.bind(None::<i64>),
     })
 }
 

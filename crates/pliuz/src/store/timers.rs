@@ -2,7 +2,7 @@
 //! due, and whether it fired. Kept in the database so they hold across
 //! restarts and replicas; the reminders worker fires them.
 
-use super::{col, Result, Store, WriteTx};
+use super::{col, Result, Statement, Store, WriteTx};
 
 /// A timer whose time has come.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,14 +20,12 @@ const FIRED_SQL: &str = "UPDATE approval_timers SET fired_at = $1 WHERE approval
 
 impl WriteTx {
     /// Sets a timer for a request, in the transaction that creates it.
+    /// Held until commit, after the request's own insert (`write_behind`).
     pub async fn insert_timer(&mut self, approval_id: &str, kind: &str, due_at: i64) -> Result<()> {
-        let q = "INSERT INTO approval_timers (approval_id, kind, due_at) VALUES ($1, $2, $3)";
-        sqlx::query(q)
-            .bind(approval_id)
-            .bind(kind)
-            .bind(due_at)
-            .execute(self.conn())
-            .await?;
+        let mut st =
+            Statement::new("INSERT INTO approval_timers (approval_id, kind, due_at) VALUES ($1, $2, $3)");
+        st.args = vec![approval_id.into(), kind.into(), due_at.into()];
+        self.held.push(st);
         Ok(())
     }
 
