@@ -20,8 +20,8 @@
 //! where the key is the base64-decoded part of the agent's `whsec_` secret.
 
 use crate::audit_event::AuditEvent;
-use crate::outbox::{pause_after_pass, Tuning, BATCH};
 use crate::notify::Notifier;
+use crate::outbox::{pause_after_pass, Tuning, BATCH};
 use crate::service::ControlPlane;
 use crate::service::DueWebhook;
 use base64::Engine;

@@ -494,10 +494,12 @@ impl ControlPlane {
         reminders::set_timers(&mut tx, &a, &policy).await?;
         // The insert is sent at commit: a request made at the same moment
         // with the same idempotency key shows there.
-        self.commit_change(tx, None, &a).await.map_err(|e| match e {
-            ServiceError::Store(e) if e.is_unique_violation() => ServiceError::ConcurrentCreate,
-            other => other,
-        })?;
+        self.commit_change(tx, None, &a)
+            .await
+            .map_err(|e| match e {
+                ServiceError::Store(e) if e.is_unique_violation() => ServiceError::ConcurrentCreate,
+                other => other,
+            })?;
         Ok((a, true))
     }
 

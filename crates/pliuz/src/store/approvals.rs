@@ -401,7 +401,9 @@ impl WriteTx {
     /// votes back before then.
     async fn save_votes(&mut self, approval_id: &str, votes: &[Vote]) -> Result<()> {
         for v in votes {
-            let mut st = Statement::new("INSERT INTO approval_votes (approval_id, voter, created_at) VALUES ($1, $2, $3)");
+            let mut st = Statement::new(
+                "INSERT INTO approval_votes (approval_id, voter, created_at) VALUES ($1, $2, $3)",
+            );
             st.args = vec![approval_id.into(), v.voter.as_str().into(), v.at.into()];
             self.held.push(st);
         }

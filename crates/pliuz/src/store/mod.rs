@@ -741,14 +741,22 @@ impl WriteTx {
                     "refusing to commit a change that was not audited".into(),
                 ));
             }
-            // On failure the lease goes back with `self`: undone alone.
-            self.flush_audit().await?;
+            // The rows go to the writer, to be sent with its next step; if
+            // they are too many for that, now (on failure the lease goes
+            // back with `self`: undone alone).
+            let writes = self.writes_in_one();
+            if writes.is_none() {
+                self.flush_audit().await?;
+            }
             let TxConn::Lease(Some(lease)) = std::mem::replace(&mut self.tx, TxConn::Lease(None))
             else {
                 return Err(StoreError::Audit("the transaction is over".into()));
             };
             let hashes = std::mem::take(&mut self.hashes_written);
-            lease.keep(self.audit_size, hashes).await_outcome().await?;
+            lease
+                .keep(self.audit_size, hashes, writes)
+                .await_outcome()
+                .await?;
             health::committed();
             return Ok(std::mem::take(&mut self.appended));
         }
@@ -785,7 +793,10 @@ impl WriteTx {
             return match lease.take() {
                 Some(lease) => {
                     let hashes = std::mem::take(&mut self.hashes_written);
-                    lease.keep(self.audit_size, hashes).await_outcome().await
+                    lease
+                        .keep(self.audit_size, hashes, None)
+                        .await_outcome()
+                        .await
                 }
                 None => Err(StoreError::Audit("the transaction is over".into())),
             };
@@ -1011,6 +1022,7 @@ pub fn now_millis() -> i64 {
 pub(crate) enum Arg {
     Text(String),
     Int(i64),
+    Blob(Vec<u8>),
     /// NULL, typed (PostgreSQL checks a value's type against its column).
     NullText,
     NullInt,
@@ -1103,6 +1115,7 @@ impl Statement {
             .fold(sqlx::query_scalar(&self.sql), |q, a| match a {
                 Arg::Text(s) => q.bind(s.as_str()),
                 Arg::Int(i) => q.bind(*i),
+                Arg::Blob(b) => q.bind(b.as_slice()),
                 Arg::NullText => q.bind(None::<&str>),
                 Arg::NullInt => q.bind(None::<i64>),
             })
@@ -1117,6 +1130,7 @@ pub(crate) fn bind_args<'q>(
     args.iter().fold(q, |q, a| match a {
         Arg::Text(s) => q.bind(s.as_str()),
         Arg::Int(i) => q.bind(*i),
+        Arg::Blob(b) => q.bind(b.as_slice()),
         Arg::NullText => q.bind(None::<&str>),
         Arg::NullInt => q.bind(None::<i64>),
     })
@@ -1418,6 +1432,83 @@ mod tests {
             ("b", None),
             ("c", None),
             ("taken", Some("before")),
+        ] {
+            assert_eq!(
+                meta_seen_by_another_connection(&path, key).await.as_deref(),
+                want,
+                "{key}"
+            );
+        }
+        assert_eq!(store.audit_size().await?, 5);
+        Ok(())
+    }
+
+    // A change's held rows (`write_behind`) are sent by the writer with the
+    // batch's next step or its `COMMIT`: when they fail (here a timer set
+    // twice), that change alone is undone, its own earlier statements too,
+    // wherever it stands in the batch; the others commit together, and the
+    // audit log has no gap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_whose_held_rows_fail_fails_alone() -> Result<()> {
+        let (_dir, path, store) = temp_store().await?;
+        let mut tx = store.begin_write().await?;
+        tx.insert_timer("taken", "remind", 1).await?;
+        audited_commit(tx).await?;
+        let (commits_before, _) = store.write_stats();
+        let mut first = store.begin_write().await?;
+        first.set_meta("a", "v").await?;
+        let queued = |clash: bool, key: &'static str| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin_write().await?;
+                tx.set_meta(key, "v").await?;
+                if clash {
+                    tx.insert_timer("taken", "remind", 2).await?;
+                }
+                audited_commit(tx).await
+            })
+        };
+        let tasks = vec![
+            queued(false, "b"),
+            queued(true, "c"),
+            queued(false, "d"),
+            queued(true, "e"),
+        ];
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(audited_commit(first).await?, vec![1]);
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        for refused in [&results[1], &results[3]] {
+            assert!(
+                refused.as_ref().is_err_and(StoreError::is_unique_violation),
+                "{refused:?}"
+            );
+        }
+        let mut kept: Vec<u64> = [0, 2]
+            .iter()
+            .flat_map(|&i| results[i].as_ref().cloned().unwrap_or_default())
+            .collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![2, 3], "{results:?}");
+        let (commits, _) = store.write_stats();
+        assert_eq!(commits - commits_before, 1, "one transaction for the batch");
+        // Alone in its batch: nothing to commit.
+        let alone = queued(true, "f")
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        assert!(alone.is_err_and(|e| e.is_unique_violation()));
+        // The log goes on without a gap.
+        assert_eq!(audited_set(&store, "g", "v").await?, vec![4]);
+        for (key, want) in [
+            ("a", Some("v")),
+            ("b", Some("v")),
+            ("c", None),
+            ("d", Some("v")),
+            ("e", None),
+            ("f", None),
+            ("g", Some("v")),
         ] {
             assert_eq!(
                 meta_seen_by_another_connection(&path, key).await.as_deref(),

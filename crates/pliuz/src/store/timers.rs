@@ -22,8 +22,9 @@ impl WriteTx {
     /// Sets a timer for a request, in the transaction that creates it.
     /// Held until commit, after the request's own insert (`write_behind`).
     pub async fn insert_timer(&mut self, approval_id: &str, kind: &str, due_at: i64) -> Result<()> {
-        let mut st =
-            Statement::new("INSERT INTO approval_timers (approval_id, kind, due_at) VALUES ($1, $2, $3)");
+        let mut st = Statement::new(
+            "INSERT INTO approval_timers (approval_id, kind, due_at) VALUES ($1, $2, $3)",
+        );
         st.args = vec![approval_id.into(), kind.into(), due_at.into()];
         self.held.push(st);
         Ok(())

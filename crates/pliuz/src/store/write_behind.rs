@@ -18,6 +18,10 @@ impl Held {
         self.statements.push(statement);
     }
 
+    pub fn len(&self) -> usize {
+        self.statements.len()
+    }
+
     /// Each statement on its own (PostgreSQL runs one per round trip).
     pub fn into_statements(self) -> Vec<Statement> {
         self.statements
@@ -65,10 +69,17 @@ mod tests {
     fn joined_statements_number_their_values_in_order() {
         let mut held = Held::default();
         let mut a = Statement::new("");
-        a.sql = format!("INSERT INTO t (x, y) VALUES ({}, {})", a.arg(1i64), a.arg("b"));
+        a.sql = format!(
+            "INSERT INTO t (x, y) VALUES ({}, {})",
+            a.arg(1i64),
+            a.arg("b")
+        );
         let mut b = Statement::new("");
         let v = b.arg(7i64);
-        b.sql = format!("UPDATE u SET z = {v} WHERE w = {v} AND q = {}", b.arg(12i64));
+        b.sql = format!(
+            "UPDATE u SET z = {v} WHERE w = {v} AND q = {}",
+            b.arg(12i64)
+        );
         held.push(a);
         held.push(b);
         let all = held.joined();
@@ -83,7 +94,10 @@ mod tests {
 
     #[test]
     fn renumbering_shifts_every_placeholder_only() {
-        assert_eq!(renumber("a = $1 AND b = $10, $2", 5), "a = $6 AND b = $15, $7");
+        assert_eq!(
+            renumber("a = $1 AND b = $10, $2", 5),
+            "a = $6 AND b = $15, $7"
+        );
         assert_eq!(renumber("no values", 3), "no values");
         assert_eq!(renumber("$1", 0), "$1");
     }
