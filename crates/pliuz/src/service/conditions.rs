@@ -41,6 +41,19 @@ pub struct Facts {
     pub metadata: Option<Value>,
 }
 
+impl Facts {
+    fn call(&self) -> CallFacts<'_> {
+        CallFacts {
+            tool: &self.tool,
+            args: &self.args,
+            agent: &self.agent,
+            policy: &self.policy,
+            originator: self.originator.as_deref(),
+            metadata: self.metadata.as_ref(),
+        }
+    }
+}
+
 fn over_budget(policy: &Policy, why: &str) -> AutoDecision {
     tracing::warn!(policy = %policy.name, why, "policy conditions over budget; a person decides");
     AutoDecision::Human {
@@ -56,14 +69,7 @@ pub async fn auto_decision(policy: Arc<Policy>, facts: Facts) -> AutoDecision {
     if policy.auto_approve.is_none() && policy.auto_reject.is_none() {
         return AutoDecision::Human { errors: vec![] };
     }
-    let call = CallFacts {
-        tool: &facts.tool,
-        args: &facts.args,
-        agent: &facts.agent,
-        policy: &facts.policy,
-        originator: facts.originator.as_deref(),
-        metadata: facts.metadata.as_ref(),
-    };
+    let call = facts.call();
     let values = call.values();
     if values <= INLINE_VALUES && policy.condition_cost(values) <= INLINE_COST {
         return policy.auto_decision(&call);
@@ -81,14 +87,7 @@ pub async fn auto_decision(policy: Arc<Policy>, facts: Facts) -> AutoDecision {
     let p = policy.clone();
     let task = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        p.auto_decision(&CallFacts {
-            tool: &facts.tool,
-            args: &facts.args,
-            agent: &facts.agent,
-            policy: &facts.policy,
-            originator: facts.originator.as_deref(),
-            metadata: facts.metadata.as_ref(),
-        })
+        p.auto_decision(&facts.call())
     });
     match tokio::time::timeout_at(deadline, task).await {
         Ok(Ok(decision)) => decision,

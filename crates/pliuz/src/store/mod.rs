@@ -1217,6 +1217,17 @@ mod tests {
             .flatten()
     }
 
+    /// Each key's value as another connection sees it is the one wanted.
+    async fn assert_meta(path: &Path, wanted: &[(&str, Option<&str>)]) {
+        for (key, want) in wanted {
+            assert_eq!(
+                meta_seen_by_another_connection(path, key).await.as_deref(),
+                *want,
+                "{key}"
+            );
+        }
+    }
+
     async fn audited_commit(mut tx: WriteTx) -> Result<Vec<u64>> {
         tx.audit(
             "system",
@@ -1424,21 +1435,19 @@ mod tests {
         assert_eq!(kept, vec![2, 3, 4], "{results:?}");
         let (commits, _) = store.write_stats();
         assert_eq!(commits - commits_before, 1, "one transaction for the batch");
-        for (key, want) in [
-            ("a", Some("v")),
-            ("ok2", Some("v")),
-            ("ok3", Some("v")),
-            ("ok4", Some("v")),
-            ("b", None),
-            ("c", None),
-            ("taken", Some("before")),
-        ] {
-            assert_eq!(
-                meta_seen_by_another_connection(&path, key).await.as_deref(),
-                want,
-                "{key}"
-            );
-        }
+        assert_meta(
+            &path,
+            &[
+                ("a", Some("v")),
+                ("ok2", Some("v")),
+                ("ok3", Some("v")),
+                ("ok4", Some("v")),
+                ("b", None),
+                ("c", None),
+                ("taken", Some("before")),
+            ],
+        )
+        .await;
         assert_eq!(store.audit_size().await?, 5);
         Ok(())
     }
@@ -1501,21 +1510,19 @@ mod tests {
         assert!(alone.is_err_and(|e| e.is_unique_violation()));
         // The log goes on without a gap.
         assert_eq!(audited_set(&store, "g", "v").await?, vec![4]);
-        for (key, want) in [
-            ("a", Some("v")),
-            ("b", Some("v")),
-            ("c", None),
-            ("d", Some("v")),
-            ("e", None),
-            ("f", None),
-            ("g", Some("v")),
-        ] {
-            assert_eq!(
-                meta_seen_by_another_connection(&path, key).await.as_deref(),
-                want,
-                "{key}"
-            );
-        }
+        assert_meta(
+            &path,
+            &[
+                ("a", Some("v")),
+                ("b", Some("v")),
+                ("c", None),
+                ("d", Some("v")),
+                ("e", None),
+                ("f", None),
+                ("g", Some("v")),
+            ],
+        )
+        .await;
         assert_eq!(store.audit_size().await?, 5);
         Ok(())
     }
