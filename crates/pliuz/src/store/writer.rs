@@ -1,11 +1,15 @@
 //! The SQLite writer: group commit. One task owns the write connection.
 //! Each write asks it for a turn; the writer lends it the connection inside
 //! the open transaction, behind a `SAVEPOINT`, takes it back, and serves the
-//! next waiting write in the same transaction. When nobody is waiting (or
-//! [`MAX_BATCH`] changes are in), one `COMMIT` (one fsync) makes all of them
-//! durable, and only then is each member answered. A change that fails or is abandoned is rolled back to
-//! its savepoint alone; a failed `COMMIT`, or a failure that ends the whole
-//! transaction, fails every member of the batch (never a false success).
+//! next waiting write in the same transaction. A change hands back, with
+//! the connection, the rows it never reads back ([`Writes`]): they are sent
+//! with the next step (the next change's savepoint, or the `COMMIT`), in one
+//! round trip. When nobody is waiting (or [`MAX_BATCH`] changes are in), one
+//! `COMMIT` (one fsync) makes all of them durable, and only then is each
+//! member answered. A change that fails or is abandoned, or whose rows fail,
+//! is rolled back to its savepoint alone; a failed `COMMIT`, or a failure
+//! that ends the whole transaction, fails every member of the batch (never
+//! a false success).
 
 use super::{prepare_sqlite, Statement, StoreError, WRITE_WAIT};
 use futures::StreamExt;
