@@ -269,10 +269,30 @@ impl Notifier {
     }
 
     fn announce(&self, change: ApprovalChanged) {
+        // A new pending request may be due sooner than the worker thinks; a
+        // settled one cannot make any deadline sooner (issue #13: a wake-up
+        // costs the worker four reads).
+        let pending = change.status == Status::Pending;
         // No receivers is fine: nobody is waiting.
         let _ = self.changes.send(change);
-        // A new pending request may be due sooner than the worker thinks.
-        self.expiry.notify_one();
+        if pending {
+            self.expiry.notify_one();
+        }
+    }
+
+    /// Waits for the next change that `wanted` picks, or for a sign that one
+    /// may have been missed (the receiver lagged): for workers that care
+    /// about some changes only, each wake-up costing them reads (issue #13).
+    pub async fn next_change(
+        changes: &mut broadcast::Receiver<ApprovalChanged>,
+        wanted: impl Fn(&ApprovalChanged) -> bool,
+    ) {
+        loop {
+            match changes.recv().await {
+                Ok(c) if !wanted(&c) => continue,
+                _ => return,
+            }
+        }
     }
 
     /// How many approval ids and agents have waiters (each is an entry).

@@ -121,7 +121,7 @@ impl Condition {
     pub fn holds(&self, call: &CallFacts<'_>) -> Result<bool, String> {
         // Every JSON value the call carries bounds the size of any list a
         // comprehension can iterate (literals and concatenation aside).
-        let items = json_nodes(call.args.values()) + call.metadata.map_or(0, |m| json_nodes([m]));
+        let items = call.values();
         let cost = self.cost(items);
         if cost > MAX_CONDITION_COST {
             return Err(format!(
@@ -184,6 +184,14 @@ pub struct CallFacts<'a> {
     pub policy: &'a str,
     pub originator: Option<&'a str>,
     pub metadata: Option<&'a Value>,
+}
+
+impl CallFacts<'_> {
+    /// How many JSON values the call carries: a bound on the size of any
+    /// list a comprehension can iterate (literals and concatenation aside).
+    pub fn values(&self) -> u64 {
+        json_nodes(self.args.values()) + self.metadata.map_or(0, |m| json_nodes([m]))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -365,6 +373,15 @@ impl Policy {
         self.escalation
             .as_ref()
             .is_some_and(|e| matches_any(&e.to, email, groups))
+    }
+
+    /// The most steps evaluating both automatic conditions may take when
+    /// every list they iterate holds `items` elements ([`Condition::cost`]).
+    pub fn condition_cost(&self, items: u64) -> u64 {
+        [&self.auto_reject, &self.auto_approve]
+            .into_iter()
+            .flatten()
+            .fold(0, |sum, c| sum.saturating_add(c.cost(items)))
     }
 
     /// `auto_reject` wins over `auto_approve`: when both hold, failing closed

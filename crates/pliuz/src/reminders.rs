@@ -3,12 +3,14 @@
 //! across restarts and are set by any replica) and fires what is due
 //! through `ControlPlane::fire_timer`.
 
+use crate::approval::Status;
+use crate::notify::Notifier;
 use crate::service::ControlPlane;
 
 pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
-    // Every committed change: a new request may carry an earlier timer
-    // than the one awaited (`notifier.expiry` wakes only one waiter, the
-    // expiry worker).
+    // Every committed change that leaves a request pending: a new request
+    // may carry an earlier timer than the one awaited (`notifier.expiry`
+    // wakes only one waiter, the expiry worker).
     let mut changes = cp.notifier.subscribe();
     loop {
         let now = crate::service::now_millis();
@@ -36,7 +38,7 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
         let sleep = crate::expiry::sleep_until(cp.next_timer().await, failed);
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
-            _ = changes.recv() => {}
+            _ = Notifier::next_change(&mut changes, |c| c.status == Status::Pending) => {}
             _ = shutdown.wait() => return,
         }
     }

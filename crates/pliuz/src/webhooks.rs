@@ -20,6 +20,7 @@
 //! where the key is the base64-decoded part of the agent's `whsec_` secret.
 
 use crate::audit_event::AuditEvent;
+use crate::notify::Notifier;
 use crate::outbox::{pause_after_pass, Tuning, BATCH};
 use crate::service::deliveries::WebhookEnd;
 use crate::service::ControlPlane;
@@ -91,10 +92,11 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
             continue;
         }
         // Queued events are visible once their transaction committed, which
-        // both change broadcasts signal.
+        // both change broadcasts signal; only a settled request (or a run
+        // made ready) queues one.
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
-            _ = changes.recv() => {}
+            _ = Notifier::next_change(&mut changes, |c| c.status.is_settled()) => {}
             _ = runs.changed() => {}
             _ = shutdown.wait() => return,
         }

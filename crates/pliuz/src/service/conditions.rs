@@ -23,6 +23,14 @@ static PERMITS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
     Arc::new(Semaphore::new(cores.max(1)))
 });
 
+/// Conditions are evaluated on the request's own thread, sparing it the
+/// hand-off to a blocking thread and back (issue #13), when the call carries
+/// at most this many JSON values and the conditions' cost estimate on them
+/// is at most [`INLINE_COST`]: a few comparisons over a small call, done in
+/// microseconds. Anything bigger gets a permit and the time limit.
+const INLINE_VALUES: u64 = 1_000;
+const INLINE_COST: u64 = 1_000;
+
 /// The owned facts a blocking thread needs.
 pub struct Facts {
     pub tool: String,
@@ -31,6 +39,19 @@ pub struct Facts {
     pub policy: String,
     pub originator: Option<String>,
     pub metadata: Option<Value>,
+}
+
+impl Facts {
+    fn call(&self) -> CallFacts<'_> {
+        CallFacts {
+            tool: &self.tool,
+            args: &self.args,
+            agent: &self.agent,
+            policy: &self.policy,
+            originator: self.originator.as_deref(),
+            metadata: self.metadata.as_ref(),
+        }
+    }
 }
 
 fn over_budget(policy: &Policy, why: &str) -> AutoDecision {
@@ -48,6 +69,11 @@ pub async fn auto_decision(policy: Arc<Policy>, facts: Facts) -> AutoDecision {
     if policy.auto_approve.is_none() && policy.auto_reject.is_none() {
         return AutoDecision::Human { errors: vec![] };
     }
+    let call = facts.call();
+    let values = call.values();
+    if values <= INLINE_VALUES && policy.condition_cost(values) <= INLINE_COST {
+        return policy.auto_decision(&call);
+    }
     let deadline = tokio::time::Instant::now() + CONDITION_TIME_LIMIT;
     let permit = match tokio::time::timeout_at(deadline, PERMITS.clone().acquire_owned()).await {
         Ok(Ok(p)) => p,
@@ -61,14 +87,7 @@ pub async fn auto_decision(policy: Arc<Policy>, facts: Facts) -> AutoDecision {
     let p = policy.clone();
     let task = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        p.auto_decision(&CallFacts {
-            tool: &facts.tool,
-            args: &facts.args,
-            agent: &facts.agent,
-            policy: &facts.policy,
-            originator: facts.originator.as_deref(),
-            metadata: facts.metadata.as_ref(),
-        })
+        p.auto_decision(&facts.call())
     });
     match tokio::time::timeout_at(deadline, task).await {
         Ok(Ok(decision)) => decision,

@@ -484,13 +484,7 @@ impl ControlPlane {
             }
         });
         let mut tx = self.store.begin_write().await?;
-        tx.insert_approval(&a).await.map_err(|e| {
-            if e.is_unique_violation() {
-                ServiceError::ConcurrentCreate
-            } else {
-                e.into()
-            }
-        })?;
+        tx.insert_approval(&a).await?;
         tx.audit(Actor::Agent(agent.to_owned()), Some(&a.id), created)
             .await?;
         if let Some(decided) = decided {
@@ -500,7 +494,14 @@ impl ControlPlane {
         self.queue_notifications(&mut tx, &a, Some(&policy), true)
             .await?;
         reminders::set_timers(&mut tx, &a, &policy).await?;
-        self.commit_change(tx, None, &a).await?;
+        // The insert is sent at commit: a request made at the same moment
+        // with the same idempotency key shows there.
+        self.commit_change(tx, None, &a)
+            .await
+            .map_err(|e| match e {
+                ServiceError::Store(e) if e.is_unique_violation() => ServiceError::ConcurrentCreate,
+                other => other,
+            })?;
         Ok((a, true))
     }
 

@@ -31,7 +31,8 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Queues an event for `agent`'s webhook, if it has one (part of `tx`).
+/// Queues an event for `agent`'s webhook, if it has one (part of `tx`;
+/// whether it has one is checked by the insert itself, at commit).
 pub async fn enqueue(
     tx: &mut WriteTx,
     agent: &str,
@@ -40,15 +41,13 @@ pub async fn enqueue(
     dedupe: &str,
     data: Value,
 ) -> Result<(), StoreError> {
-    if tx.get_webhook_tx(agent).await?.is_none() {
-        return Ok(());
-    }
     let body = json!({
         "type": event_type,
         "timestamp": crate::store::format_time(crate::store::now_millis()),
         "data": data,
     });
-    tx.enqueue(
+    tx.enqueue_for_webhook_of(
+        agent,
         WEBHOOK_KIND,
         approval_id,
         &format!("webhook:{dedupe}"),

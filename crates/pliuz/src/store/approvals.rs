@@ -327,13 +327,19 @@ impl WriteTx {
         get_in(&mut self.tx, id).await
     }
 
+    /// Held until commit (`write_behind`): a new request is read back by
+    /// nobody before then, and what refers to it (votes, timers, audit
+    /// entries) is held after it. A repeated idempotency key fails the
+    /// commit with a unique violation.
     pub async fn insert_approval(&mut self, a: &Approval) -> Result<()> {
-        let placeholders = (1..=COLUMNS.split(',').count())
-            .map(|n| format!("${n}"))
+        let mut st = Statement::new("");
+        let values = row_args(a)
+            .into_iter()
+            .map(|v| st.arg(v))
             .collect::<Vec<_>>()
             .join(", ");
-        let q = format!("INSERT INTO approvals ({COLUMNS}) VALUES ({placeholders})");
-        bind_all(sqlx::query(&q), a).execute(&mut *self.tx).await?;
+        st.sql = format!("INSERT INTO approvals ({COLUMNS}) VALUES ({values})");
+        self.held.push(st);
         self.save_votes(&a.id, &a.votes).await
     }
 
@@ -344,20 +350,22 @@ impl WriteTx {
     pub async fn update_approval(&mut self, a: &mut Approval, votes_before: &[Vote]) -> Result<()> {
         let expected = a.version;
         a.version += 1;
-        let q = "UPDATE approvals SET status = $1, proposed_args = $2, final_args = $3, edited = $4, settled_status = $5, settled_by = $6, settled_reason = $7, settled_at = $8, execution_outcome = $9, execution_latency_ms = $10, execution_excerpt = $11, executed_at = $12, version = $13, claim_id = $14, claimed_at = $15, escalated_at = $16 WHERE id = $17 AND version = $18";
-        let q = sqlx::query(q)
-            .bind(a.status.as_str())
-            .bind(text(&a.proposed_args))
-            .bind(text(&a.final_args));
-        let done = bind_outcome(q, a)
-            .bind(a.version)
-            .bind(a.claim.as_ref().map(|c| c.claim_id.clone()))
-            .bind(a.claim.as_ref().map(|c| c.claimed_at))
-            .bind(a.escalated_at)
-            .bind(&a.id)
-            .bind(expected)
-            .execute(&mut *self.tx)
-            .await?;
+        let mut st = Statement::new("UPDATE approvals SET status = $1, proposed_args = $2, final_args = $3, edited = $4, settled_status = $5, settled_by = $6, settled_reason = $7, settled_at = $8, execution_outcome = $9, execution_latency_ms = $10, execution_excerpt = $11, executed_at = $12, version = $13, claim_id = $14, claimed_at = $15, escalated_at = $16 WHERE id = $17 AND version = $18");
+        st.args = vec![
+            a.status.as_str().into(),
+            text(&a.proposed_args).into(),
+            text(&a.final_args).into(),
+        ];
+        st.args.extend(outcome_args(a));
+        st.args.extend([
+            a.version.into(),
+            a.claim.as_ref().map(|c| c.claim_id.clone()).into(),
+            a.claim.as_ref().map(|c| c.claimed_at).into(),
+            a.escalated_at.into(),
+            a.id.as_str().into(),
+            expected.into(),
+        ]);
+        let done = st.query().execute(&mut *self.tx).await?;
         if done.rows_affected() != 1 {
             a.version = expected;
             return Err(StoreError::Conflict);
@@ -374,74 +382,74 @@ impl WriteTx {
         self.save_votes(&a.id, new_votes).await
     }
 
+    /// Held until commit (`write_behind`): nothing reads a change's own
+    /// votes back before then.
     async fn save_votes(&mut self, approval_id: &str, votes: &[Vote]) -> Result<()> {
-        let q = "INSERT INTO approval_votes (approval_id, voter, created_at) VALUES ($1, $2, $3)";
         for v in votes {
-            sqlx::query(q)
-                .bind(approval_id)
-                .bind(&v.voter)
-                .bind(v.at)
-                .execute(&mut *self.tx)
-                .await?;
+            let mut st = Statement::new(
+                "INSERT INTO approval_votes (approval_id, voter, created_at) VALUES ($1, $2, $3)",
+            );
+            st.args = vec![approval_id.into(), v.voter.as_str().into(), v.at.into()];
+            self.held.push(st);
         }
         Ok(())
     }
 }
 
-fn bind_all<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    a: &'q Approval,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    let q = q
-        .bind(&a.id)
-        .bind(a.status.as_str())
-        .bind(&a.tool_name)
-        .bind(text(&Some(&a.tool_args)))
-        .bind(text(&a.proposed_args))
-        .bind(text(&a.final_args))
-        .bind(text(&a.tool_schema))
-        .bind(&a.policy)
-        .bind(&a.agent)
-        .bind(&a.originator)
-        .bind(&a.call_id)
-        .bind(&a.session_id)
-        .bind(text(&a.context_messages))
-        .bind(text(&a.client_metadata))
-        .bind(&a.idempotency_key)
-        .bind(&a.args_digest)
-        .bind(i64::from(a.required_approvals))
-        .bind(
-            a.allowed_decisions
-                .iter()
-                .map(|d| d.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-    bind_outcome(q, a)
-        .bind(a.created_at)
-        .bind(a.expires_at)
-        .bind(a.version)
-        .bind(a.execute_within_ms)
-        .bind(a.claim.as_ref().map(|c| c.claim_id.clone()))
-        .bind(a.claim.as_ref().map(|c| c.claimed_at))
-        .bind(a.escalated_at)
+/// A request's values in `COLUMNS` order.
+fn row_args(a: &Approval) -> Vec<Arg> {
+    let allowed = a
+        .allowed_decisions
+        .iter()
+        .map(|d| d.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut args: Vec<Arg> = vec![
+        a.id.as_str().into(),
+        a.status.as_str().into(),
+        a.tool_name.as_str().into(),
+        text(&Some(&a.tool_args)).into(),
+        text(&a.proposed_args).into(),
+        text(&a.final_args).into(),
+        text(&a.tool_schema).into(),
+        a.policy.as_str().into(),
+        a.agent.as_str().into(),
+        a.originator.clone().into(),
+        a.call_id.clone().into(),
+        a.session_id.clone().into(),
+        text(&a.context_messages).into(),
+        text(&a.client_metadata).into(),
+        a.idempotency_key.clone().into(),
+        a.args_digest.as_str().into(),
+        i64::from(a.required_approvals).into(),
+        allowed.into(),
+    ];
+    args.extend(outcome_args(a));
+    args.extend([
+        a.created_at.into(),
+        a.expires_at.into(),
+        a.version.into(),
+        a.execute_within_ms.into(),
+        a.claim.as_ref().map(|c| c.claim_id.clone()).into(),
+        a.claim.as_ref().map(|c| c.claimed_at).into(),
+        a.escalated_at.into(),
+    ]);
+    args
 }
 
-/// Binds whether an approval was edited, its settlement and its execution
-/// report, in the column order both the insert and the update use.
-fn bind_outcome<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    a: &'q Approval,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+/// The values of the outcome columns, `edited` through `executed_at`.
+fn outcome_args(a: &Approval) -> Vec<Arg> {
     let s = a.settlement.as_ref();
     let e = a.execution.as_ref();
-    q.bind(i64::from(a.edited))
-        .bind(s.map(|s| s.status.as_str()))
-        .bind(s.map(|s| s.by.clone()))
-        .bind(s.and_then(|s| s.reason.clone()))
-        .bind(s.map(|s| s.at))
-        .bind(e.map(|e| e.outcome.as_str()))
-        .bind(e.and_then(|e| e.latency_ms))
-        .bind(e.and_then(|e| e.output_excerpt.clone()))
-        .bind(e.map(|e| e.reported_at))
+    vec![
+        i64::from(a.edited).into(),
+        s.map(|s| s.status.as_str()).into(),
+        s.map(|s| s.by.clone()).into(),
+        s.and_then(|s| s.reason.clone()).into(),
+        s.map(|s| s.at).into(),
+        e.map(|e| e.outcome.as_str()).into(),
+        e.and_then(|e| e.latency_ms).into(),
+        e.and_then(|e| e.output_excerpt.clone()).into(),
+        e.map(|e| e.reported_at).into(),
+    ]
 }

@@ -128,22 +128,60 @@ fn bind_hashes<'q>(mut q: AnyQuery<'q>, hashes: &'q [(u64, Hash)]) -> Result<Any
 }
 
 impl WriteTx {
-    /// Inserts the entries and tree hashes `audit` appended, rather than two
-    /// statements per entry: on SQLite both `INSERT`s in one round trip
+    /// SQLite: the writes held until commit (`write_behind`) and the
+    /// entries and tree hashes `audit` appended as one multi-statement query
     /// (its driver runs several statements of one query, numbered values
-    /// shared), on PostgreSQL one statement each (per [`ROWS_PER_INSERT`]).
-    /// Called just before the change is committed.
+    /// shared), for the writer to send with its next step: the change's
+    /// rows, its release and, last in a batch, the `COMMIT`, in one round
+    /// trip. `None` on PostgreSQL, or when there are too many rows for one
+    /// statement: then [`WriteTx::flush_audit`] sends them.
+    pub(super) fn writes_in_one(&mut self) -> Option<super::writer::Writes> {
+        let fits = self.unwritten.entries.len() <= ROWS_PER_INSERT
+            && self.unwritten.hashes.len() <= ROWS_PER_INSERT;
+        if self.store.backend != super::Backend::Sqlite
+            || !fits
+            || self.unwritten.entries.is_empty()
+        {
+            return None;
+        }
+        let Unwritten { entries, hashes } = std::mem::take(&mut self.unwritten);
+        let held = std::mem::take(&mut self.held);
+        let statements = held.len() + 2;
+        let mut all = held.joined();
+        let (entries_sql, bound) = insert_entries_sql(entries.len(), all.args.len());
+        let hashes_sql = insert_hashes_sql(hashes.len(), all.args.len() + bound);
+        for e in entries {
+            all.args.extend([
+                e.index.into(),
+                e.approval_id.into(),
+                e.kind.into(),
+                e.created_at.into(),
+                e.body.into(),
+            ]);
+        }
+        for (i, h) in hashes {
+            all.args.push(i64::try_from(i).unwrap_or(i64::MAX).into());
+            all.args.push(super::sql::Arg::Blob(h.to_vec()));
+        }
+        if !all.sql.is_empty() {
+            all.sql.push_str("; ");
+        }
+        all.sql.push_str(&format!("{entries_sql}; {hashes_sql}"));
+        Some(super::writer::Writes {
+            statement: all,
+            statements,
+        })
+    }
+
+    /// Inserts the writes held until commit (`write_behind`) and the
+    /// entries and tree hashes `audit` appended, one statement each (entries
+    /// and hashes per [`ROWS_PER_INSERT`]), rather than two statements per
+    /// entry. Called just before the change is committed, when
+    /// [`WriteTx::writes_in_one`] did not take them.
     pub(super) async fn flush_audit(&mut self) -> Result<()> {
         let Unwritten { entries, hashes } = std::mem::take(&mut self.unwritten);
-        let together = self.store.backend == super::Backend::Sqlite
-            && entries.len() <= ROWS_PER_INSERT
-            && hashes.len() <= ROWS_PER_INSERT;
-        if together && !entries.is_empty() {
-            let (entries_sql, bound) = insert_entries_sql(entries.len(), 0);
-            let sql = format!("{entries_sql}; {}", insert_hashes_sql(hashes.len(), bound));
-            let q = bind_hashes(bind_entries(sqlx::query(&sql), &entries), &hashes)?;
-            q.execute(&mut *self.tx).await?;
-            return Ok(());
+        for st in std::mem::take(&mut self.held).into_statements() {
+            st.query().execute(&mut *self.tx).await?;
         }
         for chunk in entries.chunks(ROWS_PER_INSERT) {
             let (sql, _) = insert_entries_sql(chunk.len(), 0);

@@ -24,6 +24,7 @@ mod sessions;
 pub mod slack;
 mod sql;
 pub mod timers;
+mod write_behind;
 mod writer;
 
 pub use approvals::{ApprovalFilter, Page};
@@ -516,6 +517,7 @@ impl Store {
             audit_size: 0,
             hashes_written: std::collections::HashMap::new(),
             unwritten: audit::Unwritten::default(),
+            held: write_behind::Held::default(),
             open: false,
             turn: Some(WriterTurn {
                 _lock: Some(lock),
@@ -573,6 +575,7 @@ impl Store {
             audit_size: lease.audit_size(),
             hashes_written: lease.take_hashes(),
             unwritten: audit::Unwritten::default(),
+            held: write_behind::Held::default(),
             tx: TxConn::Lease(Some(lease)),
             store: self.clone(),
             appended: Vec::new(),
@@ -634,6 +637,8 @@ pub struct WriteTx {
     hashes_written: std::collections::HashMap<u64, pliuz_audit::Hash>,
     /// Audit rows appended but not yet inserted (sent together at commit).
     unwritten: audit::Unwritten,
+    /// Writes held until commit, sent with the audit rows (`write_behind`).
+    held: write_behind::Held,
     /// `BEGIN` succeeded and neither `COMMIT` nor `ROLLBACK` has.
     open: bool,
     /// This process's write turn; released only once the connection is clean.
@@ -733,14 +738,22 @@ impl WriteTx {
                     "refusing to commit a change that was not audited".into(),
                 ));
             }
-            // On failure the lease goes back with `self`: undone alone.
-            self.flush_audit().await?;
+            // The rows go to the writer, to be sent with its next step; if
+            // they are too many for that, now (on failure the lease goes
+            // back with `self`: undone alone).
+            let writes = self.writes_in_one();
+            if writes.is_none() {
+                self.flush_audit().await?;
+            }
             let TxConn::Lease(Some(lease)) = std::mem::replace(&mut self.tx, TxConn::Lease(None))
             else {
                 return Err(StoreError::Audit("the transaction is over".into()));
             };
             let hashes = std::mem::take(&mut self.hashes_written);
-            lease.keep(self.audit_size, hashes).await_outcome().await?;
+            lease
+                .keep(self.audit_size, hashes, writes)
+                .await_outcome()
+                .await?;
             health::committed();
             return Ok(std::mem::take(&mut self.appended));
         }
@@ -777,7 +790,10 @@ impl WriteTx {
             return match lease.take() {
                 Some(lease) => {
                     let hashes = std::mem::take(&mut self.hashes_written);
-                    lease.keep(self.audit_size, hashes).await_outcome().await
+                    lease
+                        .keep(self.audit_size, hashes, None)
+                        .await_outcome()
+                        .await
                 }
                 None => Err(StoreError::Audit("the transaction is over".into())),
             };
@@ -1075,6 +1091,17 @@ mod tests {
             .flatten()
     }
 
+    /// Each key's value as another connection sees it is the one wanted.
+    async fn assert_meta(path: &Path, wanted: &[(&str, Option<&str>)]) {
+        for (key, want) in wanted {
+            assert_eq!(
+                meta_seen_by_another_connection(path, key).await.as_deref(),
+                *want,
+                "{key}"
+            );
+        }
+    }
+
     async fn audited_commit(mut tx: WriteTx) -> Result<Vec<u64>> {
         tx.audit(
             "system",
@@ -1274,21 +1301,94 @@ mod tests {
         assert_eq!(kept, vec![2, 3, 4], "{results:?}");
         let (commits, _) = store.write_stats();
         assert_eq!(commits - commits_before, 1, "one transaction for the batch");
-        for (key, want) in [
-            ("a", Some("v")),
-            ("ok2", Some("v")),
-            ("ok3", Some("v")),
-            ("ok4", Some("v")),
-            ("b", None),
-            ("c", None),
-            ("taken", Some("before")),
-        ] {
-            assert_eq!(
-                meta_seen_by_another_connection(&path, key).await.as_deref(),
-                want,
-                "{key}"
+        assert_meta(
+            &path,
+            &[
+                ("a", Some("v")),
+                ("ok2", Some("v")),
+                ("ok3", Some("v")),
+                ("ok4", Some("v")),
+                ("b", None),
+                ("c", None),
+                ("taken", Some("before")),
+            ],
+        )
+        .await;
+        assert_eq!(store.audit_size().await?, 5);
+        Ok(())
+    }
+
+    // A change's held rows (`write_behind`) are sent by the writer with the
+    // batch's next step or its `COMMIT`: when they fail (here a timer set
+    // twice), that change alone is undone, its own earlier statements too,
+    // wherever it stands in the batch; the others commit together, and the
+    // audit log has no gap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_whose_held_rows_fail_fails_alone() -> Result<()> {
+        let (_dir, path, store) = temp_store().await?;
+        let mut tx = store.begin_write().await?;
+        tx.insert_timer("taken", "remind", 1).await?;
+        audited_commit(tx).await?;
+        let (commits_before, _) = store.write_stats();
+        let mut first = store.begin_write().await?;
+        first.set_meta("a", "v").await?;
+        let queued = |clash: bool, key: &'static str| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin_write().await?;
+                tx.set_meta(key, "v").await?;
+                if clash {
+                    tx.insert_timer("taken", "remind", 2).await?;
+                }
+                audited_commit(tx).await
+            })
+        };
+        let tasks = vec![
+            queued(false, "b"),
+            queued(true, "c"),
+            queued(false, "d"),
+            queued(true, "e"),
+        ];
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(audited_commit(first).await?, vec![1]);
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        for refused in [&results[1], &results[3]] {
+            assert!(
+                refused.as_ref().is_err_and(StoreError::is_unique_violation),
+                "{refused:?}"
             );
         }
+        let mut kept: Vec<u64> = [0, 2]
+            .iter()
+            .flat_map(|&i| results[i].as_ref().cloned().unwrap_or_default())
+            .collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![2, 3], "{results:?}");
+        let (commits, _) = store.write_stats();
+        assert_eq!(commits - commits_before, 1, "one transaction for the batch");
+        // Alone in its batch: nothing to commit.
+        let alone = queued(true, "f")
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        assert!(alone.is_err_and(|e| e.is_unique_violation()));
+        // The log goes on without a gap.
+        assert_eq!(audited_set(&store, "g", "v").await?, vec![4]);
+        assert_meta(
+            &path,
+            &[
+                ("a", Some("v")),
+                ("b", Some("v")),
+                ("c", None),
+                ("d", Some("v")),
+                ("e", None),
+                ("f", None),
+                ("g", Some("v")),
+            ],
+        )
+        .await;
         assert_eq!(store.audit_size().await?, 5);
         Ok(())
     }

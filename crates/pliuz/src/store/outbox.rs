@@ -4,7 +4,7 @@
 //! yields two messages.
 
 use super::slack::GAVE_UP_AT;
-use super::sql::{self, col, Record};
+use super::sql::{self, col, Record, Statement};
 use super::{Result, Store, StoreError, WriteTx};
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -59,31 +59,60 @@ impl Record for OutboxMessage {
 
 impl WriteTx {
     /// Queues a message; does nothing if one with this `dedupe_key` exists.
+    /// Sent at commit with the audit rows (`write_behind`).
     pub async fn enqueue(
         &mut self,
         kind: &str,
         approval_id: Option<&str>,
         dedupe_key: &str,
         payload: &Value,
-    ) -> Result<bool> {
+    ) -> Result<()> {
+        self.hold_outbox_row(kind, approval_id, dedupe_key, payload, None);
+        Ok(())
+    }
+
+    /// Queues a message only if `agent` has a webhook: the lookup is part
+    /// of the held insert, so a change without a webhook costs no round trip.
+    pub async fn enqueue_for_webhook_of(
+        &mut self,
+        agent: &str,
+        kind: &str,
+        approval_id: Option<&str>,
+        dedupe_key: &str,
+        payload: &Value,
+    ) -> Result<()> {
+        self.hold_outbox_row(kind, approval_id, dedupe_key, payload, Some(agent));
+        Ok(())
+    }
+
+    fn hold_outbox_row(
+        &mut self,
+        kind: &str,
+        approval_id: Option<&str>,
+        dedupe_key: &str,
+        payload: &Value,
+        webhook_of: Option<&str>,
+    ) {
         let now = super::now_millis();
+        let mut st = Statement::new("");
+        let id = st.arg(uuid::Uuid::now_v7().to_string());
+        let kind = st.arg(kind);
+        let approval_id = st.arg(approval_id);
+        let dedupe_key = st.arg(dedupe_key);
+        let payload = st.arg(payload.to_string());
+        let now = st.arg(now);
+        let only_if = match webhook_of {
+            Some(agent) => format!(" FROM agent_webhooks WHERE agent = {} AND", st.arg(agent)),
+            None => " WHERE".to_owned(),
+        };
         // The dedupe check and the insert in one statement (we hold the
         // write lock, so nothing can slip in between either way).
-        let q = "INSERT INTO outbox (id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at, created_at) \
-             SELECT $1, $2, $3, $4, $5, 0, $6, $7 \
-             WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE dedupe_key = $8)";
-        let id = uuid::Uuid::now_v7().to_string();
-        let values = (
-            id,
-            kind,
-            approval_id,
-            dedupe_key,
-            payload.to_string(),
-            now,
-            now,
-            dedupe_key,
+        st.sql = format!(
+            "INSERT INTO outbox (id, kind, approval_id, dedupe_key, payload, attempts, next_attempt_at, created_at) \
+             SELECT {id}, {kind}, {approval_id}, {dedupe_key}, {payload}, 0, {now}, {now}{only_if} \
+             NOT EXISTS (SELECT 1 FROM outbox WHERE dedupe_key = {dedupe_key})"
         );
-        Ok(sql::execute(&mut *self.tx, q, values).await? == 1)
+        self.held.push(st);
     }
 
     /// Marks an outbox row delivered inside a write transaction, so the

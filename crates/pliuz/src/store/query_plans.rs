@@ -357,6 +357,9 @@ async fn every_list_query_uses_an_index_on_postgres() {
             |q, a| match a {
                 Arg::Text(s) => q.bind(s.as_str()),
                 Arg::Int(i) => q.bind(*i),
+                Arg::Blob(b) => q.bind(b.as_slice()),
+                Arg::NullText => q.bind(None::<&str>),
+                Arg::NullInt => q.bind(None::<i64>),
             },
         );
         let plan = query

@@ -11,6 +11,28 @@ use sqlx::{Any, Arguments, Decode, Encode, Executor, Row, Type};
 pub(crate) enum Arg {
     Text(String),
     Int(i64),
+    Blob(Vec<u8>),
+    /// NULL, typed (PostgreSQL checks a value's type against its column).
+    NullText,
+    NullInt,
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        v.map_or(Arg::NullText, Arg::from)
+    }
+}
+
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        v.map_or(Arg::NullText, Arg::Text)
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        v.map_or(Arg::NullInt, Arg::Int)
+    }
 }
 
 impl From<&str> for Arg {
@@ -66,6 +88,26 @@ impl Statement {
     pub fn push(&mut self, sql: &str) {
         self.sql.push_str(sql);
     }
+
+    /// The statement with its values bound, to run on any executor.
+    pub fn query(&self) -> sqlx::query::Query<'_, Any, AnyArguments<'_>> {
+        bind_args(sqlx::query(&self.sql), &self.args)
+    }
+}
+
+/// `q` with `args` bound, in order (for statements assembled by several
+/// changes, as the writer sends held rows).
+pub(crate) fn bind_args<'q>(
+    q: sqlx::query::Query<'q, Any, AnyArguments<'q>>,
+    args: &'q [Arg],
+) -> sqlx::query::Query<'q, Any, AnyArguments<'q>> {
+    args.iter().fold(q, |q, a| match a {
+        Arg::Text(s) => q.bind(s.as_str()),
+        Arg::Int(i) => q.bind(*i),
+        Arg::Blob(b) => q.bind(b.as_slice()),
+        Arg::NullText => q.bind(None::<&str>),
+        Arg::NullInt => q.bind(None::<i64>),
+    })
 }
 
 /// The values of a statement's `$1, $2, ...`, in order: a tuple of them
@@ -87,6 +129,9 @@ impl<'q> Binds<'q> for &'q [Arg] {
             match a {
                 Arg::Text(s) => args.add(s.as_str()),
                 Arg::Int(i) => args.add(*i),
+                Arg::Blob(b) => args.add(b.as_slice()),
+                Arg::NullText => args.add(None::<&str>),
+                Arg::NullInt => args.add(None::<i64>),
             }
             .map_err(sqlx::Error::Encode)?;
         }

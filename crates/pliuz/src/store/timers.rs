@@ -2,7 +2,7 @@
 //! due, and whether it fired. Kept in the database so they hold across
 //! restarts and replicas; the reminders worker fires them.
 
-use super::sql::{self, from_columns};
+use super::sql::{self, from_columns, Statement};
 use super::{Result, Store, WriteTx};
 
 /// A timer whose time has come.
@@ -23,9 +23,13 @@ const FIRED_SQL: &str = "UPDATE approval_timers SET fired_at = $1 WHERE approval
 
 impl WriteTx {
     /// Sets a timer for a request, in the transaction that creates it.
+    /// Held until commit, after the request's own insert (`write_behind`).
     pub async fn insert_timer(&mut self, approval_id: &str, kind: &str, due_at: i64) -> Result<()> {
-        let q = "INSERT INTO approval_timers (approval_id, kind, due_at) VALUES ($1, $2, $3)";
-        sql::execute(self.conn(), q, (approval_id, kind, due_at)).await?;
+        let mut st = Statement::new(
+            "INSERT INTO approval_timers (approval_id, kind, due_at) VALUES ($1, $2, $3)",
+        );
+        st.args = vec![approval_id.into(), kind.into(), due_at.into()];
+        self.held.push(st);
         Ok(())
     }
 

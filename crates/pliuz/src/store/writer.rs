@@ -1,13 +1,19 @@
 //! The SQLite writer: group commit. One task owns the write connection.
 //! Each write asks it for a turn; the writer lends it the connection inside
 //! the open transaction, behind a `SAVEPOINT`, takes it back, and serves the
-//! next waiting write in the same transaction. When nobody is waiting (or
-//! [`MAX_BATCH`] changes are in), one `COMMIT` (one fsync) makes all of them
-//! durable, and only then is each member answered. A change that fails or is abandoned is rolled back to
-//! its savepoint alone; a failed `COMMIT`, or a failure that ends the whole
-//! transaction, fails every member of the batch (never a false success).
+//! next waiting write in the same transaction. A change hands back, with
+//! the connection, the rows it never reads back ([`Writes`]): they are sent
+//! with the next step (the next change's savepoint, or the `COMMIT`), in one
+//! round trip. When nobody is waiting (or [`MAX_BATCH`] changes are in), one
+//! `COMMIT` (one fsync) makes all of them durable, and only then is each
+//! member answered. A change that fails or is abandoned, or whose rows fail,
+//! is rolled back to its savepoint alone; a failed `COMMIT`, or a failure
+//! that ends the whole transaction, fails every member of the batch (never
+//! a false success).
 
+use super::sql::Statement;
 use super::{prepare_sqlite, StoreError, WRITE_WAIT};
+use futures::StreamExt;
 use sqlx::{AnyConnection, Connection, Executor, Row};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -72,14 +78,32 @@ pub type Hashes = std::collections::HashMap<u64, pliuz_audit::Hash>;
 /// A lent connection coming back to the writer.
 struct Returned {
     conn: AnyConnection,
-    /// `Some` when the change is to be kept: the audit log's size after it,
-    /// and where to send the batch's outcome.
+    /// `Some` when the change is to be kept.
     kept: Option<Kept>,
 }
 
-/// A change to keep: the log's size after it, the tree hashes written so
-/// far in the batch, and where to send the batch's outcome.
-type Kept = (i64, Hashes, oneshot::Sender<Result<(), StoreError>>);
+/// A change to keep.
+struct Kept {
+    /// The audit log's size after it.
+    audit_size: i64,
+    /// The tree hashes written so far in the batch, this change's included.
+    hashes: Hashes,
+    /// Its rows still to send (see [`Writes`]).
+    writes: Option<Writes>,
+    /// Where to send its outcome.
+    outcome: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The rows a change left for the writer to send with the batch's next
+/// step (the next change's savepoint, or the `COMMIT`), saving a round trip
+/// per change (issue #13). A failure within them is the change's own: it
+/// is rolled back to its savepoint alone and told why.
+pub struct Writes {
+    /// One multi-statement query.
+    pub statement: Statement,
+    /// How many statements it holds.
+    pub statements: usize,
+}
 
 impl Lease {
     /// The audit log's size when this change began (every earlier member of
@@ -106,11 +130,17 @@ impl Lease {
     }
 
     /// Keeps the change (the log now has `audit_size` entries; `hashes`: the
-    /// batch's tree hashes, this change's included) and returns the
-    /// connection; the answer arrives once the batch is durable.
-    pub fn keep(mut self, audit_size: i64, hashes: Hashes) -> Outcome {
-        let (tx, rx) = oneshot::channel();
-        self.give_back(Some((audit_size, hashes, tx)));
+    /// batch's tree hashes, this change's included; `writes`: its rows not
+    /// sent yet) and returns the connection; the answer arrives once the
+    /// batch is durable.
+    pub fn keep(mut self, audit_size: i64, hashes: Hashes, writes: Option<Writes>) -> Outcome {
+        let (outcome, rx) = oneshot::channel();
+        self.give_back(Some(Kept {
+            audit_size,
+            hashes,
+            writes,
+            outcome,
+        }));
         Outcome(rx)
     }
 
@@ -233,15 +263,14 @@ impl Writer {
         let mut pending = Some((reply, span));
         let mut last_span = tracing::Span::none();
         let mut leftover = None;
-        // The savepoint `change` holds a kept change that is not released
-        // yet (released together with the next step, in one round trip).
-        let mut dirty = false;
+        // The last change kept, still in the savepoint `change` with its
+        // rows unsent: sent and released together with the next step, in
+        // one round trip.
+        let mut unsent: Option<Kept> = None;
         while let Some((reply, span)) = pending.take() {
-            if dirty {
-                // `RELEASE` fails if SQLite ended the transaction (a full
-                // disk, an I/O error): the batch is lost, and it is known.
+            if let Some(kept) = unsent.take() {
                 let step = self
-                    .exec("RELEASE SAVEPOINT change; SAVEPOINT change", &span)
+                    .release(kept, &span, (&mut audit_size, &mut hashes), &mut members)
                     .await;
                 if let Err(e) = step {
                     let _ = reply.send(Err(e.share()));
@@ -249,19 +278,24 @@ impl Writer {
                     return None;
                 }
             }
-            match self
-                .serve(reply, &span, (&mut audit_size, &mut hashes), &mut members)
-                .await
-            {
-                Served::Kept => dirty = true,
-                Served::Undone => dirty = false,
+            match self.serve(reply, audit_size, &mut hashes).await {
+                Served::Kept(kept) => unsent = Some(kept),
+                Served::Undone => {
+                    // The savepoint stays, empty, for the next change. Failing
+                    // here means SQLite ended the transaction, and the batch
+                    // with it.
+                    if let Err(e) = self.exec("ROLLBACK TO SAVEPOINT change", &span).await {
+                        self.fail_all(members, &e.to_string()).await;
+                        return None;
+                    }
+                }
                 Served::Broken(e) => {
                     self.fail_all(members, &e).await;
                     return None;
                 }
             }
             last_span = span;
-            if members.len() >= MAX_BATCH {
+            if members.len() + usize::from(unsent.is_some()) >= MAX_BATCH {
                 break;
             }
             match rx.try_recv() {
@@ -273,14 +307,9 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        if members.is_empty() {
-            // Nothing kept: nothing to make durable.
-            if self.exec("ROLLBACK", &last_span).await.is_err() {
-                self.conn = None;
-            }
-        } else if self.commit(audit_size, members, &last_span).await {
-            self.edge = Some((audit_size, right_edge(audit_size, hashes)));
-        }
+        self.edge = self
+            .commit((audit_size, hashes), members, unsent, &last_span)
+            .await;
         leftover
     }
 
@@ -368,20 +397,14 @@ impl Writer {
 
     /// Lends the connection to one change (inside the savepoint `change`,
     /// just set) and takes it back.
-    async fn serve(
-        &mut self,
-        reply: Reply,
-        span: &tracing::Span,
-        (audit_size, hashes): (&mut i64, &mut Hashes),
-        members: &mut Members,
-    ) -> Served {
+    async fn serve(&mut self, reply: Reply, audit_size: i64, hashes: &mut Hashes) -> Served {
         let Some(conn) = self.conn.take() else {
             return Served::Broken("the write connection was lost".into());
         };
         let (back, returned) = oneshot::channel();
         let lease = Lease {
             conn: Some(conn),
-            audit_size: *audit_size,
+            audit_size,
             hashes: std::mem::take(hashes),
             back: Some(back),
         };
@@ -395,62 +418,198 @@ impl Writer {
         };
         self.conn = Some(conn);
         match kept {
-            Some((size, written, outcome)) => {
-                *audit_size = size;
-                *hashes = written;
-                members.push(outcome);
-                Served::Kept
-            }
-            // Failed or abandoned: undone alone. The savepoint stays, empty,
-            // for the next change. Failing here means SQLite ended the
-            // transaction, and the batch with it.
-            None => match self.exec("ROLLBACK TO SAVEPOINT change", span).await {
-                Ok(()) => Served::Undone,
-                Err(e) => Served::Broken(e.to_string()),
-            },
+            Some(kept) => Served::Kept(kept),
+            // Failed or abandoned: undone alone.
+            None => Served::Undone,
         }
     }
 
-    /// Makes the batch durable, then answers each member. Returns whether
-    /// it did.
-    async fn commit(&mut self, audit_size: i64, members: Members, span: &tracing::Span) -> bool {
+    /// Sends `writes` (a change's rows) and then `step` (statements whose
+    /// one value, `$1` if any, is `value`) in one round trip, and tells a
+    /// failure of the rows, the change's own, from one of the step
+    /// (`classify` words it).
+    async fn run_with(
+        &mut self,
+        writes: Option<Writes>,
+        step: &str,
+        value: Option<i64>,
+        span: &tracing::Span,
+        classify: fn(sqlx::Error) -> StoreError,
+    ) -> Result<(), Failed> {
         let Some(conn) = self.conn.as_mut() else {
-            self.fail_all(members, "the write connection was lost")
-                .await;
-            return false;
+            return Err(Failed::Step(StoreError::unavailable(
+                "the write connection was lost",
+                1,
+            )));
         };
-        // The head and the commit in one round trip (the size is our own
-        // integer). Either failing leaves the transaction to be rolled back.
-        let committed = async {
-            let sql = format!(
-                "RELEASE SAVEPOINT change; UPDATE audit_head SET size = {audit_size} WHERE id = 1; COMMIT"
-            );
-            conn.execute(sqlx::raw_sql(&sql))
-                .await
-                .map_err(StoreError::commit_failed)
+        let (mut all, rows) =
+            writes.map_or((Statement::default(), 0), |w| (w.statement, w.statements));
+        if !all.sql.is_empty() {
+            all.sql.push_str("; ");
+        }
+        match value {
+            Some(v) => {
+                all.sql
+                    .push_str(&step.replace("$1", &format!("${}", all.args.len() + 1)));
+                all.args.push(v.into());
+            }
+            None => all.sql.push_str(step),
+        }
+        async {
+            let mut done = 0;
+            let mut results =
+                conn.fetch_many(super::sql::bind_args(sqlx::query(&all.sql), &all.args));
+            while let Some(result) = results.next().await {
+                match result {
+                    Ok(r) => done += usize::from(r.is_left()),
+                    Err(e) if done < rows => return Err(Failed::Rows(e)),
+                    Err(e) => return Err(Failed::Step(classify(e))),
+                }
+            }
+            Ok(())
         }
         .instrument(span.clone())
-        .await;
-        match committed {
-            Ok(_) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .changes
-                    .fetch_add(members.len() as u64, Ordering::Relaxed);
-                for m in members {
-                    let _ = m.send(Ok(()));
-                }
-                true
+        .await
+    }
+
+    /// `outcome`'s change failed in its own rows (`why`): rolled back to its
+    /// savepoint alone and told. `Err`: even that failed, the batch is lost.
+    async fn refuse(
+        &mut self,
+        outcome: oneshot::Sender<Result<(), StoreError>>,
+        why: sqlx::Error,
+        span: &tracing::Span,
+    ) -> Result<(), StoreError> {
+        match self.exec("ROLLBACK TO SAVEPOINT change", span).await {
+            Ok(()) => {
+                let _ = outcome.send(Err(StoreError::from(why)));
+                Ok(())
             }
             Err(e) => {
-                tracing::warn!(error = %e, changes = members.len(), "a batch of writes failed to commit");
-                for m in members {
-                    let _ = m.send(Err(e.share()));
-                }
-                self.close_failed_transaction().await;
-                false
+                let _ = outcome.send(Err(e.share()));
+                Err(e)
             }
         }
+    }
+
+    /// Sends `kept`'s rows, releases its savepoint and sets the next one,
+    /// in one round trip; it joins `members` (and the batch's size and
+    /// hashes become its own) or is refused alone. `Err`: the transaction
+    /// cannot go on (`RELEASE` fails if SQLite ended it: a full disk, an
+    /// I/O error), and `kept` is told so.
+    async fn release(
+        &mut self,
+        kept: Kept,
+        span: &tracing::Span,
+        (audit_size, hashes): (&mut i64, &mut Hashes),
+        members: &mut Members,
+    ) -> Result<(), StoreError> {
+        let step = "RELEASE SAVEPOINT change; SAVEPOINT change";
+        match self
+            .run_with(kept.writes, step, None, span, StoreError::from)
+            .await
+        {
+            Ok(()) => {
+                *audit_size = kept.audit_size;
+                *hashes = kept.hashes;
+                members.push(kept.outcome);
+                Ok(())
+            }
+            Err(Failed::Rows(why)) => self.refuse(kept.outcome, why, span).await,
+            Err(Failed::Step(e)) => {
+                let _ = kept.outcome.send(Err(e.share()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes the batch durable, `unsent`'s rows sent with the `COMMIT`, then
+    /// answers each member. Returns the audit tree's right edge after it
+    /// (`None` when nothing was committed).
+    async fn commit(
+        &mut self,
+        (audit_size, hashes): (i64, Hashes),
+        mut members: Members,
+        unsent: Option<Kept>,
+        span: &tracing::Span,
+    ) -> Option<(i64, Hashes)> {
+        // The head and the commit in one round trip. Failing leaves the
+        // transaction to be rolled back.
+        const COMMIT: &str =
+            "RELEASE SAVEPOINT change; UPDATE audit_head SET size = $1 WHERE id = 1; COMMIT";
+        let mut hashes = hashes;
+        if let Some(kept) = unsent {
+            let size = Some(kept.audit_size);
+            let sent = self
+                .run_with(kept.writes, COMMIT, size, span, StoreError::commit_failed)
+                .await;
+            match sent {
+                Ok(()) => {
+                    members.push(kept.outcome);
+                    return self.answer(members, (kept.audit_size, kept.hashes));
+                }
+                Err(Failed::Rows(why)) => {
+                    if let Err(e) = self.refuse(kept.outcome, why, span).await {
+                        self.fail_all(members, &e.to_string()).await;
+                        return None;
+                    }
+                    // Its hashes are gone with it; the others commit alone.
+                    hashes = Hashes::new();
+                }
+                Err(Failed::Step(e)) => {
+                    members.push(kept.outcome);
+                    self.commit_failed(members, e).await;
+                    return None;
+                }
+            }
+        }
+        if members.is_empty() {
+            // Nothing kept: nothing to make durable.
+            if self.exec("ROLLBACK", span).await.is_err() {
+                self.conn = None;
+            }
+            return None;
+        }
+        let size = Some(audit_size);
+        match self
+            .run_with(None, COMMIT, size, span, StoreError::commit_failed)
+            .await
+        {
+            Ok(()) => self.answer(members, (audit_size, hashes)),
+            // No rows were sent: whatever failed was the commit.
+            Err(Failed::Rows(e)) => {
+                self.commit_failed(members, StoreError::commit_failed(e))
+                    .await;
+                None
+            }
+            Err(Failed::Step(e)) => {
+                self.commit_failed(members, e).await;
+                None
+            }
+        }
+    }
+
+    /// The batch is durable: counts it, answers every member, and returns
+    /// the tree's right edge for the next batch.
+    fn answer(&self, members: Members, (size, hashes): (i64, Hashes)) -> Option<(i64, Hashes)> {
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .changes
+            .fetch_add(members.len() as u64, Ordering::Relaxed);
+        for m in members {
+            let _ = m.send(Ok(()));
+        }
+        Some((size, right_edge(size, hashes)))
+    }
+
+    /// The `COMMIT` failed: every member hears why, and the transaction is
+    /// rolled back.
+    async fn commit_failed(&mut self, members: Members, e: StoreError) {
+        tracing::warn!(error = %e, changes = members.len(), "a batch of writes failed to commit");
+        for m in members {
+            let _ = m.send(Err(e.share()));
+        }
+        self.close_failed_transaction().await;
     }
 
     /// Every kept change of the batch fails with `why`; nothing of it stays.
@@ -491,12 +650,21 @@ fn right_edge(size: i64, mut hashes: Hashes) -> Hashes {
 }
 
 enum Served {
-    /// Kept; its outcome comes with the batch's.
-    Kept,
-    /// Failed or abandoned, rolled back to its savepoint alone.
+    /// Kept, its rows perhaps still to send; its outcome comes with the
+    /// batch's.
+    Kept(Kept),
+    /// Failed or abandoned: to be rolled back to its savepoint alone.
     Undone,
     /// The transaction cannot go on; the reason.
     Broken(String),
+}
+
+/// What failed in [`Writer::run_with`].
+enum Failed {
+    /// The change's own rows: it alone is undone.
+    Rows(sqlx::Error),
+    /// The step after them: the transaction cannot go on.
+    Step(StoreError),
 }
 
 #[cfg(test)]
