@@ -480,22 +480,34 @@ async fn body(conn: &mut sqlx::SqliteConnection, idx: u64) -> String {
         .unwrap()
 }
 
+/// Deletes the entries `condition` (an SQL condition on `idx`) selects.
+async fn delete_entries(conn: &mut sqlx::SqliteConnection, condition: &str) {
+    exec(
+        conn,
+        &format!("DELETE FROM audit_entries WHERE {condition}"),
+    )
+    .await;
+}
+
+const SET_BODY: &str = "UPDATE audit_entries SET body = ? WHERE idx = ?";
+const SET_NOTE: &str = "UPDATE audit_checkpoints SET note = ? WHERE size = ?";
+
 async fn set_body(conn: &mut sqlx::SqliteConnection, idx: u64, b: &str) {
-    sqlx::query("UPDATE audit_entries SET body = ? WHERE idx = ?")
-        .bind(b)
-        .bind(idx as i64)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    set_text(conn, SET_BODY, b, idx).await;
 }
 
 async fn set_note(conn: &mut sqlx::SqliteConnection, size: u64, note: &str) {
-    sqlx::query("UPDATE audit_checkpoints SET note = ? WHERE size = ?")
-        .bind(note)
-        .bind(size as i64)
+    set_text(conn, SET_NOTE, note, size).await;
+}
+
+/// Runs `update` (`SET <column> = ? WHERE <key> = ?`) with `text` and `key`.
+async fn set_text(conn: &mut sqlx::SqliteConnection, update: &str, text: &str, key: u64) {
+    sqlx::query(update)
+        .bind(text)
+        .bind(key as i64)
         .execute(&mut *conn)
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{update}: {e}"));
 }
 
 /// Parses "... entry in A..B ..." from a root-mismatch message.
@@ -617,11 +629,7 @@ async fn tampering_with_the_database_is_detected() {
     {
         let (dir, data) = case("delete");
         let mut conn = open_db_without_triggers(&data).await;
-        exec(
-            &mut conn,
-            &format!("DELETE FROM audit_entries WHERE idx = {k}"),
-        )
-        .await;
+        delete_entries(&mut conn, &format!("idx = {k}")).await;
         conn.close().await.unwrap();
         let (v, c) = verify(&dir, &data);
         assert_failed_naming(&v, &format!("entry {k}: index field says {}", k + 1));
@@ -645,11 +653,7 @@ async fn tampering_with_the_database_is_detected() {
         let (dir, data) = case("truncate");
         let mut conn = open_db_without_triggers(&data).await;
         let cut = size - 3;
-        exec(
-            &mut conn,
-            &format!("DELETE FROM audit_entries WHERE idx >= {cut}"),
-        )
-        .await;
+        delete_entries(&mut conn, &format!("idx >= {cut}")).await;
         conn.close().await.unwrap();
         let (v, _) = verify(&dir, &data);
         assert_failed_naming(&v, &format!("entry {cut}: missing"));
@@ -728,11 +732,7 @@ async fn rewrite_consistently(data: &Path, cut: u64, edit: Option<(u64, &str, &s
         assert!(b.contains(from), "{b}");
         set_body(&mut conn, idx, &b.replacen(from, to, 1)).await;
     }
-    exec(
-        &mut conn,
-        &format!("DELETE FROM audit_entries WHERE idx >= {cut}"),
-    )
-    .await;
+    delete_entries(&mut conn, &format!("idx >= {cut}")).await;
     exec(
         &mut conn,
         &format!("DELETE FROM audit_checkpoints WHERE size > {cut}"),
