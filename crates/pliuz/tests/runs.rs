@@ -909,21 +909,13 @@ async fn max_run_state_bytes_is_validated_strictly_and_enforced() {
         vec![("PLIUZ_MAX_RUN_STATE_BYTES".into(), "4096".into())],
     )
     .await;
-    let (s, v) = e
-        .post(
-            &e.agent,
-            "/api/v1/runs",
-            json!({"state": "z".repeat(4097), "approval_ids": []}),
-        )
-        .await;
+    let store_state_of = |len: usize| {
+        let body = json!({"state": "z".repeat(len), "approval_ids": []});
+        e.post(&e.agent, "/api/v1/runs", body)
+    };
+    let (s, v) = store_state_of(4097).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert!(v["detail"].as_str().unwrap().contains("4096"), "{v}");
-    let (s, _) = e
-        .post(
-            &e.agent,
-            "/api/v1/runs",
-            json!({"state": "z".repeat(4096), "approval_ids": []}),
-        )
-        .await;
+    let (s, _) = store_state_of(4096).await;
     assert_eq!(s, StatusCode::CREATED);
 }
