@@ -356,41 +356,26 @@ async fn requests_expire_on_time_without_polling_and_across_restart() {
 async fn cancel_and_execution_report_follow_the_state_machine() {
     let e = env().await;
     let id = e.refund(5000).await;
+    let cancel = format!("/api/v1/approvals/{id}/cancel");
     let (status, v) = e
-        .post(
-            &e.agent,
-            &format!("/api/v1/approvals/{id}/cancel"),
-            json!({"reason": "user changed mind"}),
-        )
+        .post(&e.agent, &cancel, json!({"reason": "user changed mind"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "cancelled");
-    let (status, p) = e
-        .post(
-            &e.agent,
-            &format!("/api/v1/approvals/{id}/cancel"),
-            json!({}),
-        )
-        .await;
+    let (status, p) = e.post(&e.agent, &cancel, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     support::assert_detail_contains(&p, "already cancelled");
 
     let id = e.refund(5000).await;
+    let path = format!("/api/v1/approvals/{id}/execution");
     let exec = json!({"outcome": "success", "latency_ms": 12, "output_excerpt": "refunded"});
-    let (status, p) = e
-        .post(
-            &e.agent,
-            &format!("/api/v1/approvals/{id}/execution"),
-            exec.clone(),
-        )
-        .await;
+    let (status, p) = e.post(&e.agent, &path, exec.clone()).await;
     assert_eq!(
         status,
         StatusCode::CONFLICT,
         "cannot report before approval: {p}"
     );
     e.approve(&e.finance, &id).await;
-    let path = format!("/api/v1/approvals/{id}/execution");
     // Approved is not enough: the report needs the execution claim first.
     support::assert_problem(
         e.post(&e.agent, &path, exec.clone()).await,
@@ -750,14 +735,12 @@ async fn cli_secrets_policy_check_and_revocation() {
     assert_eq!(s, StatusCode::OK, "group membership takes effect at once");
 
     // Policy check reports each mistake with its line.
-    let out = support::policy_check(
+    let mistakes = support::policy_check_fails(
         &e.server,
-        "bad.toml",
         "[[policy]]\nname = \"x\"\napprovers = [\"finance\"]\nexpires_in = \"soon\"\n",
     );
-    assert!(!out.success);
-    assert!(out.stderr.contains("bad.toml:3:"), "{}", out.stderr);
-    assert!(out.stderr.contains("bad.toml:4:"), "{}", out.stderr);
+    assert!(mistakes.contains("bad.toml:3:"), "{mistakes}");
+    assert!(mistakes.contains("bad.toml:4:"), "{mistakes}");
     support::assert_policy_check_passes(&e.server);
 }
 
