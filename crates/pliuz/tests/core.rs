@@ -71,11 +71,14 @@ impl Env {
         v
     }
 
+    /// Opens a request with `body`; returns its id.
+    async fn create_id(&self, body: Value) -> String {
+        support::id_of(&self.create(body).await)
+    }
+
     async fn refund(&self, amount: i64) -> String {
-        let v = self
-            .create(json!({"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": amount}}))
-            .await;
-        v["id"].as_str().expect("id").to_owned()
+        self.create_id(json!({"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": amount}}))
+            .await
     }
 
     /// Approves as a person who just looked at the request.
@@ -176,14 +179,11 @@ async fn edit_is_validated_against_the_tool_schema() {
         "required": ["order_id", "amount_cents"],
         "additionalProperties": false
     });
-    let v = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": 5000}, "tool_schema": schema}))
-        .await;
-    let id = v["id"].as_str().expect("id");
+    let id = e.create_id(json!({"tool_name": "issue_refund", "tool_args": {"order_id": "A-1", "amount_cents": 5000}, "tool_schema": schema})).await;
     let bad = support::assert_problem(
         e.decide(
             &e.finance,
-            id,
+            &id,
             json!({"decision": "edit", "final_args": {"order_id": "A-1", "amount_cents": "lots"}}),
         )
         .await,
@@ -196,7 +196,7 @@ async fn edit_is_validated_against_the_tool_schema() {
     assert_eq!(still["status"], "pending");
 
     let (status, ok) = e
-        .decide(&e.finance, id, json!({"decision": "edit", "final_args": {"order_id": "A-1", "amount_cents": 2500}, "reason": "half"}))
+        .decide(&e.finance, &id, json!({"decision": "edit", "final_args": {"order_id": "A-1", "amount_cents": 2500}, "reason": "half"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{ok}");
     assert_eq!(ok["status"], "approved");
@@ -211,14 +211,13 @@ async fn edit_is_validated_against_the_tool_schema() {
 #[tokio::test]
 async fn edit_is_refused_when_the_policy_does_not_allow_it() {
     let e = env().await;
-    let v = e
-        .create(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
+    let id = e
+        .create_id(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
         .await;
-    let id = v["id"].as_str().expect("id");
     support::assert_problem(
         e.decide(
             &e.finance,
-            id,
+            &id,
             json!({"decision": "edit", "final_args": {"db": "staging"}}),
         )
         .await,
@@ -230,20 +229,19 @@ async fn edit_is_refused_when_the_policy_does_not_allow_it() {
 #[tokio::test]
 async fn quorum_of_two_counts_each_person_once() {
     let e = env().await;
-    let v = e
-        .create(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
+    let id = e
+        .create_id(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
         .await;
-    let id = v["id"].as_str().expect("id");
-    let (status, one) = e.approve(&e.finance, id).await;
+    let (status, one) = e.approve(&e.finance, &id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["status"], "pending");
     assert_eq!(one["approvals"].as_array().map(Vec::len), Some(1));
     support::assert_problem(
-        e.approve(&e.finance, id).await,
+        e.approve(&e.finance, &id).await,
         StatusCode::CONFLICT,
         "already_voted",
     );
-    let (status, two) = e.approve(&e.finance2, id).await;
+    let (status, two) = e.approve(&e.finance2, &id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(two["status"], "approved");
 }
@@ -251,14 +249,11 @@ async fn quorum_of_two_counts_each_person_once() {
 #[tokio::test]
 async fn originator_cannot_approve_their_own_request() {
     let e = env().await;
-    let v = e
-        .create(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": "fin@example.com"}))
-        .await;
-    let id = v["id"].as_str().expect("id");
-    let (status, p) = e.approve(&e.finance, id).await;
+    let id = e.create_id(json!({"tool_name": "issue_refund", "tool_args": {"amount_cents": 5000}, "originator": "fin@example.com"})).await;
+    let (status, p) = e.approve(&e.finance, &id).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
     support::assert_detail_contains(&p, "originator");
-    let (status, _) = e.approve(&e.finance2, id).await;
+    let (status, _) = e.approve(&e.finance2, &id).await;
     assert_eq!(status, StatusCode::OK);
 }
 
