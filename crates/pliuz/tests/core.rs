@@ -55,6 +55,16 @@ fn long_poll(e: &Env, server: &Server, id: &str) -> tokio::task::JoinHandle<(Ins
     support::long_poll(&e.http, url, &e.agent)
 }
 
+/// The ids of the approvals on a list page, in its order.
+fn ids_on(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
 impl Env {
     async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
         let req = self.http.post(self.server.url(path));
@@ -74,6 +84,13 @@ impl Env {
     /// Opens a request with `body`; returns its id.
     async fn create_id(&self, body: Value) -> String {
         support::id_of(&self.create(body).await)
+    }
+
+    /// A request to delete the production database (policy `deletes`:
+    /// approve or reject only, two approvals); returns its id.
+    async fn delete_prod_db(&self) -> String {
+        self.create_id(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
+            .await
     }
 
     async fn refund(&self, amount: i64) -> String {
@@ -211,9 +228,7 @@ async fn edit_is_validated_against_the_tool_schema() {
 #[tokio::test]
 async fn edit_is_refused_when_the_policy_does_not_allow_it() {
     let e = env().await;
-    let id = e
-        .create_id(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
-        .await;
+    let id = e.delete_prod_db().await;
     support::assert_problem(
         e.decide(
             &e.finance,
@@ -229,9 +244,7 @@ async fn edit_is_refused_when_the_policy_does_not_allow_it() {
 #[tokio::test]
 async fn quorum_of_two_counts_each_person_once() {
     let e = env().await;
-    let id = e
-        .create_id(json!({"tool_name": "delete_db", "tool_args": {"db": "prod"}}))
-        .await;
+    let id = e.delete_prod_db().await;
     let (status, one) = e.approve(&e.finance, &id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["status"], "pending");
@@ -597,13 +610,7 @@ async fn listing_filters_and_keyset_pagination_newest_first() {
     let (_, page1) = e
         .get(&e.finance, "/api/v1/approvals?policy=refunds&limit=2")
         .await;
-    let got: Vec<String> = page1["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["id"].as_str().map(str::to_owned))
-        .collect();
-    assert_eq!(got, vec![ids[4].clone(), ids[3].clone()]);
+    assert_eq!(ids_on(&page1), vec![ids[4].clone(), ids[3].clone()]);
     let cursor = page1["next_cursor"].as_str().expect("cursor");
     let (_, page2) = e
         .get(
@@ -611,13 +618,7 @@ async fn listing_filters_and_keyset_pagination_newest_first() {
             &format!("/api/v1/approvals?policy=refunds&limit=2&cursor={cursor}"),
         )
         .await;
-    let got2: Vec<String> = page2["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["id"].as_str().map(str::to_owned))
-        .collect();
-    assert_eq!(got2, vec![ids[2].clone(), ids[1].clone()]);
+    assert_eq!(ids_on(&page2), vec![ids[2].clone(), ids[1].clone()]);
     let (_, by_tool) = e
         .get(
             &e.finance,
