@@ -176,6 +176,12 @@ export class Pliuz {
     return this.api('GET', `/api/v1/approvals/${id}?wait=${wait}`, { token: agentKey });
   }
 
+  /** Once the inbox `page` confirmed a decision: the request as its agent then sees it. */
+  async decidedOnPage(page, agentKey, id) {
+    await page.locator('.notice.success').waitFor();
+    return (await this.waitFor(agentKey, id, 5)).body;
+  }
+
   /**
    * The agent's long-poll, started now for the test to await later; a failure
    * meanwhile is never an unhandled rejection.

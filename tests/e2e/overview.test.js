@@ -129,18 +129,16 @@ describe('overview and keyboard use', () => {
     await page.waitForURL(`${pliuz.base}/requests/${second.id}`); // newest first
     assert.match(await page.locator('#shortcuts').textContent(), /Approve/);
     await page.keyboard.press('a');
-    await page.locator('.notice.success').waitFor();
-    assert.equal((await pliuz.waitFor(agentKey, second.id, 5)).body.status, 'approved');
+    assert.equal((await pliuz.decidedOnPage(page, agentKey, second.id)).status, 'approved');
 
     await page.goto(`${pliuz.base}/requests/${first.id}`);
     await page.keyboard.press('r');
     assert.equal(await page.evaluate(() => document.activeElement.id), 'reason');
     await page.keyboard.type('Not by keyboard accident: duplicate order.');
     await page.keyboard.press('Control+Enter');
-    await page.locator('.notice.success').waitFor();
-    const r = await pliuz.waitFor(agentKey, first.id, 5);
-    assert.equal(r.body.status, 'rejected');
-    assert.equal(r.body.decision.reason, 'Not by keyboard accident: duplicate order.');
+    const rejected = await pliuz.decidedOnPage(page, agentKey, first.id);
+    assert.equal(rejected.status, 'rejected');
+    assert.equal(rejected.decision.reason, 'Not by keyboard accident: duplicate order.');
     await ctx.close();
   });
 

@@ -116,10 +116,9 @@ describe('single sign-on (OpenID Connect)', () => {
     assert.ok(cookie.expires * 1000 - Date.now() <= 3600 * 1000 + 5000, `session ends within 1h (${cookie.expires})`);
     await page.goto(`${pliuz.base}/requests/${a.id}`);
     await page.getByRole('button', { name: 'Approve' }).click();
-    await page.locator('.notice.success').waitFor();
-    const r = await pliuz.waitFor(agentKey, a.id, 5);
-    assert.equal(r.body.status, 'approved');
-    assert.equal(r.body.decision.by, 'user:ann@example.com');
+    const approved = await pliuz.decidedOnPage(page, agentKey, a.id);
+    assert.equal(approved.status, 'approved');
+    assert.equal(approved.decision.by, 'user:ann@example.com');
     await ctx.close();
   });
 

@@ -42,6 +42,11 @@ fn edited(dir: &Path, key: &SigningKey, edit: impl FnOnce(&mut Vec<String>)) -> 
     verify_err(dir, key)
 }
 
+/// [`edited`] with line `n`'s first `from` replaced by `to`.
+fn line_edited(dir: &Path, key: &SigningKey, n: usize, from: &str, to: &str) -> VerifyError {
+    edited(dir, key, |l| l[n] = l[n].replacen(from, to, 1))
+}
+
 fn verify_err(dir: &Path, key: &SigningKey) -> VerifyError {
     match verify_export(dir, &[key.verifier()]) {
         Ok(report) => panic!("tampered export verified: {report:?}"),
@@ -99,9 +104,7 @@ fn byte_change_inside_a_value_is_localised_to_the_checkpoint_range() {
 #[test]
 fn byte_change_before_first_checkpoint_names_range_from_zero() {
     let (dir, key) = setup();
-    let e = edited(dir.path(), &key, |l| {
-        l[7] = l[7].replacen("looks fine", "looks fint", 1);
-    });
+    let e = line_edited(dir.path(), &key, 7, "looks fine", "looks fint");
     assert_eq!(
         (e.kind, e.index, e.checkpoint),
         (VerifyErrorKind::RootMismatch, Some(0), Some(50))
@@ -337,9 +340,7 @@ fn large_clean_export_verifies_with_checkpoints_on_and_inside_groups() {
 fn non_canonical_line_in_the_middle_of_a_parallel_group_is_exact() {
     let (dir, key) = large_setup();
     // 6,001 is in the middle of the whole group 4,096..8,192.
-    let e = edited(dir.path(), &key, |l| {
-        l[6001] = l[6001].replacen("\"actor\":", "\"actor\": ", 1);
-    });
+    let e = line_edited(dir.path(), &key, 6001, "\"actor\":", "\"actor\": ");
     assert_eq!(
         (e.kind, e.index),
         (VerifyErrorKind::NotCanonical, Some(6001))

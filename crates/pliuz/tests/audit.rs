@@ -97,6 +97,13 @@ async fn get_ok_json(http: &Client, url: &str, token: &str) -> Value {
     body
 }
 
+/// One refund request for each amount in `amounts`.
+async fn create_refunds(http: &Client, s: &Server, agent: &str, amounts: std::ops::Range<i64>) {
+    for amount in amounts {
+        create_refund(http, s, agent, amount).await;
+    }
+}
+
 async fn create_refund(http: &Client, s: &Server, agent: &str, amount: i64) -> String {
     let args = json!({"order_id": "A-1", "amount_cents": amount});
     let body = json!({"tool_name": "issue_refund", "tool_args": args});
@@ -269,9 +276,7 @@ async fn decisions_are_logged_with_receipts_proofs_and_exports_that_verify() {
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
 
     // More activity, then a newer checkpoint.
-    for i in 0..5 {
-        create_refund(&http, &s, &agent, 100 + i).await;
-    }
+    create_refunds(&http, &s, &agent, 100..105).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let latest = loop {
         let c = checkpoint(&http, &s, &auditor, &key).await;
@@ -453,9 +458,7 @@ async fn server_with_ten_refunds() -> (Server, Client, String) {
     let s = Server::start(&config()).await;
     let http = Client::new();
     let agent = s.agent_key("bot");
-    for i in 0..10 {
-        create_refund(&http, &s, &agent, 100 + i).await;
-    }
+    create_refunds(&http, &s, &agent, 100..110).await;
     (s, http, agent)
 }
 
@@ -480,22 +483,34 @@ async fn body(conn: &mut sqlx::SqliteConnection, idx: u64) -> String {
         .unwrap()
 }
 
+/// Deletes the entries `condition` (an SQL condition on `idx`) selects.
+async fn delete_entries(conn: &mut sqlx::SqliteConnection, condition: &str) {
+    exec(
+        conn,
+        &format!("DELETE FROM audit_entries WHERE {condition}"),
+    )
+    .await;
+}
+
+const SET_BODY: &str = "UPDATE audit_entries SET body = ? WHERE idx = ?";
+const SET_NOTE: &str = "UPDATE audit_checkpoints SET note = ? WHERE size = ?";
+
 async fn set_body(conn: &mut sqlx::SqliteConnection, idx: u64, b: &str) {
-    sqlx::query("UPDATE audit_entries SET body = ? WHERE idx = ?")
-        .bind(b)
-        .bind(idx as i64)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    set_text(conn, SET_BODY, b, idx).await;
 }
 
 async fn set_note(conn: &mut sqlx::SqliteConnection, size: u64, note: &str) {
-    sqlx::query("UPDATE audit_checkpoints SET note = ? WHERE size = ?")
-        .bind(note)
-        .bind(size as i64)
+    set_text(conn, SET_NOTE, note, size).await;
+}
+
+/// Runs `update` (`SET <column> = ? WHERE <key> = ?`) with `text` and `key`.
+async fn set_text(conn: &mut sqlx::SqliteConnection, update: &str, text: &str, key: u64) {
+    sqlx::query(update)
+        .bind(text)
+        .bind(key as i64)
         .execute(&mut *conn)
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{update}: {e}"));
 }
 
 /// Parses "... entry in A..B ..." from a root-mismatch message.
@@ -617,11 +632,7 @@ async fn tampering_with_the_database_is_detected() {
     {
         let (dir, data) = case("delete");
         let mut conn = open_db_without_triggers(&data).await;
-        exec(
-            &mut conn,
-            &format!("DELETE FROM audit_entries WHERE idx = {k}"),
-        )
-        .await;
+        delete_entries(&mut conn, &format!("idx = {k}")).await;
         conn.close().await.unwrap();
         let (v, c) = verify(&dir, &data);
         assert_failed_naming(&v, &format!("entry {k}: index field says {}", k + 1));
@@ -645,11 +656,7 @@ async fn tampering_with_the_database_is_detected() {
         let (dir, data) = case("truncate");
         let mut conn = open_db_without_triggers(&data).await;
         let cut = size - 3;
-        exec(
-            &mut conn,
-            &format!("DELETE FROM audit_entries WHERE idx >= {cut}"),
-        )
-        .await;
+        delete_entries(&mut conn, &format!("idx >= {cut}")).await;
         conn.close().await.unwrap();
         let (v, _) = verify(&dir, &data);
         assert_failed_naming(&v, &format!("entry {cut}: missing"));
@@ -728,11 +735,7 @@ async fn rewrite_consistently(data: &Path, cut: u64, edit: Option<(u64, &str, &s
         assert!(b.contains(from), "{b}");
         set_body(&mut conn, idx, &b.replacen(from, to, 1)).await;
     }
-    exec(
-        &mut conn,
-        &format!("DELETE FROM audit_entries WHERE idx >= {cut}"),
-    )
-    .await;
+    delete_entries(&mut conn, &format!("idx >= {cut}")).await;
     exec(
         &mut conn,
         &format!("DELETE FROM audit_checkpoints WHERE size > {cut}"),
@@ -811,9 +814,7 @@ async fn a_truncated_log_is_refused_at_start_by_check_and_by_a_monitor() {
     let (code, m) = monitor(&s.base, &state, &agent, &[&key], &["--once"]);
     assert_eq!(code, 0, "{}{}", m.stdout, m.stderr);
     assert!(m.stdout.contains("first checkpoint"), "{}", m.stdout);
-    for i in 0..3 {
-        create_refund(&http, &s, &agent, 200 + i).await;
-    }
+    create_refunds(&http, &s, &agent, 200..203).await;
     assert!(s.cli(&["audit", "checkpoint"], None).success);
     let (code, m) = monitor(&s.base, &state, &agent, &[&key], &["--once"]);
     assert_eq!(code, 0, "{}{}", m.stdout, m.stderr);
@@ -933,9 +934,7 @@ async fn a_truncated_log_is_refused_at_start_by_check_and_by_a_monitor() {
     assert_eq!(code, 1, "{}{}", m.stdout, m.stderr);
     assert!(m.stderr.contains("ROLLBACK"), "{}", m.stderr);
     assert!(m.stderr.contains("remembered checkpoint"), "{}", m.stderr);
-    for i in 0..12 {
-        create_refund(&http, &s, &agent, 300 + i).await;
-    }
+    create_refunds(&http, &s, &agent, 300..312).await;
     assert!(s.cli(&["audit", "checkpoint"], None).success);
     assert!(log_size(&data).await > size);
     let (code, m) = monitor(&s.base, &state, &agent, &[&key], &["--once"]);
@@ -953,9 +952,7 @@ async fn a_log_cut_back_to_an_older_checkpoint_is_not_vouched_for() {
     assert!(s.cli(&["audit", "checkpoint"], None).success);
     let data = s.data_dir();
     let older = log_size(&data).await;
-    for i in 0..3 {
-        create_refund(&http, &s, &agent, 400 + i).await;
-    }
+    create_refunds(&http, &s, &agent, 400..403).await;
     assert!(s.cli(&["audit", "checkpoint"], None).success);
     s.stop();
     assert!(log_size(&data).await > older);
@@ -974,9 +971,7 @@ async fn the_monitor_catches_two_servers_with_one_key_diverging() {
     let mut a = Server::start(&config()).await;
     let http = Client::new();
     let agent = a.agent_key("bot");
-    for i in 0..3 {
-        create_refund(&http, &a, &agent, 100 + i).await;
-    }
+    create_refunds(&http, &a, &agent, 100..103).await;
     a.stop();
     // B starts from a copy of A's data dir: same log, same signing key.
     let copy = tempfile::tempdir().unwrap();
@@ -989,18 +984,14 @@ async fn the_monitor_catches_two_servers_with_one_key_diverging() {
     let (code, m) = monitor(&a.base, &state, &agent, &[], &["--once"]);
     assert_eq!(code, 0, "{}{}", m.stdout, m.stderr);
     assert!(m.stderr.contains("trusting on first use"), "{}", m.stderr);
-    for i in 0..2 {
-        create_refund(&http, &a, &agent, 200 + i).await;
-    }
+    create_refunds(&http, &a, &agent, 200..202).await;
     assert!(a.cli(&["audit", "checkpoint"], None).success);
     let (code, m) = monitor(&a.base, &state, &agent, &[], &["--once"]);
     assert_eq!(code, 0, "{}{}", m.stdout, m.stderr);
     assert!(m.stdout.contains("grew from"), "{}", m.stdout);
 
     // B writes other entries and signs them with the same key.
-    for i in 0..4 {
-        create_refund(&http, &b, &agent, 900 + i).await;
-    }
+    create_refunds(&http, &b, &agent, 900..904).await;
     assert!(b.cli(&["audit", "checkpoint"], None).success);
     // The loop (as a service would run it) stops at the fork with exit 1.
     let (code, m) = monitor(&b.base, &state, &agent, &[], &["--interval", "1s"]);

@@ -126,6 +126,14 @@ impl Env {
             .await
     }
 
+    /// The agent's success report under `claim_id` that must be refused
+    /// with 409 and problem `code`.
+    async fn success_report_refused(&self, id: &str, claim_id: &str, code: &str) {
+        let report = json!({"outcome": "success", "claim_id": claim_id});
+        self.execution_refused(&self.agent, id, report, StatusCode::CONFLICT, code)
+            .await;
+    }
+
     async fn audit_kinds(&self, id: &str) -> Vec<String> {
         let page = self
             .get(&self.auditor, "/api/v1/audit/entries?start=0&end=1000")
@@ -258,14 +266,8 @@ async fn the_claim_and_the_report_follow_the_contract() {
         assert_eq!(p["errors"][0]["field"], field, "{p}");
     }
     // A report before the claim is refused.
-    e.execution_refused(
-        &e.agent,
-        &id,
-        json!({"outcome": "success", "claim_id": "mine"}),
-        StatusCode::CONFLICT,
-        "execution_not_claimed",
-    )
-    .await;
+    e.success_report_refused(&id, "mine", "execution_not_claimed")
+        .await;
 
     let my_claim = json!({"outcome": "started", "claim_id": "mine"});
     let (s, claimed) = e.execution(&e.agent, &id, my_claim.clone()).await;
@@ -332,14 +334,8 @@ async fn execute_within_closes_the_claim() {
         .await;
     support::assert_detail_contains(&p, "execute_within");
     // Nor is a late report without a claim accepted (issue 9: a report after the deadline).
-    e.execution_refused(
-        &e.agent,
-        &id,
-        json!({"outcome": "success", "claim_id": "late"}),
-        StatusCode::CONFLICT,
-        "execution_expired",
-    )
-    .await;
+    e.success_report_refused(&id, "late", "execution_expired")
+        .await;
     let stored = e.get(&e.agent, &format!("/api/v1/approvals/{id}")).await;
     assert_eq!(stored["status"], "approved");
     assert_eq!(stored["execution"], Value::Null);

@@ -17,6 +17,14 @@ async fn login_token(http: &Client, server: &Server) -> String {
     set_cookie(&res, "pliuz_login").expect("login cookie")
 }
 
+/// The approval `id` as the agent `agent` reads it.
+async fn approval_seen_by(http: &Client, server: &Server, agent: &str, id: &str) -> Value {
+    let read = http.get(server.url(&format!("/api/v1/approvals/{id}")));
+    let (status, approval) = support::send_json(read.bearer_auth(agent)).await;
+    assert_eq!(status, StatusCode::OK, "{approval}");
+    approval
+}
+
 async fn post_login(
     http: &Client,
     server: &Server,
@@ -431,15 +439,7 @@ async fn only_the_requesting_agent_or_an_admin_can_cancel() {
             "{p}"
         );
     }
-    let got = http
-        .get(server.url(&format!("/api/v1/approvals/{id}")))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let got = approval_seen_by(&http, &server, &agent, &id).await;
     assert_eq!(got["status"], "pending", "a refused cancel changes nothing");
     let (status, _, v) = cancel(admin).await;
     assert_eq!(status, StatusCode::OK, "{v}");
@@ -798,13 +798,7 @@ async fn the_inbox_reject_form_asks_the_same_reason_rules() {
         let body = res.text().await.unwrap();
         assert!(body.contains(says), "{says} not in {body}");
     }
-    let res = http
-        .get(server.url(&format!("/api/v1/approvals/{id}")))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap();
-    let now: Value = res.json().await.unwrap();
+    let now = approval_seen_by(&http, &server, &agent, &id).await;
     assert_eq!(now["status"], "pending", "{now}");
 }
 

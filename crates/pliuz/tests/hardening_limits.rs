@@ -62,6 +62,30 @@ impl Env {
             .expect("request")
     }
 
+    /// `count` refund requests, numbered in their arguments (`{"n": i}`).
+    async fn create_numbered(&self, count: u32) {
+        for i in 0..count {
+            self.created(&json!({"tool_name": "issue_refund", "tool_args": {"n": i}}))
+                .await;
+        }
+    }
+
+    /// A GET that must be refused with `status` as problem+json.
+    async fn get_refused(&self, token: &str, path: &str, status: StatusCode) -> Value {
+        problem(self.get(token, path).await, status).await
+    }
+
+    /// A POST that must be refused with `status` as problem+json.
+    async fn post_refused(
+        &self,
+        token: &str,
+        path: &str,
+        body: &Value,
+        status: StatusCode,
+    ) -> Value {
+        problem(self.post(token, path, body).await, status).await
+    }
+
     async fn create(&self, body: &Value) -> reqwest::Response {
         self.post(&self.agent, "/api/v1/approvals", body).await
     }
@@ -184,10 +208,7 @@ async fn deep_and_large_arguments_are_refused_or_verifiable() {
 #[tokio::test]
 async fn full_reports_list_every_bad_entry() {
     let mut e = env_on(None).await;
-    for i in 0..6 {
-        e.created(&json!({"tool_name": "issue_refund", "tool_args": {"n": i}}))
-            .await;
-    }
+    e.create_numbered(6).await;
     let key = e.cli(&["audit", "key"]).stdout.trim().to_owned();
     e.server.stop();
     // Export first (untampered), then alter two entries in the export and
@@ -357,22 +378,20 @@ async fn nul_bytes_are_422(database_url: Option<String>) {
         let p = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert_eq!(p["errors"][0]["field"], field, "{p}");
     }
-    let r = e
-        .post(
-            &e.finance,
-            &format!("/api/v1/approvals/{id}/decision"),
-            &json!({"decision": "reject", "reason": "no\u{0}", "args_digest": v["args_digest"]}),
-        )
-        .await;
-    problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let r = e
-        .post(
-            &e.agent,
-            &format!("/api/v1/approvals/{id}/cancel"),
-            &json!({"reason": "no\u{0}"}),
-        )
-        .await;
-    problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    e.post_refused(
+        &e.finance,
+        &format!("/api/v1/approvals/{id}/decision"),
+        &json!({"decision": "reject", "reason": "no\u{0}", "args_digest": v["args_digest"]}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    e.post_refused(
+        &e.agent,
+        &format!("/api/v1/approvals/{id}/cancel"),
+        &json!({"reason": "no\u{0}"}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     for q in [
         "tool=a%00b",
         "policy=%00",
@@ -380,17 +399,24 @@ async fn nul_bytes_are_422(database_url: Option<String>) {
         "cursor=%00",
         "status=%00",
     ] {
-        let r = e.get(&e.finance, &format!("/api/v1/approvals?{q}")).await;
-        problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+        e.get_refused(
+            &e.finance,
+            &format!("/api/v1/approvals?{q}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
     }
     for path in ["/api/v1/approvals/%00", "/api/v1/approvals/a%00b/receipt"] {
-        let r = e.get(&e.finance, path).await;
-        problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+        e.get_refused(&e.finance, path, StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
     }
-    let r = e
-        .post(&e.agent, "/api/v1/approvals/%00/cancel", &json!({}))
-        .await;
-    problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    e.post_refused(
+        &e.agent,
+        "/api/v1/approvals/%00/cancel",
+        &json!({}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     // Nothing half-written: the request is still pending and the log verifies.
     let r = e.get(&e.finance, &format!("/api/v1/approvals/{id}")).await;
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "pending");
@@ -433,8 +459,8 @@ async fn every_error_is_problem_json_or_an_html_page() {
         problem(r, StatusCode::PAYLOAD_TOO_LARGE).await;
     }
     for path in ["/api/v1/approvals/%ff", "/api/v1/approvals/%ff/receipt"] {
-        let r = e.get(&e.finance, path).await;
-        problem(r, StatusCode::BAD_REQUEST).await;
+        e.get_refused(&e.finance, path, StatusCode::BAD_REQUEST)
+            .await;
     }
     let r = e
         .post(&e.agent, "/api/v1/approvals/%ff/decision", &json!({}))
@@ -442,13 +468,12 @@ async fn every_error_is_problem_json_or_an_html_page() {
     assert!(r.status().is_client_error());
     problem(r, StatusCode::BAD_REQUEST).await;
     // Run ids too: problem+json, never axum's plain-text rejection.
-    let r = e.get(&e.agent, "/api/v1/runs/%ff").await;
-    problem(r, StatusCode::BAD_REQUEST).await;
+    e.get_refused(&e.agent, "/api/v1/runs/%ff", StatusCode::BAD_REQUEST)
+        .await;
     for action in ["claim", "heartbeat", "complete"] {
-        let r = e
-            .post(&e.agent, &format!("/api/v1/runs/%ff/{action}"), &json!({}))
+        let path = format!("/api/v1/runs/%ff/{action}");
+        e.post_refused(&e.agent, &path, &json!({}), StatusCode::BAD_REQUEST)
             .await;
-        problem(r, StatusCode::BAD_REQUEST).await;
     }
 
     for path in ["/login", "/setup/pliuz_su_nope"] {
@@ -567,10 +592,7 @@ fn settings_out_of_range_are_refused_by_check_and_serve() {
 #[tokio::test]
 async fn verify_now_in_the_inbox_lists_every_problem() {
     let mut e = env_on(None).await;
-    for i in 0..4 {
-        e.created(&json!({"tool_name": "issue_refund", "tool_args": {"n": i}}))
-            .await;
-    }
+    e.create_numbered(4).await;
     e.server.create_user("audit@example.com", "auditor", &[]);
     e.server.stop();
     let altered: Vec<i64> = {

@@ -85,22 +85,14 @@ async fn respond_settles_the_request_with_the_message_and_it_can_never_run() {
     );
 
     // The agent's claim is refused, whatever claim id it brings.
+    let execution = format!("/api/v1/approvals/{id}/execution");
     let (status, p) = e
-        .post(
-            &e.agent,
-            &format!("/api/v1/approvals/{id}/execution"),
-            json!({"outcome": "started"}),
-        )
+        .post(&e.agent, &execution, json!({"outcome": "started"}))
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{p}");
     support::assert_detail_contains(&p, "responded");
-    let (status, _) = e
-        .post(
-            &e.agent,
-            &format!("/api/v1/approvals/{id}/execution"),
-            json!({"outcome": "success", "claim_id": "c1"}),
-        )
-        .await;
+    let report = json!({"outcome": "success", "claim_id": "c1"});
+    let (status, _) = e.post(&e.agent, &execution, report).await;
     assert_eq!(status, StatusCode::CONFLICT);
 
     // Nor can anyone decide again.
@@ -209,17 +201,13 @@ async fn a_respond_needs_its_message() {
 async fn policy_check_accepts_respond_and_names_it_in_its_errors() {
     let e = env().await;
     support::assert_policy_check_passes(&e.server);
-    let out = support::policy_check(
+    let mistakes = support::policy_check_fails(
         &e.server,
-        "bad.toml",
         "[[policy]]\nname = \"x\"\ntools = [\"t\"]\napprovers = [\"group:finance\"]\ndecisions = [\"approve\", \"answer\"]\n",
     );
-    assert!(!out.success);
-    assert!(out.stderr.contains("bad.toml:5:"), "{}", out.stderr);
+    assert!(mistakes.contains("bad.toml:5:"), "{mistakes}");
     assert!(
-        out.stderr
-            .contains("must be one of approve, reject, edit, respond"),
-        "{}",
-        out.stderr
+        mistakes.contains("must be one of approve, reject, edit, respond"),
+        "{mistakes}"
     );
 }

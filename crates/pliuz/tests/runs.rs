@@ -46,6 +46,32 @@ async fn env() -> Env {
     env_full(None, vec![]).await
 }
 
+/// A long-poll's answer (when and what), which must come within 10 s.
+async fn woken(poll: tokio::task::JoinHandle<(Instant, Value)>) -> (Instant, Value) {
+    tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .expect("woken")
+        .expect("long-poll task")
+}
+
+/// A claim of a run (`url`, its `/claim`) sent now in the background; yields
+/// the status and the body.
+fn spawn_claim(
+    http: &Client,
+    url: String,
+    key: &str,
+    lease_seconds: u64,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let request = http
+        .post(url)
+        .bearer_auth(key)
+        .json(&json!({ "lease_seconds": lease_seconds }));
+    tokio::spawn(async move {
+        let r = request.send().await.unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    })
+}
+
 fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
@@ -172,16 +198,10 @@ async fn pause_ready_claim_heartbeat_repause_complete() {
     assert_eq!(v["status"], "waiting");
     let decided = Instant::now();
     e.approve(&a2).await;
-    let (at, v) = tokio::time::timeout(Duration::from_secs(10), waiter)
-        .await
-        .expect("woken")
-        .unwrap();
+    let (at, v) = woken(waiter).await;
     assert_eq!(v["status"], "ready", "{v}");
     assert!(at.duration_since(decided) < Duration::from_secs(2));
-    let (_, v) = tokio::time::timeout(Duration::from_secs(10), lister)
-        .await
-        .expect("woken")
-        .unwrap();
+    let (_, v) = woken(lister).await;
     assert_eq!(v["items"][0]["id"], id, "{v}");
 
     // Claim: the state, its digest and the approvals.
@@ -327,19 +347,8 @@ async fn two_claimers_race_and_exactly_one_wins_then_an_expired_lease_is_taken_o
     assert_eq!(run["status"], "ready", "no approvals: ready at once");
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let http = e.http.clone();
         let url = e.server.url(&format!("/api/v1/runs/{id}/claim"));
-        let key = e.agent.clone();
-        tasks.push(tokio::spawn(async move {
-            let r = http
-                .post(url)
-                .bearer_auth(key)
-                .json(&json!({"lease_seconds": 10}))
-                .send()
-                .await
-                .unwrap();
-            (r.status(), r.json::<Value>().await.unwrap())
-        }));
+        tasks.push(spawn_claim(&e.http, url, &e.agent, 10));
     }
     let mut winners = 0;
     for t in tasks {
@@ -840,28 +849,17 @@ async fn postgres_runs_flow_and_replicas_wake_each_others_long_polls() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let decided = Instant::now();
     e.approve(&a).await;
-    let (at, v) = tokio::time::timeout(Duration::from_secs(10), waiter)
-        .await
-        .expect("woken")
-        .unwrap();
+    let (at, v) = woken(waiter).await;
     assert_eq!(v["items"][0]["id"], id, "{v}");
     assert!(at.duration_since(decided) < Duration::from_secs(3));
     // Claim on the replica (same key for the sealed state), race on both.
-    let http = e.http.clone();
     let claim = |base: String| {
-        let http = http.clone();
-        let key = e.agent.clone();
-        let id = id.clone();
-        tokio::spawn(async move {
-            let r = http
-                .post(format!("{base}/api/v1/runs/{id}/claim"))
-                .bearer_auth(key)
-                .json(&json!({"lease_seconds": 30}))
-                .send()
-                .await
-                .unwrap();
-            (r.status(), r.json::<Value>().await.unwrap())
-        })
+        spawn_claim(
+            &e.http,
+            format!("{base}/api/v1/runs/{id}/claim"),
+            &e.agent,
+            30,
+        )
     };
     let (r1, r2) = tokio::join!(claim(e.server.base.clone()), claim(replica.base.clone()));
     let (r1, r2) = (r1.unwrap(), r2.unwrap());
@@ -909,21 +907,13 @@ async fn max_run_state_bytes_is_validated_strictly_and_enforced() {
         vec![("PLIUZ_MAX_RUN_STATE_BYTES".into(), "4096".into())],
     )
     .await;
-    let (s, v) = e
-        .post(
-            &e.agent,
-            "/api/v1/runs",
-            json!({"state": "z".repeat(4097), "approval_ids": []}),
-        )
-        .await;
+    let store_state_of = |len: usize| {
+        let body = json!({"state": "z".repeat(len), "approval_ids": []});
+        e.post(&e.agent, "/api/v1/runs", body)
+    };
+    let (s, v) = store_state_of(4097).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert!(v["detail"].as_str().unwrap().contains("4096"), "{v}");
-    let (s, _) = e
-        .post(
-            &e.agent,
-            "/api/v1/runs",
-            json!({"state": "z".repeat(4096), "approval_ids": []}),
-        )
-        .await;
+    let (s, _) = store_state_of(4096).await;
     assert_eq!(s, StatusCode::CREATED);
 }

@@ -15,7 +15,13 @@ from durable_proc import support
 from pydantic import BaseModel
 from server import Human, PliuzServer
 
-from pliuz.adapters.openai_agents import Runs, gated_tool
+from pliuz.adapters.openai_agents import Runs, RunsResult, gated_tool
+
+
+def run_support_in_process(model: ScriptedModel, session: str) -> RunsResult:
+    """The seed's support agent asked for a refund, here and now, on ``session``."""
+    config = RunConfig(model=model, tracing_disabled=True, group_id=session)
+    return Runs().run_sync(support, "refund", run_config=config)
 
 
 def test_approve_then_resume_in_another_process(
@@ -217,10 +223,7 @@ def test_unreadable_arguments_are_answered_without_a_request(
     model = ScriptedModel(
         [[function_call("issue_refund", "{oops", call_id="bad_1")], [assistant_message("sorry")]]
     )
-    result = Runs().run_sync(
-        support, "refund", run_config=RunConfig(model=model, tracing_disabled=True,
-                                                group_id=session),
-    )  # fmt: skip
+    result = run_support_in_process(model, session)
     assert result.status == "finished" and result.run_id is None
     assert result.final_output == "sorry"
     assert [x for x in human.list(tool="issue_refund") if x["session_id"] == session] == []
@@ -240,10 +243,7 @@ def test_auto_approved_call_runs_at_once_without_a_stored_run(
             [assistant_message("refunded")],
         ]
     )  # fmt: skip
-    result = Runs().run_sync(
-        support, "refund", run_config=RunConfig(model=model, tracing_disabled=True,
-                                                group_id=session),
-    )  # fmt: skip
+    result = run_support_in_process(model, session)
     assert result.status == "finished" and result.run_id is None
     assert result.final_output == "refunded"
     assert ledger.read_text().splitlines() == ['{"order_id": "S-1", "amount_cents": 900}']

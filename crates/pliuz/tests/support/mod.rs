@@ -139,6 +139,14 @@ pub fn policy_check(server: &Server, name: &str, policies: &str) -> CliOutput {
     server.cli(&["policy", "check", path.to_str().expect("path")], None)
 }
 
+/// `pliuz policy check` on a file `bad.toml` holding `policies`, which must
+/// fail; returns what it printed about the mistakes.
+pub fn policy_check_fails(server: &Server, policies: &str) -> String {
+    let out = policy_check(server, "bad.toml", policies);
+    assert!(!out.success, "bad.toml passed the check: {}", out.stderr);
+    out.stderr
+}
+
 /// `pliuz policy check` passes on the config file the server runs with.
 pub fn assert_policy_check_passes(server: &Server) {
     let config = server.config_path();
