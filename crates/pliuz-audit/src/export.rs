@@ -182,6 +182,13 @@ struct Problems {
 }
 
 impl Problems {
+    /// Records a problem after which nothing more can be checked, even in a
+    /// full report.
+    fn stop<T>(&mut self, e: VerifyError) -> Result<T, ()> {
+        self.found.push(e);
+        Err(())
+    }
+
     /// Records a problem; `Err` when verification should stop here.
     fn push(&mut self, e: VerifyError) -> Result<(), ()> {
         self.found.push(e);
@@ -202,22 +209,10 @@ fn load_checkpoints(
     problems: &mut Problems,
 ) -> Result<Vec<Checkpoint>, ()> {
     let cp_dir = dir.join("checkpoints");
-    let listing = match fs::read_dir(&cp_dir) {
-        Ok(l) => l,
-        Err(e) => {
-            problems.found.push(VerifyError::io(&cp_dir, e));
-            return Err(());
-        }
-    };
+    let listing = fs::read_dir(&cp_dir).or_else(|e| problems.stop(VerifyError::io(&cp_dir, e)))?;
     let mut files = Vec::new();
     for item in listing {
-        let item = match item {
-            Ok(i) => i,
-            Err(e) => {
-                problems.found.push(VerifyError::io(&cp_dir, e));
-                return Err(());
-            }
-        };
+        let item = item.or_else(|e| problems.stop(VerifyError::io(&cp_dir, e)))?;
         let name = item.file_name();
         let size = name
             .to_str()
@@ -236,11 +231,10 @@ fn load_checkpoints(
         }
     }
     if files.is_empty() {
-        problems.found.push(VerifyError::layout(format!(
+        return problems.stop(VerifyError::layout(format!(
             "{}: no checkpoints, so nothing in the export is signed",
             cp_dir.display()
         )));
-        return Err(());
     }
     files.sort_unstable_by_key(|(size, _)| *size);
 
@@ -333,21 +327,14 @@ fn verify_into(
     let mut signed_by = Vec::new();
     let checkpoints = load_checkpoints(dir, verifiers, &mut signed_by, problems)?;
     let Some(origin) = checkpoints.first().map(|c| c.origin.clone()) else {
-        problems.found.push(VerifyError::layout(format!(
+        return problems.stop(VerifyError::layout(format!(
             "{}: no checkpoint verifies, so nothing in the export is signed",
             dir.join("checkpoints").display()
         )));
-        return Err(());
     };
 
     let path = dir.join("entries.jsonl");
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) => {
-            problems.found.push(VerifyError::io(&path, e));
-            return Err(());
-        }
-    };
+    let file = File::open(&path).or_else(|e| problems.stop(VerifyError::io(&path, e)))?;
     let mut reader = Source {
         inner: file,
         carry: Vec::new(),
@@ -381,10 +368,7 @@ fn verify_into(
         match read {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => {
-                problems.found.push(VerifyError::io(&path, e));
-                return Err(());
-            }
+            Err(e) => return problems.stop(VerifyError::io(&path, e)),
         }
         read = next_read.unwrap_or(Ok(false));
         std::mem::swap(&mut current, &mut next);
