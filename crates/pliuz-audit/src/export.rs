@@ -182,6 +182,13 @@ struct Problems {
 }
 
 impl Problems {
+    /// Records a problem after which nothing more can be checked, even in a
+    /// full report.
+    fn stop<T>(&mut self, e: VerifyError) -> Result<T, ()> {
+        self.found.push(e);
+        Err(())
+    }
+
     /// Records a problem; `Err` when verification should stop here.
     fn push(&mut self, e: VerifyError) -> Result<(), ()> {
         self.found.push(e);
@@ -202,22 +209,10 @@ fn load_checkpoints(
     problems: &mut Problems,
 ) -> Result<Vec<Checkpoint>, ()> {
     let cp_dir = dir.join("checkpoints");
-    let listing = match fs::read_dir(&cp_dir) {
-        Ok(l) => l,
-        Err(e) => {
-            problems.found.push(VerifyError::io(&cp_dir, e));
-            return Err(());
-        }
-    };
+    let listing = fs::read_dir(&cp_dir).or_else(|e| problems.stop(VerifyError::io(&cp_dir, e)))?;
     let mut files = Vec::new();
     for item in listing {
-        let item = match item {
-            Ok(i) => i,
-            Err(e) => {
-                problems.found.push(VerifyError::io(&cp_dir, e));
-                return Err(());
-            }
-        };
+        let item = item.or_else(|e| problems.stop(VerifyError::io(&cp_dir, e)))?;
         let name = item.file_name();
         let size = name
             .to_str()
@@ -236,11 +231,10 @@ fn load_checkpoints(
         }
     }
     if files.is_empty() {
-        problems.found.push(VerifyError::layout(format!(
+        return problems.stop(VerifyError::layout(format!(
             "{}: no checkpoints, so nothing in the export is signed",
             cp_dir.display()
         )));
-        return Err(());
     }
     files.sort_unstable_by_key(|(size, _)| *size);
 
@@ -333,21 +327,14 @@ fn verify_into(
     let mut signed_by = Vec::new();
     let checkpoints = load_checkpoints(dir, verifiers, &mut signed_by, problems)?;
     let Some(origin) = checkpoints.first().map(|c| c.origin.clone()) else {
-        problems.found.push(VerifyError::layout(format!(
+        return problems.stop(VerifyError::layout(format!(
             "{}: no checkpoint verifies, so nothing in the export is signed",
             dir.join("checkpoints").display()
         )));
-        return Err(());
     };
 
     let path = dir.join("entries.jsonl");
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) => {
-            problems.found.push(VerifyError::io(&path, e));
-            return Err(());
-        }
-    };
+    let file = File::open(&path).or_else(|e| problems.stop(VerifyError::io(&path, e)))?;
     let mut reader = Source {
         inner: file,
         carry: Vec::new(),
@@ -372,14 +359,8 @@ fn verify_into(
     loop {
         let next_start = start + current.lines.len() as u64;
         let more = matches!(read, Ok(true));
-        let (results, next_read) = std::thread::scope(|scope| {
-            let hashing = scope.spawn(|| hash_batch(start, &current, workers, &sizes));
-            let next_read = more.then(|| next.read(&mut reader, next_start, groups));
-            match hashing.join() {
-                Ok(results) => (results, next_read),
-                // A panicking worker is a bug; surface it where it happened.
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+        let (results, next_read) = hash_batch(start, &current, workers, &sizes, || {
+            more.then(|| next.read(&mut reader, next_start, groups))
         });
         for result in results {
             walk.group(result, problems)?;
@@ -387,10 +368,7 @@ fn verify_into(
         match read {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => {
-                problems.found.push(VerifyError::io(&path, e));
-                return Err(());
-            }
+            Err(e) => return problems.stop(VerifyError::io(&path, e)),
         }
         read = next_read.unwrap_or(Ok(false));
         std::mem::swap(&mut current, &mut next);
@@ -420,10 +398,11 @@ fn verify_into(
     })
 }
 
-// Verification runs in batches. The reader collects many lines; worker
-// threads then hash and check them in parallel, one *group* at a time; the
-// calling thread finally walks the results in log order, so problems are
-// reported exactly as a line-by-line pass would report them.
+// Verification runs in batches. The calling thread reads a batch's lines;
+// worker threads then hash and check them in parallel, one *group* at a
+// time, while the calling thread reads the next batch and then joins them;
+// it finally walks the results in log order, so problems are reported
+// exactly as a line-by-line pass would report them.
 //
 // A group is the part of a batch that falls into one aligned window of
 // `GROUP` leaves. A whole window is a perfect subtree of the log's Merkle
@@ -431,17 +410,18 @@ fn verify_into(
 // hashing runs in parallel too; the walk appends that root in one step
 // unless a checkpoint falls inside the window (then it needs the leaves).
 
-/// log2 of the number of lines in a group.
-const GROUP_LEVEL: u32 = 12;
+/// log2 of the number of lines in a group: small groups keep every thread
+/// busy to the end of a batch (threads take the next group as they go).
+const GROUP_LEVEL: u32 = 10;
 const GROUP: u64 = 1 << GROUP_LEVEL;
 /// A batch holds at most this many groups per core (at least
 /// `MIN_BATCH_GROUPS`) and stops reading new lines once its buffer holds
 /// `BATCH_BYTES_PER_GROUP` bytes per group: enough work for every core,
 /// small enough to stay in the caches between reading and hashing, bounded
 /// memory (plus at most one line of `MAX_LINE`).
-const BATCH_GROUPS_PER_CORE: usize = 2;
-const MIN_BATCH_GROUPS: usize = 4;
-const BATCH_BYTES_PER_GROUP: usize = 2 << 20;
+const BATCH_GROUPS_PER_CORE: usize = 8;
+const MIN_BATCH_GROUPS: usize = 16;
+const BATCH_BYTES_PER_GROUP: usize = 512 << 10;
 
 /// One line of a batch.
 enum Line {
@@ -695,37 +675,38 @@ fn hash_group(
 }
 
 /// Hashes and checks every group of `batch` (entry `start` onwards) on up
-/// to `workers` threads; results in group order.
-fn hash_batch(start: u64, batch: &Batch, workers: usize, checkpoints: &[u64]) -> Vec<GroupResult> {
+/// to `workers` threads, the calling thread among them once it has run
+/// `first` (reading the next batch meanwhile); results in group order.
+fn hash_batch<T>(
+    start: u64,
+    batch: &Batch,
+    workers: usize,
+    checkpoints: &[u64],
+    first: impl FnOnce() -> T,
+) -> (Vec<GroupResult>, T) {
     let mut groups = Vec::new();
-    let mut first = start;
+    let mut at = start;
     for g in batch.groups(start) {
         let len = g.len() as u64;
-        groups.push((g, first));
-        first += len;
-    }
-    let hash = |(g, first): &(std::ops::Range<usize>, u64)| {
-        hash_group(batch, g.clone(), *first, checkpoints)
-    };
-    let workers = workers.min(groups.len());
-    if workers <= 1 {
-        return groups.iter().map(hash).collect();
+        groups.push((g, at));
+        at += len;
     }
     // Threads take the next unclaimed group, so an uneven group (long
-    // lines) does not leave the other cores idle.
+    // lines) or a thread that started late does not leave the others idle.
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || {
         let mut mine = Vec::new();
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(group) = groups.get(i) else { break };
-            mine.push((i, hash(group)));
+            let Some((g, at)) = groups.get(i) else { break };
+            mine.push((i, hash_group(batch, g.clone(), *at, checkpoints)));
         }
         mine
     };
-    // This thread is one of the workers: one thread fewer to start per batch.
-    let mut done: Vec<(usize, GroupResult)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+    let helpers = workers.min(groups.len()).saturating_sub(1);
+    let (mut done, first_result) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..helpers).map(|_| scope.spawn(work)).collect();
+        let first_result = first();
         let mut all = work();
         for h in handles {
             match h.join() {
@@ -734,10 +715,10 @@ fn hash_batch(start: u64, batch: &Batch, workers: usize, checkpoints: &[u64]) ->
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        all
+        (all, first_result)
     });
     done.sort_unstable_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
+    (done.into_iter().map(|(_, r)| r).collect(), first_result)
 }
 
 /// The in-order walk over the workers' results.

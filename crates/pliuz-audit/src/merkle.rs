@@ -215,60 +215,78 @@ pub fn tree_hash(size: u64, hashes: &impl HashReader) -> Result<Hash, Error> {
     subtree_hash(0, size, hashes)
 }
 
-fn check_inclusion_args(index: u64, size: u64) -> Result<(), Error> {
+/// The subtrees (as leaf ranges) whose hashes are the inclusion proof of
+/// `index` within leaves `lo..hi`, leaf to root (RFC 9162 §2.1.3.1).
+fn inclusion_ranges(lo: u64, hi: u64, index: u64, out: &mut Vec<(u64, u64)>) {
+    if hi - lo == 1 {
+        return;
+    }
+    let k = split_point(hi - lo);
+    // Leaf-to-root order: recurse first, then the sibling subtree.
+    if index < lo + k {
+        inclusion_ranges(lo, lo + k, index, out);
+        out.push((lo + k, hi));
+    } else {
+        inclusion_ranges(lo + k, hi, index, out);
+        out.push((lo, lo + k));
+    }
+}
+
+/// RFC 9162 `SUBPROOF` as leaf ranges; its `b` flag is `lo == 0`: when the
+/// old tree is the whole left edge the verifier already knows its hash, so
+/// it is omitted.
+fn consistency_ranges(lo: u64, hi: u64, from: u64, out: &mut Vec<(u64, u64)>) {
+    if from == hi {
+        if lo != 0 {
+            out.push((lo, hi));
+        }
+        return;
+    }
+    let k = split_point(hi - lo);
+    if from <= lo + k {
+        consistency_ranges(lo, lo + k, from, out);
+        out.push((lo + k, hi));
+    } else {
+        consistency_ranges(lo + k, hi, from, out);
+        out.push((lo, lo + k));
+    }
+}
+
+/// The plan of a proof made of the subtrees `ranges`.
+fn plan_of(ranges: &[(u64, u64)]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for &(lo, hi) in ranges {
+        subtree_indexes(lo, hi, &mut out);
+    }
+    out
+}
+
+/// A proof made of the subtrees `ranges`, assembled from stored hashes.
+fn proof_of(ranges: &[(u64, u64)], r: &impl HashReader) -> Result<Vec<Hash>, Error> {
+    ranges
+        .iter()
+        .map(|&(lo, hi)| subtree_hash(lo, hi, r))
+        .collect()
+}
+
+/// The subtrees of the inclusion proof of leaf `index` in a tree of `size`
+/// leaves.
+fn inclusion_proof_ranges(index: u64, size: u64) -> Result<Vec<(u64, u64)>, Error> {
     check_size(size)?;
     if index >= size {
         return Err(Error::InvalidArgument(format!(
             "leaf index {index} is not in a tree of size {size}"
         )));
     }
-    Ok(())
-}
-
-fn inclusion_indexes(lo: u64, hi: u64, index: u64, out: &mut Vec<u64>) {
-    if hi - lo == 1 {
-        return;
-    }
-    let k = split_point(hi - lo);
-    if index < lo + k {
-        inclusion_indexes(lo, lo + k, index, out);
-        subtree_indexes(lo + k, hi, out);
-    } else {
-        subtree_indexes(lo, lo + k, out);
-        inclusion_indexes(lo + k, hi, index, out);
-    }
-}
-
-fn inclusion_path(
-    lo: u64,
-    hi: u64,
-    index: u64,
-    r: &impl HashReader,
-    out: &mut Vec<Hash>,
-) -> Result<(), Error> {
-    if hi - lo == 1 {
-        return Ok(());
-    }
-    let k = split_point(hi - lo);
-    // Proof order is leaf-to-root (RFC 9162 §2.1.3.1), so recurse first and
-    // push the sibling subtree afterwards.
-    if index < lo + k {
-        inclusion_path(lo, lo + k, index, r, out)?;
-        out.push(subtree_hash(lo + k, hi, r)?);
-    } else {
-        inclusion_path(lo + k, hi, index, r, out)?;
-        out.push(subtree_hash(lo, lo + k, r)?);
-    }
-    Ok(())
+    let mut out = Vec::new();
+    inclusion_ranges(0, size, index, &mut out);
+    Ok(out)
 }
 
 /// Stored indexes needed for the inclusion proof of leaf `index` in a tree of
 /// `size` leaves.
 pub fn inclusion_proof_plan(index: u64, size: u64) -> Result<Vec<u64>, Error> {
-    check_inclusion_args(index, size)?;
-    let mut out = Vec::new();
-    inclusion_indexes(0, size, index, &mut out);
-    Ok(out)
+    Ok(plan_of(&inclusion_proof_ranges(index, size)?))
 }
 
 /// RFC 9162 inclusion proof (audit path, leaf to root) for leaf `index` in a
@@ -278,74 +296,29 @@ pub fn inclusion_proof(
     size: u64,
     hashes: &impl HashReader,
 ) -> Result<Vec<Hash>, Error> {
-    check_inclusion_args(index, size)?;
-    let mut out = Vec::new();
-    inclusion_path(0, size, index, hashes, &mut out)?;
-    Ok(out)
+    proof_of(&inclusion_proof_ranges(index, size)?, hashes)
 }
 
-fn check_consistency_args(from: u64, size: u64) -> Result<(), Error> {
+/// The subtrees of the consistency proof from size `from` to `size` (none
+/// from the empty tree).
+fn consistency_proof_ranges(from: u64, size: u64) -> Result<Vec<(u64, u64)>, Error> {
     check_size(size)?;
     if from > size {
         return Err(Error::InvalidArgument(format!(
             "cannot prove consistency from size {from} to smaller size {size}"
         )));
     }
-    Ok(())
-}
-
-/// RFC 9162 `SUBPROOF`; its `b` flag is `lo == 0`: when the old tree is the
-/// whole left edge the verifier already knows its hash, so it is omitted.
-fn consistency_indexes(lo: u64, hi: u64, from: u64, out: &mut Vec<u64>) {
-    if from == hi {
-        if lo != 0 {
-            subtree_indexes(lo, hi, out);
-        }
-        return;
+    let mut out = Vec::new();
+    if from > 0 {
+        consistency_ranges(0, size, from, &mut out);
     }
-    let k = split_point(hi - lo);
-    if from <= lo + k {
-        consistency_indexes(lo, lo + k, from, out);
-        subtree_indexes(lo + k, hi, out);
-    } else {
-        subtree_indexes(lo, lo + k, out);
-        consistency_indexes(lo + k, hi, from, out);
-    }
-}
-
-fn consistency_path(
-    lo: u64,
-    hi: u64,
-    from: u64,
-    r: &impl HashReader,
-    out: &mut Vec<Hash>,
-) -> Result<(), Error> {
-    if from == hi {
-        if lo != 0 {
-            out.push(subtree_hash(lo, hi, r)?);
-        }
-        return Ok(());
-    }
-    let k = split_point(hi - lo);
-    if from <= lo + k {
-        consistency_path(lo, lo + k, from, r, out)?;
-        out.push(subtree_hash(lo + k, hi, r)?);
-    } else {
-        consistency_path(lo + k, hi, from, r, out)?;
-        out.push(subtree_hash(lo, lo + k, r)?);
-    }
-    Ok(())
+    Ok(out)
 }
 
 /// Stored indexes needed for the consistency proof from size `from` to
 /// `size`.
 pub fn consistency_proof_plan(from: u64, size: u64) -> Result<Vec<u64>, Error> {
-    check_consistency_args(from, size)?;
-    let mut out = Vec::new();
-    if from > 0 {
-        consistency_indexes(0, size, from, &mut out);
-    }
-    Ok(out)
+    Ok(plan_of(&consistency_proof_ranges(from, size)?))
 }
 
 /// RFC 9162 consistency proof between the tree of `from` leaves and the tree
@@ -356,17 +329,67 @@ pub fn consistency_proof(
     size: u64,
     hashes: &impl HashReader,
 ) -> Result<Vec<Hash>, Error> {
-    check_consistency_args(from, size)?;
-    let mut out = Vec::new();
-    if from > 0 {
-        consistency_path(0, size, from, hashes, &mut out)?;
-    }
-    Ok(out)
+    proof_of(&consistency_proof_ranges(from, size)?, hashes)
 }
 
 // ---------------------------------------------------------------------------
 // Verification (RFC 9162 §2.1.3.2 and §2.1.4.2), written as in the RFC so it
 // can be audited line by line against it.
+
+/// Which side of the running hash the next proof hash goes.
+enum Sibling {
+    /// `node_hash(proof hash, running hash)`.
+    Left,
+    /// `node_hash(running hash, proof hash)`.
+    Right,
+}
+
+/// The RFC's walk up the tree shared by both verifications: `f_n` is the
+/// node being proved, `s_n` the last node at the same level; `proof` names
+/// the proof in errors.
+struct ProofWalk {
+    f_n: u64,
+    s_n: u64,
+    proof: &'static str,
+}
+
+impl ProofWalk {
+    /// One proof hash: where it goes, then one level up (RFC 9162's loop
+    /// body, the hashing left to the caller).
+    fn step(&mut self) -> Result<Sibling, Error> {
+        if self.s_n == 0 {
+            return Err(Error::InvalidProof(format!(
+                "{} proof is too long",
+                self.proof
+            )));
+        }
+        let side = if self.f_n & 1 == 1 || self.f_n == self.s_n {
+            if self.f_n & 1 == 0 {
+                while self.f_n & 1 == 0 && self.f_n != 0 {
+                    self.f_n >>= 1;
+                    self.s_n >>= 1;
+                }
+            }
+            Sibling::Left
+        } else {
+            Sibling::Right
+        };
+        self.f_n >>= 1;
+        self.s_n >>= 1;
+        Ok(side)
+    }
+
+    /// After the last proof hash: the walk must have reached the root.
+    fn finish(&self) -> Result<(), Error> {
+        if self.s_n != 0 {
+            return Err(Error::InvalidProof(format!(
+                "{} proof is too short",
+                self.proof
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// Verifies that `leaf` is the leaf at `index` in the tree of `size` leaves
 /// with root `root` (RFC 9162 §2.1.3.2).
@@ -382,30 +405,19 @@ pub fn verify_inclusion(
             "leaf index {index} is not in a tree of size {size}"
         )));
     }
-    let mut f_n = index;
-    let mut s_n = size - 1;
+    let mut walk = ProofWalk {
+        f_n: index,
+        s_n: size - 1,
+        proof: "inclusion",
+    };
     let mut r = *leaf;
     for p in proof {
-        if s_n == 0 {
-            return Err(Error::InvalidProof("inclusion proof is too long".into()));
-        }
-        if f_n & 1 == 1 || f_n == s_n {
-            r = node_hash(p, &r);
-            if f_n & 1 == 0 {
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
-            }
-        } else {
-            r = node_hash(&r, p);
-        }
-        f_n >>= 1;
-        s_n >>= 1;
+        r = match walk.step()? {
+            Sibling::Left => node_hash(p, &r),
+            Sibling::Right => node_hash(&r, p),
+        };
     }
-    if s_n != 0 {
-        return Err(Error::InvalidProof("inclusion proof is too short".into()));
-    }
+    walk.finish()?;
     if r != *root {
         return Err(Error::InvalidProof(
             "inclusion proof does not lead to the root hash".into(),
@@ -454,36 +466,27 @@ pub fn verify_consistency(
     }
     path.extend_from_slice(proof);
 
-    let mut f_n = from - 1;
-    let mut s_n = size - 1;
-    while f_n & 1 == 1 {
-        f_n >>= 1;
-        s_n >>= 1;
+    let mut walk = ProofWalk {
+        f_n: from - 1,
+        s_n: size - 1,
+        proof: "consistency",
+    };
+    while walk.f_n & 1 == 1 {
+        walk.f_n >>= 1;
+        walk.s_n >>= 1;
     }
     let mut f_r = path[0];
     let mut s_r = path[0];
     for c in &path[1..] {
-        if s_n == 0 {
-            return Err(Error::InvalidProof("consistency proof is too long".into()));
-        }
-        if f_n & 1 == 1 || f_n == s_n {
-            f_r = node_hash(c, &f_r);
-            s_r = node_hash(c, &s_r);
-            if f_n & 1 == 0 {
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
+        match walk.step()? {
+            Sibling::Left => {
+                f_r = node_hash(c, &f_r);
+                s_r = node_hash(c, &s_r);
             }
-        } else {
-            s_r = node_hash(&s_r, c);
+            Sibling::Right => s_r = node_hash(&s_r, c),
         }
-        f_n >>= 1;
-        s_n >>= 1;
     }
-    if s_n != 0 {
-        return Err(Error::InvalidProof("consistency proof is too short".into()));
-    }
+    walk.finish()?;
     if f_r != *root_from {
         return Err(Error::InvalidProof(
             "consistency proof does not match the old root".into(),

@@ -130,24 +130,13 @@ impl<'a> Scanner<'a> {
             p += 1;
         }
         let int_start = p;
-        while b.get(p).is_some_and(u8::is_ascii_digit) {
-            p += 1;
-        }
+        let invalid = || err(start, "invalid number");
+        p = digit_run(b, p).ok_or_else(invalid)?;
         let int_len = p - int_start;
-        if int_len == 0 {
-            return Err(err(start, "invalid number"));
-        }
         let mut simple = true;
         if b.get(p) == Some(&b'.') {
             simple = false;
-            p += 1;
-            let s = p;
-            while b.get(p).is_some_and(u8::is_ascii_digit) {
-                p += 1;
-            }
-            if p == s {
-                return Err(err(start, "invalid number"));
-            }
+            p = digit_run(b, p + 1).ok_or_else(invalid)?;
         }
         if matches!(b.get(p), Some(b'e' | b'E')) {
             simple = false;
@@ -155,13 +144,7 @@ impl<'a> Scanner<'a> {
             if matches!(b.get(p), Some(b'+' | b'-')) {
                 p += 1;
             }
-            let s = p;
-            while b.get(p).is_some_and(u8::is_ascii_digit) {
-                p += 1;
-            }
-            if p == s {
-                return Err(err(start, "invalid number"));
-            }
+            p = digit_run(b, p).ok_or_else(invalid)?;
         }
         self.pos = p;
         let text = &b[start..p];
@@ -190,6 +173,24 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// After an element or member: consumes `,` (`false`: another
+    /// follows) or `close` (`true`: the container ends); anything else is
+    /// the error `why`.
+    #[inline]
+    fn closes(&mut self, close: u8, why: &str) -> Result<bool, Error> {
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(err(self.pos, why)),
+        }
+    }
+
     fn value(&mut self, depth: usize) -> Result<(), Error> {
         if depth > MAX_DEPTH {
             return Err(err(self.pos, "nesting too deep"));
@@ -205,13 +206,8 @@ impl<'a> Scanner<'a> {
                 }
                 loop {
                     self.value(depth + 1)?;
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(err(self.pos, "expected , or ]")),
+                    if self.closes(b']', "expected , or ]")? {
+                        return Ok(());
                     }
                 }
             }
@@ -244,16 +240,23 @@ impl<'a> Scanner<'a> {
             prev = Some(key);
             self.expect(b":")?;
             self.value(depth + 1)?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(err(self.pos, "expected , or }")),
+            if self.closes(b'}', "expected , or }")? {
+                return Ok(());
             }
         }
     }
+}
+
+/// The end of the run of ASCII digits starting at `p`; `None` when there is
+/// not at least one.
+#[inline]
+fn digit_run(b: &[u8], p: usize) -> Option<usize> {
+    let digits = b
+        .get(p..)?
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    (digits > 0).then_some(p + digits)
 }
 
 /// Length of the leading run of bytes that need no attention inside a

@@ -299,18 +299,20 @@ fn proofs_from_the_exported_tree_match_checkpoints() {
     }
 }
 
-// Large exports: verification hashes aligned groups of 4,096 lines on
+// Large exports: verification hashes aligned groups of 1,024 lines on
 // several threads (a whole group as one subtree unless a checkpoint falls
 // inside it). These make sure that a problem in the middle of such a group
 // is still found, at the right index, and that a checkpoint inside a group
 // is checked against the exact prefix.
 
-/// 20,000 lines span five groups, four whole and one partial, and (with
-/// four groups per batch on a machine of up to two cores) two batches.
+/// 20,000 lines span twenty groups, nineteen whole and one partial, and
+/// (with sixteen groups per batch on a machine of up to two cores) two
+/// batches.
 const LARGE: u64 = 20_000;
 
 /// Writes a large export with checkpoints at every multiple of 8,192 (group
-/// boundaries) and two extra ones inside groups (10,001 and 17,000).
+/// boundaries) and two extra ones inside groups (10,001 in 9,216..10,240 and
+/// 17,000 in 16,384..17,408).
 fn large_setup() -> (tempfile::TempDir, SigningKey) {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = SigningKey::generate(ORIGIN).expect("key");
@@ -339,7 +341,7 @@ fn large_clean_export_verifies_with_checkpoints_on_and_inside_groups() {
 #[test]
 fn non_canonical_line_in_the_middle_of_a_parallel_group_is_exact() {
     let (dir, key) = large_setup();
-    // 6,001 is in the middle of the whole group 4,096..8,192.
+    // 6,001 is in the middle of the whole group 5,120..6,144.
     let e = line_edited(dir.path(), &key, 6001, "\"actor\":", "\"actor\": ");
     assert_eq!(
         (e.kind, e.index),
@@ -351,12 +353,14 @@ fn non_canonical_line_in_the_middle_of_a_parallel_group_is_exact() {
 #[test]
 fn content_edit_in_the_middle_of_a_parallel_group_names_its_range() {
     for (line, range_start, checkpoint) in [
-        // Whole group 4,096..8,192, caught by the checkpoint at its end.
+        // Whole group 4,096..5,120, caught by the checkpoint at 8,192.
         (5000, 0, 8192),
-        // Group 8,192..12,288 holds checkpoint 10,001: leaf by leaf.
+        // Whole group 8,192..9,216, before checkpoint 10,001.
         (9000, 8192, 10_001),
+        // Group 9,216..10,240 holds checkpoint 10,001: leaf by leaf.
+        (9500, 8192, 10_001),
         (11_000, 10_001, 16_384),
-        // The partial last group, caught by the checkpoint inside it.
+        // The second batch's first group, caught by the checkpoint inside it.
         (16_500, 16_384, 17_000),
     ] {
         let (dir, key) = large_setup();
