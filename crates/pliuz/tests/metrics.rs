@@ -400,11 +400,6 @@ async fn on_postgresql_replicas_share_the_gauges_and_count_their_own_requests() 
     }
 }
 
-/// A webhook receiver that refuses its first delivery (503) and accepts the rest.
-async fn receiver_refusing_once() -> String {
-    receiver(1, StatusCode::SERVICE_UNAVAILABLE).await
-}
-
 /// A webhook receiver that answers `refusal` to its first `refusals`
 /// deliveries and accepts the rest.
 async fn receiver(refusals: usize, refusal: StatusCode) -> String {
@@ -434,49 +429,65 @@ async fn receiver(refusals: usize, refusal: StatusCode) -> String {
     format!("http://127.0.0.1:{port}/hook")
 }
 
-#[tokio::test]
-async fn webhook_deliveries_are_counted_by_outcome() {
-    let backoff = [
-        ("PLIUZ_OUTBOX_BACKOFF_MS", "200"),
-        ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "400"),
-    ];
-    let server = Server::start_with(&config(), None, env_vars(&backoff)).await;
+/// Starts a server whose outbox retries fast (`tuning`), gives an agent a
+/// webhook receiver that answers `refusal` to its first `refusals`
+/// deliveries, opens one request the policy approves at once (one
+/// `approval.decided` event) and scrapes until the webhook's `settled`
+/// outcome is counted once and nothing is left due. Returns that scrape.
+async fn one_webhook_event(
+    tuning: &[(&str, &str)],
+    refusals: usize,
+    refusal: StatusCode,
+    settled: &str,
+) -> String {
+    let server = Server::start_with(&config(), None, env_vars(tuning)).await;
     let http = Client::new();
-    let hook = receiver_refusing_once().await;
+    let hook = receiver(refusals, refusal).await;
     let out = server.cli(
         &["agents", "create", "hooked-bot", "--webhook-url", &hook],
         None,
     );
     assert!(out.success, "{}", out.stderr);
     let agent = out.stdout.lines().next().expect("key").to_owned();
-    // Decided at once by the policy's condition: one approval.decided event.
     assert_eq!(
         create(&http, &server, &agent, 500).await["status"],
         "approved"
     );
 
-    let failed = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"failed\"}";
-    let delivered = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"delivered\"}";
+    let settled = format!("pliuz_deliveries_total{{channel=\"webhook\",outcome=\"{settled}\"}}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let text = scrape(&http, &server).await;
-        let depth = sample(&text, "pliuz_outbox_depth{channel=\"webhook\"}");
         assert!(
-            sample(&text, delivered).unwrap_or(0.0) <= 1.0,
-            "one event, delivered once:\n{text}"
+            sample(&text, &settled).unwrap_or(0.0) <= 1.0,
+            "one event, settled once:\n{text}"
         );
-        // The depth gauge is read from the database at scrape time, the
-        // counters from memory: wait until both tell of the delivery.
-        if sample(&text, delivered) == Some(1.0) && depth == Some(0.0) {
-            assert_eq!(sample(&text, failed), Some(1.0), "{text}");
-            break;
+        // The depth gauge is read from the database during the scrape, the
+        // counters from memory after it: wait until both tell of the end. A
+        // given-up row is kept (with its error) but no longer counted as due.
+        let depth = sample(&text, "pliuz_outbox_depth{channel=\"webhook\"}");
+        if sample(&text, &settled) == Some(1.0) && depth == Some(0.0) {
+            return text;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "not delivered:\n{text}"
+            "not {settled}:\n{text}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+const WEBHOOK_FAILED: &str = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"failed\"}";
+const WEBHOOK_DELIVERED: &str = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"delivered\"}";
+
+#[tokio::test]
+async fn webhook_deliveries_are_counted_by_outcome() {
+    let backoff = [
+        ("PLIUZ_OUTBOX_BACKOFF_MS", "200"),
+        ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "400"),
+    ];
+    let text = one_webhook_event(&backoff, 1, StatusCode::SERVICE_UNAVAILABLE, "delivered").await;
+    assert_eq!(sample(&text, WEBHOOK_FAILED), Some(1.0), "{text}");
 }
 
 #[tokio::test]
@@ -486,38 +497,12 @@ async fn a_refused_webhook_is_given_up_after_its_attempts() {
         ("PLIUZ_OUTBOX_BACKOFF_MAX_MS", "200"),
         ("PLIUZ_OUTBOX_MAX_ATTEMPTS", "2"),
     ];
-    let server = Server::start_with(&config(), None, env_vars(&tuning)).await;
-    let http = Client::new();
     // 410 is not transient: it counts against the attempts.
-    let hook = receiver(usize::MAX, StatusCode::GONE).await;
-    let out = server.cli(
-        &["agents", "create", "gone-bot", "--webhook-url", &hook],
-        None,
-    );
-    assert!(out.success, "{}", out.stderr);
-    let agent = out.stdout.lines().next().expect("key").to_owned();
+    let text = one_webhook_event(&tuning, usize::MAX, StatusCode::GONE, "given_up").await;
+    assert_eq!(sample(&text, WEBHOOK_FAILED), Some(1.0), "{text}");
     assert_eq!(
-        create(&http, &server, &agent, 500).await["status"],
-        "approved"
+        sample(&text, WEBHOOK_DELIVERED).unwrap_or(0.0),
+        0.0,
+        "{text}"
     );
-
-    let failed = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"failed\"}";
-    let given_up = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"given_up\"}";
-    let delivered = "pliuz_deliveries_total{channel=\"webhook\",outcome=\"delivered\"}";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let text = scrape(&http, &server).await;
-        let depth = sample(&text, "pliuz_outbox_depth{channel=\"webhook\"}");
-        // A given-up row is kept (with its error) but no longer counted as due.
-        if sample(&text, given_up) == Some(1.0) && depth == Some(0.0) {
-            assert_eq!(sample(&text, failed), Some(1.0), "{text}");
-            assert_eq!(sample(&text, delivered).unwrap_or(0.0), 0.0, "{text}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not given up:\n{text}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
