@@ -72,50 +72,49 @@ class AskOptions(RequestFields, total=False):
 class _Ask:
     tool_name: str
     args: dict[str, Any]
-    policy: str | None = None
-    redact: Sequence[str] = ()
-    tool_schema: dict[str, Any] | None = None
-    session_id: str | None = None
-    key: str | None = None
-    originator: str | None = None
-    context_messages: list[Any] | None = None
-    client_metadata: dict[str, Any] | None = None
-    inbox_url: str | None = None
+    #: The caller's keywords, as given (each is read where it is used).
+    options: AskOptions
 
     @classmethod
     def build(cls, tool_name: str, args: Mapping[str, Any], **options: Unpack[AskOptions]) -> _Ask:
+        unknown = options.keys() - AskOptions.__optional_keys__
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         for path in options.get("redact", ()):
             parse_path(path)
-        return cls(tool_name, dict(args), **options)
+        return cls(tool_name, dict(args), options)
 
     def prepare(self, secret: str) -> PreparedCall:
+        o = self.options
         config = _current_config()
-        session = self.session_id if self.session_id is not None else thread_id(config)
+        session = o.get("session_id")
+        if session is None:
+            session = thread_id(config)
         node = (config.get("metadata") or {}).get("langgraph_node")
         # One request per (thread, node, tool, args[, key]): a re-run of the node after a
         # resume or a restart finds the same request instead of asking again.
-        anchor = f"langgraph:{node or ''}:{self.key or ''}"
+        anchor = f"langgraph:{node or ''}:{o.get('key') or ''}"
         key = idempotency_key(
             self.tool_name, self.args, session_id=session, call_id=anchor, secret=secret
         )
-        patterns = [parse_path(p) for p in self.redact]
+        redact = o.get("redact", ())
         return prepare_call(
             self.tool_name,
             self.args,
             secret=secret,
-            policy=self.policy,
-            redact_paths=self.redact,
-            tool_schema=relax_schema(self.tool_schema, patterns),
-            call_id=self.key,
+            policy=o.get("policy"),
+            redact_paths=redact,
+            tool_schema=relax_schema(o.get("tool_schema"), [parse_path(p) for p in redact]),
+            call_id=o.get("key"),
             session_id=session,
-            originator=self.originator,
-            context_messages=self.context_messages,
-            client_metadata={**(self.client_metadata or {}), "langgraph_node": node},
+            originator=o.get("originator"),
+            context_messages=o.get("context_messages"),
+            client_metadata={**(o.get("client_metadata") or {}), "langgraph_node": node},
             idempotency_key_override=key,
         )
 
     def payload(self, approval: Approval, prepared: PreparedCall, base_url: str) -> dict[str, Any]:
-        inbox = (self.inbox_url or base_url).rstrip("/")
+        inbox = (self.options.get("inbox_url") or base_url).rstrip("/")
         return {
             "type": INTERRUPT_TYPE,
             "approval_id": approval.id,
