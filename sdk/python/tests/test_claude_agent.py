@@ -89,6 +89,12 @@ async def by_call(human: Human, call_id: str) -> list[dict[str, Any]]:
     return [a for a in items if a.get("call_id") == call_id]
 
 
+def denial(answer: dict[str, Any]) -> str:
+    """The message of the gate's answer, which must be a deny."""
+    assert answer["behavior"] == "deny", answer
+    return str(answer["message"])
+
+
 async def test_approve_allows_claims_and_the_post_tool_use_report_lands(
     server: PliuzServer, human: Human
 ) -> None:
@@ -134,9 +140,8 @@ async def test_reject_denies_with_the_reason(server: PliuzServer, human: Human) 
     asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
     approval = await decide(human, call, "reject", reason="never force-push main")
     answer = await asyncio.wait_for(asking, 15)
-    assert answer["behavior"] == "deny"
+    assert "never force-push main" in denial(answer)
     assert answer["interrupt"] is True
-    assert "never force-push main" in answer["message"]
     assert "rejected by user:bob@example.com" in answer["message"]
     # A PostToolUse for a call that was denied changes nothing.
     await cli.post_tool_use("Bash", args, call, BASH_RESPONSE)
@@ -150,8 +155,7 @@ async def test_expiry_denies(server: PliuzServer, human: Human) -> None:
     answer = await asyncio.wait_for(
         cli.can_use_tool("Write", {"file_path": "/etc/motd", "content": "hi"}, call), 30
     )
-    assert answer["behavior"] == "deny"
-    assert "expired before anyone decided" in answer["message"]
+    assert "expired before anyone decided" in denial(answer)
     assert "interrupt" not in answer
     (a,) = await by_call(human, call)
     assert a["status"] == "expired"
@@ -163,8 +167,7 @@ async def test_unreachable_server_denies(server: PliuzServer) -> None:
     gate = ClaudeGate({"Bash": "shell"}, client=down)
     claude, cli = await connected(options(gate))
     answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "ls"}, tool_use_id()), 15)
-    assert answer["behavior"] == "deny"
-    assert "approval server could not be reached" in answer["message"]
+    assert "approval server could not be reached" in denial(answer)
     await claude.disconnect()
     await down.aclose()
 
@@ -181,8 +184,7 @@ async def test_ungated_tools_pass_unchanged_or_are_denied(
 
     _, claude, cli = await connected_gate(server, ungated="deny")
     answer = await asyncio.wait_for(cli.can_use_tool("Read", args, call), 5)
-    assert answer["behavior"] == "deny"
-    assert "Read was NOT executed" in answer["message"]
+    assert "Read was NOT executed" in denial(answer)
     await claude.disconnect()
 
 
@@ -202,8 +204,7 @@ async def test_concurrent_callbacks_for_one_call_allow_once(
     assert not other.done()  # held until the first call's outcome is known
     await cli.post_tool_use("Bash", args, call, BASH_RESPONSE)
     answer = await asyncio.wait_for(other, 15)
-    assert answer["behavior"] == "deny"
-    assert "already executed" in answer["message"]
+    assert "already executed" in denial(answer)
     assert len(await by_call(human, call)) == 1  # one request, asked once
     await settled(human, approval["id"], "executed")
     await gate.aclose()
@@ -323,8 +324,7 @@ async def test_timeout_denies_and_cancels_the_request(server: PliuzServer, human
     _, claude, cli = await connected_gate(server, timeout_s=1.0, cancel_on_timeout=True)
     call = tool_use_id()
     answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "uptime"}, call), 15)
-    assert answer["behavior"] == "deny"
-    assert "no approval decision arrived within 1 seconds" in answer["message"]
+    assert "no approval decision arrived within 1 seconds" in denial(answer)
     (a,) = await by_call(human, call)
     await settled(human, a["id"], "cancelled")
     await claude.disconnect()
@@ -351,8 +351,7 @@ async def test_unknown_policy_denies_as_misconfigured(
 ) -> None:
     _, claude, cli = await connected_gate(server, policies={"Bash": "no-such-policy"})
     answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "ls"}, tool_use_id()), 15)
-    assert answer["behavior"] == "deny"
-    assert "misconfigured" in answer["message"]
+    assert "misconfigured" in denial(answer)
     assert "nobody was asked" in answer["message"]
     assert any("misconfigured" in r.getMessage() for r in caplog.records)
     await claude.disconnect()
@@ -373,8 +372,7 @@ async def test_missing_post_tool_use_leaves_the_outcome_unknown(
     assert a["status"] == "executing"  # claimed, never reported: outcome unknown
     # Asked again for the same call, the gate does not allow it a second time.
     again = await asyncio.wait_for(cli.can_use_tool("Bash", args, call), 15)
-    assert again["behavior"] == "deny"
-    assert "outcome is unknown" in again["message"]
+    assert "outcome is unknown" in denial(again)
     await claude.disconnect()
 
 
