@@ -9,13 +9,15 @@ cannot be made to produce on cue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
+from claude_agent_sdk import ClaudeAgentOptions
 from claude_cli import SESSION, ScriptedCli, connected
 from server import Human, PliuzServer, free_port
 
@@ -47,13 +49,18 @@ def gate_for(server: PliuzServer, **kw: Any) -> ClaudeGate:
     return ClaudeGate(client=pliuz_client(server), **kw)
 
 
+@contextlib.asynccontextmanager
 async def connected_gate(
     server: PliuzServer, *, gate_in_hook: bool = False, **kw: Any
-) -> tuple[ClaudeGate, ClaudeSDKClient, ScriptedCli]:
-    """A gate on ``server`` (``kw``: its options) and a Claude client connected through it."""
+) -> AsyncIterator[tuple[ClaudeGate, ScriptedCli]]:
+    """A gate on ``server`` (``kw``: its options) and the scripted CLI of a Claude client
+    connected through it, disconnected when the block ends, a failed assertion included."""
     gate = gate_for(server, **kw)
     claude, cli = await connected(options(gate, gate_in_hook=gate_in_hook))
-    return gate, claude, cli
+    try:
+        yield gate, cli
+    finally:
+        await claude.disconnect()
 
 
 def options(gate: ClaudeGate, *, gate_in_hook: bool = False) -> ClaudeAgentOptions:
@@ -98,68 +105,66 @@ def denial(answer: dict[str, Any]) -> str:
 async def test_approve_allows_claims_and_the_post_tool_use_report_lands(
     server: PliuzServer, human: Human
 ) -> None:
-    gate, claude, cli = await connected_gate(server)
-    call, args = tool_use_id(), {"command": "rm -rf build/", "description": "clean"}
-    assert await cli.pre_tool_use("Bash", args, call) == [{}]  # notes the session only
-    asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
-    approval = await decide(human, call, "approve")
-    assert approval["session_id"] == SESSION  # learnt from PreToolUse
-    assert approval["policy"] == "shell"
-    answer = await asyncio.wait_for(asking, 15)
-    assert answer == {"behavior": "allow", "updatedInput": args}
-    # Claimed before the allow went back: the server shows it executing until the report.
-    assert (await asyncio.to_thread(human.get, approval["id"]))["status"] == "executing"
-    assert await cli.post_tool_use("Bash", args, call, BASH_RESPONSE) == [{}]
-    done = await settled(human, approval["id"], "executed")
-    assert done["execution"]["outcome"] == "success"
-    assert "3 files deleted" in done["execution"]["output_excerpt"]
-    assert await gate.aclose()
-    await claude.disconnect()
+    async with connected_gate(server) as (gate, cli):
+        call, args = tool_use_id(), {"command": "rm -rf build/", "description": "clean"}
+        assert await cli.pre_tool_use("Bash", args, call) == [{}]  # notes the session only
+        asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
+        approval = await decide(human, call, "approve")
+        assert approval["session_id"] == SESSION  # learnt from PreToolUse
+        assert approval["policy"] == "shell"
+        answer = await asyncio.wait_for(asking, 15)
+        assert answer == {"behavior": "allow", "updatedInput": args}
+        # Claimed before the allow went back: the server shows it executing until the report.
+        assert (await asyncio.to_thread(human.get, approval["id"]))["status"] == "executing"
+        assert await cli.post_tool_use("Bash", args, call, BASH_RESPONSE) == [{}]
+        done = await settled(human, approval["id"], "executed")
+        assert done["execution"]["outcome"] == "success"
+        assert "3 files deleted" in done["execution"]["output_excerpt"]
+        assert await gate.aclose()
 
 
 async def test_edit_becomes_updated_input(server: PliuzServer, human: Human) -> None:
-    gate, claude, cli = await connected_gate(server)
-    call = tool_use_id()
-    args = {"order_id": "ord-7", "amount_cents": 90000}
-    asking = asyncio.create_task(cli.can_use_tool("mcp__payments__refund", args, call))
-    edited = {"order_id": "ord-7", "amount_cents": 4500}
-    approval = await decide(human, call, "edit", final_args=edited)
-    assert approval["policy"] == "refunds"  # through the "mcp__payments__*" pattern
-    answer = await asyncio.wait_for(asking, 15)
-    assert answer == {"behavior": "allow", "updatedInput": edited}
-    await cli.post_tool_use("mcp__payments__refund", edited, call, [{"type": "text", "text": "ok"}])
-    done = await settled(human, approval["id"], "executed")
-    assert done["final_args"] == edited
-    await gate.aclose()
-    await claude.disconnect()
+    async with connected_gate(server) as (gate, cli):
+        call = tool_use_id()
+        args = {"order_id": "ord-7", "amount_cents": 90000}
+        asking = asyncio.create_task(cli.can_use_tool("mcp__payments__refund", args, call))
+        edited = {"order_id": "ord-7", "amount_cents": 4500}
+        approval = await decide(human, call, "edit", final_args=edited)
+        assert approval["policy"] == "refunds"  # through the "mcp__payments__*" pattern
+        answer = await asyncio.wait_for(asking, 15)
+        assert answer == {"behavior": "allow", "updatedInput": edited}
+        await cli.post_tool_use(
+            "mcp__payments__refund", edited, call, [{"type": "text", "text": "ok"}]
+        )
+        done = await settled(human, approval["id"], "executed")
+        assert done["final_args"] == edited
+        await gate.aclose()
 
 
 async def test_reject_denies_with_the_reason(server: PliuzServer, human: Human) -> None:
-    _, claude, cli = await connected_gate(server, interrupt_on_deny=True)
-    call, args = tool_use_id(), {"command": "git push --force"}
-    asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
-    approval = await decide(human, call, "reject", reason="never force-push main")
-    answer = await asyncio.wait_for(asking, 15)
-    assert "never force-push main" in denial(answer)
-    assert answer["interrupt"] is True
-    assert "rejected by user:bob@example.com" in answer["message"]
-    # A PostToolUse for a call that was denied changes nothing.
-    await cli.post_tool_use("Bash", args, call, BASH_RESPONSE)
-    assert (await asyncio.to_thread(human.get, approval["id"]))["status"] == "rejected"
-    await claude.disconnect()
+    async with connected_gate(server, interrupt_on_deny=True) as (_, cli):
+        call, args = tool_use_id(), {"command": "git push --force"}
+        asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
+        approval = await decide(human, call, "reject", reason="never force-push main")
+        answer = await asyncio.wait_for(asking, 15)
+        assert "never force-push main" in denial(answer)
+        assert answer["interrupt"] is True
+        assert "rejected by user:bob@example.com" in answer["message"]
+        # A PostToolUse for a call that was denied changes nothing.
+        await cli.post_tool_use("Bash", args, call, BASH_RESPONSE)
+        assert (await asyncio.to_thread(human.get, approval["id"]))["status"] == "rejected"
 
 
 async def test_expiry_denies(server: PliuzServer, human: Human) -> None:
-    _, claude, cli = await connected_gate(server)
-    call = tool_use_id()
-    answer = await asyncio.wait_for(
-        cli.can_use_tool("Write", {"file_path": "/etc/motd", "content": "hi"}, call), 30
-    )
-    assert "expired before anyone decided" in denial(answer)
-    assert "interrupt" not in answer
-    (a,) = await by_call(human, call)
-    assert a["status"] == "expired"
-    await claude.disconnect()
+    async with connected_gate(server) as (_, cli):
+        call = tool_use_id()
+        answer = await asyncio.wait_for(
+            cli.can_use_tool("Write", {"file_path": "/etc/motd", "content": "hi"}, call), 30
+        )
+        assert "expired before anyone decided" in denial(answer)
+        assert "interrupt" not in answer
+        (a,) = await by_call(human, call)
+        assert a["status"] == "expired"
 
 
 async def test_unreachable_server_denies(server: PliuzServer) -> None:
@@ -175,40 +180,39 @@ async def test_unreachable_server_denies(server: PliuzServer) -> None:
 async def test_ungated_tools_pass_unchanged_or_are_denied(
     server: PliuzServer, human: Human
 ) -> None:
-    _, claude, cli = await connected_gate(server)
-    call, args = tool_use_id(), {"file_path": "README.md"}
-    answer = await asyncio.wait_for(cli.can_use_tool("Read", args, call), 5)
-    assert answer == {"behavior": "allow", "updatedInput": args}
-    assert await by_call(human, call) == []  # nobody was asked
-    await claude.disconnect()
+    async with connected_gate(server) as (_, cli):
+        call, args = tool_use_id(), {"file_path": "README.md"}
+        answer = await asyncio.wait_for(cli.can_use_tool("Read", args, call), 5)
+        assert answer == {"behavior": "allow", "updatedInput": args}
+        assert await by_call(human, call) == []  # nobody was asked
 
-    _, claude, cli = await connected_gate(server, ungated="deny")
-    answer = await asyncio.wait_for(cli.can_use_tool("Read", args, call), 5)
-    assert "Read was NOT executed" in denial(answer)
-    await claude.disconnect()
+    async with connected_gate(server, ungated="deny") as (_, cli):
+        answer = await asyncio.wait_for(cli.can_use_tool("Read", args, call), 5)
+        assert "Read was NOT executed" in denial(answer)
 
 
 async def test_concurrent_callbacks_for_one_call_allow_once(
     server: PliuzServer, human: Human
 ) -> None:
-    gate, claude, cli = await connected_gate(server)
-    call, args = tool_use_id(), {"command": "make deploy"}
-    first = asyncio.create_task(cli.can_use_tool("Bash", args, call))
-    second = asyncio.create_task(cli.can_use_tool("Bash", args, call))
-    approval = await decide(human, call, "approve")
-    done, _ = await asyncio.wait({first, second}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
-    (winner,) = done
-    assert winner.result() == {"behavior": "allow", "updatedInput": args}
-    other = second if winner is first else first
-    await asyncio.sleep(0.5)
-    assert not other.done()  # held until the first call's outcome is known
-    await cli.post_tool_use("Bash", args, call, BASH_RESPONSE)
-    answer = await asyncio.wait_for(other, 15)
-    assert "already executed" in denial(answer)
-    assert len(await by_call(human, call)) == 1  # one request, asked once
-    await settled(human, approval["id"], "executed")
-    await gate.aclose()
-    await claude.disconnect()
+    async with connected_gate(server) as (gate, cli):
+        call, args = tool_use_id(), {"command": "make deploy"}
+        first = asyncio.create_task(cli.can_use_tool("Bash", args, call))
+        second = asyncio.create_task(cli.can_use_tool("Bash", args, call))
+        approval = await decide(human, call, "approve")
+        done, _ = await asyncio.wait(
+            {first, second}, timeout=15, return_when=asyncio.FIRST_COMPLETED
+        )
+        (winner,) = done
+        assert winner.result() == {"behavior": "allow", "updatedInput": args}
+        other = second if winner is first else first
+        await asyncio.sleep(0.5)
+        assert not other.done()  # held until the first call's outcome is known
+        await cli.post_tool_use("Bash", args, call, BASH_RESPONSE)
+        answer = await asyncio.wait_for(other, 15)
+        assert "already executed" in denial(answer)
+        assert len(await by_call(human, call)) == 1  # one request, asked once
+        await settled(human, approval["id"], "executed")
+        await gate.aclose()
 
 
 def test_two_processes_one_claim(server: PliuzServer, human: Human) -> None:
@@ -254,126 +258,122 @@ def test_two_processes_one_claim(server: PliuzServer, human: Human) -> None:
 
 
 async def test_tool_failure_is_reported_as_error(server: PliuzServer, human: Human) -> None:
-    gate, claude, cli = await connected_gate(server)
-    call, args = tool_use_id(), {"command": "false"}
-    asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
-    approval = await decide(human, call, "approve")
-    assert (await asyncio.wait_for(asking, 15))["behavior"] == "allow"
-    await cli.post_tool_use_failure("Bash", args, call, "Exit code 1")
-    done = await settled(human, approval["id"], "executed")
-    assert done["execution"]["outcome"] == "error"
-    assert "Exit code 1" in done["execution"]["output_excerpt"]
-    await gate.aclose()
-    await claude.disconnect()
+    async with connected_gate(server) as (gate, cli):
+        call, args = tool_use_id(), {"command": "false"}
+        asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
+        approval = await decide(human, call, "approve")
+        assert (await asyncio.wait_for(asking, 15))["behavior"] == "allow"
+        await cli.post_tool_use_failure("Bash", args, call, "Exit code 1")
+        done = await settled(human, approval["id"], "executed")
+        assert done["execution"]["outcome"] == "error"
+        assert "Exit code 1" in done["execution"]["output_excerpt"]
+        await gate.aclose()
 
 
 async def test_gate_in_pre_tool_use_hook(server: PliuzServer, human: Human) -> None:
-    gate, claude, cli = await connected_gate(server, gate_in_hook=True)
-    (pre,) = cli.hooks["PreToolUse"]
-    assert pre["onFailure"] == "block" and pre["timeout"] >= 3600  # fails closed, waits long
+    async with connected_gate(server, gate_in_hook=True) as (gate, cli):
+        (pre,) = cli.hooks["PreToolUse"]
+        assert pre["onFailure"] == "block" and pre["timeout"] >= 3600  # fails closed, waits long
 
-    call, args = tool_use_id(), {"command": "rm -rf /var/cache"}
-    asking = asyncio.create_task(cli.pre_tool_use("Bash", args, call))
-    edited = {"command": "rm -rf /var/cache/app"}
-    approval = await decide(human, call, "edit", final_args=edited)
-    assert approval["session_id"] == SESSION
-    (answer,) = await asyncio.wait_for(asking, 15)
-    assert answer == {
-        "hookSpecificOutput": {
-            "hookEventName": "PreToolUse", "permissionDecision": "allow", "updatedInput": edited,
+        call, args = tool_use_id(), {"command": "rm -rf /var/cache"}
+        asking = asyncio.create_task(cli.pre_tool_use("Bash", args, call))
+        edited = {"command": "rm -rf /var/cache/app"}
+        approval = await decide(human, call, "edit", final_args=edited)
+        assert approval["session_id"] == SESSION
+        (answer,) = await asyncio.wait_for(asking, 15)
+        assert answer == {
+            "hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": "allow",
+                "updatedInput": edited,
+            }
         }
-    }  # fmt: skip
-    await cli.post_tool_use("Bash", edited, call, BASH_RESPONSE)
-    await settled(human, approval["id"], "executed")
+        await cli.post_tool_use("Bash", edited, call, BASH_RESPONSE)
+        await settled(human, approval["id"], "executed")
 
-    call = tool_use_id()
-    asking = asyncio.create_task(cli.pre_tool_use("Bash", args, call))
-    await decide(human, call, "reject", reason="wrong directory")
-    (answer,) = await asyncio.wait_for(asking, 15)
-    out = answer["hookSpecificOutput"]
-    assert out["permissionDecision"] == "deny"
-    assert "wrong directory" in out["permissionDecisionReason"]
+        call = tool_use_id()
+        asking = asyncio.create_task(cli.pre_tool_use("Bash", args, call))
+        await decide(human, call, "reject", reason="wrong directory")
+        (answer,) = await asyncio.wait_for(asking, 15)
+        out = answer["hookSpecificOutput"]
+        assert out["permissionDecision"] == "deny"
+        assert "wrong directory" in out["permissionDecisionReason"]
 
-    # Not gated: no opinion, the CLI's own permission rules apply.
-    assert await cli.pre_tool_use("Read", {"file_path": "x"}, tool_use_id()) == [{}]
-    await gate.aclose()
-    await claude.disconnect()
+        # Not gated: no opinion, the CLI's own permission rules apply.
+        assert await cli.pre_tool_use("Read", {"file_path": "x"}, tool_use_id()) == [{}]
+        await gate.aclose()
 
 
 async def test_redacted_arguments_stay_here_and_are_restored(
     server: PliuzServer, human: Human
 ) -> None:
-    gate, claude, cli = await connected_gate(
-        server, redact={"mcp__payments__refund": ["card.number"]}
-    )
-    call = tool_use_id()
-    args = {"order_id": "ord-9", "amount_cents": 700, "card": {"number": "4111111111111111"}}
-    asking = asyncio.create_task(cli.can_use_tool("mcp__payments__refund", args, call))
-    a = await pending(human, call)
-    assert a["tool_args"]["card"]["number"] == "[REDACTED]"
-    await asyncio.to_thread(human.decide_ok, a["id"], "approve")
-    answer = await asyncio.wait_for(asking, 15)
-    assert answer == {"behavior": "allow", "updatedInput": args}  # the real number, restored
-    await cli.post_tool_use("mcp__payments__refund", args, call, "refunded")
-    await settled(human, a["id"], "executed")
-    await gate.aclose()
-    await claude.disconnect()
+    redact = {"mcp__payments__refund": ["card.number"]}
+    async with connected_gate(server, redact=redact) as (gate, cli):
+        call = tool_use_id()
+        args = {"order_id": "ord-9", "amount_cents": 700, "card": {"number": "4111111111111111"}}
+        asking = asyncio.create_task(cli.can_use_tool("mcp__payments__refund", args, call))
+        a = await pending(human, call)
+        assert a["tool_args"]["card"]["number"] == "[REDACTED]"
+        await asyncio.to_thread(human.decide_ok, a["id"], "approve")
+        answer = await asyncio.wait_for(asking, 15)
+        assert answer == {"behavior": "allow", "updatedInput": args}  # the real number, restored
+        await cli.post_tool_use("mcp__payments__refund", args, call, "refunded")
+        await settled(human, a["id"], "executed")
+        await gate.aclose()
 
 
 async def test_timeout_denies_and_cancels_the_request(server: PliuzServer, human: Human) -> None:
-    _, claude, cli = await connected_gate(server, timeout_s=1.0, cancel_on_timeout=True)
-    call = tool_use_id()
-    answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "uptime"}, call), 15)
-    assert "no approval decision arrived within 1 seconds" in denial(answer)
-    (a,) = await by_call(human, call)
-    await settled(human, a["id"], "cancelled")
-    await claude.disconnect()
+    async with connected_gate(server, timeout_s=1.0, cancel_on_timeout=True) as (_, cli):
+        call = tool_use_id()
+        answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "uptime"}, call), 15)
+        assert "no approval decision arrived within 1 seconds" in denial(answer)
+        (a,) = await by_call(human, call)
+        await settled(human, a["id"], "cancelled")
 
 
 async def test_withdrawn_permission_request_cancels_the_pending_approval(
     server: PliuzServer, human: Human
 ) -> None:
-    gate, claude, cli = await connected_gate(server)
-    call = tool_use_id()
-    request_id, answer = cli.ask_permission("Bash", {"command": "sleep 1000"}, call)
-    a = await pending(human, call)
-    cli.cancel(request_id)  # the user interrupted the agent
-    done = await settled(human, a["id"], "cancelled")
-    assert done["decision"]["outcome"] == "cancelled"
-    assert "cancelled the tool call" in done["decision"]["reason"]
-    assert not answer.done()  # a withdrawn request gets no answer
-    await gate.aclose()
-    await claude.disconnect()
+    async with connected_gate(server) as (gate, cli):
+        call = tool_use_id()
+        request_id, answer = cli.ask_permission("Bash", {"command": "sleep 1000"}, call)
+        a = await pending(human, call)
+        cli.cancel(request_id)  # the user interrupted the agent
+        done = await settled(human, a["id"], "cancelled")
+        assert done["decision"]["outcome"] == "cancelled"
+        assert "cancelled the tool call" in done["decision"]["reason"]
+        assert not answer.done()  # a withdrawn request gets no answer
+        await gate.aclose()
 
 
 async def test_unknown_policy_denies_as_misconfigured(
     server: PliuzServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _, claude, cli = await connected_gate(server, policies={"Bash": "no-such-policy"})
-    answer = await asyncio.wait_for(cli.can_use_tool("Bash", {"command": "ls"}, tool_use_id()), 15)
-    assert "misconfigured" in denial(answer)
-    assert "nobody was asked" in answer["message"]
-    assert any("misconfigured" in r.getMessage() for r in caplog.records)
-    await claude.disconnect()
+    async with connected_gate(server, policies={"Bash": "no-such-policy"}) as (_, cli):
+        answer = await asyncio.wait_for(
+            cli.can_use_tool("Bash", {"command": "ls"}, tool_use_id()), 15
+        )
+        assert "misconfigured" in denial(answer)
+        assert "nobody was asked" in answer["message"]
+        assert any("misconfigured" in r.getMessage() for r in caplog.records)
 
 
 async def test_missing_post_tool_use_leaves_the_outcome_unknown(
     server: PliuzServer, human: Human
 ) -> None:
-    gate, claude, cli = await connected_gate(server, outcome_timeout_s=0.5)
-    call, args = tool_use_id(), {"command": "date"}
-    asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
-    approval = await decide(human, call, "approve")
-    assert (await asyncio.wait_for(asking, 15))["behavior"] == "allow"
-    assert await gate.aclose(timeout=5)  # the call gave up waiting for its outcome
-    await cli.post_tool_use("Bash", args, call, BASH_RESPONSE)  # too late: ignored
-    await asyncio.sleep(0.5)
-    a = await asyncio.to_thread(human.get, approval["id"])
-    assert a["status"] == "executing"  # claimed, never reported: outcome unknown
-    # Asked again for the same call, the gate does not allow it a second time.
-    again = await asyncio.wait_for(cli.can_use_tool("Bash", args, call), 15)
-    assert "outcome is unknown" in denial(again)
-    await claude.disconnect()
+    async with connected_gate(server, outcome_timeout_s=0.5) as (gate, cli):
+        call, args = tool_use_id(), {"command": "date"}
+        asking = asyncio.create_task(cli.can_use_tool("Bash", args, call))
+        approval = await decide(human, call, "approve")
+        assert (await asyncio.wait_for(asking, 15))["behavior"] == "allow"
+        assert await gate.aclose(timeout=5)  # the call gave up waiting for its outcome
+        await cli.post_tool_use("Bash", args, call, BASH_RESPONSE)  # too late: ignored
+        await asyncio.sleep(0.5)
+        a = await asyncio.to_thread(human.get, approval["id"])
+        assert a["status"] == "executing"  # claimed, never reported: outcome unknown
+        # Asked again for the same call, the gate does not allow it a second time.
+        again = await asyncio.wait_for(cli.can_use_tool("Bash", args, call), 15)
+        assert "outcome is unknown" in denial(again)
 
 
 def test_configuration_errors() -> None:
