@@ -77,6 +77,7 @@ class _Ask:
 
     @classmethod
     def build(cls, tool_name: str, args: Mapping[str, Any], **options: Unpack[AskOptions]) -> _Ask:
+        # A misspelt keyword fails here rather than being ignored.
         unknown = options.keys() - AskOptions.__optional_keys__
         if unknown:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
