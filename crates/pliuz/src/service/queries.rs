@@ -10,7 +10,7 @@ use crate::auth::{Principal, User};
 use crate::notify::Notifier;
 use crate::run::{Run, RunStatus};
 use crate::shutdown::Shutdown;
-use crate::store::overview::{SettledRow, WaitingRow};
+use crate::store::overview::OverviewRows;
 use crate::store::runs::DueWebhook;
 use crate::store::slack as slack_store;
 use crate::store::{
@@ -20,6 +20,7 @@ use crate::store::{
 use pliuz_audit::Hash;
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Range;
 use std::time::Duration;
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -40,27 +41,14 @@ impl ControlPlane {
         self.store.count_approvals(filter).await
     }
 
-    /// Pending requests per policy (`None`: all policies).
-    pub async fn waiting_counts(&self, policies: Option<&[String]>) -> Result<Vec<(String, i64)>> {
-        self.store.waiting_counts(policies).await
-    }
-
-    pub async fn waiting_requests(
+    /// The overview's rows (`policies`: `None` for all), requests settled
+    /// in `settled_in`.
+    pub async fn overview_rows(
         &self,
         policies: Option<&[String]>,
-        limit: i64,
-    ) -> Result<Vec<WaitingRow>> {
-        self.store.waiting_requests(policies, limit).await
-    }
-
-    pub async fn settled_between(
-        &self,
-        policies: Option<&[String]>,
-        from: i64,
-        to: i64,
-        limit: i64,
-    ) -> Result<Vec<SettledRow>> {
-        self.store.settled_between(policies, from, to, limit).await
+        settled_in: Range<i64>,
+    ) -> Result<OverviewRows> {
+        self.store.overview_rows(policies, settled_in).await
     }
 }
 
