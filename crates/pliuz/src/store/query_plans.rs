@@ -30,6 +30,10 @@ use crate::approval::Status;
 use crate::run::RunStatus;
 use sqlx::{Connection, Executor, Row};
 
+// The integration tests' helper, so both make their databases the same way.
+#[path = "../../tests/support/postgres.rs"]
+mod fresh_postgres;
+
 /// A statement the store runs, and whether it filters on anything beyond
 /// a keyset cursor. An unfiltered listing may walk the primary key in
 /// order (it stops at its `LIMIT`); a filtered one must seek an index.
@@ -333,17 +337,7 @@ async fn every_list_query_uses_an_index_on_sqlite() {
 
 #[tokio::test]
 async fn every_list_query_uses_an_index_on_postgres() {
-    let admin = std::env::var("PLIUZ_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is required for this test ({admin}): {e}"));
-    let name = format!("pliuz_plans_{}", uuid::Uuid::now_v7().simple());
-    conn.execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("create database");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
+    let url = fresh_postgres::fresh_database("pliuz_plans").await;
     load_sample(&store_on(&url).await).await;
     let mut pg = sqlx::PgConnection::connect(&url).await.expect("connect");
     // Priced out, not forbidden: a sequential scan still shows up when no
@@ -374,9 +368,7 @@ async fn every_list_query_uses_an_index_on_postgres() {
         }
     }
     drop(pg);
-    let _ = conn
-        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-        .await;
+    fresh_postgres::drop_database(&url).await;
     assert!(failures.is_empty(), "full scans:\n{}", failures.join("\n"));
 }
 
