@@ -32,7 +32,7 @@ use crate::store::{Store, WriteTx};
 // that nothing outside `service` names the store.
 pub use crate::store::oidc::PendingLogin;
 pub use crate::store::overview::{SettledRow, WaitingRow, SETTLED_LIMIT};
-pub use crate::store::runs::DueWebhook;
+pub use crate::store::runs::{DueWebhook, RunFilter};
 pub use crate::store::slack::PostedMessage;
 pub use crate::store::AgentRecord;
 pub use crate::store::{

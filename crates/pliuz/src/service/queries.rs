@@ -8,10 +8,10 @@ use super::ControlPlane;
 use crate::approval::Approval;
 use crate::auth::{Principal, User};
 use crate::notify::Notifier;
-use crate::run::{Run, RunStatus};
+use crate::run::Run;
 use crate::shutdown::Shutdown;
 use crate::store::overview::OverviewRows;
-use crate::store::runs::DueWebhook;
+use crate::store::runs::{DueWebhook, RunFilter};
 use crate::store::slack as slack_store;
 use crate::store::{
     AgentRecord, ApprovalFilter, OutboxMessage, Page, SessionRecord, StartupLock, Store,
@@ -84,14 +84,8 @@ impl ControlPlane {
 
 /// Durable runs.
 impl ControlPlane {
-    pub async fn list_runs(
-        &self,
-        agent: &str,
-        status: Option<RunStatus>,
-        now: i64,
-        limit: i64,
-    ) -> Result<Vec<Run>> {
-        self.store.list_runs(agent, status, now, limit).await
+    pub async fn list_runs(&self, filter: &RunFilter<'_>) -> Result<Vec<Run>> {
+        self.store.list_runs(filter).await
     }
 
     /// When the agent's next run lease runs out, if any.

@@ -18,7 +18,7 @@ use super::overview::{settled_statement, waiting_counts_statement, waiting_state
 use super::principals::USER_TOKENS_SQL;
 use super::questions::{pending_statement, DUE_QUESTIONS_SQL, NEXT_QUESTION_EXPIRY_SQL};
 use super::runs::{
-    list_runs_statement, DUE_WEBHOOKS_SQL, NEXT_WEBHOOK_DUE_SQL, RUNS_WITH_APPROVAL_SQL,
+    list_runs_statement, RunFilter, DUE_WEBHOOKS_SQL, NEXT_WEBHOOK_DUE_SQL, RUNS_WITH_APPROVAL_SQL,
     RUNS_WITH_QUESTION_SQL, WEBHOOK_KIND,
 };
 use super::sessions::PURGE_SESSIONS_SQL;
@@ -136,7 +136,12 @@ fn catalogue() -> Vec<Checked> {
         }
     }
     for status in std::iter::once(None).chain(RunStatus::ALL.into_iter().map(Some)) {
-        let statement = list_runs_statement("billing-bot", status, 1_000, 50);
+        let statement = list_runs_statement(&RunFilter {
+            agent: "billing-bot",
+            status,
+            now: 1_000,
+            limit: 50,
+        });
         out.push(Checked::filtered(format!("runs {status:?}"), statement));
     }
     for (name, policies) in [

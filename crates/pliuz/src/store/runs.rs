@@ -323,13 +323,27 @@ fn run_by_id_sql() -> String {
     format!("SELECT {RUN_COLS} FROM runs WHERE id = $1")
 }
 
+/// Which of an agent's runs to list.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFilter<'a> {
+    pub agent: &'a str,
+    /// `None`: all, newest first. `Ready`: those that can be claimed at
+    /// `now` (ready, or running with an expired lease), oldest first so a
+    /// worker drains them in order. `Running`: leases still held at `now`.
+    pub status: Option<RunStatus>,
+    /// The instant leases are compared with.
+    pub now: i64,
+    pub limit: i64,
+}
+
 /// What [`Store::list_runs`] runs.
-pub(crate) fn list_runs_statement(
-    agent: &str,
-    status: Option<RunStatus>,
-    now: i64,
-    limit: i64,
-) -> Statement {
+pub(crate) fn list_runs_statement(filter: &RunFilter<'_>) -> Statement {
+    let RunFilter {
+        agent,
+        status,
+        now,
+        limit,
+    } = *filter;
     let mut st = Statement::new(format!("SELECT {RUN_COLS} FROM runs"));
     let a = st.arg(agent);
     st.push(&format!(" WHERE agent = {a}"));
@@ -370,17 +384,9 @@ impl Store {
         Ok(Some(run_from_row(&row, ids)?))
     }
 
-    /// This agent's runs, newest first; with `claimable`, only those that
-    /// can be claimed now (ready, or running with an expired lease), oldest
-    /// first so a worker drains them in order.
-    pub async fn list_runs(
-        &self,
-        agent: &str,
-        status: Option<RunStatus>,
-        now: i64,
-        limit: i64,
-    ) -> Result<Vec<Run>> {
-        let st = list_runs_statement(agent, status, now, limit);
+    /// An agent's runs, as `filter` selects and orders them.
+    pub async fn list_runs(&self, filter: &RunFilter<'_>) -> Result<Vec<Run>> {
+        let st = list_runs_statement(filter);
         let rows = sql::fetch_rows(&self.pool, &st.sql, &st.args[..]).await?;
         let mut conn = self.pool.acquire().await?;
         let mut out = Vec::with_capacity(rows.len());
