@@ -4,7 +4,7 @@
 //! (`crate::encryption`); nothing in this file sees them in clear.
 
 use super::outbox::outbox_columns;
-use super::sql::{self, col, from_columns, json_col, Statement};
+use super::sql::{self, col, from_columns, json_col, with_columns, Statement};
 use super::{Backend, OutboxMessage, Result, Store, StoreError, WriteTx};
 use crate::run::{Run, RunStatus};
 use sqlx::any::AnyRow;
@@ -23,24 +23,15 @@ fn run_from_row(
     (approval_ids, question_ids): (Vec<String>, Vec<String>),
 ) -> Result<Run> {
     let status: String = col(r, "status")?;
-    Ok(Run {
-        id: col(r, "id")?,
-        agent: col(r, "agent")?,
+    Ok(with_columns!(r => Run {
+        id, agent, state_sha256, state_bytes, lease_token_hash, lease_expires_at, pause_count,
+        output_sha256, error, created_at, updated_at;
         status: RunStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("run status {status}")))?,
         approval_ids,
         question_ids,
-        state_sha256: col(r, "state_sha256")?,
-        state_bytes: col(r, "state_bytes")?,
         metadata: json_col(r, "metadata")?,
-        lease_token_hash: col(r, "lease_token_hash")?,
-        lease_expires_at: col(r, "lease_expires_at")?,
-        pause_count: col(r, "pause_count")?,
-        output_sha256: col(r, "output_sha256")?,
-        error: col(r, "error")?,
-        created_at: col(r, "created_at")?,
-        updated_at: col(r, "updated_at")?,
-    })
+    }))
 }
 
 /// A webhook endpoint as stored (the secret still sealed).
