@@ -14,6 +14,7 @@ use crate::run::{Outcome, Run, RunStatus};
 use crate::service::format_time;
 use crate::service::runs::{NewRunState, RunsError};
 use crate::service::FieldError;
+use crate::service::RunFilter;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -328,7 +329,13 @@ pub async fn list(
     // is looked up from the same instant.
     let read = |_| async move {
         let now = crate::service::now_millis();
-        let items = cp.list_runs(agent, status, now, i64::from(limit)).await?;
+        let filter = RunFilter {
+            agent,
+            status,
+            now,
+            limit: i64::from(limit),
+        };
+        let items = cp.list_runs(&filter).await?;
         Ok((items, now))
     };
     let settled = |(items, _): &(Vec<Run>, i64)| !items.is_empty();

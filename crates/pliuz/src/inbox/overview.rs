@@ -17,7 +17,7 @@
 use super::pages::{layout, page, span_words, Nav, WebError, WebResult};
 use super::session::Viewer;
 use crate::http::AppState;
-use crate::service::{SettledRow, WaitingRow};
+use crate::service::{SettledRow, WaitingRow, SETTLED_LIMIT};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -27,8 +27,6 @@ use std::collections::BTreeMap;
 
 const DAY_MS: i64 = 86_400_000;
 const MAX_DAYS: i64 = 90;
-const WAITING_LIMIT: i64 = 1000;
-const SETTLED_LIMIT: i64 = 200_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
@@ -203,24 +201,13 @@ async fn load(state: &AppState, viewer: &Viewer, days: i64) -> WebResult<(Stats,
     let scope = super::queue::scope(state, &p);
     let now = crate::service::now_millis();
     let from = now - days * DAY_MS;
-    let waiting = state
+    let rows = state
         .cp
-        .waiting_requests(scope.as_deref(), WAITING_LIMIT)
+        .overview_rows(scope.as_deref(), from..now + 1)
         .await?;
-    let settled = state
-        .cp
-        .settled_between(scope.as_deref(), from, now + 1, SETTLED_LIMIT + 1)
-        .await?;
-    let waiting_counts = state.cp.waiting_counts(scope.as_deref()).await?;
-    let truncated = settled.len() as i64 > SETTLED_LIMIT;
-    let mut stats = compute(
-        waiting,
-        &settled[..settled.len().min(SETTLED_LIMIT as usize)],
-        from,
-        now + 1,
-    );
-    stats.truncated = truncated;
-    stats.waiting_counts = waiting_counts;
+    let mut stats = compute(rows.waiting, &rows.settled, from, now + 1);
+    stats.truncated = rows.truncated;
+    stats.waiting_counts = rows.waiting_counts;
     Ok((stats, now))
 }
 

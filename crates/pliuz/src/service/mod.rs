@@ -31,8 +31,8 @@ use crate::store::{Store, WriteTx};
 // The store's types the edges handle (rows, pages, errors, the clock), so
 // that nothing outside `service` names the store.
 pub use crate::store::oidc::PendingLogin;
-pub use crate::store::overview::{SettledRow, WaitingRow};
-pub use crate::store::runs::DueWebhook;
+pub use crate::store::overview::{SettledRow, WaitingRow, SETTLED_LIMIT};
+pub use crate::store::runs::{DueWebhook, RunFilter};
 pub use crate::store::slack::PostedMessage;
 pub use crate::store::AgentRecord;
 pub use crate::store::{

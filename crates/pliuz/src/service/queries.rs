@@ -8,10 +8,10 @@ use super::ControlPlane;
 use crate::approval::Approval;
 use crate::auth::{Principal, User};
 use crate::notify::Notifier;
-use crate::run::{Run, RunStatus};
+use crate::run::Run;
 use crate::shutdown::Shutdown;
-use crate::store::overview::{SettledRow, WaitingRow};
-use crate::store::runs::DueWebhook;
+use crate::store::overview::OverviewRows;
+use crate::store::runs::{DueWebhook, RunFilter};
 use crate::store::slack as slack_store;
 use crate::store::{
     AgentRecord, ApprovalFilter, OutboxMessage, Page, SessionRecord, StartupLock, Store,
@@ -20,6 +20,7 @@ use crate::store::{
 use pliuz_audit::Hash;
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Range;
 use std::time::Duration;
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -40,27 +41,14 @@ impl ControlPlane {
         self.store.count_approvals(filter).await
     }
 
-    /// Pending requests per policy (`None`: all policies).
-    pub async fn waiting_counts(&self, policies: Option<&[String]>) -> Result<Vec<(String, i64)>> {
-        self.store.waiting_counts(policies).await
-    }
-
-    pub async fn waiting_requests(
+    /// The overview's rows (`policies`: `None` for all), requests settled
+    /// in `settled_in`.
+    pub async fn overview_rows(
         &self,
         policies: Option<&[String]>,
-        limit: i64,
-    ) -> Result<Vec<WaitingRow>> {
-        self.store.waiting_requests(policies, limit).await
-    }
-
-    pub async fn settled_between(
-        &self,
-        policies: Option<&[String]>,
-        from: i64,
-        to: i64,
-        limit: i64,
-    ) -> Result<Vec<SettledRow>> {
-        self.store.settled_between(policies, from, to, limit).await
+        settled_in: Range<i64>,
+    ) -> Result<OverviewRows> {
+        self.store.overview_rows(policies, settled_in).await
     }
 }
 
@@ -96,14 +84,8 @@ impl ControlPlane {
 
 /// Durable runs.
 impl ControlPlane {
-    pub async fn list_runs(
-        &self,
-        agent: &str,
-        status: Option<RunStatus>,
-        now: i64,
-        limit: i64,
-    ) -> Result<Vec<Run>> {
-        self.store.list_runs(agent, status, now, limit).await
+    pub async fn list_runs(&self, filter: &RunFilter<'_>) -> Result<Vec<Run>> {
+        self.store.list_runs(filter).await
     }
 
     /// When the agent's next run lease runs out, if any.

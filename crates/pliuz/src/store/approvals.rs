@@ -1,7 +1,7 @@
 //! Approval rows. Loading and saving whole aggregates: the state machine in
 //! `approval` decides, this file only persists.
 
-use super::sql::{self, col, json_col, Arg, Statement};
+use super::sql::{self, col, json_col, with_columns, Arg, Statement};
 use super::{Result, Store, StoreError, WriteTx};
 use crate::approval::{
     Approval, Claim, DecisionKind, Execution, ExecutionOutcome, Settlement, Status, Vote,
@@ -84,36 +84,24 @@ fn from_row(row: &AnyRow, votes: Vec<Vote>) -> Result<Approval> {
             claimed_at: col::<Option<i64>>(row, "claimed_at")?.unwrap_or_default(),
         }),
     };
-    Ok(Approval {
-        id: col(row, "id")?,
+    Ok(with_columns!(row => Approval {
+        id, tool_name, policy, agent, originator, call_id, session_id, idempotency_key,
+        args_digest, execute_within_ms, created_at, expires_at, escalated_at, version;
         status,
-        tool_name: col(row, "tool_name")?,
         tool_args: obj(json_col(row, "tool_args")?, "tool_args")?.unwrap_or_default(),
         proposed_args: obj(json_col(row, "proposed_args")?, "proposed_args")?,
         final_args: obj(json_col(row, "final_args")?, "final_args")?,
         tool_schema: json_col(row, "tool_schema")?,
-        policy: col(row, "policy")?,
-        agent: col(row, "agent")?,
-        originator: col(row, "originator")?,
-        call_id: col(row, "call_id")?,
-        session_id: col(row, "session_id")?,
         context_messages: json_col(row, "context_messages")?,
         client_metadata: json_col(row, "client_metadata")?,
-        idempotency_key: col(row, "idempotency_key")?,
-        args_digest: col(row, "args_digest")?,
         required_approvals: u32::try_from(col::<i64>(row, "required_approvals")?).unwrap_or(1),
         allowed_decisions,
         votes,
         settlement,
         edited: col::<i64>(row, "edited")? != 0,
-        execute_within_ms: col(row, "execute_within_ms")?,
         claim,
         execution,
-        created_at: col(row, "created_at")?,
-        expires_at: col(row, "expires_at")?,
-        escalated_at: col(row, "escalated_at")?,
-        version: col(row, "version")?,
-    })
+    }))
 }
 
 fn vote_from_row(row: &AnyRow) -> Result<Vote> {

@@ -4,6 +4,12 @@
 
 use super::sql::{self, col, from_columns, Record, Statement};
 use super::{Result, Store};
+use std::ops::Range;
+
+/// The most waiting requests the overview lists.
+pub const WAITING_LIMIT: i64 = 1000;
+/// The most settled requests one overview window reads.
+pub const SETTLED_LIMIT: i64 = 200_000;
 
 /// A request waiting for a decision.
 #[derive(Debug, Clone)]
@@ -51,7 +57,7 @@ fn push_scope(st: &mut Statement, policies: Option<&[String]>) {
     }
 }
 
-/// What [`Store::waiting_requests`] runs.
+/// The waiting requests [`Store::overview_rows`] reads.
 pub(crate) fn waiting_statement(policies: Option<&[String]>, limit: i64) -> Statement {
     let mut st = Statement::new(
         "SELECT id, policy, tool_name, created_at FROM approvals WHERE status = 'pending'",
@@ -62,7 +68,7 @@ pub(crate) fn waiting_statement(policies: Option<&[String]>, limit: i64) -> Stat
     st
 }
 
-/// What [`Store::waiting_counts`] runs: an index-only count per policy.
+/// The counts [`Store::overview_rows`] reads: an index-only count per policy.
 pub(crate) fn waiting_counts_statement(policies: Option<&[String]>) -> Statement {
     let mut st =
         Statement::new("SELECT policy, COUNT(*) AS n FROM approvals WHERE status = 'pending'");
@@ -71,7 +77,7 @@ pub(crate) fn waiting_counts_statement(policies: Option<&[String]>) -> Statement
     st
 }
 
-/// What [`Store::settled_between`] runs.
+/// The settled requests [`Store::overview_rows`] reads.
 pub(crate) fn settled_statement(
     policies: Option<&[String]>,
     from: i64,
@@ -89,36 +95,49 @@ pub(crate) fn settled_statement(
     st
 }
 
+/// The overview's rows for one scope and window, each read bounded.
+#[derive(Debug, Clone, Default)]
+pub struct OverviewRows {
+    /// Waiting requests, oldest first, at most [`WAITING_LIMIT`].
+    pub waiting: Vec<WaitingRow>,
+    /// How many requests wait, per policy (all of them, listed or not).
+    pub waiting_counts: Vec<(String, i64)>,
+    /// Requests settled in the window, in settlement order, at most
+    /// [`SETTLED_LIMIT`].
+    pub settled: Vec<SettledRow>,
+    /// More than [`SETTLED_LIMIT`] were settled in the window.
+    pub truncated: bool,
+}
+
 impl Store {
-    /// Waiting requests, oldest first, at most `limit`; `policies` scopes
-    /// them (`None`: all).
-    pub async fn waiting_requests(
+    /// What the overview shows: `policies` scopes it (`None`: all), and
+    /// requests settled in `settled_in` (Unix milliseconds) count.
+    pub async fn overview_rows(
         &self,
         policies: Option<&[String]>,
-        limit: i64,
-    ) -> Result<Vec<WaitingRow>> {
-        let st = waiting_statement(policies, limit);
-        sql::fetch_all(&self.pool, &st.sql, &st.args[..]).await
-    }
-
-    /// How many requests wait, per policy.
-    pub async fn waiting_counts(&self, policies: Option<&[String]>) -> Result<Vec<(String, i64)>> {
+        settled_in: Range<i64>,
+    ) -> Result<OverviewRows> {
+        let st = waiting_statement(policies, WAITING_LIMIT);
+        let waiting = sql::fetch_all(&self.pool, &st.sql, &st.args[..]).await?;
         let st = waiting_counts_statement(policies);
-        let rows = sql::fetch_rows(&self.pool, &st.sql, &st.args[..]).await?;
-        rows.iter()
+        let waiting_counts = sql::fetch_rows(&self.pool, &st.sql, &st.args[..])
+            .await?
+            .iter()
             .map(|r| Ok((col(r, "policy")?, col(r, "n")?)))
-            .collect()
-    }
-
-    /// Requests settled in `[from, to)`, at most `limit`.
-    pub async fn settled_between(
-        &self,
-        policies: Option<&[String]>,
-        from: i64,
-        to: i64,
-        limit: i64,
-    ) -> Result<Vec<SettledRow>> {
-        let st = settled_statement(policies, from, to, limit);
-        sql::fetch_all(&self.pool, &st.sql, &st.args[..]).await
+            .collect::<Result<_>>()?;
+        // One row more than kept tells a truncated window from a full one.
+        let (from, to) = (settled_in.start, settled_in.end);
+        let st = settled_statement(policies, from, to, SETTLED_LIMIT + 1);
+        let mut settled: Vec<SettledRow> =
+            sql::fetch_all(&self.pool, &st.sql, &st.args[..]).await?;
+        let kept = usize::try_from(SETTLED_LIMIT).unwrap_or(usize::MAX);
+        let truncated = settled.len() > kept;
+        settled.truncate(kept);
+        Ok(OverviewRows {
+            waiting,
+            waiting_counts,
+            settled,
+            truncated,
+        })
     }
 }

@@ -18,7 +18,7 @@ use super::overview::{settled_statement, waiting_counts_statement, waiting_state
 use super::principals::USER_TOKENS_SQL;
 use super::questions::{pending_statement, DUE_QUESTIONS_SQL, NEXT_QUESTION_EXPIRY_SQL};
 use super::runs::{
-    list_runs_statement, DUE_WEBHOOKS_SQL, NEXT_WEBHOOK_DUE_SQL, RUNS_WITH_APPROVAL_SQL,
+    list_runs_statement, RunFilter, DUE_WEBHOOKS_SQL, NEXT_WEBHOOK_DUE_SQL, RUNS_WITH_APPROVAL_SQL,
     RUNS_WITH_QUESTION_SQL, WEBHOOK_KIND,
 };
 use super::sessions::PURGE_SESSIONS_SQL;
@@ -29,6 +29,10 @@ use super::Store;
 use crate::approval::Status;
 use crate::run::RunStatus;
 use sqlx::{Connection, Executor, Row};
+
+// The integration tests' helper, so both make their databases the same way.
+#[path = "../../tests/support/postgres.rs"]
+mod fresh_postgres;
 
 /// A statement the store runs, and whether it filters on anything beyond
 /// a keyset cursor. An unfiltered listing may walk the primary key in
@@ -132,7 +136,12 @@ fn catalogue() -> Vec<Checked> {
         }
     }
     for status in std::iter::once(None).chain(RunStatus::ALL.into_iter().map(Some)) {
-        let statement = list_runs_statement("billing-bot", status, 1_000, 50);
+        let statement = list_runs_statement(&RunFilter {
+            agent: "billing-bot",
+            status,
+            now: 1_000,
+            limit: 50,
+        });
         out.push(Checked::filtered(format!("runs {status:?}"), statement));
     }
     for (name, policies) in [
@@ -333,17 +342,7 @@ async fn every_list_query_uses_an_index_on_sqlite() {
 
 #[tokio::test]
 async fn every_list_query_uses_an_index_on_postgres() {
-    let admin = std::env::var("PLIUZ_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is required for this test ({admin}): {e}"));
-    let name = format!("pliuz_plans_{}", uuid::Uuid::now_v7().simple());
-    conn.execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("create database");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
+    let url = fresh_postgres::fresh_database("pliuz_plans").await;
     load_sample(&store_on(&url).await).await;
     let mut pg = sqlx::PgConnection::connect(&url).await.expect("connect");
     // Priced out, not forbidden: a sequential scan still shows up when no
@@ -374,9 +373,7 @@ async fn every_list_query_uses_an_index_on_postgres() {
         }
     }
     drop(pg);
-    let _ = conn
-        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-        .await;
+    fresh_postgres::drop_database(&url).await;
     assert!(failures.is_empty(), "full scans:\n{}", failures.join("\n"));
 }
 

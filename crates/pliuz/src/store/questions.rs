@@ -1,7 +1,7 @@
 //! Question rows: loading and saving whole questions (the rules are in
 //! `crate::question`).
 
-use super::sql::{self, col, Record, Statement};
+use super::sql::{self, col, with_columns, Record, Statement};
 use super::{Result, Store, StoreError, WriteTx};
 use crate::question::{Answer, Choice, Question, QuestionStatus};
 use sqlx::any::AnyRow;
@@ -31,22 +31,14 @@ impl Record for Question {
                 answered_at: col::<Option<i64>>(row, "answered_at")?.unwrap_or_default(),
             }),
         };
-        Ok(Question {
-            id: col(row, "id")?,
-            agent: col(row, "agent")?,
-            policy: col(row, "policy")?,
-            text: col(row, "text")?,
+        Ok(with_columns!(row => Question {
+            id, agent, policy, text, originator, idempotency_key, digest, created_at,
+            expires_at, version;
             choices,
             allow_free_text: col::<i64>(row, "allow_free_text")? != 0,
-            originator: col(row, "originator")?,
-            idempotency_key: col(row, "idempotency_key")?,
-            digest: col(row, "digest")?,
             status,
             answer,
-            created_at: col(row, "created_at")?,
-            expires_at: col(row, "expires_at")?,
-            version: col(row, "version")?,
-        })
+        }))
     }
 }
 

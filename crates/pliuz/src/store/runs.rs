@@ -4,7 +4,7 @@
 //! (`crate::encryption`); nothing in this file sees them in clear.
 
 use super::outbox::outbox_columns;
-use super::sql::{self, col, from_columns, json_col, Statement};
+use super::sql::{self, col, from_columns, json_col, with_columns, Statement};
 use super::{Backend, OutboxMessage, Result, Store, StoreError, WriteTx};
 use crate::run::{Run, RunStatus};
 use sqlx::any::AnyRow;
@@ -23,24 +23,15 @@ fn run_from_row(
     (approval_ids, question_ids): (Vec<String>, Vec<String>),
 ) -> Result<Run> {
     let status: String = col(r, "status")?;
-    Ok(Run {
-        id: col(r, "id")?,
-        agent: col(r, "agent")?,
+    Ok(with_columns!(r => Run {
+        id, agent, state_sha256, state_bytes, lease_token_hash, lease_expires_at, pause_count,
+        output_sha256, error, created_at, updated_at;
         status: RunStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("run status {status}")))?,
         approval_ids,
         question_ids,
-        state_sha256: col(r, "state_sha256")?,
-        state_bytes: col(r, "state_bytes")?,
         metadata: json_col(r, "metadata")?,
-        lease_token_hash: col(r, "lease_token_hash")?,
-        lease_expires_at: col(r, "lease_expires_at")?,
-        pause_count: col(r, "pause_count")?,
-        output_sha256: col(r, "output_sha256")?,
-        error: col(r, "error")?,
-        created_at: col(r, "created_at")?,
-        updated_at: col(r, "updated_at")?,
-    })
+    }))
 }
 
 /// A webhook endpoint as stored (the secret still sealed).
@@ -323,13 +314,27 @@ fn run_by_id_sql() -> String {
     format!("SELECT {RUN_COLS} FROM runs WHERE id = $1")
 }
 
+/// Which of an agent's runs to list.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFilter<'a> {
+    pub agent: &'a str,
+    /// `None`: all, newest first. `Ready`: those that can be claimed at
+    /// `now` (ready, or running with an expired lease), oldest first so a
+    /// worker drains them in order. `Running`: leases still held at `now`.
+    pub status: Option<RunStatus>,
+    /// The instant leases are compared with.
+    pub now: i64,
+    pub limit: i64,
+}
+
 /// What [`Store::list_runs`] runs.
-pub(crate) fn list_runs_statement(
-    agent: &str,
-    status: Option<RunStatus>,
-    now: i64,
-    limit: i64,
-) -> Statement {
+pub(crate) fn list_runs_statement(filter: &RunFilter<'_>) -> Statement {
+    let RunFilter {
+        agent,
+        status,
+        now,
+        limit,
+    } = *filter;
     let mut st = Statement::new(format!("SELECT {RUN_COLS} FROM runs"));
     let a = st.arg(agent);
     st.push(&format!(" WHERE agent = {a}"));
@@ -370,17 +375,9 @@ impl Store {
         Ok(Some(run_from_row(&row, ids)?))
     }
 
-    /// This agent's runs, newest first; with `claimable`, only those that
-    /// can be claimed now (ready, or running with an expired lease), oldest
-    /// first so a worker drains them in order.
-    pub async fn list_runs(
-        &self,
-        agent: &str,
-        status: Option<RunStatus>,
-        now: i64,
-        limit: i64,
-    ) -> Result<Vec<Run>> {
-        let st = list_runs_statement(agent, status, now, limit);
+    /// An agent's runs, as `filter` selects and orders them.
+    pub async fn list_runs(&self, filter: &RunFilter<'_>) -> Result<Vec<Run>> {
+        let st = list_runs_statement(filter);
         let rows = sql::fetch_rows(&self.pool, &st.sql, &st.args[..]).await?;
         let mut conn = self.pool.acquire().await?;
         let mut out = Vec::with_capacity(rows.len());

@@ -269,14 +269,26 @@ macro_rules! from_columns {
     ($record:ident: $($field:ident),+ $(,)?) => {
         impl $crate::store::sql::Record for $record {
             fn from_row(row: &sqlx::any::AnyRow) -> $crate::store::Result<$record> {
-                Ok($record {
-                    $($field: $crate::store::sql::col(row, stringify!($field))?,)+
-                })
+                Ok($crate::store::sql::with_columns!(row => $record { $($field),+; }))
             }
         }
     };
 }
 pub(crate) use from_columns;
+
+/// A struct literal whose fields before the `;` are each the column of the
+/// same name in `row` (a decode failure returns `StoreError::Corrupt`), and
+/// whose other fields follow as in any struct literal:
+/// `with_columns!(row => Run { id, agent; status, metadata: json_col(row, "metadata")? })`.
+macro_rules! with_columns {
+    ($row:expr => $record:ident { $($column:ident),+ ; $($rest:tt)* }) => {
+        $record {
+            $($column: $crate::store::sql::col($row, stringify!($column))?,)+
+            $($rest)*
+        }
+    };
+}
+pub(crate) use with_columns;
 
 /// `columns` ("id, name") each prefixed with a table alias ("u.id, u.name"),
 /// for a join.

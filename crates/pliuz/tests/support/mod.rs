@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod crew;
+pub mod postgres;
 #[allow(unused_imports)] // not every test file starts a crew
 pub use crew::Crew;
 pub mod slack_fake;
@@ -524,22 +525,7 @@ pub(crate) use on_both_databases;
 /// A fresh, empty PostgreSQL database for one test, when PostgreSQL is
 /// reachable (`PLIUZ_TEST_POSTGRES_URL`, default the local `test` database).
 pub async fn fresh_postgres_database() -> String {
-    use sqlx::Connection;
-    let admin = std::env::var("PLIUZ_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is required for this test ({admin}): {e}"));
-    let name = format!("pliuz_test_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_owned())
-        .unwrap_or(admin);
-    format!("{base}/{name}")
+    postgres::fresh_database("pliuz_test").await
 }
 
 /// A decision body with the approval's current `args_digest` added (unless
