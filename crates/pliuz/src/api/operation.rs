@@ -123,6 +123,8 @@ pub fn admin(id: &str, summary: &str) -> Doc {
     op(id, Tag::Admin, Callers::Admins, summary)
 }
 
+const JSON: &str = "application/json";
+
 /// JSON content: a reference to `T`'s schema.
 fn json_of<T: ToSchema>() -> Content {
     ContentBuilder::new()
@@ -157,7 +159,7 @@ impl Doc {
     /// A JSON body of type `B`.
     pub fn body<B: ToSchema>(self) -> Doc {
         let body = RequestBodyBuilder::new()
-            .content("application/json", json_of::<B>())
+            .content(JSON, json_of::<B>())
             .required(Some(Required::True));
         self.with_body::<B>(body)
     }
@@ -166,7 +168,7 @@ impl Doc {
     pub fn optional_body<B: ToSchema>(self) -> Doc {
         let body = RequestBodyBuilder::new()
             .description(Some("Optional"))
-            .content("application/json", json_of::<B>())
+            .content(JSON, json_of::<B>())
             .required(Some(Required::False));
         self.with_body::<B>(body)
     }
@@ -182,14 +184,9 @@ impl Doc {
     }
 
     /// `status` with a JSON `T`.
-    pub fn json<T: ToSchema>(mut self, status: u16, description: &str) -> Doc {
-        let response = ResponseBuilder::new()
-            .description(description)
-            .content("application/json", json_of::<T>());
-        self.operation = self
-            .operation
-            .response(status.to_string(), response.build());
-        self.uses::<T>()
+    pub fn json<T: ToSchema>(self, status: u16, description: &str) -> Doc {
+        let schema = Ref::from_schema_name(T::name());
+        self.answer(status, description, JSON, schema).uses::<T>()
     }
 
     /// 201 with a JSON `T` and its URL in `Location`.
@@ -210,23 +207,30 @@ impl Doc {
     }
 
     /// 200 with a text body of `content_type`.
-    pub fn text(mut self, description: &str, content_type: &str) -> Doc {
-        let content = ContentBuilder::new().schema(Some(String::schema())).build();
-        let response = ResponseBuilder::new()
-            .description(description)
-            .content(content_type, content);
-        self.operation = self.operation.response("200", response.build());
-        self
+    pub fn text(self, description: &str, content_type: &str) -> Doc {
+        self.answer(200, description, content_type, String::schema())
     }
 
     /// 200 with a JSON object of no fixed schema.
-    pub fn any_object(mut self, description: &str) -> Doc {
+    pub fn any_object(self, description: &str) -> Doc {
         let object = ObjectBuilder::new().schema_type(Type::Object);
-        let content = ContentBuilder::new().schema(Some(object)).build();
+        self.answer(200, description, JSON, object)
+    }
+
+    fn answer(
+        mut self,
+        status: u16,
+        description: &str,
+        content_type: &str,
+        schema: impl Into<RefOr<Schema>>,
+    ) -> Doc {
+        let content = ContentBuilder::new().schema(Some(schema)).build();
         let response = ResponseBuilder::new()
             .description(description)
-            .content("application/json", content);
-        self.operation = self.operation.response("200", response.build());
+            .content(content_type, content);
+        self.operation = self
+            .operation
+            .response(status.to_string(), response.build());
         self
     }
 
