@@ -218,7 +218,7 @@ pub(crate) struct InclusionView {
 }
 
 /// Resolves an optional tree size: default the newest checkpoint's size.
-async fn tree_size(state: &AppState, size: Option<u64>) -> Result<(u64, u64), Problem> {
+async fn tree_size(state: &AppState, size: Option<u64>) -> Result<u64, Problem> {
     let log = state.cp.audit_size().await?;
     let size = match size {
         Some(s) => s,
@@ -234,7 +234,7 @@ async fn tree_size(state: &AppState, size: Option<u64>) -> Result<(u64, u64), Pr
             "size {size} is larger than the log ({log} entries)"
         )));
     }
-    Ok((size, log))
+    Ok(size)
 }
 
 /// `GET /api/v1/audit/proof/inclusion?index=&size=`.
@@ -244,7 +244,7 @@ pub(crate) async fn inclusion(
     ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> Result<Json<InclusionView>, Problem> {
     require_auditor(&p)?;
-    let (size, _) = tree_size(&state, q.size).await?;
+    let size = tree_size(&state, q.size).await?;
     if q.index >= size {
         return Err(out_of_range(format!(
             "index {} is not in a tree of size {size}",
@@ -299,7 +299,7 @@ pub(crate) async fn consistency(
     Auth(_p): Auth,
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyView>, Problem> {
-    let (size, _) = tree_size(&state, q.size).await?;
+    let size = tree_size(&state, q.size).await?;
     if q.from > size {
         return Err(out_of_range(format!(
             "from {} is larger than size {size}",
