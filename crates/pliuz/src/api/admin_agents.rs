@@ -2,8 +2,8 @@
 //! (`AdminAuth`). The same `ControlPlane` calls as `pliuz agents ...` and
 //! the admin page, so each change is audited the same way.
 //!
-//! The OpenAPI tag and security of every admin operation are added once,
-//! by `openapi::AdminOperations`, not in each annotation.
+//! Their OpenAPI tag and security come with `operation::admin` in the route
+//! table.
 
 use super::created::Created;
 use crate::http::error::Problem;
@@ -76,14 +76,6 @@ pub struct CreatedAgentView {
     pub webhook_secret: Option<String>,
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/admin/agents",
-    operation_id = "admin_create_agent",
-    summary = "Create an agent; its key is in the answer, once (audited as agent.created)",
-    request_body = CreateAgentBody,
-    responses(Created<CreatedAgentView>)
-)]
 pub async fn create(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -122,13 +114,6 @@ pub struct AgentsView {
     pub agents: Vec<AgentView>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/admin/agents",
-    operation_id = "admin_list_agents",
-    summary = "Every agent, by name",
-    responses((status = 200, description = "Agents", body = AgentsView))
-)]
 pub async fn list(
     State(state): State<AppState>,
     AdminAuth(_): AdminAuth,
@@ -140,14 +125,6 @@ pub async fn list(
     Ok(Json(AgentsView { agents }))
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/admin/agents/{name}",
-    operation_id = "admin_get_agent",
-    summary = "One agent",
-    params(("name" = String, Path, description = "The agent's name")),
-    responses((status = 200, description = "The agent", body = AgentView))
-)]
 pub async fn get_one(
     State(state): State<AppState>,
     AdminAuth(_): AdminAuth,
@@ -157,14 +134,6 @@ pub async fn get_one(
     Ok(Json(view(&state, a).await?))
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/admin/agents/{name}/revoke",
-    operation_id = "admin_revoke_agent",
-    summary = "Revoke an agent's key at once (audited as agent.revoked)",
-    params(("name" = String, Path, description = "The agent's name")),
-    responses((status = 200, description = "The revoked agent", body = AgentView))
-)]
 pub async fn revoke(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -191,15 +160,6 @@ pub struct WebhookView {
     pub secret: String,
 }
 
-#[utoipa::path(
-    put,
-    path = "/api/v1/admin/agents/{name}/webhook",
-    operation_id = "admin_set_agent_webhook",
-    summary = "Set or change an agent's webhook URL, with a new signing secret (audited as agent.webhook_set)",
-    params(("name" = String, Path, description = "The agent's name")),
-    request_body = WebhookBody,
-    responses((status = 200, description = "The webhook and its new secret", body = WebhookView))
-)]
 pub async fn set_webhook(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -217,14 +177,6 @@ pub async fn set_webhook(
     }))
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/admin/agents/{name}/webhook/rotate-secret",
-    operation_id = "admin_rotate_agent_webhook_secret",
-    summary = "A new signing secret for the agent's webhook; the old one stops signing at once (audited as agent.webhook_set)",
-    params(("name" = String, Path, description = "The agent's name")),
-    responses((status = 200, description = "The webhook and its new secret", body = WebhookView))
-)]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     admin: AdminAuth,

@@ -2,8 +2,8 @@
 //! `policy_source = "database"` also created, replaced and deleted here
 //! (`service::policies`). In file mode the writes answer 409.
 //!
-//! The OpenAPI tag and security of every admin operation are added once,
-//! by `openapi::AdminOperations`, not in each annotation.
+//! Their OpenAPI tag and security come with `operation::admin` in the route
+//! table.
 
 use super::created::Created;
 use crate::config::PolicySource;
@@ -48,13 +48,6 @@ pub struct PoliciesView {
     pub source_sha256: String,
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/admin/policies",
-    operation_id = "admin_list_policies",
-    summary = "The policies in force",
-    responses((status = 200, description = "Policies", body = PoliciesView))
-)]
 pub async fn list(
     State(state): State<AppState>,
     AdminAuth(_): AdminAuth,
@@ -85,14 +78,6 @@ fn view(p: &Policy) -> PolicyView {
     }
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/admin/policies/{name}",
-    operation_id = "admin_get_policy",
-    summary = "One policy",
-    params(("name" = String, Path, description = "The policy's name")),
-    responses((status = 200, description = "The policy", body = PolicyView))
-)]
 pub async fn get_one(
     State(state): State<AppState>,
     AdminAuth(_): AdminAuth,
@@ -129,14 +114,6 @@ pub struct PolicyDefinition {
     slack_channel: Option<String>,
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/admin/policies",
-    operation_id = "admin_create_policy",
-    summary = "Add a policy, last in matching order (policy_source = \"database\"; audited as policy.created with the full policy)",
-    request_body = PolicyDefinition,
-    responses(Created<PolicyView>)
-)]
 pub async fn create(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -149,15 +126,6 @@ pub async fn create(
     })
 }
 
-#[utoipa::path(
-    put,
-    path = "/api/v1/admin/policies/{name}",
-    operation_id = "admin_replace_policy",
-    summary = "Replace a policy whole, keeping its place (policy_source = \"database\"; audited as policy.updated with the full policy)",
-    params(("name" = String, Path, description = "The policy's name")),
-    request_body = PolicyDefinition,
-    responses((status = 200, description = "Replaced; in force for the next request", body = PolicyView))
-)]
 pub async fn replace(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -171,14 +139,6 @@ pub async fn replace(
     Ok(Json(view(&p)))
 }
 
-#[utoipa::path(
-    delete,
-    path = "/api/v1/admin/policies/{name}",
-    operation_id = "admin_delete_policy",
-    summary = "Delete a policy (policy_source = \"database\"; audited as policy.deleted)",
-    params(("name" = String, Path, description = "The policy's name")),
-    responses((status = 204, description = "Deleted"))
-)]
 pub async fn remove(
     State(state): State<AppState>,
     admin: AdminAuth,

@@ -2,8 +2,8 @@
 //! API tokens, for admins (`AdminAuth`). The same `ControlPlane` calls as
 //! `pliuz users ...` and the admin page.
 //!
-//! The OpenAPI tag and security of every admin operation are added once,
-//! by `openapi::AdminOperations`, not in each annotation.
+//! Their OpenAPI tag and security come with `operation::admin` in the route
+//! table.
 
 use super::created::Created;
 use crate::approval::Actor;
@@ -72,14 +72,6 @@ pub struct CreatedUserView {
     pub setup_url: Option<String>,
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/admin/users",
-    operation_id = "admin_create_user",
-    summary = "Create a user (audited as user.created)",
-    request_body = CreateUserBody,
-    responses(Created<CreatedUserView>)
-)]
 pub async fn create(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -117,13 +109,6 @@ pub struct UsersView {
     pub users: Vec<UserView>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/admin/users",
-    operation_id = "admin_list_users",
-    summary = "Every user, by e-mail",
-    responses((status = 200, description = "Users", body = UsersView))
-)]
 pub async fn list(
     State(state): State<AppState>,
     AdminAuth(_): AdminAuth,
@@ -134,14 +119,6 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/admin/users/{email}",
-    operation_id = "admin_get_user",
-    summary = "One user",
-    params(("email" = String, Path, description = "The user's e-mail address")),
-    responses((status = 200, description = "The user", body = UserView))
-)]
 pub async fn get_one(
     State(state): State<AppState>,
     AdminAuth(_): AdminAuth,
@@ -157,15 +134,6 @@ pub struct GroupsBody {
     pub groups: Vec<String>,
 }
 
-#[utoipa::path(
-    put,
-    path = "/api/v1/admin/users/{email}/groups",
-    operation_id = "admin_set_user_groups",
-    summary = "Set a user's groups (each one added or removed audited as user.group_added / user.group_removed)",
-    params(("email" = String, Path, description = "The user's e-mail address")),
-    request_body = GroupsBody,
-    responses((status = 200, description = "The user", body = UserView))
-)]
 pub async fn set_groups(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -185,15 +153,6 @@ pub struct RoleBody {
     pub role: Role,
 }
 
-#[utoipa::path(
-    put,
-    path = "/api/v1/admin/users/{email}/role",
-    operation_id = "admin_set_user_role",
-    summary = "Change a user's role (audited as user.role_changed; not one's own)",
-    params(("email" = String, Path, description = "The user's e-mail address")),
-    request_body = RoleBody,
-    responses((status = 200, description = "The user", body = UserView))
-)]
 pub async fn set_role(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -207,14 +166,6 @@ pub async fn set_role(
     Ok(Json(user.into()))
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/admin/users/{email}/disable",
-    operation_id = "admin_disable_user",
-    summary = "Stop a user from logging in or using tokens (audited as user.disabled; not oneself)",
-    params(("email" = String, Path, description = "The user's e-mail address")),
-    responses((status = 200, description = "The user", body = UserView))
-)]
 pub async fn disable(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -223,14 +174,6 @@ pub async fn disable(
     set_disabled(&state, admin.actor(), &email, true).await
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/admin/users/{email}/enable",
-    operation_id = "admin_enable_user",
-    summary = "Undo disable (audited as user.enabled)",
-    params(("email" = String, Path, description = "The user's e-mail address")),
-    responses((status = 200, description = "The user", body = UserView))
-)]
 pub async fn enable(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -270,14 +213,6 @@ pub struct TokensView {
     pub tokens: Vec<TokenView>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/admin/users/{email}/tokens",
-    operation_id = "admin_list_user_tokens",
-    summary = "A user's personal API tokens, newest first",
-    params(("email" = String, Path, description = "The user's e-mail address")),
-    responses((status = 200, description = "Tokens", body = TokensView))
-)]
 pub async fn list_tokens(
     State(state): State<AppState>,
     AdminAuth(_): AdminAuth,
@@ -316,15 +251,6 @@ pub struct CreatedTokenView {
     pub token: String,
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/admin/users/{email}/tokens",
-    operation_id = "admin_create_user_token",
-    summary = "Issue a personal API token; the token is in the answer, once (audited as user.token_issued)",
-    params(("email" = String, Path, description = "The user's e-mail address")),
-    request_body(content = Option<CreateTokenBody>, description = "Optional", content_type = "application/json"),
-    responses((status = 201, description = "Created", body = CreatedTokenView))
-)]
 pub async fn create_token(
     State(state): State<AppState>,
     admin: AdminAuth,
@@ -351,17 +277,6 @@ pub async fn create_token(
         .into_response())
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/admin/users/{email}/tokens/{token_id}/revoke",
-    operation_id = "admin_revoke_user_token",
-    summary = "Revoke one personal API token (audited as user.token_revoked)",
-    params(
-        ("email" = String, Path, description = "The user's e-mail address"),
-        ("token_id" = String, Path, description = "The token's id"),
-    ),
-    responses((status = 204, description = "Revoked"))
-)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     admin: AdminAuth,

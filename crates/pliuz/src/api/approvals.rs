@@ -252,17 +252,6 @@ fn validate_create(body: &CreateBody) -> Result<(), Problem> {
     Problem::check_fields(errors)
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/approvals",
-    operation_id = "create_approval",
-    tag = "agent",
-    summary = "Open an approval request (agent)",
-    description = "Fails closed: a tool that matches no policy is refused with 422 no_matching_policy.",
-    request_body = CreateBody,
-    security(("agent_key" = [])),
-    responses(CreatedOrReplayed<ApprovalView>)
-)]
 pub async fn create(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -295,16 +284,6 @@ pub async fn create(
     })
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/approvals/{id}",
-    operation_id = "get_approval",
-    tag = "agent",
-    summary = "Get an approval, optionally waiting for a decision",
-    params(("id" = String, Path, description = "The approval's id"), WaitQuery),
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "The approval", body = ApprovalView))
-)]
 pub async fn get(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -357,16 +336,6 @@ pub struct ListView {
     next_cursor: Option<String>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/approvals",
-    operation_id = "list_approvals",
-    tag = "human",
-    summary = "List approvals visible to the caller, newest first",
-    params(ListQuery),
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "A page", body = ListView))
-)]
 pub async fn list(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -450,18 +419,6 @@ fn validate_decision(body: &DecisionBody) -> Result<DecisionKind, Problem> {
     Ok(kind)
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/approvals/{id}/decision",
-    operation_id = "decide_approval",
-    tag = "human",
-    summary = "Approve, reject, edit or respond (human)",
-    description = "409 args_changed: the arguments changed since the decider reviewed them (args_digest). `respond` (only where the policy's `decisions` list it; otherwise 422 decision_not_allowed) answers in the tool's place: the request settles as `responded`, the tool never runs, and `reason` (required) is the message the agent's model receives.",
-    params(("id" = String, Path, description = "The approval's id")),
-    request_body = DecisionBody,
-    security(("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "The approval", body = ApprovalView))
-)]
 pub async fn decide(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -560,18 +517,6 @@ fn validate_execution(body: &ExecutionBody) -> Result<Option<ExecutionOutcome>, 
 }
 
 /// `outcome: "started"` claims the execution; `success` / `error` report it.
-#[utoipa::path(
-    post,
-    path = "/api/v1/approvals/{id}/execution",
-    operation_id = "claim_or_report_execution",
-    tag = "agent",
-    summary = "Claim the execution of an approved call (outcome started), then report its outcome (agent)",
-    description = "409 execution_claimed: already claimed (outcome unknown, check before retrying) or executed. 409 execution_expired: past execute_before. 409 execution_not_claimed: a report without a claim. 409 claim_mismatch: a report with another claim_id.",
-    params(("id" = String, Path, description = "The approval's id")),
-    request_body = ExecutionBody,
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "The approval", body = ApprovalView))
-)]
 pub async fn execution(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -642,18 +587,6 @@ pub fn check_request_body(route: u8, body: &[u8]) -> Result<(), Problem> {
     }
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/approvals/{id}/cancel",
-    operation_id = "cancel_approval",
-    tag = "agent",
-    summary = "Withdraw a pending request (agent)",
-    description = "The body is optional: an empty one cancels without a reason.",
-    params(("id" = String, Path, description = "The approval's id")),
-    request_body(content = Option<CancelBody>, description = "Optional", content_type = "application/json"),
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "The approval", body = ApprovalView))
-)]
 pub async fn cancel(
     State(state): State<AppState>,
     Auth(principal): Auth,

@@ -55,16 +55,6 @@ fn b64(h: &pliuz_audit::Hash) -> String {
 }
 
 /// `GET /api/v1/audit/checkpoint`: the newest signed checkpoint note.
-#[utoipa::path(
-    get,
-    path = "/api/v1/audit/checkpoint",
-    operation_id = "get_audit_checkpoint",
-    tag = "audit",
-    summary = "The newest signed checkpoint (C2SP tlog-checkpoint signed note)",
-    description = "Any authenticated caller. Verify it with the key from /api/v1/audit/key obtained out of band.",
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "The signed note", body = String, content_type = "text/plain"))
-)]
 pub(crate) async fn checkpoint(
     State(state): State<AppState>,
     Auth(_p): Auth,
@@ -86,16 +76,6 @@ pub(crate) async fn checkpoint(
 }
 
 /// `GET /api/v1/audit/key`: the current verifier key.
-#[utoipa::path(
-    get,
-    path = "/api/v1/audit/key",
-    operation_id = "get_audit_verifier_key",
-    tag = "audit",
-    summary = "The current checkpoint verifier key (name+id+base64)",
-    description = "Any authenticated caller.",
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "The verifier key, one line", body = String, content_type = "text/plain"))
-)]
 pub(crate) async fn key(
     State(state): State<AppState>,
     Auth(_p): Auth,
@@ -125,16 +105,6 @@ pub(crate) struct KeysView {
 }
 
 /// `GET /api/v1/audit/keys`: every verifier key the log has used.
-#[utoipa::path(
-    get,
-    path = "/api/v1/audit/keys",
-    operation_id = "list_audit_verifier_keys",
-    tag = "audit",
-    summary = "Every verifier key the log has used (key rotation)",
-    description = "Any authenticated caller.",
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "Keys, oldest first", body = KeysView))
-)]
 pub(crate) async fn keys(
     State(state): State<AppState>,
     Auth(_p): Auth,
@@ -186,17 +156,6 @@ pub(crate) struct EntryView {
 }
 
 /// `GET /api/v1/audit/entries?start=&end=`: entries `start..end`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/audit/entries",
-    operation_id = "list_audit_entries",
-    tag = "audit",
-    summary = "Log entries start..end (auditors and admins)",
-    description = "At most 1000 entries per page; `end` is clamped to the log size. `canonical` is exactly the RFC 8785 bytes hashed as the leaf.",
-    params(EntriesQuery),
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "A page", body = EntriesPage))
-)]
 pub(crate) async fn entries(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -259,7 +218,7 @@ pub(crate) struct InclusionView {
 }
 
 /// Resolves an optional tree size: default the newest checkpoint's size.
-async fn tree_size(state: &AppState, size: Option<u64>) -> Result<(u64, u64), Problem> {
+async fn tree_size(state: &AppState, size: Option<u64>) -> Result<u64, Problem> {
     let log = state.cp.audit_size().await?;
     let size = match size {
         Some(s) => s,
@@ -275,28 +234,17 @@ async fn tree_size(state: &AppState, size: Option<u64>) -> Result<(u64, u64), Pr
             "size {size} is larger than the log ({log} entries)"
         )));
     }
-    Ok((size, log))
+    Ok(size)
 }
 
 /// `GET /api/v1/audit/proof/inclusion?index=&size=`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/audit/proof/inclusion",
-    operation_id = "get_inclusion_proof",
-    tag = "audit",
-    summary = "RFC 9162 inclusion proof of entry `index` in the tree of `size` entries (auditors and admins)",
-    description = "`size` defaults to the newest checkpoint's size. 422 out_of_range when index >= size or size > log size.",
-    params(InclusionQuery),
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "The proof", body = InclusionView))
-)]
 pub(crate) async fn inclusion(
     State(state): State<AppState>,
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> Result<Json<InclusionView>, Problem> {
     require_auditor(&p)?;
-    let (size, _) = tree_size(&state, q.size).await?;
+    let size = tree_size(&state, q.size).await?;
     if q.index >= size {
         return Err(out_of_range(format!(
             "index {} is not in a tree of size {size}",
@@ -346,23 +294,12 @@ pub(crate) struct ConsistencyView {
 }
 
 /// `GET /api/v1/audit/proof/consistency?from=&size=`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/audit/proof/consistency",
-    operation_id = "get_consistency_proof",
-    tag = "audit",
-    summary = "RFC 9162 consistency proof from tree size `from` to `size`",
-    description = "Any authenticated caller (monitors, witnesses). `size` defaults to the newest checkpoint's size. 422 out_of_range when from > size or size > log size.",
-    params(ConsistencyQuery),
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "The proof", body = ConsistencyView))
-)]
 pub(crate) async fn consistency(
     State(state): State<AppState>,
     Auth(_p): Auth,
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyView>, Problem> {
-    let (size, _) = tree_size(&state, q.size).await?;
+    let size = tree_size(&state, q.size).await?;
     if q.from > size {
         return Err(out_of_range(format!(
             "from {} is larger than size {size}",
@@ -383,17 +320,6 @@ pub(crate) async fn consistency(
 }
 
 /// `GET /api/v1/approvals/{id}/receipt`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/approvals/{id}/receipt",
-    operation_id = "get_receipt",
-    tag = "audit",
-    summary = "Offline-verifiable receipt of one approval (pliuz-receipt/v1)",
-    description = "Every log entry of the approval with its inclusion proof under a signed checkpoint. Whoever can see the approval may fetch it. Verify with `pliuz audit verify-receipt FILE --key VKEY`.",
-    params(("id" = String, Path, description = "The approval's id")),
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "The receipt", body = pliuz_audit::Receipt))
-)]
 pub(crate) async fn receipt(
     State(state): State<AppState>,
     Auth(p): Auth,

@@ -13,8 +13,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoResponses, PartialSchema, ToSchema};
 
 /// 201 Created, with the new resource's URL in `Location`. Its OpenAPI
-/// responses refer to `T`'s schema by name: a `T` no other operation
-/// answers with is listed in the document's components (`api::openapi`).
+/// responses refer to `T`'s schema by name (`operation::Doc::created` adds
+/// the schema to the document).
 pub struct Created<T> {
     pub location: String,
     pub body: T,

@@ -8,21 +8,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    operation_id = "metrics",
-    tag = "service",
-    summary = "Prometheus metrics (OpenMetrics 1.0.0 text, UTF-8)",
-    description = "Served when `[metrics]` is enabled; with `metrics.token` set, only to `Authorization: Bearer <token>`. See docs/operations.md, \"Metrics\".",
-    security(("metrics_token" = []), ()),
-    responses(
-        (status = 200, description = "The metrics", body = String, content_type = "application/openmetrics-text"),
-        (status = 401, response = super::openapi::ProblemResponse),
-        (status = 404, response = super::openapi::ProblemResponse),
-        (status = 503, response = super::openapi::ProblemResponse),
-    )
-)]
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let settings = &state.cp.settings.metrics;
     if !settings.enabled {

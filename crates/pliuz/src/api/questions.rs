@@ -154,17 +154,6 @@ fn check_field(errors: &mut Vec<FieldError>, field: &str, v: Option<&str>, max: 
     }
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/questions",
-    operation_id = "ask_question",
-    tag = "agent",
-    summary = "Ask a person a question (agent)",
-    description = "The policy's approvers may answer, except the originator. Wait for the answer with GET ?wait=.",
-    request_body = CreateBody,
-    security(("agent_key" = [])),
-    responses(CreatedOrReplayed<QuestionView>)
-)]
 pub async fn create(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -224,16 +213,6 @@ pub async fn create(
 /// another replica wakes no waiter here.
 const RECHECK: Duration = Duration::from_secs(2);
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/questions/{id}",
-    operation_id = "get_question",
-    tag = "agent",
-    summary = "Get a question, optionally waiting for the answer",
-    params(("id" = String, Path, description = "The question's id"), WaitQuery),
-    security(("agent_key" = []), ("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "The question", body = QuestionView))
-)]
 pub async fn get_one(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -263,18 +242,6 @@ pub struct AnswerBody {
     text: Option<String>,
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/questions/{id}/answer",
-    operation_id = "answer_question",
-    tag = "human",
-    summary = "Answer a question (human)",
-    description = "An approver of the question's policy who is not its originator answers once; 409 when it is no longer pending.",
-    params(("id" = String, Path, description = "The question's id")),
-    request_body = AnswerBody,
-    security(("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "The answered question", body = QuestionView))
-)]
 pub async fn answer(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -303,16 +270,6 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/questions",
-    operation_id = "list_questions",
-    tag = "human",
-    summary = "Pending questions you may answer, oldest first (human)",
-    params(ListQuery),
-    security(("user_token" = []), ("session" = [])),
-    responses((status = 200, description = "Pending questions", body = ListView))
-)]
 pub async fn list(
     State(state): State<AppState>,
     Auth(principal): Auth,

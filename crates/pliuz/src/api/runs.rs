@@ -228,16 +228,6 @@ pub struct CreateBody {
     metadata: Option<Map<String, Value>>,
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/runs",
-    operation_id = "create_run",
-    tag = "runs",
-    summary = "Store a paused run (agent). Audited as run.paused with the state's SHA-256",
-    request_body = CreateBody,
-    security(("agent_key" = [])),
-    responses(Created<RunView>)
-)]
 pub async fn create(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -253,16 +243,6 @@ pub async fn create(
     })
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/runs/{id}",
-    operation_id = "get_run",
-    tag = "runs",
-    summary = "A run; with wait, long-polls while it is waiting",
-    params(("id" = String, Path, description = "The run's id"), WaitQuery),
-    security(("agent_key" = [])),
-    responses((status = 200, description = "The run", body = RunView))
-)]
 pub async fn get_one(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -300,16 +280,6 @@ pub struct ListView {
     items: Vec<RunView>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/api/v1/runs",
-    operation_id = "list_runs",
-    tag = "runs",
-    summary = "This agent's runs; with status=ready&wait, long-polls until one is claimable",
-    params(ListQuery),
-    security(("agent_key" = [])),
-    responses((status = 200, description = "A page", body = ListView))
-)]
 pub async fn list(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -377,18 +347,6 @@ pub struct ClaimView {
     questions: Vec<QuestionView>,
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/runs/{id}/claim",
-    operation_id = "claim_run",
-    tag = "runs",
-    summary = "Claim a ready run with a lease and get its state (409 run_claimed, run_not_ready, run_completed)",
-    description = "The body is optional: an empty one takes the default lease.",
-    params(("id" = String, Path, description = "The run's id")),
-    request_body(content = Option<ClaimBody>, description = "Optional", content_type = "application/json"),
-    security(("agent_key" = [])),
-    responses((status = 200, description = "The claim", body = ClaimView))
-)]
 pub async fn claim(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -431,17 +389,6 @@ pub struct HeartbeatBody {
     lease_seconds: Option<u64>,
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/runs/{id}/heartbeat",
-    operation_id = "heartbeat_run",
-    tag = "runs",
-    summary = "Extend the lease (409 lease_lost when the token is not the current lease)",
-    params(("id" = String, Path, description = "The run's id")),
-    request_body = HeartbeatBody,
-    security(("agent_key" = [])),
-    responses((status = 200, description = "The run", body = RunView))
-)]
 pub async fn heartbeat(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -474,17 +421,6 @@ pub struct RepauseBody {
     metadata: Option<Map<String, Value>>,
 }
 
-#[utoipa::path(
-    put,
-    path = "/api/v1/runs/{id}",
-    operation_id = "repause_run",
-    tag = "runs",
-    summary = "Pause the claimed run again with a new state (lease holder); releases the lease",
-    params(("id" = String, Path, description = "The run's id")),
-    request_body = RepauseBody,
-    security(("agent_key" = [])),
-    responses((status = 200, description = "The run", body = RunView))
-)]
 pub async fn repause(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -532,17 +468,6 @@ fn outcome_of(outcome: &str) -> Option<Outcome> {
     }
 }
 
-#[utoipa::path(
-    post,
-    path = "/api/v1/runs/{id}/complete",
-    operation_id = "complete_run",
-    tag = "runs",
-    summary = "Finish the claimed run (lease holder); its stored state is deleted",
-    params(("id" = String, Path, description = "The run's id")),
-    request_body = CompleteBody,
-    security(("agent_key" = [])),
-    responses((status = 200, description = "The run", body = RunView))
-)]
 pub async fn complete(
     State(state): State<AppState>,
     Auth(principal): Auth,
