@@ -691,34 +691,29 @@ impl TxConn {
 
 impl WriteTx {
     /// PostgreSQL: `BEGIN` and the audit head row lock, waiting at most
-    /// `wait` for it. (SQLite's writer begins its batches itself.)
+    /// `wait` for it, in one round trip: a query without bound values goes
+    /// as PostgreSQL's simple query, which runs several statements. (SQLite's
+    /// writer begins its batches itself.)
     async fn start(&mut self, wait: Duration) -> std::result::Result<(), sqlx::Error> {
         let ms = wait.as_millis().min(600_000);
-        self.begin_on_connection("BEGIN").await?;
-        self.tx
-            .execute(format!("SET LOCAL lock_timeout = '{ms}ms'").as_str())
-            .await?;
-        // Locks the head row and reads the log's size in one round trip.
-        self.audit_size =
-            sqlx::query_scalar("UPDATE audit_head SET size = size WHERE id = 1 RETURNING size")
-                .fetch_one(&mut *self.tx)
-                .await?;
-        Ok(())
-    }
-
-    /// Sends `BEGIN`. Marked open *before* it is sent: if this future is
-    /// dropped (the caller went away) while the statement is in flight, the
-    /// database may still have begun the transaction, and `Drop` must then
-    /// roll it back rather than hand a connection that is inside a
-    /// transaction (and holds the write lock) back to the pool.
-    async fn begin_on_connection(&mut self, begin: &str) -> std::result::Result<(), sqlx::Error> {
+        // Locks the head row and reads the log's size.
+        let begin = format!(
+            "BEGIN; SET LOCAL lock_timeout = '{ms}ms'; \
+             UPDATE audit_head SET size = size WHERE id = 1 RETURNING size"
+        );
+        // Marked open *before* it is sent: if this future is dropped (the
+        // caller went away) while the query is in flight, or a later
+        // statement of it fails, the transaction may have begun, and `Drop`
+        // must then roll it back rather than hand a connection that is
+        // inside a transaction (and holds the write lock) back to the pool.
+        // A `ROLLBACK` outside a transaction only warns.
         self.open = true;
-        let begun = self.tx.execute(begin).await;
-        if begun.is_err() {
-            // The database answered: no transaction was started.
-            self.open = false;
-        }
-        begun.map(|_| ())
+        // Every row of every statement (`fetch_one` would look at `BEGIN`'s
+        // result only): the head row is the one row.
+        let rows = self.tx.fetch_all(begin.as_str()).await?;
+        let head = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        self.audit_size = sqlx::Row::try_get(head, 0)?;
+        Ok(())
     }
 
     pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
