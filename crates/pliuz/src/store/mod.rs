@@ -759,17 +759,9 @@ impl WriteTx {
                 "refusing to commit a change that was not audited".into(),
             ));
         }
-        if let Err(e) = self.flush_audit().await {
+        if let Err(e) = self.flush_with_head().await {
             self.roll_back().await;
             return Err(e);
-        }
-        let head = sqlx::query("UPDATE audit_head SET size = $1 WHERE id = 1")
-            .bind(self.audit_size)
-            .execute(&mut *self.tx)
-            .await;
-        if let Err(e) = head {
-            self.roll_back().await;
-            return Err(e.into());
         }
         self.finish().await?;
         health::committed();
@@ -829,13 +821,13 @@ impl WriteTx {
         self.open = false;
     }
 
-    /// Tells other replicas about a change when this transaction commits.
+    /// Tells other replicas about a change when this transaction commits
+    /// (held until then and sent with the change's rows, `write_behind`).
     pub async fn notify_replicas(&mut self, change: &crate::notify::ApprovalChanged) -> Result<()> {
         if self.store.backend == Backend::Postgres {
             let payload = serde_json::to_string(change)
                 .map_err(|e| StoreError::Corrupt(format!("change notification: {e}")))?;
-            let q = "SELECT pg_notify($1, $2)";
-            sql::execute(&mut *self.tx, q, (CHANGES_CHANNEL, payload)).await?;
+            self.held.notify(CHANGES_CHANNEL, payload);
         }
         Ok(())
     }
