@@ -293,16 +293,19 @@ impl WriteTx {
         }
         let leaf = pliuz_audit::leaf_hash(&body);
         let needed = pliuz_audit::append_plan(index);
-        // Hashes this transaction wrote are known already (the second entry
-        // of a change often needs the first one's leaf).
+        // Hashes this transaction wrote or read are known already (the
+        // second entry of a change often needs the first one's leaf), and
+        // stay known for the next (stored hashes never change).
         let unread: Vec<u64> = needed
             .iter()
             .copied()
-            .filter(|i| !self.hashes_written.contains_key(i))
+            .filter(|i| !self.known_hashes.contains_key(i))
             .collect();
-        let mut known = read_hashes(&mut self.tx, &unread).await?;
+        let read = read_hashes(&mut self.tx, &unread).await?;
+        self.known_hashes.extend(read);
+        let mut known = HashMap::with_capacity(needed.len());
         for i in needed {
-            if let Some(h) = self.hashes_written.get(&i) {
+            if let Some(h) = self.known_hashes.get(&i) {
                 known.insert(i, *h);
             }
         }
@@ -320,7 +323,7 @@ impl WriteTx {
             body,
         });
         self.unwritten.hashes.extend(new_hashes.iter().copied());
-        self.hashes_written.extend(new_hashes);
+        self.known_hashes.extend(new_hashes);
         // The head row itself is written once, at commit.
         self.audit_size = size_i + 1;
         self.appended.push(index);
