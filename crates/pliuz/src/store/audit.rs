@@ -95,6 +95,9 @@ struct UnwrittenEntry {
 /// Rows per `INSERT`: well under every backend's limit on bound values.
 const ROWS_PER_INSERT: usize = 200;
 
+/// The most values one PostgreSQL statement may bind.
+const POSTGRES_MAX_VALUES: usize = 65_535;
+
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// `($1, $2), ($3, $4), ...`: `rows` rows of `columns` placeholders, numbered
@@ -148,6 +151,32 @@ fn bind_hashes<'q>(mut q: AnyQuery<'q>, hashes: &'q [(u64, Hash)]) -> Result<Any
     Ok(q)
 }
 
+impl Unwritten {
+    /// The `INSERT` of the entries and the one of the hashes, each numbered
+    /// from `$1` (at most [`ROWS_PER_INSERT`] rows each).
+    fn into_statements(self) -> (Statement, Statement) {
+        let (sql, _) = insert_entries_sql(self.entries.len(), 0);
+        let mut entries = Statement::new(sql);
+        for e in self.entries {
+            entries.args.extend([
+                e.index.into(),
+                e.approval_id.into(),
+                e.kind.into(),
+                e.created_at.into(),
+                e.body.into(),
+            ]);
+        }
+        let mut hashes = Statement::new(insert_hashes_sql(self.hashes.len(), 0));
+        for (i, h) in self.hashes {
+            hashes
+                .args
+                .push(i64::try_from(i).unwrap_or(i64::MAX).into());
+            hashes.args.push(super::sql::Arg::Blob(h.to_vec()));
+        }
+        (entries, hashes)
+    }
+}
+
 impl WriteTx {
     /// SQLite: the writes held until commit (`write_behind`) and the
     /// entries and tree hashes `audit` appended as one multi-statement query
@@ -165,33 +194,45 @@ impl WriteTx {
         {
             return None;
         }
-        let Unwritten { entries, hashes } = std::mem::take(&mut self.unwritten);
-        let held = std::mem::take(&mut self.held);
+        let (entries, hashes) = std::mem::take(&mut self.unwritten).into_statements();
+        let mut held = std::mem::take(&mut self.held);
         let statements = held.len() + 2;
-        let mut all = held.joined();
-        let (entries_sql, bound) = insert_entries_sql(entries.len(), all.args.len());
-        let hashes_sql = insert_hashes_sql(hashes.len(), all.args.len() + bound);
-        for e in entries {
-            all.args.extend([
-                e.index.into(),
-                e.approval_id.into(),
-                e.kind.into(),
-                e.created_at.into(),
-                e.body.into(),
-            ]);
-        }
-        for (i, h) in hashes {
-            all.args.push(i64::try_from(i).unwrap_or(i64::MAX).into());
-            all.args.push(super::sql::Arg::Blob(h.to_vec()));
-        }
-        if !all.sql.is_empty() {
-            all.sql.push_str("; ");
-        }
-        all.sql.push_str(&format!("{entries_sql}; {hashes_sql}"));
+        held.push(entries);
+        held.push(hashes);
         Some(super::writer::Writes {
-            statement: all,
+            statement: held.joined(),
             statements,
         })
+    }
+
+    /// PostgreSQL, at commit: the writes held until then (`write_behind`),
+    /// the entries and tree hashes `audit` appended, and the head's new
+    /// size, in one statement (more only when held rows must see each
+    /// other, see `Held::into_postgres`) instead of one round trip each.
+    /// Too many rows for one statement go as [`WriteTx::flush_audit`] sends
+    /// them.
+    pub(super) async fn flush_with_head(&mut self) -> Result<()> {
+        let head = Statement {
+            sql: "UPDATE audit_head SET size = $1 WHERE id = 1".to_owned(),
+            args: vec![self.audit_size.into()],
+        };
+        let (entries, hashes) = (self.unwritten.entries.len(), self.unwritten.hashes.len());
+        let values = self.held.values() + 5 * entries + 2 * hashes + 1;
+        let fits = entries <= ROWS_PER_INSERT
+            && hashes <= ROWS_PER_INSERT
+            && entries > 0
+            && values <= POSTGRES_MAX_VALUES;
+        let statements = if fits {
+            let (entries, hashes) = std::mem::take(&mut self.unwritten).into_statements();
+            std::mem::take(&mut self.held).into_postgres(vec![entries, hashes, head])
+        } else {
+            self.flush_audit().await?;
+            vec![head]
+        };
+        for st in statements {
+            st.query().execute(&mut *self.tx).await?;
+        }
+        Ok(())
     }
 
     /// Inserts the writes held until commit (`write_behind`) and the
@@ -252,16 +293,19 @@ impl WriteTx {
         }
         let leaf = pliuz_audit::leaf_hash(&body);
         let needed = pliuz_audit::append_plan(index);
-        // Hashes this transaction wrote are known already (the second entry
-        // of a change often needs the first one's leaf).
+        // Hashes this transaction wrote or read are known already (the
+        // second entry of a change often needs the first one's leaf), and
+        // stay known for the next (stored hashes never change).
         let unread: Vec<u64> = needed
             .iter()
             .copied()
-            .filter(|i| !self.hashes_written.contains_key(i))
+            .filter(|i| !self.known_hashes.contains_key(i))
             .collect();
-        let mut known = read_hashes(&mut self.tx, &unread).await?;
+        let read = read_hashes(&mut self.tx, &unread).await?;
+        self.known_hashes.extend(read);
+        let mut known = HashMap::with_capacity(needed.len());
         for i in needed {
-            if let Some(h) = self.hashes_written.get(&i) {
+            if let Some(h) = self.known_hashes.get(&i) {
                 known.insert(i, *h);
             }
         }
@@ -279,7 +323,7 @@ impl WriteTx {
             body,
         });
         self.unwritten.hashes.extend(new_hashes.iter().copied());
-        self.hashes_written.extend(new_hashes);
+        self.known_hashes.extend(new_hashes);
         // The head row itself is written once, at commit.
         self.audit_size = size_i + 1;
         self.appended.push(index);

@@ -176,8 +176,9 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     /// Serialises this process's writers; across processes (admin CLI, other
-    /// replicas) the audit head row lock does the same job.
-    write_lock: Arc<Mutex<()>>,
+    /// replicas) the audit head row lock does the same job. PostgreSQL: it
+    /// keeps the audit tree's edge for the next writer.
+    write_lock: Arc<Mutex<AuditEdge>>,
     /// Bounds the writers queued on `write_lock` (`MAX_QUEUED_WRITES`).
     writers: Arc<Semaphore>,
     /// The latest readiness probe and when it ran (`/readyz`).
@@ -195,6 +196,12 @@ pub struct Store {
     /// Transactions and changes committed by this process.
     stats: Arc<WriteStats>,
 }
+
+/// PostgreSQL: the audit tree's right edge after this process's last
+/// commit, and the log's size then, so that the next change appends
+/// without reading it back. Stored hashes never change, but a size that
+/// moved (another replica wrote) or any failure drops it all the same.
+type AuditEdge = Option<(i64, writer::Hashes)>;
 
 /// When a readiness probe ran and what it found.
 type Probe = (Instant, std::result::Result<(), String>);
@@ -267,7 +274,7 @@ impl Store {
             backend,
             writer,
             stats,
-            write_lock: Arc::new(Mutex::new(())),
+            write_lock: Arc::new(Mutex::new(None)),
             writers: Arc::new(Semaphore::new(MAX_QUEUED_WRITES)),
             probe: Arc::new(Mutex::new(None)),
             file: (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(&shown)),
@@ -515,12 +522,12 @@ impl Store {
             store: self.clone(),
             appended: Vec::new(),
             audit_size: 0,
-            hashes_written: std::collections::HashMap::new(),
+            known_hashes: std::collections::HashMap::new(),
             unwritten: audit::Unwritten::default(),
             held: write_behind::Held::default(),
             open: false,
             turn: Some(WriterTurn {
-                _lock: Some(lock),
+                lock: Some(lock),
                 _permit: permit,
             }),
         };
@@ -530,6 +537,7 @@ impl Store {
         if let Err(e) = tx.start(left).await {
             return Err(e.into());
         }
+        tx.take_edge();
         Ok(tx)
     }
 
@@ -573,7 +581,7 @@ impl Store {
         let mut lease = lease;
         Ok(WriteTx {
             audit_size: lease.audit_size(),
-            hashes_written: lease.take_hashes(),
+            known_hashes: lease.take_hashes(),
             unwritten: audit::Unwritten::default(),
             held: write_behind::Held::default(),
             tx: TxConn::Lease(Some(lease)),
@@ -581,7 +589,7 @@ impl Store {
             appended: Vec::new(),
             open: false,
             turn: Some(WriterTurn {
-                _lock: None,
+                lock: None,
                 _permit: permit,
             }),
         })
@@ -632,9 +640,11 @@ pub struct WriteTx {
     /// by the writer, once per batch, then passed from change to change),
     /// advanced by each append, and written back to the row once, at commit.
     audit_size: i64,
-    /// The tree hashes this transaction (on SQLite: this batch) appended, so
-    /// that later entries need not read them back.
-    hashes_written: std::collections::HashMap<u64, pliuz_audit::Hash>,
+    /// The tree hashes this transaction (on SQLite: this batch) appended or
+    /// read, and those the previous commit left at the tree's edge (SQLite:
+    /// the writer's; PostgreSQL: [`AuditEdge`]), so that entries need not
+    /// read them (again).
+    known_hashes: std::collections::HashMap<u64, pliuz_audit::Hash>,
     /// Audit rows appended but not yet inserted (sent together at commit).
     unwritten: audit::Unwritten,
     /// Writes held until commit, sent with the audit rows (`write_behind`).
@@ -646,8 +656,9 @@ pub struct WriteTx {
 }
 
 struct WriterTurn {
-    /// PostgreSQL: this process's write lock (SQLite: the writer orders).
-    _lock: Option<OwnedMutexGuard<()>>,
+    /// PostgreSQL: this process's write lock, with the audit tree's edge
+    /// (SQLite: the writer orders).
+    lock: Option<OwnedMutexGuard<AuditEdge>>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -691,34 +702,29 @@ impl TxConn {
 
 impl WriteTx {
     /// PostgreSQL: `BEGIN` and the audit head row lock, waiting at most
-    /// `wait` for it. (SQLite's writer begins its batches itself.)
+    /// `wait` for it, in one round trip: a query without bound values goes
+    /// as PostgreSQL's simple query, which runs several statements. (SQLite's
+    /// writer begins its batches itself.)
     async fn start(&mut self, wait: Duration) -> std::result::Result<(), sqlx::Error> {
         let ms = wait.as_millis().min(600_000);
-        self.begin_on_connection("BEGIN").await?;
-        self.tx
-            .execute(format!("SET LOCAL lock_timeout = '{ms}ms'").as_str())
-            .await?;
-        // Locks the head row and reads the log's size in one round trip.
-        self.audit_size =
-            sqlx::query_scalar("UPDATE audit_head SET size = size WHERE id = 1 RETURNING size")
-                .fetch_one(&mut *self.tx)
-                .await?;
-        Ok(())
-    }
-
-    /// Sends `BEGIN`. Marked open *before* it is sent: if this future is
-    /// dropped (the caller went away) while the statement is in flight, the
-    /// database may still have begun the transaction, and `Drop` must then
-    /// roll it back rather than hand a connection that is inside a
-    /// transaction (and holds the write lock) back to the pool.
-    async fn begin_on_connection(&mut self, begin: &str) -> std::result::Result<(), sqlx::Error> {
+        // Locks the head row and reads the log's size.
+        let begin = format!(
+            "BEGIN; SET LOCAL lock_timeout = '{ms}ms'; \
+             UPDATE audit_head SET size = size WHERE id = 1 RETURNING size"
+        );
+        // Marked open *before* it is sent: if this future is dropped (the
+        // caller went away) while the query is in flight, or a later
+        // statement of it fails, the transaction may have begun, and `Drop`
+        // must then roll it back rather than hand a connection that is
+        // inside a transaction (and holds the write lock) back to the pool.
+        // A `ROLLBACK` outside a transaction only warns.
         self.open = true;
-        let begun = self.tx.execute(begin).await;
-        if begun.is_err() {
-            // The database answered: no transaction was started.
-            self.open = false;
-        }
-        begun.map(|_| ())
+        // Every row of every statement (`fetch_one` would look at `BEGIN`'s
+        // result only): the head row is the one row.
+        let rows = self.tx.fetch_all(begin.as_str()).await?;
+        let head = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        self.audit_size = sqlx::Row::try_get(head, 0)?;
+        Ok(())
     }
 
     pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
@@ -749,7 +755,7 @@ impl WriteTx {
             else {
                 return Err(StoreError::Audit("the transaction is over".into()));
             };
-            let hashes = std::mem::take(&mut self.hashes_written);
+            let hashes = std::mem::take(&mut self.known_hashes);
             lease
                 .keep(self.audit_size, hashes, writes)
                 .await_outcome()
@@ -764,19 +770,12 @@ impl WriteTx {
                 "refusing to commit a change that was not audited".into(),
             ));
         }
-        if let Err(e) = self.flush_audit().await {
+        if let Err(e) = self.flush_with_head().await {
             self.roll_back().await;
             return Err(e);
         }
-        let head = sqlx::query("UPDATE audit_head SET size = $1 WHERE id = 1")
-            .bind(self.audit_size)
-            .execute(&mut *self.tx)
-            .await;
-        if let Err(e) = head {
-            self.roll_back().await;
-            return Err(e.into());
-        }
         self.finish().await?;
+        self.keep_edge();
         health::committed();
         self.store.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.store.stats.changes.fetch_add(1, Ordering::Relaxed);
@@ -789,7 +788,7 @@ impl WriteTx {
         if let TxConn::Lease(lease) = &mut self.tx {
             return match lease.take() {
                 Some(lease) => {
-                    let hashes = std::mem::take(&mut self.hashes_written);
+                    let hashes = std::mem::take(&mut self.known_hashes);
                     lease
                         .keep(self.audit_size, hashes, None)
                         .await_outcome()
@@ -798,7 +797,31 @@ impl WriteTx {
                 None => Err(StoreError::Audit("the transaction is over".into())),
             };
         }
-        self.finish().await
+        self.finish().await?;
+        self.keep_edge();
+        Ok(())
+    }
+
+    /// PostgreSQL: the hashes the last commit left at the tree's edge, when
+    /// the log has not moved since (the head row is locked now).
+    fn take_edge(&mut self) {
+        let Some(edge) = self.turn.as_mut().and_then(|t| t.lock.as_mut()) else {
+            return;
+        };
+        if let Some((size, hashes)) = edge.take() {
+            if size == self.audit_size {
+                self.known_hashes = hashes;
+            }
+        }
+    }
+
+    /// PostgreSQL, after the `COMMIT`: the tree's edge for the next change.
+    fn keep_edge(&mut self) {
+        let Some(edge) = self.turn.as_mut().and_then(|t| t.lock.as_mut()) else {
+            return;
+        };
+        let hashes = std::mem::take(&mut self.known_hashes);
+        **edge = Some((self.audit_size, writer::right_edge(self.audit_size, hashes)));
     }
 
     async fn finish(&mut self) -> Result<()> {
@@ -825,6 +848,10 @@ impl WriteTx {
             return;
         }
         self.roll_back().await;
+        // Nothing appended: every hash it knows is stored, and stays valid.
+        if self.appended.is_empty() {
+            self.keep_edge();
+        }
     }
 
     async fn roll_back(&mut self) {
@@ -834,13 +861,13 @@ impl WriteTx {
         self.open = false;
     }
 
-    /// Tells other replicas about a change when this transaction commits.
+    /// Tells other replicas about a change when this transaction commits
+    /// (held until then and sent with the change's rows, `write_behind`).
     pub async fn notify_replicas(&mut self, change: &crate::notify::ApprovalChanged) -> Result<()> {
         if self.store.backend == Backend::Postgres {
             let payload = serde_json::to_string(change)
                 .map_err(|e| StoreError::Corrupt(format!("change notification: {e}")))?;
-            let q = "SELECT pg_notify($1, $2)";
-            sql::execute(&mut *self.tx, q, (CHANGES_CHANNEL, payload)).await?;
+            self.held.notify(CHANGES_CHANNEL, payload);
         }
         Ok(())
     }

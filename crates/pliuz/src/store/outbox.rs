@@ -95,10 +95,11 @@ impl WriteTx {
     ) {
         let now = super::now_millis();
         let mut st = Statement::new("");
+        let key = dedupe_key;
         let id = st.arg(uuid::Uuid::now_v7().to_string());
         let kind = st.arg(kind);
         let approval_id = st.arg(approval_id);
-        let dedupe_key = st.arg(dedupe_key);
+        let dedupe_key = st.arg(key);
         let payload = st.arg(payload.to_string());
         let now = st.arg(now);
         let only_if = match webhook_of {
@@ -112,7 +113,7 @@ impl WriteTx {
              SELECT {id}, {kind}, {approval_id}, {dedupe_key}, {payload}, 0, {now}, {now}{only_if} \
              NOT EXISTS (SELECT 1 FROM outbox WHERE dedupe_key = {dedupe_key})"
         );
-        self.held.push(st);
+        self.held.push_unless_exists(st, key);
     }
 
     /// Marks an outbox row delivered inside a write transaction, so the

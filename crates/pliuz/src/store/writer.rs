@@ -637,7 +637,7 @@ impl Writer {
 /// Of `hashes`, those a later append to a log of `size` entries may need:
 /// the root of each perfect subtree the log divides into (one per bit of
 /// `size`; `pliuz_audit::append_plan` reads only these).
-fn right_edge(size: i64, mut hashes: Hashes) -> Hashes {
+pub(super) fn right_edge(size: i64, mut hashes: Hashes) -> Hashes {
     let Ok(size) = u64::try_from(size) else {
         return Hashes::new();
     };
