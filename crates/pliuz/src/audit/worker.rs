@@ -25,6 +25,7 @@ pub async fn run(cp: ControlPlane, signer: Arc<Signer>, shutdown: crate::shutdow
     let mut woken_by_change = false;
     let mut last_check = Instant::now();
     loop {
+        crate::notify::Notifier::skip_queued(&mut changes);
         // Entries of other processes are found by the read at least once a
         // second, busy or not.
         let due = match signed {
