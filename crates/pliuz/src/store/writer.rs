@@ -538,7 +538,9 @@ impl Writer {
         span: &tracing::Span,
     ) -> Option<(i64, Hashes)> {
         // The head and the commit in one round trip. Failing leaves the
-        // transaction to be rolled back.
+        // transaction to be rolled back. The `RELEASE`, redundant before a
+        // `COMMIT`, stays as a guard: it fails when SQLite already ended
+        // the transaction, before the head is written outside of it.
         const COMMIT: &str =
             "RELEASE SAVEPOINT change; UPDATE audit_head SET size = $1 WHERE id = 1; COMMIT";
         let mut hashes = hashes;
