@@ -240,6 +240,32 @@ async fn create_rate(s: &Server, agents: usize, time: Duration) -> Result<(f64, 
     Ok((all.len() as f64 / start.elapsed().as_secs_f64(), all))
 }
 
+/// Bare round trips per second (`GET /healthz`, no database) with `agents`
+/// concurrent clients on keep-alive connections for `time`: what this
+/// machine serves over HTTP at all, the ceiling above any create rate.
+async fn round_trip_rate(s: &Server, agents: usize, time: Duration) -> Result<f64> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..agents {
+        let http = server::client()?;
+        let url = s.url("/healthz");
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while start.elapsed() < time {
+                let r = http.get(&url).send().await?.error_for_status()?;
+                r.bytes().await?;
+                done += 1;
+            }
+            Ok::<_, anyhow::Error>(done)
+        }));
+    }
+    let mut all = 0;
+    for t in tasks {
+        all += t.await??;
+    }
+    Ok(all as f64 / start.elapsed().as_secs_f64())
+}
+
 const AGENTS: [usize; 4] = [1, 8, 32, 128];
 
 async fn throughput(
@@ -258,6 +284,18 @@ async fn throughput(
             rate,
             (format!("raw x{agents}/commit {ceiling:.0}/s"), ceiling),
         ));
+        if agents == 32 {
+            // How much of the raw ceiling HTTP alone leaves on this machine.
+            let bare = round_trip_rate(s, agents, time).await?;
+            report.add(Row {
+                figure: format!("P3 reference: {agents} agents, GET /healthz"),
+                measured: format!("{bare:.0}/s"),
+                baseline: format!("raw x{agents}/commit {ceiling:.0}/s"),
+                ratio: ratio(bare / ceiling),
+                target: "-".into(),
+                met: None,
+            });
+        }
     }
     Ok(())
 }

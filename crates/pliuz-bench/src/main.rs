@@ -12,7 +12,9 @@
 //!   long-polls open, and the server's RSS before, during and after.
 //! * P3 throughput: creates/s with 1/8/32/128 concurrent agents ÷ raw SQLite
 //!   with that many inserts per durable commit (and PostgreSQL when
-//!   `PLIUZ_BENCH_PG` names a server: `postgres://user@host/db`).
+//!   `PLIUZ_BENCH_PG` names a server: `postgres://user@host/db`); at 32
+//!   agents also bare `GET /healthz` round trips/s, for reference: how much
+//!   of the raw ceiling HTTP alone reaches on this machine.
 //! * P4 audit: `pliuz audit verify` MB/s ÷ single-thread SHA-256 over the
 //!   same bytes; `pliuz audit export` against verify.
 //! * P5 reads at N stored requests (`--rows`, default 1,000,000, inserted

@@ -295,6 +295,15 @@ impl Notifier {
         }
     }
 
+    /// Skips the changes already queued for this receiver. A worker calls it
+    /// before a pass over the store: every change published so far has
+    /// committed, so that one pass sees them all, instead of one pass per
+    /// change under load (issue #13).
+    pub fn skip_queued(changes: &mut broadcast::Receiver<ApprovalChanged>) {
+        use broadcast::error::TryRecvError;
+        while let Ok(_) | Err(TryRecvError::Lagged(_)) = changes.try_recv() {}
+    }
+
     /// How many approval ids and agents have waiters (each is an entry).
     pub fn waited_on(&self) -> (usize, usize) {
         (self.approvals.len(), self.agent_runs.len())
@@ -304,6 +313,27 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_skips_the_changes_queued_before_its_pass_only() {
+        let n = Notifier::new();
+        let mut changes = n.subscribe();
+        let change = |id: &str| ApprovalChanged {
+            id: id.into(),
+            status: Status::Approved,
+            policy: "p".into(),
+        };
+        for i in 0..3 {
+            n.publish(change(&format!("apr_{i}")));
+        }
+        Notifier::skip_queued(&mut changes);
+        assert!(changes.try_recv().is_err(), "a queued change was left");
+        n.publish(change("apr_late"));
+        assert_eq!(
+            changes.try_recv().map(|c| c.id).ok().as_deref(),
+            Some("apr_late")
+        );
+    }
 
     #[tokio::test]
     async fn a_change_wakes_only_the_waiters_of_its_key() {

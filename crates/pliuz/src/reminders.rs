@@ -13,6 +13,7 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
     // wakes only one waiter, the expiry worker).
     let mut changes = cp.notifier.subscribe();
     loop {
+        Notifier::skip_queued(&mut changes);
         let now = crate::service::now_millis();
         let mut failed = false;
         match cp.due_timers(now, 100).await {

@@ -81,6 +81,7 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
     let mut changes = cp.notifier.subscribe();
     let mut runs = cp.notifier.subscribe_runs();
     loop {
+        Notifier::skip_queued(&mut changes);
         let handled = deliver_due(&cp, &client, &tuning).await;
         let sleep = pause_after_pass(
             cp.next_webhook_due().await,

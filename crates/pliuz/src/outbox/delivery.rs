@@ -90,6 +90,7 @@ pub(crate) async fn run<C: Channel>(
     // broadcast fires after the commit, so listen to both.
     let mut changes = cp.notifier.subscribe();
     loop {
+        crate::notify::Notifier::skip_queued(&mut changes);
         let handled = deliver_due(&cp, &channel, &tuning).await;
         let next_due = cp.next_outbox_due().await;
         // Rows due that this pass did not handle are not ours to deliver

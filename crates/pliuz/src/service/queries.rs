@@ -100,6 +100,12 @@ impl ControlPlane {
         self.store.audit_size().await
     }
 
+    /// The log's size after this process's latest commit, read from memory
+    /// (entries other processes wrote are not counted).
+    pub fn committed_audit_size(&self) -> u64 {
+        self.store.committed_audit_size()
+    }
+
     /// Entries `start..end` in log order.
     pub async fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>> {
         self.store.audit_entries(start, end).await

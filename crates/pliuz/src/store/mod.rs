@@ -304,6 +304,12 @@ impl Store {
         )
     }
 
+    /// The audit log's size after this process's latest commit (0 before
+    /// any); entries other processes wrote are not counted.
+    pub fn committed_audit_size(&self) -> u64 {
+        u64::try_from(self.stats.audit_size.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
     /// Serialises start-up work (migrations, the first admin, `policy.loaded`)
     /// across replicas starting together: a PostgreSQL advisory lock held on
     /// its own connection until [`StartupLock::release`]. On SQLite there is
@@ -779,6 +785,10 @@ impl WriteTx {
         health::committed();
         self.store.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.store.stats.changes.fetch_add(1, Ordering::Relaxed);
+        self.store
+            .stats
+            .audit_size
+            .fetch_max(self.audit_size, Ordering::Relaxed);
         Ok(std::mem::take(&mut self.appended))
     }
 

@@ -15,7 +15,7 @@ use super::sql::Statement;
 use super::{prepare_sqlite, StoreError, WRITE_WAIT};
 use futures::StreamExt;
 use sqlx::{AnyConnection, Connection, Executor, Row};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -42,6 +42,10 @@ pub struct WriteStats {
     pub commits: AtomicU64,
     /// Changes made durable by them.
     pub changes: AtomicU64,
+    /// The audit log's size after this process's latest commit (0 before
+    /// any): what the checkpoint worker compares with the signed size
+    /// instead of reading the log after every change.
+    pub audit_size: AtomicI64,
 }
 
 /// What a write sends the writer.
@@ -534,7 +538,9 @@ impl Writer {
         span: &tracing::Span,
     ) -> Option<(i64, Hashes)> {
         // The head and the commit in one round trip. Failing leaves the
-        // transaction to be rolled back.
+        // transaction to be rolled back. The `RELEASE`, redundant before a
+        // `COMMIT`, stays as a guard: it fails when SQLite already ended
+        // the transaction, before the head is written outside of it.
         const COMMIT: &str =
             "RELEASE SAVEPOINT change; UPDATE audit_head SET size = $1 WHERE id = 1; COMMIT";
         let mut hashes = hashes;
@@ -596,6 +602,7 @@ impl Writer {
         self.stats
             .changes
             .fetch_add(members.len() as u64, Ordering::Relaxed);
+        self.stats.audit_size.fetch_max(size, Ordering::Relaxed);
         for m in members {
             let _ = m.send(Ok(()));
         }
