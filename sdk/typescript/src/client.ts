@@ -85,6 +85,12 @@ export interface CreateApprovalRequest {
   clientMetadata?: Record<string, unknown> | null | undefined;
   /** With a key the create is retried safely, and a repeat returns the existing request. */
   idempotencyKey?: string | null | undefined;
+  /**
+   * When the policy approves the request at once, the server also claims its execution
+   * for this id (the answer is `executing` with this `claim_id`), as `claimExecution`
+   * would; otherwise it is ignored.
+   */
+  claimId?: string | null | undefined;
 }
 
 export interface ListApprovalsQuery {
@@ -281,6 +287,7 @@ export class PliuzClient {
       context_messages: request.contextMessages,
       client_metadata: request.clientMetadata,
       idempotency_key: request.idempotencyKey,
+      claim_id: request.claimId,
     });
     const deadline = this.#deadline(options);
     const retry = typeof request.idempotencyKey === "string";
