@@ -330,10 +330,7 @@ def _claimed_for(approval: Approval, claim_id: str) -> bool:
     """Whether the server granted this call the execution with its create."""
     execution = approval.execution
     return (
-        approval.status == "executing"
-        and execution is not None
-        and execution.claim_id == claim_id
-        and execution.outcome is None
+        approval.status == "executing" and execution is not None and execution.claim_id == claim_id
     )
 
 
