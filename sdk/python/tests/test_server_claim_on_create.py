@@ -78,3 +78,14 @@ def test_a_pending_call_still_claims_after_the_decision(server: PliuzServer, hum
     ]  # fmt: skip
     assert len(claims) == 1, sent
     assert a["status"] == "executed" and a["execution"]["outcome"] == "success"
+
+
+def test_create_approval_takes_a_claim_id(server: PliuzServer) -> None:
+    client = PliuzClient(server.agent_key, server.base_url)
+    args = {"order_id": uid(), "amount_cents": 100}
+    claimed = client.create_approval("issue_refund", args, claim_id="mine-1")
+    assert claimed.status == "executing"
+    assert claimed.execution is not None and claimed.execution.claim_id == "mine-1"
+    waiting = client.create_approval("issue_refund", {**args, "amount_cents": 5000}, claim_id="x")
+    assert waiting.status == "pending" and waiting.execution is None
+    client.close()

@@ -270,7 +270,8 @@ export class PliuzClient {
 
   /**
    * Ask for approval of one tool call (`POST /api/v1/approvals`). The answer is
-   * `pending`, or already `approved`/`rejected` when a policy decided it. With an
+   * `pending`, or already `approved`/`rejected` when a policy decided it (`executing`,
+   * claimed for `claimId`, when it approved it and `claimId` was given). With an
    * `idempotencyKey` the create is retried on transient errors and when an identical
    * request was created at the same moment, and a repeat returns the existing request
    * (`is_replay: true`) whatever its state. Without one it is never repeated.
