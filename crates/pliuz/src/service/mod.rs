@@ -19,7 +19,7 @@ pub mod webhooks;
 
 use crate::approval::{
     check_reason, Action, Actor, Approval, Decision, DecisionEffect, DecisionKind, Execution,
-    Refusal, Standing, Status, TransitionError,
+    Millis, Refusal, Standing, Status, TransitionError,
 };
 use crate::audit_event::{AuditEvent, VoteCount};
 use crate::auth::{Principal, Role};
@@ -952,7 +952,7 @@ fn only_agents(principal: &Principal) -> Result<()> {
 /// `claim_execution` would make it: the same state, one more `version`, the
 /// same entry. `None` (nothing claimed, the agent claims as usual) when the
 /// claim is refused, e.g. a policy with no time to execute.
-fn claim_on_create(a: &mut Approval, claim_id: String, now: i64) -> Option<AuditEvent> {
+fn claim_on_create(a: &mut Approval, claim_id: String, now: Millis) -> Option<AuditEvent> {
     if !a.claim_execution(&claim_id, now).ok()? {
         return None;
     }
