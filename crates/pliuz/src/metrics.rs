@@ -240,6 +240,8 @@ impl Metrics {
             | Status::Responded
             | Status::Expired
             | Status::Cancelled => after.status,
+            // Approved and claimed in one change (a claim on create).
+            Status::Executing if before.is_none() => Status::Approved,
             Status::Pending | Status::Executing | Status::Executed => return,
         };
         if !was_open {

@@ -506,3 +506,29 @@ async fn a_refused_webhook_is_given_up_after_its_attempts() {
         "{text}"
     );
 }
+
+/// A request approved and claimed by its create (claim on create) counts as
+/// created and decided, as an auto-approval followed by a claim does.
+#[tokio::test]
+async fn a_claim_on_create_counts_as_created_and_approved() {
+    let server = Server::start_with(&config(), None, vec![]).await;
+    let http = Client::new();
+    let agent = server.agent_key("support-bot");
+    let args = json!({"order_id": "A-1", "amount_cents": 500});
+    let body = json!({"tool_name": "issue_refund", "tool_args": args, "claim_id": "c-1"});
+    let claimed = support::create_approval(&http, &server, &agent, body).await;
+    assert_eq!(claimed["status"], "executing", "{claimed}");
+
+    let text = scrape(&http, &server).await;
+    assert_eq!(
+        sample(&text, "pliuz_approvals_created_total{policy=\"refunds\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "pliuz_approvals_decided_total{policy=\"refunds\",outcome=\"approved\"}"
+        ),
+        Some(1.0)
+    );
+}

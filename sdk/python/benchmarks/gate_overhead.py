@@ -5,7 +5,10 @@ with a fresh data dir, creates an agent key and an auto-approving policy, then
 prints p50/p99 latency of:
 
 - the raw ``POST /api/v1/approvals`` (httpx, one keep-alive client, sync and async);
-- the raw create + execution claim (the two requests a gated call waits for);
+- the raw create with a ``claim_id`` (claim on create: the one request a gated call
+  on an auto-approving policy waits for before its body runs);
+- the raw create + execution claim (the two requests it waited for before claim on
+  create, and still does when a human decides);
 - ``@gated`` on a sync and an async function (default shared client).
 
 Run: ``PLIUZ_BIN=target/release/pliuz python sdk/python/benchmarks/gate_overhead.py [N]``.
@@ -109,14 +112,14 @@ def main(n: int) -> None:
         proc.wait(10)
         log.close()
     print(f"{n} calls each, server {BIN}")
-    print(f"{'':28} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'':30} {'p50 ms':>8} {'p99 ms':>8}")
     for name, (p50, p99) in results.items():
-        print(f"{name:28} {p50:8.2f} {p99:8.2f}")
+        print(f"{name:30} {p50:8.2f} {p99:8.2f}")
     for kind in ("sync", "async"):
         gated_p50 = results[f"@gated {kind}"][0]
-        for base in ("raw create", "raw create + claim"):
+        for base in ("raw create", "raw claiming create", "raw create + claim"):
             overhead = gated_p50 - results[f"{base} ({kind})"][0]
-            print(f"@gated {kind:5} overhead over the {base + ':':20} {overhead:+6.2f} ms (p50)")
+            print(f"@gated {kind:5} overhead over the {base + ':':21} {overhead:+6.2f} ms (p50)")
 
 
 def _measure(
@@ -141,12 +144,17 @@ def _measure(
         def raw_create(i: int) -> object:
             return http.post(url, json=body("raw", i)).raise_for_status()
 
+        def raw_claiming(i: int) -> object:
+            claiming = {**body("claiming", i), "claim_id": uuid.uuid4().hex}
+            return http.post(url, json=claiming).raise_for_status()
+
         def raw_pair(i: int) -> object:
             approval = http.post(url, json=body("pair", i)).raise_for_status().json()
             claim = {"outcome": "started", "claim_id": uuid.uuid4().hex}
             return http.post(f"{url}/{approval['id']}/execution", json=claim).raise_for_status()
 
         results["raw create (sync)"] = _percentiles(_time_sync(raw_create, n, warmup))
+        results["raw claiming create (sync)"] = _percentiles(_time_sync(raw_claiming, n, warmup))
         results["raw create + claim (sync)"] = _percentiles(_time_sync(raw_pair, n, warmup))
 
     @gated(tool_name="bench_tool", session_id=f"{run_id}-sync")
@@ -161,6 +169,10 @@ def _measure(
             async def raw_create(i: int) -> object:
                 return (await http.post(url, json=body("araw", i))).raise_for_status()
 
+            async def raw_claiming(i: int) -> object:
+                claiming = {**body("aclaiming", i), "claim_id": uuid.uuid4().hex}
+                return (await http.post(url, json=claiming)).raise_for_status()
+
             async def raw_pair(i: int) -> object:
                 approval = (await http.post(url, json=body("apair", i))).raise_for_status().json()
                 claim = {"outcome": "started", "claim_id": uuid.uuid4().hex}
@@ -169,6 +181,9 @@ def _measure(
                 ).raise_for_status()
 
             results["raw create (async)"] = _percentiles(await _time_async(raw_create, n, warmup))
+            results["raw claiming create (async)"] = _percentiles(
+                await _time_async(raw_claiming, n, warmup)
+            )
             results["raw create + claim (async)"] = _percentiles(
                 await _time_async(raw_pair, n, warmup)
             )

@@ -293,10 +293,11 @@ class PliuzClient(_HttpClient[httpx.Client]):
 
         Keywords: ``policy``, ``tool_schema``, ``call_id``, ``session_id``,
         ``originator``, ``context_messages``, ``client_metadata``,
-        ``idempotency_key`` (see docs/api.md).
+        ``idempotency_key``, ``claim_id`` (see docs/api.md).
 
         Returns the approval: ``pending``, or already ``approved`` / ``rejected``
-        when a policy condition decided it. With an ``idempotency_key`` the
+        when a policy condition decided it (``executing``, claimed for ``claim_id``,
+        when it approved it and ``claim_id`` was given). With an ``idempotency_key`` the
         request is retried on transient errors and when an identical request
         was created at the same moment (409 ``concurrent_create``), and a repeat
         returns the existing approval with ``is_replay=True`` whatever its state.

@@ -163,6 +163,8 @@ class RequestOptions(RequestFields, total=False):
 
     call_id: str | None
     idempotency_key: str | None
+    #: Claimed for this id at once if the policy approves the request on creation.
+    claim_id: str | None
 
 
 class ListFilters(TypedDict, total=False):

@@ -3,6 +3,11 @@
 One gated call: redact → create (idempotent) → wait → check the outcome →
 restore redacted values → claim the execution → run → report the outcome.
 
+The create carries the call's claim id: when the policy approves the request at
+once, the server claims the execution for it in the same commit and answers
+``executing`` with that claim, and the separate claim request is skipped (one
+durable write before the body runs instead of two).
+
 The claim is what makes the body run at most once: the server hands it to one
 caller only (any other process attached to the same request gets 409
 ``execution_claimed`` and does not run the body). A request that was claimed
@@ -207,6 +212,10 @@ def _unknown(approval: Approval) -> PliuzOutcomeUnknownError:
 def final_args(approval: Approval, prepared: PreparedCall) -> dict[str, Any]:
     """The arguments to run with: approved ``final_args`` with redacted originals restored."""
     raise_for_outcome(approval)
+    return _approved_args(approval, prepared)
+
+
+def _approved_args(approval: Approval, prepared: PreparedCall) -> dict[str, Any]:
     approved = approval.final_args if approval.final_args is not None else approval.tool_args
     return restore(approved, prepared.redacted)
 
@@ -297,10 +306,12 @@ def _ran_here(report: Report, approval: Approval) -> PliuzAlreadyExecutedError:
     )
 
 
-def _args_and_claim(approval: Approval, prepared: PreparedCall) -> tuple[dict[str, Any], str]:
+def _args_and_claim(
+    approval: Approval, prepared: PreparedCall, claim_id: str
+) -> tuple[dict[str, Any], str]:
     """The arguments to run with and the claim id to claim with.
 
-    Normally the request must be ``approved`` and a fresh claim id is used. A
+    Normally the request must be ``approved`` and this call's ``claim_id`` is used. A
     body of this process that paused without finishing (a LangGraph interrupt
     inside the tool) left its claim held: its re-run re-presents that claim.
     """
@@ -311,9 +322,32 @@ def _args_and_claim(approval: Approval, prepared: PreparedCall) -> tuple[dict[st
             del _held_claims[approval.id]  # not (or no longer) ours
             held = None
     if held is not None:
-        approved = approval.final_args if approval.final_args is not None else approval.tool_args
-        return restore(approved, prepared.redacted), held
-    return final_args(approval, prepared), _new_claim_id()
+        return _approved_args(approval, prepared), held
+    return final_args(approval, prepared), claim_id
+
+
+def _claimed_for(approval: Approval, claim_id: str) -> bool:
+    """Whether the server granted this call the execution with its create."""
+    execution = approval.execution
+    return (
+        approval.status == "executing" and execution is not None and execution.claim_id == claim_id
+    )
+
+
+# idempotency key -> claim id sent with a create that got no answer: it may have
+# landed and claimed, so the next call of this process with that key sends the same id
+# and finds its own claim instead of "outcome unknown".
+_unanswered_creates: dict[str, str] = {}
+
+
+def _create_claim_id(key: str) -> str:
+    with _guard:
+        return _unanswered_creates.pop(key, None) or _new_claim_id()
+
+
+def _unanswered_creates_put(key: str, claim_id: str) -> None:
+    with _guard:
+        _unanswered_creates[key] = claim_id
 
 
 def _hold_claim(approval_id: str, claim_id: str) -> None:
@@ -392,20 +426,19 @@ def gate(
     unreported: tuple[type[BaseException], ...] = (),
     unknown_outcome: tuple[type[BaseException], ...] = (),
 ) -> Flow[Any]:
-    """create → wait → check the outcome → claim → run the body → queue the report."""
+    """create (claiming if approved at once) → wait → check the outcome → claim → run the
+    body → queue the report."""
     deadline = _flow.deadline_in(timeout_s)
-    approval = yield from _flow.create(cfg, prepared.body, deadline)
+    claim_id = _create_claim_id(prepared.idempotency_key)
+    try:
+        approval = yield from _flow.create(cfg, {**prepared.body, "claim_id": claim_id}, deadline)
+    except BaseException:
+        _unanswered_creates_put(prepared.idempotency_key, claim_id)
+        raise
     log.debug(
         "pliuz: %s approval %s is %s (replay=%s)",
         prepared.tool_name, approval.id, approval.status, approval.is_replay,
     )  # fmt: skip
-    if approval.status == "pending":
-        yield Announce(approval)
-        approval = yield from _await_decision(cfg, approval, deadline, cancel_on_timeout)
-    approval = yield from reconcile(cfg, approval)
-    args, claim_id = _args_and_claim(approval, prepared)
-    yield from _claim(cfg, approval, claim_id, deadline)
-    started = time.monotonic()
 
     def finished(outcome: Literal["success", "error"], ms: int, output: str | None) -> QueueReport:
         report = Report(approval.id, prepared.tool_name, claim_id, outcome, ms, output)
@@ -413,6 +446,23 @@ def gate(
             _held_claims.pop(approval.id, None)
         keep(report)  # kept until the server has it
         return QueueReport(report)
+
+    if _claimed_for(approval, claim_id):
+        try:
+            args = _approved_args(approval, prepared)
+        except PliuzError as exc:
+            # The server holds this call's claim: say the body never ran, or the
+            # request would stay "outcome unknown".
+            yield finished("error", 0, f"not run: {exc}")
+            raise
+    else:
+        if approval.status == "pending":
+            yield Announce(approval)
+            approval = yield from _await_decision(cfg, approval, deadline, cancel_on_timeout)
+        approval = yield from reconcile(cfg, approval)
+        args, claim_id = _args_and_claim(approval, prepared, claim_id)
+        yield from _claim(cfg, approval, claim_id, deadline)
+    started = time.monotonic()
 
     try:
         result = yield RunBody(args)

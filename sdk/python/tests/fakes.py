@@ -37,6 +37,8 @@ class FakePliuz:
         # Called on every GET of an approval (lets a test decide "while waiting").
         self.on_get: Callable[[dict[str, Any]], None] | None = None
         self.auto: str | None = None  # "approved" / "rejected" at create
+        # Claim an auto-approved request for the create's ``claim_id``, as the server does.
+        self.claim_on_create = False
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -132,4 +134,7 @@ class FakePliuz:
         if self.auto:
             self.decide(aid, self.auto, reason="policy says so")
             approval["decision"]["by"] = "policy:default"
+        claim_id = approval.pop("claim_id", None)
+        if self.claim_on_create and claim_id and approval["status"] == "approved":
+            self._execution(approval, {"outcome": "started", "claim_id": claim_id})
         return httpx.Response(201, json=approval)

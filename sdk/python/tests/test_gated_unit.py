@@ -329,3 +329,84 @@ def test_an_unanswered_claim_is_re_presented_by_the_next_call_in_this_process() 
     assert f(1) == 1 and ran == [1]  # this process holds the claim: it runs, once
     pliuz.flush_reports()
     assert approval["status"] == "executed"
+
+
+def claiming_fake() -> FakePliuz:
+    """A fake server that approves every request as it is created and claims its execution
+    for the create's ``claim_id``, as the real server does."""
+    fake = approving_fake()
+    fake.claim_on_create = True
+    return fake
+
+
+def test_a_call_claimed_on_create_runs_without_a_claim_request() -> None:
+    fake = claiming_fake()
+    f, ran = recorded_tool(sync_client(fake), "claimed")
+
+    assert f(1) == 1 and ran == [1]
+    (create,) = bodies(fake)
+    (report,) = bodies(fake, "/execution")  # no "started": the create was the claim
+    assert report["outcome"] == "success" and report["claim_id"] == create["claim_id"]
+    (approval,) = fake.approvals.values()
+    assert approval["status"] == "executed"
+    with pytest.raises(pliuz.PliuzAlreadyExecutedError):
+        f(1)
+    assert ran == [1]
+
+
+def test_a_call_claimed_on_create_that_cannot_run_reports_that_it_did_not() -> None:
+    fake = claiming_fake()
+    ran: list[dict[str, str]] = []
+
+    @gated(redact=["card.number"], client=sync_client(fake), session_id="lost-card")
+    def pay(card: dict[str, str]) -> str:
+        ran.append(card)
+        return "paid"
+
+    real_create = fake._create
+
+    def create_without_the_card(body: dict[str, Any]) -> httpx.Response:
+        response = real_create(body)
+        approval = fake.approvals[response.json()["id"]]
+        approval["final_args"] = {"card": []}  # the card number has nowhere to go back to
+        return httpx.Response(response.status_code, json=approval)
+
+    fake._create = create_without_the_card  # type: ignore[method-assign]
+    with pytest.raises(pliuz.PliuzArgumentsError):
+        pay({"number": "4111"})
+    assert ran == []
+    (create,) = bodies(fake)
+    (report,) = bodies(fake, "/execution")
+    assert report["outcome"] == "error" and report["output_excerpt"].startswith("not run")
+    assert report["claim_id"] == create["claim_id"]
+    (approval,) = fake.approvals.values()
+    assert approval["status"] == "executed"  # not left "outcome unknown"
+
+
+def test_a_create_whose_answer_was_lost_is_re_presented_with_its_claim_id() -> None:
+    fake = claiming_fake()
+    real_create = fake._create
+    lost: list[bool] = []
+
+    def create_then_lose_the_answer(body: dict[str, Any]) -> httpx.Response:
+        response = real_create(body)
+        if not lost:
+            lost.append(True)
+            raise httpx.ReadError("connection reset after the create was stored")
+        return response
+
+    fake._create = create_then_lose_the_answer  # type: ignore[method-assign]
+    client = PliuzClient(
+        KEY, "http://t", http_client=httpx.Client(transport=fake.transport()), max_retries=0
+    )
+    f, ran = recorded_tool(client, "unanswered-create")
+
+    with pytest.raises(pliuz.PliuzConnectionError):
+        f(1)  # stored and claimed, but this call never heard: the body does not run
+    (approval,) = fake.approvals.values()
+    assert ran == [] and approval["status"] == "executing"
+    assert f(1) == 1 and ran == [1]  # the replay shows this process's own claim: it runs, once
+    first, second = bodies(fake)
+    assert first["claim_id"] == second["claim_id"]
+    pliuz.flush_reports()
+    assert approval["status"] == "executed"

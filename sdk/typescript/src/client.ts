@@ -85,6 +85,12 @@ export interface CreateApprovalRequest {
   clientMetadata?: Record<string, unknown> | null | undefined;
   /** With a key the create is retried safely, and a repeat returns the existing request. */
   idempotencyKey?: string | null | undefined;
+  /**
+   * When the policy approves the request at once, the server also claims its execution
+   * for this id (the answer is `executing` with this `claim_id`), as `claimExecution`
+   * would; otherwise it is ignored.
+   */
+  claimId?: string | null | undefined;
 }
 
 export interface ListApprovalsQuery {
@@ -264,7 +270,8 @@ export class PliuzClient {
 
   /**
    * Ask for approval of one tool call (`POST /api/v1/approvals`). The answer is
-   * `pending`, or already `approved`/`rejected` when a policy decided it. With an
+   * `pending`, or already `approved`/`rejected` when a policy decided it (`executing`,
+   * claimed for `claimId`, when it approved it and `claimId` was given). With an
    * `idempotencyKey` the create is retried on transient errors and when an identical
    * request was created at the same moment, and a repeat returns the existing request
    * (`is_replay: true`) whatever its state. Without one it is never repeated.
@@ -281,6 +288,7 @@ export class PliuzClient {
       context_messages: request.contextMessages,
       client_metadata: request.clientMetadata,
       idempotency_key: request.idempotencyKey,
+      claim_id: request.claimId,
     });
     const deadline = this.#deadline(options);
     const retry = typeof request.idempotencyKey === "string";

@@ -8,6 +8,11 @@
  * caller only. A request that was claimed and never reported (the process died,
  * the report could not be delivered) stays `executing`: every later attempt is
  * told "outcome unknown — check before retrying" and never runs it again.
+ *
+ * The create carries the call's claim id: when the policy approves the request at
+ * once, the server claims the execution for it in the same commit and answers
+ * `executing` with that claim, and the separate claim request is skipped (one
+ * durable write before the body runs instead of two).
  */
 import { type CallOptions, type CreateApprovalRequest, newClaimId, type PliuzClient } from "./client.js";
 import {
@@ -145,6 +150,10 @@ export function raiseForOutcome(approval: Approval): void {
 /** The arguments to run with: the approved `final_args` with redacted originals restored. */
 export function finalArgs(approval: Approval, prepared: PreparedCall): Record<string, unknown> {
   raiseForOutcome(approval);
+  return approvedArgs(approval, prepared);
+}
+
+function approvedArgs(approval: Approval, prepared: PreparedCall): Record<string, unknown> {
   return restore(approval.final_args ?? approval.tool_args, prepared.redacted);
 }
 
@@ -302,7 +311,83 @@ async function gateOnce<T>(
 ): Promise<T> {
   const deadline = new Deadline(options.timeoutMs, options.signal);
   const call = (d: Deadline): CallOptions => ({ signal: d.signal, timeoutMs: d.remaining() });
-  let approval = await client.createApproval(prepared.request, call(deadline));
+  const claimId = unansweredCreates.get(prepared.idempotencyKey) ?? newClaimId();
+  unansweredCreates.delete(prepared.idempotencyKey);
+  let approval: Approval;
+  try {
+    approval = await client.createApproval({ ...prepared.request, claimId }, call(deadline));
+  } catch (err) {
+    // It may have landed and claimed: the next call with this key presents the same id
+    // and finds its own claim instead of "outcome unknown".
+    unansweredCreates.set(prepared.idempotencyKey, claimId);
+    throw err;
+  }
+  const finish = async (outcome: "success" | "error", output: string | undefined, ms: number): Promise<void> => {
+    const report: UndeliveredReport = {
+      approvalId: approval.id,
+      toolName: prepared.toolName,
+      claimId,
+      outcome,
+      latencyMs: ms,
+      outputExcerpt: output,
+      lastError: undefined,
+    };
+    undelivered.set(approval.id, report);
+    await deliver(client, report);
+  };
+  let args: Record<string, unknown>;
+  if (claimedFor(approval, claimId)) {
+    try {
+      args = approvedArgs(approval, prepared);
+    } catch (err) {
+      // The server holds this call's claim: say the body never ran, or the request
+      // would stay "outcome unknown".
+      if (err instanceof PliuzError) await finish("error", `not run: ${err.message}`, 0);
+      throw err;
+    }
+  } else {
+    [approval, args] = await awaitAndClaim(client, prepared, approval, claimId, deadline, options);
+  }
+  const started = performance.now();
+  const elapsed = (): number => Math.max(0, Math.round(performance.now() - started));
+  let result: T;
+  try {
+    result = await execute(args);
+  } catch (err) {
+    if (err instanceof PliuzArgumentsError) await finish("error", `not run: ${err.message}`, 0);
+    else await finish("error", excerpt(reportText(err)), elapsed());
+    throw err;
+  }
+  const text =
+    options.reportOutput === false
+      ? undefined
+      : options.reportExcerpt
+        ? options.reportExcerpt(result)
+        : excerpt(result);
+  await finish("success", text, elapsed());
+  return result;
+}
+
+/** Whether the server granted this call the execution with its create. */
+function claimedFor(approval: Approval, claimId: string): boolean {
+  return approval.status === "executing" && approval.execution?.claim_id === claimId;
+}
+
+/** idempotency key → claim id sent with a create that got no answer. */
+const unansweredCreates = new Map<string, string>();
+
+/** Wait for the decision, check it and claim the execution for `claimId`: the request as
+ * decided and the arguments to run with. */
+async function awaitAndClaim<T>(
+  client: PliuzClient,
+  prepared: PreparedCall,
+  created: Approval,
+  claimId: string,
+  deadline: Deadline,
+  options: GateRunOptions<T>,
+): Promise<[Approval, Record<string, unknown>]> {
+  const call = (d: Deadline): CallOptions => ({ signal: d.signal, timeoutMs: d.remaining() });
+  let approval = created;
   if (approval.status === "pending") {
     await options.onPending?.(approval);
     try {
@@ -327,7 +412,6 @@ async function gateOnce<T>(
     );
   }
   const args = finalArgs(approval, prepared);
-  const claimId = newClaimId();
   const claimDeadline = deadline.withFloor(CLAIM_MIN_MS);
   try {
     await client.claimExecution(approval.id, { claimId, ...call(claimDeadline) });
@@ -341,36 +425,7 @@ async function gateOnce<T>(
     }
     throw claimRefused(err, approval, fresh);
   }
-  const started = performance.now();
-  const finish = async (outcome: "success" | "error", output: string | undefined, ms?: number): Promise<void> => {
-    const report: UndeliveredReport = {
-      approvalId: approval.id,
-      toolName: prepared.toolName,
-      claimId,
-      outcome,
-      latencyMs: ms ?? Math.max(0, Math.round(performance.now() - started)),
-      outputExcerpt: output,
-      lastError: undefined,
-    };
-    undelivered.set(approval.id, report);
-    await deliver(client, report);
-  };
-  let result: T;
-  try {
-    result = await execute(args);
-  } catch (err) {
-    if (err instanceof PliuzArgumentsError) await finish("error", `not run: ${err.message}`, 0);
-    else await finish("error", excerpt(reportText(err)));
-    throw err;
-  }
-  const text =
-    options.reportOutput === false
-      ? undefined
-      : options.reportExcerpt
-        ? options.reportExcerpt(result)
-        : excerpt(result);
-  await finish("success", text);
-  return result;
+  return [approval, args];
 }
 
 function reportText(err: unknown): string {

@@ -5,6 +5,8 @@ import { test } from "node:test";
 import {
   gated,
   PliuzAlreadyExecutedError,
+  PliuzArgumentsError,
+  PliuzClient,
   PliuzExpiredError,
   PliuzRejectedError,
   PliuzRespondedError,
@@ -120,4 +122,88 @@ test("a body that throws is reported as an error and the error reaches the calle
   assert.equal(mine?.status, "executed");
   assert.equal(mine?.execution?.outcome, "error");
   assert.match(mine?.execution?.output_excerpt ?? "", /card declined/);
+});
+
+/** A client with the agent key whose requests are listed in `sent` ("METHOD path"); `answer` may rewrite answers. */
+function recordingClient(sent: string[], answer?: (path: string, body: Json) => Json): PliuzClient {
+  const recording: typeof fetch = async (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    const method = init?.method ?? "GET";
+    sent.push(
+      `${method} ${url.pathname}${method === "POST" && String(init?.body).includes('"started"') ? " started" : ""}`,
+    );
+    const response = await fetch(input, init);
+    if (answer === undefined || !response.ok) return response;
+    const rewritten = answer(url.pathname, (await response.json()) as Json);
+    return new Response(JSON.stringify(rewritten), { status: response.status, headers: response.headers });
+  };
+  return new PliuzClient({ apiKey: pliuz.server.agentKey, baseUrl: pliuz.server.baseUrl, fetch: recording });
+}
+
+test("auto-approved: the create is the claim, one request before the body runs", async () => {
+  const sent: string[] = [];
+  const beforeBody: string[][] = [];
+  const refund = gated(
+    async (a: { order_id: string; amount_cents: number }) => {
+      beforeBody.push([...sent]);
+      return `refunded ${a.order_id}`;
+    },
+    { name: "refund_fn", client: recordingClient(sent) },
+  );
+  const order = `G-${randomUUID().slice(0, 8)}`;
+  assert.equal(await refund({ order_id: order, amount_cents: 500 }), `refunded ${order}`);
+  assert.deepEqual(beforeBody, [["POST /api/v1/approvals"]]);
+  const report = sent.filter((s) => s.endsWith("/execution"));
+  assert.equal(report.length, 1, sent.join("\n"));
+  const id = report[0]?.split("/")[4] ?? "";
+  const stored = await pliuz.human.get(id);
+  assert.equal(stored.status, "executed");
+  assert.equal((stored.execution as Json).outcome, "success");
+});
+
+test("pending: the claim follows the decision, as before", async () => {
+  const sent: string[] = [];
+  let runs = 0;
+  const refund = gated(
+    async (_a: { order_id: string; amount_cents: number }) => {
+      runs++;
+      return "done";
+    },
+    { name: "refund_fn", client: recordingClient(sent) },
+  );
+  const order = `G-${randomUUID().slice(0, 8)}`;
+  const call = refund({ order_id: order, amount_cents: 9000 });
+  const pending = await pliuz.human.decideOrder(order, "approve");
+  assert.equal(await call, "done");
+  assert.equal(runs, 1);
+  assert.deepEqual(
+    sent.filter((s) => s.endsWith(" started")),
+    [`POST /api/v1/approvals/${pending.id}/execution started`],
+  );
+  assert.equal((await pliuz.human.get(pending.id as string)).status, "executed");
+});
+
+test("claimed on create but not runnable: reports that it did not run", async () => {
+  const sent: string[] = [];
+  let runs = 0;
+  // The request is claimed for this call; its answer holds arguments the card number cannot go back into.
+  const unrestorable = (path: string, body: Json): Json =>
+    path === "/api/v1/approvals" ? { ...body, final_args: { ...(body.final_args as Json), card: [] } } : body;
+  const refund = gated(
+    async (_a: { order_id: string; amount_cents: number; card: { number: string } }) => {
+      runs++;
+      return "done";
+    },
+    { name: "refund_fn", client: recordingClient(sent, unrestorable), redact: ["card.number"] },
+  );
+  const order = `G-${randomUUID().slice(0, 8)}`;
+  await assert.rejects(refund({ order_id: order, amount_cents: 500, card: { number: "4111" } }), PliuzArgumentsError);
+  assert.equal(runs, 0);
+  assert.ok(!sent.some((s) => s.endsWith(" started")), sent.join("\n"));
+  const report = sent.find((s) => s.endsWith("/execution")) ?? "";
+  const stored = await pliuz.human.get(report.split("/")[4] ?? "");
+  assert.equal(stored.status, "executed");
+  const execution = stored.execution as Json;
+  assert.equal(execution.outcome, "error");
+  assert.match(String(execution.output_excerpt), /^not run/);
 });

@@ -185,6 +185,21 @@ pub struct CreateBody {
     #[schema(min_length = 1, max_length = 200)]
     idempotency_key: Option<String>,
     client_metadata: Option<Map<String, Value>>,
+    /// When the policy approves the request on creation, claims its
+    /// execution for this id in the same commit (answered `executing`, as
+    /// after `POST .../execution` with `outcome: started`); otherwise ignored.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,100}$")]
+    claim_id: Option<String>,
+}
+
+/// The rule of a caller's claim id, on create and on claim.
+fn claim_id_error(claim_id: &str) -> Option<FieldError> {
+    (!is_valid_claim_id(claim_id)).then(|| {
+        FieldError::new(
+            "claim_id",
+            format!("must be 1-{MAX_CLAIM_ID_CHARS} characters of A-Z a-z 0-9 - _ ."),
+        )
+    })
 }
 
 fn check_len(
@@ -249,6 +264,7 @@ fn validate_create(body: &CreateBody) -> Result<(), Problem> {
     ] {
         check_len(&mut errors, field, value, max, required);
     }
+    errors.extend(body.claim_id.as_deref().and_then(claim_id_error));
     Problem::check_fields(errors)
 }
 
@@ -274,6 +290,7 @@ pub async fn create(
                 originator: body.originator,
                 idempotency_key: body.idempotency_key,
                 client_metadata: body.client_metadata.map(Value::Object),
+                claim_id: body.claim_id,
             },
         )
         .await?;
@@ -475,13 +492,8 @@ fn execution_step_schema() -> utoipa::openapi::Object {
 
 /// `None` for `outcome: "started"` (a claim), the outcome for a report.
 fn validate_execution(body: &ExecutionBody) -> Result<Option<ExecutionOutcome>, Problem> {
-    if let Some(c) = &body.claim_id {
-        if !is_valid_claim_id(c) {
-            return Err(Problem::invalid(
-                "claim_id",
-                format!("must be 1-{MAX_CLAIM_ID_CHARS} characters of A-Z a-z 0-9 - _ ."),
-            ));
-        }
+    if let Some(e) = body.claim_id.as_deref().and_then(claim_id_error) {
+        return Err(Problem::validation(vec![e]));
     }
     if body.outcome == "started" {
         let mut errors = Vec::new();

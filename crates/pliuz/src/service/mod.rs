@@ -19,7 +19,7 @@ pub mod webhooks;
 
 use crate::approval::{
     check_reason, Action, Actor, Approval, Decision, DecisionEffect, DecisionKind, Execution,
-    Refusal, Standing, Status, TransitionError,
+    Millis, Refusal, Standing, Status, TransitionError,
 };
 use crate::audit_event::{AuditEvent, VoteCount};
 use crate::auth::{Principal, Role};
@@ -173,6 +173,10 @@ pub struct NewApproval {
     pub originator: Option<String>,
     pub idempotency_key: Option<String>,
     pub client_metadata: Option<Value>,
+    /// Claims the execution for this id in the same commit when the policy
+    /// approves the request on creation (issue #13: one durable write before
+    /// the tool runs instead of two); otherwise ignored.
+    pub claim_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -483,12 +487,20 @@ impl ControlPlane {
                 edited: false,
             }
         });
+        let claimed = match (&decided, req.claim_id) {
+            (Some(_), Some(claim_id)) => claim_on_create(&mut a, claim_id, now),
+            _ => None,
+        };
         let mut tx = self.store.begin_write().await?;
         tx.insert_approval(&a).await?;
         tx.audit(Actor::Agent(agent.to_owned()), Some(&a.id), created)
             .await?;
         if let Some(decided) = decided {
             tx.audit(Actor::Policy(policy.name.clone()), Some(&a.id), decided)
+                .await?;
+        }
+        if let Some(claimed) = claimed {
+            tx.audit(Actor::Agent(agent.to_owned()), Some(&a.id), claimed)
                 .await?;
         }
         self.queue_notifications(&mut tx, &a, Some(&policy), true)
@@ -934,6 +946,22 @@ fn only_agents(principal: &Principal) -> Result<()> {
             "only the agent that made the request claims and reports its execution".into(),
         ))
     }
+}
+
+/// The execution claim of a request the policy has just approved, as
+/// `claim_execution` would make it: the same state, one more `version`, the
+/// same entry. `None` (nothing claimed, the agent claims as usual) when the
+/// claim is refused, e.g. a policy with no time to execute.
+fn claim_on_create(a: &mut Approval, claim_id: String, now: Millis) -> Option<AuditEvent> {
+    if !a.claim_execution(&claim_id, now).ok()? {
+        return None;
+    }
+    a.version += 1;
+    Some(AuditEvent::ApprovalExecutionClaimed {
+        claim_id,
+        execute_before: a.execute_before().map(crate::store::format_time),
+        final_args: a.final_args.clone(),
+    })
 }
 
 fn replay(existing: Approval, digest: &str, key: &str) -> Result<(Approval, bool)> {
