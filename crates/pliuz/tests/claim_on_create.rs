@@ -31,6 +31,17 @@ async fn post(e: &Crew, token: &str, path: &str, body: Value) -> (StatusCode, Va
     .await
 }
 
+/// An agent's `POST /api/v1/approvals`.
+async fn create(e: &Crew, body: Value) -> (StatusCode, Value) {
+    post(e, &e.agent, "/api/v1/approvals", body).await
+}
+
+/// The agent's execution claim at `path` (`/api/v1/approvals/{id}/execution`).
+async fn claim(e: &Crew, path: &str, claim_id: &str) -> (StatusCode, Value) {
+    let body = json!({"outcome": "started", "claim_id": claim_id});
+    post(e, &e.agent, path, body).await
+}
+
 fn refund(amount: i64, key: &str, claim_id: &str) -> Value {
     json!({
         "tool_name": "issue_refund",
@@ -65,7 +76,7 @@ async fn claims_on_create_only_what_the_policy_approves(database_url: Option<Str
 
     // Auto-approved: created, approved and claimed by one request.
     let body = refund(500, "call-1", "claim-a");
-    let (status, created) = post(&e, &e.agent, "/api/v1/approvals", body.clone()).await;
+    let (status, created) = create(&e, body.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["status"], "executing", "{created}");
     assert_eq!(created["is_replay"], false);
@@ -91,19 +102,13 @@ async fn claims_on_create_only_what_the_policy_approves(database_url: Option<Str
     assert_eq!(claimed["final_args"], created["final_args"]);
 
     // A replay (the answer was lost) shows the caller its own claim, unchanged.
-    let (status, replay) = post(&e, &e.agent, "/api/v1/approvals", body).await;
+    let (status, replay) = create(&e, body).await;
     assert_eq!(status, StatusCode::OK, "{replay}");
     assert_eq!(replay["is_replay"], true);
     assert_eq!(replay["id"], created["id"]);
     assert_eq!(replay["execution"], created["execution"]);
     // A replay with another claim id is not a claim: the stored one stands.
-    let (status, other) = post(
-        &e,
-        &e.agent,
-        "/api/v1/approvals",
-        refund(500, "call-1", "claim-b"),
-    )
-    .await;
+    let (status, other) = create(&e, refund(500, "call-1", "claim-b")).await;
     assert_eq!(status, StatusCode::OK, "{other}");
     assert_eq!(other["execution"]["claim_id"], "claim-a");
     assert_eq!(
@@ -115,23 +120,11 @@ async fn claims_on_create_only_what_the_policy_approves(database_url: Option<Str
     // Only the holder runs it: another claim is refused, the holder's repeat is not.
     let execution = format!("/api/v1/approvals/{id}/execution");
     assert_problem(
-        post(
-            &e,
-            &e.agent,
-            &execution,
-            json!({"outcome": "started", "claim_id": "claim-b"}),
-        )
-        .await,
+        claim(&e, &execution, "claim-b").await,
         StatusCode::CONFLICT,
         "execution_claimed",
     );
-    let (status, again) = post(
-        &e,
-        &e.agent,
-        &execution,
-        json!({"outcome": "started", "claim_id": "claim-a"}),
-    )
-    .await;
+    let (status, again) = claim(&e, &execution, "claim-a").await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["execution"], created["execution"]);
     let report = json!({"outcome": "success", "claim_id": "claim-a", "latency_ms": 3});
@@ -150,13 +143,7 @@ async fn claims_on_create_only_what_the_policy_approves(database_url: Option<Str
     );
 
     // Pending: the claim id changes nothing; the agent claims after the decision.
-    let (status, pending) = post(
-        &e,
-        &e.agent,
-        "/api/v1/approvals",
-        refund(5000, "call-2", "claim-c"),
-    )
-    .await;
+    let (status, pending) = create(&e, refund(5000, "call-2", "claim-c")).await;
     assert_eq!(status, StatusCode::CREATED, "{pending}");
     assert_eq!(pending["status"], "pending");
     assert!(pending["execution"].is_null(), "{pending}");
@@ -179,46 +166,23 @@ async fn claims_on_create_only_what_the_policy_approves(database_url: Option<Str
     assert_eq!(status, StatusCode::OK, "{approved}");
     assert_eq!(approved["status"], "approved");
     assert!(approved["execution"].is_null(), "{approved}");
-    let (status, claimed) = post(
-        &e,
-        &e.agent,
-        &format!("/api/v1/approvals/{pid}/execution"),
-        json!({"outcome": "started", "claim_id": "claim-d"}),
-    )
-    .await;
+    let (status, claimed) =
+        claim(&e, &format!("/api/v1/approvals/{pid}/execution"), "claim-d").await;
     assert_eq!(status, StatusCode::OK, "{claimed}");
     assert_eq!(claimed["execution"]["claim_id"], "claim-d");
 
     // The claim id follows the execution endpoint's rule, and a refused
     // create leaves nothing behind.
-    let (status, bad) = post(
-        &e,
-        &e.agent,
-        "/api/v1/approvals",
-        refund(500, "call-3", "no spaces"),
-    )
-    .await;
+    let (status, bad) = create(&e, refund(500, "call-3", "no spaces")).await;
     let problem = assert_problem(
         (status, bad),
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation",
     );
     assert_eq!(problem["errors"][0]["field"], "claim_id", "{problem}");
-    let (_, same_rule) = post(
-        &e,
-        &e.agent,
-        &execution,
-        json!({"outcome": "started", "claim_id": "no spaces"}),
-    )
-    .await;
+    let (_, same_rule) = claim(&e, &execution, "no spaces").await;
     assert_eq!(problem["errors"], same_rule["errors"]);
-    let (status, fresh) = post(
-        &e,
-        &e.agent,
-        "/api/v1/approvals",
-        refund(500, "call-3", "claim-e"),
-    )
-    .await;
+    let (status, fresh) = create(&e, refund(500, "call-3", "claim-e")).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
