@@ -9,6 +9,7 @@ integration tests (test_server_*.py).
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -32,9 +33,13 @@ class FakePliuz:
         self.approvals: dict[str, dict[str, Any]] = {}
         self.by_key: dict[str, str] = {}
         self.requests: list[httpx.Request] = []
+        # The caller and the background report senders send at the same time; the server
+        # makes each change in one transaction, so one request is handled at a time here.
+        self._serial = threading.RLock()
         # Each entry is consumed by one request: an exception to raise or a response to return.
         self.inject: list[Exception | httpx.Response] = []
-        # Called on every GET of an approval (lets a test decide "while waiting").
+        # Called on every GET of a pending approval (lets a test decide "while waiting"; once
+        # decided, a request is never decided again, as on the server).
         self.on_get: Callable[[dict[str, Any]], None] | None = None
         self.auto: str | None = None  # "approved" / "rejected" at create
         # Claim an auto-approved request for the create's ``claim_id``, as the server does.
@@ -53,6 +58,10 @@ class FakePliuz:
                          "edited": final_args is not None, "at": _now()}  # fmt: skip
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        with self._serial:
+            return self._handle(request)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         if self.inject:
             item = self.inject.pop(0)
@@ -69,7 +78,7 @@ class FakePliuz:
         if approval is None:
             return problem(404, "not_found")
         if request.method == "GET" and len(parts) == 1:
-            if self.on_get is not None:
+            if self.on_get is not None and approval["status"] == "pending":
                 self.on_get(approval)
             return httpx.Response(200, json=approval)
         if request.method == "POST" and parts[1:] == ["execution"]:

@@ -4,6 +4,7 @@ for the same against the real server)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -107,6 +108,37 @@ def test_rejection_raises_with_reason_and_replay_of_executed_never_runs_again() 
         f(2)  # same key: re-attaches to the executed request
     assert ran == [2]
     assert executed.value.approval is not None and executed.value.approval.is_replay
+
+
+def test_a_call_that_re_attached_as_its_own_report_landed_does_not_run_again() -> None:
+    """The interleaving that made the test above flaky, made certain: the second call's
+    create is answered "executing", then the first call's background report lands, so the
+    second call re-reads a request that is executed by then."""
+    fake = FakePliuz()
+    fake.on_get = lambda ap: fake.decide(ap["id"], "approved")
+    report_may_land = threading.Event()
+    replays_seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/execution") and b'"success"' in request.content:
+            report_may_land.wait(5)  # the report of the first call waits for the replay
+        response = fake.handle(request)
+        if request.url.path.endswith("/approvals") and response.json()["is_replay"]:
+            replays_seen.append(response.json()["status"])
+            report_may_land.set()
+            pliuz.flush_reports(timeout=5)  # landed before the second call goes on
+        return response
+
+    client = PliuzClient(
+        KEY, "http://t", http_client=httpx.Client(transport=httpx.MockTransport(handle))
+    )
+    f, ran = recorded_tool(client)
+    assert f(2) == 2
+    with pytest.raises(pliuz.PliuzAlreadyExecutedError):
+        f(2)
+    assert ran == [2] and replays_seen == ["executing"]
+    (approval,) = fake.approvals.values()
+    assert approval["status"] == "executed"
 
 
 def test_errors_of_the_function_are_reported_and_propagate() -> None:
