@@ -438,33 +438,25 @@ impl Store {
         compute(&map).map_err(audit_error)
     }
 
-    /// Stores a signed checkpoint, in a write transaction's turn like any
-    /// change: on SQLite a write beside the writer waits for the database
-    /// lock behind its back-to-back batches (seconds under load). The note
-    /// signs the log, so it is no change to the log and has no entry of its
-    /// own. Once writes are stopped (the final checkpoint at shutdown),
-    /// nothing else writes, and it goes to the database directly.
     pub async fn save_checkpoint(&self, size: u64, note: &str) -> Result<()> {
         let q = "INSERT INTO audit_checkpoints (size, note, created_at) VALUES ($1, $2, $3)";
-        let values = (
-            i64::try_from(size).unwrap_or(i64::MAX),
-            note,
-            super::now_millis(),
-        );
-        let stored = if self.closed.load(std::sync::atomic::Ordering::Acquire) {
-            sql::execute(&self.pool, q, values).await.map(drop)
-        } else {
-            let mut tx = self.begin_write().await?;
-            match sql::execute(tx.conn(), q, values).await {
-                Ok(_) => tx.commit_unaudited().await,
-                // The dropped transaction is rolled back.
-                Err(err) => Err(err),
-            }
-        };
-        match stored {
+        let res = sqlx::query(q)
+            .bind(i64::try_from(size).unwrap_or(i64::MAX))
+            .bind(note)
+            .bind(super::now_millis())
+            .execute(&self.pool)
+            .await;
+        match res {
+            Ok(_) => Ok(()),
             // Another replica signed the same size first: theirs stands.
-            Err(err) if err.is_unique_violation() => Ok(()),
-            other => other,
+            Err(e) => {
+                let err = StoreError::from(e);
+                if err.is_unique_violation() {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
         }
     }
 

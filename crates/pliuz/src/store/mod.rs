@@ -420,7 +420,7 @@ impl Store {
         }
         let earlier = health::failing();
         let probed = match self.begin(PROBE_WAIT).await {
-            Ok(tx) => tx.commit_unaudited().await,
+            Ok(tx) => tx.commit_probe().await,
             Err(e) => Err(e),
         };
         let result = match probed {
@@ -792,11 +792,9 @@ impl WriteTx {
         Ok(std::mem::take(&mut self.appended))
     }
 
-    /// A commit with no audit entry, for the two writes that are no change
-    /// to audit: the readiness probe (it changed nothing) and a signed
-    /// checkpoint (it signs the log). Private to the store, so no service
-    /// change can use it. Not counted as a change in the write stats.
-    async fn commit_unaudited(mut self) -> Result<()> {
+    /// The readiness probe's commit: it changed nothing, so needs no audit
+    /// (and proves less than a real write, so it is not noted as one).
+    async fn commit_probe(mut self) -> Result<()> {
         if let TxConn::Lease(lease) = &mut self.tx {
             return match lease.take() {
                 Some(lease) => {
