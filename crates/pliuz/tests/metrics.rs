@@ -34,6 +34,19 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.split(' ').next()?.parse().ok())
 }
 
+/// Asserts each `(series, value)` against `text` (`None`: not there).
+fn assert_samples(text: &str, expected: &[(&str, Option<f64>)]) {
+    for &(series, value) in expected {
+        assert_eq!(sample(text, series), value, "{series} in:\n{text}");
+    }
+}
+
+const CREATED: &str = "pliuz_approvals_created_total{policy=\"refunds\"}";
+const DECIDED_APPROVED: &str =
+    "pliuz_approvals_decided_total{policy=\"refunds\",outcome=\"approved\"}";
+const PENDING_NOW: &str = "pliuz_approvals{status=\"pending\",policy=\"refunds\"}";
+const APPROVED_NOW: &str = "pliuz_approvals{status=\"approved\",policy=\"refunds\"}";
+
 async fn scrape_without_token(server: &Server) -> reqwest::Response {
     Client::new()
         .get(server.url("/metrics"))
@@ -153,71 +166,22 @@ async fn metrics_need_the_token_and_move_with_requests_and_decisions() {
     .await;
 
     let after = scrape(&http, &server).await;
-    assert_eq!(
-        sample(&after, "pliuz_approvals_created_total{policy=\"refunds\"}"),
-        Some(4.0)
-    );
-    assert_eq!(
-        sample(
-            &after,
-            "pliuz_approvals_decided_total{policy=\"refunds\",outcome=\"approved\"}"
-        ),
-        Some(2.0)
-    );
-    assert_eq!(
-        sample(
-            &after,
-            "pliuz_approvals_decided_total{policy=\"refunds\",outcome=\"rejected\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &after,
-            "pliuz_approval_time_to_decision_seconds_count{policy=\"refunds\"}"
-        ),
-        Some(3.0)
-    );
-    assert_eq!(
-        sample(
-            &after,
-            "pliuz_approvals{status=\"pending\",policy=\"refunds\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &after,
-            "pliuz_approvals{status=\"approved\",policy=\"refunds\"}"
-        ),
-        Some(2.0)
-    );
-    assert_eq!(
-        sample(
-            &after,
-            "pliuz_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/approvals\",status=\"201\"}"
-        ),
-        Some(4.0)
-    );
-    assert_eq!(
-        sample(
-            &after,
-            "pliuz_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/approvals/{id}/decision\",status=\"200\"}"
-        ),
-        Some(2.0)
-    );
-    assert_eq!(
-        sample(
-            &after,
-            "pliuz_http_request_duration_seconds_count{method=\"GET\",route=\"/metrics\",status=\"401\"}"
-        ),
-        Some(3.0)
+    assert_samples(
+        &after,
+        &[
+            (CREATED, Some(4.0)),
+            (DECIDED_APPROVED, Some(2.0)),
+            ("pliuz_approvals_decided_total{policy=\"refunds\",outcome=\"rejected\"}", Some(1.0)),
+            ("pliuz_approval_time_to_decision_seconds_count{policy=\"refunds\"}", Some(3.0)),
+            (PENDING_NOW, Some(1.0)),
+            (APPROVED_NOW, Some(2.0)),
+            ("pliuz_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/approvals\",status=\"201\"}", Some(4.0)),
+            ("pliuz_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/approvals/{id}/decision\",status=\"200\"}", Some(2.0)),
+            ("pliuz_http_request_duration_seconds_count{method=\"GET\",route=\"/metrics\",status=\"401\"}", Some(3.0)),
+            ("pliuz_outbox_depth{channel=\"webhook\"}", Some(0.0)),
+        ],
     );
     assert!(sample(&after, "pliuz_audit_log_entries").expect("audit size") > entries_before);
-    assert_eq!(
-        sample(&after, "pliuz_outbox_depth{channel=\"webhook\"}"),
-        Some(0.0)
-    );
     // Bounded labels: no request id, raw path, tool name, argument or e-mail.
     for leaked in [
         pending[0].as_str(),
@@ -257,26 +221,13 @@ async fn metrics_need_the_token_and_move_with_requests_and_decisions() {
     // After a restart the counters start again; the gauges are the database's.
     server.restart().await;
     let restarted = scrape(&http, &server).await;
-    assert_eq!(
-        sample(
-            &restarted,
-            "pliuz_approvals_created_total{policy=\"refunds\"}"
-        ),
-        None
-    );
-    assert_eq!(
-        sample(
-            &restarted,
-            "pliuz_approvals{status=\"pending\",policy=\"refunds\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &restarted,
-            "pliuz_approvals{status=\"approved\",policy=\"refunds\"}"
-        ),
-        Some(2.0)
+    assert_samples(
+        &restarted,
+        &[
+            (CREATED, None),
+            (PENDING_NOW, Some(1.0)),
+            (APPROVED_NOW, Some(2.0)),
+        ],
     );
 
     // Every log line is one JSON object; no secret made it into the log.
@@ -373,12 +324,11 @@ async fn on_postgresql_replicas_share_the_gauges_and_count_their_own_requests() 
 
     let on_primary = scrape(&http, &primary).await;
     let on_replica = scrape(&http, &replica).await;
-    let pending = "pliuz_approvals{status=\"pending\",policy=\"refunds\"}";
-    assert_eq!(sample(&on_primary, pending), Some(2.0));
-    assert_eq!(sample(&on_replica, pending), Some(2.0));
-    let created = "pliuz_approvals_created_total{policy=\"refunds\"}";
-    assert_eq!(sample(&on_primary, created), Some(2.0));
-    assert_eq!(sample(&on_replica, created), None);
+    assert_samples(
+        &on_primary,
+        &[(PENDING_NOW, Some(2.0)), (CREATED, Some(2.0))],
+    );
+    assert_samples(&on_replica, &[(PENDING_NOW, Some(2.0)), (CREATED, None)]);
     assert_eq!(
         sample(&on_primary, "pliuz_audit_log_entries"),
         sample(&on_replica, "pliuz_audit_log_entries")
@@ -520,15 +470,8 @@ async fn a_claim_on_create_counts_as_created_and_approved() {
     assert_eq!(claimed["status"], "executing", "{claimed}");
 
     let text = scrape(&http, &server).await;
-    assert_eq!(
-        sample(&text, "pliuz_approvals_created_total{policy=\"refunds\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &text,
-            "pliuz_approvals_decided_total{policy=\"refunds\",outcome=\"approved\"}"
-        ),
-        Some(1.0)
+    assert_samples(
+        &text,
+        &[(CREATED, Some(1.0)), (DECIDED_APPROVED, Some(1.0))],
     );
 }
