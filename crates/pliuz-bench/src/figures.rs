@@ -259,11 +259,7 @@ async fn round_trip_rate(s: &Server, agents: usize, time: Duration) -> Result<f6
             Ok::<_, anyhow::Error>(done)
         }));
     }
-    let mut all = 0;
-    for t in tasks {
-        all += t.await??;
-    }
-    Ok(all as f64 / start.elapsed().as_secs_f64())
+    raw::summed_rate(start, tasks).await
 }
 
 const AGENTS: [usize; 4] = [1, 8, 32, 128];

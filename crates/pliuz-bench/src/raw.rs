@@ -4,6 +4,7 @@ use anyhow::Result;
 use sha2::Digest;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 
 /// A row about the size of a stored request with its audit entry.
 fn row_body(i: u64) -> String {
@@ -91,11 +92,16 @@ pub async fn postgres_rate(url: &str, clients: usize, time: Duration) -> Result<
             Ok::<u64, anyhow::Error>(rows)
         }));
     }
-    let mut rows = 0;
+    summed_rate(start, tasks).await
+}
+
+/// What concurrent `tasks` counted, added up, per second since `start`.
+pub async fn summed_rate(start: Instant, tasks: Vec<JoinHandle<Result<u64>>>) -> Result<f64> {
+    let mut all = 0;
     for t in tasks {
-        rows += t.await??;
+        all += t.await??;
     }
-    Ok(rows as f64 / start.elapsed().as_secs_f64())
+    Ok(all as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Single-thread SHA-256 throughput over `bytes`, MB/s (best of 3).
