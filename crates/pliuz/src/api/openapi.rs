@@ -212,38 +212,71 @@ mod tests {
     }
 
     #[test]
-    fn the_approval_is_one_object_with_the_requested_calls_fields() {
-        // `ApprovalView` flattens the `RequestedCall` in; clients see one
-        // object, as on the wire, never an `allOf` of Rust's parts.
+    fn resources_with_a_flattened_part_are_one_object() {
+        // `ApprovalView` flattens the `RequestedCall` in, `QuestionView` the
+        // `Asked`; clients see one object, as on the wire, never an `allOf`
+        // of Rust's parts.
         let doc = super::document();
         assert!(!doc.to_string().contains("\"allOf\""));
-        let approval = &doc["components"]["schemas"]["Approval"];
-        assert_eq!(approval["type"], "object");
-        let properties = approval["properties"].as_object().cloned();
-        let names: BTreeSet<String> = properties.into_iter().flatten().map(|(k, _)| k).collect();
-        for field in [
-            "id",
-            "status",
-            "tool_name",
-            "tool_args",
-            "tool_schema",
-            "originator",
-            "call_id",
-            "session_id",
-            "context_messages",
-            "client_metadata",
-            "idempotency_key",
-            "proposed_args",
-            "policy",
-            "is_replay",
-        ] {
-            assert!(names.contains(field), "Approval lacks {field}");
+        type Names = &'static [&'static str];
+        // (schema, the flattened part's fields then some of its own,
+        // required among them, optional among them)
+        let cases: [(&str, Names, Names, Names); 2] = [
+            (
+                "Approval",
+                &[
+                    "tool_name",
+                    "tool_args",
+                    "tool_schema",
+                    "originator",
+                    "call_id",
+                    "session_id",
+                    "context_messages",
+                    "client_metadata",
+                    "idempotency_key",
+                    "id",
+                    "proposed_args",
+                    "policy",
+                ],
+                &["tool_name", "tool_args", "id", "policy"],
+                &["originator", "tool_schema", "proposed_args"],
+            ),
+            (
+                "Question",
+                &[
+                    "text",
+                    "choices",
+                    "allow_free_text",
+                    "originator",
+                    "idempotency_key",
+                    "id",
+                    "answer",
+                    "policy",
+                ],
+                &["text", "choices", "allow_free_text", "id", "policy"],
+                &["originator", "idempotency_key", "answer"],
+            ),
+        ];
+        for (name, fields, required, optional) in cases {
+            let schema = &doc["components"]["schemas"][name];
+            assert_eq!(schema["type"], "object", "{name}: {schema}");
+            for field in fields {
+                assert!(
+                    schema["properties"][field].is_object(),
+                    "{name} lacks {field}"
+                );
+            }
+            let listed = schema["required"].as_array().cloned().unwrap_or_default();
+            for field in required {
+                assert!(
+                    listed.contains(&json!(field)),
+                    "{name}: {field} not required"
+                );
+            }
+            for field in optional {
+                assert!(!listed.contains(&json!(field)), "{name}: {field} required");
+            }
         }
-        let required = approval["required"].as_array().cloned().unwrap_or_default();
-        for field in ["id", "tool_name", "tool_args", "policy", "is_replay"] {
-            assert!(required.contains(&json!(field)), "{field} is not required");
-        }
-        assert!(!required.contains(&json!("originator")));
     }
 
     #[test]
