@@ -209,8 +209,8 @@ pub struct Approval {
     pub proposed_args: Option<Map<String, Value>>,
     /// Set on approval: exactly what the tool must run with.
     pub final_args: Option<Map<String, Value>>,
-    /// The policy in force for the request (the one the agent named, or
-    /// the first whose `tools` match).
+    /// The policy in force for the request, resolved on create
+    /// (`policy::PolicySet::resolve`: the one named, else by tool).
     pub policy: String,
     pub agent: String,
     pub args_digest: String,

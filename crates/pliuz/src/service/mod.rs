@@ -164,8 +164,8 @@ pub type Result<T> = std::result::Result<T, ServiceError>;
 #[derive(Debug, Clone, Default)]
 pub struct NewApproval {
     pub call: RequestedCall,
-    /// The policy the agent names; by default the first whose `tools`
-    /// match the tool.
+    /// The policy the agent names; without one it is found by tool
+    /// (`policy::PolicySet::resolve`).
     pub policy: Option<String>,
     /// Claims the execution for this id in the same commit when the policy
     /// approves the request on creation (issue #13: one durable write before
