@@ -176,26 +176,43 @@ pub struct Settlement {
     pub at: Millis,
 }
 
+/// The tool call an agent asks to make, as it asked: the tool, its
+/// arguments and what came with them. Fixed once the request is opened
+/// (an edit proposes other arguments beside it, never over it). The
+/// policy is not part of it: the agent may name one, the request keeps the
+/// one resolved. Serialised as the API's fields (`docs/api.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RequestedCall {
+    pub tool_name: String,
+    pub tool_args: Map<String, Value>,
+    #[schema(value_type = Option<Object>)]
+    pub tool_schema: Option<Value>,
+    // Who the call is for, normalised when the request is opened
+    // (`crate::originator`); not `///`, which the API document would show.
+    pub originator: Option<String>,
+    pub call_id: Option<String>,
+    pub session_id: Option<String>,
+    #[schema(value_type = Option<Vec<serde_json::Value>>)]
+    pub context_messages: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub client_metadata: Option<Value>,
+    pub idempotency_key: Option<String>,
+}
+
 /// One gated tool call. Field names follow the API (`docs/api.md`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Approval {
     pub id: String,
     pub status: Status,
-    pub tool_name: String,
-    pub tool_args: Map<String, Value>,
+    pub call: RequestedCall,
     /// Arguments an editor proposed; the ones approvals count towards.
     pub proposed_args: Option<Map<String, Value>>,
     /// Set on approval: exactly what the tool must run with.
     pub final_args: Option<Map<String, Value>>,
-    pub tool_schema: Option<Value>,
+    /// The policy in force for the request, resolved on create
+    /// (`policy::PolicySet::resolve`: the one named, else by tool).
     pub policy: String,
     pub agent: String,
-    pub originator: Option<String>,
-    pub call_id: Option<String>,
-    pub session_id: Option<String>,
-    pub context_messages: Option<Value>,
-    pub client_metadata: Option<Value>,
-    pub idempotency_key: Option<String>,
     pub args_digest: String,
     pub required_approvals: u32,
     pub allowed_decisions: Vec<DecisionKind>,
@@ -357,12 +374,12 @@ impl Approval {
 
     /// The arguments approvals currently count towards.
     pub fn args_under_review(&self) -> &Map<String, Value> {
-        self.proposed_args.as_ref().unwrap_or(&self.tool_args)
+        self.proposed_args.as_ref().unwrap_or(&self.call.tool_args)
     }
 
     /// Whether `actor` originated this request (and so may not approve it).
     pub fn is_originated_by(&self, actor: &Actor) -> bool {
-        match (actor, &self.originator) {
+        match (actor, &self.call.originator) {
             (Actor::User(email), Some(orig)) => crate::originator::names_person(orig, email),
             (Actor::Agent(name), _) => *name == self.agent,
             _ => false,
@@ -553,7 +570,7 @@ impl Approval {
     pub fn auto_decide(&mut self, approve: bool, reason: String, now: Millis) {
         let by = Actor::Policy(self.policy.clone()).to_string();
         if approve {
-            self.final_args = Some(self.tool_args.clone());
+            self.final_args = Some(self.call.tool_args.clone());
             self.settle(Status::Approved, by, Some(reason), now);
         } else {
             self.settle(Status::Rejected, by, Some(reason), now);
@@ -714,22 +731,19 @@ pub(crate) fn sample(required: u32) -> Approval {
     Approval {
         id: "a1".into(),
         status: Status::Pending,
-        tool_name: "issue_refund".into(),
-        tool_args: serde_json::json!({"amount_cents": 5000})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        call: RequestedCall {
+            tool_name: "issue_refund".into(),
+            tool_args: serde_json::json!({"amount_cents": 5000})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            originator: Some("alice@example.com".into()),
+            ..RequestedCall::default()
+        },
         proposed_args: None,
         final_args: None,
-        tool_schema: None,
         policy: "refunds".into(),
         agent: "bot".into(),
-        originator: Some("alice@example.com".into()),
-        call_id: None,
-        session_id: None,
-        context_messages: None,
-        client_metadata: None,
-        idempotency_key: None,
         args_digest: String::new(),
         required_approvals: required,
         allowed_decisions: DecisionKind::ALL.to_vec(),
@@ -773,7 +787,7 @@ mod tests {
         let mut a = pending(1);
         let eff = a.decide(by("bob@x", DecisionKind::Approve), 5).unwrap();
         assert_eq!(eff, DecisionEffect::Settled(Status::Approved));
-        assert_eq!(a.final_args.as_ref(), Some(&a.tool_args));
+        assert_eq!(a.final_args.as_ref(), Some(&a.call.tool_args));
         assert_eq!(
             a.settlement.as_ref().map(|s| s.by.as_str()),
             Some("user:bob@x")

@@ -48,16 +48,27 @@ pub struct Answer {
     pub answered_at: Millis,
 }
 
+/// What the agent asks, with its defaults applied (labels, whether free
+/// text is accepted). Fixed once asked. The policy is not part of it: the
+/// agent may name one, the question keeps the one resolved. Serialised as
+/// the API's fields (`docs/questions.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Asked {
+    pub text: String,
+    pub choices: Vec<Choice>,
+    pub allow_free_text: bool,
+    // Who the question is about, normalised when asked
+    // (`crate::originator`); not `///`, which the API document would show.
+    pub originator: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Question {
     pub id: String,
     pub agent: String,
     pub policy: String,
-    pub text: String,
-    pub choices: Vec<Choice>,
-    pub allow_free_text: bool,
-    pub originator: Option<String>,
-    pub idempotency_key: Option<String>,
+    pub asked: Asked,
     /// SHA-256 of what was asked (idempotent replays must ask the same).
     pub digest: String,
     pub status: QuestionStatus,
@@ -100,6 +111,7 @@ impl Question {
             });
         }
         if self
+            .asked
             .originator
             .as_deref()
             .is_some_and(|o| crate::originator::names_person(o, who))
@@ -124,8 +136,13 @@ impl Question {
     ) -> Result<(), AnswerRefusal> {
         let invalid = |field, message: String| AnswerRefusal::Invalid { field, message };
         if let Some(c) = choice {
-            if !self.choices.iter().any(|o| o.value == c) {
-                let known: Vec<&str> = self.choices.iter().map(|o| o.value.as_str()).collect();
+            if !self.asked.choices.iter().any(|o| o.value == c) {
+                let known: Vec<&str> = self
+                    .asked
+                    .choices
+                    .iter()
+                    .map(|o| o.value.as_str())
+                    .collect();
                 return Err(invalid(
                     "choice",
                     if known.is_empty() {
@@ -141,7 +158,7 @@ impl Question {
             }
         }
         if let Some(t) = text {
-            if !self.allow_free_text {
+            if !self.asked.allow_free_text {
                 return Err(invalid(
                     "text",
                     "this question takes one of its choices, not free text".into(),
@@ -156,7 +173,7 @@ impl Question {
         }
         if choice.is_none() && text.is_none() {
             return Err(invalid(
-                if self.choices.is_empty() {
+                if self.asked.choices.is_empty() {
                     "text"
                 } else {
                     "choice"
@@ -203,7 +220,8 @@ impl Question {
 
     /// The label of the chosen option, for display.
     pub fn label_of(&self, value: &str) -> Option<&str> {
-        self.choices
+        self.asked
+            .choices
             .iter()
             .find(|c| c.value == value)
             .map(|c| c.label.as_str())
@@ -267,17 +285,18 @@ pub(crate) fn sample(text: &str, choices: &[(&str, &str)]) -> Question {
         id: "q1".into(),
         agent: "bot".into(),
         policy: "refunds".into(),
-        text: text.into(),
-        choices: choices
-            .iter()
-            .map(|(value, label)| Choice {
-                value: (*value).into(),
-                label: (*label).into(),
-            })
-            .collect(),
-        allow_free_text: true,
-        originator: None,
-        idempotency_key: None,
+        asked: Asked {
+            text: text.into(),
+            choices: choices
+                .iter()
+                .map(|(value, label)| Choice {
+                    value: (*value).into(),
+                    label: (*label).into(),
+                })
+                .collect(),
+            allow_free_text: true,
+            ..Asked::default()
+        },
         digest: String::new(),
         status: QuestionStatus::Pending,
         answer: None,
@@ -292,11 +311,15 @@ mod tests {
     use super::*;
 
     fn question() -> Question {
+        let sample = sample("Which account?", &[("a", "Account A"), ("b", "Account B")]);
         Question {
-            allow_free_text: false,
-            originator: Some("user:alice@example.com".into()),
+            asked: Asked {
+                allow_free_text: false,
+                originator: Some("user:alice@example.com".into()),
+                ..sample.asked
+            },
             expires_at: 10,
-            ..sample("Which account?", &[("a", "Account A"), ("b", "Account B")])
+            ..sample
         }
     }
 

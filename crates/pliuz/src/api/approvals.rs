@@ -5,7 +5,7 @@ use super::input::{one_of, page_limit};
 use super::long_poll::{long_poll, no_recheck, wait_secs, WaitQuery};
 use crate::approval::{
     check_reason, is_valid_claim_id, Action, Approval, DecisionKind, Execution, ExecutionOutcome,
-    Status, MAX_CLAIM_ID_CHARS,
+    RequestedCall, Status, MAX_CLAIM_ID_CHARS,
 };
 use crate::auth::Principal;
 use crate::http::error::Problem;
@@ -30,22 +30,15 @@ pub struct ApprovalView {
     /// `executing`: claimed and not yet reported (outcome unknown if the
     /// report never arrives).
     pub status: Status,
-    pub tool_name: String,
-    pub tool_args: Map<String, Value>,
+    // Its fields at the top level, as the agent sent them on create (a
+    // `///` here would wrap the schema `openapi::merge_flattened` merges).
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub call: RequestedCall,
     pub proposed_args: Option<Map<String, Value>>,
     pub final_args: Option<Map<String, Value>>,
-    #[schema(value_type = Option<Object>)]
-    pub tool_schema: Option<Value>,
     pub policy: String,
     pub agent: String,
-    pub originator: Option<String>,
-    pub call_id: Option<String>,
-    pub session_id: Option<String>,
-    #[schema(value_type = Option<Vec<serde_json::Value>>)]
-    pub context_messages: Option<Value>,
-    #[schema(value_type = Option<Object>)]
-    pub client_metadata: Option<Value>,
-    pub idempotency_key: Option<String>,
     /// SHA-256 of the canonical {tool_name, tool_args} under review
     /// (proposed_args once edited); send it back with every decision.
     #[schema(pattern = "^[0-9a-f]{64}$")]
@@ -138,19 +131,11 @@ impl ApprovalView {
                 .collect(),
             id: a.id,
             status: a.status,
-            tool_name: a.tool_name,
-            tool_args: a.tool_args,
+            call: a.call,
             proposed_args: a.proposed_args,
             final_args: a.final_args,
-            tool_schema: a.tool_schema,
             policy: a.policy,
             agent: a.agent,
-            originator: a.originator,
-            call_id: a.call_id,
-            session_id: a.session_id,
-            context_messages: a.context_messages,
-            client_metadata: a.client_metadata,
-            idempotency_key: a.idempotency_key,
             args_digest,
             required_approvals: a.required_approvals,
             allowed_decisions: a.allowed_decisions,
@@ -190,6 +175,30 @@ pub struct CreateBody {
     /// after `POST .../execution` with `outcome: started`); otherwise ignored.
     #[schema(pattern = "^[A-Za-z0-9._-]{1,100}$")]
     claim_id: Option<String>,
+}
+
+/// The body as the service takes it. The body stays flat rather than
+/// flattening a [`RequestedCall`] in: serde does not support `flatten`
+/// with `deny_unknown_fields` (whose error lists the expected fields), and
+/// `flatten` would buffer every body before parsing it.
+impl From<CreateBody> for NewApproval {
+    fn from(body: CreateBody) -> NewApproval {
+        NewApproval {
+            call: RequestedCall {
+                tool_name: body.tool_name,
+                tool_args: body.tool_args,
+                tool_schema: body.tool_schema.map(Value::Object),
+                originator: body.originator,
+                call_id: body.call_id,
+                session_id: body.session_id,
+                context_messages: body.context_messages.map(Value::Array),
+                client_metadata: body.client_metadata.map(Value::Object),
+                idempotency_key: body.idempotency_key,
+            },
+            policy: body.policy,
+            claim_id: body.claim_id,
+        }
+    }
 }
 
 /// The rule of a caller's claim id, on create and on claim.
@@ -275,25 +284,7 @@ pub async fn create(
 ) -> Result<CreatedOrReplayed<ApprovalView>, Problem> {
     let agent = agent_name(&principal)?;
     validate_create(&body)?;
-    let (approval, created) = state
-        .cp
-        .create(
-            agent,
-            NewApproval {
-                tool_name: body.tool_name,
-                tool_args: body.tool_args,
-                policy: body.policy,
-                tool_schema: body.tool_schema.map(Value::Object),
-                call_id: body.call_id,
-                session_id: body.session_id,
-                context_messages: body.context_messages.map(Value::Array),
-                originator: body.originator,
-                idempotency_key: body.idempotency_key,
-                client_metadata: body.client_metadata.map(Value::Object),
-                claim_id: body.claim_id,
-            },
-        )
-        .await?;
+    let (approval, created) = state.cp.create(agent, NewApproval::from(body)).await?;
     Ok(CreatedOrReplayed {
         made: created,
         location: format!("/api/v1/approvals/{}", approval.id),

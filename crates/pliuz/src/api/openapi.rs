@@ -8,7 +8,7 @@
 use super::operation::PROBLEM;
 use crate::http::error::ProblemBody;
 use axum::http::Method;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::sync::LazyLock;
 use utoipa::openapi::path::HttpMethod;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
@@ -114,8 +114,54 @@ fn http_method(method: &Method) -> HttpMethod {
 static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
     // Serialising plain data types cannot fail; an empty document would
     // fail every client loudly rather than the server.
-    serde_json::to_value(api_doc()).unwrap_or_default()
+    let mut doc = serde_json::to_value(api_doc()).unwrap_or_default();
+    merge_flattened(&mut doc);
+    doc
 });
+
+/// A type that embeds another with `#[serde(flatten)]` (the approval's
+/// requested call) is one JSON object on the wire, but utoipa documents it
+/// as an `allOf` of its parts. Clients read one object, so each such schema
+/// is shown as one: its parts' properties and required names together, the
+/// whole's description (the parts' own are Rust documentation).
+fn merge_flattened(doc: &mut Value) {
+    let Some(schemas) = doc["components"]["schemas"].as_object_mut() else {
+        return;
+    };
+    for schema in schemas.values_mut() {
+        if let Some(merged) = merged_object(schema) {
+            *schema = merged;
+        }
+    }
+}
+
+/// `schema` as one object, when it is an `allOf` of plain inline objects
+/// (anything else is left as it is).
+fn merged_object(schema: &Value) -> Option<Value> {
+    const PLAIN: [&str; 4] = ["type", "description", "required", "properties"];
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for part in schema.get("allOf")?.as_array()? {
+        let part = part.as_object()?;
+        if part.get("type")? != "object" || part.keys().any(|k| !PLAIN.contains(&k.as_str())) {
+            return None;
+        }
+        if let Some(p) = part.get("properties").and_then(Value::as_object) {
+            properties.extend(p.clone());
+        }
+        if let Some(r) = part.get("required").and_then(Value::as_array) {
+            required.extend(r.iter().cloned());
+        }
+    }
+    let mut merged = Map::new();
+    merged.insert("type".to_owned(), "object".into());
+    if let Some(description) = schema.get("description") {
+        merged.insert("description".to_owned(), description.clone());
+    }
+    merged.insert("required".to_owned(), Value::Array(required));
+    merged.insert("properties".to_owned(), Value::Object(properties));
+    Some(Value::Object(merged))
+}
 
 /// The document, as served.
 pub fn document() -> Value {
@@ -162,6 +208,74 @@ mod tests {
                 doc["components"][kind][name].is_object(),
                 "dangling $ref #/components/{target}"
             );
+        }
+    }
+
+    #[test]
+    fn resources_with_a_flattened_part_are_one_object() {
+        // `ApprovalView` flattens the `RequestedCall` in, `QuestionView` the
+        // `Asked`; clients see one object, as on the wire, never an `allOf`
+        // of Rust's parts.
+        let doc = super::document();
+        assert!(!doc.to_string().contains("\"allOf\""));
+        type Names = &'static [&'static str];
+        // (schema, the flattened part's fields then some of its own,
+        // required among them, optional among them)
+        let cases: [(&str, Names, Names, Names); 2] = [
+            (
+                "Approval",
+                &[
+                    "tool_name",
+                    "tool_args",
+                    "tool_schema",
+                    "originator",
+                    "call_id",
+                    "session_id",
+                    "context_messages",
+                    "client_metadata",
+                    "idempotency_key",
+                    "id",
+                    "proposed_args",
+                    "policy",
+                ],
+                &["tool_name", "tool_args", "id", "policy"],
+                &["originator", "tool_schema", "proposed_args"],
+            ),
+            (
+                "Question",
+                &[
+                    "text",
+                    "choices",
+                    "allow_free_text",
+                    "originator",
+                    "idempotency_key",
+                    "id",
+                    "answer",
+                    "policy",
+                ],
+                &["text", "choices", "allow_free_text", "id", "policy"],
+                &["originator", "idempotency_key", "answer"],
+            ),
+        ];
+        for (name, fields, required, optional) in cases {
+            let schema = &doc["components"]["schemas"][name];
+            assert_eq!(schema["type"], "object", "{name}: {schema}");
+            for field in fields {
+                assert!(
+                    schema["properties"][field].is_object(),
+                    "{name} lacks {field}"
+                );
+            }
+            let listed = schema["required"].as_array().cloned().unwrap_or_default();
+            for field in required {
+                assert!(
+                    listed.contains(&json!(field)),
+                    "{name}: {field} not required"
+                );
+            }
+            for field in optional {
+                assert!(!listed.contains(&json!(field)), "{name}: {field} required");
+            }
         }
     }
 

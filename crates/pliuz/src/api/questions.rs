@@ -7,7 +7,7 @@ use super::long_poll::{long_poll, recheck_every, wait_secs, WaitQuery};
 use crate::http::error::Problem;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::http::AppState;
-use crate::question::{Choice, Question, QuestionStatus};
+use crate::question::{Asked, Choice, Question, QuestionStatus};
 use crate::service::questions::NewQuestion;
 use crate::service::{format_time, FieldError};
 use axum::extract::State;
@@ -22,13 +22,13 @@ use utoipa::{IntoParams, ToSchema};
 pub struct QuestionView {
     pub id: String,
     pub status: QuestionStatus,
-    pub text: String,
-    pub choices: Vec<Choice>,
-    pub allow_free_text: bool,
+    // Its fields at the top level, as the agent sent them (a `///` here
+    // would wrap the schema `openapi::merge_flattened` merges).
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub asked: Asked,
     pub policy: String,
     pub agent: String,
-    pub originator: Option<String>,
-    pub idempotency_key: Option<String>,
     /// Set once answered.
     pub answer: Option<AnswerView>,
     #[schema(format = DateTime)]
@@ -73,13 +73,9 @@ impl QuestionView {
         QuestionView {
             id: q.id,
             status: q.status,
-            text: q.text,
-            choices: q.choices,
-            allow_free_text: q.allow_free_text,
+            asked: q.asked,
             policy: q.policy,
             agent: q.agent,
-            originator: q.originator,
-            idempotency_key: q.idempotency_key,
             answer,
             created_at: format_time(q.created_at),
             expires_at: format_time(q.expires_at),
@@ -192,12 +188,14 @@ pub async fn create(
         .ask(
             &principal,
             NewQuestion {
-                text: body.text,
-                choices,
-                allow_free_text,
+                asked: Asked {
+                    text: body.text,
+                    choices,
+                    allow_free_text,
+                    originator: body.originator,
+                    idempotency_key: body.idempotency_key,
+                },
                 policy: body.policy,
-                originator: body.originator,
-                idempotency_key: body.idempotency_key,
                 expires_in: body.expires_in_seconds.map(Duration::from_secs),
             },
         )

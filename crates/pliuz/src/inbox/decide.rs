@@ -213,7 +213,7 @@ pub(super) fn preview_page(
         div.page-head {
             div {
                 h1 { "Review your changes" }
-                p.muted { "To " code { (a.tool_name) } " from agent " strong { (a.agent) } ". Nothing is decided until you approve." }
+                p.muted { "To " code { (a.call.tool_name) } " from agent " strong { (a.agent) } ". Nothing is decided until you approve." }
             }
         }
         section.card aria-labelledby="diff-h" {
@@ -330,7 +330,7 @@ pub async fn edit(
     if f.step == "back" {
         return render(&state, &s, &id, StatusCode::OK, retry(vec![])).await;
     }
-    let args = match check_edit(&f.final_args, a.tool_schema.as_ref()) {
+    let args = match check_edit(&f.final_args, a.call.tool_schema.as_ref()) {
         Ok(args) => args,
         Err(errors) => {
             return render(

@@ -185,9 +185,9 @@ pub async fn page_handler(
                             tr {
                                 td.nowrap { (time_el(decided_at(a), &fmt_time(decided_at(a)))) }
                                 td {
-                                    a href={ "/requests/" (a.id) } { code { (a.tool_name) } }
+                                    a href={ "/requests/" (a.id) } { code { (a.call.tool_name) } }
                                     div.muted.small { (a.policy) " · " (a.agent) }
-                                    div.muted.small { (truncate(&args_summary(a.final_args.as_ref().unwrap_or(&a.tool_args)), 90)) }
+                                    div.muted.small { (truncate(&args_summary(a.final_args.as_ref().unwrap_or(&a.call.tool_args)), 90)) }
                                 }
                                 td { (status_badge(a.status)) @if a.edited { " " span.badge { "edited" } } }
                                 td { (a.settlement.as_ref().map(|s| s.by.clone()).unwrap_or_default()) }
@@ -278,14 +278,14 @@ pub fn to_csv(items: &[Approval]) -> String {
             format_time(a.created_at),
             s.map(|s| format_time(s.at)).unwrap_or_default(),
             a.status.as_str().to_owned(),
-            a.tool_name.clone(),
+            a.call.tool_name.clone(),
             a.policy.clone(),
             a.agent.clone(),
-            a.originator.clone().unwrap_or_default(),
+            a.call.originator.clone().unwrap_or_default(),
             s.map(|s| s.by.clone()).unwrap_or_default(),
             s.and_then(|s| s.reason.clone()).unwrap_or_default(),
             a.edited.to_string(),
-            json_text(Some(&a.tool_args)),
+            json_text(Some(&a.call.tool_args)),
             json_text(a.final_args.as_ref()),
             e.map(|e| e.outcome.as_str().to_owned()).unwrap_or_default(),
             e.and_then(|e| e.latency_ms)

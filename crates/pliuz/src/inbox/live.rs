@@ -65,7 +65,11 @@ impl Live {
                 return None;
             }
             if self.query.agent.as_ref().is_some_and(|x| *x != a.agent)
-                || self.query.tool.as_ref().is_some_and(|x| *x != a.tool_name)
+                || self
+                    .query
+                    .tool
+                    .as_ref()
+                    .is_some_and(|x| *x != a.call.tool_name)
             {
                 return None;
             }

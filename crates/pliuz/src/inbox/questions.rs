@@ -37,7 +37,7 @@ pub(super) async fn pending_section(state: &AppState, s: &Session) -> Result<Mar
                 ul.queue {
                     @for q in &questions {
                         li.row data-question-id=(q.id) {
-                            a href={ "/questions/" (q.id) } { (crate::text::truncate(&q.text, 140)) }
+                            a href={ "/questions/" (q.id) } { (crate::text::truncate(&q.asked.text, 140)) }
                             " " span.muted { "from " (q.agent) " · " (q.policy) " · " (expires_text(q.expires_at, now)) }
                         }
                     }
@@ -76,9 +76,9 @@ fn question_page(
             @if let Some(e) = &error { p.error #answer-error role="alert" { (e) } }
             section.card aria-labelledby="question-h" {
                 h2 #question-h { "The question" }
-                p #question-text.question-text { (q.text) }
+                p #question-text.question-text { (q.asked.text) }
                 dl.facts {
-                    div { dt { "Originator" } dd { (q.originator.clone().unwrap_or_else(|| "—".into())) } }
+                    div { dt { "Originator" } dd { (q.asked.originator.clone().unwrap_or_else(|| "—".into())) } }
                     div { dt { "Asked" } dd { (time_el(q.created_at, &fmt_time(q.created_at))) } }
                     div { dt { "Expires" } dd { (time_el(q.expires_at, &fmt_time(q.expires_at))) } }
                 }
@@ -103,18 +103,18 @@ fn question_page(
                     Ok(()) => {
                         section.card.decide #answer-form aria-labelledby="answer-form-h" {
                             h2 #answer-form-h { "Your answer" }
-                            @for c in &q.choices {
+                            @for c in &q.asked.choices {
                                 form.choice-form method="post" action={ "/questions/" (q.id) "/answer" } {
                                     input type="hidden" name="csrf" value=(s.csrf);
                                     input type="hidden" name="choice" value=(c.value);
                                     button.approve.choice type="submit" data-choice=(c.value) { (c.label) }
                                 }
                             }
-                            @if q.allow_free_text {
+                            @if q.asked.allow_free_text {
                                 form.text-form method="post" action={ "/questions/" (q.id) "/answer" } {
                                     input type="hidden" name="csrf" value=(s.csrf);
                                     div.field {
-                                        label for="answer-text-input" { @if q.choices.is_empty() { "Answer in words" } @else { "Or answer in your own words" } }
+                                        label for="answer-text-input" { @if q.asked.choices.is_empty() { "Answer in words" } @else { "Or answer in your own words" } }
                                         textarea #answer-text-input name="text" rows="3" maxlength="4000" required { }
                                     }
                                     button #send-answer type="submit" { "Send answer" }

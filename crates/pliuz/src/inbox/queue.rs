@@ -113,7 +113,7 @@ pub(super) fn row(a: &Approval, can_decide: bool, now: i64) -> Markup {
         li.item data-id=(a.id) {
             a.item-link href={ "/requests/" (a.id) } {
                 div.item-top {
-                    span.tool { (a.tool_name) }
+                    span.tool { (a.call.tool_name) }
                     span.badge.policy { (a.policy) }
                     @if !can_decide { span.badge.viewonly { "view only" } }
                     @if !a.votes.is_empty() {
@@ -123,7 +123,7 @@ pub(super) fn row(a: &Approval, can_decide: bool, now: i64) -> Markup {
                 div.item-args { (args_summary(a.args_under_review())) }
                 div.item-meta {
                     span { "from " strong { (a.agent) } }
-                    @if let Some(o) = &a.originator { span { "for " (o) } }
+                    @if let Some(o) = &a.call.originator { span { "for " (o) } }
                     span { (time_el(a.created_at, &ago(a.created_at, now))) }
                     span.expires data-expires=(a.expires_at) { (expires_text(a.expires_at, now)) }
                 }

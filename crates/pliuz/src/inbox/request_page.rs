@@ -165,10 +165,10 @@ pub(super) fn audit_view(entries: &[StoredEntry]) -> Markup {
 pub(super) fn facts(a: &Approval, now: i64) -> Markup {
     html! {
         dl.facts {
-            div { dt { "Tool" } dd { code { (a.tool_name) } } }
+            div { dt { "Tool" } dd { code { (a.call.tool_name) } } }
             div { dt { "Agent" } dd { (a.agent) } }
             div { dt { "Policy" } dd { (a.policy) } }
-            div { dt { "Originator" } dd { (a.originator.clone().unwrap_or_else(|| "—".into())) } }
+            div { dt { "Originator" } dd { (a.call.originator.clone().unwrap_or_else(|| "—".into())) } }
             div { dt { "Requested" } dd { (time_el(a.created_at, &fmt_time(a.created_at))) } }
             div {
                 dt { "Expires" }
@@ -182,8 +182,8 @@ pub(super) fn facts(a: &Approval, now: i64) -> Markup {
             div { dt { "Approvals" } dd { (a.votes.len()) " of " (a.required_approvals) " needed" } }
             @if let Some(e) = a.escalated_at { div { dt { "Escalated" } dd { (time_el(e, &fmt_time(e))) } } }
             @if let Some(b) = a.execute_before() { div { dt { "Run before" } dd { (time_el(b, &fmt_time(b))) } } }
-            @if let Some(c) = &a.call_id { div { dt { "Call" } dd { code { (c) } } } }
-            @if let Some(c) = &a.session_id { div { dt { "Session" } dd { code { (c) } } } }
+            @if let Some(c) = &a.call.call_id { div { dt { "Call" } dd { code { (c) } } } }
+            @if let Some(c) = &a.call.session_id { div { dt { "Session" } dd { code { (c) } } } }
         }
     }
 }
@@ -210,7 +210,7 @@ pub(super) fn request_page(
             p.crumbs { a href="/inbox" { "← Inbox" } }
             div.page-head {
                 div {
-                    h1 { code.toolname { (a.tool_name) } " " (status_badge(a.status)) }
+                    h1 { code.toolname { (a.call.tool_name) } " " (status_badge(a.status)) }
                     p.muted { "Requested by agent " strong { (a.agent) } " under policy " strong { (a.policy) } }
                 }
                 @if a.status == Status::Pending {
@@ -233,7 +233,7 @@ pub(super) fn request_page(
                         @if a.proposed_args.is_some() {
                             details.raw {
                                 summary { "Original arguments from the agent" }
-                                pre { (pretty(&Value::Object(a.tool_args.clone()))) }
+                                pre { (pretty(&Value::Object(a.call.tool_args.clone()))) }
                             }
                         }
                     }
@@ -251,7 +251,7 @@ pub(super) fn request_page(
                                         input type="hidden" name="csrf" value=(s.csrf);
                                         input type="hidden" name="args_digest" value=(form_digest);
                                         button.approve #approve type="submit" { "Approve" }
-                                        p.help { "The agent runs " code { (a.tool_name) } " with the arguments shown." }
+                                        p.help { "The agent runs " code { (a.call.tool_name) } " with the arguments shown." }
                                     }
                                 }
                                 @if can.reject {
@@ -317,7 +317,7 @@ pub(super) fn request_page(
                                             button.primary #review type="submit" { "Review changes" }
                                         }
                                     }
-                                    @if let Some(schema) = &a.tool_schema {
+                                    @if let Some(schema) = &a.call.tool_schema {
                                         details.raw {
                                             summary { "Argument schema" }
                                             pre { (pretty(schema)) }
@@ -374,7 +374,7 @@ pub(super) fn request_page(
                         h2 #facts-h { "Details" }
                         (facts(a, now))
                     }
-                    @if let Some(ctx) = &a.context_messages {
+                    @if let Some(ctx) = &a.call.context_messages {
                         section.card aria-labelledby="ctx-h" {
                             h2 #ctx-h { "Conversation" }
                             (context_view(ctx))
@@ -391,7 +391,7 @@ pub(super) fn request_page(
         }
     };
     layout(
-        &format!("{} request", a.tool_name),
+        &format!("{} request", a.call.tool_name),
         Some(s),
         Nav::Inbox,
         body,

@@ -134,7 +134,7 @@ fn intro(kind: &str, a: &Approval) -> &'static str {
 fn subject(kind: &str, a: &Approval) -> String {
     let what = format!(
         "{} ({})",
-        header_text(&a.tool_name, 80),
+        header_text(&a.call.tool_name, 80),
         header_text(&a.policy, 60)
     );
     match kind {
@@ -164,7 +164,7 @@ pub fn compose(kind: &str, a: &Approval, link: Option<&str>, page_url: &str) -> 
 
     let mut text = format!(
         "{intro}\n\nAgent: {}\nTool: {}\nPolicy: {}\nStatus: {}\n",
-        a.agent, a.tool_name, a.policy, a.status
+        a.agent, a.call.tool_name, a.policy, a.status
     );
     if let (true, Some((by, reason))) = (settled, &settled_by) {
         text.push_str(&format!("Decided by: {by}\n"));
@@ -186,7 +186,7 @@ pub fn compose(kind: &str, a: &Approval, link: Option<&str>, page_url: &str) -> 
     let body = html! {
         table {
             (fact("Agent", &a.agent))
-            (fact("Tool", html! { code { (a.tool_name) } }))
+            (fact("Tool", html! { code { (a.call.tool_name) } }))
             (fact("Policy", &a.policy))
             (fact("Status", a.status.as_str()))
             @if let (true, Some((by, reason))) = (settled, &settled_by) {

@@ -11,7 +11,7 @@ use maud::html;
 fn subject(q: &Question) -> String {
     let what = format!(
         "{} ({})",
-        header_text(&q.text, 80),
+        header_text(&q.asked.text, 80),
         header_text(&q.policy, 60)
     );
     match q.status {
@@ -41,6 +41,7 @@ fn answer_lines(q: &Question) -> Vec<(&'static str, String)> {
     let mut out = vec![("Answered by", a.answered_by.clone())];
     if let Some(c) = &a.choice {
         let label = q
+            .asked
             .choices
             .iter()
             .find(|o| &o.value == c)
@@ -66,14 +67,14 @@ pub fn compose(q: &Question, link: Option<&str>, page_url: &str) -> Mail {
     for (k, v) in &answers {
         text.push_str(&format!("{k}: {v}\n"));
     }
-    text.push_str(&format!("\nQuestion:\n{}\n", q.text));
-    if !q.choices.is_empty() {
+    text.push_str(&format!("\nQuestion:\n{}\n", q.asked.text));
+    if !q.asked.choices.is_empty() {
         text.push_str("\nChoices:\n");
-        for c in &q.choices {
+        for c in &q.asked.choices {
             text.push_str(&format!("  - {} ({})\n", c.label, c.value));
         }
     }
-    if q.allow_free_text {
+    if q.asked.allow_free_text {
         text.push_str("\nA free-text answer is possible.\n");
     }
     let verb = ("answer", "answers");
@@ -92,16 +93,16 @@ pub fn compose(q: &Question, link: Option<&str>, page_url: &str) -> Mail {
             }
         }
         h3 { "Question" }
-        p style="white-space: pre-wrap" { (q.text) }
-        @if !q.choices.is_empty() {
+        p style="white-space: pre-wrap" { (q.asked.text) }
+        @if !q.asked.choices.is_empty() {
             h3 { "Choices" }
             ul {
-                @for c in &q.choices {
+                @for c in &q.asked.choices {
                     li { (c.label) " " small { "(" code { (c.value) } ")" } }
                 }
             }
         }
-        @if q.allow_free_text {
+        @if q.asked.allow_free_text {
             p { "A free-text answer is possible." }
         }
         (next.html())

@@ -19,7 +19,7 @@ pub mod webhooks;
 
 use crate::approval::{
     check_reason, Action, Actor, Approval, Decision, DecisionEffect, DecisionKind, Execution,
-    Millis, Refusal, Standing, Status, TransitionError,
+    Millis, Refusal, RequestedCall, Standing, Status, TransitionError,
 };
 use crate::audit_event::{AuditEvent, VoteCount};
 use crate::auth::{Principal, Role};
@@ -163,16 +163,10 @@ pub type Result<T> = std::result::Result<T, ServiceError>;
 /// What an agent sends to open a request (validated by the API layer).
 #[derive(Debug, Clone, Default)]
 pub struct NewApproval {
-    pub tool_name: String,
-    pub tool_args: Map<String, Value>,
+    pub call: RequestedCall,
+    /// The policy the agent names; without one it is found by tool
+    /// (`policy::PolicySet::resolve`).
     pub policy: Option<String>,
-    pub tool_schema: Option<Value>,
-    pub call_id: Option<String>,
-    pub session_id: Option<String>,
-    pub context_messages: Option<Value>,
-    pub originator: Option<String>,
-    pub idempotency_key: Option<String>,
-    pub client_metadata: Option<Value>,
     /// Claims the execution for this id in the same commit when the policy
     /// approves the request on creation (issue #13: one durable write before
     /// the tool runs instead of two); otherwise ignored.
@@ -214,7 +208,7 @@ pub fn args_digest(tool_name: &str, args: &Map<String, Value>) -> String {
 /// approvals currently count towards (the proposed ones once edited). Equal
 /// to the creation digest until someone edits.
 pub fn review_digest(a: &Approval) -> String {
-    args_digest(&a.tool_name, a.args_under_review())
+    args_digest(&a.call.tool_name, a.args_under_review())
 }
 
 /// Checks `args` against a JSON Schema; returns each violation.
@@ -363,24 +357,25 @@ impl ControlPlane {
 
     /// Opens a request (or returns the earlier one for a repeated
     /// idempotency key). Returns the approval and whether it is new.
-    pub async fn create(&self, agent: &str, mut req: NewApproval) -> Result<(Approval, bool)> {
-        check_args_size("tool_args", &req.tool_args)?;
-        req.originator = match req.originator.as_deref() {
+    pub async fn create(&self, agent: &str, req: NewApproval) -> Result<(Approval, bool)> {
+        let mut call = req.call;
+        check_args_size("tool_args", &call.tool_args)?;
+        call.originator = match call.originator.as_deref() {
             Some(raw) => crate::originator::normalise(raw)
                 .map_err(|m| ServiceError::invalid("originator", m))?,
             None => None,
         };
-        let digest = args_digest(&req.tool_name, &req.tool_args);
-        if let Some(key) = &req.idempotency_key {
+        let digest = args_digest(&call.tool_name, &call.tool_args);
+        if let Some(key) = &call.idempotency_key {
             if let Some(existing) = self.store.find_by_idempotency(agent, key).await? {
                 return replay(existing, &digest, key);
             }
         }
         let policy = self
             .policies()
-            .resolve(req.policy.as_deref(), &req.tool_name)
+            .resolve(req.policy.as_deref(), &call.tool_name)
             .map_err(ServiceError::NoPolicy)?;
-        if let Some(schema) = &req.tool_schema {
+        if let Some(schema) = &call.tool_schema {
             if let Err(e) = jsonschema::validator_for(schema) {
                 return Err(ServiceError::invalid(
                     "tool_schema",
@@ -393,19 +388,11 @@ impl ControlPlane {
         let mut a = Approval {
             id: uuid::Uuid::now_v7().to_string(),
             status: Status::Pending,
-            tool_name: req.tool_name,
-            tool_args: req.tool_args,
+            call,
             proposed_args: None,
             final_args: None,
-            tool_schema: req.tool_schema,
             policy: policy.name.clone(),
             agent: agent.to_owned(),
-            originator: req.originator,
-            call_id: req.call_id,
-            session_id: req.session_id,
-            context_messages: req.context_messages,
-            client_metadata: req.client_metadata,
-            idempotency_key: req.idempotency_key,
             args_digest: digest,
             required_approvals: policy.required_approvals,
             allowed_decisions: policy.decisions.clone(),
@@ -424,12 +411,12 @@ impl ControlPlane {
         let auto = conditions::auto_decision(
             policy.clone(),
             conditions::Facts {
-                tool: a.tool_name.clone(),
-                args: a.tool_args.clone(),
+                tool: a.call.tool_name.clone(),
+                args: a.call.tool_args.clone(),
                 agent: agent.to_owned(),
                 policy: policy.name.clone(),
-                originator: a.originator.clone(),
-                metadata: a.client_metadata.clone(),
+                originator: a.call.originator.clone(),
+                metadata: a.call.client_metadata.clone(),
             },
         )
         .await;
@@ -439,15 +426,15 @@ impl ControlPlane {
         };
         // Recorded as created before the policy's own decision is applied.
         let created = AuditEvent::ApprovalCreated {
-            tool_name: a.tool_name.clone(),
-            tool_args: a.tool_args.clone(),
+            tool_name: a.call.tool_name.clone(),
+            tool_args: a.call.tool_args.clone(),
             args_digest: a.args_digest.clone(),
             policy: a.policy.clone(),
             agent: a.agent.clone(),
-            originator: a.originator.clone(),
-            call_id: a.call_id.clone(),
-            session_id: a.session_id.clone(),
-            idempotency_key: a.idempotency_key.clone(),
+            originator: a.call.originator.clone(),
+            call_id: a.call.call_id.clone(),
+            session_id: a.call.session_id.clone(),
+            idempotency_key: a.call.idempotency_key.clone(),
             required_approvals: a.required_approvals,
             expires_at: crate::store::format_time(a.expires_at),
             condition_errors,
@@ -481,7 +468,7 @@ impl ControlPlane {
                 outcome: a.status,
                 reason: Some(reason),
                 condition: Some(condition),
-                original_args: a.tool_args.clone(),
+                original_args: a.call.tool_args.clone(),
                 args_digest: None,
                 final_args: a.final_args.clone(),
                 edited: false,
@@ -667,7 +654,7 @@ impl ControlPlane {
             .change_request(id, |a| {
                 self.check_may(principal, a, action)?;
                 if let (DecisionKind::Edit, Some(args), Some(schema)) =
-                    (input.kind, &input.final_args, &a.tool_schema)
+                    (input.kind, &input.final_args, &a.call.tool_schema)
                 {
                     schema_errors(schema, args).map_err(ServiceError::SchemaViolation)?;
                 }

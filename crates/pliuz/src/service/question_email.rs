@@ -45,7 +45,8 @@ impl ControlPlane {
     /// never a disabled account.
     pub async fn question_email_recipients(&self, q: &Question, kind: &str) -> Result<Vec<String>> {
         let originator = |e: &str| {
-            q.originator
+            q.asked
+                .originator
                 .as_deref()
                 .is_some_and(|o| crate::originator::names_person(o, e))
         };

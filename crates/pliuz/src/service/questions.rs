@@ -5,7 +5,7 @@ use super::{check_id, enqueue_once, unstorable, ControlPlane, FieldError, Result
 use crate::approval::Actor;
 use crate::audit_event::AuditEvent;
 use crate::auth::Principal;
-use crate::question::{AnswerRefusal, Choice, Question, QuestionStatus};
+use crate::question::{AnswerRefusal, Asked, Choice, Question, QuestionStatus};
 use crate::store::{StoreError, WriteTx};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -14,12 +14,9 @@ use std::time::Duration;
 /// What an agent sends to ask (checked by [`ControlPlane::ask`]).
 #[derive(Debug, Clone, Default)]
 pub struct NewQuestion {
-    pub text: String,
-    pub choices: Vec<Choice>,
-    pub allow_free_text: bool,
+    pub asked: Asked,
+    /// Whose approvers answer; by default `default_policy`.
     pub policy: Option<String>,
-    pub originator: Option<String>,
-    pub idempotency_key: Option<String>,
     /// Shorter than the policy's `expires_in` if given.
     pub expires_in: Option<Duration>,
 }
@@ -49,11 +46,7 @@ fn question_digest(policy: &str, text: &str, choices: &[Choice], allow_free_text
 impl ControlPlane {
     /// An agent asks. Returns the question and whether it is new (a repeated
     /// idempotency key returns the first one).
-    pub async fn ask(
-        &self,
-        principal: &Principal,
-        mut req: NewQuestion,
-    ) -> Result<(Question, bool)> {
+    pub async fn ask(&self, principal: &Principal, req: NewQuestion) -> Result<(Question, bool)> {
         let agent =
             match principal {
                 Principal::Agent { name } => name.clone(),
@@ -62,20 +55,21 @@ impl ControlPlane {
                         .into(),
                 )),
             };
+        let mut asked = req.asked;
         let mut errors: Vec<FieldError> =
-            crate::question::check_new(&req.text, &req.choices, req.allow_free_text)
+            crate::question::check_new(&asked.text, &asked.choices, asked.allow_free_text)
                 .into_iter()
                 .map(|(f, m)| FieldError::new(f, m))
                 .collect();
-        errors.extend(unstorable("text", &req.text));
-        for (i, c) in req.choices.iter().enumerate() {
+        errors.extend(unstorable("text", &asked.text));
+        for (i, c) in asked.choices.iter().enumerate() {
             errors.extend(unstorable(&format!("choices[{i}].value"), &c.value));
             errors.extend(unstorable(&format!("choices[{i}].label"), &c.label));
         }
         if !errors.is_empty() {
             return Err(ServiceError::Validation(errors));
         }
-        req.originator = match req.originator.as_deref() {
+        asked.originator = match asked.originator.as_deref() {
             Some(raw) => crate::originator::normalise(raw)
                 .map_err(|m| ServiceError::invalid("originator", m))?,
             None => None,
@@ -94,8 +88,13 @@ impl ControlPlane {
             .policies()
             .resolve(Some(&policy_name), "")
             .map_err(ServiceError::NoPolicy)?;
-        let digest = question_digest(&policy.name, &req.text, &req.choices, req.allow_free_text);
-        if let Some(key) = &req.idempotency_key {
+        let digest = question_digest(
+            &policy.name,
+            &asked.text,
+            &asked.choices,
+            asked.allow_free_text,
+        );
+        if let Some(key) = &asked.idempotency_key {
             if let Some(existing) = self.store.find_question_by_idempotency(&agent, key).await? {
                 return if existing.digest == digest {
                     Ok((existing, false))
@@ -113,11 +112,7 @@ impl ControlPlane {
             id: uuid::Uuid::now_v7().to_string(),
             agent: agent.clone(),
             policy: policy.name.clone(),
-            text: req.text,
-            choices: req.choices,
-            allow_free_text: req.allow_free_text,
-            originator: req.originator,
-            idempotency_key: req.idempotency_key,
+            asked,
             digest,
             status: QuestionStatus::Pending,
             answer: None,
@@ -135,13 +130,13 @@ impl ControlPlane {
         }
         let event = AuditEvent::QuestionAsked {
             question_id: q.id.clone(),
-            text: q.text.clone(),
-            choices: q.choices.clone(),
-            allow_free_text: q.allow_free_text,
+            text: q.asked.text.clone(),
+            choices: q.asked.choices.clone(),
+            allow_free_text: q.asked.allow_free_text,
             policy: q.policy.clone(),
             agent: agent.clone(),
-            originator: q.originator.clone(),
-            idempotency_key: q.idempotency_key.clone(),
+            originator: q.asked.originator.clone(),
+            idempotency_key: q.asked.idempotency_key.clone(),
             expires_at: crate::store::format_time(q.expires_at),
         };
         tx.audit(Actor::Agent(agent), None, event).await?;

@@ -213,7 +213,7 @@ pub fn fallback_text(a: &Approval) -> String {
     };
     format!(
         "{verb}: {} requested by {} (policy {})",
-        code(&a.tool_name, 100),
+        code(&a.call.tool_name, 100),
         code(&a.agent, 100),
         code(&a.policy, 100)
     )
@@ -246,7 +246,7 @@ pub fn inbox_footer(url: &str, what: &str, id: &str) -> Value {
 /// into `chat.postMessage` / `chat.update`. Buttons only while pending.
 pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
     let mut fields = vec![
-        field("Tool", code(&a.tool_name, 200)),
+        field("Tool", code(&a.call.tool_name, 200)),
         field("Agent", code(&a.agent, 200)),
         field("Policy", code(&a.policy, 200)),
     ];
@@ -260,7 +260,7 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
             ),
         ));
     }
-    if let Some(o) = &a.originator {
+    if let Some(o) = &a.call.originator {
         fields.push(field("On behalf of", code(o, 200)));
     }
     if a.required_approvals > 1 {
@@ -292,13 +292,13 @@ pub fn message(a: &Approval, public_url: &str, now: i64) -> Value {
                 "original_arguments",
                 labelled(
                     "Original arguments from the agent",
-                    args_summary(&a.tool_args),
+                    args_summary(&a.call.tool_args),
                 ),
             ));
         }
         None => blocks.push(section(
             "arguments",
-            labelled("Arguments", args_summary(&a.tool_args)),
+            labelled("Arguments", args_summary(&a.call.tool_args)),
         )),
     }
     if let Some(final_args) = a.final_args.as_ref().filter(|_| a.edited) {
@@ -390,7 +390,7 @@ pub struct ModalMeta {
 fn modal_intro(a: &Approval) -> Value {
     json!({"type": "section", "block_id": "intro", "text": {"type": "mrkdwn", "text": format!(
         "{} requested by {} (policy {})",
-        code(&a.tool_name, 200),
+        code(&a.call.tool_name, 200),
         code(&a.agent, 200),
         code(&a.policy, 200)
     )}})
@@ -539,20 +539,24 @@ mod tests {
         args.insert("note".into(), json!("hi <@U123> & <!channel>"));
         args.insert("long".into(), json!("x".repeat(1000)));
         args.insert("n".into(), json!(5000));
+        let sample = crate::approval::sample(1);
         Approval {
-            tool_args: args,
-            originator: None,
+            call: crate::approval::RequestedCall {
+                tool_args: args,
+                originator: None,
+                ..sample.call
+            },
             allowed_decisions: vec![DecisionKind::Approve, DecisionKind::Reject],
             execute_within_ms: 86_400_000,
             expires_at: 30 * 60 * 1000,
-            ..crate::approval::sample(1)
+            ..sample
         }
     }
 
     #[test]
     fn escapes_and_truncates() {
         assert_eq!(escape("a & <b> <!here>"), "a &amp; &lt;b&gt; &lt;!here&gt;");
-        let s = args_summary(&approval().tool_args);
+        let s = args_summary(&approval().call.tool_args);
         assert!(s.contains("&lt;@U123&gt; &amp; &lt;!channel&gt;"), "{s}");
         assert!(!s.contains("<@U123>"));
         assert!(s.contains(&format!("{}…", "x".repeat(MAX_VALUE_CHARS - 1))));

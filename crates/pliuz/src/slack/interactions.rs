@@ -499,7 +499,7 @@ async fn view_submission(state: AppState, slack: Arc<Slack>, p: Value) -> Respon
                 }
                 Err(e) => return modal_errors(blocks::BLOCK_ARGS, &format!("Not valid JSON: {e}")),
             };
-            if let Some(schema) = &a.tool_schema {
+            if let Some(schema) = &a.call.tool_schema {
                 if let Err(errs) = crate::service::schema_errors(schema, &args) {
                     return modal_errors(
                         blocks::BLOCK_ARGS,

@@ -77,12 +77,12 @@ pub fn message(q: &Question, public_url: &str, now: i64) -> Value {
     if q.status == QuestionStatus::Pending {
         fields.push(field("Time left", human_duration(q.expires_at - now)));
     }
-    if let Some(o) = &q.originator {
+    if let Some(o) = &q.asked.originator {
         fields.push(field("On behalf of", code(o, 200)));
     }
     let mut blocks = vec![
         section("headline", headline(q)),
-        section("question", code_block(&q.text, 2500)),
+        section("question", code_block(&q.asked.text, 2500)),
         json!({"type": "section", "block_id": "facts", "fields": fields}),
     ];
     if let Some(a) = &q.answer {
@@ -97,6 +97,7 @@ pub fn message(q: &Question, public_url: &str, now: i64) -> Value {
     }
     if q.status == QuestionStatus::Pending {
         let mut buttons: Vec<Value> = q
+            .asked
             .choices
             .iter()
             .take(MAX_BUTTONS)
@@ -110,7 +111,7 @@ pub fn message(q: &Question, public_url: &str, now: i64) -> Value {
                 })
             })
             .collect();
-        if q.allow_free_text {
+        if q.asked.allow_free_text {
             buttons.push(json!({
                 "type": "button",
                 "action_id": ACTION_TEXT,
@@ -140,13 +141,14 @@ pub struct AnswerMeta {
 pub fn answer_modal(q: &Question) -> Value {
     let mut blocks = vec![
         json!({"type": "section", "block_id": "intro", "text": {"type": "mrkdwn", "text": format!(
-            "{} asks:\n{}", code(&q.agent, 200), code_block(&q.text, 2500)
+            "{} asks:\n{}", code(&q.agent, 200), code_block(&q.asked.text, 2500)
         )}}),
     ];
-    if !q.choices.is_empty() {
+    if !q.asked.choices.is_empty() {
         // A value longer than Slack allows cannot be offered (shortened,
         // it would answer something else).
         let options = q
+            .asked
             .choices
             .iter()
             .filter(|c| c.value.chars().count() <= 150)
@@ -163,7 +165,7 @@ pub fn answer_modal(q: &Question) -> Value {
     blocks.push(json!({
         "type": "input",
         "block_id": BLOCK_ANSWER,
-        "optional": !q.choices.is_empty(),
+        "optional": !q.asked.choices.is_empty(),
         "label": {"type": "plain_text", "text": "Your answer (the agent receives it)"},
         "element": {"type": "plain_text_input", "action_id": INPUT_ANSWER, "multiline": true, "max_length": crate::question::MAX_ANSWER_CHARS.min(3000)},
     }));

@@ -4,7 +4,8 @@
 use super::sql::{self, col, json_col, with_columns, Arg, Statement};
 use super::{Result, Store, StoreError, WriteTx};
 use crate::approval::{
-    Approval, Claim, DecisionKind, Execution, ExecutionOutcome, Settlement, Status, Vote,
+    Approval, Claim, DecisionKind, Execution, ExecutionOutcome, RequestedCall, Settlement, Status,
+    Vote,
 };
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
@@ -84,16 +85,20 @@ fn from_row(row: &AnyRow, votes: Vec<Vote>) -> Result<Approval> {
             claimed_at: col::<Option<i64>>(row, "claimed_at")?.unwrap_or_default(),
         }),
     };
-    Ok(with_columns!(row => Approval {
-        id, tool_name, policy, agent, originator, call_id, session_id, idempotency_key,
-        args_digest, execute_within_ms, created_at, expires_at, escalated_at, version;
-        status,
+    let call = with_columns!(row => RequestedCall {
+        tool_name, originator, call_id, session_id, idempotency_key;
         tool_args: obj(json_col(row, "tool_args")?, "tool_args")?.unwrap_or_default(),
-        proposed_args: obj(json_col(row, "proposed_args")?, "proposed_args")?,
-        final_args: obj(json_col(row, "final_args")?, "final_args")?,
         tool_schema: json_col(row, "tool_schema")?,
         context_messages: json_col(row, "context_messages")?,
         client_metadata: json_col(row, "client_metadata")?,
+    });
+    Ok(with_columns!(row => Approval {
+        id, policy, agent, args_digest, execute_within_ms, created_at, expires_at,
+        escalated_at, version;
+        status,
+        call,
+        proposed_args: obj(json_col(row, "proposed_args")?, "proposed_args")?,
+        final_args: obj(json_col(row, "final_args")?, "final_args")?,
         required_approvals: u32::try_from(col::<i64>(row, "required_approvals")?).unwrap_or(1),
         allowed_decisions,
         votes,
@@ -395,19 +400,19 @@ fn row_args(a: &Approval) -> Vec<Arg> {
     let mut args: Vec<Arg> = vec![
         a.id.as_str().into(),
         a.status.as_str().into(),
-        a.tool_name.as_str().into(),
-        text(&Some(&a.tool_args)).into(),
+        a.call.tool_name.as_str().into(),
+        text(&Some(&a.call.tool_args)).into(),
         text(&a.proposed_args).into(),
         text(&a.final_args).into(),
-        text(&a.tool_schema).into(),
+        text(&a.call.tool_schema).into(),
         a.policy.as_str().into(),
         a.agent.as_str().into(),
-        a.originator.clone().into(),
-        a.call_id.clone().into(),
-        a.session_id.clone().into(),
-        text(&a.context_messages).into(),
-        text(&a.client_metadata).into(),
-        a.idempotency_key.clone().into(),
+        a.call.originator.clone().into(),
+        a.call.call_id.clone().into(),
+        a.call.session_id.clone().into(),
+        text(&a.call.context_messages).into(),
+        text(&a.call.client_metadata).into(),
+        a.call.idempotency_key.clone().into(),
         a.args_digest.as_str().into(),
         i64::from(a.required_approvals).into(),
         allowed.into(),

@@ -3,7 +3,7 @@
 
 use super::sql::{self, col, with_columns, Record, Statement};
 use super::{Result, Store, StoreError, WriteTx};
-use crate::question::{Answer, Choice, Question, QuestionStatus};
+use crate::question::{Answer, Asked, Choice, Question, QuestionStatus};
 use sqlx::any::AnyRow;
 
 const COLUMNS: &str = "id, agent, policy, text, choices, allow_free_text, originator, idempotency_key, digest, status, answer_choice, answer_text, answered_by, answered_at, created_at, expires_at, version";
@@ -31,11 +31,14 @@ impl Record for Question {
                 answered_at: col::<Option<i64>>(row, "answered_at")?.unwrap_or_default(),
             }),
         };
-        Ok(with_columns!(row => Question {
-            id, agent, policy, text, originator, idempotency_key, digest, created_at,
-            expires_at, version;
+        let asked = with_columns!(row => Asked {
+            text, originator, idempotency_key;
             choices,
             allow_free_text: col::<i64>(row, "allow_free_text")? != 0,
+        });
+        Ok(with_columns!(row => Question {
+            id, agent, policy, digest, created_at, expires_at, version;
+            asked,
             status,
             answer,
         }))
@@ -110,18 +113,18 @@ impl WriteTx {
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!("INSERT INTO questions ({COLUMNS}) VALUES ({placeholders})");
-        let choices = serde_json::to_string(&q.choices)
+        let choices = serde_json::to_string(&q.asked.choices)
             .map_err(|e| StoreError::Corrupt(format!("choices: {e}")))?;
         let a = q.answer.as_ref();
         sqlx::query(&sql)
             .bind(&q.id)
             .bind(&q.agent)
             .bind(&q.policy)
-            .bind(&q.text)
+            .bind(&q.asked.text)
             .bind(choices)
-            .bind(i64::from(q.allow_free_text))
-            .bind(q.originator.clone())
-            .bind(q.idempotency_key.clone())
+            .bind(i64::from(q.asked.allow_free_text))
+            .bind(q.asked.originator.clone())
+            .bind(q.asked.idempotency_key.clone())
             .bind(&q.digest)
             .bind(q.status.as_str())
             .bind(a.and_then(|a| a.choice.clone()))
