@@ -1,6 +1,7 @@
 //! Group commit against the real binary (issue #13, item 1): concurrent
-//! creates share transactions on SQLite (`pliuz_store_commits_total` grows
-//! slower than `pliuz_store_committed_changes_total`); a change that fails
+//! creates share transactions on SQLite and on PostgreSQL
+//! (`pliuz_store_commits_total` grows slower than
+//! `pliuz_store_committed_changes_total`); a change that fails
 //! inside a batch fails alone while its batch-mates succeed and are stored;
 //! kill -9 during a burst loses no acknowledged request, on SQLite and
 //! PostgreSQL. The full-disk case is in `faults.rs`.
@@ -93,9 +94,10 @@ async fn acknowledged_requests_survived(
     audit_checks_out(server);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_creates_are_committed_in_fewer_transactions_than_requests_on_sqlite() {
-    let server = Server::start(&config()).await;
+async fn concurrent_creates_are_committed_in_fewer_transactions_than_requests(
+    database_url: Option<String>,
+) {
+    let server = Server::start_with(&config(), database_url, vec![]).await;
     let agent = server.agent_key("bot");
     let http = Client::new();
     let (commits_before, changes_before) = write_stats(&http, &server).await;
@@ -122,6 +124,11 @@ async fn concurrent_creates_are_committed_in_fewer_transactions_than_requests_on
         "{changes} changes took {commits} transactions: no group commit"
     );
 }
+
+support::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    concurrent_creates_are_committed_in_fewer_transactions_than_requests
+);
 
 /// Pairs of creates race for the same new idempotency key with different
 /// arguments amid other creates: inside a batch the loser's insert fails on
