@@ -61,7 +61,7 @@ pub(super) enum Ask {
         /// The asking request's span: the statements the writer runs for
         /// it (`BEGIN`, `SAVEPOINT`, `COMMIT`) are logged as its own.
         span: tracing::Span,
-        /// When the asker stops waiting: a `BEGIN` for it waits for SQLite's
+        /// When the asker stops waiting: a `BEGIN` for it waits for the database's
         /// lock only until shortly before, so that it hears the real reason.
         deadline: Instant,
     },
@@ -156,7 +156,7 @@ impl Lease {
     fn give_back(&mut self, kept: Option<Kept>) {
         if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take()) {
             // If the writer is gone, dropping the connection closes it, and
-            // SQLite rolls the open transaction back.
+            // the database rolls the open transaction back.
             let _ = back.send(Returned { conn, kept });
         }
     }
@@ -297,8 +297,8 @@ impl Writer {
                 Served::Kept(kept) => unsent = Some(kept),
                 Served::Undone => {
                     // The savepoint stays, empty, for the next change. Failing
-                    // here means SQLite ended the transaction, and the batch
-                    // with it.
+                    // here means the database ended the transaction (or the
+                    // connection was lost), and the batch with it.
                     if let Err(e) = self.exec("ROLLBACK TO SAVEPOINT change", &span).await {
                         self.fail_all(members, &e.to_string()).await;
                         return None;
