@@ -703,12 +703,21 @@ impl Writer {
     }
 }
 
-/// The connection itself failed (rather than a statement on it).
+/// The connection itself failed (rather than a statement on it), or
+/// PostgreSQL ended the session (class 57P: shut down, terminated by an
+/// operator; class 08: connection exception).
 fn connection_lost(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)
-    )
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+                && db
+                    .code()
+                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
+        }
+        _ => false,
+    }
 }
 
 /// Of `hashes`, those a later append to a log of `size` entries may need:
