@@ -187,7 +187,7 @@ impl Metrics {
         let write_commits = Counter::default();
         registry.register(
             "store_commits",
-            "Write transactions committed (this process); on SQLite one commits every change waiting for it",
+            "Write transactions committed (this process); one commits every change waiting for it",
             write_commits.clone(),
         );
         let write_changes = Counter::default();

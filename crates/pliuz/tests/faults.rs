@@ -751,12 +751,17 @@ async fn shutdown_keeps_to_shutdown_grace_even_with_a_write_stuck_on_a_lock() {
     drop(holder);
 }
 
-#[tokio::test]
-async fn a_locked_postgres_database_answers_503_with_the_reason_and_recovers() {
+/// A server on a fresh PostgreSQL database: `(url, server, agent key, client)`.
+async fn on_fresh_postgres() -> (String, Server, String, Client) {
     let url = support::fresh_postgres_database().await;
     let server = Server::start_with(CONFIG, Some(url.clone()), vec![]).await;
     let agent = server.agent_key("support-bot");
-    let http = Client::new();
+    (url, server, agent, Client::new())
+}
+
+#[tokio::test]
+async fn a_locked_postgres_database_answers_503_with_the_reason_and_recovers() {
+    let (url, server, agent, http) = on_fresh_postgres().await;
     // Another session holds the row every write must lock first.
     let mut holder = sqlx::PgConnection::connect(&url).await.expect("postgres");
     sqlx::raw_sql("BEGIN; SELECT size FROM audit_head WHERE id = 1 FOR UPDATE")
@@ -773,4 +778,31 @@ async fn a_locked_postgres_database_answers_503_with_the_reason_and_recovers() {
     writes_and_readiness_are_back(&http, &server, &agent).await;
     let n = postgres_count(&url, "SELECT COUNT(*) FROM approvals").await;
     assert_eq!(n, 1, "the refused request was not stored");
+}
+
+// The writer keeps its own PostgreSQL connection between batches: when the
+// server ends it meanwhile (a restart, an idle timeout, an operator's
+// `pg_terminate_backend`), the next write opens a fresh one instead of
+// failing.
+#[tokio::test]
+async fn a_write_after_postgres_ended_the_writers_connection_succeeds() {
+    let (url, server, agent, http) = on_fresh_postgres().await;
+    let r = create(&http, &server, &agent, "before", 10).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("postgres");
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("end the server's sessions");
+    assert!(ended.iter().any(|e| *e), "no session ended");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for key in ["after-1", "after-2"] {
+        let r = create(&http, &server, &agent, key, 10).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{key}: {}", r.body);
+    }
+    let n = postgres_count(&url, "SELECT COUNT(*) FROM approvals").await;
+    assert_eq!(n, 3);
 }

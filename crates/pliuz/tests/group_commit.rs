@@ -1,6 +1,7 @@
 //! Group commit against the real binary (issue #13, item 1): concurrent
-//! creates share transactions on SQLite (`pliuz_store_commits_total` grows
-//! slower than `pliuz_store_committed_changes_total`); a change that fails
+//! creates share transactions on SQLite and on PostgreSQL
+//! (`pliuz_store_commits_total` grows slower than
+//! `pliuz_store_committed_changes_total`); a change that fails
 //! inside a batch fails alone while its batch-mates succeed and are stored;
 //! kill -9 during a burst loses no acknowledged request, on SQLite and
 //! PostgreSQL. The full-disk case is in `faults.rs`.
@@ -93,9 +94,10 @@ async fn acknowledged_requests_survived(
     audit_checks_out(server);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_creates_are_committed_in_fewer_transactions_than_requests_on_sqlite() {
-    let server = Server::start(&config()).await;
+async fn concurrent_creates_are_committed_in_fewer_transactions_than_requests(
+    database_url: Option<String>,
+) {
+    let server = Server::start_with(&config(), database_url, vec![]).await;
     let agent = server.agent_key("bot");
     let http = Client::new();
     let (commits_before, changes_before) = write_stats(&http, &server).await;
@@ -122,6 +124,11 @@ async fn concurrent_creates_are_committed_in_fewer_transactions_than_requests_on
         "{changes} changes took {commits} transactions: no group commit"
     );
 }
+
+support::on_both_databases!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    concurrent_creates_are_committed_in_fewer_transactions_than_requests
+);
 
 /// Pairs of creates race for the same new idempotency key with different
 /// arguments amid other creates: inside a batch the loser's insert fails on
@@ -241,3 +248,60 @@ support::on_both_databases!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     kill9_during_a_burst_loses_no_acknowledged_request
 );
+
+/// Two replicas on one PostgreSQL database, each batching its own creates,
+/// write at the same time: their batches take turns on the audit head row,
+/// each keeps its audit tree edge only while no other replica wrote, and
+/// the one log verifies with every entry in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_batching_at_once_on_postgres_keep_one_verifiable_log() {
+    let url = support::fresh_postgres_database().await;
+    let mut primary = Server::start_with(&config(), Some(url), vec![]).await;
+    let mut replica = Server::replica_of(&primary).await;
+    let agent = primary.agent_key("bot");
+    let http = Client::new();
+    let before = [
+        write_stats(&http, &primary).await,
+        write_stats(&http, &replica).await,
+    ];
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        let answers = join_all((0..64).map(|i| {
+            let (http, agent) = (&http, &agent);
+            let server = if i % 2 == 0 { &primary } else { &replica };
+            async move { create(http, server, agent, &format!("r{round}-{i}"), 5000).await }
+        }))
+        .await;
+        for (status, body) in answers {
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            ids.push(body["id"].as_str().expect("id").to_owned());
+        }
+    }
+    let after = [
+        write_stats(&http, &primary).await,
+        write_stats(&http, &replica).await,
+    ];
+    for (name, ((c0, n0), (c1, n1))) in ["primary", "replica"].iter().zip(before.iter().zip(&after))
+    {
+        let (commits, changes) = (c1 - c0, n1 - n0);
+        eprintln!("{name}: {changes} changes in {commits} transactions");
+        assert!(changes >= 96.0, "{name}: {changes} changes counted");
+        assert!(
+            commits < changes * 0.75,
+            "{name}: {changes} changes took {commits} transactions: no group commit"
+        );
+    }
+    let (_, status) = replica.terminate(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{}", replica.log());
+    for id in &ids {
+        let status = http
+            .get(primary.url(&format!("/api/v1/approvals/{id}")))
+            .bearer_auth(&agent)
+            .send()
+            .await
+            .expect("GET")
+            .status();
+        assert_eq!(status, StatusCode::OK, "{id} lost");
+    }
+    audit_checks_out(&mut primary);
+}

@@ -183,7 +183,11 @@ async fn postgres_statements_per_change_stay_within_budget() {
         // tree's edge is kept from one commit to the next. More than SQLite:
         // `COMMIT` apart, and one change per transaction. (The auto-approved
         // create still reads one tree hash here: just after start the kept
-        // edge is not yet whole.)
+        // edge is not yet whole.) Unchanged by group commit on PostgreSQL
+        // (the writer): a change alone in its batch still runs the begin
+        // (now with its savepoint) and the `COMMIT` (now with the release);
+        // a later member of a batch runs the release and next savepoint in
+        // place of the begin, and the last one the `COMMIT`.
         Budget {
             auto_approved_create: 6,
             // No more than the create alone (the claim's rows ride with the

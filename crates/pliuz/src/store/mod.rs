@@ -42,7 +42,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 /// The PostgreSQL NOTIFY channel that carries approval changes between replicas.
 pub const CHANGES_CHANNEL: &str = "pliuz_approval_changes";
@@ -175,11 +175,11 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// Serialises this process's writers; across processes (admin CLI, other
-    /// replicas) the audit head row lock does the same job. PostgreSQL: it
-    /// keeps the audit tree's edge for the next writer.
-    write_lock: Arc<Mutex<AuditEdge>>,
-    /// Bounds the writers queued on `write_lock` (`MAX_QUEUED_WRITES`).
+    /// Serialises this process's migrations; writes are ordered by the
+    /// writer (`writer`), and across processes (admin CLI, other replicas)
+    /// by the audit head row lock.
+    write_lock: Arc<Mutex<()>>,
+    /// Bounds the writes waiting for the writer (`MAX_QUEUED_WRITES`).
     writers: Arc<Semaphore>,
     /// The latest readiness probe and when it ran (`/readyz`).
     probe: Arc<Mutex<Option<Probe>>>,
@@ -189,19 +189,12 @@ pub struct Store {
     draining: Arc<AtomicBool>,
     /// Set at shutdown: no write may start after the final checkpoint.
     closed: Arc<AtomicBool>,
-    /// SQLite: the writer task that owns the write connection and commits
-    /// waiting changes together (`writer`). PostgreSQL: `None`, each change
-    /// is its own transaction on a pooled connection.
-    writer: Option<tokio::sync::mpsc::UnboundedSender<writer::Ask>>,
+    /// The writer task that owns the write connection and commits waiting
+    /// changes together (`writer`).
+    writer: tokio::sync::mpsc::UnboundedSender<writer::Ask>,
     /// Transactions and changes committed by this process.
     stats: Arc<WriteStats>,
 }
-
-/// PostgreSQL: the audit tree's right edge after this process's last
-/// commit, and the log's size then, so that the next change appends
-/// without reading it back. Stored hashes never change, but a size that
-/// moved (another replica wrote) or any failure drops it all the same.
-type AuditEdge = Option<(i64, writer::Hashes)>;
 
 /// When a readiness probe ran and what it found.
 type Probe = (Instant, std::result::Result<(), String>);
@@ -267,14 +260,13 @@ impl Store {
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database {shown}: {}", describe(&e)))?;
         let stats = Arc::new(WriteStats::default());
-        let writer =
-            (backend == Backend::Sqlite).then(|| writer::spawn(url.clone(), stats.clone()));
+        let writer = writer::spawn(url.clone(), backend, stats.clone());
         let store = Store {
             pool,
             backend,
             writer,
             stats,
-            write_lock: Arc::new(Mutex::new(None)),
+            write_lock: Arc::new(Mutex::new(())),
             writers: Arc::new(Semaphore::new(MAX_QUEUED_WRITES)),
             probe: Arc::new(Mutex::new(None)),
             file: (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(&shown)),
@@ -295,8 +287,8 @@ impl Store {
         &self.pool
     }
 
-    /// `(transactions, changes)` this process committed: on SQLite, more
-    /// changes than transactions means group commit shared them.
+    /// `(transactions, changes)` this process committed: more changes than
+    /// transactions means group commit shared them.
     pub fn write_stats(&self) -> (u64, u64) {
         (
             self.stats.commits.load(Ordering::Relaxed),
@@ -463,30 +455,29 @@ impl Store {
     /// after this, nothing this process does can grow the audit log.
     pub async fn stop_writes(&self) {
         self.closed.store(true, Ordering::Release);
-        if let Some(writer) = &self.writer {
-            // Served after every turn already asked for: their batches
-            // commit, later ones are refused.
-            let (ack, done) = tokio::sync::oneshot::channel();
-            if writer.send(writer::Ask::Stop(ack)).is_ok() {
-                let _ = done.await;
-            }
+        // Served after every turn already asked for: their batches commit,
+        // later ones are refused.
+        let (ack, done) = tokio::sync::oneshot::channel();
+        if self.writer.send(writer::Ask::Stop(ack)).is_ok() {
+            let _ = done.await;
         }
         drop(self.write_lock.lock().await);
     }
 
-    /// Starts a write transaction. On SQLite it is a turn in the writer's
-    /// batch (`writer`), whose `BEGIN IMMEDIATE` takes the write lock up
-    /// front, so a transaction never fails half-way for lack of it. On
-    /// PostgreSQL its first statement takes the audit head row lock, which
-    /// orders all writers across processes and replicas. Waits at most
+    /// Starts a write transaction: a turn in the writer's batch (`writer`).
+    /// The batch's transaction takes the database's write lock up front (on
+    /// SQLite `BEGIN IMMEDIATE`; on PostgreSQL the audit head row lock,
+    /// which orders all writers across processes and replicas), so a
+    /// transaction never fails half-way for lack of it. Waits at most
     /// [`WRITE_WAIT`] in all; a full queue, a locked, full or unreachable
     /// database is `Unavailable`.
     pub async fn begin_write(&self) -> Result<WriteTx> {
         self.begin(WRITE_WAIT).await
     }
 
+    /// A turn from the writer: this change joins the transaction it has open
+    /// (or the next one), waiting at most `wait` for that.
     async fn begin(&self, wait: Duration) -> Result<WriteTx> {
-        let started = Instant::now();
         let permit = self.writers.clone().try_acquire_owned().map_err(|_| {
             StoreError::unavailable(
                 format!(
@@ -495,66 +486,6 @@ impl Store {
                 1,
             )
         })?;
-        if let Some(writer) = &self.writer {
-            return self.begin_batched(writer, wait, permit).await;
-        }
-        let lock = tokio::time::timeout(wait, self.write_lock.clone().lock_owned())
-            .await
-            .map_err(|_| {
-                let why = health::failing()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default();
-                StoreError::unavailable(
-                    format!(
-                        "the database is busy: this write waited {}s for its turn{why}",
-                        wait.as_secs()
-                    ),
-                    1,
-                )
-            })?;
-        if self.closed.load(Ordering::Acquire) {
-            return Err(StoreError::unavailable("the server is shutting down", 2));
-        }
-        let left = wait
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(100));
-        let conn = match tokio::time::timeout(left, self.pool.acquire()).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
-        };
-        let mut tx = WriteTx {
-            tx: TxConn::Pooled(Some(conn)),
-            store: self.clone(),
-            appended: Vec::new(),
-            audit_size: 0,
-            known_hashes: std::collections::HashMap::new(),
-            unwritten: audit::Unwritten::default(),
-            held: write_behind::Held::default(),
-            open: false,
-            turn: Some(WriterTurn {
-                lock: Some(lock),
-                _permit: permit,
-            }),
-        };
-        let left = wait
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(100));
-        if let Err(e) = tx.start(left).await {
-            return Err(e.into());
-        }
-        tx.take_edge();
-        Ok(tx)
-    }
-
-    /// A turn from the SQLite writer: this change joins the transaction it
-    /// has open (or the next one), waiting at most `wait` for that.
-    async fn begin_batched(
-        &self,
-        writer: &tokio::sync::mpsc::UnboundedSender<writer::Ask>,
-        wait: Duration,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<WriteTx> {
         let shutting_down = || StoreError::unavailable("the server is shutting down", 2);
         if self.closed.load(Ordering::Acquire) {
             return Err(shutting_down());
@@ -565,7 +496,7 @@ impl Store {
             span: tracing::Span::current(),
             deadline: tokio::time::Instant::now() + wait,
         };
-        writer.send(ask).map_err(|_| shutting_down())?;
+        self.writer.send(ask).map_err(|_| shutting_down())?;
         // A lease arriving after this gives up is dropped unused, and goes
         // straight back to the writer.
         let lease = match tokio::time::timeout(wait, lease).await {
@@ -590,14 +521,10 @@ impl Store {
             known_hashes: lease.take_hashes(),
             unwritten: audit::Unwritten::default(),
             held: write_behind::Held::default(),
-            tx: TxConn::Lease(Some(lease)),
+            tx: TxConn(Some(lease)),
             store: self.clone(),
             appended: Vec::new(),
-            open: false,
-            turn: Some(WriterTurn {
-                lock: None,
-                _permit: permit,
-            }),
+            _permit: permit,
         })
     }
 
@@ -633,106 +560,55 @@ const GET_META_SQL: &str = "SELECT value FROM meta WHERE key = $1";
 
 /// A write transaction that must carry its own audit record.
 ///
-/// It runs on a pooled connection with `BEGIN`/`COMMIT` issued here, not by
-/// sqlx: a connection whose transaction failed in any way (a statement, the
-/// `COMMIT` itself, a dropped request) is rolled back before anyone else may
-/// write, and closed if even that fails, so no later request can run inside
-/// a transaction left open by an earlier failure.
+/// It runs on the writer's connection, lent inside the batch's transaction
+/// behind a savepoint (`writer`): a change that fails in any way or is
+/// dropped half-way is rolled back to its savepoint by the writer before
+/// the next change gets the connection.
 pub struct WriteTx {
     tx: TxConn,
     store: Store,
     appended: Vec<u64>,
-    /// The audit log's size: read when the head row is locked (on SQLite
-    /// by the writer, once per batch, then passed from change to change),
-    /// advanced by each append, and written back to the row once, at commit.
+    /// The audit log's size: read by the writer when the batch locks the
+    /// head row, passed from change to change, advanced by each append, and
+    /// written back to the row at commit (SQLite: once per batch, by the
+    /// writer; PostgreSQL: with each change's rows).
     audit_size: i64,
-    /// The tree hashes this transaction (on SQLite: this batch) appended or
-    /// read, and those the previous commit left at the tree's edge (SQLite:
-    /// the writer's; PostgreSQL: [`AuditEdge`]), so that entries need not
-    /// read them (again).
+    /// The tree hashes this batch appended or read, and those the previous
+    /// commit left at the tree's edge (the writer's), so that entries need
+    /// not read them (again).
     known_hashes: std::collections::HashMap<u64, pliuz_audit::Hash>,
     /// Audit rows appended but not yet inserted (sent together at commit).
     unwritten: audit::Unwritten,
     /// Writes held until commit, sent with the audit rows (`write_behind`).
     held: write_behind::Held,
-    /// `BEGIN` succeeded and neither `COMMIT` nor `ROLLBACK` has.
-    open: bool,
-    /// This process's write turn; released only once the connection is clean.
-    turn: Option<WriterTurn>,
-}
-
-struct WriterTurn {
-    /// PostgreSQL: this process's write lock, with the audit tree's edge
-    /// (SQLite: the writer orders).
-    lock: Option<OwnedMutexGuard<AuditEdge>>,
+    /// This write's place in the queue (`MAX_QUEUED_WRITES`), kept until it
+    /// is answered.
     _permit: OwnedSemaphorePermit,
 }
 
-/// The transaction's connection; present until the transaction is dropped.
-enum TxConn {
-    /// PostgreSQL: a pooled connection in a transaction of its own.
-    Pooled(Option<PoolConnection<Any>>),
-    /// SQLite: the writer's connection, lent inside the batch's transaction.
-    Lease(Option<writer::Lease>),
-}
+/// The writer's connection, lent to this transaction until it is dropped.
+struct TxConn(Option<writer::Lease>);
 
 impl std::ops::Deref for TxConn {
     type Target = AnyConnection;
     fn deref(&self) -> &AnyConnection {
-        match self {
-            TxConn::Pooled(c) => c.as_deref(),
-            TxConn::Lease(l) => l.as_ref().map(writer::Lease::conn_ref),
-        }
-        .expect("a write transaction keeps its connection until dropped")
+        self.0
+            .as_ref()
+            .map(writer::Lease::conn_ref)
+            .expect("a write transaction keeps its connection until dropped")
     }
 }
 
 impl std::ops::DerefMut for TxConn {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            TxConn::Pooled(c) => c.as_deref_mut(),
-            TxConn::Lease(l) => l.as_mut().map(writer::Lease::conn),
-        }
-        .expect("a write transaction keeps its connection until dropped")
-    }
-}
-
-impl TxConn {
-    /// Closes the connection when it is dropped instead of pooling it.
-    fn discard(&mut self) {
-        if let TxConn::Pooled(Some(c)) = self {
-            c.close_on_drop();
-        }
+        self.0
+            .as_mut()
+            .map(writer::Lease::conn)
+            .expect("a write transaction keeps its connection until dropped")
     }
 }
 
 impl WriteTx {
-    /// PostgreSQL: `BEGIN` and the audit head row lock, waiting at most
-    /// `wait` for it, in one round trip: a query without bound values goes
-    /// as PostgreSQL's simple query, which runs several statements. (SQLite's
-    /// writer begins its batches itself.)
-    async fn start(&mut self, wait: Duration) -> std::result::Result<(), sqlx::Error> {
-        let ms = wait.as_millis().min(600_000);
-        // Locks the head row and reads the log's size.
-        let begin = format!(
-            "BEGIN; SET LOCAL lock_timeout = '{ms}ms'; \
-             UPDATE audit_head SET size = size WHERE id = 1 RETURNING size"
-        );
-        // Marked open *before* it is sent: if this future is dropped (the
-        // caller went away) while the query is in flight, or a later
-        // statement of it fails, the transaction may have begun, and `Drop`
-        // must then roll it back rather than hand a connection that is
-        // inside a transaction (and holds the write lock) back to the pool.
-        // A `ROLLBACK` outside a transaction only warns.
-        self.open = true;
-        // Every row of every statement (`fetch_one` would look at `BEGIN`'s
-        // result only): the head row is the one row.
-        let rows = self.tx.fetch_all(begin.as_str()).await?;
-        let head = rows.first().ok_or(sqlx::Error::RowNotFound)?;
-        self.audit_size = sqlx::Row::try_get(head, 0)?;
-        Ok(())
-    }
-
     pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.tx
     }
@@ -740,135 +616,56 @@ impl WriteTx {
     /// Commits the change and its audit entries together. Returns the audit
     /// indexes written. Only an `Ok` here means the change is durable.
     pub async fn commit(mut self) -> Result<Vec<u64>> {
-        if let TxConn::Lease(lease) = &mut self.tx {
-            if lease.is_none() {
-                return Err(StoreError::Audit("the transaction is over".into()));
-            }
-            if self.appended.is_empty() {
-                drop(lease.take()); // back to the writer, rolled back there
-                return Err(StoreError::Audit(
-                    "refusing to commit a change that was not audited".into(),
-                ));
-            }
-            // The rows go to the writer, to be sent with its next step; if
-            // they are too many for that, now (on failure the lease goes
-            // back with `self`: undone alone).
-            let writes = self.writes_in_one();
-            if writes.is_none() {
-                self.flush_audit().await?;
-            }
-            let TxConn::Lease(Some(lease)) = std::mem::replace(&mut self.tx, TxConn::Lease(None))
-            else {
-                return Err(StoreError::Audit("the transaction is over".into()));
-            };
-            let hashes = std::mem::take(&mut self.known_hashes);
-            lease
-                .keep(self.audit_size, hashes, writes)
-                .await_outcome()
-                .await?;
-            health::committed();
-            return Ok(std::mem::take(&mut self.appended));
+        if self.tx.0.is_none() {
+            return Err(StoreError::Audit("the transaction is over".into()));
         }
         if self.appended.is_empty() {
-            // A state change without an audit record is a bug: refuse it.
-            self.roll_back().await;
+            drop(self.tx.0.take()); // back to the writer, rolled back there
             return Err(StoreError::Audit(
                 "refusing to commit a change that was not audited".into(),
             ));
         }
-        if let Err(e) = self.flush_with_head().await {
-            self.roll_back().await;
-            return Err(e);
+        // SQLite: the rows go to the writer, to be sent with its next step;
+        // if they are too many for that, now. PostgreSQL: now, with the
+        // head's new size, as one statement. On failure the lease goes back
+        // with `self`: undone alone.
+        let writes = self.writes_in_one();
+        if writes.is_none() {
+            match self.store.backend {
+                Backend::Sqlite => self.flush_audit().await?,
+                Backend::Postgres => self.flush_with_head().await?,
+            }
         }
-        self.finish().await?;
-        self.keep_edge();
+        let Some(lease) = self.tx.0.take() else {
+            return Err(StoreError::Audit("the transaction is over".into()));
+        };
+        let hashes = std::mem::take(&mut self.known_hashes);
+        lease
+            .keep(self.audit_size, hashes, writes)
+            .await_outcome()
+            .await?;
         health::committed();
-        self.store.stats.commits.fetch_add(1, Ordering::Relaxed);
-        self.store.stats.changes.fetch_add(1, Ordering::Relaxed);
-        self.store
-            .stats
-            .audit_size
-            .fetch_max(self.audit_size, Ordering::Relaxed);
         Ok(std::mem::take(&mut self.appended))
     }
 
     /// The readiness probe's commit: it changed nothing, so needs no audit
     /// (and proves less than a real write, so it is not noted as one).
     async fn commit_probe(mut self) -> Result<()> {
-        if let TxConn::Lease(lease) = &mut self.tx {
-            return match lease.take() {
-                Some(lease) => {
-                    let hashes = std::mem::take(&mut self.known_hashes);
-                    lease
-                        .keep(self.audit_size, hashes, None)
-                        .await_outcome()
-                        .await
-                }
-                None => Err(StoreError::Audit("the transaction is over".into())),
-            };
-        }
-        self.finish().await?;
-        self.keep_edge();
-        Ok(())
-    }
-
-    /// PostgreSQL: the hashes the last commit left at the tree's edge, when
-    /// the log has not moved since (the head row is locked now).
-    fn take_edge(&mut self) {
-        let Some(edge) = self.turn.as_mut().and_then(|t| t.lock.as_mut()) else {
-            return;
-        };
-        if let Some((size, hashes)) = edge.take() {
-            if size == self.audit_size {
-                self.known_hashes = hashes;
+        match self.tx.0.take() {
+            Some(lease) => {
+                let hashes = std::mem::take(&mut self.known_hashes);
+                lease
+                    .keep(self.audit_size, hashes, None)
+                    .await_outcome()
+                    .await
             }
-        }
-    }
-
-    /// PostgreSQL, after the `COMMIT`: the tree's edge for the next change.
-    fn keep_edge(&mut self) {
-        let Some(edge) = self.turn.as_mut().and_then(|t| t.lock.as_mut()) else {
-            return;
-        };
-        let hashes = std::mem::take(&mut self.known_hashes);
-        **edge = Some((self.audit_size, writer::right_edge(self.audit_size, hashes)));
-    }
-
-    async fn finish(&mut self) -> Result<()> {
-        match self.tx.execute("COMMIT").await {
-            Ok(_) => {
-                self.open = false;
-                Ok(())
-            }
-            Err(e) => {
-                // SQLite may have rolled back already, or may still hold the
-                // transaction open; either way this connection is done.
-                let _ = self.tx.execute("ROLLBACK").await;
-                self.tx.discard();
-                self.open = false;
-                Err(StoreError::commit_failed(e))
-            }
+            None => Err(StoreError::Audit("the transaction is over".into())),
         }
     }
 
     /// Ends the transaction without changing anything.
     pub async fn rollback(mut self) {
-        if let TxConn::Lease(lease) = &mut self.tx {
-            drop(lease.take()); // rolled back by the writer
-            return;
-        }
-        self.roll_back().await;
-        // Nothing appended: every hash it knows is stored, and stays valid.
-        if self.appended.is_empty() {
-            self.keep_edge();
-        }
-    }
-
-    async fn roll_back(&mut self) {
-        if self.open && self.tx.execute("ROLLBACK").await.is_err() {
-            self.tx.discard();
-        }
-        self.open = false;
+        drop(self.tx.0.take()); // rolled back by the writer
     }
 
     /// Tells other replicas about a change when this transaction commits
@@ -893,37 +690,6 @@ impl WriteTx {
         let q = "INSERT INTO meta (key, value) VALUES ($1, $2)";
         sql::execute(&mut *self.tx, q, (key, value)).await?;
         Ok(())
-    }
-}
-
-impl Drop for WriteTx {
-    fn drop(&mut self) {
-        // A lease goes back to the writer by its own `Drop`.
-        let TxConn::Pooled(pooled) = &mut self.tx else {
-            return;
-        };
-        let Some(mut conn) = pooled.take() else {
-            return;
-        };
-        if !self.open {
-            return; // committed or rolled back: back to the pool (or closed)
-        }
-        // Failed or abandoned half-way. Roll back before the next writer of
-        // this process gets its turn; close the connection if that fails.
-        let turn = self.turn.take();
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    if conn.execute("ROLLBACK").await.is_err() {
-                        conn.close_on_drop();
-                    }
-                    drop(conn);
-                    drop(turn);
-                });
-            }
-            // No runtime to roll back on: closing the connection rolls back.
-            Err(_) => conn.close_on_drop(),
-        }
     }
 }
 

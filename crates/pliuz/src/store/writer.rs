@@ -1,10 +1,12 @@
-//! The SQLite writer: group commit. One task owns the write connection.
+//! The writer: group commit, on SQLite and on PostgreSQL. One task owns
+//! the write connection.
 //! Each write asks it for a turn; the writer lends it the connection inside
 //! the open transaction, behind a `SAVEPOINT`, takes it back, and serves the
-//! next waiting write in the same transaction. A change hands back, with
-//! the connection, the rows it never reads back ([`Writes`]): they are sent
-//! with the next step (the next change's savepoint, or the `COMMIT`), in one
-//! round trip. When nobody is waiting (or [`MAX_BATCH`] changes are in), one
+//! next waiting write in the same transaction. On SQLite a change hands
+//! back, with the connection, the rows it never reads back ([`Writes`]):
+//! they are sent with the next step (the next change's savepoint, or the
+//! `COMMIT`), in one round trip. (PostgreSQL runs a statement with values
+//! alone, so there a change sends its rows itself, as one statement.) When nobody is waiting (or [`MAX_BATCH`] changes are in), one
 //! `COMMIT` (one fsync) makes all of them durable, and only then is each
 //! member answered. A change that fails or is abandoned, or whose rows fail,
 //! is rolled back to its savepoint alone; a failed `COMMIT`, or a failure
@@ -12,7 +14,7 @@
 //! a false success).
 
 use super::sql::Statement;
-use super::{prepare_sqlite, StoreError, WRITE_WAIT};
+use super::{prepare_sqlite, Backend, StoreError, WRITE_WAIT};
 use futures::StreamExt;
 use sqlx::{AnyConnection, Connection, Executor, Row};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -28,6 +30,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(WRITE_WAIT.as_millis() as u
 /// How long before its asker gives up a `BEGIN` must be answered (SQLite's
 /// busy handler sleeps in steps, and a loaded machine adds its own delay).
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+/// PostgreSQL: the shortest `lock_timeout` a `BEGIN` sets (0 would mean
+/// waiting for ever).
+const MIN_LOCK_TIMEOUT: Duration = Duration::from_millis(50);
 /// A shorter wait is set for one `BEGIN` only when it saves more than this.
 const BUSY_TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
@@ -56,7 +61,7 @@ pub(super) enum Ask {
         /// The asking request's span: the statements the writer runs for
         /// it (`BEGIN`, `SAVEPOINT`, `COMMIT`) are logged as its own.
         span: tracing::Span,
-        /// When the asker stops waiting: a `BEGIN` for it waits for SQLite's
+        /// When the asker stops waiting: a `BEGIN` for it waits for the database's
         /// lock only until shortly before, so that it hears the real reason.
         deadline: Instant,
     },
@@ -151,7 +156,7 @@ impl Lease {
     fn give_back(&mut self, kept: Option<Kept>) {
         if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take()) {
             // If the writer is gone, dropping the connection closes it, and
-            // SQLite rolls the open transaction back.
+            // the database rolls the open transaction back.
             let _ = back.send(Returned { conn, kept });
         }
     }
@@ -179,12 +184,17 @@ impl Drop for Lease {
     }
 }
 
-/// Starts the writer task for the SQLite database at `url`.
-pub(super) fn spawn(url: String, stats: Arc<WriteStats>) -> mpsc::UnboundedSender<Ask> {
+/// Starts the writer task for the database at `url`.
+pub(super) fn spawn(
+    url: String,
+    backend: Backend,
+    stats: Arc<WriteStats>,
+) -> mpsc::UnboundedSender<Ask> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(
         Writer {
             url,
+            backend,
             conn: None,
             stats,
             stopped: false,
@@ -197,6 +207,7 @@ pub(super) fn spawn(url: String, stats: Arc<WriteStats>) -> mpsc::UnboundedSende
 
 struct Writer {
     url: String,
+    backend: Backend,
     /// Open between batches too; `None` after a failure, reopened on demand.
     conn: Option<AnyConnection>,
     stats: Arc<WriteStats>,
@@ -286,8 +297,8 @@ impl Writer {
                 Served::Kept(kept) => unsent = Some(kept),
                 Served::Undone => {
                     // The savepoint stays, empty, for the next change. Failing
-                    // here means SQLite ended the transaction, and the batch
-                    // with it.
+                    // here means the database ended the transaction (or the
+                    // connection was lost), and the batch with it.
                     if let Err(e) = self.exec("ROLLBACK TO SAVEPOINT change", &span).await {
                         self.fail_all(members, &e.to_string()).await;
                         return None;
@@ -330,62 +341,37 @@ impl Writer {
             .map_err(StoreError::from)
     }
 
-    /// `BEGIN IMMEDIATE` and the audit head, for the change asking in
-    /// `reply` (told why not on failure). Returns the log's size.
+    /// `BEGIN`, the audit head row lock and the first savepoint, for the
+    /// change asking in `reply` (told why not on failure). Returns the
+    /// log's size.
     async fn begin(
         &mut self,
         reply: Reply,
         span: &tracing::Span,
         deadline: Instant,
     ) -> Option<(i64, Reply)> {
-        let begun = async {
-            if self.conn.is_none() {
-                let mut c = AnyConnection::connect(&self.url).await?;
-                prepare_sqlite(&mut c).await?;
-                c.execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
-                    .await?;
-                self.conn = Some(c);
+        // A connection kept open between batches may have been closed by the
+        // server meanwhile (PostgreSQL restarted, an idle timeout): one
+        // attempt on a fresh connection then, not a failed write.
+        let mut reused = self.conn.is_some();
+        let begun = loop {
+            match self.try_begin(deadline).instrument(span.clone()).await {
+                Err(e) if connection_lost(&e) => {
+                    self.conn = None;
+                    if std::mem::take(&mut reused) {
+                        continue;
+                    }
+                    break Err(e);
+                }
+                other => break other,
             }
-            let conn = self.conn.as_mut().expect("just opened");
-            let left = deadline
-                .saturating_duration_since(Instant::now())
-                .saturating_sub(ANSWER_MARGIN);
-            // Every change runs behind the savepoint `change`, the first too;
-            // the head row is locked and the log's size read in the same
-            // round trip.
-            let begin = "BEGIN IMMEDIATE; SAVEPOINT change; \
-                         UPDATE audit_head SET size = size WHERE id = 1 RETURNING size";
-            let rows = if left + BUSY_TIMEOUT_SLACK >= BUSY_TIMEOUT {
-                conn.fetch_all(sqlx::raw_sql(begin)).await?
-            } else {
-                // This asker has waited in the queue: it hears "locked"
-                // before it gives up, not just "busy".
-                conn.execute(format!("PRAGMA busy_timeout = {}", left.as_millis()).as_str())
-                    .await?;
-                let begun = conn.fetch_all(sqlx::raw_sql(begin)).await;
-                let _ = conn
-                    .execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
-                    .await;
-                begun?
-            };
-            match rows.first() {
-                Some(row) => row.try_get::<i64, _>(0),
-                None => Err(sqlx::Error::RowNotFound),
-            }
-        }
-        .instrument(span.clone())
-        .await;
+        };
         match begun {
             Ok(size) => Some((size, reply)),
             Err(e) => {
-                if matches!(
-                    e,
-                    sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)
-                ) {
-                    self.conn = None;
-                }
-                // Whatever got as far as `BEGIN` is undone (an error, if
-                // nothing did); a connection that cannot is replaced.
+                // Whatever got as far as `BEGIN` is undone (an error, or a
+                // warning, if nothing did); a connection that cannot is
+                // replaced.
                 if let Some(conn) = self.conn.as_mut() {
                     if let Err(rollback) = conn.execute("ROLLBACK").await {
                         if !rollback.to_string().contains("no transaction") {
@@ -396,6 +382,63 @@ impl Writer {
                 let _ = reply.send(Err(StoreError::from(e)));
                 None
             }
+        }
+    }
+
+    /// Opens the connection if needed and begins, waiting for the database's
+    /// write lock only until shortly before `deadline`, so that an asker that
+    /// waited in the queue hears "locked" before it gives up, not just "busy".
+    async fn try_begin(&mut self, deadline: Instant) -> Result<i64, sqlx::Error> {
+        if self.conn.is_none() {
+            let mut c = AnyConnection::connect(&self.url).await?;
+            if self.backend == Backend::Sqlite {
+                prepare_sqlite(&mut c).await?;
+                c.execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
+                    .await?;
+            }
+            self.conn = Some(c);
+        }
+        let conn = self.conn.as_mut().expect("just opened");
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(ANSWER_MARGIN);
+        // Every change runs behind the savepoint `change`, the first too;
+        // the head row is locked (across processes and replicas, the lock
+        // that orders all writers) and the log's size read in the same
+        // round trip.
+        let rows = match self.backend {
+            Backend::Sqlite => {
+                let begin = "BEGIN IMMEDIATE; SAVEPOINT change; \
+                             UPDATE audit_head SET size = size WHERE id = 1 RETURNING size";
+                if left + BUSY_TIMEOUT_SLACK >= BUSY_TIMEOUT {
+                    conn.fetch_all(sqlx::raw_sql(begin)).await?
+                } else {
+                    conn.execute(format!("PRAGMA busy_timeout = {}", left.as_millis()).as_str())
+                        .await?;
+                    let begun = conn.fetch_all(sqlx::raw_sql(begin)).await;
+                    let _ = conn
+                        .execute(
+                            format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str(),
+                        )
+                        .await;
+                    begun?
+                }
+            }
+            Backend::Postgres => {
+                // One simple query (no values): PostgreSQL runs its
+                // statements in order and stops at the first that fails.
+                let ms = left.max(MIN_LOCK_TIMEOUT).as_millis().min(600_000);
+                let begin = format!(
+                    "BEGIN; SET LOCAL lock_timeout = '{ms}ms'; \
+                     UPDATE audit_head SET size = size WHERE id = 1 RETURNING size; \
+                     SAVEPOINT change"
+                );
+                conn.fetch_all(sqlx::raw_sql(&begin)).await?
+            }
+        };
+        match rows.first() {
+            Some(row) => row.try_get::<i64, _>(0),
+            None => Err(sqlx::Error::RowNotFound),
         }
     }
 
@@ -452,17 +495,23 @@ impl Writer {
             all.sql.push_str("; ");
         }
         match value {
-            Some(v) => {
+            Some(v) if step.contains("$1") => {
                 all.sql
                     .push_str(&step.replace("$1", &format!("${}", all.args.len() + 1)));
                 all.args.push(v.into());
             }
-            None => all.sql.push_str(step),
+            _ => all.sql.push_str(step),
         }
+        // PostgreSQL runs only one statement of a query with values: its
+        // steps (no values, no rows) go as one simple query.
+        let simple = self.backend == Backend::Postgres && all.args.is_empty();
         async {
             let mut done = 0;
-            let mut results =
-                conn.fetch_many(super::sql::bind_args(sqlx::query(&all.sql), &all.args));
+            let mut results = if simple {
+                conn.fetch_many(sqlx::raw_sql(&all.sql))
+            } else {
+                conn.fetch_many(super::sql::bind_args(sqlx::query(&all.sql), &all.args))
+            };
             while let Some(result) = results.next().await {
                 match result {
                     Ok(r) => done += usize::from(r.is_left()),
@@ -537,17 +586,12 @@ impl Writer {
         unsent: Option<Kept>,
         span: &tracing::Span,
     ) -> Option<(i64, Hashes)> {
-        // The head and the commit in one round trip. Failing leaves the
-        // transaction to be rolled back. The `RELEASE`, redundant before a
-        // `COMMIT`, stays as a guard: it fails when SQLite already ended
-        // the transaction, before the head is written outside of it.
-        const COMMIT: &str =
-            "RELEASE SAVEPOINT change; UPDATE audit_head SET size = $1 WHERE id = 1; COMMIT";
+        let commit = self.commit_step();
         let mut hashes = hashes;
         if let Some(kept) = unsent {
             let size = Some(kept.audit_size);
             let sent = self
-                .run_with(kept.writes, COMMIT, size, span, StoreError::commit_failed)
+                .run_with(kept.writes, commit, size, span, StoreError::commit_failed)
                 .await;
             match sent {
                 Ok(()) => {
@@ -578,7 +622,7 @@ impl Writer {
         }
         let size = Some(audit_size);
         match self
-            .run_with(None, COMMIT, size, span, StoreError::commit_failed)
+            .run_with(None, commit, size, span, StoreError::commit_failed)
             .await
         {
             Ok(()) => self.answer(members, (audit_size, hashes)),
@@ -592,6 +636,24 @@ impl Writer {
                 self.commit_failed(members, e).await;
                 None
             }
+        }
+    }
+
+    /// The statements that end a batch: the head and the commit in one
+    /// round trip. Failing leaves the transaction to be rolled back. The
+    /// `RELEASE`, redundant before a `COMMIT`, stays as a guard: it fails
+    /// when the database already ended the transaction (SQLite), or it
+    /// cannot go on (PostgreSQL, after an error), before anything is
+    /// written outside of it.
+    fn commit_step(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => {
+                "RELEASE SAVEPOINT change; UPDATE audit_head SET size = $1 WHERE id = 1; COMMIT"
+            }
+            // Each change wrote the head's new size with its own rows (one
+            // statement with values each); the size the step is given is
+            // not used.
+            Backend::Postgres => "RELEASE SAVEPOINT change; COMMIT",
         }
     }
 
@@ -638,6 +700,23 @@ impl Writer {
             let _ = conn.execute("ROLLBACK").await;
             let _ = conn.close().await;
         }
+    }
+}
+
+/// The connection itself failed (rather than a statement on it), or
+/// PostgreSQL ended the session (class 57P: shut down, terminated by an
+/// operator; class 08: connection exception).
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+                && db
+                    .code()
+                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
+        }
+        _ => false,
     }
 }
 
