@@ -53,6 +53,10 @@ pub const WRITE_WAIT: Duration = Duration::from_secs(5);
 /// Writes waiting in this process beyond this many are refused at once
 /// (`503` with `Retry-After`) instead of queueing without bound.
 pub const MAX_QUEUED_WRITES: usize = 128;
+/// The store's own writes (a signed checkpoint, the readiness probe) waiting
+/// for a write turn at once: a queue apart, so that they never take one of
+/// the requests' places (issue #13).
+pub const MAX_QUEUED_INTERNAL_WRITES: usize = 1;
 /// The readiness probe's shorter wait (health checks have short timeouts).
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 /// PostgreSQL advisory lock key serialising start-up work across replicas
@@ -181,6 +185,8 @@ pub struct Store {
     write_lock: Arc<Mutex<AuditEdge>>,
     /// Bounds the writers queued on `write_lock` (`MAX_QUEUED_WRITES`).
     writers: Arc<Semaphore>,
+    /// Bounds the store's own writes apart (`MAX_QUEUED_INTERNAL_WRITES`).
+    internal_writers: Arc<Semaphore>,
     /// The latest readiness probe and when it ran (`/readyz`).
     probe: Arc<Mutex<Option<Probe>>>,
     /// The SQLite database file (its filesystem's free space is health).
@@ -276,6 +282,7 @@ impl Store {
             stats,
             write_lock: Arc::new(Mutex::new(None)),
             writers: Arc::new(Semaphore::new(MAX_QUEUED_WRITES)),
+            internal_writers: Arc::new(Semaphore::new(MAX_QUEUED_INTERNAL_WRITES)),
             probe: Arc::new(Mutex::new(None)),
             file: (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(&shown)),
             draining: Arc::new(AtomicBool::new(false)),
@@ -419,8 +426,8 @@ impl Store {
             }
         }
         let earlier = health::failing();
-        let probed = match self.begin(PROBE_WAIT).await {
-            Ok(tx) => tx.commit_probe().await,
+        let probed = match self.begin_internal(PROBE_WAIT).await {
+            Ok(tx) => tx.commit_unaudited().await,
             Err(e) => Err(e),
         };
         let result = match probed {
@@ -495,23 +502,41 @@ impl Store {
                 1,
             )
         })?;
+        self.take_turn(started, wait, permit).await
+    }
+
+    /// A write turn for the store's own bookkeeping (a signed checkpoint,
+    /// the readiness probe): it takes one of [`MAX_QUEUED_INTERNAL_WRITES`]
+    /// places, never one of the requests' [`MAX_QUEUED_WRITES`], so that it
+    /// cannot get a request refused; it waits for its place (within `wait`)
+    /// rather than being refused.
+    async fn begin_internal(&self, wait: Duration) -> Result<WriteTx> {
+        let started = Instant::now();
+        let place = self.internal_writers.clone().acquire_owned();
+        let permit = match tokio::time::timeout(wait, place).await {
+            Ok(Ok(permit)) => permit,
+            // The semaphore is never closed; as if shut down.
+            Ok(Err(_)) => return Err(StoreError::unavailable("the server is shutting down", 2)),
+            Err(_) => return Err(waited_for_turn(wait)),
+        };
+        let left = wait.saturating_sub(started.elapsed());
+        self.take_turn(Instant::now(), left, permit).await
+    }
+
+    /// A write turn within `wait` (from `started`), holding `permit` (a
+    /// place in a write queue) until the transaction ends.
+    async fn take_turn(
+        &self,
+        started: Instant,
+        wait: Duration,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<WriteTx> {
         if let Some(writer) = &self.writer {
             return self.begin_batched(writer, wait, permit).await;
         }
         let lock = tokio::time::timeout(wait, self.write_lock.clone().lock_owned())
             .await
-            .map_err(|_| {
-                let why = health::failing()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default();
-                StoreError::unavailable(
-                    format!(
-                        "the database is busy: this write waited {}s for its turn{why}",
-                        wait.as_secs()
-                    ),
-                    1,
-                )
-            })?;
+            .map_err(|_| waited_for_turn(wait))?;
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::unavailable("the server is shutting down", 2));
         }
@@ -571,18 +596,7 @@ impl Store {
         let lease = match tokio::time::timeout(wait, lease).await {
             Ok(Ok(answer)) => answer?,
             Ok(Err(_)) => return Err(shutting_down()),
-            Err(_) => {
-                let why = health::failing()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default();
-                return Err(StoreError::unavailable(
-                    format!(
-                        "the database is busy: this write waited {}s for its turn{why}",
-                        wait.as_secs()
-                    ),
-                    1,
-                ));
-            }
+            Err(_) => return Err(waited_for_turn(wait)),
         };
         let mut lease = lease;
         Ok(WriteTx {
@@ -630,6 +644,21 @@ impl Store {
 }
 
 const GET_META_SQL: &str = "SELECT value FROM meta WHERE key = $1";
+
+/// A write that waited `wait` for its turn in vain, and the latest reason
+/// a write failed, if any.
+fn waited_for_turn(wait: Duration) -> StoreError {
+    let why = health::failing()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    StoreError::unavailable(
+        format!(
+            "the database is busy: this write waited {}s for its turn{why}",
+            wait.as_secs()
+        ),
+        1,
+    )
+}
 
 /// A write transaction that must carry its own audit record.
 ///
@@ -761,11 +790,7 @@ impl WriteTx {
             else {
                 return Err(StoreError::Audit("the transaction is over".into()));
             };
-            let hashes = std::mem::take(&mut self.known_hashes);
-            lease
-                .keep(self.audit_size, hashes, writes)
-                .await_outcome()
-                .await?;
+            self.keep_in_batch(lease, writes).await?;
             health::committed();
             return Ok(std::mem::take(&mut self.appended));
         }
@@ -792,24 +817,41 @@ impl WriteTx {
         Ok(std::mem::take(&mut self.appended))
     }
 
-    /// The readiness probe's commit: it changed nothing, so needs no audit
-    /// (and proves less than a real write, so it is not noted as one).
-    async fn commit_probe(mut self) -> Result<()> {
+    /// A commit with no audit entry, for the store's own writes that are no
+    /// change to audit: the readiness probe (it changed nothing) and a
+    /// signed checkpoint (it signs the log). Private to the store, so no
+    /// service change can use it. It proves less than a real write, so it
+    /// is not noted as one for readiness.
+    async fn commit_unaudited(mut self) -> Result<()> {
         if let TxConn::Lease(lease) = &mut self.tx {
-            return match lease.take() {
-                Some(lease) => {
-                    let hashes = std::mem::take(&mut self.known_hashes);
-                    lease
-                        .keep(self.audit_size, hashes, None)
-                        .await_outcome()
-                        .await
-                }
-                None => Err(StoreError::Audit("the transaction is over".into())),
+            let Some(lease) = lease.take() else {
+                return Err(StoreError::Audit("the transaction is over".into()));
             };
+            self.keep_in_batch(lease, None).await?;
+            self.store
+                .stats
+                .internal_changes
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(());
         }
         self.finish().await?;
         self.keep_edge();
         Ok(())
+    }
+
+    /// SQLite: gives the writer back its connection with this change to
+    /// keep (`writes`: its rows not sent yet); `Ok` once its batch is
+    /// durable.
+    async fn keep_in_batch(
+        &mut self,
+        lease: writer::Lease,
+        writes: Option<writer::Writes>,
+    ) -> Result<()> {
+        let hashes = std::mem::take(&mut self.known_hashes);
+        lease
+            .keep(self.audit_size, hashes, writes)
+            .await_outcome()
+            .await
     }
 
     /// PostgreSQL: the hashes the last commit left at the tree's edge, when
@@ -1427,6 +1469,103 @@ mod tests {
         )
         .await;
         assert_eq!(store.audit_size().await?, 5);
+        Ok(())
+    }
+
+    /// Yields to the other tasks until `ready` holds (at most 1000 times).
+    async fn yield_until(ready: impl Fn() -> bool) -> bool {
+        for _ in 0..1000 {
+            if ready() {
+                return true;
+            }
+            tokio::task::yield_now().await;
+        }
+        ready()
+    }
+
+    // A signed checkpoint stored while the writer is busy takes a writer
+    // turn of the store's own (issue #13): none of the requests' places, so
+    // the request write queue still takes MAX_QUEUED_WRITES changes, all of
+    // which commit; and it commits through the writer, with them, instead
+    // of waiting beside it for SQLite's lock.
+    #[tokio::test]
+    async fn a_checkpoint_takes_a_writer_turn_outside_the_request_queue() -> Result<()> {
+        let (_dir, _path, store) = temp_store().await?;
+        let (commits_before, changes_before) = store.write_stats();
+        // The first change holds the writer: its batch's transaction, and
+        // SQLite's lock, are open until it commits.
+        let mut first = store.begin_write().await?;
+        first.set_meta("k0", "v").await?;
+        let checkpoint = {
+            let store = store.clone();
+            tokio::spawn(async move { store.save_checkpoint(1, "a signed note").await })
+        };
+        // Holding its place, it has asked the writer for its turn: on this
+        // one-thread runtime the ask follows in the same poll.
+        let internal = store.internal_writers.clone();
+        assert!(
+            yield_until(|| internal.available_permits() == 0).await,
+            "the checkpoint did not ask the writer for a turn"
+        );
+        // The request queue fills to its bound, the checkpoint not in it.
+        let queued: Vec<_> = (1..MAX_QUEUED_WRITES)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { audited_set(&store, &format!("k{i}"), "v").await })
+            })
+            .collect();
+        let writers = store.writers.clone();
+        assert!(yield_until(|| writers.available_permits() == 0).await);
+        let over = store.begin_write().await.err();
+        assert!(
+            matches!(&over, Some(StoreError::Unavailable { reason, .. }) if reason.contains("too many writes")),
+            "one write over the bound: {over:?}"
+        );
+        audited_commit(first).await?;
+        for (i, t) in queued.into_iter().enumerate() {
+            let done = t.await.map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            assert!(done.is_ok(), "queued write {}: {done:?}", i + 1);
+        }
+        checkpoint
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+        assert_eq!(
+            store.latest_checkpoint().await?,
+            Some((1, "a signed note".to_owned()))
+        );
+        // Through the writer: counted with the changes it made durable.
+        let (commits, changes) = store.write_stats();
+        assert_eq!(changes - changes_before, MAX_QUEUED_WRITES as u64 + 1);
+        assert_eq!(store.stats.internal_changes.load(Ordering::Relaxed), 1);
+        assert!(
+            commits - commits_before <= (MAX_QUEUED_WRITES / MAX_BATCH + 2) as u64,
+            "{} transactions",
+            commits - commits_before
+        );
+        assert_eq!(store.audit_size().await?, MAX_QUEUED_WRITES as u64);
+        Ok(())
+    }
+
+    // The final checkpoint is stored after writes stop (shutdown), when the
+    // writer takes no turn any more: directly, nothing else writing. A
+    // second note for a size already signed leaves the first standing.
+    #[tokio::test]
+    async fn a_checkpoint_is_stored_after_writes_stop() -> Result<()> {
+        let (_dir, _path, store) = temp_store().await?;
+        audited_set(&store, "k", "v").await?;
+        store.save_checkpoint(1, "first").await?;
+        store.save_checkpoint(1, "second").await?;
+        store.stop_writes().await;
+        assert!(store.begin_write().await.is_err());
+        store.save_checkpoint(2, "final").await?;
+        store.save_checkpoint(2, "again").await?;
+        assert_eq!(
+            store.all_checkpoints().await?,
+            vec![(1, "first".to_owned()), (2, "final".to_owned())]
+        );
+        // The first through the writer (the second was refused in its turn
+        // and undone there); the final ones directly.
+        assert_eq!(store.stats.internal_changes.load(Ordering::Relaxed), 1);
         Ok(())
     }
 
