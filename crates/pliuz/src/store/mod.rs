@@ -53,9 +53,9 @@ pub const WRITE_WAIT: Duration = Duration::from_secs(5);
 /// Writes waiting in this process beyond this many are refused at once
 /// (`503` with `Retry-After`) instead of queueing without bound.
 pub const MAX_QUEUED_WRITES: usize = 128;
-/// The store's own writes (a signed checkpoint, the readiness probe) waiting
-/// for a write turn at once: a queue apart, so that they never take one of
-/// the requests' places (issue #13).
+/// The store's own writes (signed checkpoints) waiting for a write turn at
+/// once: a queue apart, so that they never take one of the requests' places
+/// (issue #13). The readiness probe takes none: it runs one at a time.
 pub const MAX_QUEUED_INTERNAL_WRITES: usize = 1;
 /// The readiness probe's shorter wait (health checks have short timeouts).
 const PROBE_WAIT: Duration = Duration::from_secs(1);
@@ -426,7 +426,8 @@ impl Store {
             }
         }
         let earlier = health::failing();
-        let probed = match self.begin_internal(PROBE_WAIT).await {
+        // No place in a write queue: `probe`, held, admits one at a time.
+        let probed = match self.take_turn(Instant::now(), PROBE_WAIT, None).await {
             Ok(tx) => tx.commit_unaudited().await,
             Err(e) => Err(e),
         };
@@ -502,11 +503,11 @@ impl Store {
                 1,
             )
         })?;
-        self.take_turn(started, wait, permit).await
+        self.take_turn(started, wait, Some(permit)).await
     }
 
-    /// A write turn for the store's own bookkeeping (a signed checkpoint,
-    /// the readiness probe): it takes one of [`MAX_QUEUED_INTERNAL_WRITES`]
+    /// A write turn for the store's own bookkeeping (a signed checkpoint):
+    /// it takes one of [`MAX_QUEUED_INTERNAL_WRITES`]
     /// places, never one of the requests' [`MAX_QUEUED_WRITES`], so that it
     /// cannot get a request refused; it waits for its place (within `wait`)
     /// rather than being refused.
@@ -520,19 +521,19 @@ impl Store {
             Err(_) => return Err(waited_for_turn(wait)),
         };
         let left = wait.saturating_sub(started.elapsed());
-        self.take_turn(Instant::now(), left, permit).await
+        self.take_turn(Instant::now(), left, Some(permit)).await
     }
 
-    /// A write turn within `wait` (from `started`), holding `permit` (a
-    /// place in a write queue) until the transaction ends.
+    /// A write turn within `wait` (from `started`), holding `place` (in a
+    /// write queue) until the transaction ends.
     async fn take_turn(
         &self,
         started: Instant,
         wait: Duration,
-        permit: OwnedSemaphorePermit,
+        place: Option<OwnedSemaphorePermit>,
     ) -> Result<WriteTx> {
         if let Some(writer) = &self.writer {
-            return self.begin_batched(writer, wait, permit).await;
+            return self.begin_batched(writer, wait, place).await;
         }
         let lock = tokio::time::timeout(wait, self.write_lock.clone().lock_owned())
             .await
@@ -559,7 +560,7 @@ impl Store {
             open: false,
             turn: Some(WriterTurn {
                 lock: Some(lock),
-                _permit: permit,
+                _place: place,
             }),
         };
         let left = wait
@@ -578,7 +579,7 @@ impl Store {
         &self,
         writer: &tokio::sync::mpsc::UnboundedSender<writer::Ask>,
         wait: Duration,
-        permit: OwnedSemaphorePermit,
+        place: Option<OwnedSemaphorePermit>,
     ) -> Result<WriteTx> {
         let shutting_down = || StoreError::unavailable("the server is shutting down", 2);
         if self.closed.load(Ordering::Acquire) {
@@ -610,7 +611,7 @@ impl Store {
             open: false,
             turn: Some(WriterTurn {
                 lock: None,
-                _permit: permit,
+                _place: place,
             }),
         })
     }
@@ -694,7 +695,8 @@ struct WriterTurn {
     /// PostgreSQL: this process's write lock, with the audit tree's edge
     /// (SQLite: the writer orders).
     lock: Option<OwnedMutexGuard<AuditEdge>>,
-    _permit: OwnedSemaphorePermit,
+    /// Its place in a write queue (`None`: the readiness probe's).
+    _place: Option<OwnedSemaphorePermit>,
 }
 
 /// The transaction's connection; present until the transaction is dropped.
