@@ -438,25 +438,41 @@ impl Store {
         compute(&map).map_err(audit_error)
     }
 
+    /// Stores a signed checkpoint; `Ok` once it is durable. On SQLite it
+    /// takes a writer turn of the store's own (`begin_internal`), not one
+    /// of the requests' places: beside the writer it would wait for the
+    /// database lock behind back-to-back batches, seconds under load (issue
+    /// #13). The note signs the log, so it is no change to the log and has
+    /// no entry of its own. Once writes are stopped (the final checkpoint
+    /// at shutdown) nothing else writes, and it goes to the database
+    /// directly; so it does on PostgreSQL, where the insert waits for no
+    /// lock of the writers.
     pub async fn save_checkpoint(&self, size: u64, note: &str) -> Result<()> {
         let q = "INSERT INTO audit_checkpoints (size, note, created_at) VALUES ($1, $2, $3)";
-        let res = sqlx::query(q)
-            .bind(i64::try_from(size).unwrap_or(i64::MAX))
-            .bind(note)
-            .bind(super::now_millis())
-            .execute(&self.pool)
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            // Another replica signed the same size first: theirs stands.
-            Err(e) => {
-                let err = StoreError::from(e);
-                if err.is_unique_violation() {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
+        let values = (
+            i64::try_from(size).unwrap_or(i64::MAX),
+            note,
+            super::now_millis(),
+        );
+        let writes_stopped = || self.closed.load(std::sync::atomic::Ordering::Acquire);
+        let stored = if self.backend == super::Backend::Postgres || writes_stopped() {
+            sql::execute(&self.pool, q, values).await.map(drop)
+        } else {
+            match self.begin_internal(super::WRITE_WAIT).await {
+                Ok(mut tx) => match sql::execute(tx.conn(), q, values).await {
+                    Ok(_) => tx.commit_unaudited().await,
+                    // Dropped, the turn is rolled back alone.
+                    Err(err) => Err(err),
+                },
+                // Writes stopped while this asked for its turn.
+                Err(_) if writes_stopped() => sql::execute(&self.pool, q, values).await.map(drop),
+                Err(err) => Err(err),
             }
+        };
+        match stored {
+            // Another replica signed the same size first: theirs stands.
+            Err(err) if err.is_unique_violation() => Ok(()),
+            other => other,
         }
     }
 

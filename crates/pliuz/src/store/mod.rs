@@ -53,6 +53,10 @@ pub const WRITE_WAIT: Duration = Duration::from_secs(5);
 /// Writes waiting in this process beyond this many are refused at once
 /// (`503` with `Retry-After`) instead of queueing without bound.
 pub const MAX_QUEUED_WRITES: usize = 128;
+/// The store's own writes (signed checkpoints) waiting for a write turn at
+/// once: a queue apart, so that they never take one of the requests' places
+/// (issue #13). The readiness probe takes none: it runs one at a time.
+pub const MAX_QUEUED_INTERNAL_WRITES: usize = 1;
 /// The readiness probe's shorter wait (health checks have short timeouts).
 const PROBE_WAIT: Duration = Duration::from_secs(1);
 /// PostgreSQL advisory lock key serialising start-up work across replicas
@@ -181,6 +185,8 @@ pub struct Store {
     write_lock: Arc<Mutex<()>>,
     /// Bounds the writes waiting for the writer (`MAX_QUEUED_WRITES`).
     writers: Arc<Semaphore>,
+    /// Bounds the store's own writes apart (`MAX_QUEUED_INTERNAL_WRITES`).
+    internal_writers: Arc<Semaphore>,
     /// The latest readiness probe and when it ran (`/readyz`).
     probe: Arc<Mutex<Option<Probe>>>,
     /// The SQLite database file (its filesystem's free space is health).
@@ -268,6 +274,7 @@ impl Store {
             stats,
             write_lock: Arc::new(Mutex::new(())),
             writers: Arc::new(Semaphore::new(MAX_QUEUED_WRITES)),
+            internal_writers: Arc::new(Semaphore::new(MAX_QUEUED_INTERNAL_WRITES)),
             probe: Arc::new(Mutex::new(None)),
             file: (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(&shown)),
             draining: Arc::new(AtomicBool::new(false)),
@@ -411,8 +418,9 @@ impl Store {
             }
         }
         let earlier = health::failing();
-        let probed = match self.begin(PROBE_WAIT).await {
-            Ok(tx) => tx.commit_probe().await,
+        // No place in a write queue: `probe`, held, admits one at a time.
+        let probed = match self.take_turn(PROBE_WAIT, None).await {
+            Ok(tx) => tx.commit_unaudited().await,
             Err(e) => Err(e),
         };
         let result = match probed {
@@ -486,6 +494,34 @@ impl Store {
                 1,
             )
         })?;
+        self.take_turn(wait, Some(permit)).await
+    }
+
+    /// A write turn for the store's own bookkeeping (a signed checkpoint):
+    /// it takes one of [`MAX_QUEUED_INTERNAL_WRITES`] places, never one of
+    /// the requests' [`MAX_QUEUED_WRITES`], so that it cannot get a request
+    /// refused; it waits for its place (within `wait`) rather than being
+    /// refused.
+    async fn begin_internal(&self, wait: Duration) -> Result<WriteTx> {
+        let started = tokio::time::Instant::now();
+        let place = self.internal_writers.clone().acquire_owned();
+        let permit = match tokio::time::timeout(wait, place).await {
+            Ok(Ok(permit)) => permit,
+            // The semaphore is never closed; as if shut down.
+            Ok(Err(_)) => return Err(StoreError::unavailable("the server is shutting down", 2)),
+            Err(_) => return Err(waited_for_turn(wait)),
+        };
+        let left = wait.saturating_sub(started.elapsed());
+        self.take_turn(left, Some(permit)).await
+    }
+
+    /// A turn from the writer, waiting at most `wait`, holding `place` (in
+    /// a write queue; `None`: the readiness probe's) until it is answered.
+    async fn take_turn(
+        &self,
+        wait: Duration,
+        place: Option<OwnedSemaphorePermit>,
+    ) -> Result<WriteTx> {
         let shutting_down = || StoreError::unavailable("the server is shutting down", 2);
         if self.closed.load(Ordering::Acquire) {
             return Err(shutting_down());
@@ -502,18 +538,7 @@ impl Store {
         let lease = match tokio::time::timeout(wait, lease).await {
             Ok(Ok(answer)) => answer?,
             Ok(Err(_)) => return Err(shutting_down()),
-            Err(_) => {
-                let why = health::failing()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default();
-                return Err(StoreError::unavailable(
-                    format!(
-                        "the database is busy: this write waited {}s for its turn{why}",
-                        wait.as_secs()
-                    ),
-                    1,
-                ));
-            }
+            Err(_) => return Err(waited_for_turn(wait)),
         };
         let mut lease = lease;
         Ok(WriteTx {
@@ -524,7 +549,7 @@ impl Store {
             tx: TxConn(Some(lease)),
             store: self.clone(),
             appended: Vec::new(),
-            _permit: permit,
+            _place: place,
         })
     }
 
@@ -558,6 +583,21 @@ impl Store {
 
 const GET_META_SQL: &str = "SELECT value FROM meta WHERE key = $1";
 
+/// A write that waited `wait` for its turn in vain, and the latest reason
+/// a write failed, if any.
+fn waited_for_turn(wait: Duration) -> StoreError {
+    let why = health::failing()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    StoreError::unavailable(
+        format!(
+            "the database is busy: this write waited {}s for its turn{why}",
+            wait.as_secs()
+        ),
+        1,
+    )
+}
+
 /// A write transaction that must carry its own audit record.
 ///
 /// It runs on the writer's connection, lent inside the batch's transaction
@@ -581,9 +621,10 @@ pub struct WriteTx {
     unwritten: audit::Unwritten,
     /// Writes held until commit, sent with the audit rows (`write_behind`).
     held: write_behind::Held,
-    /// This write's place in the queue (`MAX_QUEUED_WRITES`), kept until it
-    /// is answered.
-    _permit: OwnedSemaphorePermit,
+    /// This write's place in a write queue (`MAX_QUEUED_WRITES`, or
+    /// `MAX_QUEUED_INTERNAL_WRITES`; `None`: the readiness probe's), kept
+    /// until it is answered.
+    _place: Option<OwnedSemaphorePermit>,
 }
 
 /// The writer's connection, lent to this transaction until it is dropped.
@@ -648,16 +689,24 @@ impl WriteTx {
         Ok(std::mem::take(&mut self.appended))
     }
 
-    /// The readiness probe's commit: it changed nothing, so needs no audit
-    /// (and proves less than a real write, so it is not noted as one).
-    async fn commit_probe(mut self) -> Result<()> {
+    /// A commit with no audit entry, for the store's own writes that are no
+    /// change to audit: the readiness probe (it changed nothing) and a
+    /// signed checkpoint (it signs the log). Private to the store, so no
+    /// service change can use it. It proves less than a real write, so it
+    /// is not noted as one for readiness.
+    async fn commit_unaudited(mut self) -> Result<()> {
         match self.tx.0.take() {
             Some(lease) => {
                 let hashes = std::mem::take(&mut self.known_hashes);
                 lease
                     .keep(self.audit_size, hashes, None)
                     .await_outcome()
-                    .await
+                    .await?;
+                self.store
+                    .stats
+                    .internal_changes
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(())
             }
             None => Err(StoreError::Audit("the transaction is over".into())),
         }
@@ -1193,6 +1242,103 @@ mod tests {
         )
         .await;
         assert_eq!(store.audit_size().await?, 5);
+        Ok(())
+    }
+
+    /// Yields to the other tasks until `ready` holds (at most 1000 times).
+    async fn yield_until(ready: impl Fn() -> bool) -> bool {
+        for _ in 0..1000 {
+            if ready() {
+                return true;
+            }
+            tokio::task::yield_now().await;
+        }
+        ready()
+    }
+
+    // A signed checkpoint stored while the writer is busy takes a writer
+    // turn of the store's own (issue #13): none of the requests' places, so
+    // the request write queue still takes MAX_QUEUED_WRITES changes, all of
+    // which commit; and it commits through the writer, with them, instead
+    // of waiting beside it for SQLite's lock.
+    #[tokio::test]
+    async fn a_checkpoint_takes_a_writer_turn_outside_the_request_queue() -> Result<()> {
+        let (_dir, _path, store) = temp_store().await?;
+        let (commits_before, changes_before) = store.write_stats();
+        // The first change holds the writer: its batch's transaction, and
+        // SQLite's lock, are open until it commits.
+        let mut first = store.begin_write().await?;
+        first.set_meta("k0", "v").await?;
+        let checkpoint = {
+            let store = store.clone();
+            tokio::spawn(async move { store.save_checkpoint(1, "a signed note").await })
+        };
+        // Holding its place, it has asked the writer for its turn: on this
+        // one-thread runtime the ask follows in the same poll.
+        let internal = store.internal_writers.clone();
+        assert!(
+            yield_until(|| internal.available_permits() == 0).await,
+            "the checkpoint did not ask the writer for a turn"
+        );
+        // The request queue fills to its bound, the checkpoint not in it.
+        let queued: Vec<_> = (1..MAX_QUEUED_WRITES)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { audited_set(&store, &format!("k{i}"), "v").await })
+            })
+            .collect();
+        let writers = store.writers.clone();
+        assert!(yield_until(|| writers.available_permits() == 0).await);
+        let over = store.begin_write().await.err();
+        assert!(
+            matches!(&over, Some(StoreError::Unavailable { reason, .. }) if reason.contains("too many writes")),
+            "one write over the bound: {over:?}"
+        );
+        audited_commit(first).await?;
+        for (i, t) in queued.into_iter().enumerate() {
+            let done = t.await.map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            assert!(done.is_ok(), "queued write {}: {done:?}", i + 1);
+        }
+        checkpoint
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+        assert_eq!(
+            store.latest_checkpoint().await?,
+            Some((1, "a signed note".to_owned()))
+        );
+        // Through the writer: counted with the changes it made durable.
+        let (commits, changes) = store.write_stats();
+        assert_eq!(changes - changes_before, MAX_QUEUED_WRITES as u64 + 1);
+        assert_eq!(store.stats.internal_changes.load(Ordering::Relaxed), 1);
+        assert!(
+            commits - commits_before <= (MAX_QUEUED_WRITES / MAX_BATCH + 2) as u64,
+            "{} transactions",
+            commits - commits_before
+        );
+        assert_eq!(store.audit_size().await?, MAX_QUEUED_WRITES as u64);
+        Ok(())
+    }
+
+    // The final checkpoint is stored after writes stop (shutdown), when the
+    // writer takes no turn any more: directly, nothing else writing. A
+    // second note for a size already signed leaves the first standing.
+    #[tokio::test]
+    async fn a_checkpoint_is_stored_after_writes_stop() -> Result<()> {
+        let (_dir, _path, store) = temp_store().await?;
+        audited_set(&store, "k", "v").await?;
+        store.save_checkpoint(1, "first").await?;
+        store.save_checkpoint(1, "second").await?;
+        store.stop_writes().await;
+        assert!(store.begin_write().await.is_err());
+        store.save_checkpoint(2, "final").await?;
+        store.save_checkpoint(2, "again").await?;
+        assert_eq!(
+            store.all_checkpoints().await?,
+            vec![(1, "first".to_owned()), (2, "final".to_owned())]
+        );
+        // The first through the writer (the second was refused in its turn
+        // and undone there); the final ones directly.
+        assert_eq!(store.stats.internal_changes.load(Ordering::Relaxed), 1);
         Ok(())
     }
 

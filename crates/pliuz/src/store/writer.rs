@@ -47,6 +47,10 @@ pub struct WriteStats {
     pub commits: AtomicU64,
     /// Changes made durable by them.
     pub changes: AtomicU64,
+    /// Of `changes`, the store's own writes, with no audit entry (signed
+    /// checkpoints, readiness probes): they took a writer turn instead of
+    /// waiting beside the writer for SQLite's lock.
+    pub internal_changes: AtomicU64,
     /// The audit log's size after this process's latest commit (0 before
     /// any): what the checkpoint worker compares with the signed size
     /// instead of reading the log after every change.
