@@ -13,14 +13,8 @@
 //! immutable, so no long transaction is needed).
 
 use super::{AuditResult, Signer};
-use crate::service::ControlPlane;
-use std::io::Write;
+use crate::service::{ControlPlane, CopyError};
 use std::path::Path;
-
-/// Entries per read: each page is one row (the bodies joined). About a
-/// megabyte: enough that the round trips do not count, small enough that
-/// the database and the file writer reuse warm memory page after page.
-const PAGE: u64 = 4_096;
 
 /// What an export wrote.
 #[derive(Debug, Clone)]
@@ -74,35 +68,18 @@ pub async fn export(
 
     let path = dir.join("entries.jsonl");
     let file = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
-    // Pages are written (then synced) on a blocking thread while the next
-    // ones are read.
-    let (pages, mut to_write) = tokio::sync::mpsc::channel::<String>(2);
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        while let Some(page) = to_write.blocking_recv() {
-            out.write_all(page.as_bytes())?;
-            out.write_all(b"\n")?;
-        }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()
-    });
-    let mut start = 0;
-    let mut written = 0u64;
-    while start < size {
-        let end = (start + PAGE).min(size);
-        // What the log holds, as it is: a missing or altered entry is for
-        // the verifier to find, not for the export to hide or refuse.
-        let (count, bodies) = cp.audit_bodies(start, end).await?;
-        // Refused only when the writer stopped on an error, reported below.
-        if count > 0 && pages.send(bodies).await.is_err() {
-            break;
-        }
-        written += count;
-        start = end;
-    }
-    drop(pages);
+    // What the log holds, as it is: a missing or altered entry is for the
+    // verifier to find, not for the export to hide or refuse.
+    let (written, file) = cp
+        .copy_audit_entries(size, file)
+        .await
+        .map_err(|e| match e {
+            CopyError::Store(e) => super::AuditError::Store(e),
+            CopyError::Write(e) => io(&path, e),
+        })?;
     // The export succeeds only once every file is written and the entries
     // are on the disk.
-    writer
+    tokio::task::spawn_blocking(move || file.sync_all())
         .await
         .map_err(|e| super::AuditError::Log(format!("{}: {e}", path.display())))?
         .map_err(|e| io(&path, e))?;

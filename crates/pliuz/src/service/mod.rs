@@ -30,6 +30,7 @@ use crate::store::{Store, WriteTx};
 
 // The store's types the edges handle (rows, pages, errors, the clock), so
 // that nothing outside `service` names the store.
+pub use crate::store::audit_copy::CopyError;
 pub use crate::store::oidc::PendingLogin;
 pub use crate::store::overview::{SettledRow, WaitingRow, SETTLED_LIMIT};
 pub use crate::store::runs::{DueWebhook, RunFilter};

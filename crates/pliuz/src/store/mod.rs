@@ -7,6 +7,7 @@
 
 mod approvals;
 mod audit;
+pub mod audit_copy;
 pub mod email;
 mod gauges;
 pub mod health;
