@@ -501,6 +501,43 @@ async fn server_with_ten_refunds() -> (Server, Client, String) {
     (s, http, agent)
 }
 
+/// Entries stored out of log order (one deleted and inserted again, as a
+/// restore or a careless repair could leave them, so it is stored last) are
+/// still exported in log order: the same bytes as before, and they verify.
+#[tokio::test]
+async fn entries_stored_out_of_log_order_are_exported_in_log_order() {
+    let (mut s, _, _) = server_with_ten_refunds().await;
+    let key = s.cli(&["audit", "key"], None).stdout.trim().to_owned();
+    s.stop();
+    let export = |name: &str| {
+        let out = s.dir.path().join(name);
+        let e = s.cli(&["audit", "export", "--out", out.to_str().unwrap()], None);
+        assert!(e.success, "{}", e.stderr);
+        let v = pliuz_offline(&["audit", "verify", out.to_str().unwrap(), "--key", &key]);
+        assert!(v.success, "{}{}", v.stdout, v.stderr);
+        std::fs::read(out.join("entries.jsonl")).unwrap()
+    };
+    let before = export("before");
+
+    let mut conn = open_db_without_triggers(&s.data_dir()).await;
+    exec(
+        &mut conn,
+        "CREATE TABLE moved AS SELECT * FROM audit_entries WHERE idx = 3;
+         DELETE FROM audit_entries WHERE idx = 3;
+         INSERT INTO audit_entries SELECT * FROM moved;
+         DROP TABLE moved;",
+    )
+    .await;
+    let last: i64 = sqlx::query_scalar("SELECT idx FROM audit_entries ORDER BY rowid DESC LIMIT 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(last, 3, "entry 3 is now stored last");
+    conn.close().await.unwrap();
+
+    assert_eq!(export("after"), before);
+}
+
 async fn drop_triggers(conn: &mut sqlx::SqliteConnection) {
     for t in [
         "audit_entries_no_update",

@@ -7,10 +7,11 @@
 //! DIR/keys.txt             every verifier key the log has used
 //! ```
 //!
-//! The export is a consistent snapshot: the log size is read once, a
-//! checkpoint covering it is signed first if needed, and only checkpoints up
-//! to that size are written. It runs beside a live server (entries are
-//! immutable, so no long transaction is needed).
+//! The export is a consistent snapshot: a checkpoint covering the log is
+//! signed first if needed, and only entries and checkpoints up to its size
+//! are written (the files of checkpoints already stored are written while
+//! it is signed). It runs beside a live server (entries are immutable, so
+//! no long transaction is needed).
 
 use super::{AuditResult, Signer};
 use crate::service::{ControlPlane, CopyError};
@@ -43,6 +44,24 @@ pub async fn export(
     let cp_dir = dir.join("checkpoints");
     std::fs::create_dir_all(&cp_dir).map_err(|e| io(&cp_dir, e))?;
 
+    // The checkpoints stored for entries the log already holds belong in
+    // the export whatever is signed next (the size exported is at least the
+    // log's size now). Their files, many small ones each costing more to
+    // create than its bytes, are written on a blocking thread while the
+    // checkpoint is signed and the entries are copied.
+    let held = cp.audit_size().await?;
+    let early: Vec<(u64, String)> = cp
+        .all_checkpoints()
+        .await?
+        .into_iter()
+        .filter(|(s, _)| *s <= held)
+        .collect();
+    let mut sizes: Vec<u64> = early.iter().map(|(s, _)| *s).collect();
+    let early_files = tokio::task::spawn_blocking({
+        let dir = dir.to_owned();
+        move || write_checkpoints(&dir, &early)
+    });
+
     let size = match signer {
         Some(s) => super::sign_checkpoint(cp, s).await?.size,
         None => cp.latest_checkpoint().await?.map(|(s, _)| s).unwrap_or(0),
@@ -50,20 +69,22 @@ pub async fn export(
     // Without a signer only the signed part is exported.
     let size = size.min(cp.audit_size().await?);
 
-    // Checkpoint files and keys.txt are written on a blocking thread while
-    // the entries are read: many small files, each costing more to create
-    // than its bytes.
-    let notes: Vec<(u64, String)> = cp
+    // The checkpoints signed since (this export's own, another replica's)
+    // and keys.txt, on another blocking thread.
+    let late: Vec<(u64, String)> = cp
         .all_checkpoints()
         .await?
         .into_iter()
-        .filter(|(s, _)| *s <= size)
+        .filter(|(s, _)| *s > held && *s <= size)
         .collect();
-    let sizes = notes.iter().map(|(s, _)| *s).collect();
+    sizes.extend(late.iter().map(|(s, _)| *s));
     let keys = super::known_verifiers(cp, signer).await?;
-    let small_files = tokio::task::spawn_blocking({
+    let late_files = tokio::task::spawn_blocking({
         let (dir, keys) = (dir.to_owned(), keys.clone());
-        move || write_checkpoints_and_keys(&dir, &notes, &keys)
+        move || {
+            write_checkpoints(&dir, &late)?;
+            write_keys(&dir, &keys)
+        }
     });
 
     let path = dir.join("entries.jsonl");
@@ -83,9 +104,11 @@ pub async fn export(
         .await
         .map_err(|e| super::AuditError::Log(format!("{}: {e}", path.display())))?
         .map_err(|e| io(&path, e))?;
-    small_files
-        .await
-        .map_err(|e| super::AuditError::Log(format!("{}: {e}", dir.display())))??;
+    for files in [early_files, late_files] {
+        files
+            .await
+            .map_err(|e| super::AuditError::Log(format!("{}: {e}", dir.display())))??;
+    }
     Ok(ExportSummary {
         entries: written,
         checkpoints: sizes,
@@ -93,17 +116,18 @@ pub async fn export(
     })
 }
 
-/// Writes `DIR/checkpoints/<size>` for each of `notes` and `DIR/keys.txt`.
-fn write_checkpoints_and_keys(
-    dir: &Path,
-    notes: &[(u64, String)],
-    keys: &[String],
-) -> AuditResult<()> {
+/// Writes `DIR/checkpoints/<size>` for each of `notes`.
+fn write_checkpoints(dir: &Path, notes: &[(u64, String)]) -> AuditResult<()> {
     let cp_dir = dir.join("checkpoints");
     for (size, note) in notes {
         let p = cp_dir.join(size.to_string());
         std::fs::write(&p, note.as_bytes()).map_err(|e| io(&p, e))?;
     }
+    Ok(())
+}
+
+/// Writes `DIR/keys.txt`, one verifier key a line.
+fn write_keys(dir: &Path, keys: &[String]) -> AuditResult<()> {
     let p = dir.join("keys.txt");
     let mut text = String::new();
     for k in keys {

@@ -7,7 +7,7 @@
 
 use super::{Backend, Store, StoreError};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// PostgreSQL entries per page (one row each, the bodies joined): about a
@@ -96,43 +96,99 @@ impl Store {
     }
 }
 
-/// The SQLite copy: one statement, so one snapshot of the log. `CAST`
-/// gives each body as the text SQLite holds (what `group_concat` gave
-/// before); a NULL body, which the schema forbids, is skipped as it did.
+/// The rows in the order they are stored (rowid order: entries are
+/// inserted in log order), with their indexes to prove it.
+const IN_STORAGE_ORDER: &str = "SELECT idx, CAST(body AS TEXT) FROM audit_entries";
+
+/// The rows through the index on `idx`: the right order whatever the
+/// storage order, but one b-tree search per row.
+const IN_INDEX_ORDER: &str =
+    "SELECT idx, CAST(body AS TEXT) FROM audit_entries WHERE idx >= 0 AND idx < ?1 ORDER BY idx";
+
+/// The SQLite copy, inside one read transaction (one snapshot of the log).
+/// The rows are read in storage order, which is log order unless the table
+/// was rewritten; if any index comes out of order, the file is emptied and
+/// the rows are read again through the index, from the same snapshot.
+/// `CAST` gives each body as the text SQLite holds (what `group_concat`
+/// gave before); a NULL body, which the schema forbids, is skipped as it did.
 fn copy_from_sqlite(
     path: &Path,
     end: i64,
     out: File,
 ) -> std::result::Result<(u64, File), CopyError> {
-    use rusqlite::{types::ValueRef, OpenFlags};
-    let failed = |e: rusqlite::Error| -> CopyError {
-        StoreError::unavailable(format!("cannot read the audit log: {e}"), 1).into()
-    };
-    let conn = rusqlite::Connection::open_with_flags(
+    use rusqlite::OpenFlags;
+    let mut conn = rusqlite::Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(failed)?;
-    conn.busy_timeout(super::WRITE_WAIT).map_err(failed)?;
-    let mut statement = conn
-        .prepare(
-            "SELECT CAST(body AS TEXT) FROM audit_entries WHERE idx >= 0 AND idx < ?1 ORDER BY idx",
-        )
-        .map_err(failed)?;
-    let mut rows = statement.query([end]).map_err(failed)?;
+    .map_err(unreadable)?;
+    conn.busy_timeout(super::WRITE_WAIT).map_err(unreadable)?;
+    let snapshot = conn.transaction().map_err(unreadable)?;
     let mut buffered = BufWriter::with_capacity(BUFFER, out);
-    let mut written = 0;
-    while let Some(row) = rows.next().map_err(failed)? {
-        let body = match row.get_ref(0).map_err(failed)? {
-            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes,
-            _ => continue,
-        };
-        buffered.write_all(body).map_err(CopyError::Write)?;
-        buffered.write_all(b"\n").map_err(CopyError::Write)?;
-        written += 1;
-    }
+    let written = match copy_rows(&snapshot, true, end, &mut buffered)? {
+        Some(written) => written,
+        None => {
+            let mut file = buffered
+                .into_inner()
+                .map_err(|e| CopyError::Write(e.into_error()))?;
+            file.set_len(0).map_err(CopyError::Write)?;
+            file.seek(SeekFrom::Start(0)).map_err(CopyError::Write)?;
+            buffered = BufWriter::with_capacity(BUFFER, file);
+            copy_rows(&snapshot, false, end, &mut buffered)?.unwrap_or_default()
+        }
+    };
     let file = buffered
         .into_inner()
         .map_err(|e| CopyError::Write(e.into_error()))?;
     Ok((written, file))
+}
+
+/// Writes the bodies of the rows `query` yields, each followed by "\n";
+/// how many. With `in_storage_order` the query is [`IN_STORAGE_ORDER`]: rows
+/// outside `0 <= idx < end` are skipped here, and `None` is returned as soon
+/// as an index is not an integer above the one before.
+fn copy_rows(
+    conn: &rusqlite::Connection,
+    in_storage_order: bool,
+    end: i64,
+    out: &mut impl Write,
+) -> std::result::Result<Option<u64>, CopyError> {
+    use rusqlite::types::ValueRef;
+    let mut statement;
+    let mut rows = if in_storage_order {
+        statement = conn.prepare(IN_STORAGE_ORDER).map_err(unreadable)?;
+        statement.query([])
+    } else {
+        statement = conn.prepare(IN_INDEX_ORDER).map_err(unreadable)?;
+        statement.query([end])
+    }
+    .map_err(unreadable)?;
+    let mut written = 0;
+    let mut previous = -1;
+    while let Some(row) = rows.next().map_err(unreadable)? {
+        if in_storage_order {
+            let ValueRef::Integer(idx) = row.get_ref(0).map_err(unreadable)? else {
+                return Ok(None);
+            };
+            if !(0..end).contains(&idx) {
+                continue;
+            }
+            if idx <= previous {
+                return Ok(None);
+            }
+            previous = idx;
+        }
+        let body = match row.get_ref(1).map_err(unreadable)? {
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes,
+            _ => continue,
+        };
+        out.write_all(body).map_err(CopyError::Write)?;
+        out.write_all(b"\n").map_err(CopyError::Write)?;
+        written += 1;
+    }
+    Ok(Some(written))
+}
+
+fn unreadable(e: rusqlite::Error) -> CopyError {
+    StoreError::unavailable(format!("cannot read the audit log: {e}"), 1).into()
 }

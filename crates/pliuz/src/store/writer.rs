@@ -341,7 +341,7 @@ impl Writer {
         let begun = async {
             if self.conn.is_none() {
                 let mut c = AnyConnection::connect(&self.url).await?;
-                prepare_sqlite(&mut c).await?;
+                prepare_sqlite(&mut c, true).await?;
                 c.execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
                     .await?;
                 self.conn = Some(c);
