@@ -69,15 +69,16 @@ pub async fn export(
     // Without a signer only the signed part is exported.
     let size = size.min(cp.audit_size().await?);
 
-    // The checkpoints signed since (this export's own, another replica's)
-    // and keys.txt, on another blocking thread.
+    // The checkpoints stored since (this export's own, the server's, another
+    // replica's) and keys.txt, on another blocking thread.
     let late: Vec<(u64, String)> = cp
         .all_checkpoints()
         .await?
         .into_iter()
-        .filter(|(s, _)| *s > held && *s <= size)
+        .filter(|(s, _)| *s <= size && sizes.binary_search(s).is_err())
         .collect();
     sizes.extend(late.iter().map(|(s, _)| *s));
+    sizes.sort_unstable();
     let keys = super::known_verifiers(cp, signer).await?;
     let late_files = tokio::task::spawn_blocking({
         let (dir, keys) = (dir.to_owned(), keys.clone());
