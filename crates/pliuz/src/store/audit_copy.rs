@@ -103,7 +103,7 @@ const IN_STORAGE_ORDER: &str = "SELECT idx, CAST(body AS TEXT) FROM audit_entrie
 /// The rows through the index on `idx`: the right order whatever the
 /// storage order, but one b-tree search per row.
 const IN_INDEX_ORDER: &str =
-    "SELECT idx, CAST(body AS TEXT) FROM audit_entries WHERE idx >= 0 AND idx < ?1 ORDER BY idx";
+    "SELECT idx, CAST(body AS TEXT) FROM audit_entries WHERE idx >= 0 AND idx < $1 ORDER BY idx";
 
 /// The SQLite copy, inside one read transaction (one snapshot of the log).
 /// The rows are read in storage order, which is log order unless the table
