@@ -271,7 +271,9 @@ pub async fn run(command: AuditCommand, over: &Overrides) -> anyhow::Result<Exit
                     None
                 }
             };
-            let cp = crate::service::ControlPlane::open(settings).await?;
+            let cp =
+                crate::service::ControlPlane::open_for(settings, crate::service::Opener::Command)
+                    .await?;
             let s = super::export::export(&cp, signer.as_ref(), &out).await?;
             eprintln!(
                 "Exported {} entries, {} checkpoints and {} verifier key(s) to {}.",

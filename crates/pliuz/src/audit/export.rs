@@ -7,20 +7,15 @@
 //! DIR/keys.txt             every verifier key the log has used
 //! ```
 //!
-//! The export is a consistent snapshot: the log size is read once, a
-//! checkpoint covering it is signed first if needed, and only checkpoints up
-//! to that size are written. It runs beside a live server (entries are
-//! immutable, so no long transaction is needed).
+//! The export is a consistent snapshot: a checkpoint covering the log is
+//! signed first if needed, and only entries and checkpoints up to its size
+//! are written (the files of checkpoints already stored are written while
+//! it is signed). It runs beside a live server (entries are immutable, so
+//! no long transaction is needed).
 
 use super::{AuditResult, Signer};
-use crate::service::ControlPlane;
-use std::io::Write;
+use crate::service::{ControlPlane, CopyError};
 use std::path::Path;
-
-/// Entries per read: each page is one row (the bodies joined). About a
-/// megabyte: enough that the round trips do not count, small enough that
-/// the database and the file writer reuse warm memory page after page.
-const PAGE: u64 = 4_096;
 
 /// What an export wrote.
 #[derive(Debug, Clone)]
@@ -49,6 +44,24 @@ pub async fn export(
     let cp_dir = dir.join("checkpoints");
     std::fs::create_dir_all(&cp_dir).map_err(|e| io(&cp_dir, e))?;
 
+    // The checkpoints stored for entries the log already holds belong in
+    // the export whatever is signed next (the size exported is at least the
+    // log's size now). Their files, many small ones each costing more to
+    // create than its bytes, are written on a blocking thread while the
+    // checkpoint is signed and the entries are copied.
+    let held = cp.audit_size().await?;
+    let early: Vec<(u64, String)> = cp
+        .all_checkpoints()
+        .await?
+        .into_iter()
+        .filter(|(s, _)| *s <= held)
+        .collect();
+    let mut sizes: Vec<u64> = early.iter().map(|(s, _)| *s).collect();
+    let early_files = tokio::task::spawn_blocking({
+        let dir = dir.to_owned();
+        move || write_checkpoints(&dir, &early)
+    });
+
     let size = match signer {
         Some(s) => super::sign_checkpoint(cp, s).await?.size,
         None => cp.latest_checkpoint().await?.map(|(s, _)| s).unwrap_or(0),
@@ -56,59 +69,47 @@ pub async fn export(
     // Without a signer only the signed part is exported.
     let size = size.min(cp.audit_size().await?);
 
-    // Checkpoint files and keys.txt are written on a blocking thread while
-    // the entries are read: many small files, each costing more to create
-    // than its bytes.
-    let notes: Vec<(u64, String)> = cp
+    // The checkpoints stored since (this export's own, the server's, another
+    // replica's) and keys.txt, on another blocking thread.
+    let late: Vec<(u64, String)> = cp
         .all_checkpoints()
         .await?
         .into_iter()
-        .filter(|(s, _)| *s <= size)
+        .filter(|(s, _)| *s <= size && sizes.binary_search(s).is_err())
         .collect();
-    let sizes = notes.iter().map(|(s, _)| *s).collect();
+    sizes.extend(late.iter().map(|(s, _)| *s));
+    sizes.sort_unstable();
     let keys = super::known_verifiers(cp, signer).await?;
-    let small_files = tokio::task::spawn_blocking({
+    let late_files = tokio::task::spawn_blocking({
         let (dir, keys) = (dir.to_owned(), keys.clone());
-        move || write_checkpoints_and_keys(&dir, &notes, &keys)
+        move || {
+            write_checkpoints(&dir, &late)?;
+            write_keys(&dir, &keys)
+        }
     });
 
     let path = dir.join("entries.jsonl");
     let file = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
-    // Pages are written (then synced) on a blocking thread while the next
-    // ones are read.
-    let (pages, mut to_write) = tokio::sync::mpsc::channel::<String>(2);
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        while let Some(page) = to_write.blocking_recv() {
-            out.write_all(page.as_bytes())?;
-            out.write_all(b"\n")?;
-        }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()
-    });
-    let mut start = 0;
-    let mut written = 0u64;
-    while start < size {
-        let end = (start + PAGE).min(size);
-        // What the log holds, as it is: a missing or altered entry is for
-        // the verifier to find, not for the export to hide or refuse.
-        let (count, bodies) = cp.audit_bodies(start, end).await?;
-        // Refused only when the writer stopped on an error, reported below.
-        if count > 0 && pages.send(bodies).await.is_err() {
-            break;
-        }
-        written += count;
-        start = end;
-    }
-    drop(pages);
+    // What the log holds, as it is: a missing or altered entry is for the
+    // verifier to find, not for the export to hide or refuse.
+    let (written, file) = cp
+        .copy_audit_entries(size, file)
+        .await
+        .map_err(|e| match e {
+            CopyError::Store(e) => super::AuditError::Store(e),
+            CopyError::Write(e) => io(&path, e),
+        })?;
     // The export succeeds only once every file is written and the entries
     // are on the disk.
-    writer
+    tokio::task::spawn_blocking(move || file.sync_all())
         .await
         .map_err(|e| super::AuditError::Log(format!("{}: {e}", path.display())))?
         .map_err(|e| io(&path, e))?;
-    small_files
-        .await
-        .map_err(|e| super::AuditError::Log(format!("{}: {e}", dir.display())))??;
+    for files in [early_files, late_files] {
+        files
+            .await
+            .map_err(|e| super::AuditError::Log(format!("{}: {e}", dir.display())))??;
+    }
     Ok(ExportSummary {
         entries: written,
         checkpoints: sizes,
@@ -116,17 +117,18 @@ pub async fn export(
     })
 }
 
-/// Writes `DIR/checkpoints/<size>` for each of `notes` and `DIR/keys.txt`.
-fn write_checkpoints_and_keys(
-    dir: &Path,
-    notes: &[(u64, String)],
-    keys: &[String],
-) -> AuditResult<()> {
+/// Writes `DIR/checkpoints/<size>` for each of `notes`.
+fn write_checkpoints(dir: &Path, notes: &[(u64, String)]) -> AuditResult<()> {
     let cp_dir = dir.join("checkpoints");
     for (size, note) in notes {
         let p = cp_dir.join(size.to_string());
         std::fs::write(&p, note.as_bytes()).map_err(|e| io(&p, e))?;
     }
+    Ok(())
+}
+
+/// Writes `DIR/keys.txt`, one verifier key a line.
+fn write_keys(dir: &Path, keys: &[String]) -> AuditResult<()> {
     let p = dir.join("keys.txt");
     let mut text = String::new();
     for k in keys {

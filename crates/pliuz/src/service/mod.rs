@@ -30,11 +30,13 @@ use crate::store::{Store, WriteTx};
 
 // The store's types the edges handle (rows, pages, errors, the clock), so
 // that nothing outside `service` names the store.
+pub use crate::store::audit_copy::CopyError;
 pub use crate::store::oidc::PendingLogin;
 pub use crate::store::overview::{SettledRow, WaitingRow, SETTLED_LIMIT};
 pub use crate::store::runs::{DueWebhook, RunFilter};
 pub use crate::store::slack::PostedMessage;
 pub use crate::store::AgentRecord;
+pub use crate::store::Opener;
 pub use crate::store::{
     format_time, now_millis, ApprovalFilter, OutboxMessage, SessionRecord, StoreError, StoredEntry,
 };
@@ -254,8 +256,14 @@ impl ControlPlane {
     /// Prepares the data directory and opens (and migrates) the store for
     /// these settings: what `serve` and the admin commands start from.
     pub async fn open(settings: Settings) -> anyhow::Result<ControlPlane> {
+        ControlPlane::open_for(settings, Opener::Server).await
+    }
+
+    /// [`ControlPlane::open`] for `opener` (a one-shot command needs fewer
+    /// connections and less set-up than the server).
+    pub async fn open_for(settings: Settings, opener: Opener) -> anyhow::Result<ControlPlane> {
         crate::file_modes::prepare(&settings)?;
-        let store = Store::open(&settings.database_url).await?;
+        let store = Store::open_for(&settings.database_url, opener).await?;
         Ok(ControlPlane::new(
             store,
             Arc::new(settings),

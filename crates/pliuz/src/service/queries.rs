@@ -4,7 +4,7 @@
 //! shutdown. The store itself is private to `service`; these say in one
 //! place what the edges may read.
 
-use super::ControlPlane;
+use super::{ControlPlane, CopyError};
 use crate::approval::Approval;
 use crate::auth::{Principal, User};
 use crate::notify::Notifier;
@@ -111,10 +111,14 @@ impl ControlPlane {
         self.store.audit_entries(start, end).await
     }
 
-    /// Entries `start..end` as they are stored, joined by newlines, and how
-    /// many there are: the export's page, read in one round trip.
-    pub async fn audit_bodies(&self, start: u64, end: u64) -> Result<(u64, String)> {
-        self.store.audit_bodies(start, end).await
+    /// Copies entries `0..size` as they are stored, one per line, into `out`
+    /// (flushed, not synced): the export's `entries.jsonl`.
+    pub async fn copy_audit_entries(
+        &self,
+        size: u64,
+        out: std::fs::File,
+    ) -> std::result::Result<(u64, std::fs::File), CopyError> {
+        self.store.copy_audit_entries(size, out).await
     }
 
     pub async fn audit_entries_for(&self, approval_id: &str) -> Result<Vec<StoredEntry>> {

@@ -27,27 +27,6 @@ fn hash_from(bytes: Vec<u8>) -> Result<Hash> {
         .map_err(|_| StoreError::Corrupt("audit hash is not 32 bytes".into()))
 }
 
-/// The bodies of a page of entries joined in the order SQLite reads them
-/// through the index on `idx` (its primary key), with those indexes joined
-/// by commas in the same order: `(count, bodies, indexes)`.
-const SQLITE_BODIES_AS_READ: &str = "SELECT count(*), coalesce(group_concat(body, char(10)), ''), coalesce(group_concat(idx), '') FROM (SELECT idx, body FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx)";
-
-/// Whether `list` (decimal integers joined by commas, or empty) is
-/// strictly increasing: the order the export needs.
-fn strictly_increasing(list: &str) -> bool {
-    let mut previous: Option<i64> = None;
-    for item in list.split(',').filter(|i| !i.is_empty()) {
-        let Ok(n) = item.parse::<i64>() else {
-            return false;
-        };
-        if previous.is_some_and(|p| p >= n) {
-            return false;
-        }
-        previous = Some(n);
-    }
-    true
-}
-
 async fn read_hashes(
     conn: &mut sqlx::AnyConnection,
     indexes: &[u64],
@@ -356,42 +335,6 @@ impl Store {
         rows.iter().map(entry_from_row).collect()
     }
 
-    /// The canonical bodies of entries `start..end` in log order, joined by
-    /// "\n" (a body never holds a raw newline), and how many there are. One
-    /// row per page rather than one per entry: the export streams millions.
-    pub async fn audit_bodies(&self, start: u64, end: u64) -> Result<(u64, String)> {
-        let range = (
-            i64::try_from(start).unwrap_or(i64::MAX),
-            i64::try_from(end).unwrap_or(i64::MAX),
-        );
-        if self.backend == super::Backend::Sqlite {
-            // `group_concat(... ORDER BY idx)` copies every body into a
-            // temporary b-tree (spilled to a temporary file past SQLite's
-            // cache) to sort what the index on `idx` yields in order anyway:
-            // most of an export's time. Read in index order instead, with
-            // the indexes alongside to prove the order; otherwise sort.
-            let (count, bodies, order): (i64, String, String) =
-                sqlx::query_as(SQLITE_BODIES_AS_READ)
-                    .bind(range.0)
-                    .bind(range.1)
-                    .fetch_one(&self.pool)
-                    .await?;
-            if strictly_increasing(&order) {
-                return Ok((u64::try_from(count).unwrap_or(0), bodies));
-            }
-        }
-        let q = match self.backend {
-            super::Backend::Sqlite => "SELECT count(*), coalesce(group_concat(body, char(10) ORDER BY idx), '') FROM audit_entries WHERE idx >= $1 AND idx < $2",
-            super::Backend::Postgres => "SELECT count(*), coalesce(string_agg(body, E'\\n' ORDER BY idx), '') FROM audit_entries WHERE idx >= $1 AND idx < $2",
-        };
-        let (count, bodies): (i64, String) = sqlx::query_as(q)
-            .bind(range.0)
-            .bind(range.1)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((u64::try_from(count).unwrap_or(0), bodies))
-    }
-
     pub async fn audit_entries_for(&self, approval_id: &str) -> Result<Vec<StoredEntry>> {
         let q = "SELECT idx, approval_id, kind, created_at, body FROM audit_entries WHERE approval_id = $1 ORDER BY idx";
         let rows = sqlx::query(q)
@@ -547,19 +490,4 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEntry> {
         created_at: col(r, "created_at")?,
         body: col(r, "body")?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strictly_increasing;
-
-    #[test]
-    fn only_strictly_increasing_index_lists_pass() {
-        assert!(strictly_increasing(""));
-        assert!(strictly_increasing("7"));
-        assert!(strictly_increasing("0,1,2,5,40000"));
-        assert!(!strictly_increasing("0,2,1"));
-        assert!(!strictly_increasing("3,3"));
-        assert!(!strictly_increasing("1,x"));
-    }
 }

@@ -7,6 +7,7 @@
 
 mod approvals;
 mod audit;
+pub mod audit_copy;
 pub mod email;
 mod gauges;
 pub mod health;
@@ -213,9 +214,28 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Who keeps the store open, which decides what each connection is set up
+/// with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opener {
+    /// `pliuz serve`: a pool for concurrent requests, and SQLite's planner
+    /// statistics refreshed as connections open.
+    Server,
+    /// A one-shot admin command: a few statements one after the other, then
+    /// exit. Two connections at most (PostgreSQL's start-up lock holds one),
+    /// and no statistics refresh (up to milliseconds a connection on a
+    /// growing log; the server keeps them fresh).
+    Command,
+}
+
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub async fn open(database_url: &str) -> anyhow::Result<Store> {
+        Store::open_for(database_url, Opener::Server).await
+    }
+
+    /// [`Store::open`] with the connections `opener` needs.
+    pub async fn open_for(database_url: &str, opener: Opener) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if database_url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -243,11 +263,13 @@ impl Store {
         };
         // One connection by hand first: the pool retries a failing connection
         // until its timeout and then reports only the timeout, hiding the cause.
-        first_connection(backend, &url, &shown).await?;
+        let refresh_stats = opener == Opener::Server;
+        first_connection(backend, &url, &shown, refresh_stats).await?;
         let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 8,
-                Backend::Postgres => 16,
+            .max_connections(match (opener, backend) {
+                (Opener::Command, _) => 2,
+                (Opener::Server, Backend::Sqlite) => 8,
+                (Opener::Server, Backend::Postgres) => 16,
             })
             .acquire_timeout(WRITE_WAIT)
             // A SQLite connection is a thread in this process: pinging it
@@ -257,7 +279,7 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        prepare_sqlite(conn).await?;
+                        prepare_sqlite(conn, refresh_stats).await?;
                     }
                     Ok(())
                 })
@@ -772,8 +794,12 @@ impl Drop for StartupLock {
     }
 }
 
-/// Settings every SQLite connection needs.
-async fn prepare_sqlite(conn: &mut AnyConnection) -> std::result::Result<(), sqlx::Error> {
+/// Settings every SQLite connection needs; with `refresh_stats`, the
+/// planner statistics are refreshed too.
+async fn prepare_sqlite(
+    conn: &mut AnyConnection,
+    refresh_stats: bool,
+) -> std::result::Result<(), sqlx::Error> {
     // WAL lets readers run beside the writer; FULL makes every acknowledged
     // commit survive power loss, not just kill -9.
     conn.execute("PRAGMA journal_mode = WAL").await?;
@@ -782,9 +808,11 @@ async fn prepare_sqlite(conn: &mut AnyConnection) -> std::result::Result<(), sql
     // indexes, and at a million rows a wrong guess reads every pending row.
     // Sampled (bounded work), refreshed as the pool replaces connections,
     // and skipped rather than waited for while another writer holds the lock.
-    conn.execute("PRAGMA busy_timeout = 0").await?;
-    conn.execute("PRAGMA analysis_limit = 400").await?;
-    let _ = conn.execute("PRAGMA optimize = 0x10002").await;
+    if refresh_stats {
+        conn.execute("PRAGMA busy_timeout = 0").await?;
+        conn.execute("PRAGMA analysis_limit = 400").await?;
+        let _ = conn.execute("PRAGMA optimize = 0x10002").await;
+    }
     conn.execute(format!("PRAGMA busy_timeout = {}", WRITE_WAIT.as_millis()).as_str())
         .await?;
     conn.execute("PRAGMA foreign_keys = ON").await?;
@@ -794,13 +822,18 @@ async fn prepare_sqlite(conn: &mut AnyConnection) -> std::result::Result<(), sql
 /// Connects once and reads, so a damaged file or a wrong address fails
 /// start-up at once with its real cause. PostgreSQL that is still starting
 /// (connection refused) is waited for up to 10 s.
-async fn first_connection(backend: Backend, url: &str, shown: &str) -> anyhow::Result<()> {
+async fn first_connection(
+    backend: Backend,
+    url: &str,
+    shown: &str,
+    refresh_stats: bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let attempt = async {
             let mut conn = AnyConnection::connect(url).await?;
             if backend == Backend::Sqlite {
-                prepare_sqlite(&mut conn).await?;
+                prepare_sqlite(&mut conn, refresh_stats).await?;
                 conn.execute("SELECT COUNT(*) FROM sqlite_master").await?;
             } else {
                 conn.execute("SELECT 1").await?;

@@ -396,7 +396,7 @@ impl Writer {
         if self.conn.is_none() {
             let mut c = AnyConnection::connect(&self.url).await?;
             if self.backend == Backend::Sqlite {
-                prepare_sqlite(&mut c).await?;
+                prepare_sqlite(&mut c, true).await?;
                 c.execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
                     .await?;
             }
