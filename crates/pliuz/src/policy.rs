@@ -55,6 +55,12 @@ impl Approver {
 /// decides. Documented in docs/limits.md.
 pub const MAX_CONDITION_COST: u64 = 1_000_000;
 
+/// CEL's standard functions and macros, built once: `Context::default()`
+/// builds them anew for every evaluation, which was most of an
+/// auto-approved create's condition cost (issue #13).
+static STANDARD_ENV: std::sync::LazyLock<Arc<cel::Env>> =
+    std::sync::LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+
 /// A compiled CEL condition, kept with its source for the audit log and UI.
 #[derive(Clone)]
 pub struct Condition {
@@ -129,7 +135,7 @@ impl Condition {
                 self.source
             ));
         }
-        let mut ctx = cel::Context::default();
+        let mut ctx = cel::Context::with_env(Arc::clone(&STANDARD_ENV));
         let vars: [(&str, Value); 6] = [
             ("args", Value::Object(call.args.clone())),
             ("tool", Value::String(call.tool.to_owned())),
