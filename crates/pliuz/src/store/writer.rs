@@ -399,6 +399,11 @@ impl Writer {
                 prepare_sqlite(&mut c, true).await?;
                 c.execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
                     .await?;
+                // Every change runs behind a savepoint, whose copies of the
+                // pages it touches (~64 KB for a create) SQLite otherwise
+                // spills to a temporary file per change. The writer sorts
+                // nothing large, so its temporary store can live in memory.
+                c.execute("PRAGMA temp_store = MEMORY").await?;
             }
             self.conn = Some(c);
         }
