@@ -118,6 +118,11 @@ impl Question {
         {
             return Err(AnswerRefusal::Originator { who: who.clone() });
         }
+        self.check_pending()
+    }
+
+    /// Only a pending question can still be answered.
+    fn check_pending(&self) -> Result<(), AnswerRefusal> {
         if self.status != QuestionStatus::Pending {
             return Err(AnswerRefusal::NotPending {
                 id: self.id.clone(),
@@ -192,12 +197,7 @@ impl Question {
         text: Option<String>,
         now: Millis,
     ) -> Result<(), AnswerRefusal> {
-        if self.status != QuestionStatus::Pending {
-            return Err(AnswerRefusal::NotPending {
-                id: self.id.clone(),
-                status: self.status,
-            });
-        }
+        self.check_pending()?;
         self.check_answer(choice.as_deref(), text.as_deref())?;
         self.status = QuestionStatus::Answered;
         self.answer = Some(Answer {

@@ -21,6 +21,7 @@
 
 use crate::audit_event::AuditEvent;
 use crate::notify::Notifier;
+use crate::outbox::delivery::{claimed, commit_retrying};
 use crate::outbox::{pause_after_pass, Tuning, BATCH};
 use crate::service::deliveries::WebhookEnd;
 use crate::service::ControlPlane;
@@ -114,17 +115,10 @@ async fn deliver_due(cp: &ControlPlane, client: &reqwest::Client, tuning: &Tunin
         }
     };
     let mut handled = 0;
+    let what = "a webhook delivery";
     for row in rows {
-        match cp
-            .claim_delivery(&row.id, row.next_attempt_at, now + tuning.lease_ms)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not claim a webhook delivery");
-                continue;
-            }
+        if !claimed(cp, &row.id, row.next_attempt_at, now, tuning, what).await {
+            continue;
         }
         handled += 1;
         match deliver(cp, client, &row).await {
@@ -202,28 +196,12 @@ async fn deliver(
     };
     // The receiver has it: record that, retrying the commit in place so a
     // brief database hiccup does not cause a duplicate delivery.
-    let mut last = None;
-    for attempt in 0..5u32 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-        }
-        let result = async {
-            let end = WebhookEnd::Delivered;
-            cp.record_webhook_end(&row.id, row.approval_id.clone(), end, delivered.clone())
-                .await
-        }
-        .await;
-        match result {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(error = %e, outbox = %row.id, "could not record a delivered webhook; retrying");
-                last = Some(e);
-            }
-        }
-    }
-    Err(Failure::Transient(
-        last.map(|e| e.to_string()).unwrap_or_default(),
-    ))
+    commit_retrying(&row.id, "a delivered webhook", || {
+        let end = WebhookEnd::Delivered;
+        cp.record_webhook_end(&row.id, row.approval_id.clone(), end, delivered.clone())
+    })
+    .await
+    .map_err(|e| Failure::Transient(e.to_string()))
 }
 
 async fn failed(cp: &ControlPlane, row: &DueWebhook, f: Failure, tuning: &Tuning) {

@@ -285,8 +285,10 @@ async fn setup_user(state: &AppState, token: &str) -> WebResult<User> {
         .ok_or_else(invalid)
 }
 
-fn setup_form(token: &str, user: &User, errors: &[String]) -> maud::Markup {
-    html! {
+/// The set-up page: the password form, with what was wrong with the last
+/// try (if any).
+fn render_setup(status: StatusCode, token: &str, user: &User, errors: &[String]) -> Response {
+    let body = html! {
         section.card.narrow {
             h1 { "Choose your password" }
             p.muted { "Welcome to Pliuz. You will log in as " strong { (user.email) } " (" (user.role.as_str()) ")." }
@@ -309,7 +311,9 @@ fn setup_form(token: &str, user: &User, errors: &[String]) -> maud::Markup {
                 button.primary.wide type="submit" { "Set password" }
             }
         }
-    }
+    };
+    let title = "Set up your account";
+    page(status, layout(title, None, Nav::None, body))
 }
 
 pub async fn setup_page(
@@ -317,15 +321,7 @@ pub async fn setup_page(
     super::extract::WebPath(token): super::extract::WebPath,
 ) -> WebResult {
     let user = setup_user(&state, &token).await?;
-    Ok(page(
-        StatusCode::OK,
-        layout(
-            "Set up your account",
-            None,
-            Nav::None,
-            setup_form(&token, &user, &[]),
-        ),
-    ))
+    Ok(render_setup(StatusCode::OK, &token, &user, &[]))
 }
 
 #[derive(Deserialize)]
@@ -367,13 +363,6 @@ pub async fn setup(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(page(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        layout(
-            "Set up your account",
-            None,
-            Nav::None,
-            setup_form(&token, &user, &errors),
-        ),
-    ))
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    Ok(render_setup(status, &token, &user, &errors))
 }

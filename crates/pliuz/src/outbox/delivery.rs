@@ -2,7 +2,9 @@
 //! here, e-mail in `crate::mailer`): the worker loop, the pass that claims
 //! each due row of the channel with a lease and delivers it, a failure
 //! retried with backoff or given up, and a delivery's record committed
-//! however briefly the database falters.
+//! however briefly the database falters. The webhook worker
+//! (`crate::webhooks`), with rows and failures of its own, shares the claim
+//! and the commit retry.
 
 use super::{pause_after_pass, Tuning, BATCH};
 use crate::metrics::{Channel as Metric, DeliveryOutcome};
@@ -121,17 +123,10 @@ pub(crate) async fn deliver_due<C: Channel>(
         Vec::new()
     });
     let mut handled = 0;
+    let what = "an outbox row";
     for row in rows.iter().filter(|r| r.kind.starts_with(C::KIND_PREFIX)) {
-        match cp
-            .claim_delivery(&row.id, row.next_attempt_at, now + tuning.lease_ms)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => continue, // someone else has it
-            Err(e) => {
-                tracing::warn!(error = %e, "could not claim an outbox row");
-                continue;
-            }
+        if !claimed(cp, &row.id, row.next_attempt_at, now, tuning, what).await {
+            continue;
         }
         handled += 1;
         if let Err(f) = channel.deliver(cp, row).await {
@@ -139,6 +134,29 @@ pub(crate) async fn deliver_due<C: Channel>(
         }
     }
     handled
+}
+
+/// Takes the lease on a due outbox row (Slack, e-mail or webhook) from
+/// `now`: `false` when another worker has it, or the claim could not be
+/// made (logged; the row stays due).
+pub(crate) async fn claimed(
+    cp: &ControlPlane,
+    id: &str,
+    seen_due_at: i64,
+    now: i64,
+    tuning: &Tuning,
+    what: &str,
+) -> bool {
+    match cp
+        .claim_delivery(id, seen_due_at, now + tuning.lease_ms)
+        .await
+    {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not claim {what}");
+            false
+        }
+    }
 }
 
 async fn failed<C: Channel>(
@@ -204,28 +222,45 @@ pub(crate) async fn give_up<C: Channel>(cp: &ControlPlane, row: &OutboxMessage, 
 pub(crate) async fn record_delivered<E, X, Fut>(
     row: &OutboxMessage,
     what: &str,
-    mut commit: impl FnMut() -> Fut,
+    commit: impl FnMut() -> Fut,
 ) -> Result<(), Failure<E>>
 where
     X: std::fmt::Display,
     Failure<E>: From<X>,
     Fut: Future<Output = Result<(), X>>,
 {
-    let mut last = None;
-    for attempt in 0..5u32 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-        }
+    commit_retrying(&row.id, what, commit)
+        .await
+        .map_err(Failure::from)
+}
+
+/// How often the record of a delivery is tried before the row is left to
+/// be retried (and the message sent again).
+const RECORD_ATTEMPTS: u32 = 5;
+
+/// Runs `commit` until it succeeds, at most `RECORD_ATTEMPTS` times with a
+/// growing pause, each failure logged; the last failure when none did.
+pub(crate) async fn commit_retrying<X, Fut>(
+    outbox_id: &str,
+    what: &str,
+    mut commit: impl FnMut() -> Fut,
+) -> Result<(), X>
+where
+    X: std::fmt::Display,
+    Fut: Future<Output = Result<(), X>>,
+{
+    let mut attempt = 1u32;
+    loop {
         match commit().await {
             Ok(()) => return Ok(()),
             Err(e) => {
-                tracing::warn!(error = %e, outbox = %row.id, "could not record {what}; retrying");
-                last = Some(e);
+                tracing::warn!(error = %e, outbox = %outbox_id, "could not record {what}; retrying");
+                if attempt == RECORD_ATTEMPTS {
+                    return Err(e);
+                }
             }
         }
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        attempt += 1;
     }
-    Err(last.map_or_else(
-        || Failure::Store(format!("recording {what} failed")),
-        Failure::from,
-    ))
 }

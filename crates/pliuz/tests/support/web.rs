@@ -13,14 +13,19 @@ pub fn no_redirects() -> Client {
         .expect("http client")
 }
 
-/// The value of cookie `name` a response sets; `None` when it is not set
-/// or set empty (a deletion).
-pub fn set_cookie(res: &Response, name: &str) -> Option<String> {
+/// The `name=value` of each cookie a response sets (its attributes cut off).
+fn set_cookie_pairs(res: &Response) -> impl Iterator<Item = &str> {
     res.headers()
         .get_all(header::SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|v| v.split(';').next())
+}
+
+/// The value of cookie `name` a response sets; `None` when it is not set
+/// or set empty (a deletion).
+pub fn set_cookie(res: &Response, name: &str) -> Option<String> {
+    set_cookie_pairs(res)
         .filter_map(|pair| pair.split_once('='))
         .find(|(k, v)| *k == name && !v.is_empty())
         .map(|(_, v)| v.to_owned())
@@ -28,13 +33,7 @@ pub fn set_cookie(res: &Response, name: &str) -> Option<String> {
 
 /// Every `name=value` a response sets, as one `Cookie` header value.
 pub fn cookie_header(res: &Response) -> String {
-    res.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .collect::<Vec<_>>()
-        .join("; ")
+    set_cookie_pairs(res).collect::<Vec<_>>().join("; ")
 }
 
 /// Submits the log-in form for `email` (with [`PASSWORD`]) and returns the
