@@ -1042,6 +1042,35 @@ async fn a_log_cut_back_to_an_older_checkpoint_is_not_vouched_for() {
     );
 }
 
+// The export copies the entries while it signs the checkpoint covering
+// them: when the signature is refused (here the log was cut back below what
+// this server signed), the error is reported and no `entries.jsonl`, not
+// even a partial one, is left to look like an export.
+#[tokio::test]
+async fn an_export_whose_signature_is_refused_leaves_no_entries() {
+    let (mut s, http, agent) = server_with_ten_refunds().await;
+    assert!(s.cli(&["audit", "checkpoint"], None).success);
+    let data = s.data_dir();
+    let older = log_size(&data).await;
+    create_refunds(&http, &s, &agent, 500..503).await;
+    assert!(s.cli(&["audit", "checkpoint"], None).success);
+    s.stop();
+    let cut = older + 1;
+    assert!(log_size(&data).await > cut);
+    truncate_consistently(&data, cut).await;
+
+    let out = s.dir.path().join("refused-export");
+    let e = s.cli(&["audit", "export", "--out", out.to_str().unwrap()], None);
+    assert!(!e.success, "{}", e.stderr);
+    assert!(
+        e.stderr.contains(&format!("holds {cut} entries")),
+        "{}",
+        e.stderr
+    );
+    assert!(!out.join("entries.jsonl").exists());
+    assert!(!out.join("entries.jsonl.partial").exists());
+}
+
 #[tokio::test]
 async fn the_monitor_catches_two_servers_with_one_key_diverging() {
     let mut a = Server::start(&config()).await;

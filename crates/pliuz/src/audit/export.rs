@@ -7,11 +7,13 @@
 //! DIR/keys.txt             every verifier key the log has used
 //! ```
 //!
-//! The export is a consistent snapshot: a checkpoint covering the log is
-//! signed first if needed, and only entries and checkpoints up to its size
-//! are written (the files of checkpoints already stored are written while
-//! it is signed). It runs beside a live server (entries are immutable, so
-//! no long transaction is needed).
+//! The export is a consistent snapshot: the log's size is read once, and
+//! only entries and checkpoints up to it are written. A checkpoint for
+//! exactly that size is signed if none covers it yet, while the entries are
+//! copied (and synced) into `entries.jsonl.partial` and the files of the
+//! checkpoints already stored are written; the entries get their final name
+//! only once the signature is stored. It runs beside a live server (entries
+//! are immutable, so no long transaction is needed).
 
 use super::{AuditResult, Signer};
 use crate::service::{ControlPlane, CopyError};
@@ -29,6 +31,12 @@ fn io(path: &Path, e: std::io::Error) -> super::AuditError {
     super::AuditError::Log(format!("{}: {e}", path.display()))
 }
 
+/// Where the entries are copied until the export is complete: renamed to
+/// `entries.jsonl` only once the checkpoint covering them is stored, so
+/// that a refused or failed signature never leaves a complete-looking
+/// export behind.
+const PARTIAL_ENTRIES: &str = "entries.jsonl.partial";
+
 /// Exports the whole log into `dir` (created; must not hold an export yet).
 pub async fn export(
     cp: &ControlPlane,
@@ -44,30 +52,65 @@ pub async fn export(
     let cp_dir = dir.join("checkpoints");
     std::fs::create_dir_all(&cp_dir).map_err(|e| io(&cp_dir, e))?;
 
-    // The checkpoints stored for entries the log already holds belong in
-    // the export whatever is signed next (the size exported is at least the
-    // log's size now). Their files, many small ones each costing more to
-    // create than its bytes, are written on a blocking thread while the
-    // checkpoint is signed and the entries are copied.
+    // With a signer the export covers the log as it is now, signed first if
+    // no stored checkpoint covers it yet; without one, only the signed part.
     let held = cp.audit_size().await?;
-    let early: Vec<(u64, String)> = cp
-        .all_checkpoints()
-        .await?
-        .into_iter()
-        .filter(|(s, _)| *s <= held)
-        .collect();
+    let stored = cp.all_checkpoints().await?;
+    let newest = stored.last().map(|(s, _)| *s);
+    let (size, to_sign) = match signer {
+        Some(s) if newest.is_none_or(|n| n < held) => (held, Some(s)),
+        Some(_) => (held, None),
+        None => (newest.unwrap_or(0).min(held), None),
+    };
+
+    // The checkpoints already stored for entries the export holds. Their
+    // files, many small ones each costing more to create than its bytes, are
+    // written on a blocking thread while the checkpoint is signed and the
+    // entries are copied.
+    let early: Vec<(u64, String)> = stored.into_iter().filter(|(s, _)| *s <= size).collect();
     let mut sizes: Vec<u64> = early.iter().map(|(s, _)| *s).collect();
     let early_files = tokio::task::spawn_blocking({
         let dir = dir.to_owned();
         move || write_checkpoints(&dir, &early)
     });
 
-    let size = match signer {
-        Some(s) => super::sign_checkpoint(cp, s).await?.size,
-        None => cp.latest_checkpoint().await?.map(|(s, _)| s).unwrap_or(0),
+    // The entries are copied while the checkpoint for exactly their size is
+    // signed (a read of the witness file and a consistency proof, a durable
+    // append to it, a durable INSERT): neither waits for the other.
+    let partial = dir.join(PARTIAL_ENTRIES);
+    let file = std::fs::File::create(&partial).map_err(|e| io(&partial, e))?;
+    let sign = async {
+        match to_sign {
+            Some(s) => super::sign_at(cp, s, size).await.map(|_| ()),
+            None => Ok(()),
+        }
     };
-    // Without a signer only the signed part is exported.
-    let size = size.min(cp.audit_size().await?);
+    // What the log holds, as it is: a missing or altered entry is for the
+    // verifier to find, not for the export to hide or refuse. The copy is
+    // made durable while the signature may still be on its way.
+    let copy = async {
+        let (written, file) = cp
+            .copy_audit_entries(size, file)
+            .await
+            .map_err(|e| match e {
+                CopyError::Store(e) => super::AuditError::Store(e),
+                CopyError::Write(e) => io(&partial, e),
+            })?;
+        let synced = tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| super::AuditError::Log(format!("{}: {e}", partial.display())))?;
+        synced.map_err(|e| io(&partial, e))?;
+        Ok::<u64, super::AuditError>(written)
+    };
+    let (copied, signed) = tokio::join!(copy, sign);
+    let written = match (copied, signed) {
+        (Ok(written), Ok(())) => written,
+        (Err(e), _) | (_, Err(e)) => {
+            // Best effort: the error is what the operator needs to see.
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
 
     // The checkpoints stored since (this export's own, the server's, another
     // replica's) and keys.txt, on another blocking thread.
@@ -88,23 +131,18 @@ pub async fn export(
         }
     });
 
-    let path = dir.join("entries.jsonl");
-    let file = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
-    // What the log holds, as it is: a missing or altered entry is for the
-    // verifier to find, not for the export to hide or refuse.
-    let (written, file) = cp
-        .copy_audit_entries(size, file)
-        .await
-        .map_err(|e| match e {
-            CopyError::Store(e) => super::AuditError::Store(e),
-            CopyError::Write(e) => io(&path, e),
-        })?;
     // The export succeeds only once every file is written and the entries
-    // are on the disk.
-    tokio::task::spawn_blocking(move || file.sync_all())
-        .await
-        .map_err(|e| super::AuditError::Log(format!("{}: {e}", path.display())))?
-        .map_err(|e| io(&path, e))?;
+    // are on the disk under their final name.
+    let entries = dir.join("entries.jsonl");
+    tokio::task::spawn_blocking({
+        let (dir, partial, entries) = (dir.to_owned(), partial.clone(), entries.clone());
+        move || -> AuditResult<()> {
+            std::fs::rename(&partial, &entries).map_err(|e| io(&entries, e))?;
+            sync_dir(&dir)
+        }
+    })
+    .await
+    .map_err(|e| super::AuditError::Log(format!("{}: {e}", entries.display())))??;
     for files in [early_files, late_files] {
         files
             .await
@@ -115,6 +153,13 @@ pub async fn export(
         checkpoints: sizes,
         keys,
     })
+}
+
+/// Makes the names in `dir` durable (the rename of `entries.jsonl`).
+fn sync_dir(dir: &Path) -> AuditResult<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
 }
 
 /// Writes `DIR/checkpoints/<size>` for each of `notes`.
