@@ -1019,20 +1019,26 @@ async fn a_truncated_log_is_refused_at_start_by_check_and_by_a_monitor() {
     assert_eq!(std::fs::read(&state).unwrap(), before, "state not advanced");
 }
 
+/// A stopped server that signed a checkpoint of its first ten refunds and,
+/// after `more` refunds, a larger one; the size the first one covers.
+async fn stopped_after_two_checkpoints(more: std::ops::Range<i64>) -> (Server, u64) {
+    let (mut s, http, agent) = server_with_ten_refunds().await;
+    assert!(s.cli(&["audit", "checkpoint"], None).success);
+    let older = log_size(&s.data_dir()).await;
+    create_refunds(&http, &s, &agent, more).await;
+    assert!(s.cli(&["audit", "checkpoint"], None).success);
+    s.stop();
+    assert!(log_size(&s.data_dir()).await > older + 1);
+    (s, older)
+}
+
 // A log cut back to exactly the size of an older stored checkpoint: that
 // checkpoint still verifies, but the server signed a larger one since, so
 // `audit checkpoint` must refuse rather than print the old note.
 #[tokio::test]
 async fn a_log_cut_back_to_an_older_checkpoint_is_not_vouched_for() {
-    let (mut s, http, agent) = server_with_ten_refunds().await;
-    assert!(s.cli(&["audit", "checkpoint"], None).success);
-    let data = s.data_dir();
-    let older = log_size(&data).await;
-    create_refunds(&http, &s, &agent, 400..403).await;
-    assert!(s.cli(&["audit", "checkpoint"], None).success);
-    s.stop();
-    assert!(log_size(&data).await > older);
-    truncate_consistently(&data, older).await;
+    let (s, older) = stopped_after_two_checkpoints(400..403).await;
+    truncate_consistently(&s.data_dir(), older).await;
     let sign = s.cli(&["audit", "checkpoint"], None);
     assert!(!sign.success, "{}", sign.stdout);
     assert!(
@@ -1048,16 +1054,9 @@ async fn a_log_cut_back_to_an_older_checkpoint_is_not_vouched_for() {
 // even a partial one, is left to look like an export.
 #[tokio::test]
 async fn an_export_whose_signature_is_refused_leaves_no_entries() {
-    let (mut s, http, agent) = server_with_ten_refunds().await;
-    assert!(s.cli(&["audit", "checkpoint"], None).success);
-    let data = s.data_dir();
-    let older = log_size(&data).await;
-    create_refunds(&http, &s, &agent, 500..503).await;
-    assert!(s.cli(&["audit", "checkpoint"], None).success);
-    s.stop();
+    let (s, older) = stopped_after_two_checkpoints(500..503).await;
     let cut = older + 1;
-    assert!(log_size(&data).await > cut);
-    truncate_consistently(&data, cut).await;
+    truncate_consistently(&s.data_dir(), cut).await;
 
     let out = s.dir.path().join("refused-export");
     let e = s.cli(&["audit", "export", "--out", out.to_str().unwrap()], None);
