@@ -38,11 +38,10 @@ pub fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Syncs a directory, so that a file created or renamed in it survives a
-/// crash (best effort: not every platform can open a directory).
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+/// crash. Callers that can go on without it ignore the error (not every
+/// platform can open a directory).
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Reads a secret file (a key) as text; warns when other users may read it,
@@ -92,6 +91,6 @@ pub fn publish(path: &Path, contents: &[u8], replace: bool) -> anyhow::Result<bo
         }
     };
     let _ = std::fs::remove_file(&tmp);
-    sync_dir(dir);
+    let _ = sync_dir(dir);
     result.map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }

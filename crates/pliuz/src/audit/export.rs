@@ -138,7 +138,8 @@ pub async fn export(
         let (dir, partial, entries) = (dir.to_owned(), partial.clone(), entries.clone());
         move || -> AuditResult<()> {
             std::fs::rename(&partial, &entries).map_err(|e| io(&entries, e))?;
-            sync_dir(&dir)
+            // The rename must be durable before success is reported.
+            crate::private_file::sync_dir(&dir).map_err(|e| io(&dir, e))
         }
     })
     .await
@@ -153,13 +154,6 @@ pub async fn export(
         checkpoints: sizes,
         keys,
     })
-}
-
-/// Makes the names in `dir` durable (the rename of `entries.jsonl`).
-fn sync_dir(dir: &Path) -> AuditResult<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))
 }
 
 /// Writes `DIR/checkpoints/<size>` for each of `notes`.

@@ -146,7 +146,7 @@ impl Witness {
         f.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
         if !existed {
-            private_file::sync_dir(dir);
+            let _ = private_file::sync_dir(dir);
         }
         Ok(())
     }
