@@ -830,3 +830,69 @@ async fn a_key_revoked_through_one_replica_is_refused_at_once_by_another() {
         assert_eq!(list(s).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
 }
+
+/// The server's log lines that say an agent key was looked up inline.
+fn inline_lookups(server: &Server) -> usize {
+    server.log().matches("agent key looked up inline").count()
+}
+
+// On SQLite the agent-key lookup reads the database on the request's own
+// thread through idle read-only connections (`store::inline_read`), each
+// with its statement cached. Those connections must not keep a snapshot or
+// a cached answer: a key revoked by `pliuz agents revoke` (another process,
+// the same file) or through the admin API is refused by the very next
+// request, while the other keys keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_revoked_key_is_refused_by_the_very_next_request() {
+    let server = Server::start_with(
+        REFUNDS_POLICY,
+        None,
+        env_vars(&[("PLIUZ_LOG", "info,pliuz::store::inline_read=trace")]),
+    )
+    .await;
+    let admin = server.user_token("root@example.com", "admin", &[]);
+    let (bot, other, kept) = (
+        server.agent_key("bot"),
+        server.agent_key("other"),
+        server.agent_key("kept"),
+    );
+    let http = Client::new();
+    let status = |key: &str| {
+        let req = http.get(server.url("/api/v1/approvals")).bearer_auth(key);
+        async move { req.send().await.unwrap().status() }
+    };
+    // Concurrent requests, so that several connections are opened, used
+    // and left idle before the revocations.
+    for _ in 0..3 {
+        let all = futures::future::join_all(
+            [&bot, &other, &kept, &bot, &other, &kept].map(|k| status(k)),
+        )
+        .await;
+        assert!(all.iter().all(|s| *s == StatusCode::OK), "{all:?}");
+    }
+    let served_before = inline_lookups(&server);
+    assert!(served_before >= 18, "{}", server.log());
+
+    let out = server.cli(&["agents", "revoke", "bot"], None);
+    assert!(out.success, "{}", out.stderr);
+    for _ in 0..4 {
+        assert_eq!(status(&bot).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(status(&other).await, StatusCode::OK);
+
+    let revoked = http
+        .post(server.url("/api/v1/admin/agents/other/revoke"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    for _ in 0..4 {
+        assert_eq!(status(&other).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(status(&kept).await, StatusCode::OK);
+    // Every one of those lookups was read inline, none fell back.
+    let log = server.log();
+    assert!(inline_lookups(&server) >= served_before + 10, "{log}");
+    assert!(!log.contains("fell back to the connection pool"), "{log}");
+}

@@ -11,6 +11,7 @@ pub mod audit_copy;
 pub mod email;
 mod gauges;
 pub mod health;
+mod inline_read;
 pub mod oidc;
 mod outbox;
 pub mod overview;
@@ -201,6 +202,8 @@ pub struct Store {
     writer: tokio::sync::mpsc::UnboundedSender<writer::Ask>,
     /// Transactions and changes committed by this process.
     stats: Arc<WriteStats>,
+    /// SQLite on a file: agent keys looked up without the pool's thread hop.
+    inline: Option<Arc<inline_read::InlineReader>>,
 }
 
 /// When a readiness probe ran and what it found.
@@ -299,6 +302,10 @@ impl Store {
             internal_writers: Arc::new(Semaphore::new(MAX_QUEUED_INTERNAL_WRITES)),
             probe: Arc::new(Mutex::new(None)),
             file: (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(&shown)),
+            // An in-memory database is the pool's alone: a new connection
+            // would see another, empty one.
+            inline: (backend == Backend::Sqlite && !shown.is_empty() && shown != ":memory:")
+                .then(|| Arc::new(inline_read::InlineReader::new(shown.clone().into()))),
             draining: Arc::new(AtomicBool::new(false)),
             closed: Arc::new(AtomicBool::new(false)),
         };

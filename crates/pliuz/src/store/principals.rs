@@ -21,6 +21,11 @@ pub struct UserTokenRecord {
     pub revoked_at: Option<i64>,
 }
 
+/// The active agent holding a key (by its hash): revoked keys match nothing.
+/// One statement for the pool and the inline reader alike.
+pub(super) const AGENT_FOR_KEY_HASH_SQL: &str =
+    "SELECT name FROM agents WHERE key_hash = $1 AND revoked_at IS NULL";
+
 /// A user's tokens, newest first (index `user_tokens_by_user`).
 pub(crate) const USER_TOKENS_SQL: &str =
     "SELECT id, label, created_at, revoked_at FROM user_tokens \
@@ -132,9 +137,16 @@ impl Store {
         self.user_for_token_hash(hash).await
     }
 
+    /// On SQLite read inline, on this thread (`inline_read`); through the
+    /// pool on PostgreSQL, or when the inline read fails.
     async fn agent_for_key_hash(&self, hash: &str) -> Result<Option<Principal>> {
-        let q = "SELECT name FROM agents WHERE key_hash = $1 AND revoked_at IS NULL";
-        let name = sql::fetch_optional_scalar(&self.pool, q, (hash,)).await?;
+        if let Some(inline) = &self.inline {
+            match inline.agent_name(AGENT_FOR_KEY_HASH_SQL, hash) {
+                Ok(name) => return Ok(name.map(|name| Principal::Agent { name })),
+                Err(e) => inline.fell_back(&e),
+            }
+        }
+        let name = sql::fetch_optional_scalar(&self.pool, AGENT_FOR_KEY_HASH_SQL, (hash,)).await?;
         Ok(name.map(|name| Principal::Agent { name }))
     }
 
