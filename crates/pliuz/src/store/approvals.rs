@@ -226,6 +226,11 @@ pub(crate) const DUE_EXPIRIES_SQL: &str = "SELECT id FROM approvals WHERE status
 pub(crate) const NEXT_EXPIRY_SQL: &str =
     "SELECT MIN(expires_at) FROM approvals WHERE status = 'pending'";
 
+/// Whether an agent used an idempotency key before (index
+/// `approvals_idempotency`).
+pub(super) const IDEMPOTENCY_KEY_USED_SQL: &str =
+    "SELECT 1 FROM approvals WHERE agent = $1 AND idempotency_key = $2";
+
 impl Store {
     pub async fn get_approval(&self, id: &str) -> Result<Option<Approval>> {
         let mut conn = self.pool.acquire().await?;
@@ -233,6 +238,16 @@ impl Store {
     }
 
     pub async fn find_by_idempotency(&self, agent: &str, key: &str) -> Result<Option<Approval>> {
+        // A new key (nearly every call) needs no more than this point read,
+        // on SQLite made on this thread (`inline_read`); a key used before
+        // is read whole from the pool.
+        if let Some(inline) = &self.inline {
+            match inline.finds(IDEMPOTENCY_KEY_USED_SQL, [agent, key]) {
+                Ok(false) => return Ok(None),
+                Ok(true) => {}
+                Err(e) => inline.fell_back(&e),
+            }
+        }
         let q =
             format!("SELECT {COLUMNS} FROM approvals WHERE agent = $1 AND idempotency_key = $2");
         let mut conn = self.pool.acquire().await?;

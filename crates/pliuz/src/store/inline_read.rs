@@ -1,17 +1,18 @@
-//! The agent-key lookup on SQLite, answered on the caller's own thread.
+//! Point reads on SQLite that every agent request makes, answered on the
+//! caller's own thread: the agent-key lookup, and whether a create's
+//! idempotency key was used before (the SDKs send one with every call).
 //!
-//! Every authenticated API request looks up its bearer secret. Through the
-//! sqlx pool that one indexed read is handed to the connection's worker
-//! thread and back, and those thread hops are most of a request's cost on
-//! SQLite (issue #13). A point read of a unique index takes microseconds,
-//! so it is run here instead, on a native read-only connection, without
-//! leaving the async thread: `busy_timeout` 0, so it never waits on a lock.
+//! Through the sqlx pool each of these indexed reads is handed to the
+//! connection's worker thread and back, and those thread hops are most of a
+//! request's cost on SQLite (issue #13). A point read of a unique index
+//! takes microseconds, so it is run here instead, on a native read-only
+//! connection, without leaving the async thread: `busy_timeout` 0, so it
+//! never waits on a lock.
 //!
-//! Each lookup is a real read in its own read transaction (no cache): a
-//! key revoked by the server or by another process (`pliuz agents revoke`)
-//! is refused by the very next request. On any error, `SQLITE_BUSY`
-//! included, the connection is dropped and the caller asks the pool, as it
-//! did before.
+//! Each read is a real read in its own read transaction (no cache): a key
+//! revoked by the server or by another process (`pliuz agents revoke`) is
+//! refused by the very next request. On any error, `SQLITE_BUSY` included,
+//! the connection is dropped and the caller asks the pool, as it did before.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +27,7 @@ const MAX_IDLE: usize = 4;
 pub(super) struct InlineReader {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
-    /// Lookups that failed here and went to the pool; the first is logged.
+    /// Reads that failed here and went to the pool; the first is logged.
     fallbacks: AtomicU64,
 }
 
@@ -45,30 +46,47 @@ impl InlineReader {
     /// `Err`: not read here (the connection is dropped); ask the pool.
     pub(super) fn agent_name(&self, sql: &str, hash: &str) -> rusqlite::Result<Option<String>> {
         use rusqlite::OptionalExtension;
-        let conn = match self.take_idle() {
-            Some(conn) => conn,
-            None => self.open()?,
-        };
-        let name = conn
-            .prepare_cached(sql)?
-            .query_row([hash], |row| row.get::<_, String>(0))
-            .optional()?;
-        self.put_back(conn);
+        let name = self.read(|conn| {
+            conn.prepare_cached(sql)?
+                .query_row([hash], |row| row.get::<_, String>(0))
+                .optional()
+        })?;
         tracing::trace!("agent key looked up inline");
         Ok(name)
     }
 
-    /// Notes a lookup that went to the pool instead: logged the first time
+    /// Whether `sql` finds a row with these values. `Err`: not read here;
+    /// ask the pool.
+    pub(super) fn finds(&self, sql: &str, values: [&str; 2]) -> rusqlite::Result<bool> {
+        self.read(|conn| conn.prepare_cached(sql)?.exists(values))
+    }
+
+    /// Runs `read` on an idle connection (or a new one), kept for the next
+    /// read only when it succeeded.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let conn = match self.take_idle() {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let value = read(&conn)?;
+        self.put_back(conn);
+        Ok(value)
+    }
+
+    /// Notes a read that went to the pool instead: logged the first time
     /// (a file this reader cannot open would otherwise log every request).
     pub(super) fn fell_back(&self, e: &rusqlite::Error) {
         if self.fallbacks.fetch_add(1, Ordering::Relaxed) == 0 {
-            tracing::warn!(error = %e, "the agent-key lookup fell back to the connection pool");
+            tracing::warn!(error = %e, "an inline read fell back to the connection pool");
         } else {
-            tracing::debug!(error = %e, "the agent-key lookup fell back to the connection pool");
+            tracing::debug!(error = %e, "an inline read fell back to the connection pool");
         }
     }
 
-    /// Lookups that fell back to the pool so far.
+    /// Reads that fell back to the pool so far.
     #[cfg(test)]
     fn fallbacks(&self) -> u64 {
         self.fallbacks.load(Ordering::Relaxed)
@@ -190,6 +208,59 @@ mod tests {
         assert_eq!(holder(&store, "hash-bot").await?.as_deref(), Some("bot"));
         assert_eq!(holder(&store, "hash-nobody").await?, None);
         assert_eq!(inline.fallbacks(), 0);
+        Ok(())
+    }
+
+    /// Stores agent `bot`'s request `a1` made with idempotency key `k1`.
+    async fn with_request(store: &Store) -> Result<()> {
+        let mut a = crate::approval::sample(1);
+        a.call.idempotency_key = Some("k1".into());
+        let mut tx = store.begin_write().await?;
+        tx.insert_approval(&a).await?;
+        tx.audit(
+            "agent:bot",
+            Some(&a.id),
+            crate::audit_event::AuditEvent::AgentCreated { name: "bot".into() },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn found_by_key(store: &Store, agent: &str, key: &str) -> Result<Option<String>> {
+        Ok(store.find_by_idempotency(agent, key).await?.map(|a| a.id))
+    }
+
+    // Whether an idempotency key was used is read inline: a new key ends
+    // there, a used one is then read whole from the pool; only the agent's
+    // own keys count. A reader that cannot read leaves it to the pool, with
+    // the same answers.
+    #[tokio::test]
+    async fn idempotency_keys_are_checked_inline_and_fall_back_alike() -> Result<()> {
+        let (dir, store) = store_with_agents().await?;
+        with_request(&store).await?;
+        let inline = store
+            .inline
+            .clone()
+            .ok_or_else(|| failed("no inline reader"))?;
+        let broken = Arc::new(InlineReader::new(dir.path().join("missing/t.db")));
+        let broken_store = Store {
+            inline: Some(broken.clone()),
+            ..store.clone()
+        };
+        for s in [&store, &broken_store] {
+            assert_eq!(found_by_key(s, "bot", "k1").await?.as_deref(), Some("a1"));
+            assert_eq!(found_by_key(s, "bot", "k2").await?, None);
+            assert_eq!(found_by_key(s, "other", "k1").await?, None);
+        }
+        assert_eq!(inline.fallbacks(), 0);
+        assert_eq!(broken.fallbacks(), 3);
+        assert!(inline
+            .finds(
+                super::super::approvals::IDEMPOTENCY_KEY_USED_SQL,
+                ["bot", "k1"]
+            )
+            .map_err(failed)?);
         Ok(())
     }
 
