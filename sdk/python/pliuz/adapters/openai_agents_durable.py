@@ -710,5 +710,8 @@ async def _until_stopped(work: Awaitable[list[Run]], stop: asyncio.Event) -> lis
 def _install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
+        # Not a silenced failure: loops that cannot take signal handlers
+        # (Windows' raises NotImplementedError; a loop outside the main thread
+        # raises RuntimeError) leave stopping to the caller, as they must.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
