@@ -234,7 +234,7 @@ pub(super) const IDEMPOTENCY_KEY_USED_SQL: &str =
 impl Store {
     pub async fn get_approval(&self, id: &str) -> Result<Option<Approval>> {
         let mut conn = self.pool.acquire().await?;
-        get_in(&mut conn, id).await
+        get_in(&mut *conn, id).await
     }
 
     pub async fn find_by_idempotency(&self, agent: &str, key: &str) -> Result<Option<Approval>> {
@@ -307,7 +307,11 @@ impl Store {
 
 /// One approval and its votes in one statement: a row per vote (one row
 /// with no vote when there are none), each repeating the approval.
-async fn get_in(conn: &mut AnyConnection, id: &str) -> Result<Option<Approval>> {
+/// `conn`: a pool connection, or the writer's inside a write.
+async fn get_in<C>(conn: &mut C, id: &str) -> Result<Option<Approval>>
+where
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let columns = sql::qualified("a", COLUMNS);
     let q = format!(
         "SELECT {columns}, v.voter AS vote_voter, v.created_at AS vote_at FROM approvals a LEFT JOIN approval_votes v ON v.approval_id = a.id WHERE a.id = $1 ORDER BY v.created_at, v.voter"
@@ -332,7 +336,7 @@ impl WriteTx {
     /// Reads an approval inside the transaction (after the write lock is held,
     /// so what it reads cannot change before commit).
     pub async fn get_approval(&mut self, id: &str) -> Result<Option<Approval>> {
-        get_in(&mut self.tx, id).await
+        get_in(&mut *self.tx, id).await
     }
 
     /// Held until commit (`write_behind`): a new request is read back by

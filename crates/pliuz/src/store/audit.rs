@@ -27,10 +27,10 @@ fn hash_from(bytes: Vec<u8>) -> Result<Hash> {
         .map_err(|_| StoreError::Corrupt("audit hash is not 32 bytes".into()))
 }
 
-async fn read_hashes(
-    conn: &mut sqlx::AnyConnection,
-    indexes: &[u64],
-) -> Result<HashMap<u64, Hash>> {
+async fn read_hashes<C>(conn: &mut C, indexes: &[u64]) -> Result<HashMap<u64, Hash>>
+where
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let mut out = HashMap::with_capacity(indexes.len());
     if indexes.is_empty() {
         return Ok(out);
@@ -280,7 +280,7 @@ impl WriteTx {
             .copied()
             .filter(|i| !self.known_hashes.contains_key(i))
             .collect();
-        let read = read_hashes(&mut self.tx, &unread).await?;
+        let read = read_hashes(&mut *self.tx, &unread).await?;
         self.known_hashes.extend(read);
         let mut known = HashMap::with_capacity(needed.len());
         for i in needed {
@@ -347,7 +347,7 @@ impl Store {
     /// Reads the stored hashes `indexes` (for proofs and roots).
     pub async fn audit_hashes(&self, indexes: &[u64]) -> Result<HashMap<u64, Hash>> {
         let mut conn = self.pool.acquire().await?;
-        read_hashes(&mut conn, indexes).await
+        read_hashes(&mut *conn, indexes).await
     }
 
     /// The Merkle root of the first `size` entries.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub fn unavailable_reason(e: &sqlx::Error) -> Option<(String, u64)> {
     match e {
         sqlx::Error::Database(db) => {
-            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+            if super::write_conn::is_sqlite(db.as_ref()) {
                 // SQLite's code is the extended result code, as a number.
                 let code: i64 = db.code().and_then(|c| c.parse().ok()).unwrap_or_default();
                 sqlite_reason(code, db.message())

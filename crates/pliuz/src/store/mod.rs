@@ -27,6 +27,7 @@ pub mod slack;
 mod sql;
 pub mod timers;
 mod write_behind;
+mod write_conn;
 mod writer;
 
 pub use approvals::{ApprovalFilter, Page};
@@ -130,7 +131,7 @@ impl StoreError {
         let unknown = match &e {
             sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
             sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                if write_conn::is_sqlite(db.as_ref()) {
                     c.parse::<i64>().is_ok_and(|n| n & 0xff == 10)
                 } else {
                     c.starts_with("08")
@@ -291,7 +292,12 @@ impl Store {
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database {shown}: {}", describe(&e)))?;
         let stats = Arc::new(WriteStats::default());
-        let writer = writer::spawn(url.clone(), backend, stats.clone());
+        // An in-memory database is the pool's alone: a new connection would
+        // see another, empty one.
+        let file = (backend == Backend::Sqlite && !shown.is_empty() && shown != ":memory:")
+            .then(|| std::path::PathBuf::from(&shown));
+        let writer = writer::spawn(url.clone(), backend, file.clone(), stats.clone())
+            .map_err(|e| anyhow::anyhow!("cannot start the database writer: {e}"))?;
         let store = Store {
             pool,
             backend,
@@ -302,10 +308,7 @@ impl Store {
             internal_writers: Arc::new(Semaphore::new(MAX_QUEUED_INTERNAL_WRITES)),
             probe: Arc::new(Mutex::new(None)),
             file: (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(&shown)),
-            // An in-memory database is the pool's alone: a new connection
-            // would see another, empty one.
-            inline: (backend == Backend::Sqlite && !shown.is_empty() && shown != ":memory:")
-                .then(|| Arc::new(inline_read::InlineReader::new(shown.clone().into()))),
+            inline: file.map(|f| Arc::new(inline_read::InlineReader::new(f))),
             draining: Arc::new(AtomicBool::new(false)),
             closed: Arc::new(AtomicBool::new(false)),
         };
@@ -660,8 +663,8 @@ pub struct WriteTx {
 struct TxConn(Option<writer::Lease>);
 
 impl std::ops::Deref for TxConn {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+    type Target = write_conn::WriteConn;
+    fn deref(&self) -> &write_conn::WriteConn {
         self.0
             .as_ref()
             .map(writer::Lease::conn_ref)
@@ -670,7 +673,7 @@ impl std::ops::Deref for TxConn {
 }
 
 impl std::ops::DerefMut for TxConn {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut write_conn::WriteConn {
         self.0
             .as_mut()
             .map(writer::Lease::conn)
@@ -679,7 +682,7 @@ impl std::ops::DerefMut for TxConn {
 }
 
 impl WriteTx {
-    pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
+    pub fn conn(&mut self) -> &mut write_conn::WriteConn {
         &mut self.tx
     }
 
@@ -803,10 +806,13 @@ impl Drop for StartupLock {
 
 /// Settings every SQLite connection needs; with `refresh_stats`, the
 /// planner statistics are refreshed too.
-async fn prepare_sqlite(
-    conn: &mut AnyConnection,
+async fn prepare_sqlite<C>(
+    conn: &mut C,
     refresh_stats: bool,
-) -> std::result::Result<(), sqlx::Error> {
+) -> std::result::Result<(), sqlx::Error>
+where
+    for<'c> &'c mut C: Executor<'c, Database = Any>,
+{
     // WAL lets readers run beside the writer; FULL makes every acknowledged
     // commit survive power loss, not just kill -9.
     conn.execute("PRAGMA journal_mode = WAL").await?;

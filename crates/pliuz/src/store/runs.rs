@@ -73,10 +73,10 @@ pub(crate) const DUE_WEBHOOKS_SQL: &str = concat!(
 pub(crate) const NEXT_WEBHOOK_DUE_SQL: &str = "SELECT MIN(next_attempt_at) FROM outbox WHERE kind = $1 AND delivered_at IS NULL AND next_attempt_at < $2";
 
 /// A run's approvals and questions (migration 101), each in their order.
-async fn approval_ids_of(
-    conn: &mut sqlx::AnyConnection,
-    run_id: &str,
-) -> Result<(Vec<String>, Vec<String>)> {
+async fn approval_ids_of<C>(conn: &mut C, run_id: &str) -> Result<(Vec<String>, Vec<String>)>
+where
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let q = "SELECT approval_id FROM run_approvals WHERE run_id = $1 ORDER BY position";
     let approvals = sql::fetch_scalars(&mut *conn, q, (run_id,)).await?;
     let q = "SELECT question_id FROM run_questions WHERE run_id = $1 ORDER BY position";
@@ -195,7 +195,7 @@ impl WriteTx {
         else {
             return Ok(None);
         };
-        let ids = approval_ids_of(&mut self.tx, id).await?;
+        let ids = approval_ids_of(&mut *self.tx, id).await?;
         Ok(Some(run_from_row(&row, ids)?))
     }
 
@@ -371,7 +371,7 @@ impl Store {
             return Ok(None);
         };
         let mut conn = self.pool.acquire().await?;
-        let ids = approval_ids_of(&mut conn, id).await?;
+        let ids = approval_ids_of(&mut *conn, id).await?;
         Ok(Some(run_from_row(&row, ids)?))
     }
 
@@ -383,7 +383,7 @@ impl Store {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: String = col(r, "id")?;
-            let ids = approval_ids_of(&mut conn, &id).await?;
+            let ids = approval_ids_of(&mut *conn, &id).await?;
             out.push(run_from_row(r, ids)?);
         }
         Ok(out)

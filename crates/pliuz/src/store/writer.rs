@@ -14,9 +14,10 @@
 //! a false success).
 
 use super::sql::Statement;
+use super::write_conn::WriteConn;
 use super::{prepare_sqlite, Backend, StoreError, WRITE_WAIT};
 use futures::StreamExt;
-use sqlx::{AnyConnection, Connection, Executor, Row};
+use sqlx::{Executor, Row};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +78,7 @@ pub(super) enum Ask {
 /// or was abandoned anywhere, even before it arrived) hands the connection
 /// back to be rolled back to its savepoint.
 pub struct Lease {
-    conn: Option<AnyConnection>,
+    conn: Option<WriteConn>,
     audit_size: i64,
     /// Audit tree hashes earlier members of the batch wrote: a change that
     /// appends after them need not read them back.
@@ -90,7 +91,7 @@ pub type Hashes = std::collections::HashMap<u64, pliuz_audit::Hash>;
 
 /// A lent connection coming back to the writer.
 struct Returned {
-    conn: AnyConnection,
+    conn: WriteConn,
     /// `Some` when the change is to be kept.
     kept: Option<Kept>,
 }
@@ -130,13 +131,13 @@ impl Lease {
         std::mem::take(&mut self.hashes)
     }
 
-    pub fn conn_ref(&self) -> &AnyConnection {
+    pub fn conn_ref(&self) -> &WriteConn {
         self.conn
             .as_ref()
             .expect("a lease keeps its connection until returned")
     }
 
-    pub fn conn(&mut self) -> &mut AnyConnection {
+    pub fn conn(&mut self) -> &mut WriteConn {
         self.conn
             .as_mut()
             .expect("a lease keeps its connection until returned")
@@ -188,32 +189,50 @@ impl Drop for Lease {
     }
 }
 
-/// Starts the writer task for the database at `url`.
+/// Starts the writer for the database at `url` (`file`: the SQLite file,
+/// if it is one, written through a native connection).
 pub(super) fn spawn(
     url: String,
     backend: Backend,
+    file: Option<std::path::PathBuf>,
     stats: Arc<WriteStats>,
-) -> mpsc::UnboundedSender<Ask> {
+) -> std::io::Result<mpsc::UnboundedSender<Ask>> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(
-        Writer {
-            url,
-            backend,
-            conn: None,
-            stats,
-            stopped: false,
-            edge: None,
-        }
-        .run(rx),
-    );
-    tx
+    let native = file.is_some();
+    let writer = Writer {
+        url,
+        backend,
+        file,
+        conn: None,
+        stats,
+        stopped: false,
+        edge: None,
+    };
+    if native {
+        // The native connection blocks the thread it runs on while `BEGIN`
+        // waits for SQLite's lock and while `COMMIT` waits for the disk: a
+        // thread of its own, as sqlx's connection had, not one of the
+        // runtime's (the changes' own statements do not wait, and run on
+        // their tasks' threads).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("pliuz-writer".into())
+            .spawn(move || runtime.block_on(writer.run(rx)))?;
+    } else {
+        tokio::spawn(writer.run(rx));
+    }
+    Ok(tx)
 }
 
 struct Writer {
     url: String,
     backend: Backend,
+    /// The SQLite file, written natively (`write_conn`); `None`: through sqlx.
+    file: Option<std::path::PathBuf>,
     /// Open between batches too; `None` after a failure, reopened on demand.
-    conn: Option<AnyConnection>,
+    conn: Option<WriteConn>,
     stats: Arc<WriteStats>,
     stopped: bool,
     /// The audit tree's right edge after this writer's last commit, and the
@@ -394,7 +413,7 @@ impl Writer {
     /// waited in the queue hears "locked" before it gives up, not just "busy".
     async fn try_begin(&mut self, deadline: Instant) -> Result<i64, sqlx::Error> {
         if self.conn.is_none() {
-            let mut c = AnyConnection::connect(&self.url).await?;
+            let mut c = WriteConn::open(&self.url, self.backend, self.file.as_deref()).await?;
             if self.backend == Backend::Sqlite {
                 prepare_sqlite(&mut c, true).await?;
                 c.execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
