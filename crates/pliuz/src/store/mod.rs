@@ -296,8 +296,7 @@ impl Store {
         // see another, empty one.
         let file = (backend == Backend::Sqlite && !shown.is_empty() && shown != ":memory:")
             .then(|| std::path::PathBuf::from(&shown));
-        let writer = writer::spawn(url.clone(), backend, file.clone(), stats.clone())
-            .map_err(|e| anyhow::anyhow!("cannot start the database writer: {e}"))?;
+        let writer = writer::spawn(url.clone(), backend, file.clone(), stats.clone());
         let store = Store {
             pool,
             backend,

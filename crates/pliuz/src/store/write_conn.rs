@@ -1,16 +1,20 @@
 //! The writer's connection. On PostgreSQL (and an in-memory SQLite) it is
 //! sqlx's; on a SQLite file it is a native one (`rusqlite`, on the same
-//! SQLite library sqlx links), whose statements run on the thread that asks.
+//! SQLite library sqlx links), whose statements run right where they are
+//! asked, on the writer's and the changes' own tasks.
 //!
 //! Through sqlx, each SQLite statement is handed to the connection's worker
 //! thread and its answer handed back: two thread switches a statement, and
 //! with the writer's `BEGIN`, a change's own statements and the `COMMIT`,
 //! they were most of an auto-approved create's server time (issue #13). A
-//! statement inside the open write transaction takes microseconds and never
-//! waits for a lock (the transaction holds it), so a change runs its
-//! statements on its own task's thread; the writer, which waits for the lock
-//! at `BEGIN` and for the disk at `COMMIT`, runs on a thread of its own
-//! (`writer::spawn`).
+//! statement inside the open write transaction takes microseconds and
+//! never waits for a lock (the transaction holds it). The `COMMIT` blocks
+//! its runtime thread for the fsync; measured against a writer on a thread
+//! of its own, that was faster both alone and under load
+//! (`docs/benchmarks.md`): the runtime's other threads serve meanwhile,
+//! and no change waits for a thread to be woken. A `BEGIN` is tried without
+//! waiting; only when another process holds SQLite's lock is it retried on
+//! a blocking thread that waits ([`WriteConn::fetch_all_waiting`]).
 //!
 //! Both kinds serve the store's statements through sqlx's [`Executor`] (the
 //! same binding by `$N`, rows as [`AnyRow`], errors as [`sqlx::Error`]),
@@ -80,6 +84,59 @@ impl WriteConn {
                 Ok(WriteConn::Native(conn))
             }
             _ => Ok(WriteConn::Sqlx(AnyConnection::connect(url).await?)),
+        }
+    }
+
+    /// Runs `sql` (no values) on the native connection in `slot`, waiting up
+    /// to `wait` for SQLite's lock, on a blocking thread so that the wait
+    /// holds up no runtime thread. The connection is back in `slot` after,
+    /// and waits for no lock again. (sqlx's connection waits on its own
+    /// thread anyway: it runs `sql` as it is.)
+    pub async fn fetch_all_waiting(
+        slot: &mut Option<WriteConn>,
+        sql: &'static str,
+        wait: Duration,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let Some(mut conn) = slot.take() else {
+            return Err(sqlx::Error::WorkerCrashed);
+        };
+        if let WriteConn::Sqlx(c) = &mut conn {
+            let rows = c.fetch_all(sqlx::raw_sql(sql)).await;
+            *slot = Some(conn);
+            return rows;
+        }
+        // A thread of its own rather than the runtime's blocking pool: a
+        // runtime shutting down waits for its blocking tasks, and this one
+        // may wait seconds for the lock (the writer's task is dropped then,
+        // and the connection with the thread's answer).
+        let (answer, waited) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("pliuz-write-lock-wait".into())
+            .spawn(move || {
+                let rows = match &conn {
+                    WriteConn::Native(native) => {
+                        let rows = native
+                            .busy_timeout(wait)
+                            .map_err(to_sqlx)
+                            .and_then(|()| rows_of(run(native, sql, None)));
+                        // No wait again, whatever happened.
+                        let reset = native.busy_timeout(Duration::ZERO).map_err(to_sqlx);
+                        rows.and_then(|rows| reset.map(|()| rows))
+                    }
+                    WriteConn::Sqlx(_) => Err(unsupported("wait here")),
+                };
+                let _ = answer.send((conn, rows));
+            });
+        if let Err(e) = spawned {
+            return Err(sqlx::Error::Io(e));
+        }
+        match waited.await {
+            Ok((conn, rows)) => {
+                *slot = Some(conn);
+                rows
+            }
+            // The connection went with the thread: a new one is opened.
+            Err(_) => Err(sqlx::Error::WorkerCrashed),
         }
     }
 
@@ -161,6 +218,19 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
 
 fn unsupported(what: &str) -> sqlx::Error {
     sqlx::Error::AnyDriverError(format!("the write connection does not {what}").into())
+}
+
+/// Every row `results` hold, or their first error.
+fn rows_of(
+    results: Vec<Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>,
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let mut rows = Vec::new();
+    for r in results {
+        if let Either::Right(row) = r? {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
 }
 
 /// The first row `results` hold, or their first error.
@@ -451,6 +521,18 @@ impl DatabaseError for NativeSqliteError {
     }
 }
 
+/// Whether `e` is SQLite's "the database is locked" (by another connection
+/// or process: `SQLITE_BUSY`, `SQLITE_LOCKED`).
+pub(super) fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) if is_sqlite(db.as_ref()) => db
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
 /// Whether a database error is SQLite's, through sqlx or natively: its
 /// code is then SQLite's extended result code.
 pub(super) fn is_sqlite(db: &dyn DatabaseError) -> bool {
@@ -467,6 +549,68 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = rusqlite::Connection::open(dir.path().join("t.db")).expect("open");
         (dir, WriteConn::Native(conn))
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_the_lock_holds_up_no_runtime_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let holder = rusqlite::Connection::open(&path).expect("open");
+        holder
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x); BEGIN EXCLUSIVE")
+            .expect("take the write lock");
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.busy_timeout(Duration::ZERO).expect("no wait");
+        let mut slot = Some(WriteConn::Native(conn));
+        // This test's runtime has one thread: the ticker runs only if the
+        // wait does not hold that thread.
+        let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        let started = Instant::now();
+        let Err(e) =
+            WriteConn::fetch_all_waiting(&mut slot, "BEGIN IMMEDIATE", Duration::from_millis(400))
+                .await
+        else {
+            panic!("begun while locked")
+        };
+        assert!(is_busy(&e), "{e}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(350),
+            "{:?}",
+            started.elapsed()
+        );
+        let ticked = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            ticked >= 10,
+            "the runtime ran {ticked} ticks during the wait"
+        );
+        ticker.abort();
+        // The connection is back, and waits for nothing again.
+        let conn = slot.as_mut().expect("the connection is back");
+        let started = Instant::now();
+        let e = conn
+            .execute("BEGIN IMMEDIATE")
+            .await
+            .expect_err("still locked");
+        assert!(is_busy(&e), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+        // Released, the lock is taken.
+        holder.execute_batch("COMMIT").expect("release");
+        WriteConn::fetch_all_waiting(&mut slot, "BEGIN IMMEDIATE", Duration::from_millis(400))
+            .await
+            .expect("begun");
     }
 
     #[test]

@@ -189,41 +189,28 @@ impl Drop for Lease {
     }
 }
 
-/// Starts the writer for the database at `url` (`file`: the SQLite file,
-/// if it is one, written through a native connection).
+/// Starts the writer task for the database at `url` (`file`: the SQLite
+/// file, if it is one, written through a native connection).
 pub(super) fn spawn(
     url: String,
     backend: Backend,
     file: Option<std::path::PathBuf>,
     stats: Arc<WriteStats>,
-) -> std::io::Result<mpsc::UnboundedSender<Ask>> {
+) -> mpsc::UnboundedSender<Ask> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let native = file.is_some();
-    let writer = Writer {
-        url,
-        backend,
-        file,
-        conn: None,
-        stats,
-        stopped: false,
-        edge: None,
-    };
-    if native {
-        // The native connection blocks the thread it runs on while `BEGIN`
-        // waits for SQLite's lock and while `COMMIT` waits for the disk: a
-        // thread of its own, as sqlx's connection had, not one of the
-        // runtime's (the changes' own statements do not wait, and run on
-        // their tasks' threads).
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("pliuz-writer".into())
-            .spawn(move || runtime.block_on(writer.run(rx)))?;
-    } else {
-        tokio::spawn(writer.run(rx));
-    }
-    Ok(tx)
+    tokio::spawn(
+        Writer {
+            url,
+            backend,
+            file,
+            conn: None,
+            stats,
+            stopped: false,
+            edge: None,
+        }
+        .run(rx),
+    );
+    tx
 }
 
 struct Writer {
@@ -416,7 +403,13 @@ impl Writer {
             let mut c = WriteConn::open(&self.url, self.backend, self.file.as_deref()).await?;
             if self.backend == Backend::Sqlite {
                 prepare_sqlite(&mut c, true).await?;
-                c.execute(format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()).as_str())
+                // A native connection waits for the lock only when told to
+                // (`WriteConn::fetch_all_waiting`).
+                let busy = match c {
+                    WriteConn::Native(_) => Duration::ZERO,
+                    WriteConn::Sqlx(_) => BUSY_TIMEOUT,
+                };
+                c.execute(format!("PRAGMA busy_timeout = {}", busy.as_millis()).as_str())
                     .await?;
                 // Every change runs behind a savepoint, whose copies of the
                 // pages it touches (~64 KB for a create) SQLite otherwise
@@ -438,7 +431,18 @@ impl Writer {
             Backend::Sqlite => {
                 let begin = "BEGIN IMMEDIATE; SAVEPOINT change; \
                              UPDATE audit_head SET size = size WHERE id = 1 RETURNING size";
-                if left + BUSY_TIMEOUT_SLACK >= BUSY_TIMEOUT {
+                if let WriteConn::Native(_) = conn {
+                    // Without waiting first: only another process can hold
+                    // the lock, and a wait for it must not hold up this
+                    // runtime thread (`write_conn`).
+                    match conn.fetch_all(sqlx::raw_sql(begin)).await {
+                        Err(e) if super::write_conn::is_busy(&e) => {
+                            let wait = left.min(BUSY_TIMEOUT);
+                            WriteConn::fetch_all_waiting(&mut self.conn, begin, wait).await?
+                        }
+                        begun => begun?,
+                    }
+                } else if left + BUSY_TIMEOUT_SLACK >= BUSY_TIMEOUT {
                     conn.fetch_all(sqlx::raw_sql(begin)).await?
                 } else {
                     conn.execute(format!("PRAGMA busy_timeout = {}", left.as_millis()).as_str())
