@@ -244,10 +244,7 @@ mod tests {
             .clone()
             .ok_or_else(|| failed("no inline reader"))?;
         let broken = Arc::new(InlineReader::new(dir.path().join("missing/t.db")));
-        let broken_store = Store {
-            inline: Some(broken.clone()),
-            ..store.clone()
-        };
+        let broken_store = store.with_inline(Some(broken.clone()));
         for s in [&store, &broken_store] {
             assert_eq!(found_by_key(s, "bot", "k1").await?.as_deref(), Some("a1"));
             assert_eq!(found_by_key(s, "bot", "k2").await?, None);
@@ -275,10 +272,7 @@ mod tests {
         std::fs::write(&not_a_database, vec![b'x'; 4096]).map_err(failed)?;
         for path in [dir.path().join("missing/t.db"), not_a_database] {
             let reader = Arc::new(InlineReader::new(path.clone()));
-            let broken = Store {
-                inline: Some(reader.clone()),
-                ..store.clone()
-            };
+            let broken = store.with_inline(Some(reader.clone()));
             assert!(
                 reader
                     .agent_name(AGENT_FOR_KEY_HASH_SQL, "hash-bot")

@@ -178,8 +178,14 @@ impl StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// The store, shared: one allocation, so that a clone (one per write, and
+/// one per handle a worker keeps) is one atomic count, not one per part.
 #[derive(Clone)]
-pub struct Store {
+pub struct Store(Arc<StoreParts>);
+
+/// What a [`Store`] holds (reached through it: `self.pool`).
+#[derive(Clone)]
+pub struct StoreParts {
     pool: AnyPool,
     backend: Backend,
     /// Serialises this process's migrations; writes are ordered by the
@@ -205,6 +211,24 @@ pub struct Store {
     stats: Arc<WriteStats>,
     /// SQLite on a file: agent keys looked up without the pool's thread hop.
     inline: Option<Arc<inline_read::InlineReader>>,
+}
+
+impl std::ops::Deref for Store {
+    type Target = StoreParts;
+    fn deref(&self) -> &StoreParts {
+        &self.0
+    }
+}
+
+impl Store {
+    /// The same store with another inline reader (tests of its fallback).
+    #[cfg(test)]
+    fn with_inline(&self, inline: Option<Arc<inline_read::InlineReader>>) -> Store {
+        Store(Arc::new(StoreParts {
+            inline,
+            ..StoreParts::clone(&self.0)
+        }))
+    }
 }
 
 /// When a readiness probe ran and what it found.
@@ -297,7 +321,7 @@ impl Store {
         let file = (backend == Backend::Sqlite && !shown.is_empty() && shown != ":memory:")
             .then(|| std::path::PathBuf::from(&shown));
         let writer = writer::spawn(url.clone(), backend, file.clone(), stats.clone());
-        let store = Store {
+        let store = Store(Arc::new(StoreParts {
             pool,
             backend,
             writer,
@@ -310,7 +334,7 @@ impl Store {
             inline: file.map(|f| Arc::new(inline_read::InlineReader::new(f))),
             draining: Arc::new(AtomicBool::new(false)),
             closed: Arc::new(AtomicBool::new(false)),
-        };
+        }));
         let lock = store.startup_lock().await?;
         store.migrate().await?;
         lock.release().await?;
