@@ -162,13 +162,7 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
     {
         match self {
             WriteConn::Sqlx(conn) => conn.fetch_many(query),
-            WriteConn::Native(conn) => {
-                let results = match query.take_arguments() {
-                    Ok(args) => run(conn, query.sql(), args.map(|a| a.values.0)),
-                    Err(e) => vec![Err(sqlx::Error::Encode(e))],
-                };
-                stream::iter(results).boxed()
-            }
+            WriteConn::Native(conn) => stream::iter(run_query(conn, &mut query)).boxed(),
         }
     }
 
@@ -183,11 +177,7 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
         match self {
             WriteConn::Sqlx(conn) => conn.fetch_optional(query),
             WriteConn::Native(conn) => {
-                let found = match query.take_arguments() {
-                    Ok(args) => first_row(run(conn, query.sql(), args.map(|a| a.values.0))),
-                    Err(e) => Err(sqlx::Error::Encode(e)),
-                };
-                Box::pin(std::future::ready(found))
+                Box::pin(std::future::ready(first_row(run_query(conn, &mut query))))
             }
         }
     }
@@ -213,6 +203,17 @@ impl<'c> Executor<'c> for &'c mut WriteConn {
             WriteConn::Sqlx(conn) => conn.describe(sql),
             WriteConn::Native(_) => Box::pin(std::future::ready(Err(unsupported("describe")))),
         }
+    }
+}
+
+/// Runs what sqlx asks to run, with its values.
+fn run_query<'q>(
+    conn: &rusqlite::Connection,
+    query: &mut impl Execute<'q, Any>,
+) -> Vec<Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> {
+    match query.take_arguments() {
+        Ok(args) => run(conn, query.sql(), args.map(|a| a.values.0)),
+        Err(e) => vec![Err(sqlx::Error::Encode(e))],
     }
 }
 
@@ -545,10 +546,13 @@ mod tests {
     use super::*;
     use sqlx::Row;
 
-    fn native() -> (tempfile::TempDir, WriteConn) {
+    /// A native connection to a new database, `setup` run on it.
+    async fn native(setup: &str) -> (tempfile::TempDir, WriteConn) {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = rusqlite::Connection::open(dir.path().join("t.db")).expect("open");
-        (dir, WriteConn::Native(conn))
+        let mut conn = WriteConn::Native(conn);
+        conn.execute(sqlx::raw_sql(setup)).await.expect("set up");
+        (dir, conn)
     }
 
     #[tokio::test]
@@ -626,11 +630,9 @@ mod tests {
 
     #[tokio::test]
     async fn values_bind_and_rows_read_as_through_sqlx() {
-        let (_dir, mut conn) = native();
-        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, data BLOB, score REAL)")
-            .execute(&mut conn)
-            .await
-            .expect("create");
+        let (_dir, mut conn) =
+            native("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, data BLOB, score REAL)")
+                .await;
         // Numbered placeholders out of order, a NULL, a blob, several
         // statements with values in one query.
         let inserted = sqlx::query(
@@ -678,15 +680,8 @@ mod tests {
 
     #[tokio::test]
     async fn errors_are_sorted_as_sqlx_sorts_sqlites() {
-        let (_dir, mut conn) = native();
-        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-            .execute(&mut conn)
-            .await
-            .expect("create");
-        sqlx::query("INSERT INTO t (id) VALUES (1)")
-            .execute(&mut conn)
-            .await
-            .expect("insert");
+        let (_dir, mut conn) =
+            native("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t (id) VALUES (1)").await;
         let e = sqlx::query("INSERT INTO t (id) VALUES (1)")
             .execute(&mut conn)
             .await
