@@ -448,12 +448,28 @@ fn log(
     rows_returned: usize,
     out: &[Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>],
 ) {
-    let summary: String = sql.split_whitespace().take(6).collect::<Vec<_>>().join(" ");
+    // The summary is made only for an event that is logged (tracing builds
+    // fields only then): this runs for every statement.
     let failed = matches!(out.last(), Some(Err(_)));
     if elapsed >= SLOW_STATEMENT {
-        tracing::warn!(target: LOG_TARGET, summary, ?elapsed, rows_returned, failed, "slow statement");
+        tracing::warn!(target: LOG_TARGET, summary = %Summary(sql), ?elapsed, rows_returned, failed, "slow statement");
     } else {
-        tracing::debug!(target: LOG_TARGET, summary, ?elapsed, rows_returned, failed, "statement");
+        tracing::debug!(target: LOG_TARGET, summary = %Summary(sql), ?elapsed, rows_returned, failed, "statement");
+    }
+}
+
+/// A statement's first words, for its log line.
+struct Summary<'a>(&'a str);
+
+impl std::fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, word) in self.0.split_whitespace().take(6).enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(word)?;
+        }
+        Ok(())
     }
 }
 
