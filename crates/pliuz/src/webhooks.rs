@@ -79,10 +79,15 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
             return;
         }
     };
-    let mut changes = cp.notifier.subscribe();
+    let queued = cp.webhook_queued();
+    // Another replica's settled change may have queued an event: heard of
+    // only through its notification. This process's own commits say so.
+    let mut relayed = cp.has_replicas().then(|| cp.notifier.subscribe());
     let mut runs = cp.notifier.subscribe_runs();
     loop {
-        Notifier::skip_queued(&mut changes);
+        if let Some(changes) = relayed.as_mut() {
+            Notifier::skip_queued(changes);
+        }
         let handled = deliver_due(&cp, &client, &tuning).await;
         let sleep = pause_after_pass(
             cp.next_webhook_due().await,
@@ -93,12 +98,20 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
         if sleep.is_zero() {
             continue;
         }
-        // Queued events are visible once their transaction committed, which
-        // both change broadcasts signal; only a settled request (or a run
-        // made ready) queues one.
+        // Queued events are visible once their transaction committed. This
+        // process signals the commits that queued one (most changes queue
+        // none: their agent has no webhook); another replica's settled
+        // change or ready run may have.
+        let relayed_change = async {
+            match relayed.as_mut() {
+                Some(changes) => Notifier::next_change(changes, |c| c.status.is_settled()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
-            _ = Notifier::next_change(&mut changes, |c| c.status.is_settled()) => {}
+            _ = queued.notified() => {}
+            _ = relayed_change => {}
             _ = runs.changed() => {}
             _ = shutdown.wait() => return,
         }

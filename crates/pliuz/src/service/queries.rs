@@ -278,6 +278,17 @@ impl ControlPlane {
         self.store.stop_writes().await;
     }
 
+    /// Signalled after a commit of this process that queued a webhook event.
+    pub fn webhook_queued(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.store.webhook_queued()
+    }
+
+    /// Whether other processes serve this database's requests (replicas
+    /// sharing PostgreSQL), whose changes arrive only as notifications.
+    pub fn has_replicas(&self) -> bool {
+        self.store.backend() == crate::store::Backend::Postgres
+    }
+
     /// Relays other replicas' approval changes (PostgreSQL NOTIFY) to this
     /// process's waiters until `shutdown`.
     pub fn relay_changes(&self, shutdown: Shutdown) -> impl Future<Output = ()> + Send + 'static {

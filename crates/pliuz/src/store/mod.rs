@@ -211,6 +211,10 @@ pub struct StoreParts {
     stats: Arc<WriteStats>,
     /// SQLite on a file: agent keys looked up without the pool's thread hop.
     inline: Option<Arc<inline_read::InlineReader>>,
+    /// Signalled after a commit that queued a webhook event: the webhook
+    /// worker's wake-up (not after every change: most agents have no
+    /// webhook, and each wake-up costs the worker two reads).
+    webhook_queued: Arc<tokio::sync::Notify>,
 }
 
 impl std::ops::Deref for Store {
@@ -332,6 +336,7 @@ impl Store {
             probe: Arc::new(Mutex::new(None)),
             file: (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(&shown)),
             inline: file.map(|f| Arc::new(inline_read::InlineReader::new(f))),
+            webhook_queued: Arc::new(tokio::sync::Notify::new()),
             draining: Arc::new(AtomicBool::new(false)),
             closed: Arc::new(AtomicBool::new(false)),
         }));
@@ -601,11 +606,18 @@ impl Store {
             known_hashes: lease.take_hashes(),
             unwritten: audit::Unwritten::default(),
             held: write_behind::Held::default(),
+            queued_webhook: false,
             tx: TxConn(Some(lease)),
             store: self.clone(),
             appended: Vec::new(),
             _place: place,
         })
+    }
+
+    /// Signalled after each commit of this process that queued a webhook
+    /// event (one stored permit stands for any number since the last wait).
+    pub fn webhook_queued(&self) -> Arc<tokio::sync::Notify> {
+        self.webhook_queued.clone()
     }
 
     /// Forwards change notifications from other replicas into `notifier`
@@ -676,6 +688,9 @@ pub struct WriteTx {
     unwritten: audit::Unwritten,
     /// Writes held until commit, sent with the audit rows (`write_behind`).
     held: write_behind::Held,
+    /// Whether this change queued a webhook event (see
+    /// [`Store::webhook_queued`]).
+    queued_webhook: bool,
     /// This write's place in a write queue (`MAX_QUEUED_WRITES`, or
     /// `MAX_QUEUED_INTERNAL_WRITES`; `None`: the readiness probe's), kept
     /// until it is answered.
@@ -707,6 +722,18 @@ impl std::ops::DerefMut for TxConn {
 impl WriteTx {
     pub fn conn(&mut self) -> &mut write_conn::WriteConn {
         &mut self.tx
+    }
+
+    /// Whether any agent may have a webhook (see [`writer::Lease::webhooks`]).
+    fn webhooks_may_exist(&self) -> bool {
+        self.tx.0.as_ref().is_none_or(writer::Lease::webhooks)
+    }
+
+    /// This change stores an agent's webhook.
+    fn stored_webhook(&mut self) {
+        if let Some(lease) = self.tx.0.as_mut() {
+            lease.stored_webhook();
+        }
     }
 
     /// Commits the change and its audit entries together. Returns the audit
@@ -741,6 +768,9 @@ impl WriteTx {
             .await_outcome()
             .await?;
         health::committed();
+        if self.queued_webhook {
+            self.store.webhook_queued.notify_one();
+        }
         Ok(std::mem::take(&mut self.appended))
     }
 
@@ -1385,6 +1415,81 @@ mod tests {
             commits - commits_before
         );
         assert_eq!(store.audit_size().await?, MAX_QUEUED_WRITES as u64);
+        Ok(())
+    }
+
+    /// The outbox rows queued for webhooks.
+    async fn webhook_rows(store: &Store) -> Result<Vec<String>> {
+        let q = "SELECT dedupe_key FROM outbox WHERE kind = $1 ORDER BY dedupe_key";
+        let rows = sqlx::query(q)
+            .bind(runs::WEBHOOK_KIND)
+            .fetch_all(&store.pool)
+            .await?;
+        rows.iter()
+            .map(|r| sqlx::Row::try_get::<String, _>(r, 0).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn queue_webhook_event(store: &Store, key: &str) -> Result<bool> {
+        let mut tx = store.begin_write().await?;
+        let payload = serde_json::json!({"agent": "bot"});
+        tx.enqueue_for_webhook_of("bot", runs::WEBHOOK_KIND, None, key, &payload)
+            .await?;
+        let queued = tx.queued_webhook;
+        audited_commit(tx).await?;
+        Ok(queued)
+    }
+
+    // A webhook event is queued, and the webhook worker woken, only when an
+    // agent may have a webhook, as read under the batch's write lock; an
+    // earlier member of the same batch that stores one counts (issue #13:
+    // the worker read the outbox twice after every settled change).
+    #[tokio::test]
+    async fn webhook_events_are_queued_only_when_an_agent_has_a_webhook() -> Result<()> {
+        let (_dir, _path, store) = temp_store().await?;
+        let woken = store.webhook_queued();
+        let woken_now = || {
+            let woken = woken.clone();
+            async move {
+                tokio::time::timeout(Duration::from_millis(50), woken.notified())
+                    .await
+                    .is_ok()
+            }
+        };
+        assert!(!queue_webhook_event(&store, "webhook:none").await?);
+        assert!(webhook_rows(&store).await?.is_empty());
+        assert!(!woken_now().await, "woken with nothing queued");
+
+        // The first change holds the writer while the second asks for its
+        // turn: both run in one transaction, the webhook stored first.
+        let (commits_before, _) = store.write_stats();
+        let mut first = store.begin_write().await?;
+        let second = {
+            let store = store.clone();
+            tokio::spawn(async move { queue_webhook_event(&store, "webhook:same-batch").await })
+        };
+        let writers = store.writers.clone();
+        assert!(yield_until(|| writers.available_permits() == MAX_QUEUED_WRITES - 2).await);
+        first
+            .set_webhook("bot", "https://example.com/hook", b"sealed")
+            .await?;
+        audited_commit(first).await?;
+        let queued = second
+            .await
+            .map_err(|e| StoreError::Corrupt(e.to_string()))??;
+        assert!(queued, "the batch's earlier member stored a webhook");
+        let (commits, _) = store.write_stats();
+        assert_eq!(commits - commits_before, 1, "not one batch");
+        assert_eq!(webhook_rows(&store).await?, ["webhook:same-batch"]);
+        assert!(woken_now().await, "not woken for a queued event");
+
+        // A later batch reads it under its own lock.
+        assert!(queue_webhook_event(&store, "webhook:later").await?);
+        assert_eq!(
+            webhook_rows(&store).await?,
+            ["webhook:later", "webhook:same-batch"]
+        );
+        assert!(woken_now().await);
         Ok(())
     }
 

@@ -81,7 +81,13 @@ impl WriteTx {
         dedupe_key: &str,
         payload: &Value,
     ) -> Result<()> {
+        // No agent has a webhook (read under this batch's write lock): no
+        // row would be inserted, so none is sent, and nobody is woken.
+        if !self.webhooks_may_exist() {
+            return Ok(());
+        }
         self.hold_outbox_row(kind, approval_id, dedupe_key, payload, Some(agent));
+        self.queued_webhook = true;
         Ok(())
     }
 

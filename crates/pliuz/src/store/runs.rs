@@ -270,6 +270,8 @@ impl WriteTx {
         url: &str,
         sealed_secret: &[u8],
     ) -> Result<()> {
+        // Before the insert: if it fails half-way, `true` is still safe.
+        self.stored_webhook();
         let now = super::now_millis();
         let q = "DELETE FROM agent_webhooks WHERE agent = $1";
         sql::execute(&mut *self.tx, q, (agent,)).await?;

@@ -80,6 +80,9 @@ pub(super) enum Ask {
 pub struct Lease {
     conn: Option<WriteConn>,
     audit_size: i64,
+    /// Whether any agent may have a webhook: read under the batch's lock
+    /// when it began, and set by an earlier member that stored one.
+    webhooks: bool,
     /// Audit tree hashes earlier members of the batch wrote: a change that
     /// appends after them need not read them back.
     hashes: Hashes,
@@ -92,6 +95,8 @@ pub type Hashes = std::collections::HashMap<u64, pliuz_audit::Hash>;
 /// A lent connection coming back to the writer.
 struct Returned {
     conn: WriteConn,
+    /// The lease's [`Lease::webhooks`], for the batch's later members.
+    webhooks: bool,
     /// `Some` when the change is to be kept.
     kept: Option<Kept>,
 }
@@ -124,6 +129,20 @@ impl Lease {
     /// the batch appended before it).
     pub fn audit_size(&self) -> i64 {
         self.audit_size
+    }
+
+    /// Whether an agent may have a webhook: `false` only when none had one
+    /// as this batch took the database's write lock and no earlier change
+    /// in it stored one, so that a change can skip queueing a webhook event
+    /// (and the webhook worker its wake-up) with certainty.
+    pub fn webhooks(&self) -> bool {
+        self.webhooks
+    }
+
+    /// This change stores an agent's webhook: the batch's later members
+    /// must queue their events.
+    pub fn stored_webhook(&mut self) {
+        self.webhooks = true;
     }
 
     /// The batch's tree hashes so far (see [`Lease::keep`]).
@@ -162,7 +181,12 @@ impl Lease {
         if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take()) {
             // If the writer is gone, dropping the connection closes it, and
             // the database rolls the open transaction back.
-            let _ = back.send(Returned { conn, kept });
+            let webhooks = self.webhooks;
+            let _ = back.send(Returned {
+                conn,
+                webhooks,
+                kept,
+            });
         }
     }
 }
@@ -278,7 +302,13 @@ impl Writer {
         rx: &mut mpsc::UnboundedReceiver<Ask>,
     ) -> Option<Ask> {
         let edge = self.edge.take();
-        let (mut audit_size, reply) = self.begin(reply, &span, deadline).await?;
+        let (
+            Begun {
+                mut audit_size,
+                mut webhooks,
+            },
+            reply,
+        ) = self.begin(reply, &span, deadline).await?;
         let mut members: Members = Vec::new();
         // Lost (a cache only) when a change is undone: its hashes are not.
         let mut hashes = match edge {
@@ -303,7 +333,10 @@ impl Writer {
                     return None;
                 }
             }
-            match self.serve(reply, audit_size, &mut hashes).await {
+            match self
+                .serve(reply, audit_size, &mut hashes, &mut webhooks)
+                .await
+            {
                 Served::Kept(kept) => unsent = Some(kept),
                 Served::Undone => {
                     // The savepoint stays, empty, for the next change. Failing
@@ -359,7 +392,7 @@ impl Writer {
         reply: Reply,
         span: &tracing::Span,
         deadline: Instant,
-    ) -> Option<(i64, Reply)> {
+    ) -> Option<(Begun, Reply)> {
         // A connection kept open between batches may have been closed by the
         // server meanwhile (PostgreSQL restarted, an idle timeout): one
         // attempt on a fresh connection then, not a failed write.
@@ -377,7 +410,7 @@ impl Writer {
             }
         };
         match begun {
-            Ok(size) => Some((size, reply)),
+            Ok(begun) => Some((begun, reply)),
             Err(e) => {
                 // Whatever got as far as `BEGIN` is undone (an error, or a
                 // warning, if nothing did); a connection that cannot is
@@ -398,7 +431,7 @@ impl Writer {
     /// Opens the connection if needed and begins, waiting for the database's
     /// write lock only until shortly before `deadline`, so that an asker that
     /// waited in the queue hears "locked" before it gives up, not just "busy".
-    async fn try_begin(&mut self, deadline: Instant) -> Result<i64, sqlx::Error> {
+    async fn try_begin(&mut self, deadline: Instant) -> Result<Begun, sqlx::Error> {
         if self.conn.is_none() {
             let mut c = WriteConn::open(&self.url, self.backend, self.file.as_deref()).await?;
             if self.backend == Backend::Sqlite {
@@ -426,11 +459,13 @@ impl Writer {
         // Every change runs behind the savepoint `change`, the first too;
         // the head row is locked (across processes and replicas, the lock
         // that orders all writers) and the log's size read in the same
-        // round trip.
+        // round trip, and under that lock whether any agent has a webhook
+        // (nobody can store one before this batch commits but its members).
         let rows = match self.backend {
             Backend::Sqlite => {
                 let begin = "BEGIN IMMEDIATE; SAVEPOINT change; \
-                             UPDATE audit_head SET size = size WHERE id = 1 RETURNING size";
+                             UPDATE audit_head SET size = size WHERE id = 1 \
+                             RETURNING size, CASE WHEN EXISTS (SELECT 1 FROM agent_webhooks) THEN 1 ELSE 0 END";
                 if let WriteConn::Native(_) = conn {
                     // Without waiting first: only another process can hold
                     // the lock, and a wait for it must not hold up this
@@ -459,24 +494,46 @@ impl Writer {
             Backend::Postgres => {
                 // One simple query (no values): PostgreSQL runs its
                 // statements in order and stops at the first that fails.
+                // The webhooks are read by a statement of their own, after
+                // the lock: its snapshot then holds every commit before it
+                // (a subquery of the `UPDATE` would see the one taken before
+                // waiting for the row).
                 let ms = left.max(MIN_LOCK_TIMEOUT).as_millis().min(600_000);
                 let begin = format!(
                     "BEGIN; SET LOCAL lock_timeout = '{ms}ms'; \
                      UPDATE audit_head SET size = size WHERE id = 1 RETURNING size; \
+                     SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM agent_webhooks) THEN 1 ELSE 0 END AS BIGINT); \
                      SAVEPOINT change"
                 );
                 conn.fetch_all(sqlx::raw_sql(&begin)).await?
             }
         };
-        match rows.first() {
-            Some(row) => row.try_get::<i64, _>(0),
-            None => Err(sqlx::Error::RowNotFound),
-        }
+        let Some(head) = rows.first() else {
+            return Err(sqlx::Error::RowNotFound);
+        };
+        let audit_size = head.try_get::<i64, _>(0)?;
+        let webhooks = match self.backend {
+            Backend::Sqlite => head.try_get::<i64, _>(1)?,
+            Backend::Postgres => match rows.get(1) {
+                Some(row) => row.try_get::<i64, _>(0)?,
+                None => return Err(sqlx::Error::RowNotFound),
+            },
+        };
+        Ok(Begun {
+            audit_size,
+            webhooks: webhooks != 0,
+        })
     }
 
     /// Lends the connection to one change (inside the savepoint `change`,
     /// just set) and takes it back.
-    async fn serve(&mut self, reply: Reply, audit_size: i64, hashes: &mut Hashes) -> Served {
+    async fn serve(
+        &mut self,
+        reply: Reply,
+        audit_size: i64,
+        hashes: &mut Hashes,
+        webhooks: &mut bool,
+    ) -> Served {
         let Some(conn) = self.conn.take() else {
             return Served::Broken("the write connection was lost".into());
         };
@@ -484,6 +541,7 @@ impl Writer {
         let lease = Lease {
             conn: Some(conn),
             audit_size,
+            webhooks: *webhooks,
             hashes: std::mem::take(hashes),
             back: Some(back),
         };
@@ -492,10 +550,18 @@ impl Writer {
         if let Err(Ok(lease)) = reply.send(Ok(lease)) {
             drop(lease);
         }
-        let Ok(Returned { conn, kept }) = returned.await else {
+        let Ok(Returned {
+            conn,
+            webhooks: stored,
+            kept,
+        }) = returned.await
+        else {
             return Served::Broken("the write connection was lost".into());
         };
         self.conn = Some(conn);
+        // Kept even if the change is undone: a `true` too many only costs a
+        // queued event's check at commit.
+        *webhooks |= stored;
         match kept {
             Some(kept) => Served::Kept(kept),
             // Failed or abandoned: undone alone.
@@ -765,6 +831,14 @@ pub(super) fn right_edge(size: i64, mut hashes: Hashes) -> Hashes {
         .collect();
     hashes.retain(|index, _| edge.contains(index));
     hashes
+}
+
+/// What a batch's `BEGIN` read under the write lock.
+struct Begun {
+    /// The audit log's size.
+    audit_size: i64,
+    /// Whether any agent has a webhook.
+    webhooks: bool,
 }
 
 enum Served {
