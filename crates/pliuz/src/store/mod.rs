@@ -215,6 +215,9 @@ pub struct StoreParts {
     /// worker's wake-up (not after every change: most agents have no
     /// webhook, and each wake-up costs the worker two reads).
     webhook_queued: Arc<tokio::sync::Notify>,
+    /// This store's id in the change notifications it sends (PostgreSQL),
+    /// so that it does not hear its own changes back as another replica's.
+    origin: Arc<str>,
 }
 
 impl std::ops::Deref for Store {
@@ -337,6 +340,7 @@ impl Store {
             file: (backend == Backend::Sqlite).then(|| std::path::PathBuf::from(&shown)),
             inline: file.map(|f| Arc::new(inline_read::InlineReader::new(f))),
             webhook_queued: Arc::new(tokio::sync::Notify::new()),
+            origin: format!("{:032x}", rand::random::<u128>()).into(),
             draining: Arc::new(AtomicBool::new(false)),
             closed: Arc::new(AtomicBool::new(false)),
         }));
@@ -628,8 +632,11 @@ impl Store {
         notifier: crate::notify::Notifier,
         shutdown: crate::shutdown::Shutdown,
     ) {
-        let publish = |payload: &str| match serde_json::from_str(payload) {
-            Ok(change) => notifier.publish(change),
+        let origin = self.origin.clone();
+        let publish = |payload: &str| match foreign_change(payload, &origin) {
+            Ok(Some(change)) => notifier.publish(change),
+            // Published here when it committed, with the record itself.
+            Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "ignoring a malformed change notification"),
         };
         self.relay_channel(
@@ -649,6 +656,28 @@ impl Store {
 }
 
 const GET_META_SQL: &str = "SELECT value FROM meta WHERE key = $1";
+
+/// An approval change as PostgreSQL notifies it to every listening
+/// process, the sender's own included.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RelayedChange {
+    #[serde(flatten)]
+    change: crate::notify::ApprovalChanged,
+    /// The sending store's id; absent from senders before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
+}
+
+/// The change in a notification's `payload`, unless the store `own` sent
+/// it: that process published it as it committed, with the record, and a
+/// second wake-up would make its waiters and workers read it again.
+fn foreign_change(
+    payload: &str,
+    own: &str,
+) -> serde_json::Result<Option<crate::notify::ApprovalChanged>> {
+    let relayed: RelayedChange = serde_json::from_str(payload)?;
+    Ok((relayed.origin.as_deref() != Some(own)).then_some(relayed.change))
+}
 
 /// A write that waited `wait` for its turn in vain, and the latest reason
 /// a write failed, if any.
@@ -806,7 +835,11 @@ impl WriteTx {
     /// (held until then and sent with the change's rows, `write_behind`).
     pub async fn notify_replicas(&mut self, change: &crate::notify::ApprovalChanged) -> Result<()> {
         if self.store.backend == Backend::Postgres {
-            let payload = serde_json::to_string(change)
+            let relayed = RelayedChange {
+                change: change.clone(),
+                origin: Some(self.store.origin.to_string()),
+            };
+            let payload = serde_json::to_string(&relayed)
                 .map_err(|e| StoreError::Corrupt(format!("change notification: {e}")))?;
             self.held.notify(CHANGES_CHANNEL, payload);
         }
@@ -1029,6 +1062,34 @@ async fn relay_postgres_channel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_does_not_hear_its_own_changes_back() -> serde_json::Result<()> {
+        let change = crate::notify::ApprovalChanged {
+            id: "a1".into(),
+            status: crate::approval::Status::Approved,
+            policy: "refunds".into(),
+        };
+        let sent_by = |origin: Option<&str>| {
+            serde_json::to_string(&RelayedChange {
+                change: change.clone(),
+                origin: origin.map(str::to_owned),
+            })
+        };
+        assert_eq!(foreign_change(&sent_by(Some("me"))?, "me")?, None);
+        assert_eq!(
+            foreign_change(&sent_by(Some("other"))?, "me")?,
+            Some(change.clone())
+        );
+        // From a replica that sends no origin yet: another process's.
+        let old = serde_json::to_string(&change)?;
+        assert_eq!(foreign_change(&old, "me")?, Some(change.clone()));
+        // And such a replica reads ours.
+        let read: crate::notify::ApprovalChanged = serde_json::from_str(&sent_by(Some("me"))?)?;
+        assert_eq!(read, change);
+        assert!(foreign_change("{", "me").is_err());
+        Ok(())
+    }
 
     async fn meta_seen_by_another_connection(path: &Path, key: &str) -> Option<String> {
         let mut c = AnyConnection::connect(&format!("sqlite://{}", path.display()))
