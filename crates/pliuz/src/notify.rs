@@ -155,6 +155,10 @@ pub struct Notifier {
     /// Wakes the mail worker when a message was queued (its own, since a
     /// `Notify` wakes one waiter).
     pub mail: Arc<Notify>,
+    /// Wakes the webhook worker when another replica settled a request
+    /// (which may have queued a webhook event; this process's own commits
+    /// say whether theirs did).
+    pub settled_elsewhere: Arc<Notify>,
     /// Bumped when any run changes (`crate::service::runs`): the webhook
     /// worker.
     runs: Arc<watch::Sender<u64>>,
@@ -179,6 +183,7 @@ impl Notifier {
             expiry: Arc::new(Notify::new()),
             outbox: Arc::new(Notify::new()),
             mail: Arc::new(Notify::new()),
+            settled_elsewhere: Arc::new(Notify::new()),
             runs: Arc::new(watch::channel(0).0),
             agent_runs: Arc::new(Keyed::new()),
             questions: Arc::new(Keyed::new()),
@@ -264,6 +269,9 @@ impl Notifier {
     /// Announces a change another replica committed (PostgreSQL NOTIFY).
     /// Duplicates are harmless: waiters re-read.
     pub fn publish(&self, change: ApprovalChanged) {
+        if change.status.is_settled() {
+            self.settled_elsewhere.notify_one();
+        }
         self.approvals.send(&change.id, || None);
         self.announce(change);
     }

@@ -20,7 +20,6 @@
 //! where the key is the base64-decoded part of the agent's `whsec_` secret.
 
 use crate::audit_event::AuditEvent;
-use crate::notify::Notifier;
 use crate::outbox::delivery::{claimed, commit_retrying};
 use crate::outbox::{pause_after_pass, Tuning, BATCH};
 use crate::service::deliveries::WebhookEnd;
@@ -80,14 +79,9 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
         }
     };
     let queued = cp.webhook_queued();
-    // Another replica's settled change may have queued an event: heard of
-    // only through its notification. This process's own commits say so.
-    let mut relayed = cp.has_replicas().then(|| cp.notifier.subscribe());
+    let settled_elsewhere = cp.notifier.settled_elsewhere.clone();
     let mut runs = cp.notifier.subscribe_runs();
     loop {
-        if let Some(changes) = relayed.as_mut() {
-            Notifier::skip_queued(changes);
-        }
         let handled = deliver_due(&cp, &client, &tuning).await;
         let sleep = pause_after_pass(
             cp.next_webhook_due().await,
@@ -101,17 +95,11 @@ pub async fn run(cp: ControlPlane, shutdown: crate::shutdown::Shutdown) {
         // Queued events are visible once their transaction committed. This
         // process signals the commits that queued one (most changes queue
         // none: their agent has no webhook); another replica's settled
-        // change or ready run may have.
-        let relayed_change = async {
-            match relayed.as_mut() {
-                Some(changes) => Notifier::next_change(changes, |c| c.status.is_settled()).await,
-                None => std::future::pending().await,
-            }
-        };
+        // request or ready run may have queued one.
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = queued.notified() => {}
-            _ = relayed_change => {}
+            _ = settled_elsewhere.notified() => {}
             _ = runs.changed() => {}
             _ = shutdown.wait() => return,
         }

@@ -145,19 +145,22 @@ async fn statements_per_change(database_url: Option<String>, budget: Budget) {
     let (claimed, v) = counted_post(&server, &http, &agent, "/api/v1/approvals", claiming).await;
     assert_eq!(v["execution"]["claim_id"], "claim-on-create", "{v}");
 
-    if sqlite {
-        // No agent here has a webhook, so no change queued a webhook event
-        // and the webhook worker read the outbox only on its first pass, at
-        // start-up, not after each settled change (issue #13). (PostgreSQL
-        // hears its own changes back as notifications, which may come from
-        // another replica, so it still looks after each settled one.)
-        let reads = server
-            .log()
-            .lines()
-            .filter(|l| l.contains("sqlx::query") && l.contains(WEBHOOK_DUE))
-            .count();
-        assert_eq!(reads, 1, "the webhook worker read its outbox {reads} times");
-    }
+    // No agent here has a webhook, so no change queued a webhook event and
+    // the webhook worker read the outbox only on its first pass, at start-up,
+    // not after each settled change (issue #13). On PostgreSQL this process
+    // does not take its own change notifications for another replica's; its
+    // run-change listener, once connected, wakes every run waiter and this
+    // worker once (anything may have changed while it was not listening).
+    let reads = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("sqlx::query") && l.contains(WEBHOOK_DUE))
+        .count();
+    let most = if sqlite { 1 } else { 2 };
+    assert!(
+        (1..=most).contains(&reads),
+        "the webhook worker read its outbox {reads} times"
+    );
     let measured = format!(
         "auto-approved create {auto}, with its claim {claimed}, pending create {pending}, decide {decide}, claim {claim}, report {report}"
     );

@@ -283,12 +283,6 @@ impl ControlPlane {
         self.store.webhook_queued()
     }
 
-    /// Whether other processes serve this database's requests (replicas
-    /// sharing PostgreSQL), whose changes arrive only as notifications.
-    pub fn has_replicas(&self) -> bool {
-        self.store.backend() == crate::store::Backend::Postgres
-    }
-
     /// Relays other replicas' approval changes (PostgreSQL NOTIFY) to this
     /// process's waiters until `shutdown`.
     pub fn relay_changes(&self, shutdown: Shutdown) -> impl Future<Output = ()> + Send + 'static {
