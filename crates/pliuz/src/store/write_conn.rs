@@ -88,23 +88,22 @@ impl WriteConn {
     }
 
     /// Runs `sql` (no values) on the native connection in `slot`, waiting up
-    /// to `wait` for SQLite's lock, on a blocking thread so that the wait
+    /// to `wait` for SQLite's lock, on a thread of its own so that the wait
     /// holds up no runtime thread. The connection is back in `slot` after,
-    /// and waits for no lock again. (sqlx's connection waits on its own
-    /// thread anyway: it runs `sql` as it is.)
+    /// and waits for no lock again. Only a native connection is ever told
+    /// not to wait, so only one is taken here.
     pub async fn fetch_all_waiting(
         slot: &mut Option<WriteConn>,
         sql: &'static str,
         wait: Duration,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
-        let Some(mut conn) = slot.take() else {
-            return Err(sqlx::Error::WorkerCrashed);
+        let native = match slot.take() {
+            Some(WriteConn::Native(native)) => native,
+            other => {
+                *slot = other;
+                return Err(unsupported("wait here"));
+            }
         };
-        if let WriteConn::Sqlx(c) = &mut conn {
-            let rows = c.fetch_all(sqlx::raw_sql(sql)).await;
-            *slot = Some(conn);
-            return rows;
-        }
         // A thread of its own rather than the runtime's blocking pool: a
         // runtime shutting down waits for its blocking tasks, and this one
         // may wait seconds for the lock (the writer's task is dropped then,
@@ -113,26 +112,21 @@ impl WriteConn {
         let spawned = std::thread::Builder::new()
             .name("pliuz-write-lock-wait".into())
             .spawn(move || {
-                let rows = match &conn {
-                    WriteConn::Native(native) => {
-                        let rows = native
-                            .busy_timeout(wait)
-                            .map_err(to_sqlx)
-                            .and_then(|()| rows_of(run(native, sql, None)));
-                        // No wait again, whatever happened.
-                        let reset = native.busy_timeout(Duration::ZERO).map_err(to_sqlx);
-                        rows.and_then(|rows| reset.map(|()| rows))
-                    }
-                    WriteConn::Sqlx(_) => Err(unsupported("wait here")),
-                };
-                let _ = answer.send((conn, rows));
+                let rows = native
+                    .busy_timeout(wait)
+                    .map_err(to_sqlx)
+                    .and_then(|()| rows_of(run(&native, sql, None)));
+                // No wait again, whatever happened.
+                let reset = native.busy_timeout(Duration::ZERO).map_err(to_sqlx);
+                let rows = rows.and_then(|rows| reset.map(|()| rows));
+                let _ = answer.send((native, rows));
             });
         if let Err(e) = spawned {
             return Err(sqlx::Error::Io(e));
         }
         match waited.await {
-            Ok((conn, rows)) => {
-                *slot = Some(conn);
+            Ok((native, rows)) => {
+                *slot = Some(WriteConn::Native(native));
                 rows
             }
             // The connection went with the thread: a new one is opened.
